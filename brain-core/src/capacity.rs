@@ -1,0 +1,178 @@
+//! The store's byte capacity and usage, kept in a small shared control file.
+//!
+//! ```text
+//! offset size field
+//!      0    8 magic b"BRAINCTL"
+//!      8    8 control format version (u64 LE)
+//!     16    8 capacity in bytes (u64 LE, u64::MAX = no limit but the filesystem's)
+//!     24    8 bytes in use (u64 LE), updated with atomic read-modify-writes
+//!     32 4064 reserved, zero
+//! ```
+//!
+//! Every process maps the file and updates the counters with atomics, so a
+//! reservation costs nanoseconds and needs no lock. A writer killed between
+//! reserving and releasing leaves the count too high; `fsck` rebuilds it by
+//! scanning the store.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::sys::SharedCounters;
+
+const MAGIC: [u8; 8] = *b"BRAINCTL";
+const VERSION: u64 = 1;
+const LEN: usize = 4096;
+const CAPACITY_AT: usize = 16;
+const USED_AT: usize = 24;
+/// The capacity stored when the store has no limit of its own.
+pub const UNLIMITED: u64 = u64::MAX;
+
+/// Objects are accounted in whole pages, as tmpfs allocates them.
+pub(crate) fn accounted(file_len: u64) -> u64 {
+    file_len.div_ceil(4096) * 4096
+}
+
+/// The mapped control file.
+#[derive(Debug)]
+pub(crate) struct Control {
+    counters: SharedCounters,
+    path: PathBuf,
+}
+
+/// A refused reservation: what was in use and the limit.
+pub(crate) struct Refused {
+    pub used: u64,
+    pub capacity: u64,
+}
+
+impl Control {
+    /// Opens the control file of the store at `root`, creating it atomically
+    /// (with `capacity`, or no limit) when it does not exist yet.
+    pub(crate) fn open_or_create(root: &Path, file_mode: u32) -> Result<Control> {
+        let path = root.join("brain.ctl");
+        let file = match open_rw(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                create(root, &path, file_mode)?;
+                open_rw(&path).map_err(|e| Error::io("open the control file", &path, e))?
+            }
+            Err(err) => return Err(Error::io("open the control file", &path, err)),
+        };
+        let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        if len != LEN as u64 {
+            return Err(Error::corrupt(
+                &path,
+                format!("control file is {len} bytes, expected {LEN}"),
+            ));
+        }
+        let counters = SharedCounters::map(&file, LEN)
+            .map_err(|e| Error::io("map the control file", &path, e))?;
+        let head = counters.bytes();
+        if head[0..8] != MAGIC {
+            return Err(Error::corrupt(&path, "not a brain control file (bad magic bytes)"));
+        }
+        let version = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: version.min(u16::MAX as u64) as u16,
+                supported: VERSION as u16,
+            });
+        }
+        Ok(Control { counters, path })
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.counters.counter(CAPACITY_AT).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: u64) {
+        self.counters.counter(CAPACITY_AT).store(capacity, Ordering::Release);
+    }
+
+    pub(crate) fn used(&self) -> u64 {
+        self.counters.counter(USED_AT).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_used(&self, used: u64) {
+        self.counters.counter(USED_AT).store(used, Ordering::Release);
+    }
+
+    /// Adds `bytes` to the usage unless that would pass the capacity.
+    pub(crate) fn reserve(&self, bytes: u64) -> std::result::Result<(), Refused> {
+        let used = self.counters.counter(USED_AT);
+        let capacity = self.capacity();
+        let mut current = used.load(Ordering::Acquire);
+        loop {
+            let next = current.saturating_add(bytes);
+            if next > capacity {
+                return Err(Refused { used: current, capacity });
+            }
+            match used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Takes `bytes` off the usage (never below zero: after a crash the
+    /// count may be behind until the next `fsck`).
+    pub(crate) fn release(&self, bytes: u64) {
+        let used = self.counters.counter(USED_AT);
+        let mut current = used.load(Ordering::Acquire);
+        loop {
+            let next = current.saturating_sub(bytes);
+            match used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_rw(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Writes a complete control file under a temporary name and links it into
+/// place, so a concurrent opener sees either nothing or a whole file.
+fn create(root: &Path, path: &Path, file_mode: u32) -> Result<()> {
+    let tmp = root.join(format!(".tmp.{}.ctl", std::process::id()));
+    let mut bytes = vec![0u8; LEN];
+    bytes[0..8].copy_from_slice(&MAGIC);
+    bytes[8..16].copy_from_slice(&VERSION.to_le_bytes());
+    bytes[CAPACITY_AT..CAPACITY_AT + 8].copy_from_slice(&UNLIMITED.to_le_bytes());
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(file_mode)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(file_mode))?;
+        file.write_all(&bytes)?;
+        Ok(())
+    };
+    write().map_err(|e| Error::io("create the control file", &tmp, e))?;
+    // link() fails with EEXIST when another process won the race; its file is as good.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(Error::io("create the control file", path, err)),
+    }
+}

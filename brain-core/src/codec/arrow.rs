@@ -1,0 +1,114 @@
+//! Arrow IPC: record batches stored as an Arrow IPC *file* (footer included),
+//! read back without copying through [`FileDecoder`] over the view's buffer.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::convert::try_fb_to_schema;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::root_as_footer;
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{ArrowError, Schema, SchemaRef};
+
+/// Encodes `batches` (all of `schema`) as an Arrow IPC file.
+///
+/// # Errors
+/// When a batch does not match the schema, or Arrow cannot encode a type.
+pub fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    let capacity = batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() + 4096;
+    let mut out = Vec::with_capacity(capacity);
+    {
+        let mut writer = FileWriter::try_new(&mut out, schema)?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    }
+    Ok(out)
+}
+
+/// Decodes an Arrow IPC file held in `buffer`. Arrays point into `buffer`'s
+/// memory (no copy) when it is 8-byte aligned, as payloads in the store are.
+///
+/// # Errors
+/// When the bytes are not a valid Arrow IPC file.
+pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    let len = buffer.len();
+    if len < 10 {
+        return Err(ArrowError::IpcError(format!(
+            "an Arrow IPC file has at least 10 bytes, this payload has {len}"
+        )));
+    }
+    let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
+    let footer_len = read_footer_length(trailer)?;
+    if footer_len + 10 > len {
+        return Err(ArrowError::IpcError(format!(
+            "footer of {footer_len} bytes does not fit in {len} bytes"
+        )));
+    }
+    let footer = root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+        .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
+    let schema = Arc::new(try_fb_to_schema(
+        footer.schema().ok_or_else(|| ArrowError::IpcError("footer has no schema".into()))?,
+    )?);
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    let block_data = |block: &arrow_ipc::Block| -> Result<Buffer, ArrowError> {
+        let offset = usize::try_from(block.offset())
+            .map_err(|_| ArrowError::IpcError("negative block offset".into()))?;
+        let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
+        if offset.checked_add(block_len).is_none_or(|end| end > len) {
+            return Err(ArrowError::IpcError(format!(
+                "block at {offset} of {block_len} bytes runs past the end ({len})"
+            )));
+        }
+        Ok(buffer.slice_with_length(offset, block_len))
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        decoder.read_dictionary(block, &block_data(block)?)?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        if let Some(batch) = decoder.read_record_batch(block, &block_data(block)?)? {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+    use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn decode_points_into_the_source_buffer() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+            ],
+        )
+        .unwrap();
+        let bytes = Buffer::from_vec(encode(&schema, &[batch.clone()]).unwrap());
+        let (decoded_schema, batches) = decode(&bytes).unwrap();
+        assert_eq!(decoded_schema, schema);
+        assert_eq!(batches, vec![batch]);
+        let values = batches[0].column(0).to_data().buffers()[0].as_ptr() as usize;
+        let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+        assert!(range.contains(&values), "column was copied out of the payload");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"0123456789", &[0xff; 64]] {
+            assert!(decode(&Buffer::from(bytes)).is_err());
+        }
+    }
+}

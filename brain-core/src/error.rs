@@ -1,0 +1,272 @@
+//! The one error type of brain-core.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::codec::Codec;
+
+/// The result type of every fallible call in brain-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of string a [`Error::InvalidName`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameKind {
+    /// An object's name.
+    Name,
+    /// A namespace's name.
+    Namespace,
+    /// An object's description.
+    Description,
+}
+
+impl std::fmt::Display for NameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameKind::Name => "object name",
+            NameKind::Namespace => "namespace",
+            NameKind::Description => "description",
+        })
+    }
+}
+
+/// Why a store directory was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsafePathReason {
+    /// The path is a symbolic link.
+    Symlink,
+    /// The path exists but is not a directory.
+    NotADirectory,
+    /// The directory belongs to another user.
+    OwnedByOtherUser {
+        /// The directory's owner.
+        owner: u32,
+        /// The user running this process.
+        current: u32,
+    },
+    /// Other users (or the group, when group sharing is off) may write to it.
+    TooPermissive {
+        /// The directory's permission bits.
+        mode: u32,
+    },
+}
+
+impl std::fmt::Display for UnsafePathReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnsafePathReason::Symlink => f.write_str("it is a symbolic link"),
+            UnsafePathReason::NotADirectory => f.write_str("it exists and is not a directory"),
+            UnsafePathReason::OwnedByOtherUser { owner, current } => {
+                write!(f, "it is owned by uid {owner}, not by this user (uid {current})")
+            }
+            UnsafePathReason::TooPermissive { mode } => {
+                write!(f, "its permissions {mode:04o} let other users in")
+            }
+        }
+    }
+}
+
+/// Every failure brain-core reports.
+///
+/// Each message says what happened and what to do about it. Variants carry the
+/// namespace, name, path and numbers involved so callers (the CLI, the Python
+/// package) can act on them without parsing text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name, namespace or description is empty, too long or otherwise unusable.
+    #[error(
+        "invalid {kind} ({len} bytes): {reason}; use a non-empty UTF-8 string of at most {max} bytes"
+    )]
+    InvalidName {
+        /// Which string was refused.
+        kind: NameKind,
+        /// Its length in bytes.
+        len: usize,
+        /// The largest length accepted.
+        max: usize,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The object does not exist.
+    #[error("no object named {name:?} in namespace {namespace:?}; list what exists with `brain ls {namespace}`")]
+    NotFound {
+        /// The namespace searched.
+        namespace: String,
+        /// The name that was not found.
+        name: String,
+    },
+
+    /// The namespace does not exist.
+    #[error("no namespace named {namespace:?}; list what exists with `brain ns ls`")]
+    NamespaceNotFound {
+        /// The namespace that was not found.
+        namespace: String,
+    },
+
+    /// The store (its capacity, or the filesystem under it) has no room for the object.
+    #[error(
+        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {path}{hint}",
+        hint = if *.filesystem_full {
+            "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
+        } else {
+            "; delete objects or namespaces, or raise the store's capacity (`brain` --capacity, StoreBuilder::capacity)"
+        }
+    )]
+    StoreFull {
+        /// The namespace written to.
+        namespace: String,
+        /// The object being written.
+        name: String,
+        /// Bytes the object needs in the store.
+        needed: u64,
+        /// Bytes in use when the write was refused.
+        used: u64,
+        /// The store's capacity in bytes (the filesystem's size when it was the filesystem that ran out).
+        capacity: u64,
+        /// The store's directory.
+        path: PathBuf,
+        /// True when the filesystem ran out (ENOSPC) before the store's own capacity was reached.
+        filesystem_full: bool,
+    },
+
+    /// An object file or the store's control file is damaged.
+    #[error("{path} is corrupt: {reason}; delete the object (`brain rm`) and write it again, or run `brain fsck`")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A file was written in a format version this build does not read.
+    #[error("{path} has format version {found}, but this build of brain reads version {supported}; open it with a brain release that reads version {found}, or rewrite the object")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in its header.
+        found: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
+
+    /// Two names hashed to the same key; the file holds a different object.
+    #[error("key collision at {path}: it holds {found_namespace:?}/{found_name:?}, not {namespace:?}/{name:?}; rename one of the two objects")]
+    KeyCollision {
+        /// The file.
+        path: PathBuf,
+        /// The namespace asked for.
+        namespace: String,
+        /// The name asked for.
+        name: String,
+        /// The namespace stored in the file.
+        found_namespace: String,
+        /// The name stored in the file.
+        found_name: String,
+    },
+
+    /// The object was stored with another codec than the one asked for.
+    #[error("object {name:?} in namespace {namespace:?} is stored as {found}, not {expected}; read it with the matching call (see `brain info`)")]
+    CodecMismatch {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The codec the caller asked for.
+        expected: Codec,
+        /// The codec in the file.
+        found: Codec,
+    },
+
+    /// A payload could not be encoded or decoded by its codec.
+    #[error("cannot {action} object {name:?} in namespace {namespace:?} as {codec}: {detail}")]
+    Codec {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The codec involved.
+        codec: Codec,
+        /// "encode" or "decode".
+        action: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// An Arrow encoder or decoder failed.
+    #[error("Arrow IPC failed for object {name:?} in namespace {namespace:?}: {source}")]
+    Arrow {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The underlying Arrow error.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+
+    /// The store directory (or the per-user root above it) is not safe to use.
+    #[error("refusing to use {path} as a brain store: {reason}; remove it or choose another path with BRAIN_PATH or --store")]
+    UnsafePath {
+        /// The refused path.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: UnsafePathReason,
+    },
+
+    /// The operating system denied access.
+    #[error("permission denied: cannot {op} {path}; check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH")]
+    PermissionDenied {
+        /// What brain was doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+    },
+
+    /// `wait_for` gave up.
+    #[error("timed out after {waited:?} waiting for {name:?} in namespace {namespace:?}; is the writer running, and writing to the same store?")]
+    Timeout {
+        /// The namespace.
+        namespace: String,
+        /// The name waited for.
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+
+    /// Any other operating-system error.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What brain was doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an OS error, mapping "permission denied" to [`Error::PermissionDenied`].
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            Error::PermissionDenied { op, path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// Converts a rustix error into a std one.
+pub(crate) fn os(err: rustix::io::Errno) -> io::Error {
+    io::Error::from(err)
+}

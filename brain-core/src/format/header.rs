@@ -1,0 +1,260 @@
+//! The object header: fixed fields, then the namespace, name and description.
+//!
+//! ```text
+//! offset size field
+//!      0    8 magic  b"BRAINOBJ"
+//!      8    2 format version (u16 LE)
+//!     10    2 codec tag (u16 LE)
+//!     12    4 flags (u32 LE): bit 0 = payload checksum present
+//!     16    4 header length = payload offset, a multiple of 64 (u32 LE)
+//!     20    4 namespace length (u32 LE)
+//!     24    4 name length (u32 LE)
+//!     28    4 description length (u32 LE)
+//!     32    8 payload length (u64 LE)
+//!     40    8 creation time, nanoseconds since the Unix epoch (i64 LE)
+//!     48   16 object key (u128 LE)
+//!     64    8 payload checksum, xxh3-64 (u64 LE), 0 when absent
+//!     72    8 header checksum, xxh3-64 of bytes 0..72 and the three strings
+//!     80    . namespace, name, description (UTF-8), zero padding to the header length
+//! ```
+
+use std::path::Path;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::key::ObjectKey;
+
+/// The first eight bytes of every object file.
+pub const MAGIC: [u8; 8] = *b"BRAINOBJ";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// The size of the fixed part of the header.
+pub const HEADER_FIXED_LEN: usize = 80;
+/// Payloads start at a multiple of this many bytes, enough for Arrow and SIMD loads.
+pub const PAYLOAD_ALIGN: usize = 64;
+
+/// Flag bit: the payload checksum field is set.
+pub(crate) const FLAG_PAYLOAD_CHECKSUM: u32 = 1;
+
+/// A decoded object header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The payload's codec.
+    pub codec: Codec,
+    /// Flag bits.
+    pub flags: u32,
+    /// The payload's length in bytes.
+    pub payload_len: u64,
+    /// Creation time in nanoseconds since the Unix epoch.
+    pub created_unix_nanos: i64,
+    /// The object's key.
+    pub key: ObjectKey,
+    /// The payload's xxh3-64 checksum, when the writer computed one.
+    pub payload_checksum: Option<u64>,
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// The description (empty when none was given).
+    pub description: String,
+}
+
+/// Rounds `len` up to the payload alignment.
+pub(crate) fn align_up(len: usize) -> usize {
+    len.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
+}
+
+impl Header {
+    /// The header's encoded length, which is also where the payload starts.
+    pub fn encoded_len(&self) -> usize {
+        Self::encoded_len_for(&self.namespace, &self.name, &self.description)
+    }
+
+    pub(crate) fn encoded_len_for(namespace: &str, name: &str, description: &str) -> usize {
+        align_up(HEADER_FIXED_LEN + namespace.len() + name.len() + description.len())
+    }
+
+    /// The whole file's length: header plus payload.
+    pub fn file_len(&self) -> u64 {
+        self.encoded_len() as u64 + self.payload_len
+    }
+
+    /// Encodes the header, padded to its payload offset.
+    pub fn encode(&self) -> Vec<u8> {
+        let len = self.encoded_len();
+        let mut out = vec![0u8; len];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[10..12].copy_from_slice(&self.codec.tag().to_le_bytes());
+        let flags = match self.payload_checksum {
+            Some(_) => self.flags | FLAG_PAYLOAD_CHECKSUM,
+            None => self.flags & !FLAG_PAYLOAD_CHECKSUM,
+        };
+        out[12..16].copy_from_slice(&flags.to_le_bytes());
+        out[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+        out[20..24].copy_from_slice(&(self.namespace.len() as u32).to_le_bytes());
+        out[24..28].copy_from_slice(&(self.name.len() as u32).to_le_bytes());
+        out[28..32].copy_from_slice(&(self.description.len() as u32).to_le_bytes());
+        out[32..40].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[40..48].copy_from_slice(&self.created_unix_nanos.to_le_bytes());
+        out[48..64].copy_from_slice(&self.key.0.to_le_bytes());
+        out[64..72].copy_from_slice(&self.payload_checksum.unwrap_or(0).to_le_bytes());
+        let mut at = HEADER_FIXED_LEN;
+        for s in [&self.namespace, &self.name, &self.description] {
+            out[at..at + s.len()].copy_from_slice(s.as_bytes());
+            at += s.len();
+        }
+        let checksum = header_checksum(&out[..72], &out[HEADER_FIXED_LEN..at]);
+        out[72..80].copy_from_slice(&checksum.to_le_bytes());
+        out
+    }
+
+    /// How many bytes must be read to decode the header that starts `prefix`,
+    /// or an error when `prefix` is not the start of an object file.
+    ///
+    /// `prefix` must hold at least [`HEADER_FIXED_LEN`] bytes.
+    pub(crate) fn needed_len(prefix: &[u8], path: &Path) -> Result<usize> {
+        if prefix.len() < HEADER_FIXED_LEN {
+            return Err(Error::corrupt(
+                path,
+                format!("file is {} bytes, shorter than a header", prefix.len()),
+            ));
+        }
+        if prefix[0..8] != MAGIC {
+            return Err(Error::corrupt(path, "not a brain object file (bad magic bytes)"));
+        }
+        let version = u16::from_le_bytes([prefix[8], prefix[9]]);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_owned(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header_len = read_u32(prefix, 16) as usize;
+        let strings = read_u32(prefix, 20) as u64 + read_u32(prefix, 24) as u64
+            + read_u32(prefix, 28) as u64;
+        if header_len % PAYLOAD_ALIGN != 0
+            || (header_len as u64) < HEADER_FIXED_LEN as u64 + strings
+        {
+            return Err(Error::corrupt(path, format!("impossible header length {header_len}")));
+        }
+        Ok(header_len)
+    }
+
+    /// Decodes a header from the start of an object file.
+    ///
+    /// `bytes` must hold at least the header; a payload may follow.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for bad magic, lengths, UTF-8 or checksum;
+    /// [`Error::UnsupportedVersion`] for another format version.
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<Header> {
+        let header_len = Self::needed_len(bytes, path)?;
+        if bytes.len() < header_len {
+            return Err(Error::corrupt(
+                path,
+                format!("header needs {header_len} bytes, only {} present", bytes.len()),
+            ));
+        }
+        let lens = [read_u32(bytes, 20), read_u32(bytes, 24), read_u32(bytes, 28)];
+        let strings_end = HEADER_FIXED_LEN + lens.iter().map(|&l| l as usize).sum::<usize>();
+        let stored = u64::from_le_bytes(bytes[72..80].try_into().expect("8 bytes"));
+        if header_checksum(&bytes[..72], &bytes[HEADER_FIXED_LEN..strings_end]) != stored {
+            return Err(Error::corrupt(path, "header checksum mismatch"));
+        }
+        let mut at = HEADER_FIXED_LEN;
+        let mut strings = Vec::with_capacity(3);
+        for len in lens {
+            let raw = &bytes[at..at + len as usize];
+            let s = std::str::from_utf8(raw)
+                .map_err(|_| Error::corrupt(path, "a header string is not UTF-8"))?;
+            strings.push(s.to_owned());
+            at += len as usize;
+        }
+        let description = strings.pop().expect("three strings");
+        let name = strings.pop().expect("three strings");
+        let namespace = strings.pop().expect("three strings");
+        let flags = read_u32(bytes, 12);
+        let checksum = u64::from_le_bytes(bytes[64..72].try_into().expect("8 bytes"));
+        Ok(Header {
+            codec: Codec::from_tag(u16::from_le_bytes([bytes[10], bytes[11]])),
+            flags: flags & !FLAG_PAYLOAD_CHECKSUM,
+            payload_len: u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")),
+            created_unix_nanos: i64::from_le_bytes(bytes[40..48].try_into().expect("8 bytes")),
+            key: ObjectKey(u128::from_le_bytes(bytes[48..64].try_into().expect("16 bytes"))),
+            payload_checksum: (flags & FLAG_PAYLOAD_CHECKSUM != 0).then_some(checksum),
+            namespace,
+            name,
+            description,
+        })
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn header_checksum(fixed: &[u8], strings: &[u8]) -> u64 {
+    let mut hasher = Xxh3::new();
+    hasher.update(fixed);
+    hasher.update(strings);
+    hasher.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(namespace: &str, name: &str, description: &str) -> Header {
+        Header {
+            codec: Codec::ArrowIpc,
+            flags: 0,
+            payload_len: 12345,
+            created_unix_nanos: 1_700_000_000_123_456_789,
+            key: ObjectKey::new(namespace, name),
+            payload_checksum: Some(42),
+            namespace: namespace.into(),
+            name: name.into(),
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn every_corrupted_byte_of_a_header_is_detected() {
+        let header = sample("ns", "name", "desc");
+        let bytes = header.encode();
+        let used = HEADER_FIXED_LEN + 10;
+        for i in 0..used {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(Header::decode(&bad, Path::new("x")).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn other_versions_are_named_in_the_error() {
+        let mut bytes = sample("a", "b", "").encode();
+        bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
+        let err = Header::decode(&bytes, Path::new("x")).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedVersion { found: 7, supported: FORMAT_VERSION, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("version 7"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn headers_round_trip(ns in ".{1,30}", name in ".{1,300}", desc in ".{0,50}", len in any::<u64>()) {
+            let mut header = sample(&ns, &name, &desc);
+            header.payload_len = len;
+            let bytes = header.encode();
+            prop_assert_eq!(bytes.len() % PAYLOAD_ALIGN, 0);
+            prop_assert_eq!(Header::decode(&bytes, Path::new("x")).unwrap(), header);
+        }
+    }
+}

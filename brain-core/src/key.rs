@@ -1,0 +1,141 @@
+//! Keys: the 128-bit hashes that name namespace directories and object files.
+//!
+//! Names never reach a path. A namespace's directory is the hex of a hash of
+//! its name, and an object's file is the hex of a hash of (namespace, name),
+//! so `/`, `..`, NUL and control characters in names are harmless. The header
+//! repeats both strings and every read checks them, so a collision is an
+//! error, never a wrong answer.
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::error::{Error, NameKind, Result};
+
+/// The longest object name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 64 * 1024;
+/// The longest namespace name accepted, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64 * 1024;
+/// The longest description accepted, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
+
+/// Domain separators so a namespace hash can never equal an object key.
+const NAMESPACE_DOMAIN: &[u8] = b"brain.namespace\0";
+const OBJECT_DOMAIN: &[u8] = b"brain.object\0";
+
+/// The 128-bit key of an object: a hash of its namespace and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub u128);
+
+impl ObjectKey {
+    /// The key of `name` in `namespace`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        let mut bytes =
+            Vec::with_capacity(OBJECT_DOMAIN.len() + 8 + namespace.len() + name.len());
+        bytes.extend_from_slice(OBJECT_DOMAIN);
+        // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+        bytes.extend_from_slice(&(namespace.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(namespace.as_bytes());
+        bytes.extend_from_slice(name.as_bytes());
+        ObjectKey(xxh3_128(&bytes))
+    }
+
+    /// The key as 32 lowercase hex digits: the object's file name.
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    /// Parses a file name made by [`ObjectKey::to_hex`].
+    pub fn from_hex(name: &str) -> Option<Self> {
+        if name.len() != 32 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        u128::from_str_radix(name, 16).ok().map(ObjectKey)
+    }
+}
+
+/// The directory name of a namespace: 32 hex digits of its hash.
+pub fn namespace_dir_name(namespace: &str) -> String {
+    let mut bytes = Vec::with_capacity(NAMESPACE_DOMAIN.len() + namespace.len());
+    bytes.extend_from_slice(NAMESPACE_DOMAIN);
+    bytes.extend_from_slice(namespace.as_bytes());
+    format!("{:032x}", xxh3_128(&bytes))
+}
+
+fn check(kind: NameKind, value: &str, max: usize, allow_empty: bool) -> Result<()> {
+    let reason = if value.is_empty() && !allow_empty {
+        "it is empty"
+    } else if value.len() > max {
+        "it is too long"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName { kind, len: value.len(), max, reason })
+}
+
+/// Checks an object name: any non-empty UTF-8 string up to [`MAX_NAME_LEN`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidName`] when it is empty or too long.
+pub fn validate_name(name: &str) -> Result<()> {
+    check(NameKind::Name, name, MAX_NAME_LEN, false)
+}
+
+/// Checks a namespace name: any non-empty UTF-8 string up to [`MAX_NAMESPACE_LEN`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidName`] when it is empty or too long.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    check(NameKind::Namespace, namespace, MAX_NAMESPACE_LEN, false)
+}
+
+/// Checks a description: any UTF-8 string up to [`MAX_DESCRIPTION_LEN`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidName`] when it is too long.
+pub fn validate_description(description: &str) -> Result<()> {
+    check(NameKind::Description, description, MAX_DESCRIPTION_LEN, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn length_prefix_separates_namespace_from_name() {
+        assert_ne!(ObjectKey::new("ab", "c"), ObjectKey::new("a", "bc"));
+    }
+
+    #[test]
+    fn empty_and_overlong_names_are_refused() {
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
+        let err = validate_name(&"x".repeat(MAX_NAME_LEN + 1)).unwrap_err();
+        assert!(err.to_string().contains("too long"), "{err}");
+        assert!(validate_namespace("").is_err());
+        assert!(validate_description("").is_ok());
+    }
+
+    #[test]
+    fn namespace_dirs_never_look_like_paths() {
+        for ns in ["..", "/", "a/b", "\0", "\u{1F9E0}"] {
+            let dir = namespace_dir_name(ns);
+            assert_eq!(dir.len(), 32);
+            assert!(dir.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn hex_round_trips(ns in ".{1,40}", name in ".{1,40}") {
+            let key = ObjectKey::new(&ns, &name);
+            prop_assert_eq!(ObjectKey::from_hex(&key.to_hex()), Some(key));
+        }
+
+        #[test]
+        fn distinct_pairs_get_distinct_keys(a in ".{1,20}", b in ".{1,20}", c in ".{1,20}") {
+            prop_assume!(a != b);
+            prop_assert_ne!(ObjectKey::new(&c, &a), ObjectKey::new(&c, &b));
+            prop_assert_ne!(ObjectKey::new(&a, &c), ObjectKey::new(&b, &c));
+        }
+    }
+}

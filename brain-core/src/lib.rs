@@ -1,0 +1,80 @@
+//! # brain-core
+//!
+//! A daemonless store of named objects in shared memory. A store is a
+//! directory on a tmpfs (by default `/dev/shm/brain-<uid>/default`); any
+//! process of the same user that opens the same directory sees the same
+//! names at once. There is no server: the kernel allocates, counts
+//! references and cleans up.
+//!
+//! - **Writes are one copy**: the payload is written into an unnamed file
+//!   and renamed over the object's name, so readers never see a partial
+//!   object and replacing a name is atomic.
+//! - **Reads are zero-copy** for large objects: a get maps the file
+//!   read-only and returns an [`ObjectView`] that owns the mapping; it
+//!   stays valid after the name is replaced or deleted. Arrow record
+//!   batches are decoded straight from the mapping.
+//! - **Nothing is evicted**: a full store refuses a write with
+//!   [`Error::StoreFull`].
+//!
+//! It is not a database: there are no transactions across names, and the
+//! store lives in memory (see brain-persist for dumps to disk).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Float64Array, RecordBatch};
+//! use arrow_schema::{DataType, Field, Schema};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("store");
+//! let store = brain_core::Store::open(&path)?;           // or Store::open_default()
+//! let ns = store.namespace("default")?;
+//! ns.set("greeting", b"hello")?;
+//! let view = ns.get("greeting")?.expect("set above");   // &[u8] through Deref
+//! assert_eq!(&*view, b"hello");
+//!
+//! let schema = Arc::new(Schema::new(vec![Field::new("price", DataType::Float64, false)]));
+//! let batch = RecordBatch::try_new(
+//!     schema.clone(),
+//!     vec![Arc::new(Float64Array::from(vec![1.5, 2.5]))],
+//! ).unwrap();
+//! ns.set_record_batches("sales", &schema, &[batch.clone()])?;   // Arrow IPC
+//! let (_, batches) = ns.get_record_batches("sales")?.expect("set above"); // zero-copy
+//! assert_eq!(batches, vec![batch]);
+//! # Ok::<(), brain_core::Error>(())
+//! ```
+//!
+//! ## Crate features
+//! None: the crate always builds the store, the Arrow codec and the watcher.
+//! It needs Linux (tmpfs, `O_TMPFILE`, `renameat2`, inotify).
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod capacity;
+pub mod codec;
+mod error;
+pub mod format;
+mod key;
+mod namespace;
+mod object_store;
+mod store;
+// The only modules allowed unsafe code: mappings, and views over them.
+#[allow(unsafe_code)]
+mod sys;
+#[allow(unsafe_code)]
+mod view;
+mod watch;
+
+pub use capacity::UNLIMITED;
+pub use codec::parts::NdArrayMeta;
+pub use codec::Codec;
+pub use error::{Error, NameKind, Result, UnsafePathReason};
+pub use key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
+pub use namespace::Namespace;
+pub use object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
+pub use store::{
+    default_store_path, user_root, FsckReport, GcReport, NamespaceStats, ObjectWriter, Store,
+    StoreBuilder, Usage,
+};
+pub use view::{ObjectMeta, ObjectView};
+pub use watch::{WatchEvent, Watcher};

@@ -1,0 +1,220 @@
+//! A handle on one namespace of a store.
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+
+use crate::codec::parts::NdArrayMeta;
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
+use crate::store::{ObjectWriter, Store};
+use crate::view::{ObjectMeta, ObjectView};
+use crate::watch::Watcher;
+
+/// One namespace of a [`Store`]: a set of names independent of every other
+/// namespace's. Made by [`Store::namespace`]; created on disk by its first write.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = brain_core::Store::open(dir.path().join("store"))?;
+/// let ns = store.namespace("default")?;
+/// ns.set("greeting", b"hello")?;
+/// let view = ns.get("greeting")?.expect("set above"); // zero-copy for large objects
+/// assert_eq!(&*view, b"hello");
+/// assert_eq!(ns.names()?, ["greeting"]);
+/// # Ok::<(), brain_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    store: Store,
+    name: String,
+}
+
+impl Namespace {
+    pub(crate) fn new(store: Store, name: String) -> Self {
+        Namespace { store, name }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store it belongs to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stores raw bytes under `name`, atomically replacing any object there.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    pub fn set(&self, name: &str, bytes: &[u8]) -> Result<ObjectMeta> {
+        self.store.put(&self.name, name, &Payload::bytes(bytes))
+    }
+
+    /// Stores a payload with its codec and description.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    pub fn put(&self, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+        self.store.put(&self.name, name, payload)
+    }
+
+    /// Starts a streamed write; see [`Store::writer`].
+    ///
+    /// # Errors
+    /// As [`Store::writer`].
+    pub fn writer(
+        &self,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        expected_len: Option<u64>,
+    ) -> Result<ObjectWriter> {
+        self.store.writer(&self.name, name, codec, description, expected_len)
+    }
+
+    /// Reads an object; `None` when there is none of that name.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::get`].
+    pub fn get(&self, name: &str) -> Result<Option<ObjectView>> {
+        self.store.get(&self.name, name)
+    }
+
+    /// An object's metadata.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::metadata`].
+    pub fn metadata(&self, name: &str) -> Result<Option<ObjectMeta>> {
+        self.store.metadata(&self.name, name)
+    }
+
+    /// Whether `name` exists.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::contains`].
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        self.store.contains(&self.name, name)
+    }
+
+    /// Deletes `name`; returns whether it existed.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::delete`].
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        self.store.delete(&self.name, name)
+    }
+
+    /// The names in this namespace, sorted.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::names`].
+    pub fn names(&self) -> Result<Vec<String>> {
+        self.store.names(&self.name)
+    }
+
+    /// Metadata of every object, sorted by name.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::list`].
+    pub fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.store.list(&self.name)
+    }
+
+    /// Stores UTF-8 text.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    pub fn set_text(&self, name: &str, text: &str) -> Result<ObjectMeta> {
+        self.store.put_text(&self.name, name, text)
+    }
+
+    /// Reads UTF-8 text.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::get_text`].
+    pub fn get_text(&self, name: &str) -> Result<Option<String>> {
+        self.store.get_text(&self.name, name)
+    }
+
+    /// Stores record batches as Arrow IPC.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::put_record_batches`].
+    pub fn set_record_batches(
+        &self,
+        name: &str,
+        schema: &Schema,
+        batches: &[RecordBatch],
+    ) -> Result<ObjectMeta> {
+        self.store.put_record_batches(&self.name, name, schema, batches)
+    }
+
+    /// Reads record batches without copying.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::get_record_batches`].
+    pub fn get_record_batches(&self, name: &str) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        self.store.get_record_batches(&self.name, name)
+    }
+
+    /// Stores an n-dimensional array.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::put_ndarray`].
+    pub fn set_ndarray(&self, name: &str, meta: &NdArrayMeta, data: &[u8]) -> Result<ObjectMeta> {
+        self.store.put_ndarray(&self.name, name, meta, data)
+    }
+
+    /// Reads an n-dimensional array without copying.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::get_ndarray`].
+    pub fn get_ndarray(&self, name: &str) -> Result<Option<NdArrayView>> {
+        self.store.get_ndarray(&self.name, name)
+    }
+
+    /// Stores a pickle-5 stream with its out-of-band buffers.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::put_pickle`].
+    pub fn set_pickle(&self, name: &str, pickle: &[u8], buffers: &[&[u8]]) -> Result<ObjectMeta> {
+        self.store.put_pickle(&self.name, name, pickle, buffers)
+    }
+
+    /// Reads a pickle-5 object without copying its buffers.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::get_pickle`].
+    pub fn get_pickle(&self, name: &str) -> Result<Option<PickleView>> {
+        self.store.get_pickle(&self.name, name)
+    }
+
+    /// Watches this namespace for objects being set and deleted.
+    ///
+    /// # Errors
+    /// As [`Watcher::namespace`].
+    pub fn watch(&self) -> Result<Watcher> {
+        Watcher::namespace(&self.store, &self.name)
+    }
+
+    /// Blocks until `name` exists (at most `timeout`), then reads it.
+    ///
+    /// # Errors
+    /// [`crate::Error::Timeout`] when it does not appear in time; as [`Namespace::get`].
+    pub fn wait_for(&self, name: &str, timeout: Duration) -> Result<ObjectView> {
+        crate::watch::wait_for(&self.store, &self.name, name, timeout)
+    }
+
+    /// Removes the namespace with all its objects; returns how many went.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::remove_namespace`].
+    pub fn remove(&self) -> Result<u64> {
+        self.store.remove_namespace(&self.name)
+    }
+}

@@ -1,0 +1,422 @@
+//! brain-core through its public API, on a real store in a temporary directory.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{Array, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use brain_core::{
+    Codec, Error, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store, UnsafePathReason,
+    WatchEvent,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::Builder::new().prefix("brain-core-test").tempdir_in("/dev/shm").unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn set_get_replace_delete() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    assert!(ns.get("x")?.is_none());
+    ns.set("x", b"one")?;
+    assert_eq!(&*ns.get("x")?.unwrap(), b"one");
+    ns.set("x", b"two, longer")?;
+    assert_eq!(&*ns.get("x")?.unwrap(), b"two, longer");
+    assert!(ns.contains("x")?);
+    assert!(ns.delete("x")?);
+    assert!(!ns.delete("x")?);
+    assert!(!ns.contains("x")?);
+    assert!(ns.get("x")?.is_none());
+    Ok(())
+}
+
+#[test]
+fn views_survive_replace_and_delete_small_and_large() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    for size in [10usize, 5_000, 300_000, 3_000_000] {
+        let old: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        ns.set("obj", &old)?;
+        let view = ns.get("obj")?.unwrap();
+        ns.set("obj", &vec![7u8; size / 2 + 1])?;
+        assert_eq!(&*view, &old[..], "size {size}: view changed after replace");
+        ns.delete("obj")?;
+        assert_eq!(&*view, &old[..], "size {size}: view changed after delete");
+    }
+    Ok(())
+}
+
+#[test]
+fn repeated_gets_of_a_large_object_share_one_mapping() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("n")?;
+    ns.set("big", &vec![1u8; 1 << 20])?;
+    let a = ns.get("big")?.unwrap();
+    let b = ns.get("big")?.unwrap();
+    assert_eq!(a.as_ptr(), b.as_ptr(), "second get did not reuse the mapping");
+    ns.set("big", &vec![2u8; 1 << 20])?;
+    let c = ns.get("big")?.unwrap();
+    assert_ne!(a.as_ptr(), c.as_ptr());
+    assert_eq!(c[0], 2, "a replaced object was served from the cache");
+    Ok(())
+}
+
+#[test]
+fn metadata_description_and_listing() -> TestResult {
+    let (_dir, store) = store();
+    let payload = Payload::bytes(b"abc").with_description("three letters");
+    let meta = store.put("a", "x", &payload)?;
+    assert_eq!((meta.size, meta.codec), (3, Codec::Raw));
+    store.put_text("a", "t", "hello")?;
+    store.put("b", "y", &Payload::bytes(b""))?;
+    let meta = store.metadata("a", "x")?.unwrap();
+    assert_eq!(meta.description, "three letters");
+    assert_eq!(meta.namespace, "a");
+    assert!(meta.created.elapsed()?.as_secs() < 60);
+    assert_eq!(store.names("a")?, ["t", "x"]);
+    assert_eq!(store.namespaces()?, ["a", "b"]);
+    assert_eq!(store.get_text("a", "t")?.as_deref(), Some("hello"));
+    assert!(store.get("b", "y")?.unwrap().is_empty());
+    let err = store.get_text("a", "x").unwrap_err();
+    assert!(matches!(err, Error::CodecMismatch { found: Codec::Raw, .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn namespaces_are_independent_and_removable() -> TestResult {
+    let (_dir, store) = store();
+    store.put("one", "k", &Payload::bytes(b"1"))?;
+    store.put("two", "k", &Payload::bytes(b"2"))?;
+    assert_eq!(&*store.get("one", "k")?.unwrap(), b"1");
+    assert_eq!(&*store.get("two", "k")?.unwrap(), b"2");
+    let used = store.usage()?.used;
+    assert_eq!(store.remove_namespace("one")?, 1);
+    assert!(store.usage()?.used < used);
+    assert!(store.get("one", "k")?.is_none());
+    assert_eq!(store.namespaces()?, ["two"]);
+    let err = store.remove_namespace("one").unwrap_err();
+    assert!(matches!(err, Error::NamespaceNotFound { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn strange_names_never_reach_a_path() -> TestResult {
+    let (dir, store) = store();
+    let long = "n".repeat(10_000);
+    let names = ["a/b", "..", "../../etc/passwd", "with space", "🧠 brain", "\u{1}ctl", &long];
+    for (i, name) in names.iter().enumerate() {
+        store.put(name, name, &Payload::bytes(&[i as u8]))?;
+    }
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(&*store.get(name, name)?.unwrap(), &[i as u8]);
+        assert_eq!(store.names(name)?, [name.to_string()]);
+    }
+    assert!(!dir.path().join("etc").exists());
+    Ok(())
+}
+
+#[test]
+fn empty_and_oversized_names_are_refused() {
+    let (_dir, store) = store();
+    for (ns, name) in [("default", ""), ("", "x")] {
+        let err = store.put(ns, name, &Payload::bytes(b"x")).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+    let err = store.get("d", &"x".repeat(brain_core::MAX_NAME_LEN + 1)).unwrap_err();
+    assert!(err.to_string().contains("too long"), "{err}");
+}
+
+#[test]
+fn capacity_is_enforced_and_leaves_nothing_behind() -> TestResult {
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    let store = Store::builder().path(dir.path().join("s")).capacity(64 * 1024).open()?;
+    store.put("d", "small", &Payload::bytes(&[0; 1000]))?;
+    let used = store.usage()?.used;
+    let err = store.put("d", "big", &Payload::bytes(&[0; 100_000])).unwrap_err();
+    match &err {
+        Error::StoreFull { needed, capacity, filesystem_full, .. } => {
+            assert!(*needed > 100_000);
+            assert_eq!(*capacity, 64 * 1024);
+            assert!(!filesystem_full);
+        }
+        other => panic!("expected StoreFull, got {other}"),
+    }
+    assert!(err.to_string().contains("capacity"), "{err}");
+    assert_eq!(store.usage()?.used, used, "a refused write changed usage");
+    assert_eq!(store.names("d")?, ["small"]);
+    let stray = std::fs::read_dir(dir.path().join("s/ns"))?
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp"))
+        .count();
+    assert_eq!(stray, 0);
+    // Replacing an object frees the old one's space.
+    for _ in 0..100 {
+        store.put("d", "small", &Payload::bytes(&[1; 20_000]))?;
+    }
+    assert_eq!(store.usage()?.used, 5 * 4096, "20,000 bytes and a header take five pages");
+    Ok(())
+}
+
+#[test]
+fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let n = 100_000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("f", DataType::Float64, false),
+        Field::new("i", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, false),
+        Field::new(
+            "d",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
+    ]));
+    let dict: DictionaryArray<arrow_array::types::Int32Type> =
+        (0..n).map(|i| ["red", "green", "blue"][i % 3]).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64 * 0.5))),
+            Arc::new(Int64Array::from_iter((0..n).map(|i| (i % 7 != 0).then_some(i as i64)))),
+            Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("s{i}")))),
+            Arc::new(dict),
+        ],
+    )?;
+    ns.set_record_batches("sales", &schema, &[batch.clone(), batch.slice(10, 20)])?;
+    let view = ns.get("sales")?.unwrap();
+    let (got_schema, batches) = ns.get_record_batches("sales")?.unwrap();
+    assert_eq!(got_schema, schema);
+    assert_eq!(batches, vec![batch.clone(), batch.slice(10, 20)]);
+    let mapped = view.as_ptr() as usize..view.as_ptr() as usize + view.len();
+    for column in batches[0].columns() {
+        let data = column.to_data();
+        for buffer in data.buffers() {
+            assert!(mapped.contains(&(buffer.as_ptr() as usize)), "a column buffer was copied");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn ndarray_and_pickle_layouts_round_trip() -> TestResult {
+    let (_dir, store) = store();
+    let data: Vec<u8> = (0..6 * 8).map(|i| i as u8).collect();
+    let meta = NdArrayMeta { dtype: "<f8".into(), shape: vec![2, 3], fortran_order: true };
+    store.put_ndarray("d", "arr", &meta, &data)?;
+    let got = store.get_ndarray("d", "arr")?.unwrap();
+    assert_eq!(got.meta, meta);
+    assert_eq!(got.data.as_slice(), &data[..]);
+    assert_eq!(got.data.as_ptr() as usize % 64, 0);
+    store.put_pickle("d", "pkl", b"\x80\x05stream", &[b"first", &[9; 1000]])?;
+    let got = store.get_pickle("d", "pkl")?.unwrap();
+    assert_eq!(got.pickle.as_slice(), b"\x80\x05stream");
+    assert_eq!(got.buffers.len(), 2);
+    assert_eq!(got.buffers[1].as_slice(), &[9; 1000]);
+    let err = store.get_ndarray("d", "pkl").unwrap_err();
+    assert!(matches!(err, Error::CodecMismatch { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn corrupt_and_future_files_give_clear_errors() -> TestResult {
+    let (dir, store) = store();
+    store.put("d", "x", &Payload::bytes(b"hello"))?;
+    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?.next().unwrap()?.path();
+    let file = std::fs::read_dir(&ns_dir)?
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let original = std::fs::read(&file)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+
+    let mut bad = original.clone();
+    bad[80] ^= 0xff; // the namespace string
+    std::fs::write(&file, &bad)?;
+    let err = store.get("d", "x").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+
+    let mut future = original.clone();
+    future[8] = 9;
+    std::fs::write(&file, &future)?;
+    let err = store.get("d", "x").unwrap_err();
+    assert!(matches!(err, Error::UnsupportedVersion { found: 9, supported: 1, .. }), "{err}");
+
+    std::fs::write(&file, &original[..70])?;
+    let err = store.get("d", "x").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    let report = store.fsck(true)?;
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.deleted, 1);
+    assert!(store.get("d", "x")?.is_none());
+    Ok(())
+}
+
+#[test]
+fn unsafe_store_paths_are_refused() -> TestResult {
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"")?;
+    let err = Store::open(&file).unwrap_err();
+    assert!(
+        matches!(err, Error::UnsafePath { reason: UnsafePathReason::NotADirectory, .. }),
+        "{err}"
+    );
+    let target = dir.path().join("target");
+    std::fs::create_dir(&target)?;
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link)?;
+    let err = Store::open(&link).unwrap_err();
+    assert!(matches!(err, Error::UnsafePath { reason: UnsafePathReason::Symlink, .. }), "{err}");
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open)?;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
+    let err = Store::open(&open).unwrap_err();
+    assert!(matches!(err, Error::UnsafePath { reason: UnsafePathReason::TooPermissive { .. }, .. }), "{err}");
+    if rustix::process::getuid().is_root() {
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other)?;
+        std::os::unix::fs::chown(&other, Some(12345), None)?;
+        let err = Store::open(&other).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafePath { reason: UnsafePathReason::OwnedByOtherUser { owner: 12345, .. }, .. }),
+            "{err}"
+        );
+    }
+    let fresh = Store::open(dir.path().join("fresh"))?;
+    let mode = std::fs::metadata(fresh.path())?.mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    fresh.put("d", "x", &Payload::bytes(b"1"))?;
+    Ok(())
+}
+
+#[test]
+fn watch_reports_sets_and_deletes() -> TestResult {
+    let (_dir, store) = store();
+    store.put("w", "before", &Payload::bytes(b"0"))?;
+    let mut watcher = store.namespace("w")?.watch()?;
+    let mut all = brain_core::Watcher::all(&store)?;
+    store.put("w", "a", &Payload::bytes(b"1"))?;
+    store.put("w", "a", &Payload::bytes(b"2"))?;
+    store.delete("w", "before")?;
+    store.put("other", "b", &Payload::bytes(b"3"))?;
+    let wait = Some(Duration::from_secs(5));
+    let set = WatchEvent::Set { namespace: "w".into(), name: "a".into() };
+    let deleted = WatchEvent::Deleted { namespace: "w".into(), name: "before".into() };
+    let mut events = vec![watcher.next_event(wait)?.unwrap()];
+    while let Some(event) = watcher.next_event(Some(Duration::from_millis(200)))? {
+        events.push(event);
+    }
+    // Two sets of one name in quick succession may be reported once: the
+    // watcher reports each state it sees, and the last one always.
+    events.dedup();
+    assert_eq!(events, [set, deleted]);
+    let mut seen = Vec::new();
+    while let Some(event) = all.next_event(Some(Duration::from_millis(300)))? {
+        seen.push(event);
+    }
+    assert!(seen.contains(&WatchEvent::Set { namespace: "other".into(), name: "b".into() }), "{seen:?}");
+    store.remove_namespace("w")?;
+    assert_eq!(
+        watcher.next_event(wait)?,
+        Some(WatchEvent::Deleted { namespace: "w".into(), name: "a".into() })
+    );
+    Ok(())
+}
+
+#[test]
+fn wait_for_returns_when_the_name_appears_or_times_out() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("d")?;
+    let err = ns.wait_for("late", Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    let writer = {
+        let ns = ns.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            ns.set("late", b"here").unwrap();
+        })
+    };
+    let view = ns.wait_for("late", Duration::from_secs(10))?;
+    assert_eq!(&*view, b"here");
+    writer.join().unwrap();
+    Ok(())
+}
+
+#[test]
+fn gc_removes_what_dead_writers_left() -> TestResult {
+    let (dir, store) = store();
+    store.put("d", "x", &Payload::bytes(b"1"))?;
+    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?.next().unwrap()?.path();
+    // pid 0x7fffffff cannot exist (pid_max is at most 2^22).
+    std::fs::write(ns_dir.join(".tmp.2147483647.obj0.1"), vec![0; 5000])?;
+    std::fs::write(ns_dir.join(format!(".tmp.{}.obj0.2", std::process::id())), b"live")?;
+    let report = store.gc()?;
+    assert_eq!(report.stray_files, 1);
+    assert_eq!(report.bytes_freed, 5000);
+    assert!(ns_dir.join(format!(".tmp.{}.obj0.2", std::process::id())).exists());
+    assert_eq!(&*store.get("d", "x")?.unwrap(), b"1");
+    Ok(())
+}
+
+#[test]
+fn fsck_rebuilds_usage() -> TestResult {
+    let (_dir, store) = store();
+    store.put("d", "x", &Payload::bytes(&[0; 10_000]))?;
+    store.put("e", "y", &Payload::bytes(&[0; 10]))?;
+    let expected = store.usage()?.used;
+    let report = store.fsck(false)?;
+    assert_eq!(report.used_after, expected);
+    assert_eq!(report.objects, 2);
+    assert!(report.corrupt.is_empty());
+    Ok(())
+}
+
+#[test]
+fn streamed_writer_publishes_only_on_commit() -> TestResult {
+    use std::io::Write;
+    let (_dir, store) = store();
+    let mut writer = store.writer("d", "s", Codec::Raw, "streamed", None)?;
+    writer.write_all(b"part one, ")?;
+    assert!(!store.contains("d", "s")?);
+    writer.write_all(b"part two")?;
+    writer.commit()?;
+    assert_eq!(&*store.get("d", "s")?.unwrap(), b"part one, part two");
+    let mut abandoned = store.writer("d", "gone", Codec::Raw, "", Some(100))?;
+    abandoned.write_all(&[1; 100])?;
+    let before = store.usage()?.used;
+    drop(abandoned);
+    assert!(!store.contains("d", "gone")?);
+    assert!(store.usage()?.used < before, "an abandoned write kept its reservation");
+    Ok(())
+}
+
+#[test]
+fn checksums_are_verified_by_fsck() -> TestResult {
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    let store = Store::builder().path(dir.path().join("s")).checksums(true).open()?;
+    store.put("d", "x", &Payload::bytes(&[5; 300]))?;
+    assert!(store.fsck(false)?.corrupt.is_empty());
+    let ns_dir = std::fs::read_dir(dir.path().join("s/ns"))?.next().unwrap()?.path();
+    let file = std::fs::read_dir(&ns_dir)?
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let mut bytes = std::fs::read(&file)?;
+    *bytes.last_mut().unwrap() = 6;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(&file, bytes)?;
+    let report = store.fsck(false)?;
+    assert_eq!(report.corrupt.len(), 1);
+    assert!(report.corrupt[0].1.contains("checksum"), "{:?}", report.corrupt);
+    Ok(())
+}
