@@ -62,7 +62,10 @@ impl Control {
             }
             Err(err) => return Err(Error::io("open the control file", &path, err)),
         };
-        let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
         if len != LEN as u64 {
             return Err(Error::corrupt(
                 &path,
@@ -73,7 +76,10 @@ impl Control {
             .map_err(|e| Error::io("map the control file", &path, e))?;
         let head = counters.bytes();
         if head[0..8] != MAGIC {
-            return Err(Error::corrupt(&path, "not a brain control file (bad magic bytes)"));
+            return Err(Error::corrupt(
+                &path,
+                "not a brain control file (bad magic bytes)",
+            ));
         }
         let version = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
         if version != VERSION {
@@ -91,7 +97,9 @@ impl Control {
     }
 
     pub(crate) fn set_capacity(&self, capacity: u64) {
-        self.counters.counter(CAPACITY_AT).store(capacity, Ordering::Release);
+        self.counters
+            .counter(CAPACITY_AT)
+            .store(capacity, Ordering::Release);
     }
 
     pub(crate) fn used(&self) -> u64 {
@@ -99,7 +107,9 @@ impl Control {
     }
 
     pub(crate) fn set_used(&self, used: u64) {
-        self.counters.counter(USED_AT).store(used, Ordering::Release);
+        self.counters
+            .counter(USED_AT)
+            .store(used, Ordering::Release);
     }
 
     /// Adds `bytes` to the usage unless that would pass the capacity.
@@ -110,7 +120,10 @@ impl Control {
         loop {
             let next = current.saturating_add(bytes);
             if next > capacity {
-                return Err(Refused { used: current, capacity });
+                return Err(Refused {
+                    used: current,
+                    capacity,
+                });
             }
             match used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),

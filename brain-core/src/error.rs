@@ -59,7 +59,10 @@ impl std::fmt::Display for UnsafePathReason {
             UnsafePathReason::Symlink => f.write_str("it is a symbolic link"),
             UnsafePathReason::NotADirectory => f.write_str("it exists and is not a directory"),
             UnsafePathReason::OwnedByOtherUser { owner, current } => {
-                write!(f, "it is owned by uid {owner}, not by this user (uid {current})")
+                write!(
+                    f,
+                    "it is owned by uid {owner}, not by this user (uid {current})"
+                )
             }
             UnsafePathReason::TooPermissive { mode } => {
                 write!(f, "its permissions {mode:04o} let other users in")
@@ -262,7 +265,10 @@ impl Error {
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.into(), reason: reason.into() }
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -28,8 +28,7 @@ pub struct ObjectKey(pub u128);
 impl ObjectKey {
     /// The key of `name` in `namespace`.
     pub fn new(namespace: &str, name: &str) -> Self {
-        let mut bytes =
-            Vec::with_capacity(OBJECT_DOMAIN.len() + 8 + namespace.len() + name.len());
+        let mut bytes = Vec::with_capacity(OBJECT_DOMAIN.len() + 8 + namespace.len() + name.len());
         bytes.extend_from_slice(OBJECT_DOMAIN);
         // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
         bytes.extend_from_slice(&(namespace.len() as u64).to_le_bytes());
@@ -68,7 +67,12 @@ fn check(kind: NameKind, value: &str, max: usize, allow_empty: bool) -> Result<(
     } else {
         return Ok(());
     };
-    Err(Error::InvalidName { kind, len: value.len(), max, reason })
+    Err(Error::InvalidName {
+        kind,
+        len: value.len(),
+        max,
+        reason,
+    })
 }
 
 /// Checks an object name: any non-empty UTF-8 string up to [`MAX_NAME_LEN`] bytes.
@@ -92,7 +96,12 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 /// # Errors
 /// [`Error::InvalidName`] when it is too long.
 pub fn validate_description(description: &str) -> Result<()> {
-    check(NameKind::Description, description, MAX_DESCRIPTION_LEN, true)
+    check(
+        NameKind::Description,
+        description,
+        MAX_DESCRIPTION_LEN,
+        true,
+    )
 }
 
 #[cfg(test)]

@@ -50,11 +50,13 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod cache;
 mod capacity;
 pub mod codec;
 mod error;
 pub mod format;
 mod key;
+mod maintenance;
 mod namespace;
 mod object_store;
 mod store;
@@ -64,17 +66,17 @@ mod sys;
 #[allow(unsafe_code)]
 mod view;
 mod watch;
+mod writer;
 
 pub use capacity::UNLIMITED;
 pub use codec::parts::NdArrayMeta;
 pub use codec::Codec;
 pub use error::{Error, NameKind, Result, UnsafePathReason};
 pub use key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
+pub use maintenance::{FsckReport, GcReport, NamespaceStats};
 pub use namespace::Namespace;
 pub use object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
-pub use store::{
-    default_store_path, user_root, FsckReport, GcReport, NamespaceStats, ObjectWriter, Store,
-    StoreBuilder, Usage,
-};
+pub use store::{default_store_path, user_root, Store, StoreBuilder, Usage};
 pub use view::{ObjectMeta, ObjectView};
 pub use watch::{WatchEvent, Watcher};
+pub use writer::ObjectWriter;

@@ -9,9 +9,10 @@ use crate::codec::parts::NdArrayMeta;
 use crate::codec::Codec;
 use crate::error::Result;
 use crate::object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
-use crate::store::{ObjectWriter, Store};
+use crate::store::Store;
 use crate::view::{ObjectMeta, ObjectView};
 use crate::watch::Watcher;
+use crate::writer::ObjectWriter;
 
 /// One namespace of a [`Store`]: a set of names independent of every other
 /// namespace's. Made by [`Store::namespace`]; created on disk by its first write.
@@ -74,7 +75,8 @@ impl Namespace {
         description: &str,
         expected_len: Option<u64>,
     ) -> Result<ObjectWriter> {
-        self.store.writer(&self.name, name, codec, description, expected_len)
+        self.store
+            .writer(&self.name, name, codec, description, expected_len)
     }
 
     /// Reads an object; `None` when there is none of that name.
@@ -151,7 +153,8 @@ impl Namespace {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
-        self.store.put_record_batches(&self.name, name, schema, batches)
+        self.store
+            .put_record_batches(&self.name, name, schema, batches)
     }
 
     /// Reads record batches without copying.

@@ -34,12 +34,20 @@ enum Segments<'a> {
 impl<'a> Payload<'a> {
     /// Raw bytes.
     pub fn bytes(bytes: &'a [u8]) -> Self {
-        Payload { codec: Codec::Raw, description: "", segments: Segments::One([bytes]) }
+        Payload {
+            codec: Codec::Raw,
+            description: "",
+            segments: Segments::One([bytes]),
+        }
     }
 
     /// The concatenation of `segments`, stored with `codec`.
     pub fn segments(codec: Codec, segments: &'a [&'a [u8]]) -> Self {
-        Payload { codec, description: "", segments: Segments::Many(segments) }
+        Payload {
+            codec,
+            description: "",
+            segments: Segments::Many(segments),
+        }
     }
 
     /// The same payload with another codec tag.
@@ -191,7 +199,11 @@ pub trait ObjectStoreExt: ObjectStore {
     /// # Errors
     /// As [`ObjectStore::put`].
     fn put_text(&self, namespace: &str, name: &str, text: &str) -> Result<ObjectMeta> {
-        self.put(namespace, name, &Payload::bytes(text.as_bytes()).with_codec(Codec::Text))
+        self.put(
+            namespace,
+            name,
+            &Payload::bytes(text.as_bytes()).with_codec(Codec::Text),
+        )
     }
 
     /// Reads UTF-8 text (a copy: the view is small by nature).
@@ -199,7 +211,9 @@ pub trait ObjectStoreExt: ObjectStore {
     /// # Errors
     /// [`Error::CodecMismatch`] when the object is not text; as [`ObjectStore::get`].
     fn get_text(&self, namespace: &str, name: &str) -> Result<Option<String>> {
-        let Some(view) = self.get(namespace, name)? else { return Ok(None) };
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
         expect_codec(&view, &[Codec::Text])?;
         String::from_utf8(view.to_vec())
             .map(Some)
@@ -222,7 +236,11 @@ pub trait ObjectStoreExt: ObjectStore {
             name: name.into(),
             source,
         })?;
-        self.put(namespace, name, &Payload::bytes(&bytes).with_codec(Codec::ArrowIpc))
+        self.put(
+            namespace,
+            name,
+            &Payload::bytes(&bytes).with_codec(Codec::ArrowIpc),
+        )
     }
 
     /// Reads record batches whose columns point into the shared object (no copy).
@@ -235,13 +253,20 @@ pub trait ObjectStoreExt: ObjectStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
-        let Some(view) = self.get(namespace, name)? else { return Ok(None) };
-        expect_codec(&view, &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow])?;
-        arrow::decode(view.buffer()).map(Some).map_err(|source| Error::Arrow {
-            namespace: namespace.into(),
-            name: name.into(),
-            source,
-        })
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
+        expect_codec(
+            &view,
+            &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow],
+        )?;
+        arrow::decode(view.buffer())
+            .map(Some)
+            .map_err(|source| Error::Arrow {
+                namespace: namespace.into(),
+                name: name.into(),
+                source,
+            })
     }
 
     /// Stores an n-dimensional array: its dtype, shape and order, and its
@@ -259,7 +284,11 @@ pub trait ObjectStoreExt: ObjectStore {
         let json = meta.to_json();
         let layout = PartsLayout::new(&[json.len(), data.len()]);
         let segments = layout.segments(&[&json, data]);
-        self.put(namespace, name, &Payload::segments(Codec::NdArray, &segments))
+        self.put(
+            namespace,
+            name,
+            &Payload::segments(Codec::NdArray, &segments),
+        )
     }
 
     /// Reads an n-dimensional array; its data points into the shared object.
@@ -268,7 +297,9 @@ pub trait ObjectStoreExt: ObjectStore {
     /// [`Error::CodecMismatch`], [`Error::Codec`] when the layout is
     /// malformed; as [`ObjectStore::get`].
     fn get_ndarray(&self, namespace: &str, name: &str) -> Result<Option<NdArrayView>> {
-        let Some(view) = self.get(namespace, name)? else { return Ok(None) };
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
         expect_codec(&view, &[Codec::NdArray])?;
         let parts = parts::split(view.buffer()).map_err(|e| decode_error(&view, e))?;
         let [meta, data] = <[Buffer; 2]>::try_from(parts)
@@ -293,7 +324,11 @@ pub trait ObjectStoreExt: ObjectStore {
         all.extend_from_slice(buffers);
         let layout = PartsLayout::new(&all.iter().map(|b| b.len()).collect::<Vec<_>>());
         let segments = layout.segments(&all);
-        self.put(namespace, name, &Payload::segments(Codec::Pickle5, &segments))
+        self.put(
+            namespace,
+            name,
+            &Payload::segments(Codec::Pickle5, &segments),
+        )
     }
 
     /// Reads a pickle-5 object; its buffers point into the shared object.
@@ -301,14 +336,19 @@ pub trait ObjectStoreExt: ObjectStore {
     /// # Errors
     /// [`Error::CodecMismatch`], [`Error::Codec`]; as [`ObjectStore::get`].
     fn get_pickle(&self, namespace: &str, name: &str) -> Result<Option<PickleView>> {
-        let Some(view) = self.get(namespace, name)? else { return Ok(None) };
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
         expect_codec(&view, &[Codec::Pickle5])?;
         let mut parts = parts::split(view.buffer()).map_err(|e| decode_error(&view, e))?;
         if parts.is_empty() {
             return Err(decode_error(&view, "no pickle stream".into()));
         }
         let pickle = parts.remove(0);
-        Ok(Some(PickleView { pickle, buffers: parts }))
+        Ok(Some(PickleView {
+            pickle,
+            buffers: parts,
+        }))
     }
 }
 

@@ -67,14 +67,20 @@ impl ObjectView {
     /// A view of `payload`, described by `meta`. Used by other stores behind
     /// [`crate::ObjectStore`] (brain-mock) to hand out the same type.
     pub fn new(meta: ObjectMeta, payload: Buffer) -> ObjectView {
-        ObjectView { meta: Arc::new(meta), payload }
+        ObjectView {
+            meta: Arc::new(meta),
+            payload,
+        }
     }
 
     /// A view of the payload held by a mapping of the whole file, `offset` bytes in.
     pub(crate) fn from_mapping(meta: ObjectMeta, mapping: Mapping, offset: usize) -> ObjectView {
         let len = mapping.len();
         let ptr = mapping.as_ptr();
-        debug_assert!(offset as u64 + meta.size == len as u64, "payload must end the file");
+        debug_assert!(
+            offset as u64 + meta.size == len as u64,
+            "payload must end the file"
+        );
         let owner: Arc<dyn arrow_buffer::alloc::Allocation> = Arc::new(mapping);
         // SAFETY: ptr is the start of a live read-only mapping of len bytes,
         // and `owner` is that mapping: the Buffer keeps it alive (and so
@@ -82,7 +88,10 @@ impl ObjectView {
         // bytes never change while mapped (the sharing contract in
         // sys/unix.rs), which is what an immutable Buffer requires.
         let whole = unsafe { Buffer::from_custom_allocation(ptr, len, owner) };
-        ObjectView { meta: Arc::new(meta), payload: whole.slice(offset) }
+        ObjectView {
+            meta: Arc::new(meta),
+            payload: whole.slice(offset),
+        }
     }
 
     /// The object's metadata.

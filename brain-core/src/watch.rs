@@ -21,7 +21,7 @@ use rustix::event::{PollFd, PollFlags};
 use crate::error::{Error, Result};
 use crate::key::{namespace_dir_name, validate_name, ObjectKey};
 use crate::object_store::ObjectStore;
-use crate::store::{header_at, Store};
+use crate::store::{read_meta_at, Store};
 use crate::view::ObjectView;
 
 /// Something that happened to a name.
@@ -89,7 +89,9 @@ pub struct Watcher {
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher").field("namespace", &self.only).finish_non_exhaustive()
+        f.debug_struct("Watcher")
+            .field("namespace", &self.only)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +120,10 @@ impl Watcher {
         let inotify = Inotify::init().map_err(|e| Error::io("start inotify for", &root, e))?;
         let root_wd = inotify
             .watches()
-            .add(&root, WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::ONLYDIR)
+            .add(
+                &root,
+                WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::ONLYDIR,
+            )
             .map_err(|e| Error::io("watch", &root, e))?;
         let mut watcher = Watcher {
             inotify,
@@ -157,14 +162,23 @@ impl Watcher {
         if self.only.as_ref().is_some_and(|only| *only != namespace) {
             return Ok(());
         }
-        let wd = match self.inotify.watches().add(&path, DIR_MASK | WatchMask::ONLYDIR) {
+        let wd = match self
+            .inotify
+            .watches()
+            .add(&path, DIR_MASK | WatchMask::ONLYDIR)
+        {
             Ok(wd) => wd,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(Error::io("watch", &path, err)),
         };
         self.dirs.insert(
             wd.clone(),
-            WatchedDir { namespace, dir_name: dir_name.to_owned(), path, known: HashMap::new() },
+            WatchedDir {
+                namespace,
+                dir_name: dir_name.to_owned(),
+                path,
+                known: HashMap::new(),
+            },
         );
         self.rescan(&wd, announce)
     }
@@ -172,7 +186,9 @@ impl Watcher {
     /// Brings a directory's known objects up to date with what is there,
     /// reporting differences when `announce` is set.
     fn rescan(&mut self, wd: &WatchDescriptor, announce: bool) -> Result<()> {
-        let Some(dir) = self.dirs.get(wd) else { return Ok(()) };
+        let Some(dir) = self.dirs.get(wd) else {
+            return Ok(());
+        };
         let mut present = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir.path) {
             for entry in entries.flatten() {
@@ -183,8 +199,12 @@ impl Watcher {
                 }
             }
         }
-        let gone: Vec<String> =
-            dir.known.keys().filter(|k| !present.contains(k)).cloned().collect();
+        let gone: Vec<String> = dir
+            .known
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
         for hex in gone {
             self.check_entry(wd, &hex, announce)?;
         }
@@ -197,7 +217,9 @@ impl Watcher {
     /// Compares what is at `dir/hex` with what was known, queueing an event
     /// for a change when `announce` is set.
     fn check_entry(&mut self, wd: &WatchDescriptor, hex: &str, announce: bool) -> Result<()> {
-        let Some(dir) = self.dirs.get_mut(wd) else { return Ok(()) };
+        let Some(dir) = self.dirs.get_mut(wd) else {
+            return Ok(());
+        };
         let path = dir.path.join(hex);
         match rustix::fs::stat(&path) {
             Ok(st) => {
@@ -205,11 +227,14 @@ impl Watcher {
                     return Ok(());
                 }
                 // A corrupt file is not an event; fsck reports it.
-                let Ok(Some(meta)) = header_at(&path) else { return Ok(()) };
+                let Ok(Some(meta)) = read_meta_at(&path) else {
+                    return Ok(());
+                };
                 if meta.namespace != dir.namespace {
                     return Ok(());
                 }
-                dir.known.insert(hex.to_owned(), (meta.name.clone(), st.st_ino));
+                dir.known
+                    .insert(hex.to_owned(), (meta.name.clone(), st.st_ino));
                 if announce {
                     self.pending.push_back(WatchEvent::Set {
                         namespace: meta.namespace,
@@ -221,7 +246,8 @@ impl Watcher {
                 if let Some((name, _)) = dir.known.remove(hex) {
                     if announce {
                         let namespace = dir.namespace.clone();
-                        self.pending.push_back(WatchEvent::Deleted { namespace, name });
+                        self.pending
+                            .push_back(WatchEvent::Deleted { namespace, name });
                     }
                 }
             }
@@ -302,7 +328,8 @@ impl Watcher {
                         names.sort();
                         for name in names {
                             let namespace = dir.namespace.clone();
-                            self.pending.push_back(WatchEvent::Deleted { namespace, name });
+                            self.pending
+                                .push_back(WatchEvent::Deleted { namespace, name });
                         }
                     }
                 }
@@ -335,7 +362,11 @@ fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> Result<bool> {
     match rustix::event::poll(&mut fds, timespec.as_ref()) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::INTR) => Ok(false),
-        Err(err) => Err(Error::io("wait for inotify events", "inotify", crate::error::os(err))),
+        Err(err) => Err(Error::io(
+            "wait for inotify events",
+            "inotify",
+            crate::error::os(err),
+        )),
     }
 }
 

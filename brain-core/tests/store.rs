@@ -14,7 +14,10 @@ use brain_core::{
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::Builder::new().prefix("brain-core-test").tempdir_in("/dev/shm").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("brain-core-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     (dir, store)
 }
@@ -59,7 +62,11 @@ fn repeated_gets_of_a_large_object_share_one_mapping() -> TestResult {
     ns.set("big", &vec![1u8; 1 << 20])?;
     let a = ns.get("big")?.unwrap();
     let b = ns.get("big")?.unwrap();
-    assert_eq!(a.as_ptr(), b.as_ptr(), "second get did not reuse the mapping");
+    assert_eq!(
+        a.as_ptr(),
+        b.as_ptr(),
+        "second get did not reuse the mapping"
+    );
     ns.set("big", &vec![2u8; 1 << 20])?;
     let c = ns.get("big")?.unwrap();
     assert_ne!(a.as_ptr(), c.as_ptr());
@@ -84,7 +91,16 @@ fn metadata_description_and_listing() -> TestResult {
     assert_eq!(store.get_text("a", "t")?.as_deref(), Some("hello"));
     assert!(store.get("b", "y")?.unwrap().is_empty());
     let err = store.get_text("a", "x").unwrap_err();
-    assert!(matches!(err, Error::CodecMismatch { found: Codec::Raw, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::CodecMismatch {
+                found: Codec::Raw,
+                ..
+            }
+        ),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -109,7 +125,15 @@ fn namespaces_are_independent_and_removable() -> TestResult {
 fn strange_names_never_reach_a_path() -> TestResult {
     let (dir, store) = store();
     let long = "n".repeat(10_000);
-    let names = ["a/b", "..", "../../etc/passwd", "with space", "🧠 brain", "\u{1}ctl", &long];
+    let names = [
+        "a/b",
+        "..",
+        "../../etc/passwd",
+        "with space",
+        "🧠 brain",
+        "\u{1}ctl",
+        &long,
+    ];
     for (i, name) in names.iter().enumerate() {
         store.put(name, name, &Payload::bytes(&[i as u8]))?;
     }
@@ -129,19 +153,31 @@ fn empty_and_oversized_names_are_refused() {
         assert!(matches!(err, Error::InvalidName { .. }), "{err}");
         assert!(err.to_string().contains("empty"), "{err}");
     }
-    let err = store.get("d", &"x".repeat(brain_core::MAX_NAME_LEN + 1)).unwrap_err();
+    let err = store
+        .get("d", &"x".repeat(brain_core::MAX_NAME_LEN + 1))
+        .unwrap_err();
     assert!(err.to_string().contains("too long"), "{err}");
 }
 
 #[test]
 fn capacity_is_enforced_and_leaves_nothing_behind() -> TestResult {
     let dir = tempfile::tempdir_in("/dev/shm")?;
-    let store = Store::builder().path(dir.path().join("s")).capacity(64 * 1024).open()?;
+    let store = Store::builder()
+        .path(dir.path().join("s"))
+        .capacity(64 * 1024)
+        .open()?;
     store.put("d", "small", &Payload::bytes(&[0; 1000]))?;
     let used = store.usage()?.used;
-    let err = store.put("d", "big", &Payload::bytes(&[0; 100_000])).unwrap_err();
+    let err = store
+        .put("d", "big", &Payload::bytes(&[0; 100_000]))
+        .unwrap_err();
     match &err {
-        Error::StoreFull { needed, capacity, filesystem_full, .. } => {
+        Error::StoreFull {
+            needed,
+            capacity,
+            filesystem_full,
+            ..
+        } => {
             assert!(*needed > 100_000);
             assert_eq!(*capacity, 64 * 1024);
             assert!(!filesystem_full);
@@ -153,14 +189,24 @@ fn capacity_is_enforced_and_leaves_nothing_behind() -> TestResult {
     assert_eq!(store.names("d")?, ["small"]);
     let stray = std::fs::read_dir(dir.path().join("s/ns"))?
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp")
+        })
         .count();
     assert_eq!(stray, 0);
     // Replacing an object frees the old one's space.
     for _ in 0..100 {
         store.put("d", "small", &Payload::bytes(&[1; 20_000]))?;
     }
-    assert_eq!(store.usage()?.used, 5 * 4096, "20,000 bytes and a header take five pages");
+    assert_eq!(
+        store.usage()?.used,
+        5 * 4096,
+        "20,000 bytes and a header take five pages"
+    );
     Ok(())
 }
 
@@ -184,9 +230,15 @@ fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64 * 0.5))),
-            Arc::new(Int64Array::from_iter((0..n).map(|i| (i % 7 != 0).then_some(i as i64)))),
-            Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("s{i}")))),
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| i as f64 * 0.5),
+            )),
+            Arc::new(Int64Array::from_iter(
+                (0..n).map(|i| (i % 7 != 0).then_some(i as i64)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("s{i}")),
+            )),
             Arc::new(dict),
         ],
     )?;
@@ -199,7 +251,10 @@ fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
     for column in batches[0].columns() {
         let data = column.to_data();
         for buffer in data.buffers() {
-            assert!(mapped.contains(&(buffer.as_ptr() as usize)), "a column buffer was copied");
+            assert!(
+                mapped.contains(&(buffer.as_ptr() as usize)),
+                "a column buffer was copied"
+            );
         }
     }
     Ok(())
@@ -209,7 +264,11 @@ fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
 fn ndarray_and_pickle_layouts_round_trip() -> TestResult {
     let (_dir, store) = store();
     let data: Vec<u8> = (0..6 * 8).map(|i| i as u8).collect();
-    let meta = NdArrayMeta { dtype: "<f8".into(), shape: vec![2, 3], fortran_order: true };
+    let meta = NdArrayMeta {
+        dtype: "<f8".into(),
+        shape: vec![2, 3],
+        fortran_order: true,
+    };
     store.put_ndarray("d", "arr", &meta, &data)?;
     let got = store.get_ndarray("d", "arr")?.unwrap();
     assert_eq!(got.meta, meta);
@@ -229,7 +288,10 @@ fn ndarray_and_pickle_layouts_round_trip() -> TestResult {
 fn corrupt_and_future_files_give_clear_errors() -> TestResult {
     let (dir, store) = store();
     store.put("d", "x", &Payload::bytes(b"hello"))?;
-    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?.next().unwrap()?.path();
+    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?
+        .next()
+        .unwrap()?
+        .path();
     let file = std::fs::read_dir(&ns_dir)?
         .map(|e| e.unwrap().path())
         .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
@@ -248,7 +310,17 @@ fn corrupt_and_future_files_give_clear_errors() -> TestResult {
     future[8] = 9;
     std::fs::write(&file, &future)?;
     let err = store.get("d", "x").unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { found: 9, supported: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 9,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     std::fs::write(&file, &original[..70])?;
     let err = store.get("d", "x").unwrap_err();
@@ -268,7 +340,13 @@ fn unsafe_store_paths_are_refused() -> TestResult {
     std::fs::write(&file, b"")?;
     let err = Store::open(&file).unwrap_err();
     assert!(
-        matches!(err, Error::UnsafePath { reason: UnsafePathReason::NotADirectory, .. }),
+        matches!(
+            err,
+            Error::UnsafePath {
+                reason: UnsafePathReason::NotADirectory,
+                ..
+            }
+        ),
         "{err}"
     );
     let target = dir.path().join("target");
@@ -276,19 +354,43 @@ fn unsafe_store_paths_are_refused() -> TestResult {
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&target, &link)?;
     let err = Store::open(&link).unwrap_err();
-    assert!(matches!(err, Error::UnsafePath { reason: UnsafePathReason::Symlink, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnsafePath {
+                reason: UnsafePathReason::Symlink,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let open = dir.path().join("open");
     std::fs::create_dir(&open)?;
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
     let err = Store::open(&open).unwrap_err();
-    assert!(matches!(err, Error::UnsafePath { reason: UnsafePathReason::TooPermissive { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnsafePath {
+                reason: UnsafePathReason::TooPermissive { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     if rustix::process::getuid().is_root() {
         let other = dir.path().join("other");
         std::fs::create_dir(&other)?;
         std::os::unix::fs::chown(&other, Some(12345), None)?;
         let err = Store::open(&other).unwrap_err();
         assert!(
-            matches!(err, Error::UnsafePath { reason: UnsafePathReason::OwnedByOtherUser { owner: 12345, .. }, .. }),
+            matches!(
+                err,
+                Error::UnsafePath {
+                    reason: UnsafePathReason::OwnedByOtherUser { owner: 12345, .. },
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -310,8 +412,14 @@ fn watch_reports_sets_and_deletes() -> TestResult {
     store.delete("w", "before")?;
     store.put("other", "b", &Payload::bytes(b"3"))?;
     let wait = Some(Duration::from_secs(5));
-    let set = WatchEvent::Set { namespace: "w".into(), name: "a".into() };
-    let deleted = WatchEvent::Deleted { namespace: "w".into(), name: "before".into() };
+    let set = WatchEvent::Set {
+        namespace: "w".into(),
+        name: "a".into(),
+    };
+    let deleted = WatchEvent::Deleted {
+        namespace: "w".into(),
+        name: "before".into(),
+    };
     let mut events = vec![watcher.next_event(wait)?.unwrap()];
     while let Some(event) = watcher.next_event(Some(Duration::from_millis(200)))? {
         events.push(event);
@@ -324,11 +432,20 @@ fn watch_reports_sets_and_deletes() -> TestResult {
     while let Some(event) = all.next_event(Some(Duration::from_millis(300)))? {
         seen.push(event);
     }
-    assert!(seen.contains(&WatchEvent::Set { namespace: "other".into(), name: "b".into() }), "{seen:?}");
+    assert!(
+        seen.contains(&WatchEvent::Set {
+            namespace: "other".into(),
+            name: "b".into()
+        }),
+        "{seen:?}"
+    );
     store.remove_namespace("w")?;
     assert_eq!(
         watcher.next_event(wait)?,
-        Some(WatchEvent::Deleted { namespace: "w".into(), name: "a".into() })
+        Some(WatchEvent::Deleted {
+            namespace: "w".into(),
+            name: "a".into()
+        })
     );
     Ok(())
 }
@@ -356,14 +473,22 @@ fn wait_for_returns_when_the_name_appears_or_times_out() -> TestResult {
 fn gc_removes_what_dead_writers_left() -> TestResult {
     let (dir, store) = store();
     store.put("d", "x", &Payload::bytes(b"1"))?;
-    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?.next().unwrap()?.path();
+    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?
+        .next()
+        .unwrap()?
+        .path();
     // pid 0x7fffffff cannot exist (pid_max is at most 2^22).
     std::fs::write(ns_dir.join(".tmp.2147483647.obj0.1"), vec![0; 5000])?;
-    std::fs::write(ns_dir.join(format!(".tmp.{}.obj0.2", std::process::id())), b"live")?;
+    std::fs::write(
+        ns_dir.join(format!(".tmp.{}.obj0.2", std::process::id())),
+        b"live",
+    )?;
     let report = store.gc()?;
     assert_eq!(report.stray_files, 1);
     assert_eq!(report.bytes_freed, 5000);
-    assert!(ns_dir.join(format!(".tmp.{}.obj0.2", std::process::id())).exists());
+    assert!(ns_dir
+        .join(format!(".tmp.{}.obj0.2", std::process::id()))
+        .exists());
     assert_eq!(&*store.get("d", "x")?.unwrap(), b"1");
     Ok(())
 }
@@ -396,17 +521,26 @@ fn streamed_writer_publishes_only_on_commit() -> TestResult {
     let before = store.usage()?.used;
     drop(abandoned);
     assert!(!store.contains("d", "gone")?);
-    assert!(store.usage()?.used < before, "an abandoned write kept its reservation");
+    assert!(
+        store.usage()?.used < before,
+        "an abandoned write kept its reservation"
+    );
     Ok(())
 }
 
 #[test]
 fn checksums_are_verified_by_fsck() -> TestResult {
     let dir = tempfile::tempdir_in("/dev/shm")?;
-    let store = Store::builder().path(dir.path().join("s")).checksums(true).open()?;
+    let store = Store::builder()
+        .path(dir.path().join("s"))
+        .checksums(true)
+        .open()?;
     store.put("d", "x", &Payload::bytes(&[5; 300]))?;
     assert!(store.fsck(false)?.corrupt.is_empty());
-    let ns_dir = std::fs::read_dir(dir.path().join("s/ns"))?.next().unwrap()?.path();
+    let ns_dir = std::fs::read_dir(dir.path().join("s/ns"))?
+        .next()
+        .unwrap()?
+        .path();
     let file = std::fs::read_dir(&ns_dir)?
         .map(|e| e.unwrap().path())
         .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
@@ -417,6 +551,10 @@ fn checksums_are_verified_by_fsck() -> TestResult {
     std::fs::write(&file, bytes)?;
     let report = store.fsck(false)?;
     assert_eq!(report.corrupt.len(), 1);
-    assert!(report.corrupt[0].1.contains("checksum"), "{:?}", report.corrupt);
+    assert!(
+        report.corrupt[0].1.contains("checksum"),
+        "{:?}",
+        report.corrupt
+    );
     Ok(())
 }

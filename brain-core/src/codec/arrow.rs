@@ -16,7 +16,11 @@ use arrow_schema::{ArrowError, Schema, SchemaRef};
 /// # Errors
 /// When a batch does not match the schema, or Arrow cannot encode a type.
 pub fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
-    let capacity = batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() + 4096;
+    let capacity = batches
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum::<usize>()
+        + 4096;
     let mut out = Vec::with_capacity(capacity);
     {
         let mut writer = FileWriter::try_new(&mut out, schema)?;
@@ -49,9 +53,10 @@ pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowErr
     }
     let footer = root_as_footer(&buffer[len - 10 - footer_len..len - 10])
         .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
-    let schema = Arc::new(try_fb_to_schema(
-        footer.schema().ok_or_else(|| ArrowError::IpcError("footer has no schema".into()))?,
-    )?);
+    let schema =
+        Arc::new(try_fb_to_schema(footer.schema().ok_or_else(|| {
+            ArrowError::IpcError("footer has no schema".into())
+        })?)?);
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
     let block_data = |block: &arrow_ipc::Block| -> Result<Buffer, ArrowError> {
         let offset = usize::try_from(block.offset())
@@ -96,13 +101,16 @@ mod tests {
             ],
         )
         .unwrap();
-        let bytes = Buffer::from_vec(encode(&schema, &[batch.clone()]).unwrap());
+        let bytes = Buffer::from_vec(encode(&schema, std::slice::from_ref(&batch)).unwrap());
         let (decoded_schema, batches) = decode(&bytes).unwrap();
         assert_eq!(decoded_schema, schema);
         assert_eq!(batches, vec![batch]);
         let values = batches[0].column(0).to_data().buffers()[0].as_ptr() as usize;
         let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-        assert!(range.contains(&values), "column was copied out of the payload");
+        assert!(
+            range.contains(&values),
+            "column was copied out of the payload"
+        );
     }
 
     #[test]

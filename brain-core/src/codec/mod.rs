@@ -90,7 +90,10 @@ impl Codec {
 
     /// True for the codecs whose payload is an Arrow IPC file.
     pub fn is_arrow(self) -> bool {
-        matches!(self, Codec::ArrowIpc | Codec::PandasArrow | Codec::PolarsArrow)
+        matches!(
+            self,
+            Codec::ArrowIpc | Codec::PandasArrow | Codec::PolarsArrow
+        )
     }
 }
 

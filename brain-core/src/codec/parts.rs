@@ -39,10 +39,18 @@ impl PartsLayout {
             table.extend_from_slice(&(at as u64).to_le_bytes());
             table.extend_from_slice(&(len as u64).to_le_bytes());
             let end = at + len;
-            at = if i + 1 == lengths.len() { end } else { align_up(end) };
+            at = if i + 1 == lengths.len() {
+                end
+            } else {
+                align_up(end)
+            };
             padding.push(at - end);
         }
-        PartsLayout { table, padding, total: at }
+        PartsLayout {
+            table,
+            padding,
+            total: at,
+        }
     }
 
     /// The payload's total length.
@@ -57,7 +65,11 @@ impl PartsLayout {
 
     /// The segments to write, in order, for `parts` (the lengths given to [`PartsLayout::new`]).
     pub fn segments<'a>(&'a self, parts: &[&'a [u8]]) -> Vec<&'a [u8]> {
-        assert_eq!(parts.len() + 1, self.padding.len(), "parts do not match the layout");
+        assert_eq!(
+            parts.len() + 1,
+            self.padding.len(),
+            "parts do not match the layout"
+        );
         let mut out = Vec::with_capacity(parts.len() * 2 + 2);
         out.push(&self.table[..]);
         out.push(&ZEROS[..self.padding[0]]);
@@ -76,25 +88,37 @@ impl PartsLayout {
 pub fn split(payload: &Buffer) -> Result<Vec<Buffer>, String> {
     let bytes = payload.as_slice();
     if bytes.len() < 8 {
-        return Err(format!("{} bytes is too short for a parts table", bytes.len()));
+        return Err(format!(
+            "{} bytes is too short for a parts table",
+            bytes.len()
+        ));
     }
     let count = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
     let table_end = count
         .checked_mul(16)
         .and_then(|n| n.checked_add(8))
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| format!("a table of {count} parts does not fit in {} bytes", bytes.len()))?;
+        .ok_or_else(|| {
+            format!(
+                "a table of {count} parts does not fit in {} bytes",
+                bytes.len()
+            )
+        })?;
     (0..count)
         .map(|i| {
             let at = 8 + 16 * i;
             let offset = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
             let len = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
-            let end = offset.checked_add(len).filter(|&end| end <= bytes.len() as u64);
+            let end = offset
+                .checked_add(len)
+                .filter(|&end| end <= bytes.len() as u64);
             match end {
                 Some(_) if offset as usize >= table_end => {
                     Ok(payload.slice_with_length(offset as usize, len as usize))
                 }
-                _ => Err(format!("part {i} ({offset}+{len}) lies outside the payload")),
+                _ => Err(format!(
+                    "part {i} ({offset}+{len}) lies outside the payload"
+                )),
             }
         })
         .collect()

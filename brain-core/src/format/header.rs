@@ -123,7 +123,10 @@ impl Header {
             ));
         }
         if prefix[0..8] != MAGIC {
-            return Err(Error::corrupt(path, "not a brain object file (bad magic bytes)"));
+            return Err(Error::corrupt(
+                path,
+                "not a brain object file (bad magic bytes)",
+            ));
         }
         let version = u16::from_le_bytes([prefix[8], prefix[9]]);
         if version != FORMAT_VERSION {
@@ -134,12 +137,15 @@ impl Header {
             });
         }
         let header_len = read_u32(prefix, 16) as usize;
-        let strings = read_u32(prefix, 20) as u64 + read_u32(prefix, 24) as u64
-            + read_u32(prefix, 28) as u64;
+        let strings =
+            read_u32(prefix, 20) as u64 + read_u32(prefix, 24) as u64 + read_u32(prefix, 28) as u64;
         if header_len % PAYLOAD_ALIGN != 0
             || (header_len as u64) < HEADER_FIXED_LEN as u64 + strings
         {
-            return Err(Error::corrupt(path, format!("impossible header length {header_len}")));
+            return Err(Error::corrupt(
+                path,
+                format!("impossible header length {header_len}"),
+            ));
         }
         Ok(header_len)
     }
@@ -156,10 +162,17 @@ impl Header {
         if bytes.len() < header_len {
             return Err(Error::corrupt(
                 path,
-                format!("header needs {header_len} bytes, only {} present", bytes.len()),
+                format!(
+                    "header needs {header_len} bytes, only {} present",
+                    bytes.len()
+                ),
             ));
         }
-        let lens = [read_u32(bytes, 20), read_u32(bytes, 24), read_u32(bytes, 28)];
+        let lens = [
+            read_u32(bytes, 20),
+            read_u32(bytes, 24),
+            read_u32(bytes, 28),
+        ];
         let strings_end = HEADER_FIXED_LEN + lens.iter().map(|&l| l as usize).sum::<usize>();
         let stored = u64::from_le_bytes(bytes[72..80].try_into().expect("8 bytes"));
         if header_checksum(&bytes[..72], &bytes[HEADER_FIXED_LEN..strings_end]) != stored {
@@ -184,7 +197,9 @@ impl Header {
             flags: flags & !FLAG_PAYLOAD_CHECKSUM,
             payload_len: u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")),
             created_unix_nanos: i64::from_le_bytes(bytes[40..48].try_into().expect("8 bytes")),
-            key: ObjectKey(u128::from_le_bytes(bytes[48..64].try_into().expect("16 bytes"))),
+            key: ObjectKey(u128::from_le_bytes(
+                bytes[48..64].try_into().expect("16 bytes"),
+            )),
             payload_checksum: (flags & FLAG_PAYLOAD_CHECKSUM != 0).then_some(checksum),
             namespace,
             name,
@@ -231,7 +246,10 @@ mod tests {
         for i in 0..used {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(Header::decode(&bad, Path::new("x")).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                Header::decode(&bad, Path::new("x")).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 
@@ -241,7 +259,14 @@ mod tests {
         bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
         let err = Header::decode(&bytes, Path::new("x")).unwrap_err();
         assert!(
-            matches!(err, Error::UnsupportedVersion { found: 7, supported: FORMAT_VERSION, .. }),
+            matches!(
+                err,
+                Error::UnsupportedVersion {
+                    found: 7,
+                    supported: FORMAT_VERSION,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("version 7"), "{err}");

@@ -121,19 +121,27 @@ impl SharedCounters {
 
     /// The counter at byte `offset`, which must be 8-aligned and in bounds.
     pub(crate) fn counter(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len, "counter offset {offset} out of range");
-        // SAFETY: the offset is in bounds and 8-aligned (asserted; the mapping
-        // itself is page-aligned), the memory lives as long as &self, and
-        // every process touches these bytes only through atomic operations,
-        // so there is no non-atomic access to race with.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len,
+            "counter offset {offset} out of range"
+        );
+        // SAFETY: offset + 8 <= len (asserted), so the result stays inside
+        // the mapping that ptr starts.
+        let at = unsafe { self.ptr.as_ptr().add(offset) }.cast::<AtomicU64>();
+        // SAFETY: `at` is in bounds and 8-aligned (asserted; the mapping is
+        // page-aligned), the memory lives as long as &self, and every process
+        // touches these bytes only through atomic operations, so there is no
+        // non-atomic access to race with.
+        unsafe { &*at }
     }
 
     /// The mapped bytes, for reading the fixed fields written at creation.
     pub(crate) fn bytes(&self) -> Vec<u8> {
         (0..self.len / 8)
             .flat_map(|i| {
-                self.counter(i * 8).load(std::sync::atomic::Ordering::Acquire).to_le_bytes()
+                self.counter(i * 8)
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .to_le_bytes()
             })
             .collect()
     }

@@ -1,0 +1,224 @@
+//! Maintenance: namespace statistics, garbage collection of what dead
+//! writers left, and `fsck`, which checks every object and rebuilds usage.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+
+use crate::capacity::accounted;
+use crate::error::{Error, Result};
+use crate::format::Header;
+use crate::key::ObjectKey;
+use crate::object_store::ObjectStore;
+use crate::store::{object_files, read_dir, Store};
+use crate::writer::TMP_PREFIX;
+
+/// The object count and size of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceStats {
+    /// The namespace.
+    pub namespace: String,
+    /// How many objects it holds.
+    pub objects: u64,
+    /// Bytes they take, as accounted.
+    pub bytes: u64,
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Files left by writers that died before sealing.
+    pub stray_files: u64,
+    /// Namespace directories left half-created or half-removed.
+    pub stray_dirs: u64,
+    /// Bytes those files held.
+    pub bytes_freed: u64,
+}
+
+/// What [`Store::fsck`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Objects whose headers were checked.
+    pub objects: u64,
+    /// Usage as it was in the control file.
+    pub used_before: u64,
+    /// Usage rebuilt from the objects present.
+    pub used_after: u64,
+    /// Object files that failed their checks, with the reason.
+    pub corrupt: Vec<(PathBuf, String)>,
+    /// How many of the corrupt files were deleted.
+    pub deleted: u64,
+}
+
+impl Store {
+    /// Namespace statistics: object count and bytes, for every namespace.
+    ///
+    /// # Errors
+    /// An I/O error reading the store.
+    pub fn namespace_stats(&self) -> Result<Vec<NamespaceStats>> {
+        let mut out = Vec::new();
+        for namespace in self.namespaces()? {
+            let dir = self.ns_dir(&namespace);
+            let (mut objects, mut bytes) = (0, 0);
+            for (_, path) in object_files(&dir)? {
+                if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                    objects += 1;
+                    bytes += accounted(meta.len());
+                }
+            }
+            out.push(NamespaceStats {
+                namespace,
+                objects,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes what writers that died before sealing left behind: temporary
+    /// object files and half-made namespace directories whose process is gone,
+    /// and namespaces left in the trash by an interrupted removal.
+    ///
+    /// # Errors
+    /// An I/O error reading the store.
+    pub fn gc(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        for entry in read_dir(&self.inner.ns_root)? {
+            let name = entry.file_name();
+            let path = entry.path();
+            if let Some(pid) = tmp_owner(&name) {
+                if !process_alive(pid) && remove_tree(&path, &mut report).is_ok() {
+                    report.stray_dirs += 1;
+                }
+                continue;
+            }
+            if !path.is_dir() {
+                continue;
+            }
+            for entry in read_dir(&path)? {
+                let name = entry.file_name();
+                if tmp_owner(&name).is_some_and(|pid| !process_alive(pid)) {
+                    let path = entry.path();
+                    let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+                    if std::fs::remove_file(&path).is_ok() {
+                        report.stray_files += 1;
+                        report.bytes_freed += len;
+                    }
+                }
+            }
+        }
+        for entry in read_dir(&self.inner.trash)? {
+            let path = entry.path();
+            if tmp_owner(&entry.file_name()).is_some_and(process_alive) {
+                continue;
+            }
+            if remove_tree(&path, &mut report).is_ok() {
+                report.stray_dirs += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks every object's header and rebuilds the usage count from the
+    /// objects present. With `delete_corrupt`, removes objects that fail.
+    ///
+    /// Run it when no writer is busy: a write in flight while it counts is
+    /// left out of the rebuilt usage until it seals.
+    ///
+    /// # Errors
+    /// An I/O error reading the store.
+    pub fn fsck(&self, delete_corrupt: bool) -> Result<FsckReport> {
+        let mut report = FsckReport {
+            used_before: self.inner.control.used(),
+            ..Default::default()
+        };
+        let mut used = 0;
+        for entry in read_dir(&self.inner.ns_root)? {
+            let dir = entry.path();
+            if tmp_owner(&entry.file_name()).is_some() || !dir.is_dir() {
+                continue;
+            }
+            for (key, path) in object_files(&dir)? {
+                let checked = check_object(&path, key);
+                let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+                match checked {
+                    Ok(()) => {
+                        report.objects += 1;
+                        used += accounted(len);
+                    }
+                    Err(err) => {
+                        let deleted = delete_corrupt && std::fs::remove_file(&path).is_ok();
+                        if deleted {
+                            report.deleted += 1;
+                        } else {
+                            used += accounted(len);
+                        }
+                        report.corrupt.push((path, err.to_string()));
+                    }
+                }
+            }
+        }
+        self.inner.control.set_used(used);
+        report.used_after = used;
+        Ok(report)
+    }
+}
+
+/// Verifies the header (and checksum, when present) of one object file.
+fn check_object(path: &Path, key: ObjectKey) -> Result<()> {
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    let header = Header::decode(&bytes, path)?;
+    if header.key != key || ObjectKey::new(&header.namespace, &header.name) != key {
+        return Err(Error::corrupt(
+            path,
+            "the file's name does not match the key in its header",
+        ));
+    }
+    if header.file_len() != bytes.len() as u64 {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "file is {} bytes, its header says {}",
+                bytes.len(),
+                header.file_len()
+            ),
+        ));
+    }
+    if let Some(expected) = header.payload_checksum {
+        let actual = xxhash_rust::xxh3::xxh3_64(&bytes[header.encoded_len()..]);
+        if actual != expected {
+            return Err(Error::corrupt(path, "payload checksum mismatch"));
+        }
+    }
+    Ok(())
+}
+
+/// The pid in a temporary name made by [`unique_tmp_name`].
+fn tmp_owner(name: &OsStr) -> Option<u32> {
+    let rest = name.as_bytes().strip_prefix(TMP_PREFIX.as_bytes())?;
+    let pid = rest.split(|&b| b == b'.').next()?;
+    std::str::from_utf8(pid).ok()?.parse().ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    // EPERM means the process exists but belongs to someone else: alive.
+    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+}
+
+fn remove_tree(path: &Path, report: &mut GcReport) -> io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        report.bytes_freed += entry.metadata().map_or(0, |m| m.len());
+    }
+    std::fs::remove_dir_all(path)
+}

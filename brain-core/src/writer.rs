@@ -1,0 +1,349 @@
+//! Writing an object: an unnamed file, filled, then renamed over the name.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::capacity::accounted;
+use crate::codec::Codec;
+use crate::error::{os, Error, Result};
+use crate::format::Header;
+use crate::key::ObjectKey;
+use crate::store::Store;
+use crate::view::ObjectMeta;
+
+/// Writes of at least this many bytes are split across threads.
+const PARALLEL_WRITE_MIN: usize = 64 * 1024 * 1024;
+/// Temporary names start with this, then the writer's pid.
+pub(crate) const TMP_PREFIX: &str = ".tmp.";
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other writer uses: pid, a per-process counter and the clock.
+pub(crate) fn unique_tmp_name(kind: &str) -> String {
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{TMP_PREFIX}{}.{kind}{n}.{nanos:x}", std::process::id())
+}
+
+fn write_all_at(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(&fd, buf, offset) {
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(err) => return Err(os(err)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `buf` at `offset`, split across threads when it is large: each
+/// thread copies a disjoint range, so the copy runs at several cores' speed.
+fn write_parallel_at(fd: impl AsFd + Sync, buf: &[u8], offset: u64) -> io::Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if buf.len() < PARALLEL_WRITE_MIN || threads < 2 {
+        return write_all_at(fd, buf, offset);
+    }
+    // Chunks end on page boundaries so no two threads fault in the same page.
+    let chunk = buf.len().div_ceil(threads).div_ceil(4096) * 4096;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = buf
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let fd = &fd;
+                scope.spawn(move || write_all_at(fd, part, offset + (i * chunk) as u64))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("writer thread panicked"))
+    })
+}
+
+/// An object being written. Write the payload with [`io::Write`], then
+/// [`ObjectWriter::commit`] to publish it atomically; dropping it without
+/// committing leaves nothing behind.
+pub struct ObjectWriter {
+    store: Store,
+    dir: PathBuf,
+    fd: OwnedFd,
+    /// The file's name while it is linked but not yet sealed (fallback path
+    /// when O_TMPFILE is unavailable, or between link and rename).
+    linked_as: Option<PathBuf>,
+    header: Header,
+    header_len: u64,
+    written: u64,
+    reserved: u64,
+    checksum: Option<Xxh3>,
+}
+
+impl ObjectWriter {
+    pub(crate) fn create(
+        store: &Store,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        expected_len: Option<u64>,
+    ) -> Result<ObjectWriter> {
+        let header_len = Header::encoded_len_for(namespace, name, description) as u64;
+        let mut dir = store.ns_dir(namespace);
+        let (fd, linked_as) = match open_unnamed(&dir, store.inner.file_mode) {
+            Err(Errno::NOENT) => {
+                dir = store.create_namespace(namespace)?;
+                open_unnamed(&dir, store.inner.file_mode)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io("create an object file in", &dir, os(e)))?;
+        let mut writer = ObjectWriter {
+            store: store.clone(),
+            dir,
+            fd,
+            linked_as,
+            header: Header {
+                codec,
+                flags: 0,
+                payload_len: 0,
+                created_unix_nanos: 0,
+                key: ObjectKey::new(namespace, name),
+                payload_checksum: None,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                description: description.to_owned(),
+            },
+            header_len,
+            written: 0,
+            reserved: 0,
+            checksum: store.inner.checksums.then(Xxh3::new),
+        };
+        if let Some(len) = expected_len {
+            writer.reserve(header_len + len)?;
+            writer.preallocate(header_len + len)?;
+        }
+        Ok(writer)
+    }
+
+    /// Reserves capacity for a file of `file_len` bytes (beyond what is reserved).
+    fn reserve(&mut self, file_len: u64) -> Result<()> {
+        let needed = accounted(file_len);
+        if needed <= self.reserved {
+            return Ok(());
+        }
+        let extra = needed - self.reserved;
+        self.store
+            .inner
+            .control
+            .reserve(extra)
+            .map_err(|refused| Error::StoreFull {
+                namespace: self.header.namespace.clone(),
+                name: self.header.name.clone(),
+                needed,
+                used: refused.used,
+                capacity: refused.capacity,
+                path: self.store.inner.root.clone(),
+                filesystem_full: false,
+            })?;
+        self.reserved = needed;
+        Ok(())
+    }
+
+    /// Allocates the file's pages now, so a full filesystem fails cleanly
+    /// here instead of part-way through the copy.
+    fn preallocate(&mut self, file_len: u64) -> Result<()> {
+        match rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), 0, file_len) {
+            Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+            Err(Errno::NOSPC) => Err(self.fs_full(file_len)),
+            Err(err) => Err(Error::io("allocate space in", &self.dir, os(err))),
+        }
+    }
+
+    fn fs_full(&self, file_len: u64) -> Error {
+        self.store
+            .full_error(&self.header.namespace, &self.header.name, file_len, true)
+    }
+
+    fn map_write_error(&self, err: io::Error) -> Error {
+        if err.raw_os_error() == Some(libc_enospc()) {
+            self.fs_full(self.header_len + self.written)
+        } else {
+            Error::io("write an object in", &self.dir, err)
+        }
+    }
+
+    /// Appends `bytes` to the payload, copying large buffers with several threads.
+    ///
+    /// # Errors
+    /// [`Error::StoreFull`] when the filesystem fills up, or another I/O error.
+    pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        let at = self.header_len + self.written;
+        write_parallel_at(&self.fd, bytes, at).map_err(|e| self.map_write_error(e))?;
+        if let Some(hasher) = &mut self.checksum {
+            hasher.update(bytes);
+        }
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes of payload written so far.
+    pub fn payload_len(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes the header and publishes the object under its name, replacing
+    /// any object of that name in one atomic step. Readers of the old object
+    /// keep their views.
+    ///
+    /// # Errors
+    /// [`Error::StoreFull`] when the final size passes the capacity, or an I/O error.
+    pub fn commit(mut self) -> Result<ObjectMeta> {
+        let file_len = self.header_len + self.written;
+        self.reserve(file_len)?;
+        self.header.payload_len = self.written;
+        self.header.created_unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+        self.header.payload_checksum = self.checksum.take().map(|h| h.digest());
+        let header = self.header.encode();
+        debug_assert_eq!(header.len() as u64, self.header_len);
+        write_all_at(&self.fd, &header, 0).map_err(|e| self.map_write_error(e))?;
+        // A reservation from fallocate past the end would waste space; trim it.
+        let size = rustix::fs::fstat(&self.fd).map_err(|e| Error::io("stat", &self.dir, os(e)))?;
+        if size.st_size as u64 > file_len {
+            rustix::fs::ftruncate(&self.fd, file_len)
+                .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
+        }
+        let tmp = match self.linked_as.clone() {
+            Some(path) => path,
+            None => {
+                let path = self.dir.join(unique_tmp_name("obj"));
+                link_unnamed(&self.fd, &path)
+                    .map_err(|e| Error::io("link an object into", &self.dir, os(e)))?;
+                self.linked_as = Some(path.clone());
+                path
+            }
+        };
+        let target = self.dir.join(self.header.key.to_hex());
+        let replaced = seal(&tmp, &target).map_err(|e| Error::io("publish", &target, os(e)))?;
+        // The temporary name now holds the replaced object, or nothing.
+        let _ = std::fs::remove_file(&tmp);
+        self.linked_as = None;
+        if let Some(old_len) = replaced {
+            self.store.inner.control.release(accounted(old_len));
+        }
+        let actual = accounted(file_len);
+        if self.reserved > actual {
+            self.store.inner.control.release(self.reserved - actual);
+        }
+        self.reserved = 0;
+        Ok(ObjectMeta::from_header(&self.header, actual))
+    }
+}
+
+impl std::fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("namespace", &self.header.namespace)
+            .field("name", &self.header.name)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_payload(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if let Some(path) = &self.linked_as {
+            let _ = std::fs::remove_file(path);
+        }
+        if self.reserved > 0 {
+            self.store.inner.control.release(self.reserved);
+        }
+    }
+}
+
+fn libc_enospc() -> i32 {
+    Errno::NOSPC.raw_os_error()
+}
+
+/// Opens a file with no name in `dir` (O_TMPFILE), or, where the filesystem
+/// lacks that, a uniquely named temporary file.
+fn open_unnamed(dir: &Path, mode: u32) -> rustix::io::Result<(OwnedFd, Option<PathBuf>)> {
+    let flags = OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(dir, flags | OFlags::TMPFILE, Mode::from_bits_truncate(mode)) {
+        Ok(fd) => Ok((fd, None)),
+        Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) => {
+            let path = dir.join(unique_tmp_name("obj"));
+            let fd = rustix::fs::open(
+                &path,
+                flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+                Mode::from_bits_truncate(mode),
+            )?;
+            Ok((fd, Some(path)))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Gives an O_TMPFILE file the name `path`.
+fn link_unnamed(fd: &OwnedFd, path: &Path) -> rustix::io::Result<()> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+        Err(Errno::NOENT) => rustix::fs::linkat(fd, "", CWD, path, AtFlags::EMPTY_PATH),
+        other => other,
+    }
+}
+
+/// Renames `tmp` over `target` atomically. Returns the length of the file it
+/// replaced, which is left at `tmp` (swapped in by RENAME_EXCHANGE) so its
+/// size is known exactly; `None` when there was none.
+fn seal(tmp: &Path, target: &Path) -> rustix::io::Result<Option<u64>> {
+    loop {
+        match rustix::fs::renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(None),
+            Err(Errno::EXIST) => {}
+            Err(Errno::INVAL) => {
+                // No renameat2 flags here: a plain rename, accounting the old size first.
+                let old = rustix::fs::stat(target).map(|st| st.st_size as u64).ok();
+                rustix::fs::rename(tmp, target)?;
+                return Ok(old);
+            }
+            Err(err) => return Err(err),
+        }
+        match rustix::fs::renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                let old = rustix::fs::stat(tmp)
+                    .map(|st| st.st_size as u64)
+                    .unwrap_or(0);
+                return Ok(Some(old));
+            }
+            // Deleted between the two calls: try the plain rename again.
+            Err(Errno::NOENT) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
