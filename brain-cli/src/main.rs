@@ -1,0 +1,2 @@
+//! brain (being written).
+fn main() {}

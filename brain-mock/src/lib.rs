@@ -1,0 +1,1 @@
+//! brain-mock (being written).

@@ -1,0 +1,2 @@
+//! helper (being written).
+fn main() {}
