@@ -240,6 +240,19 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// Another process held a name's lock for longer than the caller would wait.
+    #[error("the lock on {name:?} in namespace {namespace:?} is still held by another process after {waited:?}; wait longer, or find the holder with `fuser {path}`")]
+    LockTimeout {
+        /// The namespace.
+        namespace: String,
+        /// The locked name.
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The lock file.
+        path: PathBuf,
+    },
+
     /// Any other operating-system error.
     #[error("cannot {op} {path}: {source}")]
     Io {

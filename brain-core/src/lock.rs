@@ -1,0 +1,101 @@
+//! Per-name locks across processes, for read-modify-write.
+//!
+//! A lock is an `flock` on a file under `<store>/locks/`, named by the
+//! object's key. The kernel releases it when the holder's file descriptor
+//! closes, including when the holder dies, so a crashed process never leaves
+//! a name locked. Lock files are tiny and kept for reuse (deleting one while
+//! another process waits on it would let two processes hold "the" lock).
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{os, Error, Result};
+use crate::key::{validate_name, validate_namespace, ObjectKey};
+use crate::store::Store;
+
+/// A held lock on one name; released when dropped.
+#[derive(Debug)]
+pub struct NameLock {
+    _fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl NameLock {
+    /// The lock file, for diagnostics.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Store {
+    /// Takes the lock on `name` in `namespace`, waiting at most `timeout`
+    /// (`None`: as long as it takes). Locks are advisory: they exclude other
+    /// lockers, not plain writers.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when another process holds it past the timeout;
+    /// [`Error::InvalidName`]; an I/O error.
+    pub fn lock(&self, namespace: &str, name: &str, timeout: Option<Duration>) -> Result<NameLock> {
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        let dir = self.path().join("locks");
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io("create the lock directory", &dir, err)),
+        }
+        let path = dir.join(ObjectKey::new(namespace, name).to_hex());
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| Error::io("open the lock file", &path, os(e)))?;
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let operation = match timeout {
+                None => FlockOperation::LockExclusive,
+                Some(_) => FlockOperation::NonBlockingLockExclusive,
+            };
+            match rustix::fs::flock(&fd, operation) {
+                Ok(()) => return Ok(NameLock { _fd: fd, path }),
+                Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
+                Err(err) => return Err(Error::io("lock", &path, os(err))),
+            }
+            let waited = started.elapsed();
+            if timeout.is_some_and(|t| waited >= t) {
+                return Err(Error::LockTimeout {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    waited,
+                    path,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_locker_waits_and_a_dropped_lock_is_free() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let held = store.lock("ns", "counter", None).unwrap();
+        let err = store.lock("ns", "counter", Some(Duration::from_millis(20))).unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        assert!(store.lock("ns", "other", Some(Duration::ZERO)).is_ok());
+        drop(held);
+        assert!(store.lock("ns", "counter", Some(Duration::ZERO)).is_ok());
+    }
+}
