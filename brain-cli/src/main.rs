@@ -1,2 +1,428 @@
-//! brain (being written).
-fn main() {}
+//! # brain
+//!
+//! The `brain` command: list, read, write, watch and maintain a brain store
+//! (a shared-memory namespace of named objects, see `brain-core`) from the
+//! shell.
+//!
+//! ```text
+//! brain put NAME FILE|-      store a file or standard input
+//! brain cat NAME             write an object's payload to standard output
+//! brain ls [NS|--all]        list objects
+//! brain info NAME            show an object's metadata
+//! brain rm NAME...           delete objects
+//! brain ns ls | ns rm NS     list or remove namespaces
+//! brain stats                capacity, usage and namespaces
+//! brain watch [NS|--all]     print a line for every set and delete
+//! brain gc                   remove what dead writers left behind
+//! brain fsck                 check every object, rebuild the usage count
+//! brain capacity [SIZE|none] show or set the store's capacity
+//! ```
+//!
+//! The store is `--store PATH`, else `$BRAIN_PATH`, else
+//! `/dev/shm/brain-<uid>/default`. Commands about one object work in the
+//! namespace given by `--namespace/-n` (default `default`).
+//!
+//! ## Exit codes
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success (also when the reader of standard output went away: a broken pipe) |
+//! | 1 | error (I/O, corrupt object, refused store path, `fsck` left corrupt objects, ...) |
+//! | 2 | usage error: unknown command or flag, bad value |
+//! | 3 | the object or namespace does not exist |
+//! | 4 | the store is full |
+//!
+//! Errors are printed to standard error as `brain: <what happened>: <why>`,
+//! with what to do next.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod format;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code for errors other than the ones below.
+const EXIT_ERROR: u8 = 1;
+/// Exit code when a name or namespace does not exist.
+const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code when the store is full.
+const EXIT_STORE_FULL: u8 = 4;
+
+const LONG_ABOUT: &str = "\
+List, read, write, watch and maintain a brain store: a shared-memory namespace of named objects.
+
+The store is --store PATH, else $BRAIN_PATH, else /dev/shm/brain-<uid>/default; it is created \
+when it does not exist. Commands about one object use the namespace given by -n/--namespace \
+(default: \"default\").
+
+Exit codes:
+  0  success (also when the reader of standard output went away, e.g. `brain cat x | head -c1`)
+  1  error
+  2  usage error (unknown command or flag, bad value)
+  3  the object or namespace does not exist
+  4  the store is full";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "brain",
+    version,
+    about = "List, read, write, watch and maintain a brain store (shared-memory named objects)",
+    long_about = LONG_ABOUT,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The store directory [default: $BRAIN_PATH, else /dev/shm/brain-<uid>/default]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "BRAIN_PATH",
+        hide_env = true
+    )]
+    store: Option<PathBuf>,
+
+    /// The namespace of the object commands (put, cat, info, rm, and ls/watch without a NAMESPACE) [default: default]
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    namespace: Option<String>,
+
+    /// Set the store's capacity before running the command, for every process
+    /// (e.g. 64M, 1G, 512KiB; "none" for no limit but the filesystem's)
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_capacity)]
+    capacity: Option<Capacity>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// A capacity given on the command line: bytes, or no limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Capacity {
+    /// A limit in bytes.
+    Bytes(u64),
+    /// No limit but the filesystem's.
+    Unlimited,
+}
+
+impl Capacity {
+    /// The limit in bytes, `None` for no limit.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            Capacity::Bytes(bytes) => Some(bytes),
+            Capacity::Unlimited => None,
+        }
+    }
+}
+
+fn parse_capacity(text: &str) -> Result<Capacity, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "none" | "unlimited" => Ok(Capacity::Unlimited),
+        _ => format::parse_size(text).map(Capacity::Bytes),
+    }
+}
+
+fn parse_codec(text: &str) -> Result<brain_core::Codec, String> {
+    brain_core::Codec::from_name(text).ok_or_else(|| {
+        format!(
+            "unknown codec {text:?}; use one of raw, text, arrow, ndarray, pickle5, pandas, polars"
+        )
+    })
+}
+
+/// `--json`, on every command that prints a listing or a report.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the objects of a namespace (or of every namespace with --all)
+    #[command(visible_alias = "list")]
+    Ls {
+        /// The namespace to list [default: -n, else "default"]
+        #[arg(value_name = "NAMESPACE", conflicts_with = "all")]
+        target: Option<String>,
+        /// List every namespace's objects
+        #[arg(short, long)]
+        all: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show an object's metadata (and an array's shape or a table's columns)
+    Info {
+        /// The object's name
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Write an object's payload to standard output
+    #[command(visible_alias = "get")]
+    Cat {
+        /// The object's name
+        name: String,
+    },
+    /// Store a file, or standard input with "-", under a name (replacing any object of that name)
+    #[command(visible_alias = "set")]
+    Put {
+        /// The object's name
+        name: String,
+        /// The file to store, or "-" for standard input
+        #[arg(value_name = "FILE|-")]
+        source: PathBuf,
+        /// The codec tag to store: raw, text (checked to be UTF-8), arrow, ndarray, pickle5, pandas, polars
+        #[arg(short, long, default_value = "raw", value_parser = parse_codec)]
+        codec: brain_core::Codec,
+        /// A free-form description, shown by ls and info
+        #[arg(short, long, default_value = "")]
+        description: String,
+    },
+    /// Delete objects
+    #[command(visible_alias = "del")]
+    Rm {
+        /// The names to delete
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Do not fail when a name does not exist
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List or remove namespaces
+    Ns {
+        #[command(subcommand)]
+        command: NsCommand,
+    },
+    /// Show the store's capacity, usage, filesystem and namespaces
+    Stats {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Print a line for every object set or deleted, until killed
+    Watch {
+        /// The namespace to watch [default: -n, else "default"]
+        #[arg(value_name = "NAMESPACE", conflicts_with = "all")]
+        target: Option<String>,
+        /// Watch every namespace, including ones created later
+        #[arg(short, long)]
+        all: bool,
+        /// Stop after this many events
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after this long (e.g. 30, 500ms, 10s, 2m); with --count, fewer events than N is an error
+        #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Do not print "watching ..." to standard error when the watch is in place
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove what writers that died left behind (temporary files, half-made namespaces)
+    Gc {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Check every object's header (and checksum) and rebuild the usage count; exits 1 when corrupt objects remain
+    Fsck {
+        /// Delete the objects that fail the checks
+        #[arg(long)]
+        delete_corrupt: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show the store's capacity, or set it (e.g. 64M, 1G, 512KiB, or "none")
+    Capacity {
+        /// The new capacity; omit it to show the current one
+        #[arg(value_name = "SIZE|none", value_parser = parse_capacity)]
+        size: Option<Capacity>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// The `ns` subcommands.
+#[derive(Debug, Subcommand)]
+enum NsCommand {
+    /// List the namespaces with their object counts and sizes
+    #[command(visible_alias = "list")]
+    Ls {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove a namespace and every object in it
+    Rm {
+        /// The namespace to remove
+        namespace: String,
+    },
+}
+
+/// The namespace used when none is named.
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// The namespace of a command: the one given, else `-n`, else `default`.
+/// The flag says whether it was named explicitly.
+fn pick_namespace(given: Option<String>, global: Option<String>) -> (String, bool) {
+    match given.or(global) {
+        Some(namespace) => (namespace, true),
+        None => (DEFAULT_NAMESPACE.to_owned(), false),
+    }
+}
+
+fn open_store(cli: &Cli) -> anyhow::Result<brain_core::Store> {
+    let mut builder = brain_core::Store::builder();
+    let path = match &cli.store {
+        Some(path) => {
+            builder = builder.path(path);
+            path.clone()
+        }
+        None => brain_core::default_store_path(),
+    };
+    if let Some(capacity) = cli.capacity {
+        builder = builder.capacity(capacity.bytes().unwrap_or(brain_core::UNLIMITED));
+    }
+    builder
+        .open()
+        .with_context(|| format!("cannot open the store at {}", path.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = open_store(&cli)?;
+    let global_ns = cli.namespace.clone();
+    let object_ns = || {
+        global_ns
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
+    };
+    match cli.command {
+        Command::Ls { target, all, json } => {
+            let which = if all {
+                None
+            } else {
+                Some(pick_namespace(target, global_ns.clone()))
+            };
+            cmd::ls::run(&store, which, json.json)
+        }
+        Command::Info { name, json } => cmd::info::run(&store, &object_ns(), &name, json.json),
+        Command::Cat { name } => cmd::cat::run(&store, &object_ns(), &name),
+        Command::Put {
+            name,
+            source,
+            codec,
+            description,
+        } => cmd::put::run(&store, &object_ns(), &name, &source, codec, &description),
+        Command::Rm { names, force } => cmd::rm::run(&store, &object_ns(), &names, force),
+        Command::Ns { command } => match command {
+            NsCommand::Ls { json } => cmd::ns::list(&store, json.json),
+            NsCommand::Rm { namespace } => cmd::ns::remove(&store, &namespace),
+        },
+        Command::Stats { json } => cmd::stats::run(&store, json.json),
+        Command::Watch {
+            target,
+            all,
+            count,
+            timeout,
+            quiet,
+            json,
+        } => {
+            let which = if all {
+                None
+            } else {
+                Some(pick_namespace(target, global_ns.clone()).0)
+            };
+            cmd::watch::run(
+                &store,
+                cmd::watch::Options {
+                    namespace: which,
+                    count,
+                    timeout,
+                    quiet,
+                    json: json.json,
+                },
+            )
+        }
+        Command::Gc { json } => cmd::gc::run(&store, json.json),
+        Command::Fsck {
+            delete_corrupt,
+            json,
+        } => cmd::fsck::run(&store, delete_corrupt, json.json),
+        Command::Capacity { size, json } => cmd::capacity::run(&store, size, json.json),
+    }
+}
+
+/// True when the error comes from writing to a pipe whose reader went away.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for an error, from the first brain-core error in its chain.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<brain_core::Error>())
+        .map_or(EXIT_ERROR, |err| match err {
+            brain_core::Error::NotFound { .. } | brain_core::Error::NamespaceNotFound { .. } => {
+                EXIT_NOT_FOUND
+            }
+            brain_core::Error::StoreFull { .. } => EXIT_STORE_FULL,
+            _ => EXIT_ERROR,
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("brain: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_follow_the_error() {
+        let not_found = anyhow::Error::from(brain_core::Error::NotFound {
+            namespace: "a".into(),
+            name: "b".into(),
+        })
+        .context("cannot read");
+        assert_eq!(exit_code(&not_found), EXIT_NOT_FOUND);
+        let other = anyhow::anyhow!("something else");
+        assert_eq!(exit_code(&other), EXIT_ERROR);
+        let pipe = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("x");
+        assert!(is_broken_pipe(&pipe));
+    }
+
+    #[test]
+    fn capacities_parse() {
+        assert!(matches!(parse_capacity("none"), Ok(Capacity::Unlimited)));
+        assert!(matches!(
+            parse_capacity("1M"),
+            Ok(Capacity::Bytes(1_048_576))
+        ));
+        assert!(parse_capacity("lots").is_err());
+    }
+}

@@ -613,9 +613,12 @@ impl ObjectStore for Store {
 
     fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
         // Reading the header first makes a key collision an error instead of
-        // deleting someone else's object.
-        if self.metadata(namespace, name)?.is_none() {
-            return Ok(false);
+        // deleting someone else's object. A corrupt file cannot be checked,
+        // and deleting it is the repair its error message advises: it goes.
+        match self.metadata(namespace, name) {
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) | Err(Error::Corrupt { .. }) => {}
+            Err(err) => return Err(err),
         }
         let key = ObjectKey::new(namespace, name);
         let path = self.object_path(namespace, key);

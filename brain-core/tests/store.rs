@@ -334,6 +334,33 @@ fn corrupt_and_future_files_give_clear_errors() -> TestResult {
 }
 
 #[test]
+fn a_corrupt_object_can_be_deleted() -> TestResult {
+    // The Corrupt error advises deleting the object; that must work.
+    let (dir, store) = store();
+    store.put("d", "x", &Payload::bytes(b"hello"))?;
+    let used = store.usage()?.used;
+    assert!(used > 0);
+    let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?
+        .next()
+        .unwrap()?
+        .path();
+    let file = std::fs::read_dir(&ns_dir)?
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(&file, b"not a brain object")?;
+    let err = store.get("d", "x").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(store.delete("d", "x")?);
+    assert!(!file.exists());
+    assert!(store.get("d", "x")?.is_none());
+    assert!(!store.delete("d", "x")?);
+    assert_eq!(store.usage()?.used, 0);
+    Ok(())
+}
+
+#[test]
 fn unsafe_store_paths_are_refused() -> TestResult {
     let dir = tempfile::tempdir_in("/dev/shm")?;
     let file = dir.path().join("file");

@@ -1,0 +1,43 @@
+//! `brain gc`: remove what writers that died left behind.
+
+use std::io::Write;
+
+use anyhow::Context;
+use brain_core::Store;
+use serde::Serialize;
+
+use super::{print_json, with_stdout};
+use crate::format;
+
+/// What `gc --json` prints.
+#[derive(Debug, Serialize)]
+struct GcJson {
+    stray_files: u64,
+    stray_dirs: u64,
+    bytes_freed: u64,
+}
+
+/// Runs the garbage collection and reports what it removed.
+pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
+    let report = store
+        .gc()
+        .with_context(|| format!("cannot collect garbage in {}", store.path().display()))?;
+    if json {
+        return print_json(&GcJson {
+            stray_files: report.stray_files,
+            stray_dirs: report.stray_dirs,
+            bytes_freed: report.bytes_freed,
+        });
+    }
+    with_stdout(|out| {
+        writeln!(
+            out,
+            "removed {} stray file{} and {} stray director{}, freeing {}",
+            report.stray_files,
+            if report.stray_files == 1 { "" } else { "s" },
+            report.stray_dirs,
+            if report.stray_dirs == 1 { "y" } else { "ies" },
+            format::size(report.bytes_freed)
+        )
+    })
+}

@@ -1,0 +1,90 @@
+//! `brain ls [NAMESPACE|--all]`: the objects of one namespace, or of all.
+
+use std::io::Write;
+
+use anyhow::Context;
+use brain_core::{ObjectMeta, ObjectStore, Store};
+
+use super::{codec_name, print_json, with_stdout, ObjectJson};
+use crate::format::{self, Table};
+
+/// Lists the namespace in `which` (with whether it was named explicitly), or
+/// every namespace when `which` is `None`. A namespace named explicitly that
+/// does not exist is an error; the implicit `default` one lists as empty.
+pub fn run(store: &Store, which: Option<(String, bool)>, json: bool) -> anyhow::Result<()> {
+    let objects = match &which {
+        None => {
+            let mut all = Vec::new();
+            for namespace in store.namespaces().context("cannot list the namespaces")? {
+                all.extend(list(store, &namespace)?);
+            }
+            all
+        }
+        Some((namespace, explicit)) => {
+            let objects = list(store, namespace)?;
+            if objects.is_empty()
+                && *explicit
+                && !store
+                    .namespaces()
+                    .context("cannot list the namespaces")?
+                    .contains(namespace)
+            {
+                return Err(brain_core::Error::NamespaceNotFound {
+                    namespace: namespace.clone(),
+                }
+                .into());
+            }
+            objects
+        }
+    };
+    if json {
+        let out: Vec<ObjectJson> = objects.iter().map(ObjectJson::from).collect();
+        return print_json(&out);
+    }
+    let all = which.is_none();
+    let mut columns = Vec::new();
+    if all {
+        columns.push(("NAMESPACE", false));
+    }
+    columns.extend([
+        ("NAME", false),
+        ("CODEC", false),
+        ("SIZE", true),
+        ("CREATED", false),
+        ("DESCRIPTION", false),
+    ]);
+    let mut table = Table::new(&columns);
+    for meta in &objects {
+        let mut row = Vec::new();
+        if all {
+            row.push(format::name(&meta.namespace));
+        }
+        row.extend([
+            format::name(&meta.name),
+            codec_name(meta.codec),
+            format::size(meta.size),
+            format::time(meta.created),
+            description(&meta.description),
+        ]);
+        table.row(row);
+    }
+    with_stdout(|out| {
+        table.write(out)?;
+        out.flush()
+    })
+}
+
+fn list(store: &Store, namespace: &str) -> anyhow::Result<Vec<ObjectMeta>> {
+    store
+        .list(namespace)
+        .with_context(|| format!("cannot list namespace {namespace:?}"))
+}
+
+/// A description for a table cell: empty stays empty.
+pub fn description(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format::name(text)
+    }
+}

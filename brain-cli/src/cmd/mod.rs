@@ -1,0 +1,81 @@
+//! One module per command, and what they share: object metadata as JSON and
+//! writing JSON to standard output.
+
+pub mod capacity;
+pub mod cat;
+pub mod fsck;
+pub mod gc;
+pub mod info;
+pub mod ls;
+pub mod ns;
+pub mod put;
+pub mod rm;
+pub mod stats;
+pub mod watch;
+
+use std::io::{self, Write};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::format;
+
+/// An object's metadata as `ls --json` and `info --json` print it.
+#[derive(Debug, Serialize)]
+pub struct ObjectJson {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// The codec's short name.
+    pub codec: String,
+    /// The payload's length in bytes.
+    pub size: u64,
+    /// Bytes the object takes in the store.
+    pub stored_size: u64,
+    /// When it was written, RFC 3339 in UTC.
+    pub created: String,
+    /// When it was written, in nanoseconds since the Unix epoch.
+    pub created_unix_ns: u128,
+    /// Its description ("" for none).
+    pub description: String,
+}
+
+impl From<&brain_core::ObjectMeta> for ObjectJson {
+    fn from(meta: &brain_core::ObjectMeta) -> Self {
+        ObjectJson {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            codec: codec_name(meta.codec),
+            size: meta.size,
+            stored_size: meta.stored_size,
+            created: format::time_precise(meta.created),
+            created_unix_ns: format::unix_nanos(meta.created),
+            description: meta.description.clone(),
+        }
+    }
+}
+
+/// The codec's short name; an unknown tag shows its number.
+pub fn codec_name(codec: brain_core::Codec) -> String {
+    match codec {
+        brain_core::Codec::Unknown(tag) => format!("unknown({tag})"),
+        known => known.name().to_owned(),
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline to standard output.
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    with_stdout(|out| writeln!(out, "{text}"))
+}
+
+/// Runs `write` on a locked standard output and flushes it, with context on failure.
+pub fn with_stdout(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    write(&mut out)
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")
+}

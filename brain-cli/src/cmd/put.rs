@@ -1,0 +1,107 @@
+//! `brain put NAME FILE|-`: store a file or standard input under a name.
+
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use brain_core::{Codec, ObjectWriter, Store};
+
+/// The size of the buffer the input is read through.
+const CHUNK: usize = 1 << 20;
+
+/// Streams `source` (a file, or standard input for `-`) into a new object.
+///
+/// A regular file's length is reserved up front, so a full store fails
+/// before any byte is copied; the input is never held in memory whole.
+pub fn run(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    source: &Path,
+    codec: Codec,
+    description: &str,
+) -> anyhow::Result<()> {
+    let (label, mut reader, len): (String, Box<dyn Read>, Option<u64>) = if source.as_os_str()
+        == "-"
+    {
+        let stdin = io::stdin();
+        let len = regular_file_len(&stdin);
+        ("standard input".into(), Box::new(stdin.lock()), len)
+    } else {
+        let label = source.display().to_string();
+        let file = File::open(source).with_context(|| format!("cannot open {label}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read {label}"))?;
+        if meta.is_dir() {
+            bail!("cannot read {label}: it is a directory; give a file, or - for standard input");
+        }
+        let len = meta.is_file().then_some(meta.len());
+        (label, Box::new(file), len)
+    };
+    let context = || format!("cannot store {name:?} in namespace {namespace:?}");
+    let mut writer = store
+        .writer(namespace, name, codec, description, len)
+        .with_context(context)?;
+    copy(&mut reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
+    writer.commit().with_context(context)?;
+    Ok(())
+}
+
+/// The bytes left to read when `input` is a regular file (`brain put x - < file`).
+fn regular_file_len(input: &impl AsFd) -> Option<u64> {
+    let mut file = File::from(input.as_fd().try_clone_to_owned().ok()?);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let position = file.stream_position().ok()?;
+    Some(meta.len().saturating_sub(position))
+}
+
+/// Copies `reader` into `writer` through one buffer. With `text`, checks
+/// that the bytes are UTF-8 as they pass (a character split between two
+/// reads is carried over to the next).
+fn copy(
+    reader: &mut dyn Read,
+    writer: &mut ObjectWriter,
+    text: bool,
+    label: &str,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut carried = 0;
+    let mut offset: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf[carried..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err).with_context(|| format!("cannot read {label}")),
+        };
+        let filled = carried + n;
+        let ready = if text {
+            match std::str::from_utf8(&buf[..filled]) {
+                Ok(_) => filled,
+                Err(err) if err.error_len().is_none() => err.valid_up_to(),
+                Err(err) => bail!(
+                    "{label} is not UTF-8 text (invalid byte at offset {}); store it with --codec raw",
+                    offset + err.valid_up_to() as u64
+                ),
+            }
+        } else {
+            filled
+        };
+        writer.write_payload(&buf[..ready])?;
+        buf.copy_within(ready..filled, 0);
+        carried = filled - ready;
+        offset += ready as u64;
+    }
+    if carried > 0 {
+        bail!(
+            "{label} is not UTF-8 text (it ends inside a character at offset {offset}); store it with --codec raw"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `brain rm NAME...`: delete objects.
+
+use anyhow::Context;
+use brain_core::{ObjectStore, Store};
+
+/// Deletes each name in `namespace`. A missing name is an error (exit 3)
+/// unless `force`; the other names are still deleted.
+pub fn run(store: &Store, namespace: &str, names: &[String], force: bool) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for name in names {
+        let existed = store
+            .delete(namespace, name)
+            .with_context(|| format!("cannot delete {name:?} in namespace {namespace:?}"))?;
+        if !existed && !force {
+            missing.push(name);
+        }
+    }
+    let Some((last, others)) = missing.split_last() else {
+        return Ok(());
+    };
+    let not_found = |name: &str| brain_core::Error::NotFound {
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    for name in others {
+        eprintln!("brain: {}", not_found(name));
+    }
+    Err(not_found(last).into())
+}

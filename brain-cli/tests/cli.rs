@@ -1,0 +1,740 @@
+//! The `brain` binary, run as separate processes against a store in a
+//! temporary directory under /dev/shm (removed when the test ends, pass or fail).
+
+use std::error::Error;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+/// A store in its own temporary directory.
+struct TestStore {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TestStore {
+    fn new() -> Result<TestStore, Box<dyn Error>> {
+        let dir = tempfile::Builder::new()
+            .prefix("brain-cli-test")
+            .tempdir_in("/dev/shm")?;
+        let path = dir.path().join("store");
+        Ok(TestStore { dir, path })
+    }
+
+    /// `brain --store <this store> ARGS`, with no standard input.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brain"));
+        cmd.env_remove("BRAIN_PATH")
+            .arg("--store")
+            .arg(&self.path)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output, Box<dyn Error>> {
+        Ok(self.cmd(args).output()?)
+    }
+
+    /// Runs and requires success; returns standard output.
+    fn ok(&self, args: &[&str]) -> Result<Vec<u8>, Box<dyn Error>> {
+        check(self.run(args)?, args)
+    }
+
+    fn ok_text(&self, args: &[&str]) -> Result<String, Box<dyn Error>> {
+        Ok(String::from_utf8(self.ok(args)?)?)
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value, Box<dyn Error>> {
+        Ok(serde_json::from_slice(&self.ok(args)?)?)
+    }
+
+    /// Runs with `input` on standard input.
+    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Output, Box<dyn Error>> {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let input = input.to_vec();
+        // A writer thread, so a child that stops reading cannot block the test.
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output()?;
+        feeder.join().map_err(|_| "stdin writer panicked")?;
+        Ok(output)
+    }
+
+    /// The sealed object files of the store.
+    fn object_files(&self) -> Result<Vec<PathBuf>, Box<dyn Error>> {
+        let mut files = Vec::new();
+        for ns in std::fs::read_dir(self.path.join("ns"))? {
+            let ns = ns?.path();
+            if !ns.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&ns)? {
+                let path = entry?.path();
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if !hidden {
+                    files.push(path);
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// Requires a successful exit; returns standard output.
+fn check(output: Output, args: &[&str]) -> Result<Vec<u8>, Box<dyn Error>> {
+    if !output.status.success() {
+        return Err(format!(
+            "brain {args:?} failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(output.stdout)
+}
+
+/// Requires exit code `code` and standard error containing each of `needles`.
+fn expect_failure(output: &Output, code: i32, needles: &[&str]) -> TestResult {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "expected exit {code}; stderr: {stderr}"
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} not in stderr: {stderr}"
+        );
+    }
+    assert!(
+        code == 2 || stderr.starts_with("brain: "),
+        "errors start with \"brain: \": {stderr}"
+    );
+    Ok(())
+}
+
+/// Deterministic bytes that do not compress or repeat.
+fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn names(listing: &Value) -> Vec<&str> {
+    listing
+        .as_array()
+        .map(|objects| objects.iter().filter_map(|o| o["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn put_from_file_and_stdin_then_cat_round_trips_bytes() -> TestResult {
+    let store = TestStore::new()?;
+    let big = pseudo_random(3 * 1024 * 1024 + 17, 0x9e37_79b9_7f4a_7c15);
+    let file = store.dir.path().join("big.bin");
+    std::fs::write(&file, &big)?;
+    let file = file.to_str().ok_or("non-UTF-8 temp path")?;
+
+    store.ok(&["put", "from-file", file])?;
+    assert!(store.ok(&["cat", "from-file"])? == big, "file round trip");
+
+    let out = store.run_with_input(&["put", "from-stdin", "-"], &big)?;
+    check(out, &["put", "from-stdin", "-"])?;
+    assert!(store.ok(&["cat", "from-stdin"])? == big, "stdin round trip");
+
+    // Standard input redirected from a file (its length is known up front).
+    let redirected = store
+        .cmd(&["put", "-n", "other", "redirected", "-"])
+        .stdin(std::fs::File::open(file)?)
+        .output()?;
+    check(redirected, &["put", "redirected", "-"])?;
+    assert!(store.ok(&["cat", "-n", "other", "redirected"])? == big);
+
+    // Small, empty, and every byte value.
+    let every_byte: Vec<u8> = (0..=255).collect();
+    check(
+        store.run_with_input(&["put", "bytes", "-"], &every_byte)?,
+        &["put"],
+    )?;
+    assert_eq!(store.ok(&["cat", "bytes"])?, every_byte);
+    check(store.run_with_input(&["put", "empty", "-"], b"")?, &["put"])?;
+    assert_eq!(store.ok(&["cat", "empty"])?, b"");
+
+    // Replacing a name.
+    check(
+        store.run_with_input(&["put", "bytes", "-"], b"new")?,
+        &["put"],
+    )?;
+    assert_eq!(store.ok(&["cat", "bytes"])?, b"new");
+    Ok(())
+}
+
+#[test]
+fn text_codec_checks_utf8() -> TestResult {
+    let store = TestStore::new()?;
+    let text = "héllo wörld ✓\n".repeat(100_000); // multi-byte characters across read boundaries
+    let out = store.run_with_input(&["put", "t", "-", "--codec", "text"], text.as_bytes())?;
+    check(out, &["put", "--codec", "text"])?;
+    assert_eq!(store.ok_text(&["cat", "t"])?, text);
+    assert_eq!(store.json(&["info", "t", "--json"])?["codec"], "text");
+
+    let out = store.run_with_input(&["put", "bad", "-", "-c", "text"], b"ok \xff\xfe")?;
+    expect_failure(&out, 1, &["not UTF-8", "offset 3", "--codec raw"])?;
+    let out = store.run_with_input(&["put", "bad", "-", "-c", "text"], b"cut \xc3")?;
+    expect_failure(&out, 1, &["not UTF-8"])?;
+    // Nothing was stored.
+    expect_failure(
+        &store.run(&["cat", "bad"])?,
+        3,
+        &["no object named \"bad\""],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn ls_lists_a_namespace_every_namespace_or_json() -> TestResult {
+    let store = TestStore::new()?;
+    // A fresh store lists as empty.
+    assert_eq!(store.ok_text(&["ls"])?, "");
+    assert_eq!(store.json(&["ls", "--json"])?, serde_json::json!([]));
+
+    check(store.run_with_input(&["put", "b", "-"], b"bee")?, &["put"])?;
+    check(
+        store.run_with_input(&["put", "a", "-", "-d", "the letter a"], b"a")?,
+        &["put"],
+    )?;
+    check(
+        store.run_with_input(&["put", "-n", "other", "c", "-"], &[0u8; 5000])?,
+        &["put"],
+    )?;
+
+    let text = store.ok_text(&["ls"])?;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SIZE"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("a ") && lines[1].contains("the letter a"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("b ") && lines[2].contains("3 B"),
+        "{text}"
+    );
+
+    let other = store.ok_text(&["ls", "other"])?;
+    assert!(
+        other.lines().nth(1).is_some_and(|l| l.starts_with("c ")),
+        "{other}"
+    );
+    assert_eq!(store.ok_text(&["ls", "-n", "other"])?, other);
+
+    let all = store.ok_text(&["ls", "--all"])?;
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(all.starts_with("NAMESPACE"), "{all}");
+    assert!(all.contains("other") && all.contains("4.9 KiB"), "{all}");
+
+    let listing = store.json(&["ls", "--json"])?;
+    assert_eq!(names(&listing), ["a", "b"]);
+    assert_eq!(listing[0]["description"], "the letter a");
+    assert_eq!(listing[0]["namespace"], "default");
+    assert_eq!(listing[1]["size"], 3);
+    assert_eq!(listing[1]["codec"], "raw");
+    let all = store.json(&["ls", "--all", "--json"])?;
+    assert_eq!(names(&all), ["a", "b", "c"]);
+    assert_eq!(all[2]["namespace"], "other");
+    assert_eq!(all[2]["size"], 5000);
+
+    // The store can come from BRAIN_PATH.
+    let via_env = Command::new(env!("CARGO_BIN_EXE_brain"))
+        .env("BRAIN_PATH", &store.path)
+        .args(["ls", "--json"])
+        .output()?;
+    let via_env: Value = serde_json::from_slice(&check(via_env, &["ls"])?)?;
+    assert_eq!(names(&via_env), ["a", "b"]);
+
+    // A namespace named explicitly must exist.
+    let out = store.run(&["ls", "nosuch"])?;
+    expect_failure(&out, 3, &["no namespace named \"nosuch\"", "brain ns ls"])?;
+    // --all and a namespace together are a usage error.
+    expect_failure(&store.run(&["ls", "other", "--all"])?, 2, &[])?;
+    Ok(())
+}
+
+#[test]
+fn info_shows_metadata_as_text_and_json() -> TestResult {
+    let store = TestStore::new()?;
+    let out = store.run_with_input(
+        &[
+            "put",
+            "greeting",
+            "-",
+            "--codec",
+            "text",
+            "--description",
+            "says hi",
+        ],
+        b"hello",
+    )?;
+    check(out, &["put"])?;
+
+    let text = store.ok_text(&["info", "greeting"])?;
+    for expected in [
+        "namespace    default",
+        "name         greeting",
+        "codec        text",
+        "size         5 B",
+        "stored size  4.0 KiB (4096 bytes)",
+        "description  says hi",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(text.contains("created      20"), "{text}");
+
+    let info = store.json(&["info", "greeting", "--json"])?;
+    assert_eq!(info["name"], "greeting");
+    assert_eq!(info["namespace"], "default");
+    assert_eq!(info["codec"], "text");
+    assert_eq!(info["size"], 5);
+    assert_eq!(info["stored_size"], 4096);
+    assert_eq!(info["description"], "says hi");
+    let created = info["created"].as_str().ok_or("no created")?;
+    assert!(created.ends_with('Z') && created.len() == 24, "{created}");
+    assert!(info["created_unix_ns"].as_u64().is_some_and(|ns| ns > 0));
+
+    expect_failure(
+        &store.run(&["info", "nope"])?,
+        3,
+        &["no object named \"nope\" in namespace \"default\""],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn rm_then_cat_is_not_found() -> TestResult {
+    let store = TestStore::new()?;
+    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    check(store.run_with_input(&["put", "y", "-"], b"data")?, &["put"])?;
+    store.ok(&["rm", "x"])?;
+
+    let out = store.run(&["cat", "x"])?;
+    expect_failure(
+        &out,
+        3,
+        &[
+            "no object named \"x\" in namespace \"default\"",
+            "brain ls default",
+        ],
+    )?;
+    assert!(out.stdout.is_empty());
+    expect_failure(&store.run(&["rm", "x"])?, 3, &["no object named \"x\""])?;
+    store.ok(&["rm", "--force", "x"])?;
+    // Several names: the ones that exist go, a missing one is still reported.
+    expect_failure(&store.run(&["rm", "y", "x"])?, 3, &["\"x\""])?;
+    expect_failure(&store.run(&["cat", "y"])?, 3, &[])?;
+    Ok(())
+}
+
+#[test]
+fn ns_ls_and_ns_rm() -> TestResult {
+    let store = TestStore::new()?;
+    for (ns, name) in [("one", "a"), ("two", "a"), ("two", "b")] {
+        check(
+            store.run_with_input(&["put", "-n", ns, name, "-"], b"x")?,
+            &["put"],
+        )?;
+    }
+    let listing = store.json(&["ns", "ls", "--json"])?;
+    assert_eq!(
+        listing,
+        serde_json::json!([
+            {"namespace": "one", "objects": 1, "bytes": 4096},
+            {"namespace": "two", "objects": 2, "bytes": 8192},
+        ])
+    );
+    let text = store.ok_text(&["ns", "ls"])?;
+    assert!(text.starts_with("NAMESPACE"), "{text}");
+    assert!(text.contains("two") && text.contains("8.0 KiB"), "{text}");
+
+    let removed = store.ok_text(&["ns", "rm", "two"])?;
+    assert_eq!(removed, "removed namespace two and its 2 objects\n");
+    let listing = store.json(&["ns", "ls", "--json"])?;
+    assert_eq!(listing.as_array().map(Vec::len), Some(1));
+    expect_failure(&store.run(&["cat", "-n", "two", "a"])?, 3, &[])?;
+    expect_failure(
+        &store.run(&["ns", "rm", "two"])?,
+        3,
+        &["no namespace named \"two\"", "brain ns ls"],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn stats_numbers_are_consistent() -> TestResult {
+    let store = TestStore::new()?;
+    let before = store.json(&["stats", "--json"])?;
+    assert_eq!(before["used"], 0);
+    assert_eq!(before["objects"], 0);
+    assert!(before["capacity"].is_null());
+    assert!(before["filesystem_size"].as_u64() > Some(0));
+    assert_eq!(before["path"].as_str(), store.path.to_str());
+
+    check(
+        store.run_with_input(&["put", "m", "-"], &vec![7u8; 1 << 20])?,
+        &["put"],
+    )?;
+    check(
+        store.run_with_input(&["put", "-n", "b", "s", "-"], b"small")?,
+        &["put"],
+    )?;
+    let after = store.json(&["stats", "--json"])?;
+    let used = after["used"].as_u64().ok_or("no used")?;
+    assert!(used > 1 << 20, "used {used}");
+    assert_eq!(after["objects"], 2);
+    let per_ns: u64 = after["namespaces"]
+        .as_array()
+        .ok_or("no namespaces")?
+        .iter()
+        .filter_map(|n| n["bytes"].as_u64())
+        .sum();
+    assert_eq!(per_ns, used);
+    assert!(after["free"].as_u64() <= after["filesystem_free"].as_u64());
+
+    store.ok(&["capacity", "64M"])?;
+    let limited = store.json(&["stats", "--json"])?;
+    assert_eq!(limited["capacity"], 64 << 20);
+    assert_eq!(limited["free"].as_u64(), Some((64 << 20) - used));
+    let text = store.ok_text(&["stats"])?;
+    assert!(
+        text.contains("capacity    64.0 MiB (67108864 bytes)"),
+        "{text}"
+    );
+    assert!(text.contains("objects     2"), "{text}");
+    assert!(text.contains("NAMESPACE"), "{text}");
+
+    store.ok(&["capacity", "none"])?;
+    assert!(store.json(&["capacity", "--json"])?["capacity"].is_null());
+    Ok(())
+}
+
+#[test]
+fn gc_and_fsck_report_and_repair() -> TestResult {
+    let store = TestStore::new()?;
+    check(
+        store.run_with_input(&["put", "good", "-"], b"fine")?,
+        &["put"],
+    )?;
+    check(
+        store.run_with_input(&["put", "bad", "-"], b"doomed")?,
+        &["put"],
+    )?;
+
+    // A temporary file left by a writer that died (no process has this pid).
+    let ns_dir = store.object_files()?[0]
+        .parent()
+        .ok_or("no parent")?
+        .to_owned();
+    std::fs::write(ns_dir.join(".tmp.999999999.obj0.0"), vec![0u8; 100])?;
+    let gc = store.json(&["gc", "--json"])?;
+    assert_eq!(gc["stray_files"], 1);
+    assert_eq!(gc["bytes_freed"], 100);
+    let text = store.ok_text(&["gc"])?;
+    assert!(text.starts_with("removed 0 stray files"), "{text}");
+
+    let healthy = store.json(&["fsck", "--json"])?;
+    assert_eq!(healthy["objects"], 2);
+    assert_eq!(healthy["corrupt"], serde_json::json!([]));
+    assert!(store
+        .ok_text(&["fsck"])?
+        .contains("checked 2 objects: 0 corrupt"));
+
+    // Damage the object "bad": objects are read-only, so make it writable first.
+    let mut damaged = None;
+    for file in store.object_files()? {
+        if std::fs::read(&file)?.ends_with(b"doomed") {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            let mut bytes = std::fs::read(&file)?;
+            bytes[..8].copy_from_slice(b"garbage!");
+            std::fs::write(&file, bytes)?;
+            damaged = Some(file);
+        }
+    }
+    let damaged = damaged.ok_or("object file not found")?;
+
+    let out = store.run(&["fsck", "--json"])?;
+    expect_failure(&out, 1, &["1 corrupt object left", "--delete-corrupt"])?;
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["objects"], 1);
+    assert_eq!(report["deleted"], 0);
+    assert_eq!(report["corrupt"][0]["path"].as_str(), damaged.to_str());
+    assert!(report["corrupt"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("corrupt")));
+    let out = store.run(&["fsck"])?;
+    assert!(String::from_utf8(out.stdout)?.contains("corrupt: "));
+
+    let out = store.run(&["cat", "bad"])?;
+    expect_failure(&out, 1, &["is corrupt", "brain fsck"])?;
+
+    let repaired = store.json(&["fsck", "--delete-corrupt", "--json"])?;
+    assert_eq!(repaired["deleted"], 1);
+    assert!(!damaged.exists());
+    assert_eq!(store.ok(&["cat", "good"])?, b"fine");
+    assert_eq!(names(&store.json(&["ls", "--json"])?), ["good"]);
+    assert_eq!(
+        store.json(&["fsck", "--json"])?["corrupt"],
+        serde_json::json!([])
+    );
+    Ok(())
+}
+
+#[test]
+fn rm_deletes_a_corrupt_object() -> TestResult {
+    let store = TestStore::new()?;
+    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    let file = store.object_files()?.pop().ok_or("no object file")?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(&file, b"not an object")?;
+    expect_failure(&store.run(&["cat", "x"])?, 1, &["is corrupt"])?;
+    store.ok(&["rm", "x"])?;
+    assert!(!file.exists());
+    assert_eq!(store.json(&["stats", "--json"])?["used"], 0);
+    Ok(())
+}
+
+#[test]
+fn a_full_store_exits_4() -> TestResult {
+    let store = TestStore::new()?;
+    store.ok(&["capacity", "1M"])?;
+    let big = pseudo_random(2 << 20, 42);
+    let file = store.dir.path().join("big.bin");
+    std::fs::write(&file, &big)?;
+    let file = file.to_str().ok_or("non-UTF-8 temp path")?;
+
+    let out = store.run(&["put", "big", file])?;
+    expect_failure(&out, 4, &["store is full", "\"big\"", "capacity"])?;
+    // Streaming standard input, whose length is not known up front.
+    let out = store.run_with_input(&["put", "big", "-"], &big)?;
+    expect_failure(&out, 4, &["store is full"])?;
+    // Nothing was left behind.
+    assert_eq!(store.json(&["stats", "--json"])?["used"], 0);
+    expect_failure(&store.run(&["cat", "big"])?, 3, &[])?;
+
+    // Raising the capacity (the global flag) lets it in.
+    store.ok(&["--capacity", "8M", "put", "big", file])?;
+    assert!(store.ok(&["cat", "big"])? == big);
+    Ok(())
+}
+
+#[test]
+fn watch_sees_puts_from_other_processes() -> TestResult {
+    let store = TestStore::new()?;
+    let mut watcher = store
+        .cmd(&["watch", "--count", "2", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The watcher says on standard error when its watch is in place.
+    let mut stderr = BufReader::new(watcher.stderr.take().ok_or("no stderr")?);
+    let mut ready = String::new();
+    stderr.read_line(&mut ready)?;
+    assert!(
+        ready.starts_with("watching namespace \"default\""),
+        "{ready}"
+    );
+
+    check(
+        store.run_with_input(&["put", "first", "-"], b"1")?,
+        &["put"],
+    )?;
+    check(
+        store.run_with_input(&["put", "-n", "elsewhere", "ignored", "-"], b"x")?,
+        &["put"],
+    )?;
+    check(
+        store.run_with_input(&["put", "second", "-"], b"2")?,
+        &["put"],
+    )?;
+
+    let out = watcher.wait_with_output()?;
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest)?;
+    assert!(out.status.success(), "watch failed: {rest}");
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "set\tdefault\tfirst\nset\tdefault\tsecond\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn watch_all_prints_json_lines_and_times_out() -> TestResult {
+    let store = TestStore::new()?;
+    let mut watcher = store
+        .cmd(&[
+            "watch",
+            "--all",
+            "--json",
+            "--count",
+            "2",
+            "--timeout",
+            "30s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = BufReader::new(watcher.stderr.take().ok_or("no stderr")?);
+    let mut ready = String::new();
+    stderr.read_line(&mut ready)?;
+    assert!(ready.starts_with("watching every namespace"), "{ready}");
+    check(
+        store.run_with_input(&["put", "-n", "new-ns", "a", "-"], b"1")?,
+        &["put"],
+    )?;
+    store.ok(&["rm", "-n", "new-ns", "a"])?;
+    let out = watcher.wait_with_output()?;
+    assert!(out.status.success());
+    let events: Vec<Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event"], "set");
+    assert_eq!(events[0]["namespace"], "new-ns");
+    assert_eq!(events[0]["name"], "a");
+    assert_eq!(events[1]["event"], "deleted");
+
+    // Too few events before the timeout is an error; a timeout alone is not.
+    let out = store.run(&["watch", "-q", "--count", "1", "--timeout", "100ms"])?;
+    expect_failure(&out, 1, &["saw 0 of 1 events"])?;
+    store.ok(&["watch", "-q", "--timeout", "100ms"])?;
+    Ok(())
+}
+
+#[test]
+fn a_store_path_that_is_a_file_is_refused() -> TestResult {
+    let store = TestStore::new()?;
+    let file = store.dir.path().join("plain-file");
+    std::fs::write(&file, b"not a store")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_brain"))
+        .env_remove("BRAIN_PATH")
+        .arg("--store")
+        .arg(&file)
+        .arg("ls")
+        .output()?;
+    expect_failure(
+        &out,
+        1,
+        &[
+            "cannot open the store at",
+            "it exists and is not a directory",
+            "--store",
+        ],
+    )?;
+    assert_eq!(std::fs::read(&file)?, b"not a store");
+    Ok(())
+}
+
+#[test]
+fn a_broken_pipe_exits_0_silently() -> TestResult {
+    let store = TestStore::new()?;
+    let file = store.dir.path().join("big.bin");
+    std::fs::write(&file, pseudo_random(16 << 20, 7))?;
+    store.ok(&["put", "big", file.to_str().ok_or("non-UTF-8 temp path")?])?;
+
+    let mut cat = store
+        .cmd(&["cat", "big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = cat.stdout.take().ok_or("no stdout")?;
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first)?;
+    drop(stdout); // the reader goes away long before 16 MiB are written
+    let out = cat.wait_with_output()?;
+    assert!(out.status.success(), "cat exited with {}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    // The same for a listing longer than a pipe's buffer.
+    for i in 0..4 {
+        let name = format!("{}-{i}", "n".repeat(40_000));
+        check(store.run_with_input(&["put", &name, "-"], b"x")?, &["put"])?;
+    }
+    let mut ls = store
+        .cmd(&["ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = ls.stdout.take().ok_or("no stdout")?;
+    stdout.read_exact(&mut first)?;
+    drop(stdout);
+    let out = ls.wait_with_output()?;
+    assert!(out.status.success(), "ls exited with {}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    Ok(())
+}
+
+#[test]
+fn usage_and_input_errors() -> TestResult {
+    let store = TestStore::new()?;
+    expect_failure(&store.run(&["put", "x"])?, 2, &["FILE"])?;
+    expect_failure(
+        &store.run(&["put", "x", "-", "--codec", "nope"])?,
+        2,
+        &["unknown codec \"nope\"", "raw, text"],
+    )?;
+    expect_failure(&store.run(&["capacity", "lots"])?, 2, &["invalid size"])?;
+    expect_failure(&store.run(&["frobnicate"])?, 2, &[])?;
+    expect_failure(&store.run(&["watch", "--timeout", "soon"])?, 2, &[])?;
+
+    let missing = store.dir.path().join("missing.bin");
+    let out = store.run(&["put", "x", missing.to_str().ok_or("path")?])?;
+    expect_failure(&out, 1, &["cannot open", "missing.bin"])?;
+    let dir = store.dir.path().to_str().ok_or("path")?;
+    expect_failure(
+        &store.run(&["put", "x", dir])?,
+        1,
+        &["is a directory", "- for standard input"],
+    )?;
+
+    let help = store.ok_text(&["--help"])?;
+    assert!(help.contains("Exit codes") && help.contains("4  the store is full"));
+    Ok(())
+}
+
+#[test]
+fn test_stores_are_removed() -> TestResult {
+    let path: PathBuf;
+    {
+        let store = TestStore::new()?;
+        store.ok(&["stats"])?;
+        path = store.path.clone();
+        assert!(Path::new(&path).is_dir());
+    }
+    assert!(!path.exists());
+    Ok(())
+}
