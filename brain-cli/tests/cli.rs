@@ -335,6 +335,68 @@ fn info_shows_metadata_as_text_and_json() -> TestResult {
 }
 
 #[test]
+fn info_describes_arrays_and_tables() -> TestResult {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use brain_core::{NdArrayMeta, ObjectStoreExt};
+
+    let store = TestStore::new()?;
+    // Written by the library, as another program would.
+    let lib = brain_core::Store::open(&store.path)?;
+    let meta = NdArrayMeta {
+        dtype: "<f8".into(),
+        shape: vec![2, 3],
+        fortran_order: false,
+    };
+    lib.put_ndarray("default", "arr", &meta, &[0u8; 48])?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("price", DataType::Float64, false),
+        Field::new("item", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Float64Array::from(vec![1.5, 2.5, 3.5])),
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+        ],
+    )?;
+    lib.put_record_batches("default", "table", &schema, &[batch.clone(), batch])?;
+
+    let text = store.ok_text(&["info", "arr"])?;
+    assert!(text.contains("dtype        <f8"), "{text}");
+    assert!(text.contains("shape        (2, 3)"), "{text}");
+    let info = store.json(&["info", "arr", "--json"])?;
+    assert_eq!(
+        info["ndarray"],
+        serde_json::json!({"dtype": "<f8", "shape": [2, 3], "fortran_order": false})
+    );
+
+    let text = store.ok_text(&["info", "table"])?;
+    assert!(text.contains("rows         6"), "{text}");
+    assert!(text.contains("columns      price: Float64\n"), "{text}");
+    assert!(text.contains("item: Utf8, nullable"), "{text}");
+    let info = store.json(&["info", "table", "--json"])?;
+    assert_eq!(info["codec"], "arrow");
+    assert_eq!(info["arrow"]["rows"], 6);
+    assert_eq!(info["arrow"]["batches"], 2);
+    assert_eq!(info["arrow"]["columns"][1]["name"], "item");
+    assert_eq!(info["arrow"]["columns"][1]["nullable"], true);
+
+    // A payload its codec cannot read still has metadata; the problem is shown.
+    check(
+        store.run_with_input(&["put", "junk", "-", "--codec", "arrow"], b"junk")?,
+        &["put"],
+    )?;
+    let info = store.json(&["info", "junk", "--json"])?;
+    assert!(info["decode_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("Arrow IPC")));
+    Ok(())
+}
+
+#[test]
 fn rm_then_cat_is_not_found() -> TestResult {
     let store = TestStore::new()?;
     check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
