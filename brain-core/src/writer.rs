@@ -227,18 +227,34 @@ impl ObjectWriter {
             rustix::fs::ftruncate(&self.fd, file_len)
                 .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
         }
-        let tmp = match self.linked_as.clone() {
-            Some(path) => path,
-            None => {
-                let path = self.dir.join(unique_tmp_name("obj"));
-                link_unnamed(&self.fd, &path)
-                    .map_err(|e| Error::io("link an object into", &self.dir, os(e)))?;
-                self.linked_as = Some(path.clone());
-                path
+        // Another process may remove the namespace while this write runs:
+        // the object then goes into the namespace made anew.
+        let mut attempts = 0;
+        let tmp = loop {
+            if let Some(path) = self.linked_as.clone() {
+                break path;
+            }
+            let path = self.dir.join(unique_tmp_name("obj"));
+            match link_unnamed(&self.fd, &path) {
+                Ok(()) => {
+                    self.linked_as = Some(path.clone());
+                    break path;
+                }
+                Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
+                    attempts += 1;
+                    self.dir = self.store.create_namespace(&self.header.namespace)?;
+                }
+                Err(e) => return Err(Error::io("link an object into", &self.dir, os(e))),
             }
         };
         let target = self.dir.join(self.header.key.to_hex());
-        let replaced = seal(&tmp, &target).map_err(|e| Error::io("publish", &target, os(e)))?;
+        let (replaced, published) = match seal(&tmp, &target) {
+            Ok(replaced) => (replaced, true),
+            // The namespace was removed between link and rename, taking the
+            // linked file with it: as if it was removed just after the write.
+            Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => (None, false),
+            Err(e) => return Err(Error::io("publish", &target, os(e))),
+        };
         // The temporary name now holds the replaced object, or nothing.
         let _ = std::fs::remove_file(&tmp);
         self.linked_as = None;
@@ -246,8 +262,9 @@ impl ObjectWriter {
             self.store.inner.control.release(accounted(old_len));
         }
         let actual = accounted(file_len);
-        if self.reserved > actual {
-            self.store.inner.control.release(self.reserved - actual);
+        let kept = if published { actual } else { 0 };
+        if self.reserved > kept {
+            self.store.inner.control.release(self.reserved - kept);
         }
         self.reserved = 0;
         Ok(ObjectMeta::from_header(&self.header, actual))

@@ -1,1 +1,12 @@
-//! e2e (being written).
+//! End-to-end tests of brain: real helper processes (`brain-test-helper`)
+//! on a real tmpfs store under /dev/shm.
+
+#![forbid(unsafe_code)]
+
+mod arrow;
+mod capacity;
+mod crash;
+mod names;
+mod sharing;
+mod util;
+mod watch;

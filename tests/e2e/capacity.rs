@@ -1,0 +1,248 @@
+//! Limits: the store's capacity, set in one process and enforced in
+//! another, and a filesystem that runs out of space.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use brain_core::{Error, ObjectStore, Store};
+
+use crate::util::{exit, files_named, make_value, run, seed_in, spawn, TestStore, CHILD_TIMEOUT};
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn a_capacity_set_in_one_process_is_enforced_in_another() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    let ns = handle.namespace("cap")?;
+    run(["set-capacity", store.arg(), &MIB.to_string()])?.success()?;
+    ensure!(
+        handle.usage()?.capacity == Some(MIB as u64),
+        "capacity set by the child is not seen here: {:?}",
+        handle.usage()?
+    );
+
+    ns.set("first", &make_value(1, 600_000))?;
+    // 600,000 more bytes would pass 1 MiB: the child is refused.
+    let refused = run(["write", store.arg(), "cap", "second", "600000", "2"])?
+        .failed_with(exit::STORE_FULL)?;
+    ensure!(
+        refused.stderr.contains("filesystem_full=false") && refused.stderr.contains("capacity"),
+        "{refused}"
+    );
+    ensure!(!ns.contains("second")?, "a refused write left its name");
+    // The child sees the usage this process made, and adds its own.
+    let usage = run(["usage", store.arg()])?.success()?;
+    let used = handle.usage()?.used;
+    ensure!(
+        usage.last_line() == format!("used {used} capacity {MIB}"),
+        "{usage}"
+    );
+    run(["write", store.arg(), "cap", "second", "300000", "2"])?.success()?;
+    let err = ns.set("third", &make_value(3, 300_000)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StoreFull {
+                filesystem_full: false,
+                capacity,
+                ..
+            } if capacity == MIB as u64
+        ),
+        "{err}"
+    );
+    // Space freed in this process is usable in the other.
+    ns.delete("first")?;
+    run(["write", store.arg(), "cap", "third", "600000", "3"])?.success()?;
+    // Lifting the limit in the child lifts it here.
+    run(["set-capacity", store.arg(), "none"])?.success()?;
+    ns.set("huge", &make_value(4, 4 * MIB))?;
+    ensure!(seed_in(&ns.get("third")?.expect("written by the child"))? == 3);
+    ensure!(handle.fsck(false)?.used_before == handle.usage()?.used);
+    Ok(())
+}
+
+#[test]
+fn processes_racing_for_the_last_bytes_never_pass_the_capacity() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    // Every object below takes exactly 257 pages: 1 MiB of payload, a
+    // 128-byte header (names of equal length), rounded up to a page.
+    let per_object = 257 * 4096;
+    let fits = 10;
+    handle.set_capacity(Some(fits * per_object));
+    let fillers = (0..4)
+        .map(|id| {
+            let prefix = format!("w{id}");
+            spawn(["fill", store.arg(), "fill", &prefix, "6", &MIB.to_string()])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut stored = 0;
+    for filler in fillers {
+        let done = filler.finish(CHILD_TIMEOUT)?.success()?;
+        let counts: Vec<u64> = done
+            .last_line()
+            .split(' ')
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        ensure!(counts.len() == 2 && counts[0] + counts[1] == 6, "{done}");
+        stored += counts[0];
+    }
+    let usage = handle.usage()?;
+    ensure!(
+        stored == fits && handle.names("fill")?.len() as u64 == fits,
+        "{stored} objects stored by 4 processes in room for {fits}: {usage:?}"
+    );
+    ensure!(usage.used == fits * per_object, "{usage:?}");
+    let fsck = handle.fsck(false)?;
+    ensure!(fsck.used_before == fsck.used_after, "{fsck:?}");
+    Ok(())
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop (before its
+/// directory is removed), even when the test fails.
+struct TinyTmpfs {
+    mount_point: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TinyTmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`), or says why it cannot.
+    fn mount(size: &str) -> Result<TinyTmpfs, String> {
+        if !rustix::process::getuid().is_root() {
+            return Err("not running as root, cannot mount a tmpfs".into());
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("brain-e2e-tiny")
+            .tempdir_in("/dev/shm")
+            .map_err(|e| format!("cannot create a mount point: {e}"))?;
+        let mount_point = dir.path().join("mnt");
+        std::fs::create_dir(&mount_point)
+            .map_err(|e| format!("cannot create a mount point: {e}"))?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&mount_point)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(TinyTmpfs {
+            mount_point,
+            _dir: dir,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.mount_point
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.mount_point)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Busy: detach it now, the kernel frees it when the last user goes.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mount_point)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_full_filesystem_refuses_a_write_cleanly() -> Result<()> {
+    let tmpfs = match TinyTmpfs::mount("2m") {
+        Ok(tmpfs) => tmpfs,
+        Err(why) => {
+            println!("skipped: a_full_filesystem_refuses_a_write_cleanly: {why}");
+            return Ok(());
+        }
+    };
+    let path = tmpfs.path().join("store");
+    let arg = path.to_str().context("UTF-8 path")?;
+    let store = Store::open(&path)?;
+    let ns = store.namespace("full")?;
+    ns.set("target", &make_value(1, 100_000))?;
+    ns.set("other", &make_value(2, 500))?;
+    let before = store.usage()?;
+    ensure!(
+        before.filesystem_size <= 2 * MIB as u64,
+        "the store is not on the 2 MiB tmpfs: {before:?}"
+    );
+
+    let check_full = |err: &Error| -> Result<()> {
+        assert!(
+            matches!(
+                err,
+                Error::StoreFull {
+                    filesystem_full: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        ensure!(
+            text.contains("the filesystem itself ran out of space") && text.contains("--shm-size"),
+            "the message does not explain a full filesystem: {text}"
+        );
+        Ok(())
+    };
+    // Replacing an existing name, and creating a new one: both refused.
+    let err = ns.set("target", &make_value(3, 4 * MIB)).unwrap_err();
+    check_full(&err)?;
+    let err = ns.set("absent", &make_value(4, 4 * MIB)).unwrap_err();
+    check_full(&err)?;
+    // A streamed write with no size given runs out part-way through the copy.
+    let mut writer = store.writer("full", "streamed", brain_core::Codec::Raw, "", None)?;
+    let chunk = vec![1u8; MIB / 4];
+    let err = (0..16)
+        .find_map(|_| writer.write_payload(&chunk).err())
+        .context("16 quarter-MiB writes fit in a 2 MiB filesystem")?;
+    check_full(&err)?;
+    drop(writer);
+    // Another process is refused the same way.
+    let child = run(["write", arg, "full", "absent", &(4 * MIB).to_string(), "5"])?
+        .failed_with(exit::STORE_FULL)?;
+    ensure!(
+        child.stderr.contains("filesystem_full=true")
+            && child
+                .stderr
+                .contains("the filesystem itself ran out of space"),
+        "{child}"
+    );
+
+    // Nothing left behind: old value intact (seen from another process), new names absent.
+    run(["read", arg, "full", "target", "1"])?.success()?;
+    for name in ["absent", "streamed"] {
+        ensure!(!ns.contains(name)?, "{name} exists after a refused write");
+        run(["read", arg, "full", name])?.failed_with(exit::MISSING)?;
+    }
+    ensure!(seed_in(&ns.get("other")?.expect("kept"))? == 2);
+    let left = files_named(&path, ".tmp.")?;
+    ensure!(left.is_empty(), "temporary files left: {left:?}");
+    let after = store.usage()?;
+    ensure!(
+        after.used == before.used && after.filesystem_free == before.filesystem_free,
+        "refused writes kept space: {before:?} -> {after:?}"
+    );
+    // And it still takes what fits.
+    ns.set("target", &make_value(6, 200_000))?;
+    ensure!(seed_in(&ns.get("target")?.expect("just set"))? == 6);
+    Ok(())
+}
