@@ -48,6 +48,15 @@ impl Namespace {
         &self.store
     }
 
+    /// Creates the namespace now, before its first object (a no-op when it
+    /// exists), so it is listed by [`ObjectStore::namespaces`].
+    ///
+    /// # Errors
+    /// An I/O error creating its directory.
+    pub fn create(&self) -> Result<()> {
+        self.store.ensure_namespace(&self.name).map(drop)
+    }
+
     /// Stores raw bytes under `name`, atomically replacing any object there.
     ///
     /// # Errors

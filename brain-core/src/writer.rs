@@ -88,7 +88,9 @@ pub struct ObjectWriter {
     header_len: u64,
     written: u64,
     reserved: u64,
-    checksum: Option<Xxh3>,
+    /// Boxed: Xxh3 is 64-byte aligned, which would make the writer itself
+    /// over-aligned for allocators that embed it (Python objects are 16-aligned).
+    checksum: Option<Box<Xxh3>>,
 }
 
 impl ObjectWriter {
@@ -129,7 +131,7 @@ impl ObjectWriter {
             header_len,
             written: 0,
             reserved: 0,
-            checksum: store.inner.checksums.then(Xxh3::new),
+            checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
         };
         if let Some(len) = expected_len {
             writer.reserve(header_len + len)?;
@@ -364,3 +366,6 @@ fn seal(tmp: &Path, target: &Path) -> rustix::io::Result<Option<u64>> {
         }
     }
 }
+
+// Embedders (the Python extension) allocate writers with 16-byte alignment.
+const _: () = assert!(std::mem::align_of::<ObjectWriter>() <= 16);

@@ -1,0 +1,352 @@
+"""``Brain``: brain-plasma's API on brain's shared-memory store."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from . import _brain, _codecs
+from .exceptions import (
+    BrainClientDisconnectedError,
+    BrainNamespaceNameError,
+    BrainNamespaceNotExistError,
+    BrainNamespaceRemoveDefaultError,
+    BrainNameNotExistError,
+    BrainNameTypeError,
+)
+
+_MISSING = object()
+DEFAULT_NAMESPACE = "default"
+
+
+def _check_name(name: Any) -> str:
+    if type(name) is not str:
+        raise BrainNameTypeError(f"type of name {name!r} must be str, not {type(name).__name__}")
+    return name
+
+
+def _meta(raw: dict[str, Any]) -> dict[str, Any]:
+    raw["created"] = _dt.datetime.fromtimestamp(raw["created"], tz=_dt.timezone.utc)
+    return raw
+
+
+class Brain(MutableMapping[str, Any]):
+    """A namespace of named objects in shared memory, shared by every process of this user.
+
+    ``brain["sales"] = df`` in one process, ``brain["sales"]`` in any other.
+    There is no server to start: the store is a directory on ``/dev/shm``.
+
+    Args:
+        namespace: the namespace to start in (created if new).
+        path: the store directory; default ``$BRAIN_PATH``, else
+            ``/dev/shm/brain-<uid>/default``.
+        capacity: set the store's capacity in bytes (like Plasma's ``-m``);
+            default: keep the store's (a new store is limited only by its tmpfs).
+        ClientClass: accepted and ignored, for brain-plasma compatibility.
+    """
+
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        path: str | os.PathLike[str] | None = None,
+        ClientClass: Any = None,  # noqa: N803 (brain-plasma's spelling)
+        *,
+        capacity: int | None = None,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self._capacity = capacity
+        self._store: Any = _brain.Store(self.path, capacity)
+        self.path = os.fspath(self._store.path)
+        self.namespace = DEFAULT_NAMESPACE
+        self.set_namespace(namespace)
+        self.bytes = self.size()
+        self.mb = f"{round(self.bytes / 1_000_000)} MB"
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def store(self) -> Any:
+        """The native store; raises if the Brain is asleep."""
+        if self._store is None:
+            raise BrainClientDisconnectedError(
+                "this Brain is asleep (sleep() or close() was called); call wake_up() to reconnect"
+            )
+        return self._store
+
+    def __repr__(self) -> str:
+        state = "asleep" if self._store is None else f"{len(self)} names"
+        return f"<Brain namespace={self.namespace!r} path={self.path!r} ({state})>"
+
+    def __enter__(self) -> Brain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A Brain sent to another process (multiprocessing, Dash) reopens the same store there.
+        return (Brain, (self.namespace, self.path))
+
+    # ------------------------------------------------------------ mapping protocol
+
+    def __setitem__(self, name: str, thing: Any) -> None:
+        self.learn(name, thing)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.recall(name)
+
+    def __delitem__(self, name: str) -> None:
+        if not self.store.delete(self.namespace, _check_name(name)):
+            raise BrainNameNotExistError(
+                f"name {name!r} does not exist in namespace {self.namespace!r}; nothing was deleted"
+            )
+
+    def __contains__(self, name: object) -> bool:
+        return type(name) is str and self.exists(name)
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    # ------------------------------------------------------------ brain-plasma API
+
+    def learn(self, name: str, thing: Any, description: str | None = None) -> None:
+        """Stores ``thing`` under ``name``, atomically replacing any old value.
+
+        Replacing keeps the old description unless a new one is given, as in
+        brain-plasma. Readers holding the old value keep it intact.
+
+        Raises:
+            BrainNameTypeError: ``name`` is not a str.
+            BrainUnsupportedObjectError: no codec can store ``thing``.
+            BrainStoreFullError: the store has no room (nothing is evicted).
+        """
+        _check_name(name)
+        store = self.store
+        if description is None:
+            old = store.metadata(self.namespace, name) if store.contains(self.namespace, name) else None
+            description = old["description"] if old else ""
+        _codecs.encode(store, self.namespace, name, thing, description)
+
+    def recall(self, name: str) -> Any:
+        """The value of ``name``: zero-copy and read-only for arrays and tables.
+
+        Raises:
+            BrainNameNotExistError: (a KeyError) no such name in this namespace.
+        """
+        value = self.store.recall(self.namespace, _check_name(name))
+        if value is None:
+            raise BrainNameNotExistError(
+                f"name {name!r} does not exist in namespace {self.namespace!r}; "
+                f"set it first, or list names with brain.names()"
+            )
+        if type(value) is str or type(value) is bytes:
+            return value
+        return _codecs.decode(value)
+
+    def get(self, name: str, default: Any = None, *, as_arrow: bool = False) -> Any:  # type: ignore[override]
+        """The value of ``name``, or ``default`` when it does not exist.
+
+        With ``as_arrow=True``, a stored pandas or polars frame (or an Arrow
+        table) comes back as the pyarrow Table itself, the fastest form.
+        """
+        obj = self.store.get(self.namespace, _check_name(name))
+        if obj is None:
+            return default
+        return _codecs.decode(obj, as_arrow=as_arrow)
+
+    def view(self, name: str) -> Any:
+        """The raw stored payload as a read-only buffer (``memoryview(brain.view(n))``), no decoding."""
+        obj = self.store.get(self.namespace, _check_name(name))
+        if obj is None:
+            raise BrainNameNotExistError(f"name {name!r} does not exist in namespace {self.namespace!r}")
+        return obj
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` exists in the current namespace."""
+        return self.store.contains(self.namespace, _check_name(name))
+
+    def forget(self, name: str) -> None:
+        """Deletes ``name``; does nothing when it does not exist (as brain-plasma)."""
+        self.store.delete(self.namespace, _check_name(name))
+
+    def names(self, namespace: str | None = None) -> list[str]:
+        """The names in the current namespace, another one, or ``'all'`` of them."""
+        store = self.store
+        if namespace == "all":
+            return [name for ns in sorted(self.namespaces()) for name in store.names(ns)]
+        return store.names(self.namespace if namespace is None else namespace)
+
+    def ids(self) -> list[str]:
+        """The object ids (hex keys) of the names in the current namespace."""
+        return [meta["value_id"] for meta in self.store.list(self.namespace)]
+
+    def object_id(self, name: str) -> str | None:
+        """The object id (hex key) of ``name``, or None when it does not exist."""
+        return _brain.object_key(self.namespace, name) if self.exists(name) else None
+
+    def object_ids(self) -> dict[str, str]:
+        """``{name: object id}`` for the current namespace."""
+        return {meta["name"]: meta["value_id"] for meta in self.store.list(self.namespace)}
+
+    def metadata(self, *names: str, output: str = "dict") -> Any:
+        """Metadata of one name (a dict, or None), or of several or all names.
+
+        Each entry has ``name``, ``namespace``, ``description``, ``codec``,
+        ``size``, ``stored_size``, ``created`` (a UTC datetime), ``value_id``
+        and ``metadata_id``. With no names: every name in the namespace, as
+        ``{name: meta}`` (``output='dict'``) or a list (``output='list'``).
+        """
+        if output not in ("dict", "list"):
+            raise TypeError('output must be "list" or "dict"')
+        store = self.store
+        if len(names) == 1:
+            raw = store.metadata(self.namespace, _check_name(names[0]))
+            return _meta(raw) if raw is not None else None
+        if names:
+            metas = [store.metadata(self.namespace, _check_name(n)) for n in names]
+            found = [_meta(m) if m is not None else None for m in metas]
+            return dict(zip(names, found)) if output == "dict" else found
+        every = [_meta(m) for m in store.list(self.namespace)]
+        return {m["name"]: m for m in every} if output == "dict" else every
+
+    def info(self, name: str) -> dict[str, Any] | None:
+        """Metadata of one name (brain-plasma 0.2's spelling of ``metadata(name)``)."""
+        return self.metadata(name)
+
+    def size(self) -> int:
+        """The store's capacity in bytes (the tmpfs size when it has no limit of its own)."""
+        usage = self.store.usage()
+        self.bytes = usage["capacity"] if usage["capacity"] is not None else usage["filesystem_size"]
+        self.mb = f"{round(self.bytes / 1_000_000)} MB"
+        return self.bytes
+
+    def used(self) -> int:
+        """Bytes in use by objects in the store (all namespaces)."""
+        return self.store.usage()["used"]
+
+    def free(self) -> int:
+        """Bytes that can still be written."""
+        return self.store.usage()["free"]
+
+    def set_capacity(self, capacity: int | None) -> None:
+        """Sets the store's capacity in bytes for every process (None: no limit but the tmpfs)."""
+        self.store.set_capacity(capacity)
+        self.size()
+
+    # ------------------------------------------------------------ namespaces
+
+    def set_namespace(self, namespace: str | None = None) -> str:
+        """Switches to ``namespace`` (creating it), or returns the current one when None.
+
+        Any non-empty str is a valid namespace; there is no length rule.
+        """
+        if namespace is None:
+            return self.namespace
+        if type(namespace) is not str:
+            raise BrainNamespaceNameError(
+                f"namespace must be a str, not {type(namespace).__name__}"
+            )
+        self.store.create_namespace(namespace)
+        self.namespace = namespace
+        return self.namespace
+
+    def namespaces(self) -> set[str]:
+        """Every namespace in the store (always including ``'default'``)."""
+        return set(self.store.namespaces()) | {DEFAULT_NAMESPACE}
+
+    def remove_namespace(self, namespace: str | None = None) -> str:
+        """Removes a namespace (default: the current one) and all its names.
+
+        Raises:
+            BrainNamespaceRemoveDefaultError: for ``'default'``.
+            BrainNamespaceNotExistError: when there is no such namespace.
+        """
+        namespace = self.namespace if namespace is None else namespace
+        if namespace == DEFAULT_NAMESPACE:
+            raise BrainNamespaceRemoveDefaultError(
+                "cannot remove the default namespace; forget its names instead"
+            )
+        if namespace not in self.store.namespaces():
+            raise BrainNamespaceNotExistError(f"namespace {namespace!r} does not exist")
+        self.store.remove_namespace(namespace)
+        if self.namespace == namespace:
+            self.namespace = DEFAULT_NAMESPACE
+        return f"Deleted namespace {namespace}. Using namespace {self.namespace}."
+
+    # ------------------------------------------------------------ lifecycle
+
+    def sleep(self) -> None:
+        """Closes this process's handle on the store; ``wake_up()`` reopens it."""
+        self._store = None
+
+    def wake_up(self) -> None:
+        """Reopens the store after ``sleep()``."""
+        self._store = _brain.Store(self.path)
+        self.size()
+
+    def close(self) -> None:
+        """Closes the handle (objects stay in the store for other processes)."""
+        self.sleep()
+
+    # ------------------------------------------------------------ beyond brain-plasma
+
+    def watch(self, namespace: str | None = None, all_namespaces: bool = False) -> Any:
+        """Events as ``("set" | "deleted", namespace, name)`` tuples, for the
+        current namespace (or ``namespace``, or every one with ``all_namespaces``).
+
+        Iterate it to block for each event, or call ``next_event(timeout)``.
+        """
+        return self.store.watch(None if all_namespaces else (namespace or self.namespace))
+
+    def wait_for(self, name: str, timeout: float = 10.0) -> Any:
+        """Blocks until ``name`` exists (at most ``timeout`` seconds), then returns its value.
+
+        Raises:
+            BrainTimeoutError: when it does not appear in time.
+        """
+        return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), float(timeout)))
+
+    def lock(self, name: str, timeout: float | None = None) -> Any:
+        """The cross-process lock on ``name``, as a context manager.
+
+        Released on exit, and by the kernel if the holding process dies.
+
+        Raises:
+            BrainLockTimeoutError: when another process holds it past ``timeout``.
+        """
+        return self.store.lock(self.namespace, _check_name(name), timeout)
+
+    def update(self, name: Any = _MISSING, fn: Any = _MISSING, /, *, default: Any = _MISSING, **kwargs: Any) -> Any:  # type: ignore[override]
+        """``update(name, fn)``: a read-modify-write of one name, safe across processes.
+
+        Takes the name's lock, calls ``fn(current value)`` (``default`` when
+        the name does not exist yet), stores the result and returns it.
+        Arrays and frames come to ``fn`` read-only: return a new object.
+
+        ``update(mapping)`` / ``update(**names)`` set several names, as ``dict.update``.
+        """
+        if callable(fn) and isinstance(name, str):
+            with self.lock(name):
+                current = self.get(name, _MISSING)
+                if current is _MISSING:
+                    if default is _MISSING:
+                        raise BrainNameNotExistError(
+                            f"name {name!r} does not exist in namespace {self.namespace!r}; "
+                            "pass default= to start from a value"
+                        )
+                    current = default
+                new = fn(current)
+                self.learn(name, new)
+                return new
+        if fn is not _MISSING:
+            raise TypeError("update(name, fn) needs a str name and a callable fn")
+        items = {} if name is _MISSING else dict(name)
+        items.update(kwargs)
+        for key, value in items.items():
+            self.learn(key, value)
+        return None

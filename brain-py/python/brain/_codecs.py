@@ -1,0 +1,314 @@
+"""How Python objects become bytes in the store, and back.
+
+Every codec keeps reads zero-copy where the target library allows it:
+
+- numpy arrays: the ``ndarray`` layout (dtype, shape, order, raw buffer);
+  read back as a read-only array over the shared memory.
+- pyarrow Tables and RecordBatches, pandas and polars objects: an Arrow IPC
+  file, streamed into the store with one copy and read back with
+  ``pyarrow.ipc`` over the shared memory.
+- str: UTF-8 text; bytes: raw bytes.
+- anything else: pickle protocol 5 with out-of-band buffers, so arrays
+  inside dicts and lists stay zero-copy too.
+
+Heavy libraries are imported only when an object of theirs is stored or read.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import sys
+from typing import Any
+
+from . import _brain
+from .exceptions import BrainCodecError, BrainUnsupportedObjectError
+
+KIND_KEY = b"brain.kind"
+SERIES_NAME_KEY = b"brain.series_name"
+_ALIGN = 64
+
+
+def _module(name: str) -> Any:
+    """The module if the program imported it; objects of it cannot exist otherwise."""
+    return sys.modules.get(name)
+
+
+def _parts_table(lengths: list[int]) -> tuple[bytes, list[int]]:
+    """The parts layout (see docs/FORMAT.md): a table, and the padding after each segment."""
+    table_len = 8 + 16 * len(lengths)
+    at = -(-table_len // _ALIGN) * _ALIGN
+    table = bytearray(struct.pack("<II", len(lengths), 0))
+    padding = [at - table_len]
+    for i, length in enumerate(lengths):
+        table += struct.pack("<QQ", at, length)
+        end = at + length
+        at = end if i + 1 == len(lengths) else -(-end // _ALIGN) * _ALIGN
+        padding.append(at - end)
+    return bytes(table), padding
+
+
+def _parts_segments(parts: list[Any], lengths: list[int]) -> list[Any]:
+    table, padding = _parts_table(lengths)
+    segments: list[Any] = [table, bytes(padding[0])]
+    for part, pad in zip(parts, padding[1:]):
+        segments.append(part)
+        if pad:
+            segments.append(bytes(pad))
+    return segments
+
+
+def split_parts(obj: Any) -> list[memoryview]:
+    """Zero-copy slices of a payload in the parts layout."""
+    view = memoryview(obj)
+    if len(view) < 8:
+        raise BrainCodecError(f"payload of {len(view)} bytes is too short for a parts table")
+    (count,) = struct.unpack_from("<I", view, 0)
+    if 8 + 16 * count > len(view):
+        raise BrainCodecError(f"a table of {count} parts does not fit in {len(view)} bytes")
+    out = []
+    for i in range(count):
+        offset, length = struct.unpack_from("<QQ", view, 8 + 16 * i)
+        if offset + length > len(view):
+            raise BrainCodecError(f"part {i} ({offset}+{length}) lies outside the payload")
+        out.append(view[offset : offset + length])
+    return out
+
+
+# ---------------------------------------------------------------- numpy
+
+
+def _descr_to_json(descr: Any) -> Any:
+    return descr
+
+
+def _json_to_descr(value: Any) -> Any:
+    if isinstance(value, list):
+        return [tuple(_json_to_descr(v) for v in item) if isinstance(item, list) else item for item in value]
+    return value
+
+
+def _ndarray_parts(arr: Any) -> tuple[bytes, Any, int]:
+    np = _module("numpy")
+    if arr.dtype.hasobject:
+        raise TypeError("object arrays hold Python objects, not bytes")
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.ascontiguousarray(arr)
+    descr = np.lib.format.dtype_to_descr(arr.dtype)
+    meta = {"dtype": descr, "shape": list(arr.shape), "fortran_order": bool(fortran)}
+    # A flat uint8 view exports a plain buffer for every dtype (datetime64 does not).
+    data = arr.ravel(order="K").view(np.uint8) if arr.size else b""
+    return json.dumps(meta).encode(), data, arr.nbytes
+
+
+def decode_ndarray(obj: Any) -> Any:
+    np = _module("numpy") or __import__("numpy")
+    parts = split_parts(obj)
+    if len(parts) != 2:
+        raise BrainCodecError(f"ndarray payload has {len(parts)} parts, expected 2")
+    meta = json.loads(bytes(parts[0]))
+    dtype = np.lib.format.descr_to_dtype(_json_to_descr(meta["dtype"]))
+    shape = tuple(meta["shape"])
+    count = 1
+    for n in shape:
+        count *= n
+    arr = np.frombuffer(parts[1], dtype=dtype, count=count) if count else np.empty(0, dtype)
+    return arr.reshape(shape, order="F" if meta.get("fortran_order") else "C")
+
+
+# ---------------------------------------------------------------- arrow
+
+
+def _write_arrow(store: Any, namespace: str, name: str, codec: str, table: Any, description: str) -> None:
+    pa = _module("pyarrow") or __import__("pyarrow")
+    import pyarrow.ipc  # noqa: F401  (the submodule is not loaded by `import pyarrow`)
+
+    writer = store.writer(namespace, name, codec, description)
+    try:
+        with pa.ipc.new_file(writer, table.schema) as ipc:
+            if isinstance(table, pa.RecordBatch):
+                ipc.write_batch(table)
+            else:
+                ipc.write_table(table)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _with_kind(schema_or_table: Any, kind: bytes, extra: dict[bytes, bytes] | None = None) -> Any:
+    metadata = dict(schema_or_table.schema.metadata or {})
+    metadata[KIND_KEY] = kind
+    metadata.update(extra or {})
+    return schema_or_table.replace_schema_metadata(metadata)
+
+
+def read_arrow(obj: Any) -> Any:
+    """The pyarrow Table in a payload, its columns pointing into the store."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    return pa.ipc.open_file(pa.py_buffer(obj)).read_all()
+
+
+def _strip_brain_metadata(table: Any) -> Any:
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if not k.startswith(b"brain.")}
+    return table.replace_schema_metadata(metadata or None)
+
+
+def decode_arrow(obj: Any) -> Any:
+    table = read_arrow(obj)
+    kind = (table.schema.metadata or {}).get(KIND_KEY)
+    table = _strip_brain_metadata(table)
+    if kind == b"record_batch":
+        batches = table.to_batches()
+        if len(batches) == 1:
+            return batches[0]
+        return table.combine_chunks().to_batches()[0]
+    return table
+
+
+def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
+    table = read_arrow(obj)
+    metadata = table.schema.metadata or {}
+    if as_arrow:
+        return _strip_brain_metadata(table)
+    frame = table.to_pandas(split_blocks=True)
+    if metadata.get(KIND_KEY) == b"series":
+        series = frame.iloc[:, 0]
+        series.name = json.loads(metadata[SERIES_NAME_KEY])
+        return series
+    return frame
+
+
+def decode_polars(obj: Any, as_arrow: bool = False) -> Any:
+    table = read_arrow(obj)
+    metadata = table.schema.metadata or {}
+    if as_arrow:
+        return _strip_brain_metadata(table)
+    import polars as pl
+
+    frame = pl.from_arrow(_strip_brain_metadata(table), rechunk=False)
+    if metadata.get(KIND_KEY) == b"series":
+        return frame.to_series(0)
+    return frame
+
+
+# ---------------------------------------------------------------- pickle
+
+
+def _pickle_parts(thing: Any) -> list[Any]:
+    buffers: list[pickle.PickleBuffer] = []
+    stream = pickle.dumps(thing, protocol=5, buffer_callback=buffers.append)
+    raws = []
+    for buffer in buffers:
+        try:
+            raws.append(buffer.raw())
+        except BufferError:
+            # Non-contiguous out-of-band data: let pickle copy it in-band instead.
+            return [pickle.dumps(thing, protocol=5)]
+    return [stream, *raws]
+
+
+def decode_pickle(obj: Any) -> Any:
+    parts = split_parts(obj)
+    if not parts:
+        raise BrainCodecError("pickle payload has no parts")
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+# ---------------------------------------------------------------- dispatch
+
+TRIED = "text (str), raw (bytes), ndarray (numpy), arrow (pyarrow), pandas, polars, pickle5"
+
+
+def encode(store: Any, namespace: str, name: str, thing: Any, description: str) -> None:
+    """Writes ``thing`` with the codec that suits its type."""
+    if type(thing) is str:
+        store.put_text(namespace, name, thing, description)
+        return
+    if type(thing) is bytes:
+        store.put(namespace, name, "raw", [thing], description)
+        return
+    np = _module("numpy")
+    if np is not None and type(thing) is np.ndarray and not thing.dtype.hasobject:
+        meta, data, nbytes = _ndarray_parts(thing)
+        segments = _parts_segments([meta, data], [len(meta), nbytes])
+        store.put(namespace, name, "ndarray", segments, description)
+        return
+    pa = _module("pyarrow")
+    if pa is not None and isinstance(thing, (pa.Table, pa.RecordBatch)):
+        kind = b"record_batch" if isinstance(thing, pa.RecordBatch) else b"table"
+        _write_arrow(store, namespace, name, "arrow", _with_kind(thing, kind), description)
+        return
+    pd = _module("pandas")
+    if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
+        if _write_pandas(store, namespace, name, thing, description):
+            return
+    pl = _module("polars")
+    if pl is not None and isinstance(thing, (pl.DataFrame, pl.Series)):
+        if isinstance(thing, pl.Series):
+            table = _with_kind(thing.to_frame().to_arrow(), b"series")
+        else:
+            table = _with_kind(thing.to_arrow(), b"frame")
+        _write_arrow(store, namespace, name, "polars", table, description)
+        return
+    try:
+        parts = _pickle_parts(thing)
+    except Exception as err:  # pickle raises many types: PicklingError, TypeError, AttributeError...
+        raise BrainUnsupportedObjectError(
+            f"cannot store {name!r}: an object of type {type(thing).__module__}.{type(thing).__qualname__} "
+            f"fits none of the codecs ({TRIED}); pickle said: {err}. "
+            "Store a picklable form of it instead (e.g. its data, not its handle)."
+        ) from err
+    lengths = [memoryview(p).nbytes for p in parts]
+    store.put(namespace, name, "pickle5", _parts_segments(parts, lengths), description)
+
+
+def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str) -> bool:
+    """Writes a pandas object as Arrow; False when Arrow cannot hold it (then it is pickled)."""
+    import pyarrow as pa
+
+    pd = _module("pandas")
+    try:
+        if isinstance(thing, pd.Series):
+            try:
+                series_name = json.dumps(thing.name)
+            except TypeError:
+                return False
+            table = pa.Table.from_pandas(thing.to_frame(name="__brain_series__"), preserve_index=True)
+            table = _with_kind(table, b"series", {SERIES_NAME_KEY: series_name.encode()})
+        else:
+            table = _with_kind(pa.Table.from_pandas(thing, preserve_index=True), b"frame")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        # Mixed-type object columns and the like: pickle keeps them exactly.
+        return False
+    _write_arrow(store, namespace, name, "pandas", table, description)
+    return True
+
+
+def decode(obj: Any, as_arrow: bool = False) -> Any:
+    """The Python object for a stored ``Object``."""
+    codec = obj.codec
+    if codec == "ndarray":
+        return decode_ndarray(obj)
+    if codec == "pickle5":
+        return decode_pickle(obj)
+    if codec == "arrow":
+        return decode_arrow(obj) if not as_arrow else _strip_brain_metadata(read_arrow(obj))
+    if codec == "pandas":
+        return decode_pandas(obj, as_arrow)
+    if codec == "polars":
+        return decode_polars(obj, as_arrow)
+    if codec == "text":
+        return str(memoryview(obj), "utf-8")
+    if codec == "raw":
+        return obj.tobytes()
+    raise BrainCodecError(
+        f"object {obj.name!r} uses codec {codec!r}, which this release of brain cannot read; upgrade brain"
+    )
+
+
+__all__ = ["encode", "decode", "read_arrow", "split_parts", "_brain"]

@@ -1,0 +1,145 @@
+"""Exceptions raised by brain.
+
+The class names are brain-plasma's, so ``except BrainNameNotExistError``
+keeps working after the import changes. Every class derives from
+:class:`BrainError`; several also derive from the built-in exception a
+Python programmer would expect (``KeyError`` for a missing name, ``TypeError``
+for an object that cannot be stored, ``OSError`` for I/O trouble), so
+generic handlers work too.
+
+Errors raised by the Rust core carry its details as attributes: for example
+:class:`BrainStoreFullError` has ``needed``, ``used`` and ``capacity``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrainError",
+    "BrainNameNotExistError",
+    "BrainNameTypeError",
+    "BrainNameLengthError",
+    "BrainDescriptionError",
+    "BrainNamespaceNameError",
+    "BrainNamespaceNotExistError",
+    "BrainNamespaceRemoveDefaultError",
+    "BrainStoreFullError",
+    "BrainUnsupportedObjectError",
+    "BrainCodecError",
+    "BrainCorruptError",
+    "BrainVersionError",
+    "BrainKeyCollisionError",
+    "BrainStorePathError",
+    "BrainPermissionError",
+    "BrainTimeoutError",
+    "BrainLockTimeoutError",
+    "BrainIOError",
+    "BrainClientDisconnectedError",
+    "BrainLearnNameError",
+    "BrainRemoveOldNameValueError",
+    "BrainUpdateNameError",
+    "BrainDumpError",
+]
+
+
+class BrainError(Exception):
+    """Base class of every brain exception."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; brain's messages read better plain.
+        return str(self.args[0]) if self.args else ""
+
+
+class BrainNameNotExistError(BrainError, KeyError):
+    """No object has that name in the namespace."""
+
+
+class BrainNameTypeError(BrainError, TypeError):
+    """A name (or namespace) is not a ``str``."""
+
+
+class BrainNameLengthError(BrainError, ValueError):
+    """A name is empty or longer than the maximum (64 KiB of UTF-8)."""
+
+
+class BrainDescriptionError(BrainError, ValueError):
+    """A description is longer than the maximum (64 KiB of UTF-8)."""
+
+
+class BrainNamespaceNameError(BrainError, ValueError):
+    """A namespace name is empty, too long, or not a ``str``."""
+
+
+class BrainNamespaceNotExistError(BrainError, LookupError):
+    """No namespace has that name."""
+
+
+class BrainNamespaceRemoveDefaultError(BrainError):
+    """The ``default`` namespace cannot be removed."""
+
+
+class BrainStoreFullError(BrainError):
+    """The store has no room for the object; nothing was written or evicted.
+
+    Attributes: ``needed``, ``used``, ``capacity`` (bytes), ``path``,
+    ``filesystem_full`` (True when the tmpfs itself ran out).
+    """
+
+
+class BrainUnsupportedObjectError(BrainError, TypeError):
+    """The object cannot be stored: no codec accepts it (not even pickle)."""
+
+
+class BrainCodecError(BrainError, ValueError):
+    """A stored payload could not be decoded as its codec says."""
+
+
+class BrainCorruptError(BrainError):
+    """An object file or control file in the store is damaged."""
+
+
+class BrainVersionError(BrainError):
+    """A file was written in a format version this release does not read."""
+
+
+class BrainKeyCollisionError(BrainError):
+    """Two names hashed to the same key (astronomically rare)."""
+
+
+class BrainStorePathError(BrainError, OSError):
+    """The store path is unusable: not a directory, a symlink, or another user's."""
+
+
+class BrainPermissionError(BrainError, PermissionError):
+    """The operating system denied access to the store."""
+
+
+class BrainTimeoutError(BrainError, TimeoutError):
+    """``wait_for`` gave up before the name appeared."""
+
+
+class BrainLockTimeoutError(BrainTimeoutError):
+    """Another process held a name's lock for longer than the timeout."""
+
+
+class BrainIOError(BrainError, OSError):
+    """Any other operating-system error."""
+
+
+class BrainClientDisconnectedError(BrainError):
+    """The Brain was put to sleep (or closed); call ``wake_up()`` first."""
+
+
+class BrainLearnNameError(BrainError):
+    """Kept for brain-plasma compatibility; brain's writes are atomic and do not raise it."""
+
+
+class BrainRemoveOldNameValueError(BrainError):
+    """Kept for brain-plasma compatibility; brain's replaces are atomic and do not raise it."""
+
+
+class BrainUpdateNameError(BrainError):
+    """Kept for brain-plasma compatibility; brain's replaces are atomic and do not raise it."""
+
+
+class BrainDumpError(BrainError):
+    """A dump could not be written or restored."""

@@ -1,0 +1,193 @@
+//! The buffer protocol, both ways: stored objects exported to Python as
+//! read-only buffers (zero-copy), and Python buffers read by the writer.
+//!
+//! This is the only module of brain-py with unsafe code.
+
+use std::ffi::{c_int, c_void, CString};
+
+use brain_core::ObjectView;
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBufferError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::{ffi, IntoPyObjectExt};
+
+/// A stored object's payload, exported read-only through the buffer protocol.
+///
+/// `memoryview(obj)`, `numpy.frombuffer(obj)` and `pyarrow.py_buffer(obj)`
+/// all see the store's memory without a copy. The object keeps the memory
+/// alive, and Python's buffer protocol keeps the object alive for as long as
+/// any view of it exists, so the bytes stay valid after the name is replaced
+/// or deleted.
+#[derive(Debug)]
+#[pyclass(name = "Object", module = "brain._brain", frozen)]
+pub struct PyObjectView {
+    pub(crate) view: ObjectView,
+}
+
+#[pymethods]
+impl PyObjectView {
+    /// # Safety
+    /// Called by CPython with a valid `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("brain: no Py_buffer to fill"));
+        }
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err(
+                "objects read from brain are read-only; copy them to modify (e.g. bytearray(obj), arr.copy())",
+            ));
+        }
+        let (ptr, len) = {
+            let bytes = slf.get().view.bytes();
+            (bytes.as_ptr(), bytes.len())
+        };
+        let format = if flags & ffi::PyBUF_FORMAT == ffi::PyBUF_FORMAT {
+            CString::new("B").expect("no NUL").into_raw()
+        } else {
+            std::ptr::null_mut()
+        };
+        let owner = slf.into_any().into_ptr();
+        // SAFETY: `view` is non-null (checked) and CPython hands us a
+        // Py_buffer we own until __releasebuffer__. `buf` points at the
+        // payload of `slf`, which `obj` (a new strong reference to slf) keeps
+        // alive, and the payload is immutable (brain-core's sharing contract),
+        // so exporting it read-only is sound. shape/strides point into the
+        // Py_buffer itself, which outlives every use of them.
+        unsafe {
+            (*view).obj = owner;
+            (*view).buf = ptr as *mut c_void;
+            (*view).len = len as isize;
+            (*view).readonly = 1;
+            (*view).itemsize = 1;
+            (*view).format = format;
+            (*view).ndim = 1;
+            (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND {
+                &mut (*view).len
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+                &mut (*view).itemsize
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by CPython with the Py_buffer filled by `__getbuffer__`.
+    unsafe fn __releasebuffer__(&self, view: *mut ffi::Py_buffer) {
+        // SAFETY: `format` is either null or the CString leaked by
+        // __getbuffer__ for this very Py_buffer; it is freed exactly once.
+        let format = unsafe { (*view).format };
+        if !format.is_null() {
+            // SAFETY: see above: it came from CString::into_raw.
+            drop(unsafe { CString::from_raw(format) });
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.view.len()
+    }
+
+    fn __repr__(&self) -> String {
+        let meta = self.view.meta();
+        format!(
+            "<brain.Object {:?} in {:?}: {} bytes, {}>",
+            meta.name, meta.namespace, meta.size, meta.codec
+        )
+    }
+
+    /// A copy of the payload as `bytes`.
+    fn tobytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.view.bytes())
+    }
+
+    /// The codec name (`"raw"`, `"text"`, `"arrow"`, `"ndarray"`, `"pickle5"`, `"pandas"`, `"polars"`).
+    #[getter]
+    fn codec(&self) -> &'static str {
+        self.view.meta().codec.name()
+    }
+
+    /// The object's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.view.meta().name
+    }
+
+    /// The object's namespace.
+    #[getter]
+    fn namespace(&self) -> &str {
+        &self.view.meta().namespace
+    }
+
+    /// The description given when it was written.
+    #[getter]
+    fn description(&self) -> &str {
+        &self.view.meta().description
+    }
+
+    /// The payload's length in bytes.
+    #[getter]
+    fn size(&self) -> u64 {
+        self.view.meta().size
+    }
+
+    /// The address of the payload's first byte, for checking zero-copy.
+    #[getter]
+    fn address(&self) -> usize {
+        self.view.as_ptr() as usize
+    }
+}
+
+/// A contiguous Python buffer (bytes, bytearray, memoryview, numpy array,
+/// pyarrow Buffer...) to be copied into the store.
+pub struct InputBuffer {
+    buffer: PyUntypedBuffer,
+}
+
+impl InputBuffer {
+    /// Takes a buffer from any object exporting a C- or Fortran-contiguous buffer.
+    pub fn new(obj: &Bound<'_, PyAny>) -> PyResult<InputBuffer> {
+        let buffer = PyUntypedBuffer::get(obj).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "brain can only write objects that export a buffer (bytes, bytearray, memoryview, numpy arrays), not {}",
+                obj.get_type().name().map_or_else(|_| "this object".into(), |n| n.to_string())
+            ))
+        })?;
+        if !buffer.is_c_contiguous() && !buffer.is_fortran_contiguous() {
+            return Err(PyBufferError::new_err(
+                "brain needs a contiguous buffer; pass numpy.ascontiguousarray(x) instead",
+            ));
+        }
+        Ok(InputBuffer { buffer })
+    }
+
+    /// The buffer's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        let len = self.buffer.len_bytes();
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the exporter keeps `len` bytes at buf_ptr alive while the
+        // buffer is held (self.buffer is released only on drop, after every
+        // borrow of self ends), and the buffer is contiguous (checked in
+        // new), so it is one readable range. Another Python thread could
+        // write to a writable exporter concurrently; that is the same
+        // contract as every C extension reading a buffer without the GIL.
+        unsafe { std::slice::from_raw_parts(self.buffer.buf_ptr() as *const u8, len) }
+    }
+}
+
+/// Wraps a view as a Python `Object`.
+pub fn object(py: Python<'_>, view: ObjectView) -> PyResult<Py<PyAny>> {
+    PyObjectView { view }.into_py_any(py)
+}

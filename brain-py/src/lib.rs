@@ -1,0 +1,42 @@
+//! The native module `brain._brain` behind the Python package `brain`.
+//!
+//! It exposes brain-core's store (`Store`), zero-copy object buffers
+//! (`Object`), streamed writers (`Writer`), watchers and locks. The Python
+//! package wraps them in brain-plasma's `Brain` API and picks codecs for
+//! Python objects; use `brain`, not this module, from applications.
+
+#![deny(unsafe_code)]
+
+// The one module allowed unsafe code: the buffer protocol.
+#[allow(unsafe_code)]
+mod buffer;
+mod errors;
+mod store;
+
+use pyo3::prelude::*;
+
+/// The hex key of `name` in `namespace`: the object's file name in the store.
+#[pyfunction]
+fn object_key(namespace: &str, name: &str) -> String {
+    brain_core::ObjectKey::new(namespace, name).to_hex()
+}
+
+/// The default store path: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+#[pyfunction]
+fn default_store_path() -> std::path::PathBuf {
+    brain_core::default_store_path()
+}
+
+#[pymodule]
+fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<store::PyStore>()?;
+    m.add_class::<store::PyWriter>()?;
+    m.add_class::<store::PyWatcher>()?;
+    m.add_class::<store::PyLock>()?;
+    m.add_class::<buffer::PyObjectView>()?;
+    m.add_function(wrap_pyfunction!(object_key, m)?)?;
+    m.add_function(wrap_pyfunction!(default_store_path, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_NAME_LEN", brain_core::MAX_NAME_LEN)?;
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! The native `Store`: brain-core's store for the Python package.
+//!
+//! The Python layer (`brain/_brain_class.py`) chooses codecs and converts
+//! objects; this module moves bytes, releasing the GIL around copies and
+//! waits.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use brain_core::{
+    Codec, NameLock, ObjectKey, ObjectMeta, ObjectStore, ObjectWriter, Payload, Store, WatchEvent,
+    Watcher,
+};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::IntoPyObjectExt;
+
+use crate::buffer::{object, InputBuffer};
+use crate::errors::IntoPyResult;
+
+/// Payloads at least this large are written with the GIL released.
+const RELEASE_GIL_FROM: usize = 64 * 1024;
+
+fn codec(name: &str) -> PyResult<Codec> {
+    Codec::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown codec {name:?}; use raw, text, arrow, ndarray, pickle5, pandas or polars"
+        ))
+    })
+}
+
+fn meta_dict<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    let key = ObjectKey::new(&meta.namespace, &meta.name).to_hex();
+    dict.set_item("name", &meta.name)?;
+    dict.set_item("namespace", &meta.namespace)?;
+    dict.set_item("description", &meta.description)?;
+    dict.set_item("codec", meta.codec.name())?;
+    dict.set_item("size", meta.size)?;
+    dict.set_item("stored_size", meta.stored_size)?;
+    let created = meta
+        .created
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    dict.set_item("created", created)?;
+    dict.set_item("value_id", &key)?;
+    dict.set_item("metadata_id", key)?;
+    Ok(dict)
+}
+
+fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|t| {
+            Duration::try_from_secs_f64(t).map_err(|_| {
+                PyValueError::new_err(format!("timeout must be a number of seconds >= 0, not {t}"))
+            })
+        })
+        .transpose()
+}
+
+/// A brain store opened by this process.
+#[derive(Debug)]
+#[pyclass(name = "Store", module = "brain._brain", frozen)]
+pub struct PyStore {
+    store: Store,
+}
+
+#[pymethods]
+impl PyStore {
+    /// Opens (creating if needed) the store at `path` (default: `$BRAIN_PATH`,
+    /// else `/dev/shm/brain-<uid>/default`).
+    #[new]
+    #[pyo3(signature = (path=None, capacity=None, group_shared=false, checksums=false))]
+    fn new(
+        py: Python<'_>,
+        path: Option<PathBuf>,
+        capacity: Option<u64>,
+        group_shared: bool,
+        checksums: bool,
+    ) -> PyResult<Self> {
+        let mut builder = Store::builder()
+            .group_shared(group_shared)
+            .checksums(checksums);
+        if let Some(path) = path {
+            builder = builder.path(path);
+        }
+        if let Some(capacity) = capacity {
+            builder = builder.capacity(capacity);
+        }
+        let store = py.detach(|| builder.open()).py()?;
+        Ok(PyStore { store })
+    }
+
+    /// The store's directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.store.path().to_owned()
+    }
+
+    /// Writes the concatenation of `parts` (objects exporting buffers) as one object.
+    #[pyo3(signature = (namespace, name, codec_name, parts, description=""))]
+    fn put<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+        codec_name: &str,
+        parts: Vec<Bound<'py, PyAny>>,
+        description: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let codec = codec(codec_name)?;
+        let buffers = parts
+            .iter()
+            .map(InputBuffer::new)
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
+        let payload = Payload::segments(codec, &slices).with_description(description);
+        let meta = if payload.len() >= RELEASE_GIL_FROM {
+            py.detach(|| self.store.put(namespace, name, &payload))
+        } else {
+            self.store.put(namespace, name, &payload)
+        }
+        .py()?;
+        meta_dict(py, &meta)
+    }
+
+    /// Writes `text` as a UTF-8 text object.
+    #[pyo3(signature = (namespace, name, text, description=""))]
+    fn put_text(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+        text: &str,
+        description: &str,
+    ) -> PyResult<()> {
+        let payload = Payload::bytes(text.as_bytes())
+            .with_codec(Codec::Text)
+            .with_description(description);
+        if text.len() >= RELEASE_GIL_FROM {
+            py.detach(|| self.store.put(namespace, name, &payload))
+                .py()?;
+        } else {
+            self.store.put(namespace, name, &payload).py()?;
+        }
+        Ok(())
+    }
+
+    /// The object as an `Object` (a zero-copy buffer), or None.
+    fn get(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
+        match self.store.get(namespace, name).py()? {
+            Some(view) => Ok(Some(object(py, view)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The object, decoded where that is cheap: `str` for text, `bytes` for
+    /// raw bytes, an `Object` for the rest. None when there is no such name.
+    fn recall(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
+        let Some(view) = self.store.get(namespace, name).py()? else {
+            return Ok(None);
+        };
+        match view.meta().codec {
+            Codec::Text => {
+                let text = std::str::from_utf8(view.bytes()).map_err(|e| {
+                    crate::errors::to_py(brain_core::Error::Codec {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        codec: Codec::Text,
+                        action: "decode",
+                        detail: e.to_string(),
+                    })
+                })?;
+                Ok(Some(PyString::new(py, text).into_any().unbind()))
+            }
+            Codec::Raw => Ok(Some(PyBytes::new(py, view.bytes()).into_any().unbind())),
+            _ => Ok(Some(object(py, view)?)),
+        }
+    }
+
+    /// The object's metadata as a dict, or None.
+    fn metadata<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.store
+            .metadata(namespace, name)
+            .py()?
+            .map(|m| meta_dict(py, &m))
+            .transpose()
+    }
+
+    /// Metadata dicts of every object in a namespace, sorted by name.
+    fn list<'py>(&self, py: Python<'py>, namespace: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let metas = py.detach(|| self.store.list(namespace)).py()?;
+        metas.iter().map(|m| meta_dict(py, m)).collect()
+    }
+
+    /// The names in a namespace, sorted.
+    fn names(&self, py: Python<'_>, namespace: &str) -> PyResult<Vec<String>> {
+        py.detach(|| self.store.names(namespace)).py()
+    }
+
+    /// Every namespace, sorted.
+    fn namespaces(&self) -> PyResult<Vec<String>> {
+        self.store.namespaces().py()
+    }
+
+    /// Whether the name exists.
+    fn contains(&self, namespace: &str, name: &str) -> PyResult<bool> {
+        self.store.contains(namespace, name).py()
+    }
+
+    /// Deletes a name; returns whether it existed.
+    fn delete(&self, namespace: &str, name: &str) -> PyResult<bool> {
+        self.store.delete(namespace, name).py()
+    }
+
+    /// Creates a namespace (a no-op when it exists).
+    fn create_namespace(&self, namespace: &str) -> PyResult<()> {
+        self.store.namespace(namespace).py()?.create().py()
+    }
+
+    /// Removes a namespace and its objects; returns how many objects went.
+    fn remove_namespace(&self, py: Python<'_>, namespace: &str) -> PyResult<u64> {
+        py.detach(|| self.store.remove_namespace(namespace)).py()
+    }
+
+    /// Capacity and usage: a dict of capacity (None for no limit), used,
+    /// free, filesystem_size and filesystem_free, in bytes.
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let usage = self.store.usage().py()?;
+        let dict = PyDict::new(py);
+        dict.set_item("capacity", usage.capacity)?;
+        dict.set_item("used", usage.used)?;
+        dict.set_item("free", usage.free())?;
+        dict.set_item("filesystem_size", usage.filesystem_size)?;
+        dict.set_item("filesystem_free", usage.filesystem_free)?;
+        Ok(dict)
+    }
+
+    /// Sets the store's capacity in bytes for every process (None: no limit).
+    #[pyo3(signature = (capacity))]
+    fn set_capacity(&self, capacity: Option<u64>) {
+        self.store.set_capacity(capacity);
+    }
+
+    /// Starts a streamed write; see `Writer`.
+    #[pyo3(signature = (namespace, name, codec_name, description="", expected_len=None))]
+    fn writer(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec_name: &str,
+        description: &str,
+        expected_len: Option<u64>,
+    ) -> PyResult<PyWriter> {
+        let writer = self
+            .store
+            .writer(
+                namespace,
+                name,
+                codec(codec_name)?,
+                description,
+                expected_len,
+            )
+            .py()?;
+        Ok(PyWriter {
+            inner: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Watches one namespace (or all, with None) for sets and deletes.
+    #[pyo3(signature = (namespace=None))]
+    fn watch(&self, namespace: Option<&str>) -> PyResult<PyWatcher> {
+        let watcher = match namespace {
+            Some(ns) => Watcher::namespace(&self.store, ns),
+            None => Watcher::all(&self.store),
+        }
+        .py()?;
+        Ok(PyWatcher {
+            inner: Mutex::new(watcher),
+        })
+    }
+
+    /// Blocks (without the GIL) until the name exists, then returns its `Object`.
+    fn wait_for(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+        timeout: f64,
+    ) -> PyResult<Py<PyAny>> {
+        let timeout = seconds(Some(timeout))?.expect("given");
+        let ns = self.store.namespace(namespace).py()?;
+        // Wait in slices so Ctrl-C is noticed.
+        let started = std::time::Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let slice = left.min(Duration::from_millis(250));
+            match py.detach(|| ns.wait_for(name, slice)) {
+                Ok(view) => return object(py, view),
+                Err(brain_core::Error::Timeout { .. }) if !left.is_zero() => py.check_signals()?,
+                Err(brain_core::Error::Timeout {
+                    namespace, name, ..
+                }) => {
+                    return Err(crate::errors::to_py(brain_core::Error::Timeout {
+                        namespace,
+                        name,
+                        waited: timeout,
+                    }))
+                }
+                Err(err) => return Err(crate::errors::to_py(err)),
+            }
+        }
+    }
+
+    /// Takes the cross-process lock on a name (None: wait as long as it takes).
+    #[pyo3(signature = (namespace, name, timeout=None))]
+    fn lock(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<PyLock> {
+        let timeout = seconds(timeout)?;
+        let lock = py
+            .detach(|| self.store.lock(namespace, name, timeout))
+            .py()?;
+        Ok(PyLock {
+            inner: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Removes temporary files left by writers that died.
+    fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let report = py.detach(|| self.store.gc()).py()?;
+        let dict = PyDict::new(py);
+        dict.set_item("stray_files", report.stray_files)?;
+        dict.set_item("stray_dirs", report.stray_dirs)?;
+        dict.set_item("bytes_freed", report.bytes_freed)?;
+        Ok(dict)
+    }
+
+    /// Checks every object and rebuilds the usage count.
+    #[pyo3(signature = (delete_corrupt=false))]
+    fn fsck<'py>(&self, py: Python<'py>, delete_corrupt: bool) -> PyResult<Bound<'py, PyDict>> {
+        let report = py.detach(|| self.store.fsck(delete_corrupt)).py()?;
+        let dict = PyDict::new(py);
+        dict.set_item("objects", report.objects)?;
+        dict.set_item("used_before", report.used_before)?;
+        dict.set_item("used_after", report.used_after)?;
+        let corrupt: Vec<(PathBuf, String)> = report.corrupt;
+        dict.set_item("corrupt", corrupt)?;
+        dict.set_item("deleted", report.deleted)?;
+        Ok(dict)
+    }
+
+    /// Drops this process's cached mappings of large objects.
+    fn clear_cache(&self) {
+        self.store.clear_cache();
+    }
+}
+
+/// An object being written; nothing is visible until `commit()`.
+///
+/// It is a writable binary file object (`write`, `tell`, `flush`), so
+/// `pyarrow.ipc.new_file(writer, schema)` streams a table straight into the
+/// store with one copy.
+#[derive(Debug)]
+#[pyclass(name = "Writer", module = "brain._brain", frozen)]
+pub struct PyWriter {
+    inner: Mutex<Option<ObjectWriter>>,
+}
+
+impl PyWriter {
+    fn with<T>(&self, f: impl FnOnce(&mut ObjectWriter) -> PyResult<T>) -> PyResult<T> {
+        let mut guard = self.inner.lock().expect("writer lock");
+        match guard.as_mut() {
+            Some(writer) => f(writer),
+            None => Err(PyRuntimeError::new_err(
+                "this brain writer was already committed or aborted; start a new one",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl PyWriter {
+    /// Appends a buffer to the payload; returns its length.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let buffer = InputBuffer::new(data)?;
+        let bytes = buffer.bytes();
+        self.with(|writer| {
+            if bytes.len() >= RELEASE_GIL_FROM {
+                py.detach(|| writer.write_payload(bytes)).py()?;
+            } else {
+                writer.write_payload(bytes).py()?;
+            }
+            Ok(bytes.len())
+        })
+    }
+
+    /// Bytes written so far.
+    fn tell(&self) -> PyResult<u64> {
+        self.with(|writer| Ok(writer.payload_len()))
+    }
+
+    /// Nothing to flush: writes go straight to the store's file.
+    fn flush(&self) {}
+
+    /// True: a writer accepts writes.
+    fn writable(&self) -> bool {
+        true
+    }
+
+    /// False: a writer cannot seek.
+    fn seekable(&self) -> bool {
+        false
+    }
+
+    /// Does not publish or discard: call `commit()` or `abort()`.
+    fn close(&self) {}
+
+    /// Whether the writer was committed or aborted.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().expect("writer lock").is_none()
+    }
+
+    /// Publishes the object atomically; returns its metadata.
+    fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let writer = self
+            .inner
+            .lock()
+            .expect("writer lock")
+            .take()
+            .ok_or_else(|| {
+                PyRuntimeError::new_err("this brain writer was already committed or aborted")
+            })?;
+        let meta = py.detach(|| writer.commit()).py()?;
+        meta_dict(py, &meta)
+    }
+
+    /// Discards what was written; nothing is published.
+    fn abort(&self) {
+        drop(self.inner.lock().expect("writer lock").take());
+    }
+}
+
+/// A stream of `("set" | "deleted", namespace, name)` events.
+#[derive(Debug)]
+#[pyclass(name = "Watcher", module = "brain._brain", frozen)]
+pub struct PyWatcher {
+    inner: Mutex<Watcher>,
+}
+
+fn event_tuple(py: Python<'_>, event: WatchEvent) -> PyResult<Py<PyAny>> {
+    let kind = match event {
+        WatchEvent::Set { .. } => "set",
+        WatchEvent::Deleted { .. } => "deleted",
+        _ => "unknown",
+    };
+    (kind, event.namespace(), event.name()).into_py_any(py)
+}
+
+#[pymethods]
+impl PyWatcher {
+    /// The next event, waiting at most `timeout` seconds (None: forever); None on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn next_event(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+        let timeout = seconds(timeout)?;
+        let started = std::time::Instant::now();
+        loop {
+            let slice = match timeout {
+                Some(t) => t
+                    .saturating_sub(started.elapsed())
+                    .min(Duration::from_millis(250)),
+                None => Duration::from_millis(250),
+            };
+            let next = py.detach(|| {
+                self.inner
+                    .lock()
+                    .expect("watcher lock")
+                    .next_event(Some(slice))
+            });
+            if let Some(event) = next.py()? {
+                return event_tuple(py, event).map(Some);
+            }
+            if timeout.is_some_and(|t| started.elapsed() >= t) {
+                return Ok(None);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.next_event(py, None)
+    }
+}
+
+/// A held cross-process lock on one name; a context manager.
+#[derive(Debug)]
+#[pyclass(name = "Lock", module = "brain._brain", frozen)]
+pub struct PyLock {
+    inner: Mutex<Option<NameLock>>,
+}
+
+#[pymethods]
+impl PyLock {
+    /// Releases the lock (also done on garbage collection and process exit).
+    fn release(&self) {
+        drop(self.inner.lock().expect("lock lock").take());
+    }
+
+    /// Whether the lock is still held.
+    #[getter]
+    fn held(&self) -> bool {
+        self.inner.lock().expect("lock lock").is_some()
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.release();
+        false
+    }
+}
