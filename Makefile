@@ -1,0 +1,71 @@
+# One entry point for people and CI: `make demo`, `make test`, `make ci`.
+# Every target installs what it needs (a virtualenv in .venv, the Rust build,
+# the Python extension) and is safe to run again.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MATURIN := $(VENV)/bin/maturin
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= auto
+
+.PHONY: help setup setup-release build fmt lint test test-rust test-python demo bench bench-quick bench-full docs ci clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY) ## virtualenv with the Python test dependencies, the Rust build, the extension (debug)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r brain-py/requirements-dev.txt
+	$(CARGO) build --workspace --bins
+	cd brain-py && ../$(MATURIN) develop -q
+
+setup-release: $(PY) ## the same, optimised: for the demo and the benchmarks
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r brain-py/requirements-dev.txt
+	$(CARGO) build --release --bin brain
+	cd brain-py && ../$(MATURIN) develop -q --release
+
+fmt: ## format Rust and check nothing else changed
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check, clippy (benches included), rustdoc, Python stubs
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --exclude brain-bench
+	@if [ -x $(VENV)/bin/stubtest ] && $(PY) -c 'import brain' 2>/dev/null; then \
+		$(VENV)/bin/stubtest brain._brain --allowlist brain-py/stubtest-allowlist.txt; fi
+
+test-rust: ## every Rust test (unit, integration, multi-process end-to-end, doctests)
+	$(CARGO) test --workspace --exclude brain-bench
+
+test-python: setup ## the pytest suite against the real extension
+	cd brain-py && ../$(PY) -m pytest -q
+
+test: setup test-rust test-python ## set up, then run every test
+
+demo: setup-release ## two processes share a 10-million-row DataFrame; against Parquet
+	$(PY) examples/demo.py --brain-bin target/release/brain
+
+bench-quick: setup-release ## the comparison with Parquet and memcpy, quick version (< 2 minutes)
+	$(PY) brain-bench/compare.py --quick
+
+bench-full: setup-release ## the comparison, full version (10-million-row frame, 1 GiB arrays)
+	$(PY) brain-bench/compare.py
+
+bench: ## criterion benches of the core (release build)
+	$(CARGO) bench -p brain-bench --bench core
+
+docs: ## API docs
+	$(CARGO) doc --no-deps --workspace --exclude brain-bench
+
+ci: setup lint test-rust test-python ## what .ci/run runs: set up, lint, every test
+
+clean: ## remove build outputs and the virtualenv
+	$(CARGO) clean
+	rm -rf $(VENV) brain-py/python/brain/*.so

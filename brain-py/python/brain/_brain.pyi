@@ -1,0 +1,138 @@
+"""The native module behind ``brain``: brain-core's store for Python.
+
+Applications use :class:`brain.Brain`; this module is its engine.
+"""
+
+import builtins
+from collections.abc import Iterator
+from os import PathLike
+from typing import Any, Literal, final
+
+from typing_extensions import Buffer, Self
+
+__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN"]
+__version__: str
+MAX_NAME_LEN: int
+
+def object_key(namespace: str, name: str) -> str:
+    """The hex key of ``name`` in ``namespace``: the object's file name in the store."""
+
+def default_store_path() -> str:
+    """``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""
+
+@final
+class Object:
+    """A stored object's payload, exported read-only through the buffer protocol (zero-copy).
+
+    It keeps the shared memory alive: views of it stay valid after the name
+    is replaced or deleted.
+    """
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __len__(self) -> int: ...
+    def tobytes(self) -> bytes:
+        """A copy of the payload as ``bytes``."""
+    @property
+    def codec(self) -> str:
+        """``raw``, ``text``, ``arrow``, ``ndarray``, ``pickle5``, ``pandas`` or ``polars``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def size(self) -> int:
+        """The payload's length in bytes."""
+    @property
+    def address(self) -> int:
+        """The address of the payload's first byte (to check zero-copy)."""
+
+@final
+class Writer:
+    """An object being written; nothing is visible until ``commit()``.
+
+    A writable binary file object, so ``pyarrow.ipc.new_file(writer, schema)``
+    streams straight into the store.
+    """
+
+    def write(self, data: Buffer) -> int:
+        """Appends a buffer (without the GIL when it is large); returns its length."""
+    def tell(self) -> int: ...
+    def flush(self) -> None: ...
+    def writable(self) -> bool: ...
+    def seekable(self) -> bool: ...
+    def close(self) -> None:
+        """Neither publishes nor discards: call ``commit()`` or ``abort()``."""
+    @property
+    def closed(self) -> bool: ...
+    def commit(self) -> dict[str, Any]:
+        """Publishes the object atomically; returns its metadata."""
+    def abort(self) -> None:
+        """Discards what was written."""
+
+@final
+class Watcher:
+    """A stream of ``("set" | "deleted", namespace, name)`` events."""
+
+    def next_event(self, timeout: float | None = None) -> tuple[str, str, str] | None:
+        """The next event, waiting at most ``timeout`` seconds; None on timeout."""
+    def __iter__(self) -> Iterator[tuple[str, str, str]]: ...
+    def __next__(self) -> tuple[str, str, str]: ...
+
+@final
+class Lock:
+    """A held cross-process lock on one name; released on exit or when the holder dies."""
+
+    def release(self) -> None: ...
+    @property
+    def held(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> Literal[False]: ...
+
+@final
+class Store:
+    """A brain store opened by this process."""
+
+    def __new__(
+        cls,
+        path: str | PathLike[str] | None = None,
+        capacity: int | None = None,
+        group_shared: bool = False,
+        checksums: bool = False,
+    ) -> Self: ...
+    @property
+    def path(self) -> str: ...
+    def put(
+        self, namespace: str, name: str, codec_name: str, parts: builtins.list[Buffer], description: str = ""
+    ) -> dict[str, Any]:
+        """Writes the concatenation of ``parts`` as one object (one copy)."""
+    def put_text(self, namespace: str, name: str, text: str, description: str = "") -> None: ...
+    def get(self, namespace: str, name: str) -> Object | None: ...
+    def recall(self, namespace: str, name: str) -> str | bytes | Object | None:
+        """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
+    def metadata(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+    def names(self, namespace: str) -> builtins.list[str]: ...
+    def namespaces(self) -> builtins.list[str]: ...
+    def contains(self, namespace: str, name: str) -> bool: ...
+    def delete(self, namespace: str, name: str) -> bool: ...
+    def create_namespace(self, namespace: str) -> None: ...
+    def remove_namespace(self, namespace: str) -> int: ...
+    def usage(self) -> dict[str, int | None]: ...
+    def set_capacity(self, capacity: int | None) -> None: ...
+    def writer(
+        self,
+        namespace: str,
+        name: str,
+        codec_name: str,
+        description: str = "",
+        expected_len: int | None = None,
+    ) -> Writer: ...
+    def watch(self, namespace: str | None = None) -> Watcher: ...
+    def wait_for(self, namespace: str, name: str, timeout: float) -> Object: ...
+    def lock(self, namespace: str, name: str, timeout: float | None = None) -> Lock: ...
+    def gc(self) -> dict[str, int]: ...
+    def fsck(self, delete_corrupt: bool = False) -> dict[str, Any]: ...
+    def clear_cache(self) -> None: ...
