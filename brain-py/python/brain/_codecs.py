@@ -27,6 +27,7 @@ from .exceptions import BrainCodecError, BrainUnsupportedObjectError
 
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
+INDEX_FREQ_KEY = b"brain.index_freq"
 _ALIGN = 64
 
 
@@ -114,7 +115,11 @@ def decode_ndarray(obj: Any) -> Any:
     count = 1
     for n in shape:
         count *= n
-    arr = np.frombuffer(parts[1], dtype=dtype, count=count) if count else np.empty(0, dtype)
+    if count:
+        arr = np.frombuffer(parts[1], dtype=dtype, count=count)
+    else:
+        arr = np.empty(0, dtype)
+        arr.flags.writeable = False  # read-only like every array read from the store
     return arr.reshape(shape, order="F" if meta.get("fortran_order") else "C")
 
 
@@ -176,6 +181,9 @@ def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
     if as_arrow:
         return _strip_brain_metadata(table)
     frame = table.to_pandas(split_blocks=True)
+    freq = metadata.get(INDEX_FREQ_KEY)
+    if freq is not None:
+        frame.index = type(frame.index)(frame.index, freq=freq.decode())
     if metadata.get(KIND_KEY) == b"series":
         series = frame.iloc[:, 0]
         series.name = json.loads(metadata[SERIES_NAME_KEY])
@@ -267,8 +275,42 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str) 
     store.put(namespace, name, "pickle5", _parts_segments(parts, lengths), description)
 
 
+def _labels_survive_arrow(pd: Any, columns: Any) -> bool:
+    """False for column labels of mixed types (say ``"a"`` and ``7``, or tuples):
+    pyarrow turns them into strings, with a warning."""
+    levels = columns.levels if isinstance(columns, pd.MultiIndex) else [columns]
+    return not any("mixed" in pd.api.types.infer_dtype(level, skipna=False) for level in levels)
+
+
+def _same_index(back: Any, original: Any) -> bool:
+    """Whether the column labels Arrow gives back are the original ones, of the same kind.
+
+    Not so for bool labels (``[True, False]`` comes back ``[True, True]``) or a
+    RangeIndex of columns (it comes back an int64 Index): those frames are pickled.
+    """
+    return (
+        type(back) is type(original)
+        and back.dtype == original.dtype
+        and list(back.names) == list(original.names)
+        and back.equals(original)
+    )
+
+
+def _index_freq(pd: Any, thing: Any) -> dict[bytes, bytes]:
+    """The frequency of a datetime or timedelta index, which Arrow does not keep."""
+    index = thing.index
+    if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) and index.freq is not None:
+        return {INDEX_FREQ_KEY: index.freqstr.encode()}
+    return {}
+
+
 def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str) -> bool:
-    """Writes a pandas object as Arrow; False when Arrow cannot hold it (then it is pickled)."""
+    """Writes a pandas object as Arrow; False when Arrow cannot hold it (then it is pickled).
+
+    ``preserve_index=None`` stores a RangeIndex as metadata, so it comes back
+    a RangeIndex (``True`` would turn it into an int64 column and Index);
+    every other index is stored as columns either way.
+    """
     import pyarrow as pa
 
     pd = _module("pandas")
@@ -278,10 +320,18 @@ def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description
                 series_name = json.dumps(thing.name)
             except TypeError:
                 return False
-            table = pa.Table.from_pandas(thing.to_frame(name="__brain_series__"), preserve_index=True)
-            table = _with_kind(table, b"series", {SERIES_NAME_KEY: series_name.encode()})
+            named = json.loads(series_name)
+            if type(named) is not type(thing.name) or named != thing.name:
+                return False  # e.g. a tuple name would come back a list
+            table = pa.Table.from_pandas(thing.to_frame(name="__brain_series__"), preserve_index=None)
+            table = _with_kind(table, b"series", {SERIES_NAME_KEY: series_name.encode(), **_index_freq(pd, thing)})
         else:
-            table = _with_kind(pa.Table.from_pandas(thing, preserve_index=True), b"frame")
+            if not _labels_survive_arrow(pd, thing.columns):
+                return False
+            table = pa.Table.from_pandas(thing, preserve_index=None)
+            if not _same_index(table.schema.empty_table().to_pandas().columns, thing.columns):
+                return False
+            table = _with_kind(table, b"frame", _index_freq(pd, thing))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
         # Mixed-type object columns and the like: pickle keeps them exactly.
         return False

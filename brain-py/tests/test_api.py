@@ -1,0 +1,332 @@
+"""brain-plasma 0.3's API, call by call, with brain-plasma's behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import brain as brain_pkg
+from brain import Brain
+from brain.exceptions import (
+    BrainClientDisconnectedError,
+    BrainError,
+    BrainNameNotExistError,
+    BrainNamespaceNameError,
+    BrainNamespaceNotExistError,
+    BrainNamespaceRemoveDefaultError,
+)
+
+
+def test_brain_plasma_readme_example(default_store: Path) -> None:
+    # brain-plasma's README, verbatim but for the import; the store is
+    # BRAIN_PATH (this test's own directory) instead of a plasma_store.
+    from brain import Brain  # was: from brain_plasma import Brain
+
+    brain = Brain()  # no plasma_store to start
+    assert Path(brain.path) == default_store
+    brain["this"] = "a text object"
+    assert brain["this"] == "a text object"
+    assert brain.names() == ["this"]
+    del brain["this"]
+    with pytest.raises(KeyError) as info:
+        brain["this"]
+    assert isinstance(info.value, BrainNameNotExistError)
+    brain.set_namespace("newname")
+    brain["this"] = "newname text object"
+    brain.set_namespace("default")
+    assert brain.names(namespace="all") == ["this"]
+    # The object written in "newname" is there, untouched.
+    brain.set_namespace("newname")
+    assert brain["this"] == "newname text object"
+
+
+def test_the_session_never_uses_the_users_default_store() -> None:
+    # conftest points BRAIN_PATH at a throwaway store for the whole session.
+    path = Path(brain_pkg.default_store_path())
+    assert path.parent != Path(f"/dev/shm/brain-{os.getuid()}")
+    assert path.name.startswith("brain-pytest-session-")
+    assert Path(Brain().path) == path
+
+
+def test_default_store_is_brain_path(default_store: Path) -> None:
+    assert Path(brain_pkg.default_store_path()) == default_store
+    Brain()["x"] = 1
+    assert Brain(path=default_store)["x"] == 1
+
+
+def test_learn_recall_exists_forget(brain: Brain) -> None:
+    assert not brain.exists("a")
+    brain.learn("a", [1, 2, 3])
+    assert brain.exists("a")
+    assert brain.recall("a") == [1, 2, 3]
+    brain.forget("a")
+    assert not brain.exists("a")
+    with pytest.raises(BrainNameNotExistError):
+        brain.recall("a")
+
+
+def test_forget_of_a_missing_name_is_silent(brain: Brain) -> None:
+    brain["kept"] = 1
+    assert brain.forget("never-set") is None
+    assert brain.names() == ["kept"]
+
+
+def test_learn_keeps_the_old_description_when_none_is_given(brain: Brain) -> None:
+    brain.learn("x", 1, description="first")
+    assert brain.metadata("x")["description"] == "first"
+    brain.learn("x", 2)
+    assert brain["x"] == 2
+    assert brain.metadata("x")["description"] == "first"
+    brain["x"] = 3
+    assert brain.metadata("x")["description"] == "first"
+    brain.learn("x", 4, description="second")
+    assert brain.metadata("x")["description"] == "second"
+    brain.learn("new", 5)
+    assert brain.metadata("new")["description"] == ""
+
+
+def test_replacing_changes_type_freely(brain: Brain) -> None:
+    for value in ["text", b"bytes", 7, np.arange(3), {"k": "v"}, None]:
+        brain["x"] = value
+        got = brain["x"]
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got, value)
+        else:
+            assert got == value and type(got) is type(value)
+    assert brain.names() == ["x"]
+
+
+def test_mapping_protocol(brain: Brain) -> None:
+    brain["b"] = 2
+    brain["a"] = 1
+    assert "a" in brain and "zzz" not in brain
+    assert 1 not in brain  # a non-str is simply not a name
+    assert len(brain) == 2
+    assert list(brain) == ["a", "b"]
+    assert dict(brain.items()) == {"a": 1, "b": 2}
+    del brain["a"]
+    assert list(brain.keys()) == ["b"]
+    assert brain.get("a") is None
+    assert brain.get("a", "fallback") == "fallback"
+    assert brain.get("b", "fallback") == 2
+    brain.update({"c": 3}, d=4)
+    assert brain.names() == ["b", "c", "d"]
+    assert brain.pop("c") == 3 and "c" not in brain
+
+
+def test_names_are_per_namespace_and_all(brain: Brain) -> None:
+    brain["x"] = 1
+    brain["y"] = 2
+    brain.set_namespace("other")
+    brain["x"] = 10
+    brain["z"] = 30
+    assert brain.names() == ["x", "z"]
+    assert brain.names(namespace="default") == ["x", "y"]
+    assert sorted(brain.names(namespace="all")) == ["x", "x", "y", "z"]
+    assert brain["x"] == 10
+    brain.set_namespace("default")
+    assert brain["x"] == 1
+    assert "z" not in brain
+
+
+def test_metadata_shapes(brain: Brain) -> None:
+    before = dt.datetime.now(dt.timezone.utc)
+    brain.learn("a", b"12345", description="five bytes")
+    brain.learn("b", "text")
+    one = brain.metadata("a")
+    assert isinstance(one, dict)
+    assert one["name"] == "a"
+    assert one["namespace"] == "default"
+    assert one["description"] == "five bytes"
+    assert one["size"] == 5
+    assert one["value_id"] == brain.object_id("a")
+    assert isinstance(one["created"], dt.datetime)
+    assert before - dt.timedelta(seconds=5) <= one["created"] <= dt.datetime.now(dt.timezone.utc)
+    assert brain.metadata("missing") is None
+
+    several = brain.metadata("a", "b")
+    assert isinstance(several, dict) and list(several) == ["a", "b"]
+    assert several["a"]["description"] == "five bytes" and several["b"]["name"] == "b"
+    with_missing = brain.metadata("a", "missing")
+    assert with_missing["a"]["name"] == "a" and with_missing["missing"] is None
+
+    as_list = brain.metadata("b", "a", output="list")
+    assert isinstance(as_list, list)
+    assert [m["name"] for m in as_list] == ["b", "a"]
+
+    every = brain.metadata()
+    assert isinstance(every, dict) and sorted(every) == ["a", "b"]
+    every_list = brain.metadata(output="list")
+    assert isinstance(every_list, list) and sorted(m["name"] for m in every_list) == ["a", "b"]
+    assert brain.info("a")["description"] == "five bytes"
+
+    with pytest.raises(TypeError):
+        brain.metadata("a", output="tuple")
+
+
+def test_namespaces(brain: Brain) -> None:
+    assert brain.namespaces() == {"default"}
+    assert isinstance(brain.namespaces(), set)
+    assert brain.set_namespace() == "default"
+    assert brain.set_namespace("ab") == "ab"
+    assert brain.namespace == "ab" and brain.set_namespace() == "ab"
+    long_name = "n" * 100
+    brain.set_namespace(long_name)
+    brain["k"] = "in a long namespace"
+    brain.set_namespace("名前 ✓")
+    brain["k"] = "in a unicode namespace"
+    assert brain.namespaces() == {"default", "ab", long_name, "名前 ✓"}
+    brain.set_namespace(long_name)
+    assert brain["k"] == "in a long namespace"
+    # Another Brain on the same store starts in a namespace given to it.
+    other = Brain(namespace="ab", path=brain.path)
+    assert other.namespace == "ab" and other.names() == []
+
+
+def test_bad_namespace_names(brain: Brain) -> None:
+    with pytest.raises(BrainNamespaceNameError):
+        brain.set_namespace("")
+    with pytest.raises(BrainNamespaceNameError):
+        brain.set_namespace(5)  # type: ignore[arg-type]
+    assert brain.namespace == "default"
+
+
+def test_remove_namespace(brain: Brain) -> None:
+    brain.set_namespace("gone")
+    brain["a"] = 1
+    brain["b"] = 2
+    brain.set_namespace("stays")
+    brain["c"] = 3
+
+    message = brain.remove_namespace("gone")
+    assert "gone" in message
+    assert brain.namespace == "stays"
+    assert brain.namespaces() == {"default", "stays"}
+    assert brain["c"] == 3
+    assert "a" not in brain.names(namespace="all")
+
+    # Removing the current namespace (explicitly or by default) switches to 'default'.
+    assert brain.remove_namespace() == "Deleted namespace stays. Using namespace default."
+    assert brain.namespace == "default"
+    assert brain.namespaces() == {"default"}
+    brain.set_namespace("again")
+    brain.remove_namespace("again")
+    assert brain.namespace == "default"
+
+
+def test_remove_namespace_refuses_default_and_missing(brain: Brain) -> None:
+    brain["kept"] = 1
+    with pytest.raises(BrainNamespaceRemoveDefaultError):
+        brain.remove_namespace("default")
+    brain.set_namespace("default")
+    with pytest.raises(BrainNamespaceRemoveDefaultError):
+        brain.remove_namespace()
+    with pytest.raises(BrainNamespaceNotExistError):
+        brain.remove_namespace("never-made")
+    assert brain["kept"] == 1
+    assert brain.namespaces() == {"default"}
+
+
+def test_a_recreated_namespace_is_empty(brain: Brain) -> None:
+    brain.set_namespace("ns")
+    brain["x"] = 1
+    brain.remove_namespace("ns")
+    brain.set_namespace("ns")
+    assert brain.names() == []
+    assert not brain.exists("x")
+
+
+def test_size_used_free_bytes_mb(store_path: Path) -> None:
+    brain = Brain(path=store_path, capacity=50_000_000)
+    assert brain.size() == 50_000_000
+    assert brain.bytes == 50_000_000
+    assert brain.mb == "50 MB"
+    empty_used = brain.used()
+    assert brain.free() == brain.size() - empty_used
+    brain["arr"] = np.zeros(1_000_000)  # 8 MB
+    assert brain.used() >= empty_used + 8_000_000
+    assert brain.free() == 50_000_000 - brain.used()
+    brain.forget("arr")
+    assert brain.used() == empty_used
+    # Another process's Brain sees the capacity of the store itself.
+    assert Brain(path=store_path).size() == 50_000_000
+
+
+def test_size_without_capacity_is_the_filesystem(brain: Brain) -> None:
+    assert brain.size() > 0
+    assert brain.mb == f"{round(brain.size() / 1_000_000)} MB"
+    assert 0 <= brain.free() <= brain.size()
+
+
+def test_sleep_and_wake_up(brain: Brain) -> None:
+    brain["x"] = "kept"
+    brain.sleep()
+    for operation in (
+        lambda: brain["x"],
+        lambda: brain.learn("y", 1),
+        lambda: brain.names(),
+        lambda: brain.exists("x"),
+        lambda: brain.forget("x"),
+        lambda: brain.namespaces(),
+        lambda: brain.size(),
+    ):
+        with pytest.raises(BrainClientDisconnectedError):
+            operation()
+    brain.wake_up()
+    assert brain["x"] == "kept"
+    assert brain.names() == ["x"]
+
+
+def test_context_manager_closes(store_path: Path) -> None:
+    with Brain(path=store_path) as b:
+        b["x"] = 1
+    with pytest.raises(BrainClientDisconnectedError):
+        b["x"]
+    assert Brain(path=store_path)["x"] == 1
+
+
+def test_object_ids(brain: Brain) -> None:
+    brain["a"] = 1
+    brain["b"] = 2
+    ida, idb = brain.object_id("a"), brain.object_id("b")
+    assert isinstance(ida, str) and ida != idb
+    assert brain.object_id("missing") is None
+    brain["a"] = "replaced"
+    assert brain.object_id("a") == ida  # the id belongs to the name
+    assert brain.object_ids() == {"a": ida, "b": idb}
+    assert brain.ids() == [ida, idb]
+    brain.set_namespace("other")
+    brain["a"] = 1
+    assert brain.object_id("a") != ida
+    assert brain.ids() == [brain.object_id("a")]
+
+
+def test_a_brain_pickles_to_the_same_store(brain: Brain) -> None:
+    brain.set_namespace("ns")
+    brain["x"] = 42
+    clone = pickle.loads(pickle.dumps(brain))
+    assert clone.path == brain.path and clone.namespace == "ns"
+    assert clone["x"] == 42
+
+
+def test_repr(brain: Brain) -> None:
+    brain["x"] = 1
+    assert "1 names" in repr(brain) and brain.path in repr(brain)
+    brain.sleep()
+    assert "asleep" in repr(brain)
+
+
+def test_every_exception_is_a_brain_error() -> None:
+    from brain import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), BrainError)
+    assert issubclass(exceptions.BrainNameNotExistError, KeyError)
+    assert issubclass(exceptions.BrainNameTypeError, TypeError)
+    assert issubclass(exceptions.BrainUnsupportedObjectError, TypeError)
+    assert issubclass(exceptions.BrainStorePathError, OSError)

@@ -1,0 +1,158 @@
+"""Bad input gets a clear brain exception, which is also the built-in one expected."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brain import Brain
+from brain.exceptions import (
+    BrainError,
+    BrainNameLengthError,
+    BrainNameNotExistError,
+    BrainNameTypeError,
+    BrainStoreFullError,
+    BrainStorePathError,
+    BrainTimeoutError,
+    BrainUnsupportedObjectError,
+)
+
+BAD_NAMES = {"int": 1, "bytes": b"name", "None": None, "float": 1.5, "tuple": ("a",)}
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+def test_non_str_names_are_a_type_error(brain: Brain, bad) -> None:
+    brain["real"] = 1
+    calls = [
+        lambda: brain.__setitem__(bad, 1),
+        lambda: brain.learn(bad, 1),
+        lambda: brain[bad],
+        lambda: brain.recall(bad),
+        lambda: brain.exists(bad),
+        lambda: brain.forget(bad),
+        lambda: brain.get(bad),
+        lambda: brain.view(bad),
+        lambda: brain.metadata(bad),
+        lambda: brain.lock(bad),
+        lambda: brain.wait_for(bad, timeout=0.01),
+        lambda: brain.__delitem__(bad),
+    ]
+    for call in calls:
+        with pytest.raises(BrainNameTypeError) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+        assert type(bad).__name__ in str(info.value)
+    assert brain.names() == ["real"]
+
+
+def test_an_empty_name_is_a_length_error(brain: Brain) -> None:
+    with pytest.raises(BrainNameLengthError) as info:
+        brain[""] = 1
+    assert isinstance(info.value, ValueError)
+    assert "empty" in str(info.value)
+    assert brain.names() == []
+
+
+def test_a_name_of_any_unicode_and_punctuation_works(brain: Brain) -> None:
+    names = ["名前", "a/b", "..", ".", "x" * 1000, " ", "\n", "emoji 😀", "nul\0byte"]
+    for i, name in enumerate(names):
+        brain[name] = i
+    assert brain.names() == sorted(names)
+    for i, name in enumerate(names):
+        assert brain[name] == i
+
+
+UNSUPPORTED = {
+    "lambda": (lambda: lambda x: x, "function"),
+    "threading.Lock": (threading.Lock, "lock"),
+    "generator": (lambda: (i for i in range(3)), "generator"),
+}
+
+
+@pytest.mark.parametrize("make, type_name", UNSUPPORTED.values(), ids=UNSUPPORTED.keys())
+def test_unsupported_objects(brain: Brain, make, type_name: str) -> None:
+    brain["x"] = "old value"
+    with pytest.raises(BrainUnsupportedObjectError) as info:
+        brain["x"] = make()
+    assert isinstance(info.value, TypeError)
+    message = str(info.value)
+    assert type_name in message
+    for codec in ("ndarray", "arrow", "pandas", "pickle"):
+        assert codec in message
+    assert brain["x"] == "old value"
+    with pytest.raises(BrainUnsupportedObjectError):
+        brain["new"] = make()
+    assert "new" not in brain
+
+
+def test_an_open_file_is_unsupported(brain: Brain, tmp_path: Path) -> None:
+    with open(tmp_path / "f.txt", "w") as handle:
+        with pytest.raises(BrainUnsupportedObjectError) as info:
+            brain["f"] = handle
+        # Inside a container too: the whole value is refused, nothing is stored.
+        with pytest.raises(BrainUnsupportedObjectError):
+            brain["nested"] = {"ok": 1, "file": handle}
+    assert isinstance(info.value, TypeError)
+    assert "TextIOWrapper" in str(info.value) and "pickle" in str(info.value)
+    assert brain.names() == []
+
+
+def test_reading_a_name_never_set(brain: Brain) -> None:
+    for read in (lambda: brain["nope"], lambda: brain.recall("nope"), lambda: brain.view("nope")):
+        with pytest.raises(BrainNameNotExistError) as info:
+            read()
+        assert isinstance(info.value, KeyError)
+        assert "nope" in str(info.value)
+    with pytest.raises(KeyError):
+        brain.update("nope", lambda v: v)
+    with pytest.raises(KeyError):
+        del brain["nope"]
+
+
+def test_a_full_store_refuses_and_keeps_the_previous_value(store_path: Path) -> None:
+    brain = Brain(path=store_path, capacity=1_000_000)
+    previous = np.arange(10_000, dtype="f8")  # 80 kB
+    brain["x"] = previous
+    used = brain.used()
+    with pytest.raises(BrainStoreFullError) as info:
+        brain["x"] = np.ones(250_000)  # 2 MB
+    err = info.value
+    assert isinstance(err, BrainError)
+    assert err.needed >= 2_000_000
+    assert err.capacity == 1_000_000
+    assert err.used == used
+    assert "full" in str(err)
+    np.testing.assert_array_equal(brain["x"], previous)
+    assert brain.used() == used
+    with pytest.raises(BrainStoreFullError):
+        brain["other"] = np.ones(250_000)
+    assert brain.names() == ["x"]
+    # A value that fits still goes in.
+    brain["small"] = np.ones(1000)
+    assert brain["small"].sum() == 1000
+
+
+def test_a_store_path_that_is_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-dir"
+    path.write_text("hello")
+    with pytest.raises(BrainStorePathError) as info:
+        Brain(path=path)
+    assert isinstance(info.value, OSError)
+    message = str(info.value)
+    assert str(path) in message and "not a directory" in message
+    assert path.read_text() == "hello"
+
+
+def test_wait_for_times_out(brain: Brain) -> None:
+    with pytest.raises(BrainTimeoutError) as info:
+        brain.wait_for("never", timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert "never" in str(info.value)
+
+
+def test_update_needs_a_callable(brain: Brain) -> None:
+    with pytest.raises(TypeError):
+        brain.update("x", 5)

@@ -1,0 +1,147 @@
+"""Several real processes (spawned, not forked) sharing one store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import _workers
+from brain import Brain
+from brain.exceptions import BrainLockTimeoutError, BrainTimeoutError
+
+SPAWN = multiprocessing.get_context("spawn")
+TIMEOUT = 120  # seconds for any one child; the suite's own timeout is the backstop
+
+
+def _wait_for_child(brain: Brain, name: str, results: list) -> None:
+    """Waits for a child's signal, raising its error at once if it failed first."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        for result in results:
+            if result.ready():
+                result.get()  # raises the child's exception
+        try:
+            brain.wait_for(name, timeout=0.5)
+            return
+        except BrainTimeoutError:
+            pass
+    raise AssertionError(f"no child set {name!r} within {TIMEOUT} s")
+
+
+def test_one_process_writes_a_gigabyte_others_read_it(store_path: Path) -> None:
+    writer = SPAWN.Process(target=_workers.write_big, args=(str(store_path),))
+    writer.start()
+    writer.join(TIMEOUT)
+    assert writer.exitcode == 0, f"writer exited with {writer.exitcode}"
+
+    brain = Brain(path=store_path)
+    assert brain.metadata("big")["size"] >= 2**30
+    with SPAWN.Pool(2) as pool:
+        results = [pool.apply_async(_workers.read_big, (str(store_path),)) for _ in range(2)]
+        reports = [r.get(TIMEOUT) for r in results]
+    assert len({r["pid"] for r in reports}) == 2
+
+
+def test_readers_see_whole_frames_while_it_is_replaced(store_path: Path) -> None:
+    rows, versions, workers = 200_000, 8, 4
+    brain = Brain(path=store_path)
+    brain["frame"] = _workers.constant_frame(0, rows)
+    with SPAWN.Pool(workers) as pool:
+        results = [
+            pool.apply_async(_workers.read_versions, (str(store_path), w, versions, rows)) for w in range(workers)
+        ]
+        for w in range(workers):
+            _wait_for_child(brain, f"ready-{w}", results)
+        for version in range(1, versions + 1):
+            time.sleep(0.1)
+            brain["frame"] = _workers.constant_frame(version, rows)
+        seen = [r.get(TIMEOUT) for r in results]
+    for versions_seen in seen:
+        assert versions_seen[-1] == versions
+        assert versions_seen == sorted(versions_seen)
+    # The readers ran while the frame was replaced: together they saw several versions.
+    assert len({v for s in seen for v in s}) > 2, seen
+
+
+def test_wait_for_in_a_child_returns_when_the_parent_sets(store_path: Path) -> None:
+    brain = Brain(path=store_path)
+    with SPAWN.Pool(1) as pool:
+        result = pool.apply_async(_workers.wait_for_value, (str(store_path), "answer"))
+        _wait_for_child(brain, "child-waiting", [result])
+        time.sleep(0.3)
+        assert not result.ready()
+        brain["answer"] = {"value": np.arange(5), "text": "from the parent"}
+        value, waited = result.get(TIMEOUT)
+    assert value["text"] == "from the parent"
+    np.testing.assert_array_equal(value["value"], np.arange(5))
+    assert waited >= 0.25
+
+
+def test_update_from_four_processes_counts_exactly(store_path: Path) -> None:
+    brain = Brain(path=store_path)
+    brain["counter"] = 0
+    with SPAWN.Pool(4) as pool:
+        pids = pool.starmap(_workers.increment, [(str(store_path), "counter", 50)] * 4)
+    assert len(pids) == 4
+    assert brain["counter"] == 200
+
+
+def test_a_lock_whose_holder_is_killed_is_free(store_path: Path) -> None:
+    brain = Brain(path=store_path)
+    holder = SPAWN.Process(target=_workers.hold_lock_forever, args=(str(store_path), "resource"))
+    holder.start()
+    try:
+        assert brain.wait_for("lock-taken", timeout=TIMEOUT) == holder.pid
+        with pytest.raises(BrainLockTimeoutError):
+            brain.lock("resource", timeout=0.2)
+        holder.kill()  # SIGKILL: no cleanup code runs in the holder
+        holder.join(TIMEOUT)
+        assert holder.exitcode == -9
+        with brain.lock("resource", timeout=10) as lock:
+            assert lock.held
+        assert not lock.held
+        # update() takes the same lock, and works again too.
+        assert brain.update("resource", lambda v: v + 1, default=0) == 1
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join()
+
+
+def test_watch_sees_a_childs_sets_and_deletes(brain: Brain) -> None:
+    watcher = brain.watch()
+    child = SPAWN.Process(target=_workers.set_and_delete, args=(brain,))
+    child.start()
+    try:
+
+        def next_events(count: int) -> list[tuple[str, str, str]]:
+            events = []
+            for _ in range(count):
+                event = watcher.next_event(timeout=TIMEOUT)
+                assert event is not None, f"no more events after {events}"
+                events.append(event)
+            return events
+
+        assert next_events(2) == [("set", "default", "first"), ("set", "default", "second")]
+        Brain(namespace="control", path=brain.path)["go"] = True
+        assert next_events(1) == [("deleted", "default", "first")]
+        child.join(TIMEOUT)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    # Sets in other namespaces ("control", "elsewhere") are not reported to a watcher of "default".
+    assert watcher.next_event(timeout=0.3) is None
+    assert brain.names() == ["second"]
+    everything = brain.watch(all_namespaces=True)
+    brain.set_namespace("elsewhere")
+    brain["seen"] = 1
+    brain.set_namespace("control")
+    del brain["go"]
+    assert everything.next_event(timeout=10) == ("set", "elsewhere", "seen")
+    assert everything.next_event(timeout=10) == ("deleted", "control", "go")
