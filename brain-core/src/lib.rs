@@ -74,11 +74,16 @@ pub use codec::parts::NdArrayMeta;
 pub use codec::Codec;
 pub use error::{Error, NameKind, Result, UnsafePathReason};
 pub use key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
-pub use maintenance::{FsckReport, GcReport, NamespaceStats};
 pub use lock::NameLock;
+pub use maintenance::{FsckReport, GcReport, NamespaceStats};
 pub use namespace::Namespace;
 pub use object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
 pub use store::{default_store_path, user_root, Store, StoreBuilder, Usage};
 pub use view::{ObjectMeta, ObjectView};
 pub use watch::{WatchEvent, Watcher};
 pub use writer::ObjectWriter;
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
