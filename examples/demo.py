@@ -25,16 +25,8 @@ import pandas as pd
 
 from brain import Brain
 
-
-def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    """The benchmark frame: 5 float64, 2 int64 and one string column of 100,000 distinct 12-character values."""
-    rng = np.random.default_rng(seed)
-    vocabulary = np.array([f"{i:012d}" for i in range(min(100_000, rows))])
-    columns = {f"price_{i}": rng.random(rows) for i in range(5)}
-    columns["units"] = rng.integers(0, 1_000, rows)
-    columns["order_id"] = rng.integers(0, 1 << 40, rows)
-    columns["sku"] = pd.array(vocabulary[rng.integers(0, len(vocabulary), rows)], dtype="str")
-    return pd.DataFrame(columns)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "brain-bench"))
+from workloads import make_frame  # noqa: E402  (the benchmarks' frame, shared)
 
 
 def fingerprint(frame: pd.DataFrame) -> tuple[int, float, int, str]:
