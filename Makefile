@@ -53,10 +53,12 @@ demo: setup-release ## two processes share a 10-million-row DataFrame; against P
 	$(PY) examples/demo.py --brain-bin target/release/brain
 
 bench-quick: setup-release ## the comparison with Parquet and memcpy, quick version (< 2 minutes)
-	$(PY) brain-bench/compare.py --quick
+	$(CARGO) build --release -p brain-bench --bin compare
+	$(PY) brain-bench/compare.py --quick --rust-bin target/release/compare
 
 bench-full: setup-release ## the comparison, full version (10-million-row frame, 1 GiB arrays)
-	$(PY) brain-bench/compare.py
+	$(CARGO) build --release -p brain-bench --bin compare
+	$(PY) brain-bench/compare.py --rust-bin target/release/compare
 
 bench: ## criterion benches of the core (release build)
 	$(CARGO) bench -p brain-bench --bench core

@@ -249,6 +249,7 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 6.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
     methods: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         if "first in process" in row.method or "2 columns" in row.method:
