@@ -16,7 +16,14 @@
 //! brain gc                   remove what dead writers left behind
 //! brain fsck                 check every object, rebuild the usage count
 //! brain capacity [SIZE|none] show or set the store's capacity
+//! brain dump DIR             write the store (or -n NS) to a dump on disk
+//! brain restore DIR          check a dump, then write it back into the store
+//! brain sync --to DIR        keep a dump directory in step with the store
+//! brain dumps ls DIR         what a dump holds
 //! ```
+//!
+//! With `--persist DIR` (or `$BRAIN_PERSIST`), a store whose shared memory
+//! is empty (after a reboot) is first restored from the dump or mirror in DIR.
 //!
 //! The store is `--store PATH`, else `$BRAIN_PATH`, else
 //! `/dev/shm/brain-<uid>/default`. Commands about one object work in the
@@ -66,7 +73,10 @@ Exit codes:
   1  error
   2  usage error (unknown command or flag, bad value)
   3  the object or namespace does not exist
-  4  the store is full";
+  4  the store is full
+
+With --persist DIR (or $BRAIN_PERSIST), a store that holds no object is first restored from the \
+dump or sync mirror in DIR (see `brain dump`, `brain sync`).";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -88,7 +98,7 @@ pub struct Cli {
     )]
     store: Option<PathBuf>,
 
-    /// The namespace of the object commands (put, cat, info, rm, and ls/watch without a NAMESPACE) [default: default]
+    /// The namespace of the object commands (put, cat, info, rm, and ls/watch without a NAMESPACE) [default: default]; dump and restore take only this namespace [default: every namespace]
     #[arg(short = 'n', long, global = true, value_name = "NS")]
     namespace: Option<String>,
 
@@ -96,6 +106,16 @@ pub struct Cli {
     /// (e.g. 64M, 1G, 512KiB; "none" for no limit but the filesystem's)
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_capacity)]
     capacity: Option<Capacity>,
+
+    /// Restore an empty store from this dump or sync directory before running the command
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "BRAIN_PERSIST",
+        hide_env = true
+    )]
+    persist: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -133,6 +153,27 @@ fn parse_codec(text: &str) -> Result<brain_core::Codec, String> {
             "unknown codec {text:?}; use one of raw, text, arrow, ndarray, pickle5, pandas, polars"
         )
     })
+}
+
+/// What `restore` does with names that exist already.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ConflictArg {
+    /// Replace the object in the store
+    Overwrite,
+    /// Keep the object in the store
+    Skip,
+    /// Restore nothing
+    Fail,
+}
+
+impl From<ConflictArg> for brain_persist::OnConflict {
+    fn from(arg: ConflictArg) -> Self {
+        match arg {
+            ConflictArg::Overwrite => brain_persist::OnConflict::Overwrite,
+            ConflictArg::Skip => brain_persist::OnConflict::Skip,
+            ConflictArg::Fail => brain_persist::OnConflict::Fail,
+        }
+    }
 }
 
 /// `--json`, on every command that prints a listing or a report.
@@ -247,6 +288,79 @@ enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Write the store (or the namespace given with -n) to a dump directory on disk, atomically
+    Dump {
+        /// The dump directory (replaced whole when it holds an earlier dump)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// zstd compression level, -7 (fastest) to 22 (smallest)
+        #[arg(long, value_name = "N", default_value_t = brain_persist::DEFAULT_LEVEL,
+              value_parser = clap::value_parser!(i32).range(-7..=22), allow_negative_numbers = true)]
+        level: i32,
+        /// No progress bar and no summary
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Check a dump whole, then write it (or the namespace given with -n) back into the store
+    Restore {
+        /// The dump (or sync) directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// What to do with names that already exist in the store
+        #[arg(long, value_enum, value_name = "MODE", default_value = "fail")]
+        on_conflict: ConflictArg,
+        /// No progress bar and no summary
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Keep a dump directory in step with the store, writing only what changes, until killed
+    Sync {
+        /// The mirror directory (created when missing; restore and --persist read it)
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The longest a change waits while the store keeps changing (a change followed by quiet is written after 100ms)
+        #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = format::parse_duration)]
+        interval: std::time::Duration,
+        /// How often the whole store is compared with the mirror
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = format::parse_duration)]
+        rescan: std::time::Duration,
+        /// Mirror an empty or missing store as the deletion of every object (by default the mirror keeps them)
+        #[arg(long)]
+        mirror_deletes_on_wipe: bool,
+        /// Bring the mirror up to date once, then exit
+        #[arg(long)]
+        once: bool,
+        /// zstd compression level, -7 (fastest) to 22 (smallest)
+        #[arg(long, value_name = "N", default_value_t = brain_persist::DEFAULT_LEVEL,
+              value_parser = clap::value_parser!(i32).range(-7..=22), allow_negative_numbers = true)]
+        level: i32,
+        /// Log only what needs attention, not every commit
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Inspect dumps
+    Dumps {
+        #[command(subcommand)]
+        command: DumpsCommand,
+    },
+}
+
+/// The `dumps` subcommands.
+#[derive(Debug, Subcommand)]
+enum DumpsCommand {
+    /// List what a dump (or sync directory) holds
+    #[command(visible_alias = "list")]
+    Ls {
+        /// The dump directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 /// The `ns` subcommands.
@@ -279,6 +393,11 @@ fn pick_namespace(given: Option<String>, global: Option<String>) -> (String, boo
 
 fn open_store(cli: &Cli) -> anyhow::Result<brain_core::Store> {
     let mut builder = brain_core::Store::builder();
+    // Dumps and syncs read every object once: cached mappings would only
+    // keep deleted objects' memory alive.
+    if matches!(cli.command, Command::Dump { .. } | Command::Sync { .. }) {
+        builder = builder.mapping_cache(0);
+    }
     let path = match &cli.store {
         Some(path) => {
             builder = builder.path(path);
@@ -289,12 +408,43 @@ fn open_store(cli: &Cli) -> anyhow::Result<brain_core::Store> {
     if let Some(capacity) = cli.capacity {
         builder = builder.capacity(capacity.bytes().unwrap_or(brain_core::UNLIMITED));
     }
-    builder
+    let store = builder
         .open()
-        .with_context(|| format!("cannot open the store at {}", path.display()))
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    // An explicit restore decides for itself what to restore.
+    if let Some(dir) = cli
+        .persist
+        .as_ref()
+        .filter(|d| !d.as_os_str().is_empty() && !matches!(cli.command, Command::Restore { .. }))
+    {
+        let restored = brain_persist::auto_restore(&store, dir, &brain_persist::Progress::Terminal)
+            .with_context(|| {
+                format!(
+                    "cannot restore the empty store at {} from {} (--persist / BRAIN_PERSIST)",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
+        if let Some(report) = restored {
+            eprintln!(
+                "brain: the store was empty; restored {} object{} ({}) from {}",
+                report.restored,
+                if report.restored == 1 { "" } else { "s" },
+                format::size(report.bytes),
+                dir.display()
+            );
+        }
+    }
+    Ok(store)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Reading a dump needs no store.
+    if let Command::Dumps { command } = &cli.command {
+        return match command {
+            DumpsCommand::Ls { dir, json } => cmd::persist::list(dir, json.json),
+        };
+    }
     let store = open_store(&cli)?;
     let global_ns = cli.namespace.clone();
     let object_ns = || {
@@ -355,6 +505,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => cmd::fsck::run(&store, delete_corrupt, json.json),
         Command::Capacity { size, json } => cmd::capacity::run(&store, size, json.json),
+        Command::Dump {
+            dir,
+            level,
+            quiet,
+            json,
+        } => cmd::persist::dump(&store, &dir, global_ns, level, quiet, json.json),
+        Command::Restore {
+            dir,
+            on_conflict,
+            quiet,
+            json,
+        } => cmd::persist::restore(
+            &store,
+            &dir,
+            global_ns,
+            on_conflict.into(),
+            quiet,
+            json.json,
+        ),
+        Command::Sync {
+            to,
+            interval,
+            rescan,
+            mirror_deletes_on_wipe,
+            once,
+            level,
+            quiet,
+        } => cmd::persist::sync(
+            &store,
+            cmd::persist::SyncArgs {
+                to: &to,
+                interval,
+                rescan,
+                mirror_deletes_on_wipe,
+                once,
+                quiet,
+                level,
+            },
+        ),
+        Command::Dumps { .. } => unreachable!("handled before the store is opened"),
     }
 }
 
@@ -367,17 +557,44 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// The exit code for an error, from the first brain-core error in its chain.
+/// The error and its causes, joined by ": ", leaving out a cause that the
+/// message before it already ends with (errors that print their source).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// The exit code for an error, from the first brain-core or brain-persist
+/// error in its chain that has one of its own.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<brain_core::Error>())
-        .map_or(EXIT_ERROR, |err| match err {
-            brain_core::Error::NotFound { .. } | brain_core::Error::NamespaceNotFound { .. } => {
-                EXIT_NOT_FOUND
+    for cause in err.chain() {
+        if let Some(err) = cause.downcast_ref::<brain_persist::Error>() {
+            match err {
+                brain_persist::Error::StoreFull { .. } => return EXIT_STORE_FULL,
+                brain_persist::Error::NamespaceNotInDump { .. } => return EXIT_NOT_FOUND,
+                _ => {}
             }
-            brain_core::Error::StoreFull { .. } => EXIT_STORE_FULL,
-            _ => EXIT_ERROR,
-        })
+        }
+        if let Some(err) = cause.downcast_ref::<brain_core::Error>() {
+            return match err {
+                brain_core::Error::NotFound { .. }
+                | brain_core::Error::NamespaceNotFound { .. } => EXIT_NOT_FOUND,
+                brain_core::Error::StoreFull { .. } => EXIT_STORE_FULL,
+                _ => EXIT_ERROR,
+            };
+        }
+    }
+    EXIT_ERROR
 }
 
 fn main() -> ExitCode {
@@ -386,7 +603,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("brain: {err:#}");
+            eprintln!("brain: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -414,6 +631,21 @@ mod tests {
         assert_eq!(exit_code(&other), EXIT_ERROR);
         let pipe = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("x");
         assert!(is_broken_pipe(&pipe));
+    }
+
+    #[test]
+    fn repeated_causes_are_printed_once() {
+        let core = brain_core::Error::NamespaceNotFound {
+            namespace: "x".into(),
+        };
+        let persist = brain_persist::Error::NamespaceNotInDump {
+            path: "/d".into(),
+            namespace: "x".into(),
+        };
+        let err = anyhow::Error::from(persist).context("cannot restore");
+        assert_eq!(exit_code(&err), EXIT_NOT_FOUND);
+        let text = message(&anyhow::Error::from(core).context("cannot list"));
+        assert_eq!(text.matches("no namespace").count(), 1, "{text}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod gc;
 pub mod info;
 pub mod ls;
 pub mod ns;
+pub mod persist;
 pub mod put;
 pub mod rm;
 pub mod stats;

@@ -1,0 +1,437 @@
+//! `dump`: a consistent copy of a store (or one namespace) on disk, written
+//! beside the target and swapped into place.
+
+use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use brain_core::ObjectStore;
+use rustix::fs::{FlockOperation, RenameFlags, CWD};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, index_dir_name, payload_name, sync_dir, sync_filesystem, unix_nanos, DumpKind, IndexRef,
+    Manifest, DATA_DIR, FORMAT_VERSION, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE,
+};
+use crate::progress::{Phase, Progress, Reporter};
+use crate::writer::{new_dump_id, FrameWriter, IndexWriter};
+
+/// The zstd level used unless another is given.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// What to dump, and how.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DumpOptions {
+    /// Only this namespace; `None` (the default) for every namespace.
+    pub namespace: Option<String>,
+    /// The zstd compression level (1 to 22, or negative for faster; default 3).
+    pub level: i32,
+    /// How to report progress (default: not at all).
+    pub progress: Progress,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            namespace: None,
+            level: DEFAULT_LEVEL,
+            progress: Progress::Hidden,
+        }
+    }
+}
+
+impl DumpOptions {
+    /// The defaults: every namespace, level 3, no progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Dumps only `namespace`.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets the zstd level.
+    #[must_use]
+    pub fn level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets how progress is reported.
+    #[must_use]
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// What a dump wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DumpReport {
+    /// The dump's directory.
+    pub path: PathBuf,
+    /// Objects dumped.
+    pub objects: u64,
+    /// Namespaces dumped (those with at least one object).
+    pub namespaces: u64,
+    /// Uncompressed payload bytes.
+    pub payload_bytes: u64,
+    /// Bytes of the payload files.
+    pub compressed_bytes: u64,
+    /// Objects listed but deleted before they could be read (not in the dump).
+    pub vanished: u64,
+    /// Where the previous dump was left, when a reader still held it open
+    /// (it is removed by the next dump once no one reads it).
+    pub previous_kept_at: Option<PathBuf>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Writes a dump of `store` (every namespace, or `options.namespace`) to
+/// the directory `path`.
+///
+/// Each object is dumped from one [`brain_core::ObjectView`], so it is a
+/// complete value as of one moment even while writers replace it; objects
+/// are read one after the other, so the dump as a whole is not a snapshot
+/// of one instant. The dump is written into `PATH.tmp-<pid>-<time>` beside
+/// `path`, flushed to disk, and swapped into place in one atomic rename:
+/// a process killed at any point leaves the previous dump intact at `path`
+/// (and the next dump removes the leftover temporary directory).
+///
+/// Memory stays bounded whatever the objects' sizes: payloads are
+/// compressed from the zero-copy view one frame of a few MiB at a time.
+///
+/// # Errors
+/// [`Error::RefusedTarget`] when `path` holds something that is not a dump;
+/// [`Error::SyncRunning`] when a `brain sync` mirrors into it;
+/// [`Error::Store`] when the store fails (for a namespace that does not
+/// exist, with [`brain_core::Error::NamespaceNotFound`]); I/O errors. On any
+/// error the previous dump at `path` is left as it was.
+pub fn dump(
+    store: &dyn ObjectStore,
+    path: impl AsRef<Path>,
+    options: &DumpOptions,
+) -> Result<DumpReport> {
+    let started = Instant::now();
+    let path = path.as_ref();
+    let (parent, base) = split_path(path)?;
+    check_target(path)?;
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io("create the directory", &parent, e))?;
+    clean_leftovers(&parent, &base);
+
+    let namespaces = store
+        .namespaces()
+        .map_err(|e| Error::store("list the namespaces of", e))?;
+    let namespaces = match &options.namespace {
+        Some(ns) if namespaces.contains(ns) => vec![ns.clone()],
+        Some(ns) => {
+            return Err(Error::store_ns(
+                "dump",
+                ns,
+                brain_core::Error::NamespaceNotFound {
+                    namespace: ns.clone(),
+                },
+            ))
+        }
+        None => namespaces,
+    };
+    let mut metas = Vec::new();
+    for ns in &namespaces {
+        metas.extend(store.list(ns).map_err(|e| Error::store_ns("list", ns, e))?);
+    }
+
+    let tmp = TempDir::create(parent.join(format!(
+        "{base}.tmp-{}-{:x}",
+        std::process::id(),
+        unix_nanos(SystemTime::now())
+    )))?;
+    let data = tmp.path.join(DATA_DIR);
+    std::fs::create_dir(&data).map_err(|e| Error::io("create the directory", &data, e))?;
+    let generation = 1;
+    let dump_id = new_dump_id(path);
+    let index_dir = index_dir_name(generation);
+    let index = IndexWriter::create(&tmp.path.join(&index_dir), &dump_id)?;
+    let mut frames = FrameWriter::new(options.level)?;
+    let total = metas.iter().map(|m| m.size).sum();
+    let mut reporter =
+        Reporter::start(&options.progress, Phase::Dumping, total, metas.len() as u64);
+    let (mut objects, mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0, 0);
+    let mut dumped_namespaces = std::collections::BTreeSet::new();
+    for (seq, meta) in metas.iter().enumerate() {
+        let view = store
+            .get(&meta.namespace, &meta.name)
+            .map_err(|e| Error::store_obj("read", &meta.namespace, &meta.name, e))?;
+        let Some(view) = view else {
+            vanished += 1;
+            reporter.object();
+            continue;
+        };
+        let file_name = payload_name(generation, seq as u32);
+        let entry = frames.write(&data.join(&file_name), file_name, &view, |n| {
+            reporter.bytes(n)
+        })?;
+        drop(view);
+        index.insert(&entry)?;
+        objects += 1;
+        payload_bytes += entry.size;
+        compressed_bytes += entry.file_len;
+        dumped_namespaces.insert(entry.namespace);
+        reporter.object();
+    }
+    drop(reporter);
+    let files = index.finish()?;
+    let manifest = Manifest {
+        magic: MAGIC.into(),
+        format_version: FORMAT_VERSION,
+        kind: DumpKind::Dump,
+        dump_id,
+        generation,
+        written_unix_ns: unix_nanos(SystemTime::now()),
+        writer: writer_name(),
+        namespace: options.namespace.clone(),
+        objects,
+        payload_bytes,
+        compressed_bytes,
+        index: IndexRef {
+            dir: index_dir,
+            files,
+        },
+    };
+    manifest.write(&tmp.path)?;
+    sync_filesystem(&tmp.path)?;
+    swap_into_place(&tmp.path, path)?;
+    // The temporary name now holds the previous dump, or nothing.
+    let previous_kept_at = tmp.remove()?;
+    sync_dir(&parent)?;
+    Ok(DumpReport {
+        path: path.to_owned(),
+        objects,
+        namespaces: dumped_namespaces.len() as u64,
+        payload_bytes,
+        compressed_bytes,
+        vanished,
+        previous_kept_at,
+        elapsed: started.elapsed(),
+    })
+}
+
+pub(crate) fn writer_name() -> String {
+    format!("brain-persist {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The parent directory (`.` when none) and the final name of `path`.
+fn split_path(path: &Path) -> Result<(PathBuf, String)> {
+    let base = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| *n != "." && *n != "..")
+        .ok_or_else(|| Error::RefusedTarget {
+            path: path.to_owned(),
+            reason: "it has no final name (give a path like ./backup)".into(),
+        })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, base.to_owned()))
+}
+
+/// Refuses to replace anything but a dump (intact or damaged) or an empty
+/// directory, and a directory a running sync mirrors into.
+fn check_target(path: &Path) -> Result<()> {
+    let refuse = |reason: &str| {
+        Err(Error::RefusedTarget {
+            path: path.to_owned(),
+            reason: reason.into(),
+        })
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(Error::io("inspect", path, err)),
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("it is a symbolic link");
+    }
+    if !meta.is_dir() {
+        return refuse("it exists and is not a directory");
+    }
+    if sync_running(path) {
+        return Err(Error::SyncRunning {
+            path: path.to_owned(),
+        });
+    }
+    match Manifest::read(path, None) {
+        Ok(Some(_)) | Err(Error::CorruptManifest { .. }) => return Ok(()),
+        Err(Error::UnsupportedVersion { found, .. }) => {
+            return refuse(&format!(
+                "it holds a dump in format version {found}, which this build cannot read"
+            ))
+        }
+        Err(Error::NotADump { reason, .. }) => return refuse(&reason),
+        Err(err) => return Err(err),
+        Ok(None) => {}
+    }
+    let names: Vec<String> = std::fs::read_dir(path)
+        .map_err(|e| Error::io("list", path, e))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let ours = |n: &String| {
+        n == DATA_DIR
+            || n == LOCK_FILE
+            || n == SYNC_LOCK_FILE
+            || n.starts_with(MANIFEST_FILE)
+            || format::is_index_dir_name(n)
+    };
+    if names.iter().all(ours) {
+        Ok(())
+    } else {
+        refuse("it is a directory that holds other files than a brain dump")
+    }
+}
+
+/// True when a sync holds the directory's sync lock.
+pub(crate) fn sync_running(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(SYNC_LOCK_FILE)) else {
+        return false;
+    };
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => false,
+        Err(err) => err == Errno::WOULDBLOCK,
+    }
+}
+
+/// Removes what dumps killed part-way left beside `base`: temporary
+/// directories of processes that no longer run. A previous dump moved aside
+/// by the fallback swap is moved back when the target is missing.
+fn clean_leftovers(parent: &Path, base: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let target = parent.join(base);
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some((kind, rest)) = name.strip_prefix(base).and_then(|r| {
+            r.strip_prefix(".tmp-")
+                .map(|r| ("tmp", r))
+                .or_else(|| r.strip_prefix(".old-").map(|r| ("old", r)))
+        }) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        if kind == "old" && !target.exists() && std::fs::rename(&path, &target).is_ok() {
+            continue;
+        }
+        remove_if_unread(&path);
+    }
+}
+
+/// Removes a dump directory unless a reader holds its lock; true when removed.
+pub(crate) fn remove_if_unread(dir: &Path) -> bool {
+    if let Ok(lock) = File::open(dir.join(LOCK_FILE)) {
+        if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return false;
+        }
+    }
+    std::fs::remove_dir_all(dir).is_ok() || !dir.exists()
+}
+
+/// Puts the finished dump at `tmp` in place at `path` in one atomic step;
+/// what was at `path` ends up at `tmp`.
+fn swap_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    loop {
+        match rustix::fs::renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => {}
+            Err(Errno::INVAL) | Err(Errno::NOSYS) => return swap_by_two_renames(tmp, path),
+            Err(err) => return Err(Error::io("move the new dump to", path, err.into())),
+        }
+        match rustix::fs::renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE) {
+            Ok(()) => return Ok(()),
+            // Removed between the two calls: the plain rename again.
+            Err(Errno::NOENT) => continue,
+            Err(Errno::INVAL) | Err(Errno::NOSYS) => return swap_by_two_renames(tmp, path),
+            Err(err) => return Err(Error::io("swap the new dump into", path, err.into())),
+        }
+    }
+}
+
+/// For filesystems without `renameat2` flags: the old dump is renamed
+/// aside, the new one into place, and the old one to the temporary name.
+/// A crash between the first two renames leaves the old dump at
+/// `PATH.old-<pid>-...`, which the next dump moves back.
+fn swap_by_two_renames(tmp: &Path, path: &Path) -> Result<()> {
+    let (parent, base) = split_path(path)?;
+    let aside = parent.join(format!(
+        "{base}.old-{}-{:x}",
+        std::process::id(),
+        unix_nanos(SystemTime::now())
+    ));
+    let moved = match std::fs::rename(path, &aside) {
+        Ok(()) => true,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+        Err(err) => return Err(Error::io("move the previous dump aside from", path, err)),
+    };
+    if let Err(err) = std::fs::rename(tmp, path) {
+        if moved {
+            let _ = std::fs::rename(&aside, path);
+        }
+        return Err(Error::io("move the new dump to", path, err));
+    }
+    if moved {
+        std::fs::rename(&aside, tmp).map_err(|e| Error::io("rename", &aside, e))?;
+    }
+    Ok(())
+}
+
+/// A directory removed on drop (unless readers hold it).
+struct TempDir {
+    path: PathBuf,
+    done: bool,
+}
+
+impl TempDir {
+    fn create(path: PathBuf) -> Result<TempDir> {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| Error::io("create the directory", &path, e))?;
+        let dir = TempDir { path, done: false };
+        let lock = dir.path.join(LOCK_FILE);
+        File::create(&lock).map_err(|e| Error::io("create", &lock, e))?;
+        Ok(dir)
+    }
+
+    /// Removes the directory now; returns its path when a reader kept it.
+    fn remove(mut self) -> Result<Option<PathBuf>> {
+        self.done = true;
+        if !self.path.exists() || remove_if_unread(&self.path) {
+            Ok(None)
+        } else {
+            Ok(Some(self.path.clone()))
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.done {
+            remove_if_unread(&self.path);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The one error type of brain-persist.
+
+use std::io;
+use std::path::PathBuf;
+
+/// The result type of every fallible call in brain-persist.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure brain-persist reports.
+///
+/// Each message says what happened, where (the dump directory, the file, the
+/// object), and what to do. Variants carry those facts as fields, so callers
+/// can act on them without parsing text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// There is nothing at the dump path.
+    #[error("no dump at {path}: the directory does not exist; check the path, or write one with `brain dump {path}`", path = .path.display())]
+    DumpNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// The directory is not a brain dump (no manifest and no dump files, or a
+    /// manifest with the wrong magic).
+    #[error("{path} is not a brain dump: {reason}; give the directory that `brain dump` or `brain sync` wrote", path = .path.display())]
+    NotADump {
+        /// The directory.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+
+    /// The dump's files are there but its manifest is missing: the dump was
+    /// damaged, or a dump was copied without it.
+    #[error("{path} has dump files but no MANIFEST.json: the dump is incomplete or damaged and cannot be checked; restore from another copy, or write a new dump", path = .path.display())]
+    MissingManifest {
+        /// The dump directory.
+        path: PathBuf,
+    },
+
+    /// The manifest cannot be read as one.
+    #[error("the manifest {path} is damaged: {detail}; restore from another copy, or write a new dump", path = .path.display())]
+    CorruptManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The dump was written in a format version this build does not read.
+    #[error("{path} is a dump in format version {found}, but this build of brain reads version {supported}; restore it with a brain release that reads version {found}", path = .path.display())]
+    UnsupportedVersion {
+        /// The dump directory.
+        path: PathBuf,
+        /// The version in its manifest.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+
+    /// The dump's name index (its sled database, or an entry in it) is damaged.
+    #[error("the index of the dump at {path} is damaged: {detail}; restore from another copy, or write a new dump", path = .path.display())]
+    CorruptIndex {
+        /// The dump directory.
+        path: PathBuf,
+        /// What is wrong, and in which file or entry.
+        detail: String,
+    },
+
+    /// An object's payload file is missing.
+    #[error("the payload of {namespace:?}/{name:?} is missing: {path} does not exist; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    MissingPayload {
+        /// The payload file.
+        path: PathBuf,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+
+    /// An object's payload file is shorter (or longer) than the index says.
+    #[error("the payload of {namespace:?}/{name:?} is truncated: {path} holds {found} bytes, the index says {expected}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    TruncatedPayload {
+        /// The payload file.
+        path: PathBuf,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The length the index records.
+        expected: u64,
+        /// The file's length.
+        found: u64,
+    },
+
+    /// A compressed frame of an object's payload cannot be decompressed.
+    #[error("the payload of {namespace:?}/{name:?} is damaged in {path}, frame {frame} (at byte {offset} of the file): {detail}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    CorruptPayload {
+        /// The payload file.
+        path: PathBuf,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The frame's number, from 0.
+        frame: usize,
+        /// The frame's offset in the file.
+        offset: u64,
+        /// What zstd or the frame table said.
+        detail: String,
+    },
+
+    /// An object's payload decompressed to other bytes than were dumped.
+    #[error("checksum mismatch for {namespace:?}/{name:?} in {path}: the index records xxh3 {expected:016x}, the payload gives {found:016x}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    ChecksumMismatch {
+        /// The payload file.
+        path: PathBuf,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The checksum computed while dumping.
+        expected: u64,
+        /// The checksum of what the file holds now.
+        found: u64,
+    },
+
+    /// The store has no room for what a restore would write. Nothing was written.
+    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore one namespace with --namespace", store = .store.display())]
+    StoreFull {
+        /// The store's directory.
+        store: PathBuf,
+        /// Bytes the restore needs in the store.
+        needed: u64,
+        /// Bytes free in the store.
+        free: u64,
+        /// Objects the restore would write.
+        objects: u64,
+    },
+
+    /// Objects of the dump already exist in the store and the restore was
+    /// asked to fail on conflicts. Nothing was written.
+    #[error("{count} object(s) of the dump already exist in the store, the first {namespace:?}/{name:?}; nothing was restored; choose --on-conflict overwrite or skip")]
+    Conflict {
+        /// How many objects conflict.
+        count: u64,
+        /// The first conflicting object's namespace.
+        namespace: String,
+        /// The first conflicting object's name.
+        name: String,
+    },
+
+    /// A namespace was asked for that the dump does not hold.
+    #[error("the dump at {path} holds no namespace {namespace:?}; list what it holds with `brain dumps ls {path}`", path = .path.display())]
+    NamespaceNotInDump {
+        /// The dump directory.
+        path: PathBuf,
+        /// The namespace asked for.
+        namespace: String,
+    },
+
+    /// A dump would replace something that is not a dump.
+    #[error("refusing to write a dump at {path}: {reason}; choose a new path, or an earlier dump's directory", path = .path.display())]
+    RefusedTarget {
+        /// The path given.
+        path: PathBuf,
+        /// What is there.
+        reason: String,
+    },
+
+    /// Another `brain sync` is mirroring into the directory.
+    #[error("another brain sync is mirroring into {path}; stop it first, or choose another directory", path = .path.display())]
+    SyncRunning {
+        /// The sync directory.
+        path: PathBuf,
+    },
+
+    /// The store failed; the [`StoreFailure`] says doing what, and on which
+    /// object. Its source (and so this error's) is the store's error.
+    #[error(transparent)]
+    Store(Box<StoreFailure>),
+
+    /// The index database failed.
+    #[error("the index database {path} failed while trying to {op}: {detail}", path = .path.display())]
+    Index {
+        /// What brain-persist was doing.
+        op: &'static str,
+        /// The database's directory.
+        path: PathBuf,
+        /// sled's message.
+        detail: String,
+    },
+
+    /// Any other operating-system error.
+    #[error("cannot {op} {path}: {source}", path = .path.display())]
+    Io {
+        /// What brain-persist was doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A failure of the store, with what brain-persist was doing and the
+/// object or namespace involved.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {what}: {source}", what = describe(.namespace.as_deref(), .name.as_deref()))]
+#[non_exhaustive]
+pub struct StoreFailure {
+    /// What brain-persist was doing.
+    pub op: &'static str,
+    /// The namespace involved, if any.
+    pub namespace: Option<String>,
+    /// The object involved, if any.
+    pub name: Option<String>,
+    /// The store's error.
+    #[source]
+    pub source: brain_core::Error,
+}
+
+fn describe(namespace: Option<&str>, name: Option<&str>) -> String {
+    match (namespace, name) {
+        (Some(ns), Some(name)) => format!("{name:?} in namespace {ns:?}"),
+        (Some(ns), None) => format!("namespace {ns:?}"),
+        (None, Some(name)) => format!("{name:?}"),
+        (None, None) => "the store".to_owned(),
+    }
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn store(op: &'static str, source: brain_core::Error) -> Self {
+        Error::Store(Box::new(StoreFailure {
+            op,
+            namespace: None,
+            name: None,
+            source,
+        }))
+    }
+
+    pub(crate) fn store_ns(op: &'static str, namespace: &str, source: brain_core::Error) -> Self {
+        Error::Store(Box::new(StoreFailure {
+            op,
+            namespace: Some(namespace.to_owned()),
+            name: None,
+            source,
+        }))
+    }
+
+    pub(crate) fn store_obj(
+        op: &'static str,
+        namespace: &str,
+        name: &str,
+        source: brain_core::Error,
+    ) -> Self {
+        Error::Store(Box::new(StoreFailure {
+            op,
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
+            source,
+        }))
+    }
+
+    pub(crate) fn corrupt_index(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::CorruptIndex {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The store's error, when the store failed.
+    pub fn store_error(&self) -> Option<&brain_core::Error> {
+        match self {
+            Error::Store(failure) => Some(&failure.source),
+            _ => None,
+        }
+    }
+
+    /// True when the dump itself is at fault (missing, foreign, damaged, or
+    /// from a newer release), as opposed to the store or the system.
+    pub fn is_bad_dump(&self) -> bool {
+        matches!(
+            self,
+            Error::DumpNotFound { .. }
+                | Error::NotADump { .. }
+                | Error::MissingManifest { .. }
+                | Error::CorruptManifest { .. }
+                | Error::UnsupportedVersion { .. }
+                | Error::CorruptIndex { .. }
+                | Error::MissingPayload { .. }
+                | Error::TruncatedPayload { .. }
+                | Error::CorruptPayload { .. }
+                | Error::ChecksumMismatch { .. }
+        )
+    }
+}

@@ -1,0 +1,72 @@
+//! # brain-persist
+//!
+//! Dumps, restores and live mirrors of a brain store on disk. A brain store
+//! lives in shared memory and is gone after a reboot; this crate keeps a
+//! copy on disk and brings it back.
+//!
+//! - [`dump`] writes a consistent copy of a store, or of one namespace, to
+//!   a directory: each object as it was at one moment, compressed with zstd
+//!   in frames of a few MiB (memory stays bounded whatever the objects'
+//!   sizes). The dump is built beside the target and swapped into place in
+//!   one rename, so a crash mid-dump leaves the previous dump usable.
+//! - [`restore`] checks the whole dump (manifest, format version, every
+//!   index entry, every payload's checksum) and the store's free space
+//!   before it writes anything, then streams each object into the store.
+//!   A damaged, truncated, foreign or newer-format dump is refused with an
+//!   [`Error`] that says which and where.
+//! - [`open_with_persistence`] opens a store and restores it when its
+//!   shared-memory side is empty (after a reboot or a wiped `/dev/shm`).
+//! - [`sync`] (or [`spawn_sync`]) keeps a directory in the same format up
+//!   to date as the store changes, writing only what changed; `restore`
+//!   and `open_with_persistence` read it like a dump.
+//!
+//! The format (a sled database holding the name index, payloads as zstd
+//! frames in plain files beside it, and a manifest) is specified in the
+//! "Dump format" section of `docs/FORMAT.md`.
+//!
+//! ```
+//! use brain_core::{ObjectStore, ObjectStoreExt, Store};
+//! use brain_persist::{dump, list_dump, restore, DumpOptions, OnConflict, RestoreOptions};
+//!
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let (store_dir, dump_dir) = (tmp.path().join("store"), tmp.path().join("backup"));
+//! let store = Store::open(&store_dir).expect("store");
+//! store.put_text("notes", "greeting", "hello").expect("put");
+//!
+//! let report = dump(&store, &dump_dir, &DumpOptions::new())?;
+//! assert_eq!(report.objects, 1);
+//! assert_eq!(list_dump(&dump_dir)?.objects[0].name, "greeting");
+//!
+//! store.delete("notes", "greeting").expect("delete");
+//! let options = RestoreOptions::new().on_conflict(OnConflict::Overwrite);
+//! restore(&store, &dump_dir, &options)?;
+//! assert_eq!(store.get_text("notes", "greeting").expect("get").as_deref(), Some("hello"));
+//! # Ok::<(), brain_persist::Error>(())
+//! ```
+//!
+//! ## Crate features
+//! None. It needs Linux, as brain-core does (and `renameat2` for the
+//! atomic swap of a dump; other filesystems get two renames).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod dump;
+mod error;
+mod format;
+mod progress;
+mod reader;
+mod restore;
+mod sync;
+mod writer;
+
+pub use dump::{dump, DumpOptions, DumpReport, DEFAULT_LEVEL};
+pub use error::{Error, Result, StoreFailure};
+pub use format::{DumpKind, FORMAT_VERSION, FRAME_SIZE, MANIFEST_FILE};
+pub use progress::{Phase, Progress, ProgressFn, ProgressUpdate};
+pub use reader::{list_dump, verify_dump, DumpEntry, DumpInfo};
+pub use restore::{
+    auto_restore, open_with_persistence, restore, IntoStoreBuilder, OnConflict, RestoreOptions,
+    RestoreReport,
+};
+pub use sync::{spawn_sync, sync, LogFn, StopFlag, SyncHandle, SyncOptions, SyncStats};

@@ -1,0 +1,444 @@
+//! Reading a dump: its manifest, its index (checked file by file, then
+//! opened as a private copy), and its payloads frame by frame.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use brain_core::Codec;
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, hash_stream, index_dir_generation, open_index, DumpKind, Entry, Manifest, DATA_DIR,
+    LOCK_FILE, MANIFEST_FILE, META_TREE, OBJECTS_TREE,
+};
+use crate::progress::{Phase, Progress, Reporter};
+
+/// What a dump holds, as [`list_dump`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DumpInfo {
+    /// The dump's directory.
+    pub path: PathBuf,
+    /// A one-off dump or a sync mirror.
+    pub kind: DumpKind,
+    /// The format version it was written in.
+    pub format_version: u64,
+    /// How many times it was committed (1 for a dump; a sync counts up).
+    pub generation: u64,
+    /// When its current generation was written.
+    pub written: SystemTime,
+    /// What wrote it (`brain-persist <version>`).
+    pub writer: String,
+    /// The namespace dumped, or `None` for the whole store.
+    pub namespace: Option<String>,
+    /// Every object, sorted by namespace then name.
+    pub objects: Vec<DumpEntry>,
+}
+
+impl DumpInfo {
+    /// The namespaces the dump holds, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.objects.iter().map(|o| o.namespace.clone()).collect();
+        out.dedup();
+        out
+    }
+
+    /// Uncompressed payload bytes of every object.
+    pub fn payload_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+
+    /// Bytes of every payload file.
+    pub fn compressed_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.compressed_size).sum()
+    }
+}
+
+/// One object of a dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DumpEntry {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its codec.
+    pub codec: Codec,
+    /// Its description ("" for none).
+    pub description: String,
+    /// The payload's length in bytes.
+    pub size: u64,
+    /// The payload file's length in bytes.
+    pub compressed_size: u64,
+    /// When the object was written in the store it was dumped from.
+    pub created: SystemTime,
+    /// xxh3-64 of the payload.
+    pub checksum: u64,
+}
+
+impl From<&Entry> for DumpEntry {
+    fn from(entry: &Entry) -> Self {
+        DumpEntry {
+            namespace: entry.namespace.clone(),
+            name: entry.name.clone(),
+            codec: entry.codec(),
+            description: entry.description.clone(),
+            size: entry.size,
+            compressed_size: entry.file_len,
+            created: entry.created(),
+            checksum: entry.checksum(),
+        }
+    }
+}
+
+/// Reads what the dump at `path` holds: its manifest and its index, both
+/// checked (the index file by file against the manifest's checksums, then
+/// entry by entry). Payloads are not read; see [`verify_dump`].
+///
+/// # Errors
+/// [`Error::DumpNotFound`], [`Error::NotADump`], [`Error::MissingManifest`],
+/// [`Error::CorruptManifest`], [`Error::UnsupportedVersion`],
+/// [`Error::CorruptIndex`], or I/O.
+pub fn list_dump(path: impl AsRef<Path>) -> Result<DumpInfo> {
+    DumpReader::open(path.as_ref()).map(|dump| dump.info())
+}
+
+/// As [`list_dump`], then reads every payload and checks its checksum.
+///
+/// # Errors
+/// As [`list_dump`], and [`Error::MissingPayload`],
+/// [`Error::TruncatedPayload`], [`Error::CorruptPayload`],
+/// [`Error::ChecksumMismatch`] for the first damaged payload.
+pub fn verify_dump(path: impl AsRef<Path>, progress: &Progress) -> Result<DumpInfo> {
+    let dump = DumpReader::open(path.as_ref())?;
+    let all: Vec<&Entry> = dump.entries.iter().collect();
+    dump.verify(&all, progress)?;
+    Ok(dump.info())
+}
+
+/// Buffers reused from one payload to the next.
+pub(crate) struct Scratch {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    compressed: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Scratch {
+        Scratch {
+            decompressor: zstd::bulk::Decompressor::new().expect("a zstd context"),
+            compressed: Vec::new(),
+            plain: Vec::new(),
+        }
+    }
+}
+
+/// An open, checked dump.
+pub(crate) struct DumpReader {
+    pub(crate) path: PathBuf,
+    dir: OwnedFd,
+    /// A shared lock on `LOCK`: a sync or a later dump leaves the files this
+    /// reader uses in place while it is held.
+    _lock: Option<OwnedFd>,
+    pub(crate) manifest: Manifest,
+    /// Sorted by namespace, then name.
+    pub(crate) entries: Vec<Entry>,
+}
+
+fn openat(dir: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+}
+
+impl DumpReader {
+    pub(crate) fn open(path: &Path) -> Result<DumpReader> {
+        let dir = match rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                return Err(Error::DumpNotFound {
+                    path: path.to_owned(),
+                })
+            }
+            Err(Errno::NOTDIR) => {
+                return Err(Error::NotADump {
+                    path: path.to_owned(),
+                    reason: "it is not a directory".into(),
+                })
+            }
+            Err(err) => return Err(Error::io("open", path, err.into())),
+        };
+        let lock = match openat(&dir, LOCK_FILE) {
+            Ok(fd) => {
+                rustix::fs::flock(&fd, FlockOperation::LockShared)
+                    .map_err(|e| Error::io("lock", path.join(LOCK_FILE), e.into()))?;
+                Some(fd)
+            }
+            Err(_) => None,
+        };
+        let manifest = match openat(&dir, MANIFEST_FILE) {
+            Ok(fd) => Manifest::read(path, Some(File::from(fd)))?.expect("the file is open"),
+            Err(Errno::NOENT) => return Err(Self::no_manifest(path)),
+            Err(err) => return Err(Error::io("open", path.join(MANIFEST_FILE), err.into())),
+        };
+        if index_dir_generation(&manifest.index.dir) != Some(manifest.generation) {
+            return Err(Error::CorruptManifest {
+                path: path.join(MANIFEST_FILE),
+                detail: format!(
+                    "generation {} does not match index directory {}",
+                    manifest.generation, manifest.index.dir
+                ),
+            });
+        }
+        let entries = Self::read_index(path, &dir, &manifest)?;
+        Ok(DumpReader {
+            path: path.to_owned(),
+            dir,
+            _lock: lock,
+            manifest,
+            entries,
+        })
+    }
+
+    /// The error for a directory without a manifest: damaged if it holds
+    /// dump files, foreign otherwise.
+    fn no_manifest(path: &Path) -> Error {
+        let names: Vec<String> = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names
+            .iter()
+            .any(|n| n == DATA_DIR || format::is_index_dir_name(n))
+        {
+            Error::MissingManifest {
+                path: path.to_owned(),
+            }
+        } else if names.iter().all(|n| n == LOCK_FILE) {
+            Error::NotADump {
+                path: path.to_owned(),
+                reason: "the directory is empty".into(),
+            }
+        } else {
+            Error::NotADump {
+                path: path.to_owned(),
+                reason: format!("it has no {MANIFEST_FILE} and no dump files"),
+            }
+        }
+    }
+
+    /// Copies the index's files into a private directory, checking each
+    /// against the manifest, then reads every entry from the copy. sled is
+    /// never pointed at the dump itself: opening a database writes to it,
+    /// and sled 0.34 can spin forever on a damaged one, which the checksums
+    /// rule out first.
+    fn read_index(path: &Path, dir: &OwnedFd, manifest: &Manifest) -> Result<Vec<Entry>> {
+        let corrupt = |detail: String| Error::corrupt_index(path, detail);
+        if manifest.index.files.is_empty() {
+            return Err(corrupt(format!(
+                "{MANIFEST_FILE} lists no files for {}",
+                manifest.index.dir
+            )));
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("brain-dump-index-")
+            .tempdir()
+            .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
+        for file in &manifest.index.files {
+            let rel = format!("{}/{}", manifest.index.dir, file.path);
+            let source = match openat(dir, &rel) {
+                Ok(fd) => File::from(fd),
+                Err(Errno::NOENT) => return Err(corrupt(format!("index file {rel} is missing"))),
+                Err(err) => return Err(Error::io("open", path.join(&rel), err.into())),
+            };
+            let target = copy.path().join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("create the directory", parent, e))?;
+            }
+            let mut out = File::create(&target).map_err(|e| Error::io("create", &target, e))?;
+            let (len, sum) = hash_stream(&mut &source, Some(&mut out))
+                .map_err(|e| Error::io("copy", path.join(&rel), e))?;
+            let expected = format::parse_hex(&file.xxh3).expect("checked when read");
+            if len != file.len || sum != expected {
+                return Err(corrupt(format!(
+                    "index file {rel} is {len} bytes with xxh3 {sum:016x}, the manifest records {} bytes with xxh3 {expected:016x}",
+                    file.len
+                )));
+            }
+        }
+        let db = open_index(copy.path(), "open the index").map_err(|e| corrupt(e.to_string()))?;
+        let sled_err = |e: sled::Error| corrupt(format!("sled: {e}"));
+        let meta = db.open_tree(META_TREE).map_err(sled_err)?;
+        let version = meta
+            .get("format_version")
+            .map_err(sled_err)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        if version != Some(manifest.format_version) {
+            return Err(corrupt(format!(
+                "the index records format version {version:?}, the manifest {}",
+                manifest.format_version
+            )));
+        }
+        let dump_id = meta.get("dump_id").map_err(sled_err)?;
+        if dump_id.as_deref() != Some(manifest.dump_id.as_bytes()) {
+            return Err(corrupt(
+                "the index belongs to another dump than the manifest".into(),
+            ));
+        }
+        let objects = db.open_tree(OBJECTS_TREE).map_err(sled_err)?;
+        let mut entries = Vec::new();
+        for item in objects.iter() {
+            let (key, value) = item.map_err(sled_err)?;
+            let entry = Entry::decode(&key, &value).map_err(corrupt)?;
+            entries.push(entry);
+        }
+        drop(objects);
+        drop(meta);
+        drop(db);
+        if entries.len() as u64 != manifest.objects {
+            return Err(corrupt(format!(
+                "the index holds {} objects, the manifest records {}",
+                entries.len(),
+                manifest.objects
+            )));
+        }
+        let bytes: u64 = entries.iter().map(|e| e.size).sum();
+        if bytes != manifest.payload_bytes {
+            return Err(corrupt(format!(
+                "the index's objects hold {bytes} bytes, the manifest records {}",
+                manifest.payload_bytes
+            )));
+        }
+        entries.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(entries)
+    }
+
+    pub(crate) fn info(&self) -> DumpInfo {
+        let m = &self.manifest;
+        DumpInfo {
+            path: self.path.clone(),
+            kind: m.kind,
+            format_version: m.format_version,
+            generation: m.generation,
+            written: UNIX_EPOCH + Duration::from_nanos(m.written_unix_ns),
+            writer: m.writer.clone(),
+            namespace: m.namespace.clone(),
+            objects: self.entries.iter().map(DumpEntry::from).collect(),
+        }
+    }
+
+    /// The payload file of `entry`, for messages.
+    pub(crate) fn payload_path(&self, entry: &Entry) -> PathBuf {
+        self.path.join(DATA_DIR).join(&entry.file)
+    }
+
+    /// Reads `entry`'s payload frame by frame, handing each decompressed
+    /// frame to `sink`, and checks its checksum at the end. Memory: one
+    /// compressed and one decompressed frame.
+    pub(crate) fn read_payload(
+        &self,
+        entry: &Entry,
+        scratch: &mut Scratch,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let path = self.payload_path(entry);
+        let file = match openat(&self.dir, &format!("{DATA_DIR}/{}", entry.file)) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOENT) => {
+                return Err(Error::MissingPayload {
+                    path,
+                    namespace: entry.namespace.clone(),
+                    name: entry.name.clone(),
+                })
+            }
+            Err(err) => return Err(Error::io("open", &path, err.into())),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("inspect", &path, e))?
+            .len();
+        if len != entry.file_len {
+            return Err(Error::TruncatedPayload {
+                path,
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                expected: entry.file_len,
+                found: len,
+            });
+        }
+        let mut hasher = Xxh3::new();
+        let mut offset = 0u64;
+        for (i, &frame_len) in entry.frames.iter().enumerate() {
+            let damaged = |detail: String| Error::CorruptPayload {
+                path: path.clone(),
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                frame: i,
+                offset,
+                detail,
+            };
+            scratch.compressed.resize(frame_len as usize, 0);
+            file.read_exact_at(&mut scratch.compressed, offset)
+                .map_err(|e| Error::io("read", &path, e))?;
+            let expected = entry.frame_len(i) as usize;
+            scratch.plain.clear();
+            scratch.plain.reserve(expected);
+            let n = scratch
+                .decompressor
+                .decompress_to_buffer(&scratch.compressed, &mut scratch.plain)
+                .map_err(|e| damaged(format!("zstd: {e}")))?;
+            if n != expected {
+                return Err(damaged(format!(
+                    "it decompresses to {n} bytes, the index says {expected}"
+                )));
+            }
+            hasher.update(&scratch.plain);
+            sink(&scratch.plain)?;
+            offset += frame_len;
+        }
+        let found = hasher.digest();
+        if found != entry.checksum() {
+            return Err(Error::ChecksumMismatch {
+                path,
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                expected: entry.checksum(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads every payload of `entries` and checks it, writing nothing.
+    pub(crate) fn verify(&self, entries: &[&Entry], progress: &Progress) -> Result<()> {
+        let bytes = entries.iter().map(|e| e.size).sum();
+        let mut reporter = Reporter::start(progress, Phase::Verifying, bytes, entries.len() as u64);
+        let mut scratch = Scratch::new();
+        for entry in entries {
+            self.read_payload(entry, &mut scratch, |chunk| {
+                reporter.bytes(chunk.len() as u64);
+                Ok(())
+            })?;
+            reporter.object();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! `restore`: a dump back into a store, checked whole before anything is
+//! written; and opening a store that restores itself when it is empty.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use brain_core::{ObjectStore, Store, StoreBuilder};
+
+use crate::error::{Error, Result};
+use crate::format::{Entry, MANIFEST_FILE};
+use crate::progress::{Phase, Progress, Reporter};
+use crate::reader::{DumpReader, Scratch};
+
+/// What a restore does with an object whose name already exists in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnConflict {
+    /// Replaces the object in the store with the dump's.
+    Overwrite,
+    /// Keeps the object in the store; the dump's is not restored.
+    Skip,
+    /// Refuses the whole restore before writing anything (the default).
+    #[default]
+    Fail,
+}
+
+/// What to restore, and how.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// Only this namespace of the dump; `None` (the default) for all.
+    pub namespace: Option<String>,
+    /// What to do with names that already exist (default: fail).
+    pub on_conflict: OnConflict,
+    /// How to report progress (default: not at all).
+    pub progress: Progress,
+}
+
+impl RestoreOptions {
+    /// The defaults: every namespace, fail on conflicts, no progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Restores only `namespace`.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets what to do with names that already exist.
+    #[must_use]
+    pub fn on_conflict(mut self, on_conflict: OnConflict) -> Self {
+        self.on_conflict = on_conflict;
+        self
+    }
+
+    /// Sets how progress is reported.
+    #[must_use]
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The dump's directory.
+    pub path: PathBuf,
+    /// Objects written into the store.
+    pub restored: u64,
+    /// Objects left out because their name existed ([`OnConflict::Skip`]).
+    pub skipped: u64,
+    /// Payload bytes written.
+    pub bytes: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Restores the dump at `path` into `store`.
+///
+/// Nothing is written until the whole dump has been checked: its manifest
+/// and format version, every index entry, and every payload's checksum
+/// (read and decompressed frame by frame, so memory stays bounded). Then
+/// conflicts are resolved and the room needed is compared with the store's
+/// free space. Only then are objects written, each streamed into a
+/// [`Store::writer`] one frame at a time and published atomically.
+///
+/// Objects keep their namespace, name, codec and description; their
+/// creation time is the time of the restore (the dump's is shown by
+/// [`crate::list_dump`]).
+///
+/// # Errors
+/// Before anything is written: [`Error::DumpNotFound`], [`Error::NotADump`],
+/// [`Error::MissingManifest`], [`Error::CorruptManifest`],
+/// [`Error::UnsupportedVersion`], [`Error::CorruptIndex`],
+/// [`Error::MissingPayload`], [`Error::TruncatedPayload`],
+/// [`Error::CorruptPayload`], [`Error::ChecksumMismatch`],
+/// [`Error::NamespaceNotInDump`], [`Error::Conflict`], [`Error::StoreFull`].
+/// While writing: [`Error::Store`] (another process filled the store in the
+/// meantime, say), or a payload damaged since it was checked; the objects
+/// written before stay.
+pub fn restore(
+    store: &Store,
+    path: impl AsRef<Path>,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let dump = DumpReader::open(path.as_ref())?;
+    let selected: Vec<&Entry> = match &options.namespace {
+        None => dump.entries.iter().collect(),
+        Some(ns) => {
+            let chosen: Vec<&Entry> = dump.entries.iter().filter(|e| e.namespace == *ns).collect();
+            if chosen.is_empty() {
+                return Err(Error::NamespaceNotInDump {
+                    path: dump.path.clone(),
+                    namespace: ns.clone(),
+                });
+            }
+            chosen
+        }
+    };
+
+    // Which names exist already, and what they would free when replaced.
+    let mut plan = Vec::with_capacity(selected.len());
+    let mut conflicts: Vec<&Entry> = Vec::new();
+    let mut freed_by = Vec::with_capacity(selected.len());
+    for entry in selected {
+        let existing = store
+            .metadata(&entry.namespace, &entry.name)
+            .map_err(|e| Error::store_obj("check", &entry.namespace, &entry.name, e))?;
+        match (existing, options.on_conflict) {
+            (None, _) => {
+                plan.push(entry);
+                freed_by.push(0);
+            }
+            (Some(meta), OnConflict::Overwrite) => {
+                plan.push(entry);
+                freed_by.push(meta.stored_size);
+                conflicts.push(entry);
+            }
+            (Some(_), _) => conflicts.push(entry),
+        }
+    }
+    if options.on_conflict == OnConflict::Fail {
+        if let Some(first) = conflicts.first() {
+            return Err(Error::Conflict {
+                count: conflicts.len() as u64,
+                namespace: first.namespace.clone(),
+                name: first.name.clone(),
+            });
+        }
+    }
+    let skipped = if options.on_conflict == OnConflict::Skip {
+        conflicts.len() as u64
+    } else {
+        0
+    };
+
+    // Room: each write reserves its whole size before the object it
+    // replaces is released, so the peak along the way is what counts.
+    let usage = store
+        .usage()
+        .map_err(|e| Error::store("read the usage of", e))?;
+    let free = usage.free() as i128;
+    let (mut running, mut peak) = (0i128, 0i128);
+    for (entry, freed) in plan.iter().zip(&freed_by) {
+        let new = entry.stored_size() as i128;
+        peak = peak.max(running + new);
+        running += new - *freed as i128;
+    }
+    if peak > free {
+        return Err(Error::StoreFull {
+            store: store.path().to_owned(),
+            needed: peak as u64,
+            free: free.max(0) as u64,
+            objects: plan.len() as u64,
+        });
+    }
+
+    dump.verify(&plan, &options.progress)?;
+
+    let bytes: u64 = plan.iter().map(|e| e.size).sum();
+    let mut reporter = Reporter::start(
+        &options.progress,
+        Phase::Restoring,
+        bytes,
+        plan.len() as u64,
+    );
+    let mut scratch = Scratch::new();
+    for entry in &plan {
+        let (ns, name) = (&entry.namespace, &entry.name);
+        let store_err = |e| Error::store_obj("restore", ns, name, e);
+        let mut writer = store
+            .writer(
+                ns,
+                name,
+                entry.codec(),
+                &entry.description,
+                Some(entry.size),
+            )
+            .map_err(store_err)?;
+        dump.read_payload(entry, &mut scratch, |chunk| {
+            writer.write_payload(chunk).map_err(store_err)?;
+            reporter.bytes(chunk.len() as u64);
+            Ok(())
+        })?;
+        writer.commit().map_err(store_err)?;
+        reporter.object();
+    }
+    Ok(RestoreReport {
+        path: dump.path.clone(),
+        restored: plan.len() as u64,
+        skipped,
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The store lock (namespace, name) held while an automatic restore runs.
+pub(crate) const RESTORE_LOCK: (&str, &str) = ("brain-persist", "auto-restore");
+
+/// True when the store holds no object at all.
+pub(crate) fn store_is_empty(store: &dyn ObjectStore) -> Result<bool> {
+    let namespaces = store
+        .namespaces()
+        .map_err(|e| Error::store("list the namespaces of", e))?;
+    for ns in namespaces {
+        match store.names(&ns) {
+            Ok(names) if !names.is_empty() => return Ok(false),
+            Ok(_) => {}
+            // Removed while we looked.
+            Err(brain_core::Error::NamespaceNotFound { .. }) => {}
+            Err(e) => return Err(Error::store_ns("list", &ns, e)),
+        }
+    }
+    Ok(true)
+}
+
+/// True when `dir` holds something to restore from (a manifest, or files
+/// that make a damaged dump); false when it is missing or empty.
+fn has_dump(dir: &Path) -> Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.any(|e| {
+            e.ok().is_some_and(|e| {
+                let name = e.file_name();
+                name != crate::format::LOCK_FILE && name != crate::format::SYNC_LOCK_FILE
+            })
+        })),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(Error::io("list", dir, err)),
+    }
+}
+
+/// Restores `store` from the dump (or sync mirror) in `persist_dir` when
+/// the store holds no object and the directory holds a dump. Returns what
+/// was restored, or `None` when nothing needed to be (the store has
+/// objects, or there is no dump yet).
+///
+/// Processes that start together restore once: the check and the restore
+/// run under the store's lock on the name `brain-persist/auto-restore`.
+/// Objects written meanwhile by others are kept ([`OnConflict::Skip`]).
+///
+/// # Errors
+/// As [`restore`]: a damaged or foreign directory is an error, not an
+/// empty start.
+pub fn auto_restore(
+    store: &Store,
+    persist_dir: impl AsRef<Path>,
+    progress: &Progress,
+) -> Result<Option<RestoreReport>> {
+    let dir = persist_dir.as_ref();
+    if !has_dump(dir)? {
+        return Ok(None);
+    }
+    if !dir.join(MANIFEST_FILE).exists() {
+        // A foreign or damaged directory: say which.
+        DumpReader::open(dir)?;
+    }
+    let _lock = store
+        .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None)
+        .map_err(|e| Error::store("lock", e))?;
+    if !store_is_empty(store)? {
+        return Ok(None);
+    }
+    let options = RestoreOptions {
+        namespace: None,
+        on_conflict: OnConflict::Skip,
+        progress: progress.clone(),
+    };
+    restore(store, dir, &options).map(Some)
+}
+
+/// Where to open a store: a [`StoreBuilder`] with options, or a path.
+pub trait IntoStoreBuilder {
+    /// The builder to open.
+    fn into_store_builder(self) -> StoreBuilder;
+}
+
+impl IntoStoreBuilder for StoreBuilder {
+    fn into_store_builder(self) -> StoreBuilder {
+        self
+    }
+}
+
+impl IntoStoreBuilder for &Path {
+    fn into_store_builder(self) -> StoreBuilder {
+        Store::builder().path(self)
+    }
+}
+
+impl IntoStoreBuilder for PathBuf {
+    fn into_store_builder(self) -> StoreBuilder {
+        Store::builder().path(self)
+    }
+}
+
+impl IntoStoreBuilder for &PathBuf {
+    fn into_store_builder(self) -> StoreBuilder {
+        Store::builder().path(self)
+    }
+}
+
+impl IntoStoreBuilder for &str {
+    fn into_store_builder(self) -> StoreBuilder {
+        Store::builder().path(self)
+    }
+}
+
+/// Opens a store and, when its shared-memory side is empty (after a reboot,
+/// or a wiped `/dev/shm`), restores it from the dump or sync mirror in
+/// `persist_dir` (see [`auto_restore`]). A missing or empty `persist_dir`
+/// is a fresh start.
+///
+/// ```
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let (store_dir, persist_dir) = (tmp.path().join("store"), tmp.path().join("backup"));
+/// let store = brain_persist::open_with_persistence(&store_dir, &persist_dir)?;
+/// # Ok::<(), brain_persist::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Store`] when the store cannot be opened; as [`auto_restore`].
+pub fn open_with_persistence(
+    store: impl IntoStoreBuilder,
+    persist_dir: impl AsRef<Path>,
+) -> Result<Store> {
+    let store = store
+        .into_store_builder()
+        .open()
+        .map_err(|e| Error::store("open", e))?;
+    auto_restore(&store, persist_dir, &Progress::Hidden)?;
+    Ok(store)
+}

@@ -1,0 +1,914 @@
+//! `sync`: a live mirror of a store in a dump directory, written as the
+//! store changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use brain_core::{ObjectMeta, ObjectStore, ObjectView, Store, WatchEvent, Watcher};
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::dump::writer_name;
+use crate::error::{Error, Result};
+use crate::format::{
+    self, index_dir_name, payload_name, sync_filesystem, unix_nanos, DumpKind, Entry, IndexRef,
+    Manifest, DATA_DIR, FORMAT_VERSION, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE,
+};
+use crate::reader::DumpReader;
+use crate::restore::{store_is_empty, RESTORE_LOCK};
+use crate::writer::{new_dump_id, FrameWriter, IndexWriter};
+
+/// How often the loop wakes to check its timers.
+const TICK: Duration = Duration::from_millis(50);
+/// A change is written once no other change came for this long...
+const SETTLE: Duration = Duration::from_millis(100);
+/// ...and deletions wait at most this long for changes to settle, so a
+/// store being wiped is seen empty before its deletions would be written.
+const DELETE_HOLD_MAX: Duration = Duration::from_secs(10);
+/// How often the loop checks that it still watches the store's directory.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// A commit is made at least every this many objects or bytes written.
+const COMMIT_OBJECTS: usize = 512;
+const COMMIT_BYTES: u64 = 1 << 30;
+
+/// A function that receives the sync's log lines.
+pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How a sync runs.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// The longest a change waits before it is written while the store
+    /// keeps changing (default 500 ms). A change followed by quiet is
+    /// written after 100 ms.
+    pub interval: Duration,
+    /// How often the whole store is compared with the mirror, to catch what
+    /// events cannot tell (default 60 s).
+    pub rescan: Duration,
+    /// Mirror an empty or missing store as the deletion of everything
+    /// (default: no, the mirror keeps its objects and says so).
+    pub mirror_deletes_on_wipe: bool,
+    /// The zstd level (default 3).
+    pub level: i32,
+    /// Receives a line for each commit and for what the sync decided
+    /// (default: none).
+    pub log: Option<LogFn>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            interval: Duration::from_millis(500),
+            rescan: Duration::from_secs(60),
+            mirror_deletes_on_wipe: false,
+            level: crate::dump::DEFAULT_LEVEL,
+            log: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("interval", &self.interval)
+            .field("rescan", &self.rescan)
+            .field("mirror_deletes_on_wipe", &self.mirror_deletes_on_wipe)
+            .field("level", &self.level)
+            .field("log", &self.log.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl SyncOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the longest a change waits while the store keeps changing.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets how often the whole store is compared with the mirror.
+    #[must_use]
+    pub fn rescan(mut self, rescan: Duration) -> Self {
+        self.rescan = rescan;
+        self
+    }
+
+    /// Sets whether an empty store is mirrored as deletions.
+    #[must_use]
+    pub fn mirror_deletes_on_wipe(mut self, on: bool) -> Self {
+        self.mirror_deletes_on_wipe = on;
+        self
+    }
+
+    /// Sets the zstd level.
+    #[must_use]
+    pub fn level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets the log function.
+    #[must_use]
+    pub fn log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.log = Some(Arc::new(log));
+        self
+    }
+}
+
+/// What a sync has done since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStats {
+    /// Commits of the mirror's index.
+    pub commits: u64,
+    /// Objects whose payload was written.
+    pub objects_written: u64,
+    /// Payload bytes written (uncompressed).
+    pub bytes_written: u64,
+    /// Objects whose payload was already mirrored under another creation
+    /// time (after a restore, say): only their index entry was rewritten.
+    pub objects_relinked: u64,
+    /// Objects deleted from the mirror.
+    pub objects_deleted: u64,
+    /// Objects found already mirrored when the sync started.
+    pub objects_unchanged_at_start: u64,
+    /// Times the store was found empty while the mirror was not, and the
+    /// mirror kept its objects.
+    pub wipes_ignored: u64,
+    /// Objects the mirror holds.
+    pub mirrored_objects: u64,
+    /// Whether the first comparison of the store with the mirror is done.
+    pub started: bool,
+    /// When the last commit was written.
+    pub last_commit: Option<SystemTime>,
+}
+
+/// Tells a running sync to stop (it writes what is pending first).
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// A flag not yet raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the sync to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the sync was asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Mirrors `store` into the directory `dir` until `stop` is raised.
+///
+/// The directory holds a dump in the same format as [`crate::dump`] (its
+/// kind is `sync`), so [`crate::restore`] and
+/// [`crate::open_with_persistence`] read it, even while the sync runs. It is
+/// created when missing; an existing dump or mirror is taken over; anything
+/// else is refused.
+///
+/// On start the store is compared with the mirror by creation time and
+/// size, and only the differences are written (objects whose creation time
+/// changed but whose bytes did not, as after a restore, only get a new
+/// index entry). Then changes are taken from brain-core's [`Watcher`]:
+/// a change is on disk 100 ms after the store settles, and at most
+/// `interval` later while it keeps changing. Deleted objects and removed
+/// namespaces are deleted from the mirror. Every `rescan`, and whenever the
+/// store's directory was replaced, the whole store is compared again.
+///
+/// A store that is empty or missing while the mirror holds objects (a
+/// wiped `/dev/shm`, a reboot) is not mirrored as the deletion of
+/// everything unless `mirror_deletes_on_wipe` is set: the mirror keeps
+/// those objects, logs that it did, and goes on mirroring new writes.
+///
+/// Each commit writes the payloads first, then a new generation of the
+/// index, then the manifest; a sync killed at any point leaves the last
+/// commit intact.
+///
+/// # Errors
+/// [`Error::SyncRunning`] when another sync mirrors into `dir`;
+/// [`Error::NotADump`] and the other errors of a damaged dump when `dir`
+/// holds something else; I/O errors writing the mirror. Errors reading one
+/// object of the store are logged and that object skipped.
+pub fn sync(
+    store: &Store,
+    dir: impl AsRef<Path>,
+    options: &SyncOptions,
+    stop: &StopFlag,
+) -> Result<SyncStats> {
+    let stats = Arc::new(Mutex::new(SyncStats::default()));
+    run(store, dir.as_ref(), options, stop, stats, None)
+}
+
+/// A sync running in a thread of its own; see [`spawn_sync`].
+#[derive(Debug)]
+pub struct SyncHandle {
+    stop: StopFlag,
+    stats: Arc<Mutex<SyncStats>>,
+    thread: Option<JoinHandle<Result<SyncStats>>>,
+}
+
+impl SyncHandle {
+    /// What the sync has done so far.
+    pub fn stats(&self) -> SyncStats {
+        self.stats.lock().expect("sync stats").clone()
+    }
+
+    /// True when the sync thread ended (it failed, or was stopped).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The flag that stops the sync.
+    pub fn stop_flag(&self) -> &StopFlag {
+        &self.stop
+    }
+
+    /// Stops the sync (after it writes what is pending) and waits for it.
+    ///
+    /// # Errors
+    /// The error that ended the sync, if one did.
+    pub fn stop(mut self) -> Result<SyncStats> {
+        self.stop.stop();
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<SyncStats> {
+        match self.thread.take() {
+            Some(thread) => thread.join().expect("the sync thread panicked"),
+            None => Ok(self.stats()),
+        }
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.stop.stop();
+        let _ = self.join();
+    }
+}
+
+/// Starts [`sync`] in a new thread and returns once the mirror is open and
+/// the store has been compared with it once (so the mirror is up to date
+/// with the store as it was then).
+///
+/// # Errors
+/// As [`sync`], for failures while starting.
+pub fn spawn_sync(
+    store: Store,
+    dir: impl Into<PathBuf>,
+    options: SyncOptions,
+) -> Result<SyncHandle> {
+    let dir = dir.into();
+    let stop = StopFlag::new();
+    let stats = Arc::new(Mutex::new(SyncStats::default()));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("brain-sync".into())
+            .spawn(move || run(&store, &dir, &options, &stop, stats, Some(ready_tx)))
+            .map_err(|e| Error::io("start a thread for", "brain sync", e))?
+    };
+    let mut handle = SyncHandle {
+        stop,
+        stats,
+        thread: Some(thread),
+    };
+    match ready_rx.recv() {
+        Ok(()) => Ok(handle),
+        // The thread ended before it was ready: its result says why.
+        Err(_) => match handle.join() {
+            Err(err) => Err(err),
+            Ok(_) => Ok(handle),
+        },
+    }
+}
+
+fn run(
+    store: &Store,
+    dir: &Path,
+    options: &SyncOptions,
+    stop: &StopFlag,
+    stats: Arc<Mutex<SyncStats>>,
+    ready: Option<mpsc::Sender<()>>,
+) -> Result<SyncStats> {
+    let mirror = Mirror::open(dir, options.level)?;
+    let mut syncer = Syncer {
+        store,
+        mirror,
+        options,
+        stats,
+        watcher: None,
+        watched_root: None,
+        wipe_noted: false,
+        protected: HashSet::new(),
+        watch_error_noted: false,
+    };
+    syncer.update_stats(|s| s.mirrored_objects = syncer.mirror.entries.len() as u64);
+    syncer.log(&format!(
+        "mirroring {} into {} ({} mirrored)",
+        store.path().display(),
+        dir.display(),
+        objects(syncer.mirror.entries.len() as u64)
+    ));
+    syncer.try_watch();
+    syncer.reconcile(true)?;
+    syncer.update_stats(|s| s.started = true);
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
+    syncer.event_loop(stop)?;
+    let stats = syncer.stats.lock().expect("sync stats").clone();
+    Ok(stats)
+}
+
+type Key = (String, String);
+
+fn key_of(meta: &ObjectMeta) -> Key {
+    (meta.namespace.clone(), meta.name.clone())
+}
+
+/// True when the mirror's entry is the object as the store has it now.
+fn same(entry: &Entry, meta: &ObjectMeta) -> bool {
+    entry.created_unix_ns == unix_nanos(meta.created)
+        && entry.size == meta.size
+        && entry.codec == meta.codec.tag()
+        && entry.description == meta.description
+}
+
+struct Syncer<'a> {
+    store: &'a Store,
+    mirror: Mirror,
+    options: &'a SyncOptions,
+    stats: Arc<Mutex<SyncStats>>,
+    watcher: Option<Watcher>,
+    /// Device and inode of the store's `ns` directory the watcher watches.
+    watched_root: Option<(u64, u64)>,
+    wipe_noted: bool,
+    /// Objects the mirror kept when the store was found empty: they are not
+    /// deleted because the store lacks them, only if they come back and go.
+    protected: HashSet<Key>,
+    watch_error_noted: bool,
+}
+
+impl Syncer<'_> {
+    fn log(&self, line: &str) {
+        if let Some(log) = &self.options.log {
+            log(line);
+        }
+    }
+
+    fn update_stats(&self, f: impl FnOnce(&mut SyncStats)) {
+        f(&mut self.stats.lock().expect("sync stats"));
+    }
+
+    fn root_identity(&self) -> Option<(u64, u64)> {
+        let meta = std::fs::metadata(self.store.path().join("ns")).ok()?;
+        Some((meta.dev(), meta.ino()))
+    }
+
+    /// Starts watching the store, if its directory exists; true on success.
+    fn try_watch(&mut self) -> bool {
+        let Some(identity) = self.root_identity() else {
+            return false;
+        };
+        match Watcher::all(self.store) {
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                self.watched_root = Some(identity);
+                self.watch_error_noted = false;
+                true
+            }
+            Err(err) => {
+                if !self.watch_error_noted {
+                    self.log(&format!("cannot watch the store (will retry): {err}"));
+                    self.watch_error_noted = true;
+                }
+                false
+            }
+        }
+    }
+
+    fn event_loop(&mut self, stop: &StopFlag) -> Result<()> {
+        let mut pending: BTreeSet<Key> = BTreeSet::new();
+        let mut first_pending = Instant::now();
+        let mut last_event = Instant::now();
+        let mut last_rescan = Instant::now();
+        let mut last_health = Instant::now();
+        while !stop.is_stopped() {
+            match self.watcher.as_mut().map(|w| w.next_event(Some(TICK))) {
+                Some(Ok(Some(event))) => {
+                    if pending.is_empty() {
+                        first_pending = Instant::now();
+                    }
+                    last_event = Instant::now();
+                    pending.insert(event_key(&event));
+                    // Take what else is queued without waiting.
+                    while let Some(Ok(Some(event))) = self
+                        .watcher
+                        .as_mut()
+                        .map(|w| w.next_event(Some(Duration::ZERO)))
+                    {
+                        pending.insert(event_key(&event));
+                        if pending.len() >= 100_000 {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(None)) => {}
+                Some(Err(err)) => {
+                    self.log(&format!("watching the store failed (will rescan): {err}"));
+                    self.watcher = None;
+                }
+                None => std::thread::sleep(TICK),
+            }
+            let settled = last_event.elapsed() >= SETTLE;
+            if !pending.is_empty() && (settled || first_pending.elapsed() >= self.options.interval)
+            {
+                let hold_deletes = !settled && first_pending.elapsed() < DELETE_HOLD_MAX;
+                let keys = std::mem::take(&mut pending);
+                let held = self.apply(keys, Vec::new(), hold_deletes)?;
+                if !held.is_empty() {
+                    pending.extend(held);
+                } else {
+                    first_pending = Instant::now();
+                }
+            }
+            if last_health.elapsed() >= HEALTH_EVERY {
+                last_health = Instant::now();
+                if self.watcher.is_some() && self.root_identity() != self.watched_root {
+                    self.log("the store's directory was removed or replaced; watching it anew");
+                    self.watcher = None;
+                }
+                if self.watcher.is_none() && self.try_watch() {
+                    self.reconcile(false)?;
+                    last_rescan = Instant::now();
+                }
+            }
+            if last_rescan.elapsed() >= self.options.rescan {
+                last_rescan = Instant::now();
+                self.reconcile(false)?;
+            }
+        }
+        if !pending.is_empty() {
+            self.apply(pending, Vec::new(), false)?;
+        }
+        Ok(())
+    }
+
+    /// Every object of the store, by key; empty when the store is missing.
+    fn list_store(&self) -> Result<BTreeMap<Key, ObjectMeta>> {
+        let mut out = BTreeMap::new();
+        let namespaces = self
+            .store
+            .namespaces()
+            .map_err(|e| Error::store("list the namespaces of", e))?;
+        for ns in namespaces {
+            match self.store.list(&ns) {
+                Ok(metas) => out.extend(metas.into_iter().map(|m| (key_of(&m), m))),
+                Err(brain_core::Error::NamespaceNotFound { .. }) => {}
+                Err(e) => return Err(Error::store_ns("list", &ns, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn note_wipe(&mut self, kept: usize) {
+        self.protected.extend(self.mirror.entries.keys().cloned());
+        if !self.wipe_noted {
+            self.wipe_noted = true;
+            self.update_stats(|s| s.wipes_ignored += 1);
+            self.log(&format!(
+                "the store at {} is empty or missing while the mirror holds {}: keeping them ({kept} deletions not mirrored); restore the store with `brain restore {}`, or run sync with --mirror-deletes-on-wipe to mirror an emptied store",
+                self.store.path().display(),
+                objects(self.mirror.entries.len() as u64),
+                self.mirror.dir.display(),
+            ));
+        }
+    }
+
+    /// Compares the whole store with the mirror and writes the differences.
+    fn reconcile(&mut self, at_start: bool) -> Result<()> {
+        // A restore in progress (auto_restore holds this lock) would look
+        // like a store missing most of its objects: wait for it to finish.
+        // A store whose directory is gone has no lock to take, nor restore.
+        let _restoring = self.store.lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None).ok();
+        let objects = self.list_store()?;
+        let allow_wipe = self.options.mirror_deletes_on_wipe;
+        if objects.is_empty() && !self.mirror.entries.is_empty() && !allow_wipe {
+            self.note_wipe(self.mirror.entries.len());
+            return Ok(());
+        }
+        let mut changed = Vec::new();
+        let mut unchanged = 0;
+        for (key, meta) in &objects {
+            match self.mirror.entries.get(key) {
+                Some(entry) if same(entry, meta) => unchanged += 1,
+                _ => changed.push(key.clone()),
+            }
+        }
+        let gone: Vec<Key> = self
+            .mirror
+            .entries
+            .keys()
+            .filter(|k| !objects.contains_key(*k) && !self.protected.contains(*k))
+            .cloned()
+            .collect();
+        if at_start {
+            self.update_stats(|s| s.objects_unchanged_at_start = unchanged);
+            self.log(&format!(
+                "{} in the store: {unchanged} already mirrored, {} to write, {} to delete",
+                self::objects(objects.len() as u64),
+                changed.len(),
+                gone.len()
+            ));
+        }
+        self.apply(changed.into_iter().collect(), gone, false)?;
+        Ok(())
+    }
+
+    /// Writes the current state of the objects `keys` (set or deleted) and
+    /// deletes `gone`. With `hold_deletes`, deletions are not written but
+    /// returned, to be tried again once changes settle.
+    fn apply(
+        &mut self,
+        keys: BTreeSet<Key>,
+        gone: Vec<Key>,
+        hold_deletes: bool,
+    ) -> Result<Vec<Key>> {
+        let mut batch = Batch::default();
+        let mut deletes: Vec<Key> = gone;
+        for key in keys {
+            let (ns, name) = (&key.0, &key.1);
+            match self.store.get(ns, name) {
+                Ok(Some(view)) => {
+                    self.protected.remove(&key);
+                    self.stage_write(&mut batch, key.clone(), &view)?;
+                    if batch.upserts.len() >= COMMIT_OBJECTS || batch.bytes >= COMMIT_BYTES {
+                        self.commit(std::mem::take(&mut batch), Vec::new())?;
+                    }
+                }
+                Ok(None) => {
+                    if self.mirror.entries.contains_key(&key) && !self.protected.contains(&key) {
+                        deletes.push(key);
+                    }
+                }
+                Err(err) => self.log(&format!(
+                    "cannot read {name:?} in namespace {ns:?}, not mirrored this time: {err}"
+                )),
+            }
+        }
+        let mut held = Vec::new();
+        if !deletes.is_empty() {
+            if hold_deletes {
+                held = deletes;
+                deletes = Vec::new();
+            } else if !self.options.mirror_deletes_on_wipe && store_is_empty(self.store)? {
+                self.note_wipe(deletes.len());
+                deletes.clear();
+            }
+        }
+        if !batch.upserts.is_empty() || !deletes.is_empty() {
+            self.commit(batch, deletes)?;
+        }
+        if self.wipe_noted && !store_is_empty(self.store)? {
+            self.wipe_noted = false;
+        }
+        Ok(held)
+    }
+
+    /// Writes `view`'s payload into the mirror for the next commit, unless
+    /// the mirror has it already.
+    fn stage_write(&mut self, batch: &mut Batch, key: Key, view: &ObjectView) -> Result<()> {
+        let meta = view.meta();
+        let existing = self.mirror.entries.get(&key);
+        if existing.is_some_and(|e| same(e, meta)) {
+            return Ok(());
+        }
+        // The same bytes under a new creation time (a restore): relink.
+        if let Some(entry) = existing.filter(|e| {
+            e.size == meta.size
+                && e.codec == meta.codec.tag()
+                && e.description == meta.description
+                && xxh3_64(view.bytes()) == e.checksum()
+        }) {
+            let mut entry = entry.clone();
+            entry.created_unix_ns = unix_nanos(meta.created);
+            batch.relinked += 1;
+            batch.upserts.push(entry);
+            return Ok(());
+        }
+        let entry = self
+            .mirror
+            .write_payload(batch.upserts.len() as u32, view)?;
+        batch.written += 1;
+        batch.bytes += entry.size;
+        batch.upserts.push(entry);
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: Batch, deletes: Vec<Key>) -> Result<()> {
+        let deleted = deletes
+            .iter()
+            .filter(|k| self.mirror.entries.contains_key(*k))
+            .count() as u64;
+        self.mirror.commit(batch.upserts, &deletes)?;
+        // Mappings of objects mirrored are not needed any more.
+        self.store.clear_cache();
+        let mirrored = self.mirror.entries.len() as u64;
+        self.update_stats(|s| {
+            s.commits += 1;
+            s.objects_written += batch.written;
+            s.bytes_written += batch.bytes;
+            s.objects_relinked += batch.relinked;
+            s.objects_deleted += deleted;
+            s.mirrored_objects = mirrored;
+            s.last_commit = Some(SystemTime::now());
+        });
+        self.log(&format!(
+            "commit {}: wrote {} ({} bytes), relinked {}, deleted {}; {} mirrored",
+            self.mirror.manifest.generation,
+            objects(batch.written),
+            batch.bytes,
+            batch.relinked,
+            deleted,
+            objects(mirrored)
+        ));
+        Ok(())
+    }
+}
+
+/// "1 object", "2 objects".
+fn objects(n: u64) -> String {
+    format!("{n} object{}", if n == 1 { "" } else { "s" })
+}
+
+fn event_key(event: &WatchEvent) -> Key {
+    (event.namespace().to_owned(), event.name().to_owned())
+}
+
+/// Index entries waiting for a commit.
+#[derive(Default)]
+struct Batch {
+    upserts: Vec<Entry>,
+    written: u64,
+    bytes: u64,
+    relinked: u64,
+}
+
+/// The sync directory: its manifest and index entries in memory, and the
+/// files no commit refers to any more, waiting for readers to let go.
+struct Mirror {
+    dir: PathBuf,
+    manifest: Manifest,
+    entries: BTreeMap<Key, Entry>,
+    garbage: Vec<PathBuf>,
+    frames: FrameWriter,
+    _sync_lock: File,
+}
+
+impl Mirror {
+    fn open(dir: &Path, level: i32) -> Result<Mirror> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("create the directory", dir, e))?;
+        let lock_path = dir.join(SYNC_LOCK_FILE);
+        let sync_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open", &lock_path, e))?;
+        match rustix::fs::flock(&sync_lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(Error::SyncRunning {
+                    path: dir.to_owned(),
+                })
+            }
+            Err(err) => return Err(Error::io("lock", &lock_path, err.into())),
+        }
+        let reader_lock = dir.join(LOCK_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&reader_lock)
+            .map_err(|e| Error::io("create", &reader_lock, e))?;
+        let data = dir.join(DATA_DIR);
+        std::fs::create_dir_all(&data).map_err(|e| Error::io("create the directory", &data, e))?;
+        let frames = FrameWriter::new(level)?;
+        let (manifest, entries) = if dir.join(MANIFEST_FILE).exists() {
+            let reader = DumpReader::open(dir)?;
+            let entries = reader
+                .entries
+                .iter()
+                .map(|e| ((e.namespace.clone(), e.name.clone()), e.clone()))
+                .collect();
+            (reader.manifest.clone(), entries)
+        } else {
+            let names: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io("list", dir, e))?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            let known = [LOCK_FILE, SYNC_LOCK_FILE, DATA_DIR];
+            if names.iter().any(|n| format::is_index_dir_name(n)) {
+                return Err(Error::MissingManifest {
+                    path: dir.to_owned(),
+                });
+            }
+            if !names.iter().all(|n| known.contains(&n.as_str())) {
+                return Err(Error::NotADump {
+                    path: dir.to_owned(),
+                    reason:
+                        "it holds other files than a brain dump; give an empty or new directory"
+                            .into(),
+                });
+            }
+            let manifest = Manifest {
+                magic: MAGIC.into(),
+                format_version: FORMAT_VERSION,
+                kind: DumpKind::Sync,
+                dump_id: new_dump_id(dir),
+                generation: 0,
+                written_unix_ns: 0,
+                writer: writer_name(),
+                namespace: None,
+                objects: 0,
+                payload_bytes: 0,
+                compressed_bytes: 0,
+                index: IndexRef {
+                    dir: index_dir_name(0),
+                    files: Vec::new(),
+                },
+            };
+            (manifest, BTreeMap::new())
+        };
+        let mut mirror = Mirror {
+            dir: dir.to_owned(),
+            manifest,
+            entries,
+            garbage: Vec::new(),
+            frames,
+            _sync_lock: sync_lock,
+        };
+        if mirror.manifest.generation == 0 {
+            // An empty mirror is a valid, empty dump from the start.
+            mirror.commit(Vec::new(), &[])?;
+        }
+        mirror.clean_orphans()?;
+        Ok(mirror)
+    }
+
+    /// Removes what a sync killed mid-commit left (files of a generation
+    /// never committed), and queues files older commits referred to.
+    fn clean_orphans(&mut self) -> Result<()> {
+        let current = self.manifest.generation;
+        let referenced: HashSet<&str> = self.entries.values().map(|e| e.file.as_str()).collect();
+        let data = self.dir.join(DATA_DIR);
+        let mut now = Vec::new();
+        for entry in std::fs::read_dir(&data).map_err(|e| Error::io("list", &data, e))? {
+            let entry = entry.map_err(|e| Error::io("list", &data, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if referenced.contains(name.as_str()) {
+                continue;
+            }
+            match format::payload_generation(&name) {
+                Some(g) if g > current => now.push(entry.path()),
+                _ => self.garbage.push(entry.path()),
+            }
+        }
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{MANIFEST_FILE}.tmp")) {
+                now.push(entry.path());
+            } else if let Some(g) = format::index_dir_generation(&name) {
+                if g > current {
+                    now.push(entry.path());
+                } else if g < current {
+                    self.garbage.push(entry.path());
+                }
+            }
+        }
+        for path in now {
+            remove_path(&path);
+        }
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// Writes a payload file for the next commit.
+    fn write_payload(&mut self, sequence: u32, view: &ObjectView) -> Result<Entry> {
+        let name = payload_name(self.manifest.generation + 1, sequence);
+        let path = self.dir.join(DATA_DIR).join(&name);
+        self.frames.write(&path, name, view, |_| {})
+    }
+
+    /// Commits a new generation: the index with `upserts` and without
+    /// `deletes`, then the manifest that makes it current.
+    fn commit(&mut self, upserts: Vec<Entry>, deletes: &[Key]) -> Result<()> {
+        let old_generation = self.manifest.generation;
+        let generation = old_generation + 1;
+        let old_dir = self.dir.join(index_dir_name(old_generation));
+        let new_name = index_dir_name(generation);
+        let new_dir = self.dir.join(&new_name);
+        if new_dir.exists() {
+            remove_path(&new_dir);
+        }
+        let index = if old_generation == 0 {
+            IndexWriter::create(&new_dir, &self.manifest.dump_id)?
+        } else {
+            IndexWriter::copy_of(&old_dir, &new_dir)?
+        };
+        let mut dropped = Vec::new();
+        for entry in &upserts {
+            index.insert(entry)?;
+        }
+        for (ns, name) in deletes {
+            index.remove(&format::encode_key(ns, name))?;
+        }
+        let files = index.finish()?;
+        for entry in upserts {
+            let key = (entry.namespace.clone(), entry.name.clone());
+            let file = entry.file.clone();
+            if let Some(old) = self.entries.insert(key, entry) {
+                if old.file != file {
+                    dropped.push(old.file);
+                }
+            }
+        }
+        for key in deletes {
+            if let Some(old) = self.entries.remove(key) {
+                dropped.push(old.file);
+            }
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.kind = DumpKind::Sync;
+        manifest.generation = generation;
+        manifest.written_unix_ns = unix_nanos(SystemTime::now());
+        manifest.writer = writer_name();
+        manifest.namespace = None;
+        manifest.objects = self.entries.len() as u64;
+        manifest.payload_bytes = self.entries.values().map(|e| e.size).sum();
+        manifest.compressed_bytes = self.entries.values().map(|e| e.file_len).sum();
+        manifest.index = IndexRef {
+            dir: new_name,
+            files,
+        };
+        // Payloads and the new index reach the disk before the manifest
+        // that refers to them.
+        sync_filesystem(&self.dir)?;
+        manifest.write(&self.dir)?;
+        self.manifest = manifest;
+        if old_generation > 0 {
+            self.garbage.push(old_dir);
+        }
+        let data = self.dir.join(DATA_DIR);
+        self.garbage
+            .extend(dropped.into_iter().map(|file| data.join(file)));
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// Deletes files no commit refers to, unless a reader holds the dump.
+    fn collect_garbage(&mut self) {
+        if self.garbage.is_empty() {
+            return;
+        }
+        let Ok(lock) = File::open(self.dir.join(LOCK_FILE)) else {
+            return;
+        };
+        if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return;
+        }
+        for path in self.garbage.drain(..) {
+            remove_path(&path);
+        }
+    }
+}
+
+fn remove_path(path: &Path) {
+    let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir_all(path));
+}

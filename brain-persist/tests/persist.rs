@@ -1,0 +1,932 @@
+//! brain-persist against real stores (temporary directories under /dev/shm)
+//! and real dumps (temporary directories under /tmp), all removed when a
+//! test ends, pass or fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use brain_core::{Codec, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store};
+use brain_mock::{FaultPlan, IoFault, MockStore, When};
+use brain_persist::{
+    dump, list_dump, open_with_persistence, restore, spawn_sync, verify_dump, DumpKind,
+    DumpOptions, Error, OnConflict, Progress, RestoreOptions, SyncHandle, SyncOptions, SyncStats,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A store under /dev/shm and a directory for dumps under /tmp.
+struct Env {
+    shm: tempfile::TempDir,
+    disk: tempfile::TempDir,
+    store: Store,
+}
+
+impl Env {
+    fn new() -> Env {
+        let shm = tempfile::Builder::new()
+            .prefix("brain-persist-test")
+            .tempdir_in("/dev/shm")
+            .expect("a directory in /dev/shm");
+        let disk = tempfile::Builder::new()
+            .prefix("brain-persist-test")
+            .tempdir_in("/tmp")
+            .expect("a directory in /tmp");
+        let store = Store::open(shm.path().join("store")).expect("a store");
+        Env { shm, disk, store }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.shm.path().join("store")
+    }
+
+    /// Another, empty store beside the first.
+    fn other_store(&self, name: &str) -> Store {
+        Store::open(self.shm.path().join(name)).expect("a store")
+    }
+
+    fn dump_path(&self, name: &str) -> PathBuf {
+        self.disk.path().join(name)
+    }
+}
+
+/// Every object of a store: (namespace, name) -> (codec, description, bytes).
+type Snapshot = BTreeMap<(String, String), (Codec, String, Vec<u8>)>;
+
+fn snapshot(store: &dyn ObjectStore) -> Snapshot {
+    let mut out = BTreeMap::new();
+    for ns in store.namespaces().unwrap() {
+        for meta in store.list(&ns).unwrap() {
+            let view = store.get(&ns, &meta.name).unwrap().unwrap();
+            out.insert(
+                (ns.clone(), meta.name.clone()),
+                (meta.codec, meta.description.clone(), view.to_vec()),
+            );
+        }
+    }
+    out
+}
+
+fn sample_batch() -> (Arc<Schema>, RecordBatch) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("price", DataType::Float64, false),
+        Field::new("label", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..1000)),
+            Arc::new(Float64Array::from_iter_values(
+                (0..1000).map(|i| i as f64 * 0.5),
+            )),
+            Arc::new(StringArray::from_iter(
+                (0..1000).map(|i| (i % 3 != 0).then(|| format!("row {i}"))),
+            )),
+        ],
+    )
+    .unwrap();
+    (schema, batch)
+}
+
+/// Bytes that compress somewhat, different for each seed.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            if i % 64 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            (x >> ((i % 8) * 8)) as u8 & if i % 3 == 0 { 0xff } else { 0x0f }
+        })
+        .collect()
+}
+
+/// Objects of every codec, with descriptions, in three namespaces.
+fn fill_every_codec(store: &Store) {
+    let raw = pattern(100_000, 1);
+    store
+        .put(
+            "raw",
+            "blob",
+            &Payload::bytes(&raw).with_description("raw bytes"),
+        )
+        .unwrap();
+    // Three frames: 4 MiB + 4 MiB + 1 MiB.
+    let big = pattern(9 << 20, 2);
+    store
+        .put(
+            "raw",
+            "big",
+            &Payload::bytes(&big).with_description("several frames"),
+        )
+        .unwrap();
+    store.put("raw", "empty", &Payload::bytes(b"")).unwrap();
+    store
+        .put(
+            "raw",
+            "future-codec",
+            &Payload::bytes(b"?").with_codec(Codec::Unknown(77)),
+        )
+        .unwrap();
+    store
+        .put(
+            "docs",
+            "readme",
+            &Payload::bytes("héllo, wörld\n".as_bytes())
+                .with_codec(Codec::Text)
+                .with_description("a note"),
+        )
+        .unwrap();
+    let (schema, batch) = sample_batch();
+    store
+        .put_record_batches("tables", "sales", &schema, &[batch.clone(), batch])
+        .unwrap();
+    let ipc = store.get("tables", "sales").unwrap().unwrap().to_vec();
+    for (name, codec) in [
+        ("pandas", Codec::PandasArrow),
+        ("polars", Codec::PolarsArrow),
+    ] {
+        store
+            .put(
+                "tables",
+                name,
+                &Payload::bytes(&ipc)
+                    .with_codec(codec)
+                    .with_description("dataframe"),
+            )
+            .unwrap();
+    }
+    let matrix: Vec<u8> = (0..60u32)
+        .flat_map(|i| (i as f64 / 7.0).to_le_bytes())
+        .collect();
+    let meta = NdArrayMeta {
+        dtype: "<f8".into(),
+        shape: vec![3, 4, 5],
+        fortran_order: false,
+    };
+    store.put_ndarray("arrays", "cube", &meta, &matrix).unwrap();
+    store
+        .put_pickle(
+            "arrays",
+            "pickled",
+            b"\x80\x05pickle-stream",
+            &[&pattern(5000, 3), b"", &pattern(70_000, 4)],
+        )
+        .unwrap();
+}
+
+fn options_overwrite() -> RestoreOptions {
+    RestoreOptions::new().on_conflict(OnConflict::Overwrite)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_stats(handle: &SyncHandle, what: &str, ok: impl Fn(&SyncStats) -> bool) {
+    wait_for(what, Duration::from_secs(20), || ok(&handle.stats()));
+}
+
+/// The names in a dump, with their payloads' checksums.
+fn dump_names(path: &Path) -> BTreeMap<(String, String), u64> {
+    list_dump(path)
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| ((o.namespace, o.name), o.checksum))
+        .collect()
+}
+
+fn entries_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------- round trips
+
+#[test]
+fn every_codec_round_trips_with_names_and_descriptions() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let before = snapshot(&env.store);
+    let path = env.dump_path("dump");
+    let report = dump(&env.store, &path, &DumpOptions::new())?;
+    assert_eq!(report.objects, before.len() as u64);
+    assert_eq!(report.namespaces, 4);
+    assert!(report.compressed_bytes < report.payload_bytes);
+
+    let info = list_dump(&path)?;
+    assert_eq!(info.kind, DumpKind::Dump);
+    assert_eq!(info.generation, 1);
+    assert_eq!(info.namespaces(), ["arrays", "docs", "raw", "tables"]);
+    let readme = info.objects.iter().find(|o| o.name == "readme").unwrap();
+    assert_eq!(
+        (readme.codec, readme.description.as_str()),
+        (Codec::Text, "a note")
+    );
+    let created = env.store.metadata("docs", "readme")?.unwrap().created;
+    assert_eq!(readme.created, created);
+
+    let other = env.other_store("restored");
+    let restored = restore(&other, &path, &RestoreOptions::new())?;
+    assert_eq!(restored.restored, before.len() as u64);
+    assert_eq!(snapshot(&other), before);
+    // The typed readers see the same values.
+    let (schema, batch) = sample_batch();
+    let (got_schema, batches) = other.get_record_batches("tables", "sales")?.unwrap();
+    assert_eq!((got_schema, batches), (schema, vec![batch.clone(), batch]));
+    let cube = other.get_ndarray("arrays", "cube")?.unwrap();
+    assert_eq!(cube.meta.shape, [3, 4, 5]);
+    let pickled = other.get_pickle("arrays", "pickled")?.unwrap();
+    assert_eq!(pickled.pickle.as_slice(), b"\x80\x05pickle-stream");
+    assert_eq!(pickled.buffers.len(), 3);
+    assert_eq!(pickled.buffers[2].as_slice(), pattern(70_000, 4));
+    Ok(())
+}
+
+#[test]
+fn a_namespace_dumps_and_restores_alone() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let path = env.dump_path("tables");
+    let report = dump(&env.store, &path, &DumpOptions::new().namespace("tables"))?;
+    assert_eq!(report.objects, 3);
+    assert_eq!(list_dump(&path)?.namespace.as_deref(), Some("tables"));
+
+    // Missing parent directories are created.
+    let whole = env.dump_path("nested/deeper/whole");
+    dump(&env.store, &whole, &DumpOptions::new().level(1))?;
+    let other = env.other_store("one-namespace");
+    let report = restore(&other, &whole, &RestoreOptions::new().namespace("docs"))?;
+    assert_eq!(report.restored, 1);
+    assert_eq!(other.namespaces()?, ["docs"]);
+
+    let err = restore(&other, &whole, &RestoreOptions::new().namespace("nope")).unwrap_err();
+    assert!(
+        matches!(&err, Error::NamespaceNotInDump { namespace, .. } if namespace == "nope"),
+        "{err}"
+    );
+    let err = dump(
+        &env.store,
+        env.dump_path("x"),
+        &DumpOptions::new().namespace("nope"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err.store_error(),
+            Some(brain_core::Error::NamespaceNotFound { .. })
+        ),
+        "{err}"
+    );
+    assert!(!env.dump_path("x").exists());
+    Ok(())
+}
+
+#[test]
+fn progress_callbacks_count_every_byte() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let total: u64 = snapshot(&env.store)
+        .values()
+        .map(|v| v.2.len() as u64)
+        .sum();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress = {
+        let seen = seen.clone();
+        Progress::Callback(Arc::new(move |u| seen.lock().unwrap().push(*u)))
+    };
+    let path = env.dump_path("dump");
+    dump(
+        &env.store,
+        &path,
+        &DumpOptions::new().progress(progress.clone()),
+    )?;
+    let last = *seen.lock().unwrap().last().unwrap();
+    assert_eq!((last.bytes_done, last.bytes_total), (total, total));
+    assert_eq!(last.objects_done, last.objects_total);
+    seen.lock().unwrap().clear();
+    let other = env.other_store("other");
+    restore(&other, &path, &RestoreOptions::new().progress(progress))?;
+    let updates = seen.lock().unwrap();
+    let phases: Vec<_> = updates.iter().map(|u| u.phase).collect();
+    assert!(phases.contains(&brain_persist::Phase::Verifying));
+    assert_eq!(updates.last().unwrap().bytes_done, total);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- conflicts
+
+#[test]
+fn conflicts_fail_skip_or_overwrite() -> TestResult {
+    let env = Env::new();
+    env.store.put_text("ns", "a", "dumped a")?;
+    env.store.put_text("ns", "b", "dumped b")?;
+    let path = env.dump_path("dump");
+    dump(&env.store, &path, &DumpOptions::new())?;
+
+    let other = env.other_store("other");
+    other.put_text("ns", "a", "newer a")?;
+    let before = snapshot(&other);
+    let err = restore(&other, &path, &RestoreOptions::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { count: 1, name, .. } if name == "a"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--on-conflict"), "{err}");
+    assert_eq!(snapshot(&other), before, "a refused restore writes nothing");
+
+    let report = restore(
+        &other,
+        &path,
+        &RestoreOptions::new().on_conflict(OnConflict::Skip),
+    )?;
+    assert_eq!((report.restored, report.skipped), (1, 1));
+    assert_eq!(other.get_text("ns", "a")?.as_deref(), Some("newer a"));
+    assert_eq!(other.get_text("ns", "b")?.as_deref(), Some("dumped b"));
+
+    let report = restore(&other, &path, &options_overwrite())?;
+    assert_eq!((report.restored, report.skipped), (2, 0));
+    assert_eq!(other.get_text("ns", "a")?.as_deref(), Some("dumped a"));
+    Ok(())
+}
+
+// ---------------------------------------------------------------- damaged dumps
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The payload file of the largest object, and the index's directory.
+fn largest_payload(dump: &Path) -> PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dump.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    files.pop().unwrap()
+}
+
+fn index_dir(dump: &Path) -> PathBuf {
+    std::fs::read_dir(dump)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("index-")
+        })
+        .unwrap()
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = (at as usize).min(bytes.len() - 1);
+    bytes[at] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn damaged_dumps_are_refused_and_the_store_is_unchanged() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let good = env.dump_path("good");
+    dump(&env.store, &good, &DumpOptions::new())?;
+    verify_dump(&good, &Progress::Hidden)?;
+
+    let target = env.other_store("target");
+    target.put_text("raw", "blob", "already here")?;
+    let before = snapshot(&target);
+    let usage = target.usage()?.used;
+
+    type Damage = fn(&Path);
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(&str, Damage, Check)> = vec![
+        (
+            "truncated payload",
+            |d| {
+                let file = largest_payload(d);
+                let len = std::fs::metadata(&file).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .unwrap()
+                    .set_len(len / 2)
+                    .unwrap();
+            },
+            |e| matches!(e, Error::TruncatedPayload { name, .. } if name == "big"),
+        ),
+        (
+            "flipped payload byte",
+            |d| {
+                let file = largest_payload(d);
+                let len = std::fs::metadata(&file).unwrap().len();
+                flip_byte(&file, len / 2);
+            },
+            |e| matches!(e, Error::CorruptPayload { name, .. } | Error::ChecksumMismatch { name, .. } if name == "big"),
+        ),
+        (
+            "missing payload",
+            |d| std::fs::remove_file(largest_payload(d)).unwrap(),
+            |e| matches!(e, Error::MissingPayload { name, .. } if name == "big"),
+        ),
+        (
+            "missing manifest",
+            |d| std::fs::remove_file(d.join("MANIFEST.json")).unwrap(),
+            |e| matches!(e, Error::MissingManifest { .. }),
+        ),
+        (
+            "damaged manifest",
+            |d| std::fs::write(d.join("MANIFEST.json"), "{\"magic\": \"brain-dump\", ").unwrap(),
+            |e| matches!(e, Error::CorruptManifest { .. }),
+        ),
+        (
+            "future version",
+            |d| {
+                let path = d.join("MANIFEST.json");
+                let text = std::fs::read_to_string(&path).unwrap();
+                let text = text.replace("\"format_version\": 1", "\"format_version\": 7");
+                std::fs::write(path, text).unwrap();
+            },
+            |e| {
+                matches!(
+                    e,
+                    Error::UnsupportedVersion {
+                        found: 7,
+                        supported: 1,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "foreign manifest",
+            |d| std::fs::write(d.join("MANIFEST.json"), "{\"magic\": \"zip\"}").unwrap(),
+            |e| matches!(e, Error::NotADump { .. }),
+        ),
+        (
+            "corrupted sled index",
+            |d| {
+                let db = index_dir(d).join("db");
+                let mut bytes = std::fs::read(&db).unwrap();
+                for i in (0..bytes.len()).step_by(997) {
+                    bytes[i] ^= 0x5a;
+                }
+                std::fs::write(db, bytes).unwrap();
+            },
+            |e| matches!(e, Error::CorruptIndex { detail, .. } if detail.contains("db")),
+        ),
+        (
+            "truncated sled index",
+            |d| {
+                let db = index_dir(d).join("db");
+                let len = std::fs::metadata(&db).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&db)
+                    .unwrap()
+                    .set_len(len / 3)
+                    .unwrap();
+            },
+            |e| matches!(e, Error::CorruptIndex { .. }),
+        ),
+        (
+            "missing sled index",
+            |d| std::fs::remove_dir_all(index_dir(d)).unwrap(),
+            |e| matches!(e, Error::CorruptIndex { detail, .. } if detail.contains("missing")),
+        ),
+    ];
+    for (what, damage, check) in cases {
+        let copy = env.dump_path(&what.replace(' ', "-"));
+        copy_dir(&good, &copy);
+        damage(&copy);
+        let err = restore(&target, &copy, &options_overwrite()).unwrap_err();
+        assert!(check(&err), "{what}: unexpected error {err:?}");
+        assert!(err.is_bad_dump(), "{what}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&copy.display().to_string()),
+            "{what}: the message names the dump: {message}"
+        );
+        assert_eq!(snapshot(&target), before, "{what}: the store changed");
+        assert_eq!(target.usage()?.used, usage, "{what}: the usage changed");
+    }
+
+    // A directory that is not a dump at all, and one that does not exist.
+    let foreign = env.dump_path("foreign");
+    std::fs::create_dir(&foreign)?;
+    std::fs::write(foreign.join("notes.txt"), "hello")?;
+    let err = restore(&target, &foreign, &options_overwrite()).unwrap_err();
+    assert!(matches!(err, Error::NotADump { .. }), "{err}");
+    let err = restore(&target, env.dump_path("missing"), &options_overwrite()).unwrap_err();
+    assert!(matches!(err, Error::DumpNotFound { .. }), "{err}");
+    // A dump refuses to replace a foreign directory.
+    let err = dump(&env.store, &foreign, &DumpOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::RefusedTarget { .. }), "{err}");
+    assert_eq!(entries_in(&foreign), ["notes.txt"]);
+    assert_eq!(snapshot(&target), before);
+    Ok(())
+}
+
+#[test]
+fn swapped_frames_fail_the_checksum() -> TestResult {
+    // Two frames that each decompress cleanly, in the wrong order: only
+    // the whole-object checksum can tell.
+    let env = Env::new();
+    let mut payload = vec![1u8; 4 << 20];
+    payload.extend(vec![2u8; 4 << 20]);
+    env.store.put("ns", "two", &Payload::bytes(&payload))?;
+    let path = env.dump_path("dump");
+    dump(&env.store, &path, &DumpOptions::new())?;
+    let file = largest_payload(&path);
+    let bytes = std::fs::read(&file)?;
+    let half = bytes.len() / 2;
+    assert_eq!(bytes.len() % 2, 0, "the two frames compress alike");
+    let swapped = [&bytes[half..], &bytes[..half]].concat();
+    std::fs::write(&file, swapped)?;
+    let target = env.other_store("target");
+    let err = restore(&target, &path, &RestoreOptions::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::ChecksumMismatch { name, .. } if name == "two"),
+        "{err:?}"
+    );
+    assert!(target.namespaces()?.is_empty());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- capacity
+
+#[test]
+fn a_store_without_room_fails_up_front() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let path = env.dump_path("dump");
+    dump(&env.store, &path, &DumpOptions::new())?;
+
+    let small = Store::builder()
+        .path(env.shm.path().join("small"))
+        .capacity(4 << 20)
+        .open()?;
+    small.put_text("raw", "blob", "here first")?;
+    let before = snapshot(&small);
+    let used = small.usage()?.used;
+    let err = restore(&small, &path, &options_overwrite()).unwrap_err();
+    match &err {
+        Error::StoreFull { needed, free, .. } => {
+            assert!(needed > free, "{err}");
+            assert!(*needed >= 9 << 20, "{err}");
+        }
+        other => panic!("expected StoreFull, got {other:?}"),
+    }
+    assert!(err.to_string().contains("nothing was restored"), "{err}");
+    assert_eq!(snapshot(&small), before);
+    assert_eq!(small.usage()?.used, used);
+
+    // With room, it fits exactly as accounted.
+    small.set_capacity(Some(64 << 20));
+    restore(&small, &path, &options_overwrite())?;
+    assert_eq!(snapshot(&small), snapshot(&env.store));
+    Ok(())
+}
+
+// ---------------------------------------------------------------- atomic dumps
+
+#[test]
+fn a_failed_dump_leaves_the_previous_one_intact() -> TestResult {
+    let env = Env::new();
+    let path = env.dump_path("dump");
+    let mock = MockStore::new();
+    for i in 0..5 {
+        mock.put_text("ns", &format!("old{i}"), &format!("old value {i}"))?;
+    }
+    dump(&mock, &path, &DumpOptions::new())?;
+    let old = dump_names(&path);
+
+    let failing =
+        MockStore::with_faults(FaultPlan::new().fail_reads(When::nth(3), IoFault::Errno(5)));
+    for i in 0..5 {
+        failing.put_text("ns", &format!("new{i}"), &format!("new value {i}"))?;
+    }
+    let err = dump(&failing, &path, &DumpOptions::new()).unwrap_err();
+    assert!(
+        matches!(err.store_error(), Some(brain_core::Error::Io { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("new2"), "{err}");
+    assert_eq!(dump_names(&path), old);
+    assert_eq!(
+        entries_in(env.disk.path()),
+        ["dump"],
+        "no temporary directory is left"
+    );
+    let target = env.other_store("target");
+    restore(&target, &path, &RestoreOptions::new())?;
+    assert_eq!(
+        target.get_text("ns", "old3")?.as_deref(),
+        Some("old value 3")
+    );
+
+    // A successful dump replaces it whole.
+    failing.faults().clear();
+    dump(&failing, &path, &DumpOptions::new())?;
+    assert_eq!(
+        dump_names(&path).keys().cloned().collect::<Vec<_>>(),
+        (0..5)
+            .map(|i| ("ns".to_owned(), format!("new{i}")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(entries_in(env.disk.path()), ["dump"]);
+    Ok(())
+}
+
+#[test]
+fn leftovers_of_killed_dumps_are_removed() -> TestResult {
+    let env = Env::new();
+    env.store.put_text("ns", "a", "a")?;
+    let path = env.dump_path("dump");
+    // A pid that no process has.
+    let dead = (400_000..u32::MAX)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let leftover = env.dump_path(&format!("dump.tmp-{dead}-1234"));
+    std::fs::create_dir_all(leftover.join("data"))?;
+    std::fs::write(leftover.join("data/partial.zst"), "x")?;
+    let unrelated = env.dump_path(&format!("other.tmp-{dead}-1"));
+    std::fs::create_dir(&unrelated)?;
+    dump(&env.store, &path, &DumpOptions::new())?;
+    assert_eq!(
+        entries_in(env.disk.path()),
+        ["dump".to_owned(), format!("other.tmp-{dead}-1")]
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- auto-restore
+
+#[test]
+fn a_wiped_store_restores_itself_at_open() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("persist");
+    // No dump yet: a fresh start.
+    let store = open_with_persistence(env.store_path(), &persist)?;
+    fill_every_codec(&store);
+    let before = snapshot(&store);
+    dump(&store, &persist, &DumpOptions::new())?;
+    drop(store);
+
+    std::fs::remove_dir_all(env.store_path())?;
+    let store = open_with_persistence(env.store_path(), &persist)?;
+    assert_eq!(snapshot(&store), before);
+
+    // A store with objects is left alone.
+    store.put_text("raw", "blob", "changed")?;
+    let store = open_with_persistence(Store::builder().path(env.store_path()), &persist)?;
+    assert_eq!(store.get_text("raw", "blob")?.as_deref(), Some("changed"));
+
+    // A damaged persistence directory is an error, not an empty start.
+    std::fs::remove_dir_all(env.store_path())?;
+    std::fs::remove_file(persist.join("MANIFEST.json"))?;
+    let err = open_with_persistence(env.store_path(), &persist).unwrap_err();
+    assert!(matches!(err, Error::MissingManifest { .. }), "{err}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sync
+
+fn fast_sync() -> SyncOptions {
+    SyncOptions::new()
+        .interval(Duration::from_millis(200))
+        .rescan(Duration::from_secs(3600))
+}
+
+#[test]
+fn the_service_survives_a_restart() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    fill_every_codec(&env.store);
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let options = {
+        let log = log.clone();
+        fast_sync().log(move |line| log.lock().unwrap().push(line.to_owned()))
+    };
+    let sync = spawn_sync(env.store.clone(), &persist, options)?;
+    let initial = snapshot(&env.store).len() as u64;
+    assert_eq!(sync.stats().objects_written, initial);
+
+    // Changes after the start reach the mirror.
+    env.store
+        .put_text("docs", "later", "written while syncing")?;
+    env.store.put(
+        "raw",
+        "blob",
+        &Payload::bytes(&pattern(1000, 9)).with_description("replaced"),
+    )?;
+    env.store.delete("raw", "future-codec")?;
+    wait_stats(&sync, "the changes", |s| {
+        s.mirrored_objects == initial && s.objects_written == initial + 2
+    });
+    let before = snapshot(&env.store);
+
+    // The store is wiped (a reboot, a cleaned /dev/shm) while sync runs.
+    let written = sync.stats().objects_written;
+    std::fs::remove_dir_all(env.store_path())?;
+    wait_stats(&sync, "the wipe to be noticed", |s| s.wipes_ignored == 1);
+    assert_eq!(
+        sync.stats().mirrored_objects,
+        initial,
+        "nothing was deleted"
+    );
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("keeping them")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+
+    // The service starts again: every name comes back, equal.
+    let store = open_with_persistence(env.store_path(), &persist)?;
+    assert_eq!(snapshot(&store), before);
+    // The sync sees the new store and relinks what it already has.
+    wait_stats(&sync, "the restored objects to be relinked", |s| {
+        s.objects_relinked == initial
+    });
+    assert_eq!(sync.stats().objects_written, written, "nothing rewritten");
+    store.put_text("docs", "after", "after the restart")?;
+    wait_stats(&sync, "a write after the restart", |s| {
+        s.objects_written == written + 1
+    });
+    let stats = sync.stop()?;
+    assert_eq!(stats.mirrored_objects, initial + 1);
+    assert!(dump_names(&persist).contains_key(&("docs".into(), "after".into())));
+    Ok(())
+}
+
+#[test]
+fn sync_mirrors_deletions_and_removed_namespaces() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    fill_every_codec(&env.store);
+    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let all = dump_names(&persist);
+    assert_eq!(all.len(), snapshot(&env.store).len());
+
+    env.store.delete("docs", "readme")?;
+    env.store.remove_namespace("tables")?;
+    wait_stats(&sync, "the deletions", |s| s.objects_deleted == 4);
+    let names = dump_names(&persist);
+    assert!(!names.keys().any(|(ns, _)| ns == "tables" || ns == "docs"));
+    assert_eq!(names.len(), all.len() - 4);
+    assert_eq!(list_dump(&persist)?.kind, DumpKind::Sync);
+
+    // The mirror restores to what the store holds now.
+    let other = env.other_store("other");
+    restore(&other, &persist, &RestoreOptions::new())?;
+    assert_eq!(snapshot(&other), snapshot(&env.store));
+
+    // A second sync into the same directory is refused.
+    let err = spawn_sync(env.store.clone(), &persist, fast_sync()).unwrap_err();
+    assert!(matches!(err, Error::SyncRunning { .. }), "{err}");
+    sync.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_set_is_on_disk_within_a_second() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    let sync = spawn_sync(env.store.clone(), &persist, SyncOptions::new())?;
+    for i in 0..3 {
+        let name = format!("item{i}");
+        let started = Instant::now();
+        env.store.put_text("ns", &name, "value")?;
+        wait_for("the set to reach the disk", Duration::from_secs(5), || {
+            dump_names(&persist).contains_key(&("ns".into(), name.clone()))
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    sync.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_restarted_sync_writes_only_the_differences() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    fill_every_codec(&env.store);
+    let count = snapshot(&env.store).len() as u64;
+    let stats = spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+    assert_eq!(stats.objects_written, count);
+    let mtimes = |dir: &Path| -> BTreeMap<String, SystemTime> {
+        std::fs::read_dir(dir.join("data"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().modified().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = mtimes(&persist);
+    assert_eq!(before.len() as u64, count);
+
+    // While no sync runs: one object changes, one goes, one is new.
+    env.store
+        .put_text("docs", "readme", "changed while stopped")?;
+    env.store.delete("raw", "empty")?;
+    env.store.put_text("docs", "new", "new while stopped")?;
+
+    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let stats = sync.stats();
+    assert_eq!(stats.objects_unchanged_at_start, count - 2);
+    assert_eq!(stats.objects_written, 2);
+    assert_eq!(stats.objects_deleted, 1);
+    sync.stop()?;
+    let after = mtimes(&persist);
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|(name, time)| after.get(*name) == Some(time))
+        .collect();
+    assert_eq!(kept.len() as u64, count - 2, "unchanged payloads untouched");
+    assert_eq!(after.len() as u64, count);
+    let other = env.other_store("other");
+    restore(&other, &persist, &RestoreOptions::new())?;
+    assert_eq!(snapshot(&other), snapshot(&env.store));
+    Ok(())
+}
+
+#[test]
+fn an_empty_store_is_not_mirrored_as_deletions_unless_asked() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    env.store.put_text("ns", "a", "a")?;
+    env.store.put_text("ns", "b", "b")?;
+    spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+
+    let empty = env.other_store("empty");
+    let sync = spawn_sync(empty.clone(), &persist, fast_sync())?;
+    let stats = sync.stop()?;
+    assert_eq!((stats.wipes_ignored, stats.mirrored_objects), (1, 2));
+    assert_eq!(dump_names(&persist).len(), 2);
+
+    let sync = spawn_sync(empty, &persist, fast_sync().mirror_deletes_on_wipe(true))?;
+    let stats = sync.stop()?;
+    assert_eq!((stats.objects_deleted, stats.mirrored_objects), (2, 0));
+    assert!(dump_names(&persist).is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> TestResult {
+    let env = Env::new();
+    env.store.put_text("ns", "a", "a")?;
+    let persist = env.dump_path("mirror");
+    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let err = dump(&env.store, &persist, &DumpOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::SyncRunning { .. }), "{err}");
+    sync.stop()?;
+    // Once stopped, a dump may replace the mirror.
+    dump(&env.store, &persist, &DumpOptions::new())?;
+    assert_eq!(list_dump(&persist)?.kind, DumpKind::Dump);
+    // And a sync may take over a dump.
+    spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+
+    let foreign = env.dump_path("foreign");
+    std::fs::create_dir(&foreign)?;
+    std::fs::write(foreign.join("notes.txt"), "mine")?;
+    let err = spawn_sync(env.store.clone(), &foreign, fast_sync()).unwrap_err();
+    assert!(matches!(err, Error::NotADump { .. }), "{err}");
+    Ok(())
+}
