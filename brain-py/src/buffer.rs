@@ -51,34 +51,34 @@ impl PyObjectView {
         } else {
             std::ptr::null_mut()
         };
-        let owner = slf.into_any().into_ptr();
-        // SAFETY: `view` is non-null (checked) and CPython hands us a
-        // Py_buffer we own until __releasebuffer__. `buf` points at the
-        // payload of `slf`, which `obj` (a new strong reference to slf) keeps
-        // alive, and the payload is immutable (brain-core's sharing contract),
-        // so exporting it read-only is sound. shape/strides point into the
-        // Py_buffer itself, which outlives every use of them.
-        unsafe {
-            (*view).obj = owner;
-            (*view).buf = ptr as *mut c_void;
-            (*view).len = len as isize;
-            (*view).readonly = 1;
-            (*view).itemsize = 1;
-            (*view).format = format;
-            (*view).ndim = 1;
-            (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND {
-                &mut (*view).len
-            } else {
-                std::ptr::null_mut()
-            };
-            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-                &mut (*view).itemsize
-            } else {
-                std::ptr::null_mut()
-            };
-            (*view).suboffsets = std::ptr::null_mut();
-            (*view).internal = std::ptr::null_mut();
-        }
+        // SAFETY: `view` is non-null (checked above) and points at a
+        // Py_buffer that CPython gives us to fill and that no one else
+        // touches until __releasebuffer__, so a unique reference is sound.
+        let view = unsafe { &mut *view };
+        // `buf` points at the payload of `slf`, which `obj` (a new strong
+        // reference to slf) keeps alive; the payload is immutable
+        // (brain-core's sharing contract), so exporting it read-only is
+        // sound. shape/strides point into the Py_buffer itself, which
+        // outlives every use of them.
+        view.obj = slf.into_any().into_ptr();
+        view.buf = ptr as *mut c_void;
+        view.len = len as isize;
+        view.readonly = 1;
+        view.itemsize = 1;
+        view.format = format;
+        view.ndim = 1;
+        view.shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND {
+            &mut view.len
+        } else {
+            std::ptr::null_mut()
+        };
+        view.strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+            &mut view.itemsize
+        } else {
+            std::ptr::null_mut()
+        };
+        view.suboffsets = std::ptr::null_mut();
+        view.internal = std::ptr::null_mut();
         Ok(())
     }
 
