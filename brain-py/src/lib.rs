@@ -11,6 +11,7 @@
 #[allow(unsafe_code)]
 mod buffer;
 mod errors;
+mod persist;
 mod store;
 
 use pyo3::prelude::*;
@@ -35,6 +36,10 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyLock>()?;
     m.add_class::<buffer::PyObjectView>()?;
     m.add_function(wrap_pyfunction!(object_key, m)?)?;
+    m.add_function(wrap_pyfunction!(persist::dump, m)?)?;
+    m.add_function(wrap_pyfunction!(persist::restore, m)?)?;
+    m.add_function(wrap_pyfunction!(persist::auto_restore, m)?)?;
+    m.add_function(wrap_pyfunction!(persist::list_dump, m)?)?;
     m.add_function(wrap_pyfunction!(default_store_path, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_NAME_LEN", brain_core::MAX_NAME_LEN)?;

@@ -31,7 +31,7 @@ fn codec(name: &str) -> PyResult<Codec> {
     })
 }
 
-fn meta_dict<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn meta_dict<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let key = ObjectKey::new(&meta.namespace, &meta.name).to_hex();
     dict.set_item("name", &meta.name)?;
@@ -64,7 +64,7 @@ fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 #[derive(Debug)]
 #[pyclass(name = "Store", module = "brain._brain", frozen)]
 pub struct PyStore {
-    store: Store,
+    pub(crate) store: Store,
 }
 
 #[pymethods]

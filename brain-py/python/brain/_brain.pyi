@@ -10,7 +10,7 @@ from typing import Any, Literal, final
 
 from typing_extensions import Buffer, Self
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -136,3 +136,15 @@ class Store:
     def gc(self) -> dict[str, int]: ...
     def fsck(self, delete_corrupt: bool = False) -> dict[str, Any]: ...
     def clear_cache(self) -> None: ...
+
+def dump(store: Store, path: str, namespace: str | None = None, level: int = 3) -> dict[str, Any]:
+    """Writes a dump of the store (or one namespace) to ``path``, atomically (GIL released)."""
+
+def restore(store: Store, path: str, namespace: str | None = None, on_conflict_name: str = "fail") -> dict[str, Any]:
+    """Restores a dump after checking all of it (GIL released)."""
+
+def auto_restore(store: Store, path: str) -> dict[str, Any] | None:
+    """Restores from ``path`` if the store holds no objects; None when nothing was done."""
+
+def list_dump(path: str) -> dict[str, Any]:
+    """What a dump holds."""

@@ -45,6 +45,9 @@ class Brain(MutableMapping[str, Any]):
         capacity: set the store's capacity in bytes (like Plasma's ``-m``);
             default: keep the store's (a new store is limited only by its tmpfs).
         ClientClass: accepted and ignored, for brain-plasma compatibility.
+        persist: a dump directory (default ``$BRAIN_PERSIST``): when the store
+            holds no objects (after a reboot or a wiped ``/dev/shm``), it is
+            restored from there before the Brain is returned.
     """
 
     def __init__(
@@ -54,11 +57,14 @@ class Brain(MutableMapping[str, Any]):
         ClientClass: Any = None,  # noqa: N803 (brain-plasma's spelling)
         *,
         capacity: int | None = None,
+        persist: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = os.fspath(path) if path is not None else None
-        self._capacity = capacity
         self._store: Any = _brain.Store(self.path, capacity)
         self.path = os.fspath(self._store.path)
+        persist = persist if persist is not None else os.environ.get("BRAIN_PERSIST") or None
+        self.persist = os.fspath(persist) if persist is not None else None
+        self.restored = _brain.auto_restore(self._store, self.persist) if self.persist else None
         self.namespace = DEFAULT_NAMESPACE
         self.set_namespace(namespace)
         self.bytes = self.size()
@@ -277,6 +283,38 @@ class Brain(MutableMapping[str, Any]):
         if self.namespace == namespace:
             self.namespace = DEFAULT_NAMESPACE
         return f"Deleted namespace {namespace}. Using namespace {self.namespace}."
+
+    # ------------------------------------------------------------ persistence
+
+    def dump(self, path: str | os.PathLike[str], namespace: str | None = None, level: int = 3) -> dict[str, Any]:
+        """Writes every namespace (or one) to a dump directory on disk, atomically.
+
+        Each object is a complete value as of one moment; a crash mid-dump
+        leaves the previous dump at ``path`` usable. ``level`` is zstd's.
+        Returns a report: objects, namespaces, payload and compressed bytes.
+        """
+        return _brain.dump(self.store, os.fspath(path), namespace, level)
+
+    def restore(
+        self, path: str | os.PathLike[str], namespace: str | None = None, on_conflict: str = "fail"
+    ) -> dict[str, Any]:
+        """Restores a dump: names, namespaces, descriptions and values.
+
+        The whole dump is checked (versions, checksums, room in the store)
+        before anything is written. ``on_conflict`` says what to do with
+        names that already exist: ``'fail'`` (refuse, the default),
+        ``'overwrite'`` or ``'skip'``.
+
+        Raises:
+            BrainCorruptDumpError, BrainDumpVersionError, BrainDumpNotFoundError,
+            BrainDumpConflictError, BrainStoreFullError: and the store is unchanged.
+        """
+        return _brain.restore(self.store, os.fspath(path), namespace, on_conflict)
+
+    @staticmethod
+    def list_dump(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """What a dump holds: format version, generation and every object's metadata."""
+        return _brain.list_dump(os.fspath(path))
 
     # ------------------------------------------------------------ lifecycle
 

@@ -38,6 +38,10 @@ __all__ = [
     "BrainRemoveOldNameValueError",
     "BrainUpdateNameError",
     "BrainDumpError",
+    "BrainDumpNotFoundError",
+    "BrainCorruptDumpError",
+    "BrainDumpVersionError",
+    "BrainDumpConflictError",
 ]
 
 
@@ -143,3 +147,19 @@ class BrainUpdateNameError(BrainError):
 
 class BrainDumpError(BrainError):
     """A dump could not be written or restored."""
+
+
+class BrainDumpNotFoundError(BrainDumpError, FileNotFoundError):
+    """There is no dump at that path."""
+
+
+class BrainCorruptDumpError(BrainDumpError):
+    """A dump is truncated, damaged (checksum) or not a brain dump; nothing was restored."""
+
+
+class BrainDumpVersionError(BrainDumpError):
+    """A dump was written in a format version this release does not read; nothing was restored."""
+
+
+class BrainDumpConflictError(BrainDumpError):
+    """Names in the dump already exist in the store (``on_conflict='fail'``); nothing was restored."""

@@ -1,0 +1,160 @@
+"""Dump, restore, auto-restore and the `brain sync` mirror, from Python, on a real sled dump."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brain import Brain
+from brain.exceptions import (
+    BrainCorruptDumpError,
+    BrainDumpConflictError,
+    BrainDumpNotFoundError,
+    BrainStoreFullError,
+)
+
+BRAIN_BIN = Path(__file__).resolve().parents[2] / "target" / "debug" / "brain"
+
+
+def fill(brain: Brain) -> dict[str, object]:
+    values: dict[str, object] = {
+        "text": "a text object",
+        "raw": b"\x00\x01raw bytes",
+        "array": np.arange(200_000, dtype=np.float64).reshape(400, 500),
+        "frame": pd.DataFrame(
+            {"price": np.linspace(0, 1, 1000), "sku": pd.array([f"s{i % 37}" for i in range(1000)], dtype="str")},
+            index=pd.RangeIndex(1000, name="row"),
+        ),
+        "nested": {"weights": np.ones(10), "tags": ["a", "b"]},
+    }
+    for name, value in values.items():
+        brain.learn(name, value, description=f"the {name}")
+    brain.set_namespace("other space")
+    brain["second"] = 42
+    brain.set_namespace("default")
+    return values
+
+
+def assert_same(brain: Brain, values: dict[str, object]) -> None:
+    assert brain.names() == sorted(values)
+    for name, value in values.items():
+        got = brain[name]
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(got, value)
+        elif isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got, value)
+        elif isinstance(value, dict):
+            np.testing.assert_array_equal(got["weights"], value["weights"])
+            assert got["tags"] == value["tags"]
+        else:
+            assert got == value
+        assert brain.metadata(name)["description"] == f"the {name}"
+    assert brain.names(namespace="other space") == ["second"]
+
+
+def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+    values = fill(brain)
+    report = brain.dump(tmp_path / "dump", level=1)
+    assert report["objects"] == len(values) + 1
+    listing = Brain.list_dump(tmp_path / "dump")
+    assert {(o["namespace"], o["name"]) for o in listing["objects"]} >= {("default", "frame"), ("other space", "second")}
+
+    fresh = Brain(path=store_path / "fresh")
+    restored = fresh.restore(tmp_path / "dump")
+    assert restored["restored"] == len(values) + 1
+    assert_same(fresh, values)
+
+
+def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path) -> None:
+    fill(brain)
+    brain.dump(tmp_path / "dump")
+    with pytest.raises(BrainDumpConflictError, match="on-conflict"):
+        brain.restore(tmp_path / "dump")
+    assert brain.restore(tmp_path / "dump", on_conflict="skip")["skipped"] == 6
+
+    with pytest.raises(BrainDumpNotFoundError):
+        brain.restore(tmp_path / "nowhere")
+    payload = max((tmp_path / "dump" / "data").iterdir(), key=lambda p: p.stat().st_size)
+    damaged = bytearray(payload.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    payload.write_bytes(bytes(damaged))
+    empty = Brain(path=Path(brain.path) / "empty")
+    with pytest.raises(BrainCorruptDumpError):
+        empty.restore(tmp_path / "dump")
+    assert empty.names(namespace="all") == [], "a refused restore wrote something"
+
+
+def test_restore_into_a_store_without_room_fails_before_writing(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+    brain["big"] = np.random.default_rng(0).random(500_000)
+    brain.dump(tmp_path / "dump", level=1)
+    small = Brain(path=store_path / "small", capacity=1_000_000)
+    with pytest.raises(BrainStoreFullError):
+        small.restore(tmp_path / "dump")
+    assert small.names() == []
+
+
+def test_a_store_opened_with_a_persistence_directory_restores_itself(brain: Brain, tmp_path: Path) -> None:
+    values = fill(brain)
+    brain.dump(tmp_path / "dump")
+    store = brain.path
+    brain.close()
+    shutil.rmtree(store)  # the reboot: /dev/shm is empty
+    reopened = Brain(path=store, persist=tmp_path / "dump")
+    assert reopened.restored is not None and reopened.restored["restored"] == len(values) + 1
+    assert_same(reopened, values)
+    again = Brain(path=store, persist=tmp_path / "dump")
+    assert again.restored is None, "a store with objects must not be restored over"
+
+
+def test_the_service_survives_a_restart_through_brain_sync(brain: Brain, tmp_path: Path) -> None:
+    assert BRAIN_BIN.exists(), f"{BRAIN_BIN} is missing: build it with `cargo build --bins` (make test does)"
+    mirror = tmp_path / "mirror"
+    log = (tmp_path / "sync.log").open("wb")
+    sync = subprocess.Popen(
+        [str(BRAIN_BIN), "--store", brain.path, "sync", "--to", str(mirror)], stdout=log, stderr=log
+    )
+    try:
+        values = fill(brain)
+        brain.forget("raw")
+        del values["raw"]
+        deadline = time.monotonic() + 30
+        expected = {("default", n) for n in values} | {("other space", "second")}
+        while time.monotonic() < deadline:
+            if (mirror / "MANIFEST.json").exists():
+                held = {(o["namespace"], o["name"]) for o in Brain.list_dump(mirror)["objects"]}
+                if held == expected:
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"sync did not mirror the store within 30 s: {(tmp_path / 'sync.log').read_text()}")
+    finally:
+        sync.send_signal(signal.SIGKILL)
+        sync.wait()
+        log.close()
+    store = brain.path
+    brain.close()
+    shutil.rmtree(store)
+    reopened = Brain(path=store, persist=mirror)
+    assert_same(reopened, values)
+
+
+def test_a_one_gib_array_survives_dump_and_restore(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+    big = np.arange(1 << 27, dtype=np.float64)  # 1 GiB
+    big[::4096] = np.random.default_rng(7).random(len(big[::4096]))
+    brain["big"] = big
+    report = brain.dump(tmp_path / "dump", level=1)
+    assert report["payload_bytes"] >= 1 << 30
+    brain.close()
+    shutil.rmtree(store_path)
+    restored = Brain(path=store_path, persist=tmp_path / "dump")
+    assert restored.restored is not None
+    got = restored["big"]
+    assert got.shape == big.shape and got.dtype == big.dtype
+    assert np.array_equal(got, big)
