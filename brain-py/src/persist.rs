@@ -56,7 +56,7 @@ fn on_conflict(name: &str) -> PyResult<OnConflict> {
 
 /// Writes a dump of the store (or one namespace) to `path`, atomically.
 #[pyfunction]
-#[pyo3(signature = (store, path, namespace=None, level=brain_persist::DEFAULT_LEVEL))]
+#[pyo3(signature = (store, path, namespace=None, level=3))]
 pub fn dump<'py>(
     py: Python<'py>,
     store: &PyStore,
@@ -68,7 +68,9 @@ pub fn dump<'py>(
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report = py.detach(|| brain_persist::dump(&store.store, &path, &options)).map_err(to_py)?;
+    let report = py
+        .detach(|| brain_persist::dump(&store.store, &path, &options))
+        .map_err(to_py)?;
     let dict = PyDict::new(py);
     dict.set_item("path", report.path)?;
     dict.set_item("objects", report.objects)?;
@@ -95,8 +97,9 @@ pub fn restore<'py>(
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report =
-        py.detach(|| brain_persist::restore(&store.store, &path, &options)).map_err(to_py)?;
+    let report = py
+        .detach(|| brain_persist::restore(&store.store, &path, &options))
+        .map_err(to_py)?;
     restore_dict(py, &report)
 }
 
@@ -129,7 +132,9 @@ pub fn auto_restore<'py>(
 /// What a dump holds: its kind, version, generation and objects.
 #[pyfunction]
 pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let info = py.detach(|| brain_persist::list_dump(&path)).map_err(to_py)?;
+    let info = py
+        .detach(|| brain_persist::list_dump(&path))
+        .map_err(to_py)?;
     let dict = PyDict::new(py);
     dict.set_item("path", &info.path)?;
     dict.set_item("format_version", info.format_version)?;
@@ -146,7 +151,10 @@ pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyD
             item.set_item("description", &entry.description)?;
             item.set_item("size", entry.size)?;
             item.set_item("compressed_size", entry.compressed_size)?;
-            let created = entry.created.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let created = entry
+                .created
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
             item.set_item("created", created)?;
             Ok(item)
         })
@@ -154,3 +162,6 @@ pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyD
     dict.set_item("objects", objects)?;
     Ok(dict)
 }
+
+// The Python signature spells brain-persist's default zstd level as a literal.
+const _: () = assert!(brain_persist::DEFAULT_LEVEL == 3);
