@@ -67,6 +67,25 @@ pub struct PyStore {
     pub(crate) store: Store,
 }
 
+impl PyStore {
+    /// The description of the object a write with no description replaces.
+    fn kept_description(
+        &self,
+        namespace: &str,
+        name: &str,
+        description: Option<&str>,
+    ) -> PyResult<Option<String>> {
+        if description.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .metadata(namespace, name)
+            .py()?
+            .map(|meta| meta.description))
+    }
+}
+
 #[pymethods]
 impl PyStore {
     /// Opens (creating if needed) the store at `path` (default: `$BRAIN_PATH`,
@@ -99,8 +118,10 @@ impl PyStore {
         self.store.path().to_owned()
     }
 
-    /// Writes the concatenation of `parts` (objects exporting buffers) as one object.
-    #[pyo3(signature = (namespace, name, codec_name, parts, description=""))]
+    /// Writes the concatenation of `parts` (objects exporting buffers) as one
+    /// object. A `description` of None keeps the description of the object it
+    /// replaces (brain-plasma's rule), or none for a new name.
+    #[pyo3(signature = (namespace, name, codec_name, parts, description=None))]
     fn put<'py>(
         &self,
         py: Python<'py>,
@@ -108,7 +129,7 @@ impl PyStore {
         name: &str,
         codec_name: &str,
         parts: Vec<Bound<'py, PyAny>>,
-        description: &str,
+        description: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let codec = codec(codec_name)?;
         let buffers = parts
@@ -116,6 +137,8 @@ impl PyStore {
             .map(InputBuffer::new)
             .collect::<PyResult<Vec<_>>>()?;
         let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
+        let kept = self.kept_description(namespace, name, description)?;
+        let description = description.or(kept.as_deref()).unwrap_or("");
         let payload = Payload::segments(codec, &slices).with_description(description);
         let meta = if payload.len() >= RELEASE_GIL_FROM {
             py.detach(|| self.store.put(namespace, name, &payload))
@@ -126,16 +149,18 @@ impl PyStore {
         meta_dict(py, &meta)
     }
 
-    /// Writes `text` as a UTF-8 text object.
-    #[pyo3(signature = (namespace, name, text, description=""))]
+    /// Writes `text` as a UTF-8 text object (description as for `put`).
+    #[pyo3(signature = (namespace, name, text, description=None))]
     fn put_text(
         &self,
         py: Python<'_>,
         namespace: &str,
         name: &str,
         text: &str,
-        description: &str,
+        description: Option<&str>,
     ) -> PyResult<()> {
+        let kept = self.kept_description(namespace, name, description)?;
+        let description = description.or(kept.as_deref()).unwrap_or("");
         let payload = Payload::bytes(text.as_bytes())
             .with_codec(Codec::Text)
             .with_description(description);
@@ -250,15 +275,17 @@ impl PyStore {
     }
 
     /// Starts a streamed write; see `Writer`.
-    #[pyo3(signature = (namespace, name, codec_name, description="", expected_len=None))]
+    #[pyo3(signature = (namespace, name, codec_name, description=None, expected_len=None))]
     fn writer(
         &self,
         namespace: &str,
         name: &str,
         codec_name: &str,
-        description: &str,
+        description: Option<&str>,
         expected_len: Option<u64>,
     ) -> PyResult<PyWriter> {
+        let kept = self.kept_description(namespace, name, description)?;
+        let description = description.or(kept.as_deref()).unwrap_or("");
         let writer = self
             .store
             .writer(

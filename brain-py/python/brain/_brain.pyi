@@ -105,10 +105,18 @@ class Store:
     @property
     def path(self) -> str: ...
     def put(
-        self, namespace: str, name: str, codec_name: str, parts: builtins.list[Buffer], description: str = ""
+        self,
+        namespace: str,
+        name: str,
+        codec_name: str,
+        parts: builtins.list[Buffer],
+        description: str | None = None,
     ) -> dict[str, Any]:
-        """Writes the concatenation of ``parts`` as one object (one copy)."""
-    def put_text(self, namespace: str, name: str, text: str, description: str = "") -> None: ...
+        """Writes the concatenation of ``parts`` as one object (one copy).
+
+        A ``description`` of None keeps the replaced object's description.
+        """
+    def put_text(self, namespace: str, name: str, text: str, description: str | None = None) -> None: ...
     def get(self, namespace: str, name: str) -> Object | None: ...
     def recall(self, namespace: str, name: str) -> str | bytes | Object | None:
         """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
@@ -127,7 +135,7 @@ class Store:
         namespace: str,
         name: str,
         codec_name: str,
-        description: str = "",
+        description: str | None = None,
         expected_len: int | None = None,
     ) -> Writer: ...
     def watch(self, namespace: str | None = None) -> Watcher: ...

@@ -131,12 +131,7 @@ class Brain(MutableMapping[str, Any]):
             BrainUnsupportedObjectError: no codec can store ``thing``.
             BrainStoreFullError: the store has no room (nothing is evicted).
         """
-        _check_name(name)
-        store = self.store
-        if description is None:
-            old = store.metadata(self.namespace, name) if store.contains(self.namespace, name) else None
-            description = old["description"] if old else ""
-        _codecs.encode(store, self.namespace, name, thing, description)
+        _codecs.encode(self.store, self.namespace, _check_name(name), thing, description)
 
     def recall(self, name: str) -> Any:
         """The value of ``name``: zero-copy and read-only for arrays and tables.

@@ -126,7 +126,7 @@ def decode_ndarray(obj: Any) -> Any:
 # ---------------------------------------------------------------- arrow
 
 
-def _write_arrow(store: Any, namespace: str, name: str, codec: str, table: Any, description: str) -> None:
+def _write_arrow(store: Any, namespace: str, name: str, codec: str, table: Any, description: str | None) -> None:
     pa = _module("pyarrow") or __import__("pyarrow")
     import pyarrow.ipc  # noqa: F401  (the submodule is not loaded by `import pyarrow`)
 
@@ -232,8 +232,8 @@ def decode_pickle(obj: Any) -> Any:
 TRIED = "text (str), raw (bytes), ndarray (numpy), arrow (pyarrow), pandas, polars, pickle5"
 
 
-def encode(store: Any, namespace: str, name: str, thing: Any, description: str) -> None:
-    """Writes ``thing`` with the codec that suits its type."""
+def encode(store: Any, namespace: str, name: str, thing: Any, description: str | None) -> None:
+    """Writes ``thing`` with the codec that suits its type (a None description keeps the old one)."""
     if type(thing) is str:
         store.put_text(namespace, name, thing, description)
         return
@@ -304,7 +304,7 @@ def _index_freq(pd: Any, thing: Any) -> dict[bytes, bytes]:
     return {}
 
 
-def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str) -> bool:
+def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str | None) -> bool:
     """Writes a pandas object as Arrow; False when Arrow cannot hold it (then it is pickled).
 
     ``preserve_index=None`` stores a RangeIndex as metadata, so it comes back
