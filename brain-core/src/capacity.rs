@@ -36,6 +36,14 @@ pub(crate) fn accounted(file_len: u64) -> u64 {
     file_len.div_ceil(4096) * 4096
 }
 
+/// The bytes an object takes in a store, as its capacity counts them: the
+/// header (with the namespace, name and description) plus the payload,
+/// rounded up to whole 4096-byte pages. This is [`crate::ObjectMeta::stored_size`].
+pub fn stored_size(namespace: &str, name: &str, description: &str, payload_len: u64) -> u64 {
+    let header = crate::format::Header::encoded_len_for(namespace, name, description) as u64;
+    accounted(header + payload_len)
+}
+
 /// The mapped control file.
 #[derive(Debug)]
 pub(crate) struct Control {

@@ -69,11 +69,14 @@ mod view;
 mod watch;
 mod writer;
 
-pub use capacity::UNLIMITED;
+pub use capacity::{stored_size, UNLIMITED};
 pub use codec::parts::NdArrayMeta;
 pub use codec::Codec;
 pub use error::{Error, NameKind, Result, UnsafePathReason};
-pub use key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
+pub use key::{
+    validate_description, validate_name, validate_namespace, ObjectKey, MAX_DESCRIPTION_LEN,
+    MAX_NAMESPACE_LEN, MAX_NAME_LEN,
+};
 pub use lock::NameLock;
 pub use maintenance::{FsckReport, GcReport, NamespaceStats};
 pub use namespace::Namespace;

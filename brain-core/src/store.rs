@@ -479,12 +479,7 @@ impl Store {
         match rustix::fs::stat(path) {
             Ok(st) if st.st_dev == dev && st.st_ino == ino => Some(view),
             _ => {
-                self.inner
-                    .cache
-                    .lock()
-                    .expect("mapping cache lock")
-                    .entries
-                    .remove(&key);
+                self.forget_cached(key);
                 None
             }
         }
@@ -493,6 +488,11 @@ impl Store {
     fn remember(&self, key: ObjectKey, path: &Path, stat: &rustix::fs::Stat, view: &ObjectView) {
         let mut cache = self.inner.cache.lock().expect("mapping cache lock");
         cache.insert(key, path, stat, view.clone());
+    }
+
+    fn forget_cached(&self, key: ObjectKey) {
+        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        cache.entries.remove(&key);
     }
 
     /// Drops every cached mapping, releasing memory of objects deleted since.
@@ -631,12 +631,7 @@ impl ObjectStore for Store {
         let len = std::fs::symlink_metadata(&tmp).map_or(0, |m| m.len());
         std::fs::remove_file(&tmp).map_err(|e| Error::io("delete", &tmp, e))?;
         self.inner.control.release(accounted(len));
-        self.inner
-            .cache
-            .lock()
-            .expect("mapping cache lock")
-            .entries
-            .remove(&key);
+        self.forget_cached(key);
         Ok(true)
     }
 

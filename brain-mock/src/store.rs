@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use arrow_buffer::{Buffer, MutableBuffer};
-use brain_core::format::{HEADER_FIXED_LEN, PAYLOAD_ALIGN};
+use brain_core::format::PAYLOAD_ALIGN;
+pub use brain_core::stored_size;
 use brain_core::{
-    Error, NameKind, ObjectMeta, ObjectStore, ObjectView, Payload, Result, Usage,
-    MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN,
+    validate_description, validate_name, validate_namespace, Error, ObjectMeta, ObjectStore,
+    ObjectView, Payload, Result, Usage,
 };
 
 use crate::fault::{FaultPlan, Faults, PutFault};
@@ -20,42 +21,9 @@ use crate::fault::{FaultPlan, Faults, PutFault};
 /// The filesystem size a mock store reports unless told otherwise: 1 TiB.
 pub const DEFAULT_FILESYSTEM_SIZE: u64 = 1 << 40;
 
-/// The page size objects are accounted in, as tmpfs allocates them.
-const PAGE: u64 = 4096;
-
-/// The bytes an object takes in a store, exactly as the real store accounts
-/// it: its header (80 bytes and the three strings, rounded up to 64) plus
-/// its payload, rounded up to whole 4096-byte pages. This is
-/// [`ObjectMeta::stored_size`], and what counts against a capacity.
-pub fn stored_size(namespace: &str, name: &str, description: &str, payload_len: u64) -> u64 {
-    let strings = HEADER_FIXED_LEN + namespace.len() + name.len() + description.len();
-    let header = strings.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN;
-    (header as u64 + payload_len).div_ceil(PAGE) * PAGE
-}
-
-fn check(kind: NameKind, value: &str, max: usize, allow_empty: bool) -> Result<()> {
-    let reason = if value.is_empty() && !allow_empty {
-        "it is empty"
-    } else if value.len() > max {
-        "it is too long"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName {
-        kind,
-        len: value.len(),
-        max,
-        reason,
-    })
-}
-
-fn validate_namespace(namespace: &str) -> Result<()> {
-    check(NameKind::Namespace, namespace, MAX_NAMESPACE_LEN, false)
-}
-
 fn validate_object(namespace: &str, name: &str) -> Result<()> {
     validate_namespace(namespace)?;
-    check(NameKind::Name, name, MAX_NAME_LEN, false)
+    validate_name(name)
 }
 
 /// A snapshot of how many calls a [`MockStore`] has answered, failed ones
@@ -457,12 +425,7 @@ impl ObjectStore for MockStore {
     fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
         Counters::bump(&self.inner.counters.puts);
         validate_object(namespace, name)?;
-        check(
-            NameKind::Description,
-            payload.description,
-            MAX_DESCRIPTION_LEN,
-            true,
-        )?;
+        validate_description(payload.description)?;
         let len = payload.len();
         let needed = stored_size(namespace, name, payload.description, len as u64);
         // The real store creates the namespace's directory before anything
@@ -602,7 +565,7 @@ impl ObjectStore for MockStore {
 mod tests {
     use super::*;
     use crate::fault::{IoFault, When};
-    use brain_core::Codec;
+    use brain_core::{Codec, NameKind, MAX_NAME_LEN};
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -644,7 +607,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(check(NameKind::Description, "", MAX_DESCRIPTION_LEN, true).is_ok());
+        assert!(validate_description("").is_ok());
     }
 
     #[test]
