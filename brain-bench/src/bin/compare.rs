@@ -79,7 +79,9 @@ fn make_frame(rows: usize) -> (Arc<Schema>, RecordBatch) {
     let mut columns: Vec<Arc<dyn arrow_array::Array>> = Vec::new();
     for i in 0..5 {
         fields.push(Field::new(format!("price_{i}"), DataType::Float64, false));
-        columns.push(Arc::new(Float64Array::from_iter_values((0..rows).map(|_| rng.unit()))));
+        columns.push(Arc::new(Float64Array::from_iter_values(
+            (0..rows).map(|_| rng.unit()),
+        )));
     }
     fields.push(Field::new("units", DataType::Int64, false));
     columns.push(Arc::new(Int64Array::from_iter_values(
@@ -110,16 +112,37 @@ fn measure(repeats: usize, mut f: impl FnMut()) -> Vec<f64> {
 }
 
 fn emit(obj: &str, nbytes: usize, op: &str, method: &str, times: &[f64]) {
-    let record = serde_json::json!({
-        "obj": obj, "nbytes": nbytes, "op": op, "method": method,
-        "where": "Rust, same process", "times": times,
-    });
-    println!("{record}");
+    let times: Vec<String> = times.iter().map(|t| format!("{t:e}")).collect();
+    println!(
+        "{{\"obj\": {}, \"nbytes\": {nbytes}, \"op\": {}, \"method\": {}, \"where\": \"Rust, same process\", \"times\": [{}]}}",
+        json_string(obj),
+        json_string(op),
+        json_string(method),
+        times.join(", ")
+    );
+}
+
+/// A JSON string literal (the labels here are plain text, but escape anyway).
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn write_parquet(path: &Path, schema: &Arc<Schema>, batch: &RecordBatch) {
     // Snappy, as pandas' to_parquet writes by default.
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let file = File::create(path).expect("create the Parquet file");
     let mut writer =
         ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("Parquet writer");
@@ -134,8 +157,13 @@ fn read_parquet(path: &Path, columns: Option<&[usize]>) -> usize {
         let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
         builder = builder.with_projection(mask);
     }
-    let reader = builder.with_batch_size(1 << 20).build().expect("Parquet reader");
-    reader.map(|batch| batch.expect("read a batch").num_rows()).sum()
+    let reader = builder
+        .with_batch_size(1 << 20)
+        .build()
+        .expect("Parquet reader");
+    reader
+        .map(|batch| batch.expect("read a batch").num_rows())
+        .sum()
 }
 
 fn main() {
@@ -156,11 +184,16 @@ fn main() {
     let store = Store::open(store_dir.path().join("store")).expect("open the store");
 
     let times = measure(args.repeats, || {
-        store.put_record_batches("bench", "frame", &schema, std::slice::from_ref(&batch)).expect("put");
+        store
+            .put_record_batches("bench", "frame", &schema, std::slice::from_ref(&batch))
+            .expect("put");
     });
     emit(&obj, nbytes, "write", "brain set_record_batches", &times);
     let times = measure(args.repeats, || {
-        let (_, batches) = store.get_record_batches("bench", "frame").expect("get").expect("present");
+        let (_, batches) = store
+            .get_record_batches("bench", "frame")
+            .expect("get")
+            .expect("present");
         assert_eq!(batches[0].num_rows(), args.rows);
     });
     emit(&obj, nbytes, "read", "brain get_record_batches", &times);
@@ -169,13 +202,33 @@ fn main() {
     for (place, dir) in [("/dev/shm", &args.shm_dir), ("disk", &args.disk_dir)] {
         let path = dir.join("frame-rs.parquet");
         let times = measure(args.repeats, || write_parquet(&path, &schema, &batch));
-        emit(&obj, nbytes, "write", &format!("Parquet write ({place})"), &times);
-        let times = measure(args.repeats, || assert_eq!(read_parquet(&path, None), args.rows));
-        emit(&obj, nbytes, "read", &format!("Parquet read ({place})"), &times);
+        emit(
+            &obj,
+            nbytes,
+            "write",
+            &format!("Parquet write ({place})"),
+            &times,
+        );
+        let times = measure(args.repeats, || {
+            assert_eq!(read_parquet(&path, None), args.rows)
+        });
+        emit(
+            &obj,
+            nbytes,
+            "read",
+            &format!("Parquet read ({place})"),
+            &times,
+        );
         let times = measure(args.repeats, || {
             assert_eq!(read_parquet(&path, Some(&two_columns)), args.rows)
         });
-        emit(&obj, nbytes, "read", &format!("Parquet read 2 columns ({place})"), &times);
+        emit(
+            &obj,
+            nbytes,
+            "read",
+            &format!("Parquet read 2 columns ({place})"),
+            &times,
+        );
         std::fs::remove_file(&path).expect("remove the Parquet file");
     }
 }
