@@ -30,7 +30,8 @@ usage: brain-test-helper COMMAND ARGS...
   wait-for STORE NS NAME MS             wait_for NAME
   set-capacity STORE BYTES|none         set the store's capacity
   usage STORE                           print used and capacity
-  write-arrow STORE NS NAME ROWS        put sample record batches";
+  write-arrow STORE NS NAME ROWS        put sample record batches
+  read-arrow STORE NS NAME              get record batches, print a digest of each column";
 
 /// A failure with the exit code that tells the test what kind it was.
 struct Failure {
@@ -340,7 +341,79 @@ fn run(args: &[String]) -> Outcome {
             namespace(store, ns)?.set_record_batches(name, &schema, &batches)?;
             say("ok");
         }
+        ["read-arrow", store, ns, name] => {
+            let (schema, batches) = namespace(store, ns)?
+                .get_record_batches(name)?
+                .ok_or_else(|| fail(exit::MISSING, format!("no object {name:?}")))?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            say(format!("rows {rows}"));
+            for (i, field) in schema.fields().iter().enumerate() {
+                let columns: Vec<_> = batches.iter().map(|b| b.column(i).clone()).collect();
+                say(format!(
+                    "column {} {}",
+                    field.name(),
+                    column_digest(&columns)
+                ));
+            }
+        }
         _ => return Err(fail(exit::USAGE, USAGE)),
     }
     Ok(())
+}
+
+/// The digest `read-arrow` prints for one column, which a reader in another
+/// language recomputes: nulls, then the sum (numbers) or the first and last
+/// values (strings).
+fn column_digest(chunks: &[arrow_array::ArrayRef]) -> String {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::DataType;
+    let nulls: usize = chunks.iter().map(|c| c.null_count()).sum();
+    let data_type = chunks
+        .first()
+        .map_or(DataType::Null, |c| c.data_type().clone());
+    let value = match data_type {
+        DataType::Float64 => {
+            let sum: f64 = chunks
+                .iter()
+                .flat_map(|c| c.as_primitive::<Float64Type>().iter().flatten())
+                .sum();
+            format!("sum={sum:.6}")
+        }
+        DataType::Int64 => {
+            let sum: i64 = chunks
+                .iter()
+                .flat_map(|c| c.as_primitive::<Int64Type>().iter().flatten())
+                .sum();
+            format!("sum={sum}")
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let strings: Vec<String> = chunks
+                .iter()
+                .flat_map(|c| {
+                    let values: Vec<Option<String>> = match c.data_type() {
+                        DataType::Utf8 => c
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|v| v.map(str::to_owned))
+                            .collect(),
+                        DataType::LargeUtf8 => c
+                            .as_string::<i64>()
+                            .iter()
+                            .map(|v| v.map(str::to_owned))
+                            .collect(),
+                        _ => c
+                            .as_string_view()
+                            .iter()
+                            .map(|v| v.map(str::to_owned))
+                            .collect(),
+                    };
+                    values.into_iter().flatten()
+                })
+                .collect();
+            format!("first={:?} last={:?}", strings.first(), strings.last())
+        }
+        other => format!("type={other}"),
+    };
+    format!("nulls={nulls} {value}")
 }
