@@ -20,6 +20,10 @@ use crate::view::ObjectMeta;
 
 /// Writes of at least this many bytes are split across threads.
 const PARALLEL_WRITE_MIN: usize = 64 * 1024 * 1024;
+/// Files at least this long get their space allocated before the copy. A
+/// smaller one is written by one pwrite, which fails on a full filesystem
+/// as cleanly as fallocate would, so the extra system call buys nothing.
+const PREALLOCATE_MIN: u64 = 64 * 1024;
 /// Temporary names start with this, then the writer's pid.
 pub(crate) const TMP_PREFIX: &str = ".tmp.";
 
@@ -51,10 +55,15 @@ fn write_all_at(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()
 /// Writes `buf` at `offset`, split across threads when it is large: each
 /// thread copies a disjoint range, so the copy runs at several cores' speed.
 fn write_parallel_at(fd: impl AsFd + Sync, buf: &[u8], offset: u64) -> io::Result<()> {
+    // Size first: available_parallelism reads cgroup files on every call
+    // (tens of µs), which a small write must not pay.
+    if buf.len() < PARALLEL_WRITE_MIN {
+        return write_all_at(fd, buf, offset);
+    }
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
-    if buf.len() < PARALLEL_WRITE_MIN || threads < 2 {
+    if threads < 2 {
         return write_all_at(fd, buf, offset);
     }
     // Chunks end on page boundaries so no two threads fault in the same page.
@@ -88,6 +97,8 @@ pub struct ObjectWriter {
     header_len: u64,
     written: u64,
     reserved: u64,
+    /// Bytes allocated by fallocate: the file is trimmed when less is written.
+    allocated: u64,
     /// Boxed: Xxh3 is 64-byte aligned, which would make the writer itself
     /// over-aligned for allocators that embed it (Python objects are 16-aligned).
     checksum: Option<Box<Xxh3>>,
@@ -131,11 +142,14 @@ impl ObjectWriter {
             header_len,
             written: 0,
             reserved: 0,
+            allocated: 0,
             checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
         };
         if let Some(len) = expected_len {
             writer.reserve(header_len + len)?;
-            writer.preallocate(header_len + len)?;
+            if header_len + len >= PREALLOCATE_MIN {
+                writer.preallocate(header_len + len)?;
+            }
         }
         Ok(writer)
     }
@@ -168,7 +182,11 @@ impl ObjectWriter {
     /// here instead of part-way through the copy.
     fn preallocate(&mut self, file_len: u64) -> Result<()> {
         match rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), 0, file_len) {
-            Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+            Ok(()) => {
+                self.allocated = file_len;
+                Ok(())
+            }
+            Err(Errno::OPNOTSUPP) => Ok(()),
             Err(Errno::NOSPC) => Err(self.fs_full(file_len)),
             Err(err) => Err(Error::io("allocate space in", &self.dir, os(err))),
         }
@@ -224,8 +242,7 @@ impl ObjectWriter {
         debug_assert_eq!(header.len() as u64, self.header_len);
         write_all_at(&self.fd, &header, 0).map_err(|e| self.map_write_error(e))?;
         // A reservation from fallocate past the end would waste space; trim it.
-        let size = rustix::fs::fstat(&self.fd).map_err(|e| Error::io("stat", &self.dir, os(e)))?;
-        if size.st_size as u64 > file_len {
+        if self.allocated > file_len {
             rustix::fs::ftruncate(&self.fd, file_len)
                 .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
         }
@@ -258,7 +275,9 @@ impl ObjectWriter {
             Err(e) => return Err(Error::io("publish", &target, os(e))),
         };
         // The temporary name now holds the replaced object, or nothing.
-        let _ = std::fs::remove_file(&tmp);
+        if replaced.is_some() {
+            let _ = std::fs::remove_file(&tmp);
+        }
         self.linked_as = None;
         if let Some(old_len) = replaced {
             self.store.inner.control.release(accounted(old_len));
@@ -328,11 +347,15 @@ fn open_unnamed(dir: &Path, mode: u32) -> rustix::io::Result<(OwnedFd, Option<Pa
     }
 }
 
-/// Gives an O_TMPFILE file the name `path`.
+/// Gives an O_TMPFILE file the name `path`: with `AT_EMPTY_PATH` (allowed to
+/// the file's opener since Linux 6.10, and to CAP_DAC_READ_SEARCH before),
+/// else through `/proc/self/fd`, whose lookup costs several µs.
 fn link_unnamed(fd: &OwnedFd, path: &Path) -> rustix::io::Result<()> {
-    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
-        Err(Errno::NOENT) => rustix::fs::linkat(fd, "", CWD, path, AtFlags::EMPTY_PATH),
+    match rustix::fs::linkat(fd, "", CWD, path, AtFlags::EMPTY_PATH) {
+        Err(Errno::NOENT) | Err(Errno::PERM) => {
+            let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW)
+        }
         other => other,
     }
 }
