@@ -92,7 +92,9 @@ mod tests {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         let store = Store::open(dir.path().join("s")).unwrap();
         let held = store.lock("ns", "counter", None).unwrap();
-        let err = store.lock("ns", "counter", Some(Duration::from_millis(20))).unwrap_err();
+        let err = store
+            .lock("ns", "counter", Some(Duration::from_millis(20)))
+            .unwrap_err();
         assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
         assert!(store.lock("ns", "other", Some(Duration::ZERO)).is_ok());
         drop(held);

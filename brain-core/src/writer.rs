@@ -1,4 +1,11 @@
-//! Writing an object: an unnamed file, filled, then renamed over the name.
+//! Writing an object: a file filled in full, then renamed over the name.
+//!
+//! A small object (header and payload up to [`SMALL_OBJECT`] bytes) is
+//! gathered in memory and written with one `pwritev` into a named temporary
+//! file at commit: four system calls for a new name. A larger one goes
+//! into an unnamed `O_TMPFILE` file as it is written, so a writer killed
+//! part-way through a gigabyte leaves nothing behind; it gets a name only
+//! just before the rename.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -18,12 +25,11 @@ use crate::key::ObjectKey;
 use crate::store::Store;
 use crate::view::ObjectMeta;
 
-/// Writes of at least this many bytes are split across threads.
-const PARALLEL_WRITE_MIN: usize = 64 * 1024 * 1024;
-/// Files at least this long get their space allocated before the copy. A
-/// smaller one is written by one pwrite, which fails on a full filesystem
-/// as cleanly as fallocate would, so the extra system call buys nothing.
-const PREALLOCATE_MIN: u64 = 64 * 1024;
+/// Objects up to this size (header included) are gathered in memory and
+/// written with one system call at commit. Larger files get their space
+/// allocated before the copy, so a full filesystem fails before any byte is
+/// copied; a small one fails as cleanly on its single write.
+const SMALL_OBJECT: u64 = 64 * 1024;
 /// Temporary names start with this, then the writer's pid.
 pub(crate) const TMP_PREFIX: &str = ".tmp.";
 
@@ -52,46 +58,19 @@ fn write_all_at(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()
     Ok(())
 }
 
-/// Writes `buf` at `offset`, split across threads when it is large: each
-/// thread copies a disjoint range, so the copy runs at several cores' speed.
-fn write_parallel_at(fd: impl AsFd + Sync, buf: &[u8], offset: u64) -> io::Result<()> {
-    // Size first: available_parallelism reads cgroup files on every call
-    // (tens of µs), which a small write must not pay.
-    if buf.len() < PARALLEL_WRITE_MIN {
-        return write_all_at(fd, buf, offset);
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if threads < 2 {
-        return write_all_at(fd, buf, offset);
-    }
-    // Chunks end on page boundaries so no two threads fault in the same page.
-    let chunk = buf.len().div_ceil(threads).div_ceil(4096) * 4096;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = buf
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                let fd = &fd;
-                scope.spawn(move || write_all_at(fd, part, offset + (i * chunk) as u64))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("writer thread panicked"))
-    })
-}
-
 /// An object being written. Write the payload with [`io::Write`], then
 /// [`ObjectWriter::commit`] to publish it atomically; dropping it without
 /// committing leaves nothing behind.
 pub struct ObjectWriter {
     store: Store,
     dir: PathBuf,
-    fd: OwnedFd,
-    /// The file's name while it is linked but not yet sealed (fallback path
-    /// when O_TMPFILE is unavailable, or between link and rename).
+    /// The file, once the object outgrew memory (`None` while it is small).
+    fd: Option<OwnedFd>,
+    /// The payload while the object is small.
+    pending: Vec<u8>,
+    /// The file's name while it is linked but not yet sealed (a small
+    /// object's temporary file, the fallback when O_TMPFILE is unavailable,
+    /// or a large object between link and rename).
     linked_as: Option<PathBuf>,
     header: Header,
     header_len: u64,
@@ -114,20 +93,12 @@ impl ObjectWriter {
         expected_len: Option<u64>,
     ) -> Result<ObjectWriter> {
         let header_len = Header::encoded_len_for(namespace, name, description) as u64;
-        let mut dir = store.ns_dir(namespace);
-        let (fd, linked_as) = match open_unnamed(&dir, store.inner.file_mode) {
-            Err(Errno::NOENT) => {
-                dir = store.create_namespace(namespace)?;
-                open_unnamed(&dir, store.inner.file_mode)
-            }
-            other => other,
-        }
-        .map_err(|e| Error::io("create an object file in", &dir, os(e)))?;
         let mut writer = ObjectWriter {
             store: store.clone(),
-            dir,
-            fd,
-            linked_as,
+            dir: store.ns_dir(namespace),
+            fd: None,
+            pending: Vec::new(),
+            linked_as: None,
             header: Header {
                 codec,
                 flags: 0,
@@ -147,11 +118,65 @@ impl ObjectWriter {
         };
         if let Some(len) = expected_len {
             writer.reserve(header_len + len)?;
-            if header_len + len >= PREALLOCATE_MIN {
+            if header_len + len > SMALL_OBJECT {
+                writer.open_large()?;
                 writer.preallocate(header_len + len)?;
             }
         }
         Ok(writer)
+    }
+
+    /// Opens the unnamed file a large object is written into, making the
+    /// namespace's directory if it is missing.
+    fn open_large(&mut self) -> Result<&OwnedFd> {
+        let mode = self.store.inner.file_mode;
+        let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
+            Err(Errno::NOENT) => {
+                self.dir = self.store.create_namespace(&self.header.namespace)?;
+                open_unnamed(&self.dir, mode)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io("create an object file in", &self.dir, os(e)))?;
+        self.linked_as = linked_as;
+        Ok(self.fd.insert(fd))
+    }
+
+    /// Creates a small object's file under a temporary name and writes all
+    /// of it (`header` then the gathered payload) in one system call.
+    fn write_small(&mut self, header: &[u8]) -> Result<PathBuf> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_bits_truncate(self.store.inner.file_mode);
+        let mut attempts = 0;
+        let (fd, path) = loop {
+            let path = self.dir.join(unique_tmp_name("obj"));
+            match rustix::fs::open(&path, flags, mode) {
+                Ok(fd) => break (fd, path),
+                Err(Errno::NOENT) if attempts < 3 => {
+                    attempts += 1;
+                    self.dir = self.store.create_namespace(&self.header.namespace)?;
+                }
+                Err(e) => return Err(Error::io("create an object file in", &self.dir, os(e))),
+            }
+        };
+        self.linked_as = Some(path.clone());
+        let total = header.len() + self.pending.len();
+        let mut done = 0;
+        while done < total {
+            let (head, body) = if done < header.len() {
+                (&header[done..], &self.pending[..])
+            } else {
+                (&header[..0], &self.pending[done - header.len()..])
+            };
+            let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+            match rustix::io::pwritev(&fd, &parts, done as u64) {
+                Ok(n) => done += n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.map_write_error(os(e))),
+            }
+        }
+        Ok(path)
     }
 
     /// Reserves capacity for a file of `file_len` bytes (beyond what is reserved).
@@ -181,7 +206,8 @@ impl ObjectWriter {
     /// Allocates the file's pages now, so a full filesystem fails cleanly
     /// here instead of part-way through the copy.
     fn preallocate(&mut self, file_len: u64) -> Result<()> {
-        match rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), 0, file_len) {
+        let fd = self.fd.as_ref().expect("a large object has its file open");
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, file_len) {
             Ok(()) => {
                 self.allocated = file_len;
                 Ok(())
@@ -205,13 +231,26 @@ impl ObjectWriter {
         }
     }
 
-    /// Appends `bytes` to the payload, copying large buffers with several threads.
+    /// Appends `bytes` to the payload.
     ///
     /// # Errors
     /// [`Error::StoreFull`] when the filesystem fills up, or another I/O error.
     pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
-        let at = self.header_len + self.written;
-        write_parallel_at(&self.fd, bytes, at).map_err(|e| self.map_write_error(e))?;
+        let end = self.header_len + self.written + bytes.len() as u64;
+        if self.fd.is_none() && end <= SMALL_OBJECT {
+            self.pending.extend_from_slice(bytes);
+        } else {
+            if self.fd.is_none() {
+                // Outgrew memory: move what was gathered into the file.
+                let gathered = std::mem::take(&mut self.pending);
+                let at = self.header_len;
+                let moved = write_all_at(self.open_large()?, &gathered, at);
+                moved.map_err(|e| self.map_write_error(e))?;
+            }
+            let fd = self.fd.as_ref().expect("opened above");
+            write_all_at(fd, bytes, self.header_len + self.written)
+                .map_err(|e| self.map_write_error(e))?;
+        }
         if let Some(hasher) = &mut self.checksum {
             hasher.update(bytes);
         }
@@ -240,31 +279,9 @@ impl ObjectWriter {
         self.header.payload_checksum = self.checksum.take().map(|h| h.digest());
         let header = self.header.encode();
         debug_assert_eq!(header.len() as u64, self.header_len);
-        write_all_at(&self.fd, &header, 0).map_err(|e| self.map_write_error(e))?;
-        // A reservation from fallocate past the end would waste space; trim it.
-        if self.allocated > file_len {
-            rustix::fs::ftruncate(&self.fd, file_len)
-                .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
-        }
-        // Another process may remove the namespace while this write runs:
-        // the object then goes into the namespace made anew.
-        let mut attempts = 0;
-        let tmp = loop {
-            if let Some(path) = self.linked_as.clone() {
-                break path;
-            }
-            let path = self.dir.join(unique_tmp_name("obj"));
-            match link_unnamed(&self.fd, &path) {
-                Ok(()) => {
-                    self.linked_as = Some(path.clone());
-                    break path;
-                }
-                Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
-                    attempts += 1;
-                    self.dir = self.store.create_namespace(&self.header.namespace)?;
-                }
-                Err(e) => return Err(Error::io("link an object into", &self.dir, os(e))),
-            }
+        let tmp = match self.fd.take() {
+            None => self.write_small(&header)?,
+            Some(fd) => self.finish_large(fd, &header, file_len)?,
         };
         let target = self.dir.join(self.header.key.to_hex());
         let (replaced, published) = match seal(&tmp, &target) {
@@ -289,6 +306,38 @@ impl ObjectWriter {
         }
         self.reserved = 0;
         Ok(ObjectMeta::from_header(&self.header, actual))
+    }
+}
+
+impl ObjectWriter {
+    /// Writes a large object's header, trims what fallocate reserved past
+    /// its end, and links the unnamed file to a temporary name.
+    fn finish_large(&mut self, fd: OwnedFd, header: &[u8], file_len: u64) -> Result<PathBuf> {
+        write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e))?;
+        if self.allocated > file_len {
+            rustix::fs::ftruncate(&fd, file_len)
+                .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
+        }
+        // Another process may remove the namespace while this write runs:
+        // the object then goes into the namespace made anew.
+        let mut attempts = 0;
+        loop {
+            if let Some(path) = self.linked_as.clone() {
+                return Ok(path);
+            }
+            let path = self.dir.join(unique_tmp_name("obj"));
+            match link_unnamed(&fd, &path) {
+                Ok(()) => {
+                    self.linked_as = Some(path.clone());
+                    return Ok(path);
+                }
+                Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
+                    attempts += 1;
+                    self.dir = self.store.create_namespace(&self.header.namespace)?;
+                }
+                Err(e) => return Err(Error::io("link an object into", &self.dir, os(e))),
+            }
+        }
     }
 }
 
