@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::key::ObjectKey;
 use crate::view::ObjectView;
@@ -13,12 +14,22 @@ pub(crate) struct CacheEntry {
     pub(crate) view: ObjectView,
 }
 
+/// How often the cache looks for entries whose object was replaced or
+/// deleted, and how many it checks each time (a `stat` each).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+const SWEEP_BATCH: usize = 128;
+
 /// Mappings of large objects this process has read, so repeated gets skip
-/// open and mmap. Bounded; stale entries are swept a few at a time.
+/// open and mmap. Bounded in entries. A mapping of a live object costs no
+/// memory of its own (the pages are the file's), but one of a replaced or
+/// deleted object keeps that object's memory allocated: so every get and
+/// write, at most every [`SWEEP_EVERY`], checks a batch of entries and drops
+/// those whose file is gone. Views the program still holds stay valid.
 pub(crate) struct MappingCache {
     pub(crate) limit: usize,
     pub(crate) entries: HashMap<ObjectKey, CacheEntry>,
-    pub(crate) sweep_from: usize,
+    sweep_from: usize,
+    last_sweep: Instant,
 }
 
 impl std::fmt::Debug for MappingCache {
@@ -33,6 +44,7 @@ impl MappingCache {
             limit,
             entries: HashMap::new(),
             sweep_from: 0,
+            last_sweep: Instant::now(),
         }
     }
 
@@ -46,7 +58,6 @@ impl MappingCache {
         if self.limit == 0 {
             return;
         }
-        self.sweep(8);
         if self.entries.len() >= self.limit {
             if let Some(&victim) = self.entries.keys().next() {
                 self.entries.remove(&victim);
@@ -61,9 +72,18 @@ impl MappingCache {
         self.entries.insert(key, entry);
     }
 
+    /// Sweeps a batch of entries if the last sweep is old enough.
+    pub(crate) fn maybe_sweep(&mut self) {
+        if self.entries.is_empty() || self.last_sweep.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        self.sweep(SWEEP_BATCH);
+    }
+
     /// Drops up to `n` entries whose file was replaced or deleted, so the
-    /// cache does not keep dead objects' memory alive for long.
-    fn sweep(&mut self, n: usize) {
+    /// cache does not keep dead objects' memory alive.
+    pub(crate) fn sweep(&mut self, n: usize) {
         let len = self.entries.len();
         if len == 0 {
             return;

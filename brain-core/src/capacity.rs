@@ -170,7 +170,9 @@ fn open_rw(path: &Path) -> std::io::Result<File> {
 /// Writes a complete control file under a temporary name and links it into
 /// place, so a concurrent opener sees either nothing or a whole file.
 fn create(root: &Path, path: &Path, file_mode: u32) -> Result<()> {
-    let tmp = root.join(format!(".tmp.{}.ctl", std::process::id()));
+    // A name no other thread or process uses, created exclusively: another
+    // opener racing this one can never truncate a file already linked.
+    let tmp = root.join(crate::writer::unique_tmp_name("ctl"));
     let mut bytes = vec![0u8; LEN];
     bytes[0..8].copy_from_slice(&MAGIC);
     bytes[8..16].copy_from_slice(&VERSION.to_le_bytes());
@@ -178,8 +180,7 @@ fn create(root: &Path, path: &Path, file_mode: u32) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(file_mode)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&tmp)?;

@@ -116,7 +116,7 @@ pub enum Error {
         hint = if *.filesystem_full {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         } else {
-            "; delete objects or namespaces, or raise the store's capacity (`brain` --capacity, StoreBuilder::capacity)"
+            "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
         }
     )]
     StoreFull {

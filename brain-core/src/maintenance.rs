@@ -87,6 +87,17 @@ impl Store {
     /// An I/O error reading the store.
     pub fn gc(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
+        // A control file being created by an opener that died.
+        for entry in read_dir(&self.inner.root)? {
+            let dead = tmp_owner(&entry.file_name()).is_some_and(|pid| !process_alive(pid));
+            if dead && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let len = entry.metadata().map_or(0, |m| m.len());
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    report.stray_files += 1;
+                    report.bytes_freed += len;
+                }
+            }
+        }
         for entry in read_dir(&self.inner.ns_root)? {
             let name = entry.file_name();
             let path = entry.path();

@@ -469,7 +469,8 @@ impl Store {
 
     /// A cached view of the object at `path`, if the file there is still the one cached.
     fn cached(&self, key: ObjectKey, path: &Path) -> Option<ObjectView> {
-        let cache = self.inner.cache.lock().expect("mapping cache lock");
+        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        cache.maybe_sweep();
         let entry = cache.entries.get(&key)?;
         let (dev, ino) = (entry.dev, entry.ino);
         let view = entry.view.clone();
@@ -490,9 +491,12 @@ impl Store {
         cache.insert(key, path, stat, view.clone());
     }
 
-    fn forget_cached(&self, key: ObjectKey) {
+    /// Drops the cached mapping of `key` (its object was replaced or
+    /// deleted by this process), and sweeps others when it is time.
+    pub(crate) fn forget_cached(&self, key: ObjectKey) {
         let mut cache = self.inner.cache.lock().expect("mapping cache lock");
         cache.entries.remove(&key);
+        cache.maybe_sweep();
     }
 
     /// Drops every cached mapping, releasing memory of objects deleted since.
@@ -613,11 +617,12 @@ impl ObjectStore for Store {
 
     fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
         // Reading the header first makes a key collision an error instead of
-        // deleting someone else's object. A corrupt file cannot be checked,
-        // and deleting it is the repair its error message advises: it goes.
+        // deleting someone else's object. A corrupt file, or one from a newer
+        // format, cannot be checked, and deleting it is the repair its error
+        // message advises: it goes.
         match self.metadata(namespace, name) {
             Ok(None) => return Ok(false),
-            Ok(Some(_)) | Err(Error::Corrupt { .. }) => {}
+            Ok(Some(_)) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
             Err(err) => return Err(err),
         }
         let key = ObjectKey::new(namespace, name);
@@ -643,7 +648,10 @@ impl ObjectStore for Store {
                 Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
                     out.push(meta)
                 }
-                Ok(_) => {}
+                // A damaged object, or one from a newer format, has no name
+                // this build can read: it is left out (fsck reports it) so
+                // it does not hide the rest of the namespace.
+                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
                 Err(err) => return Err(err),
             }
         }

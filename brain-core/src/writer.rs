@@ -237,6 +237,9 @@ impl ObjectWriter {
     /// [`Error::StoreFull`] when the filesystem fills up, or another I/O error.
     pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.header_len + self.written + bytes.len() as u64;
+        // Capacity is claimed before the bytes land, so a streamed write
+        // (one with no expected length) is refused as early as a sized one.
+        self.reserve(end)?;
         if self.fd.is_none() && end <= SMALL_OBJECT {
             self.pending.extend_from_slice(bytes);
         } else {
@@ -298,6 +301,7 @@ impl ObjectWriter {
         self.linked_as = None;
         if let Some(old_len) = replaced {
             self.store.inner.control.release(accounted(old_len));
+            self.store.forget_cached(self.header.key);
         }
         let actual = accounted(file_len);
         let kept = if published { actual } else { 0 };

@@ -585,3 +585,137 @@ fn checksums_are_verified_by_fsck() -> TestResult {
     );
     Ok(())
 }
+
+/// How many of this process's mappings map the inode `ino` (deleted or not).
+fn mapped(ino: u64) -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|line| line.split_whitespace().nth(4) == Some(&ino.to_string()))
+        .count()
+}
+
+/// The inode of the object file of `name` in namespace `ns`.
+fn inode(store: &Store, ns: &str, name: &str) -> u64 {
+    let dir = std::fs::read_dir(store.path().join("ns"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| std::fs::read_to_string(d.join(".namespace")).is_ok_and(|n| n == ns))
+        .unwrap();
+    let file = dir.join(brain_core::ObjectKey::new(ns, name).to_hex());
+    std::fs::metadata(file).unwrap().ino()
+}
+
+#[test]
+fn the_mapping_cache_lets_go_of_deleted_objects() -> TestResult {
+    let (dir, reader) = store();
+    let writer = Store::open(dir.path().join("store"))?; // another handle: another cache
+    writer.put("d", "big", &Payload::bytes(&vec![3u8; 4 << 20]))?;
+    writer.put("d", "other", &Payload::bytes(&vec![4u8; 4 << 20]))?;
+    let ino = inode(&writer, "d", "big");
+    drop(reader.get("d", "big")?.unwrap()); // the reader's cache keeps the mapping
+    assert_eq!(mapped(ino), 1);
+    writer.delete("d", "big")?;
+    std::thread::sleep(Duration::from_millis(150));
+    drop(reader.get("d", "other")?.unwrap()); // any later get sweeps
+    assert_eq!(mapped(ino), 0, "the cache still maps a deleted object");
+    // A view the program holds is not the cache's to drop.
+    writer.put("d", "big", &Payload::bytes(&vec![5u8; 4 << 20]))?;
+    let ino = inode(&writer, "d", "big");
+    let held = reader.get("d", "big")?.unwrap();
+    writer.delete("d", "big")?;
+    std::thread::sleep(Duration::from_millis(150));
+    drop(reader.get("d", "other")?.unwrap());
+    assert_eq!(held[0], 5);
+    assert_eq!(mapped(ino), 1);
+    drop(held);
+    assert_eq!(mapped(ino), 0);
+    Ok(())
+}
+
+#[test]
+fn a_streamed_write_is_refused_as_soon_as_it_passes_the_capacity() -> TestResult {
+    use std::io::Write;
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    let store = Store::builder()
+        .path(dir.path().join("s"))
+        .capacity(1 << 20)
+        .open()?;
+    let mut writer = store.writer("d", "stream", Codec::Raw, "", None)?;
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0;
+    let err = loop {
+        match writer.write_payload(&chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(err) => break err,
+        }
+        assert!(
+            written <= 1 << 20,
+            "wrote {written} bytes into a 1 MiB store"
+        );
+        let _ = writer.write_all(&[]);
+    };
+    assert!(
+        matches!(
+            err,
+            Error::StoreFull {
+                filesystem_full: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(written < 1 << 20);
+    drop(writer);
+    assert_eq!(
+        store.usage()?.used,
+        0,
+        "the refused write kept its reservation"
+    );
+    Ok(())
+}
+
+#[test]
+fn threads_opening_a_new_store_at_once_all_succeed() -> TestResult {
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    for round in 0..40 {
+        let path = dir.path().join(format!("store-{round}"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Store::open(path).map(|s| s.usage().map(|u| u.used)))
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap()??, 0, "round {round}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult {
+    let (_dir, store) = store();
+    store.put("d", "good", &Payload::bytes(b"fine"))?;
+    store.put("d", "future", &Payload::bytes(b"from a newer release"))?;
+    store.put("d", "damaged", &Payload::bytes(b"soon corrupt"))?;
+    for (name, offset, value) in [("future", 8usize, 2u8), ("damaged", 80, b'?')] {
+        let file = std::fs::read_dir(store.path().join("ns"))?
+            .next()
+            .unwrap()?
+            .path()
+            .join(brain_core::ObjectKey::new("d", name).to_hex());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        let mut bytes = std::fs::read(&file)?;
+        bytes[offset] = value;
+        std::fs::write(&file, bytes)?;
+    }
+    assert_eq!(store.names("d")?, ["good"]);
+    assert!(
+        store.delete("d", "future")?,
+        "an object of a newer format can be deleted"
+    );
+    assert!(store.delete("d", "damaged")?);
+    assert_eq!(store.fsck(false)?.corrupt.len(), 0);
+    Ok(())
+}

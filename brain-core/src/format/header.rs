@@ -35,6 +35,19 @@ pub const HEADER_FIXED_LEN: usize = 80;
 /// Payloads start at a multiple of this many bytes, enough for Arrow and SIMD loads.
 pub const PAYLOAD_ALIGN: usize = 64;
 
+/// The longest header the name limits allow: a damaged length field must not
+/// make a reader allocate gigabytes before the checksum can refuse it.
+const MAX_HEADER_LEN: usize = align_up_const(
+    HEADER_FIXED_LEN
+        + crate::key::MAX_NAMESPACE_LEN
+        + crate::key::MAX_NAME_LEN
+        + crate::key::MAX_DESCRIPTION_LEN,
+);
+
+const fn align_up_const(len: usize) -> usize {
+    len.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
+}
+
 /// Flag bit: the payload checksum field is set.
 pub(crate) const FLAG_PAYLOAD_CHECKSUM: u32 = 1;
 
@@ -141,6 +154,7 @@ impl Header {
             read_u32(prefix, 20) as u64 + read_u32(prefix, 24) as u64 + read_u32(prefix, 28) as u64;
         if header_len % PAYLOAD_ALIGN != 0
             || (header_len as u64) < HEADER_FIXED_LEN as u64 + strings
+            || header_len > MAX_HEADER_LEN
         {
             return Err(Error::corrupt(
                 path,
