@@ -180,9 +180,13 @@ impl InputBuffer {
         // SAFETY: the exporter keeps `len` bytes at buf_ptr alive while the
         // buffer is held (self.buffer is released only on drop, after every
         // borrow of self ends), and the buffer is contiguous (checked in
-        // new), so it is one readable range. Another Python thread could
-        // write to a writable exporter concurrently; that is the same
-        // contract as every C extension reading a buffer without the GIL.
+        // new), so it is one readable range. The slice is only read (by
+        // pwrite and the checksum) while the GIL may be released. The one
+        // obligation passed on to the Python caller, as by every extension
+        // that reads a buffer without the GIL (numpy's own copies, zlib,
+        // hashlib): no other thread may write to a writable exporter
+        // (bytearray, numpy array) while brain stores it. The brain
+        // package's docs say so; code that races anyway stores a torn value.
         unsafe { std::slice::from_raw_parts(self.buffer.buf_ptr() as *const u8, len) }
     }
 }

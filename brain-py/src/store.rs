@@ -75,14 +75,17 @@ impl PyStore {
         name: &str,
         description: Option<&str>,
     ) -> PyResult<Option<String>> {
-        if description.is_some() {
+        // brain-plasma's rule is `description or old`: "" also keeps the old one.
+        if description.is_some_and(|d| !d.is_empty()) {
             return Ok(None);
         }
-        Ok(self
-            .store
-            .metadata(namespace, name)
-            .py()?
-            .map(|meta| meta.description))
+        match self.store.metadata(namespace, name) {
+            Ok(meta) => Ok(meta.map(|meta| meta.description)),
+            // What replaces an unreadable object cannot inherit from it.
+            Err(brain_core::Error::Corrupt { .. })
+            | Err(brain_core::Error::UnsupportedVersion { .. }) => Ok(None),
+            Err(err) => Err(crate::errors::to_py(err)),
+        }
     }
 }
 
@@ -138,14 +141,13 @@ impl PyStore {
             .collect::<PyResult<Vec<_>>>()?;
         let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
         let kept = self.kept_description(namespace, name, description)?;
-        let description = description.or(kept.as_deref()).unwrap_or("");
+        let description = kept.as_deref().or(description).unwrap_or("");
         let payload = Payload::segments(codec, &slices).with_description(description);
-        let meta = if payload.len() >= RELEASE_GIL_FROM {
-            py.detach(|| self.store.put(namespace, name, &payload))
-        } else {
-            self.store.put(namespace, name, &payload)
-        }
-        .py()?;
+        // Without the GIL even when small: replacing unlinks the old object,
+        // which takes time in proportion to its size.
+        let meta = py
+            .detach(|| self.store.put(namespace, name, &payload))
+            .py()?;
         meta_dict(py, &meta)
     }
 
@@ -160,16 +162,12 @@ impl PyStore {
         description: Option<&str>,
     ) -> PyResult<()> {
         let kept = self.kept_description(namespace, name, description)?;
-        let description = description.or(kept.as_deref()).unwrap_or("");
+        let description = kept.as_deref().or(description).unwrap_or("");
         let payload = Payload::bytes(text.as_bytes())
             .with_codec(Codec::Text)
             .with_description(description);
-        if text.len() >= RELEASE_GIL_FROM {
-            py.detach(|| self.store.put(namespace, name, &payload))
-                .py()?;
-        } else {
-            self.store.put(namespace, name, &payload).py()?;
-        }
+        py.detach(|| self.store.put(namespace, name, &payload))
+            .py()?;
         Ok(())
     }
 
@@ -189,7 +187,13 @@ impl PyStore {
         };
         match view.meta().codec {
             Codec::Text => {
-                let text = std::str::from_utf8(view.bytes()).map_err(|e| {
+                let bytes = view.bytes();
+                let checked = if bytes.len() >= RELEASE_GIL_FROM {
+                    py.detach(|| std::str::from_utf8(bytes))
+                } else {
+                    std::str::from_utf8(bytes)
+                };
+                let text = checked.map_err(|e| {
                     crate::errors::to_py(brain_core::Error::Codec {
                         namespace: namespace.into(),
                         name: name.into(),
@@ -199,6 +203,13 @@ impl PyStore {
                     })
                 })?;
                 Ok(Some(PyString::new(py, text).into_any().unbind()))
+            }
+            Codec::Raw if view.len() >= RELEASE_GIL_FROM => {
+                let bytes = PyBytes::new_with(py, view.len(), |out| {
+                    py.detach(|| out.copy_from_slice(view.bytes()));
+                    Ok(())
+                })?;
+                Ok(Some(bytes.into_any().unbind()))
             }
             Codec::Raw => Ok(Some(PyBytes::new(py, view.bytes()).into_any().unbind())),
             _ => Ok(Some(object(py, view)?)),
@@ -241,8 +252,8 @@ impl PyStore {
     }
 
     /// Deletes a name; returns whether it existed.
-    fn delete(&self, namespace: &str, name: &str) -> PyResult<bool> {
-        self.store.delete(namespace, name).py()
+    fn delete(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<bool> {
+        py.detach(|| self.store.delete(namespace, name)).py()
     }
 
     /// Creates a namespace (a no-op when it exists).
@@ -285,7 +296,7 @@ impl PyStore {
         expected_len: Option<u64>,
     ) -> PyResult<PyWriter> {
         let kept = self.kept_description(namespace, name, description)?;
-        let description = description.or(kept.as_deref()).unwrap_or("");
+        let description = kept.as_deref().or(description).unwrap_or("");
         let writer = self
             .store
             .writer(
@@ -356,9 +367,34 @@ impl PyStore {
         timeout: Option<f64>,
     ) -> PyResult<PyLock> {
         let timeout = seconds(timeout)?;
-        let lock = py
-            .detach(|| self.store.lock(namespace, name, timeout))
-            .py()?;
+        // Wait in slices so Ctrl-C is noticed between them.
+        let started = std::time::Instant::now();
+        let lock = loop {
+            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            let slice = left.map_or(Duration::from_millis(250), |l| {
+                l.min(Duration::from_millis(250))
+            });
+            match py.detach(|| self.store.lock(namespace, name, Some(slice))) {
+                Ok(lock) => break lock,
+                Err(brain_core::Error::LockTimeout { .. }) if left.is_none_or(|l| l > slice) => {
+                    py.check_signals()?
+                }
+                Err(brain_core::Error::LockTimeout {
+                    namespace,
+                    name,
+                    path,
+                    ..
+                }) => {
+                    return Err(crate::errors::to_py(brain_core::Error::LockTimeout {
+                        namespace,
+                        name,
+                        waited: started.elapsed(),
+                        path,
+                    }))
+                }
+                Err(err) => return Err(crate::errors::to_py(err)),
+            }
+        };
         Ok(PyLock {
             inner: Mutex::new(Some(lock)),
         })
@@ -406,14 +442,28 @@ pub struct PyWriter {
 }
 
 impl PyWriter {
-    fn with<T>(&self, f: impl FnOnce(&mut ObjectWriter) -> PyResult<T>) -> PyResult<T> {
-        let mut guard = self.inner.lock().expect("writer lock");
-        match guard.as_mut() {
-            Some(writer) => f(writer),
-            None => Err(PyRuntimeError::new_err(
+    /// Runs `f` on the writer without the GIL. The mutex may be held by a
+    /// thread that released the GIL for a long write: waiting for it with
+    /// the GIL held would deadlock the interpreter.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut ObjectWriter) -> brain_core::Result<T> + Send,
+    ) -> PyResult<T> {
+        let done = py.detach(|| {
+            let mut guard = self.inner.lock().expect("writer lock");
+            guard.as_mut().map(f)
+        });
+        done.ok_or_else(|| {
+            PyRuntimeError::new_err(
                 "this brain writer was already committed or aborted; start a new one",
-            )),
-        }
+            )
+        })?
+        .py()
+    }
+
+    fn take(&self, py: Python<'_>) -> Option<ObjectWriter> {
+        py.detach(|| self.inner.lock().expect("writer lock").take())
     }
 }
 
@@ -423,19 +473,13 @@ impl PyWriter {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let buffer = InputBuffer::new(data)?;
         let bytes = buffer.bytes();
-        self.with(|writer| {
-            if bytes.len() >= RELEASE_GIL_FROM {
-                py.detach(|| writer.write_payload(bytes)).py()?;
-            } else {
-                writer.write_payload(bytes).py()?;
-            }
-            Ok(bytes.len())
-        })
+        self.with(py, |writer| writer.write_payload(bytes))?;
+        Ok(bytes.len())
     }
 
     /// Bytes written so far.
-    fn tell(&self) -> PyResult<u64> {
-        self.with(|writer| Ok(writer.payload_len()))
+    fn tell(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |writer| Ok(writer.payload_len()))
     }
 
     /// Nothing to flush: writes go straight to the store's file.
@@ -456,27 +500,23 @@ impl PyWriter {
 
     /// Whether the writer was committed or aborted.
     #[getter]
-    fn closed(&self) -> bool {
-        self.inner.lock().expect("writer lock").is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().expect("writer lock").is_none())
     }
 
     /// Publishes the object atomically; returns its metadata.
     fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let writer = self
-            .inner
-            .lock()
-            .expect("writer lock")
-            .take()
-            .ok_or_else(|| {
-                PyRuntimeError::new_err("this brain writer was already committed or aborted")
-            })?;
+        let writer = self.take(py).ok_or_else(|| {
+            PyRuntimeError::new_err("this brain writer was already committed or aborted")
+        })?;
         let meta = py.detach(|| writer.commit()).py()?;
         meta_dict(py, &meta)
     }
 
     /// Discards what was written; nothing is published.
-    fn abort(&self) {
-        drop(self.inner.lock().expect("writer lock").take());
+    fn abort(&self, py: Python<'_>) {
+        let writer = self.take(py);
+        py.detach(|| drop(writer));
     }
 }
 

@@ -10,6 +10,7 @@ import pytest
 
 from brain import Brain
 from brain.exceptions import (
+    BrainCorruptError,
     BrainError,
     BrainNameLengthError,
     BrainNameNotExistError,
@@ -156,3 +157,46 @@ def test_wait_for_times_out(brain: Brain) -> None:
 def test_update_needs_a_callable(brain: Brain) -> None:
     with pytest.raises(TypeError):
         brain.update("x", 5)
+
+
+def test_tell_during_a_long_write_in_another_thread_does_not_deadlock(brain: Brain) -> None:
+    writer = brain.store.writer(brain.namespace, "big", "raw")
+    payload = np.ones(200 << 20, dtype=np.uint8)
+    done = threading.Event()
+
+    def write() -> None:
+        writer.write(payload)
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    positions = []
+    while not done.is_set():
+        positions.append(writer.tell())  # waits for the writer's lock without holding the GIL
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the write never finished"
+    assert writer.tell() == payload.nbytes
+    writer.abort()
+    assert all(p in (0, payload.nbytes) for p in positions)
+
+
+def test_an_empty_description_keeps_the_old_one_as_brain_plasma_did(brain: Brain) -> None:
+    brain.learn("x", 1, description="the first")
+    brain.learn("x", 2, description="")
+    assert brain.metadata("x")["description"] == "the first"
+    brain.learn("x", 3, description="the second")
+    assert brain.metadata("x")["description"] == "the second"
+
+
+def test_a_damaged_object_can_be_overwritten(brain: Brain) -> None:
+    brain["x"] = "soon damaged"
+    ns_dir = next(p for p in (Path(brain.path) / "ns").iterdir() if (p / ".namespace").read_text() == "default")
+    path = ns_dir / brain.object_id("x")
+    path.chmod(0o600)
+    data = bytearray(path.read_bytes())
+    data[80] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BrainCorruptError):
+        brain["x"]
+    brain["x"] = "repaired"
+    assert brain["x"] == "repaired"

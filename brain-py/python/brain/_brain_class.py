@@ -123,8 +123,12 @@ class Brain(MutableMapping[str, Any]):
     def learn(self, name: str, thing: Any, description: str | None = None) -> None:
         """Stores ``thing`` under ``name``, atomically replacing any old value.
 
-        Replacing keeps the old description unless a new one is given, as in
-        brain-plasma. Readers holding the old value keep it intact.
+        Replacing keeps the old description unless a new, non-empty one is
+        given, as in brain-plasma. Readers holding the old value keep it intact.
+
+        The copy runs without the GIL: another thread must not modify
+        ``thing`` (a bytearray, a numpy array) while ``learn`` runs, or the
+        stored value may mix old and new bytes.
 
         Raises:
             BrainNameTypeError: ``name`` is not a str.
