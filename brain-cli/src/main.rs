@@ -88,7 +88,7 @@ dump or sync mirror in DIR (see `brain dump`, `brain sync`).";
     propagate_version = true
 )]
 pub struct Cli {
-    /// The store directory [default: $BRAIN_PATH, else /dev/shm/brain-<uid>/default]
+    /// The store directory [default: $BRAIN_PATH, else /dev/shm/brain-$UID/default]
     #[arg(
         long,
         global = true,
