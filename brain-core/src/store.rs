@@ -34,6 +34,14 @@ use crate::object_store::{ObjectStore, Payload};
 use crate::sys::Mapping;
 use crate::view::{ObjectMeta, ObjectView};
 
+/// Store directories: the user's alone.
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Sealed objects: readable by the user only, and not writable, so an
+/// accidental truncating open fails.
+pub(crate) const FILE_MODE: u32 = 0o400;
+/// The control file, updated in place through a shared mapping.
+const CONTROL_MODE: u32 = 0o600;
+
 /// Objects up to this size are read into memory; larger ones are mapped.
 const DEFAULT_SMALL_OBJECT_LIMIT: usize = 64 * 1024;
 /// How many mappings a process keeps for repeated gets. Linux allows about
@@ -64,7 +72,6 @@ pub fn user_root() -> PathBuf {
 pub struct StoreBuilder {
     path: Option<PathBuf>,
     capacity: Option<u64>,
-    group_shared: bool,
     checksums: bool,
     mapping_cache: usize,
     small_object_limit: usize,
@@ -75,7 +82,6 @@ impl Default for StoreBuilder {
         StoreBuilder {
             path: None,
             capacity: None,
-            group_shared: false,
             checksums: false,
             mapping_cache: DEFAULT_MAPPING_CACHE,
             small_object_limit: DEFAULT_SMALL_OBJECT_LIMIT,
@@ -102,14 +108,6 @@ impl StoreBuilder {
     #[must_use]
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.capacity = Some(bytes);
-        self
-    }
-
-    /// Lets the owner's group read and write the store (directories 0770,
-    /// objects 0440). Default: off, the store is the user's alone (0700, 0400).
-    #[must_use]
-    pub fn group_shared(mut self, shared: bool) -> Self {
-        self.group_shared = shared;
         self
     }
 
@@ -147,24 +145,19 @@ impl StoreBuilder {
     /// when its control file is damaged.
     pub fn open(self) -> Result<Store> {
         let root = self.path.clone().unwrap_or_else(default_store_path);
-        let (dir_mode, file_mode) = if self.group_shared {
-            (0o770, 0o440)
-        } else {
-            (0o700, 0o400)
-        };
         if self.path.is_none() && std::env::var_os("BRAIN_PATH").is_none_or(|p| p.is_empty()) {
-            ensure_private_dir(&user_root(), dir_mode, self.group_shared)?;
+            ensure_private_dir(&user_root())?;
         } else if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::io("create the directory", parent, e))?;
             }
         }
-        ensure_private_dir(&root, dir_mode, self.group_shared)?;
+        ensure_private_dir(&root)?;
         for sub in ["ns", "trash"] {
-            ensure_private_dir(&root.join(sub), dir_mode, self.group_shared)?;
+            ensure_private_dir(&root.join(sub))?;
         }
-        let control = Control::open_or_create(&root, file_mode | 0o200)?;
+        let control = Control::open_or_create(&root, CONTROL_MODE)?;
         if let Some(capacity) = self.capacity {
             control.set_capacity(capacity);
         }
@@ -174,8 +167,6 @@ impl StoreBuilder {
                 trash: root.join("trash"),
                 root,
                 control,
-                dir_mode,
-                file_mode,
                 checksums: self.checksums,
                 small_object_limit: self.small_object_limit,
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
@@ -186,7 +177,8 @@ impl StoreBuilder {
 
 /// Creates `path` as a directory with `mode` if it is missing, then checks
 /// that it is a real directory, owned by this user, and not writable by others.
-fn ensure_private_dir(path: &Path, mode: u32, group_shared: bool) -> Result<()> {
+fn ensure_private_dir(path: &Path) -> Result<()> {
+    let mode = DIR_MODE;
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
             // The umask may have taken bits away; the mode is part of the contract.
@@ -216,7 +208,7 @@ fn ensure_private_dir(path: &Path, mode: u32, group_shared: bool) -> Result<()> 
             current,
         });
     }
-    let forbidden = if group_shared { 0o002 } else { 0o022 };
+    let forbidden = 0o022;
     if meta.mode() & forbidden != 0 {
         return refuse(UnsafePathReason::TooPermissive {
             mode: meta.mode() & 0o7777,
@@ -248,8 +240,6 @@ pub(crate) struct Inner {
     pub(crate) ns_root: PathBuf,
     pub(crate) trash: PathBuf,
     pub(crate) control: Control,
-    pub(crate) dir_mode: u32,
-    pub(crate) file_mode: u32,
     pub(crate) checksums: bool,
     pub(crate) small_object_limit: usize,
     pub(crate) cache: Mutex<MappingCache>,
@@ -343,7 +333,7 @@ impl Store {
         }
         let tmp = self.inner.ns_root.join(unique_tmp_name("ns"));
         std::fs::DirBuilder::new()
-            .mode(self.inner.dir_mode)
+            .mode(DIR_MODE)
             .create(&tmp)
             .map_err(|e| Error::io("create a namespace directory", &tmp, e))?;
         let cleanup = |tmp: &Path| {
@@ -351,7 +341,7 @@ impl Store {
             let _ = std::fs::remove_dir(tmp);
         };
         let write_name = || -> io::Result<()> {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(self.inner.dir_mode))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(DIR_MODE))?;
             std::fs::write(tmp.join(NAMESPACE_FILE), namespace.as_bytes())
         };
         if let Err(err) = write_name() {

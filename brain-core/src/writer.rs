@@ -22,7 +22,7 @@ use crate::codec::Codec;
 use crate::error::{os, Error, Result};
 use crate::format::Header;
 use crate::key::ObjectKey;
-use crate::store::Store;
+use crate::store::{Store, FILE_MODE};
 use crate::view::ObjectMeta;
 
 /// Objects up to this size (header included) are gathered in memory and
@@ -129,7 +129,7 @@ impl ObjectWriter {
     /// Opens the unnamed file a large object is written into, making the
     /// namespace's directory if it is missing.
     fn open_large(&mut self) -> Result<&OwnedFd> {
-        let mode = self.store.inner.file_mode;
+        let mode = FILE_MODE;
         let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
             Err(Errno::NOENT) => {
                 self.dir = self.store.create_namespace(&self.header.namespace)?;
@@ -147,7 +147,7 @@ impl ObjectWriter {
     fn write_small(&mut self, header: &[u8]) -> Result<PathBuf> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_bits_truncate(self.store.inner.file_mode);
+        let mode = Mode::from_bits_truncate(FILE_MODE);
         let mut attempts = 0;
         let (fd, path) = loop {
             let path = self.dir.join(unique_tmp_name("obj"));

@@ -94,17 +94,14 @@ impl PyStore {
     /// Opens (creating if needed) the store at `path` (default: `$BRAIN_PATH`,
     /// else `/dev/shm/brain-<uid>/default`).
     #[new]
-    #[pyo3(signature = (path=None, capacity=None, group_shared=false, checksums=false))]
+    #[pyo3(signature = (path=None, capacity=None, checksums=false))]
     fn new(
         py: Python<'_>,
         path: Option<PathBuf>,
         capacity: Option<u64>,
-        group_shared: bool,
         checksums: bool,
     ) -> PyResult<Self> {
-        let mut builder = Store::builder()
-            .group_shared(group_shared)
-            .checksums(checksums);
+        let mut builder = Store::builder().checksums(checksums);
         if let Some(path) = path {
             builder = builder.path(path);
         }

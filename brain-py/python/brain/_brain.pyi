@@ -99,7 +99,6 @@ class Store:
         cls,
         path: str | PathLike[str] | None = None,
         capacity: int | None = None,
-        group_shared: bool = False,
         checksums: bool = False,
     ) -> Self: ...
     @property
