@@ -220,7 +220,12 @@ def ratios(rows: list[Row]) -> dict[int, dict[str, str]]:
         memcpy = [r for r in same if r.op == "memcpy" and "pre-faulted" in r.method]
         entry = {}
         if parquet and row.method.startswith("brain") and "first" not in row.method:
-            entry["parquet"] = f"{parquet[0].median / row.median:,.0f}x faster"
+            ratio = parquet[0].median / row.median
+            entry["parquet"] = (
+                f"{ratio:,.0f}x faster" if ratio >= 10
+                else f"{ratio:.1f}x faster" if ratio >= 1
+                else f"{1 / ratio:.1f}x slower"
+            )
         if memcpy and row.op == "write" and not row.method.startswith("Parquet"):
             entry["memcpy"] = f"{100 * memcpy[0].median / row.median:.0f}% of memcpy speed"
         out[i] = entry
