@@ -27,7 +27,10 @@ pub const DEFAULT_LEVEL: i32 = 3;
 pub struct DumpOptions {
     /// Only this namespace; `None` (the default) for every namespace.
     pub namespace: Option<String>,
-    /// The zstd compression level (1 to 22, or negative for faster; default 3).
+    /// The zstd compression level (1 to 22, or negative for faster; default
+    /// 3). A frame of 128 KiB or more that this level shrinks by less than
+    /// 1/8 is stored at level -1 instead, which decodes several times
+    /// faster (see the dump format in `docs/FORMAT.md`).
     pub level: i32,
     /// How to report progress (default: not at all).
     pub progress: Progress,
@@ -106,7 +109,8 @@ pub struct DumpReport {
 /// (and the next dump removes the leftover temporary directory).
 ///
 /// Memory stays bounded whatever the objects' sizes: payloads are
-/// compressed from the zero-copy view one frame of a few MiB at a time.
+/// compressed from the zero-copy view in frames of a few MiB, on one
+/// thread per core with a few frames in flight per thread.
 ///
 /// # Errors
 /// [`Error::RefusedTarget`] when `path` holds something that is not a dump;

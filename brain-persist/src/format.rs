@@ -225,6 +225,10 @@ pub(crate) struct Entry {
     pub frame_size: u64,
     /// Each frame's compressed length, in order.
     pub frames: Vec<u64>,
+    /// xxh3-64 of each frame's compressed bytes as written to the file, in
+    /// order, 16 hex digits each: a restore checks these (no
+    /// decompression) before it writes anything.
+    pub frame_xxh3: Vec<String>,
 }
 
 impl Entry {
@@ -248,6 +252,23 @@ impl Entry {
     /// rounded up to whole pages, as brain-core accounts them.
     pub(crate) fn stored_size(&self) -> u64 {
         stored_size(&self.namespace, &self.name, &self.description, self.size)
+    }
+
+    /// The recorded xxh3 of frame `i`'s compressed bytes.
+    pub(crate) fn frame_checksum(&self, i: usize) -> u64 {
+        parse_hex(&self.frame_xxh3[i]).expect("validated")
+    }
+
+    /// Each frame's offset in the payload file.
+    pub(crate) fn frame_offsets(&self) -> Vec<u64> {
+        self.frames
+            .iter()
+            .scan(0u64, |at, &len| {
+                let start = *at;
+                *at += len;
+                Some(start)
+            })
+            .collect()
     }
 
     /// Uncompressed length of frame `i`.
@@ -299,6 +320,11 @@ impl Entry {
         check(
             entry.frames.iter().sum::<u64>() == entry.file_len,
             "frame lengths do not add up to the file length",
+        )?;
+        check(
+            entry.frame_xxh3.len() == entry.frames.len()
+                && entry.frame_xxh3.iter().all(|h| parse_hex(h).is_some()),
+            "the frame checksums do not match the frames",
         )?;
         Ok(entry)
     }

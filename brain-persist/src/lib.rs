@@ -6,12 +6,13 @@
 //!
 //! - [`dump`] writes a consistent copy of a store, or of one namespace, to
 //!   a directory: each object as it was at one moment, compressed with zstd
-//!   in frames of a few MiB (memory stays bounded whatever the objects'
-//!   sizes). The dump is built beside the target and swapped into place in
+//!   in frames of a few MiB on every core (memory stays bounded whatever
+//!   the objects' sizes). The dump is built beside the target and swapped into place in
 //!   one rename, so a crash mid-dump leaves the previous dump usable.
 //! - [`restore`] checks the whole dump (manifest, format version, every
-//!   index entry, every payload's checksum) and the store's free space
-//!   before it writes anything, then streams each object into the store.
+//!   index entry, every payload frame's checksum) and the store's free
+//!   space before it writes anything, then decompresses each object on
+//!   every core and streams it into the store.
 //!   A damaged, truncated, foreign or newer-format dump is refused with an
 //!   [`Error`] that says which and where.
 //! - [`open_with_persistence`] opens a store and restores it when its
@@ -54,6 +55,7 @@
 mod dump;
 mod error;
 mod format;
+mod parallel;
 mod progress;
 mod reader;
 mod restore;

@@ -83,11 +83,14 @@ pub struct RestoreReport {
 /// Restores the dump at `path` into `store`.
 ///
 /// Nothing is written until the whole dump has been checked: its manifest
-/// and format version, every index entry, and every payload's checksum
-/// (read and decompressed frame by frame, so memory stays bounded). Then
-/// conflicts are resolved and the room needed is compared with the store's
-/// free space. Only then are objects written, each streamed into a
-/// [`Store::writer`] one frame at a time and published atomically.
+/// and format version, every index entry, and every payload file (its
+/// length, and each frame's compressed bytes against the checksum the
+/// index records; read, not decompressed). Then conflicts are resolved and
+/// the room needed is compared with the store's free space. Only then are
+/// objects written, each decompressed on one thread per core (checking
+/// zstd's frame checksums and the payload's own checksum again), streamed
+/// into a [`Store::writer`] frame by frame in order, and published
+/// atomically. Memory stays a few frames per thread.
 ///
 /// Objects keep their namespace, name, codec and description; their
 /// creation time is the time of the restore (the dump's is shown by
@@ -181,7 +184,8 @@ pub fn restore(
         });
     }
 
-    dump.verify(&plan, &options.progress)?;
+    let mut scratch = Scratch::new();
+    dump.verify(&plan, &options.progress, &mut scratch)?;
 
     let bytes: u64 = plan.iter().map(|e| e.size).sum();
     let mut reporter = Reporter::start(
@@ -190,7 +194,6 @@ pub fn restore(
         bytes,
         plan.len() as u64,
     );
-    let mut scratch = Scratch::new();
     for entry in &plan {
         let (ns, name) = (&entry.namespace, &entry.name);
         let store_err = |e| Error::store_obj("restore", ns, name, e);
@@ -203,7 +206,7 @@ pub fn restore(
                 Some(entry.size),
             )
             .map_err(store_err)?;
-        dump.read_payload(entry, &mut scratch, |chunk| {
+        dump.read_payload(entry, &mut scratch, false, |chunk| {
             writer.write_payload(chunk).map_err(store_err)?;
             reporter.bytes(chunk.len() as u64);
             Ok(())
@@ -354,4 +357,71 @@ pub fn open_with_persistence(
         .map_err(|e| Error::store("open", e))?;
     auto_restore(&store, persist_dir, &Progress::Hidden)?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{hex, Manifest};
+    use crate::writer::IndexWriter;
+    use crate::{dump, verify_dump, DumpOptions};
+    use brain_core::{ObjectStore, Payload};
+
+    /// Records a wrong checksum for frame 1 of `name` in the dump's index
+    /// (rewriting the index and the manifest's record of it).
+    fn tamper_frame_checksum(dump_dir: &Path, name: &str) {
+        let reader = DumpReader::open(dump_dir).unwrap();
+        let mut entry = reader
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .clone();
+        let index = dump_dir.join(&reader.manifest.index.dir);
+        drop(reader);
+        entry.frame_xxh3[1] = hex(!entry.frame_checksum(1));
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = scratch.path().join("index");
+        let writer = IndexWriter::copy_of(&index, &copy).unwrap();
+        writer.insert(&entry).unwrap();
+        writer.finish().unwrap();
+        std::fs::remove_dir_all(&index).unwrap();
+        let files = IndexWriter::copy_of(&copy, &index)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let mut manifest = Manifest::read(dump_dir, None).unwrap().unwrap();
+        manifest.index.files = files;
+        manifest.write(dump_dir).unwrap();
+    }
+
+    #[test]
+    fn compressed_bytes_that_differ_from_the_index_are_refused_before_writing() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let store = Store::open(shm.path().join("source")).unwrap();
+        // Three frames, each decoding cleanly: only the recorded checksum
+        // of the compressed bytes tells frame 1 apart.
+        let payload: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+        store.put("ns", "big", &Payload::bytes(&payload)).unwrap();
+        store.put("ns", "small", &Payload::bytes(b"hello")).unwrap();
+        let dump_dir = disk.path().join("dump");
+        dump(&store, &dump_dir, &DumpOptions::new()).unwrap();
+        tamper_frame_checksum(&dump_dir, "big");
+
+        let target = Store::open(shm.path().join("target")).unwrap();
+        let err = restore(&target, &dump_dir, &RestoreOptions::new()).unwrap_err();
+        assert!(
+            matches!(&err, Error::CorruptPayload { name, frame: 1, detail, .. }
+                if name == "big" && detail.contains("compressed bytes")),
+            "{err:?}"
+        );
+        assert!(err.is_bad_dump());
+        assert!(target.namespaces().unwrap().is_empty(), "nothing written");
+        let err = verify_dump(&dump_dir, &Progress::Hidden).unwrap_err();
+        assert!(
+            matches!(&err, Error::CorruptPayload { frame: 1, .. }),
+            "{err:?}"
+        );
+    }
 }
