@@ -595,15 +595,21 @@ fn mapped(ino: u64) -> usize {
         .count()
 }
 
-/// The inode of the object file of `name` in namespace `ns`.
-fn inode(store: &Store, ns: &str, name: &str) -> u64 {
+/// The object file of `name` in namespace `ns`.
+fn object_file(store: &Store, ns: &str, name: &str) -> std::path::PathBuf {
     let dir = std::fs::read_dir(store.path().join("ns"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|d| std::fs::read_to_string(d.join(".namespace")).is_ok_and(|n| n == ns))
         .unwrap();
-    let file = dir.join(brain_core::ObjectKey::new(ns, name).to_hex());
-    std::fs::metadata(file).unwrap().ino()
+    dir.join(brain_core::ObjectKey::new(ns, name).to_hex())
+}
+
+/// The inode of the object file of `name` in namespace `ns`.
+fn inode(store: &Store, ns: &str, name: &str) -> u64 {
+    std::fs::metadata(object_file(store, ns, name))
+        .unwrap()
+        .ino()
 }
 
 #[test]
@@ -700,11 +706,7 @@ fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult 
     store.put("d", "future", &Payload::bytes(b"from a newer release"))?;
     store.put("d", "damaged", &Payload::bytes(b"soon corrupt"))?;
     for (name, offset, value) in [("future", 8usize, 2u8), ("damaged", 80, b'?')] {
-        let file = std::fs::read_dir(store.path().join("ns"))?
-            .next()
-            .unwrap()?
-            .path()
-            .join(brain_core::ObjectKey::new("d", name).to_hex());
+        let file = object_file(&store, "d", name);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
         let mut bytes = std::fs::read(&file)?;
         bytes[offset] = value;
