@@ -75,9 +75,10 @@ def main() -> int:
             def row(method: str, seconds: float, size: int | None, parquet_seconds: float) -> None:
                 rate = nbytes / seconds / 1e9
                 size_text = f"{size / 1e6:,.0f} MB" if size is not None else ""
+                ratio = parquet_seconds / seconds
+                versus = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
                 lines.append(
-                    f"| {label} | {method} | {seconds:.3f} s | {rate:.2f} GB/s | {size_text} | "
-                    f"{parquet_seconds / seconds:.2f}x faster |"
+                    f"| {label} | {method} | {seconds:.3f} s | {rate:.2f} GB/s | {size_text} | {versus} |"
                 )
 
             for level in (1, 3):
