@@ -138,20 +138,9 @@ pub const GIB: usize = 1024 * MIB;
 /// namespace directories (their layout is private to brain-core).
 pub fn object_path(store: &brain_core::Store, namespace: &str, name: &str) -> PathBuf {
     let key = brain_core::ObjectKey::new(namespace, name).to_hex();
-    let ns_root = store.path().join("ns");
-    for entry in std::fs::read_dir(&ns_root).expect("list the namespaces") {
-        let dir = entry.expect("a namespace entry").path();
-        if std::fs::read_to_string(dir.join(".namespace"))
-            .ok()
-            .as_deref()
-            == Some(namespace)
-        {
-            let path = dir.join(&key);
-            assert!(path.exists(), "no object {namespace}/{name} at {path:?}");
-            return path;
-        }
-    }
-    panic!("no namespace {namespace} in {ns_root:?}")
+    let path = namespace_dir(store, namespace).join(key);
+    assert!(path.exists(), "no object {namespace}/{name} at {path:?}");
+    path
 }
 
 /// The directory of `namespace` (see [`object_path`]).
