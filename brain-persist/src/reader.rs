@@ -446,10 +446,8 @@ impl DumpReader {
             entry.frames.len(),
             &mut scratch.readers,
             |reader, i, plain: &mut Plain| {
-                let compressed = &mut reader.compressed;
-                compressed.resize(entry.frames[i] as usize, 0);
-                file.read_exact_at(compressed, offsets[i])
-                    .map_err(|e| Error::io("read", &path, e))?;
+                let compressed =
+                    read_frame(&file, entry, &offsets, i, &mut reader.compressed, &path)?;
                 if check_compressed {
                     plain.compressed_xxh3 = xxh3_64(compressed);
                 }
@@ -531,10 +529,8 @@ impl DumpReader {
                 entry.frames.len(),
                 &mut scratch.readers,
                 |reader, i, xxh3: &mut u64| {
-                    let compressed = &mut reader.compressed;
-                    compressed.resize(entry.frames[i] as usize, 0);
-                    file.read_exact_at(compressed, offsets[i])
-                        .map_err(|e| Error::io("read", &path, e))?;
+                    let compressed =
+                        read_frame(&file, entry, &offsets, i, &mut reader.compressed, &path)?;
                     *xxh3 = xxh3_64(compressed);
                     Ok(())
                 },
@@ -558,4 +554,19 @@ impl DumpReader {
         }
         Ok(())
     }
+}
+
+/// Reads compressed frame `i` of `entry` into `buf`, sized to fit it.
+fn read_frame<'a>(
+    file: &File,
+    entry: &Entry,
+    offsets: &[u64],
+    i: usize,
+    buf: &'a mut Vec<u8>,
+    path: &Path,
+) -> Result<&'a mut Vec<u8>> {
+    buf.resize(entry.frames[i] as usize, 0);
+    file.read_exact_at(buf, offsets[i])
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(buf)
 }
