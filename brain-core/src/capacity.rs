@@ -6,7 +6,8 @@
 //!      8    8 control format version (u64 LE)
 //!     16    8 capacity in bytes (u64 LE, u64::MAX = no limit but the filesystem's)
 //!     24    8 bytes in use (u64 LE), updated with atomic read-modify-writes
-//!     32 4064 reserved, zero
+//!     32    8 bytes of replaced objects kept for reuse in `pool/` (u64 LE), likewise
+//!     40 4056 reserved, zero
 //! ```
 //!
 //! Every process maps the file and updates the counters with atomics, so a
@@ -18,7 +19,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::sys::SharedCounters;
@@ -28,6 +29,7 @@ const VERSION: u64 = 1;
 const LEN: usize = 4096;
 const CAPACITY_AT: usize = 16;
 const USED_AT: usize = 24;
+const POOLED_AT: usize = 32;
 /// The capacity stored when the store has no limit of its own.
 pub const UNLIMITED: u64 = u64::MAX;
 
@@ -122,40 +124,67 @@ impl Control {
 
     /// Adds `bytes` to the usage unless that would pass the capacity.
     pub(crate) fn reserve(&self, bytes: u64) -> std::result::Result<(), Refused> {
-        let used = self.counters.counter(USED_AT);
         let capacity = self.capacity();
-        let mut current = used.load(Ordering::Acquire);
-        loop {
-            let next = current.saturating_add(bytes);
-            if next > capacity {
-                return Err(Refused {
-                    used: current,
-                    capacity,
-                });
-            }
-            match used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
-                Err(seen) => current = seen,
-            }
-        }
+        add_within(self.counters.counter(USED_AT), bytes, capacity)
+            .map_err(|used| Refused { used, capacity })
     }
 
     /// Takes `bytes` off the usage (never below zero: after a crash the
     /// count may be behind until the next `fsck`).
     pub(crate) fn release(&self, bytes: u64) {
-        let used = self.counters.counter(USED_AT);
-        let mut current = used.load(Ordering::Acquire);
-        loop {
-            let next = current.saturating_sub(bytes);
-            match used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
+        subtract(self.counters.counter(USED_AT), bytes);
+    }
+
+    /// Bytes held by files in the recycling pool.
+    pub(crate) fn pooled(&self) -> u64 {
+        self.counters.counter(POOLED_AT).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_pooled(&self, pooled: u64) {
+        self.counters
+            .counter(POOLED_AT)
+            .store(pooled, Ordering::Release);
+    }
+
+    /// Adds `bytes` to the pool's count unless that would pass `limit`.
+    pub(crate) fn reserve_pooled(&self, bytes: u64, limit: u64) -> bool {
+        add_within(self.counters.counter(POOLED_AT), bytes, limit).is_ok()
+    }
+
+    /// Takes `bytes` off the pool's count (never below zero).
+    pub(crate) fn release_pooled(&self, bytes: u64) {
+        subtract(self.counters.counter(POOLED_AT), bytes);
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Adds `bytes` to `counter` unless the sum would pass `limit`; on refusal,
+/// returns the count seen.
+fn add_within(counter: &AtomicU64, bytes: u64, limit: u64) -> std::result::Result<(), u64> {
+    let mut current = counter.load(Ordering::Acquire);
+    loop {
+        let next = current.saturating_add(bytes);
+        if next > limit {
+            return Err(current);
+        }
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+fn subtract(counter: &AtomicU64, bytes: u64) {
+    let mut current = counter.load(Ordering::Acquire);
+    loop {
+        let next = current.saturating_sub(bytes);
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
     }
 }
 

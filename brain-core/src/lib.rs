@@ -13,6 +13,9 @@
 //!   read-only and returns an [`ObjectView`] that owns the mapping; it
 //!   stays valid after the name is replaced or deleted. Arrow record
 //!   batches are decoded straight from the mapping.
+//! - **Replaced objects' pages are reused**: the file of a large object that
+//!   was replaced waits in the store's pool, and the next large write fills
+//!   it instead of fresh pages, once no reader maps it.
 //! - **Nothing is evicted**: a full store refuses a write with
 //!   [`Error::StoreFull`].
 //!
@@ -60,6 +63,7 @@ mod lock;
 mod maintenance;
 mod namespace;
 mod object_store;
+mod recycle;
 mod store;
 // The only modules allowed unsafe code: mappings, and views over them.
 #[allow(unsafe_code)]

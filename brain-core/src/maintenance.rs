@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::Header;
 use crate::key::ObjectKey;
 use crate::object_store::ObjectStore;
+use crate::recycle::{lock_shared, replaced_under};
 use crate::store::{object_files, read_dir, Store};
 use crate::writer::TMP_PREFIX;
 
@@ -37,6 +39,10 @@ pub struct GcReport {
     pub stray_dirs: u64,
     /// Bytes those files held.
     pub bytes_freed: u64,
+    /// Files of replaced objects released from the recycling pool.
+    pub pool_files: u64,
+    /// Bytes those pooled files held.
+    pub pool_bytes: u64,
 }
 
 /// What [`Store::fsck`] found and did.
@@ -52,6 +58,8 @@ pub struct FsckReport {
     pub corrupt: Vec<(PathBuf, String)>,
     /// How many of the corrupt files were deleted.
     pub deleted: u64,
+    /// Bytes held by replaced objects' files in the recycling pool, recounted.
+    pub pooled: u64,
 }
 
 impl Store {
@@ -81,7 +89,8 @@ impl Store {
 
     /// Removes what writers that died before sealing left behind: temporary
     /// object files and half-made namespace directories whose process is gone,
-    /// and namespaces left in the trash by an interrupted removal.
+    /// and namespaces left in the trash by an interrupted removal. Also gives
+    /// back the pages that replaced objects hold in the recycling pool.
     ///
     /// # Errors
     /// An I/O error reading the store.
@@ -131,6 +140,7 @@ impl Store {
                 report.stray_dirs += 1;
             }
         }
+        (report.pool_files, report.pool_bytes) = self.drain_pool();
         Ok(report)
     }
 
@@ -175,13 +185,33 @@ impl Store {
         }
         self.inner.control.set_used(used);
         report.used_after = used;
+        report.pooled = self.recount_pool()?;
         Ok(report)
     }
 }
 
-/// Verifies the header (and checksum, when present) of one object file.
+/// Verifies the header (and checksum, when present) of one object file,
+/// reading it under a shared lock so a recycling writer cannot change it
+/// meanwhile. A file replaced while it was checked is checked again.
 fn check_object(path: &Path, key: ObjectKey) -> Result<()> {
-    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut attempts = 0;
+    loop {
+        let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let fd = OwnedFd::from(file.try_clone().map_err(|e| Error::io("open", path, e))?);
+        let checked = lock_shared(&fd, path).and_then(|locked| {
+            if !locked {
+                return Err(Error::corrupt(path, "held by a writer"));
+            }
+            check_bytes(&mut file, path, key)
+        });
+        match checked {
+            Err(_) if attempts < 3 && replaced_under(&fd, path) => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+fn check_bytes(file: &mut File, path: &Path, key: ObjectKey) -> Result<()> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, e))?;

@@ -7,6 +7,7 @@
 //! <store>/ns/<hash>/<key>    one sealed file per object, named by its key
 //! <store>/ns/<hash>/.tmp.*   a writer's file between link and seal (gc removes strays)
 //! <store>/trash/             namespaces being removed
+//! <store>/pool/<len>.<ms>.*  files of replaced objects, kept for reuse (see recycle.rs)
 //! ```
 
 use std::io;
@@ -14,12 +15,14 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow_buffer::{Buffer, MutableBuffer};
 use rustix::fs::{Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
 use crate::cache::MappingCache;
+use crate::recycle::{lock_shared, recyclable, replaced_under, DEFAULT_IDLE, POOL_DIR};
 use crate::writer::{unique_tmp_name, ObjectWriter};
 
 use crate::capacity::{accounted, Control, UNLIMITED};
@@ -49,6 +52,9 @@ const DEFAULT_SMALL_OBJECT_LIMIT: usize = 64 * 1024;
 const DEFAULT_MAPPING_CACHE: usize = 4096;
 /// A get first reads this much, which holds the header and most small payloads.
 const FIRST_READ: usize = 4096;
+/// How often a get opens a name again when the file it opened was replaced
+/// and recycled while it read (each retry needs another whole write to race it).
+const MAX_READ_ATTEMPTS: usize = 8;
 const NAMESPACE_FILE: &str = ".namespace";
 
 /// The store used when no path is given: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
@@ -75,6 +81,8 @@ pub struct StoreBuilder {
     checksums: bool,
     mapping_cache: usize,
     small_object_limit: usize,
+    recycle_limit: Option<u64>,
+    recycle_idle: Duration,
 }
 
 impl Default for StoreBuilder {
@@ -85,6 +93,8 @@ impl Default for StoreBuilder {
             checksums: false,
             mapping_cache: DEFAULT_MAPPING_CACHE,
             small_object_limit: DEFAULT_SMALL_OBJECT_LIMIT,
+            recycle_limit: None,
+            recycle_idle: DEFAULT_IDLE,
         }
     }
 }
@@ -135,6 +145,23 @@ impl StoreBuilder {
         self
     }
 
+    /// The most bytes of replaced objects this process keeps in the store's
+    /// pool for later writes to reuse (see [`Store::recycle_limit`]); 0 turns
+    /// recycling off. Default: an eighth of the filesystem's size.
+    #[must_use]
+    pub fn recycle_limit(mut self, bytes: u64) -> Self {
+        self.recycle_limit = Some(bytes);
+        self
+    }
+
+    /// How long a replaced object's file waits in the pool for a write to
+    /// reuse it before it is deleted. Default: 60 seconds.
+    #[must_use]
+    pub fn recycle_idle(mut self, idle: Duration) -> Self {
+        self.recycle_idle = idle;
+        self
+    }
+
     /// Opens the store, creating it (and, for the default path, the per-user
     /// root) when it does not exist.
     ///
@@ -154,24 +181,29 @@ impl StoreBuilder {
             }
         }
         ensure_private_dir(&root)?;
-        for sub in ["ns", "trash"] {
+        for sub in ["ns", "trash", POOL_DIR] {
             ensure_private_dir(&root.join(sub))?;
         }
         let control = Control::open_or_create(&root, CONTROL_MODE)?;
         if let Some(capacity) = self.capacity {
             control.set_capacity(capacity);
         }
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 ns_root: root.join("ns"),
                 trash: root.join("trash"),
+                pool: root.join(POOL_DIR),
                 root,
                 control,
                 checksums: self.checksums,
                 small_object_limit: self.small_object_limit,
+                recycle_limit: self.recycle_limit,
+                recycle_idle: self.recycle_idle,
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
             }),
-        })
+        };
+        store.trim_pool();
+        Ok(store)
     }
 }
 
@@ -239,9 +271,12 @@ pub(crate) struct Inner {
     pub(crate) root: PathBuf,
     pub(crate) ns_root: PathBuf,
     pub(crate) trash: PathBuf,
+    pub(crate) pool: PathBuf,
     pub(crate) control: Control,
     pub(crate) checksums: bool,
     pub(crate) small_object_limit: usize,
+    pub(crate) recycle_limit: Option<u64>,
+    pub(crate) recycle_idle: Duration,
     pub(crate) cache: Mutex<MappingCache>,
 }
 
@@ -252,6 +287,9 @@ pub struct Usage {
     pub capacity: Option<u64>,
     /// Bytes in use by objects, as accounted (whole pages, headers included).
     pub used: u64,
+    /// Bytes of replaced objects kept for later writes to reuse. They count
+    /// on the filesystem but are given back whenever a write needs the room.
+    pub pooled: u64,
     /// The filesystem's size in bytes.
     pub filesystem_size: u64,
     /// Bytes free on the filesystem.
@@ -260,12 +298,12 @@ pub struct Usage {
 
 impl Usage {
     /// Bytes that can still be written: the smaller of what the capacity and
-    /// the filesystem leave.
+    /// the filesystem (with the pool given back) leave.
     pub fn free(&self) -> u64 {
         let by_capacity = self
             .capacity
             .map_or(u64::MAX, |c| c.saturating_sub(self.used));
-        by_capacity.min(self.filesystem_free)
+        by_capacity.min(self.filesystem_free.saturating_add(self.pooled))
     }
 }
 
@@ -396,43 +434,101 @@ impl Store {
                 return Ok(Some(Read_::View(view)));
             }
         }
-        let Some(fd) = open_object(&path)? else {
-            return Ok(None);
+        for _ in 0..MAX_READ_ATTEMPTS {
+            if let Some(read) = self.read_object_once(namespace, name, key, &path, whole)? {
+                return Ok(read);
+            }
+        }
+        Err(Error::io(
+            "read",
+            &path,
+            io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("the object was replaced {MAX_READ_ATTEMPTS} times while being read; read it again"),
+            ),
+        ))
+    }
+
+    /// One attempt at [`Store::read_object`]: `None` when the file opened was
+    /// replaced and recycled part-way through, and the name must be opened again.
+    fn read_object_once(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: ObjectKey,
+        path: &Path,
+        whole: bool,
+    ) -> Result<Option<Option<Read_>>> {
+        let Some(fd) = open_object(path)? else {
+            return Ok(Some(None));
         };
         let mut first = MutableBuffer::from_len_zeroed(FIRST_READ);
-        let (header, got) = read_header(&fd, first.as_slice_mut(), &path)?;
-        let header_len = header.encoded_len();
+        let (header, got) = match read_header(&fd, first.as_slice_mut(), path) {
+            Ok(read) => read,
+            // The file may have left its name and be being rewritten.
+            Err(_) if replaced_under(&fd, path) => return Ok(None),
+            Err(err) => return Err(err),
+        };
         if header.key != key || header.namespace != namespace || header.name != name {
+            if replaced_under(&fd, path) {
+                return Ok(None);
+            }
             return Err(Error::KeyCollision {
-                path,
+                path: path.to_owned(),
                 namespace: namespace.into(),
                 name: name.into(),
                 found_namespace: header.namespace,
                 found_name: header.name,
             });
         }
-        let file_len = header.file_len();
-        let meta = ObjectMeta::from_header(&header, accounted(file_len));
         if !whole {
-            return Ok(Some(Read_::Meta(meta)));
+            let meta = ObjectMeta::from_header(&header, accounted(header.file_len()));
+            return Ok(Some(Some(Read_::Meta(meta))));
+        }
+        let view = self.read_payload(key, path, &fd, &header, first, got)?;
+        Ok(view.map(|view| Some(Read_::View(view))))
+    }
+
+    /// Reads the payload of the object file open as `fd`, whose `header` was
+    /// read before (with its first `got` bytes in `first`). `None` when the
+    /// file was recycled in between and the name must be opened again.
+    fn read_payload(
+        &self,
+        key: ObjectKey,
+        path: &Path,
+        fd: &rustix::fd::OwnedFd,
+        header: &Header,
+        mut first: MutableBuffer,
+        got: usize,
+    ) -> Result<Option<ObjectView>> {
+        let header_len = header.encoded_len();
+        let file_len = header.file_len();
+        let meta = ObjectMeta::from_header(header, accounted(file_len));
+        // A file that may be recycled is locked before its payload is read:
+        // from then on no writer can rewrite it. What was read before the
+        // lock is checked again under it.
+        let locked = recyclable(file_len);
+        if locked && !lock_shared(fd, path)? {
+            return Ok(None);
         }
         let file_len = usize::try_from(file_len)
-            .map_err(|_| Error::corrupt(&path, "payload length exceeds the address space"))?;
+            .map_err(|_| Error::corrupt(path, "payload length exceeds the address space"))?;
         if file_len <= self.inner.small_object_limit {
             let mut bytes = if file_len <= FIRST_READ {
                 first.truncate(file_len);
                 first
             } else {
                 let mut bytes = MutableBuffer::from_len_zeroed(file_len);
-                bytes.as_slice_mut()[..got].copy_from_slice(&first[..got]);
-                let n = read_full(&fd, &mut bytes.as_slice_mut()[got..], got as u64)
-                    .map_err(|e| Error::io("read", &path, e))?;
-                bytes.truncate(got + n);
+                let from = if locked { 0 } else { got };
+                bytes.as_slice_mut()[..from].copy_from_slice(&first[..from]);
+                let n = read_full(fd, &mut bytes.as_slice_mut()[from..], from as u64)
+                    .map_err(|e| Error::io("read", path, e))?;
+                bytes.truncate(from + n);
                 bytes
             };
             if bytes.len() < file_len || got < FIRST_READ.min(file_len) {
                 return Err(Error::corrupt(
-                    &path,
+                    path,
                     format!(
                         "file is truncated: {} of {file_len} bytes",
                         bytes.len().min(got)
@@ -440,21 +536,30 @@ impl Store {
                 ));
             }
             bytes.truncate(file_len);
+            if locked && !same_header(&bytes[..header_len], header, path) {
+                return Ok(None);
+            }
             let payload = Buffer::from(bytes).slice(header_len);
-            return Ok(Some(Read_::View(ObjectView::new(meta, payload))));
+            return Ok(Some(ObjectView::new(meta, payload)));
         }
-        let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", &path, os(e)))?;
+        let stat = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, os(e)))?;
         if stat.st_size as u64 != file_len as u64 {
+            if replaced_under(fd, path) {
+                return Ok(None);
+            }
             return Err(Error::corrupt(
-                &path,
+                path,
                 format!("file is {} bytes, its header says {file_len}", stat.st_size),
             ));
         }
-        let mapping =
-            Mapping::map_readonly(&fd, file_len).map_err(|e| Error::io("map", &path, e))?;
+        // The mapping holds the open file, and with it the shared lock.
+        let mapping = Mapping::map_readonly(fd, file_len).map_err(|e| Error::io("map", path, e))?;
+        if locked && !same_header(&mapping.bytes()[..header_len], header, path) {
+            return Ok(None);
+        }
         let view = ObjectView::from_mapping(meta, mapping, header_len);
-        self.remember(key, &path, &stat, &view);
-        Ok(Some(Read_::View(view)))
+        self.remember(key, path, &stat, &view);
+        Ok(Some(view))
     }
 
     /// A cached view of the object at `path`, if the file there is still the one cached.
@@ -718,6 +823,7 @@ impl ObjectStore for Store {
         Ok(Usage {
             capacity: (capacity != UNLIMITED).then_some(capacity),
             used: self.inner.control.used(),
+            pooled: self.inner.control.pooled(),
             filesystem_size: stat.f_blocks * stat.f_frsize,
             filesystem_free: stat.f_bavail * stat.f_frsize,
         })
@@ -730,14 +836,24 @@ fn key_matches(key: ObjectKey, meta: &ObjectMeta) -> bool {
 
 /// Reads the header of the object file at `path`; `None` if it vanished.
 pub(crate) fn read_meta_at(path: &Path) -> Result<Option<ObjectMeta>> {
-    let Some(fd) = open_object(path)? else {
-        return Ok(None);
-    };
-    let (header, _) = read_header(&fd, &mut [0u8; FIRST_READ], path)?;
-    Ok(Some(ObjectMeta::from_header(
-        &header,
-        accounted(header.file_len()),
-    )))
+    let mut attempts = 0;
+    loop {
+        let Some(fd) = open_object(path)? else {
+            return Ok(None);
+        };
+        match read_header(&fd, &mut [0u8; FIRST_READ], path) {
+            Ok((header, _)) => {
+                return Ok(Some(ObjectMeta::from_header(
+                    &header,
+                    accounted(header.file_len()),
+                )))
+            }
+            // Replaced, and the old file recycled, while being read: the name
+            // holds another file now.
+            Err(_) if attempts < MAX_READ_ATTEMPTS && replaced_under(&fd, path) => attempts += 1,
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Opens an object file for reading; `None` when it does not exist.
@@ -751,6 +867,12 @@ fn open_object(path: &Path) -> Result<Option<rustix::fd::OwnedFd>> {
         Err(Errno::NOENT) => Ok(None),
         Err(err) => Err(Error::io("open", path, os(err))),
     }
+}
+
+/// Whether `bytes`, read under the file's shared lock, still hold `header`
+/// (read before the lock was taken).
+fn same_header(bytes: &[u8], header: &Header, path: &Path) -> bool {
+    Header::decode(bytes, path).is_ok_and(|now| now == *header)
 }
 
 /// Reads the start of the file into `first` and decodes the header, reading
@@ -781,5 +903,57 @@ impl Store {
     /// The path of the control file, for diagnostics.
     pub fn control_path(&self) -> &Path {
         self.inner.control.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that read a header, then lost a race to a writer that
+    /// recycled the file, must not pair that header with the new bytes, and
+    /// neither on the mapped path nor on the read-into-memory one.
+    #[test]
+    fn a_header_read_before_the_file_was_recycled_is_not_trusted() {
+        let len = 2 << 20;
+        for small_object_limit in [DEFAULT_SMALL_OBJECT_LIMIT, 4 << 20] {
+            let dir = tempfile::Builder::new()
+                .prefix("brain-core-unit")
+                .tempdir_in("/dev/shm")
+                .unwrap();
+            let store = Store::builder()
+                .path(dir.path().join("store"))
+                .mapping_cache(0)
+                .small_object_limit(small_object_limit)
+                .open()
+                .unwrap();
+            let put = |byte: u8| {
+                store
+                    .put("n", "x", &Payload::bytes(&vec![byte; len]))
+                    .unwrap()
+            };
+            put(1);
+            let key = ObjectKey::new("n", "x");
+            let path = store.object_path("n", key);
+            let fd = open_object(&path).unwrap().unwrap();
+            let mut first = MutableBuffer::from_len_zeroed(FIRST_READ);
+            let (header, got) = read_header(&fd, first.as_slice_mut(), &path).unwrap();
+            // The first file goes to the pool, and the next write refills it.
+            put(2);
+            put(3);
+            let (open, named) = (
+                rustix::fs::fstat(&fd).unwrap(),
+                rustix::fs::stat(&path).unwrap(),
+            );
+            assert_eq!(open.st_ino, named.st_ino, "the first file was not reused");
+            let read = store
+                .read_payload(key, &path, &fd, &header, first, got)
+                .unwrap();
+            assert!(
+                read.is_none(),
+                "limit {small_object_limit}: a stale header was paired with recycled bytes"
+            );
+            assert_eq!(store.get("n", "x").unwrap().unwrap()[0], 3);
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! file at commit: four system calls for a new name. A larger one goes
 //! into an unnamed `O_TMPFILE` file as it is written, so a writer killed
 //! part-way through a gigabyte leaves nothing behind; it gets a name only
-//! just before the rename.
+//! just before the rename. A large write of known length first looks for a
+//! replaced object's file in the store's pool to fill instead (recycle.rs).
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,6 +23,7 @@ use crate::codec::Codec;
 use crate::error::{os, Error, Result};
 use crate::format::Header;
 use crate::key::ObjectKey;
+use crate::recycle::recyclable;
 use crate::store::{Store, FILE_MODE};
 use crate::view::ObjectMeta;
 
@@ -37,11 +39,16 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A name no other writer uses: pid, a per-process counter and the clock.
 pub(crate) fn unique_tmp_name(kind: &str) -> String {
+    format!("{TMP_PREFIX}{}", unique_suffix(kind))
+}
+
+/// `<pid>.<kind><counter>.<nanoseconds>`: unique across processes and threads.
+pub(crate) fn unique_suffix(kind: &str) -> String {
     let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{TMP_PREFIX}{}.{kind}{n}.{nanos:x}", std::process::id())
+    format!("{}.{kind}{n}.{nanos:x}", std::process::id())
 }
 
 fn write_all_at(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
@@ -117,13 +124,40 @@ impl ObjectWriter {
             checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
         };
         if let Some(len) = expected_len {
-            writer.reserve(header_len + len)?;
-            if header_len + len > SMALL_OBJECT {
+            let file_len = header_len + len;
+            writer.reserve(file_len)?;
+            if file_len > SMALL_OBJECT && !writer.reuse_pooled(file_len)? {
                 writer.open_large()?;
-                writer.preallocate(header_len + len)?;
+                writer.preallocate(file_len)?;
             }
         }
         Ok(writer)
+    }
+
+    /// Takes a replaced object's file from the pool to write into, sized to
+    /// `file_len`, so the copy lands in pages that are already allocated.
+    /// `false` when no pooled file fits or every one is still mapped.
+    fn reuse_pooled(&mut self, file_len: u64) -> Result<bool> {
+        if !recyclable(file_len) {
+            return Ok(false);
+        }
+        if !self.dir.is_dir() {
+            self.dir = self.store.create_namespace(&self.header.namespace)?;
+        }
+        let Some(reused) = self.store.take_pooled(&self.dir, file_len)? else {
+            return Ok(false);
+        };
+        self.linked_as = Some(reused.path);
+        let fd = self.fd.insert(reused.fd);
+        if reused.len > file_len {
+            // The tail's pages go back to the filesystem now.
+            rustix::fs::ftruncate(&*fd, file_len)
+                .map_err(|e| Error::io("trim a reused file in", &self.dir, os(e)))?;
+            self.allocated = file_len;
+        } else {
+            self.preallocate(file_len)?;
+        }
+        Ok(true)
     }
 
     /// Opens the unnamed file a large object is written into, making the
@@ -207,14 +241,19 @@ impl ObjectWriter {
     /// here instead of part-way through the copy.
     fn preallocate(&mut self, file_len: u64) -> Result<()> {
         let fd = self.fd.as_ref().expect("a large object has its file open");
-        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, file_len) {
-            Ok(()) => {
-                self.allocated = file_len;
-                Ok(())
+        let mut drained = false;
+        loop {
+            match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, file_len) {
+                Ok(()) => {
+                    self.allocated = file_len;
+                    return Ok(());
+                }
+                Err(Errno::OPNOTSUPP) => return Ok(()),
+                // Pooled files hold pages a write needs more: give them back once.
+                Err(Errno::NOSPC) if !drained && self.store.drain_pool().0 > 0 => drained = true,
+                Err(Errno::NOSPC) => return Err(self.fs_full(file_len)),
+                Err(err) => return Err(Error::io("allocate space in", &self.dir, os(err))),
             }
-            Err(Errno::OPNOTSUPP) => Ok(()),
-            Err(Errno::NOSPC) => Err(self.fs_full(file_len)),
-            Err(err) => Err(Error::io("allocate space in", &self.dir, os(err))),
         }
     }
 
@@ -295,8 +334,8 @@ impl ObjectWriter {
             Err(e) => return Err(Error::io("publish", &target, os(e))),
         };
         // The temporary name now holds the replaced object, or nothing.
-        if replaced.is_some() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Some(old_len) = replaced {
+            self.store.retire(&tmp, old_len);
         }
         self.linked_as = None;
         if let Some(old_len) = replaced {
@@ -315,7 +354,8 @@ impl ObjectWriter {
 
 impl ObjectWriter {
     /// Writes a large object's header, trims what fallocate reserved past
-    /// its end, and links the unnamed file to a temporary name.
+    /// its end, and links the unnamed file to a temporary name. Closing `fd`
+    /// here releases a reused file's exclusive lock: the object is whole.
     fn finish_large(&mut self, fd: OwnedFd, header: &[u8], file_len: u64) -> Result<PathBuf> {
         write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e))?;
         if self.allocated > file_len {

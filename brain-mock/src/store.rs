@@ -555,6 +555,8 @@ impl ObjectStore for MockStore {
         Ok(Usage {
             capacity: state.capacity,
             used: state.used,
+            // The mock frees a replaced object at once: it recycles nothing.
+            pooled: 0,
             filesystem_size: self.inner.filesystem_size,
             filesystem_free,
         })

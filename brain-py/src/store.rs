@@ -264,12 +264,14 @@ impl PyStore {
     }
 
     /// Capacity and usage: a dict of capacity (None for no limit), used,
-    /// free, filesystem_size and filesystem_free, in bytes.
+    /// recycled (replaced objects' bytes kept for reuse), free,
+    /// filesystem_size and filesystem_free, in bytes.
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let usage = self.store.usage().py()?;
         let dict = PyDict::new(py);
         dict.set_item("capacity", usage.capacity)?;
         dict.set_item("used", usage.used)?;
+        dict.set_item("recycled", usage.pooled)?;
         dict.set_item("free", usage.free())?;
         dict.set_item("filesystem_size", usage.filesystem_size)?;
         dict.set_item("filesystem_free", usage.filesystem_free)?;
@@ -404,6 +406,8 @@ impl PyStore {
         dict.set_item("stray_files", report.stray_files)?;
         dict.set_item("stray_dirs", report.stray_dirs)?;
         dict.set_item("bytes_freed", report.bytes_freed)?;
+        dict.set_item("recycled_files", report.pool_files)?;
+        dict.set_item("recycled_bytes", report.pool_bytes)?;
         Ok(dict)
     }
 
@@ -418,6 +422,7 @@ impl PyStore {
         let corrupt: Vec<(PathBuf, String)> = report.corrupt;
         dict.set_item("corrupt", corrupt)?;
         dict.set_item("deleted", report.deleted)?;
+        dict.set_item("recycled", report.pooled)?;
         Ok(dict)
     }
 

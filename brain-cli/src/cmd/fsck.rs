@@ -18,6 +18,7 @@ struct FsckJson {
     used_after: u64,
     corrupt: Vec<CorruptJson>,
     deleted: u64,
+    recycled: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +48,7 @@ pub fn run(store: &Store, delete_corrupt: bool, json: bool) -> anyhow::Result<()
                 })
                 .collect(),
             deleted: report.deleted,
+            recycled: report.pooled,
         })?;
     } else {
         with_stdout(|out| {

@@ -1,4 +1,5 @@
-//! `brain gc`: remove what writers that died left behind.
+//! `brain gc`: remove what writers that died left behind, and give back the
+//! pages replaced objects hold for reuse.
 
 use std::io::Write;
 
@@ -15,6 +16,8 @@ struct GcJson {
     stray_files: u64,
     stray_dirs: u64,
     bytes_freed: u64,
+    recycled_files: u64,
+    recycled_bytes: u64,
 }
 
 /// Runs the garbage collection and reports what it removed.
@@ -27,6 +30,8 @@ pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
             stray_files: report.stray_files,
             stray_dirs: report.stray_dirs,
             bytes_freed: report.bytes_freed,
+            recycled_files: report.pool_files,
+            recycled_bytes: report.pool_bytes,
         });
     }
     with_stdout(|out| {
@@ -38,6 +43,13 @@ pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
             report.stray_dirs,
             if report.stray_dirs == 1 { "y" } else { "ies" },
             format::size(report.bytes_freed)
+        )?;
+        writeln!(
+            out,
+            "gave back {} held by {} replaced object{} kept for reuse",
+            format::size(report.pool_bytes),
+            report.pool_files,
+            if report.pool_files == 1 { "" } else { "s" },
         )
     })
 }

@@ -18,6 +18,8 @@ struct StatsJson {
     /// `null` when only the filesystem limits the store.
     capacity: Option<u64>,
     used: u64,
+    /// Bytes of replaced objects kept for reuse (`brain gc` gives them back).
+    recycled: u64,
     free: u64,
     filesystem_size: u64,
     filesystem_free: u64,
@@ -35,6 +37,7 @@ pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
         path: store.path().to_owned(),
         capacity: usage.capacity,
         used: usage.used,
+        recycled: usage.pooled,
         free: usage.free(),
         filesystem_size: usage.filesystem_size,
         filesystem_free: usage.filesystem_free,
@@ -52,6 +55,7 @@ pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
         ("store", stats.path.display().to_string()),
         ("capacity", capacity),
         ("used", format::size_exact(stats.used)),
+        ("recycled", format::size_exact(stats.recycled)),
         ("free", format::size_exact(stats.free)),
         ("filesystem", format::size_exact(stats.filesystem_size)),
         ("fs free", format::size_exact(stats.filesystem_free)),

@@ -3,14 +3,23 @@
 //! # The sharing contract
 //!
 //! Every mapping in brain rests on one contract, kept by the store's writers:
-//! a sealed object file is immutable. It is written in full through a file
-//! descriptor *before* it gets a name, it is created mode 0400 so an ordinary
-//! open cannot truncate it, and brain never truncates, rewrites or extends a
-//! file that has a name: replacing an object renames a new file over the old
-//! one, deleting unlinks it, and the kernel keeps the old pages alive for as
-//! long as any mapping holds them. So a read-only mapping of a sealed file
-//! sees bytes that no one changes for the mapping's whole life, and handing
-//! out `&[u8]` into it is sound.
+//! the bytes of an object file never change while brain maps it. A file is
+//! written in full through a file descriptor *before* it gets a name, it is
+//! created mode 0400 so an ordinary open cannot truncate it, and brain never
+//! truncates, rewrites or extends a file that has an object's name: replacing
+//! an object renames a new file over the old one, deleting unlinks it, and
+//! the kernel keeps the old pages alive for as long as any mapping holds them.
+//!
+//! One writer does rewrite files: recycling (`recycle.rs`) refills the file
+//! of a replaced object, after it has left every name. It first takes an
+//! exclusive `flock` on it without waiting, and every mapping of a file of
+//! recyclable size is made through a descriptor holding a shared `flock`,
+//! which the mapping keeps (the lock belongs to the open file, and the
+//! mapping holds the open file until munmap). So the exclusive lock is only
+//! granted when no mapping of the file exists anywhere, and no mapping can
+//! be made until the writer is done. A read-only mapping therefore sees bytes
+//! that no one changes for the mapping's whole life, and handing out `&[u8]`
+//! into it is sound.
 //!
 //! What the contract cannot stop is another process of the same user writing
 //! to the file on purpose (it owns the file and can `chmod` it). That is the
@@ -70,6 +79,14 @@ impl Mapping {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is the live read-only mapping this struct owns;
+        // the slice borrows self, so it cannot outlive the munmap in Drop, and
+        // the bytes do not change while mapped (the sharing contract above).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 

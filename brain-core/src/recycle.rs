@@ -1,0 +1,266 @@
+//! Recycling the pages of replaced objects.
+//!
+//! Filling fresh tmpfs pages costs several times a copy into pages that are
+//! already allocated: the kernel allocates and zeroes every page, and on a
+//! virtual machine whose host reclaims freed memory, faults it in from the
+//! host as well. A store whose large objects are replaced again and again
+//! (a frame refreshed every minute) would pay that on every write. So when
+//! a write replaces an object of at least [`RECYCLE_MIN`] bytes, the old
+//! file is moved into `<store>/pool/` instead of being deleted, and the next
+//! large write takes it back, overwrites it and publishes it under its own
+//! name: its pages are reused.
+//!
+//! # Who may rewrite a file
+//!
+//! Readers map object files and hand out zero-copy views that must never
+//! change (the sharing contract in `sys/unix.rs`). Reuse keeps that with
+//! `flock`:
+//!
+//! - A reader takes a shared lock on a file of recyclable size before it
+//!   reads the payload, and maps it through the same open file: the lock
+//!   belongs to the open file, which the mapping holds, so it lasts exactly
+//!   as long as the mapping (a view, a cached mapping), even after the
+//!   descriptor is closed.
+//! - A writer may only reuse a pooled file it holds an *exclusive* lock on,
+//!   taken without waiting: it fails while any process maps the file, and
+//!   the writer then takes another file or fresh pages.
+//! - A file reaches the pool only by leaving its name, so a reader can reach
+//!   it only through a descriptor opened before: such a reader takes its lock
+//!   without waiting, and when that fails (a writer holds the file) or the
+//!   header it read before the lock differs from the one under it, it opens
+//!   the name again. The writer zeroes the header's magic before it writes,
+//!   so a writer that dies part-way leaves a file no reader mistakes for an
+//!   object.
+//!
+//! The pool holds at most [`Store::recycle_limit`] bytes (by default an
+//! eighth of the filesystem), counted in the control file, and files idle
+//! for longer than the idle time (a minute by default) are deleted by the
+//! next write, open or `gc`. Deleting an object frees its memory at once:
+//! only replaced objects are kept.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::capacity::accounted;
+use crate::error::{os, Error, Result};
+use crate::store::{read_dir, Store};
+use crate::writer::{unique_suffix, unique_tmp_name};
+
+/// Files of at least this many bytes are recycled, and their readers lock
+/// them. Below it a fresh file costs little next to the system calls of a write.
+pub(crate) const RECYCLE_MIN: u64 = 1 << 20;
+/// The pool's directory in the store.
+pub(crate) const POOL_DIR: &str = "pool";
+/// How long a pooled file waits for a write before it is deleted.
+pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+
+/// Whether a file of `file_len` bytes may be recycled, so that readers lock it.
+pub(crate) fn recyclable(file_len: u64) -> bool {
+    file_len >= RECYCLE_MIN
+}
+
+/// Takes a shared lock on an object file without waiting. `false` means a
+/// writer holds the file: it left its name and is being rewritten.
+pub(crate) fn lock_shared(fd: &OwnedFd, path: &Path) -> Result<bool> {
+    match rustix::fs::flock(fd, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(err) => Err(Error::io("lock", path, os(err))),
+    }
+}
+
+/// Whether the file open as `fd` is no longer the one at `path` (it was
+/// replaced or deleted since it was opened).
+pub(crate) fn replaced_under(fd: &OwnedFd, path: &Path) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::stat(path)) {
+        (Ok(open), Ok(named)) => open.st_dev != named.st_dev || open.st_ino != named.st_ino,
+        _ => true,
+    }
+}
+
+/// A pooled file taken for a write: exclusively locked, its magic zeroed,
+/// renamed to `path` (a temporary name in the namespace's directory).
+pub(crate) struct Reused {
+    pub(crate) fd: OwnedFd,
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
+}
+
+/// One file in the pool, as its name describes it: `<len>.<unix ms>.<unique>`.
+struct Pooled {
+    len: u64,
+    since: u64,
+    path: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+impl Store {
+    pub(crate) fn pool_dir(&self) -> &Path {
+        &self.inner.pool
+    }
+
+    /// The most bytes the pool may hold: the builder's limit, or an eighth
+    /// of the filesystem.
+    pub fn recycle_limit(&self) -> u64 {
+        self.inner.recycle_limit.unwrap_or_else(|| {
+            rustix::fs::statvfs(&self.inner.root)
+                .map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize) / 8)
+        })
+    }
+
+    /// Lists the pool, deleting files idle past the idle time (every file
+    /// with `all`). Returns the files left and what was deleted (files, bytes).
+    fn scan_pool(&self, all: bool) -> Result<(Vec<Pooled>, u64, u64)> {
+        let now = now_ms();
+        let idle = self.inner.recycle_idle.as_millis().min(u64::MAX as u128) as u64;
+        let (mut kept, mut files, mut bytes) = (Vec::new(), 0, 0);
+        for entry in read_dir(self.pool_dir())? {
+            let name = entry.file_name();
+            let mut fields = name.to_str().unwrap_or("").splitn(3, '.');
+            let len = fields.next().and_then(|f| f.parse().ok());
+            let since = fields.next().and_then(|f| f.parse().ok());
+            let path = entry.path();
+            let (Some(len), Some(since)) = (len, since) else {
+                // Not a pool file (nothing else writes here): a stray of some kind.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            if all || now.saturating_sub(since) >= idle {
+                // Exactly one of this unlink and a writer's claiming rename
+                // succeeds, so the bytes are released once.
+                if std::fs::remove_file(&path).is_ok() {
+                    self.inner.control.release_pooled(accounted(len));
+                    files += 1;
+                    bytes += accounted(len);
+                }
+                continue;
+            }
+            kept.push(Pooled { len, since, path });
+        }
+        Ok((kept, files, bytes))
+    }
+
+    /// Deletes every pooled file (`gc`, or a full filesystem). Returns (files, bytes).
+    pub(crate) fn drain_pool(&self) -> (u64, u64) {
+        self.scan_pool(true)
+            .map_or((0, 0), |(_, files, bytes)| (files, bytes))
+    }
+
+    /// Deletes pooled files idle past the idle time.
+    pub(crate) fn trim_pool(&self) {
+        let _ = self.scan_pool(false);
+    }
+
+    /// Rebuilds the pool's byte count from its files (`fsck`).
+    pub(crate) fn recount_pool(&self) -> Result<u64> {
+        let (kept, _, _) = self.scan_pool(false)?;
+        let pooled = kept.iter().map(|p| accounted(p.len)).sum();
+        self.inner.control.set_pooled(pooled);
+        Ok(pooled)
+    }
+
+    /// Takes the pooled file that best fits a file of `file_len` bytes and
+    /// renames it into `dir`, or `None` when no file fits or every fitting
+    /// one is still mapped by a reader.
+    pub(crate) fn take_pooled(&self, dir: &Path, file_len: u64) -> Result<Option<Reused>> {
+        if !recyclable(file_len) {
+            return Ok(None);
+        }
+        let (mut candidates, _, _) = self.scan_pool(false)?;
+        // A file as large or up to twice as large is trimmed to size; one at
+        // least half as large is extended. Best fit first, then oldest first,
+        // so files cycle through the pool instead of idling out of it.
+        candidates.retain(|p| p.len <= file_len.saturating_mul(2) && p.len >= file_len / 2);
+        candidates.sort_by_key(|p| (p.len < file_len, p.len.abs_diff(file_len), p.since));
+        for pooled in candidates {
+            if let Some(reused) = self.claim(&pooled, dir)? {
+                return Ok(Some(reused));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Claims one pooled file: lock it exclusively, then rename it out of the
+    /// pool. `None` when a reader maps it or another writer got it first.
+    fn claim(&self, pooled: &Pooled, dir: &Path) -> Result<Option<Reused>> {
+        let path = &pooled.path;
+        // Pooled files keep the read-only mode of sealed objects; the writer's
+        // descriptor needs write access, and the mode goes back at once.
+        if rustix::fs::chmod(path, Mode::from_bits_truncate(0o600)).is_err() {
+            return Ok(None);
+        }
+        let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(err) => return Err(Error::io("open a pooled file", path, os(err))),
+        };
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                let _ = rustix::fs::fchmod(&fd, Mode::from_bits_truncate(crate::store::FILE_MODE));
+                return Ok(None);
+            }
+            Err(err) => return Err(Error::io("lock a pooled file", path, os(err))),
+        }
+        let _ = rustix::fs::fchmod(&fd, Mode::from_bits_truncate(crate::store::FILE_MODE));
+        let target = dir.join(unique_tmp_name("obj"));
+        match rustix::fs::rename(path, &target) {
+            Ok(()) => {}
+            // Another writer claimed it, or an idle sweep deleted it.
+            Err(Errno::NOENT) if std::fs::symlink_metadata(path).is_err() => return Ok(None),
+            Err(err) => return Err(Error::io("reuse a pooled file in", dir, os(err))),
+        }
+        self.inner.control.release_pooled(accounted(pooled.len));
+        let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", &target, os(e)))?;
+        let len = stat.st_size as u64;
+        // Before any byte of the new object: a reader holding a descriptor
+        // from the file's old life must not take what follows for the old
+        // object, even if this writer dies part-way.
+        if let Err(err) = rustix::io::pwrite(&fd, &[0u8; 8], 0) {
+            let _ = std::fs::remove_file(&target);
+            return Err(Error::io("reuse a pooled file in", dir, os(err)));
+        }
+        Ok(Some(Reused {
+            fd,
+            path: target,
+            len,
+        }))
+    }
+
+    /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,
+    /// or deletes it when it is too small, recycling is off or the pool is full.
+    pub(crate) fn retire(&self, tmp: &Path, len: u64) {
+        if recyclable(len) && self.pool_accepts(accounted(len)) {
+            let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pool"));
+            if rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
+                return;
+            }
+            self.inner.control.release_pooled(accounted(len));
+        }
+        let _ = std::fs::remove_file(tmp);
+    }
+
+    /// Reserves room for `bytes` in the pool, deleting idle files once if
+    /// that makes room.
+    fn pool_accepts(&self, bytes: u64) -> bool {
+        let limit = self.recycle_limit();
+        if bytes > limit {
+            return false;
+        }
+        let control = &self.inner.control;
+        control.reserve_pooled(bytes, limit) || {
+            self.trim_pool();
+            control.reserve_pooled(bytes, limit)
+        }
+    }
+}

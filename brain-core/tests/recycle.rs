@@ -1,0 +1,271 @@
+//! Recycling: the files of replaced large objects are reused by later
+//! writes, never while anyone maps them.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brain_core::{ObjectKey, ObjectStore, Store, StoreBuilder};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const MIB: usize = 1 << 20;
+
+fn open(builder: StoreBuilder) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::Builder::new()
+        .prefix("brain-recycle-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let store = builder.path(dir.path().join("store")).open().unwrap();
+    (dir, store)
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// The file that holds `name` in namespace "n".
+fn object_file(store: &Store, name: &str) -> PathBuf {
+    let key = ObjectKey::new("n", name).to_hex();
+    std::fs::read_dir(store.path().join("ns"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join(&key))
+        .find(|path| path.exists())
+        .expect("the object's file")
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+fn pool_files(store: &Store) -> usize {
+    std::fs::read_dir(store.path().join("pool"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn a_replaced_large_object_is_rewritten_in_place_by_the_next_write() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    ns.set("frame", &bytes(3 * MIB, 1))?;
+    let first = inode(&object_file(&store, "frame"));
+    ns.set("frame", &bytes(3 * MIB, 2))?;
+    let meta = ns.metadata("frame")?.unwrap();
+    assert_eq!(
+        store.usage()?.pooled,
+        meta.stored_size,
+        "the old file waits in the pool"
+    );
+    assert_eq!(pool_files(&store), 1);
+    ns.set("frame", &bytes(3 * MIB, 3))?;
+    assert_eq!(
+        inode(&object_file(&store, "frame")),
+        first,
+        "the third write did not reuse the first one's file"
+    );
+    assert_eq!(&*ns.get("frame")?.unwrap(), &bytes(3 * MIB, 3)[..]);
+    assert_eq!(
+        pool_files(&store),
+        1,
+        "the second version's file took its place"
+    );
+    assert_eq!(
+        store.usage()?.used,
+        meta.stored_size,
+        "usage counts one object"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_someone_maps_is_never_reused() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    let old = bytes(2 * MIB, 9);
+    ns.set("x", &old)?;
+    let first = inode(&object_file(&store, "x"));
+    let view = ns.get("x")?.unwrap();
+    for round in 0..5u8 {
+        ns.set("x", &bytes(2 * MIB, round))?;
+        assert_ne!(
+            inode(&object_file(&store, "x")),
+            first,
+            "round {round}: a mapped file was rewritten"
+        );
+        assert_eq!(&*view, &old[..], "round {round}: a held view changed");
+    }
+    drop(view);
+    store.clear_cache();
+    // Unmapped now: the first file is fair game again (the pool is ordered
+    // newest first, so keep writing until it comes round or the pool is used up).
+    let mut reused = false;
+    for round in 0..8u8 {
+        ns.set("x", &bytes(2 * MIB, 100 + round))?;
+        reused |= inode(&object_file(&store, "x")) == first;
+    }
+    assert!(reused, "an unmapped pooled file was never reused");
+    Ok(())
+}
+
+#[test]
+fn reused_files_are_trimmed_or_extended_to_the_new_size() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    for (round, len) in [4 * MIB, 4 * MIB, 3 * MIB, 5 * MIB, 2 * MIB + 17]
+        .into_iter()
+        .enumerate()
+    {
+        let value = bytes(len, round as u8);
+        ns.set("y", &value)?;
+        let meta = ns.metadata("y")?.unwrap();
+        let file_len = std::fs::metadata(object_file(&store, "y"))?.len();
+        assert_eq!(
+            file_len.div_ceil(4096) * 4096,
+            meta.stored_size,
+            "round {round}"
+        );
+        assert!(
+            file_len >= len as u64 && file_len - (len as u64) < 4096,
+            "round {round}: {file_len}"
+        );
+        assert_eq!(&*ns.get("y")?.unwrap(), &value[..], "round {round}");
+    }
+    Ok(())
+}
+
+#[test]
+fn deleting_frees_at_once_and_small_objects_are_not_pooled() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    ns.set("small", &bytes(500_000, 1))?;
+    ns.set("small", &bytes(500_000, 2))?;
+    assert_eq!(
+        pool_files(&store),
+        0,
+        "objects under 1 MiB are not recycled"
+    );
+    ns.set("big", &bytes(2 * MIB, 1))?;
+    ns.delete("big")?;
+    assert_eq!(pool_files(&store), 0, "a deleted object is not kept");
+    assert_eq!(store.usage()?.pooled, 0);
+    Ok(())
+}
+
+#[test]
+fn a_zero_limit_turns_recycling_off() -> TestResult {
+    let (_dir, store) = open(Store::builder().recycle_limit(0));
+    let ns = store.namespace("n")?;
+    ns.set("z", &bytes(2 * MIB, 1))?;
+    ns.set("z", &bytes(2 * MIB, 2))?;
+    assert_eq!(pool_files(&store), 0);
+    assert_eq!(store.usage()?.pooled, 0);
+    Ok(())
+}
+
+#[test]
+fn the_pool_stays_within_its_limit() -> TestResult {
+    let (_dir, store) = open(Store::builder().recycle_limit(5 * MIB as u64));
+    let ns = store.namespace("n")?;
+    // Hold views so no pooled file can be reused and the pool must grow.
+    let mut held = Vec::new();
+    for round in 0..6u8 {
+        ns.set("w", &bytes(2 * MIB, round))?;
+        held.push(ns.get("w")?.unwrap());
+    }
+    let pooled = store.usage()?.pooled;
+    assert!(pooled <= 5 * MIB as u64, "pool holds {pooled} bytes");
+    assert_eq!(pool_files(&store), 2, "two 2 MiB files fit in 5 MiB");
+    Ok(())
+}
+
+#[test]
+fn idle_files_go_at_the_next_open_and_gc_empties_the_pool() -> TestResult {
+    let (dir, store) = open(Store::builder().recycle_idle(Duration::ZERO));
+    let ns = store.namespace("n")?;
+    ns.set("v", &bytes(2 * MIB, 1))?;
+    ns.set("v", &bytes(2 * MIB, 2))?;
+    assert_eq!(pool_files(&store), 1);
+    let again = Store::builder()
+        .path(dir.path().join("store"))
+        .recycle_idle(Duration::ZERO)
+        .open()?;
+    assert_eq!(pool_files(&again), 0, "an idle file outlived an open");
+    assert_eq!(again.usage()?.pooled, 0);
+
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    ns.set("v", &bytes(2 * MIB, 1))?;
+    ns.set("v", &bytes(2 * MIB, 2))?;
+    let report = store.gc()?;
+    assert_eq!((report.pool_files, pool_files(&store)), (1, 0));
+    assert!(report.pool_bytes >= 2 * MIB as u64);
+    assert_eq!(store.usage()?.pooled, 0);
+    assert_eq!(&*ns.get("v")?.unwrap(), &bytes(2 * MIB, 2)[..]);
+    Ok(())
+}
+
+#[test]
+fn fsck_recounts_the_pool() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    ns.set("f", &bytes(2 * MIB, 1))?;
+    ns.set("f", &bytes(2 * MIB, 2))?;
+    let pooled = store.usage()?.pooled;
+    // A file dropped into the pool by hand is counted once fsck has looked.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let stray = store
+        .path()
+        .join("pool")
+        .join(format!("{}.{now_ms}.x", 3 * MIB));
+    std::fs::write(&stray, vec![0u8; 3 * MIB])?;
+    let report = store.fsck(false)?;
+    assert_eq!(report.pooled, pooled + 3 * MIB as u64);
+    assert_eq!(store.usage()?.pooled, report.pooled);
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    Ok(())
+}
+
+#[test]
+fn readers_racing_a_replacing_writer_see_whole_values() -> TestResult {
+    let (_dir, store) = open(Store::builder().mapping_cache(0));
+    let ns = store.namespace("n")?;
+    ns.set("r", &vec![0u8; 2 * MIB])?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| -> TestResult {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| -> Result<u64, String> {
+                    let mut reads = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let view = ns.get("r").map_err(|e| e.to_string())?.unwrap();
+                        let first = view[0];
+                        if let Some(at) = view.iter().position(|&b| b != first) {
+                            return Err(format!(
+                                "torn value: byte {at} is {} not {first}",
+                                view[at]
+                            ));
+                        }
+                        reads += 1;
+                    }
+                    Ok(reads)
+                })
+            })
+            .collect();
+        for round in 1..=60u8 {
+            ns.set("r", &vec![round; 2 * MIB])?;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reader in readers {
+            let reads = reader.join().unwrap()?;
+            assert!(reads > 0);
+        }
+        Ok(())
+    })?;
+    assert!(store.usage()?.pooled > 0, "the writer recycled nothing");
+    Ok(())
+}
