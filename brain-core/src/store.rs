@@ -21,7 +21,7 @@ use arrow_buffer::{Buffer, MutableBuffer};
 use rustix::fs::{Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
-use crate::cache::MappingCache;
+use crate::cache::{MappingCache, Stamp};
 use crate::recycle::{lock_shared, recyclable, replaced_under, DEFAULT_IDLE, POOL_DIR};
 use crate::writer::{unique_tmp_name, ObjectWriter};
 
@@ -129,8 +129,10 @@ impl StoreBuilder {
         self
     }
 
-    /// How many mappings of large objects this process keeps, so a repeated
-    /// get costs one `stat`. 0 turns the cache off. Default: 4096.
+    /// How many objects this process keeps for repeated gets (mappings of
+    /// large objects, and copies of small ones read more than once, up to
+    /// 8 MiB of them), so a repeated get costs one `stat`. 0 turns the cache
+    /// off. Default: 4096.
     #[must_use]
     pub fn mapping_cache(mut self, entries: usize) -> Self {
         self.mapping_cache = entries;
@@ -539,8 +541,11 @@ impl Store {
             if locked && !same_header(&bytes[..header_len], header, path) {
                 return Ok(None);
             }
-            let payload = Buffer::from(bytes).slice(header_len);
-            return Ok(Some(ObjectView::new(meta, payload)));
+            let view = ObjectView::new(meta, Buffer::from(bytes).slice(header_len));
+            if !locked {
+                self.remember_copy(key, path, fd, &view);
+            }
+            return Ok(Some(view));
         }
         let stat = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, os(e)))?;
         if stat.st_size as u64 != file_len as u64 {
@@ -566,14 +571,10 @@ impl Store {
     fn cached(&self, key: ObjectKey, path: &Path) -> Option<ObjectView> {
         let mut cache = self.inner.cache.lock().expect("mapping cache lock");
         cache.maybe_sweep();
-        let entry = cache.entries.get(&key)?;
-        let (dev, ino) = (entry.dev, entry.ino);
-        let view = entry.view.clone();
+        let (stamp, view) = cache.get(key)?;
         drop(cache);
-        // The cached mapping keeps its inode alive, so the inode number cannot
-        // be reused: a file at `path` with the same one is the same object.
         match rustix::fs::stat(path) {
-            Ok(st) if st.st_dev == dev && st.st_ino == ino => Some(view),
+            Ok(st) if Stamp::of(&st) == stamp => Some(view),
             _ => {
                 self.forget_cached(key);
                 None
@@ -583,26 +584,40 @@ impl Store {
 
     fn remember(&self, key: ObjectKey, path: &Path, stat: &rustix::fs::Stat, view: &ObjectView) {
         let mut cache = self.inner.cache.lock().expect("mapping cache lock");
-        cache.insert(key, path, stat, view.clone());
+        cache.insert(key, path, Stamp::of(stat), view.clone(), false);
     }
 
-    /// Drops the cached mapping of `key` (its object was replaced or
-    /// deleted by this process), and sweeps others when it is time.
+    /// Caches a copy of a small object read from `fd`, when it is read for
+    /// the second time: a value read over and over then costs one `stat`.
+    fn remember_copy(
+        &self,
+        key: ObjectKey,
+        path: &Path,
+        fd: &rustix::fd::OwnedFd,
+        view: &ObjectView,
+    ) {
+        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        if !cache.read_again(key) {
+            return;
+        }
+        if let Ok(stat) = rustix::fs::fstat(fd) {
+            cache.insert(key, path, Stamp::of(&stat), view.clone(), true);
+        }
+    }
+
+    /// Drops the cached view of `key` (its object was replaced or deleted
+    /// by this process), and sweeps others when it is time.
     pub(crate) fn forget_cached(&self, key: ObjectKey) {
         let mut cache = self.inner.cache.lock().expect("mapping cache lock");
-        cache.entries.remove(&key);
+        cache.remove(key);
         cache.maybe_sweep();
     }
 
-    /// Drops every cached mapping, releasing memory of objects deleted since.
+    /// Drops every cached view, releasing memory of objects deleted since.
     pub fn clear_cache(&self) {
-        self.inner
-            .cache
-            .lock()
-            .expect("mapping cache lock")
-            .entries
-            .clear();
+        self.inner.cache.lock().expect("mapping cache lock").clear();
     }
+
     pub(crate) fn full_error(&self, namespace: &str, name: &str, needed: u64, fs: bool) -> Error {
         let (used, capacity) = if fs {
             let usage = self.usage().ok();

@@ -721,3 +721,41 @@ fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult 
     assert_eq!(store.fsck(false)?.corrupt.len(), 0);
     Ok(())
 }
+
+#[test]
+fn a_small_object_read_again_is_served_from_a_copy_until_it_changes() -> TestResult {
+    let (dir, store) = store();
+    let other = Store::open(dir.path().join("store"))?; // another cache, as another process has
+    let ns = store.namespace("n")?;
+    let elsewhere = other.namespace("n")?;
+    elsewhere.set("s", b"first")?;
+    let once = ns.get("s")?.unwrap();
+    let twice = ns.get("s")?.unwrap();
+    let thrice = ns.get("s")?.unwrap();
+    assert_ne!(
+        once.as_ptr(),
+        twice.as_ptr(),
+        "a value read once was cached"
+    );
+    assert_eq!(
+        twice.as_ptr(),
+        thrice.as_ptr(),
+        "a value read again was not cached"
+    );
+    // Same length, written by another handle: the copy must not be served.
+    elsewhere.set("s", b"secnd")?;
+    assert_eq!(&*ns.get("s")?.unwrap(), b"secnd");
+    assert_eq!(&*ns.get("s")?.unwrap(), b"secnd");
+    elsewhere.delete("s")?;
+    assert!(
+        ns.get("s")?.is_none(),
+        "a deleted value was served from the cache"
+    );
+    elsewhere.set("s", b"third")?;
+    assert_eq!(&*ns.get("s")?.unwrap(), b"third");
+    // This handle's own writes drop its copy too.
+    ns.set("s", b"fourth")?;
+    assert_eq!(&*ns.get("s")?.unwrap(), b"fourth");
+    assert_eq!(&*thrice, b"first", "a view handed out earlier changed");
+    Ok(())
+}
