@@ -893,7 +893,15 @@ fn same_header(bytes: &[u8], header: &Header, path: &Path) -> bool {
 /// Reads the start of the file into `first` and decodes the header, reading
 /// more when the header is longer. Returns the header and the bytes in `first`.
 fn read_header(fd: impl AsFd, first: &mut [u8], path: &Path) -> Result<(Header, usize)> {
-    let got = read_full(&fd, first, 0).map_err(|e| Error::io("read", path, e))?;
+    // One pread: a regular file's read comes back short only at its end, and
+    // reading on to prove it would cost a second system call on every get.
+    let got = loop {
+        match rustix::io::pread(&fd, &mut *first, 0) {
+            Ok(n) => break n,
+            Err(Errno::INTR) => {}
+            Err(err) => return Err(Error::io("read", path, os(err))),
+        }
+    };
     let header_len = Header::needed_len(&first[..got], path)?;
     let header = if header_len <= got {
         Header::decode(&first[..header_len], path)?
