@@ -128,7 +128,7 @@ impl ObjectWriter {
             writer.reserve(file_len)?;
             if file_len > SMALL_OBJECT && !writer.reuse_pooled(file_len)? {
                 writer.open_large()?;
-                writer.preallocate(file_len)?;
+                writer.preallocate(0, file_len)?;
             }
         }
         Ok(writer)
@@ -153,9 +153,12 @@ impl ObjectWriter {
             // The tail's pages go back to the filesystem now.
             rustix::fs::ftruncate(&*fd, file_len)
                 .map_err(|e| Error::io("trim a reused file in", &self.dir, os(e)))?;
-            self.allocated = file_len;
-        } else {
-            self.preallocate(file_len)?;
+        }
+        // A pooled file was written whole, so its pages exist: only a longer
+        // object needs more (fallocate walks every page, even allocated ones).
+        self.allocated = reused.len.min(file_len);
+        if reused.len < file_len {
+            self.preallocate(reused.len, file_len)?;
         }
         Ok(true)
     }
@@ -237,13 +240,13 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Allocates the file's pages now, so a full filesystem fails cleanly
-    /// here instead of part-way through the copy.
-    fn preallocate(&mut self, file_len: u64) -> Result<()> {
+    /// Allocates the file's pages from `from` to `file_len` now, so a full
+    /// filesystem fails cleanly here instead of part-way through the copy.
+    fn preallocate(&mut self, from: u64, file_len: u64) -> Result<()> {
         let fd = self.fd.as_ref().expect("a large object has its file open");
         let mut drained = false;
         loop {
-            match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, file_len) {
+            match rustix::fs::fallocate(fd, FallocateFlags::empty(), from, file_len - from) {
                 Ok(()) => {
                     self.allocated = file_len;
                     return Ok(());
