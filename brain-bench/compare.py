@@ -92,6 +92,30 @@ def fresh_file_write(path: Path, data: memoryview) -> None:
     os.unlink(path)
 
 
+def overwrite(path: Path, data: memoryview) -> None:
+    """write() of the bytes over an existing file's pages: what a recycled put must fill."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done : done + (1 << 30)], done)
+    finally:
+        os.close(fd)
+
+
+def brain_writes(row: Callable[[str, str, str, list[float]], None], brain: Brain, name: str, value: Any,
+                 repeats: int) -> None:
+    """brain's two kinds of write: replacing an object, whose file the store
+    refills (the refreshed-frame case), and a name that did not exist, which
+    gets fresh pages."""
+    brain.learn(name, value)
+    row("write", "brain set, replacing", "same process", measure(lambda: brain.learn(name, value), repeats))
+    fresh = f"{name}-new"
+    row("write", "brain set, new name", "same process",
+        measure(lambda: brain.learn(fresh, value), repeats, setup=lambda: brain.forget(fresh)))
+    brain.forget(fresh)
+
+
 def second_process_reads(store: str, name: str, parquet_files: dict[str, str], repeats: int, out: Any) -> None:
     """Run in a spawned process: brain and Parquet reads of an object another process wrote."""
     import pyarrow  # noqa: F401  (imported before timing: reads are measured, not imports)
@@ -140,7 +164,7 @@ def bench_frame(rows: int, repeats: int, shm: Path, disk: Path, brain: Brain) ->
     def row(op: str, method: str, where: str, times: list[float]) -> None:
         out.append(Row(label, nbytes, op, method, where, times))
 
-    row("write", "brain set", "same process", measure(lambda: brain.learn("frame", frame), repeats))
+    brain_writes(row, brain, "frame", frame, repeats)
     files = {"/dev/shm": str(shm / "frame.parquet"), "disk": str(disk / "frame.parquet")}
     for where, path in files.items():
         row("write", f"Parquet write ({where})", "same process", measure(lambda p=path: frame.to_parquet(p), repeats))
@@ -164,13 +188,18 @@ def bench_array(nbytes: int, repeats: int, shm: Path, brain: Brain) -> list[Row]
     def row(op: str, method: str, where: str, times: list[float]) -> None:
         out.append(Row(label, nbytes, op, method, where, times))
 
-    row("write", "brain set", "same process", measure(lambda: brain.learn("array", array), repeats))
+    brain_writes(row, brain, "array", array, repeats)
     row("read", "brain get (numpy)", "same process", measure(lambda: brain["array"], repeats))
     for method, times in run_second_process(brain.path, "array", {}, repeats).items():
         row("read", method, "second process", times)
     raw = memoryview(array).cast("B")
     row("write", "write() into a fresh tmpfs file", "same process",
         measure(lambda: fresh_file_write(shm / "fresh.bin", raw), repeats))
+    allocated = shm / "allocated.bin"
+    allocated.write_bytes(raw)
+    row("write", "write() over allocated tmpfs pages", "same process",
+        measure(lambda: overwrite(allocated, raw), repeats))
+    allocated.unlink()
     prefaulted = np.empty_like(array)
     prefaulted.fill(0.0)
     row("memcpy", "memcpy into pre-faulted memory", "same process",
