@@ -238,16 +238,28 @@ fn get_small(c: &mut Criterion) {
         fixture.get_or_init(|| {
             let bench = BenchStore::new();
             let path = small_object(&bench, "bench", "small");
-            (bench.namespace("bench"), path, bench)
+            // A second handle without a cache: every get opens and reads.
+            let uncached = brain_core::Store::builder()
+                .path(bench.store.path())
+                .mapping_cache(0)
+                .open()
+                .expect("open the store again")
+                .namespace("bench")
+                .expect("namespace");
+            (bench.namespace("bench"), path, uncached, bench)
         })
     };
     let mut group = c.benchmark_group("get_small");
     group.bench_function("brain_get_100B", |b| {
-        let (ns, _, _) = fixture();
+        let (ns, ..) = fixture();
         b.iter(|| ns.get(black_box("small")).unwrap().unwrap())
     });
+    group.bench_function("brain_get_100B_uncached", |b| {
+        let (_, _, uncached, _) = fixture();
+        b.iter(|| uncached.get(black_box("small")).unwrap().unwrap())
+    });
     group.bench_function("floor_open_read_close", |b| {
-        let (_, path, _) = fixture();
+        let (_, path, ..) = fixture();
         let mut buf = vec![0u8; 4096];
         b.iter(|| floor_open_read(black_box(path), &mut buf))
     });
@@ -373,7 +385,8 @@ fn each(iters: u64, mut timed: impl FnMut(), mut untimed: impl FnMut()) -> Durat
 }
 
 fn set_large(c: &mut Criterion) {
-    // At most two copies of 1 GiB exist at once: the input and one output.
+    // At most three copies of 1 GiB exist at once: the input, an object and,
+    // while replacing, the replaced file waiting in the pool.
     let fixture = OnceCell::new();
     let fixture = || {
         fixture.get_or_init(|| {
@@ -407,6 +420,12 @@ fn set_large(c: &mut Criterion) {
                 },
             )
         })
+    });
+    group.bench_function("brain_set_1GiB_replacing", |b| {
+        let (ns, data, _) = fixture();
+        ns.set("replaced", data).unwrap();
+        b.iter(|| ns.set("replaced", black_box(data)).unwrap());
+        ns.delete("replaced").unwrap();
     });
     group.bench_function("floor_write_1GiB", |b| {
         let (_, data, bench) = fixture();
