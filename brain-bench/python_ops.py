@@ -4,8 +4,9 @@
 
 Every figure is the median over batches of calls (per call), on a temporary
 store removed at the end. Floors: a Python dict lookup and store (the
-cheapest possible mapping), and an ``os.open`` + ``os.read`` + ``os.close``
-of the same small file (the system calls a get cannot avoid).
+cheapest possible mapping), an ``os.open`` + ``os.read`` + ``os.close`` of a
+small file (the system calls a first get cannot avoid), and the creation,
+write and rename of one (the system calls a set cannot avoid).
 """
 
 from __future__ import annotations
@@ -72,10 +73,23 @@ def main() -> int:
         lines.append(row("floor: dict lookup", dict_get))
         lines.append(row("floor: os.open + os.read + os.close of 100 B", syscall_floor))
 
+        counter = iter(range(1 << 62))
+        target = workdir / "target"
+
+        def create_write_rename() -> None:
+            tmp = workdir / f"tmp{next(counter)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            os.write(fd, b"x" * 100)
+            os.close(fd)
+            os.rename(tmp, target)
+
+        write_floor = per_call(create_write_rename, 5_000)
+        lines.append(row("floor: os.open(O_CREAT) + os.write + os.close + os.rename", write_floor))
+
         brain["x"] = "a short text"
         lines.append(row("brain['x'] of a short str", per_call(lambda: brain["x"], 20_000), 3e-6, syscall_floor))
         lines.append(row("brain['x'] = short str", per_call(lambda: brain.__setitem__("x", "a short text"), 5_000),
-                         10e-6, syscall_floor))
+                         10e-6, write_floor))
         lines.append(row("floor: dict store", dict_set))
 
         sizes = {"1 MiB": 1 << 20, "64 MiB": 64 << 20, f"{args.big_gib:g} GiB": int(args.big_gib * (1 << 30))}
