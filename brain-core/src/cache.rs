@@ -11,9 +11,9 @@ use crate::view::ObjectView;
 /// What identifies one file at one moment: a cached object is served only
 /// while a `stat` of its path gives the same stamp. A named object file is
 /// never written again, so the same inode with the same size and times holds
-/// the same bytes; a replaced object's path shows another inode (inode
-/// numbers on tmpfs come from a counter and are not handed out again) and
-/// other times.
+/// the same bytes; a replaced object's path shows another inode (tmpfs
+/// numbers inodes from a counter, which wraps only after 2^32 files, and
+/// even then size and both times would have to match to the nanosecond).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     dev: u64,

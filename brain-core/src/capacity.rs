@@ -25,7 +25,12 @@ use crate::error::{Error, Result};
 use crate::sys::SharedCounters;
 
 const MAGIC: [u8; 8] = *b"BRAINCTL";
-const VERSION: u64 = 1;
+/// 2 since recycling: builds of version 1 map files without the shared
+/// lock that keeps a recycling writer away, so they must not open a store
+/// where one writes. A version-1 store is upgraded in place when opened.
+const VERSION: u64 = 2;
+const VERSION_BEFORE_RECYCLING: u64 = 1;
+const VERSION_AT: usize = 8;
 const LEN: usize = 4096;
 const CAPACITY_AT: usize = 16;
 const USED_AT: usize = 24;
@@ -91,7 +96,17 @@ impl Control {
                 "not a brain control file (bad magic bytes)",
             ));
         }
-        let version = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        let mut version = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        if version == VERSION_BEFORE_RECYCLING {
+            // Another opener may upgrade it at the same moment: either wins.
+            let _ = counters.counter(VERSION_AT).compare_exchange(
+                VERSION_BEFORE_RECYCLING,
+                VERSION,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            version = counters.counter(VERSION_AT).load(Ordering::Acquire);
+        }
         if version != VERSION {
             return Err(Error::UnsupportedVersion {
                 path,
@@ -122,10 +137,12 @@ impl Control {
             .store(used, Ordering::Release);
     }
 
-    /// Adds `bytes` to the usage unless that would pass the capacity.
+    /// Adds `bytes` to the usage unless that, with the pool, would pass the
+    /// capacity (the caller may empty the pool and try again).
     pub(crate) fn reserve(&self, bytes: u64) -> std::result::Result<(), Refused> {
         let capacity = self.capacity();
-        add_within(self.counters.counter(USED_AT), bytes, capacity)
+        let room = capacity.saturating_sub(self.pooled());
+        add_within(self.counters.counter(USED_AT), bytes, room)
             .map_err(|used| Refused { used, capacity })
     }
 

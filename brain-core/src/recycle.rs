@@ -23,20 +23,23 @@
 //!   descriptor is closed.
 //! - A writer may only reuse a pooled file it holds an *exclusive* lock on,
 //!   taken without waiting: it fails while any process maps the file, and
-//!   the writer then takes another file or fresh pages.
+//!   the writer then takes another file or fresh pages. It releases the lock
+//!   with `LOCK_UN` once the object is whole, before publishing it (a close
+//!   would leave the lock with any child forked meanwhile).
 //! - A file reaches the pool only by leaving its name, so a reader can reach
 //!   it only through a descriptor opened before: such a reader takes its lock
 //!   without waiting, and when that fails (a writer holds the file) or the
-//!   header it read before the lock differs from the one under it, it opens
-//!   the name again. The writer zeroes the header's magic before it writes,
-//!   so a writer that dies part-way leaves a file no reader mistakes for an
-//!   object.
+//!   header it reads again under the lock differs from the one it read
+//!   before, it opens the name again. The writer zeroes the header's magic
+//!   before it writes, so a writer that dies part-way leaves a file no
+//!   reader mistakes for an object.
 //!
 //! The pool holds at most [`Store::recycle_limit`] bytes (by default an
-//! eighth of the filesystem), counted in the control file, and files idle
+//! eighth of the filesystem or of the capacity), counted in the control
+//! file, and objects and pool together stay within the capacity. Files idle
 //! for longer than the idle time (a minute by default) are deleted by the
-//! next write, open or `gc`. Deleting an object frees its memory at once:
-//! only replaced objects are kept.
+//! next large write, an open or `gc`. Deleting an object frees its memory at
+//! once: only replaced objects are kept. Recycling is on only on a tmpfs.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,7 @@ use rustix::io::Errno;
 
 use crate::capacity::accounted;
 use crate::error::{os, Error, Result};
+use crate::maintenance::{process_alive, tmp_owner};
 use crate::store::{read_dir, Store};
 use crate::writer::{unique_suffix, unique_tmp_name};
 
@@ -55,6 +59,9 @@ use crate::writer::{unique_suffix, unique_tmp_name};
 pub(crate) const RECYCLE_MIN: u64 = 1 << 20;
 /// The pool's directory in the store.
 pub(crate) const POOL_DIR: &str = "pool";
+/// Pooled files are writable by their owner, so a writer can claim one
+/// without touching its mode; a writer seals its object read-only.
+const POOL_MODE: u32 = 0o600;
 /// How long a pooled file waits for a write before it is deleted.
 pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
@@ -83,7 +90,9 @@ pub(crate) fn replaced_under(fd: &OwnedFd, path: &Path) -> bool {
 }
 
 /// A pooled file taken for a write: exclusively locked, its magic zeroed,
-/// renamed to `path` (a temporary name in the namespace's directory).
+/// renamed to `path`, a temporary name in the pool that no other writer
+/// takes and `gc` leaves alone while this process lives. It moves into the
+/// namespace only once the object is whole, like an unnamed fresh file.
 pub(crate) struct Reused {
     pub(crate) fd: OwnedFd,
     pub(crate) path: PathBuf,
@@ -108,12 +117,19 @@ impl Store {
         &self.inner.pool
     }
 
-    /// The most bytes the pool may hold: the builder's limit, or an eighth
-    /// of the filesystem.
+    /// The most bytes the pool may hold: the builder's limit, or by default
+    /// an eighth of the filesystem or of the store's capacity, whichever is
+    /// smaller. 0 when the store is not on a tmpfs: recycling relies on
+    /// `flock` surviving `close` for as long as a mapping lives, which
+    /// network filesystems do not promise.
     pub fn recycle_limit(&self) -> u64 {
+        if !self.inner.recycling_allowed {
+            return 0;
+        }
         self.inner.recycle_limit.unwrap_or_else(|| {
-            rustix::fs::statvfs(&self.inner.root)
-                .map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize) / 8)
+            let filesystem = rustix::fs::statvfs(&self.inner.root)
+                .map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize));
+            filesystem.min(self.inner.control.capacity()) / 8
         })
     }
 
@@ -125,10 +141,18 @@ impl Store {
         let (mut kept, mut files, mut bytes) = (Vec::new(), 0, 0);
         for entry in read_dir(self.pool_dir())? {
             let name = entry.file_name();
+            let path = entry.path();
+            if let Some(pid) = tmp_owner(&name) {
+                // A file a writer claimed: its own until it is published,
+                // garbage once that writer is gone.
+                if !process_alive(pid) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
             let mut fields = name.to_str().unwrap_or("").splitn(3, '.');
             let len = fields.next().and_then(|f| f.parse().ok());
             let since = fields.next().and_then(|f| f.parse().ok());
-            let path = entry.path();
             let (Some(len), Some(since)) = (len, since) else {
                 // Not a pool file (nothing else writes here): a stray of some kind.
                 let _ = std::fs::remove_file(&path);
@@ -168,11 +192,10 @@ impl Store {
         Ok(pooled)
     }
 
-    /// Takes the pooled file that best fits a file of `file_len` bytes and
-    /// renames it into `dir`, or `None` when no file fits or every fitting
-    /// one is still mapped by a reader.
-    pub(crate) fn take_pooled(&self, dir: &Path, file_len: u64) -> Result<Option<Reused>> {
-        if !recyclable(file_len) {
+    /// Takes the pooled file that best fits a file of `file_len` bytes, or
+    /// `None` when no file fits or every fitting one is still mapped by a reader.
+    pub(crate) fn take_pooled(&self, file_len: u64) -> Result<Option<Reused>> {
+        if !recyclable(file_len) || !self.inner.recycling_allowed {
             return Ok(None);
         }
         let (mut candidates, _, _) = self.scan_pool(false)?;
@@ -182,59 +205,43 @@ impl Store {
         candidates.retain(|p| p.len <= file_len.saturating_mul(2) && p.len >= file_len / 2);
         candidates.sort_by_key(|p| (p.len < file_len, p.len.abs_diff(file_len), p.since));
         for pooled in candidates {
-            if let Some(reused) = self.claim(&pooled, dir)? {
+            if let Some(reused) = self.claim(&pooled) {
                 return Ok(Some(reused));
             }
         }
         Ok(None)
     }
 
-    /// Claims one pooled file: lock it exclusively, then rename it out of the
-    /// pool. `None` when a reader maps it or another writer got it first.
-    fn claim(&self, pooled: &Pooled, dir: &Path) -> Result<Option<Reused>> {
+    /// Claims one pooled file: lock it exclusively, then rename it to a name
+    /// of this writer's. `None` when a reader maps it, another writer got it
+    /// first, or anything else goes wrong with it (fresh pages will do).
+    fn claim(&self, pooled: &Pooled) -> Option<Reused> {
         let path = &pooled.path;
-        // Pooled files keep the read-only mode of sealed objects; the writer's
-        // descriptor needs write access, and the mode goes back at once.
-        if rustix::fs::chmod(path, Mode::from_bits_truncate(0o600)).is_err() {
-            return Ok(None);
-        }
+        // Pooled files are left writable by their owner (see `retire`).
         let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(err) => return Err(Error::io("open a pooled file", path, os(err))),
-        };
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => {
-                let _ = rustix::fs::fchmod(&fd, Mode::from_bits_truncate(crate::store::FILE_MODE));
-                return Ok(None);
-            }
-            Err(err) => return Err(Error::io("lock a pooled file", path, os(err))),
-        }
-        let _ = rustix::fs::fchmod(&fd, Mode::from_bits_truncate(crate::store::FILE_MODE));
-        let target = dir.join(unique_tmp_name("obj"));
-        match rustix::fs::rename(path, &target) {
-            Ok(()) => {}
-            // Another writer claimed it, or an idle sweep deleted it.
-            Err(Errno::NOENT) if std::fs::symlink_metadata(path).is_err() => return Ok(None),
-            Err(err) => return Err(Error::io("reuse a pooled file in", dir, os(err))),
-        }
+        let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).ok()?;
+        let claimed = self.pool_dir().join(unique_tmp_name("claim"));
+        // Exactly one claimer's rename succeeds; a loser sees the file gone
+        // (or an idle sweep deleted it).
+        rustix::fs::rename(path, &claimed).ok()?;
         self.inner.control.release_pooled(accounted(pooled.len));
-        let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", &target, os(e)))?;
-        let len = stat.st_size as u64;
         // Before any byte of the new object: a reader holding a descriptor
         // from the file's old life must not take what follows for the old
         // object, even if this writer dies part-way.
-        if let Err(err) = rustix::io::pwrite(&fd, &[0u8; 8], 0) {
-            let _ = std::fs::remove_file(&target);
-            return Err(Error::io("reuse a pooled file in", dir, os(err)));
+        let prepared = rustix::io::pwrite(&fd, &[0u8; 8], 0)
+            .and_then(|_| rustix::fs::fstat(&fd).map(|st| st.st_size as u64));
+        match prepared {
+            Ok(len) => Some(Reused {
+                fd,
+                path: claimed,
+                len,
+            }),
+            Err(_) => {
+                let _ = std::fs::remove_file(&claimed);
+                None
+            }
         }
-        Ok(Some(Reused {
-            fd,
-            path: target,
-            len,
-        }))
     }
 
     /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,
@@ -242,7 +249,10 @@ impl Store {
     pub(crate) fn retire(&self, tmp: &Path, len: u64) {
         if recyclable(len) && self.pool_accepts(accounted(len)) {
             let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pool"));
-            if rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
+            // Writable by the owner, so a claim needs no change of mode on a
+            // shared path. The name is this writer's alone until the rename.
+            let writable = rustix::fs::chmod(tmp, Mode::from_bits_truncate(POOL_MODE));
+            if writable.is_ok() && rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
                 return;
             }
             self.inner.control.release_pooled(accounted(len));
@@ -251,13 +261,14 @@ impl Store {
     }
 
     /// Reserves room for `bytes` in the pool, deleting idle files once if
-    /// that makes room.
+    /// that makes room. Objects and pool together stay within the capacity.
     fn pool_accepts(&self, bytes: u64) -> bool {
-        let limit = self.recycle_limit();
+        let control = &self.inner.control;
+        let room = control.capacity().saturating_sub(control.used());
+        let limit = self.recycle_limit().min(room);
         if bytes > limit {
             return false;
         }
-        let control = &self.inner.control;
         control.reserve_pooled(bytes, limit) || {
             self.trim_pool();
             control.reserve_pooled(bytes, limit)

@@ -45,6 +45,8 @@ pub(crate) const FILE_MODE: u32 = 0o400;
 /// The control file, updated in place through a shared mapping.
 const CONTROL_MODE: u32 = 0o600;
 
+/// `statfs`'s filesystem type of a tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// Objects up to this size are read into memory; larger ones are mapped.
 const DEFAULT_SMALL_OBJECT_LIMIT: usize = 64 * 1024;
 /// How many mappings a process keeps for repeated gets. Linux allows about
@@ -149,7 +151,8 @@ impl StoreBuilder {
 
     /// The most bytes of replaced objects this process keeps in the store's
     /// pool for later writes to reuse (see [`Store::recycle_limit`]); 0 turns
-    /// recycling off. Default: an eighth of the filesystem's size.
+    /// recycling off. Default: an eighth of the filesystem's size or of the
+    /// store's capacity, whichever is smaller.
     #[must_use]
     pub fn recycle_limit(mut self, bytes: u64) -> Self {
         self.recycle_limit = Some(bytes);
@@ -190,6 +193,10 @@ impl StoreBuilder {
         if let Some(capacity) = self.capacity {
             control.set_capacity(capacity);
         }
+        // Recycling needs `flock` to last as long as a mapping: true of
+        // local filesystems, not promised by network ones. Stores live on
+        // tmpfs, where it is needed; elsewhere it stays off.
+        let recycling_allowed = rustix::fs::statfs(&root).is_ok_and(|st| st.f_type == TMPFS_MAGIC);
         let store = Store {
             inner: Arc::new(Inner {
                 ns_root: root.join("ns"),
@@ -201,6 +208,7 @@ impl StoreBuilder {
                 small_object_limit: self.small_object_limit,
                 recycle_limit: self.recycle_limit,
                 recycle_idle: self.recycle_idle,
+                recycling_allowed,
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
             }),
         };
@@ -279,6 +287,8 @@ pub(crate) struct Inner {
     pub(crate) small_object_limit: usize,
     pub(crate) recycle_limit: Option<u64>,
     pub(crate) recycle_idle: Duration,
+    /// Whether the store is on a tmpfs, where recycling's locks hold.
+    pub(crate) recycling_allowed: bool,
     pub(crate) cache: Mutex<MappingCache>,
 }
 
@@ -510,7 +520,7 @@ impl Store {
         // from then on no writer can rewrite it. What was read before the
         // lock is checked again under it.
         let locked = recyclable(file_len);
-        if locked && !lock_shared(fd, path)? {
+        if locked && (!lock_shared(fd, path)? || header_changed(fd, header, path)) {
             return Ok(None);
         }
         let file_len = usize::try_from(file_len)
@@ -521,11 +531,10 @@ impl Store {
                 first
             } else {
                 let mut bytes = MutableBuffer::from_len_zeroed(file_len);
-                let from = if locked { 0 } else { got };
-                bytes.as_slice_mut()[..from].copy_from_slice(&first[..from]);
-                let n = read_full(fd, &mut bytes.as_slice_mut()[from..], from as u64)
+                bytes.as_slice_mut()[..got].copy_from_slice(&first[..got]);
+                let n = read_full(fd, &mut bytes.as_slice_mut()[got..], got as u64)
                     .map_err(|e| Error::io("read", path, e))?;
-                bytes.truncate(from + n);
+                bytes.truncate(got + n);
                 bytes
             };
             if bytes.len() < file_len || got < FIRST_READ.min(file_len) {
@@ -538,9 +547,6 @@ impl Store {
                 ));
             }
             bytes.truncate(file_len);
-            if locked && !same_header(&bytes[..header_len], header, path) {
-                return Ok(None);
-            }
             let view = ObjectView::new(meta, Buffer::from(bytes).slice(header_len));
             if !locked {
                 self.remember_copy(key, path, fd, &view);
@@ -559,9 +565,6 @@ impl Store {
         }
         // The mapping holds the open file, and with it the shared lock.
         let mapping = Mapping::map_readonly(fd, file_len).map_err(|e| Error::io("map", path, e))?;
-        if locked && !same_header(&mapping.bytes()[..header_len], header, path) {
-            return Ok(None);
-        }
         let view = ObjectView::from_mapping(meta, mapping, header_len);
         self.remember(key, path, &stat, &view);
         Ok(Some(view))
@@ -856,18 +859,25 @@ pub(crate) fn read_meta_at(path: &Path) -> Result<Option<ObjectMeta>> {
         let Some(fd) = open_object(path)? else {
             return Ok(None);
         };
-        match read_header(&fd, &mut [0u8; FIRST_READ], path) {
-            Ok((header, _)) => {
-                return Ok(Some(ObjectMeta::from_header(
-                    &header,
-                    accounted(header.file_len()),
-                )))
-            }
-            // Replaced, and the old file recycled, while being read: the name
-            // holds another file now.
-            Err(_) if attempts < MAX_READ_ATTEMPTS && replaced_under(&fd, path) => attempts += 1,
-            Err(err) => return Err(err),
+        let named = path
+            .file_name()
+            .and_then(|name| ObjectKey::from_hex(name.to_str()?));
+        let read = read_header(&fd, &mut [0u8; FIRST_READ], path);
+        // Another key's header, or none, from a file that left its name (and
+        // was recycled) while being read: the name holds another file now.
+        let stale = match &read {
+            Ok((header, _)) => named.is_some_and(|key| key != header.key),
+            Err(_) => true,
+        };
+        if stale && attempts < MAX_READ_ATTEMPTS && replaced_under(&fd, path) {
+            attempts += 1;
+            continue;
         }
+        let (header, _) = read?;
+        return Ok(Some(ObjectMeta::from_header(
+            &header,
+            accounted(header.file_len()),
+        )));
     }
 }
 
@@ -884,10 +894,12 @@ fn open_object(path: &Path) -> Result<Option<rustix::fd::OwnedFd>> {
     }
 }
 
-/// Whether `bytes`, read under the file's shared lock, still hold `header`
-/// (read before the lock was taken).
-fn same_header(bytes: &[u8], header: &Header, path: &Path) -> bool {
-    Header::decode(bytes, path).is_ok_and(|now| now == *header)
+/// Whether the file no longer holds `header`, read before its shared lock
+/// was taken: it was recycled in between. Read again under the lock, where
+/// it can no longer change, and before anything is checked against it.
+fn header_changed(fd: &rustix::fd::OwnedFd, header: &Header, path: &Path) -> bool {
+    let mut again = [0u8; FIRST_READ];
+    !read_header(fd, &mut again, path).is_ok_and(|(now, _)| now == *header)
 }
 
 /// Reads the start of the file into `first` and decodes the header, reading
@@ -934,49 +946,83 @@ mod tests {
     use super::*;
 
     /// A reader that read a header, then lost a race to a writer that
-    /// recycled the file, must not pair that header with the new bytes, and
-    /// neither on the mapped path nor on the read-into-memory one.
+    /// recycled the file, must not pair that header with the new bytes, nor
+    /// take the new length for corruption, on the mapped path and on the
+    /// read-into-memory one.
     #[test]
     fn a_header_read_before_the_file_was_recycled_is_not_trusted() {
         let len = 2 << 20;
         for small_object_limit in [DEFAULT_SMALL_OBJECT_LIMIT, 4 << 20] {
-            let dir = tempfile::Builder::new()
-                .prefix("brain-core-unit")
-                .tempdir_in("/dev/shm")
-                .unwrap();
-            let store = Store::builder()
-                .path(dir.path().join("store"))
-                .mapping_cache(0)
-                .small_object_limit(small_object_limit)
-                .open()
-                .unwrap();
-            let put = |byte: u8| {
-                store
-                    .put("n", "x", &Payload::bytes(&vec![byte; len]))
-                    .unwrap()
-            };
-            put(1);
-            let key = ObjectKey::new("n", "x");
-            let path = store.object_path("n", key);
-            let fd = open_object(&path).unwrap().unwrap();
-            let mut first = MutableBuffer::from_len_zeroed(FIRST_READ);
-            let (header, got) = read_header(&fd, first.as_slice_mut(), &path).unwrap();
-            // The first file goes to the pool, and the next write refills it.
-            put(2);
-            put(3);
-            let (open, named) = (
-                rustix::fs::fstat(&fd).unwrap(),
-                rustix::fs::stat(&path).unwrap(),
-            );
-            assert_eq!(open.st_ino, named.st_ino, "the first file was not reused");
-            let read = store
-                .read_payload(key, &path, &fd, &header, first, got)
-                .unwrap();
-            assert!(
-                read.is_none(),
-                "limit {small_object_limit}: a stale header was paired with recycled bytes"
-            );
-            assert_eq!(store.get("n", "x").unwrap().unwrap()[0], 3);
+            for republished in [len, len * 3 / 4] {
+                let dir = tempfile::Builder::new()
+                    .prefix("brain-core-unit")
+                    .tempdir_in("/dev/shm")
+                    .unwrap();
+                let store = Store::builder()
+                    .path(dir.path().join("store"))
+                    .mapping_cache(0)
+                    .small_object_limit(small_object_limit)
+                    .open()
+                    .unwrap();
+                let put = |byte: u8, len: usize| {
+                    store
+                        .put("n", "x", &Payload::bytes(&vec![byte; len]))
+                        .unwrap()
+                };
+                put(1, len);
+                let key = ObjectKey::new("n", "x");
+                let path = store.object_path("n", key);
+                let fd = open_object(&path).unwrap().unwrap();
+                let mut first = MutableBuffer::from_len_zeroed(FIRST_READ);
+                let (header, got) = read_header(&fd, first.as_slice_mut(), &path).unwrap();
+                // The first file goes to the pool, and the next write refills it.
+                put(2, len);
+                put(3, republished);
+                let (open, named) = (
+                    rustix::fs::fstat(&fd).unwrap(),
+                    rustix::fs::stat(&path).unwrap(),
+                );
+                assert_eq!(open.st_ino, named.st_ino, "the first file was not reused");
+                let read = store.read_payload(key, &path, &fd, &header, first, got);
+                assert!(
+                    matches!(read, Ok(None)),
+                    "limit {small_object_limit}, {republished} bytes: {read:?} instead of a retry"
+                );
+                let now = store.get("n", "x").unwrap().unwrap();
+                assert_eq!((now[0], now.len()), (3, republished));
+            }
         }
+    }
+
+    /// A writer that claims a pooled file zeroes its magic before anything
+    /// else, so a reader holding a descriptor from the file's old life
+    /// cannot read the old header over new bytes, even if the writer dies.
+    #[test]
+    fn a_claimed_file_stops_looking_like_its_old_object_at_once() {
+        let dir = tempfile::Builder::new()
+            .prefix("brain-core-unit")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let len = 2usize << 20;
+        store
+            .put("n", "x", &Payload::bytes(&vec![1u8; len]))
+            .unwrap();
+        let path = store.object_path("n", ObjectKey::new("n", "x"));
+        let stale = open_object(&path).unwrap().unwrap();
+        store
+            .put("n", "x", &Payload::bytes(&vec![2u8; len]))
+            .unwrap();
+        let mut writer = store
+            .writer("n", "y", Codec::Raw, "", Some(len as u64))
+            .unwrap();
+        writer.write_payload(&vec![3u8; 4096]).unwrap();
+        let mut first = [0u8; FIRST_READ];
+        assert!(
+            read_header(&stale, &mut first, &path).is_err(),
+            "the claimed file still reads as the old object"
+        );
+        drop(writer);
+        assert!(store.get("n", "y").unwrap().is_none());
     }
 }

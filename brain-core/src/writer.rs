@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, CWD};
+use rustix::fs::{AtFlags, FallocateFlags, FlockOperation, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -79,6 +79,9 @@ pub struct ObjectWriter {
     /// object's temporary file, the fallback when O_TMPFILE is unavailable,
     /// or a large object between link and rename).
     linked_as: Option<PathBuf>,
+    /// A file taken from the pool: its name there while it is written. It
+    /// moves into the namespace once the object is whole.
+    claimed: Option<PathBuf>,
     header: Header,
     header_len: u64,
     written: u64,
@@ -106,6 +109,7 @@ impl ObjectWriter {
             fd: None,
             pending: Vec::new(),
             linked_as: None,
+            claimed: None,
             header: Header {
                 codec,
                 flags: 0,
@@ -141,13 +145,10 @@ impl ObjectWriter {
         if !recyclable(file_len) {
             return Ok(false);
         }
-        if !self.dir.is_dir() {
-            self.dir = self.store.create_namespace(&self.header.namespace)?;
-        }
-        let Some(reused) = self.store.take_pooled(&self.dir, file_len)? else {
+        let Some(reused) = self.store.take_pooled(file_len)? else {
             return Ok(false);
         };
-        self.linked_as = Some(reused.path);
+        self.claimed = Some(reused.path);
         let fd = self.fd.insert(reused.fd);
         if reused.len > file_len {
             // The tail's pages go back to the filesystem now.
@@ -200,6 +201,7 @@ impl ObjectWriter {
         self.linked_as = Some(path.clone());
         let total = header.len() + self.pending.len();
         let mut done = 0;
+        let mut drained = false;
         while done < total {
             let (head, body) = if done < header.len() {
                 (&header[done..], &self.pending[..])
@@ -210,7 +212,9 @@ impl ObjectWriter {
             match rustix::io::pwritev(&fd, &parts, done as u64) {
                 Ok(n) => done += n,
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(self.map_write_error(os(e))),
+                // Pooled files hold pages this write needs more: give them back once.
+                Err(Errno::NOSPC) if !drained && self.store.drain_pool().0 > 0 => drained = true,
+                Err(e) => return Err(self.map_write_error(os(e), total as u64)),
             }
         }
         Ok(path)
@@ -223,19 +227,21 @@ impl ObjectWriter {
             return Ok(());
         }
         let extra = needed - self.reserved;
-        self.store
-            .inner
-            .control
-            .reserve(extra)
-            .map_err(|refused| Error::StoreFull {
-                namespace: self.header.namespace.clone(),
-                name: self.header.name.clone(),
-                needed,
-                used: refused.used,
-                capacity: refused.capacity,
-                path: self.store.inner.root.clone(),
-                filesystem_full: false,
-            })?;
+        let control = &self.store.inner.control;
+        let mut reserved = control.reserve(extra);
+        // The pool counts against the capacity: give it back and try again.
+        if reserved.is_err() && control.pooled() > 0 && self.store.drain_pool().0 > 0 {
+            reserved = control.reserve(extra);
+        }
+        reserved.map_err(|refused| Error::StoreFull {
+            namespace: self.header.namespace.clone(),
+            name: self.header.name.clone(),
+            needed,
+            used: refused.used,
+            capacity: refused.capacity,
+            path: self.store.inner.root.clone(),
+            filesystem_full: false,
+        })?;
         self.reserved = needed;
         Ok(())
     }
@@ -265,11 +271,25 @@ impl ObjectWriter {
             .full_error(&self.header.namespace, &self.header.name, file_len, true)
     }
 
-    fn map_write_error(&self, err: io::Error) -> Error {
+    /// The error for a failed write that was to end at byte `end`.
+    fn map_write_error(&self, err: io::Error, end: u64) -> Error {
         if err.raw_os_error() == Some(libc_enospc()) {
-            self.fs_full(self.header_len + self.written)
+            self.fs_full(end)
         } else {
             Error::io("write an object in", &self.dir, err)
+        }
+    }
+
+    /// Writes all of `bytes` at `offset` in the large object's file; when
+    /// the filesystem is full, gives back the pool's pages once and retries.
+    fn write_at(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        let fd = self.fd.as_ref().expect("a large object has its file open");
+        let end = offset + bytes.len() as u64;
+        match write_all_at(fd, bytes, offset) {
+            Err(err) if is_enospc(&err) && self.store.drain_pool().0 > 0 => {
+                write_all_at(fd, bytes, offset).map_err(|e| self.map_write_error(e, end))
+            }
+            other => other.map_err(|e| self.map_write_error(e, end)),
         }
     }
 
@@ -288,13 +308,10 @@ impl ObjectWriter {
             if self.fd.is_none() {
                 // Outgrew memory: move what was gathered into the file.
                 let gathered = std::mem::take(&mut self.pending);
-                let at = self.header_len;
-                let moved = write_all_at(self.open_large()?, &gathered, at);
-                moved.map_err(|e| self.map_write_error(e))?;
+                self.open_large()?;
+                self.write_at(&gathered, self.header_len)?;
             }
-            let fd = self.fd.as_ref().expect("opened above");
-            write_all_at(fd, bytes, self.header_len + self.written)
-                .map_err(|e| self.map_write_error(e))?;
+            self.write_at(bytes, self.header_len + self.written)?;
         }
         if let Some(hasher) = &mut self.checksum {
             hasher.update(bytes);
@@ -336,21 +353,20 @@ impl ObjectWriter {
             Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => (None, false),
             Err(e) => return Err(Error::io("publish", &target, os(e))),
         };
-        // The temporary name now holds the replaced object, or nothing.
-        if let Some(old_len) = replaced {
-            self.store.retire(&tmp, old_len);
-        }
         self.linked_as = None;
-        if let Some(old_len) = replaced {
-            self.store.inner.control.release(accounted(old_len));
-            self.store.forget_cached(self.header.key);
-        }
         let actual = accounted(file_len);
         let kept = if published { actual } else { 0 };
         if self.reserved > kept {
             self.store.inner.control.release(self.reserved - kept);
         }
         self.reserved = 0;
+        // The temporary name now holds the replaced object, or nothing. Its
+        // bytes leave the usage first: the pool may take them within the capacity.
+        if let Some(old_len) = replaced {
+            self.store.inner.control.release(accounted(old_len));
+            self.store.retire(&tmp, old_len);
+            self.store.forget_cached(self.header.key);
+        }
         Ok(ObjectMeta::from_header(&self.header, actual))
     }
 }
@@ -360,10 +376,19 @@ impl ObjectWriter {
     /// its end, and links the unnamed file to a temporary name. Closing `fd`
     /// here releases a reused file's exclusive lock: the object is whole.
     fn finish_large(&mut self, fd: OwnedFd, header: &[u8], file_len: u64) -> Result<PathBuf> {
-        write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e))?;
+        write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e, file_len))?;
         if self.allocated > file_len {
             rustix::fs::ftruncate(&fd, file_len)
                 .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
+        }
+        if self.claimed.is_some() {
+            // Sealed objects are read-only; pooled files are not.
+            rustix::fs::fchmod(&fd, Mode::from_bits_truncate(FILE_MODE))
+                .map_err(|e| Error::io("seal an object in", &self.dir, os(e)))?;
+            // The object is whole: readers may lock it from now on. Unlocked
+            // explicitly, not by the close, which would leave the lock with
+            // any child forked meanwhile (it shares the open file).
+            let _ = rustix::fs::flock(&fd, FlockOperation::Unlock);
         }
         // Another process may remove the namespace while this write runs:
         // the object then goes into the namespace made anew.
@@ -373,8 +398,13 @@ impl ObjectWriter {
                 return Ok(path);
             }
             let path = self.dir.join(unique_tmp_name("obj"));
-            match link_unnamed(&fd, &path) {
+            let linked = match &self.claimed {
+                Some(claimed) => rustix::fs::rename(claimed, &path),
+                None => link_unnamed(&fd, &path),
+            };
+            match linked {
                 Ok(()) => {
+                    self.claimed = None;
                     self.linked_as = Some(path.clone());
                     return Ok(path);
                 }
@@ -411,7 +441,7 @@ impl Write for ObjectWriter {
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        if let Some(path) = &self.linked_as {
+        for path in [&self.linked_as, &self.claimed].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
         if self.reserved > 0 {
@@ -422,6 +452,10 @@ impl Drop for ObjectWriter {
 
 fn libc_enospc() -> i32 {
     Errno::NOSPC.raw_os_error()
+}
+
+fn is_enospc(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc_enospc())
 }
 
 /// Opens a file with no name in `dir` (O_TMPFILE), or, where the filesystem

@@ -99,8 +99,8 @@ fn a_file_someone_maps_is_never_reused() -> TestResult {
     }
     drop(view);
     store.clear_cache();
-    // Unmapped now: the first file is fair game again (the pool is ordered
-    // newest first, so keep writing until it comes round or the pool is used up).
+    // Unmapped now: the first file is fair game again (the pool hands out
+    // its oldest fitting file first, so it comes round within a few writes).
     let mut reused = false;
     for round in 0..8u8 {
         ns.set("x", &bytes(2 * MIB, 100 + round))?;
@@ -268,4 +268,89 @@ fn readers_racing_a_replacing_writer_see_whole_values() -> TestResult {
     })?;
     assert!(store.usage()?.pooled > 0, "the writer recycled nothing");
     Ok(())
+}
+
+#[test]
+fn objects_and_pool_together_stay_within_the_capacity() -> TestResult {
+    let (_dir, store) = open(
+        Store::builder()
+            .capacity(10 * MIB as u64)
+            .recycle_limit(8 * MIB as u64),
+    );
+    let ns = store.namespace("n")?;
+    ns.set("x", &bytes(4 * MIB, 1))?;
+    ns.set("x", &bytes(4 * MIB, 2))?;
+    let usage = store.usage()?;
+    assert!(usage.pooled > 0, "the replaced file was not kept");
+    // 4 MiB in use and 4 MiB pooled: 5 MiB more fits only without the pool.
+    ns.set("y", &bytes(5 * MIB, 3))?;
+    let usage = store.usage()?;
+    assert_eq!(usage.pooled, 0, "the pool was not given back");
+    assert!(usage.used + usage.pooled <= 10 * MIB as u64);
+    assert_eq!(&*ns.get("y")?.unwrap(), &bytes(5 * MIB, 3)[..]);
+    // With y gone, x and z leave room for a replaced x in the pool.
+    ns.delete("y")?;
+    ns.set("z", &bytes(MIB, 5))?;
+    ns.set("x", &bytes(4 * MIB, 4))?;
+    let usage = store.usage()?;
+    assert!(usage.pooled > 0, "room enough, yet the replaced file went");
+    assert!(usage.used + usage.pooled <= 10 * MIB as u64, "{usage:?}");
+    ns.set("z", &bytes(MIB, 6))?;
+    let usage = store.usage()?;
+    assert!(usage.used + usage.pooled <= 10 * MIB as u64, "{usage:?}");
+    Ok(())
+}
+
+#[test]
+fn a_reused_write_lands_even_if_its_namespace_is_removed_meanwhile() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    let ns = store.namespace("n")?;
+    ns.set("old", &bytes(3 * MIB, 1))?;
+    ns.set("old", &bytes(3 * MIB, 2))?;
+    assert_eq!(pool_files(&store), 1);
+    let value = bytes(3 * MIB, 3);
+    let mut writer = store.writer(
+        "n",
+        "new",
+        brain_core::Codec::Raw,
+        "",
+        Some(value.len() as u64),
+    )?;
+    assert_eq!(
+        pool_files(&store),
+        1,
+        "the claimed file stays in the pool's directory"
+    );
+    store.remove_namespace("n")?;
+    writer.write_payload(&value)?;
+    writer.commit()?;
+    assert_eq!(&*ns.get("new")?.unwrap(), &value[..]);
+    assert!(ns.get("old")?.is_none());
+    Ok(())
+}
+
+#[test]
+fn a_store_of_the_version_before_recycling_is_upgraded_and_newer_ones_refused() -> TestResult {
+    let (dir, store) = open(Store::builder());
+    let control = store.control_path().to_owned();
+    drop(store);
+    let set_version = |version: u64| {
+        let mut bytes = std::fs::read(&control).unwrap();
+        bytes[8..16].copy_from_slice(&version.to_le_bytes());
+        std::fs::write(&control, bytes).unwrap();
+    };
+    let version =
+        || u64::from_le_bytes(std::fs::read(&control).unwrap()[8..16].try_into().unwrap());
+    set_version(1);
+    Store::open(dir.path().join("store"))?;
+    assert_eq!(version(), 2, "a version-1 store was not upgraded");
+    set_version(3);
+    match Store::open(dir.path().join("store")) {
+        Err(brain_core::Error::UnsupportedVersion {
+            found: 3,
+            supported: 2,
+            ..
+        }) => Ok(()),
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
 }

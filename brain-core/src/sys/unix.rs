@@ -80,14 +80,6 @@ impl Mapping {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
-
-    /// The mapped bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is the live read-only mapping this struct owns;
-        // the slice borrows self, so it cannot outlive the munmap in Drop, and
-        // the bytes do not change while mapped (the sharing contract above).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
 }
 
 impl Drop for Mapping {
