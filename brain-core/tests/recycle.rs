@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brain_core::{ObjectKey, ObjectStore, Store, StoreBuilder};
+use brain_core::{Namespace, ObjectKey, ObjectStore, Store, StoreBuilder};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -34,6 +34,13 @@ fn object_file(store: &Store, name: &str) -> PathBuf {
         .map(|entry| entry.unwrap().path().join(&key))
         .find(|path| path.exists())
         .expect("the object's file")
+}
+
+/// Sets `name` twice (values seeded 1 then 2), so its first file waits in the pool.
+fn set_twice(ns: &Namespace, name: &str, len: usize) -> brain_core::Result<()> {
+    ns.set(name, &bytes(len, 1))?;
+    ns.set(name, &bytes(len, 2))?;
+    Ok(())
 }
 
 fn inode(path: &Path) -> u64 {
@@ -140,8 +147,7 @@ fn reused_files_are_trimmed_or_extended_to_the_new_size() -> TestResult {
 fn deleting_frees_at_once_and_small_objects_are_not_pooled() -> TestResult {
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
-    ns.set("small", &bytes(500_000, 1))?;
-    ns.set("small", &bytes(500_000, 2))?;
+    set_twice(&ns, "small", 500_000)?;
     assert_eq!(
         pool_files(&store),
         0,
@@ -158,8 +164,7 @@ fn deleting_frees_at_once_and_small_objects_are_not_pooled() -> TestResult {
 fn a_zero_limit_turns_recycling_off() -> TestResult {
     let (_dir, store) = open(Store::builder().recycle_limit(0));
     let ns = store.namespace("n")?;
-    ns.set("z", &bytes(2 * MIB, 1))?;
-    ns.set("z", &bytes(2 * MIB, 2))?;
+    set_twice(&ns, "z", 2 * MIB)?;
     assert_eq!(pool_files(&store), 0);
     assert_eq!(store.usage()?.pooled, 0);
     Ok(())
@@ -185,8 +190,7 @@ fn the_pool_stays_within_its_limit() -> TestResult {
 fn idle_files_go_at_the_next_open_and_gc_empties_the_pool() -> TestResult {
     let (dir, store) = open(Store::builder().recycle_idle(Duration::ZERO));
     let ns = store.namespace("n")?;
-    ns.set("v", &bytes(2 * MIB, 1))?;
-    ns.set("v", &bytes(2 * MIB, 2))?;
+    set_twice(&ns, "v", 2 * MIB)?;
     assert_eq!(pool_files(&store), 1);
     let again = Store::builder()
         .path(dir.path().join("store"))
@@ -197,8 +201,7 @@ fn idle_files_go_at_the_next_open_and_gc_empties_the_pool() -> TestResult {
 
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
-    ns.set("v", &bytes(2 * MIB, 1))?;
-    ns.set("v", &bytes(2 * MIB, 2))?;
+    set_twice(&ns, "v", 2 * MIB)?;
     let report = store.gc()?;
     assert_eq!((report.pool_files, pool_files(&store)), (1, 0));
     assert!(report.pool_bytes >= 2 * MIB as u64);
@@ -211,8 +214,7 @@ fn idle_files_go_at_the_next_open_and_gc_empties_the_pool() -> TestResult {
 fn fsck_recounts_the_pool() -> TestResult {
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
-    ns.set("f", &bytes(2 * MIB, 1))?;
-    ns.set("f", &bytes(2 * MIB, 2))?;
+    set_twice(&ns, "f", 2 * MIB)?;
     let pooled = store.usage()?.pooled;
     // A file dropped into the pool by hand is counted once fsck has looked.
     let now_ms = std::time::SystemTime::now()
@@ -278,8 +280,7 @@ fn objects_and_pool_together_stay_within_the_capacity() -> TestResult {
             .recycle_limit(8 * MIB as u64),
     );
     let ns = store.namespace("n")?;
-    ns.set("x", &bytes(4 * MIB, 1))?;
-    ns.set("x", &bytes(4 * MIB, 2))?;
+    set_twice(&ns, "x", 4 * MIB)?;
     let usage = store.usage()?;
     assert!(usage.pooled > 0, "the replaced file was not kept");
     // 4 MiB in use and 4 MiB pooled: 5 MiB more fits only without the pool.
@@ -305,8 +306,7 @@ fn objects_and_pool_together_stay_within_the_capacity() -> TestResult {
 fn a_reused_write_lands_even_if_its_namespace_is_removed_meanwhile() -> TestResult {
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
-    ns.set("old", &bytes(3 * MIB, 1))?;
-    ns.set("old", &bytes(3 * MIB, 2))?;
+    set_twice(&ns, "old", 3 * MIB)?;
     assert_eq!(pool_files(&store), 1);
     let value = bytes(3 * MIB, 3);
     let mut writer = store.writer(

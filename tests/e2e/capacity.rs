@@ -143,6 +143,13 @@ impl TinyTmpfs {
         })
     }
 
+    /// As `mount`, or `None` after saying why `test` is skipped.
+    fn mount_or_skip(size: &str, test: &str) -> Option<TinyTmpfs> {
+        TinyTmpfs::mount(size)
+            .map_err(|why| println!("skipped: {test}: {why}"))
+            .ok()
+    }
+
     fn path(&self) -> &Path {
         &self.mount_point
     }
@@ -166,12 +173,9 @@ impl Drop for TinyTmpfs {
 
 #[test]
 fn a_full_filesystem_refuses_a_write_cleanly() -> Result<()> {
-    let tmpfs = match TinyTmpfs::mount("2m") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            println!("skipped: a_full_filesystem_refuses_a_write_cleanly: {why}");
-            return Ok(());
-        }
+    let Some(tmpfs) = TinyTmpfs::mount_or_skip("2m", "a_full_filesystem_refuses_a_write_cleanly")
+    else {
+        return Ok(());
     };
     let path = tmpfs.path().join("store");
     let arg = path.to_str().context("UTF-8 path")?;
@@ -249,12 +253,9 @@ fn a_full_filesystem_refuses_a_write_cleanly() -> Result<()> {
 
 #[test]
 fn a_full_filesystem_takes_back_recycled_pages_before_refusing() -> Result<()> {
-    let tmpfs = match TinyTmpfs::mount("8m") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            println!("skipped: a_full_filesystem_takes_back_recycled_pages_before_refusing: {why}");
-            return Ok(());
-        }
+    let Some(tmpfs) = TinyTmpfs::mount_or_skip("8m", "a_full_filesystem_takes_back_recycled_pages")
+    else {
+        return Ok(());
     };
     let path = tmpfs.path().join("store");
     let store = Store::builder()
