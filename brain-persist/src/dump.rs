@@ -30,7 +30,9 @@ pub struct DumpOptions {
     /// The zstd compression level (1 to 22, or negative for faster; default
     /// 3). A frame of 128 KiB or more that this level shrinks by less than
     /// 1/8 is stored at level -1 instead, which decodes several times
-    /// faster (see the dump format in `docs/FORMAT.md`).
+    /// faster (see the dump format in `docs/FORMAT.md`). Four 32 KiB
+    /// samples of each frame are tried first, so a frame of random floats
+    /// costs the level's work on the samples only.
     pub level: i32,
     /// How to report progress (default: not at all).
     pub progress: Progress,
@@ -110,7 +112,10 @@ pub struct DumpReport {
 ///
 /// Memory stays bounded whatever the objects' sizes: payloads are
 /// compressed from the zero-copy view in frames of a few MiB, on one
-/// thread per core with a few frames in flight per thread.
+/// thread per core with a few frames in flight (eight, on up to seven
+/// cores). Each payload file
+/// is flushed to disk in the background as it is written, so the final
+/// flush before the swap finds little left to write.
 ///
 /// # Errors
 /// [`Error::RefusedTarget`] when `path` holds something that is not a dump;
@@ -190,6 +195,7 @@ pub fn dump(
         reporter.object();
     }
     drop(reporter);
+    frames.flushed()?;
     let files = index.finish()?;
     let manifest = Manifest {
         magic: MAGIC.into(),

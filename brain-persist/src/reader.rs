@@ -424,8 +424,9 @@ impl DumpReader {
     /// order, and checks its checksum at the end; with `check_compressed`,
     /// also each frame's compressed bytes against the index. Frames are
     /// read and decompressed on one thread per core (zstd checks each
-    /// frame's own checksum), `sink` and the payload checksum run on the
-    /// caller's. Memory: a few compressed and decompressed frames per thread.
+    /// frame's own checksum), `sink` runs on the caller's and the payload
+    /// checksum on a thread of its own, both in order. Memory: a few
+    /// decompressed frames in flight, and a compressed one per thread.
     ///
     /// A frame that fails to decompress is reported before a payload
     /// checksum that differs, and both before compressed bytes that differ
@@ -475,9 +476,9 @@ impl DumpReader {
                 {
                     compressed_mismatch = Some((i, plain.compressed_xxh3));
                 }
-                hasher.update(&plain.bytes);
                 sink(&plain.bytes)
             },
+            Some(&mut |_, plain: &Plain| hasher.update(&plain.bytes)),
         )?;
         let found = hasher.digest();
         if found != entry.checksum() {
@@ -542,6 +543,7 @@ impl DumpReader {
                     reporter.bytes(entry.frame_len(i));
                     Ok(())
                 },
+                None,
             );
             if let Some((i, found)) = mismatch {
                 // Damaged: decode it to say how (a frame zstd refuses, a

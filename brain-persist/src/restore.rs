@@ -90,7 +90,7 @@ pub struct RestoreReport {
 /// objects written, each decompressed on one thread per core (checking
 /// zstd's frame checksums and the payload's own checksum again), streamed
 /// into a [`Store::writer`] frame by frame in order, and published
-/// atomically. Memory stays a few frames per thread.
+/// atomically. Memory stays a few frames.
 ///
 /// Objects keep their namespace, name, codec and description; their
 /// creation time is the time of the restore (the dump's is shown by
@@ -184,6 +184,13 @@ pub fn restore(
         });
     }
 
+    // Told its length, a writer takes a replaced object's file from the
+    // store's pool when one fits (its pages exist already), else allocates
+    // every page up front, on this thread, before the first byte is copied.
+    // Not told, it allocates pages as the copy reaches them, while the
+    // workers decompress the next frames: faster when the pool is empty.
+    // Room was checked above either way.
+    let expected = usage.pooled > 0;
     let mut scratch = Scratch::new();
     dump.verify(&plan, &options.progress, &mut scratch)?;
 
@@ -203,7 +210,7 @@ pub fn restore(
                 name,
                 entry.codec(),
                 &entry.description,
-                Some(entry.size),
+                expected.then_some(entry.size),
             )
             .map_err(store_err)?;
         dump.read_payload(entry, &mut scratch, false, |chunk| {

@@ -879,6 +879,7 @@ impl Mirror {
         };
         // Payloads and the new index reach the disk before the manifest
         // that refers to them.
+        self.frames.flushed()?;
         sync_filesystem(&self.dir)?;
         manifest.write(&self.dir)?;
         self.manifest = manifest;

@@ -365,6 +365,34 @@ fn conflicts_fail_skip_or_overwrite() -> TestResult {
     Ok(())
 }
 
+/// A restore into an empty store streams large objects into fresh pages; one
+/// into a store whose pool holds replaced objects' files may reuse them.
+/// Either way the values and the accounted usage are the dump's.
+#[test]
+fn large_objects_restore_into_fresh_and_into_pooled_files() -> TestResult {
+    let env = Env::new();
+    let big = pattern(9 << 20, 7);
+    env.store.put("ns", "big", &Payload::bytes(&big))?;
+    env.store.put_text("ns", "small", "small")?;
+    let path = env.dump_path("dump");
+    dump(&env.store, &path, &DumpOptions::new())?;
+
+    let fresh = env.other_store("fresh");
+    assert_eq!(fresh.usage()?.pooled, 0);
+    restore(&fresh, &path, &RestoreOptions::new())?;
+    assert_eq!(snapshot(&fresh), snapshot(&env.store));
+    assert_eq!(fresh.usage()?.used, env.store.usage()?.used);
+
+    let pooled = env.other_store("pooled");
+    pooled.put("ns", "big", &Payload::bytes(&pattern(9 << 20, 8)))?;
+    pooled.put("ns", "big", &Payload::bytes(&pattern(9 << 20, 9)))?;
+    assert!(pooled.usage()?.pooled > 0, "the replaced file is pooled");
+    restore(&pooled, &path, &options_overwrite())?;
+    assert_eq!(snapshot(&pooled), snapshot(&env.store));
+    assert_eq!(pooled.usage()?.used, env.store.usage()?.used);
+    Ok(())
+}
+
 // ---------------------------------------------------------------- damaged dumps
 
 /// Copies a directory tree.
