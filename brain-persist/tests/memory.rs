@@ -176,6 +176,9 @@ fn main() {
     }
     println!("{} passed, {failed} failed", 4 - failed);
     if failed > 0 {
+        // exit skips destructors: remove the temporary store and dump first.
+        drop((a, b, store, restored));
+        drop((shm, disk));
         std::process::exit(1);
     }
 }
