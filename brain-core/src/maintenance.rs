@@ -4,7 +4,6 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -197,18 +196,17 @@ fn check_object(path: &Path, key: ObjectKey) -> Result<()> {
     let mut attempts = 0;
     loop {
         let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let fd = OwnedFd::from(file.try_clone().map_err(|e| Error::io("open", path, e))?);
-        let checked = match lock_shared(&fd, path)? {
+        let checked = match lock_shared(&file, path)? {
             true => check_bytes(&mut file, path, key),
             // An exclusive lock on a file that has a name: a writer's process
             // forked while it wrote, and its child still holds the lock. The
             // file is whole (it was published after the write); it is only
             // not checked.
-            false if !replaced_under(&fd, path) => Ok(()),
+            false if !replaced_under(&file, path) => Ok(()),
             false => Err(Error::corrupt(path, "being rewritten")),
         };
         match checked {
-            Err(_) if attempts < 3 && replaced_under(&fd, path) => attempts += 1,
+            Err(_) if attempts < 3 && replaced_under(&file, path) => attempts += 1,
             other => return other,
         }
     }

@@ -41,7 +41,7 @@
 //! next large write, an open or `gc`. Deleting an object frees its memory at
 //! once: only replaced objects are kept. Recycling is on only on a tmpfs.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,7 +72,7 @@ pub(crate) fn recyclable(file_len: u64) -> bool {
 
 /// Takes a shared lock on an object file without waiting. `false` means a
 /// writer holds the file: it left its name and is being rewritten.
-pub(crate) fn lock_shared(fd: &OwnedFd, path: &Path) -> Result<bool> {
+pub(crate) fn lock_shared(fd: impl AsFd, path: &Path) -> Result<bool> {
     match rustix::fs::flock(fd, FlockOperation::NonBlockingLockShared) {
         Ok(()) => Ok(true),
         Err(Errno::WOULDBLOCK) => Ok(false),
@@ -82,7 +82,7 @@ pub(crate) fn lock_shared(fd: &OwnedFd, path: &Path) -> Result<bool> {
 
 /// Whether the file open as `fd` is no longer the one at `path` (it was
 /// replaced or deleted since it was opened).
-pub(crate) fn replaced_under(fd: &OwnedFd, path: &Path) -> bool {
+pub(crate) fn replaced_under(fd: impl AsFd, path: &Path) -> bool {
     match (rustix::fs::fstat(fd), rustix::fs::stat(path)) {
         (Ok(open), Ok(named)) => open.st_dev != named.st_dev || open.st_ino != named.st_ino,
         _ => true,
@@ -229,19 +229,16 @@ impl Store {
         // Before any byte of the new object: a reader holding a descriptor
         // from the file's old life must not take what follows for the old
         // object, even if this writer dies part-way.
-        let prepared = rustix::io::pwrite(&fd, &[0u8; 8], 0)
-            .and_then(|_| rustix::fs::fstat(&fd).map(|st| st.st_size as u64));
-        match prepared {
-            Ok(len) => Some(Reused {
-                fd,
-                path: claimed,
-                len,
-            }),
-            Err(_) => {
-                let _ = std::fs::remove_file(&claimed);
-                None
-            }
+        if rustix::io::pwrite(&fd, &[0u8; 8], 0).is_err() {
+            let _ = std::fs::remove_file(&claimed);
+            return None;
         }
+        // The name's length is the file's: `retire` took it from the file.
+        Some(Reused {
+            fd,
+            path: claimed,
+            len: pooled.len,
+        })
     }
 
     /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,

@@ -23,7 +23,6 @@ use crate::codec::Codec;
 use crate::error::{os, Error, Result};
 use crate::format::Header;
 use crate::key::ObjectKey;
-use crate::recycle::recyclable;
 use crate::store::{Store, FILE_MODE};
 use crate::view::ObjectMeta;
 
@@ -142,9 +141,6 @@ impl ObjectWriter {
     /// `file_len`, so the copy lands in pages that are already allocated.
     /// `false` when no pooled file fits or every one is still mapped.
     fn reuse_pooled(&mut self, file_len: u64) -> Result<bool> {
-        if !recyclable(file_len) {
-            return Ok(false);
-        }
         let Some(reused) = self.store.take_pooled(file_len)? else {
             return Ok(false);
         };
@@ -273,7 +269,7 @@ impl ObjectWriter {
 
     /// The error for a failed write that was to end at byte `end`.
     fn map_write_error(&self, err: io::Error, end: u64) -> Error {
-        if err.raw_os_error() == Some(libc_enospc()) {
+        if is_enospc(&err) {
             self.fs_full(end)
         } else {
             Error::io("write an object in", &self.dir, err)
@@ -373,8 +369,8 @@ impl ObjectWriter {
 
 impl ObjectWriter {
     /// Writes a large object's header, trims what fallocate reserved past
-    /// its end, and links the unnamed file to a temporary name. Closing `fd`
-    /// here releases a reused file's exclusive lock: the object is whole.
+    /// its end, and links the unnamed file (or moves a reused one, unlocked
+    /// and sealed read-only) to a temporary name in the namespace.
     fn finish_large(&mut self, fd: OwnedFd, header: &[u8], file_len: u64) -> Result<PathBuf> {
         write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e, file_len))?;
         if self.allocated > file_len {
@@ -450,12 +446,8 @@ impl Drop for ObjectWriter {
     }
 }
 
-fn libc_enospc() -> i32 {
-    Errno::NOSPC.raw_os_error()
-}
-
 fn is_enospc(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc_enospc())
+    err.raw_os_error() == Some(Errno::NOSPC.raw_os_error())
 }
 
 /// Opens a file with no name in `dir` (O_TMPFILE), or, where the filesystem
