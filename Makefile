@@ -34,12 +34,12 @@ setup-release: $(PY) ## the same, optimised: for the demo and the benchmarks
 fmt: ## format Rust and check nothing else changed
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check, clippy (benches included), rustdoc, Python stubs
+lint: setup ## rustfmt check, clippy (benches included), rustdoc, mypy --strict, stubtest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --exclude brain-bench
-	@if [ -x $(VENV)/bin/stubtest ] && $(PY) -c 'import brain' 2>/dev/null; then \
-		$(VENV)/bin/stubtest brain._brain --allowlist brain-py/stubtest-allowlist.txt; fi
+	cd brain-py && ../$(VENV)/bin/mypy
+	$(VENV)/bin/stubtest brain._brain --allowlist brain-py/stubtest-allowlist.txt
 
 test-rust: ## every Rust test (unit, integration, multi-process end-to-end, doctests)
 	$(CARGO) test --workspace --exclude brain-bench
@@ -66,7 +66,7 @@ bench: ## criterion benches of the core (release build)
 docs: ## API docs
 	$(CARGO) doc --no-deps --workspace --exclude brain-bench
 
-ci: setup lint test-rust test-python ## what .ci/run runs: set up, lint, every test
+ci: test lint ## what .ci/run runs: the README's test command, then the lints
 
 clean: ## remove build outputs and the virtualenv
 	$(CARGO) clean

@@ -183,7 +183,7 @@ impl Table {
     }
 
     /// Writes the header and the rows; nothing at all when there are no rows.
-    pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }

@@ -1,35 +1,120 @@
-//! The `brain` binary, run as separate processes against a store in a
-//! temporary directory under /dev/shm (removed when the test ends, pass or fail).
+//! The `brain` command line on every backend: run as separate processes
+//! against a shared-memory store in a temporary directory under /dev/shm,
+//! and in this process against a `memory://` store (each removed when the
+//! test ends, pass or fail). Tests about shared memory itself (files on
+//! disk, other processes, pipes) run on the shared-memory store only.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
-/// A store in its own temporary directory.
+/// Which backend a test's store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// A shared-memory store under /dev/shm, used by `brain` run as a process.
+    Shm,
+    /// A `memory://` store, used by the command line run in this process
+    /// (the store lives only in the process that opened it).
+    Memory,
+}
+
+/// Runs a test once per backend, as `<name>::shm` and `<name>::memory`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn shm() -> super::TestResult {
+                    super::$name(super::Backend::Shm)
+                }
+                #[test]
+                fn memory() -> super::TestResult {
+                    super::$name(super::Backend::Memory)
+                }
+            }
+        )*
+    };
+}
+
+/// What a run of the command line left: exit code, standard output and error.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Outcome {
+    fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl From<Output> for Outcome {
+    fn from(output: Output) -> Self {
+        Outcome {
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        }
+    }
+}
+
+/// A store of its own for one test: a directory under /dev/shm (also used
+/// for the test's files, whatever the backend), and the store's URL. A
+/// shared-memory store is removed with the directory, a memory store
+/// forgotten, when the test ends, pass or fail.
 struct TestStore {
+    backend: Backend,
     dir: tempfile::TempDir,
     path: PathBuf,
+    url: String,
 }
 
 impl TestStore {
+    /// A shared-memory store (for tests about shared memory itself).
     fn new() -> Result<TestStore, Box<dyn Error>> {
+        TestStore::on(Backend::Shm)
+    }
+
+    fn on(backend: Backend) -> Result<TestStore, Box<dyn Error>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = tempfile::Builder::new()
             .prefix("brain-cli-test")
             .tempdir_in("/dev/shm")?;
         let path = dir.path().join("store");
-        Ok(TestStore { dir, path })
+        let url = match backend {
+            Backend::Shm => path.to_str().ok_or("non-UTF-8 temp path")?.to_owned(),
+            Backend::Memory => {
+                format!("memory://cli-test-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+            }
+        };
+        Ok(TestStore {
+            backend,
+            dir,
+            path,
+            url,
+        })
     }
 
-    /// `brain --store <this store> ARGS`, with no standard input.
+    /// `brain --store <this store> ARGS` as a process, with no standard input
+    /// (a shared-memory store only).
     fn cmd(&self, args: &[&str]) -> Command {
+        assert_eq!(
+            self.backend,
+            Backend::Shm,
+            "a process cannot open memory://"
+        );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_brain"));
         cmd.env_remove("BRAIN_PATH")
+            .env_remove("BRAIN_URL")
             .arg("--store")
             .arg(&self.path)
             .args(args)
@@ -37,8 +122,25 @@ impl TestStore {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Box<dyn Error>> {
-        Ok(self.cmd(args).output()?)
+    fn run(&self, args: &[&str]) -> Result<Outcome, Box<dyn Error>> {
+        match self.backend {
+            Backend::Shm => Ok(self.cmd(args).output()?.into()),
+            Backend::Memory => Ok(self.in_process(args, Vec::new())),
+        }
+    }
+
+    /// The command line run in this process against this store.
+    fn in_process(&self, args: &[&str], stdin: Vec<u8>) -> Outcome {
+        let (mut console, out, err) = brain_cli::Console::captured(stdin);
+        let argv = ["brain", "--store", &self.url]
+            .into_iter()
+            .chain(args.iter().copied());
+        let code = brain_cli::run(argv, &mut console);
+        Outcome {
+            code: Some(i32::from(code)),
+            stdout: out.bytes(),
+            stderr: err.bytes(),
+        }
     }
 
     /// Runs and requires success; returns standard output.
@@ -55,7 +157,10 @@ impl TestStore {
     }
 
     /// Runs with `input` on standard input.
-    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Output, Box<dyn Error>> {
+    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Outcome, Box<dyn Error>> {
+        if self.backend == Backend::Memory {
+            return Ok(self.in_process(args, input.to_vec()));
+        }
         let mut child = self
             .cmd(args)
             .stdin(Stdio::piped())
@@ -70,10 +175,10 @@ impl TestStore {
         });
         let output = child.wait_with_output()?;
         feeder.join().map_err(|_| "stdin writer panicked")?;
-        Ok(output)
+        Ok(output.into())
     }
 
-    /// The sealed object files of the store.
+    /// The sealed object files of a shared-memory store.
     fn object_files(&self) -> Result<Vec<PathBuf>, Box<dyn Error>> {
         let mut files = Vec::new();
         for ns in std::fs::read_dir(self.path.join("ns"))? {
@@ -95,12 +200,105 @@ impl TestStore {
     }
 }
 
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = self.url.strip_prefix("memory://") {
+            brain::drop_memory_store(name);
+        }
+    }
+}
+
+/// A command still running: `brain` as a process, or the command line on a
+/// thread of this process (for a memory store).
+enum Running {
+    Process(std::process::Child, BufReader<std::process::ChildStderr>),
+    Thread(std::thread::JoinHandle<Outcome>, brain_cli::Captured, usize),
+}
+
+impl TestStore {
+    /// Starts `brain ARGS` without waiting for it.
+    fn start(&self, args: &[&str]) -> Result<Running, Box<dyn Error>> {
+        if self.backend == Backend::Shm {
+            let mut child = self
+                .cmd(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?);
+            return Ok(Running::Process(child, stderr));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let argv: Vec<String> = ["brain", "--store", &self.url]
+            .into_iter()
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        let thread = std::thread::spawn(move || {
+            let (mut console, out, err) = brain_cli::Console::captured(Vec::new());
+            let _ = tx.send(err.clone());
+            let code = brain_cli::run(argv, &mut console);
+            Outcome {
+                code: Some(i32::from(code)),
+                stdout: out.bytes(),
+                stderr: err.bytes(),
+            }
+        });
+        Ok(Running::Thread(thread, rx.recv()?, 0))
+    }
+}
+
+impl Running {
+    /// The next line the command writes to standard error (waits for it).
+    fn stderr_line(&mut self) -> Result<String, Box<dyn Error>> {
+        match self {
+            Running::Process(_, stderr) => {
+                let mut line = String::new();
+                stderr.read_line(&mut line)?;
+                Ok(line)
+            }
+            Running::Thread(_, stderr, taken) => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                loop {
+                    let bytes = stderr.bytes();
+                    if let Some(end) = bytes[*taken..].iter().position(|&b| b == b'\n') {
+                        let line = String::from_utf8_lossy(&bytes[*taken..*taken + end + 1]);
+                        *taken += end + 1;
+                        return Ok(line.into_owned());
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err("no line on standard error in 30 s".into());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// Waits for the command to end; its outcome (standard error: what was not read yet).
+    fn finish(self) -> Result<Outcome, Box<dyn Error>> {
+        match self {
+            Running::Process(child, mut stderr) => {
+                let mut outcome: Outcome = child.wait_with_output()?.into();
+                let mut rest = Vec::new();
+                stderr.read_to_end(&mut rest)?;
+                outcome.stderr = rest;
+                Ok(outcome)
+            }
+            Running::Thread(thread, _, taken) => {
+                let mut outcome = thread.join().map_err(|_| "the command panicked")?;
+                outcome.stderr.drain(..taken);
+                Ok(outcome)
+            }
+        }
+    }
+}
+
 /// Requires a successful exit; returns standard output.
-fn check(output: Output, args: &[&str]) -> Result<Vec<u8>, Box<dyn Error>> {
-    if !output.status.success() {
+fn check(output: Outcome, args: &[&str]) -> Result<Vec<u8>, Box<dyn Error>> {
+    if !output.success() {
         return Err(format!(
-            "brain {args:?} failed with {}: {}",
-            output.status,
+            "brain {args:?} failed with {:?}: {}",
+            output.code,
             String::from_utf8_lossy(&output.stderr)
         )
         .into());
@@ -109,10 +307,10 @@ fn check(output: Output, args: &[&str]) -> Result<Vec<u8>, Box<dyn Error>> {
 }
 
 /// Requires exit code `code` and standard error containing each of `needles`.
-fn expect_failure(output: &Output, code: i32, needles: &[&str]) -> TestResult {
+fn expect_failure(output: &Outcome, code: i32, needles: &[&str]) -> TestResult {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
-        output.status.code(),
+        output.code,
         Some(code),
         "expected exit {code}; stderr: {stderr}"
     );
@@ -149,9 +347,8 @@ fn names(listing: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-#[test]
-fn put_from_file_and_stdin_then_cat_round_trips_bytes() -> TestResult {
-    let store = TestStore::new()?;
+fn put_from_file_and_stdin_then_cat_round_trips_bytes(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     let big = pseudo_random(3 * 1024 * 1024 + 17, 0x9e37_79b9_7f4a_7c15);
     let file = store.dir.path().join("big.bin");
     std::fs::write(&file, &big)?;
@@ -165,12 +362,14 @@ fn put_from_file_and_stdin_then_cat_round_trips_bytes() -> TestResult {
     assert!(store.ok(&["cat", "from-stdin"])? == big, "stdin round trip");
 
     // Standard input redirected from a file (its length is known up front).
-    let redirected = store
-        .cmd(&["put", "-n", "other", "redirected", "-"])
-        .stdin(std::fs::File::open(file)?)
-        .output()?;
-    check(redirected, &["put", "redirected", "-"])?;
-    assert!(store.ok(&["cat", "-n", "other", "redirected"])? == big);
+    if backend == Backend::Shm {
+        let redirected = store
+            .cmd(&["put", "-n", "other", "redirected", "-"])
+            .stdin(std::fs::File::open(file)?)
+            .output()?;
+        check(redirected.into(), &["put", "redirected", "-"])?;
+        assert!(store.ok(&["cat", "-n", "other", "redirected"])? == big);
+    }
 
     // Small, empty, and every byte value.
     let every_byte: Vec<u8> = (0..=255).collect();
@@ -191,9 +390,8 @@ fn put_from_file_and_stdin_then_cat_round_trips_bytes() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn text_codec_checks_utf8() -> TestResult {
-    let store = TestStore::new()?;
+fn text_codec_checks_utf8(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     let text = "héllo wörld ✓\n".repeat(100_000); // multi-byte characters across read boundaries
     let out = store.run_with_input(&["put", "t", "-", "--codec", "text"], text.as_bytes())?;
     check(out, &["put", "--codec", "text"])?;
@@ -213,9 +411,8 @@ fn text_codec_checks_utf8() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn ls_lists_a_namespace_every_namespace_or_json() -> TestResult {
-    let store = TestStore::new()?;
+fn ls_lists_a_namespace_every_namespace_or_json(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     // A fresh store lists as empty.
     assert_eq!(store.ok_text(&["ls"])?, "");
     assert_eq!(store.json(&["ls", "--json"])?, serde_json::json!([]));
@@ -269,13 +466,23 @@ fn ls_lists_a_namespace_every_namespace_or_json() -> TestResult {
     assert_eq!(all[2]["namespace"], "other");
     assert_eq!(all[2]["size"], 5000);
 
-    // The store can come from BRAIN_PATH.
-    let via_env = Command::new(env!("CARGO_BIN_EXE_brain"))
-        .env("BRAIN_PATH", &store.path)
-        .args(["ls", "--json"])
-        .output()?;
-    let via_env: Value = serde_json::from_slice(&check(via_env, &["ls"])?)?;
-    assert_eq!(names(&via_env), ["a", "b"]);
+    // The store can come from BRAIN_PATH, or BRAIN_URL (which wins).
+    if backend == Backend::Shm {
+        let via_path = Command::new(env!("CARGO_BIN_EXE_brain"))
+            .env("BRAIN_PATH", &store.path)
+            .env_remove("BRAIN_URL")
+            .args(["ls", "--json"])
+            .output()?;
+        let via_path: Value = serde_json::from_slice(&check(via_path.into(), &["ls"])?)?;
+        assert_eq!(names(&via_path), ["a", "b"]);
+        let via_url = Command::new(env!("CARGO_BIN_EXE_brain"))
+            .env("BRAIN_PATH", "/nonexistent/not/this/one")
+            .env("BRAIN_URL", format!("shm://{}", store.path.display()))
+            .args(["ls", "--json"])
+            .output()?;
+        let via_url: Value = serde_json::from_slice(&check(via_url.into(), &["ls"])?)?;
+        assert_eq!(names(&via_url), ["a", "b"]);
+    }
 
     // A namespace named explicitly must exist.
     let out = store.run(&["ls", "nosuch"])?;
@@ -285,9 +492,8 @@ fn ls_lists_a_namespace_every_namespace_or_json() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn info_shows_metadata_as_text_and_json() -> TestResult {
-    let store = TestStore::new()?;
+fn info_shows_metadata_as_text_and_json(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     let out = store.run_with_input(
         &[
             "put",
@@ -334,17 +540,16 @@ fn info_shows_metadata_as_text_and_json() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn info_describes_arrays_and_tables() -> TestResult {
+fn info_describes_arrays_and_tables(backend: Backend) -> TestResult {
     use std::sync::Arc;
 
     use arrow_array::{Float64Array, RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use brain_core::{NdArrayMeta, ObjectStoreExt};
 
-    let store = TestStore::new()?;
+    let store = TestStore::on(backend)?;
     // Written by the library, as another program would.
-    let lib = brain_core::Store::open(&store.path)?;
+    let lib = brain::open(&store.url)?;
     let meta = NdArrayMeta {
         dtype: "<f8".into(),
         shape: vec![2, 3],
@@ -396,9 +601,8 @@ fn info_describes_arrays_and_tables() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn rm_then_cat_is_not_found() -> TestResult {
-    let store = TestStore::new()?;
+fn rm_then_cat_is_not_found(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
     check(store.run_with_input(&["put", "y", "-"], b"data")?, &["put"])?;
     store.ok(&["rm", "x"])?;
@@ -421,9 +625,8 @@ fn rm_then_cat_is_not_found() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn ns_ls_and_ns_rm() -> TestResult {
-    let store = TestStore::new()?;
+fn ns_ls_and_ns_rm(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     for (ns, name) in [("one", "a"), ("two", "a"), ("two", "b")] {
         check(
             store.run_with_input(&["put", "-n", ns, name, "-"], b"x")?,
@@ -455,15 +658,17 @@ fn ns_ls_and_ns_rm() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn stats_numbers_are_consistent() -> TestResult {
-    let store = TestStore::new()?;
+fn stats_numbers_are_consistent(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     let before = store.json(&["stats", "--json"])?;
     assert_eq!(before["used"], 0);
     assert_eq!(before["objects"], 0);
     assert!(before["capacity"].is_null());
-    assert!(before["filesystem_size"].as_u64() > Some(0));
-    assert_eq!(before["path"].as_str(), store.path.to_str());
+    assert_eq!(before["store"].as_str(), Some(store.url.as_str()));
+    match backend {
+        Backend::Shm => assert!(before["filesystem_size"].as_u64() > Some(0)),
+        Backend::Memory => assert!(before.get("filesystem_size").is_none(), "{before}"),
+    }
 
     check(
         store.run_with_input(&["put", "m", "-"], &vec![7u8; 1 << 20])?,
@@ -484,7 +689,9 @@ fn stats_numbers_are_consistent() -> TestResult {
         .filter_map(|n| n["bytes"].as_u64())
         .sum();
     assert_eq!(per_ns, used);
-    assert!(after["free"].as_u64() <= after["filesystem_free"].as_u64());
+    if backend == Backend::Shm {
+        assert!(after["free"].as_u64() <= after["filesystem_free"].as_u64());
+    }
 
     store.ok(&["capacity", "64M"])?;
     let limited = store.json(&["stats", "--json"])?;
@@ -522,10 +729,10 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
         .to_owned();
     std::fs::write(ns_dir.join(".tmp.999999999.obj0.0"), vec![0u8; 100])?;
     let gc = store.json(&["gc", "--json"])?;
-    assert_eq!(gc["stray_files"], 1);
+    assert_eq!(gc["stray_objects"], 1);
     assert_eq!(gc["bytes_freed"], 100);
     let text = store.ok_text(&["gc"])?;
-    assert!(text.starts_with("removed 0 stray files"), "{text}");
+    assert!(text.starts_with("removed 0 unfinished objects"), "{text}");
 
     let healthy = store.json(&["fsck", "--json"])?;
     assert_eq!(healthy["objects"], 2);
@@ -552,7 +759,7 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
     let report: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(report["objects"], 1);
     assert_eq!(report["deleted"], 0);
-    assert_eq!(report["corrupt"][0]["path"].as_str(), damaged.to_str());
+    assert_eq!(report["corrupt"][0]["location"].as_str(), damaged.to_str());
     assert!(report["corrupt"][0]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("corrupt")));
@@ -588,9 +795,8 @@ fn rm_deletes_a_corrupt_object() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn a_full_store_exits_4() -> TestResult {
-    let store = TestStore::new()?;
+fn a_full_store_exits_4(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     store.ok(&["capacity", "1M"])?;
     let big = pseudo_random(2 << 20, 42);
     let file = store.dir.path().join("big.bin");
@@ -612,18 +818,11 @@ fn a_full_store_exits_4() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn watch_sees_puts_from_other_processes() -> TestResult {
-    let store = TestStore::new()?;
-    let mut watcher = store
-        .cmd(&["watch", "--count", "2", "--timeout", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+fn watch_sees_puts_from_other_writers(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
+    let mut watcher = store.start(&["watch", "--count", "2", "--timeout", "30s"])?;
     // The watcher says on standard error when its watch is in place.
-    let mut stderr = BufReader::new(watcher.stderr.take().ok_or("no stderr")?);
-    let mut ready = String::new();
-    stderr.read_line(&mut ready)?;
+    let ready = watcher.stderr_line()?;
     assert!(
         ready.starts_with("watching namespace \"default\""),
         "{ready}"
@@ -642,10 +841,12 @@ fn watch_sees_puts_from_other_processes() -> TestResult {
         &["put"],
     )?;
 
-    let out = watcher.wait_with_output()?;
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest)?;
-    assert!(out.status.success(), "watch failed: {rest}");
+    let out = watcher.finish()?;
+    assert!(
+        out.success(),
+        "watch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8(out.stdout)?,
         "set\tdefault\tfirst\nset\tdefault\tsecond\n"
@@ -653,33 +854,26 @@ fn watch_sees_puts_from_other_processes() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn watch_all_prints_json_lines_and_times_out() -> TestResult {
-    let store = TestStore::new()?;
-    let mut watcher = store
-        .cmd(&[
-            "watch",
-            "--all",
-            "--json",
-            "--count",
-            "2",
-            "--timeout",
-            "30s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stderr = BufReader::new(watcher.stderr.take().ok_or("no stderr")?);
-    let mut ready = String::new();
-    stderr.read_line(&mut ready)?;
+fn watch_all_prints_json_lines_and_times_out(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
+    let mut watcher = store.start(&[
+        "watch",
+        "--all",
+        "--json",
+        "--count",
+        "2",
+        "--timeout",
+        "30s",
+    ])?;
+    let ready = watcher.stderr_line()?;
     assert!(ready.starts_with("watching every namespace"), "{ready}");
     check(
         store.run_with_input(&["put", "-n", "new-ns", "a", "-"], b"1")?,
         &["put"],
     )?;
     store.ok(&["rm", "-n", "new-ns", "a"])?;
-    let out = watcher.wait_with_output()?;
-    assert!(out.status.success());
+    let out = watcher.finish()?;
+    assert!(out.success());
     let events: Vec<Value> = String::from_utf8(out.stdout)?
         .lines()
         .map(serde_json::from_str)
@@ -702,12 +896,14 @@ fn a_store_path_that_is_a_file_is_refused() -> TestResult {
     let store = TestStore::new()?;
     let file = store.dir.path().join("plain-file");
     std::fs::write(&file, b"not a store")?;
-    let out = Command::new(env!("CARGO_BIN_EXE_brain"))
+    let out: Outcome = Command::new(env!("CARGO_BIN_EXE_brain"))
         .env_remove("BRAIN_PATH")
+        .env_remove("BRAIN_URL")
         .arg("--store")
         .arg(&file)
         .arg("ls")
-        .output()?;
+        .output()?
+        .into();
     expect_failure(
         &out,
         1,
@@ -760,9 +956,8 @@ fn a_broken_pipe_exits_0_silently() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn usage_and_input_errors() -> TestResult {
-    let store = TestStore::new()?;
+fn usage_and_input_errors(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
     expect_failure(&store.run(&["put", "x"])?, 2, &["FILE"])?;
     expect_failure(
         &store.run(&["put", "x", "-", "--codec", "nope"])?,
@@ -800,3 +995,54 @@ fn test_stores_are_removed() -> TestResult {
     assert!(!path.exists());
     Ok(())
 }
+
+/// What a store that is not shared memory cannot do is refused with a
+/// message that says so, and an exit code of its own.
+#[test]
+fn a_memory_store_says_what_it_cannot_do() -> TestResult {
+    let store = TestStore::on(Backend::Memory)?;
+    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    expect_failure(
+        &store.run(&["gc"])?,
+        5,
+        &[
+            "cannot collect garbage",
+            "nothing that a dead writer could leave",
+        ],
+    )?;
+    expect_failure(
+        &store.run(&["fsck"])?,
+        5,
+        &["cannot check its objects", "usage count is exact"],
+    )?;
+    let text = store.ok_text(&["stats"])?;
+    assert!(
+        text.contains(&format!("store       {}", store.url)),
+        "{text}"
+    );
+    assert!(!text.contains("filesystem"), "{text}");
+    assert_eq!(store.ok(&["cat", "x"])?, b"data");
+    // An unknown scheme is refused before anything is opened.
+    let (mut console, _, err) = brain_cli::Console::captured(Vec::new());
+    let code = brain_cli::run(["brain", "--store", "ftp://x", "ls"], &mut console);
+    let err = String::from_utf8(err.bytes())?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ftp:// is not a kind of store"), "{err}");
+    assert!(err.contains("memory://NAME"), "{err}");
+    Ok(())
+}
+
+on_every_backend!(
+    put_from_file_and_stdin_then_cat_round_trips_bytes,
+    text_codec_checks_utf8,
+    ls_lists_a_namespace_every_namespace_or_json,
+    info_shows_metadata_as_text_and_json,
+    info_describes_arrays_and_tables,
+    rm_then_cat_is_not_found,
+    ns_ls_and_ns_rm,
+    stats_numbers_are_consistent,
+    a_full_store_exits_4,
+    usage_and_input_errors,
+    watch_sees_puts_from_other_writers,
+    watch_all_prints_json_lines_and_times_out,
+);

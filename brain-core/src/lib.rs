@@ -53,42 +53,36 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod cache;
-mod capacity;
-pub mod codec;
-mod error;
+// The layers, bottom to top; each imports only from those above it in
+// this list: system calls, byte layouts, the API every backend shares, the
+// shared-memory backend, and the namespace handle over any backend.
+// The only module allowed unsafe code: mappings.
+mod api;
 pub mod format;
-mod key;
-mod lock;
-mod maintenance;
 mod namespace;
-mod object_store;
-mod recycle;
-mod store;
-// The only modules allowed unsafe code: mappings, and views over them.
+mod shm;
 #[allow(unsafe_code)]
 mod sys;
-#[allow(unsafe_code)]
-mod view;
-mod watch;
-mod writer;
 
-pub use capacity::{stored_size, UNLIMITED};
-pub use codec::parts::NdArrayMeta;
-pub use codec::Codec;
-pub use error::{Error, NameKind, Result, UnsafePathReason};
-pub use key::{
-    validate_description, validate_name, validate_namespace, ObjectKey, MAX_DESCRIPTION_LEN,
-    MAX_NAMESPACE_LEN, MAX_NAME_LEN,
+pub use api::error::{Error, Location, NameKind, Result, UnsafePathReason};
+pub use api::names::{validate_description, validate_name, validate_namespace};
+pub use api::store::{
+    CorruptObject, FsckReport, GcReport, LockGuard, NameLock, NamespaceStats, ObjectStore,
+    ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher, WriteObject,
 };
-pub use lock::NameLock;
-pub use maintenance::{FsckReport, GcReport, NamespaceStats};
+pub use api::typed::{
+    decode_ndarray, decode_pickle, ndarray_payload, pickle_payload, split_parts, NdArrayView,
+    ObjectStoreExt, PickleView,
+};
+pub use api::view::{ObjectMeta, ObjectView};
+pub use format::control::UNLIMITED;
+pub use format::ndarray::{Dtype, DtypeField, NdArrayMeta};
+pub use format::{
+    stored_size, Codec, FormatError, ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN,
+    MAX_NAME_LEN,
+};
 pub use namespace::Namespace;
-pub use object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
-pub use store::{default_store_path, user_root, Store, StoreBuilder, Usage};
-pub use view::{ObjectMeta, ObjectView};
-pub use watch::{WatchEvent, Watcher};
-pub use writer::ObjectWriter;
+pub use shm::{default_store_path, user_root, Store, StoreBuilder};
 
 /// The README's Rust example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -1,21 +1,22 @@
-//! A handle on one namespace of a store.
+//! A handle on one namespace of any store: the top layer of brain-core.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
-use crate::codec::parts::NdArrayMeta;
-use crate::codec::Codec;
-use crate::error::Result;
-use crate::object_store::{NdArrayView, ObjectStore, ObjectStoreExt, Payload, PickleView};
-use crate::store::Store;
-use crate::view::{ObjectMeta, ObjectView};
-use crate::watch::Watcher;
-use crate::writer::ObjectWriter;
+use crate::api::error::Result;
+use crate::api::names::validate_namespace;
+use crate::api::store::{ObjectStore, ObjectWriter, Payload, Watcher};
+use crate::api::typed::{NdArrayView, ObjectStoreExt, PickleView};
+use crate::api::view::{ObjectMeta, ObjectView};
+use crate::format::ndarray::NdArrayMeta;
+use crate::format::Codec;
 
-/// One namespace of a [`Store`]: a set of names independent of every other
-/// namespace's. Made by [`Store::namespace`]; created on disk by its first write.
+/// One namespace of a store: a set of names independent of every other
+/// namespace's. Made by [`Namespace::new`] on any [`ObjectStore`] (or
+/// [`crate::Store::namespace`]); created by its first write.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -29,13 +30,21 @@ use crate::writer::ObjectWriter;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Namespace {
-    store: Store,
+    store: Arc<dyn ObjectStore>,
     name: String,
 }
 
 impl Namespace {
-    pub(crate) fn new(store: Store, name: String) -> Self {
-        Namespace { store, name }
+    /// A handle on `namespace` of `store` (nothing is created yet).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidName`] when the namespace name is empty or too long.
+    pub fn new(store: Arc<dyn ObjectStore>, namespace: &str) -> Result<Namespace> {
+        validate_namespace(namespace)?;
+        Ok(Namespace {
+            store,
+            name: namespace.to_owned(),
+        })
     }
 
     /// The namespace's name.
@@ -44,7 +53,7 @@ impl Namespace {
     }
 
     /// The store it belongs to.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
@@ -52,9 +61,9 @@ impl Namespace {
     /// exists), so it is listed by [`ObjectStore::namespaces`].
     ///
     /// # Errors
-    /// An I/O error creating its directory.
+    /// As [`ObjectStore::create_namespace`].
     pub fn create(&self) -> Result<()> {
-        self.store.ensure_namespace(&self.name).map(drop)
+        self.store.create_namespace(&self.name)
     }
 
     /// Stores raw bytes under `name`, atomically replacing any object there.
@@ -73,10 +82,10 @@ impl Namespace {
         self.store.put(&self.name, name, payload)
     }
 
-    /// Starts a streamed write; see [`Store::writer`].
+    /// Starts a streamed write; see [`ObjectStore::writer`].
     ///
     /// # Errors
-    /// As [`Store::writer`].
+    /// As [`ObjectStore::writer`].
     pub fn writer(
         &self,
         name: &str,
@@ -209,9 +218,9 @@ impl Namespace {
     /// Watches this namespace for objects being set and deleted.
     ///
     /// # Errors
-    /// As [`Watcher::namespace`].
+    /// As [`ObjectStore::watch`].
     pub fn watch(&self) -> Result<Watcher> {
-        Watcher::namespace(&self.store, &self.name)
+        self.store.watch(Some(&self.name))
     }
 
     /// Blocks until `name` exists (at most `timeout`), then reads it.
@@ -219,7 +228,7 @@ impl Namespace {
     /// # Errors
     /// [`crate::Error::Timeout`] when it does not appear in time; as [`Namespace::get`].
     pub fn wait_for(&self, name: &str, timeout: Duration) -> Result<ObjectView> {
-        crate::watch::wait_for(&self.store, &self.name, name, timeout)
+        self.store.wait_for(&self.name, name, timeout)
     }
 
     /// Removes the namespace with all its objects; returns how many went.

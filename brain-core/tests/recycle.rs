@@ -62,7 +62,7 @@ fn a_replaced_large_object_is_rewritten_in_place_by_the_next_write() -> TestResu
     ns.set("frame", &bytes(3 * MIB, 2))?;
     let meta = ns.metadata("frame")?.unwrap();
     assert_eq!(
-        store.usage()?.pooled,
+        store.usage()?.recycled,
         meta.stored_size,
         "the old file waits in the pool"
     );
@@ -156,7 +156,7 @@ fn deleting_frees_at_once_and_small_objects_are_not_pooled() -> TestResult {
     ns.set("big", &bytes(2 * MIB, 1))?;
     ns.delete("big")?;
     assert_eq!(pool_files(&store), 0, "a deleted object is not kept");
-    assert_eq!(store.usage()?.pooled, 0);
+    assert_eq!(store.usage()?.recycled, 0);
     Ok(())
 }
 
@@ -166,7 +166,7 @@ fn a_zero_limit_turns_recycling_off() -> TestResult {
     let ns = store.namespace("n")?;
     set_twice(&ns, "z", 2 * MIB)?;
     assert_eq!(pool_files(&store), 0);
-    assert_eq!(store.usage()?.pooled, 0);
+    assert_eq!(store.usage()?.recycled, 0);
     Ok(())
 }
 
@@ -180,7 +180,7 @@ fn the_pool_stays_within_its_limit() -> TestResult {
         ns.set("w", &bytes(2 * MIB, round))?;
         held.push(ns.get("w")?.unwrap());
     }
-    let pooled = store.usage()?.pooled;
+    let pooled = store.usage()?.recycled;
     assert!(pooled <= 5 * MIB as u64, "pool holds {pooled} bytes");
     assert_eq!(pool_files(&store), 2, "two 2 MiB files fit in 5 MiB");
     Ok(())
@@ -197,15 +197,15 @@ fn idle_files_go_at_the_next_open_and_gc_empties_the_pool() -> TestResult {
         .recycle_idle(Duration::ZERO)
         .open()?;
     assert_eq!(pool_files(&again), 0, "an idle file outlived an open");
-    assert_eq!(again.usage()?.pooled, 0);
+    assert_eq!(again.usage()?.recycled, 0);
 
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
     set_twice(&ns, "v", 2 * MIB)?;
     let report = store.gc()?;
-    assert_eq!((report.pool_files, pool_files(&store)), (1, 0));
-    assert!(report.pool_bytes >= 2 * MIB as u64);
-    assert_eq!(store.usage()?.pooled, 0);
+    assert_eq!((report.recycled_objects, pool_files(&store)), (1, 0));
+    assert!(report.recycled_bytes >= 2 * MIB as u64);
+    assert_eq!(store.usage()?.recycled, 0);
     assert_eq!(&*ns.get("v")?.unwrap(), &bytes(2 * MIB, 2)[..]);
     Ok(())
 }
@@ -215,7 +215,7 @@ fn fsck_recounts_the_pool() -> TestResult {
     let (_dir, store) = open(Store::builder());
     let ns = store.namespace("n")?;
     set_twice(&ns, "f", 2 * MIB)?;
-    let pooled = store.usage()?.pooled;
+    let pooled = store.usage()?.recycled;
     // A file dropped into the pool by hand is counted once fsck has looked.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -226,8 +226,8 @@ fn fsck_recounts_the_pool() -> TestResult {
         .join(format!("{}.{now_ms}.x", 3 * MIB));
     std::fs::write(&stray, vec![0u8; 3 * MIB])?;
     let report = store.fsck(false)?;
-    assert_eq!(report.pooled, pooled + 3 * MIB as u64);
-    assert_eq!(store.usage()?.pooled, report.pooled);
+    assert_eq!(report.recycled, pooled + 3 * MIB as u64);
+    assert_eq!(store.usage()?.recycled, report.recycled);
     assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
     Ok(())
 }
@@ -268,7 +268,7 @@ fn readers_racing_a_replacing_writer_see_whole_values() -> TestResult {
         }
         Ok(())
     })?;
-    assert!(store.usage()?.pooled > 0, "the writer recycled nothing");
+    assert!(store.usage()?.recycled > 0, "the writer recycled nothing");
     Ok(())
 }
 
@@ -282,23 +282,26 @@ fn objects_and_pool_together_stay_within_the_capacity() -> TestResult {
     let ns = store.namespace("n")?;
     set_twice(&ns, "x", 4 * MIB)?;
     let usage = store.usage()?;
-    assert!(usage.pooled > 0, "the replaced file was not kept");
+    assert!(usage.recycled > 0, "the replaced file was not kept");
     // 4 MiB in use and 4 MiB pooled: 5 MiB more fits only without the pool.
     ns.set("y", &bytes(5 * MIB, 3))?;
     let usage = store.usage()?;
-    assert_eq!(usage.pooled, 0, "the pool was not given back");
-    assert!(usage.used + usage.pooled <= 10 * MIB as u64);
+    assert_eq!(usage.recycled, 0, "the pool was not given back");
+    assert!(usage.used + usage.recycled <= 10 * MIB as u64);
     assert_eq!(&*ns.get("y")?.unwrap(), &bytes(5 * MIB, 3)[..]);
     // With y gone, x and z leave room for a replaced x in the pool.
     ns.delete("y")?;
     ns.set("z", &bytes(MIB, 5))?;
     ns.set("x", &bytes(4 * MIB, 4))?;
     let usage = store.usage()?;
-    assert!(usage.pooled > 0, "room enough, yet the replaced file went");
-    assert!(usage.used + usage.pooled <= 10 * MIB as u64, "{usage:?}");
+    assert!(
+        usage.recycled > 0,
+        "room enough, yet the replaced file went"
+    );
+    assert!(usage.used + usage.recycled <= 10 * MIB as u64, "{usage:?}");
     ns.set("z", &bytes(MIB, 6))?;
     let usage = store.usage()?;
-    assert!(usage.used + usage.pooled <= 10 * MIB as u64, "{usage:?}");
+    assert!(usage.used + usage.recycled <= 10 * MIB as u64, "{usage:?}");
     Ok(())
 }
 

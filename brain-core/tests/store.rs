@@ -433,7 +433,7 @@ fn watch_reports_sets_and_deletes() -> TestResult {
     let (_dir, store) = store();
     store.put("w", "before", &Payload::bytes(b"0"))?;
     let mut watcher = store.namespace("w")?.watch()?;
-    let mut all = brain_core::Watcher::all(&store)?;
+    let mut all = store.watch(None)?;
     store.put("w", "a", &Payload::bytes(b"1"))?;
     store.put("w", "a", &Payload::bytes(b"2"))?;
     store.delete("w", "before")?;
@@ -511,7 +511,7 @@ fn gc_removes_what_dead_writers_left() -> TestResult {
         b"live",
     )?;
     let report = store.gc()?;
-    assert_eq!(report.stray_files, 1);
+    assert_eq!(report.stray_objects, 1);
     assert_eq!(report.bytes_freed, 5000);
     assert!(ns_dir
         .join(format!(".tmp.{}.obj0.2", std::process::id()))
@@ -579,7 +579,7 @@ fn checksums_are_verified_by_fsck() -> TestResult {
     let report = store.fsck(false)?;
     assert_eq!(report.corrupt.len(), 1);
     assert!(
-        report.corrupt[0].1.contains("checksum"),
+        report.corrupt[0].reason.contains("checksum"),
         "{:?}",
         report.corrupt
     );

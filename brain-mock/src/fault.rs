@@ -253,7 +253,7 @@ impl FaultPlan {
     }
 
     /// While on, every put fails with [`brain_core::Error::StoreFull`] with
-    /// `filesystem_full: true`, and [`brain_core::Usage::filesystem_free`] is 0.
+    /// `filesystem_full: true`, and [`brain_core::Usage::free`] is 0.
     #[must_use]
     pub fn filesystem_full(mut self, full: bool) -> Self {
         self.filesystem_full = full;

@@ -1,9 +1,12 @@
 //! # brain-mock
 //!
-//! An in-memory [`brain_core::ObjectStore`] with fault injection, for
-//! testing the layers above brain-core (the CLI, language bindings, your
-//! own code) without a tmpfs, and for making them meet failures that are
-//! hard to cause on purpose with the real store.
+//! The in-memory backend of brain: a [`brain_core::ObjectStore`] that keeps
+//! objects in this process's memory, with fault injection. It is what
+//! `memory://NAME` opens ([`memory_store`]): a store for users' own tests,
+//! which run their code against it with no tmpfs and no server (as
+//! brain-plasma's mock client did), and for testing the layers above
+//! brain-core against failures that are hard to cause on purpose with the
+//! real store.
 //!
 //! [`MockStore`] keeps the real store's semantics, checked by a conformance
 //! test run against both: namespaces are created by their first put (and
@@ -18,7 +21,7 @@
 //! Faults are set through a [`FaultPlan`] at construction or the live
 //! [`Faults`] handle at run time ([`MockStore::faults`]), from any thread:
 //!
-//! - a full store (a capacity, [`MockStore::set_capacity`]) or a full
+//! - a full store (a capacity, [`brain_core::ObjectStore::set_capacity`]) or a full
 //!   filesystem ([`FaultPlan::filesystem_full`], or a small
 //!   [`MockStoreBuilder::filesystem_size`]);
 //! - an I/O error on the nth put, or on every put [`When`] selects
@@ -31,8 +34,11 @@
 //! [`MockStore::counts`] says how many puts, gets, deletes and so on the
 //! store answered, so a test can assert what the code under test did.
 //!
-//! It is **not** a substitute for the real store in end-to-end tests: it
-//! shares nothing between processes, maps nothing, watches nothing, and
+//! Every call of the trait works: streamed writers, watch streams (every
+//! set and delete, in order), per-name locks (released when dropped, within
+//! this process), `wait_for`, and a capacity; `gc` and `fsck` say there is
+//! nothing for them to do. It is **not** a substitute for the real store in
+//! end-to-end tests: it shares nothing between processes, maps nothing, and
 //! cannot show how tmpfs, mappings or permissions behave. Injected
 //! failures fire at defined points of a put: a put first reserves its
 //! bytes (so a store already full answers `StoreFull` even when an I/O or
@@ -71,8 +77,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod events;
 mod fault;
+mod memory;
 mod store;
 
 pub use fault::{FaultPlan, Faults, IoFault, PutFault, When};
+pub use memory::{drop_memory_store, memory_store};
 pub use store::{stored_size, Counts, MockStore, MockStoreBuilder, DEFAULT_FILESYSTEM_SIZE};

@@ -3,19 +3,20 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arrow_buffer::{Buffer, MutableBuffer};
 use brain_core::format::PAYLOAD_ALIGN;
 pub use brain_core::stored_size;
 use brain_core::{
-    validate_description, validate_name, validate_namespace, Error, ObjectMeta, ObjectStore,
-    ObjectView, Payload, Result, Usage,
+    validate_description, validate_name, validate_namespace, Codec, Error, Location, NameLock,
+    ObjectMeta, ObjectStore, ObjectView, ObjectWriter, Payload, Result, Usage, UsageDetail,
+    WatchEvent, Watcher, WriteObject,
 };
 
+use crate::events::{lock_location, Locks, Subscribers};
 use crate::fault::{FaultPlan, Faults, PutFault};
 
 /// The filesystem size a mock store reports unless told otherwise: 1 TiB.
@@ -102,24 +103,23 @@ impl Counters {
 }
 
 /// Options for a [`MockStore`]; finish with [`MockStoreBuilder::build`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MockStoreBuilder {
+    name: Option<String>,
     capacity: Option<u64>,
-    filesystem_size: u64,
+    filesystem_size: Option<u64>,
     faults: FaultPlan,
 }
 
-impl Default for MockStoreBuilder {
-    fn default() -> Self {
-        MockStoreBuilder {
-            capacity: None,
-            filesystem_size: DEFAULT_FILESYSTEM_SIZE,
-            faults: FaultPlan::new(),
-        }
-    }
-}
-
 impl MockStoreBuilder {
+    /// The store's name: its URL, which errors name, is `memory://NAME`.
+    /// Default: `mock`.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// The store's capacity in bytes, as accounted by [`stored_size`].
     /// Default: no limit but the simulated filesystem.
     #[must_use]
@@ -128,12 +128,13 @@ impl MockStoreBuilder {
         self
     }
 
-    /// The size of the simulated filesystem under the store. A put that
+    /// Simulates a filesystem of this size under the store: a put that
     /// would take the usage past it fails with `StoreFull { filesystem_full:
-    /// true, .. }`. Default: [`DEFAULT_FILESYSTEM_SIZE`].
+    /// true, .. }`, and [`ObjectStore::usage`] reports it as a real store
+    /// reports its tmpfs. Default: [`DEFAULT_FILESYSTEM_SIZE`], not reported.
     #[must_use]
     pub fn filesystem_size(mut self, bytes: u64) -> Self {
-        self.filesystem_size = bytes;
+        self.filesystem_size = Some(bytes);
         self
     }
 
@@ -147,6 +148,7 @@ impl MockStoreBuilder {
 
     /// Builds the (empty) store.
     pub fn build(self) -> MockStore {
+        let name = self.name.unwrap_or_else(|| "mock".to_owned());
         MockStore {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -156,8 +158,11 @@ impl MockStoreBuilder {
                 }),
                 faults: Faults::new(self.faults),
                 counters: Counters::default(),
-                filesystem_size: self.filesystem_size,
-                path: PathBuf::from("mock://brain"),
+                filesystem_size: self.filesystem_size.unwrap_or(DEFAULT_FILESYSTEM_SIZE),
+                simulated_filesystem: self.filesystem_size.is_some(),
+                url: format!("memory://{name}"),
+                subscribers: Subscribers::default(),
+                locks: Arc::new(Locks::default()),
             }),
         }
     }
@@ -178,7 +183,11 @@ struct Inner {
     faults: Faults,
     counters: Counters,
     filesystem_size: u64,
-    path: PathBuf,
+    /// Whether the filesystem size was set, and so is reported by `usage`.
+    simulated_filesystem: bool,
+    url: String,
+    subscribers: Subscribers,
+    locks: Arc<Locks>,
 }
 
 struct State {
@@ -251,15 +260,9 @@ impl MockStore {
         self.inner.counters.reset();
     }
 
-    /// Sets the capacity (`None`: no limit but the simulated filesystem).
-    /// Objects already stored stay even when they exceed it, as in the real store.
-    pub fn set_capacity(&self, capacity: Option<u64>) {
-        self.state().capacity = capacity;
-    }
-
-    /// A made-up path (`mock://brain`) that errors name as the store's directory.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The store's URL, `memory://NAME`, which errors name as its location.
+    pub fn url(&self) -> &str {
+        &self.inner.url
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -271,18 +274,9 @@ impl MockStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn object_path(&self, namespace: &str, name: &str) -> PathBuf {
-        PathBuf::from(format!("{}/{namespace}/{name}", self.inner.path.display()))
-    }
-
-    /// An OS error as the real store reports it: permission errors become
-    /// [`Error::PermissionDenied`], the rest [`Error::Io`].
-    fn io_error(&self, op: &'static str, path: PathBuf, source: io::Error) -> Error {
-        if source.kind() == io::ErrorKind::PermissionDenied {
-            Error::PermissionDenied { op, path }
-        } else {
-            Error::Io { op, path, source }
-        }
+    /// Where an object is, for errors: `memory://NAME/"namespace"/"name"`.
+    fn object_location(&self, namespace: &str, name: &str) -> Location {
+        self.location().join(format!("{namespace:?}/{name:?}"))
     }
 
     fn full_error(&self, namespace: &str, name: &str, needed: u64, used: u64, fs: bool) -> Error {
@@ -300,7 +294,7 @@ impl MockStore {
             needed,
             used,
             capacity,
-            path: self.inner.path.clone(),
+            location: self.location(),
             filesystem_full: fs,
         }
     }
@@ -312,9 +306,9 @@ impl MockStore {
             std::thread::sleep(delay);
         }
         match fault {
-            Some(fault) => Err(self.io_error(
+            Some(fault) => Err(Error::io(
                 "read",
-                self.object_path(namespace, name),
+                self.object_location(namespace, name),
                 fault.to_io_error(),
             )),
             None => Ok(()),
@@ -323,9 +317,9 @@ impl MockStore {
 
     fn list_faults(&self, namespace: &str) -> Result<()> {
         match self.inner.faults.on_list(namespace) {
-            Some(fault) => Err(self.io_error(
+            Some(fault) => Err(Error::io(
                 "list",
-                PathBuf::from(format!("{}/{namespace}", self.inner.path.display())),
+                self.location().join(format!("{namespace:?}")),
                 fault.to_io_error(),
             )),
             None => Ok(()),
@@ -386,13 +380,13 @@ impl MockStore {
                     let used = self.state().used;
                     self.full_error(namespace, name, needed, used, true)
                 } else {
-                    let path = PathBuf::from(format!("{}/{namespace}", self.inner.path.display()));
-                    self.io_error("write an object in", path, source)
+                    let location = self.location().join(format!("{namespace:?}"));
+                    Error::io("write an object in", location, source)
                 }
             }
             PutFault::CrashBeforeSeal => Error::Io {
                 op: "seal",
-                path: self.object_path(namespace, name),
+                location: self.object_location(namespace, name),
                 source: io::Error::new(
                     io::ErrorKind::Interrupted,
                     "injected by brain-mock: the writer died after writing the payload \
@@ -421,39 +415,62 @@ fn aligned_copy(parts: &[&[u8]], len: usize) -> Buffer {
     Buffer::from(bytes).slice(pad)
 }
 
-impl ObjectStore for MockStore {
-    fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+impl MockStore {
+    /// Checks a write's names and makes its namespace, as the real store
+    /// creates the namespace's directory before anything else can fail (so
+    /// even a refused first write leaves the namespace).
+    fn begin_write(&self, namespace: &str, name: &str, description: &str) -> Result<()> {
         Counters::bump(&self.inner.counters.puts);
         validate_object(namespace, name)?;
-        validate_description(payload.description)?;
-        let len = payload.len();
-        let needed = stored_size(namespace, name, payload.description, len as u64);
-        // The real store creates the namespace's directory before anything
-        // else can fail, so even a refused first write leaves the namespace.
+        validate_description(description)?;
         self.state()
             .namespaces
             .entry(namespace.to_owned())
             .or_default();
+        Ok(())
+    }
+
+    /// Publishes the concatenation of `parts`, after the put faults; a
+    /// `reserved` number of bytes was reserved for it already (a writer's).
+    fn publish(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        parts: &[&[u8]],
+        reserved: u64,
+    ) -> Result<ObjectMeta> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let needed = stored_size(namespace, name, description, len as u64);
         let fault = self.inner.faults.on_put(namespace, name);
         if let Some(fault @ PutFault::Full { .. }) = fault {
+            self.release(reserved);
             return Err(self.put_fault_error(namespace, name, needed, fault));
         }
-        self.reserve(namespace, name, needed)?;
+        if needed > reserved {
+            if let Err(err) = self.reserve(namespace, name, needed - reserved) {
+                self.release(reserved);
+                return Err(err);
+            }
+        } else {
+            self.release(reserved - needed);
+        }
         if let Some(fault) = fault {
             // An I/O error while writing, or death before the seal: the
             // reservation goes back and nothing is published.
             self.release(needed);
             return Err(self.put_fault_error(namespace, name, needed, fault));
         }
-        let bytes = aligned_copy(payload.parts(), len);
+        let bytes = aligned_copy(parts, len);
         let meta = ObjectMeta {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            codec: payload.codec,
+            codec,
             size: len as u64,
             stored_size: needed,
             created: SystemTime::now(),
-            description: payload.description.to_owned(),
+            description: description.to_owned(),
         };
         let entry = Entry {
             meta: meta.clone(),
@@ -468,9 +485,124 @@ impl ObjectStore for MockStore {
         if let Some(old) = replaced {
             state.used = state.used.saturating_sub(old.meta.stored_size);
         }
+        // Told while the state is locked, so watchers see changes in the order they happened.
+        self.inner.subscribers.publish(&WatchEvent::Set {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
         drop(state);
         Counters::bump(&self.inner.counters.puts_committed);
         Ok(meta)
+    }
+}
+
+/// A streamed write into a [`MockStore`]: the payload gathers in memory and
+/// is published (with the put faults) at commit.
+struct MockWriter {
+    store: MockStore,
+    namespace: String,
+    name: String,
+    codec: Codec,
+    description: String,
+    payload: Vec<u8>,
+    /// Bytes reserved against the capacity so far (given back if dropped).
+    reserved: u64,
+}
+
+impl fmt::Debug for MockWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockWriter")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("written", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockWriter {
+    /// Reserves room for a payload of `len` bytes, as the real writer does
+    /// before its bytes land.
+    fn reserve_for(&mut self, len: u64) -> Result<()> {
+        let needed = stored_size(&self.namespace, &self.name, &self.description, len);
+        if needed > self.reserved {
+            self.store
+                .reserve(&self.namespace, &self.name, needed - self.reserved)?;
+            self.reserved = needed;
+        }
+        Ok(())
+    }
+}
+
+impl WriteObject for MockWriter {
+    fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        self.reserve_for((self.payload.len() + bytes.len()) as u64)?;
+        self.payload.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn payload_len(&self) -> u64 {
+        self.payload.len() as u64
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
+        let reserved = std::mem::take(&mut self.reserved);
+        let payload = std::mem::take(&mut self.payload);
+        self.store.publish(
+            &self.namespace,
+            &self.name,
+            self.codec,
+            &self.description,
+            &[&payload],
+            reserved,
+        )
+    }
+}
+
+impl Drop for MockWriter {
+    fn drop(&mut self) {
+        self.store.release(self.reserved);
+    }
+}
+
+impl ObjectStore for MockStore {
+    fn location(&self) -> Location {
+        Location::Url(self.inner.url.clone())
+    }
+
+    fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+        self.begin_write(namespace, name, payload.description)?;
+        self.publish(
+            namespace,
+            name,
+            payload.codec,
+            payload.description,
+            payload.parts(),
+            0,
+        )
+    }
+
+    fn writer(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        expected_len: Option<u64>,
+    ) -> Result<ObjectWriter> {
+        self.begin_write(namespace, name, description)?;
+        let mut writer = MockWriter {
+            store: self.clone(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            codec,
+            description: description.to_owned(),
+            payload: Vec::with_capacity(expected_len.unwrap_or(0).min(1 << 30) as usize),
+            reserved: 0,
+        };
+        if let Some(len) = expected_len {
+            writer.reserve_for(len)?;
+        }
+        Ok(ObjectWriter::new(Box::new(writer)))
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
@@ -507,6 +639,10 @@ impl ObjectStore for MockStore {
         match removed {
             Some(entry) => {
                 state.used = state.used.saturating_sub(entry.meta.stored_size);
+                self.inner.subscribers.publish(&WatchEvent::Deleted {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                });
                 Ok(true)
             }
             None => Ok(false),
@@ -542,7 +678,22 @@ impl ObjectStore for MockStore {
         };
         let freed: u64 = objects.values().map(|e| e.meta.stored_size).sum();
         state.used = state.used.saturating_sub(freed);
+        for name in objects.keys() {
+            self.inner.subscribers.publish(&WatchEvent::Deleted {
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+            });
+        }
         Ok(objects.len() as u64)
+    }
+
+    fn create_namespace(&self, namespace: &str) -> Result<()> {
+        validate_namespace(namespace)?;
+        self.state()
+            .namespaces
+            .entry(namespace.to_owned())
+            .or_default();
+        Ok(())
     }
 
     fn usage(&self) -> Result<Usage> {
@@ -552,14 +703,62 @@ impl ObjectStore for MockStore {
         } else {
             self.inner.filesystem_size.saturating_sub(state.used)
         };
+        let by_capacity = state
+            .capacity
+            .map_or(u64::MAX, |c| c.saturating_sub(state.used));
+        let details = if self.inner.simulated_filesystem {
+            vec![
+                UsageDetail {
+                    key: "filesystem_size",
+                    label: "filesystem",
+                    bytes: self.inner.filesystem_size,
+                },
+                UsageDetail {
+                    key: "filesystem_free",
+                    label: "fs free",
+                    bytes: filesystem_free,
+                },
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Usage {
             capacity: state.capacity,
             used: state.used,
-            // The mock frees a replaced object at once: it recycles nothing.
-            pooled: 0,
-            filesystem_size: self.inner.filesystem_size,
-            filesystem_free,
+            // A replaced object is freed at once: nothing is kept for reuse.
+            recycled: 0,
+            free: by_capacity.min(filesystem_free),
+            details,
         })
+    }
+
+    fn watch(&self, namespace: Option<&str>) -> Result<Watcher> {
+        if let Some(namespace) = namespace {
+            self.create_namespace(namespace)?;
+        }
+        Ok(Watcher::new(Box::new(
+            self.inner.subscribers.subscribe(namespace),
+        )))
+    }
+
+    fn lock(&self, namespace: &str, name: &str, timeout: Option<Duration>) -> Result<NameLock> {
+        validate_object(namespace, name)?;
+        let started = std::time::Instant::now();
+        let location = lock_location(&self.location(), namespace, name);
+        match self.inner.locks.acquire(namespace, name, timeout) {
+            Some(held) => Ok(NameLock::new(Box::new(held), location)),
+            None => Err(Error::LockTimeout {
+                namespace: namespace.into(),
+                name: name.into(),
+                waited: started.elapsed(),
+                location,
+            }),
+        }
+    }
+
+    fn set_capacity(&self, capacity: Option<u64>) -> Result<()> {
+        self.state().capacity = capacity;
+        Ok(())
     }
 }
 
@@ -625,7 +824,8 @@ mod tests {
         assert_eq!(store.remove_namespace("a")?, 1);
         let usage = store.usage()?;
         assert_eq!(usage.used, 0);
-        assert_eq!(usage.filesystem_free, DEFAULT_FILESYSTEM_SIZE);
+        assert_eq!(usage.free, DEFAULT_FILESYSTEM_SIZE);
+        assert!(usage.details.is_empty(), "no filesystem was simulated");
         Ok(())
     }
 

@@ -127,10 +127,10 @@ pub enum Error {
     },
 
     /// The store has no room for what a restore would write. Nothing was written.
-    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore one namespace with --namespace", store = .store.display())]
+    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore one namespace with --namespace")]
     StoreFull {
-        /// The store's directory.
-        store: PathBuf,
+        /// The store (its directory or URL).
+        store: brain_core::Location,
         /// Bytes the restore needs in the store.
         needed: u64,
         /// Bytes free in the store.

@@ -15,11 +15,15 @@
 //!   every core and streams it into the store.
 //!   A damaged, truncated, foreign or newer-format dump is refused with an
 //!   [`Error`] that says which and where.
-//! - [`open_with_persistence`] opens a store and restores it when its
-//!   shared-memory side is empty (after a reboot or a wiped `/dev/shm`).
+//! - [`auto_restore`] restores a store that holds no object (after a
+//!   reboot or a wiped `/dev/shm`) from a dump, once however many processes
+//!   start together.
 //! - [`sync`] (or [`spawn_sync`]) keeps a directory in the same format up
 //!   to date as the store changes, writing only what changed; `restore`
-//!   and `open_with_persistence` read it like a dump.
+//!   and `auto_restore` read it like a dump.
+//!
+//! Every call takes any backend's [`brain_core::ObjectStore`]: a
+//! shared-memory store, an in-memory one, a server.
 //!
 //! The format (a sled database holding the name index, payloads as zstd
 //! frames in plain files beside it, and a manifest) is specified in the
@@ -67,8 +71,5 @@ pub use error::{Error, Result, StoreFailure};
 pub use format::{DumpKind, FORMAT_VERSION, FRAME_SIZE, MANIFEST_FILE};
 pub use progress::{Phase, Progress, ProgressFn, ProgressUpdate};
 pub use reader::{list_dump, verify_dump, DumpEntry, DumpInfo};
-pub use restore::{
-    auto_restore, open_with_persistence, restore, IntoStoreBuilder, OnConflict, RestoreOptions,
-    RestoreReport,
-};
+pub use restore::{auto_restore, restore, OnConflict, RestoreOptions, RestoreReport};
 pub use sync::{spawn_sync, sync, LogFn, StopFlag, SyncHandle, SyncOptions, SyncStats};

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brain_core::{ObjectStore, Store, StoreBuilder};
+use brain_core::ObjectStore;
 
 use crate::error::{Error, Result};
 use crate::format::{Entry, MANIFEST_FILE};
@@ -89,7 +89,7 @@ pub struct RestoreReport {
 /// the room needed is compared with the store's free space. Only then are
 /// objects written, each decompressed on one thread per core (checking
 /// zstd's frame checksums and the payload's own checksum again), streamed
-/// into a [`Store::writer`] frame by frame in order, and published
+/// into an [`ObjectStore::writer`] frame by frame in order, and published
 /// atomically. Memory stays a few frames.
 ///
 /// Objects keep their namespace, name, codec and description; their
@@ -107,7 +107,7 @@ pub struct RestoreReport {
 /// meantime, say), or a payload damaged since it was checked; the objects
 /// written before stay.
 pub fn restore(
-    store: &Store,
+    store: &dyn ObjectStore,
     path: impl AsRef<Path>,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
@@ -168,7 +168,7 @@ pub fn restore(
     let usage = store
         .usage()
         .map_err(|e| Error::store("read the usage of", e))?;
-    let free = usage.free() as i128;
+    let free = usage.free as i128;
     let (mut running, mut peak) = (0i128, 0i128);
     for (entry, freed) in plan.iter().zip(&freed_by) {
         let new = entry.stored_size() as i128;
@@ -177,7 +177,7 @@ pub fn restore(
     }
     if peak > free {
         return Err(Error::StoreFull {
-            store: store.path().to_owned(),
+            store: store.location(),
             needed: peak as u64,
             free: free.max(0) as u64,
             objects: plan.len() as u64,
@@ -190,7 +190,7 @@ pub fn restore(
     // Not told, it allocates pages as the copy reaches them, while the
     // workers decompress the next frames: faster when the pool is empty.
     // Room was checked above either way.
-    let expected = usage.pooled > 0;
+    let expected = usage.recycled > 0;
     let mut scratch = Scratch::new();
     dump.verify(&plan, &options.progress, &mut scratch)?;
 
@@ -278,7 +278,7 @@ fn has_dump(dir: &Path) -> Result<bool> {
 /// As [`restore`]: a damaged or foreign directory is an error, not an
 /// empty start.
 pub fn auto_restore(
-    store: &Store,
+    store: &dyn ObjectStore,
     persist_dir: impl AsRef<Path>,
     progress: &Progress,
 ) -> Result<Option<RestoreReport>> {
@@ -304,75 +304,13 @@ pub fn auto_restore(
     restore(store, dir, &options).map(Some)
 }
 
-/// Where to open a store: a [`StoreBuilder`] with options, or a path.
-pub trait IntoStoreBuilder {
-    /// The builder to open.
-    fn into_store_builder(self) -> StoreBuilder;
-}
-
-impl IntoStoreBuilder for StoreBuilder {
-    fn into_store_builder(self) -> StoreBuilder {
-        self
-    }
-}
-
-impl IntoStoreBuilder for &Path {
-    fn into_store_builder(self) -> StoreBuilder {
-        Store::builder().path(self)
-    }
-}
-
-impl IntoStoreBuilder for PathBuf {
-    fn into_store_builder(self) -> StoreBuilder {
-        Store::builder().path(self)
-    }
-}
-
-impl IntoStoreBuilder for &PathBuf {
-    fn into_store_builder(self) -> StoreBuilder {
-        Store::builder().path(self)
-    }
-}
-
-impl IntoStoreBuilder for &str {
-    fn into_store_builder(self) -> StoreBuilder {
-        Store::builder().path(self)
-    }
-}
-
-/// Opens a store and, when its shared-memory side is empty (after a reboot,
-/// or a wiped `/dev/shm`), restores it from the dump or sync mirror in
-/// `persist_dir` (see [`auto_restore`]). A missing or empty `persist_dir`
-/// is a fresh start.
-///
-/// ```
-/// # let tmp = tempfile::tempdir().unwrap();
-/// # let (store_dir, persist_dir) = (tmp.path().join("store"), tmp.path().join("backup"));
-/// let store = brain_persist::open_with_persistence(&store_dir, &persist_dir)?;
-/// # Ok::<(), brain_persist::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::Store`] when the store cannot be opened; as [`auto_restore`].
-pub fn open_with_persistence(
-    store: impl IntoStoreBuilder,
-    persist_dir: impl AsRef<Path>,
-) -> Result<Store> {
-    let store = store
-        .into_store_builder()
-        .open()
-        .map_err(|e| Error::store("open", e))?;
-    auto_restore(&store, persist_dir, &Progress::Hidden)?;
-    Ok(store)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::{hex, Manifest};
     use crate::writer::IndexWriter;
     use crate::{dump, verify_dump, DumpOptions};
-    use brain_core::{ObjectStore, Payload};
+    use brain_core::{ObjectStore, Payload, Store};
 
     /// Records a wrong checksum for frame 1 of `name` in the dump's index
     /// (rewriting the index and the manifest's record of it).

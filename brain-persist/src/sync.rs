@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use brain_core::{ObjectMeta, ObjectStore, ObjectView, Store, WatchEvent, Watcher};
+use brain_core::{ObjectMeta, ObjectStore, ObjectView, WatchEvent, Watcher};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 use xxhash_rust::xxh3::xxh3_64;
@@ -181,7 +181,7 @@ impl StopFlag {
 ///
 /// The directory holds a dump in the same format as [`crate::dump`] (its
 /// kind is `sync`), so [`crate::restore`] and
-/// [`crate::open_with_persistence`] read it, even while the sync runs. It is
+/// [`crate::auto_restore`] read it, even while the sync runs. It is
 /// created when missing; an existing dump or mirror is taken over; anything
 /// else is refused.
 ///
@@ -209,7 +209,7 @@ impl StopFlag {
 /// holds something else; I/O errors writing the mirror. Errors reading one
 /// object of the store are logged and that object skipped.
 pub fn sync(
-    store: &Store,
+    store: &dyn ObjectStore,
     dir: impl AsRef<Path>,
     options: &SyncOptions,
     stop: &StopFlag,
@@ -273,7 +273,7 @@ impl Drop for SyncHandle {
 /// # Errors
 /// As [`sync`], for failures while starting.
 pub fn spawn_sync(
-    store: Store,
+    store: Arc<dyn ObjectStore>,
     dir: impl Into<PathBuf>,
     options: SyncOptions,
 ) -> Result<SyncHandle> {
@@ -285,7 +285,7 @@ pub fn spawn_sync(
         let (stop, stats) = (stop.clone(), stats.clone());
         std::thread::Builder::new()
             .name("brain-sync".into())
-            .spawn(move || run(&store, &dir, &options, &stop, stats, Some(ready_tx)))
+            .spawn(move || run(&*store, &dir, &options, &stop, stats, Some(ready_tx)))
             .map_err(|e| Error::io("start a thread for", "brain sync", e))?
     };
     let mut handle = SyncHandle {
@@ -304,7 +304,7 @@ pub fn spawn_sync(
 }
 
 fn run(
-    store: &Store,
+    store: &dyn ObjectStore,
     dir: &Path,
     options: &SyncOptions,
     stop: &StopFlag,
@@ -318,7 +318,6 @@ fn run(
         options,
         stats,
         watcher: None,
-        watched_root: None,
         wipe_noted: false,
         protected: HashSet::new(),
         watch_error_noted: false,
@@ -326,7 +325,7 @@ fn run(
     syncer.update_stats(|s| s.mirrored_objects = syncer.mirror.entries.len() as u64);
     syncer.log(&format!(
         "mirroring {} into {} ({} mirrored)",
-        store.path().display(),
+        store.location(),
         dir.display(),
         objects(syncer.mirror.entries.len() as u64)
     ));
@@ -356,13 +355,11 @@ fn same(entry: &Entry, meta: &ObjectMeta) -> bool {
 }
 
 struct Syncer<'a> {
-    store: &'a Store,
+    store: &'a dyn ObjectStore,
     mirror: Mirror,
     options: &'a SyncOptions,
     stats: Arc<Mutex<SyncStats>>,
     watcher: Option<Watcher>,
-    /// Device and inode of the store's `ns` directory the watcher watches.
-    watched_root: Option<(u64, u64)>,
     wipe_noted: bool,
     /// Objects the mirror kept when the store was found empty: they are not
     /// deleted because the store lacks them, only if they come back and go.
@@ -381,20 +378,13 @@ impl Syncer<'_> {
         f(&mut self.stats.lock().expect("sync stats"));
     }
 
-    fn root_identity(&self) -> Option<(u64, u64)> {
-        let meta = std::fs::metadata(self.store.path().join("ns")).ok()?;
-        Some((meta.dev(), meta.ino()))
-    }
-
-    /// Starts watching the store, if its directory exists; true on success.
+    /// Starts watching the store; true on success. A store replaced or
+    /// wiped while watched is the watcher's to follow: it reports what
+    /// went and what came as events.
     fn try_watch(&mut self) -> bool {
-        let Some(identity) = self.root_identity() else {
-            return false;
-        };
-        match Watcher::all(self.store) {
+        match self.store.watch(None) {
             Ok(watcher) => {
                 self.watcher = Some(watcher);
-                self.watched_root = Some(identity);
                 self.watch_error_noted = false;
                 true
             }
@@ -455,10 +445,6 @@ impl Syncer<'_> {
             }
             if last_health.elapsed() >= HEALTH_EVERY {
                 last_health = Instant::now();
-                if self.watcher.is_some() && self.root_identity() != self.watched_root {
-                    self.log("the store's directory was removed or replaced; watching it anew");
-                    self.watcher = None;
-                }
                 if self.watcher.is_none() && self.try_watch() {
                     self.reconcile(false)?;
                     last_rescan = Instant::now();
@@ -499,7 +485,7 @@ impl Syncer<'_> {
             self.update_stats(|s| s.wipes_ignored += 1);
             self.log(&format!(
                 "the store at {} is empty or missing while the mirror holds {}: keeping them ({kept} deletions not mirrored); restore the store with `brain restore {}`, or run sync with --mirror-deletes-on-wipe to mirror an emptied store",
-                self.store.path().display(),
+                self.store.location(),
                 objects(self.mirror.entries.len() as u64),
                 self.mirror.dir.display(),
             ));

@@ -12,9 +12,16 @@ use arrow_schema::{DataType, Field, Schema};
 use brain_core::{Codec, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store};
 use brain_mock::{FaultPlan, IoFault, MockStore, When};
 use brain_persist::{
-    dump, list_dump, open_with_persistence, restore, spawn_sync, verify_dump, DumpKind,
-    DumpOptions, Error, OnConflict, Progress, RestoreOptions, SyncHandle, SyncOptions, SyncStats,
+    auto_restore, dump, list_dump, restore, spawn_sync, verify_dump, DumpKind, DumpOptions, Error,
+    OnConflict, Progress, RestoreOptions, SyncHandle, SyncOptions, SyncStats,
 };
+
+/// Opens the store at `path` and restores it from `persist` when it is empty.
+fn open_with_persistence(path: impl AsRef<Path>, persist: &Path) -> Result<Store, Error> {
+    let store = Store::open(path.as_ref()).expect("a store");
+    auto_restore(&store, persist, &Progress::Hidden)?;
+    Ok(store)
+}
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -378,7 +385,7 @@ fn large_objects_restore_into_fresh_and_into_pooled_files() -> TestResult {
     dump(&env.store, &path, &DumpOptions::new())?;
 
     let fresh = env.other_store("fresh");
-    assert_eq!(fresh.usage()?.pooled, 0);
+    assert_eq!(fresh.usage()?.recycled, 0);
     restore(&fresh, &path, &RestoreOptions::new())?;
     assert_eq!(snapshot(&fresh), snapshot(&env.store));
     assert_eq!(fresh.usage()?.used, env.store.usage()?.used);
@@ -386,7 +393,7 @@ fn large_objects_restore_into_fresh_and_into_pooled_files() -> TestResult {
     let pooled = env.other_store("pooled");
     pooled.put("ns", "big", &Payload::bytes(&pattern(9 << 20, 8)))?;
     pooled.put("ns", "big", &Payload::bytes(&pattern(9 << 20, 9)))?;
-    assert!(pooled.usage()?.pooled > 0, "the replaced file is pooled");
+    assert!(pooled.usage()?.recycled > 0, "the replaced file is pooled");
     restore(&pooled, &path, &options_overwrite())?;
     assert_eq!(snapshot(&pooled), snapshot(&env.store));
     assert_eq!(pooled.usage()?.used, env.store.usage()?.used);
@@ -636,7 +643,7 @@ fn a_store_without_room_fails_up_front() -> TestResult {
     assert_eq!(small.usage()?.used, used);
 
     // With room, it fits exactly as accounted.
-    small.set_capacity(Some(64 << 20));
+    small.set_capacity(Some(64 << 20))?;
     restore(&small, &path, &options_overwrite())?;
     assert_eq!(snapshot(&small), snapshot(&env.store));
     Ok(())
@@ -733,7 +740,7 @@ fn a_wiped_store_restores_itself_at_open() -> TestResult {
 
     // A store with objects is left alone.
     store.put_text("raw", "blob", "changed")?;
-    let store = open_with_persistence(Store::builder().path(env.store_path()), &persist)?;
+    let store = open_with_persistence(env.store_path(), &persist)?;
     assert_eq!(store.get_text("raw", "blob")?.as_deref(), Some("changed"));
 
     // A damaged persistence directory is an error, not an empty start.
@@ -762,7 +769,7 @@ fn the_service_survives_a_restart() -> TestResult {
         let log = log.clone();
         fast_sync().log(move |line| log.lock().unwrap().push(line.to_owned()))
     };
-    let sync = spawn_sync(env.store.clone(), &persist, options)?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, options)?;
     let initial = snapshot(&env.store).len() as u64;
     assert_eq!(sync.stats().objects_written, initial);
 
@@ -821,7 +828,7 @@ fn sync_mirrors_deletions_and_removed_namespaces() -> TestResult {
     let env = Env::new();
     let persist = env.dump_path("mirror");
     fill_every_codec(&env.store);
-    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?;
     let all = dump_names(&persist);
     assert_eq!(all.len(), snapshot(&env.store).len());
 
@@ -839,7 +846,7 @@ fn sync_mirrors_deletions_and_removed_namespaces() -> TestResult {
     assert_eq!(snapshot(&other), snapshot(&env.store));
 
     // A second sync into the same directory is refused.
-    let err = spawn_sync(env.store.clone(), &persist, fast_sync()).unwrap_err();
+    let err = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync()).unwrap_err();
     assert!(matches!(err, Error::SyncRunning { .. }), "{err}");
     sync.stop()?;
     Ok(())
@@ -849,7 +856,7 @@ fn sync_mirrors_deletions_and_removed_namespaces() -> TestResult {
 fn a_set_is_on_disk_within_a_second() -> TestResult {
     let env = Env::new();
     let persist = env.dump_path("mirror");
-    let sync = spawn_sync(env.store.clone(), &persist, SyncOptions::new())?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, SyncOptions::new())?;
     for i in 0..3 {
         let name = format!("item{i}");
         let started = Instant::now();
@@ -873,7 +880,7 @@ fn a_restarted_sync_writes_only_the_differences() -> TestResult {
     let persist = env.dump_path("mirror");
     fill_every_codec(&env.store);
     let count = snapshot(&env.store).len() as u64;
-    let stats = spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+    let stats = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
     assert_eq!(stats.objects_written, count);
     let mtimes = |dir: &Path| -> BTreeMap<String, SystemTime> {
         std::fs::read_dir(dir.join("data"))
@@ -896,7 +903,7 @@ fn a_restarted_sync_writes_only_the_differences() -> TestResult {
     env.store.delete("raw", "empty")?;
     env.store.put_text("docs", "new", "new while stopped")?;
 
-    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?;
     let stats = sync.stats();
     assert_eq!(stats.objects_unchanged_at_start, count - 2);
     assert_eq!(stats.objects_written, 2);
@@ -921,15 +928,19 @@ fn an_empty_store_is_not_mirrored_as_deletions_unless_asked() -> TestResult {
     let persist = env.dump_path("mirror");
     env.store.put_text("ns", "a", "a")?;
     env.store.put_text("ns", "b", "b")?;
-    spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
 
     let empty = env.other_store("empty");
-    let sync = spawn_sync(empty.clone(), &persist, fast_sync())?;
+    let sync = spawn_sync(Arc::new(empty.clone()), &persist, fast_sync())?;
     let stats = sync.stop()?;
     assert_eq!((stats.wipes_ignored, stats.mirrored_objects), (1, 2));
     assert_eq!(dump_names(&persist).len(), 2);
 
-    let sync = spawn_sync(empty, &persist, fast_sync().mirror_deletes_on_wipe(true))?;
+    let sync = spawn_sync(
+        Arc::new(empty),
+        &persist,
+        fast_sync().mirror_deletes_on_wipe(true),
+    )?;
     let stats = sync.stop()?;
     assert_eq!((stats.objects_deleted, stats.mirrored_objects), (2, 0));
     assert!(dump_names(&persist).is_empty());
@@ -941,7 +952,7 @@ fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> 
     let env = Env::new();
     env.store.put_text("ns", "a", "a")?;
     let persist = env.dump_path("mirror");
-    let sync = spawn_sync(env.store.clone(), &persist, fast_sync())?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?;
     let err = dump(&env.store, &persist, &DumpOptions::new()).unwrap_err();
     assert!(matches!(err, Error::SyncRunning { .. }), "{err}");
     sync.stop()?;
@@ -949,12 +960,12 @@ fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> 
     dump(&env.store, &persist, &DumpOptions::new())?;
     assert_eq!(list_dump(&persist)?.kind, DumpKind::Dump);
     // And a sync may take over a dump.
-    spawn_sync(env.store.clone(), &persist, fast_sync())?.stop()?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
 
     let foreign = env.dump_path("foreign");
     std::fs::create_dir(&foreign)?;
     std::fs::write(foreign.join("notes.txt"), "mine")?;
-    let err = spawn_sync(env.store.clone(), &foreign, fast_sync()).unwrap_err();
+    let err = spawn_sync(Arc::new(env.store.clone()), &foreign, fast_sync()).unwrap_err();
     assert!(matches!(err, Error::NotADump { .. }), "{err}");
     Ok(())
 }

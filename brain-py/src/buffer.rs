@@ -7,7 +7,7 @@ use std::ffi::{c_int, c_void, CString};
 
 use brain_core::ObjectView;
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBufferError, PyTypeError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{ffi, IntoPyObjectExt};
@@ -145,6 +145,34 @@ impl PyObjectView {
     #[getter]
     fn address(&self) -> usize {
         self.view.as_ptr() as usize
+    }
+
+    /// The parts of a parts-layout payload (ndarray, pickle-5), each an
+    /// `Object` over its range of this one's memory (no copy).
+    fn parts(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        brain_core::split_parts(&self.view)
+            .map_err(crate::errors::to_py)?
+            .into_iter()
+            .map(|part| object(py, part))
+            .collect()
+    }
+
+    /// An ndarray object's metadata and data: `(dtype, shape, fortran_order,
+    /// data)`, with `dtype` NumPy's description of the dtype as JSON and
+    /// `data` an `Object` over the elements (no copy), checked to be exactly
+    /// as long as the dtype and shape say.
+    fn ndarray<'py>(&self, py: Python<'py>) -> PyResult<(String, Vec<u64>, bool, Py<PyAny>)> {
+        let array = brain_core::decode_ndarray(&self.view).map_err(crate::errors::to_py)?;
+        let offset = array.data.as_ptr() as usize - self.view.as_ptr() as usize;
+        let data = self.view.slice(offset, array.data.len());
+        let dtype = serde_json::to_string(&array.meta.dtype)
+            .map_err(|e| PyValueError::new_err(format!("cannot describe the dtype: {e}")))?;
+        Ok((
+            dtype,
+            array.meta.shape,
+            array.meta.fortran_order,
+            object(py, data)?,
+        ))
     }
 }
 

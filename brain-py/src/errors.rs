@@ -34,12 +34,20 @@ fn class_name(err: &Error) -> &'static str {
         Error::Timeout { .. } => "BrainTimeoutError",
         Error::LockTimeout { .. } => "BrainLockTimeoutError",
         Error::Io { .. } => "BrainIOError",
+        Error::Unsupported { .. } => "BrainUnsupportedOperationError",
+        Error::InvalidUrl { .. } => "BrainStoreUrlError",
         _ => "BrainError",
     }
 }
 
 fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>> {
     let attrs = PyDict::new(py);
+    if let Some(location) = err.location() {
+        attrs.set_item("location", location.to_string())?;
+        if let Some(path) = location.path() {
+            attrs.set_item("path", path)?;
+        }
+    }
     match err {
         Error::InvalidName {
             len, max, reason, ..
@@ -48,64 +56,17 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("max_length", max)?;
             attrs.set_item("reason", reason)?;
         }
-        Error::NotFound { namespace, name } => {
-            attrs.set_item("namespace", namespace)?;
-            attrs.set_item("name", name)?;
-        }
-        Error::NamespaceNotFound { namespace } => attrs.set_item("namespace", namespace)?,
-        Error::StoreFull {
-            namespace,
-            name,
-            needed,
-            used,
-            capacity,
-            path,
-            filesystem_full,
-        } => {
-            attrs.set_item("namespace", namespace)?;
-            attrs.set_item("name", name)?;
-            attrs.set_item("needed", needed)?;
-            attrs.set_item("used", used)?;
-            attrs.set_item("capacity", capacity)?;
-            attrs.set_item("path", path)?;
-            attrs.set_item("filesystem_full", filesystem_full)?;
-        }
-        Error::Corrupt { path, reason } => {
-            attrs.set_item("path", path)?;
-            attrs.set_item("reason", reason)?;
-        }
-        Error::UnsupportedVersion {
-            path,
-            found,
-            supported,
-        } => {
-            attrs.set_item("path", path)?;
-            attrs.set_item("found", found)?;
-            attrs.set_item("supported", supported)?;
-        }
-        Error::KeyCollision {
-            path,
-            namespace,
-            name,
-            ..
+        Error::NotFound { namespace, name }
+        | Error::KeyCollision {
+            namespace, name, ..
         }
         | Error::LockTimeout {
-            namespace,
-            name,
-            path,
-            ..
-        } => {
-            attrs.set_item("path", path)?;
-            attrs.set_item("namespace", namespace)?;
-            attrs.set_item("name", name)?;
-        }
-        Error::Timeout {
             namespace, name, ..
-        } => {
-            attrs.set_item("namespace", namespace)?;
-            attrs.set_item("name", name)?;
         }
-        Error::CodecMismatch {
+        | Error::Timeout {
+            namespace, name, ..
+        }
+        | Error::CodecMismatch {
             namespace, name, ..
         }
         | Error::Codec {
@@ -117,9 +78,39 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("namespace", namespace)?;
             attrs.set_item("name", name)?;
         }
-        Error::UnsafePath { path, .. }
-        | Error::PermissionDenied { path, .. }
-        | Error::Io { path, .. } => attrs.set_item("path", path)?,
+        Error::NamespaceNotFound { namespace } => attrs.set_item("namespace", namespace)?,
+        Error::StoreFull {
+            namespace,
+            name,
+            needed,
+            used,
+            capacity,
+            filesystem_full,
+            ..
+        } => {
+            attrs.set_item("namespace", namespace)?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("needed", needed)?;
+            attrs.set_item("used", used)?;
+            attrs.set_item("capacity", capacity)?;
+            attrs.set_item("filesystem_full", filesystem_full)?;
+        }
+        Error::Corrupt { reason, .. } => attrs.set_item("reason", reason)?,
+        Error::UnsupportedVersion {
+            found, supported, ..
+        } => {
+            attrs.set_item("found", found)?;
+            attrs.set_item("supported", supported)?;
+        }
+        Error::UnsafePath { path, .. } => {
+            attrs.set_item("location", path.display().to_string())?;
+            attrs.set_item("path", path)?;
+        }
+        Error::Unsupported { operation, .. } => attrs.set_item("operation", operation)?,
+        Error::InvalidUrl { url, reason } => {
+            attrs.set_item("url", url)?;
+            attrs.set_item("reason", reason)?;
+        }
         _ => {}
     }
     Ok(attrs)

@@ -5,12 +5,12 @@
 //! waits.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use brain_core::{
-    Codec, NameLock, ObjectKey, ObjectMeta, ObjectStore, ObjectWriter, Payload, Store, WatchEvent,
-    Watcher,
+use brain::{
+    ndarray_payload, pickle_payload, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
+    ObjectStore, ObjectWriter, OpenOptions, Payload, StoreUrl, WatchEvent, Watcher,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -60,11 +60,13 @@ fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
-/// A brain store opened by this process.
+/// A brain store opened by this process, of any backend.
 #[derive(Debug)]
 #[pyclass(name = "Store", module = "brain._brain", frozen)]
 pub struct PyStore {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The URL it was opened from, spelled out (`shm:///dev/shm/...`, `memory://name`).
+    url: String,
 }
 
 impl PyStore {
@@ -91,31 +93,49 @@ impl PyStore {
 
 #[pymethods]
 impl PyStore {
-    /// Opens (creating if needed) the store at `path` (default: `$BRAIN_PATH`,
-    /// else `/dev/shm/brain-<uid>/default`).
+    /// Opens (creating if needed) the store at `url` (a path, `shm://PATH`
+    /// or `memory://NAME`) or `path`; with neither, the default store:
+    /// `$BRAIN_URL`, else `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
     #[new]
-    #[pyo3(signature = (path=None, capacity=None, checksums=false))]
+    #[pyo3(signature = (url=None, path=None, capacity=None, checksums=false))]
     fn new(
         py: Python<'_>,
+        url: Option<&str>,
         path: Option<PathBuf>,
         capacity: Option<u64>,
         checksums: bool,
     ) -> PyResult<Self> {
-        let mut builder = Store::builder().checksums(checksums);
-        if let Some(path) = path {
-            builder = builder.path(path);
-        }
+        let url = match (url, path) {
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "give a store's url or its path, not both",
+                ))
+            }
+            (Some(url), None) => StoreUrl::parse(url).py()?,
+            (None, Some(path)) => StoreUrl::Shm(Some(path)),
+            (None, None) => brain::default_url().py()?,
+        };
+        let mut options = OpenOptions::new().checksums(checksums);
         if let Some(capacity) = capacity {
-            builder = builder.capacity(capacity);
+            options = options.capacity(Some(capacity));
         }
-        let store = py.detach(|| builder.open()).py()?;
-        Ok(PyStore { store })
+        let store = py.detach(|| options.open_parsed(&url)).py()?;
+        Ok(PyStore {
+            store,
+            url: url.to_string(),
+        })
     }
 
-    /// The store's directory.
+    /// The store's directory, or None for a store that has none (`memory://`).
     #[getter]
-    fn path(&self) -> PathBuf {
-        self.store.path().to_owned()
+    fn path(&self) -> Option<PathBuf> {
+        self.store.location().path().map(PathBuf::from)
+    }
+
+    /// The store's URL: `shm:///dev/shm/...` or `memory://NAME`.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
     }
 
     /// Writes the concatenation of `parts` (objects exporting buffers) as one
@@ -144,6 +164,80 @@ impl PyStore {
         // which takes time in proportion to its size.
         let meta = py
             .detach(|| self.store.put(namespace, name, &payload))
+            .py()?;
+        meta_dict(py, &meta)
+    }
+
+    /// Writes an ndarray object: `dtype` is NumPy's description of the
+    /// dtype (`numpy.lib.format.dtype_to_descr`) as JSON, `data` the
+    /// elements in C order (Fortran order with `fortran_order`). The layout
+    /// is brain-core's, checked against the data's length.
+    #[pyo3(signature = (namespace, name, dtype, shape, fortran_order, data, description=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn put_ndarray<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+        fortran_order: bool,
+        data: &Bound<'py, PyAny>,
+        description: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let dtype: Dtype = serde_json::from_str(dtype).map_err(|e| {
+            PyValueError::new_err(format!(
+                "dtype {dtype:?} is not NumPy's description of a dtype: {e}"
+            ))
+        })?;
+        let meta = NdArrayMeta {
+            dtype,
+            shape,
+            fortran_order,
+        };
+        let data = InputBuffer::new(data)?;
+        let bytes = data.bytes();
+        let kept = self.kept_description(namespace, name, description)?;
+        let description = kept.as_deref().or(description).unwrap_or("");
+        let meta = py
+            .detach(|| {
+                ndarray_payload((namespace, name), &meta, bytes, |payload| {
+                    self.store
+                        .put(namespace, name, &payload.with_description(description))
+                })
+            })
+            .py()?;
+        meta_dict(py, &meta)
+    }
+
+    /// Writes a pickle-5 object: the pickle stream and its out-of-band
+    /// buffers, in brain-core's parts layout.
+    #[pyo3(signature = (namespace, name, stream, buffers, description=None))]
+    fn put_pickle<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+        stream: &Bound<'py, PyAny>,
+        buffers: Vec<Bound<'py, PyAny>>,
+        description: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let stream = InputBuffer::new(stream)?;
+        let buffers = buffers
+            .iter()
+            .map(InputBuffer::new)
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
+        let stream = stream.bytes();
+        let kept = self.kept_description(namespace, name, description)?;
+        let description = kept.as_deref().or(description).unwrap_or("");
+        let meta = py
+            .detach(|| {
+                pickle_payload(stream, &slices, |payload| {
+                    self.store
+                        .put(namespace, name, &payload.with_description(description))
+                })
+            })
             .py()?;
         meta_dict(py, &meta)
     }
@@ -255,7 +349,7 @@ impl PyStore {
 
     /// Creates a namespace (a no-op when it exists).
     fn create_namespace(&self, namespace: &str) -> PyResult<()> {
-        self.store.namespace(namespace).py()?.create().py()
+        self.store.create_namespace(namespace).py()
     }
 
     /// Removes a namespace and its objects; returns how many objects went.
@@ -264,24 +358,26 @@ impl PyStore {
     }
 
     /// Capacity and usage: a dict of capacity (None for no limit), used,
-    /// recycled (replaced objects' bytes kept for reuse), free,
-    /// filesystem_size and filesystem_free, in bytes.
+    /// recycled (replaced objects' bytes kept for reuse) and free, in bytes,
+    /// and the store's own figures (filesystem_size and filesystem_free for
+    /// a shared-memory store).
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let usage = self.store.usage().py()?;
         let dict = PyDict::new(py);
         dict.set_item("capacity", usage.capacity)?;
         dict.set_item("used", usage.used)?;
-        dict.set_item("recycled", usage.pooled)?;
-        dict.set_item("free", usage.free())?;
-        dict.set_item("filesystem_size", usage.filesystem_size)?;
-        dict.set_item("filesystem_free", usage.filesystem_free)?;
+        dict.set_item("recycled", usage.recycled)?;
+        dict.set_item("free", usage.free)?;
+        for detail in &usage.details {
+            dict.set_item(detail.key, detail.bytes)?;
+        }
         Ok(dict)
     }
 
     /// Sets the store's capacity in bytes for every process (None: no limit).
     #[pyo3(signature = (capacity))]
-    fn set_capacity(&self, capacity: Option<u64>) {
-        self.store.set_capacity(capacity);
+    fn set_capacity(&self, capacity: Option<u64>) -> PyResult<()> {
+        self.store.set_capacity(capacity).py()
     }
 
     /// Starts a streamed write; see `Writer`.
@@ -314,11 +410,7 @@ impl PyStore {
     /// Watches one namespace (or all, with None) for sets and deletes.
     #[pyo3(signature = (namespace=None))]
     fn watch(&self, namespace: Option<&str>) -> PyResult<PyWatcher> {
-        let watcher = match namespace {
-            Some(ns) => Watcher::namespace(&self.store, ns),
-            None => Watcher::all(&self.store),
-        }
-        .py()?;
+        let watcher = self.store.watch(namespace).py()?;
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
         })
@@ -333,13 +425,13 @@ impl PyStore {
         timeout: f64,
     ) -> PyResult<Py<PyAny>> {
         let timeout = seconds(Some(timeout))?.expect("given");
-        let ns = self.store.namespace(namespace).py()?;
+        let store = &self.store;
         // Wait in slices so Ctrl-C is noticed.
         let started = std::time::Instant::now();
         loop {
             let left = timeout.saturating_sub(started.elapsed());
             let slice = left.min(Duration::from_millis(250));
-            match py.detach(|| ns.wait_for(name, slice)) {
+            match py.detach(|| store.wait_for(namespace, name, slice)) {
                 Ok(view) => return object(py, view),
                 Err(brain_core::Error::Timeout { .. }) if !left.is_zero() => py.check_signals()?,
                 Err(brain_core::Error::Timeout {
@@ -381,14 +473,14 @@ impl PyStore {
                 Err(brain_core::Error::LockTimeout {
                     namespace,
                     name,
-                    path,
+                    location,
                     ..
                 }) => {
                     return Err(crate::errors::to_py(brain_core::Error::LockTimeout {
                         namespace,
                         name,
                         waited: started.elapsed(),
-                        path,
+                        location,
                     }))
                 }
                 Err(err) => return Err(crate::errors::to_py(err)),
@@ -399,15 +491,16 @@ impl PyStore {
         })
     }
 
-    /// Removes temporary files left by writers that died.
+    /// Removes what writers that died left behind, and gives back memory
+    /// kept for reuse.
     fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let report = py.detach(|| self.store.gc()).py()?;
         let dict = PyDict::new(py);
-        dict.set_item("stray_files", report.stray_files)?;
-        dict.set_item("stray_dirs", report.stray_dirs)?;
+        dict.set_item("stray_objects", report.stray_objects)?;
+        dict.set_item("stray_namespaces", report.stray_namespaces)?;
         dict.set_item("bytes_freed", report.bytes_freed)?;
-        dict.set_item("recycled_files", report.pool_files)?;
-        dict.set_item("recycled_bytes", report.pool_bytes)?;
+        dict.set_item("recycled_objects", report.recycled_objects)?;
+        dict.set_item("recycled_bytes", report.recycled_bytes)?;
         Ok(dict)
     }
 
@@ -419,16 +512,26 @@ impl PyStore {
         dict.set_item("objects", report.objects)?;
         dict.set_item("used_before", report.used_before)?;
         dict.set_item("used_after", report.used_after)?;
-        let corrupt: Vec<(PathBuf, String)> = report.corrupt;
+        let corrupt: Vec<(String, String)> = report
+            .corrupt
+            .into_iter()
+            .map(|c| (c.location.to_string(), c.reason))
+            .collect();
         dict.set_item("corrupt", corrupt)?;
         dict.set_item("deleted", report.deleted)?;
-        dict.set_item("recycled", report.pooled)?;
+        dict.set_item("recycled", report.recycled)?;
         Ok(dict)
     }
 
     /// Drops this process's cached mappings of large objects.
     fn clear_cache(&self) {
         self.store.clear_cache();
+    }
+
+    /// Where the store is, as errors name it (a path, or the URL).
+    #[getter]
+    fn location(&self) -> String {
+        self.store.location().to_string()
     }
 }
 

@@ -24,7 +24,7 @@ def test_replacing_a_large_array_reuses_the_old_pages_and_held_arrays_stay(brain
     assert brain.store.usage()["recycled"] > 0
     assert np.array_equal(brain["x"], first + 4)
     report = brain.store.gc()
-    assert report["recycled_files"] >= 1 and report["recycled_bytes"] >= 8 * MIB
+    assert report["recycled_objects"] >= 1 and report["recycled_bytes"] >= 8 * MIB
     assert brain.store.usage()["recycled"] == 0
 
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use brain_core::ObjectStore;
 use brain_tests::{size_for, writer_of};
 
 use crate::util::{make_value, run, seed_in, seed_of, spawn, TestStore, CHILD_TIMEOUT};

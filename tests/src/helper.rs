@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use brain_core::{Codec, Error, Namespace, Store, WatchEvent};
+use brain_core::{Codec, Error, Namespace, ObjectStore, Store, WatchEvent};
 use brain_tests::{check_value, exit, make_value, sample_batches, seed_of, size_for, RACE_SIZES};
 
 const USAGE: &str = "\
@@ -285,7 +285,7 @@ fn run(args: &[String]) -> Outcome {
         ["watch", store, ns, count, ms] => {
             let all = *ns == "*";
             let mut watcher = if all {
-                brain_core::Watcher::all(&Store::open(store)?)?
+                Store::open(store)?.watch(None)?
             } else {
                 namespace(store, ns)?.watch()?
             };
@@ -327,11 +327,10 @@ fn run(args: &[String]) -> Outcome {
                 "none" => None,
                 n => Some(num(n, "BYTES")?),
             };
-            Store::open(store)?.set_capacity(capacity);
+            Store::open(store)?.set_capacity(capacity)?;
             say("ok");
         }
         ["usage", store] => {
-            use brain_core::ObjectStore;
             let usage = Store::open(store)?.usage()?;
             let capacity = usage.capacity.map_or("none".to_owned(), |c| c.to_string());
             say(format_args!("used {} capacity {capacity}", usage.used));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 fn main() {
     let path = std::env::args_os().nth(1).expect("usage: watcher <store>");
     let store = brain_core::Store::open(path).expect("open the store");
-    let mut watcher = brain_core::Watcher::all(&store).expect("watch the store");
+    let mut watcher = brain_core::ObjectStore::watch(&store, None).expect("watch the store");
     let seen = Arc::new(AtomicU64::new(0));
     println!("ready");
     std::io::stdout().flush().expect("write to stdout");

@@ -1,12 +1,11 @@
 //! `brain capacity [SIZE|none]`: show or set the store's capacity.
 
-use std::io::Write;
-
+use crate::console::Console;
 use anyhow::Context;
-use brain_core::{ObjectStore, Store};
+use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::{print_json, with_stdout};
+use super::print_json;
 use crate::{format, Capacity};
 
 /// What `capacity --json` prints.
@@ -19,28 +18,38 @@ struct CapacityJson {
 }
 
 /// Sets the capacity when `size` is given, then prints it.
-pub fn run(store: &Store, size: Option<Capacity>, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    size: Option<Capacity>,
+    json: bool,
+) -> anyhow::Result<()> {
     if let Some(size) = size {
-        store.set_capacity(size.bytes());
+        store
+            .set_capacity(size.bytes())
+            .with_context(|| format!("cannot set the capacity of {}", store.location()))?;
     }
     let usage = store
         .usage()
-        .with_context(|| format!("cannot read the usage of {}", store.path().display()))?;
+        .with_context(|| format!("cannot read the usage of {}", store.location()))?;
     if json {
-        return print_json(&CapacityJson {
-            capacity: usage.capacity,
-            used: usage.used,
-            free: usage.free(),
-        });
+        return print_json(
+            console,
+            &CapacityJson {
+                capacity: usage.capacity,
+                used: usage.used,
+                free: usage.free,
+            },
+        );
     }
     let capacity = usage.capacity.map_or_else(
-        || "none (limited by the filesystem only)".to_owned(),
+        || "none (limited only by what holds the store)".to_owned(),
         format::size_exact,
     );
-    with_stdout(|out| {
+    console.out(|out| {
         writeln!(out, "capacity {capacity}")?;
         writeln!(out, "used     {}", format::size_exact(usage.used))?;
-        writeln!(out, "free     {}", format::size_exact(usage.free()))?;
+        writeln!(out, "free     {}", format::size_exact(usage.free))?;
         if usage.capacity.is_some_and(|c| usage.used > c) {
             writeln!(
                 out,

@@ -1,13 +1,11 @@
 //! `brain fsck [--delete-corrupt]`: check every object, rebuild the usage count.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
-use brain_core::Store;
+use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::{print_json, with_stdout};
+use super::print_json;
+use crate::console::Console;
 use crate::format;
 
 /// What `fsck --json` prints.
@@ -23,35 +21,43 @@ struct FsckJson {
 
 #[derive(Debug, Serialize)]
 struct CorruptJson {
-    path: PathBuf,
+    location: String,
     reason: String,
 }
 
 /// Checks the store and prints the report. Corrupt objects left in place
 /// make it fail (exit 1) after the report is printed.
-pub fn run(store: &Store, delete_corrupt: bool, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    delete_corrupt: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let report = store
         .fsck(delete_corrupt)
-        .with_context(|| format!("cannot check {}", store.path().display()))?;
+        .with_context(|| format!("cannot check {}", store.location()))?;
     let remaining = report.corrupt.len() as u64 - report.deleted;
     if json {
-        print_json(&FsckJson {
-            objects: report.objects,
-            used_before: report.used_before,
-            used_after: report.used_after,
-            corrupt: report
-                .corrupt
-                .iter()
-                .map(|(path, reason)| CorruptJson {
-                    path: path.clone(),
-                    reason: reason.clone(),
-                })
-                .collect(),
-            deleted: report.deleted,
-            recycled: report.pooled,
-        })?;
+        print_json(
+            console,
+            &FsckJson {
+                objects: report.objects,
+                used_before: report.used_before,
+                used_after: report.used_after,
+                corrupt: report
+                    .corrupt
+                    .iter()
+                    .map(|corrupt| CorruptJson {
+                        location: corrupt.location.to_string(),
+                        reason: corrupt.reason.clone(),
+                    })
+                    .collect(),
+                deleted: report.deleted,
+                recycled: report.recycled,
+            },
+        )?;
     } else {
-        with_stdout(|out| {
+        console.out(|out| {
             writeln!(
                 out,
                 "checked {} object{}: {} corrupt, {} deleted",
@@ -71,8 +77,8 @@ pub fn run(store: &Store, delete_corrupt: bool, json: bool) -> anyhow::Result<()
                 format::size_exact(report.used_after)
             )?;
             // Each reason names the file already.
-            for (_, reason) in &report.corrupt {
-                writeln!(out, "corrupt: {reason}")?;
+            for corrupt in &report.corrupt {
+                writeln!(out, "corrupt: {}", corrupt.reason)?;
             }
             Ok(())
         })?;
@@ -81,7 +87,7 @@ pub fn run(store: &Store, delete_corrupt: bool, json: bool) -> anyhow::Result<()
         bail!(
             "{remaining} corrupt object{} left in {}; delete {} with `brain fsck --delete-corrupt` and write {} again",
             if remaining == 1 { "" } else { "s" },
-            store.path().display(),
+            store.location(),
             if remaining == 1 { "it" } else { "them" },
             if remaining == 1 { "it" } else { "them" },
         );

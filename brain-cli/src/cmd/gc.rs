@@ -1,55 +1,65 @@
 //! `brain gc`: remove what writers that died left behind, and give back the
 //! pages replaced objects hold for reuse.
 
-use std::io::Write;
-
 use anyhow::Context;
-use brain_core::Store;
+use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::{print_json, with_stdout};
+use super::print_json;
+use crate::console::Console;
 use crate::format;
 
 /// What `gc --json` prints.
 #[derive(Debug, Serialize)]
 struct GcJson {
-    stray_files: u64,
-    stray_dirs: u64,
+    stray_objects: u64,
+    stray_namespaces: u64,
     bytes_freed: u64,
-    recycled_files: u64,
+    recycled_objects: u64,
     recycled_bytes: u64,
 }
 
 /// Runs the garbage collection and reports what it removed.
-pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
+pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow::Result<()> {
     let report = store
         .gc()
-        .with_context(|| format!("cannot collect garbage in {}", store.path().display()))?;
+        .with_context(|| format!("cannot collect garbage in {}", store.location()))?;
     if json {
-        return print_json(&GcJson {
-            stray_files: report.stray_files,
-            stray_dirs: report.stray_dirs,
-            bytes_freed: report.bytes_freed,
-            recycled_files: report.pool_files,
-            recycled_bytes: report.pool_bytes,
-        });
+        return print_json(
+            console,
+            &GcJson {
+                stray_objects: report.stray_objects,
+                stray_namespaces: report.stray_namespaces,
+                bytes_freed: report.bytes_freed,
+                recycled_objects: report.recycled_objects,
+                recycled_bytes: report.recycled_bytes,
+            },
+        );
     }
-    with_stdout(|out| {
+    console.out(|out| {
         writeln!(
             out,
-            "removed {} stray file{} and {} stray director{}, freeing {}",
-            report.stray_files,
-            if report.stray_files == 1 { "" } else { "s" },
-            report.stray_dirs,
-            if report.stray_dirs == 1 { "y" } else { "ies" },
+            "removed {} unfinished object{} and {} half-made namespace{}, freeing {}",
+            report.stray_objects,
+            if report.stray_objects == 1 { "" } else { "s" },
+            report.stray_namespaces,
+            if report.stray_namespaces == 1 {
+                ""
+            } else {
+                "s"
+            },
             format::size(report.bytes_freed)
         )?;
         writeln!(
             out,
             "gave back {} held by {} replaced object{} kept for reuse",
-            format::size(report.pool_bytes),
-            report.pool_files,
-            if report.pool_files == 1 { "" } else { "s" },
+            format::size(report.recycled_bytes),
+            report.recycled_objects,
+            if report.recycled_objects == 1 {
+                ""
+            } else {
+                "s"
+            },
         )
     })
 }

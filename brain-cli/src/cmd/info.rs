@@ -1,12 +1,11 @@
 //! `brain info NAME`: an object's metadata, and what its codec says about it.
 
-use std::io::Write;
-
 use anyhow::Context;
-use brain_core::{Codec, ObjectStore, ObjectStoreExt, Store};
+use brain_core::{Codec, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use super::{codec_name, print_json, with_stdout, ObjectJson};
+use super::{codec_name, print_json, ObjectJson};
+use crate::console::Console;
 use crate::format;
 
 /// What `info --json` prints: the metadata, and the codec's details when they decode.
@@ -45,7 +44,13 @@ struct ColumnJson {
 }
 
 /// Prints the metadata of `namespace/name`.
-pub fn run(store: &Store, namespace: &str, name: &str, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    namespace: &str,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let context = || format!("cannot read {name:?} in namespace {namespace:?}");
     let meta = store
         .metadata(namespace, name)
@@ -64,7 +69,7 @@ pub fn run(store: &Store, namespace: &str, name: &str, json: bool) -> anyhow::Re
     let details = match meta.codec {
         Codec::NdArray => store.get_ndarray(namespace, name).map(|view| {
             info.ndarray = view.map(|v| NdArrayJson {
-                dtype: v.meta.dtype,
+                dtype: v.meta.dtype.to_string(),
                 shape: v.meta.shape,
                 fortran_order: v.meta.fortran_order,
             });
@@ -90,7 +95,7 @@ pub fn run(store: &Store, namespace: &str, name: &str, json: bool) -> anyhow::Re
         info.decode_error = Some(err.to_string());
     }
     if json {
-        return print_json(&info);
+        return print_json(console, &info);
     }
     let mut lines: Vec<(&str, String)> = vec![
         ("namespace", format::name(&meta.namespace)),
@@ -130,7 +135,7 @@ pub fn run(store: &Store, namespace: &str, name: &str, json: bool) -> anyhow::Re
     if let Some(err) = &info.decode_error {
         lines.push(("decode error", err.clone()));
     }
-    with_stdout(|out| {
+    console.out(|out| {
         for (label, value) in &lines {
             writeln!(out, "{}", format!("{label:<12} {value}").trim_end())?;
         }

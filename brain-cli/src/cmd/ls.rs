@@ -1,17 +1,21 @@
 //! `brain ls [NAMESPACE|--all]`: the objects of one namespace, or of all.
 
-use std::io::Write;
-
 use anyhow::Context;
-use brain_core::{ObjectMeta, ObjectStore, Store};
+use brain_core::{ObjectMeta, ObjectStore};
 
-use super::{codec_name, print_json, with_stdout, ObjectJson};
+use super::{codec_name, print_json, ObjectJson};
+use crate::console::Console;
 use crate::format::{self, Table};
 
 /// Lists the namespace in `which` (with whether it was named explicitly), or
 /// every namespace when `which` is `None`. A namespace named explicitly that
 /// does not exist is an error; the implicit `default` one lists as empty.
-pub fn run(store: &Store, which: Option<(String, bool)>, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    which: Option<(String, bool)>,
+    json: bool,
+) -> anyhow::Result<()> {
     let objects = match &which {
         None => {
             let mut all = Vec::new();
@@ -39,7 +43,7 @@ pub fn run(store: &Store, which: Option<(String, bool)>, json: bool) -> anyhow::
     };
     if json {
         let out: Vec<ObjectJson> = objects.iter().map(ObjectJson::from).collect();
-        return print_json(&out);
+        return print_json(console, &out);
     }
     let all = which.is_none();
     let mut columns = Vec::new();
@@ -68,13 +72,13 @@ pub fn run(store: &Store, which: Option<(String, bool)>, json: bool) -> anyhow::
         ]);
         table.row(row);
     }
-    with_stdout(|out| {
+    console.out(|out| {
         table.write(out)?;
         out.flush()
     })
 }
 
-fn list(store: &Store, namespace: &str) -> anyhow::Result<Vec<ObjectMeta>> {
+fn list(store: &dyn ObjectStore, namespace: &str) -> anyhow::Result<Vec<ObjectMeta>> {
     store
         .list(namespace)
         .with_context(|| format!("cannot list namespace {namespace:?}"))

@@ -14,11 +14,10 @@ pub mod rm;
 pub mod stats;
 pub mod watch;
 
-use std::io::{self, Write};
-
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::console::Console;
 use crate::format;
 
 /// An object's metadata as `ls --json` and `info --json` print it.
@@ -66,17 +65,7 @@ pub fn codec_name(codec: brain_core::Codec) -> String {
 }
 
 /// Writes `value` as pretty JSON and a newline to standard output.
-pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub fn print_json(console: &mut Console, value: &impl Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    with_stdout(|out| writeln!(out, "{text}"))
-}
-
-/// Runs `write` on a locked standard output and flushes it, with context on failure.
-pub fn with_stdout(
-    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
-) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    write(&mut out)
-        .and_then(|()| out.flush())
-        .context("cannot write to standard output")
+    console.out(|out| writeln!(out, "{text}"))
 }

@@ -1,12 +1,11 @@
 //! `brain ns ls` and `brain ns rm NS`.
 
-use std::io::Write;
-
 use anyhow::Context;
-use brain_core::{ObjectStore, Store};
+use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::{print_json, with_stdout};
+use super::print_json;
+use crate::console::Console;
 use crate::format::{self, Table};
 
 /// One namespace as `ns ls --json` and `stats --json` print it.
@@ -21,7 +20,7 @@ pub struct NamespaceJson {
 }
 
 /// Every namespace with its object count and bytes.
-pub fn stats(store: &Store) -> anyhow::Result<Vec<NamespaceJson>> {
+pub fn stats(store: &dyn ObjectStore) -> anyhow::Result<Vec<NamespaceJson>> {
     Ok(store
         .namespace_stats()
         .context("cannot list the namespaces")?
@@ -48,21 +47,25 @@ pub fn table(namespaces: &[NamespaceJson]) -> Table {
 }
 
 /// `brain ns ls`.
-pub fn list(store: &Store, json: bool) -> anyhow::Result<()> {
+pub fn list(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow::Result<()> {
     let namespaces = stats(store)?;
     if json {
-        return print_json(&namespaces);
+        return print_json(console, &namespaces);
     }
-    with_stdout(|out| table(&namespaces).write(out))
+    console.out(|out| table(&namespaces).write(out))
 }
 
 /// `brain ns rm NS`.
-pub fn remove(store: &Store, namespace: &str) -> anyhow::Result<()> {
+pub fn remove(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    namespace: &str,
+) -> anyhow::Result<()> {
     let removed = store
         .remove_namespace(namespace)
         .with_context(|| format!("cannot remove namespace {namespace:?}"))?;
     let plural = if removed == 1 { "" } else { "s" };
-    with_stdout(|out| {
+    console.out(|out| {
         writeln!(
             out,
             "removed namespace {} and its {removed} object{plural}",

@@ -1,23 +1,24 @@
 //! `brain dump`, `brain restore`, `brain sync` and `brain dumps ls`: the
 //! store on disk, with brain-persist.
 
-use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use brain_core::Store;
+use brain_core::ObjectStore;
 use brain_persist::{
     DumpOptions, DumpReport, OnConflict, Progress, RestoreOptions, RestoreReport, SyncOptions,
 };
 use serde::Serialize;
 
-use super::{codec_name, print_json, with_stdout};
+use super::{codec_name, print_json};
+use crate::console::{note, Console};
 use crate::format::{self, Table};
 
 /// Progress bars unless `--quiet` (they hide themselves off a terminal).
-fn progress(quiet: bool) -> Progress {
-    if quiet {
+fn progress(console: &Console, quiet: bool) -> Progress {
+    if quiet || !console.terminal() {
         Progress::Hidden
     } else {
         Progress::Terminal
@@ -42,45 +43,46 @@ struct DumpJson {
 
 /// `brain dump DIR`: the store, or one namespace, to a dump directory.
 pub fn dump(
-    store: &Store,
+    console: &mut Console,
+    store: &dyn ObjectStore,
     dir: &Path,
     namespace: Option<String>,
     level: i32,
     quiet: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut options = DumpOptions::new().level(level).progress(progress(quiet));
+    let mut options = DumpOptions::new()
+        .level(level)
+        .progress(progress(console, quiet));
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report: DumpReport = brain_persist::dump(store, dir, &options).with_context(|| {
-        format!(
-            "cannot dump {} to {}",
-            store.path().display(),
-            dir.display()
-        )
-    })?;
+    let report: DumpReport = brain_persist::dump(store, dir, &options)
+        .with_context(|| format!("cannot dump {} to {}", store.location(), dir.display()))?;
     if let Some(kept) = &report.previous_kept_at {
-        eprintln!(
+        console.note(&format!(
             "brain: the previous dump is still being read; it was left at {} (the next dump removes it)",
             kept.display()
-        );
+        ));
     }
     if json {
-        return print_json(&DumpJson {
-            path: report.path.display().to_string(),
-            objects: report.objects,
-            namespaces: report.namespaces,
-            payload_bytes: report.payload_bytes,
-            compressed_bytes: report.compressed_bytes,
-            vanished: report.vanished,
-            seconds: report.elapsed.as_secs_f64(),
-        });
+        return print_json(
+            console,
+            &DumpJson {
+                path: report.path.display().to_string(),
+                objects: report.objects,
+                namespaces: report.namespaces,
+                payload_bytes: report.payload_bytes,
+                compressed_bytes: report.compressed_bytes,
+                vanished: report.vanished,
+                seconds: report.elapsed.as_secs_f64(),
+            },
+        );
     }
     if quiet {
         return Ok(());
     }
-    with_stdout(|out| {
+    console.out(|out| {
         writeln!(
             out,
             "dumped {} object{} in {} namespace{} ({}, {} compressed) to {} in {}",
@@ -116,7 +118,8 @@ struct RestoreJson {
 
 /// `brain restore DIR`: a dump back into the store, checked first.
 pub fn restore(
-    store: &Store,
+    console: &mut Console,
+    store: &dyn ObjectStore,
     dir: &Path,
     namespace: Option<String>,
     on_conflict: OnConflict,
@@ -125,31 +128,28 @@ pub fn restore(
 ) -> anyhow::Result<()> {
     let mut options = RestoreOptions::new()
         .on_conflict(on_conflict)
-        .progress(progress(quiet));
+        .progress(progress(console, quiet));
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report: RestoreReport =
-        brain_persist::restore(store, dir, &options).with_context(|| {
-            format!(
-                "cannot restore {} into {}",
-                dir.display(),
-                store.path().display()
-            )
-        })?;
+    let report: RestoreReport = brain_persist::restore(store, dir, &options)
+        .with_context(|| format!("cannot restore {} into {}", dir.display(), store.location()))?;
     if json {
-        return print_json(&RestoreJson {
-            path: report.path.display().to_string(),
-            restored: report.restored,
-            skipped: report.skipped,
-            bytes: report.bytes,
-            seconds: report.elapsed.as_secs_f64(),
-        });
+        return print_json(
+            console,
+            &RestoreJson {
+                path: report.path.display().to_string(),
+                restored: report.restored,
+                skipped: report.skipped,
+                bytes: report.bytes,
+                seconds: report.elapsed.as_secs_f64(),
+            },
+        );
     }
     if quiet {
         return Ok(());
     }
-    with_stdout(|out| {
+    console.out(|out| {
         write!(
             out,
             "restored {} object{} ({}) from {} in {}",
@@ -186,8 +186,13 @@ pub struct SyncArgs<'a> {
 }
 
 /// `brain sync --to DIR`: mirror the store until killed.
-pub fn sync(store: &Store, args: SyncArgs<'_>) -> anyhow::Result<()> {
+pub fn sync(
+    console: &mut Console,
+    store: &Arc<dyn ObjectStore>,
+    args: SyncArgs<'_>,
+) -> anyhow::Result<()> {
     let quiet = args.quiet;
+    let stderr = console.stderr();
     let options = SyncOptions::new()
         .interval(args.interval)
         .rescan(args.rescan)
@@ -196,13 +201,16 @@ pub fn sync(store: &Store, args: SyncArgs<'_>) -> anyhow::Result<()> {
         .log(move |line| {
             // Commits are routine; the rest is worth seeing even with --quiet.
             if !(quiet && (line.starts_with("commit ") || line.starts_with("mirroring "))) {
-                eprintln!("{} brain sync: {line}", format::time(SystemTime::now()));
+                note(
+                    &stderr,
+                    &format!("{} brain sync: {line}", format::time(SystemTime::now())),
+                );
             }
         });
     let context = || {
         format!(
             "cannot mirror {} into {}",
-            store.path().display(),
+            store.location(),
             args.to.display()
         )
     };
@@ -213,10 +221,10 @@ pub fn sync(store: &Store, args: SyncArgs<'_>) -> anyhow::Result<()> {
         return Ok(());
     }
     if !quiet {
-        eprintln!(
+        console.note(&format!(
             "{} brain sync: up to date; watching for changes (stop with Ctrl-C: the mirror stays consistent)",
             format::time(SystemTime::now())
-        );
+        ));
     }
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(200));
@@ -255,36 +263,39 @@ struct DumpInfoJson {
 }
 
 /// `brain dumps ls DIR`: what a dump holds.
-pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
+pub fn list(console: &mut Console, dir: &Path, json: bool) -> anyhow::Result<()> {
     let info = brain_persist::list_dump(dir)
         .with_context(|| format!("cannot read the dump at {}", dir.display()))?;
     if json {
-        return print_json(&DumpInfoJson {
-            path: info.path.display().to_string(),
-            kind: info.kind.to_string(),
-            format_version: info.format_version,
-            generation: info.generation,
-            written: format::time_precise(info.written),
-            writer: info.writer.clone(),
-            namespace: info.namespace.clone(),
-            payload_bytes: info.payload_bytes(),
-            compressed_bytes: info.compressed_bytes(),
-            objects: info
-                .objects
-                .iter()
-                .map(|o| DumpEntryJson {
-                    namespace: o.namespace.clone(),
-                    name: o.name.clone(),
-                    codec: codec_name(o.codec),
-                    size: o.size,
-                    compressed_size: o.compressed_size,
-                    created: format::time_precise(o.created),
-                    created_unix_ns: format::unix_nanos(o.created),
-                    description: o.description.clone(),
-                    xxh3: format!("{:016x}", o.checksum),
-                })
-                .collect(),
-        });
+        return print_json(
+            console,
+            &DumpInfoJson {
+                path: info.path.display().to_string(),
+                kind: info.kind.to_string(),
+                format_version: info.format_version,
+                generation: info.generation,
+                written: format::time_precise(info.written),
+                writer: info.writer.clone(),
+                namespace: info.namespace.clone(),
+                payload_bytes: info.payload_bytes(),
+                compressed_bytes: info.compressed_bytes(),
+                objects: info
+                    .objects
+                    .iter()
+                    .map(|o| DumpEntryJson {
+                        namespace: o.namespace.clone(),
+                        name: o.name.clone(),
+                        codec: codec_name(o.codec),
+                        size: o.size,
+                        compressed_size: o.compressed_size,
+                        created: format::time_precise(o.created),
+                        created_unix_ns: format::unix_nanos(o.created),
+                        description: o.description.clone(),
+                        xxh3: format!("{:016x}", o.checksum),
+                    })
+                    .collect(),
+            },
+        );
     }
     let mut table = Table::new(&[
         ("NAMESPACE", false),
@@ -308,7 +319,7 @@ pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     let namespaces = info.namespaces().len() as u64;
     let objects = info.objects.len() as u64;
-    with_stdout(|out| {
+    console.out(|out| {
         writeln!(
             out,
             "{}: {} (format {}, generation {}), written {} by {}",

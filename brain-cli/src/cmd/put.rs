@@ -1,12 +1,13 @@
 //! `brain put NAME FILE|-`: store a file or standard input under a name.
 
 use std::fs::File;
-use std::io::{self, Read, Seek};
-use std::os::fd::AsFd;
+use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use brain_core::{Codec, ObjectWriter, Store};
+use brain_core::{Codec, ObjectStore, ObjectWriter};
+
+use crate::console::Console;
 
 /// The size of the buffer the input is read through.
 const CHUNK: usize = 1 << 20;
@@ -16,22 +17,21 @@ const CHUNK: usize = 1 << 20;
 /// A regular file's length is reserved up front, so a full store fails
 /// before any byte is copied; the input is never held in memory whole.
 pub fn run(
-    store: &Store,
+    console: &mut Console,
+    store: &dyn ObjectStore,
     namespace: &str,
     name: &str,
     source: &Path,
     codec: Codec,
     description: &str,
 ) -> anyhow::Result<()> {
-    let (label, mut reader, len): (String, Box<dyn Read>, Option<u64>) = if source.as_os_str()
-        == "-"
-    {
-        let stdin = io::stdin();
-        let len = regular_file_len(&stdin);
-        ("standard input".into(), Box::new(stdin.lock()), len)
+    let mut file;
+    let (label, reader, len): (String, &mut dyn Read, Option<u64>) = if source.as_os_str() == "-" {
+        let (stdin, len) = console.stdin();
+        ("standard input".into(), stdin, len)
     } else {
         let label = source.display().to_string();
-        let file = File::open(source).with_context(|| format!("cannot open {label}"))?;
+        file = File::open(source).with_context(|| format!("cannot open {label}"))?;
         let meta = file
             .metadata()
             .with_context(|| format!("cannot read {label}"))?;
@@ -39,26 +39,15 @@ pub fn run(
             bail!("cannot read {label}: it is a directory; give a file, or - for standard input");
         }
         let len = meta.is_file().then_some(meta.len());
-        (label, Box::new(file), len)
+        (label, &mut file, len)
     };
     let context = || format!("cannot store {name:?} in namespace {namespace:?}");
     let mut writer = store
         .writer(namespace, name, codec, description, len)
         .with_context(context)?;
-    copy(&mut reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
+    copy(reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
     writer.commit().with_context(context)?;
     Ok(())
-}
-
-/// The bytes left to read when `input` is a regular file (`brain put x - < file`).
-fn regular_file_len(input: &impl AsFd) -> Option<u64> {
-    let mut file = File::from(input.as_fd().try_clone_to_owned().ok()?);
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let position = file.stream_position().ok()?;
-    Some(meta.len().saturating_sub(position))
 }
 
 /// Copies `reader` into `writer` through one buffer. With `text`, checks

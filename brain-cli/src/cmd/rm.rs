@@ -1,11 +1,18 @@
 //! `brain rm NAME...`: delete objects.
 
+use crate::console::Console;
 use anyhow::Context;
-use brain_core::{ObjectStore, Store};
+use brain_core::ObjectStore;
 
 /// Deletes each name in `namespace`. A missing name is an error (exit 3)
 /// unless `force`; the other names are still deleted.
-pub fn run(store: &Store, namespace: &str, names: &[String], force: bool) -> anyhow::Result<()> {
+pub fn run(
+    console: &mut Console,
+    store: &dyn ObjectStore,
+    namespace: &str,
+    names: &[String],
+    force: bool,
+) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for name in names {
         let existed = store
@@ -23,7 +30,7 @@ pub fn run(store: &Store, namespace: &str, names: &[String], force: bool) -> any
         name: name.into(),
     };
     for name in others {
-        eprintln!("brain: {}", not_found(name));
+        console.note(&format!("brain: {}", not_found(name)));
     }
     Err(not_found(last).into())
 }

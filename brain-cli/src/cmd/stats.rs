@@ -1,68 +1,73 @@
 //! `brain stats`: capacity, usage, the filesystem, and every namespace.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use anyhow::Context;
-use brain_core::{ObjectStore, Store};
+use brain_core::ObjectStore;
 use serde::Serialize;
 
 use super::ns::{self, NamespaceJson};
-use super::{print_json, with_stdout};
+use super::print_json;
+use crate::console::Console;
 use crate::format;
 
 /// What `stats --json` prints.
 #[derive(Debug, Serialize)]
 struct StatsJson {
-    path: PathBuf,
-    /// `null` when only the filesystem limits the store.
+    /// The store's path or URL.
+    store: String,
+    /// `null` when only what holds the store limits it.
     capacity: Option<u64>,
     used: u64,
     /// Bytes of replaced objects kept for reuse (`brain gc` gives them back).
     recycled: u64,
     free: u64,
-    filesystem_size: u64,
-    filesystem_free: u64,
+    /// The store's own figures (`filesystem_size` and `filesystem_free` for
+    /// a shared-memory store).
+    #[serde(flatten)]
+    details: serde_json::Map<String, serde_json::Value>,
     objects: u64,
     namespaces: Vec<NamespaceJson>,
 }
 
 /// Prints the store's statistics.
-pub fn run(store: &Store, json: bool) -> anyhow::Result<()> {
+pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow::Result<()> {
     let usage = store
         .usage()
-        .with_context(|| format!("cannot read the usage of {}", store.path().display()))?;
+        .with_context(|| format!("cannot read the usage of {}", store.location()))?;
     let namespaces = ns::stats(store)?;
     let stats = StatsJson {
-        path: store.path().to_owned(),
+        store: store.location().to_string(),
         capacity: usage.capacity,
         used: usage.used,
-        recycled: usage.pooled,
-        free: usage.free(),
-        filesystem_size: usage.filesystem_size,
-        filesystem_free: usage.filesystem_free,
+        recycled: usage.recycled,
+        free: usage.free,
+        details: usage
+            .details
+            .iter()
+            .map(|d| (d.key.to_owned(), d.bytes.into()))
+            .collect(),
         objects: namespaces.iter().map(|n| n.objects).sum(),
         namespaces,
     };
     if json {
-        return print_json(&stats);
+        return print_json(console, &stats);
     }
     let capacity = stats.capacity.map_or_else(
-        || "none (limited by the filesystem only)".to_owned(),
+        || "none (limited only by what holds the store)".to_owned(),
         format::size_exact,
     );
-    let lines = [
-        ("store", stats.path.display().to_string()),
+    let mut lines = vec![
+        ("store", stats.store.clone()),
         ("capacity", capacity),
         ("used", format::size_exact(stats.used)),
         ("recycled", format::size_exact(stats.recycled)),
         ("free", format::size_exact(stats.free)),
-        ("filesystem", format::size_exact(stats.filesystem_size)),
-        ("fs free", format::size_exact(stats.filesystem_free)),
-        ("namespaces", stats.namespaces.len().to_string()),
-        ("objects", stats.objects.to_string()),
     ];
-    with_stdout(|out| {
+    for detail in &usage.details {
+        lines.push((detail.label, format::size_exact(detail.bytes)));
+    }
+    lines.push(("namespaces", stats.namespaces.len().to_string()));
+    lines.push(("objects", stats.objects.to_string()));
+    console.out(|out| {
         for (label, value) in &lines {
             writeln!(out, "{label:<11} {value}")?;
         }

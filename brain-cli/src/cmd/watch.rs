@@ -1,12 +1,12 @@
 //! `brain watch [NAMESPACE|--all]`: one line per set or delete, as it happens.
 
-use std::io::{self, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use brain_core::{Store, WatchEvent, Watcher};
+use brain_core::{ObjectStore, WatchEvent};
 use serde::Serialize;
 
+use crate::console::Console;
 use crate::format;
 
 /// How `brain watch` was asked to run.
@@ -35,30 +35,27 @@ struct EventJson<'a> {
 
 /// Prints events until `count` events were seen, `timeout` passed, or the
 /// process is killed. Each line is flushed as it is printed.
-pub fn run(store: &Store, options: Options) -> anyhow::Result<()> {
-    let (watcher, what) = match &options.namespace {
-        Some(namespace) => (
-            Watcher::namespace(store, namespace),
-            format!("namespace {namespace:?}"),
-        ),
-        None => (Watcher::all(store), "every namespace".to_owned()),
+pub fn run(console: &mut Console, store: &dyn ObjectStore, options: Options) -> anyhow::Result<()> {
+    let what = match &options.namespace {
+        Some(namespace) => format!("namespace {namespace:?}"),
+        None => "every namespace".to_owned(),
     };
-    let mut watcher =
-        watcher.with_context(|| format!("cannot watch {what} of {}", store.path().display()))?;
+    let mut watcher = store
+        .watch(options.namespace.as_deref())
+        .with_context(|| format!("cannot watch {what} of {}", store.location()))?;
     if !options.quiet {
-        eprintln!(
+        console.note(&format!(
             "watching {what} of {}; stop with Ctrl-C",
-            store.path().display()
-        );
+            store.location()
+        ));
     }
     let deadline = options.timeout.map(|t| Instant::now() + t);
-    let mut out = io::stdout().lock();
     let mut seen = 0;
     while options.count.is_none_or(|count| seen < count) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let Some(event) = watcher
             .next_event(left)
-            .with_context(|| format!("cannot watch {what} of {}", store.path().display()))?
+            .with_context(|| format!("cannot watch {what} of {}", store.location()))?
         else {
             break;
         };
@@ -82,16 +79,14 @@ pub fn run(store: &Store, options: Options) -> anyhow::Result<()> {
                 format::name(event.name())
             )
         };
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .context("cannot write to standard output")?;
+        console.out(|out| writeln!(out, "{line}"))?;
         seen += 1;
     }
     if let (Some(count), Some(timeout)) = (options.count, options.timeout) {
         if seen < count {
             bail!(
                 "saw {seen} of {count} events in {timeout:?}; is the writer using the same store ({}) and namespace?",
-                store.path().display()
+                store.location()
             );
         }
     }

@@ -18,13 +18,11 @@
 //!     80    . namespace, name, description (UTF-8), zero padding to the header length
 //! ```
 
-use std::path::Path;
-
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::codec::Codec;
-use crate::error::{Error, Result};
-use crate::key::ObjectKey;
+use super::codec::Codec;
+use super::key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
+use super::FormatError;
 
 /// The first eight bytes of every object file.
 pub const MAGIC: [u8; 8] = *b"BRAINOBJ";
@@ -37,12 +35,8 @@ pub const PAYLOAD_ALIGN: usize = 64;
 
 /// The longest header the name limits allow: a damaged length field must not
 /// make a reader allocate gigabytes before the checksum can refuse it.
-const MAX_HEADER_LEN: usize = align_up_const(
-    HEADER_FIXED_LEN
-        + crate::key::MAX_NAMESPACE_LEN
-        + crate::key::MAX_NAME_LEN
-        + crate::key::MAX_DESCRIPTION_LEN,
-);
+const MAX_HEADER_LEN: usize =
+    align_up_const(HEADER_FIXED_LEN + MAX_NAMESPACE_LEN + MAX_NAME_LEN + MAX_DESCRIPTION_LEN);
 
 const fn align_up_const(len: usize) -> usize {
     len.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
@@ -79,13 +73,31 @@ pub(crate) fn align_up(len: usize) -> usize {
     len.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
 }
 
+/// The unit a store accounts objects in: tmpfs allocates whole pages.
+pub const ACCOUNTING_PAGE: u64 = 4096;
+
+/// The bytes an object file of `file_len` bytes counts against a store's
+/// capacity: whole pages.
+pub fn accounted(file_len: u64) -> u64 {
+    file_len.div_ceil(ACCOUNTING_PAGE) * ACCOUNTING_PAGE
+}
+
+/// The bytes an object takes in a store, as its capacity counts them: the
+/// header (with the namespace, name and description) plus the payload,
+/// rounded up to whole pages. Every backend accounts objects this way, so a
+/// capacity means the same on each. This is [`crate::ObjectMeta::stored_size`].
+pub fn stored_size(namespace: &str, name: &str, description: &str, payload_len: u64) -> u64 {
+    accounted(Header::encoded_len_for(namespace, name, description) as u64 + payload_len)
+}
+
 impl Header {
     /// The header's encoded length, which is also where the payload starts.
     pub fn encoded_len(&self) -> usize {
         Self::encoded_len_for(&self.namespace, &self.name, &self.description)
     }
 
-    pub(crate) fn encoded_len_for(namespace: &str, name: &str, description: &str) -> usize {
+    /// The encoded length of a header with these strings.
+    pub fn encoded_len_for(namespace: &str, name: &str, description: &str) -> usize {
         align_up(HEADER_FIXED_LEN + namespace.len() + name.len() + description.len())
     }
 
@@ -128,23 +140,24 @@ impl Header {
     /// or an error when `prefix` is not the start of an object file.
     ///
     /// `prefix` must hold at least [`HEADER_FIXED_LEN`] bytes.
-    pub(crate) fn needed_len(prefix: &[u8], path: &Path) -> Result<usize> {
+    ///
+    /// # Errors
+    /// [`FormatError::Malformed`] or [`FormatError::Version`].
+    pub fn needed_len(prefix: &[u8]) -> Result<usize, FormatError> {
         if prefix.len() < HEADER_FIXED_LEN {
-            return Err(Error::corrupt(
-                path,
-                format!("file is {} bytes, shorter than a header", prefix.len()),
-            ));
+            return Err(FormatError::malformed(format!(
+                "file is {} bytes, shorter than a header",
+                prefix.len()
+            )));
         }
         if prefix[0..8] != MAGIC {
-            return Err(Error::corrupt(
-                path,
+            return Err(FormatError::malformed(
                 "not a brain object file (bad magic bytes)",
             ));
         }
         let version = u16::from_le_bytes([prefix[8], prefix[9]]);
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_owned(),
+            return Err(FormatError::Version {
                 found: version,
                 supported: FORMAT_VERSION,
             });
@@ -156,10 +169,9 @@ impl Header {
             || (header_len as u64) < HEADER_FIXED_LEN as u64 + strings
             || header_len > MAX_HEADER_LEN
         {
-            return Err(Error::corrupt(
-                path,
-                format!("impossible header length {header_len}"),
-            ));
+            return Err(FormatError::malformed(format!(
+                "impossible header length {header_len}"
+            )));
         }
         Ok(header_len)
     }
@@ -169,18 +181,15 @@ impl Header {
     /// `bytes` must hold at least the header; a payload may follow.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for bad magic, lengths, UTF-8 or checksum;
-    /// [`Error::UnsupportedVersion`] for another format version.
-    pub fn decode(bytes: &[u8], path: &Path) -> Result<Header> {
-        let header_len = Self::needed_len(bytes, path)?;
+    /// [`FormatError::Malformed`] for bad magic, lengths, UTF-8 or checksum;
+    /// [`FormatError::Version`] for another format version.
+    pub fn decode(bytes: &[u8]) -> Result<Header, FormatError> {
+        let header_len = Self::needed_len(bytes)?;
         if bytes.len() < header_len {
-            return Err(Error::corrupt(
-                path,
-                format!(
-                    "header needs {header_len} bytes, only {} present",
-                    bytes.len()
-                ),
-            ));
+            return Err(FormatError::malformed(format!(
+                "header needs {header_len} bytes, only {} present",
+                bytes.len()
+            )));
         }
         let lens = [
             read_u32(bytes, 20),
@@ -190,14 +199,14 @@ impl Header {
         let strings_end = HEADER_FIXED_LEN + lens.iter().map(|&l| l as usize).sum::<usize>();
         let stored = u64::from_le_bytes(bytes[72..80].try_into().expect("8 bytes"));
         if header_checksum(&bytes[..72], &bytes[HEADER_FIXED_LEN..strings_end]) != stored {
-            return Err(Error::corrupt(path, "header checksum mismatch"));
+            return Err(FormatError::malformed("header checksum mismatch"));
         }
         let mut at = HEADER_FIXED_LEN;
         let mut strings = Vec::with_capacity(3);
         for len in lens {
             let raw = &bytes[at..at + len as usize];
             let s = std::str::from_utf8(raw)
-                .map_err(|_| Error::corrupt(path, "a header string is not UTF-8"))?;
+                .map_err(|_| FormatError::malformed("a header string is not UTF-8"))?;
             strings.push(s.to_owned());
             at += len as usize;
         }
@@ -261,7 +270,7 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
             assert!(
-                Header::decode(&bad, Path::new("x")).is_err(),
+                Header::decode(&bad).is_err(),
                 "flip at byte {i} went unnoticed"
             );
         }
@@ -271,14 +280,13 @@ mod tests {
     fn other_versions_are_named_in_the_error() {
         let mut bytes = sample("a", "b", "").encode();
         bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
-        let err = Header::decode(&bytes, Path::new("x")).unwrap_err();
+        let err = Header::decode(&bytes).unwrap_err();
         assert!(
             matches!(
                 err,
-                Error::UnsupportedVersion {
+                FormatError::Version {
                     found: 7,
                     supported: FORMAT_VERSION,
-                    ..
                 }
             ),
             "{err}"
@@ -293,7 +301,7 @@ mod tests {
             header.payload_len = len;
             let bytes = header.encode();
             prop_assert_eq!(bytes.len() % PAYLOAD_ALIGN, 0);
-            prop_assert_eq!(Header::decode(&bytes, Path::new("x")).unwrap(), header);
+            prop_assert_eq!(Header::decode(&bytes).unwrap(), header);
         }
     }
 }

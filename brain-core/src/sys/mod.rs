@@ -1,11 +1,16 @@
-//! Platform calls that need `unsafe`: memory mappings. Everything else goes
-//! through rustix's safe wrappers.
+//! The bottom layer: system calls. Mappings (the only unsafe code of the
+//! crate), file I/O that retries interrupted calls, `flock`, and the
+//! temporary names writers use. Everything here speaks `std::io::Error`;
+//! the layers above turn it into [`crate::Error`] with a location.
 
 #[cfg(target_os = "linux")]
-mod unix;
+mod mapping;
+
+pub(crate) mod io;
+pub(crate) mod names;
 
 #[cfg(target_os = "linux")]
-pub(crate) use unix::{Mapping, SharedCounters};
+pub(crate) use mapping::{Mapping, SharedCounters};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("brain-core needs Linux: tmpfs, O_TMPFILE, renameat2 and inotify");

@@ -1,4 +1,4 @@
-"""The native module behind ``brain``: brain-core's store for Python.
+"""The native module behind ``brain``: brain-core's stores for Python.
 
 Applications use :class:`brain.Brain`; this module is its engine.
 """
@@ -6,9 +6,12 @@ Applications use :class:`brain.Brain`; this module is its engine.
 import builtins
 from collections.abc import Iterator
 from os import PathLike
-from typing import Any, Literal, final
+from pathlib import Path
+from typing import Literal, final
 
 from typing_extensions import Buffer, Self
+
+from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, RestoreReport, UsageReport
 
 __all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump"]
 __version__: str
@@ -17,14 +20,14 @@ MAX_NAME_LEN: int
 def object_key(namespace: str, name: str) -> str:
     """The hex key of ``name`` in ``namespace``: the object's file name in the store."""
 
-def default_store_path() -> str:
+def default_store_path() -> Path:
     """``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""
 
 @final
 class Object:
     """A stored object's payload, exported read-only through the buffer protocol (zero-copy).
 
-    It keeps the shared memory alive: views of it stay valid after the name
+    It keeps the store's memory alive: views of it stay valid after the name
     is replaced or deleted.
     """
 
@@ -33,6 +36,10 @@ class Object:
     def __len__(self) -> int: ...
     def tobytes(self) -> bytes:
         """A copy of the payload as ``bytes``."""
+    def parts(self) -> builtins.list[Object]:
+        """The parts of a parts-layout payload (ndarray, pickle-5), each over its range of this one's memory."""
+    def ndarray(self) -> tuple[str, builtins.list[int], bool, Object]:
+        """``(dtype as JSON, shape, fortran_order, data)`` of an ndarray object, checked against each other."""
     @property
     def codec(self) -> str:
         """``raw``, ``text``, ``arrow``, ``ndarray``, ``pickle5``, ``pandas`` or ``polars``."""
@@ -67,7 +74,7 @@ class Writer:
         """Neither publishes nor discards: call ``commit()`` or ``abort()``."""
     @property
     def closed(self) -> bool: ...
-    def commit(self) -> dict[str, Any]:
+    def commit(self) -> ObjectInfo:
         """Publishes the object atomically; returns its metadata."""
     def abort(self) -> None:
         """Discards what was written."""
@@ -83,7 +90,7 @@ class Watcher:
 
 @final
 class Lock:
-    """A held cross-process lock on one name; released on exit or when the holder dies."""
+    """A held lock on one name; released on exit, and when the holder dies."""
 
     def release(self) -> None: ...
     @property
@@ -93,16 +100,26 @@ class Lock:
 
 @final
 class Store:
-    """A brain store opened by this process."""
+    """A brain store opened by this process, of any backend."""
 
     def __new__(
         cls,
+        url: str | None = None,
         path: str | PathLike[str] | None = None,
         capacity: int | None = None,
         checksums: bool = False,
-    ) -> Self: ...
+    ) -> Self:
+        """Opens the store at ``url`` (a path, ``shm://PATH`` or ``memory://NAME``) or ``path``;
+        with neither, ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path | None:
+        """The store's directory; None for a store with none (``memory://``)."""
+    @property
+    def url(self) -> str:
+        """``shm:///dev/shm/...`` or ``memory://NAME``."""
+    @property
+    def location(self) -> str:
+        """Where the store is, as errors name it."""
     def put(
         self,
         namespace: str,
@@ -110,24 +127,44 @@ class Store:
         codec_name: str,
         parts: builtins.list[Buffer],
         description: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ObjectInfo:
         """Writes the concatenation of ``parts`` as one object (one copy).
 
         A ``description`` of None keeps the replaced object's description.
         """
+    def put_ndarray(
+        self,
+        namespace: str,
+        name: str,
+        dtype: str,
+        shape: builtins.list[int],
+        fortran_order: bool,
+        data: Buffer,
+        description: str | None = None,
+    ) -> ObjectInfo:
+        """Writes an ndarray object: NumPy's dtype description as JSON, the shape, and the elements."""
+    def put_pickle(
+        self,
+        namespace: str,
+        name: str,
+        stream: Buffer,
+        buffers: builtins.list[Buffer],
+        description: str | None = None,
+    ) -> ObjectInfo:
+        """Writes a pickle-5 object: the stream and its out-of-band buffers."""
     def put_text(self, namespace: str, name: str, text: str, description: str | None = None) -> None: ...
     def get(self, namespace: str, name: str) -> Object | None: ...
     def recall(self, namespace: str, name: str) -> str | bytes | Object | None:
         """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
-    def metadata(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+    def metadata(self, namespace: str, name: str) -> ObjectInfo | None: ...
+    def list(self, namespace: str) -> builtins.list[ObjectInfo]: ...
     def names(self, namespace: str) -> builtins.list[str]: ...
     def namespaces(self) -> builtins.list[str]: ...
     def contains(self, namespace: str, name: str) -> bool: ...
     def delete(self, namespace: str, name: str) -> bool: ...
     def create_namespace(self, namespace: str) -> None: ...
     def remove_namespace(self, namespace: str) -> int: ...
-    def usage(self) -> dict[str, int | None]: ...
+    def usage(self) -> UsageReport: ...
     def set_capacity(self, capacity: int | None) -> None: ...
     def writer(
         self,
@@ -140,18 +177,20 @@ class Store:
     def watch(self, namespace: str | None = None) -> Watcher: ...
     def wait_for(self, namespace: str, name: str, timeout: float) -> Object: ...
     def lock(self, namespace: str, name: str, timeout: float | None = None) -> Lock: ...
-    def gc(self) -> dict[str, int]: ...
-    def fsck(self, delete_corrupt: bool = False) -> dict[str, Any]: ...
+    def gc(self) -> GcReport:
+        """Raises BrainUnsupportedOperationError for a store with nothing to collect (memory://)."""
+    def fsck(self, delete_corrupt: bool = False) -> FsckReport:
+        """Raises BrainUnsupportedOperationError for a store that cannot be damaged (memory://)."""
     def clear_cache(self) -> None: ...
 
-def dump(store: Store, path: str, namespace: str | None = None, level: int = 3) -> dict[str, Any]:
+def dump(store: Store, path: str, namespace: str | None = None, level: int = 3) -> DumpReport:
     """Writes a dump of the store (or one namespace) to ``path``, atomically (GIL released)."""
 
-def restore(store: Store, path: str, namespace: str | None = None, on_conflict_name: str = "fail") -> dict[str, Any]:
+def restore(store: Store, path: str, namespace: str | None = None, on_conflict_name: str = "fail") -> RestoreReport:
     """Restores a dump after checking all of it (GIL released)."""
 
-def auto_restore(store: Store, path: str) -> dict[str, Any] | None:
+def auto_restore(store: Store, path: str) -> RestoreReport | None:
     """Restores from ``path`` if the store holds no objects; None when nothing was done."""
 
-def list_dump(path: str) -> dict[str, Any]:
+def list_dump(path: str) -> DumpListing:
     """What a dump holds."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from . import _brain, _codecs
+from ._types import DumpListing, DumpReport, Metadata, ObjectInfo, RestoreReport
 from .exceptions import (
     BrainClientDisconnectedError,
     BrainNamespaceNameError,
@@ -27,9 +28,19 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _meta(raw: dict[str, Any]) -> dict[str, Any]:
-    raw["created"] = _dt.datetime.fromtimestamp(raw["created"], tz=_dt.timezone.utc)
-    return raw
+def _meta(raw: ObjectInfo) -> Metadata:
+    created = _dt.datetime.fromtimestamp(raw["created"], tz=_dt.timezone.utc)
+    return {
+        "name": raw["name"],
+        "namespace": raw["namespace"],
+        "description": raw["description"],
+        "codec": raw["codec"],
+        "size": raw["size"],
+        "stored_size": raw["stored_size"],
+        "created": created,
+        "value_id": raw["value_id"],
+        "metadata_id": raw["metadata_id"],
+    }
 
 
 class Brain(MutableMapping[str, Any]):
@@ -40,8 +51,12 @@ class Brain(MutableMapping[str, Any]):
 
     Args:
         namespace: the namespace to start in (created if new).
-        path: the store directory; default ``$BRAIN_PATH``, else
-            ``/dev/shm/brain-<uid>/default``.
+        path: the store directory (a shared-memory store).
+        url: the store, by URL: a path or ``shm://PATH`` for shared memory,
+            ``memory://NAME`` for a store in this process's memory (for
+            tests: everything in the process that opens the same name shares
+            it). Default, when neither ``path`` nor ``url`` is given:
+            ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``.
         capacity: set the store's capacity in bytes (like Plasma's ``-m``);
             default: keep the store's (a new store is limited only by its tmpfs).
         ClientClass: accepted and ignored, for brain-plasma compatibility.
@@ -56,12 +71,14 @@ class Brain(MutableMapping[str, Any]):
         path: str | os.PathLike[str] | None = None,
         ClientClass: Any = None,  # noqa: N803 (brain-plasma's spelling)
         *,
+        url: str | None = None,
         capacity: int | None = None,
         persist: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.path = os.fspath(path) if path is not None else None
-        self._store: Any = _brain.Store(self.path, capacity)
-        self.path = os.fspath(self._store.path)
+        self._store: _brain.Store | None = _brain.Store(url, os.fspath(path) if path is not None else None, capacity)
+        self.url: str = self._store.url
+        store_path = self._store.path
+        self.path: str | None = os.fspath(store_path) if store_path is not None else None
         persist = persist if persist is not None else os.environ.get("BRAIN_PERSIST") or None
         self.persist = os.fspath(persist) if persist is not None else None
         self.restored = _brain.auto_restore(self._store, self.persist) if self.persist else None
@@ -73,7 +90,7 @@ class Brain(MutableMapping[str, Any]):
     # ------------------------------------------------------------ plumbing
 
     @property
-    def store(self) -> Any:
+    def store(self) -> _brain.Store:
         """The native store; raises if the Brain is asleep."""
         if self._store is None:
             raise BrainClientDisconnectedError(
@@ -83,7 +100,7 @@ class Brain(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         state = "asleep" if self._store is None else f"{len(self)} names"
-        return f"<Brain namespace={self.namespace!r} path={self.path!r} ({state})>"
+        return f"<Brain namespace={self.namespace!r} url={self.url!r} ({state})>"
 
     def __enter__(self) -> Brain:
         return self
@@ -92,8 +109,9 @@ class Brain(MutableMapping[str, Any]):
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A Brain sent to another process (multiprocessing, Dash) reopens the same store there.
-        return (Brain, (self.namespace, self.path))
+        # A Brain sent to another process (multiprocessing, Dash) reopens the
+        # same store there (a memory:// store is that process's own).
+        return (_reopen, (self.namespace, self.url))
 
     # ------------------------------------------------------------ mapping protocol
 
@@ -153,7 +171,7 @@ class Brain(MutableMapping[str, Any]):
             return value
         return _codecs.decode(value)
 
-    def get(self, name: str, default: Any = None, *, as_arrow: bool = False) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None, *, as_arrow: bool = False) -> Any:
         """The value of ``name``, or ``default`` when it does not exist.
 
         With ``as_arrow=True``, a stored pandas or polars frame (or an Arrow
@@ -219,9 +237,10 @@ class Brain(MutableMapping[str, Any]):
         every = [_meta(m) for m in store.list(self.namespace)]
         return {m["name"]: m for m in every} if output == "dict" else every
 
-    def info(self, name: str) -> dict[str, Any] | None:
+    def info(self, name: str) -> Metadata | None:
         """Metadata of one name (brain-plasma 0.2's spelling of ``metadata(name)``)."""
-        return self.metadata(name)
+        raw = self.store.metadata(self.namespace, _check_name(name))
+        return _meta(raw) if raw is not None else None
 
     def size(self) -> int:
         """The store's capacity in bytes (the tmpfs size when it has no limit of its own)."""
@@ -285,7 +304,7 @@ class Brain(MutableMapping[str, Any]):
 
     # ------------------------------------------------------------ persistence
 
-    def dump(self, path: str | os.PathLike[str], namespace: str | None = None, level: int = 3) -> dict[str, Any]:
+    def dump(self, path: str | os.PathLike[str], namespace: str | None = None, level: int = 3) -> DumpReport:
         """Writes every namespace (or one) to a dump directory on disk, atomically.
 
         Each object is a complete value as of one moment; a crash mid-dump
@@ -296,7 +315,7 @@ class Brain(MutableMapping[str, Any]):
 
     def restore(
         self, path: str | os.PathLike[str], namespace: str | None = None, on_conflict: str = "fail"
-    ) -> dict[str, Any]:
+    ) -> RestoreReport:
         """Restores a dump: names, namespaces, descriptions and values.
 
         The whole dump is checked (versions, checksums, room in the store)
@@ -311,7 +330,7 @@ class Brain(MutableMapping[str, Any]):
         return _brain.restore(self.store, os.fspath(path), namespace, on_conflict)
 
     @staticmethod
-    def list_dump(path: str | os.PathLike[str]) -> dict[str, Any]:
+    def list_dump(path: str | os.PathLike[str]) -> DumpListing:
         """What a dump holds: format version, generation and every object's metadata."""
         return _brain.list_dump(os.fspath(path))
 
@@ -323,7 +342,7 @@ class Brain(MutableMapping[str, Any]):
 
     def wake_up(self) -> None:
         """Reopens the store after ``sleep()``."""
-        self._store = _brain.Store(self.path)
+        self._store = _brain.Store(self.url)
         self.size()
 
     def close(self) -> None:
@@ -332,7 +351,7 @@ class Brain(MutableMapping[str, Any]):
 
     # ------------------------------------------------------------ beyond brain-plasma
 
-    def watch(self, namespace: str | None = None, all_namespaces: bool = False) -> Any:
+    def watch(self, namespace: str | None = None, all_namespaces: bool = False) -> _brain.Watcher:
         """Events as ``("set" | "deleted", namespace, name)`` tuples, for the
         current namespace (or ``namespace``, or every one with ``all_namespaces``).
 
@@ -348,7 +367,7 @@ class Brain(MutableMapping[str, Any]):
         """
         return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), float(timeout)))
 
-    def lock(self, name: str, timeout: float | None = None) -> Any:
+    def lock(self, name: str, timeout: float | None = None) -> _brain.Lock:
         """The cross-process lock on ``name``, as a context manager.
 
         Released on exit, and by the kernel if the holding process dies.
@@ -358,7 +377,7 @@ class Brain(MutableMapping[str, Any]):
         """
         return self.store.lock(self.namespace, _check_name(name), timeout)
 
-    def update(self, name: Any = _MISSING, fn: Any = _MISSING, /, *, default: Any = _MISSING, **kwargs: Any) -> Any:  # type: ignore[override]
+    def update(self, name: Any = _MISSING, fn: Any = _MISSING, /, *, default: Any = _MISSING, **kwargs: Any) -> Any:
         """``update(name, fn)``: a read-modify-write of one name, safe across processes.
 
         Takes the name's lock, calls ``fn(current value)`` (``default`` when
@@ -387,3 +406,8 @@ class Brain(MutableMapping[str, Any]):
         for key, value in items.items():
             self.learn(key, value)
         return None
+
+
+def _reopen(namespace: str, url: str) -> Brain:
+    """A Brain on the store at ``url``: how a pickled Brain comes back."""
+    return Brain(namespace, url=url)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 import sys
 import warnings
 from typing import Any
@@ -29,7 +28,6 @@ from .exceptions import BrainCodecError, BrainUnsupportedObjectError
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
 INDEX_FREQ_KEY = b"brain.index_freq"
-_ALIGN = 64
 
 
 def _module(name: str) -> Any:
@@ -37,91 +35,42 @@ def _module(name: str) -> Any:
     return sys.modules.get(name)
 
 
-def _parts_table(lengths: list[int]) -> tuple[bytes, list[int]]:
-    """The parts layout (see docs/FORMAT.md): a table, and the padding after each segment."""
-    table_len = 8 + 16 * len(lengths)
-    at = -(-table_len // _ALIGN) * _ALIGN
-    table = bytearray(struct.pack("<II", len(lengths), 0))
-    padding = [at - table_len]
-    for i, length in enumerate(lengths):
-        table += struct.pack("<QQ", at, length)
-        end = at + length
-        at = end if i + 1 == len(lengths) else -(-end // _ALIGN) * _ALIGN
-        padding.append(at - end)
-    return bytes(table), padding
-
-
-def _parts_segments(parts: list[Any], lengths: list[int]) -> list[Any]:
-    table, padding = _parts_table(lengths)
-    segments: list[Any] = [table, bytes(padding[0])]
-    for part, pad in zip(parts, padding[1:]):
-        segments.append(part)
-        if pad:
-            segments.append(bytes(pad))
-    return segments
-
-
-def split_parts(obj: Any) -> list[memoryview]:
-    """Zero-copy slices of a payload in the parts layout."""
-    view = memoryview(obj)
-    if len(view) < 8:
-        raise BrainCodecError(f"payload of {len(view)} bytes is too short for a parts table")
-    (count,) = struct.unpack_from("<I", view, 0)
-    if 8 + 16 * count > len(view):
-        raise BrainCodecError(f"a table of {count} parts does not fit in {len(view)} bytes")
-    out = []
-    for i in range(count):
-        offset, length = struct.unpack_from("<QQ", view, 8 + 16 * i)
-        if offset + length > len(view):
-            raise BrainCodecError(f"part {i} ({offset}+{length}) lies outside the payload")
-        out.append(view[offset : offset + length])
-    return out
-
-
 # ---------------------------------------------------------------- numpy
 
 
-def _descr_to_json(descr: Any) -> Any:
-    return descr
-
-
 def _json_to_descr(value: Any) -> Any:
+    """NumPy's description of a dtype from its JSON form (JSON has lists where NumPy has tuples)."""
     if isinstance(value, list):
         return [tuple(_json_to_descr(v) for v in item) if isinstance(item, list) else item for item in value]
     return value
 
 
-def _ndarray_parts(arr: Any) -> tuple[bytes, Any, int]:
+def _write_ndarray(store: Any, namespace: str, name: str, arr: Any, description: str | None) -> None:
+    """Stores a numpy array from its own memory; brain-core lays it out (dtype, shape, order, data)."""
     np = _module("numpy")
-    if arr.dtype.hasobject:
-        raise TypeError("object arrays hold Python objects, not bytes")
-    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
-    descr = np.lib.format.dtype_to_descr(arr.dtype)
-    meta = {"dtype": descr, "shape": list(arr.shape), "fortran_order": bool(fortran)}
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    descr = json.dumps(np.lib.format.dtype_to_descr(arr.dtype))
     # A flat uint8 view exports a plain buffer for every dtype (datetime64 does not).
     data = arr.ravel(order="K").view(np.uint8) if arr.size else b""
-    return json.dumps(meta).encode(), data, arr.nbytes
+    store.put_ndarray(namespace, name, descr, list(arr.shape), bool(fortran), data, description)
 
 
 def decode_ndarray(obj: Any) -> Any:
+    """A read-only numpy array over an ndarray object's memory."""
     np = _module("numpy") or __import__("numpy")
-    parts = split_parts(obj)
-    if len(parts) != 2:
-        raise BrainCodecError(f"ndarray payload has {len(parts)} parts, expected 2")
-    meta = json.loads(bytes(parts[0]))
-    dtype = np.lib.format.descr_to_dtype(_json_to_descr(meta["dtype"]))
-    shape = tuple(meta["shape"])
+    descr, shape, fortran, data = obj.ndarray()
+    dtype = np.lib.format.descr_to_dtype(_json_to_descr(json.loads(descr)))
     count = 1
     for n in shape:
         count *= n
-    if count:
-        arr = np.frombuffer(parts[1], dtype=dtype, count=count)
+    if count and dtype.itemsize:
+        arr = np.frombuffer(data, dtype=dtype, count=count)
     else:
-        arr = np.empty(0, dtype)
+        arr = np.empty(0 if not count else count, dtype)
         arr.flags.writeable = False  # read-only like every array read from the store
-    return arr.reshape(shape, order="F" if meta.get("fortran_order") else "C")
+    return arr.reshape(tuple(shape), order="F" if fortran else "C")
 
 
 # ---------------------------------------------------------------- arrow
@@ -234,7 +183,7 @@ def decode_polars(obj: Any, as_arrow: bool = False) -> Any:
     import polars as pl
 
     frame = pl.from_arrow(_strip_brain_metadata(table), rechunk=False)
-    if metadata.get(KIND_KEY) == b"series":
+    if metadata.get(KIND_KEY) == b"series" and isinstance(frame, pl.DataFrame):
         return frame.to_series(0)
     return frame
 
@@ -256,9 +205,9 @@ def _pickle_parts(thing: Any) -> list[Any]:
 
 
 def decode_pickle(obj: Any) -> Any:
-    parts = split_parts(obj)
+    parts = obj.parts()
     if not parts:
-        raise BrainCodecError("pickle payload has no parts")
+        raise BrainCodecError(f"object {obj.name!r} is a pickle with no parts; write it again")
     return pickle.loads(parts[0], buffers=parts[1:])
 
 
@@ -277,9 +226,7 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str |
         return
     np = _module("numpy")
     if np is not None and type(thing) is np.ndarray and not thing.dtype.hasobject:
-        meta, data, nbytes = _ndarray_parts(thing)
-        segments = _parts_segments([meta, data], [len(meta), nbytes])
-        store.put(namespace, name, "ndarray", segments, description)
+        _write_ndarray(store, namespace, name, thing, description)
         return
     pa = _module("pyarrow")
     if pa is not None and isinstance(thing, (pa.Table, pa.RecordBatch)):
@@ -306,8 +253,7 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str |
             f"fits none of the codecs ({TRIED}); pickle said: {err}. "
             "Store a picklable form of it instead (e.g. its data, not its handle)."
         ) from err
-    lengths = [memoryview(p).nbytes for p in parts]
-    store.put(namespace, name, "pickle5", _parts_segments(parts, lengths), description)
+    store.put_pickle(namespace, name, parts[0], parts[1:], description)
 
 
 def _labels_survive_arrow(pd: Any, columns: Any) -> bool:
@@ -499,4 +445,4 @@ def decode(obj: Any, as_arrow: bool = False) -> Any:
     )
 
 
-__all__ = ["encode", "decode", "read_arrow", "split_parts", "_brain"]
+__all__ = ["encode", "decode", "read_arrow", "_brain"]

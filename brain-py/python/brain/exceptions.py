@@ -8,7 +8,9 @@ for an object that cannot be stored, ``OSError`` for I/O trouble), so
 generic handlers work too.
 
 Errors raised by the Rust core carry its details as attributes: for example
-:class:`BrainStoreFullError` has ``needed``, ``used`` and ``capacity``.
+:class:`BrainStoreFullError` has ``needed``, ``used`` and ``capacity``. An
+error about a place has ``location`` (a path or a store URL, as a string)
+and, when the place is a file, ``path`` (a :class:`pathlib.Path`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "BrainTimeoutError",
     "BrainLockTimeoutError",
     "BrainIOError",
+    "BrainUnsupportedOperationError",
+    "BrainStoreUrlError",
     "BrainClientDisconnectedError",
     "BrainLearnNameError",
     "BrainRemoveOldNameValueError",
@@ -84,8 +88,9 @@ class BrainNamespaceRemoveDefaultError(BrainError):
 class BrainStoreFullError(BrainError):
     """The store has no room for the object; nothing was written or evicted.
 
-    Attributes: ``needed``, ``used``, ``capacity`` (bytes), ``path``,
-    ``filesystem_full`` (True when the tmpfs itself ran out).
+    Attributes: ``needed``, ``used``, ``capacity`` (bytes), ``location``
+    (and ``path`` for a shared-memory store), ``filesystem_full`` (True when
+    the tmpfs itself ran out).
     """
 
 
@@ -127,6 +132,15 @@ class BrainLockTimeoutError(BrainTimeoutError):
 
 class BrainIOError(BrainError, OSError):
     """Any other operating-system error."""
+
+
+class BrainUnsupportedOperationError(BrainError, NotImplementedError):
+    """The store cannot do this: the operation belongs to another kind of store
+    (``gc()`` or ``fsck()`` of a ``memory://`` store, say). The message says why."""
+
+
+class BrainStoreUrlError(BrainError, ValueError):
+    """A store URL could not be understood (an unknown scheme, an empty string)."""
 
 
 class BrainClientDisconnectedError(BrainError):

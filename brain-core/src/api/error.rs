@@ -1,10 +1,77 @@
-//! The one error type of brain-core.
+//! The one error type of brain-core, shared by every backend.
 
+use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::codec::Codec;
+use crate::format::{Codec, FormatError};
+
+/// Where something happened: a file of a shared-memory store, or the URL of
+/// a store that has no paths (an in-memory store, a server).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Location {
+    /// A file or directory.
+    Path(PathBuf),
+    /// A store's URL (`memory://name`, `redis://host:port`), possibly with a
+    /// key or name after it. Never holds a password.
+    Url(String),
+}
+
+impl Location {
+    /// The path, when the location is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::Path(path) => Some(path),
+            Location::Url(_) => None,
+        }
+    }
+
+    /// The same location with `child` under it: a path joined, or a URL with `/child`.
+    pub fn join(&self, child: impl AsRef<str>) -> Location {
+        match self {
+            Location::Path(path) => Location::Path(path.join(child.as_ref())),
+            Location::Url(url) => {
+                Location::Url(format!("{}/{}", url.trim_end_matches('/'), child.as_ref()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Path(path) => write!(f, "{}", path.display()),
+            Location::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Location::Path(path)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Self {
+        Location::Path(path.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Self {
+        Location::Path(path.clone())
+    }
+}
+
+impl From<&str> for Location {
+    /// A path: URLs are made with [`Location::Url`].
+    fn from(path: &str) -> Self {
+        Location::Path(PathBuf::from(path))
+    }
+}
 
 /// The result type of every fallible call in brain-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -112,7 +179,7 @@ pub enum Error {
 
     /// The store (its capacity, or the filesystem under it) has no room for the object.
     #[error(
-        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {path}{hint}",
+        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{hint}",
         hint = if *.filesystem_full {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         } else {
@@ -130,26 +197,26 @@ pub enum Error {
         used: u64,
         /// The store's capacity in bytes (the filesystem's size when it was the filesystem that ran out).
         capacity: u64,
-        /// The store's directory.
-        path: PathBuf,
+        /// The store (its directory, or its URL).
+        location: Location,
         /// True when the filesystem ran out (ENOSPC) before the store's own capacity was reached.
         filesystem_full: bool,
     },
 
-    /// An object file or the store's control file is damaged.
-    #[error("{path} is corrupt: {reason}; delete the object (`brain rm`) and write it again, or run `brain fsck`")]
+    /// An object or the store's control file is damaged.
+    #[error("{location} is corrupt: {reason}; delete the object (`brain rm`) and write it again, or run `brain fsck`")]
     Corrupt {
-        /// The damaged file.
-        path: PathBuf,
+        /// The damaged file or key.
+        location: Location,
         /// What was wrong with it.
         reason: String,
     },
 
-    /// A file was written in a format version this build does not read.
-    #[error("{path} has format version {found}, but this build of brain reads version {supported}; open it with a brain release that reads version {found}, or rewrite the object")]
+    /// An object or file was written in a format version this build does not read.
+    #[error("{location} has format version {found}, but this build of brain reads version {supported}; open it with a brain release that reads version {found}, or rewrite the object")]
     UnsupportedVersion {
-        /// The file.
-        path: PathBuf,
+        /// The file or key.
+        location: Location,
         /// The version found in its header.
         found: u16,
         /// The version this build reads and writes.
@@ -157,10 +224,10 @@ pub enum Error {
     },
 
     /// Two names hashed to the same key; the file holds a different object.
-    #[error("key collision at {path}: it holds {found_namespace:?}/{found_name:?}, not {namespace:?}/{name:?}; rename one of the two objects")]
+    #[error("key collision at {location}: it holds {found_namespace:?}/{found_name:?}, not {namespace:?}/{name:?}; rename one of the two objects")]
     KeyCollision {
-        /// The file.
-        path: PathBuf,
+        /// The file or key.
+        location: Location,
         /// The namespace asked for.
         namespace: String,
         /// The name asked for.
@@ -220,13 +287,13 @@ pub enum Error {
         reason: UnsafePathReason,
     },
 
-    /// The operating system denied access.
-    #[error("permission denied: cannot {op} {path}; check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH")]
+    /// The operating system (or a server) denied access.
+    #[error("permission denied: cannot {op} {location}; check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH")]
     PermissionDenied {
         /// What brain was doing.
         op: &'static str,
-        /// The path involved.
-        path: PathBuf,
+        /// The path or URL involved.
+        location: Location,
     },
 
     /// `wait_for` gave up.
@@ -241,7 +308,11 @@ pub enum Error {
     },
 
     /// Another process held a name's lock for longer than the caller would wait.
-    #[error("the lock on {name:?} in namespace {namespace:?} is still held by another process after {waited:?}; wait longer, or find the holder with `fuser {path}`")]
+    #[error("the lock on {name:?} in namespace {namespace:?} is still held by another process after {waited:?}; wait longer, or find the holder{hint}",
+        hint = match location.path() {
+            Some(path) => format!(" with `fuser {}`", path.display()),
+            None => format!(" (the lock is {location})"),
+        })]
     LockTimeout {
         /// The namespace.
         namespace: String,
@@ -249,17 +320,38 @@ pub enum Error {
         name: String,
         /// How long it waited.
         waited: Duration,
-        /// The lock file.
-        path: PathBuf,
+        /// The lock (a file, or a key on a server).
+        location: Location,
+    },
+
+    /// The store cannot do this: the operation belongs to another kind of
+    /// store (`gc` of an in-memory store, say).
+    #[error("{location} cannot {operation}: {reason}")]
+    Unsupported {
+        /// The store.
+        location: Location,
+        /// What was asked.
+        operation: &'static str,
+        /// Why this store has no such operation, and what to do instead.
+        reason: &'static str,
+    },
+
+    /// A store URL could not be understood.
+    #[error("cannot open {url:?}: {reason}; use a path, shm://PATH or memory://NAME")]
+    InvalidUrl {
+        /// The URL given (with any password replaced by `***`).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// Any other operating-system error.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {location}: {source}")]
     Io {
         /// What brain was doing.
         op: &'static str,
-        /// The path involved.
-        path: PathBuf,
+        /// The path or URL involved.
+        location: Location,
         /// The underlying error.
         #[source]
         source: io::Error,
@@ -268,24 +360,54 @@ pub enum Error {
 
 impl Error {
     /// Wraps an OS error, mapping "permission denied" to [`Error::PermissionDenied`].
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        let path = path.into();
+    /// For backends: every error a store reports about its files or server
+    /// goes through here, so the two kinds are told apart the same way.
+    pub fn io(op: &'static str, location: impl Into<Location>, source: io::Error) -> Self {
+        let location = location.into();
         if source.kind() == io::ErrorKind::PermissionDenied {
-            Error::PermissionDenied { op, path }
+            Error::PermissionDenied { op, location }
         } else {
-            Error::Io { op, path, source }
+            Error::Io {
+                op,
+                location,
+                source,
+            }
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+    /// A damaged object or file at `location`.
+    pub fn corrupt(location: impl Into<Location>, reason: impl Into<String>) -> Self {
         Error::Corrupt {
-            path: path.into(),
+            location: location.into(),
             reason: reason.into(),
         }
     }
-}
 
-/// Converts a rustix error into a std one.
-pub(crate) fn os(err: rustix::io::Errno) -> io::Error {
-    io::Error::from(err)
+    /// Places a [`FormatError`] found in the bytes at `location`.
+    pub fn from_format(err: FormatError, location: impl Into<Location>) -> Self {
+        let location = location.into();
+        match err {
+            FormatError::Version { found, supported } => Error::UnsupportedVersion {
+                location,
+                found,
+                supported,
+            },
+            FormatError::Malformed { reason } => Error::Corrupt { location, reason },
+        }
+    }
+
+    /// The location the error names, when it names one.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::StoreFull { location, .. }
+            | Error::Corrupt { location, .. }
+            | Error::UnsupportedVersion { location, .. }
+            | Error::KeyCollision { location, .. }
+            | Error::PermissionDenied { location, .. }
+            | Error::LockTimeout { location, .. }
+            | Error::Unsupported { location, .. }
+            | Error::Io { location, .. } => Some(location),
+            _ => None,
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! an object renames a new file over the old one, deleting unlinks it, and
 //! the kernel keeps the old pages alive for as long as any mapping holds them.
 //!
-//! One writer does rewrite files: recycling (`recycle.rs`) refills the file
+//! One writer does rewrite files: recycling (`shm/pool.rs`) refills the file
 //! of a replaced object, after it has left every name. It first takes an
 //! exclusive `flock` on it without waiting, and every mapping of a file of
 //! recyclable size is made through a descriptor holding a shared `flock`,
@@ -32,7 +32,9 @@
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
+use arrow_buffer::Buffer;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// A read-only, shared mapping of a whole sealed object file.
@@ -73,12 +75,17 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
-    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
-        self.ptr
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    /// The whole mapping as an Arrow buffer that owns it: the buffer, its
+    /// slices and everything built on them keep the mapping alive.
+    pub(crate) fn into_buffer(self) -> Buffer {
+        let (ptr, len) = (self.ptr, self.len);
+        let owner: Arc<dyn arrow_buffer::alloc::Allocation> = Arc::new(self);
+        // SAFETY: ptr is the start of a live read-only mapping of len bytes,
+        // and `owner` is that mapping: the Buffer keeps it alive (and so
+        // mapped) for as long as the Buffer or any slice of it exists. The
+        // bytes never change while mapped (the sharing contract above),
+        // which is what an immutable Buffer requires.
+        unsafe { Buffer::from_custom_allocation(ptr, len, owner) }
     }
 }
 

@@ -8,39 +8,32 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{os, Error, Result};
-use crate::key::{validate_name, validate_namespace, ObjectKey};
-use crate::store::Store;
+use super::Store;
+use crate::api::error::{Error, Result};
+use crate::api::names::{validate_name, validate_namespace};
+use crate::api::store::{LockGuard, NameLock};
+use crate::format::ObjectKey;
+use crate::sys::io::os;
 
-/// A held lock on one name; released when dropped.
+/// The open lock file whose `flock` a [`NameLock`] holds.
 #[derive(Debug)]
-pub struct NameLock {
-    _fd: OwnedFd,
-    path: PathBuf,
-}
+struct HeldFlock(#[allow(dead_code)] OwnedFd);
 
-impl NameLock {
-    /// The lock file, for diagnostics.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-}
+impl LockGuard for HeldFlock {}
 
 impl Store {
-    /// Takes the lock on `name` in `namespace`, waiting at most `timeout`
-    /// (`None`: as long as it takes). Locks are advisory: they exclude other
-    /// lockers, not plain writers.
-    ///
-    /// # Errors
-    /// [`Error::LockTimeout`] when another process holds it past the timeout;
-    /// [`Error::InvalidName`]; an I/O error.
-    pub fn lock(&self, namespace: &str, name: &str, timeout: Option<Duration>) -> Result<NameLock> {
+    /// Takes the lock on `name` in `namespace` (see [`crate::ObjectStore::lock`]).
+    pub(crate) fn lock_name(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<NameLock> {
         validate_namespace(namespace)?;
         validate_name(name)?;
         let dir = self.path().join("locks");
@@ -64,7 +57,7 @@ impl Store {
                 Some(_) => FlockOperation::NonBlockingLockExclusive,
             };
             match rustix::fs::flock(&fd, operation) {
-                Ok(()) => return Ok(NameLock { _fd: fd, path }),
+                Ok(()) => return Ok(NameLock::new(Box::new(HeldFlock(fd)), path.into())),
                 Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
                 Err(err) => return Err(Error::io("lock", &path, os(err))),
             }
@@ -74,7 +67,7 @@ impl Store {
                     namespace: namespace.into(),
                     name: name.into(),
                     waited,
-                    path,
+                    location: path.into(),
                 });
             }
             std::thread::sleep(pause);
@@ -86,12 +79,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::store::ObjectStore;
 
     #[test]
     fn a_second_locker_waits_and_a_dropped_lock_is_free() {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         let store = Store::open(dir.path().join("s")).unwrap();
         let held = store.lock("ns", "counter", None).unwrap();
+        assert!(held
+            .location()
+            .path()
+            .is_some_and(|p| p.starts_with(store.path())));
         let err = store
             .lock("ns", "counter", Some(Duration::from_millis(20)))
             .unwrap_err();

@@ -8,66 +8,32 @@
 //! just before the rename. A large write of known length first looks for a
 //! replaced object's file in the store's pool to fill instead (recycle.rs).
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, FallocateFlags, FlockOperation, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::capacity::accounted;
-use crate::codec::Codec;
-use crate::error::{os, Error, Result};
-use crate::format::Header;
-use crate::key::ObjectKey;
-use crate::store::{Store, FILE_MODE};
-use crate::view::ObjectMeta;
+use super::capacity::Reservation;
+use super::{Store, FILE_MODE};
+use crate::api::error::{Error, Result};
+use crate::api::store::WriteObject;
+use crate::api::view::ObjectMeta;
+use crate::format::{accounted, Codec, Header, ObjectKey};
+use crate::sys::io::{is_enospc, os, write_all_at};
+use crate::sys::names::unique_tmp_name;
 
 /// Objects up to this size (header included) are gathered in memory and
 /// written with one system call at commit. Larger files get their space
 /// allocated before the copy, so a full filesystem fails before any byte is
 /// copied; a small one fails as cleanly on its single write.
 const SMALL_OBJECT: u64 = 64 * 1024;
-/// Temporary names start with this, then the writer's pid.
-pub(crate) const TMP_PREFIX: &str = ".tmp.";
-
-static UNIQUE: AtomicU64 = AtomicU64::new(0);
-
-/// A name no other writer uses: pid, a per-process counter and the clock.
-pub(crate) fn unique_tmp_name(kind: &str) -> String {
-    format!("{TMP_PREFIX}{}", unique_suffix(kind))
-}
-
-/// `<pid>.<kind><counter>.<nanoseconds>`: unique across processes and threads.
-pub(crate) fn unique_suffix(kind: &str) -> String {
-    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{}.{kind}{n}.{nanos:x}", std::process::id())
-}
-
-fn write_all_at(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pwrite(&fd, buf, offset) {
-            Ok(n) => {
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(err) => return Err(os(err)),
-        }
-    }
-    Ok(())
-}
-
-/// An object being written. Write the payload with [`io::Write`], then
-/// [`ObjectWriter::commit`] to publish it atomically; dropping it without
-/// committing leaves nothing behind.
-pub struct ObjectWriter {
+/// An object being written into the shared-memory store: published by
+/// `commit`, removed without a trace when dropped uncommitted.
+pub(crate) struct ShmWriter {
     store: Store,
     dir: PathBuf,
     /// The file, once the object outgrew memory (`None` while it is small).
@@ -84,7 +50,8 @@ pub struct ObjectWriter {
     header: Header,
     header_len: u64,
     written: u64,
-    reserved: u64,
+    /// The capacity held for the file; given back if the writer is dropped.
+    reservation: Option<Reservation>,
     /// Bytes allocated by fallocate: the file is trimmed when less is written.
     allocated: u64,
     /// Boxed: Xxh3 is 64-byte aligned, which would make the writer itself
@@ -92,7 +59,7 @@ pub struct ObjectWriter {
     checksum: Option<Box<Xxh3>>,
 }
 
-impl ObjectWriter {
+impl ShmWriter {
     pub(crate) fn create(
         store: &Store,
         namespace: &str,
@@ -100,9 +67,9 @@ impl ObjectWriter {
         codec: Codec,
         description: &str,
         expected_len: Option<u64>,
-    ) -> Result<ObjectWriter> {
+    ) -> Result<ShmWriter> {
         let header_len = Header::encoded_len_for(namespace, name, description) as u64;
-        let mut writer = ObjectWriter {
+        let mut writer = ShmWriter {
             store: store.clone(),
             dir: store.ns_dir(namespace),
             fd: None,
@@ -122,7 +89,7 @@ impl ObjectWriter {
             },
             header_len,
             written: 0,
-            reserved: 0,
+            reservation: None,
             allocated: 0,
             checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
         };
@@ -166,7 +133,7 @@ impl ObjectWriter {
         let mode = FILE_MODE;
         let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
             Err(Errno::NOENT) => {
-                self.dir = self.store.create_namespace(&self.header.namespace)?;
+                self.dir = self.store.make_namespace_dir(&self.header.namespace)?;
                 open_unnamed(&self.dir, mode)
             }
             other => other,
@@ -189,7 +156,7 @@ impl ObjectWriter {
                 Ok(fd) => break (fd, path),
                 Err(Errno::NOENT) if attempts < 3 => {
                     attempts += 1;
-                    self.dir = self.store.create_namespace(&self.header.namespace)?;
+                    self.dir = self.store.make_namespace_dir(&self.header.namespace)?;
                 }
                 Err(e) => return Err(Error::io("create an object file in", &self.dir, os(e))),
             }
@@ -219,15 +186,22 @@ impl ObjectWriter {
     /// Reserves capacity for a file of `file_len` bytes (beyond what is reserved).
     fn reserve(&mut self, file_len: u64) -> Result<()> {
         let needed = accounted(file_len);
-        if needed <= self.reserved {
+        if self
+            .reservation
+            .as_ref()
+            .is_some_and(|r| r.bytes() >= needed)
+        {
             return Ok(());
         }
-        let extra = needed - self.reserved;
-        let control = &self.store.inner.control;
-        let mut reserved = control.reserve(extra);
+        let control = self.store.inner.control.clone();
+        let attempt = |reservation: &mut Option<Reservation>| match reservation {
+            Some(reservation) => reservation.grow_to(needed),
+            None => control.reserve(needed).map(|r| *reservation = Some(r)),
+        };
+        let mut reserved = attempt(&mut self.reservation);
         // The pool counts against the capacity: give it back and try again.
         if reserved.is_err() && control.pooled() > 0 && self.store.drain_pool().0 > 0 {
-            reserved = control.reserve(extra);
+            reserved = attempt(&mut self.reservation);
         }
         reserved.map_err(|refused| Error::StoreFull {
             namespace: self.header.namespace.clone(),
@@ -235,11 +209,9 @@ impl ObjectWriter {
             needed,
             used: refused.used,
             capacity: refused.capacity,
-            path: self.store.inner.root.clone(),
+            location: self.store.inner.root.clone().into(),
             filesystem_full: false,
-        })?;
-        self.reserved = needed;
-        Ok(())
+        })
     }
 
     /// Allocates the file's pages from `from` to `file_len` now, so a full
@@ -290,10 +262,7 @@ impl ObjectWriter {
     }
 
     /// Appends `bytes` to the payload.
-    ///
-    /// # Errors
-    /// [`Error::StoreFull`] when the filesystem fills up, or another I/O error.
-    pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.header_len + self.written + bytes.len() as u64;
         // Capacity is claimed before the bytes land, so a streamed write
         // (one with no expected length) is refused as early as a sized one.
@@ -316,18 +285,10 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Bytes of payload written so far.
-    pub fn payload_len(&self) -> u64 {
-        self.written
-    }
-
     /// Writes the header and publishes the object under its name, replacing
     /// any object of that name in one atomic step. Readers of the old object
     /// keep their views.
-    ///
-    /// # Errors
-    /// [`Error::StoreFull`] when the final size passes the capacity, or an I/O error.
-    pub fn commit(mut self) -> Result<ObjectMeta> {
+    pub(crate) fn commit(mut self) -> Result<ObjectMeta> {
         let file_len = self.header_len + self.written;
         self.reserve(file_len)?;
         self.header.payload_len = self.written;
@@ -350,24 +311,22 @@ impl ObjectWriter {
             Err(e) => return Err(Error::io("publish", &target, os(e))),
         };
         self.linked_as = None;
-        let actual = accounted(file_len);
-        let kept = if published { actual } else { 0 };
-        if self.reserved > kept {
-            self.store.inner.control.release(self.reserved - kept);
+        let reservation = self.reservation.take();
+        if let (true, Some(reservation)) = (published, reservation) {
+            reservation.publish(file_len);
         }
-        self.reserved = 0;
         // The temporary name now holds the replaced object, or nothing. Its
         // bytes leave the usage first: the pool may take them within the capacity.
         if let Some(old_len) = replaced {
-            self.store.inner.control.release(accounted(old_len));
+            self.store.inner.control.object_left(old_len);
             self.store.retire(&tmp, old_len);
             self.store.forget_cached(self.header.key);
         }
-        Ok(ObjectMeta::from_header(&self.header, actual))
+        Ok(ObjectMeta::from_header(&self.header))
     }
 }
 
-impl ObjectWriter {
+impl ShmWriter {
     /// Writes a large object's header, trims what fallocate reserved past
     /// its end, and links the unnamed file (or moves a reused one, unlocked
     /// and sealed read-only) to a temporary name in the namespace.
@@ -406,7 +365,7 @@ impl ObjectWriter {
                 }
                 Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
                     attempts += 1;
-                    self.dir = self.store.create_namespace(&self.header.namespace)?;
+                    self.dir = self.store.make_namespace_dir(&self.header.namespace)?;
                 }
                 Err(e) => return Err(Error::io("link an object into", &self.dir, os(e))),
             }
@@ -414,9 +373,9 @@ impl ObjectWriter {
     }
 }
 
-impl std::fmt::Debug for ObjectWriter {
+impl std::fmt::Debug for ShmWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectWriter")
+        f.debug_struct("ShmWriter")
             .field("namespace", &self.header.namespace)
             .field("name", &self.header.name)
             .field("written", &self.written)
@@ -424,30 +383,27 @@ impl std::fmt::Debug for ObjectWriter {
     }
 }
 
-impl Write for ObjectWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_payload(buf).map_err(io::Error::other)?;
-        Ok(buf.len())
+impl WriteObject for ShmWriter {
+    fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        ShmWriter::write_payload(self, bytes)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn payload_len(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(self: Box<Self>) -> Result<ObjectMeta> {
+        ShmWriter::commit(*self)
     }
 }
 
-impl Drop for ObjectWriter {
+impl Drop for ShmWriter {
     fn drop(&mut self) {
+        // The reservation, if still held, gives its bytes back by itself.
         for path in [&self.linked_as, &self.claimed].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
-        if self.reserved > 0 {
-            self.store.inner.control.release(self.reserved);
-        }
     }
-}
-
-fn is_enospc(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(Errno::NOSPC.raw_os_error())
 }
 
 /// Opens a file with no name in `dir` (O_TMPFILE), or, where the filesystem
@@ -513,4 +469,4 @@ fn seal(tmp: &Path, target: &Path) -> rustix::io::Result<Option<u64>> {
 }
 
 // Embedders (the Python extension) allocate writers with 16-byte alignment.
-const _: () = assert!(std::mem::align_of::<ObjectWriter>() <= 16);
+const _: () = assert!(std::mem::align_of::<ShmWriter>() <= 16);

@@ -8,9 +8,7 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::error::{Error, NameKind, Result};
-
-/// The longest object name accepted, in bytes.
+/// The longest object name accepted, in bytes (and so the most a header holds).
 pub const MAX_NAME_LEN: usize = 64 * 1024;
 /// The longest namespace name accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 64 * 1024;
@@ -59,51 +57,6 @@ pub fn namespace_dir_name(namespace: &str) -> String {
     format!("{:032x}", xxh3_128(&bytes))
 }
 
-fn check(kind: NameKind, value: &str, max: usize, allow_empty: bool) -> Result<()> {
-    let reason = if value.is_empty() && !allow_empty {
-        "it is empty"
-    } else if value.len() > max {
-        "it is too long"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName {
-        kind,
-        len: value.len(),
-        max,
-        reason,
-    })
-}
-
-/// Checks an object name: any non-empty UTF-8 string up to [`MAX_NAME_LEN`] bytes.
-///
-/// # Errors
-/// [`Error::InvalidName`] when it is empty or too long.
-pub fn validate_name(name: &str) -> Result<()> {
-    check(NameKind::Name, name, MAX_NAME_LEN, false)
-}
-
-/// Checks a namespace name: any non-empty UTF-8 string up to [`MAX_NAMESPACE_LEN`] bytes.
-///
-/// # Errors
-/// [`Error::InvalidName`] when it is empty or too long.
-pub fn validate_namespace(namespace: &str) -> Result<()> {
-    check(NameKind::Namespace, namespace, MAX_NAMESPACE_LEN, false)
-}
-
-/// Checks a description: any UTF-8 string up to [`MAX_DESCRIPTION_LEN`] bytes.
-///
-/// # Errors
-/// [`Error::InvalidName`] when it is too long.
-pub fn validate_description(description: &str) -> Result<()> {
-    check(
-        NameKind::Description,
-        description,
-        MAX_DESCRIPTION_LEN,
-        true,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,16 +65,6 @@ mod tests {
     #[test]
     fn length_prefix_separates_namespace_from_name() {
         assert_ne!(ObjectKey::new("ab", "c"), ObjectKey::new("a", "bc"));
-    }
-
-    #[test]
-    fn empty_and_overlong_names_are_refused() {
-        assert!(validate_name("").is_err());
-        assert!(validate_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
-        let err = validate_name(&"x".repeat(MAX_NAME_LEN + 1)).unwrap_err();
-        assert!(err.to_string().contains("too long"), "{err}");
-        assert!(validate_namespace("").is_err());
-        assert!(validate_description("").is_ok());
     }
 
     #[test]

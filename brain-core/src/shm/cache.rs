@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::key::ObjectKey;
-use crate::view::ObjectView;
+use crate::api::view::ObjectView;
+use crate::format::ObjectKey;
 
 /// What identifies one file at one moment: a cached object is served only
 /// while a `stat` of its path gives the same stamp. A named object file is

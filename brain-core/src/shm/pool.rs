@@ -13,7 +13,7 @@
 //! # Who may rewrite a file
 //!
 //! Readers map object files and hand out zero-copy views that must never
-//! change (the sharing contract in `sys/unix.rs`). Reuse keeps that with
+//! change (the sharing contract in `sys/mapping.rs`). Reuse keeps that with
 //! `flock`:
 //!
 //! - A reader takes a shared lock on a file of recyclable size before it
@@ -41,18 +41,17 @@
 //! next large write, an open or `gc`. Deleting an object frees its memory at
 //! once: only replaced objects are kept. Recycling is on only on a tmpfs.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
-use rustix::io::Errno;
 
-use crate::capacity::accounted;
-use crate::error::{os, Error, Result};
-use crate::maintenance::{process_alive, tmp_owner};
-use crate::store::{read_dir, Store};
-use crate::writer::{unique_suffix, unique_tmp_name};
+use super::dirs::read_dir;
+use super::Store;
+use crate::api::error::Result;
+use crate::format::accounted;
+use crate::sys::names::{now_ms, process_alive, tmp_owner, unique_suffix, unique_tmp_name};
 
 /// Files of at least this many bytes are recycled, and their readers lock
 /// them. Below it a fresh file costs little next to the system calls of a write.
@@ -70,25 +69,6 @@ pub(crate) fn recyclable(file_len: u64) -> bool {
     file_len >= RECYCLE_MIN
 }
 
-/// Takes a shared lock on an object file without waiting. `false` means a
-/// writer holds the file: it left its name and is being rewritten.
-pub(crate) fn lock_shared(fd: impl AsFd, path: &Path) -> Result<bool> {
-    match rustix::fs::flock(fd, FlockOperation::NonBlockingLockShared) {
-        Ok(()) => Ok(true),
-        Err(Errno::WOULDBLOCK) => Ok(false),
-        Err(err) => Err(Error::io("lock", path, os(err))),
-    }
-}
-
-/// Whether the file open as `fd` is no longer the one at `path` (it was
-/// replaced or deleted since it was opened).
-pub(crate) fn replaced_under(fd: impl AsFd, path: &Path) -> bool {
-    match (rustix::fs::fstat(fd), rustix::fs::stat(path)) {
-        (Ok(open), Ok(named)) => open.st_dev != named.st_dev || open.st_ino != named.st_ino,
-        _ => true,
-    }
-}
-
 /// A pooled file taken for a write: exclusively locked, its magic zeroed,
 /// renamed to `path`, a temporary name in the pool that no other writer
 /// takes and `gc` leaves alone while this process lives. It moves into the
@@ -104,12 +84,6 @@ struct Pooled {
     len: u64,
     since: u64,
     path: PathBuf,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
 }
 
 impl Store {
@@ -162,7 +136,7 @@ impl Store {
                 // Exactly one of this unlink and a writer's claiming rename
                 // succeeds, so the bytes are released once.
                 if std::fs::remove_file(&path).is_ok() {
-                    self.inner.control.release_pooled(accounted(len));
+                    self.inner.control.pool_left(len);
                     files += 1;
                     bytes += accounted(len);
                 }
@@ -188,7 +162,7 @@ impl Store {
     pub(crate) fn recount_pool(&self) -> Result<u64> {
         let (kept, _, _) = self.scan_pool(false)?;
         let pooled = kept.iter().map(|p| accounted(p.len)).sum();
-        self.inner.control.set_pooled(pooled);
+        self.inner.control.pool_recount(pooled);
         Ok(pooled)
     }
 
@@ -225,7 +199,7 @@ impl Store {
         // Exactly one claimer's rename succeeds; a loser sees the file gone
         // (or an idle sweep deleted it).
         rustix::fs::rename(path, &claimed).ok()?;
-        self.inner.control.release_pooled(accounted(pooled.len));
+        self.inner.control.pool_left(pooled.len);
         // Before any byte of the new object: a reader holding a descriptor
         // from the file's old life must not take what follows for the old
         // object, even if this writer dies part-way.
@@ -244,7 +218,7 @@ impl Store {
     /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,
     /// or deletes it when it is too small, recycling is off or the pool is full.
     pub(crate) fn retire(&self, tmp: &Path, len: u64) {
-        if recyclable(len) && self.pool_accepts(accounted(len)) {
+        if recyclable(len) && self.pool_accepts(len) {
             let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pool"));
             // Writable by the owner, so a claim needs no change of mode on a
             // shared path. The name is this writer's alone until the rename.
@@ -252,23 +226,23 @@ impl Store {
             if writable.is_ok() && rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
                 return;
             }
-            self.inner.control.release_pooled(accounted(len));
+            self.inner.control.pool_left(len);
         }
         let _ = std::fs::remove_file(tmp);
     }
 
-    /// Reserves room for `bytes` in the pool, deleting idle files once if
-    /// that makes room. Objects and pool together stay within the capacity.
-    fn pool_accepts(&self, bytes: u64) -> bool {
+    /// Counts a file of `file_len` bytes into the pool, deleting idle files
+    /// once if that makes room. Objects and pool together stay within the
+    /// capacity (the control file's rule).
+    fn pool_accepts(&self, file_len: u64) -> bool {
         let control = &self.inner.control;
-        let room = control.capacity().saturating_sub(control.used());
-        let limit = self.recycle_limit().min(room);
-        if bytes > limit {
+        let limit = self.recycle_limit();
+        if accounted(file_len) > limit {
             return false;
         }
-        control.reserve_pooled(bytes, limit) || {
+        control.pool_admit(file_len, limit) || {
             self.trim_pool();
-            control.reserve_pooled(bytes, limit)
+            control.pool_admit(file_len, limit)
         }
     }
 }

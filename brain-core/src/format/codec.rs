@@ -1,10 +1,7 @@
-//! Codecs: how a payload's bytes are to be read.
+//! Codec tags: how a payload's bytes are to be read.
 //!
 //! The store keeps bytes and a codec tag; the typed layers choose the codec.
 //! Each codec's layout is specified in `docs/FORMAT.md`.
-
-pub mod arrow;
-pub mod parts;
 
 use std::fmt;
 
@@ -18,9 +15,9 @@ pub enum Codec {
     Text,
     /// An Arrow IPC file (schema, dictionaries, record batches).
     ArrowIpc,
-    /// An n-dimensional array: dtype, shape, order and its buffer ([`parts`] layout).
+    /// An n-dimensional array: dtype, shape, order and its buffer ([`super::parts`] layout).
     NdArray,
-    /// A pickle protocol 5 stream with out-of-band buffers ([`parts`] layout).
+    /// A pickle protocol 5 stream with out-of-band buffers ([`super::parts`] layout).
     Pickle5,
     /// A pandas DataFrame or Series as an Arrow IPC file whose schema metadata lets pandas rebuild it.
     PandasArrow,

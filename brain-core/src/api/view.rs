@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow_buffer::Buffer;
 
-use crate::codec::Codec;
+use crate::format::{accounted, Codec, Header};
 use crate::sys::Mapping;
 
 /// What the store knows about an object, read from its header.
@@ -30,7 +30,9 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
-    pub(crate) fn from_header(header: &crate::format::Header, stored_size: u64) -> ObjectMeta {
+    /// The metadata an object header holds; its stored size is the file's
+    /// length in whole pages.
+    pub(crate) fn from_header(header: &Header) -> ObjectMeta {
         let created = if header.created_unix_nanos >= 0 {
             UNIX_EPOCH + Duration::from_nanos(header.created_unix_nanos as u64)
         } else {
@@ -41,7 +43,7 @@ impl ObjectMeta {
             name: header.name.clone(),
             codec: header.codec,
             size: header.payload_len,
-            stored_size,
+            stored_size: accounted(header.file_len()),
             created,
             description: header.description.clone(),
         }
@@ -75,22 +77,23 @@ impl ObjectView {
 
     /// A view of the payload held by a mapping of the whole file, `offset` bytes in.
     pub(crate) fn from_mapping(meta: ObjectMeta, mapping: Mapping, offset: usize) -> ObjectView {
-        let len = mapping.len();
-        let ptr = mapping.as_ptr();
+        let whole = mapping.into_buffer();
         debug_assert!(
-            offset as u64 + meta.size == len as u64,
+            offset as u64 + meta.size == whole.len() as u64,
             "payload must end the file"
         );
-        let owner: Arc<dyn arrow_buffer::alloc::Allocation> = Arc::new(mapping);
-        // SAFETY: ptr is the start of a live read-only mapping of len bytes,
-        // and `owner` is that mapping: the Buffer keeps it alive (and so
-        // mapped) for as long as the Buffer or any slice of it exists. The
-        // bytes never change while mapped (the sharing contract in
-        // sys/unix.rs), which is what an immutable Buffer requires.
-        let whole = unsafe { Buffer::from_custom_allocation(ptr, len, owner) };
         ObjectView {
             meta: Arc::new(meta),
             payload: whole.slice(offset),
+        }
+    }
+
+    /// A view of part of this object's payload (zero-copy), with the same
+    /// metadata: a part of a parts-layout payload, say.
+    pub fn slice(&self, offset: usize, len: usize) -> ObjectView {
+        ObjectView {
+            meta: self.meta.clone(),
+            payload: self.payload.slice_with_length(offset, len),
         }
     }
 

@@ -18,47 +18,18 @@ use std::time::{Duration, Instant};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{PollFd, PollFlags};
 
-use crate::error::{Error, Result};
-use crate::key::{namespace_dir_name, validate_name, ObjectKey};
-use crate::object_store::ObjectStore;
-use crate::store::{read_meta_at, Store};
-use crate::view::ObjectView;
+use super::reader::read_meta_at;
+use super::Store;
+use crate::api::error::{Error, Result};
+use crate::api::names::validate_name;
+use crate::api::store::{ObjectStore, WatchEvent, WatchEvents};
+use crate::api::view::ObjectView;
+use crate::format::{namespace_dir_name, ObjectKey};
+use crate::sys::io::os;
 
-/// Something that happened to a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WatchEvent {
-    /// An object was written (created or replaced).
-    Set {
-        /// Its namespace.
-        namespace: String,
-        /// Its name.
-        name: String,
-    },
-    /// An object was deleted, alone or with its namespace.
-    Deleted {
-        /// Its namespace.
-        namespace: String,
-        /// Its name.
-        name: String,
-    },
-}
-
-impl WatchEvent {
-    /// The namespace of the object concerned.
-    pub fn namespace(&self) -> &str {
-        match self {
-            WatchEvent::Set { namespace, .. } | WatchEvent::Deleted { namespace, .. } => namespace,
-        }
-    }
-
-    /// The name of the object concerned.
-    pub fn name(&self) -> &str {
-        match self {
-            WatchEvent::Set { name, .. } | WatchEvent::Deleted { name, .. } => name,
-        }
-    }
-}
+/// How often a watcher checks that the store's `ns` directory is still the
+/// one it watches (a store removed and made again, a wiped `/dev/shm`).
+const ROOT_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 const DIR_MASK: WatchMask = WatchMask::MOVED_TO
     .union(WatchMask::MOVED_FROM)
@@ -73,68 +44,70 @@ struct WatchedDir {
     known: HashMap<String, (String, u64)>,
 }
 
-/// A stream of [`WatchEvent`]s for one namespace or for the whole store.
-///
-/// Iterate it to block for each event, or call [`Watcher::next_event`] with
-/// a timeout.
-pub struct Watcher {
+/// The shared-memory store's [`WatchEvents`]: inotify on the namespace
+/// directories.
+pub(crate) struct InotifyWatcher {
     inotify: Inotify,
     store: Store,
     only: Option<String>,
     root_wd: WatchDescriptor,
+    /// Device and inode of the `ns` directory watched.
+    root_identity: (u64, u64),
+    root_checked: Instant,
     dirs: HashMap<WatchDescriptor, WatchedDir>,
     pending: VecDeque<WatchEvent>,
     buffer: Vec<u8>,
 }
 
-impl std::fmt::Debug for Watcher {
+impl std::fmt::Debug for InotifyWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher")
+        f.debug_struct("InotifyWatcher")
             .field("namespace", &self.only)
             .finish_non_exhaustive()
     }
 }
 
-impl Watcher {
+/// Device and inode of a directory.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    rustix::fs::stat(path).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+impl InotifyWatcher {
     /// Watches one namespace (creating it, so it can be watched before its
     /// first object).
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`], or an I/O error setting up inotify (for
-    /// example, the per-user limit of watches reached).
-    pub fn namespace(store: &Store, namespace: &str) -> Result<Watcher> {
+    pub(crate) fn namespace(store: &Store, namespace: &str) -> Result<InotifyWatcher> {
         store.ensure_namespace(namespace)?;
         Self::new(store, Some(namespace.to_owned()))
     }
 
     /// Watches every namespace of the store, including ones created later.
-    ///
-    /// # Errors
-    /// An I/O error setting up inotify.
-    pub fn all(store: &Store) -> Result<Watcher> {
+    pub(crate) fn all(store: &Store) -> Result<InotifyWatcher> {
         Self::new(store, None)
     }
 
-    fn new(store: &Store, only: Option<String>) -> Result<Watcher> {
+    fn new(store: &Store, only: Option<String>) -> Result<InotifyWatcher> {
         let root = store.namespaces_root().to_owned();
         let inotify = Inotify::init().map_err(|e| Error::io("start inotify for", &root, e))?;
-        let root_wd = inotify
-            .watches()
-            .add(
-                &root,
-                WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::ONLYDIR,
-            )
-            .map_err(|e| Error::io("watch", &root, e))?;
-        let mut watcher = Watcher {
+        let (root_wd, root_identity) = watch_root(&inotify, &root)?;
+        let mut watcher = InotifyWatcher {
             inotify,
             store: store.clone(),
             only,
             root_wd,
+            root_identity,
+            root_checked: Instant::now(),
             dirs: HashMap::new(),
             pending: VecDeque::new(),
             buffer: vec![0; 64 * 1024],
         };
-        let dir_names: Vec<String> = match &watcher.only {
+        watcher.add_namespace_dirs(false)?;
+        Ok(watcher)
+    }
+
+    /// Watches the namespace directories there are (only this watcher's one).
+    fn add_namespace_dirs(&mut self, announce: bool) -> Result<()> {
+        let root = self.store.namespaces_root().to_owned();
+        let dir_names: Vec<String> = match &self.only {
             Some(ns) => vec![namespace_dir_name(ns)],
             None => std::fs::read_dir(&root)
                 .map_err(|e| Error::io("list", &root, e))?
@@ -143,9 +116,63 @@ impl Watcher {
                 .collect(),
         };
         for dir_name in dir_names {
-            watcher.add_dir(&dir_name, false)?;
+            self.add_dir(&dir_name, announce)?;
         }
-        Ok(watcher)
+        Ok(())
+    }
+
+    /// When the store's `ns` directory was replaced (the store removed and
+    /// made again), reports every object known as deleted, then watches the
+    /// new directory and reports what it holds as sets. A watcher of one
+    /// namespace re-creates it, as watching it did.
+    fn check_root(&mut self) -> Result<()> {
+        self.root_checked = Instant::now();
+        let root = self.store.namespaces_root().to_owned();
+        let now = identity(&root);
+        if now == Some(self.root_identity) {
+            return Ok(());
+        }
+        // Gone or replaced: what this watcher knew is deleted.
+        self.forget_all_dirs();
+        if now.is_none() {
+            // Keep looking for it to come back.
+            return Ok(());
+        }
+        if let Some(ns) = &self.only {
+            // Re-created, as watching it created it; a store being removed
+            // again may refuse, and the next check tries again.
+            if self.store.ensure_namespace(ns).is_err() {
+                return Ok(());
+            }
+        }
+        let Ok((root_wd, root_identity)) = watch_root(&self.inotify, &root) else {
+            return Ok(());
+        };
+        self.root_wd = root_wd;
+        self.root_identity = root_identity;
+        self.add_namespace_dirs(true)
+    }
+
+    /// Stops watching every namespace directory, reporting what it held as deleted.
+    fn forget_all_dirs(&mut self) {
+        let wds: Vec<_> = self.dirs.keys().cloned().collect();
+        for wd in wds {
+            self.forget_dir(wd);
+        }
+    }
+
+    /// Stops watching one namespace directory, reporting what it held as deleted.
+    fn forget_dir(&mut self, wd: WatchDescriptor) {
+        if let Some(dir) = self.dirs.remove(&wd) {
+            let _ = self.inotify.watches().remove(wd);
+            let mut names: Vec<_> = dir.known.into_values().map(|(n, _)| n).collect();
+            names.sort();
+            for name in names {
+                let namespace = dir.namespace.clone();
+                self.pending
+                    .push_back(WatchEvent::Deleted { namespace, name });
+            }
+        }
     }
 
     /// Starts watching the namespace directory `dir_name` and records what
@@ -255,14 +282,12 @@ impl Watcher {
         Ok(())
     }
 
-    /// The next event, waiting at most `timeout` (`None`: forever).
-    /// `Ok(None)` means the time ran out.
-    ///
-    /// # Errors
-    /// An I/O error reading inotify.
-    pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
+    fn next(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            if self.root_checked.elapsed() >= ROOT_CHECK_EVERY {
+                self.check_root()?;
+            }
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));
             }
@@ -270,7 +295,8 @@ impl Watcher {
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
-            if !wait_readable(&self.inotify, left)? {
+            let wait = left.map_or(ROOT_CHECK_EVERY, |l| l.min(ROOT_CHECK_EVERY));
+            if !wait_readable(&self.inotify, Some(wait))? {
                 continue;
             }
             self.drain()?;
@@ -322,16 +348,7 @@ impl Watcher {
                     .map(|(wd, _)| wd.clone())
                     .collect();
                 for wd in gone {
-                    if let Some(dir) = self.dirs.remove(&wd) {
-                        let _ = self.inotify.watches().remove(wd);
-                        let mut names: Vec<_> = dir.known.into_values().map(|(n, _)| n).collect();
-                        names.sort();
-                        for name in names {
-                            let namespace = dir.namespace.clone();
-                            self.pending
-                                .push_back(WatchEvent::Deleted { namespace, name });
-                        }
-                    }
+                    self.forget_dir(wd);
                 }
             }
             return Ok(());
@@ -343,13 +360,29 @@ impl Watcher {
     }
 }
 
-impl Iterator for Watcher {
-    type Item = Result<WatchEvent>;
-
-    /// Blocks until the next event.
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_event(None).transpose()
+impl WatchEvents for InotifyWatcher {
+    fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
+        self.next(timeout)
     }
+}
+
+/// Watches the store's `ns` directory for namespaces appearing and going.
+fn watch_root(inotify: &Inotify, root: &std::path::Path) -> Result<(WatchDescriptor, (u64, u64))> {
+    let wd = inotify
+        .watches()
+        .add(
+            root,
+            WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::ONLYDIR,
+        )
+        .map_err(|e| Error::io("watch", root, e))?;
+    let id = identity(root).ok_or_else(|| {
+        Error::io(
+            "watch",
+            root,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
+    Ok((wd, id))
 }
 
 /// Waits until `fd` is readable or `timeout` passes; true when readable.
@@ -362,11 +395,7 @@ fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> Result<bool> {
     match rustix::event::poll(&mut fds, timespec.as_ref()) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::INTR) => Ok(false),
-        Err(err) => Err(Error::io(
-            "wait for inotify events",
-            "inotify",
-            crate::error::os(err),
-        )),
+        Err(err) => Err(Error::io("wait for inotify events", "inotify", os(err))),
     }
 }
 

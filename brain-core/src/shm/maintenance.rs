@@ -1,72 +1,22 @@
 //! Maintenance: namespace statistics, garbage collection of what dead
 //! writers left, and `fsck`, which checks every object and rebuilds usage.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustix::io::Errno;
-
-use crate::capacity::accounted;
-use crate::error::{Error, Result};
-use crate::format::Header;
-use crate::key::ObjectKey;
-use crate::object_store::ObjectStore;
-use crate::recycle::{lock_shared, replaced_under};
-use crate::store::{object_files, read_dir, Store};
-use crate::writer::TMP_PREFIX;
-
-/// The object count and size of one namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamespaceStats {
-    /// The namespace.
-    pub namespace: String,
-    /// How many objects it holds.
-    pub objects: u64,
-    /// Bytes they take, as accounted.
-    pub bytes: u64,
-}
-
-/// What [`Store::gc`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Files left by writers that died before sealing.
-    pub stray_files: u64,
-    /// Namespace directories left half-created or half-removed.
-    pub stray_dirs: u64,
-    /// Bytes those files held.
-    pub bytes_freed: u64,
-    /// Files of replaced objects released from the recycling pool.
-    pub pool_files: u64,
-    /// Bytes those pooled files held.
-    pub pool_bytes: u64,
-}
-
-/// What [`Store::fsck`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FsckReport {
-    /// Objects whose headers were checked.
-    pub objects: u64,
-    /// Usage as it was in the control file.
-    pub used_before: u64,
-    /// Usage rebuilt from the objects present.
-    pub used_after: u64,
-    /// Object files that failed their checks, with the reason.
-    pub corrupt: Vec<(PathBuf, String)>,
-    /// How many of the corrupt files were deleted.
-    pub deleted: u64,
-    /// Bytes held by replaced objects' files in the recycling pool, recounted.
-    pub pooled: u64,
-}
+use super::dirs::{object_files, read_dir};
+use super::reader::lock_shared;
+use super::Store;
+use crate::api::error::{Error, Result};
+use crate::api::store::{CorruptObject, FsckReport, GcReport, NamespaceStats, ObjectStore};
+use crate::format::{accounted, Header, ObjectKey};
+use crate::sys::io::replaced_under;
+use crate::sys::names::{process_alive, tmp_owner};
 
 impl Store {
-    /// Namespace statistics: object count and bytes, for every namespace.
-    ///
-    /// # Errors
-    /// An I/O error reading the store.
-    pub fn namespace_stats(&self) -> Result<Vec<NamespaceStats>> {
+    /// Namespace statistics from the files' sizes, without reading headers.
+    pub(crate) fn stat_namespaces(&self) -> Result<Vec<NamespaceStats>> {
         let mut out = Vec::new();
         for namespace in self.namespaces()? {
             let dir = self.ns_dir(&namespace);
@@ -90,10 +40,7 @@ impl Store {
     /// object files and half-made namespace directories whose process is gone,
     /// and namespaces left in the trash by an interrupted removal. Also gives
     /// back the pages that replaced objects hold in the recycling pool.
-    ///
-    /// # Errors
-    /// An I/O error reading the store.
-    pub fn gc(&self) -> Result<GcReport> {
+    pub(crate) fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
         // A control file being created by an opener that died.
         for entry in read_dir(&self.inner.root)? {
@@ -101,7 +48,7 @@ impl Store {
             if dead && entry.file_type().is_ok_and(|t| t.is_file()) {
                 let len = entry.metadata().map_or(0, |m| m.len());
                 if std::fs::remove_file(entry.path()).is_ok() {
-                    report.stray_files += 1;
+                    report.stray_objects += 1;
                     report.bytes_freed += len;
                 }
             }
@@ -111,7 +58,7 @@ impl Store {
             let path = entry.path();
             if let Some(pid) = tmp_owner(&name) {
                 if !process_alive(pid) && remove_tree(&path, &mut report).is_ok() {
-                    report.stray_dirs += 1;
+                    report.stray_namespaces += 1;
                 }
                 continue;
             }
@@ -124,7 +71,7 @@ impl Store {
                     let path = entry.path();
                     let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
                     if std::fs::remove_file(&path).is_ok() {
-                        report.stray_files += 1;
+                        report.stray_objects += 1;
                         report.bytes_freed += len;
                     }
                 }
@@ -136,10 +83,10 @@ impl Store {
                 continue;
             }
             if remove_tree(&path, &mut report).is_ok() {
-                report.stray_dirs += 1;
+                report.stray_namespaces += 1;
             }
         }
-        (report.pool_files, report.pool_bytes) = self.drain_pool();
+        (report.recycled_objects, report.recycled_bytes) = self.drain_pool();
         Ok(report)
     }
 
@@ -148,10 +95,7 @@ impl Store {
     ///
     /// Run it when no writer is busy: a write in flight while it counts is
     /// left out of the rebuilt usage until it seals.
-    ///
-    /// # Errors
-    /// An I/O error reading the store.
-    pub fn fsck(&self, delete_corrupt: bool) -> Result<FsckReport> {
+    pub(crate) fn check_objects(&self, delete_corrupt: bool) -> Result<FsckReport> {
         let mut report = FsckReport {
             used_before: self.inner.control.used(),
             ..Default::default()
@@ -177,14 +121,17 @@ impl Store {
                         } else {
                             used += accounted(len);
                         }
-                        report.corrupt.push((path, err.to_string()));
+                        report.corrupt.push(CorruptObject {
+                            location: path.into(),
+                            reason: err.to_string(),
+                        });
                     }
                 }
             }
         }
-        self.inner.control.set_used(used);
+        self.inner.control.recount(used);
         report.used_after = used;
-        report.pooled = self.recount_pool()?;
+        report.recycled = self.recount_pool()?;
         Ok(report)
     }
 }
@@ -216,7 +163,7 @@ fn check_bytes(file: &mut File, path: &Path, key: ObjectKey) -> Result<()> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, e))?;
-    let header = Header::decode(&bytes, path)?;
+    let header = Header::decode(&bytes).map_err(|e| Error::from_format(e, path))?;
     if header.key != key || ObjectKey::new(&header.namespace, &header.name) != key {
         return Err(Error::corrupt(
             path,
@@ -240,21 +187,6 @@ fn check_bytes(file: &mut File, path: &Path, key: ObjectKey) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The pid in a temporary name made by [`unique_tmp_name`].
-pub(crate) fn tmp_owner(name: &OsStr) -> Option<u32> {
-    let rest = name.as_bytes().strip_prefix(TMP_PREFIX.as_bytes())?;
-    let pid = rest.split(|&b| b == b'.').next()?;
-    std::str::from_utf8(pid).ok()?.parse().ok()
-}
-
-pub(crate) fn process_alive(pid: u32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
-        return false;
-    };
-    // EPERM means the process exists but belongs to someone else: alive.
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
 }
 
 fn remove_tree(path: &Path, report: &mut GcReport) -> io::Result<()> {

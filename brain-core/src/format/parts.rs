@@ -1,7 +1,7 @@
 //! The parts layout: a payload made of several aligned byte ranges.
 //!
-//! Used by the ndarray codec (part 0: JSON metadata, part 1: the data) and the
-//! pickle-5 codec (part 0: the pickle stream, parts 1..: out-of-band buffers).
+//! Used by the ndarray codec (part 0: JSON metadata, part 1: the data, see
+//! [`super::ndarray`]) and the pickle-5 codec (part 0: the pickle stream, parts 1..: out-of-band buffers).
 //!
 //! ```text
 //! offset      size   field
@@ -11,10 +11,8 @@
 //!      .         .   the parts, each starting at a multiple of 64, zero padding between
 //! ```
 
+use super::header::align_up;
 use arrow_buffer::Buffer;
-use serde::{Deserialize, Serialize};
-
-use crate::format::header::align_up;
 
 static ZEROS: [u8; 64] = [0; 64];
 
@@ -122,32 +120,6 @@ pub fn split(payload: &Buffer) -> Result<Vec<Buffer>, String> {
             }
         })
         .collect()
-}
-
-/// The metadata part of an ndarray payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NdArrayMeta {
-    /// The element type as a NumPy type string (`"<f8"`, `"|b1"`, `"<M8[ns]"`, ...).
-    pub dtype: String,
-    /// The length of each dimension.
-    pub shape: Vec<u64>,
-    /// True when the data is in Fortran (column-major) order.
-    pub fortran_order: bool,
-}
-
-impl NdArrayMeta {
-    /// The meta as JSON, the form stored in part 0.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("plain struct serialises")
-    }
-
-    /// Parses part 0.
-    ///
-    /// # Errors
-    /// A description of the malformed JSON.
-    pub fn from_json(bytes: &[u8]) -> Result<NdArrayMeta, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("ndarray metadata: {e}"))
-    }
 }
 
 #[cfg(test)]

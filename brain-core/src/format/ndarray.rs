@@ -1,0 +1,351 @@
+//! The ndarray codec's metadata (part 0 of its parts layout): dtype, shape
+//! and order, as JSON that NumPy's `.npy` description of a dtype fits in.
+//!
+//! The dtype is NumPy's own description (`numpy.lib.format.dtype_to_descr`):
+//! a type string such as `"<f8"`, or, for a structured dtype, a list of
+//! `[name, type]` or `[name, type, shape]` entries, where a name may be a
+//! `[title, name]` pair and a type may itself be such a list. Both sides
+//! (the Python package and Rust) read and write exactly this, through this
+//! module.
+
+use std::fmt;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// An array element type, as NumPy describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dtype {
+    /// A plain type string: byte order (`<`, `>`, `|` or `=`), kind, size
+    /// in bytes (characters for `U`), and a unit for dates and durations:
+    /// `"<f8"`, `"|b1"`, `"<M8[ns]"`, `"<U5"`, `"|V16"`.
+    Scalar(String),
+    /// A structured (record) type: its fields in order, padding included
+    /// (NumPy describes padding as fields with an empty name of type `|Vn`).
+    Record(Vec<DtypeField>),
+}
+
+/// One field of a structured [`Dtype`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtypeField {
+    /// The field's name ("" for padding).
+    pub name: String,
+    /// The field's title, when it has one.
+    pub title: Option<String>,
+    /// The field's type.
+    pub dtype: Dtype,
+    /// The field's sub-array shape (empty for a plain field).
+    pub shape: Vec<u64>,
+}
+
+impl Dtype {
+    /// The size of one element in bytes, or `None` for a type that holds
+    /// Python objects (`"|O"`) or a type string this build cannot size.
+    pub fn itemsize(&self) -> Option<u64> {
+        match self {
+            Dtype::Scalar(text) => scalar_itemsize(text),
+            Dtype::Record(fields) => fields.iter().try_fold(0u64, |sum, field| {
+                let count = product(&field.shape)?;
+                sum.checked_add(field.dtype.itemsize()?.checked_mul(count)?)
+            }),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Dtype::Scalar(text) => Value::String(text.clone()),
+            Dtype::Record(fields) => Value::Array(
+                fields
+                    .iter()
+                    .map(|field| {
+                        let name = match &field.title {
+                            Some(title) => {
+                                Value::Array(vec![title.clone().into(), field.name.clone().into()])
+                            }
+                            None => field.name.clone().into(),
+                        };
+                        let mut entry = vec![name, field.dtype.to_value()];
+                        if !field.shape.is_empty() {
+                            entry.push(field.shape.iter().map(|&n| Value::from(n)).collect());
+                        }
+                        Value::Array(entry)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn from_value(value: &Value) -> Result<Dtype, String> {
+        match value {
+            Value::String(text) => {
+                if scalar_itemsize(text).is_none() && !text.ends_with('O') {
+                    return Err(format!("{text:?} is not a NumPy type string"));
+                }
+                Ok(Dtype::Scalar(text.clone()))
+            }
+            Value::Array(entries) => entries
+                .iter()
+                .map(field_from_value)
+                .collect::<Result<_, _>>()
+                .map(Dtype::Record),
+            other => Err(format!(
+                "a dtype is a type string or a list of fields, not {other}"
+            )),
+        }
+    }
+}
+
+fn field_from_value(entry: &Value) -> Result<DtypeField, String> {
+    let items = entry
+        .as_array()
+        .filter(|items| items.len() == 2 || items.len() == 3)
+        .ok_or_else(|| format!("a field is [name, type] or [name, type, shape], not {entry}"))?;
+    let (title, name) = match &items[0] {
+        Value::String(name) => (None, name.clone()),
+        Value::Array(pair) => match pair.as_slice() {
+            [Value::String(title), Value::String(name)] => (Some(title.clone()), name.clone()),
+            _ => {
+                return Err(format!(
+                    "a field name is a string or [title, name], not {}",
+                    items[0]
+                ))
+            }
+        },
+        other => {
+            return Err(format!(
+                "a field name is a string or [title, name], not {other}"
+            ))
+        }
+    };
+    let dtype = Dtype::from_value(&items[1])?;
+    let shape = match items.get(2) {
+        None => Vec::new(),
+        Some(Value::Array(dims)) => dims
+            .iter()
+            .map(|d| {
+                d.as_u64()
+                    .ok_or_else(|| format!("a field shape holds sizes, not {d}"))
+            })
+            .collect::<Result<_, _>>()?,
+        // NumPy writes a one-dimensional sub-array's shape as a bare number.
+        Some(Value::Number(n)) => vec![n
+            .as_u64()
+            .ok_or_else(|| format!("a field shape holds sizes, not {n}"))?],
+        Some(other) => return Err(format!("a field shape is a list of sizes, not {other}")),
+    };
+    Ok(DtypeField {
+        name,
+        title,
+        dtype,
+        shape,
+    })
+}
+
+/// The size of a NumPy type string's element; `None` for objects and for
+/// strings that are not type strings.
+fn scalar_itemsize(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix(['<', '>', '|', '=']).unwrap_or(text);
+    let mut chars = rest.chars();
+    let kind = chars.next()?;
+    let rest = chars.as_str();
+    let digits_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (digits, unit) = rest.split_at(digits_end);
+    let count: u64 = digits.parse().ok()?;
+    let unit_ok = match kind {
+        'm' | 'M' => unit.is_empty() || (unit.starts_with('[') && unit.ends_with(']')),
+        _ => unit.is_empty(),
+    };
+    if !unit_ok {
+        return None;
+    }
+    match kind {
+        'b' | 'i' | 'u' | 'f' | 'c' | 'm' | 'M' | 'S' | 'a' | 'V' => Some(count),
+        'U' => count.checked_mul(4),
+        _ => None,
+    }
+}
+
+fn product(dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(1u64, |acc, &n| acc.checked_mul(n))
+}
+
+impl fmt::Display for Dtype {
+    /// NumPy's spelling: `<f8`, or `[('x', '<f8'), ('y', '<i4', (3,))]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dtype::Scalar(text) => f.write_str(text),
+            Dtype::Record(fields) => {
+                f.write_str("[")?;
+                for (i, field) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match &field.title {
+                        Some(title) => write!(f, "(({title:?}, {:?}), ", field.name)?,
+                        None => write!(f, "({:?}, ", field.name)?,
+                    }
+                    match &field.dtype {
+                        Dtype::Scalar(text) => write!(f, "{text:?}")?,
+                        record => write!(f, "{record}")?,
+                    }
+                    match field.shape.as_slice() {
+                        [] => {}
+                        [n] => write!(f, ", ({n},)")?,
+                        dims => {
+                            let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
+                            write!(f, ", ({})", dims.join(", "))?;
+                        }
+                    }
+                    f.write_str(")")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+impl Serialize for Dtype {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dtype {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Dtype::from_value(&value).map_err(D::Error::custom)
+    }
+}
+
+impl From<&str> for Dtype {
+    fn from(text: &str) -> Dtype {
+        Dtype::Scalar(text.to_owned())
+    }
+}
+
+/// The metadata part of an ndarray payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NdArrayMeta {
+    /// The element type, as NumPy describes it.
+    pub dtype: Dtype,
+    /// The length of each dimension.
+    pub shape: Vec<u64>,
+    /// True when the data is in Fortran (column-major) order.
+    pub fortran_order: bool,
+}
+
+impl NdArrayMeta {
+    /// The meta as JSON, the form stored in part 0.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("plain struct serialises")
+    }
+
+    /// Parses part 0.
+    ///
+    /// # Errors
+    /// A description of the malformed JSON or dtype.
+    pub fn from_json(bytes: &[u8]) -> Result<NdArrayMeta, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("ndarray metadata: {e}"))
+    }
+
+    /// How many elements the array has; `None` when that overflows.
+    pub fn element_count(&self) -> Option<u64> {
+        product(&self.shape)
+    }
+
+    /// The length in bytes the data part must have, when the dtype can be sized.
+    pub fn data_len(&self) -> Option<u64> {
+        self.element_count()?.checked_mul(self.dtype.itemsize()?)
+    }
+
+    /// Checks that `data_len` bytes hold exactly this array.
+    ///
+    /// # Errors
+    /// A description of the mismatch, or of a dtype that holds Python objects.
+    pub fn check_data_len(&self, data_len: u64) -> Result<(), String> {
+        if self.dtype.itemsize().is_none() {
+            return Err(format!(
+                "dtype {} holds Python objects or cannot be sized; store such arrays pickled",
+                self.dtype
+            ));
+        }
+        match self.data_len() {
+            Some(expected) if expected == data_len => Ok(()),
+            Some(expected) => Err(format!(
+                "an array of dtype {} and shape {:?} has {expected} bytes of data, not {data_len}",
+                self.dtype, self.shape
+            )),
+            None => Err(format!("shape {:?} is too large", self.shape)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_type_strings_are_sized() {
+        for (text, size) in [
+            ("<f8", 8),
+            ("|b1", 1),
+            ("<M8[ns]", 8),
+            (">m8[D]", 8),
+            ("<U5", 20),
+            ("|S3", 3),
+            ("|V16", 16),
+            ("<c16", 16),
+            ("=i4", 4),
+        ] {
+            assert_eq!(Dtype::from(text).itemsize(), Some(size), "{text}");
+        }
+        for text in ["|O", "", "<x8", "<f", "<f8[ns]", "<M8ns"] {
+            assert_eq!(Dtype::from(text).itemsize(), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn structured_dtypes_round_trip_through_json_and_are_sized() {
+        let json = br#"{"dtype":[["x","<f8"],[["T","y"],"<i4",[2,3]],["",  "|V4"],["z",[["a","|u1"],["b","<U2"]]],["w","<f4",5]],"shape":[3],"fortran_order":false}"#;
+        let meta = NdArrayMeta::from_json(json).unwrap();
+        assert_eq!(meta.dtype.itemsize(), Some(8 + 4 * 6 + 4 + 9 + 20));
+        assert_eq!(meta.data_len(), Some(3 * 65));
+        let again = NdArrayMeta::from_json(&meta.to_json()).unwrap();
+        assert_eq!(again, meta);
+        assert_eq!(
+            meta.dtype.to_string(),
+            r#"[("x", "<f8"), (("T", "y"), "<i4", (2, 3)), ("", "|V4"), ("z", [("a", "|u1"), ("b", "<U2")]), ("w", "<f4", (5,))]"#
+        );
+        assert!(meta.check_data_len(195).is_ok());
+        assert!(meta.check_data_len(194).is_err());
+    }
+
+    #[test]
+    fn malformed_metadata_is_an_error_not_a_panic() {
+        for json in [
+            &br#"{"dtype":7,"shape":[1],"fortran_order":false}"#[..],
+            br#"{"dtype":[["x"]],"shape":[1],"fortran_order":false}"#,
+            br#"{"dtype":"nonsense","shape":[1],"fortran_order":false}"#,
+            br#"{"dtype":"<f8","shape":[-1],"fortran_order":false}"#,
+            b"[",
+        ] {
+            assert!(
+                NdArrayMeta::from_json(json).is_err(),
+                "{}",
+                String::from_utf8_lossy(json)
+            );
+        }
+        let object =
+            NdArrayMeta::from_json(br#"{"dtype":"|O","shape":[1],"fortran_order":false}"#).unwrap();
+        assert!(object.check_data_len(8).is_err());
+        let huge = NdArrayMeta {
+            dtype: "<f8".into(),
+            shape: vec![u64::MAX, 2],
+            fortran_order: false,
+        };
+        assert!(huge.check_data_len(0).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+"""The shapes of the dicts brain returns, for type checkers and readers.
+
+Every dict the native module and :class:`brain.Brain` return has a fixed
+set of keys; these TypedDicts name them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import TypedDict
+
+from typing_extensions import NotRequired
+
+__all__ = [
+    "ObjectInfo",
+    "Metadata",
+    "UsageReport",
+    "GcReport",
+    "FsckReport",
+    "DumpReport",
+    "RestoreReport",
+    "DumpObject",
+    "DumpListing",
+]
+
+
+class _MetadataBase(TypedDict):
+    name: str
+    namespace: str
+    description: str
+    codec: str
+    """``raw``, ``text``, ``arrow``, ``ndarray``, ``pickle5``, ``pandas`` or ``polars``."""
+    size: int
+    """The payload's length in bytes."""
+    stored_size: int
+    """Bytes the object takes in the store (header and payload, in whole pages)."""
+    value_id: str
+    """The object's key, as hex (brain-plasma's object id)."""
+    metadata_id: str
+
+
+class ObjectInfo(_MetadataBase):
+    """An object's metadata as the native module returns it."""
+
+    created: float
+    """When it was written, in seconds since the Unix epoch."""
+
+
+class Metadata(_MetadataBase):
+    """An object's metadata as :meth:`brain.Brain.metadata` returns it."""
+
+    created: datetime.datetime
+    """When it was written (UTC)."""
+
+
+class UsageReport(TypedDict):
+    """Capacity and usage of a store, in bytes."""
+
+    capacity: int | None
+    """The store's own limit; None when only what holds it limits it."""
+    used: int
+    recycled: int
+    """Bytes of replaced objects kept for later writes to reuse (counted as free)."""
+    free: int
+    filesystem_size: NotRequired[int]
+    """A shared-memory store's tmpfs size."""
+    filesystem_free: NotRequired[int]
+
+
+class GcReport(TypedDict):
+    """What ``gc()`` removed."""
+
+    stray_objects: int
+    stray_namespaces: int
+    bytes_freed: int
+    recycled_objects: int
+    recycled_bytes: int
+
+
+class FsckReport(TypedDict):
+    """What ``fsck()`` found and did."""
+
+    objects: int
+    used_before: int
+    used_after: int
+    corrupt: list[tuple[str, str]]
+    """(location, reason) of each object that failed its checks."""
+    deleted: int
+    recycled: int
+
+
+class DumpReport(TypedDict):
+    """What :meth:`brain.Brain.dump` wrote."""
+
+    path: Path
+    objects: int
+    namespaces: int
+    payload_bytes: int
+    compressed_bytes: int
+    seconds: float
+
+
+class RestoreReport(TypedDict):
+    """What :meth:`brain.Brain.restore` wrote."""
+
+    path: Path
+    restored: int
+    skipped: int
+    bytes: int
+    seconds: float
+
+
+class DumpObject(TypedDict):
+    """One object in a dump."""
+
+    namespace: str
+    name: str
+    codec: str
+    description: str
+    size: int
+    compressed_size: int
+    created: float
+
+
+class DumpListing(TypedDict):
+    """What :meth:`brain.Brain.list_dump` finds in a dump."""
+
+    path: Path
+    format_version: int
+    generation: int
+    namespace: str | None
+    objects: list[DumpObject]

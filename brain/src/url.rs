@@ -1,0 +1,145 @@
+//! Store URLs: which backend, and where.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use brain_core::{default_store_path, Error, Result};
+
+/// A parsed store URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreUrl {
+    /// A shared-memory store: its directory, or `None` for the default one
+    /// (`$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`).
+    Shm(Option<PathBuf>),
+    /// The in-memory store of this name in this process.
+    Memory(String),
+}
+
+/// The schemes of backends this build does not have, and what to use instead.
+const NOT_BUILT: &[(&str, &str)] = &[
+    (
+        "redis",
+        "this build of brain has no Redis backend; use a path or shm:// on one host",
+    ),
+    (
+        "rediss",
+        "this build of brain has no Redis backend; use a path or shm:// on one host",
+    ),
+];
+
+impl StoreUrl {
+    /// Parses a store URL: a path, `shm://PATH`, `shm://` or `memory://NAME`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for an empty string or an unknown scheme.
+    pub fn parse(url: &str) -> Result<StoreUrl> {
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        if url.is_empty() {
+            return Err(invalid("it is empty".into()));
+        }
+        let Some((scheme, rest)) = split_scheme(url) else {
+            return Ok(StoreUrl::Shm(Some(PathBuf::from(url))));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "shm" => Ok(StoreUrl::Shm(
+                (!rest.is_empty()).then(|| PathBuf::from(rest)),
+            )),
+            "memory" | "mem" => Ok(StoreUrl::Memory(rest.to_owned())),
+            other => match NOT_BUILT.iter().find(|(s, _)| *s == other) {
+                Some((_, why)) => Err(invalid((*why).to_owned())),
+                None => Err(invalid(format!(
+                    "{other}:// is not a kind of store brain knows (a path with \"://\" in it is written shm://PATH)"
+                ))),
+            },
+        }
+    }
+}
+
+/// `scheme` and the rest, when `url` starts with `scheme://` (a letter,
+/// then letters, digits, `+`, `-` or `.`).
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (starts_with_letter && rest_ok).then_some((scheme, rest))
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Shm(Some(path)) => write!(f, "shm://{}", path.display()),
+            StoreUrl::Shm(None) => write!(f, "shm://{}", default_store_path().display()),
+            StoreUrl::Memory(name) => write!(f, "memory://{name}"),
+        }
+    }
+}
+
+/// The default store's URL: `$BRAIN_URL` when set, else the shared-memory
+/// store at `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+///
+/// # Errors
+/// [`Error::InvalidUrl`] when `$BRAIN_URL` holds one.
+pub fn default_url() -> Result<StoreUrl> {
+    match std::env::var("BRAIN_URL") {
+        Ok(url) if !url.is_empty() => StoreUrl::parse(&url),
+        _ => Ok(StoreUrl::Shm(None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths_parse() {
+        let path = |p: &str| StoreUrl::Shm(Some(PathBuf::from(p)));
+        assert_eq!(StoreUrl::parse("/dev/shm/x").unwrap(), path("/dev/shm/x"));
+        assert_eq!(
+            StoreUrl::parse("relative/dir").unwrap(),
+            path("relative/dir")
+        );
+        assert_eq!(
+            StoreUrl::parse("shm:///dev/shm/x").unwrap(),
+            path("/dev/shm/x")
+        );
+        assert_eq!(StoreUrl::parse("shm://").unwrap(), StoreUrl::Shm(None));
+        assert_eq!(
+            StoreUrl::parse("memory://t").unwrap(),
+            StoreUrl::Memory("t".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("memory://").unwrap(),
+            StoreUrl::Memory("".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("MEMORY://x").unwrap(),
+            StoreUrl::Memory("x".into())
+        );
+        // Not a scheme: a path.
+        assert_eq!(StoreUrl::parse("./a://b").unwrap(), path("./a://b"));
+        assert_eq!(
+            StoreUrl::parse("memory://t").unwrap().to_string(),
+            "memory://t"
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_to_use() {
+        for (url, needle) in [
+            ("", "empty"),
+            ("ftp://host/x", "ftp:// is not a kind of store"),
+            ("redis://localhost:6379", "no Redis backend"),
+        ] {
+            let err = StoreUrl::parse(url).unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(text.contains("memory://NAME"), "{text}");
+        }
+    }
+}
