@@ -1,24 +1,84 @@
-//! `brain dump`, `restore`, `sync`, `dumps ls` and `--persist`, run as
-//! separate processes against stores under /dev/shm and dumps under /tmp
-//! (temporary directories, removed when a test ends, pass or fail).
+//! `brain dump`, `restore`, `sync`, `dumps ls` and `--persist`, with dumps
+//! under /tmp: run as separate processes against stores under /dev/shm, and
+//! (what does not need another process) in this process against `memory://`
+//! stores (temporary directories and stores, removed when a test ends, pass
+//! or fail).
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
+/// Which backend a test's stores are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// Shared-memory stores under /dev/shm, used by `brain` run as a process.
+    Shm,
+    /// `memory://` stores, used by the command line run in this process.
+    Memory,
+}
+
+/// An exit status: the code, when the command exited.
+#[derive(Debug)]
+struct Status(Option<i32>);
+
+impl Status {
+    fn code(&self) -> Option<i32> {
+        self.0
+    }
+
+    fn success(&self) -> bool {
+        self.0 == Some(0)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {:?}", self.0)
+    }
+}
+
+/// What a run of the command line left.
+#[derive(Debug)]
+struct Outcome {
+    status: Status,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl From<Output> for Outcome {
+    fn from(output: Output) -> Self {
+        Outcome {
+            status: Status(output.status.code()),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        }
+    }
+}
+
 struct Env {
+    backend: Backend,
+    /// Tells this test's memory stores from other tests'.
+    id: u64,
     shm: tempfile::TempDir,
     disk: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
+        Env::on(Backend::Shm)
+    }
+
+    fn on(backend: Backend) -> Env {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Env {
+            backend,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             shm: tempfile::Builder::new()
                 .prefix("brain-cli-persist")
                 .tempdir_in("/dev/shm")
@@ -34,14 +94,28 @@ impl Env {
         self.shm.path().join(name)
     }
 
+    /// The URL of the store this test calls `name`.
+    fn url(&self, name: &str) -> String {
+        match self.backend {
+            Backend::Shm => self.store(name).to_str().unwrap().to_owned(),
+            Backend::Memory => format!("memory://cli-persist-{}-{name}", self.id),
+        }
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.disk.path().join(name)
     }
 
-    /// `brain --store <shm/store> ARGS`, with no standard input.
+    /// `brain --store <shm/store> ARGS` as a process, with no standard input.
     fn cmd(&self, store: &str, args: &[&str]) -> Command {
+        assert_eq!(
+            self.backend,
+            Backend::Shm,
+            "a process cannot open memory://"
+        );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_brain"));
         cmd.env_remove("BRAIN_PATH")
+            .env_remove("BRAIN_URL")
             .env_remove("BRAIN_PERSIST")
             .arg("--store")
             .arg(self.store(store))
@@ -50,8 +124,21 @@ impl Env {
         cmd
     }
 
-    fn run(&self, store: &str, args: &[&str]) -> Output {
-        self.cmd(store, args).output().unwrap()
+    fn run(&self, store: &str, args: &[&str]) -> Outcome {
+        if self.backend == Backend::Shm {
+            return self.cmd(store, args).output().unwrap().into();
+        }
+        let (mut console, out, err) = brain_cli::Console::captured(Vec::new());
+        let url = self.url(store);
+        let argv = ["brain", "--store", &url]
+            .into_iter()
+            .chain(args.iter().copied());
+        let code = brain_cli::run(argv, &mut console);
+        Outcome {
+            status: Status(Some(i32::from(code))),
+            stdout: out.bytes(),
+            stderr: err.bytes(),
+        }
     }
 
     fn ok(&self, store: &str, args: &[&str]) -> String {
@@ -127,7 +214,7 @@ fn dump_names(env: &Env, dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn expect_failure(out: &Output, code: i32, needles: &[&str]) {
+fn expect_failure(out: &Outcome, code: i32, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(stderr.starts_with("brain: "), "{stderr}");
@@ -184,9 +271,8 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn dump_restore_and_dumps_ls_round_trip() -> TestResult {
-    let env = Env::new();
+fn dump_restore_and_dumps_ls_round_trip(backend: Backend) -> TestResult {
+    let env = Env::on(backend);
     env.put("a", "default", "greeting", b"hello\n", "a note");
     let data = pattern(5 << 20, 1);
     env.put("a", "data", "blob", &data, "");
@@ -234,9 +320,8 @@ fn dump_restore_and_dumps_ls_round_trip() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn restore_refuses_damaged_dumps_and_full_stores() -> TestResult {
-    let env = Env::new();
+fn restore_refuses_damaged_dumps_and_full_stores(backend: Backend) -> TestResult {
+    let env = Env::on(backend);
     env.put("a", "data", "blob", &pattern(3 << 20, 2), "");
     let dir = env.dir("dump");
     let dir_s = dir.to_str().unwrap();
@@ -363,3 +448,36 @@ fn sync_mirrors_changes_and_persist_restores_a_wiped_store() -> TestResult {
     assert!(has("third"));
     Ok(())
 }
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.backend == Backend::Memory {
+            for name in ["a", "b", "c", "small", "unused"] {
+                brain::drop_memory_store(&format!("cli-persist-{}-{name}", self.id));
+            }
+        }
+    }
+}
+
+/// Runs a test once per backend, as `<name>::shm` and `<name>::memory`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn shm() -> super::TestResult {
+                    super::$name(super::Backend::Shm)
+                }
+                #[test]
+                fn memory() -> super::TestResult {
+                    super::$name(super::Backend::Memory)
+                }
+            }
+        )*
+    };
+}
+
+on_every_backend!(
+    dump_restore_and_dumps_ls_round_trip,
+    restore_refuses_damaged_dumps_and_full_stores,
+);

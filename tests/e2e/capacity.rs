@@ -242,7 +242,8 @@ fn a_full_filesystem_refuses_a_write_cleanly() -> Result<()> {
     ensure!(left.is_empty(), "temporary files left: {left:?}");
     let after = store.usage()?;
     ensure!(
-        after.used == before.used && after.detail("filesystem_free") == before.detail("filesystem_free"),
+        after.used == before.used
+            && after.detail("filesystem_free") == before.detail("filesystem_free"),
         "refused writes kept space: {before:?} -> {after:?}"
     );
     // And it still takes what fits.
@@ -265,7 +266,10 @@ fn a_full_filesystem_takes_back_recycled_pages_before_refusing() -> Result<()> {
     let ns = store.namespace("full")?;
     ns.set("a", &make_value(1, 3 * MIB))?;
     ns.set("a", &make_value(2, 3 * MIB))?;
-    ensure!(store.usage()?.recycled > 0, "the replaced file was not kept");
+    ensure!(
+        store.usage()?.recycled > 0,
+        "the replaced file was not kept"
+    );
     // 6 MiB of the 8 are taken, half of it by the pool: a streamed 4 MiB
     // write runs out part-way, and must get the pool's pages back.
     let mut writer = store.writer("full", "b", brain_core::Codec::Raw, "", None)?;

@@ -37,7 +37,8 @@ fn a_writer_killed_mid_put_leaves_the_old_value_and_gc_and_fsck_clean_up() -> Re
         "the writer's reservation is not visible in another process: {before:?} -> {during:?}"
     );
     ensure!(
-        during.detail("filesystem_free").unwrap_or(0) + (SIZE_MIB * MIB - SLACK) <= before.detail("filesystem_free").unwrap_or(0),
+        during.detail("filesystem_free").unwrap_or(0) + (SIZE_MIB * MIB - SLACK)
+            <= before.detail("filesystem_free").unwrap_or(0),
         "the writer did not allocate its {SIZE_MIB} MiB: {before:?} -> {during:?}"
     );
     ensure!(seed_in(&ns.get("big")?.expect("old value"))? == 77);
@@ -57,7 +58,10 @@ fn a_writer_killed_mid_put_leaves_the_old_value_and_gc_and_fsck_clean_up() -> Re
     );
     // ...but its memory went back to the filesystem with the process.
     let freed = eventually(Duration::from_secs(5), || {
-        Ok(handle.usage()?.detail("filesystem_free").unwrap_or(0) + SLACK >= before.detail("filesystem_free").unwrap_or(0))
+        Ok(
+            handle.usage()?.detail("filesystem_free").unwrap_or(0) + SLACK
+                >= before.detail("filesystem_free").unwrap_or(0),
+        )
     })?;
     ensure!(
         freed,

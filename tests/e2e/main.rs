@@ -5,6 +5,7 @@
 
 mod arrow;
 mod capacity;
+mod conformance;
 mod crash;
 mod names;
 mod sharing;

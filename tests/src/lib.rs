@@ -1,8 +1,11 @@
 //! What the end-to-end tests and their helper process share: self-describing
-//! values, the sizes the tests write, the exit codes of the helper, and a
-//! sample of Arrow record batches.
+//! values, the sizes the tests write, the exit codes of the helper, a
+//! sample of Arrow record batches, and the conformance suite every backend
+//! passes ([`conformance`]).
 
 #![forbid(unsafe_code)]
+
+pub mod conformance;
 
 use std::sync::Arc;
 
