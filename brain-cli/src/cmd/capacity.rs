@@ -5,7 +5,7 @@ use anyhow::Context;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::print_json;
+use super::{in_context, print_json};
 use crate::{format, Capacity};
 
 /// What `capacity --json` prints.
@@ -25,9 +25,9 @@ pub fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     if let Some(size) = size {
-        store
-            .set_capacity(size.bytes())
-            .with_context(|| format!("cannot set the capacity of {}", store.location()))?;
+        in_context(store.set_capacity(size.bytes()), || {
+            format!("cannot set the capacity of {}", store.location())
+        })?;
     }
     let usage = store
         .usage()

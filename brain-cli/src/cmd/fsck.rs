@@ -1,10 +1,10 @@
 //! `brain fsck [--delete-corrupt]`: check every object, rebuild the usage count.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::print_json;
+use super::{in_context, print_json};
 use crate::console::Console;
 use crate::format;
 
@@ -33,9 +33,9 @@ pub fn run(
     delete_corrupt: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let report = store
-        .fsck(delete_corrupt)
-        .with_context(|| format!("cannot check {}", store.location()))?;
+    let report = in_context(store.fsck(delete_corrupt), || {
+        format!("cannot check {}", store.location())
+    })?;
     let remaining = report.corrupt.len() as u64 - report.deleted;
     if json {
         print_json(

@@ -1,11 +1,10 @@
 //! `brain gc`: remove what writers that died left behind, and give back the
 //! pages replaced objects hold for reuse.
 
-use anyhow::Context;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
-use super::print_json;
+use super::{in_context, print_json};
 use crate::console::Console;
 use crate::format;
 
@@ -21,9 +20,9 @@ struct GcJson {
 
 /// Runs the garbage collection and reports what it removed.
 pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow::Result<()> {
-    let report = store
-        .gc()
-        .with_context(|| format!("cannot collect garbage in {}", store.location()))?;
+    let report = in_context(store.gc(), || {
+        format!("cannot collect garbage in {}", store.location())
+    })?;
     if json {
         return print_json(
             console,

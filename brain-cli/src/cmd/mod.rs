@@ -64,6 +64,18 @@ pub fn codec_name(codec: brain_core::Codec) -> String {
     }
 }
 
+/// Adds `context` to a store's error, unless the store said it cannot do
+/// this at all: that message names the store and the operation already.
+pub fn in_context<T>(
+    result: brain_core::Result<T>,
+    context: impl FnOnce() -> String,
+) -> anyhow::Result<T> {
+    match result {
+        Err(err @ brain_core::Error::Unsupported { .. }) => Err(err.into()),
+        other => other.with_context(context),
+    }
+}
+
 /// Writes `value` as pretty JSON and a newline to standard output.
 pub fn print_json(console: &mut Console, value: &impl Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
