@@ -13,6 +13,17 @@ use crate::api::typed::{NdArrayView, ObjectStoreExt, PickleView};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::ndarray::NdArrayMeta;
 use crate::format::Codec;
+use crate::shm::Store;
+
+impl Store {
+    /// A handle on one namespace of this store; it is created by its first write.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidName`] when the namespace name is empty or too long.
+    pub fn namespace(&self, namespace: &str) -> Result<Namespace> {
+        Namespace::new(Arc::new(self.clone()), namespace)
+    }
+}
 
 /// One namespace of a store: a set of names independent of every other
 /// namespace's. Made by [`Namespace::new`] on any [`ObjectStore`] (or

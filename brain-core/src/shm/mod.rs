@@ -47,7 +47,6 @@ use crate::api::store::{
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::control::UNLIMITED;
 use crate::format::{namespace_dir_name, Codec, ObjectKey};
-use crate::namespace::Namespace;
 use crate::sys::io::os;
 use crate::sys::names::unique_tmp_name;
 
@@ -288,14 +287,6 @@ impl Store {
     /// The path of the control file, for diagnostics.
     pub fn control_path(&self) -> &Path {
         self.inner.control.path()
-    }
-
-    /// A handle on one namespace; it is created by its first write.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`] when the namespace name is empty or too long.
-    pub fn namespace(&self, namespace: &str) -> Result<Namespace> {
-        Namespace::new(Arc::new(self.clone()), namespace)
     }
 
     pub(crate) fn ns_dir(&self, namespace: &str) -> PathBuf {
