@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use brain_core::{Codec, Error, Namespace, ObjectStore, Store, WatchEvent};
+use brain_core::{Codec, Error, Namespace, NdArrayMeta, ObjectStore, Store, WatchEvent};
 use brain_tests::{check_value, exit, make_value, sample_batches, seed_of, size_for, RACE_SIZES};
 
 const USAGE: &str = "\
@@ -31,7 +31,12 @@ usage: brain-test-helper COMMAND ARGS...
   set-capacity STORE BYTES|none         set the store's capacity
   usage STORE                           print used and capacity
   write-arrow STORE NS NAME ROWS        put sample record batches
-  read-arrow STORE NS NAME              get record batches, print a digest of each column";
+  write-arrow-dict STORE NS NAME        put a batch with dictionary columns and nulls
+  read-arrow STORE NS NAME              get record batches, print a digest of each column
+  write-ndarray STORE NS NAME META FILE put an ndarray: META its metadata JSON, FILE its data
+  read-ndarray STORE NS NAME            print an ndarray's metadata JSON and data (hex)
+  write-pickle STORE NS NAME FILE...    put a pickle-5 object: its stream, then its buffers
+  read-pickle STORE NS NAME             print a pickle-5 object's parts (length, hex)";
 
 /// A failure with the exit code that tells the test what kind it was.
 struct Failure {
@@ -355,9 +360,112 @@ fn run(args: &[String]) -> Outcome {
                 ));
             }
         }
+        ["write-arrow-dict", store, ns, name] => {
+            let (schema, batches) = dictionary_batches();
+            namespace(store, ns)?.set_record_batches(name, &schema, &batches)?;
+            say("ok");
+        }
+        ["write-ndarray", store, ns, name, meta, file] => {
+            let meta = NdArrayMeta::from_json(meta.as_bytes()).map_err(|e| fail(exit::USAGE, e))?;
+            let data = read_file(file)?;
+            namespace(store, ns)?.set_ndarray(name, &meta, &data)?;
+            say("ok");
+        }
+        ["read-ndarray", store, ns, name] => {
+            let array = namespace(store, ns)?
+                .get_ndarray(name)?
+                .ok_or_else(|| fail(exit::MISSING, format!("no object {name:?}")))?;
+            say(format!(
+                "meta {}",
+                String::from_utf8_lossy(&array.meta.to_json())
+            ));
+            say(format!("dtype {}", array.meta.dtype));
+            say(format!("data {}", hex(array.data.as_slice())));
+        }
+        ["write-pickle", store, ns, name, stream, buffers @ ..] => {
+            let stream = read_file(stream)?;
+            let buffers = buffers
+                .iter()
+                .map(|f| read_file(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let buffers: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+            namespace(store, ns)?.set_pickle(name, &stream, &buffers)?;
+            say("ok");
+        }
+        ["read-pickle", store, ns, name] => {
+            let pickle = namespace(store, ns)?
+                .get_pickle(name)?
+                .ok_or_else(|| fail(exit::MISSING, format!("no object {name:?}")))?;
+            say(format!("parts {}", pickle.buffers.len() + 1));
+            for part in std::iter::once(&pickle.pickle).chain(&pickle.buffers) {
+                say(format!("part {} {}", part.len(), hex(part.as_slice())));
+            }
+        }
         _ => return Err(fail(exit::USAGE, USAGE)),
     }
     Ok(())
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| fail(exit::USAGE, format!("cannot read {path}: {e}")))
+}
+
+/// Lowercase hex, as Python's `bytes.hex()` writes it.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A batch with a dictionary-encoded string column with nulls, a dictionary
+/// whose keys are 8-bit, and an int64 column with nulls: what pandas
+/// categoricals and polars enums become.
+fn dictionary_batches() -> (arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>) {
+    use std::sync::Arc;
+
+    use arrow_array::types::{Int32Type, Int8Type};
+    use arrow_array::{DictionaryArray, Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let regions: DictionaryArray<Int32Type> = vec![
+        Some("north"),
+        None,
+        Some("south"),
+        Some("north"),
+        Some("east"),
+    ]
+    .into_iter()
+    .collect();
+    let grades: DictionaryArray<Int8Type> = vec![Some("a"), Some("b"), Some("a"), None, Some("c")]
+        .into_iter()
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "region",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+        Field::new(
+            "grade",
+            DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8)),
+            true,
+        ),
+        Field::new("units", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(regions),
+            Arc::new(grades),
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                Some(2),
+                None,
+                Some(4),
+                Some(5),
+            ])),
+        ],
+    )
+    .expect("columns match the schema");
+    (schema, vec![batch])
 }
 
 /// The digest `read-arrow` prints for one column, which a reader in another
@@ -411,6 +519,26 @@ fn column_digest(chunks: &[arrow_array::ArrayRef]) -> String {
                 })
                 .collect();
             format!("first={:?} last={:?}", strings.first(), strings.last())
+        }
+        DataType::Dictionary(_, values) if *values == DataType::Utf8 => {
+            let strings: Vec<String> = chunks
+                .iter()
+                .flat_map(|c| {
+                    let dictionary = c.as_any_dictionary();
+                    let words = dictionary.values().as_string::<i32>();
+                    let keys = dictionary.normalized_keys();
+                    (0..c.len())
+                        .filter(|&i| c.is_valid(i))
+                        .map(|i| words.value(keys[i]).to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            format!(
+                "dictionary first={:?} last={:?} values={}",
+                strings.first(),
+                strings.last(),
+                strings.join(",")
+            )
         }
         other => format!("type={other}"),
     };

@@ -109,7 +109,9 @@ pub fn run(
     if let Some(array) = &info.ndarray {
         lines.push(("dtype", array.dtype.clone()));
         let dims: Vec<String> = array.shape.iter().map(u64::to_string).collect();
-        lines.push(("shape", format!("({})", dims.join(", "))));
+        // As Python writes a tuple: (), (5,), (2, 3).
+        let comma = if dims.len() == 1 { "," } else { "" };
+        lines.push(("shape", format!("({}{comma})", dims.join(", "))));
         let order = if array.fortran_order {
             "Fortran (column-major)"
         } else {
