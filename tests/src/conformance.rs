@@ -25,7 +25,11 @@ const PAGE: u64 = 4096;
 pub type Opener<'a> = &'a dyn Fn(Option<u64>) -> Result<Arc<dyn ObjectStore>>;
 
 /// One check: its name, what it runs, and the capacity its store needs.
-type Check = (&'static str, fn(&dyn ObjectStore) -> Result<()>, Option<u64>);
+type Check = (
+    &'static str,
+    fn(&dyn ObjectStore) -> Result<()>,
+    Option<u64>,
+);
 
 /// Every check, each on a fresh store from `open`.
 ///
