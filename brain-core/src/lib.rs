@@ -83,8 +83,3 @@ pub use format::{
 };
 pub use namespace::Namespace;
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
-
-/// The README's Rust example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import uuid
 from typing import Any
 
-from brain import Brain
+from brain import Brain, _brain
+
+SHM = "/dev/shm"
+PREFIX = "brain-pytest-"
+BACKENDS = ("shm", "memory")
+
+
+def new_store_url(backend: str, kind: str = "store") -> str:
+    """The URL of a fresh, empty store: a new directory under /dev/shm, or a new memory:// name."""
+    if backend == "shm":
+        return "shm://" + tempfile.mkdtemp(dir=SHM, prefix=f"{PREFIX}{kind}-")
+    if backend == "memory":
+        return f"memory://{PREFIX}{kind}-{uuid.uuid4()}"
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def remove_store(url: str) -> None:
+    """Removes a store made by new_store_url: its directory, or every namespace of a memory store.
+
+    A memory store cannot be dropped from Python (it lives as long as the
+    process); emptied, it holds nothing and is never opened again.
+    """
+    if url.startswith("shm://"):
+        shutil.rmtree(url.removeprefix("shm://"), ignore_errors=True)
+    elif url.startswith("memory://"):
+        store = _brain.Store(url)
+        for namespace in store.namespaces():
+            store.remove_namespace(namespace)
+        store.set_capacity(None)
+    else:
+        raise ValueError(f"not a store made by new_store_url: {url!r}")
 
 # brain-core reads objects up to 64 KiB into private memory and maps larger
 # ones (sharing one mapping between gets), so a value read with brain[name]

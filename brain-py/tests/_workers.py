@@ -1,7 +1,7 @@
-"""Functions run in child processes (spawned) by test_processes.py.
+"""Functions run in child processes (spawned) by test_processes.py and test_memory.py.
 
 They live at module level in an importable module so the spawn start
-method can find them. Each opens the store by path; a failed check raises,
+method can find them. Each opens the store by path or URL; a failed check raises,
 and the exception (with its traceback) reaches the parent through the pool.
 """
 
@@ -168,3 +168,11 @@ def set_and_delete(brain: Brain) -> None:
     del brain["first"]
     brain.set_namespace("elsewhere")
     brain["unwatched"] = 1
+
+
+# ---------------------------------------------------------------- memory stores
+
+
+def names_in(url: str) -> list[str]:
+    """Every name this process finds in the store at ``url``."""
+    return Brain(url=url).names(namespace="all")

@@ -1,56 +1,110 @@
-"""Fixtures: every test gets its own store on /dev/shm, removed afterwards.
+"""Fixtures: every test gets its own store, removed afterwards, on each backend.
+
+A test that opens a store (through ``brain``, ``store_url``, ``new_store``,
+``default_store`` or ``store_path``) runs twice: ``[shm]`` on a fresh
+directory under /dev/shm, and ``[memory]`` on a fresh, uniquely named
+``memory://`` store in this process. A test about shared memory itself
+(other processes, files on disk, recycling, the tmpfs) is marked
+``@pytest.mark.shm_only("why")`` and skipped on the memory backend with
+that reason.
 
 No test may touch the user's default store: for the whole session
-``BRAIN_PATH`` points at a throwaway store, so even ``Brain()`` without a
-path (and every spawned child process, which inherits the environment)
-lands there.
+``BRAIN_PATH`` points at a throwaway store and ``BRAIN_URL`` is unset, so
+even ``Brain()`` without a path or URL (and every spawned child process,
+which inherits the environment) lands there.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from _helpers import BACKENDS, new_store_url, remove_store
 from brain import Brain
 
-SHM = "/dev/shm"
-PREFIX = "brain-pytest-"
+
+def _shm_only_reason(item: pytest.Item, marker: pytest.Mark) -> str:
+    reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
+    if not isinstance(reason, str) or not reason:
+        raise pytest.UsageError(f"{item.nodeid}: shm_only needs a reason, as in @pytest.mark.shm_only(\"why\")")
+    return reason
 
 
-def _new_store_dir(kind: str) -> Path:
-    return Path(tempfile.mkdtemp(dir=SHM, prefix=f"{PREFIX}{kind}-"))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("shm_only")
+        if marker is None:
+            continue
+        reason = _shm_only_reason(item, marker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "backend" not in callspec.params:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked shm_only but opens no store through a fixture "
+                "(backend, brain, store_url, new_store, default_store, store_path): it runs once, on no backend in particular"
+            )
+        if callspec.params["backend"] == "memory":
+            item.add_marker(pytest.mark.skip(reason=f"shm only: {reason}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_default_store() -> Iterator[Path]:
-    """Points BRAIN_PATH at a temporary store for the whole session."""
-    path = _new_store_dir("session")
+def _isolated_default_store() -> Iterator[str]:
+    """Points BRAIN_PATH at a temporary store, and unsets BRAIN_URL, for the whole session."""
+    url = new_store_url("shm", "session")
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("BRAIN_PATH", str(path))
-            yield path
+            mp.setenv("BRAIN_PATH", url.removeprefix("shm://"))
+            mp.delenv("BRAIN_URL", raising=False)
+            yield url
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_store(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The kind of store this run of the test uses: "shm" or "memory"."""
+    return request.param
 
 
 @pytest.fixture
-def store_path() -> Iterator[Path]:
-    """A fresh, empty store directory under /dev/shm, removed after the test (pass or fail)."""
-    path = _new_store_dir("store")
+def new_store(backend: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty stores of this test's backend: each call returns a new URL.
+
+    Every store made is removed after the test, pass or fail.
+    """
+    made: list[str] = []
+
+    def make() -> str:
+        url = new_store_url(backend)
+        made.append(url)
+        return url
+
     try:
-        yield path
+        yield make
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        for url in made:
+            remove_store(url)
 
 
 @pytest.fixture
-def brain(store_path: Path) -> Iterator[Brain]:
+def store_url(new_store: Callable[[], str]) -> str:
+    """The URL of this test's own empty store: ``shm:///dev/shm/...`` or ``memory://...``."""
+    return new_store()
+
+
+@pytest.fixture
+def store_path(store_url: str, backend: str) -> Path:
+    """The directory of this test's shared-memory store, for tests marked shm_only."""
+    if backend != "shm":
+        pytest.fail("store_path is a directory, which a memory store has not: use store_url, or mark the test shm_only")
+    return Path(store_url.removeprefix("shm://"))
+
+
+@pytest.fixture
+def brain(store_url: str) -> Iterator[Brain]:
     """A Brain on this test's own store."""
-    b = Brain(path=store_path)
+    b = Brain(url=store_url)
     try:
         yield b
     finally:
@@ -58,8 +112,13 @@ def brain(store_path: Path) -> Iterator[Brain]:
 
 
 @pytest.fixture
-def default_store(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Makes this test's store the default one: ``Brain()`` opens it."""
-    monkeypatch.setenv("BRAIN_PATH", str(store_path))
-    return store_path
+def default_store(store_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Makes this test's store the default one (``Brain()`` opens it); returns its URL.
 
+    Through BRAIN_PATH for a shared-memory store, BRAIN_URL for a memory one.
+    """
+    if backend == "shm":
+        monkeypatch.setenv("BRAIN_PATH", store_url.removeprefix("shm://"))
+    else:
+        monkeypatch.setenv("BRAIN_URL", store_url)
+    return store_url

@@ -22,13 +22,13 @@ from brain.exceptions import (
 )
 
 
-def test_brain_plasma_readme_example(default_store: Path) -> None:
+def test_brain_plasma_readme_example(default_store: str) -> None:
     # brain-plasma's README, verbatim but for the import; the store is
-    # BRAIN_PATH (this test's own directory) instead of a plasma_store.
+    # this test's own (through BRAIN_PATH or BRAIN_URL) instead of a plasma_store.
     from brain import Brain  # was: from brain_plasma import Brain
 
     brain = Brain()  # no plasma_store to start
-    assert Path(brain.path) == default_store
+    assert brain.url == default_store
     brain["this"] = "a text object"
     assert brain["this"] == "a text object"
     assert brain.names() == ["this"]
@@ -47,16 +47,19 @@ def test_brain_plasma_readme_example(default_store: Path) -> None:
 
 def test_the_session_never_uses_the_users_default_store() -> None:
     # conftest points BRAIN_PATH at a throwaway store for the whole session.
+    assert "BRAIN_URL" not in os.environ
     path = Path(brain_pkg.default_store_path())
     assert path.parent != Path(f"/dev/shm/brain-{os.getuid()}")
     assert path.name.startswith("brain-pytest-session-")
     assert Path(Brain().path) == path
 
 
-def test_default_store_is_brain_path(default_store: Path) -> None:
-    assert Path(brain_pkg.default_store_path()) == default_store
+@pytest.mark.shm_only("BRAIN_PATH and default_store_path() name a shared-memory directory (test_memory.py tests BRAIN_URL)")
+def test_default_store_is_brain_path(default_store: str, store_path: Path) -> None:
+    assert Path(brain_pkg.default_store_path()) == store_path
     Brain()["x"] = 1
-    assert Brain(path=default_store)["x"] == 1
+    assert Brain(path=store_path)["x"] == 1
+    assert Brain(url=default_store)["x"] == 1
 
 
 def test_learn_recall_exists_forget(brain: Brain) -> None:
@@ -184,7 +187,7 @@ def test_namespaces(brain: Brain) -> None:
     brain.set_namespace(long_name)
     assert brain["k"] == "in a long namespace"
     # Another Brain on the same store starts in a namespace given to it.
-    other = Brain(namespace="ab", path=brain.path)
+    other = Brain(namespace="ab", url=brain.url)
     assert other.namespace == "ab" and other.names() == []
 
 
@@ -241,8 +244,8 @@ def test_a_recreated_namespace_is_empty(brain: Brain) -> None:
     assert not brain.exists("x")
 
 
-def test_size_used_free_bytes_mb(store_path: Path) -> None:
-    brain = Brain(path=store_path, capacity=50_000_000)
+def test_size_used_free_bytes_mb(store_url: str) -> None:
+    brain = Brain(url=store_url, capacity=50_000_000)
     assert brain.size() == 50_000_000
     assert brain.bytes == 50_000_000
     assert brain.mb == "50 MB"
@@ -253,12 +256,13 @@ def test_size_used_free_bytes_mb(store_path: Path) -> None:
     assert brain.free() == 50_000_000 - brain.used()
     brain.forget("arr")
     assert brain.used() == empty_used
-    # Another process's Brain sees the capacity of the store itself.
-    assert Brain(path=store_path).size() == 50_000_000
+    # Another Brain sees the capacity of the store itself.
+    assert Brain(url=store_url).size() == 50_000_000
 
 
+@pytest.mark.shm_only("a memory store has no tmpfs to take its size from")
 def test_size_without_capacity_is_the_filesystem(brain: Brain) -> None:
-    assert brain.size() > 0
+    assert brain.size() == brain.store.usage()["filesystem_size"] > 0
     assert brain.mb == f"{round(brain.size() / 1_000_000)} MB"
     assert 0 <= brain.free() <= brain.size()
 
@@ -282,12 +286,12 @@ def test_sleep_and_wake_up(brain: Brain) -> None:
     assert brain.names() == ["x"]
 
 
-def test_context_manager_closes(store_path: Path) -> None:
-    with Brain(path=store_path) as b:
+def test_context_manager_closes(store_url: str) -> None:
+    with Brain(url=store_url) as b:
         b["x"] = 1
     with pytest.raises(BrainClientDisconnectedError):
         b["x"]
-    assert Brain(path=store_path)["x"] == 1
+    assert Brain(url=store_url)["x"] == 1
 
 
 def test_object_ids(brain: Brain) -> None:
@@ -310,13 +314,13 @@ def test_a_brain_pickles_to_the_same_store(brain: Brain) -> None:
     brain.set_namespace("ns")
     brain["x"] = 42
     clone = pickle.loads(pickle.dumps(brain))
-    assert clone.path == brain.path and clone.namespace == "ns"
+    assert clone.url == brain.url and clone.path == brain.path and clone.namespace == "ns"
     assert clone["x"] == 42
 
 
 def test_repr(brain: Brain) -> None:
     brain["x"] = 1
-    assert "1 names" in repr(brain) and brain.path in repr(brain)
+    assert "1 names" in repr(brain) and brain.url in repr(brain)
     brain.sleep()
     assert "asleep" in repr(brain)
 
@@ -330,3 +334,5 @@ def test_every_exception_is_a_brain_error() -> None:
     assert issubclass(exceptions.BrainNameTypeError, TypeError)
     assert issubclass(exceptions.BrainUnsupportedObjectError, TypeError)
     assert issubclass(exceptions.BrainStorePathError, OSError)
+    assert issubclass(exceptions.BrainStoreUrlError, ValueError)
+    assert issubclass(exceptions.BrainUnsupportedOperationError, NotImplementedError)

@@ -113,8 +113,8 @@ def test_reading_a_name_never_set(brain: Brain) -> None:
         del brain["nope"]
 
 
-def test_a_full_store_refuses_and_keeps_the_previous_value(store_path: Path) -> None:
-    brain = Brain(path=store_path, capacity=1_000_000)
+def test_a_full_store_refuses_and_keeps_the_previous_value(store_url: str) -> None:
+    brain = Brain(url=store_url, capacity=1_000_000)
     previous = np.arange(10_000, dtype="f8")  # 80 kB
     brain["x"] = previous
     used = brain.used()
@@ -188,6 +188,7 @@ def test_an_empty_description_keeps_the_old_one_as_brain_plasma_did(brain: Brain
     assert brain.metadata("x")["description"] == "the second"
 
 
+@pytest.mark.shm_only("damages the object's file on disk; a memory store has no files")
 def test_a_damaged_object_can_be_overwritten(brain: Brain) -> None:
     brain["x"] = "soon damaged"
     ns_dir = next(p for p in (Path(brain.path) / "ns").iterdir() if (p / ".namespace").read_text() == "default")

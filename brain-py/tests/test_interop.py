@@ -15,7 +15,11 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+import pytest
+
 from brain import Brain
+
+pytestmark = pytest.mark.shm_only("a Rust process reads and writes the store: a memory store is only this process's")
 
 TARGET = Path(__file__).resolve().parents[2] / "target" / "debug"
 HELPER = TARGET / "brain-test-helper"

@@ -1,8 +1,11 @@
-"""Dump, restore, auto-restore and the `brain sync` mirror, from Python, on a real sled dump."""
+"""Dump, restore, auto-restore and the `brain sync` mirror, from Python, on a real sled dump.
+
+A reboot (or a wiped /dev/shm) is played by removing the store: its
+directory, or every namespace of a memory store.
+"""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _helpers import remove_store
 from brain import Brain
 from brain.exceptions import (
     BrainCorruptDumpError,
@@ -59,20 +63,20 @@ def assert_same(brain: Brain, values: dict[str, object]) -> None:
     assert brain.names(namespace="other space") == ["second"]
 
 
-def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, new_store) -> None:
     values = fill(brain)
     report = brain.dump(tmp_path / "dump", level=1)
     assert report["objects"] == len(values) + 1
     listing = Brain.list_dump(tmp_path / "dump")
     assert {(o["namespace"], o["name"]) for o in listing["objects"]} >= {("default", "frame"), ("other space", "second")}
 
-    fresh = Brain(path=store_path / "fresh")
+    fresh = Brain(url=new_store())
     restored = fresh.restore(tmp_path / "dump")
     assert restored["restored"] == len(values) + 1
     assert_same(fresh, values)
 
 
-def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path) -> None:
+def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path, new_store) -> None:
     fill(brain)
     brain.dump(tmp_path / "dump")
     with pytest.raises(BrainDumpConflictError, match="on-conflict"):
@@ -85,16 +89,16 @@ def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tm
     damaged = bytearray(payload.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     payload.write_bytes(bytes(damaged))
-    empty = Brain(path=Path(brain.path) / "empty")
+    empty = Brain(url=new_store())
     with pytest.raises(BrainCorruptDumpError):
         empty.restore(tmp_path / "dump")
     assert empty.names(namespace="all") == [], "a refused restore wrote something"
 
 
-def test_restore_into_a_store_without_room_fails_before_writing(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+def test_restore_into_a_store_without_room_fails_before_writing(brain: Brain, tmp_path: Path, new_store) -> None:
     brain["big"] = np.random.default_rng(0).random(500_000)
     brain.dump(tmp_path / "dump", level=1)
-    small = Brain(path=store_path / "small", capacity=1_000_000)
+    small = Brain(url=new_store(), capacity=1_000_000)
     with pytest.raises(BrainStoreFullError):
         small.restore(tmp_path / "dump")
     assert small.names() == []
@@ -103,16 +107,17 @@ def test_restore_into_a_store_without_room_fails_before_writing(brain: Brain, tm
 def test_a_store_opened_with_a_persistence_directory_restores_itself(brain: Brain, tmp_path: Path) -> None:
     values = fill(brain)
     brain.dump(tmp_path / "dump")
-    store = brain.path
+    store = brain.url
     brain.close()
-    shutil.rmtree(store)  # the reboot: /dev/shm is empty
-    reopened = Brain(path=store, persist=tmp_path / "dump")
+    remove_store(store)  # the reboot: /dev/shm is empty
+    reopened = Brain(url=store, persist=tmp_path / "dump")
     assert reopened.restored is not None and reopened.restored["restored"] == len(values) + 1
     assert_same(reopened, values)
-    again = Brain(path=store, persist=tmp_path / "dump")
+    again = Brain(url=store, persist=tmp_path / "dump")
     assert again.restored is None, "a store with objects must not be restored over"
 
 
+@pytest.mark.shm_only("`brain sync` is another process, mirroring the store it opens by path")
 def test_the_service_survives_a_restart_through_brain_sync(brain: Brain, tmp_path: Path) -> None:
     assert BRAIN_BIN.exists(), f"{BRAIN_BIN} is missing: build it with `cargo build --bins` (make test does)"
     mirror = tmp_path / "mirror"
@@ -138,22 +143,23 @@ def test_the_service_survives_a_restart_through_brain_sync(brain: Brain, tmp_pat
         sync.send_signal(signal.SIGKILL)
         sync.wait()
         log.close()
-    store = brain.path
+    store = brain.url
     brain.close()
-    shutil.rmtree(store)
-    reopened = Brain(path=store, persist=mirror)
+    remove_store(store)
+    reopened = Brain(url=store, persist=mirror)
     assert_same(reopened, values)
 
 
-def test_a_one_gib_array_survives_dump_and_restore(brain: Brain, tmp_path: Path, store_path: Path) -> None:
+def test_a_one_gib_array_survives_dump_and_restore(brain: Brain, tmp_path: Path) -> None:
     big = np.arange(1 << 27, dtype=np.float64)  # 1 GiB
     big[::4096] = np.random.default_rng(7).random(len(big[::4096]))
     brain["big"] = big
     report = brain.dump(tmp_path / "dump", level=1)
     assert report["payload_bytes"] >= 1 << 30
+    store = brain.url
     brain.close()
-    shutil.rmtree(store_path)
-    restored = Brain(path=store_path, persist=tmp_path / "dump")
+    remove_store(store)
+    restored = Brain(url=store, persist=tmp_path / "dump")
     assert restored.restored is not None
     got = restored["big"]
     assert got.shape == big.shape and got.dtype == big.dtype

@@ -13,6 +13,8 @@ import _workers
 from brain import Brain
 from brain.exceptions import BrainLockTimeoutError, BrainTimeoutError
 
+pytestmark = pytest.mark.shm_only("child processes open the store: a memory store is only this process's")
+
 SPAWN = multiprocessing.get_context("spawn")
 TIMEOUT = 120  # seconds for any one child; the suite's own timeout is the backstop
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import os
 import re
 from pathlib import Path
 
@@ -33,14 +34,16 @@ def _run_block(code: str, index: int, namespace: dict) -> None:
         exec(compile(code, f"<README.md python block {index}>", "exec"), namespace)
 
 
-def test_readme_python_examples_run(store_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_readme_python_examples_run(default_store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Brain() in the examples opens this test's store, of either backend.
     if not README.is_file():
         pytest.fail(f"{README} does not exist: the README must show brain's Python usage in ```python blocks")
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     if not blocks:
         pytest.fail(f"{README} has no ```python code blocks: its Python examples must be written (they are run here)")
-    monkeypatch.setenv("BRAIN_PATH", str(store_path))
     monkeypatch.chdir(tmp_path)  # files an example writes land in a temporary directory
     namespace: dict = {"__name__": "__readme__"}
+    environment = dict(os.environ)
     for index, code in enumerate(blocks, start=1):
         _run_block(code, index, namespace)
+        assert dict(os.environ) == environment, f"README python block {index} left the environment changed"

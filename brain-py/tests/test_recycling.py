@@ -1,5 +1,8 @@
 """Recycling seen from Python: replaced objects' pages are reused, held
-arrays never change, and a fork in the middle of a write locks nothing."""
+arrays never change, and a fork in the middle of a write locks nothing.
+
+A memory store recycles nothing (a replaced value is freed when its last
+reader lets go of it); that held arrays never change is tested on it too."""
 
 from __future__ import annotations
 
@@ -14,6 +17,19 @@ from brain import Brain
 MIB = 1 << 20
 
 
+def test_replacing_a_large_array_keeps_held_arrays(brain: Brain) -> None:
+    first = np.arange(MIB, dtype=np.float64)  # 8 MiB
+    brain["x"] = first
+    held = brain["x"]
+    for round in range(1, 5):
+        brain["x"] = first + round
+        assert np.array_equal(held, first), f"round {round}: a held array changed"
+        assert np.array_equal(brain["x"], first + round)
+    del brain["x"]
+    assert np.array_equal(held, first), "a held array changed when its name was deleted"
+
+
+@pytest.mark.shm_only("recycling keeps replaced objects' tmpfs files for reuse; gc() empties that pool")
 def test_replacing_a_large_array_reuses_the_old_pages_and_held_arrays_stay(brain: Brain) -> None:
     first = np.arange(MIB, dtype=np.float64)  # 8 MiB
     brain["x"] = first
@@ -29,6 +45,7 @@ def test_replacing_a_large_array_reuses_the_old_pages_and_held_arrays_stay(brain
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.shm_only("a forked child sharing the writer's file lock, over a recycled tmpfs file")
 def test_a_child_forked_during_a_write_does_not_lock_the_object(brain: Brain) -> None:
     value = b"\x07" * (3 * MIB)
     brain["old"] = value

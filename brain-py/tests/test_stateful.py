@@ -1,17 +1,15 @@
-"""A Brain behaves like a dict of namespaces of names, under any sequence of operations."""
+"""A Brain behaves like a dict of namespaces of names, under any sequence of operations, on each backend."""
 
 from __future__ import annotations
-
-import shutil
-import tempfile
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from _helpers import new_store_url, remove_store
 from brain import Brain
 from brain.exceptions import BrainNamespaceNotExistError, BrainNamespaceRemoveDefaultError
 
@@ -36,16 +34,20 @@ def _same(got: object, expected: object) -> bool:
 
 
 class BrainMatchesADict(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, backend: str) -> None:
         super().__init__()
-        self.path = tempfile.mkdtemp(dir="/dev/shm", prefix="brain-pytest-stateful-")
-        self.brain = Brain(path=self.path)
+        self.url = new_store_url(backend, "stateful")  # a fresh store for every example
+        try:
+            self.brain = Brain(url=self.url)
+        except BaseException:
+            remove_store(self.url)
+            raise
         self.model: dict[str, dict[str, object]] = {"default": {}}
         self.current = "default"
 
     def teardown(self) -> None:
         self.brain.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_store(self.url)
 
     @rule(name=NAMES, value=VALUES)
     def set(self, name: str, value: object) -> None:
@@ -113,11 +115,14 @@ class BrainMatchesADict(RuleBasedStateMachine):
         assert sorted(self.brain.names(namespace="all")) == everything
 
 
-BrainMatchesADict.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=100,
     stateful_step_count=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-TestBrainMatchesADict = BrainMatchesADict.TestCase
+
+
+def test_a_brain_matches_a_dict(backend: str) -> None:
+    run_state_machine_as_test(lambda: BrainMatchesADict(backend), settings=SETTINGS)

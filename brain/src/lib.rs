@@ -151,3 +151,8 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
 pub fn open_default() -> Result<Arc<dyn ObjectStore>> {
     OpenOptions::new().open_parsed(&default_url()?)
 }
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -243,9 +243,13 @@ class Brain(MutableMapping[str, Any]):
         return _meta(raw) if raw is not None else None
 
     def size(self) -> int:
-        """The store's capacity in bytes (the tmpfs size when it has no limit of its own)."""
+        """The store's capacity in bytes: its own limit, else the size of the tmpfs
+        under a shared-memory store, else what it holds and can still take."""
         usage = self.store.usage()
-        self.bytes = usage["capacity"] if usage["capacity"] is not None else usage["filesystem_size"]
+        if usage["capacity"] is not None:
+            self.bytes = usage["capacity"]
+        else:
+            self.bytes = usage.get("filesystem_size", usage["used"] + usage["free"])
         self.mb = f"{round(self.bytes / 1_000_000)} MB"
         return self.bytes
 
