@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
+from test_interop_codecs import ARRAYS
 
 from _helpers import (
     MAPPED_MIN,
@@ -144,6 +145,18 @@ def test_small_and_empty_arrays_round_trip_read_only(brain: Brain, make) -> None
         assert obj is not None, "the array does not look into a brain Object"
         address = got.__array_interface__["data"][0]
         assert obj.address <= address and address + got.nbytes <= obj.address + len(obj)
+
+
+@pytest.mark.parametrize("kind", sorted(ARRAYS))
+def test_every_kind_of_dtype_round_trips(brain: Brain, kind: str) -> None:
+    """Structured dtypes (nested, titled, padded, with sub-arrays), dates,
+    complex numbers, strings, Fortran order, zero-size and 0-d arrays."""
+    arr = ARRAYS[kind]
+    brain[kind] = arr
+    back = brain[kind]
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert back.flags.writeable is False
+    assert back.tobytes(order="A") == arr.tobytes(order="A")
 
 
 def test_an_array_outlives_its_name(brain: Brain) -> None:

@@ -468,6 +468,29 @@ fn dictionary_batches() -> (arrow_schema::SchemaRef, Vec<arrow_array::RecordBatc
     (schema, vec![batch])
 }
 
+/// The values of a column of strings (any of Arrow's three layouts).
+fn string_values(array: &dyn arrow_array::Array) -> Vec<Option<String>> {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    match array.data_type() {
+        DataType::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+        DataType::LargeUtf8 => array
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+        _ => array
+            .as_string_view()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+    }
+}
+
 /// The digest `read-arrow` prints for one column, which a reader in another
 /// language recomputes: nulls, then the sum (numbers) or the first and last
 /// values (strings).
@@ -497,39 +520,25 @@ fn column_digest(chunks: &[arrow_array::ArrayRef]) -> String {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let strings: Vec<String> = chunks
                 .iter()
-                .flat_map(|c| {
-                    let values: Vec<Option<String>> = match c.data_type() {
-                        DataType::Utf8 => c
-                            .as_string::<i32>()
-                            .iter()
-                            .map(|v| v.map(str::to_owned))
-                            .collect(),
-                        DataType::LargeUtf8 => c
-                            .as_string::<i64>()
-                            .iter()
-                            .map(|v| v.map(str::to_owned))
-                            .collect(),
-                        _ => c
-                            .as_string_view()
-                            .iter()
-                            .map(|v| v.map(str::to_owned))
-                            .collect(),
-                    };
-                    values.into_iter().flatten()
-                })
+                .flat_map(|c| string_values(c).into_iter().flatten())
                 .collect();
             format!("first={:?} last={:?}", strings.first(), strings.last())
         }
-        DataType::Dictionary(_, values) if *values == DataType::Utf8 => {
+        DataType::Dictionary(_, values)
+            if matches!(
+                *values,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
             let strings: Vec<String> = chunks
                 .iter()
                 .flat_map(|c| {
                     let dictionary = c.as_any_dictionary();
-                    let words = dictionary.values().as_string::<i32>();
+                    let words = string_values(dictionary.values());
                     let keys = dictionary.normalized_keys();
                     (0..c.len())
                         .filter(|&i| c.is_valid(i))
-                        .map(|i| words.value(keys[i]).to_owned())
+                        .map(|i| words[keys[i]].clone().unwrap_or_default())
                         .collect::<Vec<_>>()
                 })
                 .collect();

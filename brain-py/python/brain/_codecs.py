@@ -39,10 +39,20 @@ def _module(name: str) -> Any:
 
 
 def _json_to_descr(value: Any) -> Any:
-    """NumPy's description of a dtype from its JSON form (JSON has lists where NumPy has tuples)."""
-    if isinstance(value, list):
-        return [tuple(_json_to_descr(v) for v in item) if isinstance(item, list) else item for item in value]
-    return value
+    """NumPy's description of a dtype from its JSON form, where JSON has lists
+    for NumPy's tuples: a type string, or a list of fields, each
+    ``(name, type)`` or ``(name, type, shape)`` with ``name`` a string or
+    ``(title, name)`` and ``type`` itself a description."""
+    if not isinstance(value, list):
+        return value
+    fields = []
+    for name, descr, *shape in value:
+        field: tuple[Any, ...] = (tuple(name) if isinstance(name, list) else name, _json_to_descr(descr))
+        if shape:
+            dims = shape[0]
+            field += (tuple(dims) if isinstance(dims, list) else dims,)
+        fields.append(field)
+    return fields
 
 
 def _write_ndarray(store: Any, namespace: str, name: str, arr: Any, description: str | None) -> None:
