@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from test_interop_codecs import ARRAYS
+from test_interop_codecs import ARRAYS as EVERY_DTYPE
 
 from _helpers import (
     MAPPED_MIN,
@@ -147,11 +147,11 @@ def test_small_and_empty_arrays_round_trip_read_only(brain: Brain, make) -> None
         assert obj.address <= address and address + got.nbytes <= obj.address + len(obj)
 
 
-@pytest.mark.parametrize("kind", sorted(ARRAYS))
+@pytest.mark.parametrize("kind", sorted(EVERY_DTYPE))
 def test_every_kind_of_dtype_round_trips(brain: Brain, kind: str) -> None:
     """Structured dtypes (nested, titled, padded, with sub-arrays), dates,
     complex numbers, strings, Fortran order, zero-size and 0-d arrays."""
-    arr = ARRAYS[kind]
+    arr = EVERY_DTYPE[kind]
     brain[kind] = arr
     back = brain[kind]
     assert back.dtype == arr.dtype and back.shape == arr.shape
