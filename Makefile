@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python demo bench bench-quick bench-full docs ci clean
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,6 +48,19 @@ test-python: setup ## the pytest suite against the real extension
 	cd brain-py && ../$(PY) -m pytest -q
 
 test: setup test-rust test-python ## set up, then run every test
+
+# Line coverage of the Rust crates, measured by cargo-tarpaulin's ptrace
+# engine (no llvm-tools needed) over every Rust test, helper processes
+# followed; and of the Python package, by coverage.py over the pytest suite.
+# brain-py's Rust is loaded into Python, where tarpaulin cannot follow it:
+# the Python figure covers the package's behaviour end to end.
+COVERAGE_EXCLUDE := --exclude-files 'tests/*' '*/tests/*' 'brain-bench/*' 'brain-py/*'
+coverage: setup ## line coverage of the Rust crates (cargo-tarpaulin) and of the Python package (coverage.py)
+	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install cargo-tarpaulin --locked
+	$(CARGO) tarpaulin --workspace --exclude brain-bench --exclude brain-py --engine ptrace \
+		--follow-exec --skip-clean --target-dir target/tarpaulin $(COVERAGE_EXCLUDE) --out Stdout
+	cd brain-py && ../$(PY) -m coverage run --source=brain -m pytest -q -p no:cacheprovider \
+		&& ../$(PY) -m coverage report --show-missing
 
 demo: setup-release ## two processes share a 10-million-row DataFrame; against Parquet
 	$(PY) examples/demo.py --brain-bin target/release/brain

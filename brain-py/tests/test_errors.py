@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from brain import Brain
 from brain.exceptions import (
+    BrainCodecError,
     BrainCorruptError,
     BrainError,
     BrainNameLengthError,
@@ -201,3 +203,40 @@ def test_a_damaged_object_can_be_overwritten(brain: Brain) -> None:
         brain["x"]
     brain["x"] = "repaired"
     assert brain["x"] == "repaired"
+
+
+def test_set_capacity_is_the_size_until_taken_away(brain: Brain) -> None:
+    brain.set_capacity(1 << 20)
+    assert brain.size() == brain.bytes == 1 << 20
+    assert brain.mb == "1 MB"
+    brain.set_capacity(None)
+    assert brain.store.usage()["capacity"] is None
+    assert brain.size() > 1 << 20
+
+
+def test_a_malformed_pickle_payload_is_a_codec_error_not_garbage(brain: Brain) -> None:
+    # A parts table with no parts, and one whose part lies outside the payload.
+    brain.store.put(brain.namespace, "empty", "pickle5", [bytes(8)])
+    with pytest.raises(BrainCodecError, match="pickle with no parts"):
+        brain["empty"]
+    outside = (1).to_bytes(4, "little") + bytes(4) + (64).to_bytes(8, "little") + (10**6).to_bytes(8, "little")
+    brain.store.put(brain.namespace, "outside", "pickle5", [outside])
+    with pytest.raises(BrainCodecError, match="lies outside the payload"):
+        brain["outside"]
+
+
+FIXTURE_DUMP = Path(__file__).resolve().parents[2] / "brain-persist" / "tests" / "fixtures" / "dump"
+
+
+def test_an_object_of_a_codec_from_a_newer_release_says_so(brain: Brain, tmp_path: Path) -> None:
+    # The frozen dump of the format fixtures holds an object of codec 42,
+    # as written by a release that knows it.
+    shutil.copytree(FIXTURE_DUMP, tmp_path / "dump")
+    report = brain.restore(tmp_path / "dump")
+    assert report["restored"] == 8
+    brain.set_namespace("名前空間")
+    obj = brain.view("from a newer build")
+    assert obj.codec == "unknown"
+    with pytest.raises(BrainCodecError, match="cannot read; upgrade brain"):
+        brain["from a newer build"]
+    assert bytes(memoryview(obj)) == b"bytes of a codec this build does not know"

@@ -512,3 +512,12 @@ def test_the_frequency_of_a_time_index_survives(brain: Brain, make_index) -> Non
     series = pd.Series(np.arange(5), index=index, name="s")
     brain["s"] = series
     pd.testing.assert_series_equal(brain["s"], series, check_exact=True, check_freq=True)
+
+
+def test_a_series_whose_name_json_cannot_hold_is_pickled_exactly(brain: Brain) -> None:
+    series = pd.Series([1.5, 2.5], name=frozenset({"a"}))
+    brain["s"] = series
+    assert brain.view("s").codec == "pickle5"
+    back = brain["s"]
+    pd.testing.assert_series_equal(back, series)
+    assert back.name == frozenset({"a"})

@@ -204,14 +204,9 @@ def decode_polars(obj: Any, as_arrow: bool = False) -> Any:
 def _pickle_parts(thing: Any) -> list[Any]:
     buffers: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(thing, protocol=5, buffer_callback=buffers.append)
-    raws = []
-    for buffer in buffers:
-        try:
-            raws.append(buffer.raw())
-        except BufferError:
-            # Non-contiguous out-of-band data: let pickle copy it in-band instead.
-            return [pickle.dumps(thing, protocol=5)]
-    return [stream, *raws]
+    # pickle refuses a non-contiguous PickleBuffer before handing it out, so
+    # every out-of-band buffer here is one contiguous range.
+    return [stream, *(buffer.raw() for buffer in buffers)]
 
 
 def decode_pickle(obj: Any) -> Any:
