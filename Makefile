@@ -50,15 +50,16 @@ test-python: setup ## the pytest suite against the real extension
 test: setup test-rust test-python ## set up, then run every test
 
 # Line coverage of the Rust crates, measured by cargo-tarpaulin's ptrace
-# engine (no llvm-tools needed) over every Rust test, helper processes
-# followed; and of the Python package, by coverage.py over the pytest suite.
+# engine (no llvm-tools needed) over every Rust test (the code run in helper
+# processes is not counted: following them under ptrace crashes tarpaulin);
+# and of the Python package, by coverage.py over the pytest suite.
 # brain-py's Rust is loaded into Python, where tarpaulin cannot follow it:
 # the Python figure covers the package's behaviour end to end.
 COVERAGE_EXCLUDE := --exclude-files 'tests/*' '*/tests/*' 'brain-bench/*' 'brain-py/*'
 coverage: setup ## line coverage of the Rust crates (cargo-tarpaulin) and of the Python package (coverage.py)
 	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install cargo-tarpaulin --locked
 	$(CARGO) tarpaulin --workspace --exclude brain-bench --exclude brain-py --engine ptrace \
-		--follow-exec --skip-clean --target-dir target/tarpaulin $(COVERAGE_EXCLUDE) --out Stdout
+		--skip-clean --target-dir target/tarpaulin $(COVERAGE_EXCLUDE) --out Stdout
 	cd brain-py && ../$(PY) -m coverage run --source=brain -m pytest -q -p no:cacheprovider \
 		&& ../$(PY) -m coverage report --show-missing
 

@@ -505,19 +505,46 @@ pub fn namespaces(store: &dyn ObjectStore) -> Result<()> {
     Ok(())
 }
 
-/// Opens a `Namespace` handle on a store given as an `Arc`.
+/// The `Namespace` handle on a store given as an `Arc`: every call goes to
+/// the store, in that namespace.
 pub fn namespace_handle(store: Arc<dyn ObjectStore>) -> Result<()> {
     let ns = Namespace::new(store.clone(), "handle")?;
+    ensure!(ns.name() == "handle");
+    ns.create()?;
+    ensure!(store.namespaces()? == ["handle"]);
+    let mut watcher = ns.watch()?;
     ns.set("x", b"bytes")?;
     ns.set_text("t", "text")?;
-    ensure!(ns.names()? == ["t", "x"]);
+    ns.put("p", &Payload::bytes(b"payload").with_description("described"))?;
+    let mut writer = ns.writer("w", Codec::Raw, "", None)?;
+    writer.write_payload(b"streamed")?;
+    writer.commit()?;
+    ensure!(ns.names()? == ["p", "t", "w", "x"]);
+    ensure!(ns.list()?.len() == 4);
     ensure!(ns.get_text("t")?.as_deref() == Some("text"));
+    ensure!(ns.metadata("p")?.is_some_and(|m| m.description == "described"));
+    ensure!(ns.contains("w")? && !ns.contains("nothing")?);
     ensure!(store.get("handle", "x")?.is_some_and(|v| &*v == b"bytes"));
-    ensure!(ns.remove()? == 2);
-    ensure!(matches!(
-        Namespace::new(store, ""),
-        Err(Error::InvalidName { .. })
-    ));
+    ensure!(events(&mut watcher, 4)?.len() == 4);
+    ensure!(&*ns.wait_for("w", Duration::from_secs(1))? == b"streamed");
+
+    let (schema, batch) = small_batch()?;
+    ns.set_record_batches("table", &schema, std::slice::from_ref(&batch))?;
+    ensure!(ns.get_record_batches("table")?.is_some_and(|(_, b)| b == [batch]));
+    let meta = NdArrayMeta {
+        dtype: "<i2".into(),
+        shape: vec![2],
+        fortran_order: false,
+    };
+    ns.set_ndarray("array", &meta, &[1, 0, 2, 0])?;
+    ensure!(ns.get_ndarray("array")?.is_some_and(|a| a.meta == meta));
+    ns.set_pickle("pickle", b"stream", &[b"buffer"])?;
+    ensure!(ns
+        .get_pickle("pickle")?
+        .is_some_and(|p| p.buffers.len() == 1 && p.pickle.as_slice() == b"stream"));
+    ensure!(ns.delete("x")? && !ns.delete("x")?);
+    ensure!(ns.remove()? == 6);
+    ensure!(matches!(Namespace::new(store, ""), Err(Error::InvalidName { .. })));
     Ok(())
 }
 
