@@ -162,7 +162,7 @@ pub fn dump(
         unix_nanos(SystemTime::now())
     )))?;
     let data = tmp.path.join(DATA_DIR);
-    std::fs::create_dir(&data).map_err(|e| Error::io("create the directory", &data, e))?;
+    format::create_private_dir(&data)?;
     let generation = 1;
     let dump_id = new_dump_id(path);
     let index_dir = index_dir_name(generation);

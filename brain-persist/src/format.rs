@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brain_core::{Codec, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
+use brain_core::{stored_size, Codec, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -345,15 +345,6 @@ pub(crate) fn namespace_prefix(namespace: &str) -> Vec<u8> {
     key
 }
 
-/// Bytes an object takes in a brain-core store (see brain-core's format).
-pub(crate) fn stored_size(namespace: &str, name: &str, description: &str, size: u64) -> u64 {
-    let fixed =
-        brain_core::format::HEADER_FIXED_LEN + namespace.len() + name.len() + description.len();
-    let header =
-        fixed.div_ceil(brain_core::format::PAYLOAD_ALIGN) * brain_core::format::PAYLOAD_ALIGN;
-    (header as u64 + size).div_ceil(4096) * 4096
-}
-
 pub(crate) fn hex(value: u64) -> String {
     format!("{value:016x}")
 }
@@ -491,6 +482,19 @@ pub(crate) fn index_error(op: &'static str, path: &Path, err: sled::Error) -> Er
         path: path.to_owned(),
         detail: err.to_string(),
     }
+}
+
+/// Creates `path` (and missing parents) as directories of this user alone,
+/// mode 0700 whatever the umask: a dump holds the store's objects.
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io("create the directory", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("set permissions on", path, e))
 }
 
 /// fsyncs a directory, so renames and new names in it are durable.

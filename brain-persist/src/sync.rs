@@ -703,7 +703,7 @@ impl Mirror {
             .open(&reader_lock)
             .map_err(|e| Error::io("create", &reader_lock, e))?;
         let data = dir.join(DATA_DIR);
-        std::fs::create_dir_all(&data).map_err(|e| Error::io("create the directory", &data, e))?;
+        format::create_private_dir(&data)?;
         let frames = FrameWriter::new(level)?;
         let (manifest, entries) = if dir.join(MANIFEST_FILE).exists() {
             let reader = DumpReader::open(dir)?;

@@ -344,7 +344,7 @@ pub(crate) struct IndexWriter {
 impl IndexWriter {
     /// A new, empty index at `path`.
     pub(crate) fn create(path: &Path, dump_id: &str) -> Result<IndexWriter> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io("create the directory", path, e))?;
+        format::create_private_dir(path)?;
         let writer = Self::open(path)?;
         let meta = writer
             .db
@@ -404,7 +404,7 @@ impl IndexWriter {
 
 /// Copies the regular files under `from` to `to` (created).
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io("create the directory", to, e))?;
+    format::create_private_dir(to)?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io("list", from, e))? {
         let entry = entry.map_err(|e| Error::io("list", from, e))?;
         let kind = entry

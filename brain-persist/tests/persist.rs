@@ -266,6 +266,31 @@ fn every_codec_round_trips_with_names_and_descriptions() -> TestResult {
 }
 
 #[test]
+fn a_dump_is_readable_by_its_owner_alone() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let path = env.dump_path("dump");
+    // Whatever the umask says.
+    let old = rustix::process::umask(rustix::fs::Mode::empty());
+    let dumped = dump(&env.store, &path, &DumpOptions::new());
+    rustix::process::umask(old);
+    dumped?;
+    let mut dirs = vec![path.join("data")];
+    dirs.extend(
+        std::fs::read_dir(&path)?
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("index-")),
+    );
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    for dir in dirs {
+        let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+    }
+    Ok(())
+}
+
+#[test]
 fn a_namespace_dumps_and_restores_alone() -> TestResult {
     let env = Env::new();
     fill_every_codec(&env.store);
