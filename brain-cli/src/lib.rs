@@ -52,6 +52,7 @@
 mod cmd;
 mod console;
 mod format;
+pub mod text;
 
 use std::ffi::OsString;
 use std::io;
@@ -148,10 +149,22 @@ impl Capacity {
     }
 }
 
-fn parse_capacity(text: &str) -> Result<Capacity, String> {
+/// Parses a capacity: a size (`4096`, `512K`, `64M`, `1.5G`, `2GiB`,
+/// `10MB`; see `brain --help`), or `none` for no limit. Zero is refused: a
+/// store of no bytes would refuse every write.
+///
+/// # Errors
+/// A message that says what is accepted.
+pub fn parse_capacity(text: &str) -> Result<Capacity, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "none" | "unlimited" => Ok(Capacity::Unlimited),
-        _ => format::parse_size(text).map(Capacity::Bytes),
+        _ => match format::parse_size(text)? {
+            0 => Err(format!(
+                "a capacity of {text:?} would refuse every write; give a size above zero \
+                 (e.g. 512K, 64M, 1.5G), or none for no limit"
+            )),
+            bytes => Ok(Capacity::Bytes(bytes)),
+        },
     }
 }
 
@@ -387,6 +400,27 @@ enum NsCommand {
     },
 }
 
+impl Cli {
+    /// The names and namespaces on the command line (messages cut long ones).
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.namespace.iter().cloned().collect();
+        match &self.command {
+            Command::Ls { target, .. } | Command::Watch { target, .. } => {
+                names.extend(target.iter().cloned());
+            }
+            Command::Info { name, .. } | Command::Cat { name } | Command::Put { name, .. } => {
+                names.push(name.clone());
+            }
+            Command::Rm { names: given, .. } => names.extend(given.iter().cloned()),
+            Command::Ns {
+                command: NsCommand::Rm { namespace },
+            } => names.push(namespace.clone()),
+            _ => {}
+        }
+        names
+    }
+}
+
 /// The namespace used when none is named.
 const DEFAULT_NAMESPACE: &str = "default";
 
@@ -586,19 +620,115 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// The error and its causes, joined by ": ", leaving out a cause that the
 /// message before it already ends with (errors that print their source).
-fn message(err: &anyhow::Error) -> String {
+/// Long names are cut (see [`text`]): `names` are the ones the command line
+/// gave, and the error's own are added.
+fn message(err: &anyhow::Error, names: &[String]) -> String {
     let mut out = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
+        let shown = in_cli_terms(cause).unwrap_or_else(|| text.clone());
         if out.ends_with(&text) {
+            out.truncate(out.len() - text.len());
+            out.push_str(&shown);
             continue;
         }
         if !out.is_empty() {
             out.push_str(": ");
         }
-        out.push_str(&text);
+        out.push_str(&shown);
     }
-    out
+    let names = names.iter().map(String::as_str).chain(error_names(err));
+    text::shorten(&out, names)
+}
+
+/// A store error whose advice names the Rust API, said with the commands
+/// and flags that do the same.
+fn in_cli_terms(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    match cause.downcast_ref::<brain_core::Error>()? {
+        brain_core::Error::StoreFull {
+            namespace,
+            name,
+            needed,
+            used,
+            capacity,
+            location,
+            filesystem_full: false,
+        } => Some(format!(
+            "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, \
+             but {used} of {capacity} bytes are used in {location}; delete objects or namespaces \
+             (`brain rm`, `brain ns rm`), or raise the store's capacity (`brain capacity SIZE`, \
+             or --capacity SIZE before any command); if the count looks wrong after a crash, \
+             `brain fsck` rebuilds it"
+        )),
+        _ => None,
+    }
+}
+
+/// The names and namespaces an error and its causes carry.
+fn error_names(err: &anyhow::Error) -> Vec<&str> {
+    let mut names = Vec::new();
+    for cause in err.chain() {
+        if let Some(err) = cause.downcast_ref::<brain_core::Error>() {
+            use brain_core::Error as E;
+            match err {
+                E::NotFound { namespace, name }
+                | E::StoreFull {
+                    namespace, name, ..
+                }
+                | E::Timeout {
+                    namespace, name, ..
+                }
+                | E::LockTimeout {
+                    namespace, name, ..
+                }
+                | E::CodecMismatch {
+                    namespace, name, ..
+                }
+                | E::Codec {
+                    namespace, name, ..
+                }
+                | E::Arrow {
+                    namespace, name, ..
+                } => names.extend([namespace.as_str(), name]),
+                E::KeyCollision {
+                    namespace,
+                    name,
+                    found_namespace,
+                    found_name,
+                    ..
+                } => names.extend([namespace.as_str(), name, found_namespace, found_name]),
+                E::NamespaceNotFound { namespace } => names.push(namespace),
+                _ => {}
+            }
+        }
+        if let Some(err) = cause.downcast_ref::<brain_persist::Error>() {
+            use brain_persist::Error as E;
+            match err {
+                E::MissingPayload {
+                    namespace, name, ..
+                }
+                | E::TruncatedPayload {
+                    namespace, name, ..
+                }
+                | E::CorruptPayload {
+                    namespace, name, ..
+                }
+                | E::ChecksumMismatch {
+                    namespace, name, ..
+                }
+                | E::Conflict {
+                    namespace, name, ..
+                } => names.extend([namespace.as_str(), name]),
+                E::NamespaceNotInDump { namespace, .. } => names.push(namespace),
+                _ => {}
+            }
+        }
+        if let Some(failure) = cause.downcast_ref::<brain_persist::StoreFailure>() {
+            names.extend(failure.namespace.as_deref());
+            names.extend(failure.name.as_deref());
+        }
+    }
+    names
 }
 
 /// The exit code for an error, from the first brain-core or brain-persist
@@ -632,25 +762,50 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };
             let text = err.render().ansi().to_string();
             if err.use_stderr() {
-                console.note(text.trim_end());
+                // A usage error may quote the argument it refuses: cut it if long.
+                let given: Vec<String> = args
+                    .iter()
+                    .map(|arg| arg.to_string_lossy().into_owned())
+                    .collect();
+                console.note(
+                    text::shorten(text.trim_end(), given.iter().map(String::as_str)).as_str(),
+                );
             } else {
                 let _ = console.out(|out| write!(out, "{text}"));
             }
             return code;
         }
     };
+    let names = cli.names();
     match dispatch(cli, console) {
         Ok(()) => 0,
         Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {
-            console.note(&format!("brain: {}", message(&err)));
+            console.note(&format!("brain: {}", message(&err, &names)));
             exit_code(&err)
+        }
+    }
+}
+
+/// Runs the command line `args` on this process's standard streams: the
+/// `brain` binary, and the `brain` command a Python install provides.
+pub fn run_process<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match Console::process() {
+        Ok(mut console) => run(args, &mut console),
+        Err(err) => {
+            eprintln!("brain: {err:#}");
+            EXIT_ERROR
         }
     }
 }
@@ -690,7 +845,7 @@ mod tests {
         };
         let err = anyhow::Error::from(persist).context("cannot restore");
         assert_eq!(exit_code(&err), EXIT_NOT_FOUND);
-        let text = message(&anyhow::Error::from(core).context("cannot list"));
+        let text = message(&anyhow::Error::from(core).context("cannot list"), &[]);
         assert_eq!(text.matches("no namespace").count(), 1, "{text}");
     }
 
@@ -702,5 +857,58 @@ mod tests {
             Ok(Capacity::Bytes(1_048_576))
         ));
         assert!(parse_capacity("lots").is_err());
+        let zero = parse_capacity("0").unwrap_err();
+        assert!(
+            zero.contains("above zero") && zero.contains("none"),
+            "{zero}"
+        );
+        assert!(parse_capacity("0K").is_err());
+    }
+
+    fn store_full(filesystem_full: bool) -> brain_core::Error {
+        brain_core::Error::StoreFull {
+            namespace: "default".into(),
+            name: "big".into(),
+            needed: 10,
+            used: 5,
+            capacity: 12,
+            location: brain_core::Location::from("/dev/shm/s"),
+            filesystem_full,
+        }
+    }
+
+    #[test]
+    fn a_full_store_is_explained_with_commands_and_flags() {
+        let err = anyhow::Error::from(store_full(false)).context("cannot store \"big\"");
+        let text = message(&err, &[]);
+        assert!(
+            text.starts_with("cannot store \"big\": store is full: writing \"big\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("`brain capacity SIZE`") && text.contains("--capacity"),
+            "{text}"
+        );
+        assert!(!text.contains("StoreBuilder"), "{text}");
+        // Said once, in the command's terms, when a cause repeats it.
+        let err = anyhow::Error::from(store_full(false));
+        let text = message(&err.context("cannot restore /d"), &[]);
+        assert_eq!(text.matches("store is full").count(), 1, "{text}");
+        // A full filesystem keeps brain-core's advice (--shm-size).
+        let text = message(&anyhow::Error::from(store_full(true)), &[]);
+        assert!(text.contains("--shm-size"), "{text}");
+    }
+
+    #[test]
+    fn long_names_are_cut_in_messages() {
+        let long = "n".repeat(65_536);
+        let err = anyhow::Error::from(brain_core::Error::NotFound {
+            namespace: long.clone(),
+            name: long.clone(),
+        })
+        .context(format!("cannot read {long:?} in namespace {long:?}"));
+        let text = message(&err, &[]);
+        assert!(text.len() < 1_000, "{} bytes: {}", text.len(), &text[..200]);
+        assert!(text.contains("(65536 bytes)"), "{text}");
     }
 }

@@ -956,6 +956,75 @@ fn a_broken_pipe_exits_0_silently() -> TestResult {
     Ok(())
 }
 
+/// `brain ls >&-`: output that cannot be written is an error, not silence.
+#[test]
+fn closed_or_full_standard_output_exits_1() -> TestResult {
+    let store = TestStore::new()?;
+    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    for (args, redirect) in [
+        ("ls", ">&-"),
+        ("cat x", ">&-"),
+        ("--version", ">&-"),
+        ("ls", ">/dev/full"),
+        ("cat x", ">/dev/full"),
+        ("stats --json", ">/dev/full"),
+    ] {
+        let script = format!("exec \"$0\" --store \"$1\" {args} {redirect}");
+        let out: Outcome = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(env!("CARGO_BIN_EXE_brain"))
+            .arg(&store.path)
+            .env_remove("BRAIN_PATH")
+            .env_remove("BRAIN_URL")
+            .stdin(Stdio::null())
+            .output()?
+            .into();
+        expect_failure(&out, 1, &["brain: cannot write", "to standard output"])
+            .map_err(|err| format!("brain {args} {redirect}: {err}"))?;
+    }
+    // /dev/null is a place to write to.
+    let out: Outcome = store.cmd(&["ls"]).stdout(Stdio::null()).output()?.into();
+    assert!(out.success(), "{out:?}");
+    Ok(())
+}
+
+/// A 64 KiB name in an error is shown cut, with its length.
+fn long_names_are_cut_in_errors(backend: Backend) -> TestResult {
+    let store = TestStore::on(backend)?;
+    let long = "n".repeat(65_536);
+    for args in [
+        vec!["cat", long.as_str()],
+        vec!["-n", long.as_str(), "info", long.as_str()],
+        vec!["rm", long.as_str()],
+        vec!["ns", "rm", long.as_str()],
+        vec!["ls", long.as_str()],
+    ] {
+        let out = store.run(&args)?;
+        expect_failure(
+            &out,
+            3,
+            &["(65536 bytes)", &format!("\"{}…\"", "n".repeat(100))],
+        )?;
+        assert!(
+            out.stderr.len() < 1_000,
+            "brain {} printed {} bytes of error",
+            args[0],
+            out.stderr.len()
+        );
+    }
+    // A name one character too long for the store: refused, and cut.
+    let too_long = "x".repeat(65_537);
+    let out = store.run_with_input(&["put", &too_long, "-"], b"data")?;
+    expect_failure(&out, 1, &["(65537 bytes)"])?;
+    assert!(out.stderr.len() < 1_000, "{} bytes", out.stderr.len());
+    // A usage error that quotes a long argument cuts it too.
+    let out = store.run(&["ns", &long])?;
+    expect_failure(&out, 2, &["(65536 bytes)"])?;
+    assert!(out.stderr.len() < 2_000, "{} bytes", out.stderr.len());
+    Ok(())
+}
+
 fn usage_and_input_errors(backend: Backend) -> TestResult {
     let store = TestStore::on(backend)?;
     expect_failure(&store.run(&["put", "x"])?, 2, &["FILE"])?;
@@ -965,6 +1034,8 @@ fn usage_and_input_errors(backend: Backend) -> TestResult {
         &["unknown codec \"nope\"", "raw, text"],
     )?;
     expect_failure(&store.run(&["capacity", "lots"])?, 2, &["invalid size"])?;
+    expect_failure(&store.run(&["capacity", "0"])?, 2, &["above zero", "none"])?;
+    expect_failure(&store.run(&["--capacity", "0K", "ls"])?, 2, &["above zero"])?;
     expect_failure(&store.run(&["frobnicate"])?, 2, &[])?;
     expect_failure(&store.run(&["watch", "--timeout", "soon"])?, 2, &[])?;
 
@@ -1043,6 +1114,7 @@ on_every_backend!(
     stats_numbers_are_consistent,
     a_full_store_exits_4,
     usage_and_input_errors,
+    long_names_are_cut_in_errors,
     watch_sees_puts_from_other_writers,
     watch_all_prints_json_lines_and_times_out,
 );
