@@ -55,7 +55,7 @@ mod format;
 pub mod text;
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -767,7 +767,19 @@ where
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };
-            let text = err.render().ansi().to_string();
+            // Colours only for a person at a terminal, not into a pipe or a log.
+            let colour = console.terminal()
+                && if err.use_stderr() {
+                    io::stderr().is_terminal()
+                } else {
+                    io::stdout().is_terminal()
+                };
+            let styled = err.render();
+            let text = if colour {
+                styled.ansi().to_string()
+            } else {
+                styled.to_string()
+            };
             if err.use_stderr() {
                 // A usage error may quote the argument it refuses: cut it if long.
                 let given: Vec<String> = args

@@ -1049,6 +1049,11 @@ fn usage_and_input_errors(backend: Backend) -> TestResult {
         &["is a directory", "- for standard input"],
     )?;
 
+    // Into a pipe or a log, usage errors and help come without colour codes.
+    let out = store.run(&["frobnicate"])?;
+    assert!(!out.stderr.contains(&0x1b), "{out:?}");
+    assert!(!store.ok(&["--help"])?.contains(&0x1b));
+
     let help = store.ok_text(&["--help"])?;
     assert!(help.contains("Exit codes") && help.contains("4  the store is full"));
     Ok(())
