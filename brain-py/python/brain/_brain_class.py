@@ -171,16 +171,30 @@ class Brain(MutableMapping[str, Any]):
             return value
         return _codecs.decode(value)
 
-    def get(self, name: str, default: Any = None, *, as_arrow: bool = False) -> Any:
+    def get(
+        self,
+        name: str,
+        default: Any = None,
+        *,
+        as_arrow: bool = False,
+        as_pandas: bool = False,
+        as_polars: bool = False,
+    ) -> Any:
         """The value of ``name``, or ``default`` when it does not exist.
 
-        With ``as_arrow=True``, a stored pandas or polars frame (or an Arrow
-        table) comes back as the pyarrow Table itself, the fastest form.
+        A stored table (written from pyarrow, pandas, polars or Rust) comes
+        back as the writer's kind of object, or as the library asked for:
+        ``as_arrow=True`` gives the pyarrow Table itself, the fastest form;
+        ``as_pandas=True`` a pandas DataFrame, ``as_polars=True`` a polars
+        DataFrame (a Series for a stored Series). Other values ignore them.
         """
+        if as_arrow + as_pandas + as_polars > 1:
+            raise ValueError("choose at most one of as_arrow, as_pandas and as_polars")
         obj = self.store.get(self.namespace, _check_name(name))
         if obj is None:
             return default
-        return _codecs.decode(obj, as_arrow=as_arrow)
+        library = "arrow" if as_arrow else "pandas" if as_pandas else "polars" if as_polars else None
+        return _codecs.decode(obj, library=library)
 
     def view(self, name: str) -> Any:
         """The raw stored payload as a read-only buffer (``memoryview(brain.view(n))``), no decoding."""

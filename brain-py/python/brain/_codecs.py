@@ -20,6 +20,7 @@ import json
 import pickle
 import sys
 import warnings
+import weakref
 from typing import Any
 
 from . import _brain
@@ -28,6 +29,9 @@ from .exceptions import BrainCodecError, BrainUnsupportedObjectError
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
 INDEX_FREQ_KEY = b"brain.index_freq"
+# Columns (and index levels) whose pandas dtype Arrow's pandas metadata does
+# not bring back, and how brain does: see _pandas_restores.
+PANDAS_DTYPES_KEY = b"brain.pandas_dtypes"
 
 
 def _module(name: str) -> Any:
@@ -109,16 +113,25 @@ def ipc_file_len(table: Any) -> int:
     return int(sink.size())
 
 
-def _write_arrow(store: Any, namespace: str, name: str, codec: str, table: Any, description: str | None) -> None:
+def _write_arrow(
+    store: Any,
+    namespace: str,
+    name: str,
+    codec: str,
+    table: Any,
+    description: str | None,
+    expected_len: int | None = None,
+) -> None:
     """Streams ``table`` into the store as an Arrow IPC file.
 
-    The file's length is computed first and given to the writer, so the
-    store reserves capacity and allocates the file in one step.
+    The file's length is computed first (unless the caller did) and given to
+    the writer, so the store reserves capacity and allocates the file in one step.
     """
     pa = _module("pyarrow") or __import__("pyarrow")
     import pyarrow.ipc  # noqa: F401  (the submodule is not loaded by `import pyarrow`)
 
-    expected_len = ipc_file_len(table)
+    if expected_len is None:
+        expected_len = ipc_file_len(table)
     writer = store.writer(namespace, name, codec, description, expected_len)
     try:
         _write_ipc(pa, writer, table)
@@ -170,14 +183,23 @@ def decode_arrow(obj: Any) -> Any:
 
 
 def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
+    """A frame written from pandas, as the frame (or Series) it was."""
     table = read_arrow(obj)
-    metadata = table.schema.metadata or {}
     if as_arrow:
         return _strip_brain_metadata(table)
+    return _pandas_from_pandas_table(table)
+
+
+def _pandas_from_pandas_table(table: Any) -> Any:
+    metadata = table.schema.metadata or {}
     frame = table.to_pandas(split_blocks=True)
+    restores = json.loads(metadata.get(PANDAS_DTYPES_KEY, b"{}"))
+    for key, how in restores.items():
+        _restore_pandas_dtype(frame, table, key, how)
     freq = metadata.get(INDEX_FREQ_KEY)
     if freq is not None:
         frame.index = type(frame.index)(frame.index, freq=freq.decode())
+    copy_on_write(frame)
     if metadata.get(KIND_KEY) == b"series":
         series = frame.iloc[:, 0]
         series.name = json.loads(metadata[SERIES_NAME_KEY])
@@ -186,16 +208,234 @@ def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
 
 
 def decode_polars(obj: Any, as_arrow: bool = False) -> Any:
+    """A frame written from polars, as the DataFrame (or Series) it was."""
     table = read_arrow(obj)
-    metadata = table.schema.metadata or {}
     if as_arrow:
         return _strip_brain_metadata(table)
+    return _polars_from_table(table)
+
+
+def _has_view(pa: Any, arrow_type: Any) -> bool:
+    if pa.types.is_string_view(arrow_type) or pa.types.is_binary_view(arrow_type):
+        return True
+    if pa.types.is_dictionary(arrow_type):
+        return _has_view(pa, arrow_type.value_type)
+    return any(_has_view(pa, arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+
+
+def _polars_holds_objects(pl: Any, dtype: Any) -> bool:
+    """Whether a polars dtype is or holds ``Object``, which Arrow would store as
+    8-byte pointers: such a frame takes the pickle path, which refuses it."""
+    if dtype == pl.Object:
+        return True
+    if isinstance(dtype, pl.Struct):
+        return any(_polars_holds_objects(pl, field.dtype) for field in dtype.fields)
+    inner = getattr(dtype, "inner", None)
+    return inner is not None and _polars_holds_objects(pl, inner)
+
+
+def polars_table(thing: Any, kind: bytes = b"frame") -> tuple[Any, int]:
+    """The Arrow table brain stores for a polars DataFrame or Series (``kind``), and its IPC file's length.
+
+    Strings and binary stay in polars' own layout, Arrow's ``string_view``
+    and ``binary_view`` (``CompatLevel.newest()``): exporting them costs
+    nothing, and polars reads them back without a conversion. The older
+    ``large_string`` layout costs a conversion each way (80 ms each for the
+    10-million-row frame of the benchmarks, against 0.1 ms).
+
+    A view column shares its data buffers with the frame it was sliced or
+    filtered from, and Arrow IPC writes buffers whole, so five rows of a
+    big frame would store all its strings. When the file would be more than
+    twice the frame's own size (polars' ``estimated_size``, plus 16 bytes a
+    view), the columns are rebuilt through ``large_string``, which copies
+    only the strings the rows use.
+    """
+    import pyarrow as pa
     import polars as pl
 
-    frame = pl.from_arrow(_strip_brain_metadata(table), rechunk=False)
-    if metadata.get(KIND_KEY) == b"series" and isinstance(frame, pl.DataFrame):
-        return frame.to_series(0)
+    frame = thing.to_frame() if isinstance(thing, pl.Series) else thing
+    compat = getattr(pl, "CompatLevel", None)
+    table = _with_kind(frame.to_arrow(compat_level=compat.newest()) if compat is not None else frame.to_arrow(), kind)
+    length = ipc_file_len(table)
+    views = [field for field in table.schema if _has_view(pa, field.type)]
+    if not views or not _has_view_data(pa, table):
+        return table, length
+    own = frame.estimated_size() + 16 * frame.height * len(views)
+    if length <= 2 * own + (1 << 20):
+        return table, length
+    compact = pl.from_arrow(frame.to_arrow(), rechunk=False)
+    assert isinstance(compact, pl.DataFrame)
+    table = _with_kind(compact.to_arrow(compat_level=compat.newest()) if compat is not None else compact.to_arrow(), kind)
+    return table, ipc_file_len(table)
+
+
+def _has_view_data(pa: Any, table: Any) -> bool:
+    """Whether a view column keeps any string outside its views (in a data buffer).
+
+    Strings of up to 12 bytes live in the view itself: such a column carries no
+    buffer that another frame could share.
+    """
+    for field, column in zip(table.schema, table.columns):
+        view = pa.types.is_string_view(field.type) or pa.types.is_binary_view(field.type)
+        if not _has_view(pa, field.type):
+            continue
+        if not view:
+            return True  # a view inside a list, struct or dictionary: judged by the file's length
+        if any(len(chunk.buffers()) > 2 for chunk in column.chunks):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- pandas copy-on-write
+
+
+class _SharedMemory:
+    """Stands, in pandas' reference tracking, for the processes that share a
+    column's memory. It is never collected, so a block that lists it is
+    always "referenced elsewhere", and pandas copies it before its first
+    write, as it does for any frame whose data another frame still sees."""
+
+
+_SHARED_MEMORY = _SharedMemory()
+_SHARED_MEMORY_REF = weakref.ref(_SHARED_MEMORY)
+
+
+def _read_only_arrays(values: Any) -> list[Any]:
+    """The numpy arrays under a block's values that cannot be written."""
+    np = _module("numpy")
+    if np is None:
+        return []
+    candidates = [values] if isinstance(values, np.ndarray) else []
+    for attribute in ("_ndarray", "_data", "_mask", "_codes"):
+        inner = getattr(values, attribute, None)
+        if isinstance(inner, np.ndarray):
+            candidates.append(inner)
+    return [arr for arr in candidates if not arr.flags.writeable]
+
+
+def copy_on_write(frame: Any) -> Any:
+    """Makes a frame read from the store copy each column on its first write.
+
+    Columns that point into the store are read-only numpy arrays. Under
+    pandas' copy-on-write (always on from pandas 3), an in-place change of a
+    block that another object references copies that block first; the
+    block's own values are never written. Listing the store's memory as one
+    more reference makes a read-only block such a block: ``df.loc[...] =``,
+    ``df[col] *= 2``, ``fillna(inplace=True)`` and the like copy the one
+    column they change, once, and leave the store (and every other reader)
+    untouched. Arrow-backed columns (strings) need nothing: pandas never
+    writes into them. Without copy-on-write (pandas 2 with it off) pandas
+    does not consult references, and the columns stay read-only.
+    """
+    manager = getattr(frame, "_mgr", None)
+    for block in getattr(manager, "blocks", ()):
+        referenced = getattr(getattr(block, "refs", None), "referenced_blocks", None)
+        if isinstance(referenced, list) and _read_only_arrays(block.values):
+            referenced.append(_SHARED_MEMORY_REF)
     return frame
+
+
+# ---------------------------------------------------------------- frames read by another library
+
+
+def _is_nested(pa: Any, arrow_type: Any) -> bool:
+    return bool(
+        pa.types.is_list(arrow_type)
+        or pa.types.is_large_list(arrow_type)
+        or pa.types.is_fixed_size_list(arrow_type)
+        or pa.types.is_list_view(arrow_type)
+        or pa.types.is_large_list_view(arrow_type)
+        or pa.types.is_struct(arrow_type)
+        or pa.types.is_map(arrow_type)
+        or pa.types.is_union(arrow_type)
+    )
+
+
+def _exact_pandas_column(pa: Any, pd: Any, column: Any) -> Any:
+    """The pandas array for an Arrow column that ``to_pandas`` would change, else None.
+
+    - integers with nulls: ``to_pandas`` makes them float64, which cannot hold
+      every int64 (2**53 + 1 comes back 2**53); pandas' nullable integers can.
+    - floats with both nulls and NaN: ``to_pandas`` makes both NaN;
+      pandas' nullable floats keep them apart.
+    - lists, structs, maps and unions, and nanosecond times: ``to_pandas``
+      makes Python objects that lose inner types (a list of ints with a null
+      becomes an array of floats; ``datetime.time`` has no nanoseconds) or
+      cannot convert them at all; ``pd.ArrowDtype`` holds them exactly, zero-copy.
+    """
+    arrow_type = column.type
+    if _is_nested(pa, arrow_type) or (pa.types.is_time64(arrow_type) and arrow_type.unit == "ns"):
+        return pd.arrays.ArrowExtensionArray(column)
+    if column.null_count == 0:
+        return None
+    if pa.types.is_integer(arrow_type):
+        name = f"{'U' if pa.types.is_unsigned_integer(arrow_type) else ''}Int{arrow_type.bit_width}"
+        return pd.api.types.pandas_dtype(name).__from_arrow__(column)
+    if pa.types.is_float32(arrow_type) or pa.types.is_float64(arrow_type):
+        import pyarrow.compute as pc
+
+        if pc.any(pc.is_nan(column)).as_py():
+            return pd.api.types.pandas_dtype(f"Float{arrow_type.bit_width}").__from_arrow__(column)
+    return None
+
+
+def _pandas_from_table(table: Any) -> Any:
+    """A pandas DataFrame of a table that no pandas frame was written as.
+
+    ``to_pandas`` for the columns pandas holds exactly (numpy numbers,
+    strings as ``str``, dictionaries as categoricals, times with their zone),
+    pandas' own exact types for the rest (see ``_exact_pandas_column``).
+    """
+    pa = _module("pyarrow") or __import__("pyarrow")
+    pd = _module("pandas") or __import__("pandas")
+    series = (table.schema.metadata or {}).get(KIND_KEY) == b"series"
+    table = _strip_brain_metadata(table)
+    exact = {i: _exact_pandas_column(pa, pd, column) for i, column in enumerate(table.columns)}
+    exact = {i: values for i, values in exact.items() if values is not None}
+    plain = table.select([i for i in range(table.num_columns) if i not in exact]) if exact else table
+    frame = plain.to_pandas(split_blocks=True)
+    for i in sorted(exact):
+        frame.insert(i, table.schema.field(i).name, exact[i], allow_duplicates=True)
+    copy_on_write(frame)
+    return frame.iloc[:, 0] if series else frame
+
+
+def _polars_from_table(table: Any) -> Any:
+    """A polars DataFrame (or Series, for a stored Series) of any stored table."""
+    import polars as pl
+
+    metadata = table.schema.metadata or {}
+    kind = metadata.get(KIND_KEY)
+    pandas = table.schema.pandas_metadata
+    if pandas is not None:
+        # polars has no index: drop the columns pandas stored its index in, as pl.from_pandas does.
+        index = {name for name in pandas.get("index_columns", []) if isinstance(name, str)}
+        table = table.select([i for i, name in enumerate(table.schema.names) if name not in index])
+    table = _strip_brain_metadata(table)
+    try:
+        frame = pl.from_arrow(table, rechunk=False)
+    except (Exception, pl.exceptions.PanicException) as err:
+        raise BrainCodecError(_polars_refusal(pl, table, err)) from err
+    if kind == b"series" and isinstance(frame, pl.DataFrame):
+        series = frame.to_series(0)
+        if pandas is not None:
+            name = json.loads(metadata[SERIES_NAME_KEY])
+            series = series.alias("" if name is None else str(name))
+        return series
+    return frame
+
+
+def _polars_refusal(pl: Any, table: Any, err: BaseException) -> str:
+    """Which column polars could not read, and what to do instead."""
+    for field in table.schema:
+        try:
+            pl.from_arrow(table.select([field.name]), rechunk=False)
+        except (Exception, pl.exceptions.PanicException):
+            return (
+                f"polars cannot read column {field.name!r} of Arrow type {field.type} ({err}); "
+                "read the object with as_arrow=True and convert that column first"
+            )
+    return f"polars cannot read this table ({err}); read it with as_arrow=True"
 
 
 # ---------------------------------------------------------------- pickle
@@ -244,12 +484,18 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str |
             return
     pl = _module("polars")
     if pl is not None and isinstance(thing, (pl.DataFrame, pl.Series)):
-        if isinstance(thing, pl.Series):
-            table = _with_kind(thing.to_frame().to_arrow(), b"series")
-        else:
-            table = _with_kind(thing.to_arrow(), b"frame")
-        _write_arrow(store, namespace, name, "polars", table, description)
-        return
+        kind = b"series" if isinstance(thing, pl.Series) else b"frame"
+        dtypes = [thing.dtype] if isinstance(thing, pl.Series) else thing.dtypes
+        if not any(_polars_holds_objects(pl, dtype) for dtype in dtypes):
+            import pyarrow
+
+            try:
+                table, length = polars_table(thing, kind)
+            except pyarrow.ArrowException:
+                pass  # a type Arrow has not (Int128): pickle keeps it exactly
+            else:
+                _write_arrow(store, namespace, name, "polars", table, description, length)
+                return
     try:
         parts = _pickle_parts(thing)
     except Exception as err:  # pickle raises many types: PicklingError, TypeError, AttributeError...
@@ -394,7 +640,7 @@ def _table_with_fast_columns(pa: Any, frame: Any, fast: dict[int, Any]) -> Any:
 
 
 def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str | None) -> bool:
-    """Writes a pandas object as Arrow; False when Arrow cannot hold it (then it is pickled).
+    """Writes a pandas object as Arrow; False when Arrow cannot hold it exactly (then it is pickled).
 
     ``preserve_index=None`` stores a RangeIndex as metadata, so it comes back
     a RangeIndex (``True`` would turn it into an int64 column and Index);
@@ -412,35 +658,150 @@ def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description
             named = json.loads(series_name)
             if type(named) is not type(thing.name) or named != thing.name:
                 return False  # e.g. a tuple name would come back a list
-            table = from_pandas_table(thing.to_frame(name="__brain_series__"))
-            table = _with_kind(table, b"series", {SERIES_NAME_KEY: series_name.encode(), **_index_freq(pd, thing)})
+            frame = thing.to_frame(name="__brain_series__")
+            kind, extra = b"series", {SERIES_NAME_KEY: series_name.encode(), **_index_freq(pd, thing)}
         else:
             if not _labels_survive_arrow(pd, thing.columns):
                 return False
-            table = from_pandas_table(thing)
-            if not _same_index(table.schema.empty_table().to_pandas().columns, thing.columns):
-                return False
-            table = _with_kind(table, b"frame", _index_freq(pd, thing))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            frame, kind, extra = thing, b"frame", _index_freq(pd, thing)
+        table = from_pandas_table(frame)
+        planned = _pandas_restores(pa, pd, frame, table)
+        if planned is None:
+            return False
+        table, restores, expected = planned
+        if kind == b"frame" and not _same_index(expected.columns, thing.columns):
+            return False
+        if restores:
+            extra[PANDAS_DTYPES_KEY] = json.dumps(restores).encode()
+        table = _with_kind(table, kind, extra)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, NotImplementedError):
         # Mixed-type object columns and the like: pickle keeps them exactly.
         return False
     _write_arrow(store, namespace, name, "pandas", table, description)
     return True
 
 
-def decode(obj: Any, as_arrow: bool = False) -> Any:
-    """The Python object for a stored ``Object``."""
+def _string_dtype_json(pd: Any, dtype: Any) -> list[str]:
+    return ["string", str(dtype.storage), "NA" if dtype.na_value is pd.NA else "nan"]
+
+
+def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dict[str, Any], Any] | None:
+    """What Arrow's pandas metadata would not bring back, and how brain does:
+    ``(table, restores, what to_pandas gives for the first row)``, or None when a
+    column cannot come back exactly (the frame is then pickled).
+
+    - ``pd.ArrowDtype`` columns: pyarrow cannot read back the pandas metadata
+      of some (lists: "data type not understood") and gives Python objects
+      for others (decimals); their numpy_type becomes "object", so any
+      reader's ``to_pandas`` works, and brain wraps the Arrow column itself.
+    - object columns of strings, numbers or bools: pandas 3 reads them back
+      as ``str`` or numbers; brain gives the Python objects back.
+    - object columns of lists, tuples or dicts: Arrow's lists and structs
+      would come back as arrays and dicts with every key: pickled instead.
+    - ``StringDtype`` of another storage or missing-value marker than
+      pandas' default: brain converts back.
+    - index levels of such dtypes: an object index is converted back; the
+      others are pickled.
+    """
+    np = _module("numpy")
+    pandas_meta = table.schema.pandas_metadata
+    restores: dict[str, Any] = {}
+    columns_meta = pandas_meta["columns"]
+    patched = False
+    for i, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, pd.ArrowDtype):
+            restores[f"c{i}"] = "arrow"
+            columns_meta[i]["numpy_type"] = "object"
+            patched = True
+        elif dtype == np.dtype(object) and _is_nested(pa, table.schema.field(i).type):
+            return None
+    if patched:
+        metadata = dict(table.schema.metadata)
+        metadata[b"pandas"] = json.dumps(pandas_meta).encode()
+        table = table.replace_schema_metadata(metadata)
+    # One row, not none: pandas 3 reads an empty string column back as object, a full one as str.
+    expected = table.slice(0, 1).to_pandas()
+    for i, dtype in enumerate(frame.dtypes):
+        back = expected.dtypes.iloc[i]
+        if f"c{i}" in restores or back == dtype:
+            continue
+        if dtype == np.dtype(object):
+            restores[f"c{i}"] = "object"
+        elif isinstance(dtype, pd.StringDtype):
+            restores[f"c{i}"] = _string_dtype_json(pd, dtype)
+    index, back_index = frame.index, expected.index
+    if not isinstance(index, pd.RangeIndex):
+        levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
+        back_levels = back_index.levels if isinstance(back_index, pd.MultiIndex) else [back_index]
+        for level, (original, back_level) in enumerate(zip(levels, back_levels)):
+            if not isinstance(original.dtype, (pd.ArrowDtype, pd.StringDtype, np.dtype)):
+                continue
+            if original.dtype == back_level.dtype or isinstance(original.dtype, np.dtype) and original.dtype != object:
+                continue
+            if original.dtype == np.dtype(object) and not isinstance(index, pd.MultiIndex):
+                restores[f"i{level}"] = "object"
+            else:
+                return None
+    return table, restores, expected
+
+
+def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
+    """Gives column (``c<position>``) or index (``i0``) ``key`` of a frame read
+    from Arrow the dtype it was written with (see ``_pandas_restores``)."""
+    np = _module("numpy") or __import__("numpy")
+    pd = _module("pandas") or __import__("pandas")
+    position = int(key[1:])
+    if key[0] == "i":
+        frame.index = frame.index.astype(object)
+        return
+    column = table.column(position)
+    if how == "arrow":
+        values: Any = pd.arrays.ArrowExtensionArray(column)
+    elif how == "object":
+        objects = np.empty(len(column), dtype=object)
+        objects[:] = column.to_pylist()
+        # A Series keeps dtype object; an array of str would be inferred as str.
+        values = pd.Series(objects, index=frame.index, dtype=object, copy=False)
+    else:
+        _, storage, na = how
+        dtype = pd.StringDtype(storage, na_value=pd.NA if na == "NA" else np.nan)
+        values = frame.iloc[:, position].astype(dtype)
+    frame.isetitem(position, values)
+
+
+LIBRARIES = ("arrow", "pandas", "polars")
+
+
+def decode(obj: Any, as_arrow: bool = False, library: str | None = None) -> Any:
+    """The Python object for a stored ``Object``.
+
+    A table (written from pyarrow, pandas, polars or Rust) comes back as the
+    writer's kind of object, or as ``library``'s when one is named
+    ("arrow", "pandas" or "polars"; ``as_arrow`` is "arrow"). Other objects
+    ignore ``library``.
+    """
+    if as_arrow:
+        library = "arrow"
+    if library is not None and library not in LIBRARIES:
+        raise ValueError(f"library must be one of {', '.join(LIBRARIES)}, not {library!r}")
     codec = obj.codec
+    if codec in LIBRARIES and library is not None and (library != codec or library == "arrow"):
+        table = read_arrow(obj)
+        if library == "arrow":
+            return _strip_brain_metadata(table)
+        if library == "pandas":
+            return _pandas_from_table(table)
+        return _polars_from_table(table)
     if codec == "ndarray":
         return decode_ndarray(obj)
     if codec == "pickle5":
         return decode_pickle(obj)
     if codec == "arrow":
-        return decode_arrow(obj) if not as_arrow else _strip_brain_metadata(read_arrow(obj))
+        return decode_arrow(obj)
     if codec == "pandas":
-        return decode_pandas(obj, as_arrow)
+        return decode_pandas(obj)
     if codec == "polars":
-        return decode_polars(obj, as_arrow)
+        return decode_polars(obj)
     if codec == "text":
         return str(memoryview(obj), "utf-8")
     if codec == "raw":
