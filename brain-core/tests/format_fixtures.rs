@@ -22,8 +22,7 @@ use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
 use brain_core::format::control::{
-    check_control_file, new_control_file, CONTROL_LEN, CONTROL_VERSION,
-    CONTROL_VERSION_BEFORE_RECYCLING, VERSION_AT,
+    check_control_file, new_control_file, CONTROL_LEN, CONTROL_VERSION, VERSION_AT,
 };
 use brain_core::format::parts::{split, PartsLayout};
 use brain_core::format::{namespace_dir_name, Header, HEADER_FIXED_LEN, PAYLOAD_ALIGN};
@@ -388,57 +387,68 @@ fn control_file_v1() -> Vec<u8> {
 
 #[test]
 fn control_file_matches_its_fixture() {
-    let fresh = golden("control_v2.bin", &new_control_file());
+    let fresh = golden("control_v3.bin", &new_control_file());
     assert_eq!(fresh.len(), CONTROL_LEN);
     assert_eq!(check_control_file(&fresh), Ok(CONTROL_VERSION));
-    assert_eq!(CONTROL_VERSION, 2);
+    assert_eq!(CONTROL_VERSION, 3);
 }
 
+/// Control files of earlier versions: version 1 (before recycling) written
+/// out from literals, version 2 (before the writer slots) frozen as it was
+/// written. Each is read, and upgraded in place by a store that opens it.
 #[test]
-fn control_file_of_version_1_is_read_and_upgraded() {
-    let v1 = golden("control_v1.bin", &control_file_v1());
-    let v2 = golden("control_v2.bin", &new_control_file());
-    // Only the version field differs.
-    let differing: Vec<usize> = (0..CONTROL_LEN).filter(|&i| v1[i] != v2[i]).collect();
-    assert!(
-        differing
-            .iter()
-            .all(|&i| (VERSION_AT..VERSION_AT + 8).contains(&i)),
-        "bytes {differing:?} differ"
-    );
-    assert_eq!(
-        check_control_file(&v1),
-        Ok(CONTROL_VERSION_BEFORE_RECYCLING)
-    );
-    assert_eq!(CONTROL_VERSION_BEFORE_RECYCLING, 1);
+fn older_control_files_are_read_and_upgraded() {
+    let v3 = golden("control_v3.bin", &new_control_file());
+    let older = [
+        (
+            "control_v1.bin",
+            golden("control_v1.bin", &control_file_v1()),
+            1,
+        ),
+        ("control_v2.bin", read_fixture("control_v2.bin"), 2),
+    ];
+    for (name, bytes, version) in older {
+        // Only the version field differs: the slots of older files are zero.
+        let differing: Vec<usize> = (0..CONTROL_LEN).filter(|&i| bytes[i] != v3[i]).collect();
+        assert!(
+            differing
+                .iter()
+                .all(|&i| (VERSION_AT..VERSION_AT + 8).contains(&i)),
+            "{name}: bytes {differing:?} differ"
+        );
+        assert_eq!(check_control_file(&bytes), Ok(version), "{name}");
 
-    // A store whose control file is of version 1 is upgraded in place on open.
-    let dir = tempfile::Builder::new()
-        .prefix("brain-core-fixtures")
-        .tempdir_in("/dev/shm")
-        .expect("a directory in /dev/shm");
-    let root = dir.path().join("store");
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&root)
-        .expect("the store directory");
-    let ctl = root.join("brain.ctl");
-    fs::write(&ctl, &v1).expect("write brain.ctl");
-    fs::set_permissions(&ctl, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let store = Store::open(&root).expect("a version-1 store opens");
-    assert_eq!(fs::read(store.control_path()).expect("brain.ctl"), v2);
+        let dir = tempfile::Builder::new()
+            .prefix("brain-core-fixtures")
+            .tempdir_in("/dev/shm")
+            .expect("a directory in /dev/shm");
+        let root = dir.path().join("store");
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&root)
+            .expect("the store directory");
+        let ctl = root.join("brain.ctl");
+        fs::write(&ctl, &bytes).expect("write brain.ctl");
+        fs::set_permissions(&ctl, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let store = Store::open(&root).expect("an older store opens");
+        assert_eq!(
+            fs::read(store.control_path()).expect("brain.ctl"),
+            v3,
+            "{name} was not upgraded"
+        );
+    }
 }
 
 #[test]
 fn a_new_store_writes_the_control_file_and_object_files_as_pinned() {
-    let v2 = golden("control_v2.bin", &new_control_file());
+    let v3 = golden("control_v3.bin", &new_control_file());
     let dir = tempfile::Builder::new()
         .prefix("brain-core-fixtures")
         .tempdir_in("/dev/shm")
         .expect("a directory in /dev/shm");
     let root = dir.path().join("store");
     let store = Store::open(&root).expect("a store");
-    assert_eq!(fs::read(root.join("brain.ctl")).expect("brain.ctl"), v2);
+    assert_eq!(fs::read(root.join("brain.ctl")).expect("brain.ctl"), v3);
 
     // An object file lies at ns/<namespace dir>/<key>, holds the header
     // then the payload, and the namespace directory names its namespace.

@@ -501,6 +501,7 @@ impl PyStore {
         dict.set_item("bytes_freed", report.bytes_freed)?;
         dict.set_item("recycled_objects", report.recycled_objects)?;
         dict.set_item("recycled_bytes", report.recycled_bytes)?;
+        dict.set_item("reservations_reclaimed", report.reservations_reclaimed)?;
         Ok(dict)
     }
 

@@ -283,3 +283,71 @@ fn a_full_filesystem_takes_back_recycled_pages_before_refusing() -> Result<()> {
     ensure!(store.usage()?.recycled == 0, "{:?}", store.usage()?);
     Ok(())
 }
+
+/// gunicorn kills a timed-out worker with SIGKILL: a store with a capacity
+/// keeps taking writes after its writers were killed with bytes reserved,
+/// with no `fsck` by hand.
+#[test]
+fn a_store_takes_writes_again_after_its_writers_were_killed_mid_write() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    handle.set_capacity(Some(1 << 30))?;
+    for round in 0..12 {
+        let mut writer = spawn([
+            "put-large-slowly",
+            store.arg(),
+            "killed",
+            &format!("w{round}"),
+            "50",
+        ])?;
+        writer.expect_line("started", CHILD_TIMEOUT)?;
+        writer.kill()?;
+    }
+    let left = handle.usage()?.used;
+    ensure!(
+        left >= 12 * 50 * MIB as u64,
+        "the killed writers' reservations were not counted: {left}"
+    );
+    // Every name the writers were writing is gone with them; a write of
+    // 900 MiB fits in the 1 GiB again.
+    ensure!(handle.names("killed")?.is_empty());
+    let value = make_value(9, 900 * MIB);
+    let meta = handle.put("after", "big", &brain_core::Payload::bytes(&value))?;
+    ensure!(
+        handle.usage()?.used == meta.stored_size,
+        "{:?} after writing {meta:?}",
+        handle.usage()?
+    );
+    // The count is what the files say.
+    ensure!(handle.fsck(false)?.used_before == meta.stored_size);
+    Ok(())
+}
+
+/// `fsck` run while a large write is in flight waits for it, and never
+/// counts the store as emptier than it is.
+#[test]
+fn fsck_beside_a_write_in_flight_never_undercounts_it() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    handle.set_capacity(Some(256 << 20))?;
+    let mut writer = spawn(["put-large-slowly", store.arg(), "ns", "inflight", "200"])?;
+    writer.expect_line("started", CHILD_TIMEOUT)?;
+    let fsck = handle.fsck(false)?;
+    // fsck returned: the write it waited for was published first.
+    writer.expect_line("committed", CHILD_TIMEOUT)?;
+    ensure!(
+        fsck.used_after >= 200 * MIB as u64,
+        "fsck counted {} with 200 MiB in flight",
+        fsck.used_after
+    );
+    ensure!(handle.usage()?.used >= 200 * MIB as u64);
+    // 200 MiB stored: 100 MiB more does not fit in 256.
+    match handle.put(
+        "ns",
+        "more",
+        &brain_core::Payload::bytes(&vec![1u8; 100 * MIB]),
+    ) {
+        Err(Error::StoreFull { .. }) => Ok(()),
+        other => anyhow::bail!("a write past the capacity after fsck: {other:?}"),
+    }
+}

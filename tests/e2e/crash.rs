@@ -50,7 +50,8 @@ fn a_writer_killed_mid_put_leaves_the_old_value_and_gc_and_fsck_clean_up() -> Re
     ensure!(seed_in(&view)? == 77 && view.len() == 2 * MIB as usize);
     drop(view);
     handle.clear_cache();
-    // The killed writer's reservation is still counted...
+    // The killed writer's reservation is still counted (until someone
+    // looks: a refused write, gc or fsck)...
     ensure!(
         handle.usage()?.used >= before.used + SIZE_MIB * MIB,
         "{:?}",
@@ -69,17 +70,22 @@ fn a_writer_killed_mid_put_leaves_the_old_value_and_gc_and_fsck_clean_up() -> Re
         handle.usage()?
     );
 
+    // gc gives back what the dead writer had reserved.
     let gc = handle.gc()?;
     let left = store.temporary_files()?;
     ensure!(
         left.is_empty(),
         "temporary files left after gc ({gc:?}): {left:?}"
     );
+    ensure!(
+        gc.reservations_reclaimed >= SIZE_MIB * MIB && handle.usage()?.used == before.used,
+        "gc did not give back the dead writer's reservation: {gc:?}, {:?}",
+        handle.usage()?
+    );
     let fsck = handle.fsck(false)?;
     ensure!(
-        fsck.used_after == before.used && handle.usage()?.used == before.used,
-        "fsck did not rebuild usage to {}: {fsck:?}",
-        before.used
+        fsck.used_after == before.used && fsck.used_before == before.used,
+        "fsck found the usage wrong after gc: {fsck:?}"
     );
     ensure!(fsck.objects == 1 && fsck.corrupt.is_empty(), "{fsck:?}");
     // The store works as before.

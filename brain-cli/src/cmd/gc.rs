@@ -16,6 +16,7 @@ struct GcJson {
     bytes_freed: u64,
     recycled_objects: u64,
     recycled_bytes: u64,
+    reservations_reclaimed: u64,
 }
 
 /// Runs the garbage collection and reports what it removed.
@@ -32,6 +33,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
                 bytes_freed: report.bytes_freed,
                 recycled_objects: report.recycled_objects,
                 recycled_bytes: report.recycled_bytes,
+                reservations_reclaimed: report.reservations_reclaimed,
             },
         );
     }
@@ -59,6 +61,14 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
             } else {
                 "s"
             },
-        )
+        )?;
+        if report.reservations_reclaimed > 0 {
+            writeln!(
+                out,
+                "gave back {} reserved by writers that died",
+                format::size(report.reservations_reclaimed)
+            )?;
+        }
+        Ok(())
     })
 }

@@ -336,6 +336,18 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The store was too busy to do this: writes in flight did not finish
+    /// in time (a recount waits for them).
+    #[error("cannot {operation} in {location}: writes in progress did not finish within {waited:?}; try again, or find a writer that hangs (a streamed write left open)")]
+    Busy {
+        /// The store.
+        location: Location,
+        /// What was to be done.
+        operation: &'static str,
+        /// How long it waited.
+        waited: Duration,
+    },
+
     /// A store URL could not be understood.
     #[error("cannot open {url:?}: {reason}; use a path, shm://PATH or memory://NAME")]
     InvalidUrl {
@@ -406,6 +418,7 @@ impl Error {
             | Error::PermissionDenied { location, .. }
             | Error::LockTimeout { location, .. }
             | Error::Unsupported { location, .. }
+            | Error::Busy { location, .. }
             | Error::Io { location, .. } => Some(location),
             _ => None,
         }

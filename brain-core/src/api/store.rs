@@ -147,6 +147,8 @@ pub struct GcReport {
     pub recycled_objects: u64,
     /// Bytes of it.
     pub recycled_bytes: u64,
+    /// Bytes that writers which died had reserved, given back.
+    pub reservations_reclaimed: u64,
 }
 
 /// An object that failed its checks in [`ObjectStore::fsck`].

@@ -7,11 +7,27 @@
 //!     16    8 capacity in bytes (u64 LE, u64::MAX = no limit but the filesystem's)
 //!     24    8 bytes in use (u64 LE), updated with atomic read-modify-writes
 //!     32    8 bytes of replaced objects kept for reuse in `pool/` (u64 LE), likewise
-//!     40 4056 reserved, zero
+//!     40    8 the process recounting (version 3): pid in the low 32 bits, the
+//!             low 32 bits of its start time above; 0 when none
+//!     48   16 reserved, zero
+//!     64 4032 126 writer slots of 32 bytes (version 3):
+//!               +0  8 pid of the process (u64 LE; 0: free)
+//!               +8  8 its start time, in clock ticks since boot (u64 LE)
+//!              +16  8 bytes it has reserved and not yet published or given back (u64 LE)
+//!              +24  8 how many of its threads are changing counters or counted files (u64 LE)
 //! ```
 //!
 //! Every process maps the file and updates the counters with atomics; this
 //! module only says where they are and checks a file's fixed fields.
+//!
+//! A writer slot lets any process see that a writer died with bytes
+//! reserved (its pid is gone, or belongs to a later process): the store's
+//! count is then rebuilt. Version 3 also changes the rule every process
+//! follows: it changes counters and the files they count only while its
+//! slot counts it in flight and no process is recounting; a recount
+//! announces itself and waits for every live slot to have nothing in
+//! flight. A build of version 2 does neither, so it must not share a store
+//! with one of version 3.
 
 use super::FormatError;
 
@@ -19,10 +35,11 @@ use super::FormatError;
 pub const CONTROL_MAGIC: [u8; 8] = *b"BRAINCTL";
 /// The control format version this build writes. 2 since recycling: builds
 /// of version 1 map files without the shared lock that keeps a recycling
-/// writer away, so they must not open a store where one writes.
-pub const CONTROL_VERSION: u64 = 2;
-/// The version before recycling, which this build upgrades in place.
-pub const CONTROL_VERSION_BEFORE_RECYCLING: u64 = 1;
+/// writer away, so they must not open a store where one writes. 3 since
+/// writer slots and the accounting lock, which builds of version 2 ignore.
+pub const CONTROL_VERSION: u64 = 3;
+/// Earlier versions this build reads, and upgrades in place.
+pub const CONTROL_VERSIONS_UPGRADED: [u64; 2] = [1, 2];
 /// The control file's length.
 pub const CONTROL_LEN: usize = 4096;
 /// Where the version is.
@@ -35,6 +52,23 @@ pub const USED_AT: usize = 24;
 pub const POOLED_AT: usize = 32;
 /// The capacity stored when the store has no limit of its own.
 pub const UNLIMITED: u64 = u64::MAX;
+/// Where the writer slots start.
+pub const SLOTS_AT: usize = 64;
+/// The size of one writer slot.
+pub const SLOT_LEN: usize = 32;
+/// How many writer slots the file has.
+pub const SLOTS: usize = (CONTROL_LEN - SLOTS_AT) / SLOT_LEN;
+/// Where the recounting process is recorded.
+pub const RECOUNTER_AT: usize = 40;
+/// Within a slot: the pid, its start time, its reserved bytes, its
+/// threads in flight.
+pub const SLOT_PID: usize = 0;
+/// See [`SLOT_PID`].
+pub const SLOT_START: usize = 8;
+/// See [`SLOT_PID`].
+pub const SLOT_BYTES: usize = 16;
+/// See [`SLOT_PID`].
+pub const SLOT_IN_FLIGHT: usize = 24;
 
 /// The bytes of a new control file: no limit, nothing used.
 pub fn new_control_file() -> Vec<u8> {
@@ -46,7 +80,7 @@ pub fn new_control_file() -> Vec<u8> {
 }
 
 /// Checks the fixed fields of a control file's bytes and returns its version
-/// (this build's, or the one before recycling, which it upgrades).
+/// (this build's, or an earlier one it upgrades).
 ///
 /// # Errors
 /// [`FormatError::Malformed`] for a wrong length or magic;
@@ -69,7 +103,7 @@ pub fn check_control_file(bytes: &[u8]) -> Result<u64, FormatError> {
             .expect("8 bytes"),
     );
     match version {
-        CONTROL_VERSION | CONTROL_VERSION_BEFORE_RECYCLING => Ok(version),
+        v if v == CONTROL_VERSION || CONTROL_VERSIONS_UPGRADED.contains(&v) => Ok(version),
         other => Err(FormatError::Version {
             found: other.min(u16::MAX as u64) as u16,
             supported: CONTROL_VERSION as u16,

@@ -18,30 +18,76 @@
 //!   likewise leave when a file leaves the pool ([`Control::pool_left`]),
 //!   called only by the process whose rename or unlink removed it.
 //!
-//! A writer killed while it holds a reservation leaves the count too high;
-//! `fsck` rebuilds it by scanning the store.
+//! # Writers that die, and recounts
+//!
+//! A writer killed while it holds a reservation would leave the count too
+//! high. Each process records the bytes it has reserved and not yet
+//! published or given back in a slot of the control file, with its pid and
+//! start time; when any slot belongs to a process that is gone, the count
+//! is rebuilt ([`Control::dead_writers`], and the store's heal).
+//!
+//! A recount must not race the writers it counts. Every change of the
+//! counters, and of the files they count (a reservation, a publish, a
+//! delete, a pool file's move), happens while its process's slot counts
+//! it in flight ([`Control::enter`]); a recount records itself in the
+//! control file, then waits until no live slot has anything in flight
+//! ([`Control::exclusive`]), so it sets the counters to exactly what the
+//! files say. Entering checks for a recount after counting itself in, and
+//! a recount checks the slots after recording itself (both sequentially
+//! consistent), so one of the two always sees the other. A recounter or a
+//! writer that dies is seen dead by the others (its pid and start time),
+//! so nothing waits for it.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::api::error::{Error, Result};
 use crate::format::accounted;
 use crate::format::control::{
     check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_VERSION,
-    CONTROL_VERSION_BEFORE_RECYCLING, POOLED_AT, USED_AT, VERSION_AT,
+    CONTROL_VERSIONS_UPGRADED, POOLED_AT, RECOUNTER_AT, SLOTS, SLOTS_AT, SLOT_BYTES,
+    SLOT_IN_FLIGHT, SLOT_LEN, SLOT_PID, SLOT_START, USED_AT, VERSION_AT,
 };
-use crate::sys::names::unique_tmp_name;
+use crate::sys::fork;
+use crate::sys::names::{process_start_time, unique_tmp_name};
 use crate::sys::SharedCounters;
 
-/// The mapped control file: capacity, objects' bytes, the pool's bytes.
+/// How long a writer or a recount sleeps before it looks again.
+const WAIT_STEP: Duration = Duration::from_millis(1);
+
+/// The mapped control file: capacity, objects' bytes, the pool's bytes,
+/// the writer slots; and which slot is this process's.
 #[derive(Debug)]
 pub(crate) struct Control {
     counters: SharedCounters,
     path: PathBuf,
+    mine: Mutex<Mine>,
+}
+
+/// This process's writer slot. It belongs to one process: a forked child
+/// (another fork generation) claims its own.
+#[derive(Debug, Default)]
+struct Mine {
+    generation: u64,
+    slot: Option<usize>,
+}
+
+/// Who a slot or a recount belongs to: pid and start time, packed as the
+/// recounter field holds them.
+fn identity(pid: u32, start: u64) -> u64 {
+    u64::from(pid) | (start << 32)
+}
+
+/// Whether the process recorded as `identity` still runs.
+fn identity_alive(identity: u64) -> bool {
+    let pid = identity as u32;
+    let start = identity >> 32;
+    pid != 0 && process_start_time(pid).is_some_and(|now| now & 0xffff_ffff == start)
 }
 
 /// A refused reservation: what was in use and the limit.
@@ -79,16 +125,216 @@ impl Control {
             .map_err(|e| Error::io("map the control file", &path, e))?;
         let version =
             check_control_file(&counters.bytes()).map_err(|e| Error::from_format(e, &path))?;
-        if version == CONTROL_VERSION_BEFORE_RECYCLING {
+        if CONTROL_VERSIONS_UPGRADED.contains(&version) {
             // Another opener may upgrade it at the same moment: either wins.
+            // The slots of an older file are zero: free.
             let _ = counters.counter(VERSION_AT).compare_exchange(
-                CONTROL_VERSION_BEFORE_RECYCLING,
+                version,
                 CONTROL_VERSION,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
         }
-        Ok(Arc::new(Control { counters, path }))
+        Ok(Arc::new(Control {
+            counters,
+            path,
+            mine: Mutex::new(Mine::default()),
+        }))
+    }
+
+    /// Counts this thread in flight in this process's slot until the guard
+    /// is dropped: counters and the files they count may change meanwhile,
+    /// and no recount runs. Waits while a recount runs.
+    pub(crate) fn enter(self: &Arc<Self>) -> Result<Entered> {
+        let slot = self.my_slot();
+        let generation = fork::generation();
+        loop {
+            self.wait_for_recount();
+            let Some(slot) = slot else {
+                // No slot: nothing can be counted in flight, so only a
+                // recount in progress is waited for (a later one may race
+                // this process: `fsck` by hand then counts right).
+                return Ok(Entered {
+                    control: self.clone(),
+                    slot: None,
+                    generation,
+                });
+            };
+            let in_flight = self.slot_counter(slot, SLOT_IN_FLIGHT);
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.recounter().load(Ordering::SeqCst) == 0 {
+                return Ok(Entered {
+                    control: self.clone(),
+                    slot: Some(slot),
+                    generation,
+                });
+            }
+            // A recount began meanwhile: step back and let it finish.
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn recounter(&self) -> &AtomicU64 {
+        self.counters.counter(RECOUNTER_AT)
+    }
+
+    /// Waits while a live process recounts; clears the mark of a dead one.
+    fn wait_for_recount(&self) {
+        loop {
+            let recounter = self.recounter().load(Ordering::SeqCst);
+            if recounter == 0 {
+                return;
+            }
+            if !identity_alive(recounter) {
+                let _ = self.recounter().compare_exchange(
+                    recounter,
+                    0,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                continue;
+            }
+            std::thread::sleep(WAIT_STEP);
+        }
+    }
+
+    /// Recounts alone: records this process as the recounter, then waits
+    /// until no live process has anything in flight. Waits at most `timeout`
+    /// for both; `None` when that was not enough. Must not be called by a
+    /// thread that holds an [`Entered`] guard of this store (it would wait
+    /// for itself).
+    pub(crate) fn exclusive(self: &Arc<Self>, timeout: Duration) -> Result<Option<Exclusive>> {
+        let pid = std::process::id();
+        let me = identity(pid, process_start_time(pid).unwrap_or(0) & 0xffff_ffff);
+        let started = Instant::now();
+        loop {
+            self.wait_for_recount_until(started, timeout);
+            match self
+                .recounter()
+                .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(_) if started.elapsed() >= timeout => return Ok(None),
+                Err(_) => {}
+            }
+        }
+        let exclusive = Exclusive {
+            control: self.clone(),
+            identity: me,
+        };
+        loop {
+            let busy = (0..SLOTS).any(|slot| {
+                self.slot_counter(slot, SLOT_IN_FLIGHT)
+                    .load(Ordering::SeqCst)
+                    > 0
+                    && self.slot_alive(slot)
+            });
+            if !busy {
+                return Ok(Some(exclusive));
+            }
+            if started.elapsed() >= timeout {
+                // Dropping `exclusive` lets the writers go on.
+                return Ok(None);
+            }
+            std::thread::sleep(WAIT_STEP);
+        }
+    }
+
+    fn wait_for_recount_until(&self, started: Instant, timeout: Duration) {
+        while started.elapsed() < timeout {
+            let recounter = self.recounter().load(Ordering::SeqCst);
+            if recounter == 0 {
+                return;
+            }
+            if !identity_alive(recounter) {
+                let _ = self.recounter().compare_exchange(
+                    recounter,
+                    0,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                continue;
+            }
+            std::thread::sleep(WAIT_STEP);
+        }
+    }
+
+    fn slot_counter(&self, slot: usize, field: usize) -> &AtomicU64 {
+        self.counters.counter(SLOTS_AT + slot * SLOT_LEN + field)
+    }
+
+    /// This process's writer slot, claimed on first use; `None` when every
+    /// slot is taken (its reservations are then not watched, nor waited
+    /// for: a recount by `fsck` by hand still counts right).
+    fn my_slot(&self) -> Option<usize> {
+        let mut mine = self.mine.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = fork::generation();
+        if mine.slot.is_none() || mine.generation != generation {
+            mine.generation = generation;
+            mine.slot = self.claim_slot(std::process::id());
+        }
+        mine.slot
+    }
+
+    fn claim_slot(&self, pid: u32) -> Option<usize> {
+        let start = process_start_time(pid).unwrap_or(0);
+        // A slot left by a process that died is free too, once a recount
+        // has given back what it had reserved.
+        (0..SLOTS).find(|&slot| {
+            let owner = self.slot_counter(slot, SLOT_PID).load(Ordering::Acquire);
+            let reserved = self.slot_counter(slot, SLOT_BYTES).load(Ordering::Acquire);
+            let free = owner == 0 || (reserved == 0 && !self.slot_alive(slot));
+            let claimed = free
+                && self
+                    .slot_counter(slot, SLOT_PID)
+                    .compare_exchange(owner, u64::from(pid), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if claimed {
+                self.slot_counter(slot, SLOT_START)
+                    .store(start, Ordering::Release);
+                self.slot_counter(slot, SLOT_IN_FLIGHT)
+                    .store(0, Ordering::Release);
+            }
+            claimed
+        })
+    }
+
+    /// Bytes reserved by writers whose process is gone (its pid is not
+    /// alive, or belongs to a process started later): a recount gives them back.
+    pub(crate) fn dead_writers(&self) -> u64 {
+        (0..SLOTS)
+            .filter_map(|slot| {
+                let bytes = self.slot_counter(slot, SLOT_BYTES).load(Ordering::Acquire);
+                (bytes > 0 && !self.slot_alive(slot)).then_some(bytes)
+            })
+            .sum()
+    }
+
+    /// Whether the process that claimed `slot` still runs.
+    fn slot_alive(&self, slot: usize) -> bool {
+        let pid = self.slot_counter(slot, SLOT_PID).load(Ordering::Acquire);
+        let start = self.slot_counter(slot, SLOT_START).load(Ordering::Acquire);
+        let Ok(pid) = u32::try_from(pid) else {
+            return false;
+        };
+        pid != 0 && process_start_time(pid).is_some_and(|now| start == 0 || now == start)
+    }
+
+    /// Under a recount: no bytes are in flight, and the slots of processes
+    /// that are gone are free again.
+    pub(crate) fn reset_slots(&self, _exclusive: &Exclusive) {
+        for slot in 0..SLOTS {
+            self.slot_counter(slot, SLOT_BYTES)
+                .store(0, Ordering::Release);
+            if !self.slot_alive(slot) {
+                self.slot_counter(slot, SLOT_IN_FLIGHT)
+                    .store(0, Ordering::Release);
+                self.slot_counter(slot, SLOT_START)
+                    .store(0, Ordering::Release);
+                self.slot_counter(slot, SLOT_PID)
+                    .store(0, Ordering::Release);
+            }
+        }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -113,7 +359,7 @@ impl Control {
 
     /// Reserves `bytes` for an object about to be written, unless that,
     /// with the pool, would pass the capacity (the caller may empty the pool
-    /// and try again).
+    /// and try again). The caller holds an [`Entered`] guard.
     pub(crate) fn reserve(
         self: &Arc<Self>,
         bytes: u64,
@@ -121,6 +367,8 @@ impl Control {
         let mut reservation = Reservation {
             control: self.clone(),
             bytes: 0,
+            slot: self.my_slot(),
+            generation: fork::generation(),
         };
         reservation.grow_to(bytes)?;
         Ok(reservation)
@@ -144,8 +392,8 @@ impl Control {
         self.release_used(accounted(file_len));
     }
 
-    /// Sets the objects' count to a recount (`fsck`).
-    pub(crate) fn recount(&self, used: u64) {
+    /// Sets the objects' count to a recount (`fsck`), which holds the lock exclusively.
+    pub(crate) fn recount(&self, used: u64, _exclusive: &Exclusive) {
         self.counters
             .counter(USED_AT)
             .store(used, Ordering::Release);
@@ -170,8 +418,8 @@ impl Control {
         subtract(self.counters.counter(POOLED_AT), accounted(file_len));
     }
 
-    /// Sets the pool's count to a recount (`fsck`).
-    pub(crate) fn pool_recount(&self, pooled: u64) {
+    /// Sets the pool's count to a recount (`fsck`), which holds the lock exclusively.
+    pub(crate) fn pool_recount(&self, pooled: u64, _exclusive: &Exclusive) {
         self.counters
             .counter(POOLED_AT)
             .store(pooled, Ordering::Release);
@@ -182,12 +430,56 @@ impl Control {
     }
 }
 
+/// A thread counted in flight in its process's slot; see [`Control::enter`].
+#[derive(Debug)]
+pub(crate) struct Entered {
+    control: Arc<Control>,
+    slot: Option<usize>,
+    /// The fork generation it was counted in: a copy in a forked child
+    /// counts nothing of the child's, and takes nothing back.
+    generation: u64,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.filter(|_| fork::generation() == self.generation) {
+            self.control
+                .slot_counter(slot, SLOT_IN_FLIGHT)
+                .fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A recount in progress, alone; see [`Control::exclusive`]. Dropped, it
+/// lets the writers go on.
+#[derive(Debug)]
+pub(crate) struct Exclusive {
+    control: Arc<Control>,
+    identity: u64,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let _ = self.control.recounter().compare_exchange(
+            self.identity,
+            0,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+}
+
 /// Bytes reserved for an object being written. Dropped, it gives them back;
 /// [`Reservation::publish`] keeps them as the published object's instead.
+/// Either way they leave the process's writer slot.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     control: Arc<Control>,
     bytes: u64,
+    slot: Option<usize>,
+    /// The fork generation it was made in: a copy in a forked child gives
+    /// nothing back (the parent's copy does).
+    generation: u64,
 }
 
 impl Reservation {
@@ -200,7 +492,14 @@ impl Reservation {
     /// a no-op when it holds that much.
     pub(crate) fn grow_to(&mut self, bytes: u64) -> std::result::Result<(), Refused> {
         if bytes > self.bytes {
-            self.control.add_used(bytes - self.bytes)?;
+            let extra = bytes - self.bytes;
+            // In the slot first: a process killed between the two leaves a
+            // slot too high, which only makes a recount happen.
+            self.slot_add(extra);
+            if let Err(refused) = self.control.add_used(extra) {
+                self.slot_sub(extra);
+                return Err(refused);
+            }
             self.bytes = bytes;
         }
         Ok(())
@@ -210,15 +509,31 @@ impl Reservation {
     /// bytes stay counted, as the object's, and the rest goes back.
     pub(crate) fn publish(mut self, file_len: u64) {
         let kept = accounted(file_len).min(self.bytes);
+        self.slot_sub(kept);
         self.bytes -= kept;
         // Drop releases what is left.
+    }
+
+    fn slot_add(&self, bytes: u64) {
+        if let Some(slot) = self.slot {
+            self.control
+                .slot_counter(slot, SLOT_BYTES)
+                .fetch_add(bytes, Ordering::AcqRel);
+        }
+    }
+
+    fn slot_sub(&self, bytes: u64) {
+        if let Some(slot) = self.slot {
+            subtract(self.control.slot_counter(slot, SLOT_BYTES), bytes);
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.bytes > 0 {
+        if self.bytes > 0 && fork::generation() == self.generation {
             self.control.release_used(self.bytes);
+            self.slot_sub(self.bytes);
         }
     }
 }
@@ -343,6 +658,92 @@ mod tests {
             "the pool passed its own limit"
         );
         assert_eq!(control.used(), 0);
+    }
+
+    /// A pid beyond any kernel's pid_max: a process that is not running.
+    const DEAD_PID: u32 = 999_999_999;
+
+    #[test]
+    fn reservations_are_recorded_in_the_process_slot_until_they_end() {
+        let (_dir, control) = control(u64::MAX);
+        let _entered = control.enter().unwrap();
+        let writing = control.reserve(3 * 4096).unwrap();
+        let slot = control.my_slot().expect("a slot");
+        let in_slot = || {
+            control
+                .slot_counter(slot, SLOT_BYTES)
+                .load(Ordering::SeqCst)
+        };
+        assert_eq!(in_slot(), 3 * 4096);
+        writing.publish(4096);
+        assert_eq!(in_slot(), 0, "a published object's bytes are not in flight");
+        assert_eq!(control.used(), 4096);
+        let dropped = control.reserve(4096).unwrap();
+        drop(dropped);
+        assert_eq!((in_slot(), control.used()), (0, 4096));
+        assert_eq!(control.dead_writers(), 0, "this process runs");
+    }
+
+    #[test]
+    fn a_dead_writers_reservation_is_seen_until_a_recount_frees_its_slot() {
+        let (_dir, control) = control(u64::MAX);
+        let slot = control.claim_slot(DEAD_PID).expect("a free slot");
+        control
+            .slot_counter(slot, SLOT_BYTES)
+            .store(8192, Ordering::SeqCst);
+        assert_eq!(control.dead_writers(), 8192);
+        // Its slot is not taken by another process while it holds bytes.
+        assert_ne!(control.my_slot(), Some(slot));
+        let exclusive = control.exclusive(Duration::from_secs(1)).unwrap().unwrap();
+        control.reset_slots(&exclusive);
+        drop(exclusive);
+        assert_eq!(control.dead_writers(), 0);
+        assert_eq!(
+            control.slot_counter(slot, SLOT_PID).load(Ordering::SeqCst),
+            0
+        );
+    }
+
+    #[test]
+    fn a_recount_waits_for_writes_in_flight_and_writers_wait_for_it() {
+        let (_dir, control) = control(u64::MAX);
+        let entered = control.enter().unwrap();
+        assert!(
+            control
+                .exclusive(Duration::from_millis(20))
+                .unwrap()
+                .is_none(),
+            "a recount ran beside a write in flight"
+        );
+        drop(entered);
+        let exclusive = control.exclusive(Duration::from_secs(1)).unwrap().unwrap();
+        let writer = {
+            let control = control.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let _entered = control.enter().unwrap();
+                started.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(60));
+        drop(exclusive);
+        assert!(
+            writer.join().unwrap() >= Duration::from_millis(50),
+            "a writer went on beside a recount"
+        );
+    }
+
+    #[test]
+    fn a_recounter_that_died_holds_no_one_back() {
+        let (_dir, control) = control(u64::MAX);
+        control
+            .recounter()
+            .store(identity(DEAD_PID, 5), Ordering::SeqCst);
+        let started = Instant::now();
+        drop(control.enter().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(control.recounter().load(Ordering::SeqCst), 0);
+        assert!(control.exclusive(Duration::ZERO).unwrap().is_some());
     }
 
     #[test]

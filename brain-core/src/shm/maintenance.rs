@@ -4,7 +4,9 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::time::Duration;
 
+use super::capacity::Exclusive;
 use super::dirs::{object_files, read_dir};
 use super::reader::lock_shared;
 use super::Store;
@@ -13,6 +15,12 @@ use crate::api::store::{CorruptObject, FsckReport, GcReport, NamespaceStats, Obj
 use crate::format::{accounted, Header, ObjectKey};
 use crate::sys::io::replaced_under;
 use crate::sys::names::{process_alive, tmp_owner};
+
+/// How long `gc` waits for the writes in flight before it rebuilds counts
+/// that a dead writer left too high (the next `gc` or write tries again).
+const GC_WAIT: Duration = Duration::from_secs(5);
+/// How long `fsck` waits for the writes in flight before it recounts.
+const FSCK_WAIT: Duration = Duration::from_secs(60);
 
 impl Store {
     /// Namespace statistics from the files' sizes, without reading headers.
@@ -87,40 +95,71 @@ impl Store {
             }
         }
         (report.recycled_objects, report.recycled_bytes) = self.drain_pool();
+        report.reservations_reclaimed = self.heal(GC_WAIT)?.unwrap_or(0);
         Ok(report)
     }
 
-    /// Checks every object's header and rebuilds the usage count from the
-    /// objects present. With `delete_corrupt`, removes objects that fail.
-    ///
-    /// Run it when no writer is busy: a write in flight while it counts is
-    /// left out of the rebuilt usage until it seals.
-    pub(crate) fn check_objects(&self, delete_corrupt: bool) -> Result<FsckReport> {
-        let mut report = FsckReport {
-            used_before: self.inner.control.used(),
-            ..Default::default()
+    /// Gives back what writers that died had reserved: when a writer slot
+    /// belongs to a process that is gone, rebuilds the counts once the
+    /// writers in flight are done (waiting at most `wait`). Returns the
+    /// bytes given back, or `None` when no writer died (or the writers in
+    /// flight did not finish in time: the next call tries again).
+    pub(crate) fn heal(&self, wait: Duration) -> Result<Option<u64>> {
+        if self.inner.control.dead_writers() == 0 {
+            return Ok(None);
+        }
+        let Some(exclusive) = self.inner.control.exclusive(wait)? else {
+            return Ok(None);
         };
+        let before = self.inner.control.used();
+        let after = self.recount(&exclusive)?;
+        Ok(Some(before.saturating_sub(after)))
+    }
+
+    /// Sets the counters to what the files say: the objects in every
+    /// namespace (whole pages of each file), the pool's files, and no bytes
+    /// in flight (the lock held exclusively means none are). Returns the
+    /// objects' bytes.
+    fn recount(&self, exclusive: &Exclusive) -> Result<u64> {
         let mut used = 0;
         for entry in read_dir(&self.inner.ns_root)? {
             let dir = entry.path();
             if tmp_owner(&entry.file_name()).is_some() || !dir.is_dir() {
                 continue;
             }
+            for (_, path) in object_files(&dir)? {
+                used += std::fs::symlink_metadata(&path).map_or(0, |m| accounted(m.len()));
+            }
+        }
+        self.inner.control.recount(used, exclusive);
+        self.recount_pool(exclusive)?;
+        self.inner.control.reset_slots(exclusive);
+        Ok(used)
+    }
+
+    /// Checks every object's header and rebuilds the usage count from the
+    /// objects present. With `delete_corrupt`, removes objects that fail.
+    ///
+    /// Safe beside live writers: the objects are checked while they write,
+    /// and the counts are rebuilt once the writes in flight are done (new
+    /// ones wait for the recount, which only lists files).
+    pub(crate) fn check_objects(&self, delete_corrupt: bool) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        for entry in read_dir(&self.inner.ns_root)? {
+            let dir = entry.path();
+            if tmp_owner(&entry.file_name()).is_some() || !dir.is_dir() {
+                continue;
+            }
             for (key, path) in object_files(&dir)? {
-                let checked = check_object(&path, key);
-                let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
-                match checked {
-                    Ok(()) => {
-                        report.objects += 1;
-                        used += accounted(len);
-                    }
+                match check_object(&path, key) {
+                    Ok(()) => report.objects += 1,
                     Err(err) => {
-                        let deleted = delete_corrupt && std::fs::remove_file(&path).is_ok();
-                        if deleted {
-                            report.deleted += 1;
-                        } else {
-                            used += accounted(len);
-                        }
+                        // Deleted under the lock, so a recount cannot see it half gone.
+                        let deleted = delete_corrupt && {
+                            let _entered = self.inner.control.enter()?;
+                            std::fs::remove_file(&path).is_ok()
+                        };
+                        report.deleted += u64::from(deleted);
                         report.corrupt.push(CorruptObject {
                             location: path.into(),
                             reason: err.to_string(),
@@ -129,9 +168,18 @@ impl Store {
                 }
             }
         }
-        self.inner.control.recount(used);
-        report.used_after = used;
-        report.recycled = self.recount_pool()?;
+        let exclusive = self
+            .inner
+            .control
+            .exclusive(FSCK_WAIT)?
+            .ok_or_else(|| Error::Busy {
+                location: self.inner.root.clone().into(),
+                operation: "rebuild the usage count",
+                waited: FSCK_WAIT,
+            })?;
+        report.used_before = self.inner.control.used();
+        report.used_after = self.recount(&exclusive)?;
+        report.recycled = self.inner.control.pooled();
         Ok(report)
     }
 }

@@ -219,7 +219,8 @@ impl StoreBuilder {
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
             }),
         };
-        store.trim_pool();
+        // Opening changes nothing: a process that only reads never takes a
+        // writer slot (idle pool files go at the next large write, or gc).
         Ok(store)
     }
 }
@@ -462,6 +463,7 @@ impl ObjectStore for Store {
         let key = ObjectKey::new(namespace, name);
         let path = self.object_path(namespace, key);
         let tmp = self.ns_dir(namespace).join(unique_tmp_name("del"));
+        let _entered = self.inner.control.enter()?;
         match rustix::fs::rename(&path, &tmp) {
             Ok(()) => {}
             Err(Errno::NOENT) => return Ok(false),
@@ -505,6 +507,7 @@ impl ObjectStore for Store {
         validate_namespace(namespace)?;
         let dir = self.ns_dir(namespace);
         let doomed = self.inner.trash.join(unique_tmp_name("ns"));
+        let _entered = self.inner.control.enter()?;
         match rustix::fs::rename(&dir, &doomed) {
             Ok(()) => {}
             Err(Errno::NOENT) => {

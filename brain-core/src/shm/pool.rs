@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
+use super::capacity::Exclusive;
 use super::dirs::read_dir;
 use super::Store;
 use crate::api::error::Result;
@@ -109,6 +110,7 @@ impl Store {
 
     /// Lists the pool, deleting files idle past the idle time (every file
     /// with `all`). Returns the files left and what was deleted (files, bytes).
+    /// The caller holds the accounting lock (shared, or exclusively).
     fn scan_pool(&self, all: bool) -> Result<(Vec<Pooled>, u64, u64)> {
         let now = now_ms();
         let idle = self.inner.recycle_idle.as_millis().min(u64::MAX as u128) as u64;
@@ -149,20 +151,25 @@ impl Store {
 
     /// Deletes every pooled file (`gc`, or a full filesystem). Returns (files, bytes).
     pub(crate) fn drain_pool(&self) -> (u64, u64) {
+        let Ok(_entered) = self.inner.control.enter() else {
+            return (0, 0);
+        };
         self.scan_pool(true)
             .map_or((0, 0), |(_, files, bytes)| (files, bytes))
     }
 
     /// Deletes pooled files idle past the idle time.
     pub(crate) fn trim_pool(&self) {
-        let _ = self.scan_pool(false);
+        if let Ok(_entered) = self.inner.control.enter() {
+            let _ = self.scan_pool(false);
+        }
     }
 
-    /// Rebuilds the pool's byte count from its files (`fsck`).
-    pub(crate) fn recount_pool(&self) -> Result<u64> {
+    /// Rebuilds the pool's byte count from its files, under a recount.
+    pub(crate) fn recount_pool(&self, exclusive: &Exclusive) -> Result<u64> {
         let (kept, _, _) = self.scan_pool(false)?;
         let pooled = kept.iter().map(|p| accounted(p.len)).sum();
-        self.inner.control.pool_recount(pooled);
+        self.inner.control.pool_recount(pooled, exclusive);
         Ok(pooled)
     }
 

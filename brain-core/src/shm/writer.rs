@@ -17,7 +17,7 @@ use rustix::fs::{AtFlags, FallocateFlags, FlockOperation, Mode, OFlags, RenameFl
 use rustix::io::Errno;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::capacity::Reservation;
+use super::capacity::{Entered, Reservation};
 use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
@@ -31,6 +31,9 @@ use crate::sys::names::unique_tmp_name;
 /// allocated before the copy, so a full filesystem fails before any byte is
 /// copied; a small one fails as cleanly on its single write.
 const SMALL_OBJECT: u64 = 64 * 1024;
+/// How long a refused write waits for the writes in flight before it
+/// rebuilds counts that a writer which died left too high.
+const HEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// An object being written into the shared-memory store: published by
 /// `commit`, removed without a trace when dropped uncommitted.
 pub(crate) struct ShmWriter {
@@ -51,7 +54,11 @@ pub(crate) struct ShmWriter {
     header_len: u64,
     written: u64,
     /// The capacity held for the file; given back if the writer is dropped.
+    /// Declared before `entered`: it is given back while the lock is held.
     reservation: Option<Reservation>,
+    /// The shared hold on the store's accounting lock, from the first
+    /// reservation to the publish (see capacity.rs).
+    entered: Option<Entered>,
     /// Bytes allocated by fallocate: the file is trimmed when less is written.
     allocated: u64,
     /// Boxed: Xxh3 is 64-byte aligned, which would make the writer itself
@@ -90,6 +97,7 @@ impl ShmWriter {
             header_len,
             written: 0,
             reservation: None,
+            entered: Some(store.inner.control.enter()?),
             allocated: 0,
             checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
         };
@@ -201,6 +209,17 @@ impl ShmWriter {
         let mut reserved = attempt(&mut self.reservation);
         // The pool counts against the capacity: give it back and try again.
         if reserved.is_err() && control.pooled() > 0 && self.store.drain_pool().0 > 0 {
+            reserved = attempt(&mut self.reservation);
+        }
+        // A writer that died may have left its reservation counted: rebuild
+        // the count (outside the lock, which the recount takes exclusively;
+        // this writer's own bytes go back first) and reserve again.
+        if reserved.is_err() && control.dead_writers() > 0 {
+            self.reservation = None;
+            self.entered = None;
+            let healed = self.store.heal(HEAL_WAIT);
+            self.entered = Some(control.enter()?);
+            healed?;
             reserved = attempt(&mut self.reservation);
         }
         reserved.map_err(|refused| Error::StoreFull {

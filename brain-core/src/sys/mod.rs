@@ -1,11 +1,12 @@
-//! The bottom layer: system calls. Mappings (the only unsafe code of the
-//! crate), file I/O that retries interrupted calls, `flock`, and the
-//! temporary names writers use. Everything here speaks `std::io::Error`;
+//! The bottom layer: system calls. Mappings and the fork handler (the only
+//! unsafe code of the crate), file I/O that retries interrupted calls,
+//! `flock`, and the temporary names writers use. Everything here speaks `std::io::Error`;
 //! the layers above turn it into [`crate::Error`] with a location.
 
 #[cfg(target_os = "linux")]
 mod mapping;
 
+pub(crate) mod fork;
 pub(crate) mod io;
 pub(crate) mod names;
 

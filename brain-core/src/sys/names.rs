@@ -43,6 +43,16 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
 }
 
+/// When the process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`); `None` when there is no such process. Tells a live
+/// process from a later one that reuses a dead one's pid.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -61,5 +71,9 @@ mod tests {
         assert_ne!(name, unique_tmp_name("obj"));
         assert_eq!(tmp_owner(OsStr::new("0123abcd")), None);
         assert!(process_alive(std::process::id()));
+        let start = process_start_time(std::process::id()).expect("this process runs");
+        assert!(start > 0);
+        assert_eq!(process_start_time(std::process::id()), Some(start));
+        assert_eq!(process_start_time(u32::MAX), None);
     }
 }

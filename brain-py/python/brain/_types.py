@@ -75,6 +75,8 @@ class GcReport(TypedDict):
     stray_namespaces: int
     bytes_freed: int
     recycled_objects: int
+    reservations_reclaimed: int
+    """Bytes that writers which died had reserved, given back."""
     recycled_bytes: int
 
 
