@@ -33,6 +33,7 @@ usage: brain-test-helper COMMAND ARGS...
   write-arrow STORE NS NAME ROWS        put sample record batches
   write-arrow-dict STORE NS NAME        put a batch with dictionary columns and nulls
   read-arrow STORE NS NAME              get record batches, print a digest of each column
+  copy-arrow STORE NS FROM TO           get FROM's record batches, put them as TO; print each column's type
   write-ndarray STORE NS NAME META FILE put an ndarray: META its metadata JSON, FILE its data
   read-ndarray STORE NS NAME            print an ndarray's metadata JSON and data (hex)
   write-pickle STORE NS NAME FILE...    put a pickle-5 object: its stream, then its buffers
@@ -358,6 +359,25 @@ fn run(args: &[String]) -> Outcome {
                     field.name(),
                     column_digest(&columns)
                 ));
+            }
+        }
+        ["copy-arrow", store, ns, from, to] => {
+            let ns = namespace(store, ns)?;
+            let (schema, batches) = ns
+                .get_record_batches(from)?
+                .ok_or_else(|| fail(exit::MISSING, format!("no object {from:?}")))?;
+            for column in batches.iter().flat_map(|b| b.columns()) {
+                // Every layout rule of every type, nested ones included.
+                column.to_data().validate_full().map_err(|e| {
+                    fail(
+                        exit::MISMATCH,
+                        format!("{from:?} decodes to invalid data: {e}"),
+                    )
+                })?;
+            }
+            ns.set_record_batches(to, &schema, &batches)?;
+            for field in schema.fields() {
+                say(format!("column {} {}", field.name(), field.data_type()));
             }
         }
         ["write-arrow-dict", store, ns, name] => {

@@ -154,7 +154,17 @@ def _with_kind(schema_or_table: Any, kind: bytes, extra: dict[bytes, bytes] | No
     metadata = dict(schema_or_table.schema.metadata or {})
     metadata[KIND_KEY] = kind
     metadata.update(extra or {})
-    return schema_or_table.replace_schema_metadata(metadata)
+    return _with_metadata(schema_or_table, metadata)
+
+
+def _with_metadata(table: Any, metadata: dict[bytes, bytes] | None) -> Any:
+    """``table.replace_schema_metadata(metadata)``, keeping the row count of a
+    table without columns (pyarrow's makes it 0 rows)."""
+    pa = _module("pyarrow") or __import__("pyarrow")
+    if table.num_columns or not table.num_rows or isinstance(table, pa.RecordBatch):
+        return table.replace_schema_metadata(metadata)
+    rows = pa.RecordBatch.from_struct_array(pa.nulls(table.num_rows, pa.struct([])))
+    return pa.Table.from_batches([rows.replace_schema_metadata(metadata)])
 
 
 def read_arrow(obj: Any) -> Any:
@@ -167,7 +177,7 @@ def read_arrow(obj: Any) -> Any:
 
 def _strip_brain_metadata(table: Any) -> Any:
     metadata = {k: v for k, v in (table.schema.metadata or {}).items() if not k.startswith(b"brain.")}
-    return table.replace_schema_metadata(metadata or None)
+    return _with_metadata(table, metadata or None)
 
 
 def decode_arrow(obj: Any) -> Any:
@@ -192,10 +202,13 @@ def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
 
 def _pandas_from_pandas_table(table: Any) -> Any:
     metadata = table.schema.metadata or {}
-    frame = table.to_pandas(split_blocks=True)
     restores = json.loads(metadata.get(PANDAS_DTYPES_KEY, b"{}"))
+    frame = _without_arrow_columns(table, restores).to_pandas(split_blocks=True)
     for key, how in restores.items():
-        _restore_pandas_dtype(frame, table, key, how)
+        if key == "columns":
+            frame.columns = (_module("pandas") or __import__("pandas")).RangeIndex(0)
+        else:
+            _restore_pandas_dtype(frame, table, key, how)
     freq = metadata.get(INDEX_FREQ_KEY)
     if freq is not None:
         frame.index = type(frame.index)(frame.index, freq=freq.decode())
@@ -356,14 +369,21 @@ def _exact_pandas_column(pa: Any, pd: Any, column: Any) -> Any:
 
     - integers with nulls: ``to_pandas`` makes them float64, which cannot hold
       every int64 (2**53 + 1 comes back 2**53); pandas' nullable integers can.
-    - floats with both nulls and NaN: ``to_pandas`` makes both NaN;
-      pandas' nullable floats keep them apart.
+    - floats with both nulls and NaN: ``to_pandas`` makes both NaN, and so
+      do pandas 3's nullable floats; ``pd.ArrowDtype`` keeps them apart.
     - lists, structs, maps and unions, and nanosecond times: ``to_pandas``
       makes Python objects that lose inner types (a list of ints with a null
       becomes an array of floats; ``datetime.time`` has no nanoseconds) or
       cannot convert them at all; ``pd.ArrowDtype`` holds them exactly, zero-copy.
+    - run-end encoded columns, which pandas has no type for: decoded.
     """
     arrow_type = column.type
+    if pa.types.is_run_end_encoded(arrow_type):
+        import pyarrow.compute as pc
+
+        values = pc.run_end_decode(column)
+        exact = _exact_pandas_column(pa, pd, values)
+        return exact if exact is not None else values.to_pandas()
     if _is_nested(pa, arrow_type) or (pa.types.is_time64(arrow_type) and arrow_type.unit == "ns"):
         return pd.arrays.ArrowExtensionArray(column)
     if column.null_count == 0:
@@ -375,7 +395,7 @@ def _exact_pandas_column(pa: Any, pd: Any, column: Any) -> Any:
         import pyarrow.compute as pc
 
         if pc.any(pc.is_nan(column)).as_py():
-            return pd.api.types.pandas_dtype(f"Float{arrow_type.bit_width}").__from_arrow__(column)
+            return pd.arrays.ArrowExtensionArray(column)
     return None
 
 
@@ -393,11 +413,27 @@ def _pandas_from_table(table: Any) -> Any:
     exact = {i: _exact_pandas_column(pa, pd, column) for i, column in enumerate(table.columns)}
     exact = {i: values for i, values in exact.items() if values is not None}
     plain = table.select([i for i in range(table.num_columns) if i not in exact]) if exact else table
-    frame = plain.to_pandas(split_blocks=True)
+    try:
+        frame = plain.to_pandas(split_blocks=True)
+    except pa.ArrowException as err:
+        raise BrainCodecError(_pandas_refusal(plain, err)) from err
     for i in sorted(exact):
         frame.insert(i, table.schema.field(i).name, exact[i], allow_duplicates=True)
     copy_on_write(frame)
     return frame.iloc[:, 0] if series else frame
+
+
+def _pandas_refusal(table: Any, err: BaseException) -> str:
+    """Which column pandas could not take, and what to do instead."""
+    for field in table.schema:
+        try:
+            table.select([field.name]).to_pandas()
+        except Exception:
+            return (
+                f"pandas cannot hold column {field.name!r} of Arrow type {field.type} ({err}); "
+                "read the object with as_arrow=True and convert that column first"
+            )
+    return f"pandas cannot hold this table ({err}); read it with as_arrow=True"
 
 
 def _polars_from_table(table: Any) -> Any:
@@ -670,7 +706,10 @@ def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description
             return False
         table, restores, expected = planned
         if kind == b"frame" and not _same_index(expected.columns, thing.columns):
-            return False
+            if len(thing.columns) or not isinstance(thing.columns, pd.RangeIndex):
+                return False
+            # No columns: Arrow gives back an empty Index where pandas makes an empty RangeIndex.
+            restores["columns"] = "range"
         if restores:
             extra[PANDAS_DTYPES_KEY] = json.dumps(restores).encode()
         table = _with_kind(table, kind, extra)
@@ -702,6 +741,7 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
       pandas' default: brain converts back.
     - index levels of such dtypes: an object index is converted back; the
       others are pickled.
+    - a frame without columns: its empty RangeIndex of columns (``_write_pandas``).
     """
     np = _module("numpy")
     pandas_meta = table.schema.pandas_metadata
@@ -718,9 +758,9 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
     if patched:
         metadata = dict(table.schema.metadata)
         metadata[b"pandas"] = json.dumps(pandas_meta).encode()
-        table = table.replace_schema_metadata(metadata)
+        table = _with_metadata(table, metadata)
     # One row, not none: pandas 3 reads an empty string column back as object, a full one as str.
-    expected = table.slice(0, 1).to_pandas()
+    expected = _without_arrow_columns(table.slice(0, 1), restores).to_pandas()
     for i, dtype in enumerate(frame.dtypes):
         back = expected.dtypes.iloc[i]
         if f"c{i}" in restores or back == dtype:
@@ -743,6 +783,18 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
             else:
                 return None
     return table, restores, expected
+
+
+def _without_arrow_columns(table: Any, restores: dict[str, Any]) -> Any:
+    """``table`` with its ``pd.ArrowDtype`` columns as nulls, for ``to_pandas``:
+    brain wraps those columns itself, and converting them to Python objects
+    could fail (a nanosecond time) or cost a pass over every value."""
+    pa = _module("pyarrow") or __import__("pyarrow")
+    for key, how in restores.items():
+        if how == "arrow":
+            position = int(key[1:])
+            table = table.set_column(position, table.schema.field(position).name, pa.nulls(table.num_rows))
+    return table
 
 
 def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
@@ -790,6 +842,9 @@ def decode(obj: Any, as_arrow: bool = False, library: str | None = None) -> Any:
         if library == "arrow":
             return _strip_brain_metadata(table)
         if library == "pandas":
+            # A pandas frame copied by another writer (Rust) still carries pandas' metadata.
+            if table.schema.pandas_metadata is not None:
+                return _pandas_from_pandas_table(table)
             return _pandas_from_table(table)
         return _polars_from_table(table)
     if codec == "ndarray":
