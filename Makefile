@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,6 +30,16 @@ setup-release: $(PY) ## the same, optimised: for the demo and the benchmarks
 	$(PIP) install -q -r brain-py/requirements-dev.txt
 	$(CARGO) build --release --bin brain
 	cd brain-py && ../$(MATURIN) develop -q --release
+
+# One wheel for every CPython from 3.11 (abi3): the package `brain` and the
+# `brain` command (a console script running the Rust CLI through the
+# extension). The wheel test (brain-py/tests/test_wheel.py) installs this
+# wheel when it is newer than every source it is built from, and otherwise
+# builds a debug wheel of its own (seconds, from the debug build `setup`
+# made, instead of minutes for a release build).
+wheel: $(PY) ## the release wheel: `pip install target/wheels/brain-*.whl` gives the package and the `brain` command
+	$(PIP) install -q "maturin>=1.5,<2"
+	cd brain-py && ../$(MATURIN) build --release --strip --out ../target/wheels
 
 fmt: ## format Rust and check nothing else changed
 	$(CARGO) fmt --all

@@ -22,6 +22,23 @@ fn object_key(namespace: &str, name: &str) -> String {
     brain_core::ObjectKey::new(namespace, name).to_hex()
 }
 
+/// Runs the `brain` command line (`argv[0]` is the program's name) on this
+/// process's standard streams and returns its exit code: the `brain`
+/// command of a pip install.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(|| brain_cli::run_process(argv))
+}
+
+/// A capacity as the `brain` command takes it: the bytes of a size
+/// (`4096`, `512K`, `64M`, `1.5G`, `2GiB`, `10MB`), or None for `none`.
+#[pyfunction]
+fn parse_capacity(text: &str) -> PyResult<Option<u64>> {
+    brain_cli::parse_capacity(text)
+        .map(brain_cli::Capacity::bytes)
+        .map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
 /// The default store path: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
 #[pyfunction]
 fn default_store_path() -> std::path::PathBuf {
@@ -41,6 +58,8 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(persist::auto_restore, m)?)?;
     m.add_function(wrap_pyfunction!(persist::list_dump, m)?)?;
     m.add_function(wrap_pyfunction!(default_store_path, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_capacity, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_NAME_LEN", brain_core::MAX_NAME_LEN)?;
     Ok(())

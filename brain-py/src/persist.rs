@@ -1,13 +1,16 @@
 //! Dump, restore and auto-restore for Python, through brain-persist.
 
-use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use brain_persist::{DumpOptions, OnConflict, Progress, RestoreOptions};
+use brain_cli::text::quoted;
+use brain_persist::{DumpOptions, OnConflict, Phase, Progress, ProgressUpdate, RestoreOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::errors::{python_message, shorten};
 use crate::store::PyStore;
 
 fn class_name(err: &brain_persist::Error) -> &'static str {
@@ -23,9 +26,84 @@ fn class_name(err: &brain_persist::Error) -> &'static str {
     }
 }
 
+/// The error's message with its advice in Python: the calls and arguments
+/// that do what brain-persist's own message says with commands and flags.
+fn python_text(err: &brain_persist::Error) -> String {
+    use brain_persist::Error as E;
+    let dump_path = |path: &Path| format!("{:?}", path.display().to_string());
+    let text = match err {
+        E::DumpNotFound { path } => format!(
+            "no dump at {}: the directory does not exist; check the path, or write one with brain.dump({})",
+            path.display(),
+            dump_path(path)
+        ),
+        E::NotADump { path, reason } => format!(
+            "{} is not a brain dump: {reason}; give a directory that brain.dump() (or the \
+             `brain sync` service) wrote",
+            path.display()
+        ),
+        E::StoreFull {
+            store,
+            needed,
+            free,
+            objects,
+        } => format!(
+            "store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} \
+             bytes are free in {store}; nothing was restored; free space (del brain[name], \
+             brain.remove_namespace(namespace)), raise the capacity (brain.set_capacity(\"4G\")), \
+             or restore one namespace (brain.restore(path, namespace=...))"
+        ),
+        E::Conflict {
+            count,
+            namespace,
+            name,
+        } => format!(
+            "{count} object(s) of the dump already exist in the store, the first {}/{}; nothing \
+             was restored; choose brain.restore(..., on_conflict=\"overwrite\") or \
+             on_conflict=\"skip\"",
+            quoted(namespace),
+            quoted(name)
+        ),
+        E::NamespaceNotInDump { path, namespace } => format!(
+            "the dump at {} holds no namespace {}; list what it holds with Brain.list_dump({})",
+            path.display(),
+            quoted(namespace),
+            dump_path(path)
+        ),
+        E::Store(failure) => {
+            let what = match (failure.namespace.as_deref(), failure.name.as_deref()) {
+                (Some(ns), Some(name)) => format!("{} in namespace {}", quoted(name), quoted(ns)),
+                (Some(ns), None) => format!("namespace {}", quoted(ns)),
+                (None, Some(name)) => quoted(name),
+                (None, None) => "the store".to_owned(),
+            };
+            format!("cannot {} {what}: {}", failure.op, python_message(&failure.source))
+        }
+        // The others say what is wrong with the dump or the system, and
+        // their advice (another copy, a new dump) holds in any language.
+        other => other.to_string(),
+    };
+    let names: Vec<&str> = match err {
+        E::MissingPayload {
+            namespace, name, ..
+        }
+        | E::TruncatedPayload {
+            namespace, name, ..
+        }
+        | E::CorruptPayload {
+            namespace, name, ..
+        }
+        | E::ChecksumMismatch {
+            namespace, name, ..
+        } => vec![namespace, name],
+        _ => Vec::new(),
+    };
+    shorten(&text, names)
+}
+
 /// Converts a brain-persist error into the matching `brain.exceptions` class.
 fn to_py(err: brain_persist::Error) -> PyErr {
-    let message = err.to_string();
+    let message = python_text(&err);
     if let brain_persist::Error::Store(failure) = err {
         // A failure of the store itself (full, permission denied...): raise
         // the store's own exception, with the dump's context as its message.
@@ -43,34 +121,139 @@ fn to_py(err: brain_persist::Error) -> PyErr {
     }
 }
 
+/// The shortest time between two calls of a Python progress callback.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// A Python callable as a brain-persist progress callback: called with the
+/// GIL taken, at most every [`PROGRESS_EVERY`] (and always at the start and
+/// end of each phase, so a bar can begin and reach its end). An exception
+/// it raises stops the calls and is raised when the operation returns:
+/// a dump or restore cannot be stopped half-way (Ctrl-C in a notebook
+/// raises `KeyboardInterrupt` once it is done).
+struct PythonProgress {
+    callback: Py<PyAny>,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    last: Option<(Instant, Phase)>,
+    failed: Option<PyErr>,
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Dumping => "dumping",
+        Phase::Verifying => "verifying",
+        Phase::Restoring => "restoring",
+        _ => "working",
+    }
+}
+
+impl PythonProgress {
+    fn new(callback: Option<Py<PyAny>>) -> Option<Arc<PythonProgress>> {
+        callback.map(|callback| {
+            Arc::new(PythonProgress {
+                callback,
+                state: Mutex::new(ProgressState::default()),
+            })
+        })
+    }
+
+    /// brain-persist's `Progress` for `this` (none: hidden).
+    fn progress(this: Option<&Arc<PythonProgress>>) -> Progress {
+        match this {
+            Some(this) => {
+                let this = Arc::clone(this);
+                Progress::Callback(Arc::new(move |update: &ProgressUpdate| this.report(update)))
+            }
+            None => Progress::Hidden,
+        }
+    }
+
+    fn report(&self, update: &ProgressUpdate) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.failed.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let finished =
+            update.bytes_done >= update.bytes_total && update.objects_done >= update.objects_total;
+        let due = match state.last {
+            Some((at, phase)) => phase != update.phase || now - at >= PROGRESS_EVERY,
+            None => true,
+        };
+        if !(due || finished) {
+            return;
+        }
+        state.last = Some((now, update.phase));
+        let called = Python::attach(|py| -> PyResult<()> {
+            let report = PyDict::new(py);
+            report.set_item("phase", phase_name(update.phase))?;
+            report.set_item("bytes_done", update.bytes_done)?;
+            report.set_item("bytes_total", update.bytes_total)?;
+            report.set_item("objects_done", update.objects_done)?;
+            report.set_item("objects_total", update.objects_total)?;
+            self.callback.call1(py, (report,))?;
+            Ok(())
+        });
+        if let Err(err) = called {
+            state.failed = Some(err);
+        }
+    }
+
+    /// The operation's result, or the callback's exception when it raised one.
+    fn finish<T>(this: Option<Arc<PythonProgress>>, result: PyResult<T>) -> PyResult<T> {
+        let failed = this.and_then(|this| {
+            this.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .failed
+                .take()
+        });
+        match (result, failed) {
+            (Ok(_), Some(err)) => Err(err),
+            (result, _) => result,
+        }
+    }
+}
+
 fn on_conflict(name: &str) -> PyResult<OnConflict> {
     match name {
         "overwrite" => Ok(OnConflict::Overwrite),
         "skip" => Ok(OnConflict::Skip),
         "fail" => Ok(OnConflict::Fail),
         other => Err(PyValueError::new_err(format!(
-            "on_conflict must be 'overwrite', 'skip' or 'fail', not {other:?}"
+            "brain.restore(..., on_conflict={}): on_conflict must be \"fail\" (the default), \
+             \"overwrite\" or \"skip\"",
+            quoted(other)
         ))),
     }
 }
 
-/// Writes a dump of the store (or one namespace) to `path`, atomically.
+/// Writes a dump of the store (or one namespace) to `path`, atomically;
+/// `progress` is called with each phase's figures.
 #[pyfunction]
-#[pyo3(signature = (store, path, namespace=None, level=3))]
+#[pyo3(signature = (store, path, namespace=None, level=3, progress=None))]
 pub fn dump<'py>(
     py: Python<'py>,
     store: &PyStore,
     path: PathBuf,
     namespace: Option<String>,
     level: i32,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let mut options = DumpOptions::new().level(level).progress(Progress::Hidden);
+    let reporter = PythonProgress::new(progress);
+    let mut options = DumpOptions::new()
+        .level(level)
+        .progress(PythonProgress::progress(reporter.as_ref()));
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report = py
+    let done = py
         .detach(|| brain_persist::dump(&store.store, &path, &options))
-        .map_err(to_py)?;
+        .map_err(to_py);
+    let report = PythonProgress::finish(reporter, done)?;
     let dict = PyDict::new(py);
     dict.set_item("path", report.path)?;
     dict.set_item("objects", report.objects)?;
@@ -81,25 +264,29 @@ pub fn dump<'py>(
     Ok(dict)
 }
 
-/// Restores a dump into the store after checking all of it.
+/// Restores a dump into the store after checking all of it; `progress` is
+/// called with each phase's figures.
 #[pyfunction]
-#[pyo3(signature = (store, path, namespace=None, on_conflict_name="fail"))]
+#[pyo3(signature = (store, path, namespace=None, on_conflict_name="fail", progress=None))]
 pub fn restore<'py>(
     py: Python<'py>,
     store: &PyStore,
     path: PathBuf,
     namespace: Option<String>,
     on_conflict_name: &str,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let reporter = PythonProgress::new(progress);
     let mut options = RestoreOptions::new()
         .on_conflict(on_conflict(on_conflict_name)?)
-        .progress(Progress::Hidden);
+        .progress(PythonProgress::progress(reporter.as_ref()));
     if let Some(namespace) = namespace {
         options = options.namespace(namespace);
     }
-    let report = py
+    let done = py
         .detach(|| brain_persist::restore(&store.store, &path, &options))
-        .map_err(to_py)?;
+        .map_err(to_py);
+    let report = PythonProgress::finish(reporter, done)?;
     restore_dict(py, &report)
 }
 
@@ -118,14 +305,19 @@ fn restore_dict<'py>(
 
 /// Restores from `path` if the store holds no objects; None when nothing was done.
 #[pyfunction]
+#[pyo3(signature = (store, path, progress=None))]
 pub fn auto_restore<'py>(
     py: Python<'py>,
     store: &PyStore,
     path: PathBuf,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Option<Bound<'py, PyDict>>> {
-    let report = py
-        .detach(|| brain_persist::auto_restore(&store.store, &path, &Progress::Hidden))
-        .map_err(to_py)?;
+    let reporter = PythonProgress::new(progress);
+    let shown = PythonProgress::progress(reporter.as_ref());
+    let done = py
+        .detach(|| brain_persist::auto_restore(&store.store, &path, &shown))
+        .map_err(to_py);
+    let report = PythonProgress::finish(reporter, done)?;
     report.map(|r| restore_dict(py, &r)).transpose()
 }
 

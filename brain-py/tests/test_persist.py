@@ -79,7 +79,7 @@ def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, n
 def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path, new_store) -> None:
     fill(brain)
     brain.dump(tmp_path / "dump")
-    with pytest.raises(BrainDumpConflictError, match="on-conflict"):
+    with pytest.raises(BrainDumpConflictError, match=r"on_conflict=\"skip\""):
         brain.restore(tmp_path / "dump")
     assert brain.restore(tmp_path / "dump", on_conflict="skip")["skipped"] == 6
 

@@ -4,16 +4,16 @@ Applications use :class:`brain.Brain`; this module is its engine.
 """
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Literal, final
 
 from typing_extensions import Buffer, Self
 
-from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, RestoreReport, UsageReport
+from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -22,6 +22,15 @@ def object_key(namespace: str, name: str) -> str:
 
 def default_store_path() -> Path:
     """``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""
+
+def parse_capacity(text: str) -> int | None:
+    """The bytes of a size as the ``brain`` command takes it (``64M``, ``1G``, ``512KiB``); None for ``none``.
+
+    Raises ValueError, saying what is accepted, for anything else (and for zero).
+    """
+
+def cli_main(argv: builtins.list[str]) -> int:
+    """Runs the ``brain`` command line (``argv[0]`` is the program) on this process's standard streams; returns the exit code."""
 
 @final
 class Object:
@@ -183,13 +192,32 @@ class Store:
         """Raises BrainUnsupportedOperationError for a store that cannot be damaged (memory://)."""
     def clear_cache(self) -> None: ...
 
-def dump(store: Store, path: str, namespace: str | None = None, level: int = 3) -> DumpReport:
-    """Writes a dump of the store (or one namespace) to ``path``, atomically (GIL released)."""
+def dump(
+    store: Store,
+    path: str,
+    namespace: str | None = None,
+    level: int = 3,
+    progress: Callable[[ProgressReport], object] | None = None,
+) -> DumpReport:
+    """Writes a dump of the store (or one namespace) to ``path``, atomically (GIL released).
 
-def restore(store: Store, path: str, namespace: str | None = None, on_conflict_name: str = "fail") -> RestoreReport:
-    """Restores a dump after checking all of it (GIL released)."""
+    ``progress`` is called with the GIL taken, at most about ten times a second
+    and at the start and end of each phase; an exception it raises is raised
+    once the dump is done.
+    """
 
-def auto_restore(store: Store, path: str) -> RestoreReport | None:
+def restore(
+    store: Store,
+    path: str,
+    namespace: str | None = None,
+    on_conflict_name: str = "fail",
+    progress: Callable[[ProgressReport], object] | None = None,
+) -> RestoreReport:
+    """Restores a dump after checking all of it (GIL released); ``progress`` as for ``dump``."""
+
+def auto_restore(
+    store: Store, path: str, progress: Callable[[ProgressReport], object] | None = None
+) -> RestoreReport | None:
     """Restores from ``path`` if the store holds no objects; None when nothing was done."""
 
 def list_dump(path: str) -> DumpListing:

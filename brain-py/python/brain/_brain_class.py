@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import os
+import reprlib
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-from . import _brain, _codecs
-from ._types import DumpListing, DumpReport, Metadata, ObjectInfo, RestoreReport
+from . import _brain, _codecs, _progress
+from ._progress import Progress
+from ._types import DumpListing, DumpReport, Metadata, ObjectInfo, RestoreReport, UsageReport
 from .exceptions import (
     BrainClientDisconnectedError,
     BrainNamespaceNameError,
@@ -20,11 +23,43 @@ from .exceptions import (
 
 _MISSING = object()
 DEFAULT_NAMESPACE = "default"
+# Rows a Brain shows in a notebook or a terminal; the rest are counted.
+SHOWN_ROWS = 50
+# Names longer than this many characters are cut in messages and tables.
+NAME_SHOWN = 100
+
+CAPACITIES = (
+    "a number of bytes above zero (an int), a size such as '512K', '64M', '1.5G', '2GiB' or '10MB' "
+    "(K, M, G, T and KiB, MiB, GiB, TiB are binary; KB, MB, GB, TB decimal), or 'none' for no limit"
+)
+
+
+def _shown(name: str) -> str:
+    """``name`` quoted for a message; a long one cut, with its length (as the command does)."""
+    if len(name) <= NAME_SHOWN:
+        return repr(name)
+    return f"{repr(name[:NAME_SHOWN])[:-1]}…{repr(name)[-1]} ({len(name.encode('utf-8', 'surrogatepass'))} bytes)"
+
+
+def _capacity_bytes(value: object, call: str) -> int | None:
+    """The bytes of a capacity given to ``call``, or None for no limit."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{call}: a capacity is {CAPACITIES}; not a {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            return _brain.parse_capacity(value)
+        except ValueError as err:
+            raise ValueError(f"{call}: {err}. A capacity is {CAPACITIES}") from None
+    if value <= 0:
+        raise ValueError(f"{call}: {value} bytes would refuse every write; a capacity is {CAPACITIES}")
+    if value >= 2**64:
+        raise ValueError(f"{call}: {value} bytes is more than any store can hold; a capacity is {CAPACITIES}")
+    return value
 
 
 def _check_name(name: Any) -> str:
     if type(name) is not str:
-        raise BrainNameTypeError(f"type of name {name!r} must be str, not {type(name).__name__}")
+        raise BrainNameTypeError(f"type of name {reprlib.repr(name)} must be str, not {type(name).__name__}")
     return name
 
 
@@ -57,12 +92,17 @@ class Brain(MutableMapping[str, Any]):
             tests: everything in the process that opens the same name shares
             it). Default, when neither ``path`` nor ``url`` is given:
             ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``.
-        capacity: set the store's capacity in bytes (like Plasma's ``-m``);
-            default: keep the store's (a new store is limited only by its tmpfs).
+        capacity: set the store's capacity (like Plasma's ``-m``): bytes as an
+            int, a size string as the ``brain`` command takes it (``"64M"``,
+            ``"1G"``, ``"512KiB"``), or ``"none"`` for no limit; default: keep
+            the store's (a new store is limited only by its tmpfs).
         ClientClass: accepted and ignored, for brain-plasma compatibility.
         persist: a dump directory (default ``$BRAIN_PERSIST``): when the store
             holds no objects (after a reboot or a wiped ``/dev/shm``), it is
-            restored from there before the Brain is returned.
+            restored from there before the Brain is returned (with progress
+            shown in a notebook or on a terminal).
+
+    In a notebook a Brain shows as a table of its names; ``brain["`` completes names.
     """
 
     def __init__(
@@ -72,16 +112,22 @@ class Brain(MutableMapping[str, Any]):
         ClientClass: Any = None,  # noqa: N803 (brain-plasma's spelling)
         *,
         url: str | None = None,
-        capacity: int | None = None,
+        capacity: int | str | None = None,
         persist: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._store: _brain.Store | None = _brain.Store(url, os.fspath(path) if path is not None else None, capacity)
+        limit = _capacity_bytes(capacity, f"Brain(capacity={reprlib.repr(capacity)})") if capacity is not None else None
+        self._store: _brain.Store | None = _brain.Store(url, os.fspath(path) if path is not None else None, limit)
+        if capacity is not None and limit is None:
+            self._store.set_capacity(None)
         self.url: str = self._store.url
         store_path = self._store.path
         self.path: str | None = os.fspath(store_path) if store_path is not None else None
         persist = persist if persist is not None else os.environ.get("BRAIN_PERSIST") or None
         self.persist = os.fspath(persist) if persist is not None else None
-        self.restored = _brain.auto_restore(self._store, self.persist) if self.persist else None
+        self.restored = None
+        if self.persist:
+            with _progress.reporter(None, "Brain(persist=...)") as report:
+                self.restored = _brain.auto_restore(self._store, self.persist, report)
         self.namespace = DEFAULT_NAMESPACE
         self.set_namespace(namespace)
         self.bytes = self.size()
@@ -100,7 +146,90 @@ class Brain(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         state = "asleep" if self._store is None else f"{len(self)} names"
-        return f"<Brain namespace={self.namespace!r} url={self.url!r} ({state})>"
+        return f"<Brain namespace={_shown(self.namespace)} url={self.url!r} ({state})>"
+
+    # ------------------------------------------------------------ notebooks and terminals
+
+    def _summary(self) -> tuple[str, list[ObjectInfo], int]:
+        """The heading line, the first SHOWN_ROWS objects' metadata, and how many there are."""
+        where = self.path if self.path is not None else self.url
+        if self._store is None:
+            return f"Brain (asleep): namespace {_shown(self.namespace)} of {where}; wake_up() reconnects", [], 0
+        objects = self._store.list(self.namespace)
+        usage: UsageReport = self._store.usage()
+        total = sum(meta["size"] for meta in objects)
+        noun = "name" if len(objects) == 1 else "names"
+        if usage["capacity"] is not None:
+            share = usage["used"] / usage["capacity"] if usage["capacity"] else 1.0
+            room = (
+                f"store: {_progress.size(usage['used'])} of {_progress.size(usage['capacity'])} "
+                f"capacity used ({share:.0%})"
+            )
+        else:
+            room = f"store: {_progress.size(usage['used'])} used, {_progress.size(usage['free'])} free (no capacity set)"
+        heading = (
+            f"Brain: namespace {_shown(self.namespace)} of {where}: {len(objects)} {noun}, "
+            f"{_progress.size(total)}; {room}"
+        )
+        return heading, objects[:SHOWN_ROWS], len(objects)
+
+    @staticmethod
+    def _cell(text: str, width: int = 60) -> str:
+        flat = text.replace("\n", "\\n").replace("\t", "\\t")
+        return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+    def __str__(self) -> str:
+        """The namespace as a text table: names, codecs, sizes, descriptions (``print(brain)``)."""
+        heading, objects, count = self._summary()
+        rows = [("NAME", "CODEC", "SIZE", "DESCRIPTION")]
+        rows += [
+            (self._cell(m["name"]), m["codec"], _progress.size(m["size"]), self._cell(m["description"]))
+            for m in objects
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [heading]
+        if objects:
+            lines += [
+                f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows
+            ]
+        if count > len(objects):
+            lines.append(f"... and {count - len(objects)} more (brain.names() lists them all)")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython in a terminal shows the text table."""
+        printer.text(repr(self) if cycle else str(self))
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the namespace as an HTML table (every string escaped)."""
+        heading, objects, count = self._summary()
+        esc = html.escape
+        cells = "".join(
+            "<tr>"
+            f"<td style=\"text-align:left\"><code>{esc(self._cell(m['name'], 80))}</code></td>"
+            f"<td style=\"text-align:left\">{esc(m['codec'])}</td>"
+            f"<td style=\"text-align:right\">{esc(_progress.size(m['size']))}</td>"
+            f"<td style=\"text-align:left\">{esc(self._cell(m['description'], 80))}</td>"
+            "</tr>"
+            for m in objects
+        )
+        table = (
+            "<table><thead><tr><th style=\"text-align:left\">name</th><th style=\"text-align:left\">codec</th>"
+            "<th style=\"text-align:right\">size</th><th style=\"text-align:left\">description</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>"
+            if objects
+            else ""
+        )
+        more = (
+            f"<p>… and {count - len(objects)} more (<code>brain.names()</code> lists them all)</p>"
+            if count > len(objects)
+            else ""
+        )
+        return f'<div class="brain-store"><p>{esc(heading)}</p>{table}{more}</div>'
+
+    def _ipython_key_completions_(self) -> list[str]:
+        """The names IPython completes after ``brain["``: this namespace's."""
+        return [] if self._store is None else self._store.names(self.namespace)
 
     def __enter__(self) -> Brain:
         return self
@@ -124,7 +253,7 @@ class Brain(MutableMapping[str, Any]):
     def __delitem__(self, name: str) -> None:
         if not self.store.delete(self.namespace, _check_name(name)):
             raise BrainNameNotExistError(
-                f"name {name!r} does not exist in namespace {self.namespace!r}; nothing was deleted"
+                f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; nothing was deleted"
             )
 
     def __contains__(self, name: object) -> bool:
@@ -164,7 +293,7 @@ class Brain(MutableMapping[str, Any]):
         value = self.store.recall(self.namespace, _check_name(name))
         if value is None:
             raise BrainNameNotExistError(
-                f"name {name!r} does not exist in namespace {self.namespace!r}; "
+                f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; "
                 f"set it first, or list names with brain.names()"
             )
         if type(value) is str or type(value) is bytes:
@@ -200,7 +329,7 @@ class Brain(MutableMapping[str, Any]):
         """The raw stored payload as a read-only buffer (``memoryview(brain.view(n))``), no decoding."""
         obj = self.store.get(self.namespace, _check_name(name))
         if obj is None:
-            raise BrainNameNotExistError(f"name {name!r} does not exist in namespace {self.namespace!r}")
+            raise BrainNameNotExistError(f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}")
         return obj
 
     def exists(self, name: str) -> bool:
@@ -275,9 +404,11 @@ class Brain(MutableMapping[str, Any]):
         """Bytes that can still be written."""
         return self.store.usage()["free"]
 
-    def set_capacity(self, capacity: int | None) -> None:
-        """Sets the store's capacity in bytes for every process (None: no limit but the tmpfs)."""
-        self.store.set_capacity(capacity)
+    def set_capacity(self, capacity: int | str | None) -> None:
+        """Sets the store's capacity for every process: bytes, a size string
+        (``"64M"``, ``"1G"``, ``"512KiB"``), or None or ``"none"`` for no limit but the tmpfs."""
+        limit = _capacity_bytes(capacity, f"brain.set_capacity({reprlib.repr(capacity)})") if capacity is not None else None
+        self.store.set_capacity(limit)
         self.size()
 
     # ------------------------------------------------------------ namespaces
@@ -314,7 +445,9 @@ class Brain(MutableMapping[str, Any]):
                 "cannot remove the default namespace; forget its names instead"
             )
         if namespace not in self.store.namespaces():
-            raise BrainNamespaceNotExistError(f"namespace {namespace!r} does not exist")
+            raise BrainNamespaceNotExistError(
+                f"namespace {_shown(namespace)} does not exist; list what exists with brain.namespaces()"
+            )
         self.store.remove_namespace(namespace)
         if self.namespace == namespace:
             self.namespace = DEFAULT_NAMESPACE
@@ -322,30 +455,52 @@ class Brain(MutableMapping[str, Any]):
 
     # ------------------------------------------------------------ persistence
 
-    def dump(self, path: str | os.PathLike[str], namespace: str | None = None, level: int = 3) -> DumpReport:
+    def dump(
+        self,
+        path: str | os.PathLike[str],
+        namespace: str | None = None,
+        level: int = 3,
+        *,
+        progress: Progress = None,
+    ) -> DumpReport:
         """Writes every namespace (or one) to a dump directory on disk, atomically.
 
         Each object is a complete value as of one moment; a crash mid-dump
         leaves the previous dump at ``path`` usable. ``level`` is zstd's.
         Returns a report: objects, namespaces, payload and compressed bytes.
+
+        ``progress``: None shows it in a notebook, or as a bar when standard
+        error is a terminal, and nowhere else; True always, False never; a
+        callable receives each report (a dict: ``phase``, ``bytes_done``,
+        ``bytes_total``, ``objects_done``, ``objects_total``) about ten times
+        a second. The dump cannot stop half-way: an exception the callable
+        raises (or Ctrl-C) is raised once it is done.
         """
-        return _brain.dump(self.store, os.fspath(path), namespace, level)
+        with _progress.reporter(progress, "brain.dump(..., progress=...)") as report:
+            return _brain.dump(self.store, os.fspath(path), namespace, level, report)
 
     def restore(
-        self, path: str | os.PathLike[str], namespace: str | None = None, on_conflict: str = "fail"
+        self,
+        path: str | os.PathLike[str],
+        namespace: str | None = None,
+        on_conflict: str = "fail",
+        *,
+        progress: Progress = None,
     ) -> RestoreReport:
         """Restores a dump: names, namespaces, descriptions and values.
 
         The whole dump is checked (versions, checksums, room in the store)
         before anything is written. ``on_conflict`` says what to do with
         names that already exist: ``'fail'`` (refuse, the default),
-        ``'overwrite'`` or ``'skip'``.
+        ``'overwrite'`` or ``'skip'``. ``progress`` as for :meth:`dump`
+        (two phases: ``verifying``, then ``restoring``).
 
         Raises:
             BrainCorruptDumpError, BrainDumpVersionError, BrainDumpNotFoundError,
             BrainDumpConflictError, BrainStoreFullError: and the store is unchanged.
         """
-        return _brain.restore(self.store, os.fspath(path), namespace, on_conflict)
+        with _progress.reporter(progress, "brain.restore(..., progress=...)") as report:
+            return _brain.restore(self.store, os.fspath(path), namespace, on_conflict, report)
 
     @staticmethod
     def list_dump(path: str | os.PathLike[str]) -> DumpListing:
@@ -410,7 +565,7 @@ class Brain(MutableMapping[str, Any]):
                 if current is _MISSING:
                     if default is _MISSING:
                         raise BrainNameNotExistError(
-                            f"name {name!r} does not exist in namespace {self.namespace!r}; "
+                            f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; "
                             "pass default= to start from a value"
                         )
                     current = default

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import TypedDict
-
-from typing_extensions import NotRequired
+from typing import Literal, NotRequired, TypedDict
 
 __all__ = [
     "ObjectInfo",
@@ -22,6 +20,7 @@ __all__ = [
     "RestoreReport",
     "DumpObject",
     "DumpListing",
+    "ProgressReport",
 ]
 
 
@@ -75,9 +74,9 @@ class GcReport(TypedDict):
     stray_namespaces: int
     bytes_freed: int
     recycled_objects: int
+    recycled_bytes: int
     reservations_reclaimed: int
     """Bytes that writers which died had reserved, given back."""
-    recycled_bytes: int
 
 
 class FsckReport(TypedDict):
@@ -133,3 +132,16 @@ class DumpListing(TypedDict):
     generation: int
     namespace: str | None
     objects: list[DumpObject]
+
+
+class ProgressReport(TypedDict):
+    """How far a dump or restore is, as its ``progress`` callback receives it."""
+
+    phase: Literal["dumping", "verifying", "restoring", "working"]
+    """``dumping``; or, for a restore, ``verifying`` (every checksum is read
+    before anything is written) then ``restoring``."""
+    bytes_done: int
+    """Uncompressed payload bytes done in this phase."""
+    bytes_total: int
+    objects_done: int
+    objects_total: int
