@@ -50,7 +50,8 @@
 //! ```
 //!
 //! ## Crate features
-//! None. It needs Linux, as brain-core does (and `renameat2` for the
+//! None for users (`fuzzing` exposes decoders to the fuzz targets in
+//! `fuzz/`; it is not an API). It needs Linux, as brain-core does (and `renameat2` for the
 //! atomic swap of a dump; other filesystems get two renames).
 
 #![forbid(unsafe_code)]
@@ -73,3 +74,69 @@ pub use progress::{Phase, Progress, ProgressFn, ProgressUpdate};
 pub use reader::{list_dump, verify_dump, DumpEntry, DumpInfo};
 pub use restore::{auto_restore, restore, OnConflict, RestoreOptions, RestoreReport};
 pub use sync::{spawn_sync, sync, LogFn, StopFlag, SyncHandle, SyncOptions, SyncStats};
+
+/// The dump's decoders, for the fuzz targets in `fuzz/`: each takes bytes a
+/// disk could hand a reader and runs the code `list_dump`, `verify_dump`
+/// and `restore` run on them. Not an API: it follows the crate's internals.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::fs::File;
+    use std::path::Path;
+
+    use crate::format::{Entry, Manifest};
+    use crate::reader::{DumpReader, Scratch};
+
+    /// Reads `file` as the manifest of the dump at `dir`.
+    pub fn read_manifest(dir: &Path, file: File) -> crate::Result<()> {
+        Manifest::read(dir, Some(file)).map(drop)
+    }
+
+    /// Decodes and checks an index entry read under `key`.
+    pub fn decode_entry(key: &[u8], value: &[u8]) -> Result<(), String> {
+        Entry::decode(key, value).map(drop)
+    }
+
+    /// A dump opened once, whose payload files are then read against
+    /// entries given one by one: a whole dump per input would be too slow.
+    pub struct Payloads {
+        dump: DumpReader,
+        scratch: Scratch,
+    }
+
+    impl std::fmt::Debug for Payloads {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Payloads")
+                .field("dump", &self.dump.path)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl Payloads {
+        /// Opens the dump at `path`, checked as `list_dump` checks it.
+        pub fn open(path: &Path) -> crate::Result<Payloads> {
+            Ok(Payloads {
+                dump: DumpReader::open(path)?,
+                scratch: Scratch::new(),
+            })
+        }
+
+        /// Decodes `value` as the index entry under `key`, then reads the
+        /// payload file it names as a restore does: every frame checked
+        /// without decompressing, then decompressed and checked again.
+        /// Returns the payload's length.
+        pub fn read(&mut self, key: &[u8], value: &[u8]) -> crate::Result<u64> {
+            let entry = Entry::decode(key, value)
+                .map_err(|detail| crate::Error::corrupt_index(&self.dump.path, detail))?;
+            self.dump
+                .verify(&[&entry], &crate::Progress::Hidden, &mut self.scratch)?;
+            let mut len = 0;
+            self.dump
+                .read_payload(&entry, &mut self.scratch, false, |chunk| {
+                    len += chunk.len() as u64;
+                    Ok(())
+                })?;
+            Ok(len)
+        }
+    }
+}
