@@ -7,8 +7,8 @@ use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
-use arrow_ipc::root_as_footer;
 use arrow_ipc::writer::FileWriter;
+use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 /// Encodes `batches` (all of `schema`) as an Arrow IPC file.
@@ -58,27 +58,89 @@ pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowErr
             ArrowError::IpcError("footer has no schema".into())
         })?)?);
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    let block_data = |block: &arrow_ipc::Block| -> Result<Buffer, ArrowError> {
-        let offset = usize::try_from(block.offset())
-            .map_err(|_| ArrowError::IpcError("negative block offset".into()))?;
-        let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
-        if offset.checked_add(block_len).is_none_or(|end| end > len) {
-            return Err(ArrowError::IpcError(format!(
-                "block at {offset} of {block_len} bytes runs past the end ({len})"
-            )));
-        }
-        Ok(buffer.slice_with_length(offset, block_len))
-    };
     for block in footer.dictionaries().iter().flatten() {
-        decoder.read_dictionary(block, &block_data(block)?)?;
+        decoder.read_dictionary(block, &block_data(buffer, block)?)?;
     }
     let mut batches = Vec::new();
     for block in footer.recordBatches().iter().flatten() {
-        if let Some(batch) = decoder.read_record_batch(block, &block_data(block)?)? {
+        if let Some(batch) = decoder.read_record_batch(block, &block_data(buffer, block)?)? {
             batches.push(batch);
         }
     }
     Ok((schema, batches))
+}
+
+/// An IPC message's bytes: its continuation marker (from Arrow 0.15 on),
+/// its length, then the flatbuffer.
+const CONTINUATION_MARKER: [u8; 4] = [0xff; 4];
+
+/// The bytes of `block` (its message, then its body), checked before
+/// arrow-ipc reads them: it slices them without checking, and panics on a
+/// block too short for a message or a buffer that lies outside the body.
+fn block_data(buffer: &Buffer, block: &Block) -> Result<Buffer, ArrowError> {
+    let invalid = |what: String| Err(ArrowError::IpcError(what));
+    let len = buffer.len();
+    let (Ok(offset), Ok(meta_len), Ok(body_len)) = (
+        usize::try_from(block.offset()),
+        usize::try_from(block.metaDataLength()),
+        usize::try_from(block.bodyLength()),
+    ) else {
+        return invalid(format!(
+            "block at {} of {}+{} bytes has a negative offset or length",
+            block.offset(),
+            block.metaDataLength(),
+            block.bodyLength()
+        ));
+    };
+    let block_len = meta_len.checked_add(body_len);
+    if block_len
+        .and_then(|n| n.checked_add(offset))
+        .is_none_or(|end| end > len)
+    {
+        return invalid(format!(
+            "block at {offset} of {meta_len}+{body_len} bytes runs past the end ({len})"
+        ));
+    }
+    let data = buffer.slice_with_length(offset, meta_len + body_len);
+    let start = if data.starts_with(&CONTINUATION_MARKER) {
+        8
+    } else {
+        4
+    };
+    if meta_len < start {
+        return invalid(format!(
+            "block at {offset} has {meta_len} bytes of metadata, too few for a message"
+        ));
+    }
+    // Parsed as arrow-ipc parses it, from there to the end of the block.
+    let message = root_as_message(&data[start..])
+        .map_err(|e| ArrowError::IpcError(format!("unreadable message at {offset}: {e}")))?;
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => message
+            .header_as_dictionary_batch()
+            .and_then(|dictionary| dictionary.data()),
+        // arrow-ipc refuses the other kinds itself.
+        _ => None,
+    };
+    for buf in batch
+        .and_then(|batch| batch.buffers())
+        .into_iter()
+        .flatten()
+    {
+        let end = usize::try_from(buf.offset())
+            .ok()
+            .zip(usize::try_from(buf.length()).ok())
+            .and_then(|(at, n)| at.checked_add(n));
+        if end.is_none_or(|end| end > body_len) {
+            return invalid(format!(
+                "a buffer at {}+{} lies outside its block's body of {body_len} bytes",
+                buf.offset(),
+                buf.length()
+            ));
+        }
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -111,6 +173,15 @@ mod tests {
             range.contains(&values),
             "column was copied out of the payload"
         );
+    }
+
+    #[test]
+    fn a_buffer_outside_its_block_is_an_error_not_a_panic() {
+        // Found by the `arrow` fuzz target: a record batch whose buffer
+        // lies past the end of its block's body made arrow-ipc panic.
+        let input = include_bytes!("fuzz_inputs/arrow_buffer_outside_body");
+        let err = decode(&Buffer::from(&input[..])).unwrap_err();
+        assert!(err.to_string().contains("outside its block"), "{err}");
     }
 
     #[test]
