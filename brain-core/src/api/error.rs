@@ -338,7 +338,7 @@ pub enum Error {
 
     /// The store was too busy to do this: writes in flight did not finish
     /// in time (a recount waits for them).
-    #[error("cannot {operation} in {location}: writes in progress did not finish within {waited:?}; try again, or find a writer that hangs (a streamed write left open)")]
+    #[error("cannot {operation} in {location}: writes in progress did not finish within {waited:?}; try again, or find a writer that hangs (a streamed write left open, or one in another container sharing the store)")]
     Busy {
         /// The store.
         location: Location,

@@ -7,12 +7,13 @@
 //!     16    8 capacity in bytes (u64 LE, u64::MAX = no limit but the filesystem's)
 //!     24    8 bytes in use (u64 LE), updated with atomic read-modify-writes
 //!     32    8 bytes of replaced objects kept for reuse in `pool/` (u64 LE), likewise
-//!     40    8 the process recounting (version 3): pid in the low 32 bits, the
-//!             low 32 bits of its start time above; 0 when none
-//!     48   16 reserved, zero
+//!     40    8 the process recounting (version 3), as a process identity
+//!             (below); 0 when none
+//!     48    8 its PID namespace (u64 LE; 0 while it is being recorded)
+//!     56    8 reserved, zero
 //!     64 4032 126 writer slots of 32 bytes (version 3):
-//!               +0  8 pid of the process (u64 LE; 0: free)
-//!               +8  8 its start time, in clock ticks since boot (u64 LE)
+//!               +0  8 the process, as a process identity (u64 LE; 0: free)
+//!               +8  8 its PID namespace (u64 LE; 0 while the slot is being claimed)
 //!              +16  8 bytes it has reserved and not yet published or given back (u64 LE)
 //!              +24  8 how many of its threads are changing counters or counted files (u64 LE)
 //! ```
@@ -22,7 +23,14 @@
 //!
 //! A writer slot lets any process see that a writer died with bytes
 //! reserved (its pid is gone, or belongs to a later process): the store's
-//! count is then rebuilt. Version 3 also changes the rule every process
+//! count is then rebuilt. A process identity is the pid in the low 22 bits
+//! (Linux's `pid_max` is at most 2^22) and the process's start time above,
+//! in clock ticks since boot (field 22 of `/proc/<pid>/stat`), so a later
+//! process that reuses a dead one's pid is not taken for it; one word, so it
+//! is claimed and compared atomically. A PID namespace is the low 32 bits
+//! of the inode of `/proc/<pid>/ns/pid`: a process of another namespace
+//! (another container sharing the store) cannot be looked up, so it counts
+//! as alive. Version 3 also changes the rule every process
 //! follows: it changes counters and the files they count only while its
 //! slot counts it in flight and no process is recounting; a recount
 //! announces itself and waits for every live slot to have nothing in
@@ -60,14 +68,16 @@ pub const SLOT_LEN: usize = 32;
 pub const SLOTS: usize = (CONTROL_LEN - SLOTS_AT) / SLOT_LEN;
 /// Where the recounting process is recorded.
 pub const RECOUNTER_AT: usize = 40;
-/// Within a slot: the pid, its start time, its reserved bytes, its
-/// threads in flight.
-pub const SLOT_PID: usize = 0;
-/// See [`SLOT_PID`].
-pub const SLOT_START: usize = 8;
-/// See [`SLOT_PID`].
+/// Where the recounting process's PID namespace is recorded.
+pub const RECOUNTER_PID_NS_AT: usize = 48;
+/// Within a slot: the process's identity, its PID namespace, its reserved
+/// bytes, its threads in flight.
+pub const SLOT_PROCESS: usize = 0;
+/// See [`SLOT_PROCESS`].
+pub const SLOT_PID_NS: usize = 8;
+/// See [`SLOT_PROCESS`].
 pub const SLOT_BYTES: usize = 16;
-/// See [`SLOT_PID`].
+/// See [`SLOT_PROCESS`].
 pub const SLOT_IN_FLIGHT: usize = 24;
 
 /// The bytes of a new control file: no limit, nothing used.

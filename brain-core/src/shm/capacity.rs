@@ -50,11 +50,11 @@ use crate::api::error::{Error, Result};
 use crate::format::accounted;
 use crate::format::control::{
     check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_VERSION,
-    CONTROL_VERSIONS_UPGRADED, POOLED_AT, RECOUNTER_AT, SLOTS, SLOTS_AT, SLOT_BYTES,
-    SLOT_IN_FLIGHT, SLOT_LEN, SLOT_PID, SLOT_START, USED_AT, VERSION_AT,
+    CONTROL_VERSIONS_UPGRADED, POOLED_AT, RECOUNTER_AT, RECOUNTER_PID_NS_AT, SLOTS, SLOTS_AT,
+    SLOT_BYTES, SLOT_IN_FLIGHT, SLOT_LEN, SLOT_PID_NS, SLOT_PROCESS, USED_AT, VERSION_AT,
 };
 use crate::sys::fork;
-use crate::sys::names::{process_start_time, unique_tmp_name};
+use crate::sys::names::{pid_namespace, process_start_time, unique_tmp_name, Owner};
 use crate::sys::SharedCounters;
 
 /// How long a writer or a recount sleeps before it looks again.
@@ -77,17 +77,33 @@ struct Mine {
     slot: Option<usize>,
 }
 
-/// Who a slot or a recount belongs to: pid and start time, packed as the
-/// recounter field holds them.
+/// Bits of a process identity that hold the pid (`pid_max` is at most 2^22).
+const PID_BITS: u32 = 22;
+
+/// A process as a slot or the recounter field records it: pid in the low
+/// 22 bits, start time (clock ticks since boot) above; never 0.
 fn identity(pid: u32, start: u64) -> u64 {
-    u64::from(pid) | (start << 32)
+    u64::from(pid) & ((1 << PID_BITS) - 1) | (start << PID_BITS)
 }
 
-/// Whether the process recorded as `identity` still runs.
-fn identity_alive(identity: u64) -> bool {
-    let pid = identity as u32;
-    let start = identity >> 32;
-    pid != 0 && process_start_time(pid).is_some_and(|now| now & 0xffff_ffff == start)
+/// This process's identity.
+fn my_identity() -> u64 {
+    let pid = std::process::id();
+    identity(pid, process_start_time(pid).unwrap_or(0))
+}
+
+/// Whether the process recorded as `identity` in PID namespace `pid_ns`
+/// still runs. One of another namespace cannot be looked up: it counts as
+/// running.
+fn recorded_alive(identity: u64, pid_ns: u64) -> bool {
+    let pid = (identity & ((1 << PID_BITS) - 1)) as u32;
+    let owner = Owner {
+        pid,
+        pid_ns: pid_ns as u32,
+    };
+    identity != 0
+        && (owner.foreign()
+            || process_start_time(pid).is_some_and(|now| self::identity(pid, now) == identity))
 }
 
 /// A refused reservation: what was in use and the limit.
@@ -178,6 +194,20 @@ impl Control {
         self.counters.counter(RECOUNTER_AT)
     }
 
+    /// Whether the recounter recorded as `recounter` still runs. Its PID
+    /// namespace is written just after it claims the field and cleared
+    /// just before it gives it back: read as 0, it is looked up in this
+    /// process's namespace (were it in another one, its mark could be
+    /// cleared while it recounts: a narrow window, between processes of
+    /// two containers only).
+    fn recounter_alive(&self, recounter: u64) -> bool {
+        let pid_ns = self
+            .counters
+            .counter(RECOUNTER_PID_NS_AT)
+            .load(Ordering::SeqCst);
+        recorded_alive(recounter, pid_ns)
+    }
+
     /// Waits while a live process recounts; clears the mark of a dead one.
     fn wait_for_recount(&self) {
         loop {
@@ -185,7 +215,7 @@ impl Control {
             if recounter == 0 {
                 return;
             }
-            if !identity_alive(recounter) {
+            if !self.recounter_alive(recounter) {
                 let _ = self.recounter().compare_exchange(
                     recounter,
                     0,
@@ -204,8 +234,7 @@ impl Control {
     /// thread that holds an [`Entered`] guard of this store (it would wait
     /// for itself).
     pub(crate) fn exclusive(self: &Arc<Self>, timeout: Duration) -> Result<Option<Exclusive>> {
-        let pid = std::process::id();
-        let me = identity(pid, process_start_time(pid).unwrap_or(0) & 0xffff_ffff);
+        let me = my_identity();
         let started = Instant::now();
         loop {
             self.wait_for_recount_until(started, timeout);
@@ -218,6 +247,9 @@ impl Control {
                 Err(_) => {}
             }
         }
+        self.counters
+            .counter(RECOUNTER_PID_NS_AT)
+            .store(u64::from(pid_namespace()), Ordering::SeqCst);
         let exclusive = Exclusive {
             control: self.clone(),
             identity: me,
@@ -246,7 +278,7 @@ impl Control {
             if recounter == 0 {
                 return;
             }
-            if !identity_alive(recounter) {
+            if !self.recounter_alive(recounter) {
                 let _ = self.recounter().compare_exchange(
                     recounter,
                     0,
@@ -271,29 +303,35 @@ impl Control {
         let generation = fork::generation();
         if mine.slot.is_none() || mine.generation != generation {
             mine.generation = generation;
-            mine.slot = self.claim_slot(std::process::id());
+            mine.slot = self.claim_slot(Owner::me());
         }
         mine.slot
     }
 
-    fn claim_slot(&self, pid: u32) -> Option<usize> {
-        let start = process_start_time(pid).unwrap_or(0);
+    fn claim_slot(&self, me: Owner) -> Option<usize> {
+        let identity = identity(me.pid, process_start_time(me.pid).unwrap_or(0));
+        let pid_ns = u64::from(me.pid_ns);
         // A slot left by a process that died is free too, once a recount
-        // has given back what it had reserved.
+        // has given back what it had reserved; only a process of the same
+        // PID namespace can tell, and takes it.
         (0..SLOTS).find(|&slot| {
-            let owner = self.slot_counter(slot, SLOT_PID).load(Ordering::Acquire);
+            let owner = self
+                .slot_counter(slot, SLOT_PROCESS)
+                .load(Ordering::Acquire);
+            let owner_ns = self.slot_counter(slot, SLOT_PID_NS).load(Ordering::Acquire);
             let reserved = self.slot_counter(slot, SLOT_BYTES).load(Ordering::Acquire);
-            let free = owner == 0 || (reserved == 0 && !self.slot_alive(slot));
+            let free = owner == 0
+                || (reserved == 0 && owner_ns == pid_ns && !recorded_alive(owner, owner_ns));
             let claimed = free
                 && self
-                    .slot_counter(slot, SLOT_PID)
-                    .compare_exchange(owner, u64::from(pid), Ordering::AcqRel, Ordering::Acquire)
+                    .slot_counter(slot, SLOT_PROCESS)
+                    .compare_exchange(owner, identity, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok();
             if claimed {
-                self.slot_counter(slot, SLOT_START)
-                    .store(start, Ordering::Release);
                 self.slot_counter(slot, SLOT_IN_FLIGHT)
                     .store(0, Ordering::Release);
+                self.slot_counter(slot, SLOT_PID_NS)
+                    .store(pid_ns, Ordering::Release);
             }
             claimed
         })
@@ -311,13 +349,13 @@ impl Control {
     }
 
     /// Whether the process that claimed `slot` still runs.
+    /// A slot being claimed (no namespace yet) counts as alive.
     fn slot_alive(&self, slot: usize) -> bool {
-        let pid = self.slot_counter(slot, SLOT_PID).load(Ordering::Acquire);
-        let start = self.slot_counter(slot, SLOT_START).load(Ordering::Acquire);
-        let Ok(pid) = u32::try_from(pid) else {
-            return false;
-        };
-        pid != 0 && process_start_time(pid).is_some_and(|now| start == 0 || now == start)
+        let process = self
+            .slot_counter(slot, SLOT_PROCESS)
+            .load(Ordering::Acquire);
+        let pid_ns = self.slot_counter(slot, SLOT_PID_NS).load(Ordering::Acquire);
+        process != 0 && (pid_ns == 0 || recorded_alive(process, pid_ns))
     }
 
     /// Under a recount: no bytes are in flight, and the slots of processes
@@ -329,9 +367,11 @@ impl Control {
             if !self.slot_alive(slot) {
                 self.slot_counter(slot, SLOT_IN_FLIGHT)
                     .store(0, Ordering::Release);
-                self.slot_counter(slot, SLOT_START)
+                self.slot_counter(slot, SLOT_PID_NS)
                     .store(0, Ordering::Release);
-                self.slot_counter(slot, SLOT_PID)
+                // Last: a slot with a process and no namespace is being
+                // claimed, and counts as alive meanwhile.
+                self.slot_counter(slot, SLOT_PROCESS)
                     .store(0, Ordering::Release);
             }
         }
@@ -460,6 +500,10 @@ pub(crate) struct Exclusive {
 
 impl Drop for Exclusive {
     fn drop(&mut self) {
+        self.control
+            .counters
+            .counter(RECOUNTER_PID_NS_AT)
+            .store(0, Ordering::SeqCst);
         let _ = self.control.recounter().compare_exchange(
             self.identity,
             0,
@@ -660,8 +704,19 @@ mod tests {
         assert_eq!(control.used(), 0);
     }
 
-    /// A pid beyond any kernel's pid_max: a process that is not running.
-    const DEAD_PID: u32 = 999_999_999;
+    /// The pid of a process that ran and was reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    }
+
+    fn dead_owner() -> Owner {
+        Owner {
+            pid: dead_pid(),
+            pid_ns: pid_namespace(),
+        }
+    }
 
     #[test]
     fn reservations_are_recorded_in_the_process_slot_until_they_end() {
@@ -687,7 +742,7 @@ mod tests {
     #[test]
     fn a_dead_writers_reservation_is_seen_until_a_recount_frees_its_slot() {
         let (_dir, control) = control(u64::MAX);
-        let slot = control.claim_slot(DEAD_PID).expect("a free slot");
+        let slot = control.claim_slot(dead_owner()).expect("a free slot");
         control
             .slot_counter(slot, SLOT_BYTES)
             .store(8192, Ordering::SeqCst);
@@ -699,9 +754,36 @@ mod tests {
         drop(exclusive);
         assert_eq!(control.dead_writers(), 0);
         assert_eq!(
-            control.slot_counter(slot, SLOT_PID).load(Ordering::SeqCst),
+            control
+                .slot_counter(slot, SLOT_PROCESS)
+                .load(Ordering::SeqCst),
             0
         );
+    }
+
+    #[test]
+    fn writers_of_another_pid_namespace_are_never_taken_for_dead() {
+        let (_dir, control) = control(u64::MAX);
+        // A container sharing the store: its pids mean nothing here.
+        let elsewhere = Owner {
+            pid: dead_pid(),
+            pid_ns: pid_namespace().wrapping_add(1),
+        };
+        let slot = control.claim_slot(elsewhere).expect("a free slot");
+        control
+            .slot_counter(slot, SLOT_BYTES)
+            .store(8192, Ordering::SeqCst);
+        assert_eq!(control.dead_writers(), 0);
+        control
+            .slot_counter(slot, SLOT_BYTES)
+            .store(0, Ordering::SeqCst);
+        assert_ne!(control.my_slot(), Some(slot), "its slot was taken");
+        // A slot whose namespace is not written yet is being claimed.
+        let claiming = control.claim_slot(dead_owner()).expect("a free slot");
+        control
+            .slot_counter(claiming, SLOT_PID_NS)
+            .store(0, Ordering::SeqCst);
+        assert!(control.slot_alive(claiming));
     }
 
     #[test]
@@ -738,7 +820,7 @@ mod tests {
         let (_dir, control) = control(u64::MAX);
         control
             .recounter()
-            .store(identity(DEAD_PID, 5), Ordering::SeqCst);
+            .store(identity(dead_pid(), 5), Ordering::SeqCst);
         let started = Instant::now();
         drop(control.enter().unwrap());
         assert!(started.elapsed() < Duration::from_secs(1));

@@ -14,7 +14,7 @@ use crate::api::error::{Error, Result};
 use crate::api::store::{CorruptObject, FsckReport, GcReport, NamespaceStats, ObjectStore};
 use crate::format::{accounted, Header, ObjectKey};
 use crate::sys::io::replaced_under;
-use crate::sys::names::{process_alive, tmp_owner};
+use crate::sys::names::tmp_owner;
 
 /// How long `gc` waits for the writes in flight before it rebuilds counts
 /// that a dead writer left too high (the next `gc` or write tries again).
@@ -52,7 +52,7 @@ impl Store {
         let mut report = GcReport::default();
         // A control file being created by an opener that died.
         for entry in read_dir(&self.inner.root)? {
-            let dead = tmp_owner(&entry.file_name()).is_some_and(|pid| !process_alive(pid));
+            let dead = tmp_owner(&entry.file_name()).is_some_and(|owner| !owner.alive());
             if dead && entry.file_type().is_ok_and(|t| t.is_file()) {
                 let len = entry.metadata().map_or(0, |m| m.len());
                 if std::fs::remove_file(entry.path()).is_ok() {
@@ -64,8 +64,8 @@ impl Store {
         for entry in read_dir(&self.inner.ns_root)? {
             let name = entry.file_name();
             let path = entry.path();
-            if let Some(pid) = tmp_owner(&name) {
-                if !process_alive(pid) && remove_tree(&path, &mut report).is_ok() {
+            if let Some(owner) = tmp_owner(&name) {
+                if !owner.alive() && remove_tree(&path, &mut report).is_ok() {
                     report.stray_namespaces += 1;
                 }
                 continue;
@@ -75,7 +75,7 @@ impl Store {
             }
             for entry in read_dir(&path)? {
                 let name = entry.file_name();
-                if tmp_owner(&name).is_some_and(|pid| !process_alive(pid)) {
+                if tmp_owner(&name).is_some_and(|owner| !owner.alive()) {
                     let path = entry.path();
                     let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
                     if std::fs::remove_file(&path).is_ok() {
@@ -87,7 +87,7 @@ impl Store {
         }
         for entry in read_dir(&self.inner.trash)? {
             let path = entry.path();
-            if tmp_owner(&entry.file_name()).is_some_and(process_alive) {
+            if tmp_owner(&entry.file_name()).is_some_and(|owner| owner.alive()) {
                 continue;
             }
             if remove_tree(&path, &mut report).is_ok() {

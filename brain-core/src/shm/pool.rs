@@ -52,7 +52,7 @@ use super::dirs::read_dir;
 use super::Store;
 use crate::api::error::Result;
 use crate::format::accounted;
-use crate::sys::names::{now_ms, process_alive, tmp_owner, unique_suffix, unique_tmp_name};
+use crate::sys::names::{now_ms, tmp_owner, unique_suffix, unique_tmp_name};
 
 /// Files of at least this many bytes are recycled, and their readers lock
 /// them. Below it a fresh file costs little next to the system calls of a write.
@@ -118,10 +118,10 @@ impl Store {
         for entry in read_dir(self.pool_dir())? {
             let name = entry.file_name();
             let path = entry.path();
-            if let Some(pid) = tmp_owner(&name) {
+            if let Some(owner) = tmp_owner(&name) {
                 // A file a writer claimed: its own until it is published,
                 // garbage once that writer is gone.
-                if !process_alive(pid) {
+                if !owner.alive() {
                     let _ = std::fs::remove_file(&path);
                 }
                 continue;

@@ -1,9 +1,12 @@
 //! Temporary names: unique across processes and threads, and carrying the
-//! writer's pid so that `gc` can tell a live writer's file from a dead one's.
+//! writer's pid (and PID namespace) so that `gc` can tell a live writer's
+//! file from a dead one's; whether a process still runs.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::io::Errno;
@@ -13,44 +16,104 @@ pub(crate) const TMP_PREFIX: &str = ".tmp.";
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
-/// A name no other writer uses: pid, a per-process counter and the clock.
+/// A name no other writer uses: pid, PID namespace, a per-process counter
+/// and the clock.
 pub(crate) fn unique_tmp_name(kind: &str) -> String {
     format!("{TMP_PREFIX}{}", unique_suffix(kind))
 }
 
-/// `<pid>.<kind><counter>.<nanoseconds>`: unique across processes and threads.
+/// `<pid>~<pid namespace>.<kind><counter>.<nanoseconds>` (hexadecimal
+/// namespace): unique across processes, threads and containers.
 pub(crate) fn unique_suffix(kind: &str) -> String {
     let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{}.{kind}{n}.{nanos:x}", std::process::id())
+    format!(
+        "{}~{:x}.{kind}{n}.{nanos:x}",
+        std::process::id(),
+        pid_namespace()
+    )
 }
 
-/// The pid in a temporary name made by [`unique_tmp_name`].
-pub(crate) fn tmp_owner(name: &OsStr) -> Option<u32> {
+/// The process a temporary name or a writer slot belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    /// Its PID namespace ([`pid_namespace`]); 0 when not recorded (names
+    /// made before it was).
+    pub pid_ns: u32,
+}
+
+impl Owner {
+    /// This process.
+    pub(crate) fn me() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            pid_ns: pid_namespace(),
+        }
+    }
+
+    /// Whether the owner may still run. A process of another PID namespace
+    /// (another container sharing the store) cannot be seen from this one,
+    /// so it counts as running: what it left is never taken from it.
+    pub(crate) fn alive(self) -> bool {
+        self.foreign() || process_alive(self.pid)
+    }
+
+    /// Whether the owner lives in a PID namespace this process cannot see into.
+    pub(crate) fn foreign(self) -> bool {
+        self.pid_ns != 0 && self.pid_ns != pid_namespace()
+    }
+}
+
+/// Who made a temporary name made by [`unique_tmp_name`].
+pub(crate) fn tmp_owner(name: &OsStr) -> Option<Owner> {
     let rest = name.as_bytes().strip_prefix(TMP_PREFIX.as_bytes())?;
-    let pid = rest.split(|&b| b == b'.').next()?;
-    std::str::from_utf8(pid).ok()?.parse().ok()
+    let owner = std::str::from_utf8(rest.split(|&b| b == b'.').next()?).ok()?;
+    let (pid, pid_ns) = match owner.split_once('~') {
+        Some((pid, ns)) => (pid, u32::from_str_radix(ns, 16).ok()?),
+        None => (owner, 0),
+    };
+    Some(Owner {
+        pid: pid.parse().ok()?,
+        pid_ns,
+    })
 }
 
-/// Whether a process with this pid exists (in this PID namespace).
+/// The PID namespace this process lives in: the low 32 bits of the inode
+/// of `/proc/self/ns/pid` (0 when it cannot be read). Two containers
+/// sharing a store each see only their own processes; pids are compared
+/// only within one namespace.
+pub(crate) fn pid_namespace() -> u32 {
+    static NAMESPACE: OnceLock<u32> = OnceLock::new();
+    *NAMESPACE.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino() as u32))
+}
+
+/// Whether a process with this pid runs (in this PID namespace). A zombie
+/// (killed, not yet reaped by its parent) has stopped: it holds nothing.
 pub(crate) fn process_alive(pid: u32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+    let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
         return false;
     };
     // EPERM means the process exists but belongs to someone else: alive.
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+    !matches!(rustix::process::test_kill_process(raw), Err(Errno::SRCH))
+        && process_start_time(pid).is_some()
 }
 
 /// When the process `pid` started, in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`); `None` when there is no such process. Tells a live
-/// process from a later one that reuses a dead one's pid.
+/// `/proc/<pid>/stat`); `None` when there is no such process or it is a
+/// zombie. Tells a live process from a later one that reuses a dead
+/// one's pid.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // Field 3, the state: Z (zombie) and X (dead) have exited.
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -67,7 +130,17 @@ mod tests {
     #[test]
     fn a_temporary_name_names_its_writer() {
         let name = unique_tmp_name("obj");
-        assert_eq!(tmp_owner(OsStr::new(&name)), Some(std::process::id()));
+        assert_eq!(tmp_owner(OsStr::new(&name)), Some(Owner::me()));
+        assert!(Owner::me().alive() && !Owner::me().foreign());
+        // Names made before the namespace was recorded.
+        let old = tmp_owner(OsStr::new(".tmp.12.obj3.ff")).expect("an owner");
+        assert_eq!((old.pid, old.pid_ns), (12, 0));
+        assert!(!old.foreign());
+        let elsewhere = Owner {
+            pid: u32::MAX,
+            pid_ns: pid_namespace().wrapping_add(1),
+        };
+        assert!(elsewhere.foreign() && elsewhere.alive());
         assert_ne!(name, unique_tmp_name("obj"));
         assert_eq!(tmp_owner(OsStr::new("0123abcd")), None);
         assert!(process_alive(std::process::id()));
@@ -75,5 +148,23 @@ mod tests {
         assert!(start > 0);
         assert_eq!(process_start_time(std::process::id()), Some(start));
         assert_eq!(process_start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_killed_process_is_dead_before_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        assert!(process_alive(child.id()));
+        child.kill().expect("kill");
+        // SIGKILL is delivered asynchronously; the zombie stays until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while process_alive(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!process_alive(child.id()), "a zombie counts as running");
+        assert_eq!(process_start_time(child.id()), None);
+        child.wait().expect("reaped");
     }
 }
