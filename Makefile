@@ -95,3 +95,29 @@ ci: test lint ## what .ci/run runs: the README's test command, then the lints
 clean: ## remove build outputs and the virtualenv
 	$(CARGO) clean
 	rm -rf $(VENV) brain-py/python/brain/*.so
+
+# Fuzzing (cargo-fuzz, libFuzzer, nightly toolchain) of every parser of
+# bytes another process or a disk can hand brain: one target per parser
+# family in fuzz/fuzz_targets/, seeds in fuzz/corpus/<target>/. Targets run
+# one after another, each on one core. Inputs a run finds new go to
+# fuzz/grown/<target>/ (kept on the machine, not in git); a crash stops the
+# run with its input in fuzz/artifacts/<target>/. See docs/RELIABILITY.md.
+FUZZ_TARGETS := header parts ndarray_meta arrow control names dump_manifest dump_entry dump_frames
+FUZZ_SECONDS ?= 60
+FUZZ_TOOLCHAIN ?= nightly
+
+.PHONY: fuzz fuzz-smoke fuzz-tool
+
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz: fuzz-tool ## every fuzz target for FUZZ_SECONDS seconds each (default 60)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/grown/$$target; \
+		echo "== fuzz $$target: $(FUZZ_SECONDS) s"; \
+		$(CARGO) +$(FUZZ_TOOLCHAIN) fuzz run $$target fuzz/grown/$$target fuzz/corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1; \
+	done
+
+fuzz-smoke: ## every fuzz target for 10 s (CI)
+	$(MAKE) fuzz FUZZ_SECONDS=10
