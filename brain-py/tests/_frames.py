@@ -25,6 +25,10 @@ import pyarrow as pa
 from brain import Brain
 
 
+# What pandas reads Arrow strings as: its str dtype from pandas 3, objects before.
+STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else "object"
+
+
 @dataclass(frozen=True)
 class Case:
     make: Callable[[], Any]
@@ -80,9 +84,9 @@ ARROW: dict[str, Case] = {
     "duration[us]": Case(_col(pa.array([-1, None, 10**15], pa.duration("us"))), "timedelta64[us]", "Duration(time_unit='us')"),
     "duration[ns]": Case(_col(pa.array([-1, None, 10**18], pa.duration("ns"))), "timedelta64[ns]", "Duration(time_unit='ns')"),
     "month_day_nano_interval": Case(_col(pa.array([(1, 2, 3), None, (-1, 0, 10**12)], pa.month_day_nano_interval())), "object", None),
-    "string": Case(_col(pa.array(["a", None, "ü 名 🧠", ""], pa.string())), "str", "String"),
-    "large_string": Case(_col(pa.array(["a", None, "ü 名 🧠", ""], pa.large_string())), "str", "String"),
-    "string_view": Case(_col(pa.array(["a", None, "a string longer than twelve bytes", ""], pa.string_view())), "str", "String"),
+    "string": Case(_col(pa.array(["a", None, "ü 名 🧠", ""], pa.string())), STR, "String"),
+    "large_string": Case(_col(pa.array(["a", None, "ü 名 🧠", ""], pa.large_string())), STR, "String"),
+    "string_view": Case(_col(pa.array(["a", None, "a string longer than twelve bytes", ""], pa.string_view())), STR, "String"),
     "binary": Case(_col(pa.array([b"\x00", None, b"bytes", b""], pa.binary())), "object", "Binary"),
     "large_binary": Case(_col(pa.array([b"\x00", None, b"bytes", b""], pa.large_binary())), "object", "Binary"),
     "binary_view": Case(_col(pa.array([b"\x00", None, b"more than twelve bytes!", b""], pa.binary_view())), "object", "Binary"),
@@ -123,7 +127,7 @@ ARROW: dict[str, Case] = {
     ),
     "run-end encoded": Case(_col(pa.RunEndEncodedArray.from_arrays(pa.array([2, 3], pa.int32()), pa.array([1.5, None]))), "float64", None),
     "no columns": Case(lambda: pa.table({"v": [1, 2, 3]}).select([]), "", ""),
-    "no rows": Case(lambda: pa.table({"v": pa.array([], pa.string_view())}), "str", "String"),
+    "no rows": Case(lambda: pa.table({"v": pa.array([], pa.string_view())}), STR, "String"),
 }
 
 
@@ -149,10 +153,10 @@ PANDAS: dict[str, Case] = {
     "nullable Int64 beyond 2**53": Case(_pd([2**60 + 1, None], "Int64"), "Int64", "Int64"),
     "nullable Float64 with NA and NaN": Case(lambda: pd.DataFrame({"v": pd.array([1.5, None, 0.0], dtype="Float64") / pd.array([1.0, 1.0, 0.0], dtype="Float64")}), "Float64", "Float64"),
     "nullable boolean": Case(_pd([True, None, False], "boolean"), "boolean", "Boolean"),
-    "str": Case(_pd(["a", None, "名"], "str"), "str", "String"),
+    "str": Case(_pd(["a", None, "名"], "str"), STR, "String"),
     "string[pyarrow]": Case(_pd(["a", None, "名"], "string[pyarrow]"), "string", "String"),
     "string[python]": Case(_pd(["a", None, "名"], "string[python]"), "string", "String"),
-    "str, python storage": Case(_pd(["a", None, "名"], pd.StringDtype("python", na_value=np.nan)), "str", "String"),
+    "str, python storage": Case(_pd(["a", None, "名"], pd.StringDtype("python", na_value=np.nan)), STR, "String"),
     "object of str": Case(_obj(["a", None, "名"]), "object", "String"),
     "object of ints": Case(_obj([1, 2**62, -3]), "object", "Int64"),
     "object of Decimal": Case(_obj([decimal.Decimal("1.10"), None, decimal.Decimal("-2")]), "object", "Decimal(precision=3, scale=2)"),
@@ -227,7 +231,7 @@ POLARS: dict[str, Case] = {
     "Float64 with NaN and a null": Case(_pl([1.5, None, float("nan")], pl.Float64), "double[pyarrow]", "Float64"),
     "Boolean": Case(_pl([True, None, False], pl.Boolean), "object", "Boolean"),
     "Decimal": Case(_pl([decimal.Decimal("1.25"), None], pl.Decimal(10, 2)), "object", "Decimal(precision=10, scale=2)"),
-    "String": Case(_pl(["a", None, "a string longer than twelve bytes"], pl.String), "str", "String"),
+    "String": Case(_pl(["a", None, "a string longer than twelve bytes"], pl.String), STR, "String"),
     "Binary": Case(_pl([b"\x00", None, b"more than twelve bytes!"], pl.Binary), "object", "Binary"),
     "Date": Case(_pl([dt.date(2026, 12, 5), None], pl.Date), "object", "Date"),
     "Time": Case(_pl([dt.time(1, 2, 3, 4), None], pl.Time), "time64[ns][pyarrow]", "Time"),
@@ -251,7 +255,7 @@ POLARS: dict[str, Case] = {
         "large_list<item: struct<a: large_list<item: double>, s: string_view>>[pyarrow]",
         "List(Struct({'a': List(Float64), 's': String}))",
     ),
-    "Series": Case(lambda: pl.Series("v", ["x", None, "y"]), "str", "String"),
+    "Series": Case(lambda: pl.Series("v", ["x", None, "y"]), STR, "String"),
     "Int128": Case(_pl([2**100, None], pl.Int128), None, "Int128", pickled=True),
 }
 

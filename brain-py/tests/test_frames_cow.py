@@ -22,6 +22,11 @@ from _helpers import MAPPED_MIN, assert_array_zero_copy
 
 N = 20_000  # rows: each numeric column is larger than MAPPED_MIN, so it is a view of the mapping
 
+PANDAS_2 = int(pd.__version__.split(".")[0]) < 3
+# pandas 3 always copies on write; pandas 2 only when told to (see the pandas 2 tests at the end).
+COPY_ON_WRITE = not PANDAS_2 or pd.options.mode.copy_on_write is True
+copy_on_write = pytest.mark.skipif(not COPY_ON_WRITE, reason="pandas 2 with copy-on-write off: frames from brain are read-only")
+
 
 def frame() -> pd.DataFrame:
     rng = np.random.default_rng(7)
@@ -89,6 +94,7 @@ IDIOMS: dict[str, Callable[[pd.DataFrame], Any]] = {
 }
 
 
+@copy_on_write
 @pytest.mark.parametrize("idiom", IDIOMS.values(), ids=IDIOMS.keys())
 def test_in_place_idioms_work_and_never_touch_the_store(brain: Brain, idiom: Callable[[pd.DataFrame], Any]) -> None:
     original = frame()
@@ -107,6 +113,7 @@ def test_in_place_idioms_work_and_never_touch_the_store(brain: Brain, idiom: Cal
     pd.testing.assert_frame_equal(brain["df"], original, check_exact=True)
 
 
+@copy_on_write
 def test_the_first_change_copies_that_column_only(brain: Brain) -> None:
     brain["df"] = frame()
     got = brain["df"]
@@ -125,6 +132,7 @@ def test_the_first_change_copies_that_column_only(brain: Brain) -> None:
     assert got["y"].to_numpy().__array_interface__["data"][0] == y_address
 
 
+@copy_on_write
 def test_a_series_read_from_brain_changes_in_place(brain: Brain) -> None:
     series = pd.Series(np.arange(N, dtype="f8"), name="v")
     brain["s"] = series
@@ -136,6 +144,7 @@ def test_a_series_read_from_brain_changes_in_place(brain: Brain) -> None:
     pd.testing.assert_series_equal(brain["s"], series, check_exact=True)
 
 
+@copy_on_write
 def test_frames_read_as_pandas_from_other_writers_change_in_place(brain: Brain) -> None:
     brain["pl"] = pl.DataFrame({"x": np.arange(N, dtype="f8"), "s": [str(i) for i in range(N)]})
     got = brain.get("pl", as_pandas=True)
@@ -160,6 +169,7 @@ def _read_column_sum(path: str, name: str, column: str) -> float:
     return float(Brain(path=path)[name][column].sum())
 
 
+@copy_on_write
 @pytest.mark.shm_only("another process reads the frame that this one changed: a memory store is only this process's")
 def test_other_processes_still_see_the_stored_frame(brain: Brain) -> None:
     original = frame()
@@ -173,3 +183,23 @@ def test_other_processes_still_see_the_stored_frame(brain: Brain) -> None:
         seen = pool.apply(_read_column_sum, (brain.path, "df", "y"))
     assert seen == original["y"].sum()
     assert MAPPED_MIN < original["y"].nbytes
+
+
+
+@pytest.mark.skipif(not PANDAS_2, reason="pandas 3 always copies on write")
+def test_pandas_2_without_copy_on_write_keeps_frames_read_only(brain: Brain) -> None:
+    with pd.option_context("mode.copy_on_write", False):
+        brain["df"] = frame()
+        got = brain["df"]
+        with pytest.raises(ValueError, match="read-only"):
+            got.loc[0, "x"] = 1.0
+        mine = got.copy()
+        mine.loc[0, "x"] = 1.0
+        assert brain["df"]["x"].iloc[0] == frame()["x"].iloc[0]
+
+
+@pytest.mark.skipif(not PANDAS_2, reason="pandas 3 always copies on write")
+@pytest.mark.parametrize("idiom", IDIOMS.values(), ids=IDIOMS.keys())
+def test_pandas_2_with_copy_on_write_on_behaves_as_pandas_3(brain: Brain, idiom: Callable[[pd.DataFrame], Any]) -> None:
+    with pd.option_context("mode.copy_on_write", True):
+        test_in_place_idioms_work_and_never_touch_the_store(brain, idiom)

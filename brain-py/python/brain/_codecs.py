@@ -318,12 +318,14 @@ def _read_only_arrays(values: Any) -> list[Any]:
     np = _module("numpy")
     if np is None:
         return []
-    candidates = [values] if isinstance(values, np.ndarray) else []
-    for attribute in ("_ndarray", "_data", "_mask", "_codes"):
-        inner = getattr(values, attribute, None)
-        if isinstance(inner, np.ndarray):
-            candidates.append(inner)
-    return [arr for arr in candidates if not arr.flags.writeable]
+    if isinstance(values, np.ndarray):
+        candidates = [values]
+    elif hasattr(values, "_pa_array"):
+        return []  # Arrow-backed: pandas replaces such arrays, never writes into them
+    else:
+        # Datetimes and categoricals (_ndarray), nullable numbers (_data, _mask).
+        candidates = [getattr(values, attribute, None) for attribute in ("_ndarray", "_data", "_mask")]
+    return [arr for arr in candidates if isinstance(arr, np.ndarray) and not arr.flags.writeable]
 
 
 def copy_on_write(frame: Any) -> Any:
@@ -816,7 +818,8 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
         values = pd.Series(objects, index=frame.index, dtype=object, copy=False)
     else:
         _, storage, na = how
-        dtype = pd.StringDtype(storage, na_value=pd.NA if na == "NA" else np.nan)
+        # pandas 2.2's StringDtype takes no na_value: NA is its only marker.
+        dtype = pd.StringDtype(storage) if na == "NA" else pd.StringDtype(storage, na_value=np.nan)
         values = frame.iloc[:, position].astype(dtype)
     frame.isetitem(position, values)
 
