@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -19,7 +19,7 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-setup: $(PY) ## virtualenv with the Python test dependencies, the Rust build, the extension (debug)
+setup: $(PY) setup-browser ## virtualenv with the Python test dependencies, the Rust build, the extension (debug), chromium
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r brain-py/requirements-dev.txt
 	$(CARGO) build --workspace --bins
@@ -30,6 +30,20 @@ setup-release: $(PY) ## the same, optimised: for the demo and the benchmarks
 	$(PIP) install -q -r brain-py/requirements-dev.txt
 	$(CARGO) build --release --bin brain
 	cd brain-py && ../$(MATURIN) develop -q --release
+
+# Debian's chromium and chromium-driver, for the Dash browser test
+# (brain-py/tests/test_dash_app.py), installed when missing. Where that is
+# impossible (no apt-get, neither root nor sudo, no network) this says so
+# and the test skips with the same reason.
+setup-browser: ## chromium and chromedriver for the Dash browser test (apt-get, when missing)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "make: no apt-get to install chromium and chromedriver: the Dash browser test will be skipped"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "make: neither root nor sudo, so chromium and chromium-driver cannot be installed: the Dash browser test will be skipped"; exit 0; fi; \
+	install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver"; \
+	$$install || { $$sudo apt-get update -q && $$install; } || \
+		echo "make: apt-get could not install chromium and chromium-driver: the Dash browser test will be skipped"
 
 # One wheel for every CPython from 3.11 (abi3): the package `brain` and the
 # `brain` command (a console script running the Rust CLI through the
