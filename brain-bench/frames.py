@@ -67,16 +67,31 @@ def median_time(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | N
     return statistics.median(times)
 
 
-def interleaved(cases: dict[str, Callable[[], Any]], rounds: int, calls: int = 1) -> dict[str, float]:
-    """Median time per call of each case, the cases taking turns round after round."""
+class Samples(dict[str, float]):
+    """Median time per call of each case, and every round's time, for paired ratios."""
+
+    rounds: dict[str, list[float]]
+
+    def ratio(self, label: str, peer: str) -> float:
+        """The median over rounds of label's time ÷ peer's time in the same round:
+        steadier than a ratio of medians on a shared machine, whose load drifts."""
+        return statistics.median(a / b for a, b in zip(self.rounds[label], self.rounds[peer]))
+
+
+def interleaved(cases: dict[str, Callable[[], Any]], rounds: int, calls: int = 1) -> Samples:
+    """Each case's time per call, the cases taking turns round after round (in
+    reverse order every other round, so no case always follows the same one)."""
     samples: dict[str, list[float]] = {label: [] for label in cases}
-    for _ in range(rounds):
-        for label, fn in cases.items():
+    order = list(cases.items())
+    for round_ in range(rounds):
+        for label, fn in order if round_ % 2 == 0 else order[::-1]:
             started = time.perf_counter()
             for _ in range(calls):
                 fn()
             samples[label].append((time.perf_counter() - started) / calls)
-    return {label: statistics.median(values) for label, values in samples.items()}
+    result = Samples({label: statistics.median(values) for label, values in samples.items()})
+    result.rounds = samples
+    return result
 
 
 def show(seconds: float) -> str:
@@ -90,14 +105,24 @@ def show(seconds: float) -> str:
 class Table:
     def __init__(self, title: str) -> None:
         self.lines = [f"\n{title}\n", "| operation | median | peer | peer median | ratio | target |", "|---|---:|---|---:|---:|---|"]
+        self.note = "ratio: the median over rounds of the two times measured in the same round"
 
-    def row(self, label: str, seconds: float, peer: str = "", peer_seconds: float | None = None, target: str = "") -> None:
-        ratio = f"{seconds / peer_seconds:.2f}" if peer_seconds else ""
+    def row(
+        self,
+        label: str,
+        seconds: float,
+        peer: str = "",
+        peer_seconds: float | None = None,
+        target: str = "",
+        paired: float | None = None,
+    ) -> None:
+        ratio = f"{(paired if paired is not None else seconds / peer_seconds):.2f}" if peer_seconds else ""
         peer_cell = show(peer_seconds) if peer_seconds else ""
         self.lines.append(f"| {label} | {show(seconds)} | {peer} | {peer_cell} | {ratio} | {target} |")
 
     def print(self) -> None:
         print("\n".join(self.lines), flush=True)
+        print(f"\n({self.note})", flush=True)
 
 
 def main() -> int:
@@ -134,13 +159,14 @@ def main() -> int:
             fn()  # the first write of a name takes fresh pages; the timed ones replace
         written = interleaved(writes, args.writes)
         out = Table("Writes (replacing a stored version; medians of interleaved rounds)")
-        peer = written["pyarrow Table (large_string)"]
+        pyarrow_write = "pyarrow Table (large_string)"
         for label, seconds in written.items():
             target = "<= 1.00 (pyarrow)" if label == "polars DataFrame" else ""
-            out.row(f"write {label}", seconds, "pyarrow write", peer, target)
+            out.row(f"write {label}", seconds, "pyarrow write", written[pyarrow_write], target, written.ratio(label, pyarrow_write))
         if before is not None:
-            out.row("write polars DataFrame, after ÷ before", written["polars DataFrame"], "before", written["polars DataFrame, before"])
-            out.row("write pandas DataFrame, after ÷ before", written["pandas DataFrame"], "before", written["pandas DataFrame, before"])
+            for library in ("polars", "pandas"):
+                after, earlier = f"{library} DataFrame", f"{library} DataFrame, before"
+                out.row(f"write {after}, after ÷ before", written[after], "before", written[earlier], "", written.ratio(after, earlier))
         out.print()
 
         # ------------------------------------------------------------ reads
@@ -163,13 +189,14 @@ def main() -> int:
             fn()
         got = interleaved(reads, args.reads, calls=20)
         out = Table("Reads (same process, mapping cached; medians of interleaved rounds of 20 calls)")
-        arrow_read = got["pyarrow Table: get(name, as_arrow=True) of the pandas frame"]
-        polars_arrow_read = got["pyarrow Table: get(name, as_arrow=True) of the polars frame"]
+        arrow_label = "pyarrow Table: get(name, as_arrow=True) of the pandas frame"
+        polars_arrow_label = "pyarrow Table: get(name, as_arrow=True) of the polars frame"
+        arrow_read = got[arrow_label]
         for label, seconds in got.items():
             if label.startswith("polars DataFrame: brain"):
-                out.row(f"read {label}", seconds, "pyarrow read of the same object", polars_arrow_read, "<= 1 ms, <= 5.00")
+                out.row(f"read {label}", seconds, "pyarrow read of the same object", got[polars_arrow_label], "<= 1 ms, <= 5.00", got.ratio(label, polars_arrow_label))
             else:
-                out.row(f"read {label}", seconds, "pyarrow read", arrow_read)
+                out.row(f"read {label}", seconds, "pyarrow read", arrow_read, "", got.ratio(label, arrow_label))
         if before is not None:
             for library, after_label, before_label in (
                 ("pandas", "codec: pandas DataFrame", "codec before: pandas DataFrame"),
@@ -177,7 +204,7 @@ def main() -> int:
                 ("polars", "codec: polars DataFrame", "codec before: polars DataFrame (large_string stored)"),
             ):
                 target = "<= 1 (no slower)" if library != "polars" else ""
-                out.row(f"read as {library}, after ÷ before", got[after_label], "before", got[before_label], target)
+                out.row(f"read as {library}, after ÷ before", got[after_label], "before", got[before_label], target, got.ratio(after_label, before_label))
         out.print()
 
         # ------------------------------------------------------------ another library's frame: the conversions

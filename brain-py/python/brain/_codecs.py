@@ -3,10 +3,14 @@
 Every codec keeps reads zero-copy where the target library allows it:
 
 - numpy arrays: the ``ndarray`` layout (dtype, shape, order, raw buffer);
-  read back as a read-only array over the shared memory.
+  read back as a read-only array over the shared memory (numpy has no
+  copy-on-write: copy it to change it).
 - pyarrow Tables and RecordBatches, pandas and polars objects: an Arrow IPC
-  file, streamed into the store with one copy and read back with
-  ``pyarrow.ipc`` over the shared memory.
+  file in the layout the writing library holds (polars' strings as
+  ``string_view``), streamed into the store with one copy and read back
+  with ``pyarrow.ipc`` over the shared memory, as the writer's kind of
+  object or, on request, any other library's. A pandas frame read back
+  copies a column on its first in-place change (``copy_on_write``).
 - str: UTF-8 text; bytes: raw bytes.
 - anything else: pickle protocol 5 with out-of-band buffers, so arrays
   inside dicts and lists stay zero-copy too.
@@ -160,8 +164,10 @@ def _with_kind(schema_or_table: Any, kind: bytes, extra: dict[bytes, bytes] | No
 def _with_metadata(table: Any, metadata: dict[bytes, bytes] | None) -> Any:
     """``table.replace_schema_metadata(metadata)``, keeping the row count of a
     table without columns (pyarrow's makes it 0 rows)."""
+    if table.num_columns or not table.num_rows:
+        return table.replace_schema_metadata(metadata)
     pa = _module("pyarrow") or __import__("pyarrow")
-    if table.num_columns or not table.num_rows or isinstance(table, pa.RecordBatch):
+    if isinstance(table, pa.RecordBatch):
         return table.replace_schema_metadata(metadata)
     rows = pa.RecordBatch.from_struct_array(pa.nulls(table.num_rows, pa.struct([])))
     return pa.Table.from_batches([rows.replace_schema_metadata(metadata)])
@@ -202,8 +208,9 @@ def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
 
 def _pandas_from_pandas_table(table: Any) -> Any:
     metadata = table.schema.metadata or {}
-    restores = json.loads(metadata.get(PANDAS_DTYPES_KEY, b"{}"))
-    frame = _without_arrow_columns(table, restores).to_pandas(split_blocks=True)
+    restoring = metadata.get(PANDAS_DTYPES_KEY)
+    restores = json.loads(restoring) if restoring is not None else {}
+    frame = (_without_arrow_columns(table, restores) if restores else table).to_pandas(split_blocks=True)
     for key, how in restores.items():
         if key == "columns":
             frame.columns = (_module("pandas") or __import__("pandas")).RangeIndex(0)
@@ -313,19 +320,18 @@ _SHARED_MEMORY = _SharedMemory()
 _SHARED_MEMORY_REF = weakref.ref(_SHARED_MEMORY)
 
 
-def _read_only_arrays(values: Any) -> list[Any]:
-    """The numpy arrays under a block's values that cannot be written."""
-    np = _module("numpy")
-    if np is None:
-        return []
-    if isinstance(values, np.ndarray):
-        candidates = [values]
-    elif hasattr(values, "_pa_array"):
-        return []  # Arrow-backed: pandas replaces such arrays, never writes into them
-    else:
-        # Datetimes and categoricals (_ndarray), nullable numbers (_data, _mask).
-        candidates = [getattr(values, attribute, None) for attribute in ("_ndarray", "_data", "_mask")]
-    return [arr for arr in candidates if isinstance(arr, np.ndarray) and not arr.flags.writeable]
+def _read_only(ndarray: Any, values: Any) -> bool:
+    """Whether a block's values lie on a numpy array that cannot be written."""
+    if isinstance(values, ndarray):
+        return not values.flags.writeable
+    if hasattr(values, "_pa_array"):
+        return False  # Arrow-backed: pandas replaces such arrays, never writes into them
+    # Datetimes and categoricals (_ndarray), nullable numbers (_data, _mask).
+    for attribute in ("_ndarray", "_data", "_mask"):
+        inner = getattr(values, attribute, None)
+        if isinstance(inner, ndarray) and not inner.flags.writeable:
+            return True
+    return False
 
 
 def copy_on_write(frame: Any) -> Any:
@@ -342,10 +348,10 @@ def copy_on_write(frame: Any) -> Any:
     writes into them. Without copy-on-write (pandas 2 with it off) pandas
     does not consult references, and the columns stay read-only.
     """
-    manager = getattr(frame, "_mgr", None)
-    for block in getattr(manager, "blocks", ()):
+    ndarray = (_module("numpy") or __import__("numpy")).ndarray
+    for block in getattr(getattr(frame, "_mgr", None), "blocks", ()):
         referenced = getattr(getattr(block, "refs", None), "referenced_blocks", None)
-        if isinstance(referenced, list) and _read_only_arrays(block.values):
+        if isinstance(referenced, list) and _read_only(ndarray, block.values):
             referenced.append(_SHARED_MEMORY_REF)
     return frame
 
