@@ -285,7 +285,11 @@ class Brain(MutableMapping[str, Any]):
         _codecs.encode(self.store, self.namespace, _check_name(name), thing, description)
 
     def recall(self, name: str) -> Any:
-        """The value of ``name``: zero-copy and read-only for arrays and tables.
+        """The value of ``name``, zero-copy for arrays and tables.
+
+        A numpy array is read-only (numpy has no copy-on-write: copy it to
+        change it). A pandas frame copies a column on its first in-place
+        change (pandas' copy-on-write), never writing to the store.
 
         Raises:
             BrainNameNotExistError: (a KeyError) no such name in this namespace.
