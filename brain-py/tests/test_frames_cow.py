@@ -126,7 +126,6 @@ def test_the_first_change_copies_that_column_only(brain: Brain) -> None:
     view = brain.view("df")
     address = y.__array_interface__["data"][0]
     assert not view.address <= address < view.address + len(view), "the changed column still points into the store"
-    assert y.flags.writeable or not y.flags.owndata  # a private copy (pandas hands out read-only views of it)
     y_address = address
     got.loc[0, "y"] = 1.0  # the second change writes into the copy: no new copy
     assert got["y"].to_numpy().__array_interface__["data"][0] == y_address
