@@ -284,7 +284,6 @@ def polars_table(thing: Any, kind: bytes = b"frame") -> tuple[Any, int]:
     if length <= 2 * own + (1 << 20):
         return table, length
     compact = pl.from_arrow(frame.to_arrow(), rechunk=False)
-    assert isinstance(compact, pl.DataFrame)
     table = _with_kind(compact.to_arrow(compat_level=compat.newest()) if compat is not None else compact.to_arrow(), kind)
     return table, ipc_file_len(table)
 
