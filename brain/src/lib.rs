@@ -9,6 +9,11 @@
 //! | a path, or `shm://PATH` | the shared-memory store in that directory (on a tmpfs) |
 //! | `shm://` | the default shared-memory store: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default` |
 //! | `memory://NAME` | this process's in-memory store of that name (for tests) |
+//! | `redis://HOST:PORT[/DB]`, `rediss://...` | a store on a Redis server (TLS with `rediss`), shared by every host that reaches it |
+//! | `redis+cluster://HOST:PORT,HOST:PORT,...` | a store on a Redis Cluster, given by seed nodes |
+//!
+//! A Redis store caches what a host reads in that host's shared memory
+//! ([`OpenOptions::cache`]); see the `brain-redis` crate.
 //!
 //! Everything written through one backend reads the same through another:
 //! names, namespaces, codecs, descriptions, watch events and locks behave
@@ -30,7 +35,7 @@
 //! ```
 //!
 //! ## Crate features
-//! None yet: the shared-memory and in-memory backends are always built.
+//! None yet: the shared-memory, in-memory and Redis backends are always built.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -39,6 +44,7 @@ mod url;
 
 pub use brain_core::*;
 pub use brain_mock::{drop_memory_store, memory_store};
+pub use brain_redis::{CacheSetting, Consistency, RedisOptions, RedisStore};
 pub use url::{default_url, StoreUrl};
 
 use std::sync::Arc;
@@ -49,6 +55,8 @@ pub struct OpenOptions {
     capacity: Option<Option<u64>>,
     checksums: bool,
     read_cache: bool,
+    cache: CacheSetting,
+    consistency: Option<Consistency>,
 }
 
 impl Default for OpenOptions {
@@ -57,6 +65,8 @@ impl Default for OpenOptions {
             capacity: None,
             checksums: false,
             read_cache: true,
+            cache: CacheSetting::Default,
+            consistency: None,
         }
     }
 }
@@ -94,6 +104,27 @@ impl OpenOptions {
         self
     }
 
+    /// Where a Redis store caches what this host reads: the host's default
+    /// shared-memory store ([`CacheSetting::Default`], the default), the
+    /// store in a directory ([`CacheSetting::Path`]), or nowhere
+    /// ([`CacheSetting::Off`]: every read fetches from the server). Other
+    /// stores ignore it.
+    #[must_use]
+    pub fn cache(mut self, cache: CacheSetting) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// How a Redis store validates cached reads: [`Consistency::Tracked`]
+    /// (no round trip while its invalidation stream is up) or
+    /// [`Consistency::Strict`] (one round trip per read). Default: the
+    /// URL's `consistency=`, else tracked. Other stores ignore it.
+    #[must_use]
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
     /// Opens the store at `url` (see the [crate docs](crate) for the URLs).
     ///
     /// # Errors
@@ -124,6 +155,17 @@ impl OpenOptions {
             }
             StoreUrl::Memory(name) => {
                 let store = memory_store(name);
+                if let Some(capacity) = self.capacity {
+                    store.set_capacity(capacity)?;
+                }
+                Arc::new(store)
+            }
+            StoreUrl::Redis(url) => {
+                let options = RedisOptions {
+                    cache: self.cache.clone(),
+                    consistency: self.consistency,
+                };
+                let store = RedisStore::open(url, &options)?;
                 if let Some(capacity) = self.capacity {
                     store.set_capacity(capacity)?;
                 }

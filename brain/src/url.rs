@@ -14,28 +14,21 @@ pub enum StoreUrl {
     Shm(Option<PathBuf>),
     /// The in-memory store of this name in this process.
     Memory(String),
+    /// A Redis or Redis Cluster store: the URL as given (`redis://`,
+    /// `rediss://`, `redis+cluster://`, `rediss+cluster://`). Shown
+    /// without its password.
+    Redis(String),
 }
 
-/// The schemes of backends this build does not have, and what to use instead.
-const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "redis",
-        "this build of brain has no Redis backend; use a path or shm:// on one host",
-    ),
-    (
-        "rediss",
-        "this build of brain has no Redis backend; use a path or shm:// on one host",
-    ),
-];
-
 impl StoreUrl {
-    /// Parses a store URL: a path, `shm://PATH`, `shm://` or `memory://NAME`.
+    /// Parses a store URL: a path, `shm://PATH`, `shm://`, `memory://NAME`,
+    /// or a Redis URL (checked in full when the store opens).
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] for an empty string or an unknown scheme.
     pub fn parse(url: &str) -> Result<StoreUrl> {
         let invalid = |reason: String| Error::InvalidUrl {
-            url: url.to_owned(),
+            url: brain_redis::redact(url),
             reason,
         };
         if url.is_empty() {
@@ -49,12 +42,13 @@ impl StoreUrl {
                 (!rest.is_empty()).then(|| PathBuf::from(rest)),
             )),
             "memory" | "mem" => Ok(StoreUrl::Memory(rest.to_owned())),
-            other => match NOT_BUILT.iter().find(|(s, _)| *s == other) {
-                Some((_, why)) => Err(invalid((*why).to_owned())),
-                None => Err(invalid(format!(
-                    "{other}:// is not a kind of store brain knows (a path with \"://\" in it is written shm://PATH)"
-                ))),
-            },
+            other if brain_redis::RedisConfig::is_redis_scheme(other) => {
+                brain_redis::RedisConfig::parse(url)?;
+                Ok(StoreUrl::Redis(url.to_owned()))
+            }
+            other => Err(invalid(format!(
+                "{other}:// is not a kind of store brain knows (redis://, rediss:// and redis+cluster:// are; a path with \"://\" in it is written shm://PATH)"
+            ))),
         }
     }
 }
@@ -75,6 +69,7 @@ impl fmt::Display for StoreUrl {
             StoreUrl::Shm(Some(path)) => write!(f, "shm://{}", path.display()),
             StoreUrl::Shm(None) => write!(f, "shm://{}", default_store_path().display()),
             StoreUrl::Memory(name) => write!(f, "memory://{name}"),
+            StoreUrl::Redis(url) => f.write_str(&brain_redis::redact(url)),
         }
     }
 }
@@ -133,13 +128,21 @@ mod tests {
         for (url, needle) in [
             ("", "empty"),
             ("ftp://host/x", "ftp:// is not a kind of store"),
-            ("redis://localhost:6379", "no Redis backend"),
+            ("redis://u:pw@localhost:1,localhost:2", "redis+cluster://"),
         ] {
             let err = StoreUrl::parse(url).unwrap_err();
             assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
             let text = err.to_string();
             assert!(text.contains(needle), "{text}");
             assert!(text.contains("memory://NAME"), "{text}");
+            assert!(!text.contains("pw"), "{text}");
         }
+        let url = StoreUrl::parse("redis://u:pw@h:7000/1").unwrap();
+        assert_eq!(url, StoreUrl::Redis("redis://u:pw@h:7000/1".into()));
+        assert_eq!(url.to_string(), "redis://u:***@h:7000/1");
+        assert!(matches!(
+            StoreUrl::parse("redis+cluster://a:1,b:2").unwrap(),
+            StoreUrl::Redis(_)
+        ));
     }
 }

@@ -8,6 +8,7 @@ mod capacity;
 mod conformance;
 mod crash;
 mod names;
+mod redis;
 mod sharing;
 mod util;
 mod watch;

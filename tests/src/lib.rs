@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod redis_server;
 
 use std::sync::Arc;
 

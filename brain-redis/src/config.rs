@@ -1,0 +1,410 @@
+//! Redis store URLs: which servers, how to reach them, and brain's options.
+//!
+//! ```text
+//! redis://[USER[:PASSWORD]@]HOST[:PORT][/DB][?OPTIONS]
+//! rediss://...                                  (TLS)
+//! redis+cluster://[USER[:PASSWORD]@]HOST:PORT,HOST:PORT,...[?OPTIONS]
+//! rediss+cluster://...                          (TLS)
+//! ```
+//!
+//! Options: `chunk_size=BYTES`, `consistency=tracked|strict`,
+//! `lock_ttl=SECONDS`, `prefix=TEXT`, `ca=PATH` (a PEM file of the
+//! certificate authority for TLS), `insecure=1` (TLS without checking the
+//! server's certificate; tests only).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use brain_core::{Error, Result};
+
+/// The default size of one chunk: just under 8 MiB, so that a chunk and
+/// Redis's string header fit an 8 MiB allocation class of jemalloc.
+pub const DEFAULT_CHUNK_SIZE: usize = (8 << 20) - 4096;
+/// How long a lock lives unless its holder renews it.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How a cached read is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// A cached binding of name to version is trusted while the server's
+    /// invalidation stream (RESP3 `CLIENT TRACKING`) is connected and
+    /// answering: a warm read costs no round trip.
+    #[default]
+    Tracked,
+    /// Every read asks the server for the name's current version (one
+    /// round trip); a cached copy of that version is then read locally.
+    Strict,
+}
+
+/// A parsed Redis store URL. Its `Display` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `host:port` of each server given (one, or a cluster's seeds).
+    pub nodes: Vec<String>,
+    /// Whether the servers form a Redis Cluster.
+    pub cluster: bool,
+    /// Whether to connect with TLS.
+    pub tls: bool,
+    /// The ACL user, if any.
+    pub user: Option<String>,
+    /// The password, if any.
+    pub(crate) password: Option<String>,
+    /// The database number (single server only).
+    pub db: i64,
+    /// Bytes per chunk of a large object.
+    pub chunk_size: usize,
+    /// How cached reads are validated.
+    pub consistency: Consistency,
+    /// How long a lock lives without renewal.
+    pub lock_ttl: Duration,
+    /// The prefix of every key brain makes (default `brain`).
+    pub prefix: String,
+    /// A PEM file of the certificate authority that signed the servers'
+    /// certificates (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// TLS without checking the server's certificate.
+    pub insecure: bool,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidUrl {
+        url: redact(url),
+        reason: reason.into(),
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None if scheme.contains("redis") => {
+                    // redis://PASSWORD@host: a lone userinfo is the password.
+                    "***".to_owned()
+                }
+                None => userinfo.to_owned(),
+            };
+            format!("{scheme}://{user}@{hosts}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn percent_decode(text: &str, url: &str) -> Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| invalid(url, "a % in it is not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid(url, "its user or password is not UTF-8"))
+}
+
+impl RedisConfig {
+    /// Whether `scheme` (lowercase) is one of the Redis schemes.
+    pub fn is_redis_scheme(scheme: &str) -> bool {
+        matches!(
+            scheme,
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "valkey" | "valkeys"
+        )
+    }
+
+    /// Parses a `redis://`, `rediss://`, `redis+cluster://` or
+    /// `rediss+cluster://` URL (`valkey://` and `valkeys://` too).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`], saying what is wrong, with the password hidden.
+    pub fn parse(url: &str) -> Result<RedisConfig> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid(url, "it has no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let (tls, cluster) = match scheme.as_str() {
+            "redis" | "valkey" => (false, false),
+            "rediss" | "valkeys" => (true, false),
+            "redis+cluster" => (false, true),
+            "rediss+cluster" => (true, true),
+            other => {
+                return Err(invalid(
+                    url,
+                    format!("{other}:// is not a Redis scheme; use redis://, rediss://, redis+cluster:// or rediss+cluster://"),
+                ))
+            }
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, path),
+            None => (rest, ""),
+        };
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(info) => match info.split_once(':') {
+                Some((user, password)) => (
+                    (!user.is_empty())
+                        .then(|| percent_decode(user, url))
+                        .transpose()?,
+                    Some(percent_decode(password, url)?),
+                ),
+                None => (None, Some(percent_decode(info, url)?)),
+            },
+        };
+        let default_port = 6379;
+        let mut nodes = Vec::new();
+        for host in hosts.split(',') {
+            if host.is_empty() {
+                return Err(invalid(url, "it names no server (write HOST:PORT)"));
+            }
+            let node = if host.starts_with('[') {
+                if host.contains("]:") {
+                    host.to_owned()
+                } else {
+                    format!("{host}:{default_port}")
+                }
+            } else if host.contains(':') {
+                let port = host.rsplit(':').next().unwrap_or("");
+                if port.parse::<u16>().is_err() {
+                    return Err(invalid(url, format!("{port:?} is not a port number")));
+                }
+                host.to_owned()
+            } else {
+                format!("{host}:{default_port}")
+            };
+            nodes.push(node);
+        }
+        if nodes.len() > 1 && !cluster {
+            return Err(invalid(
+                url,
+                "it names several servers: a Redis Cluster is written redis+cluster://HOST:PORT,HOST:PORT",
+            ));
+        }
+        let path = path.trim_matches('/');
+        let db = if path.is_empty() {
+            0
+        } else if cluster {
+            return Err(invalid(url, "a Redis Cluster has only database 0"));
+        } else {
+            path.parse::<i64>()
+                .map_err(|_| invalid(url, format!("{path:?} is not a database number")))?
+        };
+        let mut config = RedisConfig {
+            nodes,
+            cluster,
+            tls,
+            user,
+            password,
+            db,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            consistency: Consistency::Tracked,
+            lock_ttl: DEFAULT_LOCK_TTL,
+            prefix: "brain".to_owned(),
+            ca: None,
+            insecure: false,
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value, url)?;
+            match key {
+                "chunk_size" => {
+                    let size: usize = value
+                        .parse()
+                        .ok()
+                        .filter(|s| (4096..=(256 << 20)).contains(s))
+                        .ok_or_else(|| {
+                            invalid(url, format!("chunk_size={value} is not a number of bytes from 4096 to 268435456"))
+                        })?;
+                    config.chunk_size = size;
+                }
+                "consistency" => {
+                    config.consistency = match value.as_str() {
+                        "tracked" => Consistency::Tracked,
+                        "strict" => Consistency::Strict,
+                        _ => {
+                            return Err(invalid(
+                                url,
+                                format!("consistency={value} is neither tracked nor strict"),
+                            ))
+                        }
+                    }
+                }
+                "lock_ttl" => {
+                    let secs: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s >= 1.0 && *s <= 86_400.0)
+                        .ok_or_else(|| {
+                            invalid(url, format!("lock_ttl={value} is not a number of seconds from 1 to 86400"))
+                        })?;
+                    config.lock_ttl = Duration::from_secs_f64(secs);
+                }
+                "prefix" => {
+                    if value.is_empty() || value.contains(['{', '}']) {
+                        return Err(invalid(url, "prefix= must be non-empty text without { or }"));
+                    }
+                    config.prefix = value;
+                }
+                "ca" => config.ca = Some(PathBuf::from(value)),
+                "insecure" => config.insecure = matches!(value.as_str(), "1" | "true" | "yes"),
+                "protocol" | "db" | "timeout" => {}
+                other => {
+                    return Err(invalid(
+                        url,
+                        format!("{other:?} is not an option brain knows (chunk_size, consistency, lock_ttl, prefix, ca, insecure)"),
+                    ))
+                }
+            }
+        }
+        if (config.ca.is_some() || config.insecure) && !config.tls {
+            return Err(invalid(
+                url,
+                "ca= and insecure= are TLS options: use rediss://",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The URL of one node, for the client library, with the credentials.
+    pub(crate) fn node_url(&self, node: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let auth = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                format!("{}:{}@", encode(user), encode(password))
+            }
+            (None, Some(password)) => format!(":{}@", encode(password)),
+            (Some(user), None) => format!("{}@", encode(user)),
+            (None, None) => String::new(),
+        };
+        let insecure = if self.insecure { "#insecure" } else { "" };
+        format!(
+            "{scheme}://{auth}{node}/{}?protocol=resp3{insecure}",
+            self.db
+        )
+    }
+
+    /// Whether the URL carries a password.
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl fmt::Display for RedisConfig {
+    /// The URL without the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match (self.tls, self.cluster) {
+            (false, false) => "redis",
+            (true, false) => "rediss",
+            (false, true) => "redis+cluster",
+            (true, true) => "rediss+cluster",
+        };
+        write!(f, "{scheme}://")?;
+        match (&self.user, &self.password) {
+            (Some(user), Some(_)) => write!(f, "{}:***@", encode(user))?,
+            (None, Some(_)) => f.write_str(":***@")?,
+            (Some(user), None) => write!(f, "{}@", encode(user))?,
+            (None, None) => {}
+        }
+        f.write_str(&self.nodes.join(","))?;
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_never_show_the_password() {
+        let c =
+            RedisConfig::parse("redis://alice:s3cr%40t@127.0.0.1:7000/2?chunk_size=65536").unwrap();
+        assert_eq!(c.nodes, ["127.0.0.1:7000"]);
+        assert_eq!(c.user.as_deref(), Some("alice"));
+        assert_eq!(c.password.as_deref(), Some("s3cr@t"));
+        assert_eq!(
+            (c.db, c.chunk_size, c.tls, c.cluster),
+            (2, 65536, false, false)
+        );
+        assert_eq!(c.to_string(), "redis://alice:***@127.0.0.1:7000/2");
+        assert!(!format!("{c:?}").contains("s3cr"));
+        assert!(c.node_url("127.0.0.1:7000").contains("s3cr%40t"));
+
+        let c = RedisConfig::parse("rediss+cluster://h1:1,h2:2,h3?consistency=strict").unwrap();
+        assert_eq!(c.nodes, ["h1:1", "h2:2", "h3:6379"]);
+        assert!(c.tls && c.cluster && c.consistency == Consistency::Strict);
+        assert_eq!(
+            RedisConfig::parse("redis://localhost").unwrap().nodes,
+            ["localhost:6379"]
+        );
+        assert_eq!(
+            RedisConfig::parse("redis://:pw@h:1").unwrap().to_string(),
+            "redis://:***@h:1"
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_why_without_the_password() {
+        for (url, needle) in [
+            ("redis://u:pw@h:1,h:2", "redis+cluster://"),
+            ("redis://u:pw@h:x", "not a port"),
+            ("redis://u:pw@h:1/x", "database number"),
+            ("redis+cluster://u:pw@h:1/3", "only database 0"),
+            ("redis://u:pw@h:1?bogus=1", "bogus"),
+            ("redis://u:pw@h:1?chunk_size=5", "chunk_size"),
+            ("redis://u:pw@h:1?insecure=1", "rediss://"),
+            ("redis://u:pw@", "names no server"),
+        ] {
+            let err = RedisConfig::parse(url).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(needle), "{url}: {text}");
+            assert!(!text.contains("pw"), "{url}: {text}");
+        }
+        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://pw@h:1"), "redis://***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

@@ -1,0 +1,290 @@
+//! Connections to the servers: a pool of synchronous connections (one
+//! server, or a cluster), rebuilt after a fork, and the mapping of the
+//! client's errors onto brain's.
+
+use std::fmt;
+use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use brain_core::{Error, Location};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Client, Connection, ConnectionLike, RedisError, Value};
+
+use crate::config::RedisConfig;
+
+/// How long to wait for a server to accept a connection.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one reply may take. Chunks are at most a few MiB, so a reply
+/// this late means the server or the network is gone.
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking thread must not take the store down with it; every update
+    // under these locks leaves the state consistent before it can panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The client library's error as brain's, at `location`; `op` says what
+/// brain was doing. The password never appears: the library's messages
+/// name hosts, not credentials.
+pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisError) -> Error {
+    use redis::ErrorKind;
+    let text = err.to_string();
+    let kind = err.kind();
+    if matches!(kind, redis::ErrorKind::AuthenticationFailed)
+        || text.contains("NOPERM")
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+    {
+        return Error::PermissionDenied {
+            op,
+            location: location.clone(),
+        };
+    }
+    let hint = if err.is_timeout() {
+        "; the server did not answer in time: is it overloaded, or paused?"
+    } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
+        "; is the server running and reachable? brain reconnects on the next call"
+    } else if matches!(kind, ErrorKind::Server(_)) && text.contains("OOM") {
+        "; the server is out of memory (maxmemory): delete objects or give it more memory"
+    } else {
+        ""
+    };
+    Error::io(
+        op,
+        location.clone(),
+        io::Error::new(io_kind(err), format!("{text}{hint}")),
+    )
+}
+
+fn io_kind(err: &RedisError) -> io::ErrorKind {
+    if err.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if err.is_connection_refusal() {
+        io::ErrorKind::ConnectionRefused
+    } else if err.is_connection_dropped() {
+        io::ErrorKind::ConnectionReset
+    } else {
+        io::ErrorKind::Other
+    }
+}
+
+/// One connection: to the one server, or to a cluster (routing each
+/// command by its key's slot and following redirections).
+pub(crate) enum Conn {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    pub(crate) fn like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Single(c) => c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+
+    /// Runs `commands` as one pipeline (on a cluster, grouped by node).
+    pub(crate) fn pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        commands: Vec<redis::Cmd>,
+    ) -> std::result::Result<T, RedisError> {
+        match self {
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in commands {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(c)
+            }
+            Conn::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in commands {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(c)
+            }
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        match self {
+            Conn::Single(c) => c.is_open(),
+            Conn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// How to make connections: the one server's client, or the cluster's.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+impl Connector {
+    pub(crate) fn new(config: &RedisConfig) -> std::result::Result<Connector, RedisError> {
+        let certs = match &config.ca {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    RedisError::from(io::Error::new(
+                        e.kind(),
+                        format!("cannot read the CA file {}: {e}", path.display()),
+                    ))
+                })?),
+            }),
+            None => None,
+        };
+        if config.cluster {
+            let urls: Vec<String> = config.nodes.iter().map(|n| config.node_url(n)).collect();
+            let mut builder = ClusterClient::builder(urls)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(IO_TIMEOUT)
+                .use_protocol(redis::ProtocolVersion::RESP3);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            Ok(Connector::Cluster(builder.build()?))
+        } else {
+            let url = config.node_url(&config.nodes[0]);
+            let client = match certs {
+                Some(certs) => Client::build_with_tls(url, certs)?,
+                None => Client::open(url)?,
+            };
+            Ok(Connector::Single(client))
+        }
+    }
+
+    pub(crate) fn connect(&self) -> std::result::Result<Conn, RedisError> {
+        match self {
+            Connector::Single(client) => {
+                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                conn.set_read_timeout(Some(IO_TIMEOUT))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(Conn::Single(conn))
+            }
+            Connector::Cluster(client) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
+        }
+    }
+
+    /// A plain connection to one node given as `host:port`, with the
+    /// store's credentials and TLS (for tracking, and for commands that
+    /// every primary must run).
+    pub(crate) fn node(
+        config: &RedisConfig,
+        node: &str,
+    ) -> std::result::Result<Connection, RedisError> {
+        let url = config.node_url(node);
+        let client = match &config.ca {
+            Some(path) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(path)?),
+                },
+            )?,
+            None => Client::open(url)?,
+        };
+        let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(conn)
+    }
+}
+
+/// Idle connections, for this process only: after a fork the child finds
+/// the parent's pid and starts a pool of its own (the parent's sockets are
+/// shared with the parent, and a reply read by one would be lost to the other).
+pub(crate) struct Pool {
+    connector: Connector,
+    idle: Mutex<(u32, Vec<Conn>)>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &lock(&self.idle).1.len())
+            .finish()
+    }
+}
+
+/// Idle connections kept at most; more are closed when given back.
+const MAX_IDLE: usize = 16;
+
+impl Pool {
+    pub(crate) fn new(connector: Connector) -> Pool {
+        Pool {
+            connector,
+            idle: Mutex::new((std::process::id(), Vec::new())),
+        }
+    }
+
+    /// A connection: an idle one of this process, or a new one.
+    pub(crate) fn take(&self) -> std::result::Result<Conn, RedisError> {
+        {
+            let mut idle = lock(&self.idle);
+            let pid = std::process::id();
+            if idle.0 != pid {
+                // Forked: the sockets belong to the parent. Forget them
+                // without closing (closing a TLS session would write to them).
+                for conn in std::mem::take(&mut idle.1) {
+                    std::mem::forget(conn);
+                }
+                idle.0 = pid;
+            }
+            while let Some(conn) = idle.1.pop() {
+                if conn.is_open() {
+                    return Ok(conn);
+                }
+            }
+        }
+        self.connector.connect()
+    }
+
+    /// Gives a connection back after a call that left it in a clean state.
+    pub(crate) fn give(&self, conn: Conn) {
+        let mut idle = lock(&self.idle);
+        if idle.0 == std::process::id() && conn.is_open() && idle.1.len() < MAX_IDLE {
+            idle.1.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection. The connection goes back only if
+    /// `f` succeeded or failed with an error the server sent (the
+    /// connection is then still in step with the server).
+    pub(crate) fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> std::result::Result<T, RedisError>,
+    ) -> std::result::Result<T, RedisError> {
+        let mut conn = self.take()?;
+        let result = f(&mut conn);
+        match &result {
+            Ok(_) => self.give(conn),
+            Err(err)
+                if !err.is_io_error() && !err.is_timeout() && !err.is_unrecoverable_error() =>
+            {
+                self.give(conn)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Forgets every idle connection (after a topology change or a fault).
+    pub(crate) fn clear(&self) {
+        lock(&self.idle).1.clear();
+    }
+}
+
+/// A reply's bulk string as bytes (`None` for nil).
+pub(crate) fn bytes_of(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}

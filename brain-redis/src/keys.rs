@@ -1,0 +1,251 @@
+//! Key names, and the pointer that says which version a name holds.
+//!
+//! ```text
+//! P:{g}:used          bytes in use (stored sizes), one counter
+//! P:{g}:cfg           settings: capacity
+//! P:{g}:ns            the set of namespaces
+//! P:n:{H}             a namespace's catalog: name -> T (H: the namespace's hash)
+//! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
+//! P:c:{T}:<v>:<i>     chunk i of version v
+//! P:l:{T}             the name's lock
+//! ```
+//!
+//! `P` is the prefix (`brain`). Every key of one object carries the hash
+//! tag `{T}`, so they share a cluster slot and one script can see them all;
+//! the store-wide keys share the tag `{g}`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use brain_core::format::namespace_dir_name;
+use brain_core::{stored_size, Codec, Error, Location, ObjectKey, ObjectMeta, Result};
+use redis::Value;
+
+use crate::conn::bytes_of;
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn used(&self) -> String {
+        format!("{}:{{g}}:used", self.prefix)
+    }
+    pub(crate) fn cfg(&self) -> String {
+        format!("{}:{{g}}:cfg", self.prefix)
+    }
+    pub(crate) fn namespaces(&self) -> String {
+        format!("{}:{{g}}:ns", self.prefix)
+    }
+    pub(crate) fn catalog(&self, namespace: &str) -> String {
+        format!("{}:n:{{{}}}", self.prefix, namespace_dir_name(namespace))
+    }
+    pub(crate) fn pointer(&self, key: ObjectKey) -> String {
+        format!("{}:p:{{{}}}", self.prefix, key.to_hex())
+    }
+    /// The prefix of the pointer keys, which tracking watches.
+    pub(crate) fn pointer_prefix(&self) -> String {
+        format!("{}:p:", self.prefix)
+    }
+    /// The object key of a pointer key, if it is one.
+    pub(crate) fn key_of_pointer(&self, pointer: &[u8]) -> Option<ObjectKey> {
+        let text = std::str::from_utf8(pointer).ok()?;
+        let hex = text
+            .strip_prefix(&self.pointer_prefix())?
+            .strip_prefix('{')?
+            .strip_suffix('}')?;
+        ObjectKey::from_hex(hex)
+    }
+    /// `P:c:{T}:`: a chunk's key is this, the version, `:` and its index.
+    pub(crate) fn chunk_prefix(&self, key: ObjectKey) -> String {
+        format!("{}:c:{{{}}}:", self.prefix, key.to_hex())
+    }
+    pub(crate) fn chunk(&self, key: ObjectKey, version: &str, index: u64) -> String {
+        format!("{}{version}:{index}", self.chunk_prefix(key))
+    }
+    pub(crate) fn lock(&self, key: ObjectKey) -> String {
+        format!("{}:l:{{{}}}", self.prefix, key.to_hex())
+    }
+}
+
+/// The pointer fields a metadata read asks for, in this order.
+pub(crate) const META_FIELDS: [&str; 11] = [
+    "ns", "name", "v", "seq", "len", "n", "cs", "x", "c", "desc", "t",
+];
+
+/// What a name points at: a version, its layout and its metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct Pointer {
+    pub(crate) version: String,
+    pub(crate) len: u64,
+    /// Chunks; 0 when the payload is inline.
+    pub(crate) chunks: u64,
+    pub(crate) checksum: u64,
+    pub(crate) meta: ObjectMeta,
+    /// The payload, for an inline object read whole.
+    pub(crate) data: Option<Vec<u8>>,
+}
+
+fn field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+impl Pointer {
+    /// Parses a pointer from its fields (from HGETALL, or HMGET of
+    /// [`META_FIELDS`]); `None` when it does not exist.
+    pub(crate) fn parse(
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        location: &Location,
+    ) -> Result<Option<Pointer>> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let bad = |what: &str| Error::corrupt(location.clone(), format!("its pointer has {what}"));
+        let text = |name: &str| -> Result<String> {
+            let raw = field(&fields, name).ok_or_else(|| bad(&format!("no field {name:?}")))?;
+            String::from_utf8(raw.to_vec())
+                .map_err(|_| bad(&format!("a field {name:?} that is not UTF-8")))
+        };
+        let number = |name: &str| -> Result<u64> {
+            text(name)?
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("a field {name:?} that is not a number")))
+        };
+        let namespace = text("ns")?;
+        let name = text("name")?;
+        let description = text("desc")?;
+        let len = number("len")?;
+        let codec = Codec::from_tag(
+            u16::try_from(number("c")?).map_err(|_| bad("a codec tag out of range"))?,
+        );
+        let created_nanos = number("t")?;
+        let checksum =
+            u64::from_str_radix(&text("x")?, 16).map_err(|_| bad("a checksum that is not hex"))?;
+        let meta = ObjectMeta {
+            stored_size: stored_size(&namespace, &name, &description, len),
+            namespace,
+            name,
+            codec,
+            size: len,
+            created: UNIX_EPOCH + Duration::from_nanos(created_nanos),
+            description,
+        };
+        let data = fields
+            .iter()
+            .position(|(k, _)| k == b"data")
+            .map(|i| fields[i].1.clone());
+        Ok(Some(Pointer {
+            version: text("v")?,
+            len,
+            chunks: number("n")?,
+            checksum,
+            meta,
+            data,
+        }))
+    }
+
+    /// Parses the reply of HMGET [`META_FIELDS`].
+    pub(crate) fn from_meta_reply(
+        values: Vec<Value>,
+        location: &Location,
+    ) -> Result<Option<Pointer>> {
+        if values.iter().all(|v| matches!(v, Value::Nil)) {
+            return Ok(None);
+        }
+        let fields = META_FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| bytes_of(v).map(|v| (k.as_bytes().to_vec(), v)))
+            .collect();
+        Pointer::parse(fields, location)
+    }
+}
+
+/// The pointer fields of a new version, for the publish script.
+pub(crate) struct NewVersion<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) codec: Codec,
+    pub(crate) description: &'a str,
+    pub(crate) len: u64,
+    pub(crate) chunks: u64,
+    pub(crate) chunk_size: u64,
+    pub(crate) checksum: u64,
+    pub(crate) created: SystemTime,
+}
+
+impl NewVersion<'_> {
+    /// Field/value pairs (the inline payload, if any, goes after them).
+    pub(crate) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let created = self
+            .created
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        vec![
+            ("ns", self.namespace.as_bytes().to_vec()),
+            ("name", self.name.as_bytes().to_vec()),
+            ("v", self.version.as_bytes().to_vec()),
+            ("len", self.len.to_string().into_bytes()),
+            ("n", self.chunks.to_string().into_bytes()),
+            ("cs", self.chunk_size.to_string().into_bytes()),
+            ("x", format!("{:016x}", self.checksum).into_bytes()),
+            ("c", self.codec.tag().to_string().into_bytes()),
+            ("desc", self.description.as_bytes().to_vec()),
+            ("t", created.to_string().into_bytes()),
+            (
+                "ss",
+                stored_size(self.namespace, self.name, self.description, self.len)
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ]
+    }
+}
+
+/// A fresh random version id: 128 bits from the kernel, as 32 hex digits.
+/// Random, not counted: a server restarted empty would count again from
+/// the start, and a host cache would take the new object for the old one.
+pub(crate) fn new_version() -> String {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => {
+                // No getrandom: time and pid, hashed, are unique enough for a version.
+                let seed = format!("{:?}{}{filled}", SystemTime::now(), std::process::id());
+                let h = xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
+                bytes = h.to_le_bytes();
+                break;
+            }
+        }
+    }
+    format!("{:032x}", u128::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_tag_per_object() {
+        let keys = Keys {
+            prefix: "brain".into(),
+        };
+        let key = ObjectKey::new("ns", "x");
+        let tag = format!("{{{}}}", key.to_hex());
+        for k in [keys.pointer(key), keys.chunk(key, "v1", 3), keys.lock(key)] {
+            assert!(k.contains(&tag), "{k}");
+        }
+        assert_eq!(keys.key_of_pointer(keys.pointer(key).as_bytes()), Some(key));
+        assert_eq!(keys.key_of_pointer(b"brain:p:{nothex}"), None);
+        assert_ne!(new_version(), new_version());
+        assert_eq!(new_version().len(), 32);
+    }
+}

@@ -1,0 +1,160 @@
+//! Locks on names: a key set with `NX` and an expiry, holding a random
+//! token, renewed while held, and checked by the publish script (a write
+//! made under a lock that expired fails instead of losing an update).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use brain_core::{Error, LockGuard, NameLock, ObjectKey, ObjectStore, Result};
+
+use crate::conn::lock;
+use crate::keys::new_version;
+use crate::scripts;
+use crate::store::{Inner, RedisStore};
+
+/// The tokens of the locks this process holds, by (namespace, name), and
+/// how many holds each has (threads of one process share a hold's token).
+#[derive(Debug, Default)]
+pub(crate) struct HeldLocks {
+    tokens: Mutex<HashMap<(String, String), String>>,
+}
+
+impl HeldLocks {
+    /// The token of this process's lock on the name, if it holds it.
+    pub(crate) fn token(&self, namespace: &str, name: &str) -> Option<String> {
+        lock(&self.tokens)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+/// A held lock; released (by a compare-and-delete) when dropped.
+#[derive(Debug)]
+pub(crate) struct RedisLock {
+    store: Weak<Inner>,
+    namespace: String,
+    name: String,
+    key: String,
+    token: String,
+    pid: u32,
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl LockGuard for RedisLock {}
+
+impl RedisLock {
+    pub(crate) fn acquire(
+        store: &RedisStore,
+        namespace: &str,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<NameLock> {
+        let inner = &store.inner;
+        let key = inner.keys.lock(ObjectKey::new(namespace, name));
+        let location = store
+            .location()
+            .join(format!("locks/{namespace:?}/{name:?}"));
+        let token = new_version();
+        let ttl = inner.config.lock_ttl.as_millis() as u64;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let taken: Option<String> = inner
+                .pool
+                .run(|c| {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl)
+                        .query(c.like())
+                })
+                .map_err(|e| store.err("take a lock in", &e))?;
+            if taken.is_some() {
+                break;
+            }
+            let waited = started.elapsed();
+            if timeout.is_some_and(|t| waited >= t) {
+                return Err(Error::LockTimeout {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    waited,
+                    location,
+                });
+            }
+            let left = timeout.map_or(pause, |t| t.saturating_sub(waited));
+            thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        lock(&inner.held.tokens).insert((namespace.to_owned(), name.to_owned()), token.clone());
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let guard = RedisLock {
+            store: Arc::downgrade(inner),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: key.clone(),
+            token: token.clone(),
+            pid: std::process::id(),
+            stop: stop.clone(),
+        };
+        // The watchdog renews the lock every third of its life while it is held.
+        let weak = Arc::downgrade(inner);
+        let every = inner.config.lock_ttl / 3;
+        thread::Builder::new()
+            .name("brain-redis-lock".into())
+            .spawn(move || loop {
+                let (stopped, wake) = &*stop;
+                let guard = lock(stopped);
+                let (guard, _) = wake
+                    .wait_timeout_while(guard, every, |s| !*s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *guard {
+                    return;
+                }
+                drop(guard);
+                let Some(inner) = weak.upgrade() else { return };
+                let renewed: redis::RedisResult<i64> = inner.pool.run(|c| {
+                    scripts::renew()
+                        .key(&key)
+                        .arg(&token)
+                        .arg(ttl)
+                        .invoke(c.like())
+                });
+                if matches!(renewed, Ok(0)) {
+                    // Lost (expired, or taken over): a write under it will fail.
+                    return;
+                }
+            })
+            .map_err(|e| Error::io("start the lock watchdog for", location.clone(), e))?;
+        Ok(NameLock::new(Box::new(guard), location))
+    }
+}
+
+impl Drop for RedisLock {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *lock(stopped) = true;
+        wake.notify_all();
+        if self.pid != std::process::id() {
+            // A forked child does not hold its parent's lock.
+            return;
+        }
+        if let Some(inner) = self.store.upgrade() {
+            let mut tokens = lock(&inner.held.tokens);
+            let id = (self.namespace.clone(), self.name.clone());
+            if tokens.get(&id) == Some(&self.token) {
+                tokens.remove(&id);
+            }
+            drop(tokens);
+            let _: redis::RedisResult<i64> = inner.pool.run(|c| {
+                scripts::unlock()
+                    .key(&self.key)
+                    .arg(&self.token)
+                    .invoke(c.like())
+            });
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `gc` and `fsck` of a Redis store: what dead writers left, and a recount.
+
+use brain_core::{FsckReport, GcReport, ObjectKey, ObjectStore, Result};
+
+use crate::store::{all_pointers, corrupt, RedisStore};
+
+/// Chunk keys that no pointer references and that have no expiry (a
+/// publish persisted them and the pointer moved on without expiring them,
+/// or a script was cut short); catalog entries with no pointer; pointers
+/// missing from their catalog, put back.
+pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
+    let keys = &store.inner.keys;
+    let pointers = all_pointers(store)?;
+    let current: std::collections::HashMap<ObjectKey, String> = pointers
+        .iter()
+        .map(|(k, p)| (*k, p.version.clone()))
+        .collect();
+    let chunk_pattern = format!("{}:c:*", keys.prefix);
+    let chunk_head = format!("{}:c:{{", keys.prefix);
+    let mut report = GcReport::default();
+    let removed = store
+        .on_primaries(|conn| {
+            let found: Vec<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(&chunk_pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+                .iter(conn)?
+                .collect::<redis::RedisResult<Vec<String>>>()?;
+            let mut removed = (0u64, 0u64);
+            for chunk in found {
+                let Some(rest) = chunk.strip_prefix(&chunk_head) else {
+                    continue;
+                };
+                let Some((hex, rest)) = rest.split_once("}:") else {
+                    continue;
+                };
+                let Some(key) = ObjectKey::from_hex(hex) else {
+                    continue;
+                };
+                let Some((version, _)) = rest.rsplit_once(':') else {
+                    continue;
+                };
+                if current.get(&key).is_some_and(|v| v == version) {
+                    continue;
+                }
+                let ttl: i64 = redis::cmd("PTTL").arg(&chunk).query(conn)?;
+                if ttl != -1 {
+                    // Pending or in its grace period: it expires by itself.
+                    continue;
+                }
+                let len: u64 = redis::cmd("STRLEN").arg(&chunk).query(conn)?;
+                let gone: u64 = redis::cmd("DEL").arg(&chunk).query(conn)?;
+                if gone > 0 {
+                    removed.0 += 1;
+                    removed.1 += len;
+                }
+            }
+            Ok(removed)
+        })
+        .map_err(|e| store.err("collect garbage in", &e))?;
+    for (chunks, bytes) in removed {
+        report.stray_objects += chunks;
+        report.bytes_freed += bytes;
+    }
+    // Catalogs: entries whose pointer is gone (a writer that died before
+    // publishing, a delete cut short), and pointers missing from them.
+    for namespace in store.namespaces()? {
+        for (name, key) in store.catalog_entries(&namespace)? {
+            if !current.contains_key(&key) {
+                let pointer_key = keys.pointer(key);
+                let catalog = keys.catalog(&namespace);
+                let dropped: bool = store
+                    .inner
+                    .pool
+                    .run(|c| {
+                        let exists: bool =
+                            redis::cmd("EXISTS").arg(&pointer_key).query(c.like())?;
+                        if exists {
+                            return Ok(false);
+                        }
+                        redis::cmd("HDEL").arg(&catalog).arg(&name).query(c.like())
+                    })
+                    .map_err(|e| store.err("collect garbage in", &e))?;
+                if dropped {
+                    report.stray_objects += 1;
+                }
+            }
+        }
+    }
+    for (key, pointer) in &pointers {
+        let catalog = keys.catalog(&pointer.meta.namespace);
+        store
+            .inner
+            .pool
+            .run(|c| {
+                redis::cmd("HSET")
+                    .arg(&catalog)
+                    .arg(&pointer.meta.name)
+                    .arg(key.to_hex())
+                    .exec(c.like())?;
+                redis::cmd("SADD")
+                    .arg(keys.namespaces())
+                    .arg(&pointer.meta.namespace)
+                    .exec(c.like())
+            })
+            .map_err(|e| store.err("collect garbage in", &e))?;
+    }
+    Ok(report)
+}
+
+/// Checks that every object's chunks are all there with the right total
+/// length, and rebuilds the usage count from the pointers.
+pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckReport> {
+    let keys = &store.inner.keys;
+    let used_before: Option<u64> = store
+        .inner
+        .pool
+        .run(|c| redis::cmd("GET").arg(keys.used()).query(c.like()))
+        .map_err(|e| store.err("check", &e))?;
+    let mut report = FsckReport {
+        used_before: used_before.unwrap_or(0),
+        ..FsckReport::default()
+    };
+    let pointers = all_pointers(store)?;
+    let mut used = 0;
+    for (key, pointer) in &pointers {
+        report.objects += 1;
+        let lengths: Vec<Option<u64>> = store
+            .inner
+            .pool
+            .run(|c| {
+                let mut commands = Vec::new();
+                for i in 0..pointer.chunks {
+                    let chunk = keys.chunk(*key, &pointer.version, i);
+                    let mut strlen = redis::cmd("STRLEN");
+                    strlen.arg(&chunk);
+                    let mut exists = redis::cmd("EXISTS");
+                    exists.arg(&chunk);
+                    commands.push(strlen);
+                    commands.push(exists);
+                }
+                if commands.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let replies: Vec<u64> = c.pipeline(commands)?;
+                Ok(replies
+                    .chunks(2)
+                    .map(|r| (r[1] == 1).then_some(r[0]))
+                    .collect())
+            })
+            .map_err(|e| store.err("check", &e))?;
+        let reason = if let Some(i) = lengths.iter().position(Option::is_none) {
+            Some(format!(
+                "object lost: chunk {i} of {} is gone from the server",
+                pointer.chunks
+            ))
+        } else {
+            let total: u64 = lengths.iter().flatten().sum();
+            (pointer.chunks > 0 && total != pointer.len).then(|| {
+                format!(
+                    "its chunks hold {total} bytes, but its pointer says {}",
+                    pointer.len
+                )
+            })
+        };
+        match reason {
+            Some(reason) => {
+                let location = store.location().join(format!(
+                    "{:?}/{:?}",
+                    pointer.meta.namespace, pointer.meta.name
+                ));
+                report.corrupt.push(corrupt(location, reason));
+                if delete_corrupt && store.delete(&pointer.meta.namespace, &pointer.meta.name)? {
+                    report.deleted += 1;
+                    continue;
+                }
+                used += pointer.meta.stored_size;
+            }
+            None => used += pointer.meta.stored_size,
+        }
+    }
+    store
+        .inner
+        .pool
+        .run(|c| redis::cmd("SET").arg(keys.used()).arg(used).exec(c.like()))
+        .map_err(|e| store.err("check", &e))?;
+    report.used_after = used;
+    Ok(report)
+}

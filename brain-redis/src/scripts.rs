@@ -1,0 +1,136 @@
+//! The Lua scripts that change what a name points at. Each runs atomically
+//! on the server that holds the object's slot; every key of one object
+//! shares the hash tag `{T}`, so chunk keys computed in a script live on
+//! the same slot as the pointer it was given.
+
+use std::sync::OnceLock;
+
+use redis::Script;
+
+/// Publishes a version (or checks that it can be published).
+///
+/// `KEYS`: pointer, lock, and on a single server also the usage counter,
+/// the settings, the namespace's catalog and the set of namespaces (the
+/// bookkeeping is then part of the same atomic step).
+///
+/// `ARGV`: expected current version (`*` any, `-` none), lock token (`""`
+/// none), new version, chunk count (0: the payload is inline), least grace
+/// in ms for the old chunks, chunk key prefix, bytes to reserve here (a
+/// single server's inline write; 0 when reserved before), name, key hex,
+/// namespace, then the pointer's field/value pairs.
+///
+/// Returns `{OK, seq, old stored size, old version}`, `{LOCKED}`,
+/// `{CONFLICT, current}`, `{MISSING, i}` or `{FULL, used, capacity}`.
+const PUBLISH: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len')
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
+end
+if ARGV[1] == '-' then
+  if cur[1] then return {'CONFLICT', cur[1]} end
+elseif ARGV[1] ~= '*' then
+  if cur[1] ~= ARGV[1] then return {'CONFLICT', cur[1] or ''} end
+end
+local n = tonumber(ARGV[4])
+local prefix = ARGV[6]
+for i = 0, n - 1 do
+  if redis.call('EXISTS', prefix .. ARGV[3] .. ':' .. i) == 0 then return {'MISSING', i} end
+end
+local reserve = tonumber(ARGV[7])
+local single = #KEYS > 2
+if single and reserve > 0 then
+  local cap = redis.call('HGET', KEYS[4], 'capacity')
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if cap and used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap)} end
+  redis.call('INCRBY', KEYS[3], reserve)
+end
+for i = 0, n - 1 do redis.call('PERSIST', prefix .. ARGV[3] .. ':' .. i) end
+local old_ss = 0
+if cur[1] then
+  old_ss = tonumber(cur[3] or '0')
+  local old_n = tonumber(cur[2] or '0')
+  local grace = math.max(tonumber(ARGV[5]), math.floor(2 * tonumber(cur[5] or '0') / 100000))
+  for i = 0, old_n - 1 do redis.call('PEXPIRE', prefix .. cur[1] .. ':' .. i, grace) end
+  redis.call('DEL', KEYS[1])
+end
+local seq = tonumber(cur[4] or '0') + 1
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 11))
+if single then
+  if old_ss > 0 then redis.call('DECRBY', KEYS[3], old_ss) end
+  redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])
+  redis.call('SADD', KEYS[6], ARGV[10])
+end
+return {'OK', seq, old_ss, cur[1] or ''}
+"#;
+
+/// Deletes a name's pointer, giving its chunks a grace expiry.
+///
+/// `KEYS`: pointer, lock, and on a single server the usage counter and the
+/// catalog. `ARGV`: lock token, least grace in ms, chunk key prefix, name,
+/// expected version (`*` any).
+///
+/// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
+const DELETE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'len')
+if ARGV[1] ~= '' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'LOCKED'} end
+end
+if not cur[1] then
+  if #KEYS > 2 then redis.call('HDEL', KEYS[4], ARGV[4]) end
+  return {'NONE'}
+end
+if ARGV[5] ~= '*' and cur[1] ~= ARGV[5] then return {'CONFLICT', cur[1]} end
+local grace = math.max(tonumber(ARGV[2]), math.floor(2 * tonumber(cur[4] or '0') / 100000))
+for i = 0, tonumber(cur[2] or '0') - 1 do
+  redis.call('PEXPIRE', ARGV[3] .. cur[1] .. ':' .. i, grace)
+end
+redis.call('DEL', KEYS[1])
+local old_ss = tonumber(cur[3] or '0')
+if #KEYS > 2 then
+  if old_ss > 0 then redis.call('DECRBY', KEYS[3], old_ss) end
+  redis.call('HDEL', KEYS[4], ARGV[4])
+end
+return {'OK', old_ss}
+"#;
+
+/// Reserves (positive) or gives back (negative) bytes of the capacity.
+/// `KEYS`: usage counter, settings. `ARGV`: bytes.
+/// Returns `{1, used}` or `{0, used, capacity}` when it would not fit.
+const RESERVE: &str = r#"
+local delta = tonumber(ARGV[1])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if delta > 0 then
+  local cap = redis.call('HGET', KEYS[2], 'capacity')
+  if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap)} end
+end
+if used + delta < 0 then delta = -used end
+return {1, redis.call('INCRBY', KEYS[1], delta)}
+"#;
+
+/// Releases a lock held with the token `ARGV[1]`. Returns 1 if it was held.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// Renews a lock held with the token `ARGV[1]` for `ARGV[2]` ms. Returns 1
+/// if it was still held.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+macro_rules! script {
+    ($name:ident, $source:ident) => {
+        pub(crate) fn $name() -> &'static Script {
+            static SCRIPT: OnceLock<Script> = OnceLock::new();
+            SCRIPT.get_or_init(|| Script::new($source))
+        }
+    };
+}
+
+script!(publish, PUBLISH);
+script!(delete, DELETE);
+script!(reserve, RESERVE);
+script!(unlock, UNLOCK);
+script!(renew, RENEW);

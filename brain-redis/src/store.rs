@@ -1,0 +1,1396 @@
+//! [`RedisStore`]: brain's [`ObjectStore`] on Redis or Redis Cluster.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_buffer::{Buffer, MutableBuffer};
+use brain_core::format::PAYLOAD_ALIGN;
+use brain_core::{
+    stored_size, validate_description, validate_name, validate_namespace, Codec, CorruptObject,
+    Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta, ObjectStore,
+    ObjectView, ObjectWriter, Payload, Result, Usage, UsageDetail, Watcher, WriteObject,
+};
+use redis::Value;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::cache::{HostCache, Sink};
+use crate::config::{Consistency, RedisConfig};
+use crate::conn::{bytes_of, lock, redis_error, Conn, Connector, Pool};
+use crate::keys::{new_version, Keys, NewVersion, Pointer, META_FIELDS};
+use crate::locks::{HeldLocks, RedisLock};
+use crate::scripts;
+use crate::tracker::{Binding, Tracker};
+
+/// Payloads up to this size are stored inline in their pointer (one key,
+/// one round trip); larger ones as chunks.
+pub const INLINE_MAX: usize = 256 * 1024;
+/// How long the chunks of a write in progress live unless it publishes them.
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
+/// The least time a replaced version's chunks stay for readers mid-fetch
+/// (more for large objects: twice the time to read them at 100 MB/s).
+pub(crate) const GRACE: Duration = Duration::from_secs(60);
+/// Chunks fetched per pipelined batch (at 8 MiB each, 64 MiB in flight).
+const BATCH: usize = 8;
+/// Tries of a read that meets a replaced version before giving up.
+const READ_TRIES: usize = 8;
+
+/// Where the host's read cache is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CacheSetting {
+    /// The host's default shared-memory store (`$BRAIN_PATH`, else
+    /// `/dev/shm/brain-<uid>/default`).
+    #[default]
+    Default,
+    /// The shared-memory store in this directory.
+    Path(PathBuf),
+    /// No cache: every read fetches from the server.
+    Off,
+}
+
+/// Options of a Redis store beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Where fetched objects are cached on this host.
+    pub cache: CacheSetting,
+    /// How cached reads are validated; default: what the URL says
+    /// (`consistency=`), else tracked.
+    pub consistency: Option<Consistency>,
+}
+
+/// A brain store on Redis or Redis Cluster.
+///
+/// Objects are published atomically under random versions; each host
+/// caches what it reads in its shared memory (see the crate docs for what
+/// each consistency mode guarantees). Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: RedisConfig,
+    pub(crate) url: String,
+    pub(crate) keys: Keys,
+    pub(crate) pool: Pool,
+    pub(crate) cache: Option<HostCache>,
+    pub(crate) consistency: Consistency,
+    pub(crate) tracker: Tracker,
+    pub(crate) held: HeldLocks,
+    /// Whether the servers may evict brain's keys (an `allkeys-*` policy),
+    /// which turns a missing chunk into a lost object rather than a race.
+    pub(crate) evicting_policy: Mutex<Option<String>>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.inner.url)
+            .field("cache", &self.inner.cache.as_ref().map(HostCache::path))
+            .field("consistency", &self.inner.consistency)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_object(namespace: &str, name: &str) -> Result<()> {
+    validate_namespace(namespace)?;
+    validate_name(name)
+}
+
+/// A payload copied into a 64-byte aligned buffer, as every backend hands out.
+pub(crate) fn aligned(parts: &[&[u8]]) -> Buffer {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut bytes = MutableBuffer::with_capacity(len + PAYLOAD_ALIGN);
+    let pad = bytes.as_ptr().align_offset(PAYLOAD_ALIGN);
+    bytes.extend_zeros(pad);
+    for part in parts {
+        bytes.extend_from_slice(part);
+    }
+    Buffer::from(bytes).slice(pad)
+}
+
+fn checksum(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Xxh3::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.digest()
+}
+
+/// The outcome of the publish script.
+enum Published {
+    Ok { old_stored: u64 },
+    Locked,
+    Conflict,
+    Missing(u64),
+    Full { used: u64, capacity: u64 },
+}
+
+fn int(value: &Value) -> u64 {
+    match value {
+        Value::Int(i) => (*i).max(0) as u64,
+        other => bytes_of(other.clone())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+fn word(value: &Value) -> String {
+    bytes_of(value.clone())
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+/// Why a fetch of chunks stopped.
+pub(crate) enum FetchError {
+    /// Chunk `i` of the version is gone (replaced and expired, or evicted).
+    Missing(u64),
+    /// The bytes do not match the pointer's length or checksum.
+    Mismatch(String),
+    Other(Error),
+}
+
+impl From<Error> for FetchError {
+    fn from(err: Error) -> Self {
+        FetchError::Other(err)
+    }
+}
+
+impl RedisStore {
+    /// Opens the store at a `redis://`, `rediss://`, `redis+cluster://` or
+    /// `rediss+cluster://` URL.
+    ///
+    /// Connects once to check the server (and warns on standard error when
+    /// its `maxmemory-policy` may evict brain's keys).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`]; [`Error::PermissionDenied`] for a refused
+    /// password or user; an I/O error when no server answers.
+    pub fn open(url: &str, options: &RedisOptions) -> Result<RedisStore> {
+        let config = RedisConfig::parse(url)?;
+        let shown = config.to_string();
+        let location = Location::Url(shown.clone());
+        let connector =
+            Connector::new(&config).map_err(|e| redis_error("connect to", &location, &e))?;
+        let pool = Pool::new(connector);
+        let cache = match &options.cache {
+            CacheSetting::Off => None,
+            setting => Some(HostCache::open(setting, &shown)?),
+        };
+        let consistency = options.consistency.unwrap_or(config.consistency);
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                keys: Keys {
+                    prefix: config.prefix.clone(),
+                },
+                url: shown,
+                pool,
+                cache,
+                consistency,
+                tracker: Tracker::default(),
+                held: HeldLocks::default(),
+                evicting_policy: Mutex::new(None),
+                config,
+            }),
+        };
+        store.check_server()?;
+        Ok(store)
+    }
+
+    /// The URL, without the password.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The host cache's directory, if there is a cache.
+    pub fn cache_path(&self) -> Option<&std::path::Path> {
+        self.inner.cache.as_ref().map(HostCache::path)
+    }
+
+    /// How cached reads are validated.
+    pub fn consistency(&self) -> Consistency {
+        self.inner.consistency
+    }
+
+    /// The primaries' `host:port` (the one server, or each shard's primary).
+    ///
+    /// # Errors
+    /// I/O with the servers.
+    pub fn primaries(&self) -> Result<Vec<String>> {
+        crate::tracker::primaries(&self.inner).map_err(|e| self.err("find the primaries of", &e))
+    }
+
+    pub(crate) fn err(&self, op: &'static str, e: &redis::RedisError) -> Error {
+        redis_error(op, &self.location(), e)
+    }
+
+    fn object_location(&self, namespace: &str, name: &str) -> Location {
+        self.location().join(format!("{namespace:?}/{name:?}"))
+    }
+
+    fn single(&self) -> bool {
+        !self.inner.config.cluster
+    }
+
+    /// Pings the servers and reads their eviction policy.
+    fn check_server(&self) -> Result<()> {
+        let policies: Vec<String> = self
+            .on_primaries(|conn| {
+                let reply: std::result::Result<Vec<String>, _> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query(conn);
+                // A managed server may refuse CONFIG: then nothing is known.
+                Ok(reply
+                    .ok()
+                    .and_then(|r| r.get(1).cloned())
+                    .unwrap_or_default())
+            })
+            .map_err(|e| self.err("connect to", &e))?;
+        let evicting = policies.into_iter().find(|p| p.starts_with("allkeys-"));
+        if let Some(policy) = &evicting {
+            eprintln!(
+                "brain: warning: {} has maxmemory-policy {policy}, which may evict brain's objects when memory runs short (reads then fail with \"object lost\"); set maxmemory-policy to noeviction or a volatile-* policy",
+                self.inner.url
+            );
+        }
+        *lock(&self.inner.evicting_policy) = evicting;
+        Ok(())
+    }
+
+    /// Runs `f` on a connection to each primary (the one server, or every
+    /// shard's primary), in turn.
+    pub(crate) fn on_primaries<T>(
+        &self,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<Vec<T>> {
+        let nodes = crate::tracker::primaries(&self.inner)?;
+        let mut out = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let mut conn = Connector::node(&self.inner.config, &node)?;
+            out.push(f(&mut conn)?);
+        }
+        Ok(out)
+    }
+
+    fn run<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.inner.pool.run(f).map_err(|e| self.err(op, &e))
+    }
+
+    /// Reserves (or gives back, negative) bytes of the capacity.
+    fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let keys = &self.inner.keys;
+        let reply: Vec<Value> = self.run("reserve capacity in", |c| {
+            scripts::reserve()
+                .key(keys.used())
+                .key(keys.cfg())
+                .arg(delta)
+                .invoke(c.like())
+        })?;
+        if reply.first().map(int) == Some(0) {
+            return Err(Error::StoreFull {
+                namespace: namespace.into(),
+                name: name.into(),
+                needed: delta.max(0) as u64,
+                used: reply.get(1).map_or(0, int),
+                capacity: reply.get(2).map_or(0, int),
+                location: self.location(),
+                filesystem_full: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives back bytes, whatever happens: a failure to do so only leaves
+    /// the count high until `fsck`.
+    fn release(&self, bytes: u64) {
+        if bytes > 0 {
+            let _ = self.reserve("", "", -(bytes as i64));
+        }
+    }
+
+    /// On a cluster, the catalog entry and the namespace are written apart
+    /// from the pointer (another slot): before the upload, and again after
+    /// the publish (a delete in between may have removed the entry).
+    fn catalog_add(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<()> {
+        let keys = &self.inner.keys;
+        self.run("write the catalog of", |c| {
+            redis::cmd("HSET")
+                .arg(keys.catalog(namespace))
+                .arg(name)
+                .arg(key.to_hex())
+                .exec(c.like())?;
+            redis::cmd("SADD")
+                .arg(keys.namespaces())
+                .arg(namespace)
+                .exec(c.like())
+        })
+    }
+
+    /// Runs the publish script.
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        new: &NewVersion<'_>,
+        key: ObjectKey,
+        inline: Option<&[&[u8]]>,
+        reserve_here: u64,
+        expected: &str,
+    ) -> Result<Published> {
+        let keys = &self.inner.keys;
+        let token = self.inner.held.token(new.namespace, new.name);
+        let mut invocation = scripts::publish().prepare_invoke();
+        invocation.key(keys.pointer(key)).key(keys.lock(key));
+        if self.single() {
+            invocation
+                .key(keys.used())
+                .key(keys.cfg())
+                .key(keys.catalog(new.namespace))
+                .key(keys.namespaces());
+        }
+        invocation
+            .arg(expected)
+            .arg(token.as_deref().unwrap_or(""))
+            .arg(new.version)
+            .arg(new.chunks)
+            .arg(GRACE.as_millis() as u64)
+            .arg(keys.chunk_prefix(key))
+            .arg(reserve_here)
+            .arg(new.name)
+            .arg(key.to_hex())
+            .arg(new.namespace);
+        for (field, value) in new.fields() {
+            invocation.arg(field).arg(value);
+        }
+        if let Some(parts) = inline {
+            invocation.arg("data").arg(parts.concat());
+        }
+        let reply: Vec<Value> =
+            self.run("publish an object in", |c| invocation.invoke(c.like()))?;
+        let status = reply.first().map(word).unwrap_or_default();
+        Ok(match status.as_str() {
+            "OK" => Published::Ok {
+                old_stored: reply.get(2).map_or(0, int),
+            },
+            "LOCKED" => Published::Locked,
+            "CONFLICT" => Published::Conflict,
+            "MISSING" => Published::Missing(reply.get(1).map_or(0, int)),
+            "FULL" => Published::Full {
+                used: reply.get(1).map_or(0, int),
+                capacity: reply.get(2).map_or(0, int),
+            },
+            other => {
+                return Err(Error::io(
+                    "publish an object in",
+                    self.location(),
+                    io::Error::other(format!("the publish script answered {other:?}")),
+                ))
+            }
+        })
+    }
+
+    /// Publishes a complete version and does the bookkeeping around it;
+    /// `reserved` bytes were reserved for it already.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_write(
+        &self,
+        new: &NewVersion<'_>,
+        inline: Option<&[&[u8]]>,
+        reserved: u64,
+        expected: &str,
+    ) -> Result<ObjectMeta> {
+        let key = ObjectKey::new(new.namespace, new.name);
+        let needed = stored_size(new.namespace, new.name, new.description, new.len);
+        let single = self.single();
+        // A single server's small write reserves inside the script: one round trip.
+        let reserve_here = if single && reserved == 0 && inline.is_some() {
+            needed
+        } else {
+            if let Err(err) = self.reserve(new.namespace, new.name, needed as i64 - reserved as i64)
+            {
+                self.release(reserved);
+                return Err(err);
+            }
+            0
+        };
+        let held = if reserve_here > 0 { 0 } else { needed };
+        if !single {
+            if let Err(err) = self.catalog_add(new.namespace, new.name, key) {
+                self.release(held);
+                return Err(err);
+            }
+        }
+        let outcome = match self.publish(new, key, inline, reserve_here, expected) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                // The script may or may not have run (a lost connection):
+                // the count may then be high until `fsck`, never low.
+                self.release(held);
+                return Err(err);
+            }
+        };
+        match outcome {
+            Published::Ok { old_stored } => {
+                if !single {
+                    self.release(old_stored);
+                    // A delete racing this write may have removed the entry.
+                    let _ = self.catalog_add(new.namespace, new.name, key);
+                }
+                let meta = ObjectMeta {
+                    namespace: new.namespace.to_owned(),
+                    name: new.name.to_owned(),
+                    codec: new.codec,
+                    size: new.len,
+                    stored_size: needed,
+                    created: new.created,
+                    description: new.description.to_owned(),
+                };
+                self.inner.tracker.forget(&self.inner, key);
+                Ok(meta)
+            }
+            other => {
+                self.release(held);
+                Err(match other {
+                    Published::Full { used, capacity } => Error::StoreFull {
+                        namespace: new.namespace.into(),
+                        name: new.name.into(),
+                        needed,
+                        used,
+                        capacity,
+                        location: self.location(),
+                        filesystem_full: false,
+                    },
+                    Published::Locked => Error::io(
+                        "publish",
+                        self.object_location(new.namespace, new.name),
+                        io::Error::other(format!(
+                            "this process's lock on the name expired before the write was published (locks live {:?} unless renewed; was the process paused?), so nothing was written: take the lock again and redo the update",
+                            self.inner.config.lock_ttl
+                        )),
+                    ),
+                    Published::Conflict => Error::io(
+                        "publish",
+                        self.object_location(new.namespace, new.name),
+                        io::Error::other(
+                            "another writer changed the name since it was read, so nothing was written: read it again and retry",
+                        ),
+                    ),
+                    Published::Missing(i) => self.lost_error(new.namespace, new.name, i, "before it was published"),
+                    Published::Ok { .. } => unreachable!("handled above"),
+                })
+            }
+        }
+    }
+
+    fn lost_error(&self, namespace: &str, name: &str, chunk: u64, when: &str) -> Error {
+        let policy = lock(&self.inner.evicting_policy).clone();
+        let why = match policy {
+            Some(policy) => format!(
+                "the server's maxmemory-policy is {policy}, which evicts keys brain needs: set it to noeviction or a volatile-* policy"
+            ),
+            None => "a key was removed behind brain's back (an eviction, FLUSHALL, or a server restarted without persistence)".to_owned(),
+        };
+        Error::corrupt(
+            self.object_location(namespace, name),
+            format!("object lost: chunk {chunk} is gone from the server {when}; {why}"),
+        )
+    }
+
+    /// Reads a pointer whole (with an inline payload).
+    fn read_pointer(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<Option<Pointer>> {
+        let pointer_key = self.inner.keys.pointer(key);
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.run("read", |c| {
+            redis::cmd("HGETALL").arg(&pointer_key).query(c.like())
+        })?;
+        let location = self.object_location(namespace, name);
+        let pointer = Pointer::parse(fields, &location)?;
+        if let Some(p) = &pointer {
+            check_names(p, namespace, name, &location)?;
+        }
+        Ok(pointer)
+    }
+
+    fn read_meta(&self, namespace: &str, name: &str) -> Result<Option<Pointer>> {
+        let key = ObjectKey::new(namespace, name);
+        let pointer_key = self.inner.keys.pointer(key);
+        let values: Vec<Value> = self.run("read", |c| {
+            redis::cmd("HMGET")
+                .arg(&pointer_key)
+                .arg(&META_FIELDS[..])
+                .query(c.like())
+        })?;
+        let location = self.object_location(namespace, name);
+        let pointer = Pointer::from_meta_reply(values, &location)?;
+        if let Some(p) = &pointer {
+            check_names(p, namespace, name, &location)?;
+        }
+        Ok(pointer)
+    }
+
+    /// Fetches a chunked version's payload into `sink`, checking its
+    /// length and checksum.
+    pub(crate) fn fetch_into(
+        &self,
+        key: ObjectKey,
+        pointer: &Pointer,
+        sink: &mut dyn Sink,
+    ) -> std::result::Result<(), FetchError> {
+        let keys = &self.inner.keys;
+        let mut hasher = Xxh3::new();
+        let mut done = 0u64;
+        let mut conn = self
+            .inner
+            .pool
+            .take()
+            .map_err(|e| FetchError::Other(self.err("read", &e)))?;
+        let mut index = 0u64;
+        while index < pointer.chunks {
+            let end = (index + BATCH as u64).min(pointer.chunks);
+            let commands = (index..end)
+                .map(|i| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(keys.chunk(key, &pointer.version, i));
+                    cmd
+                })
+                .collect();
+            let values: Vec<Value> = match conn.pipeline(commands) {
+                Ok(values) => values,
+                Err(e) => return Err(FetchError::Other(self.err("read", &e))),
+            };
+            for (i, value) in (index..end).zip(values) {
+                let Some(bytes) = bytes_of(value) else {
+                    self.inner.pool.give(conn);
+                    return Err(FetchError::Missing(i));
+                };
+                hasher.update(&bytes);
+                done += bytes.len() as u64;
+                if done > pointer.len {
+                    return Err(FetchError::Mismatch(format!(
+                        "its chunks hold more than the {} bytes its pointer says",
+                        pointer.len
+                    )));
+                }
+                sink.write(&bytes)?;
+            }
+            index = end;
+        }
+        self.inner.pool.give(conn);
+        if done != pointer.len {
+            return Err(FetchError::Mismatch(format!(
+                "its chunks hold {done} bytes, but its pointer says {}",
+                pointer.len
+            )));
+        }
+        if hasher.digest() != pointer.checksum {
+            return Err(FetchError::Mismatch(
+                "its chunks do not match the checksum in its pointer".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The payload of a version read from the server (inline, or fetched
+    /// into the host cache or a private buffer).
+    fn load(&self, key: ObjectKey, pointer: &Pointer) -> std::result::Result<Buffer, FetchError> {
+        if let Some(data) = &pointer.data {
+            if data.len() as u64 != pointer.len || checksum(&[data]) != pointer.checksum {
+                return Err(FetchError::Mismatch(
+                    "its inline payload does not match its length and checksum".into(),
+                ));
+            }
+            return Ok(aligned(&[data]));
+        }
+        if pointer.chunks == 0 {
+            return Err(FetchError::Mismatch(
+                "it has neither chunks nor an inline payload".into(),
+            ));
+        }
+        if let Some(cache) = &self.inner.cache {
+            if let Some(buffer) = cache.fetch(self, key, pointer)? {
+                return Ok(buffer);
+            }
+        }
+        let mut sink = crate::cache::MemorySink::with_capacity(pointer.len as usize);
+        self.fetch_into(key, pointer, &mut sink)?;
+        Ok(sink.finish())
+    }
+
+    /// Reads `name`, through the tracked binding, the host cache, or the server.
+    fn read(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        let key = ObjectKey::new(namespace, name);
+        let cached = self.inner.cache.is_some();
+        if cached && self.inner.consistency == Consistency::Tracked {
+            if let Some(view) = self.inner.tracker.bound(&self.inner, key) {
+                return Ok(Some(view));
+            }
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let epoch = if cached {
+                self.inner.tracker.epoch(&self.inner)
+            } else {
+                None
+            };
+            let Some(pointer) = self.read_pointer(namespace, name, key)? else {
+                self.inner.tracker.forget(&self.inner, key);
+                return Ok(None);
+            };
+            if cached {
+                if let Some(view) =
+                    self.inner
+                        .tracker
+                        .bound_version(&self.inner, key, &pointer.version)
+                {
+                    return Ok(Some(view));
+                }
+            }
+            match self.load(key, &pointer) {
+                Ok(buffer) => {
+                    let view = ObjectView::new(pointer.meta.clone(), buffer);
+                    if cached {
+                        self.inner.tracker.bind(
+                            &self.inner,
+                            key,
+                            Binding {
+                                version: pointer.version.clone(),
+                                view: view.clone(),
+                            },
+                            epoch,
+                        );
+                    }
+                    return Ok(Some(view));
+                }
+                Err(FetchError::Other(err)) => return Err(err),
+                Err(FetchError::Missing(i)) => {
+                    // Replaced (or deleted) while we read? Then read again.
+                    let now = self.read_meta(namespace, name)?;
+                    match now {
+                        Some(p) if p.version != pointer.version && tries < READ_TRIES => continue,
+                        None => return Ok(None),
+                        Some(p) if p.version != pointer.version => {
+                            return Err(Error::io(
+                                "read",
+                                self.object_location(namespace, name),
+                                io::Error::new(
+                                    io::ErrorKind::Interrupted,
+                                    format!("it was replaced {READ_TRIES} times while being read; try again"),
+                                ),
+                            ))
+                        }
+                        Some(_) => return Err(self.lost_error(namespace, name, i, "")),
+                    }
+                }
+                Err(FetchError::Mismatch(reason)) => {
+                    let now = self.read_meta(namespace, name)?;
+                    if now.as_ref().is_some_and(|p| p.version != pointer.version)
+                        && tries < READ_TRIES
+                    {
+                        continue;
+                    }
+                    return Err(Error::corrupt(
+                        self.object_location(namespace, name),
+                        reason,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Deletes a name; returns the stored size it had, or `None`.
+    fn remove(&self, namespace: &str, name: &str) -> Result<Option<u64>> {
+        let key = ObjectKey::new(namespace, name);
+        let keys = &self.inner.keys;
+        // A collision must not delete another object.
+        if let Some(p) = self.read_meta(namespace, name)? {
+            let _ = p;
+        }
+        let token = self.inner.held.token(namespace, name);
+        let mut invocation = scripts::delete().prepare_invoke();
+        invocation.key(keys.pointer(key)).key(keys.lock(key));
+        if self.single() {
+            invocation.key(keys.used()).key(keys.catalog(namespace));
+        }
+        invocation
+            .arg(token.as_deref().unwrap_or(""))
+            .arg(GRACE.as_millis() as u64)
+            .arg(keys.chunk_prefix(key))
+            .arg(name)
+            .arg("*");
+        let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
+        self.inner.tracker.forget(&self.inner, key);
+        match reply.first().map(word).as_deref() {
+            Some("OK") => {
+                let old = reply.get(1).map_or(0, int);
+                if !self.single() {
+                    self.release(old);
+                    self.catalog_remove(namespace, name, key)?;
+                }
+                Ok(Some(old))
+            }
+            Some("NONE") => Ok(None),
+            Some("LOCKED") => Err(Error::io(
+                "delete",
+                self.object_location(namespace, name),
+                io::Error::other("this process's lock on the name expired before the delete; take the lock again"),
+            )),
+            other => Err(Error::io(
+                "delete an object in",
+                self.location(),
+                io::Error::other(format!("the delete script answered {other:?}")),
+            )),
+        }
+    }
+
+    /// A cluster's catalog entry goes after its pointer; if a writer
+    /// published again meanwhile, the entry is put back.
+    fn catalog_remove(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<()> {
+        let keys = &self.inner.keys;
+        let exists: bool = self.run("write the catalog of", |c| {
+            redis::cmd("HDEL")
+                .arg(keys.catalog(namespace))
+                .arg(name)
+                .exec(c.like())?;
+            redis::cmd("EXISTS").arg(keys.pointer(key)).query(c.like())
+        })?;
+        if exists {
+            self.catalog_add(namespace, name, key)?;
+        }
+        Ok(())
+    }
+
+    /// The catalog of a namespace: name and key of every entry.
+    pub(crate) fn catalog_entries(&self, namespace: &str) -> Result<Vec<(String, ObjectKey)>> {
+        let keys = &self.inner.keys;
+        let entries: Vec<(Vec<u8>, String)> = self.run("list", |c| {
+            redis::cmd("HGETALL")
+                .arg(keys.catalog(namespace))
+                .query(c.like())
+        })?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(name, hex)| {
+                Some((String::from_utf8(name).ok()?, ObjectKey::from_hex(&hex)?))
+            })
+            .collect())
+    }
+
+    /// The pointers of these keys (metadata only), in one pipeline on a
+    /// single server, routed by slot on a cluster.
+    pub(crate) fn pointers(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Pointer>>> {
+        let names = &self.inner.keys;
+        let mut out = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(512) {
+            let replies: Vec<Vec<Value>> = if self.single() {
+                self.run("list", |c| {
+                    let mut pipe = redis::pipe();
+                    for key in batch {
+                        pipe.cmd("HMGET")
+                            .arg(names.pointer(*key))
+                            .arg(&META_FIELDS[..]);
+                    }
+                    pipe.query(c.like())
+                })?
+            } else {
+                let mut replies = Vec::with_capacity(batch.len());
+                for key in batch {
+                    replies.push(self.run("list", |c| {
+                        redis::cmd("HMGET")
+                            .arg(names.pointer(*key))
+                            .arg(&META_FIELDS[..])
+                            .query(c.like())
+                    })?);
+                }
+                replies
+            };
+            for (key, reply) in batch.iter().zip(replies) {
+                out.push(Pointer::from_meta_reply(
+                    reply,
+                    &self.location().join(key.to_hex()),
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scans every primary for keys matching `pattern`.
+    pub(crate) fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let found = self
+            .on_primaries(|conn| {
+                let iter: redis::Iter<'_, Vec<u8>> = redis::cmd("SCAN")
+                    .cursor_arg(0)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone()
+                    .iter(conn)?;
+                iter.collect::<redis::RedisResult<Vec<Vec<u8>>>>()
+            })
+            .map_err(|e| self.err("scan", &e))?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Writes `payload` under `name` only if the name's current version is
+    /// `expected` (`None`: only if the name does not exist). Returns the
+    /// metadata, or `Ok(None)` when another writer got there first.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    pub fn put_if_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        payload: &Payload<'_>,
+        expected: Option<&str>,
+    ) -> Result<Option<ObjectMeta>> {
+        let expected = expected.unwrap_or("-");
+        match self.put_expecting(namespace, name, payload, expected) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(Error::Io {
+                op: "publish",
+                source,
+                ..
+            }) if source.to_string().starts_with("another writer") => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The version `name` holds now, or `None`.
+    ///
+    /// # Errors
+    /// I/O with the server; [`Error::KeyCollision`].
+    pub fn version(&self, namespace: &str, name: &str) -> Result<Option<String>> {
+        validate_object(namespace, name)?;
+        Ok(self.read_meta(namespace, name)?.map(|p| p.version))
+    }
+
+    fn put_expecting(
+        &self,
+        namespace: &str,
+        name: &str,
+        payload: &Payload<'_>,
+        expected: &str,
+    ) -> Result<ObjectMeta> {
+        validate_object(namespace, name)?;
+        validate_description(payload.description)?;
+        let len = payload.len();
+        if len <= INLINE_MAX {
+            let version = new_version();
+            let new = NewVersion {
+                namespace,
+                name,
+                version: &version,
+                codec: payload.codec,
+                description: payload.description,
+                len: len as u64,
+                chunks: 0,
+                chunk_size: 0,
+                checksum: checksum(payload.parts()),
+                created: SystemTime::now(),
+            };
+            return self.finish_write(&new, Some(payload.parts()), 0, expected);
+        }
+        let mut writer = RedisWriter::start(
+            self.clone(),
+            namespace,
+            name,
+            payload.codec,
+            payload.description,
+            Some(len as u64),
+            expected.to_owned(),
+        )?;
+        for part in payload.parts() {
+            writer.write_payload(part)?;
+        }
+        Box::new(writer).commit()
+    }
+}
+
+fn check_names(pointer: &Pointer, namespace: &str, name: &str, location: &Location) -> Result<()> {
+    if pointer.meta.namespace != namespace || pointer.meta.name != name {
+        return Err(Error::KeyCollision {
+            location: location.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
+            found_namespace: pointer.meta.namespace.clone(),
+            found_name: pointer.meta.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A streamed write: the payload goes up in chunks under a fresh version,
+/// each with a pending expiry, and is published by the commit.
+pub(crate) struct RedisWriter {
+    store: RedisStore,
+    namespace: String,
+    name: String,
+    codec: Codec,
+    description: String,
+    key: ObjectKey,
+    version: String,
+    expected: String,
+    buffer: Vec<u8>,
+    chunks: u64,
+    len: u64,
+    hasher: Xxh3,
+    reserved: u64,
+    last_refresh: Instant,
+}
+
+impl fmt::Debug for RedisWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisWriter")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("written", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisWriter {
+    fn start(
+        store: RedisStore,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        expected_len: Option<u64>,
+        expected: String,
+    ) -> Result<RedisWriter> {
+        validate_object(namespace, name)?;
+        validate_description(description)?;
+        let chunk_size = store.inner.config.chunk_size;
+        let mut writer = RedisWriter {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            codec,
+            description: description.to_owned(),
+            key: ObjectKey::new(namespace, name),
+            version: new_version(),
+            expected,
+            buffer: Vec::with_capacity(
+                expected_len.map_or(64 * 1024, |l| (l as usize).min(chunk_size)),
+            ),
+            chunks: 0,
+            len: 0,
+            hasher: Xxh3::new(),
+            reserved: 0,
+            last_refresh: Instant::now(),
+            store,
+        };
+        if let Some(len) = expected_len {
+            writer.reserve_for(len)?;
+        }
+        Ok(writer)
+    }
+
+    fn reserve_for(&mut self, len: u64) -> Result<()> {
+        let needed = stored_size(&self.namespace, &self.name, &self.description, len);
+        if needed > self.reserved {
+            self.store
+                .reserve(&self.namespace, &self.name, (needed - self.reserved) as i64)?;
+            self.reserved = needed;
+        }
+        Ok(())
+    }
+
+    fn chunk_key(&self, index: u64) -> String {
+        self.store.inner.keys.chunk(self.key, &self.version, index)
+    }
+
+    /// Sends the first chunk's worth of the buffer.
+    fn flush_chunk(&mut self) -> Result<()> {
+        let key = self.chunk_key(self.chunks);
+        let ttl = PENDING_TTL.as_millis() as u64;
+        let size = self.store.inner.config.chunk_size.min(self.buffer.len());
+        let rest = self.buffer.split_off(size);
+        let data = std::mem::replace(&mut self.buffer, rest);
+        self.store.run("write a chunk to", |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&data)
+                .arg("PX")
+                .arg(ttl)
+                .exec(c.like())
+        })?;
+        self.chunks += 1;
+        if self.last_refresh.elapsed() > PENDING_TTL / 3 {
+            // A long write keeps its earlier chunks from expiring.
+            let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
+            self.store.run("write a chunk to", |c| {
+                for key in &keys {
+                    redis::cmd("PEXPIRE").arg(key).arg(ttl).exec(c.like())?;
+                }
+                Ok(())
+            })?;
+            self.last_refresh = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+impl WriteObject for RedisWriter {
+    fn write_payload(&mut self, mut bytes: &[u8]) -> Result<()> {
+        self.reserve_for(self.len + bytes.len() as u64)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        let chunk_size = self.store.inner.config.chunk_size;
+        while !bytes.is_empty() {
+            let take = bytes.len().min(chunk_size);
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            // Bytes stay here while the whole payload may still go inline.
+            if self.chunks > 0 || self.buffer.len() > INLINE_MAX {
+                while self.buffer.len() >= chunk_size {
+                    self.flush_chunk()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn payload_len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
+        let inline = self.chunks == 0 && self.buffer.len() <= INLINE_MAX;
+        while !inline && !self.buffer.is_empty() {
+            self.flush_chunk()?;
+        }
+        let reserved = std::mem::take(&mut self.reserved);
+        let store = self.store.clone();
+        let new = NewVersion {
+            namespace: &self.namespace,
+            name: &self.name,
+            version: &self.version,
+            codec: self.codec,
+            description: &self.description,
+            len: self.len,
+            chunks: self.chunks,
+            chunk_size: if inline {
+                0
+            } else {
+                store.inner.config.chunk_size as u64
+            },
+            checksum: self.hasher.digest(),
+            created: SystemTime::now(),
+        };
+        let data = [self.buffer.as_slice()];
+        let result =
+            store.finish_write(&new, inline.then_some(&data[..]), reserved, &self.expected);
+        if result.is_ok() {
+            self.chunks = 0;
+        }
+        result
+    }
+}
+
+impl Drop for RedisWriter {
+    fn drop(&mut self) {
+        self.store.release(std::mem::take(&mut self.reserved));
+        if self.chunks > 0 {
+            // Unpublished chunks would expire anyway; remove them now.
+            let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
+            let _ = self.store.inner.pool.run(|c| {
+                for key in &keys {
+                    redis::cmd("DEL").arg(key).exec(c.like())?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl ObjectStore for RedisStore {
+    fn location(&self) -> Location {
+        Location::Url(self.inner.url.clone())
+    }
+
+    fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+        self.put_expecting(namespace, name, payload, "*")
+    }
+
+    fn writer(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        expected_len: Option<u64>,
+    ) -> Result<ObjectWriter> {
+        let writer = RedisWriter::start(
+            self.clone(),
+            namespace,
+            name,
+            codec,
+            description,
+            expected_len,
+            "*".to_owned(),
+        )?;
+        Ok(ObjectWriter::new(Box::new(writer)))
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        validate_object(namespace, name)?;
+        self.read(namespace, name)
+    }
+
+    fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
+        validate_object(namespace, name)?;
+        Ok(self.read_meta(namespace, name)?.map(|p| p.meta))
+    }
+
+    fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
+        validate_object(namespace, name)?;
+        let key = self.inner.keys.pointer(ObjectKey::new(namespace, name));
+        self.run("read", |c| redis::cmd("EXISTS").arg(&key).query(c.like()))
+    }
+
+    fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
+        validate_object(namespace, name)?;
+        Ok(self.remove(namespace, name)?.is_some())
+    }
+
+    fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
+        validate_namespace(namespace)?;
+        let entries = self.catalog_entries(namespace)?;
+        let keys: Vec<ObjectKey> = entries.iter().map(|(_, k)| *k).collect();
+        let pointers = self.pointers(&keys)?;
+        let mut metas: Vec<ObjectMeta> = entries
+            .into_iter()
+            .zip(pointers)
+            .filter_map(|((name, _), p)| {
+                p.filter(|p| p.meta.namespace == namespace && p.meta.name == name)
+                    .map(|p| p.meta)
+            })
+            .collect();
+        metas.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(metas)
+    }
+
+    fn namespaces(&self) -> Result<Vec<String>> {
+        let keys = &self.inner.keys;
+        let mut names: Vec<String> = self.run("list the namespaces of", |c| {
+            redis::cmd("SMEMBERS")
+                .arg(keys.namespaces())
+                .query(c.like())
+        })?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn create_namespace(&self, namespace: &str) -> Result<()> {
+        validate_namespace(namespace)?;
+        let keys = &self.inner.keys;
+        self.run("create a namespace in", |c| {
+            redis::cmd("SADD")
+                .arg(keys.namespaces())
+                .arg(namespace)
+                .exec(c.like())
+        })
+    }
+
+    fn remove_namespace(&self, namespace: &str) -> Result<u64> {
+        validate_namespace(namespace)?;
+        let keys = &self.inner.keys;
+        let exists: bool = self.run("read the namespaces of", |c| {
+            redis::cmd("SISMEMBER")
+                .arg(keys.namespaces())
+                .arg(namespace)
+                .query(c.like())
+        })?;
+        if !exists {
+            return Err(Error::NamespaceNotFound {
+                namespace: namespace.to_owned(),
+            });
+        }
+        let mut removed = 0;
+        for (name, _) in self.catalog_entries(namespace)? {
+            if self.remove(namespace, &name)?.is_some() {
+                removed += 1;
+            }
+        }
+        self.run("remove a namespace from", |c| {
+            redis::cmd("DEL")
+                .arg(keys.catalog(namespace))
+                .exec(c.like())?;
+            redis::cmd("SREM")
+                .arg(keys.namespaces())
+                .arg(namespace)
+                .exec(c.like())
+        })?;
+        Ok(removed)
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        let keys = &self.inner.keys;
+        let (used, capacity): (Option<u64>, Option<u64>) = self.run("read the usage of", |c| {
+            let used = redis::cmd("GET").arg(keys.used()).query(c.like())?;
+            let capacity = redis::cmd("HGET")
+                .arg(keys.cfg())
+                .arg("capacity")
+                .query(c.like())?;
+            Ok((used, capacity))
+        })?;
+        let used = used.unwrap_or(0);
+        let infos = self
+            .on_primaries(|conn| {
+                let info: String = redis::cmd("INFO").arg("memory").query(conn)?;
+                Ok(info)
+            })
+            .map_err(|e| self.err("read the usage of", &e))?;
+        let figure = |info: &str, name: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let (mut server_used, mut server_max, mut system) = (0u64, 0u64, 0u64);
+        for info in &infos {
+            server_used += figure(info, "used_memory");
+            server_max += figure(info, "maxmemory");
+            system = system.max(figure(info, "total_system_memory"));
+        }
+        let limit = if server_max > 0 {
+            server_max
+        } else {
+            system.max(server_used)
+        };
+        let by_server = limit.saturating_sub(server_used);
+        let free = match capacity {
+            Some(c) => c.saturating_sub(used).min(by_server),
+            None => by_server,
+        };
+        let mut details = vec![UsageDetail {
+            key: "server_used_memory",
+            label: "server used",
+            bytes: server_used,
+        }];
+        if server_max > 0 {
+            details.push(UsageDetail {
+                key: "server_maxmemory",
+                label: "server max",
+                bytes: server_max,
+            });
+        }
+        if let Some(cache) = &self.inner.cache {
+            details.push(UsageDetail {
+                key: "host_cache_used",
+                label: "host cache",
+                bytes: cache.used(),
+            });
+        }
+        Ok(Usage {
+            capacity,
+            used,
+            recycled: 0,
+            free,
+            details,
+        })
+    }
+
+    fn watch(&self, namespace: Option<&str>) -> Result<Watcher> {
+        if let Some(namespace) = namespace {
+            self.create_namespace(namespace)?;
+        }
+        crate::tracker::watch(self, namespace)
+    }
+
+    fn wait_for(&self, namespace: &str, name: &str, timeout: Duration) -> Result<ObjectView> {
+        validate_object(namespace, name)?;
+        let started = Instant::now();
+        loop {
+            let epoch = self.inner.tracker.epoch(&self.inner);
+            if let Some(view) = self.get(namespace, name)? {
+                return Ok(view);
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    waited: timeout,
+                });
+            }
+            // Woken by any change the tracker sees; re-checked every 200 ms
+            // in any case (the tracker may be reconnecting).
+            self.inner.tracker.wait_change(
+                &self.inner,
+                epoch,
+                left.min(Duration::from_millis(200)),
+            );
+        }
+    }
+
+    fn lock(&self, namespace: &str, name: &str, timeout: Option<Duration>) -> Result<NameLock> {
+        validate_object(namespace, name)?;
+        RedisLock::acquire(self, namespace, name, timeout)
+    }
+
+    fn set_capacity(&self, capacity: Option<u64>) -> Result<()> {
+        let keys = &self.inner.keys;
+        self.run("set the capacity of", |c| match capacity {
+            Some(bytes) => redis::cmd("HSET")
+                .arg(keys.cfg())
+                .arg("capacity")
+                .arg(bytes)
+                .exec(c.like()),
+            None => redis::cmd("HDEL")
+                .arg(keys.cfg())
+                .arg("capacity")
+                .exec(c.like()),
+        })
+    }
+
+    fn gc(&self) -> Result<GcReport> {
+        crate::maintenance::gc(self)
+    }
+
+    fn fsck(&self, delete_corrupt: bool) -> Result<FsckReport> {
+        crate::maintenance::fsck(self, delete_corrupt)
+    }
+
+    fn clear_cache(&self) {
+        self.inner.tracker.clear(&self.inner);
+    }
+}
+
+/// Used by maintenance: what every pointer on the servers says.
+pub(crate) fn all_pointers(store: &RedisStore) -> Result<Vec<(ObjectKey, Pointer)>> {
+    let pattern = format!("{}*", store.inner.keys.pointer_prefix());
+    let keys: Vec<ObjectKey> = store
+        .scan(&pattern)?
+        .iter()
+        .filter_map(|k| store.inner.keys.key_of_pointer(k))
+        .collect();
+    let pointers = store.pointers(&keys)?;
+    Ok(keys
+        .into_iter()
+        .zip(pointers)
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        .collect())
+}
+
+pub(crate) fn corrupt(location: Location, reason: String) -> CorruptObject {
+    CorruptObject { location, reason }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<RedisStore>();
+    let _: HashMap<(), ()> = HashMap::new();
+}

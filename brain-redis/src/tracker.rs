@@ -1,0 +1,619 @@
+//! Learning of changes: RESP3 `CLIENT TRACKING` in broadcast mode on the
+//! pointer keys, one connection per primary, read by a thread of this
+//! process. It invalidates the process's bindings (name → version and view)
+//! and feeds watch streams.
+//!
+//! The tracking connections are proven alive every second: the thread
+//! publishes a heartbeat on a channel each of them is subscribed to, and a
+//! connection whose heartbeat has not come back within 3 s counts as lost.
+//! A lost connection (or a closed one, a topology change, a flush of the
+//! server) makes every binding unvalidated, as Redis's documentation of
+//! client-side caching requires, and tells watch streams to resynchronise.
+//! After a fork the child starts its own thread (threads do not survive a
+//! fork) with no bindings.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use brain_core::{ObjectKey, ObjectView, Result, WatchEvent, WatchEvents, Watcher};
+use redis::{PushInfo, PushKind, Value};
+
+use crate::conn::{bytes_of, lock, Connector};
+use crate::keys::new_version;
+use crate::store::{Inner, RedisStore};
+
+/// How often each tracking connection is proven alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A tracking connection silent for this long counts as lost.
+const SILENCE: Duration = Duration::from_secs(3);
+/// How often a cluster's primaries are compared with those tracked.
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
+/// Bindings kept at most; past it they are all dropped (re-read on demand).
+const MAX_BINDINGS: usize = 10_000;
+
+/// What a process knows of a name: the version read and a view of it.
+pub(crate) struct Binding {
+    pub(crate) version: String,
+    pub(crate) view: ObjectView,
+}
+
+struct Bound {
+    binding: Binding,
+    /// Read while tracking was live and nothing changed meanwhile: may be
+    /// used with no round trip.
+    trusted: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// The process whose thread tracks (0: none yet).
+    pid: u32,
+    healthy: bool,
+    /// Bumped by every change seen and every fault.
+    epoch: u64,
+    bindings: HashMap<ObjectKey, Bound>,
+    watchers: Vec<Weak<WatchQueue>>,
+}
+
+/// The tracking state of one store handle.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("Tracker")
+            .field("healthy", &state.healthy)
+            .field("bindings", &state.bindings.len())
+            .finish()
+    }
+}
+
+/// Something a watch stream must look at.
+enum Note {
+    Key(ObjectKey),
+    Resync,
+}
+
+pub(crate) struct WatchQueue {
+    notes: Mutex<VecDeque<Note>>,
+    ready: Condvar,
+}
+
+impl Tracker {
+    /// Starts the tracking thread of this process if it has none.
+    fn ensure(&self, inner: &Arc<Inner>) {
+        let pid = std::process::id();
+        let mut state = lock(&self.state);
+        if state.pid == pid {
+            return;
+        }
+        // First use, or a forked child: nothing known is trusted.
+        state.pid = pid;
+        state.healthy = false;
+        state.bindings.clear();
+        state.epoch += 1;
+        let weak = Arc::downgrade(inner);
+        let spawned = thread::Builder::new()
+            .name("brain-redis-tracker".into())
+            .spawn(move || run(weak, pid));
+        if spawned.is_err() {
+            // Without a thread nothing is trusted: every read validates.
+            state.pid = 0;
+        }
+    }
+
+    /// The epoch now (starting the thread if needed).
+    pub(crate) fn epoch(&self, inner: &Arc<Inner>) -> Option<u64> {
+        self.ensure(inner);
+        Some(lock(&self.state).epoch)
+    }
+
+    /// A view of `key` that needs no round trip, if tracking vouches for it.
+    pub(crate) fn bound(&self, inner: &Arc<Inner>, key: ObjectKey) -> Option<ObjectView> {
+        self.ensure(inner);
+        let state = lock(&self.state);
+        if !state.healthy {
+            return None;
+        }
+        state
+            .bindings
+            .get(&key)
+            .filter(|b| b.trusted)
+            .map(|b| b.binding.view.clone())
+    }
+
+    /// The view bound to `key` if it is of `version` (checked with the server).
+    pub(crate) fn bound_version(
+        &self,
+        _inner: &Arc<Inner>,
+        key: ObjectKey,
+        version: &str,
+    ) -> Option<ObjectView> {
+        let state = lock(&self.state);
+        state
+            .bindings
+            .get(&key)
+            .filter(|b| b.binding.version == version)
+            .map(|b| b.binding.view.clone())
+    }
+
+    /// Binds `key` to a version read when the epoch was `epoch`.
+    pub(crate) fn bind(
+        &self,
+        _inner: &Arc<Inner>,
+        key: ObjectKey,
+        binding: Binding,
+        epoch: Option<u64>,
+    ) {
+        let mut state = lock(&self.state);
+        if state.pid != std::process::id() {
+            return;
+        }
+        let trusted = state.healthy && epoch == Some(state.epoch);
+        if state.bindings.len() >= MAX_BINDINGS {
+            state.bindings.clear();
+        }
+        state.bindings.insert(key, Bound { binding, trusted });
+    }
+
+    /// Forgets what this process knows of `key` (after its own write).
+    pub(crate) fn forget(&self, _inner: &Arc<Inner>, key: ObjectKey) {
+        lock(&self.state).bindings.remove(&key);
+    }
+
+    /// Forgets every binding.
+    pub(crate) fn clear(&self, _inner: &Arc<Inner>) {
+        lock(&self.state).bindings.clear();
+    }
+
+    /// Waits until the epoch moves past `epoch`, at most `timeout`.
+    pub(crate) fn wait_change(&self, inner: &Arc<Inner>, epoch: Option<u64>, timeout: Duration) {
+        self.ensure(inner);
+        let state = lock(&self.state);
+        let _ = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| Some(s.epoch) == epoch)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+
+    /// Whether the tracking connections are up (for tests and figures).
+    pub(crate) fn healthy(&self) -> bool {
+        lock(&self.state).healthy
+    }
+
+    fn subscribe(&self, inner: &Arc<Inner>) -> Arc<WatchQueue> {
+        self.ensure(inner);
+        let queue = Arc::new(WatchQueue {
+            notes: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+        });
+        let mut state = lock(&self.state);
+        state.watchers.retain(|w| w.strong_count() > 0);
+        state.watchers.push(Arc::downgrade(&queue));
+        queue
+    }
+
+    fn tell(state: &State, note: impl Fn() -> Note) {
+        for queue in state.watchers.iter().filter_map(Weak::upgrade) {
+            lock(&queue.notes).push_back(note());
+            queue.ready.notify_all();
+        }
+    }
+
+    /// A change of these pointer keys (`None`: of everything, a flush).
+    fn invalidate(&self, keys: Option<Vec<ObjectKey>>) {
+        let mut state = lock(&self.state);
+        state.epoch += 1;
+        match keys {
+            Some(keys) => {
+                for key in keys {
+                    state.bindings.remove(&key);
+                    Tracker::tell(&state, || Note::Key(key));
+                }
+            }
+            None => {
+                state.bindings.clear();
+                Tracker::tell(&state, || Note::Resync);
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn set_health(&self, healthy: bool) {
+        let mut state = lock(&self.state);
+        state.healthy = healthy;
+        state.epoch += 1;
+        if !healthy {
+            for bound in state.bindings.values_mut() {
+                bound.trusted = false;
+            }
+        }
+        // What happened while nothing was tracked is found by a resync.
+        Tracker::tell(&state, || Note::Resync);
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// `host:port` of every primary: the one server, or each shard's primary
+/// as a seed (or any node reached) reports it.
+pub(crate) fn primaries(inner: &Inner) -> redis::RedisResult<Vec<String>> {
+    let config = &inner.config;
+    if !config.cluster {
+        return Ok(vec![config.nodes[0].clone()]);
+    }
+    let mut last_err = None;
+    for seed in &config.nodes {
+        let mut conn = match Connector::node(config, seed) {
+            Ok(conn) => conn,
+            Err(err) => {
+                last_err = Some(err);
+                continue;
+            }
+        };
+        let slots: Value = match redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn) {
+            Ok(slots) => slots,
+            Err(err) => {
+                last_err = Some(err);
+                continue;
+            }
+        };
+        let seed_host = seed.rsplit_once(':').map_or(seed.as_str(), |(h, _)| h);
+        let mut nodes: Vec<String> = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                let Value::Array(parts) = range else { continue };
+                let Some(Value::Array(primary)) = parts.get(2) else {
+                    continue;
+                };
+                let host = primary
+                    .first()
+                    .cloned()
+                    .and_then(bytes_of)
+                    .map(|h| String::from_utf8_lossy(&h).into_owned());
+                let port = primary
+                    .get(1)
+                    .cloned()
+                    .and_then(bytes_of)
+                    .map(|p| String::from_utf8_lossy(&p).into_owned());
+                if let (Some(host), Some(port)) = (host, port) {
+                    let host = if host.is_empty() || host == "?" {
+                        seed_host.to_owned()
+                    } else {
+                        host
+                    };
+                    nodes.push(format!("{host}:{port}"));
+                }
+            }
+        }
+        nodes.sort();
+        nodes.dedup();
+        if !nodes.is_empty() {
+            return Ok(nodes);
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        redis::RedisError::from(std::io::Error::other(
+            "no seed of the cluster answered CLUSTER SLOTS with its primaries",
+        ))
+    }))
+}
+
+/// The tracking connections of one generation.
+struct Readers {
+    stop: Arc<AtomicBool>,
+    channels: Vec<String>,
+    nodes: Vec<String>,
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn connect(inner: &Inner, tx: &mpsc::Sender<PushInfo>) -> redis::RedisResult<Readers> {
+    let nodes = primaries(inner)?;
+    let id = new_version();
+    let prefix = inner.keys.pointer_prefix();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut channels = Vec::new();
+    let mut conns = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut conn = Connector::node(&inner.config, node)?;
+        conn.set_push_sender(tx.clone());
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(&prefix)
+            .exec(&mut conn)?;
+        let channel = format!("{}:hb:{id}:{i}", inner.keys.prefix);
+        conn.subscribe_resp3(&channel)?;
+        conn.set_read_timeout(Some(Duration::from_millis(500)))?;
+        channels.push(channel);
+        conns.push(conn);
+    }
+    for mut conn in conns {
+        let stop = stop.clone();
+        let tx = tx.clone();
+        thread::Builder::new()
+            .name("brain-redis-tracking".into())
+            .spawn(move || {
+                let mut pubsub = conn.as_pubsub();
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match pubsub.get_message() {
+                        Ok(_) => {}
+                        Err(err) if err.is_timeout() => {}
+                        Err(_) => {
+                            let _ = tx.send(PushInfo {
+                                kind: PushKind::Disconnection,
+                                data: Vec::new(),
+                            });
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+    }
+    Ok(Readers {
+        stop,
+        channels,
+        nodes,
+    })
+}
+
+/// The tracking thread: connects, reads invalidations, proves the
+/// connections alive, and starts over after any fault.
+fn run(weak: Weak<Inner>, pid: u32) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if std::process::id() != pid {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let readers = match connect(&inner, &tx) {
+            Ok(readers) => readers,
+            Err(_) => {
+                drop(inner);
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        drop(tx);
+        backoff = Duration::from_millis(50);
+        inner.tracker.set_health(true);
+        let mut seen = vec![Instant::now(); readers.channels.len()];
+        let mut last_beat = Instant::now() - HEARTBEAT;
+        let mut last_topology = Instant::now();
+        drop(inner);
+        let fault = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(push) => {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match push.kind {
+                        PushKind::Invalidate => {
+                            let keys = match push.data.into_iter().next() {
+                                Some(Value::Array(keys)) => Some(
+                                    keys.into_iter()
+                                        .filter_map(bytes_of)
+                                        .filter_map(|k| inner.keys.key_of_pointer(&k))
+                                        .collect(),
+                                ),
+                                _ => None,
+                            };
+                            inner.tracker.invalidate(keys);
+                        }
+                        PushKind::Message => {
+                            let channel = push.data.into_iter().next().and_then(bytes_of);
+                            if let Some(i) = channel.and_then(|c| {
+                                readers.channels.iter().position(|ch| ch.as_bytes() == c)
+                            }) {
+                                seen[i] = Instant::now();
+                            }
+                        }
+                        PushKind::Disconnection => break "a tracking connection closed",
+                        _ => {}
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break "the tracking connections closed",
+            }
+            if last_beat.elapsed() >= HEARTBEAT {
+                let Some(inner) = weak.upgrade() else { return };
+                last_beat = Instant::now();
+                let _ = inner.pool.run(|c| {
+                    for channel in &readers.channels {
+                        redis::cmd("PUBLISH").arg(channel).arg("").exec(c.like())?;
+                    }
+                    Ok(())
+                });
+                if seen.iter().any(|t| t.elapsed() > SILENCE) {
+                    break "a tracking connection went silent";
+                }
+                if inner.config.cluster && last_topology.elapsed() >= TOPOLOGY_CHECK {
+                    last_topology = Instant::now();
+                    if primaries(&inner).is_ok_and(|now| now != readers.nodes) {
+                        break "the cluster's primaries changed";
+                    }
+                }
+            }
+        };
+        let _ = fault;
+        drop(readers);
+        let Some(inner) = weak.upgrade() else { return };
+        inner.tracker.set_health(false);
+        inner.pool.clear();
+    }
+}
+
+/// A watch stream: tracked pointer keys resolved into events, and a
+/// resynchronisation (what it knew against what is there) after any fault.
+struct RedisWatcher {
+    store: RedisStore,
+    namespace: Option<String>,
+    queue: Arc<WatchQueue>,
+    /// What the stream last saw: key → (namespace, name, version).
+    known: HashMap<ObjectKey, (String, String, String)>,
+    pending: VecDeque<WatchEvent>,
+}
+
+impl fmt::Debug for RedisWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisWatcher")
+            .field("namespace", &self.namespace)
+            .field("known", &self.known.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn watch(store: &RedisStore, namespace: Option<&str>) -> Result<Watcher> {
+    let queue = store.inner.tracker.subscribe(&store.inner);
+    let mut watcher = RedisWatcher {
+        store: store.clone(),
+        namespace: namespace.map(str::to_owned),
+        queue,
+        known: HashMap::new(),
+        pending: VecDeque::new(),
+    };
+    watcher.known = watcher.scan()?;
+    Ok(Watcher::new(Box::new(watcher)))
+}
+
+impl RedisWatcher {
+    /// Every object in the watched namespaces, now.
+    fn scan(&self) -> Result<HashMap<ObjectKey, (String, String, String)>> {
+        let namespaces = match &self.namespace {
+            Some(ns) => vec![ns.clone()],
+            None => brain_core::ObjectStore::namespaces(&self.store)?,
+        };
+        let mut out = HashMap::new();
+        for namespace in namespaces {
+            let entries = self.store.catalog_entries(&namespace)?;
+            let keys: Vec<ObjectKey> = entries.iter().map(|(_, k)| *k).collect();
+            for ((name, key), pointer) in entries.into_iter().zip(self.store.pointers(&keys)?) {
+                if let Some(p) =
+                    pointer.filter(|p| p.meta.namespace == namespace && p.meta.name == name)
+                {
+                    out.insert(key, (namespace.clone(), name, p.version));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn wanted(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    fn resolve(&mut self, key: ObjectKey) -> Result<()> {
+        let pointer = self.store.pointers(&[key])?.pop().flatten();
+        match pointer {
+            Some(p) if self.wanted(&p.meta.namespace) => {
+                let changed = self.known.get(&key).is_none_or(|(_, _, v)| *v != p.version);
+                if changed {
+                    self.pending.push_back(WatchEvent::Set {
+                        namespace: p.meta.namespace.clone(),
+                        name: p.meta.name.clone(),
+                    });
+                    self.known
+                        .insert(key, (p.meta.namespace, p.meta.name, p.version));
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Some((namespace, name, _)) = self.known.remove(&key) {
+                    self.pending
+                        .push_back(WatchEvent::Deleted { namespace, name });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resync(&mut self) -> Result<()> {
+        let now = self.scan()?;
+        let mut gone: Vec<_> = self
+            .known
+            .iter()
+            .filter(|(k, _)| !now.contains_key(k))
+            .map(|(_, (ns, name, _))| (ns.clone(), name.clone()))
+            .collect();
+        gone.sort();
+        for (namespace, name) in gone {
+            self.pending
+                .push_back(WatchEvent::Deleted { namespace, name });
+        }
+        let mut set: Vec<_> = now
+            .iter()
+            .filter(|(k, (_, _, v))| self.known.get(k).is_none_or(|(_, _, old)| old != v))
+            .map(|(_, (ns, name, _))| (ns.clone(), name.clone()))
+            .collect();
+        set.sort();
+        for (namespace, name) in set {
+            self.pending.push_back(WatchEvent::Set { namespace, name });
+        }
+        self.known = now;
+        Ok(())
+    }
+}
+
+impl WatchEvents for RedisWatcher {
+    fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            let note = {
+                let mut notes = lock(&self.queue.notes);
+                loop {
+                    if let Some(note) = notes.pop_front() {
+                        break Some(note);
+                    }
+                    let left = match deadline {
+                        Some(d) => d.saturating_duration_since(Instant::now()),
+                        None => Duration::from_secs(3600),
+                    };
+                    if left.is_zero() {
+                        break None;
+                    }
+                    notes = self
+                        .queue
+                        .ready
+                        .wait_timeout(notes, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            };
+            // A new watcher, or a forked child, starts the tracker here too.
+            self.store.inner.tracker.epoch(&self.store.inner);
+            match note {
+                None => return Ok(None),
+                Some(Note::Key(key)) => self.resolve(key)?,
+                Some(Note::Resync) => {
+                    // Coalesce: one rescan answers every note queued so far.
+                    lock(&self.queue.notes).retain(|n| !matches!(n, Note::Resync));
+                    self.resync()?
+                }
+            }
+        }
+    }
+}
