@@ -16,10 +16,15 @@ use std::sync::Arc;
 
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{
+    ArrayRef, Date32Array, Decimal128Array, FixedSizeBinaryArray, FixedSizeListArray, Int32Array,
+    LargeStringArray, RunArray, StringViewArray, StructArray, UnionArray,
+};
+use arrow_buffer::ScalarBuffer;
+use arrow_array::{
     BooleanArray, DictionaryArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
     TimestampNanosecondArray,
 };
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, TimeUnit, UnionFields};
 use brain_core::format::control::{check_control_file, new_control_file, VERSION_AT};
 use brain_core::format::parts::{split, PartsLayout};
 use brain_core::format::{arrow, Header};
@@ -247,7 +252,7 @@ fn arrow_files() -> Vec<(&'static str, Vec<u8>)> {
         vec![Arc::new(Float64Array::from(vec![0.25; 8]))],
     )
     .unwrap();
-    vec![
+    let mut files = vec![
         ("table", arrow::encode(&schema, &[batch(1)]).unwrap()),
         (
             "two-batches",
@@ -255,6 +260,88 @@ fn arrow_files() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("no-batches", arrow::encode(&schema, &[]).unwrap()),
         ("one-column", arrow::encode(&plain, &[column]).unwrap()),
+    ];
+    // One file per type whose decoding takes a path of its own in
+    // arrow-ipc (layouts of several buffers, children, type ids).
+    for (name, column) in more_columns() {
+        let schema = Schema::new(vec![Field::new("c", column.data_type().clone(), true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![column]).unwrap();
+        files.push((name, arrow::encode(&schema, &[batch]).unwrap()));
+    }
+    files
+}
+
+fn more_columns() -> Vec<(&'static str, ArrayRef)> {
+    let ints: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3]));
+    let floats: ArrayRef = Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5]));
+    let union_fields = UnionFields::try_new(
+        [0, 1],
+        [
+            Field::new("i", DataType::Int32, false),
+            Field::new("f", DataType::Float64, false),
+        ],
+    )
+    .unwrap();
+    let sparse = UnionArray::try_new(
+        union_fields.clone(),
+        ScalarBuffer::from(vec![0i8, 1, 0]),
+        None,
+        vec![ints.clone(), floats.clone()],
+    )
+    .unwrap();
+    let dense = UnionArray::try_new(
+        union_fields,
+        ScalarBuffer::from(vec![0i8, 1, 0]),
+        Some(ScalarBuffer::from(vec![0i32, 0, 1])),
+        vec![ints.clone(), floats.clone()],
+    )
+    .unwrap();
+    let run_ends = Int32Array::from(vec![2, 5]);
+    let runs = RunArray::<Int32Type>::try_new(&run_ends, &StringArray::from(vec!["a", "b"]))
+        .unwrap();
+    vec![
+        (
+            "struct",
+            Arc::new(StructArray::from(vec![
+                (Arc::new(Field::new("i", DataType::Int32, false)), ints),
+                (Arc::new(Field::new("f", DataType::Float64, false)), floats),
+            ])) as ArrayRef,
+        ),
+        ("union-sparse", Arc::new(sparse)),
+        ("union-dense", Arc::new(dense)),
+        ("run-end-encoded", Arc::new(runs)),
+        (
+            "string-view",
+            Arc::new(StringViewArray::from(vec![
+                Some("short"),
+                None,
+                Some("a string longer than twelve bytes"),
+            ])),
+        ),
+        (
+            "large-utf8",
+            Arc::new(LargeStringArray::from(vec![Some("x"), None])),
+        ),
+        (
+            "fixed-size-binary",
+            Arc::new(FixedSizeBinaryArray::try_from_iter([b"ab", b"cd"].into_iter()).unwrap()),
+        ),
+        (
+            "fixed-size-list",
+            Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
+                vec![Some(vec![Some(1), Some(2)]), None],
+                2,
+            )),
+        ),
+        (
+            "decimal128",
+            Arc::new(
+                Decimal128Array::from(vec![Some(12345), None])
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+            ),
+        ),
+        ("date32", Arc::new(Date32Array::from(vec![0, 19000]))),
     ]
 }
 
