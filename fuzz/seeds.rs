@@ -16,14 +16,12 @@ use std::sync::Arc;
 
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{
-    ArrayRef, Date32Array, Decimal128Array, FixedSizeBinaryArray, FixedSizeListArray, Int32Array,
-    LargeStringArray, RunArray, StringViewArray, StructArray, UnionArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, FixedSizeBinaryArray,
+    FixedSizeListArray, Float64Array, Int32Array, Int64Array, LargeStringArray, ListArray,
+    RecordBatch, RunArray, StringArray, StringViewArray, StructArray, TimestampNanosecondArray,
+    UnionArray,
 };
 use arrow_buffer::ScalarBuffer;
-use arrow_array::{
-    BooleanArray, DictionaryArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
-    TimestampNanosecondArray,
-};
 use arrow_schema::{DataType, Field, Schema, TimeUnit, UnionFields};
 use brain_core::format::control::{check_control_file, new_control_file, VERSION_AT};
 use brain_core::format::parts::{split, PartsLayout};
@@ -297,8 +295,8 @@ fn more_columns() -> Vec<(&'static str, ArrayRef)> {
     )
     .unwrap();
     let run_ends = Int32Array::from(vec![2, 5]);
-    let runs = RunArray::<Int32Type>::try_new(&run_ends, &StringArray::from(vec!["a", "b"]))
-        .unwrap();
+    let runs =
+        RunArray::<Int32Type>::try_new(&run_ends, &StringArray::from(vec!["a", "b"])).unwrap();
     vec![
         (
             "struct",
