@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser setup-redis test-redis-race
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -19,7 +19,7 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-setup: $(PY) setup-browser ## virtualenv with the Python test dependencies, the Rust build, the extension (debug), chromium
+setup: $(PY) setup-browser setup-redis ## virtualenv with the Python test dependencies, the Rust build, the extension (debug), chromium, redis-server
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r brain-py/requirements-dev.txt
 	$(CARGO) build --workspace --bins
@@ -44,6 +44,19 @@ setup-browser: ## chromium and chromedriver for the Dash browser test (apt-get, 
 	install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver"; \
 	$$install || { $$sudo apt-get update -q && $$install; } || \
 		echo "make: apt-get could not install chromium and chromium-driver: the Dash browser test will be skipped"
+
+# Debian's redis-server (and redis-cli), for the Redis backend's tests,
+# which start their own servers on free loopback ports (never 6379) and
+# stop them. Installed when missing; without it those tests fail and say
+# how to get it. The package may try to start a daemon on 6379: the tests
+# never use it.
+setup-redis: ## redis-server and redis-cli for the Redis backend's tests (apt-get, when missing)
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "make: no apt-get: install redis-server (7.0 or later) by hand for the Redis tests"; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+	install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server"; \
+	$$install || { $$sudo apt-get update -q && $$install; }
 
 # One wheel for every CPython from 3.11 (abi3): the package `brain` and the
 # `brain` command (a console script running the Rust CLI through the
@@ -72,6 +85,9 @@ test-python: setup ## the pytest suite against the real extension
 	cd brain-py && ../$(PY) -m pytest -q
 
 test: setup test-rust test-python ## set up, then run every test
+
+test-redis-race: setup-redis ## the Redis race at full length: writers on two hosts, readers on three, 60 s
+	BRAIN_REDIS_RACE_SECS=60 $(CARGO) test -p brain-tests --test e2e redis_hosts::race -- --nocapture
 
 # Line coverage of the Rust crates, measured by cargo-tarpaulin's ptrace
 # engine (no llvm-tools needed) over every Rust test (the code run in helper

@@ -240,14 +240,14 @@ impl RedisStore {
     fn check_server(&self) -> Result<()> {
         let policies: Vec<String> = self
             .on_primaries(|conn| {
-                let reply: std::result::Result<Vec<String>, _> = redis::cmd("CONFIG")
+                let reply: std::result::Result<HashMap<String, String>, _> = redis::cmd("CONFIG")
                     .arg("GET")
                     .arg("maxmemory-policy")
                     .query(conn);
                 // A managed server may refuse CONFIG: then nothing is known.
                 Ok(reply
                     .ok()
-                    .and_then(|r| r.get(1).cloned())
+                    .and_then(|mut r| r.remove("maxmemory-policy"))
                     .unwrap_or_default())
             })
             .map_err(|e| self.err("connect to", &e))?;
@@ -486,7 +486,7 @@ impl RedisStore {
                             "another writer changed the name since it was read, so nothing was written: read it again and retry",
                         ),
                     ),
-                    Published::Missing(i) => self.lost_error(new.namespace, new.name, i, "before it was published"),
+                    Published::Missing(i) => self.lost_error(new.namespace, new.name, i, " before it was published"),
                     Published::Ok { .. } => unreachable!("handled above"),
                 })
             }
@@ -503,7 +503,7 @@ impl RedisStore {
         };
         Error::corrupt(
             self.object_location(namespace, name),
-            format!("object lost: chunk {chunk} is gone from the server {when}; {why}"),
+            format!("object lost: chunk {chunk} is gone from the server{when}; {why}"),
         )
     }
 
@@ -651,7 +651,7 @@ impl RedisStore {
                 if let Some(view) =
                     self.inner
                         .tracker
-                        .bound_version(&self.inner, key, &pointer.version)
+                        .bound_version(&self.inner, key, &pointer.version, epoch)
                 {
                     return Ok(Some(view));
                 }

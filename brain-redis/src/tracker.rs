@@ -131,19 +131,24 @@ impl Tracker {
             .map(|b| b.binding.view.clone())
     }
 
-    /// The view bound to `key` if it is of `version` (checked with the server).
+    /// The view bound to `key` if it is of `version` (just checked with the
+    /// server, when the epoch was `epoch`: the binding is trusted from now
+    /// on if nothing changed meanwhile).
     pub(crate) fn bound_version(
         &self,
         _inner: &Arc<Inner>,
         key: ObjectKey,
         version: &str,
+        epoch: Option<u64>,
     ) -> Option<ObjectView> {
-        let state = lock(&self.state);
-        state
+        let mut state = lock(&self.state);
+        let trusted = state.healthy && epoch == Some(state.epoch);
+        let bound = state
             .bindings
-            .get(&key)
-            .filter(|b| b.binding.version == version)
-            .map(|b| b.binding.view.clone())
+            .get_mut(&key)
+            .filter(|b| b.binding.version == version)?;
+        bound.trusted |= trusted;
+        Some(bound.binding.view.clone())
     }
 
     /// Binds `key` to a version read when the epoch was `epoch`.

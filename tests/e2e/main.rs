@@ -9,6 +9,7 @@ mod conformance;
 mod crash;
 mod names;
 mod redis;
+mod redis_hosts;
 mod sharing;
 mod util;
 mod watch;

@@ -1,0 +1,657 @@
+//! Several "hosts" on one machine sharing a Redis store: each host is a
+//! directory of its own for its shared-memory cache, and each of its
+//! processes a `brain-redis-helper` run with that directory. Then faults:
+//! a writer killed mid-write, the server killed and restarted, the tracking
+//! connection killed, a slot migration during reads, eviction; and a race
+//! of writers on two hosts and readers on three.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use brain::{CacheSetting, Error, ObjectStore, OpenOptions, Payload, RedisStore};
+use brain_tests::redis_server::{HostDir, RedisCluster, RedisServer};
+use brain_tests::{check_value, exit, make_value};
+
+use crate::redis::fresh;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_brain-redis-helper");
+
+/// A helper process, killed if the test gives up on it.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Result<Proc> {
+        let child = Command::new(HELPER)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run brain-redis-helper")?;
+        Ok(Proc(Some(child)))
+    }
+
+    fn wait(mut self, limit: Duration) -> Result<Output> {
+        let mut child = self.0.take().expect("running");
+        let started = Instant::now();
+        while child.try_wait()?.is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output()?;
+                bail!(
+                    "brain-redis-helper ran longer than {limit:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(child.wait_with_output()?)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the helper to the end; its output when it exits 0.
+fn helper(args: &[&str]) -> Result<String> {
+    let out = Proc::spawn(args)?.wait(Duration::from_secs(60))?;
+    if !out.status.success() {
+        bail!(
+            "brain-redis-helper {args:?} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn path(host: &HostDir) -> String {
+    host.cache().display().to_string()
+}
+
+fn open(url: &str, host: &HostDir) -> Result<Arc<dyn ObjectStore>> {
+    Ok(OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .open(url)?)
+}
+
+/// Calls of `cmd` the server has answered since its statistics were reset.
+fn calls(server: &RedisServer, cmd: &str) -> Result<u64> {
+    let info: String = server.cmd(&["INFO", "commandstats"])?;
+    Ok(info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("cmdstat_{cmd}:calls="))?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0))
+}
+
+#[test]
+fn a_value_set_on_one_host_is_read_on_the_others_and_replaced() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
+    let hosts = [HostDir::new()?, HostDir::new()?, HostDir::new()?];
+    let len = (5 << 20) + 123;
+    helper(&[
+        "put",
+        &url,
+        &path(&hosts[0]),
+        "frames",
+        "sales",
+        "1",
+        &len.to_string(),
+    ])?;
+    for host in &hosts[1..] {
+        ensure!(helper(&["get", &url, &path(host), "frames", "sales"])? == "1");
+        // The host cached it: a store in its own directory holds the copy.
+        let cache = brain::Store::open(host.cache())?;
+        let cached: Vec<String> = cache
+            .namespaces()?
+            .into_iter()
+            .filter(|ns| ns.starts_with(brain_redis_prefix()))
+            .collect();
+        ensure!(cached.len() == 1, "the host cache holds {cached:?}");
+        ensure!(cache.list(&cached[0])?[0].size == len as u64);
+    }
+    // A replace on one host is seen by the others, through their caches.
+    helper(&[
+        "put",
+        &url,
+        &path(&hosts[2]),
+        "frames",
+        "sales",
+        "2",
+        &(len + 7).to_string(),
+    ])?;
+    for host in &hosts[..2] {
+        ensure!(helper(&["get", &url, &path(host), "frames", "sales"])? == "2");
+    }
+    // And by a long-lived process on another host, with no round trip
+    // once tracking vouches for its copy.
+    let reader = open(&url, &hosts[0])?;
+    let first = reader
+        .get("frames", "sales")?
+        .ok_or_else(|| anyhow!("set above"))?;
+    ensure!(check_value(&first) == Ok(2));
+    helper(&[
+        "put",
+        &url,
+        &path(&hosts[1]),
+        "frames",
+        "sales",
+        "3",
+        "1000",
+    ])?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let view = reader
+            .get("frames", "sales")?
+            .ok_or_else(|| anyhow!("set above"))?;
+        if check_value(&view) == Ok(3) {
+            break;
+        }
+        ensure!(check_value(&view) == Ok(2), "a torn or mixed value");
+        ensure!(Instant::now() < deadline, "the replace was not seen in 5 s");
+        thread::sleep(Duration::from_millis(10));
+    }
+    ensure!(check_value(&first) == Ok(2), "a held view changed");
+    Ok(())
+}
+
+fn brain_redis_prefix() -> &'static str {
+    "redis-cache-"
+}
+
+#[test]
+fn workers_on_one_host_fetch_once() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
+    let (writer, workers) = (HostDir::new()?, HostDir::new()?);
+    helper(&[
+        "put",
+        &url,
+        &path(&writer),
+        "dash",
+        "frame",
+        "7",
+        &((4 << 20) - 10).to_string(),
+    ])?;
+    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+    let procs: Vec<Proc> = (0..6)
+        .map(|_| Proc::spawn(&["get", &url, &path(&workers), "dash", "frame"]))
+        .collect::<Result<_>>()?;
+    for proc in procs {
+        let out = proc.wait(Duration::from_secs(60))?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(String::from_utf8_lossy(&out.stdout).trim() == "7");
+    }
+    // Four chunks, fetched by one of the six processes.
+    ensure!(
+        calls(&server, "get")? == 4,
+        "chunk GETs: {}",
+        calls(&server, "get")?
+    );
+    ensure!(calls(&server, "hgetall")? == 6);
+    Ok(())
+}
+
+#[test]
+fn a_writer_killed_mid_write_leaves_the_old_value_and_chunks_that_expire() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=65536", fresh(&server.url()));
+    let host = HostDir::new()?;
+    helper(&["put", &url, &path(&host), "ns", "x", "1", "300000"])?;
+    let mut proc = Proc::spawn(&["hold-write", &url, "ns", "x", "1000000"])?;
+    let stdout = proc
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .ok_or_else(|| anyhow!("piped"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    ensure!(line.trim() == "ready", "{line:?}");
+    drop(proc); // SIGKILL
+    ensure!(
+        helper(&["get", &url, "off", "ns", "x"])? == "1",
+        "the old value is intact"
+    );
+    let mut conn = server.connect()?;
+    let chunks: Vec<String> = redis::cmd("KEYS").arg("*:c:*").query(&mut conn)?;
+    let store = RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    let version = live_version(&store)?;
+    let live: Vec<String> = chunks
+        .iter()
+        .filter(|k| k.contains(&version))
+        .cloned()
+        .collect();
+    let orphans: Vec<&String> = chunks.iter().filter(|k| !live.contains(k)).collect();
+    ensure!(orphans.len() >= 10, "the dead writer's chunks: {orphans:?}");
+    for key in &orphans {
+        let ttl: i64 = redis::cmd("PTTL").arg(key.as_str()).query(&mut conn)?;
+        ensure!(
+            ttl > 0 && ttl <= 600_000,
+            "{key} has no pending expiry ({ttl})"
+        );
+    }
+    // gc leaves chunks that expire by themselves, and removes one that would not.
+    let _: () = redis::cmd("PERSIST")
+        .arg(orphans[0].as_str())
+        .query(&mut conn)?;
+    let report = store.gc()?;
+    ensure!(
+        report.stray_objects == 1 && report.bytes_freed == 65536,
+        "{report:?}"
+    );
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(orphans[1].as_str())
+        .query(&mut conn)?;
+    ensure!(left == 1);
+    ensure!(helper(&["get", &url, "off", "ns", "x"])? == "1");
+    Ok(())
+}
+
+fn live_version(store: &RedisStore) -> Result<String> {
+    store
+        .version("ns", "x")?
+        .ok_or_else(|| anyhow!("ns/x was set"))
+}
+
+/// The error of a call made while the server is down says so.
+fn is_down(err: &Error) -> bool {
+    matches!(err, Error::Io { .. }) && err.to_string().contains("is the server running")
+}
+
+#[test]
+fn the_server_killed_and_restarted_during_gets_and_sets() -> Result<()> {
+    let mut server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
+    let (a, b) = (HostDir::new()?, HostDir::new()?);
+    let writer = open(&url, &a)?;
+    let reader = open(&url, &b)?;
+    let value = make_value(1, 24 << 20);
+    writer.put("ns", "big", &Payload::bytes(&value))?;
+    ensure!(check_value(&reader.get("ns", "big")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+
+    // Killed during a stream of cold gets (another host's) and sets.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let getter = {
+        let stop = stop.clone();
+        let done = done.clone();
+        let refused = refused.clone();
+        let url = url.clone();
+        thread::spawn(move || -> Result<(u64, u64)> {
+            let host = HostDir::new()?;
+            let cold = OpenOptions::new()
+                .cache(CacheSetting::Path(host.cache()))
+                .consistency(brain::Consistency::Strict)
+                .open(&url)?;
+            let (mut ok, mut down) = (0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                match cold.get("ns", "big") {
+                    Ok(Some(view)) => {
+                        check_value(&view).map_err(|e| anyhow!("a torn read: {e}"))?;
+                        ok += 1;
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(None) => {}
+                    Err(err) if is_down(&err) => {
+                        down += 1;
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(err) => bail!("not a clear error: {err}"),
+                }
+                cold.clear_cache();
+            }
+            Ok((ok, down))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::SeqCst) < 2 {
+        ensure!(
+            Instant::now() < deadline && !getter.is_finished(),
+            "no cold get finished"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    match writer.put("ns", "big", &Payload::bytes(&make_value(2, 24 << 20))) {
+        Err(err) if is_down(&err) => {}
+        other => bail!("a set with the server down: {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while refused.load(Ordering::SeqCst) == 0 {
+        ensure!(
+            Instant::now() < deadline && !getter.is_finished(),
+            "no get was refused"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    server.restart()?;
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, down) = getter
+        .join()
+        .map_err(|_| anyhow!("the getter panicked"))??;
+    ensure!(ok > 0 && down > 0, "gets: {ok} read, {down} refused");
+
+    // The server came back empty: no host may still serve the old copy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reader.get("ns", "big")?.is_some() {
+        ensure!(
+            Instant::now() < deadline,
+            "a cached copy outlived the server's data"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    writer.put("ns", "big", &Payload::bytes(&make_value(3, 3 << 20)))?;
+    ensure!(check_value(&reader.get("ns", "big")?.ok_or_else(|| anyhow!("set"))?) == Ok(3));
+    Ok(())
+}
+
+#[test]
+fn a_killed_tracking_connection_makes_the_next_read_revalidate() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
+    let (a, b) = (HostDir::new()?, HostDir::new()?);
+    let writer = open(&url, &a)?;
+    let reader = RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Path(b.cache()),
+            ..Default::default()
+        },
+    )?;
+    writer.put("ns", "x", &Payload::bytes(&make_value(1, 2 << 20)))?;
+    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !reader.tracking() {
+        ensure!(Instant::now() < deadline, "tracking never came up");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Read once with tracking up; then warm reads cost no round trip.
+    reader.get("ns", "x")?;
+    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+    for _ in 0..10 {
+        ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    }
+    ensure!(
+        calls(&server, "hgetall")? == 0,
+        "warm reads asked the server"
+    );
+    // Kill the tracking connection (flag t in CLIENT LIST) and, in the same
+    // transaction, delete the object behind brain's back: its invalidation
+    // goes to a dead connection, so only the revalidation after the fault
+    // can tell the reader.
+    let list: String = server.cmd(&["CLIENT", "LIST"])?;
+    let ids: Vec<String> = list
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("flags="))
+                .is_some_and(|flags| flags.contains('t'))
+        })
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect();
+    ensure!(ids.len() == 1, "tracking connections: {ids:?}");
+    let mut conn = server.connect()?;
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&ids[0])
+        .ignore()
+        .cmd("DEL")
+        .arg(pointer_key(&url, "ns", "x"))
+        .ignore()
+        .query(&mut conn)?;
+    // Stale for at most the heartbeat's limit (3 s), then revalidated.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reader.get("ns", "x")?.is_some() {
+        ensure!(
+            Instant::now() < deadline,
+            "still served 5 s after the tracking connection died"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    writer.put("ns", "x", &Payload::bytes(&make_value(2, 2 << 20)))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match reader.get("ns", "x")? {
+            Some(view) if check_value(&view) == Ok(2) => break,
+            _ => ensure!(
+                Instant::now() < deadline,
+                "the new value was not seen in 5 s"
+            ),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[test]
+fn reads_go_on_through_a_slot_migration() -> Result<()> {
+    let cluster = RedisCluster::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
+    let host = HostDir::new()?;
+    let store = OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .consistency(brain::Consistency::Strict)
+        .open(&url)?;
+    for i in 0..6u64 {
+        store.put(
+            "ns",
+            &format!("x{i}"),
+            &Payload::bytes(&make_value(i, 1 << 20)),
+        )?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let url = url.clone();
+        thread::spawn(move || -> Result<(u64, u64)> {
+            let store = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+            let (mut ok, mut errors) = (0u64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                for i in 0..6u64 {
+                    match store.get("ns", &format!("x{i}")) {
+                        Ok(Some(view)) => {
+                            ensure!(check_value(&view) == Ok(i), "a wrong or torn value");
+                            ok += 1;
+                        }
+                        Ok(None) => bail!("x{i} vanished during the migration"),
+                        Err(err) => {
+                            eprintln!("during the migration: {err}");
+                            errors += 1
+                        }
+                    }
+                }
+            }
+            Ok((ok, errors))
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    // Move every slot of the first node to the second, then back.
+    let ids: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.cmd::<String>(&["CLUSTER", "MYID"]))
+        .collect::<Result<_>>()?;
+    // Half of the first node's slots to the second and back: an emptied
+    // primary would become a replica.
+    for (from, to) in [(0, 1), (1, 0)] {
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &cluster.nodes[0].addr()])
+            .args(["--cluster-from", &ids[from], "--cluster-to", &ids[to]])
+            .args(["--cluster-slots", "2730", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "reshard: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_ok()?;
+    }
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, errors) = reader
+        .join()
+        .map_err(|_| anyhow!("the reader panicked"))??;
+    ensure!(ok > 0, "no read finished");
+    ensure!(errors <= ok, "{errors} failed reads against {ok}");
+    for i in 0..6u64 {
+        ensure!(
+            check_value(
+                &store
+                    .get("ns", &format!("x{i}"))?
+                    .ok_or_else(|| anyhow!("set"))?
+            ) == Ok(i)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
+    let server =
+        RedisServer::start_with(&["--maxmemory", "24mb", "--maxmemory-policy", "allkeys-lru"])?;
+    let url = format!("{}&chunk_size=262144", fresh(&server.url()));
+    let store = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    store.put("ns", "victim", &Payload::bytes(&make_value(1, 4 << 20)))?;
+    let mut conn = server.connect()?;
+    // Keep writing until the victim's pointer is there but a chunk is not.
+    for i in 0..200u64 {
+        store.put(
+            "ns",
+            &format!("filler{i}"),
+            &Payload::bytes(&make_value(i + 10, 2 << 20)),
+        )?;
+        store.get("ns", "victim").ok(); // keeps the pointer recently used
+        let pointer: i64 = redis::cmd("EXISTS")
+            .arg(format!("{}", pointer_key(&url, "ns", "victim")))
+            .query(&mut conn)?;
+        if pointer == 0 {
+            continue;
+        }
+        let chunks: Vec<String> = redis::cmd("KEYS").arg("*:c:*").query(&mut conn)?;
+        let victim_chunks = chunks
+            .iter()
+            .filter(|k| k.contains(&brain::ObjectKey::new("ns", "victim").to_hex()))
+            .count();
+        if victim_chunks < 16 {
+            match store.get("ns", "victim") {
+                Err(Error::Corrupt { reason, .. }) => {
+                    ensure!(
+                        reason.contains("object lost") && reason.contains("allkeys-lru"),
+                        "{reason}"
+                    );
+                    return Ok(());
+                }
+                other => bail!("a read of an evicted object: {other:?}"),
+            }
+        }
+    }
+    bail!("the server never evicted part of the victim")
+}
+
+fn pointer_key(url: &str, namespace: &str, name: &str) -> String {
+    let prefix = url
+        .split("prefix=")
+        .nth(1)
+        .and_then(|p| p.split('&').next())
+        .unwrap_or("brain");
+    format!(
+        "{prefix}:p:{{{}}}",
+        brain::ObjectKey::new(namespace, name).to_hex()
+    )
+}
+
+#[test]
+fn race() -> Result<()> {
+    let secs: u64 = std::env::var("BRAIN_REDIS_RACE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&server.url()));
+    let hosts = [HostDir::new()?, HostDir::new()?, HostDir::new()?];
+    let secs_text = secs.to_string();
+    let writers: Vec<Proc> = (0..2)
+        .map(|w| {
+            Proc::spawn(&[
+                "race-write",
+                &url,
+                &path(&hosts[w]),
+                &(w + 1).to_string(),
+                &secs_text,
+            ])
+        })
+        .collect::<Result<_>>()?;
+    let readers: Vec<Proc> = (0..3)
+        .map(|h| Proc::spawn(&["race-read", &url, &path(&hosts[h]), &secs_text]))
+        .collect::<Result<_>>()?;
+    let limit = Duration::from_secs(secs + 60);
+    let mut written = 0;
+    for proc in writers {
+        let out = proc.wait(limit)?;
+        ensure!(
+            out.status.success(),
+            "a writer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        written += String::from_utf8_lossy(&out.stdout).trim().parse::<u64>()?;
+    }
+    let mut read = 0;
+    for proc in readers {
+        let out = proc.wait(limit)?;
+        if out.status.code() == Some(exit::MISMATCH) {
+            bail!(
+                "a reader saw a torn or mixed value: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ensure!(
+            out.status.success(),
+            "a reader: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut fields = text.split_whitespace();
+        read += fields.next().unwrap_or("0").parse::<u64>()?;
+    }
+    eprintln!("race: {secs} s, {written} writes, {read} checked reads");
+    ensure!(written > 20 && read > 20, "{written} writes, {read} reads");
+    Ok(())
+}
