@@ -12,6 +12,7 @@ use brain::{
     ndarray_payload, pickle_payload, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
     ObjectStore, ObjectWriter, OpenOptions, Payload, StoreUrl, WatchEvent, Watcher,
 };
+use brain::{CacheSetting, Consistency};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -60,6 +61,27 @@ fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
+/// Where a Redis store caches: None or True for the host's default store,
+/// False for nowhere, or a path.
+fn cache_setting(cache: Option<&Bound<'_, PyAny>>) -> PyResult<CacheSetting> {
+    let Some(cache) = cache else {
+        return Ok(CacheSetting::Default);
+    };
+    if let Ok(on) = cache.extract::<bool>() {
+        return Ok(if on {
+            CacheSetting::Default
+        } else {
+            CacheSetting::Off
+        });
+    }
+    cache.extract::<PathBuf>().map(CacheSetting::Path).map_err(|_| {
+        PyValueError::new_err(format!(
+            "cache must be a directory (str or path), True for the host's default store, or False for none; not {}",
+            cache.get_type().name().map_or_else(|_| "this".into(), |n| n.to_string())
+        ))
+    })
+}
+
 /// A brain store opened by this process, of any backend.
 #[derive(Debug)]
 #[pyclass(name = "Store", module = "brain._brain", frozen)]
@@ -93,17 +115,24 @@ impl PyStore {
 
 #[pymethods]
 impl PyStore {
-    /// Opens (creating if needed) the store at `url` (a path, `shm://PATH`
-    /// or `memory://NAME`) or `path`; with neither, the default store:
-    /// `$BRAIN_URL`, else `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+    /// Opens (creating if needed) the store at `url` (a path, `shm://PATH`,
+    /// `memory://NAME`, or `redis://`, `rediss://`, `redis+cluster://`) or
+    /// `path`; with neither, the default store: `$BRAIN_URL`, else
+    /// `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`. `cache` and
+    /// `consistency` are a Redis store's: where this host caches what it
+    /// reads (None: the host's default store; a path; False: nowhere) and
+    /// how cached reads are validated ("tracked" or "strict").
     #[new]
-    #[pyo3(signature = (url=None, path=None, capacity=None, checksums=false))]
+    #[pyo3(signature = (url=None, path=None, capacity=None, checksums=false, cache=None, consistency=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         url: Option<&str>,
         path: Option<PathBuf>,
         capacity: Option<u64>,
         checksums: bool,
+        cache: Option<&Bound<'_, PyAny>>,
+        consistency: Option<&str>,
     ) -> PyResult<Self> {
         let url = match (url, path) {
             (Some(_), Some(_)) => {
@@ -115,7 +144,20 @@ impl PyStore {
             (None, Some(path)) => StoreUrl::Shm(Some(path)),
             (None, None) => brain::default_url().py()?,
         };
-        let mut options = OpenOptions::new().checksums(checksums);
+        let mut options = OpenOptions::new()
+            .checksums(checksums)
+            .cache(cache_setting(cache)?);
+        if let Some(consistency) = consistency {
+            options = options.consistency(match consistency {
+                "tracked" => Consistency::Tracked,
+                "strict" => Consistency::Strict,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "consistency must be \"tracked\" or \"strict\", not {other:?}"
+                    )))
+                }
+            });
+        }
         if let Some(capacity) = capacity {
             options = options.capacity(Some(capacity));
         }

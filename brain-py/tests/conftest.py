@@ -122,3 +122,89 @@ def default_store(store_url: str, backend: str, monkeypatch: pytest.MonkeyPatch)
     else:
         monkeypatch.setenv("BRAIN_URL", store_url)
     return store_url
+
+
+class RedisServer:
+    """A ``redis-server`` of this test session: a free loopback port (never 6379), a temporary directory."""
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+        import time
+
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed: `make setup` installs it (apt-get install redis-server)")
+        self.dir = tempfile.mkdtemp(prefix="brain-pytest-redis-")
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            if self.port == 6379:
+                continue
+            self.proc = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                 "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                        conn.sendall(b"PING\r\n")
+                        if conn.recv(16).startswith(b"+PONG"):
+                            return
+                except OSError:
+                    time.sleep(0.02)
+            self.stop()
+        pytest.fail("redis-server did not start on a free loopback port")
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.port}/?prefix={prefix}"
+
+    def stop(self) -> None:
+        import shutil
+
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the tests that use Redis; stopped at the end, pass or fail."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A Redis store of this test's own: the session's server under a fresh key prefix."""
+    import uuid
+
+    return redis_server.url(f"pytest-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def redis_cache() -> Iterator[Callable[[], str]]:
+    """Makes host cache directories (one per simulated host) under /dev/shm, removed afterwards."""
+    import shutil
+    import tempfile
+
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(tempfile.mkdtemp(dir="/dev/shm", prefix="brain-pytest-host-"))
+        return made[-1] + "/cache"
+
+    try:
+        yield make
+    finally:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

@@ -117,15 +117,19 @@ class Store:
         path: str | PathLike[str] | None = None,
         capacity: int | None = None,
         checksums: bool = False,
+        cache: str | PathLike[str] | bool | None = None,
+        consistency: str | None = None,
     ) -> Self:
-        """Opens the store at ``url`` (a path, ``shm://PATH`` or ``memory://NAME``) or ``path``;
-        with neither, ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""
+        """Opens the store at ``url`` (a path, ``shm://PATH``, ``memory://NAME`` or a Redis URL) or ``path``;
+        with neither, ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``.
+        ``cache`` and ``consistency`` are a Redis store's host cache (None: the host's default store;
+        a directory; False: none) and validation (``"tracked"`` or ``"strict"``)."""
     @property
     def path(self) -> Path | None:
         """The store's directory; None for a store with none (``memory://``)."""
     @property
     def url(self) -> str:
-        """``shm:///dev/shm/...`` or ``memory://NAME``."""
+        """``shm:///dev/shm/...``, ``memory://NAME`` or the Redis URL (its password shown as ``***``)."""
     @property
     def location(self) -> str:
         """Where the store is, as errors name it."""

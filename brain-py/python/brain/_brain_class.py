@@ -90,13 +90,22 @@ class Brain(MutableMapping[str, Any]):
         url: the store, by URL: a path or ``shm://PATH`` for shared memory,
             ``memory://NAME`` for a store in this process's memory (for
             tests: everything in the process that opens the same name shares
-            it). Default, when neither ``path`` nor ``url`` is given:
+            it), ``redis://[USER:PASSWORD@]HOST:PORT[/DB]`` (``rediss://``
+            for TLS) or ``redis+cluster://HOST:PORT,HOST:PORT,...`` for a
+            store on Redis shared by every host that reaches it. Default, when neither ``path`` nor ``url`` is given:
             ``$BRAIN_URL``, else ``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``.
         capacity: set the store's capacity (like Plasma's ``-m``): bytes as an
             int, a size string as the ``brain`` command takes it (``"64M"``,
             ``"1G"``, ``"512KiB"``), or ``"none"`` for no limit; default: keep
             the store's (a new store is limited only by its tmpfs).
         ClientClass: accepted and ignored, for brain-plasma compatibility.
+        cache: where a Redis store caches what this host reads, so every
+            process on the host shares one copy zero-copy: None (the host's
+            default shared-memory store), a store directory, or False (no
+            cache: every read fetches from the server). Other stores ignore it.
+        consistency: how a Redis store validates cached reads: ``"tracked"``
+            (default; no round trip while the server's invalidation stream is
+            connected) or ``"strict"`` (one round trip per read).
         persist: a dump directory (default ``$BRAIN_PERSIST``): when the store
             holds no objects (after a reboot or a wiped ``/dev/shm``), it is
             restored from there before the Brain is returned (with progress
@@ -114,9 +123,26 @@ class Brain(MutableMapping[str, Any]):
         url: str | None = None,
         capacity: int | str | None = None,
         persist: str | os.PathLike[str] | None = None,
+        cache: str | os.PathLike[str] | bool | None = None,
+        consistency: str | None = None,
     ) -> None:
         limit = _capacity_bytes(capacity, f"Brain(capacity={reprlib.repr(capacity)})") if capacity is not None else None
-        self._store: _brain.Store | None = _brain.Store(url, os.fspath(path) if path is not None else None, limit)
+        if cache is not None and not isinstance(cache, (bool, str, os.PathLike)):
+            raise TypeError(
+                "Brain(cache=...): a cache is a store directory (str or path), None for the host's "
+                f"default store, or False for none; not a {type(cache).__name__}"
+            )
+        cache_arg = cache if cache is None or isinstance(cache, bool) else os.fspath(cache)
+        self._store: _brain.Store | None = _brain.Store(
+            url, os.fspath(path) if path is not None else None, limit, False, cache_arg, consistency
+        )
+        # The URL to reopen with (wake_up, unpickling). A Redis store's URL
+        # as given keeps its password, which self.url shows as ***.
+        self._url: str = self._store.url
+        if self._url.startswith(("redis", "valkey")):
+            self._url = url if url is not None else os.environ.get("BRAIN_URL", self._url)
+        self._cache = cache_arg
+        self._consistency = consistency
         if capacity is not None and limit is None:
             self._store.set_capacity(None)
         self.url: str = self._store.url
@@ -240,7 +266,7 @@ class Brain(MutableMapping[str, Any]):
     def __reduce__(self) -> tuple[Any, ...]:
         # A Brain sent to another process (multiprocessing, Dash) reopens the
         # same store there (a memory:// store is that process's own).
-        return (_reopen, (self.namespace, self.url))
+        return (_reopen, (self.namespace, self._url, self._cache, self._consistency))
 
     # ------------------------------------------------------------ mapping protocol
 
@@ -519,7 +545,7 @@ class Brain(MutableMapping[str, Any]):
 
     def wake_up(self) -> None:
         """Reopens the store after ``sleep()``."""
-        self._store = _brain.Store(self.url)
+        self._store = _brain.Store(self._url, None, None, False, self._cache, self._consistency)
         self.size()
 
     def close(self) -> None:
@@ -585,6 +611,8 @@ class Brain(MutableMapping[str, Any]):
         return None
 
 
-def _reopen(namespace: str, url: str) -> Brain:
+def _reopen(
+    namespace: str, url: str, cache: str | bool | None = None, consistency: str | None = None
+) -> Brain:
     """A Brain on the store at ``url``: how a pickled Brain comes back."""
-    return Brain(namespace, url=url)
+    return Brain(namespace, url=url, cache=cache, consistency=consistency)

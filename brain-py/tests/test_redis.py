@@ -1,0 +1,182 @@
+"""Brain on Redis: a real redis-server (the session's ``redis_server`` fixture),
+each test under a key prefix of its own, each simulated host with a cache
+directory of its own."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from brain import Brain
+from brain.exceptions import BrainNameNotExistError
+
+
+def frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "region": pd.Categorical(rng.choice(["north", "south", "east"], rows)),
+            "revenue": rng.random(rows),
+            "units": rng.integers(0, 1000, rows),
+        }
+    )
+
+
+def run_host(code: str, *args: str) -> str:
+    """Runs ``code`` in a fresh Python process (another "host" when given another cache)."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_values_of_every_kind_round_trip(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    brain = Brain(url=redis_url, cache=redis_cache())
+    values = {
+        "text": "héllo",
+        "bytes": b"\x00\x01" * 1000,
+        "array": np.arange(300_000, dtype=np.float64).reshape(1000, 300),
+        "frame": frame(200_000, 1),
+        "table": pa.table({"x": list(range(1000)), "y": ["a"] * 1000}),
+        "polars": pl.DataFrame({"x": list(range(1000))}),
+        "dict": {"a": [1, 2, 3], "b": np.ones(10)},
+    }
+    for name, value in values.items():
+        brain[name] = value
+    assert brain.names() == sorted(values)
+    assert brain["text"] == "héllo"
+    assert brain["bytes"] == values["bytes"]
+    np.testing.assert_array_equal(brain["array"], values["array"])
+    assert brain["array"].flags.writeable is False
+    pd.testing.assert_frame_equal(brain["frame"], values["frame"])
+    assert brain["table"].equals(values["table"])
+    assert brain["polars"].equals(values["polars"])
+    assert brain["dict"]["a"] == [1, 2, 3]
+    brain.learn("text", "new", description="described")
+    assert brain.metadata("text")["description"] == "described"
+    del brain["text"]
+    with pytest.raises(BrainNameNotExistError):
+        brain["text"]
+    brain.close()
+
+
+def test_a_frame_set_on_one_host_is_read_and_replaced_on_another(
+    redis_url: str, redis_cache: Callable[[], str]
+) -> None:
+    here, there = redis_cache(), redis_cache()
+    brain = Brain(url=redis_url, cache=here)
+    brain["sales"] = frame(500_000, 1)
+    reader = """
+        import sys
+        from brain import Brain
+        brain = Brain(url=sys.argv[1], cache=sys.argv[2])
+        print(round(float(brain["sales"]["revenue"].sum()), 6))
+    """
+    assert run_host(reader, redis_url, there) == str(round(float(frame(500_000, 1)["revenue"].sum()), 6))
+    # The other host keeps its copy in its own shared memory.
+    assert any(p.name.startswith("redis-cache-") or p.is_dir() for p in Path(there).iterdir())
+    brain["sales"] = frame(400_000, 2)
+    assert run_host(reader, redis_url, there) == str(round(float(frame(400_000, 2)["revenue"].sum()), 6))
+    brain.close()
+
+
+def test_without_a_cache_and_strict(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    writer = Brain(url=redis_url, cache=False)
+    strict = Brain(url=redis_url, cache=redis_cache(), consistency="strict")
+    writer["x"] = np.arange(1_000_000)
+    np.testing.assert_array_equal(strict["x"], np.arange(1_000_000))
+    writer["x"] = np.arange(10)
+    # Strict reads ask the server every time: the replace is seen at once.
+    np.testing.assert_array_equal(strict["x"], np.arange(10))
+    with pytest.raises(ValueError, match="tracked"):
+        Brain(url=redis_url, consistency="eventually")
+    with pytest.raises(TypeError, match="a cache is a store directory"):
+        Brain(url=redis_url, cache=3)  # type: ignore[arg-type]
+
+
+def test_update_is_safe_across_processes(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    brain = Brain(url=redis_url, cache=redis_cache())
+    brain["n"] = 0
+    worker = """
+        import sys
+        from brain import Brain
+        brain = Brain(url=sys.argv[1], cache=False)
+        for _ in range(15):
+            brain.update("n", lambda n: n + 1)
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(worker), redis_url], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert brain["n"] == 45
+
+
+def test_watch_and_wait_for_see_other_processes(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    brain = Brain(url=redis_url, cache=redis_cache())
+    events = brain.watch()
+    run_host(
+        """
+        import sys
+        from brain import Brain
+        Brain(url=sys.argv[1], cache=False)["ready"] = True
+        """,
+        redis_url,
+    )
+    assert brain.wait_for("ready", timeout=10) is True
+    assert events.next_event(timeout=10) == ("set", "default", "ready")
+    del brain["ready"]
+    assert events.next_event(timeout=10) == ("deleted", "default", "ready")
+
+
+def test_a_pickled_brain_reopens_the_same_store(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    cache = redis_cache()
+    brain = Brain("ns", url=redis_url, cache=cache)
+    brain["x"] = "shared"
+    again = pickle.loads(pickle.dumps(brain))
+    assert again["x"] == "shared" and again.namespace == "ns"
+    brain.sleep()
+    brain.wake_up()
+    assert brain["x"] == "shared"
+
+
+def test_dump_and_restore(redis_url: str, redis_cache: Callable[[], str], tmp_path: Path) -> None:
+    brain = Brain(url=redis_url, cache=redis_cache())
+    brain["sales"] = frame(10_000, 3)
+    brain["note"] = "kept"
+    report = brain.dump(tmp_path / "dump")
+    assert report["objects"] == 2
+    brain.forget("sales")
+    brain.forget("note")
+    brain.restore(tmp_path / "dump")
+    pd.testing.assert_frame_equal(brain["sales"], frame(10_000, 3))
+    assert brain["note"] == "kept"
+
+
+def test_a_password_is_never_shown(redis_server: object) -> None:
+    url = "redis://alice:s3cret-pw@127.0.0.1:1/?prefix=x"
+    with pytest.raises(Exception) as caught:
+        Brain(url=url, cache=False)
+    assert "s3cret-pw" not in str(caught.value)
+    assert "127.0.0.1:1" in str(caught.value)
+    with pytest.raises(Exception) as caught:
+        Brain(url="redis://alice:s3cret-pw@127.0.0.1:1,127.0.0.1:2")
+    assert "s3cret-pw" not in str(caught.value) and "redis+cluster://" in str(caught.value)
