@@ -28,8 +28,11 @@
 //! With `--persist DIR` (or `$BRAIN_PERSIST`), a store whose shared memory
 //! is empty (after a reboot) is first restored from the dump or mirror in DIR.
 //!
-//! The store is `--store URL` (a path, `shm://PATH` or `memory://NAME`),
-//! else `$BRAIN_URL`, else `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+//! The store is `--store URL` (a path, `shm://PATH`, `memory://NAME`, or
+//! a Redis store: `redis://`, `rediss://`, `redis+cluster://`), else
+//! `$BRAIN_URL`, else `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+//! A Redis store caches what this host reads in `--cache DIR` (default:
+//! the host's default store; `--cache off` for none).
 //! Commands about one object work in the namespace given by
 //! `--namespace/-n` (default `default`).
 //!
@@ -60,7 +63,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use brain::{ObjectStore, OpenOptions, StoreUrl};
+use brain::{CacheSetting, ObjectStore, OpenOptions, StoreUrl};
 use clap::{Args, Parser, Subcommand};
 
 pub use console::{Captured, Console};
@@ -77,9 +80,11 @@ const EXIT_UNSUPPORTED: u8 = 5;
 const LONG_ABOUT: &str = "\
 List, read, write, watch and maintain a brain store: a shared-memory namespace of named objects.
 
-The store is --store URL (a directory, shm://PATH or memory://NAME), else $BRAIN_URL, else \
+The store is --store URL (a directory, shm://PATH, memory://NAME, or a Redis store: \
+redis://HOST:PORT, rediss://HOST:PORT, redis+cluster://HOST:PORT,HOST:PORT), else $BRAIN_URL, else \
 $BRAIN_PATH, else /dev/shm/brain-<uid>/default; a shared-memory store is created when it does \
-not exist. Commands about one object use the namespace given by -n/--namespace \
+not exist. A Redis store caches what this host reads in --cache DIR (default: the host's \
+default store; off: no cache). Commands about one object use the namespace given by -n/--namespace \
 (default: \"default\").
 
 Exit codes:
@@ -103,9 +108,13 @@ dump or sync mirror in DIR (see `brain dump`, `brain sync`).";
     propagate_version = true
 )]
 pub struct Cli {
-    /// The store: a directory, shm://PATH or memory://NAME [default: $BRAIN_URL, else $BRAIN_PATH, else /dev/shm/brain-$UID/default]
+    /// The store: a directory, shm://PATH, memory://NAME, redis://HOST:PORT, rediss://... or redis+cluster://HOST:PORT,... [default: $BRAIN_URL, else $BRAIN_PATH, else /dev/shm/brain-$UID/default]
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,
+
+    /// Where a Redis store caches what this host reads: a store directory, or "off" [default: the host's default store; off for dump and sync]
+    #[arg(long, global = true, value_name = "DIR|off")]
+    cache: Option<PathBuf>,
 
     /// The namespace of the object commands (put, cat, info, rm, and ls/watch without a NAMESPACE) [default: default]; dump and restore take only this namespace [default: every namespace]
     #[arg(short = 'n', long, global = true, value_name = "NS")]
@@ -449,6 +458,13 @@ fn open_store(cli: &Cli, console: &mut Console) -> anyhow::Result<Arc<dyn Object
     // keep deleted objects' memory alive.
     let reads_everything_once = matches!(cli.command, Command::Dump { .. } | Command::Sync { .. });
     let mut options = OpenOptions::new().read_cache(!reads_everything_once);
+    options = options.cache(match &cli.cache {
+        Some(dir) if dir.as_os_str() == "off" => CacheSetting::Off,
+        Some(dir) => CacheSetting::Path(dir.clone()),
+        // A dump or a sync would copy every object into this host's memory.
+        None if reads_everything_once => CacheSetting::Off,
+        None => CacheSetting::Default,
+    });
     if let Some(capacity) = cli.capacity {
         options = options.capacity(capacity.bytes());
     }
