@@ -56,7 +56,7 @@
 // The layers, bottom to top; each imports only from those above it in
 // this list: system calls, byte layouts, the API every backend shares, the
 // shared-memory backend, and the namespace handle over any backend.
-// The only module allowed unsafe code: mappings.
+// The only module allowed unsafe code: mappings, the copy into the store.
 mod api;
 pub mod format;
 mod namespace;
@@ -71,15 +71,16 @@ pub use api::store::{
     ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher, WriteObject,
 };
 pub use api::typed::{
-    decode_ndarray, decode_pickle, ndarray_payload, pickle_payload, split_parts, NdArrayView,
-    ObjectStoreExt, PickleView,
+    decode_ndarray, decode_pickle, ndarray_payload, ndarray_segments, pickle_payload,
+    pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
 };
 pub use api::view::{ObjectMeta, ObjectView};
 pub use format::control::UNLIMITED;
 pub use format::ndarray::{Dtype, DtypeField, NdArrayMeta};
 pub use format::{
-    stored_size, Codec, FormatError, ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN,
-    MAX_NAME_LEN,
+    stored_size, Codec, FormatError, ObjectKey, PayloadChecksum, MAX_DESCRIPTION_LEN,
+    MAX_NAMESPACE_LEN, MAX_NAME_LEN,
 };
 pub use namespace::Namespace;
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
+pub use sys::copy::SharedBytes;

@@ -173,8 +173,26 @@ fn golden_headers() -> Vec<(&'static str, Header)> {
             description: String::new(),
         }
     };
+    // What every writer stores since flag bit 1: the checksum over 1 MiB
+    // chunks. header_checksum.bin keeps the older whole-payload kind, which
+    // this build still reads and checks.
+    let chunked = {
+        let (namespace, name) = ("golden", "chunked ✓");
+        Header {
+            codec: Codec::Raw,
+            flags: brain_core::format::FLAG_CHUNKED_CHECKSUM,
+            payload_len: 3 << 20,
+            created_unix_nanos: 1_750_000_000_000_000_000,
+            key: ObjectKey::new(namespace, name),
+            payload_checksum: Some(0xfedc_ba98_7654_3210),
+            namespace: namespace.into(),
+            name: name.into(),
+            description: "a chunked payload checksum".into(),
+        }
+    };
     vec![
         ("header_checksum.bin", with),
+        ("header_chunked_checksum.bin", chunked),
         ("header_no_checksum.bin", without),
         ("header_unknown_codec.bin", unknown),
     ]

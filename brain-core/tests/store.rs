@@ -586,12 +586,23 @@ fn checksums_are_verified_by_fsck() -> TestResult {
     Ok(())
 }
 
-/// How many of this process's mappings map the inode `ino` (deleted or not).
+/// How many of this process's read-only mappings (a reader's) map the
+/// inode `ino` (deleted or not).
 fn mapped(ino: u64) -> usize {
+    mappings(ino, Some("r--s"))
+}
+
+/// How many of this process's mappings map `ino`, of the given permissions
+/// (any with `None`): a writer keeps a read-write one of what it wrote.
+fn mappings(ino: u64, perms: Option<&str>) -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
-        .filter(|line| line.split_whitespace().nth(4) == Some(&ino.to_string()))
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(4) == Some(&ino.to_string().as_str())
+                && perms.is_none_or(|p| fields.get(1) == Some(&p))
+        })
         .count()
 }
 
@@ -625,6 +636,11 @@ fn the_mapping_cache_lets_go_of_deleted_objects() -> TestResult {
     std::thread::sleep(Duration::from_millis(150));
     drop(reader.get("d", "other")?.unwrap()); // any later get sweeps
     assert_eq!(mapped(ino), 0, "the cache still maps a deleted object");
+    assert_eq!(
+        mappings(ino, None),
+        0,
+        "the writer still maps the object it wrote and deleted"
+    );
     // A view the program holds is not the cache's to drop.
     writer.put("d", "big", &Payload::bytes(&vec![5u8; 4 << 20]))?;
     let ino = inode(&writer, "d", "big");
@@ -636,6 +652,7 @@ fn the_mapping_cache_lets_go_of_deleted_objects() -> TestResult {
     assert_eq!(mapped(ino), 1);
     drop(held);
     assert_eq!(mapped(ino), 0);
+    assert_eq!(mappings(ino, None), 0);
     Ok(())
 }
 

@@ -174,8 +174,10 @@ pub fn dump(
     let (mut objects, mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0, 0);
     let mut dumped_namespaces = std::collections::BTreeSet::new();
     for (seq, meta) in metas.iter().enumerate() {
+        // Checked against the checksum its writer stored: a payload damaged
+        // in memory is refused, not written into the dump as if it were good.
         let view = store
-            .get(&meta.namespace, &meta.name)
+            .get_verified(&meta.namespace, &meta.name)
             .map_err(|e| Error::store_obj("read", &meta.namespace, &meta.name, e))?;
         let Some(view) = view else {
             vanished += 1;

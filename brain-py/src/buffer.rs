@@ -5,7 +5,7 @@
 
 use std::ffi::{c_int, c_void, CString};
 
-use brain_core::ObjectView;
+use brain_core::{ObjectView, SharedBytes};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -178,6 +178,14 @@ impl PyObjectView {
 
 /// A contiguous Python buffer (bytes, bytearray, memoryview, numpy array,
 /// pyarrow Buffer...) to be copied into the store.
+///
+/// The copy runs with the GIL released, so another Python thread may write
+/// a writable exporter (a `bytearray`, a numpy array) meanwhile. Its bytes
+/// are therefore never seen as a `&[u8]` (a data race there would be
+/// undefined behaviour): they are handed to the store as
+/// [`SharedBytes`], which only copies that allow concurrent writes read
+/// (brain-core's `sys/copy.rs`). A racing writer can store a mix of old and
+/// new bytes, stored with their own checksum; nothing worse.
 pub struct InputBuffer {
     buffer: PyUntypedBuffer,
 }
@@ -199,23 +207,20 @@ impl InputBuffer {
         Ok(InputBuffer { buffer })
     }
 
-    /// The buffer's bytes.
-    pub fn bytes(&self) -> &[u8] {
+    /// The buffer's bytes, for a copy that allows other threads to write
+    /// them meanwhile.
+    pub fn shared(&self) -> SharedBytes<'_> {
         let len = self.buffer.len_bytes();
         if len == 0 {
-            return &[];
+            return SharedBytes::from(&[][..]);
         }
-        // SAFETY: the exporter keeps `len` bytes at buf_ptr alive while the
-        // buffer is held (self.buffer is released only on drop, after every
-        // borrow of self ends), and the buffer is contiguous (checked in
-        // new), so it is one readable range. The slice is only read (by
-        // pwrite and the checksum) while the GIL may be released. The one
-        // obligation passed on to the Python caller, as by every extension
-        // that reads a buffer without the GIL (numpy's own copies, zlib,
-        // hashlib): no other thread may write to a writable exporter
-        // (bytearray, numpy array) while brain stores it. The brain
-        // package's docs say so; code that races anyway stores a torn value.
-        unsafe { std::slice::from_raw_parts(self.buffer.buf_ptr() as *const u8, len) }
+        // SAFETY: the exporter keeps `len` bytes at buf_ptr allocated and
+        // readable while the buffer is held, and self.buffer is released
+        // only on drop, after every borrow of self ends; the buffer is
+        // contiguous (checked in new), so it is one range. Other threads
+        // may write it (a writable exporter): SharedBytes never makes a
+        // reference of it, only copies that allow that.
+        unsafe { SharedBytes::from_raw(self.buffer.buf_ptr() as *const u8, len) }
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use brain::{
-    ndarray_payload, pickle_payload, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
-    ObjectStore, ObjectWriter, OpenOptions, Payload, StoreUrl, WatchEvent, Watcher,
+    ndarray_segments, pickle_segments, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
+    ObjectStore, ObjectWriter, OpenOptions, Payload, SharedBytes, StoreUrl, WatchEvent, Watcher,
 };
 use brain::{CacheSetting, Consistency};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -198,14 +198,16 @@ impl PyStore {
             .iter()
             .map(InputBuffer::new)
             .collect::<PyResult<Vec<_>>>()?;
-        let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
+        let segments: Vec<SharedBytes<'_>> = buffers.iter().map(InputBuffer::shared).collect();
         let kept = self.kept_description(namespace, name, description)?;
         let description = kept.as_deref().or(description).unwrap_or("");
-        let payload = Payload::segments(codec, &slices).with_description(description);
         // Without the GIL even when small: replacing unlinks the old object,
         // which takes time in proportion to its size.
         let meta = py
-            .detach(|| self.store.put(namespace, name, &payload))
+            .detach(|| {
+                self.store
+                    .put_shared(namespace, name, codec, description, &segments)
+            })
             .py()?;
         meta_dict(py, &meta)
     }
@@ -238,14 +240,14 @@ impl PyStore {
             fortran_order,
         };
         let data = InputBuffer::new(data)?;
-        let bytes = data.bytes();
+        let bytes = data.shared();
         let kept = self.kept_description(namespace, name, description)?;
         let description = kept.as_deref().or(description).unwrap_or("");
         let meta = py
             .detach(|| {
-                ndarray_payload((namespace, name), &meta, bytes, |payload| {
+                ndarray_segments((namespace, name), &meta, bytes, |segments| {
                     self.store
-                        .put(namespace, name, &payload.with_description(description))
+                        .put_shared(namespace, name, Codec::NdArray, description, segments)
                 })
             })
             .py()?;
@@ -269,15 +271,15 @@ impl PyStore {
             .iter()
             .map(InputBuffer::new)
             .collect::<PyResult<Vec<_>>>()?;
-        let slices: Vec<&[u8]> = buffers.iter().map(InputBuffer::bytes).collect();
-        let stream = stream.bytes();
+        let shared: Vec<SharedBytes<'_>> = buffers.iter().map(InputBuffer::shared).collect();
+        let stream = stream.shared();
         let kept = self.kept_description(namespace, name, description)?;
         let description = kept.as_deref().or(description).unwrap_or("");
         let meta = py
             .detach(|| {
-                pickle_payload(stream, &slices, |payload| {
+                pickle_segments(stream, &shared, |segments| {
                     self.store
-                        .put(namespace, name, &payload.with_description(description))
+                        .put_shared(namespace, name, Codec::Pickle5, description, segments)
                 })
             })
             .py()?;
@@ -304,9 +306,24 @@ impl PyStore {
         Ok(())
     }
 
-    /// The object as an `Object` (a zero-copy buffer), or None.
-    fn get(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
-        match self.store.get(namespace, name).py()? {
+    /// The object as an `Object` (a zero-copy buffer), or None. With
+    /// `verify`, the payload is first checked against the checksum its
+    /// writer stored (a pass over every byte, without the GIL); a payload
+    /// changed since it was written raises `BrainCorruptError`.
+    #[pyo3(signature = (namespace, name, verify=false))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+        verify: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let view = if verify {
+            py.detach(|| self.store.get_verified(namespace, name))
+        } else {
+            self.store.get(namespace, name)
+        };
+        match view.py()? {
             Some(view) => Ok(Some(object(py, view)?)),
             None => Ok(None),
         }
@@ -566,6 +583,14 @@ impl PyStore {
         Ok(dict)
     }
 
+    /// Keeps `bytes` of the store's memory allocated for this process's
+    /// writes (in the background, or before returning with `wait`); returns
+    /// the bytes allocated when waiting.
+    #[pyo3(signature = (bytes, wait=false))]
+    fn preallocate(&self, py: Python<'_>, bytes: u64, wait: bool) -> PyResult<u64> {
+        py.detach(|| self.store.preallocate(bytes, wait)).py()
+    }
+
     /// Drops this process's cached mappings of large objects.
     fn clear_cache(&self) {
         self.store.clear_cache();
@@ -620,8 +645,8 @@ impl PyWriter {
     /// Appends a buffer to the payload; returns its length.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let buffer = InputBuffer::new(data)?;
-        let bytes = buffer.bytes();
-        self.with(py, |writer| writer.write_payload(bytes))?;
+        let bytes = buffer.shared();
+        self.with(py, |writer| writer.write_shared(bytes))?;
         Ok(bytes.len())
     }
 

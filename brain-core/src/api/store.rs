@@ -16,6 +16,7 @@ use crate::api::error::{Error, Location, Result};
 use crate::api::names::validate_name;
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::Codec;
+use crate::sys::SharedBytes;
 
 /// An object to write: its codec, description and payload bytes, given as
 /// segments that are written back to back (so a header and a buffer need not
@@ -186,6 +187,26 @@ pub trait WriteObject: Send + fmt::Debug {
     /// [`Error::StoreFull`], or an I/O error.
     fn write_payload(&mut self, bytes: &[u8]) -> Result<()>;
 
+    /// Appends bytes that another thread may write while they are copied (a
+    /// writable Python buffer). The default copies them, a piece at a time,
+    /// into a private buffer first; a store that copies them directly
+    /// overrides it.
+    ///
+    /// # Errors
+    /// As [`WriteObject::write_payload`].
+    fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
+        const PIECE: usize = 1 << 20;
+        let mut buffer = vec![0u8; bytes.len().min(PIECE)];
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = (bytes.len() - at).min(PIECE);
+            bytes.slice(at, at + n).copy_to(&mut buffer[..n]);
+            self.write_payload(&buffer[..n])?;
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Bytes of payload written so far.
     fn payload_len(&self) -> u64;
 
@@ -216,6 +237,16 @@ impl ObjectWriter {
     /// [`Error::StoreFull`] when the store fills up, or another I/O error.
     pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
         self.inner.write_payload(bytes)
+    }
+
+    /// Appends bytes that another thread may write while they are copied:
+    /// a torn value can be stored, never undefined behaviour (see
+    /// [`SharedBytes`]).
+    ///
+    /// # Errors
+    /// As [`ObjectWriter::write_payload`].
+    pub fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
+        self.inner.write_shared(bytes)
     }
 
     /// Bytes of payload written so far.
@@ -397,6 +428,30 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         writer.commit()
     }
 
+    /// Writes an object whose payload is the concatenation of `segments`,
+    /// bytes that another thread may write while they are copied (a
+    /// writable Python buffer): a torn value may be stored then, never
+    /// undefined behaviour, and the checksum stored is that of the bytes
+    /// stored.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    fn put_shared(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        let len = segments.iter().map(|s| s.len() as u64).sum();
+        let mut writer = self.writer(namespace, name, codec, description, Some(len))?;
+        for segment in segments {
+            writer.write_shared(*segment)?;
+        }
+        writer.commit()
+    }
+
     /// Starts writing an object whose payload comes in pieces; nothing is
     /// visible until [`ObjectWriter::commit`].
     ///
@@ -419,6 +474,22 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`Error::Corrupt`], [`Error::KeyCollision`], [`Error::UnsupportedVersion`], or I/O.
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>>;
+
+    /// Reads an object and checks its payload against the checksum its
+    /// writer stored (a pass over every byte): a payload changed after it
+    /// was written is an error, never data. An object stored without a
+    /// checksum (by an older build) is returned unchecked.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the payload does not match its checksum; as
+    /// [`ObjectStore::get`].
+    fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
+        view.verify(self.location().join(namespace).join(name))?;
+        Ok(Some(view))
+    }
 
     /// Reads an object's metadata only. `None` when it does not exist.
     ///
@@ -593,6 +664,25 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         ))
     }
 
+    /// Keeps `bytes` of memory allocated for this process's writes, as
+    /// Plasma's `-m` and Ray's `object_store_memory` do: a write of a new
+    /// name then copies into memory that is already allocated and mapped,
+    /// as a replacing write does. With `wait`, returns once it is allocated
+    /// (the bytes allocated); else it is allocated in the background (0).
+    /// The memory counts in the store's usage as memory kept for reuse
+    /// ([`Usage::recycled`]), free for any write, and `gc` gives it back.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a store that allocates as it writes; I/O.
+    fn preallocate(&self, bytes: u64, wait: bool) -> Result<u64> {
+        let _ = (bytes, wait);
+        Err(unsupported(
+            self,
+            "preallocate memory",
+            "this kind of store allocates memory as it writes",
+        ))
+    }
+
     /// Drops what this process keeps of objects it read (mappings, copies),
     /// so memory of objects deleted since is given back. A no-op for stores
     /// that keep nothing.
@@ -618,6 +708,19 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
         (**self).get(namespace, name)
+    }
+    fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        (**self).get_verified(namespace, name)
+    }
+    fn put_shared(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        (**self).put_shared(namespace, name, codec, description, segments)
     }
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
         (**self).metadata(namespace, name)
@@ -666,6 +769,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn fsck(&self, delete_corrupt: bool) -> Result<FsckReport> {
         (**self).fsck(delete_corrupt)
+    }
+    fn preallocate(&self, bytes: u64, wait: bool) -> Result<u64> {
+        (**self).preallocate(bytes, wait)
     }
     fn clear_cache(&self) {
         (**self).clear_cache()

@@ -12,6 +12,7 @@ use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::ndarray::NdArrayMeta;
 use crate::format::parts::{self, PartsLayout};
 use crate::format::{arrow, Codec};
+use crate::sys::SharedBytes;
 
 fn expect_codec(view: &ObjectView, expected: &[Codec]) -> Result<()> {
     let meta = view.meta();
@@ -215,6 +216,51 @@ pub fn ndarray_payload<R>(
     let layout = PartsLayout::new(&[json.len(), data.len()]);
     let segments = layout.segments(&[&json, data]);
     f(Payload::segments(Codec::NdArray, &segments))
+}
+
+/// As [`ndarray_payload`], for data that another thread may write while it
+/// is copied (a writable numpy array): `f` gets the payload's segments, for
+/// [`ObjectStore::put_shared`].
+///
+/// # Errors
+/// [`Error::Codec`] when `data` is not the length `meta` describes; what `f` returns.
+pub fn ndarray_segments<R>(
+    (namespace, name): (&str, &str),
+    meta: &NdArrayMeta,
+    data: SharedBytes<'_>,
+    f: impl FnOnce(&[SharedBytes<'_>]) -> Result<R>,
+) -> Result<R> {
+    meta.check_data_len(data.len() as u64)
+        .map_err(|detail| Error::Codec {
+            namespace: namespace.into(),
+            name: name.into(),
+            codec: Codec::NdArray,
+            action: "encode",
+            detail,
+        })?;
+    let json = meta.to_json();
+    let layout = PartsLayout::new(&[json.len(), data.len()]);
+    let segments = layout.segments_of(&[SharedBytes::from(&json[..]), data]);
+    f(&segments)
+}
+
+/// As [`pickle_payload`], for buffers that another thread may write while
+/// they are copied: `f` gets the payload's segments, for
+/// [`ObjectStore::put_shared`].
+///
+/// # Errors
+/// What `f` returns.
+pub fn pickle_segments<R>(
+    pickle: SharedBytes<'_>,
+    buffers: &[SharedBytes<'_>],
+    f: impl FnOnce(&[SharedBytes<'_>]) -> Result<R>,
+) -> Result<R> {
+    let mut all = Vec::with_capacity(buffers.len() + 1);
+    all.push(pickle);
+    all.extend_from_slice(buffers);
+    let layout = PartsLayout::new(&all.iter().map(|b| b.len()).collect::<Vec<_>>());
+    let segments = layout.segments_of(&all);
+    f(&segments)
 }
 
 /// Calls `f` with the payload of a pickle-5 object: the pickle stream, then

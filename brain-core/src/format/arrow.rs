@@ -163,7 +163,12 @@ mod tests {
             ],
         )
         .unwrap();
-        let bytes = Buffer::from_vec(encode(&schema, std::slice::from_ref(&batch)).unwrap());
+        // A stored payload is 64-byte aligned; a Vec<u8> is only promised 1
+        // (miri gives exactly that), and an unaligned column would be copied.
+        let encoded = encode(&schema, std::slice::from_ref(&batch)).unwrap();
+        let mut aligned = arrow_buffer::MutableBuffer::new(encoded.len());
+        aligned.extend_from_slice(&encoded);
+        let bytes = Buffer::from(aligned);
         let (decoded_schema, batches) = decode(&bytes).unwrap();
         assert_eq!(decoded_schema, schema);
         assert_eq!(batches, vec![batch]);

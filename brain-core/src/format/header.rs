@@ -5,7 +5,9 @@
 //!      0    8 magic  b"BRAINOBJ"
 //!      8    2 format version (u16 LE)
 //!     10    2 codec tag (u16 LE)
-//!     12    4 flags (u32 LE): bit 0 = payload checksum present
+//!     12    4 flags (u32 LE): bit 0 = payload checksum, xxh3-64 of the whole
+//!             payload; bit 1 = payload checksum, xxh3-64 over 1 MiB chunks
+//!             (format/checksum.rs); never both
 //!     16    4 header length = payload offset, a multiple of 64 (u32 LE)
 //!     20    4 namespace length (u32 LE)
 //!     24    4 name length (u32 LE)
@@ -13,13 +15,14 @@
 //!     32    8 payload length (u64 LE)
 //!     40    8 creation time, nanoseconds since the Unix epoch (i64 LE)
 //!     48   16 object key (u128 LE)
-//!     64    8 payload checksum, xxh3-64 (u64 LE), 0 when absent
+//!     64    8 payload checksum (u64 LE) of the kind the flags say, 0 when absent
 //!     72    8 header checksum, xxh3-64 of bytes 0..72 and the three strings
 //!     80    . namespace, name, description (UTF-8), zero padding to the header length
 //! ```
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::checksum::payload_checksum;
 use super::codec::Codec;
 use super::key::{ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
 use super::FormatError;
@@ -42,8 +45,53 @@ const fn align_up_const(len: usize) -> usize {
     len.div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
 }
 
-/// Flag bit: the payload checksum field is set.
+/// Flag bit: the payload checksum field holds the xxh3-64 of the whole payload.
 pub(crate) const FLAG_PAYLOAD_CHECKSUM: u32 = 1;
+/// Flag bit: the payload checksum field holds the chunked checksum
+/// (format/checksum.rs). Builds that predate it ignore the bit, and so the
+/// checksum: they read such objects as objects without one.
+pub const FLAG_CHUNKED_CHECKSUM: u32 = 2;
+
+/// A payload's stored checksum, and which kind it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadChecksum {
+    /// xxh3-64 of the whole payload (flag bit 0), written by older builds
+    /// with checksums turned on.
+    Whole(u64),
+    /// xxh3-64 over 1 MiB chunks, combined (flag bit 1): what every writer
+    /// stores now.
+    Chunked(u64),
+}
+
+impl PayloadChecksum {
+    /// The stored value.
+    pub fn value(self) -> u64 {
+        match self {
+            PayloadChecksum::Whole(v) | PayloadChecksum::Chunked(v) => v,
+        }
+    }
+
+    /// The checksum of `payload`, computed the same way.
+    pub fn compute(self, payload: &[u8]) -> u64 {
+        match self {
+            PayloadChecksum::Whole(_) => xxhash_rust::xxh3::xxh3_64(payload),
+            PayloadChecksum::Chunked(_) => payload_checksum(payload),
+        }
+    }
+
+    /// `Ok` when `payload` has this checksum, else the one it has.
+    ///
+    /// # Errors
+    /// The checksum `payload` gives, when it differs.
+    pub fn check(self, payload: &[u8]) -> Result<(), u64> {
+        let found = self.compute(payload);
+        if found == self.value() {
+            Ok(())
+        } else {
+            Err(found)
+        }
+    }
+}
 
 /// A decoded object header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +149,17 @@ impl Header {
         align_up(HEADER_FIXED_LEN + namespace.len() + name.len() + description.len())
     }
 
+    /// The payload's checksum and its kind, when the writer stored one.
+    pub fn checksum(&self) -> Option<PayloadChecksum> {
+        self.payload_checksum.map(|value| {
+            if self.flags & FLAG_CHUNKED_CHECKSUM != 0 {
+                PayloadChecksum::Chunked(value)
+            } else {
+                PayloadChecksum::Whole(value)
+            }
+        })
+    }
+
     /// The whole file's length: header plus payload.
     pub fn file_len(&self) -> u64 {
         self.encoded_len() as u64 + self.payload_len
@@ -113,9 +172,13 @@ impl Header {
         out[0..8].copy_from_slice(&MAGIC);
         out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         out[10..12].copy_from_slice(&self.codec.tag().to_le_bytes());
+        let kinds = FLAG_PAYLOAD_CHECKSUM | FLAG_CHUNKED_CHECKSUM;
         let flags = match self.payload_checksum {
-            Some(_) => self.flags | FLAG_PAYLOAD_CHECKSUM,
-            None => self.flags & !FLAG_PAYLOAD_CHECKSUM,
+            Some(_) if self.flags & FLAG_CHUNKED_CHECKSUM != 0 => {
+                (self.flags & !kinds) | FLAG_CHUNKED_CHECKSUM
+            }
+            Some(_) => (self.flags & !kinds) | FLAG_PAYLOAD_CHECKSUM,
+            None => self.flags & !kinds,
         };
         out[12..16].copy_from_slice(&flags.to_le_bytes());
         out[16..20].copy_from_slice(&(len as u32).to_le_bytes());
@@ -222,7 +285,13 @@ impl Header {
         let name = strings.pop().expect("three strings");
         let namespace = strings.pop().expect("three strings");
         let flags = read_u32(bytes, 12);
+        if flags & FLAG_PAYLOAD_CHECKSUM != 0 && flags & FLAG_CHUNKED_CHECKSUM != 0 {
+            return Err(FormatError::malformed(
+                "the flags name two kinds of payload checksum",
+            ));
+        }
         let checksum = u64::from_le_bytes(bytes[64..72].try_into().expect("8 bytes"));
+        let has_checksum = flags & (FLAG_PAYLOAD_CHECKSUM | FLAG_CHUNKED_CHECKSUM) != 0;
         Ok(Header {
             codec: Codec::from_tag(u16::from_le_bytes([bytes[10], bytes[11]])),
             flags: flags & !FLAG_PAYLOAD_CHECKSUM,
@@ -231,7 +300,7 @@ impl Header {
             key: ObjectKey(u128::from_le_bytes(
                 bytes[48..64].try_into().expect("16 bytes"),
             )),
-            payload_checksum: (flags & FLAG_PAYLOAD_CHECKSUM != 0).then_some(checksum),
+            payload_checksum: has_checksum.then_some(checksum),
             namespace,
             name,
             description,
@@ -319,6 +388,24 @@ mod tests {
         let longest = Header::decode(&header.encode()).unwrap();
         assert_eq!(longest.file_len(), i64::MAX as u64);
         assert_eq!(accounted(longest.file_len()), 1 << 63);
+    }
+
+    #[test]
+    fn both_checksum_kinds_round_trip_and_never_together() {
+        let mut chunked = sample("a", "b", "");
+        chunked.flags = FLAG_CHUNKED_CHECKSUM;
+        let bytes = chunked.encode();
+        assert_eq!(read_u32(&bytes, 12), FLAG_CHUNKED_CHECKSUM);
+        let back = Header::decode(&bytes).unwrap();
+        assert_eq!(back.checksum(), Some(PayloadChecksum::Chunked(42)));
+        let whole = Header::decode(&sample("a", "b", "").encode()).unwrap();
+        assert_eq!(whole.checksum(), Some(PayloadChecksum::Whole(42)));
+        let mut both = bytes.clone();
+        both[12] |= FLAG_PAYLOAD_CHECKSUM as u8;
+        let strings = HEADER_FIXED_LEN + 2;
+        let fixed = header_checksum(&both[..72], &both[HEADER_FIXED_LEN..strings]);
+        both[72..80].copy_from_slice(&fixed.to_le_bytes());
+        assert!(Header::decode(&both).is_err());
     }
 
     proptest! {

@@ -8,6 +8,7 @@
 //! place (a path, an address).
 
 pub mod arrow;
+pub mod checksum;
 mod codec;
 pub mod control;
 pub(crate) mod header;
@@ -17,8 +18,8 @@ pub mod parts;
 
 pub use codec::Codec;
 pub use header::{
-    accounted, stored_size, Header, ACCOUNTING_PAGE, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC,
-    PAYLOAD_ALIGN,
+    accounted, stored_size, Header, PayloadChecksum, ACCOUNTING_PAGE, FLAG_CHUNKED_CHECKSUM,
+    FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, PAYLOAD_ALIGN,
 };
 pub use key::{
     namespace_dir_name, ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN,

@@ -79,6 +79,27 @@ impl PartsLayout {
     }
 }
 
+impl PartsLayout {
+    /// As [`PartsLayout::segments`], for parts of any type that a slice of
+    /// the layout's own bytes converts into (bytes another thread may write,
+    /// say).
+    pub fn segments_of<'a, T: Copy + From<&'a [u8]>>(&'a self, parts: &[T]) -> Vec<T> {
+        assert_eq!(
+            parts.len() + 1,
+            self.padding.len(),
+            "parts do not match the layout"
+        );
+        let mut out = Vec::with_capacity(parts.len() * 2 + 2);
+        out.push(T::from(&self.table[..]));
+        out.push(T::from(&ZEROS[..self.padding[0]]));
+        for (part, &pad) in parts.iter().zip(&self.padding[1..]) {
+            out.push(*part);
+            out.push(T::from(&ZEROS[..pad]));
+        }
+        out
+    }
+}
+
 /// Splits a payload in the parts layout into zero-copy slices.
 ///
 /// # Errors

@@ -24,13 +24,16 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    // rustix's raw Linux backend gives the nanoseconds unsigned, its libc
+    // backend (under miri) signed.
+    #[allow(clippy::unnecessary_cast)]
     pub(crate) fn of(st: &rustix::fs::Stat) -> Stamp {
         Stamp {
             dev: st.st_dev,
             ino: st.st_ino,
             size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
+            mtime: (st.st_mtime, st.st_mtime_nsec as u64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as u64),
         }
     }
 }

@@ -228,10 +228,15 @@ fn check_bytes(file: &mut File, path: &Path, key: ObjectKey) -> Result<()> {
             ),
         ));
     }
-    if let Some(expected) = header.payload_checksum {
-        let actual = xxhash_rust::xxh3::xxh3_64(&bytes[header.encoded_len()..]);
-        if actual != expected {
-            return Err(Error::corrupt(path, "payload checksum mismatch"));
+    if let Some(checksum) = header.checksum() {
+        if let Err(found) = checksum.check(&bytes[header.encoded_len()..]) {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "payload checksum mismatch: stored {:016x}, the payload gives {found:016x}",
+                    checksum.value()
+                ),
+            ));
         }
     }
     Ok(())

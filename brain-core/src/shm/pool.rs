@@ -41,11 +41,14 @@
 //! next large write, an open or `gc`. Deleting an object frees its memory at
 //! once: only replaced objects are kept. Recycling is on only on a tmpfs.
 
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::fs::{Mode, OFlags};
 
 use super::capacity::Exclusive;
 use super::dirs::read_dir;
@@ -53,6 +56,55 @@ use super::Store;
 use crate::api::error::Result;
 use crate::format::accounted;
 use crate::sys::names::{now_ms, tmp_owner, unique_suffix, unique_tmp_name};
+use crate::sys::{WritableFile, WritableMapping};
+
+/// At most this many writable mappings are kept per process (the
+/// preallocated files' among them: 24 at most, two of each size).
+const WARM_MAX: usize = 32;
+/// Room for an object's header above a preallocated file's power of two.
+const PREALLOC_SLACK: u64 = 64 << 10;
+/// The largest preallocated file: 2 GiB and its slack.
+const PREALLOC_LARGEST: u32 = 11;
+
+/// What this process was asked to preallocate, and whether a thread is
+/// filling the pool now.
+#[derive(Debug, Default)]
+pub(crate) struct Prealloc {
+    target: AtomicU64,
+    filling: AtomicBool,
+}
+
+/// Whether a pool file was made by preallocation (`<len>.<ms>.<pid>~<ns>.pre<n>.<nanos>`).
+fn is_preallocated(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.split('.').nth(3))
+        .is_some_and(|kind| kind.starts_with("pre"))
+}
+
+/// The files that preallocating `bytes` makes: one of each size from 1 MiB
+/// to 2 GiB (doubling, each with room for a header) that fits, then again,
+/// until the next would pass `bytes`. A write takes a pooled file from half
+/// to twice its size, trimming a larger one: so every object size up to
+/// 2 GiB finds one, and the common ones (a few sizes written again and
+/// again) find one each time.
+fn prealloc_sizes(bytes: u64) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    loop {
+        let before = sizes.len();
+        for k in 0..=PREALLOC_LARGEST {
+            let len = (1u64 << (20 + k)) + PREALLOC_SLACK;
+            if total + accounted(len) <= bytes {
+                sizes.push(len);
+                total += accounted(len);
+            }
+        }
+        if sizes.len() == before {
+            sizes.sort_unstable();
+            return sizes;
+        }
+    }
+}
 
 /// Files of at least this many bytes are recycled, and their readers lock
 /// them. Below it a fresh file costs little next to the system calls of a write.
@@ -75,9 +127,44 @@ pub(crate) fn recyclable(file_len: u64) -> bool {
 /// takes and `gc` leaves alone while this process lives. It moves into the
 /// namespace only once the object is whole, like an unnamed fresh file.
 pub(crate) struct Reused {
-    pub(crate) fd: OwnedFd,
+    pub(crate) file: WritableFile,
     pub(crate) path: PathBuf,
     pub(crate) len: u64,
+    /// This process's mapping of the file from an earlier write, pages
+    /// still mapped: the copy goes at memory speed.
+    pub(crate) warm: Option<WritableMapping>,
+}
+
+/// Writable mappings this process made of files it wrote, kept after the
+/// write so that when the file comes back from the pool, the next write
+/// finds its pages mapped. A mapping is never written until its file is
+/// claimed again (`WritableMapping::bytes_mut` needs the claim), and one
+/// whose file was deleted is dropped at the next write, `gc` or
+/// `clear_cache`, giving its memory back.
+#[derive(Debug, Default)]
+pub(crate) struct WarmFiles {
+    files: Vec<(WritableMapping, OwnedFd)>,
+}
+
+impl WarmFiles {
+    /// Drops the mappings whose file is gone (unlinked): only this process
+    /// keeps its memory alive.
+    fn sweep(&mut self) {
+        self.files
+            .retain(|(_, fd)| rustix::fs::fstat(fd).is_ok_and(|st| st.st_nlink > 0));
+    }
+
+    fn take(&mut self, identity: (u64, u64)) -> Option<WritableMapping> {
+        let at = self
+            .files
+            .iter()
+            .position(|(m, _)| m.identity() == identity)?;
+        Some(self.files.swap_remove(at).0)
+    }
+
+    fn contains(&self, identity: (u64, u64)) -> bool {
+        self.files.iter().any(|(m, _)| m.identity() == identity)
+    }
 }
 
 /// One file in the pool, as its name describes it: `<len>.<unix ms>.<unique>`.
@@ -85,6 +172,8 @@ struct Pooled {
     len: u64,
     since: u64,
     path: PathBuf,
+    /// Made by preallocation, not by a replace.
+    preallocated: bool,
 }
 
 impl Store {
@@ -101,11 +190,13 @@ impl Store {
         if !self.inner.recycling_allowed {
             return 0;
         }
-        self.inner.recycle_limit.unwrap_or_else(|| {
+        let limit = self.inner.recycle_limit.unwrap_or_else(|| {
             let filesystem = rustix::fs::statvfs(&self.inner.root)
                 .map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize));
             filesystem.min(self.inner.control.capacity()) / 8
-        })
+        });
+        // Memory preallocated on purpose is the pool's too.
+        limit.max(self.inner.prealloc.target.load(Ordering::Relaxed))
     }
 
     /// Lists the pool, deleting files idle past the idle time (every file
@@ -134,7 +225,9 @@ impl Store {
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
-            if all || now.saturating_sub(since) >= idle {
+            // Preallocated files wait as long as it takes: they are there to be used.
+            let idles = !is_preallocated(&name);
+            if all || (idles && now.saturating_sub(since) >= idle) {
                 // Exactly one of this unlink and a writer's claiming rename
                 // succeeds, so the bytes are released once.
                 if std::fs::remove_file(&path).is_ok() {
@@ -144,7 +237,13 @@ impl Store {
                 }
                 continue;
             }
-            kept.push(Pooled { len, since, path });
+            let preallocated = !idles;
+            kept.push(Pooled {
+                len,
+                since,
+                path,
+                preallocated,
+            });
         }
         Ok((kept, files, bytes))
     }
@@ -154,8 +253,12 @@ impl Store {
         let Ok(_entered) = self.inner.control.enter() else {
             return (0, 0);
         };
-        self.scan_pool(true)
-            .map_or((0, 0), |(_, files, bytes)| (files, bytes))
+        let drained = self
+            .scan_pool(true)
+            .map_or((0, 0), |(_, files, bytes)| (files, bytes));
+        // Mappings this process kept of what was just deleted would hold its memory.
+        self.sweep_warm();
+        drained
     }
 
     /// Deletes pooled files idle past the idle time.
@@ -184,9 +287,36 @@ impl Store {
         // least half as large is extended. Best fit first, then oldest first,
         // so files cycle through the pool instead of idling out of it.
         candidates.retain(|p| p.len <= file_len.saturating_mul(2) && p.len >= file_len / 2);
-        candidates.sort_by_key(|p| (p.len < file_len, p.len.abs_diff(file_len), p.since));
+        // A file this process mapped before comes first: its pages are
+        // mapped here already, which saves more than any fit.
+        let warm = self.inner.warm.lock().expect("warm files lock");
+        let cold = |p: &Pooled| {
+            warm.files.is_empty()
+                || !rustix::fs::stat(&p.path).is_ok_and(|st| warm.contains((st.st_dev, st.st_ino)))
+        };
+        let mut keyed: Vec<_> = candidates
+            .into_iter()
+            .map(|p| {
+                (
+                    (
+                        cold(&p),
+                        p.len < file_len,
+                        p.len.abs_diff(file_len),
+                        p.since,
+                    ),
+                    p,
+                )
+            })
+            .collect();
+        drop(warm);
+        keyed.sort_by_key(|(key, _)| *key);
+        let candidates = keyed.into_iter().map(|(_, p)| p);
         for pooled in candidates {
             if let Some(reused) = self.claim(&pooled) {
+                if pooled.preallocated {
+                    // Made again in the background, for the next new name.
+                    self.refill_in_background();
+                }
                 return Ok(Some(reused));
             }
         }
@@ -201,7 +331,7 @@ impl Store {
         // Pooled files are left writable by their owner (see `retire`).
         let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
-        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).ok()?;
+        let file = WritableFile::claim(fd).ok()??;
         let claimed = self.pool_dir().join(unique_tmp_name("claim"));
         // Exactly one claimer's rename succeeds; a loser sees the file gone
         // (or an idle sweep deleted it).
@@ -210,16 +340,178 @@ impl Store {
         // Before any byte of the new object: a reader holding a descriptor
         // from the file's old life must not take what follows for the old
         // object, even if this writer dies part-way.
-        if rustix::io::pwrite(&fd, &[0u8; 8], 0).is_err() {
+        if rustix::io::pwrite(file.fd(), &[0u8; 8], 0).is_err() {
             let _ = std::fs::remove_file(&claimed);
             return None;
         }
+        let warm = self
+            .inner
+            .warm
+            .lock()
+            .expect("warm files lock")
+            .take(file.identity());
         // The name's length is the file's: `retire` took it from the file.
         Some(Reused {
-            fd,
+            file,
             path: claimed,
             len: pooled.len,
+            warm,
         })
+    }
+
+    /// Keeps the mapping of a file this process just wrote, for the next
+    /// write into it. At most [`WARM_MAX`] are kept, and none once
+    /// recycling is off: a kept mapping holds its file's memory even after
+    /// the file is deleted, until the next sweep.
+    pub(crate) fn keep_warm(&self, map: WritableMapping, fd: OwnedFd) {
+        if self.recycle_limit() == 0 {
+            return;
+        }
+        let mut warm = self.inner.warm.lock().expect("warm files lock");
+        warm.sweep();
+        if warm.files.len() >= WARM_MAX {
+            warm.files.remove(0);
+        }
+        warm.files.push((map, fd));
+    }
+
+    /// Keeps `bytes` of memory allocated in the pool for this process's
+    /// writes (like Plasma's `-m` or Ray's `object_store_memory`): files of
+    /// the sizes [`prealloc_sizes`] gives are allocated, mapped and faulted
+    /// in now, so a write of a new name takes one and copies at the speed of
+    /// a replacing write; a file taken is made again in the background. The
+    /// pool's limit rises to `bytes`, and the files count in the store's
+    /// capacity as the pool does (free for writes, shown as `recycled`);
+    /// `brain gc` gives them back. Returns the bytes the pool gained.
+    ///
+    /// # Errors
+    /// An I/O error making a file. A full store or filesystem stops the
+    /// filling without an error.
+    pub fn preallocate(&self, bytes: u64) -> Result<u64> {
+        self.inner.prealloc.target.store(bytes, Ordering::Relaxed);
+        if !self.inner.recycling_allowed {
+            return Ok(0);
+        }
+        self.fill_pool()
+    }
+
+    /// As [`Store::preallocate`], on a thread of its own: returns at once.
+    pub fn preallocate_in_background(&self, bytes: u64) {
+        self.inner.prealloc.target.store(bytes, Ordering::Relaxed);
+        self.refill_in_background();
+    }
+
+    /// Starts a thread that makes the preallocated files missing from the
+    /// pool, unless one is running. It holds the store weakly and ends when
+    /// the pool is full: an idle process keeps no thread (a thread makes
+    /// every system call of a process a little slower).
+    fn refill_in_background(&self) {
+        let prealloc = &self.inner.prealloc;
+        if prealloc.target.load(Ordering::Relaxed) == 0
+            || prealloc.filling.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("brain-prealloc".into())
+            .spawn(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let store = Store { inner };
+                    let _ = store.fill_pool();
+                    store.inner.prealloc.filling.store(false, Ordering::Release);
+                }
+            });
+        if spawned.is_err() {
+            prealloc.filling.store(false, Ordering::Release);
+        }
+    }
+
+    /// Makes the preallocated files missing from the pool; returns their bytes.
+    fn fill_pool(&self) -> Result<u64> {
+        let target = self.inner.prealloc.target.load(Ordering::Relaxed);
+        let mut missing = prealloc_sizes(target);
+        for entry in read_dir(self.pool_dir())? {
+            if is_preallocated(&entry.file_name()) {
+                let len = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.split('.').next()?.parse().ok());
+                if let Some(at) = missing.iter().position(|&l| Some(l) == len) {
+                    missing.remove(at);
+                }
+            }
+        }
+        let mut made = 0;
+        // Largest first: the sizes that cost most to fault in on a write.
+        for len in missing.into_iter().rev() {
+            match self.preallocate_file(len)? {
+                true => made += accounted(len),
+                false => break,
+            }
+        }
+        Ok(made)
+    }
+
+    /// Makes one preallocated file of `len` bytes in the pool, mapped and
+    /// faulted in by this process. `false` when the pool, the store or the
+    /// filesystem has no room for it.
+    fn preallocate_file(&self, len: u64) -> Result<bool> {
+        let io =
+            |e: std::io::Error| crate::api::error::Error::io("preallocate in", self.pool_dir(), e);
+        let tmp = self.pool_dir().join(unique_tmp_name("pre"));
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&tmp, flags, Mode::from_bits_truncate(POOL_MODE))
+            .map_err(|e| io(e.into()))?;
+        let made = (|| -> Result<bool> {
+            let Some(mut file) = WritableFile::claim(fd).map_err(io)? else {
+                return Ok(false);
+            };
+            match file.allocate(0, len) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::NOSPC) | Err(rustix::io::Errno::OPNOTSUPP) => {
+                    return Ok(false)
+                }
+                Err(e) => return Err(io(e.into())),
+            }
+            let size = usize::try_from(len).map_err(|_| io(std::io::Error::other("too large")))?;
+            let mut map = WritableMapping::map(&file, size).map_err(io)?;
+            crate::sys::populate_for_write(map.bytes_mut(&file).map_err(io)?);
+            let fd = file.release();
+            let _entered = self.inner.control.enter()?;
+            if !self.inner.control.pool_admit(len, self.recycle_limit()) {
+                return Ok(false);
+            }
+            let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pre"));
+            if rustix::fs::rename(&tmp, self.pool_dir().join(name)).is_err() {
+                self.inner.control.pool_left(len);
+                return Ok(false);
+            }
+            let mut warm = self.inner.warm.lock().expect("warm files lock");
+            warm.files.push((map, fd));
+            Ok(true)
+        })();
+        if !matches!(made, Ok(true)) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        made
+    }
+
+    /// Drops every kept mapping (`clear_cache`), and with them the memory
+    /// of files deleted since.
+    pub(crate) fn forget_warm(&self) {
+        self.inner
+            .warm
+            .lock()
+            .expect("warm files lock")
+            .files
+            .clear();
+    }
+
+    /// Drops kept mappings whose file was deleted.
+    pub(crate) fn sweep_warm(&self) {
+        self.inner.warm.lock().expect("warm files lock").sweep();
     }
 
     /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,
@@ -236,6 +528,10 @@ impl Store {
             self.inner.control.pool_left(len);
         }
         let _ = std::fs::remove_file(tmp);
+        if recyclable(len) {
+            // This process may keep a mapping of the file for its next write.
+            self.sweep_warm();
+        }
     }
 
     /// Counts a file of `file_len` bytes into the pool, deleting idle files

@@ -15,8 +15,8 @@ use crate::api::error::{Error, Result};
 use crate::api::names::{validate_name, validate_namespace};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::{Header, ObjectKey};
-use crate::sys::io::{open_readonly, os, read_full, read_start, replaced_under, try_lock_shared};
-use crate::sys::Mapping;
+use crate::sys::io::{open_readonly, read_full, read_start, replaced_under, try_lock_shared};
+use crate::sys::{Mapping, SharedLocked};
 
 /// A get first reads this much, which holds the header and most small payloads.
 pub(crate) const FIRST_READ: usize = 4096;
@@ -122,11 +122,22 @@ impl Store {
         // from then on no writer can rewrite it. What was read before the
         // lock is checked again under it.
         let locked = recyclable(file_len);
-        if locked && (!lock_shared(fd, path)? || header_changed(fd, header, path)) {
-            return Ok(None);
-        }
         let file_len = usize::try_from(file_len)
             .map_err(|_| Error::corrupt(path, "payload length exceeds the address space"))?;
+        let mapped = file_len > self.inner.small_object_limit;
+        // Every mapping is made under a shared lock (sys/mapping.rs), and a
+        // recyclable file is read under one.
+        let guard = if locked || mapped {
+            match SharedLocked::try_lock(fd.as_fd()).map_err(|e| Error::io("lock", path, e))? {
+                Some(guard) => Some(guard),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        if locked && header_changed(fd, header, path) {
+            return Ok(None);
+        }
         if file_len <= self.inner.small_object_limit {
             let mut bytes = if file_len <= FIRST_READ {
                 first.truncate(file_len);
@@ -149,13 +160,15 @@ impl Store {
                 ));
             }
             bytes.truncate(file_len);
-            let view = ObjectView::new(meta, Buffer::from(bytes).slice(header_len));
+            let view = ObjectView::new(meta, Buffer::from(bytes).slice(header_len))
+                .with_checksum(header.checksum());
             if !locked {
                 self.remember_copy(key, path, fd, &view);
             }
             return Ok(Some(view));
         }
-        let stat = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, os(e)))?;
+        let guard = guard.expect("a mapped file is locked");
+        let stat = *guard.stat();
         if stat.st_size as u64 != file_len as u64 {
             if replaced_under(fd, path) {
                 return Ok(None);
@@ -166,8 +179,10 @@ impl Store {
             ));
         }
         // The mapping holds the open file, and with it the shared lock.
-        let mapping = Mapping::map_readonly(fd, file_len).map_err(|e| Error::io("map", path, e))?;
-        let view = ObjectView::from_mapping(meta, mapping, header_len);
+        let mapping =
+            Mapping::map_readonly(&guard, file_len).map_err(|e| Error::io("map", path, e))?;
+        let view =
+            ObjectView::from_mapping(meta, mapping, header_len).with_checksum(header.checksum());
         self.remember(key, path, &stat, &view);
         Ok(Some(view))
     }

@@ -13,18 +13,21 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, FallocateFlags, FlockOperation, Mode, OFlags, RenameFlags, CWD};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::capacity::{Entered, Reservation};
+use super::fill::Fill;
+use super::pool::recyclable;
 use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
 use crate::api::view::ObjectMeta;
-use crate::format::{accounted, Codec, Header, ObjectKey};
+use crate::format::checksum::payload_checksum;
+use crate::format::{accounted, Codec, Header, ObjectKey, FLAG_CHUNKED_CHECKSUM};
 use crate::sys::io::{is_enospc, os, write_all_at};
 use crate::sys::names::unique_tmp_name;
+use crate::sys::{SharedBytes, WritableFile, WritableMapping};
 
 /// Objects up to this size (header included) are gathered in memory and
 /// written with one system call at commit. Larger files get their space
@@ -39,8 +42,9 @@ const HEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub(crate) struct ShmWriter {
     store: Store,
     dir: PathBuf,
-    /// The file, once the object outgrew memory (`None` while it is small).
-    fd: Option<OwnedFd>,
+    /// The file and its mapping, once the object outgrew memory (`None`
+    /// while it is small).
+    dest: Option<Dest>,
     /// The payload while the object is small.
     pending: Vec<u8>,
     /// The file's name while it is linked but not yet sealed (a small
@@ -59,11 +63,18 @@ pub(crate) struct ShmWriter {
     /// The shared hold on the store's accounting lock, from the first
     /// reservation to the publish (see capacity.rs).
     entered: Option<Entered>,
-    /// Bytes allocated by fallocate: the file is trimmed when less is written.
-    allocated: u64,
-    /// Boxed: Xxh3 is 64-byte aligned, which would make the writer itself
-    /// over-aligned for allocators that embed it (Python objects are 16-aligned).
-    checksum: Option<Box<Xxh3>>,
+    /// The payload's checksum, computed by the copy.
+    fill: Fill,
+}
+
+/// A large object's file, the right to write it, and a read-write mapping
+/// of it that the payload is copied into.
+struct Dest {
+    file: WritableFile,
+    map: WritableMapping,
+    /// Whether this process wrote through the mapping before, so its pages
+    /// are faulted in (no need to populate them).
+    warm: bool,
 }
 
 impl ShmWriter {
@@ -79,7 +90,7 @@ impl ShmWriter {
         let mut writer = ShmWriter {
             store: store.clone(),
             dir: store.ns_dir(namespace),
-            fd: None,
+            dest: None,
             pending: Vec::new(),
             linked_as: None,
             claimed: None,
@@ -98,46 +109,66 @@ impl ShmWriter {
             written: 0,
             reservation: None,
             entered: Some(store.inner.control.enter()?),
-            allocated: 0,
-            checksum: store.inner.checksums.then(|| Box::new(Xxh3::new())),
+            fill: Fill::default(),
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
+            // The pooled file first: its bytes leave the pool's count, so a
+            // pool that fills the capacity (preallocated) makes room for the
+            // reservation instead of being emptied by it.
+            let reused = file_len > SMALL_OBJECT && writer.reuse_pooled(file_len)?;
             writer.reserve(file_len)?;
-            if file_len > SMALL_OBJECT && !writer.reuse_pooled(file_len)? {
-                writer.open_large()?;
-                writer.preallocate(0, file_len)?;
+            if file_len > SMALL_OBJECT && !reused {
+                writer.open_large(file_len)?;
             }
         }
         Ok(writer)
     }
 
     /// Takes a replaced object's file from the pool to write into, sized to
-    /// `file_len`, so the copy lands in pages that are already allocated.
+    /// `file_len`, so the copy lands in pages that are already allocated
+    /// (and, when this process wrote the file before, already mapped).
     /// `false` when no pooled file fits or every one is still mapped.
     fn reuse_pooled(&mut self, file_len: u64) -> Result<bool> {
         let Some(reused) = self.store.take_pooled(file_len)? else {
             return Ok(false);
         };
         self.claimed = Some(reused.path);
-        let fd = self.fd.insert(reused.fd);
+        let mut file = reused.file;
         if reused.len > file_len {
             // The tail's pages go back to the filesystem now.
-            rustix::fs::ftruncate(&*fd, file_len)
-                .map_err(|e| Error::io("trim a reused file in", &self.dir, os(e)))?;
+            file.set_len(file_len)
+                .map_err(|e| Error::io("trim a reused file in", &self.dir, e))?;
         }
+        let map = match reused.warm {
+            Some(map) if map.len() as u64 >= file_len.min(reused.len) => Some(map),
+            _ => None,
+        };
+        let warm = map.is_some();
+        let map = match map {
+            Some(map) => map,
+            None => self.map(&file, reused.len.min(file_len))?,
+        };
+        self.dest = Some(Dest { file, map, warm });
         // A pooled file was written whole, so its pages exist: only a longer
         // object needs more (fallocate walks every page, even allocated ones).
-        self.allocated = reused.len.min(file_len);
         if reused.len < file_len {
-            self.preallocate(reused.len, file_len)?;
+            self.grow_to(file_len, file_len)?;
         }
         Ok(true)
     }
 
-    /// Opens the unnamed file a large object is written into, making the
-    /// namespace's directory if it is missing.
-    fn open_large(&mut self) -> Result<&OwnedFd> {
+    fn map(&self, file: &WritableFile, len: u64) -> Result<WritableMapping> {
+        let len = usize::try_from(len)
+            .map_err(|_| Error::io("map", &self.dir, io::Error::other("object too large")))?;
+        WritableMapping::map(file, len)
+            .map_err(|e| Error::io("map an object file in", &self.dir, e))
+    }
+
+    /// Opens the unnamed file a large object is written into (making the
+    /// namespace's directory if it is missing), allocates `file_len` bytes
+    /// and maps them.
+    fn open_large(&mut self, file_len: u64) -> Result<()> {
         let mode = FILE_MODE;
         let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
             Err(Errno::NOENT) => {
@@ -148,7 +179,53 @@ impl ShmWriter {
         }
         .map_err(|e| Error::io("create an object file in", &self.dir, os(e)))?;
         self.linked_as = linked_as;
-        Ok(self.fd.insert(fd))
+        let file = match self.linked_as {
+            // Named (no O_TMPFILE here): only this writer knows the name, and
+            // its exclusive lock says so.
+            Some(_) => WritableFile::claim(fd).and_then(|f| {
+                f.ok_or_else(|| io::Error::other("a new file is locked by someone else"))
+            }),
+            None => WritableFile::unnamed(fd),
+        }
+        .map_err(|e| Error::io("create an object file in", &self.dir, e))?;
+        let mut file = file;
+        self.allocate(&mut file, 0, file_len)?;
+        let map = self.map(&file, file_len)?;
+        self.dest = Some(Dest {
+            file,
+            map,
+            warm: false,
+        });
+        Ok(())
+    }
+
+    /// Makes the file and its mapping at least `end` bytes long, allocating
+    /// up to `target` (more than needed, for a streamed write that grows).
+    fn grow_to(&mut self, end: u64, target: u64) -> Result<()> {
+        let mut dest = self.dest.take().expect("a large object has its file");
+        let grown = self.grow_dest(&mut dest, end, target);
+        self.dest = Some(dest);
+        grown
+    }
+
+    fn grow_dest(&self, dest: &mut Dest, end: u64, target: u64) -> Result<()> {
+        let len = dest.file.len();
+        if len < end {
+            match self.allocate(&mut dest.file, len, target) {
+                Err(Error::StoreFull { .. }) if target > end => {
+                    self.allocate(&mut dest.file, len, end)?
+                }
+                other => other?,
+            }
+        }
+        if (dest.map.len() as u64) < end {
+            let len = usize::try_from(dest.file.len()).unwrap_or(usize::MAX);
+            dest.map
+                .resize(&dest.file, len)
+                .map_err(|e| Error::io("map an object file in", &self.dir, e))?;
+            dest.warm = false;
+        }
+        Ok(())
     }
 
     /// Creates a small object's file under a temporary name and writes all
@@ -234,23 +311,34 @@ impl ShmWriter {
     }
 
     /// Allocates the file's pages from `from` to `file_len` now, so a full
-    /// filesystem fails cleanly here instead of part-way through the copy.
-    fn preallocate(&mut self, from: u64, file_len: u64) -> Result<()> {
-        let fd = self.fd.as_ref().expect("a large object has its file open");
+    /// filesystem fails cleanly here instead of part-way through the copy
+    /// (a write into a mapped page that cannot be allocated is a SIGBUS).
+    fn allocate(&self, file: &mut WritableFile, from: u64, file_len: u64) -> Result<()> {
         let mut drained = false;
         loop {
-            match rustix::fs::fallocate(fd, FallocateFlags::empty(), from, file_len - from) {
-                Ok(()) => {
-                    self.allocated = file_len;
-                    return Ok(());
-                }
-                Err(Errno::OPNOTSUPP) => return Ok(()),
+            match file.allocate(from, file_len) {
+                Ok(()) => return Ok(()),
+                Err(Errno::OPNOTSUPP) => return self.allocate_by_writing(file, from, file_len),
                 // Pooled files hold pages a write needs more: give them back once.
                 Err(Errno::NOSPC) if !drained && self.store.drain_pool().0 > 0 => drained = true,
                 Err(Errno::NOSPC) => return Err(self.fs_full(file_len)),
                 Err(err) => return Err(Error::io("allocate space in", &self.dir, os(err))),
             }
         }
+    }
+
+    /// Where `fallocate` is not supported, pages are allocated by writing
+    /// zeros: a mapped write must never meet a page that cannot be had.
+    fn allocate_by_writing(&self, file: &mut WritableFile, from: u64, to: u64) -> Result<()> {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            write_all_at(file.fd(), &zeros[..n], at).map_err(|e| self.map_write_error(e, to))?;
+            at += n as u64;
+        }
+        file.set_len(file.len().max(to))
+            .map_err(|e| Error::io("allocate space in", &self.dir, e))
     }
 
     fn fs_full(&self, file_len: u64) -> Error {
@@ -267,40 +355,51 @@ impl ShmWriter {
         }
     }
 
-    /// Writes all of `bytes` at `offset` in the large object's file; when
-    /// the filesystem is full, gives back the pool's pages once and retries.
-    fn write_at(&self, bytes: &[u8], offset: u64) -> Result<()> {
-        let fd = self.fd.as_ref().expect("a large object has its file open");
-        let end = offset + bytes.len() as u64;
-        match write_all_at(fd, bytes, offset) {
-            Err(err) if is_enospc(&err) && self.store.drain_pool().0 > 0 => {
-                write_all_at(fd, bytes, offset).map_err(|e| self.map_write_error(e, end))
-            }
-            other => other.map_err(|e| self.map_write_error(e, end)),
-        }
-    }
-
     /// Appends `bytes` to the payload.
     pub(crate) fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_shared(SharedBytes::from(bytes))
+    }
+
+    /// Appends `bytes`, which another thread may be writing meanwhile, to
+    /// the payload: they are read only by copies that allow it (sys/copy.rs).
+    pub(crate) fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
         let end = self.header_len + self.written + bytes.len() as u64;
         // Capacity is claimed before the bytes land, so a streamed write
         // (one with no expected length) is refused as early as a sized one.
         self.reserve(end)?;
-        if self.fd.is_none() && end <= SMALL_OBJECT {
-            self.pending.extend_from_slice(bytes);
-        } else {
-            if self.fd.is_none() {
-                // Outgrew memory: move what was gathered into the file.
-                let gathered = std::mem::take(&mut self.pending);
-                self.open_large()?;
-                self.write_at(&gathered, self.header_len)?;
-            }
-            self.write_at(bytes, self.header_len + self.written)?;
+        if self.dest.is_none() && end <= SMALL_OBJECT {
+            let at = self.pending.len();
+            self.pending.resize(at + bytes.len(), 0);
+            bytes.copy_to(&mut self.pending[at..]);
+            self.written += bytes.len() as u64;
+            return Ok(());
         }
-        if let Some(hasher) = &mut self.checksum {
-            hasher.update(bytes);
+        if self.dest.is_none() {
+            // Outgrew memory: the rest goes into a file, grown as it comes.
+            self.open_large(grown_len(end))?;
+            let gathered = std::mem::take(&mut self.pending);
+            self.copy_in(SharedBytes::from(&gathered[..]), 0)?;
         }
+        let dest = self.dest.as_ref().expect("a large object has its file");
+        if dest.file.len() < end || (dest.map.len() as u64) < end {
+            self.grow_to(end, grown_len(end))?;
+        }
+        self.copy_in(bytes, self.written)?;
         self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copies `bytes` into the mapped file at payload offset `at`.
+    fn copy_in(&mut self, bytes: SharedBytes<'_>, at: u64) -> Result<()> {
+        let header_len = self.header_len as usize;
+        let dest = self.dest.as_mut().expect("a large object has its file");
+        let whole = dest
+            .map
+            .bytes_mut(&dest.file)
+            .map_err(|e| Error::io("write an object in", &self.dir, e))?;
+        let at = usize::try_from(at).expect("within the mapping");
+        self.fill
+            .copy(bytes, &mut whole[header_len..], at, !dest.warm);
         Ok(())
     }
 
@@ -314,12 +413,27 @@ impl ShmWriter {
         self.header.created_unix_nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
-        self.header.payload_checksum = self.checksum.take().map(|h| h.digest());
+        let checksum = match &mut self.dest {
+            None => payload_checksum(&self.pending),
+            Some(dest) => {
+                let whole = dest
+                    .map
+                    .bytes_mut(&dest.file)
+                    .map_err(|e| Error::io("write an object in", &self.dir, e))?;
+                let payload = &whole[self.header_len as usize..][..self.written as usize];
+                self.fill.finish(payload)
+            }
+        };
+        self.header.flags |= FLAG_CHUNKED_CHECKSUM;
+        self.header.payload_checksum = Some(checksum);
         let header = self.header.encode();
         debug_assert_eq!(header.len() as u64, self.header_len);
-        let tmp = match self.fd.take() {
-            None => self.write_small(&header)?,
-            Some(fd) => self.finish_large(fd, &header, file_len)?,
+        let (tmp, kept) = match self.dest.take() {
+            None => (self.write_small(&header)?, None),
+            Some(dest) => {
+                let (tmp, kept) = self.finish_large(dest, &header, file_len)?;
+                (tmp, Some(kept))
+            }
         };
         let target = self.dir.join(self.header.key.to_hex());
         let (replaced, published) = match seal(&tmp, &target) {
@@ -341,35 +455,53 @@ impl ShmWriter {
             self.store.retire(&tmp, old_len);
             self.store.forget_cached(self.header.key);
         }
+        // The mapping stays with this process: when the file comes back from
+        // the pool, the next write finds its pages mapped.
+        if let (true, Some((map, fd))) = (published && recyclable(file_len), kept) {
+            self.store.keep_warm(map, fd);
+        }
         Ok(ObjectMeta::from_header(&self.header))
     }
 }
 
 impl ShmWriter {
-    /// Writes a large object's header, trims what fallocate reserved past
-    /// its end, and links the unnamed file (or moves a reused one, unlocked
-    /// and sealed read-only) to a temporary name in the namespace.
-    fn finish_large(&mut self, fd: OwnedFd, header: &[u8], file_len: u64) -> Result<PathBuf> {
-        write_all_at(&fd, header, 0).map_err(|e| self.map_write_error(e, file_len))?;
-        if self.allocated > file_len {
-            rustix::fs::ftruncate(&fd, file_len)
-                .map_err(|e| Error::io("trim an object in", &self.dir, os(e)))?;
+    /// Writes a large object's header, trims what was allocated past its
+    /// end, gives up the right to write it (unlocked and sealed read-only)
+    /// and links the file (or moves a reused one) to a temporary name in the
+    /// namespace. Returns that name, and the mapping with the file, for
+    /// later writes.
+    fn finish_large(
+        &mut self,
+        mut dest: Dest,
+        header: &[u8],
+        file_len: u64,
+    ) -> Result<(PathBuf, (WritableMapping, OwnedFd))> {
+        {
+            let whole = dest
+                .map
+                .bytes_mut(&dest.file)
+                .map_err(|e| Error::io("write an object in", &self.dir, e))?;
+            whole[..header.len()].copy_from_slice(header);
+        }
+        if dest.file.len() > file_len {
+            dest.file
+                .set_len(file_len)
+                .map_err(|e| Error::io("trim an object in", &self.dir, e))?;
         }
         if self.claimed.is_some() {
             // Sealed objects are read-only; pooled files are not.
-            rustix::fs::fchmod(&fd, Mode::from_bits_truncate(FILE_MODE))
+            rustix::fs::fchmod(dest.file.fd(), Mode::from_bits_truncate(FILE_MODE))
                 .map_err(|e| Error::io("seal an object in", &self.dir, os(e)))?;
-            // The object is whole: readers may lock it from now on. Unlocked
-            // explicitly, not by the close, which would leave the lock with
-            // any child forked meanwhile (it shares the open file).
-            let _ = rustix::fs::flock(&fd, FlockOperation::Unlock);
         }
+        // The object is whole: readers may lock it from now on.
+        let Dest { file, map, .. } = dest;
+        let fd = file.release();
         // Another process may remove the namespace while this write runs:
         // the object then goes into the namespace made anew.
         let mut attempts = 0;
         loop {
             if let Some(path) = self.linked_as.clone() {
-                return Ok(path);
+                return Ok((path, (map, fd)));
             }
             let path = self.dir.join(unique_tmp_name("obj"));
             let linked = match &self.claimed {
@@ -380,7 +512,7 @@ impl ShmWriter {
                 Ok(()) => {
                     self.claimed = None;
                     self.linked_as = Some(path.clone());
-                    return Ok(path);
+                    return Ok((path, (map, fd)));
                 }
                 Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
                     attempts += 1;
@@ -390,6 +522,12 @@ impl ShmWriter {
             }
         }
     }
+}
+
+/// How long a streamed file grows to hold `end` bytes: twice what is
+/// written, so a stream of pieces remaps a logarithmic number of times.
+fn grown_len(end: u64) -> u64 {
+    end.saturating_mul(2).max(4 << 20)
 }
 
 impl std::fmt::Debug for ShmWriter {
@@ -405,6 +543,10 @@ impl std::fmt::Debug for ShmWriter {
 impl WriteObject for ShmWriter {
     fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
         ShmWriter::write_payload(self, bytes)
+    }
+
+    fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
+        ShmWriter::write_shared(self, bytes)
     }
 
     fn payload_len(&self) -> u64 {

@@ -6,12 +6,16 @@
 #[cfg(target_os = "linux")]
 mod mapping;
 
+pub(crate) mod copy;
 pub(crate) mod fork;
 pub(crate) mod io;
 pub(crate) mod names;
 
 #[cfg(target_os = "linux")]
-pub(crate) use mapping::{Mapping, SharedCounters};
+pub(crate) use copy::SharedBytes;
+pub(crate) use mapping::{
+    populate_for_write, Mapping, SharedCounters, SharedLocked, WritableFile, WritableMapping,
+};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("brain-core needs Linux: tmpfs, O_TMPFILE, renameat2 and inotify");

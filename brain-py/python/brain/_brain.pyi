@@ -166,7 +166,10 @@ class Store:
     ) -> ObjectInfo:
         """Writes a pickle-5 object: the stream and its out-of-band buffers."""
     def put_text(self, namespace: str, name: str, text: str, description: str | None = None) -> None: ...
-    def get(self, namespace: str, name: str) -> Object | None: ...
+    def preallocate(self, bytes: int, wait: bool = False) -> int:
+        """Keeps ``bytes`` of memory allocated for this process's writes; the bytes allocated when waiting."""
+    def get(self, namespace: str, name: str, verify: bool = False) -> Object | None:
+        """The object, or None; with ``verify``, checked against its stored checksum first."""
     def recall(self, namespace: str, name: str) -> str | bytes | Object | None:
         """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
     def metadata(self, namespace: str, name: str) -> ObjectInfo | None: ...

@@ -1,0 +1,276 @@
+//! Filling a large object's payload: the copy into its mapping, the
+//! checksum computed by the copy, and the split of large copies across cores.
+//!
+//! Bytes arrive in pieces of any size and alignment (pyarrow writes a frame
+//! buffer by buffer, with padding between them). The checksum is xxh3 over
+//! 1 MiB chunks (format/checksum.rs), fed 64-byte stripe by stripe: a piece
+//! that starts mid-stripe first completes that stripe (fed back from the
+//! destination, where it now lies), and the rest of it is copied and hashed
+//! in one pass by the fused copy (sys/copy.rs). A piece that starts a chunk
+//! and spans several is split across cores by whole chunks: each thread
+//! copies its chunks, hashes them and returns their digests.
+
+use std::sync::OnceLock;
+
+use crate::format::checksum::{ChunkDigests, ChunkHasher, CHECKSUM_CHUNK, STRIPE};
+use crate::sys::copy::{copy_and_hash, copy_bytes};
+use crate::sys::{populate_for_write, SharedBytes};
+
+/// Pieces at least this long are split across cores.
+pub(crate) const PARALLEL_MIN: usize = 8 << 20;
+
+/// How many threads a large copy uses: one per core (read once: asking
+/// reads cgroup files).
+fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)
+    })
+}
+
+/// The checksum of a payload being filled.
+#[derive(Debug, Default)]
+pub(crate) struct Fill {
+    digests: ChunkDigests,
+    hasher: ChunkHasher,
+}
+
+impl Fill {
+    /// Copies `src` into `payload` at `at` (the bytes written so far: pieces
+    /// come in order) and hashes it. `populate` faults the destination's
+    /// pages in first (a mapping this process has not written before).
+    pub(crate) fn copy(
+        &mut self,
+        mut src: SharedBytes<'_>,
+        payload: &mut [u8],
+        mut at: usize,
+        populate: bool,
+    ) {
+        while !src.is_empty() {
+            let chunk_start = at - at % CHECKSUM_CHUNK;
+            let in_chunk = at - chunk_start;
+            if in_chunk == 0 && src.len() >= PARALLEL_MIN && threads() > 1 {
+                let whole = src.len() - src.len() % CHECKSUM_CHUNK;
+                let digests =
+                    copy_chunks(src.slice(0, whole), &mut payload[at..at + whole], populate);
+                self.digests.extend(&digests);
+                at += whole;
+                src = src.slice(whole, src.len());
+                continue;
+            }
+            let n = src.len().min(CHECKSUM_CHUNK - in_chunk);
+            let chunk = &mut payload[chunk_start..at + n];
+            if populate {
+                populate_for_write(&mut chunk[in_chunk..]);
+            }
+            feed(&mut self.hasher, src.slice(0, n), chunk, in_chunk);
+            if in_chunk + n == CHECKSUM_CHUNK {
+                self.digests.push(self.hasher.finish(chunk));
+                self.hasher = ChunkHasher::default();
+            }
+            at += n;
+            src = src.slice(n, src.len());
+        }
+    }
+
+    /// The checksum of `payload`, all of which was copied in by `copy`.
+    pub(crate) fn finish(&mut self, payload: &[u8]) -> u64 {
+        let tail = payload.len() % CHECKSUM_CHUNK;
+        if tail > 0 {
+            let chunk = &payload[payload.len() - tail..];
+            catch_up(
+                &mut self.hasher,
+                chunk,
+                ChunkHasher::stripes_before_last(tail),
+            );
+            self.digests.push(self.hasher.finish(chunk));
+        }
+        self.digests.finish()
+    }
+}
+
+/// Feeds the stripes of `chunk` (already in place) up to `target`.
+fn catch_up(hasher: &mut ChunkHasher, chunk: &[u8], target: usize) {
+    while hasher.stripes < target {
+        let at = hasher.stripes * STRIPE;
+        hasher.stripe(&chunk[at..at + STRIPE]);
+    }
+}
+
+/// Copies `src` to `chunk[start..]` (`chunk` holds the chunk from its first
+/// byte to the end of this piece) and feeds every stripe that is known not
+/// to be the chunk's last: those with at least one byte after them.
+fn feed(hasher: &mut ChunkHasher, src: SharedBytes<'_>, chunk: &mut [u8], start: usize) {
+    let end = chunk.len();
+    debug_assert_eq!(end - start, src.len());
+    let target = ChunkHasher::stripes_before_last(end);
+    // Stripes that lay whole before this piece and waited for a byte after them.
+    catch_up(hasher, chunk, target.min(start / STRIPE));
+    let mut pos = start;
+    if pos % STRIPE != 0 && hasher.stripes < target {
+        // The piece starts mid-stripe: complete that stripe, then feed it.
+        let stop = pos - pos % STRIPE + STRIPE;
+        copy_bytes(src.slice(0, stop - start), &mut chunk[pos..stop]);
+        hasher.stripe(&chunk[stop - STRIPE..stop]);
+        pos = stop;
+    }
+    if pos % STRIPE == 0 && hasher.stripes == pos / STRIPE && hasher.stripes < target {
+        let bytes = (target - hasher.stripes) * STRIPE;
+        copy_and_hash(
+            src.slice(pos - start, pos - start + bytes),
+            &mut chunk[pos..pos + bytes],
+            hasher,
+            false,
+        );
+        pos += bytes;
+    }
+    copy_bytes(src.slice(pos - start, src.len()), &mut chunk[pos..]);
+}
+
+/// The digest of one whole chunk, copied from `src` into `dst`.
+fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) -> u64 {
+    let mut hasher = ChunkHasher::default();
+    let fused = ChunkHasher::stripes_before_last(dst.len()) * STRIPE;
+    copy_and_hash(
+        src.slice(0, fused),
+        &mut dst[..fused],
+        &mut hasher,
+        streaming,
+    );
+    copy_bytes(src.slice(fused, src.len()), &mut dst[fused..]);
+    hasher.finish(dst)
+}
+
+/// Copies whole chunks from `src` into `dst` on several threads, each
+/// taking a contiguous run of chunks; returns their digests in order.
+fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool) -> Vec<u64> {
+    let chunks = dst.len() / CHECKSUM_CHUNK;
+    let workers = threads().min(chunks).max(1);
+    let per = chunks.div_ceil(workers);
+    let run = |src: SharedBytes<'_>, dst: &mut [u8]| -> Vec<u64> {
+        if populate {
+            populate_for_write(dst);
+        }
+        dst.chunks_mut(CHECKSUM_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let from = i * CHECKSUM_CHUNK;
+                copy_chunk(src.slice(from, from + chunk.len()), chunk, true)
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
+        let (_, first) = parts.next().expect("at least one chunk");
+        let handles: Vec<_> = parts
+            .map(|(i, part)| {
+                let from = i * per * CHECKSUM_CHUNK;
+                let src = src.slice(from, from + part.len());
+                scope.spawn(move || run(src, part))
+            })
+            .collect();
+        let mut digests = run(src.slice(0, first.len()), first);
+        for handle in handles {
+            digests.extend(handle.join().expect("a copy thread panicked"));
+        }
+        digests
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::checksum::payload_checksum;
+
+    fn bytes(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Pieces of every size and alignment, and large ones split across
+    /// threads, give the checksum of the whole and copy every byte.
+    #[test]
+    #[cfg_attr(miri, ignore = "tens of MiB: hours under miri; see the small one")]
+    fn pieces_in_any_cut_give_the_payload_checksum() {
+        let len = 2 * PARALLEL_MIN + 3 * CHECKSUM_CHUNK + 1000;
+        let src = bytes(len);
+        let cuts: [&[usize]; 4] = [
+            &[len],
+            &[
+                1,
+                63,
+                64,
+                65,
+                7,
+                3 * CHECKSUM_CHUNK,
+                PARALLEL_MIN + 5,
+                100_000,
+            ],
+            &[CHECKSUM_CHUNK - 1, 2, PARALLEL_MIN + CHECKSUM_CHUNK, 129],
+            &[240, 241, 17, CHECKSUM_CHUNK, 4096 * 3 + 8],
+        ];
+        for cut in cuts {
+            let mut dst = vec![0u8; len];
+            let mut fill = Fill::default();
+            let mut at = 0;
+            for &n in cut.iter().chain(std::iter::once(&usize::MAX)) {
+                let n = n.min(len - at);
+                fill.copy(
+                    SharedBytes::from(&src[at..at + n]),
+                    &mut dst,
+                    at,
+                    at % 2 == 0,
+                );
+                at += n;
+            }
+            assert_eq!(at, len);
+            assert!(dst == src, "cut {cut:?}: bytes differ");
+            assert_eq!(fill.finish(&dst), payload_checksum(&src), "cut {cut:?}");
+        }
+        small_cuts();
+        for len in [0usize, 1, 240, 241, CHECKSUM_CHUNK, CHECKSUM_CHUNK + 64] {
+            let src = bytes(len);
+            let mut dst = vec![0u8; len];
+            let mut fill = Fill::default();
+            fill.copy(SharedBytes::from(&src[..]), &mut dst, 0, false);
+            assert_eq!(fill.finish(&dst), payload_checksum(&src), "len {len}");
+        }
+    }
+
+    /// The same, on a payload small enough for miri: every path but the
+    /// split across threads.
+    #[test]
+    fn small_pieces_give_the_payload_checksum() {
+        small_cuts();
+    }
+
+    fn small_cuts() {
+        let len = 3000;
+        let src = bytes(len);
+        for cut in [
+            &[1usize, 63, 64, 65, 7, 500, 241][..],
+            &[len],
+            &[240, 17, 1024],
+        ] {
+            let mut dst = vec![0u8; len];
+            let mut fill = Fill::default();
+            let mut at = 0;
+            for &n in cut.iter().chain(std::iter::once(&usize::MAX)) {
+                let n = n.min(len - at);
+                fill.copy(SharedBytes::from(&src[at..at + n]), &mut dst, at, false);
+                at += n;
+            }
+            assert!(dst == src, "cut {cut:?}: bytes differ");
+            assert_eq!(fill.finish(&dst), payload_checksum(&src), "cut {cut:?}");
+        }
+    }
+}

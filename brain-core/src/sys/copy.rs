@@ -1,0 +1,415 @@
+//! Copying a payload into the store, with its checksum computed on the way.
+//!
+//! # Sources another thread may write
+//!
+//! A payload handed to brain may live in memory that another thread is
+//! allowed to change while brain copies it: a `bytearray` or a numpy array
+//! written by another Python thread while the GIL is released. Reading such
+//! memory through a `&[u8]` would be a data race, undefined behaviour in
+//! Rust, whatever the bytes. So a source is a [`SharedBytes`] (a pointer and
+//! a length, never a reference), and every read of it here is made by
+//! inline assembly (`rep movsb`, `vmovdqu`): each byte load on x86-64 is
+//! single-copy atomic, so such a copy behaves as a byte-wise atomic read
+//! (what the "atomic memcpy" proposal for Rust, RFC 3301, specifies), which
+//! races with nothing. Where no assembly is written (other architectures,
+//! miri), the copy goes through `AtomicU8` loads. A racing writer can make
+//! the stored value a mix of old and new bytes, never undefined behaviour;
+//! the checksum is computed from the bytes as they were copied (read back
+//! from the destination, or from the very registers that were stored), so
+//! it always matches what the store holds.
+//!
+//! # The fused copy
+//!
+//! A large payload's checksum (format/checksum.rs: xxh3-64 over 1 MiB
+//! chunks) is computed by the copy itself: with AVX2, each 64-byte stripe
+//! is loaded into two registers, stored to the destination and fed to
+//! xxh3's accumulators from the same registers, so the data is read once.
+//! The copy is bound by memory bandwidth, and the hashing fits in the
+//! cycles spent waiting for it.
+
+use std::marker::PhantomData;
+
+use crate::format::checksum::{ChunkHasher, STRIPE};
+
+/// Bytes to be copied into a store, which another thread may write while
+/// they are copied (a writable Python buffer, say).
+///
+/// Built from a slice (always safe), or from a pointer and a length by
+/// [`SharedBytes::from_raw`], whose caller promises only that the memory
+/// stays allocated and readable for `'a`. brain reads it only through
+/// copies that are defined under concurrent writes, never through a `&[u8]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedBytes<'a> {
+    ptr: *const u8,
+    len: usize,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+// SAFETY: a SharedBytes is a read-only borrow of memory valid for 'a (the
+// constructors' contract), read only by copies that tolerate concurrent
+// writes; sharing or sending that borrow to another thread (the writer's
+// copy threads) is as sound as sending a `&[u8]`.
+unsafe impl Send for SharedBytes<'_> {}
+// SAFETY: see Send: nothing is ever written through it.
+unsafe impl Sync for SharedBytes<'_> {}
+
+impl<'a> From<&'a [u8]> for SharedBytes<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        SharedBytes {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+            _borrow: PhantomData,
+        }
+    }
+}
+
+impl<'a> SharedBytes<'a> {
+    /// `len` bytes at `ptr`, which other threads may write meanwhile.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads of `len` bytes for all of `'a`: the
+    /// memory stays allocated and mapped readable (a Python buffer held
+    /// with `PyBUF_SIMPLE`, for example). Other threads may write it at any
+    /// time; they must not free or unmap it during `'a`. `len` is at most
+    /// `isize::MAX`.
+    pub unsafe fn from_raw(ptr: *const u8, len: usize) -> SharedBytes<'a> {
+        SharedBytes {
+            ptr,
+            len,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes from `start` to `end`.
+    ///
+    /// # Panics
+    /// When the range is out of bounds.
+    pub fn slice(&self, start: usize, end: usize) -> SharedBytes<'a> {
+        assert!(start <= end && end <= self.len, "range out of bounds");
+        SharedBytes {
+            // SAFETY: start <= len, so the result stays inside (or one past)
+            // the borrowed range.
+            ptr: unsafe { self.ptr.add(start) },
+            len: end - start,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Copies the bytes into `dst`, which must be exactly as long.
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        copy_bytes(*self, dst);
+    }
+
+    /// A private copy of the bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.len];
+        self.copy_to(&mut out);
+        out
+    }
+}
+
+/// Copies `src` into `dst` (of the same length) with reads that are defined
+/// when another thread writes `src` meanwhile.
+pub(crate) fn copy_bytes(src: SharedBytes<'_>, dst: &mut [u8]) {
+    assert_eq!(
+        src.len,
+        dst.len(),
+        "copy between ranges of different lengths"
+    );
+    if dst.is_empty() {
+        return;
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: src is valid for reads of len bytes (SharedBytes' contract)
+    // and dst is a unique borrow of len bytes, so the ranges cannot
+    // overlap. `rep movsb` copies rcx bytes from rsi to rdi forwards (the
+    // direction flag is clear at every Rust call boundary, by the ABI),
+    // touching nothing else; its byte loads are single-copy atomic, so a
+    // concurrent writer of src makes no data race (see the module's docs).
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") dst.len() => _,
+            inout("rsi") src.ptr => _,
+            inout("rdi") dst.as_mut_ptr() => _,
+            options(nostack, preserves_flags),
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    for (i, out) in dst.iter_mut().enumerate() {
+        // SAFETY: i < len, so the pointer is inside the borrowed range, which
+        // is valid for reads for the borrow's life (SharedBytes' contract);
+        // an AtomicU8 has the alignment and size of a u8, and reading through
+        // it is an atomic load, which races with nothing.
+        let byte = unsafe { std::sync::atomic::AtomicU8::from_ptr(src.ptr.add(i).cast_mut()) };
+        *out = byte.load(std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies whole stripes from `src` into `dst` (both a multiple of 64 bytes
+/// long, the same length) and feeds each to `hasher`, as the next stripes
+/// of its chunk. With `streaming`, stores bypass the caches (for copies much
+/// larger than the caches, which nothing reads soon).
+pub(crate) fn copy_and_hash(
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    hasher: &mut ChunkHasher,
+    streaming: bool,
+) {
+    assert_eq!(
+        src.len,
+        dst.len(),
+        "copy between ranges of different lengths"
+    );
+    assert_eq!(dst.len() % STRIPE, 0, "whole stripes only");
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above). src is valid for
+        // reads of len bytes and dst is a unique borrow of as many (checked
+        // equal), a multiple of 64 (checked); the kernel reads and writes
+        // exactly those ranges.
+        unsafe { avx2::copy_and_hash(src.ptr, dst, hasher, streaming) };
+        return;
+    }
+    let _ = streaming;
+    copy_bytes(src, dst);
+    for stripe in dst.chunks_exact(STRIPE) {
+        hasher.stripe(stripe);
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod avx2 {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use crate::format::checksum::{
+        ChunkHasher, SCRAMBLE_SECRET, SECRET, STRIPE, STRIPES_PER_BLOCK,
+    };
+
+    const PRIME32_1: i32 = 0x9E37_79B1_u32 as i32;
+
+    /// 32 bytes of xxh3's secret, from `at`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn secret(at: usize) -> __m256i {
+        let bytes: &[u8; 32] = SECRET[at..at + 32].try_into().expect("32 bytes");
+        // SAFETY: `bytes` is a reference to 32 readable bytes; the load is
+        // unaligned, so any address will do.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
+    /// xxh3's AVX2 accumulate: `acc[i ^ 1] += data[i];
+    /// acc[i] += lo32(data[i] ^ key[i]) * hi32(data[i] ^ key[i])`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn accumulate(acc: __m256i, data: __m256i, key: __m256i) -> __m256i {
+        let data_key = _mm256_xor_si256(data, key);
+        let product = _mm256_mul_epu32(data_key, _mm256_srli_epi64::<32>(data_key));
+        let swapped = _mm256_shuffle_epi32::<0b01_00_11_10>(data);
+        _mm256_add_epi64(product, _mm256_add_epi64(acc, swapped))
+    }
+
+    /// xxh3's AVX2 scramble: `acc = ((acc ^ (acc >> 47)) ^ key) * PRIME32_1`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn scramble(acc: __m256i, key: __m256i) -> __m256i {
+        let mixed = _mm256_xor_si256(_mm256_xor_si256(acc, _mm256_srli_epi64::<47>(acc)), key);
+        let prime = _mm256_set1_epi32(PRIME32_1);
+        let low = _mm256_mul_epu32(mixed, prime);
+        let high = _mm256_mul_epu32(_mm256_srli_epi64::<32>(mixed), prime);
+        _mm256_add_epi64(low, _mm256_slli_epi64::<32>(high))
+    }
+
+    /// Copies the 64-byte stripe at `from` to `into` and returns it, as two
+    /// vectors, from the registers that were stored.
+    ///
+    /// # Safety
+    /// AVX2 is available; `from` is valid for reads of 64 bytes (other
+    /// threads may write them); `into` is valid for writes of 64 bytes that
+    /// nothing else accesses meanwhile, and 32-byte aligned if `streaming`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn copy_stripe(from: *const u8, into: *mut u8, streaming: bool) -> (__m256i, __m256i) {
+        let (d0, d1): (__m256i, __m256i);
+        if streaming {
+            // SAFETY: the caller's contract: both ranges are valid for 64
+            // bytes and `into` is 32-byte aligned, as `vmovntdq` needs. The
+            // asm touches nothing else. Its loads are byte-wise single-copy
+            // atomic on x86-64, so a thread writing `from` meanwhile races
+            // with nothing (the module's docs).
+            unsafe {
+                asm!(
+                    "vmovdqu {d0}, ymmword ptr [{from}]",
+                    "vmovdqu {d1}, ymmword ptr [{from} + 32]",
+                    "vmovntdq ymmword ptr [{into}], {d0}",
+                    "vmovntdq ymmword ptr [{into} + 32], {d1}",
+                    from = in(reg) from,
+                    into = in(reg) into,
+                    d0 = out(ymm_reg) d0,
+                    d1 = out(ymm_reg) d1,
+                    options(nostack, preserves_flags),
+                );
+            }
+        } else {
+            // SAFETY: as above, with unaligned stores.
+            unsafe {
+                asm!(
+                    "vmovdqu {d0}, ymmword ptr [{from}]",
+                    "vmovdqu {d1}, ymmword ptr [{from} + 32]",
+                    "vmovdqu ymmword ptr [{into}], {d0}",
+                    "vmovdqu ymmword ptr [{into} + 32], {d1}",
+                    from = in(reg) from,
+                    into = in(reg) into,
+                    d0 = out(ymm_reg) d0,
+                    d1 = out(ymm_reg) d1,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+        (d0, d1)
+    }
+
+    /// # Safety
+    /// AVX2 must be available; `src` valid for reads of `dst.len()` bytes,
+    /// a multiple of 64.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy_and_hash(
+        src: *const u8,
+        dst: &mut [u8],
+        hasher: &mut ChunkHasher,
+        streaming: bool,
+    ) {
+        let stripes = dst.len() / STRIPE;
+        let to = dst.as_mut_ptr();
+        let streaming = streaming && (to as usize) % 32 == 0;
+        let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
+        let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
+        let mut n = hasher.stripes;
+        for s in 0..stripes {
+            let offset = s * STRIPE;
+            // SAFETY: offset + 64 <= dst.len(), and src is valid for reads of
+            // dst.len() bytes (the caller's contract), dst a unique borrow of
+            // as many, 32-byte aligned when streaming (checked above).
+            let (d0, d1) = unsafe {
+                copy_stripe(src.wrapping_add(offset), to.wrapping_add(offset), streaming)
+            };
+            let at = (n % STRIPES_PER_BLOCK) * 8;
+            a0 = accumulate(a0, d0, secret(at));
+            a1 = accumulate(a1, d1, secret(at + 32));
+            n += 1;
+            if n % STRIPES_PER_BLOCK == 0 {
+                a0 = scramble(a0, secret(SCRAMBLE_SECRET));
+                a1 = scramble(a1, secret(SCRAMBLE_SECRET + 32));
+            }
+        }
+        if streaming {
+            // Non-temporal stores are weakly ordered: fence them before the
+            // bytes are read back (the chunk's last stripe) or published.
+            _mm_sfence();
+        }
+        let mut out = [0u64; 8];
+        store32(&mut out[..4], a0);
+        store32(&mut out[4..], a1);
+        hasher.acc = out;
+        hasher.stripes = n;
+    }
+
+    /// The accumulators' bytes (little-endian lanes, as the vectors hold them).
+    fn bytemuck_acc(acc: &[u64; 8]) -> &[u8; 64] {
+        // SAFETY: [u64; 8] and [u8; 64] have the same size, u8's alignment
+        // is 1, and every bit pattern is a valid u8.
+        unsafe { &*(acc as *const [u64; 8]).cast::<[u8; 64]>() }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn load32(bytes: &[u8]) -> __m256i {
+        assert_eq!(bytes.len(), 32);
+        // SAFETY: 32 readable bytes (asserted), loaded unaligned.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store32(lanes: &mut [u64], v: __m256i) {
+        assert_eq!(lanes.len(), 4);
+        // SAFETY: 4 writable u64 (asserted) are 32 bytes, stored unaligned.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 131 + i / 7) as u8).collect()
+    }
+
+    #[test]
+    fn copies_are_exact() {
+        for len in [
+            0,
+            1,
+            7,
+            64,
+            65,
+            4095,
+            4096,
+            if cfg!(miri) { 5003 } else { 100_003 },
+        ] {
+            let src = bytes(len);
+            let shared = SharedBytes::from(&src[..]);
+            assert_eq!(shared.to_vec(), src);
+            assert_eq!(
+                shared.slice(len / 3, len / 2).to_vec(),
+                &src[len / 3..len / 2]
+            );
+        }
+    }
+
+    #[test]
+    fn the_fused_copy_hashes_what_it_copies() {
+        for streaming in [false, true] {
+            for len in [
+                256usize,
+                1024,
+                4096,
+                if cfg!(miri) {
+                    2048 + 64 * 3
+                } else {
+                    65_536 + 64 * 3
+                },
+            ] {
+                let src = bytes(len);
+                let mut dst = vec![0u8; len];
+                let mut hasher = ChunkHasher::default();
+                let fed = ChunkHasher::stripes_before_last(len) * STRIPE;
+                copy_and_hash(
+                    SharedBytes::from(&src[..fed]),
+                    &mut dst[..fed],
+                    &mut hasher,
+                    streaming,
+                );
+                copy_bytes(SharedBytes::from(&src[fed..]), &mut dst[fed..]);
+                assert_eq!(dst, src);
+                assert_eq!(hasher.finish(&dst), xxh3_64(&src), "len {len}");
+            }
+        }
+    }
+}
