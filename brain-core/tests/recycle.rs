@@ -362,3 +362,81 @@ fn stores_of_earlier_versions_are_upgraded_and_newer_ones_refused() -> TestResul
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
 }
+
+/// The sizes of the pool's files.
+fn pool_sizes(store: &Store) -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir(store.path().join("pool"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
+#[test]
+fn preallocated_memory_takes_a_first_write_and_comes_back_in_the_background() -> TestResult {
+    // An idle time of zero: replaced files would go at once; preallocated ones stay.
+    let (_dir, store) = open(Store::builder().recycle_idle(Duration::ZERO));
+    let made = store.preallocate(24 * MIB as u64)?;
+    let sizes = pool_sizes(&store);
+    assert!(!sizes.is_empty(), "nothing was preallocated");
+    assert_eq!(
+        made,
+        sizes.iter().map(|&s| s.div_ceil(4096) * 4096).sum::<u64>()
+    );
+    assert!(made <= 24 * MIB as u64, "{made} bytes for 24 MiB");
+    assert_eq!(
+        store.usage()?.recycled,
+        made,
+        "the pool's count is its files"
+    );
+    let ns = store.namespace("n")?;
+    // A new name of 3 MiB takes the 4 MiB file (trimmed to size)...
+    let inodes: Vec<u64> = std::fs::read_dir(store.path().join("pool"))?
+        .map(|e| e.unwrap().metadata().unwrap().ino())
+        .collect();
+    ns.set("first", &bytes(3 * MIB, 7))?;
+    assert!(
+        inodes.contains(&inode(&object_file(&store, "first"))),
+        "the first write of a name did not use preallocated memory"
+    );
+    assert_eq!(&*ns.get("first")?.unwrap(), &bytes(3 * MIB, 7)[..]);
+    // ...and a thread makes it again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pool_sizes(&store) != sizes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the taken file was not made again: {:?} of {sizes:?}",
+            pool_sizes(&store)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A large write trims idle replaced files, never preallocated ones.
+    set_twice(&ns, "other", 2 * MIB)?;
+    ns.set("more", &bytes(2 * MIB, 3))?;
+    assert!(pool_sizes(&store).len() >= sizes.len() - 1);
+    // gc gives it all back.
+    let report = store.gc()?;
+    assert!(report.recycled_bytes >= made, "{report:?}");
+    assert_eq!(store.usage()?.recycled, 0);
+    assert_eq!(pool_files(&store), 0);
+    Ok(())
+}
+
+#[test]
+fn a_pool_preallocated_to_the_capacity_makes_room_for_new_names() -> TestResult {
+    let capacity = 40 * MIB as u64;
+    let (_dir, store) = open(Store::builder().capacity(capacity));
+    let made = store.preallocate(capacity)?;
+    assert!(made > capacity / 2, "only {made} bytes preallocated");
+    let ns = store.namespace("n")?;
+    // Each write takes a pooled file before it reserves: nothing is refused
+    // while objects and pool fit, and the pool is not emptied to make room.
+    ns.set("a", &bytes(7 * MIB, 1))?;
+    ns.set("b", &bytes(3 * MIB, 2))?;
+    let usage = store.usage()?;
+    assert!(usage.used + usage.recycled <= capacity, "{usage:?}");
+    assert!(usage.recycled > 0, "the pool was emptied: {usage:?}");
+    assert_eq!(&*ns.get("a")?.unwrap(), &bytes(7 * MIB, 1)[..]);
+    Ok(())
+}

@@ -261,6 +261,34 @@ impl Store {
         drained
     }
 
+    /// Deletes pooled files until `needed` bytes are freed (a reservation
+    /// the pool's bytes stand in the way of): replaced objects' files first,
+    /// oldest first, then preallocated ones, smallest first, so a write that
+    /// needs a little room does not throw away all the memory kept ready.
+    /// Returns (files, bytes).
+    pub(crate) fn drain_pool_for(&self, needed: u64) -> (u64, u64) {
+        let Ok(_entered) = self.inner.control.enter() else {
+            return (0, 0);
+        };
+        let Ok((mut kept, mut files, mut bytes)) = self.scan_pool(false) else {
+            return (0, 0);
+        };
+        kept.sort_by_key(|p| (p.preallocated, if p.preallocated { p.len } else { p.since }));
+        for pooled in kept {
+            if bytes >= needed {
+                break;
+            }
+            // Exactly one of this unlink and a writer's claiming rename succeeds.
+            if std::fs::remove_file(&pooled.path).is_ok() {
+                self.inner.control.pool_left(pooled.len);
+                files += 1;
+                bytes += accounted(pooled.len);
+            }
+        }
+        self.sweep_warm();
+        (files, bytes)
+    }
+
     /// Deletes pooled files idle past the idle time.
     pub(crate) fn trim_pool(&self) {
         if let Ok(_entered) = self.inner.control.enter() {

@@ -285,7 +285,7 @@ impl ShmWriter {
         };
         let mut reserved = attempt(&mut self.reservation);
         // The pool counts against the capacity: give it back and try again.
-        if reserved.is_err() && control.pooled() > 0 && self.store.drain_pool().0 > 0 {
+        if reserved.is_err() && control.pooled() > 0 && self.store.drain_pool_for(needed).0 > 0 {
             reserved = attempt(&mut self.reservation);
         }
         // A writer that died may have left its reservation counted: rebuild
