@@ -3,8 +3,9 @@
 Pick a company: its sales (10 million rows by default) are loaded once, by
 whichever worker answers, into brain. Every callback (the monthly figure,
 the summary table, the filter) reads the frame by name in whichever worker
-serves it, in microseconds and without a copy. The discount callback
-changes part of the data and writes the frame back for every worker.
+serves it, from shared memory: its numbers and dates are not copied. The
+discount callback changes part of the data and writes the frame back for
+every worker.
 
     gunicorn --workers 4 --bind 127.0.0.1:8050 app:server
 
