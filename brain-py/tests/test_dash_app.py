@@ -27,6 +27,8 @@ def tools() -> None:
         )
 
 
+# About a minute on a quiet machine; the limit leaves room for a busy one.
+@pytest.mark.timeout(600)
 def test_every_worker_serves_the_same_data_from_brain_and_from_parquet(tmp_path: Path) -> None:
     shot = tmp_path / "dash_app.png"
     runs = [drive.drive("brain", ROWS, repeats=2, screenshot=shot), drive.drive("parquet", ROWS, repeats=2)]
