@@ -669,6 +669,7 @@ fn in_cli_terms(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             capacity,
             location,
             filesystem_full: false,
+            ..
         } => Some(format!(
             "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, \
              but {used} of {capacity} bytes are used in {location}; delete objects or namespaces \

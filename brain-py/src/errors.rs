@@ -76,6 +76,7 @@ pub fn python_message(err: &Error) -> String {
             capacity,
             location,
             filesystem_full,
+            ..
         } => {
             let advice = if *filesystem_full {
                 "the filesystem itself ran out of space: free memory on it, or give it more \
@@ -92,7 +93,9 @@ pub fn python_message(err: &Error) -> String {
                 quoted(namespace)
             )
         }
-        Error::Corrupt { location, reason } => format!(
+        Error::Corrupt {
+            location, reason, ..
+        } => format!(
             "{location} is corrupt: {reason}; delete the object (del brain[name]) and write it \
              again, or check the whole store with brain.store.fsck(delete_corrupt=True)"
         ),
@@ -101,18 +104,19 @@ pub fn python_message(err: &Error) -> String {
             name,
             expected,
             found,
+            ..
         } => format!(
             "object {} in namespace {} is stored as {found}, not {expected}; read it with \
              brain[name], which decodes every codec (brain.metadata(name)[\"codec\"] says which it is)",
             quoted(name),
             quoted(namespace)
         ),
-        Error::UnsafePath { path, reason } => format!(
+        Error::UnsafePath { path, reason, .. } => format!(
             "refusing to use {} as a brain store: {reason}; remove it, or choose another store \
              with Brain(path=...) or Brain(url=...) (or $BRAIN_PATH, $BRAIN_URL)",
             path.display()
         ),
-        Error::PermissionDenied { op, location } => format!(
+        Error::PermissionDenied { op, location, .. } => format!(
             "permission denied: cannot {op} {location}; check the owner and mode of the store \
              directory, or use a store of your own with Brain(path=...) or $BRAIN_PATH"
         ),
@@ -121,6 +125,7 @@ pub fn python_message(err: &Error) -> String {
             name,
             waited,
             location,
+            ..
         } => {
             let holder = match location.path() {
                 Some(path) => format!(" with `fuser {}`", path.display()),
@@ -133,7 +138,7 @@ pub fn python_message(err: &Error) -> String {
                 quoted(namespace)
             )
         }
-        Error::InvalidUrl { url, reason } => format!(
+        Error::InvalidUrl { url, reason, .. } => format!(
             "cannot open {url:?}: {reason}; Brain(url=...) takes a path, shm://PATH or memory://NAME"
         ),
         // The rest carry no advice in another language's terms.

@@ -32,12 +32,12 @@ fn python_text(err: &brain_persist::Error) -> String {
     use brain_persist::Error as E;
     let dump_path = |path: &Path| format!("{:?}", path.display().to_string());
     let text = match err {
-        E::DumpNotFound { path } => format!(
+        E::DumpNotFound { path, .. } => format!(
             "no dump at {}: the directory does not exist; check the path, or write one with brain.dump({})",
             path.display(),
             dump_path(path)
         ),
-        E::NotADump { path, reason } => format!(
+        E::NotADump { path, reason, .. } => format!(
             "{} is not a brain dump: {reason}; give a directory that brain.dump() (or the \
              `brain sync` service) wrote",
             path.display()
@@ -47,6 +47,7 @@ fn python_text(err: &brain_persist::Error) -> String {
             needed,
             free,
             objects,
+            ..
         } => format!(
             "store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} \
              bytes are free in {store}; nothing was restored; free space (del brain[name], \
@@ -57,6 +58,7 @@ fn python_text(err: &brain_persist::Error) -> String {
             count,
             namespace,
             name,
+            ..
         } => format!(
             "{count} object(s) of the dump already exist in the store, the first {}/{}; nothing \
              was restored; choose brain.restore(..., on_conflict=\"overwrite\") or \
@@ -64,7 +66,9 @@ fn python_text(err: &brain_persist::Error) -> String {
             quoted(namespace),
             quoted(name)
         ),
-        E::NamespaceNotInDump { path, namespace } => format!(
+        E::NamespaceNotInDump {
+            path, namespace, ..
+        } => format!(
             "the dump at {} holds no namespace {}; list what it holds with Brain.list_dump({})",
             path.display(),
             quoted(namespace),
