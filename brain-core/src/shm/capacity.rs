@@ -21,9 +21,11 @@
 //! # Writers that die, and recounts
 //!
 //! A writer killed while it holds a reservation would leave the count too
-//! high. Each process records the bytes it has reserved and not yet
-//! published or given back in a slot of the control file, with its pid and
-//! start time; when any slot belongs to a process that is gone, the count
+//! high, and so would a process killed between deleting a file and
+//! counting it gone. Each process records the bytes it has reserved and
+//! not yet published or given back in a slot of the control file, with its
+//! pid and start time, and how many of its threads are in flight (see
+//! below); when a slot of a process that is gone shows either, the count
 //! is rebuilt ([`Control::dead_writers`], and the store's heal).
 //!
 //! A recount must not race the writers it counts. Every change of the
@@ -337,15 +339,21 @@ impl Control {
         })
     }
 
-    /// Bytes reserved by writers whose process is gone (its pid is not
-    /// alive, or belongs to a process started later): a recount gives them back.
-    pub(crate) fn dead_writers(&self) -> u64 {
+    /// How many processes are gone (their pid is not alive, or belongs to
+    /// a process started later) leaving the counts unsettled: with bytes
+    /// reserved, or killed in flight, between a change of the files and
+    /// the change of the counts (a delete, a namespace removal, a pool
+    /// file claimed or deleted). A recount settles them.
+    pub(crate) fn dead_writers(&self) -> usize {
         (0..SLOTS)
-            .filter_map(|slot| {
+            .filter(|&slot| {
                 let bytes = self.slot_counter(slot, SLOT_BYTES).load(Ordering::Acquire);
-                (bytes > 0 && !self.slot_alive(slot)).then_some(bytes)
+                let in_flight = self
+                    .slot_counter(slot, SLOT_IN_FLIGHT)
+                    .load(Ordering::Acquire);
+                (bytes > 0 || in_flight > 0) && !self.slot_alive(slot)
             })
-            .sum()
+            .count()
     }
 
     /// Whether the process that claimed `slot` still runs.
@@ -746,7 +754,7 @@ mod tests {
         control
             .slot_counter(slot, SLOT_BYTES)
             .store(8192, Ordering::SeqCst);
-        assert_eq!(control.dead_writers(), 8192);
+        assert_eq!(control.dead_writers(), 1);
         // Its slot is not taken by another process while it holds bytes.
         assert_ne!(control.my_slot(), Some(slot));
         let exclusive = control.exclusive(Duration::from_secs(1)).unwrap().unwrap();
@@ -759,6 +767,23 @@ mod tests {
                 .load(Ordering::SeqCst),
             0
         );
+    }
+
+    #[test]
+    fn a_process_killed_in_flight_leaves_counts_to_settle() {
+        let (_dir, control) = control(u64::MAX);
+        // Killed between deleting a file and counting it gone: nothing
+        // reserved, one thread in flight.
+        let slot = control.claim_slot(dead_owner()).expect("a free slot");
+        control
+            .slot_counter(slot, SLOT_IN_FLIGHT)
+            .store(1, Ordering::SeqCst);
+        assert_eq!(control.dead_writers(), 1);
+        // A recount does not wait for it.
+        let exclusive = control.exclusive(Duration::from_secs(1)).unwrap().unwrap();
+        control.reset_slots(&exclusive);
+        drop(exclusive);
+        assert_eq!(control.dead_writers(), 0);
     }
 
     #[test]

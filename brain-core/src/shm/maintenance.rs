@@ -152,7 +152,7 @@ impl Store {
             }
             for (key, path) in object_files(&dir)? {
                 match check_object(&path, key) {
-                    Ok(()) => report.objects += 1,
+                    Ok(checked) => report.objects += u64::from(checked),
                     Err(err) => {
                         // Deleted under the lock, so a recount cannot see it half gone.
                         let deleted = delete_corrupt && {
@@ -186,11 +186,16 @@ impl Store {
 
 /// Verifies the header (and checksum, when present) of one object file,
 /// reading it under a shared lock so a recycling writer cannot change it
-/// meanwhile. A file replaced while it was checked is checked again.
-fn check_object(path: &Path, key: ObjectKey) -> Result<()> {
+/// meanwhile. A file replaced while it was checked is checked again; one
+/// deleted since it was listed is not an object any more (`Ok(false)`).
+fn check_object(path: &Path, key: ObjectKey) -> Result<bool> {
     let mut attempts = 0;
     loop {
-        let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(Error::io("open", path, err)),
+        };
         let checked = match lock_shared(&file, path)? {
             true => check_bytes(&mut file, path, key),
             // An exclusive lock on a file that has a name: a writer's process
@@ -202,7 +207,7 @@ fn check_object(path: &Path, key: ObjectKey) -> Result<()> {
         };
         match checked {
             Err(_) if attempts < 3 && replaced_under(&file, path) => attempts += 1,
-            other => return other,
+            other => return other.map(|()| true),
         }
     }
 }

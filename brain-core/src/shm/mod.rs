@@ -600,7 +600,6 @@ impl ObjectStore for Store {
     }
 
     fn clear_cache(&self) {
-        self.inner.cache.lock().expect("mapping cache lock").clear();
-        self.forget_warm();
+        Store::clear_cache(self);
     }
 }

@@ -227,9 +227,11 @@ impl Store {
         cache.maybe_sweep();
     }
 
-    /// Drops every cached view, releasing memory of objects deleted since.
+    /// Drops every cached view, and every mapping kept for this process's
+    /// later writes, releasing the memory and descriptors they hold.
     pub fn clear_cache(&self) {
         self.inner.cache.lock().expect("mapping cache lock").clear();
+        self.forget_warm();
     }
 }
 
