@@ -151,3 +151,20 @@ fuzz: fuzz-tool ## every fuzz target for FUZZ_SECONDS seconds each (default 60)
 
 fuzz-smoke: ## every fuzz target for 10 s (CI)
 	$(MAKE) fuzz FUZZ_SECONDS=10
+
+# The crash campaign and the soak of docs/RELIABILITY.md, full length, in
+# an optimised build (make test runs both briefly: 3 kills per operation,
+# a 60-second soak). A run prints its seed; SEED=... repeats it.
+KILLS ?= 300
+SOAK_SECONDS ?= 600
+SEED_FLAG = $(if $(SEED),--seed $(SEED),)
+
+.PHONY: crash-campaign soak
+
+crash-campaign: ## SIGKILL at random points of every operation, KILLS times each (default 300), checking the store after each
+	$(CARGO) build --release -p brain-tests --bin brain-reliability
+	target/release/brain-reliability crash --kills $(KILLS) $(SEED_FLAG)
+
+soak: ## writers, readers and a watcher in processes of their own for SOAK_SECONDS (default 600), every value checked
+	$(CARGO) build --release -p brain-tests --bin brain-reliability
+	target/release/brain-reliability soak --seconds $(SOAK_SECONDS) $(SEED_FLAG)
