@@ -1,6 +1,7 @@
 //! Arrow IPC: record batches stored as an Arrow IPC *file* (footer included),
 //! read back without copying through [`FileDecoder`] over the view's buffer.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -36,8 +37,29 @@ pub fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, Arrow
 /// memory (no copy) when it is 8-byte aligned, as payloads in the store are.
 ///
 /// # Errors
-/// When the bytes are not a valid Arrow IPC file.
+/// When the bytes are not a valid Arrow IPC file, including files Arrow's
+/// decoder panics on (the panic is caught, and its message printed by the
+/// panic hook; a build with `panic = "abort"` aborts instead).
 pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    // arrow-ipc and arrow-data panic on some malformed files instead of
+    // returning an error (a typed buffer whose length is not a whole number
+    // of values, found by fuzzing): a damaged or hostile object must not
+    // take the reading process down. Nothing decoded outlives a panic.
+    std::panic::catch_unwind(AssertUnwindSafe(|| decode_unchecked(buffer))).unwrap_or_else(
+        |panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic");
+            Err(ArrowError::IpcError(format!(
+                "malformed Arrow IPC data: the decoder failed with {why:?}"
+            )))
+        },
+    )
+}
+
+fn decode_unchecked(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
     let len = buffer.len();
     if len < 10 {
         return Err(ArrowError::IpcError(format!(
@@ -187,6 +209,19 @@ mod tests {
         let input = include_bytes!("fuzz_inputs/arrow_buffer_outside_body");
         let err = decode(&Buffer::from(&input[..])).unwrap_err();
         assert!(err.to_string().contains("outside its block"), "{err}");
+    }
+
+    #[test]
+    fn a_view_buffer_of_part_of_a_value_is_an_error_not_a_panic() {
+        // Found by the `arrow` fuzz target: a string-view column whose views
+        // buffer is not a whole number of 16-byte views made arrow-data
+        // panic while validating it.
+        let input = include_bytes!("fuzz_inputs/arrow_partial_view");
+        let err = decode(&Buffer::from(&input[..])).unwrap_err();
+        assert!(
+            err.to_string().contains("malformed Arrow IPC data"),
+            "{err}"
+        );
     }
 
     #[test]
