@@ -51,6 +51,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyWriter>()?;
     m.add_class::<store::PyWatcher>()?;
     m.add_class::<store::PyLock>()?;
+    m.add_class::<store::PyVersionGuard>()?;
     m.add_class::<buffer::PyObjectView>()?;
     m.add_function(wrap_pyfunction!(object_key, m)?)?;
     m.add_function(wrap_pyfunction!(persist::dump, m)?)?;

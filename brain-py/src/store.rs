@@ -12,7 +12,7 @@ use brain::{
     ndarray_segments, pickle_segments, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
     ObjectStore, ObjectWriter, OpenOptions, Payload, SharedBytes, StoreUrl, WatchEvent, Watcher,
 };
-use brain::{CacheSetting, Consistency};
+use brain::{CacheSetting, Consistency, ExpectVersion, RedisStore};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -89,9 +89,21 @@ pub struct PyStore {
     pub(crate) store: Arc<dyn ObjectStore>,
     /// The URL it was opened from, spelled out (`shm:///dev/shm/...`, `memory://name`).
     url: String,
+    /// The same store as its own type, when it is a Redis store.
+    redis: Option<RedisStore>,
 }
 
 impl PyStore {
+    fn versioned(&self, operation: &'static str) -> PyResult<&RedisStore> {
+        self.redis.as_ref().ok_or_else(|| {
+            crate::errors::to_py(brain_core::Error::Unsupported {
+                location: self.store.location(),
+                operation,
+                reason: "only a Redis store keeps versions of objects; update a name under its lock (Brain.update) instead",
+            })
+        })
+    }
+
     /// The description of the object a write with no description replaces.
     fn kept_description(
         &self,
@@ -161,10 +173,58 @@ impl PyStore {
         if let Some(capacity) = capacity {
             options = options.capacity(Some(capacity));
         }
-        let store = py.detach(|| options.open_parsed(&url)).py()?;
+        let (store, redis): (Arc<dyn ObjectStore>, Option<RedisStore>) = match &url {
+            StoreUrl::Redis(text) => {
+                let redis = py.detach(|| options.open_redis(text)).py()?;
+                (Arc::new(redis.clone()), Some(redis))
+            }
+            _ => (py.detach(|| options.open_parsed(&url)).py()?, None),
+        };
         Ok(PyStore {
             store,
             url: url.to_string(),
+            redis,
+        })
+    }
+
+    /// The version a Redis store's name holds (a random id), or None when
+    /// it does not exist. Other stores have no versions: they refuse.
+    fn version(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<Option<String>> {
+        let redis = self.versioned("tell the version of an object")?;
+        py.detach(|| redis.version(namespace, name)).py()
+    }
+
+    /// A Redis store's object as an `Object` and the version it is of, read
+    /// with one round trip whatever the consistency (for a compare-and-set
+    /// with `expect_version`); None when it does not exist.
+    fn get_versioned(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+    ) -> PyResult<Option<(Py<PyAny>, String)>> {
+        let redis = self.versioned("read an object with its version")?;
+        match py.detach(|| redis.get_versioned(namespace, name)).py()? {
+            Some((view, version)) => Ok(Some((object(py, view)?, version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Until the returned guard is released, this thread's writes and
+    /// deletes of the name are published only if it still holds `version`
+    /// (None: only if it does not exist); `guard.conflicted` says whether one
+    /// was refused because another writer got there first. Redis stores only.
+    #[pyo3(signature = (namespace, name, version=None))]
+    fn expect_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> PyResult<PyVersionGuard> {
+        let redis = self.versioned("compare and set")?;
+        Ok(PyVersionGuard {
+            inner: Mutex::new(Some(redis.expect_version(namespace, name, version))),
+            conflicted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -745,6 +805,48 @@ impl PyWatcher {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         self.next_event(py, None)
+    }
+}
+
+/// A compare-and-set in force on one name (a Redis store's), from
+/// `Store.expect_version`; a context manager.
+#[derive(Debug)]
+#[pyclass(name = "VersionGuard", module = "brain._brain", frozen)]
+pub struct PyVersionGuard {
+    inner: Mutex<Option<ExpectVersion>>,
+    conflicted: std::sync::atomic::AtomicBool,
+}
+
+#[pymethods]
+impl PyVersionGuard {
+    /// Whether a write or delete was refused because another writer changed
+    /// the name first.
+    #[getter]
+    fn conflicted(&self) -> bool {
+        let inner = self.inner.lock().expect("guard lock");
+        inner.as_ref().map_or(
+            self.conflicted.load(std::sync::atomic::Ordering::SeqCst),
+            ExpectVersion::conflicted,
+        )
+    }
+
+    /// Ends the expectation: later writes are published whatever the name holds.
+    fn release(&self) {
+        let mut inner = self.inner.lock().expect("guard lock");
+        if let Some(guard) = inner.take() {
+            self.conflicted
+                .store(guard.conflicted(), std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.release();
+        false
     }
 }
 

@@ -180,3 +180,57 @@ def test_a_password_is_never_shown(redis_server: object) -> None:
     with pytest.raises(Exception) as caught:
         Brain(url="redis://alice:s3cret-pw@127.0.0.1:1,127.0.0.1:2")
     assert "s3cret-pw" not in str(caught.value) and "redis+cluster://" in str(caught.value)
+
+
+def test_optimistic_update_retries_and_loses_nothing(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    brain = Brain(url=redis_url, cache=redis_cache())
+    brain["n"] = 0
+    worker = """
+        import sys
+        from brain import Brain
+        brain = Brain(url=sys.argv[1], cache=sys.argv[2])
+        for _ in range(20):
+            brain.update("n", lambda n: n + 1, optimistic=True)
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(worker), redis_url, redis_cache()], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert brain["n"] == 60
+    # A conflict is retried on the newer value; fn may run more than once.
+    calls: list[int] = []
+
+    def bump(n: int) -> int:
+        calls.append(n)
+        if len(calls) == 1:
+            Brain(url=redis_url, cache=False)["n"] = 100  # another writer gets there first
+        return n + 1
+
+    assert brain.update("n", bump, optimistic=True) == 101
+    assert calls == [60, 100] and brain["n"] == 101
+    assert brain.update("fresh", lambda n: n + 1, default=0, optimistic=True) == 1
+    with pytest.raises(BrainNameNotExistError):
+        brain.update("missing", lambda n: n, optimistic=True)
+
+
+def test_versions_are_a_redis_stores_own(redis_url: str) -> None:
+    from brain import _brain
+    from brain.exceptions import BrainUnsupportedOperationError
+
+    store = _brain.Store(redis_url, cache=False)
+    assert store.version("default", "x") is None
+    store.put_text("default", "x", "1")
+    version = store.version("default", "x")
+    assert version is not None and len(version) == 32
+    found = store.get_versioned("default", "x")
+    assert found is not None and found[1] == version and bytes(found[0]) == b"1"
+    with store.expect_version("default", "x", "0" * 32) as guard:
+        with pytest.raises(Exception, match="another writer"):
+            store.put_text("default", "x", "2")
+        assert guard.conflicted
+    store.put_text("default", "x", "3")  # the guard ended
+    with pytest.raises(BrainUnsupportedOperationError):
+        _brain.Store("memory://versions").version("default", "x")

@@ -18,9 +18,14 @@ use std::time::Duration;
 
 use brain_core::{Error, Result};
 
-/// The default size of one chunk: just under 8 MiB, so that a chunk and
-/// Redis's string header fit an 8 MiB allocation class of jemalloc.
-pub const DEFAULT_CHUNK_SIZE: usize = (8 << 20) - 4096;
+/// The default size of one chunk: just under 1 MiB, so that a chunk and
+/// Redis's string header fit a 1 MiB allocation class of jemalloc.
+/// Measured (docs/BENCHMARKS.md): while another client fetched 256 MiB in
+/// pipelined batches of eight chunks, a third client's small GETs took
+/// 13 to 16 ms at the 99th percentile with 1 MiB chunks, 48 to 54 ms with
+/// 4 MiB and 96 to 109 ms with 8 MiB (the server copies a reply on its one
+/// thread), and the fetch took no longer.
+pub const DEFAULT_CHUNK_SIZE: usize = (1 << 20) - 4096;
 /// How long a lock lives unless its holder renews it.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
 

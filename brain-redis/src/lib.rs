@@ -16,7 +16,7 @@
 //! A name's *pointer* (a hash) says which version it holds: a random
 //! 128-bit id, the length, the xxh3 checksum, the codec, description and
 //! creation time. A payload up to [`INLINE_MAX`] lives in the pointer; a
-//! larger one is uploaded as chunks (8 MiB − 4 KiB by default) under its
+//! larger one is uploaded as chunks (1 MiB − 4 KiB by default) under its
 //! new version, each with a pending expiry, and then one Lua script
 //! publishes it: it checks the lock token (if the writer holds the name's
 //! lock) and the expected version, makes the new chunks permanent, points
@@ -61,7 +61,7 @@ mod tracker;
 
 pub use cache::{default_cache_path, CACHE_NAMESPACE_PREFIX};
 pub use config::{redact, Consistency, RedisConfig, DEFAULT_CHUNK_SIZE, DEFAULT_LOCK_TTL};
-pub use store::{CacheSetting, RedisOptions, RedisStore, INLINE_MAX};
+pub use store::{CacheSetting, ExpectVersion, RedisOptions, RedisStore, INLINE_MAX};
 
 impl RedisStore {
     /// Whether this process's tracking connections are up (warm reads then

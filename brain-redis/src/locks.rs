@@ -18,15 +18,40 @@ use crate::store::{Inner, RedisStore};
 /// how many holds each has (threads of one process share a hold's token).
 #[derive(Debug, Default)]
 pub(crate) struct HeldLocks {
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// The process they belong to, and the tokens.
+    tokens: Mutex<(u32, HashMap<(String, String), String>)>,
 }
 
 impl HeldLocks {
-    /// The token of this process's lock on the name, if it holds it.
+    /// The token of this process's lock on the name, if it holds it. A
+    /// forked child holds none of its parent's locks.
     pub(crate) fn token(&self, namespace: &str, name: &str) -> Option<String> {
-        lock(&self.tokens)
+        let mut tokens = lock(&self.tokens);
+        if tokens.0 != std::process::id() {
+            *tokens = (std::process::id(), HashMap::new());
+        }
+        tokens
+            .1
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    fn insert(&self, namespace: &str, name: &str, token: &str) {
+        let mut tokens = lock(&self.tokens);
+        if tokens.0 != std::process::id() {
+            *tokens = (std::process::id(), HashMap::new());
+        }
+        tokens
+            .1
+            .insert((namespace.to_owned(), name.to_owned()), token.to_owned());
+    }
+
+    fn remove(&self, namespace: &str, name: &str, token: &str) {
+        let mut tokens = lock(&self.tokens);
+        let id = (namespace.to_owned(), name.to_owned());
+        if tokens.1.get(&id).is_some_and(|t| t == token) {
+            tokens.1.remove(&id);
+        }
     }
 }
 
@@ -89,7 +114,7 @@ impl RedisLock {
             thread::sleep(pause.min(left));
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        lock(&inner.held.tokens).insert((namespace.to_owned(), name.to_owned()), token.clone());
+        inner.held.insert(namespace, name, &token);
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let guard = RedisLock {
             store: Arc::downgrade(inner),
@@ -143,12 +168,7 @@ impl Drop for RedisLock {
             return;
         }
         if let Some(inner) = self.store.upgrade() {
-            let mut tokens = lock(&inner.held.tokens);
-            let id = (self.namespace.clone(), self.name.clone());
-            if tokens.get(&id) == Some(&self.token) {
-                tokens.remove(&id);
-            }
-            drop(tokens);
+            inner.held.remove(&self.namespace, &self.name, &self.token);
             let _: redis::RedisResult<i64> = inner.pool.run(|c| {
                 scripts::unlock()
                     .key(&self.key)

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_buffer::{Buffer, MutableBuffer};
@@ -33,8 +35,9 @@ pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
 /// The least time a replaced version's chunks stay for readers mid-fetch
 /// (more for large objects: twice the time to read them at 100 MB/s).
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
-/// Chunks fetched per pipelined batch (at 8 MiB each, 64 MiB in flight).
-const BATCH: usize = 8;
+/// Bytes of chunks asked for in one pipelined batch: the server answers a
+/// batch in one go, and other clients wait while it copies the replies.
+const BATCH_BYTES: u64 = 8 << 20;
 /// Tries of a read that meets a replaced version before giving up.
 const READ_TRIES: usize = 8;
 
@@ -83,6 +86,48 @@ pub(crate) struct Inner {
     /// Whether the servers may evict brain's keys (an `allkeys-*` policy),
     /// which turns a missing chunk into a lost object rather than a race.
     pub(crate) evicting_policy: Mutex<Option<String>>,
+    /// Compare-and-set expectations of threads of this process, by name.
+    expectations: Mutex<HashMap<(String, String, ThreadId), Arc<Expectation>>>,
+}
+
+/// What a thread expects a name to hold when it next writes it.
+#[derive(Debug)]
+struct Expectation {
+    /// The version, or `None` for "no object".
+    version: Option<String>,
+    conflicted: AtomicBool,
+}
+
+/// A compare-and-set in force, from [`RedisStore::expect_version`]: while
+/// it lives, this thread's writes and deletes of the name are published
+/// only if the name still holds the version expected; one refused for
+/// that reason fails and sets [`ExpectVersion::conflicted`].
+#[derive(Debug)]
+pub struct ExpectVersion {
+    store: std::sync::Weak<Inner>,
+    key: (String, String, ThreadId),
+    expectation: Arc<Expectation>,
+}
+
+impl ExpectVersion {
+    /// Whether a write was refused because another writer got there first.
+    pub fn conflicted(&self) -> bool {
+        self.expectation.conflicted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ExpectVersion {
+    fn drop(&mut self) {
+        if let Some(inner) = self.store.upgrade() {
+            let mut expectations = lock(&inner.expectations);
+            if expectations
+                .get(&self.key)
+                .is_some_and(|e| Arc::ptr_eq(e, &self.expectation))
+            {
+                expectations.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -194,6 +239,7 @@ impl RedisStore {
                 tracker: Tracker::default(),
                 held: HeldLocks::default(),
                 evicting_policy: Mutex::new(None),
+                expectations: Mutex::new(HashMap::new()),
                 config,
             }),
         };
@@ -268,6 +314,15 @@ impl RedisStore {
         &self,
         mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> redis::RedisResult<Vec<T>> {
+        if !self.inner.config.cluster {
+            // The one server: a pooled connection, not a new one.
+            return self.inner.pool.run(|c| match c {
+                Conn::Single(conn) => f(conn).map(|v| vec![v]),
+                Conn::Cluster(_) => Err(redis::RedisError::from(io::Error::other(
+                    "a cluster connection in a single server's pool",
+                ))),
+            });
+        }
         let nodes = crate::tracker::primaries(&self.inner)?;
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
@@ -479,13 +534,16 @@ impl RedisStore {
                             self.inner.config.lock_ttl
                         )),
                     ),
-                    Published::Conflict => Error::io(
+                    Published::Conflict => {
+                        self.note_conflict(new.namespace, new.name);
+                        Error::io(
                         "publish",
                         self.object_location(new.namespace, new.name),
                         io::Error::other(
                             "another writer changed the name since it was read, so nothing was written: read it again and retry",
                         ),
-                    ),
+                    )
+                    }
                     Published::Missing(i) => self.lost_error(new.namespace, new.name, i, " before it was published"),
                     Published::Ok { .. } => unreachable!("handled above"),
                 })
@@ -556,7 +614,8 @@ impl RedisStore {
             .map_err(|e| FetchError::Other(self.err("read", &e)))?;
         let mut index = 0u64;
         while index < pointer.chunks {
-            let end = (index + BATCH as u64).min(pointer.chunks);
+            let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
+            let end = (index + batch).min(pointer.chunks);
             let commands = (index..end)
                 .map(|i| {
                     let mut cmd = redis::cmd("GET");
@@ -628,11 +687,38 @@ impl RedisStore {
 
     /// Reads `name`, through the tracked binding, the host cache, or the server.
     fn read(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        let strict = self.inner.consistency == Consistency::Strict;
+        Ok(self.read_at(namespace, name, strict)?.map(|(view, _)| view))
+    }
+
+    /// Reads `name` with the server's word on its version (one round trip,
+    /// whatever the store's consistency): the view and the version it is of,
+    /// for a compare-and-set ([`RedisStore::expect_version`]) against it.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::get`].
+    pub fn get_versioned(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(ObjectView, String)>> {
+        validate_object(namespace, name)?;
+        self.read_at(namespace, name, true)
+    }
+
+    /// Reads `name` and the version it holds, through the tracked binding
+    /// (unless `strict`), the host cache, or the server.
+    fn read_at(
+        &self,
+        namespace: &str,
+        name: &str,
+        strict: bool,
+    ) -> Result<Option<(ObjectView, String)>> {
         let key = ObjectKey::new(namespace, name);
         let cached = self.inner.cache.is_some();
-        if cached && self.inner.consistency == Consistency::Tracked {
-            if let Some(view) = self.inner.tracker.bound(&self.inner, key) {
-                return Ok(Some(view));
+        if cached && !strict {
+            if let Some(bound) = self.inner.tracker.bound(&self.inner, key) {
+                return Ok(Some(bound));
             }
         }
         let mut tries = 0;
@@ -653,7 +739,7 @@ impl RedisStore {
                         .tracker
                         .bound_version(&self.inner, key, &pointer.version, epoch)
                 {
-                    return Ok(Some(view));
+                    return Ok(Some((view, pointer.version)));
                 }
             }
             match self.load(key, &pointer) {
@@ -670,7 +756,7 @@ impl RedisStore {
                             epoch,
                         );
                     }
-                    return Ok(Some(view));
+                    return Ok(Some((view, pointer.version)));
                 }
                 Err(FetchError::Other(err)) => return Err(err),
                 Err(FetchError::Missing(i)) => {
@@ -712,10 +798,8 @@ impl RedisStore {
     fn remove(&self, namespace: &str, name: &str) -> Result<Option<u64>> {
         let key = ObjectKey::new(namespace, name);
         let keys = &self.inner.keys;
-        // A collision must not delete another object.
-        if let Some(p) = self.read_meta(namespace, name)? {
-            let _ = p;
-        }
+        // A collision must not delete another object: this fails on one.
+        self.read_meta(namespace, name)?;
         let token = self.inner.held.token(namespace, name);
         let mut invocation = scripts::delete().prepare_invoke();
         invocation.key(keys.pointer(key)).key(keys.lock(key));
@@ -727,7 +811,7 @@ impl RedisStore {
             .arg(GRACE.as_millis() as u64)
             .arg(keys.chunk_prefix(key))
             .arg(name)
-            .arg("*");
+            .arg(self.expected(namespace, name).replace('-', "*"));
         let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
         self.inner.tracker.forget(&self.inner, key);
         match reply.first().map(word).as_deref() {
@@ -740,6 +824,14 @@ impl RedisStore {
                 Ok(Some(old))
             }
             Some("NONE") => Ok(None),
+            Some("CONFLICT") => {
+                self.note_conflict(namespace, name);
+                Err(Error::io(
+                    "delete",
+                    self.object_location(namespace, name),
+                    io::Error::other("another writer changed the name since it was read, so nothing was deleted: read it again and retry"),
+                ))
+            }
             Some("LOCKED") => Err(Error::io(
                 "delete",
                 self.object_location(namespace, name),
@@ -864,6 +956,58 @@ impl RedisStore {
                 ..
             }) if source.to_string().starts_with("another writer") => Ok(None),
             Err(err) => Err(err),
+        }
+    }
+
+    /// Until the returned guard is dropped, this thread's writes and
+    /// deletes of `name` are published only if it still holds `version`
+    /// (`None`: only if it does not exist); a write refused for that reason
+    /// fails, and the guard says so ([`ExpectVersion::conflicted`]). For
+    /// an optimistic update through code that writes with the ordinary calls.
+    pub fn expect_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> ExpectVersion {
+        let key = (
+            namespace.to_owned(),
+            name.to_owned(),
+            std::thread::current().id(),
+        );
+        let expectation = Arc::new(Expectation {
+            version: version.map(str::to_owned),
+            conflicted: AtomicBool::new(false),
+        });
+        lock(&self.inner.expectations).insert(key.clone(), expectation.clone());
+        ExpectVersion {
+            store: Arc::downgrade(&self.inner),
+            key,
+            expectation,
+        }
+    }
+
+    /// What this thread's next write of the name must find: `*` for anything.
+    fn expected(&self, namespace: &str, name: &str) -> String {
+        let key = (
+            namespace.to_owned(),
+            name.to_owned(),
+            std::thread::current().id(),
+        );
+        match lock(&self.inner.expectations).get(&key) {
+            Some(e) => e.version.clone().unwrap_or_else(|| "-".to_owned()),
+            None => "*".to_owned(),
+        }
+    }
+
+    fn note_conflict(&self, namespace: &str, name: &str) {
+        let key = (
+            namespace.to_owned(),
+            name.to_owned(),
+            std::thread::current().id(),
+        );
+        if let Some(e) = lock(&self.inner.expectations).get(&key) {
+            e.conflicted.store(true, Ordering::SeqCst);
         }
     }
 
@@ -1121,7 +1265,8 @@ impl ObjectStore for RedisStore {
     }
 
     fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
-        self.put_expecting(namespace, name, payload, "*")
+        let expected = self.expected(namespace, name);
+        self.put_expecting(namespace, name, payload, &expected)
     }
 
     fn writer(
@@ -1139,7 +1284,7 @@ impl ObjectStore for RedisStore {
             codec,
             description,
             expected_len,
-            "*".to_owned(),
+            self.expected(namespace, name),
         )?;
         Ok(ObjectWriter::new(Box::new(writer)))
     }

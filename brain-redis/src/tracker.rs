@@ -118,7 +118,7 @@ impl Tracker {
     }
 
     /// A view of `key` that needs no round trip, if tracking vouches for it.
-    pub(crate) fn bound(&self, inner: &Arc<Inner>, key: ObjectKey) -> Option<ObjectView> {
+    pub(crate) fn bound(&self, inner: &Arc<Inner>, key: ObjectKey) -> Option<(ObjectView, String)> {
         self.ensure(inner);
         let state = lock(&self.state);
         if !state.healthy {
@@ -128,7 +128,7 @@ impl Tracker {
             .bindings
             .get(&key)
             .filter(|b| b.trusted)
-            .map(|b| b.binding.view.clone())
+            .map(|b| (b.binding.view.clone(), b.binding.version.clone()))
     }
 
     /// The view bound to `key` if it is of `version` (just checked with the

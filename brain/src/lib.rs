@@ -44,7 +44,7 @@ mod url;
 
 pub use brain_core::*;
 pub use brain_mock::{drop_memory_store, memory_store};
-pub use brain_redis::{CacheSetting, Consistency, RedisOptions, RedisStore};
+pub use brain_redis::{CacheSetting, Consistency, ExpectVersion, RedisOptions, RedisStore};
 pub use url::{default_url, StoreUrl};
 
 use std::sync::Arc;
@@ -134,6 +134,24 @@ impl OpenOptions {
         self.open_parsed(&StoreUrl::parse(url)?)
     }
 
+    /// Opens a Redis store (`redis://`, `rediss://`, `redis+cluster://`)
+    /// as its own type, for the calls only it has
+    /// ([`RedisStore::expect_version`], [`RedisStore::put_if_version`]).
+    ///
+    /// # Errors
+    /// As [`RedisStore::open`].
+    pub fn open_redis(&self, url: &str) -> Result<RedisStore> {
+        let options = RedisOptions {
+            cache: self.cache.clone(),
+            consistency: self.consistency,
+        };
+        let store = RedisStore::open(url, &options)?;
+        if let Some(capacity) = self.capacity {
+            store.set_capacity(capacity)?;
+        }
+        Ok(store)
+    }
+
     /// Opens the store `url` names.
     ///
     /// # Errors
@@ -160,17 +178,7 @@ impl OpenOptions {
                 }
                 Arc::new(store)
             }
-            StoreUrl::Redis(url) => {
-                let options = RedisOptions {
-                    cache: self.cache.clone(),
-                    consistency: self.consistency,
-                };
-                let store = RedisStore::open(url, &options)?;
-                if let Some(capacity) = self.capacity {
-                    store.set_capacity(capacity)?;
-                }
-                Arc::new(store)
-            }
+            StoreUrl::Redis(url) => Arc::new(self.open_redis(url)?),
         };
         Ok(store)
     }

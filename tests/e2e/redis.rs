@@ -63,3 +63,65 @@ fn redis_cluster_conforms() -> Result<()> {
     let host = HostDir::new()?;
     run_on(&cluster.url(), &host)
 }
+
+#[test]
+fn optimistic_updates_lose_nothing() -> Result<()> {
+    use brain::{Payload, RedisOptions, RedisStore};
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let store = RedisStore::open(
+        &url,
+        &RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    // Created only if absent; replaced only if still the version read.
+    let created = store.put_if_version("ns", "n", &Payload::bytes(b"0"), None)?;
+    anyhow::ensure!(created.is_some());
+    anyhow::ensure!(store
+        .put_if_version("ns", "n", &Payload::bytes(b"x"), None)?
+        .is_none());
+    let stale = store.version("ns", "n")?;
+    store.put("ns", "n", &Payload::bytes(b"0"))?;
+    anyhow::ensure!(store
+        .put_if_version("ns", "n", &Payload::bytes(b"x"), stale.as_deref())?
+        .is_none());
+    // Four threads increment 25 times each, retrying on a conflict.
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| -> Result<u32> {
+                    let mut conflicts = 0;
+                    for _ in 0..25 {
+                        loop {
+                            let version = store.version("ns", "n")?;
+                            let view = store.get("ns", "n")?.context("set above")?;
+                            let n: u32 = std::str::from_utf8(&view)?.parse()?;
+                            let next = (n + 1).to_string();
+                            match store.put_if_version(
+                                "ns",
+                                "n",
+                                &Payload::bytes(next.as_bytes()),
+                                version.as_deref(),
+                            )? {
+                                Some(_) => break,
+                                None => conflicts += 1,
+                            }
+                        }
+                    }
+                    Ok(conflicts)
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    let view = store.get("ns", "n")?.context("set above")?;
+    anyhow::ensure!(&*view == b"100", "{:?}", std::str::from_utf8(&view));
+    Ok(())
+}

@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -108,6 +108,17 @@ class Lock:
     def __exit__(self, *exc: object) -> Literal[False]: ...
 
 @final
+class VersionGuard:
+    """A compare-and-set in force on one name of a Redis store; ended on exit."""
+
+    @property
+    def conflicted(self) -> bool:
+        """Whether a write or delete was refused because another writer changed the name first."""
+    def release(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> Literal[False]: ...
+
+@final
 class Store:
     """A brain store opened by this process, of any backend."""
 
@@ -193,6 +204,12 @@ class Store:
     def watch(self, namespace: str | None = None) -> Watcher: ...
     def wait_for(self, namespace: str, name: str, timeout: float) -> Object: ...
     def lock(self, namespace: str, name: str, timeout: float | None = None) -> Lock: ...
+    def version(self, namespace: str, name: str) -> str | None:
+        """A Redis store's version of the name; other stores raise BrainUnsupportedOperationError."""
+    def get_versioned(self, namespace: str, name: str) -> tuple[Object, str] | None:
+        """A Redis store's object and the version it is of (one round trip), or None."""
+    def expect_version(self, namespace: str, name: str, version: str | None = None) -> VersionGuard:
+        """This thread's writes of the name publish only while it holds ``version`` (None: while absent)."""
     def gc(self) -> GcReport:
         """Raises BrainUnsupportedOperationError for a store with nothing to collect (memory://)."""
     def fsck(self, delete_corrupt: bool = False) -> FsckReport:

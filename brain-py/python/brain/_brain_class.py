@@ -589,6 +589,30 @@ class Brain(MutableMapping[str, Any]):
         """
         return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), float(timeout)))
 
+    def _update_optimistic(self, name: str, fn: Callable[[Any], Any], default: Any) -> Any:
+        """update(name, fn) with a compare-and-set of the version read instead of a lock."""
+        store = self.store
+        while True:
+            found = store.get_versioned(self.namespace, _check_name(name))
+            if found is None:
+                if default is _MISSING:
+                    raise BrainNameNotExistError(
+                        f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; "
+                        "pass default= to start from a value"
+                    )
+                current, version = default, None
+            else:
+                current, version = _codecs.decode(found[0]), found[1]
+            new = fn(current)
+            with store.expect_version(self.namespace, name, version) as guard:
+                try:
+                    self.learn(name, new)
+                except Exception:
+                    if guard.conflicted:
+                        continue  # another writer got there first: read its value and try again
+                    raise
+            return new
+
     def lock(self, name: str, timeout: float | None = None) -> _brain.Lock:
         """The cross-process lock on ``name``, as a context manager.
 
@@ -599,16 +623,32 @@ class Brain(MutableMapping[str, Any]):
         """
         return self.store.lock(self.namespace, _check_name(name), timeout)
 
-    def update(self, name: Any = _MISSING, fn: Any = _MISSING, /, *, default: Any = _MISSING, **kwargs: Any) -> Any:
+    def update(
+        self,
+        name: Any = _MISSING,
+        fn: Any = _MISSING,
+        /,
+        *,
+        default: Any = _MISSING,
+        optimistic: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """``update(name, fn)``: a read-modify-write of one name, safe across processes.
 
         Takes the name's lock, calls ``fn(current value)`` (``default`` when
         the name does not exist yet), stores the result and returns it.
         Arrays and frames come to ``fn`` read-only: return a new object.
 
+        ``optimistic=True`` (a Redis store) takes no lock: the result is
+        written only if the name still holds the version ``fn`` was given,
+        and otherwise ``fn`` runs again on the newer value, so ``fn`` may run
+        more than once. On other stores it is the same as the lock.
+
         ``update(mapping)`` / ``update(**names)`` set several names, as ``dict.update``.
         """
         if callable(fn) and isinstance(name, str):
+            if optimistic and self.url.startswith(("redis", "valkey")):
+                return self._update_optimistic(name, fn, default)
             with self.lock(name):
                 current = self.get(name, _MISSING)
                 if current is _MISSING:

@@ -1,0 +1,319 @@
+"""brain on Redis against redis-py with hiredis, in one run, on one redis-server.
+
+    python brain-bench/redis_bench.py [--quick] [--write-docs]
+
+Starts its own redis-server on a free loopback port (no persistence, bulk
+strings up to 2 GB so the peer can store 1 GiB in one key) and stops it at
+the end. The peer is what users have today: redis-py with hiredis doing a
+plain SET and GET of the pickled bytes of the same value (pickling is left
+out of its times: the peer's figures are only the transfer). brain's
+figures are whole calls: ``brain[name] = value`` and ``brain[name]``,
+encoding and decoding included.
+
+Rows, for 1 MiB, 64 MiB and 1 GiB numpy arrays and the 10-million-row frame:
+
+- set: brain's write (chunks, then the publish script) against SET;
+- cold get: a read on a host that has not cached this version (the
+  version is replaced before every repetition), into this host's shared
+  memory, against GET;
+- cold get, no cache: the same into private memory (``cache=False``);
+- warm get: a repeated read through the host cache, against a get from a
+  local shared-memory store (the floor brain aims at);
+- small values (100 bytes): set and get against SET and GET; brain's get
+  strict (one round trip) and tracked (no round trip);
+- the loopback socket: bytes through a TCP connection on 127.0.0.1 in the
+  same run, the floor of any transfer.
+
+Each figure is the median of repetitions interleaved with its peer's.
+Run it on a release build (``make bench-redis`` builds one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workloads import make_frame  # noqa: E402
+
+MiB = 1 << 20
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+BEGIN = "<!-- redis-bench: begin -->"
+END = "<!-- redis-bench: end -->"
+
+
+class Server:
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="brain-bench-redis-")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--proto-max-bulk-len", "2gb", "--client-query-buffer-limit", "2gb"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def loopback(nbytes: int) -> float:
+    """Seconds to move ``nbytes`` through a loopback TCP connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    block = b"\x01" * (8 * MiB)
+
+    def send() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            left = nbytes
+            while left > 0:
+                conn.sendall(block[: min(left, len(block))])
+                left -= len(block)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sink = bytearray(8 * MiB)
+    view = memoryview(sink)
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        started = time.perf_counter()
+        got = 0
+        while got < nbytes:
+            n = conn.recv_into(view)
+            if n == 0:
+                break
+            got += n
+        elapsed = time.perf_counter() - started
+    sender.join()
+    listener.close()
+    return elapsed
+
+
+def interleave(cases: dict[str, Callable[[], Any]], rounds: int, before: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Median seconds of each case, the cases run in turn each round (``before`` untimed, before each)."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            if before is not None:
+                before()
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def chunk_sizes(port: int, total: int = 256 * MiB) -> list[str]:
+    """What the chunk size costs: fetching ``total`` bytes as pipelined GETs of
+    chunks of each size, and meanwhile the latency of another client's
+    small GETs (a large reply is copied by the server's one thread)."""
+    lines = [
+        "| chunk size | fetch of 256 MiB | another client's GET, median | p99 | max |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    big = redis.Redis(port=port)
+    blob = np.random.default_rng(4).bytes(64 * MiB)
+    for size in (1 * MiB, 4 * MiB, (8 * MiB) - 4096, 32 * MiB, 64 * MiB):
+        keys = [f"chunk:{size}:{i}" for i in range(total // size)]
+        for i, key in enumerate(keys):
+            big.set(key, blob[: size] if size <= len(blob) else blob)
+        stop = threading.Event()
+        latencies: list[float] = []
+
+        def probe() -> None:
+            small = redis.Redis(port=port)
+            small.set("probe", b"x")
+            while not stop.is_set():
+                started = time.perf_counter()
+                small.get("probe")
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.0005)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        fetches = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for at in range(0, len(keys), 8):
+                pipe = big.pipeline(transaction=False)
+                for key in keys[at : at + 8]:
+                    pipe.get(key)
+                pipe.execute()
+            fetches.append(time.perf_counter() - started)
+        stop.set()
+        prober.join()
+        big.delete(*keys)
+        latencies.sort()
+        p99 = latencies[int(len(latencies) * 0.99)]
+        lines.append(
+            f"| {size / MiB:.3g} MiB | {show(statistics.median(fetches))} | {show(statistics.median(latencies))} "
+            f"| {show(p99)} | {show(latencies[-1])} |"
+        )
+    return lines
+
+
+def clients(port: int, binary: str, rounds: int = 3) -> list[str]:
+    """redis-rs's sync and async clients (``binary``: target/release/redis_client)
+    against redis-py with hiredis, GETs of 8 MiB and 512 MiB, rounds interleaved."""
+    peer = redis.Redis(port=port)
+    times: dict[tuple[int, str], list[float]] = {}
+    for _ in range(rounds):
+        out = subprocess.run([binary, str(port), "3"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            mib, sync_t, async_t = line.split()
+            times.setdefault((int(mib), "sync"), []).append(float(sync_t))
+            times.setdefault((int(mib), "async"), []).append(float(async_t))
+        for mib in (8, 512):
+            peer.set("client-py", b"\x07" * (mib * MiB))
+            for _ in range(3):
+                started = time.perf_counter()
+                value = peer.get("client-py")
+                times.setdefault((mib, "redis-py"), []).append(time.perf_counter() - started)
+                del value
+            peer.delete("client-py")
+    lines = [
+        "| GET of | redis-rs sync | redis-rs async (multiplexed) | redis-py + hiredis | sync / redis-py |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for mib in (8, 512):
+        t = {kind: statistics.median(times[(mib, kind)]) for kind in ("sync", "async", "redis-py")}
+        lines.append(
+            f"| {mib} MiB | {show(t['sync'])} | {show(t['async'])} | {show(t['redis-py'])} | {t['sync'] / t['redis-py']:.2f}x |"
+        )
+    return lines
+
+
+def show(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 MiB and 64 MiB only, fewer rounds")
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/BENCHMARKS.md")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the benchmark frame")
+    parser.add_argument("--chunks", action="store_true", help="only measure what the chunk size costs")
+    parser.add_argument("--clients", metavar="REDIS_CLIENT_BIN", help="only compare redis-rs's clients with redis-py")
+    args = parser.parse_args()
+
+    server = Server()
+    if args.chunks or args.clients:
+        try:
+            print("\n".join(chunk_sizes(server.port) if args.chunks else clients(server.port, args.clients)))
+        finally:
+            server.stop()
+        return 0
+    from brain import Brain
+
+    shm = tempfile.mkdtemp(dir="/dev/shm", prefix="brain-bench-redis-")
+    rows: list[tuple[str, str, float, str, float]] = []
+    try:
+        url = f"redis://127.0.0.1:{server.port}"
+        peer = redis.Redis(port=server.port)
+        writer = Brain(url=url, cache=f"{shm}/writer-host")
+        reader = Brain(url=url, cache=f"{shm}/reader-host")
+        # Asks the server for the version on every read, so a read right
+        # after another handle's write is of the new version, not cached yet.
+        cold = Brain(url=url, cache=f"{shm}/reader-host", consistency="strict")
+        uncached = Brain(url=url, cache=False)
+        local = Brain(path=f"{shm}/local")
+
+        link = statistics.median(loopback(512 * MiB) for _ in range(3)) / 512  # seconds per MiB
+        rows.append(("loopback socket, 1 GiB", "TCP on 127.0.0.1", link * 1024, "", 0.0))
+
+        values: list[tuple[str, Any, int]] = [("1 MiB", np.random.default_rng(1).bytes(MiB), 15)]
+        values.append(("64 MiB", np.frombuffer(np.random.default_rng(2).bytes(64 * MiB), dtype=np.uint8), 7))
+        if not args.quick:
+            values.append(("1 GiB", np.frombuffer(np.random.default_rng(3).bytes(1024 * MiB), dtype=np.uint8), 3))
+            values.append((f"{args.rows // 1_000_000}M-row frame", make_frame(args.rows), 3))
+        for label, value, rounds in values:
+            data = pickle.dumps(value, protocol=5)
+            size = len(data)
+            floor = link * size / MiB
+            local["v"] = value
+            t = interleave({"brain": lambda: writer.__setitem__("v", value), "peer": lambda: peer.set("v", data)}, rounds)
+            rows.append((f"{label}: set", "SET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+            def replace() -> None:
+                # Every write is a new version, which no host has cached.
+                writer["v"] = value
+
+            t = interleave({"brain": lambda: cold["v"], "peer": lambda: peer.get("v")}, rounds, before=replace)
+            rows.append((f"{label}: cold get", "GET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+            t = interleave({"brain": lambda: uncached["v"], "peer": lambda: peer.get("v")}, rounds)
+            rows.append((f"{label}: cold get, cache=False", "GET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+            rows.append((f"{label}: loopback floor", "", floor, "", 0.0))
+            reader["v"]
+            warm = interleave({"brain": lambda: reader["v"], "local": lambda: local["v"]}, max(rounds, 30))
+            rows.append((f"{label}: warm get", "local shm get", warm["brain"], show(warm["local"]), warm["brain"] / warm["local"]))
+            del value, data
+            peer.delete("v")
+            writer.forget("v")
+            local.forget("v")
+
+        small = b"x" * 100
+        strict = Brain(url=url, cache=f"{shm}/reader-host", consistency="strict")
+        writer["s"] = small
+        peer.set("s", small)
+        t = interleave({"brain": lambda: writer.__setitem__("s", small), "peer": lambda: peer.set("s", small)}, 2000)
+        rows.append(("100 B: set", "SET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+        t = interleave({"brain": lambda: strict["s"], "peer": lambda: peer.get("s")}, 2000)
+        rows.append(("100 B: get, strict", "GET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+        reader["s"]
+        t = interleave({"brain": lambda: reader["s"], "peer": lambda: peer.get("s")}, 2000)
+        rows.append(("100 B: get, tracked", "GET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
+    finally:
+        server.stop()
+        shutil.rmtree(shm, ignore_errors=True)
+
+    lines = [
+        "| operation | brain | peer | peer's time | brain / peer |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, peer_name, brain_t, peer_t, ratio in rows:
+        lines.append(f"| {name} | {show(brain_t)} | {peer_name} | {peer_t} | {f'{ratio:.2f}x' if ratio else ''} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write_docs:
+        text = DOC.read_text()
+        command = "python brain-bench/redis_bench.py" + (" --quick" if args.quick else "")
+        block = f"{BEGIN}\n`{command}` (`make bench-redis`), {time.strftime('%Y-%m-%d')}:\n\n{table}\n{END}"
+        if BEGIN in text:
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        else:
+            text += "\n" + block + "\n"
+        DOC.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
