@@ -296,6 +296,9 @@ impl MockStore {
             capacity,
             location: self.location(),
             filesystem_full: fs,
+            replacing: 0,
+            held: 0,
+            holders: String::new(),
         }
     }
 

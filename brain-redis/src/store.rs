@@ -362,6 +362,9 @@ impl RedisStore {
                 capacity: reply.get(2).map_or(0, int),
                 location: self.location(),
                 filesystem_full: false,
+                replacing: 0,
+                held: 0,
+                holders: String::new(),
             });
         }
         Ok(())
@@ -525,6 +528,9 @@ impl RedisStore {
                         capacity,
                         location: self.location(),
                         filesystem_full: false,
+                        replacing: 0,
+                        held: 0,
+                        holders: String::new(),
                     },
                     Published::Locked => Error::io(
                         "publish",

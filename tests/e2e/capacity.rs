@@ -351,3 +351,85 @@ fn fsck_beside_a_write_in_flight_never_undercounts_it() -> Result<()> {
         other => anyhow::bail!("a write past the capacity after fsck: {other:?}"),
     }
 }
+
+#[test]
+fn memory_held_by_views_of_deleted_objects_is_shown_and_named_when_the_filesystem_fills(
+) -> Result<()> {
+    let Some(tmpfs) = TinyTmpfs::mount_or_skip("48m", "memory_held_by_views_of_deleted_objects")
+    else {
+        return Ok(());
+    };
+    let path = tmpfs.path().join("store");
+    let arg = path.to_str().context("UTF-8 path")?;
+    let store = Store::open(&path)?;
+    let ns = store.namespace("held")?;
+    ns.set("big", &make_value(1, 20 * MIB))?;
+    let mut reader = spawn(["hold-view", arg, "held", "big"])?;
+    reader.expect_line("holding", CHILD_TIMEOUT)?;
+    ensure!(store.usage()?.detail("held_by_views") == Some(0));
+
+    // Deleted, the object leaves the store's count; its pages stay, mapped
+    // by the reader, and the usage says so.
+    ensure!(ns.delete("big")?);
+    let usage = store.usage()?;
+    ensure!(usage.used == 0, "{usage:?}");
+    let held = usage.detail("held_by_views").unwrap_or(0);
+    ensure!(held >= 20 * MIB as u64, "held memory not shown: {usage:?}");
+
+    // A write the filesystem cannot take says why, and who holds it.
+    let err = ns.set("next", &make_value(2, 36 * MIB)).unwrap_err();
+    match &err {
+        Error::StoreFull {
+            filesystem_full: true,
+            held,
+            holders,
+            ..
+        } => ensure!(
+            *held >= 20 * MIB as u64 && holders.contains(&reader.pid().to_string()),
+            "{err:?}"
+        ),
+        other => anyhow::bail!("expected a full filesystem, got {other}"),
+    }
+    let text = err.to_string();
+    ensure!(
+        text.contains("still map") && text.contains("drop their views"),
+        "{text}"
+    );
+
+    // Once the reader lets go, the memory is back and the write goes in.
+    reader.send_line("done")?;
+    reader.finish(CHILD_TIMEOUT)?.success()?;
+    ensure!(store.usage()?.detail("held_by_views") == Some(0));
+    ns.set("next", &make_value(2, 36 * MIB))?;
+    Ok(())
+}
+
+#[test]
+fn a_replace_refused_for_room_says_it_needs_both_copies() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    handle.set_capacity(Some(16 * MIB as u64))?;
+    let ns = handle.namespace("both")?;
+    ns.set("frame", &make_value(1, 10 * MIB))?;
+    let err = ns.set("frame", &make_value(2, 10 * MIB)).unwrap_err();
+    match &err {
+        Error::StoreFull { replacing, .. } => ensure!(
+            *replacing >= 10 * MIB as u64,
+            "the replaced object's size is not given: {err:?}"
+        ),
+        other => anyhow::bail!("expected StoreFull, got {other}"),
+    }
+    let text = err.to_string();
+    ensure!(
+        text.contains("needs room for both copies") && text.contains("delete it first"),
+        "{text}"
+    );
+    // As the message says: deleted first, the new value fits.
+    ensure!(ns.delete("frame")?);
+    ns.set("frame", &make_value(2, 10 * MIB))?;
+    ensure!(seed_in(&ns.get("frame")?.expect("set"))? == 2);
+    // A new name refused for room does not speak of replacing.
+    let err = ns.set("other", &make_value(3, 10 * MIB)).unwrap_err();
+    ensure!(!err.to_string().contains("both copies"), "{err}");
+    Ok(())
+}

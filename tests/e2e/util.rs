@@ -248,6 +248,11 @@ impl Helper {
         }
     }
 
+    /// The helper's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes one line to the helper's stdin.
     pub fn send_line(&mut self, line: &str) -> Result<()> {
         let stdin = self.stdin.as_mut().context("stdin already closed")?;

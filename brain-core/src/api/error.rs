@@ -179,7 +179,17 @@ pub enum Error {
 
     /// The store (its capacity, or the filesystem under it) has no room for the object.
     #[error(
-        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{hint}",
+        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{replace}{held}{hint}",
+        replace = if *.replacing > 0 {
+            format!("; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place", replacing = .replacing)
+        } else {
+            String::new()
+        },
+        held = if *.held > 0 {
+            format!("; {held} bytes of the filesystem are deleted or replaced objects that processes still map (pids {pids}): they are freed when those processes drop their views or exit", held = .held, pids = .holders)
+        } else {
+            String::new()
+        },
         hint = if *.filesystem_full {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         } else {
@@ -201,6 +211,16 @@ pub enum Error {
         location: Location,
         /// True when the filesystem ran out (ENOSPC) before the store's own capacity was reached.
         filesystem_full: bool,
+        /// Bytes of the object this write replaces: they stay in use until
+        /// the new object is published, so a replace needs room for both.
+        /// 0 for a new name.
+        replacing: u64,
+        /// When the filesystem ran out: bytes of this store's deleted or
+        /// replaced objects that processes still map (freed when they let
+        /// go), else 0.
+        held: u64,
+        /// The pids of the processes holding them, comma-separated.
+        holders: String,
     },
 
     /// An object or the store's control file is damaged.

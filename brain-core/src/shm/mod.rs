@@ -47,7 +47,8 @@ use crate::api::store::{
 };
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::control::UNLIMITED;
-use crate::format::{namespace_dir_name, Codec, ObjectKey};
+use crate::format::{accounted, namespace_dir_name, Codec, ObjectKey};
+use crate::sys::held;
 use crate::sys::io::os;
 use crate::sys::names::unique_tmp_name;
 
@@ -359,6 +360,11 @@ impl Store {
                     label: "fs free",
                     bytes: filesystem_free,
                 },
+                UsageDetail {
+                    key: "held_by_views",
+                    label: "held",
+                    bytes: held::deleted_mappings_under(&self.inner.root).0,
+                },
             ],
         })
     }
@@ -380,6 +386,30 @@ impl Store {
         } else {
             (self.inner.control.used(), self.inner.control.capacity())
         };
+        self.store_full(namespace, name, needed, used, capacity, fs)
+    }
+
+    /// The error for a write refused with `used` of `capacity` bytes in
+    /// use, saying what else explains it: the object it replaces (which
+    /// stays until the new one is published) and, when the filesystem ran
+    /// out, memory that processes still map in objects already gone.
+    pub(crate) fn store_full(
+        &self,
+        namespace: &str,
+        name: &str,
+        needed: u64,
+        used: u64,
+        capacity: u64,
+        filesystem_full: bool,
+    ) -> Error {
+        let key = ObjectKey::new(namespace, name);
+        let replacing = std::fs::symlink_metadata(self.object_path(namespace, key))
+            .map_or(0, |m| accounted(m.len()));
+        let (held, holders) = if filesystem_full {
+            held::deleted_mappings_under(&self.inner.root)
+        } else {
+            (0, Vec::new())
+        };
         Error::StoreFull {
             namespace: namespace.into(),
             name: name.into(),
@@ -387,7 +417,14 @@ impl Store {
             used,
             capacity,
             location: self.inner.root.clone().into(),
-            filesystem_full: fs,
+            filesystem_full,
+            replacing,
+            held,
+            holders: holders
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }

@@ -299,14 +299,15 @@ impl ShmWriter {
             healed?;
             reserved = attempt(&mut self.reservation);
         }
-        reserved.map_err(|refused| Error::StoreFull {
-            namespace: self.header.namespace.clone(),
-            name: self.header.name.clone(),
-            needed,
-            used: refused.used,
-            capacity: refused.capacity,
-            location: self.store.inner.root.clone().into(),
-            filesystem_full: false,
+        reserved.map_err(|refused| {
+            self.store.store_full(
+                &self.header.namespace,
+                &self.header.name,
+                needed,
+                refused.used,
+                refused.capacity,
+                false,
+            )
         })
     }
 

@@ -8,6 +8,7 @@ mod mapping;
 
 pub(crate) mod copy;
 pub(crate) mod fork;
+pub(crate) mod held;
 pub(crate) mod io;
 pub(crate) mod names;
 

@@ -65,6 +65,10 @@ class UsageReport(TypedDict):
     filesystem_size: NotRequired[int]
     """A shared-memory store's tmpfs size."""
     filesystem_free: NotRequired[int]
+    held_by_views: NotRequired[int]
+    """A shared-memory store's deleted or replaced objects that processes
+    still map (a notebook holding a frame): off the store's count, but
+    still taking memory until those views are dropped."""
 
 
 class GcReport(TypedDict):
