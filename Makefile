@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser setup-redis test-redis-race
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser setup-redis test-redis-race bench-redis
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -88,6 +88,18 @@ test: setup test-rust test-python ## set up, then run every test
 
 test-redis-race: setup-redis ## the Redis race at full length: writers on two hosts, readers on three, 60 s
 	BRAIN_REDIS_RACE_SECS=60 $(CARGO) test -p brain-tests --test e2e redis_hosts::race -- --nocapture
+
+# brain on Redis against redis-py with hiredis, on a redis-server of its
+# own: in the peers' virtualenv (.venv-peers, as `make bench-peers` makes
+# it), with brain built optimised there, and redis-rs's clients compared
+# by brain-bench's redis_client. Writes its tables into docs/BENCHMARKS.md.
+REDIS_PEERS := .venv-peers
+bench-redis: setup-redis ## brain on Redis against redis-py + hiredis (1 MiB to 1 GiB, the 10-million-row frame); writes docs/BENCHMARKS.md
+	test -x $(REDIS_PEERS)/bin/python || $(PYTHON) -m venv $(REDIS_PEERS)
+	$(REDIS_PEERS)/bin/pip install -q "maturin>=1.5,<2" "redis>=5" "hiredis>=2" numpy pandas pyarrow
+	cd brain-py && VIRTUAL_ENV=$(CURDIR)/$(REDIS_PEERS) ../$(REDIS_PEERS)/bin/maturin develop -q --release
+	$(CARGO) build --release -p brain-bench --bin redis_client
+	$(REDIS_PEERS)/bin/python brain-bench/redis_bench.py --write-docs --client-bin target/release/redis_client
 
 # Line coverage of the Rust crates, measured by cargo-tarpaulin's ptrace
 # engine (no llvm-tools needed) over every Rust test (the code run in helper

@@ -224,6 +224,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the benchmark frame")
     parser.add_argument("--chunks", action="store_true", help="only measure what the chunk size costs")
     parser.add_argument("--clients", metavar="REDIS_CLIENT_BIN", help="only compare redis-rs's clients with redis-py")
+    parser.add_argument(
+        "--client-bin", metavar="REDIS_CLIENT_BIN", help="with --write-docs: also compare redis-rs's clients (this binary)"
+    )
     args = parser.parse_args()
 
     server = Server()
@@ -295,17 +298,29 @@ def main() -> int:
         server.stop()
         shutil.rmtree(shm, ignore_errors=True)
 
+    extra: list[str] = []
+    if args.write_docs:
+        second = Server()
+        try:
+            extra += ["", "What the chunk size costs (`--chunks`):", ""] + chunk_sizes(second.port)
+            if args.client_bin:
+                extra += ["", f"redis-rs's clients against redis-py (`--clients {args.client_bin}`):", ""]
+                extra += clients(second.port, args.client_bin)
+        finally:
+            second.stop()
     lines = [
         "| operation | brain | peer | peer's time | brain / peer |",
         "|---|---:|---|---:|---:|",
     ]
     for name, peer_name, brain_t, peer_t, ratio in rows:
         lines.append(f"| {name} | {show(brain_t)} | {peer_name} | {peer_t} | {f'{ratio:.2f}x' if ratio else ''} |")
-    table = "\n".join(lines)
+    table = "\n".join(lines + extra)
     print(table)
     if args.write_docs:
         text = DOC.read_text()
-        command = "python brain-bench/redis_bench.py" + (" --quick" if args.quick else "")
+        command = "python brain-bench/redis_bench.py --write-docs" + (" --quick" if args.quick else "")
+        if args.client_bin:
+            command += f" --client-bin {args.client_bin}"
         block = f"{BEGIN}\n`{command}` (`make bench-redis`), {time.strftime('%Y-%m-%d')}:\n\n{table}\n{END}"
         if BEGIN in text:
             text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]

@@ -14,12 +14,15 @@ use crate::keys::new_version;
 use crate::scripts;
 use crate::store::{Inner, RedisStore};
 
-/// The tokens of the locks this process holds, by (namespace, name), and
-/// how many holds each has (threads of one process share a hold's token).
+/// Lock tokens by (namespace, name).
+type Tokens = HashMap<(String, String), String>;
+
+/// The tokens of the locks this process holds, by (namespace, name)
+/// (threads of one process write under the same token).
 #[derive(Debug, Default)]
 pub(crate) struct HeldLocks {
     /// The process they belong to, and the tokens.
-    tokens: Mutex<(u32, HashMap<(String, String), String>)>,
+    tokens: Mutex<(u32, Tokens)>,
 }
 
 impl HeldLocks {
