@@ -11,7 +11,7 @@ MATURIN := $(VENV)/bin/maturin
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full docs ci clean wheel setup-browser setup-redis test-redis-race bench-redis
+.PHONY: help setup setup-release build fmt lint test test-rust test-python coverage demo bench bench-quick bench-full bench-peers setup-peers miri docs ci clean wheel setup-browser setup-redis test-redis-race bench-redis
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -125,6 +125,41 @@ bench-quick: setup-release ## the comparison with Parquet and memcpy, quick vers
 bench-full: setup-release ## the comparison, full version (10-million-row frame, 1 GiB arrays)
 	$(CARGO) build --release -p brain-bench --bin compare
 	$(PY) brain-bench/compare.py --rust-bin target/release/compare
+
+# The peers of `make bench-peers` live in virtualenvs of their own, so the
+# test environment stays small: .venv-peers has Ray, redis-py with hiredis,
+# pyarrow, pandas and brain (built optimised); .venv-plasma has pyarrow 11,
+# the last with Plasma, which needs numpy < 2. redis-server comes from
+# Debian's packages when it is missing. A tmpfs with huge pages is mounted
+# for the run when this is root (and unmounted after).
+PEERS_VENV := .venv-peers
+PLASMA_VENV := .venv-plasma
+
+$(PEERS_VENV)/bin/python:
+	$(PYTHON) -m venv $(PEERS_VENV)
+
+$(PLASMA_VENV)/bin/python:
+	$(PYTHON) -m venv $(PLASMA_VENV)
+
+setup-peers: $(PEERS_VENV)/bin/python $(PLASMA_VENV)/bin/python ## the peers of bench-peers, in .venv-peers and .venv-plasma
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q -r brain-bench/requirements-peers.txt
+	-$(PLASMA_VENV)/bin/pip install -q -r brain-bench/requirements-plasma.txt
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	cd brain-py && VIRTUAL_ENV=$(CURDIR)/$(PEERS_VENV) ../$(PEERS_VENV)/bin/maturin develop -q --release
+
+bench-peers: setup-peers ## brain beside Ray, Plasma, Redis, Parquet and shared_memory, with the floors; writes docs/BENCHMARKS.md
+	$(PEERS_VENV)/bin/python brain-bench/peers.py --write-docs --plasma-python $(PLASMA_VENV)/bin/python
+
+# miri runs the code that decodes bytes (format/: header, checksum, parts,
+# ndarray metadata, Arrow IPC as stored, control file, keys) and the copy
+# into the store with its checksum (sys/copy.rs, shm/fill.rs, in their
+# portable form: miri runs no assembly), where no system call is made.
+# Isolation is off only because proptest reads the working directory.
+MIRI_TESTS := format:: sys::copy:: shm::fill::
+miri: ## the byte-decoding code and the checksummed copy under miri (nightly)
+	rustup +nightly component add miri rust-src
+	MIRIFLAGS="-Zmiri-disable-isolation" PROPTEST_CASES=8 $(CARGO) +nightly miri test -p brain-core --lib -- $(MIRI_TESTS)
 
 bench: ## criterion benches of the core (release build)
 	$(CARGO) bench -p brain-bench --bench core

@@ -42,6 +42,9 @@ use crate::format::checksum::{ChunkHasher, STRIPE};
 pub struct SharedBytes<'a> {
     ptr: *const u8,
     len: usize,
+    /// Made from a `&[u8]`: nothing writes it, and the pointer only grants
+    /// reads (an atomic access through it would be undefined behaviour).
+    immutable: bool,
     _borrow: PhantomData<&'a [u8]>,
 }
 
@@ -58,6 +61,7 @@ impl<'a> From<&'a [u8]> for SharedBytes<'a> {
         SharedBytes {
             ptr: bytes.as_ptr(),
             len: bytes.len(),
+            immutable: true,
             _borrow: PhantomData,
         }
     }
@@ -76,6 +80,7 @@ impl<'a> SharedBytes<'a> {
         SharedBytes {
             ptr,
             len,
+            immutable: false,
             _borrow: PhantomData,
         }
     }
@@ -101,6 +106,7 @@ impl<'a> SharedBytes<'a> {
             // the borrowed range.
             ptr: unsafe { self.ptr.add(start) },
             len: end - start,
+            immutable: self.immutable,
             _borrow: PhantomData,
         }
     }
@@ -147,6 +153,14 @@ pub(crate) fn copy_bytes(src: SharedBytes<'_>, dst: &mut [u8]) {
             inout("rdi") dst.as_mut_ptr() => _,
             options(nostack, preserves_flags),
         );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    if src.immutable {
+        // SAFETY: made from a `&'a [u8]` of len bytes (From<&[u8]>, or a
+        // slice of one), which nothing writes while 'a lasts.
+        let bytes = unsafe { std::slice::from_raw_parts(src.ptr, src.len) };
+        dst.copy_from_slice(bytes);
+        return;
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     for (i, out) in dst.iter_mut().enumerate() {
@@ -381,6 +395,34 @@ mod tests {
                 &src[len / 3..len / 2]
             );
         }
+    }
+
+    /// Another thread writing the source while it is copied: the copy is
+    /// made of atomic reads, so miri sees no data race (here the writer is
+    /// atomic too; Python's are C code, outside Rust's model, which reads
+    /// that are atomic on the hardware also tolerate).
+    #[test]
+    fn a_source_written_meanwhile_is_copied_without_a_race() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let cells: Vec<AtomicU8> = (0..2048).map(|_| AtomicU8::new(1)).collect();
+        // SAFETY: the cells live for the whole scope below, and are only
+        // written through atomics meanwhile.
+        let shared = unsafe { SharedBytes::from_raw(cells.as_ptr().cast::<u8>(), cells.len()) };
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for round in 2..5 {
+                    for cell in &cells {
+                        cell.store(round, Ordering::Relaxed);
+                    }
+                }
+            });
+            let mut out = vec![0u8; cells.len()];
+            shared.copy_to(&mut out);
+            assert!(
+                out.iter().all(|&b| (1..5).contains(&b)),
+                "a byte no one wrote"
+            );
+        });
     }
 
     #[test]
