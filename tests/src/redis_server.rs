@@ -26,7 +26,7 @@ fn check_installed() -> Result<()> {
 
 /// A loopback port that was free a moment ago, never 6379; with
 /// `bus`, port + 10000 (a cluster node's bus) was free too.
-fn free_port(bus: bool) -> Result<u16> {
+pub fn free_port(bus: bool) -> Result<u16> {
     for _ in 0..200 {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
