@@ -234,3 +234,26 @@ def test_versions_are_a_redis_stores_own(redis_url: str) -> None:
     store.put_text("default", "x", "3")  # the guard ended
     with pytest.raises(BrainUnsupportedOperationError):
         _brain.Store("memory://versions").version("default", "x")
+
+
+def test_a_forked_worker_opens_its_own_connections(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    # gunicorn --preload: the app opens its Brain, then forks the workers.
+    brain = Brain(url=redis_url, cache=redis_cache())
+    brain["x"] = np.arange(500_000)
+    assert int(brain["x"].sum()) == 124999750000  # connections, a tracking thread, a warm binding
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child's outcome is its exit code)
+        code = 1
+        try:
+            total = int(brain["x"].sum())
+            brain["from child"] = "hello"
+            brain.update("n", lambda n: n + 1, default=0)
+            code = 0 if total == 124999750000 and brain["n"] == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    strict = Brain(url=redis_url, cache=False)
+    assert strict["from child"] == "hello" and strict["n"] == 1
+    brain["x"] = np.arange(10)  # the parent's connections still work
+    assert int(brain["x"].sum()) == 45
