@@ -657,26 +657,16 @@ fn message(err: &anyhow::Error, names: &[String]) -> String {
     text::shorten(&out, names)
 }
 
-/// A store error whose advice names the Rust API, said with the commands
-/// and flags that do the same.
+/// A store error whose advice names the Rust API, with the commands and
+/// flags that do the same instead.
 fn in_cli_terms(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const RUST: &str = "(`brain capacity SIZE`, StoreBuilder::capacity)";
+    const CLI: &str = "(`brain capacity SIZE`, or --capacity SIZE before any command)";
     match cause.downcast_ref::<brain_core::Error>()? {
-        brain_core::Error::StoreFull {
-            namespace,
-            name,
-            needed,
-            used,
-            capacity,
-            location,
-            filesystem_full: false,
-            ..
-        } => Some(format!(
-            "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, \
-             but {used} of {capacity} bytes are used in {location}; delete objects or namespaces \
-             (`brain rm`, `brain ns rm`), or raise the store's capacity (`brain capacity SIZE`, \
-             or --capacity SIZE before any command); if the count looks wrong after a crash, \
-             `brain fsck` rebuilds it"
-        )),
+        full @ brain_core::Error::StoreFull { .. } => {
+            let text = full.to_string();
+            text.contains(RUST).then(|| text.replace(RUST, CLI))
+        }
         _ => None,
     }
 }
@@ -894,38 +884,42 @@ mod tests {
         assert!(parse_capacity("0K").is_err());
     }
 
-    fn store_full(filesystem_full: bool) -> brain_core::Error {
-        brain_core::Error::StoreFull {
-            namespace: "default".into(),
-            name: "big".into(),
-            needed: 10,
-            used: 5,
-            capacity: 12,
-            location: brain_core::Location::from("/dev/shm/s"),
-            filesystem_full,
-        }
+    /// A real full-store error, from a memory store with a small capacity.
+    fn store_full() -> brain_core::Error {
+        let url = "memory://brain-cli-unit-full";
+        let store = OpenOptions::new()
+            .capacity(Some(64 * 1024))
+            .open(url)
+            .expect("a memory store opens");
+        let big = vec![0u8; 1 << 20];
+        let err = store
+            .put(
+                "default",
+                "big",
+                &brain_core::Payload::segments(brain_core::Codec::Raw, &[&big]),
+            )
+            .expect_err("1 MiB does not fit in 64 KiB");
+        brain::drop_memory_store("brain-cli-unit-full");
+        err
     }
 
     #[test]
     fn a_full_store_is_explained_with_commands_and_flags() {
-        let err = anyhow::Error::from(store_full(false)).context("cannot store \"big\"");
+        let err = anyhow::Error::from(store_full()).context("cannot store \"big\"");
         let text = message(&err, &[]);
         assert!(
             text.starts_with("cannot store \"big\": store is full: writing \"big\""),
             "{text}"
         );
         assert!(
-            text.contains("`brain capacity SIZE`") && text.contains("--capacity"),
+            text.contains("`brain capacity SIZE`") && text.contains("--capacity SIZE"),
             "{text}"
         );
         assert!(!text.contains("StoreBuilder"), "{text}");
         // Said once, in the command's terms, when a cause repeats it.
-        let err = anyhow::Error::from(store_full(false));
+        let err = anyhow::Error::from(store_full());
         let text = message(&err.context("cannot restore /d"), &[]);
         assert_eq!(text.matches("store is full").count(), 1, "{text}");
-        // A full filesystem keeps brain-core's advice (--shm-size).
-        let text = message(&anyhow::Error::from(store_full(true)), &[]);
-        assert!(text.contains("--shm-size"), "{text}");
     }
 
     #[test]

@@ -54,96 +54,84 @@ fn names(err: &Error) -> Vec<&str> {
     }
 }
 
-/// The error's message for a Python user: what happened, then what to do
-/// in Python.
-pub fn python_message(err: &Error) -> String {
-    let text = match err {
-        Error::NotFound { namespace, name } => format!(
-            "no object named {} in namespace {}; list what exists with brain.names(namespace={})",
-            quoted(name),
-            quoted(namespace),
-            quoted(namespace)
+/// Replaces the last `rust` advice in `text` with `python`'s. When brain's
+/// wording changed and `rust` is not found, the text stays as it was: its
+/// facts are whole, and the tests (test_python_terms) say the advice is not.
+pub fn advise(text: &mut String, rust: &str, python: &str) {
+    if let Some(at) = text.rfind(rust) {
+        text.replace_range(at..at + rust.len(), python);
+    }
+}
+
+/// brain-core's advice for the shell or Rust in this error's message, and
+/// the same advice in Python calls.
+fn advice(err: &Error) -> Option<(String, String)> {
+    let (rust, python): (String, String) = match err {
+        Error::NotFound { namespace, .. } => (
+            format!("; list what exists with `brain ls {namespace}`"),
+            format!(
+                "; list what exists with brain.names(namespace={})",
+                quoted(namespace)
+            ),
         ),
-        Error::NamespaceNotFound { namespace } => format!(
-            "no namespace named {}; list what exists with brain.namespaces()",
-            quoted(namespace)
+        Error::NamespaceNotFound { .. } => (
+            "; list what exists with `brain ns ls`".into(),
+            "; list what exists with brain.namespaces()".into(),
         ),
         Error::StoreFull {
-            namespace,
-            name,
-            needed,
-            used,
-            capacity,
-            location,
-            filesystem_full,
+            filesystem_full: false,
             ..
-        } => {
-            let advice = if *filesystem_full {
-                "the filesystem itself ran out of space: free memory on it, or give it more \
-                 (in Docker, --shm-size for /dev/shm; see docs/DEPLOYING.md)"
-            } else {
-                "delete objects or namespaces (del brain[name], brain.remove_namespace(namespace)), \
-                 or raise the store's capacity (brain.set_capacity(\"4G\"), or Brain(capacity=\"4G\") \
-                 when opening it); if the count looks wrong after a crash, brain.store.fsck() rebuilds it"
-            };
-            format!(
-                "store is full: writing {} in namespace {} needs {needed} bytes, but {used} of \
-                 {capacity} bytes are used in {location}; {advice}",
-                quoted(name),
-                quoted(namespace)
-            )
-        }
-        Error::Corrupt {
-            location, reason, ..
-        } => format!(
-            "{location} is corrupt: {reason}; delete the object (del brain[name]) and write it \
-             again, or check the whole store with brain.store.fsck(delete_corrupt=True)"
+        } => (
+            "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, \
+             StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
+                .into(),
+            "; delete objects or namespaces (del brain[name], brain.remove_namespace(namespace)), \
+             or raise the store's capacity (brain.set_capacity(\"4G\"), or Brain(capacity=\"4G\") \
+             when opening it); if the count looks wrong after a crash, brain.store.fsck() rebuilds it"
+                .into(),
         ),
-        Error::CodecMismatch {
-            namespace,
-            name,
-            expected,
-            found,
-            ..
-        } => format!(
-            "object {} in namespace {} is stored as {found}, not {expected}; read it with \
-             brain[name], which decodes every codec (brain.metadata(name)[\"codec\"] says which it is)",
-            quoted(name),
-            quoted(namespace)
+        Error::Corrupt { .. } => (
+            "; delete the object (`brain rm`) and write it again, or run `brain fsck`".into(),
+            "; delete the object (del brain[name]) and write it again, or check the whole store \
+             with brain.store.fsck(delete_corrupt=True)"
+                .into(),
         ),
-        Error::UnsafePath { path, reason, .. } => format!(
-            "refusing to use {} as a brain store: {reason}; remove it, or choose another store \
-             with Brain(path=...) or Brain(url=...) (or $BRAIN_PATH, $BRAIN_URL)",
-            path.display()
+        Error::CodecMismatch { .. } => (
+            "; read it with the matching call (see `brain info`)".into(),
+            "; read it with brain[name], which decodes every codec (brain.metadata(name)[\"codec\"] \
+             says which it is)"
+                .into(),
         ),
-        Error::PermissionDenied { op, location, .. } => format!(
-            "permission denied: cannot {op} {location}; check the owner and mode of the store \
-             directory, or use a store of your own with Brain(path=...) or $BRAIN_PATH"
+        Error::UnsafePath { .. } => (
+            "; remove it or choose another path with BRAIN_PATH or --store".into(),
+            "; remove it, or choose another store with Brain(path=...) or Brain(url=...) \
+             (or $BRAIN_PATH, $BRAIN_URL)"
+                .into(),
         ),
-        Error::LockTimeout {
-            namespace,
-            name,
-            waited,
-            location,
-            ..
-        } => {
-            let holder = match location.path() {
-                Some(path) => format!(" with `fuser {}`", path.display()),
-                None => format!(" (the lock is {location})"),
-            };
-            format!(
-                "the lock on {} in namespace {} is still held by another process after {waited:?}; \
-                 wait longer (brain.lock(name, timeout=...)), or find the holder{holder}",
-                quoted(name),
-                quoted(namespace)
-            )
-        }
-        Error::InvalidUrl { url, reason, .. } => format!(
-            "cannot open {url:?}: {reason}; Brain(url=...) takes a path, shm://PATH or memory://NAME"
+        Error::PermissionDenied { .. } => (
+            "or use a store of your own with BRAIN_PATH".into(),
+            "or use a store of your own with Brain(path=...) or $BRAIN_PATH".into(),
         ),
-        // The rest carry no advice in another language's terms.
-        other => other.to_string(),
+        Error::LockTimeout { .. } => (
+            "; wait longer, or find the holder".into(),
+            "; wait longer (brain.lock(name, timeout=...)), or find the holder".into(),
+        ),
+        Error::InvalidUrl { .. } => (
+            "; use a path, shm://PATH or memory://NAME".into(),
+            "; Brain(url=...) takes a path, shm://PATH or memory://NAME".into(),
+        ),
+        _ => return None,
     };
+    Some((rust, python))
+}
+
+/// The error's message for a Python user: brain-core's account of what
+/// happened, with its advice in Python calls and long names cut.
+pub fn python_message(err: &Error) -> String {
+    let mut text = err.to_string();
+    if let Some((rust, python)) = advice(err) {
+        advise(&mut text, &rust, &python);
+    }
     shorten(&text, names(err))
 }
 

@@ -10,7 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::{python_message, shorten};
+use crate::errors::{advise, python_message, shorten};
 use crate::store::PyStore;
 
 fn class_name(err: &brain_persist::Error) -> &'static str {
@@ -30,63 +30,49 @@ fn class_name(err: &brain_persist::Error) -> &'static str {
 /// that do what brain-persist's own message says with commands and flags.
 fn python_text(err: &brain_persist::Error) -> String {
     use brain_persist::Error as E;
-    let dump_path = |path: &Path| format!("{:?}", path.display().to_string());
-    let text = match err {
-        E::DumpNotFound { path, .. } => format!(
-            "no dump at {}: the directory does not exist; check the path, or write one with brain.dump({})",
-            path.display(),
-            dump_path(path)
+    let mut text = err.to_string();
+    let dump = |path: &Path| format!("{:?}", path.display().to_string());
+    let (rust, python) = match err {
+        E::DumpNotFound { path, .. } => (
+            format!("; check the path, or write one with `brain dump {}`", path.display()),
+            format!("; check the path, or write one with brain.dump({})", dump(path)),
         ),
-        E::NotADump { path, reason, .. } => format!(
-            "{} is not a brain dump: {reason}; give a directory that brain.dump() (or the \
-             `brain sync` service) wrote",
-            path.display()
+        E::NotADump { .. } => (
+            "; give the directory that `brain dump` or `brain sync` wrote".to_owned(),
+            "; give a directory that brain.dump() (or the `brain sync` service) wrote".to_owned(),
         ),
-        E::StoreFull {
-            store,
-            needed,
-            free,
-            objects,
-            ..
-        } => format!(
-            "store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} \
-             bytes are free in {store}; nothing was restored; free space (del brain[name], \
-             brain.remove_namespace(namespace)), raise the capacity (brain.set_capacity(\"4G\")), \
-             or restore one namespace (brain.restore(path, namespace=...))"
+        E::StoreFull { .. } => (
+            "; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore \
+             one namespace with --namespace"
+                .to_owned(),
+            "; free space (del brain[name], brain.remove_namespace(namespace)), raise the capacity \
+             (brain.set_capacity(\"4G\")), or restore one namespace (brain.restore(path, namespace=...))"
+                .to_owned(),
         ),
-        E::Conflict {
-            count,
-            namespace,
-            name,
-            ..
-        } => format!(
-            "{count} object(s) of the dump already exist in the store, the first {}/{}; nothing \
-             was restored; choose brain.restore(..., on_conflict=\"overwrite\") or \
-             on_conflict=\"skip\"",
-            quoted(namespace),
-            quoted(name)
+        E::Conflict { .. } => (
+            "; choose --on-conflict overwrite or skip".to_owned(),
+            "; choose brain.restore(..., on_conflict=\"overwrite\") or on_conflict=\"skip\"".to_owned(),
         ),
-        E::NamespaceNotInDump {
-            path, namespace, ..
-        } => format!(
-            "the dump at {} holds no namespace {}; list what it holds with Brain.list_dump({})",
-            path.display(),
-            quoted(namespace),
-            dump_path(path)
+        E::NamespaceNotInDump { path, .. } => (
+            format!("; list what it holds with `brain dumps ls {}`", path.display()),
+            format!("; list what it holds with Brain.list_dump({})", dump(path)),
         ),
+        // The store's own error ends the message: its advice, in Python.
         E::Store(failure) => {
-            let what = match (failure.namespace.as_deref(), failure.name.as_deref()) {
-                (Some(ns), Some(name)) => format!("{} in namespace {}", quoted(name), quoted(ns)),
-                (Some(ns), None) => format!("namespace {}", quoted(ns)),
-                (None, Some(name)) => quoted(name),
-                (None, None) => "the store".to_owned(),
-            };
-            format!("cannot {} {what}: {}", failure.op, python_message(&failure.source))
+            let source = python_message(&failure.source);
+            let original = failure.source.to_string();
+            if let Some(at) = text.rfind(&original) {
+                text.replace_range(at.., &source);
+            }
+            (String::new(), String::new())
         }
         // The others say what is wrong with the dump or the system, and
         // their advice (another copy, a new dump) holds in any language.
-        other => other.to_string(),
+        _ => (String::new(), String::new()),
     };
+    if !rust.is_empty() {
+        advise(&mut text, &rust, &python);
+    }
     let names: Vec<&str> = match err {
         E::MissingPayload {
             namespace, name, ..
@@ -99,7 +85,17 @@ fn python_text(err: &brain_persist::Error) -> String {
         }
         | E::ChecksumMismatch {
             namespace, name, ..
+        }
+        | E::Conflict {
+            namespace, name, ..
         } => vec![namespace, name],
+        E::NamespaceNotInDump { namespace, .. } => vec![namespace],
+        E::Store(failure) => failure
+            .namespace
+            .iter()
+            .chain(failure.name.iter())
+            .map(String::as_str)
+            .collect(),
         _ => Vec::new(),
     };
     shorten(&text, names)
