@@ -655,3 +655,90 @@ fn race() -> Result<()> {
     ensure!(written > 20 && read > 20, "{written} writes, {read} reads");
     Ok(())
 }
+
+#[test]
+fn reads_go_on_through_a_failover() -> Result<()> {
+    let cluster = RedisCluster::start_with(3, 1)?;
+    let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
+    let store = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    for i in 0..6u64 {
+        store.put(
+            "ns",
+            &format!("x{i}"),
+            &Payload::bytes(&make_value(i, 1 << 20)),
+        )?;
+    }
+    // Let the replicas catch up before one of them takes over.
+    for node in &cluster.nodes {
+        let _: i64 = node.cmd(&["WAIT", "1", "5000"]).unwrap_or(0);
+    }
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            n.cmd::<String>(&["INFO", "replication"])
+                .is_ok_and(|i| i.contains("role:slave") && i.contains("master_link_status:up"))
+        })
+        .ok_or_else(|| anyhow!("no replica is in sync"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let url = url.clone();
+        thread::spawn(move || -> Result<(u64, u64)> {
+            let host = HostDir::new()?;
+            let store = open(&url, &host)?;
+            let (mut ok, mut errors) = (0u64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                for i in 0..6u64 {
+                    match store.get("ns", &format!("x{i}")) {
+                        Ok(Some(view)) => {
+                            ensure!(check_value(&view) == Ok(i), "a wrong or torn value");
+                            ok += 1;
+                        }
+                        Ok(None) => bail!("x{i} vanished during the failover"),
+                        Err(err) => {
+                            eprintln!("during the failover: {err}");
+                            errors += 1;
+                            thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            }
+            Ok((ok, errors))
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let _: String = replica.cmd(&["CLUSTER", "FAILOVER"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !replica
+        .cmd::<String>(&["INFO", "replication"])
+        .is_ok_and(|i| i.contains("role:master"))
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the failover did not happen in 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    cluster.wait_ok()?;
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, errors) = reader
+        .join()
+        .map_err(|_| anyhow!("the reader panicked"))??;
+    ensure!(ok > 0, "no read finished");
+    eprintln!("failover: {ok} reads, {errors} failed");
+    // Writes and reads go on against the new primary.
+    store.put("ns", "after", &Payload::bytes(&make_value(9, 2 << 20)))?;
+    ensure!(check_value(&store.get("ns", "after")?.ok_or_else(|| anyhow!("set"))?) == Ok(9));
+    for i in 0..6u64 {
+        ensure!(
+            check_value(
+                &store
+                    .get("ns", &format!("x{i}"))?
+                    .ok_or_else(|| anyhow!("set"))?
+            ) == Ok(i)
+        );
+    }
+    Ok(())
+}
