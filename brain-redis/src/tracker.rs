@@ -32,7 +32,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A tracking connection silent for this long counts as lost.
 const SILENCE: Duration = Duration::from_secs(3);
 /// How often a cluster's primaries are compared with those tracked.
-const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(2);
 /// Bindings kept at most; past it they are all dropped (re-read on demand).
 const MAX_BINDINGS: usize = 10_000;
 
