@@ -280,7 +280,12 @@ fn a_dump_is_readable_by_its_owner_alone() -> TestResult {
     dirs.extend(
         std::fs::read_dir(&path)?
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("index-")),
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("index-")
+            }),
     );
     assert_eq!(dirs.len(), 2, "{dirs:?}");
     for dir in dirs {

@@ -560,7 +560,7 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
         )?;
         store.get("ns", "victim").ok(); // keeps the pointer recently used
         let pointer: i64 = redis::cmd("EXISTS")
-            .arg(format!("{}", pointer_key(&url, "ns", "victim")))
+            .arg(pointer_key(&url, "ns", "victim"))
             .query(&mut conn)?;
         if pointer == 0 {
             continue;

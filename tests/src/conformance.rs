@@ -515,14 +515,19 @@ pub fn namespace_handle(store: Arc<dyn ObjectStore>) -> Result<()> {
     let mut watcher = ns.watch()?;
     ns.set("x", b"bytes")?;
     ns.set_text("t", "text")?;
-    ns.put("p", &Payload::bytes(b"payload").with_description("described"))?;
+    ns.put(
+        "p",
+        &Payload::bytes(b"payload").with_description("described"),
+    )?;
     let mut writer = ns.writer("w", Codec::Raw, "", None)?;
     writer.write_payload(b"streamed")?;
     writer.commit()?;
     ensure!(ns.names()? == ["p", "t", "w", "x"]);
     ensure!(ns.list()?.len() == 4);
     ensure!(ns.get_text("t")?.as_deref() == Some("text"));
-    ensure!(ns.metadata("p")?.is_some_and(|m| m.description == "described"));
+    ensure!(ns
+        .metadata("p")?
+        .is_some_and(|m| m.description == "described"));
     ensure!(ns.contains("w")? && !ns.contains("nothing")?);
     ensure!(store.get("handle", "x")?.is_some_and(|v| &*v == b"bytes"));
     ensure!(events(&mut watcher, 4)?.len() == 4);
@@ -530,7 +535,9 @@ pub fn namespace_handle(store: Arc<dyn ObjectStore>) -> Result<()> {
 
     let (schema, batch) = small_batch()?;
     ns.set_record_batches("table", &schema, std::slice::from_ref(&batch))?;
-    ensure!(ns.get_record_batches("table")?.is_some_and(|(_, b)| b == [batch]));
+    ensure!(ns
+        .get_record_batches("table")?
+        .is_some_and(|(_, b)| b == [batch]));
     let meta = NdArrayMeta {
         dtype: "<i2".into(),
         shape: vec![2],
@@ -544,7 +551,10 @@ pub fn namespace_handle(store: Arc<dyn ObjectStore>) -> Result<()> {
         .is_some_and(|p| p.buffers.len() == 1 && p.pickle.as_slice() == b"stream"));
     ensure!(ns.delete("x")? && !ns.delete("x")?);
     ensure!(ns.remove()? == 6);
-    ensure!(matches!(Namespace::new(store, ""), Err(Error::InvalidName { .. })));
+    ensure!(matches!(
+        Namespace::new(store, ""),
+        Err(Error::InvalidName { .. })
+    ));
     Ok(())
 }
 
