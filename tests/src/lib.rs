@@ -1,10 +1,11 @@
 //! What the end-to-end tests and their helper process share: self-describing
 //! values, the sizes the tests write, the exit codes of the helper, a
-//! sample of Arrow record batches, and the conformance suite every backend
-//! passes ([`conformance`]).
+//! sample of Arrow record batches, child processes ([`child`]), and the
+//! conformance suite every backend passes ([`conformance`]).
 
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod conformance;
 pub mod redis_server;
 

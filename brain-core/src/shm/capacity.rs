@@ -212,22 +212,7 @@ impl Control {
 
     /// Waits while a live process recounts; clears the mark of a dead one.
     fn wait_for_recount(&self) {
-        loop {
-            let recounter = self.recounter().load(Ordering::SeqCst);
-            if recounter == 0 {
-                return;
-            }
-            if !self.recounter_alive(recounter) {
-                let _ = self.recounter().compare_exchange(
-                    recounter,
-                    0,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-                continue;
-            }
-            std::thread::sleep(WAIT_STEP);
-        }
+        self.wait_for_recount_until(None);
     }
 
     /// Recounts alone: records this process as the recounter, then waits
@@ -239,7 +224,7 @@ impl Control {
         let me = my_identity();
         let started = Instant::now();
         loop {
-            self.wait_for_recount_until(started, timeout);
+            self.wait_for_recount_until(started.checked_add(timeout));
             match self
                 .recounter()
                 .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
@@ -274,8 +259,9 @@ impl Control {
         }
     }
 
-    fn wait_for_recount_until(&self, started: Instant, timeout: Duration) {
-        while started.elapsed() < timeout {
+    /// As [`Control::wait_for_recount`], giving up at `deadline` if any.
+    fn wait_for_recount_until(&self, deadline: Option<Instant>) {
+        while deadline.is_none_or(|at| Instant::now() < at) {
             let recounter = self.recounter().load(Ordering::SeqCst);
             if recounter == 0 {
                 return;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use brain_core::ObjectStore;
 
-use crate::child::Child;
+use crate::child::{self, Child};
 use crate::rng::Rng;
 use crate::scenarios::{self, Lab, Scenario};
 
@@ -109,7 +109,7 @@ fn set_up(scenario: &mut dyn Scenario) -> Result<Setup> {
     let (ns, names) = scenario.held();
     let mut args = vec!["hold".to_owned(), lab.store_arg(), ns.to_owned()];
     args.extend(names);
-    let mut holder = Child::spawn(&args)?;
+    let mut holder = child::spawn(&args)?;
     holder.expect_line("holding", Duration::from_secs(60))?;
     Ok(Setup { lab, holder })
 }
@@ -135,7 +135,7 @@ fn campaign(scenario: &mut dyn Scenario, kills: u64, rng: &mut Rng) -> Result<Ou
         scenario.before_kill(&setup.lab, rng)?;
         let mut args = vec!["victim".to_owned()];
         args.extend(scenario.victim(&setup.lab, round));
-        let mut victim = Child::spawn(&args)?;
+        let mut victim = child::spawn(&args)?;
         victim.expect_line("ready", Duration::from_secs(60))?;
         std::thread::sleep(rng.duration(window));
         let pid = victim.pid();
@@ -174,7 +174,7 @@ fn time_one_step(scenario: &mut dyn Scenario, lab: &Lab) -> Result<Duration> {
     let mut args = vec!["victim".to_owned()];
     args.extend(scenario.victim(lab, 0));
     args.extend(["--iterations".to_owned(), "3".to_owned()]);
-    let mut victim = Child::spawn(&args)?;
+    let mut victim = child::spawn(&args)?;
     let line = victim.expect_line("took ", Duration::from_secs(600))?;
     let micros: u64 = line["took ".len()..]
         .parse()

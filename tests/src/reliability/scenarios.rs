@@ -11,7 +11,7 @@ use brain_core::{ObjectStore, Payload, Store};
 use brain_persist::{DumpOptions, RestoreOptions};
 use brain_tests::{check_value, make_value, seed_of, writer_of};
 
-use crate::child::Child;
+use crate::child::{self, Child};
 use crate::rng::Rng;
 
 const MIB: usize = 1 << 20;
@@ -401,7 +401,7 @@ impl Scenario for Fsck {
     fn setup(&mut self, lab: &Lab) -> Result<()> {
         PutSmall.setup(lab)?;
         put(&lab.store, NS_LARGE, BIG, seed_of(0, 0), 8 * MIB)?;
-        let mut writer = Child::spawn(&[
+        let mut writer = child::spawn(&[
             "victim".into(),
             "put-small".into(),
             lab.store_arg(),
@@ -673,7 +673,7 @@ impl Sync {
 
     /// Runs a sync that is not killed until it has caught up.
     fn catch_up(lab: &Lab) -> Result<()> {
-        let mut sync = Child::spawn(&[
+        let mut sync = child::spawn(&[
             "victim".into(),
             "sync".into(),
             lab.store_arg(),

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use brain_core::{ObjectStore, ObjectView, Payload, Store, WatchEvent};
 use brain_tests::{check_value, make_value, seed_of};
 
-use crate::child::Child;
+use crate::child;
 use crate::rng::Rng;
 use crate::victim::say;
 
@@ -65,7 +65,7 @@ pub fn run(options: &Options) -> Result<bool> {
             seconds.clone(),
             (options.seed ^ u64::from(id) << 8 ^ role.len() as u64).to_string(),
         ];
-        let mut child = Child::spawn(&args)?;
+        let mut child = child::spawn(&args)?;
         child.expect_line("ready", Duration::from_secs(60))?;
         workers.push((role, id, child));
     }
