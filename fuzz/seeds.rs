@@ -354,6 +354,7 @@ fn names() -> Vec<String> {
         "relative/dir",
         "./a://b",
         "redis://localhost:6379",
+        "rediss://user:secret@host:7000/2",
         "ftp://host/x",
         "greeting",
         "名前/../\u{1F9E0}\u{0}",

@@ -15,9 +15,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match StoreUrl::parse(text) {
-        // The default store's URL shows its path, which parses to itself.
-        Ok(StoreUrl::Shm(None)) => {}
-        Ok(url) => assert_eq!(StoreUrl::parse(&url.to_string()).ok(), Some(url)),
+        Ok(url @ (StoreUrl::Shm(Some(_)) | StoreUrl::Memory(_))) => {
+            assert_eq!(StoreUrl::parse(&url.to_string()).ok(), Some(url))
+        }
+        // The default store's URL shows its path, and a Redis URL without
+        // its password: neither parses back to itself.
+        Ok(url) => drop(url.to_string()),
         Err(err) => drop(err.to_string()),
     }
     let fits = |max: usize| text.len() <= max;
