@@ -14,7 +14,8 @@ use brain_core::format::PAYLOAD_ALIGN;
 use brain_core::{
     stored_size, validate_description, validate_name, validate_namespace, Codec, CorruptObject,
     Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta, ObjectStore,
-    ObjectView, ObjectWriter, Payload, Result, Usage, UsageDetail, Watcher, WriteObject,
+    ObjectView, ObjectWriter, Payload, Result, SharedBytes, Usage, UsageDetail, Watcher,
+    WriteObject,
 };
 use redis::Value;
 use xxhash_rust::xxh3::Xxh3;
@@ -1273,6 +1274,36 @@ impl ObjectStore for RedisStore {
     fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
         let expected = self.expected(namespace, name);
         self.put_expecting(namespace, name, payload, &expected)
+    }
+
+    fn put_shared(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        let len: usize = segments.iter().map(SharedBytes::len).sum();
+        if len > INLINE_MAX {
+            let mut writer = self.writer(namespace, name, codec, description, Some(len as u64))?;
+            for segment in segments {
+                writer.write_shared(*segment)?;
+            }
+            return writer.commit();
+        }
+        // A small payload goes up inline in one script: one round trip, with
+        // the capacity reserved inside it.
+        let mut bytes = vec![0u8; len];
+        let mut at = 0;
+        for segment in segments {
+            segment.copy_to(&mut bytes[at..at + segment.len()]);
+            at += segment.len();
+        }
+        let payload = Payload::bytes(&bytes)
+            .with_codec(codec)
+            .with_description(description);
+        self.put(namespace, name, &payload)
     }
 
     fn writer(
