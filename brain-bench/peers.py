@@ -625,9 +625,10 @@ def main() -> int:
             huge = mount_huge(root)
             if huge is not None:
                 mounted.append(huge)
-                system = BrainSystem(huge)
-                system.name = "brain, huge pages"
-                systems.append(system)
+                on_huge = BrainSystem(huge)
+                on_huge.name = "brain, huge pages"
+                systems.append(on_huge)
+                del on_huge  # the list holds the only reference: unmounting needs it gone
         if args.plasma_python:
             try:
                 systems.append(PlasmaSystem(args.plasma_python, root, 6 * GiB))
@@ -661,18 +662,18 @@ def main() -> int:
         del frame
         print("1,000 names ...", flush=True)
         run_names(rows, systems, args.rounds)
-        for s in systems:
-            s.close()
-        systems.clear()
+        while systems:
+            systems.pop().close()
         print("floors ...", flush=True)
         run_floors(rows, root, sizes, args.rounds)
     finally:
-        for s in systems:
+        while systems:
+            system = systems.pop()
             try:
-                s.close()
+                system.close()
             except Exception as err:  # noqa: BLE001 - cleanup must go on
-                print(f"closing {s.name}: {err}", file=sys.stderr)
-        systems.clear()
+                print(f"closing {system.name}: {err}", file=sys.stderr)
+            del system
         gc.collect()  # the Brains' mappings go, so the tmpfs can be unmounted
         for path in mounted:
             if subprocess.run(["umount", str(path)], check=False).returncode != 0:
