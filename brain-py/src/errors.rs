@@ -162,6 +162,7 @@ fn class_name(err: &Error) -> &'static str {
         Error::Io { .. } => "BrainIOError",
         Error::Unsupported { .. } => "BrainUnsupportedOperationError",
         Error::InvalidUrl { .. } => "BrainStoreUrlError",
+        Error::Busy { .. } => "BrainBusyError",
         _ => "BrainError",
     }
 }
@@ -212,6 +213,9 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             used,
             capacity,
             filesystem_full,
+            replacing,
+            held,
+            holders,
             ..
         } => {
             attrs.set_item("namespace", namespace)?;
@@ -220,6 +224,9 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("used", used)?;
             attrs.set_item("capacity", capacity)?;
             attrs.set_item("filesystem_full", filesystem_full)?;
+            attrs.set_item("replacing", replacing)?;
+            attrs.set_item("held", held)?;
+            attrs.set_item("holders", pids(holders))?;
         }
         Error::Corrupt { reason, .. } => attrs.set_item("reason", reason)?,
         Error::UnsupportedVersion {
@@ -233,6 +240,12 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("path", path)?;
         }
         Error::Unsupported { operation, .. } => attrs.set_item("operation", operation)?,
+        Error::Busy {
+            operation, waited, ..
+        } => {
+            attrs.set_item("operation", operation)?;
+            attrs.set_item("waited", waited.as_secs_f64())?;
+        }
         Error::InvalidUrl { url, reason } => {
             attrs.set_item("url", url)?;
             attrs.set_item("reason", reason)?;
@@ -240,6 +253,14 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         _ => {}
     }
     Ok(attrs)
+}
+
+/// The pids of a `StoreFull`'s `holders` ("12, 345"), as numbers.
+fn pids(holders: &str) -> Vec<u32> {
+    holders
+        .split(',')
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
 }
 
 /// Converts a brain-core error into the matching `brain.exceptions` class.
@@ -275,4 +296,39 @@ impl<T> IntoPyResult<T> for brain_core::Result<T> {
     fn py(self) -> PyResult<T> {
         self.map_err(to_py)
     }
+}
+
+/// The Python exception for a brain-core error of the kind named, built as
+/// any error raised is: for the tests of this mapping, with the errors a
+/// test cannot cause quickly (a recount that waited a minute for writes in
+/// flight, a filesystem that ran out while processes held its memory).
+#[pyfunction]
+#[pyo3(name = "_core_error")]
+pub fn core_error(py: Python<'_>, kind: &str) -> PyResult<Py<PyAny>> {
+    let location = brain_core::Location::from("/dev/shm/brain-0/test");
+    let err = match kind {
+        "busy" => Error::Busy {
+            location,
+            operation: "rebuild the usage count",
+            waited: std::time::Duration::from_secs(60),
+        },
+        "filesystem_full" => Error::StoreFull {
+            namespace: "ns".into(),
+            name: "frame".into(),
+            needed: 3 << 20,
+            used: 5 << 20,
+            capacity: 8 << 20,
+            location,
+            filesystem_full: true,
+            replacing: 2 << 20,
+            held: 4 << 20,
+            holders: "123, 4567".into(),
+        },
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "no example of {other:?}: use \"busy\" or \"filesystem_full\""
+            )))
+        }
+    };
+    Ok(to_py(err).into_value(py).into_any())
 }

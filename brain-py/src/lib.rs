@@ -61,6 +61,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_store_path, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(parse_capacity, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::core_error, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_NAME_LEN", brain_core::MAX_NAME_LEN)?;
     Ok(())

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brain import Brain
+from brain import Brain, _brain
 from brain.exceptions import (
+    BrainBusyError,
     BrainCodecError,
     BrainCorruptError,
     BrainError,
@@ -136,6 +137,43 @@ def test_a_full_store_refuses_and_keeps_the_previous_value(store_url: str) -> No
     # A value that fits still goes in.
     brain["small"] = np.ones(1000)
     assert brain["small"].sum() == 1000
+
+
+@pytest.mark.shm_only("the memory store keeps no second copy during a replace")
+def test_a_full_store_says_a_replace_needs_room_for_both_copies(store_url: str) -> None:
+    brain = Brain(url=store_url, capacity=3_000_000)
+    brain["x"] = np.ones(200_000)  # 1.6 MB
+    with pytest.raises(BrainStoreFullError) as info:
+        brain["x"] = np.zeros(200_000)  # 1.6 MB more while the old one stays
+    err = info.value
+    assert err.namespace == "default" and err.name == "x"
+    assert 1_600_000 <= err.replacing <= err.used
+    assert err.filesystem_full is False
+    assert (err.held, err.holders) == (0, [])
+    assert "both copies" in str(err)
+    assert brain["x"].sum() == 200_000
+    del brain["x"]
+    brain["x"] = np.zeros(200_000)  # deleting first makes room
+
+
+def test_every_core_error_reaches_python_with_its_class_and_fields() -> None:
+    """brain-core's errors that a test cannot cause quickly, converted as raised ones are."""
+    busy = _brain._core_error("busy")
+    assert type(busy) is BrainBusyError
+    assert isinstance(busy, BrainError) and isinstance(busy, TimeoutError)
+    assert busy.operation == "rebuild the usage count"
+    assert busy.waited == 60.0
+    assert busy.location == "/dev/shm/brain-0/test"
+    assert busy.path == Path("/dev/shm/brain-0/test")
+    assert "did not finish within 60s" in str(busy)
+
+    full = _brain._core_error("filesystem_full")
+    assert type(full) is BrainStoreFullError
+    assert (full.needed, full.used, full.capacity) == (3 << 20, 5 << 20, 8 << 20)
+    assert full.filesystem_full is True
+    assert (full.replacing, full.held, full.holders) == (2 << 20, 4 << 20, [123, 4567])
+    assert (full.namespace, full.name) == ("ns", "frame")
+    assert "pids 123, 4567" in str(full)
 
 
 def test_a_store_path_that_is_a_regular_file(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -28,6 +28,9 @@ def parse_capacity(text: str) -> int | None:
 
     Raises ValueError, saying what is accepted, for anything else (and for zero).
     """
+
+def _core_error(kind: Literal["busy", "filesystem_full"]) -> BaseException:
+    """For the tests: the exception a brain-core error of this kind becomes (one a test cannot cause quickly)."""
 
 def cli_main(argv: builtins.list[str]) -> int:
     """Runs the ``brain`` command line (``argv[0]`` is the program) on this process's standard streams; returns the exit code."""

@@ -37,6 +37,7 @@ __all__ = [
     "BrainIOError",
     "BrainUnsupportedOperationError",
     "BrainStoreUrlError",
+    "BrainBusyError",
     "BrainClientDisconnectedError",
     "BrainLearnNameError",
     "BrainRemoveOldNameValueError",
@@ -90,8 +91,27 @@ class BrainStoreFullError(BrainError):
 
     Attributes: ``needed``, ``used``, ``capacity`` (bytes), ``location``
     (and ``path`` for a shared-memory store), ``filesystem_full`` (True when
-    the tmpfs itself ran out).
+    the tmpfs itself ran out), ``namespace`` and ``name`` (the object
+    written), and what else explains it:
+
+    - ``replacing``: bytes of the object this write replaces, which stay in
+      use until the new one is published, so a replace needs room for both
+      (deleting the name first makes room); 0 for a new name.
+    - ``held``: when the filesystem ran out, bytes of deleted or replaced
+      objects that processes still map (freed when they drop their views
+      or exit); else 0.
+    - ``holders``: the pids of those processes (a list of ``int``).
+
+    A full store met by a restore carries only the message.
     """
+
+    needed: int
+    used: int
+    capacity: int
+    filesystem_full: bool
+    replacing: int
+    held: int
+    holders: list[int]
 
 
 class BrainUnsupportedObjectError(BrainError, TypeError):
@@ -141,6 +161,21 @@ class BrainUnsupportedOperationError(BrainError, NotImplementedError):
 
 class BrainStoreUrlError(BrainError, ValueError):
     """A store URL could not be understood (an unknown scheme, an empty string)."""
+
+
+class BrainBusyError(BrainError, TimeoutError):
+    """The store was too busy to do this: writes in flight did not finish in
+    time (``brain.store.fsck()`` rebuilds the usage count once they are
+    done, and waits a minute for them). Try again, or find a writer that
+    hangs (a process stopped in the middle of a large write, or one in
+    another container sharing the store).
+
+    Attributes: ``operation`` (what was to be done), ``waited`` (seconds),
+    ``location`` (and ``path`` for a shared-memory store).
+    """
+
+    operation: str
+    waited: float
 
 
 class BrainClientDisconnectedError(BrainError):
