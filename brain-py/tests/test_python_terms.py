@@ -175,3 +175,23 @@ def test_a_bad_capacity_says_what_is_accepted(store_url: str, value: object, kin
         assert message.startswith(call), message
         assert "'64M'" in message and "'none'" in message and "int" in message, message
     assert brain.store.usage()["capacity"] == 1 << 30
+
+
+def test_arguments_of_the_wrong_type_name_the_call(brain: Brain) -> None:
+    brain["a"] = 1
+    attempts = {
+        "Brain(url=": lambda: Brain(url=5),  # type: ignore[arg-type]
+        "brain.learn(..., description=": lambda: brain.learn("a", 2, description=5),  # type: ignore[arg-type]
+        "brain.names(namespace=": lambda: brain.names(namespace=5),  # type: ignore[arg-type]
+        "brain.remove_namespace(": lambda: brain.remove_namespace(5),  # type: ignore[arg-type]
+    }
+    for call, attempt in attempts.items():
+        with pytest.raises((TypeError, ValueError)) as info:
+            attempt()
+        message = python_terms(info.value)
+        assert message.startswith(call) and "int" in message, message
+    # Any truthy flag counts as asked for, as bools do.
+    assert brain.get("a", as_arrow="yes") == 1  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at most one of as_arrow"):
+        brain.get("a", as_arrow="yes", as_pandas=1)  # type: ignore[arg-type]
+    assert brain["a"] == 1

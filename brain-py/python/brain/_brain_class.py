@@ -63,6 +63,12 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _check_namespace(namespace: Any, call: str) -> str:
+    if type(namespace) is not str:
+        raise BrainNamespaceNameError(f"{call}: namespace must be a str, not {type(namespace).__name__}")
+    return namespace
+
+
 def _meta(raw: ObjectInfo) -> Metadata:
     created = _dt.datetime.fromtimestamp(raw["created"], tz=_dt.timezone.utc)
     return {
@@ -134,6 +140,11 @@ class Brain(MutableMapping[str, Any]):
         preallocate: int | str | None = None,
     ) -> None:
         limit = _capacity_bytes(capacity, f"Brain(capacity={reprlib.repr(capacity)})") if capacity is not None else None
+        if url is not None and not isinstance(url, str):
+            raise TypeError(
+                "Brain(url=...): a URL is a str (a path, shm://PATH, memory://NAME or redis://HOST), "
+                f"not a {type(url).__name__}"
+            )
         if cache is not None and not isinstance(cache, (bool, str, os.PathLike)):
             raise TypeError(
                 "Brain(cache=...): a cache is a store directory (str or path), None for the host's "
@@ -321,6 +332,10 @@ class Brain(MutableMapping[str, Any]):
             BrainUnsupportedObjectError: no codec can store ``thing``.
             BrainStoreFullError: the store has no room (nothing is evicted).
         """
+        if description is not None and not isinstance(description, str):
+            raise TypeError(
+                f"brain.learn(..., description=...): a description is a str or None, not a {type(description).__name__}"
+            )
         _codecs.encode(self.store, self.namespace, _check_name(name), thing, description)
 
     def recall(self, name: str) -> Any:
@@ -366,7 +381,7 @@ class Brain(MutableMapping[str, Any]):
         here): a payload changed since it was written raises
         ``BrainCorruptError`` instead of being returned.
         """
-        if as_arrow + as_pandas + as_polars > 1:
+        if sum(map(bool, (as_arrow, as_pandas, as_polars))) > 1:
             raise ValueError("choose at most one of as_arrow, as_pandas and as_polars")
         obj = self.store.get(self.namespace, _check_name(name), verify)
         if obj is None:
@@ -394,7 +409,7 @@ class Brain(MutableMapping[str, Any]):
         store = self.store
         if namespace == "all":
             return [name for ns in sorted(self.namespaces()) for name in store.names(ns)]
-        return store.names(self.namespace if namespace is None else namespace)
+        return store.names(self.namespace if namespace is None else _check_namespace(namespace, "brain.names(namespace=...)"))
 
     def ids(self) -> list[str]:
         """The object ids (hex keys) of the names in the current namespace."""
@@ -488,7 +503,7 @@ class Brain(MutableMapping[str, Any]):
             BrainNamespaceRemoveDefaultError: for ``'default'``.
             BrainNamespaceNotExistError: when there is no such namespace.
         """
-        namespace = self.namespace if namespace is None else namespace
+        namespace = self.namespace if namespace is None else _check_namespace(namespace, "brain.remove_namespace(...)")
         if namespace == DEFAULT_NAMESPACE:
             raise BrainNamespaceRemoveDefaultError(
                 "cannot remove the default namespace; forget its names instead"
