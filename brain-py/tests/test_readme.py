@@ -43,6 +43,10 @@ def test_readme_python_examples_run(default_store: str, monkeypatch: pytest.Monk
         pytest.fail(f"{README} has no ```python code blocks: its Python examples must be written (they are run here)")
     monkeypatch.chdir(tmp_path)  # files an example writes land in a temporary directory
     namespace: dict = {"__name__": "__readme__"}
+    # polars sets its allocator's configuration (_RJEM_MALLOC_CONF) in
+    # os.environ when first imported: imported here, before the snapshot, so
+    # only what an example itself changes counts.
+    import polars  # noqa: F401
     environment = dict(os.environ)
     for index, code in enumerate(blocks, start=1):
         _run_block(code, index, namespace)
