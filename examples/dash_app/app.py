@@ -182,7 +182,12 @@ app.layout = html.Div(
             ],
         ),
         html.H4("Workers"),
-        html.Ul([html.Li(id={"type": "probe", "index": i}, className="probe") for i in range(PROBES)]),
+        html.Div("“Which workers?” asks several at once; each answer says which worker gave it and what it saw."),
+        # No bullets: the items are empty until the first check.
+        html.Ul(
+            [html.Li(id={"type": "probe", "index": i}, className="probe") for i in range(PROBES)],
+            style={"listStyleType": "none", "paddingLeft": 0},
+        ),
     ],
 )
 
