@@ -320,7 +320,7 @@ def test_a_brain_pickles_to_the_same_store(brain: Brain) -> None:
 
 def test_repr(brain: Brain) -> None:
     brain["x"] = 1
-    assert "1 names" in repr(brain) and brain.url in repr(brain)
+    assert "(1 name)" in repr(brain) and brain.url in repr(brain)
     brain.sleep()
     assert "asleep" in repr(brain)
 

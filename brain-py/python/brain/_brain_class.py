@@ -6,7 +6,7 @@ import datetime as _dt
 import html
 import os
 import reprlib
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from . import _brain, _codecs, _progress
@@ -195,7 +195,11 @@ class Brain(MutableMapping[str, Any]):
         return self._store
 
     def __repr__(self) -> str:
-        state = "asleep" if self._store is None else f"{len(self)} names"
+        if self._store is None:
+            state = "asleep"
+        else:
+            count = len(self)
+            state = f"{count} name" if count == 1 else f"{count} names"
         return f"<Brain namespace={_shown(self.namespace)} url={self.url!r} ({state})>"
 
     # ------------------------------------------------------------ notebooks and terminals
@@ -367,6 +371,7 @@ class Brain(MutableMapping[str, Any]):
         as_pandas: bool = False,
         as_polars: bool = False,
         verify: bool = False,
+        columns: Sequence[Any] | None = None,
     ) -> Any:
         """The value of ``name``, or ``default`` when it does not exist.
 
@@ -375,6 +380,15 @@ class Brain(MutableMapping[str, Any]):
         ``as_arrow=True`` gives the pyarrow Table itself, the fastest form;
         ``as_pandas=True`` a pandas DataFrame, ``as_polars=True`` a polars
         DataFrame (a Series for a stored Series). Other values ignore them.
+
+        ``columns=["price", "qty"]`` reads only those columns of a stored
+        table, in that order, still zero-copy: the others are not even
+        decoded, so a narrow read of a wide frame costs what its columns
+        cost. A frame written from pandas is asked for by its column labels
+        and keeps its index. A name no column has raises
+        ``BrainColumnNotExistError`` (a ``KeyError``) listing the columns
+        there are; ``columns=`` on an object that is not a table (or is a
+        Series) raises ``TypeError``.
 
         ``verify=True`` first checks the stored bytes against the checksum
         their writer stored (a pass over every byte, about 0.05 s per GiB
@@ -387,7 +401,7 @@ class Brain(MutableMapping[str, Any]):
         if obj is None:
             return default
         library = "arrow" if as_arrow else "pandas" if as_pandas else "polars" if as_polars else None
-        return _codecs.decode(obj, library=library)
+        return _codecs.decode(obj, library=library, columns=columns)
 
     def view(self, name: str) -> Any:
         """The raw stored payload as a read-only buffer (``memoryview(brain.view(n))``), no decoding."""
