@@ -696,6 +696,9 @@ fn error_names(err: &anyhow::Error) -> Vec<&str> {
                 }
                 | E::Arrow {
                     namespace, name, ..
+                }
+                | E::ColumnNotFound {
+                    namespace, name, ..
                 } => names.extend([namespace.as_str(), name]),
                 E::KeyCollision {
                     namespace,

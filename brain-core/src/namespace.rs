@@ -194,6 +194,19 @@ impl Namespace {
         self.store.get_record_batches(&self.name, name)
     }
 
+    /// Reads only the named columns of a stored table, without copying.
+    ///
+    /// # Errors
+    /// As [`ObjectStoreExt::get_record_batches_with_columns`].
+    pub fn get_record_batches_with_columns(
+        &self,
+        name: &str,
+        columns: &[&str],
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        self.store
+            .get_record_batches_with_columns(&self.name, name, columns)
+    }
+
     /// Stores an n-dimensional array.
     ///
     /// # Errors

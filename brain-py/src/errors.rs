@@ -41,6 +41,9 @@ fn names(err: &Error) -> Vec<&str> {
         }
         | Error::Arrow {
             namespace, name, ..
+        }
+        | Error::ColumnNotFound {
+            namespace, name, ..
         } => vec![namespace, name],
         Error::KeyCollision {
             namespace,
@@ -163,6 +166,7 @@ fn class_name(err: &Error) -> &'static str {
         Error::Unsupported { .. } => "BrainUnsupportedOperationError",
         Error::InvalidUrl { .. } => "BrainStoreUrlError",
         Error::Busy { .. } => "BrainBusyError",
+        Error::ColumnNotFound { .. } => "BrainColumnNotExistError",
         _ => "BrainError",
     }
 }
@@ -204,6 +208,17 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         } => {
             attrs.set_item("namespace", namespace)?;
             attrs.set_item("name", name)?;
+        }
+        Error::ColumnNotFound {
+            namespace,
+            name,
+            missing,
+            columns,
+        } => {
+            attrs.set_item("namespace", namespace)?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("missing", missing)?;
+            attrs.set_item("columns", columns)?;
         }
         Error::NamespaceNotFound { namespace } => attrs.set_item("namespace", namespace)?,
         Error::StoreFull {

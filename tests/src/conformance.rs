@@ -283,7 +283,39 @@ pub fn typed_calls(store: &dyn ObjectStore) -> Result<()> {
         .get_record_batches("typed", "batch")?
         .ok_or_else(|| anyhow!("put above"))?;
     ensure!(read_schema == schema);
-    ensure!(batches == vec![batch.clone(), batch]);
+    ensure!(batches == vec![batch.clone(), batch.clone()]);
+
+    // Only the columns asked for, in that order; a missing one is named.
+    let (picked_schema, picked) = store
+        .get_record_batches_with_columns("typed", "batch", &["label", "id"])?
+        .ok_or_else(|| anyhow!("put above"))?;
+    ensure!(picked_schema.fields().len() == 2);
+    ensure!(picked_schema.field(0).name() == "label" && picked_schema.field(1).name() == "id");
+    ensure!(picked.len() == 2);
+    for read in &picked {
+        ensure!(read.column(0) == batch.column(2) && read.column(1) == batch.column(0));
+    }
+    ensure!(store
+        .get_record_batches_with_columns("typed", "missing", &["id"])?
+        .is_none());
+    match store.get_record_batches_with_columns("typed", "batch", &["id", "volume"]) {
+        Err(Error::ColumnNotFound {
+            missing, columns, ..
+        }) => {
+            ensure!(missing == ["volume"]);
+            ensure!(columns == ["id", "price", "label"]);
+        }
+        other => return Err(anyhow!("reading a column that does not exist: {other:?}")),
+    }
+    let err = store
+        .get_record_batches_with_columns("typed", "batch", &["volume"])
+        .err()
+        .ok_or_else(|| anyhow!("a missing column was read"))?;
+    ensure!(
+        err.to_string()
+            .contains(r#"no column "volume"; its columns are "id", "price", "label""#),
+        "{err}"
+    );
 
     let nd = NdArrayMeta {
         dtype: "<f8".into(),
@@ -361,6 +393,10 @@ pub fn typed_calls(store: &dyn ObjectStore) -> Result<()> {
     }
     ensure!(matches!(
         store.get_record_batches("typed", "text"),
+        Err(Error::CodecMismatch { .. })
+    ));
+    ensure!(matches!(
+        store.get_record_batches_with_columns("typed", "text", &["id"]),
         Err(Error::CodecMismatch { .. })
     ));
     ensure!(store.remove_namespace("typed")? == 5);

@@ -286,6 +286,23 @@ pub enum Error {
         detail: String,
     },
 
+    /// Columns asked for that the stored table does not have.
+    #[error(
+        "table {name:?} in namespace {namespace:?} has no column {}; its columns are {}",
+        list_columns(missing),
+        list_columns(columns)
+    )]
+    ColumnNotFound {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The columns asked for that the table does not have.
+        missing: Vec<String>,
+        /// The table's columns, in order.
+        columns: Vec<String>,
+    },
+
     /// An Arrow encoder or decoder failed.
     #[error("Arrow IPC failed for object {name:?} in namespace {namespace:?}: {source}")]
     Arrow {
@@ -443,4 +460,22 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Column names for a message: quoted, comma-separated, at most 20 (a frame
+/// of 165 columns would drown the message), then how many more.
+fn list_columns(columns: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut out: Vec<String> = columns
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("{c:?}"))
+        .collect();
+    if columns.len() > SHOWN {
+        out.push(format!("and {} more", columns.len() - SHOWN));
+    }
+    if out.is_empty() {
+        return "none".into();
+    }
+    out.join(", ")
 }

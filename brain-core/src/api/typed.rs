@@ -4,7 +4,7 @@
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 use crate::api::error::{Error, Result};
 use crate::api::store::{ObjectStore, Payload};
@@ -26,6 +26,43 @@ fn expect_codec(view: &ObjectView, expected: &[Codec]) -> Result<()> {
             found: meta.codec,
         })
     }
+}
+
+/// Why a projected read failed: the file, or the columns asked for.
+enum Projection {
+    Arrow(ArrowError),
+    Missing {
+        missing: Vec<String>,
+        columns: Vec<String>,
+    },
+}
+
+impl From<ArrowError> for Projection {
+    fn from(err: ArrowError) -> Self {
+        Projection::Arrow(err)
+    }
+}
+
+/// The indices of the fields named `columns`, in that order (every field of
+/// a name several share), and the names no field has.
+fn column_indices(schema: &Schema, columns: &[&str]) -> (Vec<usize>, Vec<String>) {
+    let mut indices = Vec::with_capacity(columns.len());
+    let mut missing = Vec::new();
+    for column in columns {
+        let before = indices.len();
+        indices.extend(
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| field.name() == column)
+                .map(|(i, _)| i),
+        );
+        if indices.len() == before {
+            missing.push((*column).to_owned());
+        }
+    }
+    (indices, missing)
 }
 
 fn decode_error(view: &ObjectView, detail: String) -> Error {
@@ -120,17 +157,27 @@ pub trait ObjectStoreExt: ObjectStore {
         let Some(view) = self.get(namespace, name)? else {
             return Ok(None);
         };
-        expect_codec(
-            &view,
-            &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow],
-        )?;
-        arrow::decode(view.buffer())
-            .map(Some)
-            .map_err(|source| Error::Arrow {
-                namespace: namespace.into(),
-                name: name.into(),
-                source,
-            })
+        decode_record_batches(&view, None).map(Some)
+    }
+
+    /// Reads only the named columns of a stored table, in the order given,
+    /// pointing into the shared object (no copy). The other columns are not
+    /// decoded: the cost follows the columns asked for, not the table's
+    /// width. A name that several columns share picks each of them.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`], naming the table's columns, when a column
+    /// does not exist; otherwise as [`ObjectStoreExt::get_record_batches`].
+    fn get_record_batches_with_columns(
+        &self,
+        namespace: &str,
+        name: &str,
+        columns: &[&str],
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        let Some(view) = self.get(namespace, name)? else {
+            return Ok(None);
+        };
+        decode_record_batches(&view, Some(columns)).map(Some)
     }
 
     /// Stores an n-dimensional array: its dtype, shape and order, and its
@@ -293,6 +340,69 @@ pub fn split_parts(view: &ObjectView) -> Result<Vec<ObjectView>> {
         .iter()
         .map(|part| view.slice(part.as_ptr() as usize - start, part.len()))
         .collect())
+}
+
+/// Decodes a stored table (Arrow, pandas or polars): its schema and record
+/// batches, pointing into the object's memory. With `columns`, only those
+/// (in that order; every column of a name several share) are decoded.
+///
+/// # Errors
+/// [`Error::CodecMismatch`] when the object is not a table;
+/// [`Error::ColumnNotFound`] when a column does not exist; [`Error::Arrow`]
+/// when its IPC data is malformed.
+pub fn decode_record_batches(
+    view: &ObjectView,
+    columns: Option<&[&str]>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    expect_codec(
+        view,
+        &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow],
+    )?;
+    let pick = |schema: &Schema| {
+        let Some(columns) = columns else {
+            return Ok(None);
+        };
+        let (indices, missing) = column_indices(schema, columns);
+        if missing.is_empty() {
+            return Ok(Some(indices));
+        }
+        Err(Projection::Missing {
+            missing,
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        })
+    };
+    let meta = view.meta();
+    match arrow::decode_columns(view.buffer(), pick) {
+        Ok(decoded) => Ok(decoded),
+        Err(Projection::Arrow(source)) => Err(Error::Arrow {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            source,
+        }),
+        Err(Projection::Missing { missing, columns }) => Err(Error::ColumnNotFound {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            missing,
+            columns,
+        }),
+    }
+}
+
+/// The schema of a stored table, with its metadata, read from the file's
+/// footer alone: no column is decoded.
+///
+/// # Errors
+/// As [`decode_record_batches`].
+pub fn record_batch_schema(view: &ObjectView) -> Result<SchemaRef> {
+    expect_codec(
+        view,
+        &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow],
+    )?;
+    arrow::schema(view.buffer()).map_err(|source| Error::Arrow {
+        namespace: view.meta().namespace.clone(),
+        name: view.meta().name.clone(),
+        source,
+    })
 }
 
 /// Decodes an ndarray object: its metadata, checked against its data, and

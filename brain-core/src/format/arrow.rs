@@ -41,11 +41,26 @@ pub fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, Arrow
 /// decoder panics on (the panic is caught, and its message printed by the
 /// panic hook; a build with `panic = "abort"` aborts instead).
 pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    decode_columns(buffer, |_| Ok(None))
+}
+
+/// As [`decode`], decoding only the columns `project` picks from the
+/// file's schema (indices into its fields, in the order wanted; `None` for
+/// all). The other columns are skipped, not decoded: the cost follows the
+/// columns picked, not the table's width. `project` may refuse with an
+/// error of its own.
+///
+/// # Errors
+/// As [`decode`], and `project`'s; an index outside the schema is an error.
+pub fn decode_columns<E: From<ArrowError>>(
+    buffer: &Buffer,
+    project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
     // arrow-ipc and arrow-data panic on some malformed files instead of
     // returning an error (a typed buffer whose length is not a whole number
     // of values, found by fuzzing): a damaged or hostile object must not
     // take the reading process down. Nothing decoded outlives a panic.
-    std::panic::catch_unwind(AssertUnwindSafe(|| decode_unchecked(buffer))).unwrap_or_else(
+    std::panic::catch_unwind(AssertUnwindSafe(|| decode_unchecked(buffer, project))).unwrap_or_else(
         |panic| {
             let why = panic
                 .downcast_ref::<&str>()
@@ -54,12 +69,55 @@ pub fn decode(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowErr
                 .unwrap_or("a panic");
             Err(ArrowError::IpcError(format!(
                 "malformed Arrow IPC data: the decoder failed with {why:?}"
-            )))
+            ))
+            .into())
         },
     )
 }
 
-fn decode_unchecked(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+fn decode_unchecked<E: From<ArrowError>>(
+    buffer: &Buffer,
+    project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
+    let footer = footer(buffer)?;
+    let schema = footer_schema(&footer)?;
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    let schema = match project(&schema)? {
+        Some(indices) => {
+            let projected = Arc::new(schema.project(&indices)?);
+            decoder = decoder.with_projection(indices);
+            projected
+        }
+        None => schema,
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        decoder.read_dictionary(block, &block_data(buffer, block)?)?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        if let Some(batch) = decoder.read_record_batch(block, &block_data(buffer, block)?)? {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches))
+}
+
+/// The schema of the Arrow IPC file in `buffer`, with its metadata, read
+/// from the footer alone (no column is decoded).
+///
+/// # Errors
+/// When the bytes do not end with a readable Arrow IPC footer.
+pub fn schema(buffer: &Buffer) -> Result<SchemaRef, ArrowError> {
+    let read = || footer_schema(&footer(buffer)?);
+    std::panic::catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(ArrowError::IpcError(
+            "malformed Arrow IPC footer: the decoder failed".into(),
+        ))
+    })
+}
+
+/// The footer at the end of an Arrow IPC file, checked to lie inside it.
+fn footer(buffer: &Buffer) -> Result<arrow_ipc::Footer<'_>, ArrowError> {
     let len = buffer.len();
     if len < 10 {
         return Err(ArrowError::IpcError(format!(
@@ -73,23 +131,15 @@ fn decode_unchecked(buffer: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), Ar
             "footer of {footer_len} bytes does not fit in {len} bytes"
         )));
     }
-    let footer = root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-        .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
-    let schema =
-        Arc::new(try_fb_to_schema(footer.schema().ok_or_else(|| {
-            ArrowError::IpcError("footer has no schema".into())
-        })?)?);
-    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    for block in footer.dictionaries().iter().flatten() {
-        decoder.read_dictionary(block, &block_data(buffer, block)?)?;
-    }
-    let mut batches = Vec::new();
-    for block in footer.recordBatches().iter().flatten() {
-        if let Some(batch) = decoder.read_record_batch(block, &block_data(buffer, block)?)? {
-            batches.push(batch);
-        }
-    }
-    Ok((schema, batches))
+    root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+        .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))
+}
+
+fn footer_schema(footer: &arrow_ipc::Footer<'_>) -> Result<SchemaRef, ArrowError> {
+    let schema = footer
+        .schema()
+        .ok_or_else(|| ArrowError::IpcError("footer has no schema".into()))?;
+    Ok(Arc::new(try_fb_to_schema(schema)?))
 }
 
 /// An IPC message's bytes: its continuation marker (from Arrow 0.15 on),

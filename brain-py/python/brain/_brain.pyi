@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "arrow_columns", "table_schema", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -67,6 +67,20 @@ class Object:
     @property
     def address(self) -> int:
         """The address of the payload's first byte (to check zero-copy)."""
+
+@final
+class ArrowColumns:
+    """Decoded columns of a stored table, for ``pyarrow.table(columns)``
+    (the Arrow C stream interface, zero-copy), taken once."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+def arrow_columns(obj: Object, columns: builtins.list[str]) -> ArrowColumns:
+    """The columns ``columns`` of the table ``obj`` holds, in that order,
+    decoded alone (the table's other columns are skipped)."""
+
+def table_schema(obj: Object) -> tuple[builtins.list[str], dict[bytes, bytes]]:
+    """The column names and schema metadata of the table ``obj`` holds, read from its footer."""
 
 @final
 class Writer:

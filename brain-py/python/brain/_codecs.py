@@ -25,10 +25,11 @@ import pickle
 import sys
 import warnings
 import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _brain
-from .exceptions import BrainCodecError, BrainUnsupportedObjectError
+from .exceptions import BrainCodecError, BrainColumnNotExistError, BrainUnsupportedObjectError
 
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
@@ -36,6 +37,8 @@ INDEX_FREQ_KEY = b"brain.index_freq"
 # Columns (and index levels) whose pandas dtype Arrow's pandas metadata does
 # not bring back, and how brain does: see _pandas_restores.
 PANDAS_DTYPES_KEY = b"brain.pandas_dtypes"
+# A message names at most this many of a table's columns.
+COLUMNS_SHOWN = 20
 
 
 def _module(name: str) -> Any:
@@ -173,12 +176,95 @@ def _with_metadata(table: Any, metadata: dict[bytes, bytes] | None) -> Any:
     return pa.Table.from_batches([rows.replace_schema_metadata(metadata)])
 
 
-def read_arrow(obj: Any) -> Any:
-    """The pyarrow Table in a payload, its columns pointing into the store."""
+def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
+    """The pyarrow Table in a payload, its columns pointing into the store.
+
+    ``columns`` names the columns to read, in that order (pandas' labels for a
+    frame written from pandas, whose index columns come along); the others
+    are not decoded, so the cost follows the columns asked for, not the
+    table's width.
+    """
     import pyarrow as pa
     import pyarrow.ipc
 
-    return pa.ipc.open_file(pa.py_buffer(obj)).read_all()
+    if columns is None:
+        return pa.ipc.open_file(pa.py_buffer(obj)).read_all()
+    # brain decodes only the fields picked and hands them to pyarrow through
+    # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a
+    # subset of fields); the metadata comes from the footer alone.
+    names, metadata = _brain.table_schema(obj)
+    fields, projected_metadata = _projection(obj, names, metadata, list(columns))
+    table = pa.table(_brain.arrow_columns(obj, fields))
+    return table.replace_schema_metadata(projected_metadata) if projected_metadata is not None else table
+
+
+def _projection(
+    obj: Any, names: list[str], metadata: dict[bytes, bytes], columns: list[Any]
+) -> tuple[list[str], dict[bytes, bytes] | None]:
+    """The field names of the table (of fields ``names`` and schema
+    ``metadata``) that ``columns`` names, in order, and the schema metadata
+    the projected table gets (None: unchanged).
+
+    A frame written from pandas is asked for by pandas' column labels; its
+    index columns come along, and its pandas metadata and brain's restores
+    (keyed by column position) are rewritten for the columns kept.
+    """
+    kind = metadata.get(KIND_KEY)
+    if kind == b"series":
+        raise TypeError(
+            f"object {obj.name!r} is a Series: columns= picks columns of a stored table; read it without columns="
+        )
+    pandas_json = metadata.get(b"pandas")
+    if pandas_json is None:
+        _check_columns(obj, columns, names, lambda column: column in names)
+        return [str(column) for column in columns], None
+    pandas = json.loads(pandas_json)
+    index_fields = [name for name in pandas.get("index_columns", []) if isinstance(name, str)]
+    data = [entry for entry in pandas["columns"] if entry["field_name"] not in index_fields]
+    labels = [entry["name"] for entry in data]
+
+    def matches(entry: dict[str, Any], column: Any) -> bool:
+        # pyarrow keeps labels as strings: 7 is stored as "7".
+        return bool(entry["name"] == column or (not isinstance(column, str) and entry["name"] == str(column)))
+
+    _check_columns(obj, columns, labels, lambda column: any(matches(entry, column) for entry in data))
+    # Each column once, in the order first asked for.
+    kept: list[dict[str, Any]] = []
+    for column in columns:
+        kept.extend(entry for entry in data if matches(entry, column) and entry not in kept)
+    index_entries = [entry for entry in pandas["columns"] if entry["field_name"] in index_fields]
+    picked = [entry["field_name"] for entry in kept + index_entries]
+    pandas = dict(pandas, columns=kept + index_entries)
+    metadata = dict(metadata)
+    metadata[b"pandas"] = json.dumps(pandas).encode()
+    restoring = metadata.get(PANDAS_DTYPES_KEY)
+    if restoring is not None:
+        old_position = {entry["field_name"]: i for i, entry in enumerate(data)}
+        restores = json.loads(restoring)
+        moved = {key: how for key, how in restores.items() if key[0] == "i"}
+        for new, entry in enumerate(kept):
+            how = restores.get(f"c{old_position[entry['field_name']]}")
+            if how is not None:
+                moved[f"c{new}"] = how
+        metadata[PANDAS_DTYPES_KEY] = json.dumps(moved).encode()
+    return picked, metadata
+
+
+def _check_columns(obj: Any, columns: list[Any], existing: list[Any], exists: Callable[[Any], bool]) -> None:
+    """Raises ``BrainColumnNotExistError``, naming the table's columns, when
+    one of ``columns`` does not exist."""
+    missing = [column for column in columns if not exists(column)]
+    if not missing:
+        return
+    shown = ", ".join(repr(column) for column in existing[:COLUMNS_SHOWN]) or "none"
+    if len(existing) > COLUMNS_SHOWN:
+        shown += f", and {len(existing) - COLUMNS_SHOWN} more"
+    err = BrainColumnNotExistError(
+        f"table {obj.name!r} in namespace {obj.namespace!r} has no column "
+        f"{', '.join(repr(column) for column in missing)}; its columns are {shown}"
+    )
+    err.namespace, err.name, err.missing, err.columns = obj.namespace, obj.name, missing, list(existing)
+    raise err
 
 
 def _strip_brain_metadata(table: Any) -> Any:
@@ -186,8 +272,8 @@ def _strip_brain_metadata(table: Any) -> Any:
     return _with_metadata(table, metadata or None)
 
 
-def decode_arrow(obj: Any) -> Any:
-    table = read_arrow(obj)
+def decode_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
+    table = read_arrow(obj, columns)
     kind = (table.schema.metadata or {}).get(KIND_KEY)
     table = _strip_brain_metadata(table)
     if kind == b"record_batch":
@@ -198,9 +284,9 @@ def decode_arrow(obj: Any) -> Any:
     return table
 
 
-def decode_pandas(obj: Any, as_arrow: bool = False) -> Any:
+def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | None = None) -> Any:
     """A frame written from pandas, as the frame (or Series) it was."""
-    table = read_arrow(obj)
+    table = read_arrow(obj, columns)
     if as_arrow:
         return _strip_brain_metadata(table)
     return _pandas_from_pandas_table(table)
@@ -227,9 +313,9 @@ def _pandas_from_pandas_table(table: Any) -> Any:
     return frame
 
 
-def decode_polars(obj: Any, as_arrow: bool = False) -> Any:
+def decode_polars(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | None = None) -> Any:
     """A frame written from polars, as the DataFrame (or Series) it was."""
-    table = read_arrow(obj)
+    table = read_arrow(obj, columns)
     if as_arrow:
         return _strip_brain_metadata(table)
     return _polars_from_table(table)
@@ -832,21 +918,49 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
 LIBRARIES = ("arrow", "pandas", "polars")
 
 
-def decode(obj: Any, as_arrow: bool = False, library: str | None = None) -> Any:
+def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
+    """``columns`` of a pandas frame that was pickled (Arrow could not hold it
+    exactly: say, a RangeIndex of column labels), selected after the whole
+    frame is read."""
+    pd = _module("pandas")
+    if pd is None or not isinstance(thing, pd.DataFrame):
+        raise TypeError(
+            f"object {obj.name!r} is a pickled {type(thing).__name__}, not a table: columns= picks columns of a "
+            "stored table (pyarrow, pandas or polars); read it without columns="
+        )
+    existing = list(thing.columns)
+    _check_columns(obj, list(columns), existing, lambda column: column in thing.columns)
+    return thing[list(columns)]
+
+
+def decode(
+    obj: Any, as_arrow: bool = False, library: str | None = None, columns: Sequence[Any] | None = None
+) -> Any:
     """The Python object for a stored ``Object``.
 
     A table (written from pyarrow, pandas, polars or Rust) comes back as the
     writer's kind of object, or as ``library``'s when one is named
-    ("arrow", "pandas" or "polars"; ``as_arrow`` is "arrow"). Other objects
-    ignore ``library``.
+    ("arrow", "pandas" or "polars"; ``as_arrow`` is "arrow"), with only
+    ``columns`` when given (see ``read_arrow``). Other objects ignore
+    ``library`` and refuse ``columns``.
     """
     if as_arrow:
         library = "arrow"
     if library is not None and library not in LIBRARIES:
         raise ValueError(f"library must be one of {', '.join(LIBRARIES)}, not {library!r}")
     codec = obj.codec
+    if columns is not None:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
+        if codec == "pickle5":
+            return _pickled_frame_columns(obj, decode_pickle(obj), columns)
+        if codec not in LIBRARIES:
+            raise TypeError(
+                f"object {obj.name!r} is stored as {codec}, not as a table: columns= picks columns of a "
+                "stored table (pyarrow, pandas or polars); read it without columns="
+            )
     if codec in LIBRARIES and library is not None and (library != codec or library == "arrow"):
-        table = read_arrow(obj)
+        table = read_arrow(obj, columns)
         if library == "arrow":
             return _strip_brain_metadata(table)
         if library == "pandas":
@@ -860,11 +974,11 @@ def decode(obj: Any, as_arrow: bool = False, library: str | None = None) -> Any:
     if codec == "pickle5":
         return decode_pickle(obj)
     if codec == "arrow":
-        return decode_arrow(obj)
+        return decode_arrow(obj, columns)
     if codec == "pandas":
-        return decode_pandas(obj)
+        return decode_pandas(obj, columns=columns)
     if codec == "polars":
-        return decode_polars(obj)
+        return decode_polars(obj, columns=columns)
     if codec == "text":
         return str(memoryview(obj), "utf-8")
     if codec == "raw":

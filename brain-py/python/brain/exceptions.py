@@ -27,6 +27,7 @@ __all__ = [
     "BrainStoreFullError",
     "BrainUnsupportedObjectError",
     "BrainCodecError",
+    "BrainColumnNotExistError",
     "BrainCorruptError",
     "BrainVersionError",
     "BrainKeyCollisionError",
@@ -120,6 +121,20 @@ class BrainUnsupportedObjectError(BrainError, TypeError):
 
 class BrainCodecError(BrainError, ValueError):
     """A stored payload could not be decoded as its codec says."""
+
+
+class BrainColumnNotExistError(BrainError, KeyError):
+    """A stored table has no column of a name asked for
+    (``brain.get(name, columns=[...])``).
+
+    Attributes: ``namespace``, ``name``, ``missing`` (the names asked for
+    that no column has) and ``columns`` (the table's columns, in order).
+    """
+
+    namespace: str
+    name: str
+    missing: list[object]
+    columns: list[object]
 
 
 class BrainCorruptError(BrainError):
