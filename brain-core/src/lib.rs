@@ -85,3 +85,9 @@ pub use format::{
 pub use namespace::Namespace;
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
 pub use sys::copy::SharedBytes;
+
+/// Internals that brain-bench measures; not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::shm::fill::copy_with_checksum;
+}

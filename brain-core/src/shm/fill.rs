@@ -91,6 +91,16 @@ impl Fill {
     }
 }
 
+/// Copies `src` into `dst` (as long) as a large write copies a payload into
+/// its mapping, already faulted in (split across cores by whole chunks, the
+/// checksum computed by the copy), and returns the payload's checksum.
+/// Exposed, hidden, for brain-bench's measure of what the checksum costs.
+pub fn copy_with_checksum(src: SharedBytes<'_>, dst: &mut [u8]) -> u64 {
+    let mut fill = Fill::default();
+    fill.copy(src, dst, 0, false);
+    fill.finish(dst)
+}
+
 /// Feeds the stripes of `chunk` (already in place) up to `target`.
 fn catch_up(hasher: &mut ChunkHasher, chunk: &[u8], target: usize) {
     while hasher.stripes < target {

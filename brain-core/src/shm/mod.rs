@@ -19,7 +19,7 @@
 mod cache;
 mod capacity;
 mod dirs;
-mod fill;
+pub(crate) mod fill;
 mod lock;
 mod maintenance;
 mod pool;
