@@ -405,8 +405,8 @@ impl Store {
 
     /// Keeps `bytes` of memory allocated in the pool for this process's
     /// writes (like Plasma's `-m` or Ray's `object_store_memory`): files of
-    /// the sizes [`prealloc_sizes`] gives are allocated, mapped and faulted
-    /// in now, so a write of a new name takes one and copies at the speed of
+    /// one of each size from 1 MiB to 2 GiB (doubling), repeated until
+    /// `bytes` is reached, are allocated, mapped and faulted in now, so a write of a new name takes one and copies at the speed of
     /// a replacing write; a file taken is made again in the background. The
     /// pool's limit rises to `bytes`, and the files count in the store's
     /// capacity as the pool does (free for writes, shown as `recycled`);
