@@ -149,7 +149,9 @@ setup-peers: $(PEERS_VENV)/bin/python $(PLASMA_VENV)/bin/python ## the peers of 
 	cd brain-py && VIRTUAL_ENV=$(CURDIR)/$(PEERS_VENV) ../$(PEERS_VENV)/bin/maturin develop -q --release
 
 bench-peers: setup-peers ## brain beside Ray, Plasma, Redis, Parquet and shared_memory, with the floors; writes docs/BENCHMARKS.md
-	$(PEERS_VENV)/bin/python brain-bench/peers.py --write-docs --plasma-python $(PLASMA_VENV)/bin/python
+	mkdir -p bench-results
+	$(PEERS_VENV)/bin/python brain-bench/peers.py --write-docs --plasma-python $(PLASMA_VENV)/bin/python \
+		--json bench-results/peers.json $$([ "$$(id -u)" = 0 ] && echo --huge)
 
 # miri runs the code that decodes bytes (format/: header, checksum, parts,
 # ndarray metadata, Arrow IPC as stored, control file, keys) and the copy
