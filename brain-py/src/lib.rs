@@ -55,8 +55,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyVersionGuard>()?;
     m.add_class::<buffer::PyObjectView>()?;
     m.add_class::<columns::PyArrowColumns>()?;
-    m.add_function(wrap_pyfunction!(columns::arrow_columns, m)?)?;
-    m.add_function(wrap_pyfunction!(columns::table_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::table_columns, m)?)?;
     m.add_function(wrap_pyfunction!(object_key, m)?)?;
     m.add_function(wrap_pyfunction!(persist::dump, m)?)?;
     m.add_function(wrap_pyfunction!(persist::restore, m)?)?;

@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "arrow_columns", "table_schema", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "table_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -75,12 +75,14 @@ class ArrowColumns:
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
-def arrow_columns(obj: Object, columns: builtins.list[str]) -> ArrowColumns:
-    """The columns ``columns`` of the table ``obj`` holds, in that order,
-    decoded alone (the table's other columns are skipped)."""
-
-def table_schema(obj: Object) -> tuple[builtins.list[str], dict[bytes, bytes]]:
-    """The column names and schema metadata of the table ``obj`` holds, read from its footer."""
+def table_columns(
+    obj: Object, fields: builtins.list[str]
+) -> tuple[ArrowColumns | None, builtins.list[str], dict[bytes, bytes], builtins.list[str], builtins.list[int]]:
+    """The fields ``fields`` of the table ``obj`` holds, decoded alone, in
+    that order (a frame written from pandas brings its index columns, last):
+    ``(columns, the table's columns, the schema metadata of those picked
+    (pandas' cut down to them), the fields no column has (then columns is
+    None), each picked column's position among the table's columns)``."""
 
 @final
 class Writer:

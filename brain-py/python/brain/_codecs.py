@@ -191,63 +191,28 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
         return pa.ipc.open_file(pa.py_buffer(obj)).read_all()
     # brain decodes only the fields picked and hands them to pyarrow through
     # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a
-    # subset of fields); the metadata comes from the footer alone.
-    names, metadata = _brain.table_schema(obj)
-    fields, projected_metadata = _projection(obj, names, metadata, list(columns))
-    table = pa.table(_brain.arrow_columns(obj, fields))
-    return table.replace_schema_metadata(projected_metadata) if projected_metadata is not None else table
-
-
-def _projection(
-    obj: Any, names: list[str], metadata: dict[bytes, bytes], columns: list[Any]
-) -> tuple[list[str], dict[bytes, bytes] | None]:
-    """The field names of the table (of fields ``names`` and schema
-    ``metadata``) that ``columns`` names, in order, and the schema metadata
-    the projected table gets (None: unchanged).
-
-    A frame written from pandas is asked for by pandas' column labels; its
-    index columns come along, and its pandas metadata and brain's restores
-    (keyed by column position) are rewritten for the columns kept.
-    """
-    kind = metadata.get(KIND_KEY)
-    if kind == b"series":
+    # subset of fields). pyarrow names a column by its pandas label as a
+    # string (7 is "7").
+    fields = [column if isinstance(column, str) else str(column) for column in columns]
+    picked, existing, metadata, missing, positions = _brain.table_columns(obj, fields)
+    if metadata.get(KIND_KEY) == b"series":
         raise TypeError(
             f"object {obj.name!r} is a Series: columns= picks columns of a stored table; read it without columns="
         )
-    pandas_json = metadata.get(b"pandas")
-    if pandas_json is None:
-        _check_columns(obj, columns, names, lambda column: column in names)
-        return [str(column) for column in columns], None
-    pandas = json.loads(pandas_json)
-    index_fields = [name for name in pandas.get("index_columns", []) if isinstance(name, str)]
-    data = [entry for entry in pandas["columns"] if entry["field_name"] not in index_fields]
-    labels = [entry["name"] for entry in data]
-
-    def matches(entry: dict[str, Any], column: Any) -> bool:
-        # pyarrow keeps labels as strings: 7 is stored as "7".
-        return bool(entry["name"] == column or (not isinstance(column, str) and entry["name"] == str(column)))
-
-    _check_columns(obj, columns, labels, lambda column: any(matches(entry, column) for entry in data))
-    # Each column once, in the order first asked for.
-    kept: list[dict[str, Any]] = []
-    for column in columns:
-        kept.extend(entry for entry in data if matches(entry, column) and entry not in kept)
-    index_entries = [entry for entry in pandas["columns"] if entry["field_name"] in index_fields]
-    picked = [entry["field_name"] for entry in kept + index_entries]
-    pandas = dict(pandas, columns=kept + index_entries)
-    metadata = dict(metadata)
-    metadata[b"pandas"] = json.dumps(pandas).encode()
+    if picked is None:
+        missing_columns = [column for column, field in zip(columns, fields) if field in missing]
+        _check_columns(obj, missing_columns, existing, lambda column: False)
     restoring = metadata.get(PANDAS_DTYPES_KEY)
     if restoring is not None:
-        old_position = {entry["field_name"]: i for i, entry in enumerate(data)}
+        # brain's restores name a column by its position: move them with it.
         restores = json.loads(restoring)
         moved = {key: how for key, how in restores.items() if key[0] == "i"}
-        for new, entry in enumerate(kept):
-            how = restores.get(f"c{old_position[entry['field_name']]}")
+        for new, old in enumerate(positions):
+            how = restores.get(f"c{old}")
             if how is not None:
                 moved[f"c{new}"] = how
         metadata[PANDAS_DTYPES_KEY] = json.dumps(moved).encode()
-    return picked, metadata
+    return pa.table(picked).replace_schema_metadata(metadata)
 
 
 def _check_columns(obj: Any, columns: list[Any], existing: list[Any], exists: Callable[[Any], bool]) -> None:
