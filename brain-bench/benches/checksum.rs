@@ -7,7 +7,8 @@
 //! a checksum not fused with the copy would cost).
 //!
 //! Run: `cargo bench -p brain-bench --bench checksum` (about a minute; it
-//! holds 192 MiB of memory). At the end it prints the medians and the
+//! holds 192 MiB of memory); `CHECKSUM_BENCH_MIB=1024` copies 1 GiB instead
+//! (more than this machine's caches). At the end it prints the medians and the
 //! ratios that docs/BENCHMARKS.md and docs/RELIABILITY.md record.
 
 #![forbid(unsafe_code)]
@@ -21,32 +22,39 @@ use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, 
 use brain_core::SharedBytes;
 use criterion::{Criterion, Throughput};
 
-const LEN: usize = 64 * MIB;
+/// The size copied: 64 MiB, or `CHECKSUM_BENCH_MIB` MiB.
+fn len() -> usize {
+    std::env::var("CHECKSUM_BENCH_MIB")
+        .ok()
+        .and_then(|mib| mib.parse::<usize>().ok())
+        .unwrap_or(64)
+        * MIB
+}
 
 const ROWS: &[Row] = &[
     Row {
-        operation: "copy 64 MiB with its checksum (the writer's copy)",
-        id: "checksum_copy/copy_with_checksum_64MiB",
+        operation: "copy with its checksum (the writer's copy)",
+        id: "checksum_copy/copy_with_checksum",
         floor: Some((
-            "checksum_copy/copy_alone_64MiB",
+            "checksum_copy/copy_alone",
             "the same split copy, no checksum (memcpy)",
         )),
         target: Target::RatioAtMost(1.05),
     },
     Row {
-        operation: "copy 64 MiB with its checksum (the writer's copy)",
-        id: "checksum_copy/copy_with_checksum_64MiB",
+        operation: "copy with its checksum (the writer's copy)",
+        id: "checksum_copy/copy_with_checksum",
         floor: Some((
-            "checksum_copy/copy_alone_rep_movsb_64MiB",
+            "checksum_copy/copy_alone_rep_movsb",
             "the same split copy, no checksum (rep movsb)",
         )),
         target: Target::RatioAtMost(1.05),
     },
     Row {
-        operation: "copy 64 MiB, then checksum it (not fused)",
-        id: "checksum_copy/copy_then_checksum_64MiB",
+        operation: "copy, then checksum it (not fused)",
+        id: "checksum_copy/copy_then_checksum",
         floor: Some((
-            "checksum_copy/copy_alone_64MiB",
+            "checksum_copy/copy_alone",
             "the same split copy, no checksum (memcpy)",
         )),
         target: Target::None,
@@ -84,10 +92,11 @@ fn main() {
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
 
-    let src = seeded_bytes(LEN, 7);
+    let len = len();
+    let src = seeded_bytes(len, 7);
     // Written once before measuring: its pages are faulted in, as a warm
     // mapping's are.
-    let mut dst = vec![1u8; LEN];
+    let mut dst = vec![1u8; len];
     assert_eq!(
         copy_with_checksum(SharedBytes::from(&src[..]), &mut dst),
         payload_checksum(&src),
@@ -96,24 +105,24 @@ fn main() {
     assert_eq!(dst, src);
 
     let mut group = c.benchmark_group("checksum_copy");
-    group.throughput(Throughput::Bytes(LEN as u64));
+    group.throughput(Throughput::Bytes(len as u64));
     group.sample_size(30);
-    group.bench_function("copy_with_checksum_64MiB", |b| {
+    group.bench_function("copy_with_checksum", |b| {
         b.iter(|| black_box(copy_with_checksum(SharedBytes::from(&src[..]), &mut dst)))
     });
-    group.bench_function("copy_alone_64MiB", |b| {
+    group.bench_function("copy_alone", |b| {
         b.iter(|| {
             split_copy(&src, &mut dst, |s, d| d.copy_from_slice(s));
             black_box(&dst);
         })
     });
-    group.bench_function("copy_alone_rep_movsb_64MiB", |b| {
+    group.bench_function("copy_alone_rep_movsb", |b| {
         b.iter(|| {
             split_copy(&src, &mut dst, |s, d| SharedBytes::from(s).copy_to(d));
             black_box(&dst);
         })
     });
-    group.bench_function("copy_then_checksum_64MiB", |b| {
+    group.bench_function("copy_then_checksum", |b| {
         b.iter(|| {
             split_copy(&src, &mut dst, |s, d| d.copy_from_slice(s));
             black_box(payload_checksum_parallel(&dst))
@@ -123,7 +132,8 @@ fn main() {
     c.final_summary();
 
     println!(
-        "\n## Summary ({} threads; medians; ratio = median / floor median)\n",
+        "\n## Summary ({} MiB, {} threads; medians; ratio = median / floor median)\n",
+        len / MIB,
         threads()
     );
     print!("{}", summary.table(ROWS));
