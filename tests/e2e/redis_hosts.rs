@@ -558,7 +558,9 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
             &format!("filler{i}"),
             &Payload::bytes(&make_value(i + 10, 2 << 20)),
         )?;
-        store.get("ns", "victim").ok(); // keeps the pointer recently used
+        // Keeps the pointer recently used but not the chunks (a get would
+        // read them too, and LRU would then evict only the fillers).
+        store.metadata("ns", "victim")?;
         let pointer: i64 = redis::cmd("EXISTS")
             .arg(pointer_key(&url, "ns", "victim"))
             .query(&mut conn)?;
