@@ -181,6 +181,8 @@ clean: ## remove build outputs and the virtualenv
 # one after another, each on one core. Inputs a run finds new go to
 # fuzz/grown/<target>/ (kept on the machine, not in git); a crash stops the
 # run with its input in fuzz/artifacts/<target>/. See docs/RELIABILITY.md.
+# dump_frames keeps a real dump in /dev/shm while it runs (libFuzzer exits
+# without running destructors): the run removes it when it ends.
 # dump_frames runs without leak checks: its reads use worker threads, whose
 # thread-locals are freed as they exit, just after the read returns, and
 # LeakSanitizer, checking right then or at the run's end, counts them as
@@ -195,7 +197,10 @@ fuzz-tool:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
 fuzz: fuzz-tool ## every fuzz target for FUZZ_SECONDS seconds each (default 60)
-	@set -e; for target in $(FUZZ_TARGETS); do \
+	@set -e; \
+	trap 'for dir in /dev/shm/brain-fuzz-dump-* "$${TMPDIR:-/tmp}"/brain-fuzz-dump-*; do \
+		if [ -e "$$dir" ] && [ ! -d "/proc/$${dir##*-}" ]; then rm -rf "$$dir"; fi; done' EXIT; \
+	for target in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/grown/$$target; \
 		echo "== fuzz $$target: $(FUZZ_SECONDS) s"; \
 		leaks=1; [ $$target != dump_frames ] || leaks=0; \
