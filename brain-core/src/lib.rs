@@ -72,8 +72,7 @@ pub use api::store::{
 };
 pub use api::typed::{
     decode_ndarray, decode_pickle, decode_record_batches, ndarray_payload, ndarray_segments,
-    pickle_payload, pickle_segments, record_batch_schema, split_parts, NdArrayView, ObjectStoreExt,
-    PickleView,
+    pickle_payload, pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
 };
 pub use api::view::{ObjectMeta, ObjectView};
 pub use format::control::UNLIMITED;

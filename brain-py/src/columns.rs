@@ -86,10 +86,7 @@ pub fn table_columns<'py>(
 ) -> PyResult<Picked<'py>> {
     let view = &obj.view;
     let meta = view.meta();
-    if !matches!(
-        meta.codec,
-        Codec::ArrowIpc | Codec::PandasArrow | Codec::PolarsArrow
-    ) {
+    if !meta.codec.is_arrow() {
         return Err(to_py(Error::CodecMismatch {
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),

@@ -388,23 +388,6 @@ pub fn decode_record_batches(
     }
 }
 
-/// The schema of a stored table, with its metadata, read from the file's
-/// footer alone: no column is decoded.
-///
-/// # Errors
-/// As [`decode_record_batches`].
-pub fn record_batch_schema(view: &ObjectView) -> Result<SchemaRef> {
-    expect_codec(
-        view,
-        &[Codec::ArrowIpc, Codec::PandasArrow, Codec::PolarsArrow],
-    )?;
-    arrow::schema(view.buffer()).map_err(|source| Error::Arrow {
-        namespace: view.meta().namespace.clone(),
-        name: view.meta().name.clone(),
-        source,
-    })
-}
-
 /// Decodes an ndarray object: its metadata, checked against its data, and
 /// its data, pointing into the object's memory.
 ///

@@ -102,20 +102,6 @@ fn decode_unchecked<E: From<ArrowError>>(
     Ok((schema, batches))
 }
 
-/// The schema of the Arrow IPC file in `buffer`, with its metadata, read
-/// from the footer alone (no column is decoded).
-///
-/// # Errors
-/// When the bytes do not end with a readable Arrow IPC footer.
-pub fn schema(buffer: &Buffer) -> Result<SchemaRef, ArrowError> {
-    let read = || footer_schema(&footer(buffer)?);
-    std::panic::catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|_| {
-        Err(ArrowError::IpcError(
-            "malformed Arrow IPC footer: the decoder failed".into(),
-        ))
-    })
-}
-
 /// The footer at the end of an Arrow IPC file, checked to lie inside it.
 fn footer(buffer: &Buffer) -> Result<arrow_ipc::Footer<'_>, ArrowError> {
     let len = buffer.len();

@@ -25,7 +25,7 @@ import pickle
 import sys
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import _brain
@@ -200,8 +200,9 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
             f"object {obj.name!r} is a Series: columns= picks columns of a stored table; read it without columns="
         )
     if picked is None:
-        missing_columns = [column for column, field in zip(columns, fields) if field in missing]
-        _check_columns(obj, missing_columns, existing, lambda column: False)
+        raise _column_not_exist(
+            obj, [column for column, field in zip(columns, fields) if field in missing], existing
+        )
     restoring = metadata.get(PANDAS_DTYPES_KEY)
     if restoring is not None:
         # brain's restores name a column by its position: move them with it.
@@ -215,12 +216,8 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     return pa.table(picked).replace_schema_metadata(metadata)
 
 
-def _check_columns(obj: Any, columns: list[Any], existing: list[Any], exists: Callable[[Any], bool]) -> None:
-    """Raises ``BrainColumnNotExistError``, naming the table's columns, when
-    one of ``columns`` does not exist."""
-    missing = [column for column in columns if not exists(column)]
-    if not missing:
-        return
+def _column_not_exist(obj: Any, missing: list[Any], existing: list[Any]) -> BrainColumnNotExistError:
+    """The error for columns ``missing`` of the table ``obj``, naming its columns."""
     shown = ", ".join(repr(column) for column in existing[:COLUMNS_SHOWN]) or "none"
     if len(existing) > COLUMNS_SHOWN:
         shown += f", and {len(existing) - COLUMNS_SHOWN} more"
@@ -229,7 +226,7 @@ def _check_columns(obj: Any, columns: list[Any], existing: list[Any], exists: Ca
         f"{', '.join(repr(column) for column in missing)}; its columns are {shown}"
     )
     err.namespace, err.name, err.missing, err.columns = obj.namespace, obj.name, missing, list(existing)
-    raise err
+    return err
 
 
 def _strip_brain_metadata(table: Any) -> Any:
@@ -893,8 +890,9 @@ def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
             f"object {obj.name!r} is a pickled {type(thing).__name__}, not a table: columns= picks columns of a "
             "stored table (pyarrow, pandas or polars); read it without columns="
         )
-    existing = list(thing.columns)
-    _check_columns(obj, list(columns), existing, lambda column: column in thing.columns)
+    missing = [column for column in columns if column not in thing.columns]
+    if missing:
+        raise _column_not_exist(obj, missing, list(thing.columns))
     return thing[list(columns)]
 
 
