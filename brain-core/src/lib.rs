@@ -67,8 +67,9 @@ mod sys;
 pub use api::error::{Error, Location, NameKind, Result, UnsafePathReason};
 pub use api::names::{validate_description, validate_name, validate_namespace};
 pub use api::store::{
-    CorruptObject, FsckReport, GcReport, LockGuard, NameLock, NamespaceStats, ObjectStore,
-    ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher, WriteObject,
+    kept_description, CorruptObject, FsckReport, GcReport, LockGuard, NameLock, NamespaceStats,
+    ObjectStore, ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher,
+    WriteObject,
 };
 pub use api::typed::{
     decode_ndarray, decode_pickle, decode_record_batches, ndarray_payload, ndarray_segments,

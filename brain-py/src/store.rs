@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use brain::{
     ndarray_segments, pickle_segments, Codec, Dtype, NameLock, NdArrayMeta, ObjectKey, ObjectMeta,
-    ObjectStore, ObjectWriter, OpenOptions, Payload, SharedBytes, StoreUrl, WatchEvent, Watcher,
+    ObjectStore, ObjectWriter, OpenOptions, SharedBytes, StoreUrl, WatchEvent, Watcher,
 };
 use brain::{CacheSetting, Consistency, ExpectVersion, RedisStore};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -102,26 +102,6 @@ impl PyStore {
                 reason: "only a Redis store keeps versions of objects; update a name under its lock (Brain.update) instead",
             })
         })
-    }
-
-    /// The description of the object a write with no description replaces.
-    fn kept_description(
-        &self,
-        namespace: &str,
-        name: &str,
-        description: Option<&str>,
-    ) -> PyResult<Option<String>> {
-        // brain-plasma's rule is `description or old`: "" also keeps the old one.
-        if description.is_some_and(|d| !d.is_empty()) {
-            return Ok(None);
-        }
-        match self.store.metadata(namespace, name) {
-            Ok(meta) => Ok(meta.map(|meta| meta.description)),
-            // What replaces an unreadable object cannot inherit from it.
-            Err(brain_core::Error::Corrupt { .. })
-            | Err(brain_core::Error::UnsupportedVersion { .. }) => Ok(None),
-            Err(err) => Err(crate::errors::to_py(err)),
-        }
     }
 }
 
@@ -259,14 +239,18 @@ impl PyStore {
             .map(InputBuffer::new)
             .collect::<PyResult<Vec<_>>>()?;
         let segments: Vec<SharedBytes<'_>> = buffers.iter().map(InputBuffer::shared).collect();
-        let kept = self.kept_description(namespace, name, description)?;
-        let description = kept.as_deref().or(description).unwrap_or("");
+        let description = description.unwrap_or("");
         // Without the GIL even when small: replacing unlinks the old object,
         // which takes time in proportion to its size.
         let meta = py
             .detach(|| {
-                self.store
-                    .put_shared(namespace, name, codec, description, &segments)
+                self.store.put_shared_keeping_description(
+                    namespace,
+                    name,
+                    codec,
+                    description,
+                    &segments,
+                )
             })
             .py()?;
         meta_dict(py, &meta)
@@ -301,13 +285,17 @@ impl PyStore {
         };
         let data = InputBuffer::new(data)?;
         let bytes = data.shared();
-        let kept = self.kept_description(namespace, name, description)?;
-        let description = kept.as_deref().or(description).unwrap_or("");
+        let description = description.unwrap_or("");
         let meta = py
             .detach(|| {
                 ndarray_segments((namespace, name), &meta, bytes, |segments| {
-                    self.store
-                        .put_shared(namespace, name, Codec::NdArray, description, segments)
+                    self.store.put_shared_keeping_description(
+                        namespace,
+                        name,
+                        Codec::NdArray,
+                        description,
+                        segments,
+                    )
                 })
             })
             .py()?;
@@ -333,13 +321,17 @@ impl PyStore {
             .collect::<PyResult<Vec<_>>>()?;
         let shared: Vec<SharedBytes<'_>> = buffers.iter().map(InputBuffer::shared).collect();
         let stream = stream.shared();
-        let kept = self.kept_description(namespace, name, description)?;
-        let description = kept.as_deref().or(description).unwrap_or("");
+        let description = description.unwrap_or("");
         let meta = py
             .detach(|| {
                 pickle_segments(stream, &shared, |segments| {
-                    self.store
-                        .put_shared(namespace, name, Codec::Pickle5, description, segments)
+                    self.store.put_shared_keeping_description(
+                        namespace,
+                        name,
+                        Codec::Pickle5,
+                        description,
+                        segments,
+                    )
                 })
             })
             .py()?;
@@ -356,13 +348,18 @@ impl PyStore {
         text: &str,
         description: Option<&str>,
     ) -> PyResult<()> {
-        let kept = self.kept_description(namespace, name, description)?;
-        let description = kept.as_deref().or(description).unwrap_or("");
-        let payload = Payload::bytes(text.as_bytes())
-            .with_codec(Codec::Text)
-            .with_description(description);
-        py.detach(|| self.store.put(namespace, name, &payload))
-            .py()?;
+        let description = description.unwrap_or("");
+        let text = [SharedBytes::from(text.as_bytes())];
+        py.detach(|| {
+            self.store.put_shared_keeping_description(
+                namespace,
+                name,
+                Codec::Text,
+                description,
+                &text,
+            )
+        })
+        .py()?;
         Ok(())
     }
 
@@ -509,8 +506,9 @@ impl PyStore {
         description: Option<&str>,
         expected_len: Option<u64>,
     ) -> PyResult<PyWriter> {
-        let kept = self.kept_description(namespace, name, description)?;
-        let description = kept.as_deref().or(description).unwrap_or("");
+        let description = description.unwrap_or("");
+        let kept = brain_core::kept_description(&*self.store, namespace, name, description).py()?;
+        let description = kept.as_deref().unwrap_or(description);
         let writer = self
             .store
             .writer(

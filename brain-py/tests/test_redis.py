@@ -76,6 +76,23 @@ def test_values_of_every_kind_round_trip(redis_url: str, redis_cache: Callable[[
     brain.close()
 
 
+def test_a_write_without_a_description_keeps_the_old_one(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    # Small values keep it inside the one publish script; large ones read it first.
+    brain = Brain(url=redis_url, cache=redis_cache())
+    values = {"text": ("a", "b"), "small": (1, 2), "large": (np.zeros(100_000), np.ones(100_000))}
+    for name, (first, second) in values.items():
+        brain.learn(name, first, description=f"about {name}")
+        brain[name] = second
+        assert brain.metadata(name)["description"] == f"about {name}"
+        got = brain[name]
+        assert np.array_equal(got, second) if name == "large" else got == second
+        brain.learn(name, first, description="changed")
+        assert brain.metadata(name)["description"] == "changed"
+    brain["fresh"] = 3
+    assert brain.metadata("fresh")["description"] == ""
+    brain.close()
+
+
 def test_a_frame_set_on_one_host_is_read_and_replaced_on_another(
     redis_url: str, redis_cache: Callable[[], str]
 ) -> None:

@@ -180,29 +180,23 @@ pub(crate) struct NewVersion<'a> {
 }
 
 impl NewVersion<'_> {
-    /// Field/value pairs (the inline payload, if any, goes after them).
-    pub(crate) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+    /// The values of the pointer's fields other than `ns`, `name` and `v`
+    /// (which the publish script has as arguments of their own), in the
+    /// order the script names them: `len n cs x c desc t ss`.
+    pub(crate) fn field_values(&self) -> [String; 8] {
         let created = self
             .created
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        vec![
-            ("ns", self.namespace.as_bytes().to_vec()),
-            ("name", self.name.as_bytes().to_vec()),
-            ("v", self.version.as_bytes().to_vec()),
-            ("len", self.len.to_string().into_bytes()),
-            ("n", self.chunks.to_string().into_bytes()),
-            ("cs", self.chunk_size.to_string().into_bytes()),
-            ("x", format!("{:016x}", self.checksum).into_bytes()),
-            ("c", self.codec.tag().to_string().into_bytes()),
-            ("desc", self.description.as_bytes().to_vec()),
-            ("t", created.to_string().into_bytes()),
-            (
-                "ss",
-                stored_size(self.namespace, self.name, self.description, self.len)
-                    .to_string()
-                    .into_bytes(),
-            ),
+        [
+            self.len.to_string(),
+            self.chunks.to_string(),
+            self.chunk_size.to_string(),
+            format!("{:016x}", self.checksum),
+            self.codec.tag().to_string(),
+            self.description.to_owned(),
+            created.to_string(),
+            stored_size(self.namespace, self.name, self.description, self.len).to_string(),
         ]
     }
 }

@@ -17,12 +17,18 @@ use redis::Script;
 /// none), new version, chunk count (0: the payload is inline), least grace
 /// in ms for the old chunks, chunk key prefix, bytes to reserve here (a
 /// single server's inline write; 0 when reserved before), name, key hex,
-/// namespace, then the pointer's field/value pairs.
+/// namespace, `1` when the old object's description is to be kept (the
+/// new one is then empty), then the values of the pointer's fields `len n
+/// cs x c desc t ss` (keys.rs, `NewVersion::field_values`) and, for an
+/// inline payload, the payload. Field names are not sent: each argument
+/// costs the server a conversion, and a small write is mostly arguments.
 ///
 /// Returns `{OK, seq, old stored size, old version}`, `{LOCKED}`,
-/// `{CONFLICT, current}`, `{MISSING, i}` or `{FULL, used, capacity}`.
+/// `{CONFLICT, current}`, `{MISSING, i}`, `{FULL, used, capacity}`, or
+/// `{DESCRIBED, old description}` when a description to keep was found
+/// (nothing is written: the writer sends it again with that description).
 const PUBLISH: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc')
 if ARGV[2] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
 end
@@ -31,6 +37,7 @@ if ARGV[1] == '-' then
 elseif ARGV[1] ~= '*' then
   if cur[1] ~= ARGV[1] then return {'CONFLICT', cur[1] or ''} end
 end
+if ARGV[11] == '1' and cur[6] and cur[6] ~= '' then return {'DESCRIBED', cur[6]} end
 local n = tonumber(ARGV[4])
 local prefix = ARGV[6]
 for i = 0, n - 1 do
@@ -42,7 +49,6 @@ if single and reserve > 0 then
   local cap = redis.call('HGET', KEYS[4], 'capacity')
   local used = tonumber(redis.call('GET', KEYS[3]) or '0')
   if cap and used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap)} end
-  redis.call('INCRBY', KEYS[3], reserve)
 end
 for i = 0, n - 1 do redis.call('PERSIST', prefix .. ARGV[3] .. ':' .. i) end
 local old_ss = 0
@@ -51,12 +57,21 @@ if cur[1] then
   local old_n = tonumber(cur[2] or '0')
   local grace = math.max(tonumber(ARGV[5]), math.floor(2 * tonumber(cur[5] or '0') / 100000))
   for i = 0, old_n - 1 do redis.call('PEXPIRE', prefix .. cur[1] .. ':' .. i, grace) end
-  redis.call('DEL', KEYS[1])
+  -- The new fields overwrite the old ones in place (cheaper than a new
+  -- hash); only an old inline payload can be left over.
+  if old_n == 0 and n > 0 then redis.call('HDEL', KEYS[1], 'data') end
 end
 local seq = tonumber(cur[4] or '0') + 1
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 11))
+local a = ARGV
+local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[12], 'n', a[13],
+  'cs', a[14], 'x', a[15], 'c', a[16], 'desc', a[17], 't', a[18], 'ss', a[19]}
+if a[20] then
+  fields[#fields + 1] = 'data'
+  fields[#fields + 1] = a[20]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 if single then
-  if old_ss > 0 then redis.call('DECRBY', KEYS[3], old_ss) end
+  if reserve ~= old_ss then redis.call('INCRBY', KEYS[3], reserve - old_ss) end
   redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])
   redis.call('SADD', KEYS[6], ARGV[10])
 end

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 use arrow_buffer::{Buffer, MutableBuffer};
 use brain_core::format::PAYLOAD_ALIGN;
 use brain_core::{
-    stored_size, validate_description, validate_name, validate_namespace, Codec, CorruptObject,
-    Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta, ObjectStore,
-    ObjectView, ObjectWriter, Payload, Result, SharedBytes, Usage, UsageDetail, Watcher,
-    WriteObject,
+    kept_description, stored_size, validate_description, validate_name, validate_namespace, Codec,
+    CorruptObject, Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta,
+    ObjectStore, ObjectView, ObjectWriter, Payload, Result, SharedBytes, Usage, UsageDetail,
+    Watcher, WriteObject,
 };
 use redis::Value;
 use xxhash_rust::xxh3::Xxh3;
@@ -168,11 +168,18 @@ fn checksum(parts: &[&[u8]]) -> u64 {
 
 /// The outcome of the publish script.
 enum Published {
-    Ok { old_stored: u64 },
+    Ok {
+        old_stored: u64,
+    },
     Locked,
     Conflict,
     Missing(u64),
-    Full { used: u64, capacity: u64 },
+    Full {
+        used: u64,
+        capacity: u64,
+    },
+    /// The old object's description, to be kept: nothing was written.
+    Described(String),
 }
 
 fn int(value: &Value) -> u64 {
@@ -406,6 +413,7 @@ impl RedisStore {
         inline: Option<&[&[u8]]>,
         reserve_here: u64,
         expected: &str,
+        keep_description: bool,
     ) -> Result<Published> {
         let keys = &self.inner.keys;
         let token = self.inner.held.token(new.namespace, new.name);
@@ -428,12 +436,13 @@ impl RedisStore {
             .arg(reserve_here)
             .arg(new.name)
             .arg(key.to_hex())
-            .arg(new.namespace);
-        for (field, value) in new.fields() {
-            invocation.arg(field).arg(value);
+            .arg(new.namespace)
+            .arg(if keep_description { "1" } else { "0" });
+        for value in new.field_values() {
+            invocation.arg(value);
         }
         if let Some(parts) = inline {
-            invocation.arg("data").arg(parts.concat());
+            invocation.arg(parts.concat());
         }
         let reply: Vec<Value> =
             self.run("publish an object in", |c| invocation.invoke(c.like()))?;
@@ -445,6 +454,12 @@ impl RedisStore {
             "LOCKED" => Published::Locked,
             "CONFLICT" => Published::Conflict,
             "MISSING" => Published::Missing(reply.get(1).map_or(0, int)),
+            "DESCRIBED" => Published::Described(
+                String::from_utf8_lossy(
+                    &reply.get(1).cloned().and_then(bytes_of).unwrap_or_default(),
+                )
+                .into_owned(),
+            ),
             "FULL" => Published::Full {
                 used: reply.get(1).map_or(0, int),
                 capacity: reply.get(2).map_or(0, int),
@@ -460,7 +475,10 @@ impl RedisStore {
     }
 
     /// Publishes a complete version and does the bookkeeping around it;
-    /// `reserved` bytes were reserved for it already.
+    /// `reserved` bytes were reserved for it already. With
+    /// `keep_description` (and an empty description in `new`), the old
+    /// object's description is kept: the script finds it, and the version
+    /// is sent again with it (a second round trip only when there is one).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish_write(
         &self,
@@ -468,6 +486,7 @@ impl RedisStore {
         inline: Option<&[&[u8]]>,
         reserved: u64,
         expected: &str,
+        keep_description: bool,
     ) -> Result<ObjectMeta> {
         let key = ObjectKey::new(new.namespace, new.name);
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
@@ -490,7 +509,8 @@ impl RedisStore {
                 return Err(err);
             }
         }
-        let outcome = match self.publish(new, key, inline, reserve_here, expected) {
+        let outcome = match self.publish(new, key, inline, reserve_here, expected, keep_description)
+        {
             Ok(outcome) => outcome,
             Err(err) => {
                 // The script may or may not have run (a lost connection):
@@ -500,6 +520,14 @@ impl RedisStore {
             }
         };
         match outcome {
+            Published::Described(old) => {
+                self.release(held);
+                let described = NewVersion {
+                    description: &old,
+                    ..*new
+                };
+                self.finish_write(&described, inline, 0, expected, false)
+            }
             Published::Ok { old_stored } => {
                 if !single {
                     self.release(old_stored);
@@ -552,7 +580,9 @@ impl RedisStore {
                     )
                     }
                     Published::Missing(i) => self.lost_error(new.namespace, new.name, i, " before it was published"),
-                    Published::Ok { .. } => unreachable!("handled above"),
+                    Published::Ok { .. } | Published::Described(_) => {
+                        unreachable!("handled above")
+                    }
                 })
             }
         }
@@ -955,7 +985,7 @@ impl RedisStore {
         expected: Option<&str>,
     ) -> Result<Option<ObjectMeta>> {
         let expected = expected.unwrap_or("-");
-        match self.put_expecting(namespace, name, payload, expected) {
+        match self.put_expecting(namespace, name, payload, expected, false) {
             Ok(meta) => Ok(Some(meta)),
             Err(Error::Io {
                 op: "publish",
@@ -1027,12 +1057,17 @@ impl RedisStore {
         Ok(self.read_meta(namespace, name)?.map(|p| p.version))
     }
 
+    /// Writes `payload`, finding `expected` (see [`Self::expected`]); with
+    /// `keep_description`, a small payload keeps the old description as
+    /// [`ObjectStore::put_shared_keeping_description`] says, inside the
+    /// publish script.
     fn put_expecting(
         &self,
         namespace: &str,
         name: &str,
         payload: &Payload<'_>,
         expected: &str,
+        keep_description: bool,
     ) -> Result<ObjectMeta> {
         validate_object(namespace, name)?;
         validate_description(payload.description)?;
@@ -1051,7 +1086,13 @@ impl RedisStore {
                 checksum: checksum(payload.parts()),
                 created: SystemTime::now(),
             };
-            return self.finish_write(&new, Some(payload.parts()), 0, expected);
+            return self.finish_write(
+                &new,
+                Some(payload.parts()),
+                0,
+                expected,
+                keep_description && payload.description.is_empty(),
+            );
         }
         let mut writer = RedisWriter::start(
             self.clone(),
@@ -1066,6 +1107,47 @@ impl RedisStore {
             writer.write_payload(part)?;
         }
         Box::new(writer).commit()
+    }
+    /// Writes the concatenation of `segments`; with `keep_description`, an
+    /// empty description keeps the old object's.
+    fn put_segments(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+        keep_description: bool,
+    ) -> Result<ObjectMeta> {
+        let len: usize = segments.iter().map(SharedBytes::len).sum();
+        if len > INLINE_MAX {
+            // A chunked write takes many round trips: one more to read the
+            // old description costs little.
+            let kept = if keep_description {
+                kept_description(self, namespace, name, description)?
+            } else {
+                None
+            };
+            let description = kept.as_deref().unwrap_or(description);
+            let mut writer = self.writer(namespace, name, codec, description, Some(len as u64))?;
+            for segment in segments {
+                writer.write_shared(*segment)?;
+            }
+            return writer.commit();
+        }
+        // A small payload goes up inline in one script: one round trip, with
+        // the capacity reserved and the old description found inside it.
+        let mut bytes = vec![0u8; len];
+        let mut at = 0;
+        for segment in segments {
+            segment.copy_to(&mut bytes[at..at + segment.len()]);
+            at += segment.len();
+        }
+        let payload = Payload::bytes(&bytes)
+            .with_codec(codec)
+            .with_description(description);
+        let expected = self.expected(namespace, name);
+        self.put_expecting(namespace, name, &payload, &expected, keep_description)
     }
 }
 
@@ -1241,8 +1323,13 @@ impl WriteObject for RedisWriter {
             created: SystemTime::now(),
         };
         let data = [self.buffer.as_slice()];
-        let result =
-            store.finish_write(&new, inline.then_some(&data[..]), reserved, &self.expected);
+        let result = store.finish_write(
+            &new,
+            inline.then_some(&data[..]),
+            reserved,
+            &self.expected,
+            false,
+        );
         if result.is_ok() {
             self.chunks = 0;
         }
@@ -1273,7 +1360,7 @@ impl ObjectStore for RedisStore {
 
     fn put(&self, namespace: &str, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
         let expected = self.expected(namespace, name);
-        self.put_expecting(namespace, name, payload, &expected)
+        self.put_expecting(namespace, name, payload, &expected, false)
     }
 
     fn put_shared(
@@ -1284,26 +1371,18 @@ impl ObjectStore for RedisStore {
         description: &str,
         segments: &[SharedBytes<'_>],
     ) -> Result<ObjectMeta> {
-        let len: usize = segments.iter().map(SharedBytes::len).sum();
-        if len > INLINE_MAX {
-            let mut writer = self.writer(namespace, name, codec, description, Some(len as u64))?;
-            for segment in segments {
-                writer.write_shared(*segment)?;
-            }
-            return writer.commit();
-        }
-        // A small payload goes up inline in one script: one round trip, with
-        // the capacity reserved inside it.
-        let mut bytes = vec![0u8; len];
-        let mut at = 0;
-        for segment in segments {
-            segment.copy_to(&mut bytes[at..at + segment.len()]);
-            at += segment.len();
-        }
-        let payload = Payload::bytes(&bytes)
-            .with_codec(codec)
-            .with_description(description);
-        self.put(namespace, name, &payload)
+        self.put_segments(namespace, name, codec, description, segments, false)
+    }
+
+    fn put_shared_keeping_description(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        self.put_segments(namespace, name, codec, description, segments, true)
     }
 
     fn writer(

@@ -16,7 +16,7 @@ use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use brain_core::{
     stored_size, Codec, Dtype, DtypeField, Error, NameKind, Namespace, NdArrayMeta, ObjectStore,
-    ObjectStoreExt, Payload, WatchEvent, MAX_DESCRIPTION_LEN, MAX_NAME_LEN,
+    ObjectStoreExt, Payload, SharedBytes, WatchEvent, MAX_DESCRIPTION_LEN, MAX_NAME_LEN,
 };
 
 const PAGE: u64 = 4096;
@@ -36,8 +36,9 @@ type Check = (
 /// # Errors
 /// The first check that fails, naming it.
 pub fn run_all(open: Opener<'_>) -> Result<()> {
-    let checks: [Check; 8] = [
+    let checks: [Check; 9] = [
         ("objects", objects, None),
+        ("kept descriptions", kept_descriptions, None),
         ("typed calls", typed_calls, None),
         ("capacity", capacity, Some(2 * PAGE)),
         ("writers", writers, None),
@@ -270,6 +271,53 @@ pub fn objects(store: &dyn ObjectStore) -> Result<()> {
 }
 
 /// The typed calls of `ObjectStoreExt`, every codec, through `&dyn ObjectStore`.
+/// An empty description keeps the description of the object it replaces
+/// (`put_shared_keeping_description`, brain-plasma's rule), for a small
+/// payload and one past Redis's inline limit, and the usage counts the
+/// description kept.
+pub fn kept_descriptions(store: &dyn ObjectStore) -> Result<()> {
+    let large = vec![7u8; 600 * 1024];
+    for (name, payload) in [("small", &b"tiny"[..]), ("large", &large[..])] {
+        let put = |description: &str| {
+            store.put_shared_keeping_description(
+                "conf",
+                name,
+                Codec::Raw,
+                description,
+                &[SharedBytes::from(payload)],
+            )
+        };
+        ensure!(put("")?.description.is_empty(), "a new name keeps nothing");
+        ensure!(put("first")?.description == "first");
+        let meta = put("")?;
+        ensure!(
+            meta.description == "first",
+            "{name}: an empty description keeps the old one, got {:?}",
+            meta.description
+        );
+        ensure!(meta.stored_size == stored_size("conf", name, "first", payload.len() as u64));
+        ensure!(store.metadata("conf", name)? == Some(meta));
+        ensure!(
+            &*store
+                .get("conf", name)?
+                .ok_or_else(|| anyhow!("put above"))?
+                == payload
+        );
+        ensure!(put("second")?.description == "second");
+        // put_shared stores the description it is given, empty or not.
+        let meta = store.put_shared("conf", name, Codec::Raw, "", &[SharedBytes::from(payload)])?;
+        ensure!(meta.description.is_empty());
+        ensure!(put("")?.description.is_empty());
+    }
+    let stored: u64 = store.list("conf")?.iter().map(|m| m.stored_size).sum();
+    ensure!(
+        store.usage()?.used == stored,
+        "usage {} counts what the objects take, {stored}",
+        store.usage()?.used
+    );
+    Ok(())
+}
+
 pub fn typed_calls(store: &dyn ObjectStore) -> Result<()> {
     store.put_text("typed", "text", "héllo")?;
     ensure!(store.get_text("typed", "text")?.as_deref() == Some("héllo"));

@@ -452,6 +452,30 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         writer.commit()
     }
 
+    /// Writes as [`ObjectStore::put_shared`] does, except that an empty
+    /// `description` keeps the description of the object it replaces
+    /// (brain-plasma's rule, `description or old`). A replaced object that
+    /// cannot be read (corrupt, or of a format version this build does not
+    /// know) passes nothing on.
+    ///
+    /// Stores that can look at the old object inside the write itself (one
+    /// round trip to a server instead of two) override it.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    fn put_shared_keeping_description(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        let kept = kept_description(self, namespace, name, description)?;
+        let description = kept.as_deref().unwrap_or(description);
+        self.put_shared(namespace, name, codec, description, segments)
+    }
+
     /// Starts writing an object whose payload comes in pieces; nothing is
     /// visible until [`ObjectWriter::commit`].
     ///
@@ -689,6 +713,30 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn clear_cache(&self) {}
 }
 
+/// The description a write of `description` under `name` should store
+/// instead, by brain-plasma's rule `description or old`: the old object's
+/// when `description` is empty and the name holds an object (`None`: store
+/// `description` as it is). An old object that cannot be read (corrupt, or
+/// of an unknown format version) passes nothing on.
+///
+/// # Errors
+/// Reading the old object's metadata failed otherwise (I/O, a collision).
+pub fn kept_description<S: ObjectStore + ?Sized>(
+    store: &S,
+    namespace: &str,
+    name: &str,
+    description: &str,
+) -> Result<Option<String>> {
+    if !description.is_empty() {
+        return Ok(None);
+    }
+    match store.metadata(namespace, name) {
+        Ok(meta) => Ok(meta.map(|meta| meta.description)),
+        Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn location(&self) -> Location {
         (**self).location()
@@ -721,6 +769,16 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
         segments: &[SharedBytes<'_>],
     ) -> Result<ObjectMeta> {
         (**self).put_shared(namespace, name, codec, description, segments)
+    }
+    fn put_shared_keeping_description(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        (**self).put_shared_keeping_description(namespace, name, codec, description, segments)
     }
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
         (**self).metadata(namespace, name)
