@@ -135,6 +135,11 @@ pub enum Error {
         needed: u64,
         /// Bytes free in the store.
         free: u64,
+        /// Bytes the store's objects take now.
+        used: u64,
+        /// The most the store can hold: its capacity, or what it uses plus
+        /// what is free when only the filesystem or server limits it.
+        capacity: u64,
         /// Objects the restore would write.
         objects: u64,
     },

@@ -180,6 +180,10 @@ pub fn restore(
             store: store.location(),
             needed: peak as u64,
             free: free.max(0) as u64,
+            used: usage.used,
+            capacity: usage
+                .capacity
+                .unwrap_or(usage.used.saturating_add(usage.free)),
             objects: plan.len() as u64,
         });
     }

@@ -662,9 +662,18 @@ fn a_store_without_room_fails_up_front() -> TestResult {
     let used = small.usage()?.used;
     let err = restore(&small, &path, &options_overwrite()).unwrap_err();
     match &err {
-        Error::StoreFull { needed, free, .. } => {
+        Error::StoreFull {
+            needed,
+            free,
+            used: used_then,
+            capacity,
+            objects,
+            ..
+        } => {
             assert!(needed > free, "{err}");
             assert!(*needed >= 9 << 20, "{err}");
+            assert_eq!((*used_then, *capacity), (used, 4 << 20), "{err}");
+            assert!(*objects > 0, "{err}");
         }
         other => panic!("expected StoreFull, got {other:?}"),
     }

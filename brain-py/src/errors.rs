@@ -238,6 +238,8 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("needed", needed)?;
             attrs.set_item("used", used)?;
             attrs.set_item("capacity", capacity)?;
+            attrs.set_item("free", capacity.saturating_sub(*used))?;
+            attrs.set_item("objects", 1)?;
             attrs.set_item("filesystem_full", filesystem_full)?;
             attrs.set_item("replacing", replacing)?;
             attrs.set_item("held", held)?;

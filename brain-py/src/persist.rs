@@ -114,11 +114,45 @@ fn to_py(err: brain_persist::Error) -> PyErr {
         Python::attach(|py| {
             let build = || -> PyResult<PyErr> {
                 let class = py.import("brain.exceptions")?.getattr(class_name(&err))?;
-                Ok(PyErr::from_value(class.call1((message,))?))
+                let exc = class.call1((message,))?;
+                set_attributes(&exc, &err)?;
+                Ok(PyErr::from_value(exc))
             };
             build().unwrap_or_else(|import_failed| import_failed)
         })
     }
+}
+
+/// The attributes a brain-persist error gives its exception: those of a
+/// `BrainStoreFullError` the store raises, for a restore that found no room.
+fn set_attributes(exc: &Bound<'_, PyAny>, err: &brain_persist::Error) -> PyResult<()> {
+    if let brain_persist::Error::StoreFull {
+        store,
+        needed,
+        free,
+        used,
+        capacity,
+        objects,
+    } = err
+    {
+        exc.setattr("location", store.to_string())?;
+        if let Some(path) = store.path() {
+            exc.setattr("path", path)?;
+        }
+        exc.setattr("needed", needed)?;
+        exc.setattr("free", free)?;
+        exc.setattr("used", used)?;
+        exc.setattr("capacity", capacity)?;
+        exc.setattr("objects", objects)?;
+        // No one object: the restore checks them all before writing any.
+        exc.setattr("namespace", exc.py().None())?;
+        exc.setattr("name", exc.py().None())?;
+        exc.setattr("filesystem_full", false)?;
+        exc.setattr("replacing", 0)?;
+        exc.setattr("held", 0)?;
+        exc.setattr("holders", Vec::<u32>::new())?;
+    }
+    Ok(())
 }
 
 /// The shortest time between two calls of a Python progress callback.

@@ -128,6 +128,7 @@ def test_a_full_store_refuses_and_keeps_the_previous_value(store_url: str) -> No
     assert err.needed >= 2_000_000
     assert err.capacity == 1_000_000
     assert err.used == used
+    assert (err.free, err.objects) == (1_000_000 - used, 1)
     assert "full" in str(err)
     np.testing.assert_array_equal(brain["x"], previous)
     assert brain.used() == used

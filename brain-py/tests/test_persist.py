@@ -99,9 +99,14 @@ def test_restore_into_a_store_without_room_fails_before_writing(brain: Brain, tm
     brain["big"] = np.random.default_rng(0).random(500_000)
     brain.dump(tmp_path / "dump", level=1)
     small = Brain(url=new_store(), capacity=1_000_000)
-    with pytest.raises(BrainStoreFullError):
+    with pytest.raises(BrainStoreFullError) as raised:
         small.restore(tmp_path / "dump")
     assert small.names() == []
+    full = raised.value
+    assert full.needed > full.free and full.needed >= 4_000_000
+    assert (full.used, full.capacity, full.objects) == (0, 1_000_000, 1)
+    assert small.url.endswith(full.location) and full.namespace is None and full.name is None
+    assert (full.filesystem_full, full.replacing, full.held, full.holders) == (False, 0, 0, [])
 
 
 def test_a_store_opened_with_a_persistence_directory_restores_itself(brain: Brain, tmp_path: Path) -> None:

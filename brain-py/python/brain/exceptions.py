@@ -90,7 +90,8 @@ class BrainNamespaceRemoveDefaultError(BrainError):
 class BrainStoreFullError(BrainError):
     """The store has no room for the object; nothing was written or evicted.
 
-    Attributes: ``needed``, ``used``, ``capacity`` (bytes), ``location``
+    Attributes: ``needed``, ``used``, ``capacity``, ``free`` (bytes),
+    ``objects`` (how many were to be written: 1 for a write), ``location``
     (and ``path`` for a shared-memory store), ``filesystem_full`` (True when
     the tmpfs itself ran out), ``namespace`` and ``name`` (the object
     written), and what else explains it:
@@ -103,12 +104,17 @@ class BrainStoreFullError(BrainError):
       or exit); else 0.
     - ``holders``: the pids of those processes (a list of ``int``).
 
-    A full store met by a restore carries only the message.
+    A restore checks for room before it writes anything: its full store
+    has ``needed`` (the most the restore holds at once), ``free`` as it
+    was then, ``objects`` (how many it would write), ``namespace`` and
+    ``name`` None, and ``replacing`` and ``held`` 0.
     """
 
     needed: int
     used: int
     capacity: int
+    free: int
+    objects: int
     filesystem_full: bool
     replacing: int
     held: int
