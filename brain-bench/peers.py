@@ -555,21 +555,29 @@ def run_floors(rows: dict[tuple[str, str], Row], root: Path, sizes: list[int], r
         gc.collect()
 
 
+PREALLOCATED = "brain, preallocated"
+
+
 def table(rows: dict[tuple[str, str], Row], peers: list[str], variants: list[str]) -> str:
     columns = ["brain", *variants, *peers]
-    head = "| workload | operation | " + " | ".join(columns) + " | best peer | brain ÷ best peer |"
-    lines = [head, "|" + "---|" * (len(columns) + 4)]
+    # Ray and Plasma are handed their memory up front; brain with
+    # preallocate= is the same set-up, so it gets a ratio of its own.
+    ratios = ["brain", *(v for v in variants if v == PREALLOCATED)]
+    head = "| workload | operation | " + " | ".join(columns) + " | best peer | "
+    head += " | ".join(f"{name} ÷ best peer" for name in ratios) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 3 + len(ratios))]
     for (workload, op), row in rows.items():
         med = {k: statistics.median(v) for k, v in row.times.items()}
         if "floor" in med:
-            cells = [fmt(med["floor"])] + [""] * (len(columns) - 1) + ["", ""]
+            cells = [fmt(med["floor"])] + [""] * (len(columns) - 1) + [""] * (1 + len(ratios))
             lines.append(f"| {workload} | {op} | " + " | ".join(cells) + " |")
             continue
         peer_med = {p: med[p] for p in peers if p in med}
         best = min(peer_med, key=lambda p: peer_med[p]) if peer_med else None
-        ratio = f"**{med['brain'] / peer_med[best]:.2f}**" if best and "brain" in med else ""
         cells = [fmt(med[c]) if c in med else "n/a" for c in columns]
-        cells += [best or "", ratio]
+        cells.append(best or "")
+        for name in ratios:
+            cells.append(f"**{med[name] / peer_med[best]:.2f}**" if best and name in med else "")
         lines.append(f"| {workload} | {op} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -600,6 +608,12 @@ def main() -> int:
     parser.add_argument("--plasma-python", help="the Python of a virtualenv with pyarrow 11 (Plasma)")
     parser.add_argument("--baseline", help="a directory holding another build's brain package, measured too")
     parser.add_argument("--huge", action="store_true", help="also brain on a tmpfs mounted with huge=within_size (root)")
+    parser.add_argument(
+        "--preallocate",
+        default="6G",
+        help="also brain with Brain(preallocate=SIZE), as Ray and Plasma get their object store's memory "
+        "up front (default 6G, as theirs; 0: leave it out)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/BENCHMARKS.md")
     parser.add_argument("--json", type=Path, help="also write the raw times here")
     args = parser.parse_args()
@@ -617,6 +631,11 @@ def main() -> int:
             return not wanted or name in wanted
 
         systems.append(BrainSystem(root))
+        if args.preallocate not in ("", "0"):
+            (root / "preallocated").mkdir()
+            preallocated = BrainSystem(root / "preallocated", preallocate=args.preallocate)
+            preallocated.name = PREALLOCATED
+            systems.append(preallocated)
         if args.baseline:
             env = dict(os.environ, PYTHONPATH=args.baseline)
             here = Path(__file__).resolve().parent
