@@ -10,14 +10,21 @@
 //! holds 192 MiB of memory); `CHECKSUM_BENCH_MIB=1024` copies 1 GiB instead
 //! (more than this machine's caches). At the end it prints the medians and the
 //! ratios that docs/BENCHMARKS.md and docs/RELIABILITY.md record.
+//!
+//! Then it measures the same copies again, interleaved: each round times
+//! every copy once, back to back, and the ratios are taken within each
+//! round. On a shared machine whose load changes from one second to the
+//! next, criterion's medians (each copy measured for seconds, one after
+//! the other) compare different moments; a ratio within a round compares
+//! the same one. `CHECKSUM_BENCH_ROUNDS` sets the rounds (default 41).
 
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brain_bench::{seeded_bytes, Row, Summary, Target, MIB};
-use brain_core::bench::copy_with_checksum;
+use brain_core::bench::{copy_with_checksum, copy_without_checksum};
 use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, CHECKSUM_CHUNK};
 use brain_core::SharedBytes;
 use criterion::{Criterion, Throughput};
@@ -32,6 +39,15 @@ fn len() -> usize {
 }
 
 const ROWS: &[Row] = &[
+    Row {
+        operation: "copy with its checksum (the writer's copy)",
+        id: "checksum_copy/copy_with_checksum",
+        floor: Some((
+            "checksum_copy/copy_same_kernel",
+            "the same copy, its hashing left out (same loads and stores)",
+        )),
+        target: Target::RatioAtMost(1.05),
+    },
     Row {
         operation: "copy with its checksum (the writer's copy)",
         id: "checksum_copy/copy_with_checksum",
@@ -95,37 +111,48 @@ fn main() {
     let len = len();
     let src = seeded_bytes(len, 7);
     // Written once before measuring: its pages are faulted in, as a warm
-    // mapping's are.
-    let mut dst = vec![1u8; len];
+    // mapping's are. A payload in a store starts 64-byte aligned (FORMAT.md),
+    // which lets the writer's copy stream its stores past the caches; a
+    // Vec's buffer of this size is only 16-byte aligned, so the copies all
+    // go into the aligned part of a larger one.
+    let mut buffer = vec![1u8; len + 64];
+    let at = buffer.as_ptr().align_offset(64);
+    let dst = &mut buffer[at..at + len];
     assert_eq!(
-        copy_with_checksum(SharedBytes::from(&src[..]), &mut dst),
+        copy_with_checksum(SharedBytes::from(&src[..]), dst),
         payload_checksum(&src),
         "the fused copy computes the payload checksum"
     );
-    assert_eq!(dst, src);
+    assert_eq!(*dst, *src);
 
     let mut group = c.benchmark_group("checksum_copy");
     group.throughput(Throughput::Bytes(len as u64));
     group.sample_size(30);
     group.bench_function("copy_with_checksum", |b| {
-        b.iter(|| black_box(copy_with_checksum(SharedBytes::from(&src[..]), &mut dst)))
+        b.iter(|| black_box(copy_with_checksum(SharedBytes::from(&src[..]), &mut *dst)))
+    });
+    group.bench_function("copy_same_kernel", |b| {
+        b.iter(|| {
+            copy_without_checksum(SharedBytes::from(&src[..]), &mut *dst);
+            black_box(&*dst);
+        })
     });
     group.bench_function("copy_alone", |b| {
         b.iter(|| {
-            split_copy(&src, &mut dst, |s, d| d.copy_from_slice(s));
-            black_box(&dst);
+            split_copy(&src, &mut *dst, |s, d| d.copy_from_slice(s));
+            black_box(&*dst);
         })
     });
     group.bench_function("copy_alone_rep_movsb", |b| {
         b.iter(|| {
-            split_copy(&src, &mut dst, |s, d| SharedBytes::from(s).copy_to(d));
-            black_box(&dst);
+            split_copy(&src, &mut *dst, |s, d| SharedBytes::from(s).copy_to(d));
+            black_box(&*dst);
         })
     });
     group.bench_function("copy_then_checksum", |b| {
         b.iter(|| {
-            split_copy(&src, &mut dst, |s, d| d.copy_from_slice(s));
-            black_box(payload_checksum_parallel(&dst))
+            split_copy(&src, &mut *dst, |s, d| d.copy_from_slice(s));
+            black_box(payload_checksum_parallel(&*dst))
         })
     });
     group.finish();
@@ -137,4 +164,86 @@ fn main() {
         threads()
     );
     print!("{}", summary.table(ROWS));
+
+    interleaved(&src, dst);
+}
+
+/// Seconds `f` takes, once.
+fn time(f: impl FnOnce()) -> f64 {
+    let started = Instant::now();
+    f();
+    started.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The copies timed in turn, round after round, and each round's ratio of
+/// the writer's copy to the plain ones: the median ratio and its range.
+fn interleaved(src: &[u8], dst: &mut [u8]) {
+    let rounds: usize = std::env::var("CHECKSUM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(41)
+        .max(1);
+    let mut fused = Vec::with_capacity(rounds);
+    let mut kernel = Vec::with_capacity(rounds);
+    let mut memcpy = Vec::with_capacity(rounds);
+    let mut movsb = Vec::with_capacity(rounds);
+    let mut separate = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut times = [0.0; 5];
+        // The order turns each round, so no copy always follows the same one.
+        for step in 0..5 {
+            let which = (round + step) % 5;
+            times[which] = match which {
+                0 => time(|| {
+                    black_box(copy_with_checksum(SharedBytes::from(src), &mut *dst));
+                }),
+                1 => time(|| split_copy(src, &mut *dst, |s, d| d.copy_from_slice(s))),
+                2 => time(|| split_copy(src, &mut *dst, |s, d| SharedBytes::from(s).copy_to(d))),
+                3 => time(|| copy_without_checksum(SharedBytes::from(src), &mut *dst)),
+                _ => time(|| {
+                    split_copy(src, &mut *dst, |s, d| d.copy_from_slice(s));
+                    black_box(payload_checksum_parallel(&*dst));
+                }),
+            };
+            black_box(&*dst);
+        }
+        fused.push(times[0]);
+        memcpy.push(times[1]);
+        movsb.push(times[2]);
+        kernel.push(times[3]);
+        separate.push(times[4]);
+    }
+    let ratios = |floor: &[f64]| -> (f64, f64, f64) {
+        let r: Vec<f64> = fused.iter().zip(floor).map(|(f, p)| f / p).collect();
+        let low = r.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = r.iter().copied().fold(0.0, f64::max);
+        (median(r), low, high)
+    };
+    let ms = |v: &[f64]| median(v.to_vec()) * 1e3;
+    println!(
+        "\n## Interleaved ({rounds} rounds, each copy once per round; ratio = the writer's copy / the plain copy of the same round)\n"
+    );
+    println!("| copy | median | writer's copy ÷ it, median of rounds (range) |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| the writer's copy, with its checksum | {:.2} ms | |",
+        ms(&fused)
+    );
+    for (name, times) in [
+        ("the same copy, its hashing left out", &kernel),
+        ("the same split copy, no checksum (memcpy)", &memcpy),
+        ("the same split copy, no checksum (rep movsb)", &movsb),
+        ("copy, then checksum it (not fused)", &separate),
+    ] {
+        let (mid, low, high) = ratios(times);
+        println!(
+            "| {name} | {:.2} ms | {mid:.3} ({low:.3} to {high:.3}) |",
+            ms(times)
+        );
+    }
 }

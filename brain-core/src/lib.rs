@@ -89,5 +89,5 @@ pub use sys::copy::SharedBytes;
 /// Internals that brain-bench measures; not part of the API.
 #[doc(hidden)]
 pub mod bench {
-    pub use crate::shm::fill::copy_with_checksum;
+    pub use crate::shm::fill::{copy_with_checksum, copy_without_checksum};
 }

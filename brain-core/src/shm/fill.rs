@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use crate::format::checksum::{ChunkDigests, ChunkHasher, CHECKSUM_CHUNK, STRIPE};
-use crate::sys::copy::{copy_and_hash, copy_bytes};
+use crate::sys::copy::{copy_and_hash, copy_bytes, copy_stripes};
 use crate::sys::{populate_for_write, SharedBytes};
 
 /// Pieces at least this long are split across cores.
@@ -101,6 +101,21 @@ pub fn copy_with_checksum(src: SharedBytes<'_>, dst: &mut [u8]) -> u64 {
     fill.finish(dst)
 }
 
+/// Copies `src` into `dst` (as long, a multiple of 1 MiB) as
+/// [`copy_with_checksum`] does, split the same way, with the same loads and
+/// stores, but computes no checksum: the floor for brain-bench's measure of
+/// what the checksum costs. Exposed, hidden.
+pub fn copy_without_checksum(src: SharedBytes<'_>, dst: &mut [u8]) {
+    assert_eq!(dst.len() % CHECKSUM_CHUNK, 0, "whole chunks only");
+    if dst.is_empty() {
+        return;
+    }
+    split_by_chunks(src, dst, false, |src, chunk| {
+        copy_stripes(src, chunk, true);
+        0
+    });
+}
+
 /// Feeds the stripes of `chunk` (already in place) up to `target`.
 fn catch_up(hasher: &mut ChunkHasher, chunk: &[u8], target: usize) {
     while hasher.stripes < target {
@@ -156,6 +171,20 @@ fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) -> u64 {
 /// Copies whole chunks from `src` into `dst` on several threads, each
 /// taking a contiguous run of chunks; returns their digests in order.
 fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool) -> Vec<u64> {
+    split_by_chunks(src, dst, populate, |src, chunk| {
+        copy_chunk(src, chunk, true)
+    })
+}
+
+/// Runs `each` on every whole chunk of `dst` (with the same bytes of `src`)
+/// on several threads, each taking a contiguous run of chunks; returns
+/// what it returned, in order.
+fn split_by_chunks(
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    populate: bool,
+    each: impl Fn(SharedBytes<'_>, &mut [u8]) -> u64 + Sync,
+) -> Vec<u64> {
     let chunks = dst.len() / CHECKSUM_CHUNK;
     let workers = threads().min(chunks).max(1);
     let per = chunks.div_ceil(workers);
@@ -167,13 +196,14 @@ fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool) -> Vec<u64>
             .enumerate()
             .map(|(i, chunk)| {
                 let from = i * CHECKSUM_CHUNK;
-                copy_chunk(src.slice(from, from + chunk.len()), chunk, true)
+                each(src.slice(from, from + chunk.len()), chunk)
             })
             .collect()
     };
     std::thread::scope(|scope| {
         let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
         let (_, first) = parts.next().expect("at least one chunk");
+        let run = &run;
         let handles: Vec<_> = parts
             .map(|(i, part)| {
                 let from = i * per * CHECKSUM_CHUNK;
@@ -258,6 +288,26 @@ mod tests {
 
     /// The same, on a payload small enough for miri: every path but the
     /// split across threads.
+    #[test]
+    #[cfg_attr(miri, ignore = "MiBs of copies: minutes under miri")]
+    fn the_copy_without_a_checksum_copies_the_same_bytes() {
+        // Streaming stores need a 32-byte aligned destination: try one
+        // that is and one that is not.
+        let src = bytes(3 * CHECKSUM_CHUNK);
+        let mut buffer = vec![0u8; src.len() + 128];
+        let aligned = buffer.as_ptr().align_offset(64);
+        for at in [aligned, aligned + 8] {
+            buffer.fill(0);
+            let dst = &mut buffer[at..at + src.len()];
+            copy_without_checksum(SharedBytes::from(&src[..]), dst);
+            assert!(*dst == *src, "copied at offset {at}");
+            assert_eq!(
+                copy_with_checksum(SharedBytes::from(&src[..]), dst),
+                payload_checksum(&src)
+            );
+        }
+    }
+
     #[test]
     fn small_pieces_give_the_payload_checksum() {
         small_cuts();

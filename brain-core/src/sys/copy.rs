@@ -195,7 +195,7 @@ pub(crate) fn copy_and_hash(
         // reads of len bytes and dst is a unique borrow of as many (checked
         // equal), a multiple of 64 (checked); the kernel reads and writes
         // exactly those ranges.
-        unsafe { avx2::copy_and_hash(src.ptr, dst, hasher, streaming) };
+        unsafe { avx2::copy_and_hash::<true>(src.ptr, dst, hasher, streaming) };
         return;
     }
     let _ = streaming;
@@ -203,6 +203,30 @@ pub(crate) fn copy_and_hash(
     for stripe in dst.chunks_exact(STRIPE) {
         hasher.stripe(stripe);
     }
+}
+
+/// Copies whole stripes as [`copy_and_hash`] does, with the same loads and
+/// stores, but hashes nothing: the floor that the checksum's cost is
+/// measured against.
+pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) {
+    assert_eq!(
+        src.len,
+        dst.len(),
+        "copy between ranges of different lengths"
+    );
+    assert_eq!(dst.len() % STRIPE, 0, "whole stripes only");
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: as in copy_and_hash: AVX2 is present, src is valid for
+        // reads of len bytes and dst is a unique borrow of as many, a
+        // multiple of 64 (both checked).
+        unsafe {
+            avx2::copy_and_hash::<false>(src.ptr, dst, &mut ChunkHasher::default(), streaming)
+        };
+        return;
+    }
+    let _ = streaming;
+    copy_bytes(src, dst);
 }
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -215,6 +239,8 @@ mod avx2 {
     };
 
     const PRIME32_1: i32 = 0x9E37_79B1_u32 as i32;
+    /// How far ahead of the copy the source is prefetched, in bytes.
+    const PREFETCH_AHEAD: usize = 4096;
 
     /// 32 bytes of xxh3's secret, from `at`.
     #[target_feature(enable = "avx2")]
@@ -300,8 +326,10 @@ mod avx2 {
     /// # Safety
     /// AVX2 must be available; `src` valid for reads of `dst.len()` bytes,
     /// a multiple of 64.
+    /// With `HASH` false, the same copy without the hashing: what the
+    /// checksum costs is measured against it (`brain_core::bench`).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn copy_and_hash(
+    pub(super) unsafe fn copy_and_hash<const HASH: bool>(
         src: *const u8,
         dst: &mut [u8],
         hasher: &mut ChunkHasher,
@@ -312,22 +340,36 @@ mod avx2 {
         let streaming = streaming && (to as usize) % 32 == 0;
         let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
         let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
+        // The secret's 32-byte keys for each stripe of a block, loaded once:
+        // slicing the secret in the loop cost more than the hashing itself.
+        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
+        for (i, key) in keys.iter_mut().enumerate() {
+            *key = secret((i / 2) * 8 + (i % 2) * 32);
+        }
+        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
         let mut n = hasher.stripes;
         for s in 0..stripes {
             let offset = s * STRIPE;
+            // Ask for the source ahead of the copy: on large copies the
+            // hardware's own prefetching falls behind. A prefetch is a hint
+            // that reads nothing and never faults, so an address past the
+            // end does no harm.
+            _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(offset + PREFETCH_AHEAD).cast::<i8>());
             // SAFETY: offset + 64 <= dst.len(), and src is valid for reads of
             // dst.len() bytes (the caller's contract), dst a unique borrow of
             // as many, 32-byte aligned when streaming (checked above).
             let (d0, d1) = unsafe {
                 copy_stripe(src.wrapping_add(offset), to.wrapping_add(offset), streaming)
             };
-            let at = (n % STRIPES_PER_BLOCK) * 8;
-            a0 = accumulate(a0, d0, secret(at));
-            a1 = accumulate(a1, d1, secret(at + 32));
-            n += 1;
-            if n % STRIPES_PER_BLOCK == 0 {
-                a0 = scramble(a0, secret(SCRAMBLE_SECRET));
-                a1 = scramble(a1, secret(SCRAMBLE_SECRET + 32));
+            if HASH {
+                let k = 2 * (n % STRIPES_PER_BLOCK);
+                a0 = accumulate(a0, d0, keys[k]);
+                a1 = accumulate(a1, d1, keys[k + 1]);
+                n += 1;
+                if n % STRIPES_PER_BLOCK == 0 {
+                    a0 = scramble(a0, scramble0);
+                    a1 = scramble(a1, scramble1);
+                }
             }
         }
         if streaming {
