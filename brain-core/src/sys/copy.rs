@@ -183,6 +183,22 @@ pub(crate) fn copy_and_hash(
     hasher: &mut ChunkHasher,
     streaming: bool,
 ) {
+    copy_stripes_with::<true>(src, dst, hasher, streaming);
+}
+
+/// Copies whole stripes as [`copy_and_hash`] does, with the same loads and
+/// stores, but hashes nothing: the floor that the checksum's cost is
+/// measured against.
+pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) {
+    copy_stripes_with::<false>(src, dst, &mut ChunkHasher::default(), streaming);
+}
+
+fn copy_stripes_with<const HASH: bool>(
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    hasher: &mut ChunkHasher,
+    streaming: bool,
+) {
     assert_eq!(
         src.len,
         dst.len(),
@@ -195,38 +211,16 @@ pub(crate) fn copy_and_hash(
         // reads of len bytes and dst is a unique borrow of as many (checked
         // equal), a multiple of 64 (checked); the kernel reads and writes
         // exactly those ranges.
-        unsafe { avx2::copy_and_hash::<true>(src.ptr, dst, hasher, streaming) };
+        unsafe { avx2::copy_and_hash::<HASH>(src.ptr, dst, hasher, streaming) };
         return;
     }
     let _ = streaming;
     copy_bytes(src, dst);
-    for stripe in dst.chunks_exact(STRIPE) {
-        hasher.stripe(stripe);
+    if HASH {
+        for stripe in dst.chunks_exact(STRIPE) {
+            hasher.stripe(stripe);
+        }
     }
-}
-
-/// Copies whole stripes as [`copy_and_hash`] does, with the same loads and
-/// stores, but hashes nothing: the floor that the checksum's cost is
-/// measured against.
-pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) {
-    assert_eq!(
-        src.len,
-        dst.len(),
-        "copy between ranges of different lengths"
-    );
-    assert_eq!(dst.len() % STRIPE, 0, "whole stripes only");
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: as in copy_and_hash: AVX2 is present, src is valid for
-        // reads of len bytes and dst is a unique borrow of as many, a
-        // multiple of 64 (both checked).
-        unsafe {
-            avx2::copy_and_hash::<false>(src.ptr, dst, &mut ChunkHasher::default(), streaming)
-        };
-        return;
-    }
-    let _ = streaming;
-    copy_bytes(src, dst);
 }
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
