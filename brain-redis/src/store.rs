@@ -521,12 +521,19 @@ impl RedisStore {
         };
         match outcome {
             Published::Described(old) => {
-                self.release(held);
+                // What a corrupt pointer holds is not passed on.
+                let old = if validate_description(&old).is_ok() {
+                    old
+                } else {
+                    String::new()
+                };
                 let described = NewVersion {
                     description: &old,
                     ..*new
                 };
-                self.finish_write(&described, inline, 0, expected, false)
+                // Bytes reserved for this write (in a cluster) carry over:
+                // only the difference is reserved again.
+                self.finish_write(&described, inline, held, expected, false)
             }
             Published::Ok { old_stored } => {
                 if !single {

@@ -270,7 +270,6 @@ pub fn objects(store: &dyn ObjectStore) -> Result<()> {
     Ok(())
 }
 
-/// The typed calls of `ObjectStoreExt`, every codec, through `&dyn ObjectStore`.
 /// An empty description keeps the description of the object it replaces
 /// (`put_shared_keeping_description`, brain-plasma's rule), for a small
 /// payload and one past Redis's inline limit, and the usage counts the
@@ -309,6 +308,29 @@ pub fn kept_descriptions(store: &dyn ObjectStore) -> Result<()> {
         ensure!(meta.description.is_empty());
         ensure!(put("")?.description.is_empty());
     }
+    // One name through small, large and small again: nothing of one
+    // version's layout (Redis: an inline payload) is left in the next.
+    for (round, payload) in [&b"tiny"[..], &large[..], &b"again"[..], &large[..600]]
+        .into_iter()
+        .enumerate()
+    {
+        let meta = store.put_shared_keeping_description(
+            "conf",
+            "changing",
+            Codec::Raw,
+            if round == 0 { "kept" } else { "" },
+            &[SharedBytes::from(payload)],
+        )?;
+        ensure!(meta.description == "kept" && meta.size == payload.len() as u64);
+        let view = store
+            .get("conf", "changing")?
+            .ok_or_else(|| anyhow!("put above"))?;
+        ensure!(
+            &*view == payload,
+            "round {round}: read back what was written"
+        );
+        ensure!(view.meta() == &meta);
+    }
     let stored: u64 = store.list("conf")?.iter().map(|m| m.stored_size).sum();
     ensure!(
         store.usage()?.used == stored,
@@ -318,6 +340,7 @@ pub fn kept_descriptions(store: &dyn ObjectStore) -> Result<()> {
     Ok(())
 }
 
+/// The typed calls of `ObjectStoreExt`, every codec, through `&dyn ObjectStore`.
 pub fn typed_calls(store: &dyn ObjectStore) -> Result<()> {
     store.put_text("typed", "text", "héllo")?;
     ensure!(store.get_text("typed", "text")?.as_deref() == Some("héllo"));

@@ -459,7 +459,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// know) passes nothing on.
     ///
     /// Stores that can look at the old object inside the write itself (one
-    /// round trip to a server instead of two) override it.
+    /// round trip to a server instead of two) override it. Either way the
+    /// old description is read before the new object is published, not in
+    /// one step with it: another writer's object published in between may
+    /// be replaced by this one carrying the description it found.
+    /// (Last-writer-wins holds for the values; only the description can be
+    /// the older one.)
     ///
     /// # Errors
     /// As [`ObjectStore::put`].

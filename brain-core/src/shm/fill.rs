@@ -106,6 +106,11 @@ pub fn copy_with_checksum(src: SharedBytes<'_>, dst: &mut [u8]) -> u64 {
 /// stores, but computes no checksum: the floor for brain-bench's measure of
 /// what the checksum costs. Exposed, hidden.
 pub fn copy_without_checksum(src: SharedBytes<'_>, dst: &mut [u8]) {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "copy between ranges of different lengths"
+    );
     assert_eq!(dst.len() % CHECKSUM_CHUNK, 0, "whole chunks only");
     if dst.is_empty() {
         return;
@@ -286,8 +291,6 @@ mod tests {
         }
     }
 
-    /// The same, on a payload small enough for miri: every path but the
-    /// split across threads.
     #[test]
     #[cfg_attr(miri, ignore = "MiBs of copies: minutes under miri")]
     fn the_copy_without_a_checksum_copies_the_same_bytes() {
@@ -308,6 +311,8 @@ mod tests {
         }
     }
 
+    /// The same, on a payload small enough for miri: every path but the
+    /// split across threads.
     #[test]
     fn small_pieces_give_the_payload_checksum() {
         small_cuts();

@@ -210,7 +210,8 @@ fn copy_stripes_with<const HASH: bool>(
         // SAFETY: AVX2 is present (checked just above). src is valid for
         // reads of len bytes and dst is a unique borrow of as many (checked
         // equal), a multiple of 64 (checked); the kernel reads and writes
-        // exactly those ranges.
+        // exactly those ranges (it also prefetches up to 4 KiB past the
+        // source's end, a hint that reads nothing and cannot fault).
         unsafe { avx2::copy_and_hash::<HASH>(src.ptr, dst, hasher, streaming) };
         return;
     }
@@ -317,11 +318,14 @@ mod avx2 {
         (d0, d1)
     }
 
+    /// Copies `src` into `dst` stripe by stripe and, with `HASH`, feeds
+    /// each stripe to `hasher` from the registers it was stored from. With
+    /// `HASH` false it is the same copy without the hashing: what the
+    /// checksum costs is measured against it (`brain_core::bench`).
+    ///
     /// # Safety
     /// AVX2 must be available; `src` valid for reads of `dst.len()` bytes,
     /// a multiple of 64.
-    /// With `HASH` false, the same copy without the hashing: what the
-    /// checksum costs is measured against it (`brain_core::bench`).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn copy_and_hash<const HASH: bool>(
         src: *const u8,

@@ -173,7 +173,7 @@ class Store:
     ) -> ObjectInfo:
         """Writes the concatenation of ``parts`` as one object (one copy).
 
-        A ``description`` of None keeps the replaced object's description.
+        A ``description`` of None (or ``""``) keeps the replaced object's description.
         """
     def put_ndarray(
         self,
