@@ -10,6 +10,11 @@ Parquet on /dev/shm (pyarrow), and ``multiprocessing.shared_memory``. The
 workloads are brain-bench's (workloads.py): a short str, float64 arrays of
 64 MiB and 1 GiB, the 10-million-row 8-column frame, and 1,000 names.
 
+brain runs as a user would open it and, beside that, with
+``Brain(preallocate=...)`` (``--preallocate``, default 6G): the memory
+handed over up front, as Ray's ``object_store_memory`` and Plasma's
+``-m`` are; each has its own ratio to the best peer.
+
 Beside them, the physical floors, measured in the same run: memcpy into
 memory already faulted in, on one core and on all of them; ``write()``
 into a fresh tmpfs file and into one whose pages are allocated; and the
