@@ -100,6 +100,48 @@ fn split_copy(src: &[u8], dst: &mut [u8], copy: impl Fn(&[u8], &mut [u8]) + Sync
     });
 }
 
+/// One copy the bench measures: its criterion id (in the group
+/// `checksum_copy`), what it is, and the copy itself.
+struct Measured {
+    id: &'static str,
+    what: &'static str,
+    run: fn(&[u8], &mut [u8]),
+}
+
+/// The copies, the writer's first: every other one is its floor.
+const COPIES: [Measured; 5] = [
+    Measured {
+        id: "copy_with_checksum",
+        what: "the writer's copy, with its checksum",
+        run: |src, dst| {
+            black_box(copy_with_checksum(SharedBytes::from(src), dst));
+        },
+    },
+    Measured {
+        id: "copy_same_kernel",
+        what: "the same copy, its hashing left out",
+        run: |src, dst| copy_without_checksum(SharedBytes::from(src), dst),
+    },
+    Measured {
+        id: "copy_alone",
+        what: "the same split copy, no checksum (memcpy)",
+        run: |src, dst| split_copy(src, dst, |s, d| d.copy_from_slice(s)),
+    },
+    Measured {
+        id: "copy_alone_rep_movsb",
+        what: "the same split copy, no checksum (rep movsb)",
+        run: |src, dst| split_copy(src, dst, |s, d| SharedBytes::from(s).copy_to(d)),
+    },
+    Measured {
+        id: "copy_then_checksum",
+        what: "copy, then checksum it (not fused)",
+        run: |src, dst| {
+            split_copy(src, dst, |s, d| d.copy_from_slice(s));
+            black_box(payload_checksum_parallel(dst));
+        },
+    },
+];
+
 fn main() {
     let summary = Summary::new();
     let mut c = Criterion::default()
@@ -128,33 +170,14 @@ fn main() {
     let mut group = c.benchmark_group("checksum_copy");
     group.throughput(Throughput::Bytes(len as u64));
     group.sample_size(30);
-    group.bench_function("copy_with_checksum", |b| {
-        b.iter(|| black_box(copy_with_checksum(SharedBytes::from(&src[..]), &mut *dst)))
-    });
-    group.bench_function("copy_same_kernel", |b| {
-        b.iter(|| {
-            copy_without_checksum(SharedBytes::from(&src[..]), &mut *dst);
-            black_box(&*dst);
-        })
-    });
-    group.bench_function("copy_alone", |b| {
-        b.iter(|| {
-            split_copy(&src, &mut *dst, |s, d| d.copy_from_slice(s));
-            black_box(&*dst);
-        })
-    });
-    group.bench_function("copy_alone_rep_movsb", |b| {
-        b.iter(|| {
-            split_copy(&src, &mut *dst, |s, d| SharedBytes::from(s).copy_to(d));
-            black_box(&*dst);
-        })
-    });
-    group.bench_function("copy_then_checksum", |b| {
-        b.iter(|| {
-            split_copy(&src, &mut *dst, |s, d| d.copy_from_slice(s));
-            black_box(payload_checksum_parallel(&*dst))
-        })
-    });
+    for copy in COPIES {
+        group.bench_function(copy.id, |b| {
+            b.iter(|| {
+                (copy.run)(&src, &mut *dst);
+                black_box(&*dst);
+            })
+        });
+    }
     group.finish();
     c.final_summary();
 
@@ -181,43 +204,23 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The copies timed in turn, round after round, and each round's ratio of
-/// the writer's copy to the plain ones: the median ratio and its range.
+/// the writer's copy (the first) to the others: the median ratio and its range.
 fn interleaved(src: &[u8], dst: &mut [u8]) {
     let rounds: usize = std::env::var("CHECKSUM_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(41)
         .max(1);
-    let mut fused = Vec::with_capacity(rounds);
-    let mut kernel = Vec::with_capacity(rounds);
-    let mut memcpy = Vec::with_capacity(rounds);
-    let mut movsb = Vec::with_capacity(rounds);
-    let mut separate = Vec::with_capacity(rounds);
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); COPIES.len()];
     for round in 0..rounds {
-        let mut times = [0.0; 5];
         // The order turns each round, so no copy always follows the same one.
-        for step in 0..5 {
-            let which = (round + step) % 5;
-            times[which] = match which {
-                0 => time(|| {
-                    black_box(copy_with_checksum(SharedBytes::from(src), &mut *dst));
-                }),
-                1 => time(|| split_copy(src, &mut *dst, |s, d| d.copy_from_slice(s))),
-                2 => time(|| split_copy(src, &mut *dst, |s, d| SharedBytes::from(s).copy_to(d))),
-                3 => time(|| copy_without_checksum(SharedBytes::from(src), &mut *dst)),
-                _ => time(|| {
-                    split_copy(src, &mut *dst, |s, d| d.copy_from_slice(s));
-                    black_box(payload_checksum_parallel(&*dst));
-                }),
-            };
+        for step in 0..COPIES.len() {
+            let which = (round + step) % COPIES.len();
+            times[which].push(time(|| (COPIES[which].run)(src, &mut *dst)));
             black_box(&*dst);
         }
-        fused.push(times[0]);
-        memcpy.push(times[1]);
-        movsb.push(times[2]);
-        kernel.push(times[3]);
-        separate.push(times[4]);
     }
+    let fused = &times[0];
     let ratios = |floor: &[f64]| -> (f64, f64, f64) {
         let r: Vec<f64> = fused.iter().zip(floor).map(|(f, p)| f / p).collect();
         let low = r.iter().copied().fold(f64::INFINITY, f64::min);
@@ -230,19 +233,12 @@ fn interleaved(src: &[u8], dst: &mut [u8]) {
     );
     println!("| copy | median | writer's copy ÷ it, median of rounds (range) |");
     println!("| --- | ---: | ---: |");
-    println!(
-        "| the writer's copy, with its checksum | {:.2} ms | |",
-        ms(&fused)
-    );
-    for (name, times) in [
-        ("the same copy, its hashing left out", &kernel),
-        ("the same split copy, no checksum (memcpy)", &memcpy),
-        ("the same split copy, no checksum (rep movsb)", &movsb),
-        ("copy, then checksum it (not fused)", &separate),
-    ] {
+    println!("| {} | {:.2} ms | |", COPIES[0].what, ms(fused));
+    for (copy, times) in COPIES.iter().zip(&times).skip(1) {
         let (mid, low, high) = ratios(times);
         println!(
-            "| {name} | {:.2} ms | {mid:.3} ({low:.3} to {high:.3}) |",
+            "| {} | {:.2} ms | {mid:.3} ({low:.3} to {high:.3}) |",
+            copy.what,
             ms(times)
         );
     }
