@@ -696,8 +696,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Keeps `bytes` of memory allocated for this process's writes, as
     /// Plasma's `-m` and Ray's `object_store_memory` do: a write of a new
     /// name then copies into memory that is already allocated and mapped,
-    /// as a replacing write does. With `wait`, returns once it is allocated
-    /// (the bytes allocated); else it is allocated in the background (0).
+    /// as a replacing write does, and a deleted object's memory goes back to
+    /// it. With `wait`, returns once it is allocated (the bytes allocated);
+    /// else it is allocated in the background (0).
     /// The memory counts in the store's usage as memory kept for reuse
     /// ([`Usage::recycled`]), free for any write, and `gc` gives it back.
     ///

@@ -520,14 +520,11 @@ impl ObjectStore for Store {
             Err(err) => return Err(Error::io("delete", &path, os(err))),
         }
         let len = std::fs::symlink_metadata(&tmp).map_or(0, |m| m.len());
-        std::fs::remove_file(&tmp).map_err(|e| Error::io("delete", &tmp, e))?;
         self.inner.control.object_left(len);
         self.forget_cached(key);
-        // A mapping this process kept of the file for its next write would
-        // hold the deleted object's memory.
-        if pool::recyclable(len) {
-            self.sweep_warm();
-        }
+        // Deleted, or kept as preallocated memory (and then a mapping this
+        // process kept of the file stays for the next write).
+        self.retire(&tmp, len, pool::Left::Deleted);
         Ok(true)
     }
 

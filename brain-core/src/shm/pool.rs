@@ -39,7 +39,11 @@
 //! file, and objects and pool together stay within the capacity. Files idle
 //! for longer than the idle time (a minute by default) are deleted by the
 //! next large write, an open or `gc`. Deleting an object frees its memory at
-//! once: only replaced objects are kept. Recycling is on only on a tmpfs.
+//! once: only replaced objects are kept, except in a process that
+//! preallocates (`Store::preallocate`, like Plasma's `-m`), where a deleted
+//! object's file takes the place of a preallocated file a write took, so
+//! the memory kept ready is not made again from fresh pages. Recycling is on
+//! only on a tmpfs.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -72,6 +76,9 @@ const PREALLOC_LARGEST: u32 = 11;
 pub(crate) struct Prealloc {
     target: AtomicU64,
     filling: AtomicBool,
+    /// Moves on each time the pool is emptied (`gc`, a full filesystem): a
+    /// filling that began before stops, instead of making it all again.
+    drained: AtomicU64,
 }
 
 /// Whether a pool file was made by preallocation (`<len>.<ms>.<pid>~<ns>.pre<n>.<nanos>`).
@@ -106,6 +113,34 @@ fn prealloc_sizes(bytes: u64) -> Vec<u64> {
     }
 }
 
+/// The preallocated size a pooled file of `len` bytes stands in for: the
+/// smallest of [`prealloc_sizes`]' sizes that holds it (`None` past 2 GiB).
+fn slot_of(len: u64) -> Option<u64> {
+    (0..=PREALLOC_LARGEST)
+        .map(|k| (1u64 << (20 + k)) + PREALLOC_SLACK)
+        .find(|&slot| slot >= len)
+}
+
+/// What happened to the object whose file a writer or a delete hands to
+/// [`Store::retire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// A write replaced it: its pages wait in the pool for the next write.
+    Replaced,
+    /// It was deleted: its memory goes back at once, unless it refills
+    /// memory this process preallocates.
+    Deleted,
+}
+
+/// Whether [`Store::preallocate_file`] made its file.
+enum Made {
+    Yes,
+    /// A file that came back to the pool meanwhile fills its place.
+    NotNeeded,
+    /// The pool, the store or the filesystem has no room for it.
+    NoRoom,
+}
+
 /// Files of at least this many bytes are recycled, and their readers lock
 /// them. Below it a fresh file costs little next to the system calls of a write.
 pub(crate) const RECYCLE_MIN: u64 = 1 << 20;
@@ -133,6 +168,9 @@ pub(crate) struct Reused {
     /// This process's mapping of the file from an earlier write, pages
     /// still mapped: the copy goes at memory speed.
     pub(crate) warm: Option<WritableMapping>,
+    /// Preallocated memory: the writer has it made again once it is done
+    /// (`Store::refill_in_background`).
+    pub(crate) preallocated: bool,
 }
 
 /// Writable mappings this process made of files it wrote, kept after the
@@ -253,6 +291,7 @@ impl Store {
         let Ok(_entered) = self.inner.control.enter() else {
             return (0, 0);
         };
+        self.inner.prealloc.drained.fetch_add(1, Ordering::AcqRel);
         let drained = self
             .scan_pool(true)
             .map_or((0, 0), |(_, files, bytes)| (files, bytes));
@@ -341,10 +380,6 @@ impl Store {
         let candidates = keyed.into_iter().map(|(_, p)| p);
         for pooled in candidates {
             if let Some(reused) = self.claim(&pooled) {
-                if pooled.preallocated {
-                    // Made again in the background, for the next new name.
-                    self.refill_in_background();
-                }
                 return Ok(Some(reused));
             }
         }
@@ -384,6 +419,7 @@ impl Store {
             path: claimed,
             len: pooled.len,
             warm,
+            preallocated: pooled.preallocated,
         })
     }
 
@@ -406,8 +442,10 @@ impl Store {
     /// Keeps `bytes` of memory allocated in the pool for this process's
     /// writes (like Plasma's `-m` or Ray's `object_store_memory`): files of
     /// one of each size from 1 MiB to 2 GiB (doubling), repeated until
-    /// `bytes` is reached, are allocated, mapped and faulted in now, so a write of a new name takes one and copies at the speed of
-    /// a replacing write; a file taken is made again in the background. The
+    /// `bytes` is reached, are allocated, mapped and faulted in now, so a
+    /// write of a new name takes one and copies at the speed of a replacing
+    /// write; a file taken is made again in the background, unless the
+    /// object the write replaced, or a deleted one, takes its place. The
     /// pool's limit rises to `bytes`, and the files count in the store's
     /// capacity as the pool does (free for writes, shown as `recycled`);
     /// `brain gc` gives them back. Returns the bytes the pool gained.
@@ -420,7 +458,7 @@ impl Store {
         if !self.inner.recycling_allowed {
             return Ok(0);
         }
-        self.fill_pool()
+        self.fill_pool(self.inner.prealloc.drained.load(Ordering::Acquire))
     }
 
     /// As [`Store::preallocate`], on a thread of its own: returns at once.
@@ -432,8 +470,11 @@ impl Store {
     /// Starts a thread that makes the preallocated files missing from the
     /// pool, unless one is running. It holds the store weakly and ends when
     /// the pool is full: an idle process keeps no thread (a thread makes
-    /// every system call of a process a little slower).
-    fn refill_in_background(&self) {
+    /// every system call of a process a little slower). A writer that took
+    /// a preallocated file calls it once it is done, after the object it
+    /// replaced went to the pool: that file usually takes the place of the
+    /// one taken, and nothing needs making.
+    pub(crate) fn refill_in_background(&self) {
         let prealloc = &self.inner.prealloc;
         if prealloc.target.load(Ordering::Relaxed) == 0
             || prealloc.filling.swap(true, Ordering::AcqRel)
@@ -441,12 +482,14 @@ impl Store {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
+        // An emptying after this call and before the thread runs stops it too.
+        let drained = prealloc.drained.load(Ordering::Acquire);
         let spawned = std::thread::Builder::new()
             .name("brain-prealloc".into())
             .spawn(move || {
                 if let Some(inner) = weak.upgrade() {
                     let store = Store { inner };
-                    let _ = store.fill_pool();
+                    let _ = store.fill_pool(drained);
                     store.inner.prealloc.filling.store(false, Ordering::Release);
                 }
             });
@@ -455,36 +498,61 @@ impl Store {
         }
     }
 
-    /// Makes the preallocated files missing from the pool; returns their bytes.
-    fn fill_pool(&self) -> Result<u64> {
-        let target = self.inner.prealloc.target.load(Ordering::Relaxed);
-        let mut missing = prealloc_sizes(target);
+    /// The preallocated sizes the pool lacks, smallest first: every size of
+    /// [`prealloc_sizes`] that no preallocated file of the pool stands in
+    /// for (a replaced or deleted object's file takes the place of one
+    /// taken, see `retire`).
+    fn missing_slots(&self) -> Result<Vec<u64>> {
+        let mut missing = prealloc_sizes(self.inner.prealloc.target.load(Ordering::Relaxed));
+        if missing.is_empty() {
+            return Ok(missing);
+        }
         for entry in read_dir(self.pool_dir())? {
-            if is_preallocated(&entry.file_name()) {
-                let len = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.split('.').next()?.parse().ok());
-                if let Some(at) = missing.iter().position(|&l| Some(l) == len) {
-                    missing.remove(at);
-                }
+            let name = entry.file_name();
+            if !is_preallocated(&name) {
+                continue;
+            }
+            let len = name
+                .to_str()
+                .and_then(|n| n.split('.').next()?.parse().ok());
+            if let Some(at) = len
+                .and_then(slot_of)
+                .and_then(|slot| missing.iter().position(|&l| l == slot))
+            {
+                missing.remove(at);
             }
         }
+        Ok(missing)
+    }
+
+    /// Makes the preallocated files missing from the pool, largest first
+    /// (the sizes that cost most to fault in on a write), unless the pool is
+    /// emptied after the count `drained` was read; returns their bytes.
+    fn fill_pool(&self, drained: u64) -> Result<u64> {
         let mut made = 0;
-        // Largest first: the sizes that cost most to fault in on a write.
-        for len in missing.into_iter().rev() {
-            match self.preallocate_file(len)? {
-                true => made += accounted(len),
-                false => break,
+        // Each round makes a file or finds one fewer missing; the bound only
+        // stops a pool that writers keep emptying from holding the thread.
+        let rounds = 2 * prealloc_sizes(self.inner.prealloc.target.load(Ordering::Relaxed)).len();
+        for _ in 0..rounds {
+            let Some(&len) = self.missing_slots()?.last() else {
+                break;
+            };
+            match self.preallocate_file(len, drained)? {
+                Made::Yes => made += accounted(len),
+                Made::NotNeeded => {}
+                Made::NoRoom => break,
             }
         }
         Ok(made)
     }
 
     /// Makes one preallocated file of `len` bytes in the pool, mapped and
-    /// faulted in by this process. `false` when the pool, the store or the
-    /// filesystem has no room for it.
-    fn preallocate_file(&self, len: u64) -> Result<bool> {
+    /// faulted in by this process. Allocates in steps, and stops when a file
+    /// that came back to the pool meanwhile fills the size (a delete right
+    /// after a write of a new name): fresh pages are the cost preallocation
+    /// exists to keep away from writes, on this core or the other.
+    fn preallocate_file(&self, len: u64, drained: u64) -> Result<Made> {
+        const STEP: u64 = 256 << 20;
         let io =
             |e: std::io::Error| crate::api::error::Error::io("preallocate in", self.pool_dir(), e);
         let tmp = self.pool_dir().join(unique_tmp_name("pre"));
@@ -492,35 +560,64 @@ impl Store {
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::open(&tmp, flags, Mode::from_bits_truncate(POOL_MODE))
             .map_err(|e| io(e.into()))?;
-        let made = (|| -> Result<bool> {
+        let made = (|| -> Result<Made> {
             let Some(mut file) = WritableFile::claim(fd).map_err(io)? else {
-                return Ok(false);
+                return Ok(Made::NoRoom);
             };
-            match file.allocate(0, len) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::NOSPC) | Err(rustix::io::Errno::OPNOTSUPP) => {
-                    return Ok(false)
+            let emptied = || self.inner.prealloc.drained.load(Ordering::Acquire) != drained;
+            let mut from = 0;
+            while from < len {
+                if emptied() {
+                    return Ok(Made::NoRoom);
                 }
-                Err(e) => return Err(io(e.into())),
+                if from > 0 && !self.missing_slots()?.contains(&len) {
+                    return Ok(Made::NotNeeded);
+                }
+                let to = (from + STEP).min(len);
+                match file.allocate(from, to) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::NOSPC) | Err(rustix::io::Errno::OPNOTSUPP) => {
+                        return Ok(Made::NoRoom)
+                    }
+                    Err(e) => return Err(io(e.into())),
+                }
+                from = to;
             }
             let size = usize::try_from(len).map_err(|_| io(std::io::Error::other("too large")))?;
             let mut map = WritableMapping::map(&file, size).map_err(io)?;
             crate::sys::populate_for_write(map.bytes_mut(&file).map_err(io)?);
             let fd = file.release();
             let _entered = self.inner.control.enter()?;
-            if !self.inner.control.pool_admit(len, self.recycle_limit()) {
-                return Ok(false);
+            if emptied() {
+                return Ok(Made::NoRoom);
             }
-            let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pre"));
-            if rustix::fs::rename(&tmp, self.pool_dir().join(name)).is_err() {
+            if !self.missing_slots()?.contains(&len) {
+                return Ok(Made::NotNeeded);
+            }
+            if !self.inner.control.pool_admit(len, self.recycle_limit()) {
+                return Ok(Made::NoRoom);
+            }
+            let name = self
+                .pool_dir()
+                .join(format!("{len}.{}.{}", now_ms(), unique_suffix("pre")));
+            if rustix::fs::rename(&tmp, &name).is_err() {
                 self.inner.control.pool_left(len);
-                return Ok(false);
+                return Ok(Made::NoRoom);
+            }
+            // Emptied while this file was named (the accounting lock is
+            // shared with the emptying): it goes too. Exactly one of this
+            // unlink and the emptying's succeeds.
+            if emptied() {
+                if std::fs::remove_file(&name).is_ok() {
+                    self.inner.control.pool_left(len);
+                }
+                return Ok(Made::NoRoom);
             }
             let mut warm = self.inner.warm.lock().expect("warm files lock");
             warm.files.push((map, fd));
-            Ok(true)
+            Ok(Made::Yes)
         })();
-        if !matches!(made, Ok(true)) {
+        if !matches!(made, Ok(Made::Yes)) {
             let _ = std::fs::remove_file(&tmp);
         }
         made
@@ -542,18 +639,30 @@ impl Store {
         self.inner.warm.lock().expect("warm files lock").sweep();
     }
 
-    /// Moves the replaced object now at `tmp` (`len` bytes) into the pool,
-    /// or deletes it when it is too small, recycling is off or the pool is full.
-    pub(crate) fn retire(&self, tmp: &Path, len: u64) {
-        if recyclable(len) && self.pool_accepts(len) {
-            let name = format!("{len}.{}.{}", now_ms(), unique_suffix("pool"));
-            // Writable by the owner, so a claim needs no change of mode on a
-            // shared path. The name is this writer's alone until the rename.
-            let writable = rustix::fs::chmod(tmp, Mode::from_bits_truncate(POOL_MODE));
-            if writable.is_ok() && rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
-                return;
+    /// Moves the object that left its name and now lies at `tmp` (`len`
+    /// bytes) into the pool, or deletes it. A replaced object goes to the
+    /// pool unless it is too small, recycling is off or the pool is full. A
+    /// deleted one goes only where it takes the place of a preallocated
+    /// file a write took (and so counts as preallocated): the memory was to
+    /// be kept anyway, and the pages are there already. Otherwise a delete
+    /// gives its memory back at once.
+    pub(crate) fn retire(&self, tmp: &Path, len: u64, left: Left) {
+        if recyclable(len) {
+            let fills_slot = slot_of(len).is_some_and(|slot| {
+                self.inner.prealloc.target.load(Ordering::Relaxed) > 0
+                    && self.missing_slots().is_ok_and(|m| m.contains(&slot))
+            });
+            if (fills_slot || left == Left::Replaced) && self.pool_accepts(len) {
+                let kind = if fills_slot { "pre" } else { "pool" };
+                let name = format!("{len}.{}.{}", now_ms(), unique_suffix(kind));
+                // Writable by the owner, so a claim needs no change of mode on a
+                // shared path. The name is this writer's alone until the rename.
+                let writable = rustix::fs::chmod(tmp, Mode::from_bits_truncate(POOL_MODE));
+                if writable.is_ok() && rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
+                    return;
+                }
+                self.inner.control.pool_left(len);
             }
-            self.inner.control.pool_left(len);
         }
         let _ = std::fs::remove_file(tmp);
         if recyclable(len) {

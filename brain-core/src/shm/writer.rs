@@ -18,7 +18,7 @@ use rustix::io::Errno;
 
 use super::capacity::{Entered, Reservation};
 use super::fill::Fill;
-use super::pool::recyclable;
+use super::pool::{recyclable, Left};
 use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
@@ -65,6 +65,9 @@ pub(crate) struct ShmWriter {
     entered: Option<Entered>,
     /// The payload's checksum, computed by the copy.
     fill: Fill,
+    /// The file came from preallocated memory: it is made again once this
+    /// writer is done (and the object it replaced is in the pool).
+    refill: bool,
 }
 
 /// A large object's file, the right to write it, and a read-write mapping
@@ -110,6 +113,7 @@ impl ShmWriter {
             reservation: None,
             entered: Some(store.inner.control.enter()?),
             fill: Fill::default(),
+            refill: false,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -134,6 +138,7 @@ impl ShmWriter {
             return Ok(false);
         };
         self.claimed = Some(reused.path);
+        self.refill = reused.preallocated;
         let mut file = reused.file;
         if reused.len > file_len {
             // The tail's pages go back to the filesystem now.
@@ -453,7 +458,7 @@ impl ShmWriter {
         // bytes leave the usage first: the pool may take them within the capacity.
         if let Some(old_len) = replaced {
             self.store.inner.control.object_left(old_len);
-            self.store.retire(&tmp, old_len);
+            self.store.retire(&tmp, old_len, Left::Replaced);
             self.store.forget_cached(self.header.key);
         }
         // The mapping stays with this process: when the file comes back from
@@ -564,6 +569,9 @@ impl Drop for ShmWriter {
         // The reservation, if still held, gives its bytes back by itself.
         for path in [&self.linked_as, &self.claimed].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
+        }
+        if self.refill {
+            self.store.refill_in_background();
         }
     }
 }

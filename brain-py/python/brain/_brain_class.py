@@ -119,9 +119,10 @@ class Brain(MutableMapping[str, Any]):
         preallocate: memory to keep allocated for this process's writes, as
             Plasma's ``-m`` and Ray's ``object_store_memory`` do (bytes, or a
             size string as for ``capacity``): filled in the background, so a
-            first write of a name goes as fast as a replacing one. It shows in
-            ``brain stats`` as recycled (free for any write); ``brain gc``
-            gives it back.
+            first write of a name goes as fast as a replacing one. A deleted
+            object's memory goes back to it rather than to the system. It
+            shows in ``brain stats`` as recycled (free for any write);
+            ``brain gc`` gives it back.
 
     In a notebook a Brain shows as a table of its names; ``brain["`` completes names.
     """
