@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use crate::format::checksum::{ChunkDigests, ChunkHasher, CHECKSUM_CHUNK, STRIPE};
-use crate::sys::copy::{copy_and_hash, copy_bytes, copy_stripes};
+use crate::sys::copy::{copy_and_hash, copy_bytes, copy_four, copy_stripes, STREAMS};
 use crate::sys::{populate_for_write, SharedBytes};
 
 /// Pieces at least this long are split across cores.
@@ -53,8 +53,12 @@ impl Fill {
             let in_chunk = at - chunk_start;
             if in_chunk == 0 && src.len() >= PARALLEL_MIN && threads() > 1 {
                 let whole = src.len() - src.len() % CHECKSUM_CHUNK;
-                let digests =
-                    copy_chunks(src.slice(0, whole), &mut payload[at..at + whole], populate);
+                let digests = copy_chunks(
+                    src.slice(0, whole),
+                    &mut payload[at..at + whole],
+                    populate,
+                    true,
+                );
                 self.digests.extend(&digests);
                 at += whole;
                 src = src.slice(whole, src.len());
@@ -115,10 +119,7 @@ pub fn copy_without_checksum(src: SharedBytes<'_>, dst: &mut [u8]) {
     if dst.is_empty() {
         return;
     }
-    split_by_chunks(src, dst, false, |src, chunk| {
-        copy_stripes(src, chunk, true);
-        0
-    });
+    copy_chunks(src, dst, false, false);
 }
 
 /// Feeds the stripes of `chunk` (already in place) up to `target`.
@@ -159,37 +160,60 @@ fn feed(hasher: &mut ChunkHasher, src: SharedBytes<'_>, chunk: &mut [u8], start:
     copy_bytes(src.slice(pos - start, src.len()), &mut chunk[pos..]);
 }
 
-/// The digest of one whole chunk, copied from `src` into `dst`.
-fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) -> u64 {
+/// The digest of one whole chunk, copied from `src` into `dst` (0 without
+/// `hash`: the same copy, for the measure of what the checksum costs).
+fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> u64 {
     let mut hasher = ChunkHasher::default();
     let fused = ChunkHasher::stripes_before_last(dst.len()) * STRIPE;
-    copy_and_hash(
-        src.slice(0, fused),
-        &mut dst[..fused],
-        &mut hasher,
-        streaming,
-    );
+    if hash {
+        copy_and_hash(src.slice(0, fused), &mut dst[..fused], &mut hasher, true);
+    } else {
+        copy_stripes(src.slice(0, fused), &mut dst[..fused], true);
+    }
     copy_bytes(src.slice(fused, src.len()), &mut dst[fused..]);
-    hasher.finish(dst)
+    if hash {
+        hasher.finish(dst)
+    } else {
+        0
+    }
 }
 
-/// Copies whole chunks from `src` into `dst` on several threads, each
-/// taking a contiguous run of chunks; returns their digests in order.
-fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool) -> Vec<u64> {
-    split_by_chunks(src, dst, populate, |src, chunk| {
-        copy_chunk(src, chunk, true)
+/// The digests of four whole chunks of [`CHECKSUM_CHUNK`] bytes, copied
+/// side by side (`copy_four`: four streams through memory at once).
+fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; STREAMS] {
+    debug_assert_eq!(dst.len(), STREAMS * CHECKSUM_CHUNK);
+    let fused = ChunkHasher::stripes_before_last(CHECKSUM_CHUNK) * STRIPE;
+    let mut chunks = dst.chunks_exact_mut(CHECKSUM_CHUNK);
+    let mut dsts: [&mut [u8]; STREAMS] =
+        std::array::from_fn(|_| chunks.next().expect("four whole chunks"));
+    let mut hashers: [ChunkHasher; STREAMS] = Default::default();
+    {
+        let heads = dsts.each_mut().map(|chunk| &mut chunk[..fused]);
+        let srcs: [SharedBytes<'_>; STREAMS] = std::array::from_fn(|i| {
+            let from = i * CHECKSUM_CHUNK;
+            src.slice(from, from + fused)
+        });
+        copy_four(srcs, heads, &mut hashers, true, hash);
+    }
+    std::array::from_fn(|i| {
+        let from = i * CHECKSUM_CHUNK;
+        let chunk = &mut *dsts[i];
+        copy_bytes(
+            src.slice(from + fused, from + CHECKSUM_CHUNK),
+            &mut chunk[fused..],
+        );
+        if hash {
+            std::mem::take(&mut hashers[i]).finish(chunk)
+        } else {
+            0
+        }
     })
 }
 
-/// Runs `each` on every whole chunk of `dst` (with the same bytes of `src`)
-/// on several threads, each taking a contiguous run of chunks; returns
-/// what it returned, in order.
-fn split_by_chunks(
-    src: SharedBytes<'_>,
-    dst: &mut [u8],
-    populate: bool,
-    each: impl Fn(SharedBytes<'_>, &mut [u8]) -> u64 + Sync,
-) -> Vec<u64> {
+/// Copies whole chunks from `src` into `dst` on several threads, each
+/// taking a contiguous run of chunks, four side by side at a time; returns
+/// their digests in order (zeros without `hash`).
+fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool) -> Vec<u64> {
     let chunks = dst.len() / CHECKSUM_CHUNK;
     let workers = threads().min(chunks).max(1);
     let per = chunks.div_ceil(workers);
@@ -197,13 +221,22 @@ fn split_by_chunks(
         if populate {
             populate_for_write(dst);
         }
-        dst.chunks_mut(CHECKSUM_CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let from = i * CHECKSUM_CHUNK;
-                each(src.slice(from, from + chunk.len()), chunk)
-            })
-            .collect()
+        let mut digests = Vec::with_capacity(dst.len().div_ceil(CHECKSUM_CHUNK));
+        let mut groups = dst.chunks_mut(STREAMS * CHECKSUM_CHUNK);
+        let mut at = 0;
+        for group in &mut groups {
+            if group.len() == STREAMS * CHECKSUM_CHUNK {
+                let src = src.slice(at, at + group.len());
+                digests.extend(copy_four_chunks(src, group, hash));
+            } else {
+                for (i, chunk) in group.chunks_mut(CHECKSUM_CHUNK).enumerate() {
+                    let from = at + i * CHECKSUM_CHUNK;
+                    digests.push(copy_chunk(src.slice(from, from + chunk.len()), chunk, hash));
+                }
+            }
+            at += group.len();
+        }
+        digests
     };
     std::thread::scope(|scope| {
         let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
@@ -295,8 +328,9 @@ mod tests {
     #[cfg_attr(miri, ignore = "MiBs of copies: minutes under miri")]
     fn the_copy_without_a_checksum_copies_the_same_bytes() {
         // Streaming stores need a 32-byte aligned destination: try one
-        // that is and one that is not.
-        let src = bytes(3 * CHECKSUM_CHUNK);
+        // that is and one that is not. Nine chunks: on one or two threads,
+        // runs of four side by side and single ones.
+        let src = bytes(9 * CHECKSUM_CHUNK);
         let mut buffer = vec![0u8; src.len() + 128];
         let aligned = buffer.as_ptr().align_offset(64);
         for at in [aligned, aligned + 8] {

@@ -193,6 +193,62 @@ pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool
     copy_stripes_with::<false>(src, dst, &mut ChunkHasher::default(), streaming);
 }
 
+/// How many equally long runs [`copy_four`] copies side by side.
+pub(crate) const STREAMS: usize = 4;
+
+/// Copies four runs of whole stripes side by side (stripe `i` of each, then
+/// stripe `i + 1`), each fed to its own hasher when `hash`: four streams
+/// through memory at once, as glibc's `memcpy` copies four pages at a time
+/// past the caches' size, which one stream does not match. The runs are as
+/// long as each other (a multiple of 64), and the hashers have consumed as
+/// many stripes as each other, so the four share their keys.
+pub(crate) fn copy_four(
+    srcs: [SharedBytes<'_>; STREAMS],
+    dsts: [&mut [u8]; STREAMS],
+    hashers: &mut [ChunkHasher; STREAMS],
+    streaming: bool,
+    hash: bool,
+) {
+    let len = dsts[0].len();
+    for (src, dst) in srcs.iter().zip(&dsts) {
+        assert!(
+            src.len == len && dst.len() == len,
+            "copy between ranges of different lengths"
+        );
+    }
+    assert_eq!(len % STRIPE, 0, "whole stripes only");
+    assert!(
+        hashers.iter().all(|h| h.stripes == hashers[0].stripes),
+        "hashers at different stripes"
+    );
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if std::is_x86_feature_detected!("avx2") {
+        let from = srcs.map(|src| src.ptr);
+        let into = dsts.map(|dst| dst.as_mut_ptr());
+        let kernel = if hash {
+            avx2::copy_four::<true>
+        } else {
+            avx2::copy_four::<false>
+        };
+        // SAFETY: AVX2 is present (checked just above). Each source is
+        // valid for reads of `len` bytes (SharedBytes' contract) and each
+        // destination is a unique borrow of `len` bytes (checked), so the
+        // four destinations are disjoint from each other and from the
+        // sources; `len` is a multiple of 64 (checked). The kernel reads
+        // and writes exactly those ranges (and prefetches up to 4 KiB past
+        // each source's end, a hint that reads nothing and cannot fault).
+        unsafe { kernel(from, into, len, hashers, streaming) };
+        return;
+    }
+    for ((src, dst), hasher) in srcs.into_iter().zip(dsts).zip(hashers.iter_mut()) {
+        if hash {
+            copy_and_hash(src, dst, hasher, streaming);
+        } else {
+            copy_stripes(src, dst, streaming);
+        }
+    }
+}
+
 fn copy_stripes_with<const HASH: bool>(
     src: SharedBytes<'_>,
     dst: &mut [u8],
@@ -229,6 +285,7 @@ mod avx2 {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
+    use super::STREAMS;
     use crate::format::checksum::{
         ChunkHasher, SCRAMBLE_SECRET, SECRET, STRIPE, STRIPES_PER_BLOCK,
     };
@@ -382,6 +439,85 @@ mod avx2 {
         hasher.stripes = n;
     }
 
+    /// [`super::copy_four`]: four runs of `len` bytes copied side by side,
+    /// stripe `i` of each in turn, each fed with `HASH` to its hasher from
+    /// the registers it was stored from.
+    ///
+    /// # Safety
+    /// AVX2 must be available; each `src` valid for reads of `len` bytes (a
+    /// multiple of 64); each `dst` valid for writes of `len` bytes that
+    /// nothing else accesses meanwhile, the four disjoint; the hashers all
+    /// at the same stripe.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy_four<const HASH: bool>(
+        src: [*const u8; STREAMS],
+        dst: [*mut u8; STREAMS],
+        len: usize,
+        hashers: &mut [ChunkHasher; STREAMS],
+        streaming: bool,
+    ) {
+        let stripes = len / STRIPE;
+        let streaming = streaming && dst.iter().all(|to| (*to as usize) % 32 == 0);
+        let mut acc = [[_mm256_setzero_si256(); 2]; STREAMS];
+        for (acc, hasher) in acc.iter_mut().zip(hashers.iter()) {
+            let bytes: &[u8; 64] = bytemuck_acc(&hasher.acc);
+            *acc = [load32(&bytes[..32]), load32(&bytes[32..])];
+        }
+        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
+        for (i, key) in keys.iter_mut().enumerate() {
+            *key = secret((i / 2) * 8 + (i % 2) * 32);
+        }
+        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
+        let mut n = hashers[0].stripes;
+        for s in 0..stripes {
+            let offset = s * STRIPE;
+            for from in src {
+                // A hint only: reads nothing, never faults (see copy_and_hash).
+                _mm_prefetch::<_MM_HINT_T0>(
+                    from.wrapping_add(offset + PREFETCH_AHEAD).cast::<i8>(),
+                );
+            }
+            let k = 2 * (n % STRIPES_PER_BLOCK);
+            for i in 0..STREAMS {
+                // SAFETY: offset + 64 <= len, and each source is valid for
+                // reads and each destination for writes of len bytes (the
+                // caller's contract), 32-byte aligned when streaming
+                // (checked above).
+                let (d0, d1) = unsafe {
+                    copy_stripe(
+                        src[i].wrapping_add(offset),
+                        dst[i].wrapping_add(offset),
+                        streaming,
+                    )
+                };
+                if HASH {
+                    acc[i][0] = accumulate(acc[i][0], d0, keys[k]);
+                    acc[i][1] = accumulate(acc[i][1], d1, keys[k + 1]);
+                }
+            }
+            if HASH {
+                n += 1;
+                if n % STRIPES_PER_BLOCK == 0 {
+                    for acc in acc.iter_mut() {
+                        acc[0] = scramble(acc[0], scramble0);
+                        acc[1] = scramble(acc[1], scramble1);
+                    }
+                }
+            }
+        }
+        if streaming {
+            // See copy_and_hash: fence the weakly ordered stores.
+            _mm_sfence();
+        }
+        for (acc, hasher) in acc.iter().zip(hashers.iter_mut()) {
+            let mut out = [0u64; 8];
+            store32(&mut out[..4], acc[0]);
+            store32(&mut out[4..], acc[1]);
+            hasher.acc = out;
+            hasher.stripes = n;
+        }
+    }
+
     /// The accumulators' bytes (little-endian lanes, as the vectors hold them).
     fn bytemuck_acc(acc: &[u64; 8]) -> &[u8; 64] {
         // SAFETY: [u64; 8] and [u8; 64] have the same size, u8's alignment
@@ -463,6 +599,46 @@ mod tests {
                 "a byte no one wrote"
             );
         });
+    }
+
+    /// Four runs copied side by side give each run's bytes and the hash
+    /// each would get copied alone, streaming or not, hashing or not.
+    #[test]
+    fn four_streams_copy_and_hash_as_one_would() {
+        let len = if cfg!(miri) { 64 * 20 } else { 64 * 1000 };
+        let src = bytes(STREAMS * len + 64);
+        let srcs: [SharedBytes<'_>; STREAMS] =
+            std::array::from_fn(|i| SharedBytes::from(&src[i * len + 7..(i + 1) * len + 7]));
+        for streaming in [false, true] {
+            for hash in [false, true] {
+                let mut out = vec![0u8; STREAMS * len];
+                let mut hashers: [ChunkHasher; STREAMS] = Default::default();
+                for hasher in &mut hashers {
+                    // Mid-chunk, as a run may start: a few stripes fed before.
+                    for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
+                        hasher.stripe(stripe);
+                    }
+                }
+                let mut parts = out.chunks_exact_mut(len);
+                let dsts: [&mut [u8]; STREAMS] =
+                    std::array::from_fn(|_| parts.next().expect("four runs"));
+                copy_four(srcs, dsts, &mut hashers, streaming, hash);
+                for (i, (part, hasher)) in out.chunks_exact(len).zip(&hashers).enumerate() {
+                    assert!(part == &src[i * len + 7..(i + 1) * len + 7], "run {i}");
+                    let mut alone = ChunkHasher::default();
+                    for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
+                        alone.stripe(stripe);
+                    }
+                    if hash {
+                        for stripe in part.chunks_exact(STRIPE) {
+                            alone.stripe(stripe);
+                        }
+                    }
+                    assert_eq!(hasher.acc, alone.acc, "run {i}, hash {hash}");
+                    assert_eq!(hasher.stripes, alone.stripes, "run {i}, hash {hash}");
+                }
+            }
+        }
     }
 
     #[test]
