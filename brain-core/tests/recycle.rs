@@ -575,3 +575,31 @@ fn without_preallocation_a_deleted_object_gives_its_memory_back_at_once() -> Tes
     assert_eq!((usage.used, usage.recycled), (0, 0), "{usage:?}");
     Ok(())
 }
+
+#[test]
+fn gc_ends_preallocation_until_it_is_asked_for_again() -> TestResult {
+    let (_dir, store) = open(Store::builder());
+    store.preallocate(24 * MIB as u64)?;
+    let sizes = pool_sizes(&store);
+    let ns = store.namespace("n")?;
+    ns.set("a", &bytes(3 * MIB, 1))?;
+    ns.set("c", &bytes(3 * MIB, 2))?;
+    store.gc()?;
+    assert_eq!(store.usage()?.recycled, 0);
+    // What leaves its name now is not kept as preallocated memory, and no
+    // write makes any: the memory gc gave back stays given back.
+    assert!(ns.delete("a")?);
+    ns.set("c", &bytes(3 * MIB, 3))?;
+    ns.set("c", &bytes(3 * MIB, 4))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let entries = pool_entries(&store);
+    assert!(
+        entries.iter().all(|e| !e.2) && entries.len() <= 1,
+        "the pool was refilled after gc: {entries:?}"
+    );
+    // Asked again, it comes back.
+    store.preallocate(24 * MIB as u64)?;
+    let preallocated = pool_entries(&store).iter().filter(|e| e.2).count();
+    assert_eq!(preallocated, sizes.len(), "{:?}", pool_entries(&store));
+    Ok(())
+}

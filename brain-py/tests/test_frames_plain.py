@@ -160,3 +160,74 @@ def test_a_directly_built_frame_points_into_the_store_and_copies_on_write(brain:
     expected.loc[0, "s"] = "changed"
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     pd.testing.assert_frame_equal(brain["df"], original, check_exact=True)
+
+
+def _pandas_table(rows: int = 5) -> pa.Table:
+    return pa.Table.from_pandas(pd.DataFrame({"a": np.arange(rows), "s": pd.array(list("vwxyz"[:rows]), dtype="str")}))
+
+
+CHANGED_ROWS: dict[str, Callable[[], pa.Table]] = {
+    "a slice": lambda: _pandas_table().slice(1, 2),
+    "a filter": lambda: _pandas_table().filter(pa.array([True, False, True, False, True])),
+    "a concatenation": lambda: pa.concat_tables([_pandas_table(), _pandas_table()]),
+}
+
+
+@pytest.mark.parametrize("make", CHANGED_ROWS.values(), ids=CHANGED_ROWS.keys())
+def test_a_table_whose_rows_changed_since_pandas_wrote_it_reads_as_to_pandas_makes_it(
+    brain: Brain, make: Callable[[], Any]
+) -> None:
+    table = make()
+    brain["t"] = table
+    for _ in range(2):  # the second read has the plan of the first
+        _assert_same(brain.get("t", as_pandas=True), table.to_pandas(split_blocks=True))
+
+
+def test_the_same_pandas_metadata_over_other_types_reads_as_to_pandas_makes_it(brain: Brain) -> None:
+    ints = pa.Table.from_pandas(pd.DataFrame({"a": [1, 2]}))
+    strings = ints.set_column(0, "a", pa.array(["x", "y"]))
+    assert strings.schema.metadata == ints.schema.metadata
+    brain["ints"], brain["strings"] = ints, strings
+    for _ in range(2):
+        _assert_same(brain.get("ints", as_pandas=True), ints.to_pandas(split_blocks=True))
+        _assert_same(brain.get("strings", as_pandas=True), strings.to_pandas(split_blocks=True))
+
+
+@pandas_3
+def test_strings_follow_pandas_string_storage_option(brain: Brain) -> None:
+    brain["df"] = numbers_and_strings(100)
+    assert brain["df"]["s"].dtype.storage == "pyarrow"
+    with pd.option_context("mode.string_storage", "python"):
+        got = brain["df"]
+        expected = _general(brain, "df")
+        assert got["s"].dtype == expected["s"].dtype, (got["s"].dtype, expected["s"].dtype)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert brain["df"]["s"].dtype.storage == "pyarrow"
+
+
+class _Point(pa.ExtensionType):
+    def __init__(self) -> None:
+        super().__init__(pa.int64(), "brain.test.point")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> _Point:
+        return cls()
+
+
+def test_an_extension_type_registered_after_a_first_read_is_read_as_it(brain: Brain) -> None:
+    value = pa.table({"p": pa.ExtensionArray.from_storage(_Point(), pa.array(np.arange(N)))})
+    pa.register_extension_type(_Point())
+    try:
+        brain["t"] = value
+    finally:
+        pa.unregister_extension_type("brain.test.point")
+    assert brain.get("t", as_arrow=True).column("p").type == pa.int64()  # not registered: its storage
+    pa.register_extension_type(_Point())
+    try:
+        for _ in range(2):
+            assert isinstance(brain.get("t", as_arrow=True).column("p").type, _Point)
+    finally:
+        pa.unregister_extension_type("brain.test.point")

@@ -700,7 +700,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// it. With `wait`, returns once it is allocated (the bytes allocated);
     /// else it is allocated in the background (0).
     /// The memory counts in the store's usage as memory kept for reuse
-    /// ([`Usage::recycled`]), free for any write, and `gc` gives it back.
+    /// ([`Usage::recycled`]), free for any write; `gc` gives it back and
+    /// ends it, until this is called again.
     ///
     /// # Errors
     /// [`Error::Unsupported`] for a store that allocates as it writes; I/O.

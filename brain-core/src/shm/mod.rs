@@ -524,7 +524,8 @@ impl ObjectStore for Store {
         self.forget_cached(key);
         // Deleted, or kept as preallocated memory (and then a mapping this
         // process kept of the file stays for the next write).
-        self.retire(&tmp, len, pool::Left::Deleted);
+        self.retire(&tmp, len, pool::Left::Deleted)
+            .map_err(|e| Error::io("delete", &tmp, e))?;
         Ok(true)
     }
 

@@ -286,11 +286,15 @@ impl Store {
         Ok((kept, files, bytes))
     }
 
-    /// Deletes every pooled file (`gc`, or a full filesystem). Returns (files, bytes).
+    /// Deletes every pooled file (`gc`, or a full filesystem), and ends this
+    /// process's preallocation: a refill under way stops, and nothing that
+    /// leaves its name is kept for it, until `preallocate` is called again.
+    /// Returns (files, bytes).
     pub(crate) fn drain_pool(&self) -> (u64, u64) {
         let Ok(_entered) = self.inner.control.enter() else {
             return (0, 0);
         };
+        self.inner.prealloc.target.store(0, Ordering::Relaxed);
         self.inner.prealloc.drained.fetch_add(1, Ordering::AcqRel);
         let drained = self
             .scan_pool(true)
@@ -487,10 +491,21 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("brain-prealloc".into())
             .spawn(move || {
-                if let Some(inner) = weak.upgrade() {
-                    let store = Store { inner };
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let store = Store { inner };
+                let filling = &store.inner.prealloc.filling;
+                loop {
                     let _ = store.fill_pool(drained);
-                    store.inner.prealloc.filling.store(false, Ordering::Release);
+                    filling.store(false, Ordering::Release);
+                    // A writer done after the last look, while this thread
+                    // still counted as filling, was not heard: look again.
+                    let missing = store.missing_slots().is_ok_and(|m| !m.is_empty());
+                    let emptied = store.inner.prealloc.drained.load(Ordering::Acquire) != drained;
+                    if !missing || emptied || filling.swap(true, Ordering::AcqRel) {
+                        break;
+                    }
                 }
             });
         if spawned.is_err() {
@@ -645,8 +660,8 @@ impl Store {
     /// deleted one goes only where it takes the place of a preallocated
     /// file a write took (and so counts as preallocated): the memory was to
     /// be kept anyway, and the pages are there already. Otherwise a delete
-    /// gives its memory back at once.
-    pub(crate) fn retire(&self, tmp: &Path, len: u64, left: Left) {
+    /// gives its memory back at once. The error is that of deleting the file.
+    pub(crate) fn retire(&self, tmp: &Path, len: u64, left: Left) -> std::io::Result<()> {
         if recyclable(len) {
             let fills_slot = slot_of(len).is_some_and(|slot| {
                 self.inner.prealloc.target.load(Ordering::Relaxed) > 0
@@ -659,16 +674,17 @@ impl Store {
                 // shared path. The name is this writer's alone until the rename.
                 let writable = rustix::fs::chmod(tmp, Mode::from_bits_truncate(POOL_MODE));
                 if writable.is_ok() && rustix::fs::rename(tmp, self.pool_dir().join(name)).is_ok() {
-                    return;
+                    return Ok(());
                 }
                 self.inner.control.pool_left(len);
             }
         }
-        let _ = std::fs::remove_file(tmp);
+        let removed = std::fs::remove_file(tmp);
         if recyclable(len) {
             // This process may keep a mapping of the file for its next write.
             self.sweep_warm();
         }
+        removed
     }
 
     /// Counts a file of `file_len` bytes into the pool, deleting idle files

@@ -458,7 +458,8 @@ impl ShmWriter {
         // bytes leave the usage first: the pool may take them within the capacity.
         if let Some(old_len) = replaced {
             self.store.inner.control.object_left(old_len);
-            self.store.retire(&tmp, old_len, Left::Replaced);
+            // A file left behind is a stray temporary file: `gc` removes it.
+            let _ = self.store.retire(&tmp, old_len, Left::Replaced);
             self.store.forget_cached(self.header.key);
         }
         // The mapping stays with this process: when the file comes back from

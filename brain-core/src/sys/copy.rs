@@ -611,7 +611,13 @@ mod tests {
             std::array::from_fn(|i| SharedBytes::from(&src[i * len + 7..(i + 1) * len + 7]));
         for streaming in [false, true] {
             for hash in [false, true] {
-                let mut out = vec![0u8; STREAMS * len];
+                // 64-byte aligned, as payloads are: the streaming stores need 32.
+                let mut buffer = vec![0u8; STREAMS * len + 64];
+                let at = match buffer.as_ptr().align_offset(64) {
+                    usize::MAX => 0,
+                    at => at,
+                };
+                let out = &mut buffer[at..at + STREAMS * len];
                 let mut hashers: [ChunkHasher; STREAMS] = Default::default();
                 for hasher in &mut hashers {
                     // Mid-chunk, as a run may start: a few stripes fed before.

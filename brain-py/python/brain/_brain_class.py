@@ -122,7 +122,7 @@ class Brain(MutableMapping[str, Any]):
             first write of a name goes as fast as a replacing one. A deleted
             object's memory goes back to it rather than to the system. It
             shows in ``brain stats`` as recycled (free for any write);
-            ``brain gc`` gives it back.
+            ``gc()`` gives it back and ends it.
 
     In a notebook a Brain shows as a table of its names; ``brain["`` completes names.
     """

@@ -188,6 +188,12 @@ _ARROW_MAGIC = b"ARROW1"
 _CONTINUATION = b"\xff\xff\xff\xff"
 
 
+def _drop_oldest(cache: dict[Any, Any]) -> None:
+    """Drops a cache's oldest entry (another thread may have dropped it first)."""
+    for key in list(cache)[:1]:
+        cache.pop(key, None)
+
+
 def _read_known_schema(pa: Any, buffer: Any) -> Any:
     """The record batches of an Arrow IPC file, decoded against a schema
     parsed on an earlier read, and that schema (``(schema, schema without
@@ -213,12 +219,14 @@ def _read_known_schema(pa: Any, buffer: Any) -> Any:
         except (pa.ArrowException, OSError, ValueError):
             return None  # a damaged file: the whole reader says what is wrong with it
         plan: Any = False
-        if not any(_has_dictionary(pa, field.type) for field in read):
+        # An extension type reads as its storage type until it is
+        # registered, which may happen later: such files are read whole.
+        if not any(_has_dictionary(pa, field.type) or _has_extension(field) for field in read):
             metadata = {k: v for k, v in (read.metadata or {}).items() if not k.startswith(b"brain.")}
             stripped = read.with_metadata(metadata) if metadata else read.remove_metadata()
             plan = (read, stripped, (read.metadata or {}).get(KIND_KEY))
         if len(_SCHEMAS) >= _SCHEMAS_KEPT:
-            _SCHEMAS.pop(next(iter(_SCHEMAS)))
+            _drop_oldest(_SCHEMAS)
         _SCHEMAS[key] = plan
         return None
     if schema is False:
@@ -245,6 +253,13 @@ def _read_known_schema(pa: Any, buffer: Any) -> Any:
     except (pa.ArrowException, OSError, ValueError):
         return None  # a damaged file: the whole reader says what is wrong with it
     return batches, plan
+
+
+def _has_extension(field: Any) -> bool:
+    """Whether a field or any field inside it carries an extension type's name."""
+    if b"ARROW:extension:name" in (field.metadata or {}) or hasattr(field.type, "extension_name"):
+        return True
+    return any(_has_extension(field.type.field(i)) for i in range(field.type.num_fields))
 
 
 def _has_dictionary(pa: Any, arrow_type: Any) -> bool:
@@ -434,8 +449,14 @@ def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
     np = _module("numpy") or __import__("numpy")
     return (
         pd.Index([column["name"] for column in columns], dtype="str"),
-        (index["start"], index["stop"], index["step"], index["name"]),
-        [(kind, np.array([at])) for at, kind in enumerate(kinds)],
+        range(index["start"], index["stop"], index["step"]),
+        index["name"],
+        # Each column's Arrow type, checked on every read: another table may
+        # carry the same pandas metadata over other types (set_column, cast).
+        [(kind, np.array([at]), field.type) for at, (kind, field) in enumerate(zip(kinds, table.schema))],
+        # What made `str` pyarrow-backed, for a plan with strings: the
+        # option can change, and to_pandas follows it.
+        pd.get_option("mode.string_storage") if any(kind is not None for kind in kinds) else None,
     )
 
 
@@ -446,19 +467,29 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
     150 µs of the 400 of a frame of 8 columns). None for any other table."""
     if pandas_metadata is None:
         return None
+    pd = _module("pandas") or __import__("pandas")
     key = (pandas_metadata, tuple(table.schema.names))
     plan = _PLAIN_PLANS.get(key)
+    if plan is not None and plan is not False and plan[4] is not None:
+        if pd.get_option("mode.string_storage") != plan[4]:
+            plan = None
     if plan is None:
         plan = _plain_plan(table, pandas_metadata)
         if len(_PLAIN_PLANS) >= _PLAIN_PLANS_KEPT:
-            _PLAIN_PLANS.pop(next(iter(_PLAIN_PLANS)))
+            _drop_oldest(_PLAIN_PLANS)
         _PLAIN_PLANS[key] = plan
     if plan is False:
         return None
-    labels, (start, stop, step, name), kinds = plan
+    labels, rows, name, kinds, _ = plan
+    if len(rows) != table.num_rows:
+        # Rows were taken or added since pandas wrote the metadata (a slice,
+        # a filter, a concatenation): to_pandas then numbers them from 0.
+        return None
     pa_types = sys.modules["pyarrow"].types
     blocks = []
-    for column, (kind, placement) in zip(table.columns, kinds):
+    for column, (kind, placement, arrow_type) in zip(table.columns, kinds):
+        if column.type != arrow_type:
+            return None
         if kind is None:
             if column.num_chunks != 1:
                 return None
@@ -472,8 +503,7 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
             blocks.append((column.chunk(0).to_numpy().reshape(1, -1), placement))
         else:
             blocks.append((kind.__from_arrow__(column), placement))
-    pd = sys.modules["pandas"]
-    index = pd.RangeIndex(start, stop, step, name=name)
+    index = pd.RangeIndex(rows.start, rows.stop, rows.step, name=name)
     return pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels)
 
 
