@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import sys
 import warnings
 import weakref
@@ -185,7 +186,11 @@ def _with_metadata(table: Any, metadata: dict[bytes, bytes] | None) -> Any:
 _SCHEMAS: dict[bytes, Any] = {}
 _SCHEMAS_KEPT = 256
 _ARROW_MAGIC = b"ARROW1"
-_CONTINUATION = b"\xff\xff\xff\xff"
+_CONTINUATION_MARKER = 0xFFFFFFFF
+# The file's magic (6 bytes, 2 of padding), then its first message's
+# continuation marker and metadata length; each message starts with those two.
+_FILE_HEAD = struct.Struct("<6s2xII")
+_MESSAGE_HEAD = struct.Struct("<II")
 
 
 def _drop_oldest(cache: dict[Any, Any]) -> None:
@@ -194,19 +199,33 @@ def _drop_oldest(cache: dict[Any, Any]) -> None:
         cache.pop(key, None)
 
 
-def _read_known_schema(pa: Any, buffer: Any) -> Any:
+def _pyarrow_ipc() -> Any:
+    """pyarrow, with its IPC module loaded (``import`` on each read costs more)."""
+    pa = sys.modules.get("pyarrow")
+    if pa is None or "pyarrow.ipc" not in sys.modules:
+        import pyarrow.ipc
+
+        pa = sys.modules["pyarrow"]
+    return pa
+
+
+def _read_known_schema(pa: Any, buffer: Any, stripped: bool = False) -> Any:
     """The record batches of an Arrow IPC file, decoded against a schema
-    parsed on an earlier read, and that schema (``(schema, schema without
-    brain's metadata, brain's kind)``); None when this file's schema is new
+    parsed on an earlier read (without brain's metadata when ``stripped``),
+    and that schema (``(schema, schema without brain's metadata, brain's
+    kind)``); None when this file's schema is new
     to this process (it is kept for the next read), or the file is not laid
     out as brain writes it (its schema message first, then only record
     batches: dictionaries need the whole reader)."""
     view = memoryview(buffer)
-    head = view[:16].tobytes()
-    if len(head) < 16 or head[:6] != _ARROW_MAGIC or head[8:12] != _CONTINUATION:
+    size = len(view)
+    if size < 16:
         return None
-    end = 16 + int.from_bytes(head[12:16], "little")
-    if end > len(view):
+    magic, marker, schema_len = _FILE_HEAD.unpack_from(view)
+    if magic != _ARROW_MAGIC or marker != _CONTINUATION_MARKER:
+        return None
+    end = 16 + schema_len
+    if end > size:
         return None
     key = view[16:end].tobytes()
     schema = _SCHEMAS.get(key)
@@ -231,7 +250,7 @@ def _read_known_schema(pa: Any, buffer: Any) -> Any:
         return None
     if schema is False:
         return None
-    plan, schema = schema, schema[0]
+    plan, schema = schema, schema[1] if stripped else schema[0]
     # Each message: the continuation marker, its metadata's length, the
     # metadata, then its body; the stream ends with a marker and a length
     # of 0, before the file's footer.
@@ -239,10 +258,11 @@ def _read_known_schema(pa: Any, buffer: Any) -> Any:
     at = end
     try:
         while True:
-            prefix = view[at : at + 8].tobytes()
-            if len(prefix) < 8 or prefix[:4] != _CONTINUATION:
+            if at + 8 > size:
                 return None
-            metadata_len = int.from_bytes(prefix[4:], "little")
+            marker, metadata_len = _MESSAGE_HEAD.unpack_from(view, at)
+            if marker != _CONTINUATION_MARKER:
+                return None
             if metadata_len == 0:
                 break
             message = pa.ipc.read_message(buffer.slice(at))
@@ -284,7 +304,7 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
         known = _read_known_schema(pa, buffer)
         if known is not None:
             batches, (schema, _, _) = known
-            return pa.Table.from_batches(batches, schema=schema)
+            return pa.Table.from_batches(batches, schema=None if batches else schema)
         return pa.ipc.open_file(buffer).read_all()
     # brain decodes only the fields picked and hands them to pyarrow through
     # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a
@@ -335,12 +355,12 @@ def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, 
     """``read_arrow`` without brain's metadata, as users see a table, and
     brain's kind of table (from that metadata)."""
     if columns is None:
-        import pyarrow as pa
-
-        known = _read_known_schema(pa, pa.py_buffer(obj))
+        pa = _pyarrow_ipc()
+        known = _read_known_schema(pa, pa.py_buffer(obj), stripped=True)
         if known is not None:
             batches, (_, stripped, kind) = known
-            return pa.Table.from_batches(batches, schema=stripped), kind
+            # The batches have the schema already: checking it again costs more.
+            return pa.Table.from_batches(batches, schema=None if batches else stripped), kind
     table = read_arrow(obj, columns)
     return _strip_brain_metadata(table), (table.schema.metadata or {}).get(KIND_KEY)
 
