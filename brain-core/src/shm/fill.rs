@@ -170,9 +170,22 @@ fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> u64 {
     } else {
         copy_stripes(src.slice(0, fused), &mut dst[..fused], true);
     }
-    copy_bytes(src.slice(fused, src.len()), &mut dst[fused..]);
+    finish_chunk(&hasher, src, dst, fused, hash)
+}
+
+/// Copies the rest of a whole chunk (from `fused`, its last stripe: the
+/// stripes before it are in place and fed to `hasher`) and returns the
+/// chunk's digest, or 0 without `hash`.
+fn finish_chunk(
+    hasher: &ChunkHasher,
+    src: SharedBytes<'_>,
+    chunk: &mut [u8],
+    fused: usize,
+    hash: bool,
+) -> u64 {
+    copy_bytes(src.slice(fused, src.len()), &mut chunk[fused..]);
     if hash {
-        hasher.finish(dst)
+        hasher.finish(chunk)
     } else {
         0
     }
@@ -197,16 +210,8 @@ fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; S
     }
     std::array::from_fn(|i| {
         let from = i * CHECKSUM_CHUNK;
-        let chunk = &mut *dsts[i];
-        copy_bytes(
-            src.slice(from + fused, from + CHECKSUM_CHUNK),
-            &mut chunk[fused..],
-        );
-        if hash {
-            std::mem::take(&mut hashers[i]).finish(chunk)
-        } else {
-            0
-        }
+        let src = src.slice(from, from + CHECKSUM_CHUNK);
+        finish_chunk(&hashers[i], src, dsts[i], fused, hash)
     })
 }
 

@@ -99,8 +99,7 @@ fn prealloc_sizes(bytes: u64) -> Vec<u64> {
     let mut total = 0;
     loop {
         let before = sizes.len();
-        for k in 0..=PREALLOC_LARGEST {
-            let len = (1u64 << (20 + k)) + PREALLOC_SLACK;
+        for len in slot_sizes() {
             if total + accounted(len) <= bytes {
                 sizes.push(len);
                 total += accounted(len);
@@ -113,12 +112,16 @@ fn prealloc_sizes(bytes: u64) -> Vec<u64> {
     }
 }
 
+/// The sizes a preallocated file may have, smallest first: each power of
+/// two from 1 MiB to 2 GiB, with room for a header.
+fn slot_sizes() -> impl Iterator<Item = u64> {
+    (0..=PREALLOC_LARGEST).map(|k| (1u64 << (20 + k)) + PREALLOC_SLACK)
+}
+
 /// The preallocated size a pooled file of `len` bytes stands in for: the
-/// smallest of [`prealloc_sizes`]' sizes that holds it (`None` past 2 GiB).
+/// smallest of [`slot_sizes`] that holds it (`None` past 2 GiB).
 fn slot_of(len: u64) -> Option<u64> {
-    (0..=PREALLOC_LARGEST)
-        .map(|k| (1u64 << (20 + k)) + PREALLOC_SLACK)
-        .find(|&slot| slot >= len)
+    slot_sizes().find(|&slot| slot >= len)
 }
 
 /// What happened to the object whose file a writer or a delete hands to

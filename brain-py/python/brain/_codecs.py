@@ -213,10 +213,10 @@ def _read_known_schema(pa: Any, buffer: Any, stripped: bool = False) -> Any:
     """The record batches of an Arrow IPC file, decoded against a schema
     parsed on an earlier read (without brain's metadata when ``stripped``),
     and that schema (``(schema, schema without brain's metadata, brain's
-    kind)``); None when this file's schema is new
-    to this process (it is kept for the next read), or the file is not laid
-    out as brain writes it (its schema message first, then only record
-    batches: dictionaries need the whole reader)."""
+    kind)``); None when this file's schema is new to this process (it is
+    kept for the next read), or the file is not laid out as brain writes it
+    (its schema message first, then only record batches: dictionaries need
+    the whole reader)."""
     view = memoryview(buffer)
     size = len(view)
     if size < 16:
@@ -241,9 +241,9 @@ def _read_known_schema(pa: Any, buffer: Any, stripped: bool = False) -> Any:
         # An extension type reads as its storage type until it is
         # registered, which may happen later: such files are read whole.
         if not any(_has_dictionary(pa, field.type) or _has_extension(field) for field in read):
-            metadata = {k: v for k, v in (read.metadata or {}).items() if not k.startswith(b"brain.")}
-            stripped = read.with_metadata(metadata) if metadata else read.remove_metadata()
-            plan = (read, stripped, (read.metadata or {}).get(KIND_KEY))
+            metadata = _without_brain_keys(read.metadata)
+            as_users_see_it = read.with_metadata(metadata) if metadata else read.remove_metadata()
+            plan = (read, as_users_see_it, (read.metadata or {}).get(KIND_KEY))
         if len(_SCHEMAS) >= _SCHEMAS_KEPT:
             _drop_oldest(_SCHEMAS)
         _SCHEMAS[key] = plan
@@ -296,9 +296,7 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     are not decoded, so the cost follows the columns asked for, not the
     table's width.
     """
-    import pyarrow as pa
-    import pyarrow.ipc
-
+    pa = _pyarrow_ipc()
     if columns is None:
         buffer = pa.py_buffer(obj)
         known = _read_known_schema(pa, buffer)
@@ -346,9 +344,13 @@ def _column_not_exist(obj: Any, missing: list[Any], existing: list[Any]) -> Brai
     return err
 
 
+def _without_brain_keys(metadata: dict[bytes, bytes] | None) -> dict[bytes, bytes]:
+    """A schema's metadata without brain's own keys, as users see it."""
+    return {k: v for k, v in (metadata or {}).items() if not k.startswith(b"brain.")}
+
+
 def _strip_brain_metadata(table: Any) -> Any:
-    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if not k.startswith(b"brain.")}
-    return _with_metadata(table, metadata or None)
+    return _with_metadata(table, _without_brain_keys(table.schema.metadata) or None)
 
 
 def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, Any]:
