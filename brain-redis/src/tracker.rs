@@ -3,6 +3,12 @@
 //! process. It invalidates the process's bindings (name → version and view)
 //! and feeds watch streams.
 //!
+//! Every store handle of a process on the same servers and key prefix
+//! shares one set of tracking connections and one thread (a [`Hub`]): in
+//! broadcast mode the servers send each change to every tracking
+//! connection, so a connection per handle would multiply, for every write,
+//! the messages the servers send and the threads woken in each process.
+//!
 //! The tracking connections are proven alive every second: the thread
 //! publishes a heartbeat on a channel each of them is subscribed to, and a
 //! connection whose heartbeat has not come back within 3 s counts as lost.
@@ -21,8 +27,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use brain_core::{ObjectKey, ObjectView, Result, WatchEvent, WatchEvents, Watcher};
-use redis::{PushInfo, PushKind, Value};
+use redis::{PushKind, Value};
 
+use crate::config::RedisConfig;
 use crate::conn::{bytes_of, lock, Connector};
 use crate::keys::new_version;
 use crate::store::{Inner, RedisStore};
@@ -65,6 +72,113 @@ struct State {
 pub(crate) struct Tracker {
     state: Mutex<State>,
     changed: Condvar,
+    /// The shared tracking this handle is a member of (once used).
+    hub: Mutex<Option<Arc<Hub>>>,
+}
+
+/// The tracking connections and thread of one process on one set of
+/// servers and key prefix, shared by the store handles on them.
+///
+/// A hub belongs to the process that made it: a forked child makes its own
+/// rather than touch the parent's, whose locks a parent thread may have
+/// held at the fork and whose threads did not survive it.
+struct Hub {
+    /// The servers and prefix (a [`tracking_identity`]).
+    identity: RedisConfig,
+    pid: u32,
+    /// Lock order: `members`, then a member tracker's `state`.
+    members: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    /// Whether the hub's thread runs.
+    running: bool,
+    healthy: bool,
+    handles: Vec<Weak<Inner>>,
+}
+
+/// The hubs of this process.
+static HUBS: Mutex<Vec<Weak<Hub>>> = Mutex::new(Vec::new());
+
+/// What makes two handles' tracking the same: the servers, the credentials
+/// and the key prefix, not the settings of reads and writes.
+fn tracking_identity(config: &RedisConfig) -> RedisConfig {
+    let mut identity = config.clone();
+    identity.chunk_size = 0;
+    identity.consistency = crate::config::Consistency::Strict;
+    identity.lock_ttl = Duration::ZERO;
+    identity
+}
+
+impl Hub {
+    /// The hub of these servers in this process, made if there is none.
+    fn of(config: &RedisConfig) -> Arc<Hub> {
+        let identity = tracking_identity(config);
+        let pid = std::process::id();
+        let mut hubs = lock(&HUBS);
+        hubs.retain(|h| h.strong_count() > 0);
+        if let Some(hub) = hubs
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|h| h.pid == pid && h.identity == identity)
+        {
+            return hub;
+        }
+        let hub = Arc::new(Hub {
+            identity,
+            pid,
+            members: Mutex::new(Members::default()),
+        });
+        hubs.push(Arc::downgrade(&hub));
+        hub
+    }
+
+    /// Adds a handle, starting the hub's thread if it has none, and gives
+    /// the handle the hub's health (under the hub's lock, so a fault the
+    /// thread reports meanwhile is not overwritten). Returns whether the
+    /// thread runs; a handle of a hub without one is left out, to join
+    /// again on its next use.
+    fn join(self: &Arc<Hub>, inner: &Arc<Inner>) -> bool {
+        let mut members = lock(&self.members);
+        if !members.running {
+            members.healthy = false;
+            let weak = Arc::downgrade(self);
+            let pid = self.pid;
+            let spawned = thread::Builder::new()
+                .name("brain-redis-tracker".into())
+                .spawn(move || run(weak, pid));
+            if spawned.is_err() {
+                return false;
+            }
+            members.running = true;
+        }
+        members.handles.retain(|h| h.strong_count() > 0);
+        members.handles.push(Arc::downgrade(inner));
+        if members.healthy {
+            inner.tracker.set_health(true);
+        }
+        true
+    }
+
+    /// The live member handles.
+    fn handles(&self) -> Vec<Arc<Inner>> {
+        lock(&self.members)
+            .handles
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// Records the connections' health and tells every member, under the
+    /// hub's lock so that a handle joining meanwhile gets the same word.
+    fn set_health(&self, healthy: bool) {
+        let mut members = lock(&self.members);
+        members.healthy = healthy;
+        for inner in members.handles.iter().filter_map(Weak::upgrade) {
+            inner.tracker.set_health(healthy);
+        }
+    }
 }
 
 impl fmt::Debug for Tracker {
@@ -89,25 +203,27 @@ pub(crate) struct WatchQueue {
 }
 
 impl Tracker {
-    /// Starts the tracking thread of this process if it has none.
+    /// Joins the tracking of this process if this handle has not yet.
     fn ensure(&self, inner: &Arc<Inner>) {
         let pid = std::process::id();
-        let mut state = lock(&self.state);
-        if state.pid == pid {
-            return;
+        {
+            let mut state = lock(&self.state);
+            if state.pid == pid {
+                return;
+            }
+            // First use, or a forked child: nothing known is trusted.
+            state.pid = pid;
+            state.healthy = false;
+            state.bindings.clear();
+            state.epoch += 1;
         }
-        // First use, or a forked child: nothing known is trusted.
-        state.pid = pid;
-        state.healthy = false;
-        state.bindings.clear();
-        state.epoch += 1;
-        let weak = Arc::downgrade(inner);
-        let spawned = thread::Builder::new()
-            .name("brain-redis-tracker".into())
-            .spawn(move || run(weak, pid));
-        if spawned.is_err() {
-            // Without a thread nothing is trusted: every read validates.
-            state.pid = 0;
+        let hub = Hub::of(&inner.config);
+        if hub.join(inner) {
+            *lock(&self.hub) = Some(hub);
+        } else {
+            // No thread could start: every read validates, and the next
+            // one tries again.
+            lock(&self.state).pid = 0;
         }
     }
 
@@ -319,6 +435,8 @@ struct Readers {
     stop: Arc<AtomicBool>,
     channels: Vec<String>,
     nodes: Vec<String>,
+    /// When each connection's heartbeat last came back.
+    seen: Arc<Vec<Mutex<Instant>>>,
 }
 
 impl Drop for Readers {
@@ -327,7 +445,11 @@ impl Drop for Readers {
     }
 }
 
-fn connect(inner: &Inner, tx: &mpsc::Sender<PushInfo>) -> redis::RedisResult<Readers> {
+/// Opens a tracking connection to each primary, each read by a thread of
+/// its own that applies invalidations to the hub's members as they come
+/// (one thread woken per change, not two), records heartbeats in `seen`,
+/// and sends on `lost` when its connection fails.
+fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::RedisResult<Readers> {
     let nodes = primaries(inner)?;
     let id = new_version();
     let prefix = inner.keys.pointer_prefix();
@@ -336,7 +458,6 @@ fn connect(inner: &Inner, tx: &mpsc::Sender<PushInfo>) -> redis::RedisResult<Rea
     let mut conns = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let mut conn = Connector::node(&inner.config, node)?;
-        conn.set_push_sender(tx.clone());
         redis::cmd("CLIENT")
             .arg("TRACKING")
             .arg("ON")
@@ -350,50 +471,95 @@ fn connect(inner: &Inner, tx: &mpsc::Sender<PushInfo>) -> redis::RedisResult<Rea
         channels.push(channel);
         conns.push(conn);
     }
-    for mut conn in conns {
-        let stop = stop.clone();
-        let tx = tx.clone();
+    let seen = Arc::new(
+        (0..conns.len())
+            .map(|_| Mutex::new(Instant::now()))
+            .collect::<Vec<_>>(),
+    );
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let stopped = stop.clone();
+        let lost = lost.clone();
+        let hub = hub.clone();
+        let keys = inner.keys.clone();
+        let seen = seen.clone();
         thread::Builder::new()
             .name("brain-redis-tracking".into())
-            .spawn(move || {
-                let mut pubsub = conn.as_pubsub();
-                loop {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    match pubsub.get_message() {
-                        Ok(_) => {}
-                        Err(err) if err.is_timeout() => {}
-                        Err(_) => {
-                            let _ = tx.send(PushInfo {
-                                kind: PushKind::Disconnection,
-                                data: Vec::new(),
-                            });
-                            return;
+            .spawn(move || loop {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                match conn.recv_response() {
+                    Ok(Value::Push {
+                        kind: PushKind::Invalidate,
+                        data,
+                    }) => {
+                        let changed = match data.into_iter().next() {
+                            Some(Value::Array(keys_changed)) => Some(
+                                keys_changed
+                                    .into_iter()
+                                    .filter_map(bytes_of)
+                                    .filter_map(|k| keys.key_of_pointer(&k))
+                                    .collect::<Vec<_>>(),
+                            ),
+                            // A flush of the server: everything changed.
+                            _ => None,
+                        };
+                        let Some(hub) = hub.upgrade() else { return };
+                        for member in hub.handles() {
+                            member.tracker.invalidate(changed.clone());
                         }
+                    }
+                    Ok(Value::Push {
+                        kind: PushKind::Message,
+                        ..
+                    }) => *lock(&seen[i]) = Instant::now(),
+                    Ok(_) => {}
+                    Err(err) if err.is_timeout() => {}
+                    Err(_) => {
+                        let _ = lost.send(());
+                        return;
                     }
                 }
             })
-            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| {
+                // The readers already started end with this generation.
+                stop.store(true, Ordering::SeqCst);
+                redis::RedisError::from(std::io::Error::other(e.to_string()))
+            })?;
     }
     Ok(Readers {
         stop,
         channels,
         nodes,
+        seen,
     })
 }
 
-/// The tracking thread: connects, reads invalidations, proves the
-/// connections alive, and starts over after any fault.
-fn run(weak: Weak<Inner>, pid: u32) {
+/// Any live member of the hub, to connect and publish through (they all
+/// speak to the same servers with the same prefix); `None` when the hub or
+/// all its members are gone, which ends the thread.
+fn member(hub: &Weak<Hub>) -> Option<Arc<Inner>> {
+    let hub = hub.upgrade()?;
+    let mut members = lock(&hub.members);
+    let found = members.handles.iter().find_map(Weak::upgrade);
+    if found.is_none() {
+        // Decided under the lock, so a handle joining now starts a thread.
+        members.running = false;
+    }
+    found
+}
+
+/// The thread of a hub: connects, proves the connections alive, watches a
+/// cluster's primaries, and starts over after any fault.
+fn run(hub: Weak<Hub>, pid: u32) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let Some(inner) = weak.upgrade() else { return };
+        let Some(inner) = member(&hub) else { return };
         if std::process::id() != pid {
             return;
         }
-        let (tx, rx) = mpsc::channel();
-        let readers = match connect(&inner, &tx) {
+        let (lost, lost_rx) = mpsc::channel();
+        let readers = match connect(&inner, &hub, &lost) {
             Ok(readers) => readers,
             Err(_) => {
                 drop(inner);
@@ -402,70 +568,49 @@ fn run(weak: Weak<Inner>, pid: u32) {
                 continue;
             }
         };
-        drop(tx);
+        drop(lost);
         backoff = Duration::from_millis(50);
-        inner.tracker.set_health(true);
-        let mut seen = vec![Instant::now(); readers.channels.len()];
-        let mut last_beat = Instant::now() - HEARTBEAT;
+        let Some(shared) = hub.upgrade() else { return };
+        shared.set_health(true);
+        drop(shared);
         let mut last_topology = Instant::now();
+        let mut last_beat = Instant::now() - HEARTBEAT;
         drop(inner);
         let fault = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(push) => {
-                    let Some(inner) = weak.upgrade() else { return };
-                    match push.kind {
-                        PushKind::Invalidate => {
-                            let keys = match push.data.into_iter().next() {
-                                Some(Value::Array(keys)) => Some(
-                                    keys.into_iter()
-                                        .filter_map(bytes_of)
-                                        .filter_map(|k| inner.keys.key_of_pointer(&k))
-                                        .collect(),
-                                ),
-                                _ => None,
-                            };
-                            inner.tracker.invalidate(keys);
-                        }
-                        PushKind::Message => {
-                            let channel = push.data.into_iter().next().and_then(bytes_of);
-                            if let Some(i) = channel.and_then(|c| {
-                                readers.channels.iter().position(|ch| ch.as_bytes() == c)
-                            }) {
-                                seen[i] = Instant::now();
-                            }
-                        }
-                        PushKind::Disconnection => break "a tracking connection closed",
-                        _ => {}
-                    }
-                }
+            // A short wait, so the thread ends soon after its last handle.
+            match lost_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(()) => break "a tracking connection closed",
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break "the tracking connections closed",
             }
-            if last_beat.elapsed() >= HEARTBEAT {
-                let Some(inner) = weak.upgrade() else { return };
-                last_beat = Instant::now();
-                let _ = inner.pool.run(|c| {
-                    for channel in &readers.channels {
-                        redis::cmd("PUBLISH").arg(channel).arg("").exec(c.like())?;
-                    }
-                    Ok(())
-                });
-                if seen.iter().any(|t| t.elapsed() > SILENCE) {
-                    break "a tracking connection went silent";
+            let Some(inner) = member(&hub) else { return };
+            if last_beat.elapsed() < HEARTBEAT {
+                continue;
+            }
+            last_beat = Instant::now();
+            let _ = inner.pool.run(|c| {
+                for channel in &readers.channels {
+                    redis::cmd("PUBLISH").arg(channel).arg("").exec(c.like())?;
                 }
-                if inner.config.cluster && last_topology.elapsed() >= TOPOLOGY_CHECK {
-                    last_topology = Instant::now();
-                    if primaries(&inner).is_ok_and(|now| now != readers.nodes) {
-                        break "the cluster's primaries changed";
-                    }
+                Ok(())
+            });
+            if readers.seen.iter().any(|t| lock(t).elapsed() > SILENCE) {
+                break "a tracking connection went silent";
+            }
+            if inner.config.cluster && last_topology.elapsed() >= TOPOLOGY_CHECK {
+                last_topology = Instant::now();
+                if primaries(&inner).is_ok_and(|now| now != readers.nodes) {
+                    break "the cluster's primaries changed";
                 }
             }
         };
         let _ = fault;
         drop(readers);
-        let Some(inner) = weak.upgrade() else { return };
-        inner.tracker.set_health(false);
-        inner.pool.clear();
+        let Some(shared) = hub.upgrade() else { return };
+        shared.set_health(false);
+        for member in shared.handles() {
+            member.pool.clear();
+        }
     }
 }
 

@@ -376,6 +376,75 @@ fn the_server_killed_and_restarted_during_gets_and_sets() -> Result<()> {
 }
 
 #[test]
+fn handles_of_one_process_share_one_tracking_connection() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let (a, b, c) = (HostDir::new()?, HostDir::new()?, HostDir::new()?);
+    let writer = open(&url, &a)?;
+    let options = |host: &HostDir| brain::RedisOptions {
+        cache: CacheSetting::Path(host.cache()),
+        ..Default::default()
+    };
+    let first = RedisStore::open(&url, &options(&b))?;
+    let second = RedisStore::open(&url, &options(&c))?;
+    writer.put("ns", "x", &Payload::bytes(&make_value(1, 2 << 20)))?;
+    for reader in [&first, &second] {
+        ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+        wait_tracking(reader)?;
+        reader.get("ns", "x")?;
+    }
+    let ids = tracking_clients(&server)?;
+    ensure!(
+        ids.len() == 1,
+        "two handles in one process opened {} tracking connections",
+        ids.len()
+    );
+    // Both are told of a change through the one connection: their next
+    // warm reads see it (a missed invalidation would serve the old value).
+    writer.put("ns", "x", &Payload::bytes(&make_value(2, 2 << 20)))?;
+    for reader in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) != Ok(2) {
+            ensure!(Instant::now() < deadline, "a handle kept the old value");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The connection outlives the handle that opened it.
+    drop(first);
+    thread::sleep(Duration::from_millis(300));
+    ensure!(
+        tracking_clients(&server)? == ids,
+        "the tracking connection changed when a handle went"
+    );
+    writer.put("ns", "x", &Payload::bytes(&make_value(3, 2 << 20)))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while check_value(&second.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) != Ok(3) {
+        ensure!(Instant::now() < deadline, "the handle left was not told");
+        thread::sleep(Duration::from_millis(10));
+    }
+    ensure!(second.tracking(), "tracking stopped with the first handle");
+    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+    for _ in 0..10 {
+        ensure!(check_value(&second.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(3));
+    }
+    ensure!(
+        calls(&server, "hgetall")? == 0,
+        "warm reads asked the server"
+    );
+    // ...and ends, with its threads, soon after the last one.
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tracking_clients(&server)?.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "tracking outlived its handles by 5 s"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[test]
 fn a_killed_tracking_connection_makes_the_next_read_revalidate() -> Result<()> {
     let server = RedisServer::start()?;
     let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
@@ -390,11 +459,7 @@ fn a_killed_tracking_connection_makes_the_next_read_revalidate() -> Result<()> {
     )?;
     writer.put("ns", "x", &Payload::bytes(&make_value(1, 2 << 20)))?;
     ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !reader.tracking() {
-        ensure!(Instant::now() < deadline, "tracking never came up");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_tracking(&reader)?;
     // Read once with tracking up; then warm reads cost no round trip.
     reader.get("ns", "x")?;
     let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
@@ -409,20 +474,7 @@ fn a_killed_tracking_connection_makes_the_next_read_revalidate() -> Result<()> {
     // transaction, delete the object behind brain's back: its invalidation
     // goes to a dead connection, so only the revalidation after the fault
     // can tell the reader.
-    let list: String = server.cmd(&["CLIENT", "LIST"])?;
-    let ids: Vec<String> = list
-        .lines()
-        .filter(|line| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix("flags="))
-                .is_some_and(|flags| flags.contains('t'))
-        })
-        .filter_map(|line| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix("id="))
-                .map(str::to_owned)
-        })
-        .collect();
+    let ids = tracking_clients(&server)?;
     ensure!(ids.len() == 1, "tracking connections: {ids:?}");
     let mut conn = server.connect()?;
     let _: () = redis::pipe()
@@ -600,6 +652,34 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
         }
     }
     bail!("the server never evicted part of the victim")
+}
+
+/// The ids of the server's tracking connections (flag `t` in `CLIENT LIST`).
+fn tracking_clients(server: &RedisServer) -> Result<Vec<String>> {
+    let list: String = server.cmd(&["CLIENT", "LIST"])?;
+    Ok(list
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("flags="))
+                .is_some_and(|flags| flags.contains('t'))
+        })
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+/// Waits until a store's tracking connections are up.
+fn wait_tracking(store: &RedisStore) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.tracking() {
+        ensure!(Instant::now() < deadline, "tracking never came up");
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 fn pointer_key(url: &str, namespace: &str, name: &str) -> String {
