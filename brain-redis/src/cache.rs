@@ -31,6 +31,11 @@ const FETCH_WAIT: Duration = Duration::from_secs(600);
 /// Where fetched bytes go.
 pub(crate) trait Sink {
     fn write(&mut self, bytes: &[u8]) -> Result<()>;
+
+    /// Appends `len` bytes that `fill` writes in place (in one or more
+    /// consecutive slices, each filled whole).
+    fn write_with(&mut self, len: u64, fill: &mut dyn FnMut(&mut [u8]) -> Result<()>)
+        -> Result<()>;
 }
 
 /// A private, 64-byte aligned buffer.
@@ -57,11 +62,30 @@ impl Sink for MemorySink {
         self.bytes.extend_from_slice(bytes);
         Ok(())
     }
+
+    fn write_with(
+        &mut self,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let at = self.bytes.len();
+        let len = usize::try_from(len).expect("a chunk's length fits in memory");
+        self.bytes.extend_zeros(len);
+        fill(&mut self.bytes.as_slice_mut()[at..])
+    }
 }
 
 impl Sink for ObjectWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_payload(bytes)
+    }
+
+    fn write_with(
+        &mut self,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        ObjectWriter::write_with(self, len, fill)
     }
 }
 

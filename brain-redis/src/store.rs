@@ -20,6 +20,7 @@ use brain_core::{
 use redis::Value;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::bulk::{BulkConn, BulkPool};
 use crate::cache::{HostCache, Sink};
 use crate::config::{Consistency, RedisConfig};
 use crate::conn::{bytes_of, lock, redis_error, Conn, Connector, Pool};
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) url: String,
     pub(crate) keys: Keys,
     pub(crate) pool: Pool,
+    /// Connections that read chunks straight into their destination.
+    pub(crate) bulk: BulkPool,
     pub(crate) cache: Option<HostCache>,
     pub(crate) consistency: Consistency,
     pub(crate) tracker: Tracker,
@@ -230,6 +233,7 @@ impl RedisStore {
         let connector =
             Connector::new(&config).map_err(|e| redis_error("connect to", &location, &e))?;
         let pool = Pool::new(connector);
+        let bulk = BulkPool::new(&config);
         let cache = match &options.cache {
             CacheSetting::Off => None,
             setting => Some(HostCache::open(setting, &shown)?),
@@ -242,6 +246,7 @@ impl RedisStore {
                 },
                 url: shown,
                 pool,
+                bulk,
                 cache,
                 consistency,
                 tracker: Tracker::default(),
@@ -648,6 +653,10 @@ impl RedisStore {
         pointer: &Pointer,
         sink: &mut dyn Sink,
     ) -> std::result::Result<(), FetchError> {
+        if let Some(taken) = self.inner.bulk.take() {
+            let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
+            return self.fetch_bulk(conn, idle, key, pointer, sink);
+        }
         let keys = &self.inner.keys;
         let mut hasher = Xxh3::new();
         let mut done = 0u64;
@@ -689,6 +698,83 @@ impl RedisStore {
             index = end;
         }
         self.inner.pool.give(conn);
+        if done != pointer.len {
+            return Err(FetchError::Mismatch(format!(
+                "its chunks hold {done} bytes, but its pointer says {}",
+                pointer.len
+            )));
+        }
+        if hasher.digest() != pointer.checksum {
+            return Err(FetchError::Mismatch(
+                "its chunks do not match the checksum in its pointer".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`RedisStore::fetch_into`] on a bulk connection: each chunk's bytes
+    /// are read from the socket straight into `sink`, and hashed there.
+    /// `idle`: `conn` waited in the pool, and may have been closed by the
+    /// server meanwhile (a restart, its `timeout`): then a closed connection
+    /// found before the first reply is replaced once (not a timeout: a
+    /// server that stalls is not asked twice).
+    fn fetch_bulk(
+        &self,
+        mut conn: BulkConn,
+        idle: bool,
+        key: ObjectKey,
+        pointer: &Pointer,
+        sink: &mut dyn Sink,
+    ) -> std::result::Result<(), FetchError> {
+        let other = |e: redis::RedisError| FetchError::Other(self.err("read", &e));
+        let mut hasher = Xxh3::new();
+        let mut done = 0u64;
+        let mut index = 0u64;
+        while index < pointer.chunks {
+            let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
+            let end = (index + batch).min(pointer.chunks);
+            let keys: Vec<String> = (index..end)
+                .map(|i| self.inner.keys.chunk(key, &pointer.version, i))
+                .collect();
+            let mut first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
+            let closed = |e: &redis::RedisError| e.is_io_error() && !e.is_timeout();
+            if index == 0 && idle && first.as_ref().is_err_and(closed) {
+                conn = self.inner.bulk.connect().map_err(other)?;
+                first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
+            }
+            let mut first = Some(first);
+            // On any early return the connection, with replies unread, is dropped.
+            for i in index..end {
+                let reply = match first.take() {
+                    Some(reply) => reply,
+                    None => conn.next_reply(),
+                };
+                let Some(len) = reply.map_err(other)? else {
+                    return Err(FetchError::Missing(i));
+                };
+                if len > pointer.len - done {
+                    return Err(FetchError::Mismatch(format!(
+                        "its chunks hold more than the {} bytes its pointer says",
+                        pointer.len
+                    )));
+                }
+                if len == 0 {
+                    conn.read_bulk(&mut [], true).map_err(other)?;
+                    continue;
+                }
+                let mut left = len;
+                sink.write_with(len, &mut |dst: &mut [u8]| {
+                    left -= dst.len() as u64;
+                    conn.read_bulk(dst, left == 0)
+                        .map_err(|e| self.err("read", &e))?;
+                    hasher.update(dst);
+                    Ok(())
+                })?;
+                done += len;
+            }
+            index = end;
+        }
+        self.inner.bulk.give(conn);
         if done != pointer.len {
             return Err(FetchError::Mismatch(format!(
                 "its chunks hold {done} bytes, but its pointer says {}",

@@ -610,6 +610,7 @@ fn run(hub: Weak<Hub>, pid: u32) {
         shared.set_health(false);
         for member in shared.handles() {
             member.pool.clear();
+            member.bulk.clear();
         }
     }
 }

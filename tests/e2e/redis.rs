@@ -270,3 +270,107 @@ fn tls_and_an_acl_user_through_the_url() -> Result<()> {
     drop(server);
     Ok(())
 }
+
+/// Chunks are read on connections of their own, straight into the host
+/// cache or a private buffer: they log in as the URL's user, use its
+/// database, and outlive the server closing them while idle.
+#[test]
+fn chunk_reads_use_the_urls_user_and_database_and_reconnect() -> Result<()> {
+    use brain::{RedisOptions, RedisStore};
+    let server =
+        RedisServer::start_with(&["--user", "alice", "on", ">p@ss word", "~*", "&*", "+@all"])?;
+    let url = format!(
+        "redis://alice:p%40ss%20word@127.0.0.1:{}/3?prefix=bulk{}&chunk_size=1048576",
+        server.port(),
+        std::process::id()
+    );
+    let host = HostDir::new()?;
+    for cache in [CacheSetting::Off, CacheSetting::Path(host.cache())] {
+        let store = RedisStore::open(
+            &url,
+            &RedisOptions {
+                cache,
+                consistency: Some(brain::Consistency::Strict),
+            },
+        )?;
+        let big = brain_tests::make_value(7, (5 << 20) + 3);
+        store.put("ns", "big", &brain::Payload::bytes(&big))?;
+        anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+        // Nothing of it in database 0: the chunks were found in database 3.
+        let in_db0: i64 = server.cmd(&["DBSIZE"])?;
+        anyhow::ensure!(in_db0 == 0, "{in_db0} keys in database 0");
+        // The server closes the idle chunk connections (the last command
+        // of each was a GET); the next read still works.
+        let big = brain_tests::make_value(8, (3 << 20) + 5);
+        store.put("ns", "big", &brain::Payload::bytes(&big))?;
+        let list: String = server.cmd(&["CLIENT", "LIST"])?;
+        // Chunk connections speak RESP2; redis-rs's speak RESP3.
+        let lines: Vec<&str> = list
+            .lines()
+            .filter(|line| line.split(' ').any(|f| f == "resp=2"))
+            .collect();
+        anyhow::ensure!(!lines.is_empty(), "no chunk connection in {list}");
+        anyhow::ensure!(
+            lines.iter().all(|l| l.split(' ').any(|f| f == "cmd=get")),
+            "a chunk connection ran something else than GET: {lines:?}"
+        );
+        anyhow::ensure!(
+            lines
+                .iter()
+                .all(|l| l.split(' ').any(|f| f == "user=alice")),
+            "a chunk connection did not log in as alice: {lines:?}"
+        );
+        let readers: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .collect();
+        for id in readers {
+            let _: i64 = server.cmd(&["CLIENT", "KILL", "ID", id])?;
+        }
+        anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    }
+    Ok(())
+}
+
+/// A URL with a password and no user logs chunk connections in as the
+/// default user, as redis-rs does: with a server that checks the password,
+/// and with one that has none (where the one-argument `AUTH` is refused).
+#[test]
+fn chunk_reads_with_a_password_and_no_user() -> Result<()> {
+    use brain::{Error, RedisOptions, RedisStore};
+    let server = RedisServer::start()?;
+    let url = |password: &str| {
+        format!(
+            "redis://:{password}@127.0.0.1:{}/?prefix=pw{}&chunk_size=1048576",
+            server.port(),
+            std::process::id()
+        )
+    };
+    let open = |url: &str| {
+        RedisStore::open(
+            url,
+            &RedisOptions {
+                cache: CacheSetting::Off,
+                ..Default::default()
+            },
+        )
+    };
+    let big = brain_tests::make_value(9, (2 << 20) + 11);
+    let store = open(&url("not-needed"))?;
+    store.put("ns", "big", &brain::Payload::bytes(&big))?;
+    anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    let _: () = server.cmd(&["CONFIG", "SET", "requirepass", "s3cret"])?;
+    let store = open(&url("s3cret"))?;
+    anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    match open(&url("wrong")) {
+        Err(err @ Error::PermissionDenied { .. }) => {
+            let text = err.to_string();
+            anyhow::ensure!(
+                text.contains("user and password in the URL") && !text.contains("wrong"),
+                "{text}"
+            );
+        }
+        other => anyhow::bail!("a wrong password: {other:?}"),
+    }
+    Ok(())
+}

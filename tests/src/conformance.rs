@@ -578,6 +578,77 @@ pub fn writers(store: &dyn ObjectStore) -> Result<()> {
     );
     ensure!(&*held == &expected[..]);
 
+    // Bytes filled in place, between appended ones, in pieces that start
+    // and end inside the checksum's 1 MiB chunks: the same object, and a
+    // checksum that verifies.
+    let mixed: Vec<u8> = (0..(6u32 << 20) + 777).map(|i| (i % 251) as u8).collect();
+    let cuts = [
+        100,
+        (1 << 20) + 17,
+        (1 << 20) + 81,
+        (4 << 20) - 100,
+        (4 << 20) - 95,
+    ];
+    let mut writer = store.writer("w", "filled", Codec::Raw, "", Some(mixed.len() as u64))?;
+    let mut from = 0;
+    for (i, &to) in cuts.iter().chain([mixed.len()].iter()).enumerate() {
+        let piece = &mixed[from..to];
+        // The pieces filled in place hold whole chunks and the end.
+        if i % 2 == 1 {
+            let mut at = 0;
+            writer.write_with(piece.len() as u64, |dst| {
+                dst.copy_from_slice(&piece[at..at + dst.len()]);
+                at += dst.len();
+                Ok(())
+            })?;
+        } else {
+            writer.write_payload(piece)?;
+        }
+        from = to;
+    }
+    writer.commit()?;
+    let filled = store
+        .get("w", "filled")?
+        .ok_or_else(|| anyhow!("committed"))?;
+    ensure!(*filled == mixed[..], "bytes filled in place differ");
+    filled.verify(store.location())?;
+    // With no length given: pieces filled while the object is small
+    // (gathered in memory), then one that makes it large and grows it.
+    let mut writer = store.writer("w", "grown", Codec::Raw, "", None)?;
+    let pieces = [100, 60_000, (3 << 20) + 5, 1];
+    let mut from = 0;
+    for n in pieces {
+        let piece = &mixed[from..from + n];
+        let mut at = 0;
+        writer.write_with(n as u64, |dst| {
+            dst.copy_from_slice(&piece[at..at + dst.len()]);
+            at += dst.len();
+            Ok(())
+        })?;
+        from += n;
+    }
+    writer.commit()?;
+    let grown = store
+        .get("w", "grown")?
+        .ok_or_else(|| anyhow!("committed"))?;
+    ensure!(
+        *grown == mixed[..from],
+        "bytes filled as the object grew differ"
+    );
+    grown.verify(store.location())?;
+    // A fill that fails leaves nothing behind.
+    let mut failing = store.writer("w", "unfilled", Codec::Raw, "", Some(2 << 20))?;
+    let failed = failing.write_with(2 << 20, &mut |_: &mut [u8]| {
+        Err(brain_core::Error::Unsupported {
+            location: store.location(),
+            operation: "fill",
+            reason: "a test of a failing fill",
+        })
+    });
+    ensure!(failed.is_err(), "a failing fill was not reported");
+    drop(failing);
+    ensure!(!store.contains("w", "unfilled")?);
+
     // A writer dropped uncommitted leaves nothing, and gives its bytes back.
     let used = store.usage()?.used;
     let mut abandoned = store.writer("w", "abandoned", Codec::Raw, "", Some(1 << 20))?;

@@ -325,7 +325,10 @@ pub enum Error {
     },
 
     /// The operating system (or a server) denied access.
-    #[error("permission denied: cannot {op} {location}; check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH")]
+    #[error(
+        "permission denied: cannot {op} {location}; {}",
+        permission_hint(location)
+    )]
     PermissionDenied {
         /// What brain was doing.
         op: &'static str,
@@ -405,6 +408,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// What to do about a denied access: to a directory, its owner and mode;
+/// to a server, the credentials in the URL.
+fn permission_hint(location: &Location) -> &'static str {
+    match location {
+        Location::Path(_) => "check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH",
+        Location::Url(url) if url.starts_with("redis") => "check the user and password in the URL (redis://USER:PASSWORD@HOST) and that user's rights on the server (its ACL)",
+        Location::Url(_) => "this store has no permissions of its own: the error was injected (brain-mock's faults)",
+    }
 }
 
 impl Error {

@@ -207,6 +207,33 @@ pub trait WriteObject: Send + fmt::Debug {
         Ok(())
     }
 
+    /// Appends `len` bytes that `fill` writes in place: it is called with
+    /// consecutive slices, `len` bytes in all, and must fill each whole (a
+    /// read from a socket or a file straight into the object's memory).
+    /// The default passes it a private buffer a piece at a time and appends
+    /// each piece; a store that can hand out the object's own memory
+    /// overrides it.
+    ///
+    /// # Errors
+    /// As [`WriteObject::write_payload`], or the first error of `fill`;
+    /// what the writer holds after an error is unspecified: drop it.
+    fn write_with(
+        &mut self,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        const PIECE: u64 = 1 << 20;
+        let mut buffer = vec![0u8; len.min(PIECE) as usize];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(PIECE) as usize;
+            fill(&mut buffer[..n])?;
+            self.write_payload(&buffer[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
     /// Bytes of payload written so far.
     fn payload_len(&self) -> u64;
 
@@ -247,6 +274,23 @@ impl ObjectWriter {
     /// As [`ObjectWriter::write_payload`].
     pub fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
         self.inner.write_shared(bytes)
+    }
+
+    /// Appends `len` bytes that `fill` writes in place, with no copy where
+    /// the store allows it (shared memory): `fill` is called with
+    /// consecutive slices, `len` bytes in all, and must fill each whole,
+    /// for example with [`io::Read::read_exact`] from a socket.
+    ///
+    /// # Errors
+    /// As [`ObjectWriter::write_payload`], or the first error of `fill`;
+    /// what the writer holds after an error is unspecified: drop it
+    /// (nothing is published).
+    pub fn write_with(
+        &mut self,
+        len: u64,
+        mut fill: impl FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.write_with(len, &mut fill)
     }
 
     /// Bytes of payload written so far.

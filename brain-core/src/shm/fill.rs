@@ -79,7 +79,29 @@ impl Fill {
         }
     }
 
-    /// The checksum of `payload`, all of which was copied in by `copy`.
+    /// Hashes `n` bytes that were written straight into `payload` at `at`
+    /// (the bytes written so far), as `copy` would have while copying them.
+    pub(crate) fn absorb(&mut self, payload: &[u8], mut at: usize, n: usize) {
+        let end = at + n;
+        while at < end {
+            let chunk_start = at - at % CHECKSUM_CHUNK;
+            let chunk_end = (chunk_start + CHECKSUM_CHUNK).min(end);
+            let chunk = &payload[chunk_start..chunk_end];
+            catch_up(
+                &mut self.hasher,
+                chunk,
+                ChunkHasher::stripes_before_last(chunk.len()),
+            );
+            if chunk.len() == CHECKSUM_CHUNK {
+                self.digests.push(self.hasher.finish(chunk));
+                self.hasher = ChunkHasher::default();
+            }
+            at = chunk_end;
+        }
+    }
+
+    /// The checksum of `payload`, all of which was copied in by `copy` or
+    /// hashed by `absorb`.
     pub(crate) fn finish(&mut self, payload: &[u8]) -> u64 {
         let tail = payload.len() % CHECKSUM_CHUNK;
         if tail > 0 {
@@ -347,6 +369,43 @@ mod tests {
                 copy_with_checksum(SharedBytes::from(&src[..]), dst),
                 payload_checksum(&src)
             );
+        }
+    }
+
+    /// Pieces written in place and hashed by `absorb`, between copied
+    /// ones, give the checksum of the whole: across stripes, into and
+    /// across 1 MiB chunks, and as the last piece.
+    #[test]
+    #[cfg_attr(miri, ignore = "MiBs hashed: minutes under miri; safe code only")]
+    fn pieces_filled_in_place_give_the_payload_checksum() {
+        let len = 2 * CHECKSUM_CHUNK + 300;
+        let src = bytes(len);
+        let cuts: [&[usize]; 3] = [
+            &[len],
+            &[1, 64, 63, CHECKSUM_CHUNK, 70, 2],
+            &[CHECKSUM_CHUNK - 10, 20, CHECKSUM_CHUNK + 100, 5],
+        ];
+        for (first_in_place, cut) in [
+            (true, cuts[0]),
+            (true, cuts[1]),
+            (false, cuts[1]),
+            (false, cuts[2]),
+        ] {
+            let mut dst = vec![0u8; len];
+            let mut fill = Fill::default();
+            let mut at = 0;
+            for (i, &n) in cut.iter().chain(std::iter::once(&usize::MAX)).enumerate() {
+                let n = n.min(len - at);
+                if (i % 2 == 0) == first_in_place {
+                    dst[at..at + n].copy_from_slice(&src[at..at + n]);
+                    fill.absorb(&dst, at, n);
+                } else {
+                    fill.copy(SharedBytes::from(&src[at..at + n]), &mut dst, at, false);
+                }
+                at += n;
+            }
+            assert_eq!(at, len);
+            assert_eq!(fill.finish(&dst), payload_checksum(&src), "cut {cut:?}");
         }
     }
 

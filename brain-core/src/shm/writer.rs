@@ -27,7 +27,7 @@ use crate::format::checksum::payload_checksum;
 use crate::format::{accounted, Codec, Header, ObjectKey, FLAG_CHUNKED_CHECKSUM};
 use crate::sys::io::{is_enospc, os, write_all_at};
 use crate::sys::names::unique_tmp_name;
-use crate::sys::{SharedBytes, WritableFile, WritableMapping};
+use crate::sys::{populate_for_write, SharedBytes, WritableFile, WritableMapping};
 
 /// Objects up to this size (header included) are gathered in memory and
 /// written with one system call at commit. Larger files get their space
@@ -395,6 +395,54 @@ impl ShmWriter {
         Ok(())
     }
 
+    /// Appends `len` bytes that `fill` writes straight into the mapped
+    /// file (or, for a small object, into the bytes gathered in memory).
+    pub(crate) fn write_with(
+        &mut self,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let end = (self.header_len + self.written)
+            .checked_add(len)
+            .ok_or_else(|| self.fs_full(u64::MAX))?;
+        self.reserve(end)?;
+        let n = usize::try_from(len).expect("a length that was reserved fits in memory");
+        if self.dest.is_none() && end <= SMALL_OBJECT {
+            let at = self.pending.len();
+            self.pending.resize(at + n, 0);
+            if let Err(err) = fill(&mut self.pending[at..]) {
+                self.pending.truncate(at);
+                return Err(err);
+            }
+            self.written += len;
+            return Ok(());
+        }
+        if self.dest.is_none() {
+            self.open_large(grown_len(end))?;
+            let gathered = std::mem::take(&mut self.pending);
+            self.copy_in(SharedBytes::from(&gathered[..]), 0)?;
+        }
+        let dest = self.dest.as_ref().expect("a large object has its file");
+        if dest.file.len() < end || (dest.map.len() as u64) < end {
+            self.grow_to(end, grown_len(end))?;
+        }
+        let header_len = self.header_len as usize;
+        let at = usize::try_from(self.written).expect("within the mapping");
+        let dest = self.dest.as_mut().expect("a large object has its file");
+        let whole = dest
+            .map
+            .bytes_mut(&dest.file)
+            .map_err(|e| Error::io("write an object in", &self.dir, e))?;
+        let payload = &mut whole[header_len..];
+        if !dest.warm {
+            populate_for_write(&mut payload[at..at + n]);
+        }
+        fill(&mut payload[at..at + n])?;
+        self.fill.absorb(payload, at, n);
+        self.written += len;
+        Ok(())
+    }
+
     /// Copies `bytes` into the mapped file at payload offset `at`.
     fn copy_in(&mut self, bytes: SharedBytes<'_>, at: u64) -> Result<()> {
         let header_len = self.header_len as usize;
@@ -554,6 +602,14 @@ impl WriteObject for ShmWriter {
 
     fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
         ShmWriter::write_shared(self, bytes)
+    }
+
+    fn write_with(
+        &mut self,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        ShmWriter::write_with(self, len, fill)
     }
 
     fn payload_len(&self) -> u64 {
