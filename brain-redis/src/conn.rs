@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brain_core::{Error, Location};
 use redis::cluster::{ClusterClient, ClusterConnection};
@@ -199,7 +199,8 @@ impl Connector {
 /// shared with the parent, and a reply read by one would be lost to the other).
 pub(crate) struct Pool {
     connector: Connector,
-    idle: Mutex<(u32, Vec<Conn>)>,
+    /// The pid they belong to, and each connection with when it went idle.
+    idle: Mutex<(u32, Vec<(Conn, Instant)>)>,
 }
 
 impl fmt::Debug for Pool {
@@ -212,6 +213,11 @@ impl fmt::Debug for Pool {
 
 /// Idle connections kept at most; more are closed when given back.
 const MAX_IDLE: usize = 16;
+/// A connection idle this long is asked for a `PING` before it is used:
+/// the server may have closed it meanwhile (its `timeout` setting, a
+/// restart), and a command sent on it would fail where a new connection
+/// would not. Shorter idleness costs nothing.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 impl Pool {
     pub(crate) fn new(connector: Connector) -> Pool {
@@ -234,10 +240,19 @@ impl Pool {
                 }
                 idle.0 = pid;
             }
-            while let Some(conn) = idle.1.pop() {
-                if conn.is_open() {
+            while let Some((mut conn, since)) = idle.1.pop() {
+                if !conn.is_open() {
+                    continue;
+                }
+                if since.elapsed() < IDLE_CHECK {
                     return Ok(conn);
                 }
+                // Asked without holding the pool: a round trip.
+                drop(idle);
+                if redis::cmd("PING").query::<()>(conn.like()).is_ok() {
+                    return Ok(conn);
+                }
+                idle = lock(&self.idle);
             }
         }
         self.connector.connect()
@@ -247,7 +262,7 @@ impl Pool {
     pub(crate) fn give(&self, conn: Conn) {
         let mut idle = lock(&self.idle);
         if idle.0 == std::process::id() && conn.is_open() && idle.1.len() < MAX_IDLE {
-            idle.1.push(conn);
+            idle.1.push((conn, Instant::now()));
         }
     }
 

@@ -374,3 +374,36 @@ fn chunk_reads_with_a_password_and_no_user() -> Result<()> {
     }
     Ok(())
 }
+
+/// A server that closes idle connections (its `timeout` setting) costs a
+/// store nothing: a connection idle for a while is checked before use and
+/// replaced if the server closed it.
+#[test]
+fn connections_the_server_closed_while_idle_are_replaced() -> Result<()> {
+    use brain::{ObjectStoreExt, RedisOptions, RedisStore};
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
+    // No host cache, so no tracking: its heartbeats would keep a pooled
+    // connection busy.
+    let store = RedisStore::open(
+        &url,
+        &RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    let big = brain_tests::make_value(4, (2 << 20) + 1);
+    store.put("ns", "big", &brain::Payload::bytes(&big))?;
+    store.put_text("ns", "small", "before")?;
+    anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    let _: () = server.cmd(&["CONFIG", "SET", "timeout", "1"])?;
+    // Past the server's timeout and the store's idle check.
+    std::thread::sleep(std::time::Duration::from_millis(6500));
+    store.put_text("ns", "small", "after")?;
+    anyhow::ensure!(store.get_text("ns", "small")?.as_deref() == Some("after"));
+    let big = brain_tests::make_value(5, (2 << 20) + 3);
+    store.put("ns", "big", &brain::Payload::bytes(&big))?;
+    std::thread::sleep(std::time::Duration::from_millis(6500));
+    anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    Ok(())
+}
