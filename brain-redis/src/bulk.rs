@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::config::RedisConfig;
-use crate::conn::{lock, CONNECT_TIMEOUT, IO_TIMEOUT};
+use crate::conn::{forget_if_forked, lock, CONNECT_TIMEOUT, IO_TIMEOUT};
 
 /// Bytes read ahead for reply headers (a chunk's bytes bypass it).
 const HEADER_BUFFER: usize = 16 << 10;
@@ -65,15 +65,7 @@ impl BulkPool {
         let target = self.target.as_ref()?;
         {
             let mut idle = lock(&self.idle);
-            let pid = std::process::id();
-            if idle.0 != pid {
-                // Forked: the sockets are the parent's too. Forget them
-                // without a word to the server.
-                for conn in std::mem::take(&mut idle.1) {
-                    std::mem::forget(conn);
-                }
-                idle.0 = pid;
-            }
+            forget_if_forked(&mut idle);
             if let Some(conn) = idle.1.pop() {
                 return Some(Ok((conn, true)));
             }

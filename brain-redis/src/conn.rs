@@ -231,15 +231,7 @@ impl Pool {
     pub(crate) fn take(&self) -> std::result::Result<Conn, RedisError> {
         {
             let mut idle = lock(&self.idle);
-            let pid = std::process::id();
-            if idle.0 != pid {
-                // Forked: the sockets belong to the parent. Forget them
-                // without closing (closing a TLS session would write to them).
-                for conn in std::mem::take(&mut idle.1) {
-                    std::mem::forget(conn);
-                }
-                idle.0 = pid;
-            }
+            forget_if_forked(&mut idle);
             while let Some((mut conn, since)) = idle.1.pop() {
                 if !conn.is_open() {
                     continue;
@@ -290,6 +282,19 @@ impl Pool {
     /// Forgets every idle connection (after a topology change or a fault).
     pub(crate) fn clear(&self) {
         lock(&self.idle).1.clear();
+    }
+}
+
+/// Empties a pool's idle connections made by another process (this is a
+/// forked child: the sockets are the parent's too). They are forgotten,
+/// not closed: closing a TLS session would write to the parent's socket.
+pub(crate) fn forget_if_forked<T>(idle: &mut (u32, Vec<T>)) {
+    let pid = std::process::id();
+    if idle.0 != pid {
+        for conn in std::mem::take(&mut idle.1) {
+            std::mem::forget(conn);
+        }
+        idle.0 = pid;
     }
 }
 

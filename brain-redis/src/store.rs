@@ -185,6 +185,22 @@ enum Published {
     Described(String),
 }
 
+/// Whether a fetch got the whole object: `done` bytes hashing to `digest`.
+fn fetched(done: u64, digest: u64, pointer: &Pointer) -> std::result::Result<(), FetchError> {
+    if done != pointer.len {
+        return Err(FetchError::Mismatch(format!(
+            "its chunks hold {done} bytes, but its pointer says {}",
+            pointer.len
+        )));
+    }
+    if digest != pointer.checksum {
+        return Err(FetchError::Mismatch(
+            "its chunks do not match the checksum in its pointer".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn int(value: &Value) -> u64 {
     match value {
         Value::Int(i) => (*i).max(0) as u64,
@@ -698,18 +714,7 @@ impl RedisStore {
             index = end;
         }
         self.inner.pool.give(conn);
-        if done != pointer.len {
-            return Err(FetchError::Mismatch(format!(
-                "its chunks hold {done} bytes, but its pointer says {}",
-                pointer.len
-            )));
-        }
-        if hasher.digest() != pointer.checksum {
-            return Err(FetchError::Mismatch(
-                "its chunks do not match the checksum in its pointer".into(),
-            ));
-        }
-        Ok(())
+        fetched(done, hasher.digest(), pointer)
     }
 
     /// [`RedisStore::fetch_into`] on a bulk connection: each chunk's bytes
@@ -775,18 +780,7 @@ impl RedisStore {
             index = end;
         }
         self.inner.bulk.give(conn);
-        if done != pointer.len {
-            return Err(FetchError::Mismatch(format!(
-                "its chunks hold {done} bytes, but its pointer says {}",
-                pointer.len
-            )));
-        }
-        if hasher.digest() != pointer.checksum {
-            return Err(FetchError::Mismatch(
-                "its chunks do not match the checksum in its pointer".into(),
-            ));
-        }
-        Ok(())
+        fetched(done, hasher.digest(), pointer)
     }
 
     /// The payload of a version read from the server (inline, or fetched

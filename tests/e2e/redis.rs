@@ -18,6 +18,17 @@ pub fn fresh(url: &str) -> String {
     format!("{url}/?prefix=t{}-{n}", std::process::id())
 }
 
+/// A store on `url` with no host cache (and so no tracking).
+fn uncached(url: &str) -> brain::Result<brain::RedisStore> {
+    brain::RedisStore::open(
+        url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )
+}
+
 fn run_on(url: &str, host: &HostDir) -> Result<()> {
     let open = |capacity: Option<u64>| -> Result<Arc<dyn ObjectStore>> {
         let url = fresh(url);
@@ -66,16 +77,10 @@ fn redis_cluster_conforms() -> Result<()> {
 
 #[test]
 fn optimistic_updates_lose_nothing() -> Result<()> {
-    use brain::{Payload, RedisOptions, RedisStore};
+    use brain::Payload;
     let server = RedisServer::start()?;
     let url = fresh(&server.url());
-    let store = RedisStore::open(
-        &url,
-        &RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(&url)?;
     // Created only if absent; replaced only if still the version read.
     let created = store.put_if_version("ns", "n", &Payload::bytes(b"0"), None)?;
     anyhow::ensure!(created.is_some());
@@ -337,7 +342,7 @@ fn chunk_reads_use_the_urls_user_and_database_and_reconnect() -> Result<()> {
 /// and with one that has none (where the one-argument `AUTH` is refused).
 #[test]
 fn chunk_reads_with_a_password_and_no_user() -> Result<()> {
-    use brain::{Error, RedisOptions, RedisStore};
+    use brain::Error;
     let server = RedisServer::start()?;
     let url = |password: &str| {
         format!(
@@ -346,23 +351,14 @@ fn chunk_reads_with_a_password_and_no_user() -> Result<()> {
             std::process::id()
         )
     };
-    let open = |url: &str| {
-        RedisStore::open(
-            url,
-            &RedisOptions {
-                cache: CacheSetting::Off,
-                ..Default::default()
-            },
-        )
-    };
     let big = brain_tests::make_value(9, (2 << 20) + 11);
-    let store = open(&url("not-needed"))?;
+    let store = uncached(&url("not-needed"))?;
     store.put("ns", "big", &brain::Payload::bytes(&big))?;
     anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
     let _: () = server.cmd(&["CONFIG", "SET", "requirepass", "s3cret"])?;
-    let store = open(&url("s3cret"))?;
+    let store = uncached(&url("s3cret"))?;
     anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
-    match open(&url("wrong")) {
+    match uncached(&url("wrong")) {
         Err(err @ Error::PermissionDenied { .. }) => {
             let text = err.to_string();
             anyhow::ensure!(
@@ -380,18 +376,12 @@ fn chunk_reads_with_a_password_and_no_user() -> Result<()> {
 /// replaced if the server closed it.
 #[test]
 fn connections_the_server_closed_while_idle_are_replaced() -> Result<()> {
-    use brain::{ObjectStoreExt, RedisOptions, RedisStore};
+    use brain::ObjectStoreExt;
     let server = RedisServer::start()?;
     let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
     // No host cache, so no tracking: its heartbeats would keep a pooled
     // connection busy.
-    let store = RedisStore::open(
-        &url,
-        &RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(&url)?;
     let big = brain_tests::make_value(4, (2 << 20) + 1);
     store.put("ns", "big", &brain::Payload::bytes(&big))?;
     store.put_text("ns", "small", "before")?;

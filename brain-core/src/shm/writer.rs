@@ -380,8 +380,17 @@ impl ShmWriter {
             self.written += bytes.len() as u64;
             return Ok(());
         }
+        self.file_room(end)?;
+        self.copy_in(bytes, self.written)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the object's file and mapping reach byte `end` (of the file):
+    /// a small object that outgrew memory moves into a file, grown as the
+    /// bytes come.
+    fn file_room(&mut self, end: u64) -> Result<()> {
         if self.dest.is_none() {
-            // Outgrew memory: the rest goes into a file, grown as it comes.
             self.open_large(grown_len(end))?;
             let gathered = std::mem::take(&mut self.pending);
             self.copy_in(SharedBytes::from(&gathered[..]), 0)?;
@@ -390,8 +399,6 @@ impl ShmWriter {
         if dest.file.len() < end || (dest.map.len() as u64) < end {
             self.grow_to(end, grown_len(end))?;
         }
-        self.copy_in(bytes, self.written)?;
-        self.written += bytes.len() as u64;
         Ok(())
     }
 
@@ -417,15 +424,7 @@ impl ShmWriter {
             self.written += len;
             return Ok(());
         }
-        if self.dest.is_none() {
-            self.open_large(grown_len(end))?;
-            let gathered = std::mem::take(&mut self.pending);
-            self.copy_in(SharedBytes::from(&gathered[..]), 0)?;
-        }
-        let dest = self.dest.as_ref().expect("a large object has its file");
-        if dest.file.len() < end || (dest.map.len() as u64) < end {
-            self.grow_to(end, grown_len(end))?;
-        }
+        self.file_room(end)?;
         let header_len = self.header_len as usize;
         let at = usize::try_from(self.written).expect("within the mapping");
         let dest = self.dest.as_mut().expect("a large object has its file");
