@@ -185,6 +185,14 @@ enum Published {
     Described(String),
 }
 
+/// A fetch whose chunks hold more bytes than the version's pointer says.
+fn too_long(pointer: &Pointer) -> FetchError {
+    FetchError::Mismatch(format!(
+        "its chunks hold more than the {} bytes its pointer says",
+        pointer.len
+    ))
+}
+
 /// Whether a fetch got the whole object: `done` bytes hashing to `digest`.
 fn fetched(done: u64, digest: u64, pointer: &Pointer) -> std::result::Result<(), FetchError> {
     if done != pointer.len {
@@ -661,6 +669,26 @@ impl RedisStore {
         Ok(pointer)
     }
 
+    /// A version's chunks in the batches a fetch pipelines (about
+    /// `BATCH_BYTES` each): each batch's indices and keys.
+    fn chunk_batches<'a>(
+        &'a self,
+        key: ObjectKey,
+        pointer: &'a Pointer,
+    ) -> impl Iterator<Item = (std::ops::Range<u64>, Vec<String>)> + 'a {
+        let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
+        (0..pointer.chunks)
+            .step_by(batch as usize)
+            .map(move |start| {
+                let indices = start..(start + batch).min(pointer.chunks);
+                let keys = indices
+                    .clone()
+                    .map(|i| self.inner.keys.chunk(key, &pointer.version, i))
+                    .collect();
+                (indices, keys)
+            })
+    }
+
     /// Fetches a chunked version's payload into `sink`, checking its
     /// length and checksum.
     pub(crate) fn fetch_into(
@@ -673,7 +701,6 @@ impl RedisStore {
             let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
             return self.fetch_bulk(conn, idle, key, pointer, sink);
         }
-        let keys = &self.inner.keys;
         let mut hasher = Xxh3::new();
         let mut done = 0u64;
         let mut conn = self
@@ -681,14 +708,12 @@ impl RedisStore {
             .pool
             .take()
             .map_err(|e| FetchError::Other(self.err("read", &e)))?;
-        let mut index = 0u64;
-        while index < pointer.chunks {
-            let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
-            let end = (index + batch).min(pointer.chunks);
-            let commands = (index..end)
-                .map(|i| {
+        for (batch, keys) in self.chunk_batches(key, pointer) {
+            let commands = keys
+                .into_iter()
+                .map(|chunk| {
                     let mut cmd = redis::cmd("GET");
-                    cmd.arg(keys.chunk(key, &pointer.version, i));
+                    cmd.arg(chunk);
                     cmd
                 })
                 .collect();
@@ -696,7 +721,7 @@ impl RedisStore {
                 Ok(values) => values,
                 Err(e) => return Err(FetchError::Other(self.err("read", &e))),
             };
-            for (i, value) in (index..end).zip(values) {
+            for (i, value) in batch.zip(values) {
                 let Some(bytes) = bytes_of(value) else {
                     self.inner.pool.give(conn);
                     return Err(FetchError::Missing(i));
@@ -704,14 +729,10 @@ impl RedisStore {
                 hasher.update(&bytes);
                 done += bytes.len() as u64;
                 if done > pointer.len {
-                    return Err(FetchError::Mismatch(format!(
-                        "its chunks hold more than the {} bytes its pointer says",
-                        pointer.len
-                    )));
+                    return Err(too_long(pointer));
                 }
                 sink.write(&bytes)?;
             }
-            index = end;
         }
         self.inner.pool.give(conn);
         fetched(done, hasher.digest(), pointer)
@@ -734,22 +755,16 @@ impl RedisStore {
         let other = |e: redis::RedisError| FetchError::Other(self.err("read", &e));
         let mut hasher = Xxh3::new();
         let mut done = 0u64;
-        let mut index = 0u64;
-        while index < pointer.chunks {
-            let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
-            let end = (index + batch).min(pointer.chunks);
-            let keys: Vec<String> = (index..end)
-                .map(|i| self.inner.keys.chunk(key, &pointer.version, i))
-                .collect();
+        for (batch, keys) in self.chunk_batches(key, pointer) {
             let mut first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
             let closed = |e: &redis::RedisError| e.is_io_error() && !e.is_timeout();
-            if index == 0 && idle && first.as_ref().is_err_and(closed) {
+            if batch.start == 0 && idle && first.as_ref().is_err_and(closed) {
                 conn = self.inner.bulk.connect().map_err(other)?;
                 first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
             }
             let mut first = Some(first);
             // On any early return the connection, with replies unread, is dropped.
-            for i in index..end {
+            for i in batch {
                 let reply = match first.take() {
                     Some(reply) => reply,
                     None => conn.next_reply(),
@@ -758,10 +773,7 @@ impl RedisStore {
                     return Err(FetchError::Missing(i));
                 };
                 if len > pointer.len - done {
-                    return Err(FetchError::Mismatch(format!(
-                        "its chunks hold more than the {} bytes its pointer says",
-                        pointer.len
-                    )));
+                    return Err(too_long(pointer));
                 }
                 if len == 0 {
                     conn.read_bulk(&mut [], true).map_err(other)?;
@@ -777,7 +789,6 @@ impl RedisStore {
                 })?;
                 done += len;
             }
-            index = end;
         }
         self.inner.bulk.give(conn);
         fetched(done, hasher.digest(), pointer)
