@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use crate::format::checksum::{ChunkDigests, ChunkHasher, CHECKSUM_CHUNK, STRIPE};
-use crate::sys::copy::{copy_and_hash, copy_bytes, copy_four, copy_stripes, STREAMS};
+use crate::sys::copy::{copy_and_hash, copy_bytes, copy_four, copy_stripes, hash_stripes, STREAMS};
 use crate::sys::{populate_for_write, SharedBytes};
 
 /// Pieces at least this long are split across cores.
@@ -146,9 +146,8 @@ pub fn copy_without_checksum(src: SharedBytes<'_>, dst: &mut [u8]) {
 
 /// Feeds the stripes of `chunk` (already in place) up to `target`.
 fn catch_up(hasher: &mut ChunkHasher, chunk: &[u8], target: usize) {
-    while hasher.stripes < target {
-        let at = hasher.stripes * STRIPE;
-        hasher.stripe(&chunk[at..at + STRIPE]);
+    if hasher.stripes < target {
+        hash_stripes(&chunk[hasher.stripes * STRIPE..target * STRIPE], hasher);
     }
 }
 

@@ -193,6 +193,23 @@ pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool
     copy_stripes_with::<false>(src, dst, &mut ChunkHasher::default(), streaming);
 }
 
+/// Feeds `data`, whole stripes already in place (written straight into a
+/// mapping, not copied by brain), to `hasher` as the next stripes of its
+/// chunk: what [`copy_and_hash`] does without the copy.
+pub(crate) fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
+    assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); the kernel reads
+        // only `data`.
+        unsafe { avx2::hash_stripes(data, hasher) };
+        return;
+    }
+    for stripe in data.chunks_exact(STRIPE) {
+        hasher.stripe(stripe);
+    }
+}
+
 /// How many equally long runs [`copy_four`] copies side by side.
 pub(crate) const STREAMS: usize = 4;
 
@@ -439,6 +456,38 @@ mod avx2 {
         hasher.stripes = n;
     }
 
+    /// [`super::hash_stripes`]: each 64-byte stripe of `data` (a multiple
+    /// of 64 bytes long) loaded into two registers and fed to `hasher`.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
+        let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
+        let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
+        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
+        for (i, key) in keys.iter_mut().enumerate() {
+            *key = secret((i / 2) * 8 + (i % 2) * 32);
+        }
+        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
+        let mut n = hasher.stripes;
+        for stripe in data.chunks_exact(STRIPE) {
+            let k = 2 * (n % STRIPES_PER_BLOCK);
+            a0 = accumulate(a0, load32(&stripe[..32]), keys[k]);
+            a1 = accumulate(a1, load32(&stripe[32..]), keys[k + 1]);
+            n += 1;
+            if n % STRIPES_PER_BLOCK == 0 {
+                a0 = scramble(a0, scramble0);
+                a1 = scramble(a1, scramble1);
+            }
+        }
+        let mut out = [0u64; 8];
+        store32(&mut out[..4], a0);
+        store32(&mut out[4..], a1);
+        hasher.acc = out;
+        hasher.stripes = n;
+    }
+
     /// [`super::copy_four`]: four runs of `len` bytes copied side by side,
     /// stripe `i` of each in turn, each fed with `HASH` to its hasher from
     /// the registers it was stored from.
@@ -644,6 +693,26 @@ mod tests {
                     assert_eq!(hasher.stripes, alone.stripes, "run {i}, hash {hash}");
                 }
             }
+        }
+    }
+
+    /// Stripes hashed where they lie (from any stripe of a block) feed the
+    /// hasher as stripes fed one by one do.
+    #[test]
+    fn stripes_in_place_hash_as_one_by_one() {
+        let data = bytes(64 * 100);
+        for (start, end) in [(0, 100), (3, 40), (16, 17), (5, 5), (15, 99)] {
+            let mut vector = ChunkHasher::default();
+            let mut scalar = ChunkHasher::default();
+            for stripe in data[..start * STRIPE].chunks_exact(STRIPE) {
+                vector.stripe(stripe);
+                scalar.stripe(stripe);
+            }
+            hash_stripes(&data[start * STRIPE..end * STRIPE], &mut vector);
+            for stripe in data[start * STRIPE..end * STRIPE].chunks_exact(STRIPE) {
+                scalar.stripe(stripe);
+            }
+            assert_eq!(vector, scalar, "stripes {start} to {end}");
         }
     }
 
