@@ -14,8 +14,9 @@
 //! [`ChunkHasher`] is xxh3's long-input loop (inputs of more than 240
 //! bytes) as a state machine over 64-byte stripes, so the writer can feed
 //! it stripes as they are copied (`sys/copy.rs` has the vector version
-//! fused with the copy, which keeps exactly this state); it is checked
-//! against the xxhash-rust crate by the tests below.
+//! fused with the copy, and one for bytes already in place, which keep
+//! exactly this state); it is checked against the xxhash-rust crate by the
+//! tests below.
 
 use xxhash_rust::xxh3::xxh3_64;
 

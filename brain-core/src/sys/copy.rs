@@ -193,15 +193,20 @@ pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool
     copy_stripes_with::<false>(src, dst, &mut ChunkHasher::default(), streaming);
 }
 
+/// The shortest run [`hash_stripes`] gives to the vector kernel: 8 stripes.
+const VECTOR_HASH_MIN: usize = 8 * STRIPE;
+
 /// Feeds `data`, whole stripes already in place (written straight into a
 /// mapping, not copied by brain), to `hasher` as the next stripes of its
 /// chunk: what [`copy_and_hash`] does without the copy.
 pub(crate) fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
     assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
+    // A stripe or two (a piece's first, which waited for a byte after it)
+    // costs less one by one than the kernel's loading of its keys.
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above); the kernel reads
-        // only `data`.
+    if data.len() >= VECTOR_HASH_MIN && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above), the kernel's only
+        // requirement.
         unsafe { avx2::hash_stripes(data, hasher) };
         return;
     }
@@ -463,6 +468,7 @@ mod avx2 {
     /// AVX2 must be available.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
+        debug_assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
         let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
         let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
         let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
@@ -701,7 +707,15 @@ mod tests {
     #[test]
     fn stripes_in_place_hash_as_one_by_one() {
         let data = bytes(64 * 100);
-        for (start, end) in [(0, 100), (3, 40), (16, 17), (5, 5), (15, 99)] {
+        for (start, end) in [
+            (0, 100),
+            (3, 40),
+            (16, 17),
+            (5, 5),
+            (15, 99),
+            (9, 17),
+            (10, 17),
+        ] {
             let mut vector = ChunkHasher::default();
             let mut scalar = ChunkHasher::default();
             for stripe in data[..start * STRIPE].chunks_exact(STRIPE) {
