@@ -7,9 +7,11 @@
 //! a checksum not fused with the copy would cost).
 //!
 //! Run: `cargo bench -p brain-bench --bench checksum` (about a minute; it
-//! holds 192 MiB of memory); `CHECKSUM_BENCH_MIB=1024` copies 1 GiB instead
-//! (more than this machine's caches). At the end it prints the medians and the
-//! ratios that docs/BENCHMARKS.md and docs/RELIABILITY.md record.
+//! holds 192 MiB of memory, and 128 MiB more in a temporary store in
+//! /dev/shm for the last part); `CHECKSUM_BENCH_MIB=1024` copies 1 GiB
+//! instead (more than this machine's caches; about 5 GiB in all). At the
+//! end it prints the medians and the ratios that docs/BENCHMARKS.md and
+//! docs/RELIABILITY.md record.
 //!
 //! Then it measures the same copies again, interleaved: each round times
 //! every copy once, back to back, and the ratios are taken within each
@@ -17,13 +19,18 @@
 //! next, criterion's medians (each copy measured for seconds, one after
 //! the other) compare different moments; a ratio within a round compares
 //! the same one. `CHECKSUM_BENCH_ROUNDS` sets the rounds (default 41).
+//!
+//! Last, what the hashing costs a whole write: a replacing write of the
+//! payload into a store (`Namespace::set`, into a file from its pool),
+//! timed in the same rounds as the writer's copy with and without its
+//! hashing.
 
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use brain_bench::{seeded_bytes, Row, Summary, Target, MIB};
+use brain_bench::{seeded_bytes, BenchStore, Row, Summary, Target, MIB};
 use brain_core::bench::{copy_with_checksum, copy_without_checksum};
 use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, CHECKSUM_CHUNK};
 use brain_core::SharedBytes;
@@ -189,6 +196,7 @@ fn main() {
     print!("{}", summary.table(ROWS));
 
     interleaved(&src, dst);
+    share_of_a_write(&src, dst);
 }
 
 /// Seconds `f` takes, once.
@@ -242,4 +250,60 @@ fn interleaved(src: &[u8], dst: &mut [u8]) {
             ms(times)
         );
     }
+}
+
+/// What the checksum costs a whole write, not just its copy: a replacing
+/// write of the payload into a store (the way a large object is refreshed:
+/// each write takes the file the one before it gave back to the pool, its
+/// pages in place; the copy is the writer's, the checksum computed by it),
+/// timed in the same rounds as the writer's copy with and without its
+/// hashing into the bench's own warm buffer. The hashing's share of the
+/// write is estimated as `(with - without) / write`, round by round.
+fn share_of_a_write(src: &[u8], dst: &mut [u8]) {
+    let rounds: usize = std::env::var("CHECKSUM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(41)
+        .max(1);
+    let bench = BenchStore::new();
+    let namespace = bench.namespace("bench");
+    // Twice before the rounds: the second write replaces the first, which
+    // goes to the pool for the next one.
+    for _ in 0..2 {
+        namespace.set("big", src).expect("write the payload");
+    }
+    let mut write = Vec::with_capacity(rounds);
+    let mut shares = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut times = [0.0f64; 3];
+        for step in 0..3 {
+            let which = (round + step) % 3;
+            times[which] = match which {
+                0 => time(|| {
+                    namespace.set("big", src).expect("replace the payload");
+                }),
+                1 => time(|| {
+                    black_box(copy_with_checksum(SharedBytes::from(src), &mut *dst));
+                }),
+                _ => time(|| copy_without_checksum(SharedBytes::from(src), &mut *dst)),
+            };
+        }
+        write.push(times[0]);
+        shares.push((times[1] - times[2]) / times[0]);
+    }
+    let (low, high) = (
+        shares.iter().copied().fold(f64::INFINITY, f64::min),
+        shares.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    println!("\n## The checksum's share of a replacing write ({rounds} rounds)\n");
+    println!("| write | median | hashing's share of the write, median of rounds (range) |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| `Namespace::set`, replacing, {} MiB | {:.2} ms | {:.1}% ({:.1}% to {:.1}%) |",
+        src.len() / MIB,
+        median(write) * 1e3,
+        median(shares) * 100.0,
+        low * 100.0,
+        high * 100.0
+    );
 }
