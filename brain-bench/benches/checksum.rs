@@ -206,6 +206,15 @@ fn time(f: impl FnOnce()) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// Rounds of the interleaved measures: `CHECKSUM_BENCH_ROUNDS`, or 41.
+fn rounds() -> usize {
+    std::env::var("CHECKSUM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(41)
+        .max(1)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -214,11 +223,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// The copies timed in turn, round after round, and each round's ratio of
 /// the writer's copy (the first) to the others: the median ratio and its range.
 fn interleaved(src: &[u8], dst: &mut [u8]) {
-    let rounds: usize = std::env::var("CHECKSUM_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(41)
-        .max(1);
+    let rounds = rounds();
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); COPIES.len()];
     for round in 0..rounds {
         // The order turns each round, so no copy always follows the same one.
@@ -260,11 +265,7 @@ fn interleaved(src: &[u8], dst: &mut [u8]) {
 /// hashing into the bench's own warm buffer. The hashing's share of the
 /// write is estimated as `(with - without) / write`, round by round.
 fn share_of_a_write(src: &[u8], dst: &mut [u8]) {
-    let rounds: usize = std::env::var("CHECKSUM_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(41)
-        .max(1);
+    let rounds = rounds();
     let bench = BenchStore::new();
     let namespace = bench.namespace("bench");
     // Twice before the rounds: the second write replaces the first, which

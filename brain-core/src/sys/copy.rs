@@ -326,6 +326,22 @@ mod avx2 {
         unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
     }
 
+    /// The secret's two 32-byte keys for each stripe of a block, in stripe
+    /// order, and the scramble's two: loaded once per call, as slicing the
+    /// secret in the loop cost more than the hashing itself.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn keys() -> ([__m256i; 2 * STRIPES_PER_BLOCK], [__m256i; 2]) {
+        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
+        for (i, key) in keys.iter_mut().enumerate() {
+            *key = secret((i / 2) * 8 + (i % 2) * 32);
+        }
+        (
+            keys,
+            [secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32)],
+        )
+    }
+
     /// xxh3's AVX2 accumulate: `acc[i ^ 1] += data[i];
     /// acc[i] += lo32(data[i] ^ key[i]) * hi32(data[i] ^ key[i])`.
     #[target_feature(enable = "avx2")]
@@ -417,13 +433,7 @@ mod avx2 {
         let streaming = streaming && (to as usize) % 32 == 0;
         let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
         let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
-        // The secret's 32-byte keys for each stripe of a block, loaded once:
-        // slicing the secret in the loop cost more than the hashing itself.
-        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
-        for (i, key) in keys.iter_mut().enumerate() {
-            *key = secret((i / 2) * 8 + (i % 2) * 32);
-        }
-        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
+        let (keys, [scramble0, scramble1]) = keys();
         let mut n = hasher.stripes;
         for s in 0..stripes {
             let offset = s * STRIPE;
@@ -471,11 +481,7 @@ mod avx2 {
         debug_assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
         let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
         let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
-        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
-        for (i, key) in keys.iter_mut().enumerate() {
-            *key = secret((i / 2) * 8 + (i % 2) * 32);
-        }
-        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
+        let (keys, [scramble0, scramble1]) = keys();
         let mut n = hasher.stripes;
         for stripe in data.chunks_exact(STRIPE) {
             let k = 2 * (n % STRIPES_PER_BLOCK);
@@ -518,11 +524,7 @@ mod avx2 {
             let bytes: &[u8; 64] = bytemuck_acc(&hasher.acc);
             *acc = [load32(&bytes[..32]), load32(&bytes[32..])];
         }
-        let mut keys = [_mm256_setzero_si256(); 2 * STRIPES_PER_BLOCK];
-        for (i, key) in keys.iter_mut().enumerate() {
-            *key = secret((i / 2) * 8 + (i % 2) * 32);
-        }
-        let (scramble0, scramble1) = (secret(SCRAMBLE_SECRET), secret(SCRAMBLE_SECRET + 32));
+        let (keys, [scramble0, scramble1]) = keys();
         let mut n = hashers[0].stripes;
         for s in 0..stripes {
             let offset = s * STRIPE;
