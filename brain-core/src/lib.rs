@@ -85,6 +85,7 @@ pub use format::{
 pub use namespace::Namespace;
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
 pub use sys::copy::SharedBytes;
+pub use sys::names::{owner_tag, owner_tag_gone};
 
 /// Internals that brain-bench measures; not part of the API.
 #[doc(hidden)]

@@ -178,6 +178,36 @@ pub(crate) struct DumpReader {
     pub(crate) entries: Vec<Entry>,
 }
 
+/// The temporary directory a restore copies a dump's index into is named
+/// this, then its process's [`brain_core::owner_tag`].
+const INDEX_COPY_PREFIX: &str = "brain-dump-index-";
+
+/// Removes the index copies that killed processes left in the temporary
+/// directory (a restore killed mid-way cannot remove its own). Best effort:
+/// a copy that cannot be removed stays for the next restore to try.
+fn remove_index_copies_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(INDEX_COPY_PREFIX))
+        else {
+            continue;
+        };
+        // `<pid>~<namespace>-<random>`; copies named before the tag was
+        // added carry none and are left alone.
+        let Some((tag, _)) = rest.split_once('-') else {
+            continue;
+        };
+        if brain_core::owner_tag_gone(tag) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn openat(dir: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
@@ -283,8 +313,9 @@ impl DumpReader {
                 manifest.index.dir
             )));
         }
+        remove_index_copies_of_ended_processes();
         let copy = tempfile::Builder::new()
-            .prefix("brain-dump-index-")
+            .prefix(&format!("{INDEX_COPY_PREFIX}{}-", brain_core::owner_tag()))
             .tempdir()
             .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
         for file in &manifest.index.files {

@@ -295,6 +295,41 @@ fn a_dump_is_readable_by_its_owner_alone() -> TestResult {
     Ok(())
 }
 
+/// A restore killed mid-way cannot remove the private copy of the dump's
+/// index it made in the temporary directory; the next reader of a dump
+/// removes the copies whose process has ended, and only those.
+#[test]
+fn index_copies_of_killed_readers_are_removed_by_the_next() -> TestResult {
+    let env = Env::new();
+    fill_every_codec(&env.store);
+    let path = env.dump_path("dump");
+    dump(&env.store, &path, &DumpOptions::new())?;
+    let mine = brain_core::owner_tag();
+    let namespace = mine.split_once('~').expect("<pid>~<namespace>").1;
+    let mut ended = std::process::Command::new("true").spawn()?;
+    let ended_pid = ended.id();
+    ended.wait()?;
+    let tmp = std::env::temp_dir();
+    let left = tmp.join(format!("brain-dump-index-{ended_pid}~{namespace}-killed"));
+    let live = tmp.join(format!("brain-dump-index-{mine}-in-use"));
+    let untagged = tmp.join("brain-dump-index-untagged");
+    for dir in [&left, &live, &untagged] {
+        std::fs::create_dir_all(dir.join("blobs"))?;
+        std::fs::write(dir.join("conf"), "left")?;
+    }
+    let listed = list_dump(&path);
+    let (left_exists, live_exists, untagged_exists) =
+        (left.exists(), live.exists(), untagged.exists());
+    for dir in [&left, &live, &untagged] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    listed?;
+    assert!(!left_exists, "the copy of an ended process stayed");
+    assert!(live_exists, "the copy of a live process was removed");
+    assert!(untagged_exists, "a copy that names no process was removed");
+    Ok(())
+}
+
 #[test]
 fn a_namespace_dumps_and_restores_alone() -> TestResult {
     let env = Env::new();

@@ -81,6 +81,28 @@ pub(crate) fn tmp_owner(name: &OsStr) -> Option<Owner> {
     })
 }
 
+/// This process as a tag for names of its own scratch files outside a
+/// store: `<pid>~<pid namespace>` (hexadecimal namespace), as every
+/// temporary name brain makes starts. [`owner_tag_gone`] tells whether a
+/// tag's process ended, so whoever comes next can remove what a killed
+/// process left.
+pub fn owner_tag() -> String {
+    format!("{}~{:x}", std::process::id(), pid_namespace())
+}
+
+/// Whether the process an [`owner_tag`] names has ended. A tag that does
+/// not parse, or that names a process of another PID namespace (which
+/// this one cannot see), is never taken for gone.
+pub fn owner_tag_gone(tag: &str) -> bool {
+    let Some((pid, ns)) = tag.split_once('~') else {
+        return false;
+    };
+    match (pid.parse(), u32::from_str_radix(ns, 16)) {
+        (Ok(pid), Ok(pid_ns)) => !Owner { pid, pid_ns }.alive(),
+        _ => false,
+    }
+}
+
 /// The PID namespace this process lives in: the low 32 bits of the inode
 /// of `/proc/self/ns/pid` (0 when it cannot be read). Two containers
 /// sharing a store each see only their own processes; pids are compared
@@ -126,6 +148,27 @@ pub(crate) fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_tags_name_this_process_and_tell_when_theirs_ended() {
+        let mine = owner_tag();
+        assert_eq!(
+            mine,
+            format!("{}~{:x}", std::process::id(), pid_namespace())
+        );
+        assert!(!owner_tag_gone(&mine));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run true");
+        let pid = child.id();
+        child.wait().expect("reap true");
+        assert!(owner_tag_gone(&format!("{pid}~{:x}", pid_namespace())));
+        // Another PID namespace cannot be seen into: never gone.
+        assert!(!owner_tag_gone(&format!("{pid}~{:x}", pid_namespace() ^ 1)));
+        for odd in ["", "12", "x~1", "12~zz"] {
+            assert!(!owner_tag_gone(odd), "{odd:?}");
+        }
+    }
 
     #[test]
     fn a_temporary_name_names_its_writer() {

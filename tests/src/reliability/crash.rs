@@ -7,7 +7,8 @@
 //!   whole old or new value; a dump restores byte for byte; ...
 //! - views that another process holds are intact;
 //! - `gc` leaves no temporary file of the killed process and no namespace
-//!   half removed;
+//!   half removed, and the next reader of a dump removes the killed
+//!   process's copy of its index;
 //! - `fsck` finds no corrupt object, and the usage and pool counts it
 //!   finds equal its recount of the files (exact accounting).
 
@@ -95,10 +96,13 @@ pub fn run(options: &Options) -> Result<bool> {
     Ok(outcomes.iter().all(|o| o.violations.is_empty()))
 }
 
-/// A store set up for a scenario, and the process holding views of it.
+/// A store set up for a scenario, the process holding views of it, and a
+/// dump of an empty store that the checks read after a kill (so that
+/// whatever a killed dump reader left is met by a reader that came next).
 struct Setup {
     lab: Lab,
     holder: Child,
+    probe_dump: std::path::PathBuf,
 }
 
 fn set_up(scenario: &mut dyn Scenario) -> Result<Setup> {
@@ -111,7 +115,17 @@ fn set_up(scenario: &mut dyn Scenario) -> Result<Setup> {
     args.extend(names);
     let mut holder = child::spawn(&args)?;
     holder.expect_line("holding", Duration::from_secs(60))?;
-    Ok(Setup { lab, holder })
+    let probe_dump = lab.scratch("probe-dump");
+    let empty = lab.fresh_store("probe-store")?;
+    brain_persist::dump(&empty, &probe_dump, &brain_persist::DumpOptions::new())
+        .context("cannot dump an empty store")?;
+    drop(empty);
+    std::fs::remove_dir_all(lab.scratch("probe-store"))?;
+    Ok(Setup {
+        lab,
+        holder,
+        probe_dump,
+    })
 }
 
 fn campaign(scenario: &mut dyn Scenario, kills: u64, rng: &mut Rng) -> Result<Outcome> {
@@ -199,6 +213,14 @@ fn check_after_kill(scenario: &mut dyn Scenario, setup: &mut Setup, pid: u32) ->
         left.is_empty(),
         "gc left temporary files of the killed process: {left:?} ({gc:?})"
     );
+    // A dump reader's private copy of the index, left in the temporary
+    // directory by the kill, is removed by the next reader of any dump.
+    brain_persist::list_dump(&setup.probe_dump).context("cannot read the probe dump")?;
+    let copies = index_copies_of(pid)?;
+    ensure!(
+        copies.is_empty(),
+        "the killed process's copies of a dump's index were left: {copies:?}"
+    );
     let trash = lab.store_path.join("trash");
     let half_removed = std::fs::read_dir(&trash).map_or(0, |d| d.count());
     ensure!(
@@ -224,6 +246,16 @@ fn check_after_kill(scenario: &mut dyn Scenario, setup: &mut Setup, pid: u32) ->
         fsck.recycled
     );
     Ok(midway)
+}
+
+/// Copies of a dump's index that process `pid` made in the temporary directory.
+fn index_copies_of(pid: u32) -> Result<Vec<std::path::PathBuf>> {
+    let prefix = format!("brain-dump-index-{pid}~");
+    Ok(std::fs::read_dir(std::env::temp_dir())?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect())
 }
 
 /// Entries under `root` whose name is a temporary name of process `pid`.
