@@ -60,6 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import die_with_parent, remove_scratch, scratch_dir  # noqa: E402
 from workloads import make_array, make_frame  # noqa: E402
 
 from brain import Brain  # noqa: E402
@@ -207,6 +208,7 @@ class RedisSystem(System):
              "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         self.client = redis.Redis(host="127.0.0.1", port=self.port)
         deadline = now() + 10
@@ -264,7 +266,7 @@ class HelperSystem(System):
     def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent
         )
 
     def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +321,7 @@ class PlasmaSystem(HelperSystem):
             [str(store), "-m", str(store_bytes), "-s", str(self.socket)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         deadline = now() + 20
         while not self.socket.exists():
@@ -623,9 +626,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw times here")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="brain-peers-", dir="/dev/shm"))
+    root = scratch_dir("brain-peers-")
     systems: list[System] = []
-    mounted: list[Path] = []
     notes: list[str] = []
     rows: dict[tuple[str, str], Row] = {}
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -648,7 +650,6 @@ def main() -> int:
         if args.huge:
             huge = mount_huge(root)
             if huge is not None:
-                mounted.append(huge)
                 on_huge = BrainSystem(huge)
                 on_huge.name = "brain, huge pages"
                 systems.append(on_huge)
@@ -699,10 +700,7 @@ def main() -> int:
                 print(f"closing {system.name}: {err}", file=sys.stderr)
             del system
         gc.collect()  # the Brains' mappings go, so the tmpfs can be unmounted
-        for path in mounted:
-            if subprocess.run(["umount", str(path)], check=False).returncode != 0:
-                subprocess.run(["umount", "-l", str(path)], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_scratch(root)
 
     import ray
 

@@ -54,6 +54,7 @@ import numpy as np
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import die_with_parent, remove_scratch, scratch_dir  # noqa: E402
 from workloads import make_frame  # noqa: E402
 
 MiB = 1 << 20
@@ -64,14 +65,14 @@ END = "<!-- redis-bench: end -->"
 
 class Server:
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="brain-bench-redis-")
+        self.dir = scratch_dir("brain-bench-redis-server-", tempfile.gettempdir())
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--proto-max-bulk-len", "2gb", "--client-query-buffer-limit", "2gb"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while True:
@@ -86,7 +87,7 @@ class Server:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_scratch(self.dir)
 
 
 def loopback(nbytes: int) -> float:
@@ -244,7 +245,7 @@ def main() -> int:
         return 0
     from brain import Brain
 
-    shm = tempfile.mkdtemp(dir="/dev/shm", prefix="brain-bench-redis-")
+    shm = scratch_dir("brain-bench-redis-")
     rows: list[tuple[str, str, float, str, float]] = []
     try:
         url = f"redis://127.0.0.1:{server.port}"
@@ -317,7 +318,7 @@ def main() -> int:
         rows.append(("100 B: get, tracked", "GET", t["brain"], show(t["peer"]), t["brain"] / t["peer"]))
     finally:
         server.stop()
-        shutil.rmtree(shm, ignore_errors=True)
+        remove_scratch(shm)
 
     extra: list[str] = []
     if args.write_docs:
