@@ -312,10 +312,17 @@ fn index_copies_of_killed_readers_are_removed_by_the_next() -> TestResult {
     let tmp = std::env::temp_dir();
     let left = tmp.join(format!("brain-dump-index-{ended_pid}~{namespace}-killed"));
     let live = tmp.join(format!("brain-dump-index-{mine}-in-use"));
-    let untagged = tmp.join("brain-dump-index-untagged");
+    let untagged = tmp.join(format!("brain-dump-index-untagged{}", std::process::id()));
     for dir in [&left, &live, &untagged] {
-        std::fs::create_dir_all(dir.join("blobs"))?;
-        std::fs::write(dir.join("conf"), "left")?;
+        // Made under another name and moved into place whole: the other
+        // tests' dump readers may remove `left` as soon as it is there.
+        let making = tmp.join(format!(
+            "making-{}",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::create_dir_all(making.join("blobs"))?;
+        std::fs::write(making.join("conf"), "left")?;
+        std::fs::rename(&making, dir)?;
     }
     let listed = list_dump(&path);
     let (left_exists, live_exists, untagged_exists) =

@@ -90,17 +90,25 @@ pub fn owner_tag() -> String {
     format!("{}~{:x}", std::process::id(), pid_namespace())
 }
 
-/// Whether the process an [`owner_tag`] names has ended. A tag that does
-/// not parse, or that names a process of another PID namespace (which
-/// this one cannot see), is never taken for gone.
+/// Whether the process an [`owner_tag`] names has ended. Never for a tag
+/// that does not parse, that names this process, that names a process of
+/// another PID namespace (which this one cannot see) or of an unknown one
+/// (namespace 0: its maker could not read its own), or when this process
+/// cannot see its own entry in `/proc` (then no process looks alive).
 pub fn owner_tag_gone(tag: &str) -> bool {
     let Some((pid, ns)) = tag.split_once('~') else {
         return false;
     };
-    match (pid.parse(), u32::from_str_radix(ns, 16)) {
-        (Ok(pid), Ok(pid_ns)) => !Owner { pid, pid_ns }.alive(),
-        _ => false,
+    let (Ok(pid), Ok(pid_ns)) = (pid.parse::<u32>(), u32::from_str_radix(ns, 16)) else {
+        return false;
+    };
+    if pid_ns == 0 || pid == std::process::id() {
+        return false;
     }
+    if process_start_time(std::process::id()).is_none() {
+        return false;
+    }
+    !Owner { pid, pid_ns }.alive()
 }
 
 /// The PID namespace this process lives in: the low 32 bits of the inode
@@ -165,6 +173,8 @@ mod tests {
         assert!(owner_tag_gone(&format!("{pid}~{:x}", pid_namespace())));
         // Another PID namespace cannot be seen into: never gone.
         assert!(!owner_tag_gone(&format!("{pid}~{:x}", pid_namespace() ^ 1)));
+        // Its maker could not read its namespace: never gone.
+        assert!(!owner_tag_gone(&format!("{pid}~0")));
         for odd in ["", "12", "x~1", "12~zz"] {
             assert!(!owner_tag_gone(odd), "{odd:?}");
         }
