@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import shutil
 import socket
 import statistics
 import subprocess
