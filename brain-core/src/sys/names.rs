@@ -29,11 +29,7 @@ pub(crate) fn unique_suffix(kind: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}~{:x}.{kind}{n}.{nanos:x}",
-        std::process::id(),
-        pid_namespace()
-    )
+    format!("{}.{kind}{n}.{nanos:x}", owner_tag())
 }
 
 /// The process a temporary name or a writer slot belongs to.
@@ -65,20 +61,25 @@ impl Owner {
     pub(crate) fn foreign(self) -> bool {
         self.pid_ns != 0 && self.pid_ns != pid_namespace()
     }
+
+    /// The owner an [`owner_tag`] names: `<pid>~<namespace>`, or a bare
+    /// `<pid>` (names made before the namespace was recorded: namespace 0).
+    fn parse(tag: &str) -> Option<Owner> {
+        let (pid, pid_ns) = match tag.split_once('~') {
+            Some((pid, ns)) => (pid, u32::from_str_radix(ns, 16).ok()?),
+            None => (tag, 0),
+        };
+        Some(Owner {
+            pid: pid.parse().ok()?,
+            pid_ns,
+        })
+    }
 }
 
 /// Who made a temporary name made by [`unique_tmp_name`].
 pub(crate) fn tmp_owner(name: &OsStr) -> Option<Owner> {
     let rest = name.as_bytes().strip_prefix(TMP_PREFIX.as_bytes())?;
-    let owner = std::str::from_utf8(rest.split(|&b| b == b'.').next()?).ok()?;
-    let (pid, pid_ns) = match owner.split_once('~') {
-        Some((pid, ns)) => (pid, u32::from_str_radix(ns, 16).ok()?),
-        None => (owner, 0),
-    };
-    Some(Owner {
-        pid: pid.parse().ok()?,
-        pid_ns,
-    })
+    Owner::parse(std::str::from_utf8(rest.split(|&b| b == b'.').next()?).ok()?)
 }
 
 /// This process as a tag for names of its own scratch files outside a
@@ -96,19 +97,16 @@ pub fn owner_tag() -> String {
 /// (namespace 0: its maker could not read its own), or when this process
 /// cannot see its own entry in `/proc` (then no process looks alive).
 pub fn owner_tag_gone(tag: &str) -> bool {
-    let Some((pid, ns)) = tag.split_once('~') else {
+    let Some(owner) = Owner::parse(tag) else {
         return false;
     };
-    let (Ok(pid), Ok(pid_ns)) = (pid.parse::<u32>(), u32::from_str_radix(ns, 16)) else {
-        return false;
-    };
-    if pid_ns == 0 || pid == std::process::id() {
+    if owner.pid_ns == 0 || owner.pid == std::process::id() {
         return false;
     }
     if process_start_time(std::process::id()).is_none() {
         return false;
     }
-    !Owner { pid, pid_ns }.alive()
+    !owner.alive()
 }
 
 /// The PID namespace this process lives in: the low 32 bits of the inode
