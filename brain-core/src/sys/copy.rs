@@ -431,8 +431,7 @@ mod avx2 {
         let stripes = dst.len() / STRIPE;
         let to = dst.as_mut_ptr();
         let streaming = streaming && (to as usize) % 32 == 0;
-        let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
-        let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
+        let [mut a0, mut a1] = load_acc(hasher);
         let (keys, [scramble0, scramble1]) = keys();
         let mut n = hasher.stripes;
         for s in 0..stripes {
@@ -464,11 +463,7 @@ mod avx2 {
             // bytes are read back (the chunk's last stripe) or published.
             _mm_sfence();
         }
-        let mut out = [0u64; 8];
-        store32(&mut out[..4], a0);
-        store32(&mut out[4..], a1);
-        hasher.acc = out;
-        hasher.stripes = n;
+        store_acc(hasher, [a0, a1], n);
     }
 
     /// [`super::hash_stripes`]: each 64-byte stripe of `data` (a multiple
@@ -479,8 +474,7 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
         debug_assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
-        let acc: &[u8; 64] = bytemuck_acc(&hasher.acc);
-        let (mut a0, mut a1) = (load32(&acc[..32]), load32(&acc[32..]));
+        let [mut a0, mut a1] = load_acc(hasher);
         let (keys, [scramble0, scramble1]) = keys();
         let mut n = hasher.stripes;
         for stripe in data.chunks_exact(STRIPE) {
@@ -493,11 +487,7 @@ mod avx2 {
                 a1 = scramble(a1, scramble1);
             }
         }
-        let mut out = [0u64; 8];
-        store32(&mut out[..4], a0);
-        store32(&mut out[4..], a1);
-        hasher.acc = out;
-        hasher.stripes = n;
+        store_acc(hasher, [a0, a1], n);
     }
 
     /// [`super::copy_four`]: four runs of `len` bytes copied side by side,
@@ -521,8 +511,7 @@ mod avx2 {
         let streaming = streaming && dst.iter().all(|to| (*to as usize) % 32 == 0);
         let mut acc = [[_mm256_setzero_si256(); 2]; STREAMS];
         for (acc, hasher) in acc.iter_mut().zip(hashers.iter()) {
-            let bytes: &[u8; 64] = bytemuck_acc(&hasher.acc);
-            *acc = [load32(&bytes[..32]), load32(&bytes[32..])];
+            *acc = load_acc(hasher);
         }
         let (keys, [scramble0, scramble1]) = keys();
         let mut n = hashers[0].stripes;
@@ -567,12 +556,27 @@ mod avx2 {
             _mm_sfence();
         }
         for (acc, hasher) in acc.iter().zip(hashers.iter_mut()) {
-            let mut out = [0u64; 8];
-            store32(&mut out[..4], acc[0]);
-            store32(&mut out[4..], acc[1]);
-            hasher.acc = out;
-            hasher.stripes = n;
+            store_acc(hasher, *acc, n);
         }
+    }
+
+    /// A hasher's accumulators as the two vectors the loops keep them in.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn load_acc(hasher: &ChunkHasher) -> [__m256i; 2] {
+        let bytes = bytemuck_acc(&hasher.acc);
+        [load32(&bytes[..32]), load32(&bytes[32..])]
+    }
+
+    /// Puts the two vectors back into `hasher`, `stripes` now consumed.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store_acc(hasher: &mut ChunkHasher, acc: [__m256i; 2], stripes: usize) {
+        let mut out = [0u64; 8];
+        store32(&mut out[..4], acc[0]);
+        store32(&mut out[4..], acc[1]);
+        hasher.acc = out;
+        hasher.stripes = stripes;
     }
 
     /// The accumulators' bytes (little-endian lanes, as the vectors hold them).
