@@ -83,6 +83,11 @@ pub use format::{
     MAX_NAMESPACE_LEN, MAX_NAME_LEN,
 };
 pub use namespace::Namespace;
+
+/// Frames that change in place: tables stored as parts under one manifest.
+pub mod frames {
+    pub use crate::api::frames::*;
+}
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
 pub use sys::copy::SharedBytes;
 pub use sys::names::{owner_tag, owner_tag_gone};

@@ -7,6 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
 use crate::api::error::Result;
+use crate::api::frames;
 use crate::api::names::validate_namespace;
 use crate::api::store::{ObjectStore, ObjectWriter, Payload, Watcher};
 use crate::api::typed::{NdArrayView, ObjectStoreExt, PickleView};
@@ -137,23 +138,28 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::delete`].
     pub fn delete(&self, name: &str) -> Result<bool> {
-        self.store.delete(&self.name, name)
+        frames::delete_table(&*self.store, &self.name, name)
     }
 
-    /// The names in this namespace, sorted.
+    /// The names in this namespace, sorted (not the parts of frames stored
+    /// in parts: see [`crate::frames`]).
     ///
     /// # Errors
     /// As [`ObjectStore::names`].
     pub fn names(&self) -> Result<Vec<String>> {
-        self.store.names(&self.name)
+        let mut names = self.store.names(&self.name)?;
+        names.retain(|name| !frames::is_frame_part(name));
+        Ok(names)
     }
 
-    /// Metadata of every object, sorted by name.
+    /// Metadata of every object, sorted by name (not the parts of frames).
     ///
     /// # Errors
     /// As [`ObjectStore::list`].
     pub fn list(&self) -> Result<Vec<ObjectMeta>> {
-        self.store.list(&self.name)
+        let mut metas = self.store.list(&self.name)?;
+        metas.retain(|meta| !frames::is_frame_part(&meta.name));
+        Ok(metas)
     }
 
     /// Stores UTF-8 text.
@@ -207,6 +213,51 @@ impl Namespace {
             .get_record_batches_with_columns(&self.name, name, columns)
     }
 
+    /// Adds the columns of `batches` to the table `name`, or replaces its
+    /// columns of the same names, writing only them.
+    ///
+    /// # Errors
+    /// As [`frames::assign_columns`].
+    pub fn assign_columns(
+        &self,
+        name: &str,
+        schema: &Schema,
+        batches: &[RecordBatch],
+    ) -> Result<ObjectMeta> {
+        frames::assign_columns(&*self.store, &self.name, name, schema, batches)
+    }
+
+    /// Adds the rows of `batches` after the table's, writing only them.
+    ///
+    /// # Errors
+    /// As [`frames::append_rows`].
+    pub fn append_rows(
+        &self,
+        name: &str,
+        schema: &Schema,
+        batches: &[RecordBatch],
+    ) -> Result<ObjectMeta> {
+        frames::append_rows(&*self.store, &self.name, name, schema, batches)
+    }
+
+    /// Drops `columns` from the table `name`.
+    ///
+    /// # Errors
+    /// As [`frames::drop_columns`].
+    pub fn drop_columns(&self, name: &str, columns: &[&str]) -> Result<ObjectMeta> {
+        frames::drop_columns(&*self.store, &self.name, name, columns)
+    }
+
+    /// Rewrites a table changed in parts as one part (see
+    /// [`frames::compact_frame`]); `None` for a table stored whole.
+    ///
+    /// # Errors
+    /// As [`frames::compact_frame`].
+    pub fn compact(&self, name: &str) -> Result<Option<ObjectMeta>> {
+        let _lock = self.store.lock(&self.name, name, None)?;
+        frames::compact_frame(&*self.store, &self.name, name)
+    }
+
     /// Stores an n-dimensional array.
     ///
     /// # Errors
@@ -244,7 +295,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::watch`].
     pub fn watch(&self) -> Result<Watcher> {
-        self.store.watch(Some(&self.name))
+        self.store.watch(Some(&self.name)).map(frames::skip_parts)
     }
 
     /// Blocks until `name` exists (at most `timeout`), then reads it.

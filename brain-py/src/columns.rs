@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::buffer::PyObjectView;
 use crate::errors::to_py;
+use crate::frames::PyFrame;
 
 /// Decoded columns of a stored table, waiting for pyarrow to take them
 /// (`pyarrow.table(columns)` calls `__arrow_c_stream__`). The arrays point
@@ -31,7 +32,7 @@ use crate::errors::to_py;
 #[derive(Debug)]
 #[pyclass(name = "ArrowColumns", module = "brain._brain", frozen)]
 pub struct PyArrowColumns {
-    decoded: Mutex<Option<(SchemaRef, Vec<RecordBatch>)>>,
+    pub(crate) decoded: Mutex<Option<(SchemaRef, Vec<RecordBatch>)>>,
 }
 
 #[pymethods]
@@ -81,24 +82,31 @@ type Picked<'py> = (
 #[pyfunction]
 pub fn table_columns<'py>(
     py: Python<'py>,
-    obj: &PyObjectView,
+    obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
 ) -> PyResult<Picked<'py>> {
-    let view = &obj.view;
-    let meta = view.meta();
-    if !meta.codec.is_arrow() {
-        return Err(to_py(Error::CodecMismatch {
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
-            expected: Codec::ArrowIpc,
-            found: meta.codec,
-        }));
-    }
     let mut found = Found::default();
     let pick = |schema: &Schema| found.pick(schema, &fields);
-    let decoded = match decode_columns(view.buffer(), pick) {
+    let (decoded, meta) = if let Ok(frame) = obj.cast::<PyFrame>() {
+        let frame = &frame.get().frame;
+        (frame.decode_columns(pick), frame.view().meta().clone())
+    } else {
+        let view = &obj.cast::<PyObjectView>()?.get().view;
+        let meta = view.meta();
+        if !meta.codec.is_arrow() {
+            return Err(to_py(Error::CodecMismatch {
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                expected: Codec::ArrowIpc,
+                found: meta.codec,
+            }));
+        }
+        (decode_columns(view.buffer(), pick), meta.clone())
+    };
+    let decoded = match decoded {
         Ok(decoded) => Some(decoded),
         Err(Stop::Missing) => None,
+        Err(Stop::Store(err)) => return Err(to_py(err)),
         Err(Stop::Arrow(source)) => {
             return Err(to_py(Error::Arrow {
                 namespace: meta.namespace.clone(),
@@ -129,7 +137,14 @@ pub fn table_columns<'py>(
 /// Why the decoding stopped.
 enum Stop {
     Arrow(ArrowError),
+    Store(Error),
     Missing,
+}
+
+impl From<Error> for Stop {
+    fn from(err: Error) -> Self {
+        Stop::Store(err)
+    }
 }
 
 impl From<ArrowError> for Stop {

@@ -12,6 +12,7 @@
 mod buffer;
 mod columns;
 mod errors;
+mod frames;
 mod persist;
 mod store;
 
@@ -55,6 +56,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyVersionGuard>()?;
     m.add_class::<buffer::PyObjectView>()?;
     m.add_class::<columns::PyArrowColumns>()?;
+    m.add_class::<frames::PyFrame>()?;
     m.add_function(wrap_pyfunction!(columns::table_columns, m)?)?;
     m.add_function(wrap_pyfunction!(object_key, m)?)?;
     m.add_function(wrap_pyfunction!(persist::dump, m)?)?;

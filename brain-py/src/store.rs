@@ -18,8 +18,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use pyo3::IntoPyObjectExt;
 
+use brain_core::frames::{self, StoredTable};
+use brain_core::ObjectView;
+
 use crate::buffer::{object, InputBuffer};
 use crate::errors::IntoPyResult;
+use crate::frames::PyFrame;
 
 /// Payloads at least this large are written with the GIL released.
 const RELEASE_GIL_FROM: usize = 64 * 1024;
@@ -94,6 +98,37 @@ pub struct PyStore {
 }
 
 impl PyStore {
+    /// A frame in parts, read whole: its manifest `view` and every part.
+    fn frame(&self, py: Python<'_>, view: ObjectView, verify: bool) -> PyResult<Py<PyAny>> {
+        let store = &*self.store;
+        let read = py
+            .detach(|| -> brain_core::Result<_> {
+                let table = frames::table_from_view(store, view)?;
+                if let (true, StoredTable::Parts(frame)) = (verify, &table) {
+                    frame.verify(&store.location())?;
+                }
+                Ok(table)
+            })
+            .py()?;
+        match read {
+            StoredTable::Parts(frame) => PyFrame { frame }.into_py_any(py),
+            // The name was replaced by a table stored whole meanwhile.
+            StoredTable::Whole(view) => object(py, view),
+        }
+    }
+
+    /// The parts no frame references, namespace by namespace.
+    fn sweep_parts(&self, remove: bool) -> brain_core::Result<Vec<(String, frames::PartsSweep)>> {
+        self.store
+            .namespaces()?
+            .into_iter()
+            .map(|ns| {
+                let swept = frames::sweep_parts(&*self.store, &ns, remove)?;
+                Ok((ns, swept))
+            })
+            .collect()
+    }
+
     fn versioned(&self, operation: &'static str) -> PyResult<&RedisStore> {
         self.redis.as_ref().ok_or_else(|| {
             crate::errors::to_py(brain_core::Error::Unsupported {
@@ -185,6 +220,9 @@ impl PyStore {
     ) -> PyResult<Option<(Py<PyAny>, String)>> {
         let redis = self.versioned("read an object with its version")?;
         match py.detach(|| redis.get_versioned(namespace, name)).py()? {
+            Some((view, version)) if view.meta().codec == Codec::FrameParts => {
+                Ok(Some((self.frame(py, view, false)?, version)))
+            }
             Some((view, version)) => Ok(Some((object(py, view)?, version))),
             None => Ok(None),
         }
@@ -381,6 +419,9 @@ impl PyStore {
             self.store.get(namespace, name)
         };
         match view.py()? {
+            Some(view) if view.meta().codec == Codec::FrameParts => {
+                self.frame(py, view, verify).map(Some)
+            }
             Some(view) => Ok(Some(object(py, view)?)),
             None => Ok(None),
         }
@@ -419,6 +460,7 @@ impl PyStore {
                 Ok(Some(bytes.into_any().unbind()))
             }
             Codec::Raw => Ok(Some(PyBytes::new(py, view.bytes()).into_any().unbind())),
+            Codec::FrameParts => self.frame(py, view, false).map(Some),
             _ => Ok(Some(object(py, view)?)),
         }
     }
@@ -439,13 +481,16 @@ impl PyStore {
 
     /// Metadata dicts of every object in a namespace, sorted by name.
     fn list<'py>(&self, py: Python<'py>, namespace: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let metas = py.detach(|| self.store.list(namespace)).py()?;
+        let mut metas = py.detach(|| self.store.list(namespace)).py()?;
+        metas.retain(|meta| !frames::is_frame_part(&meta.name));
         metas.iter().map(|m| meta_dict(py, m)).collect()
     }
 
     /// The names in a namespace, sorted.
     fn names(&self, py: Python<'_>, namespace: &str) -> PyResult<Vec<String>> {
-        py.detach(|| self.store.names(namespace)).py()
+        let mut names = py.detach(|| self.store.names(namespace)).py()?;
+        names.retain(|name| !frames::is_frame_part(name));
+        Ok(names)
     }
 
     /// Every namespace, sorted.
@@ -460,7 +505,8 @@ impl PyStore {
 
     /// Deletes a name; returns whether it existed.
     fn delete(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<bool> {
-        py.detach(|| self.store.delete(namespace, name)).py()
+        py.detach(|| frames::delete_table(&*self.store, namespace, name))
+            .py()
     }
 
     /// Creates a namespace (a no-op when it exists).
@@ -524,10 +570,103 @@ impl PyStore {
         })
     }
 
+    /// Starts a streamed write of a new part of frame `name`: `(part id, Writer)`.
+    /// Nothing references the part until `change_frame` does.
+    #[pyo3(signature = (namespace, name, expected_len=None))]
+    fn part_writer(
+        &self,
+        namespace: &str,
+        name: &str,
+        expected_len: Option<u64>,
+    ) -> PyResult<(String, PyWriter)> {
+        let (id, writer) = frames::part_writer(&*self.store, namespace, name, expected_len).py()?;
+        Ok((
+            id,
+            PyWriter {
+                inner: Mutex::new(Some(writer)),
+            },
+        ))
+    }
+
+    /// Applies a change to frame `name` and publishes it as the name's new
+    /// version: `change` is "replace", "assign" or "append" (with `part`, a
+    /// part written with `part_writer`) or "drop" (with `columns`). The
+    /// caller holds the name's lock. `metadata` (bytes to bytes) becomes
+    /// the schema's; `description` None keeps the old one.
+    #[pyo3(signature = (namespace, name, change, codec_name, part=None, columns=None, metadata=None, description=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn change_frame<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+        change: &str,
+        codec_name: &str,
+        part: Option<&str>,
+        columns: Option<Vec<String>>,
+        metadata: Option<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+        description: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let codec = codec(codec_name)?;
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .map_err(|_| PyValueError::new_err("schema metadata must be UTF-8"))
+        };
+        let metadata = metadata
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| Ok((text(k)?, text(v)?)))
+                    .collect::<PyResult<std::collections::HashMap<_, _>>>()
+            })
+            .transpose()?;
+        let columns: Vec<&str> = columns.iter().flatten().map(String::as_str).collect();
+        let need_part =
+            || part.ok_or_else(|| PyValueError::new_err(format!("change {change:?} needs part=")));
+        let change = match change {
+            "replace" => frames::FrameChange::Replace { part: need_part()? },
+            "assign" => frames::FrameChange::Assign { part: need_part()? },
+            "append" => frames::FrameChange::Append { part: need_part()? },
+            "drop" => frames::FrameChange::Drop { columns: &columns },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown frame change {other:?}; use replace, assign, append or drop"
+                )))
+            }
+        };
+        let store = &*self.store;
+        let meta = py
+            .detach(|| {
+                frames::change_frame(store, namespace, name, change, codec, metadata, description)
+            })
+            .py()?;
+        meta_dict(py, &meta)
+    }
+
+    /// Deletes a part of frame `name` that nothing references (after a
+    /// failed change).
+    fn discard_part(&self, namespace: &str, name: &str, part: &str) {
+        frames::discard_part(&*self.store, namespace, name, part);
+    }
+
+    /// Rewrites frame `name` as one part; None for a table stored whole.
+    /// The caller holds the name's lock.
+    fn compact_frame<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &str,
+        name: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let store = &*self.store;
+        py.detach(|| frames::compact_frame(store, namespace, name))
+            .py()?
+            .map(|meta| meta_dict(py, &meta))
+            .transpose()
+    }
+
     /// Watches one namespace (or all, with None) for sets and deletes.
     #[pyo3(signature = (namespace=None))]
     fn watch(&self, namespace: Option<&str>) -> PyResult<PyWatcher> {
-        let watcher = self.store.watch(namespace).py()?;
+        let watcher = frames::skip_parts(self.store.watch(namespace).py()?);
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
         })
@@ -549,6 +688,9 @@ impl PyStore {
             let left = timeout.saturating_sub(started.elapsed());
             let slice = left.min(Duration::from_millis(250));
             match py.detach(|| store.wait_for(namespace, name, slice)) {
+                Ok(view) if view.meta().codec == Codec::FrameParts => {
+                    return self.frame(py, view, false)
+                }
                 Ok(view) => return object(py, view),
                 Err(brain_core::Error::Timeout { .. }) if !left.is_zero() => py.check_signals()?,
                 Err(brain_core::Error::Timeout {
@@ -611,8 +753,29 @@ impl PyStore {
     /// Removes what writers that died left behind, and gives back memory
     /// kept for reuse.
     fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let report = py.detach(|| self.store.gc()).py()?;
+        let (report, swept) = py
+            .detach(|| -> brain_core::Result<_> {
+                // Parts first: the store's own gc then counts what they freed.
+                let swept = self.sweep_parts(true)?;
+                Ok((self.store.gc()?, swept))
+            })
+            .py()?;
         let dict = PyDict::new(py);
+        dict.set_item(
+            "frame_parts",
+            swept
+                .iter()
+                .map(|(_, s)| s.unreferenced.len())
+                .sum::<usize>(),
+        )?;
+        dict.set_item(
+            "frame_part_bytes",
+            swept
+                .iter()
+                .flat_map(|(_, s)| &s.unreferenced)
+                .map(|(_, size)| size)
+                .sum::<u64>(),
+        )?;
         dict.set_item("stray_objects", report.stray_objects)?;
         dict.set_item("stray_namespaces", report.stray_namespaces)?;
         dict.set_item("bytes_freed", report.bytes_freed)?;
@@ -625,8 +788,28 @@ impl PyStore {
     /// Checks every object and rebuilds the usage count.
     #[pyo3(signature = (delete_corrupt=false))]
     fn fsck<'py>(&self, py: Python<'py>, delete_corrupt: bool) -> PyResult<Bound<'py, PyDict>> {
-        let report = py.detach(|| self.store.fsck(delete_corrupt)).py()?;
+        let (report, swept) = py
+            .detach(|| -> brain_core::Result<_> {
+                Ok((self.store.fsck(delete_corrupt)?, self.sweep_parts(false)?))
+            })
+            .py()?;
         let dict = PyDict::new(py);
+        let broken: Vec<(String, String, String)> = swept
+            .iter()
+            .flat_map(|(ns, s)| {
+                s.broken
+                    .iter()
+                    .map(move |(n, why)| (ns.clone(), n.clone(), why.clone()))
+            })
+            .collect();
+        dict.set_item("broken_frames", broken)?;
+        dict.set_item(
+            "unreferenced_frame_parts",
+            swept
+                .iter()
+                .map(|(_, s)| s.unreferenced.len())
+                .sum::<usize>(),
+        )?;
         dict.set_item("objects", report.objects)?;
         dict.set_item("used_before", report.used_before)?;
         dict.set_item("used_after", report.used_after)?;

@@ -36,7 +36,7 @@ type Check = (
 /// # Errors
 /// The first check that fails, naming it.
 pub fn run_all(open: Opener<'_>) -> Result<()> {
-    let checks: [Check; 9] = [
+    let checks: [Check; 10] = [
         ("objects", objects, None),
         ("kept descriptions", kept_descriptions, None),
         ("typed calls", typed_calls, None),
@@ -46,6 +46,7 @@ pub fn run_all(open: Opener<'_>) -> Result<()> {
         ("watch", watch, None),
         ("wait_for", wait_for, None),
         ("locks", locks, None),
+        ("frames changed in place", frames_in_place, None),
     ];
     for (name, check, capacity) in checks {
         let store = open(capacity)?;
@@ -898,5 +899,69 @@ pub fn locks(store: &dyn ObjectStore) -> Result<()> {
     ensure!(store.get_text("locks", "n")?.as_deref() == Some("100"));
     drop(store.lock("locks", "counter", Some(Duration::ZERO))?);
     expect_invalid_name(store.lock("", "x", None), NameKind::Namespace)?;
+    Ok(())
+}
+
+/// Frames changed in place work through the trait alone: assign, append,
+/// drop and compact publish one version each, share unchanged parts, and
+/// give back the parts no version references.
+pub fn frames_in_place(store: &dyn ObjectStore) -> Result<()> {
+    use brain_core::frames;
+    let parts = |store: &dyn ObjectStore| -> Result<usize> {
+        Ok(store
+            .names("f")?
+            .iter()
+            .filter(|n| frames::is_frame_part(n))
+            .count())
+    };
+    let (schema, batch) = small_batch()?;
+    store.put_record_batches("f", "t", &schema, std::slice::from_ref(&batch))?;
+    let mut watcher = frames::skip_parts(store.watch(Some("f"))?);
+    let extra = Arc::new(Schema::new(vec![Field::new(
+        "volume",
+        DataType::Int64,
+        false,
+    )]));
+    let volumes = RecordBatch::try_new(
+        extra.clone(),
+        vec![Arc::new(Int64Array::from(vec![7, 8, 9]))],
+    )?;
+    frames::assign_columns(store, "f", "t", &extra, &[volumes])?;
+    // One event for the change, none for its parts.
+    let seen = events(&mut watcher, 1)?;
+    ensure!(seen == [set("f", "t")], "{seen:?}");
+    ensure!(parts(store)? == 2, "the whole table and the new column");
+    frames::append_rows(store, "f", "t", &schema, std::slice::from_ref(&batch))
+        .map_or(Ok(()), |_| {
+            Err(anyhow!("rows without the new column were appended"))
+        })?;
+    frames::drop_columns(store, "f", "t", &["volume"])?;
+    ensure!(
+        parts(store)? == 1,
+        "the dropped column's part is given back"
+    );
+    frames::append_rows(store, "f", "t", &schema, std::slice::from_ref(&batch))?;
+    let (_, batches) = store
+        .get_record_batches_with_columns("f", "t", &["id"])?
+        .ok_or_else(|| anyhow!("the frame is gone"))?;
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64");
+            a.values().to_vec()
+        })
+        .collect();
+    ensure!(ids == [1, 2, 3, 1, 2, 3], "{ids:?}");
+    {
+        let _lock = store.lock("f", "t", None)?;
+        frames::compact_frame(store, "f", "t")?;
+    }
+    ensure!(parts(store)? == 1);
+    ensure!(frames::delete_table(store, "f", "t")?);
+    ensure!(parts(store)? == 0, "deleting the frame deletes its parts");
     Ok(())
 }

@@ -2,13 +2,15 @@
 
 use crate::console::Console;
 use anyhow::Context;
+use brain_core::frames;
 use brain_core::ObjectStore;
 
 /// Writes the payload of `namespace/name` to standard output.
 ///
 /// The bytes go out in one `write_all` straight from the object's view (for
 /// a large object, the shared mapping itself): no copy is made, and the
-/// console's buffer is bypassed for anything larger than it.
+/// console's buffer is bypassed for anything larger than it. A frame stored
+/// in parts is written as one Arrow IPC file.
 pub fn run(
     console: &mut Console,
     store: &dyn ObjectStore,
@@ -22,6 +24,18 @@ pub fn run(
             namespace: namespace.into(),
             name: name.into(),
         })?;
+    if view.meta().codec == brain_core::Codec::FrameParts {
+        // A frame in parts has no one payload: it goes out as the Arrow IPC
+        // file of the whole table, which any Arrow reader opens.
+        let table = frames::table_from_view(store, view)
+            .with_context(|| format!("cannot read frame {name:?} in namespace {namespace:?}"))?;
+        let (schema, batches) = table.record_batches(None)?;
+        let bytes = brain_core::format::arrow::encode(&schema, &batches)
+            .with_context(|| format!("cannot encode frame {name:?} as Arrow IPC"))?;
+        return console
+            .out(|out| out.write_all(&bytes))
+            .with_context(|| format!("cannot write {name:?} to standard output"));
+    }
     console
         .out(|out| out.write_all(view.bytes()))
         .with_context(|| format!("cannot write {name:?} to standard output"))

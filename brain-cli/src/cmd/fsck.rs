@@ -17,6 +17,15 @@ struct FsckJson {
     corrupt: Vec<CorruptJson>,
     deleted: u64,
     recycled: u64,
+    broken_frames: Vec<BrokenFrameJson>,
+    unreferenced_frame_parts: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokenFrameJson {
+    namespace: String,
+    name: String,
+    reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +45,22 @@ pub fn run(
     let report = in_context(store.fsck(delete_corrupt), || {
         format!("cannot check {}", store.location())
     })?;
+    let swept = super::sweep_frame_parts(store, false)?;
+    let broken: Vec<BrokenFrameJson> = swept
+        .iter()
+        .flat_map(|(ns, s)| {
+            s.broken.iter().map(|(name, reason)| BrokenFrameJson {
+                namespace: ns.clone(),
+                name: name.clone(),
+                reason: reason.clone(),
+            })
+        })
+        .collect();
+    let unreferenced = swept
+        .iter()
+        .map(|(_, s)| s.unreferenced.len() as u64)
+        .sum::<u64>();
+    let broken_count = broken.len();
     let remaining = report.corrupt.len() as u64 - report.deleted;
     if json {
         print_json(
@@ -54,6 +79,8 @@ pub fn run(
                     .collect(),
                 deleted: report.deleted,
                 recycled: report.recycled,
+                broken_frames: broken,
+                unreferenced_frame_parts: unreferenced,
             },
         )?;
     } else {
@@ -80,8 +107,33 @@ pub fn run(
             for corrupt in &report.corrupt {
                 writeln!(out, "corrupt: {}", corrupt.reason)?;
             }
+            for frame in &broken {
+                writeln!(
+                    out,
+                    "broken frame: {:?} in namespace {:?}: {}",
+                    frame.name, frame.namespace, frame.reason
+                )?;
+            }
+            if unreferenced > 0 {
+                writeln!(
+                    out,
+                    "{unreferenced} frame part{} no frame references; `brain gc` removes {}",
+                    if unreferenced == 1 { "" } else { "s" },
+                    if unreferenced == 1 { "it" } else { "them" }
+                )?;
+            }
             Ok(())
         })?;
+    }
+    if broken_count > 0 {
+        bail!(
+            "{broken_count} frame{} in {} miss{} a part; delete {} (`brain rm`) and write {} again",
+            if broken_count == 1 { "" } else { "s" },
+            store.location(),
+            if broken_count == 1 { "es" } else { "" },
+            if broken_count == 1 { "it" } else { "them" },
+            if broken_count == 1 { "it" } else { "them" },
+        );
     }
     if remaining > 0 {
         bail!(

@@ -17,10 +17,17 @@ struct GcJson {
     recycled_objects: u64,
     recycled_bytes: u64,
     reservations_reclaimed: u64,
+    frame_parts: u64,
+    frame_part_bytes: u64,
 }
 
 /// Runs the garbage collection and reports what it removed.
 pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow::Result<()> {
+    // Frame parts first: the store's own collection then sees what they freed.
+    let swept = super::sweep_frame_parts(store, true)?;
+    let unreferenced = swept.iter().flat_map(|(_, s)| &s.unreferenced);
+    let frame_parts = unreferenced.clone().count() as u64;
+    let frame_part_bytes: u64 = unreferenced.map(|(_, size)| size).sum();
     let report = in_context(store.gc(), || {
         format!("cannot collect garbage in {}", store.location())
     })?;
@@ -34,6 +41,8 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
                 recycled_objects: report.recycled_objects,
                 recycled_bytes: report.recycled_bytes,
                 reservations_reclaimed: report.reservations_reclaimed,
+                frame_parts,
+                frame_part_bytes,
             },
         );
     }
@@ -62,6 +71,14 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
                 "s"
             },
         )?;
+        if frame_parts > 0 {
+            writeln!(
+                out,
+                "removed {frame_parts} frame part{} no frame referenced, freeing {}",
+                if frame_parts == 1 { "" } else { "s" },
+                format::size(frame_part_bytes)
+            )?;
+        }
         if report.reservations_reclaimed > 0 {
             writeln!(
                 out,

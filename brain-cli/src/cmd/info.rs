@@ -74,21 +74,23 @@ pub fn run(
                 fortran_order: v.meta.fortran_order,
             });
         }),
-        codec if codec.is_arrow() => store.get_record_batches(namespace, name).map(|read| {
-            info.arrow = read.map(|(schema, batches)| ArrowJson {
-                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-                batches: batches.len() as u64,
-                columns: schema
-                    .fields()
-                    .iter()
-                    .map(|f| ColumnJson {
-                        name: f.name().clone(),
-                        data_type: f.data_type().to_string(),
-                        nullable: f.is_nullable(),
-                    })
-                    .collect(),
-            });
-        }),
+        codec if codec.is_arrow() || codec == Codec::FrameParts => {
+            store.get_record_batches(namespace, name).map(|read| {
+                info.arrow = read.map(|(schema, batches)| ArrowJson {
+                    rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                    batches: batches.len() as u64,
+                    columns: schema
+                        .fields()
+                        .iter()
+                        .map(|f| ColumnJson {
+                            name: f.name().clone(),
+                            data_type: f.data_type().to_string(),
+                            nullable: f.is_nullable(),
+                        })
+                        .collect(),
+                });
+            })
+        }
         _ => Ok(()),
     };
     if let Err(err) = details {

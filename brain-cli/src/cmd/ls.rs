@@ -79,9 +79,11 @@ pub fn run(
 }
 
 fn list(store: &dyn ObjectStore, namespace: &str) -> anyhow::Result<Vec<ObjectMeta>> {
-    store
+    let mut metas = store
         .list(namespace)
-        .with_context(|| format!("cannot list namespace {namespace:?}"))
+        .with_context(|| format!("cannot list namespace {namespace:?}"))?;
+    metas.retain(|meta| !brain_core::frames::is_frame_part(&meta.name));
+    Ok(metas)
 }
 
 /// A description for a table cell: empty stays empty.

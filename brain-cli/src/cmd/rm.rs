@@ -15,8 +15,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for name in names {
-        let existed = store
-            .delete(namespace, name)
+        let existed = brain_core::frames::delete_table(store, namespace, name)
             .with_context(|| format!("cannot delete {name:?} in namespace {namespace:?}"))?;
         if !existed && !force {
             missing.push(name);

@@ -42,6 +42,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, options: Options) -> 
     };
     let mut watcher = store
         .watch(options.namespace.as_deref())
+        .map(brain_core::frames::skip_parts)
         .with_context(|| format!("cannot watch {what} of {}", store.location()))?;
     if !options.quiet {
         console.note(&format!(

@@ -2,6 +2,7 @@
 //! trait and its types, errors, name rules, views, and typed calls.
 
 pub(crate) mod error;
+pub(crate) mod frames;
 pub(crate) mod names;
 pub(crate) mod store;
 pub(crate) mod typed;

@@ -7,6 +7,7 @@ use arrow_buffer::Buffer;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 use crate::api::error::{Error, Result};
+use crate::api::frames::read_table;
 use crate::api::store::{ObjectStore, Payload};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::ndarray::NdArrayMeta;
@@ -45,7 +46,7 @@ impl From<ArrowError> for Projection {
 
 /// The indices of the fields named `columns`, in that order (every field of
 /// a name several share), and the names no field has.
-fn column_indices(schema: &Schema, columns: &[&str]) -> (Vec<usize>, Vec<String>) {
+pub(crate) fn column_indices(schema: &Schema, columns: &[&str]) -> (Vec<usize>, Vec<String>) {
     let mut indices = Vec::with_capacity(columns.len());
     let mut missing = Vec::new();
     for column in columns {
@@ -154,10 +155,10 @@ pub trait ObjectStoreExt: ObjectStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
-        let Some(view) = self.get(namespace, name)? else {
+        let Some(table) = read_table(self, namespace, name)? else {
             return Ok(None);
         };
-        decode_record_batches(&view, None).map(Some)
+        table.record_batches(None).map(Some)
     }
 
     /// Reads only the named columns of a stored table, in the order given,
@@ -174,10 +175,10 @@ pub trait ObjectStoreExt: ObjectStore {
         name: &str,
         columns: &[&str],
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
-        let Some(view) = self.get(namespace, name)? else {
+        let Some(table) = read_table(self, namespace, name)? else {
             return Ok(None);
         };
-        decode_record_batches(&view, Some(columns)).map(Some)
+        table.record_batches(Some(columns)).map(Some)
     }
 
     /// Stores an n-dimensional array: its dtype, shape and order, and its

@@ -23,6 +23,9 @@ pub enum Codec {
     PandasArrow,
     /// A polars DataFrame or Series as an Arrow IPC file.
     PolarsArrow,
+    /// The manifest of a frame stored in parts: a table whose columns and
+    /// rows live in other objects (`brain_core::frames`).
+    FrameParts,
     /// A tag this build does not know (written by a newer release).
     Unknown(u16),
 }
@@ -38,6 +41,7 @@ impl Codec {
             Codec::Pickle5 => 4,
             Codec::PandasArrow => 5,
             Codec::PolarsArrow => 6,
+            Codec::FrameParts => 7,
             Codec::Unknown(tag) => tag,
         }
     }
@@ -52,6 +56,7 @@ impl Codec {
             4 => Codec::Pickle5,
             5 => Codec::PandasArrow,
             6 => Codec::PolarsArrow,
+            7 => Codec::FrameParts,
             other => Codec::Unknown(other),
         }
     }
@@ -66,6 +71,7 @@ impl Codec {
             Codec::Pickle5 => "pickle5",
             Codec::PandasArrow => "pandas",
             Codec::PolarsArrow => "polars",
+            Codec::FrameParts => "frame-parts",
             Codec::Unknown(_) => "unknown",
         }
     }
@@ -80,6 +86,7 @@ impl Codec {
             Codec::Pickle5,
             Codec::PandasArrow,
             Codec::PolarsArrow,
+            Codec::FrameParts,
         ]
         .into_iter()
         .find(|codec| codec.name() == name)

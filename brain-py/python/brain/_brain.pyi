@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "table_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "Frame", "table_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -75,8 +75,34 @@ class ArrowColumns:
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
+@final
+class Frame:
+    """A frame changed in place (stored in parts), as read: its manifest and
+    every part it references, kept valid while this object lives."""
+
+    @property
+    def codec(self) -> str:
+        """The codec it was written with: ``"arrow"``, ``"pandas"`` or ``"polars"``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def size(self) -> int:
+        """The bytes its parts hold."""
+    @property
+    def rows(self) -> int: ...
+    @property
+    def part_count(self) -> int: ...
+    def schema_ipc(self) -> bytes:
+        """Its schema (with metadata) as an Arrow IPC file without batches."""
+    def table(self) -> ArrowColumns:
+        """Every column, zero-copy, for ``pyarrow.table(...)``."""
+
 def table_columns(
-    obj: Object, fields: builtins.list[str]
+    obj: Object | Frame, fields: builtins.list[str]
 ) -> tuple[ArrowColumns | None, builtins.list[str], dict[bytes, bytes], builtins.list[str], builtins.list[int]]:
     """The fields ``fields`` of the table ``obj`` holds, decoded alone, in
     that order (a frame written from pandas brings its index columns, last):
@@ -198,9 +224,9 @@ class Store:
     def put_text(self, namespace: str, name: str, text: str, description: str | None = None) -> None: ...
     def preallocate(self, bytes: int, wait: bool = False) -> int:
         """Keeps ``bytes`` of memory allocated for this process's writes; the bytes allocated when waiting."""
-    def get(self, namespace: str, name: str, verify: bool = False) -> Object | None:
-        """The object, or None; with ``verify``, checked against its stored checksum first."""
-    def recall(self, namespace: str, name: str) -> str | bytes | Object | None:
+    def get(self, namespace: str, name: str, verify: bool = False) -> Object | Frame | None:
+        """The object (a ``Frame`` for a frame changed in place), or None; with ``verify``, checked against its stored checksum first."""
+    def recall(self, namespace: str, name: str) -> str | bytes | Object | Frame | None:
         """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
     def metadata(self, namespace: str, name: str) -> ObjectInfo | None: ...
     def list(self, namespace: str) -> builtins.list[ObjectInfo]: ...
@@ -220,6 +246,23 @@ class Store:
         description: str | None = None,
         expected_len: int | None = None,
     ) -> Writer: ...
+    def part_writer(self, namespace: str, name: str, expected_len: int | None = None) -> tuple[str, Writer]:
+        """A streamed write of a new part of frame ``name``: ``(part id, Writer)``."""
+    def change_frame(
+        self,
+        namespace: str,
+        name: str,
+        change: Literal["replace", "assign", "append", "drop"],
+        codec_name: str,
+        part: str | None = None,
+        columns: builtins.list[str] | None = None,
+        metadata: dict[bytes, bytes] | None = None,
+        description: str | None = None,
+    ) -> ObjectInfo:
+        """Publishes a change to frame ``name`` as its new version (the caller holds the name's lock)."""
+    def discard_part(self, namespace: str, name: str, part: str) -> None: ...
+    def compact_frame(self, namespace: str, name: str) -> ObjectInfo | None:
+        """Rewrites a frame changed in place as one part; None for a table stored whole."""
     def watch(self, namespace: str | None = None) -> Watcher: ...
     def wait_for(self, namespace: str, name: str, timeout: float) -> Object: ...
     def lock(self, namespace: str, name: str, timeout: float | None = None) -> Lock: ...

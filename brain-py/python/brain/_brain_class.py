@@ -6,10 +6,10 @@ import datetime as _dt
 import html
 import os
 import reprlib
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from . import _brain, _codecs, _progress
+from . import _brain, _codecs, _frames, _progress
 from ._progress import Progress
 from ._types import DumpListing, DumpReport, Metadata, ObjectInfo, RestoreReport, UsageReport
 from .exceptions import (
@@ -651,7 +651,60 @@ class Brain(MutableMapping[str, Any]):
         Raises:
             BrainLockTimeoutError: when another process holds it past ``timeout``.
         """
-        return self.store.lock(self.namespace, _check_name(name), timeout)
+        lock = self.store.lock(self.namespace, _check_name(name), timeout)
+        # Frame changes made while this thread holds it do not wait for it.
+        return _frames.remember_lock(self.store, self.namespace, name, lock)
+
+    # ------------------------------------------------------------ frames changed in place
+
+    def assign(self, name: str, columns: Mapping[str, Any] | None = None, /, **named: Any) -> None:
+        """Adds columns to the stored frame ``name``, or replaces its columns
+        of the same names, as ``DataFrame.assign`` does, writing only those
+        columns: the others' memory is shared with the previous version.
+
+        ``brain.assign("sales", margin=series, flag=array)``, or a mapping of
+        labels to columns. Each column has one value per row of the frame,
+        taken by position (a Series' own index is not aligned). The new
+        version is published atomically: readers see the old frame or the
+        new one, values they hold stay valid, watchers get one event.
+        Changes from several processes are serialised by the name's lock
+        (and compose with ``update`` and ``lock``, which hold it).
+
+        Raises:
+            BrainNameNotExistError: no such name.
+            TypeError: the name holds something other than a table.
+            ValueError: a column's length differs from the frame's.
+        """
+        given = dict(columns or {})
+        given.update(named)
+        _frames.assign(self.store, self.namespace, _check_name(name), given)
+
+    def drop(self, name: str, columns: Sequence[Any]) -> None:
+        """Drops ``columns`` from the stored frame ``name``, writing nothing
+        but its new version's manifest (``DataFrame.drop(columns=...)``).
+
+        Raises:
+            BrainColumnNotExistError: a column the frame does not have (it lists those it has).
+        """
+        _frames.drop(self.store, self.namespace, _check_name(name), columns)
+
+    def append(self, name: str, rows: Any) -> None:
+        """Adds ``rows`` (a frame of the same kind, columns and types) after the
+        stored frame's rows, writing only them; a name that does not exist
+        is set to ``rows``. The frame stays one table to every reader. A
+        pandas frame with a RangeIndex keeps counting (as ``pd.concat(...,
+        ignore_index=True)``); any other index is appended as it is.
+
+        A frame appended to many times is read as many pieces: ``compact``
+        joins them again.
+        """
+        _frames.append(self.store, self.namespace, _check_name(name), rows)
+
+    def compact(self, name: str) -> bool:
+        """Rewrites a frame changed in place as one piece (copying it once),
+        so that it reads as fast as a frame written at once. False when the
+        frame is stored whole already."""
+        return _frames.compact(self.store, self.namespace, _check_name(name))
 
     def update(
         self,

@@ -140,6 +140,12 @@ def _write_arrow(
 
     if expected_len is None:
         expected_len = ipc_file_len(table)
+    from . import _frames
+
+    if expected_len >= _frames.PARTS_FROM_BYTES:
+        # Stored in parts from the start: its first change writes only what changes.
+        _frames.write_whole(store, namespace, name, codec, table, description, expected_len)
+        return
     writer = store.writer(namespace, name, codec, description, expected_len)
     try:
         _write_ipc(pa, writer, table)
@@ -297,6 +303,8 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     table's width.
     """
     pa = _pyarrow_ipc()
+    if columns is None and isinstance(obj, _brain.Frame):
+        return pa.table(obj.table())
     if columns is None:
         buffer = pa.py_buffer(obj)
         known = _read_known_schema(pa, buffer)
@@ -328,7 +336,11 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
             if how is not None:
                 moved[f"c{new}"] = how
         metadata[PANDAS_DTYPES_KEY] = json.dumps(moved).encode()
-    return pa.table(picked).replace_schema_metadata(metadata)
+    table = pa.table(picked)
+    if not table.num_columns:
+        # No column picked (and no index column to bring): the rows still count.
+        table = read_arrow(obj).select([])
+    return _with_metadata(table, metadata)
 
 
 def _column_not_exist(obj: Any, missing: list[Any], existing: list[Any]) -> BrainColumnNotExistError:
@@ -356,7 +368,7 @@ def _strip_brain_metadata(table: Any) -> Any:
 def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, Any]:
     """``read_arrow`` without brain's metadata, as users see a table, and
     brain's kind of table (from that metadata)."""
-    if columns is None:
+    if columns is None and not isinstance(obj, _brain.Frame):
         pa = _pyarrow_ipc()
         known = _read_known_schema(pa, pa.py_buffer(obj), stripped=True)
         if known is not None:

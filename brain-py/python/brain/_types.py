@@ -81,6 +81,9 @@ class GcReport(TypedDict):
     recycled_bytes: int
     reservations_reclaimed: int
     """Bytes that writers which died had reserved, given back."""
+    frame_parts: int
+    """Parts of frames changed in place that no frame referenced, removed."""
+    frame_part_bytes: int
 
 
 class FsckReport(TypedDict):
@@ -93,6 +96,10 @@ class FsckReport(TypedDict):
     """(location, reason) of each object that failed its checks."""
     deleted: int
     recycled: int
+    broken_frames: list[tuple[str, str, str]]
+    """(namespace, name, reason) of each frame changed in place whose parts are missing or unreadable."""
+    unreferenced_frame_parts: int
+    """Parts no frame references (``gc()`` removes them)."""
 
 
 class DumpReport(TypedDict):

@@ -1,0 +1,228 @@
+//! Frames changed in place (brain_core::frames), on a real store in a
+//! temporary directory.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use brain_core::frames::{self, is_frame_part, FrameChange};
+use brain_core::{Codec, Error, ObjectStore, Store};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::Builder::new()
+        .prefix("brain-core-frames")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+fn table(ids: &[i64], names: &[&str]) -> (Arc<Schema>, RecordBatch) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(names.to_vec())),
+        ],
+    )
+    .unwrap();
+    (schema, batch)
+}
+
+fn column(batches: &[RecordBatch], index: usize) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let array = b.column(index);
+            (0..array.len())
+                .map(|i| arrow_cast_string(array.as_ref(), i))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn arrow_cast_string(array: &dyn Array, i: usize) -> String {
+    if let Some(a) = array.as_any().downcast_ref::<Int64Array>() {
+        return a.value(i).to_string();
+    }
+    if let Some(a) = array.as_any().downcast_ref::<Float64Array>() {
+        return a.value(i).to_string();
+    }
+    let a = array.as_any().downcast_ref::<StringArray>().unwrap();
+    a.value(i).to_owned()
+}
+
+fn parts(store: &Store, ns: &str) -> Vec<String> {
+    let mut names = store.names(ns).unwrap();
+    names.retain(|n| is_frame_part(n));
+    names
+}
+
+#[test]
+fn assign_append_drop_and_compact_change_only_what_they_name() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2, 3], &["a", "b", "c"]);
+    ns.set_record_batches("t", &schema, &[batch])?;
+    let before = ns.get_record_batches("t")?.unwrap();
+
+    // A new column: the frame becomes a manifest over two parts.
+    let price = Arc::new(Schema::new(vec![Field::new(
+        "price",
+        DataType::Float64,
+        false,
+    )]));
+    let prices = RecordBatch::try_new(
+        price.clone(),
+        vec![Arc::new(Float64Array::from(vec![1.5, 2.5, 3.5]))],
+    )?;
+    ns.assign_columns("t", &price, &[prices])?;
+    assert_eq!(ns.metadata("t")?.unwrap().codec, Codec::FrameParts);
+    assert_eq!(parts(&store, "default").len(), 2);
+    let (schema_after, batches) = ns.get_record_batches("t")?.unwrap();
+    let names: Vec<&str> = schema_after
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["id", "name", "price"]);
+    assert_eq!(column(&batches, 2), ["1.5", "2.5", "3.5"]);
+    // The version read before is unchanged.
+    assert_eq!(before.1[0].num_columns(), 2);
+
+    // Rows appended: a third part, the old ones shared.
+    let (more_schema, more) = table(&[4, 5], &["d", "e"]);
+    let err = ns
+        .append_rows("t", &more_schema, std::slice::from_ref(&more))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the frame's columns and types in order"),
+        "{err}"
+    );
+    ns.drop_columns("t", &["price"])?;
+    assert_eq!(parts(&store, "default").len(), 1, "the price part is freed");
+    ns.append_rows("t", &more_schema, &[more])?;
+    assert_eq!(parts(&store, "default").len(), 2);
+    let (_, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(column(&batches, 0), ["1", "2", "3", "4", "5"]);
+    assert_eq!(column(&batches, 1), ["a", "b", "c", "d", "e"]);
+    let (_, only) = ns.get_record_batches_with_columns("t", &["name"])?.unwrap();
+    assert_eq!(column(&only, 0), ["a", "b", "c", "d", "e"]);
+    let err = ns
+        .get_record_batches_with_columns("t", &["nope"])
+        .unwrap_err();
+    assert!(matches!(err, Error::ColumnNotFound { .. }), "{err}");
+
+    // Compaction: one part, one batch, same rows.
+    ns.compact("t")?;
+    assert_eq!(parts(&store, "default").len(), 1);
+    let (_, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(column(&batches, 0), ["1", "2", "3", "4", "5"]);
+
+    // Listings for people skip parts; deleting the frame frees them.
+    assert_eq!(ns.names()?, ["t"]);
+    assert!(ns.delete("t")?);
+    assert!(parts(&store, "default").is_empty());
+    Ok(())
+}
+
+#[test]
+fn columns_of_other_lengths_and_missing_names_are_refused() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2], &["a", "b"]);
+    let err = ns
+        .assign_columns("nothing", &schema, std::slice::from_ref(&batch))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    ns.set_record_batches("t", &schema, &[batch])?;
+    let (other, three) = table(&[1, 2, 3], &["a", "b", "c"]);
+    let err = ns.assign_columns("t", &other, &[three]).unwrap_err();
+    assert!(err.to_string().contains("3 rows, the frame 2"), "{err}");
+    let err = ns.drop_columns("t", &["nope"]).unwrap_err();
+    assert!(matches!(err, Error::ColumnNotFound { .. }), "{err}");
+    ns.set_text("words", "not a table")?;
+    let err = ns.drop_columns("words", &["x"]).unwrap_err();
+    assert!(matches!(err, Error::CodecMismatch { .. }), "{err}");
+    // Nothing failed half-way: the frame is whole and no part is left.
+    assert_eq!(ns.metadata("t")?.unwrap().codec, Codec::ArrowIpc);
+    assert!(parts(&store, "default").is_empty());
+    Ok(())
+}
+
+#[test]
+fn unreferenced_parts_are_swept_and_missing_parts_reported() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2], &["a", "b"]);
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    // A writer that died after writing a part and before publishing it.
+    let bytes = brain_core::format::arrow::encode(&schema, &[batch])?;
+    let orphan = frames::write_part(&store, "default", "t", &brain_core::Payload::bytes(&bytes))?;
+    // A frame replaced by something else leaves its parts unreferenced.
+    let (s2, b2) = table(&[9], &["z"]);
+    ns.append_rows("u", &s2, &[b2])?;
+    store.put("default", "u", &brain_core::Payload::bytes(b"plain"))?;
+
+    let found = frames::sweep_parts(&store, "default", false)?;
+    assert_eq!(found.unreferenced.len(), 2, "{found:?}");
+    assert!(found.unreferenced.iter().any(|(n, _)| n.ends_with(&orphan)));
+    assert!(found.broken.is_empty());
+    assert_eq!(parts(&store, "default").len(), 4);
+
+    // A frame locked by a writer is left alone.
+    let held = store.lock("default", "t", None)?;
+    let swept = frames::sweep_parts(&store, "default", true)?;
+    assert_eq!(swept.busy, ["t"]);
+    assert_eq!(parts(&store, "default").len(), 3);
+    drop(held);
+    let swept = frames::sweep_parts(&store, "default", true)?;
+    assert_eq!(swept.unreferenced.len(), 1);
+    assert_eq!(parts(&store, "default").len(), 2);
+    let (_, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(column(&batches, 0), ["1", "2", "1", "2"]);
+
+    // A part lost: reads say so, and the sweep reports the frame.
+    let lost = parts(&store, "default").remove(0);
+    store.delete("default", &lost)?;
+    let err = ns.get_record_batches("t").unwrap_err();
+    assert!(
+        err.to_string().contains("is missing; run `brain fsck`"),
+        "{err}"
+    );
+    let found = frames::sweep_parts(&store, "default", false)?;
+    assert_eq!(found.broken.len(), 1, "{found:?}");
+    Ok(())
+}
+
+#[test]
+fn a_reader_holding_a_version_keeps_it_while_writers_replace_it() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2], &["a", "b"]);
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    let held = frames::read_table(&store, "default", "t")?.unwrap();
+    for _ in 0..5 {
+        ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+        ns.compact("t")?;
+    }
+    // The parts it references are deleted; its views still read.
+    let (_, batches) = held.record_batches(None)?;
+    assert_eq!(column(&batches, 0), ["1", "2"]);
+    let change = FrameChange::Drop { columns: &["id"] };
+    let _lock = store.lock("default", "t", None)?;
+    frames::change_frame(&store, "default", "t", change, Codec::ArrowIpc, None, None)?;
+    let (schema_now, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(schema_now.fields().len(), 1);
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 12);
+    Ok(())
+}

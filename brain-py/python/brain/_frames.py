@@ -1,0 +1,321 @@
+"""Frames that change in place: ``Brain.assign``, ``Brain.drop``,
+``Brain.append`` and ``Brain.compact``.
+
+A frame changed this way is stored in parts (brain-core's ``frames``): Arrow
+IPC files each holding some columns for some rows, under one manifest
+stored under the frame's name. A change writes only its new part and
+publishes a new manifest, atomically; the unchanged columns' memory is
+shared between the versions. Every reader (pandas, polars, pyarrow, Rust,
+``brain cat``) sees an ordinary frame.
+
+This module turns pandas, polars and pyarrow values into parts in the
+frame's own form (pandas' metadata and brain's dtype restores move with
+the columns), and holds the name's lock while it changes the frame,
+without taking it twice in a thread that already holds it (an
+``update``, or ``with brain.lock(name)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from . import _brain, _codecs
+from ._codecs import KIND_KEY, PANDAS_DTYPES_KEY, _module
+from .exceptions import BrainColumnNotExistError, BrainNameNotExistError
+
+# Tables written whole at least this large are stored in parts from the
+# start, so that their first change writes only what changes. A smaller
+# frame is copied into a part of its own by its first change (at memory
+# speed: a few milliseconds at this size).
+PARTS_FROM_BYTES = 64 << 20
+
+_held = threading.local()
+
+
+def _locks() -> dict[tuple[str, str, str], Any]:
+    locks: dict[tuple[str, str, str], Any] | None = getattr(_held, "locks", None)
+    if locks is None:
+        locks = _held.locks = {}
+    return locks
+
+
+def remember_lock(store: Any, namespace: str, name: str, lock: _brain.Lock) -> _brain.Lock:
+    """Notes that this thread holds ``lock`` on a name, so frame changes
+    made while it is held do not wait for it."""
+    _locks()[(store.location, namespace, name)] = lock
+    return lock
+
+
+@contextlib.contextmanager
+def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
+    """Holds the name's lock for a change, unless this thread holds it already."""
+    key = (store.location, namespace, name)
+    held = _locks().get(key)
+    if held is not None and held.held:
+        yield
+        return
+    with store.lock(namespace, name) as lock:
+        _locks()[key] = lock
+        try:
+            yield
+        finally:
+            _locks().pop(key, None)
+
+
+def _pa() -> Any:
+    return _module("pyarrow") or __import__("pyarrow")
+
+
+def write_part(store: Any, namespace: str, name: str, table: Any, length: int | None = None) -> str:
+    """Stores ``table`` as a new part of frame ``name``; its id."""
+    pa = _codecs._pyarrow_ipc()
+    if length is None:
+        length = _codecs.ipc_file_len(table)
+    part, writer = store.part_writer(namespace, name, length)
+    try:
+        _codecs._write_ipc(pa, writer, table)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return str(part)
+
+
+def _publish(
+    store: Any,
+    namespace: str,
+    name: str,
+    change: str,
+    codec: str,
+    table: Any,
+    metadata: dict[bytes, bytes] | None = None,
+    description: str | None = None,
+    length: int | None = None,
+) -> None:
+    part = write_part(store, namespace, name, table, length)
+    try:
+        store.change_frame(namespace, name, change, codec, part=part, metadata=metadata, description=description)
+    except BaseException:
+        store.discard_part(namespace, name, part)
+        raise
+
+
+def write_whole(
+    store: Any, namespace: str, name: str, codec: str, table: Any, description: str | None, length: int | None = None
+) -> None:
+    """Writes ``table`` (a large one) as a frame of one part, replacing the name."""
+    with name_lock(store, namespace, name):
+        _publish(store, namespace, name, "replace", codec, table, description=description, length=length)
+
+
+# ------------------------------------------------------------ the stored frame
+
+
+class _Stored:
+    """What a change needs of the stored frame: its codec, schema and rows."""
+
+    def __init__(self, store: Any, namespace: str, name: str) -> None:
+        pa = _pa()
+        obj = store.get(namespace, name)
+        if obj is None:
+            raise BrainNameNotExistError(
+                f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
+            )
+        if obj.codec not in _codecs.LIBRARIES:
+            raise TypeError(
+                f"object {name!r} is stored as {obj.codec}, not as a table: assign, drop, append and compact "
+                "change stored tables (pyarrow, pandas or polars); pickled frames are read and written whole"
+            )
+        self.name, self.namespace, self.codec = name, namespace, obj.codec
+        if isinstance(obj, _brain.Frame):
+            self.rows = int(obj.rows)
+            self.schema = pa.ipc.open_file(pa.py_buffer(obj.schema_ipc())).schema
+        else:
+            table = _codecs.read_arrow(obj)
+            self.rows, self.schema = table.num_rows, table.schema
+        self.metadata: dict[bytes, bytes] = dict(self.schema.metadata or {})
+        if self.metadata.get(KIND_KEY) in (b"series", b"record_batch"):
+            what = "a Series" if self.metadata[KIND_KEY] == b"series" else "a RecordBatch"
+            raise TypeError(f"object {name!r} is {what}: assign, drop and append change stored tables")
+        pandas = self.metadata.get(b"pandas")
+        self.pandas: dict[str, Any] | None = json.loads(pandas) if pandas is not None else None
+        self.restores: dict[str, Any] = json.loads(self.metadata.get(PANDAS_DTYPES_KEY, b"{}"))
+
+    def index_fields(self) -> list[str]:
+        if self.pandas is None:
+            return []
+        return [c for c in self.pandas.get("index_columns", []) if isinstance(c, str)]
+
+    def data_fields(self) -> list[str]:
+        index = set(self.index_fields())
+        return [field.name for field in self.schema if field.name not in index]
+
+    def with_pandas(self, pandas: dict[str, Any], restores: dict[str, Any]) -> dict[bytes, bytes]:
+        metadata = dict(self.metadata)
+        metadata[b"pandas"] = json.dumps(pandas).encode()
+        if restores:
+            metadata[PANDAS_DTYPES_KEY] = json.dumps(restores).encode()
+        else:
+            metadata.pop(PANDAS_DTYPES_KEY, None)
+        return metadata
+
+
+def _field(label: Any) -> str:
+    return label if isinstance(label, str) else str(label)
+
+
+# ------------------------------------------------------------ the changes
+
+
+def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) -> None:
+    """Adds or replaces ``columns`` of frame ``name`` (see ``Brain.assign``)."""
+    if not columns:
+        raise ValueError("assign needs at least one column: brain.assign(name, new_column=values)")
+    with name_lock(store, namespace, name):
+        stored = _Stored(store, namespace, name)
+        metadata = None
+        if stored.codec == "pandas":
+            table, metadata = _pandas_columns(stored, columns)
+        elif stored.codec == "polars":
+            pl = _module("polars") or __import__("polars")
+            table, _ = _codecs.polars_table(pl.DataFrame(dict(columns)))
+        else:
+            table = _pa().table(dict(columns))
+        if table.num_rows != stored.rows:
+            raise ValueError(
+                f"the new columns have {table.num_rows} rows, frame {name!r} has {stored.rows}; "
+                "give one value per row"
+            )
+        _publish(store, namespace, name, "assign", stored.codec, table, metadata)
+
+
+def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, dict[bytes, bytes]]:
+    """The new columns as a table in pandas' form, and the frame's metadata
+    with their pandas metadata and dtype restores merged in."""
+    pa = _pa()
+    pd = _module("pandas") or __import__("pandas")
+    # By position, as the frame's rows are: a Series' own index is not aligned.
+    values = {
+        label: value.reset_index(drop=True) if isinstance(value, pd.Series) else value
+        for label, value in columns.items()
+    }
+    new = pd.DataFrame(values)
+    table = _codecs.from_pandas_table(new)
+    planned = _codecs._pandas_restores(pa, pd, new, table)
+    if planned is None:
+        raise TypeError(
+            "a new column holds values Arrow cannot store exactly (lists or dicts in an object column); "
+            "store the whole frame instead (brain[name] = frame)"
+        )
+    table, new_restores, _ = planned
+    pandas = stored.pandas
+    assert pandas is not None
+    entries = [entry for entry in pandas["columns"]]
+    index = set(stored.index_fields())
+    data = stored.data_fields()
+    restores = dict(stored.restores)
+    new_entries = table.schema.pandas_metadata["columns"]
+    for j, field in enumerate(table.schema.names):
+        entry = next(e for e in new_entries if e.get("field_name") == field)
+        if field in data:
+            position = data.index(field)
+            at = next(i for i, e in enumerate(entries) if e.get("field_name") == field)
+            entries[at] = entry
+        else:
+            position = len(data)
+            data.append(field)
+            at = next((i for i, e in enumerate(entries) if e.get("field_name") in index), len(entries))
+            entries.insert(at, entry)
+        restores.pop(f"c{position}", None)
+        if f"c{j}" in new_restores:
+            restores[f"c{position}"] = new_restores[f"c{j}"]
+    pandas = dict(pandas, columns=entries)
+    return table.replace_schema_metadata(None), stored.with_pandas(pandas, restores)
+
+
+def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
+    """Drops ``columns`` from frame ``name`` (see ``Brain.drop``)."""
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+        raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
+    with name_lock(store, namespace, name):
+        stored = _Stored(store, namespace, name)
+        fields = [_field(column) for column in columns]
+        data: list[Any] = stored.data_fields()
+        missing = [column for column, field in zip(columns, fields) if field not in data]
+        if missing:
+            err = BrainColumnNotExistError(
+                f"table {name!r} in namespace {namespace!r} has no column "
+                f"{', '.join(repr(c) for c in missing)}; its columns are {', '.join(repr(c) for c in data) or 'none'}"
+            )
+            err.namespace, err.name, err.missing, err.columns = namespace, name, missing, data
+            raise err
+        metadata = None
+        if stored.pandas is not None:
+            kept = [field for field in data if field not in fields]
+            restores = {k: v for k, v in stored.restores.items() if k[0] != "c"}
+            for position, field in enumerate(kept):
+                how = stored.restores.get(f"c{data.index(field)}")
+                if how is not None:
+                    restores[f"c{position}"] = how
+            entries = [e for e in stored.pandas["columns"] if e.get("field_name") not in fields]
+            metadata = stored.with_pandas(dict(stored.pandas, columns=entries), restores)
+        store.change_frame(namespace, name, "drop", stored.codec, columns=fields, metadata=metadata)
+
+
+def append(store: Any, namespace: str, name: str, rows: Any) -> None:
+    """Adds ``rows`` after frame ``name``'s (see ``Brain.append``)."""
+    with name_lock(store, namespace, name):
+        if not store.contains(namespace, name):
+            _codecs.encode(store, namespace, name, rows, None)
+            return
+        stored = _Stored(store, namespace, name)
+        metadata = None
+        pa = _pa()
+        pd = _module("pandas")
+        pl = _module("polars")
+        if stored.codec == "pandas":
+            if pd is None or not isinstance(rows, pd.DataFrame):
+                raise TypeError(f"frame {name!r} was written from pandas: append a pandas DataFrame, not {type(rows).__name__}")
+            table, metadata = _pandas_rows(stored, rows)
+        elif stored.codec == "polars":
+            if pl is None or not isinstance(rows, pl.DataFrame):
+                raise TypeError(f"frame {name!r} was written from polars: append a polars DataFrame, not {type(rows).__name__}")
+            table, _ = _codecs.polars_table(rows)
+        else:
+            if isinstance(rows, pa.RecordBatch):
+                rows = pa.Table.from_batches([rows])
+            if not isinstance(rows, pa.Table):
+                raise TypeError(f"frame {name!r} was written from pyarrow: append a pyarrow Table, not {type(rows).__name__}")
+            table = rows
+        _publish(store, namespace, name, "append", stored.codec, table.replace_schema_metadata(None), metadata)
+
+
+def _pandas_rows(stored: _Stored, rows: Any) -> tuple[Any, dict[bytes, bytes] | None]:
+    pa = _pa()
+    assert stored.pandas is not None
+    index = stored.pandas.get("index_columns", [])
+    ranged = len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range"
+    if ranged:
+        # A RangeIndex goes on across the new rows, as pd.concat(..., ignore_index=True).
+        table = _codecs.from_pandas_table(rows.reset_index(drop=True))
+        described = dict(index[0])
+        described["stop"] = described["start"] + described["step"] * (stored.rows + table.num_rows)
+        pandas = dict(stored.pandas, index_columns=[described])
+        return table, stored.with_pandas(pandas, stored.restores)
+
+    # A frequency the new dates may not keep is dropped.
+    metadata = {k: v for k, v in stored.metadata.items() if k != _codecs.INDEX_FREQ_KEY}
+    return pa.Table.from_pandas(rows, preserve_index=True), metadata
+
+
+def compact(store: Any, namespace: str, name: str) -> bool:
+    """Rewrites frame ``name`` as one part; False when it is stored whole already."""
+    with name_lock(store, namespace, name):
+        return store.compact_frame(namespace, name) is not None
+
+
+__all__ = ["append", "assign", "compact", "drop", "name_lock", "remember_lock", "write_whole"]

@@ -1,0 +1,326 @@
+"""Frames changed in place: ``brain.assign``, ``brain.drop``, ``brain.append``
+and ``brain.compact`` write only what changes, publish one version each, and
+give every reader an ordinary frame."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from _helpers import new_store_url, remove_store
+from brain import Brain, _brain
+from brain.exceptions import BrainColumnNotExistError, BrainNameNotExistError
+
+
+def _sales(rows: int = 6) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region": pd.Series([f"r{i % 3}" for i in range(rows)], dtype="str"),
+            "price": np.arange(rows, dtype=np.float64) * 1.5,
+            "qty": np.arange(rows, dtype=np.int64),
+            "note": pd.Series([f"n{i}" if i % 2 else None for i in range(rows)], dtype=object),
+        }
+    )
+
+
+def test_assign_drop_append_and_compact_give_the_frame_pandas_would(brain: Brain) -> None:
+    frame = _sales()
+    brain["sales"] = frame
+    held = brain["sales"]
+
+    brain.assign("sales", margin=frame["price"] * 0.1, flag=np.arange(6) % 2 == 0)
+    expected = frame.assign(margin=frame["price"] * 0.1, flag=np.arange(6) % 2 == 0)
+    pd.testing.assert_frame_equal(brain["sales"], expected)
+    # A column replaced in place keeps its position; object dtype is kept.
+    brain.assign("sales", note=pd.Series(["x"] * 6, dtype=object))
+    expected = expected.assign(note=pd.Series(["x"] * 6, dtype=object))
+    pd.testing.assert_frame_equal(brain["sales"], expected)
+
+    brain.drop("sales", ["qty"])
+    expected = expected.drop(columns=["qty"])
+    pd.testing.assert_frame_equal(brain["sales"], expected)
+
+    more = expected.iloc[:3].copy()
+    brain.append("sales", more)
+    expected = pd.concat([expected, more], ignore_index=True)
+    pd.testing.assert_frame_equal(brain["sales"], expected)
+    pd.testing.assert_frame_equal(brain.get("sales", columns=["margin", "note"]), expected[["margin", "note"]])
+    assert brain.get("sales", as_polars=True).equals(pl.from_pandas(expected))
+
+    assert brain.compact("sales")
+    pd.testing.assert_frame_equal(brain["sales"], expected)
+    # The value read before any change is untouched.
+    pd.testing.assert_frame_equal(held, frame)
+    assert brain.names() == ["sales"]
+
+
+def test_an_index_that_is_not_a_range_is_appended_as_it_is(brain: Brain) -> None:
+    frame = _sales(4).set_index(pd.Index(["a", "b", "c", "d"], name="key"))
+    brain["f"] = frame
+    more = _sales(2).set_index(pd.Index(["e", "f"], name="key"))
+    brain.append("f", more)
+    pd.testing.assert_frame_equal(brain["f"], pd.concat([frame, more]))
+    brain.assign("f", total=np.ones(6))
+    assert list(brain["f"].index) == list("abcdef")
+
+
+def test_polars_and_arrow_frames_change_in_place(brain: Brain) -> None:
+    brain["p"] = pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})
+    brain.append("p", pl.DataFrame({"x": [3], "s": ["c"]}))
+    brain.assign("p", y=[0.5, 1.5, 2.5])
+    assert brain["p"].equals(pl.DataFrame({"x": [1, 2, 3], "s": ["a", "b", "c"], "y": [0.5, 1.5, 2.5]}))
+
+    brain["t"] = pa.table({"x": [1, 2]})
+    brain.append("t", pa.table({"x": [3]}))
+    brain.assign("t", y=pa.array([1.0, 2.0, 3.0]))
+    assert brain["t"].to_pydict() == {"x": [1, 2, 3], "y": [1.0, 2.0, 3.0]}
+    # append to a name that does not exist sets it.
+    brain.append("new", pa.table({"x": [1]}))
+    assert brain["new"].to_pydict() == {"x": [1]}
+    brain.drop("t", ["x"])
+    assert brain["t"].to_pydict() == {"y": [1.0, 2.0, 3.0]}
+    # A frame written whole is not changed by compacting.
+    assert not brain.compact("new")
+
+
+def test_bad_changes_are_refused_and_change_nothing(brain: Brain) -> None:
+    frame = _sales(3)
+    brain["f"] = frame
+    with pytest.raises(BrainNameNotExistError):
+        brain.assign("missing", x=[1])
+    with pytest.raises(ValueError, match="4 rows, frame 'f' has 3"):
+        brain.assign("f", x=[1, 2, 3, 4])
+    with pytest.raises(BrainColumnNotExistError, match="has no column 'nope'; its columns are 'region'"):
+        brain.drop("f", ["nope"])
+    with pytest.raises(Exception, match="columns and types in order"):
+        brain.append("f", pd.DataFrame({"other": [1]}))
+    with pytest.raises(TypeError, match="append a pandas DataFrame"):
+        brain.append("f", pa.table({"x": [1]}))
+    brain["n"] = 5
+    with pytest.raises(TypeError, match="stored as pickle5, not as a table"):
+        brain.assign("n", x=[1])
+    with pytest.raises(ValueError, match="at least one column"):
+        brain.assign("f")
+    pd.testing.assert_frame_equal(brain["f"], frame)
+    fsck = brain.store.fsck() if brain.url.startswith("shm") else None
+    if fsck is not None:
+        assert fsck["unreferenced_frame_parts"] == 0 and fsck["broken_frames"] == []
+
+
+@pytest.mark.shm_only("parts are listed by the raw directory; the memory store has no fsck")
+def test_parts_are_shared_and_given_back(brain: Brain, store_path: Path) -> None:
+    brain["f"] = _sales(1000)
+    brain.assign("f", a=np.zeros(1000))
+    brain.assign("f", b=np.ones(1000))
+    frame = brain.store.get(brain.namespace, "f")
+    assert isinstance(frame, _brain.Frame) and frame.part_count == 3
+    brain.drop("f", ["a"])
+    assert brain.store.get(brain.namespace, "f").part_count == 2
+    assert brain.store.fsck()["objects"] == 3  # the manifest and two parts
+    brain.compact("f")
+    assert brain.store.get(brain.namespace, "f").part_count == 1
+    del brain["f"]
+    assert brain.store.fsck()["objects"] == 0, "deleting the frame deletes its parts"
+    # A frame replaced by something else leaves parts that gc gives back.
+    brain["g"] = _sales(10)
+    brain.assign("g", a=np.zeros(10))
+    brain["g"] = "text now"
+    assert brain.store.fsck()["unreferenced_frame_parts"] == 2
+    assert brain.store.gc()["frame_parts"] == 2
+    assert brain.store.fsck()["objects"] == 1
+
+
+def test_a_change_is_one_event_and_waits_for_the_lock(brain: Brain) -> None:
+    brain["f"] = _sales()
+    watcher = brain.watch()
+    brain.assign("f", a=np.zeros(6))
+    assert watcher.next_event(timeout=5) == ("set", brain.namespace, "f")
+    assert watcher.next_event(timeout=0.2) is None
+    # Inside update (which holds the lock) a change does not deadlock.
+    with brain.lock("f"):
+        brain.assign("f", b=np.ones(6))
+    brain.update("f", lambda f: f.assign(c=1))
+    assert list(brain["f"].columns)[-3:] == ["a", "b", "c"]
+
+
+@pytest.mark.shm_only("another process opens the same store")
+def test_readers_in_other_processes_see_every_version_whole(store_path: Path) -> None:
+    """One process changes a frame over and over while another reads it:
+    every read is one complete version (rows and columns agree)."""
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, pandas as pd, sys, time
+        from brain import Brain
+        b = Brain(path={str(store_path)!r})
+        deadline = time.time() + 4
+        reads = 0
+        while time.time() < deadline:
+            f = b["f"]
+            n = len(f)
+            assert (f["v"].to_numpy() == np.arange(n)).all(), "rows of mixed versions"
+            for c in f.columns[1:]:
+                assert (f[c].to_numpy() == int(c[1:])).all(), f"column {{c}} torn"
+            reads += 1
+        print(reads)
+        """
+    )
+    writer = Brain(path=str(store_path))
+    writer["f"] = pd.DataFrame({"v": np.arange(100)})
+    reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        i = 0
+        while reader.poll() is None:
+            i += 1
+            rows = len(writer["f"])
+            writer.append("f", pd.DataFrame({"v": np.arange(rows, rows + 50), **{
+                c: np.full(50, int(c[1:])) for c in writer["f"].columns[1:]
+            }}))
+            writer.assign("f", **{f"c{i}": np.full(rows + 50, i)})
+            if i % 7 == 0:
+                writer.compact("f")
+            if i % 5 == 0:
+                writer.drop("f", [c for c in writer["f"].columns[1:]][:2])
+        out, _ = reader.communicate(timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert reader.returncode == 0
+    assert int(out) > 10 and i > 10
+
+
+@pytest.mark.shm_only("a writer process is killed")
+def test_a_writer_killed_mid_change_leaves_the_old_version_whole(store_path: Path) -> None:
+    """SIGKILL at random moments of assign, append, drop and compact: the
+    frame is always one whole version, and gc gives back what was left."""
+    brain = Brain(path=str(store_path))
+    brain["f"] = pd.DataFrame({"v": np.arange(200_000)})
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, pandas as pd
+        from brain import Brain
+        b = Brain(path={str(store_path)!r})
+        i = 0
+        while True:
+            i += 1
+            n = len(b.get("f", columns=["v"]))
+            b.append("f", pd.DataFrame({{"v": np.arange(n, n + 1000), **{{c: np.full(1000, int(c[1:])) for c in b["f"].columns[1:]}}}}))
+            b.assign("f", **{{f"c{{i}}": np.full(n + 1000, i)}})
+            if i % 3 == 0:
+                b.drop("f", list(b["f"].columns[1:2]))
+            if i % 4 == 0:
+                b.compact("f")
+        """
+    )
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        child = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.6 + rng.random() * 0.6)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        f = brain["f"]
+        assert (f["v"].to_numpy() == np.arange(len(f))).all()
+        for c in f.columns[1:]:
+            assert (f[c].to_numpy() == int(c[1:])).all()
+        brain.store.gc()
+        report = brain.store.fsck()
+        assert report["broken_frames"] == [] and report["unreferenced_frame_parts"] == 0, report
+
+
+def test_dump_and_restore_keep_a_changed_frame(brain: Brain, tmp_path: Path) -> None:
+    frame = _sales()
+    brain["f"] = frame
+    brain.assign("f", extra=np.arange(6))
+    brain.append("f", frame.assign(extra=np.arange(6)))
+    expected = brain["f"]
+    brain.dump(tmp_path / "dump")
+    del brain["f"]
+    brain.restore(tmp_path / "dump")
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    assert brain.names() == ["f"]
+
+
+class FrameMatchesPandas(RuleBasedStateMachine):
+    """Random assigns, drops, appends, compactions and projections on a
+    stored frame and on a pandas model give the same frame."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__()
+        self.url = new_store_url(backend, "frames")
+        self.brain = Brain(url=self.url)
+        self.model = pd.DataFrame({"c0": np.arange(3, dtype=np.int64)})
+        self.brain["f"] = self.model
+        self.next = 1
+
+    def teardown(self) -> None:
+        self.brain.close()
+        remove_store(self.url)
+
+    @rule(value=st.integers(-5, 5))
+    def assign_new(self, value: int) -> None:
+        name = f"c{self.next}"
+        self.next += 1
+        column = np.full(len(self.model), value, dtype=np.int64)
+        self.brain.assign("f", **{name: column})
+        self.model = self.model.assign(**{name: column})
+
+    @rule(data=st.data())
+    def assign_existing(self, data: st.DataObject) -> None:
+        if not len(self.model.columns):
+            return
+        name = data.draw(st.sampled_from(list(self.model.columns)))
+        column = np.arange(len(self.model), dtype=np.float64)
+        self.brain.assign("f", **{name: column})
+        self.model = self.model.assign(**{name: column})
+
+    @rule(data=st.data())
+    def drop(self, data: st.DataObject) -> None:
+        if len(self.model.columns) < 2:
+            return
+        name = data.draw(st.sampled_from(list(self.model.columns)))
+        self.brain.drop("f", [name])
+        self.model = self.model.drop(columns=[name])
+
+    @rule(rows=st.integers(0, 4))
+    def append(self, rows: int) -> None:
+        more = pd.DataFrame(
+            {c: np.arange(rows).astype(self.model[c].dtype) for c in self.model.columns}
+        )
+        self.brain.append("f", more)
+        self.model = pd.concat([self.model, more], ignore_index=True)
+
+    @rule()
+    def compact(self) -> None:
+        self.brain.compact("f")
+
+    @rule(data=st.data())
+    def project(self, data: st.DataObject) -> None:
+        columns = data.draw(st.lists(st.sampled_from(list(self.model.columns)), unique=True, max_size=3))
+        pd.testing.assert_frame_equal(self.brain.get("f", columns=columns), self.model[columns])
+
+    @invariant()
+    def same_frame(self) -> None:
+        pd.testing.assert_frame_equal(self.brain["f"], self.model)
+
+
+@pytest.mark.parametrize("backend", ["shm", "memory"])
+def test_a_stored_frame_changes_as_a_pandas_model_does(backend: str) -> None:
+    run_state_machine_as_test(
+        lambda: FrameMatchesPandas(backend),
+        settings=settings(
+            max_examples=25, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
+        ),
+    )
