@@ -1123,3 +1123,64 @@ on_every_backend!(
     watch_sees_puts_from_other_writers,
     watch_all_prints_json_lines_and_times_out,
 );
+
+#[test]
+fn a_frame_changed_in_place_is_one_name_to_every_command() -> TestResult {
+    use arrow_array::{Array, DictionaryArray, Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use brain_core::frames;
+    use std::sync::Arc;
+
+    let store = TestStore::new()?;
+    let core = brain_core::Store::open(&store.path)?;
+    let ns = core.namespace("default")?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "tag",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
+    ]));
+    let batch = |ids: Vec<i64>, tags: Vec<&str>| -> Result<RecordBatch, Box<dyn Error>> {
+        let tags: DictionaryArray<arrow_array::types::Int32Type> = tags.into_iter().collect();
+        Ok(RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(tags)],
+        )?)
+    };
+    // Two parts with different dictionaries for one column.
+    ns.append_rows("t", &schema, &[batch(vec![1, 2], vec!["a", "b"])?])?;
+    ns.append_rows("t", &schema, &[batch(vec![3], vec!["c"])?])?;
+
+    assert_eq!(
+        store.ok_text(&["ls"])?.lines().count(),
+        2,
+        "a header and one name"
+    );
+    let info = store.json(&["info", "t", "--json"])?;
+    assert_eq!(info["arrow"]["rows"], 3, "{info}");
+    let bytes = store.ok(&["cat", "t"])?;
+    let buffer = arrow_buffer::Buffer::from(bytes);
+    let (_, batches) = brain_core::format::arrow::decode(&buffer)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, 3);
+    assert_eq!(batches[0].column(1).len(), 3);
+
+    // A part no frame references: fsck counts it, gc removes it.
+    let bytes = brain_core::format::arrow::encode(&schema, &[batch(vec![9], vec!["z"])?])?;
+    frames::write_part(&core, "default", "t", &brain_core::Payload::bytes(&bytes))?;
+    let report = store.json(&["fsck", "--json"])?;
+    assert_eq!(report["unreferenced_frame_parts"], 1, "{report}");
+    let gc = store.json(&["gc", "--json"])?;
+    assert_eq!(gc["frame_parts"], 1, "{gc}");
+    assert_eq!(
+        store.json(&["fsck", "--json"])?["unreferenced_frame_parts"],
+        0
+    );
+
+    // rm takes the parts with the frame.
+    store.ok(&["rm", "t"])?;
+    assert_eq!(store.json(&["fsck", "--json"])?["objects"], 0);
+    Ok(())
+}

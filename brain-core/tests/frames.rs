@@ -226,3 +226,80 @@ fn a_reader_holding_a_version_keeps_it_while_writers_replace_it() -> TestResult 
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 12);
     Ok(())
 }
+
+#[test]
+fn a_part_the_published_version_references_is_never_discarded() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2], &["a", "b"]);
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    let published = parts(&store, "default");
+    let id = published[0].rsplit('\0').next().unwrap().to_owned();
+    // As after a publication whose caller saw an error (an interrupt, a lost reply).
+    frames::discard_part(&store, "default", "t", &id);
+    assert_eq!(parts(&store, "default"), published);
+    assert_eq!(ns.get_record_batches("t")?.unwrap().1[0].num_rows(), 2);
+    Ok(())
+}
+
+#[test]
+fn deleting_a_frame_another_writer_is_changing_leaves_its_parts_to_the_sweep() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2], &["a", "b"]);
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    let held = store.lock("default", "t", None)?;
+    assert!(ns.delete("t")?);
+    assert_eq!(
+        parts(&store, "default").len(),
+        1,
+        "a change in flight may share them"
+    );
+    drop(held);
+    assert_eq!(
+        frames::sweep_parts(&store, "default", true)?
+            .unreferenced
+            .len(),
+        1
+    );
+    assert!(parts(&store, "default").is_empty());
+    Ok(())
+}
+
+#[test]
+fn new_columns_go_before_a_pandas_index() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let pandas = r#"{"index_columns": ["key"], "columns": []}"#;
+    let schema = Arc::new(Schema::new_with_metadata(
+        vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("key", DataType::Utf8, false),
+        ],
+        std::collections::HashMap::from([("pandas".to_owned(), pandas.to_owned())]),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(StringArray::from(vec!["x", "y"])),
+        ],
+    )?;
+    ns.set_record_batches("t", &schema, &[batch])?;
+    let (extra, column) = table(&[5, 6], &["p", "q"]);
+    ns.assign_columns("t", &extra, &[column])?;
+    let (now, _) = ns.get_record_batches("t")?.unwrap();
+    let names: Vec<&str> = now.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["v", "id", "name", "key"]);
+    let key = Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false)]));
+    let keys = RecordBatch::try_new(
+        key.clone(),
+        vec![Arc::new(StringArray::from(vec!["a", "b"]))],
+    )?;
+    let err = ns.assign_columns("t", &key, &[keys]).unwrap_err();
+    assert!(
+        err.to_string().contains("is the name of the frame's index"),
+        "{err}"
+    );
+    Ok(())
+}

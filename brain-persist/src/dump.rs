@@ -6,7 +6,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use brain_core::ObjectStore;
+use brain_core::frames::{is_frame_part, table_from_view, StoredTable};
+use brain_core::{Codec, ObjectStore};
 use rustix::fs::{FlockOperation, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -169,31 +170,53 @@ pub fn dump(
     let index = IndexWriter::create(&tmp.path.join(&index_dir), &dump_id)?;
     let mut frames = FrameWriter::new(options.level)?;
     let total = metas.iter().map(|m| m.size).sum();
+    // A frame's parts are dumped with its manifest, as read together: parts
+    // listed on their own could be of another version than the manifest read
+    // later, and parts no manifest references are not worth keeping.
+    metas.retain(|m| !is_frame_part(&m.name));
     let mut reporter =
         Reporter::start(&options.progress, Phase::Dumping, total, metas.len() as u64);
+    let mut seq: u32 = 0;
     let (mut objects, mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0, 0);
     let mut dumped_namespaces = std::collections::BTreeSet::new();
-    for (seq, meta) in metas.iter().enumerate() {
+    for meta in &metas {
         // Checked against the checksum its writer stored: a payload damaged
         // in memory is refused, not written into the dump as if it were good.
+        let read_error = |e| Error::store_obj("read", &meta.namespace, &meta.name, e);
         let view = store
             .get_verified(&meta.namespace, &meta.name)
-            .map_err(|e| Error::store_obj("read", &meta.namespace, &meta.name, e))?;
+            .map_err(read_error)?;
         let Some(view) = view else {
             vanished += 1;
             reporter.object();
             continue;
         };
-        let file_name = payload_name(generation, seq as u32);
-        let entry = frames.write(&data.join(&file_name), file_name, &view, |n| {
-            reporter.bytes(n)
-        })?;
-        drop(view);
-        index.insert(&entry)?;
-        objects += 1;
-        payload_bytes += entry.size;
-        compressed_bytes += entry.file_len;
-        dumped_namespaces.insert(entry.namespace);
+        let views = if view.meta().codec == Codec::FrameParts {
+            match table_from_view(store, view).map_err(read_error)? {
+                StoredTable::Parts(frame) => {
+                    frame.verify(&store.location()).map_err(read_error)?;
+                    std::iter::once(frame.view().clone())
+                        .chain(frame.parts().iter().cloned())
+                        .collect()
+                }
+                StoredTable::Whole(view) => vec![view],
+            }
+        } else {
+            vec![view]
+        };
+        for view in views {
+            let file_name = payload_name(generation, seq);
+            seq += 1;
+            let entry = frames.write(&data.join(&file_name), file_name, &view, |n| {
+                reporter.bytes(n)
+            })?;
+            drop(view);
+            index.insert(&entry)?;
+            objects += 1;
+            payload_bytes += entry.size;
+            compressed_bytes += entry.file_len;
+            dumped_namespaces.insert(entry.namespace);
+        }
         reporter.object();
     }
     drop(reporter);

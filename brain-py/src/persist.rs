@@ -369,6 +369,8 @@ pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyD
     let objects = info
         .objects
         .iter()
+        // A frame's parts are restored with it; they are not names of their own.
+        .filter(|entry| !brain_core::frames::is_frame_part(&entry.name))
         .map(|entry| {
             let item = PyDict::new(py);
             item.set_item("namespace", &entry.namespace)?;

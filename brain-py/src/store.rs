@@ -405,15 +405,20 @@ impl PyStore {
     /// `verify`, the payload is first checked against the checksum its
     /// writer stored (a pass over every byte, without the GIL); a payload
     /// changed since it was written raises `BrainCorruptError`.
-    #[pyo3(signature = (namespace, name, verify=false))]
+    /// With `current`, the object as the store holds it now, never a copy
+    /// that may lag behind (see `ObjectStore::get_current`).
+    #[pyo3(signature = (namespace, name, verify=false, current=false))]
     fn get(
         &self,
         py: Python<'_>,
         namespace: &str,
         name: &str,
         verify: bool,
+        current: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let view = if verify {
+        let view = if current {
+            py.detach(|| self.store.get_current(namespace, name))
+        } else if verify {
             py.detach(|| self.store.get_verified(namespace, name))
         } else {
             self.store.get(namespace, name)
@@ -633,6 +638,8 @@ impl PyStore {
                 )))
             }
         };
+        // An empty description keeps the old one, as every write does.
+        let description = description.filter(|d| !d.is_empty());
         let store = &*self.store;
         let meta = py
             .detach(|| {

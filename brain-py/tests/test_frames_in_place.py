@@ -78,6 +78,39 @@ def test_an_index_that_is_not_a_range_is_appended_as_it_is(brain: Brain) -> None
     assert list(brain["f"].index) == list("abcdef")
 
 
+def test_dtypes_brain_restores_follow_new_columns_past_an_index(brain: Brain) -> None:
+    frame = pd.DataFrame({"v": [1, 2, 3]}, index=pd.Index(["a", "b", "c"], name="key"))
+    brain["f"] = frame
+    objects = pd.Series(["x", None, "z"], dtype=object)
+    tags = pd.Series([[1], [], None], dtype=pd.ArrowDtype(pa.list_(pa.int64())))
+    brain.assign("f", note=objects, tags=tags)
+    expected = frame.copy()
+    expected["note"] = pd.Series(objects.to_numpy(), index=frame.index, dtype=object)
+    expected["tags"] = pd.Series(tags.array, index=frame.index)
+    got = brain["f"]
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["note"].dtype == object and got.index.name == "key"
+    with pytest.raises(Exception, match="is the name of the frame's index"):
+        brain.assign("f", key=[1, 2, 3])
+
+
+def test_an_appended_date_index_drops_a_frequency_it_breaks(brain: Brain) -> None:
+    frame = pd.DataFrame({"v": [1.0, 2.0]}, index=pd.date_range("2026-01-01", periods=2, freq="D"))
+    brain["f"] = frame
+    more = pd.DataFrame({"v": [3.0]}, index=pd.DatetimeIndex(["2026-02-01"]))
+    brain.append("f", more)
+    got = brain["f"]
+    assert list(got["v"]) == [1.0, 2.0, 3.0] and got.index.freq is None
+
+
+def test_wait_for_and_an_update_give_a_changed_frame(brain: Brain) -> None:
+    brain["f"] = _sales(3)
+    brain.assign("f", x=np.zeros(3))
+    assert list(brain.wait_for("f", timeout=5).columns)[-1] == "x"
+    brain.update("f", lambda f: f.assign(y=1))
+    assert list(brain["f"].columns)[-2:] == ["x", "y"]
+
+
 def test_polars_and_arrow_frames_change_in_place(brain: Brain) -> None:
     brain["p"] = pl.DataFrame({"x": [1, 2], "s": ["a", "b"]})
     brain.append("p", pl.DataFrame({"x": [3], "s": ["c"]}))
@@ -251,6 +284,7 @@ def test_dump_and_restore_keep_a_changed_frame(brain: Brain, tmp_path: Path) -> 
     brain.restore(tmp_path / "dump")
     pd.testing.assert_frame_equal(brain["f"], expected)
     assert brain.names() == ["f"]
+    assert [o["name"] for o in Brain.list_dump(tmp_path / "dump")["objects"]] == ["f"]
 
 
 class FrameMatchesPandas(RuleBasedStateMachine):

@@ -1508,6 +1508,11 @@ impl ObjectStore for RedisStore {
         self.read(namespace, name)
     }
 
+    fn get_current(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        validate_object(namespace, name)?;
+        Ok(self.read_at(namespace, name, true)?.map(|(view, _)| view))
+    }
+
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
         validate_object(namespace, name)?;
         Ok(self.read_meta(namespace, name)?.map(|p| p.meta))

@@ -30,7 +30,11 @@ pub fn run(
         let table = frames::table_from_view(store, view)
             .with_context(|| format!("cannot read frame {name:?} in namespace {namespace:?}"))?;
         let (schema, batches) = table.record_batches(None)?;
-        let bytes = brain_core::format::arrow::encode(&schema, &batches)
+        // One batch: an IPC file allows one dictionary per field, and parts
+        // appended to each other bring their own.
+        let one = arrow_select::concat::concat_batches(&schema, &batches)
+            .with_context(|| format!("cannot join the parts of frame {name:?}"))?;
+        let bytes = brain_core::format::arrow::encode(&schema, &[one])
             .with_context(|| format!("cannot encode frame {name:?} as Arrow IPC"))?;
         return console
             .out(|out| out.write_all(&bytes))

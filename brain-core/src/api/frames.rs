@@ -289,6 +289,11 @@ impl StoredFrame {
         &self.manifest_view
     }
 
+    /// Its parts, in the manifest's order.
+    pub fn parts(&self) -> &[ObjectView] {
+        &self.parts
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &FrameManifest {
         &self.manifest
@@ -557,7 +562,7 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
         // A writer replaced the frame and deleted the part after this
         // manifest was read: read the newer one. The same manifest still
         // there means the part is lost.
-        let Some(again) = store.get(&namespace, &name)? else {
+        let Some(again) = store.get_current(&namespace, &name)? else {
             return Err(Error::NotFound { namespace, name });
         };
         if again.bytes() == view.bytes() && again.meta().codec == view.meta().codec {
@@ -748,9 +753,15 @@ pub fn change_frame<S: ObjectStore + ?Sized>(
     metadata: Option<HashMap<String, String>>,
     description: Option<&str>,
 ) -> Result<ObjectMeta> {
-    let current = store.get(namespace, name)?;
+    let current = store.get_current(namespace, name)?;
     let old = match &current {
-        Some(view) if view.meta().codec == Codec::FrameParts => Some(FrameManifest::decode(view)?),
+        Some(view) if view.meta().codec == Codec::FrameParts => match FrameManifest::decode(view) {
+            Ok(manifest) => Some(manifest),
+            // Replacing an unreadable manifest needs nothing of it; its
+            // parts are left to the sweep.
+            Err(_) if matches!(change, FrameChange::Replace { .. }) => None,
+            Err(err) => return Err(err),
+        },
         _ => None,
     };
     let mut converted = None;
@@ -837,7 +848,7 @@ pub fn change_frame<S: ObjectStore + ?Sized>(
 /// on the way back). Failure is ignored: a part left behind is
 /// unreferenced, and [`sweep_parts`] removes it.
 pub fn discard_part<S: ObjectStore + ?Sized>(store: &S, namespace: &str, name: &str, id: &str) {
-    if let Ok(Some(view)) = store.get(namespace, name) {
+    if let Ok(Some(view)) = store.get_current(namespace, name) {
         if view.meta().codec == Codec::FrameParts {
             match FrameManifest::decode(&view) {
                 Ok(manifest) if manifest.referenced().contains(id) => return,
@@ -905,6 +916,7 @@ fn applied<S: ObjectStore + ?Sized>(
             }
             let index = frame.parts.len();
             frame.parts.push(part.to_owned());
+            let index_fields = pandas_index_fields(&frame.schema);
             let mut fields: Vec<Field> = frame
                 .schema
                 .fields()
@@ -917,14 +929,31 @@ fn applied<S: ObjectStore + ?Sized>(
                     field: field_index,
                     rows,
                 }];
+                if index_fields.contains(field.name()) {
+                    return Err(mismatch(
+                        namespace,
+                        name,
+                        format!(
+                            "{:?} is the name of the frame's index, not of a column; choose another name",
+                            field.name()
+                        ),
+                    ));
+                }
                 match fields.iter().position(|f| f.name() == field.name()) {
                     Some(at) => {
                         fields[at] = field.as_ref().clone();
                         frame.columns[at] = chunks;
                     }
                     None => {
-                        fields.push(field.as_ref().clone());
-                        frame.columns.push(chunks);
+                        // Before pandas' index columns, which come last: a
+                        // column's position among the fields is then its
+                        // position in the frame, as pandas' readers expect.
+                        let at = fields
+                            .iter()
+                            .position(|f| index_fields.contains(f.name()))
+                            .unwrap_or(fields.len());
+                        fields.insert(at, field.as_ref().clone());
+                        frame.columns.insert(at, chunks);
                     }
                 }
             }
@@ -1013,6 +1042,25 @@ fn applied<S: ObjectStore + ?Sized>(
     }
 }
 
+/// The fields that hold a pandas frame's index (named in its schema's
+/// pandas metadata): data columns come before them.
+fn pandas_index_fields(schema: &Schema) -> BTreeSet<String> {
+    schema
+        .metadata()
+        .get("pandas")
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|pandas| {
+            let columns = pandas.get("index_columns")?.as_array()?.clone();
+            Some(
+                columns
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// Rewrites frame `name` as one part, each column one array, and
 /// publishes it as the name's new version: a frame appended to many times
 /// reads as few, long arrays again. It copies every column once. A frame
@@ -1069,7 +1117,7 @@ pub fn delete_table<S: ObjectStore + ?Sized>(
 ) -> Result<bool> {
     let manifest = match store.metadata(namespace, name) {
         Ok(Some(meta)) if meta.codec == Codec::FrameParts => store
-            .get(namespace, name)?
+            .get_current(namespace, name)?
             .and_then(|view| FrameManifest::decode(&view).ok()),
         _ => None,
     };
@@ -1148,14 +1196,18 @@ pub fn sweep_parts<S: ObjectStore + ?Sized>(
         } else {
             None
         };
-        let referenced: BTreeSet<String> = match store.get(namespace, owner) {
+        let mut manifest_bytes = None;
+        let referenced: BTreeSet<String> = match store.get_current(namespace, owner) {
             Ok(Some(view)) if view.meta().codec == Codec::FrameParts => {
                 match FrameManifest::decode(&view) {
-                    Ok(manifest) => manifest
-                        .referenced()
-                        .into_iter()
-                        .map(|id| part_name(owner, id))
-                        .collect(),
+                    Ok(manifest) => {
+                        manifest_bytes = Some(view.bytes().to_vec());
+                        manifest
+                            .referenced()
+                            .into_iter()
+                            .map(|id| part_name(owner, id))
+                            .collect()
+                    }
                     Err(err) => {
                         // An unreadable manifest: keep its parts, report it.
                         sweep.broken.push((owner.to_owned(), err.to_string()));
@@ -1173,8 +1225,19 @@ pub fn sweep_parts<S: ObjectStore + ?Sized>(
             .get(owner)
             .map(|parts| parts.iter().map(|(name, _)| *name).collect())
             .unwrap_or_default();
-        for part in &referenced {
-            if !present.contains(part.as_str()) && !store.contains(namespace, part)? {
+        let missing: Vec<&String> = referenced
+            .iter()
+            .filter(|part| !present.contains(part.as_str()))
+            .filter(|part| !matches!(store.contains(namespace, part), Ok(true)))
+            .collect();
+        if !missing.is_empty() {
+            // A writer may have published meanwhile (and deleted these parts):
+            // only a manifest still the same is missing them.
+            let again = store.get_current(namespace, owner)?;
+            if again.as_ref().map(|v| v.bytes()) != manifest_bytes.as_deref() {
+                continue;
+            }
+            for part in missing {
                 let id = part.rsplit('\0').next().unwrap_or_default();
                 sweep
                     .broken

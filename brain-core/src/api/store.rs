@@ -564,6 +564,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         Ok(Some(view))
     }
 
+    /// Reads an object as the store holds it now, never through a copy that
+    /// may lag behind it (a Redis store's tracked binding, which learns of
+    /// another host's write a moment after it): what a writer holding the
+    /// name's lock reads before it changes the object. The same as
+    /// [`ObjectStore::get`] for stores without such copies.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::get`].
+    fn get_current(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        self.get(namespace, name)
+    }
+
     /// Reads an object's metadata only. `None` when it does not exist.
     ///
     /// # Errors
@@ -807,6 +819,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
         (**self).get(namespace, name)
+    }
+    fn get_current(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        (**self).get_current(namespace, name)
     }
     fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
         (**self).get_verified(namespace, name)

@@ -224,8 +224,9 @@ class Store:
     def put_text(self, namespace: str, name: str, text: str, description: str | None = None) -> None: ...
     def preallocate(self, bytes: int, wait: bool = False) -> int:
         """Keeps ``bytes`` of memory allocated for this process's writes; the bytes allocated when waiting."""
-    def get(self, namespace: str, name: str, verify: bool = False) -> Object | Frame | None:
-        """The object (a ``Frame`` for a frame changed in place), or None; with ``verify``, checked against its stored checksum first."""
+    def get(self, namespace: str, name: str, verify: bool = False, current: bool = False) -> Object | Frame | None:
+        """The object (a ``Frame`` for a frame changed in place), or None; with ``verify``, checked against its
+        stored checksum first; with ``current``, as the store holds it now (a Redis store asks the server)."""
     def recall(self, namespace: str, name: str) -> str | bytes | Object | Frame | None:
         """``str`` for text, ``bytes`` for raw, an ``Object`` otherwise; None when absent."""
     def metadata(self, namespace: str, name: str) -> ObjectInfo | None: ...

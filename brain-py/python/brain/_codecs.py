@@ -142,8 +142,9 @@ def _write_arrow(
         expected_len = ipc_file_len(table)
     from . import _frames
 
-    if expected_len >= _frames.PARTS_FROM_BYTES:
-        # Stored in parts from the start: its first change writes only what changes.
+    if expected_len >= _frames.PARTS_FROM_BYTES or _frames.holds_parts(store, namespace, name):
+        # Stored in parts from the start: its first change writes only what
+        # changes. A frame in parts replaced by a table gives its parts back.
         _frames.write_whole(store, namespace, name, codec, table, description, expected_len)
         return
     writer = store.writer(namespace, name, codec, description, expected_len)

@@ -18,8 +18,8 @@ without taking it twice in a thread that already holds it (an
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,20 +33,18 @@ from .exceptions import BrainColumnNotExistError, BrainNameNotExistError
 # speed: a few milliseconds at this size).
 PARTS_FROM_BYTES = 64 << 20
 
-_held = threading.local()
-
-
-def _locks() -> dict[tuple[str, str, str], Any]:
-    locks: dict[tuple[str, str, str], Any] | None = getattr(_held, "locks", None)
-    if locks is None:
-        locks = _held.locks = {}
-    return locks
+# The name locks this thread (or asyncio task: each has its own context)
+# holds, by (store, namespace, name). Replaced, never changed in place, so
+# a context copied into a new task does not share later additions.
+_HELD: contextvars.ContextVar[dict[tuple[str, str, str], _brain.Lock]] = contextvars.ContextVar("brain_held_locks")
 
 
 def remember_lock(store: Any, namespace: str, name: str, lock: _brain.Lock) -> _brain.Lock:
     """Notes that this thread holds ``lock`` on a name, so frame changes
-    made while it is held do not wait for it."""
-    _locks()[(store.location, namespace, name)] = lock
+    made while it is held do not wait for it (a released lock is ignored)."""
+    held = {key: old for key, old in _HELD.get({}).items() if old.held}
+    held[(store.location, namespace, name)] = lock
+    _HELD.set(held)
     return lock
 
 
@@ -54,16 +52,22 @@ def remember_lock(store: Any, namespace: str, name: str, lock: _brain.Lock) -> _
 def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
     """Holds the name's lock for a change, unless this thread holds it already."""
     key = (store.location, namespace, name)
-    held = _locks().get(key)
+    held = _HELD.get({}).get(key)
     if held is not None and held.held:
         yield
         return
     with store.lock(namespace, name) as lock:
-        _locks()[key] = lock
+        token = _HELD.set({**_HELD.get({}), key: lock})
         try:
             yield
         finally:
-            _locks().pop(key, None)
+            _HELD.reset(token)
+
+
+def holds_parts(store: Any, namespace: str, name: str) -> bool:
+    """Whether ``name`` holds a frame in parts (whose parts a replace must give back)."""
+    meta = store.metadata(namespace, name)
+    return meta is not None and meta["codec"] == "frame-parts"
 
 
 def _pa() -> Any:
@@ -120,7 +124,8 @@ class _Stored:
 
     def __init__(self, store: Any, namespace: str, name: str) -> None:
         pa = _pa()
-        obj = store.get(namespace, name)
+        # The lock is held: read what the last holder published, not a cached copy.
+        obj = store.get(namespace, name, current=True)
         if obj is None:
             raise BrainNameNotExistError(
                 f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
@@ -233,6 +238,8 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
         restores.pop(f"c{position}", None)
         if f"c{j}" in new_restores:
             restores[f"c{position}"] = new_restores[f"c{j}"]
+    # A frame without columns kept its empty RangeIndex of labels; it has labels now.
+    restores.pop("columns", None)
     pandas = dict(pandas, columns=entries)
     return table.replace_schema_metadata(None), stored.with_pandas(pandas, restores)
 
