@@ -1,16 +1,14 @@
 //! Frames stored in parts (brain_core::frames) as Python sees them: a
 //! `Frame` holds the manifest and the parts it references, read together,
 //! so a writer publishing meanwhile changes nothing this reader holds.
-
-use std::sync::Mutex;
+//! pyarrow assembles the table from the parts (`brain/_codecs.py`), with
+//! the fast reader it uses for any stored table.
 
 use brain_core::frames::StoredFrame;
-use brain_core::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::columns::PyArrowColumns;
-use crate::errors::to_py;
+use crate::buffer::object;
 
 /// A frame stored in parts, as read: the manifest and every part it
 /// references, kept alive (and so valid) while this object lives.
@@ -58,10 +56,43 @@ impl PyFrame {
         self.frame.manifest().rows
     }
 
+    /// Whether its one part is the whole frame, schema and metadata
+    /// included (written whole, or compacted): it reads as that part.
+    #[getter]
+    fn whole(&self) -> bool {
+        self.frame.manifest().whole
+    }
+
     /// How many parts hold it (1 after a compaction).
     #[getter]
     fn part_count(&self) -> usize {
         self.frame.manifest().parts.len()
+    }
+
+    /// The frame's schema (with its metadata) as an Arrow IPC file without
+    /// batches, for `pyarrow.ipc.open_file(...).schema`.
+    fn schema_ipc<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.frame.schema_ipc())
+    }
+
+    /// Its parts, in the manifest's order, each an `Object` (zero-copy).
+    fn parts(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        self.frame
+            .parts()
+            .iter()
+            .map(|part| object(py, part.clone()))
+            .collect()
+    }
+
+    /// For each column of the schema, its chunks in row order:
+    /// `(part index, field index in that part, rows)`.
+    fn columns(&self) -> Vec<Vec<(usize, usize, u64)>> {
+        self.frame
+            .manifest()
+            .columns
+            .iter()
+            .map(|chunks| chunks.iter().map(|&chunk| chunk.into()).collect())
+            .collect()
     }
 
     fn __repr__(&self) -> String {
@@ -76,32 +107,5 @@ impl PyFrame {
             manifest.parts.len(),
             manifest.codec
         )
-    }
-
-    /// The frame's schema (with its metadata) as an Arrow IPC file without
-    /// batches, for `pyarrow.ipc.open_file(...).schema`.
-    fn schema_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let meta = self.frame.view().meta();
-        let bytes = brain_core::format::arrow::encode(&self.frame.manifest().schema, &[]).map_err(
-            |source| {
-                to_py(Error::Arrow {
-                    namespace: meta.namespace.clone(),
-                    name: meta.name.clone(),
-                    source,
-                })
-            },
-        )?;
-        Ok(PyBytes::new(py, &bytes))
-    }
-
-    /// Every column, zero-copy, for `pyarrow.table(...)` (the schema's
-    /// metadata comes with it).
-    fn table(&self, py: Python<'_>) -> PyResult<PyArrowColumns> {
-        let decoded = py
-            .detach(|| self.frame.decode_columns::<Error>(|_| Ok(None)))
-            .map_err(to_py)?;
-        Ok(PyArrowColumns {
-            decoded: Mutex::new(Some(decoded)),
-        })
     }
 }

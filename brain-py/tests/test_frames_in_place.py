@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from _helpers import new_store_url, remove_store
-from brain import Brain, _brain
-from brain.exceptions import BrainColumnNotExistError, BrainNameNotExistError
+from brain import Brain, _brain, _frames
+from brain.exceptions import BrainColumnNotExistError, BrainError, BrainNameNotExistError
 
 
 def _sales(rows: int = 6) -> pd.DataFrame:
@@ -109,6 +109,41 @@ def test_wait_for_and_an_update_give_a_changed_frame(brain: Brain) -> None:
     assert list(brain.wait_for("f", timeout=5).columns)[-1] == "x"
     brain.update("f", lambda f: f.assign(y=1))
     assert list(brain["f"].columns)[-2:] == ["x", "y"]
+
+
+def test_tables_stored_in_parts_from_the_start_read_back_as_written(
+    brain: Brain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables of 64 MiB or more are written as a frame of one part; here every table is."""
+    monkeypatch.setattr(_frames, "PARTS_FROM_BYTES", 0)
+    pandas_frame = _sales(5).set_index(pd.Index(list("abcde"), name="k"))
+    values = {
+        "pandas": pandas_frame,
+        "series": pd.Series([1.5, 2.5], name="s"),
+        "polars": pl.DataFrame({"x": [1, 2], "s": ["a", "b"]}),
+        "table": pa.table({"x": [1, 2]}),
+        "batch": pa.record_batch({"x": [1, 2]}),
+    }
+    for name, value in values.items():
+        brain[name] = value
+        stored = brain.store.get(brain.namespace, name)
+        assert isinstance(stored, _brain.Frame) and stored.whole and stored.part_count == 1, name
+    pd.testing.assert_frame_equal(brain["pandas"], pandas_frame)
+    pd.testing.assert_series_equal(brain["series"], values["series"])
+    assert brain["polars"].equals(values["polars"])
+    assert brain["table"].equals(values["table"])
+    assert brain["batch"].equals(values["batch"])
+    pd.testing.assert_frame_equal(brain.get("pandas", columns=["qty"]), pandas_frame[["qty"]])
+    # The first change writes only the new column.
+    brain.assign("pandas", extra=np.ones(5))
+    stored = brain.store.get(brain.namespace, "pandas")
+    assert not stored.whole and stored.part_count == 2
+    pd.testing.assert_frame_equal(brain["pandas"], pandas_frame.assign(extra=np.ones(5)))
+    # A table written over it takes its place, and its parts go.
+    brain["pandas"] = pandas_frame
+    assert brain.store.get(brain.namespace, "pandas").part_count == 1
+    if brain.url.startswith("shm"):
+        assert brain.store.fsck()["unreferenced_frame_parts"] == 0
 
 
 def test_polars_and_arrow_frames_change_in_place(brain: Brain) -> None:
@@ -358,3 +393,62 @@ def test_a_stored_frame_changes_as_a_pandas_model_does(backend: str) -> None:
             max_examples=25, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
         ),
     )
+
+
+@pytest.mark.shm_only("writers in other processes open the same store")
+def test_changes_from_two_processes_are_serialised(store_path: Path) -> None:
+    """Two processes append to one frame and add columns at once: no change is lost."""
+    brain = Brain(path=str(store_path))
+    brain["f"] = pd.DataFrame({"v": np.arange(10)})
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np, pandas as pd
+        from brain import Brain
+        b = Brain(path={str(store_path)!r})
+        me = sys.argv[1]
+        for i in range(15):
+            b.append("f", pd.DataFrame({{"v": np.full(3, -1)}}))
+        """
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(i)]) for i in range(2)]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
+    assert len(brain["f"]) == 10 + 2 * 15 * 3
+    assert (brain["f"]["v"].to_numpy() == -1).sum() == 90
+
+
+@pytest.mark.shm_only("`brain sync` is another process, mirroring the store it opens by path")
+def test_brain_sync_mirrors_a_changed_frame(brain: Brain, tmp_path: Path) -> None:
+    binary = Path(__file__).resolve().parents[2] / "target" / "debug" / "brain"
+    assert binary.exists(), f"{binary} is missing: build it with `cargo build --bins` (make test does)"
+    mirror = tmp_path / "mirror"
+    log = (tmp_path / "sync.log").open("wb")
+    sync = subprocess.Popen([str(binary), "--store", brain.path, "sync", "--to", str(mirror)], stdout=log, stderr=log)
+    try:
+        brain["f"] = _sales()
+        brain.assign("f", x=np.arange(6))
+        brain.append("f", _sales().assign(x=np.arange(6)))
+        brain.drop("f", ["qty"])
+        expected = brain["f"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (mirror / "MANIFEST.json").exists():
+                url = new_store_url("shm", "sync-restore")
+                try:
+                    restored = Brain(url=url, persist=mirror)
+                    try:
+                        got = restored.get("f")
+                    except BrainError:
+                        got = None  # the mirror has the manifest, not yet every part
+                    restored.close()
+                finally:
+                    remove_store(url)
+                if got is not None and got.equals(expected):
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"sync did not mirror the changed frame within 30 s: {(tmp_path / 'sync.log').read_text()}")
+    finally:
+        sync.send_signal(signal.SIGKILL)
+        sync.wait()
+        log.close()

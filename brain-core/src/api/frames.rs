@@ -83,8 +83,11 @@ fn new_part_id() -> String {
     format!("{}.{n}.{nanos:x}", owner_tag())
 }
 
-/// Where one column's rows are, in order: a field of a part.
+/// Where one column's rows are, in order: a field of a part. Stored as
+/// the array `[part, field, rows]`: a frame appended to many times has a
+/// chunk per column per append, and every read parses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(usize, usize, u64)", into = "(usize, usize, u64)")]
 pub struct ColumnChunk {
     /// Index into [`FrameManifest::parts`].
     pub part: usize,
@@ -108,12 +111,30 @@ pub struct FrameManifest {
     pub parts: Vec<String>,
     /// For each field of `schema`, its chunks in row order.
     pub columns: Vec<Vec<ColumnChunk>>,
+    /// Part 0 is the whole frame as it is, schema and its metadata
+    /// included (a frame written whole, or compacted): a reader may read
+    /// it as any stored table.
+    pub whole: bool,
+}
+
+impl From<(usize, usize, u64)> for ColumnChunk {
+    fn from((part, field, rows): (usize, usize, u64)) -> Self {
+        ColumnChunk { part, field, rows }
+    }
+}
+
+impl From<ColumnChunk> for (usize, usize, u64) {
+    fn from(chunk: ColumnChunk) -> Self {
+        (chunk.part, chunk.field, chunk.rows)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct ManifestJson {
     codec: u16,
     rows: u64,
+    #[serde(default)]
+    whole: bool,
     parts: Vec<String>,
     columns: Vec<Vec<ColumnChunk>>,
 }
@@ -129,6 +150,7 @@ impl FrameManifest {
         let json = serde_json::to_vec(&ManifestJson {
             codec: self.codec.tag(),
             rows: self.rows,
+            whole: self.whole,
             parts: self.parts.clone(),
             columns: self.columns.clone(),
         })
@@ -182,7 +204,7 @@ impl FrameManifest {
             )));
         }
         let json_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-        let schema_at = (16 + json_len).next_multiple_of(8);
+        let schema_at = schema_offset(bytes);
         if schema_at > bytes.len() {
             return Err(bad(format!(
                 "its document of {json_len} bytes does not fit in {} bytes",
@@ -191,8 +213,7 @@ impl FrameManifest {
         }
         let doc: ManifestJson = serde_json::from_slice(&bytes[16..16 + json_len])
             .map_err(|e| bad(format!("unreadable document: {e}")))?;
-        let schema_bytes = view.buffer().slice(schema_at);
-        let (schema, _) = arrow::decode(&schema_bytes).map_err(|e| bad(e.to_string()))?;
+        let schema = manifest_schema(&view.buffer().slice(schema_at)).map_err(bad)?;
         let codec = Codec::from_tag(doc.codec);
         if !codec.is_arrow() {
             return Err(bad(format!("written as {codec}, which is not a table")));
@@ -225,12 +246,22 @@ impl FrameManifest {
                 )));
             }
         }
+        let identity = doc.parts.len() == 1
+            && doc.columns.iter().enumerate().all(|(field, chunks)| {
+                chunks.len() == 1 && chunks[0].part == 0 && chunks[0].field == field
+            });
+        if doc.whole && !identity {
+            return Err(bad(
+                "it says part 0 is the whole frame, and its columns say otherwise".into(),
+            ));
+        }
         Ok(FrameManifest {
             codec,
             schema,
             rows: doc.rows,
             parts: doc.parts,
             columns: doc.columns,
+            whole: doc.whole,
         })
     }
 
@@ -265,6 +296,40 @@ impl FrameManifest {
     }
 }
 
+/// The schemas of manifests read before, by their bytes: every read of a
+/// frame decodes its manifest, and decoding a schema (pandas' metadata
+/// with it) costs more than the rest of a read of a frame in one part.
+/// Cleared when full; a schema is parsed again on its next read.
+static SCHEMAS: std::sync::Mutex<Option<HashMap<Vec<u8>, SchemaRef>>> = std::sync::Mutex::new(None);
+const SCHEMAS_KEPT: usize = 256;
+
+/// The schema in a manifest's schema bytes (an Arrow IPC file without batches).
+fn manifest_schema(bytes: &arrow_buffer::Buffer) -> std::result::Result<SchemaRef, String> {
+    let lock = || {
+        SCHEMAS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(schema) = lock().as_ref().and_then(|kept| kept.get(bytes.as_slice())) {
+        return Ok(schema.clone());
+    }
+    let (schema, _) = arrow::decode(bytes).map_err(|e| e.to_string())?;
+    let mut kept = lock();
+    let kept = kept.get_or_insert_with(HashMap::new);
+    if kept.len() >= SCHEMAS_KEPT {
+        kept.clear();
+    }
+    kept.insert(bytes.to_vec(), schema.clone());
+    Ok(schema)
+}
+
+/// Where a manifest's schema starts, after its document (see
+/// [`FrameManifest::encode`]); `bytes` are at least 16 long.
+fn schema_offset(bytes: &[u8]) -> usize {
+    let json_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    (16 + json_len).next_multiple_of(8)
+}
+
 /// A stored table as read: one object, or a manifest and the parts it
 /// referenced when it was read (held, so they stay valid).
 #[derive(Debug, Clone)]
@@ -287,6 +352,13 @@ impl StoredFrame {
     /// The manifest object (its metadata is the frame's).
     pub fn view(&self) -> &ObjectView {
         &self.manifest_view
+    }
+
+    /// The frame's schema as the manifest holds it: an Arrow IPC file
+    /// without batches (readers parse it once and keep it by these bytes).
+    pub fn schema_ipc(&self) -> &[u8] {
+        let bytes = self.manifest_view.bytes();
+        &bytes[schema_offset(bytes)..]
     }
 
     /// Its parts, in the manifest's order.
@@ -793,6 +865,7 @@ pub fn change_frame<S: ObjectStore + ?Sized>(
     };
     let result = applied(store, namespace, name, change, codec, base).and_then(|mut manifest| {
         if let Some(metadata) = metadata {
+            manifest.whole = false;
             manifest.schema = Arc::new(Schema::new_with_metadata(
                 manifest.schema.fields().clone(),
                 metadata,
@@ -882,6 +955,7 @@ fn whole_part_manifest(codec: Codec, schema: SchemaRef, rows: u64, id: String) -
         rows,
         parts: vec![id],
         columns,
+        whole: true,
     }
 }
 
@@ -961,6 +1035,7 @@ fn applied<S: ObjectStore + ?Sized>(
                 fields,
                 frame.schema.metadata().clone(),
             ));
+            frame.whole = false;
             Ok(frame)
         }
         (FrameChange::Append { part }, Some(mut frame)) => {
@@ -999,6 +1074,7 @@ fn applied<S: ObjectStore + ?Sized>(
                 });
             }
             frame.rows += rows;
+            frame.whole = false;
             Ok(frame)
         }
         (FrameChange::Drop { columns }, Some(mut frame)) => {
@@ -1033,6 +1109,7 @@ fn applied<S: ObjectStore + ?Sized>(
                 fields,
                 frame.schema.metadata().clone(),
             ));
+            frame.whole = false;
             Ok(frame)
         }
         (_, None) => Err(Error::NotFound {

@@ -96,10 +96,15 @@ class Frame:
     def rows(self) -> int: ...
     @property
     def part_count(self) -> int: ...
+    @property
+    def whole(self) -> bool:
+        """Whether its one part is the whole frame, schema and metadata included."""
     def schema_ipc(self) -> bytes:
         """Its schema (with metadata) as an Arrow IPC file without batches."""
-    def table(self) -> ArrowColumns:
-        """Every column, zero-copy, for ``pyarrow.table(...)``."""
+    def parts(self) -> builtins.list[Object]:
+        """Its parts, in the manifest's order (zero-copy)."""
+    def columns(self) -> builtins.list[builtins.list[tuple[int, int, int]]]:
+        """For each column, its chunks in row order: ``(part index, field index in the part, rows)``."""
 
 def table_columns(
     obj: Object | Frame, fields: builtins.list[str]

@@ -305,7 +305,7 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     """
     pa = _pyarrow_ipc()
     if columns is None and isinstance(obj, _brain.Frame):
-        return pa.table(obj.table())
+        return _frame_table(pa, obj)
     if columns is None:
         buffer = pa.py_buffer(obj)
         known = _read_known_schema(pa, buffer)
@@ -344,6 +344,41 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     return _with_metadata(table, metadata)
 
 
+# The schemas of frames in parts, by the bytes of the manifest's schema.
+_FRAME_SCHEMAS: dict[bytes, Any] = {}
+
+
+def _frame_table(pa: Any, frame: Any) -> Any:
+    """The whole table of a frame stored in parts: each part read as any
+    stored table is (zero-copy, its schema parsed once), and each column
+    made of its parts' chunks, in row order."""
+    if frame.whole:
+        return read_arrow(frame.parts()[0])
+    raw = frame.schema_ipc()
+    schema = _FRAME_SCHEMAS.get(raw)
+    if schema is None:
+        schema = pa.ipc.open_file(pa.py_buffer(raw)).schema
+        if len(_FRAME_SCHEMAS) >= _SCHEMAS_KEPT:
+            _drop_oldest(_FRAME_SCHEMAS)
+        _FRAME_SCHEMAS[raw] = schema
+    parts = frame.parts()
+    columns = frame.columns()
+    tables: dict[int, Any] = {}
+    arrays = []
+    for position, chunks in enumerate(columns):
+        pieces = []
+        for part, field, _ in chunks:
+            table = tables.get(part)
+            if table is None:
+                table = tables[part] = read_arrow(parts[part])
+            pieces.extend(table.column(field).chunks)
+        arrays.append(pa.chunked_array(pieces, type=schema.field(position).type))
+    if not arrays:
+        rows = pa.RecordBatch.from_struct_array(pa.nulls(frame.rows, pa.struct([])))
+        return _with_metadata(pa.Table.from_batches([rows]), schema.metadata)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def _column_not_exist(obj: Any, missing: list[Any], existing: list[Any]) -> BrainColumnNotExistError:
     """The error for columns ``missing`` of the table ``obj``, naming its columns."""
     shown = ", ".join(repr(column) for column in existing[:COLUMNS_SHOWN]) or "none"
@@ -369,6 +404,8 @@ def _strip_brain_metadata(table: Any) -> Any:
 def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, Any]:
     """``read_arrow`` without brain's metadata, as users see a table, and
     brain's kind of table (from that metadata)."""
+    if columns is None and isinstance(obj, _brain.Frame) and obj.whole:
+        obj = obj.parts()[0]  # the whole frame, read as any stored table
     if columns is None and not isinstance(obj, _brain.Frame):
         pa = _pyarrow_ipc()
         known = _read_known_schema(pa, pa.py_buffer(obj), stripped=True)
