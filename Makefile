@@ -187,7 +187,7 @@ clean: ## remove build outputs and the virtualenv
 # thread-locals are freed as they exit, just after the read returns, and
 # LeakSanitizer, checking right then or at the run's end, counts them as
 # leaks.
-FUZZ_TARGETS := header parts ndarray_meta arrow control names dump_manifest dump_entry dump_frames
+FUZZ_TARGETS := header parts ndarray_meta arrow control names dump_manifest dump_entry dump_frames frame_manifest
 FUZZ_SECONDS ?= 60
 FUZZ_TOOLCHAIN ?= nightly
 
@@ -198,7 +198,7 @@ fuzz-tool:
 
 fuzz: fuzz-tool ## every fuzz target for FUZZ_SECONDS seconds each (default 60)
 	@set -e; \
-	trap 'for dir in /dev/shm/brain-fuzz-dump-* "$${TMPDIR:-/tmp}"/brain-fuzz-dump-*; do \
+	trap 'for dir in /dev/shm/brain-fuzz-dump-* /dev/shm/brain-fuzz-frames-* "$${TMPDIR:-/tmp}"/brain-fuzz-dump-*; do \
 		if [ -e "$$dir" ] && [ ! -d "/proc/$${dir##*-}" ]; then rm -rf "$$dir"; fi; done' EXIT; \
 	for target in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/grown/$$target; \

@@ -79,6 +79,9 @@ fn main() {
         add("names", &format!("{i:02}"), text.as_bytes().to_vec());
     }
     dump_seeds(&mut add);
+    for (name, bytes) in frame_manifests() {
+        add("frame_manifest", name, bytes);
+    }
 
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     for (target, files) in seeds {
@@ -502,4 +505,75 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Manifests over the parts `brain_fuzz::frame_store` holds: the whole of
+/// `p0`, `p0` with `p1` appended, and `p0` with `p2`'s column assigned.
+fn frame_manifests() -> Vec<(&'static str, Vec<u8>)> {
+    use brain_core::frames::{self, ColumnChunk, FrameManifest};
+    let store = brain_fuzz::frame_store();
+    let schema_of = |id: &str| {
+        let view = store
+            .get("default", &frames::part_name("f", id))
+            .unwrap()
+            .unwrap();
+        brain_core::decode_record_batches(&view, None).unwrap().0
+    };
+    let chunk = |part, field, rows| ColumnChunk { part, field, rows };
+    let rows = schema_of("p0");
+    let mut with_extra: Vec<Field> = rows.fields().iter().map(|f| f.as_ref().clone()).collect();
+    with_extra.push(schema_of("p2").field(0).clone());
+    let manifests = [
+        (
+            "whole",
+            FrameManifest {
+                codec: Codec::ArrowIpc,
+                schema: rows.clone(),
+                rows: 3,
+                parts: vec!["p0".into()],
+                columns: vec![vec![chunk(0, 0, 3)], vec![chunk(0, 1, 3)]],
+                whole: true,
+            },
+        ),
+        (
+            "appended",
+            FrameManifest {
+                codec: Codec::PandasArrow,
+                schema: rows.clone(),
+                rows: 5,
+                parts: vec!["p0".into(), "p1".into()],
+                columns: vec![
+                    vec![chunk(0, 0, 3), chunk(1, 0, 2)],
+                    vec![chunk(0, 1, 3), chunk(1, 1, 2)],
+                ],
+                whole: false,
+            },
+        ),
+        (
+            "assigned",
+            FrameManifest {
+                codec: Codec::PolarsArrow,
+                schema: Arc::new(Schema::new(with_extra)),
+                rows: 3,
+                parts: vec!["p0".into(), "p2".into()],
+                columns: vec![
+                    vec![chunk(0, 0, 3)],
+                    vec![chunk(0, 1, 3)],
+                    vec![chunk(1, 0, 3)],
+                ],
+                whole: false,
+            },
+        ),
+    ];
+    manifests
+        .into_iter()
+        .map(|(name, manifest)| {
+            let bytes = manifest.encode("default", "f").unwrap();
+            let payload = Payload::bytes(&bytes).with_codec(Codec::FrameParts);
+            store.put("default", "f", &payload).unwrap();
+            let read = frames::read_table(store, "default", "f").unwrap().unwrap();
+            read.record_batches(None).unwrap();
+            (name, bytes)
+        })
+        .collect()
 }

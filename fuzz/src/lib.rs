@@ -142,3 +142,88 @@ impl FramesInput {
         .expect("JSON encodes")
     }
 }
+
+/// A store holding three parts of a frame named `f` in namespace
+/// `default`, under the ids `p0` (columns `id`: int64 and `tag`: utf8, 3
+/// rows), `p1` (the same columns, 2 rows) and `p2` (column `extra`:
+/// float64, 3 rows): the parts the `frame_manifest` target's manifests and
+/// their seeds name. Made once per process in `/dev/shm/brain-fuzz-frames-<pid>`;
+/// a process's statics are not dropped, so each call of a new process
+/// first removes the directories of processes that have ended.
+pub fn frame_store() -> &'static brain_core::Store {
+    use std::sync::{Arc, OnceLock};
+
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use brain_core::{frames, ObjectStore, Payload};
+
+    static STORE: OnceLock<(std::path::PathBuf, brain_core::Store)> = OnceLock::new();
+    &STORE
+        .get_or_init(|| {
+            const PREFIX: &str = "brain-fuzz-frames-";
+            for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+                    continue;
+                };
+                let ended = pid.parse::<u32>().is_ok()
+                    && !std::path::Path::new("/proc").join(pid).exists();
+                if ended {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            let path = format!("/dev/shm/{PREFIX}{}", std::process::id());
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).expect("a temporary store");
+            let dir = std::path::PathBuf::from(path);
+            let store = brain_core::Store::open(dir.join("store")).expect("a store");
+            let rows = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("tag", DataType::Utf8, true),
+            ]));
+            let extra = Arc::new(Schema::new(vec![Field::new("extra", DataType::Float64, false)]));
+            let parts = [
+                (
+                    "p0",
+                    RecordBatch::try_new(
+                        rows.clone(),
+                        vec![
+                            Arc::new(Int64Array::from(vec![1, 2, 3])),
+                            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+                        ],
+                    ),
+                ),
+                (
+                    "p1",
+                    RecordBatch::try_new(
+                        rows.clone(),
+                        vec![
+                            Arc::new(Int64Array::from(vec![4, 5])),
+                            Arc::new(StringArray::from(vec!["d", "e"])),
+                        ],
+                    ),
+                ),
+                (
+                    "p2",
+                    RecordBatch::try_new(
+                        extra.clone(),
+                        vec![Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5]))],
+                    ),
+                ),
+            ];
+            for (id, batch) in parts {
+                let batch = batch.expect("a batch");
+                let bytes = brain_core::format::arrow::encode(&batch.schema(), &[batch])
+                    .expect("an IPC file");
+                store
+                    .put(
+                        "default",
+                        &frames::part_name("f", id),
+                        &Payload::bytes(&bytes).with_codec(brain_core::Codec::ArrowIpc),
+                    )
+                    .expect("a part");
+            }
+            (dir, store)
+        })
+        .1
+}
