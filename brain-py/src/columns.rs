@@ -10,7 +10,9 @@
 //! columns that were not asked for (18 KB of JSON for 165 columns).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use brain_core::format::kept::Kept;
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{RecordBatch, RecordBatchIterator};
@@ -134,6 +136,17 @@ pub fn table_columns<'py>(
     ))
 }
 
+/// pandas' metadata of tables read before, parsed, by its text: parsing
+/// the 18 KB of a 165-column frame's on every read of two of its columns
+/// cost more than the rest of the read.
+static PANDAS: Kept<String, Arc<Value>> = Kept::new(64);
+
+fn parsed_pandas(text: &str) -> Option<Arc<Value>> {
+    PANDAS
+        .get_or_decode(text, || serde_json::from_str::<Value>(text).map(Arc::new))
+        .ok()
+}
+
 /// Why the decoding stopped.
 enum Stop {
     Arrow(ArrowError),
@@ -173,7 +186,7 @@ impl Found {
         let pandas = self
             .metadata
             .get("pandas")
-            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+            .and_then(|text| parsed_pandas(text));
         let index: Vec<String> = pandas
             .as_ref()
             .and_then(|p| p.get("index_columns"))
@@ -215,24 +228,29 @@ impl Found {
         let index_fields: Vec<usize> = (0..names.len())
             .filter(|&i| index.iter().any(|name| name == names[i]))
             .collect();
-        if let Some(mut pandas) = pandas {
+        if let Some(Value::Object(pandas)) = pandas.as_deref() {
             // pandas' metadata names each column by its field name: keep the
             // entries of the columns picked, in their order, then the index's.
-            if let Some(Value::Array(entries)) = pandas.get_mut("columns") {
-                let mut by_field: HashMap<String, Value> = std::mem::take(entries)
-                    .into_iter()
-                    .filter_map(|entry| {
-                        let field = entry.get("field_name")?.as_str()?.to_owned();
-                        Some((field, entry))
-                    })
+            let mut kept = serde_json::Map::new();
+            for (key, value) in pandas {
+                if key != "columns" {
+                    kept.insert(key.clone(), value.clone());
+                }
+            }
+            if let Some(Value::Array(entries)) = pandas.get("columns") {
+                let mut by_field: HashMap<&str, &Value> = entries
+                    .iter()
+                    .filter_map(|entry| Some((entry.get("field_name")?.as_str()?, entry)))
                     .collect();
-                *entries = indices
+                let picked = indices
                     .iter()
                     .chain(&index_fields)
-                    .filter_map(|&i| by_field.remove(names[i]))
+                    .filter_map(|&i| by_field.remove(names[i]).cloned())
                     .collect();
+                kept.insert("columns".into(), Value::Array(picked));
             }
-            self.metadata.insert("pandas".into(), pandas.to_string());
+            self.metadata
+                .insert("pandas".into(), Value::Object(kept).to_string());
         }
         indices.extend(index_fields);
         Ok(Some(indices))

@@ -43,6 +43,7 @@ use crate::api::error::{Error, Result};
 use crate::api::store::{ObjectStore, Payload, WatchEvent, WatchEvents, Watcher};
 use crate::api::typed::decode_record_batches;
 use crate::api::view::{ObjectMeta, ObjectView};
+use crate::format::kept::Kept;
 use crate::format::{arrow, Codec};
 use crate::sys::names::owner_tag;
 
@@ -213,7 +214,11 @@ impl FrameManifest {
         }
         let doc: ManifestJson = serde_json::from_slice(&bytes[16..16 + json_len])
             .map_err(|e| bad(format!("unreadable document: {e}")))?;
-        let schema = manifest_schema(&view.buffer().slice(schema_at)).map_err(bad)?;
+        let schema = MANIFEST_SCHEMAS
+            .get_or_decode(&bytes[schema_at..], || {
+                arrow::decode(&view.buffer().slice(schema_at)).map(|(schema, _)| schema)
+            })
+            .map_err(|e| bad(e.to_string()))?;
         let codec = Codec::from_tag(doc.codec);
         if !codec.is_arrow() {
             return Err(bad(format!("written as {codec}, which is not a table")));
@@ -297,31 +302,10 @@ impl FrameManifest {
 }
 
 /// The schemas of manifests read before, by their bytes: every read of a
-/// frame decodes its manifest, and decoding a schema (pandas' metadata
-/// with it) costs more than the rest of a read of a frame in one part.
-/// Cleared when full; a schema is parsed again on its next read.
-static SCHEMAS: std::sync::Mutex<Option<HashMap<Vec<u8>, SchemaRef>>> = std::sync::Mutex::new(None);
-const SCHEMAS_KEPT: usize = 256;
-
-/// The schema in a manifest's schema bytes (an Arrow IPC file without batches).
-fn manifest_schema(bytes: &arrow_buffer::Buffer) -> std::result::Result<SchemaRef, String> {
-    let lock = || {
-        SCHEMAS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if let Some(schema) = lock().as_ref().and_then(|kept| kept.get(bytes.as_slice())) {
-        return Ok(schema.clone());
-    }
-    let (schema, _) = arrow::decode(bytes).map_err(|e| e.to_string())?;
-    let mut kept = lock();
-    let kept = kept.get_or_insert_with(HashMap::new);
-    if kept.len() >= SCHEMAS_KEPT {
-        kept.clear();
-    }
-    kept.insert(bytes.to_vec(), schema.clone());
-    Ok(schema)
-}
+/// frame decodes its manifest, and checking and decoding the schema's file
+/// (pandas' metadata with it) cost more than the rest of a read of a frame
+/// in one part.
+static MANIFEST_SCHEMAS: Kept<Vec<u8>, SchemaRef> = Kept::new(256);
 
 /// Where a manifest's schema starts, after its document (see
 /// [`FrameManifest::encode`]); `bytes` are at least 16 long.

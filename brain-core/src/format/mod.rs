@@ -12,6 +12,7 @@ pub mod checksum;
 mod codec;
 pub mod control;
 pub(crate) mod header;
+pub mod kept;
 mod key;
 pub mod ndarray;
 pub mod parts;

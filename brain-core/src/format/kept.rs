@@ -1,0 +1,84 @@
+//! Values decoded from bytes, kept by those bytes for the next read: a
+//! stored table's schema, a frame's manifest schema, pandas' metadata.
+//! Each is the same on every read of one object (and of objects written
+//! alike), and decoding it costs more than the rest of a small read.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+
+use xxhash_rust::xxh3::Xxh3Builder;
+
+/// A bounded map from keys (bytes, text) to decoded values, shared by the
+/// threads of a process. Keys are compared whole, so a value is only ever
+/// returned for the exact bytes it was decoded from. When full, it is
+/// cleared: the next read of each key decodes it again.
+#[derive(Debug)]
+pub struct Kept<K, V> {
+    map: Mutex<Option<HashMap<K, V, Xxh3Builder>>>,
+    most: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> Kept<K, V> {
+    /// An empty map keeping at most `most` values.
+    pub const fn new(most: usize) -> Kept<K, V> {
+        Kept {
+            map: Mutex::new(None),
+            most,
+        }
+    }
+
+    /// The value kept for `key`, or the one `decode` makes (then kept).
+    ///
+    /// # Errors
+    /// `decode`'s, and then nothing is kept.
+    pub fn get_or_decode<Q, E>(
+        &self,
+        key: &Q,
+        decode: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let lock = || self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(value) = lock().as_ref().and_then(|map| map.get(key)) {
+            return Ok(value.clone());
+        }
+        let value = decode()?;
+        let mut map = lock();
+        let map = map.get_or_insert_with(|| HashMap::with_hasher(Xxh3Builder::new()));
+        if map.len() >= self.most {
+            map.clear();
+        }
+        map.insert(key.to_owned(), value.clone());
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_kept_by_their_exact_key_and_dropped_when_full() {
+        let kept: Kept<Vec<u8>, usize> = Kept::new(2);
+        let decodes = std::cell::Cell::new(0);
+        let get = |key: &[u8]| {
+            kept.get_or_decode(key, || -> Result<usize, ()> {
+                decodes.set(decodes.get() + 1);
+                Ok(key.len())
+            })
+        };
+        assert_eq!(get(b"ab"), Ok(2));
+        assert_eq!(get(b"ab"), Ok(2));
+        assert_eq!(get(b"abc"), Ok(3));
+        assert_eq!(decodes.get(), 2, "the second read of a key decodes nothing");
+        assert_eq!(get(b"x"), Ok(1)); // a third key: the map was full
+        assert_eq!(get(b"ab"), Ok(2));
+        assert_eq!(decodes.get(), 4);
+        let failing: Result<usize, &str> = kept.get_or_decode(&b"bad"[..], || Err("no"));
+        assert_eq!(failing, Err("no"));
+    }
+}
