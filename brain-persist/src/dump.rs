@@ -192,14 +192,35 @@ pub fn dump(
             continue;
         };
         let views = if view.meta().codec == Codec::FrameParts {
-            match table_from_view(store, view).map_err(read_error)? {
-                StoredTable::Parts(frame) => {
+            match table_from_view(store, view) {
+                Ok(StoredTable::Parts(frame)) => {
                     frame.verify(&store.location()).map_err(read_error)?;
                     std::iter::once(frame.view().clone())
                         .chain(frame.parts().iter().cloned())
                         .collect()
                 }
-                StoredTable::Whole(view) => vec![view],
+                Ok(StoredTable::Whole(view)) => vec![view],
+                // Deleted while it was read.
+                Err(brain_core::Error::NotFound { .. }) => {
+                    vanished += 1;
+                    reporter.object();
+                    continue;
+                }
+                // Replaced by something other than a table while it was read.
+                Err(brain_core::Error::CodecMismatch { .. }) => {
+                    match store
+                        .get_verified(&meta.namespace, &meta.name)
+                        .map_err(read_error)?
+                    {
+                        Some(view) if view.meta().codec != Codec::FrameParts => vec![view],
+                        _ => {
+                            vanished += 1;
+                            reporter.object();
+                            continue;
+                        }
+                    }
+                }
+                Err(err) => return Err(read_error(err)),
             }
         } else {
             vec![view]

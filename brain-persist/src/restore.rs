@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brain_core::ObjectStore;
+use brain_core::frames::{self, part_owner};
+use brain_core::{Codec, ObjectStore};
 
 use crate::error::{Error, Result};
 use crate::format::{Entry, MANIFEST_FILE};
@@ -70,9 +71,10 @@ impl RestoreOptions {
 pub struct RestoreReport {
     /// The dump's directory.
     pub path: PathBuf,
-    /// Objects written into the store.
+    /// Names written into the store (a frame in parts counts once, its
+    /// parts with it).
     pub restored: u64,
-    /// Objects left out because their name existed ([`OnConflict::Skip`]).
+    /// Names left out because they existed ([`OnConflict::Skip`]).
     pub skipped: u64,
     /// Payload bytes written.
     pub bytes: u64,
@@ -131,6 +133,9 @@ pub fn restore(
     let mut plan = Vec::with_capacity(selected.len());
     let mut conflicts: Vec<&Entry> = Vec::new();
     let mut freed_by = Vec::with_capacity(selected.len());
+    // A frame in parts restored over leaves its parts unreferenced: they
+    // are swept once the restore is done.
+    let mut replaced_frames = std::collections::BTreeSet::new();
     for entry in selected {
         let existing = store
             .metadata(&entry.namespace, &entry.name)
@@ -141,6 +146,9 @@ pub fn restore(
                 freed_by.push(0);
             }
             (Some(meta), OnConflict::Overwrite) => {
+                if meta.codec == Codec::FrameParts {
+                    replaced_frames.insert(entry.namespace.as_str());
+                }
                 plan.push(entry);
                 freed_by.push(meta.stored_size);
                 conflicts.push(entry);
@@ -157,11 +165,33 @@ pub fn restore(
             });
         }
     }
+    // Counts are of names: a frame's parts come and go with it.
+    let names = |entries: &[&Entry]| {
+        entries
+            .iter()
+            .filter(|e| part_owner(&e.name).is_none())
+            .count() as u64
+    };
     let skipped = if options.on_conflict == OnConflict::Skip {
-        conflicts.len() as u64
+        names(&conflicts)
     } else {
         0
     };
+    // A frame in parts is its manifest and its parts: the parts of a frame
+    // left as it is are not restored (nothing would reference them).
+    let kept_frames: std::collections::BTreeSet<(&str, &str)> = conflicts
+        .iter()
+        .filter(|e| options.on_conflict == OnConflict::Skip && e.codec() == Codec::FrameParts)
+        .map(|e| (e.namespace.as_str(), e.name.as_str()))
+        .collect();
+    let (plan, freed_by): (Vec<&Entry>, Vec<u64>) = plan
+        .into_iter()
+        .zip(freed_by)
+        .filter(|(entry, _)| {
+            part_owner(&entry.name)
+                .is_none_or(|owner| !kept_frames.contains(&(entry.namespace.as_str(), owner)))
+        })
+        .unzip();
 
     // Room: each write reserves its whole size before the object it
     // replaces is released, so the peak along the way is what counts.
@@ -225,9 +255,13 @@ pub fn restore(
         writer.commit().map_err(store_err)?;
         reporter.object();
     }
+    for ns in replaced_frames {
+        frames::sweep_parts(store, ns, true)
+            .map_err(|e| Error::store_ns("remove the replaced frames' parts in", ns, e))?;
+    }
     Ok(RestoreReport {
         path: dump.path.clone(),
-        restored: plan.len() as u64,
+        restored: names(&plan),
         skipped,
         bytes,
         elapsed: started.elapsed(),

@@ -417,7 +417,14 @@ impl PyStore {
         current: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let view = if current {
-            py.detach(|| self.store.get_current(namespace, name))
+            py.detach(|| {
+                let view = self.store.get_current(namespace, name)?;
+                if let (true, Some(view)) = (verify, &view) {
+                    let meta = view.meta();
+                    view.verify(self.store.location().join(&meta.namespace).join(&meta.name))?;
+                }
+                Ok(view)
+            })
         } else if verify {
             py.detach(|| self.store.get_verified(namespace, name))
         } else {
@@ -508,10 +515,25 @@ impl PyStore {
         self.store.contains(namespace, name).py()
     }
 
-    /// Deletes a name; returns whether it existed.
-    fn delete(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<bool> {
-        py.detach(|| frames::delete_table(&*self.store, namespace, name))
-            .py()
+    /// Deletes a name (a frame in parts with its parts); returns whether it
+    /// existed. `lock_held`: this thread holds the name's lock.
+    #[pyo3(signature = (namespace, name, lock_held=false))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        namespace: &str,
+        name: &str,
+        lock_held: bool,
+    ) -> PyResult<bool> {
+        let store = &*self.store;
+        py.detach(|| {
+            if lock_held {
+                frames::delete_table_locked(store, namespace, name)
+            } else {
+                frames::delete_table(store, namespace, name)
+            }
+        })
+        .py()
     }
 
     /// Creates a namespace (a no-op when it exists).

@@ -452,3 +452,40 @@ def test_brain_sync_mirrors_a_changed_frame(brain: Brain, tmp_path: Path) -> Non
         sync.send_signal(signal.SIGKILL)
         sync.wait()
         log.close()
+
+
+@pytest.mark.shm_only("counts the store's objects with fsck")
+def test_restoring_over_a_changed_frame_leaves_no_part_behind(brain: Brain, tmp_path: Path) -> None:
+    brain["f"] = _sales()
+    brain.assign("f", x=np.arange(6))
+    dumped = brain["f"]
+    brain.dump(tmp_path / "dump")
+    brain.assign("f", y=np.ones(6))
+    changed = brain["f"]
+    # Skipped: the frame stays as it is, and none of the dump's parts comes in.
+    report = brain.restore(tmp_path / "dump", on_conflict="skip")
+    assert report["skipped"] == 1
+    pd.testing.assert_frame_equal(brain["f"], changed)
+    assert brain.store.fsck()["unreferenced_frame_parts"] == 0
+    # Overwritten: the dump's frame, and the changed frame's parts are gone.
+    brain.restore(tmp_path / "dump", on_conflict="overwrite")
+    pd.testing.assert_frame_equal(brain["f"], dumped)
+    fsck = brain.store.fsck()
+    assert fsck["unreferenced_frame_parts"] == 0 and fsck["objects"] == 3, fsck
+
+
+@pytest.mark.shm_only("counts the store's objects with fsck")
+def test_a_frame_deleted_under_its_lock_takes_its_parts(brain: Brain) -> None:
+    brain["f"] = _sales()
+    brain.assign("f", x=np.arange(6))
+    with brain.lock("f"):
+        del brain["f"]
+    assert brain.store.fsck()["objects"] == 0
+
+
+def test_rows_with_nulls_make_a_column_nullable(brain: Brain) -> None:
+    schema = pa.schema([pa.field("x", pa.int64(), nullable=False)])
+    brain["t"] = pa.table({"x": [1, 2]}, schema=schema)
+    brain.append("t", pa.table({"x": [None]}, schema=pa.schema([pa.field("x", pa.int64())])))
+    got = brain.get("t", as_arrow=True)
+    assert got.schema.field("x").nullable and got.column("x").to_pylist() == [1, 2, None]

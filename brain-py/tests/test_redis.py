@@ -113,6 +113,34 @@ def test_a_frame_set_on_one_host_is_read_and_replaced_on_another(
     brain.close()
 
 
+def test_a_frame_changed_on_two_hosts_in_turn_loses_no_change(
+    redis_url: str, redis_cache: Callable[[], str]
+) -> None:
+    """Each host's tracked binding learns of the other's change a moment
+    late; changes read the manifest from the server, so none is lost."""
+    here, there = redis_cache(), redis_cache()
+    brain = Brain(url=redis_url, cache=here)
+    brain["f"] = pd.DataFrame({"v": np.arange(4)})
+    brain.assign("f", a=np.zeros(4))
+    worker = """
+        import sys
+        import numpy as np, pandas as pd
+        from brain import Brain
+        brain = Brain(url=sys.argv[1], cache=sys.argv[2])
+        brain.append("f", pd.DataFrame({"v": [9], "a": [1.0]}))
+        brain.assign("f", b=np.ones(5))
+        print(len(brain["f"]))
+    """
+    assert run_host(worker, redis_url, there) == "5"
+    brain.append("f", pd.DataFrame({"v": [10], "a": [2.0], "b": [3.0]}))
+    got = brain["f"]
+    assert list(got.columns) == ["v", "a", "b"] and list(got["v"]) == [0, 1, 2, 3, 9, 10]
+    assert list(got["b"]) == [1.0] * 5 + [3.0]
+    brain.compact("f")
+    assert brain["f"].equals(got)
+    brain.close()
+
+
 def test_without_a_cache_and_strict(redis_url: str, redis_cache: Callable[[], str]) -> None:
     writer = Brain(url=redis_url, cache=False)
     strict = Brain(url=redis_url, cache=redis_cache(), consistency="strict")

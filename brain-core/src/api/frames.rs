@@ -1048,6 +1048,20 @@ fn applied<S: ObjectStore + ?Sized>(
                     ),
                 ));
             }
+            // A column with nulls in the new rows is nullable from now on.
+            let fields: Vec<Field> = ours
+                .iter()
+                .zip(schema.fields())
+                .map(|(a, b)| {
+                    a.as_ref()
+                        .clone()
+                        .with_nullable(a.is_nullable() || b.is_nullable())
+                })
+                .collect();
+            frame.schema = Arc::new(Schema::new_with_metadata(
+                fields,
+                frame.schema.metadata().clone(),
+            ));
             let index = frame.parts.len();
             frame.parts.push(part.to_owned());
             for (field, chunks) in frame.columns.iter_mut().enumerate() {
@@ -1135,7 +1149,12 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
     namespace: &str,
     name: &str,
 ) -> Result<Option<ObjectMeta>> {
-    let Some(StoredTable::Parts(frame)) = read_table(store, namespace, name)? else {
+    // The lock is held: read what the last holder published, not a copy
+    // that may lag behind it.
+    let Some(view) = store.get_current(namespace, name)? else {
+        return Ok(None);
+    };
+    let StoredTable::Parts(frame) = table_from_view(store, view)? else {
         return Ok(None);
     };
     let arrow_error = |source| Error::Arrow {
@@ -1167,7 +1186,10 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
 }
 
 /// Deletes `name`, and when it holds a frame in parts, the parts its
-/// manifest references. True when the name existed.
+/// manifest references. True when the name existed. The parts are
+/// deleted under the name's lock, taken without waiting: when another
+/// holder has it (a change in flight may publish a version sharing them),
+/// only the name goes, and [`sweep_parts`] takes the parts later.
 ///
 /// # Errors
 /// As [`ObjectStore::delete`].
@@ -1176,23 +1198,50 @@ pub fn delete_table<S: ObjectStore + ?Sized>(
     namespace: &str,
     name: &str,
 ) -> Result<bool> {
-    let manifest = match store.metadata(namespace, name) {
-        Ok(Some(meta)) if meta.codec == Codec::FrameParts => store
-            .get_current(namespace, name)?
-            .and_then(|view| FrameManifest::decode(&view).ok()),
-        _ => None,
-    };
-    // A change in flight (it holds the lock) may publish a version sharing
-    // these parts: then only the name goes, and the sweep takes the parts.
-    let lock = match (&manifest, store.lock(namespace, name, Some(Duration::ZERO))) {
-        (Some(_), Ok(lock)) => Some(lock),
-        _ => None,
-    };
-    let existed = store.delete(namespace, name)?;
-    if let (Some(manifest), Some(_held)) = (manifest, lock) {
-        for id in manifest.referenced() {
-            retire_part(store, namespace, name, id);
+    delete_table_with(store, namespace, name, false)
+}
+
+/// As [`delete_table`], for a caller that holds the name's lock already.
+///
+/// # Errors
+/// As [`ObjectStore::delete`].
+pub fn delete_table_locked<S: ObjectStore + ?Sized>(
+    store: &S,
+    namespace: &str,
+    name: &str,
+) -> Result<bool> {
+    delete_table_with(store, namespace, name, true)
+}
+
+fn delete_table_with<S: ObjectStore + ?Sized>(
+    store: &S,
+    namespace: &str,
+    name: &str,
+    locked: bool,
+) -> Result<bool> {
+    let is_frame = matches!(
+        store.metadata(namespace, name),
+        Ok(Some(meta)) if meta.codec == Codec::FrameParts
+    );
+    if !is_frame {
+        return store.delete(namespace, name);
+    }
+    let _lock = if locked {
+        None
+    } else {
+        match store.lock(namespace, name, Some(Duration::ZERO)) {
+            Ok(lock) => Some(lock),
+            Err(_) => return store.delete(namespace, name),
         }
+    };
+    // Under the lock: the version published last, whose parts go with it.
+    let manifest = store
+        .get_current(namespace, name)?
+        .filter(|view| view.meta().codec == Codec::FrameParts)
+        .and_then(|view| FrameManifest::decode(&view).ok());
+    let existed = store.delete(namespace, name)?;
+    for id in manifest.iter().flat_map(FrameManifest::referenced) {
+        retire_part(store, namespace, name, id);
     }
     Ok(existed)
 }

@@ -10,10 +10,14 @@ use std::sync::{Mutex, PoisonError};
 
 use xxhash_rust::xxh3::Xxh3Builder;
 
+/// The longest key kept, in bytes.
+pub const KEY_MOST: usize = 256 << 10;
+
 /// A bounded map from keys (bytes, text) to decoded values, shared by the
 /// threads of a process. Keys are compared whole, so a value is only ever
 /// returned for the exact bytes it was decoded from. When full, it is
-/// cleared: the next read of each key decodes it again.
+/// cleared: the next read of each key decodes it again. Keys longer than
+/// [`KEY_MOST`] are decoded every time, so the map stays small.
 #[derive(Debug)]
 pub struct Kept<K, V> {
     map: Mutex<Option<HashMap<K, V, Xxh3Builder>>>,
@@ -40,8 +44,11 @@ impl<K: Hash + Eq, V: Clone> Kept<K, V> {
     ) -> Result<V, E>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ToOwned<Owned = K> + AsRef<[u8]> + ?Sized,
     {
+        if key.as_ref().len() > KEY_MOST {
+            return decode();
+        }
         let lock = || self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(value) = lock().as_ref().and_then(|map| map.get(key)) {
             return Ok(value.clone());

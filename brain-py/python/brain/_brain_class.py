@@ -306,7 +306,7 @@ class Brain(MutableMapping[str, Any]):
         return self.recall(name)
 
     def __delitem__(self, name: str) -> None:
-        if not self.store.delete(self.namespace, _check_name(name)):
+        if not self._delete(_check_name(name)):
             raise BrainNameNotExistError(
                 f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; nothing was deleted"
             )
@@ -417,7 +417,13 @@ class Brain(MutableMapping[str, Any]):
 
     def forget(self, name: str) -> None:
         """Deletes ``name``; does nothing when it does not exist (as brain-plasma)."""
-        self.store.delete(self.namespace, _check_name(name))
+        self._delete(_check_name(name))
+
+    def _delete(self, name: str) -> bool:
+        # A frame in parts goes with its parts, under the name's lock (held
+        # already inside ``update`` or ``with brain.lock(name)``).
+        held = _frames.holds_lock(self.store, self.namespace, name)
+        return bool(self.store.delete(self.namespace, name, held))
 
     def names(self, namespace: str | None = None) -> list[str]:
         """The names in the current namespace, another one, or ``'all'`` of them."""

@@ -353,7 +353,9 @@ def _frame_table(pa: Any, frame: Any) -> Any:
     stored table is (zero-copy, its schema parsed once), and each column
     made of its parts' chunks, in row order."""
     if frame.whole:
-        return read_arrow(frame.parts()[0])
+        whole = read_arrow(frame.parts()[0])
+        if whole.num_columns == len(frame.columns()):
+            return whole
     raw = frame.schema_ipc()
     schema = _FRAME_SCHEMAS.get(raw)
     if schema is None:
@@ -405,7 +407,10 @@ def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, 
     """``read_arrow`` without brain's metadata, as users see a table, and
     brain's kind of table (from that metadata)."""
     if columns is None and isinstance(obj, _brain.Frame) and obj.whole:
-        obj = obj.parts()[0]  # the whole frame, read as any stored table
+        # The whole frame, read as any stored table.
+        table, kind = _read_arrow_stripped(obj.parts()[0], None)
+        if table.num_columns == len(obj.columns()):
+            return table, kind
     if columns is None and not isinstance(obj, _brain.Frame):
         pa = _pyarrow_ipc()
         known = _read_known_schema(pa, pa.py_buffer(obj), stripped=True)

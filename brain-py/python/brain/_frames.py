@@ -48,6 +48,12 @@ def remember_lock(store: Any, namespace: str, name: str, lock: _brain.Lock) -> _
     return lock
 
 
+def holds_lock(store: Any, namespace: str, name: str) -> bool:
+    """Whether this thread (or task) holds the name's lock."""
+    held = _HELD.get({}).get((store.location, namespace, name))
+    return held is not None and bool(held.held)
+
+
 @contextlib.contextmanager
 def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
     """Holds the name's lock for a change, unless this thread holds it already."""
