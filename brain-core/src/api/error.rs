@@ -421,6 +421,19 @@ fn permission_hint(location: &Location) -> &'static str {
 }
 
 impl Error {
+    /// What Arrow's `source` becomes for object `name` in `namespace`, as
+    /// `map_err(Error::arrow(namespace, name))`.
+    pub(crate) fn arrow<'a>(
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl FnOnce(arrow_schema::ArrowError) -> Error + 'a {
+        move |source| Error::Arrow {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        }
+    }
+
     /// Wraps an OS error, mapping "permission denied" to [`Error::PermissionDenied`].
     /// For backends: every error a store reports about its files or server
     /// goes through here, so the two kinds are told apart the same way.

@@ -156,11 +156,7 @@ impl FrameManifest {
             columns: self.columns.clone(),
         })
         .expect("a manifest serialises");
-        let schema = arrow::encode(&self.schema, &[]).map_err(|source| Error::Arrow {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?;
+        let schema = arrow::encode(&self.schema, &[]).map_err(Error::arrow(namespace, name))?;
         let mut out = Vec::with_capacity(16 + json.len() + schema.len());
         out.extend_from_slice(MANIFEST_MAGIC);
         out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
@@ -1375,11 +1371,7 @@ fn batches_part<S: ObjectStore + ?Sized>(
     schema: &Schema,
     batches: &[RecordBatch],
 ) -> Result<String> {
-    let bytes = arrow::encode(schema, batches).map_err(|source| Error::Arrow {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        source,
-    })?;
+    let bytes = arrow::encode(schema, batches).map_err(Error::arrow(namespace, name))?;
     write_part(store, namespace, name, &Payload::bytes(&bytes))
 }
 

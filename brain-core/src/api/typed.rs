@@ -133,11 +133,7 @@ pub trait ObjectStoreExt: ObjectStore {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
-        let bytes = arrow::encode(schema, batches).map_err(|source| Error::Arrow {
-            namespace: namespace.into(),
-            name: name.into(),
-            source,
-        })?;
+        let bytes = arrow::encode(schema, batches).map_err(Error::arrow(namespace, name))?;
         self.put(
             namespace,
             name,
