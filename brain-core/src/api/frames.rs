@@ -1399,7 +1399,8 @@ fn change_with_batches<S: ObjectStore + ?Sized>(
 /// Adds the columns of `batches` to the table `name`, or replaces its
 /// columns of the same names, writing only those columns: the others'
 /// memory is shared with the previous version. `batches` have the table's
-/// row count. Takes the name's lock.
+/// row count. Takes the name's lock (a caller holding it already calls
+/// [`change_frame`] instead: a second lock of the name waits for the first).
 ///
 /// # Errors
 /// As [`change_frame`].
@@ -1416,7 +1417,8 @@ pub fn assign_columns<S: ObjectStore + ?Sized>(
 }
 
 /// Adds the rows of `batches` after the table's, writing only them; a name
-/// that does not exist becomes a table of these rows. Takes the name's lock.
+/// that does not exist becomes a table of these rows. Takes the name's lock
+/// (a caller holding it already calls [`change_frame`] instead).
 ///
 /// # Errors
 /// As [`change_frame`].
@@ -1433,7 +1435,8 @@ pub fn append_rows<S: ObjectStore + ?Sized>(
 }
 
 /// Drops `columns` from the table `name`, writing nothing but its new
-/// manifest. Takes the name's lock.
+/// manifest (a table stored whole is first copied into a part). Takes the
+/// name's lock (a caller holding it already calls [`change_frame`] instead).
 ///
 /// # Errors
 /// As [`change_frame`].
