@@ -1160,6 +1160,12 @@ fn a_frame_changed_in_place_is_one_name_to_every_command() -> TestResult {
     );
     let info = store.json(&["info", "t", "--json"])?;
     assert_eq!(info["arrow"]["rows"], 3, "{info}");
+    // Shown as the frame it is, not as its manifest.
+    assert_eq!(info["parts"], 2, "{info}");
+    assert_eq!(info["codec"], "arrow", "{info}");
+    let listed = store.json(&["ls", "--json"])?;
+    assert_eq!(listed[0]["codec"], "arrow", "{listed}");
+    assert_eq!(listed[0]["size"], info["size"], "{listed}");
     let bytes = store.ok(&["cat", "t"])?;
     let buffer = arrow_buffer::Buffer::from(bytes);
     let (_, batches) = brain_core::format::arrow::decode(&buffer)?;

@@ -55,6 +55,20 @@ pub(crate) fn meta_dict<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<Bou
     Ok(dict)
 }
 
+/// [`meta_dict`] of an object as people see it ([`frames::table_meta`]):
+/// a frame in parts with its writer's codec and size, and `parts`.
+fn shown_meta_dict<'py>(
+    py: Python<'py>,
+    meta: &ObjectMeta,
+    parts: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = meta_dict(py, meta)?;
+    if parts > 0 {
+        dict.set_item("parts", parts)?;
+    }
+    Ok(dict)
+}
+
 fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     timeout
         .map(|t| {
@@ -484,18 +498,33 @@ impl PyStore {
         namespace: &str,
         name: &str,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.store
-            .metadata(namespace, name)
+        let store = &*self.store;
+        py.detach(|| store.metadata(namespace, name))
             .py()?
-            .map(|m| meta_dict(py, &m))
+            .map(|meta| {
+                let (meta, parts) = py.detach(|| frames::table_meta(store, meta));
+                shown_meta_dict(py, &meta, parts)
+            })
             .transpose()
     }
 
     /// Metadata dicts of every object in a namespace, sorted by name.
     fn list<'py>(&self, py: Python<'py>, namespace: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let mut metas = py.detach(|| self.store.list(namespace)).py()?;
-        metas.retain(|meta| !frames::is_frame_part(&meta.name));
-        metas.iter().map(|m| meta_dict(py, m)).collect()
+        let store = &*self.store;
+        let metas = py
+            .detach(|| -> brain_core::Result<Vec<(ObjectMeta, usize)>> {
+                let mut metas = store.list(namespace)?;
+                metas.retain(|meta| !frames::is_frame_part(&meta.name));
+                Ok(metas
+                    .into_iter()
+                    .map(|meta| frames::table_meta(store, meta))
+                    .collect())
+            })
+            .py()?;
+        metas
+            .iter()
+            .map(|(meta, parts)| shown_meta_dict(py, meta, *parts))
+            .collect()
     }
 
     /// The names in a namespace, sorted.

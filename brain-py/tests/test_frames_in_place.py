@@ -196,6 +196,10 @@ def test_parts_are_shared_and_given_back(brain: Brain, store_path: Path) -> None
     brain.assign("f", b=np.ones(1000))
     frame = brain.store.get(brain.namespace, "f")
     assert isinstance(frame, _brain.Frame) and frame.part_count == 3
+    # Its metadata is the frame's: the writer's codec, the parts' bytes.
+    info = brain.metadata("f")
+    assert info["codec"] == "pandas" and info["size"] == frame.size > 0
+    assert brain.store.metadata(brain.namespace, "f")["parts"] == 3
     brain.drop("f", ["a"])
     assert brain.store.get(brain.namespace, "f").part_count == 2
     assert brain.store.fsck()["objects"] == 3  # the manifest and two parts

@@ -19,6 +19,9 @@ struct InfoJson {
     arrow: Option<ArrowJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decode_error: Option<String>,
+    /// The parts of a frame stored in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,7 +62,10 @@ pub fn run(
             namespace: namespace.into(),
             name: name.into(),
         })?;
+    // A frame in parts is shown as the frame it is, with its part count.
+    let (meta, parts) = brain_core::frames::table_meta(store, meta);
     let mut info = InfoJson {
+        parts: (parts > 0).then_some(parts),
         object: ObjectJson::from(&meta),
         ndarray: None,
         arrow: None,
@@ -74,23 +80,21 @@ pub fn run(
                 fortran_order: v.meta.fortran_order,
             });
         }),
-        codec if codec.is_arrow() || codec == Codec::FrameParts => {
-            store.get_record_batches(namespace, name).map(|read| {
-                info.arrow = read.map(|(schema, batches)| ArrowJson {
-                    rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-                    batches: batches.len() as u64,
-                    columns: schema
-                        .fields()
-                        .iter()
-                        .map(|f| ColumnJson {
-                            name: f.name().clone(),
-                            data_type: f.data_type().to_string(),
-                            nullable: f.is_nullable(),
-                        })
-                        .collect(),
-                });
-            })
-        }
+        codec if codec.is_arrow() => store.get_record_batches(namespace, name).map(|read| {
+            info.arrow = read.map(|(schema, batches)| ArrowJson {
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                batches: batches.len() as u64,
+                columns: schema
+                    .fields()
+                    .iter()
+                    .map(|f| ColumnJson {
+                        name: f.name().clone(),
+                        data_type: f.data_type().to_string(),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+            });
+        }),
         _ => Ok(()),
     };
     if let Err(err) = details {
@@ -108,6 +112,10 @@ pub fn run(
         ("created", format::time_precise(meta.created)),
         ("description", super::ls::description(&meta.description)),
     ];
+    if let Some(parts) = info.parts {
+        let plural = if parts == 1 { "" } else { "s" };
+        lines.push(("stored as", format!("a frame in {parts} part{plural}")));
+    }
     if let Some(array) = &info.ndarray {
         lines.push(("dtype", array.dtype.clone()));
         let dims: Vec<String> = array.shape.iter().map(u64::to_string).collect();

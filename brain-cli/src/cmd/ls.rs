@@ -83,7 +83,12 @@ fn list(store: &dyn ObjectStore, namespace: &str) -> anyhow::Result<Vec<ObjectMe
         .list(namespace)
         .with_context(|| format!("cannot list namespace {namespace:?}"))?;
     metas.retain(|meta| !brain_core::frames::is_frame_part(&meta.name));
-    Ok(metas)
+    // A frame in parts is shown as the frame it is: its writer's codec and
+    // its parts' size, not its manifest's.
+    Ok(metas
+        .into_iter()
+        .map(|meta| brain_core::frames::table_meta(store, meta).0)
+        .collect())
 }
 
 /// A description for a table cell: empty stays empty.

@@ -1488,3 +1488,26 @@ impl WatchEvents for WithoutParts {
 pub fn skip_parts(watcher: Watcher) -> Watcher {
     Watcher::new(Box::new(WithoutParts(watcher)))
 }
+
+/// The metadata a person expects of `meta`'s object: for a frame in parts,
+/// the codec it was written with, its parts' bytes as its size and, as its
+/// stored size, the manifest's and the parts' together, with the number of
+/// parts; any other object's metadata as it is (and 0 parts). A frame that
+/// cannot be read (a part lost) is shown as stored.
+pub fn table_meta<S: ObjectStore + ?Sized>(store: &S, meta: ObjectMeta) -> (ObjectMeta, usize) {
+    if meta.codec != Codec::FrameParts {
+        return (meta, 0);
+    }
+    let Ok(Some(StoredTable::Parts(frame))) = read_table(store, &meta.namespace, &meta.name) else {
+        return (meta, 0);
+    };
+    let parts = frame.parts();
+    let shown = ObjectMeta {
+        codec: frame.manifest().codec,
+        size: frame.parts_size(),
+        stored_size: frame.view().meta().stored_size
+            + parts.iter().map(|p| p.meta().stored_size).sum::<u64>(),
+        ..frame.view().meta().clone()
+    };
+    (shown, parts.len())
+}

@@ -73,7 +73,7 @@ def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
 def holds_parts(store: Any, namespace: str, name: str) -> bool:
     """Whether ``name`` holds a frame in parts (whose parts a replace must give back)."""
     meta = store.metadata(namespace, name)
-    return meta is not None and meta["codec"] == "frame-parts"
+    return meta is not None and "parts" in meta
 
 
 def _pa() -> Any:

@@ -44,6 +44,9 @@ class ObjectInfo(_MetadataBase):
 
     created: float
     """When it was written, in seconds since the Unix epoch."""
+    parts: NotRequired[int]
+    """For a frame changed in place: how many parts hold it (its codec and
+    size are then the frame's: the writer's codec, its parts' bytes)."""
 
 
 class Metadata(_MetadataBase):
