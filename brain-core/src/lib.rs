@@ -71,9 +71,10 @@ pub use api::store::{
     ObjectStore, ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher,
     WriteObject,
 };
+pub use api::tables::decode_record_batches;
 pub use api::typed::{
-    decode_ndarray, decode_pickle, decode_record_batches, ndarray_payload, ndarray_segments,
-    pickle_payload, pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
+    decode_ndarray, decode_pickle, ndarray_payload, ndarray_segments, pickle_payload,
+    pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
 };
 pub use api::view::{ObjectMeta, ObjectView};
 pub use format::control::UNLIMITED;

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{Error, Result};
 use crate::api::store::{ObjectStore, Payload, WatchEvent, WatchEvents, Watcher};
-use crate::api::typed::decode_record_batches;
+use crate::api::tables::{column_indices, decode_record_batches};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::kept::Kept;
 use crate::format::{arrow, Codec};
@@ -668,7 +668,7 @@ impl StoredTable {
                 let Some(columns) = columns else {
                     return Ok(None);
                 };
-                let (indices, missing) = crate::api::typed::column_indices(schema, columns);
+                let (indices, missing) = column_indices(schema, columns);
                 if missing.is_empty() {
                     return Ok(Some(indices));
                 }

@@ -5,5 +5,6 @@ pub(crate) mod error;
 pub(crate) mod frames;
 pub(crate) mod names;
 pub(crate) mod store;
+pub(crate) mod tables;
 pub(crate) mod typed;
 pub(crate) mod view;

@@ -341,7 +341,7 @@ class Brain(MutableMapping[str, Any]):
             raise TypeError(
                 f"brain.learn(..., description=...): a description is a str or None, not a {type(description).__name__}"
             )
-        _codecs.encode(self.store, self.namespace, _check_name(name), thing, description)
+        _codecs.encode(self.store, self.namespace, _check_name(name), thing, description, _frames.write_table)
 
     def recall(self, name: str) -> Any:
         """The value of ``name``, zero-copy for arrays and tables.

@@ -26,7 +26,7 @@ import struct
 import sys
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _brain
@@ -140,13 +140,6 @@ def _write_arrow(
 
     if expected_len is None:
         expected_len = ipc_file_len(table)
-    from . import _frames
-
-    if expected_len >= _frames.PARTS_FROM_BYTES or _frames.holds_parts(store, namespace, name):
-        # Stored in parts from the start: its first change writes only what
-        # changes. A frame in parts replaced by a table gives its parts back.
-        _frames.write_whole(store, namespace, name, codec, table, description, expected_len)
-        return
     writer = store.writer(namespace, name, codec, description, expected_len)
     try:
         _write_ipc(pa, writer, table)
@@ -860,8 +853,23 @@ def decode_pickle(obj: Any) -> Any:
 TRIED = "text (str), raw (bytes), ndarray (numpy), arrow (pyarrow), pandas, polars, pickle5"
 
 
-def encode(store: Any, namespace: str, name: str, thing: Any, description: str | None) -> None:
-    """Writes ``thing`` with the codec that suits its type (a None description keeps the old one)."""
+# Writes a table: (store, namespace, name, codec, table, description, IPC
+# file length or None). ``_write_arrow`` stores it whole; the frames layer
+# passes its own, which stores large tables in parts.
+TableWriter = Callable[[Any, str, str, str, Any, "str | None", "int | None"], None]
+
+
+def encode(
+    store: Any,
+    namespace: str,
+    name: str,
+    thing: Any,
+    description: str | None,
+    write_table: TableWriter | None = None,
+) -> None:
+    """Writes ``thing`` with the codec that suits its type (a None description
+    keeps the old one); tables through ``write_table`` (default: stored whole)."""
+    write = write_table or _write_arrow
     if type(thing) is str:
         store.put_text(namespace, name, thing, description)
         return
@@ -875,11 +883,11 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str |
     pa = _module("pyarrow")
     if pa is not None and isinstance(thing, (pa.Table, pa.RecordBatch)):
         kind = b"record_batch" if isinstance(thing, pa.RecordBatch) else b"table"
-        _write_arrow(store, namespace, name, "arrow", _with_kind(thing, kind), description)
+        write(store, namespace, name, "arrow", _with_kind(thing, kind), description, None)
         return
     pd = _module("pandas")
     if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
-        if _write_pandas(store, namespace, name, thing, description):
+        if _write_pandas(store, namespace, name, thing, description, write):
             return
     pl = _module("polars")
     if pl is not None and isinstance(thing, (pl.DataFrame, pl.Series)):
@@ -893,7 +901,7 @@ def encode(store: Any, namespace: str, name: str, thing: Any, description: str |
             except pyarrow.ArrowException:
                 pass  # a type Arrow has not (Int128): pickle keeps it exactly
             else:
-                _write_arrow(store, namespace, name, "polars", table, description, length)
+                write(store, namespace, name, "polars", table, description, length)
                 return
     try:
         parts = _pickle_parts(thing)
@@ -1038,7 +1046,9 @@ def _table_with_fast_columns(pa: Any, frame: Any, fast: dict[int, Any]) -> Any:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description: str | None) -> bool:
+def _write_pandas(
+    store: Any, namespace: str, name: str, thing: Any, description: str | None, write: TableWriter
+) -> bool:
     """Writes a pandas object as Arrow; False when Arrow cannot hold it exactly (then it is pickled).
 
     ``preserve_index=None`` stores a RangeIndex as metadata, so it comes back
@@ -1079,7 +1089,7 @@ def _write_pandas(store: Any, namespace: str, name: str, thing: Any, description
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, NotImplementedError):
         # Mixed-type object columns and the like: pickle keeps them exactly.
         return False
-    _write_arrow(store, namespace, name, "pandas", table, description)
+    write(store, namespace, name, "pandas", table, description, None)
     return True
 
 

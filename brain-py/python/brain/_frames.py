@@ -114,6 +114,21 @@ def _publish(
         raise
 
 
+def write_table(
+    store: Any, namespace: str, name: str, codec: str, table: Any, description: str | None, length: int | None
+) -> None:
+    """Writes a table for ``_codecs.encode``: one of 64 MiB or more as a frame
+    of one part (its first change then writes only what changes), and one
+    written over a frame in parts the same way (the old parts are given
+    back); any other whole, as one object."""
+    if length is None:
+        length = _codecs.ipc_file_len(table)
+    if length >= PARTS_FROM_BYTES or holds_parts(store, namespace, name):
+        write_whole(store, namespace, name, codec, table, description, length)
+    else:
+        _codecs._write_arrow(store, namespace, name, codec, table, description, length)
+
+
 def write_whole(
     store: Any, namespace: str, name: str, codec: str, table: Any, description: str | None, length: int | None = None
 ) -> None:
@@ -283,7 +298,7 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
     """Adds ``rows`` after frame ``name``'s (see ``Brain.append``)."""
     with name_lock(store, namespace, name):
         if not store.contains(namespace, name):
-            _codecs.encode(store, namespace, name, rows, None)
+            _codecs.encode(store, namespace, name, rows, None, write_table)
             return
         stored = _Stored(store, namespace, name)
         metadata = None
@@ -370,4 +385,4 @@ def compact(store: Any, namespace: str, name: str) -> bool:
         return store.compact_frame(namespace, name) is not None
 
 
-__all__ = ["append", "assign", "compact", "drop", "name_lock", "remember_lock", "write_whole"]
+__all__ = ["append", "assign", "compact", "drop", "name_lock", "remember_lock", "write_table", "write_whole"]
