@@ -34,7 +34,7 @@ use crate::frames::PyFrame;
 #[derive(Debug)]
 #[pyclass(name = "ArrowColumns", module = "brain._brain", frozen)]
 pub struct PyArrowColumns {
-    pub(crate) decoded: Mutex<Option<(SchemaRef, Vec<RecordBatch>)>>,
+    decoded: Mutex<Option<(SchemaRef, Vec<RecordBatch>)>>,
 }
 
 #[pymethods]

@@ -131,18 +131,6 @@ impl PyStore {
         }
     }
 
-    /// The parts no frame references, namespace by namespace.
-    fn sweep_parts(&self, remove: bool) -> brain_core::Result<Vec<(String, frames::PartsSweep)>> {
-        self.store
-            .namespaces()?
-            .into_iter()
-            .map(|ns| {
-                let swept = frames::sweep_parts(&*self.store, &ns, remove)?;
-                Ok((ns, swept))
-            })
-            .collect()
-    }
-
     fn versioned(&self, operation: &'static str) -> PyResult<&RedisStore> {
         self.redis.as_ref().ok_or_else(|| {
             crate::errors::to_py(brain_core::Error::Unsupported {
@@ -814,7 +802,7 @@ impl PyStore {
         let (report, swept) = py
             .detach(|| -> brain_core::Result<_> {
                 // Parts first: the store's own gc then counts what they freed.
-                let swept = self.sweep_parts(true)?;
+                let swept = frames::sweep_all_parts(&*self.store, true)?;
                 Ok((self.store.gc()?, swept))
             })
             .py()?;
@@ -848,7 +836,10 @@ impl PyStore {
     fn fsck<'py>(&self, py: Python<'py>, delete_corrupt: bool) -> PyResult<Bound<'py, PyDict>> {
         let (report, swept) = py
             .detach(|| -> brain_core::Result<_> {
-                Ok((self.store.fsck(delete_corrupt)?, self.sweep_parts(false)?))
+                Ok((
+                    self.store.fsck(delete_corrupt)?,
+                    frames::sweep_all_parts(&*self.store, false)?,
+                ))
             })
             .py()?;
         let dict = PyDict::new(py);

@@ -83,22 +83,12 @@ pub fn print_json(console: &mut Console, value: &impl Serialize) -> anyhow::Resu
 }
 
 /// Every namespace's frame parts that no frame references, and frames
-/// whose parts are missing ([`brain_core::frames::sweep_parts`]); with
-/// `remove`, the unreferenced parts are deleted.
+/// whose parts are missing; with `remove`, the unreferenced parts are deleted.
 pub(crate) fn sweep_frame_parts(
     store: &dyn brain_core::ObjectStore,
     remove: bool,
 ) -> anyhow::Result<Vec<(String, brain_core::frames::PartsSweep)>> {
     use anyhow::Context;
-    let namespaces = store
-        .namespaces()
-        .with_context(|| format!("cannot list the namespaces of {}", store.location()))?;
-    namespaces
-        .into_iter()
-        .map(|ns| {
-            let swept = brain_core::frames::sweep_parts(store, &ns, remove)
-                .with_context(|| format!("cannot check the frames in namespace {ns:?}"))?;
-            Ok((ns, swept))
-        })
-        .collect()
+    brain_core::frames::sweep_all_parts(store, remove)
+        .with_context(|| format!("cannot check the frames of {}", store.location()))
 }

@@ -1498,16 +1498,46 @@ pub fn table_meta<S: ObjectStore + ?Sized>(store: &S, meta: ObjectMeta) -> (Obje
     if meta.codec != Codec::FrameParts {
         return (meta, 0);
     }
-    let Ok(Some(StoredTable::Parts(frame))) = read_table(store, &meta.namespace, &meta.name) else {
+    // The manifest and its parts' metadata only: reading the parts
+    // themselves would fetch whole frames from a Redis server to list them.
+    let Ok(Some(view)) = store.get(&meta.namespace, &meta.name) else {
         return (meta, 0);
     };
-    let parts = frame.parts();
+    let Ok(manifest) = FrameManifest::decode(&view) else {
+        return (meta, 0);
+    };
+    let mut parts = Vec::with_capacity(manifest.parts.len());
+    for id in &manifest.parts {
+        match store.metadata(&meta.namespace, &part_name(&meta.name, id)) {
+            Ok(Some(part)) => parts.push(part),
+            _ => return (meta, 0),
+        }
+    }
     let shown = ObjectMeta {
-        codec: frame.manifest().codec,
-        size: frame.parts_size(),
-        stored_size: frame.view().meta().stored_size
-            + parts.iter().map(|p| p.meta().stored_size).sum::<u64>(),
-        ..frame.view().meta().clone()
+        codec: manifest.codec,
+        size: parts.iter().map(|p| p.size).sum(),
+        stored_size: view.meta().stored_size + parts.iter().map(|p| p.stored_size).sum::<u64>(),
+        ..view.meta().clone()
     };
     (shown, parts.len())
+}
+
+/// [`sweep_parts`] in every namespace of the store, with each namespace's
+/// name; a namespace removed meanwhile is left out.
+///
+/// # Errors
+/// As [`sweep_parts`], and listing the namespaces.
+pub fn sweep_all_parts<S: ObjectStore + ?Sized>(
+    store: &S,
+    remove: bool,
+) -> Result<Vec<(String, PartsSweep)>> {
+    let mut swept = Vec::new();
+    for namespace in store.namespaces()? {
+        match sweep_parts(store, &namespace, remove) {
+            Ok(found) => swept.push((namespace, found)),
+            Err(Error::NamespaceNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(swept)
 }

@@ -317,8 +317,8 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
             f"object {obj.name!r} is a Series: columns= picks columns of a stored table; read it without columns="
         )
     if picked is None:
-        raise _column_not_exist(
-            obj, [column for column, field in zip(columns, fields) if field in missing], existing
+        raise column_not_exist(
+            obj.namespace, obj.name, [column for column, field in zip(columns, fields) if field in missing], existing
         )
     restoring = metadata.get(PANDAS_DTYPES_KEY)
     if restoring is not None:
@@ -341,6 +341,19 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
 _FRAME_SCHEMAS: dict[bytes, Any] = {}
 
 
+def frame_schema(pa: Any, frame: Any) -> Any:
+    """The schema (with its metadata) of a frame stored in parts, parsed
+    once per process."""
+    raw = frame.schema_ipc()
+    schema = _FRAME_SCHEMAS.get(raw)
+    if schema is None:
+        schema = pa.ipc.open_file(pa.py_buffer(raw)).schema
+        if len(_FRAME_SCHEMAS) >= _SCHEMAS_KEPT:
+            _drop_oldest(_FRAME_SCHEMAS)
+        _FRAME_SCHEMAS[raw] = schema
+    return schema
+
+
 def _frame_table(pa: Any, frame: Any) -> Any:
     """The whole table of a frame stored in parts: each part read as any
     stored table is (zero-copy, its schema parsed once), and each column
@@ -349,13 +362,7 @@ def _frame_table(pa: Any, frame: Any) -> Any:
         whole = read_arrow(frame.parts()[0])
         if whole.num_columns == len(frame.columns()):
             return whole
-    raw = frame.schema_ipc()
-    schema = _FRAME_SCHEMAS.get(raw)
-    if schema is None:
-        schema = pa.ipc.open_file(pa.py_buffer(raw)).schema
-        if len(_FRAME_SCHEMAS) >= _SCHEMAS_KEPT:
-            _drop_oldest(_FRAME_SCHEMAS)
-        _FRAME_SCHEMAS[raw] = schema
+    schema = frame_schema(pa, frame)
     parts = frame.parts()
     columns = frame.columns()
     tables: dict[int, Any] = {}
@@ -374,16 +381,16 @@ def _frame_table(pa: Any, frame: Any) -> Any:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _column_not_exist(obj: Any, missing: list[Any], existing: list[Any]) -> BrainColumnNotExistError:
-    """The error for columns ``missing`` of the table ``obj``, naming its columns."""
+def column_not_exist(namespace: str, name: str, missing: list[Any], existing: list[Any]) -> BrainColumnNotExistError:
+    """The error for columns ``missing`` of the table ``name``, naming its columns."""
     shown = ", ".join(repr(column) for column in existing[:COLUMNS_SHOWN]) or "none"
     if len(existing) > COLUMNS_SHOWN:
         shown += f", and {len(existing) - COLUMNS_SHOWN} more"
     err = BrainColumnNotExistError(
-        f"table {obj.name!r} in namespace {obj.namespace!r} has no column "
+        f"table {name!r} in namespace {namespace!r} has no column "
         f"{', '.join(repr(column) for column in missing)}; its columns are {shown}"
     )
-    err.namespace, err.name, err.missing, err.columns = obj.namespace, obj.name, missing, list(existing)
+    err.namespace, err.name, err.missing, err.columns = namespace, name, missing, list(existing)
     return err
 
 
@@ -1210,7 +1217,7 @@ def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
         )
     missing = [column for column in columns if column not in thing.columns]
     if missing:
-        raise _column_not_exist(obj, missing, list(thing.columns))
+        raise column_not_exist(obj.namespace, obj.name, missing, list(thing.columns))
     return thing[list(columns)]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import _brain, _codecs
 from ._codecs import KIND_KEY, PANDAS_DTYPES_KEY, _module
-from .exceptions import BrainColumnNotExistError, BrainNameNotExistError
+from .exceptions import BrainNameNotExistError
 
 # Tables written whole at least this large are stored in parts from the
 # start, so that their first change writes only what changes. A smaller
@@ -159,7 +159,7 @@ class _Stored:
         self.name, self.namespace, self.codec = name, namespace, obj.codec
         if isinstance(obj, _brain.Frame):
             self.rows = int(obj.rows)
-            self.schema = pa.ipc.open_file(pa.py_buffer(obj.schema_ipc())).schema
+            self.schema = _codecs.frame_schema(pa, obj)
         else:
             table = _codecs.read_arrow(obj)
             self.rows, self.schema = table.num_rows, table.schema
@@ -275,12 +275,7 @@ def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
         data: list[Any] = stored.data_fields()
         missing = [column for column, field in zip(columns, fields) if field not in data]
         if missing:
-            err = BrainColumnNotExistError(
-                f"table {name!r} in namespace {namespace!r} has no column "
-                f"{', '.join(repr(c) for c in missing)}; its columns are {', '.join(repr(c) for c in data) or 'none'}"
-            )
-            err.namespace, err.name, err.missing, err.columns = namespace, name, missing, data
-            raise err
+            raise _codecs.column_not_exist(namespace, name, missing, data)
         metadata = None
         if stored.pandas is not None:
             kept = [field for field in data if field not in fields]
