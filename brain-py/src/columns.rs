@@ -12,12 +12,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use brain_core::format::kept::Kept;
+use brain_core::format::kept::{ContentId, Kept};
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
-use brain_core::format::arrow::decode_columns;
+use brain_core::format::arrow::decode_columns_of;
 use brain_core::{Codec, Error};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -87,23 +87,39 @@ pub fn table_columns<'py>(
     obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
 ) -> PyResult<Picked<'py>> {
+    let frame = obj.cast::<PyFrame>().ok();
+    let plain = match frame {
+        Some(_) => None,
+        None => Some(obj.cast::<PyObjectView>()?),
+    };
+    let view = match (&frame, &plain) {
+        (Some(frame), _) => frame.get().frame.view(),
+        (None, Some(plain)) => &plain.get().view,
+        (None, None) => unreachable!("one of the two"),
+    };
+    let meta = view.meta();
+    if frame.is_none() && !meta.codec.is_arrow() {
+        return Err(to_py(Error::CodecMismatch {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            expected: Codec::ArrowIpc,
+            found: meta.codec,
+        }));
+    }
+    let key = view.content_id().map(|id| plan_key(id, &fields));
+    let kept = key.as_ref().and_then(|key| PLANS.get(key));
     let mut found = Found::default();
-    let pick = |schema: &Schema| found.pick(schema, &fields);
-    let (decoded, meta) = if let Ok(frame) = obj.cast::<PyFrame>() {
-        let frame = &frame.get().frame;
-        (frame.decode_columns(pick), frame.view().meta().clone())
-    } else {
-        let view = &obj.cast::<PyObjectView>()?.get().view;
-        let meta = view.meta();
-        if !meta.codec.is_arrow() {
-            return Err(to_py(Error::CodecMismatch {
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone(),
-                expected: Codec::ArrowIpc,
-                found: meta.codec,
-            }));
+    let mut ran = false;
+    let pick = |schema: &Schema| match &kept {
+        Some(plan) => plan.indices.clone().map(Some).ok_or(Stop::Missing),
+        None => {
+            ran = true;
+            found.pick(schema, &fields)
         }
-        (decode_columns(view.buffer(), pick), meta.clone())
+    };
+    let decoded = match &frame {
+        Some(frame) => frame.get().frame.decode_columns(pick),
+        None => decode_columns_of(view.buffer(), view.content_id(), pick),
     };
     let decoded = match decoded {
         Ok(decoded) => Some(decoded),
@@ -117,6 +133,20 @@ pub fn table_columns<'py>(
             }))
         }
     };
+    let plan = match kept {
+        Some(plan) => plan,
+        None => {
+            let plan = Arc::new(Plan {
+                indices: decoded.as_ref().map(|_| found.indices.clone()),
+                found,
+            });
+            if let (Some(key), true) = (key, ran) {
+                PLANS.insert(key, plan.clone());
+            }
+            plan
+        }
+    };
+    let found = &plan.found;
     let metadata = PyDict::new(py);
     for (key, value) in &found.metadata {
         metadata.set_item(
@@ -124,16 +154,51 @@ pub fn table_columns<'py>(
             PyBytes::new(py, value.as_bytes()),
         )?;
     }
-    let columns = decoded.map(|decoded| PyArrowColumns {
-        decoded: Mutex::new(Some(decoded)),
+    // The schema's metadata goes back as `metadata`, cut down to the columns
+    // picked: the stream carries none (the whole of pandas' would be copied
+    // into pyarrow and then replaced).
+    let columns = decoded.map(|(schema, batches)| PyArrowColumns {
+        decoded: Mutex::new(Some((
+            Arc::new(Schema::new(schema.fields().clone())),
+            batches,
+        ))),
     });
+    // The table's columns are for the error naming the missing ones.
+    let existing = if found.missing.is_empty() {
+        Vec::new()
+    } else {
+        found.columns.clone()
+    };
     Ok((
         columns,
-        found.columns,
+        existing,
         metadata,
-        found.missing,
-        found.positions,
+        found.missing.clone(),
+        found.positions.clone(),
     ))
+}
+
+/// What a pick of some fields of a table found, kept by the table's
+/// identity by content and the fields: a table read again with the same
+/// columns picks them without reading its schema's metadata again
+/// (pandas' 18 KB for 165 columns).
+#[derive(Debug)]
+struct Plan {
+    found: Found,
+    /// The fields to decode; None when some asked for are missing.
+    indices: Option<Vec<usize>>,
+}
+
+static PLANS: Kept<Vec<u8>, Arc<Plan>> = Kept::new(256);
+
+fn plan_key(content: ContentId, fields: &[String]) -> Vec<u8> {
+    let mut key = content.as_ref().to_vec();
+    for field in fields {
+        // A length before each name: no two lists of names make one key.
+        key.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        key.extend_from_slice(field.as_bytes());
+    }
+    key
 }
 
 /// pandas' metadata of tables read before, parsed, by its text: parsing
@@ -166,12 +231,14 @@ impl From<ArrowError> for Stop {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Found {
     columns: Vec<String>,
     metadata: HashMap<String, String>,
     missing: Vec<String>,
     positions: Vec<usize>,
+    /// The fields to decode (those picked, then the index's).
+    indices: Vec<usize>,
 }
 
 impl Found {
@@ -253,6 +320,7 @@ impl Found {
                 .insert("pandas".into(), Value::Object(kept).to_string());
         }
         indices.extend(index_fields);
+        self.indices.clone_from(&indices);
         Ok(Some(indices))
     }
 }

@@ -43,7 +43,7 @@ use crate::api::error::{Error, Result};
 use crate::api::store::{ObjectStore, Payload, WatchEvent, WatchEvents, Watcher};
 use crate::api::tables::{column_indices, decode_record_batches};
 use crate::api::view::{ObjectMeta, ObjectView};
-use crate::format::kept::Kept;
+use crate::format::kept::{ContentId, Kept};
 use crate::format::{arrow, Codec};
 use crate::sys::names::owner_tag;
 
@@ -174,6 +174,31 @@ impl FrameManifest {
     /// [`Error::CodecMismatch`] when `view` is not a manifest;
     /// [`Error::Codec`] when its bytes are not a consistent manifest.
     pub fn decode(view: &ObjectView) -> Result<FrameManifest> {
+        Self::decode_shared(view).map(Arc::unwrap_or_clone)
+    }
+
+    /// As [`FrameManifest::decode`], shared: a manifest read before (the
+    /// same content, [`ObjectView::content_id`]) is neither parsed nor
+    /// checked again, and none of its bytes are touched.
+    ///
+    /// # Errors
+    /// As [`FrameManifest::decode`].
+    pub fn decode_shared(view: &ObjectView) -> Result<Arc<FrameManifest>> {
+        let meta = view.meta();
+        let content = view
+            .content_id()
+            .filter(|_| meta.codec == Codec::FrameParts);
+        if let Some(manifest) = content.and_then(|id| MANIFESTS.get(&id)) {
+            return Ok(manifest);
+        }
+        let manifest = Arc::new(Self::decode_bytes(view)?);
+        if let Some(id) = content {
+            MANIFESTS.insert(id, manifest.clone());
+        }
+        Ok(manifest)
+    }
+
+    fn decode_bytes(view: &ObjectView) -> Result<FrameManifest> {
         let meta = view.meta();
         if meta.codec != Codec::FrameParts {
             return Err(Error::CodecMismatch {
@@ -303,6 +328,9 @@ impl FrameManifest {
 /// in one part.
 static MANIFEST_SCHEMAS: Kept<Vec<u8>, SchemaRef> = Kept::new(256);
 
+/// Manifests read before, checked, by their identity by content.
+static MANIFESTS: Kept<ContentId, Arc<FrameManifest>> = Kept::new(256);
+
 /// Where a manifest's schema starts, after its document (see
 /// [`FrameManifest::encode`]); `bytes` are at least 16 long.
 fn schema_offset(bytes: &[u8]) -> usize {
@@ -324,7 +352,7 @@ pub enum StoredTable {
 #[derive(Debug, Clone)]
 pub struct StoredFrame {
     manifest_view: ObjectView,
-    manifest: FrameManifest,
+    manifest: Arc<FrameManifest>,
     parts: Vec<ObjectView>,
 }
 
@@ -424,13 +452,13 @@ impl StoredFrame {
                 Ok(Some(indices.clone()))
             };
             let (_, batches) =
-                arrow::decode_columns(part.buffer(), project_part).map_err(|source| {
-                    Error::Arrow {
+                arrow::decode_columns_of(part.buffer(), part.content_id(), project_part).map_err(
+                    |source| Error::Arrow {
                         namespace: meta.namespace.clone(),
                         name: part.meta().name.clone(),
                         source,
-                    }
-                })?;
+                    },
+                )?;
             let mut arrays: HashMap<usize, Vec<ArrayRef>> = HashMap::new();
             for batch in &batches {
                 for (position, &field) in indices.iter().enumerate() {
@@ -591,7 +619,7 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
                 });
             }
         }
-        let manifest = FrameManifest::decode(&view)?;
+        let manifest = FrameManifest::decode_shared(&view)?;
         let (namespace, name) = (view.meta().namespace.clone(), view.meta().name.clone());
         let mut parts = Vec::with_capacity(manifest.parts.len());
         let mut missing = None;

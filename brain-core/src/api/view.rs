@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arrow_buffer::Buffer;
 
 use crate::api::error::{Error, Location, Result};
+use crate::format::kept::ContentId;
 use crate::format::{accounted, Codec, Header, PayloadChecksum};
 use crate::sys::Mapping;
 
@@ -104,6 +105,19 @@ impl ObjectView {
     /// have none).
     pub fn stored_checksum(&self) -> Option<PayloadChecksum> {
         self.checksum
+    }
+
+    /// The payload's identity by content ([`ContentId`]: its length and
+    /// stored checksum), for caches of what was decoded from it; None when
+    /// its writer stored no checksum.
+    pub fn content_id(&self) -> Option<ContentId> {
+        self.checksum.map(|checksum| {
+            ContentId::new(
+                self.payload.len() as u64,
+                checksum.value(),
+                matches!(checksum, PayloadChecksum::Chunked(_)),
+            )
+        })
     }
 
     /// Checks the payload against the checksum stored with it: `Ok(true)`

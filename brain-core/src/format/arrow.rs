@@ -9,10 +9,10 @@ use arrow_buffer::Buffer;
 use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::writer::FileWriter;
-use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader};
+use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
-use crate::format::kept::Kept;
+use crate::format::kept::{ContentId, Kept};
 
 /// Encodes `batches` (all of `schema`) as an Arrow IPC file.
 ///
@@ -58,54 +58,111 @@ pub fn decode_columns<E: From<ArrowError>>(
     buffer: &Buffer,
     project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
+    decode_columns_of(buffer, None, project)
+}
+
+/// As [`decode_columns`], for a payload whose identity by content is
+/// `content` (`ObjectView::content_id`): a second read of the same content
+/// neither parses nor checks its footer and messages again, and touches
+/// none of their bytes (what was found the first time is kept).
+///
+/// # Errors
+/// As [`decode_columns`].
+pub fn decode_columns_of<E: From<ArrowError>>(
+    buffer: &Buffer,
+    content: Option<ContentId>,
+    project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
     // arrow-ipc and arrow-data panic on some malformed files instead of
     // returning an error (a typed buffer whose length is not a whole number
     // of values, found by fuzzing): a damaged or hostile object must not
     // take the reading process down. Nothing decoded outlives a panic.
-    std::panic::catch_unwind(AssertUnwindSafe(|| decode_unchecked(buffer, project))).unwrap_or_else(
-        |panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic");
-            Err(ArrowError::IpcError(format!(
-                "malformed Arrow IPC data: the decoder failed with {why:?}"
-            ))
-            .into())
-        },
-    )
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        decode_unchecked(buffer, content, project)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic");
+        Err(ArrowError::IpcError(format!(
+            "malformed Arrow IPC data: the decoder failed with {why:?}"
+        ))
+        .into())
+    })
 }
 
 fn decode_unchecked<E: From<ArrowError>>(
     buffer: &Buffer,
+    content: Option<ContentId>,
     project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
-    let footer = footer(buffer)?;
-    let schema = known_schema(footer_bytes(buffer), || footer_schema(&footer))?;
-    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    let schema = match project(&schema)? {
+    let (footer, checked) = match content.and_then(|id| BY_CONTENT.get(&id)) {
+        Some(footer) => (footer, true),
+        None => {
+            let footer = decoded_footer(buffer)?;
+            if let Some(id) = content {
+                BY_CONTENT.insert(id, footer.clone());
+            }
+            (footer, false)
+        }
+    };
+    let mut decoder = FileDecoder::new(footer.schema.clone(), footer.version);
+    let schema = match project(&footer.schema)? {
         Some(indices) => {
-            let projected = Arc::new(schema.project(&indices)?);
+            let projected = Arc::new(footer.schema.project(&indices)?);
             decoder = decoder.with_projection(indices);
             projected
         }
-        None => schema,
+        None => footer.schema.clone(),
     };
-    for block in footer.dictionaries().iter().flatten() {
-        decoder.read_dictionary(block, &block_data(buffer, block)?)?;
+    let data = |block: &Block| {
+        if checked {
+            block_range(buffer, block)
+        } else {
+            block_data(buffer, block)
+        }
+    };
+    for block in &footer.dictionaries {
+        decoder.read_dictionary(block, &data(block)?)?;
     }
-    let mut batches = Vec::new();
-    for block in footer.recordBatches().iter().flatten() {
-        if let Some(batch) = decoder.read_record_batch(block, &block_data(buffer, block)?)? {
+    let mut batches = Vec::with_capacity(footer.batches.len());
+    for block in &footer.batches {
+        if let Some(batch) = decoder.read_record_batch(block, &data(block)?)? {
             batches.push(batch);
         }
     }
     Ok((schema, batches))
 }
 
-/// The footer at the end of an Arrow IPC file, checked to lie inside it.
-fn footer(buffer: &Buffer) -> Result<arrow_ipc::Footer<'_>, ArrowError> {
+/// What an Arrow IPC file's footer says: its schema, format version and
+/// the blocks of its dictionaries and record batches.
+#[derive(Debug)]
+struct DecodedFooter {
+    schema: SchemaRef,
+    version: MetadataVersion,
+    dictionaries: Vec<Block>,
+    batches: Vec<Block>,
+}
+
+/// The footer at the end of the file in `buffer`, checked to lie inside it,
+/// decoded (its schema kept by the footer's bytes).
+fn decoded_footer(buffer: &Buffer) -> Result<Arc<DecodedFooter>, ArrowError> {
+    let bytes = footer_bytes(buffer)?;
+    let footer = root_as_footer(bytes)
+        .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
+    let schema = SCHEMAS.get_or_decode(bytes, || footer_schema(&footer))?;
+    Ok(Arc::new(DecodedFooter {
+        schema,
+        version: footer.version(),
+        dictionaries: footer.dictionaries().iter().flatten().copied().collect(),
+        batches: footer.recordBatches().iter().flatten().copied().collect(),
+    }))
+}
+
+/// The footer's bytes, at the end of the file, checked to lie inside it.
+fn footer_bytes(buffer: &Buffer) -> Result<&[u8], ArrowError> {
     let len = buffer.len();
     if len < 10 {
         return Err(ArrowError::IpcError(format!(
@@ -119,16 +176,7 @@ fn footer(buffer: &Buffer) -> Result<arrow_ipc::Footer<'_>, ArrowError> {
             "footer of {footer_len} bytes does not fit in {len} bytes"
         )));
     }
-    root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-        .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))
-}
-
-/// The footer's bytes ([`footer`] checked that they lie inside the file).
-fn footer_bytes(buffer: &Buffer) -> &[u8] {
-    let len = buffer.len();
-    let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
-    let footer_len = read_footer_length(trailer).expect("checked by footer()");
-    &buffer[len - 10 - footer_len..len - 10]
+    Ok(&buffer[len - 10 - footer_len..len - 10])
 }
 
 /// The schemas of files read before, by their footers' bytes (the same
@@ -137,12 +185,9 @@ fn footer_bytes(buffer: &Buffer) -> &[u8] {
 /// rest of a read of two of its columns.
 static SCHEMAS: Kept<Vec<u8>, SchemaRef> = Kept::new(256);
 
-fn known_schema(
-    footer: &[u8],
-    parse: impl FnOnce() -> Result<SchemaRef, ArrowError>,
-) -> Result<SchemaRef, ArrowError> {
-    SCHEMAS.get_or_decode(footer, parse)
-}
+/// The footers of payloads read before, by their identity by content
+/// ([`ContentId`]), their blocks checked against the payload they came from.
+static BY_CONTENT: Kept<ContentId, Arc<DecodedFooter>> = Kept::new(256);
 
 fn footer_schema(footer: &arrow_ipc::Footer<'_>) -> Result<SchemaRef, ArrowError> {
     let schema = footer
@@ -155,10 +200,9 @@ fn footer_schema(footer: &arrow_ipc::Footer<'_>) -> Result<SchemaRef, ArrowError
 /// its length, then the flatbuffer.
 const CONTINUATION_MARKER: [u8; 4] = [0xff; 4];
 
-/// The bytes of `block` (its message, then its body), checked before
-/// arrow-ipc reads them: it slices them without checking, and panics on a
-/// block too short for a message or a buffer that lies outside the body.
-fn block_data(buffer: &Buffer, block: &Block) -> Result<Buffer, ArrowError> {
+/// The bytes of `block` (its message, then its body), checked to lie in
+/// `buffer`.
+fn block_range(buffer: &Buffer, block: &Block) -> Result<Buffer, ArrowError> {
     let invalid = |what: String| Err(ArrowError::IpcError(what));
     let len = buffer.len();
     let (Ok(offset), Ok(meta_len), Ok(body_len)) = (
@@ -182,7 +226,17 @@ fn block_data(buffer: &Buffer, block: &Block) -> Result<Buffer, ArrowError> {
             "block at {offset} of {meta_len}+{body_len} bytes runs past the end ({len})"
         ));
     }
-    let data = buffer.slice_with_length(offset, meta_len + body_len);
+    Ok(buffer.slice_with_length(offset, meta_len + body_len))
+}
+
+/// The bytes of `block` (its message, then its body), checked before
+/// arrow-ipc reads them: it slices them without checking, and panics on a
+/// block too short for a message or a buffer that lies outside the body.
+fn block_data(buffer: &Buffer, block: &Block) -> Result<Buffer, ArrowError> {
+    let invalid = |what: String| Err(ArrowError::IpcError(what));
+    let data = block_range(buffer, block)?;
+    let (offset, meta_len) = (block.offset(), block.metaDataLength() as usize);
+    let body_len = block.bodyLength() as usize;
     let start = if data.starts_with(&CONTINUATION_MARKER) {
         8
     } else {
@@ -259,6 +313,56 @@ mod tests {
             range.contains(&values),
             "column was copied out of the payload"
         );
+    }
+
+    fn aligned(bytes: &[u8]) -> Buffer {
+        let mut aligned = arrow_buffer::MutableBuffer::new(bytes.len());
+        aligned.extend_from_slice(bytes);
+        Buffer::from(aligned)
+    }
+
+    fn table(values: Vec<f64>) -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(values))])
+                .unwrap();
+        (schema, batch)
+    }
+
+    #[test]
+    fn a_footer_kept_by_content_serves_another_copy_of_the_same_bytes() {
+        let (schema, batch) = table(vec![1.0, 2.0, 3.0]);
+        let encoded = encode(&schema, std::slice::from_ref(&batch)).unwrap();
+        let (first, second) = (aligned(&encoded), aligned(&encoded));
+        let id = ContentId::new(encoded.len() as u64, 0x5eed_0001, true);
+        let none = |_: &Schema| Ok::<_, ArrowError>(None);
+        let (_, from_first) = decode_columns_of(&first, Some(id), none).unwrap();
+        let (kept_schema, from_second) = decode_columns_of(&second, Some(id), none).unwrap();
+        assert_eq!(kept_schema, schema);
+        assert_eq!(from_first, vec![batch.clone()]);
+        assert_eq!(from_second, vec![batch]);
+        // The columns point into the buffer read, not the one the footer came from.
+        let values = from_second[0].column(0).to_data().buffers()[0].as_ptr() as usize;
+        let range = second.as_ptr() as usize..second.as_ptr() as usize + second.len();
+        assert!(range.contains(&values), "read from the wrong buffer");
+    }
+
+    #[test]
+    fn a_content_id_claimed_by_other_bytes_is_an_error_not_a_panic() {
+        // A hostile header can claim another object's checksum: the footer
+        // kept for it then meets bytes it does not describe.
+        let (schema, long) = table((0..1000).map(f64::from).collect());
+        let long_file = aligned(&encode(&schema, std::slice::from_ref(&long)).unwrap());
+        let id = ContentId::new(1, 0x5eed_0002, true);
+        let none = |_: &Schema| Ok::<_, ArrowError>(None);
+        decode_columns_of(&long_file, Some(id), none).unwrap();
+        let (_, short) = table(vec![1.0]);
+        let short_file = aligned(&encode(&schema, std::slice::from_ref(&short)).unwrap());
+        let err = decode_columns_of(&short_file, Some(id), none).unwrap_err();
+        assert!(err.to_string().contains("runs past the end"), "{err}");
+        let garbage = aligned(&vec![0xa5; long_file.len()]);
+        // Whatever it decodes to, the read returns.
+        let _ = decode_columns_of(&garbage, Some(id), none);
     }
 
     #[test]

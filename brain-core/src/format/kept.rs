@@ -24,13 +24,39 @@ pub struct Kept<K, V> {
     most: usize,
 }
 
-impl<K: Hash + Eq, V: Clone> Kept<K, V> {
+impl<K: Hash + Eq + AsRef<[u8]>, V: Clone> Kept<K, V> {
     /// An empty map keeping at most `most` values.
     pub const fn new(most: usize) -> Kept<K, V> {
         Kept {
             map: Mutex::new(None),
             most,
         }
+    }
+
+    /// The value kept for `key`, if any.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + AsRef<[u8]> + ?Sized,
+    {
+        self.lock().as_ref().and_then(|map| map.get(key)).cloned()
+    }
+
+    /// Keeps `value` for `key` (unless the key is longer than [`KEY_MOST`]).
+    pub fn insert(&self, key: K, value: V) {
+        if key.as_ref().len() > KEY_MOST {
+            return;
+        }
+        let mut map = self.lock();
+        let map = map.get_or_insert_with(|| HashMap::with_hasher(Xxh3Builder::new()));
+        if map.len() >= self.most {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<K, V, Xxh3Builder>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The value kept for `key`, or the one `decode` makes (then kept).
@@ -49,18 +75,42 @@ impl<K: Hash + Eq, V: Clone> Kept<K, V> {
         if key.as_ref().len() > KEY_MOST {
             return decode();
         }
-        let lock = || self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(value) = lock().as_ref().and_then(|map| map.get(key)) {
-            return Ok(value.clone());
+        if let Some(value) = self.get(key) {
+            return Ok(value);
         }
         let value = decode()?;
-        let mut map = lock();
-        let map = map.get_or_insert_with(|| HashMap::with_hasher(Xxh3Builder::new()));
-        if map.len() >= self.most {
-            map.clear();
-        }
-        map.insert(key.to_owned(), value.clone());
+        self.insert(key.to_owned(), value.clone());
         Ok(value)
+    }
+}
+
+/// A stored payload's content, named without reading it: its length and
+/// the checksum its writer stored with it (xxh3-64, 1 MiB chunks or whole).
+/// Two payloads with the same identity hold the same bytes (barring a 64-bit
+/// hash collision), so what was decoded from one serves the other, and a
+/// second read of a large object's footer or manifest touches none of its
+/// bytes: read after a cache-evicting neighbour (a Parquet read, another
+/// frame), the bytes a wide frame's metadata spans cost more to touch than
+/// the rest of a read of two of its columns. Decoders that use it still
+/// check every offset they take from it against the buffer they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentId([u8; 17]);
+
+impl ContentId {
+    /// The identity of a payload of `len` bytes whose stored checksum is
+    /// `checksum`, computed over 1 MiB chunks (`chunked`) or the whole payload.
+    pub fn new(len: u64, checksum: u64, chunked: bool) -> ContentId {
+        let mut id = [0u8; 17];
+        id[..8].copy_from_slice(&len.to_le_bytes());
+        id[8..16].copy_from_slice(&checksum.to_le_bytes());
+        id[16] = u8::from(chunked);
+        ContentId(id)
+    }
+}
+
+impl AsRef<[u8]> for ContentId {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -111,9 +111,11 @@ def table_columns(
 ) -> tuple[ArrowColumns | None, builtins.list[str], dict[bytes, bytes], builtins.list[str], builtins.list[int]]:
     """The fields ``fields`` of the table ``obj`` holds, decoded alone, in
     that order (a frame written from pandas brings its index columns, last):
-    ``(columns, the table's columns, the schema metadata of those picked
-    (pandas' cut down to them), the fields no column has (then columns is
-    None), each picked column's position among the table's columns)``."""
+    ``(columns, the table's columns when some fields are missing (else an
+    empty list), the schema metadata of those picked (pandas' cut down to
+    them), the fields no column has (then columns is None), each picked
+    column's position among the table's columns)``. A second pick of the
+    same fields of the same stored content reuses the first one's work."""
 
 @final
 class Writer:
