@@ -12,19 +12,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use brain_core::format::kept::{ContentId, Kept};
+use brain_core::format::kept::{Fingerprint, Kept};
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{RecordBatch, RecordBatchIterator};
-use arrow_schema::{ArrowError, Schema, SchemaRef};
-use brain_core::format::arrow::decode_columns_of;
-use brain_core::{Codec, Error};
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use brain_core::format::arrow::{decode_columns_of, footer_fingerprint};
+use brain_core::{Codec, Error, ObjectMeta, ObjectView};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyDict};
 use serde_json::Value;
 
-use crate::buffer::PyObjectView;
+use crate::buffer::{object, PyObjectView};
 use crate::errors::to_py;
 use crate::frames::PyFrame;
 
@@ -66,7 +66,8 @@ impl PyArrowColumns {
 }
 
 /// What [`table_columns`] found: the columns (None when some were missing),
-/// the table's columns as a caller names them, the schema metadata of the
+/// the table's columns as a caller names them when some were missing (for
+/// the error; else none), the schema metadata of the
 /// columns picked, the fields asked for that no column has, and for each
 /// column picked its position among the table's columns.
 type Picked<'py> = (
@@ -87,6 +88,128 @@ pub fn table_columns<'py>(
     obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
 ) -> PyResult<Picked<'py>> {
+    let (decoded, plan, _) = pick_columns(obj, &fields)?;
+    let found = &plan.found;
+    // The schema's metadata goes back as `metadata`, cut down to the columns
+    // picked: the stream carries none (the whole of pandas' would be copied
+    // into pyarrow and then replaced).
+    let columns = decoded.map(|(schema, batches)| PyArrowColumns {
+        decoded: Mutex::new(Some((
+            Arc::new(Schema::new(schema.fields().clone())),
+            batches,
+        ))),
+    });
+    // The table's columns are for the error naming the missing ones.
+    let existing = if found.missing.is_empty() {
+        Vec::new()
+    } else {
+        found.columns.clone()
+    };
+    Ok((
+        columns,
+        existing,
+        metadata_dict(py, found)?,
+        found.missing.clone(),
+        found.positions.clone(),
+    ))
+}
+
+/// The fields `fields` of the table `obj` holds, as [`table_columns`]
+/// picks them, when each is a column of numbers without nulls in one piece
+/// (what numpy holds as it is): `(for each, an object whose buffer is the
+/// column's values; the field names; their Arrow types as pyarrow names
+/// them, such as "double"; the schema metadata of those picked)`. None for any other table, or
+/// when a field is missing: read it with [`table_columns`].
+#[pyfunction]
+pub fn numeric_columns<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    fields: Vec<String>,
+) -> PyResult<Option<Numeric<'py>>> {
+    let (Some((_, batches)), plan, meta) = pick_columns(obj, &fields)? else {
+        return Ok(None);
+    };
+    let [batch] = batches.as_slice() else {
+        return Ok(None);
+    };
+    let names = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
+    let mut views = Vec::with_capacity(batch.num_columns());
+    let mut types = Vec::with_capacity(batch.num_columns());
+    for column in batch.columns() {
+        let Some(name) = numpy_number(column.data_type()) else {
+            return Ok(None);
+        };
+        if column.null_count() > 0 {
+            return Ok(None);
+        }
+        let data = column.to_data();
+        let width = column.data_type().primitive_width().expect("a number");
+        let [values] = data.buffers() else {
+            return Ok(None);
+        };
+        let Some(bytes) = data.len().checked_mul(width) else {
+            return Ok(None);
+        };
+        let from = data.offset() * width;
+        if from + bytes > values.len() {
+            return Ok(None);
+        }
+        let values = values.slice_with_length(from, bytes);
+        views.push(object(py, ObjectView::new(meta.clone(), values))?);
+        types.push(name);
+    }
+    Ok(Some((views, names, types, metadata_dict(py, &plan.found)?)))
+}
+
+/// What [`numeric_columns`] returns.
+type Numeric<'py> = (
+    Vec<Py<PyAny>>,
+    Vec<String>,
+    Vec<&'static str>,
+    Bound<'py, PyDict>,
+);
+
+/// pyarrow's name of an Arrow type numpy holds with the same bytes.
+fn numpy_number(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
+        DataType::Int8 => "int8",
+        DataType::Int16 => "int16",
+        DataType::Int32 => "int32",
+        DataType::Int64 => "int64",
+        DataType::UInt8 => "uint8",
+        DataType::UInt16 => "uint16",
+        DataType::UInt32 => "uint32",
+        DataType::UInt64 => "uint64",
+        DataType::Float32 => "float",
+        DataType::Float64 => "double",
+        _ => return None,
+    })
+}
+
+fn metadata_dict<'py>(py: Python<'py>, found: &Found) -> PyResult<Bound<'py, PyDict>> {
+    let metadata = PyDict::new(py);
+    for (key, value) in &found.metadata {
+        metadata.set_item(
+            PyBytes::new(py, key.as_bytes()),
+            PyBytes::new(py, value.as_bytes()),
+        )?;
+    }
+    Ok(metadata)
+}
+
+/// The columns `fields` of the table `obj` (a frame or a stored table)
+/// decoded (None when some are missing), what the pick found, and the
+/// metadata of the object read.
+#[allow(clippy::type_complexity)]
+fn pick_columns(
+    obj: &Bound<'_, PyAny>,
+    fields: &[String],
+) -> PyResult<(Option<(SchemaRef, Vec<RecordBatch>)>, Arc<Plan>, ObjectMeta)> {
     let frame = obj.cast::<PyFrame>().ok();
     let plain = match frame {
         Some(_) => None,
@@ -106,7 +229,12 @@ pub fn table_columns<'py>(
             found: meta.codec,
         }));
     }
-    let key = view.content_id().map(|id| plan_key(id, &fields));
+    // What decides the pick: the frame's manifest, or the table's footer.
+    let print = match &frame {
+        Some(frame) => frame.get().frame.fingerprint(),
+        None => footer_fingerprint(view.buffer()).ok().flatten(),
+    };
+    let key = print.map(|print| plan_key(print, fields));
     let kept = key.as_ref().and_then(|key| PLANS.get(key));
     let mut found = Found::default();
     let mut ran = false;
@@ -114,12 +242,12 @@ pub fn table_columns<'py>(
         Some(plan) => plan.indices.clone().map(Some).ok_or(Stop::Missing),
         None => {
             ran = true;
-            found.pick(schema, &fields)
+            found.pick(schema, fields)
         }
     };
     let decoded = match &frame {
         Some(frame) => frame.get().frame.decode_columns(pick),
-        None => decode_columns_of(view.buffer(), view.content_id(), pick),
+        None => decode_columns_of(view.buffer(), view.content_id(), print, pick),
     };
     let decoded = match decoded {
         Ok(decoded) => Some(decoded),
@@ -146,42 +274,13 @@ pub fn table_columns<'py>(
             plan
         }
     };
-    let found = &plan.found;
-    let metadata = PyDict::new(py);
-    for (key, value) in &found.metadata {
-        metadata.set_item(
-            PyBytes::new(py, key.as_bytes()),
-            PyBytes::new(py, value.as_bytes()),
-        )?;
-    }
-    // The schema's metadata goes back as `metadata`, cut down to the columns
-    // picked: the stream carries none (the whole of pandas' would be copied
-    // into pyarrow and then replaced).
-    let columns = decoded.map(|(schema, batches)| PyArrowColumns {
-        decoded: Mutex::new(Some((
-            Arc::new(Schema::new(schema.fields().clone())),
-            batches,
-        ))),
-    });
-    // The table's columns are for the error naming the missing ones.
-    let existing = if found.missing.is_empty() {
-        Vec::new()
-    } else {
-        found.columns.clone()
-    };
-    Ok((
-        columns,
-        existing,
-        metadata,
-        found.missing.clone(),
-        found.positions.clone(),
-    ))
+    Ok((decoded, plan, meta.clone()))
 }
 
-/// What a pick of some fields of a table found, kept by the table's
-/// identity by content and the fields: a table read again with the same
-/// columns picks them without reading its schema's metadata again
-/// (pandas' 18 KB for 165 columns).
+/// What a pick of some fields of a table found, kept by the fingerprint of
+/// what decides the table's schema (its footer, or a frame's manifest) and
+/// the fields: a table read again with the same columns picks them without
+/// parsing its schema's metadata again (pandas' 18 KB for 165 columns).
 #[derive(Debug)]
 struct Plan {
     found: Found,
@@ -191,8 +290,8 @@ struct Plan {
 
 static PLANS: Kept<Vec<u8>, Arc<Plan>> = Kept::new(256);
 
-fn plan_key(content: ContentId, fields: &[String]) -> Vec<u8> {
-    let mut key = content.as_ref().to_vec();
+fn plan_key(print: Fingerprint, fields: &[String]) -> Vec<u8> {
+    let mut key = print.as_ref().to_vec();
     for field in fields {
         // A length before each name: no two lists of names make one key.
         key.extend_from_slice(&(field.len() as u64).to_le_bytes());

@@ -58,6 +58,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<columns::PyArrowColumns>()?;
     m.add_class::<frames::PyFrame>()?;
     m.add_function(wrap_pyfunction!(columns::table_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::numeric_columns, m)?)?;
     m.add_function(wrap_pyfunction!(object_key, m)?)?;
     m.add_function(wrap_pyfunction!(persist::dump, m)?)?;
     m.add_function(wrap_pyfunction!(persist::restore, m)?)?;

@@ -54,6 +54,45 @@ def test_columns_are_zero_copy_views_of_the_store(brain: Brain, backend: str) ->
     assert start <= address < end, "the column was copied out of the stored object"
 
 
+def test_number_columns_of_a_pandas_frame_are_read_straight_from_the_store(brain: Brain, backend: str) -> None:
+    rows = 50_000
+    frame = pd.DataFrame(
+        {
+            "f": np.linspace(0, 1, rows),
+            "i": np.arange(rows, dtype=np.int64),
+            "u8": (np.arange(rows) % 200).astype(np.uint8),
+            "f32": np.ones(rows, dtype=np.float32),
+            "nan": np.where(np.arange(rows) % 7 == 0, np.nan, 1.0),
+            "s": pd.Series(np.arange(rows).astype(str), dtype="str"),
+        }
+    )
+    brain["n"] = frame
+    stored = brain.store.get(brain.namespace, "n")
+    start, end = stored.address, stored.address + stored.size
+    for columns in (["i", "f"], ["u8", "f32", "i"], ["f", "f"], ["nan", "f"], ["s", "i"], ["f"]):
+        picked = brain.get("n", columns=columns)
+        pd.testing.assert_frame_equal(picked, frame[list(dict.fromkeys(columns))])
+        # The same read through pyarrow's conversion.
+        pd.testing.assert_frame_equal(
+            picked, brain.get("n", columns=columns, as_arrow=True).to_pandas(), check_index_type=False
+        )
+    picked = brain.get("n", columns=["i", "f"])
+    for label in ("i", "f"):
+        values = picked[label].to_numpy()
+        assert not values.flags.writeable
+        assert start <= values.ctypes.data < end, f"column {label} was copied out of the stored object"
+    # A write copies the one column it changes; the store keeps its values.
+    picked.loc[0, "f"] = 42.0
+    assert brain.get("n", columns=["f"])["f"].iloc[0] == 0.0
+    # A frame indexed otherwise, or with rows added, goes the general way and reads the same.
+    indexed = frame.set_index("i")
+    brain["indexed"] = indexed
+    pd.testing.assert_frame_equal(brain.get("indexed", columns=["f"]), indexed[["f"]])
+    brain.append("n", frame.iloc[:10])
+    whole = pd.concat([frame, frame.iloc[:10]], ignore_index=True)
+    pd.testing.assert_frame_equal(brain.get("n", columns=["f", "u8"]), whole[["f", "u8"]])
+
+
 def test_polars_and_arrow_tables_give_their_columns(brain: Brain) -> None:
     frame = pl.DataFrame({"x": [1, 2, 3], "s": ["p", "q", "r"], "y": [0.5, 1.5, 2.5]})
     brain["pl"] = frame

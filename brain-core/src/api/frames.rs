@@ -43,7 +43,7 @@ use crate::api::error::{Error, Result};
 use crate::api::store::{ObjectStore, Payload, WatchEvent, WatchEvents, Watcher};
 use crate::api::tables::{column_indices, decode_record_batches};
 use crate::api::view::{ObjectMeta, ObjectView};
-use crate::format::kept::{ContentId, Kept};
+use crate::format::kept::{Fingerprint, Kept, KEY_MOST};
 use crate::format::{arrow, Codec};
 use crate::sys::names::owner_tag;
 
@@ -174,28 +174,28 @@ impl FrameManifest {
     /// [`Error::CodecMismatch`] when `view` is not a manifest;
     /// [`Error::Codec`] when its bytes are not a consistent manifest.
     pub fn decode(view: &ObjectView) -> Result<FrameManifest> {
-        Self::decode_shared(view).map(Arc::unwrap_or_clone)
+        Self::decode_shared(view).map(|(manifest, _)| Arc::unwrap_or_clone(manifest))
     }
 
     /// As [`FrameManifest::decode`], shared: a manifest read before (the
-    /// same content, [`ObjectView::content_id`]) is neither parsed nor
-    /// checked again, and none of its bytes are touched.
+    /// same bytes, by their [`Fingerprint`]) is hashed, not parsed and
+    /// checked again. Also returns that fingerprint (None for a manifest too
+    /// long to keep), which names the frame's schema and parts.
     ///
     /// # Errors
     /// As [`FrameManifest::decode`].
-    pub fn decode_shared(view: &ObjectView) -> Result<Arc<FrameManifest>> {
-        let meta = view.meta();
-        let content = view
-            .content_id()
-            .filter(|_| meta.codec == Codec::FrameParts);
-        if let Some(manifest) = content.and_then(|id| MANIFESTS.get(&id)) {
-            return Ok(manifest);
+    pub fn decode_shared(view: &ObjectView) -> Result<(Arc<FrameManifest>, Option<Fingerprint>)> {
+        let bytes = view.bytes();
+        let print = (view.meta().codec == Codec::FrameParts && bytes.len() <= KEY_MOST)
+            .then(|| Fingerprint::of(bytes));
+        if let Some(manifest) = print.and_then(|print| MANIFESTS.get(&print)) {
+            return Ok((manifest, print));
         }
         let manifest = Arc::new(Self::decode_bytes(view)?);
-        if let Some(id) = content {
-            MANIFESTS.insert(id, manifest.clone());
+        if let Some(print) = print {
+            MANIFESTS.insert(print, manifest.clone());
         }
-        Ok(manifest)
+        Ok((manifest, print))
     }
 
     fn decode_bytes(view: &ObjectView) -> Result<FrameManifest> {
@@ -328,8 +328,8 @@ impl FrameManifest {
 /// in one part.
 static MANIFEST_SCHEMAS: Kept<Vec<u8>, SchemaRef> = Kept::new(256);
 
-/// Manifests read before, checked, by their identity by content.
-static MANIFESTS: Kept<ContentId, Arc<FrameManifest>> = Kept::new(256);
+/// Manifests read before, checked, by their bytes' fingerprint.
+static MANIFESTS: Kept<Fingerprint, Arc<FrameManifest>> = Kept::new(256);
 
 /// Where a manifest's schema starts, after its document (see
 /// [`FrameManifest::encode`]); `bytes` are at least 16 long.
@@ -353,6 +353,7 @@ pub enum StoredTable {
 pub struct StoredFrame {
     manifest_view: ObjectView,
     manifest: Arc<FrameManifest>,
+    fingerprint: Option<Fingerprint>,
     parts: Vec<ObjectView>,
 }
 
@@ -366,7 +367,8 @@ impl StoredFrame {
     /// without batches (readers parse it once and keep it by these bytes).
     pub fn schema_ipc(&self) -> &[u8] {
         let bytes = self.manifest_view.bytes();
-        &bytes[schema_offset(bytes)..]
+        // Within the bytes: decoding the manifest checked it.
+        bytes.get(schema_offset(bytes)..).unwrap_or_default()
     }
 
     /// Its parts, in the manifest's order.
@@ -377,6 +379,12 @@ impl StoredFrame {
     /// The manifest.
     pub fn manifest(&self) -> &FrameManifest {
         &self.manifest
+    }
+
+    /// The [`Fingerprint`] of the manifest's bytes, which decide the frame's
+    /// schema and parts (None for a manifest too long to keep decoded).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
     }
 
     /// Checks every part (and the manifest) against the checksum its
@@ -452,13 +460,12 @@ impl StoredFrame {
                 Ok(Some(indices.clone()))
             };
             let (_, batches) =
-                arrow::decode_columns_of(part.buffer(), part.content_id(), project_part).map_err(
-                    |source| Error::Arrow {
+                arrow::decode_columns_of(part.buffer(), part.content_id(), None, project_part)
+                    .map_err(|source| Error::Arrow {
                         namespace: meta.namespace.clone(),
                         name: part.meta().name.clone(),
                         source,
-                    },
-                )?;
+                    })?;
             let mut arrays: HashMap<usize, Vec<ArrayRef>> = HashMap::new();
             for batch in &batches {
                 for (position, &field) in indices.iter().enumerate() {
@@ -619,7 +626,7 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
                 });
             }
         }
-        let manifest = FrameManifest::decode_shared(&view)?;
+        let (manifest, fingerprint) = FrameManifest::decode_shared(&view)?;
         let (namespace, name) = (view.meta().namespace.clone(), view.meta().name.clone());
         let mut parts = Vec::with_capacity(manifest.parts.len());
         let mut missing = None;
@@ -636,6 +643,7 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
             return Ok(StoredTable::Parts(StoredFrame {
                 manifest_view: view,
                 manifest,
+                fingerprint,
                 parts,
             }));
         };

@@ -91,7 +91,7 @@ pub fn decode_record_batches(
         })
     };
     let meta = view.meta();
-    match arrow::decode_columns_of(view.buffer(), view.content_id(), pick) {
+    match arrow::decode_columns_of(view.buffer(), view.content_id(), None, pick) {
         Ok(decoded) => Ok(decoded),
         Err(Projection::Arrow(source)) => Err(Error::Arrow {
             namespace: meta.namespace.clone(),

@@ -107,9 +107,9 @@ impl ObjectView {
         self.checksum
     }
 
-    /// The payload's identity by content ([`ContentId`]: its length and
-    /// stored checksum), for caches of what was decoded from it; None when
-    /// its writer stored no checksum.
+    /// The payload's length and the checksum its writer stored
+    /// ([`ContentId`]), for a decoder to skip checks it already made on the
+    /// payload that checksum describes; None when its writer stored none.
     pub fn content_id(&self) -> Option<ContentId> {
         self.checksum.map(|checksum| {
             ContentId::new(

@@ -12,7 +12,7 @@ use arrow_ipc::writer::FileWriter;
 use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
-use crate::format::kept::{ContentId, Kept};
+use crate::format::kept::{ContentId, Fingerprint, Kept, KEY_MOST};
 
 /// Encodes `batches` (all of `schema`) as an Arrow IPC file.
 ///
@@ -58,19 +58,24 @@ pub fn decode_columns<E: From<ArrowError>>(
     buffer: &Buffer,
     project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
-    decode_columns_of(buffer, None, project)
+    decode_columns_of(buffer, None, None, project)
 }
 
-/// As [`decode_columns`], for a payload whose identity by content is
-/// `content` (`ObjectView::content_id`): a second read of the same content
-/// neither parses nor checks its footer and messages again, and touches
-/// none of their bytes (what was found the first time is kept).
+/// As [`decode_columns`], remembering what it parsed and checked: the
+/// footer (schema, blocks) is kept by its [`Fingerprint`] (`footer`, when
+/// the caller has computed it with [`footer_fingerprint`]), so a second
+/// read of a file with the same footer hashes it instead of parsing it;
+/// and a payload whose writer's checksum is `content`
+/// (`ObjectView::content_id`), whose blocks all passed their checks once
+/// with this footer, has its blocks only bounds-checked after that. arrow-ipc
+/// still parses each record batch's message on every read.
 ///
 /// # Errors
 /// As [`decode_columns`].
 pub fn decode_columns_of<E: From<ArrowError>>(
     buffer: &Buffer,
     content: Option<ContentId>,
+    footer: Option<Fingerprint>,
     project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
     // arrow-ipc and arrow-data panic on some malformed files instead of
@@ -78,7 +83,7 @@ pub fn decode_columns_of<E: From<ArrowError>>(
     // of values, found by fuzzing): a damaged or hostile object must not
     // take the reading process down. Nothing decoded outlives a panic.
     std::panic::catch_unwind(AssertUnwindSafe(|| {
-        decode_unchecked(buffer, content, project)
+        decode_unchecked(buffer, content, footer, project)
     }))
     .unwrap_or_else(|panic| {
         let why = panic
@@ -93,21 +98,39 @@ pub fn decode_columns_of<E: From<ArrowError>>(
     })
 }
 
+/// The [`Fingerprint`] of the footer of the Arrow IPC file in `buffer`
+/// (what decides its schema), or None when the footer is too long to keep.
+///
+/// # Errors
+/// When the file is too short for its footer.
+pub fn footer_fingerprint(buffer: &Buffer) -> Result<Option<Fingerprint>, ArrowError> {
+    let bytes = footer_bytes(buffer)?;
+    Ok((bytes.len() <= KEY_MOST).then(|| Fingerprint::of(bytes)))
+}
+
 fn decode_unchecked<E: From<ArrowError>>(
     buffer: &Buffer,
     content: Option<ContentId>,
+    footer: Option<Fingerprint>,
     project: impl FnOnce(&Schema) -> Result<Option<Vec<usize>>, E>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), E> {
-    let (footer, checked) = match content.and_then(|id| BY_CONTENT.get(&id)) {
-        Some(footer) => (footer, true),
+    let print = match footer {
+        Some(print) => Some(print),
+        None => footer_fingerprint(buffer)?,
+    };
+    let kept = print.and_then(|print| FOOTERS.get(&print));
+    let footer = match kept {
+        Some(footer) => footer,
         None => {
-            let footer = decoded_footer(buffer)?;
-            if let Some(id) = content {
-                BY_CONTENT.insert(id, footer.clone());
+            let footer = decoded_footer(footer_bytes(buffer)?)?;
+            if let Some(print) = print {
+                FOOTERS.insert(print, footer.clone());
             }
-            (footer, false)
+            footer
         }
     };
+    let checked = print.is_some()
+        && content.is_some_and(|id| CHECKED.get(&id).is_some_and(|with| Some(with) == print));
     let mut decoder = FileDecoder::new(footer.schema.clone(), footer.version);
     let schema = match project(&footer.schema)? {
         Some(indices) => {
@@ -133,6 +156,11 @@ fn decode_unchecked<E: From<ArrowError>>(
             batches.push(batch);
         }
     }
+    // Every block passed its checks and was decoded: a later read of the
+    // same payload with the same footer may skip them.
+    if let (false, Some(id), Some(print)) = (checked, content, print) {
+        CHECKED.insert(id, print);
+    }
     Ok((schema, batches))
 }
 
@@ -146,15 +174,12 @@ struct DecodedFooter {
     batches: Vec<Block>,
 }
 
-/// The footer at the end of the file in `buffer`, checked to lie inside it,
-/// decoded (its schema kept by the footer's bytes).
-fn decoded_footer(buffer: &Buffer) -> Result<Arc<DecodedFooter>, ArrowError> {
-    let bytes = footer_bytes(buffer)?;
+/// A footer's bytes, parsed and checked.
+fn decoded_footer(bytes: &[u8]) -> Result<Arc<DecodedFooter>, ArrowError> {
     let footer = root_as_footer(bytes)
         .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
-    let schema = SCHEMAS.get_or_decode(bytes, || footer_schema(&footer))?;
     Ok(Arc::new(DecodedFooter {
-        schema,
+        schema: footer_schema(&footer)?,
         version: footer.version(),
         dictionaries: footer.dictionaries().iter().flatten().copied().collect(),
         batches: footer.recordBatches().iter().flatten().copied().collect(),
@@ -179,15 +204,15 @@ fn footer_bytes(buffer: &Buffer) -> Result<&[u8], ArrowError> {
     Ok(&buffer[len - 10 - footer_len..len - 10])
 }
 
-/// The schemas of files read before, by their footers' bytes (the same
-/// on every read of an object): turning a footer's schema into a `Schema`
-/// costs about 120 µs for 165 fields with pandas' metadata, more than the
-/// rest of a read of two of its columns.
-static SCHEMAS: Kept<Vec<u8>, SchemaRef> = Kept::new(256);
+/// The footers of files read before, parsed, by their bytes' fingerprint
+/// (the same on every read of an object): turning a footer's schema into a
+/// `Schema` costs about 120 µs for 165 fields with pandas' metadata, and
+/// checking the footer tens more, against a microsecond to hash it.
+static FOOTERS: Kept<Fingerprint, Arc<DecodedFooter>> = Kept::new(256);
 
-/// The footers of payloads read before, by their identity by content
-/// ([`ContentId`]), their blocks checked against the payload they came from.
-static BY_CONTENT: Kept<ContentId, Arc<DecodedFooter>> = Kept::new(256);
+/// Payloads whose blocks passed every check, by their writer's checksum,
+/// with the fingerprint of the footer they passed them with.
+static CHECKED: Kept<ContentId, Fingerprint> = Kept::new(1024);
 
 fn footer_schema(footer: &arrow_ipc::Footer<'_>) -> Result<SchemaRef, ArrowError> {
     let schema = footer
@@ -329,15 +354,18 @@ mod tests {
         (schema, batch)
     }
 
+    fn none(_: &Schema) -> Result<Option<Vec<usize>>, ArrowError> {
+        Ok(None)
+    }
+
     #[test]
-    fn a_footer_kept_by_content_serves_another_copy_of_the_same_bytes() {
+    fn a_kept_footer_serves_another_file_with_the_same_footer() {
         let (schema, batch) = table(vec![1.0, 2.0, 3.0]);
         let encoded = encode(&schema, std::slice::from_ref(&batch)).unwrap();
         let (first, second) = (aligned(&encoded), aligned(&encoded));
         let id = ContentId::new(encoded.len() as u64, 0x5eed_0001, true);
-        let none = |_: &Schema| Ok::<_, ArrowError>(None);
-        let (_, from_first) = decode_columns_of(&first, Some(id), none).unwrap();
-        let (kept_schema, from_second) = decode_columns_of(&second, Some(id), none).unwrap();
+        let (_, from_first) = decode_columns_of(&first, Some(id), None, none).unwrap();
+        let (kept_schema, from_second) = decode_columns_of(&second, Some(id), None, none).unwrap();
         assert_eq!(kept_schema, schema);
         assert_eq!(from_first, vec![batch.clone()]);
         assert_eq!(from_second, vec![batch]);
@@ -348,21 +376,39 @@ mod tests {
     }
 
     #[test]
-    fn a_content_id_claimed_by_other_bytes_is_an_error_not_a_panic() {
-        // A hostile header can claim another object's checksum: the footer
-        // kept for it then meets bytes it does not describe.
-        let (schema, long) = table((0..1000).map(f64::from).collect());
-        let long_file = aligned(&encode(&schema, std::slice::from_ref(&long)).unwrap());
-        let id = ContentId::new(1, 0x5eed_0002, true);
-        let none = |_: &Schema| Ok::<_, ArrowError>(None);
-        decode_columns_of(&long_file, Some(id), none).unwrap();
-        let (_, short) = table(vec![1.0]);
-        let short_file = aligned(&encode(&schema, std::slice::from_ref(&short)).unwrap());
-        let err = decode_columns_of(&short_file, Some(id), none).unwrap_err();
-        assert!(err.to_string().contains("runs past the end"), "{err}");
-        let garbage = aligned(&vec![0xa5; long_file.len()]);
-        // Whatever it decodes to, the read returns.
-        let _ = decode_columns_of(&garbage, Some(id), none);
+    fn a_changed_footer_is_read_from_its_own_bytes() {
+        // Two payloads claim one writer's checksum; one's footer was changed
+        // since (a field renamed): each is read by its own footer.
+        let (schema, batch) = table(vec![1.0, 2.0]);
+        let encoded = encode(&schema, std::slice::from_ref(&batch)).unwrap();
+        let mut renamed = encoded.clone();
+        let footer_at = encoded.len() - 10 - footer_bytes(&aligned(&encoded)).unwrap().len();
+        let at = footer_at
+            + renamed[footer_at..]
+                .windows(2)
+                .position(|w| w == b"x\0")
+                .expect("the field's name in the footer");
+        renamed[at] = b'y';
+        let id = ContentId::new(encoded.len() as u64, 0x5eed_0002, true);
+        let (changed, _) = decode_columns_of(&aligned(&renamed), Some(id), None, none).unwrap();
+        let (intact, _) = decode_columns_of(&aligned(&encoded), Some(id), None, none).unwrap();
+        assert_eq!(changed.field(0).name(), "y");
+        assert_eq!(intact.field(0).name(), "x");
+    }
+
+    #[test]
+    fn a_checksum_claimed_by_other_bytes_is_an_error_not_a_panic() {
+        // A header can claim the checksum of a payload whose blocks passed
+        // their checks: with the same footer, its blocks are only
+        // bounds-checked, and arrow-ipc refuses the messages.
+        let (schema, batch) = table((0..1000).map(f64::from).collect());
+        let encoded = encode(&schema, std::slice::from_ref(&batch)).unwrap();
+        let id = ContentId::new(encoded.len() as u64, 0x5eed_0003, true);
+        decode_columns_of(&aligned(&encoded), Some(id), None, none).unwrap();
+        let footer_at = encoded.len() - 10 - footer_bytes(&aligned(&encoded)).unwrap().len();
+        let mut garbage = encoded.clone();
+        garbage[8..footer_at].fill(0xa5);
+        assert!(decode_columns_of(&aligned(&garbage), Some(id), None, none).is_err());
     }
 
     #[test]

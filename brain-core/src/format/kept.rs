@@ -1,7 +1,8 @@
 //! Values decoded from bytes, kept by those bytes for the next read: a
-//! stored table's schema, a frame's manifest schema, pandas' metadata.
-//! Each is the same on every read of one object (and of objects written
-//! alike), and decoding it costs more than the rest of a small read.
+//! stored table's footer, a frame's manifest, pandas' metadata, a pick of
+//! columns. Each is the same on every read of one object (and of objects
+//! written alike), and decoding it costs more than the rest of a small read.
+//! Keys are the bytes themselves, or their [`Fingerprint`].
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -13,11 +14,11 @@ use xxhash_rust::xxh3::Xxh3Builder;
 /// The longest key kept, in bytes.
 pub const KEY_MOST: usize = 256 << 10;
 
-/// A bounded map from keys (bytes, text) to decoded values, shared by the
-/// threads of a process. Keys are compared whole, so a value is only ever
-/// returned for the exact bytes it was decoded from. When full, it is
-/// cleared: the next read of each key decodes it again. Keys longer than
-/// [`KEY_MOST`] are decoded every time, so the map stays small.
+/// A bounded map from keys (bytes, text, fingerprints) to decoded values,
+/// shared by the threads of a process. Keys are compared whole, so a value
+/// is only ever returned for the exact key it was decoded from. When full,
+/// it is cleared: the next read of each key decodes it again. Keys longer
+/// than [`KEY_MOST`] are decoded every time, so the map stays small.
 #[derive(Debug)]
 pub struct Kept<K, V> {
     map: Mutex<Option<HashMap<K, V, Xxh3Builder>>>,
@@ -84,15 +85,45 @@ impl<K: Hash + Eq + AsRef<[u8]>, V: Clone> Kept<K, V> {
     }
 }
 
-/// A stored payload's content, named without reading it: its length and
-/// the checksum its writer stored with it (xxh3-64, 1 MiB chunks or whole).
-/// Two payloads with the same identity hold the same bytes (barring a 64-bit
-/// hash collision), so what was decoded from one serves the other, and a
-/// second read of a large object's footer or manifest touches none of its
-/// bytes: read after a cache-evicting neighbour (a Parquet read, another
-/// frame), the bytes a wide frame's metadata spans cost more to touch than
-/// the rest of a read of two of its columns. Decoders that use it still
-/// check every offset they take from it against the buffer they read.
+/// Some bytes named by their length and their xxh3-128 hash: a key that
+/// costs one pass over the bytes (about a microsecond for a wide frame's
+/// 20 KB footer), where parsing and checking them again costs tens, and
+/// that is as long whatever their size. Values kept by it are only kept
+/// for bytes of at most [`KEY_MOST`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 24]);
+
+impl Fingerprint {
+    /// The fingerprint of `bytes`.
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        key[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes());
+        Fingerprint(key)
+    }
+
+    /// The length of the bytes it names.
+    pub fn len(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Whether it names no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl AsRef<[u8]> for Fingerprint {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A stored payload named by its length and the checksum its writer stored
+/// with it (xxh3-64, over 1 MiB chunks or whole). Nothing checks the payload
+/// against it on a plain read, so it decides nothing that is returned: a
+/// decoder uses it only to skip checks it already made on a payload the
+/// same writer's checksum describes, and still bounds-checks every offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentId([u8; 17]);
 

@@ -13,7 +13,7 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "Frame", "table_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "Frame", "table_columns", "numeric_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
@@ -105,6 +105,16 @@ class Frame:
         """Its parts, in the manifest's order (zero-copy)."""
     def columns(self) -> builtins.list[builtins.list[tuple[int, int, int]]]:
         """For each column, its chunks in row order: ``(part index, field index in the part, rows)``."""
+
+def numeric_columns(
+    obj: Object | Frame, fields: builtins.list[str]
+) -> tuple[builtins.list[Object], builtins.list[str], builtins.list[str], dict[bytes, bytes]] | None:
+    """The fields ``fields`` of the table ``obj``, picked as ``table_columns``
+    picks them, when each is a column of numbers without nulls in one piece:
+    ``(for each, an Object whose buffer is the column's values, the field
+    names, their Arrow types as pyarrow names them ("double", "int64", ...),
+    the schema metadata of those picked)``. None for any other table, or
+    when a field is missing."""
 
 def table_columns(
     obj: Object | Frame, fields: builtins.list[str]

@@ -436,6 +436,10 @@ def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | Non
     """A frame written from pandas, as the frame (or Series) it was."""
     if as_arrow:
         return _read_arrow_stripped(obj, columns)[0]
+    if columns is not None:
+        frame = _numeric_frame(obj, columns)
+        if frame is not None:
+            return frame
     return _pandas_from_pandas_table(read_arrow(obj, columns))
 
 
@@ -582,6 +586,75 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
             blocks.append((kind.__from_arrow__(column), placement))
     index = pd.RangeIndex(rows.start, rows.stop, rows.step, name=name)
     return pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels)
+
+
+class _Field:
+    """A column's name and Arrow type's name, as ``_plain_plan`` reads a field."""
+
+    __slots__ = ("name", "type")
+
+    def __init__(self, name: str, arrow_type: str) -> None:
+        self.name, self.type = name, arrow_type
+
+
+class _Shape:
+    """The fields of columns read without a pyarrow table, as ``_plain_plan`` reads a table."""
+
+    def __init__(self, names: Sequence[str], types: Sequence[str]) -> None:
+        self.schema = [_Field(name, arrow_type) for name, arrow_type in zip(names, types)]
+        self.num_columns = len(self.schema)
+
+
+# The plans of ``_numeric_frame``, by pandas' metadata of the columns read,
+# their names and their Arrow types.
+_NUMERIC_PLANS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _numeric_frame(obj: Any, columns: Sequence[Any]) -> Any:
+    """Some columns of a frame written from pandas, read as pandas straight
+    from the store's memory when each is numbers without nulls in one piece
+    and the frame is plain (``_plain_plan``): each column is a numpy array
+    over the stored values, with no pyarrow table in between (its import,
+    metadata and conversion cost more than the rest of a read of two columns
+    of a wide frame). None for any other read, which ``read_arrow`` makes
+    (and which raises its errors)."""
+    np = _module("numpy")
+    pd = _module("pandas")
+    if np is None or pd is None:
+        return None
+    fields = [column if isinstance(column, str) else str(column) for column in columns]
+    got = _brain.numeric_columns(obj, fields)
+    if got is None:
+        return None
+    views, names, types, metadata = got
+    pandas = metadata.get(b"pandas")
+    if (
+        not views
+        or pandas is None
+        or PANDAS_DTYPES_KEY in metadata
+        or INDEX_FREQ_KEY in metadata
+        or metadata.get(KIND_KEY) == b"series"
+    ):
+        return None
+    key = (pandas, tuple(names), tuple(types))
+    plan = _NUMERIC_PLANS.get(key)
+    if plan is None:
+        plan = _plain_plan(_Shape(names, types), pandas)
+        if len(_NUMERIC_PLANS) >= _PLAIN_PLANS_KEPT:
+            _drop_oldest(_NUMERIC_PLANS)
+        _NUMERIC_PLANS[key] = plan
+    if plan is False:
+        return None
+    labels, rows, name, kinds, _ = plan
+    blocks = []
+    for view, arrow_type, (kind, placement, _) in zip(views, types, kinds):
+        values = np.frombuffer(view, dtype=_NUMPY_NAMES.get(arrow_type, arrow_type))
+        if kind is not None or len(values) != len(rows):
+            # Rows taken or added since pandas wrote the metadata: to_pandas numbers them from 0.
+            return None
+        blocks.append((values.reshape(1, -1), placement))
+    index = pd.RangeIndex(rows.start, rows.stop, rows.step, name=name)
+    return copy_on_write(pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels))
 
 
 def decode_polars(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | None = None) -> Any:
