@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     if store.put("default", "f", &payload).is_err() {
         return;
     }
-    let view = store.get("default", "f").expect("a read").expect("the manifest");
+    let view = store
+        .get("default", "f")
+        .expect("a read")
+        .expect("the manifest");
     if let Ok(manifest) = FrameManifest::decode(&view) {
         // What a manifest that decodes promises its readers.
         assert_eq!(manifest.columns.len(), manifest.schema.fields().len());
@@ -25,8 +28,14 @@ fuzz_target!(|data: &[u8]| {
         let again = manifest.encode("default", "f").expect("it encodes");
         let stored = Payload::bytes(&again).with_codec(Codec::FrameParts);
         store.put("default", "g", &stored).expect("a write");
-        let view = store.get("default", "g").expect("a read").expect("the copy");
-        assert_eq!(FrameManifest::decode(&view).expect("it decodes again"), manifest);
+        let view = store
+            .get("default", "g")
+            .expect("a read")
+            .expect("the copy");
+        assert_eq!(
+            FrameManifest::decode(&view).expect("it decodes again"),
+            manifest
+        );
     }
     let Ok(Some(StoredTable::Parts(frame))) = frames::read_table(store, "default", "f") else {
         return;

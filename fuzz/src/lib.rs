@@ -161,13 +161,17 @@ pub fn frame_store() -> &'static brain_core::Store {
     &STORE
         .get_or_init(|| {
             const PREFIX: &str = "brain-fuzz-frames-";
-            for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir("/dev/shm")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let name = entry.file_name();
                 let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
                     continue;
                 };
-                let ended = pid.parse::<u32>().is_ok()
-                    && !std::path::Path::new("/proc").join(pid).exists();
+                let ended =
+                    pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists();
                 if ended {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
@@ -181,7 +185,11 @@ pub fn frame_store() -> &'static brain_core::Store {
                 Field::new("id", DataType::Int64, false),
                 Field::new("tag", DataType::Utf8, true),
             ]));
-            let extra = Arc::new(Schema::new(vec![Field::new("extra", DataType::Float64, false)]));
+            let extra = Arc::new(Schema::new(vec![Field::new(
+                "extra",
+                DataType::Float64,
+                false,
+            )]));
             let parts = [
                 (
                     "p0",
