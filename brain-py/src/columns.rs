@@ -89,6 +89,15 @@ pub fn table_columns<'py>(
     fields: Vec<String>,
 ) -> PyResult<Picked<'py>> {
     let (decoded, plan, _) = pick_columns(obj, &fields)?;
+    picked(py, decoded, &plan)
+}
+
+/// [`table_columns`]' answer for what [`pick_columns`] found.
+fn picked<'py>(
+    py: Python<'py>,
+    decoded: Option<(SchemaRef, Vec<RecordBatch>)>,
+    plan: &Plan,
+) -> PyResult<Picked<'py>> {
     let found = &plan.found;
     // The schema's metadata goes back as `metadata`, cut down to the columns
     // picked: the stream carries none (the whole of pandas' would be copied
@@ -114,30 +123,52 @@ pub fn table_columns<'py>(
     ))
 }
 
-/// The fields `fields` of the table `obj` holds, as [`table_columns`]
-/// picks them, when each is a column of numbers without nulls in one piece
-/// (what numpy holds as it is): `(for each, an object whose buffer is the
+/// The fields `fields` of the table `obj`, picked and decoded once, for a
+/// reader that wants numbers as numpy arrays: `(numbers, picked)`. When
+/// each column picked holds numbers without nulls in one piece (what numpy
+/// holds as it is), `numbers` is `(for each, an object whose buffer is the
 /// column's values; the field names; their Arrow types as pyarrow names
-/// them, such as "double"; the schema metadata of those picked)`. None for any other table, or
-/// when a field is missing: read it with [`table_columns`].
+/// them, such as "double"; the schema metadata of those picked)`, else
+/// None; `picked` is always what [`table_columns`] returns for the same
+/// fields, for any other reader.
 #[pyfunction]
 pub fn numeric_columns<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
-) -> PyResult<Option<Numeric<'py>>> {
-    let (Some((_, batches)), plan, meta) = pick_columns(obj, &fields)? else {
+) -> PyResult<(Option<Numeric<'py>>, Picked<'py>)> {
+    let (decoded, plan, meta) = pick_columns(obj, &fields)?;
+    let numbers = match &decoded {
+        Some((_, batches)) => numpy_views(py, batches, &meta)?,
+        None => None,
+    };
+    let numbers = match numbers {
+        Some((views, names, types)) => Some((views, names, types, metadata_dict(py, &plan.found)?)),
+        None => None,
+    };
+    Ok((numbers, picked(py, decoded, &plan)?))
+}
+
+/// What [`numeric_columns`] returns of columns of numbers.
+type Numeric<'py> = (
+    Vec<Py<PyAny>>,
+    Vec<String>,
+    Vec<&'static str>,
+    Bound<'py, PyDict>,
+);
+
+/// For the one batch `batches` holds, when each of its columns is numbers
+/// without nulls: an object over each column's values (as long as they
+/// are, the object's metadata otherwise), the names and the types.
+#[allow(clippy::type_complexity)]
+fn numpy_views(
+    py: Python<'_>,
+    batches: &[RecordBatch],
+    meta: &ObjectMeta,
+) -> PyResult<Option<(Vec<Py<PyAny>>, Vec<String>, Vec<&'static str>)>> {
+    let [batch] = batches else {
         return Ok(None);
     };
-    let [batch] = batches.as_slice() else {
-        return Ok(None);
-    };
-    let names = batch
-        .schema_ref()
-        .fields()
-        .iter()
-        .map(|field| field.name().clone())
-        .collect();
     let mut views = Vec::with_capacity(batch.num_columns());
     let mut types = Vec::with_capacity(batch.num_columns());
     for column in batch.columns() {
@@ -159,20 +190,20 @@ pub fn numeric_columns<'py>(
         if from + bytes > values.len() {
             return Ok(None);
         }
+        let mut column_meta = meta.clone();
+        column_meta.size = bytes as u64;
         let values = values.slice_with_length(from, bytes);
-        views.push(object(py, ObjectView::new(meta.clone(), values))?);
+        views.push(object(py, ObjectView::new(column_meta, values))?);
         types.push(name);
     }
-    Ok(Some((views, names, types, metadata_dict(py, &plan.found)?)))
+    let names = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
+    Ok(Some((views, names, types)))
 }
-
-/// What [`numeric_columns`] returns.
-type Numeric<'py> = (
-    Vec<Py<PyAny>>,
-    Vec<String>,
-    Vec<&'static str>,
-    Bound<'py, PyDict>,
-);
 
 /// pyarrow's name of an Arrow type numpy holds with the same bytes.
 fn numpy_number(data_type: &DataType) -> Option<&'static str> {

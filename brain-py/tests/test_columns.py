@@ -84,6 +84,13 @@ def test_number_columns_of_a_pandas_frame_are_read_straight_from_the_store(brain
     # A write copies the one column it changes; the store keeps its values.
     picked.loc[0, "f"] = 42.0
     assert brain.get("n", columns=["f"])["f"].iloc[0] == 0.0
+    # Columns of a frame changed in place come from its parts, zero-copy.
+    brain["parts"] = frame
+    added = np.arange(rows, dtype=np.float64) * 2
+    brain.assign("parts", added=added)
+    picked = brain.get("parts", columns=["added", "i"])
+    pd.testing.assert_frame_equal(picked, frame.assign(added=added)[["added", "i"]])
+    assert not picked["added"].to_numpy().flags.writeable
     # A frame indexed otherwise, or with rows added, goes the general way and reads the same.
     indexed = frame.set_index("i")
     brain["indexed"] = indexed

@@ -63,7 +63,8 @@ pub fn decode_columns<E: From<ArrowError>>(
 
 /// As [`decode_columns`], remembering what it parsed and checked: the
 /// footer (schema, blocks) is kept by its [`Fingerprint`] (`footer`, when
-/// the caller has computed it with [`footer_fingerprint`]), so a second
+/// the caller has computed it: it must be [`footer_fingerprint`] of this
+/// same `buffer`, or another file's footer is used), so a second
 /// read of a file with the same footer hashes it instead of parsing it;
 /// and a payload whose writer's checksum is `content`
 /// (`ObjectView::content_id`), whose blocks all passed their checks once

@@ -121,9 +121,11 @@ impl AsRef<[u8]> for Fingerprint {
 
 /// A stored payload named by its length and the checksum its writer stored
 /// with it (xxh3-64, over 1 MiB chunks or whole). Nothing checks the payload
-/// against it on a plain read, so it decides nothing that is returned: a
-/// decoder uses it only to skip checks it already made on a payload the
-/// same writer's checksum describes, and still bounds-checks every offset.
+/// against it on a plain read, so no decoded value is kept by it: a decoder
+/// uses it only to skip checks it already made on a payload the same
+/// writer's checksum describes, and still bounds-checks every offset. A
+/// payload changed in memory since then can still fail, with a less precise
+/// error (Arrow's decoder then stops on it, and its panic is caught).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentId([u8; 17]);
 

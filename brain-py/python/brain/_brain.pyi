@@ -108,13 +108,16 @@ class Frame:
 
 def numeric_columns(
     obj: Object | Frame, fields: builtins.list[str]
-) -> tuple[builtins.list[Object], builtins.list[str], builtins.list[str], dict[bytes, bytes]] | None:
-    """The fields ``fields`` of the table ``obj``, picked as ``table_columns``
-    picks them, when each is a column of numbers without nulls in one piece:
-    ``(for each, an Object whose buffer is the column's values, the field
-    names, their Arrow types as pyarrow names them ("double", "int64", ...),
-    the schema metadata of those picked)``. None for any other table, or
-    when a field is missing."""
+) -> tuple[
+    tuple[builtins.list[Object], builtins.list[str], builtins.list[str], dict[bytes, bytes]] | None,
+    tuple[ArrowColumns | None, builtins.list[str], dict[bytes, bytes], builtins.list[str], builtins.list[int]],
+]:
+    """The fields ``fields`` of the table ``obj``, picked and decoded once:
+    ``(numbers, picked)``. ``numbers``, when each column picked holds numbers
+    without nulls in one piece: ``(for each, an Object whose buffer is the
+    column's values, the field names, their Arrow types as pyarrow names
+    them ("double", "int64", ...), the schema metadata of those picked)``;
+    else None. ``picked`` is what ``table_columns`` returns for them."""
 
 def table_columns(
     obj: Object | Frame, fields: builtins.list[str]
@@ -125,7 +128,8 @@ def table_columns(
     empty list), the schema metadata of those picked (pandas' cut down to
     them), the fields no column has (then columns is None), each picked
     column's position among the table's columns)``. A second pick of the
-    same fields of the same stored content reuses the first one's work."""
+    same fields of a table with the same footer (or a frame with the same
+    manifest) reuses the first one's work."""
 
 @final
 class Writer:

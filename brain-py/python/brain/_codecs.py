@@ -288,13 +288,14 @@ def _has_dictionary(pa: Any, arrow_type: Any) -> bool:
     return any(_has_dictionary(pa, arrow_type.field(i).type) for i in range(arrow_type.num_fields))
 
 
-def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
+def read_arrow(obj: Any, columns: Sequence[Any] | None = None, picked: Any = None) -> Any:
     """The pyarrow Table in a payload, its columns pointing into the store.
 
     ``columns`` names the columns to read, in that order (pandas' labels for a
     frame written from pandas, whose index columns come along); the others
     are not decoded, so the cost follows the columns asked for, not the
-    table's width.
+    table's width. ``picked`` is what ``_brain.table_columns`` returned for
+    them, when the caller has it already.
     """
     pa = _pyarrow_ipc()
     if columns is None and isinstance(obj, _brain.Frame):
@@ -310,8 +311,10 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
     # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a
     # subset of fields). pyarrow names a column by its pandas label as a
     # string (7 is "7").
-    fields = [column if isinstance(column, str) else str(column) for column in columns]
-    picked, existing, metadata, missing, positions = _brain.table_columns(obj, fields)
+    fields = _field_names(columns)
+    if picked is None:
+        picked = _brain.table_columns(obj, fields)
+    picked, existing, metadata, missing, positions = picked
     if metadata.get(KIND_KEY) == b"series":
         raise TypeError(
             f"object {obj.name!r} is a Series: columns= picks columns of a stored table; read it without columns="
@@ -436,11 +439,26 @@ def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | Non
     """A frame written from pandas, as the frame (or Series) it was."""
     if as_arrow:
         return _read_arrow_stripped(obj, columns)[0]
-    if columns is not None:
-        frame = _numeric_frame(obj, columns)
+    picked = None
+    if columns is not None and _builds_frames_from_blocks():
+        # One pick and decode serves both ways of making the frame.
+        numbers, picked = _brain.numeric_columns(obj, _field_names(columns))
+        frame = _numeric_frame(numbers) if numbers is not None else None
         if frame is not None:
             return frame
-    return _pandas_from_pandas_table(read_arrow(obj, columns))
+    return _pandas_from_pandas_table(read_arrow(obj, columns, picked))
+
+
+def _field_names(columns: Sequence[Any]) -> list[str]:
+    """The Arrow field names of pandas' column labels (pyarrow names 7 "7")."""
+    return [column if isinstance(column, str) else str(column) for column in columns]
+
+
+def _builds_frames_from_blocks() -> bool:
+    """Whether this pandas builds a frame from blocks through its API (pandas 3)."""
+    pd = _module("pandas")
+    internals = getattr(getattr(pd, "api", None), "internals", None)
+    return hasattr(internals, "create_dataframe_from_blocks") and _module("numpy") is not None
 
 
 def _pandas_from_pandas_table(table: Any) -> Any:
@@ -610,23 +628,20 @@ class _Shape:
 _NUMERIC_PLANS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
-def _numeric_frame(obj: Any, columns: Sequence[Any]) -> Any:
+def _numeric_frame(numbers: Any) -> Any:
     """Some columns of a frame written from pandas, read as pandas straight
     from the store's memory when each is numbers without nulls in one piece
-    and the frame is plain (``_plain_plan``): each column is a numpy array
-    over the stored values, with no pyarrow table in between (its import,
-    metadata and conversion cost more than the rest of a read of two columns
-    of a wide frame). None for any other read, which ``read_arrow`` makes
-    (and which raises its errors)."""
+    (``numbers``, from ``_brain.numeric_columns``) and the frame is plain
+    (``_plain_plan``: a range index, labels of one level, ``str`` backed by
+    pyarrow, no dtype brain restores): each column is a numpy array over the
+    stored values, with no pyarrow table in between (its import, metadata
+    and conversion cost more than the rest of a read of two columns of a
+    wide frame). The frame is the one ``_plain_frame`` builds through
+    pyarrow. None for any other read."""
     np = _module("numpy")
     pd = _module("pandas")
-    if np is None or pd is None:
-        return None
-    fields = [column if isinstance(column, str) else str(column) for column in columns]
-    got = _brain.numeric_columns(obj, fields)
-    if got is None:
-        return None
-    views, names, types, metadata = got
+    assert np is not None and pd is not None
+    views, names, types, metadata = numbers
     pandas = metadata.get(b"pandas")
     if (
         not views
