@@ -559,6 +559,18 @@ def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
     )
 
 
+def _kept_plan(plans: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``plans[key]``, made by ``make()`` and kept when missing (the oldest
+    plan dropped when there are too many)."""
+    plan = plans.get(key)
+    if plan is None:
+        plan = make()
+        if len(plans) >= _PLAIN_PLANS_KEPT:
+            _drop_oldest(plans)
+        plans[key] = plan
+    return plan
+
+
 def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
     """The frame pyarrow's ``to_pandas(split_blocks=True)`` makes of a
     table of numbers and strings with a range index, built directly: the
@@ -571,12 +583,8 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
     plan = _PLAIN_PLANS.get(key)
     if plan is not None and plan is not False and plan[4] is not None:
         if pd.get_option("mode.string_storage") != plan[4]:
-            plan = None
-    if plan is None:
-        plan = _plain_plan(table, pandas_metadata)
-        if len(_PLAIN_PLANS) >= _PLAIN_PLANS_KEPT:
-            _drop_oldest(_PLAIN_PLANS)
-        _PLAIN_PLANS[key] = plan
+            _PLAIN_PLANS.pop(key, None)
+    plan = _kept_plan(_PLAIN_PLANS, key, lambda: _plain_plan(table, pandas_metadata))
     if plan is False:
         return None
     labels, rows, name, kinds, _ = plan
@@ -652,12 +660,7 @@ def _numeric_frame(numbers: Any) -> Any:
     ):
         return None
     key = (pandas, tuple(names), tuple(types))
-    plan = _NUMERIC_PLANS.get(key)
-    if plan is None:
-        plan = _plain_plan(_Shape(names, types), pandas)
-        if len(_NUMERIC_PLANS) >= _PLAIN_PLANS_KEPT:
-            _drop_oldest(_NUMERIC_PLANS)
-        _NUMERIC_PLANS[key] = plan
+    plan = _kept_plan(_NUMERIC_PLANS, key, lambda: _plain_plan(_Shape(names, types), pandas))
     if plan is False:
         return None
     labels, rows, name, kinds, _ = plan
