@@ -88,17 +88,16 @@ pub fn table_columns<'py>(
     obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
 ) -> PyResult<Picked<'py>> {
-    let (decoded, plan, _) = pick_columns(obj, &fields)?;
-    picked(py, decoded, &plan)
+    let (decoded, found, _) = pick_columns(obj, &fields)?;
+    picked(py, decoded, &found)
 }
 
 /// [`table_columns`]' answer for what [`pick_columns`] found.
 fn picked<'py>(
     py: Python<'py>,
     decoded: Option<(SchemaRef, Vec<RecordBatch>)>,
-    plan: &Plan,
+    found: &Found,
 ) -> PyResult<Picked<'py>> {
-    let found = &plan.found;
     // The schema's metadata goes back as `metadata`, cut down to the columns
     // picked: the stream carries none (the whole of pandas' would be copied
     // into pyarrow and then replaced).
@@ -128,44 +127,33 @@ fn picked<'py>(
 /// each column picked holds numbers without nulls in one piece (what numpy
 /// holds as it is), `numbers` is `(for each, an object whose buffer is the
 /// column's values; the field names; their Arrow types as pyarrow names
-/// them, such as "double"; the schema metadata of those picked)`, else
-/// None; `picked` is always what [`table_columns`] returns for the same
-/// fields, for any other reader.
+/// them, such as "double")`, else None; `picked` is always what
+/// [`table_columns`] returns for the same fields (its metadata serves both).
 #[pyfunction]
 pub fn numeric_columns<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
     fields: Vec<String>,
-) -> PyResult<(Option<Numeric<'py>>, Picked<'py>)> {
-    let (decoded, plan, meta) = pick_columns(obj, &fields)?;
+) -> PyResult<(Option<Numeric>, Picked<'py>)> {
+    let (decoded, found, meta) = pick_columns(obj, &fields)?;
     let numbers = match &decoded {
         Some((_, batches)) => numpy_views(py, batches, &meta)?,
         None => None,
     };
-    let numbers = match numbers {
-        Some((views, names, types)) => Some((views, names, types, metadata_dict(py, &plan.found)?)),
-        None => None,
-    };
-    Ok((numbers, picked(py, decoded, &plan)?))
+    Ok((numbers, picked(py, decoded, &found)?))
 }
 
 /// What [`numeric_columns`] returns of columns of numbers.
-type Numeric<'py> = (
-    Vec<Py<PyAny>>,
-    Vec<String>,
-    Vec<&'static str>,
-    Bound<'py, PyDict>,
-);
+type Numeric = (Vec<Py<PyAny>>, Vec<String>, Vec<&'static str>);
 
 /// For the one batch `batches` holds, when each of its columns is numbers
 /// without nulls: an object over each column's values (as long as they
 /// are, the object's metadata otherwise), the names and the types.
-#[allow(clippy::type_complexity)]
 fn numpy_views(
     py: Python<'_>,
     batches: &[RecordBatch],
     meta: &ObjectMeta,
-) -> PyResult<Option<(Vec<Py<PyAny>>, Vec<String>, Vec<&'static str>)>> {
+) -> PyResult<Option<Numeric>> {
     let [batch] = batches else {
         return Ok(None);
     };
@@ -240,16 +228,15 @@ fn metadata_dict<'py>(py: Python<'py>, found: &Found) -> PyResult<Bound<'py, PyD
 fn pick_columns(
     obj: &Bound<'_, PyAny>,
     fields: &[String],
-) -> PyResult<(Option<(SchemaRef, Vec<RecordBatch>)>, Arc<Plan>, ObjectMeta)> {
-    let frame = obj.cast::<PyFrame>().ok();
-    let plain = match frame {
-        Some(_) => None,
-        None => Some(obj.cast::<PyObjectView>()?),
-    };
-    let view = match (&frame, &plain) {
-        (Some(frame), _) => frame.get().frame.view(),
-        (None, Some(plain)) => &plain.get().view,
-        (None, None) => unreachable!("one of the two"),
+) -> PyResult<(
+    Option<(SchemaRef, Vec<RecordBatch>)>,
+    Arc<Found>,
+    ObjectMeta,
+)> {
+    let frame = obj.cast::<PyFrame>().ok().map(|frame| &frame.get().frame);
+    let view = match frame {
+        Some(frame) => frame.view(),
+        None => &obj.cast::<PyObjectView>()?.get().view,
     };
     let meta = view.meta();
     if frame.is_none() && !meta.codec.is_arrow() {
@@ -261,23 +248,20 @@ fn pick_columns(
         }));
     }
     // What decides the pick: the frame's manifest, or the table's footer.
-    let print = match &frame {
-        Some(frame) => frame.get().frame.fingerprint(),
+    let print = match frame {
+        Some(frame) => frame.fingerprint(),
         None => footer_fingerprint(view.buffer()).ok().flatten(),
     };
     let key = print.map(|print| plan_key(print, fields));
     let kept = key.as_ref().and_then(|key| PLANS.get(key));
     let mut found = Found::default();
-    let mut ran = false;
     let pick = |schema: &Schema| match &kept {
-        Some(plan) => plan.indices.clone().map(Some).ok_or(Stop::Missing),
-        None => {
-            ran = true;
-            found.pick(schema, fields)
-        }
+        Some(kept) if kept.missing.is_empty() => Ok(Some(kept.indices.clone())),
+        Some(_) => Err(Stop::Missing),
+        None => found.pick(schema, fields),
     };
-    let decoded = match &frame {
-        Some(frame) => frame.get().frame.decode_columns(pick),
+    let decoded = match frame {
+        Some(frame) => frame.decode_columns(pick),
         None => decode_columns_of(view.buffer(), view.content_id(), print, pick),
     };
     let decoded = match decoded {
@@ -292,34 +276,26 @@ fn pick_columns(
             }))
         }
     };
-    let plan = match kept {
-        Some(plan) => plan,
+    let found = match kept {
+        Some(kept) => kept,
+        // Only a pick that ran gets here (decoding stops before picking
+        // only with an error, returned above).
         None => {
-            let plan = Arc::new(Plan {
-                indices: decoded.as_ref().map(|_| found.indices.clone()),
-                found,
-            });
-            if let (Some(key), true) = (key, ran) {
-                PLANS.insert(key, plan.clone());
+            let found = Arc::new(found);
+            if let Some(key) = key {
+                PLANS.insert(key, found.clone());
             }
-            plan
+            found
         }
     };
-    Ok((decoded, plan, meta.clone()))
+    Ok((decoded, found, meta.clone()))
 }
 
-/// What a pick of some fields of a table found, kept by the fingerprint of
+/// What picks of some fields of a table found, kept by the fingerprint of
 /// what decides the table's schema (its footer, or a frame's manifest) and
 /// the fields: a table read again with the same columns picks them without
 /// parsing its schema's metadata again (pandas' 18 KB for 165 columns).
-#[derive(Debug)]
-struct Plan {
-    found: Found,
-    /// The fields to decode; None when some asked for are missing.
-    indices: Option<Vec<usize>>,
-}
-
-static PLANS: Kept<Vec<u8>, Arc<Plan>> = Kept::new(256);
+static PLANS: Kept<Vec<u8>, Arc<Found>> = Kept::new(256);
 
 fn plan_key(print: Fingerprint, fields: &[String]) -> Vec<u8> {
     let mut key = print.as_ref().to_vec();

@@ -109,15 +109,15 @@ class Frame:
 def numeric_columns(
     obj: Object | Frame, fields: builtins.list[str]
 ) -> tuple[
-    tuple[builtins.list[Object], builtins.list[str], builtins.list[str], dict[bytes, bytes]] | None,
+    tuple[builtins.list[Object], builtins.list[str], builtins.list[str]] | None,
     tuple[ArrowColumns | None, builtins.list[str], dict[bytes, bytes], builtins.list[str], builtins.list[int]],
 ]:
     """The fields ``fields`` of the table ``obj``, picked and decoded once:
     ``(numbers, picked)``. ``numbers``, when each column picked holds numbers
     without nulls in one piece: ``(for each, an Object whose buffer is the
     column's values, the field names, their Arrow types as pyarrow names
-    them ("double", "int64", ...), the schema metadata of those picked)``;
-    else None. ``picked`` is what ``table_columns`` returns for them."""
+    them ("double", "int64", ...))``; else None. ``picked`` is what
+    ``table_columns`` returns for them (its metadata is theirs too)."""
 
 def table_columns(
     obj: Object | Frame, fields: builtins.list[str]

@@ -443,7 +443,7 @@ def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | Non
     if columns is not None and _builds_frames_from_blocks():
         # One pick and decode serves both ways of making the frame.
         numbers, picked = _brain.numeric_columns(obj, _field_names(columns))
-        frame = _numeric_frame(numbers) if numbers is not None else None
+        frame = _numeric_frame(numbers, picked[2]) if numbers is not None else None
         if frame is not None:
             return frame
     return _pandas_from_pandas_table(read_arrow(obj, columns, picked))
@@ -636,10 +636,11 @@ class _Shape:
 _NUMERIC_PLANS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
-def _numeric_frame(numbers: Any) -> Any:
+def _numeric_frame(numbers: Any, metadata: dict[bytes, bytes]) -> Any:
     """Some columns of a frame written from pandas, read as pandas straight
     from the store's memory when each is numbers without nulls in one piece
-    (``numbers``, from ``_brain.numeric_columns``) and the frame is plain
+    (``numbers``, from ``_brain.numeric_columns``, with the picked columns'
+    schema ``metadata``) and the frame is plain
     (``_plain_plan``: a range index, labels of one level, ``str`` backed by
     pyarrow, no dtype brain restores): each column is a numpy array over the
     stored values, with no pyarrow table in between (its import, metadata
@@ -649,7 +650,7 @@ def _numeric_frame(numbers: Any) -> Any:
     np = _module("numpy")
     pd = _module("pandas")
     assert np is not None and pd is not None
-    views, names, types, metadata = numbers
+    views, names, types = numbers
     pandas = metadata.get(b"pandas")
     if (
         not views
