@@ -940,6 +940,18 @@ impl PyWriter {
         Ok(bytes.len())
     }
 
+    /// Appends several buffers, one after another, as as many `write` calls
+    /// would. A table's column buffers handed over at once are copied as
+    /// one large copy, split across cores.
+    fn writelines(&self, py: Python<'_>, buffers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let buffers = buffers
+            .try_iter()?
+            .map(|item| InputBuffer::new(&item?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let pieces: Vec<_> = buffers.iter().map(InputBuffer::shared).collect();
+        self.with(py, |writer| writer.write_gathered(&pieces))
+    }
+
     /// Bytes written so far.
     fn tell(&self, py: Python<'_>) -> PyResult<u64> {
         self.with(py, |writer| Ok(writer.payload_len()))

@@ -508,3 +508,41 @@ def test_the_length_of_a_file_is_known_before_it_is_written() -> None:
     assert ipc_file_len(table) == len(_ipc_bytes(table))
     batch = table.to_batches()[0]
     assert ipc_file_len(batch) == len(_ipc_bytes(batch))
+
+
+def test_a_wide_table_is_copied_as_one_and_stores_pyarrow_s_bytes(brain: Brain) -> None:
+    # 240 columns of 80 KB: hundreds of small buffers adding up to a copy
+    # large enough to be split across cores.
+    rng = np.random.default_rng(5)
+    table = pa.table({f"c{i}": rng.random(10_000) for i in range(240)})
+    assert ipc_file_len(table) >= 16 << 20
+    brain["wide"] = table
+    assert bytes(brain.view("wide")) == _ipc_bytes(_codecs._with_kind(table, b"table"))
+    assert brain.get("wide", verify=True).equals(table)
+    # An append writes its rows the same way, as a part of the frame.
+    brain.append("wide", table)
+    assert brain.get("wide", verify=True).equals(pa.concat_tables([table, table]))
+
+
+def test_writelines_copies_every_buffer_in_order_when_called(brain: Brain) -> None:
+    rng = np.random.default_rng(6)
+    reused = bytearray(b"first")
+    # Each below the size a piece is split at by itself, together above it.
+    pieces: list[Any] = [b"head", reused, memoryview(b"x" * 100_000), rng.random(1_000_000), b"", rng.random(500_000), np.arange(7)]
+    expected = b"".join(bytes(memoryview(p).cast("B")) for p in pieces)
+    writer = brain.store.writer(brain.namespace, "lines", "raw", None, len(expected))
+    writer.writelines(iter(pieces))
+    reused[:] = b"later"  # a buffer reused after the call: what was stored stays
+    writer.writelines([b"tail"])
+    assert writer.tell() == len(expected) + 4
+    writer.commit()
+    assert bytes(brain.get("lines", verify=True)) == expected + b"tail"
+
+
+def test_writelines_refuses_what_is_not_a_buffer_and_writes_nothing(brain: Brain) -> None:
+    writer = brain.store.writer(brain.namespace, "lines", "raw")
+    with pytest.raises(TypeError, match="export a buffer"):
+        writer.writelines([b"fine", "a str"])
+    assert writer.tell() == 0
+    writer.abort()
+    assert "lines" not in brain

@@ -207,6 +207,20 @@ pub trait WriteObject: Send + fmt::Debug {
         Ok(())
     }
 
+    /// Appends `pieces` one after another, each of which another thread may
+    /// write while it is copied, as [`WriteObject::write_shared`] would one
+    /// by one. The default does exactly that; a store that can copy many
+    /// small pieces as one large copy (split across cores) overrides it.
+    ///
+    /// # Errors
+    /// As [`WriteObject::write_payload`]; the pieces before the failing one
+    /// may have been appended: drop the writer.
+    fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        pieces
+            .iter()
+            .try_for_each(|piece| self.write_shared(*piece))
+    }
+
     /// Appends `len` bytes that `fill` writes in place: it is called with
     /// consecutive slices, `len` bytes in all, and must fill each whole (a
     /// read from a socket or a file straight into the object's memory).
@@ -274,6 +288,18 @@ impl ObjectWriter {
     /// As [`ObjectWriter::write_payload`].
     pub fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
         self.inner.write_shared(bytes)
+    }
+
+    /// Appends `pieces` one after another (bytes that another thread may
+    /// write while they are copied, as [`ObjectWriter::write_shared`]).
+    /// Many small pieces (the column buffers of a wide table) are copied as
+    /// one large copy where the store allows it, split across cores.
+    ///
+    /// # Errors
+    /// As [`ObjectWriter::write_payload`]; what the writer holds after an
+    /// error is unspecified: drop it (nothing is published).
+    pub fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        self.inner.write_gathered(pieces)
     }
 
     /// Appends `len` bytes that `fill` writes in place, with no copy where

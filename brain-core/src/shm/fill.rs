@@ -79,6 +79,46 @@ impl Fill {
         }
     }
 
+    /// Copies `pieces`, one after another, into `payload` at `at`, as
+    /// [`Fill::copy`] would one by one. Small pieces that add up to a large
+    /// copy (pyarrow hands a wide frame over as hundreds of column buffers)
+    /// are split across cores by whole chunks, as one large piece is; a
+    /// piece large enough to be split by itself is copied as it comes.
+    pub(crate) fn copy_gathered(
+        &mut self,
+        pieces: &[SharedBytes<'_>],
+        payload: &mut [u8],
+        mut at: usize,
+        populate: bool,
+    ) {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if total < PARALLEL_MIN || threads() < 2 || pieces.iter().any(|p| p.len() >= PARALLEL_MIN) {
+            for piece in pieces {
+                self.copy(*piece, payload, at, populate);
+                at += piece.len();
+            }
+            return;
+        }
+        let stream = Gathered::new(pieces);
+        let head = (CHECKSUM_CHUNK - at % CHECKSUM_CHUNK) % CHECKSUM_CHUNK;
+        let head = head.min(total);
+        let whole = (total - head) / CHECKSUM_CHUNK * CHECKSUM_CHUNK;
+        for (piece, _) in stream.range(0, head) {
+            self.copy(piece, payload, at, populate);
+            at += piece.len();
+        }
+        if whole > 0 {
+            let digests =
+                copy_gathered_chunks(&stream, head, &mut payload[at..at + whole], populate);
+            self.digests.extend(&digests);
+            at += whole;
+        }
+        for (piece, _) in stream.range(head + whole, total) {
+            self.copy(piece, payload, at, populate);
+            at += piece.len();
+        }
+    }
+
     /// Hashes `n` bytes that were written straight into `payload` at `at`
     /// (the bytes written so far), as `copy` would have while copying them.
     pub(crate) fn absorb(&mut self, payload: &[u8], mut at: usize, n: usize) {
@@ -283,6 +323,88 @@ fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool)
     })
 }
 
+/// Pieces read as one stream of bytes.
+struct Gathered<'p, 'a> {
+    pieces: &'p [SharedBytes<'a>],
+    /// Where each piece starts in the stream.
+    starts: Vec<usize>,
+}
+
+impl<'p, 'a> Gathered<'p, 'a> {
+    fn new(pieces: &'p [SharedBytes<'a>]) -> Self {
+        let starts = pieces
+            .iter()
+            .scan(0, |at, p| {
+                let start = *at;
+                *at += p.len();
+                Some(start)
+            })
+            .collect();
+        Gathered { pieces, starts }
+    }
+
+    /// The stream's bytes `from..to` as slices of the pieces, in order, each
+    /// with its offset from `from`.
+    fn range(&self, from: usize, to: usize) -> impl Iterator<Item = (SharedBytes<'a>, usize)> + '_ {
+        let first = self
+            .starts
+            .partition_point(|&start| start <= from)
+            .saturating_sub(1);
+        self.pieces[first..]
+            .iter()
+            .zip(&self.starts[first..])
+            .take_while(move |(_, &start)| start < to)
+            .filter_map(move |(piece, &start)| {
+                let lo = from.max(start);
+                let hi = to.min(start + piece.len());
+                (lo < hi).then(|| (piece.slice(lo - start, hi - start), lo - from))
+            })
+    }
+}
+
+/// Copies the whole chunks of `dst` from `stream`, starting at its byte
+/// `from`, on several threads, each taking a contiguous run of chunks;
+/// returns their digests in order.
+fn copy_gathered_chunks(
+    stream: &Gathered<'_, '_>,
+    from: usize,
+    dst: &mut [u8],
+    populate: bool,
+) -> Vec<u64> {
+    let chunks = dst.len() / CHECKSUM_CHUNK;
+    let workers = threads().min(chunks).max(1);
+    let per = chunks.div_ceil(workers);
+    let run = |from: usize, dst: &mut [u8]| -> Vec<u64> {
+        if populate {
+            populate_for_write(dst);
+        }
+        dst.chunks_mut(CHECKSUM_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let start = from + i * CHECKSUM_CHUNK;
+                let mut hasher = ChunkHasher::default();
+                for (piece, at) in stream.range(start, start + chunk.len()) {
+                    feed(&mut hasher, piece, &mut chunk[..at + piece.len()], at);
+                }
+                hasher.finish(chunk)
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
+        let (_, first) = parts.next().expect("at least one chunk");
+        let run = &run;
+        let handles: Vec<_> = parts
+            .map(|(i, part)| scope.spawn(move || run(from + i * per * CHECKSUM_CHUNK, part)))
+            .collect();
+        let mut digests = run(from, first);
+        for handle in handles {
+            digests.extend(handle.join().expect("a copy thread panicked"));
+        }
+        digests
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +424,43 @@ mod tests {
 
     /// Pieces of every size and alignment, and large ones split across
     /// threads, give the checksum of the whole and copy every byte.
+    /// Many small pieces gathered into one copy (split across threads once
+    /// they add up), after a head that leaves the copy mid-chunk, give the
+    /// same bytes and checksum as the payload copied whole.
+    #[test]
+    #[cfg_attr(miri, ignore = "tens of MiB: hours under miri")]
+    fn gathered_pieces_give_the_payload_checksum() {
+        let len = 2 * PARALLEL_MIN + 3 * CHECKSUM_CHUNK + 1000;
+        let src = bytes(len);
+        // Piece lengths cycling through odd sizes, zero-length ones among
+        // them, and one piece large enough to be split by itself.
+        let small = [80_000usize, 0, 1, 63, 64, 65, 4096, 333_333, 8, 1 << 20];
+        let mixed = [100_000usize, PARALLEL_MIN, 7];
+        for (heads, sizes) in [
+            (0usize, &small[..]),
+            (1, &small[..]),
+            (CHECKSUM_CHUNK - 5, &small[..]),
+            (77, &mixed[..]),
+        ] {
+            let mut dst = vec![0u8; len];
+            let mut fill = Fill::default();
+            fill.copy(SharedBytes::from(&src[..heads]), &mut dst, 0, false);
+            let mut pieces = Vec::new();
+            let mut at = heads;
+            for &n in sizes.iter().cycle() {
+                if at == len {
+                    break;
+                }
+                let n = n.min(len - at);
+                pieces.push(SharedBytes::from(&src[at..at + n]));
+                at += n;
+            }
+            fill.copy_gathered(&pieces, &mut dst, heads, heads % 2 == 1);
+            assert!(dst == src, "head {heads}: bytes differ");
+            assert_eq!(fill.finish(&dst), payload_checksum(&src), "head {heads}");
+        }
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "tens of MiB: hours under miri; see the small one")]
     fn pieces_in_any_cut_give_the_payload_checksum() {

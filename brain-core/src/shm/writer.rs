@@ -369,20 +369,29 @@ impl ShmWriter {
     /// Appends `bytes`, which another thread may be writing meanwhile, to
     /// the payload: they are read only by copies that allow it (sys/copy.rs).
     pub(crate) fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
-        let end = self.header_len + self.written + bytes.len() as u64;
+        self.write_gathered(&[bytes])
+    }
+
+    /// Appends `pieces`, one after another, as `write_shared` would; many
+    /// small ones are copied as one copy split across cores (`Fill::copy_gathered`).
+    pub(crate) fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        let end = self.header_len + self.written + len as u64;
         // Capacity is claimed before the bytes land, so a streamed write
         // (one with no expected length) is refused as early as a sized one.
         self.reserve(end)?;
         if self.dest.is_none() && end <= SMALL_OBJECT {
-            let at = self.pending.len();
-            self.pending.resize(at + bytes.len(), 0);
-            bytes.copy_to(&mut self.pending[at..]);
-            self.written += bytes.len() as u64;
+            for bytes in pieces {
+                let at = self.pending.len();
+                self.pending.resize(at + bytes.len(), 0);
+                bytes.copy_to(&mut self.pending[at..]);
+            }
+            self.written += len as u64;
             return Ok(());
         }
         self.file_room(end)?;
-        self.copy_in(bytes, self.written)?;
-        self.written += bytes.len() as u64;
+        self.copy_in(pieces, self.written)?;
+        self.written += len as u64;
         Ok(())
     }
 
@@ -393,7 +402,7 @@ impl ShmWriter {
         if self.dest.is_none() {
             self.open_large(grown_len(end))?;
             let gathered = std::mem::take(&mut self.pending);
-            self.copy_in(SharedBytes::from(&gathered[..]), 0)?;
+            self.copy_in(&[SharedBytes::from(&gathered[..])], 0)?;
         }
         let dest = self.dest.as_ref().expect("a large object has its file");
         if dest.file.len() < end || (dest.map.len() as u64) < end {
@@ -442,8 +451,9 @@ impl ShmWriter {
         Ok(())
     }
 
-    /// Copies `bytes` into the mapped file at payload offset `at`.
-    fn copy_in(&mut self, bytes: SharedBytes<'_>, at: u64) -> Result<()> {
+    /// Copies `pieces`, one after another, into the mapped file from
+    /// payload offset `at`.
+    fn copy_in(&mut self, pieces: &[SharedBytes<'_>], at: u64) -> Result<()> {
         let header_len = self.header_len as usize;
         let dest = self.dest.as_mut().expect("a large object has its file");
         let whole = dest
@@ -452,7 +462,7 @@ impl ShmWriter {
             .map_err(|e| Error::io("write an object in", &self.dir, e))?;
         let at = usize::try_from(at).expect("within the mapping");
         self.fill
-            .copy(bytes, &mut whole[header_len..], at, !dest.warm);
+            .copy_gathered(pieces, &mut whole[header_len..], at, !dest.warm);
         Ok(())
     }
 
@@ -601,6 +611,10 @@ impl WriteObject for ShmWriter {
 
     fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
         ShmWriter::write_shared(self, bytes)
+    }
+
+    fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        ShmWriter::write_gathered(self, pieces)
     }
 
     fn write_with(

@@ -4,7 +4,7 @@ Applications use :class:`brain.Brain`; this module is its engine.
 """
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Literal, final
@@ -141,6 +141,8 @@ class Writer:
 
     def write(self, data: Buffer) -> int:
         """Appends a buffer (without the GIL when it is large); returns its length."""
+    def writelines(self, buffers: Iterable[Buffer]) -> None:
+        """Appends several buffers in order, as one copy split across cores."""
     def tell(self) -> int: ...
     def flush(self) -> None: ...
     def writable(self) -> bool: ...

@@ -107,6 +107,65 @@ def _write_ipc(pa: Any, sink: Any, table: Any) -> None:
             ipc.write_table(table)
 
 
+class _Gathered:
+    """A file for pyarrow's IPC writer that hands what it is given to a store
+    writer a few at a time, as one ``writelines`` call per group.
+
+    pyarrow writes a table buffer by buffer: a wide frame is hundreds of
+    column buffers, and one ``write`` each copies them one by one on one
+    core. Kept together (the table's buffers and pyarrow's small pieces of
+    metadata, referenced, not copied), the store copies them as one copy
+    split across cores. A group is handed over once it holds
+    ``_GATHER_BYTES``, so what pyarrow makes for the write alone (buffers
+    it rebases) is kept at most that long.
+    """
+
+    closed = False
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self._pieces: list[Any] = []
+        self._held = 0
+        self._written = 0
+
+    def write(self, data: Any) -> int:
+        n = len(data)
+        self._pieces.append(data)
+        self._held += n
+        self._written += n
+        if self._held >= _GATHER_BYTES:
+            self.flush()
+        return n
+
+    def flush(self) -> None:
+        if self._pieces:
+            self._writer.writelines(self._pieces)
+            self._pieces, self._held = [], 0
+
+    def tell(self) -> int:
+        return self._written
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.flush()
+
+
+_GATHER_BYTES = 64 << 20
+
+
+def stream_ipc(pa: Any, writer: Any, table: Any) -> None:
+    """Writes a Table or RecordBatch into a store writer as an Arrow IPC
+    file, its buffers copied in groups (see ``_Gathered``)."""
+    sink = _Gathered(writer)
+    _write_ipc(pa, sink, table)
+    sink.flush()
+
+
 def ipc_file_len(table: Any) -> int:
     """The exact length of the Arrow IPC file brain writes for a Table or RecordBatch.
 
@@ -142,7 +201,7 @@ def _write_arrow(
         expected_len = ipc_file_len(table)
     writer = store.writer(namespace, name, codec, description, expected_len)
     try:
-        _write_ipc(pa, writer, table)
+        stream_ipc(pa, writer, table)
         written = writer.tell()
         writer.commit()
     except BaseException:

@@ -87,7 +87,7 @@ def write_part(store: Any, namespace: str, name: str, table: Any, length: int | 
         length = _codecs.ipc_file_len(table)
     part, writer = store.part_writer(namespace, name, length)
     try:
-        _codecs._write_ipc(pa, writer, table)
+        _codecs.stream_ipc(pa, writer, table)
         writer.commit()
     except BaseException:
         writer.abort()
