@@ -333,7 +333,9 @@ def _uniform_rows(stored: _Stored, rows: Any) -> Any:
     pd = _module("pandas")
     if np is None or pd is None or type(rows) is not pd.DataFrame:
         return None
-    labels = [_field(label) for label in rows.columns]
+    labels = rows.columns.tolist()
+    if not all(type(label) is str for label in labels):
+        labels = [_field(label) for label in labels]
     if labels != stored.data_fields() or stored.index_fields():
         return None
     dtypes = set(rows.dtypes)
@@ -342,6 +344,9 @@ def _uniform_rows(stored: _Stored, rows: Any) -> Any:
     (dtype,) = dtypes
     if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
         return None
+    arrow_type = pa.from_numpy_dtype(dtype)
+    if any(stored_type != arrow_type for stored_type in stored.schema.types):
+        return None
     values = rows.to_numpy()
     if dtype.kind == "f":
         # A column without NaN is wrapped as it is; one with NaN gets nulls.
@@ -349,8 +354,6 @@ def _uniform_rows(stored: _Stored, rows: Any) -> Any:
     else:
         has_nan = np.zeros(values.shape[1], dtype=bool)
     arrays = [pa.array(values[:, i], from_pandas=bool(has_nan[i])) for i in range(values.shape[1])]
-    if any(array.type != field.type for array, field in zip(arrays, stored.schema)):
-        return None
     return pa.Table.from_arrays(arrays, names=labels)
 
 
