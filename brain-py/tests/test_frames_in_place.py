@@ -68,6 +68,31 @@ def test_assign_drop_append_and_compact_give_the_frame_pandas_would(brain: Brain
     assert brain.names() == ["sales"]
 
 
+def test_rows_of_one_dtype_are_wrapped_where_they_lie_and_others_are_not(brain: Brain) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({f"m{i}": rng.random(50) for i in range(12)})
+    brain["w"] = frame
+    rows = pd.DataFrame({f"m{i}": rng.random(20) for i in range(12)})
+    rows.loc[[3, 7], "m3"] = np.nan
+    stored = _frames._Stored(brain.store, brain.namespace, "w")
+    table = _frames._uniform_rows(stored, rows)
+    assert table is not None
+    assert table.column("m3").null_count == 2 and table.column("m0").null_count == 0
+    # A column without NaN is the frame's own memory, not a copy.
+    values = rows.to_numpy()
+    assert table.column("m0").chunk(0).buffers()[1].address == values[:, 0].__array_interface__["data"][0]
+    # Any other dtype, order of labels or type of label takes pyarrow's from_pandas.
+    assert _frames._uniform_rows(stored, rows.astype("float32")) is None
+    assert _frames._uniform_rows(stored, rows[list(reversed(rows.columns))]) is None
+    assert _frames._uniform_rows(stored, rows.set_axis(range(12), axis=1)) is None
+    brain.append("w", rows)
+    expected = pd.concat([frame, rows], ignore_index=True)
+    pd.testing.assert_frame_equal(brain["w"], expected)
+    with pytest.raises(BrainError):
+        brain.append("w", rows.astype("float32"))
+    pd.testing.assert_frame_equal(brain["w"], expected)
+
+
 def test_an_index_that_is_not_a_range_is_appended_as_it_is(brain: Brain) -> None:
     frame = _sales(4).set_index(pd.Index(["a", "b", "c", "d"], name="key"))
     brain["f"] = frame
