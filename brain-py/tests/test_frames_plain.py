@@ -205,6 +205,22 @@ def test_strings_follow_pandas_string_storage_option(brain: Brain) -> None:
     assert brain["df"]["s"].dtype.storage == "pyarrow"
 
 
+@pandas_3
+def test_labels_follow_pandas_string_storage_option_in_a_frame_of_numbers(brain: Brain) -> None:
+    # No column is a string, the labels are: the frame read before the
+    # option changed must not decide how they are read after.
+    brain["df"] = pd.DataFrame({"a": np.arange(50.0), "b": np.arange(50), "c": np.ones(50)})
+    for _ in range(2):
+        _assert_same(brain["df"], _general(brain, "df"))
+        _assert_same(brain.get("df", columns=["c", "a"]), _general(brain, "df")[["c", "a"]])
+    with pd.option_context("mode.string_storage", "python"):
+        for _ in range(2):
+            _assert_same(brain["df"], _general(brain, "df"))
+            _assert_same(brain.get("df", columns=["c", "a"]), _general(brain, "df")[["c", "a"]])
+        assert brain["df"].columns.dtype.storage == "python"
+    assert brain["df"].columns.dtype.storage == "pyarrow"
+
+
 class _Point(pa.ExtensionType):
     def __init__(self) -> None:
         super().__init__(pa.int64(), "brain.test.point")

@@ -545,9 +545,11 @@ def _pandas_from_pandas_table(table: Any) -> Any:
 
 # How each column of a frame of only numbers and strings becomes pandas,
 # keyed by the table's pandas metadata (the same bytes on every read of an
-# object) and the columns read: the labels' Index, the index's range and each
-# column's dtype, or False for a table that is not plain.
-_PLAIN_PLANS: dict[tuple[bytes, tuple[str, ...]], Any] = {}
+# object), the columns read and pandas' `mode.string_storage` (which makes
+# `str` labels and columns pyarrow-backed, and can change): the labels'
+# Index, the index's range and each column's dtype, or False for a table
+# that is not plain.
+_PLAIN_PLANS: dict[tuple[bytes, tuple[str, ...], Any], Any] = {}
 _PLAIN_PLANS_KEPT = 64
 # Arrow types whose values pandas holds in a numpy array of the same bytes.
 _NUMPY_NUMBERS = frozenset(
@@ -612,9 +614,6 @@ def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
         # Each column's Arrow type, checked on every read: another table may
         # carry the same pandas metadata over other types (set_column, cast).
         [(kind, np.array([at]), field.type) for at, (kind, field) in enumerate(zip(kinds, table.schema))],
-        # What made `str` pyarrow-backed, for a plan with strings: the
-        # option can change, and to_pandas follows it.
-        pd.get_option("mode.string_storage") if any(kind is not None for kind in kinds) else None,
     )
 
 
@@ -638,15 +637,11 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
     if pandas_metadata is None:
         return None
     pd = _module("pandas") or __import__("pandas")
-    key = (pandas_metadata, tuple(table.schema.names))
-    plan = _PLAIN_PLANS.get(key)
-    if plan is not None and plan is not False and plan[4] is not None:
-        if pd.get_option("mode.string_storage") != plan[4]:
-            _PLAIN_PLANS.pop(key, None)
+    key = (pandas_metadata, tuple(table.schema.names), pd.get_option("mode.string_storage"))
     plan = _kept_plan(_PLAIN_PLANS, key, lambda: _plain_plan(table, pandas_metadata))
     if plan is False:
         return None
-    labels, rows, name, kinds, _ = plan
+    labels, rows, name, kinds = plan
     if len(rows) != table.num_rows:
         # Rows were taken or added since pandas wrote the metadata (a slice,
         # a filter, a concatenation): to_pandas then numbers them from 0.
@@ -691,8 +686,8 @@ class _Shape:
 
 
 # The plans of ``_numeric_frame``, by pandas' metadata of the columns read,
-# their names and their Arrow types.
-_NUMERIC_PLANS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Any] = {}
+# their names and their Arrow types, and `mode.string_storage`.
+_NUMERIC_PLANS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...], Any], Any] = {}
 
 
 def _numeric_frame(numbers: Any, metadata: dict[bytes, bytes]) -> Any:
@@ -719,11 +714,11 @@ def _numeric_frame(numbers: Any, metadata: dict[bytes, bytes]) -> Any:
         or metadata.get(KIND_KEY) == b"series"
     ):
         return None
-    key = (pandas, tuple(names), tuple(types))
+    key = (pandas, tuple(names), tuple(types), pd.get_option("mode.string_storage"))
     plan = _kept_plan(_NUMERIC_PLANS, key, lambda: _plain_plan(_Shape(names, types), pandas))
     if plan is False:
         return None
-    labels, rows, name, kinds, _ = plan
+    labels, rows, name, kinds = plan
     blocks = []
     for view, arrow_type, (kind, placement, _) in zip(views, types, kinds):
         values = np.frombuffer(view, dtype=_NUMPY_NAMES.get(arrow_type, arrow_type))
