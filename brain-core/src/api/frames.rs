@@ -1539,7 +1539,7 @@ pub fn table_meta<S: ObjectStore + ?Sized>(store: &S, meta: ObjectMeta) -> (Obje
     let Ok(Some(view)) = store.get(&meta.namespace, &meta.name) else {
         return (meta, 0);
     };
-    let Ok(manifest) = FrameManifest::decode(&view) else {
+    let Ok((manifest, _)) = FrameManifest::decode_shared(&view) else {
         return (meta, 0);
     };
     let mut parts = Vec::with_capacity(manifest.parts.len());
