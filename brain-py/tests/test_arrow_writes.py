@@ -510,9 +510,14 @@ def test_the_length_of_a_file_is_known_before_it_is_written() -> None:
     assert ipc_file_len(batch) == len(_ipc_bytes(batch))
 
 
-def test_a_wide_table_is_copied_as_one_and_stores_pyarrow_s_bytes(brain: Brain) -> None:
+@pytest.mark.parametrize("group", [_codecs._GATHER_BYTES, (1 << 20) + 7], ids=["one group", "groups of 1 MiB"])
+def test_a_wide_table_is_copied_as_one_and_stores_pyarrow_s_bytes(
+    brain: Brain, group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 240 columns of 80 KB: hundreds of small buffers adding up to a copy
-    # large enough to be split across cores.
+    # large enough to be split across cores; in smaller groups, each group
+    # starts mid-chunk.
+    monkeypatch.setattr(_codecs, "_GATHER_BYTES", group)
     rng = np.random.default_rng(5)
     table = pa.table({f"c{i}": rng.random(10_000) for i in range(240)})
     assert ipc_file_len(table) >= 16 << 20
@@ -532,7 +537,7 @@ def test_writelines_copies_every_buffer_in_order_when_called(brain: Brain) -> No
     expected = b"".join(bytes(memoryview(p).cast("B")) for p in pieces)
     writer = brain.store.writer(brain.namespace, "lines", "raw", None, len(expected))
     writer.writelines(iter(pieces))
-    reused[:] = b"later"  # a buffer reused after the call: what was stored stays
+    reused[:] = b"later"  # a buffer reused after the call: what was stored stays (writelines copies, never defers)
     writer.writelines([b"tail"])
     assert writer.tell() == len(expected) + 4
     writer.commit()

@@ -213,8 +213,8 @@ pub trait WriteObject: Send + fmt::Debug {
     /// small pieces as one large copy (split across cores) overrides it.
     ///
     /// # Errors
-    /// As [`WriteObject::write_payload`]; the pieces before the failing one
-    /// may have been appended: drop the writer.
+    /// As [`WriteObject::write_payload`]; some of the pieces may have been
+    /// appended: drop the writer.
     fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
         pieces
             .iter()

@@ -80,24 +80,53 @@ impl Fill {
     }
 
     /// Copies `pieces`, one after another, into `payload` at `at`, as
-    /// [`Fill::copy`] would one by one. Small pieces that add up to a large
-    /// copy (pyarrow hands a wide frame over as hundreds of column buffers)
-    /// are split across cores by whole chunks, as one large piece is; a
-    /// piece large enough to be split by itself is copied as it comes.
+    /// [`Fill::copy`] would one by one. A run of small pieces that add up
+    /// to a large copy (pyarrow hands a wide frame over as hundreds of
+    /// column buffers) is split across the cores by whole chunks, each
+    /// chunk copied and hashed piece by piece (`feed`); a piece large
+    /// enough to be split by itself goes through [`Fill::copy`], which
+    /// splits it.
     pub(crate) fn copy_gathered(
+        &mut self,
+        mut pieces: &[SharedBytes<'_>],
+        payload: &mut [u8],
+        mut at: usize,
+        populate: bool,
+    ) {
+        while !pieces.is_empty() {
+            let small = pieces
+                .iter()
+                .position(|p| p.len() >= PARALLEL_MIN)
+                .unwrap_or(pieces.len());
+            let (run, rest) = pieces.split_at(small);
+            at = self.copy_small_pieces(run, payload, at, populate);
+            pieces = match rest.split_first() {
+                Some((large, rest)) => {
+                    self.copy(*large, payload, at, populate);
+                    at += large.len();
+                    rest
+                }
+                None => rest,
+            };
+        }
+    }
+
+    /// [`Fill::copy_gathered`] of pieces each shorter than
+    /// [`PARALLEL_MIN`]; returns where they end.
+    fn copy_small_pieces(
         &mut self,
         pieces: &[SharedBytes<'_>],
         payload: &mut [u8],
         mut at: usize,
         populate: bool,
-    ) {
+    ) -> usize {
         let total: usize = pieces.iter().map(|p| p.len()).sum();
-        if total < PARALLEL_MIN || threads() < 2 || pieces.iter().any(|p| p.len() >= PARALLEL_MIN) {
+        if total < PARALLEL_MIN || threads() < 2 {
             for piece in pieces {
                 self.copy(*piece, payload, at, populate);
                 at += piece.len();
             }
-            return;
+            return at;
         }
         let stream = Gathered::new(pieces);
         let head = (CHECKSUM_CHUNK - at % CHECKSUM_CHUNK) % CHECKSUM_CHUNK;
@@ -108,8 +137,8 @@ impl Fill {
             at += piece.len();
         }
         if whole > 0 {
-            let digests =
-                copy_gathered_chunks(&stream, head, &mut payload[at..at + whole], populate);
+            let dst = &mut payload[at..at + whole];
+            let digests = copy_gathered_chunks(&stream, head, dst, populate, threads());
             self.digests.extend(&digests);
             at += whole;
         }
@@ -117,6 +146,7 @@ impl Fill {
             self.copy(piece, payload, at, populate);
             at += piece.len();
         }
+        at
     }
 
     /// Hashes `n` bytes that were written straight into `payload` at `at`
@@ -363,16 +393,17 @@ impl<'p, 'a> Gathered<'p, 'a> {
 }
 
 /// Copies the whole chunks of `dst` from `stream`, starting at its byte
-/// `from`, on several threads, each taking a contiguous run of chunks;
-/// returns their digests in order.
+/// `from`, on up to `threads` threads, each taking a contiguous run of
+/// chunks; returns their digests in order.
 fn copy_gathered_chunks(
     stream: &Gathered<'_, '_>,
     from: usize,
     dst: &mut [u8],
     populate: bool,
+    threads: usize,
 ) -> Vec<u64> {
     let chunks = dst.len() / CHECKSUM_CHUNK;
-    let workers = threads().min(chunks).max(1);
+    let workers = threads.min(chunks).max(1);
     let per = chunks.div_ceil(workers);
     let run = |from: usize, dst: &mut [u8]| -> Vec<u64> {
         if populate {
@@ -422,20 +453,26 @@ mod tests {
             .collect()
     }
 
-    /// Pieces of every size and alignment, and large ones split across
-    /// threads, give the checksum of the whole and copy every byte.
     /// Many small pieces gathered into one copy (split across threads once
     /// they add up), after a head that leaves the copy mid-chunk, give the
-    /// same bytes and checksum as the payload copied whole.
+    /// same bytes and checksum as the payload copied whole; so do runs of
+    /// small pieces between pieces large enough to be split by themselves.
     #[test]
     #[cfg_attr(miri, ignore = "tens of MiB: hours under miri")]
     fn gathered_pieces_give_the_payload_checksum() {
         let len = 2 * PARALLEL_MIN + 3 * CHECKSUM_CHUNK + 1000;
         let src = bytes(len);
         // Piece lengths cycling through odd sizes, zero-length ones among
-        // them, and one piece large enough to be split by itself.
+        // them; and small runs between large pieces.
         let small = [80_000usize, 0, 1, 63, 64, 65, 4096, 333_333, 8, 1 << 20];
-        let mixed = [100_000usize, PARALLEL_MIN, 7];
+        let mixed = [
+            100_000usize,
+            PARALLEL_MIN,
+            7,
+            5 << 20,
+            4 << 20,
+            PARALLEL_MIN + 3,
+        ];
         for (heads, sizes) in [
             (0usize, &small[..]),
             (1, &small[..]),
@@ -461,6 +498,44 @@ mod tests {
         }
     }
 
+    /// The split itself, whatever this machine's cores: each of one to
+    /// three threads copies its run of chunks from pieces that straddle
+    /// the runs' and the chunks' edges, and returns their digests in order.
+    #[test]
+    #[cfg_attr(miri, ignore = "MiBs: hours under miri")]
+    fn gathered_chunks_split_over_any_threads_give_each_chunk_digest() {
+        let chunks = 5;
+        let from = 1000;
+        let src = bytes(from + chunks * CHECKSUM_CHUNK + 3);
+        let cuts = [70_001usize, 0, 64, 1 << 19, 3];
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for &n in cuts.iter().cycle() {
+            if at == src.len() {
+                break;
+            }
+            let n = n.min(src.len() - at);
+            pieces.push(SharedBytes::from(&src[at..at + n]));
+            at += n;
+        }
+        let stream = Gathered::new(&pieces);
+        let expected: Vec<u64> = src[from..from + chunks * CHECKSUM_CHUNK]
+            .chunks(CHECKSUM_CHUNK)
+            .map(xxhash_rust::xxh3::xxh3_64)
+            .collect();
+        for threads in 1..=3 {
+            let mut dst = vec![0u8; chunks * CHECKSUM_CHUNK];
+            let digests = copy_gathered_chunks(&stream, from, &mut dst, threads % 2 == 0, threads);
+            assert_eq!(digests, expected, "{threads} threads");
+            assert!(
+                dst[..] == src[from..from + dst.len()],
+                "{threads} threads: bytes differ"
+            );
+        }
+    }
+
+    /// Pieces of every size and alignment, and large ones split across
+    /// threads, give the checksum of the whole and copy every byte.
     #[test]
     #[cfg_attr(miri, ignore = "tens of MiB: hours under miri; see the small one")]
     fn pieces_in_any_cut_give_the_payload_checksum() {

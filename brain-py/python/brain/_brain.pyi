@@ -142,7 +142,8 @@ class Writer:
     def write(self, data: Buffer) -> int:
         """Appends a buffer (without the GIL when it is large); returns its length."""
     def writelines(self, buffers: Iterable[Buffer]) -> None:
-        """Appends several buffers in order, as one copy split across cores."""
+        """Appends several buffers in order, copied before it returns (on a
+        shared-memory store, many small ones as one copy split across cores)."""
     def tell(self) -> int: ...
     def flush(self) -> None: ...
     def writable(self) -> bool: ...
