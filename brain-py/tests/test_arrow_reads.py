@@ -85,6 +85,21 @@ def _ipc_bytes(table: Any) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def test_a_magic_padded_to_64_bytes_as_arrow_rs_writes_it_is_read_by_the_known_schema() -> None:
+    # A schema of its own: the other tests learn theirs.
+    table = _several_batches().rename_columns(["padded_a", "padded_s"])
+    payload = _ipc_bytes(table)
+    padded = payload[:8] + bytes(56) + payload[8:]  # messages from byte 64, as arrow-rs aligns them
+    assert _codecs._read_known_schema(pa, pa.py_buffer(padded)) is None  # learns the schema
+    known = _codecs._read_known_schema(pa, pa.py_buffer(padded))
+    assert known is not None
+    assert pa.Table.from_batches(known[0]).equals(table)
+    too_far = payload[:8] + bytes(64) + payload[8:]
+    not_zeros = payload[:8] + bytes(28) + b"\x01" + bytes(27) + payload[8:]
+    for odd in (too_far, not_zeros):
+        assert _codecs._read_known_schema(pa, pa.py_buffer(odd)) is None
+
+
 def test_a_damaged_file_with_a_known_schema_goes_to_the_whole_reader() -> None:
     payload = _ipc_bytes(_several_batches())
     assert _codecs._read_known_schema(pa, pa.py_buffer(payload)) is None  # learns the schema

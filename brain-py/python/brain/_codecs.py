@@ -246,9 +246,13 @@ _SCHEMAS: dict[bytes, Any] = {}
 _SCHEMAS_KEPT = 256
 _ARROW_MAGIC = b"ARROW1"
 _CONTINUATION_MARKER = 0xFFFFFFFF
-# The file's magic (6 bytes, 2 of padding), then its first message's
-# continuation marker and metadata length; each message starts with those two.
-_FILE_HEAD = struct.Struct("<6s2xII")
+# The file's magic, padded to the writer's alignment before the first
+# message: 8 bytes by pyarrow, 64 by arrow-rs (tables written from Rust).
+_FILE_MAGIC = struct.Struct("<6s")
+_MAGIC_PADDED_MOST = 64
+# Each message starts with a continuation marker and its metadata's length.
+# (Read with struct: comparing a pyarrow buffer's memoryview, of format
+# "b", with bytes goes element by element, microseconds a comparison.)
 _MESSAGE_HEAD = struct.Struct("<II")
 
 
@@ -278,19 +282,23 @@ def _read_known_schema(pa: Any, buffer: Any, stripped: bool = False) -> Any:
     the whole reader)."""
     view = memoryview(buffer)
     size = len(view)
-    if size < 16:
+    if size < 16 or _FILE_MAGIC.unpack_from(view)[0] != _ARROW_MAGIC:
         return None
-    magic, marker, schema_len = _FILE_HEAD.unpack_from(view)
-    if magic != _ARROW_MAGIC or marker != _CONTINUATION_MARKER:
+    start = 8
+    marker, schema_len = _MESSAGE_HEAD.unpack_from(view, start)
+    while marker == 0 and schema_len == 0 and start < _MAGIC_PADDED_MOST and start + 16 <= size:
+        start += 8
+        marker, schema_len = _MESSAGE_HEAD.unpack_from(view, start)
+    if marker != _CONTINUATION_MARKER:
         return None
-    end = 16 + schema_len
+    end = start + 8 + schema_len
     if end > size:
         return None
-    key = view[16:end].tobytes()
+    key = view[start + 8 : end].tobytes()
     schema = _SCHEMAS.get(key)
     if schema is None:
         try:
-            message = pa.ipc.read_message(buffer.slice(8))
+            message = pa.ipc.read_message(buffer.slice(start))
             if message.type != "schema":
                 return None
             read = pa.ipc.read_schema(message)
