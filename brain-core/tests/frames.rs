@@ -303,3 +303,38 @@ fn new_columns_go_before_a_pandas_index() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_compaction_without_room_is_refused_as_a_full_store_and_changes_nothing() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let ids: Vec<i64> = (0..100_000).collect();
+    let names = vec!["x"; 100_000];
+    let (schema, batch) = table(&ids, &names);
+    ns.set_record_batches("t", &schema, std::slice::from_ref(&batch))?;
+    ns.append_rows("t", &schema, std::slice::from_ref(&batch))?;
+    assert_eq!(parts(&store, "default").len(), 2);
+    // Room for what is stored and a little more, not for a second copy.
+    let used = store.usage()?.used;
+    store.set_capacity(Some(used + used / 4))?;
+    let err = ns.compact("t").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StoreFull {
+                filesystem_full: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(parts(&store, "default").len(), 2);
+    assert_eq!(
+        store.usage()?.used,
+        used,
+        "the refused part kept its reservation"
+    );
+    let (_, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 200_000);
+    Ok(())
+}

@@ -776,3 +776,58 @@ fn a_small_object_read_again_is_served_from_a_copy_until_it_changes() -> TestRes
     assert_eq!(&*thrice, b"first", "a view handed out earlier changed");
     Ok(())
 }
+
+#[test]
+fn record_batches_store_what_arrow_encodes_and_a_full_store_refuses_them() -> TestResult {
+    let dir = tempfile::tempdir_in("/dev/shm")?;
+    let store = Store::builder()
+        .path(dir.path().join("s"))
+        .capacity(4 << 20)
+        .open()?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Float64, false),
+        Field::new("s", DataType::Utf8, true),
+    ]));
+    let batch = |rows: usize| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| (i % 5 != 0).then(|| format!("v{i}"))),
+                )),
+            ],
+        )
+    };
+    let small = [batch(10_000)?, batch(3)?];
+    store.put_record_batches("t", "small", &schema, &small)?;
+    let stored = store.get("t", "small")?.unwrap();
+    assert_eq!(stored.meta().codec, Codec::ArrowIpc);
+    assert_eq!(
+        &stored[..],
+        &brain_core::format::arrow::encode(&schema, &small)?[..],
+        "the bytes Arrow encodes"
+    );
+    // Past the capacity: the store's own error, not Arrow's, and nothing kept.
+    let used = store.usage()?.used;
+    let err = store
+        .put_record_batches("t", "big", &schema, &[batch(400_000)?])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StoreFull {
+                filesystem_full: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!store.contains("t", "big")?);
+    assert_eq!(
+        store.usage()?.used,
+        used,
+        "the refused write kept its reservation"
+    );
+    Ok(())
+}

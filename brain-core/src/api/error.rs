@@ -422,15 +422,26 @@ fn permission_hint(location: &Location) -> &'static str {
 
 impl Error {
     /// What Arrow's `source` becomes for object `name` in `namespace`, as
-    /// `map_err(Error::arrow(namespace, name))`.
+    /// `map_err(Error::arrow(namespace, name))`. A store's own error that
+    /// Arrow's writer met writing into an [`ObjectWriter`](crate::ObjectWriter)
+    /// (a full store, a server gone) comes back as it was, not as Arrow's.
     pub(crate) fn arrow<'a>(
         namespace: &'a str,
         name: &'a str,
     ) -> impl FnOnce(arrow_schema::ArrowError) -> Error + 'a {
-        move |source| Error::Arrow {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
+        move |source| match source {
+            arrow_schema::ArrowError::IoError(_, io)
+                if io.get_ref().is_some_and(|inner| inner.is::<Error>()) =>
+            {
+                *io.into_inner()
+                    .and_then(|inner| inner.downcast::<Error>().ok())
+                    .expect("checked to be a store's error")
+            }
+            source => Error::Arrow {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            },
         }
     }
 

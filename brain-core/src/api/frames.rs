@@ -1189,23 +1189,14 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
     let StoredTable::Parts(frame) = table_from_view(store, view)? else {
         return Ok(None);
     };
-    let arrow_error = |source| Error::Arrow {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        source,
-    };
     let (schema, batches) = frame.decode_columns::<Error>(|_| Ok(None))?;
-    let one = arrow_select::concat::concat_batches(&schema, &batches).map_err(arrow_error)?;
+    let one = arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(Error::arrow(namespace, name))?;
     let codec = frame.manifest.codec;
     drop(frame);
     let (id, mut writer) = part_writer(store, namespace, name, None)?;
-    let written = (|| {
-        let mut ipc =
-            arrow_ipc::writer::FileWriter::try_new(&mut writer, &schema).map_err(arrow_error)?;
-        ipc.write(&one).map_err(arrow_error)?;
-        ipc.finish().map_err(arrow_error)
-    })();
-    written?;
+    arrow::write(&mut writer, &schema, std::slice::from_ref(&one))
+        .map_err(Error::arrow(namespace, name))?;
     writer.commit()?;
     let replace = FrameChange::Replace { part: &id };
     match change_frame(store, namespace, name, replace, codec, None, None) {

@@ -25,14 +25,25 @@ pub fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, Arrow
         .sum::<usize>()
         + 4096;
     let mut out = Vec::with_capacity(capacity);
-    {
-        let mut writer = FileWriter::try_new(&mut out, schema)?;
-        for batch in batches {
-            writer.write(batch)?;
-        }
-        writer.finish()?;
-    }
+    write(&mut out, schema, batches)?;
     Ok(out)
+}
+
+/// Writes `batches` (all of `schema`) to `out` as an Arrow IPC file, each
+/// message as it is encoded.
+///
+/// # Errors
+/// As [`encode`], and `out`'s errors (as [`ArrowError::IoError`]).
+pub fn write(
+    out: impl std::io::Write,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<(), ArrowError> {
+    let mut writer = FileWriter::try_new(out, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()
 }
 
 /// Decodes an Arrow IPC file held in `buffer`. Arrays point into `buffer`'s
