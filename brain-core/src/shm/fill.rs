@@ -122,27 +122,33 @@ impl Fill {
     ) -> usize {
         let total: usize = pieces.iter().map(|p| p.len()).sum();
         if total < PARALLEL_MIN || threads() < 2 {
-            for piece in pieces {
-                self.copy(*piece, payload, at, populate);
-                at += piece.len();
-            }
-            return at;
+            return self.copy_each(pieces.iter().copied(), payload, at, populate);
         }
         let stream = Gathered::new(pieces);
         let head = (CHECKSUM_CHUNK - at % CHECKSUM_CHUNK) % CHECKSUM_CHUNK;
         let head = head.min(total);
         let whole = (total - head) / CHECKSUM_CHUNK * CHECKSUM_CHUNK;
-        for (piece, _) in stream.range(0, head) {
-            self.copy(piece, payload, at, populate);
-            at += piece.len();
-        }
+        at = self.copy_each(stream.range(0, head).map(|(p, _)| p), payload, at, populate);
         if whole > 0 {
             let dst = &mut payload[at..at + whole];
             let digests = copy_gathered_chunks(&stream, head, dst, populate, threads());
             self.digests.extend(&digests);
             at += whole;
         }
-        for (piece, _) in stream.range(head + whole, total) {
+        let tail = stream.range(head + whole, total).map(|(p, _)| p);
+        self.copy_each(tail, payload, at, populate)
+    }
+
+    /// [`Fill::copy`] of each of `pieces` in turn, from `at`; returns where
+    /// they end.
+    fn copy_each<'a>(
+        &mut self,
+        pieces: impl Iterator<Item = SharedBytes<'a>>,
+        payload: &mut [u8],
+        mut at: usize,
+        populate: bool,
+    ) -> usize {
+        for piece in pieces {
             self.copy(piece, payload, at, populate);
             at += piece.len();
         }
@@ -310,13 +316,8 @@ fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; S
 /// taking a contiguous run of chunks, four side by side at a time; returns
 /// their digests in order (zeros without `hash`).
 fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool) -> Vec<u64> {
-    let chunks = dst.len() / CHECKSUM_CHUNK;
-    let workers = threads().min(chunks).max(1);
-    let per = chunks.div_ceil(workers);
-    let run = |src: SharedBytes<'_>, dst: &mut [u8]| -> Vec<u64> {
-        if populate {
-            populate_for_write(dst);
-        }
+    on_chunk_runs(dst, threads(), populate, |from, dst| {
+        let src = src.slice(from, from + dst.len());
         let mut digests = Vec::with_capacity(dst.len().div_ceil(CHECKSUM_CHUNK));
         let mut groups = dst.chunks_mut(STREAMS * CHECKSUM_CHUNK);
         let mut at = 0;
@@ -333,19 +334,37 @@ fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool)
             at += group.len();
         }
         digests
+    })
+}
+
+/// Splits `dst` (whole chunks, at least one) into contiguous runs of
+/// chunks, one per thread of up to `threads`, the first on this thread;
+/// each run has its pages faulted in first when `populate`, then `run`
+/// copies into it, given the run's offset in `dst`, and returns its chunks'
+/// digests. Returns all the digests in order.
+fn on_chunk_runs(
+    dst: &mut [u8],
+    threads: usize,
+    populate: bool,
+    run: impl Fn(usize, &mut [u8]) -> Vec<u64> + Sync,
+) -> Vec<u64> {
+    let chunks = dst.len() / CHECKSUM_CHUNK;
+    let workers = threads.min(chunks).max(1);
+    let per = chunks.div_ceil(workers);
+    let run = |from: usize, part: &mut [u8]| {
+        if populate {
+            populate_for_write(part);
+        }
+        run(from, part)
     };
     std::thread::scope(|scope| {
         let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
         let (_, first) = parts.next().expect("at least one chunk");
         let run = &run;
         let handles: Vec<_> = parts
-            .map(|(i, part)| {
-                let from = i * per * CHECKSUM_CHUNK;
-                let src = src.slice(from, from + part.len());
-                scope.spawn(move || run(src, part))
-            })
+            .map(|(i, part)| scope.spawn(move || run(i * per * CHECKSUM_CHUNK, part)))
             .collect();
-        let mut digests = run(src.slice(0, first.len()), first);
+        let mut digests = run(0, first);
         for handle in handles {
             digests.extend(handle.join().expect("a copy thread panicked"));
         }
@@ -402,17 +421,11 @@ fn copy_gathered_chunks(
     populate: bool,
     threads: usize,
 ) -> Vec<u64> {
-    let chunks = dst.len() / CHECKSUM_CHUNK;
-    let workers = threads.min(chunks).max(1);
-    let per = chunks.div_ceil(workers);
-    let run = |from: usize, dst: &mut [u8]| -> Vec<u64> {
-        if populate {
-            populate_for_write(dst);
-        }
+    on_chunk_runs(dst, threads, populate, |at, dst| {
         dst.chunks_mut(CHECKSUM_CHUNK)
             .enumerate()
             .map(|(i, chunk)| {
-                let start = from + i * CHECKSUM_CHUNK;
+                let start = from + at + i * CHECKSUM_CHUNK;
                 let mut hasher = ChunkHasher::default();
                 for (piece, at) in stream.range(start, start + chunk.len()) {
                     feed(&mut hasher, piece, &mut chunk[..at + piece.len()], at);
@@ -420,19 +433,6 @@ fn copy_gathered_chunks(
                 hasher.finish(chunk)
             })
             .collect()
-    };
-    std::thread::scope(|scope| {
-        let mut parts = dst.chunks_mut(per * CHECKSUM_CHUNK).enumerate();
-        let (_, first) = parts.next().expect("at least one chunk");
-        let run = &run;
-        let handles: Vec<_> = parts
-            .map(|(i, part)| scope.spawn(move || run(from + i * per * CHECKSUM_CHUNK, part)))
-            .collect();
-        let mut digests = run(from, first);
-        for handle in handles {
-            digests.extend(handle.join().expect("a copy thread panicked"));
-        }
-        digests
     })
 }
 
