@@ -49,12 +49,18 @@ impl ObjectKey {
     }
 }
 
-/// The directory name of a namespace: 32 hex digits of its hash.
-pub fn namespace_dir_name(namespace: &str) -> String {
+/// The 128-bit hash of a namespace's name: its directory's name, and the
+/// prefix of its small objects' keys.
+pub fn namespace_hash(namespace: &str) -> u128 {
     let mut bytes = Vec::with_capacity(NAMESPACE_DOMAIN.len() + namespace.len());
     bytes.extend_from_slice(NAMESPACE_DOMAIN);
     bytes.extend_from_slice(namespace.as_bytes());
-    format!("{:032x}", xxh3_128(&bytes))
+    xxh3_128(&bytes)
+}
+
+/// The directory name of a namespace: 32 hex digits of its hash.
+pub fn namespace_dir_name(namespace: &str) -> String {
+    format!("{:032x}", namespace_hash(namespace))
 }
 
 #[cfg(test)]

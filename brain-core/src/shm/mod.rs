@@ -24,6 +24,7 @@ mod lock;
 mod maintenance;
 mod pool;
 mod reader;
+mod small;
 mod watch;
 mod writer;
 
@@ -38,6 +39,7 @@ use self::capacity::Control;
 use self::dirs::{ensure_private_dir, object_files, read_dir};
 use self::pool::{DEFAULT_IDLE, POOL_DIR};
 use self::reader::{read_meta_at, Read, FIRST_READ};
+use self::small::SmallTable;
 use self::writer::ShmWriter;
 use crate::api::error::{Error, Location, Result};
 use crate::api::names::{validate_description, validate_name, validate_namespace};
@@ -220,6 +222,7 @@ impl StoreBuilder {
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
                 warm: Mutex::new(pool::WarmFiles::default()),
                 prealloc: pool::Prealloc::default(),
+                small: Mutex::new(None),
             }),
         };
         // Opening changes nothing: a process that only reads never takes a
@@ -262,6 +265,9 @@ pub(crate) struct Inner {
     pub(crate) warm: Mutex<pool::WarmFiles>,
     /// What this process preallocates in the pool (see pool.rs).
     pub(crate) prealloc: pool::Prealloc,
+    /// The table of small objects, once this process (of this fork
+    /// generation) opened it.
+    pub(crate) small: Mutex<Option<(u64, Arc<SmallTable>)>>,
 }
 
 impl Store {
@@ -314,6 +320,51 @@ impl Store {
     pub(crate) fn ensure_namespace(&self, namespace: &str) -> Result<PathBuf> {
         validate_namespace(namespace)?;
         self.make_namespace_dir(namespace)
+    }
+
+    /// The store's table of small objects (small.rs), opened on first use.
+    pub(crate) fn small_table(&self) -> Result<Arc<SmallTable>> {
+        let generation = crate::sys::fork::generation();
+        let mut slot = self.inner.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((opened_in, table)) = &*slot {
+            if *opened_in == generation {
+                return Ok(table.clone());
+            }
+        }
+        let table = small::open_table(&self.inner.root, CONTROL_MODE)?;
+        *slot = Some((generation, table.clone()));
+        Ok(table)
+    }
+
+    /// Deletes the object file of `name` (not a small object); `false`
+    /// when there is none.
+    pub(crate) fn delete_file(&self, namespace: &str, name: &str) -> Result<bool> {
+        // Reading the header first makes a key collision an error instead of
+        // deleting someone else's object. A corrupt file, or one from a newer
+        // format, cannot be checked, and deleting it is the repair its error
+        // message advises: it goes.
+        match self.read_object(namespace, name, false) {
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        let key = ObjectKey::new(namespace, name);
+        let path = self.object_path(namespace, key);
+        let tmp = self.ns_dir(namespace).join(unique_tmp_name("del"));
+        let _entered = self.inner.control.enter()?;
+        match rustix::fs::rename(&path, &tmp) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => return Ok(false),
+            Err(err) => return Err(Error::io("delete", &path, os(err))),
+        }
+        let len = std::fs::symlink_metadata(&tmp).map_or(0, |m| m.len());
+        self.inner.control.object_left(len);
+        self.forget_cached(key);
+        // Deleted, or kept as preallocated memory (and then a mapping this
+        // process kept of the file stays for the next write).
+        self.retire(&tmp, len, pool::Left::Deleted)
+            .map_err(|e| Error::io("delete", &tmp, e))?;
+        Ok(true)
     }
 
     /// A concrete writer, for `put` (which needs no box) and `writer`.
@@ -466,6 +517,11 @@ impl ObjectStore for Store {
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        if let Some((_, Some(view))) = self.small_table()?.get(namespace, name, true)? {
+            return Ok(Some(view));
+        }
         match self.read_object(namespace, name, true)? {
             Some(Read::View(view)) => Ok(Some(view)),
             Some(Read::Meta(_)) => unreachable!("a whole read returns a view"),
@@ -482,6 +538,11 @@ impl ObjectStore for Store {
     }
 
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        if let Some((meta, _)) = self.small_table()?.get(namespace, name, false)? {
+            return Ok(Some(meta));
+        }
         match self.read_object(namespace, name, false)? {
             Some(Read::Meta(meta)) => Ok(Some(meta)),
             Some(Read::View(view)) => Ok(Some(view.meta().clone())),
@@ -492,6 +553,9 @@ impl ObjectStore for Store {
     fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         validate_name(name)?;
+        if self.small_table()?.contains(namespace, name)? {
+            return Ok(true);
+        }
         let path = self.object_path(namespace, ObjectKey::new(namespace, name));
         match rustix::fs::stat(&path) {
             Ok(_) => Ok(true),
@@ -501,32 +565,18 @@ impl ObjectStore for Store {
     }
 
     fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
-        // Reading the header first makes a key collision an error instead of
-        // deleting someone else's object. A corrupt file, or one from a newer
-        // format, cannot be checked, and deleting it is the repair its error
-        // message advises: it goes.
-        match self.metadata(namespace, name) {
-            Ok(None) => return Ok(false),
-            Ok(Some(_)) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
-            Err(err) => return Err(err),
-        }
-        let key = ObjectKey::new(namespace, name);
-        let path = self.object_path(namespace, key);
-        let tmp = self.ns_dir(namespace).join(unique_tmp_name("del"));
+        validate_namespace(namespace)?;
+        validate_name(name)?;
         let _entered = self.inner.control.enter()?;
-        match rustix::fs::rename(&path, &tmp) {
-            Ok(()) => {}
-            Err(Errno::NOENT) => return Ok(false),
-            Err(err) => return Err(Error::io("delete", &path, os(err))),
+        // The file and the entry go under the table's writer lock, so a set
+        // of a small object cannot slip in between.
+        let (entry, file) = self.small_table()?.change_file(namespace, name, || {
+            self.delete_file(namespace, name).map(|gone| (gone, gone))
+        })?;
+        if let Some(file_len) = entry {
+            self.inner.control.object_left(file_len);
         }
-        let len = std::fs::symlink_metadata(&tmp).map_or(0, |m| m.len());
-        self.inner.control.object_left(len);
-        self.forget_cached(key);
-        // Deleted, or kept as preallocated memory (and then a mapping this
-        // process kept of the file stays for the next write).
-        self.retire(&tmp, len, pool::Left::Deleted)
-            .map_err(|e| Error::io("delete", &tmp, e))?;
-        Ok(true)
+        Ok(entry.is_some() || file)
     }
 
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
@@ -544,12 +594,40 @@ impl ObjectStore for Store {
                 Err(err) => return Err(err),
             }
         }
+        // A name in the table and in a file (for a moment, or left by a
+        // writer that died) is the table's: the newer.
+        let small = self.small_table()?.list(namespace)?;
+        let in_table: std::collections::HashSet<&str> = small.iter().map(|m| m.name.as_str()).collect();
+        out.retain(|meta| !in_table.contains(meta.name.as_str()));
+        out.extend(small);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
+    fn names(&self, namespace: &str) -> Result<Vec<String>> {
+        validate_namespace(namespace)?;
+        let mut names = self.small_table()?.names(namespace)?;
+        // Files hold their names in their headers only: each is read.
+        for (key, path) in object_files(&self.ns_dir(namespace))? {
+            match read_meta_at(&path) {
+                Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
+                    names.push(meta.name)
+                }
+                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
     fn namespaces(&self) -> Result<Vec<String>> {
-        self.list_namespaces()
+        let mut all = self.list_namespaces()?;
+        all.extend(self.small_table()?.namespaces()?);
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
     }
 
     fn create_namespace(&self, namespace: &str) -> Result<()> {
@@ -561,8 +639,14 @@ impl ObjectStore for Store {
         let dir = self.ns_dir(namespace);
         let doomed = self.inner.trash.join(unique_tmp_name("ns"));
         let _entered = self.inner.control.enter()?;
+        let (in_table, small_lens) = self.small_table()?.remove_namespace(namespace)?;
+        let mut removed = small_lens.len() as u64;
+        for file_len in small_lens {
+            self.inner.control.object_left(file_len);
+        }
         match rustix::fs::rename(&dir, &doomed) {
             Ok(()) => {}
+            Err(Errno::NOENT) if in_table => return Ok(removed),
             Err(Errno::NOENT) => {
                 return Err(Error::NamespaceNotFound {
                     namespace: namespace.to_owned(),
@@ -570,7 +654,6 @@ impl ObjectStore for Store {
             }
             Err(err) => return Err(Error::io("remove the namespace", &dir, os(err))),
         }
-        let mut removed = 0;
         for entry in read_dir(&doomed)? {
             let path = entry.path();
             let is_object = ObjectKey::from_hex(&entry.file_name().to_string_lossy()).is_some();

@@ -19,6 +19,7 @@ use rustix::io::Errno;
 use super::capacity::{Entered, Reservation};
 use super::fill::Fill;
 use super::pool::{recyclable, Left};
+use super::small::{self, Record};
 use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
@@ -476,6 +477,11 @@ impl ShmWriter {
         self.header.created_unix_nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+        if self.dest.is_none()
+            && small::fits(&self.header.namespace, &self.header.name, &self.header.description, self.written)
+        {
+            return self.publish_small(file_len);
+        }
         let checksum = match &mut self.dest {
             None => payload_checksum(&self.pending),
             Some(dest) => {
@@ -499,13 +505,24 @@ impl ShmWriter {
             }
         };
         let target = self.dir.join(self.header.key.to_hex());
-        let (replaced, published) = match seal(&tmp, &target) {
-            Ok(replaced) => (replaced, true),
-            // The namespace was removed between link and rename, taking the
-            // linked file with it: as if it was removed just after the write.
-            Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => (None, false),
-            Err(e) => return Err(Error::io("publish", &target, os(e))),
-        };
+        // Under the small-object table's writer lock, which also removes a
+        // small object of this name: no set of one can interleave.
+        let (small_left, (replaced, published)) = self.store.small_table()?.change_file(
+            &self.header.namespace,
+            &self.header.name,
+            || match seal(&tmp, &target) {
+                Ok(replaced) => Ok(((replaced, true), true)),
+                // The namespace was removed between link and rename, taking the
+                // linked file with it: as if it was removed just after the write.
+                Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => {
+                    Ok(((None, false), true))
+                }
+                Err(e) => Err(Error::io("publish", &target, os(e))),
+            },
+        )?;
+        if let Some(small_len) = small_left {
+            self.store.inner.control.object_left(small_len);
+        }
         self.linked_as = None;
         let reservation = self.reservation.take();
         if let (true, Some(reservation)) = (published, reservation) {
@@ -529,6 +546,30 @@ impl ShmWriter {
 }
 
 impl ShmWriter {
+    /// Publishes a small object (gathered in `pending`) as an entry of the
+    /// store's table instead of a file, then removes an object file of the
+    /// same name, which is older.
+    fn publish_small(mut self, file_len: u64) -> Result<ObjectMeta> {
+        let table = self.store.small_table()?;
+        let (namespace, name) = (&self.header.namespace, &self.header.name);
+        let record = Record::new(self.header.codec, &self.header.description, &self.pending);
+        let replaced = table.put(namespace, name, &record)?;
+        if let Some(reservation) = self.reservation.take() {
+            reservation.publish(file_len);
+        }
+        if let Some(replaced) = replaced {
+            self.store.inner.control.object_left(replaced.file_len);
+        }
+        let path = self.dir.join(self.header.key.to_hex());
+        if rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
+            // Unless a set of either kind came after this one.
+            table.while_current(namespace, name, record.created_unix_nanos, record.checksum, || {
+                self.store.delete_file(namespace, name)
+            })?;
+        }
+        Ok(record.meta(namespace, name))
+    }
+
     /// Writes a large object's header, trims what was allocated past its
     /// end, gives up the right to write it (unlocked and sealed read-only)
     /// and links the file (or moves a reused one) to a temporary name in the

@@ -10,6 +10,7 @@ pub(crate) mod copy;
 pub(crate) mod fork;
 pub(crate) mod held;
 pub(crate) mod io;
+pub(crate) mod lmdb;
 pub(crate) mod names;
 
 #[cfg(target_os = "linux")]

@@ -1,0 +1,691 @@
+//! Small objects: entries of one table in shared memory instead of a file
+//! each (docs/ARCHITECTURE.md, "Small objects").
+//!
+//! The table is an LMDB environment in the store's `small/` directory
+//! (`sys/lmdb.rs`): a B-tree in a shared map, written by one process at a
+//! time under a lock that is given back when its holder dies, read by any
+//! number without locks, and crash-safe (a commit is one switch of a meta
+//! page). A set is one write transaction; a get reads one entry and copies
+//! its few bytes out.
+//!
+//! Keys are the namespace's 128-bit hash (as its directory is named)
+//! followed by the name, so one namespace's names are one range of the
+//! tree. An entry (a record) holds what an object file's header holds
+//! beside the names:
+//!
+//! ```text
+//! offset size field
+//!      0    1 record layout version (1)
+//!      1    1 reserved, zero
+//!      2    2 codec tag (u16 LE)
+//!      4    4 description length in bytes (u32 LE)
+//!      8    8 creation time, nanoseconds since the Unix epoch (i64 LE)
+//!     16    8 payload checksum, xxh3-64 over 1 MiB chunks (u64 LE)
+//!     24    . description (UTF-8), then the payload
+//! ```
+//!
+//! A second table maps a namespace's hash to its name, so a namespace with
+//! only small objects is listed; a third keeps the last events for watchers.
+//!
+//! An object is small when its entry fits in an LMDB page beside others
+//! ([`fits`]); anything larger is a file, as before. A name lives in one
+//! place: a set of either kind removes the other (see `Store::put_small`
+//! and the writer's commit), and a reader asks the table first, so while
+//! both exist for a moment the table's entry is the newer one.
+
+use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_buffer::Buffer;
+
+use crate::api::error::{Error, Result};
+use crate::api::view::{ObjectMeta, ObjectView};
+use crate::format::checksum::payload_checksum;
+use crate::format::{namespace_hash, stored_size, Codec, Header, PayloadChecksum};
+use crate::sys::fork;
+use crate::sys::lmdb::{Db, Env, LmdbError, ReadTxn, WriteTxn};
+
+const OBJECTS: Db = Db::at(0);
+const NAMESPACES: Db = Db::at(1);
+const EVENTS: Db = Db::at(2);
+const META: Db = Db::at(3);
+const DATABASES: [&str; 4] = ["objects", "namespaces", "events", "meta"];
+
+/// The table's directory in a store.
+pub(crate) const SMALL_DIR: &str = "small";
+const RECORD_VERSION: u8 = 1;
+const RECORD_FIXED: usize = 24;
+const PREFIX: usize = 16;
+/// LMDB's longest key.
+const MAX_KEY: usize = 511;
+/// The most an entry (key, record and LMDB's 8-byte node header) may take
+/// to stay in a page of 4 KiB beside others; LMDB moves larger values to
+/// pages of their own.
+const MAX_ENTRY: usize = 2000;
+/// How many events the table keeps for watchers that fall behind.
+pub(crate) const EVENTS_KEPT: u64 = 65_536;
+/// Where the number of the next event is kept in META.
+const NEXT_EVENT: &[u8] = b"next_event";
+/// The file writers touch when a watcher waits for their change.
+pub(crate) const SIGNAL_FILE: &str = "signal";
+/// Registered watchers in META: this prefix, then the process identity.
+const WATCHER: &[u8] = b"watcher/";
+
+/// Whether an object of these names and sizes is kept in the table.
+pub(crate) fn fits(namespace: &str, name: &str, description: &str, payload_len: u64) -> bool {
+    let key = PREFIX + name.len();
+    key <= MAX_KEY
+        && 8 + key as u64 + (RECORD_FIXED + description.len()) as u64 + payload_len <= MAX_ENTRY as u64
+        && !namespace.is_empty()
+}
+
+/// The table's key of `name` in `namespace`.
+pub(crate) fn key(namespace: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(PREFIX + name.len());
+    key.extend_from_slice(&namespace_hash(namespace).to_be_bytes());
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// An object as the table holds it.
+#[derive(Debug)]
+pub(crate) struct Record<'a> {
+    pub codec: Codec,
+    pub created_unix_nanos: i64,
+    pub checksum: u64,
+    pub description: &'a str,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// A new record of `payload`, created now.
+    pub(crate) fn new(codec: Codec, description: &'a str, payload: &'a [u8]) -> Record<'a> {
+        Record {
+            codec,
+            created_unix_nanos: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+            checksum: payload_checksum(payload),
+            description,
+            payload,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_FIXED + self.description.len() + self.payload.len());
+        out.push(RECORD_VERSION);
+        out.push(0);
+        out.extend_from_slice(&self.codec.tag().to_le_bytes());
+        out.extend_from_slice(&(self.description.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.created_unix_nanos.to_le_bytes());
+        out.extend_from_slice(&self.checksum.to_le_bytes());
+        out.extend_from_slice(self.description.as_bytes());
+        out.extend_from_slice(self.payload);
+        out
+    }
+
+    /// Decodes a record, or says what is wrong with it.
+    fn decode(bytes: &'a [u8]) -> std::result::Result<Record<'a>, String> {
+        if bytes.len() < RECORD_FIXED {
+            return Err(format!("entry of {} bytes is shorter than its fixed fields", bytes.len()));
+        }
+        if bytes[0] != RECORD_VERSION {
+            return Err(format!("entry layout version {} is not {RECORD_VERSION}", bytes[0]));
+        }
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let description_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+        let rest = &bytes[RECORD_FIXED..];
+        if description_len > rest.len() {
+            return Err(format!("description of {description_len} bytes runs past the entry"));
+        }
+        let description = std::str::from_utf8(&rest[..description_len])
+            .map_err(|_| "description is not UTF-8".to_owned())?;
+        Ok(Record {
+            codec: Codec::from_tag(u16::from_le_bytes([bytes[2], bytes[3]])),
+            created_unix_nanos: word(8) as i64,
+            checksum: word(16),
+            description,
+            payload: &rest[description_len..],
+        })
+    }
+
+    pub(crate) fn meta(&self, namespace: &str, name: &str) -> ObjectMeta {
+        let created = if self.created_unix_nanos >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(self.created_unix_nanos as u64)
+        } else {
+            UNIX_EPOCH
+        };
+        ObjectMeta {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            codec: self.codec,
+            size: self.payload.len() as u64,
+            stored_size: stored_size(namespace, name, self.description, self.payload.len() as u64),
+            created,
+            description: self.description.to_owned(),
+        }
+    }
+
+    /// The file length an object file of this record would have: what the
+    /// capacity counts (every backend counts objects alike).
+    fn file_len(&self, namespace: &str, name: &str) -> u64 {
+        (Header::encoded_len_for(namespace, name, self.description) + self.payload.len()) as u64
+    }
+}
+
+/// A change the table recorded, for watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableEvent {
+    pub seq: u64,
+    pub set: bool,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One store's table of small objects, shared by every `Store` of this
+/// process that opened the same directory.
+#[derive(Debug)]
+pub(crate) struct SmallTable {
+    env: Env,
+    dir: PathBuf,
+    /// Touched (its change time) after a change a watcher waits for.
+    signal: std::fs::File,
+}
+
+type Registry = Mutex<Vec<((u64, u64, u64), Weak<SmallTable>)>>;
+static OPEN_TABLES: Registry = Mutex::new(Vec::new());
+
+/// The table of the store at `root`: the one this process has open, or
+/// opened now. LMDB allows one environment per file in a process, and
+/// none opened before a fork in the child.
+pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
+    let dir = root.join(SMALL_DIR);
+    super::dirs::ensure_private_dir(&dir)?;
+    let stat = rustix::fs::stat(&dir).map_err(|e| Error::io("stat", &dir, e.into()))?;
+    let id = (stat.st_dev, stat.st_ino, fork::generation());
+    let mut tables = OPEN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(table) = tables.iter().find(|(at, _)| *at == id).and_then(|(_, t)| t.upgrade()) {
+        return Ok(table);
+    }
+    let env = Env::open(&dir, &DATABASES, mode).map_err(|e| table_error(&dir, "open", e))?;
+    let signal_path = dir.join(SIGNAL_FILE);
+    let signal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&signal_path)
+        .map_err(|e| Error::io("open", &signal_path, e))?;
+    let table = Arc::new(SmallTable { env, dir, signal });
+    tables.retain(|(at, weak)| weak.strong_count() > 0 && *at != id);
+    tables.push((id, Arc::downgrade(&table)));
+    Ok(table)
+}
+
+fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
+    match err {
+        LmdbError::Io(err) => Error::io(action, dir, err),
+        other => Error::io(
+            action,
+            dir,
+            std::io::Error::other(format!("the small-object table: {other}")),
+        ),
+    }
+}
+
+/// What a set of a small object replaced.
+#[derive(Debug)]
+pub(crate) struct Replaced {
+    /// The replaced object's file length (as the capacity counts it).
+    pub file_len: u64,
+}
+
+impl SmallTable {
+    fn error(&self, action: &'static str, err: LmdbError) -> Error {
+        table_error(&self.dir, action, err)
+    }
+
+    /// Whether the filesystem ran out while the table grew.
+    pub(crate) fn is_full(err: &LmdbError) -> bool {
+        matches!(err, LmdbError::NoSpace)
+    }
+
+    /// The object `name` in `namespace`, copied out of the table: its view
+    /// (`whole`) or only its metadata.
+    pub(crate) fn get(&self, namespace: &str, name: &str, whole: bool) -> Result<Option<(ObjectMeta, Option<ObjectView>)>> {
+        let key = key(namespace, name);
+        let found = self.env.read(|txn| {
+            let Some(bytes) = txn.get(OBJECTS, &key)? else {
+                return Ok(None);
+            };
+            Ok(Some(match Record::decode(bytes) {
+                Ok(record) => {
+                    let meta = record.meta(namespace, name);
+                    let view = whole.then(|| {
+                        ObjectView::new(meta.clone(), Buffer::from(record.payload.to_vec()))
+                            .with_checksum(Some(PayloadChecksum::Chunked(record.checksum)))
+                    });
+                    Ok((meta, view))
+                }
+                Err(why) => Err(why),
+            }))
+        });
+        match found.map_err(|e| self.error("read", e))? {
+            None => Ok(None),
+            Some(Ok(found)) => Ok(Some(found)),
+            Some(Err(why)) => Err(Error::corrupt(
+                &self.dir,
+                format!("the small object {name:?} in namespace {namespace:?}: {why}; delete it, or run `brain fsck --delete-corrupt`"),
+            )),
+        }
+    }
+
+    /// Whether `name` is in the table.
+    pub(crate) fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
+        let key = key(namespace, name);
+        self.env
+            .read(|txn| Ok(txn.get(OBJECTS, &key)?.is_some()))
+            .map_err(|e| self.error("read", e))
+    }
+
+    /// Sets `name` to `record`, atomically; returns what it replaced.
+    /// `reserve` runs inside the transaction, once the replaced object is
+    /// known, and may refuse (a full store): nothing is written then.
+    pub(crate) fn put(
+        &self,
+        namespace: &str,
+        name: &str,
+        record: &Record<'_>,
+    ) -> Result<Option<Replaced>> {
+        let key = key(namespace, name);
+        let value = record.encode();
+        let ns_key = namespace_hash(namespace).to_be_bytes();
+        self.env
+            .write(|txn| {
+                let replaced = txn
+                    .get(OBJECTS, &key)?
+                    .map(|old| Record::decode(old).map_or(0, |r| r.file_len(namespace, name)))
+                    .map(|file_len| Replaced { file_len });
+                txn.put(OBJECTS, &key, &value)?;
+                if txn.get(NAMESPACES, &ns_key)?.is_none() {
+                    txn.put(NAMESPACES, &ns_key, namespace.as_bytes())?;
+                }
+                let signal = record_event(txn, true, namespace, name)?;
+                Ok((replaced, signal))
+            })
+            .map(|(replaced, signal)| {
+                self.signal_if(signal);
+                replaced
+            })
+            .map_err(|e| self.error("write", e))
+    }
+
+    /// Wakes watchers after a change they were told of.
+    fn signal_if(&self, recorded: bool) {
+        if recorded {
+            // A change of the file's times is an inotify event; a failure
+            // costs watchers only their wake-up (they also poll).
+            let _ = rustix::fs::futimens(&self.signal, &rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+                last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+            });
+        }
+    }
+
+    /// Runs `change` (a rename that puts a file at the name, or takes it
+    /// away) inside a write transaction that also removes the name's entry,
+    /// so no set of a small object interleaves with it: every change of a
+    /// name, file or entry, happens under the table's writer lock. When
+    /// `change` fails, nothing changes. Returns the file length the removed
+    /// entry counted for, and what `change` returned.
+    pub(crate) fn change_file<R>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut change: impl FnMut() -> Result<(R, bool)>,
+    ) -> Result<(Option<u64>, R)> {
+        let key = key(namespace, name);
+        let mut outcome: Option<Result<(R, bool)>> = None;
+        let done = self.env.write(|txn| {
+            let old = txn
+                .get(OBJECTS, &key)?
+                .map(|old| Record::decode(old).map_or(0, |r| r.file_len(namespace, name)));
+            if old.is_some() {
+                txn.delete(OBJECTS, &key)?;
+            }
+            // Run once: a retry (the table grew) must not repeat the rename.
+            if outcome.is_none() {
+                outcome = Some(change());
+            }
+            match &outcome {
+                // A file renamed is an event of its own (inotify's); an
+                // entry that went with no file is the table's to tell.
+                Some(Ok((_, false))) if old.is_some() => {
+                    Ok((old, record_event(txn, false, namespace, name)?))
+                }
+                Some(Ok(_)) => Ok((old, false)),
+                _ => Err(LmdbError::Cancelled),
+            }
+        });
+        match (done, outcome) {
+            (Ok((old, signal)), Some(Ok((value, _)))) => {
+                self.signal_if(signal);
+                Ok((old, value))
+            }
+            (_, Some(Err(err))) => Err(err),
+            (Err(err), _) => Err(self.error("write", err)),
+            (Ok(_), None) => unreachable!("the change ran in the committed transaction"),
+        }
+    }
+
+    /// Runs `change` under the table's writer lock when `name`'s entry is
+    /// still the one created at `created` with `checksum` (no set of either
+    /// kind came after it); `None` when it is not.
+    pub(crate) fn while_current<R>(
+        &self,
+        namespace: &str,
+        name: &str,
+        created: i64,
+        checksum: u64,
+        mut change: impl FnMut() -> Result<R>,
+    ) -> Result<Option<R>> {
+        let key = key(namespace, name);
+        let mut outcome: Option<Result<R>> = None;
+        let done = self.env.write(|txn| {
+            let current = txn
+                .get(OBJECTS, &key)?
+                .and_then(|bytes| Record::decode(bytes).ok())
+                .is_some_and(|r| r.created_unix_nanos == created && r.checksum == checksum);
+            if current && outcome.is_none() {
+                outcome = Some(change());
+            }
+            Ok(())
+        });
+        match (done, outcome) {
+            (_, Some(Err(err))) => Err(err),
+            (Ok(()), outcome) => Ok(outcome.map(|o| o.expect("errors returned above"))),
+            (Err(err), _) => Err(self.error("write", err)),
+        }
+    }
+
+    /// Deletes `name`; returns the file length it counted for, or `None`
+    /// when it was not there.
+    pub(crate) fn delete(&self, namespace: &str, name: &str) -> Result<Option<u64>> {
+        let key = key(namespace, name);
+        self.env
+            .write(|txn| {
+                let Some(old) = txn.get(OBJECTS, &key)? else {
+                    return Ok(None);
+                };
+                let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
+                txn.delete(OBJECTS, &key)?;
+                let signal = record_event(txn, false, namespace, name)?;
+                Ok(Some((file_len, signal)))
+            })
+            .map(|deleted| {
+                deleted.map(|(file_len, signal)| {
+                    self.signal_if(signal);
+                    file_len
+                })
+            })
+            .map_err(|e| self.error("delete", e))
+    }
+
+    /// The metadata of every object of `namespace` in the table, by name.
+    /// A damaged entry is left out (`fsck` reports it).
+    pub(crate) fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = namespace_hash(namespace).to_be_bytes();
+        self.env
+            .read(|txn| {
+                let mut out = Vec::new();
+                txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
+                    if let (Ok(name), Ok(record)) = (std::str::from_utf8(&key[PREFIX..]), Record::decode(value)) {
+                        out.push(record.meta(namespace, name));
+                    }
+                    true
+                })?;
+                Ok(out)
+            })
+            .map_err(|e| self.error("list", e))
+    }
+
+    /// The names of `namespace` in the table, sorted (by bytes, as `str` sorts).
+    pub(crate) fn names(&self, namespace: &str) -> Result<Vec<String>> {
+        let prefix = namespace_hash(namespace).to_be_bytes();
+        self.env
+            .read(|txn| {
+                let mut out = Vec::new();
+                txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
+                    if let Ok(name) = std::str::from_utf8(&key[PREFIX..]) {
+                        out.push(name.to_owned());
+                    }
+                    true
+                })?;
+                Ok(out)
+            })
+            .map_err(|e| self.error("list", e))
+    }
+
+    /// The namespaces that have (or had) small objects.
+    pub(crate) fn namespaces(&self) -> Result<Vec<String>> {
+        self.env
+            .read(|txn| {
+                let mut out = Vec::new();
+                txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
+                    if let Ok(name) = std::str::from_utf8(value) {
+                        out.push(name.to_owned());
+                    }
+                    true
+                })?;
+                Ok(out)
+            })
+            .map_err(|e| self.error("list", e))
+    }
+
+    /// Removes `namespace` and its objects from the table in one
+    /// transaction; returns whether it was there, and the file lengths of
+    /// the objects removed.
+    pub(crate) fn remove_namespace(&self, namespace: &str) -> Result<(bool, Vec<u64>)> {
+        let prefix = namespace_hash(namespace).to_be_bytes();
+        self.env
+            .write(|txn| {
+                let known = txn.delete(NAMESPACES, &prefix)?;
+                let mut doomed = Vec::new();
+                txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
+                    let name = String::from_utf8_lossy(&key[PREFIX..]).into_owned();
+                    let file_len = Record::decode(value).map_or(0, |r| r.file_len(namespace, &name));
+                    doomed.push((key.to_vec(), name, file_len));
+                    true
+                })?;
+                let mut signal = false;
+                for (key, name, _) in &doomed {
+                    txn.delete(OBJECTS, key)?;
+                    signal |= record_event(txn, false, namespace, name)?;
+                }
+                let lens: Vec<u64> = doomed.into_iter().map(|(_, _, len)| len).collect();
+                Ok((known || !lens.is_empty(), lens, signal))
+            })
+            .map(|(known, lens, signal)| {
+                self.signal_if(signal);
+                (known, lens)
+            })
+            .map_err(|e| self.error("remove the namespace", e))
+    }
+
+    /// Every entry, checked: `(namespace, name, file length, problem)`.
+    /// The namespace comes from the namespace table (an entry whose
+    /// namespace is not there is a problem too).
+    pub(crate) fn check_all(&self) -> Result<Vec<(String, String, u64, Option<String>)>> {
+        self.env
+            .read(|txn| {
+                let mut namespaces = HashMap::new();
+                txn.for_each_prefixed(NAMESPACES, &[], |key, value| {
+                    namespaces.insert(key.to_vec(), String::from_utf8_lossy(value).into_owned());
+                    true
+                })?;
+                let mut out = Vec::new();
+                txn.for_each_prefixed(OBJECTS, &[], |key, value| {
+                    let namespace = namespaces.get(&key[..PREFIX.min(key.len())]).cloned();
+                    let name = String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
+                    let (file_len, problem) = match (&namespace, Record::decode(value)) {
+                        (None, _) => (0, Some("its namespace is not in the table".to_owned())),
+                        (Some(ns), Ok(record)) => {
+                            let len = record.file_len(ns, &name);
+                            if payload_checksum(record.payload) == record.checksum {
+                                (len, None)
+                            } else {
+                                (len, Some("its payload does not match its checksum".to_owned()))
+                            }
+                        }
+                        (Some(_), Err(why)) => (0, Some(why)),
+                    };
+                    out.push((namespace.unwrap_or_default(), name, file_len, problem));
+                    true
+                })?;
+                Ok(out)
+            })
+            .map_err(|e| self.error("check", e))
+    }
+
+    /// Deletes an entry `fsck` found damaged (by namespace and name).
+    pub(crate) fn delete_damaged(&self, namespace: &str, name: &str) -> Result<bool> {
+        let key = key(namespace, name);
+        self.env
+            .write(|txn| txn.delete(OBJECTS, &key))
+            .map_err(|e| self.error("delete", e))
+    }
+
+    /// Clears reader slots of processes that died; returns how many.
+    pub(crate) fn clear_stale_readers(&self) -> Result<usize> {
+        self.env.clear_stale_readers().map_err(|e| self.error("check the readers of", e))
+    }
+
+    /// The table file's size in bytes.
+    pub(crate) fn file_len(&self) -> u64 {
+        self.env.file_len()
+    }
+
+    /// The number the next event will get.
+    pub(crate) fn next_event(&self) -> Result<u64> {
+        self.env
+            .read(|txn| Ok(next_event_of(txn)?))
+            .map_err(|e| self.error("read", e))
+    }
+
+    /// The events numbered from `from` on (at most `limit`), and the number
+    /// after the last; events older than the table keeps are skipped.
+    pub(crate) fn events_from(&self, from: u64, limit: usize) -> Result<(Vec<TableEvent>, u64)> {
+        self.env
+            .read(|txn| {
+                let next = next_event_of(txn)?;
+                let first = from.max(next.saturating_sub(EVENTS_KEPT));
+                let mut out = Vec::new();
+                let mut seq = first;
+                while seq < next && out.len() < limit {
+                    if let Some(bytes) = txn.get(EVENTS, &(seq % EVENTS_KEPT).to_be_bytes())? {
+                        if let Some(event) = decode_event(bytes).filter(|e| e.seq == seq) {
+                            out.push(event);
+                        }
+                    }
+                    seq += 1;
+                }
+                Ok((out, seq))
+            })
+            .map_err(|e| self.error("read", e))
+    }
+
+    /// Records a watcher of this process, so writers signal it.
+    pub(crate) fn add_watcher(&self, identity: u64) -> Result<()> {
+        let key = watcher_key(identity);
+        self.env
+            .write(|txn| txn.put(META, &key, &[]))
+            .map_err(|e| self.error("register a watcher in", e))
+    }
+
+    /// Removes a watcher (`identity` of a process), when no other of its watchers remains.
+    pub(crate) fn remove_watcher(&self, identity: u64) -> Result<()> {
+        let key = watcher_key(identity);
+        self.env
+            .write(|txn| txn.delete(META, &key).map(drop))
+            .map_err(|e| self.error("unregister a watcher in", e))
+    }
+
+    /// Removes the watchers of processes that are gone (`alive` says which live).
+    pub(crate) fn prune_watchers(&self, alive: impl Fn(u64) -> bool) -> Result<usize> {
+        self.env
+            .write(|txn| {
+                let mut dead = Vec::new();
+                txn.for_each_prefixed(META, WATCHER, |key, _| {
+                    let identity = key[WATCHER.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
+                    if !alive(identity) {
+                        dead.push(key.to_vec());
+                    }
+                    true
+                })?;
+                for key in &dead {
+                    txn.delete(META, key)?;
+                }
+                Ok(dead.len())
+            })
+            .map_err(|e| self.error("check the watchers of", e))
+    }
+
+    /// The file whose change time writers touch when there are watchers.
+    pub(crate) fn signal_path(&self) -> PathBuf {
+        self.dir.join(SIGNAL_FILE)
+    }
+}
+
+fn watcher_key(identity: u64) -> Vec<u8> {
+    let mut key = WATCHER.to_vec();
+    key.extend_from_slice(&identity.to_be_bytes());
+    key
+}
+
+fn next_event_of(txn: &ReadTxn<'_>) -> std::result::Result<u64, LmdbError> {
+    Ok(txn
+        .get(META, NEXT_EVENT)?
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Appends an event when a watcher is registered (none: nothing to do);
+/// `true` when it did.
+fn record_event(txn: &mut WriteTxn<'_>, set: bool, namespace: &str, name: &str) -> std::result::Result<bool, LmdbError> {
+    let mut watched = false;
+    txn.for_each_prefixed(META, WATCHER, |_, _| {
+        watched = true;
+        false
+    })?;
+    if !watched {
+        return Ok(false);
+    }
+    let seq = next_event_of(txn)?;
+    let mut event = Vec::with_capacity(13 + namespace.len() + name.len());
+    event.extend_from_slice(&seq.to_be_bytes());
+    event.push(u8::from(set));
+    event.extend_from_slice(&(namespace.len() as u32).to_le_bytes());
+    event.extend_from_slice(namespace.as_bytes());
+    event.extend_from_slice(name.as_bytes());
+    txn.put(EVENTS, &(seq % EVENTS_KEPT).to_be_bytes(), &event)?;
+    txn.put(META, NEXT_EVENT, &(seq + 1).to_be_bytes())?;
+    Ok(true)
+}
+
+fn decode_event(bytes: &[u8]) -> Option<TableEvent> {
+    let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let set = *bytes.get(8)? != 0;
+    let ns_len = u32::from_le_bytes(bytes.get(9..13)?.try_into().ok()?) as usize;
+    let namespace = std::str::from_utf8(bytes.get(13..13 + ns_len)?).ok()?.to_owned();
+    let name = std::str::from_utf8(bytes.get(13 + ns_len..)?).ok()?.to_owned();
+    Some(TableEvent {
+        seq,
+        set,
+        namespace,
+        name,
+    })
+}

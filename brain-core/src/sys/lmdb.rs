@@ -1,0 +1,622 @@
+//! LMDB, fenced: the B-tree in a shared memory map that holds a store's
+//! small objects (`shm/small.rs`).
+//!
+//! Every call into LMDB is here, behind an interface whose soundness rests
+//! on this module alone:
+//!
+//! - A transaction exists only inside a closure given to [`Env::read`] or
+//!   [`Env::write`]: it cannot outlive its environment, move to another
+//!   thread, or be used after it ended, and a value borrowed from the map
+//!   lives no longer than the closure's borrow of the transaction.
+//! - The map is remapped (grown) only while no transaction of this process
+//!   is open: every outermost transaction of a thread holds a lock shared,
+//!   and a resize takes it exclusively.
+//! - An environment opened before a `fork` is never used by the child
+//!   (LMDB forbids it: its reader slots carry the parent's pid); every call
+//!   checks the fork generation, and the child's copy is leaked, not closed.
+//! - With `MDB_WRITEMAP`, LMDB writes straight into the shared map, and a
+//!   store on a full tmpfs would kill the process with SIGBUS on a page it
+//!   cannot allocate. So the data file is allocated (`fallocate`) up to the
+//!   map's size before the map grows, and a full filesystem is an error at
+//!   that moment. LMDB truncates the file to the map size it is given; every
+//!   map size set here is at least the file's size, read under an `flock`
+//!   every process takes to open or grow, so the file never shrinks under
+//!   another process's map.
+
+use std::cell::Cell;
+use std::ffi::{c_void, CStr, CString};
+use std::fs::File;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::{self, NonNull};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use lmdb_master_sys as ffi;
+use rustix::fs::{FallocateFlags, FlockOperation};
+
+use super::fork;
+
+/// The data file's size when a store's table is first made.
+const INITIAL_MAP: usize = 1 << 20;
+
+/// What went wrong in LMDB.
+#[derive(Debug)]
+pub(crate) enum LmdbError {
+    /// The filesystem has no room to grow the table.
+    NoSpace,
+    /// An LMDB error code and its message.
+    Lmdb(i32, String),
+    /// A system call failed.
+    Io(io::Error),
+    /// Misuse this module refuses instead of deadlocking: a write begun
+    /// inside a write on the same thread.
+    Nested,
+    /// The closure gave up the transaction (it is aborted).
+    Cancelled,
+}
+
+impl std::fmt::Display for LmdbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LmdbError::NoSpace => f.write_str("the filesystem is full"),
+            LmdbError::Lmdb(code, message) => write!(f, "{message} (LMDB error {code})"),
+            LmdbError::Io(err) => err.fmt(f),
+            LmdbError::Nested => f.write_str("a write transaction was begun inside another"),
+            LmdbError::Cancelled => f.write_str("the transaction was cancelled"),
+        }
+    }
+}
+
+impl From<io::Error> for LmdbError {
+    fn from(err: io::Error) -> Self {
+        LmdbError::Io(err)
+    }
+}
+
+fn check(code: i32) -> Result<(), LmdbError> {
+    if code == 0 {
+        return Ok(());
+    }
+    if code > 0 {
+        return Err(LmdbError::Io(io::Error::from_raw_os_error(code)));
+    }
+    // SAFETY: mdb_strerror returns a pointer to a static NUL-terminated
+    // string for every code (a generic one for codes it does not know).
+    let message = unsafe { ffi::mdb_strerror(code) };
+    // SAFETY: as above: non-null, NUL-terminated, never freed.
+    let text = unsafe { CStr::from_ptr(message) };
+    Err(LmdbError::Lmdb(code, text.to_string_lossy().into_owned()))
+}
+
+thread_local! {
+    /// How many transactions this thread has open, and whether one is a write.
+    static OPEN: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
+/// An LMDB environment: one data file and its lock file in a directory.
+pub(crate) struct Env {
+    env: NonNull<ffi::MDB_env>,
+    /// The fork generation that opened it: any other never touches it.
+    generation: u64,
+    /// Shared by every thread's outermost transaction, exclusive to a resize.
+    txns: RwLock<()>,
+    /// Read transactions reset after use, renewed by the next read (cheaper
+    /// than a new one: the reader slot is kept).
+    idle_reads: Mutex<Vec<IdleRead>>,
+    dbs: Vec<ffi::MDB_dbi>,
+    /// Taken with `flock` around every change of the map's size.
+    map_lock: File,
+    data_path: PathBuf,
+}
+
+struct IdleRead(NonNull<ffi::MDB_txn>);
+
+// SAFETY: an LMDB environment may be used from any thread (LMDB's documented
+// contract for MDB_env); the handles here are only used through it.
+unsafe impl Send for Env {}
+// SAFETY: as above: LMDB synchronises access to the environment itself, and
+// the Rust-side state is behind a RwLock and a Mutex.
+unsafe impl Sync for Env {}
+// SAFETY: the environment is opened with MDB_NOTLS, so a reset read
+// transaction is not tied to the thread that made it.
+unsafe impl Send for IdleRead {}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").field("data", &self.data_path).finish_non_exhaustive()
+    }
+}
+
+/// A database of an environment, by its index in the names given to [`Env::open`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Db(usize);
+
+impl Db {
+    /// The database named `names[index]` at open.
+    pub(crate) const fn at(index: usize) -> Db {
+        Db(index)
+    }
+}
+
+impl Env {
+    /// Opens (creating when needed) the environment in `dir`, with the
+    /// named databases `names`; files are made with `mode`.
+    pub(crate) fn open(dir: &Path, names: &[&str], mode: u32) -> Result<Env, LmdbError> {
+        let map_lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(dir.join("map.lock"))?;
+        let data_path = dir.join("data.mdb");
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out pointer; LMDB allocates the handle.
+        check(unsafe { ffi::mdb_env_create(&mut raw) })?;
+        let env = NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_env_create returned null")))?;
+        let mut opened = Env {
+            env,
+            generation: fork::generation(),
+            txns: RwLock::new(()),
+            idle_reads: Mutex::new(Vec::new()),
+            dbs: Vec::new(),
+            map_lock,
+            data_path,
+        };
+        // SAFETY: a fresh, unopened environment handle.
+        check(unsafe { ffi::mdb_env_set_maxdbs(opened.env.as_ptr(), names.len() as u32) })?;
+        // SAFETY: as above.
+        check(unsafe { ffi::mdb_env_set_maxreaders(opened.env.as_ptr(), 4096) })?;
+        let path = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        {
+            let _flock = FlockGuard::exclusive(&opened.map_lock)?;
+            let size = file_len(&opened.data_path)?.max(INITIAL_MAP);
+            // SAFETY: not yet opened: the size is only recorded.
+            check(unsafe { ffi::mdb_env_set_mapsize(opened.env.as_ptr(), size) })?;
+            let flags = ffi::MDB_WRITEMAP
+                | ffi::MDB_NOSYNC
+                | ffi::MDB_NOMETASYNC
+                | ffi::MDB_NORDAHEAD
+                | ffi::MDB_NOTLS;
+            // SAFETY: `path` is a NUL-terminated directory name that lives
+            // across the call; the handle is created and not yet opened.
+            check(unsafe { ffi::mdb_env_open(opened.env.as_ptr(), path.as_ptr(), flags, mode) })?;
+            // A new file is sparse past LMDB's first pages: allocate it all.
+            opened.allocate(size)?;
+        }
+        let mut dbs = Vec::with_capacity(names.len());
+        opened.write_raw(|txn| {
+            dbs.clear();
+            for name in names {
+                dbs.push(txn.open_db(name)?);
+            }
+            Ok(())
+        })?;
+        opened.dbs = dbs;
+        Ok(opened)
+    }
+
+    fn owned_here(&self) -> bool {
+        self.generation == fork::generation()
+    }
+
+    fn forked() -> LmdbError {
+        LmdbError::Io(io::Error::other(
+            "this table was opened before the process forked; open the store again",
+        ))
+    }
+
+    /// Allocates the data file's pages up to `size` (the map never reaches past them).
+    fn allocate(&self, size: usize) -> Result<(), LmdbError> {
+        let fd = self.data_fd()?;
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size as u64) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NOSPC) => Err(LmdbError::NoSpace),
+            Err(err) => Err(LmdbError::Io(err.into())),
+        }
+    }
+
+    fn data_fd(&self) -> Result<BorrowedFd<'_>, LmdbError> {
+        let mut fd: ffi::mdb_filehandle_t = -1;
+        // SAFETY: an open environment; `fd` is a valid out pointer.
+        check(unsafe { ffi::mdb_env_get_fd(self.env.as_ptr(), &mut fd) })?;
+        // SAFETY: LMDB keeps its data file descriptor open until the
+        // environment is closed, which needs `self`, outliving this borrow.
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// The map's size, in bytes.
+    pub(crate) fn map_size(&self) -> usize {
+        let mut info = std::mem::MaybeUninit::<ffi::MDB_envinfo>::zeroed();
+        // SAFETY: an open environment; `info` is a valid out pointer that
+        // mdb_env_info fills entirely.
+        let rc = unsafe { ffi::mdb_env_info(self.env.as_ptr(), info.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        // SAFETY: filled by the successful call above (and zeroed before).
+        unsafe { info.assume_init() }.me_mapsize
+    }
+
+    /// The data file's size in bytes (all of it allocated).
+    pub(crate) fn file_len(&self) -> u64 {
+        file_len(&self.data_path).unwrap_or(0) as u64
+    }
+
+    /// Grows the map (and the file under it) to at least `wanted` bytes, or
+    /// to what another process grew the file to. Only with no transaction
+    /// of this process open.
+    fn grow(&self, wanted: usize) -> Result<(), LmdbError> {
+        if OPEN.with(Cell::get).0 > 0 {
+            // This thread's own transaction would wait for itself.
+            return Err(LmdbError::Nested);
+        }
+        let _txns = self.txns.write().unwrap_or_else(PoisonError::into_inner);
+        let _flock = FlockGuard::exclusive(&self.map_lock)?;
+        let size = file_len(&self.data_path)?.max(wanted).next_multiple_of(page_size());
+        self.allocate(size)?;
+        // SAFETY: no transaction of this process is open (the write half of
+        // `txns` is held, and every transaction holds the read half), and the
+        // file is allocated up to `size`, so LMDB's truncate to it only grows.
+        check(unsafe { ffi::mdb_env_set_mapsize(self.env.as_ptr(), size) })
+    }
+
+    /// Runs `f` in a read transaction.
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&ReadTxn<'_>) -> Result<R, LmdbError>,
+    ) -> Result<R, LmdbError> {
+        if !self.owned_here() {
+            return Err(Self::forked());
+        }
+        loop {
+            let _guard = Entered::new(self, false)?;
+            let idle = self.idle_reads.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let txn = match idle {
+                Some(IdleRead(txn)) => {
+                    // SAFETY: a read transaction of this environment, reset
+                    // (so not in use), taken out of the idle list by this thread.
+                    match check(unsafe { ffi::mdb_txn_renew(txn.as_ptr()) }) {
+                        Ok(()) => txn,
+                        Err(err) => {
+                            // SAFETY: the failed renew left it reset; aborting frees it.
+                            unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
+                            if is_resized(&err) {
+                                drop(_guard);
+                                self.grow(0)?;
+                                continue;
+                            }
+                            return Err(err);
+                        }
+                    }
+                }
+                None => {
+                    let mut raw = ptr::null_mut();
+                    // SAFETY: an open environment; `raw` is a valid out pointer.
+                    let begun = check(unsafe {
+                        ffi::mdb_txn_begin(self.env.as_ptr(), ptr::null_mut(), ffi::MDB_RDONLY, &mut raw)
+                    });
+                    match begun {
+                        Ok(()) => NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?,
+                        Err(err) if is_resized(&err) => {
+                            drop(_guard);
+                            self.grow(0)?;
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+            };
+            let read = ReadTxn {
+                txn,
+                env: self,
+                _not_send: PhantomData,
+            };
+            let result = f(&read);
+            // SAFETY: the closure has returned, so nothing borrows from the
+            // transaction; reset keeps its reader slot for the next renew.
+            unsafe { ffi::mdb_txn_reset(txn.as_ptr()) };
+            self.idle_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(IdleRead(txn));
+            return result;
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits it when `f` returns
+    /// `Ok`; aborts it otherwise. When the table is full, the map grows and
+    /// `f` runs again in a new transaction.
+    pub(crate) fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<R, LmdbError>,
+    ) -> Result<R, LmdbError> {
+        if !self.owned_here() {
+            return Err(Self::forked());
+        }
+        loop {
+            match self.write_raw(&mut f) {
+                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_RESIZED => self.grow(0)?,
+                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_FULL => {
+                    let current = self.map_size();
+                    self.grow(current + (current / 8).max(INITIAL_MAP))?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn write_raw<R>(
+        &self,
+        mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<R, LmdbError>,
+    ) -> Result<R, LmdbError> {
+        if OPEN.with(Cell::get).1 {
+            return Err(LmdbError::Nested);
+        }
+        let _guard = Entered::new(self, true)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: an open environment, no write transaction of this thread
+        // open (checked above: a second would deadlock on LMDB's writer lock).
+        check(unsafe { ffi::mdb_txn_begin(self.env.as_ptr(), ptr::null_mut(), 0, &mut raw) })?;
+        let txn = NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?;
+        let mut write = WriteTxn {
+            read: ReadTxn {
+                txn,
+                env: self,
+                _not_send: PhantomData,
+            },
+        };
+        match f(&mut write) {
+            Ok(value) => {
+                // SAFETY: the closure returned, nothing borrows from the
+                // transaction; commit ends it (and frees it, even on error).
+                check(unsafe { ffi::mdb_txn_commit(txn.as_ptr()) })?;
+                Ok(value)
+            }
+            Err(err) => {
+                // SAFETY: as above; abort ends and frees it.
+                unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
+                Err(err)
+            }
+        }
+    }
+
+    /// Clears the reader slots of processes that died in a read; returns how many.
+    pub(crate) fn clear_stale_readers(&self) -> Result<usize, LmdbError> {
+        if !self.owned_here() {
+            return Err(Self::forked());
+        }
+        let mut dead = 0;
+        // SAFETY: an open environment; `dead` is a valid out pointer.
+        check(unsafe { ffi::mdb_reader_check(self.env.as_ptr(), &mut dead) })?;
+        Ok(dead.max(0) as usize)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.owned_here() {
+            // A forked child's copy: LMDB must not touch the parent's slots.
+            return;
+        }
+        for IdleRead(txn) in self.idle_reads.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            // SAFETY: reset transactions of this environment, unused.
+            unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
+        }
+        // SAFETY: no transaction is open (each lives inside a borrow of
+        // `self`), and the handle is not used again.
+        unsafe { ffi::mdb_env_close(self.env.as_ptr()) };
+    }
+}
+
+fn is_resized(err: &LmdbError) -> bool {
+    matches!(err, LmdbError::Lmdb(code, _) if *code == ffi::MDB_MAP_RESIZED)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+fn file_len(path: &Path) -> Result<usize, LmdbError> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.len() as usize),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// An exclusive `flock` held until dropped.
+struct FlockGuard<'a>(&'a File);
+
+impl<'a> FlockGuard<'a> {
+    fn exclusive(file: &'a File) -> Result<FlockGuard<'a>, LmdbError> {
+        loop {
+            match rustix::fs::flock(file.as_fd(), FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(FlockGuard(file)),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(err) => return Err(LmdbError::Io(err.into())),
+            }
+        }
+    }
+}
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0.as_fd(), FlockOperation::Unlock);
+    }
+}
+
+/// This thread's count of open transactions, and the resize lock held
+/// shared by its outermost one.
+struct Entered<'a> {
+    _shared: Option<RwLockReadGuard<'a, ()>>,
+    write: bool,
+}
+
+impl<'a> Entered<'a> {
+    fn new(env: &'a Env, write: bool) -> Result<Entered<'a>, LmdbError> {
+        let (open, writing) = OPEN.with(Cell::get);
+        let shared = (open == 0).then(|| env.txns.read().unwrap_or_else(PoisonError::into_inner));
+        OPEN.with(|o| o.set((open + 1, writing || write)));
+        Ok(Entered {
+            _shared: shared,
+            write,
+        })
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        OPEN.with(|o| {
+            let (open, writing) = o.get();
+            o.set((open - 1, writing && !self.write));
+        });
+    }
+}
+
+fn val(bytes: &[u8]) -> ffi::MDB_val {
+    ffi::MDB_val {
+        mv_size: bytes.len(),
+        mv_data: bytes.as_ptr() as *mut c_void,
+    }
+}
+
+fn empty_val() -> ffi::MDB_val {
+    ffi::MDB_val {
+        mv_size: 0,
+        mv_data: ptr::null_mut(),
+    }
+}
+
+/// A read transaction: a consistent snapshot of every database.
+pub(crate) struct ReadTxn<'env> {
+    txn: NonNull<ffi::MDB_txn>,
+    env: &'env Env,
+    /// A transaction belongs to the thread running the closure.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl ReadTxn<'_> {
+    fn dbi(&self, db: Db) -> ffi::MDB_dbi {
+        self.env.dbs[db.0]
+    }
+
+    /// The value of `key`, borrowed from the map for as long as the transaction.
+    pub(crate) fn get(&self, db: Db, key: &[u8]) -> Result<Option<&[u8]>, LmdbError> {
+        let mut k = val(key);
+        let mut v = empty_val();
+        // SAFETY: a live transaction of this environment, a database handle
+        // opened in it at open, and valid in/out pointers; LMDB does not
+        // write through the key's pointer.
+        let rc = unsafe { ffi::mdb_get(self.txn.as_ptr(), self.dbi(db), &mut k, &mut v) };
+        if rc == ffi::MDB_NOTFOUND {
+            return Ok(None);
+        }
+        check(rc)?;
+        // SAFETY: LMDB returned a pointer to `mv_size` bytes in the map,
+        // valid until the transaction ends, which the returned borrow of
+        // `self` cannot outlive.
+        Ok(Some(unsafe { std::slice::from_raw_parts(v.mv_data as *const u8, v.mv_size) }))
+    }
+
+    /// Calls `f` on each entry whose key starts with `prefix`, in key
+    /// order, until it returns `false`.
+    pub(crate) fn for_each_prefixed(
+        &self,
+        db: Db,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), LmdbError> {
+        let mut cursor = ptr::null_mut();
+        // SAFETY: a live transaction and a database opened in it; `cursor`
+        // is a valid out pointer.
+        check(unsafe { ffi::mdb_cursor_open(self.txn.as_ptr(), self.dbi(db), &mut cursor) })?;
+        let cursor = CursorGuard(cursor);
+        let mut k = val(prefix);
+        let mut v = empty_val();
+        let mut op = ffi::MDB_SET_RANGE;
+        loop {
+            // SAFETY: an open cursor of this live transaction and valid
+            // in/out pointers.
+            let rc = unsafe { ffi::mdb_cursor_get(cursor.0, &mut k, &mut v, op) };
+            if rc == ffi::MDB_NOTFOUND {
+                return Ok(());
+            }
+            check(rc)?;
+            // SAFETY: LMDB returned `mv_size` bytes in the map, valid until
+            // the transaction ends or the cursor moves; used before either.
+            let key = unsafe { std::slice::from_raw_parts(k.mv_data as *const u8, k.mv_size) };
+            if !key.starts_with(prefix) {
+                return Ok(());
+            }
+            // SAFETY: as for the key.
+            let value = unsafe { std::slice::from_raw_parts(v.mv_data as *const u8, v.mv_size) };
+            if !f(key, value) {
+                return Ok(());
+            }
+            op = ffi::MDB_NEXT;
+        }
+    }
+}
+
+struct CursorGuard(*mut ffi::MDB_cursor);
+
+impl Drop for CursorGuard {
+    fn drop(&mut self) {
+        // SAFETY: a cursor opened by `for_each_prefixed` in a transaction
+        // that is still live (the guard is dropped inside its borrow).
+        unsafe { ffi::mdb_cursor_close(self.0) };
+    }
+}
+
+/// A write transaction: reads see its own writes.
+pub(crate) struct WriteTxn<'env> {
+    read: ReadTxn<'env>,
+}
+
+impl<'env> std::ops::Deref for WriteTxn<'env> {
+    type Target = ReadTxn<'env>;
+    fn deref(&self) -> &ReadTxn<'env> {
+        &self.read
+    }
+}
+
+impl WriteTxn<'_> {
+    fn open_db(&mut self, name: &str) -> Result<ffi::MDB_dbi, LmdbError> {
+        let name = CString::new(name).map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let mut dbi = 0;
+        // SAFETY: a live write transaction, a NUL-terminated name that
+        // outlives the call, and a valid out pointer.
+        check(unsafe { ffi::mdb_dbi_open(self.read.txn.as_ptr(), name.as_ptr(), ffi::MDB_CREATE, &mut dbi) })?;
+        Ok(dbi)
+    }
+
+    /// Sets `key` to `value`.
+    pub(crate) fn put(&mut self, db: Db, key: &[u8], value: &[u8]) -> Result<(), LmdbError> {
+        let mut k = val(key);
+        let mut v = val(value);
+        // SAFETY: a live write transaction, a database opened in it, and
+        // valid pointers; LMDB copies both into the map and does not write
+        // through them (no MDB_RESERVE).
+        check(unsafe { ffi::mdb_put(self.read.txn.as_ptr(), self.read.dbi(db), &mut k, &mut v, 0) })
+    }
+
+    /// Deletes `key`; `false` when it was not there.
+    pub(crate) fn delete(&mut self, db: Db, key: &[u8]) -> Result<bool, LmdbError> {
+        let mut k = val(key);
+        // SAFETY: a live write transaction, a database opened in it, a
+        // valid key pointer and no data (delete whatever the key holds).
+        let rc = unsafe { ffi::mdb_del(self.read.txn.as_ptr(), self.read.dbi(db), &mut k, ptr::null_mut()) };
+        if rc == ffi::MDB_NOTFOUND {
+            return Ok(false);
+        }
+        check(rc).map(|()| true)
+    }
+}
