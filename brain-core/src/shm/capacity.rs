@@ -89,7 +89,7 @@ fn identity(pid: u32, start: u64) -> u64 {
 }
 
 /// This process's identity.
-fn my_identity() -> u64 {
+pub(crate) fn my_identity() -> u64 {
     let pid = std::process::id();
     identity(pid, process_start_time(pid).unwrap_or(0))
 }
@@ -106,6 +106,12 @@ fn recorded_alive(identity: u64, pid_ns: u64) -> bool {
     identity != 0
         && (owner.foreign()
             || process_start_time(pid).is_some_and(|now| self::identity(pid, now) == identity))
+}
+
+/// Whether the process recorded as `identity` (by a process of this PID
+/// namespace) still runs.
+pub(crate) fn identity_alive(identity: u64) -> bool {
+    recorded_alive(identity, u64::from(pid_namespace()))
 }
 
 /// A refused reservation: what was in use and the limit.

@@ -50,6 +50,10 @@ impl Store {
     /// back the pages that replaced objects hold in the recycling pool.
     pub(crate) fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
+        // Reader slots and watcher registrations of processes that died.
+        let table = self.small_table()?;
+        table.clear_stale_readers()?;
+        table.prune_watchers()?;
         // A control file being created by an opener that died.
         for entry in read_dir(&self.inner.root)? {
             let dead = tmp_owner(&entry.file_name()).is_some_and(|owner| !owner.alive());
@@ -131,6 +135,9 @@ impl Store {
                 used += std::fs::symlink_metadata(&path).map_or(0, |m| accounted(m.len()));
             }
         }
+        for (_, _, file_len, _) in self.small_table()?.check_all()? {
+            used += accounted(file_len);
+        }
         self.inner.control.recount(used, exclusive);
         self.recount_pool(exclusive)?;
         self.inner.control.reset_slots(exclusive);
@@ -167,6 +174,22 @@ impl Store {
                     }
                 }
             }
+        }
+        let table = self.small_table()?;
+        for (namespace, name, _, problem) in table.check_all()? {
+            let Some(reason) = problem else {
+                report.objects += 1;
+                continue;
+            };
+            let deleted = delete_corrupt && {
+                let _entered = self.inner.control.enter()?;
+                table.delete_damaged(&namespace, &name)?
+            };
+            report.deleted += u64::from(deleted);
+            report.corrupt.push(CorruptObject {
+                location: table.location(&namespace, &name),
+                reason: format!("the small object {name:?} in namespace {namespace:?}: {reason}"),
+            });
         }
         let exclusive = self
             .inner

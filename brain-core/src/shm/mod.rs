@@ -412,6 +412,11 @@ impl Store {
                     bytes: filesystem_free,
                 },
                 UsageDetail {
+                    key: "small_table",
+                    label: "small-object table",
+                    bytes: self.small_table()?.file_len(),
+                },
+                UsageDetail {
                     key: "held_by_views",
                     label: "held",
                     bytes: held::deleted_mappings_under(&self.inner.root).0,

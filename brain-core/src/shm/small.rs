@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arrow_buffer::Buffer;
+use arrow_buffer::{Buffer, MutableBuffer};
 
 use crate::api::error::{Error, Result};
 use crate::api::view::{ObjectMeta, ObjectView};
@@ -249,11 +249,6 @@ impl SmallTable {
         table_error(&self.dir, action, err)
     }
 
-    /// Whether the filesystem ran out while the table grew.
-    pub(crate) fn is_full(err: &LmdbError) -> bool {
-        matches!(err, LmdbError::NoSpace)
-    }
-
     /// The object `name` in `namespace`, copied out of the table: its view
     /// (`whole`) or only its metadata.
     pub(crate) fn get(&self, namespace: &str, name: &str, whole: bool) -> Result<Option<(ObjectMeta, Option<ObjectView>)>> {
@@ -266,7 +261,10 @@ impl SmallTable {
                 Ok(record) => {
                     let meta = record.meta(namespace, name);
                     let view = whole.then(|| {
-                        ObjectView::new(meta.clone(), Buffer::from(record.payload.to_vec()))
+                        // Payloads are 64-byte aligned, as in an object file.
+                        let mut payload = MutableBuffer::with_capacity(record.payload.len());
+                        payload.extend_from_slice(record.payload);
+                        ObjectView::new(meta.clone(), Buffer::from(payload))
                             .with_checksum(Some(PayloadChecksum::Chunked(record.checksum)))
                     });
                     Ok((meta, view))
@@ -327,10 +325,12 @@ impl SmallTable {
     /// Wakes watchers after a change they were told of.
     fn signal_if(&self, recorded: bool) {
         if recorded {
-            // A change of the file's times is an inotify event; a failure
+            // Setting both times is an inotify IN_ATTRIB (one alone is an
+            // IN_MODIFY or IN_ACCESS, which readers' opens would also make
+            // elsewhere). A failure
             // costs watchers only their wake-up (they also poll).
             let _ = rustix::fs::futimens(&self.signal, &rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+                last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
                 last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
             });
         }
@@ -410,29 +410,6 @@ impl SmallTable {
             (Ok(()), outcome) => Ok(outcome.map(|o| o.expect("errors returned above"))),
             (Err(err), _) => Err(self.error("write", err)),
         }
-    }
-
-    /// Deletes `name`; returns the file length it counted for, or `None`
-    /// when it was not there.
-    pub(crate) fn delete(&self, namespace: &str, name: &str) -> Result<Option<u64>> {
-        let key = key(namespace, name);
-        self.env
-            .write(|txn| {
-                let Some(old) = txn.get(OBJECTS, &key)? else {
-                    return Ok(None);
-                };
-                let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
-                txn.delete(OBJECTS, &key)?;
-                let signal = record_event(txn, false, namespace, name)?;
-                Ok(Some((file_len, signal)))
-            })
-            .map(|deleted| {
-                deleted.map(|(file_len, signal)| {
-                    self.signal_if(signal);
-                    file_len
-                })
-            })
-            .map_err(|e| self.error("delete", e))
     }
 
     /// The metadata of every object of `namespace` in the table, by name.
@@ -569,6 +546,11 @@ impl SmallTable {
         self.env.file_len()
     }
 
+    /// Where an entry is, for a report: the table's directory.
+    pub(crate) fn location(&self, _namespace: &str, _name: &str) -> crate::api::error::Location {
+        self.dir.clone().into()
+    }
+
     /// The number the next event will get.
     pub(crate) fn next_event(&self) -> Result<u64> {
         self.env
@@ -598,30 +580,36 @@ impl SmallTable {
             .map_err(|e| self.error("read", e))
     }
 
-    /// Records a watcher of this process, so writers signal it.
-    pub(crate) fn add_watcher(&self, identity: u64) -> Result<()> {
-        let key = watcher_key(identity);
+    /// Records a watcher of this process, so writers record events and
+    /// signal; returns its registration. Watchers of processes that are
+    /// gone are removed on the way.
+    pub(crate) fn add_watcher(&self) -> Result<u64> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let registration = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = watcher_key(registration);
+        self.prune_watchers()?;
         self.env
             .write(|txn| txn.put(META, &key, &[]))
-            .map_err(|e| self.error("register a watcher in", e))
+            .map_err(|e| self.error("register a watcher in", e))?;
+        Ok(registration)
     }
 
-    /// Removes a watcher (`identity` of a process), when no other of its watchers remains.
-    pub(crate) fn remove_watcher(&self, identity: u64) -> Result<()> {
-        let key = watcher_key(identity);
+    /// Removes a watcher's registration.
+    pub(crate) fn remove_watcher(&self, registration: u64) -> Result<()> {
+        let key = watcher_key(registration);
         self.env
             .write(|txn| txn.delete(META, &key).map(drop))
             .map_err(|e| self.error("unregister a watcher in", e))
     }
 
-    /// Removes the watchers of processes that are gone (`alive` says which live).
-    pub(crate) fn prune_watchers(&self, alive: impl Fn(u64) -> bool) -> Result<usize> {
+    /// Removes the watchers of processes that are gone.
+    pub(crate) fn prune_watchers(&self) -> Result<usize> {
         self.env
             .write(|txn| {
                 let mut dead = Vec::new();
                 txn.for_each_prefixed(META, WATCHER, |key, _| {
-                    let identity = key[WATCHER.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
-                    if !alive(identity) {
+                    let owner = key.get(WATCHER.len()..WATCHER.len() + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+                    if !super::capacity::identity_alive(owner) {
                         dead.push(key.to_vec());
                     }
                     true
@@ -640,9 +628,12 @@ impl SmallTable {
     }
 }
 
-fn watcher_key(identity: u64) -> Vec<u8> {
+/// A watcher's key: its process's identity (pid and start time), then the
+/// registration's number in that process.
+fn watcher_key(registration: u64) -> Vec<u8> {
     let mut key = WATCHER.to_vec();
-    key.extend_from_slice(&identity.to_be_bytes());
+    key.extend_from_slice(&super::capacity::my_identity().to_be_bytes());
+    key.extend_from_slice(&registration.to_be_bytes());
     key
 }
 

@@ -19,6 +19,8 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{PollFd, PollFlags};
 
 use super::reader::read_meta_at;
+use super::small::SmallTable;
+use std::sync::Arc;
 use super::Store;
 use crate::api::error::{Error, Result};
 use crate::api::names::validate_name;
@@ -57,6 +59,18 @@ pub(crate) struct InotifyWatcher {
     dirs: HashMap<WatchDescriptor, WatchedDir>,
     pending: VecDeque<WatchEvent>,
     buffer: Vec<u8>,
+    /// The small-object table, the watch on its signal file, the number of
+    /// the next event to read from it, and this watcher's registration.
+    table: Arc<SmallTable>,
+    table_wd: WatchDescriptor,
+    next_table_event: u64,
+    registration: u64,
+}
+
+impl Drop for InotifyWatcher {
+    fn drop(&mut self) {
+        let _ = self.table.remove_watcher(self.registration);
+    }
 }
 
 impl std::fmt::Debug for InotifyWatcher {
@@ -89,6 +103,16 @@ impl InotifyWatcher {
         let root = store.namespaces_root().to_owned();
         let inotify = Inotify::init().map_err(|e| Error::io("start inotify for", &root, e))?;
         let (root_wd, root_identity) = watch_root(&inotify, &root)?;
+        // Registered before the first event is read, so no change after
+        // this point goes untold.
+        let table = store.small_table()?;
+        let registration = table.add_watcher()?;
+        let signal = table.signal_path();
+        let table_wd = inotify
+            .watches()
+            .add(&signal, WatchMask::ATTRIB)
+            .map_err(|e| Error::io("watch", &signal, e))?;
+        let next_table_event = table.next_event()?;
         let mut watcher = InotifyWatcher {
             inotify,
             store: store.clone(),
@@ -99,6 +123,10 @@ impl InotifyWatcher {
             dirs: HashMap::new(),
             pending: VecDeque::new(),
             buffer: vec![0; 64 * 1024],
+            table,
+            table_wd,
+            next_table_event,
+            registration,
         };
         watcher.add_namespace_dirs(false)?;
         Ok(watcher)
@@ -327,7 +355,33 @@ impl InotifyWatcher {
         Ok(())
     }
 
+    /// Takes the table's events since the last read.
+    fn read_table_events(&mut self) -> Result<()> {
+        loop {
+            let (events, next) = self.table.events_from(self.next_table_event, 4096)?;
+            let more = next > self.next_table_event && !events.is_empty();
+            self.next_table_event = next;
+            for event in events {
+                if self.only.as_ref().is_some_and(|ns| *ns != event.namespace) {
+                    continue;
+                }
+                let (namespace, name) = (event.namespace, event.name);
+                self.pending.push_back(if event.set {
+                    WatchEvent::Set { namespace, name }
+                } else {
+                    WatchEvent::Deleted { namespace, name }
+                });
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
     fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<String>) -> Result<()> {
+        if wd == self.table_wd || mask.contains(EventMask::Q_OVERFLOW) {
+            self.read_table_events()?;
+        }
         if mask.contains(EventMask::Q_OVERFLOW) {
             let wds: Vec<_> = self.dirs.keys().cloned().collect();
             for wd in wds {
