@@ -557,11 +557,15 @@ impl ShmWriter {
         if let Some(reservation) = self.reservation.take() {
             reservation.publish(file_len);
         }
+        // A file of this name can only exist when no entry did: a file's
+        // publish removes the entry under the same lock (a file a crash
+        // left beside an entry is `gc`'s).
+        let path = self.dir.join(self.header.key.to_hex());
+        let look_for_file = replaced.is_none();
         if let Some(replaced) = replaced {
             self.store.inner.control.object_left(replaced.file_len);
         }
-        let path = self.dir.join(self.header.key.to_hex());
-        if rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
+        if look_for_file && rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
             // Unless a set of either kind came after this one.
             table.while_current(namespace, name, record.created_unix_nanos, record.checksum, || {
                 self.store.delete_file(namespace, name)

@@ -541,7 +541,8 @@ impl ReadTxn<'_> {
         let cursor = CursorGuard(cursor);
         let mut k = val(prefix);
         let mut v = empty_val();
-        let mut op = ffi::MDB_SET_RANGE;
+        // LMDB refuses an empty key: the whole table starts at its first entry.
+        let mut op = if prefix.is_empty() { ffi::MDB_FIRST } else { ffi::MDB_SET_RANGE };
         loop {
             // SAFETY: an open cursor of this live transaction and valid
             // in/out pointers.
