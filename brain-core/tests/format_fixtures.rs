@@ -466,7 +466,11 @@ fn a_new_store_writes_the_control_file_and_object_files_as_pinned() {
         .tempdir_in("/dev/shm")
         .expect("a directory in /dev/shm");
     let root = dir.path().join("store");
-    let store = Store::open(&root).expect("a store");
+    let store = Store::builder()
+        .path(&root)
+        .small_object_table(false)
+        .open()
+        .expect("a store");
     assert_eq!(fs::read(root.join("brain.ctl")).expect("brain.ctl"), v3);
 
     // An object file lies at ns/<namespace dir>/<key>, holds the header

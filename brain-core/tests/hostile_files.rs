@@ -18,6 +18,17 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A store whose objects are all files, for tests of the object file itself.
+fn file_store() -> (tempfile::TempDir, Store) {
+    let (dir, _) = store();
+    let store = Store::builder()
+        .path(dir.path().join("store"))
+        .small_object_table(false)
+        .open()
+        .unwrap();
+    (dir, store)
+}
+
 /// The one object file of the store's one namespace.
 fn object_file(root: &Path) -> PathBuf {
     let ns_dir = std::fs::read_dir(root.join("store/ns"))
@@ -53,7 +64,7 @@ fn refused(store: &Store, file: &Path, what: &str) {
 }
 
 fn every_damage_is_refused(payload_len: usize) {
-    let (dir, store) = store();
+    let (dir, store) = file_store();
     let payload: Vec<u8> = (0..payload_len).map(|i| (i * 7 % 251) as u8).collect();
     store
         .put(

@@ -22,6 +22,17 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A store whose objects are all files, for tests of the object file itself.
+fn file_store() -> (tempfile::TempDir, Store) {
+    let (dir, _) = store();
+    let store = Store::builder()
+        .path(dir.path().join("store"))
+        .small_object_table(false)
+        .open()
+        .unwrap();
+    (dir, store)
+}
+
 #[test]
 fn set_get_replace_delete() -> TestResult {
     let (_dir, store) = store();
@@ -286,7 +297,7 @@ fn ndarray_and_pickle_layouts_round_trip() -> TestResult {
 
 #[test]
 fn corrupt_and_future_files_give_clear_errors() -> TestResult {
-    let (dir, store) = store();
+    let (dir, store) = file_store();
     store.put("d", "x", &Payload::bytes(b"hello"))?;
     let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?
         .next()
@@ -336,7 +347,7 @@ fn corrupt_and_future_files_give_clear_errors() -> TestResult {
 #[test]
 fn a_corrupt_object_can_be_deleted() -> TestResult {
     // The Corrupt error advises deleting the object; that must work.
-    let (dir, store) = store();
+    let (dir, store) = file_store();
     store.put("d", "x", &Payload::bytes(b"hello"))?;
     let used = store.usage()?.used;
     assert!(used > 0);
@@ -498,7 +509,7 @@ fn wait_for_returns_when_the_name_appears_or_times_out() -> TestResult {
 
 #[test]
 fn gc_removes_what_dead_writers_left() -> TestResult {
-    let (dir, store) = store();
+    let (dir, store) = file_store();
     store.put("d", "x", &Payload::bytes(b"1"))?;
     let ns_dir = std::fs::read_dir(dir.path().join("store/ns"))?
         .next()
@@ -561,6 +572,7 @@ fn checksums_are_verified_by_fsck() -> TestResult {
     let store = Store::builder()
         .path(dir.path().join("s"))
         .checksums(true)
+        .small_object_table(false)
         .open()?;
     store.put("d", "x", &Payload::bytes(&[5; 300]))?;
     assert!(store.fsck(false)?.corrupt.is_empty());
@@ -718,7 +730,7 @@ fn threads_opening_a_new_store_at_once_all_succeed() -> TestResult {
 
 #[test]
 fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult {
-    let (_dir, store) = store();
+    let (_dir, store) = file_store();
     store.put("d", "good", &Payload::bytes(b"fine"))?;
     store.put("d", "future", &Payload::bytes(b"from a newer release"))?;
     store.put("d", "damaged", &Payload::bytes(b"soon corrupt"))?;
@@ -741,8 +753,8 @@ fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult 
 
 #[test]
 fn a_small_object_read_again_is_served_from_a_copy_until_it_changes() -> TestResult {
-    let (dir, store) = store();
-    let other = Store::open(dir.path().join("store"))?; // another cache, as another process has
+    let (dir, store) = file_store();
+    let other = Store::builder().path(dir.path().join("store")).small_object_table(false).open()?; // another cache, as another process has
     let ns = store.namespace("n")?;
     let elsewhere = other.namespace("n")?;
     elsewhere.set("s", b"first")?;

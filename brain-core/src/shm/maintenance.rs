@@ -135,8 +135,8 @@ impl Store {
                 used += std::fs::symlink_metadata(&path).map_or(0, |m| accounted(m.len()));
             }
         }
-        for (_, _, file_len, _) in self.small_table()?.check_all()? {
-            used += accounted(file_len);
+        for entry in self.small_table()?.check_all()? {
+            used += accounted(entry.file_len);
         }
         self.inner.control.recount(used, exclusive);
         self.recount_pool(exclusive)?;
@@ -176,8 +176,9 @@ impl Store {
             }
         }
         let table = self.small_table()?;
-        for (namespace, name, _, problem) in table.check_all()? {
-            let Some(reason) = problem else {
+        for entry in table.check_all()? {
+            let (namespace, name) = (entry.namespace, entry.name);
+            let Some(reason) = entry.problem else {
                 report.objects += 1;
                 continue;
             };

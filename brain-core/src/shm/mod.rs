@@ -17,7 +17,7 @@
 //! `pool` (puts and recycling), `watch`, `lock`, `maintenance` (gc, fsck).
 
 mod cache;
-mod capacity;
+pub(crate) mod capacity;
 mod dirs;
 pub(crate) mod fill;
 mod lock;
@@ -93,6 +93,7 @@ pub struct StoreBuilder {
     capacity: Option<u64>,
     mapping_cache: usize,
     small_object_limit: usize,
+    small_object_table: bool,
     recycle_limit: Option<u64>,
     recycle_idle: Duration,
 }
@@ -104,6 +105,7 @@ impl Default for StoreBuilder {
             capacity: None,
             mapping_cache: DEFAULT_MAPPING_CACHE,
             small_object_limit: DEFAULT_SMALL_OBJECT_LIMIT,
+            small_object_table: true,
             recycle_limit: None,
             recycle_idle: DEFAULT_IDLE,
         }
@@ -157,6 +159,18 @@ impl StoreBuilder {
     #[must_use]
     pub fn small_object_limit(mut self, bytes: usize) -> Self {
         self.small_object_limit = bytes.max(FIRST_READ);
+        self
+    }
+
+    /// Whether this process writes objects small enough (an entry of up to
+    /// 2,000 bytes with its name, description and payload) into the
+    /// store's table of small objects (see docs/ARCHITECTURE.md, "Small
+    /// objects") rather than a file each. Default: on. Reads find objects
+    /// of either kind whatever this says; off keeps every new object a
+    /// file, for tools that read object files themselves.
+    #[must_use]
+    pub fn small_object_table(mut self, on: bool) -> Self {
+        self.small_object_table = on;
         self
     }
 
@@ -216,6 +230,7 @@ impl StoreBuilder {
                 root,
                 control,
                 small_object_limit: self.small_object_limit,
+                small_object_table: self.small_object_table,
                 recycle_limit: self.recycle_limit,
                 recycle_idle: self.recycle_idle,
                 recycling_allowed,
@@ -256,6 +271,8 @@ pub(crate) struct Inner {
     pub(crate) pool: PathBuf,
     pub(crate) control: Arc<Control>,
     pub(crate) small_object_limit: usize,
+    /// Whether small objects this process writes go into the table.
+    pub(crate) small_object_table: bool,
     pub(crate) recycle_limit: Option<u64>,
     pub(crate) recycle_idle: Duration,
     /// Whether the store is on a tmpfs, where recycling's locks hold.
@@ -337,8 +354,9 @@ impl Store {
     }
 
     /// Deletes the object file of `name` (not a small object); `false`
-    /// when there is none.
-    pub(crate) fn delete_file(&self, namespace: &str, name: &str) -> Result<bool> {
+    /// when there is none. The caller counts itself in flight (`entered`):
+    /// entering again here could wait for a recount that waits for it.
+    pub(crate) fn delete_file(&self, namespace: &str, name: &str, _entered: &capacity::Entered) -> Result<bool> {
         // Reading the header first makes a key collision an error instead of
         // deleting someone else's object. A corrupt file, or one from a newer
         // format, cannot be checked, and deleting it is the repair its error
@@ -351,7 +369,6 @@ impl Store {
         let key = ObjectKey::new(namespace, name);
         let path = self.object_path(namespace, key);
         let tmp = self.ns_dir(namespace).join(unique_tmp_name("del"));
-        let _entered = self.inner.control.enter()?;
         match rustix::fs::rename(&path, &tmp) {
             Ok(()) => {}
             Err(Errno::NOENT) => return Ok(false),
@@ -575,8 +592,8 @@ impl ObjectStore for Store {
         let _entered = self.inner.control.enter()?;
         // The file and the entry go under the table's writer lock, so a set
         // of a small object cannot slip in between.
-        let (entry, file) = self.small_table()?.change_file(namespace, name, || {
-            self.delete_file(namespace, name).map(|gone| (gone, gone))
+        let (entry, file) = self.small_table()?.change_file(namespace, name, true, || {
+            self.delete_file(namespace, name, &_entered)
         })?;
         if let Some(file_len) = entry {
             self.inner.control.object_left(file_len);
@@ -644,20 +661,24 @@ impl ObjectStore for Store {
         let dir = self.ns_dir(namespace);
         let doomed = self.inner.trash.join(unique_tmp_name("ns"));
         let _entered = self.inner.control.enter()?;
+        let had_dir = match rustix::fs::rename(&dir, &doomed) {
+            Ok(()) => true,
+            Err(Errno::NOENT) => false,
+            Err(err) => return Err(Error::io("remove the namespace", &dir, os(err))),
+        };
         let (in_table, small_lens) = self.small_table()?.remove_namespace(namespace)?;
         let mut removed = small_lens.len() as u64;
         for file_len in small_lens {
             self.inner.control.object_left(file_len);
         }
-        match rustix::fs::rename(&dir, &doomed) {
-            Ok(()) => {}
-            Err(Errno::NOENT) if in_table => return Ok(removed),
-            Err(Errno::NOENT) => {
+        match (had_dir, in_table) {
+            (true, _) => {}
+            (false, true) => return Ok(removed),
+            (false, false) => {
                 return Err(Error::NamespaceNotFound {
                     namespace: namespace.to_owned(),
                 })
             }
-            Err(err) => return Err(Error::io("remove the namespace", &dir, os(err))),
         }
         for entry in read_dir(&doomed)? {
             let path = entry.path();

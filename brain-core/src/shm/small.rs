@@ -237,6 +237,17 @@ fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
     }
 }
 
+/// An entry as `fsck` checked it.
+#[derive(Debug)]
+pub(crate) struct CheckedEntry {
+    pub namespace: String,
+    pub name: String,
+    /// What the entry counts for (as an object file of it would).
+    pub file_len: u64,
+    /// What is wrong with it, if anything.
+    pub problem: Option<String>,
+}
+
 /// What a set of a small object replaced.
 #[derive(Debug)]
 pub(crate) struct Replaced {
@@ -340,46 +351,56 @@ impl SmallTable {
     /// away) inside a write transaction that also removes the name's entry,
     /// so no set of a small object interleaves with it: every change of a
     /// name, file or entry, happens under the table's writer lock. When
-    /// `change` fails, nothing changes. Returns the file length the removed
-    /// entry counted for, and what `change` returned.
+    /// `change` fails, nothing changes. When `deleting`, an entry removed
+    /// is told to watchers as deleted (a file's rename tells of itself).
+    /// Returns the file length the removed entry counted for, and what
+    /// `change` returned.
+    ///
+    /// Every change to the table is made before `change` runs, so only the
+    /// commit can fail after it; then the entry is removed in a transaction
+    /// of its own, and if that fails too it stays, shadowing the file (what
+    /// a writer killed at that point leaves, which readers see as the old
+    /// value and `gc` clears).
     pub(crate) fn change_file<R>(
         &self,
         namespace: &str,
         name: &str,
-        mut change: impl FnMut() -> Result<(R, bool)>,
+        deleting: bool,
+        mut change: impl FnMut() -> Result<R>,
     ) -> Result<(Option<u64>, R)> {
         let key = key(namespace, name);
-        let mut outcome: Option<Result<(R, bool)>> = None;
+        let mut outcome: Option<Result<R>> = None;
+        let remove_entry = |txn: &mut WriteTxn<'_>| -> std::result::Result<(Option<u64>, bool), LmdbError> {
+            let Some(old) = txn.get(OBJECTS, &key)? else {
+                return Ok((None, false));
+            };
+            let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
+            txn.delete(OBJECTS, &key)?;
+            let signal = deleting && record_event(txn, false, namespace, name)?;
+            Ok((Some(file_len), signal))
+        };
         let done = self.env.write(|txn| {
-            let old = txn
-                .get(OBJECTS, &key)?
-                .map(|old| Record::decode(old).map_or(0, |r| r.file_len(namespace, name)));
-            if old.is_some() {
-                txn.delete(OBJECTS, &key)?;
-            }
+            let removed = remove_entry(txn)?;
             // Run once: a retry (the table grew) must not repeat the rename.
             if outcome.is_none() {
                 outcome = Some(change());
             }
             match &outcome {
-                // A file renamed is an event of its own (inotify's); an
-                // entry that went with no file is the table's to tell.
-                Some(Ok((_, false))) if old.is_some() => {
-                    Ok((old, record_event(txn, false, namespace, name)?))
-                }
-                Some(Ok(_)) => Ok((old, false)),
+                Some(Ok(_)) => Ok(removed),
                 _ => Err(LmdbError::Cancelled),
             }
         });
-        match (done, outcome) {
-            (Ok((old, signal)), Some(Ok((value, _)))) => {
-                self.signal_if(signal);
-                Ok((old, value))
-            }
-            (_, Some(Err(err))) => Err(err),
-            (Err(err), _) => Err(self.error("write", err)),
-            (Ok(_), None) => unreachable!("the change ran in the committed transaction"),
-        }
+        let value = match outcome {
+            Some(Ok(value)) => value,
+            Some(Err(err)) => return Err(err),
+            None => return Err(self.error("write", done.err().unwrap_or(LmdbError::Cancelled))),
+        };
+        let (old, signal) = match done {
+            Ok(removed) => removed,
+            Err(_) => self.env.write(remove_entry).unwrap_or((None, false)),
+        };
+        self.signal_if(signal);
+        Ok((old, value))
     }
 
     /// Runs `change` under the table's writer lock when `name`'s entry is
@@ -420,7 +441,7 @@ impl SmallTable {
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
-                    if let (Ok(name), Ok(record)) = (std::str::from_utf8(&key[PREFIX..]), Record::decode(value)) {
+                    if let (Ok(name), Ok(record)) = (std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()), Record::decode(value)) {
                         out.push(record.meta(namespace, name));
                     }
                     true
@@ -437,7 +458,7 @@ impl SmallTable {
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
-                    if let Ok(name) = std::str::from_utf8(&key[PREFIX..]) {
+                    if let Ok(name) = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()) {
                         out.push(name.to_owned());
                     }
                     true
@@ -473,7 +494,7 @@ impl SmallTable {
                 let known = txn.delete(NAMESPACES, &prefix)?;
                 let mut doomed = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
-                    let name = String::from_utf8_lossy(&key[PREFIX..]).into_owned();
+                    let name = String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
                     let file_len = Record::decode(value).map_or(0, |r| r.file_len(namespace, &name));
                     doomed.push((key.to_vec(), name, file_len));
                     true
@@ -496,7 +517,7 @@ impl SmallTable {
     /// Every entry, checked: `(namespace, name, file length, problem)`.
     /// The namespace comes from the namespace table (an entry whose
     /// namespace is not there is a problem too).
-    pub(crate) fn check_all(&self) -> Result<Vec<(String, String, u64, Option<String>)>> {
+    pub(crate) fn check_all(&self) -> Result<Vec<CheckedEntry>> {
         self.env
             .read(|txn| {
                 let mut namespaces = HashMap::new();
@@ -520,7 +541,12 @@ impl SmallTable {
                         }
                         (Some(_), Err(why)) => (0, Some(why)),
                     };
-                    out.push((namespace.unwrap_or_default(), name, file_len, problem));
+                    out.push(CheckedEntry {
+                        namespace: namespace.unwrap_or_default(),
+                        name,
+                        file_len,
+                        problem,
+                    });
                     true
                 })?;
                 Ok(out)
@@ -551,16 +577,10 @@ impl SmallTable {
         self.dir.clone().into()
     }
 
-    /// The number the next event will get.
-    pub(crate) fn next_event(&self) -> Result<u64> {
-        self.env
-            .read(|txn| Ok(next_event_of(txn)?))
-            .map_err(|e| self.error("read", e))
-    }
-
-    /// The events numbered from `from` on (at most `limit`), and the number
-    /// after the last; events older than the table keeps are skipped.
-    pub(crate) fn events_from(&self, from: u64, limit: usize) -> Result<(Vec<TableEvent>, u64)> {
+    /// The events numbered from `from` on (at most `limit`), the number
+    /// after the last, and whether events older than the table keeps were
+    /// lost on the way.
+    pub(crate) fn events_from(&self, from: u64, limit: usize) -> Result<(Vec<TableEvent>, u64, bool)> {
         self.env
             .read(|txn| {
                 let next = next_event_of(txn)?;
@@ -575,7 +595,7 @@ impl SmallTable {
                     }
                     seq += 1;
                 }
-                Ok((out, seq))
+                Ok((out, seq, first > from))
             })
             .map_err(|e| self.error("read", e))
     }
@@ -583,15 +603,21 @@ impl SmallTable {
     /// Records a watcher of this process, so writers record events and
     /// signal; returns its registration. Watchers of processes that are
     /// gone are removed on the way.
-    pub(crate) fn add_watcher(&self) -> Result<u64> {
+    /// Also returns the number of the first event it will read, from the
+    /// same transaction: no event falls between the two.
+    pub(crate) fn add_watcher(&self) -> Result<(u64, u64)> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let registration = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = watcher_key(registration);
         self.prune_watchers()?;
-        self.env
-            .write(|txn| txn.put(META, &key, &[]))
+        let next = self
+            .env
+            .write(|txn| {
+                txn.put(META, &key, &[])?;
+                next_event_of(txn)
+            })
             .map_err(|e| self.error("register a watcher in", e))?;
-        Ok(registration)
+        Ok((registration, next))
     }
 
     /// Removes a watcher's registration.

@@ -106,13 +106,12 @@ impl InotifyWatcher {
         // Registered before the first event is read, so no change after
         // this point goes untold.
         let table = store.small_table()?;
-        let registration = table.add_watcher()?;
         let signal = table.signal_path();
         let table_wd = inotify
             .watches()
             .add(&signal, WatchMask::ATTRIB)
             .map_err(|e| Error::io("watch", &signal, e))?;
-        let next_table_event = table.next_event()?;
+        let (registration, next_table_event) = table.add_watcher()?;
         let mut watcher = InotifyWatcher {
             inotify,
             store: store.clone(),
@@ -299,8 +298,10 @@ impl InotifyWatcher {
             }
             Err(_) => {
                 if let Some((name, _)) = dir.known.remove(hex) {
-                    if announce {
-                        let namespace = dir.namespace.clone();
+                    let namespace = dir.namespace.clone();
+                    // A file that gave way to a small object of its name:
+                    // the table told of that set.
+                    if announce && !self.table.contains(&namespace, &name)? {
                         self.pending
                             .push_back(WatchEvent::Deleted { namespace, name });
                     }
@@ -358,9 +359,23 @@ impl InotifyWatcher {
     /// Takes the table's events since the last read.
     fn read_table_events(&mut self) -> Result<()> {
         loop {
-            let (events, next) = self.table.events_from(self.next_table_event, 4096)?;
+            let (events, next, lost) = self.table.events_from(self.next_table_event, 4096)?;
             let more = next > self.next_table_event && !events.is_empty();
             self.next_table_event = next;
+            if lost {
+                // Fell behind what the table keeps: every small object there
+                // is now is reported as set (as an inotify overflow rescans).
+                let namespaces = match &self.only {
+                    Some(ns) => vec![ns.clone()],
+                    None => self.table.namespaces()?,
+                };
+                for namespace in namespaces {
+                    for name in self.table.names(&namespace)? {
+                        let namespace = namespace.clone();
+                        self.pending.push_back(WatchEvent::Set { namespace, name });
+                    }
+                }
+            }
             for event in events {
                 if self.only.as_ref().is_some_and(|ns| *ns != event.namespace) {
                     continue;

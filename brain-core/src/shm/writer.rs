@@ -478,6 +478,7 @@ impl ShmWriter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         if self.dest.is_none()
+            && self.store.inner.small_object_table
             && small::fits(&self.header.namespace, &self.header.name, &self.header.description, self.written)
         {
             return self.publish_small(file_len);
@@ -510,12 +511,13 @@ impl ShmWriter {
         let (small_left, (replaced, published)) = self.store.small_table()?.change_file(
             &self.header.namespace,
             &self.header.name,
+            false,
             || match seal(&tmp, &target) {
-                Ok(replaced) => Ok(((replaced, true), true)),
+                Ok(replaced) => Ok((replaced, true)),
                 // The namespace was removed between link and rename, taking the
                 // linked file with it: as if it was removed just after the write.
                 Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => {
-                    Ok(((None, false), true))
+                    Ok((None, false))
                 }
                 Err(e) => Err(Error::io("publish", &target, os(e))),
             },
@@ -567,8 +569,9 @@ impl ShmWriter {
         }
         if look_for_file && rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
             // Unless a set of either kind came after this one.
+            let entered = self.entered.as_ref().expect("held until the writer is done");
             table.while_current(namespace, name, record.created_unix_nanos, record.checksum, || {
-                self.store.delete_file(namespace, name)
+                self.store.delete_file(namespace, name, entered)
             })?;
         }
         Ok(record.meta(namespace, name))

@@ -23,7 +23,7 @@
 //!   every process takes to open or grow, so the file never shrinks under
 //!   another process's map.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::{c_void, CStr, CString};
 use std::fs::File;
 use std::io;
@@ -33,6 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use lmdb_master_sys as ffi;
@@ -93,13 +94,38 @@ fn check(code: i32) -> Result<(), LmdbError> {
 }
 
 thread_local! {
-    /// How many transactions this thread has open, and whether one is a write.
-    static OPEN: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+    /// Per environment (by id): how many transactions this thread has
+    /// open in it, and whether one is a write.
+    static OPEN: RefCell<Vec<(u64, usize, bool)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// This thread's open transactions in environment `id`: (count, writing).
+fn open_here(id: u64) -> (usize, bool) {
+    OPEN.with(|open| {
+        open.borrow()
+            .iter()
+            .find(|(env, _, _)| *env == id)
+            .map_or((0, false), |(_, count, writing)| (*count, *writing))
+    })
+}
+
+fn set_open_here(id: u64, count: usize, writing: bool) {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        open.retain(|(env, _, _)| *env != id);
+        if count > 0 {
+            open.push((id, count, writing));
+        }
+    });
+}
+
+static NEXT_ENV_ID: AtomicU64 = AtomicU64::new(0);
 
 /// An LMDB environment: one data file and its lock file in a directory.
 pub(crate) struct Env {
     env: NonNull<ffi::MDB_env>,
+    /// Tells this environment's transactions from others' in [`OPEN`].
+    id: u64,
     /// The fork generation that opened it: any other never touches it.
     generation: u64,
     /// Shared by every thread's outermost transaction, exclusive to a resize.
@@ -160,6 +186,7 @@ impl Env {
         let env = NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_env_create returned null")))?;
         let mut opened = Env {
             env,
+            id: NEXT_ENV_ID.fetch_add(1, Ordering::Relaxed),
             generation: fork::generation(),
             txns: RwLock::new(()),
             idle_reads: Mutex::new(Vec::new()),
@@ -175,7 +202,9 @@ impl Env {
             .map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
         {
             let _flock = FlockGuard::exclusive(&opened.map_lock)?;
-            let size = file_len(&opened.data_path)?.max(INITIAL_MAP);
+            let size = file_len(&opened.data_path)?
+                .max(INITIAL_MAP)
+                .next_multiple_of(page_size());
             // SAFETY: not yet opened: the size is only recorded.
             check(unsafe { ffi::mdb_env_set_mapsize(opened.env.as_ptr(), size) })?;
             let flags = ffi::MDB_WRITEMAP
@@ -186,11 +215,13 @@ impl Env {
             // SAFETY: `path` is a NUL-terminated directory name that lives
             // across the call; the handle is created and not yet opened.
             check(unsafe { ffi::mdb_env_open(opened.env.as_ptr(), path.as_ptr(), flags, mode) })?;
-            // A new file is sparse past LMDB's first pages: allocate it all.
+            // A new file is sparse past LMDB's first pages, and LMDB's lock
+            // file (its reader table) is sparse too: allocate both.
             opened.allocate(size)?;
+            allocate_whole(&dir.join("lock.mdb"))?;
         }
         let mut dbs = Vec::with_capacity(names.len());
-        opened.write_raw(|txn| {
+        opened.write(|txn| {
             dbs.clear();
             for name in names {
                 dbs.push(txn.open_db(name)?);
@@ -230,8 +261,9 @@ impl Env {
         Ok(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
-    /// The map's size, in bytes.
-    pub(crate) fn map_size(&self) -> usize {
+    /// The map's size, in bytes. Only while no other thread may resize it
+    /// (LMDB reads it from the map): under either half of `txns`.
+    fn map_size_locked(&self) -> usize {
         let mut info = std::mem::MaybeUninit::<ffi::MDB_envinfo>::zeroed();
         // SAFETY: an open environment; `info` is a valid out pointer that
         // mdb_env_info fills entirely.
@@ -248,16 +280,18 @@ impl Env {
         file_len(&self.data_path).unwrap_or(0) as u64
     }
 
-    /// Grows the map (and the file under it) to at least `wanted` bytes, or
-    /// to what another process grew the file to. Only with no transaction
-    /// of this process open.
-    fn grow(&self, wanted: usize) -> Result<(), LmdbError> {
-        if OPEN.with(Cell::get).0 > 0 {
+    /// Grows the map (and the file under it): by an eighth (at least
+    /// [`INITIAL_MAP`]) when `bigger`, else to what another process grew
+    /// the file to. Only with no transaction of this process open.
+    fn grow(&self, bigger: bool) -> Result<(), LmdbError> {
+        if open_here(self.id).0 > 0 {
             // This thread's own transaction would wait for itself.
             return Err(LmdbError::Nested);
         }
         let _txns = self.txns.write().unwrap_or_else(PoisonError::into_inner);
         let _flock = FlockGuard::exclusive(&self.map_lock)?;
+        let current = self.map_size_locked();
+        let wanted = if bigger { current + (current / 8).max(INITIAL_MAP) } else { current };
         let size = file_len(&self.data_path)?.max(wanted).next_multiple_of(page_size());
         self.allocate(size)?;
         // SAFETY: no transaction of this process is open (the write half of
@@ -288,7 +322,7 @@ impl Env {
                             unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
                             if is_resized(&err) {
                                 drop(_guard);
-                                self.grow(0)?;
+                                self.grow(false)?;
                                 continue;
                             }
                             return Err(err);
@@ -305,7 +339,7 @@ impl Env {
                         Ok(()) => NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?,
                         Err(err) if is_resized(&err) => {
                             drop(_guard);
-                            self.grow(0)?;
+                            self.grow(false)?;
                             continue;
                         }
                         Err(err) => return Err(err),
@@ -317,15 +351,9 @@ impl Env {
                 env: self,
                 _not_send: PhantomData,
             };
-            let result = f(&read);
-            // SAFETY: the closure has returned, so nothing borrows from the
-            // transaction; reset keeps its reader slot for the next renew.
-            unsafe { ffi::mdb_txn_reset(txn.as_ptr()) };
-            self.idle_reads
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(IdleRead(txn));
-            return result;
+            // Reset and kept for the next read when `f` returns or panics.
+            let _ends = EndRead(&read);
+            return f(&read);
         }
     }
 
@@ -341,11 +369,8 @@ impl Env {
         }
         loop {
             match self.write_raw(&mut f) {
-                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_RESIZED => self.grow(0)?,
-                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_FULL => {
-                    let current = self.map_size();
-                    self.grow(current + (current / 8).max(INITIAL_MAP))?;
-                }
+                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_RESIZED => self.grow(false)?,
+                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_FULL => self.grow(true)?,
                 other => return other,
             }
         }
@@ -355,7 +380,7 @@ impl Env {
         &self,
         mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<R, LmdbError>,
     ) -> Result<R, LmdbError> {
-        if OPEN.with(Cell::get).1 {
+        if open_here(self.id).1 {
             return Err(LmdbError::Nested);
         }
         let _guard = Entered::new(self, true)?;
@@ -370,20 +395,16 @@ impl Env {
                 env: self,
                 _not_send: PhantomData,
             },
+            ended: false,
         };
-        match f(&mut write) {
-            Ok(value) => {
-                // SAFETY: the closure returned, nothing borrows from the
-                // transaction; commit ends it (and frees it, even on error).
-                check(unsafe { ffi::mdb_txn_commit(txn.as_ptr()) })?;
-                Ok(value)
-            }
-            Err(err) => {
-                // SAFETY: as above; abort ends and frees it.
-                unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
-                Err(err)
-            }
-        }
+        // When `f` fails or panics, dropping `write` aborts the transaction.
+        let value = f(&mut write)?;
+        write.ended = true;
+        // SAFETY: the closure returned, nothing borrows from the
+        // transaction; commit ends it (and frees it, even on error), and
+        // `ended` keeps the drop from aborting it again.
+        check(unsafe { ffi::mdb_txn_commit(txn.as_ptr()) })?;
+        Ok(value)
     }
 
     /// Clears the reader slots of processes that died in a read; returns how many.
@@ -424,6 +445,21 @@ fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096).max(4096)
 }
 
+/// Allocates every page of the file at `path` (LMDB makes its lock file
+/// by `ftruncate`, leaving it sparse).
+fn allocate_whole(path: &Path) -> Result<(), LmdbError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    match rustix::fs::fallocate(&file, FallocateFlags::KEEP_SIZE, 0, len) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOSPC) => Err(LmdbError::NoSpace),
+        Err(err) => Err(LmdbError::Io(err.into())),
+    }
+}
+
 fn file_len(path: &Path) -> Result<usize, LmdbError> {
     match std::fs::metadata(path) {
         Ok(meta) => Ok(meta.len() as usize),
@@ -457,16 +493,20 @@ impl Drop for FlockGuard<'_> {
 /// shared by its outermost one.
 struct Entered<'a> {
     _shared: Option<RwLockReadGuard<'a, ()>>,
+    id: u64,
     write: bool,
 }
 
 impl<'a> Entered<'a> {
     fn new(env: &'a Env, write: bool) -> Result<Entered<'a>, LmdbError> {
-        let (open, writing) = OPEN.with(Cell::get);
+        let (open, writing) = open_here(env.id);
+        // Only the outermost: a nested shared lock could wait behind a
+        // resize that waits for the outer one.
         let shared = (open == 0).then(|| env.txns.read().unwrap_or_else(PoisonError::into_inner));
-        OPEN.with(|o| o.set((open + 1, writing || write)));
+        set_open_here(env.id, open + 1, writing || write);
         Ok(Entered {
             _shared: shared,
+            id: env.id,
             write,
         })
     }
@@ -474,10 +514,28 @@ impl<'a> Entered<'a> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        OPEN.with(|o| {
-            let (open, writing) = o.get();
-            o.set((open - 1, writing && !self.write));
-        });
+        let (open, writing) = open_here(self.id);
+        set_open_here(self.id, open.saturating_sub(1), writing && !self.write);
+    }
+}
+
+/// Resets a read transaction and keeps it for the next read, however its
+/// closure ended.
+struct EndRead<'t, 'env>(&'t ReadTxn<'env>);
+
+impl Drop for EndRead<'_, '_> {
+    fn drop(&mut self) {
+        let txn = self.0.txn;
+        // SAFETY: the closure that borrowed the transaction has ended (this
+        // guard is dropped after it), so nothing borrows from it; reset
+        // keeps its reader slot for the next renew.
+        unsafe { ffi::mdb_txn_reset(txn.as_ptr()) };
+        self.0
+            .env
+            .idle_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(IdleRead(txn));
     }
 }
 
@@ -580,6 +638,20 @@ impl Drop for CursorGuard {
 /// A write transaction: reads see its own writes.
 pub(crate) struct WriteTxn<'env> {
     read: ReadTxn<'env>,
+    /// Committed: nothing to abort.
+    ended: bool,
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            // SAFETY: a live write transaction of this thread that was not
+            // committed (its closure failed or panicked, and nothing borrows
+            // from it any more); abort ends and frees it, releasing LMDB's
+            // writer lock.
+            unsafe { ffi::mdb_txn_abort(self.read.txn.as_ptr()) };
+        }
+    }
 }
 
 impl<'env> std::ops::Deref for WriteTxn<'env> {
