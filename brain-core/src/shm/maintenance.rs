@@ -26,9 +26,11 @@ impl Store {
     /// Namespace statistics from the files' sizes, without reading headers.
     pub(crate) fn stat_namespaces(&self) -> Result<Vec<NamespaceStats>> {
         let mut out = Vec::new();
+        let table = self.small_table()?;
         for namespace in self.namespaces()? {
             let dir = self.ns_dir(&namespace);
-            let (mut objects, mut bytes) = (0, 0);
+            let small = table.list(&namespace)?;
+            let (mut objects, mut bytes) = (small.len() as u64, small.iter().map(|m| m.stored_size).sum());
             for (_, path) in object_files(&dir)? {
                 if let Ok(meta) = std::fs::symlink_metadata(&path) {
                     objects += 1;

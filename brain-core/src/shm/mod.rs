@@ -552,8 +552,17 @@ impl ObjectStore for Store {
     }
 
     fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
-        let Some(view) = self.get(namespace, name)? else {
-            return Ok(None);
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        let table = self.small_table()?;
+        if let Some((_, Some(view))) = table.get(namespace, name, true)? {
+            view.verify(table.location(namespace, name))?;
+            return Ok(Some(view));
+        }
+        let view = match self.read_object(namespace, name, true)? {
+            Some(Read::View(view)) => view,
+            Some(Read::Meta(_)) => unreachable!("a whole read returns a view"),
+            None => return Ok(None),
         };
         view.verify(self.object_path(namespace, ObjectKey::new(namespace, name)))?;
         Ok(Some(view))

@@ -42,7 +42,12 @@ use rustix::fs::{FallocateFlags, FlockOperation};
 use super::fork;
 
 /// The data file's size when a store's table is first made.
-const INITIAL_MAP: usize = 1 << 20;
+const INITIAL_MAP: usize = 64 << 10;
+/// The most readers a table has at once (processes' and threads' read
+/// transactions), and room for LMDB's lock file with that many: 64 bytes
+/// a reader and a header.
+const MAX_READERS: u32 = 1024;
+const LOCK_FILE_ROOM: u64 = MAX_READERS as u64 * 64 + (64 << 10);
 
 /// What went wrong in LMDB.
 #[derive(Debug)]
@@ -197,7 +202,7 @@ impl Env {
         // SAFETY: a fresh, unopened environment handle.
         check(unsafe { ffi::mdb_env_set_maxdbs(opened.env.as_ptr(), names.len() as u32) })?;
         // SAFETY: as above.
-        check(unsafe { ffi::mdb_env_set_maxreaders(opened.env.as_ptr(), 4096) })?;
+        check(unsafe { ffi::mdb_env_set_maxreaders(opened.env.as_ptr(), MAX_READERS) })?;
         let path = CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
         {
@@ -207,6 +212,11 @@ impl Env {
                 .next_multiple_of(page_size());
             // SAFETY: not yet opened: the size is only recorded.
             check(unsafe { ffi::mdb_env_set_mapsize(opened.env.as_ptr(), size) })?;
+            // LMDB makes its lock file (the reader table) by `ftruncate`,
+            // sparse: its pages are allocated first. Only before LMDB opens
+            // it: closing any descriptor of the file drops the `fcntl`
+            // locks by which LMDB tells this process alive.
+            allocate_ahead(&dir.join("lock.mdb"), LOCK_FILE_ROOM, mode)?;
             let flags = ffi::MDB_WRITEMAP
                 | ffi::MDB_NOSYNC
                 | ffi::MDB_NOMETASYNC
@@ -215,10 +225,8 @@ impl Env {
             // SAFETY: `path` is a NUL-terminated directory name that lives
             // across the call; the handle is created and not yet opened.
             check(unsafe { ffi::mdb_env_open(opened.env.as_ptr(), path.as_ptr(), flags, mode) })?;
-            // A new file is sparse past LMDB's first pages, and LMDB's lock
-            // file (its reader table) is sparse too: allocate both.
+            // A new file is sparse past LMDB's first pages: allocate it.
             opened.allocate(size)?;
-            allocate_whole(&dir.join("lock.mdb"))?;
         }
         let mut dbs = Vec::with_capacity(names.len());
         opened.write(|txn| {
@@ -281,7 +289,7 @@ impl Env {
     }
 
     /// Grows the map (and the file under it): by an eighth (at least
-    /// [`INITIAL_MAP`]) when `bigger`, else to what another process grew
+    /// [`INITIAL_MAP`], a table's first size) when `bigger`, else to what another process grew
     /// the file to. Only with no transaction of this process open.
     fn grow(&self, bigger: bool) -> Result<(), LmdbError> {
         if open_here(self.id).0 > 0 {
@@ -445,15 +453,16 @@ fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096).max(4096)
 }
 
-/// Allocates every page of the file at `path` (LMDB makes its lock file
-/// by `ftruncate`, leaving it sparse).
-fn allocate_whole(path: &Path) -> Result<(), LmdbError> {
+/// Allocates the first `room` bytes of the file at `path` (made with
+/// `mode` when missing) without changing its length.
+fn allocate_ahead(path: &Path, room: u64, mode: u32) -> Result<(), LmdbError> {
     let file = std::fs::OpenOptions::new()
         .write(true)
+        .create(true)
+        .mode(mode)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)?;
-    let len = file.metadata()?.len();
-    match rustix::fs::fallocate(&file, FallocateFlags::KEEP_SIZE, 0, len) {
+    match rustix::fs::fallocate(&file, FallocateFlags::KEEP_SIZE, 0, room) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::NOSPC) => Err(LmdbError::NoSpace),
         Err(err) => Err(LmdbError::Io(err.into())),

@@ -1,0 +1,149 @@
+//! The table of small objects: which objects it holds, names that move
+//! between it and files, damage to it, and its growth.
+
+use std::path::{Path, PathBuf};
+
+use brain_core::{stored_size, Error, ObjectStore, Payload, Store};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::Builder::new()
+        .prefix("brain-core-small")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+/// The object files (not temporary ones) in every namespace directory.
+fn object_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for ns in std::fs::read_dir(root.join("ns")).unwrap() {
+        for entry in std::fs::read_dir(ns.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn small_objects_are_entries_and_large_ones_files_with_one_accounting() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    store.put("n", "small", &Payload::bytes(&[1; 20]).with_description("a note"))?;
+    store.put("n", "large", &Payload::bytes(&[2; 100_000]))?;
+    assert_eq!(object_files(&root).len(), 1, "only the large object is a file");
+    assert_eq!(&*store.get("n", "small")?.unwrap(), &[1; 20]);
+    assert_eq!(store.get("n", "large")?.unwrap().len(), 100_000);
+    assert!(store.contains("n", "small")?);
+    assert_eq!(store.names("n")?, ["large", "small"]);
+    let meta = store.metadata("n", "small")?.unwrap();
+    assert_eq!(meta.description, "a note");
+    assert_eq!(meta.size, 20);
+    // Counted as its object file would be, on every backend alike.
+    assert_eq!(meta.stored_size, stored_size("n", "small", "a note", 20));
+    let listed: u64 = store.list("n")?.iter().map(|m| m.stored_size).sum();
+    assert_eq!(store.usage()?.used, listed);
+    let fsck = store.fsck(false)?;
+    assert_eq!((fsck.objects, fsck.used_after), (2, listed));
+    assert!(fsck.corrupt.is_empty());
+    assert!(store.delete("n", "small")?);
+    assert!(!store.delete("n", "small")?);
+    assert_eq!(store.get("n", "small")?, None);
+    assert_eq!(store.names("n")?, ["large"]);
+    assert_eq!(store.usage()?.used, stored_size("n", "large", "", 100_000));
+    Ok(())
+}
+
+#[test]
+fn a_name_moves_from_the_table_to_a_file_and_back() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    store.put("n", "x", &Payload::bytes(b"small"))?;
+    store.put("n", "x", &Payload::bytes(&[7; 50_000]))?;
+    assert_eq!(store.get("n", "x")?.unwrap().len(), 50_000);
+    assert_eq!(object_files(&root).len(), 1);
+    assert_eq!(store.names("n")?, ["x"]);
+    assert_eq!(store.usage()?.used, stored_size("n", "x", "", 50_000));
+    store.put("n", "x", &Payload::bytes(b"small again"))?;
+    assert_eq!(&*store.get("n", "x")?.unwrap(), b"small again");
+    assert!(object_files(&root).is_empty(), "the file went with the set");
+    assert_eq!(store.usage()?.used, stored_size("n", "x", "", 11));
+    assert_eq!(store.fsck(false)?.used_after, stored_size("n", "x", "", 11));
+    assert_eq!(store.remove_namespace("n")?, 1);
+    assert_eq!(store.usage()?.used, 0);
+    assert!(store.namespaces()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_store_that_writes_files_reads_entries_and_replaces_them() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    let files_only = Store::builder().path(&root).small_object_table(false).open()?;
+    store.put("n", "x", &Payload::bytes(b"entry"))?;
+    assert_eq!(&*files_only.get("n", "x")?.unwrap(), b"entry");
+    files_only.put("n", "x", &Payload::bytes(b"file"))?;
+    assert_eq!(object_files(&root).len(), 1);
+    assert_eq!(&*store.get("n", "x")?.unwrap(), b"file");
+    assert_eq!(store.usage()?.used, stored_size("n", "x", "", 4));
+    Ok(())
+}
+
+#[test]
+fn a_damaged_entry_is_reported_never_returned_by_a_verified_read() -> TestResult {
+    let (dir, store) = store();
+    let pattern = b"a payload that is damaged on purpose";
+    store.put("n", "hurt", &Payload::bytes(pattern))?;
+    store.put("n", "fine", &Payload::bytes(b"whole"))?;
+    let data = dir.path().join("store/small/data.mdb");
+    let mut bytes = std::fs::read(&data)?;
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("the payload is in the table's file");
+    bytes[at + 3] ^= 0x20;
+    std::fs::write(&data, &bytes)?;
+    let err = store.get_verified("n", "hurt").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert_eq!(&*store.get_verified("n", "fine")?.unwrap(), b"whole");
+    let report = store.fsck(false)?;
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    assert!(report.corrupt[0].reason.contains("hurt"), "{report:?}");
+    let report = store.fsck(true)?;
+    assert_eq!(report.deleted, 1);
+    assert_eq!(store.get("n", "hurt")?, None);
+    assert_eq!(store.names("n")?, ["fine"]);
+    assert_eq!(store.usage()?.used, stored_size("n", "fine", "", 5));
+    Ok(())
+}
+
+#[test]
+fn the_table_grows_and_its_file_is_allocated_as_it_goes() -> TestResult {
+    let (dir, store) = store();
+    let data = dir.path().join("store/small/data.mdb");
+    let value = |i: usize| format!("{i:>1500}").into_bytes();
+    for i in 0..4000 {
+        store.put("n", &format!("k{i}"), &Payload::bytes(&value(i)))?;
+    }
+    let other = Store::open(dir.path().join("store"))?;
+    for i in (0..4000).step_by(97) {
+        assert_eq!(&*other.get("n", &format!("k{i}"))?.unwrap(), &value(i)[..]);
+    }
+    let meta = std::fs::metadata(&data)?;
+    assert!(meta.len() > 6 << 20, "the table grew past its first MiB: {}", meta.len());
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "every page of the table is allocated ({} of {})",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    assert_eq!(store.names("n")?.len(), 4000);
+    Ok(())
+}
