@@ -29,7 +29,10 @@ impl Store {
         let table = self.small_table()?;
         for namespace in self.namespaces()? {
             let dir = self.ns_dir(&namespace);
-            let small = table.list(&namespace)?;
+            let small = match &table {
+                Some(table) => table.list(&namespace)?,
+                None => Vec::new(),
+            };
             let (mut objects, mut bytes) = (small.len() as u64, small.iter().map(|m| m.stored_size).sum());
             for (_, path) in object_files(&dir)? {
                 if let Ok(meta) = std::fs::symlink_metadata(&path) {
@@ -53,9 +56,10 @@ impl Store {
     pub(crate) fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
         // Reader slots and watcher registrations of processes that died.
-        let table = self.small_table()?;
-        table.clear_stale_readers()?;
-        table.prune_watchers()?;
+        if let Some(table) = self.small_table()? {
+            table.clear_stale_readers()?;
+            table.prune_watchers()?;
+        }
         // A control file being created by an opener that died.
         for entry in read_dir(&self.inner.root)? {
             let dead = tmp_owner(&entry.file_name()).is_some_and(|owner| !owner.alive());
@@ -137,8 +141,10 @@ impl Store {
                 used += std::fs::symlink_metadata(&path).map_or(0, |m| accounted(m.len()));
             }
         }
-        for entry in self.small_table()?.check_all()? {
-            used += accounted(entry.file_len);
+        if let Some(table) = self.small_table()? {
+            for entry in table.check_all()? {
+                used += accounted(entry.file_len);
+            }
         }
         self.inner.control.recount(used, exclusive);
         self.recount_pool(exclusive)?;
@@ -177,7 +183,7 @@ impl Store {
                 }
             }
         }
-        let table = self.small_table()?;
+        let table = self.small_table_for_writing()?;
         for entry in table.check_all()? {
             let (namespace, name) = (entry.namespace, entry.name);
             let Some(reason) = entry.problem else {

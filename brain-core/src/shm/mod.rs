@@ -240,10 +240,27 @@ impl StoreBuilder {
                 small: Mutex::new(None),
             }),
         };
-        // Opening changes nothing: a process that only reads never takes a
+        // The table exists from the first open on, so a reader that finds
+        // none knows the store was removed.
+        store.small_table()?;
+        // Opening changes nothing else: a process that only reads never takes a
         // writer slot (idle pool files go at the next large write, or gc).
         Ok(store)
     }
+}
+
+/// How long a process trusts that the store's table is the one it opened
+/// before it looks again (a `stat`): a store removed and made again is
+/// noticed within this.
+pub(crate) const TABLE_RECHECK: Duration = Duration::from_millis(50);
+
+/// The table this process opened, and when it last made sure it is the store's.
+#[derive(Debug)]
+pub(crate) struct OpenTable {
+    generation: u64,
+    table: Arc<SmallTable>,
+    identity: (u64, u64),
+    checked: std::time::Instant,
 }
 
 /// A store of named objects in shared memory. Cheap to clone; every clone
@@ -284,7 +301,7 @@ pub(crate) struct Inner {
     pub(crate) prealloc: pool::Prealloc,
     /// The table of small objects, once this process (of this fork
     /// generation) opened it.
-    pub(crate) small: Mutex<Option<(u64, Arc<SmallTable>)>>,
+    pub(crate) small: Mutex<Option<OpenTable>>,
 }
 
 impl Store {
@@ -339,18 +356,59 @@ impl Store {
         self.make_namespace_dir(namespace)
     }
 
-    /// The store's table of small objects (small.rs), opened on first use.
-    pub(crate) fn small_table(&self) -> Result<Arc<SmallTable>> {
+    /// The store's table of small objects (small.rs), or `None` when the
+    /// store was removed (a wiped `/dev/shm`) since it was opened. A table
+    /// made anew (the store removed and made again) is noticed within
+    /// [`TABLE_RECHECK`]: until then, this process may still see the old one.
+    pub(crate) fn small_table(&self) -> Result<Option<Arc<SmallTable>>> {
         let generation = crate::sys::fork::generation();
         let mut slot = self.inner.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((opened_in, table)) = &*slot {
-            if *opened_in == generation {
-                return Ok(table.clone());
+        if let Some(open) = &*slot {
+            if open.generation == generation && open.checked.elapsed() < TABLE_RECHECK {
+                return Ok(Some(open.table.clone()));
             }
         }
+        let data = self.inner.root.join(small::SMALL_DIR).join(small::DATA_FILE);
+        let identity = match rustix::fs::stat(&data) {
+            Ok(st) => Some((st.st_dev, st.st_ino)),
+            Err(Errno::NOENT) => None,
+            Err(err) => return Err(Error::io("stat", &data, os(err))),
+        };
+        if let Some(open) = slot.as_mut() {
+            if open.generation == generation && Some(open.identity) == identity {
+                open.checked = std::time::Instant::now();
+                return Ok(Some(open.table.clone()));
+            }
+        }
+        *slot = None;
+        if identity.is_none() && !self.inner.root.join("brain.ctl").exists() {
+            return Ok(None);
+        }
         let table = small::open_table(&self.inner.root, CONTROL_MODE)?;
-        *slot = Some((generation, table.clone()));
-        Ok(table)
+        let identity = rustix::fs::stat(&data)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|e| Error::io("stat", &data, os(e)))?;
+        *slot = Some(OpenTable {
+            generation,
+            table: table.clone(),
+            identity,
+            checked: std::time::Instant::now(),
+        });
+        Ok(Some(table))
+    }
+
+    /// The table, for a change: a store removed since it was opened is an error.
+    pub(crate) fn small_table_for_writing(&self) -> Result<Arc<SmallTable>> {
+        self.small_table()?.ok_or_else(|| {
+            Error::io(
+                "write",
+                &self.inner.root,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the store was removed since it was opened; open it again",
+                ),
+            )
+        })
     }
 
     /// Deletes the object file of `name` (not a small object); `false`
@@ -431,7 +489,7 @@ impl Store {
                 UsageDetail {
                     key: "small_table",
                     label: "small-object table",
-                    bytes: self.small_table()?.file_len(),
+                    bytes: self.small_table()?.map_or(0, |t| t.file_len()),
                 },
                 UsageDetail {
                     key: "held_by_views",
@@ -541,8 +599,10 @@ impl ObjectStore for Store {
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        if let Some((_, Some(view))) = self.small_table()?.get(namespace, name, true)? {
-            return Ok(Some(view));
+        if let Some(table) = self.small_table()? {
+            if let Some((_, Some(view))) = table.get(namespace, name, true)? {
+                return Ok(Some(view));
+            }
         }
         match self.read_object(namespace, name, true)? {
             Some(Read::View(view)) => Ok(Some(view)),
@@ -554,10 +614,11 @@ impl ObjectStore for Store {
     fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        let table = self.small_table()?;
-        if let Some((_, Some(view))) = table.get(namespace, name, true)? {
-            view.verify(table.location(namespace, name))?;
-            return Ok(Some(view));
+        if let Some(table) = self.small_table()? {
+            if let Some((_, Some(view))) = table.get(namespace, name, true)? {
+                view.verify(table.location(namespace, name))?;
+                return Ok(Some(view));
+            }
         }
         let view = match self.read_object(namespace, name, true)? {
             Some(Read::View(view)) => view,
@@ -571,8 +632,10 @@ impl ObjectStore for Store {
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        if let Some((meta, _)) = self.small_table()?.get(namespace, name, false)? {
-            return Ok(Some(meta));
+        if let Some(table) = self.small_table()? {
+            if let Some((meta, _)) = table.get(namespace, name, false)? {
+                return Ok(Some(meta));
+            }
         }
         match self.read_object(namespace, name, false)? {
             Some(Read::Meta(meta)) => Ok(Some(meta)),
@@ -584,8 +647,10 @@ impl ObjectStore for Store {
     fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        if self.small_table()?.contains(namespace, name)? {
-            return Ok(true);
+        if let Some(table) = self.small_table()? {
+            if table.contains(namespace, name)? {
+                return Ok(true);
+            }
         }
         let path = self.object_path(namespace, ObjectKey::new(namespace, name));
         match rustix::fs::stat(&path) {
@@ -601,7 +666,10 @@ impl ObjectStore for Store {
         let _entered = self.inner.control.enter()?;
         // The file and the entry go under the table's writer lock, so a set
         // of a small object cannot slip in between.
-        let (entry, file) = self.small_table()?.change_file(namespace, name, true, || {
+        let Some(table) = self.small_table()? else {
+            return self.delete_file(namespace, name, &_entered);
+        };
+        let (entry, file) = table.change_file(namespace, name, true, || {
             self.delete_file(namespace, name, &_entered)
         })?;
         if let Some(file_len) = entry {
@@ -627,7 +695,10 @@ impl ObjectStore for Store {
         }
         // A name in the table and in a file (for a moment, or left by a
         // writer that died) is the table's: the newer.
-        let small = self.small_table()?.list(namespace)?;
+        let small = match self.small_table()? {
+            Some(table) => table.list(namespace)?,
+            None => Vec::new(),
+        };
         let in_table: std::collections::HashSet<&str> = small.iter().map(|m| m.name.as_str()).collect();
         out.retain(|meta| !in_table.contains(meta.name.as_str()));
         out.extend(small);
@@ -637,7 +708,10 @@ impl ObjectStore for Store {
 
     fn names(&self, namespace: &str) -> Result<Vec<String>> {
         validate_namespace(namespace)?;
-        let mut names = self.small_table()?.names(namespace)?;
+        let mut names = match self.small_table()? {
+            Some(table) => table.names(namespace)?,
+            None => Vec::new(),
+        };
         // Files hold their names in their headers only: each is read.
         for (key, path) in object_files(&self.ns_dir(namespace))? {
             match read_meta_at(&path) {
@@ -655,7 +729,9 @@ impl ObjectStore for Store {
 
     fn namespaces(&self) -> Result<Vec<String>> {
         let mut all = self.list_namespaces()?;
-        all.extend(self.small_table()?.namespaces()?);
+        if let Some(table) = self.small_table()? {
+            all.extend(table.namespaces()?);
+        }
         all.sort_unstable();
         all.dedup();
         Ok(all)
@@ -675,7 +751,10 @@ impl ObjectStore for Store {
             Err(Errno::NOENT) => false,
             Err(err) => return Err(Error::io("remove the namespace", &dir, os(err))),
         };
-        let (in_table, small_lens) = self.small_table()?.remove_namespace(namespace)?;
+        let (in_table, small_lens) = match self.small_table()? {
+            Some(table) => table.remove_namespace(namespace)?,
+            None => (false, Vec::new()),
+        };
         let mut removed = small_lens.len() as u64;
         for file_len in small_lens {
             self.inner.control.object_left(file_len);

@@ -56,6 +56,8 @@ const DATABASES: [&str; 4] = ["objects", "namespaces", "events", "meta"];
 
 /// The table's directory in a store.
 pub(crate) const SMALL_DIR: &str = "small";
+/// LMDB's data file in it.
+pub(crate) const DATA_FILE: &str = "data.mdb";
 const RECORD_VERSION: u8 = 1;
 const RECORD_FIXED: usize = 24;
 const PREFIX: usize = 16;

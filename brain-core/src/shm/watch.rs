@@ -105,7 +105,7 @@ impl InotifyWatcher {
         let (root_wd, root_identity) = watch_root(&inotify, &root)?;
         // Registered before the first event is read, so no change after
         // this point goes untold.
-        let table = store.small_table()?;
+        let table = store.small_table_for_writing()?;
         let signal = table.signal_path();
         let table_wd = inotify
             .watches()
@@ -177,7 +177,46 @@ impl InotifyWatcher {
         };
         self.root_wd = root_wd;
         self.root_identity = root_identity;
+        self.follow_new_table()?;
         self.add_namespace_dirs(true)
+    }
+
+    /// After the store was made again: registers with its new table and
+    /// reports the small objects already there as set.
+    fn follow_new_table(&mut self) -> Result<()> {
+        let Some(table) = self.store.small_table()? else {
+            return Ok(());
+        };
+        if Arc::ptr_eq(&table, &self.table) {
+            return Ok(());
+        }
+        let _ = self.table.remove_watcher(self.registration);
+        let signal = table.signal_path();
+        self.table_wd = self
+            .inotify
+            .watches()
+            .add(&signal, WatchMask::ATTRIB)
+            .map_err(|e| Error::io("watch", &signal, e))?;
+        let (registration, next) = table.add_watcher()?;
+        self.table = table;
+        self.registration = registration;
+        self.next_table_event = next;
+        self.announce_table()
+    }
+
+    /// Reports every small object of the watched namespaces as set.
+    fn announce_table(&mut self) -> Result<()> {
+        let namespaces = match &self.only {
+            Some(ns) => vec![ns.clone()],
+            None => self.table.namespaces()?,
+        };
+        for namespace in namespaces {
+            for name in self.table.names(&namespace)? {
+                let namespace = namespace.clone();
+                self.pending.push_back(WatchEvent::Set { namespace, name });
+            }
+        }
+        Ok(())
     }
 
     /// Stops watching every namespace directory, reporting what it held as deleted.
@@ -365,16 +404,7 @@ impl InotifyWatcher {
             if lost {
                 // Fell behind what the table keeps: every small object there
                 // is now is reported as set (as an inotify overflow rescans).
-                let namespaces = match &self.only {
-                    Some(ns) => vec![ns.clone()],
-                    None => self.table.namespaces()?,
-                };
-                for namespace in namespaces {
-                    for name in self.table.names(&namespace)? {
-                        let namespace = namespace.clone();
-                        self.pending.push_back(WatchEvent::Set { namespace, name });
-                    }
-                }
+                self.announce_table()?;
             }
             for event in events {
                 if self.only.as_ref().is_some_and(|ns| *ns != event.namespace) {

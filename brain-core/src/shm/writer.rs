@@ -508,7 +508,7 @@ impl ShmWriter {
         let target = self.dir.join(self.header.key.to_hex());
         // Under the small-object table's writer lock, which also removes a
         // small object of this name: no set of one can interleave.
-        let (small_left, (replaced, published)) = self.store.small_table()?.change_file(
+        let (small_left, (replaced, published)) = self.store.small_table_for_writing()?.change_file(
             &self.header.namespace,
             &self.header.name,
             false,
@@ -552,7 +552,7 @@ impl ShmWriter {
     /// store's table instead of a file, then removes an object file of the
     /// same name, which is older.
     fn publish_small(mut self, file_len: u64) -> Result<ObjectMeta> {
-        let table = self.store.small_table()?;
+        let table = self.store.small_table_for_writing()?;
         let (namespace, name) = (&self.header.namespace, &self.header.name);
         let record = Record::new(self.header.codec, &self.header.description, &self.pending);
         let replaced = table.put(namespace, name, &record)?;
