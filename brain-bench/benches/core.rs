@@ -239,12 +239,33 @@ fn main() {
 // filtered run (`cargo bench ... -- get_small`) writes no 1 GiB object it
 // does not measure. The fixture (and its store) is dropped with the group.
 
-/// A put of a small object, once, so the benches can read it.
+/// A put of a small object, once, so the benches can read it (an entry of
+/// the store's table, as every small object is); and the path of the same
+/// object written as a file under `<name>.file`, which the floors read.
 fn small_object(bench: &BenchStore, namespace: &str, name: &str) -> PathBuf {
     bench
         .namespace(namespace)
         .set(name, &seeded_bytes(SMALL, 1))
         .expect("set the small object");
+    object_file(
+        bench,
+        namespace,
+        &format!("{name}.file"),
+        &seeded_bytes(SMALL, 1),
+    )
+}
+
+/// Writes `bytes` as an object file (not a table entry) and returns its path.
+fn object_file(bench: &BenchStore, namespace: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let files = brain_core::Store::builder()
+        .path(bench.store.path())
+        .small_object_table(false)
+        .open()
+        .expect("open the store again");
+    files
+        .namespace(namespace)
+        .and_then(|ns| ns.set(name, bytes))
+        .expect("write the object file");
     object_path(&bench.store, namespace, name)
 }
 
@@ -638,9 +659,8 @@ fn namespaces(c: &mut Criterion) {
                 .namespace("existing")
                 .set("x", &seeded_bytes(SMALL, 10))
                 .unwrap();
-            let file_len = std::fs::metadata(object_path(&bench.store, "existing", "x"))
-                .unwrap()
-                .len() as usize;
+            let file = object_file(&bench, "existing", "x.file", &seeded_bytes(SMALL, 10));
+            let file_len = std::fs::metadata(file).unwrap().len() as usize;
             (bench.namespace("existing"), file_len, bench)
         })
     };

@@ -549,7 +549,8 @@ mod tests {
     fn bench_store_is_removed_on_drop() {
         let store = BenchStore::new();
         let root = store.path().parent().unwrap().to_owned();
-        store.namespace("ns").set("x", b"hello").unwrap();
+        // Larger than a small object: a file of its own.
+        store.namespace("ns").set("x", &[7; 5000]).unwrap();
         let path = object_path(&store.store, "ns", "x");
         let mut buf = [0u8; 4096];
         assert!(floor_open_read(&path, &mut buf) > 5);

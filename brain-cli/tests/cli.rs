@@ -710,15 +710,23 @@ fn stats_numbers_are_consistent(backend: Backend) -> TestResult {
     Ok(())
 }
 
+/// A payload too large for the table of small objects, ending in `tail`:
+/// an object file of its own, for tests that damage one.
+fn file_sized(tail: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![b'.'; 3000];
+    bytes.extend_from_slice(tail);
+    bytes
+}
+
 #[test]
 fn gc_and_fsck_report_and_repair() -> TestResult {
     let store = TestStore::new()?;
     check(
-        store.run_with_input(&["put", "good", "-"], b"fine")?,
+        store.run_with_input(&["put", "good", "-"], &file_sized(b"fine"))?,
         &["put"],
     )?;
     check(
-        store.run_with_input(&["put", "bad", "-"], b"doomed")?,
+        store.run_with_input(&["put", "bad", "-"], &file_sized(b"doomed"))?,
         &["put"],
     )?;
 
@@ -772,7 +780,7 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
     let repaired = store.json(&["fsck", "--delete-corrupt", "--json"])?;
     assert_eq!(repaired["deleted"], 1);
     assert!(!damaged.exists());
-    assert_eq!(store.ok(&["cat", "good"])?, b"fine");
+    assert_eq!(store.ok(&["cat", "good"])?, file_sized(b"fine"));
     assert_eq!(names(&store.json(&["ls", "--json"])?), ["good"]);
     assert_eq!(
         store.json(&["fsck", "--json"])?["corrupt"],
@@ -784,7 +792,10 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
 #[test]
 fn rm_deletes_a_corrupt_object() -> TestResult {
     let store = TestStore::new()?;
-    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    check(
+        store.run_with_input(&["put", "x", "-"], &file_sized(b"data"))?,
+        &["put"],
+    )?;
     let file = store.object_files()?.pop().ok_or("no object file")?;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     std::fs::write(&file, b"not an object")?;

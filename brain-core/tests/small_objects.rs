@@ -35,9 +35,17 @@ fn object_files(root: &Path) -> Vec<PathBuf> {
 fn small_objects_are_entries_and_large_ones_files_with_one_accounting() -> TestResult {
     let (dir, store) = store();
     let root = dir.path().join("store");
-    store.put("n", "small", &Payload::bytes(&[1; 20]).with_description("a note"))?;
+    store.put(
+        "n",
+        "small",
+        &Payload::bytes(&[1; 20]).with_description("a note"),
+    )?;
     store.put("n", "large", &Payload::bytes(&[2; 100_000]))?;
-    assert_eq!(object_files(&root).len(), 1, "only the large object is a file");
+    assert_eq!(
+        object_files(&root).len(),
+        1,
+        "only the large object is a file"
+    );
     assert_eq!(&*store.get("n", "small")?.unwrap(), &[1; 20]);
     assert_eq!(store.get("n", "large")?.unwrap().len(), 100_000);
     assert!(store.contains("n", "small")?);
@@ -85,7 +93,10 @@ fn a_name_moves_from_the_table_to_a_file_and_back() -> TestResult {
 fn a_store_that_writes_files_reads_entries_and_replaces_them() -> TestResult {
     let (dir, store) = store();
     let root = dir.path().join("store");
-    let files_only = Store::builder().path(&root).small_object_table(false).open()?;
+    let files_only = Store::builder()
+        .path(&root)
+        .small_object_table(false)
+        .open()?;
     store.put("n", "x", &Payload::bytes(b"entry"))?;
     assert_eq!(&*files_only.get("n", "x")?.unwrap(), b"entry");
     files_only.put("n", "x", &Payload::bytes(b"file"))?;
@@ -140,7 +151,11 @@ fn the_table_grows_and_its_file_is_allocated_as_it_goes() -> TestResult {
         assert_eq!(&*other.get("n", &format!("k{i}"))?.unwrap(), &value(i)[..]);
     }
     let meta = std::fs::metadata(&data)?;
-    assert!(meta.len() > 6 << 20, "the table grew past its first MiB: {}", meta.len());
+    assert!(
+        meta.len() > 6 << 20,
+        "the table grew past its first MiB: {}",
+        meta.len()
+    );
     use std::os::unix::fs::MetadataExt;
     assert!(
         meta.blocks() * 512 >= meta.len(),

@@ -754,7 +754,10 @@ fn an_unreadable_object_does_not_hide_the_rest_of_its_namespace() -> TestResult 
 #[test]
 fn a_small_object_read_again_is_served_from_a_copy_until_it_changes() -> TestResult {
     let (dir, store) = file_store();
-    let other = Store::builder().path(dir.path().join("store")).small_object_table(false).open()?; // another cache, as another process has
+    let other = Store::builder()
+        .path(dir.path().join("store"))
+        .small_object_table(false)
+        .open()?; // another cache, as another process has
     let ns = store.namespace("n")?;
     let elsewhere = other.namespace("n")?;
     elsewhere.set("s", b"first")?;

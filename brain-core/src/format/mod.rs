@@ -23,7 +23,8 @@ pub use header::{
     FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, PAYLOAD_ALIGN,
 };
 pub use key::{
-    namespace_dir_name, namespace_hash, ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN,
+    namespace_dir_name, namespace_hash, ObjectKey, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN,
+    MAX_NAME_LEN,
 };
 
 /// Why bytes are not a valid instance of a layout.

@@ -33,7 +33,10 @@ impl Store {
                 Some(table) => table.list(&namespace)?,
                 None => Vec::new(),
             };
-            let (mut objects, mut bytes) = (small.len() as u64, small.iter().map(|m| m.stored_size).sum());
+            let (mut objects, mut bytes) = (
+                small.len() as u64,
+                small.iter().map(|m| m.stored_size).sum(),
+            );
             for (_, path) in object_files(&dir)? {
                 if let Ok(meta) = std::fs::symlink_metadata(&path) {
                     objects += 1;

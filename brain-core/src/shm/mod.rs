@@ -362,13 +362,21 @@ impl Store {
     /// [`TABLE_RECHECK`]: until then, this process may still see the old one.
     pub(crate) fn small_table(&self) -> Result<Option<Arc<SmallTable>>> {
         let generation = crate::sys::fork::generation();
-        let mut slot = self.inner.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .inner
+            .small
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(open) = &*slot {
             if open.generation == generation && open.checked.elapsed() < TABLE_RECHECK {
                 return Ok(Some(open.table.clone()));
             }
         }
-        let data = self.inner.root.join(small::SMALL_DIR).join(small::DATA_FILE);
+        let data = self
+            .inner
+            .root
+            .join(small::SMALL_DIR)
+            .join(small::DATA_FILE);
         let identity = match rustix::fs::stat(&data) {
             Ok(st) => Some((st.st_dev, st.st_ino)),
             Err(Errno::NOENT) => None,
@@ -414,7 +422,12 @@ impl Store {
     /// Deletes the object file of `name` (not a small object); `false`
     /// when there is none. The caller counts itself in flight (`entered`):
     /// entering again here could wait for a recount that waits for it.
-    pub(crate) fn delete_file(&self, namespace: &str, name: &str, _entered: &capacity::Entered) -> Result<bool> {
+    pub(crate) fn delete_file(
+        &self,
+        namespace: &str,
+        name: &str,
+        _entered: &capacity::Entered,
+    ) -> Result<bool> {
         // Reading the header first makes a key collision an error instead of
         // deleting someone else's object. A corrupt file, or one from a newer
         // format, cannot be checked, and deleting it is the repair its error
@@ -699,7 +712,8 @@ impl ObjectStore for Store {
             Some(table) => table.list(namespace)?,
             None => Vec::new(),
         };
-        let in_table: std::collections::HashSet<&str> = small.iter().map(|m| m.name.as_str()).collect();
+        let in_table: std::collections::HashSet<&str> =
+            small.iter().map(|m| m.name.as_str()).collect();
         out.retain(|meta| !in_table.contains(meta.name.as_str()));
         out.extend(small);
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -80,7 +80,8 @@ const WATCHER: &[u8] = b"watcher/";
 pub(crate) fn fits(namespace: &str, name: &str, description: &str, payload_len: u64) -> bool {
     let key = PREFIX + name.len();
     key <= MAX_KEY
-        && 8 + key as u64 + (RECORD_FIXED + description.len()) as u64 + payload_len <= MAX_ENTRY as u64
+        && 8 + key as u64 + (RECORD_FIXED + description.len()) as u64 + payload_len
+            <= MAX_ENTRY as u64
         && !namespace.is_empty()
 }
 
@@ -117,7 +118,8 @@ impl<'a> Record<'a> {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_FIXED + self.description.len() + self.payload.len());
+        let mut out =
+            Vec::with_capacity(RECORD_FIXED + self.description.len() + self.payload.len());
         out.push(RECORD_VERSION);
         out.push(0);
         out.extend_from_slice(&self.codec.tag().to_le_bytes());
@@ -132,16 +134,24 @@ impl<'a> Record<'a> {
     /// Decodes a record, or says what is wrong with it.
     fn decode(bytes: &'a [u8]) -> std::result::Result<Record<'a>, String> {
         if bytes.len() < RECORD_FIXED {
-            return Err(format!("entry of {} bytes is shorter than its fixed fields", bytes.len()));
+            return Err(format!(
+                "entry of {} bytes is shorter than its fixed fields",
+                bytes.len()
+            ));
         }
         if bytes[0] != RECORD_VERSION {
-            return Err(format!("entry layout version {} is not {RECORD_VERSION}", bytes[0]));
+            return Err(format!(
+                "entry layout version {} is not {RECORD_VERSION}",
+                bytes[0]
+            ));
         }
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let description_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
         let rest = &bytes[RECORD_FIXED..];
         if description_len > rest.len() {
-            return Err(format!("description of {description_len} bytes runs past the entry"));
+            return Err(format!(
+                "description of {description_len} bytes runs past the entry"
+            ));
         }
         let description = std::str::from_utf8(&rest[..description_len])
             .map_err(|_| "description is not UTF-8".to_owned())?;
@@ -209,7 +219,11 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
     let stat = rustix::fs::stat(&dir).map_err(|e| Error::io("stat", &dir, e.into()))?;
     let id = (stat.st_dev, stat.st_ino, fork::generation());
     let mut tables = OPEN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(table) = tables.iter().find(|(at, _)| *at == id).and_then(|(_, t)| t.upgrade()) {
+    if let Some(table) = tables
+        .iter()
+        .find(|(at, _)| *at == id)
+        .and_then(|(_, t)| t.upgrade())
+    {
         return Ok(table);
     }
     let env = Env::open(&dir, &DATABASES, mode).map_err(|e| table_error(&dir, "open", e))?;
@@ -264,7 +278,12 @@ impl SmallTable {
 
     /// The object `name` in `namespace`, copied out of the table: its view
     /// (`whole`) or only its metadata.
-    pub(crate) fn get(&self, namespace: &str, name: &str, whole: bool) -> Result<Option<(ObjectMeta, Option<ObjectView>)>> {
+    pub(crate) fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        whole: bool,
+    ) -> Result<Option<(ObjectMeta, Option<ObjectView>)>> {
         let key = key(namespace, name);
         let found = self.env.read(|txn| {
             let Some(bytes) = txn.get(OBJECTS, &key)? else {
@@ -342,10 +361,19 @@ impl SmallTable {
             // IN_MODIFY or IN_ACCESS, which readers' opens would also make
             // elsewhere). A failure
             // costs watchers only their wake-up (they also poll).
-            let _ = rustix::fs::futimens(&self.signal, &rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-                last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-            });
+            let _ = rustix::fs::futimens(
+                &self.signal,
+                &rustix::fs::Timestamps {
+                    last_access: rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: libc::UTIME_NOW,
+                    },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: libc::UTIME_NOW,
+                    },
+                },
+            );
         }
     }
 
@@ -372,15 +400,16 @@ impl SmallTable {
     ) -> Result<(Option<u64>, R)> {
         let key = key(namespace, name);
         let mut outcome: Option<Result<R>> = None;
-        let remove_entry = |txn: &mut WriteTxn<'_>| -> std::result::Result<(Option<u64>, bool), LmdbError> {
-            let Some(old) = txn.get(OBJECTS, &key)? else {
-                return Ok((None, false));
+        let remove_entry =
+            |txn: &mut WriteTxn<'_>| -> std::result::Result<(Option<u64>, bool), LmdbError> {
+                let Some(old) = txn.get(OBJECTS, &key)? else {
+                    return Ok((None, false));
+                };
+                let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
+                txn.delete(OBJECTS, &key)?;
+                let signal = deleting && record_event(txn, false, namespace, name)?;
+                Ok((Some(file_len), signal))
             };
-            let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
-            txn.delete(OBJECTS, &key)?;
-            let signal = deleting && record_event(txn, false, namespace, name)?;
-            Ok((Some(file_len), signal))
-        };
         let done = self.env.write(|txn| {
             let removed = remove_entry(txn)?;
             // Run once: a retry (the table grew) must not repeat the rename.
@@ -443,7 +472,10 @@ impl SmallTable {
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
-                    if let (Ok(name), Ok(record)) = (std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()), Record::decode(value)) {
+                    if let (Ok(name), Ok(record)) = (
+                        std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()),
+                        Record::decode(value),
+                    ) {
                         out.push(record.meta(namespace, name));
                     }
                     true
@@ -496,8 +528,10 @@ impl SmallTable {
                 let known = txn.delete(NAMESPACES, &prefix)?;
                 let mut doomed = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
-                    let name = String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
-                    let file_len = Record::decode(value).map_or(0, |r| r.file_len(namespace, &name));
+                    let name =
+                        String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
+                    let file_len =
+                        Record::decode(value).map_or(0, |r| r.file_len(namespace, &name));
                     doomed.push((key.to_vec(), name, file_len));
                     true
                 })?;
@@ -530,7 +564,8 @@ impl SmallTable {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &[], |key, value| {
                     let namespace = namespaces.get(&key[..PREFIX.min(key.len())]).cloned();
-                    let name = String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
+                    let name =
+                        String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
                     let (file_len, problem) = match (&namespace, Record::decode(value)) {
                         (None, _) => (0, Some("its namespace is not in the table".to_owned())),
                         (Some(ns), Ok(record)) => {
@@ -538,7 +573,10 @@ impl SmallTable {
                             if payload_checksum(record.payload) == record.checksum {
                                 (len, None)
                             } else {
-                                (len, Some("its payload does not match its checksum".to_owned()))
+                                (
+                                    len,
+                                    Some("its payload does not match its checksum".to_owned()),
+                                )
                             }
                         }
                         (Some(_), Err(why)) => (0, Some(why)),
@@ -566,7 +604,9 @@ impl SmallTable {
 
     /// Clears reader slots of processes that died; returns how many.
     pub(crate) fn clear_stale_readers(&self) -> Result<usize> {
-        self.env.clear_stale_readers().map_err(|e| self.error("check the readers of", e))
+        self.env
+            .clear_stale_readers()
+            .map_err(|e| self.error("check the readers of", e))
     }
 
     /// The table file's size in bytes.
@@ -582,7 +622,11 @@ impl SmallTable {
     /// The events numbered from `from` on (at most `limit`), the number
     /// after the last, and whether events older than the table keeps were
     /// lost on the way.
-    pub(crate) fn events_from(&self, from: u64, limit: usize) -> Result<(Vec<TableEvent>, u64, bool)> {
+    pub(crate) fn events_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<TableEvent>, u64, bool)> {
         self.env
             .read(|txn| {
                 let next = next_event_of(txn)?;
@@ -636,7 +680,10 @@ impl SmallTable {
             .write(|txn| {
                 let mut dead = Vec::new();
                 txn.for_each_prefixed(META, WATCHER, |key, _| {
-                    let owner = key.get(WATCHER.len()..WATCHER.len() + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+                    let owner = key
+                        .get(WATCHER.len()..WATCHER.len() + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_be_bytes);
                     if !super::capacity::identity_alive(owner) {
                         dead.push(key.to_vec());
                     }
@@ -674,7 +721,12 @@ fn next_event_of(txn: &ReadTxn<'_>) -> std::result::Result<u64, LmdbError> {
 
 /// Appends an event when a watcher is registered (none: nothing to do);
 /// `true` when it did.
-fn record_event(txn: &mut WriteTxn<'_>, set: bool, namespace: &str, name: &str) -> std::result::Result<bool, LmdbError> {
+fn record_event(
+    txn: &mut WriteTxn<'_>,
+    set: bool,
+    namespace: &str,
+    name: &str,
+) -> std::result::Result<bool, LmdbError> {
     let mut watched = false;
     txn.for_each_prefixed(META, WATCHER, |_, _| {
         watched = true;
@@ -699,8 +751,12 @@ fn decode_event(bytes: &[u8]) -> Option<TableEvent> {
     let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
     let set = *bytes.get(8)? != 0;
     let ns_len = u32::from_le_bytes(bytes.get(9..13)?.try_into().ok()?) as usize;
-    let namespace = std::str::from_utf8(bytes.get(13..13 + ns_len)?).ok()?.to_owned();
-    let name = std::str::from_utf8(bytes.get(13 + ns_len..)?).ok()?.to_owned();
+    let namespace = std::str::from_utf8(bytes.get(13..13 + ns_len)?)
+        .ok()?
+        .to_owned();
+    let name = std::str::from_utf8(bytes.get(13 + ns_len..)?)
+        .ok()?
+        .to_owned();
     Some(TableEvent {
         seq,
         set,

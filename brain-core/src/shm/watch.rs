@@ -20,7 +20,6 @@ use rustix::event::{PollFd, PollFlags};
 
 use super::reader::read_meta_at;
 use super::small::SmallTable;
-use std::sync::Arc;
 use super::Store;
 use crate::api::error::{Error, Result};
 use crate::api::names::validate_name;
@@ -28,6 +27,7 @@ use crate::api::store::{ObjectStore, WatchEvent, WatchEvents};
 use crate::api::view::ObjectView;
 use crate::format::{namespace_dir_name, ObjectKey};
 use crate::sys::io::os;
+use std::sync::Arc;
 
 /// How often a watcher checks that the store's `ns` directory is still the
 /// one it watches (a store removed and made again, a wiped `/dev/shm`).
@@ -65,6 +65,8 @@ pub(crate) struct InotifyWatcher {
     table_wd: WatchDescriptor,
     next_table_event: u64,
     registration: u64,
+    /// The table's files were removed; its objects were reported deleted.
+    table_gone: bool,
 }
 
 impl Drop for InotifyWatcher {
@@ -126,6 +128,7 @@ impl InotifyWatcher {
             table_wd,
             next_table_event,
             registration,
+            table_gone: false,
         };
         watcher.add_namespace_dirs(false)?;
         Ok(watcher)
@@ -201,7 +204,31 @@ impl InotifyWatcher {
         self.table = table;
         self.registration = registration;
         self.next_table_event = next;
+        self.table_gone = false;
         self.announce_table()
+    }
+
+    /// The table's files were removed (the store wiped): every small
+    /// object the removed table held is reported deleted, once, and the
+    /// watcher follows the store's next table when it is made again.
+    fn table_removed(&mut self) -> Result<()> {
+        if self.table_gone {
+            return Ok(());
+        }
+        self.table_gone = true;
+        let _ = self.inotify.watches().remove(self.table_wd.clone());
+        let namespaces = match &self.only {
+            Some(ns) => vec![ns.clone()],
+            None => self.table.namespaces()?,
+        };
+        for namespace in namespaces {
+            for name in self.table.names(&namespace)? {
+                let namespace = namespace.clone();
+                self.pending
+                    .push_back(WatchEvent::Deleted { namespace, name });
+            }
+        }
+        self.follow_new_table()
     }
 
     /// Reports every small object of the watched namespaces as set.
@@ -424,6 +451,10 @@ impl InotifyWatcher {
     }
 
     fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<String>) -> Result<()> {
+        if wd == self.table_wd && (self.table_gone || !self.table.signal_path().exists()) {
+            // The store was removed: its small objects went with it.
+            return self.table_removed();
+        }
         if wd == self.table_wd || mask.contains(EventMask::Q_OVERFLOW) {
             self.read_table_events()?;
         }

@@ -479,7 +479,12 @@ impl ShmWriter {
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         if self.dest.is_none()
             && self.store.inner.small_object_table
-            && small::fits(&self.header.namespace, &self.header.name, &self.header.description, self.written)
+            && small::fits(
+                &self.header.namespace,
+                &self.header.name,
+                &self.header.description,
+                self.written,
+            )
         {
             return self.publish_small(file_len);
         }
@@ -508,20 +513,21 @@ impl ShmWriter {
         let target = self.dir.join(self.header.key.to_hex());
         // Under the small-object table's writer lock, which also removes a
         // small object of this name: no set of one can interleave.
-        let (small_left, (replaced, published)) = self.store.small_table_for_writing()?.change_file(
-            &self.header.namespace,
-            &self.header.name,
-            false,
-            || match seal(&tmp, &target) {
-                Ok(replaced) => Ok((replaced, true)),
-                // The namespace was removed between link and rename, taking the
-                // linked file with it: as if it was removed just after the write.
-                Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => {
-                    Ok((None, false))
-                }
-                Err(e) => Err(Error::io("publish", &target, os(e))),
-            },
-        )?;
+        let (small_left, (replaced, published)) =
+            self.store.small_table_for_writing()?.change_file(
+                &self.header.namespace,
+                &self.header.name,
+                false,
+                || match seal(&tmp, &target) {
+                    Ok(replaced) => Ok((replaced, true)),
+                    // The namespace was removed between link and rename, taking the
+                    // linked file with it: as if it was removed just after the write.
+                    Err(Errno::NOENT) if std::fs::symlink_metadata(&tmp).is_err() => {
+                        Ok((None, false))
+                    }
+                    Err(e) => Err(Error::io("publish", &target, os(e))),
+                },
+            )?;
         if let Some(small_len) = small_left {
             self.store.inner.control.object_left(small_len);
         }
@@ -569,10 +575,17 @@ impl ShmWriter {
         }
         if look_for_file && rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
             // Unless a set of either kind came after this one.
-            let entered = self.entered.as_ref().expect("held until the writer is done");
-            table.while_current(namespace, name, record.created_unix_nanos, record.checksum, || {
-                self.store.delete_file(namespace, name, entered)
-            })?;
+            let entered = self
+                .entered
+                .as_ref()
+                .expect("held until the writer is done");
+            table.while_current(
+                namespace,
+                name,
+                record.created_unix_nanos,
+                record.checksum,
+                || self.store.delete_file(namespace, name, entered),
+            )?;
         }
         Ok(record.meta(namespace, name))
     }

@@ -158,7 +158,9 @@ unsafe impl Send for IdleRead {}
 
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Env").field("data", &self.data_path).finish_non_exhaustive()
+        f.debug_struct("Env")
+            .field("data", &self.data_path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,7 +190,8 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` is a valid out pointer; LMDB allocates the handle.
         check(unsafe { ffi::mdb_env_create(&mut raw) })?;
-        let env = NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_env_create returned null")))?;
+        let env = NonNull::new(raw)
+            .ok_or_else(|| LmdbError::Io(io::Error::other("mdb_env_create returned null")))?;
         let mut opened = Env {
             env,
             id: NEXT_ENV_ID.fetch_add(1, Ordering::Relaxed),
@@ -299,8 +302,14 @@ impl Env {
         let _txns = self.txns.write().unwrap_or_else(PoisonError::into_inner);
         let _flock = FlockGuard::exclusive(&self.map_lock)?;
         let current = self.map_size_locked();
-        let wanted = if bigger { current + (current / 8).max(INITIAL_MAP) } else { current };
-        let size = file_len(&self.data_path)?.max(wanted).next_multiple_of(page_size());
+        let wanted = if bigger {
+            current + (current / 8).max(INITIAL_MAP)
+        } else {
+            current
+        };
+        let size = file_len(&self.data_path)?
+            .max(wanted)
+            .next_multiple_of(page_size());
         self.allocate(size)?;
         // SAFETY: no transaction of this process is open (the write half of
         // `txns` is held, and every transaction holds the read half), and the
@@ -318,7 +327,11 @@ impl Env {
         }
         loop {
             let _guard = Entered::new(self, false)?;
-            let idle = self.idle_reads.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let idle = self
+                .idle_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
             let txn = match idle {
                 Some(IdleRead(txn)) => {
                     // SAFETY: a read transaction of this environment, reset
@@ -341,10 +354,17 @@ impl Env {
                     let mut raw = ptr::null_mut();
                     // SAFETY: an open environment; `raw` is a valid out pointer.
                     let begun = check(unsafe {
-                        ffi::mdb_txn_begin(self.env.as_ptr(), ptr::null_mut(), ffi::MDB_RDONLY, &mut raw)
+                        ffi::mdb_txn_begin(
+                            self.env.as_ptr(),
+                            ptr::null_mut(),
+                            ffi::MDB_RDONLY,
+                            &mut raw,
+                        )
                     });
                     match begun {
-                        Ok(()) => NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?,
+                        Ok(()) => NonNull::new(raw).ok_or_else(|| {
+                            LmdbError::Io(io::Error::other("mdb_txn_begin returned null"))
+                        })?,
                         Err(err) if is_resized(&err) => {
                             drop(_guard);
                             self.grow(false)?;
@@ -377,7 +397,9 @@ impl Env {
         }
         loop {
             match self.write_raw(&mut f) {
-                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_RESIZED => self.grow(false)?,
+                Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_RESIZED => {
+                    self.grow(false)?
+                }
                 Err(LmdbError::Lmdb(code, _)) if code == ffi::MDB_MAP_FULL => self.grow(true)?,
                 other => return other,
             }
@@ -396,7 +418,8 @@ impl Env {
         // SAFETY: an open environment, no write transaction of this thread
         // open (checked above: a second would deadlock on LMDB's writer lock).
         check(unsafe { ffi::mdb_txn_begin(self.env.as_ptr(), ptr::null_mut(), 0, &mut raw) })?;
-        let txn = NonNull::new(raw).ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?;
+        let txn = NonNull::new(raw)
+            .ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?;
         let mut write = WriteTxn {
             read: ReadTxn {
                 txn,
@@ -433,7 +456,12 @@ impl Drop for Env {
             // A forked child's copy: LMDB must not touch the parent's slots.
             return;
         }
-        for IdleRead(txn) in self.idle_reads.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for IdleRead(txn) in self
+            .idle_reads
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             // SAFETY: reset transactions of this environment, unused.
             unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
         }
@@ -590,7 +618,9 @@ impl ReadTxn<'_> {
         // SAFETY: LMDB returned a pointer to `mv_size` bytes in the map,
         // valid until the transaction ends, which the returned borrow of
         // `self` cannot outlive.
-        Ok(Some(unsafe { std::slice::from_raw_parts(v.mv_data as *const u8, v.mv_size) }))
+        Ok(Some(unsafe {
+            std::slice::from_raw_parts(v.mv_data as *const u8, v.mv_size)
+        }))
     }
 
     /// Calls `f` on each entry whose key starts with `prefix`, in key
@@ -609,7 +639,11 @@ impl ReadTxn<'_> {
         let mut k = val(prefix);
         let mut v = empty_val();
         // LMDB refuses an empty key: the whole table starts at its first entry.
-        let mut op = if prefix.is_empty() { ffi::MDB_FIRST } else { ffi::MDB_SET_RANGE };
+        let mut op = if prefix.is_empty() {
+            ffi::MDB_FIRST
+        } else {
+            ffi::MDB_SET_RANGE
+        };
         loop {
             // SAFETY: an open cursor of this live transaction and valid
             // in/out pointers.
@@ -672,11 +706,19 @@ impl<'env> std::ops::Deref for WriteTxn<'env> {
 
 impl WriteTxn<'_> {
     fn open_db(&mut self, name: &str) -> Result<ffi::MDB_dbi, LmdbError> {
-        let name = CString::new(name).map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let name = CString::new(name)
+            .map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
         let mut dbi = 0;
         // SAFETY: a live write transaction, a NUL-terminated name that
         // outlives the call, and a valid out pointer.
-        check(unsafe { ffi::mdb_dbi_open(self.read.txn.as_ptr(), name.as_ptr(), ffi::MDB_CREATE, &mut dbi) })?;
+        check(unsafe {
+            ffi::mdb_dbi_open(
+                self.read.txn.as_ptr(),
+                name.as_ptr(),
+                ffi::MDB_CREATE,
+                &mut dbi,
+            )
+        })?;
         Ok(dbi)
     }
 
@@ -695,7 +737,14 @@ impl WriteTxn<'_> {
         let mut k = val(key);
         // SAFETY: a live write transaction, a database opened in it, a
         // valid key pointer and no data (delete whatever the key holds).
-        let rc = unsafe { ffi::mdb_del(self.read.txn.as_ptr(), self.read.dbi(db), &mut k, ptr::null_mut()) };
+        let rc = unsafe {
+            ffi::mdb_del(
+                self.read.txn.as_ptr(),
+                self.read.dbi(db),
+                &mut k,
+                ptr::null_mut(),
+            )
+        };
         if rc == ffi::MDB_NOTFOUND {
             return Ok(false);
         }
