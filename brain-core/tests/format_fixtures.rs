@@ -406,18 +406,19 @@ fn control_file_v1() -> Vec<u8> {
 
 #[test]
 fn control_file_matches_its_fixture() {
-    let fresh = golden("control_v3.bin", &new_control_file());
+    let fresh = golden("control_v4.bin", &new_control_file());
     assert_eq!(fresh.len(), CONTROL_LEN);
     assert_eq!(check_control_file(&fresh), Ok(CONTROL_VERSION));
-    assert_eq!(CONTROL_VERSION, 3);
+    assert_eq!(CONTROL_VERSION, 4);
 }
 
 /// Control files of earlier versions: version 1 (before recycling) written
-/// out from literals, version 2 (before the writer slots) frozen as it was
-/// written. Each is read, and upgraded in place by a store that opens it.
+/// out from literals, versions 2 (before the writer slots) and 3 (before
+/// the table of small objects) frozen as they were written. Each is read,
+/// and upgraded in place by a store that opens it.
 #[test]
 fn older_control_files_are_read_and_upgraded() {
-    let v3 = golden("control_v3.bin", &new_control_file());
+    let current = golden("control_v4.bin", &new_control_file());
     let older = [
         (
             "control_v1.bin",
@@ -425,10 +426,13 @@ fn older_control_files_are_read_and_upgraded() {
             1,
         ),
         ("control_v2.bin", read_fixture("control_v2.bin"), 2),
+        ("control_v3.bin", read_fixture("control_v3.bin"), 3),
     ];
     for (name, bytes, version) in older {
         // Only the version field differs: the slots of older files are zero.
-        let differing: Vec<usize> = (0..CONTROL_LEN).filter(|&i| bytes[i] != v3[i]).collect();
+        let differing: Vec<usize> = (0..CONTROL_LEN)
+            .filter(|&i| bytes[i] != current[i])
+            .collect();
         assert!(
             differing
                 .iter()
@@ -452,7 +456,7 @@ fn older_control_files_are_read_and_upgraded() {
         let store = Store::open(&root).expect("an older store opens");
         assert_eq!(
             fs::read(store.control_path()).expect("brain.ctl"),
-            v3,
+            current,
             "{name} was not upgraded"
         );
     }
@@ -460,7 +464,7 @@ fn older_control_files_are_read_and_upgraded() {
 
 #[test]
 fn a_new_store_writes_the_control_file_and_object_files_as_pinned() {
-    let v3 = golden("control_v3.bin", &new_control_file());
+    let current = golden("control_v4.bin", &new_control_file());
     let dir = tempfile::Builder::new()
         .prefix("brain-core-fixtures")
         .tempdir_in("/dev/shm")
@@ -471,7 +475,10 @@ fn a_new_store_writes_the_control_file_and_object_files_as_pinned() {
         .small_object_table(false)
         .open()
         .expect("a store");
-    assert_eq!(fs::read(root.join("brain.ctl")).expect("brain.ctl"), v3);
+    assert_eq!(
+        fs::read(root.join("brain.ctl")).expect("brain.ctl"),
+        current
+    );
 
     // An object file lies at ns/<namespace dir>/<key>, holds the header
     // then the payload, and the namespace directory names its namespace.

@@ -45,9 +45,11 @@ pub const CONTROL_MAGIC: [u8; 8] = *b"BRAINCTL";
 /// of version 1 map files without the shared lock that keeps a recycling
 /// writer away, so they must not open a store where one writes. 3 since
 /// writer slots and the accounting lock, which builds of version 2 ignore.
-pub const CONTROL_VERSION: u64 = 3;
+/// 4 since the table of small objects (`small/`), which builds of version 3
+/// do not read: they would miss those objects and overwrite their names.
+pub const CONTROL_VERSION: u64 = 4;
 /// Earlier versions this build reads, and upgrades in place.
-pub const CONTROL_VERSIONS_UPGRADED: [u64; 2] = [1, 2];
+pub const CONTROL_VERSIONS_UPGRADED: [u64; 3] = [1, 2, 3];
 /// The control file's length.
 pub const CONTROL_LEN: usize = 4096;
 /// Where the version is.
