@@ -49,6 +49,57 @@ fn readers_in_other_processes_see_a_writers_objects() -> Result<()> {
 }
 
 #[test]
+fn small_objects_raced_by_many_processes_are_whole_and_counted() -> Result<()> {
+    let store = TestStore::new()?;
+    let handle = store.open()?;
+    let ns = handle.namespace("race")?;
+    for k in 0..brain_tests::SMALL_RACE_NAMES {
+        ns.set(&format!("k{k}"), &make_value(seed_of(0, k), 32))?;
+    }
+    let millis = "1500";
+    let readers = (0..3)
+        .map(|_| spawn(["read-small-loop", store.arg(), "race", millis]))
+        .collect::<Result<Vec<_>>>()?;
+    let writers = (1..=4)
+        .map(|id| spawn(["race-small", store.arg(), "race", &id.to_string(), millis]))
+        .collect::<Result<Vec<_>>>()?;
+    let mut writes = 0u64;
+    for writer in writers {
+        let done = writer.finish(CHILD_TIMEOUT)?.success()?;
+        writes += done
+            .last_line()
+            .strip_prefix("wrote ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("unexpected writer output: {done}"))?;
+    }
+    ensure!(writes >= 100, "the writers wrote only {writes} values");
+    for reader in readers {
+        // A torn or mixed value makes the reader exit with exit::MISMATCH.
+        let done = reader.finish(CHILD_TIMEOUT)?.success()?;
+        let line = done.last_line();
+        println!("reader: {line}");
+        ensure!(
+            line.ends_with(" missing 0"),
+            "a name went missing during a replace: {done}"
+        );
+    }
+    // Every name holds one writer's whole value, and usage is exact.
+    let mut bytes = 0;
+    for meta in handle.list("race")? {
+        seed_in(&ns.get(&meta.name)?.expect("listed"))?;
+        bytes += meta.stored_size;
+    }
+    ensure!(handle.list("race")?.len() == brain_tests::SMALL_RACE_NAMES as usize);
+    ensure!(
+        handle.usage()?.used == bytes,
+        "usage {:?} != {bytes}",
+        handle.usage()?
+    );
+    ensure!(handle.fsck(false)?.used_after == bytes);
+    Ok(())
+}
+
+#[test]
 fn racing_writers_never_produce_a_mixed_value() -> Result<()> {
     let store = TestStore::new()?;
     let ns = store.open()?.namespace("race")?;

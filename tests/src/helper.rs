@@ -11,7 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use brain_core::{Codec, Error, Namespace, NdArrayMeta, ObjectStore, Store, WatchEvent};
-use brain_tests::{check_value, exit, make_value, sample_batches, seed_of, size_for, RACE_SIZES};
+use brain_tests::{
+    check_value, exit, make_value, sample_batches, seed_of, size_for, RACE_SIZES, SMALL_RACE_NAMES,
+    SMALL_RACE_SIZES,
+};
 
 const USAGE: &str = "\
 usage: brain-test-helper COMMAND ARGS...
@@ -22,6 +25,8 @@ usage: brain-test-helper COMMAND ARGS...
   verify-all STORE NS COUNT SEED MS     wait for obj-0.. and check each
   race-writer STORE NS NAME ID MS       replace NAME with values of writer ID for MS
   read-loop STORE NS NAME MS            get NAME for MS, checking every value
+  race-small STORE NS ID MS             replace k0..k7 with small values of writer ID for MS
+  read-small-loop STORE NS MS           get k0..k7 for MS, checking every value
   hold-view STORE NS NAME               get NAME, then check it again after a line on stdin
   put-large-slowly STORE NS NAME MIB    stream MIB MiB in 1 MiB chunks, slowly
   put-on-signal STORE NS NAME SIZE SEED  write a value, commit it after a line on stdin
@@ -215,6 +220,37 @@ fn run(args: &[String]) -> Outcome {
             say(format_args!(
                 "reads {reads} missing {missing} writers {writers:?}"
             ));
+        }
+        ["race-small", store, ns, id, ms] => {
+            let ns = namespace(store, ns)?;
+            let (id, duration): (u32, _) = (num(id, "ID")?, millis(ms)?);
+            let started = Instant::now();
+            let mut seq = 0u32;
+            while started.elapsed() < duration {
+                let size = SMALL_RACE_SIZES[seq as usize % SMALL_RACE_SIZES.len()];
+                let name = format!("k{}", seq % SMALL_RACE_NAMES);
+                ns.set(&name, &make_value(seed_of(id, seq), size))?;
+                seq += 1;
+            }
+            say(format_args!("wrote {seq}"));
+        }
+        ["read-small-loop", store, ns, ms] => {
+            let ns = namespace(store, ns)?;
+            let duration = millis(ms)?;
+            let started = Instant::now();
+            let (mut reads, mut missing) = (0u64, 0u64);
+            while started.elapsed() < duration {
+                for k in 0..SMALL_RACE_NAMES {
+                    match ns.get(&format!("k{k}"))? {
+                        Some(view) => {
+                            verify(&view, None)?;
+                            reads += 1;
+                        }
+                        None => missing += 1,
+                    }
+                }
+            }
+            say(format_args!("reads {reads} missing {missing}"));
         }
         ["hold-view", store, ns, name] => {
             let view = namespace(store, ns)?

@@ -131,6 +131,12 @@ pub fn size_for(i: usize) -> usize {
 /// The sizes a racing writer cycles through: small (read) and 1-4 MiB (mapped).
 pub const RACE_SIZES: [usize; 5] = [100, 5_000, 1 << 20, 70_000, 3 << 20];
 
+/// Sizes `race-small` writes: entries of the table of small objects, and
+/// (1,990 bytes with their header) files, so names also move between them.
+pub const SMALL_RACE_SIZES: [usize; 4] = [32, 300, 1_200, 1_990];
+/// How many names `race-small` and `read-small-loop` share.
+pub const SMALL_RACE_NAMES: u32 = 8;
+
 /// The record batches `write-arrow` stores: `rows` rows split in two batches.
 pub fn sample_batches(rows: usize) -> (SchemaRef, Vec<RecordBatch>) {
     let schema = Arc::new(Schema::new(vec![
