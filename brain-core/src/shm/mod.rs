@@ -51,6 +51,7 @@ use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::control::UNLIMITED;
 use crate::format::{accounted, namespace_dir_name, Codec, ObjectKey};
 use crate::sys::held;
+use crate::sys::SharedBytes;
 use crate::sys::io::os;
 use crate::sys::names::unique_tmp_name;
 
@@ -607,6 +608,48 @@ impl ObjectStore for Store {
     ) -> Result<ObjectWriter> {
         let writer = self.shm_writer(namespace, name, codec, description, expected_len)?;
         Ok(ObjectWriter::new(Box::new(writer)))
+    }
+
+    fn put_shared_keeping_description(
+        &self,
+        namespace: &str,
+        name: &str,
+        codec: Codec,
+        description: &str,
+        segments: &[SharedBytes<'_>],
+    ) -> Result<ObjectMeta> {
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        // The old description, looked up as `metadata` would; a name with
+        // no object file found on the way spares the small-object write
+        // its own look for one (a file that appears meanwhile was written
+        // by a racing writer, before this one: an entry shadows it).
+        let mut kept = None;
+        let mut no_file = false;
+        if description.is_empty() {
+            let in_table = match self.small_table()? {
+                Some(table) => table.get(namespace, name, false)?.map(|(meta, _)| meta),
+                None => None,
+            };
+            match in_table {
+                Some(meta) => kept = Some(meta.description),
+                None => match self.read_object(namespace, name, false) {
+                    Ok(Some(Read::Meta(meta))) => kept = Some(meta.description),
+                    Ok(Some(Read::View(view))) => kept = Some(view.meta().description.clone()),
+                    Ok(None) => no_file = true,
+                    Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+                    Err(err) => return Err(err),
+                },
+            }
+        }
+        let description = kept.as_deref().unwrap_or(description);
+        let len = segments.iter().map(|s| s.len() as u64).sum();
+        let mut writer = self.shm_writer(namespace, name, codec, description, Some(len))?;
+        writer.no_file_seen = no_file;
+        for segment in segments {
+            writer.write_shared(*segment)?;
+        }
+        writer.commit()
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {

@@ -69,6 +69,9 @@ pub(crate) struct ShmWriter {
     /// The file came from preallocated memory: it is made again once this
     /// writer is done (and the object it replaced is in the pool).
     refill: bool,
+    /// The caller looked for an object file of this name just before and
+    /// found none: a small object need not look again.
+    pub(crate) no_file_seen: bool,
 }
 
 /// A large object's file, the right to write it, and a read-write mapping
@@ -115,6 +118,7 @@ impl ShmWriter {
             entered: Some(store.inner.control.enter()?),
             fill: Fill::default(),
             refill: false,
+            no_file_seen: false,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -569,7 +573,7 @@ impl ShmWriter {
         // publish removes the entry under the same lock (a file a crash
         // left beside an entry is `gc`'s).
         let path = self.dir.join(self.header.key.to_hex());
-        let look_for_file = replaced.is_none();
+        let look_for_file = replaced.is_none() && !self.no_file_seen;
         if let Some(replaced) = replaced {
             self.store.inner.control.object_left(replaced.file_len);
         }
