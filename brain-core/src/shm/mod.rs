@@ -502,7 +502,7 @@ impl Store {
                 },
                 UsageDetail {
                     key: "small_table",
-                    label: "small-object table",
+                    label: "table",
                     bytes: self.small_table()?.map_or(0, |t| t.file_len()),
                 },
                 UsageDetail {

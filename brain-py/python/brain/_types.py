@@ -68,6 +68,9 @@ class UsageReport(TypedDict):
     filesystem_size: NotRequired[int]
     """A shared-memory store's tmpfs size."""
     filesystem_free: NotRequired[int]
+    small_table: NotRequired[int]
+    """A shared-memory store's table of small objects: its file's size
+    (each small object counts in ``used`` as its own file would)."""
     held_by_views: NotRequired[int]
     """A shared-memory store's deleted or replaced objects that processes
     still map (a notebook holding a frame): off the store's count, but
