@@ -347,16 +347,16 @@ fn stores_of_earlier_versions_are_upgraded_and_newer_ones_refused() -> TestResul
     };
     let version =
         || u64::from_le_bytes(std::fs::read(&control).unwrap()[8..16].try_into().unwrap());
-    for older in [1, 2] {
+    for older in [1, 2, 3] {
         set_version(older);
         Store::open(dir.path().join("store"))?;
-        assert_eq!(version(), 3, "a version-{older} store was not upgraded");
+        assert_eq!(version(), 4, "a version-{older} store was not upgraded");
     }
-    set_version(4);
+    set_version(5);
     match Store::open(dir.path().join("store")) {
         Err(brain_core::Error::UnsupportedVersion {
-            found: 4,
-            supported: 3,
+            found: 5,
+            supported: 4,
             ..
         }) => Ok(()),
         other => panic!("expected UnsupportedVersion, got {other:?}"),

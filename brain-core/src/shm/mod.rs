@@ -51,9 +51,9 @@ use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::control::UNLIMITED;
 use crate::format::{accounted, namespace_dir_name, Codec, ObjectKey};
 use crate::sys::held;
-use crate::sys::SharedBytes;
 use crate::sys::io::os;
 use crate::sys::names::unique_tmp_name;
+use crate::sys::SharedBytes;
 
 /// Store directories: the user's alone.
 pub(crate) const DIR_MODE: u32 = 0o700;

@@ -217,22 +217,18 @@ impl InotifyWatcher {
         }
         self.table_gone = true;
         let _ = self.inotify.watches().remove(self.table_wd.clone());
-        let namespaces = match &self.only {
-            Some(ns) => vec![ns.clone()],
-            None => self.table.namespaces()?,
-        };
-        for namespace in namespaces {
-            for name in self.table.names(&namespace)? {
-                let namespace = namespace.clone();
-                self.pending
-                    .push_back(WatchEvent::Deleted { namespace, name });
-            }
-        }
+        self.report_table(false)?;
         self.follow_new_table()
     }
 
     /// Reports every small object of the watched namespaces as set.
     fn announce_table(&mut self) -> Result<()> {
+        self.report_table(true)
+    }
+
+    /// Reports every small object of the watched namespaces in the table
+    /// as set, or as deleted.
+    fn report_table(&mut self, set: bool) -> Result<()> {
         let namespaces = match &self.only {
             Some(ns) => vec![ns.clone()],
             None => self.table.namespaces()?,
@@ -240,7 +236,11 @@ impl InotifyWatcher {
         for namespace in namespaces {
             for name in self.table.names(&namespace)? {
                 let namespace = namespace.clone();
-                self.pending.push_back(WatchEvent::Set { namespace, name });
+                self.pending.push_back(if set {
+                    WatchEvent::Set { namespace, name }
+                } else {
+                    WatchEvent::Deleted { namespace, name }
+                });
             }
         }
         Ok(())

@@ -231,16 +231,67 @@ impl Env {
             // A new file is sparse past LMDB's first pages: allocate it.
             opened.allocate(size)?;
         }
-        let mut dbs = Vec::with_capacity(names.len());
-        opened.write(|txn| {
-            dbs.clear();
-            for name in names {
-                dbs.push(txn.open_db(name)?);
+        // Databases that exist are opened in a read transaction: opening a
+        // store then takes no writer lock. The first opener makes them.
+        let dbs = match opened.open_existing_dbs(names)? {
+            Some(dbs) => dbs,
+            None => {
+                let mut dbs = Vec::with_capacity(names.len());
+                opened.write(|txn| {
+                    dbs.clear();
+                    for name in names {
+                        dbs.push(txn.open_db(name)?);
+                    }
+                    Ok(())
+                })?;
+                dbs
             }
-            Ok(())
-        })?;
+        };
         opened.dbs = dbs;
         Ok(opened)
+    }
+
+    /// Opens the named databases in a read transaction, committed so the
+    /// handles stay with the environment; `None` when one does not exist.
+    fn open_existing_dbs(&self, names: &[&str]) -> Result<Option<Vec<ffi::MDB_dbi>>, LmdbError> {
+        let _guard = Entered::new(self, false)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: an open environment; `raw` is a valid out pointer.
+        check(unsafe {
+            ffi::mdb_txn_begin(
+                self.env.as_ptr(),
+                ptr::null_mut(),
+                ffi::MDB_RDONLY,
+                &mut raw,
+            )
+        })?;
+        let txn = NonNull::new(raw)
+            .ok_or_else(|| LmdbError::Io(io::Error::other("mdb_txn_begin returned null")))?;
+        let mut dbs = Vec::with_capacity(names.len());
+        for name in names {
+            let name = CString::new(*name)
+                .map_err(|_| LmdbError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+            let mut dbi = 0;
+            // SAFETY: a live read transaction of this environment, a
+            // NUL-terminated name that outlives the call, no flags (no
+            // create, which a read transaction may not), and a valid out pointer.
+            let rc = unsafe { ffi::mdb_dbi_open(txn.as_ptr(), name.as_ptr(), 0, &mut dbi) };
+            if rc != 0 {
+                // SAFETY: the transaction is live and used no further.
+                unsafe { ffi::mdb_txn_abort(txn.as_ptr()) };
+                return if rc == ffi::MDB_NOTFOUND {
+                    Ok(None)
+                } else {
+                    check(rc).map(|()| None)
+                };
+            }
+            dbs.push(dbi);
+        }
+        // SAFETY: the transaction is live and nothing borrows from it;
+        // committing a read transaction ends it and keeps the handles it
+        // opened for the whole environment.
+        check(unsafe { ffi::mdb_txn_commit(txn.as_ptr()) })?;
+        Ok(Some(dbs))
     }
 
     fn owned_here(&self) -> bool {
