@@ -25,6 +25,8 @@ use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit, UnionFields};
 use brain_core::format::control::{check_control_file, new_control_file, VERSION_AT};
 use brain_core::format::parts::{split, PartsLayout};
+use brain_core::format::checksum::payload_checksum;
+use brain_core::format::record::SmallRecord;
 use brain_core::format::{arrow, Header};
 use brain_core::{
     Codec, Dtype, DtypeField, NdArrayMeta, ObjectKey, ObjectStore, ObjectStoreExt, Payload,
@@ -74,6 +76,26 @@ fn main() {
     for (name, bytes) in [("new", control), ("version-1", before_recycling)] {
         assert!(check_control_file(&bytes).is_ok(), "{name}");
         add("control", name, bytes);
+    }
+    for (name, record) in [
+        ("text", SmallRecord {
+            codec: Codec::Text,
+            created_unix_nanos: 1_700_000_000_123_456_789,
+            checksum: payload_checksum(b"a small value"),
+            description: "a note",
+            payload: b"a small value",
+        }),
+        ("empty", SmallRecord {
+            codec: Codec::Raw,
+            created_unix_nanos: 0,
+            checksum: payload_checksum(b""),
+            description: "",
+            payload: b"",
+        }),
+    ] {
+        let bytes = record.encode();
+        assert!(SmallRecord::decode(&bytes).is_ok(), "{name}");
+        add("small_record", name, bytes);
     }
     for (i, text) in names().iter().enumerate() {
         add("names", &format!("{i:02}"), text.as_bytes().to_vec());

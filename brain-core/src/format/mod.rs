@@ -1,6 +1,6 @@
 //! Byte layouts: the object header, object keys, codec tags, the parts
-//! layout and ndarray metadata, Arrow IPC as brain stores it, and the
-//! store's control file. `docs/FORMAT.md` is their specification, and the
+//! layout and ndarray metadata, Arrow IPC as brain stores it, the store's
+//! control file, and small objects' records in the store's table. `docs/FORMAT.md` is their specification, and the
 //! golden fixtures in `brain-core/tests/fixtures/` pin them.
 //!
 //! Nothing here touches a file: each layout is encoded into and decoded
@@ -16,6 +16,7 @@ pub mod kept;
 mod key;
 pub mod ndarray;
 pub mod parts;
+pub mod record;
 
 pub use codec::Codec;
 pub use header::{

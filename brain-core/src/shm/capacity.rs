@@ -108,10 +108,10 @@ fn recorded_alive(identity: u64, pid_ns: u64) -> bool {
             || process_start_time(pid).is_some_and(|now| self::identity(pid, now) == identity))
 }
 
-/// Whether the process recorded as `identity` (by a process of this PID
-/// namespace) still runs.
-pub(crate) fn identity_alive(identity: u64) -> bool {
-    recorded_alive(identity, u64::from(pid_namespace()))
+/// Whether the process recorded as `identity` in PID namespace `pid_ns`
+/// still runs (one of another namespace counts as running).
+pub(crate) fn identity_alive(identity: u64, pid_ns: u64) -> bool {
+    recorded_alive(identity, pid_ns)
 }
 
 /// A refused reservation: what was in use and the limit.

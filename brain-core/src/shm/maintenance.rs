@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::capacity::Exclusive;
 use super::dirs::{object_files, read_dir};
-use super::reader::lock_shared;
+use super::reader::{lock_shared, read_meta_at};
+use super::small::SmallTable;
 use super::Store;
 use crate::api::error::{Error, Result};
 use crate::api::store::{CorruptObject, FsckReport, GcReport, NamespaceStats, ObjectStore};
@@ -54,12 +55,15 @@ impl Store {
 
     /// Removes what writers that died before sealing left behind: temporary
     /// object files and half-made namespace directories whose process is gone,
-    /// and namespaces left in the trash by an interrupted removal. Also gives
-    /// back the pages that replaced objects hold in the recycling pool.
+    /// and namespaces left in the trash by an interrupted removal; object
+    /// files a small object of the same name replaced; reader slots and
+    /// watcher registrations in the table of processes that died. Also
+    /// gives back the pages that replaced objects hold in the recycling pool.
     pub(crate) fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
         // Reader slots and watcher registrations of processes that died.
-        if let Some(table) = self.small_table()? {
+        let table = self.small_table()?;
+        if let Some(table) = &table {
             table.clear_stale_readers()?;
             table.prune_watchers()?;
         }
@@ -97,6 +101,9 @@ impl Store {
                     }
                 }
             }
+            if let Some(table) = &table {
+                self.remove_shadowed_files(table, &path, &mut report)?;
+            }
         }
         for entry in read_dir(&self.inner.trash)? {
             let path = entry.path();
@@ -110,6 +117,39 @@ impl Store {
         (report.recycled_objects, report.recycled_bytes) = self.drain_pool();
         report.reservations_reclaimed = self.heal(GC_WAIT)?.unwrap_or(0);
         Ok(report)
+    }
+
+    /// Removes the object files in namespace directory `dir` whose name
+    /// also has an entry in the table (left by a writer killed between the
+    /// two, or by racing writers): the entry is the object, the file only
+    /// counts. Each goes under the table's writer lock, while the entry is
+    /// still there.
+    fn remove_shadowed_files(
+        &self,
+        table: &SmallTable,
+        dir: &Path,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        for (key, path) in object_files(dir)? {
+            let Ok(Some(meta)) = read_meta_at(&path) else {
+                continue;
+            };
+            if ObjectKey::new(&meta.namespace, &meta.name) != key
+                || !table.contains(&meta.namespace, &meta.name)?
+            {
+                continue;
+            }
+            let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+            let entered = self.inner.control.enter()?;
+            let removed = table.while_entry(&meta.namespace, &meta.name, || {
+                self.delete_file(&meta.namespace, &meta.name, &entered)
+            })?;
+            if removed == Some(true) {
+                report.stray_objects += 1;
+                report.bytes_freed += len;
+            }
+        }
+        Ok(())
     }
 
     /// Gives back what writers that died had reserved: when a writer slot

@@ -250,6 +250,13 @@ impl StoreBuilder {
     }
 }
 
+/// An object found by [`Store::read_any`]: a table entry (its metadata,
+/// its view when asked for, the table), or an object file.
+enum Found {
+    Entry(ObjectMeta, Option<ObjectView>, Arc<SmallTable>),
+    File(Read),
+}
+
 /// How long a process trusts that the store's table is the one it opened
 /// before it looks again (a `stat`): a store removed and made again is
 /// noticed within this.
@@ -362,41 +369,45 @@ impl Store {
     /// made anew (the store removed and made again) is noticed within
     /// [`TABLE_RECHECK`]: until then, this process may still see the old one.
     pub(crate) fn small_table(&self) -> Result<Option<Arc<SmallTable>>> {
+        self.table_checked(false)
+    }
+
+    /// [`Store::small_table`]; `always` checks that the table is the
+    /// store's whatever the time since the last check (a `fstat`), as a
+    /// write must: one into a removed table would be lost.
+    fn table_checked(&self, always: bool) -> Result<Option<Arc<SmallTable>>> {
         let generation = crate::sys::fork::generation();
         let mut slot = self
             .inner
             .small
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(open) = &*slot {
-            if open.generation == generation && open.checked.elapsed() < TABLE_RECHECK {
+        if let Some(open) = slot.as_mut().filter(|open| open.generation == generation) {
+            if !always && open.checked.elapsed() < TABLE_RECHECK {
                 return Ok(Some(open.table.clone()));
             }
-        }
-        let data = self
-            .inner
-            .root
-            .join(small::SMALL_DIR)
-            .join(small::DATA_FILE);
-        let identity = match rustix::fs::stat(&data) {
-            Ok(st) => Some((st.st_dev, st.st_ino)),
-            Err(Errno::NOENT) => None,
-            Err(err) => return Err(Error::io("stat", &data, os(err))),
-        };
-        if let Some(open) = slot.as_mut() {
-            if open.generation == generation && Some(open.identity) == identity {
+            let data = self
+                .inner
+                .root
+                .join(small::SMALL_DIR)
+                .join(small::DATA_FILE);
+            let named = if always {
+                open.table.identity()?.1
+            } else {
+                rustix::fs::stat(&data).is_ok_and(|st| (st.st_dev, st.st_ino) == open.identity)
+            };
+            if named {
                 open.checked = std::time::Instant::now();
                 return Ok(Some(open.table.clone()));
             }
         }
         *slot = None;
-        if identity.is_none() && !self.inner.root.join("brain.ctl").exists() {
+        if !self.inner.root.join("brain.ctl").exists() {
+            // The store was removed: no table, no small objects.
             return Ok(None);
         }
         let table = small::open_table(&self.inner.root, CONTROL_MODE)?;
-        let identity = rustix::fs::stat(&data)
-            .map(|st| (st.st_dev, st.st_ino))
-            .map_err(|e| Error::io("stat", &data, os(e)))?;
+        let (identity, _) = table.identity()?;
         *slot = Some(OpenTable {
             generation,
             table: table.clone(),
@@ -406,9 +417,35 @@ impl Store {
         Ok(Some(table))
     }
 
+    /// Reads `name` wherever it is: the table's entry, else its object
+    /// file, else the table again (a small set that replaced the file
+    /// between the two looks committed its entry before the file went).
+    fn read_any(&self, namespace: &str, name: &str, whole: bool) -> Result<Option<Found>> {
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        let table = self.small_table()?;
+        let in_table = |table: &Arc<SmallTable>| -> Result<Option<Found>> {
+            Ok(table
+                .get(namespace, name, whole)?
+                .map(|(meta, view)| Found::Entry(meta, view, table.clone())))
+        };
+        if let Some(table) = &table {
+            if let Some(found) = in_table(table)? {
+                return Ok(Some(found));
+            }
+        }
+        if let Some(read) = self.read_object(namespace, name, whole)? {
+            return Ok(Some(Found::File(read)));
+        }
+        match &table {
+            Some(table) => in_table(table),
+            None => Ok(None),
+        }
+    }
+
     /// The table, for a change: a store removed since it was opened is an error.
     pub(crate) fn small_table_for_writing(&self) -> Result<Arc<SmallTable>> {
-        self.small_table()?.ok_or_else(|| {
+        self.table_checked(true)?.ok_or_else(|| {
             Error::io(
                 "write",
                 &self.inner.root,
@@ -653,49 +690,36 @@ impl ObjectStore for Store {
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
-        validate_namespace(namespace)?;
-        validate_name(name)?;
-        if let Some(table) = self.small_table()? {
-            if let Some((_, Some(view))) = table.get(namespace, name, true)? {
-                return Ok(Some(view));
+        match self.read_any(namespace, name, true)? {
+            Some(Found::Entry(_, Some(view), _)) | Some(Found::File(Read::View(view))) => {
+                Ok(Some(view))
             }
-        }
-        match self.read_object(namespace, name, true)? {
-            Some(Read::View(view)) => Ok(Some(view)),
-            Some(Read::Meta(_)) => unreachable!("a whole read returns a view"),
+            Some(_) => unreachable!("a whole read returns a view"),
             None => Ok(None),
         }
     }
 
     fn get_verified(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {
-        validate_namespace(namespace)?;
-        validate_name(name)?;
-        if let Some(table) = self.small_table()? {
-            if let Some((_, Some(view))) = table.get(namespace, name, true)? {
-                view.verify(table.location(namespace, name))?;
-                return Ok(Some(view));
+        let (view, location) = match self.read_any(namespace, name, true)? {
+            Some(Found::Entry(_, Some(view), table)) => {
+                let location = table.location(namespace, name);
+                (view, location)
             }
-        }
-        let view = match self.read_object(namespace, name, true)? {
-            Some(Read::View(view)) => view,
-            Some(Read::Meta(_)) => unreachable!("a whole read returns a view"),
+            Some(Found::File(Read::View(view))) => {
+                let path = self.object_path(namespace, ObjectKey::new(namespace, name));
+                (view, path.into())
+            }
+            Some(_) => unreachable!("a whole read returns a view"),
             None => return Ok(None),
         };
-        view.verify(self.object_path(namespace, ObjectKey::new(namespace, name)))?;
+        view.verify(location)?;
         Ok(Some(view))
     }
 
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
-        validate_namespace(namespace)?;
-        validate_name(name)?;
-        if let Some(table) = self.small_table()? {
-            if let Some((meta, _)) = table.get(namespace, name, false)? {
-                return Ok(Some(meta));
-            }
-        }
-        match self.read_object(namespace, name, false)? {
-            Some(Read::Meta(meta)) => Ok(Some(meta)),
-            Some(Read::View(view)) => Ok(Some(view.meta().clone())),
+        match self.read_any(namespace, name, false)? {
+            Some(Found::Entry(meta, _, _)) | Some(Found::File(Read::Meta(meta))) => Ok(Some(meta)),
+            Some(Found::File(Read::View(view))) => Ok(Some(view.meta().clone())),
             None => Ok(None),
         }
     }
@@ -703,7 +727,8 @@ impl ObjectStore for Store {
     fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        if let Some(table) = self.small_table()? {
+        let table = self.small_table()?;
+        if let Some(table) = &table {
             if table.contains(namespace, name)? {
                 return Ok(true);
             }
@@ -711,7 +736,11 @@ impl ObjectStore for Store {
         let path = self.object_path(namespace, ObjectKey::new(namespace, name));
         match rustix::fs::stat(&path) {
             Ok(_) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
+            // A small set may have replaced the file since the table was asked.
+            Err(Errno::NOENT) => match &table {
+                Some(table) => table.contains(namespace, name),
+                None => Ok(false),
+            },
             Err(err) => Err(Error::io("stat", &path, os(err))),
         }
     }

@@ -10,28 +10,18 @@
 //!
 //! Keys are the namespace's 128-bit hash (as its directory is named)
 //! followed by the name, so one namespace's names are one range of the
-//! tree. An entry (a record) holds what an object file's header holds
-//! beside the names:
-//!
-//! ```text
-//! offset size field
-//!      0    1 record layout version (1)
-//!      1    1 reserved, zero
-//!      2    2 codec tag (u16 LE)
-//!      4    4 description length in bytes (u32 LE)
-//!      8    8 creation time, nanoseconds since the Unix epoch (i64 LE)
-//!     16    8 payload checksum, xxh3-64 over 1 MiB chunks (u64 LE)
-//!     24    . description (UTF-8), then the payload
-//! ```
+//! tree. An entry (a record, `format/record.rs`) holds what an object
+//! file's header holds beside the names, then the payload.
 //!
 //! A second table maps a namespace's hash to its name, so a namespace with
 //! only small objects is listed; a third keeps the last events for watchers.
 //!
 //! An object is small when its entry fits in an LMDB page beside others
 //! ([`fits`]); anything larger is a file, as before. A name lives in one
-//! place: a set of either kind removes the other (see `Store::put_small`
-//! and the writer's commit), and a reader asks the table first, so while
-//! both exist for a moment the table's entry is the newer one.
+//! place: a set of either kind removes the other (the writer's commit,
+//! [`SmallTable::change_file`] and [`SmallTable::while_entry`]), and a
+//! reader asks the table first, so while both exist for a moment the
+//! table's entry is the newer one.
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,6 +34,7 @@ use arrow_buffer::{Buffer, MutableBuffer};
 use crate::api::error::{Error, Result};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::checksum::payload_checksum;
+use crate::format::record::{SmallRecord, RECORD_FIXED_LEN};
 use crate::format::{namespace_hash, stored_size, Codec, Header, PayloadChecksum};
 use crate::sys::fork;
 use crate::sys::lmdb::{Db, Env, LmdbError, ReadTxn, WriteTxn};
@@ -58,8 +49,6 @@ const DATABASES: [&str; 4] = ["objects", "namespaces", "events", "meta"];
 pub(crate) const SMALL_DIR: &str = "small";
 /// LMDB's data file in it.
 pub(crate) const DATA_FILE: &str = "data.mdb";
-const RECORD_VERSION: u8 = 1;
-const RECORD_FIXED: usize = 24;
 const PREFIX: usize = 16;
 /// LMDB's longest key.
 const MAX_KEY: usize = 511;
@@ -80,7 +69,7 @@ const WATCHER: &[u8] = b"watcher/";
 pub(crate) fn fits(namespace: &str, name: &str, description: &str, payload_len: u64) -> bool {
     let key = PREFIX + name.len();
     key <= MAX_KEY
-        && 8 + key as u64 + (RECORD_FIXED + description.len()) as u64 + payload_len
+        && 8 + key as u64 + (RECORD_FIXED_LEN + description.len()) as u64 + payload_len
             <= MAX_ENTRY as u64
         && !namespace.is_empty()
 }
@@ -93,99 +82,49 @@ pub(crate) fn key(namespace: &str, name: &str) -> Vec<u8> {
     key
 }
 
-/// An object as the table holds it.
-#[derive(Debug)]
-pub(crate) struct Record<'a> {
-    pub codec: Codec,
-    pub created_unix_nanos: i64,
-    pub checksum: u64,
-    pub description: &'a str,
-    pub payload: &'a [u8],
+/// A small object as the table holds it (format/record.rs).
+pub(crate) type Record<'a> = SmallRecord<'a>;
+
+/// A new record of `payload`, created now.
+pub(crate) fn new_record<'a>(codec: Codec, description: &'a str, payload: &'a [u8]) -> Record<'a> {
+    SmallRecord {
+        codec,
+        created_unix_nanos: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+        checksum: payload_checksum(payload),
+        description,
+        payload,
+    }
 }
 
-impl<'a> Record<'a> {
-    /// A new record of `payload`, created now.
-    pub(crate) fn new(codec: Codec, description: &'a str, payload: &'a [u8]) -> Record<'a> {
-        Record {
-            codec,
-            created_unix_nanos: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
-            checksum: payload_checksum(payload),
-            description,
-            payload,
-        }
+/// A record's metadata, as of `name` in `namespace`.
+pub(crate) fn record_meta(record: &Record<'_>, namespace: &str, name: &str) -> ObjectMeta {
+    let created = if record.created_unix_nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(record.created_unix_nanos as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    ObjectMeta {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        codec: record.codec,
+        size: record.payload.len() as u64,
+        stored_size: stored_size(
+            namespace,
+            name,
+            record.description,
+            record.payload.len() as u64,
+        ),
+        created,
+        description: record.description.to_owned(),
     }
+}
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(RECORD_FIXED + self.description.len() + self.payload.len());
-        out.push(RECORD_VERSION);
-        out.push(0);
-        out.extend_from_slice(&self.codec.tag().to_le_bytes());
-        out.extend_from_slice(&(self.description.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.created_unix_nanos.to_le_bytes());
-        out.extend_from_slice(&self.checksum.to_le_bytes());
-        out.extend_from_slice(self.description.as_bytes());
-        out.extend_from_slice(self.payload);
-        out
-    }
-
-    /// Decodes a record, or says what is wrong with it.
-    fn decode(bytes: &'a [u8]) -> std::result::Result<Record<'a>, String> {
-        if bytes.len() < RECORD_FIXED {
-            return Err(format!(
-                "entry of {} bytes is shorter than its fixed fields",
-                bytes.len()
-            ));
-        }
-        if bytes[0] != RECORD_VERSION {
-            return Err(format!(
-                "entry layout version {} is not {RECORD_VERSION}",
-                bytes[0]
-            ));
-        }
-        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        let description_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
-        let rest = &bytes[RECORD_FIXED..];
-        if description_len > rest.len() {
-            return Err(format!(
-                "description of {description_len} bytes runs past the entry"
-            ));
-        }
-        let description = std::str::from_utf8(&rest[..description_len])
-            .map_err(|_| "description is not UTF-8".to_owned())?;
-        Ok(Record {
-            codec: Codec::from_tag(u16::from_le_bytes([bytes[2], bytes[3]])),
-            created_unix_nanos: word(8) as i64,
-            checksum: word(16),
-            description,
-            payload: &rest[description_len..],
-        })
-    }
-
-    pub(crate) fn meta(&self, namespace: &str, name: &str) -> ObjectMeta {
-        let created = if self.created_unix_nanos >= 0 {
-            UNIX_EPOCH + Duration::from_nanos(self.created_unix_nanos as u64)
-        } else {
-            UNIX_EPOCH
-        };
-        ObjectMeta {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            codec: self.codec,
-            size: self.payload.len() as u64,
-            stored_size: stored_size(namespace, name, self.description, self.payload.len() as u64),
-            created,
-            description: self.description.to_owned(),
-        }
-    }
-
-    /// The file length an object file of this record would have: what the
-    /// capacity counts (every backend counts objects alike).
-    fn file_len(&self, namespace: &str, name: &str) -> u64 {
-        (Header::encoded_len_for(namespace, name, self.description) + self.payload.len()) as u64
-    }
+/// The file length an object file of this record would have: what the
+/// capacity counts (every backend counts objects alike).
+fn record_file_len(record: &Record<'_>, namespace: &str, name: &str) -> u64 {
+    (Header::encoded_len_for(namespace, name, record.description) + record.payload.len()) as u64
 }
 
 /// A change the table recorded, for watchers.
@@ -201,7 +140,8 @@ pub(crate) struct TableEvent {
 /// process that opened the same directory.
 #[derive(Debug)]
 pub(crate) struct SmallTable {
-    env: Env,
+    /// Closed under the registry's lock (see `Drop`); `None` only then.
+    env: Option<Env>,
     dir: PathBuf,
     /// Touched (its change time) after a change a watcher waits for.
     signal: std::fs::File,
@@ -236,7 +176,11 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&signal_path)
         .map_err(|e| Error::io("open", &signal_path, e))?;
-    let table = Arc::new(SmallTable { env, dir, signal });
+    let table = Arc::new(SmallTable {
+        env: Some(env),
+        dir,
+        signal,
+    });
     tables.retain(|(at, weak)| weak.strong_count() > 0 && *at != id);
     tables.push((id, Arc::downgrade(&table)));
     Ok(table)
@@ -245,6 +189,9 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
 fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
     match err {
         LmdbError::Io(err) => Error::io(action, dir, err),
+        LmdbError::NoSpace => {
+            Error::io(action, dir, std::io::Error::from_raw_os_error(libc::ENOSPC))
+        }
         other => Error::io(
             action,
             dir,
@@ -264,6 +211,16 @@ pub(crate) struct CheckedEntry {
     pub problem: Option<String>,
 }
 
+impl Drop for SmallTable {
+    fn drop(&mut self) {
+        // Closing an environment closes its lock file, which drops every
+        // `fcntl` lock this process holds on it, a newer environment's of
+        // the same store included: so no other is opened meanwhile.
+        let _tables = OPEN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.env.take());
+    }
+}
+
 /// What a set of a small object replaced.
 #[derive(Debug)]
 pub(crate) struct Replaced {
@@ -272,6 +229,12 @@ pub(crate) struct Replaced {
 }
 
 impl SmallTable {
+    fn env(&self) -> &Env {
+        self.env
+            .as_ref()
+            .expect("the table is open until it is dropped")
+    }
+
     fn error(&self, action: &'static str, err: LmdbError) -> Error {
         table_error(&self.dir, action, err)
     }
@@ -285,13 +248,13 @@ impl SmallTable {
         whole: bool,
     ) -> Result<Option<(ObjectMeta, Option<ObjectView>)>> {
         let key = key(namespace, name);
-        let found = self.env.read(|txn| {
+        let found = self.env().read(|txn| {
             let Some(bytes) = txn.get(OBJECTS, &key)? else {
                 return Ok(None);
             };
             Ok(Some(match Record::decode(bytes) {
                 Ok(record) => {
-                    let meta = record.meta(namespace, name);
+                    let meta = record_meta(&record, namespace, name);
                     let view = whole.then(|| {
                         // Payloads are 64-byte aligned, as in an object file.
                         let mut payload = MutableBuffer::with_capacity(record.payload.len());
@@ -301,7 +264,7 @@ impl SmallTable {
                     });
                     Ok((meta, view))
                 }
-                Err(why) => Err(why),
+                Err(why) => Err(why.to_string()),
             }))
         });
         match found.map_err(|e| self.error("read", e))? {
@@ -317,14 +280,12 @@ impl SmallTable {
     /// Whether `name` is in the table.
     pub(crate) fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
         let key = key(namespace, name);
-        self.env
+        self.env()
             .read(|txn| Ok(txn.get(OBJECTS, &key)?.is_some()))
             .map_err(|e| self.error("read", e))
     }
 
     /// Sets `name` to `record`, atomically; returns what it replaced.
-    /// `reserve` runs inside the transaction, once the replaced object is
-    /// known, and may refuse (a full store): nothing is written then.
     pub(crate) fn put(
         &self,
         namespace: &str,
@@ -334,11 +295,13 @@ impl SmallTable {
         let key = key(namespace, name);
         let value = record.encode();
         let ns_key = namespace_hash(namespace).to_be_bytes();
-        self.env
+        self.env()
             .write(|txn| {
                 let replaced = txn
                     .get(OBJECTS, &key)?
-                    .map(|old| Record::decode(old).map_or(0, |r| r.file_len(namespace, name)))
+                    .map(|old| {
+                        Record::decode(old).map_or(0, |r| record_file_len(&r, namespace, name))
+                    })
                     .map(|file_len| Replaced { file_len });
                 txn.put(OBJECTS, &key, &value)?;
                 if txn.get(NAMESPACES, &ns_key)?.is_none() {
@@ -405,12 +368,13 @@ impl SmallTable {
                 let Some(old) = txn.get(OBJECTS, &key)? else {
                     return Ok((None, false));
                 };
-                let file_len = Record::decode(old).map_or(0, |r| r.file_len(namespace, name));
+                let file_len =
+                    Record::decode(old).map_or(0, |r| record_file_len(&r, namespace, name));
                 txn.delete(OBJECTS, &key)?;
                 let signal = deleting && record_event(txn, false, namespace, name)?;
                 Ok((Some(file_len), signal))
             };
-        let done = self.env.write(|txn| {
+        let done = self.env().write(|txn| {
             let removed = remove_entry(txn)?;
             // Run once: a retry (the table grew) must not repeat the rename.
             if outcome.is_none() {
@@ -428,31 +392,26 @@ impl SmallTable {
         };
         let (old, signal) = match done {
             Ok(removed) => removed,
-            Err(_) => self.env.write(remove_entry).unwrap_or((None, false)),
+            Err(_) => self.env().write(remove_entry).unwrap_or((None, false)),
         };
         self.signal_if(signal);
         Ok((old, value))
     }
 
-    /// Runs `change` under the table's writer lock when `name`'s entry is
-    /// still the one created at `created` with `checksum` (no set of either
-    /// kind came after it); `None` when it is not.
-    pub(crate) fn while_current<R>(
+    /// Runs `change` (the removal of `name`'s object file) under the
+    /// table's writer lock when `name` has an entry: a file's publish
+    /// removes the entry under the same lock, so a file beside an entry is
+    /// older than it, whoever wrote either. `None` when there is no entry.
+    pub(crate) fn while_entry<R>(
         &self,
         namespace: &str,
         name: &str,
-        created: i64,
-        checksum: u64,
         mut change: impl FnMut() -> Result<R>,
     ) -> Result<Option<R>> {
         let key = key(namespace, name);
         let mut outcome: Option<Result<R>> = None;
-        let done = self.env.write(|txn| {
-            let current = txn
-                .get(OBJECTS, &key)?
-                .and_then(|bytes| Record::decode(bytes).ok())
-                .is_some_and(|r| r.created_unix_nanos == created && r.checksum == checksum);
-            if current && outcome.is_none() {
+        let done = self.env().write(|txn| {
+            if txn.get(OBJECTS, &key)?.is_some() && outcome.is_none() {
                 outcome = Some(change());
             }
             Ok(())
@@ -468,7 +427,7 @@ impl SmallTable {
     /// A damaged entry is left out (`fsck` reports it).
     pub(crate) fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = namespace_hash(namespace).to_be_bytes();
-        self.env
+        self.env()
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
@@ -476,7 +435,7 @@ impl SmallTable {
                         std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()),
                         Record::decode(value),
                     ) {
-                        out.push(record.meta(namespace, name));
+                        out.push(record_meta(&record, namespace, name));
                     }
                     true
                 })?;
@@ -488,7 +447,7 @@ impl SmallTable {
     /// The names of `namespace` in the table, sorted (by bytes, as `str` sorts).
     pub(crate) fn names(&self, namespace: &str) -> Result<Vec<String>> {
         let prefix = namespace_hash(namespace).to_be_bytes();
-        self.env
+        self.env()
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
@@ -504,7 +463,7 @@ impl SmallTable {
 
     /// The namespaces that have (or had) small objects.
     pub(crate) fn namespaces(&self) -> Result<Vec<String>> {
-        self.env
+        self.env()
             .read(|txn| {
                 let mut out = Vec::new();
                 txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
@@ -523,7 +482,7 @@ impl SmallTable {
     /// the objects removed.
     pub(crate) fn remove_namespace(&self, namespace: &str) -> Result<(bool, Vec<u64>)> {
         let prefix = namespace_hash(namespace).to_be_bytes();
-        self.env
+        self.env()
             .write(|txn| {
                 let known = txn.delete(NAMESPACES, &prefix)?;
                 let mut doomed = Vec::new();
@@ -531,7 +490,7 @@ impl SmallTable {
                     let name =
                         String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
                     let file_len =
-                        Record::decode(value).map_or(0, |r| r.file_len(namespace, &name));
+                        Record::decode(value).map_or(0, |r| record_file_len(&r, namespace, &name));
                     doomed.push((key.to_vec(), name, file_len));
                     true
                 })?;
@@ -554,7 +513,7 @@ impl SmallTable {
     /// The namespace comes from the namespace table (an entry whose
     /// namespace is not there is a problem too).
     pub(crate) fn check_all(&self) -> Result<Vec<CheckedEntry>> {
-        self.env
+        self.env()
             .read(|txn| {
                 let mut namespaces = HashMap::new();
                 txn.for_each_prefixed(NAMESPACES, &[], |key, value| {
@@ -569,7 +528,7 @@ impl SmallTable {
                     let (file_len, problem) = match (&namespace, Record::decode(value)) {
                         (None, _) => (0, Some("its namespace is not in the table".to_owned())),
                         (Some(ns), Ok(record)) => {
-                            let len = record.file_len(ns, &name);
+                            let len = record_file_len(&record, ns, &name);
                             if payload_checksum(record.payload) == record.checksum {
                                 (len, None)
                             } else {
@@ -579,7 +538,7 @@ impl SmallTable {
                                 )
                             }
                         }
-                        (Some(_), Err(why)) => (0, Some(why)),
+                        (Some(_), Err(why)) => (0, Some(why.to_string())),
                     };
                     out.push(CheckedEntry {
                         namespace: namespace.unwrap_or_default(),
@@ -597,21 +556,29 @@ impl SmallTable {
     /// Deletes an entry `fsck` found damaged (by namespace and name).
     pub(crate) fn delete_damaged(&self, namespace: &str, name: &str) -> Result<bool> {
         let key = key(namespace, name);
-        self.env
+        self.env()
             .write(|txn| txn.delete(OBJECTS, &key))
             .map_err(|e| self.error("delete", e))
     }
 
     /// Clears reader slots of processes that died; returns how many.
     pub(crate) fn clear_stale_readers(&self) -> Result<usize> {
-        self.env
+        self.env()
             .clear_stale_readers()
             .map_err(|e| self.error("check the readers of", e))
     }
 
+    /// Device and inode of the table's data file as this process maps it,
+    /// and whether the file still has a name.
+    pub(crate) fn identity(&self) -> Result<((u64, u64), bool)> {
+        self.env()
+            .data_identity()
+            .map_err(|e| self.error("stat", e))
+    }
+
     /// The table file's size in bytes.
     pub(crate) fn file_len(&self) -> u64 {
-        self.env.file_len()
+        self.env().file_len()
     }
 
     /// Where an entry is, for a report: the table's directory.
@@ -627,7 +594,7 @@ impl SmallTable {
         from: u64,
         limit: usize,
     ) -> Result<(Vec<TableEvent>, u64, bool)> {
-        self.env
+        self.env()
             .read(|txn| {
                 let next = next_event_of(txn)?;
                 let first = from.max(next.saturating_sub(EVENTS_KEPT));
@@ -657,7 +624,7 @@ impl SmallTable {
         let key = watcher_key(registration);
         self.prune_watchers()?;
         let next = self
-            .env
+            .env()
             .write(|txn| {
                 txn.put(META, &key, &[])?;
                 next_event_of(txn)
@@ -669,22 +636,23 @@ impl SmallTable {
     /// Removes a watcher's registration.
     pub(crate) fn remove_watcher(&self, registration: u64) -> Result<()> {
         let key = watcher_key(registration);
-        self.env
+        self.env()
             .write(|txn| txn.delete(META, &key).map(drop))
             .map_err(|e| self.error("unregister a watcher in", e))
     }
 
     /// Removes the watchers of processes that are gone.
     pub(crate) fn prune_watchers(&self) -> Result<usize> {
-        self.env
+        self.env()
             .write(|txn| {
                 let mut dead = Vec::new();
                 txn.for_each_prefixed(META, WATCHER, |key, _| {
-                    let owner = key
-                        .get(WATCHER.len()..WATCHER.len() + 8)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(0, u64::from_be_bytes);
-                    if !super::capacity::identity_alive(owner) {
+                    let word = |at: usize| {
+                        key.get(WATCHER.len() + at..WATCHER.len() + at + 8)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_be_bytes)
+                    };
+                    if !super::capacity::identity_alive(word(0), word(8)) {
                         dead.push(key.to_vec());
                     }
                     true
@@ -703,11 +671,13 @@ impl SmallTable {
     }
 }
 
-/// A watcher's key: its process's identity (pid and start time), then the
-/// registration's number in that process.
+/// A watcher's key: its process's identity (pid and start time) and PID
+/// namespace (one of another namespace cannot be looked up, and counts as
+/// alive), then the registration's number in that process.
 fn watcher_key(registration: u64) -> Vec<u8> {
     let mut key = WATCHER.to_vec();
     key.extend_from_slice(&super::capacity::my_identity().to_be_bytes());
+    key.extend_from_slice(&u64::from(crate::sys::names::pid_namespace()).to_be_bytes());
     key.extend_from_slice(&registration.to_be_bytes());
     key
 }

@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use super::capacity::{Entered, Reservation};
 use super::fill::Fill;
 use super::pool::{recyclable, Left};
-use super::small::{self, Record};
+use super::small;
 use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
@@ -564,8 +564,14 @@ impl ShmWriter {
     fn publish_small(mut self, file_len: u64) -> Result<ObjectMeta> {
         let table = self.store.small_table_for_writing()?;
         let (namespace, name) = (&self.header.namespace, &self.header.name);
-        let record = Record::new(self.header.codec, &self.header.description, &self.pending);
-        let replaced = table.put(namespace, name, &record)?;
+        let record = small::new_record(self.header.codec, &self.header.description, &self.pending);
+        let replaced = table
+            .put(namespace, name, &record)
+            .map_err(|err| match &err {
+                // The table could not grow: the filesystem is full.
+                Error::Io { source, .. } if is_enospc(source) => self.fs_full(file_len),
+                _ => err,
+            })?;
         if let Some(reservation) = self.reservation.take() {
             reservation.publish(file_len);
         }
@@ -578,20 +584,17 @@ impl ShmWriter {
             self.store.inner.control.object_left(replaced.file_len);
         }
         if look_for_file && rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
-            // Unless a set of either kind came after this one.
+            // Under the writer lock, while an entry (this one, or a later
+            // small set's) holds the name: the file is older than it.
             let entered = self
                 .entered
                 .as_ref()
                 .expect("held until the writer is done");
-            table.while_current(
-                namespace,
-                name,
-                record.created_unix_nanos,
-                record.checksum,
-                || self.store.delete_file(namespace, name, entered),
-            )?;
+            table.while_entry(namespace, name, || {
+                self.store.delete_file(namespace, name, entered)
+            })?;
         }
-        Ok(record.meta(namespace, name))
+        Ok(small::record_meta(&record, namespace, name))
     }
 
     /// Writes a large object's header, trims what was allocated past its

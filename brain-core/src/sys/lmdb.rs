@@ -248,6 +248,9 @@ impl Env {
             }
         };
         opened.dbs = dbs;
+        // Reader slots of processes killed in a read would fill the table
+        // (and pin old pages): every opener clears them.
+        opened.clear_stale_readers()?;
         Ok(opened)
     }
 
@@ -337,6 +340,13 @@ impl Env {
         unsafe { info.assume_init() }.me_mapsize
     }
 
+    /// Device and inode of the data file this environment maps, and whether
+    /// it still has a name (a store removed has none).
+    pub(crate) fn data_identity(&self) -> Result<((u64, u64), bool), LmdbError> {
+        let st = rustix::fs::fstat(self.data_fd()?).map_err(|e| LmdbError::Io(e.into()))?;
+        Ok(((st.st_dev, st.st_ino), st.st_nlink > 0))
+    }
+
     /// The data file's size in bytes (all of it allocated).
     pub(crate) fn file_len(&self) -> u64 {
         file_len(&self.data_path).unwrap_or(0) as u64
@@ -376,6 +386,7 @@ impl Env {
         if !self.owned_here() {
             return Err(Self::forked());
         }
+        let mut cleared = false;
         loop {
             let _guard = Entered::new(self, false)?;
             let idle = self
@@ -419,6 +430,14 @@ impl Env {
                         Err(err) if is_resized(&err) => {
                             drop(_guard);
                             self.grow(false)?;
+                            continue;
+                        }
+                        Err(LmdbError::Lmdb(code, _))
+                            if code == ffi::MDB_READERS_FULL && !cleared =>
+                        {
+                            // Slots of processes that died hold them: free those once.
+                            cleared = true;
+                            self.clear_stale_readers()?;
                             continue;
                         }
                         Err(err) => return Err(err),
