@@ -187,7 +187,7 @@ clean: ## remove build outputs and the virtualenv
 # thread-locals are freed as they exit, just after the read returns, and
 # LeakSanitizer, checking right then or at the run's end, counts them as
 # leaks.
-FUZZ_TARGETS := header parts ndarray_meta arrow control names dump_manifest dump_entry dump_frames frame_manifest
+FUZZ_TARGETS := header parts ndarray_meta arrow control names dump_manifest dump_entry dump_frames frame_manifest small_record
 FUZZ_SECONDS ?= 60
 FUZZ_TOOLCHAIN ?= nightly
 
