@@ -72,8 +72,13 @@ pub fn payload_checksum(payload: &[u8]) -> u64 {
 /// read, `fsck`): each thread hashes a run of whole chunks.
 pub fn payload_checksum_parallel(payload: &[u8]) -> u64 {
     const PARALLEL_FROM: usize = 16 * CHECKSUM_CHUNK;
+    // The size first: `available_parallelism` reads cgroup files on every
+    // call, which costs a small payload many times its hashing.
+    if payload.len() < PARALLEL_FROM {
+        return payload_checksum(payload);
+    }
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if payload.len() < PARALLEL_FROM || threads < 2 {
+    if threads < 2 {
         return payload_checksum(payload);
     }
     let chunks = payload.len().div_ceil(CHECKSUM_CHUNK);
