@@ -16,6 +16,11 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Another handle on the store at `root` that writes every object as a file.
+fn files_only(root: &Path) -> brain_core::Result<Store> {
+    Store::builder().path(root).small_object_table(false).open()
+}
+
 /// The object files (not temporary ones) in every namespace directory.
 fn object_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -93,10 +98,7 @@ fn a_name_moves_from_the_table_to_a_file_and_back() -> TestResult {
 fn a_store_that_writes_files_reads_entries_and_replaces_them() -> TestResult {
     let (dir, store) = store();
     let root = dir.path().join("store");
-    let files_only = Store::builder()
-        .path(&root)
-        .small_object_table(false)
-        .open()?;
+    let files_only = files_only(&root)?;
     store.put("n", "x", &Payload::bytes(b"entry"))?;
     assert_eq!(&*files_only.get("n", "x")?.unwrap(), b"entry");
     files_only.put("n", "x", &Payload::bytes(b"file"))?;
@@ -171,10 +173,7 @@ fn the_table_grows_and_its_file_is_allocated_as_it_goes() -> TestResult {
 fn gc_removes_a_file_that_an_entry_of_its_name_replaced() -> TestResult {
     let (dir, store) = store();
     let root = dir.path().join("store");
-    let files_only = Store::builder()
-        .path(&root)
-        .small_object_table(false)
-        .open()?;
+    let files_only = files_only(&root)?;
     files_only.put("n", "x", &Payload::bytes(b"the old file"))?;
     let file = object_files(&root).pop().unwrap();
     let old_bytes = std::fs::read(&file)?;
