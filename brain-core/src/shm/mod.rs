@@ -443,6 +443,24 @@ impl Store {
         }
     }
 
+    /// The metadata of `namespace`'s object files, read from their headers.
+    fn file_metas(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        for (key, path) in object_files(&self.ns_dir(namespace))? {
+            match read_meta_at(&path) {
+                Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
+                    out.push(meta)
+                }
+                // A damaged object, or one from a newer format, has no name
+                // this build can read: it is left out (fsck reports it) so
+                // it does not hide the rest of the namespace.
+                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
+    }
+
     /// The table, for a change: a store removed since it was opened is an error.
     pub(crate) fn small_table_for_writing(&self) -> Result<Arc<SmallTable>> {
         self.table_checked(true)?.ok_or_else(|| {
@@ -671,8 +689,7 @@ impl ObjectStore for Store {
             match in_table {
                 Some(meta) => kept = Some(meta.description),
                 None => match self.read_object(namespace, name, false) {
-                    Ok(Some(Read::Meta(meta))) => kept = Some(meta.description),
-                    Ok(Some(Read::View(view))) => kept = Some(view.meta().description.clone()),
+                    Ok(Some(read)) => kept = Some(read.into_meta().description),
                     Ok(None) => no_file = true,
                     Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
                     Err(err) => return Err(err),
@@ -718,8 +735,8 @@ impl ObjectStore for Store {
 
     fn metadata(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>> {
         match self.read_any(namespace, name, false)? {
-            Some(Found::Entry(meta, _, _)) | Some(Found::File(Read::Meta(meta))) => Ok(Some(meta)),
-            Some(Found::File(Read::View(view))) => Ok(Some(view.meta().clone())),
+            Some(Found::Entry(meta, _, _)) => Ok(Some(meta)),
+            Some(Found::File(read)) => Ok(Some(read.into_meta())),
             None => Ok(None),
         }
     }
@@ -765,19 +782,7 @@ impl ObjectStore for Store {
 
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
         validate_namespace(namespace)?;
-        let mut out = Vec::new();
-        for (key, path) in object_files(&self.ns_dir(namespace))? {
-            match read_meta_at(&path) {
-                Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
-                    out.push(meta)
-                }
-                // A damaged object, or one from a newer format, has no name
-                // this build can read: it is left out (fsck reports it) so
-                // it does not hide the rest of the namespace.
-                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
+        let mut out = self.file_metas(namespace)?;
         // A name in the table and in a file (for a moment, or left by a
         // writer that died) is the table's: the newer.
         let small = match self.small_table()? {
@@ -799,15 +804,11 @@ impl ObjectStore for Store {
             None => Vec::new(),
         };
         // Files hold their names in their headers only: each is read.
-        for (key, path) in object_files(&self.ns_dir(namespace))? {
-            match read_meta_at(&path) {
-                Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
-                    names.push(meta.name)
-                }
-                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
+        names.extend(
+            self.file_metas(namespace)?
+                .into_iter()
+                .map(|meta| meta.name),
+        );
         names.sort_unstable();
         names.dedup();
         Ok(names)

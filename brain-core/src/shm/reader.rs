@@ -30,6 +30,16 @@ pub(crate) enum Read {
     View(ObjectView),
 }
 
+impl Read {
+    /// The object's metadata, whichever was read.
+    pub(crate) fn into_meta(self) -> ObjectMeta {
+        match self {
+            Read::Meta(meta) => meta,
+            Read::View(view) => view.meta().clone(),
+        }
+    }
+}
+
 impl Store {
     /// Reads an object's header and, when `whole` or the object is small,
     /// its payload. Returns `None` when there is no such object.

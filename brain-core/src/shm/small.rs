@@ -127,6 +127,12 @@ fn record_file_len(record: &Record<'_>, namespace: &str, name: &str) -> u64 {
     (Header::encoded_len_for(namespace, name, record.description) + record.payload.len()) as u64
 }
 
+/// [`record_file_len`] of an entry's bytes; 0 for an entry that does not
+/// decode (it counts for nothing: `fsck` reports it and recounts).
+fn entry_file_len(bytes: &[u8], namespace: &str, name: &str) -> u64 {
+    Record::decode(bytes).map_or(0, |r| record_file_len(&r, namespace, name))
+}
+
 /// A change the table recorded, for watchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TableEvent {
@@ -294,18 +300,15 @@ impl SmallTable {
     ) -> Result<Option<Replaced>> {
         let key = key(namespace, name);
         let value = record.encode();
-        let ns_key = namespace_hash(namespace).to_be_bytes();
+        let ns_key = &key[..PREFIX];
         self.env()
             .write(|txn| {
-                let replaced = txn
-                    .get(OBJECTS, &key)?
-                    .map(|old| {
-                        Record::decode(old).map_or(0, |r| record_file_len(&r, namespace, name))
-                    })
-                    .map(|file_len| Replaced { file_len });
+                let replaced = txn.get(OBJECTS, &key)?.map(|old| Replaced {
+                    file_len: entry_file_len(old, namespace, name),
+                });
                 txn.put(OBJECTS, &key, &value)?;
-                if txn.get(NAMESPACES, &ns_key)?.is_none() {
-                    txn.put(NAMESPACES, &ns_key, namespace.as_bytes())?;
+                if txn.get(NAMESPACES, ns_key)?.is_none() {
+                    txn.put(NAMESPACES, ns_key, namespace.as_bytes())?;
                 }
                 let signal = record_event(txn, true, namespace, name)?;
                 Ok((replaced, signal))
@@ -368,8 +371,7 @@ impl SmallTable {
                 let Some(old) = txn.get(OBJECTS, &key)? else {
                     return Ok((None, false));
                 };
-                let file_len =
-                    Record::decode(old).map_or(0, |r| record_file_len(&r, namespace, name));
+                let file_len = entry_file_len(old, namespace, name);
                 txn.delete(OBJECTS, &key)?;
                 let signal = deleting && record_event(txn, false, namespace, name)?;
                 Ok((Some(file_len), signal))
@@ -489,8 +491,7 @@ impl SmallTable {
                 txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
                     let name =
                         String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned();
-                    let file_len =
-                        Record::decode(value).map_or(0, |r| record_file_len(&r, namespace, &name));
+                    let file_len = entry_file_len(value, namespace, &name);
                     doomed.push((key.to_vec(), name, file_len));
                     true
                 })?;

@@ -108,12 +108,7 @@ impl InotifyWatcher {
         // Registered before the first event is read, so no change after
         // this point goes untold.
         let table = store.small_table_for_writing()?;
-        let signal = table.signal_path();
-        let table_wd = inotify
-            .watches()
-            .add(&signal, WatchMask::ATTRIB)
-            .map_err(|e| Error::io("watch", &signal, e))?;
-        let (registration, next_table_event) = table.add_watcher()?;
+        let (table_wd, registration, next_table_event) = watch_table(&inotify, &table)?;
         let mut watcher = InotifyWatcher {
             inotify,
             store: store.clone(),
@@ -194,13 +189,8 @@ impl InotifyWatcher {
             return Ok(());
         }
         let _ = self.table.remove_watcher(self.registration);
-        let signal = table.signal_path();
-        self.table_wd = self
-            .inotify
-            .watches()
-            .add(&signal, WatchMask::ATTRIB)
-            .map_err(|e| Error::io("watch", &signal, e))?;
-        let (registration, next) = table.add_watcher()?;
+        let (table_wd, registration, next) = watch_table(&self.inotify, &table)?;
+        self.table_wd = table_wd;
         self.table = table;
         self.registration = registration;
         self.next_table_event = next;
@@ -235,12 +225,8 @@ impl InotifyWatcher {
         };
         for namespace in namespaces {
             for name in self.table.names(&namespace)? {
-                let namespace = namespace.clone();
-                self.pending.push_back(if set {
-                    WatchEvent::Set { namespace, name }
-                } else {
-                    WatchEvent::Deleted { namespace, name }
-                });
+                self.pending
+                    .push_back(table_event(set, namespace.clone(), name));
             }
         }
         Ok(())
@@ -437,12 +423,8 @@ impl InotifyWatcher {
                 if self.only.as_ref().is_some_and(|ns| *ns != event.namespace) {
                     continue;
                 }
-                let (namespace, name) = (event.namespace, event.name);
-                self.pending.push_back(if event.set {
-                    WatchEvent::Set { namespace, name }
-                } else {
-                    WatchEvent::Deleted { namespace, name }
-                });
+                self.pending
+                    .push_back(table_event(event.set, event.namespace, event.name));
             }
             if !more {
                 return Ok(());
@@ -493,6 +475,28 @@ impl InotifyWatcher {
 impl WatchEvents for InotifyWatcher {
     fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
         self.next(timeout)
+    }
+}
+
+/// Watches the table's signal file and registers with the table, so its
+/// writers record events: the watch, the registration, and the number of
+/// the first event to read.
+fn watch_table(inotify: &Inotify, table: &SmallTable) -> Result<(WatchDescriptor, u64, u64)> {
+    let signal = table.signal_path();
+    let wd = inotify
+        .watches()
+        .add(&signal, WatchMask::ATTRIB)
+        .map_err(|e| Error::io("watch", &signal, e))?;
+    let (registration, next) = table.add_watcher()?;
+    Ok((wd, registration, next))
+}
+
+/// A set (or a delete) of a small object, as a watch event.
+fn table_event(set: bool, namespace: String, name: String) -> WatchEvent {
+    if set {
+        WatchEvent::Set { namespace, name }
+    } else {
+        WatchEvent::Deleted { namespace, name }
     }
 }
 

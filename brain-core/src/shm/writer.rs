@@ -578,12 +578,15 @@ impl ShmWriter {
         // A file of this name can only exist when no entry did: a file's
         // publish removes the entry under the same lock (a file a crash
         // left beside an entry is `gc`'s).
-        let path = self.dir.join(self.header.key.to_hex());
         let look_for_file = replaced.is_none() && !self.no_file_seen;
         if let Some(replaced) = replaced {
             self.store.inner.control.object_left(replaced.file_len);
         }
-        if look_for_file && rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok() {
+        let file_exists = || {
+            let path = self.dir.join(self.header.key.to_hex());
+            rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok()
+        };
+        if look_for_file && file_exists() {
             // Under the writer lock, while an entry (this one, or a later
             // small set's) holds the name: the file is older than it.
             let entered = self
