@@ -23,9 +23,9 @@ use arrow_array::{
 };
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit, UnionFields};
+use brain_core::format::checksum::payload_checksum;
 use brain_core::format::control::{check_control_file, new_control_file, VERSION_AT};
 use brain_core::format::parts::{split, PartsLayout};
-use brain_core::format::checksum::payload_checksum;
 use brain_core::format::record::SmallRecord;
 use brain_core::format::{arrow, Header};
 use brain_core::{
@@ -78,20 +78,26 @@ fn main() {
         add("control", name, bytes);
     }
     for (name, record) in [
-        ("text", SmallRecord {
-            codec: Codec::Text,
-            created_unix_nanos: 1_700_000_000_123_456_789,
-            checksum: payload_checksum(b"a small value"),
-            description: "a note",
-            payload: b"a small value",
-        }),
-        ("empty", SmallRecord {
-            codec: Codec::Raw,
-            created_unix_nanos: 0,
-            checksum: payload_checksum(b""),
-            description: "",
-            payload: b"",
-        }),
+        (
+            "text",
+            SmallRecord {
+                codec: Codec::Text,
+                created_unix_nanos: 1_700_000_000_123_456_789,
+                checksum: payload_checksum(b"a small value"),
+                description: "a note",
+                payload: b"a small value",
+            },
+        ),
+        (
+            "empty",
+            SmallRecord {
+                codec: Codec::Raw,
+                created_unix_nanos: 0,
+                checksum: payload_checksum(b""),
+                description: "",
+                payload: b"",
+            },
+        ),
     ] {
         let bytes = record.encode();
         assert!(SmallRecord::decode(&bytes).is_ok(), "{name}");
@@ -435,19 +441,23 @@ fn dump_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
         payloads.read(&key, &value).unwrap();
         let entry: serde_json::Value = serde_json::from_slice(&value).unwrap();
         let hex = |v: &serde_json::Value| u64::from_str_radix(v.as_str().unwrap(), 16).unwrap();
-        let file = dir.join("data").join(entry["file"].as_str().unwrap());
+        let file = fs::read(dir.join("data").join(entry["file"].as_str().unwrap())).unwrap();
+        // A payload in a pack file: its frames alone, as a file of its own.
+        let start = entry.get("offset").map_or(0, |at| at.as_u64().unwrap()) as usize;
+        let end = start + entry["file_len"].as_u64().unwrap() as usize;
         let frames = FramesInput {
             size: entry["size"].as_u64().unwrap(),
             frame_size: entry["frame_size"].as_u64().unwrap() as u32,
             xxh3: hex(&entry["xxh3"]),
             wrong_frame_checksums: false,
+            packed_at: None,
             frames: entry["frames"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|n| n.as_u64().unwrap() as u32)
                 .collect(),
-            file: fs::read(file).unwrap(),
+            file: file[start..end].to_vec(),
         };
         add("dump_entry", &format!("{i}"), value);
         add("dump_frames", &format!("{i}"), frames.encode());
@@ -465,6 +475,7 @@ fn dump_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
         frame_size: 256,
         xxh3: xxhash_rust::xxh3::xxh3_64(&payload),
         wrong_frame_checksums: false,
+        packed_at: None,
         frames: compressed.iter().map(|f| f.len() as u32).collect(),
         file: compressed.concat(),
     };
@@ -473,7 +484,7 @@ fn dump_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
     let mut check = |input: &FramesInput| {
         fs::write(
             dir.join("data").join("00000000000000ff-00000000.zst"),
-            &input.file,
+            input.file_bytes(),
         )
         .unwrap();
         payloads.read(
@@ -488,6 +499,13 @@ fn dump_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
     };
     assert!(check(&damaged).is_err());
     add("dump_frames", "small-frames-damaged", damaged.encode());
+    let packed = FramesInput {
+        wrong_frame_checksums: false,
+        packed_at: Some(17),
+        ..damaged
+    };
+    assert_eq!(check(&packed).unwrap(), 1000);
+    add("dump_frames", "small-frames-packed", packed.encode());
 }
 
 /// The index's entries, read with sled from a copy (opening a sled

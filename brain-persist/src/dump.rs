@@ -13,11 +13,11 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, index_dir_name, payload_name, sync_dir, sync_filesystem, unix_nanos, DumpKind, IndexRef,
-    Manifest, DATA_DIR, FORMAT_VERSION, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE,
+    self, index_dir_name, sync_dir, sync_filesystem, unix_nanos, DumpKind, IndexRef, Manifest,
+    DATA_DIR, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE,
 };
 use crate::progress::{Phase, Progress, Reporter};
-use crate::writer::{new_dump_id, FrameWriter, IndexWriter};
+use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
 /// The zstd level used unless another is given.
 pub const DEFAULT_LEVEL: i32 = 3;
@@ -176,7 +176,8 @@ pub fn dump(
     metas.retain(|m| !is_frame_part(&m.name));
     let mut reporter =
         Reporter::start(&options.progress, Phase::Dumping, total, metas.len() as u64);
-    let mut seq: u32 = 0;
+    let mut files = PayloadFiles::new(data.clone(), generation);
+    let mut packed = false;
     let (mut objects, mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0, 0);
     let mut dumped_namespaces = std::collections::BTreeSet::new();
     for meta in &metas {
@@ -226,11 +227,8 @@ pub fn dump(
             vec![view]
         };
         for view in views {
-            let file_name = payload_name(generation, seq);
-            seq += 1;
-            let entry = frames.write(&data.join(&file_name), file_name, &view, |n| {
-                reporter.bytes(n)
-            })?;
+            let entry = frames.write(&mut files, &view, |n| reporter.bytes(n))?;
+            packed |= entry.offset.is_some();
             drop(view);
             index.insert(&entry)?;
             objects += 1;
@@ -242,10 +240,11 @@ pub fn dump(
     }
     drop(reporter);
     frames.flushed()?;
-    let files = index.finish()?;
+    let format_version = format::format_version(packed);
+    let index_files = index.finish(format_version)?;
     let manifest = Manifest {
         magic: MAGIC.into(),
-        format_version: FORMAT_VERSION,
+        format_version,
         kind: DumpKind::Dump,
         dump_id,
         generation,
@@ -257,7 +256,7 @@ pub fn dump(
         compressed_bytes,
         index: IndexRef {
             dir: index_dir,
-            files,
+            files: index_files,
         },
     };
     manifest.write(&tmp.path)?;

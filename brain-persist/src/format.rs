@@ -13,8 +13,14 @@ use crate::error::{Error, Result};
 
 /// The magic string every manifest starts its `magic` field with.
 pub const MAGIC: &str = "brain-dump";
-/// The dump format version this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest dump format version: this build reads every version up to it.
+/// It writes version 1 when no payload file of the dump holds more than one
+/// object, and this one when some do (small payloads packed together; an
+/// entry then records its [`Entry::offset`]), so that earlier builds read
+/// what they can and refuse the rest by its version.
+pub const FORMAT_VERSION: u64 = 2;
+/// The version of dumps whose payload files hold one object each.
+pub(crate) const UNPACKED_VERSION: u64 = 1;
 /// The manifest's file name inside a dump directory.
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
 /// Uncompressed bytes per zstd frame of a payload file.
@@ -145,7 +151,7 @@ impl Manifest {
             });
         }
         match head.format_version {
-            Some(FORMAT_VERSION) => {}
+            Some(UNPACKED_VERSION..=FORMAT_VERSION) => {}
             Some(found) if found > FORMAT_VERSION => {
                 return Err(Error::UnsupportedVersion {
                     path: dir.to_owned(),
@@ -219,7 +225,13 @@ pub(crate) struct Entry {
     pub xxh3: String,
     /// The payload file's name inside `data/`.
     pub file: String,
-    /// The payload file's length.
+    /// Where the payload's frames start in a file that packs several small
+    /// payloads (format version 2); `None` when the file holds this payload
+    /// alone, and is exactly `file_len` long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The length of the payload's frames in the file: the file's length
+    /// when the file holds this payload alone.
     pub file_len: u64,
     /// Uncompressed bytes per frame (the last frame may hold fewer).
     pub frame_size: u64,
@@ -263,7 +275,7 @@ impl Entry {
     pub(crate) fn frame_offsets(&self) -> Vec<u64> {
         self.frames
             .iter()
-            .scan(0u64, |at, &len| {
+            .scan(self.offset.unwrap_or(0), |at, &len| {
                 let start = *at;
                 *at += len;
                 Some(start)
@@ -322,11 +334,27 @@ impl Entry {
             "frame lengths do not add up to the file length",
         )?;
         check(
+            entry
+                .offset
+                .is_none_or(|at| at.checked_add(entry.file_len).is_some()),
+            "the offset in the payload file is out of range",
+        )?;
+        check(
             entry.frame_xxh3.len() == entry.frames.len()
                 && entry.frame_xxh3.iter().all(|h| parse_hex(h).is_some()),
             "the frame checksums do not match the frames",
         )?;
         Ok(entry)
+    }
+}
+
+/// The format version a dump is written as: the oldest that describes its
+/// entries, version 2 only when some payload file packs several (`packed`).
+pub(crate) fn format_version(packed: bool) -> u64 {
+    if packed {
+        FORMAT_VERSION
+    } else {
+        UNPACKED_VERSION
     }
 }
 

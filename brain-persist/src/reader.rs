@@ -5,6 +5,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brain_core::Codec;
@@ -15,7 +16,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::error::{Error, Result};
 use crate::format::{
     self, hash_stream, index_dir_generation, open_index, DumpKind, Entry, Manifest, DATA_DIR,
-    LOCK_FILE, MANIFEST_FILE, META_TREE, OBJECTS_TREE,
+    LOCK_FILE, MANIFEST_FILE, META_TREE, OBJECTS_TREE, UNPACKED_VERSION,
 };
 use crate::parallel;
 use crate::progress::{Phase, Progress, Reporter};
@@ -75,12 +76,17 @@ pub struct DumpEntry {
     pub description: String,
     /// The payload's length in bytes.
     pub size: u64,
-    /// The payload file's length in bytes.
+    /// The payload's compressed length in bytes: its frames in the payload file.
     pub compressed_size: u64,
     /// When the object was written in the store it was dumped from.
     pub created: SystemTime,
     /// xxh3-64 of the payload.
     pub checksum: u64,
+    /// The payload file's name in the dump's `data/` directory.
+    pub file: String,
+    /// Where the payload's frames start in a payload file that packs several
+    /// small payloads; `None` when the file holds this payload alone.
+    pub offset: Option<u64>,
 }
 
 impl From<&Entry> for DumpEntry {
@@ -94,6 +100,8 @@ impl From<&Entry> for DumpEntry {
             compressed_size: entry.file_len,
             created: entry.created(),
             checksum: entry.checksum(),
+            file: entry.file.clone(),
+            offset: entry.offset,
         }
     }
 }
@@ -176,6 +184,18 @@ pub(crate) struct DumpReader {
     pub(crate) manifest: Manifest,
     /// Sorted by namespace, then name.
     pub(crate) entries: Vec<Entry>,
+    /// The pack file read last, by name: entries in a pack are read one
+    /// after another, and opening it again for each would cost more than
+    /// reading them.
+    last_pack: Mutex<Option<OpenPack>>,
+}
+
+/// A pack file kept open, with its length when it was opened (a dump's
+/// files do not change while a reader holds its `LOCK`).
+struct OpenPack {
+    name: String,
+    file: Arc<File>,
+    len: u64,
 }
 
 /// The temporary directory a restore copies a dump's index into is named
@@ -267,6 +287,7 @@ impl DumpReader {
             _lock: lock,
             manifest,
             entries,
+            last_pack: Mutex::new(None),
         })
     }
 
@@ -366,6 +387,12 @@ impl DumpReader {
         for item in objects.iter() {
             let (key, value) = item.map_err(sled_err)?;
             let entry = Entry::decode(&key, &value).map_err(corrupt)?;
+            if entry.offset.is_some() && manifest.format_version == UNPACKED_VERSION {
+                return Err(corrupt(format!(
+                    "entry {:?}/{:?} lies in a pack file, which format version {UNPACKED_VERSION} has not",
+                    entry.namespace, entry.name
+                )));
+            }
             entries.push(entry);
         }
         drop(objects);
@@ -408,33 +435,62 @@ impl DumpReader {
         self.path.join(DATA_DIR).join(&entry.file)
     }
 
-    /// Opens `entry`'s payload file and checks its length.
-    fn open_payload(&self, entry: &Entry) -> Result<File> {
-        let path = self.payload_path(entry);
+    /// Opens `entry`'s payload file and checks that it holds the entry's
+    /// frames: its length is theirs, or, in a pack file, reaches their end.
+    /// The last pack file opened is kept open for the next entry in it.
+    fn open_payload(&self, entry: &Entry) -> Result<Arc<File>> {
+        let mut last_pack = self.last_pack.lock().unwrap_or_else(|e| e.into_inner());
+        let (file, len) = match &*last_pack {
+            Some(pack) if entry.offset.is_some() && pack.name == entry.file => {
+                (pack.file.clone(), pack.len)
+            }
+            _ => {
+                let file = Arc::new(self.open_payload_file(entry)?);
+                let len = file
+                    .metadata()
+                    .map_err(|e| Error::io("inspect", self.payload_path(entry), e))?
+                    .len();
+                if entry.offset.is_some() {
+                    *last_pack = Some(OpenPack {
+                        name: entry.file.clone(),
+                        file: file.clone(),
+                        len,
+                    });
+                }
+                (file, len)
+            }
+        };
+        let (fits, expected) = match entry.offset {
+            None => (len == entry.file_len, entry.file_len),
+            Some(at) => {
+                let end = at + entry.file_len;
+                (len >= end, end)
+            }
+        };
+        if !fits {
+            return Err(Error::TruncatedPayload {
+                path: self.payload_path(entry),
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                expected,
+                found: len,
+            });
+        }
+        Ok(file)
+    }
+
+    fn open_payload_file(&self, entry: &Entry) -> Result<File> {
         let file = match openat(&self.dir, &format!("{DATA_DIR}/{}", entry.file)) {
             Ok(fd) => File::from(fd),
             Err(Errno::NOENT) => {
                 return Err(Error::MissingPayload {
-                    path,
+                    path: self.payload_path(entry),
                     namespace: entry.namespace.clone(),
                     name: entry.name.clone(),
                 })
             }
-            Err(err) => return Err(Error::io("open", &path, err.into())),
+            Err(err) => return Err(Error::io("open", self.payload_path(entry), err.into())),
         };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("inspect", &path, e))?
-            .len();
-        if len != entry.file_len {
-            return Err(Error::TruncatedPayload {
-                path,
-                namespace: entry.namespace.clone(),
-                name: entry.name.clone(),
-                expected: entry.file_len,
-                found: len,
-            });
-        }
         // Frames are read front to back: a larger readahead helps a cold cache.
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
         Ok(file)

@@ -367,13 +367,13 @@ mod tests {
         let copy = scratch.path().join("index");
         let writer = IndexWriter::copy_of(&index, &copy).unwrap();
         writer.insert(&entry).unwrap();
-        writer.finish().unwrap();
+        let mut manifest = Manifest::read(dump_dir, None).unwrap().unwrap();
+        writer.finish(manifest.format_version).unwrap();
         std::fs::remove_dir_all(&index).unwrap();
         let files = IndexWriter::copy_of(&copy, &index)
             .unwrap()
-            .finish()
+            .finish(manifest.format_version)
             .unwrap();
-        let mut manifest = Manifest::read(dump_dir, None).unwrap().unwrap();
         manifest.index.files = files;
         manifest.write(dump_dir).unwrap();
     }

@@ -1,7 +1,7 @@
 //! `sync`: a live mirror of a store in a dump directory, written as the
 //! store changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -18,12 +18,12 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::dump::writer_name;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, index_dir_name, payload_name, sync_filesystem, unix_nanos, DumpKind, Entry, IndexRef,
-    Manifest, DATA_DIR, FORMAT_VERSION, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE,
+    self, index_dir_name, sync_filesystem, unix_nanos, DumpKind, Entry, IndexRef, Manifest,
+    DATA_DIR, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE, UNPACKED_VERSION,
 };
 use crate::reader::DumpReader;
 use crate::restore::{store_is_empty, RESTORE_LOCK};
-use crate::writer::{new_dump_id, FrameWriter, IndexWriter};
+use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
 /// How often the loop wakes to check its timers.
 const TICK: Duration = Duration::from_millis(50);
@@ -603,9 +603,7 @@ impl Syncer<'_> {
             batch.upserts.push(entry);
             return Ok(());
         }
-        let entry = self
-            .mirror
-            .write_payload(batch.upserts.len() as u32, view)?;
+        let entry = self.mirror.write_payload(view)?;
         batch.written += 1;
         batch.bytes += entry.size;
         batch.upserts.push(entry);
@@ -669,6 +667,11 @@ struct Mirror {
     entries: BTreeMap<Key, Entry>,
     garbage: Vec<PathBuf>,
     frames: FrameWriter,
+    /// Names the next commit's payload files.
+    files: PayloadFiles,
+    /// How many entries refer to each payload file (a pack file holds many
+    /// payloads): a file goes to the garbage when no entry refers to it.
+    file_refs: HashMap<String, usize>,
     _sync_lock: File,
 }
 
@@ -734,7 +737,7 @@ impl Mirror {
             }
             let manifest = Manifest {
                 magic: MAGIC.into(),
-                format_version: FORMAT_VERSION,
+                format_version: UNPACKED_VERSION,
                 kind: DumpKind::Sync,
                 dump_id: new_dump_id(dir),
                 generation: 0,
@@ -751,10 +754,16 @@ impl Mirror {
             };
             (manifest, BTreeMap::new())
         };
+        let mut file_refs = HashMap::new();
+        for entry in entries.values() {
+            *file_refs.entry(entry.file.clone()).or_insert(0) += 1;
+        }
         let mut mirror = Mirror {
             dir: dir.to_owned(),
+            files: PayloadFiles::new(data, manifest.generation + 1),
             manifest,
             entries,
+            file_refs,
             garbage: Vec::new(),
             frames,
             _sync_lock: sync_lock,
@@ -805,11 +814,28 @@ impl Mirror {
         Ok(())
     }
 
-    /// Writes a payload file for the next commit.
-    fn write_payload(&mut self, sequence: u32, view: &ObjectView) -> Result<Entry> {
-        let name = payload_name(self.manifest.generation + 1, sequence);
-        let path = self.dir.join(DATA_DIR).join(&name);
-        self.frames.write(&path, name, view, |_| {})
+    /// Writes a payload for the next commit.
+    fn write_payload(&mut self, view: &ObjectView) -> Result<Entry> {
+        self.frames.write(&mut self.files, view, |_| {})
+    }
+
+    /// Counts one entry more referring to `file`.
+    fn refer(&mut self, file: &str) {
+        *self.file_refs.entry(file.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Counts one entry less referring to `file`; true when none is left.
+    fn unrefer(&mut self, file: &str) -> bool {
+        match self.file_refs.get_mut(file) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            _ => {
+                self.file_refs.remove(file);
+                true
+            }
+        }
     }
 
     /// Commits a new generation: the index with `upserts` and without
@@ -835,22 +861,29 @@ impl Mirror {
         for (ns, name) in deletes {
             index.remove(&format::encode_key(ns, name))?;
         }
-        let files = index.finish()?;
+        // Once a payload file packs several, the mirror stays at that version.
+        let packed = self.manifest.format_version > UNPACKED_VERSION
+            || upserts.iter().any(|e| e.offset.is_some());
+        let format_version = format::format_version(packed);
+        let files = index.finish(format_version)?;
         for entry in upserts {
             let key = (entry.namespace.clone(), entry.name.clone());
-            let file = entry.file.clone();
+            self.refer(&entry.file);
             if let Some(old) = self.entries.insert(key, entry) {
-                if old.file != file {
+                if self.unrefer(&old.file) {
                     dropped.push(old.file);
                 }
             }
         }
         for key in deletes {
             if let Some(old) = self.entries.remove(key) {
-                dropped.push(old.file);
+                if self.unrefer(&old.file) {
+                    dropped.push(old.file);
+                }
             }
         }
         let mut manifest = self.manifest.clone();
+        manifest.format_version = format_version;
         manifest.kind = DumpKind::Sync;
         manifest.generation = generation;
         manifest.written_unix_ns = unix_nanos(SystemTime::now());
@@ -869,6 +902,7 @@ impl Mirror {
         sync_filesystem(&self.dir)?;
         manifest.write(&self.dir)?;
         self.manifest = manifest;
+        self.files = PayloadFiles::new(self.dir.join(DATA_DIR), generation + 1);
         if old_generation > 0 {
             self.garbage.push(old_dir);
         }

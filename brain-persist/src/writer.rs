@@ -11,8 +11,8 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, hex, index_error, open_index, unix_nanos, Entry, IndexFile, FORMAT_VERSION, FRAME_SIZE,
-    META_TREE, OBJECTS_TREE,
+    self, hex, index_error, open_index, unix_nanos, Entry, IndexFile, FRAME_SIZE, META_TREE,
+    OBJECTS_TREE,
 };
 use crate::parallel;
 
@@ -24,6 +24,51 @@ pub(crate) struct FrameWriter {
     /// False when the dump's level is no slower to decode than [`FAST_LEVEL`].
     fast_retry: bool,
     flusher: Flusher,
+    /// The payload file small payloads are being packed into.
+    pack: Option<Pack>,
+}
+
+/// Payloads of at most this many bytes are packed, back to back, into
+/// shared payload files (format version 2): a file of its own per object
+/// made a dump of a million small objects create a million files, which
+/// took the filesystem ~85 µs each, more than compressing them.
+pub(crate) const PACK_LIMIT: usize = 64 << 10;
+/// A pack file is closed, and the next small payload starts another, once
+/// it is this long.
+const PACK_FILE_LEN: u64 = 4 << 20;
+
+/// A payload file being filled with small payloads.
+struct Pack {
+    file: File,
+    path: PathBuf,
+    name: String,
+    generation: u64,
+    len: u64,
+}
+
+/// Names the payload files of one dump, or of one commit of a sync:
+/// `<generation>-<sequence>.zst` in `dir`, the sequence counting up.
+pub(crate) struct PayloadFiles {
+    dir: PathBuf,
+    generation: u64,
+    next: u32,
+}
+
+impl PayloadFiles {
+    pub(crate) fn new(dir: PathBuf, generation: u64) -> PayloadFiles {
+        PayloadFiles {
+            dir,
+            generation,
+            next: 0,
+        }
+    }
+
+    /// The next file's path and name.
+    fn next(&mut self) -> (PathBuf, String) {
+        let name = format::payload_name(self.generation, self.next);
+        self.next += 1;
+        (self.dir.join(&name), name)
+    }
 }
 
 /// Payload files are handed to the disk every [`FLUSH_EVERY`] bytes
@@ -129,6 +174,8 @@ impl Drop for Flusher {
 struct Compressors {
     level: zstd::bulk::Compressor<'static>,
     fast: zstd::bulk::Compressor<'static>,
+    /// The buffer a packed payload is compressed into, kept between payloads.
+    scratch: Vec<u8>,
 }
 
 /// A frame of at least [`FAST_RETRY_MIN`] bytes that the dump's level
@@ -229,6 +276,7 @@ impl FrameWriter {
                 Ok(Compressors {
                     level: setup(level)?,
                     fast: setup(FAST_LEVEL)?,
+                    scratch: Vec::new(),
                 })
             })
             .collect::<std::io::Result<_>>()
@@ -243,20 +291,113 @@ impl FrameWriter {
             compressors,
             fast_retry: level > FAST_LEVEL,
             flusher: Flusher::spawn(),
+            pack: None,
         })
     }
 
-    /// Waits until every payload file written so far is flushed to disk.
+    /// Closes the pack file being filled, and waits until every payload
+    /// file written so far is flushed to disk.
     ///
     /// # Errors
     /// The first flush that failed.
-    pub(crate) fn flushed(&self) -> Result<()> {
+    pub(crate) fn flushed(&mut self) -> Result<()> {
+        self.close_pack();
         self.flusher.wait()
     }
 
-    /// Writes `view`'s payload to a new file at `path` and returns its index
-    /// entry. `progress` is told the bytes of each frame as it is written.
+    fn close_pack(&mut self) {
+        if let Some(pack) = self.pack.take() {
+            self.flusher.flush(&pack.file, &pack.path);
+        }
+    }
+
+    /// Writes `view`'s payload into a payload file named by `files` and
+    /// returns its index entry: a small payload into the pack file being
+    /// filled (a new one when there is none), any other into a file of its
+    /// own. `progress` is told the bytes of each frame as it is written.
     pub(crate) fn write(
+        &mut self,
+        files: &mut PayloadFiles,
+        view: &ObjectView,
+        progress: impl FnMut(u64),
+    ) -> Result<Entry> {
+        if view.bytes().len() <= PACK_LIMIT {
+            return self.write_packed(files, view, progress);
+        }
+        let (path, file_name) = files.next();
+        self.write_alone(&path, file_name, view, progress)
+    }
+
+    /// Appends `view`'s payload, one frame compressed on this thread, to the
+    /// pack file.
+    fn write_packed(
+        &mut self,
+        files: &mut PayloadFiles,
+        view: &ObjectView,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Entry> {
+        if self
+            .pack
+            .as_ref()
+            .is_some_and(|p| p.generation != files.generation)
+        {
+            self.close_pack();
+        }
+        let pack = match &mut self.pack {
+            Some(pack) => pack,
+            None => {
+                let (path, name) = files.next();
+                let file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+                self.pack.insert(Pack {
+                    file,
+                    path,
+                    name,
+                    generation: files.generation,
+                    len: 0,
+                })
+            }
+        };
+        let bytes = view.bytes();
+        let (mut frames, mut frame_xxh3) = (Vec::new(), Vec::new());
+        if !bytes.is_empty() {
+            let mut compressed = std::mem::take(&mut self.compressors[0].scratch);
+            let written = self.compressors[0]
+                .compress(bytes, self.fast_retry, &mut compressed)
+                .map_err(|e| Error::io("compress a frame for", &pack.path, e))
+                .and_then(|()| {
+                    pack.file
+                        .write_all(&compressed)
+                        .map_err(|e| Error::io("write", &pack.path, e))
+                });
+            if let Err(err) = written {
+                // Nothing more goes after a frame that may be partly written.
+                self.pack = None;
+                return Err(err);
+            }
+            frames.push(compressed.len() as u64);
+            frame_xxh3.push(hex(xxh3_64(&compressed)));
+            self.compressors[0].scratch = compressed;
+        }
+        let offset = pack.len;
+        pack.len += frames.iter().sum::<u64>();
+        let entry = entry_for(
+            view,
+            xxh3_64(bytes),
+            pack.name.clone(),
+            Some(offset),
+            frames,
+            frame_xxh3,
+        );
+        if pack.len >= PACK_FILE_LEN {
+            self.close_pack();
+        }
+        progress(bytes.len() as u64);
+        Ok(entry)
+    }
+
+    /// Writes `view`'s payload to a new file at `path`, its frames
+    /// compressed on one thread per core.
+    fn write_alone(
         &mut self,
         path: &Path,
         file_name: String,
@@ -305,21 +446,42 @@ impl FrameWriter {
         if unflushed > 0 {
             flusher.flush(&file, path);
         }
-        let meta = view.meta();
-        Ok(Entry {
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
-            codec: meta.codec.tag(),
-            description: meta.description.clone(),
-            size: bytes.len() as u64,
-            created_unix_ns: unix_nanos(meta.created),
-            xxh3: hex(hasher.digest()),
-            file: file_name,
-            file_len: frames.iter().sum(),
-            frame_size: FRAME_SIZE,
+        Ok(entry_for(
+            view,
+            hasher.digest(),
+            file_name,
+            None,
             frames,
             frame_xxh3,
-        })
+        ))
+    }
+}
+
+/// The index entry of `view`, whose payload hashes to `xxh3` and lies in
+/// `file` (from `offset`, in a pack file) as `frames`.
+fn entry_for(
+    view: &ObjectView,
+    xxh3: u64,
+    file: String,
+    offset: Option<u64>,
+    frames: Vec<u64>,
+    frame_xxh3: Vec<String>,
+) -> Entry {
+    let meta = view.meta();
+    Entry {
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        codec: meta.codec.tag(),
+        description: meta.description.clone(),
+        size: view.bytes().len() as u64,
+        created_unix_ns: unix_nanos(meta.created),
+        xxh3: hex(xxh3),
+        file,
+        offset,
+        file_len: frames.iter().sum(),
+        frame_size: FRAME_SIZE,
+        frames,
+        frame_xxh3,
     }
 }
 
@@ -350,8 +512,7 @@ impl IndexWriter {
             .db
             .open_tree(META_TREE)
             .map_err(|e| index_error("create the index", path, e))?;
-        meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())
-            .and_then(|_| meta.insert("dump_id", dump_id.as_bytes()))
+        meta.insert("dump_id", dump_id.as_bytes())
             .map_err(|e| index_error("write the index", path, e))?;
         Ok(writer)
     }
@@ -389,9 +550,13 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Flushes and closes the database, then lists its files with their
-    /// checksums for the manifest.
-    pub(crate) fn finish(self) -> Result<Vec<IndexFile>> {
+    /// Records `format_version` (the manifest's), flushes and closes the
+    /// database, then lists its files with their checksums for the manifest.
+    pub(crate) fn finish(self, format_version: u64) -> Result<Vec<IndexFile>> {
+        self.db
+            .open_tree(META_TREE)
+            .and_then(|meta| meta.insert("format_version", &format_version.to_be_bytes()))
+            .map_err(|e| index_error("write the index", &self.path, e))?;
         self.db
             .flush()
             .map_err(|e| index_error("flush the index", &self.path, e))?;
@@ -424,6 +589,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use brain_core::{ObjectStore, Payload, Store};
+    use std::collections::BTreeSet;
 
     /// Dumps `payload` through a [`FrameWriter`] at `level`; returns its entry
     /// and the payload file's bytes.
@@ -433,12 +599,79 @@ mod tests {
         let store = Store::open(shm.path().join("s")).unwrap();
         store.put("ns", "x", &Payload::bytes(payload)).unwrap();
         let view = store.get("ns", "x").unwrap().unwrap();
-        let path = disk.path().join("x.zst");
-        let entry = FrameWriter::new(level)
-            .unwrap()
-            .write(&path, "x.zst".into(), &view, |_| {})
-            .unwrap();
-        (entry, std::fs::read(&path).unwrap())
+        let mut files = PayloadFiles::new(disk.path().to_owned(), 1);
+        let mut writer = FrameWriter::new(level).unwrap();
+        let entry = writer.write(&mut files, &view, |_| {}).unwrap();
+        writer.flushed().unwrap();
+        let file = std::fs::read(disk.path().join(&entry.file)).unwrap();
+        (entry, file)
+    }
+
+    #[test]
+    fn small_payloads_are_packed_into_shared_files() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let store = Store::open(shm.path().join("s")).unwrap();
+        // Barely compressible, so that the pack fills up: 80 payloads of
+        // 64 KiB pass PACK_FILE_LEN once.
+        let payloads: Vec<Vec<u8>> = (0..80)
+            .map(|i| match i {
+                0 => Vec::new(),
+                1 => b"small".to_vec(),
+                2 => random_floats(PACK_LIMIT + 8),
+                _ => random_floats(PACK_LIMIT)
+                    .into_iter()
+                    .map(|b| b ^ i as u8)
+                    .collect(),
+            })
+            .collect();
+        let mut files = PayloadFiles::new(disk.path().to_owned(), 1);
+        let mut writer = FrameWriter::new(3).unwrap();
+        let mut entries = Vec::new();
+        for (i, payload) in payloads.iter().enumerate() {
+            let name = format!("o{i}");
+            store.put("ns", &name, &Payload::bytes(payload)).unwrap();
+            let view = store.get("ns", &name).unwrap().unwrap();
+            entries.push(writer.write(&mut files, &view, |_| {}).unwrap());
+        }
+        // The next generation's small payloads go to a pack of their own.
+        let mut next = PayloadFiles::new(disk.path().to_owned(), 2);
+        let view = store.get("ns", "o1").unwrap().unwrap();
+        let later = writer.write(&mut next, &view, |_| {}).unwrap();
+        writer.flushed().unwrap();
+
+        assert_eq!(
+            entries[2].offset, None,
+            "one byte past the limit: a file of its own"
+        );
+        let first = &entries[0].file;
+        assert_eq!(entries[0].offset, Some(0));
+        assert_eq!((entries[0].file_len, entries[0].frames.len()), (0, 0));
+        assert_eq!((&entries[1].file, entries[1].offset), (first, Some(0)));
+        let packs: BTreeSet<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(
+            packs.len(),
+            3,
+            "two packs and the large payload's file: {packs:?}"
+        );
+        for (entry, payload) in entries.iter().zip(&payloads) {
+            let file = std::fs::read(disk.path().join(&entry.file)).unwrap();
+            let start = entry.offset.unwrap_or(0) as usize;
+            let end = start + entry.file_len as usize;
+            if entry.offset.is_none() {
+                assert_eq!(end, file.len());
+            }
+            check_frames(entry, &file[start..end], payload);
+        }
+        let pack_len = |name: &str| std::fs::metadata(disk.path().join(name)).unwrap().len();
+        assert!(pack_len(first) >= PACK_FILE_LEN, "{}", pack_len(first));
+        assert!(
+            later.file.starts_with("0000000000000002-"),
+            "{}",
+            later.file
+        );
+        assert_eq!(later.offset, Some(0));
+        assert_eq!(format::payload_generation(&later.file), Some(2));
     }
 
     /// Random float64 values in [0, 1): level 3 saves ~6% on them.

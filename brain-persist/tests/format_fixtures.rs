@@ -1,19 +1,23 @@
-//! Golden fixtures for the dump format: a small complete dump kept under
-//! version control in `tests/fixtures/dump/`, and a readable digest of its
-//! manifest and index in `tests/fixtures/dump_index.json`.
+//! Golden fixtures for the dump format: small complete dumps kept under
+//! version control, each with a readable digest of its manifest and index:
+//! `tests/fixtures/dump/` and `dump_index.json`, written by this format
+//! version, and `tests/fixtures/dump-v1/` and `dump_v1_index.json`, written
+//! by version 1 (a payload file per object) and never regenerated.
 //!
-//! The dump is frozen: it holds timestamps and a random dump id, so it is
-//! not reproduced byte for byte. Instead
+//! The dumps are frozen: they hold timestamps and a random dump id, so they
+//! are not reproduced byte for byte. Instead
 //!
-//! - it must restore, object for object and byte for byte, into a fresh
-//!   store (so every later build reads what this one wrote), and
+//! - each must restore, object for object and byte for byte, into a fresh
+//!   store (so every later build reads what earlier ones wrote), and
 //! - its manifest and index, with the values that vary from run to run
-//!   replaced by what they must look like, must equal `dump_index.json`; and
-//!   so must those of a dump this build writes of the same objects. The
-//!   manifest and index encoders are private to brain-persist, so this is
-//!   how a change in what they write shows up.
+//!   replaced by what they must look like, must equal its digest; and so
+//!   must those of a dump this build writes of the same objects, against
+//!   the current version's digest. The manifest and index encoders are
+//!   private to brain-persist, so this is how a change in what they write
+//!   shows up.
 //!
-//! When the format changes deliberately, regenerate both with
+//! When the format changes deliberately, keep the current dump as the old
+//! version's fixture, regenerate the current one with
 //!
 //! ```text
 //! BRAIN_WRITE_FIXTURES=1 cargo test -p brain-persist --test format_fixtures
@@ -51,8 +55,31 @@ fn fixtures() -> PathBuf {
         .join("fixtures")
 }
 
-fn fixture_dump() -> PathBuf {
-    fixtures().join("dump")
+/// A checked-in dump and its digest.
+struct Fixture {
+    dir: &'static str,
+    digest: &'static str,
+    version: u64,
+}
+
+/// The dump this format version writes; regenerated with [`REGENERATE`].
+const CURRENT: Fixture = Fixture {
+    dir: "dump",
+    digest: "dump_index.json",
+    version: FORMAT_VERSION,
+};
+
+/// A dump of version 1, whose payload files hold one object each.
+const VERSION_1: Fixture = Fixture {
+    dir: "dump-v1",
+    digest: "dump_v1_index.json",
+    version: 1,
+};
+
+impl Fixture {
+    fn dump(&self) -> PathBuf {
+        fixtures().join(self.dir)
+    }
 }
 
 fn writing() -> bool {
@@ -234,7 +261,7 @@ fn prepare() {
         if !writing() {
             return;
         }
-        let target = fixture_dump();
+        let target = CURRENT.dump();
         if target.exists() {
             fs::remove_dir_all(&target).expect("remove the old fixture dump");
         }
@@ -247,8 +274,8 @@ fn prepare() {
         // stays: it is part of the layout.
         remove_empty_dirs(&target);
         let digest = digest(&target);
-        let path = fixtures().join("dump_index.json");
-        fs::write(&path, render(&digest)).expect("write dump_index.json");
+        let path = fixtures().join(CURRENT.digest);
+        fs::write(&path, render(&digest)).expect("write the digest");
         eprintln!("wrote {} and {}", target.display(), path.display());
     });
 }
@@ -376,6 +403,11 @@ fn digest(dump_dir: &Path) -> Value {
             ),
             ("file_len", "u64: sum of frames".to_owned(), &Value::is_u64),
             (
+                "offset",
+                "u64: where the frames start in the pack file".to_owned(),
+                &Value::is_u64,
+            ),
+            (
                 "frames",
                 format!("{frames} compressed lengths"),
                 &is_u64_list,
@@ -386,9 +418,14 @@ fn digest(dump_dir: &Path) -> Value {
                 &is_hex_list,
             ),
         ] {
-            let value = entry
-                .get_mut(field)
-                .unwrap_or_else(|| panic!("entry {namespace:?}/{name:?} has no {field}"));
+            let Some(value) = entry.get_mut(field) else {
+                // Only the entries of payloads packed together have one.
+                assert_eq!(
+                    field, "offset",
+                    "entry {namespace:?}/{name:?} has no {field}"
+                );
+                continue;
+            };
             *value = placeholder(value, &what, ok);
         }
         entries.push(json!({
@@ -435,9 +472,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Compares a digest with `dump_index.json`, saying what changed.
-fn check_digest(what: &str, digest: &Value) {
-    let path = fixtures().join("dump_index.json");
+/// Compares a digest with the fixture's, saying what changed.
+fn check_digest(fixture: &Fixture, what: &str, digest: &Value) {
+    let path = fixtures().join(fixture.digest);
     let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read the golden fixture {}: {e}\nGenerate it once, deliberately, with `{REGENERATE}`.",
@@ -460,9 +497,11 @@ fn check_digest(what: &str, digest: &Value) {
         .unwrap_or(expected.len().min(actual.len()));
     panic!(
         "FORMAT CHANGE: the manifest and index of {what} no longer match \
-         brain-persist/tests/fixtures/dump_index.json.\n  first differing offset: {first}, \
-         line {}\n    dump_index.json: {:?}\n    {what}: {:?}\nThe digest of {what}:\n{actual}\n{}",
+         brain-persist/tests/fixtures/{}.\n  first differing offset: {first}, \
+         line {}\n    {}: {:?}\n    {what}: {:?}\nThe digest of {what}:\n{actual}\n{}",
+        fixture.digest,
         line + 1,
+        fixture.digest,
         expected.lines().nth(line).unwrap_or("(end of file)"),
         actual.lines().nth(line).unwrap_or("(end of file)"),
         failure_advice(),
@@ -506,8 +545,17 @@ fn same<T: PartialEq + std::fmt::Debug>(label: &str, what: &str, got: T, want: T
 
 #[test]
 fn the_checked_in_dump_restores_byte_for_byte() {
+    restores_byte_for_byte(&CURRENT);
+}
+
+#[test]
+fn the_checked_in_dump_of_version_1_restores_byte_for_byte() {
+    restores_byte_for_byte(&VERSION_1);
+}
+
+fn restores_byte_for_byte(fixture: &Fixture) {
     prepare();
-    let path = fixture_dump();
+    let path = fixture.dump();
     let before = tree(&path);
     assert!(
         before.contains_key(Path::new(MANIFEST_FILE)),
@@ -533,7 +581,7 @@ fn the_checked_in_dump_restores_byte_for_byte() {
         "the dump",
         "the format version",
         info.format_version,
-        FORMAT_VERSION,
+        fixture.version,
     );
     same("the dump", "the generation", info.generation, 1);
     same("the dump", "the namespace", info.namespace.as_deref(), None);
@@ -673,7 +721,16 @@ fn the_checked_in_dump_restores_byte_for_byte() {
 #[test]
 fn the_checked_in_dump_has_the_pinned_manifest_and_index() {
     prepare();
-    check_digest("the checked-in dump", &digest(&fixture_dump()));
+    check_digest(&CURRENT, "the checked-in dump", &digest(&CURRENT.dump()));
+}
+
+#[test]
+fn the_checked_in_dump_of_version_1_has_the_pinned_manifest_and_index() {
+    check_digest(
+        &VERSION_1,
+        "the checked-in dump of version 1",
+        &digest(&VERSION_1.dump()),
+    );
 }
 
 #[test]
@@ -682,12 +739,12 @@ fn a_new_dump_has_the_pinned_manifest_and_index() {
     // The same objects, the Arrow table with the bytes frozen in the
     // fixture (its IPC bytes are arrow-rs's to choose): restored from it.
     let source = temp_store();
-    restore(&source.store, fixture_dump(), &RestoreOptions::new()).expect("restore");
+    restore(&source.store, CURRENT.dump(), &RestoreOptions::new()).expect("restore");
     let dir = tempfile::Builder::new()
         .prefix("brain-persist-fixtures")
         .tempdir()
         .expect("a temporary directory");
     let path = dir.path().join("dump");
     dump(&source.store, &path, &DumpOptions::new()).expect("a dump");
-    check_digest("a dump written by this build", &digest(&path));
+    check_digest(&CURRENT, "a dump written by this build", &digest(&path));
 }

@@ -2,7 +2,7 @@
 //! and real dumps (temporary directories under /tmp), all removed when a
 //! test ends, pass or fail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -498,6 +498,23 @@ fn largest_payload(dump: &Path) -> PathBuf {
     files.pop().unwrap()
 }
 
+/// Where the payload of the object `name` lies: its pack file, the offset
+/// of its frames and their length, as the dump's listing reads them.
+fn packed_frames(dump: &Path, name: &str) -> (PathBuf, u64, u64) {
+    let info = brain_persist::list_dump(dump).unwrap();
+    let entry = info.objects.iter().find(|o| o.name == name).unwrap();
+    let offset = entry.offset.expect("a small object lies in a pack file");
+    (
+        dump.join("data").join(&entry.file),
+        offset,
+        entry.compressed_size,
+    )
+}
+
+fn pack_of(dump: &Path, name: &str) -> PathBuf {
+    packed_frames(dump, name).0
+}
+
 fn index_dir(dump: &Path) -> PathBuf {
     std::fs::read_dir(dump)
         .unwrap()
@@ -563,6 +580,34 @@ fn damaged_dumps_are_refused_and_the_store_is_unchanged() -> TestResult {
             |e| matches!(e, Error::MissingPayload { name, .. } if name == "big"),
         ),
         (
+            "truncated pack file",
+            |d| {
+                let pack = pack_of(d, "readme");
+                let len = std::fs::metadata(&pack).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&pack)
+                    .unwrap()
+                    .set_len(len - 1)
+                    .unwrap();
+            },
+            // The pack's last payload lost its last byte.
+            |e| matches!(e, Error::TruncatedPayload { .. }),
+        ),
+        (
+            "flipped byte in a pack file",
+            |d| {
+                let (pack, offset, len) = packed_frames(d, "readme");
+                flip_byte(&pack, offset + len / 2);
+            },
+            |e| matches!(e, Error::CorruptPayload { name, .. } | Error::ChecksumMismatch { name, .. } if name == "readme"),
+        ),
+        (
+            "missing pack file",
+            |d| std::fs::remove_file(pack_of(d, "readme")).unwrap(),
+            |e| matches!(e, Error::MissingPayload { .. }),
+        ),
+        (
             "missing manifest",
             |d| std::fs::remove_file(d.join("MANIFEST.json")).unwrap(),
             |e| matches!(e, Error::MissingManifest { .. }),
@@ -577,15 +622,16 @@ fn damaged_dumps_are_refused_and_the_store_is_unchanged() -> TestResult {
             |d| {
                 let path = d.join("MANIFEST.json");
                 let text = std::fs::read_to_string(&path).unwrap();
-                let text = text.replace("\"format_version\": 1", "\"format_version\": 7");
-                std::fs::write(path, text).unwrap();
+                let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+                manifest["format_version"] = 7.into();
+                std::fs::write(path, manifest.to_string()).unwrap();
             },
             |e| {
                 matches!(
                     e,
                     Error::UnsupportedVersion {
                         found: 7,
-                        supported: 1,
+                        supported: brain_persist::FORMAT_VERSION,
                         ..
                     }
                 )
@@ -976,7 +1022,15 @@ fn a_restarted_sync_writes_only_the_differences() -> TestResult {
             .collect()
     };
     let before = mtimes(&persist);
-    assert_eq!(before.len() as u64, count);
+    let placed_before = placements(&persist);
+    assert_eq!(placed_before.len() as u64, count);
+    let files: BTreeSet<&String> = placed_before.values().map(|(file, _)| file).collect();
+    assert_eq!(files.len(), before.len(), "no file without an entry");
+    assert!(
+        before.len() < count as usize,
+        "small payloads share pack files: {} files for {count} objects",
+        before.len()
+    );
 
     // While no sync runs: one object changes, one goes, one is new.
     env.store
@@ -995,11 +1049,68 @@ fn a_restarted_sync_writes_only_the_differences() -> TestResult {
         .iter()
         .filter(|(name, time)| after.get(*name) == Some(time))
         .collect();
-    assert_eq!(kept.len() as u64, count - 2, "unchanged payloads untouched");
-    assert_eq!(after.len() as u64, count);
+    // The pack that held the changed and the deleted object holds others.
+    assert_eq!(kept.len(), before.len(), "unchanged payloads untouched");
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "the two written share a new pack"
+    );
+    let placed_after = placements(&persist);
+    for (key, place) in &placed_before {
+        if key.1 != "readme" && key.1 != "empty" {
+            assert_eq!(placed_after.get(key), Some(place), "{key:?} moved");
+        }
+    }
     let other = env.other_store("other");
     restore(&other, &persist, &RestoreOptions::new())?;
     assert_eq!(snapshot(&other), snapshot(&env.store));
+    Ok(())
+}
+
+/// Each object of a dump, with the payload file it lies in and where.
+fn placements(dump: &Path) -> BTreeMap<(String, String), (String, Option<u64>)> {
+    brain_persist::list_dump(dump)
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| ((o.namespace, o.name), (o.file, o.offset)))
+        .collect()
+}
+
+#[test]
+fn a_pack_file_stays_while_an_object_in_it_is_mirrored() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    // A large object keeps the store from looking wiped when the small go.
+    env.store
+        .put("ns", "large", &Payload::bytes(&pattern(1 << 20, 3)))?;
+    for name in ["a", "b", "c"] {
+        env.store.put_text("ns", name, name)?;
+    }
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    let placed = placements(&persist);
+    let pack = placed[&("ns".into(), "a".into())].0.clone();
+    for name in ["b", "c"] {
+        assert_eq!(placed[&("ns".into(), name.into())].0, pack);
+    }
+    let pack = persist.join("data").join(pack);
+
+    env.store.delete("ns", "a")?;
+    env.store.delete("ns", "b")?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    assert!(pack.exists(), "c still lies in it");
+    let other = env.other_store("other");
+    restore(&other, &persist, &RestoreOptions::new())?;
+    assert_eq!(snapshot(&other), snapshot(&env.store));
+
+    env.store.delete("ns", "c")?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    assert!(!pack.exists(), "no object lies in it any more");
+    assert_eq!(
+        placements(&persist).into_keys().collect::<Vec<_>>(),
+        [("ns".to_owned(), "large".to_owned())]
+    );
     Ok(())
 }
 
@@ -1048,5 +1159,41 @@ fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> 
     std::fs::write(foreign.join("notes.txt"), "mine")?;
     let err = spawn_sync(Arc::new(env.store.clone()), &foreign, fast_sync()).unwrap_err();
     assert!(matches!(err, Error::NotADump { .. }), "{err}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- many small objects
+
+#[test]
+fn a_million_small_objects_are_dumped_wiped_and_restored() -> TestResult {
+    const COUNT: usize = 1_000_000;
+    let env = Env::new();
+    let value = |i: usize| format!("value {i}");
+    for i in 0..COUNT {
+        env.store.put_text("many", &format!("k{i:07}"), &value(i))?;
+    }
+    let used = env.store.usage()?.used;
+    let path = env.dump_path("dump");
+    let report = dump(&env.store, &path, &DumpOptions::new())?;
+    assert_eq!(report.objects, COUNT as u64);
+    let files = std::fs::read_dir(path.join("data"))?.count();
+    assert!(
+        files < 100,
+        "{files} payload files for {COUNT} small objects"
+    );
+
+    // The store wiped as a reboot wipes /dev/shm, then made anew.
+    std::fs::remove_dir_all(env.store_path())?;
+    let store = Store::open(env.store_path())?;
+    assert!(store.names("many")?.is_empty());
+    let report = restore(&store, &path, &RestoreOptions::new())?;
+    assert_eq!(report.restored, COUNT as u64);
+    let names = store.names("many")?;
+    assert_eq!(names.len(), COUNT);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(name, &format!("k{i:07}"));
+        assert_eq!(store.get_text("many", name)?.as_deref(), Some(&*value(i)));
+    }
+    assert_eq!(store.usage()?.used, used, "the same accounting as before");
     Ok(())
 }

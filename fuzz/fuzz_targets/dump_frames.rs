@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut dump = dump_once().lock().unwrap();
-    std::fs::write(&dump.file, &input.file).unwrap();
+    std::fs::write(&dump.file, input.file_bytes()).unwrap();
     let entry = input.entry_json("ns", "name", FILE);
     match dump.payloads.read(&index_key("ns", "name"), &entry) {
         Ok(len) => {

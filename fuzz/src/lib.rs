@@ -54,21 +54,25 @@ pub fn index_key(namespace: &str, name: &str) -> Vec<u8> {
 ///      0    8 size: the payload's length (u64 LE)
 ///      8    4 frame_size (u32 LE)
 ///     12    8 xxh3 of the payload (u64 LE)
-///     20    1 flags: bit 0, the index records wrong frame checksums
+///     20    1 flags: bit 0, the index records wrong frame checksums;
+///             bit 1, the payload lies in a pack file, after as many bytes
+///             of other payloads as bits 2 to 7 say (its entry's `offset`)
 ///     21    1 n: the number of frames
 ///     22   4n each frame's compressed length (u32 LE)
-///      .    . the payload file
+///      .    . the payload's frames
 /// ```
 ///
-/// The index's frame checksums are computed from the file (a fuzzer cannot
-/// forge them), so the frames reach zstd; flag bit 0 takes the path of a
-/// damaged frame instead.
+/// The index's frame checksums are computed from the frames (a fuzzer
+/// cannot forge them), so the frames reach zstd; flag bit 0 takes the path
+/// of a damaged frame instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FramesInput {
     pub size: u64,
     pub frame_size: u32,
     pub xxh3: u64,
     pub wrong_frame_checksums: bool,
+    /// Where the frames start in a pack file, when they lie in one.
+    pub packed_at: Option<u8>,
     pub frames: Vec<u32>,
     pub file: Vec<u8>,
 }
@@ -85,6 +89,7 @@ impl FramesInput {
             frame_size: u32::from_le_bytes(data[8..12].try_into().unwrap()),
             xxh3: u64::from_le_bytes(data[12..20].try_into().unwrap()),
             wrong_frame_checksums: data[20] & 1 != 0,
+            packed_at: (data[20] & 2 != 0).then_some(data[20] >> 2),
             frames: data[22..table_end]
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
@@ -98,11 +103,21 @@ impl FramesInput {
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.frame_size.to_le_bytes());
         out.extend_from_slice(&self.xxh3.to_le_bytes());
-        out.push(self.wrong_frame_checksums as u8);
+        let packed = self.packed_at.map_or(0, |at| 2 | at.min(63) << 2);
+        out.push(self.wrong_frame_checksums as u8 | packed);
         out.push(self.frames.len() as u8);
         for len in &self.frames {
             out.extend_from_slice(&len.to_le_bytes());
         }
+        out.extend_from_slice(&self.file);
+        out
+    }
+
+    /// The payload file's bytes: the frames, after what lies before them
+    /// in a pack file.
+    pub fn file_bytes(&self) -> Vec<u8> {
+        let before = self.packed_at.unwrap_or(0) as usize;
+        let mut out = vec![0x5a; before];
         out.extend_from_slice(&self.file);
         out
     }
@@ -125,7 +140,7 @@ impl FramesInput {
                 format!("{sum:016x}")
             })
             .collect();
-        serde_json::to_vec(&serde_json::json!({
+        let mut entry = serde_json::json!({
             "namespace": namespace,
             "name": name,
             "codec": 0,
@@ -138,8 +153,11 @@ impl FramesInput {
             "frame_size": self.frame_size,
             "frames": self.frames,
             "frame_xxh3": frame_xxh3,
-        }))
-        .expect("JSON encodes")
+        });
+        if let Some(at) = self.packed_at {
+            entry["offset"] = at.into();
+        }
+        serde_json::to_vec(&entry).expect("JSON encodes")
     }
 }
 
