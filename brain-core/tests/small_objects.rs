@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brain_core::{stored_size, Error, ObjectStore, Payload, Store};
+use brain_core::{stored_size, Codec, Error, ObjectStore, Payload, SharedBytes, Store};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -193,6 +193,63 @@ fn gc_removes_a_file_that_an_entry_of_its_name_replaced() -> TestResult {
     assert!(object_files(&root).is_empty());
     assert_eq!(&*store.get("n", "x")?.unwrap(), b"the entry");
     assert_eq!(store.usage()?.used, stored_size("n", "x", "", 9));
+    assert_eq!(store.fsck(false)?.used_after, store.usage()?.used);
+    Ok(())
+}
+
+#[test]
+fn a_set_finds_an_object_file_by_its_mark_and_gc_marks_what_a_crash_left_unmarked() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    let files_only = files_only(&root)?;
+    fn with_note<'a>(bytes: &'a [u8], note: &'a str) -> Payload<'a> {
+        Payload::bytes(bytes).with_description(note)
+    }
+    // A set that gives no description keeps the old one (brain-plasma's rule).
+    let set = |name: &str, bytes: &[u8]| {
+        store.put_shared_keeping_description("n", name, Codec::Raw, "", &[SharedBytes::from(bytes)])
+    };
+
+    // A file's publish marks it: a small set of the name keeps its
+    // description (the set gives none) and removes it.
+    files_only.put("n", "x", &with_note(b"a file", "kept"))?;
+    assert_eq!(set("x", b"an entry")?.description, "kept");
+    assert!(object_files(&root).is_empty(), "the set removed the file");
+
+    // A writer killed after a file's rename, before its commit, leaves the
+    // file unmarked: readers find it, a set does not look for it.
+    files_only.put("n", "y", &with_note(b"old y", "y's"))?;
+    files_only.put("n", "z", &with_note(b"old z", "z's"))?;
+    let saved: Vec<(PathBuf, Vec<u8>)> = object_files(&root)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    assert_eq!(saved.len(), 2);
+    assert!(store.delete("n", "y")? && store.delete("n", "z")?);
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes)?;
+    }
+    assert_eq!(&*store.get("n", "y")?.unwrap(), b"old y");
+    assert_eq!(set("y", b"new y")?.description, "");
+    assert_eq!(
+        object_files(&root).len(),
+        2,
+        "y's file is left beside its entry"
+    );
+    assert_eq!(&*store.get("n", "y")?.unwrap(), b"new y");
+
+    // gc removes the file an entry shadows, and marks the other.
+    let report = store.gc()?;
+    assert_eq!(report.stray_objects, 1, "{report:?}");
+    assert_eq!(object_files(&root).len(), 1);
+    assert_eq!(set("z", b"new z")?.description, "z's");
+    assert!(
+        object_files(&root).is_empty(),
+        "marked by gc, removed by the set"
+    );
     assert_eq!(store.fsck(false)?.used_after, store.usage()?.used);
     Ok(())
 }

@@ -103,6 +103,16 @@ impl Store {
             }
             if let Some(table) = &table {
                 self.remove_shadowed_files(table, &path, &mut report)?;
+                // Marks a writer killed mid-publish left out.
+                if let Some(namespace_hash) = name.to_str().and_then(ObjectKey::from_hex) {
+                    let files: Vec<ObjectKey> = object_files(&path)?
+                        .into_iter()
+                        .map(|(key, _)| key)
+                        .collect();
+                    table.mark_files(namespace_hash.0, &files, |key| {
+                        path.join(key.to_hex()).exists()
+                    })?;
+                }
             }
         }
         for entry in read_dir(&self.inner.trash)? {

@@ -62,6 +62,9 @@ pub(crate) const DIR_MODE: u32 = 0o700;
 pub(crate) const FILE_MODE: u32 = 0o400;
 /// The control file, updated in place through a shared mapping.
 const CONTROL_MODE: u32 = 0o600;
+/// The directory of a store's namespaces: one directory each, named by
+/// the namespace's hash.
+pub(crate) const NAMESPACES_DIR: &str = "ns";
 
 /// `statfs`'s filesystem type of a tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -212,7 +215,7 @@ impl StoreBuilder {
             }
         }
         ensure_private_dir(&root)?;
-        for sub in ["ns", "trash", POOL_DIR] {
+        for sub in [NAMESPACES_DIR, "trash", POOL_DIR] {
             ensure_private_dir(&root.join(sub))?;
         }
         let control = Control::open_or_create(&root, CONTROL_MODE)?;
@@ -225,7 +228,7 @@ impl StoreBuilder {
         let recycling_allowed = rustix::fs::statfs(&root).is_ok_and(|st| st.f_type == TMPFS_MAGIC);
         let store = Store {
             inner: Arc::new(Inner {
-                ns_root: root.join("ns"),
+                ns_root: root.join(NAMESPACES_DIR),
                 trash: root.join("trash"),
                 pool: root.join(POOL_DIR),
                 root,
@@ -415,6 +418,29 @@ impl Store {
             checked: std::time::Instant::now(),
         });
         Ok(Some(table))
+    }
+
+    /// The description of the object a set of `name` would replace, looked
+    /// up as `metadata` would, but without looking in the filesystem for a
+    /// name the table marks no object file for (a new name). An object
+    /// that cannot be read (corrupt, or of an unknown format version)
+    /// passes nothing on.
+    fn old_description(&self, namespace: &str, name: &str) -> Result<Option<String>> {
+        if let Some(table) = self.small_table()? {
+            let file = ObjectKey::new(namespace, name);
+            match table.meta_and_file_mark(namespace, name, file)? {
+                (Some(meta), _) => return Ok(Some(meta.description)),
+                (None, false) => return Ok(None),
+                (None, true) => {}
+            }
+        }
+        match self.read_object(namespace, name, false) {
+            Ok(Some(read)) => Ok(Some(read.into_meta().description)),
+            Ok(None) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Reads `name` wherever it is: the table's entry, else its object
@@ -675,35 +701,13 @@ impl ObjectStore for Store {
     ) -> Result<ObjectMeta> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        // The old description, looked up as `metadata` would; a name with
-        // no object file found on the way spares the small-object write
-        // its own look for one (a file that appears meanwhile was written
-        // by a racing writer, before this one: an entry shadows it).
-        let mut kept = None;
-        let mut no_file = false;
-        if description.is_empty() {
-            let in_table = match self.small_table()? {
-                Some(table) => table.get(namespace, name, false)?.map(|(meta, _)| meta),
-                None => None,
-            };
-            match in_table {
-                Some(meta) => kept = Some(meta.description),
-                None => match self.read_object(namespace, name, false) {
-                    Ok(Some(read)) => kept = Some(read.into_meta().description),
-                    Ok(None) => no_file = true,
-                    Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
-                    Err(err) => return Err(err),
-                },
-            }
-        }
+        let kept = if description.is_empty() {
+            self.old_description(namespace, name)?
+        } else {
+            None
+        };
         let description = kept.as_deref().unwrap_or(description);
-        let len = segments.iter().map(|s| s.len() as u64).sum();
-        let mut writer = self.shm_writer(namespace, name, codec, description, Some(len))?;
-        writer.no_file_seen = no_file;
-        for segment in segments {
-            writer.write_shared(*segment)?;
-        }
-        writer.commit()
+        self.put_shared(namespace, name, codec, description, segments)
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Option<ObjectView>> {

@@ -14,7 +14,9 @@
 //! file's header holds beside the names, then the payload.
 //!
 //! A second table maps a namespace's hash to its name, so a namespace with
-//! only small objects is listed; a third keeps the last events for watchers.
+//! only small objects is listed; a third keeps the last events for watchers;
+//! a fourth marks every name that has an object file, so a set of a new
+//! name knows there is none without looking in the filesystem.
 //!
 //! An object is small when its entry fits in an LMDB page beside others
 //! ([`fits`]); anything larger is a file, as before. A name lives in one
@@ -35,15 +37,21 @@ use crate::api::error::{Error, Result};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::checksum::payload_checksum;
 use crate::format::record::{SmallRecord, RECORD_FIXED_LEN};
-use crate::format::{namespace_hash, stored_size, Codec, Header, PayloadChecksum};
+use crate::format::{namespace_hash, stored_size, Codec, Header, ObjectKey, PayloadChecksum};
 use crate::sys::fork;
 use crate::sys::lmdb::{Db, Env, LmdbError, ReadTxn, WriteTxn};
+
+use super::NAMESPACES_DIR;
 
 const OBJECTS: Db = Db::at(0);
 const NAMESPACES: Db = Db::at(1);
 const EVENTS: Db = Db::at(2);
 const META: Db = Db::at(3);
-const DATABASES: [&str; 4] = ["objects", "namespaces", "events", "meta"];
+const FILES: Db = Db::at(4);
+const DATABASES: [&str; 5] = ["objects", "namespaces", "events", "meta", "files"];
+/// Set in META once FILES marks every object file of the store: a table
+/// made before FILES existed is marked from the files at its first open.
+const FILES_MARKED: &[u8] = b"files_marked";
 
 /// The table's directory in a store.
 pub(crate) const SMALL_DIR: &str = "small";
@@ -80,6 +88,20 @@ pub(crate) fn key(namespace: &str, name: &str) -> Vec<u8> {
     key.extend_from_slice(&namespace_hash(namespace).to_be_bytes());
     key.extend_from_slice(name.as_bytes());
     key
+}
+
+/// The key of the mark of `key`'s object file in `namespace`: the
+/// namespace's hash (so one namespace's marks are one range), then the
+/// file's key (its name).
+fn file_mark(namespace: &str, key: ObjectKey) -> [u8; 32] {
+    mark_of(namespace_hash(namespace), key)
+}
+
+fn mark_of(namespace_hash: u128, key: ObjectKey) -> [u8; 32] {
+    let mut mark = [0; 32];
+    mark[..PREFIX].copy_from_slice(&namespace_hash.to_be_bytes());
+    mark[PREFIX..].copy_from_slice(&key.0.to_be_bytes());
+    mark
 }
 
 /// A small object as the table holds it (format/record.rs).
@@ -173,6 +195,7 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
         return Ok(table);
     }
     let env = Env::open(&dir, &DATABASES, mode).map_err(|e| table_error(&dir, "open", e))?;
+    mark_files_once(&env, &root.join(NAMESPACES_DIR)).map_err(|e| table_error(&dir, "open", e))?;
     let signal_path = dir.join(SIGNAL_FILE);
     let signal = std::fs::OpenOptions::new()
         .read(true)
@@ -190,6 +213,53 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
     tables.retain(|(at, weak)| weak.strong_count() > 0 && *at != id);
     tables.push((id, Arc::downgrade(&table)));
     Ok(table)
+}
+
+/// Marks every object file under `ns_root` in FILES, unless the table
+/// says that was done: under the writer lock, which every publish and
+/// delete of a file takes, so none is missed meanwhile.
+fn mark_files_once(env: &Env, ns_root: &Path) -> std::result::Result<(), LmdbError> {
+    let marked = |txn: &ReadTxn<'_>| Ok(txn.get(META, FILES_MARKED)?.is_some());
+    if env.read(marked)? {
+        return Ok(());
+    }
+    env.write(|txn| {
+        if marked(txn)? {
+            return Ok(());
+        }
+        for (namespace_hash, key) in object_files_under(ns_root) {
+            txn.put(FILES, &mark_of(namespace_hash, key), &[])?;
+        }
+        txn.put(META, FILES_MARKED, &[1])
+    })
+}
+
+/// Every object file under `ns_root`, by its namespace's hash (the
+/// directory's name) and its key (the file's name).
+fn object_files_under(ns_root: &Path) -> Vec<(u128, ObjectKey)> {
+    let mut found = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(ns_root) else {
+        return found;
+    };
+    for dir in dirs.flatten() {
+        let Some(namespace_hash) = dir
+            .file_name()
+            .to_str()
+            .and_then(ObjectKey::from_hex)
+            .map(|k| k.0)
+        else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            if let Some(key) = file.file_name().to_str().and_then(ObjectKey::from_hex) {
+                found.push((namespace_hash, key));
+            }
+        }
+    }
+    found
 }
 
 fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
@@ -283,6 +353,36 @@ impl SmallTable {
         }
     }
 
+    /// What a set of `name` replaces: the metadata of its entry, if any,
+    /// else whether an object file of the name is marked. Files are marked
+    /// under the writer lock that publishes and deletes them, so without a
+    /// mark there is no file (or one a writer killed mid-publish left
+    /// behind an entry, which `gc` removes).
+    pub(crate) fn meta_and_file_mark(
+        &self,
+        namespace: &str,
+        name: &str,
+        file: ObjectKey,
+    ) -> Result<(Option<ObjectMeta>, bool)> {
+        let key = key(namespace, name);
+        let mark = file_mark(namespace, file);
+        let found = self.env().read(|txn| {
+            let meta = txn
+                .get(OBJECTS, &key)?
+                .map(|bytes| Record::decode(bytes).map(|r| record_meta(&r, namespace, name)));
+            // A file's publish removes the entry: with one, there is no file.
+            let marked = meta.is_none() && txn.get(FILES, &mark)?.is_some();
+            Ok((meta, marked))
+        });
+        match found.map_err(|e| self.error("read", e))? {
+            (Some(Err(why)), _) => Err(Error::corrupt(
+                &self.dir,
+                format!("the small object {name:?} in namespace {namespace:?}: {why}; delete it, or run `brain fsck --delete-corrupt`"),
+            )),
+            (meta, marked) => Ok((meta.map(|m| m.expect("errors returned above")), marked)),
+        }
+    }
+
     /// Whether `name` is in the table.
     pub(crate) fn contains(&self, namespace: &str, name: &str) -> Result<bool> {
         let key = key(namespace, name);
@@ -291,16 +391,23 @@ impl SmallTable {
             .map_err(|e| self.error("read", e))
     }
 
-    /// Sets `name` to `record`, atomically; returns what it replaced.
+    /// Sets `name` to `record`, atomically; returns what it replaced, and
+    /// when that was no entry, whether an object file of the name (`file`)
+    /// is marked (see [`SmallTable::meta_and_file_mark`]).
     pub(crate) fn put(
         &self,
         namespace: &str,
         name: &str,
+        file: ObjectKey,
         record: &Record<'_>,
-    ) -> Result<Option<Replaced>> {
+    ) -> Result<(Option<Replaced>, bool)> {
         let key = key(namespace, name);
         let value = record.encode();
         let ns_key = &key[..PREFIX];
+        let mark = mark_of(
+            u128::from_be_bytes(ns_key.try_into().expect("a prefix")),
+            file,
+        );
         self.env()
             .write(|txn| {
                 let replaced = txn.get(OBJECTS, &key)?.map(|old| Replaced {
@@ -310,12 +417,13 @@ impl SmallTable {
                 if txn.get(NAMESPACES, ns_key)?.is_none() {
                     txn.put(NAMESPACES, ns_key, namespace.as_bytes())?;
                 }
+                let file_marked = replaced.is_none() && txn.get(FILES, &mark)?.is_some();
                 let signal = record_event(txn, true, namespace, name)?;
-                Ok((replaced, signal))
+                Ok((replaced, file_marked, signal))
             })
-            .map(|(replaced, signal)| {
+            .map(|(replaced, file_marked, signal)| {
                 self.signal_if(signal);
-                replaced
+                (replaced, file_marked)
             })
             .map_err(|e| self.error("write", e))
     }
@@ -365,9 +473,16 @@ impl SmallTable {
         mut change: impl FnMut() -> Result<R>,
     ) -> Result<(Option<u64>, R)> {
         let key = key(namespace, name);
+        let mark = file_mark(namespace, ObjectKey::new(namespace, name));
         let mut outcome: Option<Result<R>> = None;
         let remove_entry =
             |txn: &mut WriteTxn<'_>| -> std::result::Result<(Option<u64>, bool), LmdbError> {
+                if deleting {
+                    txn.delete(FILES, &mark)?;
+                } else if txn.get(FILES, &mark)?.is_none() {
+                    // A file replacing a file keeps its mark: no page written.
+                    txn.put(FILES, &mark, &[])?;
+                }
                 let Some(old) = txn.get(OBJECTS, &key)? else {
                     return Ok((None, false));
                 };
@@ -411,10 +526,16 @@ impl SmallTable {
         mut change: impl FnMut() -> Result<R>,
     ) -> Result<Option<R>> {
         let key = key(namespace, name);
+        let mark = file_mark(namespace, ObjectKey::new(namespace, name));
         let mut outcome: Option<Result<R>> = None;
         let done = self.env().write(|txn| {
-            if txn.get(OBJECTS, &key)?.is_some() && outcome.is_none() {
-                outcome = Some(change());
+            if txn.get(OBJECTS, &key)?.is_some() {
+                if outcome.is_none() {
+                    outcome = Some(change());
+                }
+                if matches!(outcome, Some(Ok(_))) {
+                    txn.delete(FILES, &mark)?;
+                }
             }
             Ok(())
         });
@@ -423,6 +544,62 @@ impl SmallTable {
             (Ok(()), outcome) => Ok(outcome.map(|o| o.expect("errors returned above"))),
             (Err(err), _) => Err(self.error("write", err)),
         }
+    }
+
+    /// Makes the marks of the object files of the namespace whose hash is
+    /// `namespace_hash` match `files`, its files as listed without a lock:
+    /// each difference is checked again under the writer lock (`exists`)
+    /// before it is written. Returns how many marks changed. Marks go
+    /// missing only when a writer is killed between a file's publish and
+    /// its commit (or by a build that did not mark files).
+    pub(crate) fn mark_files(
+        &self,
+        namespace_hash: u128,
+        files: &[ObjectKey],
+        exists: impl Fn(ObjectKey) -> bool,
+    ) -> Result<usize> {
+        let prefix = namespace_hash.to_be_bytes();
+        let listed: std::collections::HashSet<[u8; 32]> =
+            files.iter().map(|&k| mark_of(namespace_hash, k)).collect();
+        let differences = |txn: &ReadTxn<'_>| {
+            let mut marked = std::collections::HashSet::new();
+            txn.for_each_prefixed(FILES, &prefix, |mark, _| {
+                if let Ok(mark) = <[u8; 32]>::try_from(mark) {
+                    marked.insert(mark);
+                }
+                true
+            })?;
+            let key_of = |mark: &[u8; 32]| {
+                ObjectKey(u128::from_be_bytes(
+                    mark[PREFIX..].try_into().expect("16 bytes"),
+                ))
+            };
+            let missing: Vec<[u8; 32]> = listed.difference(&marked).copied().collect();
+            let stale: Vec<[u8; 32]> = marked.difference(&listed).copied().collect();
+            Ok::<_, LmdbError>((missing, stale, key_of))
+        };
+        let (missing, stale, _) = self
+            .env()
+            .read(|txn| differences(txn))
+            .map_err(|e| self.error("read", e))?;
+        if missing.is_empty() && stale.is_empty() {
+            return Ok(0);
+        }
+        self.env()
+            .write(|txn| {
+                let (missing, stale, key_of) = differences(txn)?;
+                let mut changed = 0;
+                for mark in missing.iter().filter(|m| exists(key_of(m))) {
+                    txn.put(FILES, mark, &[])?;
+                    changed += 1;
+                }
+                for mark in stale.iter().filter(|m| !exists(key_of(m))) {
+                    txn.delete(FILES, mark)?;
+                    changed += 1;
+                }
+                Ok(changed)
+            })
+            .map_err(|e| self.error("write", e))
     }
 
     /// The metadata of every object of `namespace` in the table, by name.
@@ -499,6 +676,14 @@ impl SmallTable {
                 for (key, name, _) in &doomed {
                     txn.delete(OBJECTS, key)?;
                     signal |= record_event(txn, false, namespace, name)?;
+                }
+                let mut marks = Vec::new();
+                txn.for_each_prefixed(FILES, &prefix, |mark, _| {
+                    marks.push(mark.to_vec());
+                    true
+                })?;
+                for mark in &marks {
+                    txn.delete(FILES, mark)?;
                 }
                 let lens: Vec<u64> = doomed.into_iter().map(|(_, _, len)| len).collect();
                 Ok((known || !lens.is_empty(), lens, signal))
@@ -734,4 +919,44 @@ fn decode_event(bytes: &[u8]) -> Option<TableEvent> {
         namespace,
         name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ObjectStore, Payload, Store};
+
+    #[test]
+    fn a_table_made_before_files_were_marked_marks_them_at_its_first_open() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&root).unwrap();
+        store
+            .put("n", "big", &Payload::bytes(&[1; 10_000]))
+            .unwrap();
+        let table = store.small_table().unwrap().unwrap();
+        let file = ObjectKey::new("n", "big");
+        let marked = || table.meta_and_file_mark("n", "big", file).unwrap().1;
+        assert!(marked(), "a file published is marked");
+        // As the table of a build that did not mark files leaves it.
+        table
+            .env()
+            .write(|txn| {
+                txn.delete(META, FILES_MARKED)?;
+                txn.delete(FILES, &file_mark("n", file))?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(!marked());
+        mark_files_once(table.env(), &root.join(NAMESPACES_DIR)).unwrap();
+        assert!(marked(), "marked at the first open of this build");
+        // Once noted as done, an open does not scan again.
+        table
+            .env()
+            .write(|txn| txn.delete(FILES, &file_mark("n", file)).map(drop))
+            .unwrap();
+        mark_files_once(table.env(), &root.join(NAMESPACES_DIR)).unwrap();
+        assert!(!marked());
+        assert!(store.delete("n", "big").unwrap());
+    }
 }

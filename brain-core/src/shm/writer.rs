@@ -69,9 +69,6 @@ pub(crate) struct ShmWriter {
     /// The file came from preallocated memory: it is made again once this
     /// writer is done (and the object it replaced is in the pool).
     refill: bool,
-    /// The caller looked for an object file of this name just before and
-    /// found none: a small object need not look again.
-    pub(crate) no_file_seen: bool,
 }
 
 /// A large object's file, the right to write it, and a read-write mapping
@@ -118,7 +115,6 @@ impl ShmWriter {
             entered: Some(store.inner.control.enter()?),
             fill: Fill::default(),
             refill: false,
-            no_file_seen: false,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -565,8 +561,8 @@ impl ShmWriter {
         let table = self.store.small_table_for_writing()?;
         let (namespace, name) = (&self.header.namespace, &self.header.name);
         let record = small::new_record(self.header.codec, &self.header.description, &self.pending);
-        let replaced = table
-            .put(namespace, name, &record)
+        let (replaced, file_marked) = table
+            .put(namespace, name, self.header.key, &record)
             .map_err(|err| match &err {
                 // The table could not grow: the filesystem is full.
                 Error::Io { source, .. } if is_enospc(source) => self.fs_full(file_len),
@@ -575,18 +571,13 @@ impl ShmWriter {
         if let Some(reservation) = self.reservation.take() {
             reservation.publish(file_len);
         }
-        // A file of this name can only exist when no entry did: a file's
-        // publish removes the entry under the same lock (a file a crash
-        // left beside an entry is `gc`'s).
-        let look_for_file = replaced.is_none() && !self.no_file_seen;
         if let Some(replaced) = replaced {
             self.store.inner.control.object_left(replaced.file_len);
         }
-        let file_exists = || {
-            let path = self.dir.join(self.header.key.to_hex());
-            rustix::fs::access(&path, rustix::fs::Access::EXISTS).is_ok()
-        };
-        if look_for_file && file_exists() {
+        // The table marks every object file, under the lock that publishes
+        // it: without a mark there is none to remove (a file a crash left
+        // unmarked beside an entry is `gc`'s).
+        if file_marked {
             // Under the writer lock, while an entry (this one, or a later
             // small set's) holds the name: the file is older than it.
             let entered = self
