@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -669,10 +670,74 @@ struct Mirror {
     frames: FrameWriter,
     /// Names the next commit's payload files.
     files: PayloadFiles,
-    /// How many entries refer to each payload file (a pack file holds many
-    /// payloads): a file goes to the garbage when no entry refers to it.
-    file_refs: HashMap<String, usize>,
+    /// What the entries hold of the payload files.
+    file_use: FileUse,
     _sync_lock: File,
+}
+
+/// A commit moves every payload that lies in an earlier commit's pack file
+/// into new packs when the packs hold more bytes that no entry refers to
+/// than bytes that one does, and more than this: so the packs take about
+/// twice what their payloads need at most (beside what one commit writes),
+/// and a payload is copied again only after as many bytes were written.
+const PACK_WASTE_ALLOWED: u64 = 4 << 20;
+
+/// What a mirror's entries hold of its payload files: how many entries
+/// lie in each (a pack file holds many payloads; a file goes to the
+/// garbage when none does), and the pack files' lengths against the bytes
+/// of the payloads still in them.
+#[derive(Default)]
+struct FileUse {
+    entries_in: HashMap<String, usize>,
+    pack_lens: HashMap<String, u64>,
+    /// The compressed bytes of the payloads that lie in pack files.
+    packed: u64,
+}
+
+impl FileUse {
+    fn add(&mut self, entry: &Entry) {
+        *self.entries_in.entry(entry.file.clone()).or_insert(0) += 1;
+        if entry.offset.is_some() {
+            self.packed += entry.file_len;
+        }
+    }
+
+    /// Counts `entry` out; returns its file when no entry lies in it any more.
+    fn remove(&mut self, entry: &Entry) -> Option<String> {
+        if entry.offset.is_some() {
+            self.packed = self.packed.saturating_sub(entry.file_len);
+        }
+        match self.entries_in.get_mut(&entry.file) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                None
+            }
+            _ => {
+                self.entries_in.remove(&entry.file);
+                self.pack_lens.remove(&entry.file);
+                Some(entry.file.clone())
+            }
+        }
+    }
+
+    /// Records the length of pack file `name` in `data`, once written.
+    fn note_pack(&mut self, data: &Path, name: &str) {
+        if self.entries_in.contains_key(name) && !self.pack_lens.contains_key(name) {
+            if let Ok(meta) = std::fs::metadata(data.join(name)) {
+                self.pack_lens.insert(name.to_owned(), meta.len());
+            }
+        }
+    }
+
+    /// Whether the pack files hold too many bytes no entry refers to.
+    fn packs_wasteful(&self) -> bool {
+        let waste = self
+            .pack_lens
+            .values()
+            .sum::<u64>()
+            .saturating_sub(self.packed);
+        waste > self.packed.max(PACK_WASTE_ALLOWED)
+    }
 }
 
 impl Mirror {
@@ -754,16 +819,19 @@ impl Mirror {
             };
             (manifest, BTreeMap::new())
         };
-        let mut file_refs = HashMap::new();
+        let mut file_use = FileUse::default();
         for entry in entries.values() {
-            *file_refs.entry(entry.file.clone()).or_insert(0) += 1;
+            file_use.add(entry);
+        }
+        for entry in entries.values().filter(|e| e.offset.is_some()) {
+            file_use.note_pack(&data, &entry.file);
         }
         let mut mirror = Mirror {
             dir: dir.to_owned(),
             files: PayloadFiles::new(data, manifest.generation + 1),
             manifest,
             entries,
-            file_refs,
+            file_use,
             garbage: Vec::new(),
             frames,
             _sync_lock: sync_lock,
@@ -819,23 +887,55 @@ impl Mirror {
         self.frames.write(&mut self.files, view, |_| {})
     }
 
-    /// Counts one entry more referring to `file`.
-    fn refer(&mut self, file: &str) {
-        *self.file_refs.entry(file.to_owned()).or_insert(0) += 1;
-    }
-
-    /// Counts one entry less referring to `file`; true when none is left.
-    fn unrefer(&mut self, file: &str) -> bool {
-        match self.file_refs.get_mut(file) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
+    /// Moves every payload that lies in a pack file of an earlier commit
+    /// into the packs of the commit being written (their compressed bytes,
+    /// checked against the index, not compressed again), writing their
+    /// entries to `index`. A payload that cannot be read or does not match
+    /// stays where it is.
+    fn compact_packs(
+        &mut self,
+        index: &IndexWriter,
+        dropped: &mut Vec<String>,
+        new_packs: &mut HashSet<String>,
+    ) -> Result<()> {
+        let data = self.dir.join(DATA_DIR);
+        let packed: Vec<(Key, Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.offset.is_some() && !new_packs.contains(&e.file))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        let mut open: Option<(String, File)> = None;
+        let mut frames = Vec::new();
+        for (key, entry) in packed {
+            if open.as_ref().is_none_or(|(name, _)| *name != entry.file) {
+                open = File::open(data.join(&entry.file))
+                    .ok()
+                    .map(|f| (entry.file.clone(), f));
             }
-            _ => {
-                self.file_refs.remove(file);
-                true
+            let Some((_, file)) = &open else { continue };
+            frames.resize(entry.file_len as usize, 0);
+            let at = entry.offset.unwrap_or(0);
+            if file.read_exact_at(&mut frames, at).is_err() {
+                continue;
             }
+            let offsets = entry.frame_offsets();
+            let intact = (0..entry.frames.len()).all(|i| {
+                let start = (offsets[i] - at) as usize;
+                let end = start + entry.frames[i] as usize;
+                xxh3_64(&frames[start..end]) == entry.frame_checksum(i)
+            });
+            if !intact {
+                continue;
+            }
+            let moved = self.frames.copy_packed(&mut self.files, &entry, &frames)?;
+            index.insert(&moved)?;
+            new_packs.insert(moved.file.clone());
+            self.file_use.add(&moved);
+            dropped.extend(self.file_use.remove(&entry));
+            self.entries.insert(key, moved);
         }
+        Ok(())
     }
 
     /// Commits a new generation: the index with `upserts` and without
@@ -855,6 +955,7 @@ impl Mirror {
             IndexWriter::copy_of(&old_dir, &new_dir)?
         };
         let mut dropped = Vec::new();
+        let mut new_packs = HashSet::new();
         for entry in &upserts {
             index.insert(entry)?;
         }
@@ -865,23 +966,26 @@ impl Mirror {
         let packed = self.manifest.format_version > UNPACKED_VERSION
             || upserts.iter().any(|e| e.offset.is_some());
         let format_version = format::format_version(packed);
-        let files = index.finish(format_version)?;
         for entry in upserts {
             let key = (entry.namespace.clone(), entry.name.clone());
-            self.refer(&entry.file);
+            if entry.offset.is_some() {
+                new_packs.insert(entry.file.clone());
+            }
+            self.file_use.add(&entry);
             if let Some(old) = self.entries.insert(key, entry) {
-                if self.unrefer(&old.file) {
-                    dropped.push(old.file);
-                }
+                dropped.extend(self.file_use.remove(&old));
             }
         }
         for key in deletes {
             if let Some(old) = self.entries.remove(key) {
-                if self.unrefer(&old.file) {
-                    dropped.push(old.file);
-                }
+                dropped.extend(self.file_use.remove(&old));
             }
         }
+        // After this commit's own changes: what it replaces is not moved.
+        if self.file_use.packs_wasteful() {
+            self.compact_packs(&index, &mut dropped, &mut new_packs)?;
+        }
+        let files = index.finish(format_version)?;
         let mut manifest = self.manifest.clone();
         manifest.format_version = format_version;
         manifest.kind = DumpKind::Sync;
@@ -902,11 +1006,14 @@ impl Mirror {
         sync_filesystem(&self.dir)?;
         manifest.write(&self.dir)?;
         self.manifest = manifest;
+        let data = self.dir.join(DATA_DIR);
+        for pack in &new_packs {
+            self.file_use.note_pack(&data, pack);
+        }
         self.files = PayloadFiles::new(self.dir.join(DATA_DIR), generation + 1);
         if old_generation > 0 {
             self.garbage.push(old_dir);
         }
-        let data = self.dir.join(DATA_DIR);
         self.garbage
             .extend(dropped.into_iter().map(|file| data.join(file)));
         self.collect_garbage();

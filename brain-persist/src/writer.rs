@@ -336,6 +336,56 @@ impl FrameWriter {
         view: &ObjectView,
         mut progress: impl FnMut(u64),
     ) -> Result<Entry> {
+        let bytes = view.bytes();
+        let mut compressed = std::mem::take(&mut self.compressors[0].scratch);
+        compressed.clear();
+        if !bytes.is_empty() {
+            self.compressors[0]
+                .compress(bytes, self.fast_retry, &mut compressed)
+                .map_err(|e| Error::io("compress a frame for", &files.dir, e))?;
+        }
+        let placed = self.append_to_pack(files, &compressed);
+        let frames: Vec<u64> = (!bytes.is_empty())
+            .then_some(compressed.len() as u64)
+            .into_iter()
+            .collect();
+        let frame_xxh3 = frames.iter().map(|_| hex(xxh3_64(&compressed))).collect();
+        self.compressors[0].scratch = compressed;
+        let (file, offset) = placed?;
+        progress(bytes.len() as u64);
+        Ok(entry_for(
+            view,
+            xxh3_64(bytes),
+            file,
+            Some(offset),
+            frames,
+            frame_xxh3,
+        ))
+    }
+
+    /// Appends the compressed `frames` of `entry`'s payload, read from the
+    /// pack file it lies in, to the pack file being filled, and returns its
+    /// entry there: a sync mirror moves payloads out of packs that hold
+    /// mostly payloads no entry refers to any more.
+    pub(crate) fn copy_packed(
+        &mut self,
+        files: &mut PayloadFiles,
+        entry: &Entry,
+        frames: &[u8],
+    ) -> Result<Entry> {
+        let (file, offset) = self.append_to_pack(files, frames)?;
+        Ok(Entry {
+            file,
+            offset: Some(offset),
+            ..entry.clone()
+        })
+    }
+
+    /// Appends `bytes` (whole compressed frames) to the pack file being
+    /// filled: a new one named by `files` when there is none, or when it
+    /// belongs to another generation. Returns the pack's name and where
+    /// the bytes start in it.
+    fn append_to_pack(&mut self, files: &mut PayloadFiles, bytes: &[u8]) -> Result<(String, u64)> {
         if self
             .pack
             .as_ref()
@@ -357,42 +407,18 @@ impl FrameWriter {
                 })
             }
         };
-        let bytes = view.bytes();
-        let (mut frames, mut frame_xxh3) = (Vec::new(), Vec::new());
-        if !bytes.is_empty() {
-            let mut compressed = std::mem::take(&mut self.compressors[0].scratch);
-            let written = self.compressors[0]
-                .compress(bytes, self.fast_retry, &mut compressed)
-                .map_err(|e| Error::io("compress a frame for", &pack.path, e))
-                .and_then(|()| {
-                    pack.file
-                        .write_all(&compressed)
-                        .map_err(|e| Error::io("write", &pack.path, e))
-                });
-            if let Err(err) = written {
-                // Nothing more goes after a frame that may be partly written.
-                self.pack = None;
-                return Err(err);
-            }
-            frames.push(compressed.len() as u64);
-            frame_xxh3.push(hex(xxh3_64(&compressed)));
-            self.compressors[0].scratch = compressed;
+        if let Err(err) = pack.file.write_all(bytes) {
+            let err = Error::io("write", &pack.path, err);
+            // Nothing more goes after bytes that may be partly written.
+            self.pack = None;
+            return Err(err);
         }
-        let offset = pack.len;
-        pack.len += frames.iter().sum::<u64>();
-        let entry = entry_for(
-            view,
-            xxh3_64(bytes),
-            pack.name.clone(),
-            Some(offset),
-            frames,
-            frame_xxh3,
-        );
+        let placed = (pack.name.clone(), pack.len);
+        pack.len += bytes.len() as u64;
         if pack.len >= PACK_FILE_LEN {
             self.close_pack();
         }
-        progress(bytes.len() as u64);
-        Ok(entry)
+        Ok(placed)
     }
 
     /// Writes `view`'s payload to a new file at `path`, its frames

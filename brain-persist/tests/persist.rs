@@ -1114,6 +1114,67 @@ fn a_pack_file_stays_while_an_object_in_it_is_mirrored() -> TestResult {
     Ok(())
 }
 
+/// `len` bytes that zstd cannot shrink.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_mirror_moves_payloads_out_of_packs_that_hold_mostly_dead_ones() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    let pack_bytes = || -> u64 {
+        std::fs::read_dir(persist.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    // Each commit writes 79 payloads that the next replaces, and one that
+    // stays: every pack keeps one payload, and without moving it, its
+    // whole file.
+    let mut first_pack = None;
+    for round in 0..6u64 {
+        for i in 0..79 {
+            let payload = noise(60 << 10, round * 100 + i);
+            env.store
+                .put("hot", &format!("h{i}"), &Payload::bytes(&payload))?;
+        }
+        let cold = noise(60 << 10, 1_000_000 + round);
+        env.store
+            .put("cold", &format!("c{round}"), &Payload::bytes(&cold))?;
+        spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+        let placed = placements(&persist);
+        first_pack.get_or_insert_with(|| placed[&("cold".into(), "c0".into())].0.clone());
+        let live: u64 = brain_persist::list_dump(&persist)?
+            .objects
+            .iter()
+            .map(|o| o.compressed_size)
+            .sum();
+        assert!(
+            pack_bytes() < 3 * live,
+            "round {round}: {} bytes of packs for {live} bytes of payloads",
+            pack_bytes()
+        );
+    }
+    let first_pack = first_pack.unwrap();
+    let c0 = &placements(&persist)[&("cold".into(), "c0".into())];
+    assert_ne!(c0.0, first_pack, "c0 was moved out of the first pack");
+    assert!(!persist.join("data").join(&first_pack).exists());
+    let other = env.other_store("other");
+    restore(&other, &persist, &RestoreOptions::new())?;
+    assert_eq!(snapshot(&other), snapshot(&env.store));
+    Ok(())
+}
+
 #[test]
 fn an_empty_store_is_not_mirrored_as_deletions_unless_asked() -> TestResult {
     let env = Env::new();
