@@ -350,6 +350,46 @@ mod tests {
     use crate::{dump, verify_dump, DumpOptions};
     use brain_core::{ObjectStore, Payload, Store};
 
+    #[test]
+    fn dumps_are_version_1_unless_a_payload_is_packed_and_version_1_has_no_packs() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let store = Store::open(shm.path().join("s")).unwrap();
+        store
+            .put("ns", "large", &Payload::bytes(&vec![7; 100 << 10]))
+            .unwrap();
+        let path = disk.path().join("d");
+        dump(&store, &path, &DumpOptions::new()).unwrap();
+        assert_eq!(DumpReader::open(&path).unwrap().manifest.format_version, 1);
+        store
+            .put("ns", "small", &Payload::bytes(b"packed"))
+            .unwrap();
+        dump(&store, &path, &DumpOptions::new()).unwrap();
+        let mut manifest = Manifest::read(&path, None).unwrap().unwrap();
+        assert_eq!(manifest.format_version, 2);
+
+        // The same dump, its manifest and index saying version 1.
+        let index = path.join(&manifest.index.dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = scratch.path().join("index");
+        IndexWriter::copy_of(&index, &copy)
+            .unwrap()
+            .finish(1)
+            .unwrap();
+        std::fs::remove_dir_all(&index).unwrap();
+        manifest.index.files = IndexWriter::copy_of(&copy, &index)
+            .unwrap()
+            .finish(1)
+            .unwrap();
+        manifest.format_version = 1;
+        manifest.write(&path).unwrap();
+        let err = DumpReader::open(&path).err().expect("refused");
+        assert!(
+            matches!(&err, Error::CorruptIndex { detail, .. } if detail.contains("pack file")),
+            "{err}"
+        );
+    }
+
     /// Records a wrong checksum for frame 1 of `name` in the dump's index
     /// (rewriting the index and the manifest's record of it).
     fn tamper_frame_checksum(dump_dir: &Path, name: &str) {

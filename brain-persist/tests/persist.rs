@@ -1085,10 +1085,14 @@ fn a_pack_file_stays_while_an_object_in_it_is_mirrored() -> TestResult {
     // A large object keeps the store from looking wiped when the small go.
     env.store
         .put("ns", "large", &Payload::bytes(&pattern(1 << 20, 3)))?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    let version = || brain_persist::list_dump(&persist).unwrap().format_version;
+    assert_eq!(version(), 1, "no pack file yet");
     for name in ["a", "b", "c"] {
         env.store.put_text("ns", name, name)?;
     }
     spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    assert_eq!(version(), 2);
     let placed = placements(&persist);
     let pack = placed[&("ns".into(), "a".into())].0.clone();
     for name in ["b", "c"] {

@@ -423,8 +423,8 @@ impl Store {
     /// The description of the object a set of `name` would replace, looked
     /// up as `metadata` would, but without looking in the filesystem for a
     /// name the table marks no object file for (a new name). An object
-    /// that cannot be read (corrupt, or of an unknown format version)
-    /// passes nothing on.
+    /// file that cannot be read (corrupt, or of an unknown format version)
+    /// passes nothing on; a damaged entry is an error, as for `metadata`.
     fn old_description(&self, namespace: &str, name: &str) -> Result<Option<String>> {
         if let Some(table) = self.small_table()? {
             let file = ObjectKey::new(namespace, name);
@@ -843,7 +843,7 @@ impl ObjectStore for Store {
             Err(err) => return Err(Error::io("remove the namespace", &dir, os(err))),
         };
         let (in_table, small_lens) = match self.small_table()? {
-            Some(table) => table.remove_namespace(namespace)?,
+            Some(table) => table.remove_namespace(namespace, &dir)?,
             None => (false, Vec::new()),
         };
         let mut removed = small_lens.len() as u64;

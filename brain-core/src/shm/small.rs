@@ -217,7 +217,10 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
 
 /// Marks every object file under `ns_root` in FILES, unless the table
 /// says that was done: under the writer lock, which every publish and
-/// delete of a file takes, so none is missed meanwhile.
+/// delete of a file by this build takes, so none is missed meanwhile.
+/// (Processes of a build before the marks, still sharing the store, leave
+/// the files they publish unmarked, as a writer killed mid-publish does:
+/// `gc` marks them.)
 fn mark_files_once(env: &Env, ns_root: &Path) -> std::result::Result<(), LmdbError> {
     let marked = |txn: &ReadTxn<'_>| Ok(txn.get(META, FILES_MARKED)?.is_some());
     if env.read(marked)? {
@@ -227,7 +230,7 @@ fn mark_files_once(env: &Env, ns_root: &Path) -> std::result::Result<(), LmdbErr
         if marked(txn)? {
             return Ok(());
         }
-        for (namespace_hash, key) in object_files_under(ns_root) {
+        for (namespace_hash, key) in object_files_under(ns_root).map_err(LmdbError::Io)? {
             txn.put(FILES, &mark_of(namespace_hash, key), &[])?;
         }
         txn.put(META, FILES_MARKED, &[1])
@@ -236,12 +239,15 @@ fn mark_files_once(env: &Env, ns_root: &Path) -> std::result::Result<(), LmdbErr
 
 /// Every object file under `ns_root`, by its namespace's hash (the
 /// directory's name) and its key (the file's name).
-fn object_files_under(ns_root: &Path) -> Vec<(u128, ObjectKey)> {
+fn object_files_under(ns_root: &Path) -> std::io::Result<Vec<(u128, ObjectKey)>> {
     let mut found = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(ns_root) else {
-        return found;
+    let dirs = match std::fs::read_dir(ns_root) {
+        Ok(dirs) => dirs,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(err) => return Err(err),
     };
-    for dir in dirs.flatten() {
+    for dir in dirs {
+        let dir = dir?;
         let Some(namespace_hash) = dir
             .file_name()
             .to_str()
@@ -250,16 +256,19 @@ fn object_files_under(ns_root: &Path) -> Vec<(u128, ObjectKey)> {
         else {
             continue;
         };
-        let Ok(files) = std::fs::read_dir(dir.path()) else {
-            continue;
+        let files = match std::fs::read_dir(dir.path()) {
+            Ok(files) => files,
+            // Removed meanwhile (a namespace's removal moves it away first).
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
         };
-        for file in files.flatten() {
-            if let Some(key) = file.file_name().to_str().and_then(ObjectKey::from_hex) {
+        for file in files {
+            if let Some(key) = file?.file_name().to_str().and_then(ObjectKey::from_hex) {
                 found.push((namespace_hash, key));
             }
         }
     }
-    found
+    Ok(found)
 }
 
 fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
@@ -657,9 +666,11 @@ impl SmallTable {
     }
 
     /// Removes `namespace` and its objects from the table in one
-    /// transaction; returns whether it was there, and the file lengths of
-    /// the objects removed.
-    pub(crate) fn remove_namespace(&self, namespace: &str) -> Result<(bool, Vec<u64>)> {
+    /// transaction, and the marks of its object files that are not in
+    /// `dir` (the namespace's directory, already moved away: a file there
+    /// now was published into the namespace made anew meanwhile); returns
+    /// whether it was there, and the file lengths of the objects removed.
+    pub(crate) fn remove_namespace(&self, namespace: &str, dir: &Path) -> Result<(bool, Vec<u64>)> {
         let prefix = namespace_hash(namespace).to_be_bytes();
         self.env()
             .write(|txn| {
@@ -683,7 +694,13 @@ impl SmallTable {
                     true
                 })?;
                 for mark in &marks {
-                    txn.delete(FILES, mark)?;
+                    let key = ObjectKey(u128::from_be_bytes(
+                        mark[PREFIX..].try_into().expect("a mark is 32 bytes"),
+                    ));
+                    // Files are published under this lock: one there now stays.
+                    if std::fs::symlink_metadata(dir.join(key.to_hex())).is_err() {
+                        txn.delete(FILES, mark)?;
+                    }
                 }
                 let lens: Vec<u64> = doomed.into_iter().map(|(_, _, len)| len).collect();
                 Ok((known || !lens.is_empty(), lens, signal))
@@ -958,5 +975,26 @@ mod tests {
         mark_files_once(table.env(), &root.join(NAMESPACES_DIR)).unwrap();
         assert!(!marked());
         assert!(store.delete("n", "big").unwrap());
+    }
+
+    #[test]
+    fn a_namespace_removed_keeps_the_marks_of_files_published_into_it_anew() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        store
+            .put("n", "big", &Payload::bytes(&[1; 10_000]))
+            .unwrap();
+        let table = store.small_table().unwrap().unwrap();
+        let file = ObjectKey::new("n", "big");
+        let marked = || table.meta_and_file_mark("n", "big", file).unwrap().1;
+        // The namespace's directory holds the file: as when a writer
+        // published it into the namespace made anew after the removal had
+        // moved the old directory away.
+        let ns_dir = store.ns_dir("n");
+        table.remove_namespace("n", &ns_dir).unwrap();
+        assert!(marked(), "the file there keeps its mark");
+        std::fs::remove_file(ns_dir.join(file.to_hex())).unwrap();
+        table.remove_namespace("n", &ns_dir).unwrap();
+        assert!(!marked(), "a file gone takes its mark along");
     }
 }
