@@ -16,8 +16,8 @@ pub const MAGIC: &str = "brain-dump";
 /// The newest dump format version: this build reads every version up to it.
 /// It writes version 1 when no payload file of the dump holds more than one
 /// object, and this one when some do (small payloads packed together; an
-/// entry then records its [`Entry::offset`]), so that earlier builds read
-/// what they can and refuse the rest by its version.
+/// entry then records its `offset` in the file), so that earlier builds
+/// read what they can and refuse the rest by its version.
 pub const FORMAT_VERSION: u64 = 2;
 /// The version of dumps whose payload files hold one object each.
 pub(crate) const UNPACKED_VERSION: u64 = 1;
