@@ -47,8 +47,10 @@ local reserve = tonumber(ARGV[7])
 local single = #KEYS > 2
 if single and reserve > 0 then
   local cap = redis.call('HGET', KEYS[4], 'capacity')
-  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if cap and used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap)} end
+  if cap then
+    local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+    if used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap)} end
+  end
 end
 for i = 0, n - 1 do redis.call('PERSIST', prefix .. ARGV[3] .. ':' .. i) end
 local old_ss = 0
