@@ -36,6 +36,18 @@ fn object_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `fsck`'s recount finds the usage the store counts.
+fn assert_recount_changes_nothing(store: &Store) -> TestResult {
+    let used = store.usage()?.used;
+    let fsck = store.fsck(false)?;
+    assert_eq!(
+        (fsck.used_before, fsck.used_after),
+        (used, used),
+        "a recount changes nothing"
+    );
+    Ok(())
+}
+
 #[test]
 fn small_objects_are_entries_and_large_ones_files_with_one_accounting() -> TestResult {
     let (dir, store) = store();
@@ -193,14 +205,7 @@ fn gc_removes_a_file_that_an_entry_of_its_name_replaced() -> TestResult {
     assert!(object_files(&root).is_empty());
     assert_eq!(&*store.get("n", "x")?.unwrap(), b"the entry");
     assert_eq!(store.usage()?.used, stored_size("n", "x", "", 9));
-    let used = store.usage()?.used;
-    let fsck = store.fsck(false)?;
-    assert_eq!(
-        (fsck.used_before, fsck.used_after),
-        (used, used),
-        "a recount changes nothing"
-    );
-    Ok(())
+    assert_recount_changes_nothing(&store)
 }
 
 #[test]
@@ -258,12 +263,5 @@ fn a_set_finds_an_object_file_by_its_mark_and_gc_marks_what_a_crash_left_unmarke
         object_files(&root).is_empty(),
         "marked by gc, removed by the set"
     );
-    let used = store.usage()?.used;
-    let fsck = store.fsck(false)?;
-    assert_eq!(
-        (fsck.used_before, fsck.used_after),
-        (used, used),
-        "a recount changes nothing"
-    );
-    Ok(())
+    assert_recount_changes_nothing(&store)
 }

@@ -943,16 +943,22 @@ mod tests {
     use super::*;
     use crate::{ObjectStore, Payload, Store};
 
-    #[test]
-    fn a_table_made_before_files_were_marked_marks_them_at_its_first_open() {
+    /// A store holding one object file, `big` in namespace `n`, its table
+    /// and the file's key.
+    fn store_with_a_file() -> (tempfile::TempDir, Store, Arc<SmallTable>, ObjectKey) {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-        let root = dir.path().join("store");
-        let store = Store::open(&root).unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
         store
             .put("n", "big", &Payload::bytes(&[1; 10_000]))
             .unwrap();
         let table = store.small_table().unwrap().unwrap();
-        let file = ObjectKey::new("n", "big");
+        (dir, store, table, ObjectKey::new("n", "big"))
+    }
+
+    #[test]
+    fn a_table_made_before_files_were_marked_marks_them_at_its_first_open() {
+        let (dir, store, table, file) = store_with_a_file();
+        let root = dir.path().join("store");
         let marked = || table.meta_and_file_mark("n", "big", file).unwrap().1;
         assert!(marked(), "a file published is marked");
         // As the table of a build that did not mark files leaves it.
@@ -979,13 +985,7 @@ mod tests {
 
     #[test]
     fn a_namespace_removed_keeps_the_marks_of_files_published_into_it_anew() {
-        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
-        store
-            .put("n", "big", &Payload::bytes(&[1; 10_000]))
-            .unwrap();
-        let table = store.small_table().unwrap().unwrap();
-        let file = ObjectKey::new("n", "big");
+        let (_dir, store, table, file) = store_with_a_file();
         let marked = || table.meta_and_file_mark("n", "big", file).unwrap().1;
         // The namespace's directory holds the file: as when a writer
         // published it into the namespace made anew after the removal had
