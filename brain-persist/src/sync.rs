@@ -617,6 +617,9 @@ impl Syncer<'_> {
             .filter(|k| self.mirror.entries.contains_key(*k))
             .count() as u64;
         self.mirror.commit(batch.upserts, &deletes)?;
+        for note in std::mem::take(&mut self.mirror.notes) {
+            self.log(&note);
+        }
         // Mappings of objects mirrored are not needed any more.
         self.store.clear_cache();
         let mirrored = self.mirror.entries.len() as u64;
@@ -672,6 +675,8 @@ struct Mirror {
     files: PayloadFiles,
     /// What the entries hold of the payload files.
     file_use: FileUse,
+    /// What the last commit has to tell the sync's log.
+    notes: Vec<String>,
     _sync_lock: File,
 }
 
@@ -684,28 +689,38 @@ const PACK_WASTE_ALLOWED: u64 = 4 << 20;
 
 /// What a mirror's entries hold of its payload files: how many entries
 /// lie in each (a pack file holds many payloads; a file goes to the
-/// garbage when none does), and the pack files' lengths against the bytes
-/// of the payloads still in them.
+/// garbage when none does), and each pack file's length against the bytes
+/// of the payloads still in it.
 #[derive(Default)]
 struct FileUse {
     entries_in: HashMap<String, usize>,
-    pack_lens: HashMap<String, u64>,
-    /// The compressed bytes of the payloads that lie in pack files.
-    packed: u64,
+    packs: HashMap<String, PackUse>,
+}
+
+#[derive(Default)]
+struct PackUse {
+    /// The file's length, once it is written (`None` until the commit
+    /// that writes it is done).
+    len: Option<u64>,
+    /// The compressed bytes of the payloads that lie in it.
+    live: u64,
+    /// A payload in it could not be moved (unreadable, or damaged): the
+    /// pack stays, and counts as all live.
+    pinned: bool,
 }
 
 impl FileUse {
     fn add(&mut self, entry: &Entry) {
         *self.entries_in.entry(entry.file.clone()).or_insert(0) += 1;
         if entry.offset.is_some() {
-            self.packed += entry.file_len;
+            self.packs.entry(entry.file.clone()).or_default().live += entry.file_len;
         }
     }
 
     /// Counts `entry` out; returns its file when no entry lies in it any more.
     fn remove(&mut self, entry: &Entry) -> Option<String> {
-        if entry.offset.is_some() {
-            self.packed = self.packed.saturating_sub(entry.file_len);
+        if let Some(pack) = self.packs.get_mut(&entry.file) {
+            pack.live = pack.live.saturating_sub(entry.file_len);
         }
         match self.entries_in.get_mut(&entry.file) {
             Some(count) if *count > 1 => {
@@ -714,7 +729,7 @@ impl FileUse {
             }
             _ => {
                 self.entries_in.remove(&entry.file);
-                self.pack_lens.remove(&entry.file);
+                self.packs.remove(&entry.file);
                 Some(entry.file.clone())
             }
         }
@@ -722,21 +737,36 @@ impl FileUse {
 
     /// Records the length of pack file `name` in `data`, once written.
     fn note_pack(&mut self, data: &Path, name: &str) {
-        if self.entries_in.contains_key(name) && !self.pack_lens.contains_key(name) {
+        if let Some(pack) = self.packs.get_mut(name).filter(|p| p.len.is_none()) {
             if let Ok(meta) = std::fs::metadata(data.join(name)) {
-                self.pack_lens.insert(name.to_owned(), meta.len());
+                pack.len = Some(meta.len());
             }
         }
     }
 
-    /// Whether the pack files hold too many bytes no entry refers to.
+    /// Keeps pack file `name` out of compaction's count: a payload in it
+    /// cannot be moved.
+    fn pin(&mut self, name: &str) {
+        if let Some(pack) = self.packs.get_mut(name) {
+            pack.pinned = true;
+        }
+    }
+
+    fn pinned(&self, name: &str) -> bool {
+        self.packs.get(name).is_some_and(|p| p.pinned)
+    }
+
+    /// Whether the pack files written so far hold too many bytes no entry
+    /// refers to.
     fn packs_wasteful(&self) -> bool {
-        let waste = self
-            .pack_lens
-            .values()
-            .sum::<u64>()
-            .saturating_sub(self.packed);
-        waste > self.packed.max(PACK_WASTE_ALLOWED)
+        let (mut waste, mut live) = (0u64, 0u64);
+        for pack in self.packs.values().filter(|p| !p.pinned) {
+            if let Some(len) = pack.len {
+                waste += len.saturating_sub(pack.live);
+                live += pack.live;
+            }
+        }
+        waste > live.max(PACK_WASTE_ALLOWED)
     }
 }
 
@@ -832,6 +862,7 @@ impl Mirror {
             manifest,
             entries,
             file_use,
+            notes: Vec::new(),
             garbage: Vec::new(),
             frames,
             _sync_lock: sync_lock,
@@ -899,42 +930,61 @@ impl Mirror {
         new_packs: &mut HashSet<String>,
     ) -> Result<()> {
         let data = self.dir.join(DATA_DIR);
-        let packed: Vec<(Key, Entry)> = self
+        let mut packed: Vec<(Key, Entry)> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.offset.is_some() && !new_packs.contains(&e.file))
+            .filter(|(_, e)| {
+                e.offset.is_some() && !new_packs.contains(&e.file) && !self.file_use.pinned(&e.file)
+            })
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect();
+        // Each pack read front to back.
+        packed.sort_by(|(_, a), (_, b)| (&a.file, a.offset).cmp(&(&b.file, b.offset)));
         let mut open: Option<(String, File)> = None;
         let mut frames = Vec::new();
+        let (mut moved_count, mut emptied) = (0, 0);
         for (key, entry) in packed {
             if open.as_ref().is_none_or(|(name, _)| *name != entry.file) {
                 open = File::open(data.join(&entry.file))
                     .ok()
                     .map(|f| (entry.file.clone(), f));
             }
-            let Some((_, file)) = &open else { continue };
-            frames.resize(entry.file_len as usize, 0);
             let at = entry.offset.unwrap_or(0);
-            if file.read_exact_at(&mut frames, at).is_err() {
-                continue;
-            }
+            frames.resize(entry.file_len as usize, 0);
+            let read = match &open {
+                Some((_, file)) => file.read_exact_at(&mut frames, at).is_ok(),
+                None => false,
+            };
             let offsets = entry.frame_offsets();
-            let intact = (0..entry.frames.len()).all(|i| {
-                let start = (offsets[i] - at) as usize;
-                let end = start + entry.frames[i] as usize;
-                xxh3_64(&frames[start..end]) == entry.frame_checksum(i)
-            });
+            let intact = read
+                && (0..entry.frames.len()).all(|i| {
+                    let start = (offsets[i] - at) as usize;
+                    let end = start + entry.frames[i] as usize;
+                    xxh3_64(&frames[start..end]) == entry.frame_checksum(i)
+                });
             if !intact {
+                self.file_use.pin(&entry.file);
+                self.notes.push(format!(
+                    "{:?} in namespace {:?} stays in pack {}: its payload there cannot be read or is damaged, and a restore from this mirror will report it",
+                    entry.name, entry.namespace, entry.file
+                ));
                 continue;
             }
             let moved = self.frames.copy_packed(&mut self.files, &entry, &frames)?;
             index.insert(&moved)?;
             new_packs.insert(moved.file.clone());
             self.file_use.add(&moved);
-            dropped.extend(self.file_use.remove(&entry));
+            if let Some(file) = self.file_use.remove(&entry) {
+                dropped.push(file);
+                emptied += 1;
+            }
             self.entries.insert(key, moved);
+            moved_count += 1;
         }
+        self.notes.push(format!(
+            "moved {} out of {emptied} pack files that held mostly payloads no entry refers to",
+            objects(moved_count)
+        ));
         Ok(())
     }
 
@@ -968,7 +1018,9 @@ impl Mirror {
         let format_version = format::format_version(packed);
         for entry in upserts {
             let key = (entry.namespace.clone(), entry.name.clone());
-            if entry.offset.is_some() {
+            // Written by this commit (a relinked entry keeps an older file).
+            if entry.offset.is_some() && format::payload_generation(&entry.file) == Some(generation)
+            {
                 new_packs.insert(entry.file.clone());
             }
             self.file_use.add(&entry);

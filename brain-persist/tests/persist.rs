@@ -15,6 +15,7 @@ use brain_persist::{
     auto_restore, dump, list_dump, restore, spawn_sync, verify_dump, DumpKind, DumpOptions, Error,
     OnConflict, Progress, RestoreOptions, SyncHandle, SyncOptions, SyncStats,
 };
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Opens the store at `path` and restores it from `persist` when it is empty.
 fn open_with_persistence(path: impl AsRef<Path>, persist: &Path) -> Result<Store, Error> {
@@ -1132,9 +1133,27 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_mirror_moves_payloads_out_of_packs_that_hold_mostly_dead_ones() -> TestResult {
-    let env = Env::new();
+/// How a test runs `brain sync` over rounds of changes.
+#[derive(Clone, Copy, PartialEq)]
+enum Syncs {
+    /// One sync for every round, started and stopped (the mirror reopened).
+    PerRound,
+    /// One sync for all rounds: each round waits for its commit.
+    Running,
+}
+
+/// Six rounds of 79 payloads of 60 KiB that the next round replaces and
+/// one that stays (`cold/c<round>`), mirrored by `syncs`, after `damage`
+/// had its way with the mirror after round 0. Every pack keeps one payload
+/// and, without compaction, its whole file. Checks after every round that
+/// the packs hold less than `bound` times their payloads' bytes; returns
+/// the first pack `c0` lay in and the sync's log.
+fn compaction_rounds(
+    env: &Env,
+    syncs: Syncs,
+    bound: u64,
+    damage: impl Fn(&Path),
+) -> Result<(String, Vec<String>), Box<dyn std::error::Error>> {
     let persist = env.dump_path("mirror");
     let pack_bytes = || -> u64 {
         std::fs::read_dir(persist.join("data"))
@@ -1142,37 +1161,143 @@ fn a_mirror_moves_payloads_out_of_packs_that_hold_mostly_dead_ones() -> TestResu
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum()
     };
-    // Each commit writes 79 payloads that the next replaces, and one that
-    // stays: every pack keeps one payload, and without moving it, its
-    // whole file.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let options = || {
+        let log = log.clone();
+        fast_sync().log(move |line| log.lock().unwrap().push(line.to_owned()))
+    };
+    let start = || spawn_sync(Arc::new(env.store.clone()), &persist, options());
+    let mut running = None;
     let mut first_pack = None;
     for round in 0..6u64 {
+        let mut wanted = Vec::new();
         for i in 0..79 {
             let payload = noise(60 << 10, round * 100 + i);
             env.store
                 .put("hot", &format!("h{i}"), &Payload::bytes(&payload))?;
+            wanted.push((format!("h{i}"), payload));
         }
         let cold = noise(60 << 10, 1_000_000 + round);
         env.store
             .put("cold", &format!("c{round}"), &Payload::bytes(&cold))?;
-        spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+        match syncs {
+            Syncs::PerRound => start()?.stop().map(drop)?,
+            Syncs::Running => {
+                if running.is_none() {
+                    running = Some(start()?);
+                }
+                let checksums: Vec<_> = wanted.iter().map(|(n, p)| (n, xxh3_64(p))).collect();
+                wait_for("the round's commit", Duration::from_secs(30), || {
+                    let names = dump_names(&persist);
+                    names.contains_key(&("cold".into(), format!("c{round}")))
+                        && checksums
+                            .iter()
+                            .all(|(n, sum)| names.get(&("hot".into(), n.to_string())) == Some(sum))
+                });
+            }
+        }
         let placed = placements(&persist);
         first_pack.get_or_insert_with(|| placed[&("cold".into(), "c0".into())].0.clone());
+        if round == 0 {
+            damage(&persist);
+        }
         let live: u64 = brain_persist::list_dump(&persist)?
             .objects
             .iter()
             .map(|o| o.compressed_size)
             .sum();
         assert!(
-            pack_bytes() < 3 * live,
+            pack_bytes() < bound * live,
             "round {round}: {} bytes of packs for {live} bytes of payloads",
             pack_bytes()
         );
     }
-    let first_pack = first_pack.unwrap();
+    if let Some(sync) = running {
+        sync.stop()?;
+    }
+    let lines = log.lock().unwrap().clone();
+    Ok((first_pack.unwrap(), lines))
+}
+
+#[test]
+fn a_mirror_moves_payloads_out_of_packs_that_hold_mostly_dead_ones() -> TestResult {
+    for syncs in [Syncs::PerRound, Syncs::Running] {
+        let env = Env::new();
+        let (first_pack, log) = compaction_rounds(&env, syncs, 3, |_| {})?;
+        let persist = env.dump_path("mirror");
+        let c0 = &placements(&persist)[&("cold".into(), "c0".into())];
+        assert_ne!(c0.0, first_pack, "c0 was moved out of the first pack");
+        assert!(!persist.join("data").join(&first_pack).exists());
+        assert!(
+            log.iter()
+                .any(|l| l.contains("pack files that held mostly")),
+            "{log:?}"
+        );
+        let other = env.other_store("other");
+        restore(&other, &persist, &RestoreOptions::new())?;
+        assert_eq!(snapshot(&other), snapshot(&env.store));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_damaged_payload_stays_in_its_pack_is_reported_and_does_not_make_every_commit_compact(
+) -> TestResult {
+    let env = Env::new();
+    let damage_c0 = |persist: &Path| {
+        let (pack, offset, len) = packed_frames(persist, "c0");
+        flip_byte(&pack, offset + len / 2);
+    };
+    // A running sync remembers which packs it could not empty (one started
+    // anew finds out again, at its first compaction).
+    let (first_pack, log) = compaction_rounds(&env, Syncs::Running, 4, damage_c0)?;
+    let persist = env.dump_path("mirror");
     let c0 = &placements(&persist)[&("cold".into(), "c0".into())];
-    assert_ne!(c0.0, first_pack, "c0 was moved out of the first pack");
-    assert!(!persist.join("data").join(&first_pack).exists());
+    assert_eq!(c0.0, first_pack, "c0 cannot move");
+    assert!(persist.join("data").join(&first_pack).exists());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("\"c0\"") && l.contains("stays in pack")),
+        "{log:?}"
+    );
+    let stays = log.iter().filter(|l| l.contains("stays in pack")).count();
+    assert_eq!(stays, 1, "its pack is not read again: {log:?}");
+    // Its pack's dead bytes do not count: compaction runs no more often
+    // than without the damage.
+    let compactions = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains("pack files that held mostly"))
+            .count()
+    };
+    let undamaged = Env::new();
+    let (_, plain_log) = compaction_rounds(&undamaged, Syncs::Running, 3, |_| {})?;
+    assert!(
+        compactions(&log) <= compactions(&plain_log),
+        "{log:?} against {plain_log:?}"
+    );
+    let err = restore(&env.other_store("other"), &persist, &RestoreOptions::new()).unwrap_err();
+    assert!(err.to_string().contains("c0"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_relinked_payload_keeps_the_pack_it_lies_in() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    env.store
+        .put_text("ns", "a", "the only payload of its pack")?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    let before = placements(&persist)[&("ns".into(), "a".into())].clone();
+    // The same bytes written again (as a restore does): a new creation
+    // time, so the mirror relinks its entry to the payload it has.
+    assert!(env.store.delete("ns", "a")?);
+    env.store
+        .put_text("ns", "a", "the only payload of its pack")?;
+    let stats = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    assert_eq!((stats.objects_relinked, stats.objects_written), (1, 0));
+    assert_eq!(placements(&persist)[&("ns".into(), "a".into())], before);
+    assert!(persist.join("data").join(&before.0).exists());
+    verify_dump(&persist, &Progress::Hidden)?;
     let other = env.other_store("other");
     restore(&other, &persist, &RestoreOptions::new())?;
     assert_eq!(snapshot(&other), snapshot(&env.store));
