@@ -104,6 +104,13 @@ fn mark_of(namespace_hash: u128, key: ObjectKey) -> [u8; 32] {
     mark
 }
 
+/// The object file's key in a mark made by [`mark_of`].
+fn marked_key(mark: &[u8]) -> ObjectKey {
+    ObjectKey(u128::from_be_bytes(
+        mark[PREFIX..].try_into().expect("a mark is 32 bytes"),
+    ))
+}
+
 /// A small object as the table holds it (format/record.rs).
 pub(crate) type Record<'a> = SmallRecord<'a>;
 
@@ -355,11 +362,16 @@ impl SmallTable {
         match found.map_err(|e| self.error("read", e))? {
             None => Ok(None),
             Some(Ok(found)) => Ok(Some(found)),
-            Some(Err(why)) => Err(Error::corrupt(
-                &self.dir,
-                format!("the small object {name:?} in namespace {namespace:?}: {why}; delete it, or run `brain fsck --delete-corrupt`"),
-            )),
+            Some(Err(why)) => Err(self.damaged(namespace, name, why)),
         }
+    }
+
+    /// The error for the damaged entry of `name` in `namespace`.
+    fn damaged(&self, namespace: &str, name: &str, why: impl std::fmt::Display) -> Error {
+        Error::corrupt(
+            &self.dir,
+            format!("the small object {name:?} in namespace {namespace:?}: {why}; delete it, or run `brain fsck --delete-corrupt`"),
+        )
     }
 
     /// What a set of `name` replaces: the metadata of its entry, if any,
@@ -384,10 +396,7 @@ impl SmallTable {
             Ok((meta, marked))
         });
         match found.map_err(|e| self.error("read", e))? {
-            (Some(Err(why)), _) => Err(Error::corrupt(
-                &self.dir,
-                format!("the small object {name:?} in namespace {namespace:?}: {why}; delete it, or run `brain fsck --delete-corrupt`"),
-            )),
+            (Some(Err(why)), _) => Err(self.damaged(namespace, name, why)),
             (meta, marked) => Ok((meta.map(|m| m.expect("errors returned above")), marked)),
         }
     }
@@ -558,18 +567,19 @@ impl SmallTable {
     /// Makes the marks of the object files of the namespace whose hash is
     /// `namespace_hash` match `files`, its files as listed without a lock:
     /// each difference is checked again under the writer lock (`exists`)
-    /// before it is written. Returns how many marks changed. Marks go
-    /// missing only when a writer is killed between a file's publish and
-    /// its commit (or by a build that did not mark files).
+    /// before it is written. Marks go missing only when a writer is killed
+    /// between a file's publish and its commit (or by a build that did not
+    /// mark files).
     pub(crate) fn mark_files(
         &self,
         namespace_hash: u128,
         files: &[ObjectKey],
         exists: impl Fn(ObjectKey) -> bool,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         let prefix = namespace_hash.to_be_bytes();
         let listed: std::collections::HashSet<[u8; 32]> =
             files.iter().map(|&k| mark_of(namespace_hash, k)).collect();
+        // The marks missing, then the marks of files not listed.
         let differences = |txn: &ReadTxn<'_>| {
             let mut marked = std::collections::HashSet::new();
             txn.for_each_prefixed(FILES, &prefix, |mark, _| {
@@ -578,35 +588,27 @@ impl SmallTable {
                 }
                 true
             })?;
-            let key_of = |mark: &[u8; 32]| {
-                ObjectKey(u128::from_be_bytes(
-                    mark[PREFIX..].try_into().expect("16 bytes"),
-                ))
-            };
             let missing: Vec<[u8; 32]> = listed.difference(&marked).copied().collect();
             let stale: Vec<[u8; 32]> = marked.difference(&listed).copied().collect();
-            Ok::<_, LmdbError>((missing, stale, key_of))
+            Ok::<_, LmdbError>((missing, stale))
         };
-        let (missing, stale, _) = self
+        let (missing, stale) = self
             .env()
             .read(|txn| differences(txn))
             .map_err(|e| self.error("read", e))?;
         if missing.is_empty() && stale.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         self.env()
             .write(|txn| {
-                let (missing, stale, key_of) = differences(txn)?;
-                let mut changed = 0;
-                for mark in missing.iter().filter(|m| exists(key_of(m))) {
+                let (missing, stale) = differences(txn)?;
+                for mark in missing.iter().filter(|m| exists(marked_key(&m[..]))) {
                     txn.put(FILES, mark, &[])?;
-                    changed += 1;
                 }
-                for mark in stale.iter().filter(|m| !exists(key_of(m))) {
+                for mark in stale.iter().filter(|m| !exists(marked_key(&m[..]))) {
                     txn.delete(FILES, mark)?;
-                    changed += 1;
                 }
-                Ok(changed)
+                Ok(())
             })
             .map_err(|e| self.error("write", e))
     }
@@ -694,11 +696,8 @@ impl SmallTable {
                     true
                 })?;
                 for mark in &marks {
-                    let key = ObjectKey(u128::from_be_bytes(
-                        mark[PREFIX..].try_into().expect("a mark is 32 bytes"),
-                    ));
                     // Files are published under this lock: one there now stays.
-                    if std::fs::symlink_metadata(dir.join(key.to_hex())).is_err() {
+                    if std::fs::symlink_metadata(dir.join(marked_key(mark).to_hex())).is_err() {
                         txn.delete(FILES, mark)?;
                     }
                 }
