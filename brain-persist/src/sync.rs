@@ -852,8 +852,6 @@ impl Mirror {
         let mut file_use = FileUse::default();
         for entry in entries.values() {
             file_use.add(entry);
-        }
-        for entry in entries.values().filter(|e| e.offset.is_some()) {
             file_use.note_pack(&data, &entry.file);
         }
         let mut mirror = Mirror {
@@ -981,10 +979,12 @@ impl Mirror {
             self.entries.insert(key, moved);
             moved_count += 1;
         }
-        self.notes.push(format!(
-            "moved {} out of {emptied} pack files that held mostly payloads no entry refers to",
-            objects(moved_count)
-        ));
+        if moved_count > 0 {
+            self.notes.push(format!(
+                "moved {} out of {emptied} pack files that held mostly payloads no entry refers to",
+                objects(moved_count)
+            ));
+        }
         Ok(())
     }
 
