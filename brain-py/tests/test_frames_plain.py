@@ -162,6 +162,24 @@ def test_a_directly_built_frame_points_into_the_store_and_copies_on_write(brain:
     pd.testing.assert_frame_equal(brain["df"], original, check_exact=True)
 
 
+@pytest.mark.parametrize("picked", [None, ["float64", "int8"], ["s", "float64"]], ids=["whole", "numbers", "with strings"])
+def test_renaming_the_axes_of_a_frame_read_leaves_later_reads_alone(brain: Brain, picked: list[str] | None) -> None:
+    """Frames built from a kept plan share its labels; a name set on one
+    frame's axes (``df.columns.name = ...``, in place) must not show on the
+    next frame read."""
+    original = _named_range(numbers_and_strings(50))
+    brain["df"] = original
+    expected = original if picked is None else original[picked]
+    for _ in range(2):
+        got = brain.get("df", columns=picked)
+        got.columns.name = "renamed"
+        got.index.name = "renamed too"
+    got = brain.get("df", columns=picked)
+    assert got.columns.name is None
+    assert got.index.name == "row"
+    _assert_same(got, expected)
+
+
 def _pandas_table(rows: int = 5) -> pa.Table:
     return pa.Table.from_pandas(pd.DataFrame({"a": np.arange(rows), "s": pd.array(list("vwxyz"[:rows]), dtype="str")}))
 

@@ -673,7 +673,9 @@ def _plain_frame(table: Any, pandas_metadata: bytes | None) -> Any:
         else:
             blocks.append((kind.__from_arrow__(column), placement))
     index = pd.RangeIndex(rows.start, rows.stop, rows.step, name=name)
-    return pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels)
+    # A view: the plan's labels are kept, and a name set on the frame's
+    # columns (in place, `df.columns.name = ...`) must not reach later reads.
+    return pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels.view())
 
 
 class _Field:
@@ -735,7 +737,8 @@ def _numeric_frame(numbers: Any, metadata: dict[bytes, bytes]) -> Any:
             return None
         blocks.append((values.reshape(1, -1), placement))
     index = pd.RangeIndex(rows.start, rows.stop, rows.step, name=name)
-    return copy_on_write(pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels))
+    # A view of the kept labels, as in _plain_frame.
+    return copy_on_write(pd.api.internals.create_dataframe_from_blocks(blocks, index=index, columns=labels.view()))
 
 
 def decode_polars(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | None = None) -> Any:
