@@ -153,6 +153,38 @@ def test_frames_read_as_pandas_from_other_writers_change_in_place(brain: Brain) 
     assert brain["pl"]["x"].sum() == N * (N - 1) / 2
 
 
+# Frames and Series brain pickles (Arrow cannot keep their labels as they are).
+PICKLED: dict[str, Callable[[], Any]] = {
+    "columns labelled 0, 1, ... (DataFrame(ndarray))": lambda: pd.DataFrame(np.arange(2.0 * N).reshape(N, 2)),
+    "int labels": lambda: pd.DataFrame({0: np.arange(N, dtype="f8"), 1: np.arange(N, dtype="i8")}),
+    "mixed labels": lambda: pd.DataFrame({"a": np.arange(N, dtype="f8"), 1: np.arange(N, dtype="i8")}),
+    "a Series named by a tuple": lambda: pd.Series(np.arange(N, dtype="f8"), name=("a", "b")),
+}
+
+
+@copy_on_write
+@pytest.mark.parametrize("make", PICKLED.values(), ids=PICKLED.keys())
+def test_pickled_frames_change_in_place_too(brain: Brain, make: Callable[[], Any]) -> None:
+    original = make()
+    brain["p"] = original
+    assert brain.metadata("p")["codec"] == "pickle5"
+    got, expected = brain["p"], original.copy()
+    for target in (got, expected):
+        if isinstance(target, pd.DataFrame):
+            target.iloc[0, 0] = 9
+            target.fillna(0, inplace=True)
+            target[target.columns[1]] *= 2
+        else:
+            target.iloc[0] = 9
+            target *= 2
+    if isinstance(original, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        pd.testing.assert_frame_equal(brain["p"], original, check_exact=True)
+    else:
+        pd.testing.assert_series_equal(got, expected, check_exact=True)
+        pd.testing.assert_series_equal(brain["p"], original, check_exact=True)
+
+
 def test_arrays_stay_read_only(brain: Brain) -> None:
     # numpy has no copy-on-write: an array read from brain refuses writes.
     brain["a"] = np.arange(N, dtype="f8")

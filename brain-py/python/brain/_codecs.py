@@ -1009,7 +1009,13 @@ def decode_pickle(obj: Any) -> Any:
     parts = obj.parts()
     if not parts:
         raise BrainCodecError(f"object {obj.name!r} is a pickle with no parts; write it again")
-    return pickle.loads(parts[0], buffers=parts[1:])
+    thing = pickle.loads(parts[0], buffers=parts[1:])
+    pd = _module("pandas")
+    if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
+        # Its numpy columns are read-only views of the store, as a frame
+        # read through Arrow: changed in place, they copy first.
+        copy_on_write(thing)
+    return thing
 
 
 # ---------------------------------------------------------------- dispatch
