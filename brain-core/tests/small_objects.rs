@@ -265,3 +265,81 @@ fn a_set_finds_an_object_file_by_its_mark_and_gc_marks_what_a_crash_left_unmarke
     );
     assert_recount_changes_nothing(&store)
 }
+
+/// A set that gives no description keeps the replaced entry's, read in the
+/// transaction that writes the new one. A description that would make the
+/// object count another page, or no longer fit the table, is kept the long
+/// way: the object counts what it takes, and in the second case becomes a
+/// file.
+#[test]
+fn a_kept_description_that_changes_what_an_object_takes_is_kept_exactly() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    let set = |namespace: &str, bytes: &[u8]| {
+        store.put_shared_keeping_description(
+            namespace,
+            "x",
+            Codec::Raw,
+            "",
+            &[SharedBytes::from(bytes)],
+        )
+    };
+    let check = |namespace: &str, bytes: &[u8], note: &str| -> TestResult {
+        let meta = set(namespace, bytes)?;
+        assert_eq!(meta.description, note);
+        let size = stored_size(namespace, "x", note, bytes.len() as u64);
+        assert_eq!(meta.stored_size, size);
+        assert_eq!(store.metadata(namespace, "x")?.as_ref(), Some(&meta));
+        assert_eq!(&*store.get(namespace, "x")?.unwrap(), bytes);
+        let mut stored = 0;
+        for namespace in store.namespaces()? {
+            stored += store
+                .list(&namespace)?
+                .iter()
+                .map(|m| m.stored_size)
+                .sum::<u64>();
+        }
+        assert_eq!(
+            store.usage()?.used,
+            stored,
+            "the usage counts what objects take"
+        );
+        assert_recount_changes_nothing(&store)
+    };
+
+    // Kept in the same transaction: the page count does not change.
+    store.put("n", "x", &Payload::bytes(b"old").with_description("a note"))?;
+    check("n", b"new", "a note")?;
+    assert!(object_files(&root).is_empty());
+
+    // A namespace's name is in the object's header, not in the table's key:
+    // with a long one, an entry that fits one page without the description
+    // takes two with it.
+    let long_namespace = "n".repeat(3000);
+    let header = brain_core::format::Header::encoded_len_for(&long_namespace, "x", "");
+    let bytes = vec![5u8; 4096 - header - 8];
+    assert_eq!(
+        stored_size(&long_namespace, "x", "", bytes.len() as u64),
+        4096
+    );
+    let note = "d".repeat(100);
+    assert_eq!(
+        stored_size(&long_namespace, "x", &note, bytes.len() as u64),
+        8192
+    );
+    store.put(
+        &long_namespace,
+        "x",
+        &Payload::bytes(&bytes).with_description(&note),
+    )?;
+    check(&long_namespace, &bytes, &note)?;
+    assert!(object_files(&root).is_empty(), "still an entry");
+
+    // Too long a description for the table with this payload: a file.
+    let note = "e".repeat(1000);
+    let bytes = vec![6u8; 1000];
+    store.put("m", "x", &Payload::bytes(b"old").with_description(&note))?;
+    check("m", &bytes, &note)?;
+    assert_eq!(object_files(&root).len(), 1, "kept as a file");
+    Ok(())
+}

@@ -528,11 +528,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// cannot be read (corrupt, or of a format version this build does not
     /// know) passes nothing on.
     ///
-    /// Stores that can look at the old object inside the write itself (one
-    /// round trip to a server instead of two) override it. Either way the
-    /// old description is read before the new object is published, not in
-    /// one step with it: another writer's object published in between may
-    /// be replaced by this one carrying the description it found.
+    /// Stores that can look at the old object inside the write itself
+    /// override it: Redis's publish script (one round trip instead of two),
+    /// and the shared-memory store for a small object replacing a small
+    /// one, whose entry takes the old description in the transaction that
+    /// writes it. Elsewhere (this default; in shared memory a large object,
+    /// a small one replacing an object file, or one whose kept description
+    /// would change what it takes) the old description is read before the
+    /// new object is published, not in one step with it: another writer's
+    /// object published in between may be replaced by this one carrying
+    /// the description it found.
     /// (Last-writer-wins holds for the values; only the description can be
     /// the older one.)
     ///

@@ -701,6 +701,18 @@ impl ObjectStore for Store {
     ) -> Result<ObjectMeta> {
         validate_namespace(namespace)?;
         validate_name(name)?;
+        let len: u64 = segments.iter().map(|s| s.len() as u64).sum();
+        if description.is_empty()
+            && self.inner.small_object_table
+            && small::fits(namespace, name, "", len)
+        {
+            // A small object's entry takes the description of the entry it
+            // replaces in the transaction that writes it: no lookup before.
+            let mut writer = self.shm_writer(namespace, name, codec, "", Some(len))?;
+            writer.keep_description();
+            writer.write_gathered(segments)?;
+            return writer.commit();
+        }
         let kept = if description.is_empty() {
             self.old_description(namespace, name)?
         } else {

@@ -320,6 +320,17 @@ pub(crate) struct Replaced {
     pub file_len: u64,
 }
 
+/// What [`SmallTable::put`] did.
+#[derive(Debug)]
+pub(crate) struct Put {
+    /// The entry replaced, if any.
+    pub replaced: Option<Replaced>,
+    /// With no entry replaced: whether an object file of the name is marked.
+    pub file_marked: bool,
+    /// The replaced entry's description, when the entry written took it.
+    pub kept: Option<String>,
+}
+
 impl SmallTable {
     fn env(&self) -> &Env {
         self.env
@@ -412,38 +423,82 @@ impl SmallTable {
     /// Sets `name` to `record`, atomically; returns what it replaced, and
     /// when that was no entry, whether an object file of the name (`file`)
     /// is marked (see [`SmallTable::meta_and_file_mark`]).
+    ///
+    /// With `keep`, a record without a description takes the description
+    /// of the entry it replaces, read in the same transaction, when `keep`
+    /// accepts it (the entry still fits, and counts the bytes reserved for
+    /// it). Nothing is written, and `None` returned, when the description to
+    /// keep is not the table's to give: an object file of the name is
+    /// marked, or `keep` refused the entry's. A damaged entry to keep a
+    /// description from is an error, as for
+    /// [`SmallTable::meta_and_file_mark`].
     pub(crate) fn put(
         &self,
         namespace: &str,
         name: &str,
         file: ObjectKey,
         record: &Record<'_>,
-    ) -> Result<(Option<Replaced>, bool)> {
+        keep: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<Option<Put>> {
         let key = key(namespace, name);
-        let value = record.encode();
         let ns_key = &key[..PREFIX];
         let mark = mark_of(
             u128::from_be_bytes(ns_key.try_into().expect("a prefix")),
             file,
         );
-        self.env()
+        let keep = keep.filter(|_| record.description.is_empty());
+        let written = self
+            .env()
             .write(|txn| {
-                let replaced = txn.get(OBJECTS, &key)?.map(|old| Replaced {
+                let old = txn.get(OBJECTS, &key)?;
+                let mut kept = None;
+                if let Some(accepts) = keep {
+                    match old.map(Record::decode) {
+                        Some(Ok(old)) if old.description.is_empty() => {}
+                        Some(Ok(old)) if accepts(old.description) => {
+                            kept = Some(old.description.to_owned());
+                        }
+                        Some(Ok(_)) => return Ok(Err(None)),
+                        Some(Err(why)) => return Ok(Err(Some(why.to_string()))),
+                        None if txn.get(FILES, &mark)?.is_some() => return Ok(Err(None)),
+                        None => {}
+                    }
+                }
+                let replaced = old.map(|old| Replaced {
                     file_len: entry_file_len(old, namespace, name),
                 });
+                let value = match &kept {
+                    Some(description) => Record {
+                        description,
+                        ..*record
+                    }
+                    .encode(),
+                    None => record.encode(),
+                };
                 txn.put(OBJECTS, &key, &value)?;
                 if txn.get(NAMESPACES, ns_key)?.is_none() {
                     txn.put(NAMESPACES, ns_key, namespace.as_bytes())?;
                 }
                 let file_marked = replaced.is_none() && txn.get(FILES, &mark)?.is_some();
                 let signal = record_event(txn, true, namespace, name)?;
-                Ok((replaced, file_marked, signal))
+                Ok(Ok((
+                    Put {
+                        replaced,
+                        file_marked,
+                        kept,
+                    },
+                    signal,
+                )))
             })
-            .map(|(replaced, file_marked, signal)| {
+            .map_err(|e| self.error("write", e))?;
+        match written {
+            Ok((put, signal)) => {
                 self.signal_if(signal);
-                (replaced, file_marked)
-            })
-            .map_err(|e| self.error("write", e))
+                Ok(Some(put))
+            }
+            Err(None) => Ok(None),
+            Err(Some(why)) => Err(self.damaged(namespace, name, why)),
+        }
     }
 
     /// Wakes watchers after a change they were told of.

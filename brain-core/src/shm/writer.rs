@@ -69,6 +69,9 @@ pub(crate) struct ShmWriter {
     /// The file came from preallocated memory: it is made again once this
     /// writer is done (and the object it replaced is in the pool).
     refill: bool,
+    /// Without a description of its own, the object keeps the description
+    /// of the one it replaces (`ObjectStore::put_shared_keeping_description`).
+    keep_description: bool,
 }
 
 /// A large object's file, the right to write it, and a read-write mapping
@@ -115,6 +118,7 @@ impl ShmWriter {
             entered: Some(store.inner.control.enter()?),
             fill: Fill::default(),
             refill: false,
+            keep_description: false,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -367,6 +371,12 @@ impl ShmWriter {
         self.write_shared(SharedBytes::from(bytes))
     }
 
+    /// Makes the object, if it has no description, keep the description of
+    /// the object it replaces (read when it is published).
+    pub(crate) fn keep_description(&mut self) {
+        self.keep_description = true;
+    }
+
     /// Appends `bytes`, which another thread may be writing meanwhile, to
     /// the payload: they are read only by copies that allow it (sys/copy.rs).
     pub(crate) fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
@@ -561,13 +571,50 @@ impl ShmWriter {
         let table = self.store.small_table_for_writing()?;
         let (namespace, name) = (&self.header.namespace, &self.header.name);
         let record = small::new_record(self.header.codec, &self.header.description, &self.pending);
-        let (replaced, file_marked) = table
-            .put(namespace, name, self.header.key, &record)
+        // A description kept from the entry replaced, read in the same
+        // transaction, must leave the object small and counting the bytes
+        // reserved for it.
+        let written = self.written;
+        let keeps = |description: &str| {
+            small::fits(namespace, name, description, written)
+                && accounted(Header::encoded_len_for(namespace, name, description) as u64 + written)
+                    == accounted(file_len)
+        };
+        let keep: Option<&dyn Fn(&str) -> bool> = match self.keep_description {
+            true => Some(&keeps),
+            false => None,
+        };
+        let put = table
+            .put(namespace, name, self.header.key, &record, keep)
             .map_err(|err| match &err {
                 // The table could not grow: the filesystem is full.
                 Error::Io { source, .. } if is_enospc(source) => self.fs_full(file_len),
                 _ => err,
             })?;
+        let Some(put) = put else {
+            // The description to keep is an object file's, or changes what
+            // the object counts: looked up first, and the object written
+            // with it (as a file, if it no longer fits the table).
+            let (namespace, name) = (namespace.clone(), name.clone());
+            self.keep_description = false;
+            if let Some(kept) = self.store.old_description(&namespace, &name)? {
+                self.header_len = Header::encoded_len_for(&namespace, &name, &kept) as u64;
+                self.header.description = kept;
+            }
+            return self.commit();
+        };
+        let record = match &put.kept {
+            Some(description) => small::Record {
+                description,
+                ..record
+            },
+            None => record,
+        };
+        let super::small::Put {
+            replaced,
+            file_marked,
+            ..
+        } = put;
         if let Some(reservation) = self.reservation.take() {
             reservation.publish(file_len);
         }
