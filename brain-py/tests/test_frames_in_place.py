@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,42 @@ def test_assign_drop_append_and_compact_give_the_frame_pandas_would(brain: Brain
     # The value read before any change is untouched.
     pd.testing.assert_frame_equal(held, frame)
     assert brain.names() == ["sales"]
+
+
+CATEGORIES = ["a", "b", "c"]
+CATEGORICAL_APPENDS: dict[str, tuple[list[Any], list[Any], dict[str, Any]]] = {
+    # The same categories, more rows than categories.
+    "same categories": (["a", "b", "a", "b"], ["b", "a", "a", "b"], {"categories": CATEGORIES}),
+    # Fewer rows than categories: the unused one stays a category.
+    "an unused category": (["a"], ["b"], {"categories": CATEGORIES}),
+    "ordered, with missing values": (["c", None], [None, "a"], {"categories": CATEGORIES, "ordered": True}),
+    # New categories in the rows appended: the union, old ones first.
+    "new categories": (["a", "b"], ["z", "a", "y"], {}),
+    # More categories than int8 codes number.
+    "300 categories": ([f"k{i}" for i in range(200)], [f"k{i}" for i in range(100, 300)], {}),
+}
+
+
+@pytest.mark.parametrize("old, new, how", CATEGORICAL_APPENDS.values(), ids=CATEGORICAL_APPENDS.keys())
+def test_categorical_columns_appended_to_read_the_same_after_compacting(
+    brain: Brain, old: list[Any], new: list[Any], how: dict[str, Any]
+) -> None:
+    def frame(values: list[Any]) -> pd.DataFrame:
+        return pd.DataFrame({"c": pd.Categorical(values, **how), "n": np.arange(len(values))})
+
+    brain["f"] = frame(old)
+    brain.append("f", frame(new))
+    appended = brain["f"]
+    if how:
+        pd.testing.assert_frame_equal(appended, pd.concat([frame(old), frame(new)], ignore_index=True))
+    as_polars = brain.get("f", as_polars=True)
+    assert brain.compact("f")
+    pd.testing.assert_frame_equal(brain["f"], appended)
+    assert brain.get("f", as_polars=True).equals(as_polars)
+    column = brain.get("f", as_arrow=True).column("c")
+    assert column.num_chunks == 1
+    dictionary = column.chunk(0).dictionary.to_pylist()
+    assert len(set(dictionary)) == len(dictionary), "each category once"
 
 
 def test_rows_of_one_dtype_are_wrapped_where_they_lie_and_others_are_not(brain: Brain) -> None:

@@ -1190,6 +1190,10 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
         return Ok(None);
     };
     let (schema, batches) = frame.decode_columns::<Error>(|_| Ok(None))?;
+    // Each append's dictionaries (categories) become one, as a reader of
+    // the appended batches sees them.
+    let (schema, batches) = crate::format::dictionary::unify_dictionaries(&schema, &batches)
+        .map_err(Error::arrow(namespace, name))?;
     let one = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(Error::arrow(namespace, name))?;
     let codec = frame.manifest.codec;

@@ -11,6 +11,7 @@ pub mod arrow;
 pub mod checksum;
 mod codec;
 pub mod control;
+pub(crate) mod dictionary;
 pub(crate) mod header;
 pub mod kept;
 mod key;
