@@ -175,6 +175,61 @@ def test_update_is_safe_across_processes(redis_url: str, redis_cache: Callable[[
     assert brain["n"] == 45
 
 
+def test_handles_of_one_process_see_each_others_writes_at_once(
+    redis_url: str, redis_cache: Callable[[], str]
+) -> None:
+    """A process sees its own writes: a handle's tracked copy must not
+    outlive a write or delete made by another handle of the process while
+    the server's notice of it is on the way."""
+    reader = Brain(url=redis_url, cache=redis_cache())
+    other = Brain(url=redis_url, cache=redis_cache())
+    writer = Brain(url=redis_url, cache=False)
+    for i in range(200):
+        writer["x"] = i
+        assert reader["x"] == i and other["x"] == i
+        other["x"] = -i
+        assert reader["x"] == -i
+    del writer["x"]
+    assert "x" not in reader and reader.get("x") is None and other.get("x") is None
+    for handle in (reader, other, writer):
+        handle.close()
+
+
+def test_updates_under_the_lock_lose_nothing_with_host_caches(
+    redis_url: str, redis_cache: Callable[[], str]
+) -> None:
+    """update() reads under the name's lock: the value the last holder wrote,
+    not a tracked copy whose change notice has not arrived yet."""
+    first = Brain(url=redis_url, cache=redis_cache())
+    second = Brain(url=redis_url, cache=redis_cache())
+    first["n"] = 0
+    for _ in range(150):
+        first.update("n", lambda n: n + 1)
+        second.update("n", lambda n: n + 1)
+    assert first["n"] == second["n"] == 300
+    worker = """
+        import sys
+        from brain import Brain
+        brain = Brain(url=sys.argv[1], cache=sys.argv[2])
+        for _ in range(100):
+            brain.update("n", lambda n: n + 1)
+            with brain.lock("m"):
+                brain["m"] = brain.get("m", 0) + 1
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(worker), redis_url, redis_cache()], stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert first["n"] == 600 and first["m"] == 300
+    first.close()
+    second.close()
+
+
 def test_watch_and_wait_for_see_other_processes(redis_url: str, redis_cache: Callable[[], str]) -> None:
     brain = Brain(url=redis_url, cache=redis_cache())
     events = brain.watch()

@@ -118,6 +118,11 @@ impl RedisLock {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
         inner.held.insert(namespace, name, &token);
+        // The last holder's write may be on the server while its notice is
+        // still on the way: reads of the name under the lock ask the server.
+        inner
+            .tracker
+            .forget_everywhere(inner, ObjectKey::new(namespace, name));
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let guard = RedisLock {
             store: Arc::downgrade(inner),

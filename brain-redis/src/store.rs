@@ -579,7 +579,7 @@ impl RedisStore {
                     created: new.created,
                     description: new.description.to_owned(),
                 };
-                self.inner.tracker.forget(&self.inner, key);
+                self.inner.tracker.forget_everywhere(&self.inner, key);
                 Ok(meta)
             }
             other => {
@@ -948,7 +948,7 @@ impl RedisStore {
             .arg(name)
             .arg(self.expected(namespace, name).replace('-', "*"));
         let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
-        self.inner.tracker.forget(&self.inner, key);
+        self.inner.tracker.forget_everywhere(&self.inner, key);
         match reply.first().map(word).as_deref() {
             Some("OK") => {
                 let old = reply.get(1).map_or(0, int);

@@ -134,6 +134,19 @@ impl Hub {
         hub
     }
 
+    /// Every handle of this process that tracks these servers and prefix
+    /// (none when none has read through tracking yet).
+    fn members_of(config: &RedisConfig) -> Vec<Arc<Inner>> {
+        let identity = tracking_identity(config);
+        let pid = std::process::id();
+        let hubs: Vec<Arc<Hub>> = lock(&HUBS)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|h| h.pid == pid && h.identity == identity)
+            .collect();
+        hubs.iter().flat_map(|hub| hub.handles()).collect()
+    }
+
     /// Adds a handle, starting the hub's thread if it has none, and gives
     /// the handle the hub's health (under the hub's lock, so a fault the
     /// thread reports meanwhile is not overwritten). Returns whether the
@@ -286,9 +299,32 @@ impl Tracker {
         state.bindings.insert(key, Bound { binding, trusted });
     }
 
-    /// Forgets what this process knows of `key` (after its own write).
+    /// Forgets what this process knows of `key`, after a write or delete
+    /// of it by any handle of the process: in this handle and in every
+    /// other one tracking the same servers, which would otherwise trust
+    /// their binding until the server's notice of the change reached them
+    /// (a process sees its own writes). Their epochs move too, so a read
+    /// that began before the change does not bind what it read as trusted.
+    pub(crate) fn forget_everywhere(&self, inner: &Arc<Inner>, key: ObjectKey) {
+        self.unbind(key);
+        for member in Hub::members_of(&inner.config) {
+            if !Arc::ptr_eq(&member, inner) {
+                member.tracker.unbind(key);
+            }
+        }
+    }
+
+    /// Forgets what this handle knows of `key` (found gone on the server).
     pub(crate) fn forget(&self, _inner: &Arc<Inner>, key: ObjectKey) {
         lock(&self.state).bindings.remove(&key);
+    }
+
+    fn unbind(&self, key: ObjectKey) {
+        let mut state = lock(&self.state);
+        state.bindings.remove(&key);
+        state.epoch += 1;
+        drop(state);
+        self.changed.notify_all();
     }
 
     /// Forgets every binding.
