@@ -800,6 +800,13 @@ fn rm_deletes_a_corrupt_object() -> TestResult {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     std::fs::write(&file, b"not an object")?;
     expect_failure(&store.run(&["cat", "x"])?, 1, &["is corrupt"])?;
+    // `ls` does not list it, and says so.
+    let listed = store.run(&["ls"])?;
+    let said = String::from_utf8_lossy(&listed.stderr).into_owned();
+    assert!(
+        said.contains("1 object in namespace \"default\" cannot be read and is not listed"),
+        "{said}"
+    );
     store.ok(&["rm", "x"])?;
     assert!(!file.exists());
     assert_eq!(store.json(&["stats", "--json"])?["used"], 0);

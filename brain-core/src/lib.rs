@@ -67,9 +67,9 @@ mod sys;
 pub use api::error::{Error, Location, NameKind, Result, UnsafePathReason};
 pub use api::names::{validate_description, validate_name, validate_namespace};
 pub use api::store::{
-    kept_description, CorruptObject, FsckReport, GcReport, LockGuard, NameLock, NamespaceStats,
-    ObjectStore, ObjectWriter, Payload, Usage, UsageDetail, WatchEvent, WatchEvents, Watcher,
-    WriteObject,
+    kept_description, CorruptObject, DamagedObject, FsckReport, GcReport, LockGuard, NameLock,
+    NamespaceStats, ObjectStore, ObjectWriter, Payload, Usage, UsageDetail, WatchEvent,
+    WatchEvents, Watcher, WriteObject,
 };
 pub use api::tables::decode_record_batches;
 pub use api::typed::{

@@ -343,3 +343,35 @@ fn a_kept_description_that_changes_what_an_object_takes_is_kept_exactly() -> Tes
     assert_eq!(object_files(&root).len(), 1, "kept as a file");
     Ok(())
 }
+
+/// An entry that cannot be decoded is left out of listings, so that it does
+/// not hide the rest of its namespace, and `damaged` names it (dumps and
+/// mirrors ask, so as not to lose it without a word).
+#[test]
+fn an_entry_that_cannot_be_decoded_is_named_by_damaged() -> TestResult {
+    let (dir, store) = store();
+    let pattern = b"an entry whose record is damaged on purpose";
+    store.put("n", "hurt", &Payload::bytes(pattern))?;
+    store.put("n", "fine", &Payload::bytes(b"whole"))?;
+    assert!(store.damaged("n")?.is_empty());
+    let data = dir.path().join("store/small/data.mdb");
+    let mut bytes = std::fs::read(&data)?;
+    // The record's version is its first byte, 24 bytes (its fixed fields,
+    // no description) before the payload; every copy of the page is hit.
+    let copies: Vec<usize> = (24..bytes.len() - pattern.len())
+        .filter(|&at| bytes[at..].starts_with(pattern))
+        .collect();
+    assert!(!copies.is_empty(), "the payload is in the table's file");
+    for at in copies {
+        bytes[at - 24] = 0xEE;
+    }
+    std::fs::write(&data, &bytes)?;
+    let listed: Vec<String> = store.list("n")?.into_iter().map(|m| m.name).collect();
+    assert_eq!(listed, ["fine"]);
+    let damaged = store.damaged("n")?;
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].name.as_deref(), Some("hurt"));
+    assert_eq!(damaged[0].key, brain_core::ObjectKey::new("n", "hurt"));
+    assert!(store.damaged("other")?.is_empty());
+    Ok(())
+}

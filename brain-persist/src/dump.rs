@@ -155,6 +155,7 @@ pub fn dump(
     let mut metas = Vec::new();
     for ns in &namespaces {
         metas.extend(store.list(ns).map_err(|e| Error::store_ns("list", ns, e))?);
+        refuse_damaged(store, ns)?;
     }
 
     let tmp = TempDir::create(parent.join(format!(
@@ -279,6 +280,32 @@ pub fn dump(
 
 pub(crate) fn writer_name() -> String {
     format!("brain-persist {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Stops a dump of a namespace that holds objects no one can read
+/// (`ObjectStore::damaged`): a dump without them would look whole and not be.
+fn refuse_damaged(store: &dyn ObjectStore, ns: &str) -> Result<()> {
+    let damaged = store
+        .damaged(ns)
+        .map_err(|e| Error::store_ns("list", ns, e))?;
+    let Some(first) = damaged.first() else {
+        return Ok(());
+    };
+    let more = match damaged.len() {
+        1 => String::new(),
+        n => format!(" (and {} more damaged objects)", n - 1),
+    };
+    Err(Error::store_ns(
+        "dump",
+        ns,
+        brain_core::Error::Corrupt {
+            location: first.location.clone(),
+            reason: format!(
+                "{}{more}; the dump stopped rather than leave it out: `brain fsck` lists the damaged objects and `brain fsck --delete-corrupt` removes them (bring them back from an earlier dump first if you have one), then dump again",
+                first.reason
+            ),
+        },
+    ))
 }
 
 /// The parent directory (`.` when none) and the final name of `path`.

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use brain_core::{ObjectMeta, ObjectStore, ObjectView, WatchEvent, Watcher};
+use brain_core::{ObjectKey, ObjectMeta, ObjectStore, ObjectView, WatchEvent, Watcher};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 use xxhash_rust::xxh3::xxh3_64;
@@ -322,6 +322,8 @@ fn run(
         wipe_noted: false,
         protected: HashSet::new(),
         watch_error_noted: false,
+        damaged: HashMap::new(),
+        damaged_noted: HashSet::new(),
     };
     syncer.update_stats(|s| s.mirrored_objects = syncer.mirror.entries.len() as u64);
     syncer.log(&format!(
@@ -366,6 +368,12 @@ struct Syncer<'a> {
     /// deleted because the store lacks them, only if they come back and go.
     protected: HashSet<Key>,
     watch_error_noted: bool,
+    /// Objects the store holds but cannot read, by namespace and key
+    /// (their names may be unreadable too), with what is wrong, as of the
+    /// last listing: the mirror keeps its copies of them.
+    damaged: HashMap<(String, ObjectKey), String>,
+    /// Those already told of in the log.
+    damaged_noted: HashSet<(String, ObjectKey)>,
 }
 
 impl Syncer<'_> {
@@ -463,20 +471,49 @@ impl Syncer<'_> {
     }
 
     /// Every object of the store, by key; empty when the store is missing.
-    fn list_store(&self) -> Result<BTreeMap<Key, ObjectMeta>> {
+    /// Also notes the objects the store holds but cannot read
+    /// (`self.damaged`).
+    fn list_store(&mut self) -> Result<BTreeMap<Key, ObjectMeta>> {
         let mut out = BTreeMap::new();
         let namespaces = self
             .store
             .namespaces()
             .map_err(|e| Error::store("list the namespaces of", e))?;
+        self.damaged.clear();
         for ns in namespaces {
             match self.store.list(&ns) {
                 Ok(metas) => out.extend(metas.into_iter().map(|m| (key_of(&m), m))),
+                Err(brain_core::Error::NamespaceNotFound { .. }) => continue,
+                Err(e) => return Err(Error::store_ns("list", &ns, e)),
+            }
+            match self.store.damaged(&ns) {
+                Ok(damaged) => self.damaged.extend(
+                    damaged
+                        .into_iter()
+                        .map(|d| ((ns.clone(), d.key), format!("{}: {}", d.location, d.reason))),
+                ),
                 Err(brain_core::Error::NamespaceNotFound { .. }) => {}
                 Err(e) => return Err(Error::store_ns("list", &ns, e)),
             }
         }
         Ok(out)
+    }
+
+    /// Whether the store holds `key` but cannot read it: its mirrored copy
+    /// is kept, not deleted as if the object were gone (told once in the log).
+    fn keeps_damaged(&mut self, key: &Key) -> bool {
+        let damaged = (key.0.clone(), ObjectKey::new(&key.0, &key.1));
+        let Some(reason) = self.damaged.get(&damaged) else {
+            return false;
+        };
+        if self.damaged_noted.insert(damaged) {
+            let line = format!(
+                "keeping {:?} of namespace {:?} in the mirror: the store's copy cannot be read ({reason}); `brain fsck` reports it, and `brain restore` from this mirror brings it back",
+                key.1, key.0
+            );
+            self.log(&line);
+        }
+        true
     }
 
     fn note_wipe(&mut self, kept: usize) {
@@ -513,12 +550,16 @@ impl Syncer<'_> {
                 _ => changed.push(key.clone()),
             }
         }
-        let gone: Vec<Key> = self
+        let missing: Vec<Key> = self
             .mirror
             .entries
             .keys()
             .filter(|k| !objects.contains_key(*k) && !self.protected.contains(*k))
             .cloned()
+            .collect();
+        let gone: Vec<Key> = missing
+            .into_iter()
+            .filter(|k| !self.keeps_damaged(k))
             .collect();
         if at_start {
             self.update_stats(|s| s.objects_unchanged_at_start = unchanged);

@@ -1387,3 +1387,59 @@ fn a_million_small_objects_are_dumped_wiped_and_restored() -> TestResult {
     assert_eq!(store.usage()?.used, used, "the same accounting as before");
     Ok(())
 }
+
+/// The object file of `name` in `namespace`, under the store at `root`.
+fn object_file(root: &Path, namespace: &str, name: &str) -> PathBuf {
+    let key = brain_core::ObjectKey::new(namespace, name).to_hex();
+    std::fs::read_dir(root.join("ns"))
+        .unwrap()
+        .map(|dir| dir.unwrap().path().join(&key))
+        .find(|path| path.exists())
+        .expect("the object's file")
+}
+
+/// An object the store holds but cannot read (its file truncated) is not
+/// an object that was deleted: a dump stops and says so, rather than
+/// leave it out, and a mirror keeps its copy of it.
+#[test]
+fn an_object_the_store_cannot_read_stops_a_dump_and_stays_in_a_mirror() -> TestResult {
+    let env = Env::new();
+    let mirror = env.dump_path("mirror");
+    let report = pattern(100_000, 7);
+    env.store.put_text("ns", "keep", "kept")?;
+    env.store.put("ns", "report", &Payload::bytes(&report))?;
+    spawn_sync(Arc::new(env.store.clone()), &mirror, fast_sync())?.stop()?;
+    assert_eq!(dump_names(&mirror).len(), 2);
+
+    let file = object_file(&env.store_path(), "ns", "report");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)?
+        .set_len(50)?;
+    assert_eq!(env.store.names("ns")?, ["keep"], "listings leave it out");
+    let damaged = env.store.damaged("ns")?;
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].key, brain_core::ObjectKey::new("ns", "report"));
+
+    let err = dump(&env.store, env.dump_path("dump"), &DumpOptions::new()).unwrap_err();
+    assert!(
+        matches!(err.store_error(), Some(brain_core::Error::Corrupt { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("the dump stopped"), "{err}");
+    assert!(!env.dump_path("dump").exists());
+
+    let stats = spawn_sync(Arc::new(env.store.clone()), &mirror, fast_sync())?.stop()?;
+    assert_eq!(stats.objects_deleted, 0, "{stats:?}");
+    assert_eq!(dump_names(&mirror).len(), 2, "the mirror keeps its copy");
+    let other = env.other_store("other");
+    restore(&other, &mirror, &RestoreOptions::new())?;
+    assert_eq!(&*other.get("ns", "report")?.expect("restored"), &report[..]);
+
+    // Once it is deleted, the mirror follows.
+    std::fs::remove_file(&file)?;
+    assert!(env.store.damaged("ns")?.is_empty());
+    let stats = spawn_sync(Arc::new(env.store.clone()), &mirror, fast_sync())?.stop()?;
+    assert_eq!(stats.objects_deleted, 1, "{stats:?}");
+    Ok(())
+}

@@ -20,12 +20,12 @@ pub fn run(
         None => {
             let mut all = Vec::new();
             for namespace in store.namespaces().context("cannot list the namespaces")? {
-                all.extend(list(store, &namespace)?);
+                all.extend(list(console, store, &namespace)?);
             }
             all
         }
         Some((namespace, explicit)) => {
-            let objects = list(store, namespace)?;
+            let objects = list(console, store, namespace)?;
             if objects.is_empty()
                 && *explicit
                 && !store
@@ -78,10 +78,31 @@ pub fn run(
     })
 }
 
-fn list(store: &dyn ObjectStore, namespace: &str) -> anyhow::Result<Vec<ObjectMeta>> {
+fn list(
+    console: &Console,
+    store: &dyn ObjectStore,
+    namespace: &str,
+) -> anyhow::Result<Vec<ObjectMeta>> {
     let mut metas = store
         .list(namespace)
         .with_context(|| format!("cannot list namespace {namespace:?}"))?;
+    // Objects that cannot be read are not listed: say so, not hide them.
+    let damaged = store
+        .damaged(namespace)
+        .with_context(|| format!("cannot list namespace {namespace:?}"))?;
+    if !damaged.is_empty() {
+        console.note(&format!(
+            "brain: {} in namespace {namespace:?} cannot be read and {} not listed (first: {}: {}); `brain fsck` reports {}",
+            match damaged.len() {
+                1 => "1 object".to_owned(),
+                n => format!("{n} objects"),
+            },
+            if damaged.len() == 1 { "is" } else { "are" },
+            damaged[0].location,
+            damaged[0].reason,
+            if damaged.len() == 1 { "it" } else { "them" },
+        ));
+    }
     metas.retain(|meta| !brain_core::frames::is_frame_part(&meta.name));
     // A frame in parts is shown as the frame it is: its writer's codec and
     // its parts' size, not its manifest's.

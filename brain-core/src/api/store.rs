@@ -161,6 +161,20 @@ pub struct CorruptObject {
     pub reason: String,
 }
 
+/// An object that a namespace holds but that cannot be read, so that
+/// [`ObjectStore::list`] leaves it out (see [`ObjectStore::damaged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedObject {
+    /// Its name, when that can still be read.
+    pub name: Option<String>,
+    /// Its key (of namespace and name), which names its file.
+    pub key: crate::ObjectKey,
+    /// Where it is.
+    pub location: Location,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// What [`ObjectStore::fsck`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
@@ -633,6 +647,21 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// [`Error::Corrupt`] or I/O.
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// The objects of a namespace that cannot be read (damaged, or of a
+    /// format version this build does not read), which
+    /// [`ObjectStore::list`] leaves out so that one of them does not hide
+    /// the rest. Dumps and mirrors ask for them, so that a backup never
+    /// lacks an object without saying so. The default finds none: a store
+    /// whose objects can only be damaged in their payloads, which reads
+    /// and checksums report.
+    ///
+    /// # Errors
+    /// I/O.
+    fn damaged(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
+        let _ = namespace;
+        Ok(Vec::new())
+    }
+
     /// The names in a namespace, sorted.
     ///
     /// # Errors
@@ -888,6 +917,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
         (**self).list(namespace)
+    }
+    fn damaged(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
+        (**self).damaged(namespace)
     }
     fn names(&self, namespace: &str) -> Result<Vec<String>> {
         (**self).names(namespace)

@@ -44,8 +44,8 @@ use self::writer::ShmWriter;
 use crate::api::error::{Error, Location, Result};
 use crate::api::names::{validate_description, validate_name, validate_namespace};
 use crate::api::store::{
-    FsckReport, GcReport, NameLock, NamespaceStats, ObjectStore, ObjectWriter, Payload, Usage,
-    UsageDetail, Watcher,
+    DamagedObject, FsckReport, GcReport, NameLock, NamespaceStats, ObjectStore, ObjectWriter,
+    Payload, Usage, UsageDetail, Watcher,
 };
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::control::UNLIMITED;
@@ -471,20 +471,39 @@ impl Store {
 
     /// The metadata of `namespace`'s object files, read from their headers.
     fn file_metas(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
-        let mut out = Vec::new();
+        Ok(self.read_files(namespace)?.0)
+    }
+
+    /// The metadata of `namespace`'s object files, and the files that
+    /// cannot be read. A damaged object, or one from a newer format, has no
+    /// name this build can read: listings leave it out (fsck reports it) so
+    /// it does not hide the rest of the namespace.
+    fn read_files(&self, namespace: &str) -> Result<(Vec<ObjectMeta>, Vec<DamagedObject>)> {
+        let (mut metas, mut damaged) = (Vec::new(), Vec::new());
         for (key, path) in object_files(&self.ns_dir(namespace))? {
-            match read_meta_at(&path) {
+            let reason = match read_meta_at(&path) {
                 Ok(Some(meta)) if meta.namespace == namespace && key_matches(key, &meta) => {
-                    out.push(meta)
+                    metas.push(meta);
+                    continue;
                 }
-                // A damaged object, or one from a newer format, has no name
-                // this build can read: it is left out (fsck reports it) so
-                // it does not hide the rest of the namespace.
-                Ok(_) | Err(Error::Corrupt { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+                // Gone since the directory was read.
+                Ok(None) => continue,
+                Ok(Some(meta)) => format!(
+                    "its header is of {:?} in namespace {:?}, which its file name is not the key of",
+                    meta.name, meta.namespace
+                ),
+                Err(Error::Corrupt { reason, .. }) => reason,
+                Err(err @ Error::UnsupportedVersion { .. }) => err.to_string(),
                 Err(err) => return Err(err),
-            }
+            };
+            damaged.push(DamagedObject {
+                name: None,
+                key,
+                location: Location::Path(path),
+                reason,
+            });
         }
-        Ok(out)
+        Ok((metas, damaged))
     }
 
     /// The table, for a change: a store removed since it was opened is an error.
@@ -811,6 +830,24 @@ impl ObjectStore for Store {
         out.extend(small);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    fn damaged(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
+        validate_namespace(namespace)?;
+        let (_, mut damaged) = self.read_files(namespace)?;
+        if let Some(table) = self.small_table()? {
+            // A file beside an entry of its name is shadowed by the entry
+            // (a writer killed between the two left it): nothing is lost
+            // with it, and `gc` removes it.
+            let names = table.names(namespace)?;
+            let shadowed: std::collections::HashSet<ObjectKey> = names
+                .iter()
+                .map(|name| ObjectKey::new(namespace, name))
+                .collect();
+            damaged.retain(|d| !shadowed.contains(&d.key));
+            damaged.extend(table.damaged_entries(namespace)?);
+        }
+        Ok(damaged)
     }
 
     fn names(&self, namespace: &str) -> Result<Vec<String>> {

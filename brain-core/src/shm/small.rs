@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arrow_buffer::{Buffer, MutableBuffer};
 
 use crate::api::error::{Error, Result};
+use crate::api::store::DamagedObject;
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::checksum::payload_checksum;
 use crate::format::record::{SmallRecord, RECORD_FIXED_LEN};
@@ -666,6 +667,37 @@ impl SmallTable {
                 Ok(())
             })
             .map_err(|e| self.error("write", e))
+    }
+
+    /// The entries of `namespace` that cannot be read, which
+    /// [`SmallTable::list`] leaves out.
+    pub(crate) fn damaged_entries(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
+        let prefix = namespace_hash(namespace).to_be_bytes();
+        self.env()
+            .read(|txn| {
+                let mut out = Vec::new();
+                txn.for_each_prefixed(OBJECTS, &prefix, |key, value| {
+                    let name = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default());
+                    let reason = match (name, Record::decode(value)) {
+                        (Ok(_), Ok(_)) => return true,
+                        (Err(_), _) => "its name is not UTF-8".to_owned(),
+                        (Ok(_), Err(why)) => why.to_string(),
+                    };
+                    let name = name.ok().map(str::to_owned);
+                    let shown = name.clone().unwrap_or_else(|| {
+                        String::from_utf8_lossy(key.get(PREFIX..).unwrap_or_default()).into_owned()
+                    });
+                    out.push(DamagedObject {
+                        key: ObjectKey::new(namespace, &shown),
+                        location: self.location(namespace, &shown),
+                        name,
+                        reason,
+                    });
+                    true
+                })?;
+                Ok(out)
+            })
+            .map_err(|e| self.error("list", e))
     }
 
     /// The metadata of every object of `namespace` in the table, by name.
