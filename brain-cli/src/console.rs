@@ -68,6 +68,14 @@ impl Console {
         (console, out, err)
     }
 
+    /// Makes standard input an error to read: the process started with it
+    /// closed (the Python wrapper learns that before anything reopens
+    /// descriptor 0). Reading nothing from it would store an empty object.
+    pub fn stdin_closed(&mut self) {
+        self.stdin = Box::new(ClosedInput);
+        self.stdin_len = None;
+    }
+
     /// Standard input, and its length when known.
     pub fn stdin(&mut self) -> (&mut dyn Read, Option<u64>) {
         (&mut *self.stdin, self.stdin_len)
@@ -143,4 +151,15 @@ fn regular_file_len(input: &impl AsFd) -> Option<u64> {
     }
     let position = file.stream_position().ok()?;
     Some(meta.len().saturating_sub(position))
+}
+
+/// Standard input that was closed when the process started.
+struct ClosedInput;
+
+impl Read for ClosedInput {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::other(
+            "it is closed; give the input on standard input (`< FILE`, a pipe), or a FILE instead of -",
+        ))
+    }
 }

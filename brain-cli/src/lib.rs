@@ -823,8 +823,23 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    run_process_with(args, false)
+}
+
+/// [`run_process`], told whether standard input was closed when the process
+/// started (then reading it is an error, not an empty input).
+pub fn run_process_with<I, T>(args: I, stdin_closed: bool) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     match Console::process() {
-        Ok(mut console) => run(args, &mut console),
+        Ok(mut console) => {
+            if stdin_closed {
+                console.stdin_closed();
+            }
+            run(args, &mut console)
+        }
         Err(err) => {
             eprintln!("brain: {err:#}");
             EXIT_ERROR

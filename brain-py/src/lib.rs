@@ -28,8 +28,9 @@ fn object_key(namespace: &str, name: &str) -> String {
 /// process's standard streams and returns its exit code: the `brain`
 /// command of a pip install.
 #[pyfunction]
-fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
-    py.detach(|| brain_cli::run_process(argv))
+#[pyo3(signature = (argv, stdin_closed = false))]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>, stdin_closed: bool) -> u8 {
+    py.detach(|| brain_cli::run_process_with(argv, stdin_closed))
 }
 
 /// A capacity as the `brain` command takes it: the bytes of a size

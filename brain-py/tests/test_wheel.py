@@ -214,6 +214,11 @@ def test_the_command_fails_as_the_binary_does(install: Install) -> None:
     closed = install.run("sh", "-c", "exec brain ls >&-", check=False)
     assert closed.returncode == 1, closed
     assert closed.stderr == "brain: cannot write to standard output: it is closed\n", closed.stderr
+    # Standard input closed: a put refuses it instead of storing nothing over the value.
+    install.run("sh", "-c", "printf kept | brain put report -")
+    closed = install.run("sh", "-c", "exec brain put report - <&-", check=False)
+    assert closed.returncode == 1 and "cannot read standard input: it is closed" in closed.stderr, closed
+    assert install.run("brain", "cat", "report").stdout == "kept"
 
 
 def test_ctrl_c_stops_a_running_command(install: Install) -> None:

@@ -32,8 +32,11 @@ def parse_capacity(text: str) -> int | None:
 def _core_error(kind: Literal["busy", "filesystem_full"]) -> BaseException:
     """For the tests: the exception a brain-core error of this kind becomes (one a test cannot cause quickly)."""
 
-def cli_main(argv: builtins.list[str]) -> int:
-    """Runs the ``brain`` command line (``argv[0]`` is the program) on this process's standard streams; returns the exit code."""
+def cli_main(argv: builtins.list[str], stdin_closed: builtins.bool = False) -> int:
+    """Runs the ``brain`` command line (``argv[0]`` is the program) on this process's standard streams; returns the exit code.
+
+    ``stdin_closed``: standard input was closed when the process started;
+    reading it is then an error rather than an empty input."""
 
 @final
 class Object:

@@ -24,4 +24,7 @@ def main() -> None:
     # only set a flag no one checks, so `brain watch` and `brain sync` stop on
     # SIGINT as the binary does, by the default action.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    sys.exit(_brain.cli_main(["brain", *sys.argv[1:]]))
+    # Descriptor 0 closed when Python started (`brain put x - <&-`): a file
+    # opened since may have its number, and reading it would store nothing
+    # or a stranger's bytes. The command is told, and refuses to read it.
+    sys.exit(_brain.cli_main(["brain", *sys.argv[1:]], stdin_closed=sys.stdin is None))
