@@ -120,8 +120,8 @@ fn advice(err: &Error) -> Option<(String, String)> {
             "; wait longer (brain.lock(name, timeout=...)), or find the holder".into(),
         ),
         Error::InvalidUrl { .. } => (
-            "; use a path, shm://PATH or memory://NAME".into(),
-            "; Brain(url=...) takes a path, shm://PATH or memory://NAME".into(),
+            "; use a path, shm://PATH, memory://NAME or a redis:// URL".into(),
+            "; Brain(url=...) takes a path, shm://PATH, memory://NAME or a redis:// URL".into(),
         ),
         _ => return None,
     };

@@ -92,12 +92,23 @@ fn cache_setting(cache: Option<&Bound<'_, PyAny>>) -> PyResult<CacheSetting> {
             CacheSetting::Off
         });
     }
-    cache.extract::<PathBuf>().map(CacheSetting::Path).map_err(|_| {
+    let path = cache.extract::<PathBuf>().map_err(|_| {
         PyValueError::new_err(format!(
             "cache must be a directory (str or path), True for the host's default store, or False for none; not {}",
             cache.get_type().name().map_or_else(|_| "this".into(), |n| n.to_string())
         ))
-    })
+    })?;
+    // A URL here (the server's, given twice by mistake) would become a
+    // directory of that name under the working directory.
+    if path
+        .to_str()
+        .is_some_and(|p| p.contains("://") || p.starts_with("redis:") || p.starts_with("rediss:"))
+    {
+        return Err(PyValueError::new_err(
+            "cache must be a directory for this host's copies (a path), not a URL; the server's URL goes in url=",
+        ));
+    }
+    Ok(CacheSetting::Path(path))
 }
 
 /// A brain store opened by this process, of any backend.

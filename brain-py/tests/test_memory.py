@@ -127,14 +127,26 @@ def test_url_and_path(memory_url: str, shm_dir: Path) -> None:
         assert again.url == shm.url and again.path == shm.path
 
 
-@pytest.mark.parametrize("url", ["ftp://x", ""], ids=["unknown scheme", "empty"])
-def test_a_bad_url_is_a_store_url_error(url: str) -> None:
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "", "redis:127.0.0.1:6379", "redis//127.0.0.1:6379/0"],
+    ids=["unknown scheme", "empty", "redis: without //", "redis// without :"],
+)
+def test_a_bad_url_is_a_store_url_error(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(BrainStoreUrlError) as info:
         Brain(url=url)
     assert isinstance(info.value, ValueError)
     message = str(info.value)
-    assert "memory://NAME" in message and "shm://PATH" in message
+    assert "memory://NAME" in message and "shm://PATH" in message and "redis://" in message
     assert url in message
+    assert not list(tmp_path.iterdir()), "no directory was made for it"
+
+
+def test_a_url_given_as_a_cache_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="not a URL; the server's URL goes in url="):
+        Brain(url="redis://127.0.0.1:1", cache="redis://127.0.0.1:1")
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_path_and_a_url_together_are_a_value_error(memory_url: str, tmp_path: Path) -> None:

@@ -35,6 +35,20 @@ impl StoreUrl {
             return Err(invalid("it is empty".into()));
         }
         let Some((scheme, rest)) = split_scheme(url) else {
+            if let Some(scheme) = scheme_without_slashes(url) {
+                // Not a URL the Redis parser can redact: whatever comes
+                // before an `@` may be a password.
+                let shown = match url.rfind('@') {
+                    Some(at) => format!("{}***{}", &url[..scheme.len()], &url[at..]),
+                    None => url.to_owned(),
+                };
+                return Err(Error::InvalidUrl {
+                    url: shown,
+                    reason: format!(
+                        "it starts like a {scheme}:// URL without the \"://\"; write {scheme}://..., or start it with ./ for a directory of that name"
+                    ),
+                });
+            }
             return Ok(StoreUrl::Shm(Some(PathBuf::from(url))));
         };
         match scheme.to_ascii_lowercase().as_str() {
@@ -51,6 +65,29 @@ impl StoreUrl {
             ))),
         }
     }
+}
+
+/// The scheme brain knows that `url` starts with, followed by `:` or `//`
+/// but not `://` (`redis:host:6379`, `redis//host`): a URL mistyped, which
+/// would otherwise open a store in a directory of that name.
+fn scheme_without_slashes(url: &str) -> Option<&'static str> {
+    const SCHEMES: [&str; 9] = [
+        "rediss+cluster",
+        "redis+cluster",
+        "rediss",
+        "redis",
+        "valkeys",
+        "valkey",
+        "memory",
+        "mem",
+        "shm",
+    ];
+    let lower = url.to_ascii_lowercase();
+    SCHEMES.into_iter().find(|scheme| {
+        lower
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with("//"))
+    })
 }
 
 /// `scheme` and the rest, when `url` starts with `scheme://` (a letter,
@@ -117,6 +154,8 @@ mod tests {
         );
         // Not a scheme: a path.
         assert_eq!(StoreUrl::parse("./a://b").unwrap(), path("./a://b"));
+        assert_eq!(StoreUrl::parse("./redis:1").unwrap(), path("./redis:1"));
+        assert_eq!(StoreUrl::parse("redistore").unwrap(), path("redistore"));
         assert_eq!(
             StoreUrl::parse("memory://t").unwrap().to_string(),
             "memory://t"
@@ -129,6 +168,12 @@ mod tests {
             ("", "empty"),
             ("ftp://host/x", "ftp:// is not a kind of store"),
             ("redis://u:pw@localhost:1,localhost:2", "redis+cluster://"),
+            // Mistyped URLs, which would open a directory of that name.
+            ("redis:127.0.0.1:6379", "like a redis:// URL"),
+            ("redis//127.0.0.1:6379/0", "like a redis:// URL"),
+            ("rediss:u:pw@host:6380", "like a rediss:// URL"),
+            ("REDIS+CLUSTER:a:1,b:2", "like a redis+cluster:// URL"),
+            ("memory:t", "like a memory:// URL"),
         ] {
             let err = StoreUrl::parse(url).unwrap_err();
             assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");

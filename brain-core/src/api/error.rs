@@ -389,7 +389,9 @@ pub enum Error {
     },
 
     /// A store URL could not be understood.
-    #[error("cannot open {url:?}: {reason}; use a path, shm://PATH or memory://NAME")]
+    #[error(
+        "cannot open {url:?}: {reason}; use a path, shm://PATH, memory://NAME or a redis:// URL"
+    )]
     InvalidUrl {
         /// The URL given (with any password replaced by `***`).
         url: String,
