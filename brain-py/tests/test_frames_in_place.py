@@ -105,6 +105,37 @@ def test_categorical_columns_appended_to_read_the_same_after_compacting(
     assert len(set(dictionary)) == len(dictionary), "each category once"
 
 
+def test_frames_without_columns_keep_their_rows_through_every_change(brain: Brain) -> None:
+    brain["f"] = pd.DataFrame({"a": [1, 2, 3]})
+    brain.drop("f", ["a"])
+    expected = pd.DataFrame({"a": [1, 2, 3]}).drop(columns=["a"])
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    assert brain.compact("f")
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    brain.append("f", pd.DataFrame(index=range(2)))
+    expected = pd.concat([expected, pd.DataFrame(index=range(2))], ignore_index=True)
+    assert brain["f"].shape == (5, 0)
+    # A frame in parts replaced by one without columns.
+    brain["g"] = pd.DataFrame({"a": [1, 2, 3]})
+    brain.assign("g", b=[4, 5, 6])
+    brain["g"] = pd.DataFrame(index=range(3))
+    assert brain["g"].shape == (3, 0)
+    brain.append("g", pd.DataFrame(index=range(4)))
+    assert brain["g"].shape == (7, 0)
+
+
+@pytest.mark.shm_only("fsck counts parts no frame references; the memory store has no fsck")
+def test_a_frame_left_without_columns_leaves_no_part_behind(brain: Brain) -> None:
+    brain["f"] = pd.DataFrame({"a": [1, 2, 3]})
+    brain.drop("f", ["a"])
+    assert brain.compact("f")
+    report = brain.store.fsck()
+    assert report["unreferenced_frame_parts"] == 0 and not report["broken_frames"], report
+    assert brain["f"].shape == (3, 0)
+    del brain["f"]
+    assert brain.store.fsck()["objects"] == 0
+
+
 def test_rows_of_one_dtype_are_wrapped_where_they_lie_and_others_are_not(brain: Brain) -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({f"m{i}": rng.random(50) for i in range(12)})

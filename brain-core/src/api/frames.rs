@@ -293,11 +293,18 @@ impl FrameManifest {
 
     /// The ids of the parts some column references.
     fn referenced(&self) -> BTreeSet<&str> {
-        self.columns
+        let mut referenced: BTreeSet<&str> = self
+            .columns
             .iter()
             .flatten()
             .map(|chunk| self.parts[chunk.part].as_str())
-            .collect()
+            .collect();
+        // A whole frame's part 0 is referenced by the frame itself, with
+        // or without columns.
+        if self.whole {
+            referenced.extend(self.parts.first().map(String::as_str));
+        }
+        referenced
     }
 
     /// Drops the parts no column references, renumbering the chunks.
@@ -305,6 +312,13 @@ impl FrameManifest {
         let mut used = vec![false; self.parts.len()];
         for chunk in self.columns.iter().flatten() {
             used[chunk.part] = true;
+        }
+        // A whole frame is its part 0, which also holds its rows when it
+        // has no columns to reference it.
+        if self.whole {
+            if let Some(first) = used.first_mut() {
+                *first = true;
+            }
         }
         let mut renumber = vec![usize::MAX; self.parts.len()];
         let mut kept = Vec::new();
@@ -919,14 +933,19 @@ pub fn change_frame<S: ObjectStore + ?Sized>(
         }
     };
     // The old version's parts that the new one does not share are no
-    // longer referenced: give their memory back.
-    if let Some(old) = old {
-        let kept = manifest.referenced();
+    // longer referenced: give their memory back. So is a frame stored
+    // whole and copied into a part for this change, when the change left
+    // none of its columns (a drop of all of them).
+    let kept = manifest.referenced();
+    if let Some(old) = &old {
         for id in old.referenced() {
             if !kept.contains(id) {
                 retire_part(store, namespace, name, id);
             }
         }
+    }
+    if let Some(id) = converted.filter(|id| !kept.contains(id.as_str())) {
+        retire_part(store, namespace, name, &id);
     }
     Ok(meta)
 }

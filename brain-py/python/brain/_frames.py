@@ -262,7 +262,7 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
     # A frame without columns kept its empty RangeIndex of labels; it has labels now.
     restores.pop("columns", None)
     pandas = dict(pandas, columns=entries)
-    return table.replace_schema_metadata(None), stored.with_pandas(pandas, restores)
+    return _codecs._with_metadata(table, None), stored.with_pandas(pandas, restores)
 
 
 def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
@@ -314,7 +314,7 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
             if not isinstance(rows, pa.Table):
                 raise TypeError(f"frame {name!r} was written from pyarrow: append a pyarrow Table, not {type(rows).__name__}")
             table = rows
-        _publish(store, namespace, name, "append", stored.codec, table.replace_schema_metadata(None), metadata)
+        _publish(store, namespace, name, "append", stored.codec, _codecs._with_metadata(table, None), metadata)
 
 
 def _uniform_rows(stored: _Stored, rows: Any) -> Any:
