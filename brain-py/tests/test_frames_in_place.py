@@ -136,6 +136,33 @@ def test_a_frame_left_without_columns_leaves_no_part_behind(brain: Brain) -> Non
     assert brain.store.fsck()["objects"] == 0
 
 
+def test_new_columns_take_the_kind_of_the_frames_labels(brain: Brain) -> None:
+    # Not evenly spaced: pandas makes a RangeIndex of those, which brain pickles.
+    ints = pd.DataFrame({3: [1, 2], 7: [1.0, 2.0], 8: [0, 0]})
+    brain["ints"] = ints
+    assert brain.metadata("ints")["codec"] == "pandas"
+    brain.assign("ints", {9: [5, 6]})
+    pd.testing.assert_frame_equal(brain["ints"], ints.join(pd.DataFrame({9: [5, 6]})))
+    with pytest.raises(TypeError, match="not of the kind of the labels of frame 'ints'"):
+        brain.assign("ints", z=[5, 6])
+    strs = pd.DataFrame({"a": [1, 2]})
+    brain["strs"] = strs
+    with pytest.raises(TypeError, match="store the whole frame"):
+        brain.assign("strs", {5: [3, 4]})
+    with pytest.raises(TypeError, match="not of the kind"):
+        brain.assign("strs", {"b": [3, 4], 6: [5, 6]})
+    # Refused changes change nothing.
+    pd.testing.assert_frame_equal(brain["ints"], ints.join(pd.DataFrame({9: [5, 6]})))
+    pd.testing.assert_frame_equal(brain["strs"], strs)
+    # A frame without columns takes the kind of its first ones.
+    brain["none"] = pd.DataFrame(index=range(3))
+    brain.assign("none", a=[1, 2, 3])
+    pd.testing.assert_frame_equal(brain["none"], pd.DataFrame(index=range(3)).assign(a=[1, 2, 3]))
+    brain["none"] = pd.DataFrame(index=range(2))
+    brain.assign("none", {4: [1.5, 2.5]})
+    pd.testing.assert_frame_equal(brain["none"], pd.DataFrame({4: [1.5, 2.5]}))
+
+
 def test_rows_of_one_dtype_are_wrapped_where_they_lie_and_others_are_not(brain: Brain) -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({f"m{i}": rng.random(50) for i in range(12)})

@@ -230,6 +230,8 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
         for label, value in columns.items()
     }
     new = pd.DataFrame(values)
+    had_columns = bool(stored.data_fields()) and "columns" not in stored.restores
+    _check_label_kind(pd, stored, new.columns, had_columns)
     table = _codecs.from_pandas_table(new)
     planned = _codecs._pandas_restores(pa, pd, new, table)
     if planned is None:
@@ -259,10 +261,45 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
         restores.pop(f"c{position}", None)
         if f"c{j}" in new_restores:
             restores[f"c{position}"] = new_restores[f"c{j}"]
-    # A frame without columns kept its empty RangeIndex of labels; it has labels now.
+    # A frame without columns kept its empty RangeIndex of labels; it has labels
+    # now, of the new columns' kind.
     restores.pop("columns", None)
     pandas = dict(pandas, columns=entries)
+    if not had_columns:
+        pandas["column_indexes"] = table.schema.pandas_metadata.get("column_indexes", [])
     return _codecs._with_metadata(table, None), stored.with_pandas(pandas, restores)
+
+
+# Kinds of column labels, by pandas' metadata name and ``infer_dtype``'s: labels
+# of two kinds in one frame are mixed, which Arrow would turn into strings.
+_LABEL_KINDS = {
+    **dict.fromkeys(("unicode", "string", "str"), "str"),
+    **dict.fromkeys(
+        ("integer", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"), "int"
+    ),
+    **dict.fromkeys(("floating", "float16", "float32", "float64"), "float"),
+    **dict.fromkeys(("datetime", "datetime64", "datetimetz"), "datetime"),
+}
+
+
+def _check_label_kind(pd: Any, stored: _Stored, labels: Any, had_columns: bool) -> None:
+    """Refuses new columns whose labels would not be stored as they are: of
+    mixed kinds among themselves, or of another kind than the frame's
+    (``"z"`` beside ``3``, ``7``): pandas would mix them, and Arrow turn them
+    into strings. A frame without columns takes the new ones' kind."""
+    levels = (stored.pandas or {}).get("column_indexes") or []
+    mixed = not _codecs._labels_survive_arrow(pd, labels)
+    if not mixed and had_columns and len(levels) == 1 and not isinstance(labels, pd.MultiIndex):
+        theirs = str(levels[0].get("pandas_type"))
+        ours = pd.api.types.infer_dtype(labels, skipna=False)
+        mixed = _LABEL_KINDS.get(theirs, theirs) != _LABEL_KINDS.get(ours, ours)
+    if mixed:
+        shown = ", ".join(repr(label) for label in list(labels)[:3])
+        raise TypeError(
+            f"the new column labels ({shown}) are not of the kind of the labels of frame {stored.name!r}: "
+            "a frame's labels are all of one kind to be stored as they are; use labels of that kind, "
+            "or store the whole frame (brain[name] = frame)"
+        )
 
 
 def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
