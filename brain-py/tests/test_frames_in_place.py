@@ -163,6 +163,47 @@ def test_new_columns_take_the_kind_of_the_frames_labels(brain: Brain) -> None:
     pd.testing.assert_frame_equal(brain["none"], pd.DataFrame({4: [1.5, 2.5]}))
 
 
+def test_rows_whose_columns_pyarrow_cannot_type_append_as_pandas_concatenates(brain: Brain) -> None:
+    """An object column of no rows, or of None only, has no type for pyarrow
+    (null): it takes the stored frame's, as pd.concat keeps the dtype."""
+    frame = pd.DataFrame({"k": np.arange(4), "o": pd.Series(["a", "b", None, "d"], dtype=object)})
+    brain["f"] = frame
+    expected = frame
+    back = brain["f"]
+    for rows in (
+        back.head(0),
+        back[back.k > 5],
+        pd.DataFrame({"k": [7, 8], "o": pd.Series([None, None], dtype=object)}),
+    ):
+        brain.append("f", rows)
+        expected = pd.concat([expected, rows], ignore_index=True)
+        pd.testing.assert_frame_equal(brain["f"], expected)
+
+
+def test_record_batches_stream_into_a_new_name_and_other_values_are_refused(brain: Brain) -> None:
+    table = pa.table({"x": [1, 2, 3, 4, 5]})
+    for batch in table.to_batches(max_chunksize=2):
+        brain.append("t", batch)
+    assert brain.get("t", as_arrow=True).equals(table)
+    for value in (pd.Series([1, 2]), [1, 2, 3], np.arange(3)):
+        with pytest.raises(TypeError, match="append takes a pandas or polars DataFrame"):
+            brain.append("other", value)
+    assert "other" not in brain
+
+
+def test_pandas_idioms_of_assign_and_drop(brain: Brain) -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [4.0, 5.0, 6.0]})
+    brain["f"] = frame
+    brain.assign("f", z=5, s="x")  # scalars: one value for every row
+    expected = frame.assign(z=5, s="x")
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    brain.drop("f", pd.Index(["z"]))
+    brain.drop("f", np.array(["s"]))
+    pd.testing.assert_frame_equal(brain["f"], frame)
+    with pytest.raises(BrainNameNotExistError):
+        brain.compact("missing")
+
+
 def test_rows_of_one_dtype_are_wrapped_where_they_lie_and_others_are_not(brain: Brain) -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({f"m{i}": rng.random(50) for i in range(12)})

@@ -670,7 +670,8 @@ class Brain(MutableMapping[str, Any]):
 
         ``brain.assign("sales", margin=series, flag=array)``, or a mapping of
         labels to columns. Each column has one value per row of the frame,
-        taken by position (a Series' own index is not aligned). The new
+        taken by position (a Series' own index is not aligned), or is one
+        scalar for every row. The new
         version is published atomically: readers see the old frame or the
         new one, values they hold stay valid, watchers get one event.
         Changes from several processes are serialised by the name's lock
@@ -678,7 +679,9 @@ class Brain(MutableMapping[str, Any]):
 
         Raises:
             BrainNameNotExistError: no such name.
-            TypeError: the name holds something other than a table.
+            TypeError: the name holds something other than a table, or the
+                new labels are not of the kind of the frame's (``"z"`` beside
+                ``3`` and ``7``).
             ValueError: a column's length differs from the frame's.
         """
         given = dict(columns or {})
@@ -697,9 +700,13 @@ class Brain(MutableMapping[str, Any]):
     def append(self, name: str, rows: Any) -> None:
         """Adds ``rows`` (a frame of the same kind, columns and types) after the
         stored frame's rows, writing only them; a name that does not exist
-        is set to ``rows``. The frame stays one table to every reader. A
-        pandas frame with a RangeIndex keeps counting (as ``pd.concat(...,
-        ignore_index=True)``); any other index is appended as it is.
+        is set to ``rows`` (a pyarrow RecordBatch becomes a Table, so that
+        batches can be streamed in one by one). ``rows`` is a pandas or
+        polars DataFrame or a pyarrow Table or RecordBatch, else TypeError.
+        The frame stays one table to every reader. A pandas frame with a
+        RangeIndex keeps counting from where it ends (from 0, as
+        ``pd.concat(..., ignore_index=True)``); any other index is appended
+        as it is.
 
         A frame appended to many times is read as many pieces: ``compact``
         joins them again.
@@ -709,7 +716,8 @@ class Brain(MutableMapping[str, Any]):
     def compact(self, name: str) -> bool:
         """Rewrites a frame changed in place as one piece (copying it once),
         so that it reads as fast as a frame written at once. False when the
-        frame is stored whole already."""
+        frame is stored whole already; ``BrainNameNotExistError`` when there
+        is no such name."""
         return _frames.compact(self.store, self.namespace, _check_name(name))
 
     def update(

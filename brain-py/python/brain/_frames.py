@@ -204,6 +204,12 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
     with name_lock(store, namespace, name):
         stored = _Stored(store, namespace, name)
         metadata = None
+        # A scalar is one value for every row, as DataFrame.assign takes it.
+        np = _module("numpy") or __import__("numpy")
+        columns = {
+            label: [value] * stored.rows if np.ndim(value) == 0 and not isinstance(value, Mapping) else value
+            for label, value in columns.items()
+        }
         if stored.codec == "pandas":
             table, metadata = _pandas_columns(stored, columns)
         elif stored.codec == "polars":
@@ -304,6 +310,8 @@ def _check_label_kind(pd: Any, stored: _Stored, labels: Any, had_columns: bool) 
 
 def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
     """Drops ``columns`` from frame ``name`` (see ``Brain.drop``)."""
+    if hasattr(columns, "tolist") and not isinstance(columns, (str, bytes)):
+        columns = columns.tolist()  # a pandas Index, a numpy array
     if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
         raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
     with name_lock(store, namespace, name):
@@ -330,6 +338,27 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
     """Adds ``rows`` after frame ``name``'s (see ``Brain.append``)."""
     with name_lock(store, namespace, name):
         if not store.contains(namespace, name):
+            # The first rows make the frame: a table, so that more rows can
+            # follow (a RecordBatch or a Series would be stored as such).
+            pa = _module("pyarrow")
+            pd = _module("pandas")
+            pl = _module("polars")
+            if pa is not None and isinstance(rows, pa.RecordBatch):
+                rows = pa.Table.from_batches([rows])
+            tables = tuple(
+                kind
+                for kind in (
+                    pa and pa.Table,
+                    pd and pd.DataFrame,
+                    pl and pl.DataFrame,
+                )
+                if kind is not None
+            )
+            if not isinstance(rows, tables):
+                raise TypeError(
+                    f"append takes a pandas or polars DataFrame, or a pyarrow Table or RecordBatch, "
+                    f"not {type(rows).__name__}; store other values with brain[name] = value"
+                )
             _codecs.encode(store, namespace, name, rows, None, write_table)
             return
         stored = _Stored(store, namespace, name)
@@ -351,7 +380,21 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
             if not isinstance(rows, pa.Table):
                 raise TypeError(f"frame {name!r} was written from pyarrow: append a pyarrow Table, not {type(rows).__name__}")
             table = rows
+        table = _typed_as_stored(pa, table, stored.schema)
         _publish(store, namespace, name, "append", stored.codec, _codecs._with_metadata(table, None), metadata)
+
+
+def _typed_as_stored(pa: Any, table: Any, schema: Any) -> Any:
+    """``table`` with each column pyarrow typed as null (no rows, or only
+    None in an object column) given the stored frame's type for it, as
+    ``pd.concat`` keeps the frame's dtype: nothing else tells their type."""
+    for at, field in enumerate(table.schema):
+        if not pa.types.is_null(field.type) or schema.get_field_index(field.name) < 0:
+            continue
+        stored = schema.field(field.name)
+        if not pa.types.is_null(stored.type):
+            table = table.set_column(at, stored, pa.nulls(table.num_rows, stored.type))
+    return table
 
 
 def _uniform_rows(stored: _Stored, rows: Any) -> Any:
@@ -417,6 +460,10 @@ def _pandas_rows(stored: _Stored, rows: Any) -> tuple[Any, dict[bytes, bytes] | 
 def compact(store: Any, namespace: str, name: str) -> bool:
     """Rewrites frame ``name`` as one part; False when it is stored whole already."""
     with name_lock(store, namespace, name):
+        if not store.contains(namespace, name):
+            raise BrainNameNotExistError(
+                f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
+            )
         return store.compact_frame(namespace, name) is not None
 
 
