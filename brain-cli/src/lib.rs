@@ -444,9 +444,13 @@ fn pick_namespace(given: Option<String>, global: Option<String>) -> (String, boo
 
 /// The store's URL: `--store`, else `$BRAIN_URL`, else `$BRAIN_PATH`, else the default.
 fn store_url(cli: &Cli) -> anyhow::Result<StoreUrl> {
-    let given = cli.store.clone().filter(|s| !s.is_empty());
-    let url = match given {
-        Some(url) => StoreUrl::parse(&url)?,
+    let url = match &cli.store {
+        // `--store "$UNSET"`: acting on the default store instead would be
+        // acting on the wrong one.
+        Some(url) if url.is_empty() => anyhow::bail!(
+            "--store is empty; give a directory or a URL, or leave --store out for the default store ($BRAIN_URL, $BRAIN_PATH, else /dev/shm/brain-<uid>/default)"
+        ),
+        Some(url) => StoreUrl::parse(url)?,
         None => brain::default_url()?,
     };
     Ok(url)

@@ -1123,6 +1123,12 @@ fn a_memory_store_says_what_it_cannot_do() -> TestResult {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("ftp:// is not a kind of store"), "{err}");
     assert!(err.contains("memory://NAME"), "{err}");
+    // So is an empty one (`--store "$UNSET"`), rather than the default store.
+    let (mut console, _, err) = brain_cli::Console::captured(Vec::new());
+    let code = brain_cli::run(["brain", "--store", "", "ls"], &mut console);
+    let err = String::from_utf8(err.bytes())?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--store is empty"), "{err}");
     Ok(())
 }
 
