@@ -94,8 +94,11 @@ pub struct DumpReport {
     /// Objects listed but deleted before they could be read (not in the dump).
     pub vanished: u64,
     /// Where the previous dump was left, when a reader still held it open
-    /// (it is removed by the next dump once no one reads it).
+    /// (it is removed by the next dump once no one reads it) or it could
+    /// not be removed.
     pub previous_kept_at: Option<PathBuf>,
+    /// Why the previous dump was left there, and what to do.
+    pub previous_kept_because: Option<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -264,7 +267,7 @@ pub fn dump(
     sync_filesystem(&tmp.path)?;
     swap_into_place(&tmp.path, path)?;
     // The temporary name now holds the previous dump, or nothing.
-    let previous_kept_at = tmp.remove()?;
+    let (previous_kept_at, previous_kept_because) = tmp.remove()?.unzip();
     sync_dir(&parent)?;
     Ok(DumpReport {
         path: path.to_owned(),
@@ -274,6 +277,7 @@ pub fn dump(
         compressed_bytes,
         vanished,
         previous_kept_at,
+        previous_kept_because,
         elapsed: started.elapsed(),
     })
 }
@@ -381,7 +385,7 @@ fn check_target(path: &Path) -> Result<()> {
 
 /// True when a sync holds the directory's sync lock.
 pub(crate) fn sync_running(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join(SYNC_LOCK_FILE)) else {
+    let Ok(file) = crate::format::open_lock(&dir.join(SYNC_LOCK_FILE)) else {
         return false;
     };
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
@@ -423,14 +427,27 @@ fn clean_leftovers(parent: &Path, base: &str) {
     }
 }
 
-/// Removes a dump directory unless a reader holds its lock; true when removed.
-pub(crate) fn remove_if_unread(dir: &Path) -> bool {
-    if let Ok(lock) = File::open(dir.join(LOCK_FILE)) {
+/// What [`remove_if_unread`] did.
+pub(crate) enum Removal {
+    Removed,
+    /// A reader holds the dump's lock: it stays.
+    Read,
+    /// It could not be removed (permissions, say).
+    Failed(std::io::Error),
+}
+
+/// Removes a dump directory unless a reader holds its lock.
+pub(crate) fn remove_if_unread(dir: &Path) -> Removal {
+    if let Ok(lock) = crate::format::open_lock(&dir.join(LOCK_FILE)) {
         if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            return false;
+            return Removal::Read;
         }
     }
-    std::fs::remove_dir_all(dir).is_ok() || !dir.exists()
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Removal::Removed,
+        Err(_) if !dir.exists() => Removal::Removed,
+        Err(err) => Removal::Failed(err),
+    }
 }
 
 /// Puts the finished dump at `tmp` in place at `path` in one atomic step;
@@ -499,14 +516,23 @@ impl TempDir {
         Ok(dir)
     }
 
-    /// Removes the directory now; returns its path when a reader kept it.
-    fn remove(mut self) -> Result<Option<PathBuf>> {
+    /// Removes the directory now; returns its path and why, when it stays.
+    fn remove(mut self) -> Result<Option<(PathBuf, String)>> {
         self.done = true;
-        if !self.path.exists() || remove_if_unread(&self.path) {
-            Ok(None)
-        } else {
-            Ok(Some(self.path.clone()))
+        if !self.path.exists() {
+            return Ok(None);
         }
+        Ok(match remove_if_unread(&self.path) {
+            Removal::Removed => None,
+            Removal::Read => Some((
+                self.path.clone(),
+                "a reader still has it open; the next dump removes it".into(),
+            )),
+            Removal::Failed(err) => Some((
+                self.path.clone(),
+                format!("it could not be removed ({err}); remove it by hand"),
+            )),
+        })
     }
 }
 

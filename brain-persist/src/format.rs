@@ -114,8 +114,14 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let mut file = match file {
             Some(file) => file,
-            None => match std::fs::File::open(&path) {
-                Ok(file) => file,
+            None => match open_lock(&path) {
+                Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => file,
+                Ok(_) => {
+                    return Err(Error::CorruptManifest {
+                        path,
+                        detail: "it is not a regular file".into(),
+                    })
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(err) => return Err(Error::io("open", &path, err)),
             },
@@ -162,7 +168,12 @@ impl Manifest {
             other => {
                 return Err(Error::CorruptManifest {
                     path,
-                    detail: format!("format_version is {other:?}"),
+                    detail: match other {
+                        Some(version) => {
+                            format!("format_version is {version}, and dumps are numbered from 1")
+                        }
+                        None => "it has no format_version number".into(),
+                    },
                 })
             }
         }
@@ -536,6 +547,16 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
     let file = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
     rustix::fs::syncfs(&file).map_err(|e| Error::io("sync the filesystem of", dir, e.into()))
+}
+
+/// Opens a dump's lock file (or any small file of a dump) for reading
+/// without following a symbolic link nor waiting for a FIFO's writer.
+pub(crate) fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -228,13 +228,57 @@ fn remove_index_copies_of_ended_processes() {
     }
 }
 
-fn openat(dir: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
+/// Why a file of a dump could not be opened.
+enum Unopened {
+    Missing,
+    /// A FIFO, a device, a directory or a symbolic link where a dump has a
+    /// regular file: opening it could wait forever (a FIFO) or read
+    /// something else entirely.
+    NotRegular(&'static str),
+    Os(Errno),
+}
+
+impl Unopened {
+    /// The error for a file that is neither missing nor of the wrong kind.
+    fn into_error(self, path: PathBuf) -> Error {
+        match self {
+            Unopened::Missing => Error::io("open", path, Errno::NOENT.into()),
+            Unopened::NotRegular(kind) => {
+                Error::io("open", path, std::io::Error::other(not_regular(kind)))
+            }
+            Unopened::Os(err) => Error::io("open", path, err.into()),
+        }
+    }
+}
+
+/// What is wrong with a file of a dump that is not a regular file.
+fn not_regular(kind: &str) -> String {
+    format!("it is {kind}, and a dump holds regular files only: it was changed by hand or damaged")
+}
+
+/// Opens the regular file `path` under `dir`, without following a symbolic
+/// link nor waiting for a FIFO's writer.
+fn openat(dir: &OwnedFd, path: &str) -> std::result::Result<OwnedFd, Unopened> {
+    let fd = match rustix::fs::openat(
         dir,
         path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
-    )
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Unopened::Missing),
+        Err(Errno::LOOP) => return Err(Unopened::NotRegular("a symbolic link")),
+        Err(err) => return Err(Unopened::Os(err)),
+    };
+    let kind =
+        rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(Unopened::Os)?.st_mode);
+    match kind {
+        rustix::fs::FileType::RegularFile => Ok(fd),
+        rustix::fs::FileType::Directory => Err(Unopened::NotRegular("a directory")),
+        rustix::fs::FileType::Fifo => Err(Unopened::NotRegular("a FIFO")),
+        rustix::fs::FileType::Socket => Err(Unopened::NotRegular("a socket")),
+        _ => Err(Unopened::NotRegular("a device")),
+    }
 }
 
 impl DumpReader {
@@ -268,8 +312,14 @@ impl DumpReader {
         };
         let manifest = match openat(&dir, MANIFEST_FILE) {
             Ok(fd) => Manifest::read(path, Some(File::from(fd)))?.expect("the file is open"),
-            Err(Errno::NOENT) => return Err(Self::no_manifest(path)),
-            Err(err) => return Err(Error::io("open", path.join(MANIFEST_FILE), err.into())),
+            Err(Unopened::Missing) => return Err(Self::no_manifest(path)),
+            Err(Unopened::NotRegular(kind)) => {
+                return Err(Error::CorruptManifest {
+                    path: path.join(MANIFEST_FILE),
+                    detail: not_regular(kind),
+                })
+            }
+            Err(err) => return Err(err.into_error(path.join(MANIFEST_FILE))),
         };
         if index_dir_generation(&manifest.index.dir) != Some(manifest.generation) {
             return Err(Error::CorruptManifest {
@@ -343,8 +393,13 @@ impl DumpReader {
             let rel = format!("{}/{}", manifest.index.dir, file.path);
             let source = match openat(dir, &rel) {
                 Ok(fd) => File::from(fd),
-                Err(Errno::NOENT) => return Err(corrupt(format!("index file {rel} is missing"))),
-                Err(err) => return Err(Error::io("open", path.join(&rel), err.into())),
+                Err(Unopened::Missing) => {
+                    return Err(corrupt(format!("index file {rel} is missing")))
+                }
+                Err(Unopened::NotRegular(kind)) => {
+                    return Err(corrupt(format!("index file {rel}: {}", not_regular(kind))))
+                }
+                Err(err) => return Err(err.into_error(path.join(&rel))),
             };
             let target = copy.path().join(&file.path);
             if let Some(parent) = target.parent() {
@@ -371,10 +426,16 @@ impl DumpReader {
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(u64::from_be_bytes);
         if version != Some(manifest.format_version) {
-            return Err(corrupt(format!(
-                "the index records format version {version:?}, the manifest {}",
-                manifest.format_version
-            )));
+            return Err(corrupt(match version {
+                Some(version) => format!(
+                    "the index records format version {version}, the manifest {}",
+                    manifest.format_version
+                ),
+                None => format!(
+                    "the index records no format version, the manifest {}",
+                    manifest.format_version
+                ),
+            }));
         }
         let dump_id = meta.get("dump_id").map_err(sled_err)?;
         if dump_id.as_deref() != Some(manifest.dump_id.as_bytes()) {
@@ -482,14 +543,17 @@ impl DumpReader {
     fn open_payload_file(&self, entry: &Entry) -> Result<File> {
         let file = match openat(&self.dir, &format!("{DATA_DIR}/{}", entry.file)) {
             Ok(fd) => File::from(fd),
-            Err(Errno::NOENT) => {
+            Err(Unopened::Missing) => {
                 return Err(Error::MissingPayload {
                     path: self.payload_path(entry),
                     namespace: entry.namespace.clone(),
                     name: entry.name.clone(),
                 })
             }
-            Err(err) => return Err(Error::io("open", self.payload_path(entry), err.into())),
+            Err(Unopened::NotRegular(kind)) => {
+                return Err(self.corrupt_frame(entry, 0, 0, not_regular(kind)))
+            }
+            Err(err) => return Err(err.into_error(self.payload_path(entry))),
         };
         // Frames are read front to back: a larger readahead helps a cold cache.
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);

@@ -1118,7 +1118,7 @@ impl Mirror {
         if self.garbage.is_empty() {
             return;
         }
-        let Ok(lock) = File::open(self.dir.join(LOCK_FILE)) else {
+        let Ok(lock) = crate::format::open_lock(&self.dir.join(LOCK_FILE)) else {
             return;
         };
         if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {

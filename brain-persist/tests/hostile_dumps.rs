@@ -307,3 +307,81 @@ fn a_listing_of_a_hostile_dump_fails_the_same_way() {
     let err = list_dump(&dump).expect_err("listed");
     assert!(matches!(err, Error::CorruptIndex { .. }), "{err:?}");
 }
+
+/// Runs `f` on a thread of its own and gives its result, or fails the test
+/// when it has not returned within 20 s (a read that waits forever).
+fn within_seconds<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what}: still waiting after 20 s"))
+}
+
+/// Files of a dump replaced by a FIFO, a symbolic link or a directory are
+/// refused as a damaged dump, at once: a FIFO would make a reader wait for a
+/// writer forever, and a link could point anywhere.
+#[test]
+fn files_that_are_not_regular_files_are_refused_without_waiting() {
+    let lab = Lab::new();
+    for kind in ["a FIFO", "a symbolic link", "a directory"] {
+        for which in ["payload", "manifest"] {
+            let dump = lab.dump(&format!("{which}-{}", kind.replace(' ', "-")));
+            let file = match which {
+                "manifest" => dump.join("MANIFEST.json"),
+                _ => {
+                    let mut files = Vec::new();
+                    files_under(&dump.join("data"), Path::new("data"), &mut files);
+                    let largest = files
+                        .iter()
+                        .max_by_key(|f| std::fs::metadata(dump.join(f)).unwrap().len())
+                        .expect("a payload file")
+                        .clone();
+                    dump.join(largest)
+                }
+            };
+            std::fs::remove_file(&file).unwrap();
+            match kind {
+                "a FIFO" => {
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        &file,
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from_raw_mode(0o600),
+                        0,
+                    )
+                    .unwrap();
+                }
+                "a symbolic link" => std::os::unix::fs::symlink("/etc/hostname", &file).unwrap(),
+                _ => std::fs::create_dir(&file).unwrap(),
+            }
+            let what = format!("the {which} is {kind}");
+            let listed = {
+                let dump = dump.clone();
+                within_seconds(&what, move || list_dump(&dump).map(drop))
+            };
+            if which == "manifest" {
+                let err = listed.expect_err(&what);
+                assert!(err.is_bad_dump(), "{what}: {err:?}");
+                assert!(err.to_string().contains(kind), "{what}: {err}");
+            }
+            let message = {
+                let target = lab.root.join("target");
+                let dump = dump.clone();
+                within_seconds(&what, move || {
+                    let target = Store::open(target).expect("store");
+                    let options = RestoreOptions::new().on_conflict(OnConflict::Overwrite);
+                    restore(&target, &dump, &options).expect_err("refused")
+                })
+            };
+            assert!(message.is_bad_dump(), "{what}: {message:?}");
+            assert!(message.to_string().contains(kind), "{what}: {message}");
+            assert_eq!(
+                lab.target.usage().unwrap().used,
+                0,
+                "{what}: something was written"
+            );
+        }
+    }
+}

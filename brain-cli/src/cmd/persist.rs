@@ -61,8 +61,12 @@ pub fn dump(
         .with_context(|| format!("cannot dump {} to {}", store.location(), dir.display()))?;
     if let Some(kept) = &report.previous_kept_at {
         console.note(&format!(
-            "brain: the previous dump is still being read; it was left at {} (the next dump removes it)",
-            kept.display()
+            "brain: the previous dump was left at {}: {}",
+            kept.display(),
+            report
+                .previous_kept_because
+                .as_deref()
+                .unwrap_or("a reader still has it open; the next dump removes it")
         ));
     }
     if json {
