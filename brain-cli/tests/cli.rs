@@ -823,9 +823,14 @@ fn a_full_store_exits_4(backend: Backend) -> TestResult {
 
     let out = store.run(&["put", "big", file])?;
     expect_failure(&out, 4, &["store is full", "\"big\"", "capacity"])?;
-    // Streaming standard input, whose length is not known up front.
+    // Streaming standard input, whose length is not known up front: the
+    // bytes it brought before it was refused are not counted as in use.
     let out = store.run_with_input(&["put", "big", "-"], &big)?;
-    expect_failure(&out, 4, &["store is full"])?;
+    expect_failure(
+        &out,
+        4,
+        &["store is full", "but 0 of 1048576 bytes are used"],
+    )?;
     // Nothing was left behind.
     assert_eq!(store.json(&["stats", "--json"])?["used"], 0);
     expect_failure(&store.run(&["cat", "big"])?, 3, &[])?;

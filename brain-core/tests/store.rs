@@ -846,3 +846,52 @@ fn record_batches_store_what_arrow_encodes_and_a_full_store_refuses_them() -> Te
     );
     Ok(())
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped; `None` where
+/// this process may not mount (not root, or no mount namespace rights).
+struct SmallTmpfs(tempfile::TempDir);
+
+impl SmallTmpfs {
+    fn mount(size: &str) -> Option<SmallTmpfs> {
+        let dir = tempfile::Builder::new()
+            .prefix("brain-small-fs")
+            .tempdir_in("/tmp")
+            .ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallTmpfs(dir))
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A stream of unknown length asks for room to grow into (4 MiB at first);
+/// a filesystem with less room than that, but enough for the bytes, still
+/// takes them.
+#[test]
+fn a_stream_takes_a_filesystem_with_room_for_its_bytes_but_not_more() -> TestResult {
+    let Some(fs) = SmallTmpfs::mount("2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return Ok(());
+    };
+    let store = Store::open(fs.0.path().join("store"))?;
+    let bytes: Vec<u8> = (0..500_000u32).map(|i| (i % 251) as u8).collect();
+    let mut writer = store.writer("ns", "streamed", Codec::Raw, "", None)?;
+    for piece in bytes.chunks(65_536) {
+        writer.write_payload(piece)?;
+    }
+    writer.commit()?;
+    assert_eq!(&*store.get("ns", "streamed")?.unwrap(), &bytes[..]);
+    drop(store);
+    Ok(())
+}

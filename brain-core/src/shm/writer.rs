@@ -128,7 +128,7 @@ impl ShmWriter {
             let reused = file_len > SMALL_OBJECT && writer.reuse_pooled(file_len)?;
             writer.reserve(file_len)?;
             if file_len > SMALL_OBJECT && !reused {
-                writer.open_large(file_len)?;
+                writer.open_large(file_len, file_len)?;
             }
         }
         Ok(writer)
@@ -177,8 +177,8 @@ impl ShmWriter {
 
     /// Opens the unnamed file a large object is written into (making the
     /// namespace's directory if it is missing), allocates `file_len` bytes
-    /// and maps them.
-    fn open_large(&mut self, file_len: u64) -> Result<()> {
+    /// (`needed`, when the filesystem has no room for more) and maps them.
+    fn open_large(&mut self, file_len: u64, needed: u64) -> Result<()> {
         let mode = FILE_MODE;
         let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
             Err(Errno::NOENT) => {
@@ -199,7 +199,15 @@ impl ShmWriter {
         }
         .map_err(|e| Error::io("create an object file in", &self.dir, e))?;
         let mut file = file;
-        self.allocate(&mut file, 0, file_len)?;
+        // A streamed write asks for room to grow into; a filesystem with
+        // less room but enough for the bytes so far still takes them.
+        let file_len = match self.allocate(&mut file, 0, file_len) {
+            Err(Error::StoreFull { .. }) if needed < file_len => {
+                self.allocate(&mut file, 0, needed)?;
+                needed
+            }
+            other => other.map(|()| file_len)?,
+        };
         let map = self.map(&file, file_len)?;
         self.dest = Some(Dest {
             file,
@@ -309,12 +317,15 @@ impl ShmWriter {
             healed?;
             reserved = attempt(&mut self.reservation);
         }
+        // What this writer holds already (the bytes a stream brought so
+        // far) is its own, not other objects' use of the store.
+        let own = self.reservation.as_ref().map_or(0, Reservation::bytes);
         reserved.map_err(|refused| {
             self.store.store_full(
                 &self.header.namespace,
                 &self.header.name,
                 needed,
-                refused.used,
+                refused.used.saturating_sub(own),
                 refused.capacity,
                 false,
             )
@@ -411,7 +422,7 @@ impl ShmWriter {
     /// bytes come.
     fn file_room(&mut self, end: u64) -> Result<()> {
         if self.dest.is_none() {
-            self.open_large(grown_len(end))?;
+            self.open_large(grown_len(end), end)?;
             let gathered = std::mem::take(&mut self.pending);
             self.copy_in(&[SharedBytes::from(&gathered[..])], 0)?;
         }
