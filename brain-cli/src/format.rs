@@ -149,9 +149,16 @@ fn split_time(at: SystemTime) -> (String, u64, u32) {
 }
 
 /// A name as it is shown in a table or a line of output: as is, or quoted
-/// with escapes when it holds control characters (tabs, newlines) or is empty.
+/// with escapes when it holds control characters (tabs, newlines), is
+/// empty, starts or ends with a space, or starts with a quote (so that a
+/// name that looks quoted is told apart from one that was).
 pub fn name(text: &str) -> String {
-    if text.is_empty() || text.chars().any(char::is_control) {
+    let ambiguous = text.is_empty()
+        || text.chars().any(char::is_control)
+        || text.starts_with('"')
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace);
+    if ambiguous {
         format!("{text:?}")
     } else {
         text.to_owned()
@@ -276,6 +283,12 @@ mod tests {
         assert_eq!(name("plain name"), "plain name");
         assert_eq!(name("tab\there"), "\"tab\\there\"");
         assert_eq!(name(""), "\"\"");
+        // A name that looks quoted is quoted, so it differs from one that was.
+        assert_eq!(name("a\nb"), "\"a\\nb\"");
+        assert_eq!(name("\"a\\nb\""), "\"\\\"a\\\\nb\\\"\"");
+        assert_ne!(name("a\nb"), name("\"a\\nb\""));
+        assert_eq!(name(" padded "), "\" padded \"");
+        assert_eq!(name("in \"quotes\" inside"), "in \"quotes\" inside");
     }
 
     #[test]
