@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import brain as brain_pkg
@@ -336,3 +338,22 @@ def test_every_exception_is_a_brain_error() -> None:
     assert issubclass(exceptions.BrainStorePathError, OSError)
     assert issubclass(exceptions.BrainStoreUrlError, ValueError)
     assert issubclass(exceptions.BrainUnsupportedOperationError, NotImplementedError)
+
+
+def test_a_brain_is_equal_only_to_itself_and_hashable(brain: Brain, store_url: str) -> None:
+    """As brain-plasma's Brain: an object, not a value compared by contents
+    (a Mapping's == would read every stored value, and a Mapping is not hashable)."""
+    brain["frame"] = pd.DataFrame({"a": [1, 2]})
+    other = Brain(url=store_url)
+    assert brain == brain and brain != other and other not in [brain]
+    assert {brain: "kept"}[brain] == "kept"
+    assert functools.lru_cache(lambda b: len(b))(brain) == 1
+
+
+def test_a_description_of_false_is_none_given(brain: Brain) -> None:
+    """brain-plasma 0.2's default was description=False."""
+    brain.learn("x", 1, description="kept")
+    brain.learn("x", 2, description=False)  # type: ignore[arg-type]
+    assert brain.metadata("x")["description"] == "kept"
+    with pytest.raises(TypeError, match="a description is a str or None"):
+        brain.learn("x", 3, description=7)  # type: ignore[arg-type]

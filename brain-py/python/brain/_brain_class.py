@@ -311,6 +311,11 @@ class Brain(MutableMapping[str, Any]):
                 f"name {_shown(name)} does not exist in namespace {_shown(self.namespace)}; nothing was deleted"
             )
 
+    # A handle on a store, as brain-plasma's Brain was: equal only to itself
+    # and hashable (a Mapping would compare every stored value, and is not).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def __contains__(self, name: object) -> bool:
         return type(name) is str and self.exists(name)
 
@@ -337,6 +342,8 @@ class Brain(MutableMapping[str, Any]):
             BrainUnsupportedObjectError: no codec can store ``thing``.
             BrainStoreFullError: the store has no room (nothing is evicted).
         """
+        if isinstance(description, bool) and not description:
+            description = None  # brain-plasma 0.2's default for "none given"
         if description is not None and not isinstance(description, str):
             raise TypeError(
                 f"brain.learn(..., description=...): a description is a str or None, not a {type(description).__name__}"
