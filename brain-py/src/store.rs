@@ -1105,7 +1105,7 @@ impl PyVersionGuard {
 
 /// A held cross-process lock on one name; a context manager.
 #[derive(Debug)]
-#[pyclass(name = "Lock", module = "brain._brain", frozen)]
+#[pyclass(name = "Lock", module = "brain._brain", frozen, weakref)]
 pub struct PyLock {
     inner: Mutex<Option<NameLock>>,
 }

@@ -147,3 +147,62 @@ def test_watch_sees_a_childs_sets_and_deletes(brain: Brain) -> None:
     del brain["go"]
     assert everything.next_event(timeout=10) == ("set", "elsewhere", "seen")
     assert everything.next_event(timeout=10) == ("deleted", "control", "go")
+
+
+def test_a_poll_with_a_timeout_of_zero_returns_what_is_queued(brain: Brain) -> None:
+    watcher = brain.watch()
+    brain["small"] = 1
+    brain["large"] = bytes(100_000)
+    deadline = time.monotonic() + 10
+    seen: list[tuple[str, str, str]] = []
+    while len(seen) < 2 and time.monotonic() < deadline:
+        event = watcher.next_event(timeout=0)
+        if event is not None:
+            seen.append(event)
+    assert sorted(seen) == [("set", "default", "large"), ("set", "default", "small")]
+    assert watcher.next_event(timeout=0) is None
+
+
+def _take_and_drop(brain: Brain, name: str) -> None:
+    brain.lock(name)  # dropped at once, never used as a context manager
+
+
+def test_a_lock_dropped_by_its_holder_is_released(brain: Brain) -> None:
+    _take_and_drop(brain, "job")
+    import gc
+
+    gc.collect()
+    other = Brain(url=brain.url)
+    with other.lock("job", timeout=5):
+        pass
+    assert brain.update("job", lambda v: v + 1, default=0) == 1
+
+
+def test_update_and_a_second_lock_inside_a_held_lock(brain: Brain) -> None:
+    brain["n"] = 1
+    with brain.lock("n"):
+        # The lock this thread holds is not taken again: no deadlock.
+        assert brain.update("n", lambda v: v + 1) == 2
+        with pytest.raises(RuntimeError, match="holds the lock on 'n' already"):
+            brain.lock("n", timeout=1)
+    with brain.lock("n", timeout=5):
+        assert brain["n"] == 2
+
+
+@pytest.mark.shm_only("a forked child keeps the parent's lock file open")
+def test_a_lock_released_is_free_while_a_child_forked_under_it_lives(store_path: Path) -> None:
+    import os
+    import signal
+
+    brain = Brain(path=store_path)
+    with brain.lock("job"):
+        pid = os.fork()
+        if pid == 0:  # the child: sleeps, holding a copy of the lock's file
+            time.sleep(30)
+            os._exit(0)
+    try:
+        with Brain(path=store_path).lock("job", timeout=5):
+            pass
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

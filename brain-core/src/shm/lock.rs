@@ -22,9 +22,18 @@ use crate::sys::io::os;
 
 /// The open lock file whose `flock` a [`NameLock`] holds.
 #[derive(Debug)]
-struct HeldFlock(#[allow(dead_code)] OwnedFd);
+struct HeldFlock(OwnedFd);
 
 impl LockGuard for HeldFlock {}
+
+impl Drop for HeldFlock {
+    fn drop(&mut self) {
+        // Unlocked, not only closed: a child forked while the lock was held
+        // shares the open file, and closing this copy would leave the lock
+        // held for as long as the child lives.
+        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+    }
+}
 
 impl Store {
     /// Takes the lock on `name` in `namespace` (see [`crate::ObjectStore::lock`]).

@@ -374,7 +374,12 @@ impl InotifyWatcher {
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
-                return Ok(None);
+                // A last look without waiting: changes already made count,
+                // also for a poll with a timeout of zero.
+                if wait_readable(&self.inotify, Some(Duration::ZERO))? {
+                    self.drain()?;
+                }
+                return Ok(self.pending.pop_front());
             }
             let wait = left.map_or(ROOT_CHECK_EVERY, |l| l.min(ROOT_CHECK_EVERY));
             if !wait_readable(&self.inotify, Some(wait))? {

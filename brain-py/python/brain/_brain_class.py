@@ -664,6 +664,13 @@ class Brain(MutableMapping[str, Any]):
         Raises:
             BrainLockTimeoutError: when another process holds it past ``timeout``.
         """
+        if _frames.holds_lock(self.store, self.namespace, _check_name(name)):
+            # flock is per open file: a second take would wait for this one.
+            raise RuntimeError(
+                f"this thread holds the lock on {_shown(name)} already, and locks are not re-entrant: "
+                "change the value while holding it (brain[name] = ..., update() and the frame changes "
+                "take no second lock)"
+            )
         lock = self.store.lock(self.namespace, _check_name(name), timeout)
         # Frame changes made while this thread holds it do not wait for it.
         return _frames.remember_lock(self.store, self.namespace, name, lock)
@@ -753,7 +760,9 @@ class Brain(MutableMapping[str, Any]):
         if callable(fn) and isinstance(name, str):
             if optimistic and self.url.startswith(("redis", "valkey")):
                 return self._update_optimistic(name, fn, default)
-            with self.lock(name):
+            # The name's lock, unless this thread holds it already
+            # (`with brain.lock(name): brain.update(name, ...)`).
+            with _frames.name_lock(self.store, self.namespace, _check_name(name)):
                 current = self.get(name, _MISSING)
                 if current is _MISSING:
                     if default is _MISSING:

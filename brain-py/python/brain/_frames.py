@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,35 +36,43 @@ PARTS_FROM_BYTES = 64 << 20
 
 # The name locks this thread (or asyncio task: each has its own context)
 # holds, by (store, namespace, name). Replaced, never changed in place, so
-# a context copied into a new task does not share later additions.
-_HELD: contextvars.ContextVar[dict[tuple[str, str, str], _brain.Lock]] = contextvars.ContextVar("brain_held_locks")
+# a context copied into a new task does not share later additions. Weak: a
+# lock its holder dropped is released when collected, as any other.
+_HELD: contextvars.ContextVar[dict[tuple[str, str, str], weakref.ref[_brain.Lock]]] = contextvars.ContextVar(
+    "brain_held_locks"
+)
+
+
+def _held(key: tuple[str, str, str]) -> _brain.Lock | None:
+    """The lock this thread holds under ``key``, if it is still held."""
+    ref = _HELD.get({}).get(key)
+    lock = ref() if ref is not None else None
+    return lock if lock is not None and lock.held else None
 
 
 def remember_lock(store: Any, namespace: str, name: str, lock: _brain.Lock) -> _brain.Lock:
     """Notes that this thread holds ``lock`` on a name, so frame changes
     made while it is held do not wait for it (a released lock is ignored)."""
-    held = {key: old for key, old in _HELD.get({}).items() if old.held}
-    held[(store.location, namespace, name)] = lock
+    held = {key: ref for key, ref in _HELD.get({}).items() if _held(key) is not None}
+    held[(store.location, namespace, name)] = weakref.ref(lock)
     _HELD.set(held)
     return lock
 
 
 def holds_lock(store: Any, namespace: str, name: str) -> bool:
     """Whether this thread (or task) holds the name's lock."""
-    held = _HELD.get({}).get((store.location, namespace, name))
-    return held is not None and bool(held.held)
+    return _held((store.location, namespace, name)) is not None
 
 
 @contextlib.contextmanager
 def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
     """Holds the name's lock for a change, unless this thread holds it already."""
     key = (store.location, namespace, name)
-    held = _HELD.get({}).get(key)
-    if held is not None and held.held:
+    if _held(key) is not None:
         yield
         return
     with store.lock(namespace, name) as lock:
-        token = _HELD.set({**_HELD.get({}), key: lock})
+        token = _HELD.set({**_HELD.get({}), key: weakref.ref(lock)})
         try:
             yield
         finally:
