@@ -538,6 +538,18 @@ fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> Result<bool> {
     }
 }
 
+/// A registration with the table, removed when dropped.
+struct Registered {
+    table: Arc<SmallTable>,
+    registration: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = self.table.remove_watcher(self.registration);
+    }
+}
+
 /// Blocks until `name` exists in `namespace` (at most `timeout`), then reads it.
 pub(crate) fn wait_for(
     store: &Store,
@@ -546,13 +558,29 @@ pub(crate) fn wait_for(
     timeout: Duration,
 ) -> Result<ObjectView> {
     validate_name(name)?;
+    let started = Instant::now();
+    if let Some(view) = store.get(namespace, name)? {
+        return Ok(view);
+    }
     let dir = store.ensure_namespace(namespace)?;
     let inotify = Inotify::init().map_err(|e| Error::io("start inotify for", &dir, e))?;
     inotify
         .watches()
         .add(&dir, WatchMask::MOVED_TO | WatchMask::ONLYDIR)
         .map_err(|e| Error::io("watch", &dir, e))?;
-    let started = Instant::now();
+    // A small object is an entry of the table, not a file in the directory:
+    // its writers touch the table's signal file only while a watcher is
+    // registered, so this wait registers as one until it returns.
+    let _registered = match store.small_table()? {
+        Some(table) => {
+            let (_, registration, _) = watch_table(&inotify, &table)?;
+            Some(Registered {
+                table,
+                registration,
+            })
+        }
+        None => None,
+    };
     let mut inotify = inotify;
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
