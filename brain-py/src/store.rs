@@ -726,6 +726,7 @@ impl PyStore {
         let watcher = frames::skip_parts(self.store.watch(namespace).py()?);
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
+            pid: std::process::id(),
         })
     }
 
@@ -1011,6 +1012,9 @@ impl PyWriter {
 #[pyclass(name = "Watcher", module = "brain._brain", frozen)]
 pub struct PyWatcher {
     inner: Mutex<Watcher>,
+    /// The process that made it: a forked child has a copy of its state
+    /// (and of its lock, perhaps held by a thread the child does not have).
+    pid: u32,
 }
 
 fn event_tuple(py: Python<'_>, event: WatchEvent) -> PyResult<Py<PyAny>> {
@@ -1028,6 +1032,11 @@ impl PyWatcher {
     #[pyo3(signature = (timeout=None))]
     fn next_event(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
         let timeout = seconds(timeout)?;
+        if std::process::id() != self.pid {
+            return Err(PyRuntimeError::new_err(
+                "this watcher was made in the parent of this forked process: make a new one here (brain.watch())",
+            ));
+        }
         let started = std::time::Instant::now();
         loop {
             let slice = match timeout {

@@ -206,3 +206,30 @@ def test_a_lock_released_is_free_while_a_child_forked_under_it_lives(store_path:
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.shm_only("a forked child uses the parent's watcher")
+def test_a_watcher_used_in_a_forked_child_is_a_clear_error(store_path: Path) -> None:
+    import os
+    import threading
+
+    brain = Brain(path=store_path)
+    watcher = brain.watch()
+    # A thread of the parent waits in the watcher while the fork happens.
+    waiting = threading.Thread(target=watcher.next_event, kwargs={"timeout": 2})
+    waiting.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            watcher.next_event(timeout=1)
+            os._exit(1)
+        except RuntimeError as err:
+            os._exit(0 if "make a new one here" in str(err) else 2)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    waiting.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    brain["after"] = 1
+    assert watcher.next_event(timeout=10) == ("set", "default", "after")

@@ -165,7 +165,11 @@ class Watcher:
     """A stream of ``("set" | "deleted", namespace, name)`` events."""
 
     def next_event(self, timeout: float | None = None) -> tuple[str, str, str] | None:
-        """The next event, waiting at most ``timeout`` seconds; None on timeout."""
+        """The next event, waiting at most ``timeout`` seconds; None on timeout.
+
+        ``timeout=0`` polls: it returns an event already made, or None at once.
+        RuntimeError in a process forked after the watcher was made: make a
+        new one there."""
     def __iter__(self) -> Iterator[tuple[str, str, str]]: ...
     def __next__(self) -> tuple[str, str, str]: ...
 
