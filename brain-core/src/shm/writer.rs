@@ -799,8 +799,14 @@ fn link_unnamed(fd: &OwnedFd, path: &Path) -> rustix::io::Result<()> {
 }
 
 /// Renames `tmp` over `target` atomically. Returns the length of the file it
-/// replaced, which is left at `tmp` (swapped in by RENAME_EXCHANGE) so its
-/// size is known exactly; `None` when there was none.
+/// replaced, which is left at `tmp` (swapped in by RENAME_EXCHANGE); `None`
+/// when there was none.
+///
+/// Runs under the small-object table's writer lock (`change_file`), as does
+/// every publish and delete of an object file: the file measured before
+/// the exchange is the one exchanged. Measured after it, by the temporary
+/// name, the size would be lost when the namespace's directory is moved
+/// away in between (its removal), and the usage would keep it counted.
 fn seal(tmp: &Path, target: &Path) -> rustix::io::Result<Option<u64>> {
     loop {
         match rustix::fs::renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
@@ -814,13 +820,14 @@ fn seal(tmp: &Path, target: &Path) -> rustix::io::Result<Option<u64>> {
             }
             Err(err) => return Err(err),
         }
+        let old = match rustix::fs::stat(target) {
+            Ok(st) => st.st_size as u64,
+            // Gone since (its directory moved away): try the plain rename again.
+            Err(Errno::NOENT) => continue,
+            Err(err) => return Err(err),
+        };
         match rustix::fs::renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
-            Ok(()) => {
-                let old = rustix::fs::stat(tmp)
-                    .map(|st| st.st_size as u64)
-                    .unwrap_or(0);
-                return Ok(Some(old));
-            }
+            Ok(()) => return Ok(Some(old)),
             // Deleted between the two calls: try the plain rename again.
             Err(Errno::NOENT) => continue,
             Err(err) => return Err(err),
