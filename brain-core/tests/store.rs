@@ -957,3 +957,48 @@ fn replacing_while_the_namespace_is_removed_leaves_the_count_exact() -> TestResu
     assert_eq!((fsck.used_before, fsck.used_after), (0, 0));
     Ok(())
 }
+
+/// A name replaced by turns with a small value (an entry of the table) and
+/// a large one (a file) always exists: listings, `contains` and reads never
+/// miss it while it moves.
+#[test]
+fn a_name_moving_between_the_table_and_a_file_is_always_found() -> TestResult {
+    let (_dir, store) = store();
+    store.put("n", "toggle", &Payload::bytes(b"s"))?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let large = vec![1u8; 100_000];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.put("n", "toggle", &Payload::bytes(&large)).unwrap();
+                store.put("n", "toggle", &Payload::bytes(b"s")).unwrap();
+            }
+        })
+    };
+    let (mut rounds, mut misses) = (0, Vec::new());
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        rounds += 1;
+        if store.names("n")? != ["toggle"] {
+            misses.push("names");
+        }
+        if store.list("n")?.len() != 1 {
+            misses.push("list");
+        }
+        if !store.contains("n", "toggle")? {
+            misses.push("contains");
+        }
+        if store.metadata("n", "toggle")?.is_none() {
+            misses.push("metadata");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(
+        misses.is_empty(),
+        "missed in {} of {rounds} rounds: {misses:?}",
+        misses.len()
+    );
+    Ok(())
+}

@@ -463,10 +463,28 @@ impl Store {
         if let Some(read) = self.read_object(namespace, name, whole)? {
             return Ok(Some(Found::File(read)));
         }
-        match &table {
-            Some(table) => in_table(table),
-            None => Ok(None),
+        let Some(table) = &table else {
+            return Ok(None);
+        };
+        // Not found, though the name may only have been moving between an
+        // entry and a file (twice, between these looks): a move is a write
+        // of the table, so looks that saw no write in between are sure.
+        for _ in 0..CONSISTENT_READ_ATTEMPTS {
+            let before = table.version()?;
+            if let Some(found) = in_table(table)? {
+                return Ok(Some(found));
+            }
+            if let Some(read) = self.read_object(namespace, name, whole)? {
+                return Ok(Some(Found::File(read)));
+            }
+            if let Some(found) = in_table(table)? {
+                return Ok(Some(found));
+            }
+            if table.version()? == before {
+                break;
+            }
         }
+        Ok(None)
     }
 
     /// The metadata of `namespace`'s object files, read from their headers.
@@ -674,6 +692,11 @@ impl Store {
     }
 }
 
+/// How many times a listing reads the table and the files again when the
+/// table was written while it read them (see `names`); the last attempt is
+/// taken as it is.
+const CONSISTENT_READ_ATTEMPTS: u32 = 8;
+
 fn key_matches(key: ObjectKey, meta: &ObjectMeta) -> bool {
     ObjectKey::new(&meta.namespace, &meta.name) == key
 }
@@ -786,15 +809,29 @@ impl ObjectStore for Store {
             }
         }
         let path = self.object_path(namespace, ObjectKey::new(namespace, name));
-        match rustix::fs::stat(&path) {
+        let in_files = || match rustix::fs::stat(&path) {
             Ok(_) => Ok(true),
-            // A small set may have replaced the file since the table was asked.
-            Err(Errno::NOENT) => match &table {
-                Some(table) => table.contains(namespace, name),
-                None => Ok(false),
-            },
+            Err(Errno::NOENT) => Ok(false),
             Err(err) => Err(Error::io("stat", &path, os(err))),
+        };
+        if in_files()? {
+            return Ok(true);
         }
+        let Some(table) = &table else {
+            return Ok(false);
+        };
+        // A small set may have replaced the file since the table was asked,
+        // and the name may have moved back and forth: as in `read_any`.
+        for _ in 0..CONSISTENT_READ_ATTEMPTS {
+            let before = table.version()?;
+            if table.contains(namespace, name)? || in_files()? || table.contains(namespace, name)? {
+                return Ok(true);
+            }
+            if table.version()? == before {
+                break;
+            }
+        }
+        Ok(false)
     }
 
     fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
@@ -817,19 +854,31 @@ impl ObjectStore for Store {
 
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
         validate_namespace(namespace)?;
-        let mut out = self.file_metas(namespace)?;
-        // A name in the table and in a file (for a moment, or left by a
-        // writer that died) is the table's: the newer.
-        let small = match self.small_table()? {
-            Some(table) => table.list(namespace)?,
-            None => Vec::new(),
-        };
-        let in_table: std::collections::HashSet<&str> =
-            small.iter().map(|m| m.name.as_str()).collect();
-        out.retain(|meta| !in_table.contains(meta.name.as_str()));
-        out.extend(small);
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // As `names`: read again when the table was written meanwhile.
+            let before = match self.small_table()? {
+                Some(table) => Some(table.version()?),
+                None => None,
+            };
+            let mut out = self.file_metas(namespace)?;
+            // A name in the table and in a file (for a moment, or left by a
+            // writer that died) is the table's: the newer.
+            let (small, after) = match self.small_table()? {
+                Some(table) => (table.list(namespace)?, Some(table.version()?)),
+                None => (Vec::new(), None),
+            };
+            if before != after && attempts < CONSISTENT_READ_ATTEMPTS {
+                continue;
+            }
+            let in_table: std::collections::HashSet<&str> =
+                small.iter().map(|m| m.name.as_str()).collect();
+            out.retain(|meta| !in_table.contains(meta.name.as_str()));
+            out.extend(small);
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok(out);
+        }
     }
 
     fn damaged(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
@@ -852,19 +901,35 @@ impl ObjectStore for Store {
 
     fn names(&self, namespace: &str) -> Result<Vec<String>> {
         validate_namespace(namespace)?;
-        let mut names = match self.small_table()? {
-            Some(table) => table.names(namespace)?,
-            None => Vec::new(),
-        };
-        // Files hold their names in their headers only: each is read.
-        names.extend(
-            self.file_metas(namespace)?
+        let Some(table) = self.small_table()? else {
+            let mut names: Vec<String> = self
+                .file_metas(namespace)?
                 .into_iter()
-                .map(|meta| meta.name),
-        );
-        names.sort_unstable();
-        names.dedup();
-        Ok(names)
+                .map(|meta| meta.name)
+                .collect();
+            names.sort_unstable();
+            return Ok(names);
+        };
+        // The table and the files are read one after the other: a name that
+        // moved between an entry and a file meanwhile could be in neither
+        // read. Such a move is a write of the table, so reads that saw no
+        // write in between are whole; otherwise they are made again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (mut names, before) = table.names_as_of(namespace)?;
+            // Files hold their names in their headers only: each is read.
+            names.extend(
+                self.file_metas(namespace)?
+                    .into_iter()
+                    .map(|meta| meta.name),
+            );
+            if table.version()? == before || attempts >= CONSISTENT_READ_ATTEMPTS {
+                names.sort_unstable();
+                names.dedup();
+                return Ok(names);
+            }
+        }
     }
 
     fn namespaces(&self) -> Result<Vec<String>> {

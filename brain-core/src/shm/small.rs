@@ -723,6 +723,12 @@ impl SmallTable {
 
     /// The names of `namespace` in the table, sorted (by bytes, as `str` sorts).
     pub(crate) fn names(&self, namespace: &str) -> Result<Vec<String>> {
+        Ok(self.names_as_of(namespace)?.0)
+    }
+
+    /// [`SmallTable::names`], and the number of the table's last write
+    /// they reflect ([`SmallTable::version`]).
+    pub(crate) fn names_as_of(&self, namespace: &str) -> Result<(Vec<String>, u64)> {
         let prefix = namespace_hash(namespace).to_be_bytes();
         self.env()
             .read(|txn| {
@@ -733,9 +739,18 @@ impl SmallTable {
                     }
                     true
                 })?;
-                Ok(out)
+                Ok((out, txn.id()))
             })
             .map_err(|e| self.error("list", e))
+    }
+
+    /// The number of the table's last write. An object file's publish and
+    /// delete are writes of the table too (`change_file`), so a name moving
+    /// between an entry and a file changes it.
+    pub(crate) fn version(&self) -> Result<u64> {
+        self.env()
+            .read(|txn| Ok(txn.id()))
+            .map_err(|e| self.error("read", e))
     }
 
     /// The namespaces that have (or had) small objects.

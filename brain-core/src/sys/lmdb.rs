@@ -673,6 +673,14 @@ impl ReadTxn<'_> {
         self.env.dbs[db.0]
     }
 
+    /// The number of the last write committed when this transaction began:
+    /// two reads that see the same number see the same table.
+    pub(crate) fn id(&self) -> u64 {
+        // SAFETY: `txn` is a live transaction of this environment for as
+        // long as `self` (the struct's invariant); mdb_txn_id only reads it.
+        unsafe { ffi::mdb_txn_id(self.txn.as_ptr()) as u64 }
+    }
+
     /// The value of `key`, borrowed from the map for as long as the transaction.
     pub(crate) fn get(&self, db: Db, key: &[u8]) -> Result<Option<&[u8]>, LmdbError> {
         let mut k = val(key);
