@@ -1002,3 +1002,45 @@ fn a_name_moving_between_the_table_and_a_file_is_always_found() -> TestResult {
     );
     Ok(())
 }
+
+/// A watcher that falls further behind than the table keeps events for
+/// still learns of the small objects deleted meanwhile: it compares what it
+/// knew with the table, as an overflowed inotify queue is rescanned.
+#[test]
+fn a_watcher_far_behind_still_reports_what_was_deleted() -> TestResult {
+    let (_dir, store) = store();
+    store.put("w", "kept", &Payload::bytes(b"k"))?;
+    let mut watcher = store.namespace("w")?.watch()?;
+    for i in 0..5 {
+        store.put("w", &format!("a{i}"), &Payload::bytes(b"1"))?;
+    }
+    // Read: the watcher knows them.
+    let mut sets = 0;
+    while watcher
+        .next_event(Some(Duration::from_millis(300)))?
+        .is_some()
+    {
+        sets += 1;
+    }
+    assert_eq!(sets, 5);
+    for i in 0..5 {
+        store.delete("w", &format!("a{i}"))?;
+    }
+    store.delete("w", "kept")?;
+    // More events than the table keeps (65,536), none of them read yet.
+    for i in 0..66_000u32 {
+        store.put("w", "x", &Payload::bytes(&i.to_le_bytes()))?;
+    }
+    let mut deleted = std::collections::BTreeSet::new();
+    while let Some(event) = watcher.next_event(Some(Duration::from_millis(500)))? {
+        if let WatchEvent::Deleted { name, .. } = event {
+            deleted.insert(name);
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = (0..5)
+        .map(|i| format!("a{i}"))
+        .chain(["kept".to_owned()])
+        .collect();
+    assert_eq!(deleted, expected);
+    Ok(())
+}

@@ -9,7 +9,7 @@
 //! A directory that appears is scanned as well as watched, because files
 //! created in the moment between its creation and the watch are not reported.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -67,6 +67,11 @@ pub(crate) struct InotifyWatcher {
     registration: u64,
     /// The table's files were removed; its objects were reported deleted.
     table_gone: bool,
+    /// The small objects of the watched namespaces as this watcher knows
+    /// them (from a listing at its start, then from the events it read):
+    /// when it falls behind what the table keeps, the ones gone meanwhile
+    /// are found by comparing this with the table.
+    known_small: HashMap<String, HashSet<String>>,
 }
 
 impl Drop for InotifyWatcher {
@@ -124,9 +129,27 @@ impl InotifyWatcher {
             next_table_event,
             registration,
             table_gone: false,
+            known_small: HashMap::new(),
         };
+        watcher.known_small = watcher.small_now()?;
         watcher.add_namespace_dirs(false)?;
         Ok(watcher)
+    }
+
+    /// The small objects of the watched namespaces in the table now.
+    fn small_now(&self) -> Result<HashMap<String, HashSet<String>>> {
+        let namespaces = match &self.only {
+            Some(ns) => vec![ns.clone()],
+            None => self.table.namespaces()?,
+        };
+        let mut now = HashMap::new();
+        for namespace in namespaces {
+            let names: HashSet<String> = self.table.names(&namespace)?.into_iter().collect();
+            if !names.is_empty() {
+                now.insert(namespace, names);
+            }
+        }
+        Ok(now)
     }
 
     /// Watches the namespace directories there are (only this watcher's one).
@@ -195,6 +218,7 @@ impl InotifyWatcher {
         self.registration = registration;
         self.next_table_event = next;
         self.table_gone = false;
+        self.known_small = self.small_now()?;
         self.announce_table()
     }
 
@@ -208,6 +232,7 @@ impl InotifyWatcher {
         self.table_gone = true;
         let _ = self.inotify.watches().remove(self.table_wd.clone());
         self.report_table(false)?;
+        self.known_small.clear();
         self.follow_new_table()
     }
 
@@ -420,13 +445,37 @@ impl InotifyWatcher {
             let more = next > self.next_table_event && !events.is_empty();
             self.next_table_event = next;
             if lost {
-                // Fell behind what the table keeps: every small object there
-                // is now is reported as set (as an inotify overflow rescans).
+                // Fell behind what the table keeps: what went meanwhile (and
+                // is not an object file now either) is reported deleted, and
+                // every small object there is now as set (as an inotify
+                // overflow rescans).
+                let now = self.small_now()?;
+                for (namespace, names) in &self.known_small {
+                    for name in names {
+                        let still = now.get(namespace).is_some_and(|n| n.contains(name));
+                        if !still && !self.store.contains(namespace, name)? {
+                            self.pending.push_back(table_event(
+                                false,
+                                namespace.clone(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                }
+                self.known_small = now;
                 self.announce_table()?;
+                // The events read with the loss are older than the listing.
+                continue;
             }
             for event in events {
                 if self.only.as_ref().is_some_and(|ns| *ns != event.namespace) {
                     continue;
+                }
+                let names = self.known_small.entry(event.namespace.clone()).or_default();
+                if event.set {
+                    names.insert(event.name.clone());
+                } else {
+                    names.remove(&event.name);
                 }
                 self.pending
                     .push_back(table_event(event.set, event.namespace, event.name));
