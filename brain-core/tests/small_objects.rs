@@ -36,6 +36,24 @@ fn object_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Damages, with `damage` (given the file's bytes and where the payload
+/// starts), every copy of `payload` in the table's file under `dir`:
+/// copy-on-write leaves older copies of a page in free pages, and the live
+/// one is among them.
+fn damage_every_copy(dir: &Path, payload: &[u8], damage: impl Fn(&mut [u8], usize)) -> TestResult {
+    let data = dir.join("store/small/data.mdb");
+    let mut bytes = std::fs::read(&data)?;
+    let copies: Vec<usize> = (24..bytes.len() - payload.len())
+        .filter(|&at| bytes[at..].starts_with(payload))
+        .collect();
+    assert!(!copies.is_empty(), "the payload is in the table's file");
+    for at in copies {
+        damage(&mut bytes, at);
+    }
+    std::fs::write(&data, &bytes)?;
+    Ok(())
+}
+
 /// `fsck`'s recount finds the usage the store counts.
 fn assert_recount_changes_nothing(store: &Store) -> TestResult {
     let used = store.usage()?.used;
@@ -126,18 +144,7 @@ fn a_damaged_entry_is_reported_never_returned_by_a_verified_read() -> TestResult
     let pattern = b"a payload that is damaged on purpose";
     store.put("n", "hurt", &Payload::bytes(pattern))?;
     store.put("n", "fine", &Payload::bytes(b"whole"))?;
-    let data = dir.path().join("store/small/data.mdb");
-    let mut bytes = std::fs::read(&data)?;
-    // Copy-on-write leaves older copies of the page in free pages: damage
-    // every copy, the live one among them.
-    let copies: Vec<usize> = (0..bytes.len() - pattern.len())
-        .filter(|&at| bytes[at..].starts_with(pattern))
-        .collect();
-    assert!(!copies.is_empty(), "the payload is in the table's file");
-    for at in copies {
-        bytes[at + 3] ^= 0x20;
-    }
-    std::fs::write(&data, &bytes)?;
+    damage_every_copy(dir.path(), pattern, |bytes, at| bytes[at + 3] ^= 0x20)?;
     let err = store.get_verified("n", "hurt").unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(&*store.get_verified("n", "fine")?.unwrap(), b"whole");
@@ -354,18 +361,9 @@ fn an_entry_that_cannot_be_decoded_is_named_by_damaged() -> TestResult {
     store.put("n", "hurt", &Payload::bytes(pattern))?;
     store.put("n", "fine", &Payload::bytes(b"whole"))?;
     assert!(store.damaged("n")?.is_empty());
-    let data = dir.path().join("store/small/data.mdb");
-    let mut bytes = std::fs::read(&data)?;
     // The record's version is its first byte, 24 bytes (its fixed fields,
-    // no description) before the payload; every copy of the page is hit.
-    let copies: Vec<usize> = (24..bytes.len() - pattern.len())
-        .filter(|&at| bytes[at..].starts_with(pattern))
-        .collect();
-    assert!(!copies.is_empty(), "the payload is in the table's file");
-    for at in copies {
-        bytes[at - 24] = 0xEE;
-    }
-    std::fs::write(&data, &bytes)?;
+    // no description) before the payload.
+    damage_every_copy(dir.path(), pattern, |bytes, at| bytes[at - 24] = 0xEE)?;
     let listed: Vec<String> = store.list("n")?.into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["fine"]);
     let damaged = store.damaged("n")?;
