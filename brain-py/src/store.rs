@@ -71,9 +71,13 @@ fn shown_meta_dict<'py>(
 
 fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     timeout
+        // `float("inf")`, as `threading` takes it: no limit.
+        .filter(|t| *t != f64::INFINITY)
         .map(|t| {
             Duration::try_from_secs_f64(t).map_err(|_| {
-                PyValueError::new_err(format!("timeout must be a number of seconds >= 0, not {t}"))
+                PyValueError::new_err(format!(
+                    "timeout must be a number of seconds >= 0 (or None, or float('inf'), for no limit), not {t}"
+                ))
             })
         })
         .transpose()
@@ -738,7 +742,8 @@ impl PyStore {
         name: &str,
         timeout: f64,
     ) -> PyResult<Py<PyAny>> {
-        let timeout = seconds(Some(timeout))?.expect("given");
+        // No limit: a wait longer than anyone will wait.
+        let timeout = seconds(Some(timeout))?.unwrap_or(Duration::MAX);
         let store = &self.store;
         // Wait in slices so Ctrl-C is noticed.
         let started = std::time::Instant::now();

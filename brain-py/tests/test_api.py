@@ -357,3 +357,16 @@ def test_a_description_of_false_is_none_given(brain: Brain) -> None:
     assert brain.metadata("x")["description"] == "kept"
     with pytest.raises(TypeError, match="a description is a str or None"):
         brain.learn("x", 3, description=7)  # type: ignore[arg-type]
+
+
+def test_an_infinite_timeout_means_no_limit(brain: Brain) -> None:
+    """As threading takes it: float("inf") is no limit, not a bad value."""
+    brain["x"] = 1
+    assert brain.wait_for("x", timeout=float("inf")) == 1
+    with brain.lock("x", timeout=float("inf")) as lock:
+        assert lock.held
+    watcher = brain.watch()
+    brain["y"] = 2
+    assert watcher.next_event(timeout=float("inf")) == ("set", brain.namespace, "y")
+    with pytest.raises(ValueError, match="or None, or float"):
+        brain.wait_for("x", timeout=-1)
