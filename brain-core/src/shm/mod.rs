@@ -692,10 +692,13 @@ impl Store {
     }
 }
 
-/// How many times a listing reads the table and the files again when the
-/// table was written while it read them (see `names`); the last attempt is
-/// taken as it is.
+/// How many times a lookup of one name reads the table and its file again
+/// when the table was written while it looked (see `read_any`).
 const CONSISTENT_READ_ATTEMPTS: u32 = 8;
+
+/// How many times a listing reads the files (see `names`): a listing reads
+/// every file's header, and any write of the table makes it read again.
+const LISTING_ATTEMPTS: u32 = 2;
 
 fn key_matches(key: ObjectKey, meta: &ObjectMeta) -> bool {
     ObjectKey::new(&meta.namespace, &meta.name) == key
@@ -854,31 +857,32 @@ impl ObjectStore for Store {
 
     fn list(&self, namespace: &str) -> Result<Vec<ObjectMeta>> {
         validate_namespace(namespace)?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            // As `names`: read again when the table was written meanwhile.
-            let before = match self.small_table()? {
-                Some(table) => Some(table.version()?),
-                None => None,
-            };
-            let mut out = self.file_metas(namespace)?;
-            // A name in the table and in a file (for a moment, or left by a
-            // writer that died) is the table's: the newer.
-            let (small, after) = match self.small_table()? {
-                Some(table) => (table.list(namespace)?, Some(table.version()?)),
-                None => (Vec::new(), None),
-            };
-            if before != after && attempts < CONSISTENT_READ_ATTEMPTS {
-                continue;
+        let table = self.small_table()?;
+        let mut files: Vec<ObjectMeta> = Vec::new();
+        let mut small: Vec<ObjectMeta> = Vec::new();
+        // As `names`: read again when the table was written meanwhile,
+        // keeping what each read found.
+        for _ in 0..LISTING_ATTEMPTS {
+            let before = table.as_ref().map(|t| t.version()).transpose()?;
+            files.extend(self.file_metas(namespace)?);
+            let Some(table) = &table else { break };
+            small.extend(table.list(namespace)?);
+            if Some(table.version()?) == before {
+                break;
             }
-            let in_table: std::collections::HashSet<&str> =
-                small.iter().map(|m| m.name.as_str()).collect();
-            out.retain(|meta| !in_table.contains(meta.name.as_str()));
-            out.extend(small);
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            return Ok(out);
         }
+        // A name in the table and in a file (for a moment, or left by a
+        // writer that died) is the table's: the newer. A name that moved
+        // while it was listed is listed once, as one of the reads found it.
+        let mut by_name: std::collections::BTreeMap<String, ObjectMeta> =
+            std::collections::BTreeMap::new();
+        for meta in files {
+            by_name.insert(meta.name.clone(), meta);
+        }
+        for meta in small {
+            by_name.insert(meta.name.clone(), meta);
+        }
+        Ok(by_name.into_values().collect())
     }
 
     fn damaged(&self, namespace: &str) -> Result<Vec<DamagedObject>> {
@@ -913,23 +917,28 @@ impl ObjectStore for Store {
         // The table and the files are read one after the other: a name that
         // moved between an entry and a file meanwhile could be in neither
         // read. Such a move is a write of the table, so reads that saw no
-        // write in between are whole; otherwise they are made again.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (mut names, before) = table.names_as_of(namespace)?;
+        // write in between are whole; otherwise they are made again (a few
+        // times at most: any write of the table counts), and what each read
+        // found is kept, so a name moving while it is listed is listed.
+        let mut names = Vec::new();
+        for _ in 0..LISTING_ATTEMPTS {
+            let (entries, before) = table.names_as_of(namespace)?;
+            names.extend(entries);
             // Files hold their names in their headers only: each is read.
             names.extend(
                 self.file_metas(namespace)?
                     .into_iter()
                     .map(|meta| meta.name),
             );
-            if table.version()? == before || attempts >= CONSISTENT_READ_ATTEMPTS {
-                names.sort_unstable();
-                names.dedup();
-                return Ok(names);
+            let (entries, after) = table.names_as_of(namespace)?;
+            names.extend(entries);
+            if after == before {
+                break;
             }
         }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
     }
 
     fn namespaces(&self) -> Result<Vec<String>> {
