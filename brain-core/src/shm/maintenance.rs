@@ -213,19 +213,29 @@ impl Store {
     /// ones wait for the recount, which only lists files).
     pub(crate) fn check_objects(&self, delete_corrupt: bool) -> Result<FsckReport> {
         let mut report = FsckReport::default();
+        let table = self.small_table_for_writing()?;
         for entry in read_dir(&self.inner.ns_root)? {
             let dir = entry.path();
             if tmp_owner(&entry.file_name()).is_some() || !dir.is_dir() {
                 continue;
             }
             for (key, path) in object_files(&dir)? {
+                let checked_file = file_identity(&path);
                 match check_object(&path, key) {
                     Ok(checked) => report.objects += u64::from(checked),
                     Err(err) => {
-                        // Deleted under the lock, so a recount cannot see it half gone.
+                        // Deleted under the accounting lock, so a recount
+                        // cannot see it half gone, and under the table's
+                        // writer lock, which every publish of a file holds:
+                        // only if it is still the file found corrupt, not a
+                        // good object a writer put at the name since.
                         let deleted = delete_corrupt && {
                             let _entered = self.inner.control.enter()?;
-                            std::fs::remove_file(&path).is_ok()
+                            table.with_writer_lock(|| {
+                                checked_file.is_some()
+                                    && file_identity(&path) == checked_file
+                                    && std::fs::remove_file(&path).is_ok()
+                            })?
                         };
                         report.deleted += u64::from(deleted);
                         report.corrupt.push(CorruptObject {
@@ -236,7 +246,6 @@ impl Store {
                 }
             }
         }
-        let table = self.small_table_for_writing()?;
         for entry in table.check_all()? {
             let (namespace, name) = (entry.namespace, entry.name);
             let Some(reason) = entry.problem else {
@@ -338,4 +347,12 @@ fn remove_tree(path: &Path, report: &mut GcReport) -> io::Result<()> {
         report.bytes_freed += entry.metadata().map_or(0, |m| m.len());
     }
     std::fs::remove_dir_all(path)
+}
+
+/// The device and inode of the file at `path`, without following a link.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }

@@ -525,6 +525,24 @@ impl SmallTable {
         }
     }
 
+    /// Runs `f` under the table's writer lock (in a write transaction that
+    /// writes nothing), which every publish and delete of an object file
+    /// holds: a file at a name stays the same while `f` runs.
+    pub(crate) fn with_writer_lock<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.env()
+            .write(|_txn| {
+                // Once: a retry of the transaction must not run it again.
+                if let Some(f) = f.take() {
+                    out = Some(f());
+                }
+                Ok(())
+            })
+            .map_err(|e| self.error("lock", e))?;
+        Ok(out.expect("the transaction ran"))
+    }
+
     /// Runs `change` (a rename that puts a file at the name, or takes it
     /// away) inside a write transaction that also removes the name's entry,
     /// so no set of a small object interleaves with it: every change of a
