@@ -762,6 +762,46 @@ impl SmallTable {
             .map_err(|e| self.error("list", e))
     }
 
+    /// The names of the small objects of `only` (every namespace when
+    /// `None`), by namespace, and the number of the next event the table
+    /// records, read in one transaction: what a watcher that fell behind
+    /// knows now, and where its events go on from.
+    pub(crate) fn names_and_next_event(
+        &self,
+        only: Option<&str>,
+    ) -> Result<(HashMap<String, std::collections::HashSet<String>>, u64)> {
+        self.env()
+            .read(|txn| {
+                let mut namespaces = Vec::new();
+                match only {
+                    Some(ns) => namespaces.push(ns.to_owned()),
+                    None => txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
+                        if let Ok(name) = std::str::from_utf8(value) {
+                            namespaces.push(name.to_owned());
+                        }
+                        true
+                    })?,
+                }
+                let mut out = HashMap::new();
+                for namespace in namespaces {
+                    let prefix = namespace_hash(&namespace).to_be_bytes();
+                    let mut names = std::collections::HashSet::new();
+                    txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
+                        if let Ok(name) = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default())
+                        {
+                            names.insert(name.to_owned());
+                        }
+                        true
+                    })?;
+                    if !names.is_empty() {
+                        out.insert(namespace, names);
+                    }
+                }
+                Ok((out, next_event_of(txn)?))
+            })
+            .map_err(|e| self.error("list", e))
+    }
+
     /// The number of the table's last write. An object file's publish and
     /// delete are writes of the table too (`change_file`), so a name moving
     /// between an entry and a file changes it.

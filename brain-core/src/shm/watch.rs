@@ -448,8 +448,9 @@ impl InotifyWatcher {
                 // Fell behind what the table keeps: what went meanwhile (and
                 // is not an object file now either) is reported deleted, and
                 // every small object there is now as set (as an inotify
-                // overflow rescans).
-                let now = self.small_now()?;
+                // overflow rescans), from one listing; the events read go on
+                // from where that listing was made.
+                let (now, next) = self.table.names_and_next_event(self.only.as_deref())?;
                 for (namespace, names) in &self.known_small {
                     for name in names {
                         let still = now.get(namespace).is_some_and(|n| n.contains(name));
@@ -462,9 +463,14 @@ impl InotifyWatcher {
                         }
                     }
                 }
+                for (namespace, names) in &now {
+                    for name in names {
+                        self.pending
+                            .push_back(table_event(true, namespace.clone(), name.clone()));
+                    }
+                }
                 self.known_small = now;
-                self.announce_table()?;
-                // The events read with the loss are older than the listing.
+                self.next_table_event = next;
                 continue;
             }
             for event in events {
