@@ -660,12 +660,17 @@ class Brain(MutableMapping[str, Any]):
         """The cross-process lock on ``name``, as a context manager.
 
         Released on exit, and by the kernel if the holding process dies.
+        Not re-entrant: while a thread holds it, ``update`` and the frame
+        changes of that thread take no second lock.
 
         Raises:
             BrainLockTimeoutError: when another process holds it past ``timeout``.
+            RuntimeError: this thread holds it already and ``timeout`` is None
+                (the wait would never end).
         """
-        if _frames.holds_lock(self.store, self.namespace, _check_name(name)):
-            # flock is per open file: a second take would wait for this one.
+        if timeout is None and _frames.holds_lock(self.store, self.namespace, _check_name(name)):
+            # flock is per open file: a second take would wait for this one
+            # forever (with a timeout, it times out as any other wait).
             raise RuntimeError(
                 f"this thread holds the lock on {_shown(name)} already, and locks are not re-entrant: "
                 "change the value while holding it (brain[name] = ..., update() and the frame changes "
