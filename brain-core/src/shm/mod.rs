@@ -920,21 +920,21 @@ impl ObjectStore for Store {
         // write in between are whole; otherwise they are made again (a few
         // times at most: any write of the table counts), and what each read
         // found is kept, so a name moving while it is listed is listed.
-        let mut names = Vec::new();
+        let (mut names, mut seen) = table.names_as_of(namespace)?;
         for _ in 0..LISTING_ATTEMPTS {
-            let (entries, before) = table.names_as_of(namespace)?;
-            names.extend(entries);
             // Files hold their names in their headers only: each is read.
             names.extend(
                 self.file_metas(namespace)?
                     .into_iter()
                     .map(|meta| meta.name),
             );
-            let (entries, after) = table.names_as_of(namespace)?;
-            names.extend(entries);
-            if after == before {
+            if table.version()? == seen {
                 break;
             }
+            // A name moved into the table meanwhile is there now.
+            let (entries, now) = table.names_as_of(namespace)?;
+            names.extend(entries);
+            seen = now;
         }
         names.sort_unstable();
         names.dedup();
