@@ -370,3 +370,18 @@ def test_an_infinite_timeout_means_no_limit(brain: Brain) -> None:
     assert watcher.next_event(timeout=float("inf")) == ("set", brain.namespace, "y")
     with pytest.raises(ValueError, match="or None, or float"):
         brain.wait_for("x", timeout=-1)
+
+
+def test_names_brain_keeps_for_frame_parts_are_refused(brain: Brain) -> None:
+    """A name with the prefix of frame parts would be hidden from names() and
+    removed by gc: it is refused, not stored."""
+    from brain.exceptions import BrainReservedNameError
+
+    name = "\0brain-part\0mine"
+    with pytest.raises(BrainReservedNameError, match="keeps for the parts of frames") as info:
+        brain[name] = 1
+    assert isinstance(info.value, ValueError)
+    assert name not in brain
+    assert brain.names() == []
+    brain["\0brain-partial"] = 2  # only the whole prefix is brain's
+    assert brain.names() == ["\0brain-partial"]

@@ -19,6 +19,7 @@ from .exceptions import (
     BrainNamespaceRemoveDefaultError,
     BrainNameNotExistError,
     BrainNameTypeError,
+    BrainReservedNameError,
 )
 
 _MISSING = object()
@@ -57,9 +58,20 @@ def _capacity_bytes(value: object, call: str) -> int | None:
     return value
 
 
+# Names brain keeps for the parts of frames changed in place (brain-core's
+# frames::PART_PREFIX): hidden from listings, and removed by `gc` when no frame
+# references them.
+_PART_PREFIX = "\0brain-part\0"
+
+
 def _check_name(name: Any) -> str:
     if type(name) is not str:
         raise BrainNameTypeError(f"type of name {reprlib.repr(name)} must be str, not {type(name).__name__}")
+    if name.startswith(_PART_PREFIX):
+        raise BrainReservedNameError(
+            f"name {reprlib.repr(name)} starts with {_PART_PREFIX!r}, which brain keeps for the parts of "
+            "frames changed in place; choose another name"
+        )
     return name
 
 
@@ -317,7 +329,7 @@ class Brain(MutableMapping[str, Any]):
     __hash__ = object.__hash__
 
     def __contains__(self, name: object) -> bool:
-        return type(name) is str and self.exists(name)
+        return type(name) is str and not name.startswith(_PART_PREFIX) and self.exists(name)
 
     def __len__(self) -> int:
         return len(self.names())

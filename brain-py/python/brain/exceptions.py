@@ -20,6 +20,7 @@ __all__ = [
     "BrainNameNotExistError",
     "BrainNameTypeError",
     "BrainNameLengthError",
+    "BrainReservedNameError",
     "BrainDescriptionError",
     "BrainNamespaceNameError",
     "BrainNamespaceNotExistError",
@@ -69,6 +70,11 @@ class BrainNameTypeError(BrainError, TypeError):
 
 class BrainNameLengthError(BrainError, ValueError):
     """A name is empty or longer than the maximum (64 KiB of UTF-8)."""
+
+
+class BrainReservedNameError(BrainError, ValueError):
+    """A name starts with ``"\\0brain-part\\0"``, which brain keeps for the parts
+    of frames changed in place (hidden from ``names()``, removed by ``gc``)."""
 
 
 class BrainDescriptionError(BrainError, ValueError):
