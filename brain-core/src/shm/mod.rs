@@ -466,25 +466,15 @@ impl Store {
         let Some(table) = &table else {
             return Ok(None);
         };
-        // Not found, though the name may only have been moving between an
-        // entry and a file (twice, between these looks): a move is a write
-        // of the table, so looks that saw no write in between are sure.
-        for _ in 0..CONSISTENT_READ_ATTEMPTS {
-            let before = table.version()?;
+        look_while_moving(table, || {
             if let Some(found) = in_table(table)? {
                 return Ok(Some(found));
             }
             if let Some(read) = self.read_object(namespace, name, whole)? {
                 return Ok(Some(Found::File(read)));
             }
-            if let Some(found) = in_table(table)? {
-                return Ok(Some(found));
-            }
-            if table.version()? == before {
-                break;
-            }
-        }
-        Ok(None)
+            in_table(table)
+        })
     }
 
     /// The metadata of `namespace`'s object files, read from their headers.
@@ -693,8 +683,30 @@ impl Store {
 }
 
 /// How many times a lookup of one name reads the table and its file again
-/// when the table was written while it looked (see `read_any`).
+/// when the table was written while it looked (see `look_while_moving`).
 const CONSISTENT_READ_ATTEMPTS: u32 = 8;
+
+/// Runs `look` (for one name, in the table and in the files) until it finds
+/// something, or the table was not written while it looked, at most
+/// [`CONSISTENT_READ_ATTEMPTS`] times. A name moving between an entry and a
+/// file (twice, between the looks of one run) may be in neither place when
+/// looked at; a move is a write of the table, so a look that saw no write
+/// is sure.
+fn look_while_moving<T>(
+    table: &SmallTable,
+    mut look: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        let before = table.version()?;
+        if let Some(found) = look()? {
+            return Ok(Some(found));
+        }
+        if table.version()? == before {
+            break;
+        }
+    }
+    Ok(None)
+}
 
 /// How many times a listing reads the files (see `names`): a listing reads
 /// every file's header, and any write of the table makes it read again.
@@ -823,18 +835,14 @@ impl ObjectStore for Store {
         let Some(table) = &table else {
             return Ok(false);
         };
-        // A small set may have replaced the file since the table was asked,
-        // and the name may have moved back and forth: as in `read_any`.
-        for _ in 0..CONSISTENT_READ_ATTEMPTS {
-            let before = table.version()?;
-            if table.contains(namespace, name)? || in_files()? || table.contains(namespace, name)? {
-                return Ok(true);
-            }
-            if table.version()? == before {
-                break;
-            }
-        }
-        Ok(false)
+        // A small set may have replaced the file since the table was asked.
+        let found = look_while_moving(table, || {
+            let there = table.contains(namespace, name)?
+                || in_files()?
+                || table.contains(namespace, name)?;
+            Ok(there.then_some(()))
+        })?;
+        Ok(found.is_some())
     }
 
     fn delete(&self, namespace: &str, name: &str) -> Result<bool> {
