@@ -747,18 +747,8 @@ impl SmallTable {
     /// [`SmallTable::names`], and the number of the table's last write
     /// they reflect ([`SmallTable::version`]).
     pub(crate) fn names_as_of(&self, namespace: &str) -> Result<(Vec<String>, u64)> {
-        let prefix = namespace_hash(namespace).to_be_bytes();
         self.env()
-            .read(|txn| {
-                let mut out = Vec::new();
-                txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
-                    if let Ok(name) = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()) {
-                        out.push(name.to_owned());
-                    }
-                    true
-                })?;
-                Ok((out, txn.id()))
-            })
+            .read(|txn| Ok((names_in(txn, namespace)?, txn.id())))
             .map_err(|e| self.error("list", e))
     }
 
@@ -772,29 +762,15 @@ impl SmallTable {
     ) -> Result<(HashMap<String, std::collections::HashSet<String>>, u64)> {
         self.env()
             .read(|txn| {
-                let mut namespaces = Vec::new();
-                match only {
-                    Some(ns) => namespaces.push(ns.to_owned()),
-                    None => txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
-                        if let Ok(name) = std::str::from_utf8(value) {
-                            namespaces.push(name.to_owned());
-                        }
-                        true
-                    })?,
-                }
+                let namespaces = match only {
+                    Some(ns) => vec![ns.to_owned()],
+                    None => namespaces_in(txn)?,
+                };
                 let mut out = HashMap::new();
                 for namespace in namespaces {
-                    let prefix = namespace_hash(&namespace).to_be_bytes();
-                    let mut names = std::collections::HashSet::new();
-                    txn.for_each_prefixed(OBJECTS, &prefix, |key, _| {
-                        if let Ok(name) = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default())
-                        {
-                            names.insert(name.to_owned());
-                        }
-                        true
-                    })?;
+                    let names = names_in(txn, &namespace)?;
                     if !names.is_empty() {
-                        out.insert(namespace, names);
+                        out.insert(namespace, names.into_iter().collect());
                     }
                 }
                 Ok((out, next_event_of(txn)?))
@@ -814,16 +790,7 @@ impl SmallTable {
     /// The namespaces that have (or had) small objects.
     pub(crate) fn namespaces(&self) -> Result<Vec<String>> {
         self.env()
-            .read(|txn| {
-                let mut out = Vec::new();
-                txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
-                    if let Ok(name) = std::str::from_utf8(value) {
-                        out.push(name.to_owned());
-                    }
-                    true
-                })?;
-                Ok(out)
-            })
+            .read(namespaces_in)
             .map_err(|e| self.error("list", e))
     }
 
@@ -1042,6 +1009,34 @@ fn watcher_key(registration: u64) -> Vec<u8> {
     key.extend_from_slice(&u64::from(crate::sys::names::pid_namespace()).to_be_bytes());
     key.extend_from_slice(&registration.to_be_bytes());
     key
+}
+
+/// The names of `namespace`'s entries, as `txn` sees them.
+fn names_in(txn: &ReadTxn<'_>, namespace: &str) -> std::result::Result<Vec<String>, LmdbError> {
+    let mut out = Vec::new();
+    txn.for_each_prefixed(
+        OBJECTS,
+        &namespace_hash(namespace).to_be_bytes(),
+        |key, _| {
+            if let Ok(name) = std::str::from_utf8(key.get(PREFIX..).unwrap_or_default()) {
+                out.push(name.to_owned());
+            }
+            true
+        },
+    )?;
+    Ok(out)
+}
+
+/// The namespaces that have (or had) entries, as `txn` sees them.
+fn namespaces_in(txn: &ReadTxn<'_>) -> std::result::Result<Vec<String>, LmdbError> {
+    let mut out = Vec::new();
+    txn.for_each_prefixed(NAMESPACES, &[], |_, value| {
+        if let Ok(name) = std::str::from_utf8(value) {
+            out.push(name.to_owned());
+        }
+        true
+    })?;
+    Ok(out)
 }
 
 fn next_event_of(txn: &ReadTxn<'_>) -> std::result::Result<u64, LmdbError> {

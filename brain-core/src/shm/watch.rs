@@ -59,12 +59,11 @@ pub(crate) struct InotifyWatcher {
     dirs: HashMap<WatchDescriptor, WatchedDir>,
     pending: VecDeque<WatchEvent>,
     buffer: Vec<u8>,
-    /// The small-object table, the watch on its signal file, the number of
-    /// the next event to read from it, and this watcher's registration.
-    table: Arc<SmallTable>,
+    /// The small-object table with this watcher's registration, the watch
+    /// on its signal file, and the number of the next event to read from it.
+    registered: Registered,
     table_wd: WatchDescriptor,
     next_table_event: u64,
-    registration: u64,
     /// The table's files were removed; its objects were reported deleted.
     table_gone: bool,
     /// The small objects of the watched namespaces as this watcher knows
@@ -72,12 +71,6 @@ pub(crate) struct InotifyWatcher {
     /// when it falls behind what the table keeps, the ones gone meanwhile
     /// are found by comparing this with the table.
     known_small: HashMap<String, HashSet<String>>,
-}
-
-impl Drop for InotifyWatcher {
-    fn drop(&mut self) {
-        let _ = self.table.remove_watcher(self.registration);
-    }
 }
 
 impl std::fmt::Debug for InotifyWatcher {
@@ -124,10 +117,12 @@ impl InotifyWatcher {
             dirs: HashMap::new(),
             pending: VecDeque::new(),
             buffer: vec![0; 64 * 1024],
-            table,
+            registered: Registered {
+                table,
+                registration,
+            },
             table_wd,
             next_table_event,
-            registration,
             table_gone: false,
             known_small: HashMap::new(),
         };
@@ -138,18 +133,11 @@ impl InotifyWatcher {
 
     /// The small objects of the watched namespaces in the table now.
     fn small_now(&self) -> Result<HashMap<String, HashSet<String>>> {
-        let namespaces = match &self.only {
-            Some(ns) => vec![ns.clone()],
-            None => self.table.namespaces()?,
-        };
-        let mut now = HashMap::new();
-        for namespace in namespaces {
-            let names: HashSet<String> = self.table.names(&namespace)?.into_iter().collect();
-            if !names.is_empty() {
-                now.insert(namespace, names);
-            }
-        }
-        Ok(now)
+        Ok(self
+            .registered
+            .table
+            .names_and_next_event(self.only.as_deref())?
+            .0)
     }
 
     /// Watches the namespace directories there are (only this watcher's one).
@@ -208,14 +196,16 @@ impl InotifyWatcher {
         let Some(table) = self.store.small_table()? else {
             return Ok(());
         };
-        if Arc::ptr_eq(&table, &self.table) {
+        if Arc::ptr_eq(&table, &self.registered.table) {
             return Ok(());
         }
-        let _ = self.table.remove_watcher(self.registration);
         let (table_wd, registration, next) = watch_table(&self.inotify, &table)?;
         self.table_wd = table_wd;
-        self.table = table;
-        self.registration = registration;
+        // The registration with the old table goes with it.
+        self.registered = Registered {
+            table,
+            registration,
+        };
         self.next_table_event = next;
         self.table_gone = false;
         self.known_small = self.small_now()?;
@@ -246,10 +236,10 @@ impl InotifyWatcher {
     fn report_table(&mut self, set: bool) -> Result<()> {
         let namespaces = match &self.only {
             Some(ns) => vec![ns.clone()],
-            None => self.table.namespaces()?,
+            None => self.registered.table.namespaces()?,
         };
         for namespace in namespaces {
-            for name in self.table.names(&namespace)? {
+            for name in self.registered.table.names(&namespace)? {
                 self.pending
                     .push_back(table_event(set, namespace.clone(), name));
             }
@@ -378,7 +368,7 @@ impl InotifyWatcher {
                     let namespace = dir.namespace.clone();
                     // A file that gave way to a small object of its name:
                     // the table told of that set.
-                    if announce && !self.table.contains(&namespace, &name)? {
+                    if announce && !self.registered.table.contains(&namespace, &name)? {
                         self.pending
                             .push_back(WatchEvent::Deleted { namespace, name });
                     }
@@ -441,7 +431,10 @@ impl InotifyWatcher {
     /// Takes the table's events since the last read.
     fn read_table_events(&mut self) -> Result<()> {
         loop {
-            let (events, next, lost) = self.table.events_from(self.next_table_event, 4096)?;
+            let (events, next, lost) = self
+                .registered
+                .table
+                .events_from(self.next_table_event, 4096)?;
             let more = next > self.next_table_event && !events.is_empty();
             self.next_table_event = next;
             if lost {
@@ -450,7 +443,10 @@ impl InotifyWatcher {
                 // every small object there is now as set (as an inotify
                 // overflow rescans), from one listing; the events read go on
                 // from where that listing was made.
-                let (now, next) = self.table.names_and_next_event(self.only.as_deref())?;
+                let (now, next) = self
+                    .registered
+                    .table
+                    .names_and_next_event(self.only.as_deref())?;
                 for (namespace, names) in &self.known_small {
                     for name in names {
                         let still = now.get(namespace).is_some_and(|n| n.contains(name));
@@ -493,7 +489,8 @@ impl InotifyWatcher {
     }
 
     fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<String>) -> Result<()> {
-        if wd == self.table_wd && (self.table_gone || !self.table.signal_path().exists()) {
+        if wd == self.table_wd && (self.table_gone || !self.registered.table.signal_path().exists())
+        {
             // The store was removed: its small objects went with it.
             return self.table_removed();
         }
@@ -593,7 +590,7 @@ fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> Result<bool> {
     }
 }
 
-/// A registration with the table, removed when dropped.
+/// A registration with the table (a watcher, or a wait), removed when dropped.
 struct Registered {
     table: Arc<SmallTable>,
     registration: u64,
