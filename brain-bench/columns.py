@@ -11,7 +11,11 @@ round, medians:
 - two columns as pandas: ``brain.get(name, columns=[a, b])`` against
   ``pd.read_parquet(path, columns=[a, b])`` (the target: at least 100x
   faster) and against ``brain[name]``, the whole frame as pandas;
-- the same two columns as a pyarrow Table, against the whole table.
+- the same two columns as a pyarrow Table, against the whole table;
+- pandas' own floor: a shallow copy (``frame.copy(deep=False)``) of a
+  two-column frame already built over the same values, the least any
+  reader hands back as a new pandas frame. Parquet's time over it is the
+  most any reader could reach in the run.
 
 Reads repeat in one process (the mapping is cached, as for a Dash worker).
 Run on a release build (``make setup-release``).
@@ -73,6 +77,7 @@ def run(label: str, frame: pd.DataFrame, picked: list[str], root: Path, rounds: 
         store["frame"] = frame
         parquet = root / f"{label}.parquet"
         frame.to_parquet(parquet)
+        built = store.get("frame", columns=picked)
         medians = measure(
             {
                 "brain, 2 columns as pandas": lambda: store.get("frame", columns=picked),
@@ -80,6 +85,7 @@ def run(label: str, frame: pd.DataFrame, picked: list[str], root: Path, rounds: 
                 "brain, whole frame as pandas": lambda: store["frame"],
                 "brain, 2 columns as pyarrow": lambda: store.get("frame", columns=picked, as_arrow=True),
                 "brain, whole frame as pyarrow": lambda: store.get("frame", as_arrow=True),
+                "pandas alone, a shallow copy of the 2 columns built": lambda: built.copy(deep=False),
             },
             rounds,
         )
@@ -92,7 +98,10 @@ def run(label: str, frame: pd.DataFrame, picked: list[str], root: Path, rounds: 
     for name, seconds in medians.items():
         print(f"| {name} | {show(seconds)} | {seconds / two:,.1f} |")
     arrow_two, arrow_all = medians["brain, 2 columns as pyarrow"], medians["brain, whole frame as pyarrow"]
-    print(f"\nParquet / brain: {medians['Parquet, 2 columns as pandas'] / two:,.0f}x (target: at least 100x)")
+    parquet_time = medians["Parquet, 2 columns as pandas"]
+    floor = medians["pandas alone, a shallow copy of the 2 columns built"]
+    print(f"\nParquet / brain: {parquet_time / two:,.0f}x (target: at least 100x)")
+    print(f"Parquet / pandas alone: {parquet_time / floor:,.0f}x (the most any reader of pandas could reach here)")
     print(f"whole frame / 2 columns, pandas: {medians['brain, whole frame as pandas'] / two:,.1f}x")
     print(f"whole table / 2 columns, pyarrow: {arrow_all / arrow_two:,.1f}x")
 
