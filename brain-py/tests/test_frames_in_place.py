@@ -64,6 +64,11 @@ def test_assign_drop_append_and_compact_give_the_frame_pandas_would(brain: Brain
 
     assert brain.compact("sales")
     pd.testing.assert_frame_equal(brain["sales"], expected)
+    # One piece already: compacting again writes nothing.
+    written = brain.store.metadata(brain.namespace, "sales")
+    assert written is not None
+    assert not brain.compact("sales")
+    assert brain.store.metadata(brain.namespace, "sales") == written
     # The value read before any change is untouched.
     pd.testing.assert_frame_equal(held, frame)
     assert brain.names() == ["sales"]

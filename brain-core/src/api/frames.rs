@@ -1190,8 +1190,9 @@ fn pandas_index_fields(schema: &Schema) -> BTreeSet<String> {
 /// Rewrites frame `name` as one part, each column one array, and
 /// publishes it as the name's new version: a frame appended to many times
 /// reads as few, long arrays again. It copies every column once. A frame
-/// stored whole is left as it is (`Ok(None)`). The caller holds the name's
-/// lock.
+/// stored whole (not in parts, or in one part of one batch, as a frame
+/// compacted before) is left as it is (`Ok(None)`). The caller holds the
+/// name's lock.
 ///
 /// # Errors
 /// As [`change_frame`].
@@ -1209,6 +1210,9 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
         return Ok(None);
     };
     let (schema, batches) = frame.decode_columns::<Error>(|_| Ok(None))?;
+    if frame.manifest.whole && batches.len() <= 1 {
+        return Ok(None);
+    }
     // Each append's dictionaries (categories) become one, as a reader of
     // the appended batches sees them.
     let (schema, batches) = crate::format::dictionary::unify_dictionaries(&schema, &batches)
