@@ -305,7 +305,8 @@ class Store:
     def expect_version(self, namespace: str, name: str, version: str | None = None) -> VersionGuard:
         """This thread's writes of the name publish only while it holds ``version`` (None: while absent)."""
     def gc(self) -> GcReport:
-        """Raises BrainUnsupportedOperationError for a store with nothing to collect (memory://)."""
+        """Removes what dead writers left and frame parts no version references; a store that keeps
+        nothing a dead writer could leave (memory://) has only the parts to collect (the other figures are 0)."""
     def fsck(self, delete_corrupt: bool = False) -> FsckReport:
         """Raises BrainUnsupportedOperationError for a store that cannot be damaged (memory://)."""
     def clear_cache(self) -> None: ...
