@@ -288,6 +288,13 @@ impl MockStore {
         } else {
             (used, self.state().capacity.unwrap_or(u64::MAX))
         };
+        // The object replaced stays counted until the new one is in.
+        let replacing = self
+            .state()
+            .namespaces
+            .get(namespace)
+            .and_then(|objects| objects.get(name))
+            .map_or(0, |entry| entry.meta.stored_size);
         Error::StoreFull {
             namespace: namespace.into(),
             name: name.into(),
@@ -296,7 +303,7 @@ impl MockStore {
             capacity,
             location: self.location(),
             filesystem_full: fs,
-            replacing: 0,
+            replacing,
             held: 0,
             holders: String::new(),
         }

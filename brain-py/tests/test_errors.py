@@ -140,7 +140,6 @@ def test_a_full_store_refuses_and_keeps_the_previous_value(store_url: str) -> No
     assert brain["small"].sum() == 1000
 
 
-@pytest.mark.shm_only("the memory store keeps no second copy during a replace")
 def test_a_full_store_says_a_replace_needs_room_for_both_copies(store_url: str) -> None:
     brain = Brain(url=store_url, capacity=3_000_000)
     brain["x"] = np.ones(200_000)  # 1.6 MB

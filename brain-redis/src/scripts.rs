@@ -24,7 +24,8 @@ use redis::Script;
 /// costs the server a conversion, and a small write is mostly arguments.
 ///
 /// Returns `{OK, seq, old stored size, old version}`, `{LOCKED}`,
-/// `{CONFLICT, current}`, `{MISSING, i}`, `{FULL, used, capacity}`, or
+/// `{CONFLICT, current}`, `{MISSING, i}`, `{FULL, used, capacity, stored
+/// size of the object replaced}`, or
 /// `{DESCRIBED, old description}` when a description to keep was found
 /// (nothing is written: the writer sends it again with that description).
 const PUBLISH: &str = r#"
@@ -49,7 +50,7 @@ if single and reserve > 0 then
   local cap = redis.call('HGET', KEYS[4], 'capacity')
   if cap then
     local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-    if used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap)} end
+    if used + reserve > tonumber(cap) then return {'FULL', used, tonumber(cap), tonumber(cur[3] or '0')} end
   end
 end
 for i = 0, n - 1 do redis.call('PERSIST', prefix .. ARGV[3] .. ':' .. i) end

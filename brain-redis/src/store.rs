@@ -180,6 +180,8 @@ enum Published {
     Full {
         used: u64,
         capacity: u64,
+        /// The stored size of the object the write replaces (0 for a new name).
+        replacing: u64,
     },
     /// The old object's description, to be kept: nothing was written.
     Described(String),
@@ -391,6 +393,13 @@ impl RedisStore {
                 .invoke(c.like())
         })?;
         if reply.first().map(int) == Some(0) {
+            // The object replaced stays counted until the new one is in: its
+            // size tells the user why (a look that fails only loses the hint).
+            let replacing = self
+                .read_meta(namespace, name)
+                .ok()
+                .flatten()
+                .map_or(0, |pointer| pointer.meta.stored_size);
             return Err(Error::StoreFull {
                 namespace: namespace.into(),
                 name: name.into(),
@@ -399,7 +408,7 @@ impl RedisStore {
                 capacity: reply.get(2).map_or(0, int),
                 location: self.location(),
                 filesystem_full: false,
-                replacing: 0,
+                replacing,
                 held: 0,
                 holders: String::new(),
             });
@@ -492,6 +501,7 @@ impl RedisStore {
             "FULL" => Published::Full {
                 used: reply.get(1).map_or(0, int),
                 capacity: reply.get(2).map_or(0, int),
+                replacing: reply.get(3).map_or(0, int),
             },
             other => {
                 return Err(Error::io(
@@ -585,7 +595,11 @@ impl RedisStore {
             other => {
                 self.release(held);
                 Err(match other {
-                    Published::Full { used, capacity } => Error::StoreFull {
+                    Published::Full {
+                        used,
+                        capacity,
+                        replacing,
+                    } => Error::StoreFull {
                         namespace: new.namespace.into(),
                         name: new.name.into(),
                         needed,
@@ -593,7 +607,7 @@ impl RedisStore {
                         capacity,
                         location: self.location(),
                         filesystem_full: false,
-                        replacing: 0,
+                        replacing,
                         held: 0,
                         holders: String::new(),
                     },
@@ -1676,10 +1690,17 @@ impl ObjectStore for RedisStore {
     fn wait_for(&self, namespace: &str, name: &str, timeout: Duration) -> Result<ObjectView> {
         validate_object(namespace, name)?;
         let started = Instant::now();
+        let mut waited = false;
         loop {
             let epoch = self.inner.tracker.epoch(&self.inner);
             if let Some(view) = self.get(namespace, name)? {
                 return Ok(view);
+            }
+            if !waited {
+                // A wait makes its namespace, as a watch does (and as the
+                // shared-memory store, which watches its directory, must).
+                self.create_namespace(namespace)?;
+                waited = true;
             }
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {

@@ -495,11 +495,14 @@ pub fn capacity(store: &dyn ObjectStore) -> Result<()> {
     }
     ensure!(!store.contains("cap", "c")?);
 
-    // A replace needs room for the new object before the old one goes.
-    ensure!(matches!(
-        store.put("cap", "a", &Payload::bytes(b"new")),
-        Err(Error::StoreFull { .. })
-    ));
+    // A replace needs room for the new object before the old one goes,
+    // and the refusal says so.
+    match store.put("cap", "a", &Payload::bytes(b"new")) {
+        Err(err @ Error::StoreFull { replacing, .. }) if replacing == PAGE => {
+            ensure!(err.to_string().contains("both copies"), "{err}");
+        }
+        other => return Err(anyhow!("a replace past the capacity: {other:?}")),
+    }
     ensure!(&*store.get("cap", "a")?.ok_or_else(|| anyhow!("put above"))? == b"first");
     ensure!(store.names("cap")? == ["a", "b"]);
     ensure!(store.usage()?.used == 2 * PAGE);
@@ -852,6 +855,11 @@ pub fn wait_for(store: &dyn ObjectStore) -> Result<()> {
         writer.join().map_err(|_| anyhow!("the writer panicked"))?
     })?;
     expect_invalid_name(store.wait_for("wait", "", Duration::ZERO), NameKind::Name)?;
+
+    // A wait in a namespace that does not exist yet makes it, on every
+    // store (the shared-memory one watches its directory).
+    ensure!(store.wait_for("waited in", "x", Duration::ZERO).is_err());
+    ensure!(store.namespaces()?.contains(&"waited in".to_string()));
     Ok(())
 }
 

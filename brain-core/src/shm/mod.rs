@@ -655,9 +655,17 @@ impl Store {
         capacity: u64,
         filesystem_full: bool,
     ) -> Error {
+        // The object replaced, a file or an entry of the table (a look that
+        // fails only loses the hint).
         let key = ObjectKey::new(namespace, name);
-        let replacing = std::fs::symlink_metadata(self.object_path(namespace, key))
-            .map_or(0, |m| accounted(m.len()));
+        let replacing = match std::fs::symlink_metadata(self.object_path(namespace, key)) {
+            Ok(file) => accounted(file.len()),
+            Err(_) => self
+                .metadata(namespace, name)
+                .ok()
+                .flatten()
+                .map_or(0, |meta| meta.stored_size),
+        };
         let (held, holders) = if filesystem_full {
             held::deleted_mappings_under(&self.inner.root)
         } else {
