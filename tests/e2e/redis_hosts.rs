@@ -423,13 +423,24 @@ fn handles_of_one_process_share_one_tracking_connection() -> Result<()> {
         thread::sleep(Duration::from_millis(10));
     }
     ensure!(second.tracking(), "tracking stopped with the first handle");
-    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
-    for _ in 0..10 {
-        ensure!(check_value(&second.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(3));
+    // Ten warm reads ask the server nothing. A tracking connection that
+    // looks silent for a moment (a loaded machine) makes every copy
+    // unvalidated, as it must: then the next round is asked again.
+    let mut asked = Vec::new();
+    for _ in 0..5 {
+        let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+        for _ in 0..10 {
+            ensure!(check_value(&second.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(3));
+        }
+        asked.push(calls(&server, "hgetall")?);
+        if asked.last() == Some(&0) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
     }
     ensure!(
-        calls(&server, "hgetall")? == 0,
-        "warm reads asked the server"
+        asked.last() == Some(&0),
+        "warm reads asked the server, in every round: {asked:?}"
     );
     // ...and ends, with its threads, soon after the last one.
     drop(second);
