@@ -1044,3 +1044,63 @@ fn a_watcher_far_behind_still_reports_what_was_deleted() -> TestResult {
     assert_eq!(deleted, expected);
     Ok(())
 }
+
+/// New large objects (written by `pwrite` through a stage of one checksum
+/// chunk) and replacing ones (through a mapping) hold their bytes and a
+/// checksum that verifies, whatever the cut of the pieces: ending on a
+/// chunk's last byte, one past it, gathered in small pieces, filled in
+/// place, with and without a length given.
+#[test]
+fn large_objects_in_any_cut_hold_their_bytes_and_checksum() -> TestResult {
+    use brain_core::SharedBytes;
+    let (_dir, store) = store();
+    const MIB: usize = 1 << 20;
+    let sizes = [64 * 1024 + 1, MIB - 1, MIB, MIB + 1, 2 * MIB, 3 * MIB + 333];
+    for (s, &size) in sizes.iter().enumerate() {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 31 + s) as u8).collect();
+        for (c, cut) in [size, 4096, 1000, 777, MIB].into_iter().enumerate() {
+            for replace in [false, true] {
+                let name = format!("{size}.{c}");
+                if replace {
+                    store.put("d", &name, &Payload::bytes(b"an object to replace"))?;
+                }
+                let expected = (c % 2 == 0).then_some(size as u64);
+                let mut writer = store.writer("d", &name, Codec::Raw, "", expected)?;
+                let pieces: Vec<&[u8]> = bytes.chunks(cut).collect();
+                match c % 3 {
+                    0 => {
+                        for piece in &pieces {
+                            writer.write_payload(piece)?;
+                        }
+                    }
+                    1 => {
+                        let shared: Vec<SharedBytes<'_>> =
+                            pieces.iter().map(|p| SharedBytes::from(*p)).collect();
+                        writer.write_gathered(&shared)?;
+                    }
+                    _ => {
+                        for piece in &pieces {
+                            let mut at = 0;
+                            writer.write_with(piece.len() as u64, |dst| {
+                                dst.copy_from_slice(&piece[at..at + dst.len()]);
+                                at += dst.len();
+                                Ok(())
+                            })?;
+                        }
+                    }
+                }
+                writer.commit()?;
+                let view = store.get("d", &name)?.expect("committed");
+                assert!(*view == bytes[..], "{name}: the bytes differ");
+                assert!(
+                    view.verify(store.location())?,
+                    "{name}: written without a checksum"
+                );
+                store.delete("d", &name)?;
+            }
+        }
+    }
+    assert!(store.fsck(false)?.corrupt.is_empty());
+    assert_eq!(store.usage()?.used, 0, "deleted objects are still counted");
+    Ok(())
+}

@@ -6,7 +6,9 @@
 //! into an unnamed `O_TMPFILE` file as it is written, so a writer killed
 //! part-way through a gigabyte leaves nothing behind; it gets a name only
 //! just before the rename. A large write of known length first looks for a
-//! replaced object's file in the store's pool to fill instead (recycle.rs).
+//! replaced object's file in the store's pool to fill instead (pool.rs),
+//! through a mapping; a new file up to [`STAGED_MAX`] is filled by `pwrite`
+//! instead ([`Staged`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,7 +26,7 @@ use super::{Store, FILE_MODE};
 use crate::api::error::{Error, Result};
 use crate::api::store::WriteObject;
 use crate::api::view::ObjectMeta;
-use crate::format::checksum::payload_checksum;
+use crate::format::checksum::{payload_checksum, CHECKSUM_CHUNK};
 use crate::format::{accounted, Codec, Header, ObjectKey, FLAG_CHUNKED_CHECKSUM};
 use crate::sys::io::{is_enospc, os, write_all_at};
 use crate::sys::names::unique_tmp_name;
@@ -35,6 +37,15 @@ use crate::sys::{populate_for_write, SharedBytes, WritableFile, WritableMapping}
 /// allocated before the copy, so a full filesystem fails before any byte is
 /// copied; a small one fails as cleanly on its single write.
 const SMALL_OBJECT: u64 = 64 * 1024;
+/// New files up to this long (header included) for a name that holds no
+/// object file are filled by `pwrite` ([`Staged`]); longer ones through a
+/// mapping, whose copy is split across the cores (measured the same at
+/// 64 MiB, docs/ARCHITECTURE.md).
+const STAGED_MAX: u64 = 64 << 20;
+/// Stages kept for the next staged writes of this process (each is
+/// [`CHECKSUM_CHUNK`] bytes): a new one would be faulted in page by page.
+const STAGES_KEPT: usize = 4;
+static STAGES: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
 /// How long a refused write waits for the writes in flight before it
 /// rebuilds counts that a writer which died left too high.
 const HEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -44,8 +55,10 @@ pub(crate) struct ShmWriter {
     store: Store,
     dir: PathBuf,
     /// The file and its mapping, once the object outgrew memory (`None`
-    /// while it is small).
+    /// while it is small, or written through `staged`).
     dest: Option<Dest>,
+    /// A new file filled by `pwrite`, once the object outgrew memory.
+    staged: Option<Staged>,
     /// The payload while the object is small.
     pending: Vec<u8>,
     /// The file's name while it is linked but not yet sealed (a small
@@ -74,6 +87,57 @@ pub(crate) struct ShmWriter {
     keep_description: bool,
 }
 
+/// A new large object's file, filled by `pwrite` from one checksum chunk
+/// of private memory at a time. New tmpfs pages cost about half as much
+/// when the kernel writes them as when they are faulted into a mapping
+/// (docs/ARCHITECTURE.md, "Writes at memory speed"): a write allocates a
+/// page it fills whole without zeroing it first, and takes no page fault.
+/// The copy into the stage computes the checksum of the bytes as they are
+/// written (`Fill`), as the copy into a mapping does, and the stage stays
+/// in the CPU's caches for the kernel's copy.
+///
+/// Only a name without an object file is written this way: a file that
+/// replaces one is written through a mapping this process keeps, so that
+/// when it comes back through the pool (a name refreshed again and again)
+/// the next write finds its pages mapped (pool.rs).
+struct Staged {
+    file: WritableFile,
+    /// The payload's current chunk, so far: its first `written - chunk_at` bytes.
+    stage: Stage,
+    /// The payload offset of the stage's first byte (a multiple of
+    /// [`CHECKSUM_CHUNK`]): what came before is in the file.
+    chunk_at: u64,
+}
+
+/// One checksum chunk of private memory, kept for the next staged write
+/// when it is dropped.
+struct Stage(Box<[u8]>);
+
+impl Stage {
+    /// A stage this process used before, or a new one. The list is only
+    /// tried, never waited for: a child forked while another thread held
+    /// it would wait forever.
+    fn take() -> Stage {
+        let kept = STAGES
+            .try_lock()
+            .map(|mut stages| stages.pop())
+            .ok()
+            .flatten();
+        Stage(kept.unwrap_or_else(|| vec![0; CHECKSUM_CHUNK].into_boxed_slice()))
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let stage = std::mem::take(&mut self.0);
+        if let Ok(mut stages) = STAGES.try_lock() {
+            if stages.len() < STAGES_KEPT {
+                stages.push(stage);
+            }
+        }
+    }
+}
+
 /// A large object's file, the right to write it, and a read-write mapping
 /// of it that the payload is copied into.
 struct Dest {
@@ -98,6 +162,7 @@ impl ShmWriter {
             store: store.clone(),
             dir: store.ns_dir(namespace),
             dest: None,
+            staged: None,
             pending: Vec::new(),
             linked_as: None,
             claimed: None,
@@ -128,7 +193,11 @@ impl ShmWriter {
             let reused = file_len > SMALL_OBJECT && writer.reuse_pooled(file_len)?;
             writer.reserve(file_len)?;
             if file_len > SMALL_OBJECT && !reused {
-                writer.open_large(file_len, file_len)?;
+                if writer.stages(file_len) {
+                    writer.open_staged()?;
+                } else {
+                    writer.open_large(file_len, file_len)?;
+                }
             }
         }
         Ok(writer)
@@ -179,26 +248,7 @@ impl ShmWriter {
     /// namespace's directory if it is missing), allocates `file_len` bytes
     /// (`needed`, when the filesystem has no room for more) and maps them.
     fn open_large(&mut self, file_len: u64, needed: u64) -> Result<()> {
-        let mode = FILE_MODE;
-        let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
-            Err(Errno::NOENT) => {
-                self.dir = self.store.make_namespace_dir(&self.header.namespace)?;
-                open_unnamed(&self.dir, mode)
-            }
-            other => other,
-        }
-        .map_err(|e| Error::io("create an object file in", &self.dir, os(e)))?;
-        self.linked_as = linked_as;
-        let file = match self.linked_as {
-            // Named (no O_TMPFILE here): only this writer knows the name, and
-            // its exclusive lock says so.
-            Some(_) => WritableFile::claim(fd).and_then(|f| {
-                f.ok_or_else(|| io::Error::other("a new file is locked by someone else"))
-            }),
-            None => WritableFile::unnamed(fd),
-        }
-        .map_err(|e| Error::io("create an object file in", &self.dir, e))?;
-        let mut file = file;
+        let mut file = self.open_file()?;
         // A streamed write asks for room to grow into; a filesystem with
         // less room but enough for the bytes so far still takes them.
         let file_len = match self.allocate(&mut file, 0, file_len) {
@@ -215,6 +265,55 @@ impl ShmWriter {
             warm: false,
         });
         Ok(())
+    }
+
+    /// Whether a new file of `file_len` bytes is written by `pwrite`
+    /// ([`Staged`]): up to [`STAGED_MAX`], for a name that holds no object
+    /// file (one stat: a large write's cost is in its bytes).
+    fn stages(&self, file_len: u64) -> bool {
+        file_len <= STAGED_MAX
+            && matches!(
+                rustix::fs::lstat(self.dir.join(self.header.key.to_hex())),
+                Err(Errno::NOENT)
+            )
+    }
+
+    /// Opens the unnamed file a new large object is written into by
+    /// `pwrite`, with its stage. Nothing is allocated ahead: a full
+    /// filesystem fails a write as cleanly (no mapping can meet a page that
+    /// cannot be had), and the unnamed file goes with the writer.
+    fn open_staged(&mut self) -> Result<()> {
+        let file = self.open_file()?;
+        self.staged = Some(Staged {
+            file,
+            stage: Stage::take(),
+            chunk_at: self.written,
+        });
+        Ok(())
+    }
+
+    /// Opens an unnamed file in the namespace's directory (making the
+    /// directory if it is missing) with the right to write it.
+    fn open_file(&mut self) -> Result<WritableFile> {
+        let mode = FILE_MODE;
+        let (fd, linked_as) = match open_unnamed(&self.dir, mode) {
+            Err(Errno::NOENT) => {
+                self.dir = self.store.make_namespace_dir(&self.header.namespace)?;
+                open_unnamed(&self.dir, mode)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io("create an object file in", &self.dir, os(e)))?;
+        self.linked_as = linked_as;
+        match self.linked_as {
+            // Named (no O_TMPFILE here): only this writer knows the name, and
+            // its exclusive lock says so.
+            Some(_) => WritableFile::claim(fd).and_then(|f| {
+                f.ok_or_else(|| io::Error::other("a new file is locked by someone else"))
+            }),
+            None => WritableFile::unnamed(fd),
+        }
+        .map_err(|e| Error::io("create an object file in", &self.dir, e))
     }
 
     /// Makes the file and its mapping at least `end` bytes long, allocating
@@ -402,7 +501,7 @@ impl ShmWriter {
         // Capacity is claimed before the bytes land, so a streamed write
         // (one with no expected length) is refused as early as a sized one.
         self.reserve(end)?;
-        if self.dest.is_none() && end <= SMALL_OBJECT {
+        if self.dest.is_none() && self.staged.is_none() && end <= SMALL_OBJECT {
             for bytes in pieces {
                 let at = self.pending.len();
                 self.pending.resize(at + bytes.len(), 0);
@@ -412,19 +511,79 @@ impl ShmWriter {
             return Ok(());
         }
         self.file_room(end)?;
+        if self.staged.is_some() {
+            return self.stage_in(pieces);
+        }
         self.copy_in(pieces, self.written)?;
         self.written += len as u64;
         Ok(())
+    }
+
+    /// Appends `pieces` to a staged file: each is copied (and hashed) into
+    /// the stage, which is written out as each chunk fills.
+    fn stage_in(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        for piece in pieces {
+            let mut piece = *piece;
+            while !piece.is_empty() {
+                let staged = self.staged.as_mut().expect("a staged file");
+                let in_chunk = (self.written - staged.chunk_at) as usize;
+                let n = piece.len().min(CHECKSUM_CHUNK - in_chunk);
+                self.fill
+                    .copy(piece.slice(0, n), &mut staged.stage.0, in_chunk, false);
+                self.written += n as u64;
+                piece = piece.slice(n, piece.len());
+                self.flush_whole_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the stage out when it holds a whole chunk, and starts the next.
+    fn flush_whole_chunk(&mut self) -> Result<()> {
+        let staged = self.staged.as_ref().expect("a staged file");
+        if self.written - staged.chunk_at < CHECKSUM_CHUNK as u64 {
+            return Ok(());
+        }
+        self.write_stage(CHECKSUM_CHUNK)?;
+        let staged = self.staged.as_mut().expect("a staged file");
+        staged.chunk_at += CHECKSUM_CHUNK as u64;
+        Ok(())
+    }
+
+    /// Writes the stage's first `len` bytes into the file, where they belong.
+    fn write_stage(&mut self, len: usize) -> Result<()> {
+        let staged = self.staged.as_ref().expect("a staged file");
+        let at = self.header_len + staged.chunk_at;
+        let mut drained = false;
+        loop {
+            match write_all_at(staged.file.fd(), &staged.stage.0[..len], at) {
+                Ok(()) => return Ok(()),
+                // Pooled files hold pages this write needs more: give them back once.
+                Err(e) if is_enospc(&e) && !drained && self.store.drain_pool().0 > 0 => {
+                    drained = true
+                }
+                Err(e) => return Err(self.map_write_error(e, at + len as u64)),
+            }
+        }
     }
 
     /// Makes the object's file and mapping reach byte `end` (of the file):
     /// a small object that outgrew memory moves into a file, grown as the
     /// bytes come.
     fn file_room(&mut self, end: u64) -> Result<()> {
+        if self.staged.is_some() {
+            return Ok(());
+        }
         if self.dest.is_none() {
-            self.open_large(grown_len(end), end)?;
             let gathered = std::mem::take(&mut self.pending);
-            self.copy_in(&[SharedBytes::from(&gathered[..])], 0)?;
+            let gathered = [SharedBytes::from(&gathered[..])];
+            if self.stages(end) {
+                self.written = 0;
+                self.open_staged()?;
+                return self.stage_in(&gathered);
+            }
+            self.open_large(grown_len(end), end)?;
+            self.copy_in(&gathered, 0)?;
         }
         let dest = self.dest.as_ref().expect("a large object has its file");
         if dest.file.len() < end || (dest.map.len() as u64) < end {
@@ -445,7 +604,7 @@ impl ShmWriter {
             .ok_or_else(|| self.fs_full(u64::MAX))?;
         self.reserve(end)?;
         let n = usize::try_from(len).expect("a length that was reserved fits in memory");
-        if self.dest.is_none() && end <= SMALL_OBJECT {
+        if self.dest.is_none() && self.staged.is_none() && end <= SMALL_OBJECT {
             let at = self.pending.len();
             self.pending.resize(at + n, 0);
             if let Err(err) = fill(&mut self.pending[at..]) {
@@ -456,6 +615,9 @@ impl ShmWriter {
             return Ok(());
         }
         self.file_room(end)?;
+        if self.staged.is_some() {
+            return self.stage_with(n, fill);
+        }
         let header_len = self.header_len as usize;
         let at = usize::try_from(self.written).expect("within the mapping");
         let dest = self.dest.as_mut().expect("a large object has its file");
@@ -470,6 +632,27 @@ impl ShmWriter {
         fill(&mut payload[at..at + n])?;
         self.fill.absorb(payload, at, n);
         self.written += len;
+        Ok(())
+    }
+
+    /// [`ShmWriter::write_with`] into a staged file: `fill` fills the stage
+    /// a piece at a time (up to the end of its chunk), each piece hashed
+    /// where it lies.
+    fn stage_with(
+        &mut self,
+        mut left: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        while left > 0 {
+            let staged = self.staged.as_mut().expect("a staged file");
+            let in_chunk = (self.written - staged.chunk_at) as usize;
+            let n = left.min(CHECKSUM_CHUNK - in_chunk);
+            fill(&mut staged.stage.0[in_chunk..in_chunk + n])?;
+            self.fill.absorb(&staged.stage.0, in_chunk, n);
+            self.written += n as u64;
+            left -= n;
+            self.flush_whole_chunk()?;
+        }
         Ok(())
     }
 
@@ -499,6 +682,7 @@ impl ShmWriter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         if self.dest.is_none()
+            && self.staged.is_none()
             && self.store.inner.small_object_table
             && small::fits(
                 &self.header.namespace,
@@ -509,9 +693,13 @@ impl ShmWriter {
         {
             return self.publish_small(file_len);
         }
-        let checksum = match &mut self.dest {
-            None => payload_checksum(&self.pending),
-            Some(dest) => {
+        let checksum = match (&mut self.dest, &self.staged) {
+            (None, Some(staged)) => {
+                let tail = (self.written - staged.chunk_at) as usize;
+                self.fill.finish(&staged.stage.0[..tail])
+            }
+            (None, None) => payload_checksum(&self.pending),
+            (Some(dest), _) => {
                 let whole = dest
                     .map
                     .bytes_mut(&dest.file)
@@ -525,6 +713,7 @@ impl ShmWriter {
         let header = self.header.encode();
         debug_assert_eq!(header.len() as u64, self.header_len);
         let (tmp, kept) = match self.dest.take() {
+            None if self.staged.is_some() => (self.finish_staged(&header)?, None),
             None => (self.write_small(&header)?, None),
             Some(dest) => {
                 let (tmp, kept) = self.finish_large(dest, &header, file_len)?;
@@ -680,23 +869,46 @@ impl ShmWriter {
         // The object is whole: readers may lock it from now on.
         let Dest { file, map, .. } = dest;
         let fd = file.release();
-        // Another process may remove the namespace while this write runs:
-        // the object then goes into the namespace made anew.
+        let path = self.link_temporary(&fd)?;
+        Ok((path, (map, fd)))
+    }
+
+    /// Writes a staged object's last bytes and its header, gives up the
+    /// right to write it and links it to a temporary name in the namespace,
+    /// which it returns.
+    fn finish_staged(&mut self, header: &[u8]) -> Result<PathBuf> {
+        let staged = self.staged.as_ref().expect("a staged file");
+        let tail = (self.written - staged.chunk_at) as usize;
+        if tail > 0 {
+            self.write_stage(tail)?;
+        }
+        let staged = self.staged.take().expect("a staged file");
+        write_all_at(staged.file.fd(), header, 0).map_err(|e| self.map_write_error(e, 0))?;
+        // The object is whole: readers may lock it from now on.
+        let fd = staged.file.release();
+        self.link_temporary(&fd)
+    }
+
+    /// Gives the object's file (open as `fd`) a temporary name in the
+    /// namespace, unless it has one, and returns it. Another process may
+    /// remove the namespace while this write runs: the object then goes
+    /// into the namespace made anew.
+    fn link_temporary(&mut self, fd: &OwnedFd) -> Result<PathBuf> {
         let mut attempts = 0;
         loop {
             if let Some(path) = self.linked_as.clone() {
-                return Ok((path, (map, fd)));
+                return Ok(path);
             }
             let path = self.dir.join(unique_tmp_name("obj"));
             let linked = match &self.claimed {
                 Some(claimed) => rustix::fs::rename(claimed, &path),
-                None => link_unnamed(&fd, &path),
+                None => link_unnamed(fd, &path),
             };
             match linked {
                 Ok(()) => {
                     self.claimed = None;
                     self.linked_as = Some(path.clone());
-                    return Ok((path, (map, fd)));
+                    return Ok(path);
                 }
                 Err(Errno::NOENT) if attempts < 3 && !self.dir.is_dir() => {
                     attempts += 1;
