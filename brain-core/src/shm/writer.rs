@@ -33,9 +33,10 @@ use crate::sys::names::unique_tmp_name;
 use crate::sys::{populate_for_write, SharedBytes, WritableFile, WritableMapping};
 
 /// Objects up to this size (header included) are gathered in memory and
-/// written with one system call at commit. Larger files get their space
-/// allocated before the copy, so a full filesystem fails before any byte is
-/// copied; a small one fails as cleanly on its single write.
+/// written with one system call at commit. A larger file that is mapped
+/// gets its space allocated before the copy, so a full filesystem fails
+/// before any byte is copied (a mapped write cannot fail cleanly); a small
+/// or staged one fails as cleanly on a write.
 const SMALL_OBJECT: u64 = 64 * 1024;
 /// New files up to this long (header included) for a name that holds no
 /// object file are filled by `pwrite` ([`Staged`]); longer ones through a
