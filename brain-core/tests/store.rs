@@ -868,6 +868,36 @@ fn record_batches_store_what_arrow_encodes_and_a_full_store_refuses_them() -> Te
         used,
         "the refused write kept its reservation"
     );
+
+    // Batches that do not hold what the schema says are refused, not
+    // stored to be read back as other numbers.
+    let ints = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let int_batch =
+        RecordBatch::try_new(ints.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
+    let floats = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+    let two = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Int64, false),
+        Field::new("y", DataType::Int64, false),
+    ]));
+    let nulls = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)])),
+        vec![Arc::new(Int64Array::from(vec![Some(1), None]))],
+    )?;
+    for (schema, batch, says) in [
+        (&floats, &int_batch, "holds Int64, the schema says Float64"),
+        (&two, &int_batch, "it has 1 columns, the schema 2"),
+        (&ints, &nulls, "holds nulls"),
+    ] {
+        let err = store
+            .put_record_batches("t", "mismatched", schema, std::slice::from_ref(batch))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Arrow { .. }) && err.to_string().contains(says),
+            "{err}"
+        );
+        assert!(!store.contains("t", "mismatched")?);
+    }
+    assert_eq!(store.usage()?.used, used);
     Ok(())
 }
 

@@ -39,11 +39,51 @@ pub fn write(
     schema: &Schema,
     batches: &[RecordBatch],
 ) -> Result<(), ArrowError> {
+    // Arrow's writer encodes a batch's arrays under the schema's types
+    // without comparing them: a mismatch would be read back as other data.
+    for (i, batch) in batches.iter().enumerate() {
+        matches_schema(schema, batch, i)?;
+    }
     let mut writer = FileWriter::try_new(out, schema)?;
     for batch in batches {
         writer.write(batch)?;
     }
     writer.finish()
+}
+
+/// Whether batch number `index` holds, column by column, the types
+/// `schema` declares (nested field names aside), and no nulls where it
+/// declares none.
+fn matches_schema(schema: &Schema, batch: &RecordBatch, index: usize) -> Result<(), ArrowError> {
+    let mismatch = |what: String| {
+        ArrowError::SchemaError(format!(
+            "record batch {index} does not match the schema it is written with: {what}; build the batches with that schema (RecordBatch::try_new checks them) or pass the batches' own schema"
+        ))
+    };
+    if batch.num_columns() != schema.fields().len() {
+        return Err(mismatch(format!(
+            "it has {} columns, the schema {}",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !field.data_type().equals_datatype(column.data_type()) {
+            return Err(mismatch(format!(
+                "column {:?} holds {}, the schema says {}",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            )));
+        }
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(mismatch(format!(
+                "column {:?} holds nulls, the schema says it has none",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Decodes an Arrow IPC file held in `buffer`. Arrays point into `buffer`'s
