@@ -77,7 +77,7 @@ impl fmt::Debug for MemoryWatcher {
 
 impl WatchEvents for MemoryWatcher {
     fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut queue = lock(&self.subscriber.queue);
         loop {
             if let Some(event) = queue.pop_front() {
@@ -122,7 +122,7 @@ impl Locks {
         timeout: Option<Duration>,
     ) -> Option<HeldName> {
         let key = (namespace.to_owned(), name.to_owned());
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut held = lock(&self.held);
         while held.contains(&key) {
             held = match deadline {

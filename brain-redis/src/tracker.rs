@@ -764,7 +764,7 @@ impl RedisWatcher {
 
 impl WatchEvents for RedisWatcher {
     fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));

@@ -821,6 +821,10 @@ pub fn watch(store: &dyn ObjectStore) -> Result<()> {
             break;
         }
     }
+    // A timeout longer than the clock can count waits without limit.
+    let mut later = store.watch(Some("later"))?;
+    store.put_text("later", "y", "5")?;
+    ensure!(later.next_event(Some(Duration::MAX))? == Some(set("later", "y")));
     Ok(())
 }
 
@@ -866,6 +870,8 @@ pub fn wait_for(store: &dyn ObjectStore) -> Result<()> {
 /// Locks: exclusive per name, released by dropping, a timeout that names
 /// the lock, other names unaffected, a waiter woken by a release.
 pub fn locks(store: &dyn ObjectStore) -> Result<()> {
+    // A timeout longer than the clock can count waits without limit.
+    drop(store.lock("locks", "counter", Some(Duration::MAX))?);
     let held = store.lock("locks", "counter", None)?;
     ensure!(!held.location().to_string().is_empty());
     match store.lock("locks", "counter", Some(Duration::from_millis(50))) {

@@ -50,7 +50,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, options: Options) -> 
             store.location()
         ));
     }
-    let deadline = options.timeout.map(|t| Instant::now() + t);
+    let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
     let mut seen = 0;
     while options.count.is_none_or(|count| seen < count) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));

@@ -1522,7 +1522,7 @@ struct WithoutParts(Watcher);
 
 impl WatchEvents for WithoutParts {
     fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             match self.0.next_event(left)? {

@@ -402,7 +402,7 @@ impl WatchEvent {
 /// reconnect), it compares what it knew with what is there and reports the
 /// differences as events.
 pub trait WatchEvents: Send + fmt::Debug {
-    /// The next event, waiting at most `timeout` (`None`: forever);
+    /// The next event, waiting at most `timeout` (`None`, or a timeout past what the clock can count: forever);
     /// `Ok(None)` when the time ran out.
     ///
     /// # Errors
@@ -424,7 +424,7 @@ impl Watcher {
         Watcher { inner }
     }
 
-    /// The next event, waiting at most `timeout` (`None`: forever).
+    /// The next event, waiting at most `timeout` (`None`, or a timeout past what the clock can count: forever).
     /// `Ok(None)` means the time ran out.
     ///
     /// # Errors
@@ -758,7 +758,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     }
 
     /// Takes the lock on `name` in `namespace`, waiting at most `timeout`
-    /// (`None`: as long as it takes). Locks are advisory: they exclude
+    /// (`None`, or a timeout past what the clock can count: as long as it takes). Locks are advisory: they exclude
     /// other lockers, not plain writers. A holder that dies releases its lock.
     ///
     /// # Errors

@@ -379,7 +379,7 @@ impl InotifyWatcher {
     }
 
     fn next(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if self.root_checked.elapsed() >= ROOT_CHECK_EVERY {
                 self.check_root()?;
