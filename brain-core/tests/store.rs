@@ -436,6 +436,33 @@ fn unsafe_store_paths_are_refused() -> TestResult {
     let mode = std::fs::metadata(fresh.path())?.mode() & 0o777;
     assert_eq!(mode, 0o700);
     fresh.put("d", "x", &Payload::bytes(b"1"))?;
+    // A directory of someone's files (a home directory, a mistyped path)
+    // is not made a store; an empty one is, and a store opens again.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home)?;
+    std::fs::write(home.join("notes.txt"), b"mine")?;
+    let err = Store::open(&home).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsafePath {
+                reason: UnsafePathReason::HoldsOtherFiles,
+                ..
+            }
+        ) && err.to_string().contains("nothing in this one was touched"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&home)?
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"], "the refused open added files");
+    std::fs::remove_file(home.join("notes.txt"))?;
+    Store::open(&home)?.put("d", "x", &Payload::bytes(b"1"))?;
+    assert_eq!(
+        &*Store::open(fresh.path())?.get("d", "x")?.unwrap(),
+        b"1",
+        "a store with objects opens again"
+    );
     Ok(())
 }
 

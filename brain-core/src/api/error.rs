@@ -118,6 +118,21 @@ pub enum UnsafePathReason {
         /// The directory's permission bits.
         mode: u32,
     },
+    /// It holds files of its own and is not a store: opening it would put
+    /// a store's files among them.
+    HoldsOtherFiles,
+}
+
+impl UnsafePathReason {
+    /// What to do about it.
+    fn advice(&self) -> &'static str {
+        match self {
+            UnsafePathReason::HoldsOtherFiles => {
+                "give a new or empty directory with BRAIN_PATH or --store (nothing in this one was touched)"
+            }
+            _ => "remove it or choose another path with BRAIN_PATH or --store",
+        }
+    }
 }
 
 impl std::fmt::Display for UnsafePathReason {
@@ -133,6 +148,9 @@ impl std::fmt::Display for UnsafePathReason {
             }
             UnsafePathReason::TooPermissive { mode } => {
                 write!(f, "its permissions {mode:04o} let other users in")
+            }
+            UnsafePathReason::HoldsOtherFiles => {
+                f.write_str("it holds other files and is not a brain store (it has no brain.ctl)")
             }
         }
     }
@@ -316,7 +334,7 @@ pub enum Error {
     },
 
     /// The store directory (or the per-user root above it) is not safe to use.
-    #[error("refusing to use {path} as a brain store: {reason}; remove it or choose another path with BRAIN_PATH or --store")]
+    #[error("refusing to use {path} as a brain store: {reason}; {}", reason.advice())]
     UnsafePath {
         /// The refused path.
         path: PathBuf,

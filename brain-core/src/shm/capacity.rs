@@ -126,7 +126,7 @@ impl Control {
     /// (with no limit) when it does not exist yet, and upgrading a file of
     /// the version before recycling.
     pub(crate) fn open_or_create(root: &Path, file_mode: u32) -> Result<Arc<Control>> {
-        let path = root.join("brain.ctl");
+        let path = root.join(super::CONTROL_FILE);
         let file = match open_rw(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

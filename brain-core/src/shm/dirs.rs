@@ -59,6 +59,37 @@ pub(crate) fn ensure_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a store's own directory holds, besides writers' `.tmp.*` files.
+const STORE_ENTRIES: [&str; 6] = [
+    super::CONTROL_FILE,
+    super::NAMESPACES_DIR,
+    super::TRASH_DIR,
+    super::POOL_DIR,
+    super::small::SMALL_DIR,
+    super::lock::LOCKS_DIR,
+];
+
+/// Refuses a directory that holds files of its own and is not a store (it
+/// has no control file): opening it would put a store's files among them
+/// (`Brain(path=HOME)`, a mistyped `--store`).
+pub(crate) fn refuse_other_files(root: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(root.join(super::CONTROL_FILE)).is_ok() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io("list", root, e))?;
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io("list", root, e))?.file_name();
+        let name = name.to_string_lossy();
+        if !STORE_ENTRIES.contains(&&*name) && !name.starts_with(".tmp.") {
+            return Err(Error::UnsafePath {
+                path: root.to_owned(),
+                reason: UnsafePathReason::HoldsOtherFiles,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates the namespace's directory if it does not exist. The directory
     /// is made complete (with its name file) under a temporary name and

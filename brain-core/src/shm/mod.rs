@@ -65,6 +65,10 @@ const CONTROL_MODE: u32 = 0o600;
 /// The directory of a store's namespaces: one directory each, named by
 /// the namespace's hash.
 pub(crate) const NAMESPACES_DIR: &str = "ns";
+/// The store's control file (capacity and usage).
+pub(crate) const CONTROL_FILE: &str = "brain.ctl";
+/// Where namespaces go while they are removed.
+pub(crate) const TRASH_DIR: &str = "trash";
 
 /// `statfs`'s filesystem type of a tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -215,7 +219,8 @@ impl StoreBuilder {
             }
         }
         ensure_private_dir(&root)?;
-        for sub in [NAMESPACES_DIR, "trash", POOL_DIR] {
+        dirs::refuse_other_files(&root)?;
+        for sub in [NAMESPACES_DIR, TRASH_DIR, POOL_DIR] {
             ensure_private_dir(&root.join(sub))?;
         }
         let control = Control::open_or_create(&root, CONTROL_MODE)?;
@@ -229,7 +234,7 @@ impl StoreBuilder {
         let store = Store {
             inner: Arc::new(Inner {
                 ns_root: root.join(NAMESPACES_DIR),
-                trash: root.join("trash"),
+                trash: root.join(TRASH_DIR),
                 pool: root.join(POOL_DIR),
                 root,
                 control,
@@ -405,7 +410,7 @@ impl Store {
             }
         }
         *slot = None;
-        if !self.inner.root.join("brain.ctl").exists() {
+        if !self.inner.root.join(CONTROL_FILE).exists() {
             // The store was removed: no table, no small objects.
             return Ok(None);
         }
