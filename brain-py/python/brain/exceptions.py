@@ -162,7 +162,8 @@ class BrainKeyCollisionError(BrainError):
 
 
 class BrainStorePathError(BrainError, OSError):
-    """The store path is unusable: not a directory, a symlink, or another user's."""
+    """The store path is unusable: not a directory, a symlink, another user's, open to others, or
+    a directory of other files that is not a store."""
 
 
 class BrainPermissionError(BrainError, PermissionError):
