@@ -582,6 +582,37 @@ fn gc_removes_what_dead_writers_left() -> TestResult {
     Ok(())
 }
 
+/// A damaged control file says how to get the store back, and that way
+/// works: move it out, open, recount.
+#[test]
+fn a_damaged_control_file_is_made_again_as_its_error_says() -> TestResult {
+    let (dir, store) = store();
+    store.put("d", "small", &Payload::bytes(b"kept"))?;
+    store.put("d", "large", &Payload::bytes(&vec![7u8; 3 << 20]))?;
+    let used = store.usage()?.used;
+    drop(store);
+    let root = dir.path().join("store");
+    let control = root.join("brain.ctl");
+    let mut bytes = std::fs::read(&control)?;
+    bytes[..8].copy_from_slice(b"garbage!");
+    std::fs::write(&control, &bytes)?;
+    let err = Store::open(&root).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { .. })
+            && err.to_string().contains("move it out of the store")
+            && err.to_string().contains("brain fsck"),
+        "{err}"
+    );
+    std::fs::rename(&control, dir.path().join("brain.ctl.damaged"))?;
+    let store = Store::open(&root)?;
+    let report = store.fsck(false)?;
+    assert_eq!((report.used_after, report.objects), (used, 2));
+    assert_eq!(store.usage()?.used, used);
+    assert_eq!(&*store.get("d", "small")?.unwrap(), b"kept");
+    assert_eq!(store.get("d", "large")?.unwrap().len(), 3 << 20);
+    Ok(())
+}
+
 #[test]
 fn fsck_rebuilds_usage() -> TestResult {
     let (_dir, store) = store();

@@ -242,7 +242,7 @@ pub enum Error {
     },
 
     /// An object or the store's control file is damaged.
-    #[error("{location} is corrupt: {reason}; delete the object (`brain rm`) and write it again, or run `brain fsck`")]
+    #[error("{location} is corrupt: {reason}; {}", corrupt_hint(location))]
     Corrupt {
         /// The damaged file or key.
         location: Location,
@@ -432,6 +432,20 @@ pub enum Error {
 
 /// What to do about a denied access: to a directory, its owner and mode;
 /// to a server, the credentials in the URL.
+/// What to do about a corrupt file: an object's is deleted and written
+/// again; the store's control file (capacity and usage) is made again.
+fn corrupt_hint(location: &Location) -> &'static str {
+    let control = location
+        .path()
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == "brain.ctl");
+    if control {
+        "move it out of the store: the next open makes a new one with no capacity (set it again with `brain capacity SIZE`), then run `brain fsck` to count what the store holds"
+    } else {
+        "delete the object (`brain rm`) and write it again, or run `brain fsck`"
+    }
+}
+
 fn permission_hint(location: &Location) -> &'static str {
     match location {
         Location::Path(_) => "check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH",
