@@ -490,6 +490,17 @@ fn unsupported(
 /// Maintenance (`gc`, `fsck`, `set_capacity`) is a capability a backend may
 /// lack: the provided methods refuse with [`Error::Unsupported`], which says
 /// why.
+///
+/// This is the level of objects: a frame changed in place
+/// ([`crate::frames`]) is a manifest under its name and parts under
+/// reserved names ([`crate::frames::is_frame_part`]), and here they are
+/// objects like any other: [`ObjectStore::names`], `list` and `watch`
+/// show the parts, [`ObjectStore::delete`] of the name leaves them, and
+/// `gc` does not look for parts no manifest references. For frames as
+/// frames, use [`crate::Namespace`] (its listings skip parts, its `delete`
+/// takes them with the frame), or [`crate::frames::delete_table`] and
+/// [`crate::frames::sweep_all_parts`] (what `brain gc` and Python's
+/// `Store.gc` run).
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Where the store is: its directory, or its URL. Errors name it.
     fn location(&self) -> Location;
