@@ -10,11 +10,12 @@ use crate::api::error::Result;
 use crate::api::frames;
 use crate::api::names::validate_namespace;
 use crate::api::store::{ObjectStore, ObjectWriter, Payload, Watcher};
-use crate::api::typed::{NdArrayView, ObjectStoreExt, PickleView};
+use crate::api::typed::{ndarray_payload, pickle_payload, NdArrayView, ObjectStoreExt, PickleView};
 use crate::api::view::{ObjectMeta, ObjectView};
 use crate::format::ndarray::NdArrayMeta;
 use crate::format::Codec;
 use crate::shm::Store;
+use crate::sys::copy::SharedBytes;
 
 impl Store {
     /// A handle on one namespace of this store; it is created by its first write.
@@ -29,6 +30,11 @@ impl Store {
 /// One namespace of a store: a set of names independent of every other
 /// namespace's. Made by [`Namespace::new`] on any [`ObjectStore`] (or
 /// [`crate::Store::namespace`]); created by its first write.
+///
+/// The `set` calls give no description, so an object they replace keeps
+/// its own (as Python's `brain[name] = value` does, and brain-plasma did):
+/// a service refreshing a value does not erase what another program said
+/// of it. [`Namespace::put`] stores the description its payload carries.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -78,12 +84,25 @@ impl Namespace {
         self.store.create_namespace(&self.name)
     }
 
-    /// Stores raw bytes under `name`, atomically replacing any object there.
+    /// Stores raw bytes under `name`, atomically replacing any object there
+    /// (whose description it keeps).
     ///
     /// # Errors
     /// As [`ObjectStore::put`].
     pub fn set(&self, name: &str, bytes: &[u8]) -> Result<ObjectMeta> {
-        self.store.put(&self.name, name, &Payload::bytes(bytes))
+        self.put_keeping_description(name, &Payload::bytes(bytes))
+    }
+
+    /// Stores `payload` (its description is ignored) with the description
+    /// of the object it replaces, if any.
+    fn put_keeping_description(&self, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+        let segments: Vec<SharedBytes<'_>> = payload
+            .parts()
+            .iter()
+            .map(|part| SharedBytes::from(*part))
+            .collect();
+        self.store
+            .put_shared_keeping_description(&self.name, name, payload.codec, "", &segments)
     }
 
     /// Stores a payload with its codec and description.
@@ -162,12 +181,15 @@ impl Namespace {
         Ok(metas)
     }
 
-    /// Stores UTF-8 text.
+    /// Stores UTF-8 text (keeping the replaced object's description).
     ///
     /// # Errors
     /// As [`ObjectStore::put`].
     pub fn set_text(&self, name: &str, text: &str) -> Result<ObjectMeta> {
-        self.store.put_text(&self.name, name, text)
+        self.put_keeping_description(
+            name,
+            &Payload::bytes(text.as_bytes()).with_codec(Codec::Text),
+        )
     }
 
     /// Reads UTF-8 text.
@@ -178,7 +200,8 @@ impl Namespace {
         self.store.get_text(&self.name, name)
     }
 
-    /// Stores record batches as Arrow IPC.
+    /// Stores record batches as Arrow IPC (keeping the replaced object's
+    /// description).
     ///
     /// # Errors
     /// As [`ObjectStoreExt::put_record_batches`].
@@ -188,8 +211,9 @@ impl Namespace {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
-        self.store
-            .put_record_batches(&self.name, name, schema, batches)
+        let bytes = crate::format::arrow::encode(schema, batches)
+            .map_err(crate::Error::arrow(&self.name, name))?;
+        self.put_keeping_description(name, &Payload::bytes(&bytes).with_codec(Codec::ArrowIpc))
     }
 
     /// Reads record batches without copying.
@@ -258,12 +282,15 @@ impl Namespace {
         frames::compact_frame(&*self.store, &self.name, name)
     }
 
-    /// Stores an n-dimensional array.
+    /// Stores an n-dimensional array (keeping the replaced object's
+    /// description).
     ///
     /// # Errors
     /// As [`ObjectStoreExt::put_ndarray`].
     pub fn set_ndarray(&self, name: &str, meta: &NdArrayMeta, data: &[u8]) -> Result<ObjectMeta> {
-        self.store.put_ndarray(&self.name, name, meta, data)
+        ndarray_payload((&self.name, name), meta, data, |payload| {
+            self.put_keeping_description(name, &payload)
+        })
     }
 
     /// Reads an n-dimensional array without copying.
@@ -274,12 +301,15 @@ impl Namespace {
         self.store.get_ndarray(&self.name, name)
     }
 
-    /// Stores a pickle-5 stream with its out-of-band buffers.
+    /// Stores a pickle-5 stream with its out-of-band buffers (keeping the
+    /// replaced object's description).
     ///
     /// # Errors
     /// As [`ObjectStoreExt::put_pickle`].
     pub fn set_pickle(&self, name: &str, pickle: &[u8], buffers: &[&[u8]]) -> Result<ObjectMeta> {
-        self.store.put_pickle(&self.name, name, pickle, buffers)
+        pickle_payload(pickle, buffers, |payload| {
+            self.put_keeping_description(name, &payload)
+        })
     }
 
     /// Reads a pickle-5 object without copying its buffers.

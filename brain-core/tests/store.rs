@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use arrow_array::{Array, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use brain_core::{
-    Codec, Error, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store, UnsafePathReason,
-    WatchEvent,
+    Codec, Error, NdArrayMeta, ObjectMeta, ObjectStore, ObjectStoreExt, Payload, Store,
+    UnsafePathReason, WatchEvent,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -268,6 +268,52 @@ fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
             );
         }
     }
+    Ok(())
+}
+
+/// A `Namespace::set` call gives no description, so the object it replaces
+/// keeps its own, as Python's `brain[name] = value` does; `put` stores the
+/// description its payload carries, none included.
+#[test]
+fn namespace_sets_keep_the_replaced_objects_description() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("d")?;
+    let described = |name: &str| -> Result<ObjectMeta, Error> {
+        ns.put(
+            name,
+            &Payload::bytes(b"first").with_description("important"),
+        )
+    };
+    let description = |name: &str| ns.metadata(name).unwrap().unwrap().description;
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))])?;
+    let meta = NdArrayMeta {
+        dtype: "<i8".into(),
+        shape: vec![1],
+        fortran_order: false,
+    };
+    let big = vec![5u8; 2 << 20];
+    type Set<'a> = &'a dyn Fn(&str) -> Result<ObjectMeta, Error>;
+    let sets: [(&str, Set<'_>); 6] = [
+        ("bytes", &|n| ns.set(n, b"second")),
+        ("large bytes", &|n| ns.set(n, &big)),
+        ("text", &|n| ns.set_text(n, "second")),
+        ("table", &|n| {
+            ns.set_record_batches(n, &schema, std::slice::from_ref(&batch))
+        }),
+        ("array", &|n| ns.set_ndarray(n, &meta, &7i64.to_le_bytes())),
+        ("pickle", &|n| ns.set_pickle(n, b"\x80\x05N.", &[])),
+    ];
+    for (name, set) in sets {
+        described(name)?;
+        assert_eq!(set(name)?.description, "important", "{name}");
+        assert_eq!(description(name), "important", "{name}");
+    }
+    // A new name gets none; an explicit put gives what it says.
+    assert_eq!(ns.set_text("fresh", "x")?.description, "");
+    described("explicit")?;
+    ns.put("explicit", &Payload::bytes(b"again"))?;
+    assert_eq!(description("explicit"), "");
     Ok(())
 }
 
