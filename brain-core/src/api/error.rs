@@ -166,7 +166,8 @@ impl std::fmt::Display for UnsafePathReason {
 pub enum Error {
     /// A name, namespace or description is empty, too long or otherwise unusable.
     #[error(
-        "invalid {kind} ({len} bytes): {reason}; use a non-empty UTF-8 string of at most {max} bytes"
+        "invalid {kind} ({len} bytes): {reason}; use a {}UTF-8 string of at most {max} bytes",
+        if matches!(kind, NameKind::Description) { "" } else { "non-empty " }
     )]
     InvalidName {
         /// Which string was refused.

@@ -61,5 +61,16 @@ mod tests {
         assert!(err.to_string().contains("too long"), "{err}");
         assert!(validate_namespace("").is_err());
         assert!(validate_description("").is_ok());
+        // What to do names what is allowed: an empty description is.
+        let err = validate_description(&"x".repeat(MAX_DESCRIPTION_LEN + 1)).unwrap_err();
+        assert!(
+            err.to_string().contains("use a UTF-8 string of at most"),
+            "{err}"
+        );
+        assert!(err_of_name().contains("use a non-empty UTF-8 string"));
+    }
+
+    fn err_of_name() -> String {
+        validate_name("").unwrap_err().to_string()
     }
 }
