@@ -771,6 +771,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Takes the lock on `name` in `namespace`, waiting at most `timeout`
     /// (`None`, or a timeout past what the clock can count: as long as it takes). Locks are advisory: they exclude
     /// other lockers, not plain writers. A holder that dies releases its lock.
+    /// A lock is not re-entrant: a holder that asks for it again waits for
+    /// itself (until the timeout, or forever without one).
     ///
     /// # Errors
     /// [`Error::LockTimeout`] when another holder keeps it past the timeout;

@@ -163,6 +163,9 @@ impl ObjectView {
 
     /// A view of part of this object's payload (zero-copy), with the same
     /// metadata: a part of a parts-layout payload, say.
+    ///
+    /// # Panics
+    /// When `offset + len` is past the payload's end, as slicing a slice does.
     pub fn slice(&self, offset: usize, len: usize) -> ObjectView {
         ObjectView {
             meta: self.meta.clone(),
