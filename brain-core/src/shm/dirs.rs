@@ -65,8 +65,8 @@ const STORE_ENTRIES: [&str; 6] = [
     super::NAMESPACES_DIR,
     super::TRASH_DIR,
     super::POOL_DIR,
-    super::small::SMALL_DIR,
-    super::lock::LOCKS_DIR,
+    super::SMALL_DIR,
+    super::LOCKS_DIR,
 ];
 
 /// Refuses a directory that holds files of its own and is not a store (it

@@ -24,9 +24,6 @@ use crate::sys::io::os;
 #[derive(Debug)]
 struct HeldFlock(OwnedFd);
 
-/// The directory of per-name lock files.
-pub(crate) const LOCKS_DIR: &str = "locks";
-
 impl LockGuard for HeldFlock {}
 
 impl Drop for HeldFlock {
@@ -48,7 +45,7 @@ impl Store {
     ) -> Result<NameLock> {
         validate_namespace(namespace)?;
         validate_name(name)?;
-        let dir = self.path().join(LOCKS_DIR);
+        let dir = self.path().join(super::LOCKS_DIR);
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -69,6 +69,10 @@ pub(crate) const NAMESPACES_DIR: &str = "ns";
 pub(crate) const CONTROL_FILE: &str = "brain.ctl";
 /// Where namespaces go while they are removed.
 pub(crate) const TRASH_DIR: &str = "trash";
+/// The directory of the table of small objects.
+pub(crate) const SMALL_DIR: &str = "small";
+/// The directory of per-name lock files.
+pub(crate) const LOCKS_DIR: &str = "locks";
 
 /// `statfs`'s filesystem type of a tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -394,11 +398,7 @@ impl Store {
             if !always && open.checked.elapsed() < TABLE_RECHECK {
                 return Ok(Some(open.table.clone()));
             }
-            let data = self
-                .inner
-                .root
-                .join(small::SMALL_DIR)
-                .join(small::DATA_FILE);
+            let data = self.inner.root.join(SMALL_DIR).join(small::DATA_FILE);
             let named = if always {
                 open.table.identity()?.1
             } else {

@@ -54,9 +54,7 @@ const DATABASES: [&str; 5] = ["objects", "namespaces", "events", "meta", "files"
 /// made before FILES existed is marked from the files at its first open.
 const FILES_MARKED: &[u8] = b"files_marked";
 
-/// The table's directory in a store.
-pub(crate) const SMALL_DIR: &str = "small";
-/// LMDB's data file in it.
+/// LMDB's data file in the table's directory (`SMALL_DIR`).
 pub(crate) const DATA_FILE: &str = "data.mdb";
 const PREFIX: usize = 16;
 /// LMDB's longest key.
@@ -190,7 +188,7 @@ static OPEN_TABLES: Registry = Mutex::new(Vec::new());
 /// opened now. LMDB allows one environment per file in a process, and
 /// none opened before a fork in the child.
 pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
-    let dir = root.join(SMALL_DIR);
+    let dir = root.join(super::SMALL_DIR);
     super::dirs::ensure_private_dir(&dir)?;
     let stat = rustix::fs::stat(&dir).map_err(|e| Error::io("stat", &dir, e.into()))?;
     let id = (stat.st_dev, stat.st_ino, fork::generation());
