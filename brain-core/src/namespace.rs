@@ -52,6 +52,19 @@ pub struct Namespace {
     name: String,
 }
 
+/// `name`, unless it starts with the prefix brain keeps for the parts of
+/// frames changed in place ([`frames::PART_PREFIX`]): those are brain's,
+/// and a user's object of such a name would be hidden from listings and
+/// taken by `gc`.
+fn not_reserved(name: &str) -> Result<&str> {
+    if frames::is_frame_part(name) {
+        return Err(crate::Error::ReservedName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(name)
+}
+
 impl Namespace {
     /// A handle on `namespace` of `store` (nothing is created yet).
     ///
@@ -90,6 +103,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::put`].
     pub fn set(&self, name: &str, bytes: &[u8]) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         self.put_keeping_description(name, &Payload::bytes(bytes))
     }
 
@@ -110,6 +124,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::put`].
     pub fn put(&self, name: &str, payload: &Payload<'_>) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         self.store.put(&self.name, name, payload)
     }
 
@@ -124,6 +139,7 @@ impl Namespace {
         description: &str,
         expected_len: Option<u64>,
     ) -> Result<ObjectWriter> {
+        let name = not_reserved(name)?;
         self.store
             .writer(&self.name, name, codec, description, expected_len)
     }
@@ -133,6 +149,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::get`].
     pub fn get(&self, name: &str) -> Result<Option<ObjectView>> {
+        let name = not_reserved(name)?;
         self.store.get(&self.name, name)
     }
 
@@ -141,6 +158,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::metadata`].
     pub fn metadata(&self, name: &str) -> Result<Option<ObjectMeta>> {
+        let name = not_reserved(name)?;
         self.store.metadata(&self.name, name)
     }
 
@@ -149,6 +167,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::contains`].
     pub fn contains(&self, name: &str) -> Result<bool> {
+        let name = not_reserved(name)?;
         self.store.contains(&self.name, name)
     }
 
@@ -157,6 +176,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::delete`].
     pub fn delete(&self, name: &str) -> Result<bool> {
+        let name = not_reserved(name)?;
         frames::delete_table(&*self.store, &self.name, name)
     }
 
@@ -186,6 +206,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStore::put`].
     pub fn set_text(&self, name: &str, text: &str) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         self.put_keeping_description(
             name,
             &Payload::bytes(text.as_bytes()).with_codec(Codec::Text),
@@ -197,6 +218,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::get_text`].
     pub fn get_text(&self, name: &str) -> Result<Option<String>> {
+        let name = not_reserved(name)?;
         self.store.get_text(&self.name, name)
     }
 
@@ -211,6 +233,7 @@ impl Namespace {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         let bytes = crate::format::arrow::encode(schema, batches)
             .map_err(crate::Error::arrow(&self.name, name))?;
         self.put_keeping_description(name, &Payload::bytes(&bytes).with_codec(Codec::ArrowIpc))
@@ -221,6 +244,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::get_record_batches`].
     pub fn get_record_batches(&self, name: &str) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        let name = not_reserved(name)?;
         self.store.get_record_batches(&self.name, name)
     }
 
@@ -233,6 +257,7 @@ impl Namespace {
         name: &str,
         columns: &[&str],
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        let name = not_reserved(name)?;
         self.store
             .get_record_batches_with_columns(&self.name, name, columns)
     }
@@ -248,6 +273,7 @@ impl Namespace {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         frames::assign_columns(&*self.store, &self.name, name, schema, batches)
     }
 
@@ -261,6 +287,7 @@ impl Namespace {
         schema: &Schema,
         batches: &[RecordBatch],
     ) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         frames::append_rows(&*self.store, &self.name, name, schema, batches)
     }
 
@@ -269,6 +296,7 @@ impl Namespace {
     /// # Errors
     /// As [`frames::drop_columns`].
     pub fn drop_columns(&self, name: &str, columns: &[&str]) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         frames::drop_columns(&*self.store, &self.name, name, columns)
     }
 
@@ -278,6 +306,7 @@ impl Namespace {
     /// # Errors
     /// As [`frames::compact_frame`].
     pub fn compact(&self, name: &str) -> Result<Option<ObjectMeta>> {
+        let name = not_reserved(name)?;
         let _lock = self.store.lock(&self.name, name, None)?;
         frames::compact_frame(&*self.store, &self.name, name)
     }
@@ -288,6 +317,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::put_ndarray`].
     pub fn set_ndarray(&self, name: &str, meta: &NdArrayMeta, data: &[u8]) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         ndarray_payload((&self.name, name), meta, data, |payload| {
             self.put_keeping_description(name, &payload)
         })
@@ -298,6 +328,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::get_ndarray`].
     pub fn get_ndarray(&self, name: &str) -> Result<Option<NdArrayView>> {
+        let name = not_reserved(name)?;
         self.store.get_ndarray(&self.name, name)
     }
 
@@ -307,6 +338,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::put_pickle`].
     pub fn set_pickle(&self, name: &str, pickle: &[u8], buffers: &[&[u8]]) -> Result<ObjectMeta> {
+        let name = not_reserved(name)?;
         pickle_payload(pickle, buffers, |payload| {
             self.put_keeping_description(name, &payload)
         })
@@ -317,6 +349,7 @@ impl Namespace {
     /// # Errors
     /// As [`ObjectStoreExt::get_pickle`].
     pub fn get_pickle(&self, name: &str) -> Result<Option<PickleView>> {
+        let name = not_reserved(name)?;
         self.store.get_pickle(&self.name, name)
     }
 
@@ -333,6 +366,7 @@ impl Namespace {
     /// # Errors
     /// [`crate::Error::Timeout`] when it does not appear in time; as [`Namespace::get`].
     pub fn wait_for(&self, name: &str, timeout: Duration) -> Result<ObjectView> {
+        let name = not_reserved(name)?;
         self.store.wait_for(&self.name, name, timeout)
     }
 

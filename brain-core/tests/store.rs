@@ -271,6 +271,33 @@ fn arrow_round_trip_is_zero_copy_from_the_mapping() -> TestResult {
     Ok(())
 }
 
+/// Names with the prefix brain keeps for frame parts are refused by the
+/// namespace handle, for reads and writes alike, and the object level
+/// (where frames keep their parts) takes them.
+#[test]
+fn the_namespace_handle_refuses_the_names_brain_keeps_for_frame_parts() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("d")?;
+    let reserved = format!("{}mine", brain_core::frames::PART_PREFIX);
+    let refused = |result: Result<(), Error>| match result {
+        Err(err @ Error::ReservedName { .. }) => {
+            assert!(err.to_string().contains("choose another name"), "{err}");
+        }
+        other => panic!("a reserved name was taken: {other:?}"),
+    };
+    refused(ns.set(&reserved, b"x").map(drop));
+    refused(ns.set_text(&reserved, "x").map(drop));
+    refused(ns.get(&reserved).map(drop));
+    refused(ns.delete(&reserved).map(drop));
+    refused(ns.wait_for(&reserved, Duration::ZERO).map(drop));
+    assert!(store.names("d")?.is_empty(), "nothing was written");
+    // Only the whole prefix is brain's.
+    ns.set("\0brain-partial", b"x")?;
+    store.put("d", &reserved, &Payload::bytes(b"a part"))?;
+    assert_eq!(ns.names()?, ["\0brain-partial"]);
+    Ok(())
+}
+
 /// A `Namespace::set` call gives no description, so the object it replaces
 /// keeps its own, as Python's `brain[name] = value` does; `put` stores the
 /// description its payload carries, none included.

@@ -53,6 +53,7 @@ fn names(err: &Error) -> Vec<&str> {
             ..
         } => vec![namespace, name, found_namespace, found_name],
         Error::NamespaceNotFound { namespace } => vec![namespace],
+        Error::ReservedName { name } => vec![name],
         _ => Vec::new(),
     }
 }
@@ -149,6 +150,7 @@ fn class_name(err: &Error) -> &'static str {
             ..
         } => "BrainNameLengthError",
         Error::InvalidName { .. } => "BrainDescriptionError",
+        Error::ReservedName { .. } => "BrainReservedNameError",
         Error::NotFound { .. } => "BrainNameNotExistError",
         Error::NamespaceNotFound { .. } => "BrainNamespaceNotExistError",
         Error::StoreFull { .. } => "BrainStoreFullError",

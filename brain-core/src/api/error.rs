@@ -164,6 +164,19 @@ impl std::fmt::Display for UnsafePathReason {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A name starts with the prefix brain keeps for the parts of frames
+    /// changed in place ([`crate::frames::PART_PREFIX`]); refused by
+    /// [`crate::Namespace`] (the object level, [`crate::ObjectStore`],
+    /// takes any name).
+    #[error(
+        "the name {name:?} starts with {:?}, which brain keeps for the parts of frames changed in place (hidden from listings, taken by gc); choose another name",
+        crate::frames::PART_PREFIX
+    )]
+    ReservedName {
+        /// The name refused.
+        name: String,
+    },
+
     /// A name, namespace or description is empty, too long or otherwise unusable.
     #[error(
         "invalid {kind} ({len} bytes): {reason}; use a {}UTF-8 string of at most {max} bytes",
