@@ -676,7 +676,9 @@ fn a_damaged_control_file_is_made_again_as_its_error_says() -> TestResult {
             && err.to_string().contains("brain fsck"),
         "{err}"
     );
-    std::fs::rename(&control, dir.path().join("brain.ctl.damaged"))?;
+    // Moved aside within the store's directory, as a user may read the
+    // advice: the store is still the store's.
+    std::fs::rename(&control, root.join("brain.ctl.damaged"))?;
     let store = Store::open(&root)?;
     let report = store.fsck(false)?;
     assert_eq!((report.used_after, report.objects), (used, 2));

@@ -284,6 +284,89 @@ fn a_full_filesystem_takes_back_recycled_pages_before_refusing() -> Result<()> {
     Ok(())
 }
 
+/// A new name's write (by `pwrite`, with nothing allocated ahead) into a
+/// filesystem that others fill meanwhile: the write that meets the full
+/// filesystem is refused, and so is every later write and the commit (the
+/// object's bytes are not whole), nothing is published, and the space
+/// comes back when the writer goes. A filesystem that clearly lacks the
+/// room refuses the writer before any byte is copied.
+#[test]
+fn a_write_that_meets_a_full_filesystem_part_way_publishes_nothing() -> Result<()> {
+    let Some(tmpfs) =
+        TinyTmpfs::mount_or_skip("8m", "a_write_that_meets_a_full_filesystem_part_way")
+    else {
+        return Ok(());
+    };
+    let path = tmpfs.path().join("store");
+    let store = Store::open(&path)?;
+    let free = || {
+        store
+            .usage()
+            .map(|u| u.detail("filesystem_free").unwrap_or(0))
+    };
+    let value = make_value(1, 3 * MIB);
+    let mut writer = store.writer(
+        "full",
+        "x",
+        brain_core::Codec::Raw,
+        "",
+        Some(value.len() as u64),
+    )?;
+    let before = free()?;
+    // Another program takes all but 1 MiB of the filesystem.
+    let filler = tmpfs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; (before as usize).saturating_sub(MIB)])?;
+    let full = |err: &Error| {
+        matches!(
+            err,
+            Error::StoreFull {
+                filesystem_full: true,
+                ..
+            }
+        )
+    };
+    let err = value
+        .chunks(MIB / 2)
+        .find_map(|piece| writer.write_payload(piece).err())
+        .context("3 MiB fit in 1 MiB")?;
+    ensure!(full(&err), "{err}");
+    let again = writer.write_payload(&value[..10]).unwrap_err();
+    ensure!(
+        again
+            .to_string()
+            .contains("drop the writer and write the object again"),
+        "{again}"
+    );
+    ensure!(
+        writer.commit().is_err(),
+        "a writer with part of its bytes committed"
+    );
+    ensure!(!store.contains("full", "x")?);
+    std::fs::remove_file(&filler)?;
+    ensure!(
+        free()? == before,
+        "the refused write kept space: {before} free before, {} after",
+        free()?
+    );
+    // Known to need more than the filesystem has: refused up front.
+    std::fs::write(&filler, vec![1u8; (before as usize).saturating_sub(MIB)])?;
+    let err = store
+        .writer(
+            "full",
+            "y",
+            brain_core::Codec::Raw,
+            "",
+            Some(value.len() as u64),
+        )
+        .unwrap_err();
+    ensure!(full(&err), "{err}");
+    std::fs::remove_file(&filler)?;
+    store
+        .writer("full", "y", brain_core::Codec::Raw, "", Some(3))?
+        .commit()?;
+    Ok(())
+}
+
 /// gunicorn kills a timed-out worker with SIGKILL: a store with a capacity
 /// keeps taking writes after its writers were killed with bytes reserved,
 /// with no `fsck` by hand.

@@ -454,7 +454,7 @@ fn corrupt_hint(location: &Location) -> &'static str {
         .and_then(Path::file_name)
         .is_some_and(|name| name == "brain.ctl");
     if control {
-        "move it out of the store: the next open makes a new one with no capacity (set it again with `brain capacity SIZE`), then run `brain fsck` to count what the store holds"
+        "move it out of the store's directory: the next open makes a new one with no capacity (set it again with `brain capacity SIZE`), then run `brain fsck` to count what the store holds"
     } else {
         "delete the object (`brain rm`) and write it again, or run `brain fsck`"
     }

@@ -290,6 +290,10 @@ impl ObjectWriter {
     ///
     /// # Errors
     /// [`Error::StoreFull`] when the store fills up, or another I/O error.
+    /// A write the store's capacity refuses changes nothing and may be
+    /// tried again; after a write that failed part-way (the filesystem
+    /// ran out, an I/O error) the writer refuses further writes and its
+    /// commit: drop it (nothing is published) and write the object again.
     pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
         self.inner.write_payload(bytes)
     }

@@ -59,7 +59,8 @@ pub(crate) fn ensure_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What a store's own directory holds, besides writers' `.tmp.*` files.
+/// What a store's own directory holds, besides writers' `.tmp.*` files
+/// (and `lost+found`, at the root of a filesystem made for the store).
 const STORE_ENTRIES: [&str; 6] = [
     super::CONTROL_FILE,
     super::NAMESPACES_DIR,
@@ -80,7 +81,13 @@ pub(crate) fn refuse_other_files(root: &Path) -> Result<()> {
     for entry in entries {
         let name = entry.map_err(|e| Error::io("list", root, e))?.file_name();
         let name = name.to_string_lossy();
-        if !STORE_ENTRIES.contains(&&*name) && !name.starts_with(".tmp.") {
+        // A damaged control file moved aside (`brain.ctl.damaged`) is the
+        // store's too: its error says to move it.
+        let store_own = STORE_ENTRIES.contains(&&*name)
+            || name.starts_with(".tmp.")
+            || name.starts_with(super::CONTROL_FILE)
+            || name == "lost+found";
+        if !store_own {
             return Err(Error::UnsafePath {
                 path: root.to_owned(),
                 reason: UnsafePathReason::HoldsOtherFiles,

@@ -86,6 +86,10 @@ pub(crate) struct ShmWriter {
     /// Without a description of its own, the object keeps the description
     /// of the one it replaces (`ObjectStore::put_shared_keeping_description`).
     keep_description: bool,
+    /// A write failed after it changed the object (part of its bytes went
+    /// in): the payload is not whole, so later writes and the commit are
+    /// refused rather than publish it.
+    broken: bool,
 }
 
 /// A new large object's file, filled by `pwrite` from one checksum chunk
@@ -103,6 +107,8 @@ pub(crate) struct ShmWriter {
 /// the next write finds its pages mapped (pool.rs).
 struct Staged {
     file: WritableFile,
+    /// The file's length once written (header and payload).
+    file_len: u64,
     /// The payload's current chunk, so far: its first `written - chunk_at` bytes.
     stage: Stage,
     /// The payload offset of the stage's first byte (a multiple of
@@ -185,6 +191,7 @@ impl ShmWriter {
             fill: Fill::default(),
             refill: false,
             keep_description: false,
+            broken: false,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -195,7 +202,7 @@ impl ShmWriter {
             writer.reserve(file_len)?;
             if file_len > SMALL_OBJECT && !reused {
                 if writer.stages(file_len) {
-                    writer.open_staged()?;
+                    writer.open_staged(file_len)?;
                 } else {
                     writer.open_large(file_len, file_len)?;
                 }
@@ -268,9 +275,11 @@ impl ShmWriter {
         Ok(())
     }
 
-    /// Whether a new file of `file_len` bytes is written by `pwrite`
-    /// ([`Staged`]): up to [`STAGED_MAX`], for a name that holds no object
-    /// file (one stat: a large write's cost is in its bytes).
+    /// Whether a new file of `file_len` bytes (a write of known length) is
+    /// written by `pwrite` ([`Staged`]): up to [`STAGED_MAX`], for a name
+    /// that holds no object file (one stat: a large write's cost is in its
+    /// bytes). A stream of unknown length is mapped: it may grow past the
+    /// size where the mapped copy, on every core, is ahead.
     fn stages(&self, file_len: u64) -> bool {
         file_len <= STAGED_MAX
             && matches!(
@@ -279,14 +288,26 @@ impl ShmWriter {
             )
     }
 
-    /// Opens the unnamed file a new large object is written into by
-    /// `pwrite`, with its stage. Nothing is allocated ahead: a full
-    /// filesystem fails a write as cleanly (no mapping can meet a page that
-    /// cannot be had), and the unnamed file goes with the writer.
-    fn open_staged(&mut self) -> Result<()> {
+    /// Opens the unnamed file a new large object of `file_len` bytes is
+    /// written into by `pwrite`, with its stage. Nothing is allocated ahead
+    /// (allocating zeroes every page, which is what writing saves): a
+    /// filesystem that clearly lacks the room is refused here, before any
+    /// byte is copied, and one filled meanwhile by others fails a write as
+    /// cleanly (no mapping can meet a page that cannot be had), the
+    /// unnamed file going with the writer.
+    fn open_staged(&mut self, file_len: u64) -> Result<()> {
+        let free = || {
+            rustix::fs::statvfs(&self.store.inner.root)
+                .map_or(u64::MAX, |st| st.f_bavail.saturating_mul(st.f_frsize))
+        };
+        // Pooled files hold pages this write needs more: give them back once.
+        if free() < file_len && (self.store.drain_pool().0 == 0 || free() < file_len) {
+            return Err(self.fs_full(file_len));
+        }
         let file = self.open_file()?;
         self.staged = Some(Staged {
             file,
+            file_len,
             stage: Stage::take(),
             chunk_at: self.written,
         });
@@ -497,6 +518,7 @@ impl ShmWriter {
     /// Appends `pieces`, one after another, as `write_shared` would; many
     /// small ones are copied as one copy split across cores (`Fill::copy_gathered`).
     pub(crate) fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
+        self.usable()?;
         let len: usize = pieces.iter().map(|p| p.len()).sum();
         let end = self.header_len + self.written + len as u64;
         // Capacity is claimed before the bytes land, so a streamed write
@@ -511,13 +533,39 @@ impl ShmWriter {
             self.written += len as u64;
             return Ok(());
         }
-        self.file_room(end)?;
         if self.staged.is_some() {
-            return self.stage_in(pieces);
+            let staged = self.stage_in(pieces);
+            return self.breaks_on_error(staged);
         }
-        self.copy_in(pieces, self.written)?;
+        let copied = self
+            .file_room(end)
+            .and_then(|()| self.copy_in(pieces, self.written));
+        self.breaks_on_error(copied)?;
         self.written += len as u64;
         Ok(())
+    }
+
+    /// Refuses a writer that a failed write left with part of its bytes.
+    fn usable(&self) -> Result<()> {
+        if self.broken {
+            return Err(Error::io(
+                "write an object in",
+                &self.dir,
+                io::Error::other(
+                    "an earlier write into this object failed part-way, so its bytes are not whole: nothing was published; drop the writer and write the object again",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `result`, after marking the writer broken when it is an error: a
+    /// write that got as far as the object's file may have changed it.
+    fn breaks_on_error(&mut self, result: Result<()>) -> Result<()> {
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
     }
 
     /// Appends `pieces` to a staged file: each is copied (and hashed) into
@@ -563,7 +611,7 @@ impl ShmWriter {
                 Err(e) if is_enospc(&e) && !drained && self.store.drain_pool().0 > 0 => {
                     drained = true
                 }
-                Err(e) => return Err(self.map_write_error(e, at + len as u64)),
+                Err(e) => return Err(self.map_write_error(e, staged.file_len)),
             }
         }
     }
@@ -572,19 +620,10 @@ impl ShmWriter {
     /// a small object that outgrew memory moves into a file, grown as the
     /// bytes come.
     fn file_room(&mut self, end: u64) -> Result<()> {
-        if self.staged.is_some() {
-            return Ok(());
-        }
         if self.dest.is_none() {
-            let gathered = std::mem::take(&mut self.pending);
-            let gathered = [SharedBytes::from(&gathered[..])];
-            if self.stages(end) {
-                self.written = 0;
-                self.open_staged()?;
-                return self.stage_in(&gathered);
-            }
             self.open_large(grown_len(end), end)?;
-            self.copy_in(&gathered, 0)?;
+            let gathered = std::mem::take(&mut self.pending);
+            self.copy_in(&[SharedBytes::from(&gathered[..])], 0)?;
         }
         let dest = self.dest.as_ref().expect("a large object has its file");
         if dest.file.len() < end || (dest.map.len() as u64) < end {
@@ -600,6 +639,7 @@ impl ShmWriter {
         len: u64,
         fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
+        self.usable()?;
         let end = (self.header_len + self.written)
             .checked_add(len)
             .ok_or_else(|| self.fs_full(u64::MAX))?;
@@ -615,10 +655,20 @@ impl ShmWriter {
             self.written += len;
             return Ok(());
         }
-        self.file_room(end)?;
         if self.staged.is_some() {
-            return self.stage_with(n, fill);
+            let staged = self.stage_with(n, fill);
+            return self.breaks_on_error(staged);
         }
+        let filled = self.file_room(end).and_then(|()| self.fill_mapped(n, fill));
+        self.breaks_on_error(filled)
+    }
+
+    /// [`ShmWriter::write_with`] into the mapped file, which has room.
+    fn fill_mapped(
+        &mut self,
+        n: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
         let header_len = self.header_len as usize;
         let at = usize::try_from(self.written).expect("within the mapping");
         let dest = self.dest.as_mut().expect("a large object has its file");
@@ -632,7 +682,7 @@ impl ShmWriter {
         }
         fill(&mut payload[at..at + n])?;
         self.fill.absorb(payload, at, n);
-        self.written += len;
+        self.written += n as u64;
         Ok(())
     }
 
@@ -676,6 +726,7 @@ impl ShmWriter {
     /// any object of that name in one atomic step. Readers of the old object
     /// keep their views.
     pub(crate) fn commit(mut self) -> Result<ObjectMeta> {
+        self.usable()?;
         let file_len = self.header_len + self.written;
         self.reserve(file_len)?;
         self.header.payload_len = self.written;
