@@ -223,7 +223,8 @@ impl Namespace {
     }
 
     /// Stores record batches as Arrow IPC (keeping the replaced object's
-    /// description).
+    /// description). Over a frame changed in place, the table takes the
+    /// frame's place as its one part and the old parts go.
     ///
     /// # Errors
     /// As [`ObjectStoreExt::put_record_batches`].
@@ -236,7 +237,30 @@ impl Namespace {
         let name = not_reserved(name)?;
         let bytes = crate::format::arrow::encode(schema, batches)
             .map_err(crate::Error::arrow(&self.name, name))?;
-        self.put_keeping_description(name, &Payload::bytes(&bytes).with_codec(Codec::ArrowIpc))
+        let payload = Payload::bytes(&bytes).with_codec(Codec::ArrowIpc);
+        let in_parts = self
+            .store
+            .metadata(&self.name, name)?
+            .is_some_and(|meta| meta.codec == Codec::FrameParts);
+        if !in_parts {
+            return self.put_keeping_description(name, &payload);
+        }
+        // Over a frame changed in place: the table becomes its one part,
+        // under the name's lock, and the old parts are given back (as
+        // Python's write over a frame does), not left for `gc`.
+        let _lock = self.store.lock(&self.name, name, None)?;
+        let id = frames::write_part(&*self.store, &self.name, name, &payload)?;
+        let replace = frames::FrameChange::Replace { part: &id };
+        frames::change_frame(
+            &*self.store,
+            &self.name,
+            name,
+            replace,
+            Codec::ArrowIpc,
+            None,
+            None,
+        )
+        .inspect_err(|_| frames::discard_part(&*self.store, &self.name, name, &id))
     }
 
     /// Reads record batches without copying.

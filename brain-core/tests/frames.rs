@@ -138,6 +138,29 @@ fn assign_append_drop_and_compact_change_only_what_they_name() -> TestResult {
     Ok(())
 }
 
+/// A table set over a frame changed in place takes its place, and the
+/// frame's old parts are given back at once, not left for `gc`.
+#[test]
+fn a_table_set_over_a_frame_in_parts_gives_its_parts_back() -> TestResult {
+    let (_dir, store) = store();
+    let ns = store.namespace("default")?;
+    let (schema, batch) = table(&[1, 2, 3], &["a", "b", "c"]);
+    ns.set_record_batches("t", &schema, std::slice::from_ref(&batch))?;
+    let (more_schema, more) = table(&[4], &["d"]);
+    ns.append_rows("t", &more_schema, &[more])?;
+    ns.append_rows("t", &more_schema, &[table(&[5], &["e"]).1])?;
+    assert_eq!(parts(&store, "default").len(), 3);
+    let (new_schema, new) = table(&[9], &["z"]);
+    ns.set_record_batches("t", &new_schema, &[new])?;
+    assert_eq!(parts(&store, "default").len(), 1, "the old parts stayed");
+    let (_, batches) = ns.get_record_batches("t")?.unwrap();
+    assert_eq!(column(&batches, 0), ["9"]);
+    assert_eq!(column(&batches, 1), ["z"]);
+    let used = store.usage()?.used;
+    assert_eq!(store.fsck(false)?.used_after, used);
+    Ok(())
+}
+
 #[test]
 fn columns_of_other_lengths_and_missing_names_are_refused() -> TestResult {
     let (_dir, store) = store();
