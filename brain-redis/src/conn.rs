@@ -44,6 +44,8 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
     }
     let hint = if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
+    } else if (err.is_connection_refusal() || err.is_io_error()) && op == "open" {
+        "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
         "; is the server running and reachable? brain reconnects on the next call"
     } else if matches!(kind, ErrorKind::Server(_)) && text.contains("OOM") {

@@ -260,20 +260,16 @@ impl RedisStore {
             Connector::new(&config).map_err(|e| redis_error("connect to", &location, &e))?;
         let pool = Pool::new(connector);
         let bulk = BulkPool::new(&config);
-        let cache = match &options.cache {
-            CacheSetting::Off => None,
-            setting => Some(HostCache::open(setting, &shown)?),
-        };
         let consistency = options.consistency.unwrap_or(config.consistency);
-        let store = RedisStore {
+        let mut store = RedisStore {
             inner: Arc::new(Inner {
                 keys: Keys {
                     prefix: config.prefix.clone(),
                 },
-                url: shown,
+                url: shown.clone(),
                 pool,
                 bulk,
-                cache,
+                cache: None,
                 consistency,
                 tracker: Tracker::default(),
                 held: HeldLocks::default(),
@@ -283,6 +279,14 @@ impl RedisStore {
             }),
         };
         store.check_server()?;
+        // The host's cache store is opened (made, the first time) only for
+        // a server that answers.
+        if !matches!(options.cache, CacheSetting::Off) {
+            let cache = HostCache::open(&options.cache, &shown)?;
+            Arc::get_mut(&mut store.inner)
+                .expect("nothing else holds a store being opened")
+                .cache = Some(cache);
+        }
         Ok(store)
     }
 
@@ -335,7 +339,7 @@ impl RedisStore {
                     .and_then(|mut r| r.remove("maxmemory-policy"))
                     .unwrap_or_default())
             })
-            .map_err(|e| self.err("connect to", &e))?;
+            .map_err(|e| self.err("open", &e))?;
         let evicting = policies.into_iter().find(|p| p.starts_with("allkeys-"));
         if let Some(policy) = &evicting {
             eprintln!(

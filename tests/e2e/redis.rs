@@ -44,6 +44,32 @@ fn run_on(url: &str, host: &HostDir) -> Result<()> {
     conformance::namespace_handle(open(None)?)
 }
 
+/// A server that does not answer: the open fails saying what to do, and
+/// makes no host cache store.
+#[test]
+fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
+    let port = brain_tests::redis_server::free_port(false)?;
+    let host = HostDir::new()?;
+    let err = brain::RedisStore::open(
+        &format!("redis://127.0.0.1:{port}"),
+        &brain::RedisOptions {
+            cache: CacheSetting::Path(host.cache()),
+            ..Default::default()
+        },
+    )
+    .err()
+    .context("an open with no server succeeded")?;
+    anyhow::ensure!(
+        err.to_string().contains("open the store again once it is"),
+        "{err}"
+    );
+    anyhow::ensure!(
+        !host.cache().exists(),
+        "a cache store was made for a server that did not answer"
+    );
+    Ok(())
+}
+
 #[test]
 fn redis_conforms() -> Result<()> {
     let server = RedisServer::start()?;
