@@ -688,6 +688,36 @@ fn a_damaged_control_file_is_made_again_as_its_error_says() -> TestResult {
     Ok(())
 }
 
+/// A control file written over while a process has it open (by hand, or
+/// by another program) is an error for that process's next write, not a
+/// wait without end for a "recount" the garbage seems to announce.
+#[test]
+fn a_control_file_written_over_under_a_process_is_an_error_not_a_wait() -> TestResult {
+    use std::os::unix::fs::FileExt;
+    let (dir, store) = store();
+    store.put("d", "x", &Payload::bytes(b"before"))?;
+    let control = dir.path().join("store").join("brain.ctl");
+    let len = std::fs::metadata(&control)?.len() as usize;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&control)?
+        .write_all_at(&vec![0xff; len], 0)?;
+    let (done, result) = std::sync::mpsc::channel();
+    let writer = store.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(writer.put("d", "y", &Payload::bytes(&vec![1u8; 1 << 20])));
+    });
+    let err = result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the write waited without end")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { .. }) && err.to_string().contains("written over"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[test]
 fn fsck_rebuilds_usage() -> TestResult {
     let (_dir, store) = store();

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use crate::api::error::{Error, Result};
 use crate::format::accounted;
 use crate::format::control::{
-    check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_VERSION,
+    check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_MAGIC, CONTROL_VERSION,
     CONTROL_VERSIONS_UPGRADED, POOLED_AT, RECOUNTER_AT, RECOUNTER_PID_NS_AT, SLOTS, SLOTS_AT,
     SLOT_BYTES, SLOT_IN_FLIGHT, SLOT_LEN, SLOT_PID_NS, SLOT_PROCESS, USED_AT, VERSION_AT,
 };
@@ -173,7 +173,7 @@ impl Control {
         let slot = self.my_slot();
         let generation = fork::generation();
         loop {
-            self.wait_for_recount();
+            self.wait_for_recount()?;
             let Some(slot) = slot else {
                 // No slot: nothing can be counted in flight, so only a
                 // recount in progress is waited for (a later one may race
@@ -217,8 +217,11 @@ impl Control {
     }
 
     /// Waits while a live process recounts; clears the mark of a dead one.
-    fn wait_for_recount(&self) {
-        self.wait_for_recount_until(None);
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the control file was written over meanwhile.
+    fn wait_for_recount(&self) -> Result<()> {
+        self.wait_for_recount_until(None)
     }
 
     /// Recounts alone: records this process as the recounter, then waits
@@ -230,7 +233,7 @@ impl Control {
         let me = my_identity();
         let started = Instant::now();
         loop {
-            self.wait_for_recount_until(started.checked_add(timeout));
+            self.wait_for_recount_until(started.checked_add(timeout))?;
             match self
                 .recounter()
                 .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
@@ -266,12 +269,15 @@ impl Control {
     }
 
     /// As [`Control::wait_for_recount`], giving up at `deadline` if any.
-    fn wait_for_recount_until(&self, deadline: Option<Instant>) {
+    fn wait_for_recount_until(&self, deadline: Option<Instant>) -> Result<()> {
         while deadline.is_none_or(|at| Instant::now() < at) {
             let recounter = self.recounter().load(Ordering::SeqCst);
             if recounter == 0 {
-                return;
+                return Ok(());
             }
+            // A file written over under this process holds a recounter
+            // that may look alive forever: it is an error, not a wait.
+            self.still_a_control_file()?;
             if !self.recounter_alive(recounter) {
                 let _ = self.recounter().compare_exchange(
                     recounter,
@@ -283,6 +289,27 @@ impl Control {
             }
             std::thread::sleep(WAIT_STEP);
         }
+        Ok(())
+    }
+
+    /// Whether the mapped file still starts as a control file this build
+    /// reads (its magic and version).
+    fn still_a_control_file(&self) -> Result<()> {
+        let magic = self
+            .counters
+            .counter(0)
+            .load(Ordering::SeqCst)
+            .to_le_bytes();
+        let version = self.counters.counter(VERSION_AT).load(Ordering::SeqCst);
+        if magic == CONTROL_MAGIC
+            && (version == CONTROL_VERSION || CONTROL_VERSIONS_UPGRADED.contains(&version))
+        {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            &self.path,
+            "it was written over while this process had it open (it no longer holds a control file's magic bytes and version)",
+        ))
     }
 
     fn slot_counter(&self, slot: usize, field: usize) -> &AtomicU64 {
