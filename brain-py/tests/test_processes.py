@@ -212,6 +212,43 @@ def test_a_lock_released_is_free_while_a_child_forked_under_it_lives(store_path:
         os.waitpid(pid, 0)
 
 
+def test_children_forked_while_a_thread_writes_can_write(store_path: Path) -> None:
+    """A notebook thread refreshing a value while a fork-started pool starts:
+    no child may inherit a lock the writing thread held (they used to hang)."""
+    import os
+    import signal
+    import threading
+
+    brain = Brain(path=store_path)
+    stop = threading.Event()
+
+    def refresh() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            brain["status"] = i
+            brain["frame"] = np.full(200_000, i)
+
+    writer = threading.Thread(target=refresh)
+    writer.start()
+    hung = []
+    try:
+        for k in range(30):
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a hung child ends, and says so by its status
+                brain[f"child {k}"] = k
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+                hung.append(k)
+    finally:
+        stop.set()
+        writer.join()
+    assert hung == [], f"children {hung} could not write"
+    assert sorted(brain.names()) == sorted(["status", "frame", *(f"child {k}" for k in range(30))])
+
+
 @pytest.mark.shm_only("a forked child uses the parent's watcher")
 def test_a_watcher_used_in_a_forked_child_is_a_clear_error(store_path: Path) -> None:
     import os

@@ -7,7 +7,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use xxhash_rust::xxh3::Xxh3Builder;
 
@@ -56,8 +56,8 @@ impl<K: Hash + Eq + AsRef<[u8]>, V: Clone> Kept<K, V> {
         map.insert(key, value);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<K, V, Xxh3Builder>>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> crate::sys::fork::Locked<'_, Option<HashMap<K, V, Xxh3Builder>>> {
+        crate::sys::fork::lock(&self.map)
     }
 
     /// The value kept for `key`, or the one `decode` makes (then kept).

@@ -45,7 +45,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::api::error::{Error, Result};
@@ -320,7 +320,7 @@ impl Control {
     /// slot is taken (its reservations are then not watched, nor waited
     /// for: a recount by `fsck` by hand still counts right).
     fn my_slot(&self) -> Option<usize> {
-        let mut mine = self.mine.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut mine = fork::lock(&self.mine);
         let generation = fork::generation();
         if mine.slot.is_none() || mine.generation != generation {
             mine.generation = generation;

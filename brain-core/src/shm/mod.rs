@@ -389,11 +389,7 @@ impl Store {
     /// write must: one into a removed table would be lost.
     fn table_checked(&self, always: bool) -> Result<Option<Arc<SmallTable>>> {
         let generation = crate::sys::fork::generation();
-        let mut slot = self
-            .inner
-            .small
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = crate::sys::fork::lock(&self.inner.small);
         if let Some(open) = slot.as_mut().filter(|open| open.generation == generation) {
             if !always && open.checked.elapsed() < TABLE_RECHECK {
                 return Ok(Some(open.table.clone()));

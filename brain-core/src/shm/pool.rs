@@ -363,7 +363,7 @@ impl Store {
         candidates.retain(|p| p.len <= file_len.saturating_mul(2) && p.len >= file_len / 2);
         // A file this process mapped before comes first: its pages are
         // mapped here already, which saves more than any fit.
-        let warm = self.inner.warm.lock().expect("warm files lock");
+        let warm = crate::sys::fork::lock(&self.inner.warm);
         let cold = |p: &Pooled| {
             warm.files.is_empty()
                 || !rustix::fs::stat(&p.path).is_ok_and(|st| warm.contains((st.st_dev, st.st_ino)))
@@ -414,12 +414,7 @@ impl Store {
             let _ = std::fs::remove_file(&claimed);
             return None;
         }
-        let warm = self
-            .inner
-            .warm
-            .lock()
-            .expect("warm files lock")
-            .take(file.identity());
+        let warm = crate::sys::fork::lock(&self.inner.warm).take(file.identity());
         // The name's length is the file's: `retire` took it from the file.
         Some(Reused {
             file,
@@ -438,7 +433,7 @@ impl Store {
         if self.recycle_limit() == 0 {
             return;
         }
-        let mut warm = self.inner.warm.lock().expect("warm files lock");
+        let mut warm = crate::sys::fork::lock(&self.inner.warm);
         warm.sweep();
         if warm.files.len() >= WARM_MAX {
             warm.files.remove(0);
@@ -631,7 +626,7 @@ impl Store {
                 }
                 return Ok(Made::NoRoom);
             }
-            let mut warm = self.inner.warm.lock().expect("warm files lock");
+            let mut warm = crate::sys::fork::lock(&self.inner.warm);
             warm.files.push((map, fd));
             Ok(Made::Yes)
         })();
@@ -644,17 +639,12 @@ impl Store {
     /// Drops every kept mapping (`clear_cache`), and with them the memory
     /// of files deleted since.
     pub(crate) fn forget_warm(&self) {
-        self.inner
-            .warm
-            .lock()
-            .expect("warm files lock")
-            .files
-            .clear();
+        crate::sys::fork::lock(&self.inner.warm).files.clear();
     }
 
     /// Drops kept mappings whose file was deleted.
     pub(crate) fn sweep_warm(&self) {
-        self.inner.warm.lock().expect("warm files lock").sweep();
+        crate::sys::fork::lock(&self.inner.warm).sweep();
     }
 
     /// Moves the object that left its name and now lies at `tmp` (`len`

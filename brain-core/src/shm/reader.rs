@@ -199,7 +199,7 @@ impl Store {
 
     /// A cached view of the object at `path`, if the file there is still the one cached.
     fn cached(&self, key: ObjectKey, path: &Path) -> Option<ObjectView> {
-        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        let mut cache = crate::sys::fork::lock(&self.inner.cache);
         cache.maybe_sweep();
         let (stamp, view) = cache.get(key)?;
         drop(cache);
@@ -213,14 +213,14 @@ impl Store {
     }
 
     fn remember(&self, key: ObjectKey, path: &Path, stat: &rustix::fs::Stat, view: &ObjectView) {
-        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        let mut cache = crate::sys::fork::lock(&self.inner.cache);
         cache.insert(key, path, Stamp::of(stat), view.clone(), false);
     }
 
     /// Caches a copy of a small object read from `fd`, when it is read for
     /// the second time: a value read over and over then costs one `stat`.
     fn remember_copy(&self, key: ObjectKey, path: &Path, fd: &OwnedFd, view: &ObjectView) {
-        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        let mut cache = crate::sys::fork::lock(&self.inner.cache);
         if !cache.read_again(key) {
             return;
         }
@@ -232,7 +232,7 @@ impl Store {
     /// Drops the cached view of `key` (its object was replaced or deleted
     /// by this process), and sweeps others when it is time.
     pub(crate) fn forget_cached(&self, key: ObjectKey) {
-        let mut cache = self.inner.cache.lock().expect("mapping cache lock");
+        let mut cache = crate::sys::fork::lock(&self.inner.cache);
         cache.remove(key);
         cache.maybe_sweep();
     }
@@ -240,7 +240,7 @@ impl Store {
     /// Drops every cached view, and every mapping kept for this process's
     /// later writes, releasing the memory and descriptors they hold.
     pub fn clear_cache(&self) {
-        self.inner.cache.lock().expect("mapping cache lock").clear();
+        crate::sys::fork::lock(&self.inner.cache).clear();
         self.forget_warm();
     }
 }

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow_buffer::{Buffer, MutableBuffer};
@@ -192,7 +192,7 @@ pub(crate) fn open_table(root: &Path, mode: u32) -> Result<Arc<SmallTable>> {
     super::dirs::ensure_private_dir(&dir)?;
     let stat = rustix::fs::stat(&dir).map_err(|e| Error::io("stat", &dir, e.into()))?;
     let id = (stat.st_dev, stat.st_ino, fork::generation());
-    let mut tables = OPEN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tables = crate::sys::fork::lock(&OPEN_TABLES);
     if let Some(table) = tables
         .iter()
         .find(|(at, _)| *at == id)
@@ -307,7 +307,7 @@ impl Drop for SmallTable {
         // Closing an environment closes its lock file, which drops every
         // `fcntl` lock this process holds on it, a newer environment's of
         // the same store included: so no other is opened meanwhile.
-        let _tables = OPEN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+        let _tables = crate::sys::fork::lock(&OPEN_TABLES);
         drop(self.env.take());
     }
 }

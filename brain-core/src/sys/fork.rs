@@ -7,37 +7,200 @@
 //! generation recorded with the state against the current one costs one
 //! atomic load (`getpid` is a system call on every call).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
+//!
+//! A lock held by another thread when the process forks stays held in the
+//! child for ever: the child has only the forking thread. So every lock of
+//! brain's is taken through [`lock`], inside a section no fork happens in
+//! ([`no_fork`]): a fork waits, in its `pthread_atfork` prepare handler,
+//! until no thread is inside one, and new sections wait for the fork.
+//! Sections hold a lock for a few steps and never wait for anything in one,
+//! so the fork waits microseconds (a table being opened: milliseconds).
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
+/// A thread of this process is forking: no section may begin.
+static FORKING: AtomicBool = AtomicBool::new(false);
+/// How many threads are inside a section.
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// How deep this thread is in sections (they nest: a lock taken while
+    /// another is held).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+extern "C" fn before_fork() {
+    FORKING.store(true, Ordering::SeqCst);
+    // The forking thread itself counts once if it forks from inside a
+    // section (brain never does; a caller's callback might).
+    let own = usize::from(DEPTH.with(Cell::get) > 0);
+    while INSIDE.load(Ordering::SeqCst) > own {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    FORKING.store(false, Ordering::SeqCst);
+}
 
 extern "C" fn in_child() {
     // Runs in the child right after fork, before fork returns: only
-    // async-signal-safe work, which an atomic add is.
+    // async-signal-safe work, which atomic stores are. No other thread was
+    // inside a section (the prepare handler waited), and none exists here.
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    FORKING.store(false, Ordering::SeqCst);
+}
+
+/// A section of code no fork happens in (see the module's docs). Not
+/// `Send`: it counts the thread that made it.
+pub(crate) struct NoFork(PhantomData<*const ()>);
+
+/// Enters a section no fork happens in, waiting for a fork under way.
+pub(crate) fn no_fork() -> NoFork {
+    register();
+    DEPTH.with(|depth| {
+        if depth.get() == 0 {
+            loop {
+                while FORKING.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                INSIDE.fetch_add(1, Ordering::SeqCst);
+                if !FORKING.load(Ordering::SeqCst) {
+                    break;
+                }
+                // A fork began meanwhile: let it happen first.
+                INSIDE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        depth.set(depth.get() + 1);
+    });
+    NoFork(PhantomData)
+}
+
+impl Drop for NoFork {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| {
+            depth.set(depth.get() - 1);
+            if depth.get() == 0 {
+                INSIDE.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+}
+
+/// A lock of brain's, held inside a section no fork happens in.
+pub(crate) struct Locked<'a, T> {
+    // Declared first: the lock is given back before the section ends.
+    guard: MutexGuard<'a, T>,
+    _section: NoFork,
+}
+
+/// Takes `mutex` inside a section no fork happens in (a poisoned lock is
+/// taken as it is: what it guards is kept consistent step by step).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> Locked<'_, T> {
+    let section = no_fork();
+    Locked {
+        guard: mutex.lock().unwrap_or_else(PoisonError::into_inner),
+        _section: section,
+    }
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
 }
 
 /// The number of forks between the first process that used brain and this
 /// one: it changes, in the child, at every fork.
 pub(crate) fn generation() -> u64 {
+    register();
+    GENERATION.load(Ordering::Relaxed)
+}
+
+fn register() {
     REGISTER.call_once(|| {
-        // SAFETY: pthread_atfork only records the three function pointers;
-        // `in_child` is an `extern "C" fn()` with no arguments, as the
-        // handlers must be, and it is async-signal-safe (one atomic add),
-        // which is all a handler that runs in a child of a multi-threaded
-        // process may be. Registered once per process (Once), so it runs
-        // once per fork.
-        let registered = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        // SAFETY: pthread_atfork only records the three function pointers,
+        // each an `extern "C" fn()` with no arguments, as handlers must be.
+        // `in_child` is async-signal-safe (atomic operations only), which
+        // is all a handler that runs in a child of a multi-threaded process
+        // may be; the prepare and parent handlers run in the forking
+        // thread's normal context. Registered once per process (Once), so
+        // they run once per fork.
+        let registered = unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(in_child),
+            )
+        };
         debug_assert_eq!(registered, 0, "pthread_atfork failed");
     });
-    GENERATION.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child forked while another thread of its parent takes and gives
+    /// back a lock again and again can take it: the fork waited until the
+    /// lock was free (without the sections, some children hang for ever).
+    #[test]
+    fn a_child_forked_while_a_thread_holds_a_lock_can_take_it() {
+        static SHARED: Mutex<u64> = Mutex::new(0);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let holder = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut held = lock(&SHARED);
+                    for _ in 0..100_000 {
+                        *held = std::hint::black_box(*held + 1);
+                    }
+                }
+            })
+        };
+        while *lock(&SHARED) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..40 {
+            // SAFETY: the child takes the lock, then leaves with _exit,
+            // running no handlers; an alarm ends it if it hangs.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: alarm only sets a timer; the default action of
+                // SIGALRM ends the child.
+                unsafe { libc::alarm(10) };
+                let taken = *lock(&SHARED) > 0;
+                // SAFETY: _exit ends the child at once.
+                unsafe { libc::_exit(if taken { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child just forked; `status` is a valid out pointer.
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert_eq!(waited, pid);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "a child could not take a lock its parent's thread held at the fork (status {status})"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        holder.join().unwrap();
+    }
 
     #[test]
     fn a_forked_child_sees_another_generation() {

@@ -389,11 +389,7 @@ impl Env {
         let mut cleared = false;
         loop {
             let _guard = Entered::new(self, false)?;
-            let idle = self
-                .idle_reads
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
+            let idle = crate::sys::fork::lock(&self.idle_reads).pop();
             let txn = match idle {
                 Some(IdleRead(txn)) => {
                     // SAFETY: a read transaction of this environment, reset
@@ -637,12 +633,7 @@ impl Drop for EndRead<'_, '_> {
         // guard is dropped after it), so nothing borrows from it; reset
         // keeps its reader slot for the next renew.
         unsafe { ffi::mdb_txn_reset(txn.as_ptr()) };
-        self.0
-            .env
-            .idle_reads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(IdleRead(txn));
+        crate::sys::fork::lock(&self.0.env.idle_reads).push(IdleRead(txn));
     }
 }
 
