@@ -185,7 +185,7 @@ impl PyStore {
                 ))
             }
             (Some(url), None) => StoreUrl::parse(url).py()?,
-            (None, Some(path)) => StoreUrl::Shm(Some(path)),
+            (None, Some(path)) => StoreUrl::shm(path),
             (None, None) => brain::default_url().py()?,
         };
         let mut options = OpenOptions::new()

@@ -21,6 +21,14 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
+    /// The shared-memory store at `path`, made absolute against the
+    /// current directory now: a handle reopened (or sent to another
+    /// process) after a `chdir` finds the same store, not a new empty one.
+    pub fn shm(path: impl Into<PathBuf>) -> StoreUrl {
+        let path = path.into();
+        StoreUrl::Shm(Some(std::path::absolute(&path).unwrap_or(path)))
+    }
+
     /// Parses a store URL: a path, `shm://PATH`, `shm://`, `memory://NAME`,
     /// or a Redis URL (checked in full when the store opens).
     ///
@@ -49,12 +57,11 @@ impl StoreUrl {
                     ),
                 });
             }
-            return Ok(StoreUrl::Shm(Some(PathBuf::from(url))));
+            return Ok(StoreUrl::shm(url));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "shm" => Ok(StoreUrl::Shm(
-                (!rest.is_empty()).then(|| PathBuf::from(rest)),
-            )),
+            "shm" if rest.is_empty() => Ok(StoreUrl::Shm(None)),
+            "shm" => Ok(StoreUrl::shm(rest)),
             "memory" | "mem" => Ok(StoreUrl::Memory(rest.to_owned())),
             other if brain_redis::RedisConfig::is_redis_scheme(other) => {
                 brain_redis::RedisConfig::parse(url)?;
@@ -129,11 +136,17 @@ mod tests {
 
     #[test]
     fn urls_and_paths_parse() {
-        let path = |p: &str| StoreUrl::Shm(Some(PathBuf::from(p)));
+        let path = |p: &str| StoreUrl::Shm(Some(std::path::absolute(p).unwrap()));
         assert_eq!(StoreUrl::parse("/dev/shm/x").unwrap(), path("/dev/shm/x"));
         assert_eq!(
             StoreUrl::parse("relative/dir").unwrap(),
             path("relative/dir")
+        );
+        // A relative path is kept absolute, against the directory of the moment.
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            StoreUrl::parse("relative/dir").unwrap().to_string(),
+            format!("shm://{}", here.join("relative/dir").display())
         );
         assert_eq!(
             StoreUrl::parse("shm:///dev/shm/x").unwrap(),

@@ -214,6 +214,12 @@ impl StoreBuilder {
     /// when its control file is damaged.
     pub fn open(self) -> Result<Store> {
         let root = self.path.clone().unwrap_or_else(default_store_path);
+        // A relative path is the store in the directory of the moment: kept
+        // absolute, so a handle reopened or sent to another process after a
+        // `chdir` (a notebook's `%cd`, gunicorn's `--chdir`) finds the same
+        // store, not a new empty one.
+        let root = std::path::absolute(&root)
+            .map_err(|e| Error::io("find the absolute path of", &root, e))?;
         if self.path.is_none() && std::env::var_os("BRAIN_PATH").is_none_or(|p| p.is_empty()) {
             ensure_private_dir(&user_root())?;
         } else if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
