@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,6 +102,30 @@ def test_an_open_file_is_unsupported(brain: Brain, tmp_path: Path) -> None:
             brain["nested"] = {"ok": 1, "file": handle}
     assert isinstance(info.value, TypeError)
     assert "TextIOWrapper" in str(info.value) and "pickle" in str(info.value)
+    assert brain.names() == []
+
+
+class _Refusing:
+    """An object whose pickling raises what it is given."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        raise self.error
+
+
+def test_only_pickles_refusals_are_unsupported_objects(brain: Brain) -> None:
+    # What pickle says of an object it cannot pickle: unsupported, named.
+    with pytest.raises(BrainUnsupportedObjectError) as info:
+        brain["x"] = _Refusing(TypeError())
+    assert "pickle said: TypeError." in str(info.value)
+    # Anything else raised while pickling reaches the caller as it was:
+    # memory that ran out, a deadline's signal, the object's own error.
+    for error in (MemoryError(), TimeoutError("the request's deadline"), ConnectionError("lost"), KeyError("k")):
+        with pytest.raises(type(error)) as raised:
+            brain["x"] = [1, _Refusing(error)]
+        assert raised.value is error and not isinstance(raised.value, BrainUnsupportedObjectError)
     assert brain.names() == []
 
 

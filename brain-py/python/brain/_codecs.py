@@ -1075,13 +1075,22 @@ def encode(
                 return
     try:
         parts = _pickle_parts(thing)
-    except Exception as err:  # pickle raises many types: PicklingError, TypeError, AttributeError...
+    except _PICKLE_REFUSALS as err:
+        said = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         raise BrainUnsupportedObjectError(
             f"cannot store {name!r}: an object of type {type(thing).__module__}.{type(thing).__qualname__} "
-            f"fits none of the codecs ({TRIED}); pickle said: {err}. "
+            f"fits none of the codecs ({TRIED}); pickle said: {said}. "
             "Store a picklable form of it instead (e.g. its data, not its handle)."
         ) from err
     store.put_pickle(namespace, name, parts[0], parts[1:], description)
+
+
+# What pickle raises for an object it cannot pickle (a lock, a local
+# function, a ctypes pointer, a structure nested too deep). Anything else
+# raised while pickling (MemoryError, a TimeoutError from a deadline's
+# signal handler, an error of the object's own __reduce__) is the caller's
+# to see as it is, not an "unsupported object".
+_PICKLE_REFUSALS = (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError, RecursionError)
 
 
 def _labels_survive_arrow(pd: Any, columns: Any) -> bool:
