@@ -1012,6 +1012,28 @@ fn closed_or_full_standard_output_exits_1() -> TestResult {
     Ok(())
 }
 
+/// `brain put NAME - <&-`: a closed standard input is an error, not an
+/// empty object stored over the name.
+#[test]
+fn put_from_a_closed_standard_input_exits_1_and_keeps_the_name() -> TestResult {
+    let store = TestStore::new()?;
+    check(store.run_with_input(&["put", "x", "-"], b"data")?, &["put"])?;
+    let out: Outcome = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" --store \"$1\" put x - <&-")
+        .arg(env!("CARGO_BIN_EXE_brain"))
+        .arg(&store.path)
+        .env_remove("BRAIN_PATH")
+        .env_remove("BRAIN_URL")
+        .output()?
+        .into();
+    expect_failure(&out, 1, &["cannot read standard input: it is closed"])?;
+    let out = store.run(&["cat", "x"])?;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, b"data", "the name lost its value");
+    Ok(())
+}
+
 /// A 64 KiB name in an error is shown cut, with its length.
 fn long_names_are_cut_in_errors(backend: Backend) -> TestResult {
     let store = TestStore::on(backend)?;
