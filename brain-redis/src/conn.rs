@@ -29,7 +29,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// brain was doing. The password never appears: the library's messages
 /// name hosts, not credentials.
 pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisError) -> Error {
-    use redis::ErrorKind;
     let text = err.to_string();
     let kind = err.kind();
     if matches!(kind, redis::ErrorKind::AuthenticationFailed)
@@ -48,7 +47,8 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
         "; is the server running and reachable? brain reconnects on the next call"
-    } else if matches!(kind, ErrorKind::Server(_)) && text.contains("OOM") {
+    } else if text.contains("OOM") {
+        // Whatever kind redis-rs gives it (an unknown code is an Extension).
         "; the server is out of memory (maxmemory): delete objects or give it more memory"
     } else {
         ""

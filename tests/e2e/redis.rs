@@ -70,6 +70,28 @@ fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
     Ok(())
 }
 
+/// A server out of memory (`maxmemory` under `noeviction`) refuses a write:
+/// the error says so and what to do, and the name keeps its value.
+#[test]
+fn a_server_out_of_memory_says_so() -> Result<()> {
+    let server =
+        RedisServer::start_with(&["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])?;
+    let store = uncached(&fresh(&server.url()))?;
+    store.put("ns", "x", &brain_core::Payload::bytes(b"kept"))?;
+    let big = vec![7u8; 16 << 20];
+    let err = store
+        .put("ns", "x", &brain_core::Payload::bytes(&big))
+        .err()
+        .context("16 MiB fit in a server of 8")?;
+    anyhow::ensure!(
+        err.to_string()
+            .contains("the server is out of memory (maxmemory)"),
+        "{err}"
+    );
+    anyhow::ensure!(&*store.get("ns", "x")?.context("kept")? == b"kept");
+    Ok(())
+}
+
 #[test]
 fn redis_conforms() -> Result<()> {
     let server = RedisServer::start()?;
