@@ -104,6 +104,16 @@ fn deleted_mapping(line: &str, prefix: &str) -> Option<((String, u64), u64)> {
     if inode == 0 || !path.starts_with(prefix) || path.as_bytes().get(prefix.len()) != Some(&b'/') {
         return None;
     }
+    // A file made unnamed (O_TMPFILE), listed as `#<inode>`, is a write in
+    // flight, counted by its writer's reservation: not memory held after
+    // the store let it go.
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|file| file.starts_with('#'))
+    {
+        return None;
+    }
     let (start, end) = range.split_once('-')?;
     let len = u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?;
     Some(((device.to_owned(), inode), len))
@@ -135,6 +145,14 @@ mod tests {
         );
         assert_eq!(
             deleted_mapping(&line("/usr/lib/libc.so (deleted)"), root),
+            None
+        );
+        // A write in flight, into a file that never had a name.
+        assert_eq!(
+            deleted_mapping(
+                &line("/dev/shm/brain-0/default/ns/ab/#4242 (deleted)"),
+                root
+            ),
             None
         );
         assert_eq!(
