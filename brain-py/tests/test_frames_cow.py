@@ -185,6 +185,23 @@ def test_pickled_frames_change_in_place_too(brain: Brain, make: Callable[[], Any
         pd.testing.assert_series_equal(brain["p"], original, check_exact=True)
 
 
+@copy_on_write
+def test_frames_inside_a_stored_container_change_in_place(brain: Brain) -> None:
+    # brain-plasma code often stores a dict of frames.
+    sales = pd.DataFrame({"n": np.arange(N, dtype="f8")})
+    series = pd.Series(np.arange(N, dtype="f8"))
+    brain["many"] = {"sales": sales, "more": [sales.copy(), (1, {"s": series})]}
+    got = brain["many"]
+    got["sales"].loc[0, "n"] = 5.0
+    got["more"][0]["n"] *= 2
+    got["more"][1][1]["s"].iloc[0] = 7.0
+    assert got["sales"].loc[0, "n"] == 5.0 and got["more"][1][1]["s"].iloc[0] == 7.0
+    stored = brain["many"]
+    pd.testing.assert_frame_equal(stored["sales"], sales)
+    pd.testing.assert_frame_equal(stored["more"][0], sales)
+    pd.testing.assert_series_equal(stored["more"][1][1]["s"], series)
+
+
 def test_arrays_stay_read_only(brain: Brain) -> None:
     # numpy has no copy-on-write: an array read from brain refuses writes.
     brain["a"] = np.arange(N, dtype="f8")
