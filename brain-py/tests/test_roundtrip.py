@@ -521,3 +521,12 @@ def test_a_series_whose_name_json_cannot_hold_is_pickled_exactly(brain: Brain) -
     back = brain["s"]
     pd.testing.assert_series_equal(back, series)
     assert back.name == frozenset({"a"})
+
+
+def test_a_str_with_a_lone_surrogate_comes_back_exactly(brain: Brain) -> None:
+    # Not UTF-8, so not text: pickled, as Python keeps it.
+    brain["s"] = "a\ud800b"
+    assert brain["s"] == "a\ud800b"
+    assert brain.metadata("s")["codec"] == "pickle5"
+    brain["t"] = "plain é"
+    assert brain.metadata("t")["codec"] == "text"

@@ -1069,8 +1069,13 @@ def encode(
     keeps the old one); tables through ``write_table`` (default: stored whole)."""
     write = write_table or _write_arrow
     if type(thing) is str:
-        store.put_text(namespace, name, thing, description)
-        return
+        try:
+            store.put_text(namespace, name, thing, description)
+            return
+        except UnicodeEncodeError:
+            if _is_utf8(thing):
+                raise  # the name, namespace or description
+            # A lone surrogate in the value: pickled below, exactly.
     if type(thing) is bytes:
         store.put(namespace, name, "raw", [thing], description)
         return
@@ -1111,6 +1116,16 @@ def encode(
             "Store a picklable form of it instead (e.g. its data, not its handle)."
         ) from err
     store.put_pickle(namespace, name, parts[0], parts[1:], description)
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` can be UTF-8 (a lone surrogate cannot: such a str is
+    pickled, which keeps it exactly)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # What pickle raises for an object it cannot pickle (a lock, a local
