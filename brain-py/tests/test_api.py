@@ -321,13 +321,14 @@ def test_a_brain_pickles_to_the_same_store(brain: Brain) -> None:
 
 
 @pytest.mark.shm_only("a store given by a relative path is a directory")
-def test_a_relative_path_stays_the_same_store_after_a_chdir(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relative_path_stays_the_same_store_after_a_chdir(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(store_path.parent)
     brain = Brain(path=store_path.name)
     brain["sales"] = "data"
     assert brain.url == f"shm://{store_path}"
-    elsewhere = store_path.parent / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = tmp_path  # removed by pytest
     monkeypatch.chdir(elsewhere)  # a notebook's %cd, gunicorn --chdir
     assert pickle.loads(pickle.dumps(brain))["sales"] == "data"
     brain.sleep()
