@@ -1108,7 +1108,9 @@ def encode(
                 return
     try:
         parts = _pickle_parts(thing)
-    except _PICKLE_REFUSALS as err:
+    except _NOT_REFUSALS:
+        raise
+    except Exception as err:  # pickle and libraries raise many types: PicklingError, TypeError, polars' ComputeError...
         said = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         raise BrainUnsupportedObjectError(
             f"cannot store {name!r}: an object of type {type(thing).__module__}.{type(thing).__qualname__} "
@@ -1128,12 +1130,12 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-# What pickle raises for an object it cannot pickle (a lock, a local
-# function, a ctypes pointer, a structure nested too deep). Anything else
-# raised while pickling (MemoryError, a TimeoutError from a deadline's
-# signal handler, an error of the object's own __reduce__) is the caller's
-# to see as it is, not an "unsupported object".
-_PICKLE_REFUSALS = (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError, RecursionError)
+# Errors of the moment, not of the object, raised while it is pickled:
+# memory that ran out, a TimeoutError from a deadline's signal handler, a
+# connection lost (OSError). The caller sees them as they are; anything
+# else means the object cannot be pickled (pickle's own PicklingError and
+# TypeError, a library's refusal such as polars' ComputeError).
+_NOT_REFUSALS = (MemoryError, OSError)
 
 
 def _labels_survive_arrow(pd: Any, columns: Any) -> bool:
