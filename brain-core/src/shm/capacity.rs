@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use crate::api::error::{Error, Result};
 use crate::format::accounted;
 use crate::format::control::{
-    check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_MAGIC, CONTROL_VERSION,
+    check_control_file, new_control_file, CAPACITY_AT, CONTROL_LEN, CONTROL_VERSION,
     CONTROL_VERSIONS_UPGRADED, POOLED_AT, RECOUNTER_AT, RECOUNTER_PID_NS_AT, SLOTS, SLOTS_AT,
     SLOT_BYTES, SLOT_IN_FLIGHT, SLOT_LEN, SLOT_PID_NS, SLOT_PROCESS, USED_AT, VERSION_AT,
 };
@@ -292,18 +292,10 @@ impl Control {
         Ok(())
     }
 
-    /// Whether the mapped file still starts as a control file this build
-    /// reads (its magic and version).
+    /// Whether the mapped file still passes the checks it passed when it
+    /// was opened (`check_control_file`: its magic and version).
     fn still_a_control_file(&self) -> Result<()> {
-        let magic = self
-            .counters
-            .counter(0)
-            .load(Ordering::SeqCst)
-            .to_le_bytes();
-        let version = self.counters.counter(VERSION_AT).load(Ordering::SeqCst);
-        if magic == CONTROL_MAGIC
-            && (version == CONTROL_VERSION || CONTROL_VERSIONS_UPGRADED.contains(&version))
-        {
+        if check_control_file(&self.counters.bytes()).is_ok() {
             return Ok(());
         }
         Err(Error::corrupt(
