@@ -121,15 +121,9 @@ struct Staged {
 struct Stage(Box<[u8]>);
 
 impl Stage {
-    /// A stage this process used before, or a new one. The list is only
-    /// tried, never waited for: a child forked while another thread held
-    /// it would wait forever.
+    /// A stage this process used before, or a new one.
     fn take() -> Stage {
-        let kept = STAGES
-            .try_lock()
-            .map(|mut stages| stages.pop())
-            .ok()
-            .flatten();
+        let kept = crate::sys::fork::lock(&STAGES).pop();
         Stage(kept.unwrap_or_else(|| vec![0; CHECKSUM_CHUNK].into_boxed_slice()))
     }
 }
@@ -137,10 +131,9 @@ impl Stage {
 impl Drop for Stage {
     fn drop(&mut self) {
         let stage = std::mem::take(&mut self.0);
-        if let Ok(mut stages) = STAGES.try_lock() {
-            if stages.len() < STAGES_KEPT {
-                stages.push(stage);
-            }
+        let mut stages = crate::sys::fork::lock(&STAGES);
+        if stages.len() < STAGES_KEPT {
+            stages.push(stage);
         }
     }
 }
