@@ -177,25 +177,9 @@ mod tests {
             std::thread::yield_now();
         }
         for _ in 0..40 {
-            // SAFETY: the child takes the lock, then leaves with _exit,
-            // running no handlers; an alarm ends it if it hangs.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                // SAFETY: alarm only sets a timer; the default action of
-                // SIGALRM ends the child.
-                unsafe { libc::alarm(10) };
-                let taken = *lock(&SHARED) > 0;
-                // SAFETY: _exit ends the child at once.
-                unsafe { libc::_exit(if taken { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waits for the child just forked; `status` is a valid out pointer.
-            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert_eq!(waited, pid);
             assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "a child could not take a lock its parent's thread held at the fork (status {status})"
+                in_a_child(|| *lock(&SHARED) > 0),
+                "a child could not take a lock its parent's thread held at the fork"
             );
         }
         stop.store(true, Ordering::Relaxed);
@@ -205,23 +189,32 @@ mod tests {
     #[test]
     fn a_forked_child_sees_another_generation() {
         let before = generation();
-        // SAFETY: the child only reads an atomic and exits with _exit,
-        // touching no lock a parent's thread might hold.
+        assert!(
+            in_a_child(|| generation() != before),
+            "the child saw the parent's generation"
+        );
+        assert_eq!(generation(), before, "the parent's generation changed");
+    }
+
+    /// Whether `check`, run in a child forked now, returned true (a child
+    /// that hangs is ended by an alarm after 10 s, and counts as false).
+    fn in_a_child(check: impl FnOnce() -> bool) -> bool {
+        // SAFETY: the child runs `check`, then leaves with _exit, running
+        // no handlers; an alarm ends it if it hangs.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            let changed = generation() != before;
-            // SAFETY: _exit ends the child at once, running no handlers.
-            unsafe { libc::_exit(if changed { 0 } else { 1 }) };
+            // SAFETY: alarm only sets a timer; the default action of
+            // SIGALRM ends the child.
+            unsafe { libc::alarm(10) };
+            let passed = check();
+            // SAFETY: _exit ends the child at once.
+            unsafe { libc::_exit(if passed { 0 } else { 1 }) };
         }
         let mut status = 0;
         // SAFETY: waits for the child just forked; `status` is a valid out pointer.
         let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(waited, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the child saw the parent's generation"
-        );
-        assert_eq!(generation(), before, "the parent's generation changed");
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
     }
 }
