@@ -450,6 +450,139 @@ fn sync_mirrors_changes_and_persist_restores_a_wiped_store() -> TestResult {
     Ok(())
 }
 
+/// Runs `brain ARGS` on the wiped store `a`, a command that restores the
+/// store, and kills it once it has restored some of the mirror's objects
+/// and not all; returns how many it had restored.
+fn kill_a_restore_midway(env: &Env, args: &[&str], total: usize) -> usize {
+    let child = env
+        .cmd("a", args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(Some(child));
+    // Objects published so far: files of their size anywhere in the store
+    // (names starting with a dot are writes in flight).
+    fn published(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => published(&e.path()),
+                Ok(t) if t.is_file() => usize::from(
+                    !e.file_name().to_string_lossy().starts_with('.')
+                        && e.metadata().is_ok_and(|m| m.len() >= 4 << 20),
+                ),
+                _ => 0,
+            })
+            .sum()
+    }
+    let restored = || published(&env.store("a"));
+    wait_for("the restore to begin", Duration::from_secs(60), || {
+        restored() >= 2
+    });
+    child.child().kill().unwrap(); // SIGKILL
+    let status = child.child().wait().unwrap();
+    assert!(
+        !status.success(),
+        "the restore finished before it was killed"
+    );
+    let restored = env.names("a").len();
+    assert!(
+        (1..total).contains(&restored),
+        "{restored} of {total} restored when killed"
+    );
+    restored
+}
+
+#[test]
+fn a_restore_killed_midway_is_finished_and_its_objects_never_mirrored_as_deleted() -> TestResult {
+    let env = Env::new();
+    let total = 24;
+    for i in 0..total {
+        env.put(
+            "a",
+            "data",
+            &format!("obj{i:02}"),
+            &pattern(4 << 20, i as u64),
+            "",
+        );
+    }
+    let mirror = env.dir("mirror");
+    let mirror_s = mirror.to_str().unwrap();
+    env.ok("a", &["sync", "--to", mirror_s, "--once", "--quiet"]);
+    assert_eq!(dump_names(&env, &mirror).len(), total);
+    let whole = |env: &Env| {
+        assert_eq!(
+            dump_names(env, &mirror).len(),
+            total,
+            "the mirror lost objects"
+        );
+        assert_eq!(env.names("a").len(), total, "the store lacks objects");
+        for i in [0, total - 1] {
+            assert_eq!(
+                env.cat("a", "data", &format!("obj{i:02}")),
+                pattern(4 << 20, i as u64)
+            );
+        }
+    };
+    let marks = || -> usize {
+        std::fs::read_dir(&mirror)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("restoring-"))
+            })
+            .count()
+    };
+
+    // Killed, then `--persist M sync --to M`: the open finishes the restore
+    // before the sync compares the store with the mirror.
+    std::fs::remove_dir_all(env.store("a"))?;
+    let auto_restore = ["--persist", mirror_s, "ls", "--all"];
+    kill_a_restore_midway(&env, &auto_restore, total);
+    assert_eq!(marks(), 1, "the killed restore left its mark");
+    let out = env.run(
+        "a",
+        &["--persist", mirror_s, "sync", "--to", mirror_s, "--once"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    whole(&env);
+    assert_eq!(marks(), 0);
+
+    // Killed, then a sync without --persist: the sync finishes it.
+    std::fs::remove_dir_all(env.store("a"))?;
+    kill_a_restore_midway(&env, &auto_restore, total);
+    let out = env.run("a", &["sync", "--to", mirror_s, "--once"]);
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("finished a restore") && log.contains("had been interrupted"),
+        "{log}"
+    );
+    whole(&env);
+    assert_eq!(marks(), 0);
+
+    // Killed, then a plain open with --persist: it finishes the restore, as
+    // the store is not empty and would not be restored otherwise.
+    std::fs::remove_dir_all(env.store("a"))?;
+    kill_a_restore_midway(&env, &auto_restore, total);
+    env.ok("a", &["--persist", mirror_s, "ls"]);
+    whole(&env);
+    assert_eq!(marks(), 0);
+
+    // `brain restore` interrupted (Ctrl-C on a long restore), then a sync.
+    std::fs::remove_dir_all(env.store("a"))?;
+    kill_a_restore_midway(&env, &["restore", mirror_s, "--quiet"], total);
+    assert_eq!(marks(), 1);
+    env.ok("a", &["sync", "--to", mirror_s, "--once", "--quiet"]);
+    whole(&env);
+    assert_eq!(marks(), 0);
+    Ok(())
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         if self.backend == Backend::Memory {

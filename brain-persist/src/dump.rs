@@ -373,6 +373,7 @@ fn check_target(path: &Path) -> Result<()> {
         n == DATA_DIR
             || n == LOCK_FILE
             || n == SYNC_LOCK_FILE
+            || crate::restore::is_restore_mark(n)
             || n.starts_with(MANIFEST_FILE)
             || format::is_index_dir_name(n)
     };

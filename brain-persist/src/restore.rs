@@ -98,6 +98,14 @@ pub struct RestoreReport {
 /// creation time is the time of the restore (the dump's is shown by
 /// [`crate::list_dump`]).
 ///
+/// While objects are written, the dump's directory holds a mark naming the
+/// store (see "Restore marks" in docs/FORMAT.md), removed once every object
+/// is in. A restore killed part-way leaves it: [`auto_restore`] finishes
+/// such a restore, and a [`crate::sync`] of the store into the directory
+/// finishes it before it mirrors any deletion, instead of taking the
+/// objects not restored yet for deleted ones. A directory that cannot be
+/// written to gets no mark.
+///
 /// # Errors
 /// Before anything is written: [`Error::DumpNotFound`], [`Error::NotADump`],
 /// [`Error::MissingManifest`], [`Error::CorruptManifest`],
@@ -229,6 +237,11 @@ pub fn restore(
     dump.verify(&plan, &options.progress, &mut scratch)?;
 
     let bytes: u64 = plan.iter().map(|e| e.size).sum();
+    // Until every object is in, the store lacks some of the dump's objects
+    // that it did not delete: the mark says so to a sync into the dump, and
+    // has the next automatic restore finish the job.
+    let mark = RestoreMark::of(&dump.path, store);
+    mark.set(store)?;
     let mut reporter = Reporter::start(
         &options.progress,
         Phase::Restoring,
@@ -259,6 +272,7 @@ pub fn restore(
         frames::sweep_parts(store, ns, true)
             .map_err(|e| Error::store_ns("remove the replaced frames' parts in", ns, e))?;
     }
+    mark.clear()?;
     Ok(RestoreReport {
         path: dump.path.clone(),
         restored: names(&plan),
@@ -295,7 +309,9 @@ fn has_dump(dir: &Path) -> Result<bool> {
         Ok(mut entries) => Ok(entries.any(|e| {
             e.ok().is_some_and(|e| {
                 let name = e.file_name();
-                name != crate::format::LOCK_FILE && name != crate::format::SYNC_LOCK_FILE
+                name != crate::format::LOCK_FILE
+                    && name != crate::format::SYNC_LOCK_FILE
+                    && !name.to_str().is_some_and(is_restore_mark)
             })
         })),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -304,13 +320,18 @@ fn has_dump(dir: &Path) -> Result<bool> {
 }
 
 /// Restores `store` from the dump (or sync mirror) in `persist_dir` when
-/// the store holds no object and the directory holds a dump. Returns what
-/// was restored, or `None` when nothing needed to be (the store has
-/// objects, or there is no dump yet).
+/// the store holds no object and the directory holds a dump, or when a
+/// restore of this store from it began and did not finish (a process killed
+/// mid-restore). Returns what was restored, or `None` when nothing needed
+/// to be (the store has objects, or there is no dump yet).
 ///
 /// Processes that start together restore once: the check and the restore
 /// run under the store's lock on the name `brain-persist/auto-restore`.
 /// Objects written meanwhile by others are kept ([`OnConflict::Skip`]).
+///
+/// A restore killed part-way (this one or a [`restore`]) leaves a mark in
+/// the directory: `auto_restore` then finishes it, the objects already
+/// restored kept and the others written, although the store is not empty.
 ///
 /// # Errors
 /// As [`restore`]: a damaged or foreign directory is an error, not an
@@ -328,18 +349,124 @@ pub fn auto_restore(
         // A foreign or damaged directory: say which.
         DumpReader::open(dir)?;
     }
-    let _lock = store
-        .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None)
-        .map_err(|e| Error::store("lock", e))?;
-    if !store_is_empty(store)? {
+    let _lock = lock_for_restore(store)?;
+    let mark = RestoreMark::of(dir, store);
+    if !mark.is_set() && !store_is_empty(store)? {
         return Ok(None);
     }
+    restore_unrestored(store, dir, progress).map(Some)
+}
+
+/// Finishes a restore of `store` from `dir` that began and did not finish
+/// (its mark is in `dir`); `None` when there is none.
+pub(crate) fn finish_interrupted_restore(
+    store: &dyn ObjectStore,
+    dir: &Path,
+) -> Result<Option<RestoreReport>> {
+    let mark = RestoreMark::of(dir, store);
+    if !mark.is_set() {
+        return Ok(None);
+    }
+    let _lock = lock_for_restore(store)?;
+    // Another process may have finished it while this one waited.
+    if !mark.is_set() {
+        return Ok(None);
+    }
+    restore_unrestored(store, dir, &Progress::Hidden).map(Some)
+}
+
+fn lock_for_restore(store: &dyn ObjectStore) -> Result<brain_core::NameLock> {
+    store
+        .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None)
+        .map_err(|e| Error::store("lock", e))
+}
+
+/// Restores every object of the dump at `dir` that `store` lacks. The
+/// caller holds the restore lock.
+fn restore_unrestored(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<RestoreReport> {
     let options = RestoreOptions {
         namespace: None,
         on_conflict: OnConflict::Skip,
         progress: progress.clone(),
     };
-    restore(store, dir, &options).map(Some)
+    restore(store, dir, &options)
+}
+
+/// The start of the name of a restore mark in a dump directory.
+const RESTORE_MARK_PREFIX: &str = "restoring-";
+
+/// True for the file name of a restore mark.
+pub(crate) fn is_restore_mark(name: &str) -> bool {
+    name.strip_prefix(RESTORE_MARK_PREFIX)
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A dump directory's record that a restore of one store from it began
+/// and has not finished: the file `restoring-<hash>`, the hash
+/// being the xxh3 of the store's location, so that one directory may serve
+/// several stores. Its text is for people; its presence is what counts.
+pub(crate) struct RestoreMark {
+    path: PathBuf,
+}
+
+impl RestoreMark {
+    pub(crate) fn of(dir: &Path, store: &dyn ObjectStore) -> RestoreMark {
+        let hash = xxhash_rust::xxh3::xxh3_64(store.location().to_string().as_bytes());
+        RestoreMark {
+            path: dir.join(format!("{RESTORE_MARK_PREFIX}{hash:016x}")),
+        }
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.path.symlink_metadata().is_ok()
+    }
+
+    /// Writes the mark. A directory this process may not write to gets
+    /// none: no sync can mirror into it either, so no mirror can lose the
+    /// objects not yet restored.
+    fn set(&self, store: &dyn ObjectStore) -> Result<()> {
+        let text = format!(
+            "A restore of the store at {} from this directory began (process {}, Unix time {}) and has not finished.\n\
+             Opening the store with this directory as its persist directory (brain --persist, Brain(persist=...)), or `brain sync` of the store into it, finishes it.\n",
+            store.location(),
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(text.as_bytes()));
+        match written {
+            Ok(()) => Ok(()),
+            Err(err)
+                if err.kind() == std::io::ErrorKind::PermissionDenied
+                    || err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(Error::io("write the restore mark", &self.path, err)),
+        }
+    }
+
+    fn clear(&self) -> Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io("remove the restore mark", &self.path, err)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +515,73 @@ mod tests {
             matches!(&err, Error::CorruptIndex { detail, .. } if detail.contains("pack file")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_sync_mirrors_no_deletion_while_an_interrupted_restore_cannot_be_finished() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let store = Store::open(shm.path().join("s")).unwrap();
+        for name in ["a", "b", "c"] {
+            store
+                .put(
+                    "ns",
+                    name,
+                    &Payload::bytes(&vec![name.as_bytes()[0]; 1 << 20]),
+                )
+                .unwrap();
+        }
+        let mirror = disk.path().join("mirror");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sync_once = || {
+            let log = log.clone();
+            let options = crate::SyncOptions::new().log(move |line| {
+                let mut log = log.lock().unwrap();
+                log.push_str(line);
+                log.push('\n');
+            });
+            crate::spawn_sync(std::sync::Arc::new(store.clone()), &mirror, options)
+                .unwrap()
+                .stop()
+                .unwrap()
+        };
+        sync_once();
+
+        // A restore killed after writing "a": its mark stays, and the store
+        // is too small for the rest, so finishing it fails.
+        for name in ["b", "c"] {
+            store.delete("ns", name).unwrap();
+        }
+        let mark = RestoreMark::of(&mirror, &store);
+        mark.set(&store).unwrap();
+        store
+            .set_capacity(Some(store.usage().unwrap().used + 4096))
+            .unwrap();
+        sync_once();
+        let text = log.lock().unwrap().clone();
+        assert!(
+            text.contains("cannot finish the interrupted restore"),
+            "{text}"
+        );
+        assert!(text.contains("2 deletions not mirrored"), "{text}");
+        let names = |dir: &Path| -> Vec<String> {
+            DumpReader::open(dir)
+                .unwrap()
+                .entries
+                .iter()
+                .map(|e| e.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&mirror), ["a", "b", "c"], "the mirror keeps them");
+        assert!(mark.is_set());
+
+        // Given room, the next sync finishes the restore.
+        store.set_capacity(None).unwrap();
+        sync_once();
+        assert!(!mark.is_set());
+        assert_eq!(store.names("ns").unwrap(), ["a", "b", "c"]);
+        assert_eq!(names(&mirror), ["a", "b", "c"]);
+        assert!(log.lock().unwrap().contains("finished a restore"));
     }
 
     /// Records a wrong checksum for frame 1 of `name` in the dump's index

@@ -23,7 +23,9 @@ use crate::format::{
     DATA_DIR, LOCK_FILE, MAGIC, MANIFEST_FILE, SYNC_LOCK_FILE, UNPACKED_VERSION,
 };
 use crate::reader::DumpReader;
-use crate::restore::{store_is_empty, RESTORE_LOCK};
+use crate::restore::{
+    finish_interrupted_restore, is_restore_mark, store_is_empty, RestoreMark, RESTORE_LOCK,
+};
 use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
 /// How often the loop wakes to check its timers.
@@ -315,6 +317,8 @@ fn run(
     let mirror = Mirror::open(dir, options.level)?;
     let mut syncer = Syncer {
         store,
+        restore_mark: RestoreMark::of(dir, store),
+        restore_noted: false,
         mirror,
         options,
         stats,
@@ -359,6 +363,11 @@ fn same(entry: &Entry, meta: &ObjectMeta) -> bool {
 
 struct Syncer<'a> {
     store: &'a dyn ObjectStore,
+    /// Set while a restore of the store from the mirror's directory has not
+    /// finished: the objects not yet restored are not deletions.
+    restore_mark: RestoreMark,
+    /// The log told why deletions wait for that restore.
+    restore_noted: bool,
     mirror: Mirror,
     options: &'a SyncOptions,
     stats: Arc<Mutex<SyncStats>>,
@@ -407,6 +416,17 @@ impl Syncer<'_> {
         }
     }
 
+    /// Queues the object of `event`. An object the mirror kept through a
+    /// wipe that is set again is the store's once more: a deletion of it
+    /// from now on is mirrored, even one that comes before its set is.
+    fn note_event(&mut self, event: &WatchEvent, pending: &mut BTreeSet<Key>) {
+        let key = event_key(event);
+        if matches!(event, WatchEvent::Set { .. }) {
+            self.protected.remove(&key);
+        }
+        pending.insert(key);
+    }
+
     fn event_loop(&mut self, stop: &StopFlag) -> Result<()> {
         let mut pending: BTreeSet<Key> = BTreeSet::new();
         let mut first_pending = Instant::now();
@@ -420,14 +440,14 @@ impl Syncer<'_> {
                         first_pending = Instant::now();
                     }
                     last_event = Instant::now();
-                    pending.insert(event_key(&event));
+                    self.note_event(&event, &mut pending);
                     // Take what else is queued without waiting.
                     while let Some(Ok(Some(event))) = self
                         .watcher
                         .as_mut()
                         .map(|w| w.next_event(Some(Duration::ZERO)))
                     {
-                        pending.insert(event_key(&event));
+                        self.note_event(&event, &mut pending);
                         if pending.len() >= 100_000 {
                             break;
                         }
@@ -444,6 +464,7 @@ impl Syncer<'_> {
             if !pending.is_empty() && (settled || first_pending.elapsed() >= self.options.interval)
             {
                 let hold_deletes = !settled && first_pending.elapsed() < DELETE_HOLD_MAX;
+                self.finish_restore();
                 let keys = std::mem::take(&mut pending);
                 let held = self.apply(keys, Vec::new(), hold_deletes)?;
                 if !held.is_empty() {
@@ -516,6 +537,47 @@ impl Syncer<'_> {
         true
     }
 
+    /// Finishes a restore of the store from the mirror's directory that a
+    /// killed process left part-way, so that the objects it had not
+    /// restored yet are not mirrored as deleted. Must not be called with
+    /// the restore lock held. A restore that fails is logged, and its mark
+    /// keeps deletions from being mirrored.
+    fn finish_restore(&mut self) {
+        if !self.restore_mark.is_set() {
+            return;
+        }
+        match finish_interrupted_restore(self.store, &self.mirror.dir) {
+            Ok(Some(report)) => {
+                self.restore_noted = false;
+                self.log(&format!(
+                    "finished a restore of {} from {} that had been interrupted: restored {}, {} there already",
+                    self.store.location(),
+                    self.mirror.dir.display(),
+                    objects(report.restored),
+                    report.skipped
+                ));
+            }
+            Ok(None) => {}
+            Err(err) => self.log(&format!(
+                "cannot finish the interrupted restore of {} from {} (deletions are not mirrored until it is): {err}",
+                self.store.location(),
+                self.mirror.dir.display()
+            )),
+        }
+    }
+
+    fn note_unfinished_restore(&mut self, kept: usize) {
+        if !self.restore_noted {
+            self.restore_noted = true;
+            self.log(&format!(
+                "a restore of {} from {} has not finished: keeping the mirror's objects ({kept} deletions not mirrored); opening the store with --persist {} finishes it",
+                self.store.location(),
+                self.mirror.dir.display(),
+                self.mirror.dir.display()
+            ));
+        }
+    }
+
     fn note_wipe(&mut self, kept: usize) {
         self.protected.extend(self.mirror.entries.keys().cloned());
         if !self.wipe_noted {
@@ -532,6 +594,7 @@ impl Syncer<'_> {
 
     /// Compares the whole store with the mirror and writes the differences.
     fn reconcile(&mut self, at_start: bool) -> Result<()> {
+        self.finish_restore();
         // A restore in progress (auto_restore holds this lock) would look
         // like a store missing most of its objects: wait for it to finish.
         // A store whose directory is gone has no lock to take, nor restore.
@@ -610,6 +673,9 @@ impl Syncer<'_> {
             if hold_deletes {
                 held = deletes;
                 deletes = Vec::new();
+            } else if self.restore_mark.is_set() {
+                self.note_unfinished_restore(deletes.len());
+                deletes.clear();
             } else if !self.options.mirror_deletes_on_wipe && store_is_empty(self.store)? {
                 self.note_wipe(deletes.len());
                 deletes.clear();
@@ -858,12 +924,13 @@ impl Mirror {
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             let known = [LOCK_FILE, SYNC_LOCK_FILE, DATA_DIR];
+            let known = |n: &String| known.contains(&n.as_str()) || is_restore_mark(n);
             if names.iter().any(|n| format::is_index_dir_name(n)) {
                 return Err(Error::MissingManifest {
                     path: dir.to_owned(),
                 });
             }
-            if !names.iter().all(|n| known.contains(&n.as_str())) {
+            if !names.iter().all(known) {
                 return Err(Error::NotADump {
                     path: dir.to_owned(),
                     reason:

@@ -1330,6 +1330,35 @@ fn an_empty_store_is_not_mirrored_as_deletions_unless_asked() -> TestResult {
 }
 
 #[test]
+fn a_deletion_right_after_a_wiped_store_is_restored_is_mirrored() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    env.store.put_text("ns", "a", "a")?;
+    env.store.put_text("ns", "b", "b")?;
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+
+    // The sync finds the store empty and keeps the mirror's objects; the
+    // store is restored, and one object deleted before the sync has seen
+    // the restore settle.
+    let wiped = env.other_store("wiped");
+    let sync = spawn_sync(Arc::new(wiped.clone()), &persist, fast_sync())?;
+    restore(&wiped, &persist, &RestoreOptions::new())?;
+    wiped.delete("ns", "a")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dump_names(&persist).len() != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = sync.stop()?;
+    assert_eq!(stats.wipes_ignored, 1);
+    assert_eq!(
+        dump_names(&persist).into_keys().collect::<Vec<_>>(),
+        [("ns".to_owned(), "b".to_owned())],
+        "the deletion of a restored object was not mirrored"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> TestResult {
     let env = Env::new();
     env.store.put_text("ns", "a", "a")?;

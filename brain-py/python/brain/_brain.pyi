@@ -337,7 +337,8 @@ def restore(
 def auto_restore(
     store: Store, path: str, progress: Callable[[ProgressReport], object] | None = None
 ) -> RestoreReport | None:
-    """Restores from ``path`` if the store holds no objects; None when nothing was done."""
+    """Restores from ``path`` if the store holds no objects, or finishes a restore from it that a
+    killed process left part-way; None when nothing was done."""
 
 def list_dump(path: str) -> DumpListing:
     """What a dump holds."""

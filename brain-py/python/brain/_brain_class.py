@@ -127,7 +127,9 @@ class Brain(MutableMapping[str, Any]):
         persist: a dump directory (default ``$BRAIN_PERSIST``): when the store
             holds no objects (after a reboot or a wiped ``/dev/shm``), it is
             restored from there before the Brain is returned (with progress
-            shown in a notebook or on a terminal).
+            shown in a notebook or on a terminal). A restore that a killed
+            process left part-way is finished, although the store is not
+            empty.
         preallocate: memory to keep allocated for this process's writes, as
             Plasma's ``-m`` and Ray's ``object_store_memory`` do (bytes, or a
             size string as for ``capacity``): filled in the background, so a
