@@ -639,7 +639,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// The error and its causes, joined by ": ", leaving out a cause that the
-/// message before it already ends with (errors that print their source).
+/// message before it already holds (errors that print their source).
 /// Long names are cut (see [`text`]): `names` are the ones the command line
 /// gave, and the error's own are added.
 fn message(err: &anyhow::Error, names: &[String]) -> String {
@@ -650,6 +650,10 @@ fn message(err: &anyhow::Error, names: &[String]) -> String {
         if out.ends_with(&text) {
             out.truncate(out.len() - text.len());
             out.push_str(&shown);
+            continue;
+        }
+        // Printed inside the message, with advice after it.
+        if out.contains(&text) {
             continue;
         }
         if !out.is_empty() {
@@ -888,6 +892,18 @@ mod tests {
         assert_eq!(exit_code(&err), EXIT_NOT_FOUND);
         let text = message(&anyhow::Error::from(core).context("cannot list"), &[]);
         assert_eq!(text.matches("no namespace").count(), 1, "{text}");
+        // A cause printed inside the message, with advice after it.
+        let full = brain_persist::Error::Io {
+            op: "write",
+            path: "/d/x".into(),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        let text = message(&anyhow::Error::from(full).context("cannot mirror"), &[]);
+        assert_eq!(text.matches("no storage space").count(), 1, "{text}");
+        assert!(
+            text.ends_with("(what this run had written there is removed)"),
+            "{text}"
+        );
     }
 
     #[test]

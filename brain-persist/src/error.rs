@@ -198,7 +198,7 @@ pub enum Error {
     },
 
     /// Any other operating-system error.
-    #[error("cannot {op} {path}: {source}", path = .path.display())]
+    #[error("cannot {op} {path}: {source}{hint}", path = .path.display(), hint = io_hint(.source))]
     Io {
         /// What brain-persist was doing.
         op: &'static str,
@@ -233,6 +233,16 @@ fn describe(namespace: Option<&str>, name: Option<&str>) -> String {
         (Some(ns), None) => format!("namespace {ns:?}"),
         (None, Some(name)) => format!("{name:?}"),
         (None, None) => "the store".to_owned(),
+    }
+}
+
+/// What to do about an I/O error, when the error itself does not say.
+fn io_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "; the filesystem it is on is full: free space on it, or use a directory on another filesystem, and run again (what this run had written there is removed)"
+        }
+        _ => "",
     }
 }
 

@@ -516,6 +516,10 @@ pub(crate) fn open_index(path: &Path, op: &'static str) -> Result<sled::Db> {
 }
 
 pub(crate) fn index_error(op: &'static str, path: &Path, err: sled::Error) -> Error {
+    // The operating system's own errors (a full disk) say more as such.
+    if let sled::Error::Io(source) = err {
+        return Error::io(op, path, source);
+    }
     Error::Index {
         op,
         path: path.to_owned(),

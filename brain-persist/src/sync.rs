@@ -337,12 +337,19 @@ fn run(
         objects(syncer.mirror.entries.len() as u64)
     ));
     syncer.try_watch();
-    syncer.reconcile(true)?;
-    syncer.update_stats(|s| s.started = true);
-    if let Some(ready) = ready {
-        let _ = ready.send(());
+    let mirrored = syncer.reconcile(true).and_then(|()| {
+        syncer.update_stats(|s| s.started = true);
+        if let Some(ready) = ready {
+            let _ = ready.send(());
+        }
+        syncer.event_loop(stop)
+    });
+    if let Err(err) = mirrored {
+        // What the failed commit wrote is of no use, and on a full disk it
+        // is what fills it: the mirror is left as its last commit.
+        syncer.mirror.discard_uncommitted();
+        return Err(err);
     }
-    syncer.event_loop(stop)?;
     let stats = syncer.stats.lock().expect("sync stats").clone();
     Ok(stats)
 }
@@ -984,10 +991,39 @@ impl Mirror {
     /// Removes what a sync killed mid-commit left (files of a generation
     /// never committed), and queues files older commits referred to.
     fn clean_orphans(&mut self) -> Result<()> {
+        let (uncommitted, old) = self.files_not_current()?;
+        for path in uncommitted {
+            remove_path(&path);
+        }
+        self.garbage.extend(old);
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// Removes the files of the commit being written, after it failed,
+    /// unless its manifest was renamed into place (a commit that failed
+    /// after that point, flushing the directory, may be the current one):
+    /// the next sync sorts those out.
+    fn discard_uncommitted(&mut self) {
+        let on_disk = Manifest::read(&self.dir, None).ok().flatten();
+        if on_disk.is_none_or(|m| m.generation != self.manifest.generation) {
+            return;
+        }
+        if let Ok((uncommitted, _)) = self.files_not_current() {
+            for path in uncommitted {
+                remove_path(&path);
+            }
+        }
+    }
+
+    /// The files of the dump's directory that its current commit does not
+    /// refer to: those of a generation not committed (or a manifest not yet
+    /// renamed into place), and those of older generations.
+    fn files_not_current(&self) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let current = self.manifest.generation;
         let referenced: HashSet<&str> = self.entries.values().map(|e| e.file.as_str()).collect();
         let data = self.dir.join(DATA_DIR);
-        let mut now = Vec::new();
+        let (mut uncommitted, mut old) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&data).map_err(|e| Error::io("list", &data, e))? {
             let entry = entry.map_err(|e| Error::io("list", &data, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -995,28 +1031,24 @@ impl Mirror {
                 continue;
             }
             match format::payload_generation(&name) {
-                Some(g) if g > current => now.push(entry.path()),
-                _ => self.garbage.push(entry.path()),
+                Some(g) if g > current => uncommitted.push(entry.path()),
+                _ => old.push(entry.path()),
             }
         }
         for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))? {
             let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(&format!("{MANIFEST_FILE}.tmp")) {
-                now.push(entry.path());
+                uncommitted.push(entry.path());
             } else if let Some(g) = format::index_dir_generation(&name) {
                 if g > current {
-                    now.push(entry.path());
+                    uncommitted.push(entry.path());
                 } else if g < current {
-                    self.garbage.push(entry.path());
+                    old.push(entry.path());
                 }
             }
         }
-        for path in now {
-            remove_path(&path);
-        }
-        self.collect_garbage();
-        Ok(())
+        Ok((uncommitted, old))
     }
 
     /// Writes a payload for the next commit.

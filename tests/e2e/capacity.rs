@@ -516,3 +516,60 @@ fn a_replace_refused_for_room_says_it_needs_both_copies() -> Result<()> {
     ensure!(!err.to_string().contains("both copies"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_sync_that_fills_its_disk_fails_and_removes_what_it_had_written() -> Result<()> {
+    let Some(tmpfs) = TinyTmpfs::mount_or_skip("8m", "a_sync_that_fills_its_disk_fails") else {
+        return Ok(());
+    };
+    let shm = tempfile::tempdir_in("/dev/shm")?;
+    let store = Store::open(shm.path().join("store"))?;
+    let mirror = tmpfs.path().join("mirror");
+    let sync_once = || {
+        brain_persist::spawn_sync(
+            std::sync::Arc::new(store.clone()),
+            &mirror,
+            brain_persist::SyncOptions::new(),
+        )
+        .and_then(|sync| sync.stop())
+    };
+    store.put("ns", "small", &brain_core::Payload::bytes(b"mirrored"))?;
+    sync_once()?;
+    let free = || -> Result<u64> {
+        let stat = rustix::fs::statvfs(tmpfs.path())?;
+        Ok(stat.f_bavail * stat.f_frsize)
+    };
+    let free_before = free()?;
+
+    // Three incompressible 3 MiB objects do not fit in the 8 MiB disk.
+    for seed in 0..3 {
+        let value = make_value(seed, 3 * MIB);
+        store.put(
+            "ns",
+            &format!("big{seed}"),
+            &brain_core::Payload::bytes(&value),
+        )?;
+    }
+    let err = sync_once().err().context("9 MiB mirrored into 8 MiB")?;
+    let io_kind = match &err {
+        brain_persist::Error::Io { source, .. } => Some(source.kind()),
+        _ => None,
+    };
+    ensure!(io_kind == Some(std::io::ErrorKind::StorageFull), "{err:?}");
+    ensure!(
+        err.to_string().contains("the filesystem it is on is full"),
+        "{err}"
+    );
+
+    // The mirror is its last commit, and the disk has its room back.
+    let listing = brain_persist::list_dump(&mirror)?;
+    let names: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    ensure!(names == ["small"], "{names:?}");
+    brain_persist::verify_dump(&mirror, &brain_persist::Progress::Hidden)?;
+    let free_after = free()?;
+    ensure!(
+        free_after + 64 * 1024 >= free_before,
+        "{free_after} bytes free after the failed sync, {free_before} before"
+    );
+    Ok(())
+}
