@@ -47,8 +47,7 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
         "; is the server running and reachable? brain reconnects on the next call"
-    } else if text.contains("OOM") {
-        // Whatever kind redis-rs gives it (an unknown code is an Extension).
+    } else if is_out_of_memory(err) {
         "; the server is out of memory (maxmemory): delete objects or give it more memory"
     } else {
         ""
@@ -58,6 +57,12 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         location.clone(),
         io::Error::new(io_kind(err), format!("{text}{hint}")),
     )
+}
+
+/// True when the server refused a write for its memory limit.
+pub(crate) fn is_out_of_memory(err: &RedisError) -> bool {
+    // Whatever kind redis-rs gives it (an unknown code is an Extension).
+    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
 }
 
 fn io_kind(err: &RedisError) -> io::ErrorKind {

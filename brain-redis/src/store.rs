@@ -383,6 +383,62 @@ impl RedisStore {
         self.inner.pool.run(f).map_err(|e| self.err(op, &e))
     }
 
+    /// As [`RedisStore::run`], for a command that stores part of the object
+    /// `name`, `needed` bytes in all: a server that refuses it for its
+    /// memory limit (`OOM`, under `maxmemory` with a policy that does not
+    /// evict) makes it a full store, with the server's figures.
+    fn run_write<T>(
+        &self,
+        op: &'static str,
+        (namespace, name, needed): (&str, &str, u64),
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.inner.pool.run(f).map_err(|e| {
+            if !crate::conn::is_out_of_memory(&e) {
+                return self.err(op, &e);
+            }
+            let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
+            // The object replaced stays until the new one is in.
+            let replacing = self
+                .read_meta(namespace, name)
+                .ok()
+                .flatten()
+                .map_or(0, |pointer| pointer.meta.stored_size);
+            Error::StoreFull {
+                namespace: namespace.into(),
+                name: name.into(),
+                needed,
+                used,
+                capacity,
+                location: self.location(),
+                filesystem_full: true,
+                replacing,
+                held: 0,
+                holders: String::new(),
+            }
+        })
+    }
+
+    /// `used_memory` and `maxmemory` of the primary nearest its limit.
+    fn fullest_server(&self) -> Option<(u64, u64)> {
+        let figures = self
+            .on_primaries(|conn| {
+                let info: String = redis::cmd("INFO").arg("memory").query(conn)?;
+                let field = |name: &str| {
+                    info.lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                        .and_then(|value| value.trim().parse::<u64>().ok())
+                };
+                Ok(field("used_memory").zip(field("maxmemory")))
+            })
+            .ok()?;
+        figures
+            .into_iter()
+            .flatten()
+            .filter(|&(_, max)| max > 0)
+            .max_by(|a, b| (a.0 as f64 / a.1 as f64).total_cmp(&(b.0 as f64 / b.1 as f64)))
+    }
+
     /// Reserves (or gives back, negative) bytes of the capacity.
     fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
         if delta == 0 {
@@ -486,8 +542,12 @@ impl RedisStore {
         if let Some(parts) = inline {
             invocation.arg(parts.concat());
         }
-        let reply: Vec<Value> =
-            self.run("publish an object in", |c| invocation.invoke(c.like()))?;
+        let needed = stored_size(new.namespace, new.name, new.description, new.len);
+        let reply: Vec<Value> = self.run_write(
+            "publish an object in",
+            (new.namespace, new.name, needed),
+            |c| invocation.invoke(c.like()),
+        )?;
         let status = reply.first().map(word).unwrap_or_default();
         Ok(match status.as_str() {
             "OK" => Published::Ok {
@@ -1367,7 +1427,10 @@ impl RedisWriter {
         let size = self.store.inner.config.chunk_size.min(self.buffer.len());
         let rest = self.buffer.split_off(size);
         let data = std::mem::replace(&mut self.buffer, rest);
-        self.store.run("write a chunk to", |c| {
+        let needed = stored_size(&self.namespace, &self.name, &self.description, self.len)
+            .max(self.reserved);
+        let object = (self.namespace.as_str(), self.name.as_str(), needed);
+        self.store.run_write("write a chunk to", object, |c| {
             redis::cmd("SET")
                 .arg(&key)
                 .arg(&data)

@@ -71,24 +71,70 @@ fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
 }
 
 /// A server out of memory (`maxmemory` under `noeviction`) refuses a write:
-/// the error says so and what to do, and the name keeps its value.
+/// it is a full store, with the server's figures and what to do, the name
+/// keeps its value, and the chunks sent are gone.
 #[test]
-fn a_server_out_of_memory_says_so() -> Result<()> {
+fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
     let server =
         RedisServer::start_with(&["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])?;
     let store = uncached(&fresh(&server.url()))?;
     store.put("ns", "x", &brain_core::Payload::bytes(b"kept"))?;
+    let keys_before: u64 = server.cmd(&["DBSIZE"])?;
     let big = vec![7u8; 16 << 20];
     let err = store
         .put("ns", "x", &brain_core::Payload::bytes(&big))
         .err()
         .context("16 MiB fit in a server of 8")?;
+    match &err {
+        brain_core::Error::StoreFull {
+            filesystem_full: true,
+            used,
+            capacity: 8_388_608,
+            needed,
+            replacing,
+            ..
+        } => {
+            anyhow::ensure!(
+                *used > 0 && *needed >= 16 << 20 && *replacing > 0,
+                "{err:?}"
+            )
+        }
+        other => anyhow::bail!("not a full store: {other:?}"),
+    }
     anyhow::ensure!(
         err.to_string()
-            .contains("the server is out of memory (maxmemory)"),
+            .contains("the server reached its memory limit (maxmemory)"),
         "{err}"
     );
     anyhow::ensure!(&*store.get("ns", "x")?.context("kept")? == b"kept");
+    let keys_after: u64 = server.cmd(&["DBSIZE"])?;
+    anyhow::ensure!(
+        keys_after == keys_before,
+        "{keys_after} keys, {keys_before} before"
+    );
+    // A small inline write meets the limit in the publish script.
+    let mut names = 0;
+    let err = loop {
+        match store.put(
+            "ns",
+            &format!("small{names}"),
+            &brain_core::Payload::bytes(&[1; 4000]),
+        ) {
+            Ok(_) => names += 1,
+            Err(err) => break err,
+        }
+        anyhow::ensure!(names < 100_000, "8 MiB held 100,000 objects of 4 KB");
+    };
+    anyhow::ensure!(
+        matches!(
+            err,
+            brain_core::Error::StoreFull {
+                filesystem_full: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     Ok(())
 }
 

@@ -222,11 +222,7 @@ pub enum Error {
         } else {
             String::new()
         },
-        hint = if *.filesystem_full {
-            "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
-        } else {
-            "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
-        }
+        hint = full_hint(*.filesystem_full, location)
     )]
     StoreFull {
         /// The namespace written to.
@@ -241,7 +237,10 @@ pub enum Error {
         capacity: u64,
         /// The store (its directory, or its URL).
         location: Location,
-        /// True when the filesystem ran out (ENOSPC) before the store's own capacity was reached.
+        /// True when what holds the store ran out before the store's own
+        /// capacity was reached: the filesystem (ENOSPC), or a Redis
+        /// server's memory limit (`maxmemory`; `used` and `capacity` are
+        /// then the server's `used_memory` and `maxmemory`).
         filesystem_full: bool,
         /// Bytes of the object this write replaces: they stay in use until
         /// the new object is published, so a replace needs room for both.
@@ -543,6 +542,21 @@ impl Error {
             | Error::Busy { location, .. }
             | Error::Io { location, .. } => Some(location),
             _ => None,
+        }
+    }
+}
+
+/// What to do about a full store: make room in the store, or under it.
+fn full_hint(filesystem_full: bool, location: &Location) -> &'static str {
+    match (filesystem_full, location) {
+        (false, _) => {
+            "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
+        }
+        (true, Location::Path(_)) => {
+            "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
+        }
+        (true, Location::Url(_)) => {
+            "; the server reached its memory limit (maxmemory): delete objects or namespaces, or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
         }
     }
 }

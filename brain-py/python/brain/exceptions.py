@@ -99,7 +99,8 @@ class BrainStoreFullError(BrainError):
     Attributes: ``needed``, ``used``, ``capacity``, ``free`` (bytes),
     ``objects`` (how many were to be written: 1 for a write), ``location``
     (and ``path`` for a shared-memory store), ``filesystem_full`` (True when
-    the tmpfs itself ran out), ``namespace`` and ``name`` (the object
+    the tmpfs itself ran out, or a Redis server reached its ``maxmemory``:
+    ``used`` and ``capacity`` are then the server's), ``namespace`` and ``name`` (the object
     written), and what else explains it:
 
     - ``replacing``: bytes of the object this write replaces, which stay in
