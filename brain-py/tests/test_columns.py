@@ -69,9 +69,9 @@ def test_number_columns_of_a_pandas_frame_are_read_straight_from_the_store(brain
     brain["n"] = frame
     stored = brain.store.get(brain.namespace, "n")
     start, end = stored.address, stored.address + stored.size
-    for columns in (["i", "f"], ["u8", "f32", "i"], ["f", "f"], ["nan", "f"], ["s", "i"], ["f"]):
+    for columns in (["i", "f"], ["u8", "f32", "i"], ["nan", "f"], ["s", "i"], ["f"]):
         picked = brain.get("n", columns=columns)
-        pd.testing.assert_frame_equal(picked, frame[list(dict.fromkeys(columns))])
+        pd.testing.assert_frame_equal(picked, frame[columns])
         # The same read through pyarrow's conversion.
         pd.testing.assert_frame_equal(
             picked, brain.get("n", columns=columns, as_arrow=True).to_pandas(), check_index_type=False
@@ -137,6 +137,19 @@ def test_a_missing_column_is_named_with_the_columns_there_are(brain: Brain) -> N
     brain["wide"] = wide
     with pytest.raises(BrainColumnNotExistError, match=r"'c19', and 145 more$"):
         brain.get("wide", columns=["nope"])
+
+
+def test_a_column_named_twice_is_refused(brain: Brain) -> None:
+    brain["sales"] = _sales()
+    brain["polars"] = pl.DataFrame({"a": [1], "b": [2]})
+    for name, columns, named in [
+        ("sales", ["price", "price"], "'price'"),
+        ("sales", ["qty", "price", "qty"], "'qty'"),
+        ("polars", ["b", "a", "b"], "'b'"),
+    ]:
+        with pytest.raises(ValueError, match=f"columns= names {named} more than once"):
+            brain.get(name, columns=columns)
+    assert list(brain.get("sales", columns=["qty", "price"]).columns) == ["qty", "price"]
 
 
 def test_columns_of_what_is_not_a_table_are_refused(brain: Brain) -> None:

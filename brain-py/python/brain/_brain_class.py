@@ -409,8 +409,9 @@ class Brain(MutableMapping[str, Any]):
         cost. A frame written from pandas is asked for by its column labels
         and keeps its index. A name no column has raises
         ``BrainColumnNotExistError`` (a ``KeyError``) listing the columns
-        there are; ``columns=`` on an object that is not a table (or is a
-        Series) raises ``TypeError``.
+        there are; a column named twice raises ``ValueError``; ``columns=``
+        on an object that is not a table (or is a Series) raises
+        ``TypeError``.
 
         ``verify=True`` first checks the stored bytes against the checksum
         their writer stored (a pass over every byte, about 0.05 s per GiB

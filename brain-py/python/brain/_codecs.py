@@ -517,8 +517,16 @@ def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | Non
 
 
 def _field_names(columns: Sequence[Any]) -> list[str]:
-    """The Arrow field names of pandas' column labels (pyarrow names 7 "7")."""
-    return [column if isinstance(column, str) else str(column) for column in columns]
+    """The Arrow field names of pandas' column labels (pyarrow names 7 "7").
+
+    A column named twice is refused: a table read back with two columns of
+    one name would be ambiguous to every library that reads it."""
+    fields = [column if isinstance(column, str) else str(column) for column in columns]
+    if len(set(fields)) != len(fields):
+        seen: set[str] = set()
+        twice = [column for column, field in zip(columns, fields) if field in seen or seen.add(field)]
+        raise ValueError(f"columns= names {twice[0]!r} more than once; name each column once")
+    return fields
 
 
 def _builds_frames_from_blocks() -> bool:
