@@ -15,8 +15,11 @@ from brain.exceptions import (
     BrainBusyError,
     BrainCodecError,
     BrainCorruptError,
+    BrainDescriptionError,
     BrainError,
+    BrainNameEncodingError,
     BrainNameLengthError,
+    BrainNamespaceNameError,
     BrainNameNotExistError,
     BrainNameTypeError,
     BrainStoreFullError,
@@ -59,6 +62,38 @@ def test_an_empty_name_is_a_length_error(brain: Brain) -> None:
     assert isinstance(info.value, ValueError)
     assert "empty" in str(info.value)
     assert brain.names() == []
+
+
+def test_a_lone_surrogate_in_a_name_namespace_or_description_is_refused_by_name(brain: Brain) -> None:
+    # What os.fsdecode makes of a file name that is not UTF-8.
+    bad = "report-\udcff.csv"
+    brain["real"] = 1
+    calls = [
+        lambda: brain.__setitem__(bad, 1),
+        lambda: brain.learn(bad, 1),
+        lambda: brain[bad],
+        lambda: brain.get(bad),
+        lambda: brain.view(bad),
+        lambda: brain.metadata(bad),
+        lambda: brain.lock(bad),
+        lambda: brain.wait_for(bad, timeout=0.01),
+        lambda: brain.update(bad, lambda value: 1),
+        lambda: brain.forget(bad),
+        lambda: brain.__delitem__(bad),
+    ]
+    for call in calls:
+        with pytest.raises(BrainNameEncodingError) as info:
+            call()
+        assert isinstance(info.value, ValueError)
+        assert "lone surrogate ('\\udcff' at position 7)" in str(info.value), str(info.value)
+    assert bad not in brain
+    for call in [lambda: brain.set_namespace(bad), lambda: brain.names(namespace=bad)]:
+        with pytest.raises(BrainNamespaceNameError, match="lone surrogate"):
+            call()
+    with pytest.raises(BrainDescriptionError, match="description .* holds a lone surrogate"):
+        brain.learn("described", 1, description=bad)
+    assert brain.names() == ["real"]
+    assert brain.namespace == "default"
 
 
 def test_a_name_of_any_unicode_and_punctuation_works(brain: Brain) -> None:

@@ -10,13 +10,16 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from typing import Any
 
 from . import _brain, _codecs, _frames, _progress
+from ._codecs import _is_utf8
 from ._progress import Progress
 from ._types import DumpListing, DumpReport, Metadata, ObjectInfo, RestoreReport, UsageReport
 from .exceptions import (
     BrainClientDisconnectedError,
+    BrainDescriptionError,
     BrainNamespaceNameError,
     BrainNamespaceNotExistError,
     BrainNamespaceRemoveDefaultError,
+    BrainNameEncodingError,
     BrainNameNotExistError,
     BrainNameTypeError,
     BrainReservedNameError,
@@ -72,13 +75,27 @@ def _check_name(name: Any) -> str:
             f"name {reprlib.repr(name)} starts with {_PART_PREFIX!r}, which brain keeps for the parts of "
             "frames changed in place; choose another name"
         )
+    if not name.isascii() and not _is_utf8(name):
+        raise BrainNameEncodingError(_not_utf8("name", name))
     return name
 
 
 def _check_namespace(namespace: Any, call: str) -> str:
     if type(namespace) is not str:
         raise BrainNamespaceNameError(f"{call}: namespace must be a str, not {type(namespace).__name__}")
+    if not namespace.isascii() and not _is_utf8(namespace):
+        raise BrainNamespaceNameError(f"{call}: {_not_utf8('namespace', namespace)}")
     return namespace
+
+
+def _not_utf8(what: str, text: str) -> str:
+    """Why ``text``, which holds a lone surrogate, cannot be stored."""
+    at = next(i for i, char in enumerate(text) if "\ud800" <= char <= "\udfff")
+    return (
+        f"{what} {_shown(text)} holds a lone surrogate ({text[at]!r} at position {at}), which UTF-8 cannot "
+        "encode (os.fsdecode and errors='surrogateescape' make them from bytes that are not UTF-8); "
+        f"decode those bytes with errors='replace', or choose another {what}"
+    )
 
 
 def _meta(raw: ObjectInfo) -> Metadata:
@@ -331,7 +348,12 @@ class Brain(MutableMapping[str, Any]):
     __hash__ = object.__hash__
 
     def __contains__(self, name: object) -> bool:
-        return type(name) is str and not name.startswith(_PART_PREFIX) and self.exists(name)
+        return (
+            type(name) is str
+            and not name.startswith(_PART_PREFIX)
+            and (name.isascii() or _is_utf8(name))
+            and self.exists(name)
+        )
 
     def __len__(self) -> int:
         return len(self.names())
@@ -362,6 +384,8 @@ class Brain(MutableMapping[str, Any]):
             raise TypeError(
                 f"brain.learn(..., description=...): a description is a str or None, not a {type(description).__name__}"
             )
+        if description is not None and not description.isascii() and not _is_utf8(description):
+            raise BrainDescriptionError(f"brain.learn(..., description=...): {_not_utf8('description', description)}")
         _codecs.encode(self.store, self.namespace, _check_name(name), thing, description, _frames.write_table)
 
     def recall(self, name: str) -> Any:
@@ -527,10 +551,7 @@ class Brain(MutableMapping[str, Any]):
         """
         if namespace is None:
             return self.namespace
-        if type(namespace) is not str:
-            raise BrainNamespaceNameError(
-                f"namespace must be a str, not {type(namespace).__name__}"
-            )
+        _check_namespace(namespace, "brain.set_namespace(...)")
         self.store.create_namespace(namespace)
         self.namespace = namespace
         return self.namespace

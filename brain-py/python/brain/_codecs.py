@@ -524,8 +524,10 @@ def _field_names(columns: Sequence[Any]) -> list[str]:
     fields = [column if isinstance(column, str) else str(column) for column in columns]
     if len(set(fields)) != len(fields):
         seen: set[str] = set()
-        twice = [column for column, field in zip(columns, fields) if field in seen or seen.add(field)]
-        raise ValueError(f"columns= names {twice[0]!r} more than once; name each column once")
+        for column, field in zip(columns, fields):
+            if field in seen:
+                raise ValueError(f"columns= names {column!r} more than once; name each column once")
+            seen.add(field)
     return fields
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "BrainNameNotExistError",
     "BrainNameTypeError",
     "BrainNameLengthError",
+    "BrainNameEncodingError",
     "BrainReservedNameError",
     "BrainDescriptionError",
     "BrainNamespaceNameError",
@@ -72,17 +73,25 @@ class BrainNameLengthError(BrainError, ValueError):
     """A name is empty or longer than the maximum (64 KiB of UTF-8)."""
 
 
+class BrainNameEncodingError(BrainError, ValueError):
+    """A name holds a lone surrogate (``"\\udc80"``, as ``os.fsdecode`` makes
+    of bytes that are not UTF-8), which UTF-8 cannot encode: names are UTF-8
+    text. (A namespace name raises ``BrainNamespaceNameError``.)"""
+
+
 class BrainReservedNameError(BrainError, ValueError):
     """A name starts with ``"\\0brain-part\\0"``, which brain keeps for the parts
     of frames changed in place (hidden from ``names()``, removed by ``gc``)."""
 
 
 class BrainDescriptionError(BrainError, ValueError):
-    """A description is longer than the maximum (64 KiB of UTF-8)."""
+    """A description is longer than the maximum (64 KiB of UTF-8), or holds a
+    lone surrogate (which UTF-8 cannot encode)."""
 
 
 class BrainNamespaceNameError(BrainError, ValueError):
-    """A namespace name is empty, too long, or not a ``str``."""
+    """A namespace name is empty, too long, not a ``str``, or holds a lone
+    surrogate (which UTF-8 cannot encode)."""
 
 
 class BrainNamespaceNotExistError(BrainError, LookupError):
