@@ -83,7 +83,7 @@ impl DumpOptions {
 pub struct DumpReport {
     /// The dump's directory.
     pub path: PathBuf,
-    /// Objects dumped.
+    /// Names dumped (a frame changed in place counts once, its parts with it).
     pub objects: u64,
     /// Namespaces dumped (those with at least one object).
     pub namespaces: u64,
@@ -182,7 +182,10 @@ pub fn dump(
         Reporter::start(&options.progress, Phase::Dumping, total, metas.len() as u64);
     let mut files = PayloadFiles::new(data.clone(), generation);
     let mut packed = false;
-    let (mut objects, mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0, 0);
+    // Entries of the index (a frame changed in place is one per part, and
+    // one for its manifest), and names dumped.
+    let (mut entries, mut objects) = (0, 0);
+    let (mut payload_bytes, mut compressed_bytes, mut vanished) = (0, 0, 0);
     let mut dumped_namespaces = std::collections::BTreeSet::new();
     for meta in &metas {
         // Checked against the checksum its writer stored: a payload damaged
@@ -235,11 +238,12 @@ pub fn dump(
             packed |= entry.offset.is_some();
             drop(view);
             index.insert(&entry)?;
-            objects += 1;
+            entries += 1;
             payload_bytes += entry.size;
             compressed_bytes += entry.file_len;
             dumped_namespaces.insert(entry.namespace);
         }
+        objects += 1;
         reporter.object();
     }
     drop(reporter);
@@ -255,7 +259,7 @@ pub fn dump(
         written_unix_ns: unix_nanos(SystemTime::now()),
         writer: writer_name(),
         namespace: options.namespace.clone(),
-        objects,
+        objects: entries,
         payload_bytes,
         compressed_bytes,
         index: IndexRef {

@@ -39,7 +39,9 @@ pub struct DumpInfo {
     pub writer: String,
     /// The namespace dumped, or `None` for the whole store.
     pub namespace: Option<String>,
-    /// Every object, sorted by namespace then name.
+    /// Every object, sorted by namespace then name; the parts of a frame
+    /// changed in place are objects of their own here ([`DumpInfo::names`]
+    /// folds them into their frame).
     pub objects: Vec<DumpEntry>,
 }
 
@@ -49,6 +51,36 @@ impl DumpInfo {
         let mut out: Vec<String> = self.objects.iter().map(|o| o.namespace.clone()).collect();
         out.dedup();
         out
+    }
+
+    /// The dump's names, as a store lists them: a frame changed in place
+    /// (stored as a manifest and parts) is one entry whose `size` and
+    /// `compressed_size` are those of its manifest and parts together; the
+    /// parts themselves, which are restored with it, are left out.
+    pub fn names(&self) -> Vec<DumpEntry> {
+        let mut parts: std::collections::HashMap<(&str, &str), (u64, u64)> =
+            std::collections::HashMap::new();
+        for entry in &self.objects {
+            if let Some(owner) = brain_core::frames::part_owner(&entry.name) {
+                let sums = parts.entry((&entry.namespace, owner)).or_default();
+                sums.0 += entry.size;
+                sums.1 += entry.compressed_size;
+            }
+        }
+        self.objects
+            .iter()
+            .filter(|entry| !brain_core::frames::is_frame_part(&entry.name))
+            .map(|entry| {
+                let mut entry = entry.clone();
+                if let Some((size, compressed)) =
+                    parts.get(&(entry.namespace.as_str(), entry.name.as_str()))
+                {
+                    entry.size += size;
+                    entry.compressed_size += compressed;
+                }
+                entry
+            })
+            .collect()
     }
 
     /// Uncompressed payload bytes of every object.

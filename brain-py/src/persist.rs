@@ -366,11 +366,10 @@ pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyD
     dict.set_item("format_version", info.format_version)?;
     dict.set_item("generation", info.generation)?;
     dict.set_item("namespace", &info.namespace)?;
+    // A frame's parts are restored with it; they are not names of their own.
     let objects = info
-        .objects
+        .names()
         .iter()
-        // A frame's parts are restored with it; they are not names of their own.
-        .filter(|entry| !brain_core::frames::is_frame_part(&entry.name))
         .map(|entry| {
             let item = PyDict::new(py);
             item.set_item("namespace", &entry.namespace)?;

@@ -484,12 +484,16 @@ def test_dump_and_restore_keep_a_changed_frame(brain: Brain, tmp_path: Path) -> 
     brain.assign("f", extra=np.arange(6))
     brain.append("f", frame.assign(extra=np.arange(6)))
     expected = brain["f"]
-    brain.dump(tmp_path / "dump")
+    dumped = brain.dump(tmp_path / "dump")
     del brain["f"]
-    brain.restore(tmp_path / "dump")
+    restored = brain.restore(tmp_path / "dump")
     pd.testing.assert_frame_equal(brain["f"], expected)
     assert brain.names() == ["f"]
-    assert [o["name"] for o in Brain.list_dump(tmp_path / "dump")["objects"]] == ["f"]
+    # Counted and listed as names: the frame once, its size that of its parts too.
+    assert dumped["objects"] == restored["restored"] == 1
+    listed = Brain.list_dump(tmp_path / "dump")["objects"]
+    assert [o["name"] for o in listed] == ["f"]
+    assert listed[0]["size"] == dumped["payload_bytes"]
 
 
 class FrameMatchesPandas(RuleBasedStateMachine):

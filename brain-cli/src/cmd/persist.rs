@@ -284,7 +284,7 @@ pub fn list(console: &mut Console, dir: &Path, json: bool) -> anyhow::Result<()>
                 payload_bytes: info.payload_bytes(),
                 compressed_bytes: info.compressed_bytes(),
                 objects: info
-                    .objects
+                    .names()
                     .iter()
                     .map(|o| DumpEntryJson {
                         namespace: o.namespace.clone(),
@@ -310,7 +310,8 @@ pub fn list(console: &mut Console, dir: &Path, json: bool) -> anyhow::Result<()>
         ("CREATED", false),
         ("DESCRIPTION", false),
     ]);
-    for o in &info.objects {
+    let names = info.names();
+    for o in &names {
         table.row(vec![
             format::name(&o.namespace),
             format::name(&o.name),
@@ -322,7 +323,7 @@ pub fn list(console: &mut Console, dir: &Path, json: bool) -> anyhow::Result<()>
         ]);
     }
     let namespaces = info.namespaces().len() as u64;
-    let objects = info.objects.len() as u64;
+    let objects = names.len() as u64;
     console.out(|out| {
         writeln!(
             out,
