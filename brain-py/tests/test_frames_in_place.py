@@ -355,6 +355,63 @@ def test_bad_changes_are_refused_and_change_nothing(brain: Brain) -> None:
         assert fsck["unreferenced_frame_parts"] == 0 and fsck["broken_frames"] == []
 
 
+class _Tagged(pa.ExtensionType):
+    """A pyarrow extension type with a parameter, as libraries define them."""
+
+    def __init__(self, tag: int) -> None:
+        self.tag = tag
+        super().__init__(pa.int64(), "brain-test.tagged")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return str(self.tag).encode()
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> _Tagged:
+        return cls(int(serialized))
+
+
+def test_rows_of_another_extension_type_or_enum_are_refused(brain: Brain) -> None:
+    """Rows whose Arrow storage type matches but whose type does not (a
+    period of another frequency, an interval closed on the other side, an
+    extension type's parameter, a polars Enum's categories) would be read
+    as the frame's type, their values changed."""
+    cases: list[tuple[str, Any, Any]] = [
+        (
+            "period",
+            pd.DataFrame({"p": pd.period_range("2020-01", periods=2, freq="M")}),
+            pd.DataFrame({"p": pd.period_range("2020-01-01", periods=1, freq="D")}),
+        ),
+        (
+            "interval",
+            pd.DataFrame({"iv": pd.interval_range(0, 2, closed="right")}),
+            pd.DataFrame({"iv": pd.interval_range(5, 6, closed="left")}),
+        ),
+        (
+            "enum",
+            pl.DataFrame({"a": pl.Series(["x"], dtype=pl.Enum(["x", "y"]))}),
+            pl.DataFrame({"a": pl.Series(["z"], dtype=pl.Enum(["z"]))}),
+        ),
+    ]
+    pa.register_extension_type(_Tagged(0))
+    try:
+        tagged = lambda tag: pa.table({"t": pa.ExtensionArray.from_storage(_Tagged(tag), pa.array([tag]))})  # noqa: E731
+        cases += [("extension", tagged(1), tagged(2)), ("plain", tagged(1), pa.table({"t": [5]}))]
+        for name, frame, rows in cases:
+            brain[name] = frame
+            with pytest.raises(BrainError, match="columns and types in order"):
+                brain.append(name, rows)
+            assert brain[name].equals(frame), name
+        # Rows of the same type still go on.
+        brain.append("period", pd.DataFrame({"p": pd.period_range("2020-03", periods=1, freq="M")}))
+        assert brain["period"]["p"].tolist() == list(pd.period_range("2020-01", periods=3, freq="M"))
+        brain.append("enum", pl.DataFrame({"a": pl.Series(["y"], dtype=pl.Enum(["x", "y"]))}))
+        assert brain["enum"]["a"].to_list() == ["x", "y"]
+        brain.append("extension", tagged(1))
+        assert brain["extension"].column("t").type == _Tagged(1)
+    finally:
+        pa.unregister_extension_type("brain-test.tagged")
+
+
 @pytest.mark.shm_only("parts are listed by the raw directory; the memory store has no fsck")
 def test_parts_are_shared_and_given_back(brain: Brain, store_path: Path) -> None:
     brain["f"] = _sales(1000)

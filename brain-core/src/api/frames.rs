@@ -69,6 +69,23 @@ pub fn part_owner(name: &str) -> Option<&str> {
         .map(|(owner, _)| owner)
 }
 
+/// What a field's metadata says of its type, beyond its Arrow type: an
+/// extension type's name and parameters (pandas' Period and Interval,
+/// pyarrow's own), polars' Enum categories. Rows whose columns say
+/// otherwise would be read as the frame's type, their values changed.
+fn type_metadata(field: &Field) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = field
+        .metadata()
+        .iter()
+        .filter(|(key, _)| {
+            key.starts_with("ARROW:extension:") || key.starts_with("_PL_ENUM_VALUES")
+        })
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// The object name of part `id` of frame `name`.
 pub fn part_name(name: &str, id: &str) -> String {
     format!("{PART_PREFIX}{name}\0{id}")
@@ -751,7 +768,9 @@ pub enum FrameChange<'a> {
         part: &'a str,
     },
     /// The rows of part `id` are added after the frame's. The part has the
-    /// frame's columns, in order, with the same types.
+    /// frame's columns, in order, with the same types: the same Arrow
+    /// types, and the same extension type and parameters (a pandas Period's
+    /// frequency) and polars Enum categories where a column has them.
     Append {
         /// The part's id.
         part: &'a str,
@@ -1077,15 +1096,22 @@ fn applied<S: ObjectStore + ?Sized>(
             let (schema, rows) = part_shape(store, namespace, name, part)?;
             let ours = frame.schema.fields();
             let same = ours.len() == schema.fields().len()
-                && ours
-                    .iter()
-                    .zip(schema.fields())
-                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+                && ours.iter().zip(schema.fields()).all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.data_type() == b.data_type()
+                        && type_metadata(a) == type_metadata(b)
+                });
             if !same {
                 let show = |s: &Schema| {
                     s.fields()
                         .iter()
-                        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                        .map(|f| {
+                            let mut text = format!("{}: {}", f.name(), f.data_type());
+                            for (key, value) in type_metadata(f) {
+                                text.push_str(&format!(" {key}={value:?}"));
+                            }
+                            text
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 };

@@ -758,7 +758,11 @@ class Brain(MutableMapping[str, Any]):
         is set to ``rows`` (a pyarrow RecordBatch becomes a Table, so that
         batches can be streamed in one by one). ``rows`` is a pandas or
         polars DataFrame or a pyarrow Table or RecordBatch, else TypeError.
-        The frame stays one table to every reader. A pandas frame with a
+        Types must match exactly, as ``pl.concat`` wants them: a Period of
+        another frequency, an Interval closed on the other side, a polars
+        Enum of other categories or an extension type of other parameters is
+        refused (``BrainCodecError``), as its values would be read as the
+        frame's type. The frame stays one table to every reader. A pandas frame with a
         RangeIndex keeps counting from where it ends (from 0, as
         ``pd.concat(..., ignore_index=True)``); any other index is appended
         as it is.
