@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -24,7 +25,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from _helpers import new_store_url, remove_store
 from brain import Brain, _brain, _frames
-from brain.exceptions import BrainColumnNotExistError, BrainError, BrainNameNotExistError
+from brain.exceptions import (
+    BrainColumnNotExistError,
+    BrainError,
+    BrainNameNotExistError,
+    BrainUnsupportedObjectError,
+)
 
 
 def _sales(rows: int = 6) -> pd.DataFrame:
@@ -353,6 +359,27 @@ def test_bad_changes_are_refused_and_change_nothing(brain: Brain) -> None:
     fsck = brain.store.fsck() if brain.url.startswith("shm") else None
     if fsck is not None:
         assert fsck["unreferenced_frame_parts"] == 0 and fsck["broken_frames"] == []
+
+
+def test_columns_computed_from_the_frame_and_python_objects_in_polars(brain: Brain) -> None:
+    brain["pl"] = pl.DataFrame({"a": [1, 2, 3]})
+    brain.assign("pl", z=pl.col("a") * 2, w=lambda frame: frame["a"] + 1, k=7)
+    expected = pl.DataFrame({"a": [1, 2, 3], "z": [2, 4, 6], "w": [2, 3, 4], "k": [7, 7, 7]})
+    assert brain["pl"].equals(expected)
+    # Python objects would be stored as the addresses polars keeps them at.
+    with pytest.raises(BrainUnsupportedObjectError, match="column 's' holds Python objects"):
+        brain.assign("pl", s=[{1}, {2}, {3}])
+    assert brain["pl"].equals(expected)
+
+    brain["pd"] = pd.DataFrame({"price": [3.0, 4.0], "cost": [1.0, 1.5]})
+    brain.assign("pd", margin=lambda frame: frame.price - frame.cost)
+    assert brain["pd"]["margin"].tolist() == [2.0, 2.5]
+    with pytest.raises(TypeError, match="is a polars expression, but frame 'pd' was written from pandas"):
+        brain.assign("pd", z=pl.col("price"))
+
+    brain["pa"] = pa.table({"a": [1, 2]})
+    brain.assign("pa", doubled=lambda table: pc.multiply(table["a"], 2))
+    assert brain["pa"].to_pydict() == {"a": [1, 2], "doubled": [2, 4]}
 
 
 class _Tagged(pa.ExtensionType):

@@ -726,7 +726,10 @@ class Brain(MutableMapping[str, Any]):
         ``brain.assign("sales", margin=series, flag=array)``, or a mapping of
         labels to columns. Each column has one value per row of the frame,
         taken by position (a Series' own index is not aligned), or is one
-        scalar for every row. The new
+        scalar for every row, or is computed from the stored frame: a
+        callable is called with it (``margin=lambda df: df.price - df.cost``,
+        as ``DataFrame.assign`` does), a polars expression is selected from
+        it (``z=pl.col("a") * 2``, as ``with_columns`` does). The new
         version is published atomically: readers see the old frame or the
         new one, values they hold stay valid, watchers get one event.
         Changes from several processes are serialised by the name's lock
@@ -738,6 +741,8 @@ class Brain(MutableMapping[str, Any]):
                 new labels are not of the kind of the frame's (``"z"`` beside
                 ``3`` and ``7``).
             ValueError: a column's length differs from the frame's.
+            BrainUnsupportedObjectError: a new column of a polars frame holds
+                Python objects (polars ``Object``).
         """
         given = dict(columns or {})
         given.update(named)

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import _brain, _codecs
 from ._codecs import KIND_KEY, PANDAS_DTYPES_KEY, _module
-from .exceptions import BrainNameNotExistError
+from .exceptions import BrainNameNotExistError, BrainUnsupportedObjectError
 
 # Tables written whole at least this large are stored in parts from the
 # start, so that their first change writes only what changes. A smaller
@@ -213,6 +213,7 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
     with name_lock(store, namespace, name):
         stored = _Stored(store, namespace, name)
         metadata = None
+        columns = _computed(store, namespace, name, stored, columns)
         # A scalar is one value for every row, as DataFrame.assign takes it.
         np = _module("numpy") or __import__("numpy")
         columns = {
@@ -223,7 +224,15 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
             table, metadata = _pandas_columns(stored, columns)
         elif stored.codec == "polars":
             pl = _module("polars") or __import__("polars")
-            table, _ = _codecs.polars_table(pl.DataFrame(dict(columns)))
+            new = pl.DataFrame(dict(columns))
+            objects = [column for column, dtype in new.schema.items() if _codecs._polars_holds_objects(pl, dtype)]
+            if objects:
+                raise BrainUnsupportedObjectError(
+                    f"column {objects[0]!r} holds Python objects (polars Object), which a frame stored as Arrow "
+                    "cannot hold (they would be stored as memory addresses); give values of a polars type, or "
+                    "store the whole frame (brain[name] = frame), which pickles what can be pickled"
+                )
+            table, _ = _codecs.polars_table(new)
         else:
             table = _pa().table(dict(columns))
         if table.num_rows != stored.rows:
@@ -232,6 +241,35 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
                 "give one value per row"
             )
         _publish(store, namespace, name, "assign", stored.codec, table, metadata)
+
+
+def _computed(store: Any, namespace: str, name: str, stored: _Stored, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """``columns`` with those given as computations computed on the stored
+    frame, as its library computes them: a callable is called with the
+    frame (``DataFrame.assign``'s rule), a polars expression is selected
+    from it (``with_columns``'). The frame is read zero-copy, once."""
+    pl = _module("polars")
+    computed = {
+        label
+        for label, value in columns.items()
+        if callable(value) or (pl is not None and isinstance(value, pl.Expr))
+    }
+    if not computed:
+        return dict(columns)
+    frame = _codecs.decode(store.get(namespace, name))
+    out = dict(columns)
+    for label in computed:
+        value = columns[label]
+        if pl is not None and isinstance(value, pl.Expr):
+            if not isinstance(frame, pl.DataFrame):
+                raise TypeError(
+                    f"column {label!r} is a polars expression, but frame {name!r} was written from "
+                    f"{stored.codec}: give its values, or a function of the frame"
+                )
+            out[label] = frame.select(value.alias(label)).to_series()
+        else:
+            out[label] = value(frame)
+    return out
 
 
 def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, dict[bytes, bytes]]:
