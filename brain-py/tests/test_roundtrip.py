@@ -346,6 +346,55 @@ def test_mixed_type_object_column_falls_back_to_pickle(brain: Brain) -> None:
     pd.testing.assert_series_equal(brain["s"], mixed_series)
 
 
+AWARE = dt.datetime(2020, 6, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+NAIVE = dt.datetime(2020, 6, 1)
+# Object columns Arrow would store as one type, changing some values.
+CHANGED_BY_ARROW = {
+    "bytes and str": [b"x", "y"],
+    "str and bytes": ["y", b"x"],
+    "aware then naive datetimes": [AWARE, NAIVE],
+    "naive then aware datetimes": [NAIVE, AWARE],
+    "datetimes of two zones": [AWARE, AWARE.astimezone(dt.timezone.utc)],
+    "ints and floats": [1, 2.5],
+    "ints past 64 bits": [2**63, 1],
+    "ints past 64 bits, negative": [-(2**70), 1],
+}
+
+
+@pytest.mark.parametrize("values", CHANGED_BY_ARROW.values(), ids=CHANGED_BY_ARROW.keys())
+def test_object_columns_arrow_would_change_are_pickled_exactly(brain: Brain, values: list[Any]) -> None:
+    frame = pd.DataFrame({"a": pd.Series(values, dtype=object), "n": range(len(values))})
+    brain["df"] = frame
+    assert brain.metadata("df")["codec"] == "pickle5"
+    back = brain["df"]
+    assert [(type(v), v) for v in back["a"]] == [(type(v), v) for v in values]
+    assert [getattr(v, "tzinfo", None) for v in back["a"]] == [getattr(v, "tzinfo", None) for v in values]
+    # As an index too.
+    indexed = pd.DataFrame({"n": range(len(values))}, index=pd.Index(values, dtype=object))
+    brain["ix"] = indexed
+    assert [(type(v), v) for v in brain["ix"].index] == [(type(v), v) for v in values]
+    # A column assigned to a stored frame cannot be pickled alone: refused.
+    brain["f"] = pd.DataFrame({"n": range(len(values))})
+    with pytest.raises(TypeError, match="Arrow cannot store exactly"):
+        brain.assign("f", a=pd.Series(values, dtype=object))
+    pd.testing.assert_frame_equal(brain["f"], pd.DataFrame({"n": range(len(values))}))
+
+
+def test_object_columns_of_one_type_stay_arrow(brain: Brain) -> None:
+    frame = pd.DataFrame(
+        {
+            "s": pd.Series(["a", None, "c"], dtype=object),
+            "b": pd.Series([b"a", b"b", None], dtype=object),
+            "d": pd.Series([NAIVE, None, NAIVE], dtype=object),
+            "z": pd.Series([AWARE, AWARE, None], dtype=object),
+            "date": pd.Series([dt.date(2020, 1, 1), None, dt.date(2021, 1, 1)], dtype=object),
+        }
+    )
+    brain["df"] = frame
+    assert brain.metadata("df")["codec"] == "pandas"
+    pd.testing.assert_frame_equal(brain["df"], frame, check_exact=True)
+
+
 def test_pandas_get_as_arrow_from_an_arrow_stored_frame(brain: Brain) -> None:
     brain["df"] = pd.DataFrame({"a": [1, 2]})
     table = brain.get("df", as_arrow=True)

@@ -1320,8 +1320,17 @@ def _write_pandas(
         if restores:
             extra[PANDAS_DTYPES_KEY] = json.dumps(restores).encode()
         table = _with_kind(table, kind, extra)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, NotImplementedError):
-        # Mixed-type object columns and the like: pickle keeps them exactly.
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        TypeError,
+        ValueError,
+        NotImplementedError,
+        OverflowError,
+    ):
+        # Mixed-type object columns, Python ints past 64 bits and the like:
+        # pickle keeps them exactly.
         return False
     write(store, namespace, name, "pandas", table, description, None)
     return True
@@ -1360,7 +1369,9 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
             restores[f"c{i}"] = "arrow"
             columns_meta[i]["numpy_type"] = "object"
             patched = True
-        elif dtype == np.dtype(object) and _is_nested(pa, table.schema.field(i).type):
+        elif dtype == np.dtype(object) and (
+            _is_nested(pa, table.schema.field(i).type) or not _objects_survive_arrow(pd, frame.iloc[:, i])
+        ):
             return None
     if patched:
         metadata = dict(table.schema.metadata)
@@ -1381,6 +1392,8 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
         levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
         back_levels = back_index.levels if isinstance(back_index, pd.MultiIndex) else [back_index]
         for level, (original, back_level) in enumerate(zip(levels, back_levels)):
+            if original.dtype == np.dtype(object) and not _objects_survive_arrow(pd, original):
+                return None
             if not isinstance(original.dtype, (pd.ArrowDtype, pd.StringDtype, np.dtype)):
                 continue
             if original.dtype == back_level.dtype or isinstance(original.dtype, np.dtype) and original.dtype != object:
@@ -1390,6 +1403,23 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
             else:
                 return None
     return table, restores, expected
+
+
+# What pandas infers of an object column whose values Arrow stores as
+# themselves: one Python type throughout (nulls aside). Mixed ones would come
+# back changed: a str beside bytes as bytes, an int beside floats as a float.
+_ARROW_EXACT_OBJECTS = {"string", "bytes", "integer", "floating", "boolean", "decimal", "date", "time", "empty"}
+
+
+def _objects_survive_arrow(pd: Any, values: Any) -> bool:
+    """Whether the Python objects ``values`` (an object column or index)
+    come back as they are through Arrow; else the frame is pickled."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "datetime":
+        # Arrow has one time zone a column: naive and aware values, or
+        # values of different zones, would come back changed.
+        return len({value.tzinfo for value in values if value is not None and value == value}) <= 1
+    return kind in _ARROW_EXACT_OBJECTS
 
 
 def _without_arrow_columns(table: Any, restores: dict[str, Any]) -> Any:

@@ -285,13 +285,18 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
     new = pd.DataFrame(values)
     had_columns = bool(stored.data_fields()) and "columns" not in stored.restores
     _check_label_kind(pd, stored, new.columns, had_columns)
-    table = _codecs.from_pandas_table(new)
+    cannot = TypeError(
+        "a new column holds values Arrow cannot store exactly (lists or dicts, values of mixed types, "
+        "or ints past 64 bits in an object column); store the whole frame instead (brain[name] = frame), "
+        "which pickles it"
+    )
+    try:
+        table = _codecs.from_pandas_table(new)
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise cannot from err
     planned = _codecs._pandas_restores(pa, pd, new, table)
     if planned is None:
-        raise TypeError(
-            "a new column holds values Arrow cannot store exactly (lists or dicts in an object column); "
-            "store the whole frame instead (brain[name] = frame)"
-        )
+        raise cannot
     table, new_restores, _ = planned
     pandas = stored.pandas
     assert pandas is not None
