@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import fractions
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from brain import Brain
@@ -393,6 +396,41 @@ def test_object_columns_of_one_type_stay_arrow(brain: Brain) -> None:
     brain["df"] = frame
     assert brain.metadata("df")["codec"] == "pandas"
     pd.testing.assert_frame_equal(brain["df"], frame, check_exact=True)
+
+
+def test_dictionary_columns_of_chunks_with_their_own_dictionaries_are_stored(brain: Brain, tmp_path: Path) -> None:
+    # pa.concat_tables of categoricals: one dictionary a chunk.
+    table = pa.concat_tables(
+        [pa.table({"s": pa.array(["a", "a"]).dictionary_encode()}), pa.table({"s": pa.array(["b"]).dictionary_encode()})]
+    )
+    brain["t"] = table
+    assert brain["t"].column("s").to_pylist() == ["a", "a", "b"]
+    # A Parquet file of several row groups read with read_dictionary.
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"s": ["a", "b", "c", "d"]}), path, row_group_size=2)
+    brain["q"] = pq.read_table(path, read_dictionary=["s"])
+    assert brain["q"].column("s").to_pylist() == ["a", "b", "c", "d"]
+    # pd.concat of dictionary columns, then appended to.
+    dictionary = pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))
+    frame = pd.concat(
+        [pd.DataFrame({"s": pd.array(["a"], dtype=dictionary)}), pd.DataFrame({"s": pd.array(["b"], dtype=dictionary)})],
+        ignore_index=True,
+    )
+    brain["p"] = frame
+    assert brain["p"]["s"].tolist() == ["a", "b"]
+    brain.append("t", table)
+    assert brain["t"].column("s").to_pylist() == ["a", "a", "b"] * 2
+
+
+def test_a_frame_without_rows_keeps_its_categories(brain: Brain) -> None:
+    frame = pd.DataFrame(
+        {"c": pd.Categorical(["a", "b"], categories=["a", "b", "z"], ordered=True), "n": [1, 2]}
+    )
+    empty = frame[frame["c"] == "nothing"]
+    brain["e"] = empty
+    pd.testing.assert_frame_equal(brain["e"], empty)
+    assert list(brain["e"]["c"].cat.categories) == ["a", "b", "z"]
+    assert brain.get("e", columns=["c"])["c"].cat.categories.tolist() == ["a", "b", "z"]
 
 
 def test_pandas_get_as_arrow_from_an_arrow_stored_frame(brain: Brain) -> None:

@@ -100,11 +100,35 @@ def decode_ndarray(obj: Any) -> Any:
 
 def _write_ipc(pa: Any, sink: Any, table: Any) -> None:
     """Writes a Table or RecordBatch to ``sink`` as an Arrow IPC file."""
+    if isinstance(table, pa.Table):
+        table = _one_dictionary_a_column(pa, table)
     with pa.ipc.new_file(sink, table.schema) as ipc:
         if isinstance(table, pa.RecordBatch):
             ipc.write_batch(table)
+        elif table.num_rows == 0 and any(pa.types.is_dictionary(t) for t in table.schema.types):
+            # pyarrow writes no batch for no rows, and so no dictionary: a
+            # categorical's categories would be lost. One empty batch keeps them.
+            empty = [column.chunk(0) if column.num_chunks else pa.array([], column.type) for column in table.columns]
+            ipc.write_batch(pa.RecordBatch.from_arrays(empty, schema=table.schema))
         else:
             ipc.write_table(table)
+
+
+def _one_dictionary_a_column(pa: Any, table: Any) -> Any:
+    """``table`` with each dictionary column's chunks sharing one dictionary.
+
+    An Arrow IPC file has one dictionary a column, and pyarrow refuses chunks
+    with others (``pa.concat_tables`` of categoricals, a Parquet file read
+    with ``read_dictionary``, ``pd.concat`` of dictionary columns):
+    ``unify_dictionaries`` merges them and maps each chunk's indices onto the
+    merged dictionary.
+    """
+    for column, arrow_type in zip(table.columns, table.schema.types):
+        if pa.types.is_dictionary(arrow_type) and column.num_chunks > 1:
+            dictionaries = [chunk.dictionary for chunk in column.chunks]
+            if any(not d.equals(dictionaries[0]) for d in dictionaries[1:]):
+                return table.unify_dictionaries()
+    return table
 
 
 class _Gathered:
