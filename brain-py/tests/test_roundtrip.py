@@ -422,6 +422,20 @@ def test_dictionary_columns_of_chunks_with_their_own_dictionaries_are_stored(bra
     assert brain["t"].column("s").to_pylist() == ["a", "a", "b"] * 2
 
 
+def test_tables_of_canonical_extension_types_read_as_pandas(brain: Brain) -> None:
+    tensor = pa.fixed_shape_tensor(pa.int32(), [2, 2])
+    columns = {
+        "json": pa.array(['{"k": 1}', None], pa.json_()),
+        "bool8": pa.ExtensionArray.from_storage(pa.bool8(), pa.array([1, 0], pa.int8())),
+        "tensor": pa.ExtensionArray.from_storage(tensor, pa.array([[1, 2, 3, 4], [5, 6, 7, 8]], pa.list_(pa.int32(), 4))),
+        "opaque": pa.ExtensionArray.from_storage(pa.opaque(pa.binary(), "t", "v"), pa.array([b"a", b"b"])),
+    }
+    for name, column in columns.items():
+        table = pa.table({"x": column, "n": [1, 2]})
+        brain[name] = table
+        pd.testing.assert_frame_equal(brain.get(name, as_pandas=True), table.to_pandas())
+
+
 def test_a_frame_without_rows_keeps_its_categories(brain: Brain) -> None:
     frame = pd.DataFrame(
         {"c": pd.Categorical(["a", "b"], categories=["a", "b", "z"], ordered=True), "n": [1, 2]}

@@ -968,7 +968,13 @@ def _pandas_from_table(table: Any) -> Any:
     exact = {i: values for i, values in exact.items() if values is not None}
     plain = table.select([i for i in range(table.num_columns) if i not in exact]) if exact else table
     try:
-        frame = plain.to_pandas(split_blocks=True)
+        try:
+            frame = plain.to_pandas(split_blocks=True)
+        except KeyError:
+            # pyarrow's split blocks lose track of canonical extension
+            # columns (json, bool8, fixed_shape_tensor, opaque); whole
+            # blocks take them.
+            frame = plain.to_pandas()
     except pa.ArrowException as err:
         raise BrainCodecError(_pandas_refusal(plain, err)) from err
     for i in sorted(exact):
