@@ -382,6 +382,28 @@ def test_columns_computed_from_the_frame_and_python_objects_in_polars(brain: Bra
     assert brain["pa"].to_pydict() == {"a": [1, 2], "doubled": [2, 4]}
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["RangeIndex", "other index"])
+def test_rows_with_missing_values_make_integer_and_bool_columns_nullable(brain: Brain, indexed: bool) -> None:
+    frame = pd.DataFrame({"i": [1, 2], "b": [True, False], "f": [0.5, 1.5]})
+    rows = pd.DataFrame(
+        {
+            "i": pd.array([2**62 + 1, None], dtype="Int64"),
+            "b": pd.array([None, True], dtype="boolean"),
+            "f": [2.5, np.nan],
+        }
+    )
+    if indexed:
+        frame.index, rows.index = pd.Index(["w", "x"]), pd.Index(["y", "z"])
+    brain["f"] = frame
+    brain.append("f", rows)
+    expected = pd.concat([frame, rows], ignore_index=not indexed)
+    assert expected["i"].dtype == "Int64" and expected["b"].dtype == "boolean"
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    pd.testing.assert_frame_equal(brain.get("f", columns=["i", "b"]), expected[["i", "b"]])
+    assert brain.compact("f")
+    pd.testing.assert_frame_equal(brain["f"], expected)
+
+
 class _Tagged(pa.ExtensionType):
     """A pyarrow extension type with a parameter, as libraries define them."""
 

@@ -436,6 +436,17 @@ def test_tables_of_canonical_extension_types_read_as_pandas(brain: Brain) -> Non
         pd.testing.assert_frame_equal(brain.get(name, as_pandas=True), table.to_pandas())
 
 
+def test_a_nullable_index_comes_back_exactly(brain: Brain) -> None:
+    for index in [
+        pd.Index(pd.array([2**53 + 1, None, 3], dtype="Int64"), name="id"),
+        pd.Index(pd.array([True, None, False], dtype="boolean")),
+        pd.MultiIndex.from_arrays([pd.array([2**60, 1, None], dtype="Int64"), ["a", "b", "c"]]),
+    ]:
+        frame = pd.DataFrame({"v": [1, 2, 3]}, index=index)
+        brain["f"] = frame
+        pd.testing.assert_frame_equal(brain["f"], frame, check_exact=True)
+
+
 def test_a_frame_without_rows_keeps_its_categories(brain: Brain) -> None:
     frame = pd.DataFrame(
         {"c": pd.Categorical(["a", "b"], categories=["a", "b", "z"], ordered=True), "n": [1, 2]}

@@ -1425,6 +1425,11 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
             if original.dtype == np.dtype(object) and not _objects_survive_arrow(pd, original):
                 return None
             if not isinstance(original.dtype, (pd.ArrowDtype, pd.StringDtype, np.dtype)):
+                # pandas' other extension dtypes come back through Arrow's
+                # metadata, or not at all (a nullable Int64 index comes back
+                # float64, its large values rounded): then pickled.
+                if back_level.dtype != original.dtype:
+                    return None
                 continue
             if original.dtype == back_level.dtype or isinstance(original.dtype, np.dtype) and original.dtype != object:
                 continue

@@ -501,12 +501,46 @@ def _pandas_rows(stored: _Stored, rows: Any) -> tuple[Any, dict[bytes, bytes] | 
             table = _codecs.from_pandas_table(rows.reset_index(drop=True))
         described = dict(index[0])
         described["stop"] = described["start"] + described["step"] * (stored.rows + table.num_rows)
-        pandas = dict(stored.pandas, index_columns=[described])
+        pandas = dict(stored.pandas, index_columns=[described], columns=_nullable_where_null(stored, table))
         return table, stored.with_pandas(pandas, stored.restores)
 
+    table = pa.Table.from_pandas(rows, preserve_index=True)
+    pandas = dict(stored.pandas, columns=_nullable_where_null(stored, table))
+    metadata = stored.with_pandas(pandas, stored.restores)
     # A frequency the new dates may not keep is dropped.
-    metadata = {k: v for k, v in stored.metadata.items() if k != _codecs.INDEX_FREQ_KEY}
-    return pa.Table.from_pandas(rows, preserve_index=True), metadata
+    metadata.pop(_codecs.INDEX_FREQ_KEY, None)
+    return table, metadata
+
+
+# numpy's integer and bool dtypes, and pandas' nullable ones that hold the
+# same values with missing ones beside them.
+_NULLABLE = {
+    **{f"int{bits}": f"Int{bits}" for bits in (8, 16, 32, 64)},
+    **{f"uint{bits}": f"UInt{bits}" for bits in (8, 16, 32, 64)},
+    "bool": "boolean",
+}
+
+
+def _nullable_where_null(stored: _Stored, rows: Any) -> list[dict[str, Any]]:
+    """The frame's pandas metadata of columns, with the numpy integer or
+    bool columns that the appended ``rows`` bring missing values into made
+    pandas' nullable dtype (``Int64``, ``boolean``), as ``pd.concat`` makes
+    them: read as numpy, they would turn into floats and objects, rounding
+    integers past 2**53."""
+    assert stored.pandas is not None
+    columns: list[dict[str, Any]] = []
+    for entry in stored.pandas["columns"]:
+        nullable = _NULLABLE.get(entry.get("numpy_type", ""))
+        field = entry.get("field_name")
+        if (
+            nullable is not None
+            and field in rows.schema.names
+            and rows.column(field).null_count
+            and entry.get("metadata") is None
+        ):
+            entry = dict(entry, numpy_type=nullable)
+        columns.append(entry)
+    return columns
 
 
 def compact(store: Any, namespace: str, name: str) -> bool:
