@@ -169,13 +169,37 @@ def test_columns_of_what_is_not_a_table_are_refused(brain: Brain) -> None:
 
 
 def test_a_pickled_frame_gives_its_columns_too(brain: Brain) -> None:
-    # A RangeIndex of column labels does not survive Arrow: the frame is pickled.
+    # Labels of mixed kinds would become strings in Arrow: pickled.
+    frame = pd.DataFrame({"a": [1.0, 2.0], 7: [3.0, 4.0]})
+    brain["mixed"] = frame
+    assert brain.store.get(brain.namespace, "mixed").codec == "pickle5"
+    pd.testing.assert_frame_equal(brain.get("mixed", columns=[7, "a"]), frame[[7, "a"]])
+    with pytest.raises(BrainColumnNotExistError, match="has no column 8; its columns are 'a', 7"):
+        brain.get("mixed", columns=[8])
+
+
+def test_a_frame_of_numbered_columns_is_a_table(brain: Brain) -> None:
+    # pd.DataFrame(ndarray): a RangeIndex of labels, which Arrow gives back as
+    # an int64 Index and brain makes a RangeIndex again.
     frame = pd.DataFrame(np.arange(6.0).reshape(2, 3))
     brain["numbered"] = frame
-    assert brain.store.get(brain.namespace, "numbered").codec == "pickle5"
-    pd.testing.assert_frame_equal(brain.get("numbered", columns=[2, 0]), frame[[2, 0]])
-    with pytest.raises(BrainColumnNotExistError, match="has no column 7; its columns are 0, 1, 2"):
+    assert brain.store.get(brain.namespace, "numbered").codec == "pandas"
+    pd.testing.assert_frame_equal(brain["numbered"], frame)
+    assert isinstance(brain.get("numbered", as_arrow=True), pa.Table)
+    assert isinstance(brain.get("numbered", as_polars=True), pl.DataFrame)
+    for columns in ([2, 0], [0, 2], [1]):
+        pd.testing.assert_frame_equal(brain.get("numbered", columns=columns), frame[columns])
+    with pytest.raises(BrainColumnNotExistError, match="has no column 7; its columns are '0', '1', '2'"):
         brain.get("numbered", columns=[7])
+    # Changed in place, the labels stay a RangeIndex where pandas keeps one.
+    brain.drop("numbered", [0])
+    pd.testing.assert_frame_equal(brain["numbered"], frame.drop(columns=[0]))
+    brain.append("numbered", frame.drop(columns=[0]))
+    pd.testing.assert_frame_equal(brain["numbered"], pd.concat([frame.drop(columns=[0])] * 2, ignore_index=True))
+    brain.assign("numbered", {5: [1.0, 2.0, 3.0, 4.0]})
+    assert list(brain["numbered"].columns) == [1, 2, 5] and brain["numbered"].columns.dtype == "int64"
+    with pytest.raises(TypeError, match="not of the kind of the labels"):
+        brain.assign("numbered", z=[1, 2, 3, 4])
 
 
 @pytest.mark.shm_only("another process writes the frame: a memory store is only this process's")

@@ -153,10 +153,25 @@ def test_frames_read_as_pandas_from_other_writers_change_in_place(brain: Brain) 
     assert brain["pl"]["x"].sum() == N * (N - 1) / 2
 
 
+@copy_on_write
+def test_a_frame_of_numbered_columns_changes_in_place(brain: Brain) -> None:
+    # pd.DataFrame(ndarray): labels 0, 1, ... as a RangeIndex, stored as Arrow.
+    original = pd.DataFrame(np.arange(2.0 * N).reshape(N, 2))
+    brain["m"] = original
+    assert brain.metadata("m")["codec"] == "pandas"
+    got = brain["m"]
+    assert_array_zero_copy(brain, "m", got[0].to_numpy())
+    got.iloc[0, 0] = 9
+    got[1] *= 2
+    expected = original.copy()
+    expected.iloc[0, 0] = 9
+    expected[1] *= 2
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(brain["m"], original, check_exact=True)
+
+
 # Frames and Series brain pickles (Arrow cannot keep their labels as they are).
 PICKLED: dict[str, Callable[[], Any]] = {
-    "columns labelled 0, 1, ... (DataFrame(ndarray))": lambda: pd.DataFrame(np.arange(2.0 * N).reshape(N, 2)),
-    "int labels": lambda: pd.DataFrame({0: np.arange(N, dtype="f8"), 1: np.arange(N, dtype="i8")}),
     "mixed labels": lambda: pd.DataFrame({"a": np.arange(N, dtype="f8"), 1: np.arange(N, dtype="i8")}),
     "a Series named by a tuple": lambda: pd.Series(np.arange(N, dtype="f8"), name=("a", "b")),
 }

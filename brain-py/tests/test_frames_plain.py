@@ -49,6 +49,8 @@ PLAIN: dict[str, Callable[[], pd.DataFrame]] = {
     "a named, stepped range index": lambda: _named_range(numbers_and_strings()),
     "one column": lambda: pd.DataFrame({"x": np.arange(N, dtype="f8")}),
     "strings only": lambda: pd.DataFrame({"a": pd.array(["x"] * N, dtype="str")}),
+    "integer labels": lambda: pd.DataFrame(np.ones((N, 3)), columns=[3, 7, 11]),
+    "integer labels of a RangeIndex": lambda: pd.DataFrame(np.ones((N, 3))),
 }
 
 
@@ -72,7 +74,6 @@ NOT_PLAIN: dict[str, Callable[[], pd.DataFrame]] = {
     "a datetime": lambda: _with(numbers_and_strings(), t=pd.date_range("2026-01-01", periods=N, freq="s")),
     "string[pyarrow] (pd.NA)": lambda: _with(numbers_and_strings(), p=pd.array(["x"] * N, dtype="string[pyarrow]")),
     "an object column": lambda: _with(numbers_and_strings(), o=pd.Series([b"b"] * N, dtype=object)),
-    "integer labels": lambda: pd.DataFrame(np.ones((N, 3))),
     "an index of values": lambda: numbers_and_strings().set_index("int64"),
     "two levels of labels": lambda: pd.DataFrame(
         np.ones((N, 2)), columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])
@@ -111,7 +112,11 @@ def test_a_plain_frame_is_built_directly_and_equals_what_pyarrow_makes(brain: Br
     assert _direct(brain, "df") is not None, "the frame took the general conversion"
     got = brain["df"]
     _assert_same(got, original)
-    _assert_same(got, _general(brain, "df"))
+    general = _general(brain, "df")
+    if isinstance(original.columns, pd.RangeIndex):
+        # pyarrow gives an int64 Index back; brain makes the RangeIndex again.
+        general.columns = original.columns
+    _assert_same(got, general)
     for column in got.columns:  # and again: the plan is kept between reads
         pd.testing.assert_series_equal(brain["df"][column], original[column], check_exact=True)
 

@@ -418,7 +418,7 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None, picked: Any = Non
     if restoring is not None:
         # brain's restores name a column by its position: move them with it.
         restores = json.loads(restoring)
-        moved = {key: how for key, how in restores.items() if key[0] == "i"}
+        moved = {key: how for key, how in restores.items() if key[0] == "i" or key == "columns"}
         for new, old in enumerate(positions):
             how = restores.get(f"c{old}")
             if how is not None:
@@ -566,12 +566,12 @@ def _pandas_from_pandas_table(table: Any) -> Any:
     metadata = table.schema.metadata or {}
     restoring = metadata.get(PANDAS_DTYPES_KEY)
     restores = json.loads(restoring) if restoring is not None else {}
-    frame = None if restores else _plain_frame(table, metadata.get(b"pandas"))
+    frame = None if set(restores) - {"columns"} else _plain_frame(table, metadata.get(b"pandas"))
     if frame is None:
         frame = (_without_arrow_columns(table, restores) if restores else table).to_pandas(split_blocks=True)
     for key, how in restores.items():
         if key == "columns":
-            frame.columns = (_module("pandas") or __import__("pandas")).RangeIndex(0)
+            frame.columns = _range_of_labels(frame.columns)
         else:
             _restore_pandas_dtype(frame, table, key, how)
     freq = metadata.get(INDEX_FREQ_KEY)
@@ -602,7 +602,7 @@ _NUMPY_NAMES = {"float": "float32", "double": "float64"}
 
 def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
     """How ``_plain_frame`` builds a frame of ``table``, or False when the
-    table is not plain: a range index, string labels of one level, no
+    table is not plain: a range index, string or integer labels of one level, no
     attributes, and every column numbers pandas keeps as numpy or strings
     pandas keeps as ``str``, as pyarrow's ``to_pandas`` would make them."""
     pd = _module("pandas") or __import__("pandas")
@@ -620,8 +620,7 @@ def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
         or levels is None
         or len(levels) != 1
         or levels[0].get("name") is not None
-        or levels[0].get("pandas_type") != "unicode"
-        or levels[0].get("numpy_type") != "str"
+        or (levels[0].get("pandas_type"), levels[0].get("numpy_type")) not in (("unicode", "str"), ("int64", "int64"))
         or meta.get("attributes")
         or not isinstance(columns, list)
         or not all(isinstance(column, dict) for column in columns)
@@ -649,8 +648,20 @@ def _plain_plan(table: Any, pandas_metadata: bytes) -> Any:
             return False
     index = index_columns[0]
     np = _module("numpy") or __import__("numpy")
+    names = [column["name"] for column in columns]
+    if levels[0].get("pandas_type") == "int64":
+        # Integer labels (a RangeIndex of them, restored by the caller), which
+        # the metadata names as text.
+        try:
+            labels = pd.Index([int(name) for name in names], dtype="int64")
+        except (TypeError, ValueError):
+            return False
+        if [str(label) for label in labels] != names:
+            return False
+    else:
+        labels = pd.Index(names, dtype="str")
     return (
-        pd.Index([column["name"] for column in columns], dtype="str"),
+        labels,
         range(index["start"], index["stop"], index["step"]),
         index["name"],
         # Each column's Arrow type, checked on every read: another table may
@@ -1188,8 +1199,9 @@ def _labels_survive_arrow(pd: Any, columns: Any) -> bool:
 def _same_index(back: Any, original: Any) -> bool:
     """Whether the column labels Arrow gives back are the original ones, of the same kind.
 
-    Not so for bool labels (``[True, False]`` comes back ``[True, True]``) or a
-    RangeIndex of columns (it comes back an int64 Index): those frames are pickled.
+    Not so for bool labels (``[True, False]`` comes back ``[True, True]``),
+    whose frames are pickled, or a RangeIndex of columns (it comes back an
+    int64 Index), which ``_range_of_labels`` makes again.
     """
     return (
         type(back) is type(original)
@@ -1197,6 +1209,23 @@ def _same_index(back: Any, original: Any) -> bool:
         and list(back.names) == list(original.names)
         and back.equals(original)
     )
+
+
+def _range_of_labels(labels: Any) -> Any:
+    """Column labels that were a RangeIndex, read back from Arrow as an int64
+    Index (or an empty one): a RangeIndex again where they still step
+    evenly, as pandas keeps one through drops, selections and insertions;
+    else the Index as it is."""
+    pd = _module("pandas") or __import__("pandas")
+    if len(labels) == 0:
+        return pd.RangeIndex(0, name=labels.name)
+    values = labels.tolist()
+    if not all(type(value) is int for value in values):
+        return labels
+    step = values[1] - values[0] if len(values) > 1 else 1
+    if step == 0 or any(b - a != step for a, b in zip(values, values[1:])):
+        return labels
+    return pd.RangeIndex(values[0], values[-1] + step, step, name=labels.name)
 
 
 def _index_freq(pd: Any, thing: Any) -> dict[bytes, bytes]:
@@ -1343,9 +1372,12 @@ def _write_pandas(
             return False
         table, restores, expected = planned
         if kind == b"frame" and not _same_index(expected.columns, thing.columns):
-            if len(thing.columns) or not isinstance(thing.columns, pd.RangeIndex):
+            if not isinstance(thing.columns, pd.RangeIndex) or not _same_index(
+                _range_of_labels(expected.columns), thing.columns
+            ):
                 return False
-            # No columns: Arrow gives back an empty Index where pandas makes an empty RangeIndex.
+            # A RangeIndex of labels (pd.DataFrame(ndarray), a frame without
+            # columns) comes back an int64 Index, or an empty one.
             restores["columns"] = "range"
         if restores:
             extra[PANDAS_DTYPES_KEY] = json.dumps(restores).encode()
@@ -1499,7 +1531,7 @@ LIBRARIES = ("arrow", "pandas", "polars")
 
 def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
     """``columns`` of a pandas frame that was pickled (Arrow could not hold it
-    exactly: say, a RangeIndex of column labels), selected after the whole
+    exactly: say, column labels of mixed kinds), selected after the whole
     frame is read."""
     pd = _module("pandas")
     if pd is None or not isinstance(thing, pd.DataFrame):

@@ -283,7 +283,7 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
         for label, value in columns.items()
     }
     new = pd.DataFrame(values)
-    had_columns = bool(stored.data_fields()) and "columns" not in stored.restores
+    had_columns = bool(stored.data_fields())
     _check_label_kind(pd, stored, new.columns, had_columns)
     cannot = TypeError(
         "a new column holds values Arrow cannot store exactly (lists or dicts, values of mixed types, "
@@ -320,8 +320,10 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
         if f"c{j}" in new_restores:
             restores[f"c{position}"] = new_restores[f"c{j}"]
     # A frame without columns kept its empty RangeIndex of labels; it has labels
-    # now, of the new columns' kind.
-    restores.pop("columns", None)
+    # now, of the new columns' kind. A RangeIndex of labels stays one where
+    # the new labels go on stepping evenly.
+    if not had_columns:
+        restores.pop("columns", None)
     pandas = dict(pandas, columns=entries)
     if not had_columns:
         pandas["column_indexes"] = table.schema.pandas_metadata.get("column_indexes", [])
@@ -376,7 +378,7 @@ def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
         metadata = None
         if stored.pandas is not None:
             kept = [field for field in data if field not in fields]
-            restores = {k: v for k, v in stored.restores.items() if k[0] != "c"}
+            restores = {k: v for k, v in stored.restores.items() if k[0] != "c" or k == "columns"}
             for position, field in enumerate(kept):
                 how = stored.restores.get(f"c{data.index(field)}")
                 if how is not None:
