@@ -355,6 +355,13 @@ def test_bad_changes_are_refused_and_change_nothing(brain: Brain) -> None:
         brain.assign("n", x=[1])
     with pytest.raises(ValueError, match="at least one column"):
         brain.assign("f")
+    for values in (np.array([1 + 2j, 3j, 1j]), (i for i in range(3))):
+        with pytest.raises(TypeError, match="Arrow cannot store exactly"):
+            brain.assign("f", x=values)
+    brain["t"] = pa.table({"a": [1, 2, 3]})
+    with pytest.raises(TypeError, match="pyarrow cannot make columns of the values given"):
+        brain.assign("t", x=np.array([1 + 2j, 3j, 1j]))
+    assert brain["t"].column_names == ["a"]
     pd.testing.assert_frame_equal(brain["f"], frame)
     fsck = brain.store.fsck() if brain.url.startswith("shm") else None
     if fsck is not None:
@@ -402,6 +409,17 @@ def test_rows_with_missing_values_make_integer_and_bool_columns_nullable(brain: 
     pd.testing.assert_frame_equal(brain.get("f", columns=["i", "b"]), expected[["i", "b"]])
     assert brain.compact("f")
     pd.testing.assert_frame_equal(brain["f"], expected)
+
+
+def test_columns_of_another_byte_order_and_projections_by_index(brain: Brain) -> None:
+    frame = _sales(3)
+    brain["f"] = frame
+    brain.assign("f", big=np.array([1, 2, 3], dtype=">i8"))
+    assert brain["f"]["big"].tolist() == [1, 2, 3]
+    # columns= takes what drop takes: a pandas Index, a numpy array.
+    picked = frame.columns[:2]
+    pd.testing.assert_frame_equal(brain.get("f", columns=picked), frame[picked])
+    pd.testing.assert_frame_equal(brain.get("f", columns=np.array(picked)), frame[picked])
 
 
 class _Tagged(pa.ExtensionType):

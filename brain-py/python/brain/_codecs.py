@@ -1529,6 +1529,17 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
 LIBRARIES = ("arrow", "pandas", "polars")
 
 
+def column_list(columns: Any) -> list[Any]:
+    """``columns=`` as a list: a list or tuple of labels, a pandas Index or
+    a numpy array of them (``df.columns[:3]``); not a str, which would be
+    its letters."""
+    if hasattr(columns, "tolist") and not isinstance(columns, (str, bytes)):
+        columns = columns.tolist()
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+        raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
+    return list(columns)
+
+
 def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
     """``columns`` of a pandas frame that was pickled (Arrow could not hold it
     exactly: say, column labels of mixed kinds), selected after the whole
@@ -1562,8 +1573,7 @@ def decode(
         raise ValueError(f"library must be one of {', '.join(LIBRARIES)}, not {library!r}")
     codec = obj.codec
     if columns is not None:
-        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
-            raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
+        columns = column_list(columns)
         if codec == "pickle5":
             return _pickled_frame_columns(obj, decode_pickle(obj), columns)
         if codec not in LIBRARIES:

@@ -234,7 +234,14 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
                 )
             table, _ = _codecs.polars_table(new)
         else:
-            table = _pa().table(dict(columns))
+            pa = _pa()
+            try:
+                table = pa.table(dict(columns))
+            except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+                raise TypeError(
+                    f"pyarrow cannot make columns of the values given ({err}); give arrays, lists of one type, "
+                    "or pyarrow arrays"
+                ) from err
         if table.num_rows != stored.rows:
             raise ValueError(
                 f"the new columns have {table.num_rows} rows, frame {name!r} has {stored.rows}; "
@@ -279,24 +286,25 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
     pd = _module("pandas") or __import__("pandas")
     # By position, as the frame's rows are: a Series' own index is not aligned.
     values = {
-        label: value.reset_index(drop=True) if isinstance(value, pd.Series) else value
+        label: value.reset_index(drop=True) if isinstance(value, pd.Series) else _native_order(value)
         for label, value in columns.items()
     }
     new = pd.DataFrame(values)
     had_columns = bool(stored.data_fields())
     _check_label_kind(pd, stored, new.columns, had_columns)
-    cannot = TypeError(
-        "a new column holds values Arrow cannot store exactly (lists or dicts, values of mixed types, "
-        "or ints past 64 bits in an object column); store the whole frame instead (brain[name] = frame), "
-        "which pickles it"
-    )
+    def cannot(why: str) -> TypeError:
+        return TypeError(
+            f"a new column holds values Arrow cannot store exactly ({why}); store the whole frame "
+            "instead (brain[name] = frame), which pickles what Arrow cannot hold"
+        )
+
     try:
         table = _codecs.from_pandas_table(new)
-    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise cannot from err
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+        raise cannot(str(err)) from err
     planned = _codecs._pandas_restores(pa, pd, new, table)
     if planned is None:
-        raise cannot
+        raise cannot("lists or dicts, or values of mixed types, in an object column")
     table, new_restores, _ = planned
     pandas = stored.pandas
     assert pandas is not None
@@ -328,6 +336,15 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
     if not had_columns:
         pandas["column_indexes"] = table.schema.pandas_metadata.get("column_indexes", [])
     return _codecs._with_metadata(table, None), stored.with_pandas(pandas, restores)
+
+
+def _native_order(value: Any) -> Any:
+    """A numpy array of another byte order (``>i8``) in this machine's, which
+    Arrow takes; anything else as it is."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(dtype, "byteorder", "=") not in ("=", "|") and hasattr(value, "astype"):
+        return value.astype(dtype.newbyteorder("="))
+    return value
 
 
 # Kinds of column labels, by pandas' metadata name and ``infer_dtype``'s: labels
@@ -364,10 +381,7 @@ def _check_label_kind(pd: Any, stored: _Stored, labels: Any, had_columns: bool) 
 
 def drop(store: Any, namespace: str, name: str, columns: Sequence[Any]) -> None:
     """Drops ``columns`` from frame ``name`` (see ``Brain.drop``)."""
-    if hasattr(columns, "tolist") and not isinstance(columns, (str, bytes)):
-        columns = columns.tolist()  # a pandas Index, a numpy array
-    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
-        raise TypeError(f"columns must be a list of column names, not {type(columns).__name__}")
+    columns = _codecs.column_list(columns)
     with name_lock(store, namespace, name):
         stored = _Stored(store, namespace, name)
         fields = [_field(column) for column in columns]
