@@ -436,6 +436,31 @@ def test_tables_of_canonical_extension_types_read_as_pandas(brain: Brain) -> Non
         pd.testing.assert_frame_equal(brain.get(name, as_pandas=True), table.to_pandas())
 
 
+def test_what_pandas_keeps_beside_the_values_comes_back(brain: Brain) -> None:
+    """Index names that are not str, attrs JSON would change, and a frame
+    refusing duplicate labels: Arrow would lose them, so they are pickled."""
+    named = pd.DataFrame({"a": [1]}, index=pd.Index([1], name=5))
+    with_set = pd.DataFrame({"a": [1]})
+    with_set.attrs["x"] = {1, 2}
+    with_tuple = pd.DataFrame({"a": [1]})
+    with_tuple.attrs["x"] = (1, 2)
+    unique = pd.DataFrame({"a": [1]}).set_flags(allows_duplicate_labels=False)
+    series = pd.Series([1], index=pd.Index([1], name=5), name="s")
+    for thing in (named, with_set, with_tuple, unique, series):
+        brain["x"] = thing
+        back = brain["x"]
+        assert brain.metadata("x")["codec"] == "pickle5"
+        assert list(back.index.names) == list(thing.index.names)
+        assert back.attrs == thing.attrs
+        assert back.flags.allows_duplicate_labels == thing.flags.allows_duplicate_labels
+    # attrs that JSON keeps stay with a frame stored as Arrow.
+    kept = pd.DataFrame({"a": [1]})
+    kept.attrs["source"] = {"k": [1, 2]}
+    brain["kept"] = kept
+    assert brain.metadata("kept")["codec"] == "pandas"
+    assert brain["kept"].attrs == kept.attrs
+
+
 def test_a_nullable_index_comes_back_exactly(brain: Brain) -> None:
     for index in [
         pd.Index(pd.array([2**53 + 1, None, 3], dtype="Int64"), name="id"),

@@ -1211,6 +1211,25 @@ def _same_index(back: Any, original: Any) -> bool:
     )
 
 
+def _pandas_metadata_survives_arrow(thing: Any) -> bool:
+    """Whether what pandas keeps beside a frame's values comes back from
+    Arrow as it is: index names of str (pyarrow makes ``5`` into ``"5"``),
+    ``attrs`` that JSON keeps (pyarrow drops others), and duplicate labels
+    allowed (Arrow keeps no flags). Else the frame is pickled, which keeps
+    them."""
+    if any(name is not None and type(name) is not str for name in thing.index.names):
+        return False
+    if not thing.flags.allows_duplicate_labels:
+        return False
+    if thing.attrs:
+        try:
+            if json.loads(json.dumps(thing.attrs)) != thing.attrs:
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
 def _range_of_labels(labels: Any) -> Any:
     """Column labels that were a RangeIndex, read back from Arrow as an int64
     Index (or an empty one): a RangeIndex again where they still step
@@ -1351,6 +1370,8 @@ def _write_pandas(
     import pyarrow as pa
 
     pd = _module("pandas")
+    if not _pandas_metadata_survives_arrow(thing):
+        return False
     try:
         if isinstance(thing, pd.Series):
             try:
