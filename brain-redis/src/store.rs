@@ -398,25 +398,39 @@ impl RedisStore {
                 return self.err(op, &e);
             }
             let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
-            // The object replaced stays until the new one is in.
-            let replacing = self
-                .read_meta(namespace, name)
-                .ok()
-                .flatten()
-                .map_or(0, |pointer| pointer.meta.stored_size);
-            Error::StoreFull {
-                namespace: namespace.into(),
-                name: name.into(),
-                needed,
-                used,
-                capacity,
-                location: self.location(),
-                filesystem_full: true,
-                replacing,
-                held: 0,
-                holders: String::new(),
-            }
+            self.full(namespace, name, needed, (used, capacity), true)
         })
+    }
+
+    /// The `StoreFull` of a write of `name` that needs `needed` bytes, with
+    /// `(used, capacity)`: the store's, or with `server_full` the server's
+    /// memory. The object it replaces stays until the new one is in: its
+    /// size tells the user why (a look that fails only loses the hint).
+    fn full(
+        &self,
+        namespace: &str,
+        name: &str,
+        needed: u64,
+        (used, capacity): (u64, u64),
+        server_full: bool,
+    ) -> Error {
+        let replacing = self
+            .read_meta(namespace, name)
+            .ok()
+            .flatten()
+            .map_or(0, |pointer| pointer.meta.stored_size);
+        Error::StoreFull {
+            namespace: namespace.into(),
+            name: name.into(),
+            needed,
+            used,
+            capacity,
+            location: self.location(),
+            filesystem_full: server_full,
+            replacing,
+            held: 0,
+            holders: String::new(),
+        }
     }
 
     /// `used_memory` and `maxmemory` of the primary nearest its limit.
@@ -453,25 +467,8 @@ impl RedisStore {
                 .invoke(c.like())
         })?;
         if reply.first().map(int) == Some(0) {
-            // The object replaced stays counted until the new one is in: its
-            // size tells the user why (a look that fails only loses the hint).
-            let replacing = self
-                .read_meta(namespace, name)
-                .ok()
-                .flatten()
-                .map_or(0, |pointer| pointer.meta.stored_size);
-            return Err(Error::StoreFull {
-                namespace: namespace.into(),
-                name: name.into(),
-                needed: delta.max(0) as u64,
-                used: reply.get(1).map_or(0, int),
-                capacity: reply.get(2).map_or(0, int),
-                location: self.location(),
-                filesystem_full: false,
-                replacing,
-                held: 0,
-                holders: String::new(),
-            });
+            let figures = (reply.get(1).map_or(0, int), reply.get(2).map_or(0, int));
+            return Err(self.full(namespace, name, delta.max(0) as u64, figures, false));
         }
         Ok(())
     }
