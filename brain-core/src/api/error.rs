@@ -548,14 +548,15 @@ impl Error {
 
 /// What to do about a full store: make room in the store, or under it.
 fn full_hint(filesystem_full: bool, location: &Location) -> &'static str {
-    match (filesystem_full, location) {
+    let on_a_server = matches!(location, Location::Url(url) if url.starts_with("redis") || url.starts_with("valkey"));
+    match (filesystem_full, on_a_server) {
         (false, _) => {
             "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
         }
-        (true, Location::Path(_)) => {
+        (true, false) => {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         }
-        (true, Location::Url(_)) => {
+        (true, true) => {
             "; the server reached its memory limit (maxmemory): delete objects or namespaces, or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
         }
     }
