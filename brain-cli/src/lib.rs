@@ -488,7 +488,7 @@ fn open_store(cli: &Cli, console: &mut Console) -> anyhow::Result<Arc<dyn Object
         };
         let restored = brain_persist::auto_restore(&*store, dir, &progress).with_context(|| {
             format!(
-                "cannot restore the empty store at {url} from {} (--persist / BRAIN_PERSIST)",
+                "cannot restore the store at {url} from {} (--persist / BRAIN_PERSIST)",
                 dir.display()
             )
         })?;

@@ -121,8 +121,21 @@ pub fn restore(
     path: impl AsRef<Path>,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    // One restore of a store at a time: a sync that finds the mark of a
+    // restore still running waits for it, instead of taking it for one a
+    // killed process left and running a second restore beside it.
+    let _lock = lock_for_restore(store)?;
+    restore_locked(store, path.as_ref(), options)
+}
+
+/// [`restore`], the store's restore lock held by the caller.
+fn restore_locked(
+    store: &dyn ObjectStore,
+    path: &Path,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
     let started = Instant::now();
-    let dump = DumpReader::open(path.as_ref())?;
+    let dump = DumpReader::open(path)?;
     let selected: Vec<&Entry> = match &options.namespace {
         None => dump.entries.iter().collect(),
         Some(ns) => {
@@ -357,22 +370,37 @@ pub fn auto_restore(
     restore_unrestored(store, dir, progress).map(Some)
 }
 
+/// What [`finish_interrupted_restore`] found.
+pub(crate) enum Unfinished {
+    /// No restore of the store from the directory is under way.
+    None,
+    /// One is running (it holds the restore lock).
+    Running,
+    /// One was interrupted, and this call finished it.
+    Finished(RestoreReport),
+}
+
 /// Finishes a restore of `store` from `dir` that began and did not finish
-/// (its mark is in `dir`); `None` when there is none.
+/// (its mark is in `dir`, and no process holds the restore lock). Does not
+/// wait for a restore that is running.
 pub(crate) fn finish_interrupted_restore(
     store: &dyn ObjectStore,
     dir: &Path,
-) -> Result<Option<RestoreReport>> {
+) -> Result<Unfinished> {
     let mark = RestoreMark::of(dir, store);
     if !mark.is_set() {
-        return Ok(None);
+        return Ok(Unfinished::None);
     }
-    let _lock = lock_for_restore(store)?;
-    // Another process may have finished it while this one waited.
+    let _lock = match store.lock(RESTORE_LOCK.0, RESTORE_LOCK.1, Some(Duration::ZERO)) {
+        Ok(lock) => lock,
+        Err(brain_core::Error::LockTimeout { .. }) => return Ok(Unfinished::Running),
+        Err(err) => return Err(Error::store("lock", err)),
+    };
     if !mark.is_set() {
-        return Ok(None);
+        // It finished between the two looks.
+        return Ok(Unfinished::None);
     }
-    restore_unrestored(store, dir, &Progress::Hidden).map(Some)
+    restore_unrestored(store, dir, &Progress::Hidden).map(Unfinished::Finished)
 }
 
 fn lock_for_restore(store: &dyn ObjectStore) -> Result<brain_core::NameLock> {
@@ -381,8 +409,9 @@ fn lock_for_restore(store: &dyn ObjectStore) -> Result<brain_core::NameLock> {
         .map_err(|e| Error::store("lock", e))
 }
 
-/// Restores every object of the dump at `dir` that `store` lacks. The
-/// caller holds the restore lock.
+/// Restores every object of the dump at `dir` that `store` lacks, from
+/// every namespace of the dump: those deleted since the restore began come
+/// back too. The caller holds the restore lock.
 fn restore_unrestored(
     store: &dyn ObjectStore,
     dir: &Path,
@@ -393,7 +422,7 @@ fn restore_unrestored(
         on_conflict: OnConflict::Skip,
         progress: progress.clone(),
     };
-    restore(store, dir, &options)
+    restore_locked(store, dir, &options)
 }
 
 /// The start of the name of a restore mark in a dump directory.
@@ -463,7 +492,15 @@ impl RestoreMark {
     fn clear(&self) -> Result<()> {
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // Gone, or in a directory made read-only since (no sync can
+            // mirror into it either; the next restore finds nothing to do).
+            Err(err)
+                if err.kind() == std::io::ErrorKind::NotFound
+                    || err.kind() == std::io::ErrorKind::PermissionDenied
+                    || err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) =>
+            {
+                Ok(())
+            }
             Err(err) => Err(Error::io("remove the restore mark", &self.path, err)),
         }
     }

@@ -24,7 +24,8 @@ use crate::format::{
 };
 use crate::reader::DumpReader;
 use crate::restore::{
-    finish_interrupted_restore, is_restore_mark, store_is_empty, RestoreMark, RESTORE_LOCK,
+    finish_interrupted_restore, is_restore_mark, store_is_empty, RestoreMark, Unfinished,
+    RESTORE_LOCK,
 };
 use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
@@ -35,6 +36,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// ...and deletions wait at most this long for changes to settle, so a
 /// store being wiped is seen empty before its deletions would be written.
 const DELETE_HOLD_MAX: Duration = Duration::from_secs(10);
+/// How long after failing to finish an interrupted restore it is tried again.
+const RESTORE_RETRY: Duration = Duration::from_secs(5);
 /// How often the loop checks that it still watches the store's directory.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// A commit is made at least every this many objects or bytes written.
@@ -319,6 +322,8 @@ fn run(
         store,
         restore_mark: RestoreMark::of(dir, store),
         restore_noted: false,
+        restore_error_noted: false,
+        restore_failed_at: None,
         mirror,
         options,
         stats,
@@ -375,6 +380,10 @@ struct Syncer<'a> {
     restore_mark: RestoreMark,
     /// The log told why deletions wait for that restore.
     restore_noted: bool,
+    /// The log told why that restore cannot be finished.
+    restore_error_noted: bool,
+    /// When finishing it last failed.
+    restore_failed_at: Option<Instant>,
     mirror: Mirror,
     options: &'a SyncOptions,
     stats: Arc<Mutex<SyncStats>>,
@@ -553,9 +562,18 @@ impl Syncer<'_> {
         if !self.restore_mark.is_set() {
             return;
         }
+        // A restore that failed is tried again at most every few seconds.
+        if self
+            .restore_failed_at
+            .is_some_and(|at| at.elapsed() < RESTORE_RETRY)
+        {
+            return;
+        }
+        self.restore_failed_at = None;
         match finish_interrupted_restore(self.store, &self.mirror.dir) {
-            Ok(Some(report)) => {
+            Ok(Unfinished::Finished(report)) => {
                 self.restore_noted = false;
+                self.restore_error_noted = false;
                 self.log(&format!(
                     "finished a restore of {} from {} that had been interrupted: restored {}, {} there already",
                     self.store.location(),
@@ -564,12 +582,21 @@ impl Syncer<'_> {
                     report.skipped
                 ));
             }
-            Ok(None) => {}
-            Err(err) => self.log(&format!(
-                "cannot finish the interrupted restore of {} from {} (deletions are not mirrored until it is): {err}",
-                self.store.location(),
-                self.mirror.dir.display()
-            )),
+            // A restore that is running is left to itself; its mark holds
+            // deletions back meanwhile.
+            Ok(Unfinished::Running) | Ok(Unfinished::None) => {}
+            Err(err) => {
+                self.restore_failed_at = Some(Instant::now());
+                if !self.restore_error_noted {
+                    self.restore_error_noted = true;
+                    self.log(&format!(
+                        "cannot finish the interrupted restore of {} from {} (deletions are not mirrored until it is; trying again every {} s while the store changes): {err}",
+                        self.store.location(),
+                        self.mirror.dir.display(),
+                        RESTORE_RETRY.as_secs()
+                    ));
+                }
+            }
         }
     }
 
@@ -681,8 +708,10 @@ impl Syncer<'_> {
                 held = deletes;
                 deletes = Vec::new();
             } else if self.restore_mark.is_set() {
+                // Tried again with the next changes, once the restore is done.
                 self.note_unfinished_restore(deletes.len());
-                deletes.clear();
+                held = deletes;
+                deletes = Vec::new();
             } else if !self.options.mirror_deletes_on_wipe && store_is_empty(self.store)? {
                 self.note_wipe(deletes.len());
                 deletes.clear();
@@ -982,7 +1011,17 @@ impl Mirror {
         };
         if mirror.manifest.generation == 0 {
             // An empty mirror is a valid, empty dump from the start.
-            mirror.commit(Vec::new(), &[])?;
+            if let Err(err) = mirror.commit(Vec::new(), &[]) {
+                // Left, its index without a manifest would read as a
+                // damaged dump, and its temporary manifest as a foreign file.
+                remove_path(&mirror.dir.join(index_dir_name(1)));
+                remove_path(
+                    &mirror
+                        .dir
+                        .join(format!("{MANIFEST_FILE}.tmp-{}", std::process::id())),
+                );
+                return Err(err);
+            }
         }
         mirror.clean_orphans()?;
         Ok(mirror)
@@ -1009,9 +1048,27 @@ impl Mirror {
         if on_disk.is_none_or(|m| m.generation != self.manifest.generation) {
             return;
         }
-        if let Ok((uncommitted, _)) = self.files_not_current() {
-            for path in uncommitted {
-                remove_path(&path);
+        // By generation alone: the failed commit may have entered its
+        // payloads in `entries` already, but no committed manifest refers
+        // to a generation past the current one.
+        let current = self.manifest.generation;
+        let data = self.dir.join(DATA_DIR);
+        for dir in [&data, &self.dir] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let later = |g: u64| g > current;
+                let uncommitted = if dir == &data {
+                    format::payload_generation(&name).is_some_and(later)
+                } else {
+                    name.starts_with(&format!("{MANIFEST_FILE}.tmp"))
+                        || format::index_dir_generation(&name).is_some_and(later)
+                };
+                if uncommitted {
+                    remove_path(&entry.path());
+                }
             }
         }
     }
@@ -1231,4 +1288,58 @@ impl Mirror {
 
 fn remove_path(path: &Path) {
     let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir_all(path));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_commit_leaves_none_of_its_files_even_those_entered_already() {
+        let disk = tempfile::tempdir().unwrap();
+        let dir = disk.path().join("mirror");
+        let mut mirror = Mirror::open(&dir, 1).unwrap();
+        let current = mirror.manifest.generation;
+        let committed: Vec<String> = std::fs::read_dir(dir.join(DATA_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        // What a commit that failed at its manifest leaves: a payload of the
+        // next generation, already in `entries`, its index and manifest.
+        let payload = format::payload_name(current + 1, 0);
+        std::fs::write(dir.join(DATA_DIR).join(&payload), b"frames").unwrap();
+        let entry = Entry {
+            namespace: "ns".into(),
+            name: "x".into(),
+            codec: 0,
+            description: String::new(),
+            size: 6,
+            created_unix_ns: 0,
+            xxh3: "0".repeat(16),
+            file: payload.clone(),
+            offset: None,
+            file_len: 6,
+            frame_size: 4 << 20,
+            frames: vec![6],
+            frame_xxh3: vec!["0".repeat(16)],
+        };
+        mirror.entries.insert(("ns".into(), "x".into()), entry);
+        std::fs::create_dir(dir.join(index_dir_name(current + 1))).unwrap();
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, b"{").unwrap();
+
+        mirror.discard_uncommitted();
+        let data: Vec<String> = std::fs::read_dir(dir.join(DATA_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(data, committed, "the failed commit's payload was left");
+        assert!(!dir.join(index_dir_name(current + 1)).exists());
+        assert!(!tmp.exists());
+        assert!(
+            dir.join(index_dir_name(current)).exists(),
+            "the committed index stays"
+        );
+        DumpReader::open(&dir).unwrap();
+    }
 }

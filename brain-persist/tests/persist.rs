@@ -1359,6 +1359,41 @@ fn a_deletion_right_after_a_wiped_store_is_restored_is_mirrored() -> TestResult 
 }
 
 #[test]
+fn a_sync_leaves_a_restore_that_is_running_to_itself() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    let names: Vec<String> = (0..12).map(|i| format!("o{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        env.store
+            .put("ns", name, &Payload::bytes(&vec![i as u8; 6 << 20]))?;
+    }
+    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+
+    // A wiped store is restored by hand while a sync runs: the sync sees the
+    // restore's mark and objects coming in, and must not take them for an
+    // interrupted restore to finish (a second restore beside the first
+    // would bring back what is deleted once the first is done).
+    let wiped = env.other_store("wiped");
+    let sync = spawn_sync(Arc::new(wiped.clone()), &persist, fast_sync())?;
+    restore(&wiped, &persist, &RestoreOptions::new())?;
+    let last = names.last().unwrap();
+    wiped.delete("ns", last)?;
+    wiped.put_text("ns", "o00", "changed")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dump_names(&persist).contains_key(&("ns".to_owned(), last.clone()))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    sync.stop()?;
+    assert!(!wiped.contains("ns", last)?, "the deleted object came back");
+    assert_eq!(wiped.get_text("ns", "o00")?.as_deref(), Some("changed"));
+    assert!(!dump_names(&persist).contains_key(&("ns".to_owned(), last.clone())));
+    Ok(())
+}
+
+#[test]
 fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> TestResult {
     let env = Env::new();
     env.store.put_text("ns", "a", "a")?;

@@ -459,7 +459,8 @@ impl RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
-        let reply: Vec<Value> = self.run("reserve capacity in", |c| {
+        let object = (namespace, name, delta.max(0) as u64);
+        let reply: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
             scripts::reserve()
                 .key(keys.used())
                 .key(keys.cfg())

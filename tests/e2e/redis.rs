@@ -135,6 +135,23 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
         ),
         "{err:?}"
     );
+    // Full to the brim, a large write is refused as it reserves its room.
+    for len in [2 << 20, 20 << 20] {
+        let err = store
+            .put("ns", "large", &brain_core::Payload::bytes(&vec![1; len]))
+            .err()
+            .context("a write into a full server")?;
+        anyhow::ensure!(
+            matches!(
+                err,
+                brain_core::Error::StoreFull {
+                    filesystem_full: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
     Ok(())
 }
 
