@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from brain import Brain, _brain
@@ -92,8 +93,15 @@ def test_a_lone_surrogate_in_a_name_namespace_or_description_is_refused_by_name(
             call()
     with pytest.raises(BrainDescriptionError, match="description .* holds a lone surrogate"):
         brain.learn("described", 1, description=bad)
+    for call in [lambda: brain.watch(bad), lambda: brain.dump("unused", namespace=bad)]:
+        with pytest.raises(BrainNamespaceNameError, match="lone surrogate"):
+            call()
+
     assert brain.names() == ["real"]
     assert brain.namespace == "default"
+    brain["table"] = pa.table({"a": [1]})
+    with pytest.raises(ValueError, match="holds a lone surrogate"):
+        brain.get("table", columns=[bad])
 
 
 def test_a_name_of_any_unicode_and_punctuation_works(brain: Brain) -> None:

@@ -378,9 +378,17 @@ def test_columns_computed_from_the_frame_and_python_objects_in_polars(brain: Bra
         brain.assign("pl", s=[{1}, {2}, {3}])
     assert brain["pl"].equals(expected)
 
+    # In order, each seeing the ones before it; a single value for every row.
+    brain.assign("pl", total=pl.col("a").sum(), next=pl.col("total") + 1)
+    assert brain["pl"]["next"].to_list() == [7, 7, 7]
+
     brain["pd"] = pd.DataFrame({"price": [3.0, 4.0], "cost": [1.0, 1.5]})
     brain.assign("pd", margin=lambda frame: frame.price - frame.cost)
     assert brain["pd"]["margin"].tolist() == [2.0, 2.5]
+    computed = dict(price=lambda d: d.price * 2, double=lambda d: d.price, fee=1.0, net=lambda d: d.double - d.fee)
+    expected = brain["pd"].assign(**computed)
+    brain.assign("pd", **computed)
+    pd.testing.assert_frame_equal(brain["pd"], expected)
     with pytest.raises(TypeError, match="is a polars expression, but frame 'pd' was written from pandas"):
         brain.assign("pd", z=pl.col("price"))
 
@@ -416,6 +424,9 @@ def test_columns_of_another_byte_order_and_projections_by_index(brain: Brain) ->
     brain["f"] = frame
     brain.assign("f", big=np.array([1, 2, 3], dtype=">i8"))
     assert brain["f"]["big"].tolist() == [1, 2, 3]
+    brain["t"] = pa.table({"a": [1, 2, 3]})
+    brain.assign("t", big=np.array([1.5, 2, 3], dtype=">f8"))
+    assert brain["t"]["big"].to_pylist() == [1.5, 2.0, 3.0]
     # columns= takes what drop takes: a pandas Index, a numpy array.
     picked = frame.columns[:2]
     pd.testing.assert_frame_equal(brain.get("f", columns=picked), frame[picked])

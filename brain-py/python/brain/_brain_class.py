@@ -605,6 +605,8 @@ class Brain(MutableMapping[str, Any]):
         raises (or Ctrl-C) is raised once it is done.
         """
         with _progress.reporter(progress, "brain.dump(..., progress=...)") as report:
+            if namespace is not None:
+                _check_namespace(namespace, "brain.dump(namespace=...)")
             return _brain.dump(self.store, os.fspath(path), namespace, level, report)
 
     def restore(
@@ -628,6 +630,8 @@ class Brain(MutableMapping[str, Any]):
             BrainDumpConflictError, BrainStoreFullError: and the store is unchanged.
         """
         with _progress.reporter(progress, "brain.restore(..., progress=...)") as report:
+            if namespace is not None:
+                _check_namespace(namespace, "brain.restore(namespace=...)")
             return _brain.restore(self.store, os.fspath(path), namespace, on_conflict, report)
 
     @staticmethod
@@ -658,6 +662,8 @@ class Brain(MutableMapping[str, Any]):
 
         Iterate it to block for each event, or call ``next_event(timeout)``.
         """
+        if namespace is not None:
+            _check_namespace(namespace, "brain.watch(namespace=...)")
         return self.store.watch(None if all_namespaces else (namespace or self.namespace))
 
     def wait_for(self, name: str, timeout: float = 10.0) -> Any:
@@ -729,7 +735,8 @@ class Brain(MutableMapping[str, Any]):
         scalar for every row, or is computed from the stored frame: a
         callable is called with it (``margin=lambda df: df.price - df.cost``,
         as ``DataFrame.assign`` does), a polars expression is selected from
-        it (``z=pl.col("a") * 2``, as ``with_columns`` does). The new
+        it (``z=pl.col("a") * 2``, as ``with_columns`` does), in order, each
+        seeing the columns before it. The new
         version is published atomically: readers see the old frame or the
         new one, values they hold stay valid, watchers get one event.
         Changes from several processes are serialised by the name's lock

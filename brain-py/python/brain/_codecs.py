@@ -123,8 +123,16 @@ def _one_dictionary_a_column(pa: Any, table: Any) -> Any:
     ``unify_dictionaries`` merges them and maps each chunk's indices onto the
     merged dictionary.
     """
-    for column, arrow_type in zip(table.columns, table.schema.types):
-        if pa.types.is_dictionary(arrow_type) and column.num_chunks > 1:
+    schema = table.schema
+    # This runs twice a write (the length, then the bytes): one look at the
+    # schema's text rules out most tables without a call per column.
+    if "dictionary<" not in schema.to_string(show_field_metadata=False, show_schema_metadata=False):
+        return table
+    for i in range(len(schema)):
+        if not pa.types.is_dictionary(schema.field(i).type):
+            continue
+        column = table.column(i)
+        if column.num_chunks > 1:
             dictionaries = [chunk.dictionary for chunk in column.chunks]
             if any(not d.equals(dictionaries[0]) for d in dictionaries[1:]):
                 return table.unify_dictionaries()
@@ -546,6 +554,12 @@ def _field_names(columns: Sequence[Any]) -> list[str]:
     A column named twice is refused: a table read back with two columns of
     one name would be ambiguous to every library that reads it."""
     fields = [column if isinstance(column, str) else str(column) for column in columns]
+    for field in fields:
+        if not field.isascii() and not _is_utf8(field):
+            raise ValueError(
+                f"columns= names {field!r}, which holds a lone surrogate: no column can have that name "
+                "(column names are UTF-8)"
+            )
     if len(set(fields)) != len(fields):
         seen: set[str] = set()
         for column, field in zip(columns, fields):
@@ -1503,11 +1517,23 @@ def _objects_survive_arrow(pd: Any, values: Any) -> bool:
     """Whether the Python objects ``values`` (an object column or index)
     come back as they are through Arrow; else the frame is pickled."""
     kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind not in _ARROW_EXACT_OBJECTS and kind != "datetime":
+        return False
+    if kind not in ("datetime", "date", "time"):
+        # Decimals are among them: Arrow's one scale a column gives 1.5 back
+        # as 1.50, equal, and readable as decimals by every library.
+        return True
+    import datetime as dt
+
+    present = [value for value in values if value is not None and value == value]
     if kind == "datetime":
-        # Arrow has one time zone a column: naive and aware values, or
-        # values of different zones, would come back changed.
-        return len({value.tzinfo for value in values if value is not None and value == value}) <= 1
-    return kind in _ARROW_EXACT_OBJECTS
+        # Python's own datetimes (a Timestamp's nanoseconds would be cut),
+        # in one time zone a column, as Arrow has.
+        return all(type(value) is dt.datetime for value in present) and len({v.tzinfo for v in present}) <= 1
+    if kind == "date":
+        # Dates alone: a datetime among them would lose its time.
+        return all(type(value) is dt.date for value in present)
+    return all(value.tzinfo is None for value in present)  # times: Arrow's have no zone
 
 
 def _without_arrow_columns(table: Any, restores: dict[str, Any]) -> Any:

@@ -236,7 +236,7 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
         else:
             pa = _pa()
             try:
-                table = pa.table(dict(columns))
+                table = pa.table({label: _native_order(value) for label, value in columns.items()})
             except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
                 raise TypeError(
                     f"pyarrow cannot make columns of the values given ({err}); give arrays, lists of one type, "
@@ -251,32 +251,58 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
 
 
 def _computed(store: Any, namespace: str, name: str, stored: _Stored, columns: Mapping[str, Any]) -> dict[str, Any]:
-    """``columns`` with those given as computations computed on the stored
-    frame, as its library computes them: a callable is called with the
-    frame (``DataFrame.assign``'s rule), a polars expression is selected
-    from it (``with_columns``'). The frame is read zero-copy, once."""
+    """``columns`` with those given as computations computed, as the frame's
+    library computes them: a callable is called with the frame
+    (``DataFrame.assign``'s rule), a polars expression is evaluated on it
+    (``with_columns``', a single value given to every row). They go in
+    order, each seeing the frame with the columns before it assigned. The
+    stored frame is read zero-copy, once."""
     pl = _module("polars")
-    computed = {
-        label
-        for label, value in columns.items()
-        if callable(value) or (pl is not None and isinstance(value, pl.Expr))
-    }
-    if not computed:
+
+    def is_expression(value: Any) -> bool:
+        return pl is not None and isinstance(value, pl.Expr)
+
+    if not any(callable(value) or is_expression(value) for value in columns.values()):
         return dict(columns)
     frame = _codecs.decode(store.get(namespace, name))
-    out = dict(columns)
-    for label in computed:
-        value = columns[label]
-        if pl is not None and isinstance(value, pl.Expr):
+    out: dict[Any, Any] = {}
+    for label, value in columns.items():
+        if is_expression(value):
             if not isinstance(frame, pl.DataFrame):
                 raise TypeError(
                     f"column {label!r} is a polars expression, but frame {name!r} was written from "
                     f"{stored.codec}: give its values, or a function of the frame"
                 )
-            out[label] = frame.select(value.alias(label)).to_series()
-        else:
-            out[label] = value(frame)
+            frame = frame.with_columns(value.alias(label))
+            out[label] = frame.get_column(label)
+            continue
+        if callable(value):
+            value = value(frame)
+        out[label] = value
+        frame = _with_column(frame, label, value)
     return out
+
+
+def _with_column(frame: Any, label: Any, value: Any) -> Any:
+    """``frame`` with ``value`` as its column ``label``, for the computations
+    after it to see; as it is when the value does not make a column there
+    (the assign itself then says why)."""
+    pd, pl, pa = _module("pandas"), _module("polars"), _module("pyarrow")
+    try:
+        if pd is not None and isinstance(frame, pd.DataFrame):
+            frame = frame.copy(deep=False)
+            # By position, as brain assigns: a Series' own index is not aligned.
+            frame[label] = value.to_numpy() if isinstance(value, pd.Series) else value
+        elif pl is not None and isinstance(frame, pl.DataFrame):
+            column = value.alias(label) if isinstance(value, pl.Series) else pl.Series(label, value)
+            frame = frame.with_columns(column if len(column) != 1 else pl.lit(column[0]).alias(label))
+        elif pa is not None and isinstance(frame, pa.Table):
+            column = value if isinstance(value, (pa.Array, pa.ChunkedArray)) else pa.array(value)
+            at = frame.schema.get_field_index(label)
+            frame = frame.set_column(at, label, column) if at >= 0 else frame.append_column(label, column)
+    except Exception:  # noqa: BLE001  (the assign reports a bad column itself)
+        return frame
+    return frame
 
 
 def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, dict[bytes, bytes]]:
