@@ -577,6 +577,13 @@ fn a_restore_killed_midway_is_finished_and_its_objects_never_mirrored_as_deleted
     std::fs::remove_dir_all(env.store("a"))?;
     kill_a_restore_midway(&env, &["restore", mirror_s, "--quiet"], total);
     assert_eq!(marks(), 1);
+    // Run again, the restore meets the names it wrote, and says what to do.
+    let out = env.run("a", &["restore", mirror_s]);
+    expect_failure(
+        &out,
+        1,
+        &["was interrupted", "--on-conflict skip finishes it"],
+    );
     env.ok("a", &["sync", "--to", mirror_s, "--once", "--quiet"]);
     whole(&env);
     assert_eq!(marks(), 0);

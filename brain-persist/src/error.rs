@@ -146,7 +146,14 @@ pub enum Error {
 
     /// Objects of the dump already exist in the store and the restore was
     /// asked to fail on conflicts. Nothing was written.
-    #[error("{count} object(s) of the dump already exist in the store, the first {namespace:?}/{name:?}; nothing was restored; choose --on-conflict overwrite or skip")]
+    #[error(
+        "{count} object(s) of the dump already exist in the store, the first {namespace:?}/{name:?}; nothing was restored; {}",
+        if *.interrupted {
+            "a restore of this store from this dump was interrupted: --on-conflict skip finishes it (overwrite replaces every name)"
+        } else {
+            "choose --on-conflict overwrite or skip"
+        }
+    )]
     Conflict {
         /// How many objects conflict.
         count: u64,
@@ -154,6 +161,9 @@ pub enum Error {
         namespace: String,
         /// The first conflicting object's name.
         name: String,
+        /// Whether a restore of the store from this dump was interrupted
+        /// (its mark is in the dump): the names are likely its.
+        interrupted: bool,
     },
 
     /// A namespace was asked for that the dump does not hold.

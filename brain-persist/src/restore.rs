@@ -183,6 +183,7 @@ fn restore_locked(
                 count: conflicts.len() as u64,
                 namespace: first.namespace.clone(),
                 name: first.name.clone(),
+                interrupted: RestoreMark::of(&dump.path, store).is_set(),
             });
         }
     }

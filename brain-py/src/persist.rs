@@ -49,9 +49,16 @@ fn python_text(err: &brain_persist::Error) -> String {
              (brain.set_capacity(\"4G\")), or restore one namespace (brain.restore(path, namespace=...))"
                 .to_owned(),
         ),
-        E::Conflict { .. } => (
+        E::Conflict {
+            interrupted: false, ..
+        } => (
             "; choose --on-conflict overwrite or skip".to_owned(),
             "; choose brain.restore(..., on_conflict=\"overwrite\") or on_conflict=\"skip\"".to_owned(),
+        ),
+        E::Conflict { .. } => (
+            ": --on-conflict skip finishes it (overwrite replaces every name)".to_owned(),
+            ": brain.restore(..., on_conflict=\"skip\") finishes it (on_conflict=\"overwrite\" replaces every name)"
+                .to_owned(),
         ),
         E::NamespaceNotInDump { path, .. } => (
             format!("; list what it holds with `brain dumps ls {}`", path.display()),
