@@ -388,6 +388,22 @@ pub(crate) fn hex(value: u64) -> String {
     format!("{value:016x}")
 }
 
+/// Bytes as lowercase hex, two digits each.
+pub(crate) fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of [`hex_of`]'s text; `None` for anything else.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
 pub(crate) fn parse_hex(text: &str) -> Option<u64> {
     (text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| u64::from_str_radix(text, 16).ok())

@@ -255,7 +255,7 @@ fn restore_locked(
     // that it did not delete: the mark says so to a sync into the dump, and
     // has the next automatic restore finish the job.
     let mark = RestoreMark::of(&dump.path, store);
-    mark.set(store)?;
+    mark.set(store, options.namespace.as_deref())?;
     let mut reporter = Reporter::start(
         &options.progress,
         Phase::Restoring,
@@ -323,8 +323,13 @@ fn has_dump(dir: &Path) -> Result<bool> {
         Ok(mut entries) => Ok(entries.any(|e| {
             e.ok().is_some_and(|e| {
                 let name = e.file_name();
+                // A sync that stopped before its first commit leaves its
+                // locks and an empty data directory: nothing to restore.
+                let empty_data = name == crate::format::DATA_DIR
+                    && std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none());
                 name != crate::format::LOCK_FILE
                     && name != crate::format::SYNC_LOCK_FILE
+                    && !empty_data
                     && !name.to_str().is_some_and(is_restore_mark)
             })
         })),
@@ -426,6 +431,10 @@ fn restore_unrestored(
     restore_locked(store, dir, &options)
 }
 
+/// How a restore mark's first line starts: then the namespace restored, as
+/// hex of its UTF-8, or `*` for every one.
+const MARK_NAMESPACE: &str = "namespace=";
+
 /// The start of the name of a restore mark in a dump directory.
 const RESTORE_MARK_PREFIX: &str = "restoring-";
 
@@ -455,13 +464,36 @@ impl RestoreMark {
         self.path.symlink_metadata().is_ok()
     }
 
+    /// The namespace the restore restores: `Some(None)` for every one,
+    /// `None` when the mark is gone or says nothing readable.
+    pub(crate) fn namespace(&self) -> Option<Option<String>> {
+        let mut text = String::new();
+        use std::io::Read;
+        std::fs::File::open(&self.path)
+            .ok()?
+            .take(2 * brain_core::MAX_NAMESPACE_LEN as u64 + 64)
+            .read_to_string(&mut text)
+            .ok()?;
+        let value = text.lines().next()?.strip_prefix(MARK_NAMESPACE)?;
+        if value == "*" {
+            return Some(None);
+        }
+        crate::format::unhex(value)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .map(Some)
+    }
+
     /// Writes the mark. A directory this process may not write to gets
     /// none: no sync can mirror into it either, so no mirror can lose the
     /// objects not yet restored.
-    fn set(&self, store: &dyn ObjectStore) -> Result<()> {
+    fn set(&self, store: &dyn ObjectStore, namespace: Option<&str>) -> Result<()> {
+        // The first line is read back (`RestoreMark::namespace`); the rest
+        // is for people.
         let text = format!(
-            "A restore of the store at {} from this directory began (process {}, Unix time {}) and has not finished.\n\
+            "{MARK_NAMESPACE}{}\n\
+             A restore of the store at {} from this directory began (process {}, Unix time {}) and has not finished.\n\
              Opening the store with this directory as its persist directory (brain --persist, Brain(persist=...)), or `brain sync` of the store into it, finishes it.\n",
+            namespace.map_or_else(|| "*".to_owned(), crate::format::hex_of),
             store.location(),
             std::process::id(),
             std::time::SystemTime::now()
@@ -494,7 +526,8 @@ impl RestoreMark {
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             // Gone, or in a directory made read-only since (no sync can
-            // mirror into it either; the next restore finds nothing to do).
+            // mirror into it either). Such a mark stays: the next automatic
+            // restore runs again, skipping the names the store has.
             Err(err)
                 if err.kind() == std::io::ErrorKind::NotFound
                     || err.kind() == std::io::ErrorKind::PermissionDenied
@@ -591,7 +624,7 @@ mod tests {
             store.delete("ns", name).unwrap();
         }
         let mark = RestoreMark::of(&mirror, &store);
-        mark.set(&store).unwrap();
+        mark.set(&store, None).unwrap();
         store
             .set_capacity(Some(store.usage().unwrap().used + 4096))
             .unwrap();
@@ -620,6 +653,66 @@ mod tests {
         assert_eq!(store.names("ns").unwrap(), ["a", "b", "c"]);
         assert_eq!(names(&mirror), ["a", "b", "c"]);
         assert!(log.lock().unwrap().contains("finished a restore"));
+    }
+
+    #[test]
+    fn a_sync_holds_deletions_while_a_restore_runs_and_mirrors_them_after() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let store = Store::open(shm.path().join("s")).unwrap();
+        for name in ["a", "b", "c"] {
+            store
+                .put("ns", name, &Payload::bytes(name.as_bytes()))
+                .unwrap();
+        }
+        let mirror = disk.path().join("mirror");
+        let options = || {
+            crate::SyncOptions::new()
+                .interval(Duration::from_millis(100))
+                .rescan(Duration::from_secs(3600))
+        };
+        crate::spawn_sync(std::sync::Arc::new(store.clone()), &mirror, options())
+            .unwrap()
+            .stop()
+            .unwrap();
+        let mirrored = || -> Vec<String> {
+            DumpReader::open(&mirror)
+                .unwrap()
+                .entries
+                .iter()
+                .map(|e| e.name.clone())
+                .collect()
+        };
+
+        // A restore under way: its lock held, its mark written.
+        let lock = lock_for_restore(&store).unwrap();
+        let mark = RestoreMark::of(&mirror, &store);
+        mark.set(&store, None).unwrap();
+        let sync =
+            crate::spawn_sync(std::sync::Arc::new(store.clone()), &mirror, options()).unwrap();
+        store.delete("ns", "b").unwrap();
+        store.put("ns", "d", &Payload::bytes(b"d")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !mirrored().contains(&"d".to_owned()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            mirrored(),
+            ["a", "b", "c", "d"],
+            "writes go on, the deletion waits"
+        );
+        let commits = sync.stats().commits;
+        assert!(commits <= 3, "{commits} commits for one write");
+
+        // The restore ends: the deletion is mirrored.
+        mark.clear().unwrap();
+        drop(lock);
+        while mirrored().contains(&"b".to_owned()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sync.stop().unwrap();
+        assert_eq!(mirrored(), ["a", "c", "d"]);
     }
 
     /// Records a wrong checksum for frame 1 of `name` in the dump's index

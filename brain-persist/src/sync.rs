@@ -36,6 +36,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// ...and deletions wait at most this long for changes to settle, so a
 /// store being wiped is seen empty before its deletions would be written.
 const DELETE_HOLD_MAX: Duration = Duration::from_secs(10);
+/// How often, once a restore's mark is gone, the sync looks whether the
+/// restore is over (its lock free).
+const RESTORE_LOOK: Duration = Duration::from_millis(200);
 /// How long after failing to finish an interrupted restore it is tried again.
 const RESTORE_RETRY: Duration = Duration::from_secs(5);
 /// How often the loop checks that it still watches the store's directory.
@@ -324,6 +327,9 @@ fn run(
         restore_noted: false,
         restore_error_noted: false,
         restore_failed_at: None,
+        held_for_restore: BTreeSet::new(),
+        restored_scope: None,
+        reconcile_due: false,
         mirror,
         options,
         stats,
@@ -361,6 +367,13 @@ fn run(
 
 type Key = (String, String);
 
+/// The namespaces restored by the restores a sync saw under way.
+#[derive(Default)]
+struct RestoredScope {
+    all: bool,
+    namespaces: BTreeSet<String>,
+}
+
 fn key_of(meta: &ObjectMeta) -> Key {
     (meta.namespace.clone(), meta.name.clone())
 }
@@ -384,6 +397,12 @@ struct Syncer<'a> {
     restore_error_noted: bool,
     /// When finishing it last failed.
     restore_failed_at: Option<Instant>,
+    /// Deletions seen while a restore was under way, decided once it is over.
+    held_for_restore: BTreeSet<Key>,
+    /// What the restores seen under way restore.
+    restored_scope: Option<RestoredScope>,
+    /// The store is to be compared with the mirror (a restore is over).
+    reconcile_due: bool,
     mirror: Mirror,
     options: &'a SyncOptions,
     stats: Arc<Mutex<SyncStats>>,
@@ -449,6 +468,7 @@ impl Syncer<'_> {
         let mut last_event = Instant::now();
         let mut last_rescan = Instant::now();
         let mut last_health = Instant::now();
+        let mut last_restore_look = Instant::now();
         while !stop.is_stopped() {
             match self.watcher.as_mut().map(|w| w.next_event(Some(TICK))) {
                 Some(Ok(Some(event))) => {
@@ -480,13 +500,28 @@ impl Syncer<'_> {
             if !pending.is_empty() && (settled || first_pending.elapsed() >= self.options.interval)
             {
                 let hold_deletes = !settled && first_pending.elapsed() < DELETE_HOLD_MAX;
-                self.finish_restore();
                 let keys = std::mem::take(&mut pending);
                 let held = self.apply(keys, Vec::new(), hold_deletes)?;
                 if !held.is_empty() {
                     pending.extend(held);
                 } else {
                     first_pending = Instant::now();
+                }
+            }
+            // A restore into the store from the mirror's directory: seen by
+            // its mark (a look at one file each turn), and once it is over
+            // the deletions held meanwhile are decided.
+            if self.restore_mark.is_set() {
+                self.note_restore_scope();
+            } else if (self.restored_scope.is_some() || !self.held_for_restore.is_empty())
+                && last_restore_look.elapsed() >= RESTORE_LOOK
+            {
+                last_restore_look = Instant::now();
+                if self.no_restore_under_way().is_some() && !self.held_for_restore.is_empty() {
+                    if pending.is_empty() {
+                        first_pending = Instant::now();
+                    }
+                    pending.extend(std::mem::take(&mut self.held_for_restore));
                 }
             }
             if last_health.elapsed() >= HEALTH_EVERY {
@@ -496,7 +531,8 @@ impl Syncer<'_> {
                     last_rescan = Instant::now();
                 }
             }
-            if last_rescan.elapsed() >= self.options.rescan {
+            if self.reconcile_due || last_rescan.elapsed() >= self.options.rescan {
+                self.reconcile_due = false;
                 last_rescan = Instant::now();
                 self.reconcile(false)?;
             }
@@ -574,6 +610,8 @@ impl Syncer<'_> {
             Ok(Unfinished::Finished(report)) => {
                 self.restore_noted = false;
                 self.restore_error_noted = false;
+                self.restored_scope.get_or_insert_with(Default::default).all = true;
+                self.restore_over();
                 self.log(&format!(
                     "finished a restore of {} from {} that had been interrupted: restored {}, {} there already",
                     self.store.location(),
@@ -590,7 +628,7 @@ impl Syncer<'_> {
                 if !self.restore_error_noted {
                     self.restore_error_noted = true;
                     self.log(&format!(
-                        "cannot finish the interrupted restore of {} from {} (deletions are not mirrored until it is; trying again every {} s while the store changes): {err}",
+                        "cannot finish the interrupted restore of {} from {} (deletions are not mirrored until it is; trying again every {} s while deletions wait; to give up on it, remove its mark, restoring-* in that directory): {err}",
                         self.store.location(),
                         self.mirror.dir.display(),
                         RESTORE_RETRY.as_secs()
@@ -600,14 +638,74 @@ impl Syncer<'_> {
         }
     }
 
+    /// The store's restore lock, taken without waiting, when no restore of
+    /// the store is under way: none holds the lock, and none from the
+    /// mirror's directory was left unfinished (one that was is finished
+    /// first, when it can be). `None` while one is under way. `Some(None)`
+    /// when the store has no lock to take (its directory is gone): no
+    /// restore can be writing into it either.
+    fn no_restore_under_way(&mut self) -> Option<Option<brain_core::NameLock>> {
+        self.finish_restore();
+        if self.restore_mark.is_set() {
+            self.note_restore_scope();
+            return None;
+        }
+        let lock = match self
+            .store
+            .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, Some(Duration::ZERO))
+        {
+            Ok(lock) => Some(lock),
+            Err(brain_core::Error::LockTimeout { .. }) => return None,
+            Err(_) => None,
+        };
+        // A restore that took the lock and wrote its mark just before.
+        if self.restore_mark.is_set() {
+            self.note_restore_scope();
+            return None;
+        }
+        self.restore_over();
+        if !self.held_for_restore.is_empty() || self.restore_noted || self.restore_error_noted {
+            // The restore is over: the next one is told of again.
+            self.restore_noted = false;
+            self.restore_error_noted = false;
+        }
+        Some(lock)
+    }
+
+    /// Notes which namespaces the restore under way restores, from its mark.
+    fn note_restore_scope(&mut self) {
+        let scope = self.restored_scope.get_or_insert_with(Default::default);
+        match self.restore_mark.namespace() {
+            Some(Some(namespace)) => {
+                scope.namespaces.insert(namespace);
+            }
+            Some(None) => scope.all = true,
+            // A mark that cannot be read: nothing is assumed restored.
+            None => {}
+        }
+    }
+
+    /// A restore from the mirror's directory is over: every object of the
+    /// namespaces it restored is the store's again (those kept through a
+    /// wipe included), so a deletion of any of them is mirrored, even one
+    /// made before this sync saw the object come back; the store is then
+    /// compared with the mirror, which catches those.
+    fn restore_over(&mut self) {
+        let Some(scope) = self.restored_scope.take() else {
+            return;
+        };
+        self.protected
+            .retain(|(namespace, _)| !scope.all && !scope.namespaces.contains(namespace));
+        self.reconcile_due = true;
+    }
+
     fn note_unfinished_restore(&mut self, kept: usize) {
         if !self.restore_noted {
             self.restore_noted = true;
             self.log(&format!(
-                "a restore of {} from {} has not finished: keeping the mirror's objects ({kept} deletions not mirrored); opening the store with --persist {} finishes it",
+                "a restore of {} from {} is under way or was interrupted: keeping the mirror's objects ({kept} deletions not mirrored until it is done; this sync finishes an interrupted one)",
                 self.store.location(),
                 self.mirror.dir.display(),
-                self.mirror.dir.display()
             ));
         }
     }
@@ -628,11 +726,8 @@ impl Syncer<'_> {
 
     /// Compares the whole store with the mirror and writes the differences.
     fn reconcile(&mut self, at_start: bool) -> Result<()> {
-        self.finish_restore();
-        // A restore in progress (auto_restore holds this lock) would look
-        // like a store missing most of its objects: wait for it to finish.
-        // A store whose directory is gone has no lock to take, nor restore.
-        let _restoring = self.store.lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None).ok();
+        // A store being restored lacks the objects not restored yet: `apply`
+        // decides deletions only while no restore is under way.
         let objects = self.list_store()?;
         let allow_wipe = self.options.mirror_deletes_on_wipe;
         if objects.is_empty() && !self.mirror.entries.is_empty() && !allow_wipe {
@@ -703,18 +798,47 @@ impl Syncer<'_> {
             }
         }
         let mut held = Vec::new();
+        // Kept until the deletions are decided: no restore can start meanwhile.
+        let mut _no_restore = None;
         if !deletes.is_empty() {
             if hold_deletes {
                 held = deletes;
                 deletes = Vec::new();
-            } else if self.restore_mark.is_set() {
-                // Tried again with the next changes, once the restore is done.
-                self.note_unfinished_restore(deletes.len());
-                held = deletes;
-                deletes = Vec::new();
-            } else if !self.options.mirror_deletes_on_wipe && store_is_empty(self.store)? {
-                self.note_wipe(deletes.len());
-                deletes.clear();
+            } else {
+                match self.no_restore_under_way() {
+                    None => {
+                        // A restore is running or unfinished: the objects it
+                        // has not written yet are not deletions. Decided
+                        // again once it is done.
+                        self.note_unfinished_restore(deletes.len());
+                        self.held_for_restore.extend(deletes);
+                        deletes = Vec::new();
+                    }
+                    Some(lock) => {
+                        _no_restore = lock;
+                        // Seen missing before the lock was taken: a restore
+                        // may have put them back since.
+                        let mut still_gone = Vec::with_capacity(deletes.len());
+                        for key in deletes {
+                            match self.store.metadata(&key.0, &key.1) {
+                                Ok(None) => still_gone.push(key),
+                                Ok(Some(_)) => {}
+                                Err(err) => self.log(&format!(
+                                    "cannot read {:?} in namespace {:?}, its deletion not mirrored this time: {err}",
+                                    key.1, key.0
+                                )),
+                            }
+                        }
+                        deletes = still_gone;
+                        if !deletes.is_empty()
+                            && !self.options.mirror_deletes_on_wipe
+                            && store_is_empty(self.store)?
+                        {
+                            self.note_wipe(deletes.len());
+                            deletes.clear();
+                        }
+                    }
+                }
             }
         }
         if !batch.upserts.is_empty() || !deletes.is_empty() {
@@ -1013,8 +1137,11 @@ impl Mirror {
             // An empty mirror is a valid, empty dump from the start.
             if let Err(err) = mirror.commit(Vec::new(), &[]) {
                 // Left, its index without a manifest would read as a
-                // damaged dump, and its temporary manifest as a foreign file.
-                remove_path(&mirror.dir.join(index_dir_name(1)));
+                // damaged dump, and its temporary manifest as a foreign file
+                // (unless the manifest made it into place: then it is one).
+                if !mirror.dir.join(MANIFEST_FILE).exists() {
+                    remove_path(&mirror.dir.join(index_dir_name(1)));
+                }
                 remove_path(
                     &mirror
                         .dir

@@ -381,6 +381,10 @@ def test_columns_computed_from_the_frame_and_python_objects_in_polars(brain: Bra
     # In order, each seeing the ones before it; a single value for every row.
     brain.assign("pl", total=pl.col("a").sum(), next=pl.col("total") + 1)
     assert brain["pl"]["next"].to_list() == [7, 7, 7]
+    brain.assign("pl", ten=10, twenty=lambda frame: frame["ten"] * 2, eleven=pl.col("ten") + 1)
+    assert brain["pl"].select("ten", "twenty", "eleven").rows() == [(10, 20, 11)] * 3
+    with pytest.raises(ValueError, match="column 'h': polars cannot compute it on frame 'pl'"):
+        brain.assign("pl", h=pl.col("a").head(2))
 
     brain["pd"] = pd.DataFrame({"price": [3.0, 4.0], "cost": [1.0, 1.5]})
     brain.assign("pd", margin=lambda frame: frame.price - frame.cost)
@@ -395,6 +399,8 @@ def test_columns_computed_from_the_frame_and_python_objects_in_polars(brain: Bra
     brain["pa"] = pa.table({"a": [1, 2]})
     brain.assign("pa", doubled=lambda table: pc.multiply(table["a"], 2))
     assert brain["pa"].to_pydict() == {"a": [1, 2], "doubled": [2, 4]}
+    brain.assign("pa", k=3, big=np.array([1.5, 2.5], dtype=">f8"), sum=lambda t: pc.add(t["k"], t["big"]))
+    assert brain["pa"].select(["k", "sum"]).to_pydict() == {"k": [3, 3], "sum": [4.5, 5.5]}
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["RangeIndex", "other index"])

@@ -459,14 +459,23 @@ impl RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
-        let object = (namespace, name, delta.max(0) as u64);
-        let reply: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
+        let reserve = |c: &mut Conn| {
             scripts::reserve()
                 .key(keys.used())
                 .key(keys.cfg())
                 .arg(delta)
                 .invoke(c.like())
-        })?;
+        };
+        // Room given back is no write a server out of memory refuses.
+        let reply: Vec<Value> = if delta > 0 {
+            self.run_write(
+                "reserve capacity in",
+                (namespace, name, delta as u64),
+                reserve,
+            )?
+        } else {
+            self.run("give back capacity in", reserve)?
+        };
         if reply.first().map(int) == Some(0) {
             let figures = (reply.get(1).map_or(0, int), reply.get(2).map_or(0, int));
             return Err(self.full(namespace, name, delta.max(0) as u64, figures, false));

@@ -273,7 +273,10 @@ def _computed(store: Any, namespace: str, name: str, stored: _Stored, columns: M
                     f"column {label!r} is a polars expression, but frame {name!r} was written from "
                     f"{stored.codec}: give its values, or a function of the frame"
                 )
-            frame = frame.with_columns(value.alias(label))
+            try:
+                frame = frame.with_columns(value.alias(label))
+            except pl.exceptions.PolarsError as err:
+                raise ValueError(f"column {label!r}: polars cannot compute it on frame {name!r}: {err}") from err
             out[label] = frame.get_column(label)
             continue
         if callable(value):
@@ -288,16 +291,26 @@ def _with_column(frame: Any, label: Any, value: Any) -> Any:
     after it to see; as it is when the value does not make a column there
     (the assign itself then says why)."""
     pd, pl, pa = _module("pandas"), _module("polars"), _module("pyarrow")
+    np = _module("numpy") or __import__("numpy")
+    # One value for every row, as assign takes a scalar.
+    scalar = np.ndim(value) == 0 and not isinstance(value, Mapping)
+    value = _native_order(value)
     try:
         if pd is not None and isinstance(frame, pd.DataFrame):
             frame = frame.copy(deep=False)
             # By position, as brain assigns: a Series' own index is not aligned.
             frame[label] = value.to_numpy() if isinstance(value, pd.Series) else value
         elif pl is not None and isinstance(frame, pl.DataFrame):
-            column = value.alias(label) if isinstance(value, pl.Series) else pl.Series(label, value)
-            frame = frame.with_columns(column if len(column) != 1 else pl.lit(column[0]).alias(label))
+            if scalar:
+                column = pl.lit(value).alias(label)
+            else:
+                column = value.alias(label) if isinstance(value, pl.Series) else pl.Series(label, value)
+            frame = frame.with_columns(column)
         elif pa is not None and isinstance(frame, pa.Table):
-            column = value if isinstance(value, (pa.Array, pa.ChunkedArray)) else pa.array(value)
+            if isinstance(value, (pa.Array, pa.ChunkedArray)):
+                column = value
+            else:
+                column = pa.array([value] * frame.num_rows if scalar else value)
             at = frame.schema.get_field_index(label)
             frame = frame.set_column(at, label, column) if at >= 0 else frame.append_column(label, column)
     except Exception:  # noqa: BLE001  (the assign reports a bad column itself)
