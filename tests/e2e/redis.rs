@@ -125,32 +125,23 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
         }
         anyhow::ensure!(names < 100_000, "8 MiB held 100,000 objects of 4 KB");
     };
-    anyhow::ensure!(
+    let server_full = |err: &brain_core::Error| {
         matches!(
             err,
             brain_core::Error::StoreFull {
                 filesystem_full: true,
                 ..
             }
-        ),
-        "{err:?}"
-    );
+        )
+    };
+    anyhow::ensure!(server_full(&err), "{err:?}");
     // Full to the brim, a large write is refused as it reserves its room.
     for len in [2 << 20, 20 << 20] {
         let err = store
             .put("ns", "large", &brain_core::Payload::bytes(&vec![1; len]))
             .err()
             .context("a write into a full server")?;
-        anyhow::ensure!(
-            matches!(
-                err,
-                brain_core::Error::StoreFull {
-                    filesystem_full: true,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        anyhow::ensure!(server_full(&err), "{err:?}");
     }
     Ok(())
 }
