@@ -1375,10 +1375,25 @@ fn a_sync_leaves_a_restore_that_is_running_to_itself() -> TestResult {
     // would bring back what is deleted once the first is done).
     let wiped = env.other_store("wiped");
     let sync = spawn_sync(Arc::new(wiped.clone()), &persist, fast_sync())?;
-    restore(&wiped, &persist, &RestoreOptions::new())?;
+    // Halfway through, the first object restored is deleted, and the sync
+    // given time to see that deletion while the restore runs.
+    let deleting = wiped.clone();
+    let deleted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = deleted.clone();
+    let halfway = Progress::Callback(Arc::new(move |update: &brain_persist::ProgressUpdate| {
+        if update.phase == brain_persist::Phase::Restoring
+            && update.objects_done == 6
+            && !once.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            deleting.delete("ns", "o00").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+        }
+    }));
+    restore(&wiped, &persist, &RestoreOptions::new().progress(halfway))?;
+    assert!(deleted.load(std::sync::atomic::Ordering::SeqCst));
     let last = names.last().unwrap();
     wiped.delete("ns", last)?;
-    wiped.put_text("ns", "o00", "changed")?;
+    wiped.put_text("ns", "o01", "changed")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while dump_names(&persist).contains_key(&("ns".to_owned(), last.clone()))
         && Instant::now() < deadline
@@ -1388,8 +1403,14 @@ fn a_sync_leaves_a_restore_that_is_running_to_itself() -> TestResult {
     std::thread::sleep(Duration::from_millis(500));
     sync.stop()?;
     assert!(!wiped.contains("ns", last)?, "the deleted object came back");
-    assert_eq!(wiped.get_text("ns", "o00")?.as_deref(), Some("changed"));
-    assert!(!dump_names(&persist).contains_key(&("ns".to_owned(), last.clone())));
+    assert!(
+        !wiped.contains("ns", "o00")?,
+        "the object deleted mid-restore came back"
+    );
+    assert_eq!(wiped.get_text("ns", "o01")?.as_deref(), Some("changed"));
+    let mirrored = dump_names(&persist);
+    assert!(!mirrored.contains_key(&("ns".to_owned(), last.clone())));
+    assert!(!mirrored.contains_key(&("ns".to_owned(), "o00".to_owned())));
     Ok(())
 }
 
