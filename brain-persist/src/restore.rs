@@ -98,6 +98,9 @@ pub struct RestoreReport {
 /// creation time is the time of the restore (the dump's is shown by
 /// [`crate::list_dump`]).
 ///
+/// One restore of a store runs at a time: this waits while another holds
+/// the store's lock on `brain-persist/auto-restore`.
+///
 /// While objects are written, the dump's directory holds a mark naming the
 /// store (see "Restore marks" in docs/FORMAT.md), removed once every object
 /// is in. A restore killed part-way leaves it: [`auto_restore`] finishes

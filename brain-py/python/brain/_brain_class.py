@@ -625,6 +625,13 @@ class Brain(MutableMapping[str, Any]):
         ``'overwrite'`` or ``'skip'``. ``progress`` as for :meth:`dump`
         (two phases: ``verifying``, then ``restoring``).
 
+        One restore of a store runs at a time: this waits for another that
+        is running. A restore killed part-way leaves a mark in the dump's
+        directory, so that ``Brain(persist=...)``, or a ``brain sync`` into
+        that directory, finishes it and no sync takes the objects not yet
+        restored for deleted ones; running it again with
+        ``on_conflict='skip'`` finishes it too.
+
         Raises:
             BrainCorruptDumpError, BrainDumpVersionError, BrainDumpNotFoundError,
             BrainDumpConflictError, BrainStoreFullError: and the store is unchanged.
