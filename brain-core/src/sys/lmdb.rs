@@ -233,7 +233,15 @@ impl Env {
         }
         // Databases that exist are opened in a read transaction: opening a
         // store then takes no writer lock. The first opener makes them.
-        let dbs = match opened.open_existing_dbs(names)? {
+        let existing = loop {
+            match opened.open_existing_dbs(names) {
+                // Another process grew the map since its size was read
+                // above: take the new size, as every read does.
+                Err(err) if is_resized(&err) => opened.grow(false)?,
+                other => break other?,
+            }
+        };
+        let dbs = match existing {
             Some(dbs) => dbs,
             None => {
                 let mut dbs = Vec::with_capacity(names.len());
