@@ -702,8 +702,32 @@ fn stats_numbers_are_consistent(backend: Backend) -> TestResult {
         text.contains("capacity    64.0 MiB (67108864 bytes)"),
         "{text}"
     );
+    assert!(text.contains("names       2"), "{text}");
     assert!(text.contains("objects     2"), "{text}");
     assert!(text.contains("NAMESPACE"), "{text}");
+
+    // A frame changed in place is one name, stored as several objects.
+    {
+        use std::sync::Arc;
+
+        use arrow_array::{Int64Array, RecordBatch};
+        use arrow_schema::{DataType, Field, Schema};
+
+        let lib = brain_core::Namespace::new(brain::open(&store.url)?, "frames")?;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
+        lib.set_record_batches("f", &schema, std::slice::from_ref(&batch))?;
+        lib.append_rows("f", &schema, &[batch])?;
+    }
+    let framed = store.json(&["stats", "--json"])?;
+    assert_eq!(framed["names"], 3, "{framed}");
+    assert!(framed["objects"].as_u64() > Some(3), "{framed}");
+    assert_eq!(
+        store.ok_text(&["ls", "-n", "frames"])?.lines().count(),
+        2,
+        "a header and the frame"
+    );
 
     store.ok(&["capacity", "none"])?;
     assert!(store.json(&["capacity", "--json"])?["capacity"].is_null());

@@ -1,6 +1,7 @@
 //! `brain stats`: capacity, usage, the filesystem, and every namespace.
 
 use anyhow::Context;
+use brain_core::frames::is_frame_part;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
@@ -24,6 +25,10 @@ struct StatsJson {
     /// a shared-memory store).
     #[serde(flatten)]
     details: serde_json::Map<String, serde_json::Value>,
+    /// Names, as `brain ls` lists them.
+    names: u64,
+    /// Objects stored: a frame changed in place is its manifest and its
+    /// parts.
     objects: u64,
     namespaces: Vec<NamespaceJson>,
 }
@@ -34,6 +39,18 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
         .usage()
         .with_context(|| format!("cannot read the usage of {}", store.location()))?;
     let namespaces = ns::stats(store)?;
+    let mut names = 0;
+    for ns in &namespaces {
+        names += match store.names(&ns.namespace) {
+            Ok(listed) => listed.iter().filter(|n| !is_frame_part(n)).count() as u64,
+            // Removed since it was counted.
+            Err(brain_core::Error::NamespaceNotFound { .. }) => 0,
+            Err(err) => {
+                return Err(anyhow::Error::from(err)
+                    .context(format!("cannot list the names of {:?}", ns.namespace)))
+            }
+        };
+    }
     let stats = StatsJson {
         store: store.location().to_string(),
         capacity: usage.capacity,
@@ -45,6 +62,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
             .iter()
             .map(|d| (d.key.to_owned(), d.bytes.into()))
             .collect(),
+        names,
         objects: namespaces.iter().map(|n| n.objects).sum(),
         namespaces,
     };
@@ -66,6 +84,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
         lines.push((detail.label, format::size_exact(detail.bytes)));
     }
     lines.push(("namespaces", stats.namespaces.len().to_string()));
+    lines.push(("names", stats.names.to_string()));
     lines.push(("objects", stats.objects.to_string()));
     console.out(|out| {
         for (label, value) in &lines {
