@@ -124,9 +124,10 @@ pub fn restore(
     path: impl AsRef<Path>,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
-    // One restore of a store at a time: a sync that finds the mark of a
-    // restore still running waits for it, instead of taking it for one a
-    // killed process left and running a second restore beside it.
+    // One restore of a store at a time, and a sign to a sync that finds its
+    // mark that it is running: the sync holds its deletions back instead of
+    // taking the mark for one a killed process left and running a second
+    // restore beside it.
     let _lock = lock_for_restore(store)?;
     restore_locked(store, path.as_ref(), options)
 }
@@ -400,10 +401,8 @@ pub(crate) fn finish_interrupted_restore(
     if !mark.is_set() {
         return Ok(Unfinished::None);
     }
-    let _lock = match store.lock(RESTORE_LOCK.0, RESTORE_LOCK.1, Some(Duration::ZERO)) {
-        Ok(lock) => lock,
-        Err(brain_core::Error::LockTimeout { .. }) => return Ok(Unfinished::Running),
-        Err(err) => return Err(Error::store("lock", err)),
+    let Some(_lock) = try_lock_for_restore(store).map_err(|e| Error::store("lock", e))? else {
+        return Ok(Unfinished::Running);
     };
     if !mark.is_set() {
         // It finished between the two looks.
@@ -416,6 +415,17 @@ fn lock_for_restore(store: &dyn ObjectStore) -> Result<brain_core::NameLock> {
     store
         .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, None)
         .map_err(|e| Error::store("lock", e))
+}
+
+/// The store's restore lock without waiting: `None` while a restore holds it.
+pub(crate) fn try_lock_for_restore(
+    store: &dyn ObjectStore,
+) -> std::result::Result<Option<brain_core::NameLock>, brain_core::Error> {
+    match store.lock(RESTORE_LOCK.0, RESTORE_LOCK.1, Some(Duration::ZERO)) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(brain_core::Error::LockTimeout { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Restores every object of the dump at `dir` that `store` lacks, from
@@ -450,7 +460,8 @@ pub(crate) fn is_restore_mark(name: &str) -> bool {
 /// A dump directory's record that a restore of one store from it began
 /// and has not finished: the file `restoring-<hash>`, the hash
 /// being the xxh3 of the store's location, so that one directory may serve
-/// several stores. Its text is for people; its presence is what counts.
+/// several stores. Its first line names the namespace restored
+/// ([`RestoreMark::namespace`]); the rest is for people.
 pub(crate) struct RestoreMark {
     path: PathBuf,
 }
@@ -515,12 +526,7 @@ impl RestoreMark {
             .and_then(|mut file| file.write_all(text.as_bytes()));
         match written {
             Ok(()) => Ok(()),
-            Err(err)
-                if err.kind() == std::io::ErrorKind::PermissionDenied
-                    || err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) =>
-            {
-                Ok(())
-            }
+            Err(err) if not_writable(&err) => Ok(()),
             Err(err) => Err(Error::io("write the restore mark", &self.path, err)),
         }
     }
@@ -531,16 +537,17 @@ impl RestoreMark {
             // Gone, or in a directory made read-only since (no sync can
             // mirror into it either). Such a mark stays: the next automatic
             // restore runs again, skipping the names the store has.
-            Err(err)
-                if err.kind() == std::io::ErrorKind::NotFound
-                    || err.kind() == std::io::ErrorKind::PermissionDenied
-                    || err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) =>
-            {
-                Ok(())
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound || not_writable(&err) => Ok(()),
             Err(err) => Err(Error::io("remove the restore mark", &self.path, err)),
         }
     }
+}
+
+/// Whether an error says the directory may not be written to, by this user
+/// or at all (a read-only filesystem).
+fn not_writable(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::PermissionDenied
+        || err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 #[cfg(test)]
@@ -591,6 +598,16 @@ mod tests {
         );
     }
 
+    /// The names a dump or mirror holds, in its order.
+    fn mirrored_names(dir: &Path) -> Vec<String> {
+        DumpReader::open(dir)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
     #[test]
     fn a_sync_mirrors_no_deletion_while_an_interrupted_restore_cannot_be_finished() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -638,15 +655,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("2 deletions not mirrored"), "{text}");
-        let names = |dir: &Path| -> Vec<String> {
-            DumpReader::open(dir)
-                .unwrap()
-                .entries
-                .iter()
-                .map(|e| e.name.clone())
-                .collect()
-        };
-        assert_eq!(names(&mirror), ["a", "b", "c"], "the mirror keeps them");
+        assert_eq!(
+            mirrored_names(&mirror),
+            ["a", "b", "c"],
+            "the mirror keeps them"
+        );
         assert!(mark.is_set());
 
         // Given room, the next sync finishes the restore.
@@ -654,7 +667,7 @@ mod tests {
         sync_once();
         assert!(!mark.is_set());
         assert_eq!(store.names("ns").unwrap(), ["a", "b", "c"]);
-        assert_eq!(names(&mirror), ["a", "b", "c"]);
+        assert_eq!(mirrored_names(&mirror), ["a", "b", "c"]);
         assert!(log.lock().unwrap().contains("finished a restore"));
     }
 
@@ -678,14 +691,7 @@ mod tests {
             .unwrap()
             .stop()
             .unwrap();
-        let mirrored = || -> Vec<String> {
-            DumpReader::open(&mirror)
-                .unwrap()
-                .entries
-                .iter()
-                .map(|e| e.name.clone())
-                .collect()
-        };
+        let mirrored = || mirrored_names(&mirror);
 
         // A restore under way: its lock held, its mark written.
         let lock = lock_for_restore(&store).unwrap();

@@ -24,8 +24,8 @@ use crate::format::{
 };
 use crate::reader::DumpReader;
 use crate::restore::{
-    finish_interrupted_restore, is_restore_mark, store_is_empty, RestoreMark, Unfinished,
-    RESTORE_LOCK,
+    finish_interrupted_restore, is_restore_mark, store_is_empty, try_lock_for_restore, RestoreMark,
+    Unfinished,
 };
 use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
@@ -650,12 +650,9 @@ impl Syncer<'_> {
             self.note_restore_scope();
             return None;
         }
-        let lock = match self
-            .store
-            .lock(RESTORE_LOCK.0, RESTORE_LOCK.1, Some(Duration::ZERO))
-        {
-            Ok(lock) => Some(lock),
-            Err(brain_core::Error::LockTimeout { .. }) => return None,
+        let lock = match try_lock_for_restore(self.store) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => return None,
             Err(_) => None,
         };
         // A restore that took the lock and wrote its mark just before.
@@ -664,11 +661,9 @@ impl Syncer<'_> {
             return None;
         }
         self.restore_over();
-        if !self.held_for_restore.is_empty() || self.restore_noted || self.restore_error_noted {
-            // The restore is over: the next one is told of again.
-            self.restore_noted = false;
-            self.restore_error_noted = false;
-        }
+        // The restore is over: the next one is told of again.
+        self.restore_noted = false;
+        self.restore_error_noted = false;
         Some(lock)
     }
 
@@ -1175,27 +1170,9 @@ impl Mirror {
         if on_disk.is_none_or(|m| m.generation != self.manifest.generation) {
             return;
         }
-        // By generation alone: the failed commit may have entered its
-        // payloads in `entries` already, but no committed manifest refers
-        // to a generation past the current one.
-        let current = self.manifest.generation;
-        let data = self.dir.join(DATA_DIR);
-        for dir in [&data, &self.dir] {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let later = |g: u64| g > current;
-                let uncommitted = if dir == &data {
-                    format::payload_generation(&name).is_some_and(later)
-                } else {
-                    name.starts_with(&format!("{MANIFEST_FILE}.tmp"))
-                        || format::index_dir_generation(&name).is_some_and(later)
-                };
-                if uncommitted {
-                    remove_path(&entry.path());
-                }
+        if let Ok((uncommitted, _)) = self.files_not_current() {
+            for path in uncommitted {
+                remove_path(&path);
             }
         }
     }
@@ -1211,11 +1188,12 @@ impl Mirror {
         for entry in std::fs::read_dir(&data).map_err(|e| Error::io("list", &data, e))? {
             let entry = entry.map_err(|e| Error::io("list", &data, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if referenced.contains(name.as_str()) {
-                continue;
-            }
+            // By generation first: a commit that failed may have entered
+            // its payloads in `entries` already, but no committed manifest
+            // refers to a generation past the current one.
             match format::payload_generation(&name) {
                 Some(g) if g > current => uncommitted.push(entry.path()),
+                _ if referenced.contains(name.as_str()) => {}
                 _ => old.push(entry.path()),
             }
         }
