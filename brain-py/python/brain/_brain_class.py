@@ -75,7 +75,7 @@ def _check_name(name: Any) -> str:
             f"name {reprlib.repr(name)} starts with {_PART_PREFIX!r}, which brain keeps for the parts of "
             "frames changed in place; choose another name"
         )
-    if not name.isascii() and not _is_utf8(name):
+    if not _is_utf8(name):
         raise BrainNameEncodingError(_not_utf8("name", name))
     return name
 
@@ -83,7 +83,7 @@ def _check_name(name: Any) -> str:
 def _check_namespace(namespace: Any, call: str) -> str:
     if type(namespace) is not str:
         raise BrainNamespaceNameError(f"{call}: namespace must be a str, not {type(namespace).__name__}")
-    if not namespace.isascii() and not _is_utf8(namespace):
+    if not _is_utf8(namespace):
         raise BrainNamespaceNameError(f"{call}: {_not_utf8('namespace', namespace)}")
     return namespace
 
@@ -351,7 +351,7 @@ class Brain(MutableMapping[str, Any]):
         return (
             type(name) is str
             and not name.startswith(_PART_PREFIX)
-            and (name.isascii() or _is_utf8(name))
+            and _is_utf8(name)
             and self.exists(name)
         )
 
@@ -384,7 +384,7 @@ class Brain(MutableMapping[str, Any]):
             raise TypeError(
                 f"brain.learn(..., description=...): a description is a str or None, not a {type(description).__name__}"
             )
-        if description is not None and not description.isascii() and not _is_utf8(description):
+        if description is not None and not _is_utf8(description):
             raise BrainDescriptionError(f"brain.learn(..., description=...): {_not_utf8('description', description)}")
         _codecs.encode(self.store, self.namespace, _check_name(name), thing, description, _frames.write_table)
 

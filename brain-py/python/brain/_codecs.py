@@ -555,7 +555,7 @@ def _field_names(columns: Sequence[Any]) -> list[str]:
     one name would be ambiguous to every library that reads it."""
     fields = [column if isinstance(column, str) else str(column) for column in columns]
     for field in fields:
-        if not field.isascii() and not _is_utf8(field):
+        if not _is_utf8(field):
             raise ValueError(
                 f"columns= names {field!r}, which holds a lone surrogate: no column can have that name "
                 "(column names are UTF-8)"
@@ -1187,7 +1187,10 @@ def encode(
 
 def _is_utf8(text: str) -> bool:
     """Whether ``text`` can be UTF-8 (a lone surrogate cannot: such a str is
-    pickled, which keeps it exactly)."""
+    pickled, which keeps it exactly). ASCII, the common case of names, is
+    told without encoding."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
