@@ -364,6 +364,12 @@ CHANGED_BY_ARROW = {
     "a datetime among dates": [dt.date(2020, 1, 1), dt.datetime(2020, 1, 1, 5)],
     "times with a zone": [dt.time(5, tzinfo=dt.timezone.utc), dt.time(6, tzinfo=dt.timezone.utc)],
     "timestamps with nanoseconds": [pd.Timestamp("2020-01-01 00:00:00.000000001"), pd.Timestamp("2020-01-02")],
+    "numpy ints": [np.int64(1), np.int64(2)],
+    "numpy floats beside floats": [np.float64(1.5), 2.5],
+    "numpy bools": [np.bool_(True), np.bool_(False)],
+    "None beside NaN": ["a", None, float("nan")],
+    "NA beside NaN": ["a", pd.NA, float("nan")],
+    "a numpy NaN": ["a", np.float64("nan")],
 }
 
 
@@ -384,6 +390,37 @@ def test_object_columns_arrow_would_change_are_pickled_exactly(brain: Brain, val
     with pytest.raises(TypeError, match="Arrow cannot store exactly"):
         brain.assign("f", a=pd.Series(values, dtype=object))
     pd.testing.assert_frame_equal(brain["f"], pd.DataFrame({"n": range(len(values))}))
+
+
+MISSING = {"NaN": float("nan"), "NA": pd.NA, "NaT": pd.NaT, "None": None}
+
+
+def _same_objects(got: Any, values: list[Any]) -> bool:
+    """Each value the same object or an equal one of the same type, NaN as NaN."""
+    return len(got) == len(values) and all(
+        type(g) is type(v) and (g is v or g == v or (g != g and v != v)) for g, v in zip(got, values)
+    )
+
+
+@pytest.mark.parametrize("marker", MISSING.values(), ids=MISSING.keys())
+def test_object_columns_keep_their_missing_marker(brain: Brain, marker: Any) -> None:
+    # Arrow stores each marker as a null, which would come back as None:
+    # pandas' own read_csv gives NaN in a column of strings.
+    columns = {"d": [dt.date(2020, 1, 1), marker, dt.date(2021, 1, 1)]}
+    if marker is not pd.NaT:  # which pandas infers as mixed among strings or numbers
+        columns.update(s=["a", marker, "c"], i=[1, 2, marker])
+    brain["df"] = pd.DataFrame({column: pd.Series(values, dtype=object) for column, values in columns.items()})
+    assert brain.metadata("df")["codec"] == "pandas"
+    back = brain["df"]
+    for column, values in columns.items():
+        assert back[column].dtype == object
+        assert _same_objects(list(back[column]), values), (column, list(back[column]))
+        assert _same_objects(list(brain.get("df", columns=[column])[column]), values)
+    # A column added in place keeps its own.
+    added = [dt.date(2022, 1, 1), dt.date(2023, 1, 1), marker]
+    brain.assign("df", t=pd.Series(added, dtype=object))
+    assert _same_objects(list(brain["df"]["t"]), added)
+    assert _same_objects(list(brain["df"]["d"]), columns["d"])
 
 
 def test_object_columns_of_one_type_stay_arrow(brain: Brain) -> None:

@@ -1464,15 +1464,20 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
     restores: dict[str, Any] = {}
     columns_meta = pandas_meta["columns"]
     patched = False
+    markers: dict[int, str] = {}
     for i, dtype in enumerate(frame.dtypes):
         if isinstance(dtype, pd.ArrowDtype):
             restores[f"c{i}"] = "arrow"
             columns_meta[i]["numpy_type"] = "object"
             patched = True
-        elif dtype == np.dtype(object) and (
-            _is_nested(pa, table.schema.field(i).type) or not _objects_survive_arrow(pd, frame.iloc[:, i])
-        ):
-            return None
+        elif dtype == np.dtype(object):
+            values = frame.iloc[:, i]
+            if _is_nested(pa, table.schema.field(i).type) or not _objects_survive_arrow(pd, values):
+                return None
+            marker = _missing_marker(pd, values, table.column(i))
+            if marker is None:
+                return None
+            markers[i] = marker
     if patched:
         metadata = dict(table.schema.metadata)
         metadata[b"pandas"] = json.dumps(pandas_meta).encode()
@@ -1481,9 +1486,14 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
     expected = _without_arrow_columns(table.slice(0, 1), restores).to_pandas()
     for i, dtype in enumerate(frame.dtypes):
         back = expected.dtypes.iloc[i]
-        if f"c{i}" in restores or back == dtype:
+        if f"c{i}" in restores:
             continue
-        if dtype == np.dtype(object):
+        if markers.get(i, "None") != "None":
+            # Arrow's nulls come back as None: brain puts the marker back.
+            restores[f"c{i}"] = ["object", markers[i]]
+        elif back == dtype:
+            continue
+        elif dtype == np.dtype(object):
             restores[f"c{i}"] = "object"
         elif isinstance(dtype, pd.StringDtype):
             restores[f"c{i}"] = _string_dtype_json(pd, dtype)
@@ -1492,7 +1502,10 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
         levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
         back_levels = back_index.levels if isinstance(back_index, pd.MultiIndex) else [back_index]
         for level, (original, back_level) in enumerate(zip(levels, back_levels)):
-            if original.dtype == np.dtype(object) and not _objects_survive_arrow(pd, original):
+            if original.dtype == np.dtype(object) and (
+                not _objects_survive_arrow(pd, original) or _missing_marker(pd, original) != "None"
+            ):
+                # A missing label other than None (NaN, say) would come back as None.
                 return None
             if not isinstance(original.dtype, (pd.ArrowDtype, pd.StringDtype, np.dtype)):
                 # pandas' other extension dtypes come back through Arrow's
@@ -1516,19 +1529,47 @@ def _pandas_restores(pa: Any, pd: Any, frame: Any, table: Any) -> tuple[Any, dic
 _ARROW_EXACT_OBJECTS = {"string", "bytes", "integer", "floating", "boolean", "decimal", "date", "time", "empty"}
 
 
+# The Python types Arrow gives back for the kinds of numbers and bools: numpy's
+# scalars among them (``np.int64(1)``) would come back as Python's.
+_ARROW_NUMBER_TYPES: dict[str, set[type]] = {"integer": {int}, "floating": {float}, "boolean": {bool}}
+
+
+def _missing_marker(pd: Any, values: Any, stored: Any = None) -> str | None:
+    """The marker of the missing values of object ``values``: ``"None"`` (or
+    none missing), ``"nan"``, ``"NA"`` or ``"NaT"``. Arrow stores each as a
+    null, which comes back as None, so brain records the marker and puts it
+    back. None when they mix markers or use another (a numpy NaN scalar,
+    ``Decimal("NaN")``): then the frame is pickled. ``stored``, the Arrow
+    column of ``values``, tells where its nulls are (``pd.isna`` takes
+    about 20 ms a million objects; Arrow found them already)."""
+    if stored is None:
+        mask = pd.isna(values)
+        if not mask.any():
+            return "None"
+    elif stored.null_count == 0:
+        return "None"
+    else:
+        mask = stored.is_null().to_numpy(zero_copy_only=False)
+    markers = {type(None): "None", float: "nan", type(pd.NA): "NA", type(pd.NaT): "NaT"}
+    found = {markers.get(kind) for kind in set(map(type, values.to_numpy()[mask]))}
+    return found.pop() if len(found) == 1 else None
+
+
 def _objects_survive_arrow(pd: Any, values: Any) -> bool:
     """Whether the Python objects ``values`` (an object column or index)
     come back as they are through Arrow; else the frame is pickled."""
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind not in _ARROW_EXACT_OBJECTS and kind != "datetime":
         return False
-    if kind not in ("datetime", "date", "time"):
+    if kind not in _ARROW_NUMBER_TYPES and kind not in ("datetime", "date", "time"):
         # Decimals are among them: Arrow's one scale a column gives 1.5 back
         # as 1.50, equal, and readable as decimals by every library.
         return True
     import datetime as dt
 
-    present = [value for value in values if value is not None and value == value]
+    present = values[pd.notna(values)]
+    if kind in _ARROW_NUMBER_TYPES:
+        return set(map(type, present)) <= _ARROW_NUMBER_TYPES[kind]
     if kind == "datetime":
         # Python's own datetimes (a Timestamp's nanoseconds would be cut),
         # in one time zone a column, as Arrow has.
@@ -1551,6 +1592,11 @@ def _without_arrow_columns(table: Any, restores: dict[str, Any]) -> Any:
     return table
 
 
+def _missing_value(pd: Any, marker: str) -> Any:
+    """The missing value a marker of ``_missing_marker`` stands for."""
+    return {"nan": float("nan"), "NA": pd.NA, "NaT": pd.NaT}[marker]
+
+
 def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
     """Gives column (``c<position>``) or index (``i0``) ``key`` of a frame read
     from Arrow the dtype it was written with (see ``_pandas_restores``)."""
@@ -1563,9 +1609,12 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
     column = table.column(position)
     if how == "arrow":
         values: Any = pd.arrays.ArrowExtensionArray(column)
-    elif how == "object":
+    elif how == "object" or isinstance(how, list) and how[0] == "object":
         objects = np.empty(len(column), dtype=object)
         objects[:] = column.to_pylist()
+        if how != "object" and column.null_count:
+            # Arrow's nulls come back as None; the frame had another marker.
+            objects[column.is_null().to_numpy(zero_copy_only=False)] = _missing_value(pd, how[1])
         # A Series keeps dtype object; an array of str would be inferred as str.
         values = pd.Series(objects, index=frame.index, dtype=object, copy=False)
     else:
