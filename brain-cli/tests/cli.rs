@@ -411,6 +411,53 @@ fn text_codec_checks_utf8(backend: Backend) -> TestResult {
     Ok(())
 }
 
+/// The Arrow codecs store Arrow IPC files, which every reader opens: other
+/// bytes (an IPC stream, say) are refused, not stored to fail every read.
+fn arrow_codecs_take_arrow_files_only(backend: Backend) -> TestResult {
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    let store = TestStore::on(backend)?;
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
+    let mut file = Vec::new();
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(&mut file, &schema)?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    let mut stream = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut stream, &schema)?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    for codec in ["arrow", "pandas", "polars"] {
+        check(
+            store.run_with_input(&["put", codec, "-", "-c", codec], &file)?,
+            &["put", codec],
+        )?;
+        assert_eq!(store.ok(&["cat", codec])?, file);
+        let out = store.run_with_input(&["put", "s", "-", "-c", codec], &stream)?;
+        expect_failure(
+            &out,
+            1,
+            &[
+                "not an Arrow IPC file",
+                "an Arrow IPC stream",
+                "--codec raw",
+            ],
+        )?;
+        for junk in [&b""[..], b"ARROW1", b"junk", &file[..file.len() - 1]] {
+            let out = store.run_with_input(&["put", "j", "-", "-c", codec], junk)?;
+            expect_failure(&out, 1, &["not an Arrow IPC file", "ARROW1"])?;
+        }
+    }
+    // Nothing was stored.
+    expect_failure(&store.run(&["cat", "s"])?, 3, &["no object named \"s\""])?;
+    expect_failure(&store.run(&["cat", "j"])?, 3, &["no object named \"j\""])?;
+    Ok(())
+}
+
 fn ls_lists_a_namespace_every_namespace_or_json(backend: Backend) -> TestResult {
     let store = TestStore::on(backend)?;
     // A fresh store lists as empty.
@@ -589,9 +636,13 @@ fn info_describes_arrays_and_tables(backend: Backend) -> TestResult {
     assert_eq!(info["arrow"]["columns"][1]["name"], "item");
     assert_eq!(info["arrow"]["columns"][1]["nullable"], true);
 
-    // A payload its codec cannot read still has metadata; the problem is shown.
+    // A payload its codec cannot read still has metadata; the problem is shown
+    // (an Arrow file's magic around junk passes `put`'s check of its ends).
     check(
-        store.run_with_input(&["put", "junk", "-", "--codec", "arrow"], b"junk")?,
+        store.run_with_input(
+            &["put", "junk", "-", "--codec", "arrow"],
+            b"ARROW1\0\0junkARROW1",
+        )?,
         &["put"],
     )?;
     let info = store.json(&["info", "junk", "--json"])?;
@@ -1186,6 +1237,7 @@ fn a_memory_store_says_what_it_cannot_do() -> TestResult {
 on_every_backend!(
     put_from_file_and_stdin_then_cat_round_trips_bytes,
     text_codec_checks_utf8,
+    arrow_codecs_take_arrow_files_only,
     ls_lists_a_namespace_every_namespace_or_json,
     info_shows_metadata_as_text_and_json,
     info_describes_arrays_and_tables,

@@ -45,20 +45,70 @@ pub fn run(
     let mut writer = store
         .writer(namespace, name, codec, description, len)
         .with_context(context)?;
-    copy(reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
+    let ends = copy(reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
+    if codec.is_arrow() {
+        check_arrow_file(&ends, &label, codec).with_context(context)?;
+    }
     writer.commit().with_context(context)?;
     Ok(())
 }
 
+/// An Arrow IPC file's magic, which it starts (padded to 8 bytes) and ends with.
+const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
+
+/// The first and last bytes of an input, as far as a check of its layout needs.
+#[derive(Default)]
+struct Ends {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Ends {
+    fn saw(&mut self, bytes: &[u8]) {
+        let wanted = 8usize.saturating_sub(self.head.len()).min(bytes.len());
+        self.head.extend_from_slice(&bytes[..wanted]);
+        self.tail
+            .extend_from_slice(&bytes[bytes.len().saturating_sub(ARROW_MAGIC.len())..]);
+        let extra = self.tail.len().saturating_sub(ARROW_MAGIC.len());
+        self.tail.drain(..extra);
+    }
+}
+
+/// Refuses input that is not an Arrow IPC file, which readers of the
+/// Arrow codecs open (FORMAT.md): an Arrow IPC stream, say, would be
+/// stored and then fail every read.
+fn check_arrow_file(ends: &Ends, label: &str, codec: Codec) -> anyhow::Result<()> {
+    if ends.head.starts_with(ARROW_MAGIC) && ends.head.len() == 8 && ends.tail == ARROW_MAGIC {
+        return Ok(());
+    }
+    let stream = ends.head.starts_with(&[0xff; 4]);
+    bail!(
+        "{label} is not an Arrow IPC file, which --codec {} stores (it {}); {}, or store the bytes with --codec raw",
+        codec.name(),
+        if stream {
+            "is an Arrow IPC stream"
+        } else {
+            "does not start and end with ARROW1"
+        },
+        if stream {
+            "write it as an IPC file instead (pyarrow.ipc.new_file, arrow-rs's FileWriter)"
+        } else {
+            "give an Arrow IPC file"
+        }
+    )
+}
+
 /// Copies `reader` into `writer` through one buffer. With `text`, checks
 /// that the bytes are UTF-8 as they pass (a character split between two
-/// reads is carried over to the next).
+/// reads is carried over to the next). Returns the input's first and last
+/// bytes.
 fn copy(
     reader: &mut dyn Read,
     writer: &mut ObjectWriter,
     text: bool,
     label: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ends> {
+    let mut ends = Ends::default();
     let mut buf = vec![0u8; CHUNK];
     let mut carried = 0;
     let mut offset: u64 = 0;
@@ -83,6 +133,7 @@ fn copy(
             filled
         };
         writer.write_payload(&buf[..ready])?;
+        ends.saw(&buf[..ready]);
         buf.copy_within(ready..filled, 0);
         carried = filled - ready;
         offset += ready as u64;
@@ -92,5 +143,5 @@ fn copy(
             "{label} is not UTF-8 text (it ends inside a character at offset {offset}); store it with --codec raw"
         );
     }
-    Ok(())
+    Ok(ends)
 }
