@@ -107,10 +107,8 @@ fn advice(err: &Error) -> Option<(String, String)> {
                 .into(),
         ),
         Error::UnsafePath { .. } => (
-            "; remove it or choose another path with BRAIN_PATH or --store".into(),
-            "; remove it, or choose another store with Brain(path=...) or Brain(url=...) \
-             (or $BRAIN_PATH, $BRAIN_URL)"
-                .into(),
+            " with BRAIN_PATH or --store".into(),
+            " with Brain(path=...) or Brain(url=...) (or $BRAIN_PATH, $BRAIN_URL)".into(),
         ),
         Error::PermissionDenied { .. } => (
             "or use a store of your own with BRAIN_PATH".into(),

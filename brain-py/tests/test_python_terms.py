@@ -86,6 +86,19 @@ def test_opening_a_store_advises_python_arguments(tmp_path: Path) -> None:
     with pytest.raises(BrainStorePathError) as info:
         Brain(path=not_a_dir)
     assert "Brain(path=...)" in python_terms(info.value)
+    # Each reason's advice, in Python's terms.
+    others = tmp_path / "others"
+    others.mkdir()
+    (others / "notes.txt").write_text("x")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o1777)
+    for path, advice in ((others, "give a new or empty directory"), (shared, "chmod 700")):
+        with pytest.raises(BrainStorePathError) as info:
+            Brain(path=path)
+        message = python_terms(info.value)
+        assert advice in message and "Brain(path=...)" in message, message
+        assert "remove it" not in message or path is not shared, message
     with pytest.raises(BrainStoreUrlError) as url:
         Brain(url="ftp://somewhere")
     assert "Brain(url=...)" in python_terms(url.value)

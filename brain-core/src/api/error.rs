@@ -130,6 +130,12 @@ impl UnsafePathReason {
             UnsafePathReason::HoldsOtherFiles => {
                 "give a new or empty directory with BRAIN_PATH or --store (nothing in this one was touched)"
             }
+            // Shared directories (/dev/shm itself, /tmp) are the usual case:
+            // removing them is no answer.
+            UnsafePathReason::TooPermissive { .. } => {
+                "choose a directory of your own with BRAIN_PATH or --store, or, if this one is yours alone, \
+                 `chmod 700` it (brain makes the default store's directory 0700)"
+            }
             _ => "remove it or choose another path with BRAIN_PATH or --store",
         }
     }
