@@ -47,6 +47,34 @@ def test_brain_plasma_readme_example(default_store: str) -> None:
     assert brain["this"] == "newname text object"
 
 
+def test_brain_plasmas_test_double_gives_each_brain_a_store_of_its_own(default_store: str) -> None:
+    # brain-plasma's own tests, but for the imports: each Brain's objects in
+    # a store of its own (a dict in brain-plasma), never the real store.
+    from brain.mock import MockPlasmaClient  # was: from brain_plasma.mock import MockPlasmaClient
+
+    brain = Brain(ClientClass=MockPlasmaClient)
+    brain.learn("this", "that")
+    assert brain.exists("this") and brain.recall("this") == "that"
+    assert brain.url.startswith("memory://")
+    assert "this" not in Brain(ClientClass=MockPlasmaClient)
+    assert "this" not in Brain() and Brain().url == default_store
+    other = Brain(namespace="nondefault", ClientClass=MockPlasmaClient)
+    assert other.namespace == "nondefault"
+
+    # brain-plasma's own class of that name (vendored by a project) does the same.
+    class LocalMock:
+        pass
+
+    LocalMock.__name__ = "MockPlasmaClient"
+    assert Brain("default", "/tmp/plasma", LocalMock).url.startswith("memory://")
+    # A URL given with it is the store.
+    assert Brain(url=default_store, ClientClass=MockPlasmaClient).url == default_store
+    # Any other class: ignored, and said so.
+    with pytest.warns(UserWarning, match="ClientClass='dict'.* is ignored.*memory://NAME"):
+        ignored = Brain(ClientClass=dict)
+    assert ignored.url == default_store
+
+
 def test_the_session_never_uses_the_users_default_store() -> None:
     # conftest points BRAIN_PATH at a throwaway store for the whole session.
     assert "BRAIN_URL" not in os.environ
@@ -111,6 +139,7 @@ def test_mapping_protocol(brain: Brain) -> None:
     brain["a"] = 1
     assert "a" in brain and "zzz" not in brain
     assert 1 not in brain  # a non-str is simply not a name
+    assert "" not in brain and "x" * 70_000 not in brain  # nor one no name can be
     assert len(brain) == 2
     assert list(brain) == ["a", "b"]
     assert dict(brain.items()) == {"a": 1, "b": 2}

@@ -347,3 +347,19 @@ def test_an_object_of_a_codec_from_a_newer_release_says_so(brain: Brain, tmp_pat
     with pytest.raises(BrainCodecError, match="cannot read; upgrade brain"):
         brain["from a newer build"]
     assert bytes(memoryview(obj)) == b"bytes of a codec this build does not know"
+
+
+@pytest.mark.parametrize("codec", ["arrow", "pandas", "polars"])
+def test_a_table_payload_that_is_not_an_arrow_file_is_a_codec_error(brain: Brain, codec: str) -> None:
+    # Bytes stored under a table's codec by another writer (an Arrow IPC
+    # stream, say): every way of reading it says which object and what to do.
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, pa.schema([("a", pa.int64())])) as writer:
+        writer.write_table(pa.table({"a": [1, 2]}))
+    brain.store.put(brain.namespace, "bad", codec, [sink.getvalue().to_pybytes()], "")
+    for how in ({}, {"as_arrow": True}, {"as_pandas": True}, {"as_polars": True}):
+        with pytest.raises(BrainCodecError, match="object 'bad' in namespace 'default' is stored as a table") as caught:
+            brain.get("bad", **how)
+        assert "delete it or write it again" in str(caught.value)
+    with pytest.raises(BrainCodecError, match="'bad'|\"bad\""):
+        brain.get("bad", columns=["a"])

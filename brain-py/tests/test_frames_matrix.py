@@ -185,9 +185,12 @@ def test_every_type_reads_in_every_library(
         assert brain.metadata(name)["codec"] == "pickle5"
         if copied_by_rust:
             pytest.skip("a pickled object is Python's only: Rust has no table to copy")
-        got = _read(brain, name, reader)
-        # Only the writer's library can hold it; every reader gets that object, exactly.
-        _equal_in_own_library(writer, got, case.make())
+        if reader != WRITER_READER[writer]:
+            # Only the writer's library can hold it: asked for as another's, it says so.
+            with pytest.raises(BrainCodecError, match=f"reads back in {WRITER_READER[writer]} only"):
+                _read(brain, name, reader)
+            return
+        _equal_in_own_library(writer, _read(brain, name, reader), case.make())
         return
     if copied_by_rust:
         name = f"rust/{name}"

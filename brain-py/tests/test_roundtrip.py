@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from brain import Brain
+from brain.exceptions import BrainCodecError
 from test_interop_codecs import ARRAYS as EVERY_DTYPE
 
 from _helpers import (
@@ -421,6 +422,41 @@ def test_object_columns_keep_their_missing_marker(brain: Brain, marker: Any) -> 
     brain.assign("df", t=pd.Series(added, dtype=object))
     assert _same_objects(list(brain["df"]["t"]), added)
     assert _same_objects(list(brain["df"]["d"]), columns["d"])
+
+
+class _TaggedFrame(pd.DataFrame):
+    """A subclass of a frame, with an attribute of its own."""
+
+    _metadata = ["tag"]
+
+    @property
+    def _constructor(self) -> type[_TaggedFrame]:
+        return _TaggedFrame
+
+
+def test_a_subclass_of_a_frame_keeps_its_class(brain: Brain) -> None:
+    frame = _TaggedFrame({"a": [1, 2]})
+    frame.tag = "v1"
+    brain["t"] = frame
+    back = brain["t"]
+    assert type(back) is _TaggedFrame and back.tag == "v1"
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_a_pickled_frame_is_not_handed_back_as_another_librarys(brain: Brain) -> None:
+    # Pickled because Arrow cannot hold its mixed column exactly.
+    frame = pd.DataFrame({"id": [1, 2], "note": [1, "x"]})
+    brain["f"] = frame
+    assert brain.metadata("f")["codec"] == "pickle5"
+    pd.testing.assert_frame_equal(brain.get("f", as_pandas=True), frame)
+    for library in ("arrow", "polars"):
+        with pytest.raises(BrainCodecError, match=f"reads back in pandas only: read it without as_{library}=True"):
+            brain.get("f", **{f"as_{library}": True})
+        with pytest.raises(BrainCodecError, match="pandas only"):
+            brain.get("f", columns=["id"], **{f"as_{library}": True})
+    # Other pickled values ignore the library, as documented.
+    brain["d"] = {"x": 1}
+    assert brain.get("d", as_arrow=True) == {"x": 1}
 
 
 def test_object_columns_of_one_type_stay_arrow(brain: Brain) -> None:

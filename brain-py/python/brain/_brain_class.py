@@ -6,6 +6,7 @@ import datetime as _dt
 import html
 import os
 import reprlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from .exceptions import (
     BrainNamespaceNotExistError,
     BrainNamespaceRemoveDefaultError,
     BrainNameEncodingError,
+    BrainNameLengthError,
     BrainNameNotExistError,
     BrainNameTypeError,
     BrainReservedNameError,
@@ -133,7 +135,11 @@ class Brain(MutableMapping[str, Any]):
             int, a size string as the ``brain`` command takes it (``"64M"``,
             ``"1G"``, ``"512KiB"``), or ``"none"`` for no limit; default: keep
             the store's (a new store is limited only by its tmpfs).
-        ClientClass: accepted and ignored, for brain-plasma compatibility.
+        ClientClass: brain-plasma's client class. ``brain.mock.MockPlasmaClient``
+            (or brain-plasma's class of that name) gives this Brain a store of
+            its own in this process's memory, as brain-plasma's test double
+            did, unless ``url`` names one; any other class is ignored, with a
+            warning (brain has no client to choose).
         cache: where a Redis store caches what this host reads, so every
             process on the host shares one copy zero-copy: None (the host's
             default shared-memory store), a store directory, or False (no
@@ -153,7 +159,7 @@ class Brain(MutableMapping[str, Any]):
             first write of a name goes as fast as a replacing one. A deleted
             object's memory goes back to it rather than to the system. It
             shows in ``brain stats`` as recycled (free for any write);
-            ``gc()`` gives it back and ends it.
+            ``brain gc`` (or ``Brain().store.gc()``) gives it back and ends it.
 
     In a notebook a Brain shows as a table of its names; ``brain["`` completes names.
     """
@@ -171,6 +177,20 @@ class Brain(MutableMapping[str, Any]):
         consistency: str | None = None,
         preallocate: int | str | None = None,
     ) -> None:
+        if ClientClass is not None:
+            if getattr(ClientClass, "__name__", None) == "MockPlasmaClient":
+                if url is None:
+                    import uuid
+
+                    # brain-plasma's test double kept each Brain's objects in a dict of its own.
+                    url, path = f"memory://brain-plasma-mock-{uuid.uuid4().hex}", None
+            else:
+                warnings.warn(
+                    f"Brain(ClientClass={getattr(ClientClass, '__name__', ClientClass)!r}) is ignored: brain has no "
+                    "client to choose; for a store of a test's own, pass url='memory://NAME' (or "
+                    "ClientClass=brain.mock.MockPlasmaClient)",
+                    stacklevel=2,
+                )
         limit = _capacity_bytes(capacity, f"Brain(capacity={reprlib.repr(capacity)})") if capacity is not None else None
         if url is not None and not isinstance(url, str):
             raise TypeError(
@@ -348,12 +368,14 @@ class Brain(MutableMapping[str, Any]):
     __hash__ = object.__hash__
 
     def __contains__(self, name: object) -> bool:
-        return (
-            type(name) is str
-            and not name.startswith(_PART_PREFIX)
-            and _is_utf8(name)
-            and self.exists(name)
-        )
+        # No name that could not be stored is in it: ``"" in brain`` is False,
+        # as ``5 in brain`` is, not an error (brain-plasma looked it up in names()).
+        if type(name) is not str or name.startswith(_PART_PREFIX) or not _is_utf8(name):
+            return False
+        try:
+            return self.exists(name)
+        except BrainNameLengthError:
+            return False
 
     def __len__(self) -> int:
         return len(self.names())

@@ -397,15 +397,23 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None, picked: Any = Non
     them, when the caller has it already.
     """
     pa = _pyarrow_ipc()
-    if columns is None and isinstance(obj, _brain.Frame):
-        return _frame_table(pa, obj)
     if columns is None:
-        buffer = pa.py_buffer(obj)
-        known = _read_known_schema(pa, buffer)
-        if known is not None:
-            batches, (schema, _, _) = known
-            return pa.Table.from_batches(batches, schema=None if batches else schema)
-        return pa.ipc.open_file(buffer).read_all()
+        try:
+            if isinstance(obj, _brain.Frame):
+                return _frame_table(pa, obj)
+            buffer = pa.py_buffer(obj)
+            known = _read_known_schema(pa, buffer)
+            if known is not None:
+                batches, (schema, _, _) = known
+                return pa.Table.from_batches(batches, schema=None if batches else schema)
+            return pa.ipc.open_file(buffer).read_all()
+        except pa.ArrowException as err:
+            raise BrainCodecError(
+                f"object {obj.name!r} in namespace {obj.namespace!r} is stored as a table ({obj.codec}), but its "
+                f"payload is not one brain can read ({type(err).__name__}: {err}): it was damaged, or written "
+                "as something else than an Arrow IPC file (`brain put -c arrow` takes a file, not a stream); "
+                "delete it or write it again"
+            ) from err
     # brain decodes only the fields picked and hands them to pyarrow through
     # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a
     # subset of fields). pyarrow names a column by its pandas label as a
@@ -1153,12 +1161,14 @@ def encode(
         kind = b"record_batch" if isinstance(thing, pa.RecordBatch) else b"table"
         write(store, namespace, name, "arrow", _with_kind(thing, kind), description, None)
         return
+    # A subclass of a frame (with attributes of its own, say) is pickled,
+    # which keeps its class; Arrow would give back the base class.
     pd = _module("pandas")
-    if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
+    if pd is not None and type(thing) in (pd.DataFrame, pd.Series):
         if _write_pandas(store, namespace, name, thing, description, write):
             return
     pl = _module("polars")
-    if pl is not None and isinstance(thing, (pl.DataFrame, pl.Series)):
+    if pl is not None and type(thing) in (pl.DataFrame, pl.Series):
         kind = b"series" if isinstance(thing, pl.Series) else b"frame"
         dtypes = [thing.dtype] if isinstance(thing, pl.Series) else thing.dtypes
         if not any(_polars_holds_objects(pl, dtype) for dtype in dtypes):
@@ -1655,6 +1665,33 @@ def _pickled_frame_columns(obj: Any, thing: Any, columns: Sequence[Any]) -> Any:
     return thing[list(columns)]
 
 
+def _frame_library(thing: Any) -> str | None:
+    """The library whose frame (or Series, or table) ``thing`` is, if any."""
+    pd, pl, pa = _module("pandas"), _module("polars"), _module("pyarrow")
+    if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
+        return "pandas"
+    if pl is not None and isinstance(thing, (pl.DataFrame, pl.Series)):
+        return "polars"
+    if pa is not None and isinstance(thing, (pa.Table, pa.RecordBatch)):
+        return "arrow"
+    return None
+
+
+def _pickled_as(obj: Any, thing: Any, library: str | None) -> Any:
+    """A pickled value asked for as ``library``'s: a frame Arrow could not
+    hold exactly was pickled, and reads back in its own library only, so
+    another library's is refused rather than the frame handed back as it is."""
+    own = _frame_library(thing)
+    if library is None or own is None or own == library:
+        return thing
+    raise BrainCodecError(
+        f"object {obj.name!r} in namespace {obj.namespace!r} is a {own} {type(thing).__name__} stored pickled "
+        "(as brain stores what Arrow cannot hold exactly, such as an object column of mixed types or a "
+        f"subclass of a frame), so it reads back in {own} only: read it without as_{library}=True, and "
+        "convert it if what the conversion changes is acceptable"
+    )
+
+
 def decode(
     obj: Any, as_arrow: bool = False, library: str | None = None, columns: Sequence[Any] | None = None
 ) -> Any:
@@ -1674,7 +1711,7 @@ def decode(
     if columns is not None:
         columns = column_list(columns)
         if codec == "pickle5":
-            return _pickled_frame_columns(obj, decode_pickle(obj), columns)
+            return _pickled_as(obj, _pickled_frame_columns(obj, decode_pickle(obj), columns), library)
         if codec not in LIBRARIES:
             raise TypeError(
                 f"object {obj.name!r} is stored as {codec}, not as a table: columns= picks columns of a "
@@ -1693,7 +1730,7 @@ def decode(
     if codec == "ndarray":
         return decode_ndarray(obj)
     if codec == "pickle5":
-        return decode_pickle(obj)
+        return _pickled_as(obj, decode_pickle(obj), library)
     if codec == "arrow":
         return decode_arrow(obj, columns)
     if codec == "pandas":
