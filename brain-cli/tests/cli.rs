@@ -688,8 +688,8 @@ fn ns_ls_and_ns_rm(backend: Backend) -> TestResult {
     assert_eq!(
         listing,
         serde_json::json!([
-            {"namespace": "one", "objects": 1, "bytes": 4096},
-            {"namespace": "two", "objects": 2, "bytes": 8192},
+            {"namespace": "one", "names": 1, "objects": 1, "bytes": 4096},
+            {"namespace": "two", "names": 2, "objects": 2, "bytes": 8192},
         ])
     );
     let text = store.ok_text(&["ns", "ls"])?;
@@ -774,6 +774,14 @@ fn stats_numbers_are_consistent(backend: Backend) -> TestResult {
     let framed = store.json(&["stats", "--json"])?;
     assert_eq!(framed["names"], 3, "{framed}");
     assert!(framed["objects"].as_u64() > Some(3), "{framed}");
+    // Per namespace too: the frame is one name of several objects.
+    let listing = store.json(&["ns", "ls", "--json"])?;
+    let frames = listing
+        .as_array()
+        .and_then(|all| all.iter().find(|ns| ns["namespace"] == "frames"))
+        .ok_or("no namespace frames")?;
+    assert_eq!(frames["names"], 1, "{listing}");
+    assert!(frames["objects"].as_u64() > Some(1), "{listing}");
     assert_eq!(
         store.ok_text(&["ls", "-n", "frames"])?.lines().count(),
         2,

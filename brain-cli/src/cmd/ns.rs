@@ -1,6 +1,7 @@
 //! `brain ns ls` and `brain ns rm NS`.
 
 use anyhow::Context;
+use brain_core::frames::is_frame_part;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
@@ -13,32 +14,53 @@ use crate::format::{self, Table};
 pub struct NamespaceJson {
     /// Its name.
     pub namespace: String,
-    /// How many objects it holds.
+    /// Its names, as `brain ls` lists them.
+    pub names: u64,
+    /// How many objects it holds: a frame changed in place is its manifest
+    /// and its parts.
     pub objects: u64,
     /// Bytes they take in the store.
     pub bytes: u64,
 }
 
-/// Every namespace with its object count and bytes.
+/// Every namespace with its name and object counts and bytes.
 pub fn stats(store: &dyn ObjectStore) -> anyhow::Result<Vec<NamespaceJson>> {
-    Ok(store
+    let mut namespaces = Vec::new();
+    for s in store
         .namespace_stats()
         .context("cannot list the namespaces")?
-        .into_iter()
-        .map(|s| NamespaceJson {
+    {
+        let names = match store.names(&s.namespace) {
+            Ok(listed) => listed.iter().filter(|n| !is_frame_part(n)).count() as u64,
+            // Removed since it was counted.
+            Err(brain_core::Error::NamespaceNotFound { .. }) => 0,
+            Err(err) => {
+                return Err(anyhow::Error::from(err)
+                    .context(format!("cannot list the names of {:?}", s.namespace)))
+            }
+        };
+        namespaces.push(NamespaceJson {
             namespace: s.namespace,
+            names,
             objects: s.objects,
             bytes: s.bytes,
-        })
-        .collect())
+        });
+    }
+    Ok(namespaces)
 }
 
-/// A table of namespaces: name, objects, size.
+/// A table of namespaces: name, names, objects, size.
 pub fn table(namespaces: &[NamespaceJson]) -> Table {
-    let mut table = Table::new(&[("NAMESPACE", false), ("OBJECTS", true), ("SIZE", true)]);
+    let mut table = Table::new(&[
+        ("NAMESPACE", false),
+        ("NAMES", true),
+        ("OBJECTS", true),
+        ("SIZE", true),
+    ]);
     for ns in namespaces {
         table.row(vec![
             format::name(&ns.namespace),
+            ns.names.to_string(),
             ns.objects.to_string(),
             format::size(ns.bytes),
         ]);

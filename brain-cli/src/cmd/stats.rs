@@ -1,7 +1,6 @@
 //! `brain stats`: capacity, usage, the filesystem, and every namespace.
 
 use anyhow::Context;
-use brain_core::frames::is_frame_part;
 use brain_core::ObjectStore;
 use serde::Serialize;
 
@@ -39,18 +38,6 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
         .usage()
         .with_context(|| format!("cannot read the usage of {}", store.location()))?;
     let namespaces = ns::stats(store)?;
-    let mut names = 0;
-    for ns in &namespaces {
-        names += match store.names(&ns.namespace) {
-            Ok(listed) => listed.iter().filter(|n| !is_frame_part(n)).count() as u64,
-            // Removed since it was counted.
-            Err(brain_core::Error::NamespaceNotFound { .. }) => 0,
-            Err(err) => {
-                return Err(anyhow::Error::from(err)
-                    .context(format!("cannot list the names of {:?}", ns.namespace)))
-            }
-        };
-    }
     let stats = StatsJson {
         store: store.location().to_string(),
         capacity: usage.capacity,
@@ -62,7 +49,7 @@ pub fn run(console: &mut Console, store: &dyn ObjectStore, json: bool) -> anyhow
             .iter()
             .map(|d| (d.key.to_owned(), d.bytes.into()))
             .collect(),
-        names,
+        names: namespaces.iter().map(|n| n.names).sum(),
         objects: namespaces.iter().map(|n| n.objects).sum(),
         namespaces,
     };
