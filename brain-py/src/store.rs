@@ -127,6 +127,19 @@ pub struct PyStore {
 }
 
 impl PyStore {
+    /// Runs `call` without the GIL when the store is on a server, whose
+    /// replies may take a network's time (or a minute, when it is paused),
+    /// during which every other Python thread would stop; the calls of a
+    /// shared-memory or memory store take microseconds, less than giving
+    /// the GIL up and taking it back.
+    fn may_wait<T: Send>(&self, py: Python<'_>, call: impl FnOnce() -> T + Send) -> T {
+        if self.redis.is_some() {
+            py.detach(call)
+        } else {
+            call()
+        }
+    }
+
     /// A frame in parts, read whole: its manifest `view` and every part.
     fn frame(&self, py: Python<'_>, view: ObjectView, verify: bool) -> PyResult<Py<PyAny>> {
         let store = &*self.store;
@@ -445,7 +458,7 @@ impl PyStore {
         } else if verify {
             py.detach(|| self.store.get_verified(namespace, name))
         } else {
-            self.store.get(namespace, name)
+            self.may_wait(py, || self.store.get(namespace, name))
         };
         match view.py()? {
             Some(view) if view.meta().codec == Codec::FrameParts => {
@@ -459,7 +472,7 @@ impl PyStore {
     /// The object, decoded where that is cheap: `str` for text, `bytes` for
     /// raw bytes, an `Object` for the rest. None when there is no such name.
     fn recall(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
-        let Some(view) = self.store.get(namespace, name).py()? else {
+        let Some(view) = self.may_wait(py, || self.store.get(namespace, name)).py()? else {
             return Ok(None);
         };
         match view.meta().codec {
@@ -538,13 +551,14 @@ impl PyStore {
     }
 
     /// Every namespace, sorted.
-    fn namespaces(&self) -> PyResult<Vec<String>> {
-        self.store.namespaces().py()
+    fn namespaces(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.may_wait(py, || self.store.namespaces()).py()
     }
 
     /// Whether the name exists.
-    fn contains(&self, namespace: &str, name: &str) -> PyResult<bool> {
-        self.store.contains(namespace, name).py()
+    fn contains(&self, py: Python<'_>, namespace: &str, name: &str) -> PyResult<bool> {
+        self.may_wait(py, || self.store.contains(namespace, name))
+            .py()
     }
 
     /// Deletes a name (a frame in parts with its parts); returns whether it
@@ -569,8 +583,9 @@ impl PyStore {
     }
 
     /// Creates a namespace (a no-op when it exists).
-    fn create_namespace(&self, namespace: &str) -> PyResult<()> {
-        self.store.create_namespace(namespace).py()
+    fn create_namespace(&self, py: Python<'_>, namespace: &str) -> PyResult<()> {
+        self.may_wait(py, || self.store.create_namespace(namespace))
+            .py()
     }
 
     /// Removes a namespace and its objects; returns how many objects went.
@@ -583,7 +598,7 @@ impl PyStore {
     /// and the store's own figures (filesystem_size and filesystem_free for
     /// a shared-memory store).
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let usage = self.store.usage().py()?;
+        let usage = self.may_wait(py, || self.store.usage()).py()?;
         let dict = PyDict::new(py);
         dict.set_item("capacity", usage.capacity)?;
         dict.set_item("used", usage.used)?;
@@ -597,8 +612,8 @@ impl PyStore {
 
     /// Sets the store's capacity in bytes for every process (None: no limit).
     #[pyo3(signature = (capacity))]
-    fn set_capacity(&self, capacity: Option<u64>) -> PyResult<()> {
-        self.store.set_capacity(capacity).py()
+    fn set_capacity(&self, py: Python<'_>, capacity: Option<u64>) -> PyResult<()> {
+        self.may_wait(py, || self.store.set_capacity(capacity)).py()
     }
 
     /// Starts a streamed write; see `Writer`.
@@ -726,8 +741,8 @@ impl PyStore {
 
     /// Watches one namespace (or all, with None) for sets and deletes.
     #[pyo3(signature = (namespace=None))]
-    fn watch(&self, namespace: Option<&str>) -> PyResult<PyWatcher> {
-        let watcher = frames::skip_parts(self.store.watch(namespace).py()?);
+    fn watch(&self, py: Python<'_>, namespace: Option<&str>) -> PyResult<PyWatcher> {
+        let watcher = frames::skip_parts(self.may_wait(py, || self.store.watch(namespace)).py()?);
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
             pid: std::process::id(),

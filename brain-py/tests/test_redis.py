@@ -5,11 +5,13 @@ directory of its own."""
 from __future__ import annotations
 
 import os
+import signal
 import pickle
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +359,42 @@ def test_a_forked_worker_opens_its_own_connections(redis_url: str, redis_cache: 
     assert strict["from child"] == "hello" and strict["n"] == 1
     brain["x"] = np.arange(10)  # the parent's connections still work
     assert int(brain["x"].sum()) == 45
+
+
+def test_a_read_waiting_on_the_server_lets_other_threads_run(redis_server: Any, redis_cache: Callable[[], str]) -> None:
+    # A web app's other threads (a Dash worker's, a heartbeat) run while a
+    # read waits for Redis: here for a server paused for 0.8 s.
+    import threading
+    import time
+
+    brain = Brain(url=redis_server.url(f"pytest-{os.getpid()}-gil"), cache=False)
+    brain["s"] = "x"
+    gaps: list[float] = []
+    done = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            time.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    pid = redis_server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    # Resumed by another process: a thread of this one may be what is stopped.
+    resume = subprocess.Popen(["sh", "-c", f"sleep 0.8; kill -CONT {pid}"])
+    try:
+        started = time.perf_counter()
+        for read in (lambda: brain["s"], lambda: "s" in brain, brain.namespaces):
+            read()
+        waited = time.perf_counter() - started
+    finally:
+        resume.wait()
+        os.kill(pid, signal.SIGCONT)
+        done.set()
+        ticker.join()
+    assert waited > 0.5, "the server was not paused"
+    assert max(gaps) < 0.4, f"another thread stopped for {max(gaps):.2f} s"
