@@ -93,9 +93,11 @@ pub fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
+    // A password holding an unencoded '/' or '?' ends past them, at an '@'
+    // further on: hiding too much is harmless, showing a password is not.
+    let userinfo_end = rest[..authority_end].rfind('@').or_else(|| rest.rfind('@'));
+    match userinfo_end.map(|at| (&rest[..at], &rest[at + 1..])) {
+        Some((userinfo, hosts_and_tail)) => {
             let user = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
                 None if scheme.contains("redis") => {
@@ -104,7 +106,7 @@ pub fn redact(url: &str) -> String {
                 }
                 None => userinfo.to_owned(),
             };
-            format!("{scheme}://{user}@{hosts}{tail}")
+            format!("{scheme}://{user}@{hosts_and_tail}")
         }
         None => url.to_owned(),
     }
@@ -171,6 +173,13 @@ impl RedisConfig {
         };
         let (userinfo, hosts) = match authority.rsplit_once('@') {
             Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None if path.contains('@') || query.is_some_and(|q| q.contains('@')) => {
+                return Err(invalid(
+                    url,
+                    "an '@' comes after a '/' or '?', as when a password holds them unencoded: \
+                     percent-encode them in the user and password ('/' as %2F, '?' as %3F, '@' as %40)",
+                ))
+            }
             None => (None, authority),
         };
         let (user, password) = match userinfo {
@@ -408,6 +417,20 @@ mod tests {
             assert!(text.contains(needle), "{url}: {text}");
             assert!(!text.contains("pw"), "{url}: {text}");
         }
+        // A password holding '/' or '?' unencoded: hidden all the same, and
+        // the error says to encode it.
+        for url in [
+            "redis://:a/b+cpw=@127.0.0.1:6390/0",
+            "redis://:hunter2/xpw@h:1",
+            "redis://u:pw?x@h:1",
+            "redis://pw/x@h:1",
+        ] {
+            let text = RedisConfig::parse(url).unwrap_err().to_string();
+            assert!(text.contains("percent-encode"), "{url}: {text}");
+            assert!(!text.contains("pw"), "{url}: {text}");
+            assert!(!redact(url).contains("pw"), "{url}: {}", redact(url));
+        }
+        assert_eq!(redact("redis://u:p/w@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://pw@h:1"), "redis://***@h:1");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
