@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from brain.exceptions import BrainNameNotExistError
+from brain.exceptions import BrainNameNotExistError, BrainPermissionError
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
@@ -398,3 +398,28 @@ def test_a_read_waiting_on_the_server_lets_other_threads_run(redis_server: Any, 
         ticker.join()
     assert waited > 0.5, "the server was not paused"
     assert max(gaps) < 0.4, f"another thread stopped for {max(gaps):.2f} s"
+
+
+def test_a_user_without_the_rights_gets_a_permission_error(redis_server: Any, redis_url: str) -> None:
+    # ACL users: one that may not run scripts (every write publishes with
+    # one), one that may only read. Each refusal is a BrainPermissionError;
+    # the reader opens the store and reads it.
+    port = str(redis_server.port)
+    users = {"noscripts": ["+@all", "-evalsha", "-eval"], "reader": ["+@read", "+@connection"]}
+    for user, rights in users.items():
+        subprocess.run(["redis-cli", "-p", port, "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", *rights], check=True)
+    try:
+        Brain(url=redis_url, cache=False)["x"] = np.ones(10)
+        as_user = lambda user: Brain(url=redis_url.replace("redis://", f"redis://{user}:pw@"), cache=False)  # noqa: E731
+        no_scripts = as_user("noscripts")
+        assert no_scripts["x"][0] == 1.0
+        with pytest.raises(BrainPermissionError, match="rights on the server"):
+            no_scripts["y"] = np.ones(3 << 20)
+        reader = as_user("reader")
+        assert reader.names() == ["x"] and reader["x"][0] == 1.0
+        with pytest.raises(BrainPermissionError, match="cannot publish"):
+            reader["y"] = 1
+        with pytest.raises(BrainPermissionError, match="cannot create a namespace"):
+            reader.set_namespace("new")
+    finally:
+        subprocess.run(["redis-cli", "-p", port, "ACL", "DELUSER", *users], check=True, capture_output=True)

@@ -31,8 +31,13 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisError) -> Error {
     let text = err.to_string();
     let kind = err.kind();
-    if matches!(kind, redis::ErrorKind::AuthenticationFailed)
-        || text.contains("NOPERM")
+    if matches!(
+        kind,
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+    ) || text.contains("NOPERM")
+        // How redis-rs spells a NOPERM reply in its messages.
+        || text.contains("NoPerm")
         || text.contains("WRONGPASS")
         || text.contains("NOAUTH")
     {

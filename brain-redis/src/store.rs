@@ -1648,12 +1648,30 @@ impl ObjectStore for RedisStore {
     fn create_namespace(&self, namespace: &str) -> Result<()> {
         validate_namespace(namespace)?;
         let keys = &self.inner.keys;
-        self.run("create a namespace in", |c| {
+        let created = self.run("create a namespace in", |c| {
             redis::cmd("SADD")
                 .arg(keys.namespaces())
                 .arg(namespace)
                 .exec(c.like())
-        })
+        });
+        match created {
+            // A user allowed to read only opens a namespace that exists
+            // (Brain() opens its namespace by creating it).
+            Err(Error::PermissionDenied { .. }) => {
+                let exists: bool = self.run("read the namespaces of", |c| {
+                    redis::cmd("SISMEMBER")
+                        .arg(keys.namespaces())
+                        .arg(namespace)
+                        .query(c.like())
+                })?;
+                if exists {
+                    Ok(())
+                } else {
+                    created
+                }
+            }
+            other => other,
+        }
     }
 
     fn remove_namespace(&self, namespace: &str) -> Result<u64> {

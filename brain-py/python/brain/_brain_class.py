@@ -232,8 +232,6 @@ class Brain(MutableMapping[str, Any]):
                 self.restored = _brain.auto_restore(self._store, self.persist, report)
         self.namespace = DEFAULT_NAMESPACE
         self.set_namespace(namespace)
-        self.bytes = self.size()
-        self.mb = f"{round(self.bytes / 1_000_000)} MB"
 
     # ------------------------------------------------------------ plumbing
 
@@ -543,11 +541,21 @@ class Brain(MutableMapping[str, Any]):
         under a shared-memory store, else what it holds and can still take."""
         usage = self.store.usage()
         if usage["capacity"] is not None:
-            self.bytes = usage["capacity"]
-        else:
-            self.bytes = usage.get("filesystem_size", usage["used"] + usage["free"])
-        self.mb = f"{round(self.bytes / 1_000_000)} MB"
-        return self.bytes
+            return usage["capacity"]
+        return usage.get("filesystem_size", usage["used"] + usage["free"])
+
+    # brain-plasma's attributes, read when asked for: opening a store needs
+    # no figures (a Redis user allowed to read only may not ask the server
+    # for its memory), and they are never stale.
+    @property
+    def bytes(self) -> int:
+        """The store's capacity in bytes, as ``size()``."""
+        return self.size()
+
+    @property
+    def mb(self) -> str:
+        """``size()`` in megabytes, as text (``"50 MB"``)."""
+        return f"{round(self.size() / 1_000_000)} MB"
 
     def used(self) -> int:
         """Bytes in use by objects in the store (all namespaces)."""
@@ -562,7 +570,6 @@ class Brain(MutableMapping[str, Any]):
         (``"64M"``, ``"1G"``, ``"512KiB"``), or None or ``"none"`` for no limit but the tmpfs."""
         limit = _capacity_bytes(capacity, f"brain.set_capacity({reprlib.repr(capacity)})") if capacity is not None else None
         self.store.set_capacity(limit)
-        self.size()
 
     # ------------------------------------------------------------ namespaces
 
@@ -677,7 +684,6 @@ class Brain(MutableMapping[str, Any]):
     def wake_up(self) -> None:
         """Reopens the store after ``sleep()``."""
         self._store = _brain.Store(self._url, None, None, False, self._cache, self._consistency)
-        self.size()
 
     def close(self) -> None:
         """Closes the handle (objects stay in the store for other processes)."""
