@@ -241,6 +241,12 @@ impl Pool {
 
     /// A connection: an idle one of this process, or a new one.
     pub(crate) fn take(&self) -> std::result::Result<Conn, RedisError> {
+        self.take_noting_idle().map(|(conn, _)| conn)
+    }
+
+    /// [`Pool::take`], and whether the connection waited in the pool (and
+    /// may have been closed by the server meanwhile).
+    fn take_noting_idle(&self) -> std::result::Result<(Conn, bool), RedisError> {
         {
             let mut idle = lock(&self.idle);
             forget_if_forked(&mut idle);
@@ -249,17 +255,17 @@ impl Pool {
                     continue;
                 }
                 if since.elapsed() < IDLE_CHECK {
-                    return Ok(conn);
+                    return Ok((conn, true));
                 }
                 // Asked without holding the pool: a round trip.
                 drop(idle);
                 if redis::cmd("PING").query::<()>(conn.like()).is_ok() {
-                    return Ok(conn);
+                    return Ok((conn, false));
                 }
                 idle = lock(&self.idle);
             }
         }
-        self.connector.connect()
+        Ok((self.connector.connect()?, false))
     }
 
     /// Gives a connection back after a call that left it in a clean state.
@@ -273,12 +279,26 @@ impl Pool {
     /// Runs `f` on a pooled connection. The connection goes back only if
     /// `f` succeeded or failed with an error the server sent (the
     /// connection is then still in step with the server).
+    ///
+    /// A connection that waited in the pool and is found closed (the
+    /// server restarted, or closed it for its `timeout`, or `CLIENT KILL`)
+    /// is replaced and `f` run again, once: the other idle connections are
+    /// dropped too, as the same event closed them. A server that dies while
+    /// it runs `f` leaves it unknown whether `f` ran: `f` is then run again
+    /// on a new connection, so what `f` sends must be safe to run twice (the
+    /// publish script recognises its own version; a second reservation of
+    /// capacity leaves the count high until `fsck`, never low).
     pub(crate) fn run<T>(
         &self,
-        f: impl FnOnce(&mut Conn) -> std::result::Result<T, RedisError>,
+        mut f: impl FnMut(&mut Conn) -> std::result::Result<T, RedisError>,
     ) -> std::result::Result<T, RedisError> {
-        let mut conn = self.take()?;
-        let result = f(&mut conn);
+        let (mut conn, idle) = self.take_noting_idle()?;
+        let mut result = f(&mut conn);
+        if idle && result.as_ref().is_err_and(closed) {
+            self.clear();
+            conn = self.connector.connect()?;
+            result = f(&mut conn);
+        }
         match &result {
             Ok(_) => self.give(conn),
             Err(err)
@@ -295,6 +315,12 @@ impl Pool {
     pub(crate) fn clear(&self) {
         lock(&self.idle).1.clear();
     }
+}
+
+/// Whether `err` says the connection was closed under the call (not a
+/// timeout: a server that stalls is not asked twice).
+fn closed(err: &RedisError) -> bool {
+    (err.is_io_error() || err.is_connection_dropped()) && !err.is_timeout()
 }
 
 /// Empties a pool's idle connections made by another process (this is a

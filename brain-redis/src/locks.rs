@@ -104,6 +104,15 @@ impl RedisLock {
             if taken.is_some() {
                 break;
             }
+            // Taken by this very call, whose connection closed before the
+            // answer came and which was run again (conn.rs, Pool::run).
+            let holder: Option<String> = inner
+                .pool
+                .run(|c| redis::cmd("GET").arg(&key).query(c.like()))
+                .map_err(|e| store.err("take a lock in", &e))?;
+            if holder.as_deref() == Some(token.as_str()) {
+                break;
+            }
             let waited = started.elapsed();
             if timeout.is_some_and(|t| waited >= t) {
                 return Err(Error::LockTimeout {

@@ -23,7 +23,8 @@ use redis::Script;
 /// inline payload, the payload. Field names are not sent: each argument
 /// costs the server a conversion, and a small write is mostly arguments.
 ///
-/// Returns `{OK, seq, old stored size, old version}`, `{LOCKED}`,
+/// Returns `{OK, seq, old stored size, old version}` (`{OK, seq, 0, ""}`
+/// when the version is published already), `{LOCKED}`,
 /// `{CONFLICT, current}`, `{MISSING, i}`, `{FULL, used, capacity, stored
 /// size of the object replaced}`, or
 /// `{DESCRIBED, old description}` when a description to keep was found
@@ -33,6 +34,10 @@ local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc')
 if ARGV[2] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
 end
+-- This very version is published already: this is the run again of a call
+-- whose connection closed under it (conn.rs, Pool::run). Running it twice
+-- would give the version's own chunks the grace expiry of a replaced one.
+if cur[1] == ARGV[3] then return {'OK', tonumber(cur[4] or '0'), 0, ''} end
 if ARGV[1] == '-' then
   if cur[1] then return {'CONFLICT', cur[1]} end
 elseif ARGV[1] ~= '*' then

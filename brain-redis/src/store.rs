@@ -378,7 +378,7 @@ impl RedisStore {
     fn run<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.inner.pool.run(f).map_err(|e| self.err(op, &e))
     }
@@ -391,7 +391,7 @@ impl RedisStore {
         &self,
         op: &'static str,
         (namespace, name, needed): (&str, &str, u64),
-        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.inner.pool.run(f).map_err(|e| {
             if !crate::conn::is_out_of_memory(&e) {

@@ -375,6 +375,54 @@ fn the_server_killed_and_restarted_during_gets_and_sets() -> Result<()> {
     Ok(())
 }
 
+/// Connections that waited in a pool are closed by a server restart, its
+/// `timeout` or `CLIENT KILL`: the first call after it works all the same
+/// (it failed, in every process, once per idle connection).
+#[test]
+fn the_first_calls_after_a_restart_or_a_kill_of_idle_connections_work() -> Result<()> {
+    let mut server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let host = HostDir::new()?;
+    let cached = open(&url, &host)?;
+    let uncached = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    let small = make_value(1, 64);
+    let large = make_value(2, 3 << 20);
+    for round in 0..3 {
+        for (store, which) in [(&cached, "cached"), (&uncached, "uncached")] {
+            // Connections into the pool, several at once.
+            thread::scope(|scope| {
+                for _ in 0..4 {
+                    scope.spawn(|| -> Result<()> {
+                        store.put("ns", "small", &Payload::bytes(&small))?;
+                        store.get("ns", "small")?;
+                        Ok(())
+                    });
+                }
+            });
+            if round == 1 {
+                server.cmd::<()>(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])?;
+            } else {
+                server.restart()?;
+            }
+            for (name, value) in [("small", &small), ("large", &large)] {
+                store
+                    .put("ns", name, &Payload::bytes(value))
+                    .with_context(|| format!("round {round}, {which}: the first set of {name}"))?;
+                let view = store
+                    .get("ns", name)
+                    .with_context(|| format!("round {round}, {which}: the first get of {name}"))?
+                    .ok_or_else(|| anyhow!("{name} is gone"))?;
+                ensure!(
+                    &*view == value.as_slice(),
+                    "round {round}, {which}: {name} changed"
+                );
+            }
+            ensure!(store.contains("ns", "small")?, "round {round}, {which}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn handles_of_one_process_share_one_tracking_connection() -> Result<()> {
     let server = RedisServer::start()?;
