@@ -218,11 +218,7 @@ pub enum Error {
     /// The store (its capacity, or the filesystem under it) has no room for the object.
     #[error(
         "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{replace}{held}{hint}",
-        replace = if *.replacing > 0 {
-            format!("; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place", replacing = .replacing)
-        } else {
-            String::new()
-        },
+        replace = replace_hint(name, *.replacing, *.filesystem_full, location),
         held = if *.held > 0 {
             format!("; {held} bytes of the filesystem are deleted or replaced objects that processes still map (pids {pids}): they are freed when those processes drop their views or exit", held = .held, pids = .holders)
         } else {
@@ -552,10 +548,28 @@ impl Error {
     }
 }
 
+/// Whether `location` is a store on a Redis (or Valkey) server.
+fn on_a_server(location: &Location) -> bool {
+    matches!(location, Location::Url(url) if url.starts_with("redis") || url.starts_with("valkey"))
+}
+
+/// Why a replace needs more room than the new object, when it does.
+fn replace_hint(name: &str, replacing: u64, filesystem_full: bool, location: &Location) -> String {
+    if replacing == 0 {
+        return String::new();
+    }
+    if filesystem_full && on_a_server(location) {
+        // Deleting it frees nothing at once: its chunks stay for readers.
+        return format!(
+            "; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes), and a replaced or deleted object's chunks stay on the server for at least a minute, for readers still fetching them"
+        );
+    }
+    format!("; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place")
+}
+
 /// What to do about a full store: make room in the store, or under it.
 fn full_hint(filesystem_full: bool, location: &Location) -> &'static str {
-    let on_a_server = matches!(location, Location::Url(url) if url.starts_with("redis") || url.starts_with("valkey"));
-    match (filesystem_full, on_a_server) {
+    match (filesystem_full, on_a_server(location)) {
         (false, _) => {
             "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
         }
@@ -563,7 +577,7 @@ fn full_hint(filesystem_full: bool, location: &Location) -> &'static str {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         }
         (true, true) => {
-            "; the server reached its memory limit (maxmemory): delete objects or namespaces, or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
+            "; the server reached its memory limit (maxmemory): delete objects or namespaces (their memory comes back a minute later: replaced and deleted objects' chunks stay that long for readers still fetching them), or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
         }
     }
 }
