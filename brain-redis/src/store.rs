@@ -87,8 +87,10 @@ pub(crate) struct Inner {
     pub(crate) consistency: Consistency,
     pub(crate) tracker: Tracker,
     pub(crate) held: HeldLocks,
-    /// Whether the servers may evict brain's keys (an `allkeys-*` policy),
-    /// which turns a missing chunk into a lost object rather than a race.
+    /// The servers' `maxmemory-policy` when it evicts keys (`allkeys-*`,
+    /// or `volatile-*`, which evicts keys with an expiry: a write's chunks
+    /// until it is published), which turns a missing chunk into an evicted
+    /// one rather than a race.
     pub(crate) evicting_policy: Mutex<Option<String>>,
     /// Compare-and-set expectations of threads of this process, by name.
     expectations: Mutex<HashMap<(String, String, ThreadId), Arc<Expectation>>>,
@@ -340,10 +342,15 @@ impl RedisStore {
                     .unwrap_or_default())
             })
             .map_err(|e| self.err("open", &e))?;
-        let evicting = policies.into_iter().find(|p| p.starts_with("allkeys-"));
-        if let Some(policy) = &evicting {
+        // volatile-* evicts only keys with an expiry: a write's chunks until
+        // it is published, a replaced version's during their grace, locks;
+        // allkeys-* evicts published objects and names too.
+        let evicting = policies
+            .into_iter()
+            .find(|p| p.starts_with("allkeys-") || p.starts_with("volatile-"));
+        if let Some(policy) = evicting.as_ref().filter(|p| p.starts_with("allkeys-")) {
             eprintln!(
-                "brain: warning: {} has maxmemory-policy {policy}, which may evict brain's objects when memory runs short (reads then fail with \"object lost\"); set maxmemory-policy to noeviction or a volatile-* policy",
+                "brain: warning: {} has maxmemory-policy {policy}, which may evict brain's objects and names when memory runs short (reads then fail with \"object lost\", or find no such name); set maxmemory-policy to noeviction or a volatile-* policy",
                 self.inner.url
             );
         }
@@ -700,7 +707,9 @@ impl RedisStore {
                         ),
                     )
                     }
-                    Published::Missing(i) => self.lost_error(new.namespace, new.name, i, " before it was published"),
+                    Published::Missing(i) => self
+                        .evicted_for_room(new.namespace, new.name, needed)
+                        .unwrap_or_else(|| self.lost_error(new.namespace, new.name, i, " before it was published")),
                     Published::Ok { .. } | Published::Described(_) => {
                         unreachable!("handled above")
                     }
@@ -709,8 +718,21 @@ impl RedisStore {
         }
     }
 
+    /// The `StoreFull` of a write whose chunks the server evicted before it
+    /// was published (they have an expiry until then, which `volatile-*`
+    /// policies evict first): `None` when the server evicts nothing or has
+    /// no memory limit, and the chunks went some other way.
+    fn evicted_for_room(&self, namespace: &str, name: &str, needed: u64) -> Option<Error> {
+        lock(&self.inner.evicting_policy).as_ref()?;
+        let figures = self.fullest_server()?;
+        Some(self.full(namespace, name, needed, figures, true))
+    }
+
     fn lost_error(&self, namespace: &str, name: &str, chunk: u64, when: &str) -> Error {
-        let policy = lock(&self.inner.evicting_policy).clone();
+        // volatile-* policies evict no published chunk: they have no expiry.
+        let policy = lock(&self.inner.evicting_policy)
+            .clone()
+            .filter(|p| p.starts_with("allkeys-"));
         let why = match policy {
             Some(policy) => format!(
                 "the server's maxmemory-policy is {policy}, which evicts keys brain needs: set it to noeviction or a volatile-* policy"

@@ -70,6 +70,40 @@ fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
     Ok(())
 }
 
+/// Under a `volatile-*` policy the server evicts, when memory runs short,
+/// the chunks of a write that is not yet published (they have an expiry
+/// until then): the write is a full store, not a lost object, and the name
+/// keeps its value.
+#[test]
+fn a_write_whose_chunks_a_volatile_policy_evicts_is_a_full_store() -> Result<()> {
+    let server =
+        RedisServer::start_with(&["--maxmemory", "30mb", "--maxmemory-policy", "volatile-lru"])?;
+    let store = uncached(&fresh(&server.url()))?;
+    let kept = vec![3u8; 8 << 20];
+    store.put("ns", "big", &brain_core::Payload::bytes(&kept))?;
+    let err = store
+        .put(
+            "ns",
+            "big",
+            &brain_core::Payload::bytes(&vec![4u8; 40 << 20]),
+        )
+        .err()
+        .context("40 MiB fit in a server of 30")?;
+    anyhow::ensure!(
+        matches!(
+            err,
+            brain_core::Error::StoreFull {
+                filesystem_full: true,
+                capacity: 31_457_280,
+                ..
+            }
+        ),
+        "not a full server: {err:?}"
+    );
+    anyhow::ensure!(&*store.get("ns", "big")?.context("kept")? == kept.as_slice());
+    Ok(())
+}
+
 /// A server out of memory (`maxmemory` under `noeviction`) refuses a write:
 /// it is a full store, with the server's figures and what to do, the name
 /// keeps its value, and the chunks sent are gone.
