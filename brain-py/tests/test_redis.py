@@ -155,6 +155,11 @@ def test_without_a_cache_and_strict(redis_url: str, redis_cache: Callable[[], st
         Brain(url=redis_url, consistency="eventually")
     with pytest.raises(TypeError, match="a cache is a store directory"):
         Brain(url=redis_url, cache=3)  # type: ignore[arg-type]
+    # "off", as the command line says it, is no cache, not a directory "off".
+    before = set(os.listdir("."))
+    assert "host_cache_used" not in Brain(url=redis_url, cache="off").store.usage()
+    assert "host_cache_used" in strict.store.usage()
+    assert set(os.listdir(".")) == before
 
 
 def test_update_is_safe_across_processes(redis_url: str, redis_cache: Callable[[], str]) -> None:

@@ -200,14 +200,12 @@ impl RedisConfig {
             if host.is_empty() {
                 return Err(invalid(url, "it names no server (write HOST:PORT)"));
             }
-            let node = if host.starts_with('[') {
-                if host.contains("]:") {
-                    host.to_owned()
-                } else {
-                    format!("{host}:{default_port}")
-                }
-            } else if host.contains(':') {
-                let port = host.rsplit(':').next().unwrap_or("");
+            // An IPv6 address is bracketed: its port follows "]:".
+            let port = match host.strip_prefix('[') {
+                Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+                None => host.rsplit_once(':').map(|(_, port)| port),
+            };
+            let node = if let Some(port) = port {
                 if port.parse::<u16>().is_err() {
                     return Err(invalid(url, format!("{port:?} is not a port number")));
                 }
@@ -229,7 +227,8 @@ impl RedisConfig {
         } else if cluster {
             return Err(invalid(url, "a Redis Cluster has only database 0"));
         } else {
-            path.parse::<i64>()
+            path.parse::<u16>()
+                .map(i64::from)
                 .map_err(|_| invalid(url, format!("{path:?} is not a database number")))?
         };
         let mut config = RedisConfig {
@@ -406,6 +405,8 @@ mod tests {
             ("redis://u:pw@h:1,h:2", "redis+cluster://"),
             ("redis://u:pw@h:x", "not a port"),
             ("redis://u:pw@h:1/x", "database number"),
+            ("redis://u:pw@h:1/-1", "database number"),
+            ("redis://u:pw@[::1]:99999", "not a port"),
             ("redis+cluster://u:pw@h:1/3", "only database 0"),
             ("redis://u:pw@h:1?bogus=1", "bogus"),
             ("redis://u:pw@h:1?chunk_size=5", "chunk_size"),

@@ -46,7 +46,12 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
             location: location.clone(),
         };
     }
-    let hint = if err.is_timeout() {
+    let hint = if matches!(
+        kind,
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+    ) {
+        "; the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)"
+    } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_refusal() || err.is_io_error()) && op == "open" {
         "; is the server running and reachable? open the store again once it is"

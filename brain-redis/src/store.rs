@@ -329,19 +329,35 @@ impl RedisStore {
 
     /// Pings the servers and reads their eviction policy.
     fn check_server(&self) -> Result<()> {
-        let policies: Vec<String> = self
+        let single = !self.inner.config.cluster;
+        let replies: Vec<(String, bool)> = self
             .on_primaries(|conn| {
                 let reply: std::result::Result<HashMap<String, String>, _> = redis::cmd("CONFIG")
                     .arg("GET")
                     .arg("maxmemory-policy")
                     .query(conn);
+                // A node of a cluster opened as one server would answer MOVED
+                // for most names, and refuse the scripts' keys of several slots.
+                let in_a_cluster = single
+                    && redis::cmd("INFO")
+                        .arg("cluster")
+                        .query::<String>(conn)
+                        .is_ok_and(|info| info.contains("cluster_enabled:1"));
                 // A managed server may refuse CONFIG: then nothing is known.
-                Ok(reply
+                let policy = reply
                     .ok()
                     .and_then(|mut r| r.remove("maxmemory-policy"))
-                    .unwrap_or_default())
+                    .unwrap_or_default();
+                Ok((policy, in_a_cluster))
             })
             .map_err(|e| self.err("open", &e))?;
+        if replies.iter().any(|(_, in_a_cluster)| *in_a_cluster) {
+            return Err(Error::InvalidUrl {
+                url: self.inner.url.clone(),
+                reason: "the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)".into(),
+            });
+        }
+        let policies = replies.into_iter().map(|(policy, _)| policy);
         // volatile-* evicts only keys with an expiry: a write's chunks until
         // it is published, a replaced version's during their grace, locks;
         // allkeys-* evicts published objects and names too.

@@ -210,7 +210,18 @@ fn redis_without_cache_conforms() -> Result<()> {
 fn redis_cluster_conforms() -> Result<()> {
     let cluster = RedisCluster::start()?;
     let host = HostDir::new()?;
-    run_on(&cluster.url(), &host)
+    run_on(&cluster.url(), &host)?;
+    // One of its nodes opened as a single server (names on other nodes
+    // would answer MOVED): refused, saying how to open a cluster.
+    let told = uncached(&fresh(&cluster.nodes[0].url()))
+        .err()
+        .context("a node of a cluster opened as a server")?;
+    anyhow::ensure!(
+        matches!(told, brain::Error::InvalidUrl { .. })
+            && told.to_string().contains("open it with redis+cluster://"),
+        "{told:?}"
+    );
+    Ok(())
 }
 
 #[test]

@@ -142,8 +142,9 @@ class Brain(MutableMapping[str, Any]):
             warning (brain has no client to choose).
         cache: where a Redis store caches what this host reads, so every
             process on the host shares one copy zero-copy: None (the host's
-            default shared-memory store), a store directory, or False (no
-            cache: every read fetches from the server). Other stores ignore it.
+            default shared-memory store), a store directory, or False (or
+            ``"off"``: no cache, every read fetches from the server). Other
+            stores ignore it.
         consistency: how a Redis store validates cached reads: ``"tracked"``
             (default; no round trip while the server's invalidation stream is
             connected) or ``"strict"`` (one round trip per read).
@@ -202,7 +203,8 @@ class Brain(MutableMapping[str, Any]):
                 "Brain(cache=...): a cache is a store directory (str or path), None for the host's "
                 f"default store, or False for none; not a {type(cache).__name__}"
             )
-        cache_arg = cache if cache is None or isinstance(cache, bool) else os.fspath(cache)
+        # "off", as brain --cache off says it: not a directory of that name.
+        cache_arg = cache if cache is None or isinstance(cache, bool) else False if cache == "off" else os.fspath(cache)
         self._store: _brain.Store | None = _brain.Store(
             url, os.fspath(path) if path is not None else None, limit, False, cache_arg, consistency
         )
