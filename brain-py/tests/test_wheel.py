@@ -184,7 +184,7 @@ def test_the_command_alone(install: Install) -> None:
     assert re.search(r"^greeting\s+text\s+5 B\s", install.run("brain", "ls", "alone").stdout, re.MULTILINE)
     assert install.run("brain", "-n", "alone", "cat", "greeting").stdout == "hello"
     stats = json.loads(install.run("brain", "stats", "--json").stdout)
-    assert {"namespace": "alone", "objects": 1, "bytes": 4096} in stats["namespaces"], stats
+    assert {"namespace": "alone", "names": 1, "objects": 1, "bytes": 4096} in stats["namespaces"], stats
     install.run("brain", "ns", "rm", "alone")
 
 

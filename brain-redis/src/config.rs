@@ -92,11 +92,7 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    // A password holding an unencoded '/' or '?' ends past them, at an '@'
-    // further on: hiding too much is harmless, showing a password is not.
-    let userinfo_end = rest[..authority_end].rfind('@').or_else(|| rest.rfind('@'));
-    match userinfo_end.map(|at| (&rest[..at], &rest[at + 1..])) {
+    match userinfo_end(rest).map(|at| (&rest[..at], &rest[at + 1..])) {
         Some((userinfo, hosts_and_tail)) => {
             let user = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
@@ -110,6 +106,37 @@ pub fn redact(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// The options a URL takes (`?chunk_size=...&prefix=...`).
+const OPTIONS: [&str; 7] = [
+    "ca",
+    "chunk_size",
+    "consistency",
+    "insecure",
+    "lock_ttl",
+    "prefix",
+    "protocol",
+];
+
+/// Where the user and password of the URL after `scheme://` end: at its
+/// last '@' before its options (a `?` followed by an option's name and
+/// `=`, whose values, such as a file path, may hold an '@'). A password
+/// holding an unencoded '/', '?' or '@' ends past them, so it is hidden
+/// whole; [`RedisConfig::parse`] then refuses it. One holding '=' (base64's
+/// padding) is a password like any other.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let options = rest
+        .match_indices('?')
+        .map(|(at, _)| at)
+        .find(|&at| {
+            let after = &rest[at + 1..];
+            OPTIONS
+                .iter()
+                .any(|name| after.strip_prefix(name).is_some_and(|v| v.starts_with('=')))
+        })
+        .unwrap_or(rest.len());
+    rest[..options].rfind('@')
 }
 
 fn percent_decode(text: &str, url: &str) -> Result<String> {
@@ -163,24 +190,24 @@ impl RedisConfig {
                 ))
             }
         };
+        let (userinfo, rest) = match userinfo_end(rest) {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        if userinfo.is_some_and(|info| info.contains(['/', '?', '@'])) {
+            return Err(invalid(
+                url,
+                "its user or password holds a '/', '?' or '@': percent-encode them ('/' as %2F, \
+                 '?' as %3F, '@' as %40)",
+            ));
+        }
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
         };
-        let (authority, path) = match rest.split_once('/') {
-            Some((authority, path)) => (authority, path),
+        let (hosts, path) = match rest.split_once('/') {
+            Some((hosts, path)) => (hosts, path),
             None => (rest, ""),
-        };
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None if path.contains('@') || query.is_some_and(|q| q.contains('@')) => {
-                return Err(invalid(
-                    url,
-                    "an '@' comes after a '/' or '?', as when a password holds them unencoded: \
-                     percent-encode them in the user and password ('/' as %2F, '?' as %3F, '@' as %40)",
-                ))
-            }
-            None => (None, authority),
         };
         let (user, password) = match userinfo {
             None => (None, None),
@@ -421,10 +448,11 @@ mod tests {
         // A password holding '/' or '?' unencoded: hidden all the same, and
         // the error says to encode it.
         for url in [
-            "redis://:a/b+cpw=@127.0.0.1:6390/0",
+            "redis://:a/b+cpw@127.0.0.1:6390/0",
             "redis://:hunter2/xpw@h:1",
             "redis://u:pw?x@h:1",
             "redis://pw/x@h:1",
+            "redis://u:p@sspw/w@h:1",
         ] {
             let text = RedisConfig::parse(url).unwrap_err().to_string();
             assert!(text.contains("percent-encode"), "{url}: {text}");
@@ -432,6 +460,28 @@ mod tests {
             assert!(!redact(url).contains("pw"), "{url}: {}", redact(url));
         }
         assert_eq!(redact("redis://u:p/w@h:1/0"), "redis://u:***@h:1/0");
+        // Base64's padding in a password is hidden with it.
+        let c = RedisConfig::parse("redis://:abc+pw==@h:1/0?prefix=x").unwrap();
+        assert_eq!(c.password.as_deref(), Some("abc+pw=="));
+        assert_eq!(redact("redis://:abc+pw==@h:1"), "redis://:***@h:1");
+        assert_eq!(
+            redact("redis://u:a/pw==@h:1?ca=x"),
+            "redis://u:***@h:1?ca=x"
+        );
+        // An '@' in an option's value is no password.
+        let c = RedisConfig::parse("redis://h:1?prefix=a@b").unwrap();
+        assert_eq!(
+            (c.nodes.as_slice(), c.user.as_deref()),
+            (&["h:1".to_owned()][..], None)
+        );
+        assert_eq!(
+            redact("redis://h:1?ca=/x@y/ca.pem"),
+            "redis://h:1?ca=/x@y/ca.pem"
+        );
+        assert_eq!(
+            redact("redis://u:pw@h:1/0?ca=/x@y/ca.pem"),
+            "redis://u:***@h:1/0?ca=/x@y/ca.pem"
+        );
         assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://pw@h:1"), "redis://***@h:1");
         assert_eq!(redact("redis://h:1"), "redis://h:1");

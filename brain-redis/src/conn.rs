@@ -290,9 +290,10 @@ impl Pool {
     /// is replaced and `f` run again, once: the other idle connections are
     /// dropped too, as the same event closed them. A server that dies while
     /// it runs `f` leaves it unknown whether `f` ran: `f` is then run again
-    /// on a new connection, so what `f` sends must be safe to run twice (the
-    /// publish script recognises its own version; a second reservation of
-    /// capacity leaves the count high until `fsck`, never low).
+    /// on a new connection, so what `f` sends must be safe to run twice:
+    /// reads; writes of the same bytes; the publish script, which
+    /// recognises its own version; the delete and count scripts, which
+    /// find the mark of their first run; a lock, which finds its own token.
     pub(crate) fn run<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> std::result::Result<T, RedisError>,

@@ -67,6 +67,16 @@ impl Keys {
     pub(crate) fn lock(&self, key: ObjectKey) -> String {
         format!("{}:l:{{{}}}", self.prefix, key.to_hex())
     }
+    /// What the delete of `key` made with call token `token` found, for a
+    /// minute: a run again of the same call answers the same (scripts.rs).
+    pub(crate) fn deleted(&self, key: ObjectKey) -> String {
+        format!("{}:d:{{{}}}", self.prefix, key.to_hex())
+    }
+    /// The mark of a change of the usage count made by the call `token`,
+    /// for a minute (beside the count, on its slot).
+    pub(crate) fn counted(&self, token: &str) -> String {
+        format!("{}:{{g}}:r:{token}", self.prefix)
+    }
 }
 
 /// The pointer fields a metadata read asks for, in this order.

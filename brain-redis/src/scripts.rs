@@ -88,9 +88,14 @@ return {'OK', seq, old_ss, cur[1] or ''}
 
 /// Deletes a name's pointer, giving its chunks a grace expiry.
 ///
-/// `KEYS`: pointer, lock, and on a single server the usage counter and the
-/// catalog. `ARGV`: lock token, least grace in ms, chunk key prefix, name,
-/// expected version (`*` any).
+/// `KEYS`: pointer, lock, the delete's record (`Keys::deleted`), and on a
+/// single server the usage counter and the catalog. `ARGV`: lock token,
+/// least grace in ms, chunk key prefix, name, expected version (`*` any),
+/// the call's token.
+///
+/// A call is run again when its connection closed under it (conn.rs,
+/// `Pool::run`): the record, kept a minute, makes the second run answer
+/// what the first did instead of `NONE`.
 ///
 /// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
 const DELETE: &str = r#"
@@ -99,7 +104,12 @@ if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'LOCKED'} end
 end
 if not cur[1] then
-  if #KEYS > 2 then redis.call('HDEL', KEYS[4], ARGV[4]) end
+  local done = redis.call('GET', KEYS[3])
+  local prefix = ARGV[6] .. ':'
+  if done and string.sub(done, 1, #prefix) == prefix then
+    return {'OK', tonumber(string.sub(done, #prefix + 1))}
+  end
+  if #KEYS > 3 then redis.call('HDEL', KEYS[5], ARGV[4]) end
   return {'NONE'}
 end
 if ARGV[5] ~= '*' and cur[1] ~= ARGV[5] then return {'CONFLICT', cur[1]} end
@@ -109,24 +119,30 @@ for i = 0, tonumber(cur[2] or '0') - 1 do
 end
 redis.call('DEL', KEYS[1])
 local old_ss = tonumber(cur[3] or '0')
-if #KEYS > 2 then
-  if old_ss > 0 then redis.call('DECRBY', KEYS[3], old_ss) end
-  redis.call('HDEL', KEYS[4], ARGV[4])
+if #KEYS > 3 then
+  if old_ss > 0 then redis.call('DECRBY', KEYS[4], old_ss) end
+  redis.call('HDEL', KEYS[5], ARGV[4])
 end
+redis.call('SET', KEYS[3], ARGV[6] .. ':' .. old_ss, 'PX', 60000)
 return {'OK', old_ss}
 "#;
 
 /// Reserves (positive) or gives back (negative) bytes of the capacity.
-/// `KEYS`: usage counter, settings. `ARGV`: bytes.
+/// `KEYS`: usage counter, settings, the call's mark (`Keys::counted`).
+/// `ARGV`: bytes. A call run again when its connection closed under it
+/// (conn.rs, `Pool::run`) finds its mark, kept a minute, and changes the
+/// count no more.
 /// Returns `{1, used}` or `{0, used, capacity}` when it would not fit.
 const RESERVE: &str = r#"
 local delta = tonumber(ARGV[1])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('EXISTS', KEYS[3]) == 1 then return {1, used} end
 if delta > 0 then
   local cap = redis.call('HGET', KEYS[2], 'capacity')
   if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap)} end
 end
 if used + delta < 0 then delta = -used end
+redis.call('SET', KEYS[3], '1', 'PX', 60000)
 return {1, redis.call('INCRBY', KEYS[1], delta)}
 "#;
 

@@ -361,9 +361,12 @@ impl RedisStore {
         // volatile-* evicts only keys with an expiry: a write's chunks until
         // it is published, a replaced version's during their grace, locks;
         // allkeys-* evicts published objects and names too.
-        let evicting = policies
-            .into_iter()
-            .find(|p| p.starts_with("allkeys-") || p.starts_with("volatile-"));
+        // The worst of the primaries' policies: allkeys-* before volatile-*.
+        let policies: Vec<String> = policies.collect();
+        let evicting = ["allkeys-", "volatile-"]
+            .iter()
+            .find_map(|kind| policies.iter().find(|p| p.starts_with(kind)))
+            .cloned();
         if let Some(policy) = evicting.as_ref().filter(|p| p.starts_with("allkeys-")) {
             eprintln!(
                 "brain: warning: {} has maxmemory-policy {policy}, which may evict brain's objects and names when memory runs short (reads then fail with \"object lost\", or find no such name); set maxmemory-policy to noeviction or a volatile-* policy",
@@ -416,13 +419,25 @@ impl RedisStore {
         (namespace, name, needed): (&str, &str, u64),
         f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        self.inner.pool.run(f).map_err(|e| {
-            if !crate::conn::is_out_of_memory(&e) {
-                return self.err(op, &e);
-            }
-            let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
-            self.full(namespace, name, needed, (used, capacity), true)
-        })
+        self.inner
+            .pool
+            .run(f)
+            .map_err(|e| self.write_error(op, (namespace, name, needed), &e))
+    }
+
+    /// The error of a write that stores part of `name`: a full store when
+    /// the server refused it for its memory limit (see `run_write`).
+    fn write_error(
+        &self,
+        op: &'static str,
+        (namespace, name, needed): (&str, &str, u64),
+        e: &redis::RedisError,
+    ) -> Error {
+        if !crate::conn::is_out_of_memory(e) {
+            return self.err(op, e);
+        }
+        let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
+        self.full(namespace, name, needed, (used, capacity), true)
     }
 
     /// The `StoreFull` of a write of `name` that needs `needed` bytes, with
@@ -482,10 +497,13 @@ impl RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
+        // Marked by the call, so that a run again changes the count no more.
+        let counted = keys.counted(&new_version());
         let reserve = |c: &mut Conn| {
             scripts::reserve()
                 .key(keys.used())
                 .key(keys.cfg())
+                .key(&counted)
                 .arg(delta)
                 .invoke(c.like())
         };
@@ -740,8 +758,11 @@ impl RedisStore {
     /// no memory limit, and the chunks went some other way.
     fn evicted_for_room(&self, namespace: &str, name: &str, needed: u64) -> Option<Error> {
         lock(&self.inner.evicting_policy).as_ref()?;
-        let figures = self.fullest_server()?;
-        Some(self.full(namespace, name, needed, figures, true))
+        let (used, max) = self.fullest_server()?;
+        // Eviction keeps a server just under its limit: one far from it
+        // lost the chunks some other way (a flush, a restart).
+        (used.saturating_add(needed) >= max / 10 * 9)
+            .then(|| self.full(namespace, name, needed, (used, max), true))
     }
 
     fn lost_error(&self, namespace: &str, name: &str, chunk: u64, when: &str) -> Error {
@@ -1060,7 +1081,10 @@ impl RedisStore {
         self.read_meta(namespace, name)?;
         let token = self.inner.held.token(namespace, name);
         let mut invocation = scripts::delete().prepare_invoke();
-        invocation.key(keys.pointer(key)).key(keys.lock(key));
+        invocation
+            .key(keys.pointer(key))
+            .key(keys.lock(key))
+            .key(keys.deleted(key));
         if self.single() {
             invocation.key(keys.used()).key(keys.catalog(namespace));
         }
@@ -1069,7 +1093,9 @@ impl RedisStore {
             .arg(GRACE.as_millis() as u64)
             .arg(keys.chunk_prefix(key))
             .arg(name)
-            .arg(self.expected(namespace, name).replace('-', "*"));
+            .arg(self.expected(namespace, name).replace('-', "*"))
+            // The call's token: a run again answers what the first run did.
+            .arg(new_version());
         let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
         self.inner.tracker.forget_everywhere(&self.inner, key);
         match reply.first().map(word).as_deref() {
