@@ -43,6 +43,14 @@ fn parse_capacity(text: &str) -> PyResult<Option<u64>> {
 }
 
 /// The default store path: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
+/// Forgets the store at `memory://NAME`: its memory goes with the last
+/// handle on it, and the name opens a new, empty store. Returns whether
+/// there was one.
+#[pyfunction]
+fn drop_memory_store(name: &str) -> bool {
+    brain::drop_memory_store(name)
+}
+
 #[pyfunction]
 fn default_store_path() -> std::path::PathBuf {
     brain_core::default_store_path()
@@ -66,6 +74,7 @@ fn _brain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(persist::auto_restore, m)?)?;
     m.add_function(wrap_pyfunction!(persist::list_dump, m)?)?;
     m.add_function(wrap_pyfunction!(default_store_path, m)?)?;
+    m.add_function(wrap_pyfunction!(drop_memory_store, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(parse_capacity, m)?)?;
     m.add_function(wrap_pyfunction!(errors::core_error, m)?)?;

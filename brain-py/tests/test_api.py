@@ -60,6 +60,13 @@ def test_brain_plasmas_test_double_gives_each_brain_a_store_of_its_own(default_s
     assert "this" not in Brain() and Brain().url == default_store
     other = Brain(namespace="nondefault", ClientClass=MockPlasmaClient)
     assert other.namespace == "nondefault"
+    # Its memory goes with the Brain, as the dict did.
+    url = brain.url
+    del brain
+    import gc
+
+    gc.collect()
+    assert Brain(url=url).names() == []
 
     # brain-plasma's own class of that name (vendored by a project) does the same.
     class LocalMock:

@@ -804,3 +804,22 @@ def test_rows_with_nulls_make_a_column_nullable(brain: Brain) -> None:
     brain.append("t", pa.table({"x": [None]}, schema=pa.schema([pa.field("x", pa.int64())])))
     got = brain.get("t", as_arrow=True)
     assert got.schema.field("x").nullable and got.column("x").to_pylist() == [1, 2, None]
+
+
+def test_appended_rows_keep_the_columns_missing_values(brain: Brain) -> None:
+    # A column keeps one kind of missing value: NaN stays NaN, None None.
+    nan = float("nan")
+    brain["f"] = pd.DataFrame({"s": pd.Series(["a", nan], dtype=object)})
+    brain.append("f", pd.DataFrame({"s": pd.Series(["b", nan], dtype=object)}))
+    assert [v if v == v else "NaN" for v in brain["f"]["s"]] == ["a", "NaN", "b", "NaN"]
+    with pytest.raises(TypeError, match="missing values in column 's' are None, the frame's NaN"):
+        brain.append("f", pd.DataFrame({"s": pd.Series(["c", None], dtype=object)}))
+    assert len(brain["f"]) == 4
+    # A column with nothing missing yet takes the new rows' kind.
+    brain["g"] = pd.DataFrame({"s": pd.Series(["a", "b"], dtype=object)})
+    brain.append("g", pd.DataFrame({"s": pd.Series(["c", None], dtype=object)}))
+    assert list(brain["g"]["s"]) == ["a", "b", "c", None]
+    with pytest.raises(TypeError, match="are NaN, the frame's None"):
+        brain.append("g", pd.DataFrame({"s": pd.Series(["d", nan], dtype=object)}))
+    with pytest.raises(TypeError, match="of mixed kinds"):
+        brain.append("g", pd.DataFrame({"s": pd.Series([None, nan], dtype=object)}))

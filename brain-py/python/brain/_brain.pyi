@@ -13,12 +13,17 @@ from typing_extensions import Buffer, Self
 
 from ._types import DumpListing, DumpReport, FsckReport, GcReport, ObjectInfo, ProgressReport, RestoreReport, UsageReport
 
-__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "Frame", "table_columns", "numeric_columns", "object_key", "default_store_path", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
+__all__ = ["Store", "Writer", "Watcher", "Lock", "VersionGuard", "Object", "ArrowColumns", "Frame", "table_columns", "numeric_columns", "object_key", "default_store_path", "drop_memory_store", "__version__", "MAX_NAME_LEN", "dump", "restore", "auto_restore", "list_dump", "cli_main", "parse_capacity", "_core_error"]
 __version__: str
 MAX_NAME_LEN: int
 
 def object_key(namespace: str, name: str) -> str:
     """The hex key of ``name`` in ``namespace``: the object's file name in the store."""
+
+def drop_memory_store(name: str) -> bool:
+    """Forgets the store at ``memory://NAME``: its memory goes with the last
+    handle on it, and the name opens a new, empty store. Returns whether
+    there was one."""
 
 def default_store_path() -> Path:
     """``$BRAIN_PATH``, else ``/dev/shm/brain-<uid>/default``."""

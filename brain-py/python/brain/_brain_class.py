@@ -7,6 +7,7 @@ import html
 import os
 import reprlib
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -178,13 +179,17 @@ class Brain(MutableMapping[str, Any]):
         consistency: str | None = None,
         preallocate: int | str | None = None,
     ) -> None:
+        mock = None
         if ClientClass is not None:
             if getattr(ClientClass, "__name__", None) == "MockPlasmaClient":
                 if url is None:
                     import uuid
 
-                    # brain-plasma's test double kept each Brain's objects in a dict of its own.
-                    url, path = f"memory://brain-plasma-mock-{uuid.uuid4().hex}", None
+                    # brain-plasma's test double kept each Brain's objects
+                    # in a dict of its own, gone with the Brain; and no dump
+                    # restored into it.
+                    mock = f"brain-plasma-mock-{uuid.uuid4().hex}"
+                    url, path = f"memory://{mock}", None
             else:
                 warnings.warn(
                     f"Brain(ClientClass={getattr(ClientClass, '__name__', ClientClass)!r}) is ignored: brain has no "
@@ -227,6 +232,9 @@ class Brain(MutableMapping[str, Any]):
         store_path = self._store.path
         self.path: str | None = os.fspath(store_path) if store_path is not None else None
         persist = persist if persist is not None else os.environ.get("BRAIN_PERSIST") or None
+        if mock is not None:
+            persist = None
+            weakref.finalize(self, _brain.drop_memory_store, mock)
         self.persist = os.fspath(persist) if persist is not None else None
         self.restored = None
         if self.persist:
@@ -447,7 +455,10 @@ class Brain(MutableMapping[str, Any]):
         back as the writer's kind of object, or as the library asked for:
         ``as_arrow=True`` gives the pyarrow Table itself, the fastest form;
         ``as_pandas=True`` a pandas DataFrame, ``as_polars=True`` a polars
-        DataFrame (a Series for a stored Series). Other values ignore them.
+        DataFrame (a Series for a stored Series). A frame that was pickled
+        (Arrow could not hold it exactly) reads back in its own library
+        only: asked for as another's, it raises ``BrainCodecError``. Other
+        values ignore them.
 
         ``columns=["price", "qty"]`` reads only those columns of a stored
         table, in that order, still zero-copy: the others are not even

@@ -407,7 +407,8 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None, picked: Any = Non
                 batches, (schema, _, _) = known
                 return pa.Table.from_batches(batches, schema=None if batches else schema)
             return pa.ipc.open_file(buffer).read_all()
-        except pa.ArrowException as err:
+        except pa.ArrowInvalid as err:
+            # Not out of memory, nor a type this pyarrow lacks: bytes that are no table.
             raise BrainCodecError(
                 f"object {obj.name!r} in namespace {obj.namespace!r} is stored as a table ({obj.codec}), but its "
                 f"payload is not one brain can read ({type(err).__name__}: {err}): it was damaged, or written "
@@ -1620,8 +1621,13 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
     if how == "arrow":
         values: Any = pd.arrays.ArrowExtensionArray(column)
     elif how == "object" or isinstance(how, list) and how[0] == "object":
-        objects = np.empty(len(column), dtype=object)
-        objects[:] = column.to_pylist()
+        current = frame.iloc[:, position]
+        if current.dtype == np.dtype(object):
+            # pandas 2's to_pandas gave the Python objects already, None for nulls.
+            objects = current.to_numpy(copy=True)
+        else:
+            objects = np.empty(len(column), dtype=object)
+            objects[:] = column.to_pylist()
         if how != "object" and column.null_count:
             # Arrow's nulls come back as None; the frame had another marker.
             objects[column.is_null().to_numpy(zero_copy_only=False)] = _missing_value(pd, how[1])
@@ -1700,8 +1706,9 @@ def decode(
     A table (written from pyarrow, pandas, polars or Rust) comes back as the
     writer's kind of object, or as ``library``'s when one is named
     ("arrow", "pandas" or "polars"; ``as_arrow`` is "arrow"), with only
-    ``columns`` when given (see ``read_arrow``). Other objects ignore
-    ``library`` and refuse ``columns``.
+    ``columns`` when given (see ``read_arrow``). A frame that was pickled
+    reads back in its own library only (``_pickled_as``). Other objects
+    ignore ``library`` and refuse ``columns``.
     """
     if as_arrow:
         library = "arrow"

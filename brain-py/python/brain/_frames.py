@@ -166,6 +166,7 @@ class _Stored:
                 "change stored tables (pyarrow, pandas or polars); pickled frames are read and written whole"
             )
         self.name, self.namespace, self.codec = name, namespace, obj.codec
+        self._store = store
         if isinstance(obj, _brain.Frame):
             self.rows = int(obj.rows)
             self.schema = _codecs.frame_schema(pa, obj)
@@ -179,6 +180,12 @@ class _Stored:
         pandas = self.metadata.get(b"pandas")
         self.pandas: dict[str, Any] | None = json.loads(pandas) if pandas is not None else None
         self.restores: dict[str, Any] = json.loads(self.metadata.get(PANDAS_DTYPES_KEY, b"{}"))
+
+    def null_count(self, field: str) -> int:
+        """Missing values in column ``field`` of the stored frame (Arrow
+        keeps the counts: no pass over the values)."""
+        obj = self._store.get(self.namespace, self.name, current=True)
+        return int(_codecs.read_arrow(obj).column(field).null_count) if obj is not None else 0
 
     def index_fields(self) -> list[str]:
         if self.pandas is None:
@@ -476,7 +483,7 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
         if stored.codec == "pandas":
             if pd is None or not isinstance(rows, pd.DataFrame):
                 raise TypeError(f"frame {name!r} was written from pandas: append a pandas DataFrame, not {type(rows).__name__}")
-            table, metadata = _pandas_rows(stored, rows)
+            table, metadata = _pandas_rows(stored, rows, _missing_markers(stored, rows))
         elif stored.codec == "polars":
             if pl is None or not isinstance(rows, pl.DataFrame):
                 raise TypeError(f"frame {name!r} was written from polars: append a polars DataFrame, not {type(rows).__name__}")
@@ -544,7 +551,7 @@ def _uniform_rows(stored: _Stored, rows: Any) -> Any:
     return pa.Table.from_arrays(arrays, names=labels)
 
 
-def _pandas_rows(stored: _Stored, rows: Any) -> tuple[Any, dict[bytes, bytes] | None]:
+def _pandas_rows(stored: _Stored, rows: Any, restores: dict[str, Any]) -> tuple[Any, dict[bytes, bytes] | None]:
     pa = _pa()
     assert stored.pandas is not None
     index = stored.pandas.get("index_columns", [])
@@ -557,14 +564,49 @@ def _pandas_rows(stored: _Stored, rows: Any) -> tuple[Any, dict[bytes, bytes] | 
         described = dict(index[0])
         described["stop"] = described["start"] + described["step"] * (stored.rows + table.num_rows)
         pandas = dict(stored.pandas, index_columns=[described], columns=_nullable_where_null(stored, table))
-        return table, stored.with_pandas(pandas, stored.restores)
+        return table, stored.with_pandas(pandas, restores)
 
     table = pa.Table.from_pandas(rows, preserve_index=True)
     pandas = dict(stored.pandas, columns=_nullable_where_null(stored, table))
-    metadata = stored.with_pandas(pandas, stored.restores)
+    metadata = stored.with_pandas(pandas, restores)
     # A frequency the new dates may not keep is dropped.
     metadata.pop(_codecs.INDEX_FREQ_KEY, None)
     return table, metadata
+
+
+def _missing_markers(stored: _Stored, rows: Any) -> dict[str, Any]:
+    """The frame's restores with the new rows' missing values: a column
+    keeps one marker of missing values (``_codecs._missing_marker``), and
+    every missing value reads back as it. A column with none missing yet
+    takes the new rows' marker; new rows marked otherwise than the column
+    (None where it has NaN) are refused."""
+    pd = _module("pandas") or __import__("pandas")
+    np = _module("numpy") or __import__("numpy")
+    data = stored.data_fields()
+    restores = dict(stored.restores)
+    for j, dtype in enumerate(rows.dtypes):
+        field = _field(rows.columns[j])
+        values = rows.iloc[:, j]
+        if dtype != np.dtype(object) or field not in data or not values.isna().any():
+            continue
+        key = f"c{data.index(field)}"
+        how = restores.get(key)
+        theirs = how[1] if isinstance(how, list) and how[0] == "object" else "None"
+        ours = _codecs._missing_marker(pd, values)
+        if ours == theirs:
+            continue
+        if ours is not None and theirs == "None" and stored.null_count(field) == 0:
+            # Nothing missing so far: the column takes the new rows' marker.
+            restores[key] = ["object", ours]
+            continue
+        shown = {"None": "None", "nan": "NaN", "NA": "pd.NA", "NaT": "NaT"}
+        raise TypeError(
+            f"the new rows' missing values in column {rows.columns[j]!r} are "
+            f"{shown.get(ours or '', 'of mixed kinds')}, the frame's {shown[theirs]}: a column keeps one "
+            "kind of missing value; mark them as the frame does (fillna), or store the whole frame "
+            "(brain[name] = frame)"
+        )
+    return restores
 
 
 # numpy's integer and bool dtypes, and pandas' nullable ones that hold the
