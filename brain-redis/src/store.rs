@@ -756,6 +756,17 @@ impl RedisStore {
     /// was published (they have an expiry until then, which `volatile-*`
     /// policies evict first): `None` when the server evicts nothing or has
     /// no memory limit, and the chunks went some other way.
+    /// Whether `namespace` is in the set of namespaces.
+    fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        let keys = &self.inner.keys;
+        self.run("read the namespaces of", |c| {
+            redis::cmd("SISMEMBER")
+                .arg(keys.namespaces())
+                .arg(namespace)
+                .query(c.like())
+        })
+    }
+
     fn evicted_for_room(&self, namespace: &str, name: &str, needed: u64) -> Option<Error> {
         lock(&self.inner.evicting_policy).as_ref()?;
         let (used, max) = self.fullest_server()?;
@@ -1721,19 +1732,7 @@ impl ObjectStore for RedisStore {
         match created {
             // A user allowed to read only opens a namespace that exists
             // (Brain() opens its namespace by creating it).
-            Err(Error::PermissionDenied { .. }) => {
-                let exists: bool = self.run("read the namespaces of", |c| {
-                    redis::cmd("SISMEMBER")
-                        .arg(keys.namespaces())
-                        .arg(namespace)
-                        .query(c.like())
-                })?;
-                if exists {
-                    Ok(())
-                } else {
-                    created
-                }
-            }
+            Err(Error::PermissionDenied { .. }) if self.namespace_exists(namespace)? => Ok(()),
             other => other,
         }
     }
@@ -1741,13 +1740,7 @@ impl ObjectStore for RedisStore {
     fn remove_namespace(&self, namespace: &str) -> Result<u64> {
         validate_namespace(namespace)?;
         let keys = &self.inner.keys;
-        let exists: bool = self.run("read the namespaces of", |c| {
-            redis::cmd("SISMEMBER")
-                .arg(keys.namespaces())
-                .arg(namespace)
-                .query(c.like())
-        })?;
-        if !exists {
+        if !self.namespace_exists(namespace)? {
             return Err(Error::NamespaceNotFound {
                 namespace: namespace.to_owned(),
             });
