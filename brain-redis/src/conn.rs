@@ -46,13 +46,21 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
             location: location.clone(),
         };
     }
-    let hint = if matches!(
+    let hint = if text.contains("invalid bulk length") {
+        // The server's answer to an argument past its proto-max-bulk-len,
+        // before it closes the connection.
+        "; the server refuses arguments this large (its proto-max-bulk-len): lower the chunk size (?chunk_size= in the URL) below it, or raise proto-max-bulk-len"
+    } else if matches!(
         kind,
         redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
     ) {
         "; the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
+    } else if (err.is_connection_dropped() || err.is_io_error()) && op == "write a chunk to" {
+        // A server closes the connection on a chunk past its
+        // proto-max-bulk-len, often before its answer is read.
+        "; is the server running and reachable? brain reconnects on the next call. If it fails again, the chunks may be larger than the server takes (its proto-max-bulk-len): lower the chunk size (?chunk_size= in the URL), or raise proto-max-bulk-len"
     } else if (err.is_connection_refusal() || err.is_io_error()) && op == "open" {
         "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {

@@ -70,6 +70,36 @@ fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
     Ok(())
 }
 
+/// A chunk past the server's `proto-max-bulk-len` is refused: the error
+/// says which setting, and how to fit under it.
+#[test]
+fn a_chunk_past_the_servers_bulk_limit_says_what_to_lower() -> Result<()> {
+    let server = RedisServer::start_with(&["--proto-max-bulk-len", "1mb"])?;
+    let url = format!("{}&chunk_size=2097152", fresh(&server.url()));
+    let store = uncached(&url)?;
+    let err = store
+        .put(
+            "ns",
+            "big",
+            &brain_core::Payload::bytes(&vec![5u8; 3 << 20]),
+        )
+        .err()
+        .context("a 2 MiB chunk past a 1 MiB limit")?;
+    let text = err.to_string();
+    anyhow::ensure!(
+        text.contains("proto-max-bulk-len") && text.contains("?chunk_size="),
+        "{text}"
+    );
+    // Within it, the same value is stored.
+    let fitting = uncached(&format!("{}&chunk_size=524288", fresh(&server.url())))?;
+    fitting.put(
+        "ns",
+        "big",
+        &brain_core::Payload::bytes(&vec![5u8; 3 << 20]),
+    )?;
+    Ok(())
+}
+
 /// Under a `volatile-*` policy the server evicts, when memory runs short,
 /// the chunks of a write that is not yet published (they have an expiry
 /// until then): the write is a full store, not a lost object, and the name
