@@ -42,7 +42,6 @@ fn parse_capacity(text: &str) -> PyResult<Option<u64>> {
         .map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
-/// The default store path: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
 /// Forgets the store at `memory://NAME`: its memory goes with the last
 /// handle on it, and the name opens a new, empty store. Returns whether
 /// there was one.
@@ -51,6 +50,7 @@ fn drop_memory_store(name: &str) -> bool {
     brain::drop_memory_store(name)
 }
 
+/// The default store path: `$BRAIN_PATH`, else `/dev/shm/brain-<uid>/default`.
 #[pyfunction]
 fn default_store_path() -> std::path::PathBuf {
     brain_core::default_store_path()

@@ -823,3 +823,8 @@ def test_appended_rows_keep_the_columns_missing_values(brain: Brain) -> None:
         brain.append("g", pd.DataFrame({"s": pd.Series(["d", nan], dtype=object)}))
     with pytest.raises(TypeError, match="of mixed kinds"):
         brain.append("g", pd.DataFrame({"s": pd.Series([None, nan], dtype=object)}))
+    # A column of numbers keeps its type whatever the new rows' objects.
+    for stored in ([1.5, 2.5], [1.5, nan]):
+        brain["n"] = pd.DataFrame({"x": stored})
+        brain.append("n", pd.DataFrame({"x": pd.Series([3.5, nan], dtype=object)}))
+        assert brain["n"]["x"].dtype == np.float64

@@ -96,7 +96,10 @@ pub fn redact(url: &str) -> String {
         Some((userinfo, hosts_and_tail)) => {
             let user = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
-                None if scheme.contains("redis") => {
+                None if ["redis", "valkey"]
+                    .iter()
+                    .any(|kind| scheme.to_ascii_lowercase().contains(kind)) =>
+                {
                     // redis://PASSWORD@host: a lone userinfo is the password.
                     "***".to_owned()
                 }
@@ -109,14 +112,16 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The options a URL takes (`?chunk_size=...&prefix=...`).
-const OPTIONS: [&str; 7] = [
+const OPTIONS: [&str; 9] = [
     "ca",
     "chunk_size",
     "consistency",
+    "db",
     "insecure",
     "lock_ttl",
     "prefix",
     "protocol",
+    "timeout",
 ];
 
 /// Where the user and password of the URL after `scheme://` end: at its
@@ -468,6 +473,12 @@ mod tests {
             redact("redis://u:a/pw==@h:1?ca=x"),
             "redis://u:***@h:1?ca=x"
         );
+        // A lone userinfo is the password whatever the scheme's case.
+        assert!(!redact("valkey://pw@h:1").contains("pw"));
+        assert!(!redact("REDIS://pw@h:1").contains("pw"));
+        // Every option the parser takes starts the options, wherever it is.
+        let c = RedisConfig::parse("rediss://u:pw@h:1?timeout=5&ca=/a@b/ca.pem").unwrap();
+        assert_eq!(c.password.as_deref(), Some("pw"));
         // An '@' in an option's value is no password.
         let c = RedisConfig::parse("redis://h:1?prefix=a@b").unwrap();
         assert_eq!(

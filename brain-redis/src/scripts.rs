@@ -99,16 +99,17 @@ return {'OK', seq, old_ss, cur[1] or ''}
 ///
 /// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
 const DELETE: &str = r#"
+-- First: this very call ran already (whatever happened to the name since).
+local done = redis.call('GET', KEYS[3])
+local prefix = ARGV[6] .. ':'
+if done and string.sub(done, 1, #prefix) == prefix then
+  return {'OK', tonumber(string.sub(done, #prefix + 1))}
+end
 local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'len')
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'LOCKED'} end
 end
 if not cur[1] then
-  local done = redis.call('GET', KEYS[3])
-  local prefix = ARGV[6] .. ':'
-  if done and string.sub(done, 1, #prefix) == prefix then
-    return {'OK', tonumber(string.sub(done, #prefix + 1))}
-  end
   if #KEYS > 3 then redis.call('HDEL', KEYS[5], ARGV[4]) end
   return {'NONE'}
 end

@@ -752,10 +752,6 @@ impl RedisStore {
         }
     }
 
-    /// The `StoreFull` of a write whose chunks the server evicted before it
-    /// was published (they have an expiry until then, which `volatile-*`
-    /// policies evict first): `None` when the server evicts nothing or has
-    /// no memory limit, and the chunks went some other way.
     /// Whether `namespace` is in the set of namespaces.
     fn namespace_exists(&self, namespace: &str) -> Result<bool> {
         let keys = &self.inner.keys;
@@ -767,6 +763,10 @@ impl RedisStore {
         })
     }
 
+    /// The `StoreFull` of a write whose chunks the server evicted before it
+    /// was published (they have an expiry until then, which `volatile-*`
+    /// policies evict first): `None` when the server evicts nothing, has no
+    /// memory limit or is far from it, and the chunks went some other way.
     fn evicted_for_room(&self, namespace: &str, name: &str, needed: u64) -> Option<Error> {
         lock(&self.inner.evicting_policy).as_ref()?;
         let (used, max) = self.fullest_server()?;
@@ -1490,10 +1490,27 @@ impl RedisWriter {
 
     fn reserve_for(&mut self, len: u64) -> Result<()> {
         let needed = stored_size(&self.namespace, &self.name, &self.description, len);
-        if needed > self.reserved {
-            self.store
-                .reserve(&self.namespace, &self.name, (needed - self.reserved) as i64)?;
-            self.reserved = needed;
+        if needed <= self.reserved {
+            return Ok(());
+        }
+        // A chunk's worth ahead: a round trip (and a mark, scripts.rs) a
+        // chunk, not one per call of `write_payload`. What is over is given
+        // back when the object is published; near the capacity, only what
+        // is needed is asked for.
+        let chunk = self.store.inner.config.chunk_size as u64;
+        let ahead = needed.max(self.reserved + chunk);
+        let (namespace, name) = (&self.namespace, &self.name);
+        match self
+            .store
+            .reserve(namespace, name, (ahead - self.reserved) as i64)
+        {
+            Ok(()) => self.reserved = ahead,
+            Err(Error::StoreFull { .. }) if ahead > needed => {
+                self.store
+                    .reserve(namespace, name, (needed - self.reserved) as i64)?;
+                self.reserved = needed;
+            }
+            Err(err) => return Err(err),
         }
         Ok(())
     }

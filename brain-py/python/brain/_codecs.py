@@ -407,13 +407,14 @@ def read_arrow(obj: Any, columns: Sequence[Any] | None = None, picked: Any = Non
                 batches, (schema, _, _) = known
                 return pa.Table.from_batches(batches, schema=None if batches else schema)
             return pa.ipc.open_file(buffer).read_all()
-        except pa.ArrowInvalid as err:
-            # Not out of memory, nor a type this pyarrow lacks: bytes that are no table.
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+            # Bytes that are no table this pyarrow reads (its footer's check
+            # fails as an OSError); not running out of memory.
             raise BrainCodecError(
                 f"object {obj.name!r} in namespace {obj.namespace!r} is stored as a table ({obj.codec}), but its "
-                f"payload is not one brain can read ({type(err).__name__}: {err}): it was damaged, or written "
-                "as something else than an Arrow IPC file (`brain put -c arrow` takes a file, not a stream); "
-                "delete it or write it again"
+                f"payload is not one this pyarrow can read ({type(err).__name__}: {err}): it was damaged, "
+                "written as something else than an Arrow IPC file (`brain put -c arrow` takes a file, not a "
+                "stream), or holds a type this pyarrow lacks; delete it or write it again, or upgrade pyarrow"
             ) from err
     # brain decodes only the fields picked and hands them to pyarrow through
     # the Arrow C stream interface, zero-copy (pyarrow's own reader copies a

@@ -574,6 +574,17 @@ def _pandas_rows(stored: _Stored, rows: Any, restores: dict[str, Any]) -> tuple[
     return table, metadata
 
 
+def _stored_as_objects(stored: _Stored, field: str, how: Any) -> bool:
+    """Whether the frame's column ``field`` (restored as ``how``) reads back
+    as Python objects, the columns whose missing values have markers."""
+    if how == "object" or isinstance(how, list) and how[0] == "object":
+        return True
+    if how is not None:
+        return False
+    entry = next((e for e in (stored.pandas or {}).get("columns", []) if e.get("field_name") == field), None)
+    return entry is not None and entry.get("numpy_type") == "object"
+
+
 def _missing_markers(stored: _Stored, rows: Any) -> dict[str, Any]:
     """The frame's restores with the new rows' missing values: a column
     keeps one marker of missing values (``_codecs._missing_marker``), and
@@ -591,6 +602,8 @@ def _missing_markers(stored: _Stored, rows: Any) -> dict[str, Any]:
             continue
         key = f"c{data.index(field)}"
         how = restores.get(key)
+        if not _stored_as_objects(stored, field, how):
+            continue  # a column of numbers, dates or strings: its type decides (_typed_as_stored)
         theirs = how[1] if isinstance(how, list) and how[0] == "object" else "None"
         ours = _codecs._missing_marker(pd, values)
         if ours == theirs:
