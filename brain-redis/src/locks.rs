@@ -89,26 +89,18 @@ impl RedisLock {
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            let taken: Option<String> = inner
+            // The holder is read in the same round trip: this call's token
+            // when it took the lock, also when it took it in a run whose
+            // connection closed before the answer came (conn.rs, Pool::run).
+            let (_, holder): (Option<String>, Option<String>) = inner
                 .pool
                 .run(|c| {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl)
-                        .query(c.like())
+                    let mut take = redis::cmd("SET");
+                    take.arg(&key).arg(&token).arg("NX").arg("PX").arg(ttl);
+                    let mut read = redis::cmd("GET");
+                    read.arg(&key);
+                    c.pipeline(vec![take, read])
                 })
-                .map_err(|e| store.err("take a lock in", &e))?;
-            if taken.is_some() {
-                break;
-            }
-            // Taken by this very call, whose connection closed before the
-            // answer came and which was run again (conn.rs, Pool::run).
-            let holder: Option<String> = inner
-                .pool
-                .run(|c| redis::cmd("GET").arg(&key).query(c.like()))
                 .map_err(|e| store.err("take a lock in", &e))?;
             if holder.as_deref() == Some(token.as_str()) {
                 break;

@@ -357,16 +357,17 @@ impl RedisStore {
                 reason: "the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)".into(),
             });
         }
-        let policies = replies.into_iter().map(|(policy, _)| policy);
         // volatile-* evicts only keys with an expiry: a write's chunks until
         // it is published, a replaced version's during their grace, locks;
-        // allkeys-* evicts published objects and names too.
-        // The worst of the primaries' policies: allkeys-* before volatile-*.
-        let policies: Vec<String> = policies.collect();
-        let evicting = ["allkeys-", "volatile-"]
-            .iter()
-            .find_map(|kind| policies.iter().find(|p| p.starts_with(kind)))
-            .cloned();
+        // allkeys-* evicts published objects and names too. The worst of
+        // the primaries' policies is kept.
+        let evicting = ["allkeys-", "volatile-"].iter().find_map(|kind| {
+            replies
+                .iter()
+                .map(|(policy, _)| policy)
+                .find(|p| p.starts_with(kind))
+                .cloned()
+        });
         if let Some(policy) = evicting.as_ref().filter(|p| p.starts_with("allkeys-")) {
             eprintln!(
                 "brain: warning: {} has maxmemory-policy {policy}, which may evict brain's objects and names when memory runs short (reads then fail with \"object lost\", or find no such name); set maxmemory-policy to noeviction or a volatile-* policy",
@@ -419,25 +420,13 @@ impl RedisStore {
         (namespace, name, needed): (&str, &str, u64),
         f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        self.inner
-            .pool
-            .run(f)
-            .map_err(|e| self.write_error(op, (namespace, name, needed), &e))
-    }
-
-    /// The error of a write that stores part of `name`: a full store when
-    /// the server refused it for its memory limit (see `run_write`).
-    fn write_error(
-        &self,
-        op: &'static str,
-        (namespace, name, needed): (&str, &str, u64),
-        e: &redis::RedisError,
-    ) -> Error {
-        if !crate::conn::is_out_of_memory(e) {
-            return self.err(op, e);
-        }
-        let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
-        self.full(namespace, name, needed, (used, capacity), true)
+        self.inner.pool.run(f).map_err(|e| {
+            if !crate::conn::is_out_of_memory(&e) {
+                return self.err(op, &e);
+            }
+            let (used, capacity) = self.fullest_server().unwrap_or((0, 0));
+            self.full(namespace, name, needed, (used, capacity), true)
+        })
     }
 
     /// The `StoreFull` of a write of `name` that needs `needed` bytes, with
@@ -499,24 +488,15 @@ impl RedisStore {
         let keys = &self.inner.keys;
         // Marked by the call, so that a run again changes the count no more.
         let counted = keys.counted(&new_version());
-        let reserve = |c: &mut Conn| {
+        let object = (namespace, name, delta.max(0) as u64);
+        let reply: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
             scripts::reserve()
                 .key(keys.used())
                 .key(keys.cfg())
                 .key(&counted)
                 .arg(delta)
                 .invoke(c.like())
-        };
-        // Room given back is no write a server out of memory refuses.
-        let reply: Vec<Value> = if delta > 0 {
-            self.run_write(
-                "reserve capacity in",
-                (namespace, name, delta as u64),
-                reserve,
-            )?
-        } else {
-            self.run("give back capacity in", reserve)?
-        };
+        })?;
         if reply.first().map(int) == Some(0) {
             let figures = (reply.get(1).map_or(0, int), reply.get(2).map_or(0, int));
             return Err(self.full(namespace, name, delta.max(0) as u64, figures, false));
