@@ -1604,6 +1604,17 @@ def _without_arrow_columns(table: Any, restores: dict[str, Any]) -> Any:
     return table
 
 
+def _object_marker(how: Any) -> str | None:
+    """The missing-value marker of a column restored as Python objects
+    (``"object"``, which has None, or ``["object", marker]``); None when
+    ``how`` restores it otherwise."""
+    if how == "object":
+        return "None"
+    if isinstance(how, list) and how[0] == "object":
+        return str(how[1])
+    return None
+
+
 def _missing_value(pd: Any, marker: str) -> Any:
     """The missing value a marker of ``_missing_marker`` stands for."""
     return {"nan": float("nan"), "NA": pd.NA, "NaT": pd.NaT}[marker]
@@ -1621,7 +1632,7 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
     column = table.column(position)
     if how == "arrow":
         values: Any = pd.arrays.ArrowExtensionArray(column)
-    elif how == "object" or isinstance(how, list) and how[0] == "object":
+    elif (marker := _object_marker(how)) is not None:
         current = frame.iloc[:, position]
         if current.dtype == np.dtype(object):
             # pandas 2's to_pandas gave the Python objects already, None for nulls.
@@ -1629,9 +1640,9 @@ def _restore_pandas_dtype(frame: Any, table: Any, key: str, how: Any) -> None:
         else:
             objects = np.empty(len(column), dtype=object)
             objects[:] = column.to_pylist()
-        if how != "object" and column.null_count:
+        if marker != "None" and column.null_count:
             # Arrow's nulls come back as None; the frame had another marker.
-            objects[column.is_null().to_numpy(zero_copy_only=False)] = _missing_value(pd, how[1])
+            objects[column.is_null().to_numpy(zero_copy_only=False)] = _missing_value(pd, marker)
         # A Series keeps dtype object; an array of str would be inferred as str.
         values = pd.Series(objects, index=frame.index, dtype=object, copy=False)
     else:

@@ -166,7 +166,7 @@ class _Stored:
                 "change stored tables (pyarrow, pandas or polars); pickled frames are read and written whole"
             )
         self.name, self.namespace, self.codec = name, namespace, obj.codec
-        self._store = store
+        self._obj = obj
         if isinstance(obj, _brain.Frame):
             self.rows = int(obj.rows)
             self.schema = _codecs.frame_schema(pa, obj)
@@ -184,8 +184,7 @@ class _Stored:
     def null_count(self, field: str) -> int:
         """Missing values in column ``field`` of the stored frame (Arrow
         keeps the counts: no pass over the values)."""
-        obj = self._store.get(self.namespace, self.name, current=True)
-        return int(_codecs.read_arrow(obj).column(field).null_count) if obj is not None else 0
+        return int(_codecs.read_arrow(self._obj).column(field).null_count)
 
     def index_fields(self) -> list[str]:
         if self.pandas is None:
@@ -577,10 +576,8 @@ def _pandas_rows(stored: _Stored, rows: Any, restores: dict[str, Any]) -> tuple[
 def _stored_as_objects(stored: _Stored, field: str, how: Any) -> bool:
     """Whether the frame's column ``field`` (restored as ``how``) reads back
     as Python objects, the columns whose missing values have markers."""
-    if how == "object" or isinstance(how, list) and how[0] == "object":
-        return True
     if how is not None:
-        return False
+        return _codecs._object_marker(how) is not None
     entry = next((e for e in (stored.pandas or {}).get("columns", []) if e.get("field_name") == field), None)
     return entry is not None and entry.get("numpy_type") == "object"
 
@@ -604,7 +601,7 @@ def _missing_markers(stored: _Stored, rows: Any) -> dict[str, Any]:
         how = restores.get(key)
         if not _stored_as_objects(stored, field, how):
             continue  # a column of numbers, dates or strings: its type decides (_typed_as_stored)
-        theirs = how[1] if isinstance(how, list) and how[0] == "object" else "None"
+        theirs = _codecs._object_marker(how) or "None"
         ours = _codecs._missing_marker(pd, values)
         if ours == theirs:
             continue
