@@ -1,5 +1,6 @@
 //! The buffer protocol, both ways: stored objects exported to Python as
-//! read-only buffers (zero-copy), and Python buffers read by the writer.
+//! read-only buffers (zero-copy), and Python buffers read by the writer;
+//! and the one copy a get of `bytes` makes.
 //!
 //! This is the only module of brain-py with unsafe code.
 
@@ -227,4 +228,78 @@ impl InputBuffer {
 /// Wraps a view as a Python `Object`.
 pub fn object(py: Python<'_>, view: ObjectView) -> PyResult<Py<PyAny>> {
     PyObjectView { view }.into_py_any(py)
+}
+
+/// A new `bytes` object holding a copy of `src`, copied with the GIL
+/// released so that a large copy does not stop the process's other Python
+/// threads. Unlike `PyBytes::new_with`, the new object is not zeroed
+/// first: that was a second pass over every byte, with the GIL held.
+pub fn bytes_copied_without_gil<'py>(py: Python<'py>, src: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let len = ffi::Py_ssize_t::try_from(src.len())
+        .map_err(|_| PyValueError::new_err("the object is too large for a Python bytes"))?;
+    // SAFETY: with a null pointer and the GIL held (`py`),
+    // PyBytes_FromStringAndSize makes a fresh bytes object of `len` bytes
+    // whose contents are not initialised yet; no byte is read before the
+    // copy below writes them all.
+    let made = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len) };
+    // SAFETY: `made` is a new reference the caller owns, or null with an
+    // exception set, which from_owned_ptr_or_err turns into the error.
+    let object = unsafe { Bound::from_owned_ptr_or_err(py, made)? };
+    let bytes = object.cast_into::<PyBytes>()?;
+    // SAFETY: `bytes` is a bytes object (checked by the cast), so
+    // PyBytes_AsString returns its buffer of `len` bytes.
+    let dst = DetachedBuffer(unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<u8>());
+    py.detach(|| {
+        let dst = dst;
+        populate(dst.0, src.len());
+        // SAFETY: dst points at the `len` bytes of the object made above,
+        // which stays alive (this function holds its only reference) and
+        // which nothing else can reach before it is returned, so no other
+        // thread reads or writes it while the GIL is released. `src` is a
+        // borrowed slice of the same length, readable for the whole call,
+        // and cannot overlap a buffer Python has just allocated.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0, src.len()) }
+    });
+    // Every byte of the object is written: it may now be seen.
+    Ok(bytes)
+}
+
+/// The buffer of a `bytes` object made by [`bytes_copied_without_gil`],
+/// carried to the thread that runs without the GIL.
+struct DetachedBuffer(*mut u8);
+
+// SAFETY: the pointer is used only by the one closure it is moved into,
+// while the object it points into is alive and reachable by nothing else.
+unsafe impl Send for DetachedBuffer {}
+
+/// Allocations at least this large are fresh mappings each time (glibc's
+/// largest mmap threshold on 64-bit), never reused memory whose pages are
+/// already there.
+const POPULATE_FROM: usize = 32 << 20;
+
+/// Faults in the pages of `len` bytes at `start` before a copy fills them,
+/// when they are sure to be fresh ([`POPULATE_FROM`]): one system call
+/// instead of a page fault per page, each of which stops the copy. Smaller
+/// ones mostly reuse memory freed before, where this would only cost a
+/// system call (docs/BENCHMARKS.md, "A get of `bytes`").
+fn populate(start: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
+    if len < POPULATE_FROM || cfg!(miri) {
+        return;
+    }
+    let aligned = start as usize & !(PAGE - 1);
+    let span = start as usize + len - aligned;
+    // SAFETY: MADV_POPULATE_WRITE changes no byte of memory: it only faults
+    // pages in, as writing them would, and on a range that is not mapped
+    // writable it fails without effect (the error is ignored: the copy then
+    // faults the pages in itself). The range runs from the page that holds
+    // `start` to the end of the `len` bytes, all inside the allocation's
+    // mapping (a mapping is whole pages).
+    let _ = unsafe {
+        rustix::mm::madvise(
+            aligned as *mut std::ffi::c_void,
+            span,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    };
 }

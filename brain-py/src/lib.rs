@@ -7,7 +7,8 @@
 
 #![deny(unsafe_code)]
 
-// The one module allowed unsafe code: the buffer protocol.
+// The one module allowed unsafe code: the buffer protocol, and the copy
+// into a new `bytes`.
 #[allow(unsafe_code)]
 mod buffer;
 mod columns;

@@ -495,10 +495,7 @@ impl PyStore {
                 Ok(Some(PyString::new(py, text).into_any().unbind()))
             }
             Codec::Raw if view.len() >= RELEASE_GIL_FROM => {
-                let bytes = PyBytes::new_with(py, view.len(), |out| {
-                    py.detach(|| out.copy_from_slice(view.bytes()));
-                    Ok(())
-                })?;
+                let bytes = crate::buffer::bytes_copied_without_gil(py, view.bytes())?;
                 Ok(Some(bytes.into_any().unbind()))
             }
             Codec::Raw => Ok(Some(PyBytes::new(py, view.bytes()).into_any().unbind())),

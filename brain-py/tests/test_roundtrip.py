@@ -645,6 +645,23 @@ def test_plain_python_objects_round_trip(brain: Brain, value) -> None:
     assert got == value
 
 
+@pytest.mark.parametrize(
+    "size",
+    # Below and at the size from which the copy runs without the GIL, and
+    # at the size from which its pages are faulted in first.
+    [(64 << 10) - 1, 64 << 10, (1 << 20) + 3, (32 << 20) + 5],
+    ids=["64 KiB - 1", "64 KiB", "1 MiB + 3", "32 MiB + 5"],
+)
+def test_large_bytes_come_back_whole(brain: Brain, size: int) -> None:
+    value = np.random.default_rng(size).bytes(size)
+    brain["v"] = value
+    got = brain["v"]
+    assert type(got) is bytes
+    assert got == value
+    brain["v"] = value[::-1]
+    assert brain["v"] == value[::-1]
+
+
 def test_nan_round_trips(brain: Brain) -> None:
     brain["v"] = float("nan")
     got = brain["v"]
