@@ -318,6 +318,25 @@ fn dump_restore_and_dumps_ls_round_trip(backend: Backend) -> TestResult {
     assert_eq!(stderr.matches("no namespace named").count(), 1, "{stderr}");
     let out = env.run("a", &["dump", dir_s, "--level", "99"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // A host's read cache of a Redis server is left out, and said so.
+    let cache_ns = format!("redis-cache-{:032x}", 1u128);
+    env.put("a", &cache_ns, "copy", b"a cached copy", "");
+    let out = env.run("a", &["dump", dir_s]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("dumped 2 objects in 2 namespaces"));
+    assert!(
+        stderr.contains("left out 1 namespace of this host's read cache")
+            && stderr.contains(&cache_ns)
+            && stderr.contains("--namespace"),
+        "{stderr}"
+    );
+    let report = env.json("a", &["dump", dir_s, "--json"]);
+    assert_eq!(report["cache_namespaces_left_out"][0], cache_ns.as_str());
+    assert_eq!(report["objects"], 2);
+    let report = env.json("a", &["-n", &cache_ns, "dump", dir_s, "--json"]);
+    assert_eq!(report["objects"], 1);
     Ok(())
 }
 

@@ -65,7 +65,10 @@ mod shm;
 mod sys;
 
 pub use api::error::{Error, Location, NameKind, Result, UnsafePathReason};
-pub use api::names::{validate_description, validate_name, validate_namespace};
+pub use api::names::{
+    is_host_cache_namespace, validate_description, validate_name, validate_namespace,
+    HOST_CACHE_NAMESPACE_PREFIX,
+};
 pub use api::store::{
     kept_description, CorruptObject, DamagedObject, FsckReport, GcReport, LockGuard, NameLock,
     NamespaceStats, ObjectStore, ObjectWriter, Payload, Usage, UsageDetail, WatchEvent,

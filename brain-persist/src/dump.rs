@@ -93,6 +93,11 @@ pub struct DumpReport {
     pub compressed_bytes: u64,
     /// Objects listed but deleted before they could be read (not in the dump).
     pub vanished: u64,
+    /// Namespaces of a host's read cache of a Redis server, left out of a
+    /// dump of every namespace: their objects are copies of what the server
+    /// holds ([`brain_core::is_host_cache_namespace`]). Naming one in
+    /// [`DumpOptions::namespace`] dumps it.
+    pub cache_namespaces_left_out: Vec<String>,
     /// Where the previous dump was left, when a reader still held it open
     /// (it is removed by the next dump once no one reads it) or it could
     /// not be removed.
@@ -104,7 +109,8 @@ pub struct DumpReport {
 }
 
 /// Writes a dump of `store` (every namespace, or `options.namespace`) to
-/// the directory `path`.
+/// the directory `path`. Every namespace leaves out those of a host's read
+/// cache ([`DumpReport::cache_namespaces_left_out`]).
 ///
 /// Each object is dumped from one [`brain_core::ObjectView`], so it is a
 /// complete value as of one moment even while writers replace it; objects
@@ -154,6 +160,12 @@ pub fn dump(
             ))
         }
         None => namespaces,
+    };
+    let (cache_namespaces, namespaces): (Vec<String>, Vec<String>) = match &options.namespace {
+        Some(_) => (Vec::new(), namespaces),
+        None => namespaces
+            .into_iter()
+            .partition(|ns| brain_core::is_host_cache_namespace(ns)),
     };
     let mut metas = Vec::new();
     for ns in &namespaces {
@@ -280,6 +292,7 @@ pub fn dump(
         payload_bytes,
         compressed_bytes,
         vanished,
+        cache_namespaces_left_out: cache_namespaces,
         previous_kept_at,
         previous_kept_because,
         elapsed: started.elapsed(),

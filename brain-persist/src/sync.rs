@@ -201,7 +201,9 @@ impl StopFlag {
 /// a change is on disk 100 ms after the store settles, and at most
 /// `interval` later while it keeps changing. Deleted objects and removed
 /// namespaces are deleted from the mirror. Every `rescan`, and whenever the
-/// store's directory was replaced, the whole store is compared again.
+/// store's directory was replaced, the whole store is compared again. The
+/// namespaces of a host's read cache of a Redis server
+/// ([`brain_core::is_host_cache_namespace`]) are not mirrored.
 ///
 /// A store that is empty or missing while the mirror holds objects (a
 /// wiped `/dev/shm`, a reboot) is not mirrored as the deletion of
@@ -455,6 +457,9 @@ impl Syncer<'_> {
     /// wipe that is set again is the store's once more: a deletion of it
     /// from now on is mirrored, even one that comes before its set is.
     fn note_event(&mut self, event: &WatchEvent, pending: &mut BTreeSet<Key>) {
+        if brain_core::is_host_cache_namespace(event.namespace()) {
+            return;
+        }
         let key = event_key(event);
         if matches!(event, WatchEvent::Set { .. }) {
             self.protected.remove(&key);
@@ -553,7 +558,11 @@ impl Syncer<'_> {
             .namespaces()
             .map_err(|e| Error::store("list the namespaces of", e))?;
         self.damaged.clear();
-        for ns in namespaces {
+        // A host's read cache holds copies of what a Redis server holds.
+        for ns in namespaces
+            .into_iter()
+            .filter(|ns| !brain_core::is_host_cache_namespace(ns))
+        {
             match self.store.list(&ns) {
                 Ok(metas) => out.extend(metas.into_iter().map(|m| (key_of(&m), m))),
                 Err(brain_core::Error::NamespaceNotFound { .. }) => continue,

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use brain_core::{Codec, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store};
+use brain_core::{
+    Codec, NdArrayMeta, ObjectStore, ObjectStoreExt, Payload, Store, HOST_CACHE_NAMESPACE_PREFIX,
+};
 use brain_mock::{FaultPlan, IoFault, MockStore, When};
 use brain_persist::{
     auto_restore, dump, list_dump, restore, spawn_sync, verify_dump, DumpKind, DumpOptions, Error,
@@ -374,6 +376,50 @@ fn a_namespace_dumps_and_restores_alone() -> TestResult {
         "{err}"
     );
     assert!(!env.dump_path("x").exists());
+    Ok(())
+}
+
+#[test]
+fn dumps_and_syncs_leave_a_host_cache_out() -> TestResult {
+    let env = Env::new();
+    let cache_ns = format!("{HOST_CACHE_NAMESPACE_PREFIX}{:032x}", 7u128);
+    env.store.put_text("docs", "kept", "a user's object")?;
+    env.store
+        .put_text(&cache_ns, "copy", "a copy of a Redis object")?;
+    // A user's namespace that only starts like one is the user's.
+    env.store
+        .put_text("redis-cache-sales", "q1", "a user's too")?;
+
+    let path = env.dump_path("whole");
+    let report = dump(&env.store, &path, &DumpOptions::new())?;
+    assert_eq!(report.cache_namespaces_left_out, vec![cache_ns.clone()]);
+    assert_eq!(report.namespaces, 2);
+    let names: Vec<_> = dump_names(&path).into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            ("docs".to_string(), "kept".to_string()),
+            ("redis-cache-sales".to_string(), "q1".to_string())
+        ]
+    );
+    // Named, it is dumped.
+    let alone = env.dump_path("cache");
+    let report = dump(&env.store, &alone, &DumpOptions::new().namespace(&cache_ns))?;
+    assert_eq!(report.objects, 1);
+    assert!(report.cache_namespaces_left_out.is_empty());
+
+    let persist = env.dump_path("mirror");
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?;
+    env.store
+        .put_text(&cache_ns, "another", "fetched while syncing")?;
+    env.store
+        .put_text("docs", "later", "written while syncing")?;
+    wait_stats(&sync, "the user's write", |s| s.objects_written == 3);
+    let stats = sync.stop()?;
+    assert_eq!(stats.mirrored_objects, 3);
+    assert!(dump_names(&persist)
+        .keys()
+        .all(|(namespace, _)| namespace != &cache_ns));
     Ok(())
 }
 

@@ -301,6 +301,10 @@ pub fn dump<'py>(
     dict.set_item("namespaces", report.namespaces)?;
     dict.set_item("payload_bytes", report.payload_bytes)?;
     dict.set_item("compressed_bytes", report.compressed_bytes)?;
+    dict.set_item(
+        "cache_namespaces_left_out",
+        report.cache_namespaces_left_out,
+    )?;
     dict.set_item("seconds", report.elapsed.as_secs_f64())?;
     Ok(dict)
 }

@@ -76,6 +76,17 @@ def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, n
     assert_same(fresh, values)
 
 
+def test_a_dump_leaves_a_hosts_redis_cache_out(brain: Brain, tmp_path: Path) -> None:
+    brain["mine"] = "a user's value"
+    cache = Brain(url=brain.url, namespace="redis-cache-" + "ab" * 16)
+    cache["copy"] = b"a copy of what a Redis server holds"
+    report = brain.dump(tmp_path / "dump")
+    assert report["objects"] == 1
+    assert report["cache_namespaces_left_out"] == [cache.namespace]
+    report = cache.dump(tmp_path / "cache", namespace=cache.namespace)
+    assert report["objects"] == 1 and report["cache_namespaces_left_out"] == []
+
+
 def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path, new_store) -> None:
     fill(brain)
     brain.dump(tmp_path / "dump")

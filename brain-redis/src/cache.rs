@@ -23,8 +23,9 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::keys::Pointer;
 use crate::store::{CacheSetting, FetchError, RedisStore};
 
-/// The prefix of the cache store's namespaces that hold cached copies.
-pub const CACHE_NAMESPACE_PREFIX: &str = "redis-cache-";
+/// The prefix of the cache store's namespaces that hold cached copies
+/// (brain-core's, which dumps and syncs of the cache store leave out).
+pub const CACHE_NAMESPACE_PREFIX: &str = brain_core::HOST_CACHE_NAMESPACE_PREFIX;
 /// How long a reader waits for another process of the host to fetch a version.
 const FETCH_WAIT: Duration = Duration::from_secs(600);
 
@@ -115,8 +116,7 @@ impl HostCache {
 
     /// The cache namespace of one of the server's namespaces.
     pub(crate) fn namespace(&self, namespace: &str) -> String {
-        let id = xxh3_128(format!("{}\0{namespace}", self.server).as_bytes());
-        format!("{CACHE_NAMESPACE_PREFIX}{id:032x}")
+        cache_namespace(&self.server, namespace)
     }
 
     /// Bytes the cache's copies take.
@@ -224,7 +224,26 @@ impl HostCache {
     }
 }
 
+/// The cache namespace of `namespace` on `server`.
+fn cache_namespace(server: &str, namespace: &str) -> String {
+    let id = xxh3_128(format!("{server}\0{namespace}").as_bytes());
+    format!("{CACHE_NAMESPACE_PREFIX}{id:032x}")
+}
+
 /// The host's default cache directory.
 pub fn default_cache_path() -> PathBuf {
     brain_core::default_store_path()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_namespaces_are_what_dumps_and_syncs_leave_out() {
+        for (server, namespace) in [("127.0.0.1:7000", "default"), ("", ""), ("h", "名前")] {
+            let cache_ns = cache_namespace(server, namespace);
+            assert!(brain_core::is_host_cache_namespace(&cache_ns), "{cache_ns}");
+        }
+    }
 }

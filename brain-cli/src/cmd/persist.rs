@@ -38,6 +38,7 @@ struct DumpJson {
     payload_bytes: u64,
     compressed_bytes: u64,
     vanished: u64,
+    cache_namespaces_left_out: Vec<String>,
     seconds: f64,
 }
 
@@ -69,6 +70,15 @@ pub fn dump(
                 .unwrap_or("a reader still has it open; the next dump removes it")
         ));
     }
+    if !report.cache_namespaces_left_out.is_empty() && !quiet && !json {
+        let n = report.cache_namespaces_left_out.len() as u64;
+        console.note(&format!(
+            "brain: left out {n} namespace{} of this host's read cache of a Redis server ({}): \
+             copies of what the server holds, fetched again when needed; dump one with --namespace NAME",
+            plural(n),
+            report.cache_namespaces_left_out.join(", ")
+        ));
+    }
     if json {
         return print_json(
             console,
@@ -79,6 +89,7 @@ pub fn dump(
                 payload_bytes: report.payload_bytes,
                 compressed_bytes: report.compressed_bytes,
                 vanished: report.vanished,
+                cache_namespaces_left_out: report.cache_namespaces_left_out.clone(),
                 seconds: report.elapsed.as_secs_f64(),
             },
         );

@@ -49,9 +49,46 @@ pub fn validate_description(description: &str) -> Result<()> {
     )
 }
 
+/// The prefix of the namespaces that hold a host's read cache of a store
+/// on another machine (brain-redis): `redis-cache-` and 32 hex digits, one
+/// namespace per server and namespace cached.
+pub const HOST_CACHE_NAMESPACE_PREFIX: &str = "redis-cache-";
+
+/// Whether `namespace` is one a host's read cache made
+/// ([`HOST_CACHE_NAMESPACE_PREFIX`] and 32 lowercase hex digits). Its
+/// objects are copies of objects another store holds, fetched again when
+/// missing, so a dump or a sync of a whole store leaves such namespaces out.
+pub fn is_host_cache_namespace(namespace: &str) -> bool {
+    namespace
+        .strip_prefix(HOST_CACHE_NAMESPACE_PREFIX)
+        .is_some_and(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exact_form_is_a_host_cache_namespace() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert!(is_host_cache_namespace(&format!("redis-cache-{id}")));
+        for other in [
+            "redis-cache-".to_string(),
+            "redis-cache-sales".to_string(),
+            format!("redis-cache-{}", id.to_uppercase()),
+            format!("redis-cache-{id}0"),
+            format!("redis-cache-{}", &id[1..]),
+            format!("x-redis-cache-{id}"),
+            "default".to_string(),
+        ] {
+            assert!(!is_host_cache_namespace(&other), "{other}");
+        }
+    }
 
     #[test]
     fn empty_and_overlong_names_are_refused() {

@@ -638,6 +638,10 @@ class Brain(MutableMapping[str, Any]):
         Each object is a complete value as of one moment; a crash mid-dump
         leaves the previous dump at ``path`` usable. ``level`` is zstd's.
         Returns a report: objects, namespaces, payload and compressed bytes.
+        Dumping every namespace leaves out those of a host's read cache of a
+        Redis server (``redis-cache-...``, listed in the report's
+        ``cache_namespaces_left_out``): their objects are copies of what the
+        server holds. Name one to dump it.
 
         ``progress``: None shows it in a notebook, or as a bar when standard
         error is a terminal, and nowhere else; True always, False never; a

@@ -116,6 +116,9 @@ class DumpReport(TypedDict):
     namespaces: int
     payload_bytes: int
     compressed_bytes: int
+    #: Namespaces of a host's read cache of a Redis server (``redis-cache-...``),
+    #: left out of a dump of every namespace: copies, fetched again when needed.
+    cache_namespaces_left_out: list[str]
     seconds: float
 
 
