@@ -1245,6 +1245,7 @@ fn a_watcher_far_behind_still_reports_what_was_deleted() -> TestResult {
 /// place, with and without a length given.
 #[test]
 fn large_objects_in_any_cut_hold_their_bytes_and_checksum() -> TestResult {
+    use brain_core::format::checksum::payload_checksum;
     use brain_core::SharedBytes;
     let (_dir, store) = store();
     const MIB: usize = 1 << 20;
@@ -1282,6 +1283,15 @@ fn large_objects_in_any_cut_hold_their_bytes_and_checksum() -> TestResult {
                         }
                     }
                 }
+                if replace {
+                    // Taken before the commit, the checksum is the one stored,
+                    // and the payload is final.
+                    assert!(writer.hashes_as_it_writes());
+                    let taken = writer.payload_checksum()?;
+                    assert_eq!(taken, Some(payload_checksum(&bytes)), "{name}");
+                    let err = writer.write_payload(b"more").unwrap_err();
+                    assert!(err.to_string().contains("finished"), "{err}");
+                }
                 writer.commit()?;
                 let view = store.get("d", &name)?.expect("committed");
                 assert!(*view == bytes[..], "{name}: the bytes differ");
@@ -1293,6 +1303,17 @@ fn large_objects_in_any_cut_hold_their_bytes_and_checksum() -> TestResult {
             }
         }
     }
+    // A small object's, from the bytes it holds.
+    let mut writer = store.writer("d", "small", Codec::Raw, "", None)?;
+    writer.write_payload(b"twenty bytes of text")?;
+    let taken = writer.payload_checksum()?;
+    assert_eq!(taken, Some(payload_checksum(b"twenty bytes of text")));
+    writer.commit()?;
+    assert!(store
+        .get("d", "small")?
+        .expect("committed")
+        .verify(store.location())?);
+    store.delete("d", "small")?;
     assert!(store.fsck(false)?.corrupt.is_empty());
     assert_eq!(store.usage()?.used, 0, "deleted objects are still counted");
     Ok(())

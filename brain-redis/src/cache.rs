@@ -37,6 +37,18 @@ pub(crate) trait Sink {
     /// consecutive slices, each filled whole).
     fn write_with(&mut self, len: u64, fill: &mut dyn FnMut(&mut [u8]) -> Result<()>)
         -> Result<()>;
+
+    /// Whether the sink computes the store's payload checksum as the bytes
+    /// go in ([`ObjectWriter::hashes_as_it_writes`]).
+    fn hashes_as_it_writes(&self) -> bool {
+        false
+    }
+
+    /// The store's payload checksum of what went in, when the sink computes
+    /// one ([`ObjectWriter::payload_checksum`]); nothing goes in after it.
+    fn payload_checksum(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A private, 64-byte aligned buffer.
@@ -87,6 +99,14 @@ impl Sink for ObjectWriter {
         fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
         ObjectWriter::write_with(self, len, fill)
+    }
+
+    fn hashes_as_it_writes(&self) -> bool {
+        ObjectWriter::hashes_as_it_writes(self)
+    }
+
+    fn payload_checksum(&mut self) -> Result<Option<u64>> {
+        ObjectWriter::payload_checksum(self)
     }
 }
 

@@ -731,6 +731,73 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
     bail!("the server never evicted part of the victim")
 }
 
+#[test]
+fn a_chunk_changed_on_the_server_is_reported_never_returned() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let host = HostDir::new()?;
+    let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    let cached = OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .open(&format!("{url}&consistency=strict"))?;
+    let uncached = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    let mut conn = server.connect()?;
+    // One checksum chunk, which the host cache checks with its own checksum
+    // as the bytes land; exactly one; and several, hashed as they are read.
+    for (name, len) in [
+        ("one", 300_000),
+        ("exact", 1 << 20),
+        ("several", (5 << 20) + 3),
+    ] {
+        let value = make_value(len as u64, len);
+        writer.put("ns", name, &Payload::bytes(&value))?;
+        let hex = brain::ObjectKey::new("ns", name).to_hex();
+        let chunks: Vec<String> = redis::cmd("KEYS").arg("*:c:*").query(&mut conn)?;
+        let chunk = chunks
+            .into_iter()
+            .find(|k| k.contains(&hex))
+            .ok_or_else(|| anyhow!("no chunk of {name}"))?;
+        let flip = |conn: &mut redis::Connection| -> Result<()> {
+            let byte: Vec<u8> = redis::cmd("GETRANGE")
+                .arg(&chunk)
+                .arg(100)
+                .arg(100)
+                .query(conn)?;
+            redis::cmd("SETRANGE")
+                .arg(&chunk)
+                .arg(100)
+                .arg(&[byte[0] ^ 1][..])
+                .exec(conn)?;
+            Ok(())
+        };
+        flip(&mut conn)?;
+        for (store, which) in [(&cached, "through the host cache"), (&uncached, "uncached")] {
+            match store.get("ns", name) {
+                Err(Error::Corrupt { reason, .. }) => {
+                    ensure!(reason.contains("checksum"), "{name} {which}: {reason}")
+                }
+                other => bail!("{name} {which}: a changed chunk gave {other:?}"),
+            }
+        }
+        let cache = brain::Store::open(host.cache())?;
+        for namespace in cache.namespaces()? {
+            ensure!(
+                cache.get(&namespace, name)?.is_none(),
+                "{name}: a copy that failed its check was cached"
+            );
+        }
+        flip(&mut conn)?;
+        let got = cached
+            .get("ns", name)?
+            .ok_or_else(|| anyhow!("{name} gone"))?;
+        ensure!(
+            got.bytes() == value.as_slice(),
+            "{name}: not the value written"
+        );
+    }
+    Ok(())
+}
+
 /// The ids of the server's tracking connections (flag `t` in `CLIENT LIST`).
 fn tracking_clients(server: &RedisServer) -> Result<Vec<String>> {
     let list: String = server.cmd(&["CLIENT", "LIST"])?;

@@ -265,6 +265,24 @@ pub trait WriteObject: Send + fmt::Debug {
     /// Bytes of payload written so far.
     fn payload_len(&self) -> u64;
 
+    /// Whether this writer computes the payload checksum (docs/FORMAT.md)
+    /// while the bytes go in, so that [`WriteObject::payload_checksum`]
+    /// makes no second pass over a large payload. The default: no.
+    fn hashes_as_it_writes(&self) -> bool {
+        false
+    }
+
+    /// The payload checksum (docs/FORMAT.md) of everything written, which
+    /// the commit stores; the payload is final from then on (a later write
+    /// is an error). `None` from a writer that does not compute one as it
+    /// writes (the default).
+    ///
+    /// # Errors
+    /// After a failed write, as the commit would fail.
+    fn payload_checksum(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Publishes the object atomically under its name.
     ///
     /// # Errors
@@ -340,6 +358,25 @@ impl ObjectWriter {
     /// Bytes of payload written so far.
     pub fn payload_len(&self) -> u64 {
         self.inner.payload_len()
+    }
+
+    /// Whether this writer computes the payload checksum while the bytes go
+    /// in (a shared-memory store's writers do), so that
+    /// [`ObjectWriter::payload_checksum`] costs no second pass.
+    pub fn hashes_as_it_writes(&self) -> bool {
+        self.inner.hashes_as_it_writes()
+    }
+
+    /// The payload checksum (docs/FORMAT.md) of everything written, the one
+    /// the commit will store, or `None` from a writer that does not compute
+    /// one as it writes. The payload is final from then on: a later write is
+    /// an error. A caller that knows what the bytes must hash to checks them
+    /// with it before it commits, without reading them again.
+    ///
+    /// # Errors
+    /// After a failed write, as [`ObjectWriter::commit`] would fail.
+    pub fn payload_checksum(&mut self) -> Result<Option<u64>> {
+        self.inner.payload_checksum()
     }
 
     /// Publishes the object under its name, replacing any object of that

@@ -90,6 +90,9 @@ pub(crate) struct ShmWriter {
     /// in): the payload is not whole, so later writes and the commit are
     /// refused rather than publish it.
     broken: bool,
+    /// The payload's checksum, once [`ShmWriter::finish_checksum`] took it:
+    /// the payload is final from then on.
+    finished_checksum: Option<u64>,
 }
 
 /// A new large object's file, filled by `pwrite` from one checksum chunk
@@ -185,6 +188,7 @@ impl ShmWriter {
             refill: false,
             keep_description: false,
             broken: false,
+            finished_checksum: None,
         };
         if let Some(len) = expected_len {
             let file_len = header_len + len;
@@ -511,7 +515,7 @@ impl ShmWriter {
     /// Appends `pieces`, one after another, as `write_shared` would; many
     /// small ones are copied as one copy split across cores (`Fill::copy_gathered`).
     pub(crate) fn write_gathered(&mut self, pieces: &[SharedBytes<'_>]) -> Result<()> {
-        self.usable()?;
+        self.writable()?;
         let len: usize = pieces.iter().map(|p| p.len()).sum();
         let end = self.header_len + self.written + len as u64;
         // Capacity is claimed before the bytes land, so a streamed write
@@ -550,6 +554,48 @@ impl ShmWriter {
             ));
         }
         Ok(())
+    }
+
+    /// [`ShmWriter::usable`], and the payload not finished yet.
+    fn writable(&self) -> Result<()> {
+        self.usable()?;
+        if self.finished_checksum.is_some() {
+            return Err(Error::io(
+                "write an object in",
+                &self.dir,
+                io::Error::other(
+                    "the payload was finished (its checksum taken), so nothing more can be written to it; commit the writer, or drop it and write the object again",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The payload's checksum (docs/FORMAT.md): what the copies computed as
+    /// the bytes went in, finished over the last chunk. The payload is final
+    /// from then on, and the commit stores this checksum.
+    pub(crate) fn finish_checksum(&mut self) -> Result<u64> {
+        self.usable()?;
+        if let Some(checksum) = self.finished_checksum {
+            return Ok(checksum);
+        }
+        let checksum = match (&mut self.dest, &self.staged) {
+            (None, Some(staged)) => {
+                let tail = (self.written - staged.chunk_at) as usize;
+                self.fill.finish(&staged.stage.0[..tail])
+            }
+            (None, None) => payload_checksum(&self.pending),
+            (Some(dest), _) => {
+                let whole = dest
+                    .map
+                    .bytes_mut(&dest.file)
+                    .map_err(|e| Error::io("write an object in", &self.dir, e))?;
+                let payload = &whole[self.header_len as usize..][..self.written as usize];
+                self.fill.finish(payload)
+            }
+        };
+        self.finished_checksum = Some(checksum);
+        Ok(checksum)
     }
 
     /// `result`, after marking the writer broken when it is an error: a
@@ -632,7 +678,7 @@ impl ShmWriter {
         len: u64,
         fill: &mut dyn FnMut(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
-        self.usable()?;
+        self.writable()?;
         let end = (self.header_len + self.written)
             .checked_add(len)
             .ok_or_else(|| self.fs_full(u64::MAX))?;
@@ -738,21 +784,7 @@ impl ShmWriter {
         {
             return self.publish_small(file_len);
         }
-        let checksum = match (&mut self.dest, &self.staged) {
-            (None, Some(staged)) => {
-                let tail = (self.written - staged.chunk_at) as usize;
-                self.fill.finish(&staged.stage.0[..tail])
-            }
-            (None, None) => payload_checksum(&self.pending),
-            (Some(dest), _) => {
-                let whole = dest
-                    .map
-                    .bytes_mut(&dest.file)
-                    .map_err(|e| Error::io("write an object in", &self.dir, e))?;
-                let payload = &whole[self.header_len as usize..][..self.written as usize];
-                self.fill.finish(payload)
-            }
-        };
+        let checksum = self.finish_checksum()?;
         self.header.flags |= FLAG_CHUNKED_CHECKSUM;
         self.header.payload_checksum = Some(checksum);
         let header = self.header.encode();
@@ -1004,6 +1036,14 @@ impl WriteObject for ShmWriter {
 
     fn payload_len(&self) -> u64 {
         self.written
+    }
+
+    fn hashes_as_it_writes(&self) -> bool {
+        true
+    }
+
+    fn payload_checksum(&mut self) -> Result<Option<u64>> {
+        self.finish_checksum().map(Some)
     }
 
     fn commit(self: Box<Self>) -> Result<ObjectMeta> {
