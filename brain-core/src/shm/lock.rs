@@ -46,17 +46,27 @@ impl Store {
         validate_namespace(namespace)?;
         validate_name(name)?;
         let dir = self.path().join(super::LOCKS_DIR);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(Error::io("create the lock directory", &dir, err)),
-        }
         let path = dir.join(ObjectKey::new(namespace, name).to_hex());
-        let fd = rustix::fs::open(
-            &path,
-            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_bits_truncate(0o600),
-        )
+        let open = || {
+            rustix::fs::open(
+                &path,
+                OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::from_bits_truncate(0o600),
+            )
+        };
+        // The directory is made by the first lock of the store, not tried
+        // again by every one.
+        let fd = match open() {
+            Err(Errno::NOENT) => {
+                match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(err) => return Err(Error::io("create the lock directory", &dir, err)),
+                }
+                open()
+            }
+            other => other,
+        }
         .map_err(|e| Error::io("open the lock file", &path, os(e)))?;
         let started = Instant::now();
         let mut pause = Duration::from_micros(50);

@@ -253,6 +253,7 @@ impl StoreBuilder {
                 recycle_limit: self.recycle_limit,
                 recycle_idle: self.recycle_idle,
                 recycling_allowed,
+                filesystem_size: pool::FilesystemSize::default(),
                 cache: Mutex::new(MappingCache::new(self.mapping_cache)),
                 warm: Mutex::new(pool::WarmFiles::default()),
                 prealloc: pool::Prealloc::default(),
@@ -320,6 +321,8 @@ pub(crate) struct Inner {
     pub(crate) recycle_idle: Duration,
     /// Whether the store is on a tmpfs, where recycling's locks hold.
     pub(crate) recycling_allowed: bool,
+    /// The filesystem's size, for the pool's default limit.
+    pub(crate) filesystem_size: pool::FilesystemSize,
     pub(crate) cache: Mutex<MappingCache>,
     /// Writable mappings of files this process wrote (see pool.rs).
     pub(crate) warm: Mutex<pool::WarmFiles>,

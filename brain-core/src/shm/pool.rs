@@ -217,6 +217,35 @@ struct Pooled {
     preallocated: bool,
 }
 
+/// The size of the store's filesystem, which the pool's default limit
+/// follows. It is read again at most once a second: every replacing write
+/// asks for the limit twice (to keep its mapping, and to pool the file it
+/// replaced), and a tmpfs changes size only when it is remounted.
+#[derive(Debug, Default)]
+pub(crate) struct FilesystemSize {
+    bytes: AtomicU64,
+    /// When `bytes` was read (`now_ms`); 0 before the first read.
+    read_at_ms: AtomicU64,
+}
+
+impl FilesystemSize {
+    /// How often the size is read again.
+    const FRESH_MS: u64 = 1000;
+
+    fn read(&self, root: &Path) -> u64 {
+        let now = now_ms();
+        let read_at = self.read_at_ms.load(Ordering::Relaxed);
+        if read_at != 0 && now.saturating_sub(read_at) < Self::FRESH_MS {
+            return self.bytes.load(Ordering::Relaxed);
+        }
+        let bytes =
+            rustix::fs::statvfs(root).map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize));
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.read_at_ms.store(now.max(1), Ordering::Relaxed);
+        bytes
+    }
+}
+
 impl Store {
     pub(crate) fn pool_dir(&self) -> &Path {
         &self.inner.pool
@@ -232,8 +261,7 @@ impl Store {
             return 0;
         }
         let limit = self.inner.recycle_limit.unwrap_or_else(|| {
-            let filesystem = rustix::fs::statvfs(&self.inner.root)
-                .map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize));
+            let filesystem = self.inner.filesystem_size.read(&self.inner.root);
             filesystem.min(self.inner.control.capacity()) / 8
         });
         // Memory preallocated on purpose is the pool's too.
