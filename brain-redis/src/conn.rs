@@ -90,6 +90,9 @@ fn io_kind(err: &RedisError) -> io::ErrorKind {
         io::ErrorKind::ConnectionRefused
     } else if err.is_connection_dropped() {
         io::ErrorKind::ConnectionReset
+    } else if err.is_io_error() {
+        // Any other failure of the connection's socket.
+        io::ErrorKind::ConnectionAborted
     } else {
         io::ErrorKind::Other
     }

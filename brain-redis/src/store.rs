@@ -199,6 +199,24 @@ fn too_long(pointer: &Pointer) -> FetchError {
 }
 
 /// Whether a fetch got the whole object: `done` bytes hashing to `digest`.
+/// Whether `err` says the server is away for now (refused, dropped or
+/// silent connections, or a server still loading its data after a
+/// restart), which a wait rides out.
+fn server_away(err: &Error) -> bool {
+    match err {
+        Error::Io { source, .. } => {
+            matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::TimedOut
+            ) || source.to_string().contains("LOADING")
+        }
+        _ => false,
+    }
+}
+
 /// How a fetch checks the bytes it read against the pointer's checksum
 /// (xxh3-64 of the whole payload).
 enum FetchCheck {
@@ -1884,22 +1902,36 @@ impl ObjectStore for RedisStore {
         let mut waited = false;
         loop {
             let epoch = self.inner.tracker.epoch(&self.inner);
-            if let Some(view) = self.get(namespace, name)? {
-                return Ok(view);
+            // A server restarting or out of reach for a moment is waited
+            // out, as the name is; still away at the end, it is the error.
+            let mut away = None;
+            match self.get(namespace, name) {
+                Ok(Some(view)) => return Ok(view),
+                Ok(None) => {}
+                Err(err) if server_away(&err) => away = Some(err),
+                Err(err) => return Err(err),
             }
-            if !waited {
+            if !waited && away.is_none() {
                 // A wait makes its namespace, as a watch does (and as the
                 // shared-memory store, which watches its directory, must).
-                self.create_namespace(namespace)?;
-                waited = true;
+                match self.create_namespace(namespace) {
+                    Ok(()) => waited = true,
+                    Err(err) if server_away(&err) => away = Some(err),
+                    Err(err) => return Err(err),
+                }
             }
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(Error::Timeout {
+                return Err(away.unwrap_or_else(|| Error::Timeout {
                     namespace: namespace.into(),
                     name: name.into(),
                     waited: timeout,
-                });
+                }));
+            }
+            if away.is_some() {
+                // Asked again at this pace until the server is back.
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+                continue;
             }
             // Woken by any change the tracker sees; re-checked every 200 ms
             // in any case (the tracker may be reconnecting).

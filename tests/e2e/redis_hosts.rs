@@ -732,6 +732,54 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
 }
 
 #[test]
+fn a_wait_rides_out_a_server_restart() -> Result<()> {
+    let mut server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let host = HostDir::new()?;
+    let store = OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .open_redis(&url)?;
+    // Tracking starts with the first read.
+    ensure!(store.get("ns", "late")?.is_none());
+    wait_tracking(&store)?;
+    let waiter = {
+        let store = store.clone();
+        thread::spawn(move || store.wait_for("ns", "late", Duration::from_secs(30)))
+    };
+    thread::sleep(Duration::from_millis(300));
+    server.kill();
+    thread::sleep(Duration::from_millis(500));
+    ensure!(
+        !waiter.is_finished(),
+        "the wait ended when the server went away"
+    );
+    server.restart()?;
+    let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    let value = make_value(5, 1000);
+    writer.put("ns", "late", &Payload::bytes(&value))?;
+    let got = waiter
+        .join()
+        .map_err(|_| anyhow!("the waiter panicked"))??;
+    ensure!(got.bytes() == value.as_slice(), "not the value written");
+
+    // A server still away when the wait ends is what the wait says.
+    server.kill();
+    let started = Instant::now();
+    match store.wait_for("ns", "never", Duration::from_secs(1)) {
+        Err(Error::Io { source, .. }) => ensure!(
+            source.to_string().contains("is the server running"),
+            "{source}"
+        ),
+        other => bail!("a wait with the server away gave {other:?}"),
+    }
+    ensure!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the wait gave up early"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_chunk_changed_on_the_server_is_reported_never_returned() -> Result<()> {
     let server = RedisServer::start()?;
     let url = fresh(&server.url());

@@ -721,8 +721,12 @@ class Brain(MutableMapping[str, Any]):
     def wait_for(self, name: str, timeout: float = 10.0) -> Any:
         """Blocks until ``name`` exists (at most ``timeout`` seconds), then returns its value.
 
+        On a Redis store, a server that restarts or is out of reach during the
+        wait is waited out too.
+
         Raises:
             BrainTimeoutError: when it does not appear in time.
+            BrainIOError: on a Redis store, when the server is still away at the end.
         """
         return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), float(timeout)))
 
