@@ -109,8 +109,8 @@ pub struct DumpReport {
 }
 
 /// Writes a dump of `store` (every namespace, or `options.namespace`) to
-/// the directory `path`. Every namespace leaves out those of a host's read
-/// cache ([`DumpReport::cache_namespaces_left_out`]).
+/// the directory `path`. A dump of every namespace leaves out those of a
+/// host's read cache ([`DumpReport::cache_namespaces_left_out`]).
 ///
 /// Each object is dumped from one [`brain_core::ObjectView`], so it is a
 /// complete value as of one moment even while writers replace it; objects

@@ -303,12 +303,18 @@ fn restore_locked(
 /// The store lock (namespace, name) held while an automatic restore runs.
 pub(crate) const RESTORE_LOCK: (&str, &str) = ("brain-persist", "auto-restore");
 
-/// True when the store holds no object at all.
+/// True when the store holds no object of its own (a host's read cache of
+/// a Redis server does not count).
 pub(crate) fn store_is_empty(store: &dyn ObjectStore) -> Result<bool> {
     let namespaces = store
         .namespaces()
         .map_err(|e| Error::store("list the namespaces of", e))?;
-    for ns in namespaces {
+    // A host's read cache of a Redis server is not the store's own data (a
+    // reader may fill it before an auto-restore runs).
+    for ns in namespaces
+        .into_iter()
+        .filter(|ns| !brain_core::is_host_cache_namespace(ns))
+    {
         match store.names(&ns) {
             Ok(names) if !names.is_empty() => return Ok(false),
             Ok(_) => {}

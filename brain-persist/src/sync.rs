@@ -824,6 +824,12 @@ impl Syncer<'_> {
                         // may have put them back since.
                         let mut still_gone = Vec::with_capacity(deletes.len());
                         for key in deletes {
+                            // A host cache's copy in a mirror made before
+                            // such namespaces were left out: not the store's.
+                            if brain_core::is_host_cache_namespace(&key.0) {
+                                still_gone.push(key);
+                                continue;
+                            }
                             match self.store.metadata(&key.0, &key.1) {
                                 Ok(None) => still_gone.push(key),
                                 Ok(Some(_)) => {}

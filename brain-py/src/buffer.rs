@@ -235,6 +235,10 @@ pub fn object(py: Python<'_>, view: ObjectView) -> PyResult<Py<PyAny>> {
 /// threads. Unlike `PyBytes::new_with`, the new object is not zeroed
 /// first: that was a second pass over every byte, with the GIL held.
 pub fn bytes_copied_without_gil<'py>(py: Python<'py>, src: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if src.is_empty() {
+        // CPython's one empty bytes object, shared: nothing to write into it.
+        return Ok(PyBytes::new(py, src));
+    }
     let len = ffi::Py_ssize_t::try_from(src.len())
         .map_err(|_| PyValueError::new_err("the object is too large for a Python bytes"))?;
     // SAFETY: with a null pointer and the GIL held (`py`),

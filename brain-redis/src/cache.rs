@@ -146,7 +146,7 @@ impl HostCache {
         };
         stats
             .iter()
-            .filter(|s| s.namespace.starts_with(CACHE_NAMESPACE_PREFIX))
+            .filter(|s| brain_core::is_host_cache_namespace(&s.namespace))
             .map(|s| s.bytes)
             .sum()
     }
@@ -226,7 +226,8 @@ impl HostCache {
     fn evict(&self, needed: u64) -> Result<()> {
         let mut copies = Vec::new();
         for namespace in self.store.namespaces()? {
-            if namespace.starts_with(CACHE_NAMESPACE_PREFIX) {
+            // Never a user's namespace that only starts like one.
+            if brain_core::is_host_cache_namespace(&namespace) {
                 copies.extend(self.store.list(&namespace)?);
             }
         }

@@ -65,6 +65,8 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
         "; is the server running and reachable? brain reconnects on the next call"
+    } else if is_loading(err) {
+        "; the server is loading its data after a restart: try again in a moment"
     } else if is_out_of_memory(err) {
         "; the server is out of memory (maxmemory): delete objects or give it more memory"
     } else {
@@ -74,6 +76,14 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         op,
         location.clone(),
         io::Error::new(io_kind(err), format!("{text}{hint}")),
+    )
+}
+
+/// True when the server is still loading its data (after a restart).
+fn is_loading(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
     )
 }
 
@@ -90,9 +100,8 @@ fn io_kind(err: &RedisError) -> io::ErrorKind {
         io::ErrorKind::ConnectionRefused
     } else if err.is_connection_dropped() {
         io::ErrorKind::ConnectionReset
-    } else if err.is_io_error() {
-        // Any other failure of the connection's socket.
-        io::ErrorKind::ConnectionAborted
+    } else if is_loading(err) {
+        io::ErrorKind::ResourceBusy
     } else {
         io::ErrorKind::Other
     }

@@ -198,7 +198,6 @@ fn too_long(pointer: &Pointer) -> FetchError {
     ))
 }
 
-/// Whether a fetch got the whole object: `done` bytes hashing to `digest`.
 /// Whether `err` says the server is away for now (refused, dropped or
 /// silent connections, or a server still loading its data after a
 /// restart), which a wait rides out.
@@ -209,9 +208,10 @@ fn server_away(err: &Error) -> bool {
                 source.kind(),
                 io::ErrorKind::ConnectionRefused
                     | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::TimedOut
-            ) || source.to_string().contains("LOADING")
+                    // Loading its data (conn.rs).
+                    | io::ErrorKind::ResourceBusy
+            )
         }
         _ => false,
     }
@@ -1922,11 +1922,28 @@ impl ObjectStore for RedisStore {
             }
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(away.unwrap_or_else(|| Error::Timeout {
-                    namespace: namespace.into(),
-                    name: name.into(),
-                    waited: timeout,
-                }));
+                return Err(match away {
+                    Some(Error::Io {
+                        op,
+                        location,
+                        source,
+                    }) => Error::Io {
+                        op,
+                        location,
+                        source: io::Error::new(
+                            source.kind(),
+                            format!(
+                                "{source} (still, at the end of a wait of {timeout:?} for {name:?} in namespace {namespace:?})"
+                            ),
+                        ),
+                    },
+                    Some(other) => other,
+                    None => Error::Timeout {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        waited: timeout,
+                    },
+                });
             }
             if away.is_some() {
                 // Asked again at this pace until the server is back.
@@ -2001,4 +2018,42 @@ fn _assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<RedisStore>();
     let _: HashMap<(), ()> = HashMap::new();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, ServerErrorKind};
+
+    fn mapped(err: redis::RedisError) -> Error {
+        redis_error("read", &Location::from("redis://h:1"), &err)
+    }
+
+    #[test]
+    fn a_wait_rides_out_what_a_restart_looks_like_and_nothing_else() {
+        let loading = mapped(
+            (
+                ErrorKind::Server(ServerErrorKind::BusyLoading),
+                "Redis is loading the dataset in memory",
+            )
+                .into(),
+        );
+        assert!(server_away(&loading), "{loading}");
+        assert!(
+            loading.to_string().contains("try again in a moment"),
+            "{loading}"
+        );
+        let refused = mapped(io::Error::from(io::ErrorKind::ConnectionRefused).into());
+        assert!(server_away(&refused), "{refused}");
+        let dropped = mapped(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        assert!(server_away(&dropped), "{dropped}");
+        for lasting in [
+            mapped(io::Error::from(io::ErrorKind::PermissionDenied).into()),
+            mapped(io::Error::new(io::ErrorKind::InvalidData, "bad certificate").into()),
+            mapped((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM").into()),
+            mapped((ErrorKind::Server(ServerErrorKind::Moved), "MOVED 1 h:2").into()),
+        ] {
+            assert!(!server_away(&lasting), "{lasting}");
+        }
+    }
 }

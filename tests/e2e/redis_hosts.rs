@@ -732,6 +732,62 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
 }
 
 #[test]
+fn a_full_cache_drops_its_oldest_copies_and_nothing_of_the_users() -> Result<()> {
+    const MIB: usize = 1 << 20;
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let host = HostDir::new()?;
+    // The host's store, with a capacity, also holds the user's objects: one
+    // in a namespace that only starts like a cache's.
+    let local = brain::Store::builder()
+        .path(host.cache())
+        .capacity(10 * MIB as u64)
+        .open()?;
+    local.put(
+        "redis-cache-sales",
+        "q1",
+        &Payload::bytes(&make_value(1, MIB)),
+    )?;
+    local.put("docs", "d", &Payload::bytes(&make_value(2, MIB)))?;
+    let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    let reader = OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .open(&format!("{url}&consistency=strict"))?;
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let value = make_value(10 + i as u64, 3 * MIB);
+        writer.put("ns", name, &Payload::bytes(&value))?;
+        let got = reader
+            .get("ns", name)?
+            .ok_or_else(|| anyhow!("{name} gone"))?;
+        ensure!(
+            got.bytes() == value.as_slice(),
+            "{name}: not the value written"
+        );
+        drop(got);
+    }
+    let cached: Vec<String> = local
+        .namespaces()?
+        .into_iter()
+        .filter(|ns| brain::is_host_cache_namespace(ns))
+        .map(|ns| local.names(&ns))
+        .collect::<brain::Result<Vec<_>>>()?
+        .concat();
+    ensure!(
+        cached.contains(&"c".to_string()),
+        "the last copy is not cached: {cached:?}"
+    );
+    ensure!(
+        !cached.contains(&"a".to_string()),
+        "the oldest copy was kept: {cached:?}"
+    );
+    ensure!(
+        local.get("redis-cache-sales", "q1")?.is_some() && local.get("docs", "d")?.is_some(),
+        "making room for cached copies deleted the user's objects"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_wait_rides_out_a_server_restart() -> Result<()> {
     let mut server = RedisServer::start()?;
     let url = fresh(&server.url());

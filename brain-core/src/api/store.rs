@@ -273,9 +273,9 @@ pub trait WriteObject: Send + fmt::Debug {
     }
 
     /// The payload checksum (docs/FORMAT.md) of everything written, which
-    /// the commit stores; the payload is final from then on (a later write
-    /// is an error). `None` from a writer that does not compute one as it
-    /// writes (the default).
+    /// the commit stores; once it is given, the payload is final (a later
+    /// write is an error). `None` from a writer that does not compute one as
+    /// it writes (the default), which takes writes as before.
     ///
     /// # Errors
     /// After a failed write, as the commit would fail.
@@ -369,9 +369,9 @@ impl ObjectWriter {
 
     /// The payload checksum (docs/FORMAT.md) of everything written, the one
     /// the commit will store, or `None` from a writer that does not compute
-    /// one as it writes. The payload is final from then on: a later write is
-    /// an error. A caller that knows what the bytes must hash to checks them
-    /// with it before it commits, without reading them again.
+    /// one as it writes. Once a checksum is given the payload is final: a
+    /// later write is an error. A caller that knows what the bytes must hash
+    /// to checks them with it before it commits, without reading them again.
     ///
     /// # Errors
     /// After a failed write, as [`ObjectWriter::commit`] would fail.

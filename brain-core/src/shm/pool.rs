@@ -50,7 +50,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -223,25 +223,24 @@ struct Pooled {
 /// replaced), and a tmpfs changes size only when it is remounted.
 #[derive(Debug, Default)]
 pub(crate) struct FilesystemSize {
-    bytes: AtomicU64,
-    /// When `bytes` was read (`now_ms`); 0 before the first read.
-    read_at_ms: AtomicU64,
+    /// The size, and when it was read.
+    read: std::sync::Mutex<Option<(Instant, u64)>>,
 }
 
 impl FilesystemSize {
     /// How often the size is read again.
-    const FRESH_MS: u64 = 1000;
+    const FRESH: Duration = Duration::from_secs(1);
 
     fn read(&self, root: &Path) -> u64 {
-        let now = now_ms();
-        let read_at = self.read_at_ms.load(Ordering::Relaxed);
-        if read_at != 0 && now.saturating_sub(read_at) < Self::FRESH_MS {
-            return self.bytes.load(Ordering::Relaxed);
+        let mut read = crate::sys::fork::lock(&self.read);
+        if let Some((at, bytes)) = *read {
+            if at.elapsed() < Self::FRESH {
+                return bytes;
+            }
         }
         let bytes =
             rustix::fs::statvfs(root).map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize));
-        self.bytes.store(bytes, Ordering::Relaxed);
-        self.read_at_ms.store(now.max(1), Ordering::Relaxed);
+        *read = Some((Instant::now(), bytes));
         bytes
     }
 }
