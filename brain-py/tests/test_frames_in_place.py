@@ -29,6 +29,7 @@ from brain.exceptions import (
     BrainColumnNotExistError,
     BrainError,
     BrainNameNotExistError,
+    BrainStoreFullError,
     BrainUnsupportedObjectError,
 )
 
@@ -521,6 +522,23 @@ def test_parts_are_shared_and_given_back(brain: Brain, store_path: Path) -> None
     assert brain.store.fsck()["unreferenced_frame_parts"] == 2
     assert brain.store.gc()["frame_parts"] == 2
     assert brain.store.fsck()["objects"] == 1
+
+
+def test_a_full_store_gives_back_the_parts_a_replaced_frame_left(tmp_path: Path) -> None:
+    brain = Brain(path=tmp_path / "store", capacity="3M")
+    brain["f"] = pd.DataFrame({"x": np.arange(100_000.0)})
+    brain.append("f", pd.DataFrame({"x": np.arange(100_000.0)}))
+    brain["f"] = "text now"  # its two parts are garbage, left to gc
+    del brain["f"]
+    assert brain.names() == [] and brain.used() > 1_500_000
+    # A write that needs their room gets it, as gc would have given it.
+    brain["big"] = np.zeros(250_000)
+    assert brain.names() == ["big"]
+    assert brain.store.fsck()["unreferenced_frame_parts"] == 0
+    # A write too large even without them is still refused, losing nothing.
+    with pytest.raises(BrainStoreFullError):
+        brain["huge"] = np.zeros(1_000_000)
+    assert brain.names() == ["big"]
 
 
 def test_a_change_is_one_event_and_waits_for_the_lock(brain: Brain) -> None:

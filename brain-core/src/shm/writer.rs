@@ -435,6 +435,17 @@ impl ShmWriter {
             healed?;
             reserved = attempt(&mut self.reservation);
         }
+        // Parts of changed frames that no manifest references any more (a
+        // changed frame replaced by another kind of value leaves its parts
+        // to `gc`) are garbage: given back before the write is refused.
+        // Outside the accounting lock, as above: the deletes take it.
+        if reserved.is_err() {
+            self.reservation = None;
+            self.entered = None;
+            crate::api::frames::sweep_parts_for_room(&self.store);
+            self.entered = Some(control.enter()?);
+            reserved = attempt(&mut self.reservation);
+        }
         // What this writer holds already (the bytes a stream brought so
         // far) is its own, not other objects' use of the store.
         let own = self.reservation.as_ref().map_or(0, Reservation::bytes);
