@@ -768,6 +768,8 @@ impl PyStore {
                 }
                 Ok(view) => return object(py, view),
                 Err(brain_core::Error::Timeout { .. }) if !left.is_zero() => py.check_signals()?,
+                // A server restarting under the wait (Redis): waited out too.
+                Err(err) if err.is_server_away() && !left.is_zero() => py.check_signals()?,
                 Err(brain_core::Error::Timeout {
                     namespace, name, ..
                 }) => {

@@ -143,22 +143,49 @@ class RedisServer:
                 self.port = probe.getsockname()[1]
             if self.port == 6379:
                 continue
-            self.proc = subprocess.Popen(
-                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                 "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                        conn.sendall(b"PING\r\n")
-                        if conn.recv(16).startswith(b"+PONG"):
-                            return
-                except OSError:
-                    time.sleep(0.02)
+            if self._launch():
+                return
             self.stop()
         pytest.fail("redis-server did not start on a free loopback port")
+
+    def _launch(self) -> bool:
+        """Starts the server on ``self.port``; True once it answers PING."""
+        import socket
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def kill(self) -> None:
+        """Kills the server (SIGKILL), keeping its port and directory for a restart."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> None:
+        """Starts the server again on the same port, empty."""
+        import time
+
+        deadline = time.monotonic() + 10
+        while not self._launch():
+            self.proc.kill()
+            self.proc.wait()
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start again on port {self.port}")
+            time.sleep(0.1)
 
     def url(self, prefix: str) -> str:
         return f"redis://127.0.0.1:{self.port}/?prefix={prefix}"

@@ -262,6 +262,26 @@ def test_wait_for_times_out(brain: Brain) -> None:
     assert "never" in str(info.value)
 
 
+def test_wait_for_without_a_limit(brain: Brain) -> None:
+    import threading
+
+    threading.Timer(0.2, lambda: brain.__setitem__("later", 7)).start()
+    assert brain.wait_for("later", timeout=None) == 7
+
+
+def test_a_lock_this_process_holds_is_not_blamed_on_another(brain: Brain) -> None:
+    with brain.lock("L"):
+        with pytest.raises(BrainTimeoutError, match="or by another lock of this one"):
+            with brain.lock("L", timeout=0.1):
+                pass
+
+
+def test_preallocate_zero_is_none_and_a_negative_says_what_it_takes(store_url: str) -> None:
+    Brain(url=store_url, preallocate=0)["x"] = 1
+    with pytest.raises(ValueError, match=r"0 for none"):
+        Brain(url=store_url, preallocate=-5)
+
+
 def test_update_needs_a_callable(brain: Brain) -> None:
     with pytest.raises(TypeError):
         brain.update("x", 5)

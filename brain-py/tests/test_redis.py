@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from typing import Any
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from brain.exceptions import BrainNameNotExistError, BrainPermissionError
+from brain.exceptions import BrainIOError, BrainNameNotExistError, BrainPermissionError
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
@@ -252,6 +253,33 @@ def test_watch_and_wait_for_see_other_processes(redis_url: str, redis_cache: Cal
     assert events.next_event(timeout=10) == ("set", "default", "ready")
     del brain["ready"]
     assert events.next_event(timeout=10) == ("deleted", "default", "ready")
+
+
+def test_a_wait_rides_out_a_server_restart(redis_cache: Callable[[], str]) -> None:
+    import threading
+
+    from conftest import RedisServer
+
+    server = RedisServer()
+    try:
+        url = server.url("pytest-restart")
+        brain = Brain(url=url, cache=redis_cache())
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(brain.wait_for("late", timeout=None)))
+        waiter.start()
+        time.sleep(0.3)
+        server.kill()
+        time.sleep(0.8)  # longer than a slice of the wait
+        assert waiter.is_alive(), "the wait ended when the server went away"
+        server.restart()
+        Brain(url=url, cache=False)["late"] = "after the restart"
+        waiter.join(timeout=30)
+        assert got == ["after the restart"]
+        server.kill()
+        with pytest.raises(BrainIOError, match="is the server running"):
+            brain.wait_for("never", timeout=0.6)
+    finally:
+        server.stop()
 
 
 def test_a_pickled_brain_reopens_the_same_store(redis_url: str, redis_cache: Callable[[], str]) -> None:

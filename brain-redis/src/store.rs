@@ -198,25 +198,6 @@ fn too_long(pointer: &Pointer) -> FetchError {
     ))
 }
 
-/// Whether `err` says the server is away for now (refused, dropped or
-/// silent connections, or a server still loading its data after a
-/// restart), which a wait rides out.
-fn server_away(err: &Error) -> bool {
-    match err {
-        Error::Io { source, .. } => {
-            matches!(
-                source.kind(),
-                io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::TimedOut
-                    // Loading its data (conn.rs).
-                    | io::ErrorKind::ResourceBusy
-            )
-        }
-        _ => false,
-    }
-}
-
 /// How a fetch checks the bytes it read against the pointer's checksum
 /// (xxh3-64 of the whole payload).
 enum FetchCheck {
@@ -1908,7 +1889,7 @@ impl ObjectStore for RedisStore {
             match self.get(namespace, name) {
                 Ok(Some(view)) => return Ok(view),
                 Ok(None) => {}
-                Err(err) if server_away(&err) => away = Some(err),
+                Err(err) if err.is_server_away() => away = Some(err),
                 Err(err) => return Err(err),
             }
             if !waited && away.is_none() {
@@ -1916,7 +1897,7 @@ impl ObjectStore for RedisStore {
                 // shared-memory store, which watches its directory, must).
                 match self.create_namespace(namespace) {
                     Ok(()) => waited = true,
-                    Err(err) if server_away(&err) => away = Some(err),
+                    Err(err) if err.is_server_away() => away = Some(err),
                     Err(err) => return Err(err),
                 }
             }
@@ -1933,7 +1914,7 @@ impl ObjectStore for RedisStore {
                         source: io::Error::new(
                             source.kind(),
                             format!(
-                                "{source} (still, at the end of a wait of {timeout:?} for {name:?} in namespace {namespace:?})"
+                                "{source} (still, when the wait for {name:?} in namespace {namespace:?} ended)"
                             ),
                         ),
                     },
@@ -2038,22 +2019,22 @@ mod tests {
             )
                 .into(),
         );
-        assert!(server_away(&loading), "{loading}");
+        assert!(loading.is_server_away(), "{loading}");
         assert!(
             loading.to_string().contains("try again in a moment"),
             "{loading}"
         );
         let refused = mapped(io::Error::from(io::ErrorKind::ConnectionRefused).into());
-        assert!(server_away(&refused), "{refused}");
+        assert!(refused.is_server_away(), "{refused}");
         let dropped = mapped(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        assert!(server_away(&dropped), "{dropped}");
+        assert!(dropped.is_server_away(), "{dropped}");
         for lasting in [
             mapped(io::Error::from(io::ErrorKind::PermissionDenied).into()),
             mapped(io::Error::new(io::ErrorKind::InvalidData, "bad certificate").into()),
             mapped((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM").into()),
             mapped((ErrorKind::Server(ServerErrorKind::Moved), "MOVED 1 h:2").into()),
         ] {
-            assert!(!server_away(&lasting), "{lasting}");
+            assert!(!lasting.is_server_away(), "{lasting}");
         }
     }
 }

@@ -381,7 +381,7 @@ pub enum Error {
     },
 
     /// Another process held a name's lock for longer than the caller would wait.
-    #[error("the lock on {name:?} in namespace {namespace:?} is still held by another process after {waited:?}; wait longer, or find the holder{hint}",
+    #[error("the lock on {name:?} in namespace {namespace:?} is still held after {waited:?}, by another process or by another lock of this one (a lock is not re-entrant); wait longer, or find the holder{hint}",
         hint = match location.path() {
             Some(path) => format!(" with `fuser {}`", path.display()),
             None => format!(" (the lock is {location})"),
@@ -470,6 +470,23 @@ fn permission_hint(location: &Location) -> &'static str {
 }
 
 impl Error {
+    /// Whether this is a store's server that is away for now (a store
+    /// reached over the network): connections refused, dropped or timed
+    /// out, or a server still loading its data after a restart
+    /// ([`io::ErrorKind::ResourceBusy`]). A wait rides these out.
+    pub fn is_server_away(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::ResourceBusy
+            ),
+            _ => false,
+        }
+    }
+
     /// What Arrow's `source` becomes for object `name` in `namespace`, as
     /// `map_err(Error::arrow(namespace, name))`. A store's own error that
     /// Arrow's writer met writing into an [`ObjectWriter`](crate::ObjectWriter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import math
 import os
 import reprlib
 import warnings
@@ -225,7 +226,14 @@ class Brain(MutableMapping[str, Any]):
         if preallocate is not None:
             # Like plasma_store -m: memory allocated and mapped ahead, filled
             # in the background, so first writes of names go at memory speed.
-            reserve = _capacity_bytes(preallocate, f"Brain(preallocate={reprlib.repr(preallocate)})")
+            # 0 (or "none") keeps nothing allocated, as leaving it out does.
+            call = f"Brain(preallocate={reprlib.repr(preallocate)})"
+            if isinstance(preallocate, int) and not isinstance(preallocate, bool) and preallocate < 0:
+                raise ValueError(
+                    f"{call}: memory to keep allocated is a number of bytes (0 for none) "
+                    "or a size such as '512M' or '2GiB'"
+                )
+            reserve = 0 if preallocate == 0 else _capacity_bytes(preallocate, call)
             if reserve:
                 self._store.preallocate(reserve)
         self.url: str = self._store.url
@@ -718,8 +726,10 @@ class Brain(MutableMapping[str, Any]):
             _check_namespace(namespace, "brain.watch(namespace=...)")
         return self.store.watch(None if all_namespaces else (namespace or self.namespace))
 
-    def wait_for(self, name: str, timeout: float = 10.0) -> Any:
+    def wait_for(self, name: str, timeout: float | None = 10.0) -> Any:
         """Blocks until ``name`` exists (at most ``timeout`` seconds), then returns its value.
+
+        ``timeout=None`` (or ``float("inf")``) waits as long as it takes.
 
         On a Redis store, a server that restarts or is out of reach during the
         wait is waited out too.
@@ -728,7 +738,8 @@ class Brain(MutableMapping[str, Any]):
             BrainTimeoutError: when it does not appear in time.
             BrainIOError: on a Redis store, when the server is still away at the end.
         """
-        return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), float(timeout)))
+        limit = math.inf if timeout is None else float(timeout)
+        return _codecs.decode(self.store.wait_for(self.namespace, _check_name(name), limit))
 
     def _update_optimistic(self, name: str, fn: Callable[[Any], Any], default: Any) -> Any:
         """update(name, fn) with a compare-and-set of the version read instead of a lock."""
