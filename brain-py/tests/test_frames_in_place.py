@@ -203,6 +203,32 @@ def test_record_batches_stream_into_a_new_name_and_other_values_are_refused(brai
     assert "other" not in brain
 
 
+def test_a_scalar_assigned_to_an_empty_frame_keeps_its_type(brain: Brain) -> None:
+    brain["pd"] = pd.DataFrame({"a": pd.Series([], dtype="int64")})
+    brain.assign("pd", z=1, t=True, f=1.5)
+    expected = pd.DataFrame({"a": pd.Series([], dtype="int64")}).assign(z=1, t=True, f=1.5)
+    assert brain["pd"].dtypes.to_dict() == expected.dtypes.to_dict()
+    # So a later append of real rows fits it.
+    brain.append("pd", pd.DataFrame({"a": [1], "z": [2], "t": [False], "f": [0.5]}))
+    assert brain["pd"]["z"].tolist() == [2]
+    brain["pl"] = pl.DataFrame({"a": pl.Series([], dtype=pl.Int64)})
+    brain.assign("pl", z=1, s="x")
+    assert brain["pl"].schema == pl.Schema({"a": pl.Int64, "z": pl.Int64, "s": pl.String})
+    brain["pa"] = pa.table({"a": pa.array([], pa.int64())})
+    brain.assign("pa", z=1, s="x")
+    assert brain["pa"].schema.types == [pa.int64(), pa.int64(), pa.string()]
+
+
+def test_a_column_of_lists_of_different_lengths_is_assigned(brain: Brain) -> None:
+    tags = [["x"], ["y", "z"]]
+    brain["pl"] = pl.DataFrame({"a": [1, 2]})
+    brain.assign("pl", tags=tags)
+    assert brain["pl"]["tags"].to_list() == tags
+    brain["pa"] = pa.table({"a": [1, 2]})
+    brain.assign("pa", tags=tags)
+    assert brain["pa"].column("tags").to_pylist() == tags
+
+
 def test_pandas_idioms_of_assign_and_drop(brain: Brain) -> None:
     frame = pd.DataFrame({"a": [1, 2, 3], "b": [4.0, 5.0, 6.0]})
     brain["f"] = frame

@@ -221,9 +221,8 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
         metadata = None
         columns = _computed(store, namespace, name, stored, columns)
         # A scalar is one value for every row, as DataFrame.assign takes it.
-        np = _module("numpy") or __import__("numpy")
         columns = {
-            label: [value] * stored.rows if np.ndim(value) == 0 and not isinstance(value, Mapping) else value
+            label: _every_row(value, stored.rows, stored.codec) if _is_scalar(value) else value
             for label, value in columns.items()
         }
         if stored.codec == "pandas":
@@ -254,6 +253,33 @@ def assign(store: Any, namespace: str, name: str, columns: Mapping[str, Any]) ->
                 "give one value per row"
             )
         _publish(store, namespace, name, "assign", stored.codec, table, metadata)
+
+
+def _is_scalar(value: Any) -> bool:
+    """Whether ``value`` is one value (for every row), not a column of values."""
+    if isinstance(value, Mapping):
+        return False
+    np = _module("numpy") or __import__("numpy")
+    try:
+        return bool(np.ndim(value) == 0)
+    except ValueError:
+        # Lists of different lengths (a column of lists): numpy makes no array of them.
+        return False
+
+
+def _every_row(value: Any, rows: int, codec: str) -> Any:
+    """A column holding ``value`` in each of ``rows`` rows. With no rows, an
+    empty column of the value's type (an empty list has none, and would be
+    read as floats)."""
+    if rows:
+        return [value] * rows
+    if codec == "pandas":
+        pd = _module("pandas") or __import__("pandas")
+        return pd.Series([value]).iloc[:0]
+    if codec == "polars":
+        pl = _module("polars") or __import__("polars")
+        return pl.Series([value])[:0]
+    return _pa().array([value])[:0]
 
 
 def _computed(store: Any, namespace: str, name: str, stored: _Stored, columns: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,9 +323,8 @@ def _with_column(frame: Any, label: Any, value: Any) -> Any:
     after it to see; as it is when the value does not make a column there
     (the assign itself then says why)."""
     pd, pl, pa = _module("pandas"), _module("polars"), _module("pyarrow")
-    np = _module("numpy") or __import__("numpy")
     # One value for every row, as assign takes a scalar.
-    scalar = np.ndim(value) == 0 and not isinstance(value, Mapping)
+    scalar = _is_scalar(value)
     value = _native_order(value)
     try:
         if pd is not None and isinstance(frame, pd.DataFrame):
