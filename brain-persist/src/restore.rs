@@ -181,16 +181,6 @@ fn restore_locked(
             (Some(_), _) => conflicts.push(entry),
         }
     }
-    if options.on_conflict == OnConflict::Fail {
-        if let Some(first) = conflicts.first() {
-            return Err(Error::Conflict {
-                count: conflicts.len() as u64,
-                namespace: first.namespace.clone(),
-                name: first.name.clone(),
-                interrupted: RestoreMark::of(&dump.path, store).is_set(),
-            });
-        }
-    }
     // Counts are of names: a frame's parts come and go with it.
     let names = |entries: &[&Entry]| {
         entries
@@ -198,6 +188,18 @@ fn restore_locked(
             .filter(|e| part_owner(&e.name).is_none())
             .count() as u64
     };
+    if options.on_conflict == OnConflict::Fail {
+        if let Some(first) = conflicts.first() {
+            // Named as users know it: a part by the frame it is of.
+            let name = part_owner(&first.name).unwrap_or(&first.name);
+            return Err(Error::Conflict {
+                count: names(&conflicts).max(1),
+                namespace: first.namespace.clone(),
+                name: name.to_owned(),
+                interrupted: RestoreMark::of(&dump.path, store).is_set(),
+            });
+        }
+    }
     let skipped = if options.on_conflict == OnConflict::Skip {
         names(&conflicts)
     } else {

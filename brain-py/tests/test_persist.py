@@ -76,6 +76,17 @@ def test_dump_and_restore_round_trip_every_codec(brain: Brain, tmp_path: Path, n
     assert_same(fresh, values)
 
 
+def test_a_conflict_names_a_changed_frame_as_one_name(brain: Brain, tmp_path: Path) -> None:
+    brain["f"] = pd.DataFrame({"x": [1.0, 2.0]})
+    brain.append("f", pd.DataFrame({"x": [3.0]}))  # a manifest and its parts
+    brain.dump(tmp_path / "dump")
+    with pytest.raises(BrainDumpConflictError) as info:
+        brain.restore(tmp_path / "dump")
+    message = str(info.value)
+    assert "1 object(s)" in message and '"default"/"f"' in message, message
+    assert "brain-part" not in message
+
+
 def test_a_dump_leaves_a_hosts_redis_cache_out(brain: Brain, tmp_path: Path) -> None:
     brain["mine"] = "a user's value"
     cache = Brain(url=brain.url, namespace="redis-cache-" + "ab" * 16)
