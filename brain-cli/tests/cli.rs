@@ -579,6 +579,17 @@ fn info_shows_metadata_as_text_and_json(backend: Backend) -> TestResult {
     assert!(created.ends_with('Z') && created.len() == 24, "{created}");
     assert!(info["created_unix_ns"].as_u64().is_some_and(|ns| ns > 0));
 
+    // Replaced without a description, it keeps its own (a set from Python does).
+    check(
+        store.run_with_input(&["put", "greeting", "-", "--codec", "text"], b"hello again")?,
+        &["put"],
+    )?;
+    let info = store.json(&["info", "greeting", "--json"])?;
+    assert_eq!(
+        (info["size"].as_u64(), info["description"].as_str()),
+        (Some(11), Some("says hi"))
+    );
+
     expect_failure(
         &store.run(&["info", "nope"])?,
         3,

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use brain_core::{Codec, ObjectStore, ObjectWriter};
+use brain_core::{kept_description, Codec, ObjectStore, ObjectWriter};
 
 use crate::console::Console;
 
@@ -42,6 +42,10 @@ pub fn run(
         (label, &mut file, len)
     };
     let context = || format!("cannot store {name:?} in namespace {namespace:?}");
+    // No description given keeps the replaced object's, as a set from
+    // Python does (brain-plasma's rule).
+    let kept = kept_description(store, namespace, name, description).with_context(context)?;
+    let description = kept.as_deref().unwrap_or(description);
     let mut writer = store
         .writer(namespace, name, codec, description, len)
         .with_context(context)?;
