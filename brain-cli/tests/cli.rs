@@ -1180,7 +1180,11 @@ fn usage_and_input_errors(backend: Backend) -> TestResult {
 
     let missing = store.dir.path().join("missing.bin");
     let out = store.run(&["put", "x", missing.to_str().ok_or("path")?])?;
-    expect_failure(&out, 1, &["cannot open", "missing.bin"])?;
+    expect_failure(
+        &out,
+        1,
+        &["cannot open", "missing.bin", "or - for standard input"],
+    )?;
     let dir = store.dir.path().to_str().ok_or("path")?;
     expect_failure(
         &store.run(&["put", "x", dir])?,

@@ -284,6 +284,11 @@ pub fn dump<'py>(
     level: i32,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    if !(-7..=22).contains(&level) {
+        return Err(PyValueError::new_err(format!(
+            "level {level} is not one of zstd's: give -7 (fastest) to 22 (smallest); 3 is the default"
+        )));
+    }
     let reporter = PythonProgress::new(progress);
     let mut options = DumpOptions::new()
         .level(level)

@@ -282,6 +282,17 @@ def test_preallocate_zero_is_none_and_a_negative_says_what_it_takes(store_url: s
         Brain(url=store_url, preallocate=-5)
 
 
+def test_an_empty_namespace_is_refused_by_watch_as_everywhere(brain: Brain) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        brain.watch(namespace="")
+
+
+def test_a_dump_level_outside_zstds_is_refused(brain: Brain, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="-7 .* 22"):
+        brain.dump(tmp_path / "dump", level=99)
+    assert not (tmp_path / "dump").exists()
+
+
 def test_update_needs_a_callable(brain: Brain) -> None:
     with pytest.raises(TypeError):
         brain.update("x", 5)

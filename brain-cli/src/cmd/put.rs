@@ -31,7 +31,9 @@ pub fn run(
         ("standard input".into(), stdin, len)
     } else {
         let label = source.display().to_string();
-        file = File::open(source).with_context(|| format!("cannot open {label}"))?;
+        file = File::open(source).with_context(|| {
+            format!("cannot open {label}; give a file you can read, or - for standard input")
+        })?;
         let meta = file
             .metadata()
             .with_context(|| format!("cannot read {label}"))?;

@@ -724,7 +724,7 @@ class Brain(MutableMapping[str, Any]):
         """
         if namespace is not None:
             _check_namespace(namespace, "brain.watch(namespace=...)")
-        return self.store.watch(None if all_namespaces else (namespace or self.namespace))
+        return self.store.watch(None if all_namespaces else (self.namespace if namespace is None else namespace))
 
     def wait_for(self, name: str, timeout: float | None = 10.0) -> Any:
         """Blocks until ``name`` exists (at most ``timeout`` seconds), then returns its value.
