@@ -319,6 +319,10 @@ fn dump_restore_and_dumps_ls_round_trip(backend: Backend) -> TestResult {
     let out = env.run("a", &["dump", dir_s, "--level", "99"]);
     assert_eq!(out.status.code(), Some(2));
 
+    // Where no dump can be made, the error says what to give instead.
+    let out = env.run("a", &["dump", "/proc/brain-test-dump"]);
+    expect_failure(&out, 1, &["where you can create directories"]);
+
     // A host's read cache of a Redis server is left out, and said so.
     let cache_ns = format!("redis-cache-{:032x}", 1u128);
     env.put("a", &cache_ns, "copy", b"a cached copy", "");

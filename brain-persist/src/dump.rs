@@ -527,7 +527,14 @@ impl TempDir {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .map_err(|e| Error::io("create the directory", &path, e))?;
+            .map_err(|e| {
+                let advice = "a dump is written beside its directory and swapped into place: give a path on a filesystem where you can create directories";
+                Error::io(
+                    "create the directory",
+                    &path,
+                    std::io::Error::new(e.kind(), format!("{e}; {advice}")),
+                )
+            })?;
         let dir = TempDir { path, done: false };
         let lock = dir.path.join(LOCK_FILE);
         File::create(&lock).map_err(|e| Error::io("create", &lock, e))?;

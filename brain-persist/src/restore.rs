@@ -346,6 +346,14 @@ fn has_dump(dir: &Path) -> Result<bool> {
             })
         })),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Err(Error::io(
+            "list",
+            dir,
+            std::io::Error::new(
+                err.kind(),
+                format!("{err}; give the directory of a dump or of a `brain sync` mirror (or a path where none is yet)"),
+            ),
+        )),
         Err(err) => Err(Error::io("list", dir, err)),
     }
 }

@@ -20,6 +20,7 @@ from brain import Brain
 from brain.exceptions import (
     BrainCorruptDumpError,
     BrainDumpConflictError,
+    BrainDumpError,
     BrainDumpNotFoundError,
     BrainStoreFullError,
 )
@@ -85,6 +86,12 @@ def test_a_conflict_names_a_changed_frame_as_one_name(brain: Brain, tmp_path: Pa
     message = str(info.value)
     assert "1 object(s)" in message and '"default"/"f"' in message, message
     assert "brain-part" not in message
+
+
+def test_persist_naming_a_file_says_to_give_a_directory(tmp_path: Path, store_url: str) -> None:
+    (tmp_path / "a-file").write_text("not a dump")
+    with pytest.raises(BrainDumpError, match="give the directory of a dump"):
+        Brain(url=store_url, persist=tmp_path / "a-file")
 
 
 def test_a_dump_leaves_a_hosts_redis_cache_out(brain: Brain, tmp_path: Path) -> None:
