@@ -742,7 +742,7 @@ impl PyStore {
         let watcher = frames::skip_parts(self.may_wait(py, || self.store.watch(namespace)).py()?);
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
-            pid: std::process::id(),
+            pid: brain_core::process_id(),
         })
     }
 
@@ -1057,7 +1057,7 @@ impl PyWatcher {
     #[pyo3(signature = (timeout=None))]
     fn next_event(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
         let timeout = seconds(timeout)?;
-        if std::process::id() != self.pid {
+        if brain_core::process_id() != self.pid {
             return Err(PyRuntimeError::new_err(
                 "this watcher was made in the parent of this forked process: make a new one here (brain.watch())",
             ));

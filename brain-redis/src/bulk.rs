@@ -54,7 +54,7 @@ impl BulkPool {
         });
         BulkPool {
             target,
-            idle: Mutex::new((std::process::id(), Vec::new())),
+            idle: Mutex::new((brain_core::process_id(), Vec::new())),
         }
     }
 
@@ -82,7 +82,7 @@ impl BulkPool {
     /// Gives back a connection whose replies were all read.
     pub(crate) fn give(&self, conn: BulkConn) {
         let mut idle = lock(&self.idle);
-        if idle.0 == std::process::id() && idle.1.len() < MAX_IDLE {
+        if idle.0 == brain_core::process_id() && idle.1.len() < MAX_IDLE {
             idle.1.push(conn);
         }
     }

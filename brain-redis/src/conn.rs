@@ -260,7 +260,7 @@ impl Pool {
     pub(crate) fn new(connector: Connector) -> Pool {
         Pool {
             connector,
-            idle: Mutex::new((std::process::id(), Vec::new())),
+            idle: Mutex::new((brain_core::process_id(), Vec::new())),
         }
     }
 
@@ -296,7 +296,7 @@ impl Pool {
     /// Gives a connection back after a call that left it in a clean state.
     pub(crate) fn give(&self, conn: Conn) {
         let mut idle = lock(&self.idle);
-        if idle.0 == std::process::id() && conn.is_open() && idle.1.len() < MAX_IDLE {
+        if idle.0 == brain_core::process_id() && conn.is_open() && idle.1.len() < MAX_IDLE {
             idle.1.push((conn, Instant::now()));
         }
     }
@@ -353,7 +353,7 @@ fn closed(err: &RedisError) -> bool {
 /// forked child: the sockets are the parent's too). They are forgotten,
 /// not closed: closing a TLS session would write to the parent's socket.
 pub(crate) fn forget_if_forked<T>(idle: &mut (u32, Vec<T>)) {
-    let pid = std::process::id();
+    let pid = brain_core::process_id();
     if idle.0 != pid {
         for conn in std::mem::take(&mut idle.1) {
             std::mem::forget(conn);

@@ -223,7 +223,11 @@ pub(crate) fn new_version() -> String {
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => {
                 // No getrandom: time and pid, hashed, are unique enough for a version.
-                let seed = format!("{:?}{}{filled}", SystemTime::now(), std::process::id());
+                let seed = format!(
+                    "{:?}{}{filled}",
+                    SystemTime::now(),
+                    brain_core::process_id()
+                );
                 let h = xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
                 bytes = h.to_le_bytes();
                 break;

@@ -30,8 +30,8 @@ impl HeldLocks {
     /// forked child holds none of its parent's locks.
     pub(crate) fn token(&self, namespace: &str, name: &str) -> Option<String> {
         let mut tokens = lock(&self.tokens);
-        if tokens.0 != std::process::id() {
-            *tokens = (std::process::id(), HashMap::new());
+        if tokens.0 != brain_core::process_id() {
+            *tokens = (brain_core::process_id(), HashMap::new());
         }
         tokens
             .1
@@ -41,8 +41,8 @@ impl HeldLocks {
 
     fn insert(&self, namespace: &str, name: &str, token: &str) {
         let mut tokens = lock(&self.tokens);
-        if tokens.0 != std::process::id() {
-            *tokens = (std::process::id(), HashMap::new());
+        if tokens.0 != brain_core::process_id() {
+            *tokens = (brain_core::process_id(), HashMap::new());
         }
         tokens
             .1
@@ -131,7 +131,7 @@ impl RedisLock {
             name: name.to_owned(),
             key: key.clone(),
             token: token.clone(),
-            pid: std::process::id(),
+            pid: brain_core::process_id(),
             stop: stop.clone(),
         };
         // The watchdog renews the lock every third of its life while it is held.
@@ -172,7 +172,7 @@ impl Drop for RedisLock {
         let (stopped, wake) = &*self.stop;
         *lock(stopped) = true;
         wake.notify_all();
-        if self.pid != std::process::id() {
+        if self.pid != brain_core::process_id() {
             // A forked child does not hold its parent's lock.
             return;
         }

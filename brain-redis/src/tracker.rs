@@ -115,7 +115,7 @@ impl Hub {
     /// The hub of these servers in this process, made if there is none.
     fn of(config: &RedisConfig) -> Arc<Hub> {
         let identity = tracking_identity(config);
-        let pid = std::process::id();
+        let pid = brain_core::process_id();
         let mut hubs = lock(&HUBS);
         hubs.retain(|h| h.strong_count() > 0);
         if let Some(hub) = hubs
@@ -138,7 +138,7 @@ impl Hub {
     /// (none when none has read through tracking yet).
     fn members_of(config: &RedisConfig) -> Vec<Arc<Inner>> {
         let identity = tracking_identity(config);
-        let pid = std::process::id();
+        let pid = brain_core::process_id();
         let hubs: Vec<Arc<Hub>> = lock(&HUBS)
             .iter()
             .filter_map(Weak::upgrade)
@@ -218,7 +218,7 @@ pub(crate) struct WatchQueue {
 impl Tracker {
     /// Joins the tracking of this process if this handle has not yet.
     fn ensure(&self, inner: &Arc<Inner>) {
-        let pid = std::process::id();
+        let pid = brain_core::process_id();
         {
             let mut state = lock(&self.state);
             if state.pid == pid {
@@ -289,7 +289,7 @@ impl Tracker {
         epoch: Option<u64>,
     ) {
         let mut state = lock(&self.state);
-        if state.pid != std::process::id() {
+        if state.pid != brain_core::process_id() {
             return;
         }
         let trusted = state.healthy && epoch == Some(state.epoch);
@@ -591,7 +591,7 @@ fn run(hub: Weak<Hub>, pid: u32) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(inner) = member(&hub) else { return };
-        if std::process::id() != pid {
+        if brain_core::process_id() != pid {
             return;
         }
         let (lost, lost_rx) = mpsc::channel();

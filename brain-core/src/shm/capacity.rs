@@ -90,7 +90,7 @@ fn identity(pid: u32, start: u64) -> u64 {
 
 /// This process's identity.
 pub(crate) fn my_identity() -> u64 {
-    let pid = std::process::id();
+    let pid = crate::sys::fork::process_id();
     identity(pid, process_start_time(pid).unwrap_or(0))
 }
 

@@ -131,6 +131,25 @@ pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// This process's id and the fork generation it was read in, packed
+/// (generation + 1 above, pid below; 0: not read yet).
+static PID: AtomicU64 = AtomicU64::new(0);
+
+/// This process's id, as `std::process::id()` gives it, read once per fork
+/// generation: `getpid` is a system call on every call (about 250 ns on a
+/// virtual machine), and brain's Redis store checks it on every call to
+/// tell a forked child's state from its parent's.
+pub fn process_id() -> u32 {
+    let generation = generation().wrapping_add(1) & u64::from(u32::MAX);
+    let cached = PID.load(Ordering::Relaxed);
+    if cached >> 32 == generation {
+        return cached as u32;
+    }
+    let pid = std::process::id();
+    PID.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
+    pid
+}
+
 fn register() {
     REGISTER.call_once(|| {
         // SAFETY: pthread_atfork only records the three function pointers,
@@ -194,6 +213,17 @@ mod tests {
             "the child saw the parent's generation"
         );
         assert_eq!(generation(), before, "the parent's generation changed");
+    }
+
+    #[test]
+    fn a_forked_child_has_its_own_process_id() {
+        let parent = process_id();
+        assert_eq!(parent, std::process::id());
+        assert!(
+            in_a_child(|| process_id() == std::process::id() && process_id() != parent),
+            "the child saw the parent's process id"
+        );
+        assert_eq!(process_id(), parent);
     }
 
     /// Whether `check`, run in a child forked now, returned true (a child

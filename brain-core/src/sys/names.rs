@@ -45,7 +45,7 @@ impl Owner {
     /// This process.
     pub(crate) fn me() -> Owner {
         Owner {
-            pid: std::process::id(),
+            pid: crate::sys::fork::process_id(),
             pid_ns: pid_namespace(),
         }
     }
@@ -88,7 +88,7 @@ pub(crate) fn tmp_owner(name: &OsStr) -> Option<Owner> {
 /// tag's process ended, so whoever comes next can remove what a killed
 /// process left.
 pub fn owner_tag() -> String {
-    format!("{}~{:x}", std::process::id(), pid_namespace())
+    format!("{}~{:x}", crate::sys::fork::process_id(), pid_namespace())
 }
 
 /// Whether the process an [`owner_tag`] names has ended. Never for a tag
@@ -100,10 +100,10 @@ pub fn owner_tag_gone(tag: &str) -> bool {
     let Some(owner) = Owner::parse(tag) else {
         return false;
     };
-    if owner.pid_ns == 0 || owner.pid == std::process::id() {
+    if owner.pid_ns == 0 || owner.pid == crate::sys::fork::process_id() {
         return false;
     }
-    if process_start_time(std::process::id()).is_none() {
+    if process_start_time(crate::sys::fork::process_id()).is_none() {
         return false;
     }
     !owner.alive()
