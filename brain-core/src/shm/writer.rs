@@ -556,12 +556,8 @@ impl ShmWriter {
     /// Refuses a writer that a failed write left with part of its bytes.
     fn usable(&self) -> Result<()> {
         if self.broken {
-            return Err(Error::io(
-                "write an object in",
-                &self.dir,
-                io::Error::other(
-                    "an earlier write into this object failed part-way, so its bytes are not whole: nothing was published; drop the writer and write the object again",
-                ),
+            return Err(self.refused(
+                "an earlier write into this object failed part-way, so its bytes are not whole: nothing was published; drop the writer and write the object again",
             ));
         }
         Ok(())
@@ -571,15 +567,20 @@ impl ShmWriter {
     fn writable(&self) -> Result<()> {
         self.usable()?;
         if self.finished_checksum.is_some() {
-            return Err(Error::io(
-                "write an object in",
-                &self.dir,
-                io::Error::other(
-                    "the payload was finished (its checksum taken), so nothing more can be written to it; commit the writer, or drop it and write the object again",
-                ),
+            return Err(self.refused(
+                "the payload was finished (its checksum taken), so nothing more can be written to it; commit the writer, or drop it and write the object again",
             ));
         }
         Ok(())
+    }
+
+    /// The error of a write this writer refuses, and why.
+    fn refused(&self, why: &str) -> Error {
+        Error::io(
+            "write an object in",
+            &self.dir,
+            io::Error::other(why.to_owned()),
+        )
     }
 
     /// The payload's checksum (docs/FORMAT.md): what the copies computed as
