@@ -300,6 +300,17 @@ def test_pandas_frames_with_any_labels_round_trip_exactly(brain: Brain, make) ->
     pd.testing.assert_frame_equal(brain["df"], frame, check_exact=True, check_index_type=True, check_column_type=True)
 
 
+def test_a_pandas_series_read_as_arrow_names_its_column_as_pyarrow_would(brain: Brain) -> None:
+    for name, column in (("price", "price"), (None, "0"), (7, "7")):
+        series = pd.Series([1.5, 2.5], name=name)
+        brain["s"] = series
+        table = brain.get("s", as_arrow=True)
+        assert table.column_names == pa.Table.from_pandas(series.to_frame(), preserve_index=False).column_names
+        assert table.column_names == [column]
+        assert table.column(0).to_pylist() == [1.5, 2.5]
+        assert brain["s"].name == name
+
+
 def test_pandas_series_with_a_tuple_name_round_trips(brain: Brain) -> None:
     series = pd.Series([1, 2], name=("a", 1))
     brain["s"] = series

@@ -515,28 +515,41 @@ def _strip_brain_metadata(table: Any) -> Any:
     return _with_metadata(table, _without_brain_keys(table.schema.metadata) or None)
 
 
-def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, Any]:
+def _read_arrow_stripped(obj: Any, columns: Sequence[Any] | None) -> tuple[Any, dict[bytes, bytes]]:
     """``read_arrow`` without brain's metadata, as users see a table, and
-    brain's kind of table (from that metadata)."""
+    the metadata it had (brain's kind of table, a Series' name)."""
     if columns is None and isinstance(obj, _brain.Frame) and obj.whole:
         # The whole frame, read as any stored table.
-        table, kind = _read_arrow_stripped(obj.parts()[0], None)
+        table, metadata = _read_arrow_stripped(obj.parts()[0], None)
         if table.num_columns == len(obj.columns()):
-            return table, kind
+            return table, metadata
     if columns is None and not isinstance(obj, _brain.Frame):
         pa = _pyarrow_ipc()
         known = _read_known_schema(pa, pa.py_buffer(obj), stripped=True)
         if known is not None:
-            batches, (_, stripped, kind) = known
+            batches, (schema, stripped, _) = known
             # The batches have the schema already: checking it again costs more.
-            return pa.Table.from_batches(batches, schema=None if batches else stripped), kind
+            table = pa.Table.from_batches(batches, schema=None if batches else stripped)
+            return table, schema.metadata or {}
     table = read_arrow(obj, columns)
-    return _strip_brain_metadata(table), (table.schema.metadata or {}).get(KIND_KEY)
+    return _strip_brain_metadata(table), table.schema.metadata or {}
+
+
+def _user_table(obj: Any, columns: Sequence[Any] | None) -> Any:
+    """The stored table as ``as_arrow=True`` gives it: without brain's
+    metadata, and a pandas Series' one column named as the Series (as
+    pyarrow names the column of ``series.to_frame()``), not by the name
+    brain stores it under."""
+    table, metadata = _read_arrow_stripped(obj, columns)
+    if metadata.get(KIND_KEY) == b"series" and SERIES_NAME_KEY in metadata and table.num_columns == 1:
+        name = json.loads(metadata[SERIES_NAME_KEY])
+        table = table.rename_columns(["0" if name is None else str(name)])
+    return table
 
 
 def decode_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
-    table, kind = _read_arrow_stripped(obj, columns)
-    if kind == b"record_batch":
+    table, metadata = _read_arrow_stripped(obj, columns)
+    if metadata.get(KIND_KEY) == b"record_batch":
         batches = table.to_batches()
         if len(batches) == 1:
             return batches[0]
@@ -547,7 +560,7 @@ def decode_arrow(obj: Any, columns: Sequence[Any] | None = None) -> Any:
 def decode_pandas(obj: Any, as_arrow: bool = False, columns: Sequence[Any] | None = None) -> Any:
     """A frame written from pandas, as the frame (or Series) it was."""
     if as_arrow:
-        return _read_arrow_stripped(obj, columns)[0]
+        return _user_table(obj, columns)
     picked = None
     if columns is not None and _builds_frames_from_blocks():
         # One pick and decode serves both ways of making the frame.
@@ -1738,7 +1751,7 @@ def decode(
             )
     if codec in LIBRARIES and library is not None and (library != codec or library == "arrow"):
         if library == "arrow":
-            return _read_arrow_stripped(obj, columns)[0]
+            return _user_table(obj, columns)
         table = read_arrow(obj, columns)
         if library == "pandas":
             # A pandas frame copied by another writer (Rust) still carries pandas' metadata.
