@@ -107,6 +107,29 @@ def test_a_flipped_byte_is_found_by_fsck_dump_and_a_verified_read(store_url: str
 
 
 @pytest.mark.shm_only(SHM_ONLY)
+def test_a_damaged_part_of_a_changed_frame_is_reported_as_the_frames(brain: Brain, store_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from brain.exceptions import BrainCorruptError
+
+    brain["f"] = pd.DataFrame({"x": np.arange(200_000.0)})
+    brain.append("f", pd.DataFrame({"x": np.arange(200_000.0)}))
+    # The manifest is small (an entry of the store's table): the object
+    # files of the namespace are the frame's parts.
+    namespace_dir = object_file(store_path, "default", "f").parent
+    parts = [p for p in namespace_dir.iterdir() if not p.name.startswith(".")]
+    assert len(parts) == 2, parts
+    flip_payload_byte(parts[0])
+    with pytest.raises(BrainCorruptError) as info:
+        brain.get("f", verify=True)
+    message = str(info.value)
+    assert '"f"' in message and "does not match the checksum" in message, message
+    assert "\0" not in message and "brain-part" not in message, message
+    assert "del brain[name]" in message, message
+
+
+@pytest.mark.shm_only(SHM_ONLY)
 def test_objects_left_alone_verify(brain: Brain) -> None:
     import numpy as np
 

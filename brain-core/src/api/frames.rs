@@ -422,11 +422,26 @@ impl StoredFrame {
     /// writer stored ([`ObjectView::verify`]); `location` is the store's.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the part that does not match.
+    /// [`Error::Corrupt`] naming the frame, and which of its parts does not
+    /// match (a part's own name is internal: users know the frame's).
     pub fn verify(&self, location: &crate::api::error::Location) -> Result<()> {
-        for view in std::iter::once(&self.manifest_view).chain(&self.parts) {
-            let meta = view.meta();
-            view.verify(location.join(&meta.namespace).join(&meta.name))?;
+        let frame = self.manifest_view.meta();
+        let at = location.join(&frame.namespace).join(&frame.name);
+        self.manifest_view.verify(at.clone())?;
+        for (i, part) in self.parts.iter().enumerate() {
+            part.verify(at.clone()).map_err(|err| match err {
+                Error::Corrupt { .. } => Error::corrupt(
+                    at.clone(),
+                    format!(
+                        "part {} of the {} of frame {:?} in namespace {:?} does not match the checksum its writer stored: its memory was changed after it was written",
+                        i + 1,
+                        self.parts.len(),
+                        frame.name,
+                        frame.namespace
+                    ),
+                ),
+                other => other,
+            })?;
         }
         Ok(())
     }
