@@ -305,18 +305,21 @@ fn restore_locked(
 /// The store lock (namespace, name) held while an automatic restore runs.
 pub(crate) const RESTORE_LOCK: (&str, &str) = ("brain-persist", "auto-restore");
 
-/// True when the store holds no object of its own (a host's read cache of
-/// a Redis server does not count).
-pub(crate) fn store_is_empty(store: &dyn ObjectStore) -> Result<bool> {
-    let namespaces = store
+/// The store's namespaces of its own: those of a host's read cache of a
+/// Redis server hold copies of what the server holds, which a sync does not
+/// mirror and which do not make a store worth an auto-restore less empty (a
+/// reader may fill the cache before the restore runs).
+pub(crate) fn own_namespaces(store: &dyn ObjectStore) -> Result<Vec<String>> {
+    let mut namespaces = store
         .namespaces()
         .map_err(|e| Error::store("list the namespaces of", e))?;
-    // A host's read cache of a Redis server is not the store's own data (a
-    // reader may fill it before an auto-restore runs).
-    for ns in namespaces
-        .into_iter()
-        .filter(|ns| !brain_core::is_host_cache_namespace(ns))
-    {
+    namespaces.retain(|ns| !brain_core::is_host_cache_namespace(ns));
+    Ok(namespaces)
+}
+
+/// True when the store holds no object of its own ([`own_namespaces`]).
+pub(crate) fn store_is_empty(store: &dyn ObjectStore) -> Result<bool> {
+    for ns in own_namespaces(store)? {
         match store.names(&ns) {
             Ok(names) if !names.is_empty() => return Ok(false),
             Ok(_) => {}

@@ -24,8 +24,8 @@ use crate::format::{
 };
 use crate::reader::DumpReader;
 use crate::restore::{
-    finish_interrupted_restore, is_restore_mark, store_is_empty, try_lock_for_restore, RestoreMark,
-    Unfinished,
+    finish_interrupted_restore, is_restore_mark, own_namespaces, store_is_empty,
+    try_lock_for_restore, RestoreMark, Unfinished,
 };
 use crate::writer::{new_dump_id, FrameWriter, IndexWriter, PayloadFiles};
 
@@ -553,16 +553,9 @@ impl Syncer<'_> {
     /// (`self.damaged`).
     fn list_store(&mut self) -> Result<BTreeMap<Key, ObjectMeta>> {
         let mut out = BTreeMap::new();
-        let namespaces = self
-            .store
-            .namespaces()
-            .map_err(|e| Error::store("list the namespaces of", e))?;
+        let namespaces = own_namespaces(self.store)?;
         self.damaged.clear();
-        // A host's read cache holds copies of what a Redis server holds.
-        for ns in namespaces
-            .into_iter()
-            .filter(|ns| !brain_core::is_host_cache_namespace(ns))
-        {
+        for ns in namespaces {
             match self.store.list(&ns) {
                 Ok(metas) => out.extend(metas.into_iter().map(|m| (key_of(&m), m))),
                 Err(brain_core::Error::NamespaceNotFound { .. }) => continue,

@@ -1619,24 +1619,17 @@ pub fn table_meta<S: ObjectStore + ?Sized>(store: &S, meta: ObjectMeta) -> (Obje
 
 /// Removes the parts no manifest references, in every namespace that has
 /// parts (a look at its names first), for a write the store refused as
-/// full; returns the bytes given back. Best effort: a namespace that cannot
-/// be swept is left as it is, for `gc`.
-pub(crate) fn sweep_parts_for_room<S: ObjectStore + ?Sized>(store: &S) -> u64 {
-    let Ok(namespaces) = store.namespaces() else {
-        return 0;
-    };
-    let mut freed = 0;
-    for namespace in namespaces {
+/// full. Best effort: a namespace that cannot be swept is left as it is,
+/// for `gc`.
+pub(crate) fn sweep_parts_for_room<S: ObjectStore + ?Sized>(store: &S) {
+    for namespace in store.namespaces().unwrap_or_default() {
         let has_parts = store
             .names(&namespace)
             .is_ok_and(|names| names.iter().any(|n| is_frame_part(n)));
         if has_parts {
-            if let Ok(swept) = sweep_parts(store, &namespace, true) {
-                freed += swept.unreferenced.iter().map(|(_, size)| size).sum::<u64>();
-            }
+            let _ = sweep_parts(store, &namespace, true);
         }
     }
-    freed
 }
 
 /// [`sweep_parts`] in every namespace of the store, with each namespace's
