@@ -20,10 +20,16 @@
 //! the other) compare different moments; a ratio within a round compares
 //! the same one. `CHECKSUM_BENCH_ROUNDS` sets the rounds (default 41).
 //!
-//! Last, what the hashing costs a whole write: a replacing write of the
+//! Then what the hashing costs a whole write: a replacing write of the
 //! payload into a store (`Namespace::set`, into a file from its pool),
 //! timed in the same rounds as the writer's copy with and without its
 //! hashing.
+//!
+//! Last, the writer's copy on each vector kernel this processor has (AVX2,
+//! AVX-512), with and without its hashing, from a source 64-byte aligned
+//! (as pyarrow's buffers are) and from one 16 bytes past that (as a numpy
+//! array's or a `bytes`' data is), interleaved the same way: the
+//! measurement behind the kernel the writer picks.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +37,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use brain_bench::{seeded_bytes, BenchStore, Row, Summary, Target, MIB};
-use brain_core::bench::{copy_with_checksum, copy_without_checksum};
+use brain_core::bench::{copy_chunks_on, copy_with_checksum, copy_without_checksum, Kernel};
 use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, CHECKSUM_CHUNK};
 use brain_core::SharedBytes;
 use criterion::{Criterion, Throughput};
@@ -197,6 +203,7 @@ fn main() {
 
     interleaved(&src, dst);
     share_of_a_write(&src, dst);
+    kernels(&src, dst);
 }
 
 /// Seconds `f` takes, once.
@@ -307,4 +314,76 @@ fn share_of_a_write(src: &[u8], dst: &mut [u8]) {
         low * 100.0,
         high * 100.0
     );
+}
+
+/// The writer's copy of `src` into `dst` on each vector kernel, hashing and
+/// not, from a 64-byte aligned source and from one 16 bytes past it, timed
+/// in turn round after round; each median is compared with the AVX2
+/// copy's of the same source, round by round.
+fn kernels(src: &[u8], dst: &mut [u8]) {
+    let kernels: Vec<Kernel> = Kernel::supported()
+        .into_iter()
+        .filter(|k| *k != Kernel::Portable)
+        .collect();
+    if kernels.is_empty() {
+        return;
+    }
+    let rounds = rounds();
+    // A copy of the source at each offset from a 64-byte line.
+    let sources: Vec<(usize, Vec<u8>)> = [0usize, 16]
+        .into_iter()
+        .map(|offset| {
+            let mut buffer = vec![0u8; src.len() + 128];
+            let at = buffer.as_ptr().align_offset(64) + offset;
+            buffer[at..at + src.len()].copy_from_slice(src);
+            (at, buffer)
+        })
+        .collect();
+    let mut cases = Vec::new();
+    for (which, source) in ["64-byte aligned source", "source 16 bytes past a line"]
+        .into_iter()
+        .enumerate()
+    {
+        for &kernel in &kernels {
+            for hash in [true, false] {
+                cases.push((which, source, kernel, hash));
+            }
+        }
+    }
+    let mut times = vec![Vec::with_capacity(rounds); cases.len()];
+    for round in 0..rounds {
+        for step in 0..cases.len() {
+            let which = (round + step) % cases.len();
+            let (source, _, kernel, hash) = cases[which];
+            let (at, buffer) = &sources[source];
+            let from = SharedBytes::from(&buffer[*at..at + src.len()]);
+            times[which].push(time(|| {
+                black_box(copy_chunks_on(kernel, from, &mut *dst, hash));
+            }));
+        }
+    }
+    println!("\n## The writer's copy on each kernel ({rounds} rounds, each copy once per round)\n");
+    println!("| source | kernel | hashing | median | ÷ the AVX2 copy of the same source and hashing, median of rounds (range) |");
+    println!("| --- | --- | --- | ---: | ---: |");
+    for (i, &(offset, source, kernel, hash)) in cases.iter().enumerate() {
+        let base = cases
+            .iter()
+            .position(|c| c.0 == offset && c.2 == kernels[0] && c.3 == hash)
+            .expect("the first kernel's copy");
+        let r: Vec<f64> = times[i]
+            .iter()
+            .zip(&times[base])
+            .map(|(t, b)| t / b)
+            .collect();
+        let (low, high) = (
+            r.iter().copied().fold(f64::INFINITY, f64::min),
+            r.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {source} | {kernel:?} | {} | {:.2} ms | {:.3} ({low:.3} to {high:.3}) |",
+            if hash { "yes" } else { "no" },
+            median(times[i].clone()) * 1e3,
+            median(r),
+        );
+    }
 }

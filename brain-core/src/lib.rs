@@ -100,5 +100,6 @@ pub use sys::names::{owner_tag, owner_tag_gone};
 /// Internals that brain-bench measures; not part of the API.
 #[doc(hidden)]
 pub mod bench {
-    pub use crate::shm::fill::{copy_with_checksum, copy_without_checksum};
+    pub use crate::shm::fill::{copy_chunks_on, copy_with_checksum, copy_without_checksum};
+    pub use crate::sys::copy::Kernel;
 }

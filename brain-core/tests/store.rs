@@ -1127,7 +1127,8 @@ fn replacing_while_the_namespace_is_removed_leaves_the_count_exact() -> TestResu
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
-                let payload = vec![(n % 251) as u8; if n % 2 == 0 { 3_000 } else { 70_000 }];
+                let payload =
+                    vec![(n % 251) as u8; if n.is_multiple_of(2) { 3_000 } else { 70_000 }];
                 // A removal racing the write may refuse it; only the count matters.
                 let _ = store.put("x", &format!("k{}", n % 8), &Payload::bytes(&payload));
             }

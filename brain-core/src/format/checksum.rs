@@ -200,7 +200,7 @@ impl ChunkHasher {
             (self.stripes % STRIPES_PER_BLOCK) * 8,
         );
         self.stripes += 1;
-        if self.stripes % STRIPES_PER_BLOCK == 0 {
+        if self.stripes.is_multiple_of(STRIPES_PER_BLOCK) {
             scramble(&mut self.acc);
         }
     }

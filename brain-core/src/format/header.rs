@@ -228,7 +228,7 @@ impl Header {
         let header_len = read_u32(prefix, 16) as usize;
         let strings =
             read_u32(prefix, 20) as u64 + read_u32(prefix, 24) as u64 + read_u32(prefix, 28) as u64;
-        if header_len % PAYLOAD_ALIGN != 0
+        if !header_len.is_multiple_of(PAYLOAD_ALIGN)
             || (header_len as u64) < HEADER_FIXED_LEN as u64 + strings
             || header_len > MAX_HEADER_LEN
         {

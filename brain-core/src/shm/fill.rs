@@ -13,7 +13,9 @@
 use std::sync::OnceLock;
 
 use crate::format::checksum::{ChunkDigests, ChunkHasher, CHECKSUM_CHUNK, STRIPE};
-use crate::sys::copy::{copy_and_hash, copy_bytes, copy_four, copy_stripes, hash_stripes, STREAMS};
+use crate::sys::copy::{
+    copy_and_hash, copy_bytes, copy_four_on, copy_stripes_on, hash_stripes, Kernel, STREAMS,
+};
 use crate::sys::{populate_for_write, SharedBytes};
 
 /// Pieces at least this long are split across cores.
@@ -54,6 +56,7 @@ impl Fill {
             if in_chunk == 0 && src.len() >= PARALLEL_MIN && threads() > 1 {
                 let whole = src.len() - src.len() % CHECKSUM_CHUNK;
                 let digests = copy_chunks(
+                    Kernel::best(),
                     src.slice(0, whole),
                     &mut payload[at..at + whole],
                     populate,
@@ -217,7 +220,29 @@ pub fn copy_without_checksum(src: SharedBytes<'_>, dst: &mut [u8]) {
     if dst.is_empty() {
         return;
     }
-    copy_chunks(src, dst, false, false);
+    copy_chunks(Kernel::best(), src, dst, false, false);
+}
+
+/// The writer's copy of whole chunks ([`copy_with_checksum`] with `hash`,
+/// [`copy_without_checksum`] without) on the given kernel, returning the
+/// chunks' digests: for brain-bench's comparison of the kernels. Exposed,
+/// hidden.
+pub fn copy_chunks_on(
+    kernel: Kernel,
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    hash: bool,
+) -> Vec<u64> {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "copy between ranges of different lengths"
+    );
+    assert_eq!(dst.len() % CHECKSUM_CHUNK, 0, "whole chunks only");
+    if dst.is_empty() {
+        return Vec::new();
+    }
+    copy_chunks(kernel, src, dst, false, hash)
 }
 
 /// Feeds the stripes of `chunk` (already in place) up to `target`.
@@ -237,14 +262,14 @@ fn feed(hasher: &mut ChunkHasher, src: SharedBytes<'_>, chunk: &mut [u8], start:
     // Stripes that lay whole before this piece and waited for a byte after them.
     catch_up(hasher, chunk, target.min(start / STRIPE));
     let mut pos = start;
-    if pos % STRIPE != 0 && hasher.stripes < target {
+    if !pos.is_multiple_of(STRIPE) && hasher.stripes < target {
         // The piece starts mid-stripe: complete that stripe, then feed it.
         let stop = pos - pos % STRIPE + STRIPE;
         copy_bytes(src.slice(0, stop - start), &mut chunk[pos..stop]);
         hasher.stripe(&chunk[stop - STRIPE..stop]);
         pos = stop;
     }
-    if pos % STRIPE == 0 && hasher.stripes == pos / STRIPE && hasher.stripes < target {
+    if pos.is_multiple_of(STRIPE) && hasher.stripes == pos / STRIPE && hasher.stripes < target {
         let bytes = (target - hasher.stripes) * STRIPE;
         copy_and_hash(
             src.slice(pos - start, pos - start + bytes),
@@ -259,13 +284,14 @@ fn feed(hasher: &mut ChunkHasher, src: SharedBytes<'_>, chunk: &mut [u8], start:
 
 /// The digest of one whole chunk, copied from `src` into `dst` (0 without
 /// `hash`: the same copy, for the measure of what the checksum costs).
-fn copy_chunk(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> u64 {
+fn copy_chunk(kernel: Kernel, src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> u64 {
     let mut hasher = ChunkHasher::default();
     let fused = ChunkHasher::stripes_before_last(dst.len()) * STRIPE;
+    let (head_src, head) = (src.slice(0, fused), &mut dst[..fused]);
     if hash {
-        copy_and_hash(src.slice(0, fused), &mut dst[..fused], &mut hasher, true);
+        copy_stripes_on::<true>(kernel, head_src, head, &mut hasher, true);
     } else {
-        copy_stripes(src.slice(0, fused), &mut dst[..fused], true);
+        copy_stripes_on::<false>(kernel, head_src, head, &mut hasher, true);
     }
     finish_chunk(&hasher, src, dst, fused, hash)
 }
@@ -289,8 +315,13 @@ fn finish_chunk(
 }
 
 /// The digests of four whole chunks of [`CHECKSUM_CHUNK`] bytes, copied
-/// side by side (`copy_four`: four streams through memory at once).
-fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; STREAMS] {
+/// side by side (`copy_four_on`: four streams through memory at once).
+fn copy_four_chunks(
+    kernel: Kernel,
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    hash: bool,
+) -> [u64; STREAMS] {
     debug_assert_eq!(dst.len(), STREAMS * CHECKSUM_CHUNK);
     let fused = ChunkHasher::stripes_before_last(CHECKSUM_CHUNK) * STRIPE;
     let mut chunks = dst.chunks_exact_mut(CHECKSUM_CHUNK);
@@ -303,7 +334,7 @@ fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; S
             let from = i * CHECKSUM_CHUNK;
             src.slice(from, from + fused)
         });
-        copy_four(srcs, heads, &mut hashers, true, hash);
+        copy_four_on(kernel, srcs, heads, &mut hashers, true, hash);
     }
     std::array::from_fn(|i| {
         let from = i * CHECKSUM_CHUNK;
@@ -315,7 +346,13 @@ fn copy_four_chunks(src: SharedBytes<'_>, dst: &mut [u8], hash: bool) -> [u64; S
 /// Copies whole chunks from `src` into `dst` on several threads, each
 /// taking a contiguous run of chunks, four side by side at a time; returns
 /// their digests in order (zeros without `hash`).
-fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool) -> Vec<u64> {
+fn copy_chunks(
+    kernel: Kernel,
+    src: SharedBytes<'_>,
+    dst: &mut [u8],
+    populate: bool,
+    hash: bool,
+) -> Vec<u64> {
     on_chunk_runs(dst, threads(), populate, |from, dst| {
         let src = src.slice(from, from + dst.len());
         let mut digests = Vec::with_capacity(dst.len().div_ceil(CHECKSUM_CHUNK));
@@ -324,11 +361,12 @@ fn copy_chunks(src: SharedBytes<'_>, dst: &mut [u8], populate: bool, hash: bool)
         for group in &mut groups {
             if group.len() == STREAMS * CHECKSUM_CHUNK {
                 let src = src.slice(at, at + group.len());
-                digests.extend(copy_four_chunks(src, group, hash));
+                digests.extend(copy_four_chunks(kernel, src, group, hash));
             } else {
                 for (i, chunk) in group.chunks_mut(CHECKSUM_CHUNK).enumerate() {
                     let from = at + i * CHECKSUM_CHUNK;
-                    digests.push(copy_chunk(src.slice(from, from + chunk.len()), chunk, hash));
+                    let src = src.slice(from, from + chunk.len());
+                    digests.push(copy_chunk(kernel, src, chunk, hash));
                 }
             }
             at += group.len();

@@ -21,11 +21,14 @@
 //! # The fused copy
 //!
 //! A large payload's checksum (format/checksum.rs: xxh3-64 over 1 MiB
-//! chunks) is computed by the copy itself: with AVX2, each 64-byte stripe
-//! is loaded into two registers, stored to the destination and fed to
-//! xxh3's accumulators from the same registers, so the data is read once.
-//! The copy is bound by memory bandwidth, and the hashing fits in the
-//! cycles spent waiting for it.
+//! chunks) is computed by the copy itself: each 64-byte stripe is loaded
+//! into one register (AVX-512) or two (AVX2), stored to the destination
+//! and fed to xxh3's accumulators from the same registers, so the data is
+//! read once. The copy is bound by memory bandwidth, and the hashing fits
+//! in the cycles spent waiting for it: with AVX-512 it costs the copy about
+//! 2 to 3% at 64 MiB, with AVX2 10 to 14% (docs/BENCHMARKS.md). Each call
+//! runs the fastest kernel the processor has ([`Kernel::best`]); the tests
+//! run every kernel it has against the portable hasher.
 
 use std::marker::PhantomData;
 
@@ -127,6 +130,67 @@ impl<'a> SharedBytes<'a> {
     }
 }
 
+/// The kernels a copy or a hash of stripes can run on (exposed, hidden,
+/// for brain-bench's comparison of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// 512-bit registers: a stripe in one.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    Avx512,
+    /// 256-bit registers: a stripe in two.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    Avx2,
+    /// No vector instructions: `copy_bytes`, and stripes hashed one by one.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this processor runs. (The standard library caches
+    /// what the processor has: each check is a load and a test.)
+    pub fn best() -> Kernel {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// Panics unless this processor runs the kernel: the vector kernels'
+    /// one requirement, checked where they are called, so that no caller
+    /// is trusted with it.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    fn assert_supported(self) {
+        let supported = match self {
+            Kernel::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
+            Kernel::Portable => true,
+        };
+        assert!(supported, "this processor has no {self:?} instructions");
+    }
+
+    /// Every kernel this processor runs, slowest first, for the tests and
+    /// benches that compare them.
+    pub fn supported() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                kernels.push(Kernel::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        kernels
+    }
+}
+
 /// Copies `src` into `dst` (of the same length) with reads that are defined
 /// when another thread writes `src` meanwhile.
 pub(crate) fn copy_bytes(src: SharedBytes<'_>, dst: &mut [u8]) {
@@ -183,14 +247,7 @@ pub(crate) fn copy_and_hash(
     hasher: &mut ChunkHasher,
     streaming: bool,
 ) {
-    copy_stripes_with::<true>(src, dst, hasher, streaming);
-}
-
-/// Copies whole stripes as [`copy_and_hash`] does, with the same loads and
-/// stores, but hashes nothing: the floor that the checksum's cost is
-/// measured against.
-pub(crate) fn copy_stripes(src: SharedBytes<'_>, dst: &mut [u8], streaming: bool) {
-    copy_stripes_with::<false>(src, dst, &mut ChunkHasher::default(), streaming);
+    copy_stripes_on::<true>(Kernel::best(), src, dst, hasher, streaming);
 }
 
 /// The shortest run [`hash_stripes`] gives to the vector kernel: 8 stripes.
@@ -200,31 +257,43 @@ const VECTOR_HASH_MIN: usize = 8 * STRIPE;
 /// mapping, not copied by brain), to `hasher` as the next stripes of its
 /// chunk: what [`copy_and_hash`] does without the copy.
 pub(crate) fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
+    hash_stripes_on(Kernel::best(), data, hasher);
+}
+
+/// [`hash_stripes`] on the given kernel.
+fn hash_stripes_on(kernel: Kernel, data: &[u8], hasher: &mut ChunkHasher) {
     assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
     // A stripe or two (a piece's first, which waited for a byte after it)
     // costs less one by one than the kernel's loading of its keys.
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if data.len() >= VECTOR_HASH_MIN && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above), the kernel's only
-        // requirement.
-        unsafe { avx2::hash_stripes(data, hasher) };
+    if data.len() >= VECTOR_HASH_MIN && kernel != Kernel::Portable {
+        kernel.assert_supported();
+        let run = match kernel {
+            Kernel::Avx512 => avx512::hash_stripes,
+            _ => avx2::hash_stripes,
+        };
+        // SAFETY: the kernel's instructions are present (asserted just
+        // above), its only requirement.
+        unsafe { run(data, hasher) };
         return;
     }
+    let _ = kernel;
     for stripe in data.chunks_exact(STRIPE) {
         hasher.stripe(stripe);
     }
 }
 
-/// How many equally long runs [`copy_four`] copies side by side.
+/// How many equally long runs [`copy_four_on`] copies side by side.
 pub(crate) const STREAMS: usize = 4;
 
-/// Copies four runs of whole stripes side by side (stripe `i` of each, then
-/// stripe `i + 1`), each fed to its own hasher when `hash`: four streams
-/// through memory at once, as glibc's `memcpy` copies four pages at a time
-/// past the caches' size, which one stream does not match. The runs are as
+/// Copies four runs of whole stripes side by side on `kernel` (stripe `i`
+/// of each, then stripe `i + 1`), each fed to its own hasher when `hash`:
+/// four streams through memory at once, as glibc's `memcpy` copies four
+/// pages at a time past the caches' size, which one stream does not match. The runs are as
 /// long as each other (a multiple of 64), and the hashers have consumed as
 /// many stripes as each other, so the four share their keys.
-pub(crate) fn copy_four(
+pub(crate) fn copy_four_on(
+    kernel: Kernel,
     srcs: [SharedBytes<'_>; STREAMS],
     dsts: [&mut [u8]; STREAMS],
     hashers: &mut [ChunkHasher; STREAMS],
@@ -244,34 +313,42 @@ pub(crate) fn copy_four(
         "hashers at different stripes"
     );
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if std::is_x86_feature_detected!("avx2") {
+    if kernel != Kernel::Portable {
+        kernel.assert_supported();
         let from = srcs.map(|src| src.ptr);
         let into = dsts.map(|dst| dst.as_mut_ptr());
-        let kernel = if hash {
-            avx2::copy_four::<true>
-        } else {
-            avx2::copy_four::<false>
+        let run = match (kernel, hash) {
+            (Kernel::Avx512, true) => avx512::copy_four::<true>,
+            (Kernel::Avx512, false) => avx512::copy_four::<false>,
+            (_, true) => avx2::copy_four::<true>,
+            (_, false) => avx2::copy_four::<false>,
         };
-        // SAFETY: AVX2 is present (checked just above). Each source is
-        // valid for reads of `len` bytes (SharedBytes' contract) and each
-        // destination is a unique borrow of `len` bytes (checked), so the
-        // four destinations are disjoint from each other and from the
-        // sources; `len` is a multiple of 64 (checked). The kernel reads
-        // and writes exactly those ranges (and prefetches up to 4 KiB past
-        // each source's end, a hint that reads nothing and cannot fault).
-        unsafe { kernel(from, into, len, hashers, streaming) };
+        // SAFETY: the kernel's instructions are present (asserted just
+        // above). Each source is valid for reads of `len` bytes
+        // (SharedBytes' contract) and each destination is a unique borrow
+        // of `len` bytes (checked), so the four destinations are disjoint
+        // from each other and from the sources; `len` is a multiple of 64
+        // (checked), and the hashers are at the same stripe (checked). The
+        // kernel reads and writes exactly those ranges (and prefetches up
+        // to 4 KiB past each source's end, a hint that reads nothing and
+        // cannot fault).
+        unsafe { run(from, into, len, hashers, streaming) };
         return;
     }
     for ((src, dst), hasher) in srcs.into_iter().zip(dsts).zip(hashers.iter_mut()) {
         if hash {
-            copy_and_hash(src, dst, hasher, streaming);
+            copy_stripes_on::<true>(kernel, src, dst, hasher, streaming);
         } else {
-            copy_stripes(src, dst, streaming);
+            copy_stripes_on::<false>(kernel, src, dst, hasher, streaming);
         }
     }
 }
 
-fn copy_stripes_with<const HASH: bool>(
+/// [`copy_and_hash`] on `kernel` (with `HASH`), or the same copy with the
+/// same loads and stores hashing nothing (without): the floor that the
+/// checksum's cost is measured against.
+pub(crate) fn copy_stripes_on<const HASH: bool>(
+    kernel: Kernel,
     src: SharedBytes<'_>,
     dst: &mut [u8],
     hasher: &mut ChunkHasher,
@@ -284,16 +361,22 @@ fn copy_stripes_with<const HASH: bool>(
     );
     assert_eq!(dst.len() % STRIPE, 0, "whole stripes only");
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above). src is valid for
-        // reads of len bytes and dst is a unique borrow of as many (checked
-        // equal), a multiple of 64 (checked); the kernel reads and writes
-        // exactly those ranges (it also prefetches up to 4 KiB past the
-        // source's end, a hint that reads nothing and cannot fault).
-        unsafe { avx2::copy_and_hash::<HASH>(src.ptr, dst, hasher, streaming) };
+    if kernel != Kernel::Portable {
+        kernel.assert_supported();
+        let run = match kernel {
+            Kernel::Avx512 => avx512::copy_and_hash::<HASH>,
+            _ => avx2::copy_and_hash::<HASH>,
+        };
+        // SAFETY: the kernel's instructions are present (asserted just
+        // above). src is valid for reads of len bytes and dst is a unique
+        // borrow of as many (checked equal), a multiple of 64 (checked);
+        // the kernel reads and writes exactly those ranges (it also
+        // prefetches up to 4 KiB past the source's end, a hint that reads
+        // nothing and cannot fault).
+        unsafe { run(src.ptr, dst, hasher, streaming) };
         return;
     }
-    let _ = streaming;
+    let _ = (kernel, streaming);
     copy_bytes(src, dst);
     if HASH {
         for stripe in dst.chunks_exact(STRIPE) {
@@ -302,19 +385,22 @@ fn copy_stripes_with<const HASH: bool>(
     }
 }
 
+/// xxh3's 32-bit prime, as the vector kernels' multiplier.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+const PRIME32_1: i32 = 0x9E37_79B1_u32 as i32;
+/// How far ahead of the copy the vector kernels prefetch the source, in bytes.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+const PREFETCH_AHEAD: usize = 4096;
+
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod avx2 {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    use super::STREAMS;
+    use super::{PREFETCH_AHEAD, PRIME32_1, STREAMS};
     use crate::format::checksum::{
         ChunkHasher, SCRAMBLE_SECRET, SECRET, STRIPE, STRIPES_PER_BLOCK,
     };
-
-    const PRIME32_1: i32 = 0x9E37_79B1_u32 as i32;
-    /// How far ahead of the copy the source is prefetched, in bytes.
-    const PREFETCH_AHEAD: usize = 4096;
 
     /// 32 bytes of xxh3's secret, from `at`.
     #[target_feature(enable = "avx2")]
@@ -430,7 +516,7 @@ mod avx2 {
     ) {
         let stripes = dst.len() / STRIPE;
         let to = dst.as_mut_ptr();
-        let streaming = streaming && (to as usize) % 32 == 0;
+        let streaming = streaming && (to as usize).is_multiple_of(32);
         let [mut a0, mut a1] = load_acc(hasher);
         let (keys, [scramble0, scramble1]) = keys();
         let mut n = hasher.stripes;
@@ -452,7 +538,7 @@ mod avx2 {
                 a0 = accumulate(a0, d0, keys[k]);
                 a1 = accumulate(a1, d1, keys[k + 1]);
                 n += 1;
-                if n % STRIPES_PER_BLOCK == 0 {
+                if n.is_multiple_of(STRIPES_PER_BLOCK) {
                     a0 = scramble(a0, scramble0);
                     a1 = scramble(a1, scramble1);
                 }
@@ -482,7 +568,7 @@ mod avx2 {
             a0 = accumulate(a0, load32(&stripe[..32]), keys[k]);
             a1 = accumulate(a1, load32(&stripe[32..]), keys[k + 1]);
             n += 1;
-            if n % STRIPES_PER_BLOCK == 0 {
+            if n.is_multiple_of(STRIPES_PER_BLOCK) {
                 a0 = scramble(a0, scramble0);
                 a1 = scramble(a1, scramble1);
             }
@@ -490,7 +576,7 @@ mod avx2 {
         store_acc(hasher, [a0, a1], n);
     }
 
-    /// [`super::copy_four`]: four runs of `len` bytes copied side by side,
+    /// [`super::copy_four_on`]: four runs of `len` bytes copied side by side,
     /// stripe `i` of each in turn, each fed with `HASH` to its hasher from
     /// the registers it was stored from.
     ///
@@ -508,7 +594,7 @@ mod avx2 {
         streaming: bool,
     ) {
         let stripes = len / STRIPE;
-        let streaming = streaming && dst.iter().all(|to| (*to as usize) % 32 == 0);
+        let streaming = streaming && dst.iter().all(|to| (*to as usize).is_multiple_of(32));
         let mut acc = [[_mm256_setzero_si256(); 2]; STREAMS];
         for (acc, hasher) in acc.iter_mut().zip(hashers.iter()) {
             *acc = load_acc(hasher);
@@ -543,7 +629,7 @@ mod avx2 {
             }
             if HASH {
                 n += 1;
-                if n % STRIPES_PER_BLOCK == 0 {
+                if n.is_multiple_of(STRIPES_PER_BLOCK) {
                     for acc in acc.iter_mut() {
                         acc[0] = scramble(acc[0], scramble0);
                         acc[1] = scramble(acc[1], scramble1);
@@ -600,6 +686,260 @@ mod avx2 {
         assert_eq!(lanes.len(), 4);
         // SAFETY: 4 writable u64 (asserted) are 32 bytes, stored unaligned.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) }
+    }
+}
+
+/// The AVX-512 kernels: a stripe is one 512-bit register, so a stripe costs
+/// one load, one store and half the vector instructions of the AVX2
+/// kernels' two 256-bit halves (the hashing then hides better behind the
+/// copy's wait for memory). The accumulators are the same eight lanes in
+/// the same order, so the hashes are the same.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod avx512 {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use super::{PREFETCH_AHEAD, PRIME32_1, STREAMS};
+    use crate::format::checksum::{
+        ChunkHasher, SCRAMBLE_SECRET, SECRET, STRIPE, STRIPES_PER_BLOCK,
+    };
+
+    /// 64 bytes of xxh3's secret, from `at`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn secret(at: usize) -> __m512i {
+        let bytes: &[u8; 64] = SECRET[at..at + 64].try_into().expect("64 bytes");
+        // SAFETY: `bytes` is a reference to 64 readable bytes; the load is
+        // unaligned, so any address will do.
+        unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+    }
+
+    /// The secret's key for each stripe of a block, and the scramble's:
+    /// loaded once per call, kept in registers (AVX-512 has 32).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn keys() -> ([__m512i; STRIPES_PER_BLOCK], __m512i) {
+        let mut keys = [_mm512_setzero_si512(); STRIPES_PER_BLOCK];
+        for (i, key) in keys.iter_mut().enumerate() {
+            *key = secret(i * 8);
+        }
+        (keys, secret(SCRAMBLE_SECRET))
+    }
+
+    /// xxh3's accumulate, on all eight lanes at once.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn accumulate(acc: __m512i, data: __m512i, key: __m512i) -> __m512i {
+        let data_key = _mm512_xor_si512(data, key);
+        let product = _mm512_mul_epu32(data_key, _mm512_srli_epi64::<32>(data_key));
+        let swapped = _mm512_shuffle_epi32::<0b01_00_11_10>(data);
+        _mm512_add_epi64(product, _mm512_add_epi64(acc, swapped))
+    }
+
+    /// xxh3's scramble, on all eight lanes at once (the three-way xor is
+    /// one ternary-logic instruction, truth table 0x96).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn scramble(acc: __m512i, key: __m512i) -> __m512i {
+        let mixed = _mm512_ternarylogic_epi64::<0x96>(acc, _mm512_srli_epi64::<47>(acc), key);
+        let prime = _mm512_set1_epi32(PRIME32_1);
+        let low = _mm512_mul_epu32(mixed, prime);
+        let high = _mm512_mul_epu32(_mm512_srli_epi64::<32>(mixed), prime);
+        _mm512_add_epi64(low, _mm512_slli_epi64::<32>(high))
+    }
+
+    /// Copies the 64-byte stripe at `from` to `into` and returns it, from
+    /// the register that was stored.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `from` is valid for reads of 64 bytes (other
+    /// threads may write them); `into` is valid for writes of 64 bytes that
+    /// nothing else accesses meanwhile, and 64-byte aligned if `streaming`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn copy_stripe(from: *const u8, into: *mut u8, streaming: bool) -> __m512i {
+        let data: __m512i;
+        if streaming {
+            // SAFETY: the caller's contract: both ranges are valid for 64
+            // bytes and `into` is 64-byte aligned, as a 512-bit `vmovntdq`
+            // needs. The asm touches nothing else. Its load is byte-wise
+            // single-copy atomic on x86-64, so a thread writing `from`
+            // meanwhile races with nothing (the module's docs).
+            unsafe {
+                asm!(
+                    "vmovdqu64 {data}, zmmword ptr [{from}]",
+                    "vmovntdq zmmword ptr [{into}], {data}",
+                    from = in(reg) from,
+                    into = in(reg) into,
+                    data = out(zmm_reg) data,
+                    options(nostack, preserves_flags),
+                );
+            }
+        } else {
+            // SAFETY: as above, with an unaligned store.
+            unsafe {
+                asm!(
+                    "vmovdqu64 {data}, zmmword ptr [{from}]",
+                    "vmovdqu64 zmmword ptr [{into}], {data}",
+                    from = in(reg) from,
+                    into = in(reg) into,
+                    data = out(zmm_reg) data,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+        data
+    }
+
+    /// [`super::copy_and_hash`] (with `HASH`) and the same copy without hashing
+    /// with 512-bit registers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `src` valid for reads of `dst.len()`
+    /// bytes, a multiple of 64.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_and_hash<const HASH: bool>(
+        src: *const u8,
+        dst: &mut [u8],
+        hasher: &mut ChunkHasher,
+        streaming: bool,
+    ) {
+        let stripes = dst.len() / STRIPE;
+        let to = dst.as_mut_ptr();
+        let streaming = streaming && (to as usize).is_multiple_of(64);
+        let mut acc = load_acc(hasher);
+        let (keys, scramble_key) = keys();
+        let mut n = hasher.stripes;
+        for s in 0..stripes {
+            let offset = s * STRIPE;
+            // A hint only: reads nothing, never faults.
+            _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(offset + PREFETCH_AHEAD).cast::<i8>());
+            // SAFETY: offset + 64 <= dst.len(), and src is valid for reads of
+            // dst.len() bytes (the caller's contract), dst a unique borrow of
+            // as many, 64-byte aligned when streaming (checked above).
+            let data = unsafe {
+                copy_stripe(src.wrapping_add(offset), to.wrapping_add(offset), streaming)
+            };
+            if HASH {
+                acc = accumulate(acc, data, keys[n % STRIPES_PER_BLOCK]);
+                n += 1;
+                if n.is_multiple_of(STRIPES_PER_BLOCK) {
+                    acc = scramble(acc, scramble_key);
+                }
+            }
+        }
+        if streaming {
+            // Fence the weakly ordered stores before the bytes are read
+            // back or published.
+            _mm_sfence();
+        }
+        store_acc(hasher, acc, n);
+    }
+
+    /// [`super::hash_stripes`] with 512-bit registers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn hash_stripes(data: &[u8], hasher: &mut ChunkHasher) {
+        debug_assert_eq!(data.len() % STRIPE, 0, "whole stripes only");
+        let mut acc = load_acc(hasher);
+        let (keys, scramble_key) = keys();
+        let mut n = hasher.stripes;
+        for stripe in data.chunks_exact(STRIPE) {
+            // SAFETY: a stripe is 64 readable bytes, loaded unaligned.
+            let bytes = unsafe { _mm512_loadu_si512(stripe.as_ptr().cast()) };
+            acc = accumulate(acc, bytes, keys[n % STRIPES_PER_BLOCK]);
+            n += 1;
+            if n.is_multiple_of(STRIPES_PER_BLOCK) {
+                acc = scramble(acc, scramble_key);
+            }
+        }
+        store_acc(hasher, acc, n);
+    }
+
+    /// [`super::copy_four_on`] with 512-bit registers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; each `src` valid for reads of `len`
+    /// bytes (a multiple of 64); each `dst` valid for writes of `len` bytes
+    /// that nothing else accesses meanwhile, the four disjoint; the hashers
+    /// all at the same stripe.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_four<const HASH: bool>(
+        src: [*const u8; STREAMS],
+        dst: [*mut u8; STREAMS],
+        len: usize,
+        hashers: &mut [ChunkHasher; STREAMS],
+        streaming: bool,
+    ) {
+        let stripes = len / STRIPE;
+        let streaming = streaming && dst.iter().all(|to| (*to as usize).is_multiple_of(64));
+        let mut acc = [_mm512_setzero_si512(); STREAMS];
+        for (acc, hasher) in acc.iter_mut().zip(hashers.iter()) {
+            *acc = load_acc(hasher);
+        }
+        let (keys, scramble_key) = keys();
+        let mut n = hashers[0].stripes;
+        for s in 0..stripes {
+            let offset = s * STRIPE;
+            for from in src {
+                // A hint only: reads nothing, never faults.
+                _mm_prefetch::<_MM_HINT_T0>(
+                    from.wrapping_add(offset + PREFETCH_AHEAD).cast::<i8>(),
+                );
+            }
+            let key = keys[n % STRIPES_PER_BLOCK];
+            for i in 0..STREAMS {
+                // SAFETY: offset + 64 <= len, and each source is valid for
+                // reads and each destination for writes of len bytes (the
+                // caller's contract), 64-byte aligned when streaming
+                // (checked above).
+                let data = unsafe {
+                    copy_stripe(
+                        src[i].wrapping_add(offset),
+                        dst[i].wrapping_add(offset),
+                        streaming,
+                    )
+                };
+                if HASH {
+                    acc[i] = accumulate(acc[i], data, key);
+                }
+            }
+            if HASH {
+                n += 1;
+                if n.is_multiple_of(STRIPES_PER_BLOCK) {
+                    for acc in acc.iter_mut() {
+                        *acc = scramble(*acc, scramble_key);
+                    }
+                }
+            }
+        }
+        if streaming {
+            // Fence the weakly ordered stores before the bytes are read
+            // back or published.
+            _mm_sfence();
+        }
+        for (acc, hasher) in acc.iter().zip(hashers.iter_mut()) {
+            store_acc(hasher, *acc, n);
+        }
+    }
+
+    /// A hasher's accumulators as one vector.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn load_acc(hasher: &ChunkHasher) -> __m512i {
+        // SAFETY: `acc` is 8 readable u64s, 64 bytes, loaded unaligned.
+        unsafe { _mm512_loadu_si512(hasher.acc.as_ptr().cast()) }
+    }
+
+    /// Puts the vector back into `hasher`, `stripes` now consumed.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn store_acc(hasher: &mut ChunkHasher, acc: __m512i, stripes: usize) {
+        // SAFETY: `acc` is 8 writable u64s, 64 bytes, stored unaligned.
+        unsafe { _mm512_storeu_si512(hasher.acc.as_mut_ptr().cast(), acc) };
+        hasher.stripes = stripes;
     }
 }
 
@@ -670,9 +1010,13 @@ mod tests {
         let src = bytes(STREAMS * len + 64);
         let srcs: [SharedBytes<'_>; STREAMS] =
             std::array::from_fn(|i| SharedBytes::from(&src[i * len + 7..(i + 1) * len + 7]));
-        for streaming in [false, true] {
-            for hash in [false, true] {
-                // 64-byte aligned, as payloads are: the streaming stores need 32.
+        for (kernel, streaming, hash) in Kernel::supported()
+            .into_iter()
+            .flat_map(|k| [(k, false), (k, true)])
+            .flat_map(|(k, s)| [(k, s, false), (k, s, true)])
+        {
+            {
+                // 64-byte aligned, as payloads are: the streaming stores need 64.
                 let mut buffer = vec![0u8; STREAMS * len + 64];
                 let at = match buffer.as_ptr().align_offset(64) {
                     usize::MAX => 0,
@@ -689,9 +1033,12 @@ mod tests {
                 let mut parts = out.chunks_exact_mut(len);
                 let dsts: [&mut [u8]; STREAMS] =
                     std::array::from_fn(|_| parts.next().expect("four runs"));
-                copy_four(srcs, dsts, &mut hashers, streaming, hash);
+                copy_four_on(kernel, srcs, dsts, &mut hashers, streaming, hash);
                 for (i, (part, hasher)) in out.chunks_exact(len).zip(&hashers).enumerate() {
-                    assert!(part == &src[i * len + 7..(i + 1) * len + 7], "run {i}");
+                    assert!(
+                        part == &src[i * len + 7..(i + 1) * len + 7],
+                        "{kernel:?}: run {i}"
+                    );
                     let mut alone = ChunkHasher::default();
                     for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
                         alone.stripe(stripe);
@@ -701,8 +1048,11 @@ mod tests {
                             alone.stripe(stripe);
                         }
                     }
-                    assert_eq!(hasher.acc, alone.acc, "run {i}, hash {hash}");
-                    assert_eq!(hasher.stripes, alone.stripes, "run {i}, hash {hash}");
+                    assert_eq!(hasher.acc, alone.acc, "{kernel:?}: run {i}, hash {hash}");
+                    assert_eq!(
+                        hasher.stripes, alone.stripes,
+                        "{kernel:?}: run {i}, hash {hash}"
+                    );
                 }
             }
         }
@@ -713,32 +1063,37 @@ mod tests {
     #[test]
     fn stripes_in_place_hash_as_one_by_one() {
         let data = bytes(64 * 100);
-        for (start, end) in [
-            (0, 100),
-            (3, 40),
-            (16, 17),
-            (5, 5),
-            (15, 99),
-            (9, 17),
-            (10, 17),
-        ] {
-            let mut vector = ChunkHasher::default();
-            let mut scalar = ChunkHasher::default();
-            for stripe in data[..start * STRIPE].chunks_exact(STRIPE) {
-                vector.stripe(stripe);
-                scalar.stripe(stripe);
+        for kernel in Kernel::supported() {
+            for (start, end) in [
+                (0, 100),
+                (3, 40),
+                (16, 17),
+                (5, 5),
+                (15, 99),
+                (9, 17),
+                (10, 17),
+            ] {
+                let mut vector = ChunkHasher::default();
+                let mut scalar = ChunkHasher::default();
+                for stripe in data[..start * STRIPE].chunks_exact(STRIPE) {
+                    vector.stripe(stripe);
+                    scalar.stripe(stripe);
+                }
+                hash_stripes_on(kernel, &data[start * STRIPE..end * STRIPE], &mut vector);
+                for stripe in data[start * STRIPE..end * STRIPE].chunks_exact(STRIPE) {
+                    scalar.stripe(stripe);
+                }
+                assert_eq!(vector, scalar, "{kernel:?}: stripes {start} to {end}");
             }
-            hash_stripes(&data[start * STRIPE..end * STRIPE], &mut vector);
-            for stripe in data[start * STRIPE..end * STRIPE].chunks_exact(STRIPE) {
-                scalar.stripe(stripe);
-            }
-            assert_eq!(vector, scalar, "stripes {start} to {end}");
         }
     }
 
     #[test]
     fn the_fused_copy_hashes_what_it_copies() {
-        for streaming in [false, true] {
+        for (kernel, streaming) in Kernel::supported()
+            .into_iter()
+            .flat_map(|k| [(k, false), (k, true)])
+        {
             for len in [
                 256usize,
                 1024,
@@ -753,15 +1108,21 @@ mod tests {
                 let mut dst = vec![0u8; len];
                 let mut hasher = ChunkHasher::default();
                 let fed = ChunkHasher::stripes_before_last(len) * STRIPE;
-                copy_and_hash(
-                    SharedBytes::from(&src[..fed]),
-                    &mut dst[..fed],
-                    &mut hasher,
-                    streaming,
-                );
+                // In two calls, the second from mid-block, as a payload
+                // written in pieces is fed.
+                let first = (fed / STRIPE).min(5) * STRIPE;
+                for (from, to) in [(0, first), (first, fed)] {
+                    copy_stripes_on::<true>(
+                        kernel,
+                        SharedBytes::from(&src[from..to]),
+                        &mut dst[from..to],
+                        &mut hasher,
+                        streaming,
+                    );
+                }
                 copy_bytes(SharedBytes::from(&src[fed..]), &mut dst[fed..]);
-                assert_eq!(dst, src);
-                assert_eq!(hasher.finish(&dst), xxh3_64(&src), "len {len}");
+                assert_eq!(dst, src, "{kernel:?}");
+                assert_eq!(hasher.finish(&dst), xxh3_64(&src), "{kernel:?}: len {len}");
             }
         }
     }

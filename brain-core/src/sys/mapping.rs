@@ -437,7 +437,7 @@ impl SharedCounters {
     /// # Errors
     /// `InvalidData` when the file is shorter than `len`; the error of `mmap`.
     pub(crate) fn map(fd: impl AsFd, len: usize) -> std::io::Result<SharedCounters> {
-        assert!(len > 0 && len % 8 == 0);
+        assert!(len > 0 && len.is_multiple_of(8));
         let size = rustix::fs::fstat(&fd)?.st_size as u64;
         if size < len as u64 {
             return Err(io::Error::new(
@@ -466,7 +466,7 @@ impl SharedCounters {
     /// The counter at byte `offset`, which must be 8-aligned and in bounds.
     pub(crate) fn counter(&self, offset: usize) -> &AtomicU64 {
         assert!(
-            offset % 8 == 0 && offset + 8 <= self.len,
+            offset.is_multiple_of(8) && offset + 8 <= self.len,
             "counter offset {offset} out of range"
         );
         // SAFETY: offset + 8 <= len (asserted), so the result stays inside

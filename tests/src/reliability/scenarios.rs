@@ -57,7 +57,7 @@ pub fn gc_values(base: u32) -> Vec<Vec<u8>> {
 
 /// Sizes of the deleted names: small (read) and large (mapped).
 pub fn delete_size(k: u32) -> usize {
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         100
     } else {
         2 * MIB
