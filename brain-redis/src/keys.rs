@@ -14,6 +14,7 @@
 //! tag `{T}`, so they share a cluster slot and one script can see them all;
 //! the store-wide keys share the tag `{g}`.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brain_core::format::namespace_dir_name;
@@ -211,10 +212,43 @@ impl NewVersion<'_> {
     }
 }
 
-/// A fresh random version id: 128 bits from the kernel, as 32 hex digits.
+/// A fresh version id (also a lock's token): 128 bits, as 32 hex digits.
 /// Random, not counted: a server restarted empty would count again from
 /// the start, and a host cache would take the new object for the old one.
+///
+/// Each thread draws 128 random bits from the kernel once (again in a
+/// forked child, which would otherwise reuse its parent's) and numbers its
+/// versions; a version is the xxh3-128 of the two. So a write makes no
+/// system call for its version (a `getrandom` was one of the few a small
+/// write made), and versions stay unique: within a thread by the number,
+/// across threads, processes and hosts by the random bits. Kept per
+/// thread, not behind a lock, so that no lock can be held at a fork.
 pub(crate) fn new_version() -> String {
+    thread_local! {
+        /// The process the bits were drawn in, the bits, and the versions
+        /// numbered so far.
+        static SOURCE: Cell<Option<(u32, u128, u64)>> = const { Cell::new(None) };
+    }
+    SOURCE.with(|source| next_version(source, brain_core::process_id()))
+}
+
+/// The next version of `source` in process `pid`, drawing new bits when
+/// `source` has none or was drawn in another process (a forked child's
+/// thread inherits its parent thread's).
+fn next_version(source: &Cell<Option<(u32, u128, u64)>>, pid: u32) -> String {
+    let (bits, number) = match source.get() {
+        Some((drawn_in, bits, number)) if drawn_in == pid => (bits, number + 1),
+        _ => (random_bits(), 1),
+    };
+    source.set(Some((pid, bits, number)));
+    let mut input = [0u8; 24];
+    input[..16].copy_from_slice(&bits.to_le_bytes());
+    input[16..].copy_from_slice(&number.to_le_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&input))
+}
+
+/// 128 random bits from the kernel.
+fn random_bits() -> u128 {
     let mut bytes = [0u8; 16];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -228,13 +262,11 @@ pub(crate) fn new_version() -> String {
                     SystemTime::now(),
                     brain_core::process_id()
                 );
-                let h = xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
-                bytes = h.to_le_bytes();
-                break;
+                return xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
             }
         }
     }
-    format!("{:032x}", u128::from_le_bytes(bytes))
+    u128::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -255,5 +287,46 @@ mod tests {
         assert_eq!(keys.key_of_pointer(b"brain:p:{nothex}"), None);
         assert_ne!(new_version(), new_version());
         assert_eq!(new_version().len(), 32);
+    }
+
+    /// Versions never repeat: not within a thread, not across threads, not
+    /// between a forked child and its parent (whose thread's source the
+    /// child inherits).
+    #[test]
+    fn versions_are_unique_across_threads_and_forks() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let version = new_version();
+            assert!(version.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
+            assert!(seen.insert(version), "a version came twice");
+        }
+        let others: Vec<Vec<String>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..1_000).map(|_| new_version()).collect()))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a thread"))
+                .collect()
+        });
+        for version in others.into_iter().flatten() {
+            assert!(seen.insert(version), "two threads made the same version");
+        }
+        // A forked child's thread starts with its parent thread's source:
+        // in the child (another process id) it draws new bits, so the two
+        // go on with different versions.
+        let parent = Cell::new(None);
+        for _ in 0..10 {
+            next_version(&parent, 100);
+        }
+        let child = Cell::new(parent.get());
+        for _ in 0..1_000 {
+            let (in_parent, in_child) = (next_version(&parent, 100), next_version(&child, 101));
+            assert!(seen.insert(in_parent), "a version came twice");
+            assert!(
+                seen.insert(in_child),
+                "the child made one of its parent's versions"
+            );
+        }
     }
 }

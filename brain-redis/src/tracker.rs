@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,10 @@ struct State {
     healthy: bool,
     /// Bumped by every change seen and every fault.
     epoch: u64,
+    /// Threads waiting for the epoch to move ([`Tracker::wait_change`]):
+    /// only then is `changed` notified, as a notification is a system call
+    /// even when no one waits, and every write of the process makes one.
+    waiting: usize,
     bindings: HashMap<ObjectKey, Bound>,
     watchers: Vec<Weak<WatchQueue>>,
 }
@@ -323,8 +327,19 @@ impl Tracker {
         let mut state = lock(&self.state);
         state.bindings.remove(&key);
         state.epoch += 1;
+        self.wake(state);
+    }
+
+    /// Releases `state` after a move of the epoch, and wakes the threads
+    /// waiting for one. A waiter counts itself under the lock before it
+    /// looks at the epoch, so one that is not counted here will see the
+    /// new epoch when it looks.
+    fn wake(&self, state: MutexGuard<'_, State>) {
+        let waiting = state.waiting > 0;
         drop(state);
-        self.changed.notify_all();
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// Forgets every binding.
@@ -335,11 +350,18 @@ impl Tracker {
     /// Waits until the epoch moves past `epoch`, at most `timeout`.
     pub(crate) fn wait_change(&self, inner: &Arc<Inner>, epoch: Option<u64>, timeout: Duration) {
         self.ensure(inner);
-        let state = lock(&self.state);
-        let _ = self
+        self.wait_epoch_change(epoch, timeout);
+    }
+
+    /// Waits until the epoch moves past `epoch`, at most `timeout`.
+    fn wait_epoch_change(&self, epoch: Option<u64>, timeout: Duration) {
+        let mut state = lock(&self.state);
+        state.waiting += 1;
+        let (mut state, _) = self
             .changed
             .wait_timeout_while(state, timeout, |s| Some(s.epoch) == epoch)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.waiting -= 1;
     }
 
     /// Whether the tracking connections are up (for tests and figures).
@@ -382,8 +404,7 @@ impl Tracker {
                 Tracker::tell(&state, || Note::Resync);
             }
         }
-        drop(state);
-        self.changed.notify_all();
+        self.wake(state);
     }
 
     fn set_health(&self, healthy: bool) {
@@ -397,8 +418,7 @@ impl Tracker {
         }
         // What happened while nothing was tracked is found by a resync.
         Tracker::tell(&state, || Note::Resync);
-        drop(state);
-        self.changed.notify_all();
+        self.wake(state);
     }
 }
 
@@ -802,5 +822,45 @@ impl WatchEvents for RedisWatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiter is woken by a move of the epoch, not by its timeout, and a
+    /// move with no one waiting leaves nothing for the next waiter to miss.
+    #[test]
+    fn a_change_wakes_the_threads_waiting_for_one() {
+        let tracker = Tracker::default();
+        let key = ObjectKey::new("ns", "name");
+        // No one waits: the epoch moves all the same.
+        tracker.unbind(key);
+        let epoch = lock(&tracker.state).epoch;
+        assert_eq!(epoch, 1);
+        // Already past: no wait at all.
+        let started = Instant::now();
+        tracker.wait_epoch_change(Some(0), Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                let started = Instant::now();
+                tracker.wait_epoch_change(Some(epoch), Duration::from_secs(30));
+                started.elapsed()
+            });
+            // The change comes once the waiter has counted itself.
+            while lock(&tracker.state).waiting == 0 {
+                std::thread::yield_now();
+            }
+            tracker.invalidate(Some(vec![key]));
+            let waited = waiter.join().expect("the waiter");
+            assert!(
+                waited < Duration::from_secs(10),
+                "woken only by the timeout: {waited:?}"
+            );
+        });
+        let state = lock(&tracker.state);
+        assert_eq!((state.epoch, state.waiting), (2, 0));
     }
 }
