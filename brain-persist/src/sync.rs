@@ -529,6 +529,9 @@ impl Syncer<'_> {
                     pending.extend(std::mem::take(&mut self.held_for_restore));
                 }
             }
+            // Files a commit dropped while a reader held the mirror: gone
+            // once the reader is, not left until the next change.
+            self.mirror.collect_garbage();
             if last_health.elapsed() >= HEALTH_EVERY {
                 last_health = Instant::now();
                 if self.watcher.is_none() && self.try_watch() {
@@ -1382,7 +1385,9 @@ impl Mirror {
         Ok(())
     }
 
-    /// Deletes files no commit refers to, unless a reader holds the dump.
+    /// Deletes files no commit refers to, unless a reader holds the dump
+    /// (then they wait for the next call: the sync's loop calls it on every
+    /// turn while any wait).
     fn collect_garbage(&mut self) {
         if self.garbage.is_empty() {
             return;

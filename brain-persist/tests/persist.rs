@@ -1036,6 +1036,46 @@ fn sync_mirrors_deletions_and_removed_namespaces() -> TestResult {
     Ok(())
 }
 
+/// A file a commit drops while a reader holds the mirror (a restore, a
+/// listing) stays for the reader, and goes once the reader lets go, with
+/// no further change in the store to make another commit.
+#[test]
+fn a_file_dropped_under_a_reader_goes_when_the_reader_does() -> TestResult {
+    let env = Env::new();
+    let persist = env.dump_path("mirror");
+    let big = |seed| noise(3 << 20, seed);
+    env.store.put("docs", "big", &Payload::bytes(&big(1)))?;
+    let sync = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?;
+    let files = || -> BTreeSet<String> {
+        std::fs::read_dir(persist.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let before = files();
+    // A reader's hold on the mirror, as a restore takes it.
+    let reader = std::fs::File::open(persist.join("LOCK"))?;
+    rustix::fs::flock(&reader, rustix::fs::FlockOperation::LockShared)?;
+    env.store.put("docs", "big", &Payload::bytes(&big(2)))?;
+    let replaced = xxh3_64(&big(2));
+    wait_for("the replace's commit", Duration::from_secs(20), || {
+        dump_names(&persist).get(&("docs".into(), "big".into())) == Some(&replaced)
+    });
+    assert!(
+        before.iter().all(|f| files().contains(f)),
+        "a file the reader may still read went under it"
+    );
+    drop(reader);
+    wait_for(
+        "the dropped file's removal",
+        Duration::from_secs(10),
+        || before.iter().all(|f| !files().contains(f)),
+    );
+    assert_eq!(sync.stats().commits, 2, "no other commit removed it");
+    sync.stop()?;
+    Ok(())
+}
+
 #[test]
 fn a_set_is_on_disk_within_a_second() -> TestResult {
     let env = Env::new();
@@ -1220,18 +1260,25 @@ fn compaction_rounds(
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let options = || {
         let log = log.clone();
-        fast_sync().log(move |line| log.lock().unwrap().push(line.to_owned()))
+        // A round is one commit: the sync writes once the store has been
+        // quiet for 100 ms, and the interval, which would cut a round that
+        // a loaded machine writes slowly into two commits, is long. (How
+        // the rounds fall into commits decides how many compactions run,
+        // which a test compares between two runs.)
+        fast_sync()
+            .interval(Duration::from_secs(10))
+            .log(move |line| log.lock().unwrap().push(line.to_owned()))
     };
     let start = || spawn_sync(Arc::new(env.store.clone()), &persist, options());
     let mut running = None;
     let mut first_pack = None;
     for round in 0..6u64 {
-        let mut wanted = Vec::new();
-        for i in 0..79 {
-            let payload = noise(60 << 10, round * 100 + i);
-            env.store
-                .put("hot", &format!("h{i}"), &Payload::bytes(&payload))?;
-            wanted.push((format!("h{i}"), payload));
+        // Made before the writes, which then follow each other closely.
+        let wanted: Vec<(String, Vec<u8>)> = (0..79)
+            .map(|i| (format!("h{i}"), noise(60 << 10, round * 100 + i)))
+            .collect();
+        for (name, payload) in &wanted {
+            env.store.put("hot", name, &Payload::bytes(payload))?;
         }
         let cold = noise(60 << 10, 1_000_000 + round);
         env.store
@@ -1262,8 +1309,18 @@ fn compaction_rounds(
             .iter()
             .map(|o| o.compressed_size)
             .sum();
+        // The packs a commit dropped go once no reader holds the mirror
+        // (this test's own reads may, as the commit ends).
+        let within = || pack_bytes() < bound * live;
+        let started = Instant::now();
+        while matches!(syncs, Syncs::Running)
+            && !within()
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
-            pack_bytes() < bound * live,
+            within(),
             "round {round}: {} bytes of packs for {live} bytes of payloads",
             pack_bytes()
         );
