@@ -94,7 +94,7 @@ pub mod frames {
 }
 pub use shm::{default_store_path, user_root, Store, StoreBuilder};
 pub use sys::copy::SharedBytes;
-pub use sys::fork::process_id;
+pub use sys::fork::{fork_mark, process_id};
 pub use sys::names::{owner_tag, owner_tag_gone};
 
 /// Internals that brain-bench measures; not part of the API.

@@ -742,7 +742,7 @@ impl PyStore {
         let watcher = frames::skip_parts(self.may_wait(py, || self.store.watch(namespace)).py()?);
         Ok(PyWatcher {
             inner: Mutex::new(watcher),
-            pid: brain_core::process_id(),
+            process: brain_core::fork_mark(),
         })
     }
 
@@ -1037,9 +1037,10 @@ impl PyWriter {
 #[pyclass(name = "Watcher", module = "brain._brain", frozen)]
 pub struct PyWatcher {
     inner: Mutex<Watcher>,
-    /// The process that made it: a forked child has a copy of its state
-    /// (and of its lock, perhaps held by a thread the child does not have).
-    pid: u32,
+    /// The process that made it ([`brain_core::fork_mark`]): a forked child
+    /// has a copy of its state (and of its lock, perhaps held by a thread
+    /// the child does not have).
+    process: u64,
 }
 
 fn event_tuple(py: Python<'_>, event: WatchEvent) -> PyResult<Py<PyAny>> {
@@ -1057,7 +1058,7 @@ impl PyWatcher {
     #[pyo3(signature = (timeout=None))]
     fn next_event(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
         let timeout = seconds(timeout)?;
-        if brain_core::process_id() != self.pid {
+        if brain_core::fork_mark() != self.process {
             return Err(PyRuntimeError::new_err(
                 "this watcher was made in the parent of this forked process: make a new one here (brain.watch())",
             ));

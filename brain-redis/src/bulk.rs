@@ -39,7 +39,7 @@ struct Target {
 /// as [`crate::conn::Pool`] does).
 pub(crate) struct BulkPool {
     target: Option<Target>,
-    idle: Mutex<(u32, Vec<BulkConn>)>,
+    idle: Mutex<(u64, Vec<BulkConn>)>,
 }
 
 impl BulkPool {
@@ -54,7 +54,7 @@ impl BulkPool {
         });
         BulkPool {
             target,
-            idle: Mutex::new((brain_core::process_id(), Vec::new())),
+            idle: Mutex::new((brain_core::fork_mark(), Vec::new())),
         }
     }
 
@@ -82,7 +82,7 @@ impl BulkPool {
     /// Gives back a connection whose replies were all read.
     pub(crate) fn give(&self, conn: BulkConn) {
         let mut idle = lock(&self.idle);
-        if idle.0 == brain_core::process_id() && idle.1.len() < MAX_IDLE {
+        if idle.0 == brain_core::fork_mark() && idle.1.len() < MAX_IDLE {
             idle.1.push(conn);
         }
     }

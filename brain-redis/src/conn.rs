@@ -236,8 +236,9 @@ impl Connector {
 /// shared with the parent, and a reply read by one would be lost to the other).
 pub(crate) struct Pool {
     connector: Connector,
-    /// The pid they belong to, and each connection with when it went idle.
-    idle: Mutex<(u32, Vec<(Conn, Instant)>)>,
+    /// The process they belong to ([`brain_core::fork_mark`]), and each
+    /// connection with when it went idle.
+    idle: Mutex<(u64, Vec<(Conn, Instant)>)>,
 }
 
 impl fmt::Debug for Pool {
@@ -260,7 +261,7 @@ impl Pool {
     pub(crate) fn new(connector: Connector) -> Pool {
         Pool {
             connector,
-            idle: Mutex::new((brain_core::process_id(), Vec::new())),
+            idle: Mutex::new((brain_core::fork_mark(), Vec::new())),
         }
     }
 
@@ -296,7 +297,7 @@ impl Pool {
     /// Gives a connection back after a call that left it in a clean state.
     pub(crate) fn give(&self, conn: Conn) {
         let mut idle = lock(&self.idle);
-        if idle.0 == brain_core::process_id() && conn.is_open() && idle.1.len() < MAX_IDLE {
+        if idle.0 == brain_core::fork_mark() && conn.is_open() && idle.1.len() < MAX_IDLE {
             idle.1.push((conn, Instant::now()));
         }
     }
@@ -352,13 +353,13 @@ fn closed(err: &RedisError) -> bool {
 /// Empties a pool's idle connections made by another process (this is a
 /// forked child: the sockets are the parent's too). They are forgotten,
 /// not closed: closing a TLS session would write to the parent's socket.
-pub(crate) fn forget_if_forked<T>(idle: &mut (u32, Vec<T>)) {
-    let pid = brain_core::process_id();
-    if idle.0 != pid {
+pub(crate) fn forget_if_forked<T>(idle: &mut (u64, Vec<T>)) {
+    let process = brain_core::fork_mark();
+    if idle.0 != process {
         for conn in std::mem::take(&mut idle.1) {
             std::mem::forget(conn);
         }
-        idle.0 = pid;
+        idle.0 = process;
     }
 }
 

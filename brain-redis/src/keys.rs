@@ -15,6 +15,7 @@
 //! the store-wide keys share the tag `{g}`.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brain_core::format::namespace_dir_name;
@@ -212,35 +213,40 @@ impl NewVersion<'_> {
     }
 }
 
-/// A fresh version id (also a lock's token): 128 bits, as 32 hex digits.
-/// Random, not counted: a server restarted empty would count again from
+/// A fresh version id (also a lock's token): 128 bits, as 32 hex digits,
+/// never a plain count: a server restarted empty would count again from
 /// the start, and a host cache would take the new object for the old one.
 ///
 /// Each thread draws 128 random bits from the kernel once (again in a
-/// forked child, which would otherwise reuse its parent's) and numbers its
-/// versions; a version is the xxh3-128 of the two. So a write makes no
-/// system call for its version (a `getrandom` was one of the few a small
-/// write made), and versions stay unique: within a thread by the number,
-/// across threads, processes and hosts by the random bits. Kept per
-/// thread, not behind a lock, so that no lock can be held at a fork.
+/// forked child, which would otherwise reuse its parent's: the bits are
+/// kept with the process's [`brain_core::fork_mark`], which no descendant
+/// shares even when it gets an exited ancestor's process id) and numbers
+/// its versions; a version is the xxh3-128 of the bits and the number. So
+/// a write makes no system call for its version (a `getrandom` was one of
+/// the few a small write made). Two versions of one thread differ in their
+/// number, those of different threads, processes and hosts in their bits;
+/// a version is then the same as another only if xxh3-128 gives two
+/// different inputs one hash (a chance of about 2^-128 per pair, as for
+/// two random ids). Kept per thread, not behind a lock, so that no lock
+/// can be held at a fork.
 pub(crate) fn new_version() -> String {
     thread_local! {
         /// The process the bits were drawn in, the bits, and the versions
         /// numbered so far.
-        static SOURCE: Cell<Option<(u32, u128, u64)>> = const { Cell::new(None) };
+        static SOURCE: Cell<Option<(u64, u128, u64)>> = const { Cell::new(None) };
     }
-    SOURCE.with(|source| next_version(source, brain_core::process_id()))
+    SOURCE.with(|source| next_version(source, brain_core::fork_mark()))
 }
 
-/// The next version of `source` in process `pid`, drawing new bits when
-/// `source` has none or was drawn in another process (a forked child's
-/// thread inherits its parent thread's).
-fn next_version(source: &Cell<Option<(u32, u128, u64)>>, pid: u32) -> String {
+/// The next version of `source` in the process marked `process`, drawing
+/// new bits when `source` has none or was drawn in another process (a
+/// forked child's thread inherits its parent thread's).
+fn next_version(source: &Cell<Option<(u64, u128, u64)>>, process: u64) -> String {
     let (bits, number) = match source.get() {
-        Some((drawn_in, bits, number)) if drawn_in == pid => (bits, number + 1),
+        Some((drawn_in, bits, number)) if drawn_in == process => (bits, number + 1),
         _ => (random_bits(), 1),
     };
-    source.set(Some((pid, bits, number)));
+    source.set(Some((process, bits, number)));
     let mut input = [0u8; 24];
     input[..16].copy_from_slice(&bits.to_le_bytes());
     input[16..].copy_from_slice(&number.to_le_bytes());
@@ -256,11 +262,19 @@ fn random_bits() -> u128 {
             Ok(n) => filled += n,
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => {
-                // No getrandom: time and pid, hashed, are unique enough for a version.
+                // No getrandom (a sandbox may refuse it): what tells this
+                // draw from every other one, hashed. The time and process id
+                // tell processes apart, the thread and a count of the
+                // process's draws its threads (which may draw at the same
+                // clock reading), and a stack address the rest.
+                static DRAWS: AtomicU64 = AtomicU64::new(0);
                 let seed = format!(
-                    "{:?}{}{filled}",
+                    "{:?} {} {:?} {} {:p}",
                     SystemTime::now(),
-                    brain_core::process_id()
+                    brain_core::process_id(),
+                    std::thread::current().id(),
+                    DRAWS.fetch_add(1, Ordering::Relaxed),
+                    &filled,
                 );
                 return xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
             }
@@ -317,11 +331,11 @@ mod tests {
         // go on with different versions.
         let parent = Cell::new(None);
         for _ in 0..10 {
-            next_version(&parent, 100);
+            next_version(&parent, 1);
         }
         let child = Cell::new(parent.get());
         for _ in 0..1_000 {
-            let (in_parent, in_child) = (next_version(&parent, 100), next_version(&child, 101));
+            let (in_parent, in_child) = (next_version(&parent, 1), next_version(&child, 2));
             assert!(seen.insert(in_parent), "a version came twice");
             assert!(
                 seen.insert(in_child),

@@ -22,7 +22,7 @@ type Tokens = HashMap<(String, String), String>;
 #[derive(Debug, Default)]
 pub(crate) struct HeldLocks {
     /// The process they belong to, and the tokens.
-    tokens: Mutex<(u32, Tokens)>,
+    tokens: Mutex<(u64, Tokens)>,
 }
 
 impl HeldLocks {
@@ -30,8 +30,8 @@ impl HeldLocks {
     /// forked child holds none of its parent's locks.
     pub(crate) fn token(&self, namespace: &str, name: &str) -> Option<String> {
         let mut tokens = lock(&self.tokens);
-        if tokens.0 != brain_core::process_id() {
-            *tokens = (brain_core::process_id(), HashMap::new());
+        if tokens.0 != brain_core::fork_mark() {
+            *tokens = (brain_core::fork_mark(), HashMap::new());
         }
         tokens
             .1
@@ -41,8 +41,8 @@ impl HeldLocks {
 
     fn insert(&self, namespace: &str, name: &str, token: &str) {
         let mut tokens = lock(&self.tokens);
-        if tokens.0 != brain_core::process_id() {
-            *tokens = (brain_core::process_id(), HashMap::new());
+        if tokens.0 != brain_core::fork_mark() {
+            *tokens = (brain_core::fork_mark(), HashMap::new());
         }
         tokens
             .1
@@ -66,7 +66,8 @@ pub(crate) struct RedisLock {
     name: String,
     key: String,
     token: String,
-    pid: u32,
+    /// The process that took it ([`brain_core::fork_mark`]).
+    process: u64,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
@@ -131,7 +132,7 @@ impl RedisLock {
             name: name.to_owned(),
             key: key.clone(),
             token: token.clone(),
-            pid: brain_core::process_id(),
+            process: brain_core::fork_mark(),
             stop: stop.clone(),
         };
         // The watchdog renews the lock every third of its life while it is held.
@@ -172,7 +173,7 @@ impl Drop for RedisLock {
         let (stopped, wake) = &*self.stop;
         *lock(stopped) = true;
         wake.notify_all();
-        if self.pid != brain_core::process_id() {
+        if self.process != brain_core::fork_mark() {
             // A forked child does not hold its parent's lock.
             return;
         }

@@ -58,8 +58,9 @@ struct Bound {
 
 #[derive(Default)]
 struct State {
-    /// The process whose thread tracks (0: none yet).
-    pid: u32,
+    /// The process whose thread tracks ([`brain_core::fork_mark`]; 0:
+    /// none yet).
+    process: u64,
     healthy: bool,
     /// Bumped by every change seen and every fault.
     epoch: u64,
@@ -89,7 +90,8 @@ pub(crate) struct Tracker {
 struct Hub {
     /// The servers and prefix (a [`tracking_identity`]).
     identity: RedisConfig,
-    pid: u32,
+    /// The process that made it ([`brain_core::fork_mark`]).
+    process: u64,
     /// Lock order: `members`, then a member tracker's `state`.
     members: Mutex<Members>,
 }
@@ -119,19 +121,19 @@ impl Hub {
     /// The hub of these servers in this process, made if there is none.
     fn of(config: &RedisConfig) -> Arc<Hub> {
         let identity = tracking_identity(config);
-        let pid = brain_core::process_id();
+        let process = brain_core::fork_mark();
         let mut hubs = lock(&HUBS);
         hubs.retain(|h| h.strong_count() > 0);
         if let Some(hub) = hubs
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|h| h.pid == pid && h.identity == identity)
+            .find(|h| h.process == process && h.identity == identity)
         {
             return hub;
         }
         let hub = Arc::new(Hub {
             identity,
-            pid,
+            process,
             members: Mutex::new(Members::default()),
         });
         hubs.push(Arc::downgrade(&hub));
@@ -142,11 +144,11 @@ impl Hub {
     /// (none when none has read through tracking yet).
     fn members_of(config: &RedisConfig) -> Vec<Arc<Inner>> {
         let identity = tracking_identity(config);
-        let pid = brain_core::process_id();
+        let process = brain_core::fork_mark();
         let hubs: Vec<Arc<Hub>> = lock(&HUBS)
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|h| h.pid == pid && h.identity == identity)
+            .filter(|h| h.process == process && h.identity == identity)
             .collect();
         hubs.iter().flat_map(|hub| hub.handles()).collect()
     }
@@ -161,10 +163,10 @@ impl Hub {
         if !members.running {
             members.healthy = false;
             let weak = Arc::downgrade(self);
-            let pid = self.pid;
+            let process = self.process;
             let spawned = thread::Builder::new()
                 .name("brain-redis-tracker".into())
-                .spawn(move || run(weak, pid));
+                .spawn(move || run(weak, process));
             if spawned.is_err() {
                 return false;
             }
@@ -222,14 +224,14 @@ pub(crate) struct WatchQueue {
 impl Tracker {
     /// Joins the tracking of this process if this handle has not yet.
     fn ensure(&self, inner: &Arc<Inner>) {
-        let pid = brain_core::process_id();
+        let process = brain_core::fork_mark();
         {
             let mut state = lock(&self.state);
-            if state.pid == pid {
+            if state.process == process {
                 return;
             }
             // First use, or a forked child: nothing known is trusted.
-            state.pid = pid;
+            state.process = process;
             state.healthy = false;
             state.bindings.clear();
             state.epoch += 1;
@@ -240,7 +242,7 @@ impl Tracker {
         } else {
             // No thread could start: every read validates, and the next
             // one tries again.
-            lock(&self.state).pid = 0;
+            lock(&self.state).process = 0;
         }
     }
 
@@ -293,7 +295,7 @@ impl Tracker {
         epoch: Option<u64>,
     ) {
         let mut state = lock(&self.state);
-        if state.pid != brain_core::process_id() {
+        if state.process != brain_core::fork_mark() {
             return;
         }
         let trusted = state.healthy && epoch == Some(state.epoch);
@@ -607,11 +609,11 @@ fn member(hub: &Weak<Hub>) -> Option<Arc<Inner>> {
 
 /// The thread of a hub: connects, proves the connections alive, watches a
 /// cluster's primaries, and starts over after any fault.
-fn run(hub: Weak<Hub>, pid: u32) {
+fn run(hub: Weak<Hub>, process: u64) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(inner) = member(&hub) else { return };
-        if brain_core::process_id() != pid {
+        if brain_core::fork_mark() != process {
             return;
         }
         let (lost, lost_rx) = mpsc::channel();

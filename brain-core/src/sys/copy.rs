@@ -25,10 +25,10 @@
 //! into one register (AVX-512) or two (AVX2), stored to the destination
 //! and fed to xxh3's accumulators from the same registers, so the data is
 //! read once. The copy is bound by memory bandwidth, and the hashing fits
-//! in the cycles spent waiting for it: with AVX-512 it costs the copy about
-//! 2 to 3% at 64 MiB, with AVX2 10 to 14% (docs/BENCHMARKS.md). Each call
-//! runs the fastest kernel the processor has ([`Kernel::best`]); the tests
-//! run every kernel it has against the portable hasher.
+//! in the cycles spent waiting for it, mostly (what it costs, measured:
+//! docs/BENCHMARKS.md, "What the payload checksum costs a large write").
+//! Each call runs the widest kernel the processor has ([`Kernel::best`]);
+//! the tests run every kernel it has against the portable hasher.
 
 use std::marker::PhantomData;
 
@@ -145,8 +145,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this processor runs. (The standard library caches
-    /// what the processor has: each check is a load and a test.)
+    /// The widest kernel this processor runs: AVX-512F, else AVX2, else
+    /// the portable one (AVX-512 measured no slower than AVX2, and faster
+    /// where the hashing shows, on the machines of docs/BENCHMARKS.md). The
+    /// standard library caches what the processor has: each check is a
+    /// load and a test.
     pub fn best() -> Kernel {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
@@ -1104,25 +1107,38 @@ mod tests {
                     65_536 + 64 * 3
                 },
             ] {
-                let src = bytes(len);
-                let mut dst = vec![0u8; len];
-                let mut hasher = ChunkHasher::default();
-                let fed = ChunkHasher::stripes_before_last(len) * STRIPE;
-                // In two calls, the second from mid-block, as a payload
-                // written in pieces is fed.
-                let first = (fed / STRIPE).min(5) * STRIPE;
-                for (from, to) in [(0, first), (first, fed)] {
-                    copy_stripes_on::<true>(
-                        kernel,
-                        SharedBytes::from(&src[from..to]),
-                        &mut dst[from..to],
-                        &mut hasher,
-                        streaming,
+                // A destination 64-byte aligned (a payload: the kernels' stores
+                // stream), and 16 and 32 bytes past that (they do not).
+                for shift in [0, 16, 32] {
+                    let src = bytes(len);
+                    let mut buffer = vec![0u8; len + 128];
+                    let at = match buffer.as_ptr().align_offset(64) {
+                        usize::MAX => 0,
+                        at => at,
+                    } + shift;
+                    let dst = &mut buffer[at..at + len];
+                    let mut hasher = ChunkHasher::default();
+                    let fed = ChunkHasher::stripes_before_last(len) * STRIPE;
+                    // In two calls, the second from mid-block, as a payload
+                    // written in pieces is fed.
+                    let first = (fed / STRIPE).min(5) * STRIPE;
+                    for (from, to) in [(0, first), (first, fed)] {
+                        copy_stripes_on::<true>(
+                            kernel,
+                            SharedBytes::from(&src[from..to]),
+                            &mut dst[from..to],
+                            &mut hasher,
+                            streaming,
+                        );
+                    }
+                    copy_bytes(SharedBytes::from(&src[fed..]), &mut dst[fed..]);
+                    assert!(*dst == src, "{kernel:?}, shift {shift}");
+                    assert_eq!(
+                        hasher.finish(dst),
+                        xxh3_64(&src),
+                        "{kernel:?}: len {len}, shift {shift}"
                     );
                 }
-                copy_bytes(SharedBytes::from(&src[fed..]), &mut dst[fed..]);
-                assert_eq!(dst, src, "{kernel:?}");
-                assert_eq!(hasher.finish(&dst), xxh3_64(&src), "{kernel:?}: len {len}");
             }
         }
     }

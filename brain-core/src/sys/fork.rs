@@ -131,6 +131,16 @@ pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// A mark of this process, for state kept in memory that a forked child
+/// inherits and must not take for its own: the child's mark is another (it
+/// is the fork generation plus one, so that 0 can stand for none). Unlike
+/// the process id, no descendant of a process ever has its mark, even one
+/// the kernel gives the id of an ancestor that has exited: along a line of
+/// forks the generation only grows.
+pub fn fork_mark() -> u64 {
+    generation() + 1
+}
+
 /// This process's id and the fork generation it was read in, packed
 /// (generation + 1 above, pid below; 0: not read yet).
 static PID: AtomicU64 = AtomicU64::new(0);
@@ -224,6 +234,22 @@ mod tests {
             "the child saw the parent's process id"
         );
         assert_eq!(process_id(), parent);
+    }
+
+    /// A mark never comes back along a line of forks, as a process id can
+    /// (to a grandchild, once its grandparent has exited).
+    #[test]
+    fn a_descendant_never_has_an_ancestors_mark() {
+        let parent = fork_mark();
+        assert_ne!(parent, 0, "0 stands for none");
+        assert!(
+            in_a_child(|| {
+                let child = fork_mark();
+                child != parent && in_a_child(|| ![parent, child].contains(&fork_mark()))
+            }),
+            "a child or grandchild had an ancestor's mark"
+        );
+        assert_eq!(fork_mark(), parent, "the parent's mark changed");
     }
 
     /// Whether `check`, run in a child forked now, returned true (a child
