@@ -603,3 +603,53 @@ fn gc_ends_preallocation_until_it_is_asked_for_again() -> TestResult {
     assert_eq!(preallocated, sizes.len(), "{:?}", pool_entries(&store));
     Ok(())
 }
+
+/// The background refill ends with the last handle of the store: its
+/// directory can then be removed (as a test's temporary store is) without
+/// the refill making files in it meanwhile, for as long as the pool takes
+/// to fill.
+#[test]
+fn the_background_refill_ends_with_the_last_handle() -> TestResult {
+    let (dir, store) = open(Store::builder());
+    let pool = store.path().join("pool");
+    // Ten files, 512 MiB down to 1 MiB, the largest made first.
+    store.preallocate_in_background(1 << 30);
+    let made = |pool: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(pool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !made(&pool).iter().any(|n| !n.starts_with(".tmp.")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file was preallocated"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(store);
+    // Settled: no file being made, and nothing changes for half a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = made(&pool);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = made(&pool);
+        if now == last && !now.iter().any(|n| n.starts_with(".tmp.")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool kept changing: {now:?}"
+        );
+        last = now;
+    }
+    assert!(
+        last.len() < 10,
+        "the refill went on after the last handle: {last:?}"
+    );
+    std::fs::remove_dir_all(dir.path())?;
+    Ok(())
+}

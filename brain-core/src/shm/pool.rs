@@ -487,7 +487,7 @@ impl Store {
         if !self.inner.recycling_allowed {
             return Ok(0);
         }
-        self.fill_pool(self.inner.prealloc.drained.load(Ordering::Acquire))
+        self.fill_pool(self.inner.prealloc.drained.load(Ordering::Acquire), false)
     }
 
     /// As [`Store::preallocate`], on a thread of its own: returns at once.
@@ -522,13 +522,17 @@ impl Store {
                 let store = Store { inner };
                 let filling = &store.inner.prealloc.filling;
                 loop {
-                    let _ = store.fill_pool(drained);
+                    let _ = store.fill_pool(drained, true);
                     filling.store(false, Ordering::Release);
                     // A writer done after the last look, while this thread
                     // still counted as filling, was not heard: look again.
                     let missing = store.missing_slots().is_ok_and(|m| !m.is_empty());
                     let emptied = store.inner.prealloc.drained.load(Ordering::Acquire) != drained;
-                    if !missing || emptied || filling.swap(true, Ordering::AcqRel) {
+                    if !missing
+                        || emptied
+                        || store.abandoned()
+                        || filling.swap(true, Ordering::AcqRel)
+                    {
                         break;
                     }
                 }
@@ -536,6 +540,15 @@ impl Store {
         if spawned.is_err() {
             prealloc.filling.store(false, Ordering::Release);
         }
+    }
+
+    /// Whether this handle is the store's last: for the background refill,
+    /// whose own handle this is, that every user's handle is gone. It then
+    /// stops making files in a directory its owner may be removing (a
+    /// test's temporary store), instead of racing the removal with new
+    /// files for as long as the pool takes to fill.
+    fn abandoned(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
     }
 
     /// The preallocated sizes the pool lacks, smallest first: every size of
@@ -568,16 +581,19 @@ impl Store {
     /// Makes the preallocated files missing from the pool, largest first
     /// (the sizes that cost most to fault in on a write), unless the pool is
     /// emptied after the count `drained` was read; returns their bytes.
-    fn fill_pool(&self, drained: u64) -> Result<u64> {
+    fn fill_pool(&self, drained: u64, background: bool) -> Result<u64> {
         let mut made = 0;
         // Each round makes a file or finds one fewer missing; the bound only
         // stops a pool that writers keep emptying from holding the thread.
         let rounds = 2 * prealloc_sizes(self.inner.prealloc.target.load(Ordering::Relaxed)).len();
         for _ in 0..rounds {
+            if background && self.abandoned() {
+                break;
+            }
             let Some(&len) = self.missing_slots()?.last() else {
                 break;
             };
-            match self.preallocate_file(len, drained)? {
+            match self.preallocate_file(len, drained, background)? {
                 Made::Yes => made += accounted(len),
                 Made::NotNeeded => {}
                 Made::NoRoom => break,
@@ -591,7 +607,7 @@ impl Store {
     /// that came back to the pool meanwhile fills the size (a delete right
     /// after a write of a new name): fresh pages are the cost preallocation
     /// exists to keep away from writes, on this core or the other.
-    fn preallocate_file(&self, len: u64, drained: u64) -> Result<Made> {
+    fn preallocate_file(&self, len: u64, drained: u64, background: bool) -> Result<Made> {
         const STEP: u64 = 256 << 20;
         let io =
             |e: std::io::Error| crate::api::error::Error::io("preallocate in", self.pool_dir(), e);
@@ -604,7 +620,12 @@ impl Store {
             let Some(mut file) = WritableFile::claim(fd).map_err(io)? else {
                 return Ok(Made::NoRoom);
             };
-            let emptied = || self.inner.prealloc.drained.load(Ordering::Acquire) != drained;
+            // Emptied (by gc), or, for the background refill, left by every
+            // user: it stops, and the file being made goes.
+            let emptied = || {
+                self.inner.prealloc.drained.load(Ordering::Acquire) != drained
+                    || (background && self.abandoned())
+            };
             let mut from = 0;
             while from < len {
                 if emptied() {
