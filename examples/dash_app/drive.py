@@ -162,11 +162,18 @@ def chromium() -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1180,1160", "--hide-scrollbars"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # Chromium leaves a singleton directory in its TMPDIR when the driver
+    # quits it: give it one of its own, removed afterwards.
+    scratch = tempfile.mkdtemp(prefix="brain-dash-chromium-")
     try:
-        yield driver
+        service = Service(CHROMEDRIVER, env={**os.environ, "TMPDIR": scratch})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
     finally:
-        driver.quit()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass
