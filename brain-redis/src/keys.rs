@@ -327,8 +327,8 @@ mod tests {
             assert!(seen.insert(version), "two threads made the same version");
         }
         // A forked child's thread starts with its parent thread's source:
-        // in the child (another process id) it draws new bits, so the two
-        // go on with different versions.
+        // in the child (another fork mark) it draws new bits, so the two go
+        // on with different versions.
         let parent = Cell::new(None);
         for _ in 0..10 {
             next_version(&parent, 1);

@@ -145,22 +145,36 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel of this build, widest first.
+    const ALL: &'static [Kernel] = &[
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        Kernel::Avx512,
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        Kernel::Avx2,
+        Kernel::Portable,
+    ];
+
+    /// Whether this processor runs the kernel. (The standard library caches
+    /// what the processor has: each check is a load and a test.)
+    fn runs_here(self) -> bool {
+        match self {
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            Kernel::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
+            Kernel::Portable => true,
+        }
+    }
+
     /// The widest kernel this processor runs: AVX-512F, else AVX2, else
     /// the portable one (AVX-512 measured no slower than AVX2, and faster
-    /// where the hashing shows, on the machines of docs/BENCHMARKS.md). The
-    /// standard library caches what the processor has: each check is a
-    /// load and a test.
+    /// where the hashing shows, on the machines of docs/BENCHMARKS.md).
     pub fn best() -> Kernel {
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Kernel::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                return Kernel::Avx2;
-            }
-        }
-        Kernel::Portable
+        Kernel::ALL
+            .iter()
+            .copied()
+            .find(|k| k.runs_here())
+            .unwrap_or(Kernel::Portable)
     }
 
     /// Panics unless this processor runs the kernel: the vector kernels'
@@ -168,29 +182,21 @@ impl Kernel {
     /// is trusted with it.
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     fn assert_supported(self) {
-        let supported = match self {
-            Kernel::Avx512 => std::is_x86_feature_detected!("avx512f"),
-            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
-            Kernel::Portable => true,
-        };
-        assert!(supported, "this processor has no {self:?} instructions");
+        assert!(
+            self.runs_here(),
+            "this processor has no {self:?} instructions"
+        );
     }
 
     /// Every kernel this processor runs, slowest first, for the tests and
     /// benches that compare them.
     pub fn supported() -> Vec<Kernel> {
-        #[allow(unused_mut)]
-        let mut kernels = vec![Kernel::Portable];
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        {
-            if std::is_x86_feature_detected!("avx2") {
-                kernels.push(Kernel::Avx2);
-            }
-            if std::is_x86_feature_detected!("avx512f") {
-                kernels.push(Kernel::Avx512);
-            }
-        }
-        kernels
+        Kernel::ALL
+            .iter()
+            .rev()
+            .copied()
+            .filter(|k| k.runs_here())
+            .collect()
     }
 }
 
@@ -292,9 +298,10 @@ pub(crate) const STREAMS: usize = 4;
 /// Copies four runs of whole stripes side by side on `kernel` (stripe `i`
 /// of each, then stripe `i + 1`), each fed to its own hasher when `hash`:
 /// four streams through memory at once, as glibc's `memcpy` copies four
-/// pages at a time past the caches' size, which one stream does not match. The runs are as
-/// long as each other (a multiple of 64), and the hashers have consumed as
-/// many stripes as each other, so the four share their keys.
+/// pages at a time past the caches' size, which one stream does not match.
+/// The runs are as long as each other (a multiple of 64), and the hashers
+/// have consumed as many stripes as each other, so the four share their
+/// keys.
 pub(crate) fn copy_four_on(
     kernel: Kernel,
     srcs: [SharedBytes<'_>; STREAMS],
@@ -794,8 +801,8 @@ mod avx512 {
         data
     }
 
-    /// [`super::copy_and_hash`] (with `HASH`) and the same copy without hashing
-    /// with 512-bit registers.
+    /// [`super::copy_and_hash`] (with `HASH`), and the same copy without
+    /// hashing, with 512-bit registers.
     ///
     /// # Safety
     /// AVX-512F must be available; `src` valid for reads of `dst.len()`
@@ -955,6 +962,16 @@ mod tests {
         (0..len).map(|i| (i * 131 + i / 7) as u8).collect()
     }
 
+    /// Where `buffer`'s first 64-byte aligned byte is (as a payload's start
+    /// is; the streaming stores need it), or 0 where that cannot be told
+    /// (miri may say so).
+    fn line_start(buffer: &[u8]) -> usize {
+        match buffer.as_ptr().align_offset(64) {
+            usize::MAX => 0,
+            at => at,
+        }
+    }
+
     #[test]
     fn copies_are_exact() {
         for len in [
@@ -1018,45 +1035,40 @@ mod tests {
             .flat_map(|k| [(k, false), (k, true)])
             .flat_map(|(k, s)| [(k, s, false), (k, s, true)])
         {
-            {
-                // 64-byte aligned, as payloads are: the streaming stores need 64.
-                let mut buffer = vec![0u8; STREAMS * len + 64];
-                let at = match buffer.as_ptr().align_offset(64) {
-                    usize::MAX => 0,
-                    at => at,
-                };
-                let out = &mut buffer[at..at + STREAMS * len];
-                let mut hashers: [ChunkHasher; STREAMS] = Default::default();
-                for hasher in &mut hashers {
-                    // Mid-chunk, as a run may start: a few stripes fed before.
-                    for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
-                        hasher.stripe(stripe);
-                    }
+            // 64-byte aligned, as payloads are: the streaming stores need 64.
+            let mut buffer = vec![0u8; STREAMS * len + 64];
+            let at = line_start(&buffer);
+            let out = &mut buffer[at..at + STREAMS * len];
+            let mut hashers: [ChunkHasher; STREAMS] = Default::default();
+            for hasher in &mut hashers {
+                // Mid-chunk, as a run may start: a few stripes fed before.
+                for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
+                    hasher.stripe(stripe);
                 }
-                let mut parts = out.chunks_exact_mut(len);
-                let dsts: [&mut [u8]; STREAMS] =
-                    std::array::from_fn(|_| parts.next().expect("four runs"));
-                copy_four_on(kernel, srcs, dsts, &mut hashers, streaming, hash);
-                for (i, (part, hasher)) in out.chunks_exact(len).zip(&hashers).enumerate() {
-                    assert!(
-                        part == &src[i * len + 7..(i + 1) * len + 7],
-                        "{kernel:?}: run {i}"
-                    );
-                    let mut alone = ChunkHasher::default();
-                    for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
+            }
+            let mut parts = out.chunks_exact_mut(len);
+            let dsts: [&mut [u8]; STREAMS] =
+                std::array::from_fn(|_| parts.next().expect("four runs"));
+            copy_four_on(kernel, srcs, dsts, &mut hashers, streaming, hash);
+            for (i, (part, hasher)) in out.chunks_exact(len).zip(&hashers).enumerate() {
+                assert!(
+                    part == &src[i * len + 7..(i + 1) * len + 7],
+                    "{kernel:?}: run {i}"
+                );
+                let mut alone = ChunkHasher::default();
+                for stripe in src[..3 * STRIPE].chunks_exact(STRIPE) {
+                    alone.stripe(stripe);
+                }
+                if hash {
+                    for stripe in part.chunks_exact(STRIPE) {
                         alone.stripe(stripe);
                     }
-                    if hash {
-                        for stripe in part.chunks_exact(STRIPE) {
-                            alone.stripe(stripe);
-                        }
-                    }
-                    assert_eq!(hasher.acc, alone.acc, "{kernel:?}: run {i}, hash {hash}");
-                    assert_eq!(
-                        hasher.stripes, alone.stripes,
-                        "{kernel:?}: run {i}, hash {hash}"
-                    );
                 }
+                assert_eq!(hasher.acc, alone.acc, "{kernel:?}: run {i}, hash {hash}");
+                assert_eq!(
+                    hasher.stripes, alone.stripes,
+                    "{kernel:?}: run {i}, hash {hash}"
+                );
             }
         }
     }
@@ -1112,10 +1124,7 @@ mod tests {
                 for shift in [0, 16, 32] {
                     let src = bytes(len);
                     let mut buffer = vec![0u8; len + 128];
-                    let at = match buffer.as_ptr().align_offset(64) {
-                        usize::MAX => 0,
-                        at => at,
-                    } + shift;
+                    let at = line_start(&buffer) + shift;
                     let dst = &mut buffer[at..at + len];
                     let mut hasher = ChunkHasher::default();
                     let fed = ChunkHasher::stripes_before_last(len) * STRIPE;
