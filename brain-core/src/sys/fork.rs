@@ -19,13 +19,17 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
-/// A thread of this process is forking: no section may begin.
-static FORKING: AtomicBool = AtomicBool::new(false);
+/// How many threads of this process are forking: no section may begin
+/// while one is (threads may fork at the same time, and each must find no
+/// lock held, so one fork ending does not let sections begin).
+static FORKING: AtomicUsize = AtomicUsize::new(0);
+/// How many of the forking threads fork from inside a section.
+static FORKING_INSIDE: AtomicUsize = AtomicUsize::new(0);
 /// How many threads are inside a section.
 static INSIDE: AtomicUsize = AtomicUsize::new(0);
 
@@ -35,26 +39,42 @@ thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Whether this thread is inside a section.
+fn inside_a_section() -> bool {
+    DEPTH.with(Cell::get) > 0
+}
+
 extern "C" fn before_fork() {
-    FORKING.store(true, Ordering::SeqCst);
     // The forking thread itself counts once if it forks from inside a
-    // section (brain never does; a caller's callback might).
-    let own = usize::from(DEPTH.with(Cell::get) > 0);
-    while INSIDE.load(Ordering::SeqCst) > own {
+    // section (brain never does; a caller's callback might), and so does
+    // every other thread forking from inside one meanwhile.
+    if inside_a_section() {
+        FORKING_INSIDE.fetch_add(1, Ordering::SeqCst);
+    }
+    FORKING.fetch_add(1, Ordering::SeqCst);
+    while INSIDE.load(Ordering::SeqCst) > FORKING_INSIDE.load(Ordering::SeqCst) {
         std::thread::yield_now();
     }
 }
 
 extern "C" fn after_fork_in_parent() {
-    FORKING.store(false, Ordering::SeqCst);
+    if inside_a_section() {
+        FORKING_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    }
+    FORKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 extern "C" fn in_child() {
     // Runs in the child right after fork, before fork returns: only
-    // async-signal-safe work, which atomic stores are. No other thread was
-    // inside a section (the prepare handler waited), and none exists here.
+    // async-signal-safe work, which atomic operations and reading a
+    // thread-local cell are. The child has only the forking thread: no
+    // other thread forks or is inside a section here, whatever the counts
+    // copied from the parent say (a thread may have been between counting
+    // itself in and out again in `no_fork`).
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    FORKING.store(false, Ordering::SeqCst);
+    INSIDE.store(usize::from(inside_a_section()), Ordering::SeqCst);
+    FORKING_INSIDE.store(0, Ordering::SeqCst);
+    FORKING.store(0, Ordering::SeqCst);
 }
 
 /// A section of code no fork happens in (see the module's docs). Not
@@ -67,11 +87,11 @@ pub(crate) fn no_fork() -> NoFork {
     DEPTH.with(|depth| {
         if depth.get() == 0 {
             loop {
-                while FORKING.load(Ordering::SeqCst) {
+                while FORKING.load(Ordering::SeqCst) > 0 {
                     std::thread::yield_now();
                 }
                 INSIDE.fetch_add(1, Ordering::SeqCst);
-                if !FORKING.load(Ordering::SeqCst) {
+                if FORKING.load(Ordering::SeqCst) == 0 {
                     break;
                 }
                 // A fork began meanwhile: let it happen first.
@@ -183,6 +203,7 @@ fn register() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     /// A child forked while another thread of its parent takes and gives
     /// back a lock again and again can take it: the fork waited until the
@@ -213,6 +234,72 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         holder.join().unwrap();
+    }
+
+    /// Threads forking at the same time, while another thread takes and
+    /// gives back a lock again and again: every child can take the lock,
+    /// and can fork a grandchild that takes it too. (With one flag for
+    /// "forking", the first fork to end let sections begin while the
+    /// others were still forking; and a child could inherit a count of
+    /// threads inside sections that no thread of its own would end.)
+    #[test]
+    fn children_forked_by_threads_at_once_can_take_a_lock_and_fork_again() {
+        static SHARED: Mutex<u64> = Mutex::new(0);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let holder = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut held = lock(&SHARED);
+                    *held = std::hint::black_box(*held + 1);
+                }
+            })
+        };
+        while *lock(&SHARED) == 0 {
+            std::thread::yield_now();
+        }
+        let forkers: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..30)
+                        .filter(|_| {
+                            !in_a_child(|| *lock(&SHARED) > 0 && in_a_child(|| *lock(&SHARED) > 0))
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let failed: usize = forkers.into_iter().map(|f| f.join().unwrap()).sum();
+        stop.store(true, Ordering::Relaxed);
+        holder.join().unwrap();
+        assert_eq!(failed, 0, "children forked at once could not take a lock");
+    }
+
+    /// A child's count of threads inside sections is its own thread's,
+    /// whatever the count it copied: a thread of the parent may have been
+    /// between counting itself in and out again (too brief a moment for a
+    /// test to fork in, so the copied count is made up here, in a child).
+    /// With the count left as copied, every fork of the child would wait
+    /// for ever.
+    #[test]
+    fn a_child_counts_only_its_own_thread_inside_sections() {
+        assert!(
+            in_a_child(|| {
+                INSIDE.fetch_add(1, Ordering::SeqCst);
+                FORKING.fetch_add(1, Ordering::SeqCst);
+                in_child();
+                let clean = INSIDE.load(Ordering::SeqCst) == 0
+                    && FORKING.load(Ordering::SeqCst) == 0
+                    && in_a_child(|| *lock(&Mutex::new(true)));
+                let section = no_fork();
+                INSIDE.fetch_add(1, Ordering::SeqCst);
+                in_child();
+                let counted = INSIDE.load(Ordering::SeqCst) == 1;
+                drop(section);
+                clean && counted && INSIDE.load(Ordering::SeqCst) == 0
+            }),
+            "a child kept a count of sections copied from its parent"
+        );
     }
 
     #[test]
