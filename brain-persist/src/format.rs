@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use brain_core::format::checksum::Xxh3Stream;
 use brain_core::{stored_size, Codec, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
 
@@ -458,7 +458,7 @@ pub(crate) fn hash_stream(
     reader: &mut impl Read,
     mut copy: Option<&mut dyn Write>,
 ) -> std::io::Result<(u64, u64)> {
-    let mut hasher = Xxh3::new();
+    let mut hasher = Xxh3Stream::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {

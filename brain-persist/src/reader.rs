@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use brain_core::format::checksum::Xxh3Stream;
 use brain_core::Codec;
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 use crate::format::{
@@ -624,7 +625,7 @@ impl DumpReader {
         let path = self.payload_path(entry);
         let file = self.open_payload(entry)?;
         let offsets = entry.frame_offsets();
-        let mut hasher = Xxh3::new();
+        let mut hasher = Xxh3Stream::new();
         let mut compressed_mismatch = None;
         parallel::ordered(
             entry.frames.len(),

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
+use brain_core::format::checksum::Xxh3Stream;
 use brain_core::ObjectView;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 use crate::format::{
@@ -437,7 +438,7 @@ impl FrameWriter {
         };
         let count = bytes.len().div_ceil(FRAME_SIZE as usize);
         let mut file = File::create(path).map_err(|e| Error::io("create", path, e))?;
-        let mut hasher = Xxh3::new();
+        let mut hasher = Xxh3Stream::new();
         let mut frames = Vec::with_capacity(count);
         let mut frame_xxh3 = Vec::with_capacity(count);
         let fast_retry = self.fast_retry;

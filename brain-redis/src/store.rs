@@ -10,6 +10,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_buffer::{Buffer, MutableBuffer};
+use brain_core::format::checksum::Xxh3Stream;
 use brain_core::format::checksum::{ChunkDigests, CHECKSUM_CHUNK};
 use brain_core::format::PAYLOAD_ALIGN;
 use brain_core::{
@@ -19,7 +20,6 @@ use brain_core::{
     Watcher, WriteObject,
 };
 use redis::Value;
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::bulk::{BulkConn, BulkPool};
 use crate::cache::{HostCache, Sink};
@@ -165,7 +165,7 @@ pub(crate) fn aligned(parts: &[&[u8]]) -> Buffer {
 }
 
 fn checksum(parts: &[&[u8]]) -> u64 {
-    let mut hasher = Xxh3::new();
+    let mut hasher = Xxh3Stream::new();
     for part in parts {
         hasher.update(part);
     }
@@ -202,7 +202,7 @@ fn too_long(pointer: &Pointer) -> FetchError {
 /// (xxh3-64 of the whole payload).
 enum FetchCheck {
     /// Hashed here, as they are read.
-    Hash(Box<Xxh3>),
+    Hash(Box<Xxh3Stream>),
     /// By the checksum the sink computes as they go in. For a payload of one
     /// checksum chunk (docs/FORMAT.md) the store's checksum is the xxh3-64 of
     /// that chunk's digest, which is the pointer's: one pass over the bytes
@@ -1460,7 +1460,7 @@ pub(crate) struct RedisWriter {
     buffer: Vec<u8>,
     chunks: u64,
     len: u64,
-    hasher: Xxh3,
+    hasher: Xxh3Stream,
     reserved: u64,
     last_refresh: Instant,
 }
@@ -1501,7 +1501,7 @@ impl RedisWriter {
             ),
             chunks: 0,
             len: 0,
-            hasher: Xxh3::new(),
+            hasher: Xxh3Stream::new(),
             reserved: 0,
             last_refresh: Instant::now(),
             store,
