@@ -89,8 +89,12 @@ fn is_loading(err: &RedisError) -> bool {
 
 /// True when the server refused a write for its memory limit.
 pub(crate) fn is_out_of_memory(err: &RedisError) -> bool {
-    // Whatever kind redis-rs gives it (an unknown code is an Extension).
-    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
+    // Whatever kind redis-rs gives it (an unknown code is an Extension), and
+    // inside a pipeline's failures, which quote the code apart from the text.
+    err.code() == Some("OOM")
+        || err
+            .to_string()
+            .contains("command not allowed when used memory")
 }
 
 fn io_kind(err: &RedisError) -> io::ErrorKind {

@@ -14,10 +14,10 @@ use brain_core::format::checksum::Xxh3Stream;
 use brain_core::format::checksum::{ChunkDigests, CHECKSUM_CHUNK};
 use brain_core::format::PAYLOAD_ALIGN;
 use brain_core::{
-    kept_description, stored_size, validate_description, validate_name, validate_namespace, Codec,
-    CorruptObject, Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta,
-    ObjectStore, ObjectView, ObjectWriter, Payload, Result, SharedBytes, Usage, UsageDetail,
-    Watcher, WriteObject,
+    stored_size, validate_description, validate_name, validate_namespace, Codec, CorruptObject,
+    Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta, ObjectStore,
+    ObjectView, ObjectWriter, Payload, Result, SharedBytes, Usage, UsageDetail, Watcher,
+    WriteObject,
 };
 use redis::Value;
 
@@ -38,9 +38,14 @@ pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
 /// The least time a replaced version's chunks stay for readers mid-fetch
 /// (more for large objects: twice the time to read them at 100 MB/s).
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
-/// Bytes of chunks asked for in one pipelined batch: the server answers a
-/// batch in one go, and other clients wait while it copies the replies.
+/// Bytes of chunks sent or asked for in one pipelined batch: the server
+/// answers a batch in one go, and other clients wait while it copies the
+/// replies.
 const BATCH_BYTES: u64 = 8 << 20;
+/// The bytes of a batch of whole chunks of `chunk_size` (at least one).
+fn batch_bytes(chunk_size: usize) -> usize {
+    (BATCH_BYTES as usize / chunk_size).max(1) * chunk_size
+}
 /// Tries of a read that meets a replaced version before giving up.
 const READ_TRIES: usize = 8;
 
@@ -666,8 +671,9 @@ impl RedisStore {
         let key = ObjectKey::new(new.namespace, new.name);
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
         let single = self.single();
-        // A single server's small write reserves inside the script: one round trip.
-        let reserve_here = if single && reserved == 0 && inline.is_some() {
+        // A single server's write that reserved nothing yet (inline, or of
+        // up to a batch of chunks) reserves inside the script.
+        let reserve_here = if single && reserved == 0 {
             needed
         } else {
             if let Err(err) = self.reserve(new.namespace, new.name, needed as i64 - reserved as i64)
@@ -1403,19 +1409,22 @@ impl RedisStore {
     ) -> Result<ObjectMeta> {
         let len: usize = segments.iter().map(SharedBytes::len).sum();
         if len > INLINE_MAX {
-            // A chunked write takes many round trips: one more to read the
-            // old description costs little.
-            let kept = if keep_description {
-                kept_description(self, namespace, name, description)?
-            } else {
-                None
-            };
-            let description = kept.as_deref().unwrap_or(description);
-            let mut writer = self.writer(namespace, name, codec, description, Some(len as u64))?;
+            let mut writer = RedisWriter::start(
+                self.clone(),
+                namespace,
+                name,
+                codec,
+                description,
+                Some(len as u64),
+                self.expected(namespace, name),
+            )?;
+            // The publish script finds the description to keep, as for an
+            // inline write (a second publish only when there is one).
+            writer.keep_description = keep_description && description.is_empty();
             for segment in segments {
                 writer.write_shared(*segment)?;
             }
-            return writer.commit();
+            return Box::new(writer).commit();
         }
         // A small payload goes up inline in one script: one round trip, with
         // the capacity reserved and the old description found inside it.
@@ -1463,6 +1472,10 @@ pub(crate) struct RedisWriter {
     hasher: Xxh3Stream,
     reserved: u64,
     last_refresh: Instant,
+    /// The publish keeps the old object's description (the new one is empty).
+    keep_description: bool,
+    /// The capacity is reserved by the publish script (see `reserve_for`).
+    reserve_at_publish: bool,
 }
 
 impl fmt::Debug for RedisWriter {
@@ -1488,6 +1501,7 @@ impl RedisWriter {
         validate_object(namespace, name)?;
         validate_description(description)?;
         let chunk_size = store.inner.config.chunk_size;
+        let batch = batch_bytes(chunk_size);
         let mut writer = RedisWriter {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -1496,14 +1510,14 @@ impl RedisWriter {
             key: ObjectKey::new(namespace, name),
             version: new_version(),
             expected,
-            buffer: Vec::with_capacity(
-                expected_len.map_or(64 * 1024, |l| (l as usize).min(chunk_size)),
-            ),
+            buffer: Vec::with_capacity(expected_len.map_or(64 * 1024, |l| (l as usize).min(batch))),
             chunks: 0,
             len: 0,
             hasher: Xxh3Stream::new(),
             reserved: 0,
             last_refresh: Instant::now(),
+            keep_description: false,
+            reserve_at_publish: store.single() && expected_len.is_some(),
             store,
         };
         if let Some(len) = expected_len {
@@ -1515,6 +1529,14 @@ impl RedisWriter {
     fn reserve_for(&mut self, len: u64) -> Result<()> {
         let needed = stored_size(&self.namespace, &self.name, &self.description, len);
         if needed <= self.reserved {
+            return Ok(());
+        }
+        // On a single server, a write said to be of up to a batch reserves
+        // inside its publish script: a round trip fewer. Its chunks go up
+        // before the capacity is checked; a write refused then deletes them
+        // (`Drop`). A write of unknown length reserves as it goes, so one
+        // past the capacity stops at once.
+        if self.reserve_at_publish && self.reserved == 0 && needed <= self.batch_bytes() as u64 {
             return Ok(());
         }
         // A chunk's worth ahead: a round trip (and a mark, scripts.rs) a
@@ -1543,25 +1565,44 @@ impl RedisWriter {
         self.store.inner.keys.chunk(self.key, &self.version, index)
     }
 
-    /// Sends the first chunk's worth of the buffer.
-    fn flush_chunk(&mut self) -> Result<()> {
-        let key = self.chunk_key(self.chunks);
+    /// Sends the buffer's whole chunks, and with `last` the rest too, in
+    /// one pipeline: a round trip a batch (`BATCH_BYTES`), not a chunk.
+    fn flush_chunks(&mut self, last: bool) -> Result<()> {
+        let chunk_size = self.store.inner.config.chunk_size;
+        let sent = if last {
+            self.buffer.len()
+        } else {
+            self.buffer.len() / chunk_size * chunk_size
+        };
+        if sent == 0 {
+            return Ok(());
+        }
         let ttl = PENDING_TTL.as_millis() as u64;
-        let size = self.store.inner.config.chunk_size.min(self.buffer.len());
-        let rest = self.buffer.split_off(size);
-        let data = std::mem::replace(&mut self.buffer, rest);
+        let pieces: Vec<(String, &[u8])> = self.buffer[..sent]
+            .chunks(chunk_size)
+            .zip(self.chunks..)
+            .map(|(piece, index)| (self.chunk_key(index), piece))
+            .collect();
         let needed = stored_size(&self.namespace, &self.name, &self.description, self.len)
             .max(self.reserved);
         let object = (self.namespace.as_str(), self.name.as_str(), needed);
-        self.store.run_write("write a chunk to", object, |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&data)
-                .arg("PX")
-                .arg(ttl)
-                .exec(c.like())
-        })?;
-        self.chunks += 1;
+        let sent_all = self.store.run_write("write a chunk to", object, |c| {
+            let commands = pieces
+                .iter()
+                .map(|(key, piece)| {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(key).arg(*piece).arg("PX").arg(ttl);
+                    cmd
+                })
+                .collect();
+            c.pipeline::<()>(commands)
+        });
+        // Counted even when some failed: the others are on the server, and
+        // a writer dropped unpublished deletes what it counts.
+        self.chunks += pieces.len() as u64;
+        sent_all?;
+        // The buffer keeps its allocation for the next batch.
+        self.buffer.drain(..sent);
         if self.last_refresh.elapsed() > PENDING_TTL / 3 {
             // A long write keeps its earlier chunks from expiring.
             let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
@@ -1575,6 +1616,12 @@ impl RedisWriter {
         }
         Ok(())
     }
+
+    /// Bytes the buffer holds before its chunks go up: a batch's whole
+    /// chunks (at least one).
+    fn batch_bytes(&self) -> usize {
+        batch_bytes(self.store.inner.config.chunk_size)
+    }
 }
 
 impl WriteObject for RedisWriter {
@@ -1582,16 +1629,14 @@ impl WriteObject for RedisWriter {
         self.reserve_for(self.len + bytes.len() as u64)?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
-        let chunk_size = self.store.inner.config.chunk_size;
+        let batch = self.batch_bytes();
         while !bytes.is_empty() {
-            let take = bytes.len().min(chunk_size);
+            let take = bytes.len().min(batch - self.buffer.len());
             self.buffer.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             // Bytes stay here while the whole payload may still go inline.
-            if self.chunks > 0 || self.buffer.len() > INLINE_MAX {
-                while self.buffer.len() >= chunk_size {
-                    self.flush_chunk()?;
-                }
+            if self.buffer.len() >= batch {
+                self.flush_chunks(false)?;
             }
         }
         Ok(())
@@ -1603,8 +1648,8 @@ impl WriteObject for RedisWriter {
 
     fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
         let inline = self.chunks == 0 && self.buffer.len() <= INLINE_MAX;
-        while !inline && !self.buffer.is_empty() {
-            self.flush_chunk()?;
+        if !inline {
+            self.flush_chunks(true)?;
         }
         let reserved = std::mem::take(&mut self.reserved);
         let store = self.store.clone();
@@ -1630,7 +1675,7 @@ impl WriteObject for RedisWriter {
             inline.then_some(&data[..]),
             reserved,
             &self.expected,
-            false,
+            self.keep_description,
         );
         if result.is_ok() {
             self.chunks = 0;

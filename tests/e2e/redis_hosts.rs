@@ -220,7 +220,8 @@ fn a_writer_killed_mid_write_leaves_the_old_value_and_chunks_that_expire() -> Re
     let url = format!("{}&chunk_size=65536", fresh(&server.url()));
     let host = HostDir::new()?;
     helper(&["put", &url, &path(&host), "ns", "x", "1", "300000"])?;
-    let mut proc = Proc::spawn(&["hold-write", &url, "ns", "x", "1000000"])?;
+    // More than a batch of chunks (8 MiB): the first batch is on the server.
+    let mut proc = Proc::spawn(&["hold-write", &url, "ns", "x", "10000000"])?;
     let stdout = proc
         .0
         .as_mut()
