@@ -298,6 +298,23 @@ def test_update_needs_a_callable(brain: Brain) -> None:
         brain.update("x", 5)
 
 
+def test_update_refuses_keywords_it_does_not_take(brain: Brain) -> None:
+    # A timeout asked for, or a misspelt default, would otherwise be ignored:
+    # the first waits for ever on a held lock, the second starts from nothing.
+    with pytest.raises(TypeError, match=r"not timeout=; .*brain.lock\(name, timeout"):
+        brain.update("n", lambda v: v + 1, default=0, timeout=0.5)
+    with pytest.raises(TypeError, match="not defualt="):
+        brain.update("n", lambda v: v + 1, defualt=0)
+    assert "n" not in brain
+    assert brain.update("n", lambda v: v + 1, default=0) == 1
+
+
+def test_update_of_several_names_sets_default_and_optimistic_too(brain: Brain) -> None:
+    # As dict.update: in this form they are names like any other.
+    brain.update(default=1, optimistic=0, other=2)
+    assert (brain["default"], brain["optimistic"], brain["other"]) == (1, 0, 2)
+
+
 def test_tell_during_a_long_write_in_another_thread_does_not_deadlock(brain: Brain) -> None:
     writer = brain.store.writer(brain.namespace, "big", "raw")
     payload = np.ones(200 << 20, dtype=np.uint8)

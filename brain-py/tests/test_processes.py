@@ -11,7 +11,7 @@ import pytest
 
 import _workers
 from brain import Brain
-from brain.exceptions import BrainLockTimeoutError, BrainTimeoutError
+from brain.exceptions import BrainCodecError, BrainLockTimeoutError, BrainTimeoutError, BrainUnpicklingError
 
 pytestmark = pytest.mark.shm_only("child processes open the store: a memory store is only this process's")
 
@@ -274,3 +274,34 @@ def test_a_watcher_used_in_a_forked_child_is_a_clear_error(store_path: Path) -> 
     assert os.waitstatus_to_exitcode(status) == 0
     brain["after"] = 1
     assert watcher.next_event(timeout=10) == ("set", "default", "after")
+
+
+_WRITES_A_MAIN_CLASS = """
+import sys
+from brain import Brain
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+Brain(path=sys.argv[1])["point"] = Point(3)
+"""
+
+
+def test_a_pickle_of_a_class_this_process_lacks_is_a_clear_error(store_path: Path, tmp_path: Path) -> None:
+    """Another program's ``__main__`` class cannot be found here: the read says
+    so, names the object and what to do, and keeps pickle's error as the cause."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITES_A_MAIN_CLASS)
+    subprocess.run([sys.executable, str(script), str(store_path)], check=True, timeout=TIMEOUT)
+    brain = Brain(path=store_path)
+    with pytest.raises(BrainUnpicklingError, match=r"'point' .*__main__") as raised:
+        brain["point"]
+    assert isinstance(raised.value, BrainCodecError)
+    assert isinstance(raised.value.__cause__, AttributeError)
+    assert brain.metadata("point") is not None, "the object is still there"

@@ -865,7 +865,7 @@ class Brain(MutableMapping[str, Any]):
         /,
         *,
         default: Any = _MISSING,
-        optimistic: bool = False,
+        optimistic: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """``update(name, fn)``: a read-modify-write of one name, safe across processes.
@@ -879,9 +879,22 @@ class Brain(MutableMapping[str, Any]):
         and otherwise ``fn`` runs again on the newer value, so ``fn`` may run
         more than once. On other stores it is the same as the lock.
 
-        ``update(mapping)`` / ``update(**names)`` set several names, as ``dict.update``.
+        ``update(mapping)`` / ``update(**names)`` set several names, as ``dict.update``
+        (there ``default`` and ``optimistic`` are names like any other).
+
+        Raises:
+            TypeError: ``update(name, fn)`` with a keyword other than ``default``
+                and ``optimistic``. To wait a bounded time for the lock, call it
+                inside ``with brain.lock(name, timeout=...)``.
         """
         if callable(fn) and isinstance(name, str):
+            if kwargs:
+                given = ", ".join(f"{key}=" for key in kwargs)
+                raise TypeError(
+                    f"update(name, fn) takes default= and optimistic= only, not {given}; "
+                    "to wait a bounded time for the name's lock, call it inside "
+                    "`with brain.lock(name, timeout=...)`"
+                )
             if optimistic and self.url.startswith(("redis", "valkey")):
                 return self._update_optimistic(name, fn, default)
             # The name's lock, unless this thread holds it already
@@ -901,6 +914,10 @@ class Brain(MutableMapping[str, Any]):
         if fn is not _MISSING:
             raise TypeError("update(name, fn) needs a str name and a callable fn")
         items = {} if name is _MISSING else dict(name)
+        if default is not _MISSING:
+            items["default"] = default
+        if optimistic is not None:
+            items["optimistic"] = optimistic
         items.update(kwargs)
         for key, value in items.items():
             self.learn(key, value)

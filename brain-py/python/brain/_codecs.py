@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _brain
-from .exceptions import BrainCodecError, BrainColumnNotExistError, BrainUnsupportedObjectError
+from .exceptions import BrainCodecError, BrainColumnNotExistError, BrainUnpicklingError, BrainUnsupportedObjectError
 
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
@@ -1093,11 +1093,30 @@ def _pickle_parts(thing: Any) -> list[Any]:
     return [stream, *(buffer.raw() for buffer in buffers)]
 
 
+def _unpickling_advice(name: str, err: Exception) -> str:
+    """What went wrong rebuilding a pickled object, and what to do."""
+    what = f"object {name!r} is a pickle this process cannot rebuild ({type(err).__name__}: {err})"
+    if isinstance(err, (AttributeError, ImportError)):
+        return (
+            f"{what}; pickle stores a class by its module and name: import or define that class here "
+            "the way the writer did (a class defined in the writer's __main__ script cannot be found "
+            "by another program: move it into a module both import)"
+        )
+    return f"{what}; the bytes may come from another Python or library version: write the object again"
+
+
 def decode_pickle(obj: Any) -> Any:
     parts = obj.parts()
     if not parts:
         raise BrainCodecError(f"object {obj.name!r} is a pickle with no parts; write it again")
-    thing = pickle.loads(parts[0], buffers=parts[1:])
+    try:
+        thing = pickle.loads(parts[0], buffers=parts[1:])
+    except (MemoryError, OSError):
+        # Errors of the moment (a lost connection, no memory) pass as they
+        # were, as they do when a value is pickled.
+        raise
+    except Exception as err:
+        raise BrainUnpicklingError(_unpickling_advice(obj.name, err)) from err
     pd = _module("pandas")
     if pd is not None and isinstance(thing, (pd.DataFrame, pd.Series)):
         # Its numpy columns are read-only views of the store, as a frame

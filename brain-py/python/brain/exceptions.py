@@ -29,6 +29,7 @@ __all__ = [
     "BrainStoreFullError",
     "BrainUnsupportedObjectError",
     "BrainCodecError",
+    "BrainUnpicklingError",
     "BrainColumnNotExistError",
     "BrainCorruptError",
     "BrainVersionError",
@@ -143,6 +144,13 @@ class BrainUnsupportedObjectError(BrainError, TypeError):
 
 class BrainCodecError(BrainError, ValueError):
     """A stored payload could not be decoded as its codec says."""
+
+
+class BrainUnpicklingError(BrainCodecError):
+    """A pickled object could not be rebuilt in this process: pickle stores a
+    class by its module and name, and this process cannot import it (a class
+    defined in the writer's ``__main__``, a module missing here). The original
+    error is the ``__cause__``."""
 
 
 class BrainColumnNotExistError(BrainError, KeyError):
