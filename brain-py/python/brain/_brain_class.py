@@ -597,7 +597,8 @@ class Brain(MutableMapping[str, Any]):
     def set_namespace(self, namespace: str | None = None) -> str:
         """Switches to ``namespace`` (creating it), or returns the current one when None.
 
-        Any non-empty str is a valid namespace; there is no length rule.
+        Any non-empty str of up to 65,536 bytes of UTF-8 is a valid namespace
+        (``BrainNamespaceNameError`` otherwise).
         """
         if namespace is None:
             return self.namespace
