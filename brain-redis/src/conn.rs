@@ -46,6 +46,21 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
             location: location.clone(),
         };
     }
+    if kind == redis::ErrorKind::Parse {
+        // Another kind of server on that port (HTTP, say): redis-rs's text
+        // quotes the bytes it could not parse, over several lines.
+        let first = text.lines().next().unwrap_or_default();
+        return Error::io(
+            op,
+            location.clone(),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server's answer is not Redis's protocol ({first}); is this the address of a Redis or Valkey server, and not of another service?"
+                ),
+            ),
+        );
+    }
     let hint = if text.contains("invalid bulk length") {
         // The server's answer to an argument past its proto-max-bulk-len,
         // before it closes the connection.

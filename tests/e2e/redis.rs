@@ -70,6 +70,32 @@ fn an_open_with_no_server_says_so_and_makes_no_cache() -> Result<()> {
     Ok(())
 }
 
+/// Another kind of server on the port (an HTTP server, say): the open says
+/// the answer is not Redis's, on one line.
+#[test]
+fn an_open_of_a_server_that_is_not_redis_says_so() -> Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept()?;
+        let mut request = [0u8; 256];
+        let _ = conn.read(&mut request)?;
+        conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n<html>no</html>\n")
+    });
+    let err = uncached(&format!("redis://127.0.0.1:{port}"))
+        .err()
+        .context("a store opened on an HTTP server")?;
+    let text = err.to_string();
+    anyhow::ensure!(
+        text.contains("not Redis's protocol") && text.contains("Redis or Valkey server"),
+        "{text}"
+    );
+    anyhow::ensure!(!text.contains('\n'), "{text:?} is not one line");
+    let _ = server.join();
+    Ok(())
+}
+
 /// A chunk past the server's `proto-max-bulk-len` is refused: the error
 /// says which setting, and how to fit under it.
 #[test]
