@@ -27,8 +27,8 @@ Rows, for 1 MiB, 64 MiB and 1 GiB numpy arrays and the 10-million-row frame:
 Each figure is the median of repetitions interleaved with its peer's.
 Run it on a release build (``make bench-redis`` builds one).
 
-``--small`` measures only the two rows closest to redis-py's, the 1 MiB
-cold get and the 100-byte set, in the same set-up, and prints their
+``--small`` measures only the rows closest to redis-py's, the 1 MiB
+cold get and set and the 100-byte set, in the same set-up, and prints their
 ratios, and the processor time a cold get takes in the calling thread: run it alternately with two builds (``PYTHONPATH=`` pointing at
 one of them) to compare them in one sitting.
 """
@@ -228,7 +228,7 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/BENCHMARKS.md")
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the benchmark frame")
     parser.add_argument("--chunks", action="store_true", help="only measure what the chunk size costs")
-    parser.add_argument("--small", action="store_true", help="only the 1 MiB cold get and the 100 B set, as ratios")
+    parser.add_argument("--small", action="store_true", help="only the 1 MiB cold get and set and the 100 B set, as ratios")
     parser.add_argument("--clients", metavar="REDIS_CLIENT_BIN", help="only compare redis-rs's clients with redis-py")
     parser.add_argument(
         "--client-bin", metavar="REDIS_CLIENT_BIN", help="with --write-docs: also compare redis-rs's clients (this binary)"
@@ -265,11 +265,18 @@ def main() -> int:
             replace = lambda: writer.__setitem__("v", value)  # noqa: E731  a new version each time
             cold_get = interleave({"brain": lambda: cold["v"], "peer": lambda: peer.get("v")}, 200, before=replace)
             private = interleave({"brain": lambda: uncached["v"], "peer": lambda: peer.get("v")}, 200)
+            big_set = interleave({"brain": replace, "peer": lambda: peer.set("v", value)}, 200)
             small = b"x" * 100
             writer["s"] = small
             peer.set("s", small)
             small_set = interleave({"brain": lambda: writer.__setitem__("s", small), "peer": lambda: peer.set("s", small)}, 3000)
-            for label, t in (("1 MiB cold get", cold_get), ("1 MiB cold get, cache=False", private), ("100 B set", small_set)):
+            rows_small = (
+                ("1 MiB cold get", cold_get),
+                ("1 MiB cold get, cache=False", private),
+                ("1 MiB set", big_set),
+                ("100 B set", small_set),
+            )
+            for label, t in rows_small:
                 print(f"{label}: brain {show(t['brain'])}, redis-py {show(t['peer'])}, {t['brain'] / t['peer']:.2f}x")
             # The calling thread's processor time (system calls and page
             # faults included): steadier than the wall clock on a busy machine.

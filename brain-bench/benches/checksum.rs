@@ -30,6 +30,12 @@
 //! (as pyarrow's buffers are) and from one 16 bytes past that (as a numpy
 //! array's or a `bytes`' data is), interleaved the same way: the
 //! measurement behind the kernel the writer picks.
+//!
+//! And the xxh3 of a stream (a fetch from Redis checking its chunks, a
+//! dump or restore hashing a payload): brain-core's `Xxh3Stream` on the
+//! widest kernel against xxhash-rust's `Xxh3`, fed 1 MiB pieces, over a
+//! 1 MiB buffer hashed again and again (bytes in cache, as a fetch hashes
+//! a chunk it just read) and over the whole source (bytes from memory).
 
 #![forbid(unsafe_code)]
 
@@ -38,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use brain_bench::{seeded_bytes, BenchStore, Row, Summary, Target, MIB};
 use brain_core::bench::{copy_chunks_on, copy_with_checksum, copy_without_checksum, Kernel};
-use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, CHECKSUM_CHUNK};
+use brain_core::format::checksum::{
+    payload_checksum, payload_checksum_parallel, Xxh3Stream, CHECKSUM_CHUNK,
+};
 use brain_core::SharedBytes;
 use criterion::{Criterion, Throughput};
 
@@ -204,6 +212,66 @@ fn main() {
     interleaved(&src, dst);
     share_of_a_write(&src, dst);
     kernels(&src, dst);
+    stream_hashes(&src);
+}
+
+/// xxh3 of a stream of 1 MiB pieces: brain-core's `Xxh3Stream` against
+/// xxhash-rust's `Xxh3`, interleaved, in cache and from memory.
+fn stream_hashes(src: &[u8]) {
+    let rounds = rounds();
+    let piece = CHECKSUM_CHUNK.min(src.len());
+    let in_cache = &src[..piece];
+    let hashes = |data: &[u8], repeat: usize| {
+        let mut stream = Xxh3Stream::new();
+        let mut theirs = xxhash_rust::xxh3::Xxh3::new();
+        for _ in 0..repeat {
+            for p in data.chunks(piece) {
+                stream.update(p);
+                theirs.update(p);
+            }
+        }
+        assert_eq!(stream.digest(), theirs.digest(), "the same xxh3-64");
+    };
+    hashes(in_cache, 3);
+    println!(
+        "\n## xxh3 of a stream of 1 MiB pieces ({rounds} rounds, each hasher once per round)\n"
+    );
+    println!("| bytes | xxhash-rust `Xxh3` | `Xxh3Stream` | ratio, median of rounds (range) |");
+    println!("| --- | ---: | ---: | ---: |");
+    let cases: [(&str, &[u8], usize); 2] = [
+        ("a 1 MiB buffer, 64 times (in cache)", in_cache, 64),
+        ("the whole source (from memory)", src, 1),
+    ];
+    for (label, data, repeat) in cases {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(time(|| {
+                let mut h = Xxh3Stream::new();
+                for _ in 0..repeat {
+                    data.chunks(piece).for_each(|p| h.update(p));
+                }
+                black_box(h.digest());
+            }));
+            theirs.push(time(|| {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                for _ in 0..repeat {
+                    data.chunks(piece).for_each(|p| h.update(p));
+                }
+                black_box(h.digest());
+            }));
+        }
+        let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o / t).collect();
+        let (low, high) = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms | {:.2} ({low:.2} to {high:.2}) |",
+            median(theirs) * 1e3,
+            median(ours) * 1e3,
+            median(ratios),
+        );
+    }
 }
 
 /// Seconds `f` takes, once.
