@@ -25,6 +25,7 @@ from brain.exceptions import (
     BrainNameTypeError,
     BrainStoreFullError,
     BrainStorePathError,
+    BrainStoreUrlError,
     BrainTimeoutError,
     BrainUnsupportedObjectError,
 )
@@ -307,6 +308,22 @@ def test_update_refuses_keywords_it_does_not_take(brain: Brain) -> None:
         brain.update("n", lambda v: v + 1, defualt=0)
     assert "n" not in brain
     assert brain.update("n", lambda v: v + 1, default=0) == 1
+
+
+class _ReopensABadUrl:
+    """Unpickles the way a pickled Brain does, into a store URL that fails."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        from brain._brain_class import _reopen
+
+        return _reopen, ("default", "nope://x")
+
+
+def test_brains_own_errors_while_unpickling_pass_as_they_are(brain: Brain) -> None:
+    # Not "a pickle this process cannot rebuild": the store it reopens is bad.
+    brain["reopens"] = _ReopensABadUrl()
+    with pytest.raises(BrainStoreUrlError):
+        brain["reopens"]
 
 
 def test_update_of_several_names_sets_default_and_optimistic_too(brain: Brain) -> None:

@@ -46,7 +46,9 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
             location: location.clone(),
         };
     }
-    if kind == redis::ErrorKind::Parse {
+    // Only at the open: later, redis-rs reports a reply of an unexpected
+    // type (a key that is not UTF-8, say) as a parse error too.
+    if kind == redis::ErrorKind::Parse && op == "open" {
         // Another kind of server on that port (HTTP, say): redis-rs's text
         // quotes the bytes it could not parse, over several lines.
         let first = text.lines().next().unwrap_or_default();

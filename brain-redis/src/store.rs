@@ -1476,6 +1476,9 @@ pub(crate) struct RedisWriter {
     keep_description: bool,
     /// The capacity is reserved by the publish script (see `reserve_for`).
     reserve_at_publish: bool,
+    /// A batch of chunks failed part-way: the bytes sent are not known, so
+    /// the writer refuses more writes and its commit.
+    broken: bool,
 }
 
 impl fmt::Debug for RedisWriter {
@@ -1518,6 +1521,7 @@ impl RedisWriter {
             last_refresh: Instant::now(),
             keep_description: false,
             reserve_at_publish: store.single() && expected_len.is_some(),
+            broken: false,
             store,
         };
         if let Some(len) = expected_len {
@@ -1531,12 +1535,13 @@ impl RedisWriter {
         if needed <= self.reserved {
             return Ok(());
         }
-        // On a single server, a write said to be of up to a batch reserves
-        // inside its publish script: a round trip fewer. Its chunks go up
+        // On a single server, a write said to be of up to 8 MiB (whatever
+        // the chunk size) reserves inside its publish script: a round trip
+        // fewer. Its chunks go up
         // before the capacity is checked; a write refused then deletes them
         // (`Drop`). A write of unknown length reserves as it goes, so one
         // past the capacity stops at once.
-        if self.reserve_at_publish && self.reserved == 0 && needed <= self.batch_bytes() as u64 {
+        if self.reserve_at_publish && self.reserved == 0 && needed <= BATCH_BYTES {
             return Ok(());
         }
         // A chunk's worth ahead: a round trip (and a mark, scripts.rs) a
@@ -1600,6 +1605,7 @@ impl RedisWriter {
         // Counted even when some failed: the others are on the server, and
         // a writer dropped unpublished deletes what it counts.
         self.chunks += pieces.len() as u64;
+        self.broken = sent_all.is_err();
         sent_all?;
         // The buffer keeps its allocation for the next batch.
         self.buffer.drain(..sent);
@@ -1617,6 +1623,20 @@ impl RedisWriter {
         Ok(())
     }
 
+    /// Refuses a write or commit after a batch failed part-way.
+    fn usable(&self) -> Result<()> {
+        if !self.broken {
+            return Ok(());
+        }
+        Err(Error::io(
+            "write an object in",
+            self.store.object_location(&self.namespace, &self.name),
+            io::Error::other(
+                "an earlier write into this object failed part-way, so its bytes are not whole: nothing was published; drop the writer and write the object again",
+            ),
+        ))
+    }
+
     /// Bytes the buffer holds before its chunks go up: a batch's whole
     /// chunks (at least one).
     fn batch_bytes(&self) -> usize {
@@ -1626,6 +1646,7 @@ impl RedisWriter {
 
 impl WriteObject for RedisWriter {
     fn write_payload(&mut self, mut bytes: &[u8]) -> Result<()> {
+        self.usable()?;
         self.reserve_for(self.len + bytes.len() as u64)?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
@@ -1647,6 +1668,7 @@ impl WriteObject for RedisWriter {
     }
 
     fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
+        self.usable()?;
         let inline = self.chunks == 0 && self.buffer.len() <= INLINE_MAX;
         if !inline {
             self.flush_chunks(true)?;
@@ -1677,7 +1699,20 @@ impl WriteObject for RedisWriter {
             &self.expected,
             self.keep_description,
         );
-        if result.is_ok() {
+        let may_be_published = match &result {
+            Ok(_) => true,
+            // A publish whose answer was lost may have run: its chunks are
+            // then the name's. Unless the pointer says another version (or
+            // none) is current, they are left to their pending expiry
+            // instead of deleted.
+            Err(_) if self.chunks > 0 => match store.read_meta(&self.namespace, &self.name) {
+                Ok(Some(pointer)) => pointer.version == self.version,
+                Ok(None) => false,
+                Err(_) => true,
+            },
+            Err(_) => false,
+        };
+        if may_be_published {
             self.chunks = 0;
         }
         result

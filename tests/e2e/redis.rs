@@ -210,6 +210,21 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
         keys_after == keys_before,
         "{keys_after} keys, {keys_before} before"
     );
+    // A streamed write whose batch of chunks the server refuses part-way
+    // refuses what follows (its bytes on the server are not whole), and
+    // leaves nothing behind.
+    let mut writer = store.writer("ns", "x", brain_core::Codec::Raw, "", None)?;
+    let refused = writer.write_payload(&big);
+    anyhow::ensure!(
+        matches!(refused, Err(brain_core::Error::StoreFull { .. })),
+        "{refused:?}"
+    );
+    for next in [writer.write_payload(b"more").err(), writer.commit().err()] {
+        let text = next.map(|e| e.to_string()).unwrap_or_default();
+        anyhow::ensure!(text.contains("failed part-way"), "{text:?}");
+    }
+    anyhow::ensure!(&*store.get("ns", "x")?.context("kept")? == b"kept");
+    anyhow::ensure!(keys()? == keys_before, "a refused writer left keys");
     // A small inline write meets the limit in the publish script.
     let mut names = 0;
     let err = loop {

@@ -45,14 +45,25 @@ fn inside_a_section() -> bool {
 }
 
 extern "C" fn before_fork() {
-    // The forking thread itself counts once if it forks from inside a
-    // section (brain never does; a caller's callback might), and so does
-    // every other thread forking from inside one meanwhile.
-    if inside_a_section() {
+    // A thread forking from outside any section waits until no thread is
+    // inside one. One forking from inside a section (brain never does; a
+    // caller's callback might) cannot wait for itself, nor for the other
+    // threads forking from inside one meanwhile (they cannot leave theirs
+    // before their fork): it waits for the rest.
+    let own = inside_a_section();
+    if own {
         FORKING_INSIDE.fetch_add(1, Ordering::SeqCst);
     }
     FORKING.fetch_add(1, Ordering::SeqCst);
-    while INSIDE.load(Ordering::SeqCst) > FORKING_INSIDE.load(Ordering::SeqCst) {
+    loop {
+        let allowed = if own {
+            FORKING_INSIDE.load(Ordering::SeqCst)
+        } else {
+            0
+        };
+        if INSIDE.load(Ordering::SeqCst) <= allowed {
+            break;
+        }
         std::thread::yield_now();
     }
 }
@@ -273,6 +284,39 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         holder.join().unwrap();
         assert_eq!(failed, 0, "children forked at once could not take a lock");
+    }
+
+    /// A thread forking from outside any section while another forks from
+    /// inside one, holding a lock: the first waits until the lock is given
+    /// back, so its child can take it. (It must not count the other's
+    /// section as allowed: that one is the other thread's to allow.)
+    #[test]
+    fn a_fork_from_outside_waits_for_a_lock_held_by_a_fork_from_inside() {
+        static HELD: Mutex<u64> = Mutex::new(0);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let inside = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut held = lock(&HELD);
+                    *held += 1;
+                    // This thread's own child has the lock held: it checks nothing.
+                    in_a_child(|| true);
+                }
+            })
+        };
+        while *lock(&HELD) == 0 {
+            std::thread::yield_now();
+        }
+        let failed = (0..150)
+            .filter(|_| !in_a_child(|| *lock(&HELD) > 0))
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        inside.join().unwrap();
+        assert_eq!(
+            failed, 0,
+            "a child could not take a lock held across another fork"
+        );
     }
 
     /// A child's count of threads inside sections is its own thread's,

@@ -30,7 +30,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _brain
-from .exceptions import BrainCodecError, BrainColumnNotExistError, BrainUnpicklingError, BrainUnsupportedObjectError
+from .exceptions import (
+    BrainCodecError,
+    BrainColumnNotExistError,
+    BrainError,
+    BrainUnpicklingError,
+    BrainUnsupportedObjectError,
+)
 
 KIND_KEY = b"brain.kind"
 SERIES_NAME_KEY = b"brain.series_name"
@@ -1111,9 +1117,10 @@ def decode_pickle(obj: Any) -> Any:
         raise BrainCodecError(f"object {obj.name!r} is a pickle with no parts; write it again")
     try:
         thing = pickle.loads(parts[0], buffers=parts[1:])
-    except (MemoryError, OSError):
+    except (MemoryError, OSError, BrainError):
         # Errors of the moment (a lost connection, no memory) pass as they
-        # were, as they do when a value is pickled.
+        # were, as they do when a value is pickled, and so do brain's own (a
+        # pickled Brain reopens its store as it is rebuilt).
         raise
     except Exception as err:
         raise BrainUnpicklingError(_unpickling_advice(obj.name, err)) from err
