@@ -49,7 +49,10 @@ extern "C" fn before_fork() {
     // inside one. One forking from inside a section (brain never does; a
     // caller's callback might) cannot wait for itself, nor for the other
     // threads forking from inside one meanwhile (they cannot leave theirs
-    // before their fork): it waits for the rest.
+    // before their fork): it waits for the rest. (So it waits for ever if
+    // another thread waits for a lock it holds, as that thread's section
+    // began before its wait: a fork while holding a lock leaves it held in
+    // the child anyway.)
     let own = inside_a_section();
     if own {
         FORKING_INSIDE.fetch_add(1, Ordering::SeqCst);
@@ -222,29 +225,17 @@ mod tests {
     #[test]
     fn a_child_forked_while_a_thread_holds_a_lock_can_take_it() {
         static SHARED: Mutex<u64> = Mutex::new(0);
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let holder = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut held = lock(&SHARED);
-                    for _ in 0..100_000 {
-                        *held = std::hint::black_box(*held + 1);
-                    }
-                }
-            })
-        };
-        while *lock(&SHARED) == 0 {
-            std::thread::yield_now();
-        }
+        let _holder = Holder::start(&SHARED, |held| {
+            for _ in 0..100_000 {
+                *held = std::hint::black_box(*held + 1);
+            }
+        });
         for _ in 0..40 {
             assert!(
                 in_a_child(|| *lock(&SHARED) > 0),
                 "a child could not take a lock its parent's thread held at the fork"
             );
         }
-        stop.store(true, Ordering::Relaxed);
-        holder.join().unwrap();
     }
 
     /// Threads forking at the same time, while another thread takes and
@@ -256,23 +247,11 @@ mod tests {
     #[test]
     fn children_forked_by_threads_at_once_can_take_a_lock_and_fork_again() {
         static SHARED: Mutex<u64> = Mutex::new(0);
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let holder = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut held = lock(&SHARED);
-                    *held = std::hint::black_box(*held + 1);
-                }
-            })
-        };
-        while *lock(&SHARED) == 0 {
-            std::thread::yield_now();
-        }
+        let holder = Holder::start(&SHARED, |held| *held = std::hint::black_box(*held + 1));
         let forkers: Vec<_> = (0..3)
             .map(|_| {
                 std::thread::spawn(|| {
-                    (0..30)
+                    (0..100)
                         .filter(|_| {
                             !in_a_child(|| *lock(&SHARED) > 0 && in_a_child(|| *lock(&SHARED) > 0))
                         })
@@ -281,8 +260,7 @@ mod tests {
             })
             .collect();
         let failed: usize = forkers.into_iter().map(|f| f.join().unwrap()).sum();
-        stop.store(true, Ordering::Relaxed);
-        holder.join().unwrap();
+        drop(holder);
         assert_eq!(failed, 0, "children forked at once could not take a lock");
     }
 
@@ -293,26 +271,15 @@ mod tests {
     #[test]
     fn a_fork_from_outside_waits_for_a_lock_held_by_a_fork_from_inside() {
         static HELD: Mutex<u64> = Mutex::new(0);
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let inside = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut held = lock(&HELD);
-                    *held += 1;
-                    // This thread's own child has the lock held: it checks nothing.
-                    in_a_child(|| true);
-                }
-            })
-        };
-        while *lock(&HELD) == 0 {
-            std::thread::yield_now();
-        }
+        let inside = Holder::start(&HELD, |held| {
+            *held += 1;
+            // This thread's own child has the lock held: it checks nothing.
+            in_a_child(|| true);
+        });
         let failed = (0..150)
             .filter(|_| !in_a_child(|| *lock(&HELD) > 0))
             .count();
-        stop.store(true, Ordering::Relaxed);
-        inside.join().unwrap();
+        drop(inside);
         assert_eq!(
             failed, 0,
             "a child could not take a lock held across another fork"
@@ -403,5 +370,49 @@ mod tests {
         let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(waited, pid);
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+
+    /// A thread that takes a lock again and again, running `while_held`
+    /// with it each time, until dropped.
+    struct Holder {
+        stop: std::sync::Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Holder {
+        /// Starts the thread, and returns once it has taken `mutex` once.
+        /// (It waits on a flag, not on the lock: a thread forking from
+        /// inside a section waits for every other thread inside one, and a
+        /// thread waiting for the lock that forker holds is inside one.)
+        fn start(mutex: &'static Mutex<u64>, while_held: fn(&mut u64)) -> Holder {
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let started = std::sync::Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (stop, started) = (stop.clone(), started.clone());
+                std::thread::spawn(move || loop {
+                    while_held(&mut lock(mutex));
+                    started.store(true, Ordering::Release);
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                })
+            };
+            while !started.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            Holder {
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
     }
 }
