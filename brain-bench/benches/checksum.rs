@@ -44,9 +44,8 @@ use std::time::{Duration, Instant};
 
 use brain_bench::{seeded_bytes, BenchStore, Row, Summary, Target, MIB};
 use brain_core::bench::{copy_chunks_on, copy_with_checksum, copy_without_checksum, Kernel};
-use brain_core::format::checksum::{
-    payload_checksum, payload_checksum_parallel, Xxh3Stream, CHECKSUM_CHUNK,
-};
+use brain_core::format::checksum::{payload_checksum, payload_checksum_parallel, CHECKSUM_CHUNK};
+use brain_core::hash::Xxh3Stream;
 use brain_core::SharedBytes;
 use criterion::{Criterion, Throughput};
 

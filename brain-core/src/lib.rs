@@ -59,6 +59,7 @@
 // The only module allowed unsafe code: mappings, the copy into the store.
 mod api;
 pub mod format;
+pub mod hash;
 mod namespace;
 mod shm;
 #[allow(unsafe_code)]

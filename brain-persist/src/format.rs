@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brain_core::format::checksum::Xxh3Stream;
+use brain_core::hash::Xxh3Stream;
 use brain_core::{stored_size, Codec, MAX_DESCRIPTION_LEN, MAX_NAMESPACE_LEN, MAX_NAME_LEN};
 use serde::{Deserialize, Serialize};
 

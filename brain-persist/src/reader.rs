@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brain_core::format::checksum::Xxh3Stream;
+use brain_core::hash::Xxh3Stream;
 use brain_core::Codec;
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;

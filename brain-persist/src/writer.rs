@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use brain_core::format::checksum::Xxh3Stream;
+use brain_core::hash::Xxh3Stream;
 use brain_core::ObjectView;
 use xxhash_rust::xxh3::xxh3_64;
 

@@ -10,9 +10,9 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_buffer::{Buffer, MutableBuffer};
-use brain_core::format::checksum::Xxh3Stream;
 use brain_core::format::checksum::{ChunkDigests, CHECKSUM_CHUNK};
 use brain_core::format::PAYLOAD_ALIGN;
+use brain_core::hash::Xxh3Stream;
 use brain_core::{
     stored_size, validate_description, validate_name, validate_namespace, Codec, CorruptObject,
     Error, FsckReport, GcReport, Location, NameLock, ObjectKey, ObjectMeta, ObjectStore,
