@@ -155,10 +155,11 @@ bench-peers: setup-peers ## brain beside Ray, Plasma, Redis, Parquet and shared_
 
 # miri runs the code that decodes bytes (format/: header, checksum, parts,
 # ndarray metadata, Arrow IPC as stored, control file, keys) and the copy
-# into the store with its checksum (sys/copy.rs, shm/fill.rs, in their
-# portable form: miri runs no assembly), where no system call is made.
+# into the store with its checksum and the stream hasher (sys/copy.rs,
+# shm/fill.rs, hash.rs, in their portable form: miri runs no assembly),
+# where no system call is made.
 # Isolation is off only because proptest reads the working directory.
-MIRI_TESTS := format:: sys::copy:: shm::fill::
+MIRI_TESTS := format:: hash:: sys::copy:: shm::fill::
 miri: ## the byte-decoding code and the checksummed copy under miri (nightly)
 	rustup +nightly component add miri rust-src
 	MIRIFLAGS="-Zmiri-disable-isolation" PROPTEST_CASES=8 $(CARGO) +nightly miri test -p brain-core --lib -- $(MIRI_TESTS)

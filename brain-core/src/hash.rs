@@ -100,20 +100,9 @@ impl Xxh3Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::checksum::tests::bytes;
     use crate::format::checksum::CHECKSUM_CHUNK;
     use proptest::prelude::*;
-
-    fn bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     /// Feeds `data` to a stream in pieces cut at `cuts` (offsets, any order).
     fn streamed(data: &[u8], cuts: &[usize]) -> u64 {

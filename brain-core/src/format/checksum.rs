@@ -243,7 +243,7 @@ impl ChunkHasher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -257,7 +257,9 @@ mod tests {
         hasher.finish(chunk)
     }
 
-    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    /// `len` bytes of a xorshift stream from `seed`: test data that no
+    /// hash or copy can get right by accident.
+    pub(crate) fn bytes(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

@@ -471,15 +471,7 @@ mod tests {
     use crate::format::checksum::payload_checksum;
 
     fn bytes(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::format::checksum::tests::bytes(len, 0x9E37_79B9_7F4A_7C15)
     }
 
     /// Many small pieces gathered into one copy (split across threads once

@@ -208,12 +208,11 @@ mod tests {
     /// meanwhile counts as one: it was listed, so it held the mapping).
     fn descends_from(mut pid: u32, ancestor: u32) -> bool {
         while pid != ancestor {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Some(stat) = crate::sys::names::stat_after_name(pid) else {
                 return true;
             };
-            // The parent is the second field after the parenthesised name.
-            let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-            match after_name.split_whitespace().nth(1).map(str::parse::<u32>) {
+            // Field 4, the parent's pid.
+            match stat.split_whitespace().nth(1).map(str::parse::<u32>) {
                 Some(Ok(parent)) if parent > 1 => pid = parent,
                 _ => return false,
             }

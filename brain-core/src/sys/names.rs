@@ -134,14 +134,23 @@ pub(crate) fn process_alive(pid: u32) -> bool {
 /// zombie. Tells a live process from a later one that reuses a dead
 /// one's pid.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let stat = stat_after_name(pid)?;
+    let mut fields = stat.split_whitespace();
     // Field 3, the state: Z (zombie) and X (dead) have exited.
     if matches!(fields.next()?, "Z" | "X") {
         return None;
     }
     fields.nth(18)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` from the third on (the state, the
+/// parent's pid, ...); `None` when there is no such process. The command
+/// name (field 2) is in parentheses and may hold spaces: the rest starts
+/// after the last `)`.
+pub(crate) fn stat_after_name(pid: u32) -> Option<String> {
+    let mut stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rfind(')')? + 1;
+    Some(stat.split_off(after_name))
 }
 
 /// Milliseconds since the Unix epoch.
