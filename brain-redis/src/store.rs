@@ -671,8 +671,9 @@ impl RedisStore {
         let key = ObjectKey::new(new.namespace, new.name);
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
         let single = self.single();
-        // A single server's write that reserved nothing yet (inline, or of
-        // up to a batch of chunks) reserves inside the script.
+        // A single server's write that reserved nothing yet (inline, or
+        // chunked up to 8 MiB: `RedisWriter::reserve_for`) reserves inside
+        // the script.
         let reserve_here = if single && reserved == 0 {
             needed
         } else {
@@ -861,7 +862,8 @@ impl RedisStore {
         key: ObjectKey,
         pointer: &'a Pointer,
     ) -> impl Iterator<Item = (std::ops::Range<u64>, Vec<String>)> + 'a {
-        let batch = (BATCH_BYTES / self.inner.config.chunk_size as u64).max(1);
+        let chunk_size = self.inner.config.chunk_size;
+        let batch = (batch_bytes(chunk_size) / chunk_size) as u64;
         (0..pointer.chunks)
             .step_by(batch as usize)
             .map(move |start| {
@@ -1537,10 +1539,9 @@ impl RedisWriter {
         }
         // On a single server, a write said to be of up to 8 MiB (whatever
         // the chunk size) reserves inside its publish script: a round trip
-        // fewer. Its chunks go up
-        // before the capacity is checked; a write refused then deletes them
-        // (`Drop`). A write of unknown length reserves as it goes, so one
-        // past the capacity stops at once.
+        // fewer. Its chunks go up before the capacity is checked; a write
+        // refused then deletes them (`Drop`). A write of unknown length
+        // reserves as it goes, so one past the capacity stops at once.
         if self.reserve_at_publish && self.reserved == 0 && needed <= BATCH_BYTES {
             return Ok(());
         }
@@ -1636,12 +1637,6 @@ impl RedisWriter {
             ),
         ))
     }
-
-    /// Bytes the buffer holds before its chunks go up: a batch's whole
-    /// chunks (at least one).
-    fn batch_bytes(&self) -> usize {
-        batch_bytes(self.store.inner.config.chunk_size)
-    }
 }
 
 impl WriteObject for RedisWriter {
@@ -1650,7 +1645,8 @@ impl WriteObject for RedisWriter {
         self.reserve_for(self.len + bytes.len() as u64)?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
-        let batch = self.batch_bytes();
+        // The buffer holds a batch of whole chunks before they go up.
+        let batch = batch_bytes(self.store.inner.config.chunk_size);
         while !bytes.is_empty() {
             let take = bytes.len().min(batch - self.buffer.len());
             self.buffer.extend_from_slice(&bytes[..take]);
