@@ -74,7 +74,12 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
-    } else if (err.is_connection_dropped() || err.is_io_error()) && op == "write a chunk to" {
+    } else if (err.is_connection_dropped() || err.is_io_error())
+        && matches!(
+            op,
+            "write a chunk to" | "write the last chunks and publish an object in"
+        )
+    {
         // A server closes the connection on a chunk past its
         // proto-max-bulk-len, often before its answer is read.
         "; is the server running and reachable? brain reconnects on the next call. If it fails again, the chunks may be larger than the server takes (its proto-max-bulk-len): lower the chunk size (?chunk_size= in the URL), or raise proto-max-bulk-len"

@@ -46,6 +46,16 @@ const BATCH_BYTES: u64 = 8 << 20;
 fn batch_bytes(chunk_size: usize) -> usize {
     (BATCH_BYTES as usize / chunk_size).max(1) * chunk_size
 }
+/// The command that stores a chunk of a write in progress: it expires
+/// unless the write is published.
+fn set_pending(key: &str, piece: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key)
+        .arg(piece)
+        .arg("PX")
+        .arg(PENDING_TTL.as_millis() as u64);
+    cmd
+}
 /// Tries of a read that meets a replaced version before giving up.
 const READ_TRIES: usize = 8;
 
@@ -579,13 +589,16 @@ impl RedisStore {
         })
     }
 
-    /// Runs the publish script.
+    /// Runs the publish script for `new`; `tail` (the last batch of a
+    /// chunked write's chunks, keys and bytes) goes up in the same pipeline,
+    /// just before the script, which finds them there: one round trip.
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         new: &NewVersion<'_>,
         key: ObjectKey,
         inline: Option<&[&[u8]]>,
+        tail: &[(String, &[u8])],
         reserve_here: u64,
         expected: &str,
         keep_description: bool,
@@ -620,11 +633,37 @@ impl RedisStore {
             invocation.arg(parts.concat());
         }
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
-        let reply: Vec<Value> = self.run_write(
-            "publish an object in",
-            (new.namespace, new.name, needed),
-            |c| invocation.invoke(c.like()),
-        )?;
+        let op = match tail.is_empty() {
+            true => "publish an object in",
+            false => "write the last chunks and publish an object in",
+        };
+        let reply: Vec<Value> = self.run_write(op, (new.namespace, new.name, needed), |c| {
+            if tail.is_empty() {
+                return invocation.invoke(c.like());
+            }
+            let mut commands: Vec<redis::Cmd> = tail
+                .iter()
+                .map(|(key, piece)| set_pending(key, piece))
+                .collect();
+            commands.push(redis::Cmd::invoke_script(&invocation));
+            match c.pipeline::<Vec<Value>>(commands) {
+                Ok(mut replies) => {
+                    redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(Into::into)
+                }
+                // The script is the only command that can answer
+                // NOSCRIPT, and a chunk refused before it would be the
+                // first failure: the chunks are up. The server restarted,
+                // or its scripts were flushed: load it and run it.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    invocation.invoke(c.like())
+                }
+                // A chunk refused (the server's memory is full) is the
+                // write's error: the script then found it missing.
+                Err(e) => Err(e),
+            }
+        })?;
         let status = reply.first().map(word).unwrap_or_default();
         Ok(match status.as_str() {
             "OK" => Published::Ok {
@@ -664,6 +703,7 @@ impl RedisStore {
         &self,
         new: &NewVersion<'_>,
         inline: Option<&[&[u8]]>,
+        tail: &[(String, &[u8])],
         reserved: u64,
         expected: &str,
         keep_description: bool,
@@ -691,8 +731,15 @@ impl RedisStore {
                 return Err(err);
             }
         }
-        let outcome = match self.publish(new, key, inline, reserve_here, expected, keep_description)
-        {
+        let outcome = match self.publish(
+            new,
+            key,
+            inline,
+            tail,
+            reserve_here,
+            expected,
+            keep_description,
+        ) {
             Ok(outcome) => outcome,
             Err(err) => {
                 // The script may or may not have run (a lost connection):
@@ -715,7 +762,8 @@ impl RedisStore {
                 };
                 // Bytes reserved for this write (in a cluster) carry over:
                 // only the difference is reserved again.
-                self.finish_write(&described, inline, held, expected, false)
+                // The chunks went up with the first publish.
+                self.finish_write(&described, inline, &[], held, expected, false)
             }
             Published::Ok { old_stored } => {
                 if !single {
@@ -1379,6 +1427,7 @@ impl RedisStore {
             return self.finish_write(
                 &new,
                 Some(payload.parts()),
+                &[],
                 0,
                 expected,
                 keep_description && payload.description.is_empty(),
@@ -1583,7 +1632,6 @@ impl RedisWriter {
         if sent == 0 {
             return Ok(());
         }
-        let ttl = PENDING_TTL.as_millis() as u64;
         let pieces: Vec<(String, &[u8])> = self.buffer[..sent]
             .chunks(chunk_size)
             .zip(self.chunks..)
@@ -1595,11 +1643,7 @@ impl RedisWriter {
         let sent_all = self.store.run_write("write a chunk to", object, |c| {
             let commands = pieces
                 .iter()
-                .map(|(key, piece)| {
-                    let mut cmd = redis::cmd("SET");
-                    cmd.arg(key).arg(*piece).arg("PX").arg(ttl);
-                    cmd
-                })
+                .map(|(key, piece)| set_pending(key, piece))
                 .collect();
             c.pipeline::<()>(commands)
         });
@@ -1612,6 +1656,7 @@ impl RedisWriter {
         self.buffer.drain(..sent);
         if self.last_refresh.elapsed() > PENDING_TTL / 3 {
             // A long write keeps its earlier chunks from expiring.
+            let ttl = PENDING_TTL.as_millis() as u64;
             let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
             self.store.run("write a chunk to", |c| {
                 for key in &keys {
@@ -1659,6 +1704,31 @@ impl WriteObject for RedisWriter {
         Ok(())
     }
 
+    /// Copies straight into the buffer of chunks (the default stages each
+    /// piece in a buffer of its own first), and hashes what the buffer
+    /// holds: the bytes sent, whatever another thread writes meanwhile.
+    fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
+        self.usable()?;
+        self.reserve_for(self.len + bytes.len() as u64)?;
+        self.len += bytes.len() as u64;
+        let batch = batch_bytes(self.store.inner.config.chunk_size);
+        let mut at = 0;
+        while at < bytes.len() {
+            let take = (bytes.len() - at).min(batch - self.buffer.len());
+            let start = self.buffer.len();
+            self.buffer.resize(start + take, 0);
+            bytes
+                .slice(at, at + take)
+                .copy_to(&mut self.buffer[start..]);
+            self.hasher.update(&self.buffer[start..]);
+            at += take;
+            if self.buffer.len() >= batch {
+                self.flush_chunks(false)?;
+            }
+        }
+        Ok(())
+    }
+
     fn payload_len(&self) -> u64 {
         self.len
     }
@@ -1666,8 +1736,13 @@ impl WriteObject for RedisWriter {
     fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
         self.usable()?;
         let inline = self.chunks == 0 && self.buffer.len() <= INLINE_MAX;
+        // The buffer holds less than a batch: its chunks go up with the
+        // publish, in one pipeline. Counted first: a writer dropped
+        // unpublished deletes what it counts.
+        let chunk_size = self.store.inner.config.chunk_size;
+        let first_of_tail = self.chunks;
         if !inline {
-            self.flush_chunks(true)?;
+            self.chunks += self.buffer.len().div_ceil(chunk_size) as u64;
         }
         let reserved = std::mem::take(&mut self.reserved);
         let store = self.store.clone();
@@ -1688,9 +1763,19 @@ impl WriteObject for RedisWriter {
             created: SystemTime::now(),
         };
         let data = [self.buffer.as_slice()];
+        let tail: Vec<(String, &[u8])> = match inline {
+            true => Vec::new(),
+            false => self
+                .buffer
+                .chunks(chunk_size)
+                .zip(first_of_tail..)
+                .map(|(piece, index)| (self.chunk_key(index), piece))
+                .collect(),
+        };
         let result = store.finish_write(
             &new,
             inline.then_some(&data[..]),
+            &tail,
             reserved,
             &self.expected,
             self.keep_description,

@@ -225,6 +225,30 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
     }
     anyhow::ensure!(&*store.get("ns", "x")?.context("kept")? == b"kept");
     anyhow::ensure!(keys()? == keys_before, "a refused writer left keys");
+    // A write of one batch sends its chunks with the publish script, in one
+    // pipeline: the chunks the server refused are the write's error, and
+    // those it took are deleted.
+    let one_batch = vec![6u8; (7 << 20) + (512 << 10)];
+    let err = store
+        .put("ns", "x", &brain_core::Payload::bytes(&one_batch))
+        .err()
+        .context("7.5 MiB fit beside the rest in a server of 8")?;
+    anyhow::ensure!(
+        matches!(
+            err,
+            brain_core::Error::StoreFull {
+                filesystem_full: true,
+                replacing: 1..,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    anyhow::ensure!(&*store.get("ns", "x")?.context("kept")? == b"kept");
+    anyhow::ensure!(
+        keys()? == keys_before,
+        "a refused one-batch write left keys"
+    );
     // A small inline write meets the limit in the publish script.
     let mut names = 0;
     let err = loop {
@@ -256,6 +280,23 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
             .context("a write into a full server")?;
         anyhow::ensure!(server_full(&err), "{err:?}");
     }
+    Ok(())
+}
+
+/// The last chunks of a write go up in one pipeline with the publish
+/// script, which the server may not have (restarted, or its scripts
+/// flushed): the write loads it and publishes.
+#[test]
+fn a_write_after_the_servers_scripts_were_flushed_publishes() -> Result<()> {
+    let server = RedisServer::start()?;
+    let store = uncached(&fresh(&server.url()))?;
+    let first = vec![1u8; 1 << 20];
+    store.put("ns", "v", &brain_core::Payload::bytes(&first))?;
+    let _: String = server.cmd(&["SCRIPT", "FLUSH"])?;
+    let second: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    store.put("ns", "v", &brain_core::Payload::bytes(&second))?;
+    let read = store.get("ns", "v")?.context("the second value")?;
+    anyhow::ensure!(*read == second[..], "the value read is not the one written");
     Ok(())
 }
 
