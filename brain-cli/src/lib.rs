@@ -122,7 +122,7 @@ pub struct Cli {
 
     /// Set the store's capacity before running the command, for every process
     /// (e.g. 64M, 1G, 512KiB; "none" for no limit but the filesystem's)
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_capacity)]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_capacity, allow_negative_numbers = true)]
     capacity: Option<Capacity>,
 
     /// Restore an empty store from this dump or sync directory before running the command
@@ -313,7 +313,7 @@ enum Command {
     /// Show the store's capacity, or set it (e.g. 64M, 1G, 512KiB, or "none")
     Capacity {
         /// The new capacity; omit it to show the current one
-        #[arg(value_name = "SIZE|none", value_parser = parse_capacity)]
+        #[arg(value_name = "SIZE|none", value_parser = parse_capacity, allow_negative_numbers = true)]
         size: Option<Capacity>,
         #[command(flatten)]
         json: JsonFlag,

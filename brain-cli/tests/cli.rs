@@ -1175,6 +1175,17 @@ fn usage_and_input_errors(backend: Backend) -> TestResult {
     expect_failure(&store.run(&["capacity", "lots"])?, 2, &["invalid size"])?;
     expect_failure(&store.run(&["capacity", "0"])?, 2, &["above zero", "none"])?;
     expect_failure(&store.run(&["--capacity", "0K", "ls"])?, 2, &["above zero"])?;
+    // A negative size is the size's error, not an unknown option's.
+    expect_failure(
+        &store.run(&["--capacity", "-1", "ls"])?,
+        2,
+        &["invalid size \"-1\""],
+    )?;
+    expect_failure(
+        &store.run(&["capacity", "-1"])?,
+        2,
+        &["invalid size \"-1\""],
+    )?;
     expect_failure(&store.run(&["frobnicate"])?, 2, &[])?;
     expect_failure(&store.run(&["watch", "--timeout", "soon"])?, 2, &[])?;
 
