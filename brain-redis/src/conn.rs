@@ -70,8 +70,11 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
     } else if matches!(
         kind,
         redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
-    ) {
+    ) && !matches!(location, Location::Url(url) if url.contains("+cluster://"))
+    {
         "; the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)"
+    } else if err.is_cluster_error() {
+        "; the cluster's slots moved (a failover or a resharding) and moved again when the call was retried: try again once the cluster is stable"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_dropped() || err.is_io_error())
@@ -341,6 +344,11 @@ impl Pool {
     /// reads; writes of the same bytes; the publish script, which
     /// recognises its own version; the delete and count scripts, which
     /// find the mark of their first run; a lock, which finds its own token.
+    ///
+    /// On a cluster, a pipeline that met a slot served elsewhere now (a
+    /// failover, a migration) is run again once on a new connection, which
+    /// reads where the slots are: redis-rs follows a single command's
+    /// redirection itself, not those inside a pipeline's replies.
     pub(crate) fn run<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> std::result::Result<T, RedisError>,
@@ -348,6 +356,13 @@ impl Pool {
         let (mut conn, idle) = self.take_noting_idle()?;
         let mut result = f(&mut conn);
         if idle && result.as_ref().is_err_and(closed) {
+            self.clear();
+            conn = self.connector.connect()?;
+            result = f(&mut conn);
+        }
+        if matches!(conn, Conn::Cluster(_))
+            && result.as_ref().is_err_and(RedisError::is_cluster_error)
+        {
             self.clear();
             conn = self.connector.connect()?;
             result = f(&mut conn);
