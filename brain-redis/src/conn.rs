@@ -294,13 +294,9 @@ impl Pool {
         }
     }
 
-    /// A connection: an idle one of this process, or a new one.
-    pub(crate) fn take(&self) -> std::result::Result<Conn, RedisError> {
-        self.take_noting_idle().map(|(conn, _)| conn)
-    }
-
-    /// [`Pool::take`], and whether the connection waited in the pool (and
-    /// may have been closed by the server meanwhile).
+    /// A connection (an idle one of this process, or a new one), and
+    /// whether it waited in the pool (and may have been closed by the
+    /// server meanwhile).
     fn take_noting_idle(&self) -> std::result::Result<(Conn, bool), RedisError> {
         {
             let mut idle = lock(&self.idle);

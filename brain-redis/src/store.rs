@@ -938,13 +938,8 @@ impl RedisStore {
         }
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
-        let mut conn = self
-            .inner
-            .pool
-            .take()
-            .map_err(|e| FetchError::Other(self.err("read", &e)))?;
         for (batch, keys) in self.chunk_batches(key, pointer) {
-            let commands = keys
+            let commands: Vec<redis::Cmd> = keys
                 .into_iter()
                 .map(|chunk| {
                     let mut cmd = redis::cmd("GET");
@@ -952,13 +947,15 @@ impl RedisStore {
                     cmd
                 })
                 .collect();
-            let values: Vec<Value> = match conn.pipeline(commands) {
-                Ok(values) => values,
-                Err(e) => return Err(FetchError::Other(self.err("read", &e))),
-            };
+            // Through the pool's `run`: a connection closed while idle, or a
+            // slot moved meanwhile, and the batch is asked for again.
+            let values: Vec<Value> = self
+                .inner
+                .pool
+                .run(|c| c.pipeline(commands.clone()))
+                .map_err(|e| FetchError::Other(self.err("read", &e)))?;
             for (i, value) in batch.zip(values) {
                 let Some(bytes) = bytes_of(value) else {
-                    self.inner.pool.give(conn);
                     return Err(FetchError::Missing(i));
                 };
                 check.update(&bytes);
@@ -969,7 +966,6 @@ impl RedisStore {
                 sink.write(&bytes)?;
             }
         }
-        self.inner.pool.give(conn);
         check.finish(done, pointer, sink)
     }
 
