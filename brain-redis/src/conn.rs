@@ -67,14 +67,14 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         // The server's answer to an argument past its proto-max-bulk-len,
         // before it closes the connection.
         "; the server refuses arguments this large (its proto-max-bulk-len): lower the chunk size (?chunk_size= in the URL) below it, or raise proto-max-bulk-len"
-    } else if matches!(
-        kind,
-        redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
-    ) && !matches!(location, Location::Url(url) if url.contains("+cluster://"))
+    } else if err.is_cluster_error()
+        && !matches!(location, Location::Url(url) if url.contains("+cluster://"))
     {
         "; the server is a node of a Redis Cluster: open it with redis+cluster://HOST:PORT (one or more of its nodes)"
+    } else if kind == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown) {
+        "; some of the cluster's slots have no node serving them (a node down, a failover under way): try again once the cluster is whole"
     } else if err.is_cluster_error() {
-        "; the cluster's slots moved (a failover or a resharding) and moved again when the call was retried: try again once the cluster is stable"
+        "; the cluster's slots are moving (a resharding under way, or a failover) and moved again when the call was retried: try again once the cluster is stable"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_dropped() || err.is_io_error())

@@ -37,7 +37,12 @@ end
 -- This very version is published already: this is the run again of a call
 -- whose connection closed under it (conn.rs, Pool::run). Running it twice
 -- would give the version's own chunks the grace expiry of a replaced one.
-if cur[1] == ARGV[3] then return {'OK', tonumber(cur[4] or '0'), 0, ''} end
+-- Its chunks lose any expiry again (their writes are sent with NX, so a run
+-- again leaves them as they are; this holds if one was not).
+if cur[1] == ARGV[3] then
+  for i = 0, tonumber(ARGV[4]) - 1 do redis.call('PERSIST', ARGV[6] .. ARGV[3] .. ':' .. i) end
+  return {'OK', tonumber(cur[4] or '0'), 0, ''}
+end
 if ARGV[1] == '-' then
   if cur[1] then return {'CONFLICT', cur[1]} end
 elseif ARGV[1] ~= '*' then

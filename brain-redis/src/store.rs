@@ -47,13 +47,17 @@ fn batch_bytes(chunk_size: usize) -> usize {
     (BATCH_BYTES as usize / chunk_size).max(1) * chunk_size
 }
 /// The command that stores a chunk of a write in progress: it expires
-/// unless the write is published.
+/// unless the write is published. `NX`: sent again (a call run again after
+/// its reply was lost, `Pool::run`), it leaves a chunk stored already as it
+/// is, with no expiry if the first run's publish removed it. A version's
+/// chunk keys are new, so a chunk there holds these very bytes.
 fn set_pending(key: &str, piece: &[u8]) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key)
         .arg(piece)
         .arg("PX")
-        .arg(PENDING_TTL.as_millis() as u64);
+        .arg(PENDING_TTL.as_millis() as u64)
+        .arg("NX");
     cmd
 }
 /// Tries of a read that meets a replaced version before giving up.
@@ -742,9 +746,17 @@ impl RedisStore {
         ) {
             Ok(outcome) => outcome,
             Err(err) => {
-                // The script may or may not have run (a lost connection):
-                // the count may then be high until `fsck`, never low.
-                self.release(held);
+                // The script may have run (its reply lost): the bytes held
+                // are then the published object's. Given back only when the
+                // pointer shows it did not: the count may be high until
+                // `fsck`, never low.
+                let not_published = || match self.read_meta(new.namespace, new.name) {
+                    Ok(pointer) => pointer.is_none_or(|p| p.version != new.version),
+                    Err(_) => false,
+                };
+                if held > 0 && not_published() {
+                    self.release(held);
+                }
                 return Err(err);
             }
         };
@@ -1689,13 +1701,14 @@ impl WriteObject for RedisWriter {
         // The buffer holds a batch of whole chunks before they go up.
         let batch = batch_bytes(self.store.inner.config.chunk_size);
         while !bytes.is_empty() {
-            let take = bytes.len().min(batch - self.buffer.len());
-            self.buffer.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            // Bytes stay here while the whole payload may still go inline.
+            // A full batch goes up when more bytes come: the last one goes
+            // with the publish (`commit`).
             if self.buffer.len() >= batch {
                 self.flush_chunks(false)?;
             }
+            let take = bytes.len().min(batch - self.buffer.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
         }
         Ok(())
     }
@@ -1710,6 +1723,10 @@ impl WriteObject for RedisWriter {
         let batch = batch_bytes(self.store.inner.config.chunk_size);
         let mut at = 0;
         while at < bytes.len() {
+            // As in `write_payload`: the last batch goes with the publish.
+            if self.buffer.len() >= batch {
+                self.flush_chunks(false)?;
+            }
             let take = (bytes.len() - at).min(batch - self.buffer.len());
             let start = self.buffer.len();
             self.buffer.resize(start + take, 0);
@@ -1718,9 +1735,6 @@ impl WriteObject for RedisWriter {
                 .copy_to(&mut self.buffer[start..]);
             self.hasher.update(&self.buffer[start..]);
             at += take;
-            if self.buffer.len() >= batch {
-                self.flush_chunks(false)?;
-            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! and on a three-node Redis Cluster, each check under a fresh key prefix,
 //! with each store's host cache in a temporary directory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -297,6 +297,114 @@ fn a_write_after_the_servers_scripts_were_flushed_publishes() -> Result<()> {
     store.put("ns", "v", &brain_core::Payload::bytes(&second))?;
     let read = store.get("ns", "v")?.context("the second value")?;
     anyhow::ensure!(*read == second[..], "the value read is not the one written");
+    Ok(())
+}
+
+/// A TCP proxy to the server on `port`. While `losses` is above zero (each
+/// loss takes one off), it forwards a request that holds `EVALSHA`, lets
+/// the server run it, and closes the client's connection without
+/// forwarding the reply: the reply of a call that ran is lost. Returns the
+/// proxy's port.
+fn reply_losing_proxy(port: u16, losses: Arc<AtomicU64>) -> Result<u16> {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let proxy_port = listener.local_addr()?.port();
+    // `losses` on the way to the server; the way back stops at `cut`.
+    let pump = |mut from: TcpStream,
+                mut to: TcpStream,
+                cut: Arc<AtomicBool>,
+                losses: Option<Arc<AtomicU64>>| {
+        let mut buffer = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buffer) {
+            let bytes = &buffer[..n];
+            let losing = losses.as_ref().is_some_and(|losses| {
+                bytes.windows(7).any(|w| w == b"EVALSHA")
+                    && losses
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+            });
+            if losing {
+                cut.store(true, Ordering::SeqCst);
+            }
+            if losses.is_none() && cut.load(Ordering::SeqCst) {
+                break;
+            }
+            if to.write_all(bytes).is_err() {
+                break;
+            }
+            if losing {
+                // The way back closes both when the reply comes.
+                return;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let cut = Arc::new(AtomicBool::new(false));
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                return;
+            };
+            let (up_cut, losses) = (cut.clone(), losses.clone());
+            std::thread::spawn(move || pump(client, server, up_cut, Some(losses)));
+            std::thread::spawn(move || pump(server2, client2, cut, None));
+        }
+    });
+    Ok(proxy_port)
+}
+
+/// A write whose publish ran but whose reply was lost (the connection
+/// closed) is sent again on a new connection: it succeeds, and its chunks
+/// stay without expiry (sent again, a chunk's write must not give it back
+/// its pending expiry, which would delete the published object's bytes ten
+/// minutes later).
+#[test]
+fn a_write_whose_reply_was_lost_is_sent_again_and_its_chunks_stay() -> Result<()> {
+    let server = RedisServer::start()?;
+    let losses = Arc::new(AtomicU64::new(0));
+    let proxy = reply_losing_proxy(server.port(), losses.clone())?;
+    let url = fresh(&format!("redis://127.0.0.1:{proxy}"));
+    let store = uncached(&url)?;
+    // A connection that waits in the pool: one closed under a call is
+    // replaced and the call sent again.
+    store.put("ns", "first", &brain_core::Payload::bytes(b"x"))?;
+    losses.store(1, Ordering::SeqCst);
+    let value: Vec<u8> = (0..(2 << 20) + 7).map(|i| (i % 253) as u8).collect();
+    store.put("ns", "v", &brain_core::Payload::bytes(&value))?;
+    anyhow::ensure!(
+        losses.load(Ordering::SeqCst) == 0,
+        "no publish went through the proxy"
+    );
+    let read = store.get("ns", "v")?.context("the value")?;
+    anyhow::ensure!(*read == value[..], "the value read is not the one written");
+    let chunks: Vec<String> = server.cmd(&["KEYS", "*:c:*"])?;
+    anyhow::ensure!(chunks.len() == 3, "{chunks:?}");
+    for chunk in &chunks {
+        let ttl: i64 = server.cmd(&["PTTL", chunk])?;
+        anyhow::ensure!(ttl == -1, "the published chunk {chunk} expires in {ttl} ms");
+    }
+    // A write of unknown length reserves its bytes as it goes. Its publish
+    // ran, and the replies of both runs were lost: the write fails, and the
+    // bytes it reserved stay counted, as the object they went to is there.
+    let before = store.usage()?.used;
+    let mut writer = store.writer("ns", "w", brain_core::Codec::Raw, "", None)?;
+    writer.write_payload(&value)?;
+    losses.store(2, Ordering::SeqCst);
+    let lost = writer.commit();
+    anyhow::ensure!(lost.is_err(), "{lost:?}");
+    anyhow::ensure!(&*store.get("ns", "w")?.context("published")? == &value[..]);
+    let after = store.usage()?.used;
+    anyhow::ensure!(
+        after >= before + value.len() as u64,
+        "{after} bytes counted, {before} before a write of {}",
+        value.len()
+    );
     Ok(())
 }
 
