@@ -182,11 +182,17 @@ impl HostCache {
         if let Some(buffer) = self.lookup(&cache_ns, name, &pointer.version)? {
             return Ok(Some(buffer));
         }
+        // Asked for now, the chunks are on their way while the cache's file
+        // is made ready (a file from the pool), and are in the socket when
+        // the read begins. Only the process that holds the lock asks: one
+        // fetch per host.
+        let asked = store.ask_first_batch(key, pointer);
         let mut writer = match self.writer(&cache_ns, name, &pointer.version, pointer.len) {
             Some(writer) => writer?,
+            // No room: read into private memory, on a connection of its own.
             None => return Ok(None),
         };
-        store.fetch_into(key, pointer, &mut writer)?;
+        store.fetch_into(key, pointer, &mut writer, asked)?;
         match writer.commit() {
             Ok(_) => {}
             Err(Error::StoreFull { .. }) => return Ok(None),

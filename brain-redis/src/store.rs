@@ -46,6 +46,13 @@ const BATCH_BYTES: u64 = 8 << 20;
 fn batch_bytes(chunk_size: usize) -> usize {
     (BATCH_BYTES as usize / chunk_size).max(1) * chunk_size
 }
+/// A fetch's first batch of chunks, asked for on `conn`, its replies unread
+/// ([`RedisStore::ask_first_batch`]). Dropped, it closes the connection.
+pub(crate) struct Asked {
+    conn: BulkConn,
+    idle: bool,
+}
+
 /// The command that stores a chunk of a write in progress: it expires
 /// unless the write is published. `NX`: sent again (a call run again after
 /// its reply was lost, `Pool::run`), it leaves a chunk stored already as it
@@ -936,17 +943,34 @@ impl RedisStore {
             })
     }
 
+    /// Asks for a chunked version's first batch of chunks on a bulk
+    /// connection, before the place its bytes go is ready: the server
+    /// prepares its reply meanwhile. `None` without bulk connections, or
+    /// when the request could not be sent ([`RedisStore::fetch_into`] then
+    /// asks again, and reports what fails).
+    pub(crate) fn ask_first_batch(&self, key: ObjectKey, pointer: &Pointer) -> Option<Asked> {
+        let (mut conn, idle) = self.inner.bulk.take()?.ok()?;
+        let (_, keys) = self.chunk_batches(key, pointer).next()?;
+        conn.send_gets(&keys).ok()?;
+        Some(Asked { conn, idle })
+    }
+
     /// Fetches a chunked version's payload into `sink`, checking its
-    /// length and checksum.
+    /// length and checksum; `asked`: its first batch was asked for already
+    /// ([`RedisStore::ask_first_batch`] for this pointer).
     pub(crate) fn fetch_into(
         &self,
         key: ObjectKey,
         pointer: &Pointer,
         sink: &mut dyn Sink,
+        asked: Option<Asked>,
     ) -> std::result::Result<(), FetchError> {
+        if let Some(Asked { conn, idle }) = asked {
+            return self.fetch_bulk(conn, idle, true, key, pointer, sink);
+        }
         if let Some(taken) = self.inner.bulk.take() {
             let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
-            return self.fetch_bulk(conn, idle, key, pointer, sink);
+            return self.fetch_bulk(conn, idle, false, key, pointer, sink);
         }
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
@@ -986,11 +1010,13 @@ impl RedisStore {
     /// `idle`: `conn` waited in the pool, and may have been closed by the
     /// server meanwhile (a restart, its `timeout`): then a closed connection
     /// found before the first reply is replaced once (not a timeout: a
-    /// server that stalls is not asked twice).
+    /// server that stalls is not asked twice). `first_asked`: the first
+    /// batch was sent on `conn` already.
     fn fetch_bulk(
         &self,
         mut conn: BulkConn,
         idle: bool,
+        first_asked: bool,
         key: ObjectKey,
         pointer: &Pointer,
         sink: &mut dyn Sink,
@@ -999,7 +1025,10 @@ impl RedisStore {
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
         for (batch, keys) in self.chunk_batches(key, pointer) {
-            let mut first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
+            let mut first = match batch.start == 0 && first_asked {
+                true => conn.next_reply(),
+                false => conn.send_gets(&keys).and_then(|()| conn.next_reply()),
+            };
             let closed = |e: &redis::RedisError| e.is_io_error() && !e.is_timeout();
             if batch.start == 0 && idle && first.as_ref().is_err_and(closed) {
                 conn = self.inner.bulk.connect().map_err(other)?;
@@ -1059,7 +1088,7 @@ impl RedisStore {
             }
         }
         let mut sink = crate::cache::MemorySink::with_capacity(pointer.len as usize);
-        self.fetch_into(key, pointer, &mut sink)?;
+        self.fetch_into(key, pointer, &mut sink, None)?;
         Ok(sink.finish())
     }
 

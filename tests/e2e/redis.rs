@@ -757,10 +757,22 @@ fn connections_the_server_closed_while_idle_are_replaced() -> Result<()> {
     // No host cache, so no tracking: its heartbeats would keep a pooled
     // connection busy.
     let store = uncached(&url)?;
+    // Through a host cache, a fetch asks for its first chunks before the
+    // cache's file is ready, then reads them: on a connection closed while
+    // idle, it asks again on a new one.
+    let host = HostDir::new()?;
+    let cached = brain::RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Path(host.cache()),
+            consistency: Some(brain::Consistency::Strict),
+        },
+    )?;
     let big = brain_tests::make_value(4, (2 << 20) + 1);
     store.put("ns", "big", &brain::Payload::bytes(&big))?;
     store.put_text("ns", "small", "before")?;
     anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    anyhow::ensure!(&*cached.get("ns", "big")?.context("set")? == &big[..]);
     let _: () = server.cmd(&["CONFIG", "SET", "timeout", "1"])?;
     // Past the server's timeout and the store's idle check.
     std::thread::sleep(std::time::Duration::from_millis(6500));
@@ -770,5 +782,6 @@ fn connections_the_server_closed_while_idle_are_replaced() -> Result<()> {
     store.put("ns", "big", &brain::Payload::bytes(&big))?;
     std::thread::sleep(std::time::Duration::from_millis(6500));
     anyhow::ensure!(&*store.get("ns", "big")?.context("set")? == &big[..]);
+    anyhow::ensure!(&*cached.get("ns", "big")?.context("set")? == &big[..]);
     Ok(())
 }
