@@ -163,8 +163,10 @@ impl HostCache {
     }
 
     /// The version's payload from this host's cache, fetched by this process
-    /// if no other process of the host has it or is fetching it. `None`
-    /// when the cache has no room even after dropping older copies.
+    /// if no other process of the host has it or is fetching it; in private
+    /// memory when the cache has no room even after dropping older copies.
+    /// `None` when the cached copy could not be published for want of room
+    /// (the caller fetches it again into private memory).
     pub(crate) fn fetch(
         &self,
         store: &RedisStore,
@@ -186,11 +188,15 @@ impl HostCache {
         // is made ready (a file from the pool), and are in the socket when
         // the read begins. Only the process that holds the lock asks: one
         // fetch per host.
-        let asked = store.ask_first_batch(key, pointer);
+        let asked = store.ask_first_batch(key, pointer)?;
         let mut writer = match self.writer(&cache_ns, name, &pointer.version, pointer.len) {
             Some(writer) => writer?,
-            // No room: read into private memory, on a connection of its own.
-            None => return Ok(None),
+            // No room: the bytes asked for go to private memory.
+            None => {
+                let mut sink = MemorySink::with_capacity(pointer.len as usize);
+                store.fetch_into(key, pointer, &mut sink, asked)?;
+                return Ok(Some(sink.finish()));
+            }
         };
         store.fetch_into(key, pointer, &mut writer, asked)?;
         match writer.commit() {

@@ -50,7 +50,14 @@ fn batch_bytes(chunk_size: usize) -> usize {
 /// ([`RedisStore::ask_first_batch`]). Dropped, it closes the connection.
 pub(crate) struct Asked {
     conn: BulkConn,
+    /// `conn` waited in the pool (and may have been closed meanwhile).
     idle: bool,
+    /// How the request went: a failure is reported (or, on an idle
+    /// connection found closed, the request sent again) when the replies
+    /// are read, as if it had happened then.
+    sent: redis::RedisResult<()>,
+    /// The version asked for.
+    version: String,
 }
 
 /// The command that stores a chunk of a write in progress: it expires
@@ -945,14 +952,30 @@ impl RedisStore {
 
     /// Asks for a chunked version's first batch of chunks on a bulk
     /// connection, before the place its bytes go is ready: the server
-    /// prepares its reply meanwhile. `None` without bulk connections, or
-    /// when the request could not be sent ([`RedisStore::fetch_into`] then
-    /// asks again, and reports what fails).
-    pub(crate) fn ask_first_batch(&self, key: ObjectKey, pointer: &Pointer) -> Option<Asked> {
-        let (mut conn, idle) = self.inner.bulk.take()?.ok()?;
-        let (_, keys) = self.chunk_batches(key, pointer).next()?;
-        conn.send_gets(&keys).ok()?;
-        Some(Asked { conn, idle })
+    /// prepares its reply meanwhile. `None` without bulk connections (or
+    /// chunks).
+    ///
+    /// # Errors
+    /// When no connection can be made.
+    pub(crate) fn ask_first_batch(
+        &self,
+        key: ObjectKey,
+        pointer: &Pointer,
+    ) -> std::result::Result<Option<Asked>, FetchError> {
+        let Some((_, keys)) = self.chunk_batches(key, pointer).next() else {
+            return Ok(None);
+        };
+        let Some(taken) = self.inner.bulk.take() else {
+            return Ok(None);
+        };
+        let (mut conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
+        let sent = conn.send_gets(&keys);
+        Ok(Some(Asked {
+            conn,
+            idle,
+            sent,
+            version: pointer.version.clone(),
+        }))
     }
 
     /// Fetches a chunked version's payload into `sink`, checking its
@@ -965,12 +988,13 @@ impl RedisStore {
         sink: &mut dyn Sink,
         asked: Option<Asked>,
     ) -> std::result::Result<(), FetchError> {
-        if let Some(Asked { conn, idle }) = asked {
-            return self.fetch_bulk(conn, idle, true, key, pointer, sink);
+        if let Some(asked) = asked {
+            debug_assert_eq!(asked.version, pointer.version, "asked for another version");
+            return self.fetch_bulk(asked.conn, asked.idle, Some(asked.sent), key, pointer, sink);
         }
         if let Some(taken) = self.inner.bulk.take() {
             let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
-            return self.fetch_bulk(conn, idle, false, key, pointer, sink);
+            return self.fetch_bulk(conn, idle, None, key, pointer, sink);
         }
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
@@ -1010,13 +1034,13 @@ impl RedisStore {
     /// `idle`: `conn` waited in the pool, and may have been closed by the
     /// server meanwhile (a restart, its `timeout`): then a closed connection
     /// found before the first reply is replaced once (not a timeout: a
-    /// server that stalls is not asked twice). `first_asked`: the first
-    /// batch was sent on `conn` already.
+    /// server that stalls is not asked twice). `first_sent`: the first
+    /// batch was sent on `conn` already, with this outcome.
     fn fetch_bulk(
         &self,
         mut conn: BulkConn,
         idle: bool,
-        first_asked: bool,
+        mut first_sent: Option<redis::RedisResult<()>>,
         key: ObjectKey,
         pointer: &Pointer,
         sink: &mut dyn Sink,
@@ -1025,9 +1049,9 @@ impl RedisStore {
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
         for (batch, keys) in self.chunk_batches(key, pointer) {
-            let mut first = match batch.start == 0 && first_asked {
-                true => conn.next_reply(),
-                false => conn.send_gets(&keys).and_then(|()| conn.next_reply()),
+            let mut first = match (batch.start, first_sent.take()) {
+                (0, Some(sent)) => sent.and_then(|()| conn.next_reply()),
+                _ => conn.send_gets(&keys).and_then(|()| conn.next_reply()),
             };
             let closed = |e: &redis::RedisError| e.is_io_error() && !e.is_timeout();
             if batch.start == 0 && idle && first.as_ref().is_err_and(closed) {
