@@ -785,6 +785,20 @@ fn a_full_cache_drops_its_oldest_copies_and_nothing_of_the_users() -> Result<()>
         local.get("redis-cache-sales", "q1")?.is_some() && local.get("docs", "d")?.is_some(),
         "making room for cached copies deleted the user's objects"
     );
+    // Larger than the whole cache: read into private memory, whole.
+    let large = make_value(20, 12 * MIB);
+    writer.put("ns", "large", &Payload::bytes(&large))?;
+    let got = reader
+        .get("ns", "large")?
+        .ok_or_else(|| anyhow!("large gone"))?;
+    ensure!(
+        got.bytes() == large.as_slice(),
+        "large: not the value written"
+    );
+    ensure!(
+        local.get("redis-cache-sales", "q1")?.is_some() && local.get("docs", "d")?.is_some(),
+        "an object larger than the cache deleted the user's objects"
+    );
     Ok(())
 }
 
