@@ -12,7 +12,8 @@ encoding and decoding included.
 
 Rows, for 1 MiB, 64 MiB and 1 GiB numpy arrays and the 10-million-row frame:
 
-- set: brain's write (chunks, then the publish script) against SET;
+- set: brain's write (its chunks, the last batch of them in one pipeline
+  with the publish script) against SET;
 - cold get: a read on a host that has not cached this version (the
   version is replaced before every repetition), into this host's shared
   memory, against GET;
