@@ -1681,23 +1681,19 @@ impl RedisWriter {
         self.store.inner.keys.chunk(self.key, &self.version, index)
     }
 
-    /// Sends the buffer's whole chunks, and with `last` the rest too, in
-    /// one pipeline: a round trip a batch (`BATCH_BYTES`), not a chunk.
-    fn flush_chunks(&mut self, last: bool) -> Result<()> {
-        let chunk_size = self.store.inner.config.chunk_size;
-        let sent = if last {
-            self.buffer.len()
-        } else {
-            self.buffer.len() / chunk_size * chunk_size
-        };
-        if sent == 0 {
-            return Ok(());
-        }
-        let pieces: Vec<(String, &[u8])> = self.buffer[..sent]
-            .chunks(chunk_size)
-            .zip(self.chunks..)
+    /// The buffer's chunks, keys and bytes, numbered from `first`.
+    fn buffered_chunks(&self, first: u64) -> Vec<(String, &[u8])> {
+        self.buffer
+            .chunks(self.store.inner.config.chunk_size)
+            .zip(first..)
             .map(|(piece, index)| (self.chunk_key(index), piece))
-            .collect();
+            .collect()
+    }
+
+    /// Sends the buffer, a full batch, in one pipeline: a round trip a
+    /// batch (`BATCH_BYTES`), not a chunk.
+    fn flush_chunks(&mut self) -> Result<()> {
+        let pieces = self.buffered_chunks(self.chunks);
         let needed = stored_size(&self.namespace, &self.name, &self.description, self.len)
             .max(self.reserved);
         let object = (self.namespace.as_str(), self.name.as_str(), needed);
@@ -1714,7 +1710,7 @@ impl RedisWriter {
         self.broken = sent_all.is_err();
         sent_all?;
         // The buffer keeps its allocation for the next batch.
-        self.buffer.drain(..sent);
+        self.buffer.clear();
         if self.last_refresh.elapsed() > PENDING_TTL / 3 {
             // A long write keeps its earlier chunks from expiring.
             let ttl = PENDING_TTL.as_millis() as u64;
@@ -1726,6 +1722,34 @@ impl RedisWriter {
                 Ok(())
             })?;
             self.last_refresh = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Appends `len` bytes to the payload: `push(range, buffer)` appends
+    /// that range of them to the buffer of chunks, which holds a batch of
+    /// whole chunks before they go up.
+    fn append(
+        &mut self,
+        len: usize,
+        mut push: impl FnMut(std::ops::Range<usize>, &mut Vec<u8>),
+    ) -> Result<()> {
+        self.usable()?;
+        self.reserve_for(self.len + len as u64)?;
+        self.len += len as u64;
+        let batch = batch_bytes(self.store.inner.config.chunk_size);
+        let mut at = 0;
+        while at < len {
+            // A full batch goes up when more bytes come: the last one goes
+            // with the publish (`commit`).
+            if self.buffer.len() >= batch {
+                self.flush_chunks()?;
+            }
+            let take = (len - at).min(batch - self.buffer.len());
+            let start = self.buffer.len();
+            push(at..at + take, &mut self.buffer);
+            self.hasher.update(&self.buffer[start..]);
+            at += take;
         }
         Ok(())
     }
@@ -1746,50 +1770,24 @@ impl RedisWriter {
 }
 
 impl WriteObject for RedisWriter {
-    fn write_payload(&mut self, mut bytes: &[u8]) -> Result<()> {
-        self.usable()?;
-        self.reserve_for(self.len + bytes.len() as u64)?;
-        self.hasher.update(bytes);
-        self.len += bytes.len() as u64;
-        // The buffer holds a batch of whole chunks before they go up.
-        let batch = batch_bytes(self.store.inner.config.chunk_size);
-        while !bytes.is_empty() {
-            // A full batch goes up when more bytes come: the last one goes
-            // with the publish (`commit`).
-            if self.buffer.len() >= batch {
-                self.flush_chunks(false)?;
-            }
-            let take = bytes.len().min(batch - self.buffer.len());
-            self.buffer.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-        }
-        Ok(())
+    fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        self.append(bytes.len(), |range, buffer| {
+            buffer.extend_from_slice(&bytes[range]);
+        })
     }
 
     /// Copies straight into the buffer of chunks (the default stages each
-    /// piece in a buffer of its own first), and hashes what the buffer
-    /// holds: the bytes sent, whatever another thread writes meanwhile.
+    /// piece in a buffer of its own first); what is hashed is what the
+    /// buffer holds: the bytes sent, whatever another thread writes
+    /// meanwhile.
     fn write_shared(&mut self, bytes: SharedBytes<'_>) -> Result<()> {
-        self.usable()?;
-        self.reserve_for(self.len + bytes.len() as u64)?;
-        self.len += bytes.len() as u64;
-        let batch = batch_bytes(self.store.inner.config.chunk_size);
-        let mut at = 0;
-        while at < bytes.len() {
-            // As in `write_payload`: the last batch goes with the publish.
-            if self.buffer.len() >= batch {
-                self.flush_chunks(false)?;
-            }
-            let take = (bytes.len() - at).min(batch - self.buffer.len());
-            let start = self.buffer.len();
-            self.buffer.resize(start + take, 0);
+        self.append(bytes.len(), |range, buffer| {
+            let start = buffer.len();
+            buffer.resize(start + range.len(), 0);
             bytes
-                .slice(at, at + take)
-                .copy_to(&mut self.buffer[start..]);
-            self.hasher.update(&self.buffer[start..]);
-            at += take;
-        }
-        Ok(())
+                .slice(range.start, range.end)
+                .copy_to(&mut buffer[start..]);
+        })
     }
 
     fn payload_len(&self) -> u64 {
@@ -1826,14 +1824,9 @@ impl WriteObject for RedisWriter {
             created: SystemTime::now(),
         };
         let data = [self.buffer.as_slice()];
-        let tail: Vec<(String, &[u8])> = match inline {
+        let tail = match inline {
             true => Vec::new(),
-            false => self
-                .buffer
-                .chunks(chunk_size)
-                .zip(first_of_tail..)
-                .map(|(piece, index)| (self.chunk_key(index), piece))
-                .collect(),
+            false => self.buffered_chunks(first_of_tail),
         };
         let result = store.finish_write(
             &new,
