@@ -176,15 +176,45 @@ impl BulkConn {
         }
     }
 
-    /// Sends a `GET` of each key, in one write; read the replies with
-    /// [`BulkConn::next_reply`].
-    pub(crate) fn send_gets(&mut self, keys: &[String]) -> Result<(), RedisError> {
-        let mut out = Vec::with_capacity(keys.len() * 96);
+    /// Sends `before`, a `GET` of each key, and `after`, in one write. The
+    /// replies come in that order: those of `before` and `after` (commands
+    /// that answer an integer) read with [`BulkConn::next_integer`], those
+    /// of the `GET`s with [`BulkConn::next_reply`].
+    pub(crate) fn send_gets(
+        &mut self,
+        before: &[redis::Cmd],
+        keys: &[String],
+        after: &[redis::Cmd],
+    ) -> Result<(), RedisError> {
+        let mut out = Vec::with_capacity((keys.len() + before.len() + after.len()) * 96);
+        for cmd in before {
+            cmd.write_packed_command(&mut out);
+        }
         for key in keys {
             encode(&mut out, &[b"GET", key.as_bytes()]);
         }
+        for cmd in after {
+            cmd.write_packed_command(&mut out);
+        }
         self.stream.write_all(&out)?;
         Ok(())
+    }
+
+    /// The next reply, an integer.
+    pub(crate) fn next_integer(&mut self) -> Result<i64, RedisError> {
+        let line = self.line()?;
+        match line.first() {
+            Some(b':') => {
+                let text = std::str::from_utf8(&line[1..]).unwrap_or("");
+                text.parse::<i64>()
+                    .map_err(|_| protocol_error(format!("an integer of {text:?}")))
+            }
+            Some(b'-') => Err(server_error(&line[1..])),
+            _ => Err(protocol_error(format!(
+                "expected an integer, got {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(64)])
+            ))),
+        }
     }
 
     /// The next reply's length, `None` for a missing key; its bytes must

@@ -7,6 +7,7 @@
 //! P:n:{H}             a namespace's catalog: name -> T (H: the namespace's hash)
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
 //! P:c:{T}:<v>:<i>     chunk i of version v
+//! P:f:{T}:<v>         the fetches of version v in progress (a set of tokens)
 //! P:l:{T}             the name's lock
 //! ```
 //!
@@ -65,6 +66,14 @@ impl Keys {
     }
     pub(crate) fn chunk(&self, key: ObjectKey, version: &str, index: u64) -> String {
         format!("{}{version}:{index}", self.chunk_prefix(key))
+    }
+    /// `P:f:{T}:`: the key of a version's fetches in progress is this and
+    /// the version.
+    pub(crate) fn readers_prefix(&self, key: ObjectKey) -> String {
+        format!("{}:f:{{{}}}:", self.prefix, key.to_hex())
+    }
+    pub(crate) fn readers(&self, key: ObjectKey, version: &str) -> String {
+        format!("{}{version}", self.readers_prefix(key))
     }
     pub(crate) fn lock(&self, key: ObjectKey) -> String {
         format!("{}:l:{{{}}}", self.prefix, key.to_hex())

@@ -20,12 +20,13 @@
 //! new version, each with a pending expiry, and then one Lua script
 //! publishes it: it checks the lock token (if the writer holds the name's
 //! lock) and the expected version, makes the new chunks permanent, points
-//! the name at the new version and gives the old version's chunks a grace
-//! expiry (at least a minute) for readers still fetching them. All of an
+//! the name at the new version and deletes the old version's chunks, or,
+//! while a fetch of them is in progress (each fetch marks the version it
+//! reads), gives them a grace expiry (at least a minute) instead. All of an
 //! object's keys share a hash tag, so on a cluster they live on one slot.
 //!
 //! A reader checks length and checksum. A chunk missing mid-read means the
-//! version was replaced and its grace ran out, and the read starts again
+//! version was replaced before the read marked it, and the read starts again
 //! on the new version; if the name still points at the version whose chunk
 //! is gone, the object is lost (evicted, flushed) and the read fails with
 //! a `Corrupt` error that says "object lost" and why. Opening a store warns

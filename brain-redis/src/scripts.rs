@@ -7,6 +7,32 @@ use std::sync::OnceLock;
 
 use redis::Script;
 
+/// What becomes of a version's chunks once no name points at it: deleted
+/// at once when no fetch of them is in progress, so that a name replaced
+/// again and again holds the server's memory of one version, not of every
+/// version of the last minute; otherwise kept for the fetches in progress,
+/// at least `least` ms and twice the time to read `len` bytes at 100 MB/s.
+/// A fetch adds its token to the version's set `readers` before its first
+/// chunk and removes it with its last (`RedisStore::fetch_into`); the set
+/// expires as that grace does, so a fetcher that died holds nothing longer.
+/// A fetch that asks after its version was retired finds a chunk missing
+/// and reads the name again. (A macro: `concat!` takes only literals.)
+macro_rules! retire {
+    () => {
+        r#"
+local function retire(chunk_prefix, n, readers, least, len)
+  if n == 0 then return end
+  if redis.call('SCARD', readers) > 0 then
+    local grace = math.max(least, math.floor(2 * tonumber(len or '0') / 100000))
+    for i = 0, n - 1 do redis.call('PEXPIRE', chunk_prefix .. i, grace) end
+  else
+    for i = 0, n - 1 do redis.call('UNLINK', chunk_prefix .. i) end
+  end
+end
+"#
+    };
+}
+
 /// Publishes a version (or checks that it can be published).
 ///
 /// `KEYS`: pointer, lock, and on a single server also the usage counter,
@@ -18,10 +44,14 @@ use redis::Script;
 /// in ms for the old chunks, chunk key prefix, bytes to reserve here (a
 /// single server's inline write; 0 when reserved before), name, key hex,
 /// namespace, `1` when the old object's description is to be kept (the
-/// new one is then empty), then the values of the pointer's fields `len n
-/// cs x c desc t ss` (keys.rs, `NewVersion::field_values`) and, for an
+/// new one is then empty), the prefix of the keys of fetches in progress
+/// (`Keys::readers_prefix`), then the values of the pointer's fields `len
+/// n cs x c desc t ss` (keys.rs, `NewVersion::field_values`) and, for an
 /// inline payload, the payload. Field names are not sent: each argument
 /// costs the server a conversion, and a small write is mostly arguments.
+///
+/// The replaced version's chunks go at once when no fetch of them is in
+/// progress, and get a grace expiry otherwise (`retire!`).
 ///
 /// Returns `{OK, seq, old stored size, old version}` (`{OK, seq, 0, ""}`
 /// when the version is published already), `{LOCKED}`,
@@ -29,14 +59,16 @@ use redis::Script;
 /// size of the object replaced}`, or
 /// `{DESCRIBED, old description}` when a description to keep was found
 /// (nothing is written: the writer sends it again with that description).
-const PUBLISH: &str = r#"
+const PUBLISH: &str = concat!(
+    retire!(),
+    r#"
 local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc')
 if ARGV[2] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
 end
 -- This very version is published already: this is the run again of a call
 -- whose connection closed under it (conn.rs, Pool::run). Running it twice
--- would give the version's own chunks the grace expiry of a replaced one.
+-- would retire the version's own chunks as a replaced version's.
 -- Its chunks lose any expiry again (their writes are sent with NX, so a run
 -- again leaves them as they are; this holds if one was not).
 if cur[1] == ARGV[3] then
@@ -68,19 +100,18 @@ local old_ss = 0
 if cur[1] then
   old_ss = tonumber(cur[3] or '0')
   local old_n = tonumber(cur[2] or '0')
-  local grace = math.max(tonumber(ARGV[5]), math.floor(2 * tonumber(cur[5] or '0') / 100000))
-  for i = 0, old_n - 1 do redis.call('PEXPIRE', prefix .. cur[1] .. ':' .. i, grace) end
+  retire(prefix .. cur[1] .. ':', old_n, ARGV[12] .. cur[1], tonumber(ARGV[5]), cur[5])
   -- The new fields overwrite the old ones in place (cheaper than a new
   -- hash); only an old inline payload can be left over.
   if old_n == 0 and n > 0 then redis.call('HDEL', KEYS[1], 'data') end
 end
 local seq = tonumber(cur[4] or '0') + 1
 local a = ARGV
-local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[12], 'n', a[13],
-  'cs', a[14], 'x', a[15], 'c', a[16], 'desc', a[17], 't', a[18], 'ss', a[19]}
-if a[20] then
+local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[13], 'n', a[14],
+  'cs', a[15], 'x', a[16], 'c', a[17], 'desc', a[18], 't', a[19], 'ss', a[20]}
+if a[21] then
   fields[#fields + 1] = 'data'
-  fields[#fields + 1] = a[20]
+  fields[#fields + 1] = a[21]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 if single then
@@ -89,21 +120,24 @@ if single then
   redis.call('SADD', KEYS[6], ARGV[10])
 end
 return {'OK', seq, old_ss, cur[1] or ''}
-"#;
+"#
+);
 
-/// Deletes a name's pointer, giving its chunks a grace expiry.
+/// Deletes a name's pointer and its chunks (`retire!`).
 ///
 /// `KEYS`: pointer, lock, the delete's record (`Keys::deleted`), and on a
 /// single server the usage counter and the catalog. `ARGV`: lock token,
 /// least grace in ms, chunk key prefix, name, expected version (`*` any),
-/// the call's token.
+/// the call's token, the prefix of the keys of fetches in progress.
 ///
 /// A call is run again when its connection closed under it (conn.rs,
 /// `Pool::run`): the record, kept a minute, makes the second run answer
 /// what the first did instead of `NONE`.
 ///
 /// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
-const DELETE: &str = r#"
+const DELETE: &str = concat!(
+    retire!(),
+    r#"
 -- First: this very call ran already (whatever happened to the name since).
 local done = redis.call('GET', KEYS[3])
 local prefix = ARGV[6] .. ':'
@@ -119,10 +153,7 @@ if not cur[1] then
   return {'NONE'}
 end
 if ARGV[5] ~= '*' and cur[1] ~= ARGV[5] then return {'CONFLICT', cur[1]} end
-local grace = math.max(tonumber(ARGV[2]), math.floor(2 * tonumber(cur[4] or '0') / 100000))
-for i = 0, tonumber(cur[2] or '0') - 1 do
-  redis.call('PEXPIRE', ARGV[3] .. cur[1] .. ':' .. i, grace)
-end
+retire(ARGV[3] .. cur[1] .. ':', tonumber(cur[2] or '0'), ARGV[7] .. cur[1], tonumber(ARGV[2]), cur[4])
 redis.call('DEL', KEYS[1])
 local old_ss = tonumber(cur[3] or '0')
 if #KEYS > 3 then
@@ -131,7 +162,8 @@ if #KEYS > 3 then
 end
 redis.call('SET', KEYS[3], ARGV[6] .. ':' .. old_ss, 'PX', 60000)
 return {'OK', old_ss}
-"#;
+"#
+);
 
 /// Reserves (positive) or gives back (negative) bytes of the capacity.
 /// `KEYS`: usage counter, settings, the call's mark (`Keys::counted`).

@@ -35,9 +35,15 @@ use crate::tracker::{Binding, Tracker};
 pub const INLINE_MAX: usize = 256 * 1024;
 /// How long the chunks of a write in progress live unless it publishes them.
 pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
-/// The least time a replaced version's chunks stay for readers mid-fetch
-/// (more for large objects: twice the time to read them at 100 MB/s).
+/// The least time a replaced version's chunks stay when a fetch of them is
+/// in progress (more for large objects: twice the time to read them at
+/// 100 MB/s); scripts.rs, `retire!`.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
+/// How long a fetch of `len` bytes keeps its version's chunks from being
+/// deleted: the grace they then get (`retire!`'s formula).
+fn grace_ms(len: u64) -> u64 {
+    (GRACE.as_millis() as u64).max(2 * len / 100_000)
+}
 /// Bytes of chunks sent or asked for in one pipelined batch: the server
 /// answers a batch in one go, and other clients wait while it copies the
 /// replies.
@@ -58,6 +64,68 @@ pub(crate) struct Asked {
     sent: redis::RedisResult<()>,
     /// The version asked for.
     version: String,
+    /// The fetch's mark on it, sent with the request.
+    lease: Lease,
+}
+
+/// A fetch's mark on the version it reads (scripts.rs, `retire!`): its
+/// token, in the version's set of fetches in progress from before the first
+/// chunk is asked for until the last is, keeps the chunks when the name is
+/// replaced or deleted meanwhile. Sent in the same pipelines as the chunks'
+/// `GET`s: no round trip of its own. A fetch that fails leaves its token,
+/// which goes with the set's expiry.
+pub(crate) struct Lease {
+    readers: String,
+    token: String,
+    ttl_ms: u64,
+}
+
+impl Lease {
+    fn new(keys: &Keys, key: ObjectKey, pointer: &Pointer) -> Lease {
+        Lease {
+            readers: keys.readers(key, &pointer.version),
+            token: new_version(),
+            ttl_ms: grace_ms(pointer.len),
+        }
+    }
+
+    /// The commands that take it (before the first `GET`); each answers an
+    /// integer.
+    fn take(&self) -> [redis::Cmd; 2] {
+        let mut add = redis::cmd("SADD");
+        add.arg(&self.readers).arg(&self.token);
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&self.readers).arg(self.ttl_ms);
+        [add, expire]
+    }
+
+    /// The command that gives it back (after the last `GET`); it answers
+    /// an integer.
+    fn give_back(&self) -> [redis::Cmd; 1] {
+        let mut remove = redis::cmd("SREM");
+        remove.arg(&self.readers).arg(&self.token);
+        [remove]
+    }
+
+    /// The commands sent with the batch of chunks `batch` of a version of
+    /// `chunks`: before its `GET`s, and after.
+    fn around(
+        &self,
+        batch: &std::ops::Range<u64>,
+        chunks: u64,
+    ) -> (Vec<redis::Cmd>, Vec<redis::Cmd>) {
+        let before = if batch.start == 0 {
+            self.take().to_vec()
+        } else {
+            Vec::new()
+        };
+        let after = if batch.end == chunks {
+            self.give_back().to_vec()
+        } else {
+            Vec::new()
+        };
+        (before, after)
+    }
 }
 
 /// The command that stores a chunk of a write in progress: it expires
@@ -643,7 +711,8 @@ impl RedisStore {
             .arg(new.name)
             .arg(key.to_hex())
             .arg(new.namespace)
-            .arg(if keep_description { "1" } else { "0" });
+            .arg(if keep_description { "1" } else { "0" })
+            .arg(keys.readers_prefix(key));
         for value in new.field_values() {
             invocation.arg(value);
         }
@@ -912,7 +981,8 @@ impl RedisStore {
         Ok(pointer)
     }
 
-    fn read_meta(&self, namespace: &str, name: &str) -> Result<Option<Pointer>> {
+    /// Reads a pointer's fields but an inline payload.
+    pub(crate) fn read_meta(&self, namespace: &str, name: &str) -> Result<Option<Pointer>> {
         let key = ObjectKey::new(namespace, name);
         let pointer_key = self.inner.keys.pointer(key);
         let values: Vec<Value> = self.run("read", |c| {
@@ -962,19 +1032,22 @@ impl RedisStore {
         key: ObjectKey,
         pointer: &Pointer,
     ) -> std::result::Result<Option<Asked>, FetchError> {
-        let Some((_, keys)) = self.chunk_batches(key, pointer).next() else {
+        let Some((batch, keys)) = self.chunk_batches(key, pointer).next() else {
             return Ok(None);
         };
         let Some(taken) = self.inner.bulk.take() else {
             return Ok(None);
         };
         let (mut conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
-        let sent = conn.send_gets(&keys);
+        let lease = Lease::new(&self.inner.keys, key, pointer);
+        let (before, after) = lease.around(&batch, pointer.chunks);
+        let sent = conn.send_gets(&before, &keys, &after);
         Ok(Some(Asked {
             conn,
             idle,
             sent,
             version: pointer.version.clone(),
+            lease,
         }))
     }
 
@@ -990,31 +1063,38 @@ impl RedisStore {
     ) -> std::result::Result<(), FetchError> {
         if let Some(asked) = asked {
             debug_assert_eq!(asked.version, pointer.version, "asked for another version");
-            return self.fetch_bulk(asked.conn, asked.idle, Some(asked.sent), key, pointer, sink);
+            let first = Some((asked.sent, asked.lease));
+            return self.fetch_bulk(asked.conn, asked.idle, first, key, pointer, sink);
         }
         if let Some(taken) = self.inner.bulk.take() {
             let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
             return self.fetch_bulk(conn, idle, None, key, pointer, sink);
         }
+        let lease = Lease::new(&self.inner.keys, key, pointer);
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
         for (batch, keys) in self.chunk_batches(key, pointer) {
-            let commands: Vec<redis::Cmd> = keys
-                .into_iter()
-                .map(|chunk| {
-                    let mut cmd = redis::cmd("GET");
-                    cmd.arg(chunk);
-                    cmd
-                })
+            let (before, after) = lease.around(&batch, pointer.chunks);
+            let gets = keys.into_iter().map(|chunk| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(chunk);
+                cmd
+            });
+            let commands: Vec<redis::Cmd> = before
+                .iter()
+                .cloned()
+                .chain(gets)
+                .chain(after.iter().cloned())
                 .collect();
             // Through the pool's `run`: a connection closed while idle, or a
-            // slot moved meanwhile, and the batch is asked for again.
+            // slot moved meanwhile, and the batch is asked for again (the
+            // lease's commands may run twice: they change nothing then).
             let values: Vec<Value> = self
                 .inner
                 .pool
                 .run(|c| c.pipeline(commands.clone()))
                 .map_err(|e| FetchError::Other(self.err("read", &e)))?;
-            for (i, value) in batch.zip(values) {
+            for (i, value) in batch.zip(values.into_iter().skip(before.len())) {
                 let Some(bytes) = bytes_of(value) else {
                     return Err(FetchError::Missing(i));
                 };
@@ -1035,28 +1115,44 @@ impl RedisStore {
     /// server meanwhile (a restart, its `timeout`): then a closed connection
     /// found before the first reply is replaced once (not a timeout: a
     /// server that stalls is not asked twice). `first_sent`: the first
-    /// batch was sent on `conn` already, with this outcome.
+    /// batch was sent on `conn` already, with this outcome and lease.
     fn fetch_bulk(
         &self,
         mut conn: BulkConn,
         idle: bool,
-        mut first_sent: Option<redis::RedisResult<()>>,
+        first_sent: Option<(redis::RedisResult<()>, Lease)>,
         key: ObjectKey,
         pointer: &Pointer,
         sink: &mut dyn Sink,
     ) -> std::result::Result<(), FetchError> {
         let other = |e: redis::RedisError| FetchError::Other(self.err("read", &e));
+        let (mut first_sent, lease) = match first_sent {
+            Some((sent, lease)) => (Some(sent), lease),
+            None => (None, Lease::new(&self.inner.keys, key, pointer)),
+        };
+        // The replies of the lease's commands, then the first chunk's.
+        let first_reply = |conn: &mut BulkConn, before: &[redis::Cmd]| {
+            for _ in before {
+                conn.next_integer()?;
+            }
+            conn.next_reply()
+        };
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
         for (batch, keys) in self.chunk_batches(key, pointer) {
+            let (before, after) = lease.around(&batch, pointer.chunks);
             let mut first = match (batch.start, first_sent.take()) {
-                (0, Some(sent)) => sent.and_then(|()| conn.next_reply()),
-                _ => conn.send_gets(&keys).and_then(|()| conn.next_reply()),
+                (0, Some(sent)) => sent.and_then(|()| first_reply(&mut conn, &before)),
+                _ => conn
+                    .send_gets(&before, &keys, &after)
+                    .and_then(|()| first_reply(&mut conn, &before)),
             };
             let closed = |e: &redis::RedisError| e.is_io_error() && !e.is_timeout();
             if batch.start == 0 && idle && first.as_ref().is_err_and(closed) {
                 conn = self.inner.bulk.connect().map_err(other)?;
-                first = conn.send_gets(&keys).and_then(|()| conn.next_reply());
+                first = conn
+                    .send_gets(&before, &keys, &after)
+                    .and_then(|()| first_reply(&mut conn, &before));
             }
             let mut first = Some(first);
             // On any early return the connection, with replies unread, is dropped.
@@ -1084,6 +1180,9 @@ impl RedisStore {
                     Ok(())
                 })?;
                 done += len;
+            }
+            for _ in &after {
+                conn.next_integer().map_err(other)?;
             }
         }
         self.inner.bulk.give(conn);
@@ -1247,7 +1346,8 @@ impl RedisStore {
             .arg(name)
             .arg(self.expected(namespace, name).replace('-', "*"))
             // The call's token: a run again answers what the first run did.
-            .arg(new_version());
+            .arg(new_version())
+            .arg(keys.readers_prefix(key));
         let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
         self.inner.tracker.forget_everywhere(&self.inner, key);
         match reply.first().map(word).as_deref() {
