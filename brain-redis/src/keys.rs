@@ -8,6 +8,7 @@
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
 //! P:c:{T}:<v>:<i>     chunk i of version v
 //! P:f:{T}:<v>         the fetches of version v in progress (a set of tokens)
+//! P:w:{T}:<v>         version v was published (for a minute)
 //! P:l:{T}             the name's lock
 //! ```
 //!
@@ -71,6 +72,12 @@ impl Keys {
     /// the version.
     pub(crate) fn readers_prefix(&self, key: ObjectKey) -> String {
         format!("{}:f:{{{}}}:", self.prefix, key.to_hex())
+    }
+    /// `P:w:{T}:`: the mark that a version was published, kept a minute
+    /// (a publish run again after its reply was lost finds it), is this and
+    /// the version.
+    pub(crate) fn published_prefix(&self, key: ObjectKey) -> String {
+        format!("{}:w:{{{}}}:", self.prefix, key.to_hex())
     }
     pub(crate) fn readers(&self, key: ObjectKey, version: &str) -> String {
         format!("{}{version}", self.readers_prefix(key))

@@ -45,7 +45,8 @@ end
 /// single server's inline write; 0 when reserved before), name, key hex,
 /// namespace, `1` when the old object's description is to be kept (the
 /// new one is then empty), the prefix of the keys of fetches in progress
-/// (`Keys::readers_prefix`), then the values of the pointer's fields `len
+/// (`Keys::readers_prefix`), the prefix of the marks of published versions
+/// (`Keys::published_prefix`), then the values of the pointer's fields `len
 /// n cs x c desc t ss` (keys.rs, `NewVersion::field_values`) and, for an
 /// inline payload, the payload. Field names are not sent: each argument
 /// costs the server a conversion, and a small write is mostly arguments.
@@ -63,9 +64,6 @@ const PUBLISH: &str = concat!(
     retire!(),
     r#"
 local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc')
-if ARGV[2] ~= '' then
-  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
-end
 -- This very version is published already: this is the run again of a call
 -- whose connection closed under it (conn.rs, Pool::run). Running it twice
 -- would retire the version's own chunks as a replaced version's.
@@ -74,6 +72,15 @@ end
 if cur[1] == ARGV[3] then
   for i = 0, tonumber(ARGV[4]) - 1 do redis.call('PERSIST', ARGV[6] .. ARGV[3] .. ':' .. i) end
   return {'OK', tonumber(cur[4] or '0'), 0, ''}
+end
+-- Published already, and replaced since by another writer: a run again
+-- would put back the older value over theirs (or, expecting a version,
+-- report a conflict with the write that came after its own). It answers
+-- as the first run did, and changes nothing.
+local published = ARGV[13] .. ARGV[3]
+if redis.call('EXISTS', published) == 1 then return {'OK', tonumber(cur[4] or '0'), 0, ''} end
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
 end
 if ARGV[1] == '-' then
   if cur[1] then return {'CONFLICT', cur[1]} end
@@ -107,13 +114,14 @@ if cur[1] then
 end
 local seq = tonumber(cur[4] or '0') + 1
 local a = ARGV
-local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[13], 'n', a[14],
-  'cs', a[15], 'x', a[16], 'c', a[17], 'desc', a[18], 't', a[19], 'ss', a[20]}
-if a[21] then
+local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[14], 'n', a[15],
+  'cs', a[16], 'x', a[17], 'c', a[18], 'desc', a[19], 't', a[20], 'ss', a[21]}
+if a[22] then
   fields[#fields + 1] = 'data'
-  fields[#fields + 1] = a[21]
+  fields[#fields + 1] = a[22]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SET', published, '1', 'PX', 60000)
 if single then
   if reserve ~= old_ss then redis.call('INCRBY', KEYS[3], reserve - old_ss) end
   redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])

@@ -712,7 +712,8 @@ impl RedisStore {
             .arg(key.to_hex())
             .arg(new.namespace)
             .arg(if keep_description { "1" } else { "0" })
-            .arg(keys.readers_prefix(key));
+            .arg(keys.readers_prefix(key))
+            .arg(keys.published_prefix(key));
         for value in new.field_values() {
             invocation.arg(value);
         }

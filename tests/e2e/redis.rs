@@ -304,18 +304,23 @@ fn a_write_after_the_servers_scripts_were_flushed_publishes() -> Result<()> {
 /// A TCP proxy to the server on `port`. While `losses` is above zero (each
 /// loss takes one off), it forwards a request that holds `EVALSHA`, lets
 /// the server run it, and closes the client's connection without
-/// forwarding the reply: the reply of a call that ran is lost. Returns the
-/// proxy's port.
-fn reply_losing_proxy(port: u16, losses: Arc<AtomicU64>) -> Result<u16> {
+/// forwarding the reply: the reply of a call that ran is lost, and
+/// `meanwhile` runs before the client learns it. Returns the proxy's port.
+fn reply_losing_proxy(
+    port: u16,
+    losses: Arc<AtomicU64>,
+    meanwhile: Arc<dyn Fn() + Send + Sync>,
+) -> Result<u16> {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let proxy_port = listener.local_addr()?.port();
     // `losses` on the way to the server; the way back stops at `cut`.
-    let pump = |mut from: TcpStream,
-                mut to: TcpStream,
-                cut: Arc<AtomicBool>,
-                losses: Option<Arc<AtomicU64>>| {
+    let pump = move |mut from: TcpStream,
+                     mut to: TcpStream,
+                     cut: Arc<AtomicBool>,
+                     losses: Option<Arc<AtomicU64>>,
+                     meanwhile: Arc<dyn Fn() + Send + Sync>| {
         let mut buffer = vec![0u8; 64 << 10];
         while let Ok(n @ 1..) = from.read(&mut buffer) {
             let bytes = &buffer[..n];
@@ -329,6 +334,7 @@ fn reply_losing_proxy(port: u16, losses: Arc<AtomicU64>) -> Result<u16> {
                 cut.store(true, Ordering::SeqCst);
             }
             if losses.is_none() && cut.load(Ordering::SeqCst) {
+                meanwhile();
                 break;
             }
             if to.write_all(bytes).is_err() {
@@ -353,8 +359,9 @@ fn reply_losing_proxy(port: u16, losses: Arc<AtomicU64>) -> Result<u16> {
                 return;
             };
             let (up_cut, losses) = (cut.clone(), losses.clone());
-            std::thread::spawn(move || pump(client, server, up_cut, Some(losses)));
-            std::thread::spawn(move || pump(server2, client2, cut, None));
+            let (up_meanwhile, meanwhile) = (meanwhile.clone(), meanwhile.clone());
+            std::thread::spawn(move || pump(client, server, up_cut, Some(losses), up_meanwhile));
+            std::thread::spawn(move || pump(server2, client2, cut, None, meanwhile));
         }
     });
     Ok(proxy_port)
@@ -369,7 +376,7 @@ fn reply_losing_proxy(port: u16, losses: Arc<AtomicU64>) -> Result<u16> {
 fn a_write_whose_reply_was_lost_is_sent_again_and_its_chunks_stay() -> Result<()> {
     let server = RedisServer::start()?;
     let losses = Arc::new(AtomicU64::new(0));
-    let proxy = reply_losing_proxy(server.port(), losses.clone())?;
+    let proxy = reply_losing_proxy(server.port(), losses.clone(), Arc::new(|| ()))?;
     let url = fresh(&format!("redis://127.0.0.1:{proxy}"));
     let store = uncached(&url)?;
     // A connection that waits in the pool: one closed under a call is
@@ -566,6 +573,65 @@ fn fsck_beside_a_replacing_writer_reports_nothing_lost() -> Result<()> {
         );
     }
     anyhow::ensure!(*store.get("ns", "v")?.context("the object")? == value[..]);
+    Ok(())
+}
+
+/// A write whose publish ran and whose reply was lost, with another
+/// writer's publish of the same name before the call is sent again: the
+/// call run again reports the write done and leaves the other writer's
+/// value (it came after), whether or not the write expected a version.
+#[test]
+fn a_publish_sent_again_after_another_writers_leaves_theirs() -> Result<()> {
+    use brain_core::Payload;
+    let server = RedisServer::start()?;
+    let direct_url = fresh(&server.url());
+    let other = Arc::new(uncached(&direct_url)?);
+    let losses = Arc::new(AtomicU64::new(0));
+    let turn = Arc::new(AtomicU64::new(0));
+    let meanwhile: Arc<dyn Fn() + Send + Sync> = {
+        let (other, turn) = (other.clone(), turn.clone());
+        Arc::new(move || {
+            let n = turn.fetch_add(1, Ordering::SeqCst);
+            let value = format!("theirs {n}");
+            other
+                .put("ns", "v", &Payload::bytes(value.as_bytes()))
+                .expect("the other writer's put");
+        })
+    };
+    let proxy = reply_losing_proxy(server.port(), losses.clone(), meanwhile)?;
+    // The same prefix, through the proxy.
+    let query = direct_url.rsplit_once('/').map_or("", |(_, query)| query);
+    let store = uncached(&format!("redis://127.0.0.1:{proxy}/{query}"))?;
+    store.put("ns", "v", &Payload::bytes(b"first"))?;
+    for (round, big) in [(0u64, false), (1, true)] {
+        let ours: Vec<u8> = match big {
+            false => b"ours".to_vec(),
+            true => (0..(1 << 20) + 9).map(|i| (i % 241) as u8).collect(),
+        };
+        // Without a version expected, then expecting the current one.
+        let expected = store.version("ns", "v")?;
+        losses.store(1, Ordering::SeqCst);
+        match round {
+            0 => {
+                store.put("ns", "v", &Payload::bytes(&ours))?;
+            }
+            _ => {
+                let written =
+                    store.put_if_version("ns", "v", &Payload::bytes(&ours), expected.as_deref())?;
+                anyhow::ensure!(
+                    written.is_some(),
+                    "the write reported a conflict with a later one"
+                );
+            }
+        }
+        anyhow::ensure!(losses.load(Ordering::SeqCst) == 0, "no reply was lost");
+        let now = other.get("ns", "v")?.context("the value")?;
+        anyhow::ensure!(
+            *now == *format!("theirs {round}").as_bytes(),
+            "the write sent again put back its value over a later one: {:?}",
+            String::from_utf8_lossy(&now[..now.len().min(16)])
+        );
+    }
     Ok(())
 }
 
