@@ -74,7 +74,7 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
     } else if kind == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown) {
         "; some of the cluster's slots have no node serving them (a node down, a failover under way): try again once the cluster is whole"
     } else if err.is_cluster_error() {
-        "; the cluster's slots are moving (a resharding under way, or a failover) and moved again when the call was retried: try again once the cluster is stable"
+        "; the cluster's slots are moving (a resharding under way, or a failover), and still were when the call was tried again over 2.5 s: try again once the cluster is stable"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_dropped() || err.is_io_error())
@@ -342,9 +342,14 @@ impl Pool {
     /// find the mark of their first run; a lock, which finds its own token.
     ///
     /// On a cluster, a pipeline that met a slot served elsewhere now (a
-    /// failover, a migration) is run again once on a new connection, which
+    /// failover, a migration) is run again on a new connection, which
     /// reads where the slots are: redis-rs follows a single command's
-    /// redirection itself, not those inside a pipeline's replies.
+    /// redirection itself, not those inside a pipeline's replies. The first
+    /// time at once (a slot that moved is found where it went); then, while
+    /// the slot is still on its way (`ASK` for the keys of a slot being
+    /// migrated, `TRYAGAIN`, `CLUSTERDOWN` during a failover), up to
+    /// [`CLUSTER_RETRIES`] times more after waits that double from 10 ms
+    /// (2.5 s in all).
     pub(crate) fn run<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> std::result::Result<T, RedisError>,
@@ -356,9 +361,17 @@ impl Pool {
             conn = self.connector.connect()?;
             result = f(&mut conn);
         }
-        if matches!(conn, Conn::Cluster(_))
-            && result.as_ref().is_err_and(RedisError::is_cluster_error)
-        {
+        let mut wait = Duration::from_millis(10);
+        for retry in 0..=CLUSTER_RETRIES {
+            if !(matches!(conn, Conn::Cluster(_))
+                && result.as_ref().is_err_and(RedisError::is_cluster_error))
+            {
+                break;
+            }
+            if retry > 0 {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
             self.clear();
             conn = self.connector.connect()?;
             result = f(&mut conn);
@@ -380,6 +393,10 @@ impl Pool {
         lock(&self.idle).1.clear();
     }
 }
+
+/// Runs again, after waits, of a cluster call whose slot is still moving
+/// (`Pool::run`), after the first one.
+pub(crate) const CLUSTER_RETRIES: u32 = 8;
 
 /// Whether `err` says the connection was closed under the call (not a
 /// timeout: a server that stalls is not asked twice).

@@ -628,6 +628,33 @@ fn reads_go_on_through_a_slot_migration() -> Result<()> {
             Ok((ok, errors))
         })
     };
+    // A writer of names spread over every slot, new ones and replaced.
+    let writer = {
+        let stop = stop.clone();
+        let url = url.clone();
+        thread::spawn(move || -> Result<(u64, u64, Vec<u64>)> {
+            let store = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+            let mut last = vec![u64::MAX; 40];
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let slot = (n % 40) as usize;
+                let value = make_value(1000 + n, (1 << 20) + 11);
+                match store.put("ns", &format!("w{slot}"), &Payload::bytes(&value)) {
+                    Ok(_) => {
+                        last[slot] = 1000 + n;
+                        ok += 1;
+                    }
+                    Err(err) => {
+                        eprintln!("a write during the migration: {err}");
+                        errors += 1;
+                    }
+                }
+                n += 1;
+            }
+            Ok((ok, errors, last))
+        })
+    };
     thread::sleep(Duration::from_millis(200));
     // Move every slot of the first node to the second, then back.
     let ids: Vec<String> = cluster
@@ -657,7 +684,26 @@ fn reads_go_on_through_a_slot_migration() -> Result<()> {
         .join()
         .map_err(|_| anyhow!("the reader panicked"))??;
     ensure!(ok > 0, "no read finished");
-    ensure!(errors <= ok, "{errors} failed reads against {ok}");
+    ensure!(errors == 0, "{errors} failed reads against {ok}");
+    let (written, write_errors, last) = writer
+        .join()
+        .map_err(|_| anyhow!("the writer panicked"))??;
+    ensure!(written > 0, "no write finished");
+    ensure!(
+        write_errors == 0,
+        "{write_errors} failed writes against {written}"
+    );
+    for (slot, &seed) in last.iter().enumerate() {
+        if seed != u64::MAX {
+            let view = store
+                .get("ns", &format!("w{slot}"))?
+                .ok_or_else(|| anyhow!("w{slot} was written"))?;
+            ensure!(
+                check_value(&view) == Ok(seed),
+                "w{slot} holds another value"
+            );
+        }
+    }
     for i in 0..6u64 {
         ensure!(
             check_value(
