@@ -8,7 +8,6 @@
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
 //! P:c:{T}:<v>:<i>     chunk i of version v
 //! P:f:{T}:<v>         the fetches of version v in progress (a set of tokens)
-//! P:w:{T}:<v>         version v was published (for a minute)
 //! P:l:{T}             the name's lock
 //! ```
 //!
@@ -73,20 +72,16 @@ impl Keys {
     pub(crate) fn readers_prefix(&self, key: ObjectKey) -> String {
         format!("{}:f:{{{}}}:", self.prefix, key.to_hex())
     }
-    /// `P:w:{T}:`: the mark that a version was published, kept a minute
-    /// (a publish run again after its reply was lost finds it), is this and
-    /// the version.
-    pub(crate) fn published_prefix(&self, key: ObjectKey) -> String {
-        format!("{}:w:{{{}}}:", self.prefix, key.to_hex())
-    }
     pub(crate) fn readers(&self, key: ObjectKey, version: &str) -> String {
         format!("{}{version}", self.readers_prefix(key))
     }
     pub(crate) fn lock(&self, key: ObjectKey) -> String {
         format!("{}:l:{{{}}}", self.prefix, key.to_hex())
     }
-    /// What the delete of `key` made with call token `token` found, for a
-    /// minute: a run again of the same call answers the same (scripts.rs).
+    /// What the delete of `key` made with call token `token` found, and
+    /// the version it deleted, for a minute: a run again of the same call
+    /// answers the same, and a publish of that version run again after its
+    /// reply was lost does not bring it back (scripts.rs).
     pub(crate) fn deleted(&self, key: ObjectKey) -> String {
         format!("{}:d:{{{}}}", self.prefix, key.to_hex())
     }

@@ -20,9 +20,9 @@
 //! new version, each with a pending expiry, and then one Lua script
 //! publishes it: it checks the lock token (if the writer holds the name's
 //! lock) and the expected version, makes the new chunks permanent, points
-//! the name at the new version and deletes the old version's chunks, or,
-//! while a fetch of them is in progress (each fetch marks the version it
-//! reads), gives them a grace expiry (at least a minute) instead. All of an
+//! the name at the new version and gives the old version's chunks an
+//! expiry: a second, or, while a fetch of them is in progress (each fetch
+//! marks the version it reads), a grace of at least a minute. All of an
 //! object's keys share a hash tag, so on a cluster they live on one slot.
 //!
 //! A reader checks length and checksum. A chunk missing mid-read means the

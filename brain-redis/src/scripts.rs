@@ -7,16 +7,21 @@ use std::sync::OnceLock;
 
 use redis::Script;
 
-/// What becomes of a version's chunks once no name points at it: deleted
-/// at once when no fetch of them is in progress, so that a name replaced
-/// again and again holds the server's memory of one version, not of every
-/// version of the last minute; otherwise kept for the fetches in progress,
-/// at least `least` ms and twice the time to read `len` bytes at 100 MB/s.
-/// A fetch adds its token to the version's set `readers` before its first
-/// chunk and removes it with its last (`RedisStore::fetch_into`); the set
-/// expires as that grace does, so a fetcher that died holds nothing longer.
-/// A fetch that asks after its version was retired finds a chunk missing
-/// and reads the name again. (A macro: `concat!` takes only literals.)
+/// What becomes of a version's chunks once no name points at it: when no
+/// fetch of them is in progress, they expire in a second, so that a name
+/// replaced again and again holds the server's memory of about one
+/// version, not of every version of the last minute; otherwise they are
+/// kept for the fetches in progress, at least `least` ms and twice the
+/// time to read `len` bytes at 100 MB/s. A fetch adds its token to the
+/// version's set `readers` before its first chunk and removes it with its
+/// last (`RedisStore::fetch_into`); the set expires as that grace does, so
+/// a fetcher that died holds nothing longer. The second is for a fetch
+/// that read the pointer just before the replace and marks the version
+/// just after; one slower than that finds a chunk missing and reads the
+/// name again. An expiry, not a delete: Redis frees a string it deletes
+/// there and then, and freeing a 1 MiB chunk took hundreds of
+/// microseconds inside the publish, where an expired key is freed by the
+/// server's expiry cycle. (A macro: `concat!` takes only literals.)
 macro_rules! retire {
     () => {
         r#"
@@ -26,7 +31,7 @@ local function retire(chunk_prefix, n, readers, least, len)
     local grace = math.max(least, math.floor(2 * tonumber(len or '0') / 100000))
     for i = 0, n - 1 do redis.call('PEXPIRE', chunk_prefix .. i, grace) end
   else
-    for i = 0, n - 1 do redis.call('UNLINK', chunk_prefix .. i) end
+    for i = 0, n - 1 do redis.call('PEXPIRE', chunk_prefix .. i, 1000) end
   end
 end
 "#
@@ -45,14 +50,17 @@ end
 /// single server's inline write; 0 when reserved before), name, key hex,
 /// namespace, `1` when the old object's description is to be kept (the
 /// new one is then empty), the prefix of the keys of fetches in progress
-/// (`Keys::readers_prefix`), the prefix of the marks of published versions
-/// (`Keys::published_prefix`), then the values of the pointer's fields `len
+/// (`Keys::readers_prefix`), the key of the name's last delete's record
+/// (`Keys::deleted`), then the values of the pointer's fields `len
 /// n cs x c desc t ss` (keys.rs, `NewVersion::field_values`) and, for an
 /// inline payload, the payload. Field names are not sent: each argument
 /// costs the server a conversion, and a small write is mostly arguments.
 ///
-/// The replaced version's chunks go at once when no fetch of them is in
-/// progress, and get a grace expiry otherwise (`retire!`).
+/// The replaced version's chunks expire in a second when no fetch of them
+/// is in progress, and get a grace expiry otherwise (`retire!`). The
+/// pointer keeps the version it replaced (`pv`), and a delete's record the
+/// version it deleted, so that a publish run again after its reply was
+/// lost recognises its version once another write replaced it.
 ///
 /// Returns `{OK, seq, old stored size, old version}` (`{OK, seq, 0, ""}`
 /// when the version is published already), `{LOCKED}`,
@@ -63,7 +71,7 @@ end
 const PUBLISH: &str = concat!(
     retire!(),
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc', 'pv')
 -- This very version is published already: this is the run again of a call
 -- whose connection closed under it (conn.rs, Pool::run). Running it twice
 -- would retire the version's own chunks as a replaced version's.
@@ -73,12 +81,18 @@ if cur[1] == ARGV[3] then
   for i = 0, tonumber(ARGV[4]) - 1 do redis.call('PERSIST', ARGV[6] .. ARGV[3] .. ':' .. i) end
   return {'OK', tonumber(cur[4] or '0'), 0, ''}
 end
--- Published already, and replaced since by another writer: a run again
--- would put back the older value over theirs (or, expecting a version,
--- report a conflict with the write that came after its own). It answers
--- as the first run did, and changes nothing.
-local published = ARGV[13] .. ARGV[3]
-if redis.call('EXISTS', published) == 1 then return {'OK', tonumber(cur[4] or '0'), 0, ''} end
+-- Published already, and replaced since by another writer's publish, or
+-- deleted: a run again would put back the older value over theirs (or,
+-- expecting a version, report a conflict with the write that came after
+-- its own). It answers as the first run did, and changes nothing. (Two
+-- writes of the name between the first run and this one are not seen.)
+if cur[7] == ARGV[3] then return {'OK', tonumber(cur[4] or '0'), 0, ''} end
+if not cur[1] then
+  local deleted = redis.call('GET', ARGV[13])
+  if deleted and string.sub(deleted, -#ARGV[3] - 1) == ':' .. ARGV[3] then
+    return {'OK', 0, 0, ''}
+  end
+end
 if ARGV[2] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'LOCKED'} end
 end
@@ -115,13 +129,12 @@ end
 local seq = tonumber(cur[4] or '0') + 1
 local a = ARGV
 local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[14], 'n', a[15],
-  'cs', a[16], 'x', a[17], 'c', a[18], 'desc', a[19], 't', a[20], 'ss', a[21]}
+  'cs', a[16], 'x', a[17], 'c', a[18], 'desc', a[19], 't', a[20], 'ss', a[21], 'pv', cur[1] or ''}
 if a[22] then
   fields[#fields + 1] = 'data'
   fields[#fields + 1] = a[22]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('SET', published, '1', 'PX', 60000)
 if single then
   if reserve ~= old_ss then redis.call('INCRBY', KEYS[3], reserve - old_ss) end
   redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])
@@ -150,7 +163,7 @@ const DELETE: &str = concat!(
 local done = redis.call('GET', KEYS[3])
 local prefix = ARGV[6] .. ':'
 if done and string.sub(done, 1, #prefix) == prefix then
-  return {'OK', tonumber(string.sub(done, #prefix + 1))}
+  return {'OK', tonumber(string.match(string.sub(done, #prefix + 1), '^%d+'))}
 end
 local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'len')
 if ARGV[1] ~= '' then
@@ -168,7 +181,7 @@ if #KEYS > 3 then
   if old_ss > 0 then redis.call('DECRBY', KEYS[4], old_ss) end
   redis.call('HDEL', KEYS[5], ARGV[4])
 end
-redis.call('SET', KEYS[3], ARGV[6] .. ':' .. old_ss, 'PX', 60000)
+redis.call('SET', KEYS[3], ARGV[6] .. ':' .. old_ss .. ':' .. cur[1], 'PX', 60000)
 return {'OK', old_ss}
 "#
 );

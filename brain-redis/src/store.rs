@@ -713,7 +713,7 @@ impl RedisStore {
             .arg(new.namespace)
             .arg(if keep_description { "1" } else { "0" })
             .arg(keys.readers_prefix(key))
-            .arg(keys.published_prefix(key));
+            .arg(keys.deleted(key));
         for value in new.field_values() {
             invocation.arg(value);
         }
