@@ -200,16 +200,22 @@ impl BulkConn {
         Ok(())
     }
 
-    /// The next reply, an integer.
-    pub(crate) fn next_integer(&mut self) -> Result<i64, RedisError> {
+    /// The next reply, an integer, or the server's error (`Ok(Err(code))`:
+    /// a whole reply, the connection still in step with the server; the
+    /// code is the error's first word, `NOPERM` say).
+    pub(crate) fn next_integer(&mut self) -> Result<Result<i64, String>, RedisError> {
         let line = self.line()?;
         match line.first() {
             Some(b':') => {
                 let text = std::str::from_utf8(&line[1..]).unwrap_or("");
                 text.parse::<i64>()
+                    .map(Ok)
                     .map_err(|_| protocol_error(format!("an integer of {text:?}")))
             }
-            Some(b'-') => Err(server_error(&line[1..])),
+            Some(b'-') => {
+                let text = String::from_utf8_lossy(&line[1..]);
+                Ok(Err(text.split(' ').next().unwrap_or("").to_owned()))
+            }
             _ => Err(protocol_error(format!(
                 "expected an integer, got {:?}",
                 String::from_utf8_lossy(&line[..line.len().min(64)])

@@ -74,7 +74,7 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
     } else if kind == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown) {
         "; some of the cluster's slots have no node serving them (a node down, a failover under way): try again once the cluster is whole"
     } else if err.is_cluster_error() {
-        "; the cluster's slots are moving (a resharding under way, or a failover), and still were when the call was tried again over 2.5 s: try again once the cluster is stable"
+        "; the cluster's slots are moving (a resharding under way, or a failover), and still were when the call was tried again over a few seconds: try again once the cluster is stable"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_dropped() || err.is_io_error())
@@ -205,9 +205,17 @@ impl Connector {
         };
         if config.cluster {
             let urls: Vec<String> = config.nodes.iter().map(|n| config.node_url(n)).collect();
+            // redis-rs runs a single command again itself on `TRYAGAIN` and
+            // `CLUSTERDOWN`, by default 16 times with waits of a second and
+            // more: minutes for a call. Here a few times within about 300 ms;
+            // `Pool::run` waits longer between its own runs.
             let mut builder = ClusterClient::builder(urls)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(IO_TIMEOUT)
+                .retries(4)
+                .min_retry_wait(10)
+                .max_retry_wait(200)
+                .retry_wait_formula(20, 2)
                 .use_protocol(redis::ProtocolVersion::RESP3);
             if let Some(certs) = certs {
                 builder = builder.certs(certs);
@@ -349,7 +357,8 @@ impl Pool {
     /// the slot is still on its way (`ASK` for the keys of a slot being
     /// migrated, `TRYAGAIN`, `CLUSTERDOWN` during a failover), up to
     /// [`CLUSTER_RETRIES`] times more after waits that double from 10 ms
-    /// (2.5 s in all).
+    /// (2.5 s of waiting; with redis-rs's own few runs of a single command
+    /// between, under 6 s in all).
     pub(crate) fn run<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> std::result::Result<T, RedisError>,

@@ -168,9 +168,9 @@ pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckRepor
         };
         if reason.is_some() {
             // Replaced or deleted since the pointers were listed: a replaced
-            // version's chunks go at once (scripts.rs, `retire!`). What
-            // the name holds now is another object, checked by the next
-            // fsck, and counted here.
+            // version's chunks expire within a second (scripts.rs,
+            // `retire!`). What the name holds now is another object, checked
+            // by the next fsck, and counted here.
             let now = store.read_meta(&pointer.meta.namespace, &pointer.meta.name)?;
             if now.as_ref().map(|p| &p.version) != Some(&pointer.version) {
                 used += now.map_or(0, |p| p.meta.stored_size);
@@ -184,9 +184,25 @@ pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckRepor
                     pointer.meta.namespace, pointer.meta.name
                 ));
                 report.corrupt.push(corrupt(location, reason));
-                if delete_corrupt && store.delete(&pointer.meta.namespace, &pointer.meta.name)? {
-                    report.deleted += 1;
-                    continue;
+                if delete_corrupt {
+                    // Only the version found lost: a name replaced since
+                    // holds a new object, which the delete then leaves.
+                    let (namespace, name) = (&pointer.meta.namespace, &pointer.meta.name);
+                    let only_this_version =
+                        store.expect_version(namespace, name, Some(&pointer.version));
+                    match store.delete(namespace, name) {
+                        Ok(true) => {
+                            report.deleted += 1;
+                            continue;
+                        }
+                        Ok(false) => continue,
+                        Err(_) if only_this_version.conflicted() => {
+                            let now = store.read_meta(namespace, name)?;
+                            used += now.map_or(0, |p| p.meta.stored_size);
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    }
                 }
                 used += pointer.meta.stored_size;
             }

@@ -74,57 +74,67 @@ pub(crate) struct Asked {
 /// replaced or deleted meanwhile. Sent in the same pipelines as the chunks'
 /// `GET`s: no round trip of its own. A fetch that fails leaves its token,
 /// which goes with the set's expiry.
+///
+/// Only a courtesy to the fetch: a server that refuses it (an ACL user
+/// that may only read, a server over its `maxmemory`, a cluster slot on
+/// its way to another node) leaves the read as it was without it. A
+/// refusal for want of rights stops this handle's fetches from asking
+/// again ([`Inner::leases_refused`]).
 pub(crate) struct Lease {
     readers: String,
     token: String,
     ttl_ms: u64,
+    /// Still asked for (the server has refused none of its commands).
+    on: std::cell::Cell<bool>,
 }
 
 impl Lease {
-    fn new(keys: &Keys, key: ObjectKey, pointer: &Pointer) -> Lease {
+    fn new(inner: &Inner, key: ObjectKey, pointer: &Pointer) -> Lease {
         Lease {
-            readers: keys.readers(key, &pointer.version),
+            readers: inner.keys.readers(key, &pointer.version),
             token: new_version(),
             ttl_ms: grace_ms(pointer.len),
+            on: std::cell::Cell::new(!inner.leases_refused.load(Ordering::Relaxed)),
         }
     }
 
-    /// The commands that take it (before the first `GET`); each answers an
-    /// integer.
-    fn take(&self) -> [redis::Cmd; 2] {
-        let mut add = redis::cmd("SADD");
-        add.arg(&self.readers).arg(&self.token);
-        let mut expire = redis::cmd("PEXPIRE");
-        expire.arg(&self.readers).arg(self.ttl_ms);
-        [add, expire]
-    }
-
-    /// The command that gives it back (after the last `GET`); it answers
-    /// an integer.
-    fn give_back(&self) -> [redis::Cmd; 1] {
-        let mut remove = redis::cmd("SREM");
-        remove.arg(&self.readers).arg(&self.token);
-        [remove]
-    }
-
     /// The commands sent with the batch of chunks `batch` of a version of
-    /// `chunks`: before its `GET`s, and after.
+    /// `chunks`, before its `GET`s and after; each answers an integer.
+    /// The first batch takes the lease; every batch renews its expiry (a
+    /// fetch slower than the expiry keeps it); the last gives it back.
     fn around(
         &self,
         batch: &std::ops::Range<u64>,
         chunks: u64,
     ) -> (Vec<redis::Cmd>, Vec<redis::Cmd>) {
-        let before = if batch.start == 0 {
-            self.take().to_vec()
-        } else {
-            Vec::new()
-        };
-        let after = if batch.end == chunks {
-            self.give_back().to_vec()
-        } else {
-            Vec::new()
-        };
+        if !self.on.get() {
+            return (Vec::new(), Vec::new());
+        }
+        let mut before = Vec::with_capacity(2);
+        if batch.start == 0 {
+            let mut add = redis::cmd("SADD");
+            add.arg(&self.readers).arg(&self.token);
+            before.push(add);
+        }
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&self.readers).arg(self.ttl_ms);
+        before.push(expire);
+        let mut after = Vec::new();
+        if batch.end == chunks {
+            let mut remove = redis::cmd("SREM");
+            remove.arg(&self.readers).arg(&self.token);
+            after.push(remove);
+        }
         (before, after)
+    }
+
+    /// The server refused one of its commands with `code`: the fetch goes
+    /// on without it, and a refusal for want of rights holds for the handle.
+    fn refused(&self, inner: &Inner, code: &str) {
+        self.on.set(false);
+        if code == "NOPERM" {
+            inner.leases_refused.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -196,6 +206,9 @@ pub(crate) struct Inner {
     pub(crate) evicting_policy: Mutex<Option<String>>,
     /// Compare-and-set expectations of threads of this process, by name.
     expectations: Mutex<HashMap<(String, String, ThreadId), Arc<Expectation>>>,
+    /// The server refused a fetch's mark on its version for want of rights
+    /// (an ACL user that may only read): fetches go without ([`Lease`]).
+    pub(crate) leases_refused: AtomicBool,
 }
 
 /// What a thread expects a name to hold when it next writes it.
@@ -289,6 +302,10 @@ enum Published {
     },
     /// The old object's description, to be kept: nothing was written.
     Described(String),
+    /// Published by a run of the call before this one (whose reply was
+    /// lost), and replaced or deleted since by another writer: nothing was
+    /// written, and the bookkeeping of a publish is not done again.
+    Superseded,
 }
 
 /// A fetch whose chunks hold more bytes than the version's pointer says.
@@ -422,6 +439,7 @@ impl RedisStore {
                 held: HeldLocks::default(),
                 evicting_policy: Mutex::new(None),
                 expectations: Mutex::new(HashMap::new()),
+                leases_refused: AtomicBool::new(false),
                 config,
             }),
         };
@@ -758,6 +776,7 @@ impl RedisStore {
                 old_stored: reply.get(2).map_or(0, int),
             },
             "LOCKED" => Published::Locked,
+            "SUPERSEDED" => Published::Superseded,
             "CONFLICT" => Published::Conflict,
             "MISSING" => Published::Missing(reply.get(1).map_or(0, int)),
             "DESCRIBED" => Published::Described(
@@ -861,9 +880,9 @@ impl RedisStore {
                 // The chunks went up with the first publish.
                 self.finish_write(&described, inline, &[], held, expected, false)
             }
-            Published::Ok { old_stored } => {
-                if !single {
-                    self.release(old_stored);
+            Published::Ok { .. } | Published::Superseded => {
+                if let (false, Published::Ok { old_stored }) = (single, &outcome) {
+                    self.release(*old_stored);
                     // A delete racing this write may have removed the entry.
                     let _ = self.catalog_add(new.namespace, new.name, key);
                 }
@@ -919,7 +938,7 @@ impl RedisStore {
                     Published::Missing(i) => self
                         .evicted_for_room(new.namespace, new.name, needed)
                         .unwrap_or_else(|| self.lost_error(new.namespace, new.name, i, " before it was published")),
-                    Published::Ok { .. } | Published::Described(_) => {
+                    Published::Ok { .. } | Published::Superseded | Published::Described(_) => {
                         unreachable!("handled above")
                     }
                 })
@@ -1040,7 +1059,7 @@ impl RedisStore {
             return Ok(None);
         };
         let (mut conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
-        let lease = Lease::new(&self.inner.keys, key, pointer);
+        let lease = Lease::new(&self.inner, key, pointer);
         let (before, after) = lease.around(&batch, pointer.chunks);
         let sent = conn.send_gets(&before, &keys, &after);
         Ok(Some(Asked {
@@ -1071,31 +1090,50 @@ impl RedisStore {
             let (conn, idle) = taken.map_err(|e| FetchError::Other(self.err("read", &e)))?;
             return self.fetch_bulk(conn, idle, None, key, pointer, sink);
         }
-        let lease = Lease::new(&self.inner.keys, key, pointer);
+        let lease = Lease::new(&self.inner, key, pointer);
         let mut check = FetchCheck::for_fetch(pointer, sink);
         let mut done = 0u64;
         for (batch, keys) in self.chunk_batches(key, pointer) {
             let (before, after) = lease.around(&batch, pointer.chunks);
-            let gets = keys.into_iter().map(|chunk| {
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(chunk);
-                cmd
-            });
-            let commands: Vec<redis::Cmd> = before
-                .iter()
-                .cloned()
-                .chain(gets)
-                .chain(after.iter().cloned())
+            let gets: Vec<redis::Cmd> = keys
+                .into_iter()
+                .map(|chunk| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(chunk);
+                    cmd
+                })
                 .collect();
+            let with_lease: Vec<redis::Cmd> =
+                before.iter().chain(&gets).chain(&after).cloned().collect();
+            let leased = before.len()..before.len() + gets.len();
             // Through the pool's `run`: a connection closed while idle, or a
             // slot moved meanwhile, and the batch is asked for again (the
             // lease's commands may run twice: they change nothing then).
-            let values: Vec<Value> = self
+            // A pipeline whose only failures are the lease's (rights, a
+            // full server, a slot on its way) is sent again without it.
+            let (values, skip): (Vec<Value>, usize) = self
                 .inner
                 .pool
-                .run(|c| c.pipeline(commands.clone()))
+                .run(|c| match c.pipeline::<Vec<Value>>(with_lease.clone()) {
+                    Ok(values) => Ok((values, before.len())),
+                    Err(err) => {
+                        let failures = err.clone().into_server_errors();
+                        let lease_only = failures.as_ref().is_some_and(|failures| {
+                            !failures.is_empty()
+                                && failures.iter().all(|(i, _)| !leased.contains(i))
+                        });
+                        if !lease_only {
+                            return Err(err);
+                        }
+                        for (_, failure) in failures.iter().flat_map(|f| f.iter()) {
+                            lease.refused(&self.inner, failure.code());
+                        }
+                        c.pipeline::<Vec<Value>>(gets.clone())
+                            .map(|values| (values, 0))
+                    }
+                })
                 .map_err(|e| FetchError::Other(self.err("read", &e)))?;
-            for (i, value) in batch.zip(values.into_iter().skip(before.len())) {
+            for (i, value) in batch.zip(values.into_iter().skip(skip)) {
                 let Some(bytes) = bytes_of(value) else {
                     return Err(FetchError::Missing(i));
                 };
@@ -1129,13 +1167,21 @@ impl RedisStore {
         let other = |e: redis::RedisError| FetchError::Other(self.err("read", &e));
         let (mut first_sent, lease) = match first_sent {
             Some((sent, lease)) => (Some(sent), lease),
-            None => (None, Lease::new(&self.inner.keys, key, pointer)),
+            None => (None, Lease::new(&self.inner, key, pointer)),
+        };
+        // The replies of the lease's commands: one refused is only a fetch
+        // without its lease.
+        let lease_replies = |conn: &mut BulkConn, commands: &[redis::Cmd]| {
+            for _ in commands {
+                if let Err(code) = conn.next_integer()? {
+                    lease.refused(&self.inner, &code);
+                }
+            }
+            Ok(())
         };
         // The replies of the lease's commands, then the first chunk's.
         let first_reply = |conn: &mut BulkConn, before: &[redis::Cmd]| {
-            for _ in before {
-                conn.next_integer()?;
-            }
+            lease_replies(conn, before)?;
             conn.next_reply()
         };
         let mut check = FetchCheck::for_fetch(pointer, sink);
@@ -1182,9 +1228,7 @@ impl RedisStore {
                 })?;
                 done += len;
             }
-            for _ in &after {
-                conn.next_integer().map_err(other)?;
-            }
+            lease_replies(&mut conn, &after).map_err(other)?;
         }
         self.inner.bulk.give(conn);
         check.finish(done, pointer, sink)

@@ -576,10 +576,10 @@ fn replace_hint(name: &str, replacing: u64, filesystem_full: bool, location: &Lo
         return String::new();
     }
     if filesystem_full && on_a_server(location) {
-        // A delete frees its chunks within a second, unless a read of them
-        // is on its way (brain-redis, scripts.rs).
+        // A delete frees its chunks within a second, or a minute later when
+        // a read of them is on its way (brain-redis, scripts.rs).
         return format!(
-            "; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place (its memory comes back within a second, or, while another process is still reading it, when that read ends)"
+            "; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place (its memory comes back within a second, or a minute later if another process was reading it)"
         );
     }
     format!("; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place")
@@ -595,7 +595,7 @@ fn full_hint(filesystem_full: bool, location: &Location) -> &'static str {
             "; the filesystem itself ran out of space: free memory on it, or give it more (in Docker, --shm-size for /dev/shm)"
         }
         (true, true) => {
-            "; the server reached its memory limit (maxmemory): delete objects or namespaces (their memory comes back within a second, or when another process's read of them ends), or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
+            "; the server reached its memory limit (maxmemory): delete objects or namespaces (their memory comes back within a second, or a minute later for those another process was reading), or give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory)"
         }
     }
 }
