@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from _helpers import new_store_url, remove_store
 from brain import Brain, _brain, _frames
 from brain.exceptions import (
+    BrainCodecError,
     BrainColumnNotExistError,
     BrainError,
     BrainNameNotExistError,
@@ -190,6 +191,23 @@ def test_rows_whose_columns_pyarrow_cannot_type_append_as_pandas_concatenates(br
         brain.append("f", rows)
         expected = pd.concat([expected, rows], ignore_index=True)
         pd.testing.assert_frame_equal(brain["f"], expected)
+
+
+def test_rows_of_a_frame_arrow_cannot_hold_append_by_writing_it_whole(brain: Brain) -> None:
+    """A frame with a column of dicts and lists is pickled, not a table: an
+    append of more such rows, to a new name and then again, writes the
+    whole frame with them (the index counting on), as pd.concat would."""
+    rows = pd.DataFrame({"a": [1, 2], "o": [{"x": 1}, [1, 2]]})
+    brain.append("f", rows)
+    brain.append("f", rows)
+    brain.append("f", rows.set_axis([10, 11]))
+    expected = pd.concat([pd.concat([rows, rows], ignore_index=True), rows.set_axis([10, 11])])
+    pd.testing.assert_frame_equal(brain["f"], expected)
+    with pytest.raises(BrainCodecError, match="columns in order"):
+        brain.append("f", rows.rename(columns={"o": "p"}))
+    with pytest.raises(TypeError, match="stored as pickle5, not as a table"):
+        brain.append("f", pa.table({"a": [1]}))
+    pd.testing.assert_frame_equal(brain["f"], expected)
 
 
 def test_record_batches_stream_into_a_new_name_and_other_values_are_refused(brain: Brain) -> None:

@@ -848,7 +848,9 @@ class Brain(MutableMapping[str, Any]):
         as it is.
 
         A frame appended to many times is read as many pieces: ``compact``
-        joins them again.
+        joins them again. A pandas frame that was pickled (a column Arrow
+        cannot hold, such as dicts or mixed objects) takes rows of a pandas
+        frame of the same columns by being written whole again.
         """
         _frames.append(self.store, self.namespace, _check_name(name), rows)
 

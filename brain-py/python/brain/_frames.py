@@ -26,7 +26,7 @@ from typing import Any
 
 from . import _brain, _codecs
 from ._codecs import KIND_KEY, PANDAS_DTYPES_KEY, _module
-from .exceptions import BrainNameNotExistError, BrainUnsupportedObjectError
+from .exceptions import BrainCodecError, BrainNameNotExistError, BrainUnsupportedObjectError
 
 # Tables written whole at least this large are stored in parts from the
 # start, so that their first change writes only what changes. A smaller
@@ -499,6 +499,10 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
                 )
             _codecs.encode(store, namespace, name, rows, None, write_table)
             return
+        joined = _joined_with_pickled_frame(store, namespace, name, rows)
+        if joined is not None:
+            _codecs.encode(store, namespace, name, joined, None, write_table)
+            return
         stored = _Stored(store, namespace, name)
         metadata = None
         pa = _pa()
@@ -520,6 +524,29 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
             table = rows
         table = _typed_as_stored(pa, table, stored.schema)
         _publish(store, namespace, name, "append", stored.codec, _codecs._with_metadata(table, None), metadata)
+
+
+def _joined_with_pickled_frame(store: Any, namespace: str, name: str, rows: Any) -> Any:
+    """The stored pandas frame and ``rows`` as one frame, when the stored
+    one was pickled (a column Arrow cannot hold: dicts, mixed objects), so
+    the rows can only be appended by writing the whole frame again; None
+    for any other stored object. The index counts on as ``append``'s does."""
+    pd = _module("pandas")
+    if pd is None or not isinstance(rows, pd.DataFrame):
+        return None
+    obj = store.get(namespace, name, current=True)
+    if obj is None or obj.codec != "pickle5":
+        return None
+    frame = _codecs.decode(obj)
+    if not isinstance(frame, pd.DataFrame):
+        return None
+    if list(frame.columns) != list(rows.columns):
+        raise BrainCodecError(
+            f"cannot append to frame {name!r} in namespace {namespace!r}: rows to append must have the "
+            f"frame's columns in order: the frame has {list(frame.columns)!r}, the rows {list(rows.columns)!r}"
+        )
+    counting = isinstance(frame.index, pd.RangeIndex) and isinstance(rows.index, pd.RangeIndex)
+    return pd.concat([frame, rows], ignore_index=counting)
 
 
 def _typed_as_stored(pa: Any, table: Any, schema: Any) -> Any:
