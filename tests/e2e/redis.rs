@@ -313,48 +313,23 @@ fn a_write_after_the_servers_scripts_were_flushed_publishes() -> Result<()> {
     Ok(())
 }
 
-/// A TCP proxy to the server on `port`. While `losses` is above zero (each
-/// loss takes one off), it forwards a request that holds `EVALSHA`, lets
-/// the server run it, and closes the client's connection without
-/// forwarding the reply: the reply of a call that ran is lost, and
-/// `meanwhile` runs before the client learns it. Returns the proxy's port.
-fn reply_losing_proxy(
-    port: u16,
-    losses: Arc<AtomicU64>,
-    meanwhile: Arc<dyn Fn() + Send + Sync>,
-) -> Result<u16> {
+/// What a test proxy does with the bytes of one read, in one direction
+/// (`true`: to the server), before passing them on: it may wait, and
+/// returns whether to pass them on (`false` closes the connection).
+type Hook = Arc<dyn Fn(bool, &[u8]) -> bool + Send + Sync>;
+
+/// A TCP proxy to the server on `port`, each connection with its own hook
+/// from `hook_for_connection`. Returns the proxy's port.
+fn proxy(port: u16, hook_for_connection: impl Fn() -> Hook + Send + 'static) -> Result<u16> {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let proxy_port = listener.local_addr()?.port();
-    // `losses` on the way to the server; the way back stops at `cut`.
-    let pump = move |mut from: TcpStream,
-                     mut to: TcpStream,
-                     cut: Arc<AtomicBool>,
-                     losses: Option<Arc<AtomicU64>>,
-                     meanwhile: Arc<dyn Fn() + Send + Sync>| {
+    let pump = |mut from: TcpStream, mut to: TcpStream, up: bool, hook: Hook| {
         let mut buffer = vec![0u8; 64 << 10];
         while let Ok(n @ 1..) = from.read(&mut buffer) {
-            let bytes = &buffer[..n];
-            let losing = losses.as_ref().is_some_and(|losses| {
-                bytes.windows(7).any(|w| w == b"EVALSHA")
-                    && losses
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok()
-            });
-            if losing {
-                cut.store(true, Ordering::SeqCst);
-            }
-            if losses.is_none() && cut.load(Ordering::SeqCst) {
-                meanwhile();
+            if !hook(up, &buffer[..n]) || to.write_all(&buffer[..n]).is_err() {
                 break;
-            }
-            if to.write_all(bytes).is_err() {
-                break;
-            }
-            if losing {
-                // The way back closes both when the reply comes.
-                return;
             }
         }
         let _ = from.shutdown(Shutdown::Both);
@@ -366,17 +341,49 @@ fn reply_losing_proxy(
             let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
                 return;
             };
-            let cut = Arc::new(AtomicBool::new(false));
             let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
                 return;
             };
-            let (up_cut, losses) = (cut.clone(), losses.clone());
-            let (up_meanwhile, meanwhile) = (meanwhile.clone(), meanwhile.clone());
-            std::thread::spawn(move || pump(client, server, up_cut, Some(losses), up_meanwhile));
-            std::thread::spawn(move || pump(server2, client2, cut, None, meanwhile));
+            let hook = hook_for_connection();
+            let down_hook = hook.clone();
+            std::thread::spawn(move || pump(client, server, true, hook));
+            std::thread::spawn(move || pump(server2, client2, false, down_hook));
         }
     });
     Ok(proxy_port)
+}
+
+/// A TCP proxy to the server on `port`. While `losses` is above zero (each
+/// loss takes one off), it forwards a request that holds `EVALSHA`, lets
+/// the server run it, and closes the client's connection without
+/// forwarding the reply: the reply of a call that ran is lost, and
+/// `meanwhile` runs before the client learns it. Returns the proxy's port.
+fn reply_losing_proxy(
+    port: u16,
+    losses: Arc<AtomicU64>,
+    meanwhile: Arc<dyn Fn() + Send + Sync>,
+) -> Result<u16> {
+    proxy(port, move || -> Hook {
+        let cut = AtomicBool::new(false);
+        let (losses, meanwhile) = (losses.clone(), meanwhile.clone());
+        Arc::new(move |up, bytes| {
+            if !up {
+                if cut.load(Ordering::SeqCst) {
+                    meanwhile();
+                    return false;
+                }
+                return true;
+            }
+            if bytes.windows(7).any(|w| w == b"EVALSHA")
+                && losses
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                cut.store(true, Ordering::SeqCst);
+            }
+            true
+        })
+    })
 }
 
 /// A write whose publish ran but whose reply was lost (the connection
@@ -431,38 +438,15 @@ fn a_write_whose_reply_was_lost_is_sent_again_and_its_chunks_stay() -> Result<()
 /// A proxy to the server on `port` whose large replies (chunks: a read of
 /// more than 4 KiB from the server) wait while `paused`.
 fn pausing_proxy(port: u16, paused: Arc<AtomicBool>) -> Result<u16> {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let proxy_port = listener.local_addr()?.port();
-    let pump = |mut from: TcpStream, mut to: TcpStream, paused: Option<Arc<AtomicBool>>| {
-        let mut buffer = vec![0u8; 64 << 10];
-        while let Ok(n @ 1..) = from.read(&mut buffer) {
-            while n > 4096 && paused.as_ref().is_some_and(|p| p.load(Ordering::SeqCst)) {
+    proxy(port, move || -> Hook {
+        let paused = paused.clone();
+        Arc::new(move |up, bytes| {
+            while !up && bytes.len() > 4096 && paused.load(Ordering::SeqCst) {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            if to.write_all(&buffer[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
-    };
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
-                return;
-            };
-            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
-                return;
-            };
-            let paused = paused.clone();
-            std::thread::spawn(move || pump(client, server, None));
-            std::thread::spawn(move || pump(server2, client2, Some(paused)));
-        }
-    });
-    Ok(proxy_port)
+            true
+        })
+    })
 }
 
 /// A replaced or deleted version that no one is fetching leaves the
@@ -552,37 +536,14 @@ fn a_fetch_in_progress_keeps_the_version_it_reads() -> Result<()> {
 /// A proxy to the server on `port` that holds each request holding
 /// `needle` for `delay` before passing it on.
 fn delaying_proxy(port: u16, needle: &'static [u8], delay: std::time::Duration) -> Result<u16> {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let proxy_port = listener.local_addr()?.port();
-    let pump = move |mut from: TcpStream, mut to: TcpStream, up: bool| {
-        let mut buffer = vec![0u8; 64 << 10];
-        while let Ok(n @ 1..) = from.read(&mut buffer) {
-            if up && buffer[..n].windows(needle.len()).any(|w| w == needle) {
+    proxy(port, move || -> Hook {
+        Arc::new(move |up, bytes| {
+            if up && bytes.windows(needle.len()).any(|w| w == needle) {
                 std::thread::sleep(delay);
             }
-            if to.write_all(&buffer[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
-    };
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
-                return;
-            };
-            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
-                return;
-            };
-            std::thread::spawn(move || pump(client, server, true));
-            std::thread::spawn(move || pump(server2, client2, false));
-        }
-    });
-    Ok(proxy_port)
+            true
+        })
+    })
 }
 
 /// `fsck` beside a writer that replaces a name again and again, its check
@@ -631,6 +592,77 @@ fn fsck_beside_a_replacing_writer_reports_nothing_lost() -> Result<()> {
         );
     }
     anyhow::ensure!(*store.get("ns", "v")?.context("the object")? == value[..]);
+    Ok(())
+}
+
+/// A write whose publish ran and whose reply was lost, with another
+/// writer's publish or delete of the same name before the call is sent
+/// again: the call run again reports the write done and leaves the other
+/// writer's value, or no value (it came after), whether or not the write
+/// expected a version.
+#[test]
+fn a_publish_sent_again_after_another_writers_leaves_theirs() -> Result<()> {
+    use brain_core::Payload;
+    let server = RedisServer::start()?;
+    let direct_url = fresh(&server.url());
+    let other = Arc::new(uncached(&direct_url)?);
+    let losses = Arc::new(AtomicU64::new(0));
+    let turn = Arc::new(AtomicU64::new(0));
+    let meanwhile: Arc<dyn Fn() + Send + Sync> = {
+        let (other, turn) = (other.clone(), turn.clone());
+        Arc::new(move || {
+            let n = turn.fetch_add(1, Ordering::SeqCst);
+            if n == 2 {
+                other.delete("ns", "v").expect("the other writer's delete");
+                return;
+            }
+            let value = format!("theirs {n}");
+            other
+                .put("ns", "v", &Payload::bytes(value.as_bytes()))
+                .expect("the other writer's put");
+        })
+    };
+    let proxy = reply_losing_proxy(server.port(), losses.clone(), meanwhile)?;
+    // The same prefix, through the proxy.
+    let query = direct_url.rsplit_once('/').map_or("", |(_, query)| query);
+    let store = uncached(&format!("redis://127.0.0.1:{proxy}/{query}"))?;
+    store.put("ns", "v", &Payload::bytes(b"first"))?;
+    for (round, big) in [(0u64, false), (1, true), (2, true)] {
+        let ours: Vec<u8> = match big {
+            false => b"ours".to_vec(),
+            true => (0..(1 << 20) + 9).map(|i| (i % 241) as u8).collect(),
+        };
+        // Expecting the current version in round 1, no version otherwise.
+        let expected = store.version("ns", "v")?;
+        losses.store(1, Ordering::SeqCst);
+        match round {
+            0 | 2 => {
+                store.put("ns", "v", &Payload::bytes(&ours))?;
+            }
+            _ => {
+                let written =
+                    store.put_if_version("ns", "v", &Payload::bytes(&ours), expected.as_deref())?;
+                anyhow::ensure!(
+                    written.is_some(),
+                    "the write reported a conflict with a later one"
+                );
+            }
+        }
+        anyhow::ensure!(losses.load(Ordering::SeqCst) == 0, "no reply was lost");
+        if round == 2 {
+            anyhow::ensure!(
+                other.get("ns", "v")?.is_none(),
+                "the write sent again brought back a name deleted after it"
+            );
+            continue;
+        }
+        let now = other.get("ns", "v")?.context("the value")?;
+        anyhow::ensure!(
+            *now == *format!("theirs {round}").as_bytes(),
+            "the write sent again put back its value over a later one: {:?}",
+            String::from_utf8_lossy(&now[..now.len().min(16)])
+        );
+    }
     Ok(())
 }
 
