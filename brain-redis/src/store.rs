@@ -1105,7 +1105,7 @@ impl RedisStore {
                 .collect();
             let with_lease: Vec<redis::Cmd> =
                 before.iter().chain(&gets).chain(&after).cloned().collect();
-            let leased = before.len()..before.len() + gets.len();
+            let gets_at = before.len()..before.len() + gets.len();
             // Through the pool's `run`: a connection closed while idle, or a
             // slot moved meanwhile, and the batch is asked for again (the
             // lease's commands may run twice: they change nothing then).
@@ -1120,7 +1120,7 @@ impl RedisStore {
                         let failures = err.clone().into_server_errors();
                         let lease_only = failures.as_ref().is_some_and(|failures| {
                             !failures.is_empty()
-                                && failures.iter().all(|(i, _)| !leased.contains(i))
+                                && failures.iter().all(|(i, _)| !gets_at.contains(i))
                         });
                         if !lease_only {
                             return Err(err);
