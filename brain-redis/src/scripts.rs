@@ -39,6 +39,21 @@ end
     };
 }
 
+/// Gives back a fetch's lease on a version it read whole (store.rs,
+/// `Lease`), and when it was the last fetch of a version replaced or
+/// deleted meanwhile, lets the version's chunks go within a second instead
+/// of the rest of their grace (`retire!`). Sent as `EVAL`, whose body a
+/// server never lacks (`EVALSHA` may meet a server that lost its scripts,
+/// and a cluster pipeline does not route it).
+///
+/// `KEYS`: the version's set of fetches in progress, the name's pointer.
+/// `ARGV`: the fetch's token, the version, its chunk count, the prefix of
+/// its chunk keys (`Keys::chunk_prefix` and the version and `:`). Returns 1.
+pub(crate) const RELEASE: &str = "redis.call('SREM', KEYS[1], ARGV[1]) \
+if redis.call('SCARD', KEYS[1]) == 0 and redis.call('HGET', KEYS[2], 'v') ~= ARGV[2] then \
+for i = 0, tonumber(ARGV[3]) - 1 do local k = ARGV[4] .. i \
+if redis.call('PTTL', k) > 1000 then redis.call('PEXPIRE', k, 1000) end end end return 1";
+
 /// Publishes a version (or checks that it can be published).
 ///
 /// `KEYS`: pointer, lock, and on a single server also the usage counter,

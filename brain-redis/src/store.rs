@@ -86,6 +86,12 @@ pub(crate) struct Lease {
     ttl_ms: u64,
     /// Still asked for (the server has refused none of its commands).
     on: std::cell::Cell<bool>,
+    /// What a release that lets a replaced version go needs: the name's
+    /// pointer key, the version, its chunk count and chunk key prefix.
+    pointer_key: String,
+    version: String,
+    chunks: u64,
+    chunk_prefix: String,
 }
 
 impl Lease {
@@ -95,7 +101,38 @@ impl Lease {
             token: new_version(),
             ttl_ms: grace_ms(pointer.len),
             on: std::cell::Cell::new(!inner.leases_refused.load(Ordering::Relaxed)),
+            pointer_key: inner.keys.pointer(key),
+            version: pointer.version.clone(),
+            chunks: pointer.chunks,
+            chunk_prefix: format!("{}{}:", inner.keys.chunk_prefix(key), pointer.version),
         }
+    }
+
+    /// The command that gives the lease back. A fetch of one batch (up to
+    /// `BATCH_BYTES`) sends `SREM`, and a version replaced while it read
+    /// stays the rest of its grace; a longer one sends
+    /// [`scripts::RELEASE`], which lets such a version go within a second
+    /// of the last fetch's end. The script costs the server about 10 µs
+    /// more (on a raw socket, a 1 MiB `GET` alone took 271 and 297 µs, with
+    /// `SADD` and `SREM` 274 and 299 µs, with `SADD` and the script 285
+    /// and 311 µs), which only a fetch of several batches makes small.
+    fn give_back(&self, several_batches: bool) -> redis::Cmd {
+        if !several_batches {
+            let mut remove = redis::cmd("SREM");
+            remove.arg(&self.readers).arg(&self.token);
+            return remove;
+        }
+        let mut release = redis::cmd("EVAL");
+        release
+            .arg(scripts::RELEASE)
+            .arg(2)
+            .arg(&self.readers)
+            .arg(&self.pointer_key)
+            .arg(&self.token)
+            .arg(&self.version)
+            .arg(self.chunks)
+            .arg(&self.chunk_prefix);
+        release
     }
 
     /// The commands sent with the batch of chunks `batch` of a version of
@@ -121,9 +158,7 @@ impl Lease {
         before.push(expire);
         let mut after = Vec::new();
         if batch.end == chunks {
-            let mut remove = redis::cmd("SREM");
-            remove.arg(&self.readers).arg(&self.token);
-            after.push(remove);
+            after.push(self.give_back(batch.start > 0));
         }
         (before, after)
     }
