@@ -139,6 +139,34 @@ impl HostCache {
         cache_namespace(&self.server, namespace)
     }
 
+    /// Drops this host's copy of `name` (the server has it no more): a copy
+    /// no read would use again otherwise stays until the cache is full.
+    /// Processes that map it keep their views. Returns its stored size.
+    pub(crate) fn drop_copy(&self, namespace: &str, name: &str) -> u64 {
+        let cache_ns = self.namespace(namespace);
+        let size = match self.store.metadata(&cache_ns, name) {
+            Ok(Some(meta)) => meta.stored_size,
+            _ => return 0,
+        };
+        match self.store.delete(&cache_ns, name) {
+            Ok(true) => size,
+            _ => 0,
+        }
+    }
+
+    /// The host's copies of the server's namespace `namespace`: each name
+    /// and the version it holds.
+    pub(crate) fn copies(&self, namespace: &str) -> Result<Vec<(String, String)>> {
+        match self.store.list(&self.namespace(namespace)) {
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .map(|meta| (meta.name, meta.description))
+                .collect()),
+            Err(Error::NamespaceNotFound { .. }) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Bytes the cache's copies take.
     pub(crate) fn used(&self) -> u64 {
         let Ok(stats) = self.store.namespace_stats() else {

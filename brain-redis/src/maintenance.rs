@@ -65,6 +65,23 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
         report.stray_objects += chunks;
         report.bytes_freed += bytes;
     }
+    // This host's copies of names the server has no more, or of versions it
+    // no longer holds (deleted or replaced on another host, a server
+    // flushed or restarted empty): no read would use them again.
+    if let Some(cache) = &store.inner.cache {
+        for namespace in store.namespaces()? {
+            for (name, version) in cache.copies(&namespace)? {
+                let key = ObjectKey::new(&namespace, &name);
+                if current.get(&key) != Some(&version) {
+                    let freed = cache.drop_copy(&namespace, &name);
+                    if freed > 0 {
+                        report.stray_objects += 1;
+                        report.bytes_freed += freed;
+                    }
+                }
+            }
+        }
+    }
     // Catalogs: entries whose pointer is gone (a writer that died before
     // publishing, a delete cut short), and pointers missing from them.
     for namespace in store.namespaces()? {

@@ -1341,6 +1341,9 @@ impl RedisStore {
             };
             let Some(pointer) = self.read_pointer(namespace, name, key)? else {
                 self.inner.tracker.forget(&self.inner, key);
+                if let Some(cache) = &self.inner.cache {
+                    cache.drop_copy(namespace, name);
+                }
                 return Ok(None);
             };
             if cached {
@@ -1430,6 +1433,11 @@ impl RedisStore {
             .arg(keys.readers_prefix(key));
         let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
         self.inner.tracker.forget_everywhere(&self.inner, key);
+        if let (Some(cache), Some("OK" | "NONE")) =
+            (&self.inner.cache, reply.first().map(word).as_deref())
+        {
+            cache.drop_copy(namespace, name);
+        }
         match reply.first().map(word).as_deref() {
             Some("OK") => {
                 let old = reply.get(1).map_or(0, int);

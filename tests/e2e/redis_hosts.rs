@@ -778,6 +778,59 @@ fn an_evicting_server_gives_object_lost_not_garbage() -> Result<()> {
     bail!("the server never evicted part of the victim")
 }
 
+/// The names of the copies in a host's cache.
+fn cached_names(host: &HostDir) -> Result<Vec<String>> {
+    let local = brain::Store::builder().path(host.cache()).open()?;
+    Ok(local
+        .namespaces()?
+        .into_iter()
+        .filter(|ns| brain::is_host_cache_namespace(ns))
+        .map(|ns| local.names(&ns))
+        .collect::<brain::Result<Vec<_>>>()?
+        .concat())
+}
+
+/// A host's copy of a name the server has no more goes: when this host
+/// deletes it, when a read of it finds it gone, and for names no read asks
+/// for again, when `gc` runs.
+#[test]
+fn copies_of_names_the_server_lost_leave_the_host_cache() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&consistency=strict", fresh(&server.url()));
+    let (a, b) = (HostDir::new()?, HostDir::new()?);
+    let (on_a, on_b) = (open(&url, &a)?, open(&url, &b)?);
+    for (i, name) in ["x", "y", "z"].into_iter().enumerate() {
+        on_a.put("ns", name, &Payload::bytes(&make_value(i as u64, 1 << 20)))?;
+        ensure!(on_a.get("ns", name)?.is_some() && on_b.get("ns", name)?.is_some());
+    }
+    ensure!(cached_names(&a)?.len() == 3 && cached_names(&b)?.len() == 3);
+    // Deleted on host a: a's copy goes with it.
+    ensure!(on_a.delete("ns", "x")?);
+    ensure!(
+        !cached_names(&a)?.contains(&"x".to_string()),
+        "{:?}",
+        cached_names(&a)?
+    );
+    // Host b reads it and finds it gone: b's copy goes.
+    ensure!(on_b.get("ns", "x")?.is_none());
+    ensure!(
+        !cached_names(&b)?.contains(&"x".to_string()),
+        "{:?}",
+        cached_names(&b)?
+    );
+    // Deleted, and replaced, behind host b's back: its gc drops both copies.
+    ensure!(on_a.delete("ns", "y")?);
+    on_a.put("ns", "z", &Payload::bytes(&make_value(9, 1 << 20)))?;
+    let report = on_b.gc()?;
+    ensure!(
+        report.stray_objects == 2 && report.bytes_freed > 2 << 20,
+        "{report:?}"
+    );
+    ensure!(cached_names(&b)?.is_empty(), "{:?}", cached_names(&b)?);
+    ensure!(check_value(&on_b.get("ns", "z")?.ok_or_else(|| anyhow!("z"))?) == Ok(9));
+    Ok(())
+}
+
 #[test]
 fn a_full_cache_drops_its_oldest_copies_and_nothing_of_the_users() -> Result<()> {
     const MIB: usize = 1 << 20;
