@@ -75,9 +75,17 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; some of the cluster's slots have no node serving them (a node down, a failover under way): try again once the cluster is whole"
     } else if err.is_cluster_error() {
         "; the cluster's slots are moving (a resharding under way, or a failover), and still were when the call was tried again over a few seconds: try again once the cluster is stable"
+    } else if err.is_timeout()
+        && op == "open"
+        && matches!(location, Location::Url(url) if url.starts_with("rediss"))
+    {
+        // A server without TLS reads the handshake as a command that has
+        // not ended, and says nothing.
+        "; the server did not answer the TLS handshake in time: does it serve TLS on that port? (a server without TLS is opened with redis://)"
     } else if err.is_timeout() {
         "; the server did not answer in time: is it overloaded, or paused?"
     } else if (err.is_connection_dropped() || err.is_io_error())
+        && !err.is_connection_refusal()
         && matches!(
             op,
             "write a chunk to" | "write the last chunks and publish an object in"

@@ -2442,4 +2442,30 @@ mod tests {
             assert!(!lasting.is_server_away(), "{lasting}");
         }
     }
+
+    #[test]
+    fn hints_fit_the_failure() {
+        let location = Location::Url("redis://h:1".into());
+        // A server that is not there: nothing about the chunks' size, which
+        // a connection closed mid-write may mean.
+        let refused: redis::RedisError = io::Error::from(io::ErrorKind::ConnectionRefused).into();
+        let text = redis_error("write a chunk to", &location, &refused).to_string();
+        assert!(
+            text.contains("is the server running") && !text.contains("proto-max-bulk-len"),
+            "{text}"
+        );
+        let reset: redis::RedisError = io::Error::from(io::ErrorKind::ConnectionReset).into();
+        let text = redis_error("write a chunk to", &location, &reset).to_string();
+        assert!(text.contains("proto-max-bulk-len"), "{text}");
+        // A TLS URL on a server that does not answer the handshake.
+        let silent: redis::RedisError = io::Error::from(io::ErrorKind::WouldBlock).into();
+        let tls = Location::Url("rediss://h:1".into());
+        let text = redis_error("open", &tls, &silent).to_string();
+        assert!(
+            text.contains("TLS handshake") && text.contains("redis://"),
+            "{text}"
+        );
+        let text = redis_error("open", &location, &silent).to_string();
+        assert!(!text.contains("TLS"), "{text}");
+    }
 }

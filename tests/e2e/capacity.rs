@@ -514,6 +514,17 @@ fn a_replace_refused_for_room_says_it_needs_both_copies() -> Result<()> {
     // A new name refused for room does not speak of replacing.
     let err = ns.set("other", &make_value(3, 10 * MIB)).unwrap_err();
     ensure!(!err.to_string().contains("both copies"), "{err}");
+    // An object larger than the whole capacity: no delete would help, and
+    // the message says so instead of advising one.
+    let err = ns.set("frame", &make_value(4, 20 * MIB)).unwrap_err();
+    let text = err.to_string();
+    ensure!(
+        text.contains("larger than the store's capacity")
+            && !text.contains("delete it first")
+            && !text.contains("delete objects"),
+        "{text}"
+    );
+    ensure!(seed_in(&ns.get("frame")?.expect("kept"))? == 2);
     Ok(())
 }
 

@@ -218,13 +218,13 @@ pub enum Error {
     /// The store (its capacity, or the filesystem under it) has no room for the object.
     #[error(
         "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{replace}{held}{hint}",
-        replace = replace_hint(name, *.replacing, *.filesystem_full, location),
+        replace = if never_fits(*.needed, *.capacity) { String::new() } else { replace_hint(name, *.replacing, *.filesystem_full, location) },
         held = if *.held > 0 {
             format!("; {held} bytes of the filesystem are deleted or replaced objects that processes still map (pids {pids}): they are freed when those processes drop their views or exit", held = .held, pids = .holders)
         } else {
             String::new()
         },
-        hint = full_hint(*.filesystem_full, location)
+        hint = if never_fits(*.needed, *.capacity) { never_fits_hint(*.filesystem_full, location) } else { full_hint(*.filesystem_full, location) }
     )]
     StoreFull {
         /// The namespace written to.
@@ -583,6 +583,27 @@ fn replace_hint(name: &str, replacing: u64, filesystem_full: bool, location: &Lo
         );
     }
     format!("; replacing {name:?} needs room for both copies until the new one is published (the old one takes {replacing} bytes): delete it first to write the new one in its place")
+}
+
+/// Whether an object of `needed` bytes is larger than the whole of a
+/// `capacity` (0: not known), so that no delete can make room for it.
+fn never_fits(needed: u64, capacity: u64) -> bool {
+    capacity > 0 && needed > capacity
+}
+
+/// What to do about an object larger than the whole store, or the server.
+fn never_fits_hint(filesystem_full: bool, location: &Location) -> &'static str {
+    match (filesystem_full, on_a_server(location)) {
+        (false, _) => {
+            "; the object alone is larger than the store's capacity, so no delete makes room for it: raise the capacity (`brain capacity SIZE`, StoreBuilder::capacity), or store it in smaller pieces"
+        }
+        (true, false) => {
+            "; the object alone is larger than the filesystem, so no delete makes room for it: give the filesystem more room (in Docker, --shm-size for /dev/shm), or store it in smaller pieces"
+        }
+        (true, true) => {
+            "; the object alone is larger than the server's memory limit (maxmemory), so no delete makes room for it: give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory), or store it in smaller pieces"
+        }
+    }
 }
 
 /// What to do about a full store: make room in the store, or under it.
