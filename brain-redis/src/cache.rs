@@ -250,6 +250,11 @@ impl HostCache {
                 .writer(cache_ns, name, Codec::Raw, version, Some(len))
             {
                 Ok(writer) => return Some(Ok(writer)),
+                // Larger than the whole cache: dropping the other copies
+                // would not make room for it.
+                Err(Error::StoreFull {
+                    needed, capacity, ..
+                }) if capacity > 0 && needed > capacity => return None,
                 Err(Error::StoreFull { .. }) if attempt == 0 => {
                     if self.evict(len).is_err() {
                         return None;

@@ -898,6 +898,12 @@ fn a_full_cache_drops_its_oldest_copies_and_nothing_of_the_users() -> Result<()>
         local.get("redis-cache-sales", "q1")?.is_some() && local.get("docs", "d")?.is_some(),
         "an object larger than the cache deleted the user's objects"
     );
+    // Nor the other copies: no room made would have been enough.
+    ensure!(
+        cached_names(&host)?.contains(&"c".to_string()),
+        "an object larger than the cache dropped the copies: {:?}",
+        cached_names(&host)?
+    );
     Ok(())
 }
 
