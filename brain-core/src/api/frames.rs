@@ -1134,7 +1134,7 @@ fn applied<S: ObjectStore + ?Sized>(
                     namespace,
                     name,
                     format!(
-                        "rows to append must have the frame's columns and types in order: the frame has ({}), the rows ({})",
+                        "rows to append must have the frame's columns and types in order: the frame has ({}), the rows ({}); rename or cast the rows to match (pandas: rows.astype(frame.dtypes), polars: rows.cast(frame.schema))",
                         show(&frame.schema),
                         show(&schema)
                     ),
