@@ -1896,7 +1896,7 @@ impl RedisWriter {
         // a writer dropped unpublished deletes what it counts.
         self.chunks += pieces.len() as u64;
         self.broken = sent_all.is_err();
-        sent_all?;
+        sent_all.map_err(|err| self.refused_for_room(err))?;
         // The buffer keeps its allocation for the next batch.
         self.buffer.clear();
         if self.last_refresh.elapsed() > PENDING_TTL / 3 {
@@ -2040,15 +2040,15 @@ impl WriteObject for RedisWriter {
         if may_be_published {
             self.chunks = 0;
         }
-        result
+        result.map_err(|err| self.refused_for_room(err))
     }
 }
 
-impl Drop for RedisWriter {
-    fn drop(&mut self) {
-        self.store.release(std::mem::take(&mut self.reserved));
+impl RedisWriter {
+    /// Deletes the chunks this writer stored and did not publish (they
+    /// would expire anyway).
+    fn discard_chunks(&mut self) {
         if self.chunks > 0 {
-            // Unpublished chunks would expire anyway; remove them now.
             let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
             let _ = self.store.inner.pool.run(|c| {
                 for key in &keys {
@@ -2056,7 +2056,51 @@ impl Drop for RedisWriter {
                 }
                 Ok(())
             });
+            self.chunks = 0;
         }
+    }
+
+    /// `err`, and when it is a server out of memory, first deletes the
+    /// chunks this write stored, then reads the server's memory again: the
+    /// figure the error gives is then what the server holds without them.
+    fn refused_for_room(&mut self, err: Error) -> Error {
+        match err {
+            Error::StoreFull {
+                filesystem_full: true,
+                namespace,
+                name,
+                needed,
+                used,
+                capacity,
+                location,
+                replacing,
+                held,
+                holders,
+            } => {
+                self.discard_chunks();
+                let used = self.store.fullest_server().map_or(used, |(used, _)| used);
+                Error::StoreFull {
+                    filesystem_full: true,
+                    namespace,
+                    name,
+                    needed,
+                    used,
+                    capacity,
+                    location,
+                    replacing,
+                    held,
+                    holders,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for RedisWriter {
+    fn drop(&mut self) {
+        self.store.release(std::mem::take(&mut self.reserved));
+        self.discard_chunks();
     }
 }
 

@@ -246,6 +246,20 @@ fn a_server_out_of_memory_is_a_full_store() -> Result<()> {
         ),
         "{err:?}"
     );
+    // The memory it gives is the server's without the write's own chunks,
+    // which are deleted: about what the server holds now.
+    let info: String = server.cmd(&["INFO", "memory"])?;
+    let now: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("used_memory")?;
+    if let brain_core::Error::StoreFull { used, .. } = &err {
+        anyhow::ensure!(
+            *used < now + (1 << 20),
+            "the error says {used} bytes used, the server holds {now}"
+        );
+    }
     // It would fit alone: the message says so, and how.
     let text = err.to_string();
     anyhow::ensure!(
