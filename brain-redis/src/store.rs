@@ -2063,37 +2063,19 @@ impl RedisWriter {
     /// `err`, and when it is a server out of memory, first deletes the
     /// chunks this write stored, then reads the server's memory again: the
     /// figure the error gives is then what the server holds without them.
-    fn refused_for_room(&mut self, err: Error) -> Error {
-        match err {
-            Error::StoreFull {
-                filesystem_full: true,
-                namespace,
-                name,
-                needed,
-                used,
-                capacity,
-                location,
-                replacing,
-                held,
-                holders,
-            } => {
-                self.discard_chunks();
-                let used = self.store.fullest_server().map_or(used, |(used, _)| used);
-                Error::StoreFull {
-                    filesystem_full: true,
-                    namespace,
-                    name,
-                    needed,
-                    used,
-                    capacity,
-                    location,
-                    replacing,
-                    held,
-                    holders,
-                }
+    fn refused_for_room(&mut self, mut err: Error) -> Error {
+        if let Error::StoreFull {
+            filesystem_full: true,
+            used,
+            ..
+        } = &mut err
+        {
+            self.discard_chunks();
+            if let Some((now, _)) = self.store.fullest_server() {
+                *used = now;
             }
-            other => other,
         }
+        err
     }
 }
 
