@@ -99,6 +99,14 @@ def test_default_store_is_brain_path(default_store: str, store_path: Path) -> No
     assert Brain(url=default_store)["x"] == 1
 
 
+def test_signatures_show_arguments_not_given_as_such() -> None:
+    # help(Brain.update) used to show `<object object at 0x...>` for them.
+    import inspect
+
+    shown = str(inspect.signature(Brain.update))
+    assert "object object" not in shown and "name: 'Any' = <not given>" in shown, shown
+
+
 def test_learn_recall_exists_forget(brain: Brain) -> None:
     assert not brain.exists("a")
     brain.learn("a", [1, 2, 3])

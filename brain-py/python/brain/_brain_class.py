@@ -29,7 +29,14 @@ from .exceptions import (
     BrainReservedNameError,
 )
 
-_MISSING = object()
+class _Missing:
+    """The default of an argument not given (``None`` is a value a user may give)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_MISSING: Any = _Missing()
 DEFAULT_NAMESPACE = "default"
 # Rows a Brain shows in a notebook or a terminal; the rest are counted.
 SHOWN_ROWS = 50
