@@ -598,7 +598,7 @@ fn never_fits_hint(filesystem_full: bool, location: &Location) -> &'static str {
             "; the object alone is larger than the store's capacity, so no delete makes room for it: raise the capacity (`brain capacity SIZE`, StoreBuilder::capacity), or store it in smaller pieces"
         }
         (true, false) => {
-            "; the object alone is larger than the filesystem, so no delete makes room for it: give the filesystem more room (in Docker, --shm-size for /dev/shm), or store it in smaller pieces"
+            "; the filesystem itself is smaller than the object, so no delete makes room for it: give the filesystem more room (in Docker, --shm-size for /dev/shm), or store it in smaller pieces"
         }
         (true, true) => {
             "; the object alone is larger than the server's memory limit (maxmemory), so no delete makes room for it: give the server more memory (maxmemory in its configuration, or CONFIG SET maxmemory), or store it in smaller pieces"
