@@ -68,8 +68,8 @@ pub fn advise(text: &mut String, rust: &str, python: &str) {
 }
 
 /// brain-core's advice for the shell or Rust in this error's message, and
-/// the same advice in Python calls.
-fn advice(err: &Error) -> Option<(String, String)> {
+/// the same advice in Python calls: each wording the error may carry.
+fn advice(err: &Error) -> Vec<(String, String)> {
     let (rust, python): (String, String) = match err {
         Error::NotFound { namespace, .. } => (
             format!("; list what exists with `brain ls {namespace}`"),
@@ -85,15 +85,26 @@ fn advice(err: &Error) -> Option<(String, String)> {
         Error::StoreFull {
             filesystem_full: false,
             ..
-        } => (
-            "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, \
-             StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
-                .into(),
-            "; delete objects or namespaces (del brain[name], brain.remove_namespace(namespace)), \
-             or raise the store's capacity (brain.set_capacity(\"4G\"), or Brain(capacity=\"4G\") \
-             when opening it); if the count looks wrong after a crash, brain.store.fsck() rebuilds it"
-                .into(),
-        ),
+        } => {
+            return vec![
+                (
+                    "; delete objects or namespaces, or raise the store's capacity (`brain capacity SIZE`, \
+                     StoreBuilder::capacity); if the count looks wrong after a crash, `brain fsck` rebuilds it"
+                        .into(),
+                    "; delete objects or namespaces (del brain[name], brain.remove_namespace(namespace)), \
+                     or raise the store's capacity (brain.set_capacity(\"4G\"), or Brain(capacity=\"4G\") \
+                     when opening it); if the count looks wrong after a crash, brain.store.fsck() rebuilds it"
+                        .into(),
+                ),
+                // An object larger than the whole capacity: no delete helps.
+                (
+                    "raise the capacity (`brain capacity SIZE`, StoreBuilder::capacity)".into(),
+                    "raise the capacity (brain.set_capacity(\"4G\"), or Brain(capacity=\"4G\") when \
+                     opening it)"
+                        .into(),
+                ),
+            ]
+        }
         Error::Corrupt { .. } => (
             "; delete the object (`brain rm`) and write it again, or run `brain fsck`".into(),
             "; delete the object (del brain[name]) and write it again, or check the whole store \
@@ -122,16 +133,16 @@ fn advice(err: &Error) -> Option<(String, String)> {
             "; use a path, shm://PATH, memory://NAME or a redis:// URL".into(),
             "; Brain(url=...) takes a path, shm://PATH, memory://NAME or a redis:// URL".into(),
         ),
-        _ => return None,
+        _ => return Vec::new(),
     };
-    Some((rust, python))
+    vec![(rust, python)]
 }
 
 /// The error's message for a Python user: brain-core's account of what
 /// happened, with its advice in Python calls and long names cut.
 pub fn python_message(err: &Error) -> String {
     let mut text = err.to_string();
-    if let Some((rust, python)) = advice(err) {
+    for (rust, python) in advice(err) {
         advise(&mut text, &rust, &python);
     }
     shorten(&text, names(err))

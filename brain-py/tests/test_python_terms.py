@@ -38,11 +38,21 @@ def python_terms(err: BaseException) -> str:
 
 def test_a_full_store_advises_python_calls(store_url: str) -> None:
     brain = Brain(url=store_url, capacity="1M")
+    brain["first"] = np.zeros(80_000)
+    with pytest.raises(BrainStoreFullError) as info:
+        brain["second"] = np.zeros(80_000)
+    message = python_terms(info.value)
+    assert "brain.set_capacity(" in message and "Brain(capacity=" in message, message
+    assert "del brain[name]" in message, message
+
+
+def test_an_object_larger_than_the_store_advises_python_calls(store_url: str) -> None:
+    brain = Brain(url=store_url, capacity="1M")
     with pytest.raises(BrainStoreFullError) as info:
         brain["big"] = np.zeros(1_000_000)
     message = python_terms(info.value)
     assert "brain.set_capacity(" in message and "Brain(capacity=" in message, message
-    assert "del brain[name]" in message, message
+    assert "no delete makes room" in message and "del brain[name]" not in message, message
 
 
 def test_restore_advises_python_arguments(brain: Brain, tmp_path: Path, new_store) -> None:
