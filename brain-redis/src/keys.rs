@@ -9,6 +9,7 @@
 //! P:c:{T}:<v>:<i>     chunk i of version v
 //! P:f:{T}:<v>         the fetches of version v in progress (a set of tokens)
 //! P:l:{T}             the name's lock
+//! P:s:{T}:<v>         version v's pointer, staged before its publish
 //! ```
 //!
 //! `P` is the prefix (`brain`). Every key of one object carries the hash
@@ -74,6 +75,16 @@ impl Keys {
     }
     pub(crate) fn readers(&self, key: ObjectKey, version: &str) -> String {
         format!("{}{version}", self.readers_prefix(key))
+    }
+    /// A whole pointer of version `version` (with its inline payload),
+    /// written before the publish that renames it onto the name's pointer
+    /// (scripts.rs, `PUBLISH`).
+    pub(crate) fn staged(&self, key: ObjectKey, version: &str) -> String {
+        format!("{}:s:{{{}}}:{version}", self.prefix, key.to_hex())
+    }
+    /// The pattern of every staged pointer.
+    pub(crate) fn staged_pattern(&self) -> String {
+        format!("{}:s:*", self.prefix)
     }
     pub(crate) fn lock(&self, key: ObjectKey) -> String {
         format!("{}:l:{{{}}}", self.prefix, key.to_hex())
@@ -202,10 +213,13 @@ pub(crate) struct NewVersion<'a> {
     pub(crate) created: SystemTime,
 }
 
+/// The names of the fields [`NewVersion::field_values`] gives values of.
+pub(crate) const VERSION_FIELDS: [&str; 8] = ["len", "n", "cs", "x", "c", "desc", "t", "ss"];
+
 impl NewVersion<'_> {
     /// The values of the pointer's fields other than `ns`, `name` and `v`
     /// (which the publish script has as arguments of their own), in the
-    /// order the script names them: `len n cs x c desc t ss`.
+    /// order the script names them: [`VERSION_FIELDS`].
     pub(crate) fn field_values(&self) -> [String; 8] {
         let created = self
             .created

@@ -4,10 +4,25 @@ use brain_core::{FsckReport, GcReport, ObjectKey, ObjectStore, Result};
 
 use crate::store::{all_pointers, corrupt, RedisStore};
 
+/// Every key of one server that matches `pattern`.
+fn keys_matching(conn: &mut redis::Connection, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(conn)?
+        .collect()
+}
+
 /// Chunk keys that no pointer references and that have no expiry (a
 /// publish persisted them and the pointer moved on without expiring them,
-/// or a script was cut short); catalog entries with no pointer; pointers
-/// missing from their catalog, put back.
+/// or a script was cut short); staged pointers with no expiry (a writer
+/// killed between a staged pointer's first field and its expiry);
+/// catalog entries with no pointer; pointers missing from their catalog,
+/// put back.
 pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
     let keys = &store.inner.keys;
     let pointers = all_pointers(store)?;
@@ -20,15 +35,7 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
     let mut report = GcReport::default();
     let removed = store
         .on_primaries(|conn| {
-            let found: Vec<String> = redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(&chunk_pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-                .iter(conn)?
-                .collect::<redis::RedisResult<Vec<String>>>()?;
+            let found = keys_matching(conn, &chunk_pattern)?;
             let mut removed = (0u64, 0u64);
             for chunk in found {
                 let Some(rest) = chunk.strip_prefix(&chunk_head) else {
@@ -63,6 +70,31 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
         .map_err(|e| store.err("collect garbage in", &e))?;
     for (chunks, bytes) in removed {
         report.stray_objects += chunks;
+        report.bytes_freed += bytes;
+    }
+    let staged_pattern = keys.staged_pattern();
+    let removed = store
+        .on_primaries(|conn| {
+            let found = keys_matching(conn, &staged_pattern)?;
+            let mut removed = (0u64, 0u64);
+            for staged in found {
+                let ttl: i64 = redis::cmd("PTTL").arg(&staged).query(conn)?;
+                if ttl != -1 {
+                    // Pending: published or not, it goes by itself.
+                    continue;
+                }
+                let len: u64 = redis::cmd("HSTRLEN").arg(&staged).arg("data").query(conn)?;
+                let gone: u64 = redis::cmd("DEL").arg(&staged).query(conn)?;
+                if gone > 0 {
+                    removed.0 += 1;
+                    removed.1 += len;
+                }
+            }
+            Ok(removed)
+        })
+        .map_err(|e| store.err("collect garbage in", &e))?;
+    for (staged, bytes) in removed {
+        report.stray_objects += staged;
         report.bytes_freed += bytes;
     }
     // This host's copies of names the server has no more, or of versions it

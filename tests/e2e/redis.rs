@@ -457,6 +457,98 @@ fn a_write_whose_reply_was_lost_is_sent_again_and_its_chunks_stay() -> Result<()
     Ok(())
 }
 
+/// An inline payload of a few KiB or more goes up as a staged pointer
+/// that the publish renames onto the name's: published, turned down, or
+/// sent again after its reply was lost, it leaves no staged pointer behind
+/// and a pointer that never expires; `gc` removes a staged pointer with no
+/// expiry (its writer killed in between) and leaves a pending one.
+#[test]
+fn a_staged_pointer_is_renamed_into_place_or_removed() -> Result<()> {
+    use brain_core::Payload;
+    let server = RedisServer::start()?;
+    let losses = Arc::new(AtomicU64::new(0));
+    let proxy = reply_losing_proxy(server.port(), losses.clone(), Arc::new(|| ()))?;
+    let direct_url = fresh(&server.url());
+    let query = direct_url.rsplit_once('/').map_or("", |(_, query)| query);
+    let store = uncached(&format!("redis://127.0.0.1:{proxy}/{query}"))?;
+    let staged = |when: &str| -> Result<()> {
+        let left: Vec<String> = server.cmd(&["KEYS", "*:s:*"])?;
+        anyhow::ensure!(left.is_empty(), "{when}: staged pointers left: {left:?}");
+        let pointers: Vec<String> = server.cmd(&["KEYS", "*:p:*"])?;
+        for pointer in &pointers {
+            let ttl: i64 = server.cmd(&["PTTL", pointer])?;
+            anyhow::ensure!(
+                ttl == -1,
+                "{when}: the pointer {pointer} expires in {ttl} ms"
+            );
+        }
+        Ok(())
+    };
+    let value = |seed: u8| -> Vec<u8> { (0..64 << 10).map(|i| (i % 239) as u8 ^ seed).collect() };
+    let first = store
+        .put("ns", "v", &Payload::bytes(&value(1)))?
+        .stored_size;
+    staged("a new name")?;
+    let stats: String = server.cmd(&["INFO", "commandstats"])?;
+    anyhow::ensure!(
+        stats.contains("cmdstat_rename:calls=1,"),
+        "the payload did not go up as a staged pointer: {stats}"
+    );
+    let old = store.version("ns", "v")?;
+    store.put("ns", "v", &Payload::bytes(&value(2)))?;
+    staged("a replace")?;
+    anyhow::ensure!(*store.get("ns", "v")?.context("the value")? == value(2)[..]);
+    // Expecting a version that was replaced: a conflict, nothing written.
+    let refused = store.put_if_version("ns", "v", &Payload::bytes(&value(3)), old.as_deref())?;
+    anyhow::ensure!(refused.is_none(), "a stale version was not refused");
+    staged("a conflict")?;
+    anyhow::ensure!(*store.get("ns", "v")?.context("the value")? == value(2)[..]);
+    // The publish ran and its reply was lost: sent again, it is done.
+    losses.store(1, Ordering::SeqCst);
+    store.put("ns", "v", &Payload::bytes(&value(4)))?;
+    anyhow::ensure!(losses.load(Ordering::SeqCst) == 0, "no reply was lost");
+    staged("a publish sent again")?;
+    anyhow::ensure!(*store.get("ns", "v")?.context("the value")? == value(4)[..]);
+    anyhow::ensure!(
+        store.usage()?.used == first,
+        "the count moved on a same-size replace"
+    );
+    // A write that keeps the old description: the publish finds one, turns
+    // the write down, and the write goes up again with it.
+    store.put(
+        "ns",
+        "d",
+        &Payload::bytes(&value(5)).with_description("kept"),
+    )?;
+    let again = value(6);
+    let kept = store.put_shared_keeping_description(
+        "ns",
+        "d",
+        brain_core::Codec::Raw,
+        "",
+        &[again[..].into()],
+    )?;
+    anyhow::ensure!(kept.description == "kept", "{kept:?}");
+    anyhow::ensure!(*store.get("ns", "d")?.context("the value")? == again[..]);
+    staged("a write that kept the description")?;
+    // What a writer killed mid-pipeline leaves: a staged pointer with no
+    // expiry, which gc removes, and one pending, which it leaves to expire.
+    let prefix = query.trim_start_matches("?prefix=");
+    let dead = format!("{prefix}:s:{{00}}:dead");
+    let pending = format!("{prefix}:s:{{00}}:pending");
+    let _: i64 = server.cmd(&["HSET", &dead, "v", "dead", "data", "0123456789"])?;
+    let _: i64 = server.cmd(&["HSET", &pending, "v", "pending", "data", "01234"])?;
+    let _: i64 = server.cmd(&["PEXPIRE", &pending, "600000"])?;
+    let report = store.gc()?;
+    anyhow::ensure!(
+        report.stray_objects == 1 && report.bytes_freed == 10,
+        "{report:?}"
+    );
+    let left: Vec<String> = server.cmd(&["KEYS", "*:s:*"])?;
+    anyhow::ensure!(left == vec![pending.clone()], "{left:?}");
+    Ok(())
+}
+
 /// A proxy to the server on `port` whose large replies (chunks: a read of
 /// more than 4 KiB from the server) wait while `paused`.
 fn pausing_proxy(port: u16, paused: Arc<AtomicBool>) -> Result<u16> {
