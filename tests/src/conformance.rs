@@ -277,7 +277,14 @@ pub fn objects(store: &dyn ObjectStore) -> Result<()> {
 /// description kept.
 pub fn kept_descriptions(store: &dyn ObjectStore) -> Result<()> {
     let large = vec![7u8; 600 * 1024];
-    for (name, payload) in [("small", &b"tiny"[..]), ("large", &large[..])] {
+    // Redis: a small payload goes up as an argument of the publish, a
+    // medium one as a staged pointer, a large one as chunks.
+    let medium: Vec<u8> = (0..64 * 1024 + 3).map(|i| (i % 247) as u8).collect();
+    for (name, payload) in [
+        ("small", &b"tiny"[..]),
+        ("medium", &medium[..]),
+        ("large", &large[..]),
+    ] {
         let put = |description: &str| {
             store.put_shared_keeping_description(
                 "conf",
@@ -309,11 +316,20 @@ pub fn kept_descriptions(store: &dyn ObjectStore) -> Result<()> {
         ensure!(meta.description.is_empty());
         ensure!(put("")?.description.is_empty());
     }
-    // One name through small, large and small again: nothing of one
-    // version's layout (Redis: an inline payload) is left in the next.
-    for (round, payload) in [&b"tiny"[..], &large[..], &b"again"[..], &large[..600]]
-        .into_iter()
-        .enumerate()
+    // One name through small, large, medium and small again: nothing of
+    // one version's layout (Redis: an inline payload, chunks, a staged
+    // pointer) is left in the next.
+    for (round, payload) in [
+        &b"tiny"[..],
+        &large[..],
+        &medium[..],
+        &b"again"[..],
+        &medium[..40 * 1024],
+        &large[..],
+        &large[..600],
+    ]
+    .into_iter()
+    .enumerate()
     {
         let meta = store.put_shared_keeping_description(
             "conf",
