@@ -190,6 +190,22 @@ impl Conn {
     }
 }
 
+/// Every key of one server that matches `pattern`.
+pub(crate) fn keys_matching<T: redis::FromRedisValue>(
+    conn: &mut redis::Connection,
+    pattern: &str,
+) -> redis::RedisResult<Vec<T>> {
+    redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(conn)?
+        .collect()
+}
+
 /// How to make connections: the one server's client, or the cluster's.
 #[derive(Clone)]
 pub(crate) enum Connector {

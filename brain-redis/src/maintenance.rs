@@ -2,19 +2,24 @@
 
 use brain_core::{FsckReport, GcReport, ObjectKey, ObjectStore, Result};
 
+use crate::conn::keys_matching;
 use crate::store::{all_pointers, corrupt, RedisStore};
 
-/// Every key of one server that matches `pattern`.
-fn keys_matching(conn: &mut redis::Connection, pattern: &str) -> redis::RedisResult<Vec<String>> {
-    redis::cmd("SCAN")
-        .cursor_arg(0)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(1000)
-        .clone()
-        .iter(conn)?
-        .collect()
+/// Deletes `key` when it has no expiry (one with an expiry, pending or in
+/// its grace period, goes by itself); the bytes `size` counts in it, if it
+/// was deleted.
+fn remove_if_lasting(
+    conn: &mut redis::Connection,
+    key: &str,
+    size: &redis::Cmd,
+) -> redis::RedisResult<Option<u64>> {
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query(conn)?;
+    if ttl != -1 {
+        return Ok(None);
+    }
+    let len: u64 = size.query(conn)?;
+    let gone: u64 = redis::cmd("DEL").arg(key).query(conn)?;
+    Ok((gone > 0).then_some(len))
 }
 
 /// Chunk keys that no pointer references and that have no expiry (a
@@ -32,12 +37,19 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
         .collect();
     let chunk_pattern = format!("{}:c:*", keys.prefix);
     let chunk_head = format!("{}:c:{{", keys.prefix);
+    let staged_pattern = keys.staged_pattern();
     let mut report = GcReport::default();
     let removed = store
         .on_primaries(|conn| {
-            let found = keys_matching(conn, &chunk_pattern)?;
             let mut removed = (0u64, 0u64);
-            for chunk in found {
+            let mut count = |freed: Option<u64>| {
+                if let Some(len) = freed {
+                    removed.0 += 1;
+                    removed.1 += len;
+                }
+            };
+            let chunks: Vec<String> = keys_matching(conn, &chunk_pattern)?;
+            for chunk in chunks {
                 let Some(rest) = chunk.strip_prefix(&chunk_head) else {
                     continue;
                 };
@@ -53,48 +65,22 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
                 if current.get(&key).is_some_and(|v| v == version) {
                     continue;
                 }
-                let ttl: i64 = redis::cmd("PTTL").arg(&chunk).query(conn)?;
-                if ttl != -1 {
-                    // Pending or in its grace period: it expires by itself.
-                    continue;
-                }
-                let len: u64 = redis::cmd("STRLEN").arg(&chunk).query(conn)?;
-                let gone: u64 = redis::cmd("DEL").arg(&chunk).query(conn)?;
-                if gone > 0 {
-                    removed.0 += 1;
-                    removed.1 += len;
-                }
+                count(remove_if_lasting(
+                    conn,
+                    &chunk,
+                    redis::cmd("STRLEN").arg(&chunk),
+                )?);
+            }
+            let staged: Vec<String> = keys_matching(conn, &staged_pattern)?;
+            for pointer in staged {
+                let size = redis::cmd("HSTRLEN").arg(&pointer).arg("data").clone();
+                count(remove_if_lasting(conn, &pointer, &size)?);
             }
             Ok(removed)
         })
         .map_err(|e| store.err("collect garbage in", &e))?;
-    for (chunks, bytes) in removed {
-        report.stray_objects += chunks;
-        report.bytes_freed += bytes;
-    }
-    let staged_pattern = keys.staged_pattern();
-    let removed = store
-        .on_primaries(|conn| {
-            let found = keys_matching(conn, &staged_pattern)?;
-            let mut removed = (0u64, 0u64);
-            for staged in found {
-                let ttl: i64 = redis::cmd("PTTL").arg(&staged).query(conn)?;
-                if ttl != -1 {
-                    // Pending: published or not, it goes by itself.
-                    continue;
-                }
-                let len: u64 = redis::cmd("HSTRLEN").arg(&staged).arg("data").query(conn)?;
-                let gone: u64 = redis::cmd("DEL").arg(&staged).query(conn)?;
-                if gone > 0 {
-                    removed.0 += 1;
-                    removed.1 += len;
-                }
-            }
-            Ok(removed)
-        })
-        .map_err(|e| store.err("collect garbage in", &e))?;
-    for (staged, bytes) in removed {
-        report.stray_objects += staged;
+    for (stray, bytes) in removed {
+        report.stray_objects += stray;
         report.bytes_freed += bytes;
     }
     // This host's copies of names the server has no more, or of versions it

@@ -24,7 +24,7 @@ use redis::Value;
 use crate::bulk::{BulkConn, BulkPool};
 use crate::cache::{HostCache, Sink};
 use crate::config::{Consistency, RedisConfig};
-use crate::conn::{bytes_of, lock, redis_error, Conn, Connector, Pool};
+use crate::conn::{bytes_of, keys_matching, lock, redis_error, Conn, Connector, Pool};
 use crate::keys::{new_version, Keys, NewVersion, Pointer, META_FIELDS, VERSION_FIELDS};
 use crate::locks::{HeldLocks, RedisLock};
 use crate::scripts;
@@ -1584,17 +1584,7 @@ impl RedisStore {
     /// Scans every primary for keys matching `pattern`.
     pub(crate) fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
         let found = self
-            .on_primaries(|conn| {
-                let iter: redis::Iter<'_, Vec<u8>> = redis::cmd("SCAN")
-                    .cursor_arg(0)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone()
-                    .iter(conn)?;
-                iter.collect::<redis::RedisResult<Vec<Vec<u8>>>>()
-            })
+            .on_primaries(|conn| keys_matching::<Vec<u8>>(conn, pattern))
             .map_err(|e| self.err("scan", &e))?;
         Ok(found.into_iter().flatten().collect())
     }
