@@ -28,8 +28,9 @@ Rows, for 1 MiB, 64 MiB and 1 GiB numpy arrays and the 10-million-row frame:
 Each figure is the median of repetitions interleaved with its peer's.
 Run it on a release build (``make bench-redis`` builds one).
 
-``--inline`` measures only sets of 100 B to 256 KiB (payloads that go
-inline in the pointer) against SET, with the server's time per set.
+``--sets`` measures only sets of 100 B to 64 MiB (inline in the pointer
+up to 256 KiB, chunks above) against SET, with the calling thread's
+processor time and the server's time per set.
 
 ``--small`` measures only the rows closest to redis-py's, the 1 MiB
 cold get and set and the 100-byte set, in the same set-up, and prints their
@@ -138,31 +139,37 @@ def interleave(cases: dict[str, Callable[[], Any]], rounds: int, before: Callabl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def inline_sets(brain: Any, peer: redis.Redis) -> list[str]:
-    """Sets of payloads that go inline in the pointer, against SET: the
-    median of each, in blocks of 50 that alternate, and the server's time
-    per set (INFO commandstats, reset before each block)."""
+def sets(brain: Any, peer: redis.Redis) -> list[str]:
+    """Sets of bytes from 100 B (inline in the pointer) to 64 MiB (chunks),
+    against SET: the median of each, in blocks that alternate, the calling
+    thread's processor time, and the server's time per set (INFO
+    commandstats, reset before each block)."""
     lines = []
-    for size in (100, 1024, 4096, 16384, 65536, 262144):
+    for size, per_block in ((100, 50), (1024, 50), (4096, 50), (16384, 50), (65536, 50), (262144, 50),
+                            (MiB, 20), (8 * MiB, 4), (64 * MiB, 1)):
         value = os.urandom(size)
         brain["v"] = value
         peer.set("p", value)
         times: dict[str, list[float]] = {"brain": [], "peer": []}
+        cpu: dict[str, list[float]] = {"brain": [], "peer": []}
         server = {"brain": 0, "peer": 0}
         cases = {"brain": lambda: brain.__setitem__("v", value), "peer": lambda: peer.set("p", value)}
         for block in range(20):
             for who in ("brain", "peer") if block % 2 == 0 else ("peer", "brain"):
                 peer.config_resetstat()
-                for _ in range(50):
-                    started = time.perf_counter()
+                for _ in range(per_block):
+                    started, started_cpu = time.perf_counter(), time.thread_time()
                     cases[who]()
                     times[who].append(time.perf_counter() - started)
+                    cpu[who].append(time.thread_time() - started_cpu)
                 stats = peer.info("commandstats")
                 server[who] += sum(v["usec"] for k, v in stats.items() if "config" not in k and "info" not in k)
         ours, theirs = statistics.median(times["brain"]), statistics.median(times["peer"])
+        sets_made = 20 * per_block
         lines.append(
             f"{size} B: brain {show(ours)}, SET {show(theirs)}, {ours / theirs:.2f}x;"
-            f" server time per set {server['brain'] / 1000:.1f} µs against {server['peer'] / 1000:.1f} µs"
+            f" processor time {show(statistics.median(cpu['brain']))} against {show(statistics.median(cpu['peer']))};"
+            f" server time per set {show(server['brain'] / sets_made / 1e6)} against {show(server['peer'] / sets_made / 1e6)}"
         )
     return lines
 
@@ -262,7 +269,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the benchmark frame")
     parser.add_argument("--chunks", action="store_true", help="only measure what the chunk size costs")
     parser.add_argument("--small", action="store_true", help="only the 1 MiB cold get and set and the 100 B set, as ratios")
-    parser.add_argument("--inline", action="store_true", help="only sets of 100 B to 256 KiB against SET, with the server's time per set")
+    parser.add_argument("--sets", action="store_true", help="only sets of 100 B to 64 MiB against SET, with processor and server time")
     parser.add_argument("--clients", metavar="REDIS_CLIENT_BIN", help="only compare redis-rs's clients with redis-py")
     parser.add_argument(
         "--client-bin", metavar="REDIS_CLIENT_BIN", help="with --write-docs: also compare redis-rs's clients (this binary)"
@@ -291,8 +298,8 @@ def main() -> int:
         uncached = Brain(url=url, cache=False)
         local = Brain(path=f"{shm}/local")
 
-        if args.inline:
-            print("\n".join(inline_sets(uncached, peer)))
+        if args.sets:
+            print("\n".join(sets(uncached, peer)))
             return 0
         if args.small:
             value = np.random.default_rng(1).bytes(MiB)

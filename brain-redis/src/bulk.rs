@@ -341,7 +341,7 @@ fn server_error(text: &[u8]) -> RedisError {
 }
 
 /// A command in RESP2.
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for arg in args {
         out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());

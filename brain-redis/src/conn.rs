@@ -182,6 +182,53 @@ impl Conn {
         }
     }
 
+    /// Runs, as one pipeline, a command of each of `raw` (its arguments)
+    /// and then `commands`. On one server the request is encoded here, the
+    /// arguments copied once, straight into it: redis-rs copies an argument
+    /// into its command, then the command into the request, a copy more of
+    /// every byte of a chunk (`bulk::encode`). A server's error answer to
+    /// any of them is the call's error (the first, as redis-rs reports a
+    /// pipeline's).
+    pub(crate) fn pipeline_raw<T: redis::FromRedisValue>(
+        &mut self,
+        raw: &[&[&[u8]]],
+        commands: &[redis::Cmd],
+    ) -> std::result::Result<T, RedisError> {
+        let Conn::Single(conn) = self else {
+            let mut all: Vec<redis::Cmd> = raw
+                .iter()
+                .map(|args| {
+                    let mut cmd = redis::Cmd::new();
+                    for arg in *args {
+                        cmd.arg(*arg);
+                    }
+                    cmd
+                })
+                .collect();
+            all.extend(commands.iter().cloned());
+            return self.pipeline(all);
+        };
+        let size: usize = raw
+            .iter()
+            .flat_map(|args| args.iter().map(|arg| arg.len() + 16))
+            .sum();
+        let mut request = Vec::with_capacity(size + 64);
+        for args in raw {
+            crate::bulk::encode(&mut request, args);
+        }
+        for cmd in commands {
+            cmd.write_packed_command(&mut request);
+        }
+        let replies = conn.req_packed_commands(&request, 0, raw.len() + commands.len())?;
+        if let Some(err) = replies.iter().find_map(|reply| match reply {
+            redis::Value::ServerError(err) => Some(err.clone()),
+            _ => None,
+        }) {
+            return Err(RedisError::from(err));
+        }
+        Ok(redis::from_redis_value(redis::Value::Array(replies))?)
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         match self {
             Conn::Single(c) => c.is_open(),

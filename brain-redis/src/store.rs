@@ -182,15 +182,22 @@ impl Lease {
 /// its reply was lost, `Pool::run`), it leaves a chunk stored already as it
 /// is, with no expiry if the first run's publish removed it. A version's
 /// chunk keys are new, so a chunk there holds these very bytes.
-fn set_pending(key: &str, piece: &[u8]) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key)
-        .arg(piece)
-        .arg("PX")
-        .arg(PENDING_TTL.as_millis() as u64)
-        .arg("NX");
-    cmd
+fn set_pending<'a>(key: &'a str, piece: &'a [u8]) -> [&'a [u8]; 6] {
+    [
+        b"SET",
+        key.as_bytes(),
+        piece,
+        b"PX",
+        PENDING_TTL_MS.as_bytes(),
+        b"NX",
+    ]
 }
+/// [`PENDING_TTL`] in milliseconds, as a command's argument.
+const PENDING_TTL_MS: &str = "600000";
+const _: () = assert!(
+    PENDING_TTL.as_millis() == 600_000,
+    "PENDING_TTL_MS says otherwise"
+);
 /// The commands that stage a whole pointer of `new` with its inline
 /// payload `parts` under `staged`, expiring unless it is published. The
 /// expiry goes right after a first field, so that a pipeline cut short
@@ -800,10 +807,12 @@ impl RedisStore {
         }
         // What goes up in the same pipeline ahead of the script: the last
         // chunks, or a staged pointer.
-        let mut ahead: Vec<redis::Cmd> = tail
+        let chunks: Vec<[&[u8]; 6]> = tail
             .iter()
             .map(|(key, piece)| set_pending(key, piece))
             .collect();
+        let chunks: Vec<&[&[u8]]> = chunks.iter().map(|args| &args[..]).collect();
+        let mut ahead: Vec<redis::Cmd> = Vec::new();
         match inline {
             Some(parts) if parts.iter().map(|part| part.len()).sum::<usize>() >= STAGED_MIN => {
                 let staged = keys.staged(key, new.version);
@@ -823,12 +832,12 @@ impl RedisStore {
             false => "write the last chunks and publish an object in",
         };
         let reply: Vec<Value> = self.run_write(op, (new.namespace, new.name, needed), |c| {
-            if ahead.is_empty() {
+            if chunks.is_empty() && ahead.is_empty() {
                 return invocation.invoke(c.like());
             }
             let mut commands = ahead.clone();
             commands.push(redis::Cmd::invoke_script(&invocation));
-            match c.pipeline::<Vec<Value>>(commands) {
+            match c.pipeline_raw::<Vec<Value>>(&chunks, &commands) {
                 Ok(mut replies) => {
                     redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(Into::into)
                 }
@@ -1916,12 +1925,13 @@ impl RedisWriter {
         let needed = stored_size(&self.namespace, &self.name, &self.description, self.len)
             .max(self.reserved);
         let object = (self.namespace.as_str(), self.name.as_str(), needed);
+        let commands: Vec<[&[u8]; 6]> = pieces
+            .iter()
+            .map(|(key, piece)| set_pending(key, piece))
+            .collect();
+        let commands: Vec<&[&[u8]]> = commands.iter().map(|args| &args[..]).collect();
         let sent_all = self.store.run_write("write a chunk to", object, |c| {
-            let commands = pieces
-                .iter()
-                .map(|(key, piece)| set_pending(key, piece))
-                .collect();
-            c.pipeline::<()>(commands)
+            c.pipeline_raw::<()>(&commands, &[])
         });
         // Counted even when some failed: the others are on the server, and
         // a writer dropped unpublished deletes what it counts.
