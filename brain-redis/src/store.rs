@@ -198,28 +198,51 @@ const _: () = assert!(
     PENDING_TTL.as_millis() == 600_000,
     "PENDING_TTL_MS says otherwise"
 );
-/// The commands that stage a whole pointer of `new` with its inline
-/// payload `parts` under `staged`, expiring unless it is published. The
-/// expiry goes right after a first field, so that a pipeline cut short
-/// (its writer killed) leaves no staged pointer without one but in the
-/// rarest case, which `gc` finds (maintenance.rs).
-fn stage_pointer(staged: &str, new: &NewVersion<'_>, parts: &[&[u8]]) -> [redis::Cmd; 3] {
-    let mut first = redis::cmd("HSET");
-    first.arg(staged).arg("v").arg(new.version);
-    let mut expiry = redis::cmd("PEXPIRE");
-    expiry.arg(staged).arg(PENDING_TTL.as_millis() as u64);
-    let mut whole = redis::cmd("HSET");
-    whole
-        .arg(staged)
-        .arg("ns")
-        .arg(new.namespace)
-        .arg("name")
-        .arg(new.name);
-    for (field, value) in VERSION_FIELDS.iter().zip(new.field_values()) {
-        whole.arg(*field).arg(value);
+/// A whole pointer of `new` with its inline payload, to be staged under
+/// `key` (scripts.rs, `PUBLISH`).
+struct StagedPointer<'a> {
+    key: String,
+    new: &'a NewVersion<'a>,
+    fields: [String; 8],
+    data: std::borrow::Cow<'a, [u8]>,
+}
+
+impl<'a> StagedPointer<'a> {
+    fn new(key: String, new: &'a NewVersion<'a>, parts: &'a [&'a [u8]]) -> StagedPointer<'a> {
+        let data = match parts {
+            [one] => std::borrow::Cow::Borrowed(*one),
+            _ => std::borrow::Cow::Owned(parts.concat()),
+        };
+        StagedPointer {
+            key,
+            new,
+            fields: new.field_values(),
+            data,
+        }
     }
-    whole.arg("data").arg(parts.concat());
-    [first, expiry, whole]
+
+    /// The commands that stage it, expiring unless it is published. The
+    /// expiry goes right after a first field, so that a pipeline cut short
+    /// (its writer killed) leaves no staged pointer without one but in the
+    /// rarest case, which `gc` finds (maintenance.rs).
+    fn commands(&self) -> [Vec<&[u8]>; 3] {
+        let key = self.key.as_bytes();
+        let first = vec![&b"HSET"[..], key, b"v", self.new.version.as_bytes()];
+        let expiry = vec![&b"PEXPIRE"[..], key, PENDING_TTL_MS.as_bytes()];
+        let mut whole = vec![
+            &b"HSET"[..],
+            key,
+            b"ns",
+            self.new.namespace.as_bytes(),
+            b"name",
+            self.new.name.as_bytes(),
+        ];
+        for (field, value) in VERSION_FIELDS.iter().zip(&self.fields) {
+            whole.extend([field.as_bytes(), value.as_bytes()]);
+        }
+        whole.extend([&b"data"[..], &self.data]);
+        [first, expiry, whole]
+    }
 }
 
 /// Tries of a read that meets a replaced version before giving up.
@@ -811,33 +834,38 @@ impl RedisStore {
             .iter()
             .map(|(key, piece)| set_pending(key, piece))
             .collect();
-        let chunks: Vec<&[&[u8]]> = chunks.iter().map(|args| &args[..]).collect();
-        let mut ahead: Vec<redis::Cmd> = Vec::new();
-        match inline {
+        let staged = match inline {
             Some(parts) if parts.iter().map(|part| part.len()).sum::<usize>() >= STAGED_MIN => {
-                let staged = keys.staged(key, new.version);
-                ahead.extend(stage_pointer(&staged, new, parts));
-                invocation.arg(staged);
+                Some(StagedPointer::new(
+                    keys.staged(key, new.version),
+                    new,
+                    parts,
+                ))
             }
-            Some(parts) => {
-                invocation.arg("").arg(parts.concat());
-            }
-            None => {
-                invocation.arg("");
-            }
-        }
+            _ => None,
+        };
+        let staging = staged.as_ref().map(StagedPointer::commands);
+        let ahead: Vec<&[&[u8]]> = chunks
+            .iter()
+            .map(|args| &args[..])
+            .chain(staging.iter().flatten().map(|args| &args[..]))
+            .collect();
+        match (inline, &staged) {
+            (Some(_), Some(staged)) => invocation.arg(&staged.key),
+            (Some(parts), None) => invocation.arg("").arg(parts.concat()),
+            (None, _) => invocation.arg(""),
+        };
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
         let op = match tail.is_empty() {
             true => "publish an object in",
             false => "write the last chunks and publish an object in",
         };
         let reply: Vec<Value> = self.run_write(op, (new.namespace, new.name, needed), |c| {
-            if chunks.is_empty() && ahead.is_empty() {
+            if ahead.is_empty() {
                 return invocation.invoke(c.like());
             }
-            let mut commands = ahead.clone();
-            commands.push(redis::Cmd::invoke_script(&invocation));
-            match c.pipeline_raw::<Vec<Value>>(&chunks, &commands) {
+            let script = [redis::Cmd::invoke_script(&invocation)];
+            match c.pipeline_raw::<Vec<Value>>(&ahead, &script) {
                 Ok(mut replies) => {
                     redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(Into::into)
                 }
