@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::config::RedisConfig;
-use crate::conn::{forget_if_forked, lock, CONNECT_TIMEOUT, IO_TIMEOUT};
+use crate::conn::{encode, forget_if_forked, lock, CONNECT_TIMEOUT, IO_TIMEOUT};
 
 /// Bytes read ahead for reply headers (a chunk's bytes bypass it).
 const HEADER_BUFFER: usize = 16 << 10;
@@ -338,14 +338,4 @@ fn server_error(text: &[u8]) -> RedisError {
         "the server answered with an error",
         String::from_utf8_lossy(text).into_owned(),
     ))
-}
-
-/// A command in RESP2.
-pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
 }

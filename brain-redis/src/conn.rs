@@ -186,9 +186,8 @@ impl Conn {
     /// and then `commands`. On one server the request is encoded here, the
     /// arguments copied once, straight into it: redis-rs copies an argument
     /// into its command, then the command into the request, a copy more of
-    /// every byte of a chunk (`bulk::encode`). A server's error answer to
-    /// any of them is the call's error (the first, as redis-rs reports a
-    /// pipeline's).
+    /// every byte of a chunk. A server's error answer to any of them is the
+    /// call's error (the first, as redis-rs reports a pipeline's).
     pub(crate) fn pipeline_raw<T: redis::FromRedisValue>(
         &mut self,
         raw: &[&[&[u8]]],
@@ -214,7 +213,7 @@ impl Conn {
             .sum();
         let mut request = Vec::with_capacity(size + 64);
         for args in raw {
-            crate::bulk::encode(&mut request, args);
+            encode(&mut request, args);
         }
         for cmd in commands {
             cmd.write_packed_command(&mut request);
@@ -234,6 +233,16 @@ impl Conn {
             Conn::Single(c) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
         }
+    }
+}
+
+/// A command in RESP2.
+pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
