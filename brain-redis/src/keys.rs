@@ -86,6 +86,17 @@ impl Keys {
     pub(crate) fn staged_pattern(&self) -> String {
         format!("{}:s:*", self.prefix)
     }
+    /// Whether `key` is the name of a staged pointer under this prefix (not
+    /// one of another prefix that begins with this one and `:s`).
+    pub(crate) fn is_staged(&self, key: &str) -> bool {
+        key.strip_prefix(&format!("{}:s:{{", self.prefix))
+            .and_then(|rest| rest.split_once("}:"))
+            .is_some_and(|(hex, version)| {
+                ObjectKey::from_hex(hex).is_some()
+                    && !version.is_empty()
+                    && version.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+    }
     pub(crate) fn lock(&self, key: ObjectKey) -> String {
         format!("{}:l:{{{}}}", self.prefix, key.to_hex())
     }

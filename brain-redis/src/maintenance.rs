@@ -72,9 +72,13 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
                 )?);
             }
             let staged: Vec<String> = keys_matching(conn, &staged_pattern)?;
-            for pointer in staged {
-                let size = redis::cmd("HSTRLEN").arg(&pointer).arg("data").clone();
-                count(remove_if_lasting(conn, &pointer, &size)?);
+            for pointer in staged.iter().filter(|key| keys.is_staged(key)) {
+                let kind: String = redis::cmd("TYPE").arg(pointer).query(conn)?;
+                if kind != "hash" {
+                    continue;
+                }
+                let size = redis::cmd("HSTRLEN").arg(pointer).arg("data").clone();
+                count(remove_if_lasting(conn, pointer, &size)?);
             }
             Ok(removed)
         })

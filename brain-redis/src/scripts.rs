@@ -91,7 +91,8 @@ if redis.call('PTTL', k) > 1000 then redis.call('PEXPIRE', k, 1000) end end end 
 /// Returns `{OK, seq, old stored size, old version}` (`{OK, seq, 0, ""}`
 /// when the version is published already), `{SUPERSEDED}` (published
 /// already, then replaced or deleted by another writer), `{LOCKED}`,
-/// `{CONFLICT, current}`, `{MISSING, i}`, `{FULL, used, capacity, stored
+/// `{CONFLICT, current}`, `{MISSING, i}` (chunk `i`, or -1: the staged
+/// pointer), `{FULL, used, capacity, stored
 /// size of the object replaced}`, or
 /// `{DESCRIBED, old description}` when a description to keep was found
 /// (nothing is written: the writer sends it again with that description).
@@ -139,7 +140,8 @@ local prefix = ARGV[6]
 for i = 0, n - 1 do
   if redis.call('EXISTS', prefix .. ARGV[3] .. ':' .. i) == 0 then return {'MISSING', i} end
 end
-if staged and redis.call('EXISTS', staged) == 0 then return {'MISSING', 0} end
+-- The staged pointer is written by one HSET: its version there, it is whole.
+if staged and redis.call('HGET', staged, 'v') ~= ARGV[3] then return unstaged({'MISSING', -1}) end
 local reserve = tonumber(ARGV[7])
 local single = #KEYS > 2
 if single and reserve > 0 then

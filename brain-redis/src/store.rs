@@ -221,17 +221,19 @@ impl<'a> StagedPointer<'a> {
         }
     }
 
-    /// The commands that stage it, expiring unless it is published. The
-    /// expiry goes right after a first field, so that a pipeline cut short
-    /// (its writer killed) leaves no staged pointer without one but in the
-    /// rarest case, which `gc` finds (maintenance.rs).
-    fn commands(&self) -> [Vec<&[u8]>; 3] {
+    /// The commands that stage it, expiring unless it is published: one
+    /// `HSET` of every field, so that the script, finding its version
+    /// there, knows it whole (a server out of memory refuses it whole, and
+    /// an eviction takes it whole), then its expiry. A writer killed with
+    /// the request sent only up to the expiry leaves a staged pointer with
+    /// none, which `gc` removes (maintenance.rs).
+    fn commands(&self) -> [Vec<&[u8]>; 2] {
         let key = self.key.as_bytes();
-        let first = vec![&b"HSET"[..], key, b"v", self.new.version.as_bytes()];
-        let expiry = vec![&b"PEXPIRE"[..], key, PENDING_TTL_MS.as_bytes()];
         let mut whole = vec![
             &b"HSET"[..],
             key,
+            b"v",
+            self.new.version.as_bytes(),
             b"ns",
             self.new.namespace.as_bytes(),
             b"name",
@@ -241,7 +243,8 @@ impl<'a> StagedPointer<'a> {
             whole.extend([field.as_bytes(), value.as_bytes()]);
         }
         whole.extend([&b"data"[..], &self.data]);
-        [first, expiry, whole]
+        let expiry = vec![&b"PEXPIRE"[..], key, PENDING_TTL_MS.as_bytes()];
+        [whole, expiry]
     }
 }
 
@@ -386,7 +389,8 @@ enum Published {
     },
     Locked,
     Conflict,
-    Missing(u64),
+    /// Chunk `i` is not on the server (`None`: the staged pointer).
+    Missing(Option<u64>),
     Full {
         used: u64,
         capacity: u64,
@@ -891,7 +895,11 @@ impl RedisStore {
             "LOCKED" => Published::Locked,
             "SUPERSEDED" => Published::Superseded,
             "CONFLICT" => Published::Conflict,
-            "MISSING" => Published::Missing(reply.get(1).map_or(0, int)),
+            // A chunk's index, or -1: the staged pointer.
+            "MISSING" => Published::Missing(match reply.get(1) {
+                Some(Value::Int(i)) if *i >= 0 => Some(*i as u64),
+                _ => None,
+            }),
             "DESCRIBED" => Published::Described(
                 String::from_utf8_lossy(
                     &reply.get(1).cloned().and_then(bytes_of).unwrap_or_default(),
@@ -1083,7 +1091,9 @@ impl RedisStore {
             .then(|| self.full(namespace, name, needed, (used, max), true))
     }
 
-    fn lost_error(&self, namespace: &str, name: &str, chunk: u64, when: &str) -> Error {
+    /// The error of an object whose chunk `chunk` (`None`: its staged
+    /// pointer) is gone from the server.
+    fn lost_error(&self, namespace: &str, name: &str, chunk: Option<u64>, when: &str) -> Error {
         // volatile-* policies evict no published chunk: they have no expiry.
         let policy = lock(&self.inner.evicting_policy)
             .clone()
@@ -1096,7 +1106,14 @@ impl RedisStore {
         };
         Error::corrupt(
             self.object_location(namespace, name),
-            format!("object lost: chunk {chunk} is gone from the server{when}; {why}"),
+            match chunk {
+                Some(chunk) => {
+                    format!("object lost: chunk {chunk} is gone from the server{when}; {why}")
+                }
+                None => {
+                    format!("object lost: its staged pointer is gone from the server{when}; {why}")
+                }
+            },
         )
     }
 
@@ -1466,7 +1483,7 @@ impl RedisStore {
                                 ),
                             ))
                         }
-                        Some(_) => return Err(self.lost_error(namespace, name, i, "")),
+                        Some(_) => return Err(self.lost_error(namespace, name, Some(i), "")),
                     }
                 }
                 Err(FetchError::Mismatch(reason)) => {

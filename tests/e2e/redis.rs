@@ -533,19 +533,29 @@ fn a_staged_pointer_is_renamed_into_place_or_removed() -> Result<()> {
     staged("a write that kept the description")?;
     // What a writer killed mid-pipeline leaves: a staged pointer with no
     // expiry, which gc removes, and one pending, which it leaves to expire.
+    // Keys of another store whose prefix is this one's and `:s` look alike
+    // to a pattern, and stay.
     let prefix = query.trim_start_matches("?prefix=");
-    let dead = format!("{prefix}:s:{{00}}:dead");
-    let pending = format!("{prefix}:s:{{00}}:pending");
-    let _: i64 = server.cmd(&["HSET", &dead, "v", "dead", "data", "0123456789"])?;
-    let _: i64 = server.cmd(&["HSET", &pending, "v", "pending", "data", "01234"])?;
+    let tag = "0123456789abcdef0123456789abcdef";
+    let dead = format!("{prefix}:s:{{{tag}}}:dead01");
+    let pending = format!("{prefix}:s:{{{tag}}}:beef02");
+    let others_pointer = format!("{prefix}:s:p:{{{tag}}}");
+    let others_count = format!("{prefix}:s:{{g}}:used");
+    let _: i64 = server.cmd(&["HSET", &dead, "v", "dead01", "data", "0123456789"])?;
+    let _: i64 = server.cmd(&["HSET", &pending, "v", "beef02", "data", "01234"])?;
     let _: i64 = server.cmd(&["PEXPIRE", &pending, "600000"])?;
+    let _: i64 = server.cmd(&["HSET", &others_pointer, "v", "x", "data", "0123"])?;
+    let _: String = server.cmd(&["SET", &others_count, "4"])?;
     let report = store.gc()?;
     anyhow::ensure!(
         report.stray_objects == 1 && report.bytes_freed == 10,
         "{report:?}"
     );
-    let left: Vec<String> = server.cmd(&["KEYS", "*:s:*"])?;
-    anyhow::ensure!(left == vec![pending.clone()], "{left:?}");
+    let mut left: Vec<String> = server.cmd(&["KEYS", "*:s:*"])?;
+    left.sort();
+    let mut expected = vec![pending, others_pointer, others_count];
+    expected.sort();
+    anyhow::ensure!(left == expected, "{left:?}");
     Ok(())
 }
 
