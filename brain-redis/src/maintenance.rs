@@ -25,7 +25,7 @@ fn remove_if_lasting(
 /// Chunk keys that no pointer references and that have no expiry (a
 /// publish persisted them and the pointer moved on without expiring them,
 /// or a script was cut short); staged pointers with no expiry (a writer
-/// killed between a staged pointer's first field and its expiry);
+/// killed with its request sent up to the staged pointer's expiry);
 /// catalog entries with no pointer; pointers missing from their catalog,
 /// put back.
 pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {

@@ -203,12 +203,18 @@ const _: () = assert!(
 struct StagedPointer<'a> {
     key: String,
     new: &'a NewVersion<'a>,
-    fields: [String; 8],
+    /// `new.field_values()`, which the publish sends too.
+    fields: &'a [String; 8],
     data: std::borrow::Cow<'a, [u8]>,
 }
 
 impl<'a> StagedPointer<'a> {
-    fn new(key: String, new: &'a NewVersion<'a>, parts: &'a [&'a [u8]]) -> StagedPointer<'a> {
+    fn new(
+        key: String,
+        new: &'a NewVersion<'a>,
+        fields: &'a [String; 8],
+        parts: &'a [&'a [u8]],
+    ) -> StagedPointer<'a> {
         let data = match parts {
             [one] => std::borrow::Cow::Borrowed(*one),
             _ => std::borrow::Cow::Owned(parts.concat()),
@@ -216,7 +222,7 @@ impl<'a> StagedPointer<'a> {
         StagedPointer {
             key,
             new,
-            fields: new.field_values(),
+            fields,
             data,
         }
     }
@@ -239,7 +245,7 @@ impl<'a> StagedPointer<'a> {
             b"name",
             self.new.name.as_bytes(),
         ];
-        for (field, value) in VERSION_FIELDS.iter().zip(&self.fields) {
+        for (field, value) in VERSION_FIELDS.iter().zip(self.fields) {
             whole.extend([field.as_bytes(), value.as_bytes()]);
         }
         whole.extend([&b"data"[..], &self.data]);
@@ -829,7 +835,8 @@ impl RedisStore {
             .arg(if keep_description { "1" } else { "0" })
             .arg(keys.readers_prefix(key))
             .arg(keys.deleted(key));
-        for value in new.field_values() {
+        let fields = new.field_values();
+        for value in &fields {
             invocation.arg(value);
         }
         // What goes up in the same pipeline ahead of the script: the last
@@ -843,6 +850,7 @@ impl RedisStore {
                 Some(StagedPointer::new(
                     keys.staged(key, new.version),
                     new,
+                    &fields,
                     parts,
                 ))
             }
