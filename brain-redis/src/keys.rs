@@ -1,8 +1,10 @@
 //! Key names, and the pointer that says which version a name holds.
 //!
 //! ```text
-//! P:{g}:used          bytes in use (stored sizes), one counter
-//! P:{g}:cfg           settings: capacity
+//! P:{g}:used          bytes in use (stored sizes, and writes' reservations)
+//! P:{g}:cfg           settings: capacity; the recounts in progress
+//! P:{g}:held          writes' reservations: write id -> bytes
+//! P:{g}:leases        when each reservation lapses: write id, server ms
 //! P:{g}:ns            the set of namespaces
 //! P:n:{H}             a namespace's catalog: name -> T (H: the namespace's hash)
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
@@ -38,6 +40,17 @@ impl Keys {
     }
     pub(crate) fn cfg(&self) -> String {
         format!("{}:{{g}}:cfg", self.prefix)
+    }
+    /// The bytes each write in progress holds of the count, by write id
+    /// (its new version): a write that dies holds them until its lease
+    /// lapses (scripts.rs, `reap!`).
+    pub(crate) fn held(&self) -> String {
+        format!("{}:{{g}}:held", self.prefix)
+    }
+    /// The reservations' leases: a sorted set of write ids, scored by the
+    /// server's clock in ms at which each lapses.
+    pub(crate) fn leases(&self) -> String {
+        format!("{}:{{g}}:leases", self.prefix)
     }
     pub(crate) fn namespaces(&self) -> String {
         format!("{}:{{g}}:ns", self.prefix)

@@ -3,7 +3,12 @@
 use brain_core::{FsckReport, GcReport, ObjectKey, ObjectStore, Result};
 
 use crate::conn::keys_matching;
+use crate::scripts;
 use crate::store::{all_pointers, corrupt, RedisStore};
+
+/// Recounts that find the count changed under them, before `fsck` leaves
+/// it as it is.
+const RECOUNT_TRIES: usize = 3;
 
 /// Deletes `key` when it has no expiry (one with an expiry, pending or in
 /// its grace period, goes by itself); the bytes `size` counts in it, if it
@@ -27,9 +32,20 @@ fn remove_if_lasting(
 /// or a script was cut short); staged pointers with no expiry (a writer
 /// killed with its request sent up to the staged pointer's expiry);
 /// catalog entries with no pointer; pointers missing from their catalog,
-/// put back.
+/// put back; the reservations of writes that died, given back.
 pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
     let keys = &store.inner.keys;
+    let reclaimed = store
+        .inner
+        .pool
+        .run(|c| {
+            scripts::reap()
+                .key(keys.held())
+                .key(keys.leases())
+                .key(keys.used())
+                .invoke::<u64>(c.like())
+        })
+        .map_err(|e| store.err("collect garbage in", &e))?;
     let pointers = all_pointers(store)?;
     let current: std::collections::HashMap<ObjectKey, String> = pointers
         .iter()
@@ -38,7 +54,10 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
     let chunk_pattern = format!("{}:c:*", keys.prefix);
     let chunk_head = format!("{}:c:{{", keys.prefix);
     let staged_pattern = keys.staged_pattern();
-    let mut report = GcReport::default();
+    let mut report = GcReport {
+        reservations_reclaimed: reclaimed,
+        ..GcReport::default()
+    };
     let removed = store
         .on_primaries(|conn| {
             let mut removed = (0u64, 0u64);
@@ -151,7 +170,14 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
 }
 
 /// Checks that every object's chunks are all there with the right total
-/// length, and rebuilds the usage count from the pointers.
+/// length, and rebuilds the usage count: the objects' stored sizes plus
+/// what the writes in progress hold (the reservations of writes that died
+/// are given back).
+///
+/// Safe beside live writers: the recount counts the changes of the count
+/// made while it runs (scripts.rs, `RECOUNT_BEGIN`), and a figure that a
+/// write or delete made stale is not written; the count is recounted again
+/// (from the pointers alone), and left as it was after `RECOUNT_TRIES`.
 pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckReport> {
     let keys = &store.inner.keys;
     let used_before: Option<u64> = store
@@ -163,6 +189,69 @@ pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckRepor
         used_before: used_before.unwrap_or(0),
         ..FsckReport::default()
     };
+    let mut moves = recount_begin(store)?;
+    let mut used = check_objects(store, delete_corrupt, &mut report);
+    for tries_left in (0..RECOUNT_TRIES).rev() {
+        let objects = match used {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                // Ends the recount, changing nothing.
+                let _ = recount_end(store, 0, u64::MAX);
+                return Err(err);
+            }
+        };
+        let (rebuilt, count) = recount_end(store, objects, moves)?;
+        report.used_after = count;
+        if rebuilt || tries_left == 0 {
+            break;
+        }
+        moves = recount_begin(store)?;
+        used = all_pointers(store).map(|pointers| {
+            pointers
+                .iter()
+                .map(|(_, pointer)| pointer.meta.stored_size)
+                .sum()
+        });
+    }
+    Ok(report)
+}
+
+/// Starts a recount; the changes of the count so far.
+fn recount_begin(store: &RedisStore) -> Result<u64> {
+    let keys = &store.inner.keys;
+    store
+        .inner
+        .pool
+        .run(|c| scripts::recount_begin().key(keys.cfg()).invoke(c.like()))
+        .map_err(|e| store.err("check", &e))
+}
+
+/// Ends a recount that found `objects` bytes of objects: whether the count
+/// was rebuilt (nothing changed it meanwhile), and the count now.
+fn recount_end(store: &RedisStore, objects: u64, moves: u64) -> Result<(bool, u64)> {
+    let keys = &store.inner.keys;
+    let (rebuilt, count): (u64, u64) = store
+        .inner
+        .pool
+        .run(|c| {
+            scripts::recount_end()
+                .key(keys.used())
+                .key(keys.cfg())
+                .key(keys.held())
+                .key(keys.leases())
+                .arg(objects)
+                .arg(moves)
+                .invoke(c.like())
+        })
+        .map_err(|e| store.err("check", &e))?;
+    Ok((rebuilt == 1, count))
+}
+
+/// Checks every object (`fsck`), reporting and, with `delete_corrupt`,
+/// deleting the corrupt ones; the stored sizes of the objects the names
+/// hold.
+fn check_objects(store: &RedisStore, delete_corrupt: bool, report: &mut FsckReport) -> Result<u64> {
+    let keys = &store.inner.keys;
     let pointers = all_pointers(store)?;
     let mut used = 0;
     for (key, pointer) in &pointers {
@@ -248,11 +337,5 @@ pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckRepor
             None => used += pointer.meta.stored_size,
         }
     }
-    store
-        .inner
-        .pool
-        .run(|c| redis::cmd("SET").arg(keys.used()).arg(used).exec(c.like()))
-        .map_err(|e| store.err("check", &e))?;
-    report.used_after = used;
-    Ok(report)
+    Ok(used)
 }

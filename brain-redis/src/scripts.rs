@@ -39,6 +39,48 @@ end
     };
 }
 
+/// The bookkeeping of the usage count that the scripts share.
+///
+/// `reap(held, leases, used)`: a write reserves bytes under its id with a
+/// lease (`RESERVE`), renewed while it writes; a write that died (a
+/// gunicorn worker killed at its timeout) holds them until the lease
+/// lapses, and then the next reservation, or a publish that would not
+/// fit otherwise, gives them back. The server's clock, so that hosts whose
+/// clocks differ agree. Returns the server's time in ms and the bytes given
+/// back.
+///
+/// `moved(cfg)`: while an `fsck` recounts (the settings' field `recount`,
+/// the number in progress), every change of the count is counted in
+/// `moves`, so that a recount that ran beside one knows its figure is
+/// stale (maintenance.rs).
+macro_rules! accounting {
+    () => {
+        r#"
+local function reap(held, leases, used)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)
+  local freed = 0
+  for _, id in ipairs(dead) do
+    freed = freed + tonumber(redis.call('HGET', held, id) or '0')
+    redis.call('HDEL', held, id)
+  end
+  if #dead > 0 then
+    redis.call('ZREM', leases, unpack(dead))
+    if freed > 0 then
+      local count = tonumber(redis.call('GET', used) or '0')
+      redis.call('SET', used, math.max(0, count - freed))
+    end
+  end
+  return now, freed
+end
+local function moved(cfg)
+  if redis.call('HEXISTS', cfg, 'recount') == 1 then redis.call('HINCRBY', cfg, 'moves', 1) end
+end
+"#
+    };
+}
+
 /// Gives back a fetch's lease on a version it read whole (store.rs,
 /// `Lease`), and when it was the last fetch of a version replaced or
 /// deleted meanwhile, lets the version's chunks go within a second instead
@@ -57,20 +99,23 @@ if redis.call('PTTL', k) > 1000 then redis.call('PEXPIRE', k, 1000) end end end 
 /// Publishes a version (or checks that it can be published).
 ///
 /// `KEYS`: pointer, lock, and on a single server also the usage counter,
-/// the settings, the namespace's catalog and the set of namespaces (the
-/// bookkeeping is then part of the same atomic step).
+/// the settings, the namespace's catalog, the set of namespaces, and the
+/// writes' reservations and their leases (the bookkeeping is then part of
+/// the same atomic step).
 ///
 /// `ARGV`: expected current version (`*` any, `-` none), lock token (`""`
 /// none), new version, chunk count (0: the payload is inline), least grace
-/// in ms for the old chunks, chunk key prefix, bytes to reserve here (a
-/// single server's inline write; 0 when reserved before), name, key hex,
+/// in ms for the old chunks, chunk key prefix, the bytes the object adds
+/// to the count (on a single server; what its write's reservation holds
+/// is taken from them, and the reservation ends), name, key hex,
 /// namespace, `1` when the old object's description is to be kept (the
 /// new one is then empty), the prefix of the keys of fetches in progress
 /// (`Keys::readers_prefix`), the key of the name's last delete's record
 /// (`Keys::deleted`), then the values of the pointer's fields `len
 /// n cs x c desc t ss` (keys.rs, `NewVersion::field_values`), the key of
-/// the staged pointer (`Keys::staged`; `""` when there is none) and, for
-/// an inline payload not staged, the payload. Field names are not sent:
+/// the staged pointer (`Keys::staged`; `""` when there is none), the id of
+/// the write's reservation (`""`: none) and, for an inline payload not
+/// staged, the payload. Field names are not sent:
 /// each argument costs the server a conversion, and a small write is
 /// mostly arguments.
 ///
@@ -98,6 +143,7 @@ if redis.call('PTTL', k) > 1000 then redis.call('PEXPIRE', k, 1000) end end end 
 /// (nothing is written: the writer sends it again with that description).
 const PUBLISH: &str = concat!(
     retire!(),
+    accounting!(),
     r#"
 local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'seq', 'len', 'desc', 'pv')
 local staged = ARGV[22] ~= '' and ARGV[22] or nil
@@ -144,11 +190,20 @@ end
 if staged and redis.call('HGET', staged, 'v') ~= ARGV[3] then return unstaged({'MISSING', -1}) end
 local reserve = tonumber(ARGV[7])
 local single = #KEYS > 2
-if single and reserve > 0 then
-  local cap = redis.call('HGET', KEYS[4], 'capacity')
-  if cap then
+local held = 0
+local cfg
+if single then
+  if ARGV[23] ~= '' then held = tonumber(redis.call('HGET', KEYS[7], ARGV[23]) or '0') end
+  reserve = reserve - held
+  cfg = redis.call('HMGET', KEYS[4], 'capacity', 'recount')
+  if reserve > 0 and cfg[1] then
+    local cap = tonumber(cfg[1])
     local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-    if used + reserve > tonumber(cap) then return unstaged({'FULL', used, tonumber(cap), tonumber(cur[3] or '0')}) end
+    if used + reserve > cap then
+      local _, freed = reap(KEYS[7], KEYS[8], KEYS[3])
+      used = math.max(0, used - freed)
+      if used + reserve > cap then return unstaged({'FULL', used, cap, tonumber(cur[3] or '0')}) end
+    end
   end
 end
 for i = 0, n - 1 do redis.call('PERSIST', prefix .. ARGV[3] .. ':' .. i) end
@@ -172,14 +227,19 @@ else
   local a = ARGV
   local fields = {'seq', seq, 'ns', a[10], 'name', a[8], 'v', a[3], 'len', a[14], 'n', a[15],
     'cs', a[16], 'x', a[17], 'c', a[18], 'desc', a[19], 't', a[20], 'ss', a[21], 'pv', cur[1] or ''}
-  if a[23] then
+  if a[24] then
     fields[#fields + 1] = 'data'
-    fields[#fields + 1] = a[23]
+    fields[#fields + 1] = a[24]
   end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
 if single then
   if reserve ~= old_ss then redis.call('INCRBY', KEYS[3], reserve - old_ss) end
+  if held > 0 then
+    redis.call('HDEL', KEYS[7], ARGV[23])
+    redis.call('ZREM', KEYS[8], ARGV[23])
+  end
+  if cfg[2] then redis.call('HINCRBY', KEYS[4], 'moves', 1) end
   redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])
   redis.call('SADD', KEYS[6], ARGV[10])
 end
@@ -190,7 +250,7 @@ return {'OK', seq, old_ss, cur[1] or ''}
 /// Deletes a name's pointer and its chunks (`retire!`).
 ///
 /// `KEYS`: pointer, lock, the delete's record (`Keys::deleted`), and on a
-/// single server the usage counter and the catalog. `ARGV`: lock token,
+/// single server the usage counter, the catalog and the settings. `ARGV`: lock token,
 /// least grace in ms, chunk key prefix, name, expected version (`*` any),
 /// the call's token, the prefix of the keys of fetches in progress.
 ///
@@ -201,6 +261,7 @@ return {'OK', seq, old_ss, cur[1] or ''}
 /// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
 const DELETE: &str = concat!(
     retire!(),
+    accounting!(),
     r#"
 -- First: this very call ran already (whatever happened to the name since).
 local done = redis.call('GET', KEYS[3])
@@ -221,7 +282,10 @@ retire(ARGV[3] .. cur[1] .. ':', tonumber(cur[2] or '0'), ARGV[7] .. cur[1], ton
 redis.call('DEL', KEYS[1])
 local old_ss = tonumber(cur[3] or '0')
 if #KEYS > 3 then
-  if old_ss > 0 then redis.call('DECRBY', KEYS[4], old_ss) end
+  if old_ss > 0 then
+    redis.call('DECRBY', KEYS[4], old_ss)
+    moved(KEYS[6])
+  end
   redis.call('HDEL', KEYS[5], ARGV[4])
 end
 redis.call('SET', KEYS[3], ARGV[6] .. ':' .. old_ss .. ':' .. cur[1], 'PX', 60000)
@@ -229,24 +293,97 @@ return {'OK', old_ss}
 "#
 );
 
-/// Reserves (positive) or gives back (negative) bytes of the capacity.
-/// `KEYS`: usage counter, settings, the call's mark (`Keys::counted`).
-/// `ARGV`: bytes. A call run again when its connection closed under it
-/// (conn.rs, `Pool::run`) finds its mark, kept a minute, and changes the
-/// count no more.
+/// Changes the usage count: a write's reservation, or a plain change.
+///
+/// `KEYS`: usage counter, settings, the call's mark (`Keys::counted`), the
+/// writes' reservations and their leases. `ARGV`: a write's id (`""`: a
+/// plain change), bytes (with an id, what its reservation is to hold from
+/// now on, 0 to end it; without, a change, negative to give back), `1` to
+/// settle (with an id: the reservation ends and its bytes stay counted,
+/// the object's now), the lease in ms.
+///
+/// A reservation is set to a total, not changed by a difference: one reaped
+/// while its write lived (the write stalled past its lease) is counted again
+/// whole by the write's next call, and never twice. Dead writes' reservations
+/// are given back first (`reap`). A call run again when its connection
+/// closed under it (conn.rs, `Pool::run`) finds its mark, kept a minute, and
+/// changes the count no more.
+///
 /// Returns `{1, used}` or `{0, used, capacity}` when it would not fit.
-const RESERVE: &str = r#"
-local delta = tonumber(ARGV[1])
+const RESERVE: &str = concat!(
+    accounting!(),
+    r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {1, tonumber(redis.call('GET', KEYS[1]) or '0')}
+end
+local now = reap(KEYS[4], KEYS[5], KEYS[1])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if redis.call('EXISTS', KEYS[3]) == 1 then return {1, used} end
+local id = ARGV[1]
+local delta = tonumber(ARGV[2])
+if id ~= '' then delta = delta - tonumber(redis.call('HGET', KEYS[4], id) or '0') end
 if delta > 0 then
   local cap = redis.call('HGET', KEYS[2], 'capacity')
   if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap)} end
 end
 if used + delta < 0 then delta = -used end
 redis.call('SET', KEYS[3], '1', 'PX', 60000)
+if id ~= '' then
+  if ARGV[3] == '1' or ARGV[2] == '0' then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+  else
+    redis.call('HSET', KEYS[4], id, ARGV[2])
+    redis.call('ZADD', KEYS[5], now + tonumber(ARGV[4]), id)
+  end
+end
+moved(KEYS[2])
 return {1, redis.call('INCRBY', KEYS[1], delta)}
+"#
+);
+
+/// Gives back the reservations of writes that died (`reap`). `KEYS`: the
+/// writes' reservations, their leases, the usage counter. Returns the bytes
+/// given back.
+const REAP: &str = concat!(
+    accounting!(),
+    r#"
+local _, freed = reap(KEYS[1], KEYS[2], KEYS[3])
+return freed
+"#
+);
+
+/// Starts a recount (`fsck`): from now on every change of the count is
+/// counted (`moved`). `KEYS`: the settings. Returns the changes counted so
+/// far, which `RECOUNT_END` compares.
+const RECOUNT_BEGIN: &str = r#"
+redis.call('HINCRBY', KEYS[1], 'recount', 1)
+return tonumber(redis.call('HGET', KEYS[1], 'moves') or '0')
 "#;
+
+/// Ends a recount: when the count did not change since `RECOUNT_BEGIN`, it
+/// becomes the bytes of the objects found plus what the writes in progress
+/// hold (after dead writes' reservations are given back). `KEYS`: the usage
+/// counter, the settings, the writes' reservations, their leases. `ARGV`:
+/// the bytes of the objects found, the changes `RECOUNT_BEGIN` returned.
+/// Returns `{1, count}`, or `{0, count}` when the count changed meanwhile
+/// and was left as it is.
+const RECOUNT_END: &str = concat!(
+    accounting!(),
+    r#"
+reap(KEYS[3], KEYS[4], KEYS[1])
+local moves = tonumber(redis.call('HGET', KEYS[2], 'moves') or '0')
+if redis.call('HINCRBY', KEYS[2], 'recount', -1) <= 0 then
+  redis.call('HDEL', KEYS[2], 'recount', 'moves')
+end
+if moves ~= tonumber(ARGV[2]) then
+  return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
+end
+local total = tonumber(ARGV[1])
+for _, bytes in ipairs(redis.call('HVALS', KEYS[3])) do total = total + tonumber(bytes) end
+redis.call('SET', KEYS[1], total)
+return {1, total}
+"#
+);
 
 /// Releases a lock held with the token `ARGV[1]`. Returns 1 if it was held.
 const UNLOCK: &str = r#"
@@ -273,5 +410,8 @@ macro_rules! script {
 script!(publish, PUBLISH);
 script!(delete, DELETE);
 script!(reserve, RESERVE);
+script!(reap, REAP);
+script!(recount_begin, RECOUNT_BEGIN);
+script!(recount_end, RECOUNT_END);
 script!(unlock, UNLOCK);
 script!(renew, RENEW);

@@ -746,28 +746,64 @@ impl RedisStore {
             .max_by(|a, b| (a.0 as f64 / a.1 as f64).total_cmp(&(b.0 as f64 / b.1 as f64)))
     }
 
-    /// Reserves (or gives back, negative) bytes of the capacity.
-    fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
-        if delta == 0 {
+    /// Changes the usage count (scripts.rs, `RESERVE`): with a write's `id`,
+    /// sets what its reservation holds to `bytes` (0 ends it; `settle` ends
+    /// it and leaves its bytes counted, the object's now), renewing its
+    /// lease; without, changes the count by `bytes`.
+    fn change_count(
+        &self,
+        namespace: &str,
+        name: &str,
+        id: &str,
+        bytes: i64,
+        settle: bool,
+    ) -> Result<()> {
+        if id.is_empty() && bytes == 0 {
             return Ok(());
         }
         let keys = &self.inner.keys;
         // Marked by the call, so that a run again changes the count no more.
         let counted = keys.counted(&new_version());
-        let object = (namespace, name, delta.max(0) as u64);
+        let object = (namespace, name, bytes.max(0) as u64);
         let reply: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
             scripts::reserve()
                 .key(keys.used())
                 .key(keys.cfg())
                 .key(&counted)
-                .arg(delta)
+                .key(keys.held())
+                .key(keys.leases())
+                .arg(id)
+                .arg(bytes)
+                .arg(if settle { "1" } else { "" })
+                .arg(PENDING_TTL_MS)
                 .invoke(c.like())
         })?;
         if reply.first().map(int) == Some(0) {
             let figures = (reply.get(1).map_or(0, int), reply.get(2).map_or(0, int));
-            return Err(self.full(namespace, name, delta.max(0) as u64, figures, false));
+            let wanted = reply.get(3).map_or(bytes.max(0) as u64, int);
+            return Err(self.full(namespace, name, wanted, figures, false));
         }
         Ok(())
+    }
+
+    /// Reserves (or gives back, negative) bytes of the capacity, with no
+    /// lease: bytes of an object about to be published or just replaced.
+    fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
+        self.change_count(namespace, name, "", delta, false)
+    }
+
+    /// Sets the reservation of the write `id` to `total` bytes, and renews
+    /// its lease: if the write dies, they are given back when the lease
+    /// lapses (scripts.rs, `reap!`).
+    fn hold(&self, namespace: &str, name: &str, id: &str, total: u64) -> Result<()> {
+        self.change_count(namespace, name, id, total as i64, false)
+    }
+
+    /// Ends the reservation of the write `id`, whatever it holds, whatever
+    /// happens: a failure leaves it to its lease. Safe after a publish that
+    /// ended it (there is nothing left to give back).
+    fn end_reservation(&self, id: &str) {
+        let _ = self.change_count("", "", id, 0, false);
     }
 
     /// Gives back bytes, whatever happens: a failure to do so only leaves
@@ -806,7 +842,7 @@ impl RedisStore {
         key: ObjectKey,
         inline: Option<&[&[u8]]>,
         tail: &[(String, &[u8])],
-        reserve_here: u64,
+        (count_here, reservation): (i64, &str),
         expected: &str,
         keep_description: bool,
     ) -> Result<Published> {
@@ -819,7 +855,9 @@ impl RedisStore {
                 .key(keys.used())
                 .key(keys.cfg())
                 .key(keys.catalog(new.namespace))
-                .key(keys.namespaces());
+                .key(keys.namespaces())
+                .key(keys.held())
+                .key(keys.leases());
         }
         invocation
             .arg(expected)
@@ -828,7 +866,7 @@ impl RedisStore {
             .arg(new.chunks)
             .arg(GRACE.as_millis() as u64)
             .arg(keys.chunk_prefix(key))
-            .arg(reserve_here)
+            .arg(count_here)
             .arg(new.name)
             .arg(key.to_hex())
             .arg(new.namespace)
@@ -862,11 +900,11 @@ impl RedisStore {
             .map(|args| &args[..])
             .chain(staging.iter().flatten().map(|args| &args[..]))
             .collect();
-        match (inline, &staged) {
-            (Some(_), Some(staged)) => invocation.arg(&staged.key),
-            (Some(parts), None) => invocation.arg("").arg(parts.concat()),
-            (None, _) => invocation.arg(""),
-        };
+        invocation.arg(staged.as_ref().map_or("", |staged| staged.key.as_str()));
+        invocation.arg(reservation);
+        if let (Some(parts), None) = (inline, &staged) {
+            invocation.arg(parts.concat());
+        }
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
         let op = match tail.is_empty() {
             true => "publish an object in",
@@ -928,9 +966,22 @@ impl RedisStore {
             }
         })
     }
+}
 
+/// What a write holds of the usage count when it comes to be published.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Held<'a> {
+    /// A writer's reservation, under its id (the new version), with a lease.
+    Reservation(&'a str),
+    /// Bytes counted for the object already, with no lease: none for a put,
+    /// the object's size for a cluster's reservation settled before its
+    /// publish.
+    Counted(u64),
+}
+
+impl RedisStore {
     /// Publishes a complete version and does the bookkeeping around it;
-    /// `reserved` bytes were reserved for it already. With
+    /// `held` is what the write holds of the count already. With
     /// `keep_description` (and an empty description in `new`), the old
     /// object's description is kept: the script finds it, and the version
     /// is sent again with it (a second round trip only when there is one).
@@ -940,55 +991,75 @@ impl RedisStore {
         new: &NewVersion<'_>,
         inline: Option<&[&[u8]]>,
         tail: &[(String, &[u8])],
-        reserved: u64,
+        held: Held<'_>,
         expected: &str,
         keep_description: bool,
     ) -> Result<ObjectMeta> {
         let key = ObjectKey::new(new.namespace, new.name);
         let needed = stored_size(new.namespace, new.name, new.description, new.len);
         let single = self.single();
-        // A single server's write that reserved nothing yet (inline, or
-        // chunked up to 8 MiB: `RedisWriter::reserve_for`) reserves inside
-        // the script.
-        let reserve_here = if single && reserved == 0 {
-            needed
-        } else {
-            if let Err(err) = self.reserve(new.namespace, new.name, needed as i64 - reserved as i64)
-            {
-                self.release(reserved);
+        let (mut reservation, mut counted) = match held {
+            Held::Reservation(id) => (id, 0),
+            Held::Counted(bytes) => ("", bytes),
+        };
+        // On a single server the publish script counts the object, less
+        // what the write's reservation holds, and ends the reservation, in
+        // the same atomic step. On a cluster it runs on the object's slot,
+        // away from the count: the reservation is settled first (set to
+        // the object's size and ended), and given back if the publish fails.
+        // A write killed between the two leaves the count high until
+        // `fsck`, never low.
+        if !single {
+            let settled = match reservation {
+                "" => self.reserve(new.namespace, new.name, needed as i64 - counted as i64),
+                id => self.change_count(new.namespace, new.name, id, needed as i64, true),
+            };
+            if let Err(err) = settled {
+                match reservation {
+                    "" => self.release(counted),
+                    id => self.end_reservation(id),
+                }
                 return Err(err);
             }
-            0
-        };
-        let held = if reserve_here > 0 { 0 } else { needed };
-        if !single {
+            (reservation, counted) = ("", needed);
             if let Err(err) = self.catalog_add(new.namespace, new.name, key) {
-                self.release(held);
+                self.release(counted);
                 return Err(err);
             }
         }
+        let count_here = match single {
+            true => needed as i64 - counted as i64,
+            false => 0,
+        };
+        // What a write that did not publish gives back: its reservation,
+        // which a publish that ran ended already, so ending it again is
+        // safe; bytes counted, only when the pointer shows another version
+        // (a publish whose reply was lost may have run: they are then the
+        // object's, and the count may be high until `fsck`, never low).
+        let give_back = |maybe_published: bool| {
+            if !reservation.is_empty() {
+                self.end_reservation(reservation);
+            }
+            let not_published = || match self.read_meta(new.namespace, new.name) {
+                Ok(pointer) => pointer.is_none_or(|p| p.version != new.version),
+                Err(_) => false,
+            };
+            if counted > 0 && (!maybe_published || not_published()) {
+                self.release(counted);
+            }
+        };
         let outcome = match self.publish(
             new,
             key,
             inline,
             tail,
-            reserve_here,
+            (count_here, reservation),
             expected,
             keep_description,
         ) {
             Ok(outcome) => outcome,
             Err(err) => {
-                // The script may have run (its reply lost): the bytes held
-                // are then the published object's. Given back only when the
-                // pointer shows it did not: the count may be high until
-                // `fsck`, never low.
-                let not_published = || match self.read_meta(new.namespace, new.name) {
-                    Ok(pointer) => pointer.is_none_or(|p| p.version != new.version),
-                    Err(_) => false,
-                };
-                if held > 0 && not_published() {
-                    self.release(held);
-                }
+                give_back(true);
                 return Err(err);
             }
         };
@@ -1004,9 +1075,13 @@ impl RedisStore {
                     description: &old,
                     ..*new
                 };
-                // Bytes reserved for this write (in a cluster) carry over:
-                // only the difference is reserved again.
+                // What the write holds carries over (nothing was
+                // written): only the difference is counted again.
                 // The chunks went up with the first publish.
+                let held = match reservation {
+                    "" => Held::Counted(counted),
+                    id => Held::Reservation(id),
+                };
                 self.finish_write(&described, inline, &[], held, expected, false)
             }
             Published::Ok { .. } | Published::Superseded => {
@@ -1028,7 +1103,7 @@ impl RedisStore {
                 Ok(meta)
             }
             other => {
-                self.release(held);
+                give_back(false);
                 Err(match other {
                     Published::Full {
                         used,
@@ -1523,7 +1598,10 @@ impl RedisStore {
             .key(keys.lock(key))
             .key(keys.deleted(key));
         if self.single() {
-            invocation.key(keys.used()).key(keys.catalog(namespace));
+            invocation
+                .key(keys.used())
+                .key(keys.catalog(namespace))
+                .key(keys.cfg());
         }
         invocation
             .arg(token.as_deref().unwrap_or(""))
@@ -1770,7 +1848,7 @@ impl RedisStore {
                 &new,
                 Some(payload.parts()),
                 &[],
-                0,
+                Held::Counted(0),
                 expected,
                 keep_description && payload.description.is_empty(),
             );
@@ -1940,17 +2018,15 @@ impl RedisWriter {
         // chunk, not one per call of `write_payload`. What is over is given
         // back when the object is published; near the capacity, only what
         // is needed is asked for.
+        // The reservation is the writer's, under its version, with a lease:
+        // if the process dies, it is given back when the lease lapses.
         let chunk = self.store.inner.config.chunk_size as u64;
         let ahead = needed.max(self.reserved + chunk);
-        let (namespace, name) = (&self.namespace, &self.name);
-        match self
-            .store
-            .reserve(namespace, name, (ahead - self.reserved) as i64)
-        {
+        let (namespace, name, id) = (&self.namespace, &self.name, &self.version);
+        match self.store.hold(namespace, name, id, ahead) {
             Ok(()) => self.reserved = ahead,
             Err(Error::StoreFull { .. }) if ahead > needed => {
-                self.store
-                    .reserve(namespace, name, (needed - self.reserved) as i64)?;
+                self.store.hold(namespace, name, id, needed)?;
                 self.reserved = needed;
             }
             Err(err) => return Err(err),
@@ -1994,7 +2070,13 @@ impl RedisWriter {
         // The buffer keeps its allocation for the next batch.
         self.buffer.clear();
         if self.last_refresh.elapsed() > PENDING_TTL / 3 {
-            // A long write keeps its earlier chunks from expiring.
+            // A long write keeps its earlier chunks from expiring, and its
+            // reservation's lease from lapsing.
+            if self.reserved > 0 {
+                let (namespace, name) = (&self.namespace, &self.name);
+                self.store
+                    .hold(namespace, name, &self.version, self.reserved)?;
+            }
             let ttl = PENDING_TTL.as_millis() as u64;
             let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
             self.store.run("write a chunk to", |c| {
@@ -2087,7 +2169,10 @@ impl WriteObject for RedisWriter {
         if !inline {
             self.chunks += self.buffer.len().div_ceil(chunk_size) as u64;
         }
-        let reserved = std::mem::take(&mut self.reserved);
+        let held = match std::mem::take(&mut self.reserved) {
+            0 => Held::Counted(0),
+            _ => Held::Reservation(&self.version),
+        };
         let store = self.store.clone();
         let new = NewVersion {
             namespace: &self.namespace,
@@ -2114,7 +2199,7 @@ impl WriteObject for RedisWriter {
             &new,
             inline.then_some(&data[..]),
             &tail,
-            reserved,
+            held,
             &self.expected,
             self.keep_description,
         );
@@ -2175,7 +2260,9 @@ impl RedisWriter {
 
 impl Drop for RedisWriter {
     fn drop(&mut self) {
-        self.store.release(std::mem::take(&mut self.reserved));
+        if std::mem::take(&mut self.reserved) > 0 {
+            self.store.end_reservation(&self.version);
+        }
         self.discard_chunks();
     }
 }
@@ -2331,13 +2418,14 @@ impl ObjectStore for RedisStore {
 
     fn usage(&self) -> Result<Usage> {
         let keys = &self.inner.keys;
-        let (used, capacity): (Option<u64>, Option<u64>) = self.run("read the usage of", |c| {
-            let used = redis::cmd("GET").arg(keys.used()).query(c.like())?;
-            let capacity = redis::cmd("HGET")
+        let (used, capacity, held) = self.run("read the usage of", |c| {
+            let used: Option<u64> = redis::cmd("GET").arg(keys.used()).query(c.like())?;
+            let capacity: Option<u64> = redis::cmd("HGET")
                 .arg(keys.cfg())
                 .arg("capacity")
                 .query(c.like())?;
-            Ok((used, capacity))
+            let held: Vec<u64> = redis::cmd("HVALS").arg(keys.held()).query(c.like())?;
+            Ok((used, capacity, held))
         })?;
         let used = used.unwrap_or(0);
         let infos = self
@@ -2367,11 +2455,20 @@ impl ObjectStore for RedisStore {
             Some(c) => c.saturating_sub(used).min(by_server),
             None => by_server,
         };
-        let mut details = vec![UsageDetail {
-            key: "server_used_memory",
-            label: "server used",
-            bytes: server_used,
-        }];
+        let mut details = vec![
+            UsageDetail {
+                key: "server_used_memory",
+                label: "server used",
+                bytes: server_used,
+            },
+            // Counted in `used`: what writes in progress reserved (a write
+            // that died holds it until its lease lapses, scripts.rs `reap!`).
+            UsageDetail {
+                key: "writes_in_progress",
+                label: "writing",
+                bytes: held.iter().sum(),
+            },
+        ];
         if server_max > 0 {
             details.push(UsageDetail {
                 key: "server_maxmemory",

@@ -221,16 +221,7 @@ fn a_writer_killed_mid_write_leaves_the_old_value_and_chunks_that_expire() -> Re
     let host = HostDir::new()?;
     helper(&["put", &url, &path(&host), "ns", "x", "1", "300000"])?;
     // More than a batch of chunks (8 MiB): the first batch is on the server.
-    let mut proc = Proc::spawn(&["hold-write", &url, "ns", "x", "10000000"])?;
-    let stdout = proc
-        .0
-        .as_mut()
-        .and_then(|c| c.stdout.take())
-        .ok_or_else(|| anyhow!("piped"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    ensure!(line.trim() == "ready", "{line:?}");
-    drop(proc); // SIGKILL
+    kill_mid_write(&url, "x", 10_000_000)?;
     ensure!(
         helper(&["get", &url, "off", "ns", "x"])? == "1",
         "the old value is intact"
@@ -274,6 +265,181 @@ fn a_writer_killed_mid_write_leaves_the_old_value_and_chunks_that_expire() -> Re
     ensure!(left == 1);
     ensure!(helper(&["get", &url, "off", "ns", "x"])? == "1");
     Ok(())
+}
+
+/// Starts a writer of `len` bytes into `ns/name` in another process and
+/// kills it (SIGKILL) with all but one byte written.
+fn kill_mid_write(url: &str, name: &str, len: u64) -> Result<()> {
+    let mut proc = Proc::spawn(&["hold-write", url, "ns", name, &len.to_string()])?;
+    let stdout = proc
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .ok_or_else(|| anyhow!("piped"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    ensure!(line.trim() == "ready", "{line:?}");
+    drop(proc); // SIGKILL
+    Ok(())
+}
+
+/// The server of `nodes` that holds `key` (on a cluster, the one whose
+/// slots include it).
+fn node_holding<'a>(nodes: &'a [RedisServer], key: &str) -> Result<&'a RedisServer> {
+    nodes
+        .iter()
+        .find(|node| node.cmd::<String>(&["TYPE", key]).is_ok())
+        .ok_or_else(|| anyhow!("no node holds {key}"))
+}
+
+/// The store-wide keys of reservations and their leases, and the server
+/// that holds them.
+struct Reservations<'a> {
+    held: String,
+    leases: String,
+    node: &'a RedisServer,
+}
+
+impl<'a> Reservations<'a> {
+    fn of(url: &str, nodes: &'a [RedisServer]) -> Result<Reservations<'a>> {
+        let prefix = url
+            .split_once("prefix=")
+            .and_then(|(_, rest)| rest.split('&').next())
+            .ok_or_else(|| anyhow!("no prefix in {url}"))?;
+        let leases = format!("{prefix}:{{g}}:leases");
+        Ok(Reservations {
+            held: format!("{prefix}:{{g}}:held"),
+            node: node_holding(nodes, &leases)?,
+            leases,
+        })
+    }
+
+    /// Each lease's time left, in ms by the server's clock.
+    fn time_left(&self) -> Result<Vec<i64>> {
+        let now: Vec<i64> = self.node.cmd(&["TIME"])?;
+        let now_ms = now[0] * 1000 + now[1] / 1000;
+        let leases: Vec<(String, i64)> =
+            self.node
+                .cmd(&["ZRANGE", &self.leases, "0", "-1", "WITHSCORES"])?;
+        Ok(leases.iter().map(|(_, at)| at - now_ms).collect())
+    }
+
+    /// Ten minutes pass: every lease lapses.
+    fn lapse(&self) -> Result<()> {
+        let ids: Vec<String> = self.node.cmd(&["ZRANGE", &self.leases, "0", "-1"])?;
+        for id in &ids {
+            let _: i64 = self.node.cmd(&["ZADD", &self.leases, "XX", "1", id])?;
+        }
+        Ok(())
+    }
+
+    /// Reservations left (each in both keys).
+    fn count(&self) -> Result<(u64, u64)> {
+        Ok((
+            self.node.cmd(&["HLEN", &self.held])?,
+            self.node.cmd(&["ZCARD", &self.leases])?,
+        ))
+    }
+}
+
+/// Writers killed mid-write (gunicorn kills a worker at its timeout this
+/// way) hold the bytes they reserved only until their leases lapse, ten
+/// minutes after their last reservation; then the next write that needs
+/// the room, or `gc`, gives them back, with no `fsck`, and the count is
+/// exact again. A live writer whose lease lapsed while it stalled is
+/// counted whole when it publishes.
+fn dead_writers_give_their_reservations_back(url: &str, nodes: &[RedisServer]) -> Result<()> {
+    use brain::stored_size;
+    let store = RedisStore::open(
+        url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    store.set_capacity(Some(48 << 20))?;
+    let held = stored_size("ns", "x", "", 10_000_000);
+    for _ in 0..3 {
+        kill_mid_write(url, "x", 10_000_000)?;
+    }
+    let reservations = Reservations::of(url, nodes)?;
+    let usage = store.usage()?;
+    ensure!(
+        usage.used == 3 * held && usage.detail("writes_in_progress") == Some(3 * held),
+        "three dead writers' reservations: {usage:?}"
+    );
+    let left = reservations.time_left()?;
+    ensure!(
+        left.len() == 3 && left.iter().all(|ms| (590_000..=600_000).contains(ms)),
+        "leases of ten minutes: {left:?}"
+    );
+    // While their leases run, the room is theirs.
+    let big = make_value(5, 24_000_000);
+    let err = store
+        .put("ns", "big", &Payload::bytes(&big))
+        .err()
+        .context("24 MB fit beside 30 MB reserved in 48 MiB")?;
+    ensure!(matches!(err, Error::StoreFull { .. }), "{err:?}");
+    reservations.lapse()?;
+    // A write that reserves as it goes.
+    store.put("ns", "big", &Payload::bytes(&big))?;
+    let mut objects = stored_size("ns", "big", "", 24_000_000);
+    ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
+    ensure!(reservations.count()? == (0, 0));
+    // A write of up to 8 MiB, which a single server reserves in its publish.
+    for _ in 0..2 {
+        kill_mid_write(url, "x", 10_000_000)?;
+    }
+    let small = make_value(6, 7_000_000);
+    ensure!(store.put("ns", "small", &Payload::bytes(&small)).is_err());
+    reservations.lapse()?;
+    store.put("ns", "small", &Payload::bytes(&small))?;
+    objects += stored_size("ns", "small", "", 7_000_000);
+    ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
+    ensure!(reservations.count()? == (0, 0));
+    // gc.
+    kill_mid_write(url, "x", 10_000_000)?;
+    ensure!(store.usage()?.used == objects + held);
+    reservations.lapse()?;
+    let report = store.gc()?;
+    ensure!(report.reservations_reclaimed == held, "{report:?}");
+    ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
+    // A writer that stalled past its lease, alive.
+    let piece = make_value(7, 1 << 20);
+    let mut slow = store.writer("ns", "slow", brain::Codec::Raw, "", None)?;
+    slow.write_payload(&piece)?;
+    slow.write_payload(&piece)?;
+    ensure!(reservations.count()? == (1, 1));
+    let usage = store.usage()?;
+    let holds = stored_size("ns", "slow", "", 2 << 20);
+    ensure!(
+        usage.used == objects + holds && usage.detail("writes_in_progress") == Some(holds),
+        "a reservation grown twice: {usage:?}"
+    );
+    reservations.lapse()?;
+    store.gc()?;
+    ensure!(store.usage()?.used == objects);
+    slow.write_payload(&piece)?;
+    slow.commit()?;
+    objects += stored_size("ns", "slow", "", 3 << 20);
+    ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
+    ensure!(reservations.count()? == (0, 0));
+    ensure!(*store.get("ns", "big")?.context("big")? == big[..]);
+    Ok(())
+}
+
+#[test]
+fn dead_writers_give_their_reservations_back_on_a_server() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&server.url()));
+    dead_writers_give_their_reservations_back(&url, std::slice::from_ref(&server))
+}
+
+#[test]
+fn dead_writers_give_their_reservations_back_on_a_cluster() -> Result<()> {
+    let cluster = RedisCluster::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
+    dead_writers_give_their_reservations_back(&url, &cluster.nodes)
 }
 
 fn live_version(store: &RedisStore) -> Result<String> {
