@@ -5,6 +5,7 @@
 //! P:{g}:cfg           settings: capacity; the recounts in progress
 //! P:{g}:held          writes' reservations: write id -> bytes
 //! P:{g}:leases        when each reservation lapses: write id, server ms
+//! P:{g}:recounts      the recounts in progress, and when each lapses
 //! P:{g}:ns            the set of namespaces
 //! P:n:{H}             a namespace's catalog: name -> T (H: the namespace's hash)
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
@@ -43,7 +44,7 @@ impl Keys {
     }
     /// The bytes each write in progress holds of the count, by write id
     /// (its new version): a write that dies holds them until its lease
-    /// lapses (scripts.rs, `reap!`).
+    /// lapses (scripts.rs, `reap` in `accounting!`).
     pub(crate) fn held(&self) -> String {
         format!("{}:{{g}}:held", self.prefix)
     }
@@ -51,6 +52,11 @@ impl Keys {
     /// server's clock in ms at which each lapses.
     pub(crate) fn leases(&self) -> String {
         format!("{}:{{g}}:leases", self.prefix)
+    }
+    /// The recounts (`fsck`) in progress: a sorted set of tokens, scored
+    /// by the server's clock in ms at which each lapses.
+    pub(crate) fn recounts(&self) -> String {
+        format!("{}:{{g}}:recounts", self.prefix)
     }
     pub(crate) fn namespaces(&self) -> String {
         format!("{}:{{g}}:ns", self.prefix)

@@ -1,14 +1,21 @@
 //! `gc` and `fsck` of a Redis store: what dead writers left, and a recount.
 
-use brain_core::{FsckReport, GcReport, ObjectKey, ObjectStore, Result};
+use std::time::{Duration, Instant};
+
+use brain_core::{Error, FsckReport, GcReport, ObjectKey, ObjectStore, Result};
 
 use crate::conn::keys_matching;
+use crate::keys::new_version;
 use crate::scripts;
 use crate::store::{all_pointers, corrupt, RedisStore};
 
-/// Recounts that find the count changed under them, before `fsck` leaves
-/// it as it is.
-const RECOUNT_TRIES: usize = 3;
+/// How long `fsck` counts again when writes or deletes changed the count
+/// under its recount, before it gives up ([`Error::Busy`]).
+const RECOUNT_WAIT: Duration = Duration::from_secs(10);
+
+/// A recount's lease: an `fsck` that died stops holding the writers to
+/// counting their changes after this.
+const RECOUNT_LEASE_MS: u64 = 600_000;
 
 /// Deletes `key` when it has no expiry (one with an expiry, pending or in
 /// its grace period, goes by itself); the bytes `size` counts in it, if it
@@ -177,7 +184,8 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
 /// Safe beside live writers: the recount counts the changes of the count
 /// made while it runs (scripts.rs, `RECOUNT_BEGIN`), and a figure that a
 /// write or delete made stale is not written; the count is recounted again
-/// (from the pointers alone), and left as it was after `RECOUNT_TRIES`.
+/// (from the pointers alone) for up to `RECOUNT_WAIT`, then [`Error::Busy`]
+/// (the objects were checked, and corrupt ones deleted if asked).
 pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckReport> {
     let keys = &store.inner.keys;
     let used_before: Option<u64> = store
@@ -189,47 +197,65 @@ pub(crate) fn fsck(store: &RedisStore, delete_corrupt: bool) -> Result<FsckRepor
         used_before: used_before.unwrap_or(0),
         ..FsckReport::default()
     };
-    let mut moves = recount_begin(store)?;
-    let mut used = check_objects(store, delete_corrupt, &mut report);
-    for tries_left in (0..RECOUNT_TRIES).rev() {
-        let objects = match used {
+    let started = Instant::now();
+    let mut token = new_version();
+    let mut moves = recount_begin(store, &token)?;
+    let mut objects = check_objects(store, delete_corrupt, &mut report);
+    loop {
+        let found = match objects {
             Ok(bytes) => bytes,
             Err(err) => {
                 // Ends the recount, changing nothing.
-                let _ = recount_end(store, 0, u64::MAX);
+                let _ = recount_end(store, &token, 0, u64::MAX);
                 return Err(err);
             }
         };
-        let (rebuilt, count) = recount_end(store, objects, moves)?;
-        report.used_after = count;
-        if rebuilt || tries_left == 0 {
-            break;
+        let (rebuilt, count) = recount_end(store, &token, found, moves)?;
+        if rebuilt {
+            report.used_after = count;
+            return Ok(report);
         }
-        moves = recount_begin(store)?;
-        used = all_pointers(store).map(|pointers| {
+        if started.elapsed() > RECOUNT_WAIT {
+            return Err(Error::Busy {
+                location: store.location(),
+                operation: "rebuild the usage count",
+                waited: RECOUNT_WAIT,
+            });
+        }
+        token = new_version();
+        moves = recount_begin(store, &token)?;
+        objects = all_pointers(store).map(|pointers| {
             pointers
                 .iter()
                 .map(|(_, pointer)| pointer.meta.stored_size)
                 .sum()
         });
     }
-    Ok(report)
 }
 
-/// Starts a recount; the changes of the count so far.
-fn recount_begin(store: &RedisStore) -> Result<u64> {
+/// Starts the recount `token`; the changes of the count so far.
+fn recount_begin(store: &RedisStore, token: &str) -> Result<u64> {
     let keys = &store.inner.keys;
     store
         .inner
         .pool
-        .run(|c| scripts::recount_begin().key(keys.cfg()).invoke(c.like()))
+        .run(|c| {
+            scripts::recount_begin()
+                .key(keys.cfg())
+                .key(keys.recounts())
+                .arg(token)
+                .arg(RECOUNT_LEASE_MS)
+                .invoke(c.like())
+        })
         .map_err(|e| store.err("check", &e))
 }
 
-/// Ends a recount that found `objects` bytes of objects: whether the count
-/// was rebuilt (nothing changed it meanwhile), and the count now.
-fn recount_end(store: &RedisStore, objects: u64, moves: u64) -> Result<(bool, u64)> {
+/// Ends the recount `token`, which found `objects` bytes of objects:
+/// whether the count was rebuilt (nothing changed it meanwhile), and the
+/// count now.
+fn recount_end(store: &RedisStore, token: &str, objects: u64, moves: u64) -> Result<(bool, u64)> {
     let keys = &store.inner.keys;
+    let mark = keys.counted(token);
     let (rebuilt, count): (u64, u64) = store
         .inner
         .pool
@@ -239,8 +265,11 @@ fn recount_end(store: &RedisStore, objects: u64, moves: u64) -> Result<(bool, u6
                 .key(keys.cfg())
                 .key(keys.held())
                 .key(keys.leases())
+                .key(keys.recounts())
+                .key(&mark)
                 .arg(objects)
                 .arg(moves)
+                .arg(token)
                 .invoke(c.like())
         })
         .map_err(|e| store.err("check", &e))?;

@@ -309,7 +309,8 @@ return {'OK', old_ss}
 /// closed under it (conn.rs, `Pool::run`) finds its mark, kept a minute, and
 /// changes the count no more.
 ///
-/// Returns `{1, used}` or `{0, used, capacity}` when it would not fit.
+/// Returns `{1, used}` or `{0, used, capacity, bytes asked for}` when it
+/// would not fit.
 const RESERVE: &str = concat!(
     accounting!(),
     r#"
@@ -323,7 +324,7 @@ local delta = tonumber(ARGV[2])
 if id ~= '' then delta = delta - tonumber(redis.call('HGET', KEYS[4], id) or '0') end
 if delta > 0 then
   local cap = redis.call('HGET', KEYS[2], 'capacity')
-  if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap)} end
+  if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap), delta} end
 end
 if used + delta < 0 then delta = -used end
 redis.call('SET', KEYS[3], '1', 'PX', 60000)
@@ -336,7 +337,9 @@ if id ~= '' then
     redis.call('ZADD', KEYS[5], now + tonumber(ARGV[4]), id)
   end
 end
-moved(KEYS[2])
+-- A reservation set or ended changes the count and what writes hold
+-- together, which a recount adds up alike; anything else is a change.
+if id == '' or ARGV[3] == '1' then moved(KEYS[2]) end
 return {1, redis.call('INCRBY', KEYS[1], delta)}
 "#
 );
@@ -353,35 +356,51 @@ return freed
 );
 
 /// Starts a recount (`fsck`): from now on every change of the count is
-/// counted (`moved`). `KEYS`: the settings. Returns the changes counted so
-/// far, which `RECOUNT_END` compares.
+/// counted (`moved`). `KEYS`: the settings, the recounts in progress (a
+/// sorted set: token, server ms at which it lapses). `ARGV`: the
+/// recount's token, its lease in ms. Recounts that lapsed (an `fsck` that
+/// died) are dropped. Returns the changes counted so far, which
+/// `RECOUNT_END` compares. Safe to run twice: the changes are counted from
+/// the later run, before the recount looks at anything.
 const RECOUNT_BEGIN: &str = r#"
-redis.call('HINCRBY', KEYS[1], 'recount', 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[1], 'recount', 1)
 return tonumber(redis.call('HGET', KEYS[1], 'moves') or '0')
 "#;
 
-/// Ends a recount: when the count did not change since `RECOUNT_BEGIN`, it
-/// becomes the bytes of the objects found plus what the writes in progress
-/// hold (after dead writes' reservations are given back). `KEYS`: the usage
-/// counter, the settings, the writes' reservations, their leases. `ARGV`:
-/// the bytes of the objects found, the changes `RECOUNT_BEGIN` returned.
-/// Returns `{1, count}`, or `{0, count}` when the count changed meanwhile
-/// and was left as it is.
+/// Ends a recount: when nothing changed the count since `RECOUNT_BEGIN`
+/// (and the recount did not lapse), it becomes the bytes of the objects
+/// found plus what the writes in progress hold, after dead writes'
+/// reservations are given back. `KEYS`: the usage counter, the settings,
+/// the writes' reservations, their leases, the recounts in progress, the
+/// call's mark (`Keys::counted`). `ARGV`: the bytes of the objects found,
+/// the changes `RECOUNT_BEGIN` returned, the recount's token. The last
+/// recount to end stops the counting of changes. Returns `{1, count}`, or
+/// `{0, count}` when the count was left as it is; a run again (its
+/// connection closed under it) finds its mark and answers the same.
 const RECOUNT_END: &str = concat!(
     accounting!(),
     r#"
-reap(KEYS[3], KEYS[4], KEYS[1])
+local done = redis.call('GET', KEYS[6])
+if done then return {tonumber(done), tonumber(redis.call('GET', KEYS[1]) or '0')} end
+local now = reap(KEYS[3], KEYS[4], KEYS[1])
+local mine = redis.call('ZSCORE', KEYS[5], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local moves = tonumber(redis.call('HGET', KEYS[2], 'moves') or '0')
-if redis.call('HINCRBY', KEYS[2], 'recount', -1) <= 0 then
-  redis.call('HDEL', KEYS[2], 'recount', 'moves')
+if redis.call('ZCARD', KEYS[5]) == 0 then redis.call('HDEL', KEYS[2], 'recount', 'moves') end
+local rebuilt = 0
+if mine and moves == tonumber(ARGV[2]) then
+  local total = tonumber(ARGV[1])
+  for _, bytes in ipairs(redis.call('HVALS', KEYS[3])) do total = total + tonumber(bytes) end
+  redis.call('SET', KEYS[1], total)
+  rebuilt = 1
 end
-if moves ~= tonumber(ARGV[2]) then
-  return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
-end
-local total = tonumber(ARGV[1])
-for _, bytes in ipairs(redis.call('HVALS', KEYS[3])) do total = total + tonumber(bytes) end
-redis.call('SET', KEYS[1], total)
-return {1, total}
+redis.call('SET', KEYS[6], rebuilt, 'PX', 60000)
+return {rebuilt, tonumber(redis.call('GET', KEYS[1]) or '0')}
 "#
 );
 

@@ -794,7 +794,7 @@ impl RedisStore {
 
     /// Sets the reservation of the write `id` to `total` bytes, and renews
     /// its lease: if the write dies, they are given back when the lease
-    /// lapses (scripts.rs, `reap!`).
+    /// lapses (scripts.rs, `reap` in `accounting!`).
     fn hold(&self, namespace: &str, name: &str, id: &str, total: u64) -> Result<()> {
         self.change_count(namespace, name, id, total as i64, false)
     }
@@ -2462,7 +2462,7 @@ impl ObjectStore for RedisStore {
                 bytes: server_used,
             },
             // Counted in `used`: what writes in progress reserved (a write
-            // that died holds it until its lease lapses, scripts.rs `reap!`).
+            // that died holds it until its lease lapses, scripts.rs, `reap` in `accounting!`).
             UsageDetail {
                 key: "writes_in_progress",
                 label: "writing",

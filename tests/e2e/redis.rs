@@ -760,23 +760,38 @@ fn fsck_never_undercounts_a_write_in_progress_or_one_made_beside_it() -> Result<
         std::time::Duration::from_millis(700),
     )?;
     let query = url.rsplit_once('/').map_or("", |(_, query)| query);
-    let checker = uncached(&format!("redis://127.0.0.1:{proxy}/{query}"))?;
-    let mut writing = store.writer("ns", "c", Codec::Raw, "", None)?;
-    writing.write_payload(&value)?;
-    let check = std::thread::spawn(move || checker.fsck(false));
-    // fsck has listed the names, and waits on its check of the first.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    writing.commit()?;
-    store.delete("ns", "a")?;
-    let report = check
-        .join()
-        .map_err(|_| anyhow::anyhow!("fsck panicked"))??;
-    let expected = size("b") + size("c");
-    let used = store.usage()?.used;
-    anyhow::ensure!(
-        used == expected && report.used_after == expected,
-        "count {used} after fsck beside a write and a delete, expected {expected}: {report:?}"
-    );
+    let checker = Arc::new(uncached(&format!("redis://127.0.0.1:{proxy}/{query}"))?);
+    // While fsck, having listed the names, waits on its check of the first.
+    let beside = |change: &dyn Fn() -> Result<()>, expected: u64| -> Result<()> {
+        let checker = checker.clone();
+        let check = std::thread::spawn(move || checker.fsck(false));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        change()?;
+        let report = check
+            .join()
+            .map_err(|_| anyhow::anyhow!("fsck panicked"))??;
+        let used = store.usage()?.used;
+        anyhow::ensure!(
+            used == expected && report.used_after == expected,
+            "count {used} after fsck, expected {expected}: {report:?}"
+        );
+        Ok(())
+    };
+    let writing = std::sync::Mutex::new(Some(store.writer("ns", "c", Codec::Raw, "", None)?));
+    if let Some(writer) = writing.lock().unwrap().as_mut() {
+        writer.write_payload(&value)?;
+    }
+    let commit = || -> Result<()> {
+        let writer = writing.lock().unwrap().take().context("one commit")?;
+        writer.commit()?;
+        Ok(())
+    };
+    beside(&commit, size("a") + size("b") + size("c")).context("a write committed")?;
+    let delete = || -> Result<()> {
+        anyhow::ensure!(store.delete("ns", "a")?);
+        Ok(())
+    };
+    beside(&delete, size("b") + size("c")).context("a name deleted")?;
     Ok(())
 }
 
