@@ -6,6 +6,7 @@
 //! P:{g}:held          writes' reservations: write id -> bytes
 //! P:{g}:leases        when each reservation lapses: write id, server ms
 //! P:{g}:recounts      the recounts in progress, and when each lapses
+//! P:{g}:changing      a cluster's writes and deletes in flight, and when each lapses
 //! P:{g}:ns            the set of namespaces
 //! P:n:{H}             a namespace's catalog: name -> T (H: the namespace's hash)
 //! P:p:{T}             an object's pointer (T: the object key, 32 hex digits)
@@ -57,6 +58,12 @@ impl Keys {
     /// by the server's clock in ms at which each lapses.
     pub(crate) fn recounts(&self) -> String {
         format!("{}:{{g}}:recounts", self.prefix)
+    }
+    /// A cluster's writes and deletes between their change of the count
+    /// and their script (which runs on another slot): a sorted set of ids,
+    /// scored by the server's clock in ms at which each lapses.
+    pub(crate) fn changing(&self) -> String {
+        format!("{}:{{g}}:changing", self.prefix)
     }
     pub(crate) fn namespaces(&self) -> String {
         format!("{}:{{g}}:ns", self.prefix)

@@ -50,6 +50,7 @@ pub(crate) fn gc(store: &RedisStore) -> Result<GcReport> {
                 .key(keys.held())
                 .key(keys.leases())
                 .key(keys.used())
+                .key(keys.changing())
                 .invoke::<u64>(c.like())
         })
         .map_err(|e| store.err("collect garbage in", &e))?;
@@ -267,6 +268,7 @@ fn recount_end(store: &RedisStore, token: &str, objects: u64, moves: u64) -> Res
                 .key(keys.leases())
                 .key(keys.recounts())
                 .key(&mark)
+                .key(keys.changing())
                 .arg(objects)
                 .arg(moves)
                 .arg(token)

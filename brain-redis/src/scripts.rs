@@ -44,8 +44,8 @@ end
 /// `reap(held, leases, used)`: a write reserves bytes under its id with a
 /// lease (`RESERVE`), renewed while it writes; a write that died (a
 /// gunicorn worker killed at its timeout) holds them until the lease
-/// lapses, and then the next reservation, or a publish that would not
-/// fit otherwise, gives them back. The server's clock, so that hosts whose
+/// lapses, and then the next reservation that asks for more room, a
+/// publish that would not fit otherwise, or `gc` gives them back. The server's clock, so that hosts whose
 /// clocks differ agree. Returns the server's time in ms and the bytes given
 /// back.
 ///
@@ -201,7 +201,14 @@ if single then
     local used = tonumber(redis.call('GET', KEYS[3]) or '0')
     if used + reserve > cap then
       local _, freed = reap(KEYS[7], KEYS[8], KEYS[3])
-      used = math.max(0, used - freed)
+      if freed > 0 then
+        -- The write's own reservation may have been among them.
+        reserve = reserve + held
+        held = 0
+        if ARGV[23] ~= '' then held = tonumber(redis.call('HGET', KEYS[7], ARGV[23]) or '0') end
+        reserve = reserve - held
+        used = tonumber(redis.call('GET', KEYS[3]) or '0')
+      end
       if used + reserve > cap then return unstaged({'FULL', used, cap, tonumber(cur[3] or '0')}) end
     end
   end
@@ -252,13 +259,17 @@ return {'OK', seq, old_ss, cur[1] or ''}
 /// `KEYS`: pointer, lock, the delete's record (`Keys::deleted`), and on a
 /// single server the usage counter, the catalog and the settings. `ARGV`: lock token,
 /// least grace in ms, chunk key prefix, name, expected version (`*` any),
-/// the call's token, the prefix of the keys of fetches in progress.
+/// the call's token, the prefix of the keys of fetches in progress, the
+/// namespace.
 ///
 /// A call is run again when its connection closed under it (conn.rs,
 /// `Pool::run`): the record, kept a minute, makes the second run answer
 /// what the first did instead of `NONE`.
 ///
-/// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}` or `{CONFLICT, current}`.
+/// A pointer of another name whose key is the same is left as it is.
+///
+/// Returns `{OK, old stored size}`, `{NONE}`, `{LOCKED}`, `{CONFLICT,
+/// current}` or `{COLLISION, namespace, name}` (the other name's).
 const DELETE: &str = concat!(
     retire!(),
     accounting!(),
@@ -269,7 +280,11 @@ local prefix = ARGV[6] .. ':'
 if done and string.sub(done, 1, #prefix) == prefix then
   return {'OK', tonumber(string.match(string.sub(done, #prefix + 1), '^%d+'))}
 end
-local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'len')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'n', 'ss', 'len', 'ns', 'name')
+-- Another name whose key is the same: it is not this name's to delete.
+if cur[1] and cur[5] and cur[6] and (cur[5] ~= ARGV[8] or cur[6] ~= ARGV[4]) then
+  return {'COLLISION', cur[5] or '', cur[6] or ''}
+end
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'LOCKED'} end
 end
@@ -278,9 +293,10 @@ if not cur[1] then
   return {'NONE'}
 end
 if ARGV[5] ~= '*' and cur[1] ~= ARGV[5] then return {'CONFLICT', cur[1]} end
-retire(ARGV[3] .. cur[1] .. ':', tonumber(cur[2] or '0'), ARGV[7] .. cur[1], tonumber(ARGV[2]), cur[4])
+-- A corrupt pointer's fields are read as 0: it is deleted all the same.
+retire(ARGV[3] .. cur[1] .. ':', tonumber(cur[2]) or 0, ARGV[7] .. cur[1], tonumber(ARGV[2]), tonumber(cur[4]) or 0)
 redis.call('DEL', KEYS[1])
-local old_ss = tonumber(cur[3] or '0')
+local old_ss = tonumber(cur[3]) or 0
 if #KEYS > 3 then
   if old_ss > 0 then
     redis.call('DECRBY', KEYS[4], old_ss)
@@ -293,64 +309,117 @@ return {'OK', old_ss}
 "#
 );
 
-/// Changes the usage count: a write's reservation, or a plain change.
+/// Changes the usage count: a write's reservation, or a plain change; on
+/// a cluster, also the changes in flight.
 ///
 /// `KEYS`: usage counter, settings, the call's mark (`Keys::counted`), the
-/// writes' reservations and their leases. `ARGV`: a write's id (`""`: a
-/// plain change), bytes (with an id, what its reservation is to hold from
-/// now on, 0 to end it; without, a change, negative to give back), `1` to
-/// settle (with an id: the reservation ends and its bytes stay counted,
-/// the object's now), the lease in ms.
+/// writes' reservations, their leases, the changes in flight (a sorted
+/// set: id, server ms at which it lapses). `ARGV`: an id (`""`: a plain
+/// change), bytes, the mode, the reservation's lease in ms, bytes counted
+/// already outside the reservation (`settle`), the change's lease in ms.
+/// The modes:
+///
+/// - `""`: with an id, sets what the write's reservation holds to the
+///   bytes (0 ends it) and renews its lease; without, changes the count
+///   by the bytes (negative gives back).
+/// - `settle` (a cluster's write, before its publish): the object's size
+///   is the bytes; it is counted (less what the reservation and the
+///   bytes counted outside it hold), the reservation ends, and a change
+///   opens under the id.
+/// - `open` (a cluster's delete, before its script): a change opens.
+/// - `done` (after either): the change closes, the reservation (if any)
+///   is given back, and the count changes by the bytes (the replaced or
+///   deleted object's size, negative; or what a failed write counted).
+///
+/// On a cluster a write's or delete's script runs on the object's slot,
+/// away from the count, between `settle`/`open` and `done`: a recount
+/// (`RECOUNT_END`) does not write its figure while a change is open.
 ///
 /// A reservation is set to a total, not changed by a difference: one reaped
 /// while its write lived (the write stalled past its lease) is counted again
-/// whole by the write's next call, and never twice. Dead writes' reservations
-/// are given back first (`reap`). A call run again when its connection
-/// closed under it (conn.rs, `Pool::run`) finds its mark, kept a minute, and
-/// changes the count no more.
+/// whole by the write's next call, and never twice. A call that asks for
+/// more room gives dead writes' reservations back first (`reap`). A call
+/// run again when its connection closed under it (conn.rs, `Pool::run`)
+/// finds its mark, kept a minute, and changes the count no more; calls
+/// that are the same when run again (setting a reservation, opening a
+/// change, closing one with nothing to give back) leave none. The server
+/// time each call costs matters: a cluster's write makes two.
 ///
-/// Returns `{1, used}` or `{0, used, capacity, bytes asked for}` when it
-/// would not fit.
-const RESERVE: &str = concat!(
+/// Returns `{1}`, or `{0, used, capacity, bytes asked for}` when it would
+/// not fit.
+pub(crate) const RESERVE: &str = concat!(
     accounting!(),
     r#"
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return {1, tonumber(redis.call('GET', KEYS[1]) or '0')}
-end
-local now = reap(KEYS[4], KEYS[5], KEYS[1])
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local id = ARGV[1]
+local id, mode = ARGV[1], ARGV[3]
 local delta = tonumber(ARGV[2])
-if id ~= '' then delta = delta - tonumber(redis.call('HGET', KEYS[4], id) or '0') end
-if delta > 0 then
-  local cap = redis.call('HGET', KEYS[2], 'capacity')
-  if cap and used + delta > tonumber(cap) then return {0, used, tonumber(cap), delta} end
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-if used + delta < 0 then delta = -used end
-redis.call('SET', KEYS[3], '1', 'PX', 60000)
+if mode == 'open' then
+  redis.call('ZADD', KEYS[6], clock() + tonumber(ARGV[6]), id)
+  return {1}
+end
+-- A reservation set to a total, or a change closed with nothing to give
+-- back, is the same when run again; any other call leaves a mark.
+local marked = not ((id ~= '' and mode == '') or (mode == 'done' and delta == 0))
+if marked and redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
+local held = 0
+local function asked()
+  local wanted = tonumber(ARGV[2])
+  if id ~= '' then
+    held = tonumber(redis.call('HGET', KEYS[4], id) or '0')
+    wanted = wanted - held
+  end
+  if mode == 'settle' then wanted = wanted - tonumber(ARGV[5]) end
+  return wanted
+end
+delta = asked()
+local cfg = redis.call('HMGET', KEYS[2], 'capacity', 'recount')
+local now
+if delta > 0 then
+  local freed
+  now, freed = reap(KEYS[4], KEYS[5], KEYS[1])
+  -- The call's own reservation may have been among them (its write
+  -- stalled past its lease): it is counted again whole.
+  if freed > 0 then delta = asked() end
+  if cfg[1] then
+    local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+    if used + delta > tonumber(cfg[1]) then return {0, used, tonumber(cfg[1]), delta} end
+  end
+end
+if marked then redis.call('SET', KEYS[3], '1', 'PX', 60000) end
 if id ~= '' then
-  if ARGV[3] == '1' or ARGV[2] == '0' then
+  if mode == '' and ARGV[2] ~= '0' then
+    redis.call('HSET', KEYS[4], id, ARGV[2])
+    redis.call('ZADD', KEYS[5], (now or clock()) + tonumber(ARGV[4]), id)
+  elseif held > 0 then
     redis.call('HDEL', KEYS[4], id)
     redis.call('ZREM', KEYS[5], id)
-  else
-    redis.call('HSET', KEYS[4], id, ARGV[2])
-    redis.call('ZADD', KEYS[5], now + tonumber(ARGV[4]), id)
+  end
+  if mode == 'settle' then
+    redis.call('ZADD', KEYS[6], (now or clock()) + tonumber(ARGV[6]), id)
+  elseif mode == 'done' then
+    redis.call('ZREM', KEYS[6], id)
   end
 end
 -- A reservation set or ended changes the count and what writes hold
 -- together, which a recount adds up alike; anything else is a change.
-if id == '' or ARGV[3] == '1' then moved(KEYS[2]) end
-return {1, redis.call('INCRBY', KEYS[1], delta)}
+if cfg[2] and (id == '' or mode ~= '') then redis.call('HINCRBY', KEYS[2], 'moves', 1) end
+if delta ~= 0 and redis.call('INCRBY', KEYS[1], delta) < 0 then redis.call('SET', KEYS[1], 0) end
+return {1}
 "#
 );
 
-/// Gives back the reservations of writes that died (`reap`). `KEYS`: the
-/// writes' reservations, their leases, the usage counter. Returns the bytes
-/// given back.
+/// Gives back the reservations of writes that died (`reap`), and drops the
+/// changes in flight that lapsed (`RESERVE`). `KEYS`: the writes'
+/// reservations, their leases, the usage counter, the changes in flight.
+/// Returns the bytes given back.
 const REAP: &str = concat!(
     accounting!(),
     r#"
-local _, freed = reap(KEYS[1], KEYS[2], KEYS[3])
+local now, freed = reap(KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 return freed
 "#
 );
@@ -374,9 +443,10 @@ return tonumber(redis.call('HGET', KEYS[1], 'moves') or '0')
 /// Ends a recount: when nothing changed the count since `RECOUNT_BEGIN`
 /// (and the recount did not lapse), it becomes the bytes of the objects
 /// found plus what the writes in progress hold, after dead writes'
-/// reservations are given back. `KEYS`: the usage counter, the settings,
-/// the writes' reservations, their leases, the recounts in progress, the
-/// call's mark (`Keys::counted`). `ARGV`: the bytes of the objects found,
+/// reservations are given back, and no change is in flight (a cluster's,
+/// `RESERVE`). `KEYS`: the usage counter, the settings, the writes'
+/// reservations, their leases, the recounts in progress, the call's mark
+/// (`Keys::counted`), the changes in flight. `ARGV`: the bytes of the objects found,
 /// the changes `RECOUNT_BEGIN` returned, the recount's token. The last
 /// recount to end stops the counting of changes. Returns `{1, count}`, or
 /// `{0, count}` when the count was left as it is; a run again (its
@@ -392,8 +462,9 @@ redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local moves = tonumber(redis.call('HGET', KEYS[2], 'moves') or '0')
 if redis.call('ZCARD', KEYS[5]) == 0 then redis.call('HDEL', KEYS[2], 'recount', 'moves') end
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
 local rebuilt = 0
-if mine and moves == tonumber(ARGV[2]) then
+if mine and moves == tonumber(ARGV[2]) and redis.call('ZCARD', KEYS[7]) == 0 then
   local total = tonumber(ARGV[1])
   for _, bytes in ipairs(redis.call('HVALS', KEYS[3])) do total = total + tonumber(bytes) end
   redis.call('SET', KEYS[1], total)

@@ -746,64 +746,123 @@ impl RedisStore {
             .max_by(|a, b| (a.0 as f64 / a.1 as f64).total_cmp(&(b.0 as f64 / b.1 as f64)))
     }
 
-    /// Changes the usage count (scripts.rs, `RESERVE`): with a write's `id`,
-    /// sets what its reservation holds to `bytes` (0 ends it; `settle` ends
-    /// it and leaves its bytes counted, the object's now), renewing its
-    /// lease; without, changes the count by `bytes`.
+    /// Changes the usage count (scripts.rs, `RESERVE`, which says what
+    /// each [`CountChange`] does with `id` and `bytes`).
     fn change_count(
         &self,
         namespace: &str,
         name: &str,
         id: &str,
         bytes: i64,
-        settle: bool,
+        change: CountChange,
     ) -> Result<()> {
-        if id.is_empty() && bytes == 0 {
-            return Ok(());
+        self.change_count_with(namespace, name, id, bytes, change, &[])
+            .map(drop)
+    }
+
+    /// [`RedisStore::change_count`], with `with` sent in the same pipeline
+    /// after it (on a cluster each node's part goes at once: one round
+    /// trip for all); their answers. A server's error answer to any is the
+    /// call's error.
+    fn change_count_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        id: &str,
+        bytes: i64,
+        change: CountChange,
+        with: &[redis::Cmd],
+    ) -> Result<Vec<Value>> {
+        if id.is_empty() && bytes == 0 && with.is_empty() {
+            return Ok(Vec::new());
         }
         let keys = &self.inner.keys;
         // Marked by the call, so that a run again changes the count no more.
         let counted = keys.counted(&new_version());
         let object = (namespace, name, bytes.max(0) as u64);
-        let reply: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
-            scripts::reserve()
-                .key(keys.used())
-                .key(keys.cfg())
-                .key(&counted)
-                .key(keys.held())
-                .key(keys.leases())
-                .arg(id)
-                .arg(bytes)
-                .arg(if settle { "1" } else { "" })
-                .arg(PENDING_TTL_MS)
-                .invoke(c.like())
+        let (mode, counted_outside) = match change {
+            CountChange::Set => ("", 0),
+            CountChange::Settle { counted } => ("settle", counted),
+            CountChange::Open => ("open", 0),
+            CountChange::Done => ("done", 0),
+        };
+        let script_keys = [
+            keys.used(),
+            keys.cfg(),
+            counted,
+            keys.held(),
+            keys.leases(),
+            keys.changing(),
+        ];
+        let script_args = [
+            id.to_owned(),
+            bytes.to_string(),
+            mode.to_owned(),
+            PENDING_TTL_MS.to_owned(),
+            counted_outside.to_string(),
+            CHANGE_LEASE_MS.to_string(),
+        ];
+        let mut replies: Vec<Value> = self.run_write("reserve capacity in", object, |c| {
+            if with.is_empty() {
+                let mut invocation = scripts::reserve().prepare_invoke();
+                for key in &script_keys {
+                    invocation.key(key);
+                }
+                for arg in &script_args {
+                    invocation.arg(arg);
+                }
+                return Ok(vec![invocation.invoke(c.like())?]);
+            }
+            // `EVAL`: a cluster pipeline routes it by its first key, and a
+            // server never lacks its body.
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(scripts::RESERVE)
+                .arg(script_keys.len())
+                .arg(&script_keys[..])
+                .arg(&script_args[..]);
+            let commands: Vec<redis::Cmd> =
+                std::iter::once(eval).chain(with.iter().cloned()).collect();
+            c.pipeline(commands)
         })?;
+        let with_replies = replies.split_off(replies.len().min(1));
+        let reply: Vec<Value> = match replies.pop() {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
         if reply.first().map(int) == Some(0) {
             let figures = (reply.get(1).map_or(0, int), reply.get(2).map_or(0, int));
             let wanted = reply.get(3).map_or(bytes.max(0) as u64, int);
             return Err(self.full(namespace, name, wanted, figures, false));
         }
-        Ok(())
+        Ok(with_replies)
     }
 
     /// Reserves (or gives back, negative) bytes of the capacity, with no
-    /// lease: bytes of an object about to be published or just replaced.
+    /// lease.
     fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
-        self.change_count(namespace, name, "", delta, false)
+        self.change_count(namespace, name, "", delta, CountChange::Set)
     }
 
     /// Sets the reservation of the write `id` to `total` bytes, and renews
     /// its lease: if the write dies, they are given back when the lease
     /// lapses (scripts.rs, `reap` in `accounting!`).
     fn hold(&self, namespace: &str, name: &str, id: &str, total: u64) -> Result<()> {
-        self.change_count(namespace, name, id, total as i64, false)
+        self.change_count(namespace, name, id, total as i64, CountChange::Set)
     }
 
     /// Ends the reservation of the write `id`, whatever it holds, whatever
     /// happens: a failure leaves it to its lease. Safe after a publish that
     /// ended it (there is nothing left to give back).
     fn end_reservation(&self, id: &str) {
-        let _ = self.change_count("", "", id, 0, false);
+        let _ = self.change_count("", "", id, 0, CountChange::Set);
+    }
+
+    /// Closes the cluster's change `id` (`CountChange::Done`), changing the
+    /// count by `delta` and giving back any reservation under `id`, with
+    /// `with` in the same pipeline, whatever happens: a failure leaves the
+    /// change to its lease, and the count high until `fsck`, never low.
+    fn close_change(&self, id: &str, delta: i64, with: &[redis::Cmd]) {
+        let _ = self.change_count_with("", "", id, delta, CountChange::Done, with);
     }
 
     /// Gives back bytes, whatever happens: a failure to do so only leaves
@@ -818,18 +877,21 @@ impl RedisStore {
     /// from the pointer (another slot): before the upload, and again after
     /// the publish (a delete in between may have removed the entry).
     fn catalog_add(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<()> {
+        let commands = self.catalog_entry(namespace, name, key);
+        self.run("write the catalog of", |c| c.pipeline(commands.to_vec()))
+    }
+
+    /// The commands that write `name`'s catalog entry and its namespace.
+    fn catalog_entry(&self, namespace: &str, name: &str, key: ObjectKey) -> [redis::Cmd; 2] {
         let keys = &self.inner.keys;
-        self.run("write the catalog of", |c| {
-            redis::cmd("HSET")
-                .arg(keys.catalog(namespace))
-                .arg(name)
-                .arg(key.to_hex())
-                .exec(c.like())?;
-            redis::cmd("SADD")
-                .arg(keys.namespaces())
-                .arg(namespace)
-                .exec(c.like())
-        })
+        let mut entry = redis::cmd("HSET");
+        entry
+            .arg(keys.catalog(namespace))
+            .arg(name)
+            .arg(key.to_hex());
+        let mut listed = redis::cmd("SADD");
+        listed.arg(keys.namespaces()).arg(namespace);
+        [entry, listed]
     }
 
     /// Runs the publish script for `new`; `tail` (the last batch of a
@@ -968,6 +1030,26 @@ impl RedisStore {
     }
 }
 
+/// What a call of the `RESERVE` script does (scripts.rs says each in full).
+#[derive(Debug, Clone, Copy)]
+enum CountChange {
+    /// Sets a write's reservation to a total (0 ends it), or, with no id,
+    /// changes the count.
+    Set,
+    /// A cluster's write, before its publish: counts the object (less its
+    /// reservation and the bytes `counted` for it already), ends the
+    /// reservation, and opens a change.
+    Settle { counted: u64 },
+    /// A cluster's delete, before its script: opens a change.
+    Open,
+    /// Closes a change, giving back any reservation under its id.
+    Done,
+}
+
+/// How long a cluster's change stays open (`CountChange`) if the process
+/// that opened it dies before closing it: a recount waits for it.
+const CHANGE_LEASE_MS: u64 = 60_000;
+
 /// What a write holds of the usage count when it comes to be published.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Held<'a> {
@@ -1009,21 +1091,21 @@ impl RedisStore {
         // the object's size and ended), and given back if the publish fails.
         // A write killed between the two leaves the count high until
         // `fsck`, never low.
+        // The settle opens a change under the version, which a recount
+        // waits for (scripts.rs, `RESERVE`), until the count is done with
+        // (`close_change`): the replaced object's bytes given back, or the
+        // write's if it was not published.
         if !single {
-            let settled = match reservation {
-                "" => self.reserve(new.namespace, new.name, needed as i64 - counted as i64),
-                id => self.change_count(new.namespace, new.name, id, needed as i64, true),
-            };
+            let settle = CountChange::Settle { counted };
+            let settled =
+                self.change_count(new.namespace, new.name, new.version, needed as i64, settle);
             if let Err(err) = settled {
-                match reservation {
-                    "" => self.release(counted),
-                    id => self.end_reservation(id),
-                }
+                self.close_change(new.version, -(counted as i64), &[]);
                 return Err(err);
             }
             (reservation, counted) = ("", needed);
             if let Err(err) = self.catalog_add(new.namespace, new.name, key) {
-                self.release(counted);
+                self.close_change(new.version, -(counted as i64), &[]);
                 return Err(err);
             }
         }
@@ -1037,14 +1119,19 @@ impl RedisStore {
         // (a publish whose reply was lost may have run: they are then the
         // object's, and the count may be high until `fsck`, never low).
         let give_back = |maybe_published: bool| {
-            if !reservation.is_empty() {
-                self.end_reservation(reservation);
-            }
             let not_published = || match self.read_meta(new.namespace, new.name) {
                 Ok(pointer) => pointer.is_none_or(|p| p.version != new.version),
                 Err(_) => false,
             };
-            if counted > 0 && (!maybe_published || not_published()) {
+            let give = counted > 0 && (!maybe_published || not_published());
+            if !single {
+                self.close_change(new.version, if give { -(counted as i64) } else { 0 }, &[]);
+                return;
+            }
+            if !reservation.is_empty() {
+                self.end_reservation(reservation);
+            }
+            if give {
                 self.release(counted);
             }
         };
@@ -1085,10 +1172,15 @@ impl RedisStore {
                 self.finish_write(&described, inline, &[], held, expected, false)
             }
             Published::Ok { .. } | Published::Superseded => {
-                if let (false, Published::Ok { old_stored }) = (single, &outcome) {
-                    self.release(*old_stored);
-                    // A delete racing this write may have removed the entry.
-                    let _ = self.catalog_add(new.namespace, new.name, key);
+                if !single {
+                    let old_stored = match outcome {
+                        Published::Ok { old_stored } => old_stored,
+                        _ => 0,
+                    };
+                    // A delete racing this write may have removed the
+                    // entry: written again, in the same round trip.
+                    let entry = self.catalog_entry(new.namespace, new.name, key);
+                    self.close_change(new.version, -(old_stored as i64), &entry);
                 }
                 let meta = ObjectMeta {
                     namespace: new.namespace.to_owned(),
@@ -1589,15 +1681,25 @@ impl RedisStore {
     fn remove(&self, namespace: &str, name: &str) -> Result<Option<u64>> {
         let key = ObjectKey::new(namespace, name);
         let keys = &self.inner.keys;
-        // A collision must not delete another object: this fails on one.
-        self.read_meta(namespace, name)?;
+        // The call's token: a run again answers what the first run did. On
+        // a cluster, also the id of the change it opens (`CountChange`).
+        let call = new_version();
+        let single = self.single();
+        // A change that cannot be opened (the server of the count out of
+        // memory, or away) does not stop the delete, which is how a user
+        // makes room: its bytes then stay counted (high until `fsck`, never
+        // low, as a recount could miss their release).
+        let opened = !single
+            && self
+                .change_count(namespace, name, &call, 0, CountChange::Open)
+                .is_ok();
         let token = self.inner.held.token(namespace, name);
         let mut invocation = scripts::delete().prepare_invoke();
         invocation
             .key(keys.pointer(key))
             .key(keys.lock(key))
             .key(keys.deleted(key));
-        if self.single() {
+        if single {
             invocation
                 .key(keys.used())
                 .key(keys.catalog(namespace))
@@ -1609,10 +1711,20 @@ impl RedisStore {
             .arg(keys.chunk_prefix(key))
             .arg(name)
             .arg(self.expected(namespace, name).replace('-', "*"))
-            // The call's token: a run again answers what the first run did.
-            .arg(new_version())
-            .arg(keys.readers_prefix(key));
-        let reply: Vec<Value> = self.run("delete an object in", |c| invocation.invoke(c.like()))?;
+            .arg(&call)
+            .arg(keys.readers_prefix(key))
+            .arg(namespace);
+        let reply = self.run("delete an object in", |c| {
+            invocation.invoke::<Vec<Value>>(c.like())
+        });
+        let deleted = matches!(&reply, Ok(r) if r.first().map(word).as_deref() == Some("OK"));
+        if opened && !deleted {
+            // Nothing deleted, or a delete whose reply was lost: its object's
+            // bytes stay counted (high until `fsck`, never low). A delete
+            // closes its change with the catalog (`catalog_remove`).
+            self.close_change(&call, 0, &[]);
+        }
+        let reply = reply?;
         self.inner.tracker.forget_everywhere(&self.inner, key);
         if let (Some(cache), Some("OK" | "NONE")) =
             (&self.inner.cache, reply.first().map(word).as_deref())
@@ -1622,13 +1734,29 @@ impl RedisStore {
         match reply.first().map(word).as_deref() {
             Some("OK") => {
                 let old = reply.get(1).map_or(0, int);
-                if !self.single() {
-                    self.release(old);
-                    self.catalog_remove(namespace, name, key)?;
+                if !single {
+                    // The change closes (the bytes given back) in the
+                    // catalog's first round trip.
+                    let given_back = if opened { -(old as i64) } else { 0 };
+                    self.catalog_remove(namespace, name, key, (call.as_str(), given_back))?;
                 }
                 Ok(Some(old))
             }
             Some("NONE") => Ok(None),
+            // A collision must not delete another object.
+            Some("COLLISION") => {
+                let text = |i: usize| {
+                    String::from_utf8_lossy(&reply.get(i).cloned().and_then(bytes_of).unwrap_or_default())
+                        .into_owned()
+                };
+                Err(Error::KeyCollision {
+                    location: self.object_location(namespace, name),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    found_namespace: text(1),
+                    found_name: text(2),
+                })
+            }
             Some("CONFLICT") => {
                 self.note_conflict(namespace, name);
                 Err(Error::io(
@@ -1652,13 +1780,26 @@ impl RedisStore {
 
     /// A cluster's catalog entry goes after its pointer; if a writer
     /// published again meanwhile, the entry is put back.
-    fn catalog_remove(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<()> {
+    fn catalog_remove(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: ObjectKey,
+        (change, delta): (&str, i64),
+    ) -> Result<()> {
         let keys = &self.inner.keys;
+        let mut remove = redis::cmd("HDEL");
+        remove.arg(keys.catalog(namespace)).arg(name);
+        // The delete's change closes in the same round trip; if either
+        // failed, the entry is removed again (a change not closed lapses,
+        // the count high until `fsck`, never low).
+        let removed = self
+            .change_count_with("", "", change, delta, CountChange::Done, &[remove.clone()])
+            .is_ok();
         let exists: bool = self.run("write the catalog of", |c| {
-            redis::cmd("HDEL")
-                .arg(keys.catalog(namespace))
-                .arg(name)
-                .exec(c.like())?;
+            if !removed {
+                remove.exec(c.like())?;
+            }
             redis::cmd("EXISTS").arg(keys.pointer(key)).query(c.like())
         })?;
         if exists {

@@ -795,6 +795,48 @@ fn fsck_never_undercounts_a_write_in_progress_or_one_made_beside_it() -> Result<
     Ok(())
 }
 
+/// A pointer that names another name (what two names whose keys are the
+/// same would meet) is that name's: a read or a delete of this name is a
+/// key collision, and the delete leaves it.
+#[test]
+fn a_delete_never_removes_another_names_object() -> Result<()> {
+    use brain_core::{ObjectKey, Payload};
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let store = uncached(&url)?;
+    store.put("ns", "x", &Payload::bytes(b"someone else's"))?;
+    let prefix = url.rsplit_once("prefix=").context("a prefix")?.1;
+    let pointer = format!("{prefix}:p:{{{}}}", ObjectKey::new("ns", "x").to_hex());
+    let _: i64 = server.cmd(&["HSET", &pointer, "ns", "other", "name", "y"])?;
+    for err in [
+        store.get("ns", "x").err().context("a read")?,
+        store.delete("ns", "x").err().context("a delete")?,
+    ] {
+        anyhow::ensure!(
+            matches!(
+                &err,
+                brain_core::Error::KeyCollision { found_namespace, found_name, .. }
+                    if found_namespace == "other" && found_name == "y"
+            ),
+            "{err:?}"
+        );
+    }
+    let left: i64 = server.cmd(&["EXISTS", &pointer])?;
+    anyhow::ensure!(left == 1, "the other name's pointer was deleted");
+    // A pointer whose fields are damaged is this name's all the same: a
+    // delete removes it.
+    let _: i64 = server.cmd(&[
+        "HSET", &pointer, "ns", "ns", "name", "x", "n", "junk", "ss", "junk", "len", "junk",
+    ])?;
+    anyhow::ensure!(
+        store.delete("ns", "x")?,
+        "the damaged pointer was not deleted"
+    );
+    let left: i64 = server.cmd(&["EXISTS", &pointer])?;
+    anyhow::ensure!(left == 0);
+    Ok(())
+}
+
 /// A write whose publish ran and whose reply was lost, with another
 /// writer's publish or delete of the same name before the call is sent
 /// again: the call run again reports the write done and leaves the other

@@ -297,6 +297,8 @@ fn node_holding<'a>(nodes: &'a [RedisServer], key: &str) -> Result<&'a RedisServ
 struct Reservations<'a> {
     held: String,
     leases: String,
+    /// A cluster's writes and deletes in flight.
+    changing: String,
     node: &'a RedisServer,
 }
 
@@ -309,6 +311,7 @@ impl<'a> Reservations<'a> {
         let leases = format!("{prefix}:{{g}}:leases");
         Ok(Reservations {
             held: format!("{prefix}:{{g}}:held"),
+            changing: format!("{prefix}:{{g}}:changing"),
             node: node_holding(nodes, &leases)?,
             leases,
         })
@@ -322,6 +325,12 @@ impl<'a> Reservations<'a> {
             self.node
                 .cmd(&["ZRANGE", &self.leases, "0", "-1", "WITHSCORES"])?;
         Ok(leases.iter().map(|(_, at)| at - now_ms).collect())
+    }
+
+    /// The server's clock, in ms.
+    fn now_ms(&self) -> Result<i64> {
+        let now: Vec<i64> = self.node.cmd(&["TIME"])?;
+        Ok(now[0] * 1000 + now[1] / 1000)
     }
 
     /// Ten minutes pass: every lease lapses.
@@ -424,6 +433,17 @@ fn dead_writers_give_their_reservations_back(url: &str, nodes: &[RedisServer]) -
     objects += stored_size("ns", "slow", "", 3 << 20);
     ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
     ensure!(reservations.count()? == (0, 0));
+    // One whose lease lapses while it stalls, with no gc: its next
+    // reservation gives its own back and counts it again, whole.
+    let mut stalled = store.writer("ns", "stalled", brain::Codec::Raw, "", None)?;
+    stalled.write_payload(&piece)?;
+    reservations.lapse()?;
+    stalled.write_payload(&piece)?;
+    stalled.write_payload(&piece)?;
+    stalled.commit()?;
+    objects += stored_size("ns", "stalled", "", 3 << 20);
+    ensure!(store.usage()?.used == objects, "{:?}", store.usage()?);
+    ensure!(reservations.count()? == (0, 0));
     ensure!(*store.get("ns", "big")?.context("big")? == big[..]);
     Ok(())
 }
@@ -440,6 +460,113 @@ fn dead_writers_give_their_reservations_back_on_a_cluster() -> Result<()> {
     let cluster = RedisCluster::start()?;
     let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
     dead_writers_give_their_reservations_back(&url, &cluster.nodes)
+}
+
+/// On a cluster a write's or delete's script runs on the object's slot,
+/// away from the count: each opens a change in flight before its script
+/// and closes it after, and `fsck` does not write a recount while one is
+/// open (it would miss the object, or count a deleted one that is then
+/// given back again); one that stays open past `fsck`'s wait makes it
+/// fail as busy, and leaves the count.
+#[test]
+fn fsck_on_a_cluster_waits_for_writes_and_deletes_in_flight() -> Result<()> {
+    let cluster = RedisCluster::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
+    let store = RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    let reservations = Reservations::of(&url, &cluster.nodes)?;
+    let node = reservations.node;
+    let _: String = node.cmd(&["CONFIG", "RESETSTAT"])?;
+    for i in 0..3 {
+        store.put("ns", &format!("n{i}"), &Payload::bytes(b"small"))?;
+    }
+    store.put("ns", "n0", &Payload::bytes(b"replaced"))?;
+    for i in 0..2 {
+        ensure!(store.delete("ns", &format!("n{i}"))?);
+    }
+    let (opened, closed) = (calls(node, "zadd")?, calls(node, "zrem")?);
+    ensure!(
+        (opened, closed) == (6, 6),
+        "four writes and two deletes opened {opened} changes and closed {closed}"
+    );
+    let open: u64 = node.cmd(&["ZCARD", &reservations.changing])?;
+    ensure!(open == 0);
+
+    store.put("ns", "big", &Payload::bytes(&make_value(3, 1 << 20)))?;
+    let exact = store.fsck(false)?.used_after;
+    let used_key = reservations.held.replace(":held", ":used");
+    let _: () = node.cmd(&["SET", &used_key, &(exact + 12_345).to_string()])?;
+    // A write between its settle and its publish, for 1.5 s.
+    let until = (reservations.now_ms()? + 1500).to_string();
+    let _: i64 = node.cmd(&["ZADD", &reservations.changing, &until, "a-write"])?;
+    let started = Instant::now();
+    let report = store.fsck(false)?;
+    ensure!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "fsck wrote its recount with a write in flight, after {:?}",
+        started.elapsed()
+    );
+    ensure!(report.used_after == exact && store.usage()?.used == exact);
+    // One that stays open.
+    let until = (reservations.now_ms()? + 60_000).to_string();
+    let _: i64 = node.cmd(&["ZADD", &reservations.changing, &until, "stuck"])?;
+    let _: () = node.cmd(&["SET", &used_key, "1"])?;
+    let err = store
+        .fsck(false)
+        .err()
+        .context("fsck beside a stuck change")?;
+    ensure!(matches!(err, Error::Busy { .. }), "{err:?}");
+    ensure!(store.usage()?.used == 1, "the count was left as it was");
+    Ok(())
+}
+
+/// A cluster's delete goes on when the server of the count is out of
+/// memory (deleting is how a user makes room): the change it would open
+/// is refused, so the bytes stay counted until `fsck`, never too few.
+#[test]
+fn a_cluster_delete_goes_on_when_the_counts_server_is_full() -> Result<()> {
+    use brain::{stored_size, ObjectKey};
+    let cluster = RedisCluster::start()?;
+    let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
+    let store = RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Off,
+            ..Default::default()
+        },
+    )?;
+    let reservations = Reservations::of(&url, &cluster.nodes)?;
+    let prefix = reservations.held.trim_end_matches(":{g}:held").to_owned();
+    // A name whose pointer lives on another server than the count.
+    let name = (0..100)
+        .map(|i| format!("n{i}"))
+        .find(|name| {
+            let pointer = format!("{prefix}:p:{{{}}}", ObjectKey::new("ns", name).to_hex());
+            node_holding(&cluster.nodes, &pointer)
+                .is_ok_and(|node| node.port() != reservations.node.port())
+        })
+        .context("a name on another server")?;
+    store.put("ns", &name, &Payload::bytes(b"to be deleted"))?;
+    let counted = store.usage()?.used;
+    ensure!(counted == stored_size("ns", &name, "", 13));
+    let full = |limit: &str| -> Result<()> {
+        let _: String = reservations
+            .node
+            .cmd(&["CONFIG", "SET", "maxmemory", limit])?;
+        Ok(())
+    };
+    full("1")?;
+    let deleted = store.delete("ns", &name);
+    full("0")?;
+    ensure!(deleted? && store.get("ns", &name)?.is_none(), "not deleted");
+    ensure!(store.usage()?.used == counted, "{:?}", store.usage()?);
+    ensure!(store.fsck(false)?.used_after == 0);
+    Ok(())
 }
 
 fn live_version(store: &RedisStore) -> Result<String> {
