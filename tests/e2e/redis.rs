@@ -19,7 +19,7 @@ pub fn fresh(url: &str) -> String {
 }
 
 /// A store on `url` with no host cache (and so no tracking).
-fn uncached(url: &str) -> brain::Result<brain::RedisStore> {
+pub(crate) fn uncached(url: &str) -> brain::Result<brain::RedisStore> {
     brain::RedisStore::open(
         url,
         &brain::RedisOptions {

@@ -17,7 +17,7 @@ use brain::{CacheSetting, Error, ObjectStore, OpenOptions, Payload, RedisStore};
 use brain_tests::redis_server::{HostDir, RedisCluster, RedisServer};
 use brain_tests::{check_value, exit, make_value};
 
-use crate::redis::fresh;
+use crate::redis::{fresh, uncached};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_brain-redis-helper");
 
@@ -228,13 +228,7 @@ fn a_writer_killed_mid_write_leaves_the_old_value_and_chunks_that_expire() -> Re
     );
     let mut conn = server.connect()?;
     let chunks: Vec<String> = redis::cmd("KEYS").arg("*:c:*").query(&mut conn)?;
-    let store = RedisStore::open(
-        &url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(&url)?;
     let version = live_version(&store)?;
     let live: Vec<String> = chunks
         .iter()
@@ -359,13 +353,7 @@ impl<'a> Reservations<'a> {
 /// counted whole when it publishes.
 fn dead_writers_give_their_reservations_back(url: &str, nodes: &[RedisServer]) -> Result<()> {
     use brain::stored_size;
-    let store = RedisStore::open(
-        url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(url)?;
     store.set_capacity(Some(48 << 20))?;
     let held = stored_size("ns", "x", "", 10_000_000);
     for _ in 0..3 {
@@ -472,13 +460,7 @@ fn dead_writers_give_their_reservations_back_on_a_cluster() -> Result<()> {
 fn fsck_on_a_cluster_waits_for_writes_and_deletes_in_flight() -> Result<()> {
     let cluster = RedisCluster::start()?;
     let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
-    let store = RedisStore::open(
-        &url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(&url)?;
     let reservations = Reservations::of(&url, &cluster.nodes)?;
     let node = reservations.node;
     let _: String = node.cmd(&["CONFIG", "RESETSTAT"])?;
@@ -533,13 +515,7 @@ fn a_cluster_delete_goes_on_when_the_counts_server_is_full() -> Result<()> {
     use brain::{stored_size, ObjectKey};
     let cluster = RedisCluster::start()?;
     let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
-    let store = RedisStore::open(
-        &url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Off,
-            ..Default::default()
-        },
-    )?;
+    let store = uncached(&url)?;
     let reservations = Reservations::of(&url, &cluster.nodes)?;
     let prefix = reservations.held.trim_end_matches(":{g}:held").to_owned();
     // A name whose pointer lives on another server than the count.
