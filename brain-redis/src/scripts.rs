@@ -41,13 +41,15 @@ end
 
 /// The bookkeeping of the usage count that the scripts share.
 ///
+/// `clock()`: the server's time in ms, by which leases lapse (hosts'
+/// clocks may differ; the server's is the one all agree on).
+///
 /// `reap(held, leases, used)`: a write reserves bytes under its id with a
 /// lease (`RESERVE`), renewed while it writes; a write that died (a
 /// gunicorn worker killed at its timeout) holds them until the lease
 /// lapses, and then the next reservation that asks for more room, a
-/// publish that would not fit otherwise, or `gc` gives them back. The server's clock, so that hosts whose
-/// clocks differ agree. Returns the server's time in ms and the bytes given
-/// back.
+/// publish that would not fit otherwise, or `gc` gives them back. Returns
+/// the server's time in ms and the bytes given back.
 ///
 /// `moved(cfg)`: while an `fsck` recounts (the settings' field `recount`,
 /// the number in progress), every change of the count is counted in
@@ -56,9 +58,12 @@ end
 macro_rules! accounting {
     () => {
         r#"
-local function reap(held, leases, used)
+local function clock()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function reap(held, leases, used)
+  local now = clock()
   local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)
   local freed = 0
   for _, id in ipairs(dead) do
@@ -352,10 +357,6 @@ pub(crate) const RESERVE: &str = concat!(
     r#"
 local id, mode = ARGV[1], ARGV[3]
 local delta = tonumber(ARGV[2])
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 if mode == 'open' then
   redis.call('ZADD', KEYS[6], clock() + tonumber(ARGV[6]), id)
   return {1}
@@ -431,14 +432,16 @@ return freed
 /// died) are dropped. Returns the changes counted so far, which
 /// `RECOUNT_END` compares. Safe to run twice: the changes are counted from
 /// the later run, before the recount looks at anything.
-const RECOUNT_BEGIN: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const RECOUNT_BEGIN: &str = concat!(
+    accounting!(),
+    r#"
+local now = clock()
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[1], 'recount', 1)
 return tonumber(redis.call('HGET', KEYS[1], 'moves') or '0')
-"#;
+"#
+);
 
 /// Ends a recount: when nothing changed the count since `RECOUNT_BEGIN`
 /// (and the recount did not lapse), it becomes the bytes of the objects

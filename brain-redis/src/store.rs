@@ -2559,15 +2559,17 @@ impl ObjectStore for RedisStore {
 
     fn usage(&self) -> Result<Usage> {
         let keys = &self.inner.keys;
-        let (used, capacity, held) = self.run("read the usage of", |c| {
-            let used: Option<u64> = redis::cmd("GET").arg(keys.used()).query(c.like())?;
-            let capacity: Option<u64> = redis::cmd("HGET")
-                .arg(keys.cfg())
-                .arg("capacity")
-                .query(c.like())?;
-            let held: Vec<u64> = redis::cmd("HVALS").arg(keys.held()).query(c.like())?;
-            Ok((used, capacity, held))
-        })?;
+        // One round trip: the keys share the slot `{g}`.
+        let mut used = redis::cmd("GET");
+        used.arg(keys.used());
+        let mut capacity = redis::cmd("HGET");
+        capacity.arg(keys.cfg()).arg("capacity");
+        let mut held = redis::cmd("HVALS");
+        held.arg(keys.held());
+        let (used, capacity, held): (Option<u64>, Option<u64>, Vec<u64>) = self
+            .run("read the usage of", |c| {
+                c.pipeline(vec![used.clone(), capacity.clone(), held.clone()])
+            })?;
         let used = used.unwrap_or(0);
         let infos = self
             .on_primaries(|conn| {
