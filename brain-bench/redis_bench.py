@@ -32,6 +32,12 @@ Run it on a release build (``make bench-redis`` builds one).
 up to 256 KiB, chunks above) against SET, with the calling thread's
 processor time and the server's time per set.
 
+``--cluster`` measures only small values (100 bytes) on a three-node Redis
+Cluster of its own (``redis-cli --cluster create``): a new name's set, a
+replace, a delete and a strict get against redis-py's ``RedisCluster`` doing
+``SET``, ``DEL`` and ``GET``, in rounds that alternate, and prints the
+ratios: run it alternately with two builds to compare them.
+
 ``--small`` measures only the rows closest to redis-py's, the 1 MiB
 cold get and set and the 100-byte set, in the same set-up, and prints their
 ratios, and the processor time a cold get takes in the calling thread: run it alternately with two builds (``PYTHONPATH=`` pointing at
@@ -92,6 +98,131 @@ class Server:
         self.proc.kill()
         self.proc.wait()
         remove_scratch(self.dir)
+
+
+class Cluster:
+    """Three redis-server nodes on free loopback ports, joined by
+    ``redis-cli --cluster create``, in a scratch directory of their own."""
+
+    def __init__(self) -> None:
+        self.dir = scratch_dir("brain-bench-redis-cluster-", tempfile.gettempdir())
+        self.ports: list[int] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            while len(self.ports) < 3:
+                port = free_cluster_port()
+                if port in self.ports:
+                    continue
+                node_dir = Path(self.dir) / str(port)
+                node_dir.mkdir()
+                self.procs.append(subprocess.Popen(
+                    ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                     "--dir", str(node_dir), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                ))
+                self.ports.append(port)
+            for port in self.ports:
+                wait_for_ping(port)
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 30
+            while not all(
+                "cluster_state:ok" in info and "cluster_slots_ok:16384" in info
+                for info in (redis.Redis(port=p).execute_command("CLUSTER", "INFO").decode() for p in self.ports)
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not reach cluster_state:ok in 30 s")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        remove_scratch(self.dir)
+
+
+def free_cluster_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def wait_for_ping(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def cluster_small(rounds: int = 1500) -> list[str]:
+    """100-byte values on a three-node cluster: brain's set of a new name,
+    replace, delete and strict get against redis-py's ``RedisCluster``
+    (``SET`` of a new key, ``SET``, ``DEL``, ``GET``), alternating."""
+    from brain import Brain
+    from redis.cluster import RedisCluster
+
+    cluster = Cluster()
+    try:
+        brain = Brain(url=cluster.url(), cache=False)
+        strict = Brain(url=cluster.url(), cache=False, consistency="strict")
+        peer = RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+        small = b"x" * 100
+        brain["s"] = small
+        strict["s"]  # its connections in place
+        peer.set("s", small)
+        counter = iter(range(10**9))
+        names: dict[str, list[str]] = {"brain": [], "peer": []}
+
+        def fresh(who: str) -> str:
+            name = f"n{next(counter)}"
+            names[who].append(name)
+            return name
+
+        def drop(who: str) -> None:
+            # The delete takes the oldest name still set.
+            name = names[who].pop(0)
+            if who == "brain":
+                del brain[name]
+            else:
+                peer.delete(name)
+
+        rows = {
+            "set of a new name": {"brain": lambda: brain.__setitem__(fresh("brain"), small),
+                                  "peer": lambda: peer.set(fresh("peer"), small)},
+            "replace": {"brain": lambda: brain.__setitem__("s", small), "peer": lambda: peer.set("s", small)},
+            "delete": {"brain": lambda: drop("brain"), "peer": lambda: drop("peer")},
+            "get, strict": {"brain": lambda: strict["s"], "peer": lambda: peer.get("s")},
+        }
+        lines = []
+        for label, cases in rows.items():
+            t = interleave(cases, rounds)
+            lines.append(f"{label}: brain {show(t['brain'])}, redis-py {show(t['peer'])}, {t['brain'] / t['peer']:.2f}x")
+        return lines
+    finally:
+        cluster.stop()
 
 
 def loopback(nbytes: int) -> float:
@@ -270,12 +401,16 @@ def main() -> int:
     parser.add_argument("--chunks", action="store_true", help="only measure what the chunk size costs")
     parser.add_argument("--small", action="store_true", help="only the 1 MiB cold get and set and the 100 B set, as ratios")
     parser.add_argument("--sets", action="store_true", help="only sets of 100 B to 64 MiB against SET, with processor and server time")
+    parser.add_argument("--cluster", action="store_true", help="only small values on a three-node cluster, as ratios")
     parser.add_argument("--clients", metavar="REDIS_CLIENT_BIN", help="only compare redis-rs's clients with redis-py")
     parser.add_argument(
         "--client-bin", metavar="REDIS_CLIENT_BIN", help="with --write-docs: also compare redis-rs's clients (this binary)"
     )
     args = parser.parse_args()
 
+    if args.cluster:
+        print("\n".join(cluster_small()))
+        return 0
     server = Server()
     if args.chunks or args.clients:
         try:

@@ -773,12 +773,29 @@ impl RedisStore {
         change: CountChange,
         with: &[redis::Cmd],
     ) -> Result<Vec<Value>> {
+        self.change_count_marked(namespace, name, id, bytes, change, &new_version(), with)
+    }
+
+    /// [`RedisStore::change_count_with`], the call marked by `mark`
+    /// ([`RedisStore::counted_already`] tells afterwards whether it
+    /// changed the count).
+    #[allow(clippy::too_many_arguments)]
+    fn change_count_marked(
+        &self,
+        namespace: &str,
+        name: &str,
+        id: &str,
+        bytes: i64,
+        change: CountChange,
+        mark: &str,
+        with: &[redis::Cmd],
+    ) -> Result<Vec<Value>> {
         if id.is_empty() && bytes == 0 && with.is_empty() {
             return Ok(Vec::new());
         }
         let keys = &self.inner.keys;
         // Marked by the call, so that a run again changes the count no more.
-        let counted = keys.counted(&new_version());
+        let counted = keys.counted(mark);
         let object = (namespace, name, bytes.max(0) as u64);
         let (mode, counted_outside) = match change {
             CountChange::Set => ("", 0),
@@ -837,6 +854,16 @@ impl RedisStore {
         Ok(with_replies)
     }
 
+    /// Whether the call marked `mark` changed the count (its mark lasts a
+    /// minute). `None` when the server could not be asked.
+    fn counted_already(&self, mark: &str) -> Option<bool> {
+        let key = self.inner.keys.counted(mark);
+        self.run("read the usage of", |c| {
+            redis::cmd("EXISTS").arg(&key).query::<bool>(c.like())
+        })
+        .ok()
+    }
+
     /// Reserves (or gives back, negative) bytes of the capacity, with no
     /// lease.
     fn reserve(&self, namespace: &str, name: &str, delta: i64) -> Result<()> {
@@ -874,8 +901,9 @@ impl RedisStore {
     }
 
     /// On a cluster, the catalog entry and the namespace are written apart
-    /// from the pointer (another slot): before the upload, and again after
-    /// the publish (a delete in between may have removed the entry).
+    /// from the pointer (another slot): with the settle before the publish,
+    /// and again after it (a delete in between may have removed the
+    /// entry); and back when a delete finds the name written again.
     fn catalog_add(&self, namespace: &str, name: &str, key: ObjectKey) -> Result<()> {
         let commands = self.catalog_entry(namespace, name, key);
         self.run("write the catalog of", |c| c.pipeline(commands.to_vec()))
@@ -1095,19 +1123,35 @@ impl RedisStore {
         // waits for (scripts.rs, `RESERVE`), until the count is done with
         // (`close_change`): the replaced object's bytes given back, or the
         // write's if it was not published.
+        // The catalog's entry goes up in the same round trip as the settle
+        // (another slot, maybe another server). A write that then fails
+        // leaves an entry with no pointer, which listings skip and `gc`
+        // removes.
         if !single {
             let settle = CountChange::Settle { counted };
-            let settled =
-                self.change_count(new.namespace, new.name, new.version, needed as i64, settle);
+            let mark = new_version();
+            let entry = self.catalog_entry(new.namespace, new.name, key);
+            let settled = self.change_count_marked(
+                new.namespace,
+                new.name,
+                new.version,
+                needed as i64,
+                settle,
+                &mark,
+                &entry,
+            );
             if let Err(err) = settled {
-                self.close_change(new.version, -(counted as i64), &[]);
+                // The settle may have counted the object when the catalog's
+                // server refused its entry: its mark tells. Unknown, less
+                // is given back (the count high until `fsck`, never low).
+                let give = match self.counted_already(&mark) {
+                    Some(true) => needed,
+                    _ => counted,
+                };
+                self.close_change(new.version, -(give as i64), &[]);
                 return Err(err);
             }
             (reservation, counted) = ("", needed);
-            if let Err(err) = self.catalog_add(new.namespace, new.name, key) {
-                self.close_change(new.version, -(counted as i64), &[]);
-                return Err(err);
-            }
         }
         let count_here = match single {
             true => needed as i64 - counted as i64,

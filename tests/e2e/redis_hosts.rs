@@ -545,6 +545,53 @@ fn a_cluster_delete_goes_on_when_the_counts_server_is_full() -> Result<()> {
     Ok(())
 }
 
+/// On a cluster a write's catalog entry goes up in one round trip with its
+/// settle (the object counted, on the count's server): when the catalog's
+/// server refuses the entry, the write fails and gives back what the settle
+/// counted, no more and no less.
+#[test]
+fn a_cluster_write_whose_catalog_entry_is_refused_gives_its_count_back() -> Result<()> {
+    use brain::format::namespace_dir_name;
+    use brain::stored_size;
+    let cluster = RedisCluster::start()?;
+    let url = fresh(&cluster.url());
+    let store = uncached(&url)?;
+    let reservations = Reservations::of(&url, &cluster.nodes)?;
+    let prefix = reservations.held.trim_end_matches(":{g}:held").to_owned();
+    // A namespace whose catalog lives on another server than the count.
+    let (namespace, catalog_node) = (0..100)
+        .map(|i| format!("ns{i}"))
+        .find_map(|namespace| {
+            let catalog = format!("{prefix}:n:{{{}}}", namespace_dir_name(&namespace));
+            let node = node_holding(&cluster.nodes, &catalog).ok()?;
+            (node.port() != reservations.node.port()).then_some((namespace, node))
+        })
+        .context("a namespace whose catalog is on another server")?;
+    store.put(&namespace, "kept", &Payload::bytes(b"already here"))?;
+    let counted = store.usage()?.used;
+    ensure!(counted == stored_size(&namespace, "kept", "", 12));
+    let full = |limit: &str| -> Result<()> {
+        let _: String = catalog_node.cmd(&["CONFIG", "SET", "maxmemory", limit])?;
+        Ok(())
+    };
+    full("1")?;
+    let refused = store.put(&namespace, "new", &Payload::bytes(&[7u8; 5000]));
+    full("0")?;
+    let err = refused
+        .err()
+        .context("the catalog's server refused the entry")?;
+    ensure!(matches!(err, Error::StoreFull { .. }), "{err}");
+    ensure!(store.get(&namespace, "new")?.is_none(), "written");
+    ensure!(store.usage()?.used == counted, "{:?}", store.usage()?);
+    let open: Vec<String> =
+        reservations
+            .node
+            .cmd(&["ZRANGE", &reservations.changing, "0", "-1"])?;
+    ensure!(open.is_empty(), "changes left open: {open:?}");
+    ensure!(store.fsck(false)?.used_after == counted);
+    Ok(())
+}
+
 fn live_version(store: &RedisStore) -> Result<String> {
     store
         .version("ns", "x")?
