@@ -756,31 +756,19 @@ impl RedisStore {
         bytes: i64,
         change: CountChange,
     ) -> Result<()> {
-        self.change_count_with(namespace, name, id, bytes, change, &[])
+        self.change_count_with(namespace, name, id, bytes, change, &new_version(), &[])
             .map(drop)
     }
 
     /// [`RedisStore::change_count`], with `with` sent in the same pipeline
     /// after it (on a cluster each node's part goes at once: one round
     /// trip for all); their answers. A server's error answer to any is the
-    /// call's error.
-    fn change_count_with(
-        &self,
-        namespace: &str,
-        name: &str,
-        id: &str,
-        bytes: i64,
-        change: CountChange,
-        with: &[redis::Cmd],
-    ) -> Result<Vec<Value>> {
-        self.change_count_marked(namespace, name, id, bytes, change, &new_version(), with)
-    }
-
-    /// [`RedisStore::change_count_with`], the call marked by `mark`
-    /// ([`RedisStore::counted_already`] tells afterwards whether it
-    /// changed the count).
+    /// call's error. The call is marked by `mark`, a fresh
+    /// [`new_version`]: a run again after its connection closed under it
+    /// changes the count no more, and [`RedisStore::counted_already`]
+    /// tells afterwards whether it changed the count.
     #[allow(clippy::too_many_arguments)]
-    fn change_count_marked(
+    fn change_count_with(
         &self,
         namespace: &str,
         name: &str,
@@ -794,7 +782,6 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let keys = &self.inner.keys;
-        // Marked by the call, so that a run again changes the count no more.
         let counted = keys.counted(mark);
         let object = (namespace, name, bytes.max(0) as u64);
         let (mode, counted_outside) = match change {
@@ -889,7 +876,7 @@ impl RedisStore {
     /// `with` in the same pipeline, whatever happens: a failure leaves the
     /// change to its lease, and the count high until `fsck`, never low.
     fn close_change(&self, id: &str, delta: i64, with: &[redis::Cmd]) {
-        let _ = self.change_count_with("", "", id, delta, CountChange::Done, with);
+        let _ = self.change_count_with("", "", id, delta, CountChange::Done, &new_version(), with);
     }
 
     /// Gives back bytes, whatever happens: a failure to do so only leaves
@@ -1131,7 +1118,7 @@ impl RedisStore {
             let settle = CountChange::Settle { counted };
             let mark = new_version();
             let entry = self.catalog_entry(new.namespace, new.name, key);
-            let settled = self.change_count_marked(
+            let settled = self.change_count_with(
                 new.namespace,
                 new.name,
                 new.version,
@@ -1838,7 +1825,15 @@ impl RedisStore {
         // failed, the entry is removed again (a change not closed lapses,
         // the count high until `fsck`, never low).
         let removed = self
-            .change_count_with("", "", change, delta, CountChange::Done, &[remove.clone()])
+            .change_count_with(
+                "",
+                "",
+                change,
+                delta,
+                CountChange::Done,
+                &new_version(),
+                &[remove.clone()],
+            )
             .is_ok();
         let exists: bool = self.run("write the catalog of", |c| {
             if !removed {
