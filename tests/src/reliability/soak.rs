@@ -207,8 +207,8 @@ fn footprint() -> Result<Footprint> {
 /// Allowed growth of a process's mappings (allocator arenas) and memory
 /// between the start (after a warm-up) and the end: all resident memory
 /// (the store's shared pages included), and the process's own. Ten
-/// minutes of the soak grew a process's own memory by 40 to 130 KiB,
-/// levelling off (2026-12-07).
+/// minutes of the soak grew a process's own memory by 32 to 276 KiB,
+/// levelling off (2026-12-07, docs/RELIABILITY.md, "The soak").
 const MAPS_SLACK: u64 = 8;
 const RSS_SLACK_KIB: u64 = 48 << 10;
 const ANON_SLACK_KIB: u64 = 4 << 10;
