@@ -84,15 +84,7 @@ class Server:
              "--dir", self.dir, "--proto-max-bulk-len", "2gb", "--client-query-buffer-limit", "2gb"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_ping(self.port)
 
     def stop(self) -> None:
         self.proc.kill()
@@ -166,6 +158,7 @@ def free_cluster_port() -> int:
 
 
 def wait_for_ping(port: int) -> None:
+    """Waits until the server on ``port`` answers, at most 10 s."""
     deadline = time.monotonic() + 10
     while True:
         try:

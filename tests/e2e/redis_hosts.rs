@@ -289,6 +289,8 @@ fn node_holding<'a>(nodes: &'a [RedisServer], key: &str) -> Result<&'a RedisServ
 /// The store-wide keys of reservations and their leases, and the server
 /// that holds them.
 struct Reservations<'a> {
+    /// The store's key prefix.
+    prefix: String,
     held: String,
     leases: String,
     /// A cluster's writes and deletes in flight.
@@ -304,6 +306,7 @@ impl<'a> Reservations<'a> {
             .ok_or_else(|| anyhow!("no prefix in {url}"))?;
         let leases = format!("{prefix}:{{g}}:leases");
         Ok(Reservations {
+            prefix: prefix.to_owned(),
             held: format!("{prefix}:{{g}}:held"),
             changing: format!("{prefix}:{{g}}:changing"),
             node: node_holding(nodes, &leases)?,
@@ -517,7 +520,7 @@ fn a_cluster_delete_goes_on_when_the_counts_server_is_full() -> Result<()> {
     let url = format!("{}&chunk_size=262144", fresh(&cluster.url()));
     let store = uncached(&url)?;
     let reservations = Reservations::of(&url, &cluster.nodes)?;
-    let prefix = reservations.held.trim_end_matches(":{g}:held").to_owned();
+    let prefix = &reservations.prefix;
     // A name whose pointer lives on another server than the count.
     let name = (0..100)
         .map(|i| format!("n{i}"))
@@ -530,15 +533,9 @@ fn a_cluster_delete_goes_on_when_the_counts_server_is_full() -> Result<()> {
     store.put("ns", &name, &Payload::bytes(b"to be deleted"))?;
     let counted = store.usage()?.used;
     ensure!(counted == stored_size("ns", &name, "", 13));
-    let full = |limit: &str| -> Result<()> {
-        let _: String = reservations
-            .node
-            .cmd(&["CONFIG", "SET", "maxmemory", limit])?;
-        Ok(())
-    };
-    full("1")?;
+    set_maxmemory(reservations.node, "1")?;
     let deleted = store.delete("ns", &name);
-    full("0")?;
+    set_maxmemory(reservations.node, "0")?;
     ensure!(deleted? && store.get("ns", &name)?.is_none(), "not deleted");
     ensure!(store.usage()?.used == counted, "{:?}", store.usage()?);
     ensure!(store.fsck(false)?.used_after == 0);
@@ -557,7 +554,7 @@ fn a_cluster_write_whose_catalog_entry_is_refused_gives_its_count_back() -> Resu
     let url = fresh(&cluster.url());
     let store = uncached(&url)?;
     let reservations = Reservations::of(&url, &cluster.nodes)?;
-    let prefix = reservations.held.trim_end_matches(":{g}:held").to_owned();
+    let prefix = &reservations.prefix;
     // A namespace whose catalog lives on another server than the count.
     let (namespace, catalog_node) = (0..100)
         .map(|i| format!("ns{i}"))
@@ -570,13 +567,9 @@ fn a_cluster_write_whose_catalog_entry_is_refused_gives_its_count_back() -> Resu
     store.put(&namespace, "kept", &Payload::bytes(b"already here"))?;
     let counted = store.usage()?.used;
     ensure!(counted == stored_size(&namespace, "kept", "", 12));
-    let full = |limit: &str| -> Result<()> {
-        let _: String = catalog_node.cmd(&["CONFIG", "SET", "maxmemory", limit])?;
-        Ok(())
-    };
-    full("1")?;
+    set_maxmemory(catalog_node, "1")?;
     let refused = store.put(&namespace, "new", &Payload::bytes(&[7u8; 5000]));
-    full("0")?;
+    set_maxmemory(catalog_node, "0")?;
     let err = refused
         .err()
         .context("the catalog's server refused the entry")?;
@@ -589,6 +582,12 @@ fn a_cluster_write_whose_catalog_entry_is_refused_gives_its_count_back() -> Resu
             .cmd(&["ZRANGE", &reservations.changing, "0", "-1"])?;
     ensure!(open.is_empty(), "changes left open: {open:?}");
     ensure!(store.fsck(false)?.used_after == counted);
+    Ok(())
+}
+
+/// Sets a server's `maxmemory` (`"0"`: no limit).
+fn set_maxmemory(node: &RedisServer, limit: &str) -> Result<()> {
+    let _: String = node.cmd(&["CONFIG", "SET", "maxmemory", limit])?;
     Ok(())
 }
 
