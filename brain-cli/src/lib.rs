@@ -236,11 +236,14 @@ enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Write an object's payload to standard output
+    /// Write an object to standard output: an array as a .npy file, a pickled object as a plain pickle, a frame as an Arrow IPC file, anything else as its bytes
     #[command(visible_alias = "get")]
     Cat {
         /// The object's name
         name: String,
+        /// Write the payload as stored, byte for byte (what `put --codec` takes back)
+        #[arg(long)]
+        raw: bool,
     },
     /// Store a file, or standard input with "-", under a name (replacing any object of that name)
     #[command(visible_alias = "set")]
@@ -417,7 +420,7 @@ impl Cli {
             Command::Ls { target, .. } | Command::Watch { target, .. } => {
                 names.extend(target.iter().cloned());
             }
-            Command::Info { name, .. } | Command::Cat { name } | Command::Put { name, .. } => {
+            Command::Info { name, .. } | Command::Cat { name, .. } | Command::Put { name, .. } => {
                 names.push(name.clone());
             }
             Command::Rm { names: given, .. } => names.extend(given.iter().cloned()),
@@ -532,7 +535,7 @@ fn dispatch(cli: Cli, console: &mut Console) -> anyhow::Result<()> {
         Command::Info { name, json } => {
             cmd::info::run(console, store, &object_ns(), &name, json.json)
         }
-        Command::Cat { name } => cmd::cat::run(console, store, &object_ns(), &name),
+        Command::Cat { name, raw } => cmd::cat::run(console, store, &object_ns(), &name, raw),
         Command::Put {
             name,
             source,

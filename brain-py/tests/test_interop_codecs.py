@@ -9,8 +9,10 @@ are written by one language and read, byte for byte, by the other.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from test_interop import brain_command, helper
+from test_interop import BRAIN, brain_command, helper
 
 pytestmark = pytest.mark.shm_only("a Rust process reads and writes the store: a memory store is only this process's")
 
@@ -157,6 +159,96 @@ def test_python_reads_a_pickle_with_several_buffers_written_by_rust(brain: Brain
             np.testing.assert_array_equal(back[key], value)
         else:
             assert back[key] == value
+
+
+def npy_of(brain: Brain, name: str, *flags: str) -> bytes:
+    return brain_command("--store", str(brain.path), "cat", name, *flags)
+
+
+# Field names NumPy's .npy header must get back as written: quotes, a
+# backslash, Latin-1 and wider characters (the header is ASCII-escaped).
+ODD_NAMES = np.zeros(2, dtype=[("it's \"q\"", "<i2"), ("back\\slash", "u1"), ("é🧠", "<f4", (2,))])
+
+
+@pytest.mark.parametrize("kind", [*sorted(ARRAYS), "odd-names", "wide-header"])
+def test_brain_cat_writes_an_array_as_a_npy_file(brain: Brain, kind: str) -> None:
+    if kind == "odd-names":
+        arr = ODD_NAMES
+    elif kind == "wide-header":
+        # More than 65,535 bytes of header: a version 2 .npy file.
+        arr = np.zeros(1, dtype=[(f"field{i:05d}", "u1") for i in range(3500)])
+    else:
+        arr = ARRAYS[kind]
+    brain[kind] = arr
+    out = npy_of(brain, kind)
+    assert len(out.split(b"\n", 1)[0]) % 64 == 63, "the data starts at a multiple of 64"
+    back = np.load(io.BytesIO(out), allow_pickle=False, max_header_size=1 << 20)
+    assert back.dtype == arr.dtype, (back.dtype, arr.dtype)
+    assert back.shape == arr.shape
+    assert back.flags.f_contiguous == arr.flags.f_contiguous
+    if arr.dtype.names:
+        # Field by field: NumPy leaves a padded dtype's padding as it finds it.
+        for field in arr.dtype.names:
+            assert back[field].tobytes() == arr[field].tobytes(), field
+    else:
+        assert back.tobytes(order="A") == arr.tobytes(order="A")
+
+
+def test_brain_cat_raw_writes_an_array_as_stored(brain: Brain) -> None:
+    brain["a"] = ARRAYS["float64"]
+    raw = npy_of(brain, "a", "--raw")
+    info = json.loads(brain_command("--store", str(brain.path), "info", "a", "--json"))
+    assert len(raw) == info["size"]
+    assert int.from_bytes(raw[:4], "little") == 2, "the parts table: metadata, data"
+    assert raw.endswith(ARRAYS["float64"].tobytes())
+
+
+READ_ONLY = np.arange(5, dtype=np.int16)
+READ_ONLY.setflags(write=False)
+PICKLED: dict[str, Any] = {
+    "several-buffers": SEVERAL_BUFFERS,
+    "no-buffer": {"a": [1, 2.5, None], "b": ("x", b"y")},
+    # A stream past 64 KiB is framed; the frames go, the objects stay.
+    "framed": {"words": [f"w{i}" for i in range(40_000)], "arr": np.arange(3.0)},
+    "read-only": {"ro": READ_ONLY},
+    "large": {"big": np.random.default_rng(3).random(1_000_000)},
+}
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("kind", sorted(PICKLED))
+def test_brain_cat_writes_a_pickled_object_as_one_plain_pickle(brain: Brain, kind: str) -> None:
+    thing = PICKLED[kind]
+    brain[kind] = thing
+    out = npy_of(brain, kind)
+    back = pickle.loads(out)
+    assert same(back, thing), back
+    # The Python unpickler holds a stream to its frames' lengths, as C's does not.
+    assert same(pickle._loads(out), thing)  # type: ignore[attr-defined]
+    if kind == "read-only":
+        assert back["ro"].flags.writeable is False
+
+
+def test_brain_cat_of_a_damaged_pickle_says_what_and_what_to_do(brain: Brain, tmp_path: Path) -> None:
+    stream, buffers = pickled(SEVERAL_BUFFERS)
+    files = []
+    # One buffer fewer than the stream asks for.
+    for i, part in enumerate([stream, *buffers[:-1]]):
+        path = tmp_path / f"part{i}"
+        path.write_bytes(part)
+        files.append(str(path))
+    helper("write-pickle", str(brain.path), brain.namespace, "short", *files)
+    done = subprocess.run([str(BRAIN), "--store", str(brain.path), "cat", "short"], capture_output=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == b""
+    message = done.stderr.decode()
+    assert "asks for buffer 3 of 2" in message and "brain cat --raw" in message, message
 
 
 def dictionary_digest(column: pa.ChunkedArray) -> str:

@@ -1,21 +1,26 @@
-//! `brain cat NAME`: the payload, byte for byte, on standard output.
+//! `brain cat NAME`: the object on standard output, in a form other tools
+//! read.
 
 use crate::console::Console;
 use anyhow::Context;
-use brain_core::frames;
-use brain_core::ObjectStore;
+use brain_core::{decode_ndarray, decode_pickle, frames, Codec, ObjectStore};
 
-/// Writes the payload of `namespace/name` to standard output.
+/// Writes `namespace/name` to standard output.
 ///
-/// The bytes go out in one `write_all` straight from the object's view (for
-/// a large object, the shared mapping itself): no copy is made, and the
-/// console's buffer is bypassed for anything larger than it. A frame stored
-/// in parts is written as one Arrow IPC file.
+/// What goes out is what a reader of that kind of object opens: an array
+/// as a `.npy` file (`numpy.load`), a pickle-5 object as one plain pickle
+/// with its out-of-band buffers in the stream (`pickle.load`), a frame
+/// stored in parts as one Arrow IPC file; any other object, and any object
+/// with `raw`, as its payload byte for byte. The large pieces go out in
+/// `write_all`s straight from the object's view (for a large object, the
+/// shared mapping itself): no copy is made, and the console's buffer is
+/// bypassed for anything larger than it.
 pub fn run(
     console: &mut Console,
     store: &dyn ObjectStore,
     namespace: &str,
     name: &str,
+    raw: bool,
 ) -> anyhow::Result<()> {
     let view = store
         .get(namespace, name)
@@ -24,7 +29,42 @@ pub fn run(
             namespace: namespace.into(),
             name: name.into(),
         })?;
-    if view.meta().codec == brain_core::Codec::FrameParts {
+    let written = |result: anyhow::Result<()>| {
+        result.with_context(|| format!("cannot write {name:?} to standard output"))
+    };
+    let codec = view.meta().codec;
+    if raw {
+        return written(console.out(|out| out.write_all(view.bytes())));
+    }
+    if codec == Codec::NdArray {
+        let array = decode_ndarray(&view)?;
+        let header = array.meta.npy_header();
+        return written(console.out(|out| {
+            out.write_all(&header)?;
+            out.write_all(&array.data)
+        }));
+    }
+    if codec == Codec::Pickle5 {
+        let pickle = decode_pickle(&view)?;
+        let buffers: Vec<&[u8]> = pickle.buffers.iter().map(|b| b.as_slice()).collect();
+        let pieces =
+            brain_core::format::pickle::in_band(&pickle.pickle, &buffers).map_err(|detail| {
+                brain_core::Error::Codec {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    codec,
+                    action: "decode",
+                    detail: format!("{detail}; `brain cat --raw` writes its bytes as stored"),
+                }
+            })?;
+        return written(console.out(|out| {
+            for piece in &pieces {
+                out.write_all(piece)?;
+            }
+            Ok(())
+        }));
+    }
+    if codec == Codec::FrameParts {
         // A frame in parts has no one payload: it goes out as the Arrow IPC
         // file of the whole table, which any Arrow reader opens.
         let table = frames::table_from_view(store, view)
@@ -36,11 +76,7 @@ pub fn run(
             .with_context(|| format!("cannot join the parts of frame {name:?}"))?;
         let bytes = brain_core::format::arrow::encode(&schema, &[one])
             .with_context(|| format!("cannot encode frame {name:?} as Arrow IPC"))?;
-        return console
-            .out(|out| out.write_all(&bytes))
-            .with_context(|| format!("cannot write {name:?} to standard output"));
+        return written(console.out(|out| out.write_all(&bytes)));
     }
-    console
-        .out(|out| out.write_all(view.bytes()))
-        .with_context(|| format!("cannot write {name:?} to standard output"))
+    written(console.out(|out| out.write_all(view.bytes())))
 }

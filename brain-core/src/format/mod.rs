@@ -17,6 +17,7 @@ pub mod kept;
 mod key;
 pub mod ndarray;
 pub mod parts;
+pub mod pickle;
 pub mod record;
 
 pub use codec::Codec;

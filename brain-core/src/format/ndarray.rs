@@ -172,9 +172,13 @@ fn product(dims: &[u64]) -> Option<u64> {
     dims.iter().try_fold(1u64, |acc, &n| acc.checked_mul(n))
 }
 
-impl fmt::Display for Dtype {
-    /// NumPy's spelling: `<f8`, or `[('x', '<f8'), ('y', '<i4', (3,))]`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Dtype {
+    /// NumPy's spelling of a structured dtype, each string written by `quote`.
+    fn write_spelled(
+        &self,
+        f: &mut dyn fmt::Write,
+        quote: &dyn Fn(&mut dyn fmt::Write, &str) -> fmt::Result,
+    ) -> fmt::Result {
         match self {
             Dtype::Scalar(text) => f.write_str(text),
             Dtype::Record(fields) => {
@@ -183,13 +187,20 @@ impl fmt::Display for Dtype {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    match &field.title {
-                        Some(title) => write!(f, "(({title:?}, {:?}), ", field.name)?,
-                        None => write!(f, "({:?}, ", field.name)?,
+                    f.write_str("(")?;
+                    if let Some(title) = &field.title {
+                        f.write_str("(")?;
+                        quote(f, title)?;
+                        f.write_str(", ")?;
+                        quote(f, &field.name)?;
+                        f.write_str(")")?;
+                    } else {
+                        quote(f, &field.name)?;
                     }
+                    f.write_str(", ")?;
                     match &field.dtype {
-                        Dtype::Scalar(text) => write!(f, "{text:?}")?,
-                        record => write!(f, "{record}")?,
+                        Dtype::Scalar(text) => quote(f, text)?,
+                        record => record.write_spelled(f, quote)?,
                     }
                     match field.shape.as_slice() {
                         [] => {}
@@ -204,6 +215,43 @@ impl fmt::Display for Dtype {
                 f.write_str("]")
             }
         }
+    }
+
+    /// The dtype as a Python literal that NumPy's `.npy` reader takes for
+    /// its `descr`: a quoted type string, or a list of field tuples. Every
+    /// character outside printable ASCII is escaped, so the literal is
+    /// ASCII (the `.npy` header of versions 1 and 2 is Latin-1).
+    pub fn npy_descr(&self) -> String {
+        let mut out = String::new();
+        let written = match self {
+            Dtype::Scalar(text) => python_quote(&mut out, text),
+            record => record.write_spelled(&mut out, &python_quote),
+        };
+        written.expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Writes `text` as a single-quoted Python string literal, ASCII only.
+fn python_quote(out: &mut dyn fmt::Write, text: &str) -> fmt::Result {
+    out.write_char('\'')?;
+    for c in text.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '\'' => out.write_str("\\'")?,
+            ' '..='~' => out.write_char(c)?,
+            c if (c as u32) < 0x100 => write!(out, "\\x{:02x}", c as u32)?,
+            c if (c as u32) < 0x10000 => write!(out, "\\u{:04x}", c as u32)?,
+            c => write!(out, "\\U{:08x}", c as u32)?,
+        }
+    }
+    out.write_char('\'')
+}
+
+impl fmt::Display for Dtype {
+    /// NumPy's spelling: `<f8`, or `[("x", "<f8"), ("y", "<i4", (3,))]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_spelled(f, &|f, text| write!(f, "{text:?}"))
     }
 }
 
@@ -259,6 +307,43 @@ impl NdArrayMeta {
     /// The length in bytes the data part must have, when the dtype can be sized.
     pub fn data_len(&self) -> Option<u64> {
         self.element_count()?.checked_mul(self.dtype.itemsize()?)
+    }
+
+    /// The header of a `.npy` file of this array, which its data (in the
+    /// order `fortran_order` says) follows: NumPy's magic and version, and
+    /// the dictionary of `descr`, `fortran_order` and `shape`, padded with
+    /// spaces so that the data starts at a multiple of 64 bytes. Version 1
+    /// unless the dictionary needs more than its 65,535 bytes.
+    pub fn npy_header(&self) -> Vec<u8> {
+        let shape = match self.shape.as_slice() {
+            [n] => format!("({n},)"),
+            dims => {
+                let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
+                format!("({})", dims.join(", "))
+            }
+        };
+        let order = if self.fortran_order { "True" } else { "False" };
+        let dict = format!(
+            "{{'descr': {}, 'fortran_order': {order}, 'shape': {shape}, }}",
+            self.dtype.npy_descr()
+        );
+        let padded = |prefix: usize| (prefix + dict.len() + 1).next_multiple_of(64) - prefix;
+        let (version, prefix) = match padded(10) {
+            text if text <= usize::from(u16::MAX) => (1u8, 10),
+            _ => (2u8, 12),
+        };
+        let text_len = padded(prefix);
+        let mut out = Vec::with_capacity(prefix + text_len);
+        out.extend_from_slice(b"\x93NUMPY");
+        out.extend_from_slice(&[version, 0]);
+        match version {
+            1 => out.extend_from_slice(&(text_len as u16).to_le_bytes()),
+            _ => out.extend_from_slice(&(text_len as u32).to_le_bytes()),
+        }
+        out.extend_from_slice(dict.as_bytes());
+        out.resize(prefix + text_len - 1, b' ');
+        out.push(b'\n');
+        out
     }
 
     /// Checks that `data_len` bytes hold exactly this array.
@@ -321,6 +406,47 @@ mod tests {
         );
         assert!(meta.check_data_len(195).is_ok());
         assert!(meta.check_data_len(194).is_err());
+    }
+
+    #[test]
+    fn a_npy_header_is_python_literals_padded_to_64_bytes() {
+        let meta = NdArrayMeta::from_json(
+            r#"{"dtype":[["it's \\ é🧠","<f8"],[["t","n"],"|u1",[2]]],"shape":[],"fortran_order":true}"#.as_bytes(),
+        )
+        .unwrap();
+        let header = meta.npy_header();
+        assert_eq!(&header[..8], b"\x93NUMPY\x01\x00");
+        assert_eq!(header.len() % 64, 0);
+        assert_eq!(
+            usize::from(u16::from_le_bytes([header[8], header[9]])),
+            header.len() - 10
+        );
+        let text = std::str::from_utf8(&header[10..]).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            r"{'descr': [('it\'s \\ \xe9\U0001f9e0', '<f8'), (('t', 'n'), '|u1', (2,))], 'fortran_order': True, 'shape': (), }"
+        );
+        assert!(text.ends_with('\n'));
+        let wide = NdArrayMeta {
+            dtype: Dtype::Record(
+                (0..5000)
+                    .map(|i| DtypeField {
+                        name: format!("f{i:05}"),
+                        title: None,
+                        dtype: "|u1".into(),
+                        shape: vec![],
+                    })
+                    .collect(),
+            ),
+            shape: vec![2, 3],
+            fortran_order: false,
+        };
+        let header = wide.npy_header();
+        assert_eq!(&header[6..8], b"\x02\x00");
+        assert_eq!(header.len() % 64, 0);
+        assert!(std::str::from_utf8(&header[12..])
+            .unwrap()
+            .contains("'shape': (2, 3), }"));
     }
 
     #[test]
