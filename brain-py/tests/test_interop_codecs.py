@@ -13,6 +13,7 @@ import io
 import json
 import pickle
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,85 @@ def test_brain_cat_of_a_damaged_pickle_says_what_and_what_to_do(brain: Brain, tm
     assert done.returncode == 1 and done.stdout == b""
     message = done.stderr.decode()
     assert "asks for buffer 3 of 2" in message and "brain cat --raw" in message, message
+
+
+def brain_put(brain: Brain, name: str, data: bytes, codec: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(BRAIN), "--store", str(brain.path), "put", name, "-", "-c", codec], input=data, capture_output=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("kind", [*sorted(ARRAYS), "odd-names"])
+def test_brain_put_stores_an_array_from_a_npy_file_and_from_cat(brain: Brain, kind: str) -> None:
+    arr = ODD_NAMES if kind == "odd-names" else ARRAYS[kind]
+    saved = io.BytesIO()
+    with warnings.catch_warnings():
+        # Field names past Latin-1 make NumPy write version 3 (a UTF-8 header), and say so.
+        warnings.simplefilter("ignore", UserWarning)
+        np.save(saved, arr)
+    brain[kind] = arr
+    for source, data in (("numpy.save", saved.getvalue()), ("cat", npy_of(brain, kind)), ("cat --raw", npy_of(brain, kind, "--raw"))):
+        done = brain_put(brain, "back", data, "ndarray")
+        assert done.returncode == 0, (source, done.stderr)
+        back = brain["back"]
+        assert back.dtype == arr.dtype and back.shape == arr.shape, source
+        assert back.flags.f_contiguous == arr.flags.f_contiguous, source
+        if arr.dtype.names:
+            for field in arr.dtype.names:
+                assert back[field].tobytes() == arr[field].tobytes(), (source, field)
+        else:
+            assert back.tobytes(order="A") == arr.tobytes(order="A"), source
+
+
+def test_brain_put_of_what_is_not_a_whole_array_is_refused_and_keeps_the_old(brain: Brain) -> None:
+    brain["a"] = "kept"
+    saved = io.BytesIO()
+    np.save(saved, np.arange(1000))
+    npy = saved.getvalue()
+    objects = io.BytesIO()
+    np.save(objects, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    for data, words in (
+        (b"not an array at all", "neither a .npy file"),
+        (npy[:-8], "ends 8 bytes short"),
+        (npy + b"extra", "more data than its .npy header says"),
+        (npy[:20], "ends inside its .npy header"),
+        (objects.getvalue(), "holds Python objects"),
+    ):
+        done = brain_put(brain, "a", data, "ndarray")
+        message = done.stderr.decode()
+        assert done.returncode == 1 and words in message, message
+        assert brain["a"] == "kept"
+
+
+@pytest.mark.parametrize("kind", sorted(PICKLED))
+def test_brain_put_stores_a_pickled_object_from_a_pickle_and_from_cat(brain: Brain, kind: str) -> None:
+    thing = PICKLED[kind]
+    brain[kind] = thing
+    for source, data in (("pickle.dumps", pickle.dumps(thing, protocol=5)), ("protocol 0", None),
+                         ("cat", npy_of(brain, kind)), ("cat --raw", npy_of(brain, kind, "--raw"))):
+        if data is None:
+            if kind != "no-buffer":
+                continue
+            data = pickle.dumps(thing, protocol=0)
+        done = brain_put(brain, "back", data, "pickle5")
+        assert done.returncode == 0, (source, done.stderr)
+        assert same(brain["back"], thing), source
+
+
+def test_brain_put_of_what_is_not_a_pickle_is_refused_and_keeps_the_old(brain: Brain) -> None:
+    brain["p"] = "kept"
+    stream = pickle.dumps({"a": 1}, protocol=5)
+    buffers: list[pickle.PickleBuffer] = []
+    with_buffers = pickle.dumps(np.arange(3), protocol=5, buffer_callback=buffers.append)
+    for data, words in (
+        (b"\x01\x02junk", "neither a pickle nor"),
+        (stream[:-1], "without STOP"),
+        (with_buffers, "asks for buffer 1 of 0"),
+    ):
+        done = brain_put(brain, "p", data, "pickle5")
+        message = done.stderr.decode()
+        assert done.returncode == 1 and words in message, message
+        assert brain["p"] == "kept"
 
 
 def dictionary_digest(column: pa.ChunkedArray) -> str:

@@ -5,6 +5,10 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use arrow_buffer::Buffer;
+use brain_core::format::ndarray::{self, NdArrayMeta};
+use brain_core::format::parts::{self, PartsLayout};
+use brain_core::format::pickle;
 use brain_core::{kept_description, Codec, ObjectStore, ObjectWriter};
 
 use crate::console::Console;
@@ -48,6 +52,14 @@ pub fn run(
     // Python does (brain-plasma's rule).
     let kept = kept_description(store, namespace, name, description).with_context(context)?;
     let description = kept.as_deref().unwrap_or(description);
+    if codec == Codec::NdArray {
+        return put_array(store, namespace, name, description, reader, &label)
+            .with_context(context);
+    }
+    if codec == Codec::Pickle5 {
+        return put_pickle(store, namespace, name, description, reader, &label)
+            .with_context(context);
+    }
     let mut writer = store
         .writer(namespace, name, codec, description, len)
         .with_context(context)?;
@@ -57,6 +69,181 @@ pub fn run(
     }
     writer.commit().with_context(context)?;
     Ok(())
+}
+
+/// Stores an array from a `.npy` file (what `brain cat` writes), its data
+/// streamed, or from the layout `brain cat --raw` writes, checked.
+fn put_array(
+    store: &dyn ObjectStore,
+    namespace: &str,
+    name: &str,
+    description: &str,
+    reader: &mut dyn Read,
+    label: &str,
+) -> anyhow::Result<()> {
+    let mut head = vec![0u8; ndarray::NPY_PREFIX];
+    let got = read_up_to(reader, &mut head, label)?;
+    head.truncate(got);
+    if !head.starts_with(b"\x93NUMPY") {
+        let mut bytes = head;
+        reader
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {label}"))?;
+        let stored = Buffer::from_vec(bytes);
+        let why = match parts::split(&stored) {
+            Ok(found) => match found.as_slice() {
+                [meta, data] => NdArrayMeta::from_json(meta)
+                    .and_then(|meta| meta.check_data_len(data.len() as u64)),
+                found => Err(format!("{} parts, where an array has 2", found.len())),
+            },
+            Err(why) => Err(why),
+        };
+        if let Err(why) = why {
+            bail!(
+                "{label} is neither a .npy file (it does not start with \\x93NUMPY) nor an array as `brain cat --raw` writes it ({why}); give a .npy file (numpy.save, `brain cat`)"
+            );
+        }
+        return write_whole(store, namespace, name, Codec::NdArray, description, &stored);
+    }
+    let not_npy =
+        |why: String| anyhow::anyhow!("{label} is not a .npy file that brain holds: {why}");
+    let header_len = ndarray::npy_header_len(&head).map_err(not_npy)?;
+    if header_len > NPY_HEADER_MAX {
+        bail!("{label} is not a .npy file that brain holds: its header claims {header_len} bytes");
+    }
+    head.resize(header_len, 0);
+    let got = read_up_to(reader, &mut head[ndarray::NPY_PREFIX..], label)?;
+    head.truncate(ndarray::NPY_PREFIX + got);
+    let (meta, _) = NdArrayMeta::from_npy_header(&head).map_err(not_npy)?;
+    let data_len = meta
+        .data_len()
+        .ok_or_else(|| not_npy(format!("shape {:?} is too large", meta.shape)))?;
+    let json = meta.to_json();
+    let layout = PartsLayout::new(&[json.len(), data_len as usize]);
+    let mut writer = store.writer(
+        namespace,
+        name,
+        Codec::NdArray,
+        description,
+        Some(layout.len() as u64),
+    )?;
+    // The data is streamed after the table and the metadata.
+    for segment in layout.segments(&[&json, &[]]) {
+        writer.write_payload(segment)?;
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = data_len;
+    loop {
+        let want = buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX))
+            .max(1);
+        let n = read_up_to(reader, &mut buf[..want], label)?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 > left {
+            bail!(
+                "{label} holds more data than its .npy header says ({data_len} bytes for dtype {} and shape {:?}); give the file numpy.save wrote",
+                meta.dtype,
+                meta.shape
+            );
+        }
+        writer.write_payload(&buf[..n])?;
+        left -= n as u64;
+    }
+    if left > 0 {
+        bail!(
+            "{label} ends {left} bytes short of the data its .npy header says ({data_len} bytes for dtype {} and shape {:?}); give the whole file",
+            meta.dtype,
+            meta.shape
+        );
+    }
+    writer.commit()?;
+    Ok(())
+}
+
+/// The most a `.npy` header may claim: far past any dtype's description,
+/// short of reading a damaged file's claim of gigabytes into memory.
+const NPY_HEADER_MAX: usize = 64 << 20;
+
+/// Stores a pickled object from one plain pickle (what `brain cat` writes)
+/// or from the layout `brain cat --raw` writes; either is read whole and
+/// checked first.
+fn put_pickle(
+    store: &dyn ObjectStore,
+    namespace: &str,
+    name: &str,
+    description: &str,
+    reader: &mut dyn Read,
+    label: &str,
+) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {label}"))?;
+    let input = Buffer::from_vec(bytes);
+    let as_stored = parts::split(&input).and_then(|found| {
+        let (stream, buffers) = found.split_first().ok_or("no pickle stream")?;
+        let buffers: Vec<&[u8]> = buffers.iter().map(|b| b.as_slice()).collect();
+        pickle::in_band(stream, &buffers).map(|_| ())
+    });
+    if as_stored.is_ok() {
+        return write_whole(store, namespace, name, Codec::Pickle5, description, &input);
+    }
+    if let Err(why) = pickle::in_band(&input, &[]) {
+        bail!(
+            "{label} is neither a pickle nor a pickled object as `brain cat --raw` writes it ({why}); give what pickle.dump wrote (with no buffer_callback), or what `brain cat` wrote"
+        );
+    }
+    let layout = PartsLayout::new(&[input.len()]);
+    let mut writer = store.writer(
+        namespace,
+        name,
+        Codec::Pickle5,
+        description,
+        Some(layout.len() as u64),
+    )?;
+    for segment in layout.segments(&[&input]) {
+        writer.write_payload(segment)?;
+    }
+    writer.commit()?;
+    Ok(())
+}
+
+/// Writes `payload` whole as one object.
+fn write_whole(
+    store: &dyn ObjectStore,
+    namespace: &str,
+    name: &str,
+    codec: Codec,
+    description: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let mut writer = store.writer(
+        namespace,
+        name,
+        codec,
+        description,
+        Some(payload.len() as u64),
+    )?;
+    writer.write_payload(payload)?;
+    writer.commit()?;
+    Ok(())
+}
+
+/// Reads into `buf` until it is full or the input ends; how many bytes it read.
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], label: &str) -> anyhow::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot read {label}")),
+        }
+    }
+    Ok(got)
 }
 
 /// An Arrow IPC file's magic, which it starts (padded to 8 bytes) and ends with.

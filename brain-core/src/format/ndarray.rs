@@ -346,6 +346,72 @@ impl NdArrayMeta {
         out
     }
 
+    /// Reads the header of a `.npy` file from its first bytes: the metadata
+    /// and the header's length (where the data starts). `head` may hold
+    /// more than the header; [`NPY_PREFIX`] bytes tell how much it needs
+    /// ([`npy_header_len`]).
+    ///
+    /// # Errors
+    /// A description of what is not a `.npy` header (versions 1 to 3) that
+    /// brain holds: the magic, the dictionary, a dtype of Python objects.
+    pub fn from_npy_header(head: &[u8]) -> Result<(NdArrayMeta, usize), String> {
+        let len = npy_header_len(head)?;
+        let prefix = if head[6] == 1 { 10 } else { 12 };
+        let text = head.get(prefix..len).ok_or_else(|| {
+            format!(
+                "it ends inside its .npy header ({len} bytes; {} given)",
+                head.len()
+            )
+        })?;
+        let text = std::str::from_utf8(text)
+            .map_err(|_| "the .npy header's dictionary is not text".to_owned())?;
+        let dict =
+            literal::parse(text).map_err(|e| format!("the .npy header's dictionary: {e}"))?;
+        let literal::Value::Dict(entries) = dict else {
+            return Err("the .npy header is not a dictionary".into());
+        };
+        let field = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| matches!(k, literal::Value::Str(s) if s == key))
+                .map(|(_, v)| v)
+                .ok_or_else(|| format!("the .npy header has no {key:?}"))
+        };
+        let dtype = Dtype::from_value(&field("descr")?.to_json())?;
+        let fortran_order = match field("fortran_order")? {
+            literal::Value::Bool(b) => *b,
+            other => {
+                return Err(format!(
+                    "the .npy header's fortran_order is {other:?}, not a bool"
+                ))
+            }
+        };
+        let shape = match field("shape")? {
+            literal::Value::Tuple(dims) => dims
+                .iter()
+                .map(|d| match d {
+                    literal::Value::Int(n) => Ok(*n),
+                    other => Err(format!(
+                        "the .npy header's shape holds {other:?}, not a size"
+                    )),
+                })
+                .collect::<Result<Vec<u64>, String>>()?,
+            other => return Err(format!("the .npy header's shape is {other:?}, not a tuple")),
+        };
+        let meta = NdArrayMeta {
+            dtype,
+            shape,
+            fortran_order,
+        };
+        if meta.dtype.itemsize().is_none() {
+            return Err(format!(
+                "its dtype {} holds Python objects, which a .npy file keeps pickled; store such an array from Python",
+                meta.dtype
+            ));
+        }
+        Ok((meta, len))
+    }
+
     /// Checks that `data_len` bytes hold exactly this array.
     ///
     /// # Errors
@@ -364,6 +430,208 @@ impl NdArrayMeta {
                 self.dtype, self.shape
             )),
             None => Err(format!("shape {:?} is too large", self.shape)),
+        }
+    }
+}
+
+/// How many bytes of a `.npy` file tell the length of its header.
+pub const NPY_PREFIX: usize = 12;
+
+/// The length of a `.npy` file's header (magic, version, length and
+/// dictionary: where the data starts), from its first [`NPY_PREFIX`] bytes.
+///
+/// # Errors
+/// When the bytes are not the start of a `.npy` file of version 1, 2 or 3.
+pub fn npy_header_len(head: &[u8]) -> Result<usize, String> {
+    if !head.starts_with(b"\x93NUMPY") {
+        return Err("it does not start with a .npy file's magic (\\x93NUMPY)".into());
+    }
+    match head.get(6..8) {
+        Some([1, 0]) if head.len() >= 10 => {
+            Ok(10 + usize::from(u16::from_le_bytes([head[8], head[9]])))
+        }
+        Some([2 | 3, 0]) if head.len() >= 12 => {
+            let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+            Ok(12 + len as usize)
+        }
+        Some(&[major, minor]) if !(1..=3).contains(&major) || minor != 0 => Err(format!(
+            "it is a .npy file of version {major}.{minor}, which this build does not read"
+        )),
+        _ => Err("it ends inside its .npy header".into()),
+    }
+}
+
+/// The Python literals of a `.npy` header's dictionary: strings, sizes,
+/// booleans, and tuples, lists and dictionaries of them.
+mod literal {
+    use serde_json::Value as Json;
+
+    #[derive(Debug, PartialEq)]
+    pub(super) enum Value {
+        Str(String),
+        Int(u64),
+        Bool(bool),
+        Tuple(Vec<Value>),
+        List(Vec<Value>),
+        Dict(Vec<(Value, Value)>),
+    }
+
+    impl Value {
+        /// The form the metadata JSON gives a dtype's description (tuples
+        /// as lists).
+        pub(super) fn to_json(&self) -> Json {
+            match self {
+                Value::Str(s) => Json::String(s.clone()),
+                Value::Int(n) => Json::from(*n),
+                Value::Bool(b) => Json::Bool(*b),
+                Value::Tuple(items) | Value::List(items) => {
+                    Json::Array(items.iter().map(Value::to_json).collect())
+                }
+                Value::Dict(_) => Json::Null,
+            }
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Result<Value, String> {
+        let mut parser = Parser { text, at: 0 };
+        let value = parser.value(0)?;
+        parser.blank();
+        match parser.at == text.len() {
+            true => Ok(value),
+            false => Err(format!("unexpected text at {}", parser.at)),
+        }
+    }
+
+    struct Parser<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    /// Deeper than any dtype needs: a bound on the recursion.
+    const MAX_DEPTH: usize = 64;
+
+    impl Parser<'_> {
+        fn rest(&self) -> &str {
+            &self.text[self.at..]
+        }
+
+        fn blank(&mut self) {
+            let rest = self.rest();
+            self.at += rest.len() - rest.trim_start().len();
+        }
+
+        fn eat(&mut self, token: &str) -> bool {
+            self.blank();
+            let found = self.rest().starts_with(token);
+            if found {
+                self.at += token.len();
+            }
+            found
+        }
+
+        fn value(&mut self, depth: usize) -> Result<Value, String> {
+            if depth > MAX_DEPTH {
+                return Err("nested too deeply".into());
+            }
+            self.blank();
+            let at = self.at;
+            match self.rest().chars().next() {
+                Some('\'' | '"') => self.string(),
+                Some('0'..='9') => {
+                    let digits = self
+                        .rest()
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(self.rest().len());
+                    let n = self.rest()[..digits]
+                        .parse()
+                        .map_err(|_| format!("a number too large at {at}"))?;
+                    self.at += digits;
+                    // Python 2 wrote sizes as longs: `3L`.
+                    self.eat("L");
+                    Ok(Value::Int(n))
+                }
+                Some('(') => {
+                    self.at += 1;
+                    Ok(Value::Tuple(self.items(')', depth)?))
+                }
+                Some('[') => {
+                    self.at += 1;
+                    Ok(Value::List(self.items(']', depth)?))
+                }
+                Some('{') => {
+                    self.at += 1;
+                    let mut entries = Vec::new();
+                    while !self.eat("}") {
+                        let key = self.value(depth + 1)?;
+                        if !self.eat(":") {
+                            return Err(format!("a ':' expected at {}", self.at));
+                        }
+                        entries.push((key, self.value(depth + 1)?));
+                        if !self.eat(",") && !self.rest().trim_start().starts_with('}') {
+                            return Err(format!("a ',' or '}}' expected at {}", self.at));
+                        }
+                    }
+                    Ok(Value::Dict(entries))
+                }
+                _ if self.eat("True") => Ok(Value::Bool(true)),
+                _ if self.eat("False") => Ok(Value::Bool(false)),
+                _ => Err(format!("unexpected text at {at}")),
+            }
+        }
+
+        fn items(&mut self, close: char, depth: usize) -> Result<Vec<Value>, String> {
+            let mut items = Vec::new();
+            let close = close.to_string();
+            while !self.eat(&close) {
+                items.push(self.value(depth + 1)?);
+                if !self.eat(",") && !self.rest().trim_start().starts_with(&close) {
+                    return Err(format!("a ',' or '{close}' expected at {}", self.at));
+                }
+            }
+            Ok(items)
+        }
+
+        fn string(&mut self) -> Result<Value, String> {
+            let start = self.at;
+            let mut chars = self.rest().char_indices();
+            let (_, quote) = chars.next().expect("a quote");
+            let mut out = String::new();
+            let unterminated = || format!("a string at {start} does not end");
+            loop {
+                let (i, c) = chars.next().ok_or_else(unterminated)?;
+                if c == quote {
+                    self.at += i + 1;
+                    return Ok(Value::Str(out));
+                }
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                let (_, escape) = chars.next().ok_or_else(unterminated)?;
+                let hex = |chars: &mut std::str::CharIndices<'_>, n: usize| {
+                    let digits: String = chars.by_ref().take(n).map(|(_, c)| c).collect();
+                    u32::from_str_radix(&digits, 16)
+                        .ok()
+                        .filter(|_| digits.len() == n)
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("a bad escape in the string at {start}"))
+                };
+                out.push(match escape {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    '0' => '\0',
+                    'x' => hex(&mut chars, 2)?,
+                    'u' => hex(&mut chars, 4)?,
+                    'U' => hex(&mut chars, 8)?,
+                    '\\' | '\'' | '"' => escape,
+                    other => {
+                        return Err(format!(
+                        "an escape \\{other} this reader does not know, in the string at {start}"
+                    ))
+                    }
+                });
+            }
         }
     }
 }
@@ -447,6 +715,36 @@ mod tests {
         assert!(std::str::from_utf8(&header[12..])
             .unwrap()
             .contains("'shape': (2, 3), }"));
+    }
+
+    #[test]
+    fn a_npy_header_written_is_read_back() {
+        let json = r#"{"dtype":[["it's \\ é🧠","<f8"],[["t","n"],"|u1",[2,3]],["",  "|V4"],["z",[["a","|u1"],["b","<U2"]]]],"shape":[4, 5],"fortran_order":true}"#;
+        let meta = NdArrayMeta::from_json(json.as_bytes()).unwrap();
+        let mut file = meta.npy_header();
+        let header_len = file.len();
+        file.extend_from_slice(b"data");
+        assert_eq!(
+            NdArrayMeta::from_npy_header(&file).unwrap(),
+            (meta, header_len)
+        );
+        // NumPy's own spelling: double quotes, Python 2 longs, no trailing comma.
+        let text = b"{\"descr\": \"<i8\", \"shape\": (3L, 2), \"fortran_order\": False}";
+        let mut numpy = b"\x93NUMPY\x01\x00".to_vec();
+        numpy.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        numpy.extend_from_slice(text);
+        let (read, _) = NdArrayMeta::from_npy_header(&numpy).unwrap();
+        assert_eq!((read.dtype, read.shape), ("<i8".into(), vec![3, 2]));
+        for (bad, why) in [
+            (&b"NUMPY"[..], "magic"),
+            (b"\x93NUMPY\x04\x00\x00\x00", "version 4.0"),
+            (b"\x93NUMPY\x01\x00\x09\x00{'descr'", "ends"),
+            (b"\x93NUMPY\x01\x00\x02\x00[]", "not a dictionary"),
+            (b"\x93NUMPY\x01\x00\x01\x00[", "unexpected text at 1"),
+        ] {
+            let err = NdArrayMeta::from_npy_header(bad).unwrap_err();
+            assert!(err.contains(why), "{err:?} lacks {why:?}");
+        }
     }
 
     #[test]
