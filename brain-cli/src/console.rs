@@ -3,7 +3,7 @@
 //! store, which lives only in the process that opened it).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -19,6 +19,8 @@ pub struct Console {
     stderr: Arc<Mutex<Box<dyn Write + Send>>>,
     /// Whether progress bars may be drawn on the terminal.
     terminal: bool,
+    /// Whether standard output is a terminal.
+    stdout_terminal: bool,
 }
 
 impl std::fmt::Debug for Console {
@@ -51,6 +53,7 @@ impl Console {
             stdout: Box::new(BufWriter::with_capacity(64 * 1024, File::from(raw))),
             stderr: Arc::new(Mutex::new(Box::new(io::stderr()))),
             terminal: true,
+            stdout_terminal: stdout.is_terminal(),
         })
     }
 
@@ -64,6 +67,7 @@ impl Console {
             stdout: Box::new(out.clone()),
             stderr: Arc::new(Mutex::new(Box::new(err.clone()))),
             terminal: false,
+            stdout_terminal: false,
         };
         (console, out, err)
     }
@@ -74,6 +78,12 @@ impl Console {
     pub fn stdin_closed(&mut self) {
         self.stdin = Box::new(ClosedInput);
         self.stdin_len = None;
+    }
+
+    /// Whether standard output is a terminal (where bytes that are not
+    /// text would garble the screen).
+    pub fn stdout_is_terminal(&self) -> bool {
+        self.stdout_terminal
     }
 
     /// Standard input, and its length when known.

@@ -475,9 +475,13 @@ fn open_store(cli: &Cli, console: &mut Console) -> anyhow::Result<Arc<dyn Object
     if let Some(capacity) = cli.capacity {
         options = options.capacity(capacity.bytes());
     }
-    let store = options
-        .open_parsed(&url)
-        .with_context(|| format!("cannot open the store at {url}"))?;
+    let store = options.open_parsed(&url).map_err(|err| {
+        // Most errors of an open name the store already; the others get it.
+        match err.to_string().contains(&url.to_string()) {
+            true => anyhow::Error::from(err),
+            false => anyhow::Error::from(err).context(format!("cannot open the store at {url}")),
+        }
+    })?;
     // An explicit restore decides for itself what to restore.
     if let Some(dir) = cli
         .persist
@@ -668,6 +672,27 @@ fn message(err: &anyhow::Error, names: &[String]) -> String {
     text::shorten(&out, names)
 }
 
+/// `message` with `--store STORE` put into every `brain` command it
+/// advises, when the store was given with `--store` (advice run as written
+/// would otherwise act on another store). A Redis URL's password is shown
+/// as `***`.
+fn with_store_flag(message: &str, store: Option<&str>) -> String {
+    let Some(store) = store else {
+        return message.to_owned();
+    };
+    let shown = match brain::StoreUrl::parse(store) {
+        Ok(url @ brain::StoreUrl::Redis(_)) => url.to_string(),
+        _ => store.to_owned(),
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@,+=-%".contains(c);
+    let quoted = if !shown.is_empty() && shown.chars().all(plain) {
+        shown
+    } else {
+        format!("'{}'", shown.replace('\'', r"'\''"))
+    };
+    message.replace("`brain ", &format!("`brain --store {quoted} "))
+}
+
 /// A store error whose advice names the Rust API, with the commands and
 /// flags that do the same instead.
 fn in_cli_terms(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
@@ -817,11 +842,13 @@ where
         }
     };
     let names = cli.names();
+    let store = cli.store.clone();
     match dispatch(cli, console) {
         Ok(()) => 0,
         Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {
-            console.note(&format!("brain: {}", message(&err, &names)));
+            let text = with_store_flag(&message(&err, &names), store.as_deref());
+            console.note(&format!("brain: {text}"));
             exit_code(&err)
         }
     }
@@ -866,6 +893,24 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn advice_names_the_store_given_with_its_flag() {
+        let advice = "no object; list what exists with `brain ls default`, or `brain ns ls`";
+        assert_eq!(with_store_flag(advice, None), advice);
+        assert_eq!(
+            with_store_flag(advice, Some("/dev/shm/s")),
+            "no object; list what exists with `brain --store /dev/shm/s ls default`, or `brain --store /dev/shm/s ns ls`"
+        );
+        assert!(with_store_flag(advice, Some("/dev/shm/it's mine"))
+            .contains(r"`brain --store '/dev/shm/it'\''s mine' ls default`"));
+        let redis = with_store_flag(advice, Some("redis://alice:s3cret@host:6380/?prefix=p"));
+        assert!(
+            redis.contains("`brain --store 'redis://alice:***@host:6380/?prefix=p' ls"),
+            "{redis}"
+        );
+        assert!(!redis.contains("s3cret"), "{redis}");
     }
 
     #[test]

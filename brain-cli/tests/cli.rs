@@ -104,6 +104,16 @@ impl TestStore {
         })
     }
 
+    /// `brain COMMAND` as an error's advice spells it: with this store's
+    /// `--store`, as every test gives it.
+    fn advised(&self, command: &str) -> String {
+        let store = match self.backend {
+            Backend::Shm => self.path.display().to_string(),
+            Backend::Memory => self.url.clone(),
+        };
+        format!("`brain --store {store} {command}")
+    }
+
     /// `brain --store <this store> ARGS` as a process, with no standard input
     /// (a shared-memory store only).
     fn cmd(&self, args: &[&str]) -> Command {
@@ -533,7 +543,11 @@ fn ls_lists_a_namespace_every_namespace_or_json(backend: Backend) -> TestResult 
 
     // A namespace named explicitly must exist.
     let out = store.run(&["ls", "nosuch"])?;
-    expect_failure(&out, 3, &["no namespace named \"nosuch\"", "brain ns ls"])?;
+    expect_failure(
+        &out,
+        3,
+        &["no namespace named \"nosuch\"", &store.advised("ns ls`")],
+    )?;
     // --all and a namespace together are a usage error.
     expect_failure(&store.run(&["ls", "other", "--all"])?, 2, &[])?;
     Ok(())
@@ -675,7 +689,7 @@ fn rm_then_cat_is_not_found(backend: Backend) -> TestResult {
         3,
         &[
             "no object named \"x\" in namespace \"default\"",
-            "brain ls default",
+            &store.advised("ls default`"),
         ],
     )?;
     assert!(out.stdout.is_empty());
@@ -715,7 +729,7 @@ fn ns_ls_and_ns_rm(backend: Backend) -> TestResult {
     expect_failure(
         &store.run(&["ns", "rm", "two"])?,
         3,
-        &["no namespace named \"two\"", "brain ns ls"],
+        &["no namespace named \"two\"", &store.advised("ns ls`")],
     )?;
     Ok(())
 }
@@ -866,10 +880,13 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
         .as_str()
         .is_some_and(|r| r.contains("corrupt")));
     let out = store.run(&["fsck"])?;
-    assert!(String::from_utf8(out.stdout)?.contains("corrupt: "));
+    let report = String::from_utf8(out.stdout)?;
+    assert!(report.contains("corrupt: "), "{report}");
+    // fsck's report does not advise running fsck.
+    assert!(!report.contains("run `brain"), "{report}");
 
     let out = store.run(&["cat", "bad"])?;
-    expect_failure(&out, 1, &["is corrupt", "brain fsck"])?;
+    expect_failure(&out, 1, &["is corrupt", &store.advised("fsck`")])?;
 
     let repaired = store.json(&["fsck", "--delete-corrupt", "--json"])?;
     assert_eq!(repaired["deleted"], 1);

@@ -121,6 +121,10 @@ fn advice(err: &Error) -> Vec<(String, String)> {
             " with BRAIN_PATH or --store".into(),
             " with Brain(path=...) or Brain(url=...) (or $BRAIN_PATH, $BRAIN_URL)".into(),
         ),
+        Error::UnsafeCachePath { .. } => (
+            "with --cache DIR, or --cache off to read without a cache".into(),
+            "with Brain(url=..., cache=PATH), or cache=False to read without a cache".into(),
+        ),
         Error::PermissionDenied { .. } => (
             "or use a store of your own with BRAIN_PATH".into(),
             "or use a store of your own with Brain(path=...) or $BRAIN_PATH".into(),
@@ -169,7 +173,7 @@ fn class_name(err: &Error) -> &'static str {
         Error::CodecMismatch { .. } | Error::Codec { .. } | Error::Arrow { .. } => {
             "BrainCodecError"
         }
-        Error::UnsafePath { .. } => "BrainStorePathError",
+        Error::UnsafePath { .. } | Error::UnsafeCachePath { .. } => "BrainStorePathError",
         Error::PermissionDenied { .. } => "BrainPermissionError",
         Error::Timeout { .. } => "BrainTimeoutError",
         Error::LockTimeout { .. } => "BrainLockTimeoutError",
@@ -263,7 +267,7 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("found", found)?;
             attrs.set_item("supported", supported)?;
         }
-        Error::UnsafePath { path, .. } => {
+        Error::UnsafePath { path, .. } | Error::UnsafeCachePath { path, .. } => {
             attrs.set_item("location", path.display().to_string())?;
             attrs.set_item("path", path)?;
         }

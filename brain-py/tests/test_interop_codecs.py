@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import subprocess
 import warnings
@@ -195,6 +196,40 @@ def test_brain_cat_writes_an_array_as_a_npy_file(brain: Brain, kind: str) -> Non
         assert back.tobytes(order="A") == arr.tobytes(order="A")
 
 
+def test_brain_cat_writes_only_text_to_a_terminal(brain: Brain) -> None:
+    brain["arr"] = ARRAYS["float64"]
+    brain["text"] = "hello"
+    brain["ascii"] = b"plain bytes\n"
+    brain["escape"] = b"\x1b[2J"
+    for name, shown in (("arr", None), ("text", b"hello"), ("ascii", b"plain bytes\r\n"), ("escape", None)):
+        terminal, screen = os.openpty()
+        try:
+            done = subprocess.run(
+                [str(BRAIN), "--store", str(brain.path), "cat", name], stdout=screen, stderr=subprocess.PIPE, timeout=60
+            )
+            os.close(screen)
+            screen = -1
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:  # the terminal's other end closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            os.close(terminal)
+            if screen >= 0:
+                os.close(screen)
+        if shown is None:
+            assert done.returncode == 1 and output == b"", (name, output)
+            message = done.stderr.decode()
+            assert "is not text" in message and f"brain --store {brain.path} cat {name} > FILE" in message, message
+        else:
+            assert done.returncode == 0 and output == shown, (name, output, done.stderr)
+
+
 def test_brain_cat_raw_writes_an_array_as_stored(brain: Brain) -> None:
     brain["a"] = ARRAYS["float64"]
     raw = npy_of(brain, "a", "--raw")
@@ -249,7 +284,7 @@ def test_brain_cat_of_a_damaged_pickle_says_what_and_what_to_do(brain: Brain, tm
     done = subprocess.run([str(BRAIN), "--store", str(brain.path), "cat", "short"], capture_output=True, timeout=60)
     assert done.returncode == 1 and done.stdout == b""
     message = done.stderr.decode()
-    assert "asks for buffer 3 of 2" in message and "brain cat --raw" in message, message
+    assert "asks for buffer 3 of 2" in message and f"brain --store {brain.path} cat --raw short > FILE" in message, message
 
 
 def brain_put(brain: Brain, name: str, data: bytes, codec: str) -> subprocess.CompletedProcess[bytes]:

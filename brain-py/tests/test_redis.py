@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from brain.exceptions import BrainIOError, BrainNameNotExistError, BrainPermissionError
+from brain.exceptions import BrainIOError, BrainNameNotExistError, BrainPermissionError, BrainStorePathError
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
@@ -315,6 +315,22 @@ def test_a_password_is_never_shown(redis_server: object) -> None:
     with pytest.raises(Exception) as caught:
         Brain(url="redis://alice:s3cret-pw@127.0.0.1:1,127.0.0.1:2")
     assert "s3cret-pw" not in str(caught.value) and "redis+cluster://" in str(caught.value)
+
+
+def test_a_cache_directory_refused_names_the_cache_option(redis_url: str, tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    with pytest.raises(BrainStorePathError) as caught:
+        Brain(url=redis_url, cache=str(not_a_directory))
+    message = str(caught.value)
+    assert "as this host's cache of a Redis store" in message and "Brain(url=..., cache=PATH)" in message, message
+    assert "BRAIN_PATH" not in message
+    assert caught.value.path == not_a_directory  # type: ignore[attr-defined]
+
+
+def test_a_database_number_past_the_servers_says_so(redis_server: Any) -> None:
+    with pytest.raises(BrainIOError, match=r"database number \(redis://HOST:PORT/N\) is past the server's `databases`"):
+        Brain(url=f"redis://127.0.0.1:{redis_server.port}/99", cache=False)
 
 
 def test_optimistic_update_retries_and_loses_nothing(redis_url: str, redis_cache: Callable[[], str]) -> None:

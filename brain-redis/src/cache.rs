@@ -124,8 +124,13 @@ impl HostCache {
         if let CacheSetting::Path(path) = setting {
             builder = builder.path(path);
         }
+        // The advice for a refused directory is the cache's option, not the store's.
+        let store = builder.open().map_err(|err| match err {
+            Error::UnsafePath { path, reason } => Error::UnsafeCachePath { path, reason },
+            other => other,
+        })?;
         Ok(HostCache {
-            store: builder.open()?,
+            store,
             server: server.to_owned(),
         })
     }

@@ -2,7 +2,7 @@
 //! read.
 
 use crate::console::Console;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use brain_core::{decode_ndarray, decode_pickle, frames, Codec, ObjectStore};
 
 /// Writes `namespace/name` to standard output.
@@ -33,6 +33,20 @@ pub fn run(
         result.with_context(|| format!("cannot write {name:?} to standard output"))
     };
     let codec = view.meta().codec;
+    // The object as a command names it in advice: with its namespace, unless
+    // that is the default one.
+    let object = match namespace {
+        "default" => name.to_owned(),
+        _ => format!("-n {namespace} {name}"),
+    };
+    if console.stdout_is_terminal()
+        && !(codec == Codec::Text || (codec == Codec::Raw && is_plain_text(view.bytes())))
+    {
+        bail!(
+            "{name:?} in namespace {namespace:?} is not text ({} of {codec}): on a terminal it would garble the screen; redirect it (`brain cat {object} > FILE`, or into a pipe), or see what it is with `brain info {object}`",
+            crate::format::size(view.meta().size)
+        );
+    }
     if raw {
         return written(console.out(|out| out.write_all(view.bytes())));
     }
@@ -54,7 +68,9 @@ pub fn run(
                     name: name.into(),
                     codec,
                     action: "decode",
-                    detail: format!("{detail}; `brain cat --raw` writes its bytes as stored"),
+                    detail: format!(
+                        "{detail}; `brain cat --raw {object} > FILE` writes its bytes as stored"
+                    ),
                 }
             })?;
         return written(console.out(|out| {
@@ -79,4 +95,14 @@ pub fn run(
         return written(console.out(|out| out.write_all(&bytes)));
     }
     written(console.out(|out| out.write_all(view.bytes())))
+}
+
+/// Whether `bytes` are UTF-8 text without control characters but tabs and
+/// line ends (an escape sequence would reach the terminal too).
+fn is_plain_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|text| {
+        !text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    })
 }

@@ -357,6 +357,16 @@ pub enum Error {
         reason: UnsafePathReason,
     },
 
+    /// The directory of a Redis store's host cache (a shared-memory store
+    /// of its own) is not safe to use.
+    #[error("refusing to use {path} as this host's cache of a Redis store: {reason}; choose another directory for it with --cache DIR, or --cache off to read without a cache")]
+    UnsafeCachePath {
+        /// The refused path.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: UnsafePathReason,
+    },
+
     /// The operating system (or a server) denied access.
     #[error(
         "permission denied: cannot {op} {location}; {}",

@@ -238,9 +238,17 @@ impl Store {
                             })?
                         };
                         report.deleted += u64::from(deleted);
+                        let reason = match &err {
+                            // Without the error's advice, which is to run fsck:
+                            // fsck's own report says what to do.
+                            Error::Corrupt { location, reason } => {
+                                format!("{location} is corrupt: {reason}")
+                            }
+                            other => other.to_string(),
+                        };
                         report.corrupt.push(CorruptObject {
                             location: path.into(),
-                            reason: err.to_string(),
+                            reason,
                         });
                     }
                 }
