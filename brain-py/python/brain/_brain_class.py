@@ -621,6 +621,11 @@ class Brain(MutableMapping[str, Any]):
     def remove_namespace(self, namespace: str | None = None) -> str:
         """Removes a namespace (default: the current one) and all its names.
 
+        When the namespace removed is this handle's current one, the handle
+        moves to ``'default'`` (as brain-plasma's did): later reads and
+        writes go there. The returned message says which namespace is in
+        use.
+
         Raises:
             BrainNamespaceRemoveDefaultError: for ``'default'``.
             BrainNamespaceNotExistError: when there is no such namespace.
