@@ -52,13 +52,17 @@ pub fn run(
     // Python does (brain-plasma's rule).
     let kept = kept_description(store, namespace, name, description).with_context(context)?;
     let description = kept.as_deref().unwrap_or(description);
+    let destination = Destination {
+        store,
+        namespace,
+        name,
+        description,
+    };
     if codec == Codec::NdArray {
-        return put_array(store, namespace, name, description, reader, &label)
-            .with_context(context);
+        return put_array(&destination, reader, &label).with_context(context);
     }
     if codec == Codec::Pickle5 {
-        return put_pickle(store, namespace, name, description, reader, &label)
-            .with_context(context);
+        return put_pickle(&destination, reader, &label).with_context(context);
     }
     let mut writer = store
         .writer(namespace, name, codec, description, len)
@@ -74,10 +78,7 @@ pub fn run(
 /// Stores an array from a `.npy` file (what `brain cat` writes), its data
 /// streamed, or from the layout `brain cat --raw` writes, checked.
 fn put_array(
-    store: &dyn ObjectStore,
-    namespace: &str,
-    name: &str,
-    description: &str,
+    destination: &Destination<'_>,
     reader: &mut dyn Read,
     label: &str,
 ) -> anyhow::Result<()> {
@@ -103,7 +104,7 @@ fn put_array(
                 "{label} is neither a .npy file (it does not start with \\x93NUMPY) nor an array as `brain cat --raw` writes it ({why}); give a .npy file (numpy.save, `brain cat`)"
             );
         }
-        return write_whole(store, namespace, name, Codec::NdArray, description, &stored);
+        return destination.write_whole(Codec::NdArray, &stored);
     }
     let not_npy =
         |why: String| anyhow::anyhow!("{label} is not a .npy file that brain holds: {why}");
@@ -120,13 +121,7 @@ fn put_array(
         .ok_or_else(|| not_npy(format!("shape {:?} is too large", meta.shape)))?;
     let json = meta.to_json();
     let layout = PartsLayout::new(&[json.len(), data_len as usize]);
-    let mut writer = store.writer(
-        namespace,
-        name,
-        Codec::NdArray,
-        description,
-        Some(layout.len() as u64),
-    )?;
+    let mut writer = destination.writer(Codec::NdArray, layout.len())?;
     // The data is streamed after the table and the metadata.
     for segment in layout.segments(&[&json, &[]]) {
         writer.write_payload(segment)?;
@@ -171,10 +166,7 @@ const NPY_HEADER_MAX: usize = 64 << 20;
 /// or from the layout `brain cat --raw` writes; either is read whole and
 /// checked first.
 fn put_pickle(
-    store: &dyn ObjectStore,
-    namespace: &str,
-    name: &str,
-    description: &str,
+    destination: &Destination<'_>,
     reader: &mut dyn Read,
     label: &str,
 ) -> anyhow::Result<()> {
@@ -189,7 +181,7 @@ fn put_pickle(
         pickle::in_band(stream, &buffers).map(|_| ())
     });
     if as_stored.is_ok() {
-        return write_whole(store, namespace, name, Codec::Pickle5, description, &input);
+        return destination.write_whole(Codec::Pickle5, &input);
     }
     if let Err(why) = pickle::in_band(&input, &[]) {
         bail!(
@@ -197,13 +189,7 @@ fn put_pickle(
         );
     }
     let layout = PartsLayout::new(&[input.len()]);
-    let mut writer = store.writer(
-        namespace,
-        name,
-        Codec::Pickle5,
-        description,
-        Some(layout.len() as u64),
-    )?;
+    let mut writer = destination.writer(Codec::Pickle5, layout.len())?;
     for segment in layout.segments(&[&input]) {
         writer.write_payload(segment)?;
     }
@@ -211,25 +197,33 @@ fn put_pickle(
     Ok(())
 }
 
-/// Writes `payload` whole as one object.
-fn write_whole(
-    store: &dyn ObjectStore,
-    namespace: &str,
-    name: &str,
-    codec: Codec,
-    description: &str,
-    payload: &[u8],
-) -> anyhow::Result<()> {
-    let mut writer = store.writer(
-        namespace,
-        name,
-        codec,
-        description,
-        Some(payload.len() as u64),
-    )?;
-    writer.write_payload(payload)?;
-    writer.commit()?;
-    Ok(())
+/// Where `put` writes: the store, the object, and its description.
+struct Destination<'a> {
+    store: &'a dyn ObjectStore,
+    namespace: &'a str,
+    name: &'a str,
+    description: &'a str,
+}
+
+impl Destination<'_> {
+    /// A writer of the object, of `len` bytes under `codec`.
+    fn writer(&self, codec: Codec, len: usize) -> brain_core::Result<ObjectWriter> {
+        self.store.writer(
+            self.namespace,
+            self.name,
+            codec,
+            self.description,
+            Some(len as u64),
+        )
+    }
+
+    /// Writes `payload` whole as the object.
+    fn write_whole(&self, codec: Codec, payload: &[u8]) -> anyhow::Result<()> {
+        let mut writer = self.writer(codec, payload.len())?;
+        writer.write_payload(payload)?;
+        writer.commit()?;
+        Ok(())
+    }
 }
 
 /// Reads into `buf` until it is full or the input ends; how many bytes it read.
