@@ -1152,10 +1152,15 @@ impl PyLock {
         drop(self.inner.lock().expect("lock lock").take());
     }
 
-    /// Whether the lock is still held.
+    /// Whether this process still holds the lock (a child forked while
+    /// its parent held it does not).
     #[getter]
     fn held(&self) -> bool {
-        self.inner.lock().expect("lock lock").is_some()
+        self.inner
+            .lock()
+            .expect("lock lock")
+            .as_ref()
+            .is_some_and(NameLock::held_here)
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,48 @@ def test_a_lock_released_is_free_while_a_child_forked_under_it_lives(store_path:
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.shm_only("a forked child opens the store")
+def test_a_child_forked_under_a_lock_waits_for_it_and_loses_no_update(store_path: Path) -> None:
+    """A pool forked inside ``with brain.lock(name)``: the parent's lock is
+    not the child's, so its ``update`` waits for the parent's write instead
+    of overwriting it, and dropping its copy of the lock frees nothing."""
+    forked_under_a_lock(lambda: Brain(path=store_path))
+
+
+def forked_under_a_lock(open_brain: Callable[[], Brain]) -> None:
+    """The body of the test above, for any store (test_redis.py runs it on Redis)."""
+    import os
+
+    brain = open_brain()
+    brain["cnt"] = 0
+    ready, released = os.pipe()
+    with brain.lock("cnt") as held:
+        value = brain["cnt"]
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(ready)
+                assert not held.held, "a child holds its parent's lock"
+                held.release()  # the child's copy: the parent's lock must stay
+                os.write(released, b"x")
+                brain.update("cnt", lambda v: v + 100)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(released)
+        assert os.read(ready, 1) == b"x"
+        assert held.held
+        with pytest.raises(BrainLockTimeoutError):
+            open_brain().lock("cnt", timeout=0)
+        time.sleep(0.2)  # the child's update is waiting now, if it waits at all
+        brain["cnt"] = value + 1
+    os.close(ready)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert brain["cnt"] == 101
 
 
 def test_children_forked_while_a_thread_writes_can_write(store_path: Path) -> None:

@@ -317,6 +317,13 @@ def test_a_password_is_never_shown(redis_server: object) -> None:
     assert "s3cret-pw" not in str(caught.value) and "redis+cluster://" in str(caught.value)
 
 
+def test_a_child_forked_under_a_lock_waits_for_it_and_loses_no_update(redis_url: str, redis_cache: Callable[[], str]) -> None:
+    from test_processes import forked_under_a_lock
+
+    cache = redis_cache()
+    forked_under_a_lock(lambda: Brain(url=redis_url, cache=cache))
+
+
 def test_a_cache_directory_refused_names_the_cache_option(redis_url: str, tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("x")

@@ -489,19 +489,34 @@ impl Iterator for Watcher {
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 
 /// A held lock on one name, from [`ObjectStore::lock`]; released when dropped.
+///
+/// The lock belongs to the process that took it: a child forked while it
+/// was held does not hold it ([`NameLock::held_here`]), and dropping the
+/// child's copy leaves the parent's lock as it is (each backend's guard
+/// sees to that).
 #[derive(Debug)]
 pub struct NameLock {
     _guard: Box<dyn LockGuard>,
     location: Location,
+    /// The process that took it ([`crate::fork_mark`]).
+    process: u64,
 }
 
 impl NameLock {
-    /// A lock held through `guard`, which lives at `location`.
+    /// A lock held through `guard`, which lives at `location`, taken by
+    /// this process.
     pub fn new(guard: Box<dyn LockGuard>, location: Location) -> NameLock {
         NameLock {
             _guard: guard,
             location,
+            process: crate::fork_mark(),
         }
+    }
+
+    /// Whether this process holds the lock: false in a child forked while
+    /// its parent held it.
+    pub fn held_here(&self) -> bool {
+        self.process == crate::fork_mark()
     }
 
     /// Where the lock lives (a lock file, a key), for diagnostics.

@@ -20,18 +20,26 @@ use crate::api::store::{LockGuard, NameLock};
 use crate::format::ObjectKey;
 use crate::sys::io::os;
 
-/// The open lock file whose `flock` a [`NameLock`] holds.
+/// The open lock file whose `flock` a [`NameLock`] holds, and the process
+/// that took it ([`crate::fork_mark`]).
 #[derive(Debug)]
-struct HeldFlock(OwnedFd);
+struct HeldFlock {
+    fd: OwnedFd,
+    process: u64,
+}
 
 impl LockGuard for HeldFlock {}
 
 impl Drop for HeldFlock {
     fn drop(&mut self) {
-        // Unlocked, not only closed: a child forked while the lock was held
-        // shares the open file, and closing this copy would leave the lock
-        // held for as long as the child lives.
-        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+        // A child forked while the lock was held shares the open file, and
+        // so the `flock`: its copy closes without unlocking, which would
+        // release the parent's lock under it. The holder unlocks, not only
+        // closes: closing its copy would leave the lock held for as long as
+        // such a child lives.
+        if self.process == crate::fork_mark() {
+            let _ = rustix::fs::flock(&self.fd, FlockOperation::Unlock);
+        }
     }
 }
 
@@ -76,7 +84,13 @@ impl Store {
                 Some(_) => FlockOperation::NonBlockingLockExclusive,
             };
             match rustix::fs::flock(&fd, operation) {
-                Ok(()) => return Ok(NameLock::new(Box::new(HeldFlock(fd)), path.into())),
+                Ok(()) => {
+                    let held = HeldFlock {
+                        fd,
+                        process: crate::fork_mark(),
+                    };
+                    return Ok(NameLock::new(Box::new(held), path.into()));
+                }
                 Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
                 Err(err) => return Err(Error::io("lock", &path, os(err))),
             }
