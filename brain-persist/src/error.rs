@@ -31,6 +31,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// `brain sync` was given a directory that holds a one-off dump: a
+    /// mirror deletes what the store lacks, and would delete what the dump
+    /// was made to keep.
+    #[error("{path} holds a one-off dump (`brain dump`), not a mirror that `brain sync` keeps, and a sync would delete the objects of it that this store lacks; give an empty or new directory, or restore the dump first (`brain restore {path}`) and sync into another", path = .path.display())]
+    NotAMirror {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// The dump's files are there but its manifest is missing: the dump was
     /// damaged, or a dump was copied without it.
     #[error("{path} has dump files but no MANIFEST.json: the dump is incomplete or damaged and cannot be checked; restore from another copy, or write a new dump", path = .path.display())]

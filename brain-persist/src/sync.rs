@@ -1045,6 +1045,13 @@ impl FileUse {
 
 impl Mirror {
     fn open(dir: &Path, level: i32) -> Result<Mirror> {
+        // Before anything is written there: a mirror deletes what the
+        // store lacks, and would delete what a one-off dump keeps.
+        if Manifest::read(dir, None)?.is_some_and(|m| m.kind == DumpKind::Dump) {
+            return Err(Error::NotAMirror {
+                path: dir.to_owned(),
+            });
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

@@ -1539,8 +1539,15 @@ fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> 
     // Once stopped, a dump may replace the mirror.
     dump(&env.store, &persist, &DumpOptions::new())?;
     assert_eq!(list_dump(&persist)?.kind, DumpKind::Dump);
-    // And a sync may take over a dump.
-    spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync())?.stop()?;
+    // But a sync does not take over a one-off dump, which it would make a
+    // mirror of this store, deleting what the store lacks: the dump stays
+    // as it was, with no file of a sync's added.
+    let before = dir_listing(&persist)?;
+    let err = spawn_sync(Arc::new(env.store.clone()), &persist, fast_sync()).unwrap_err();
+    assert!(matches!(err, Error::NotAMirror { .. }), "{err}");
+    assert!(err.to_string().contains("brain restore"), "{err}");
+    assert_eq!(dir_listing(&persist)?, before);
+    assert_eq!(list_dump(&persist)?.kind, DumpKind::Dump);
 
     let foreign = env.dump_path("foreign");
     std::fs::create_dir(&foreign)?;
@@ -1640,4 +1647,13 @@ fn an_object_the_store_cannot_read_stops_a_dump_and_stays_in_a_mirror() -> TestR
     let stats = spawn_sync(Arc::new(env.store.clone()), &mirror, fast_sync())?.stop()?;
     assert_eq!(stats.objects_deleted, 1, "{stats:?}");
     Ok(())
+}
+
+/// The names in `dir`, sorted.
+fn dir_listing(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
 }

@@ -41,6 +41,10 @@ fn python_text(err: &brain_persist::Error) -> String {
             "; give the directory that `brain dump` or `brain sync` wrote".to_owned(),
             "; give a directory that brain.dump() (or the `brain sync` service) wrote".to_owned(),
         ),
+        E::NotAMirror { path } => (
+            format!("(`brain restore {}`)", path.display()),
+            format!("(brain.restore({}))", dump(path)),
+        ),
         E::StoreFull { .. } => (
             "; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore \
              one namespace with --namespace"
