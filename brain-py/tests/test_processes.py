@@ -255,6 +255,33 @@ def forked_under_a_lock(open_brain: Callable[[], Brain]) -> None:
     assert brain["cnt"] == 101
 
 
+@pytest.mark.shm_only("another process deletes what this one maps")
+def test_an_idle_process_gives_back_what_another_deleted(store_path: Path) -> None:
+    """A process that read an array and a frame, and wrote a frame, then
+    makes no call: their memory is given back soon after another process
+    deletes them (its cache and its kept mappings let go by themselves)."""
+    import json
+    import subprocess
+
+    import pandas as pd
+
+    from test_interop import BRAIN
+
+    def held() -> int:
+        out = subprocess.run([str(BRAIN), "--store", str(store_path), "stats", "--json"], capture_output=True, check=True)
+        return int(json.loads(out.stdout)["held_by_views"])
+
+    brain = Brain(path=store_path)
+    brain["array"] = np.arange(2_000_000, dtype=np.float64)
+    brain["array"]  # read: cached, mapped
+    brain["written"] = pd.DataFrame({"a": np.arange(9_000_000, dtype=np.float64)})  # a frame in parts
+    subprocess.run([str(BRAIN), "--store", str(store_path), "rm", "array", "written"], check=True)
+    deadline = time.monotonic() + 10
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held() == 0
+
+
 def test_children_forked_while_a_thread_writes_can_write(store_path: Path) -> None:
     """A notebook thread refreshing a value while a fork-started pool starts:
     no child may inherit a lock the writing thread held (they used to hang)."""

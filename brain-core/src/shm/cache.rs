@@ -50,6 +50,9 @@ pub(crate) struct CacheEntry {
 /// deleted, and how many it checks each time (a `stat` each).
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 const SWEEP_BATCH: usize = 128;
+/// How many entries an idle process's sweep checks (each second): a cache
+/// at its limit of 4,096 mappings is checked whole in 8 s.
+const IDLE_BATCH: usize = 512;
 /// The most bytes of small objects' copies the cache keeps.
 const COPIES_BUDGET: usize = 8 << 20;
 /// How many keys the cache remembers having read once (see `read_again`).
@@ -162,6 +165,16 @@ impl MappingCache {
         }
         self.last_sweep = Instant::now();
         self.sweep(SWEEP_BATCH);
+    }
+
+    /// The sweep of an idle process (sweeper.rs): a batch of
+    /// [`IDLE_BATCH`] entries, unless a get or a write swept lately.
+    pub(crate) fn sweep_idle(&mut self) {
+        if self.entries.is_empty() || self.last_sweep.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        self.sweep(IDLE_BATCH);
     }
 
     /// Drops up to `n` entries whose file was replaced or deleted, so the

@@ -25,6 +25,7 @@ mod maintenance;
 mod pool;
 mod reader;
 mod small;
+mod sweeper;
 mod watch;
 mod writer;
 
@@ -258,6 +259,7 @@ impl StoreBuilder {
                 warm: Mutex::new(pool::WarmFiles::default()),
                 prealloc: pool::Prealloc::default(),
                 small: Mutex::new(None),
+                idle_sweeps: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         // The table exists from the first open on, so a reader that finds
@@ -331,6 +333,9 @@ pub(crate) struct Inner {
     /// The table of small objects, once this process (of this fork
     /// generation) opened it.
     pub(crate) small: Mutex<Option<OpenTable>>,
+    /// The fork mark of the process whose thread sweeps this store while it
+    /// is idle (sweeper.rs; 0: none yet).
+    pub(crate) idle_sweeps: std::sync::atomic::AtomicU64,
 }
 
 impl Store {

@@ -466,6 +466,8 @@ impl Store {
             warm.files.remove(0);
         }
         warm.files.push((map, fd));
+        drop(warm);
+        self.sweep_while_idle();
     }
 
     /// Keeps `bytes` of memory allocated in the pool for this process's
@@ -674,8 +676,10 @@ impl Store {
                 }
                 return Ok(Made::NoRoom);
             }
-            let mut warm = crate::sys::fork::lock(&self.inner.warm);
-            warm.files.push((map, fd));
+            crate::sys::fork::lock(&self.inner.warm)
+                .files
+                .push((map, fd));
+            self.sweep_while_idle();
             Ok(Made::Yes)
         })();
         if !matches!(made, Ok(Made::Yes)) {

@@ -215,6 +215,8 @@ impl Store {
     fn remember(&self, key: ObjectKey, path: &Path, stat: &rustix::fs::Stat, view: &ObjectView) {
         let mut cache = crate::sys::fork::lock(&self.inner.cache);
         cache.insert(key, path, Stamp::of(stat), view.clone(), false);
+        drop(cache);
+        self.sweep_while_idle();
     }
 
     /// Caches a copy of a small object read from `fd`, when it is read for
