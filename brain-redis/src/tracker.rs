@@ -40,6 +40,15 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const SILENCE: Duration = Duration::from_secs(3);
 /// How often a cluster's primaries are compared with those tracked.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(2);
+/// After applying an invalidation, a tracking connection's reader lets
+/// this long pass before it reads again, so that a burst of writes wakes
+/// it once per interval, not once per write: the invalidations that came
+/// meanwhile are read and applied together. The first invalidation after
+/// a quiet spell is applied as soon as it arrives. (Each wake-up costs the
+/// host a thread switch and a read; beside a process writing small values
+/// back to back, they made its writes up to 10% slower on this 2-core
+/// machine: BENCHMARKS.md, "What slows the 100 B set on one server".)
+const COALESCE: Duration = Duration::from_millis(1);
 /// Bindings kept at most; past it they are all dropped (re-read on demand).
 const MAX_BINDINGS: usize = 10_000;
 
@@ -566,6 +575,8 @@ fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::Re
                         for member in hub.handles() {
                             member.tracker.invalidate(changed.clone());
                         }
+                        drop(hub);
+                        thread::sleep(COALESCE);
                     }
                     Ok(Value::Push {
                         kind: PushKind::Message,
