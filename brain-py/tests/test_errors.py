@@ -234,7 +234,7 @@ def test_every_core_error_reaches_python_with_its_class_and_fields() -> None:
     assert busy.waited == 60.0
     assert busy.location == "/dev/shm/brain-0/test"
     assert busy.path == Path("/dev/shm/brain-0/test")
-    assert "did not finish within 60s" in str(busy)
+    assert "did not finish within 60 s" in str(busy)
 
     full = _brain._core_error("filesystem_full")
     assert type(full) is BrainStoreFullError
@@ -286,6 +286,13 @@ def test_preallocate_zero_is_none_and_a_negative_says_what_it_takes(store_url: s
 def test_an_empty_namespace_is_refused_by_watch_as_everywhere(brain: Brain) -> None:
     with pytest.raises(ValueError, match="namespace"):
         brain.watch(namespace="")
+
+
+def test_an_empty_namespace_is_refused_before_a_store_is_made(tmp_path: Path) -> None:
+    store = tmp_path / "never"
+    with pytest.raises(BrainNamespaceNameError, match="non-empty"):
+        Brain(path=store, namespace="")
+    assert not store.exists()
 
 
 def test_a_dump_level_outside_zstds_is_refused(brain: Brain, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ fn wait_for_in_another_process_times_out() -> Result<()> {
     let started = Instant::now();
     let done =
         run(["wait-for", store.arg(), "late", "never", "200"])?.failed_with(exit::TIMEOUT)?;
-    ensure!(done.stderr.contains("timed out after 200ms"), "{done}");
+    ensure!(done.stderr.contains("timed out after 200 ms"), "{done}");
     ensure!(started.elapsed() < Duration::from_secs(10));
     Ok(())
 }

@@ -380,7 +380,7 @@ pub enum Error {
     },
 
     /// `wait_for` gave up.
-    #[error("timed out after {waited:?} waiting for {name:?} in namespace {namespace:?}; is the writer running, and writing to the same store?")]
+    #[error("timed out after {} waiting for {name:?} in namespace {namespace:?}; is the writer running, and writing to the same store?", shown_duration(waited))]
     Timeout {
         /// The namespace.
         namespace: String,
@@ -391,7 +391,8 @@ pub enum Error {
     },
 
     /// Another process held a name's lock for longer than the caller would wait.
-    #[error("the lock on {name:?} in namespace {namespace:?} is still held after {waited:?}, by another process or by another lock of this one (a lock is not re-entrant); wait longer, or find the holder{hint}",
+    #[error("the lock on {name:?} in namespace {namespace:?} is still held after {waited_shown}, by another process or by another lock of this one (a lock is not re-entrant); wait longer, or find the holder{hint}",
+        waited_shown = shown_duration(waited),
         hint = match location.path() {
             Some(path) => format!(" with `fuser {}`", path.display()),
             None => format!(" (the lock is {location})"),
@@ -421,7 +422,7 @@ pub enum Error {
 
     /// The store was too busy to do this: writes in flight did not finish
     /// in time (a recount waits for them).
-    #[error("cannot {operation} in {location}: writes in progress did not finish within {waited:?}; try again, or find a writer that hangs (a streamed write left open, or one in another container sharing the store)")]
+    #[error("cannot {operation} in {location}: writes in progress did not finish within {}; try again, or find a writer that hangs (a streamed write left open, or one in another container sharing the store)", shown_duration(waited))]
     Busy {
         /// The store.
         location: Location,
@@ -459,6 +460,15 @@ pub enum Error {
 /// to a server, the credentials in the URL.
 /// What to do about a corrupt file: an object's is deleted and written
 /// again; the store's control file (capacity and usage) is made again.
+/// A wait as a person reads it: `207 ms`, `12.5 s`, `60 s`.
+fn shown_duration(waited: &Duration) -> String {
+    match waited.as_secs_f64() {
+        secs if secs < 10.0 => format!("{} ms", waited.as_millis()),
+        secs if waited.subsec_millis() == 0 => format!("{secs:.0} s"),
+        secs => format!("{secs:.1} s"),
+    }
+}
+
 fn corrupt_hint(location: &Location) -> &'static str {
     let control = location
         .path()
