@@ -215,10 +215,14 @@ def test_record_batches_stream_into_a_new_name_and_other_values_are_refused(brai
     for batch in table.to_batches(max_chunksize=2):
         brain.append("t", batch)
     assert brain.get("t", as_arrow=True).equals(table)
-    for value in (pd.Series([1, 2]), [1, 2, 3], np.arange(3)):
-        with pytest.raises(TypeError, match="append takes a pandas or polars DataFrame"):
+    for value, kind in ((pd.Series([1, 2]), "a pandas Series"), ([1, 2, 3], "a list"), (np.arange(3), "a numpy ndarray")):
+        with pytest.raises(TypeError, match=f"append takes a pandas or polars DataFrame.*, not {kind};"):
             brain.append("other", value)
     assert "other" not in brain
+    # Rows of another library than the frame's are named with their library.
+    brain["pandas"] = pd.DataFrame({"x": [1]})
+    with pytest.raises(TypeError, match="written from pandas: append a pandas DataFrame, not a polars DataFrame"):
+        brain.append("pandas", pl.DataFrame({"x": [2]}))
 
 
 def test_a_scalar_assigned_to_an_empty_frame_keeps_its_type(brain: Brain) -> None:

@@ -249,12 +249,17 @@ def test_pandas_indexes_and_labels_read_everywhere(
         assert polars.columns == [str(label) for label in original.columns]
 
 
-def test_a_table_polars_cannot_read_names_the_column(matrix: tuple[Brain, dict[str, list[str]]]) -> None:
+def test_a_table_polars_cannot_read_names_the_column(
+    matrix: tuple[Brain, dict[str, list[str]]], capfd: pytest.CaptureFixture[str]
+) -> None:
     brain, _ = matrix
     name = stored_name("pyarrow", "decimal256")
+    capfd.readouterr()
     with pytest.raises(BrainCodecError, match=r"polars cannot read column 'v' of Arrow type decimal256\(40, 5\)") as err:
         brain.get(name, as_polars=True)
     assert "as_arrow=True" in str(err.value)
+    # Refused before polars is asked: no panic of polars's printed on the way.
+    assert "panic" not in capfd.readouterr().err
 
 
 def test_asking_for_two_libraries_is_an_error(matrix: tuple[Brain, dict[str, list[str]]]) -> None:

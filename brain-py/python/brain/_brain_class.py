@@ -206,6 +206,10 @@ class Brain(MutableMapping[str, Any]):
                     stacklevel=2,
                 )
         limit = _capacity_bytes(capacity, f"Brain(capacity={reprlib.repr(capacity)})") if capacity is not None else None
+        # Refused before the store is opened (or made).
+        _check_namespace(namespace, "Brain(namespace=...)")
+        if not namespace:
+            raise BrainNamespaceNameError("Brain(namespace=''): a namespace is a non-empty str; leave it out for 'default'")
         if url is not None and not isinstance(url, str):
             raise TypeError(
                 "Brain(url=...): a URL is a str (a path, shm://PATH, memory://NAME or redis://HOST), "

@@ -1062,6 +1062,14 @@ def _polars_from_table(table: Any) -> Any:
         index = {name for name in pandas.get("index_columns", []) if isinstance(name, str)}
         table = table.select([i for i, name in enumerate(table.schema.names) if name not in index])
     table = _strip_brain_metadata(table)
+    for field in table.schema:
+        if _holds_decimal256(field.type):
+            # polars panics on it, and its panic prints a Rust backtrace
+            # (twice: once more for the column search below) before the error.
+            raise BrainCodecError(
+                f"polars cannot read column {field.name!r} of Arrow type {field.type} (polars has no "
+                "256-bit decimals); read the object with as_arrow=True and convert that column first"
+            )
     try:
         frame = pl.from_arrow(table, rechunk=False)
     except (Exception, pl.exceptions.PanicException) as err:
@@ -1073,6 +1081,15 @@ def _polars_from_table(table: Any) -> Any:
             series = series.alias("" if name is None else str(name))
         return series
     return frame
+
+
+def _holds_decimal256(kind: Any) -> bool:
+    """Whether an Arrow type is, or nests, a 256-bit decimal."""
+    import pyarrow as pa
+
+    if pa.types.is_decimal256(kind):
+        return True
+    return any(_holds_decimal256(kind.field(i).type) for i in range(getattr(kind, "num_fields", 0)))
 
 
 def _polars_refusal(pl: Any, table: Any, err: BaseException) -> str:

@@ -79,6 +79,13 @@ def name_lock(store: Any, namespace: str, name: str) -> Iterator[None]:
             _HELD.reset(token)
 
 
+def _kind_of(value: Any) -> str:
+    """A value's type with its library, as an error names it: ``a polars DataFrame``."""
+    kind = type(value)
+    library = kind.__module__.split(".")[0]
+    return f"a {library} {kind.__name__}" if library != "builtins" else f"a {kind.__name__}"
+
+
 def holds_parts(store: Any, namespace: str, name: str) -> bool:
     """Whether ``name`` holds a frame in parts (whose parts a replace must give back)."""
     meta = store.metadata(namespace, name)
@@ -495,7 +502,7 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
             if not isinstance(rows, tables):
                 raise TypeError(
                     f"append takes a pandas or polars DataFrame, or a pyarrow Table or RecordBatch, "
-                    f"not {type(rows).__name__}; store other values with brain[name] = value"
+                    f"not {_kind_of(rows)}; store other values with brain[name] = value"
                 )
             _codecs.encode(store, namespace, name, rows, None, write_table)
             return
@@ -510,17 +517,17 @@ def append(store: Any, namespace: str, name: str, rows: Any) -> None:
         pl = _module("polars")
         if stored.codec == "pandas":
             if pd is None or not isinstance(rows, pd.DataFrame):
-                raise TypeError(f"frame {name!r} was written from pandas: append a pandas DataFrame, not {type(rows).__name__}")
+                raise TypeError(f"frame {name!r} was written from pandas: append a pandas DataFrame, not {_kind_of(rows)}")
             table, metadata = _pandas_rows(stored, rows, _missing_markers(stored, rows))
         elif stored.codec == "polars":
             if pl is None or not isinstance(rows, pl.DataFrame):
-                raise TypeError(f"frame {name!r} was written from polars: append a polars DataFrame, not {type(rows).__name__}")
+                raise TypeError(f"frame {name!r} was written from polars: append a polars DataFrame, not {_kind_of(rows)}")
             table, _ = _codecs.polars_table(rows)
         else:
             if isinstance(rows, pa.RecordBatch):
                 rows = pa.Table.from_batches([rows])
             if not isinstance(rows, pa.Table):
-                raise TypeError(f"frame {name!r} was written from pyarrow: append a pyarrow Table, not {type(rows).__name__}")
+                raise TypeError(f"frame {name!r} was written from pyarrow: append a pyarrow Table, not {_kind_of(rows)}")
             table = rows
         table = _typed_as_stored(pa, table, stored.schema)
         _publish(store, namespace, name, "append", stored.codec, _codecs._with_metadata(table, None), metadata)
