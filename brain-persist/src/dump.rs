@@ -142,6 +142,7 @@ pub fn dump(
     let path = path.as_ref();
     let (parent, base) = split_path(path)?;
     check_target(path)?;
+    refuse_inside_store(store, path)?;
     std::fs::create_dir_all(&parent).map_err(|e| Error::io("create the directory", &parent, e))?;
     clean_leftovers(&parent, &base);
 
@@ -344,6 +345,46 @@ fn split_path(path: &Path) -> Result<(PathBuf, String)> {
         _ => PathBuf::from("."),
     };
     Ok((parent, base.to_owned()))
+}
+
+/// Refuses a dump or mirror at `path` inside the directory of the store it
+/// copies: it would live in the store's own memory (a tmpfs), and a reboot
+/// or a wipe of the store would take it along.
+pub(crate) fn refuse_inside_store(store: &dyn ObjectStore, path: &Path) -> Result<()> {
+    let Some(root) = store.location().path().map(Path::to_owned) else {
+        return Ok(());
+    };
+    let Ok(root) = root.canonicalize() else {
+        return Ok(());
+    };
+    // The path may not exist yet: its deepest existing ancestor, resolved,
+    // and the rest as given.
+    let absolute = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(resolved) => break resolved,
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    existing = parent;
+                }
+                _ => return Ok(()),
+            },
+        }
+    };
+    let target = rest.iter().rev().fold(resolved, |at, name| at.join(name));
+    if target.starts_with(&root) {
+        return Err(Error::RefusedTarget {
+            path: path.to_owned(),
+            reason: format!(
+                "it lies inside the store it would copy ({}), in the same memory: a reboot or a wipe of the store would take it along; give a directory on disk",
+                root.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses to replace anything but a dump (intact or damaged) or an empty

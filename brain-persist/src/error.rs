@@ -78,7 +78,7 @@ pub enum Error {
     },
 
     /// An object's payload file is missing.
-    #[error("the payload of {namespace:?}/{name:?} is missing: {path} does not exist; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    #[error("the payload of {object} is missing: {path} does not exist; the dump is damaged, restore from another copy or write a new dump", path = .path.display(), object = shown_object(.namespace, .name))]
     MissingPayload {
         /// The payload file.
         path: PathBuf,
@@ -89,7 +89,7 @@ pub enum Error {
     },
 
     /// An object's payload file is shorter (or longer) than the index says.
-    #[error("the payload of {namespace:?}/{name:?} is truncated: {path} holds {found} bytes, the index says {expected}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    #[error("the payload of {object} is truncated: {path} holds {found} bytes, the index says {expected}; the dump is damaged, restore from another copy or write a new dump", path = .path.display(), object = shown_object(.namespace, .name))]
     TruncatedPayload {
         /// The payload file.
         path: PathBuf,
@@ -104,7 +104,7 @@ pub enum Error {
     },
 
     /// A compressed frame of an object's payload cannot be decompressed.
-    #[error("the payload of {namespace:?}/{name:?} is damaged in {path}, frame {frame} (at byte {offset} of the file): {detail}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    #[error("the payload of {object} is damaged in {path}, frame {frame} (at byte {offset} of the file): {detail}; the dump is damaged, restore from another copy or write a new dump", path = .path.display(), object = shown_object(.namespace, .name))]
     CorruptPayload {
         /// The payload file.
         path: PathBuf,
@@ -121,7 +121,7 @@ pub enum Error {
     },
 
     /// An object's payload decompressed to other bytes than were dumped.
-    #[error("checksum mismatch for {namespace:?}/{name:?} in {path}: the index records xxh3 {expected:016x}, the payload gives {found:016x}; the dump is damaged, restore from another copy or write a new dump", path = .path.display())]
+    #[error("checksum mismatch for {object} in {path}: the index records xxh3 {expected:016x}, the payload gives {found:016x}; the dump is damaged, restore from another copy or write a new dump", path = .path.display(), object = shown_object(.namespace, .name))]
     ChecksumMismatch {
         /// The payload file.
         path: PathBuf,
@@ -156,12 +156,13 @@ pub enum Error {
     /// Objects of the dump already exist in the store and the restore was
     /// asked to fail on conflicts. Nothing was written.
     #[error(
-        "{count} object(s) of the dump already exist in the store, the first {namespace:?}/{name:?}; nothing was restored; {}",
+        "{count} object(s) of the dump already exist in the store, the first {object}; nothing was restored; {}",
         if *.interrupted {
             "a restore of this store from this dump was interrupted: --on-conflict skip finishes it (overwrite replaces every name)"
         } else {
             "choose --on-conflict overwrite or skip"
-        }
+        },
+        object = shown_object(.namespace, .name)
     )]
     Conflict {
         /// How many objects conflict.
@@ -337,5 +338,48 @@ impl Error {
                 | Error::CorruptPayload { .. }
                 | Error::ChecksumMismatch { .. }
         )
+    }
+}
+
+/// An object as an error names it: `"ns"/"name"`, or for a part of a frame
+/// stored in parts (whose name is internal), the frame it belongs to.
+fn shown_object(namespace: &str, name: &str) -> String {
+    match brain_core::frames::part_owner(name) {
+        Some(frame) => format!("a part of frame {frame:?} in namespace {namespace:?}"),
+        None => format!("{namespace:?}/{name:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frames_part_is_named_by_its_frame() {
+        let part = Error::TruncatedPayload {
+            path: "data/0".into(),
+            namespace: "default".into(),
+            name: brain_core::frames::part_name("sales", "12649~effffffc.0"),
+            expected: 10,
+            found: 4,
+        };
+        let text = part.to_string();
+        assert!(
+            text.starts_with(
+                "the payload of a part of frame \"sales\" in namespace \"default\" is truncated"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("brain-part"), "{text}");
+        let plain = Error::TruncatedPayload {
+            path: "data/0".into(),
+            namespace: "default".into(),
+            name: "sales".into(),
+            expected: 10,
+            found: 4,
+        };
+        assert!(plain
+            .to_string()
+            .starts_with("the payload of \"default\"/\"sales\" is truncated"));
     }
 }

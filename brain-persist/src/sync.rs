@@ -322,6 +322,7 @@ fn run(
     stats: Arc<Mutex<SyncStats>>,
     ready: Option<mpsc::Sender<()>>,
 ) -> Result<SyncStats> {
+    crate::dump::refuse_inside_store(store, dir)?;
     let mirror = Mirror::open(dir, options.level)?;
     let mut syncer = Syncer {
         store,

@@ -1557,6 +1557,36 @@ fn a_dump_is_refused_into_a_running_mirror_and_a_mirror_into_a_foreign_dir() -> 
     Ok(())
 }
 
+#[test]
+fn a_dump_or_mirror_inside_the_store_is_refused() -> TestResult {
+    let env = Env::new();
+    env.store.put_text("default", "x", "kept")?;
+    for inside in [
+        env.store_path().join("backup"),
+        env.store_path().join("ns").join("deeper").join("backup"),
+        // Through a symbolic link from the disk into the store.
+        {
+            let link = env.dump_path("link");
+            std::os::unix::fs::symlink(env.store_path(), &link)?;
+            link.join("backup")
+        },
+    ] {
+        let err = dump(&env.store, &inside, &DumpOptions::new()).unwrap_err();
+        assert!(matches!(err, Error::RefusedTarget { .. }), "{err}");
+        assert!(err.to_string().contains("inside the store"), "{err}");
+        let err = spawn_sync(Arc::new(env.store.clone()), &inside, fast_sync()).unwrap_err();
+        assert!(matches!(err, Error::RefusedTarget { .. }), "{err}");
+        assert!(!inside.exists(), "{}", inside.display());
+    }
+    // Beside it, on the same tmpfs, is the user's choice.
+    dump(
+        &env.store,
+        env.shm.path().join("beside"),
+        &DumpOptions::new(),
+    )?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- many small objects
 
 #[test]
