@@ -741,7 +741,7 @@ impl PyStore {
     fn watch(&self, py: Python<'_>, namespace: Option<&str>) -> PyResult<PyWatcher> {
         let watcher = frames::skip_parts(self.may_wait(py, || self.store.watch(namespace)).py()?);
         Ok(PyWatcher {
-            inner: Mutex::new(watcher),
+            inner: Mutex::new(Some(watcher)),
             process: brain_core::fork_mark(),
         })
     }
@@ -1036,7 +1036,8 @@ impl PyWriter {
 #[derive(Debug)]
 #[pyclass(name = "Watcher", module = "brain._brain", frozen)]
 pub struct PyWatcher {
-    inner: Mutex<Watcher>,
+    /// `None` once closed.
+    inner: Mutex<Option<Watcher>>,
     /// The process that made it ([`brain_core::fork_mark`]): a forked child
     /// has a copy of its state (and of its lock, perhaps held by a thread
     /// the child does not have).
@@ -1075,8 +1076,14 @@ impl PyWatcher {
                 self.inner
                     .lock()
                     .expect("watcher lock")
-                    .next_event(Some(slice))
+                    .as_mut()
+                    .map(|watcher| watcher.next_event(Some(slice)))
             });
+            let Some(next) = next else {
+                return Err(PyRuntimeError::new_err(
+                    "this watcher is closed: make a new one (brain.watch())",
+                ));
+            };
             if let Some(event) = next.py()? {
                 return event_tuple(py, event).map(Some);
             }
@@ -1091,8 +1098,36 @@ impl PyWatcher {
         slf
     }
 
+    /// The next event; iteration ends when the watcher is closed.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.closed() {
+            return Ok(None);
+        }
         self.next_event(py, None)
+    }
+
+    /// Stops watching: what the watcher holds (its registration, its
+    /// descriptors, a Redis store's subscription) is given back now, not
+    /// when it is collected. Closing again does nothing.
+    fn close(&self, py: Python<'_>) {
+        let watcher = self.inner.lock().expect("watcher lock").take();
+        py.detach(|| drop(watcher));
+    }
+
+    /// Whether [`PyWatcher::close`] was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().expect("watcher lock").is_none()
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
     }
 }
 

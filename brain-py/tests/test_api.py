@@ -433,6 +433,41 @@ def test_an_infinite_timeout_means_no_limit(brain: Brain) -> None:
         brain.wait_for("x", timeout=-1)
 
 
+def _inotify_fds() -> int:
+    """How many inotify descriptors this process has open."""
+    import os
+
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += "inotify" in os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed since
+            pass
+    return count
+
+
+def test_a_watcher_closes_as_a_context_manager_and_stops_iterating(brain: Brain) -> None:
+    with brain.watch() as watcher:
+        assert not watcher.closed
+        brain["y"] = 1
+        assert watcher.next_event(timeout=10) == ("set", brain.namespace, "y")
+    assert watcher.closed
+    brain["y"] = 2
+    assert list(watcher) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        watcher.next_event(timeout=0)
+    watcher.close()  # again: nothing happens
+
+
+@pytest.mark.shm_only("a shared-memory store's watcher holds an inotify descriptor")
+def test_closing_a_watcher_gives_back_its_descriptor(brain: Brain) -> None:
+    before = _inotify_fds()
+    watcher = brain.watch()
+    assert _inotify_fds() == before + 1
+    watcher.close()
+    assert _inotify_fds() == before
+
+
 def test_names_brain_keeps_for_frame_parts_are_refused(brain: Brain) -> None:
     """A name with the prefix of frame parts would be hidden from names() and
     removed by gc: it is refused, not stored."""

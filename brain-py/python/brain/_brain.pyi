@@ -167,7 +167,8 @@ class Writer:
 
 @final
 class Watcher:
-    """A stream of ``("set" | "deleted", namespace, name)`` events."""
+    """A stream of ``("set" | "deleted", namespace, name)`` events; a context
+    manager that closes it on exit."""
 
     def next_event(self, timeout: float | None = None) -> tuple[str, str, str] | None:
         """The next event, waiting at most ``timeout`` seconds; None on timeout.
@@ -176,7 +177,15 @@ class Watcher:
         RuntimeError in a process forked after the watcher was made: make a
         new one there."""
     def __iter__(self) -> Iterator[tuple[str, str, str]]: ...
-    def __next__(self) -> tuple[str, str, str]: ...
+    def __next__(self) -> tuple[str, str, str]:
+        """The next event; iteration ends once the watcher is closed."""
+    def close(self) -> None:
+        """Stops watching, giving back what the watcher holds now; a no-op when closed."""
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> Literal[False]: ...
 
 @final
 class Lock:
