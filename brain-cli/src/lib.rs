@@ -112,7 +112,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,
 
-    /// Where a Redis store caches what this host reads: a store directory, or "off" [default: the host's default store; off for dump and sync]
+    /// Where a Redis store caches what this host reads: a store directory, or "off" [default: the host's default store; off for dump, sync, ls, ns and watch]
     #[arg(long, global = true, value_name = "DIR|off")]
     cache: Option<PathBuf>,
 
@@ -464,12 +464,18 @@ fn open_store(cli: &Cli, console: &mut Console) -> anyhow::Result<Arc<dyn Object
     // Dumps and syncs read every object once: cached mappings would only
     // keep deleted objects' memory alive.
     let reads_everything_once = matches!(cli.command, Command::Dump { .. } | Command::Sync { .. });
+    // Listings and events read no payload: a Redis store's host cache (a
+    // store directory, made if missing) is of no use to them.
+    let reads_no_payload = matches!(
+        cli.command,
+        Command::Ls { .. } | Command::Ns { .. } | Command::Watch { .. }
+    );
     let mut options = OpenOptions::new().read_cache(!reads_everything_once);
     options = options.cache(match &cli.cache {
         Some(dir) if dir.as_os_str() == "off" => CacheSetting::Off,
         Some(dir) => CacheSetting::Path(dir.clone()),
         // A dump or a sync would copy every object into this host's memory.
-        None if reads_everything_once => CacheSetting::Off,
+        None if reads_everything_once || reads_no_payload => CacheSetting::Off,
         None => CacheSetting::Default,
     });
     if let Some(capacity) = cli.capacity {

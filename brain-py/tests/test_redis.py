@@ -324,6 +324,23 @@ def test_a_child_forked_under_a_lock_waits_for_it_and_loses_no_update(redis_url:
     forked_under_a_lock(lambda: Brain(url=redis_url, cache=cache))
 
 
+def test_listing_a_redis_store_from_the_command_line_makes_no_cache(redis_url: str, tmp_path: Path) -> None:
+    from test_interop import BRAIN
+
+    Brain(url=redis_url, cache=False)["x"] = b"payload"
+    default_cache = tmp_path / "default-store"
+    env = {**os.environ, "BRAIN_PATH": str(default_cache)}
+    env.pop("BRAIN_URL", None)
+    for command in (["ls"], ["ns", "ls"]):
+        done = subprocess.run([str(BRAIN), "--store", redis_url, *command], capture_output=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert not default_cache.exists()
+    # A read does use the host's default store as its cache.
+    done = subprocess.run([str(BRAIN), "--store", redis_url, "cat", "x"], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0 and done.stdout == b"payload", done.stderr
+    assert default_cache.exists()
+
+
 def test_a_cache_directory_refused_names_the_cache_option(redis_url: str, tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("x")
