@@ -293,9 +293,14 @@ def brain_put(brain: Brain, name: str, data: bytes, codec: str) -> subprocess.Co
     )
 
 
-@pytest.mark.parametrize("kind", [*sorted(ARRAYS), "odd-names"])
+# A field name in Latin-1 alone: NumPy writes it as a version 1 header of that encoding.
+LATIN_1_NAME = np.zeros(2, dtype=[("é", "<i2")])
+
+
+@pytest.mark.parametrize("kind", [*sorted(ARRAYS), "odd-names", "latin-1"])
 def test_brain_put_stores_an_array_from_a_npy_file_and_from_cat(brain: Brain, kind: str) -> None:
-    arr = ODD_NAMES if kind == "odd-names" else ARRAYS[kind]
+    arr = {"odd-names": ODD_NAMES, "latin-1": LATIN_1_NAME}.get(kind)
+    arr = ARRAYS[kind] if arr is None else arr
     saved = io.BytesIO()
     with warnings.catch_warnings():
         # Field names past Latin-1 make NumPy write version 3 (a UTF-8 header), and say so.
@@ -315,6 +320,13 @@ def test_brain_put_stores_an_array_from_a_npy_file_and_from_cat(brain: Brain, ki
             assert back.tobytes(order="A") == arr.tobytes(order="A"), source
 
 
+def _npy_header(dictionary: str) -> bytes:
+    """A version 1 .npy header of ``dictionary``, padded as NumPy pads it."""
+    text = dictionary.encode("latin-1")
+    padded = text + b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded
+
+
 def test_brain_put_of_what_is_not_a_whole_array_is_refused_and_keeps_the_old(brain: Brain) -> None:
     brain["a"] = "kept"
     saved = io.BytesIO()
@@ -328,6 +340,8 @@ def test_brain_put_of_what_is_not_a_whole_array_is_refused_and_keeps_the_old(bra
         (npy + b"extra", "more data than its .npy header says"),
         (npy[:20], "ends inside its .npy header"),
         (objects.getvalue(), "holds Python objects"),
+        (b"\x93NUMPY\x01\x00\x00\x00", "its header claims 10 bytes"),
+        (_npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 8), }"), "is too large"),
     ):
         done = brain_put(brain, "a", data, "ndarray")
         message = done.stderr.decode()

@@ -109,7 +109,7 @@ fn put_array(
     let not_npy =
         |why: String| anyhow::anyhow!("{label} is not a .npy file that brain holds: {why}");
     let header_len = ndarray::npy_header_len(&head).map_err(not_npy)?;
-    if header_len > NPY_HEADER_MAX {
+    if !(ndarray::NPY_PREFIX..=NPY_HEADER_MAX).contains(&header_len) {
         bail!("{label} is not a .npy file that brain holds: its header claims {header_len} bytes");
     }
     head.resize(header_len, 0);
@@ -118,6 +118,7 @@ fn put_array(
     let (meta, _) = NdArrayMeta::from_npy_header(&head).map_err(not_npy)?;
     let data_len = meta
         .data_len()
+        .filter(|&len| len <= NPY_DATA_MAX)
         .ok_or_else(|| not_npy(format!("shape {:?} is too large", meta.shape)))?;
     let json = meta.to_json();
     let layout = PartsLayout::new(&[json.len(), data_len as usize]);
@@ -161,6 +162,9 @@ fn put_array(
 /// The most a `.npy` header may claim: far past any dtype's description,
 /// short of reading a damaged file's claim of gigabytes into memory.
 const NPY_HEADER_MAX: usize = 64 << 20;
+/// The most data a `.npy` file's shape may claim (1 EiB): beyond any
+/// store, and far from overflowing the layout's offsets.
+const NPY_DATA_MAX: u64 = 1 << 60;
 
 /// Stores a pickled object from one plain pickle (what `brain cat` writes)
 /// or from the layout `brain cat --raw` writes; either is read whole and

@@ -363,10 +363,21 @@ impl NdArrayMeta {
                 head.len()
             )
         })?;
-        let text = std::str::from_utf8(text)
-            .map_err(|_| "the .npy header's dictionary is not text".to_owned())?;
+        // Versions 1 and 2 write the dictionary in Latin-1 (each byte one
+        // character: NumPy writes a field name 'é' as the byte 0xE9), version
+        // 3 in UTF-8.
+        let text: std::borrow::Cow<'_, str> = match head[6] {
+            3 => std::str::from_utf8(text)
+                .map_err(|_| "the .npy header's dictionary is not UTF-8 text".to_owned())?
+                .into(),
+            _ => text
+                .iter()
+                .map(|&b| char::from(b))
+                .collect::<String>()
+                .into(),
+        };
         let dict =
-            literal::parse(text).map_err(|e| format!("the .npy header's dictionary: {e}"))?;
+            literal::parse(&text).map_err(|e| format!("the .npy header's dictionary: {e}"))?;
         let literal::Value::Dict(entries) = dict else {
             return Err("the .npy header is not a dictionary".into());
         };

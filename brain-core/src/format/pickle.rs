@@ -88,9 +88,9 @@ pub fn in_band<'a>(stream: &'a [u8], buffers: &[&'a [u8]]) -> Result<Vec<Cow<'a,
                 let mut length = [0u8; 8];
                 length[..width].copy_from_slice(bytes);
                 let length = u64::from_le_bytes(length);
-                // LONG4, BINSTRING, BINUNICODE and BINBYTES read their length
-                // as a signed 32-bit number: past 2^31 is a negative length.
-                if width == 4 && length > i32::MAX as u64 {
+                // BINSTRING and LONG4 read their length as a signed 32-bit
+                // number (BINUNICODE and BINBYTES as an unsigned one).
+                if matches!(opcode, b'T' | 0x8b) && length > i32::MAX as u64 {
                     return Err(format!(
                         "opcode {opcode:#04x} at byte {at} has a negative length"
                     ));
@@ -222,9 +222,15 @@ mod tests {
             let err = joined(stream, buffers).unwrap_err();
             assert!(err.contains(message), "{err:?} lacks {message:?}");
         }
-        let negative = [&[b'B'][..], &u32::MAX.to_le_bytes(), &[STOP]].concat();
+        let negative = [&[b'T'][..], &u32::MAX.to_le_bytes(), &[STOP]].concat();
         assert!(joined(&negative, &[])
             .unwrap_err()
             .contains("negative length"));
+        // BINBYTES reads its length unsigned: past 2^31 is a length, here
+        // one the stream lacks.
+        let unsigned = [&[b'B'][..], &u32::MAX.to_le_bytes(), &[STOP]].concat();
+        assert!(joined(&unsigned, &[])
+            .unwrap_err()
+            .contains("inside an argument"));
     }
 }
