@@ -1110,14 +1110,23 @@ impl PyWatcher {
     /// descriptors, a Redis store's subscription) is given back now, not
     /// when it is collected. Closing again does nothing.
     fn close(&self, py: Python<'_>) {
+        if brain_core::fork_mark() != self.process {
+            // A forked child's copy is left untouched: dropping it would end
+            // the parent's registration (and touch the parent's table) from
+            // here, and its lock may have been held by a parent thread at
+            // the fork.
+            return;
+        }
         let watcher = self.inner.lock().expect("watcher lock").take();
         py.detach(|| drop(watcher));
     }
 
-    /// Whether [`PyWatcher::close`] was called.
+    /// Whether [`PyWatcher::close`] was called (or the watcher was made in
+    /// the parent of this forked process, where it cannot be used).
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().expect("watcher lock").is_none()
+        brain_core::fork_mark() != self.process
+            || self.inner.lock().expect("watcher lock").is_none()
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -1128,6 +1137,16 @@ impl PyWatcher {
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
         self.close(py);
         false
+    }
+}
+
+impl Drop for PyWatcher {
+    fn drop(&mut self) {
+        if brain_core::fork_mark() != self.process {
+            // As in `close`: a forked child leaves its parent's watcher be.
+            let watcher = self.inner.get_mut().map(Option::take).unwrap_or(None);
+            std::mem::forget(watcher);
+        }
     }
 }
 

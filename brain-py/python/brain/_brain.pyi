@@ -183,7 +183,8 @@ class Watcher:
         """Stops watching, giving back what the watcher holds now; a no-op when closed."""
     @property
     def closed(self) -> bool:
-        """Whether close() was called."""
+        """Whether close() was called (or the watcher was made in the parent
+        of this forked process, where it cannot be used)."""
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> Literal[False]: ...
 
