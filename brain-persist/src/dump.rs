@@ -357,10 +357,21 @@ pub(crate) fn refuse_inside_store(store: &dyn ObjectStore, path: &Path) -> Resul
     let Ok(root) = root.canonicalize() else {
         return Ok(());
     };
-    // The path may not exist yet: its deepest existing ancestor, resolved,
-    // and the rest as given.
+    // The path as given, its `..` taken lexically (it may not exist yet),
+    // then its deepest existing ancestor resolved (symbolic links) and the
+    // rest put back.
     let absolute = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
-    let mut existing = absolute.as_path();
+    let mut lexical = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
     let mut rest = Vec::new();
     let resolved = loop {
         match existing.canonicalize() {

@@ -1564,6 +1564,8 @@ fn a_dump_or_mirror_inside_the_store_is_refused() -> TestResult {
     for inside in [
         env.store_path().join("backup"),
         env.store_path().join("ns").join("deeper").join("backup"),
+        // Through a directory that does not exist yet, and back out of it.
+        env.store_path().join("new").join("..").join("backup"),
         // Through a symbolic link from the disk into the store.
         {
             let link = env.dump_path("link");

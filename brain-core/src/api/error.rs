@@ -456,10 +456,6 @@ pub enum Error {
     },
 }
 
-/// What to do about a denied access: to a directory, its owner and mode;
-/// to a server, the credentials in the URL.
-/// What to do about a corrupt file: an object's is deleted and written
-/// again; the store's control file (capacity and usage) is made again.
 /// A wait as a person reads it: `207 ms`, `12.5 s`, `60 s`.
 fn shown_duration(waited: &Duration) -> String {
     match waited.as_secs_f64() {
@@ -469,6 +465,8 @@ fn shown_duration(waited: &Duration) -> String {
     }
 }
 
+/// What to do about a corrupt file: an object's is deleted and written
+/// again; the store's control file (capacity and usage) is made again.
 fn corrupt_hint(location: &Location) -> &'static str {
     let control = location
         .path()
@@ -481,6 +479,8 @@ fn corrupt_hint(location: &Location) -> &'static str {
     }
 }
 
+/// What to do about a denied access: to a directory, its owner and mode;
+/// to a server, the credentials in the URL.
 fn permission_hint(location: &Location) -> &'static str {
     match location {
         Location::Path(_) => "check the owner and mode of the store directory, or use a store of your own with BRAIN_PATH",

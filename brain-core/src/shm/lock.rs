@@ -33,10 +33,10 @@ impl LockGuard for HeldFlock {}
 impl Drop for HeldFlock {
     fn drop(&mut self) {
         // A child forked while the lock was held shares the open file, and
-        // so the `flock`: its copy closes without unlocking, which would
+        // so the `flock`: its copy only closes, as unlocking it would
         // release the parent's lock under it. The holder unlocks, not only
         // closes: closing its copy would leave the lock held for as long as
-        // such a child lives.
+        // such a child keeps its copy open.
         if self.process == crate::fork_mark() {
             let _ = rustix::fs::flock(&self.fd, FlockOperation::Unlock);
         }
