@@ -40,20 +40,6 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const SILENCE: Duration = Duration::from_secs(3);
 /// How often a cluster's primaries are compared with those tracked.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(2);
-/// After applying an invalidation it was woken for, a tracking
-/// connection's reader lets this long pass before it reads again, so that
-/// a burst of writes wakes it about once per interval, not once per write:
-/// the invalidations that came meanwhile are then read and applied one
-/// after the other with no pause (a pause after each would let a backlog
-/// grow behind a writer faster than one a millisecond). The first
-/// invalidation after a quiet spell is applied as soon as it arrives. (Each wake-up costs the
-/// host a thread switch and a read; beside a process writing small values
-/// back to back, they made its writes up to 10% slower on this 2-core
-/// machine: BENCHMARKS.md, "What slows the 100 B set on one server".)
-const COALESCE: Duration = Duration::from_millis(1);
-/// A read that took this long waited for its message (the thread slept in
-/// it); one that took less found it read already, or waiting in the socket.
-const WOKEN: Duration = Duration::from_micros(50);
 /// Bindings kept at most; past it they are all dropped (re-read on demand).
 const MAX_BINDINGS: usize = 10_000;
 
@@ -560,7 +546,6 @@ fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::Re
                 if stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                let asked = Instant::now();
                 match conn.recv_response() {
                     Ok(Value::Push {
                         kind: PushKind::Invalidate,
@@ -580,13 +565,6 @@ fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::Re
                         let Some(hub) = hub.upgrade() else { return };
                         for member in hub.handles() {
                             member.tracker.invalidate(changed.clone());
-                        }
-                        drop(hub);
-                        // Only when the read waited for it (the thread was
-                        // woken): messages already read or waiting are
-                        // applied at once, so a backlog never builds.
-                        if asked.elapsed() >= WOKEN {
-                            thread::sleep(COALESCE);
                         }
                     }
                     Ok(Value::Push {
