@@ -77,8 +77,8 @@ pub use api::store::{
 };
 pub use api::tables::decode_record_batches;
 pub use api::typed::{
-    decode_ndarray, decode_pickle, ndarray_payload, ndarray_segments, pickle_payload,
-    pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
+    decode_ndarray, decode_pickle, ndarray_parts, ndarray_payload, ndarray_segments, pickle_parts,
+    pickle_payload, pickle_segments, split_parts, NdArrayView, ObjectStoreExt, PickleView,
 };
 pub use api::view::{ObjectMeta, ObjectView};
 pub use format::control::UNLIMITED;

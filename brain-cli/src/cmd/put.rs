@@ -7,9 +7,12 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use arrow_buffer::Buffer;
 use brain_core::format::ndarray::{self, NdArrayMeta};
-use brain_core::format::parts::{self, PartsLayout};
+use brain_core::format::parts::PartsLayout;
 use brain_core::format::pickle;
-use brain_core::{kept_description, Codec, ObjectStore, ObjectWriter};
+use brain_core::{
+    kept_description, ndarray_parts, pickle_parts, pickle_payload, Codec, ObjectMeta, ObjectStore,
+    ObjectWriter, Payload,
+};
 
 use crate::console::Console;
 
@@ -91,15 +94,7 @@ fn put_array(
             .read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {label}"))?;
         let stored = Buffer::from_vec(bytes);
-        let why = match parts::split(&stored) {
-            Ok(found) => match found.as_slice() {
-                [meta, data] => NdArrayMeta::from_json(meta)
-                    .and_then(|meta| meta.check_data_len(data.len() as u64)),
-                found => Err(format!("{} parts, where an array has 2", found.len())),
-            },
-            Err(why) => Err(why),
-        };
-        if let Err(why) = why {
+        if let Err(why) = ndarray_parts(&stored) {
             bail!(
                 "{label} is neither a .npy file (it does not start with \\x93NUMPY) nor an array as `brain cat --raw` writes it ({why}); give a .npy file (numpy.save, `brain cat`)"
             );
@@ -179,10 +174,9 @@ fn put_pickle(
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {label}"))?;
     let input = Buffer::from_vec(bytes);
-    let as_stored = parts::split(&input).and_then(|found| {
-        let (stream, buffers) = found.split_first().ok_or("no pickle stream")?;
-        let buffers: Vec<&[u8]> = buffers.iter().map(|b| b.as_slice()).collect();
-        pickle::in_band(stream, &buffers).map(|_| ())
+    let as_stored = pickle_parts(&input).and_then(|found| {
+        let buffers: Vec<&[u8]> = found.buffers.iter().map(|b| b.as_slice()).collect();
+        pickle::in_band(&found.pickle, &buffers).map(drop)
     });
     if as_stored.is_ok() {
         return destination.write_whole(Codec::Pickle5, &input);
@@ -192,12 +186,7 @@ fn put_pickle(
             "{label} is neither a pickle nor a pickled object as `brain cat --raw` writes it ({why}); give what pickle.dump wrote (with no buffer_callback), or what `brain cat` wrote"
         );
     }
-    let layout = PartsLayout::new(&[input.len()]);
-    let mut writer = destination.writer(Codec::Pickle5, layout.len())?;
-    for segment in layout.segments(&[&input]) {
-        writer.write_payload(segment)?;
-    }
-    writer.commit()?;
+    pickle_payload(&input, &[], |payload| destination.put(payload))?;
     Ok(())
 }
 
@@ -221,11 +210,18 @@ impl Destination<'_> {
         )
     }
 
-    /// Writes `payload` whole as the object.
-    fn write_whole(&self, codec: Codec, payload: &[u8]) -> anyhow::Result<()> {
-        let mut writer = self.writer(codec, payload.len())?;
-        writer.write_payload(payload)?;
-        writer.commit()?;
+    /// Writes `payload` as the object, with the destination's description.
+    fn put(&self, payload: Payload<'_>) -> brain_core::Result<ObjectMeta> {
+        self.store.put(
+            self.namespace,
+            self.name,
+            &payload.with_description(self.description),
+        )
+    }
+
+    /// Writes `bytes` whole as the object.
+    fn write_whole(&self, codec: Codec, bytes: &[u8]) -> anyhow::Result<()> {
+        self.put(Payload::bytes(bytes).with_codec(codec))?;
         Ok(())
     }
 }

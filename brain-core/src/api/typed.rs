@@ -297,12 +297,20 @@ pub fn split_parts(view: &ObjectView) -> Result<Vec<ObjectView>> {
 /// when its layout or metadata is malformed.
 pub fn decode_ndarray(view: &ObjectView) -> Result<NdArrayView> {
     expect_codec(view, &[Codec::NdArray])?;
-    let parts = parts::split(view.buffer()).map_err(|e| decode_error(view, e))?;
-    let [meta, data] = <[Buffer; 2]>::try_from(parts)
-        .map_err(|p| decode_error(view, format!("{} parts, expected 2", p.len())))?;
-    let meta = NdArrayMeta::from_json(&meta).map_err(|e| decode_error(view, e))?;
-    meta.check_data_len(data.len() as u64)
-        .map_err(|e| decode_error(view, e))?;
+    ndarray_parts(view.buffer()).map_err(|e| decode_error(view, e))
+}
+
+/// The parts of an ndarray payload (the ndarray codec's layout, wherever it
+/// came from): its metadata, checked against its data, and its data.
+///
+/// # Errors
+/// A description of what is malformed.
+pub fn ndarray_parts(payload: &Buffer) -> std::result::Result<NdArrayView, String> {
+    let parts = parts::split(payload)?;
+    let [meta, data] =
+        <[Buffer; 2]>::try_from(parts).map_err(|p| format!("{} parts, expected 2", p.len()))?;
+    let meta = NdArrayMeta::from_json(&meta)?;
+    meta.check_data_len(data.len() as u64)?;
     Ok(NdArrayView { meta, data })
 }
 
@@ -314,9 +322,18 @@ pub fn decode_ndarray(view: &ObjectView) -> Result<NdArrayView> {
 /// when its layout is malformed.
 pub fn decode_pickle(view: &ObjectView) -> Result<PickleView> {
     expect_codec(view, &[Codec::Pickle5])?;
-    let mut parts = parts::split(view.buffer()).map_err(|e| decode_error(view, e))?;
+    pickle_parts(view.buffer()).map_err(|e| decode_error(view, e))
+}
+
+/// The parts of a pickle-5 payload (the pickle-5 codec's layout, wherever
+/// it came from): its stream and its out-of-band buffers.
+///
+/// # Errors
+/// A description of what is malformed.
+pub fn pickle_parts(payload: &Buffer) -> std::result::Result<PickleView, String> {
+    let mut parts = parts::split(payload)?;
     if parts.is_empty() {
-        return Err(decode_error(view, "no pickle stream".into()));
+        return Err("no pickle stream".into());
     }
     let pickle = parts.remove(0);
     Ok(PickleView {
