@@ -202,13 +202,8 @@ impl Dtype {
                         Dtype::Scalar(text) => quote(f, text)?,
                         record => record.write_spelled(f, quote)?,
                     }
-                    match field.shape.as_slice() {
-                        [] => {}
-                        [n] => write!(f, ", ({n},)")?,
-                        dims => {
-                            let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
-                            write!(f, ", ({})", dims.join(", "))?;
-                        }
+                    if !field.shape.is_empty() {
+                        write!(f, ", {}", python_tuple(&field.shape))?;
                     }
                     f.write_str(")")?;
                 }
@@ -229,6 +224,17 @@ impl Dtype {
         };
         written.expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Sizes as a Python tuple: `()`, `(3,)`, `(2, 3)`.
+fn python_tuple(dims: &[u64]) -> String {
+    match dims {
+        [n] => format!("({n},)"),
+        dims => {
+            let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
+            format!("({})", dims.join(", "))
+        }
     }
 }
 
@@ -315,13 +321,7 @@ impl NdArrayMeta {
     /// spaces so that the data starts at a multiple of 64 bytes. Version 1
     /// unless the dictionary needs more than its 65,535 bytes.
     pub fn npy_header(&self) -> Vec<u8> {
-        let shape = match self.shape.as_slice() {
-            [n] => format!("({n},)"),
-            dims => {
-                let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
-                format!("({})", dims.join(", "))
-            }
-        };
+        let shape = python_tuple(&self.shape);
         let order = if self.fortran_order { "True" } else { "False" };
         let dict = format!(
             "{{'descr': {}, 'fortran_order': {order}, 'shape': {shape}, }}",
