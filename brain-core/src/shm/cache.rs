@@ -160,21 +160,22 @@ impl MappingCache {
 
     /// Sweeps a batch of entries if the last sweep is old enough.
     pub(crate) fn maybe_sweep(&mut self) {
-        if self.entries.is_empty() || self.last_sweep.elapsed() < SWEEP_EVERY {
-            return;
-        }
-        self.last_sweep = Instant::now();
-        self.sweep(SWEEP_BATCH);
+        self.sweep_when_due(SWEEP_BATCH);
     }
 
     /// The sweep of an idle process (sweeper.rs): a batch of
     /// [`IDLE_BATCH`] entries, unless a get or a write swept lately.
     pub(crate) fn sweep_idle(&mut self) {
+        self.sweep_when_due(IDLE_BATCH);
+    }
+
+    /// Sweeps `batch` entries if the last sweep is [`SWEEP_EVERY`] old.
+    fn sweep_when_due(&mut self, batch: usize) {
         if self.entries.is_empty() || self.last_sweep.elapsed() < SWEEP_EVERY {
             return;
         }
         self.last_sweep = Instant::now();
-        self.sweep(IDLE_BATCH);
+        self.sweep(batch);
     }
 
     /// Drops up to `n` entries whose file was replaced or deleted, so the

@@ -50,7 +50,7 @@ impl Store {
             sweeper.stores.clear();
             let spawned = std::thread::Builder::new()
                 .name("brain-sweep".into())
-                .spawn(move || run(mark));
+                .spawn(run);
             if spawned.is_err() {
                 // Swept by gets and writes only; tried again at the next
                 // mapping kept.
@@ -71,13 +71,13 @@ impl Store {
 }
 
 /// The thread: sweeps the live stores every [`EVERY`] until none is left.
-fn run(mark: u64) {
+fn run() {
     loop {
         std::thread::sleep(EVERY);
         let stores: Vec<Store> = {
             let mut sweeper = crate::sys::fork::lock(&SWEEPER);
             sweeper.stores.retain(|store| store.strong_count() > 0);
-            if sweeper.stores.is_empty() || sweeper.running != mark {
+            if sweeper.stores.is_empty() {
                 sweeper.running = 0;
                 return;
             }
