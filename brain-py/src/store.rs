@@ -1144,8 +1144,11 @@ impl Drop for PyWatcher {
     fn drop(&mut self) {
         if brain_core::fork_mark() != self.process {
             // As in `close`: a forked child leaves its parent's watcher be.
-            let watcher = self.inner.get_mut().map(Option::take).unwrap_or(None);
-            std::mem::forget(watcher);
+            let inner = self
+                .inner
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::forget(inner.take());
         }
     }
 }
