@@ -1350,6 +1350,23 @@ fn a_frame_changed_in_place_is_one_name_to_every_command() -> TestResult {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(rows, 3);
     assert_eq!(batches[0].column(1).len(), 3);
+    // A dump lists it as `ls` does: one name, with its writer's codec.
+    let dumped = tempfile::tempdir()?;
+    let dump_dir = dumped.path().join("dump");
+    let dump_dir = dump_dir.to_str().expect("a UTF-8 path");
+    store.ok(&["dump", dump_dir])?;
+    let in_dump = store.json(&["dumps", "ls", dump_dir, "--json"])?;
+    assert_eq!(
+        in_dump["objects"].as_array().map(Vec::len),
+        Some(1),
+        "{in_dump}"
+    );
+    assert_eq!(in_dump["objects"][0]["codec"], "arrow", "{in_dump}");
+    let shown = store.ok_text(&["dumps", "ls", dump_dir])?;
+    assert!(
+        shown.contains("arrow") && !shown.contains("frame-parts"),
+        "{shown}"
+    );
 
     // A part no frame references: fsck counts it, gc removes it.
     let bytes = brain_core::format::arrow::encode(&schema, &[batch(vec![9], vec!["z"])?])?;

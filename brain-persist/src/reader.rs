@@ -55,7 +55,8 @@ impl DumpInfo {
     }
 
     /// The dump's names, as a store lists them: a frame changed in place
-    /// (stored as a manifest and parts) is one entry whose `size` and
+    /// (stored as a manifest and parts) is one entry with its writer's
+    /// codec ([`DumpEntry::frame_codec`]) whose `size` and
     /// `compressed_size` are those of its manifest and parts together; the
     /// parts themselves, which are restored with it, are left out.
     pub fn names(&self) -> Vec<DumpEntry> {
@@ -73,6 +74,7 @@ impl DumpInfo {
             .filter(|entry| !brain_core::frames::is_frame_part(&entry.name))
             .map(|entry| {
                 let mut entry = entry.clone();
+                entry.codec = entry.frame_codec.unwrap_or(entry.codec);
                 if let Some((size, compressed)) =
                     parts.get(&(entry.namespace.as_str(), entry.name.as_str()))
                 {
@@ -120,6 +122,11 @@ pub struct DumpEntry {
     /// Where the payload's frames start in a payload file that packs several
     /// small payloads; `None` when the file holds this payload alone.
     pub offset: Option<u64>,
+    /// For a frame changed in place (codec [`Codec::FrameParts`], its
+    /// manifest), the codec its writer gave it (pandas, polars or Arrow),
+    /// read from the manifest; `None` for any other object, and for a
+    /// manifest that cannot be read (which a restore reports).
+    pub frame_codec: Option<Codec>,
 }
 
 impl From<&Entry> for DumpEntry {
@@ -135,9 +142,14 @@ impl From<&Entry> for DumpEntry {
             checksum: entry.checksum(),
             file: entry.file.clone(),
             offset: entry.offset,
+            frame_codec: None,
         }
     }
 }
+
+/// The largest manifest whose codec a listing reads: a manifest is a few
+/// KiB for a frame of a few columns, and grows by a few bytes per append.
+const LISTED_MANIFEST_MOST: u64 = 16 << 20;
 
 /// Reads what the dump at `path` holds: its manifest and its index, both
 /// checked (the index file by file against the manifest's checksums, then
@@ -512,6 +524,7 @@ impl DumpReader {
 
     pub(crate) fn info(&self) -> DumpInfo {
         let m = &self.manifest;
+        let mut scratch = None;
         DumpInfo {
             path: self.path.clone(),
             kind: m.kind,
@@ -520,8 +533,36 @@ impl DumpReader {
             written: UNIX_EPOCH + Duration::from_nanos(m.written_unix_ns),
             writer: m.writer.clone(),
             namespace: m.namespace.clone(),
-            objects: self.entries.iter().map(DumpEntry::from).collect(),
+            objects: self
+                .entries
+                .iter()
+                .map(|entry| DumpEntry {
+                    frame_codec: self.frame_codec(entry, &mut scratch),
+                    ..DumpEntry::from(entry)
+                })
+                .collect(),
         }
+    }
+
+    /// The codec the writer of a frame changed in place gave it, from the
+    /// manifest that `entry` holds; `None` for any other entry, or a
+    /// manifest that cannot be read.
+    fn frame_codec(&self, entry: &Entry, scratch: &mut Option<Scratch>) -> Option<Codec> {
+        if entry.codec() != Codec::FrameParts || entry.size > LISTED_MANIFEST_MOST {
+            return None;
+        }
+        let mut manifest = Vec::with_capacity(entry.size as usize);
+        self.read_payload(
+            entry,
+            scratch.get_or_insert_with(Scratch::new),
+            false,
+            |chunk| {
+                manifest.extend_from_slice(chunk);
+                Ok(())
+            },
+        )
+        .ok()?;
+        brain_core::frames::manifest_codec(&manifest)
     }
 
     /// The payload file of `entry`, for messages.

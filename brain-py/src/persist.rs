@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use brain_cli::text::quoted;
 use brain_persist::{DumpOptions, OnConflict, Phase, Progress, ProgressUpdate, RestoreOptions};
@@ -398,11 +398,8 @@ pub fn list_dump<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyD
             item.set_item("description", &entry.description)?;
             item.set_item("size", entry.size)?;
             item.set_item("compressed_size", entry.compressed_size)?;
-            let created = entry
-                .created
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            item.set_item("created", created)?;
+            // A UTC datetime, as `Brain.metadata` gives it.
+            item.set_item("created", entry.created)?;
             Ok(item)
         })
         .collect::<PyResult<Vec<_>>>()?;

@@ -4,6 +4,8 @@ give every reader an ordinary frame."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import os
 import signal
 import subprocess
@@ -701,6 +703,11 @@ def test_dump_and_restore_keep_a_changed_frame(brain: Brain, tmp_path: Path) -> 
     listed = Brain.list_dump(tmp_path / "dump")["objects"]
     assert [o["name"] for o in listed] == ["f"]
     assert listed[0]["size"] == dumped["payload_bytes"]
+    # Listed as metadata shows it: its writer's codec, a UTC datetime.
+    assert listed[0]["codec"] == brain.metadata("f")["codec"] == "pandas"
+    created = listed[0]["created"]
+    assert created.tzinfo == dt.timezone.utc
+    assert created <= brain.metadata("f")["created"], "restored after it was dumped"
 
 
 class FrameMatchesPandas(RuleBasedStateMachine):

@@ -233,25 +233,7 @@ impl FrameManifest {
             detail,
         };
         let bytes = view.bytes();
-        if bytes.len() < 16 || &bytes[..8] != MANIFEST_MAGIC {
-            return Err(bad("not a frame manifest (no magic)".into()));
-        }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != MANIFEST_VERSION {
-            return Err(bad(format!(
-                "manifest version {version}, this build reads {MANIFEST_VERSION}; upgrade brain"
-            )));
-        }
-        let json_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-        let schema_at = schema_offset(bytes);
-        if schema_at > bytes.len() {
-            return Err(bad(format!(
-                "its document of {json_len} bytes does not fit in {} bytes",
-                bytes.len()
-            )));
-        }
-        let doc: ManifestJson = serde_json::from_slice(&bytes[16..16 + json_len])
-            .map_err(|e| bad(format!("unreadable document: {e}")))?;
+        let (doc, schema_at) = manifest_document(bytes).map_err(bad)?;
         let schema = MANIFEST_SCHEMAS
             .get_or_decode(&bytes[schema_at..], || {
                 arrow::decode(&view.buffer().slice(schema_at)).map(|(schema, _)| schema)
@@ -367,6 +349,40 @@ static MANIFESTS: Kept<Fingerprint, Arc<FrameManifest>> = Kept::new(256);
 fn schema_offset(bytes: &[u8]) -> usize {
     let json_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
     (16 + json_len).next_multiple_of(8)
+}
+
+/// A manifest's document and where its schema starts, its magic and
+/// version checked; or what is wrong.
+fn manifest_document(bytes: &[u8]) -> std::result::Result<(ManifestJson, usize), String> {
+    if bytes.len() < 16 || &bytes[..8] != MANIFEST_MAGIC {
+        return Err("not a frame manifest (no magic)".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != MANIFEST_VERSION {
+        return Err(format!(
+            "manifest version {version}, this build reads {MANIFEST_VERSION}; upgrade brain"
+        ));
+    }
+    let json_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let schema_at = schema_offset(bytes);
+    if schema_at > bytes.len() {
+        return Err(format!(
+            "its document of {json_len} bytes does not fit in {} bytes",
+            bytes.len()
+        ));
+    }
+    let doc = serde_json::from_slice(&bytes[16..16 + json_len])
+        .map_err(|e| format!("unreadable document: {e}"))?;
+    Ok((doc, schema_at))
+}
+
+/// The codec a frame in parts was written with (pandas, polars or Arrow),
+/// read from its manifest's bytes without decoding its schema, for
+/// listings that show a frame as its writer stored it; `None` when the
+/// bytes are not a manifest this build reads.
+pub fn manifest_codec(bytes: &[u8]) -> Option<Codec> {
+    let (doc, _) = manifest_document(bytes).ok()?;
+    Some(Codec::from_tag(doc.codec)).filter(|codec| codec.is_arrow())
 }
 
 /// A stored table as read: one object, or a manifest and the parts it

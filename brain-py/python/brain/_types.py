@@ -140,8 +140,10 @@ class DumpObject(TypedDict):
     codec: str
     description: str
     size: int
+    """The payload's length; for a frame changed in place, its manifest's and parts' together."""
     compressed_size: int
-    created: float
+    created: datetime.datetime
+    """When it was written (UTC)."""
 
 
 class DumpListing(TypedDict):
