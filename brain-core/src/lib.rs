@@ -93,7 +93,9 @@ pub use namespace::Namespace;
 pub mod frames {
     pub use crate::api::frames::*;
 }
-pub use shm::{default_store_path, user_root, Store, StoreBuilder};
+pub use shm::{
+    default_store_path, store_url_scheme, user_root, Store, StoreBuilder, STORE_SCHEMES,
+};
 pub use sys::copy::SharedBytes;
 pub use sys::fork::{fork_mark, process_id};
 pub use sys::names::{owner_tag, owner_tag_gone};

@@ -531,6 +531,23 @@ fn unsafe_store_paths_are_refused() -> TestResult {
     assert_eq!(left, ["notes.txt"], "the refused open added files");
     std::fs::remove_file(home.join("notes.txt"))?;
     Store::open(&home)?.put("d", "x", &Payload::bytes(b"1"))?;
+    // A URL given as a path, or no path at all, makes no directory.
+    let here = std::env::current_dir()?;
+    for (path, expected) in [
+        ("memory://x", "it is a memory:// URL"),
+        ("Redis://127.0.0.1:1", "it is a redis:// URL"),
+        ("", "the path is empty"),
+        ("  ", "the path is empty"),
+    ] {
+        let err = Store::open(path).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafePath { .. }) && err.to_string().contains(expected),
+            "{path:?}: {err}"
+        );
+    }
+    assert!(!here.join("memory:").exists() && !here.join("Redis:").exists());
+    // One that starts otherwise is a directory of that name.
+    Store::open(dir.path().join("memory://x"))?;
     assert_eq!(
         &*Store::open(fresh.path())?.get("d", "x")?.unwrap(),
         b"1",

@@ -26,6 +26,15 @@ impl StoreUrl {
     /// process) after a `chdir` finds the same store, not a new empty one.
     pub fn shm(path: impl Into<PathBuf>) -> StoreUrl {
         let path = path.into();
+        // A store URL given as a path stays as given, for the store's open
+        // to refuse (as an absolute path it would name a directory).
+        if path
+            .to_str()
+            .and_then(brain_core::store_url_scheme)
+            .is_some()
+        {
+            return StoreUrl::Shm(Some(path));
+        }
         StoreUrl::Shm(Some(std::path::absolute(&path).unwrap_or(path)))
     }
 
@@ -78,19 +87,8 @@ impl StoreUrl {
 /// but not `://` (`redis:host:6379`, `redis//host`): a URL mistyped, which
 /// would otherwise open a store in a directory of that name.
 fn scheme_without_slashes(url: &str) -> Option<&'static str> {
-    const SCHEMES: [&str; 9] = [
-        "rediss+cluster",
-        "redis+cluster",
-        "rediss",
-        "redis",
-        "valkeys",
-        "valkey",
-        "memory",
-        "mem",
-        "shm",
-    ];
     let lower = url.to_ascii_lowercase();
-    SCHEMES.into_iter().find(|scheme| {
+    brain_core::STORE_SCHEMES.into_iter().find(|scheme| {
         lower
             .strip_prefix(scheme)
             .is_some_and(|rest| rest.starts_with(':') || rest.starts_with("//"))

@@ -121,6 +121,15 @@ pub enum UnsafePathReason {
     /// It holds files of its own and is not a store: opening it would put
     /// a store's files among them.
     HoldsOtherFiles,
+    /// It is a store URL (`memory://x`, `redis://host`) given where a
+    /// directory was expected: opened as a path, it would make a store in
+    /// a directory of that name.
+    IsAUrl {
+        /// The URL's scheme.
+        scheme: &'static str,
+    },
+    /// It is empty, or only spaces.
+    Empty,
 }
 
 impl UnsafePathReason {
@@ -136,6 +145,11 @@ impl UnsafePathReason {
                 "choose a directory of your own with BRAIN_PATH or --store, or, if this one is yours alone, \
                  `chmod 700` it (brain makes the default store's directory 0700)"
             }
+            UnsafePathReason::IsAUrl { .. } => {
+                "open a URL with brain::open (Python: Brain(url=...); the brain command: --store URL), \
+                 or write ./ before it for a directory of that name"
+            }
+            UnsafePathReason::Empty => "give the store's directory",
             _ => "remove it or choose another path with BRAIN_PATH or --store",
         }
     }
@@ -158,6 +172,10 @@ impl std::fmt::Display for UnsafePathReason {
             UnsafePathReason::HoldsOtherFiles => {
                 f.write_str("it holds other files and is not a brain store (it has no brain.ctl)")
             }
+            UnsafePathReason::IsAUrl { scheme } => {
+                write!(f, "it is a {scheme}:// URL, not a directory")
+            }
+            UnsafePathReason::Empty => f.write_str("the path is empty"),
         }
     }
 }

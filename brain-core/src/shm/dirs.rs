@@ -17,6 +17,48 @@ use crate::sys::names::unique_tmp_name;
 /// The file in a namespace's directory that holds the namespace's name.
 pub(crate) const NAMESPACE_FILE: &str = ".namespace";
 
+/// The URL schemes brain's stores answer to (`brain::open`).
+pub const STORE_SCHEMES: [&str; 9] = [
+    "rediss+cluster",
+    "redis+cluster",
+    "rediss",
+    "redis",
+    "valkeys",
+    "valkey",
+    "memory",
+    "mem",
+    "shm",
+];
+
+/// Refuses a store path that cannot be meant as one: empty, or a store URL
+/// (`memory://x`, which as a path would make a store in `./memory:/x`).
+pub(crate) fn refuse_non_path(path: &Path) -> Result<()> {
+    let refuse = |reason| {
+        Err(Error::UnsafePath {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    let text = path.to_string_lossy();
+    if text.trim().is_empty() {
+        return refuse(UnsafePathReason::Empty);
+    }
+    match store_url_scheme(&text) {
+        Some(scheme) => refuse(UnsafePathReason::IsAUrl { scheme }),
+        None => Ok(()),
+    }
+}
+
+/// The scheme of [`STORE_SCHEMES`] that `text` starts with, followed by
+/// `://` (any case): a store URL, not a path.
+pub fn store_url_scheme(text: &str) -> Option<&'static str> {
+    STORE_SCHEMES.into_iter().find(|scheme| {
+        text.get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+            && text[scheme.len()..].starts_with("://")
+    })
+}
+
 /// Creates `path` as a directory with `mode` if it is missing, then checks
 /// that it is a real directory, owned by this user, and not writable by others.
 pub(crate) fn ensure_private_dir(path: &Path) -> Result<()> {

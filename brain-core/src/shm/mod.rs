@@ -19,6 +19,7 @@
 mod cache;
 pub(crate) mod capacity;
 mod dirs;
+pub use dirs::{store_url_scheme, STORE_SCHEMES};
 pub(crate) mod fill;
 mod lock;
 mod maintenance;
@@ -214,6 +215,9 @@ impl StoreBuilder {
     /// or [`Error::Io`] when it cannot be created or read; [`Error::Corrupt`]
     /// when its control file is damaged.
     pub fn open(self) -> Result<Store> {
+        if let Some(path) = &self.path {
+            dirs::refuse_non_path(path)?;
+        }
         let root = self.path.clone().unwrap_or_else(default_store_path);
         // A relative path is the store in the directory of the moment: kept
         // absolute, so a handle reopened or sent to another process after a
