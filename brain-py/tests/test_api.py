@@ -21,6 +21,8 @@ from brain.exceptions import (
     BrainNamespaceNameError,
     BrainNamespaceNotExistError,
     BrainNamespaceRemoveDefaultError,
+    BrainStorePathError,
+    BrainUnpicklingError,
 )
 
 
@@ -379,6 +381,51 @@ def test_a_relative_path_stays_the_same_store_after_a_chdir(
     brain.wake_up()
     assert brain["sales"] == "data"
     assert list(elsewhere.iterdir()) == [], "a store was made in the new directory"
+
+
+@pytest.mark.shm_only("a store given by a path is a directory")
+def test_a_store_path_of_home_is_expanded_and_a_url_or_nothing_is_refused(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(store_path.parent))
+    monkeypatch.chdir(tmp_path)
+    brain = Brain(path=f"~/{store_path.name}")
+    assert brain.path == str(store_path)
+    brain["x"] = 1
+    brain.dump("~/dump")
+    assert Brain.list_dump(store_path.parent / "dump")["objects"][0]["name"] == "x"
+    for path, why in (("", "the path is empty"), ("memory://x", "it is a memory:// URL")):
+        with pytest.raises(BrainStorePathError, match=why):
+            Brain(path=path)
+    assert list(tmp_path.iterdir()) == [], "a directory was made in the working directory"
+
+
+def test_clear_deletes_values_this_process_cannot_read(brain: Brain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "gone_module.py").write_text("class Gone:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_module  # type: ignore[import-not-found]
+
+    brain["a"] = 1
+    brain["k"] = gone_module.Gone()
+    brain["z"] = 2
+    monkeypatch.delitem(__import__("sys").modules, "gone_module")
+    (tmp_path / "gone_module.py").unlink()
+    with pytest.raises(BrainUnpicklingError):
+        brain["k"]
+    brain.clear()
+    assert brain.names() == []
+
+
+def test_update_without_a_function_says_what_it_needs(brain: Brain) -> None:
+    with pytest.raises(TypeError, match=r"update\('visits'\): update\(name, fn\) needs"):
+        brain.update("visits")
+    assert brain.names() == []
+
+
+def test_a_bad_preallocation_is_named_as_such(store_url: str) -> None:
+    with pytest.raises(ValueError, match=r"Brain\(preallocate='x'\).*Memory to keep allocated") as info:
+        Brain(url=store_url, preallocate="x")
+    assert "capacity" not in str(info.value)
 
 
 def test_repr(brain: Brain) -> None:

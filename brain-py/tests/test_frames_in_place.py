@@ -301,11 +301,34 @@ def test_an_index_that_is_not_a_range_is_appended_as_it_is(brain: Brain) -> None
     assert list(brain["f"].index) == list("abcdef")
 
 
+def test_assign_lines_a_series_up_with_the_frames_index_as_pandas_does(brain: Brain) -> None:
+    frame = pd.DataFrame({"price": [10.0, 20.0, 30.0]}, index=["a", "b", "c"])
+    brain["p"] = frame
+    reversed_labels = pd.Series([3.0, 2.0, 1.0], index=["c", "b", "a"])
+    some = pd.Series([5.0], index=["b"])
+    brain.assign("p", disc=reversed_labels, some=some, computed=lambda df: df.price * 2)
+    pd.testing.assert_frame_equal(brain["p"], frame.assign(disc=reversed_labels, some=some, computed=frame.price * 2))
+    # A Series that cannot be lined up is refused, and the frame kept.
+    before = brain["p"]
+    with pytest.raises(ValueError, match="duplicate labels"):
+        brain.assign("p", bad=pd.Series([1.0, 2.0, 3.0], index=["a", "a", "b"]))
+    with pytest.raises(ValueError, match="none of the labels"):
+        brain.assign("p", bad=pd.Series([1.0, 2.0, 3.0]))
+    pd.testing.assert_frame_equal(brain["p"], before)
+    # By position, its values are taken as they are.
+    brain.assign("p", by_position=pd.Series([1.0, 2.0, 3.0]).to_numpy())
+    assert list(brain["p"]["by_position"]) == [1.0, 2.0, 3.0]
+    # A frame of the default index takes a Series of it unchanged.
+    brain["r"] = pd.DataFrame({"x": np.arange(4)})
+    brain.assign("r", y=brain["r"]["x"] * 2)
+    assert list(brain["r"]["y"]) == [0, 2, 4, 6]
+
+
 def test_dtypes_brain_restores_follow_new_columns_past_an_index(brain: Brain) -> None:
     frame = pd.DataFrame({"v": [1, 2, 3]}, index=pd.Index(["a", "b", "c"], name="key"))
     brain["f"] = frame
-    objects = pd.Series(["x", None, "z"], dtype=object)
-    tags = pd.Series([[1], [], None], dtype=pd.ArrowDtype(pa.list_(pa.int64())))
+    objects = pd.Series(["x", None, "z"], index=frame.index, dtype=object)
+    tags = pd.Series([[1], [], None], index=frame.index, dtype=pd.ArrowDtype(pa.list_(pa.int64())))
     brain.assign("f", note=objects, tags=tags)
     expected = frame.copy()
     expected["note"] = pd.Series(objects.to_numpy(), index=frame.index, dtype=object)

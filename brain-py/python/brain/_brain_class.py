@@ -56,20 +56,30 @@ def _shown(name: str) -> str:
     return f"{repr(name[:NAME_SHOWN])[:-1]}…{repr(name)[-1]} ({len(name.encode('utf-8', 'surrogatepass'))} bytes)"
 
 
-def _capacity_bytes(value: object, call: str) -> int | None:
-    """The bytes of a capacity given to ``call``, or None for no limit."""
+PREALLOCATED = "a number of bytes (0 for none) or a size such as '512M' or '2GiB'"
+
+
+def _capacity_bytes(value: object, call: str, expected: str = f"a capacity is {CAPACITIES}") -> int | None:
+    """The bytes of a capacity given to ``call``, or None for no limit;
+    ``expected`` says what ``call`` takes when ``value`` is not that."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"{call}: a capacity is {CAPACITIES}; not a {type(value).__name__}")
+        raise TypeError(f"{call}: {expected}; not a {type(value).__name__}")
     if isinstance(value, str):
         try:
             return _brain.parse_capacity(value)
         except ValueError as err:
-            raise ValueError(f"{call}: {err}. A capacity is {CAPACITIES}") from None
+            raise ValueError(f"{call}: {err}. {expected[0].upper()}{expected[1:]}") from None
     if value <= 0:
-        raise ValueError(f"{call}: {value} bytes would refuse every write; a capacity is {CAPACITIES}")
+        raise ValueError(f"{call}: {value} bytes would refuse every write; {expected}")
     if value >= 2**64:
-        raise ValueError(f"{call}: {value} bytes is more than any store can hold; a capacity is {CAPACITIES}")
+        raise ValueError(f"{call}: {value} bytes is more than any store can hold; {expected}")
     return value
+
+
+def _user_path(path: str | os.PathLike[str]) -> str:
+    """A path as given, with a leading ``~`` expanded as a shell would: a
+    directory named ``~`` in the working directory is never what was meant."""
+    return os.path.expanduser(os.fspath(path))
 
 
 # Names brain keeps for the parts of frames changed in place (brain-core's
@@ -221,9 +231,11 @@ class Brain(MutableMapping[str, Any]):
                 f"default store, or False for none; not a {type(cache).__name__}"
             )
         # "off", as brain --cache off says it: not a directory of that name.
-        cache_arg = cache if cache is None or isinstance(cache, bool) else False if cache == "off" else os.fspath(cache)
+        cache_arg = cache if cache is None or isinstance(cache, bool) else False if cache == "off" else _user_path(cache)
+        if url is not None and url.startswith("~"):
+            url = _user_path(url)
         self._store: _brain.Store | None = _brain.Store(
-            url, os.fspath(path) if path is not None else None, limit, False, cache_arg, consistency
+            url, _user_path(path) if path is not None else None, limit, False, cache_arg, consistency
         )
         # The URL to reopen with (wake_up, unpickling). A Redis store's URL
         # as given keeps its password, which self.url shows as ***.
@@ -239,12 +251,10 @@ class Brain(MutableMapping[str, Any]):
             # in the background, so first writes of names go at memory speed.
             # 0 (or "none") keeps nothing allocated, as leaving it out does.
             call = f"Brain(preallocate={reprlib.repr(preallocate)})"
+            expected = f"memory to keep allocated is {PREALLOCATED}"
             if isinstance(preallocate, int) and not isinstance(preallocate, bool) and preallocate < 0:
-                raise ValueError(
-                    f"{call}: memory to keep allocated is a number of bytes (0 for none) "
-                    "or a size such as '512M' or '2GiB'"
-                )
-            reserve = 0 if preallocate == 0 else _capacity_bytes(preallocate, call)
+                raise ValueError(f"{call}: {expected}")
+            reserve = 0 if preallocate == 0 else _capacity_bytes(preallocate, call, expected)
             if reserve:
                 self._store.preallocate(reserve)
         self.url: str = self._store.url
@@ -254,7 +264,7 @@ class Brain(MutableMapping[str, Any]):
         if mock is not None:
             persist = None
             weakref.finalize(self, _brain.drop_memory_store, mock)
-        self.persist = os.fspath(persist) if persist is not None else None
+        self.persist = _user_path(persist) if persist is not None else None
         self.restored = None
         if self.persist:
             with _progress.reporter(None, "Brain(persist=...)") as report:
@@ -406,6 +416,13 @@ class Brain(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.names())
+
+    def clear(self) -> None:
+        """Deletes every name in the current namespace, without reading their
+        values (``MutableMapping.clear`` would read each, and stop at one this
+        process cannot decode)."""
+        for name in self.names():
+            self._delete(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -678,7 +695,7 @@ class Brain(MutableMapping[str, Any]):
         with _progress.reporter(progress, "brain.dump(..., progress=...)") as report:
             if namespace is not None:
                 _check_namespace(namespace, "brain.dump(namespace=...)")
-            return _brain.dump(self.store, os.fspath(path), namespace, level, report)
+            return _brain.dump(self.store, _user_path(path), namespace, level, report)
 
     def restore(
         self,
@@ -710,12 +727,12 @@ class Brain(MutableMapping[str, Any]):
         with _progress.reporter(progress, "brain.restore(..., progress=...)") as report:
             if namespace is not None:
                 _check_namespace(namespace, "brain.restore(namespace=...)")
-            return _brain.restore(self.store, os.fspath(path), namespace, on_conflict, report)
+            return _brain.restore(self.store, _user_path(path), namespace, on_conflict, report)
 
     @staticmethod
     def list_dump(path: str | os.PathLike[str]) -> DumpListing:
         """What a dump holds: format version, generation and every object's metadata."""
-        return _brain.list_dump(os.fspath(path))
+        return _brain.list_dump(_user_path(path))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -815,8 +832,10 @@ class Brain(MutableMapping[str, Any]):
 
         ``brain.assign("sales", margin=series, flag=array)``, or a mapping of
         labels to columns. Each column has one value per row of the frame,
-        taken by position (a Series' own index is not aligned), or is one
-        scalar for every row, or is computed from the stored frame: a
+        taken by position, or is a pandas Series, lined up with a pandas
+        frame's index as ``DataFrame.assign`` lines it up (a label it lacks
+        is missing; duplicate labels, or none in common, are refused), or is
+        one scalar for every row, or is computed from the stored frame: a
         callable is called with it (``margin=lambda df: df.price - df.cost``,
         as ``DataFrame.assign`` does), a polars expression is selected from
         it (``z=pl.col("a") * 2``, as ``with_columns`` does), in order, each
@@ -930,8 +949,11 @@ class Brain(MutableMapping[str, Any]):
                 new = fn(current)
                 self.learn(name, new)
                 return new
-        if fn is not _MISSING:
-            raise TypeError("update(name, fn) needs a str name and a callable fn")
+        if fn is not _MISSING or isinstance(name, str):
+            raise TypeError(
+                f"update({reprlib.repr(name)}{'' if fn is _MISSING else ', ...'}): update(name, fn) needs a str name and "
+                "a callable fn; to set several names, pass a mapping or name=value pairs"
+            )
         items = {} if name is _MISSING else dict(name)
         if default is not _MISSING:
             items["default"] = default

@@ -174,6 +174,7 @@ class _Stored:
             )
         self.name, self.namespace, self.codec = name, namespace, obj.codec
         self._obj = obj
+        self._index: Any = None
         if isinstance(obj, _brain.Frame):
             self.rows = int(obj.rows)
             self.schema = _codecs.frame_schema(pa, obj)
@@ -187,6 +188,28 @@ class _Stored:
         pandas = self.metadata.get(b"pandas")
         self.pandas: dict[str, Any] | None = json.loads(pandas) if pandas is not None else None
         self.restores: dict[str, Any] = json.loads(self.metadata.get(PANDAS_DTYPES_KEY, b"{}"))
+
+    def aligned(self, series: Any) -> Any:
+        """``series`` lined up with the stored pandas frame's index, by
+        position (its index reset) for the frame's rows."""
+        if self._index is None:
+            # The index only: no data column is read.
+            self._index = _codecs.decode_pandas(self._obj, columns=[]).index
+        if not series.index.equals(self._index):
+            if series.index.has_duplicates:
+                raise ValueError(
+                    f"the Series for a new column has duplicate labels in its index, so it cannot be lined up "
+                    f"with frame {self.name!r}'s index; give its values in the frame's row order "
+                    "(series.to_numpy())"
+                )
+            if len(series) and len(self._index) and not series.index.isin(self._index).any():
+                raise ValueError(
+                    f"none of the labels of the Series for a new column is in frame {self.name!r}'s index, so "
+                    "lined up with it (as DataFrame.assign does) every value would be missing; give its values "
+                    "in the frame's row order (series.to_numpy()), or a Series indexed like the frame"
+                )
+            series = series.reindex(self._index)
+        return series.reset_index(drop=True)
 
     def null_count(self, field: str) -> int:
         """Missing values in column ``field`` of the stored frame (Arrow
@@ -336,8 +359,8 @@ def _with_column(frame: Any, label: Any, value: Any) -> Any:
     try:
         if pd is not None and isinstance(frame, pd.DataFrame):
             frame = frame.copy(deep=False)
-            # By position, as brain assigns: a Series' own index is not aligned.
-            frame[label] = value.to_numpy() if isinstance(value, pd.Series) else value
+            # A Series lined up with the frame's index, as assign lines it up.
+            frame[label] = value
         elif pl is not None and isinstance(frame, pl.DataFrame):
             if scalar:
                 column = pl.lit(value).alias(label)
@@ -361,9 +384,11 @@ def _pandas_columns(stored: _Stored, columns: Mapping[str, Any]) -> tuple[Any, d
     with their pandas metadata and dtype restores merged in."""
     pa = _pa()
     pd = _module("pandas") or __import__("pandas")
-    # By position, as the frame's rows are: a Series' own index is not aligned.
+    # A Series is lined up with the frame's index, as DataFrame.assign lines
+    # it up (a label the Series lacks is missing in the new column); other
+    # values are taken by position.
     values = {
-        label: value.reset_index(drop=True) if isinstance(value, pd.Series) else _native_order(value)
+        label: stored.aligned(value) if isinstance(value, pd.Series) else _native_order(value)
         for label, value in columns.items()
     }
     new = pd.DataFrame(values)
