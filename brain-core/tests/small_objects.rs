@@ -139,7 +139,7 @@ fn a_store_that_writes_files_reads_entries_and_replaces_them() -> TestResult {
 }
 
 #[test]
-fn a_damaged_entry_is_reported_never_returned_by_a_verified_read() -> TestResult {
+fn a_damaged_entry_is_reported_never_returned_by_any_read() -> TestResult {
     let (dir, store) = store();
     let pattern = b"a payload that is damaged on purpose";
     store.put("n", "hurt", &Payload::bytes(pattern))?;
@@ -147,6 +147,10 @@ fn a_damaged_entry_is_reported_never_returned_by_a_verified_read() -> TestResult
     damage_every_copy(dir.path(), pattern, |bytes, at| bytes[at + 3] ^= 0x20)?;
     let err = store.get_verified("n", "hurt").unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // A plain read checks an entry's few bytes too.
+    let err = store.get("n", "hurt").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert_eq!(&*store.get("n", "fine")?.unwrap(), b"whole");
     assert_eq!(&*store.get_verified("n", "fine")?.unwrap(), b"whole");
     let report = store.fsck(false)?;
     assert_eq!(report.corrupt.len(), 1, "{report:?}");
@@ -371,5 +375,34 @@ fn an_entry_that_cannot_be_decoded_is_named_by_damaged() -> TestResult {
     assert_eq!(damaged[0].name.as_deref(), Some("hurt"));
     assert_eq!(damaged[0].key, brain_core::ObjectKey::new("n", "hurt"));
     assert!(store.damaged("other")?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_table_file_that_is_not_a_table_is_corrupt_and_the_store_opens_without_it() -> TestResult {
+    let (dir, store) = store();
+    let root = dir.path().join("store");
+    store.put("n", "tiny", &Payload::bytes(b"tiny"))?;
+    let big = vec![7u8; 100_000];
+    store.put("n", "big", &Payload::bytes(&big))?;
+    drop(store);
+    // Both meta pages overwritten: LMDB says it is not its file.
+    let data = root.join("small/data.mdb");
+    let mut bytes = std::fs::read(&data)?;
+    bytes[..8192].fill(0xAB);
+    std::fs::write(&data, bytes)?;
+    let err = Store::open(&root).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("move the store's `small` directory out of it"),
+        "{err}"
+    );
+    // The way out the message gives: the store opens without the table's
+    // objects, and its object files are read as before.
+    std::fs::rename(root.join("small"), dir.path().join("small-damaged"))?;
+    let store = Store::open(&root)?;
+    assert_eq!(&*store.get("n", "big")?.unwrap(), &big[..]);
+    assert!(store.get("n", "tiny")?.is_none());
     Ok(())
 }

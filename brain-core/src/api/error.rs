@@ -486,11 +486,13 @@ fn shown_duration(waited: &Duration) -> String {
 /// What to do about a corrupt file: an object's is deleted and written
 /// again; the store's control file (capacity and usage) is made again.
 fn corrupt_hint(location: &Location) -> &'static str {
-    let control = location
-        .path()
-        .and_then(Path::file_name)
-        .is_some_and(|name| name == "brain.ctl");
-    if control {
+    let file = location.path().and_then(Path::file_name);
+    let control = file.is_some_and(|name| name == "brain.ctl");
+    let small_table = file.is_some_and(|name| name == "data.mdb");
+    if small_table {
+        "move the store's `small` directory out of it: the store then opens without the small objects it held \
+         (restore them from a dump with `brain restore DUMP --on-conflict skip`), or restore the whole store from a dump"
+    } else if control {
         "move it out of the store's directory: the next open makes a new one with no capacity (set it again with `brain capacity SIZE`), then run `brain fsck` to count what the store holds"
     } else {
         "delete the object (`brain rm`) and write it again, or run `brain fsck`"

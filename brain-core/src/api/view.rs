@@ -147,6 +147,14 @@ impl ObjectView {
         ))
     }
 
+    /// Whether the payload matches the checksum its writer stored (true
+    /// when it carries none), hashed on this thread: for a payload of a
+    /// few bytes, checked on every read.
+    pub(crate) fn matches_checksum(&self) -> bool {
+        self.checksum
+            .is_none_or(|checksum| checksum.compute(self.bytes()) == checksum.value())
+    }
+
     /// A view of the payload held by a mapping of the whole file, `offset` bytes in.
     pub(crate) fn from_mapping(meta: ObjectMeta, mapping: Mapping, offset: usize) -> ObjectView {
         let whole = mapping.into_buffer();

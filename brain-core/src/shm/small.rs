@@ -279,6 +279,10 @@ fn object_files_under(ns_root: &Path) -> std::io::Result<Vec<(u128, ObjectKey)>>
 
 fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
     match err {
+        LmdbError::Lmdb(code, _) if crate::sys::lmdb::is_damage(code) => Error::corrupt(
+            dir.join(DATA_FILE),
+            format!("the small-object table, at its {action}: {err}"),
+        ),
         LmdbError::Io(err) => Error::io(action, dir, err),
         LmdbError::NoSpace => {
             Error::io(action, dir, std::io::Error::from_raw_os_error(libc::ENOSPC))
@@ -371,7 +375,14 @@ impl SmallTable {
         });
         match found.map_err(|e| self.error("read", e))? {
             None => Ok(None),
-            Some(Ok(found)) => Ok(Some(found)),
+            Some(Ok((meta, view))) => {
+                // A few bytes: checked on every read, so a changed one is
+                // an error, never data (the check again, for its error).
+                if let Some(view) = view.as_ref().filter(|v| !v.matches_checksum()) {
+                    view.verify(self.location(namespace, name))?;
+                }
+                Ok(Some((meta, view)))
+            }
             Some(Err(why)) => Err(self.damaged(namespace, name, why)),
         }
     }

@@ -83,6 +83,15 @@ impl From<io::Error> for LmdbError {
     }
 }
 
+/// Whether `code` says the data file is damaged (not a table, a page
+/// missing or malformed), as opposed to a failure of the moment.
+pub(crate) fn is_damage(code: i32) -> bool {
+    matches!(
+        code,
+        ffi::MDB_INVALID | ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND | ffi::MDB_VERSION_MISMATCH
+    )
+}
+
 fn check(code: i32) -> Result<(), LmdbError> {
     if code == 0 {
         return Ok(());
