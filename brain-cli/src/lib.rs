@@ -244,6 +244,9 @@ enum Command {
         /// Write the payload as stored, byte for byte (what `put --codec` takes back)
         #[arg(long)]
         raw: bool,
+        /// Check every byte against the checksum its writer stored first (a damaged object is an error, exit 1, and nothing is written)
+        #[arg(long)]
+        verify: bool,
     },
     /// Store a file, or standard input with "-", under a name (replacing any object of that name)
     #[command(visible_alias = "set")]
@@ -545,7 +548,9 @@ fn dispatch(cli: Cli, console: &mut Console) -> anyhow::Result<()> {
         Command::Info { name, json } => {
             cmd::info::run(console, store, &object_ns(), &name, json.json)
         }
-        Command::Cat { name, raw } => cmd::cat::run(console, store, &object_ns(), &name, raw),
+        Command::Cat { name, raw, verify } => {
+            cmd::cat::run(console, store, &object_ns(), &name, raw, verify)
+        }
         Command::Put {
             name,
             source,

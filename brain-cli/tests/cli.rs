@@ -901,6 +901,29 @@ fn gc_and_fsck_report_and_repair() -> TestResult {
 }
 
 #[test]
+fn cat_verify_refuses_a_payload_changed_after_it_was_written() -> TestResult {
+    let store = TestStore::new()?;
+    let payload = file_sized(b"checked");
+    check(
+        store.run_with_input(&["put", "x", "-"], &payload)?,
+        &["put"],
+    )?;
+    assert_eq!(store.ok(&["cat", "--verify", "x"])?, payload);
+    let file = store.object_files()?.pop().ok_or("no object file")?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    let mut bytes = std::fs::read(&file)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&file, bytes)?;
+    // A plain read passes over no byte of the payload; a verified one does.
+    assert_ne!(store.ok(&["cat", "x"])?, payload);
+    let out = store.run(&["cat", "--verify", "x"])?;
+    expect_failure(&out, 1, &["is corrupt", "does not match the checksum"])?;
+    assert!(out.stdout.is_empty(), "a damaged object went out");
+    Ok(())
+}
+
+#[test]
 fn rm_deletes_a_corrupt_object() -> TestResult {
     let store = TestStore::new()?;
     check(

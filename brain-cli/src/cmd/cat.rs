@@ -14,16 +14,22 @@ use brain_core::{decode_ndarray, decode_pickle, frames, Codec, ObjectStore};
 /// with `raw`, as its payload byte for byte. The large pieces go out in
 /// `write_all`s straight from the object's view (for a large object, the
 /// shared mapping itself): no copy is made, and the console's buffer is
-/// bypassed for anything larger than it.
+/// bypassed for anything larger than it. With `verify`, every byte is
+/// checked against the checksum its writer stored before any goes out.
 pub fn run(
     console: &mut Console,
     store: &dyn ObjectStore,
     namespace: &str,
     name: &str,
     raw: bool,
+    verify: bool,
 ) -> anyhow::Result<()> {
-    let view = store
-        .get(namespace, name)
+    let read = if verify {
+        store.get_verified(namespace, name)
+    } else {
+        store.get(namespace, name)
+    };
+    let view = read
         .with_context(|| format!("cannot read {name:?} in namespace {namespace:?}"))?
         .ok_or_else(|| brain_core::Error::NotFound {
             namespace: namespace.into(),
@@ -85,6 +91,9 @@ pub fn run(
         // file of the whole table, which any Arrow reader opens.
         let table = frames::table_from_view(store, view)
             .with_context(|| format!("cannot read frame {name:?} in namespace {namespace:?}"))?;
+        if let (true, frames::StoredTable::Parts(frame)) = (verify, &table) {
+            frame.verify(&store.location())?;
+        }
         let (schema, batches) = table.record_batches(None)?;
         // One batch: an IPC file allows one dictionary per field, and parts
         // appended to each other bring their own.
