@@ -652,8 +652,8 @@ fn aligned_batches(
 /// writer that published meanwhile makes it read the manifest again.
 ///
 /// # Errors
-/// [`Error::CodecMismatch`] when the object is not a table; [`Error::Corrupt`]-
-/// like [`Error::Codec`] when a manifest's part is missing though the
+/// [`Error::CodecMismatch`] when the object is not a table;
+/// [`Error::Corrupt`] when a manifest's part is missing though the
 /// manifest did not change; the store's errors.
 pub fn read_table<S: ObjectStore + ?Sized>(
     store: &S,
@@ -691,24 +691,24 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
         let (manifest, fingerprint) = FrameManifest::decode_shared(&view)?;
         let (namespace, name) = (view.meta().namespace.clone(), view.meta().name.clone());
         let mut parts = Vec::with_capacity(manifest.parts.len());
-        let mut missing = None;
+        let mut lost_part = false;
         for id in &manifest.parts {
             match store.get(&namespace, &part_name(&name, id))? {
                 Some(part) => parts.push(part),
                 None => {
-                    missing = Some(id.clone());
+                    lost_part = true;
                     break;
                 }
             }
         }
-        let Some(missing) = missing else {
+        if !lost_part {
             return Ok(StoredTable::Parts(StoredFrame {
                 manifest_view: view,
                 manifest,
                 fingerprint,
                 parts,
             }));
-        };
+        }
         // A writer replaced the frame and deleted the part after this
         // manifest was read: read the newer one. The same manifest still
         // there means the part is lost.
@@ -716,15 +716,14 @@ pub fn table_from_view<S: ObjectStore + ?Sized>(
             return Err(Error::NotFound { namespace, name });
         };
         if again.bytes() == view.bytes() && again.meta().codec == view.meta().codec {
-            return Err(Error::Codec {
-                namespace,
-                name,
-                codec: Codec::FrameParts,
-                action: "decode",
-                detail: format!(
-                    "its part {missing:?} is missing; run `brain fsck`, then write the frame again"
+            // Not the part's own name: it is internal, people know the frame's.
+            return Err(Error::corrupt(
+                store.location().join(&namespace).join(&name),
+                format!(
+                    "frame {name:?} in namespace {namespace:?} has lost one of the parts it is \
+                     stored in, so it cannot be read whole"
                 ),
-            });
+            ));
         }
         view = again;
     }
