@@ -695,12 +695,7 @@ fn with_store_flag(message: &str, store: Option<&str>) -> String {
         Ok(url @ brain::StoreUrl::Redis(_)) => url.to_string(),
         _ => store.to_owned(),
     };
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@,+=-%".contains(c);
-    let quoted = if !shown.is_empty() && shown.chars().all(plain) {
-        shown
-    } else {
-        format!("'{}'", shown.replace('\'', r"'\''"))
-    };
+    let quoted = brain_core::shell_word(&shown);
     message.replace("`brain ", &format!("`brain --store {quoted} "))
 }
 

@@ -698,6 +698,22 @@ fn rm_then_cat_is_not_found(backend: Backend) -> TestResult {
     // Several names: the ones that exist go, a missing one is still reported.
     expect_failure(&store.run(&["rm", "y", "x"])?, 3, &["\"x\""])?;
     expect_failure(&store.run(&["cat", "y"])?, 3, &[])?;
+    // Several missing: each named, the advice once, with the store given.
+    let out = store.run(&["rm", "a", "b", "c"])?;
+    expect_failure(&out, 3, &["\"a\"", "\"b\"", "\"c\""])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("list what exists").count(), 1, "{said}");
+    assert_eq!(
+        said.matches(&store.advised("ls default`")).count(),
+        1,
+        "{said}"
+    );
+    // A namespace with a space is quoted in the advice, to run as written.
+    expect_failure(
+        &store.run(&["cat", "-n", "my data", "x"])?,
+        3,
+        &[&store.advised("ls 'my data'`")],
+    )?;
     Ok(())
 }
 
@@ -723,8 +739,22 @@ fn ns_ls_and_ns_rm(backend: Backend) -> TestResult {
 
     let removed = store.ok_text(&["ns", "rm", "two"])?;
     assert_eq!(removed, "removed namespace two and its 2 objects\n");
+    // The default namespace stays, with its objects, as in Python.
+    check(
+        store.run_with_input(&["put", "kept", "-"], b"mine")?,
+        &["put"],
+    )?;
+    expect_failure(
+        &store.run(&["ns", "rm", "default"])?,
+        1,
+        &[
+            "cannot remove the default namespace",
+            &store.advised("rm NAME"),
+        ],
+    )?;
+    assert_eq!(store.ok(&["cat", "kept"])?, b"mine");
     let listing = store.json(&["ns", "ls", "--json"])?;
-    assert_eq!(listing.as_array().map(Vec::len), Some(1));
+    assert_eq!(listing.as_array().map(Vec::len), Some(2), "one and default");
     expect_failure(&store.run(&["cat", "-n", "two", "a"])?, 3, &[])?;
     expect_failure(
         &store.run(&["ns", "rm", "two"])?,

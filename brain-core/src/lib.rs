@@ -65,7 +65,7 @@ mod shm;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use api::error::{Error, Location, NameKind, Result, UnsafePathReason};
+pub use api::error::{shell_word, Error, Location, NameKind, Result, UnsafePathReason};
 pub use api::names::{
     is_host_cache_namespace, validate_description, validate_name, validate_namespace,
     HOST_CACHE_NAMESPACE_PREFIX,

@@ -72,7 +72,10 @@ pub fn advise(text: &mut String, rust: &str, python: &str) {
 fn advice(err: &Error) -> Vec<(String, String)> {
     let (rust, python): (String, String) = match err {
         Error::NotFound { namespace, .. } => (
-            format!("; list what exists with `brain ls {namespace}`"),
+            format!(
+                "; list what exists with `brain ls {}`",
+                brain_core::shell_word(namespace)
+            ),
             format!(
                 "; list what exists with brain.names(namespace={})",
                 quoted(namespace)

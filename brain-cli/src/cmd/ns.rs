@@ -83,6 +83,13 @@ pub fn remove(
     store: &dyn ObjectStore,
     namespace: &str,
 ) -> anyhow::Result<()> {
+    // As Python's remove_namespace (and brain-plasma's) refuse it: the
+    // namespace every handle starts in stays, and its objects go by name.
+    if namespace == "default" {
+        anyhow::bail!(
+            "cannot remove the default namespace: it always exists; delete its objects by name with `brain rm NAME...` (`brain ls` lists them)"
+        );
+    }
     let removed = store
         .remove_namespace(namespace)
         .with_context(|| format!("cannot remove namespace {namespace:?}"))?;

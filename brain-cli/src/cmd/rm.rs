@@ -28,8 +28,11 @@ pub fn run(
         namespace: namespace.into(),
         name: name.into(),
     };
+    // The advice once, with the last: the same for every name.
     for name in others {
-        console.note(&format!("brain: {}", not_found(name)));
+        console.note(&format!(
+            "brain: no object named {name:?} in namespace {namespace:?}"
+        ));
     }
     Err(not_found(last).into())
 }

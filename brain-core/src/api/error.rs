@@ -218,7 +218,10 @@ pub enum Error {
     },
 
     /// The object does not exist.
-    #[error("no object named {name:?} in namespace {namespace:?}; list what exists with `brain ls {namespace}`")]
+    #[error(
+        "no object named {name:?} in namespace {namespace:?}; list what exists with `brain ls {}`",
+        shell_word(namespace)
+    )]
     NotFound {
         /// The namespace searched.
         namespace: String,
@@ -472,6 +475,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// `text` as one word of a POSIX shell command, single-quoted unless it
+/// is plain: how advice that names a `brain` command spells a namespace or
+/// a store, so that it runs as written.
+pub fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@,+=-%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// A wait as a person reads it: `207 ms`, `12.5 s`, `60 s`.
