@@ -234,12 +234,32 @@ impl RedisConfig {
             }
             // An IPv6 address is bracketed: its port follows "]:".
             let port = match host.strip_prefix('[') {
-                Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+                Some(bracketed) => match bracketed.split_once(']') {
+                    None => {
+                        return Err(invalid(
+                            url,
+                            format!("the address {host:?} opens a '[' it does not close (write [ADDRESS]:PORT)"),
+                        ))
+                    }
+                    Some((_, "")) => None,
+                    Some((_, after)) => match after.strip_prefix(':') {
+                        Some(port) => Some(port),
+                        None => {
+                            return Err(invalid(
+                                url,
+                                format!("{after:?} follows the address in brackets (write [ADDRESS]:PORT)"),
+                            ))
+                        }
+                    },
+                },
                 None => host.rsplit_once(':').map(|(_, port)| port),
             };
             let node = if let Some(port) = port {
                 if port.parse::<u16>().is_err() {
                     return Err(invalid(url, format!("{port:?} is not a port number")));
+                }
+                if port.parse::<u16>() == Ok(0) {
+                    return Err(invalid(url, "port 0 is no server's port"));
                 }
                 host.to_owned()
             } else {
@@ -439,6 +459,9 @@ mod tests {
             ("redis://u:pw@h:1/x", "database number"),
             ("redis://u:pw@h:1/-1", "database number"),
             ("redis://u:pw@[::1]:99999", "not a port"),
+            ("redis://u:pw@[::1", "does not close"),
+            ("redis://u:pw@[::1]x", "follows the address"),
+            ("redis://u:pw@h:0", "port 0"),
             ("redis+cluster://u:pw@h:1/3", "only database 0"),
             ("redis://u:pw@h:1?bogus=1", "bogus"),
             ("redis://u:pw@h:1?chunk_size=5", "chunk_size"),
