@@ -256,7 +256,7 @@ enum Command {
         /// The file to store, or "-" for standard input
         #[arg(value_name = "FILE|-")]
         source: PathBuf,
-        /// The codec to store: raw, text (checked to be UTF-8), arrow, pandas, polars (checked to be an Arrow IPC file), ndarray (a .npy file), pickle5 (a pickle)
+        /// The codec to store: raw, text (checked to be UTF-8), arrow, pandas, polars (an Arrow IPC file, decoded and checked), ndarray (a .npy file), pickle5 (a pickle)
         #[arg(short, long, default_value = "raw", value_parser = parse_codec)]
         codec: brain_core::Codec,
         /// A free-form description, shown by ls and info

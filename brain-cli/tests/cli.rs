@@ -661,14 +661,24 @@ fn info_describes_arrays_and_tables(backend: Backend) -> TestResult {
     assert_eq!(info["arrow"]["columns"][1]["name"], "item");
     assert_eq!(info["arrow"]["columns"][1]["nullable"], true);
 
-    // A payload its codec cannot read still has metadata; the problem is shown
-    // (an Arrow file's magic around junk passes `put`'s check of its ends).
-    check(
-        store.run_with_input(
-            &["put", "junk", "-", "--codec", "arrow"],
-            b"ARROW1\0\0junkARROW1",
-        )?,
-        &["put"],
+    // `put` decodes an Arrow file before storing it: junk between its
+    // magic is refused, and the name keeps what it held.
+    let out = store.run_with_input(
+        &["put", "table", "-", "--codec", "arrow"],
+        b"ARROW1\0\0junkARROW1",
+    )?;
+    expect_failure(&out, 1, &["is an Arrow IPC file that does not decode"])?;
+    assert_eq!(
+        store.json(&["info", "table", "--json"])?["arrow"]["rows"],
+        6
+    );
+    // A payload its codec cannot read, stored another way, still has
+    // metadata; the problem is shown.
+    lib.put(
+        "default",
+        "junk",
+        &brain_core::Payload::bytes(b"ARROW1\0\0junkARROW1")
+            .with_codec(brain_core::Codec::ArrowIpc),
     )?;
     let info = store.json(&["info", "junk", "--json"])?;
     assert!(info["decode_error"]

@@ -22,7 +22,8 @@ const CHUNK: usize = 1 << 20;
 /// Streams `source` (a file, or standard input for `-`) into a new object.
 ///
 /// A regular file's length is reserved up front, so a full store fails
-/// before any byte is copied; the input is never held in memory whole.
+/// before any byte is copied; the input is not held in memory whole,
+/// but for an Arrow file (decoded before it is stored) and a pickle.
 pub fn run(
     console: &mut Console,
     store: &dyn ObjectStore,
@@ -67,15 +68,38 @@ pub fn run(
     if codec == Codec::Pickle5 {
         return put_pickle(&destination, reader, &label).with_context(context);
     }
+    if codec.is_arrow() {
+        return put_arrow(&destination, reader, &label, codec).with_context(context);
+    }
     let mut writer = store
         .writer(namespace, name, codec, description, len)
         .with_context(context)?;
-    let ends = copy(reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
-    if codec.is_arrow() {
-        check_arrow_file(&ends, &label, codec).with_context(context)?;
-    }
+    copy(reader, &mut writer, codec == Codec::Text, &label).with_context(context)?;
     writer.commit().with_context(context)?;
     Ok(())
+}
+
+/// Stores an Arrow IPC file, read whole and decoded first (every batch's
+/// buffers checked, as `brain info` checks them): readers that do not
+/// check (pyarrow) would otherwise take damaged offsets for data.
+fn put_arrow(
+    destination: &Destination<'_>,
+    reader: &mut dyn Read,
+    label: &str,
+    codec: Codec,
+) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {label}"))?;
+    check_arrow_file(&bytes, label, codec)?;
+    let file = Buffer::from_vec(bytes);
+    if let Err(err) = brain_core::format::arrow::decode(&file) {
+        bail!(
+            "{label} is an Arrow IPC file that does not decode ({err}): it is damaged or was cut short; write it again, or store the bytes with --codec raw"
+        );
+    }
+    destination.write_whole(codec, &file)
 }
 
 /// Stores an array from a `.npy` file (what `brain cat` writes), its data
@@ -243,32 +267,17 @@ fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], label: &str) -> anyhow::Res
 /// An Arrow IPC file's magic, which it starts (padded to 8 bytes) and ends with.
 const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
 
-/// The first and last bytes of an input, as far as a check of its layout needs.
-#[derive(Default)]
-struct Ends {
-    head: Vec<u8>,
-    tail: Vec<u8>,
-}
-
-impl Ends {
-    fn saw(&mut self, bytes: &[u8]) {
-        let wanted = 8usize.saturating_sub(self.head.len()).min(bytes.len());
-        self.head.extend_from_slice(&bytes[..wanted]);
-        self.tail
-            .extend_from_slice(&bytes[bytes.len().saturating_sub(ARROW_MAGIC.len())..]);
-        let extra = self.tail.len().saturating_sub(ARROW_MAGIC.len());
-        self.tail.drain(..extra);
-    }
-}
-
 /// Refuses input that is not an Arrow IPC file, which readers of the
 /// Arrow codecs open (FORMAT.md): an Arrow IPC stream, say, would be
 /// stored and then fail every read.
-fn check_arrow_file(ends: &Ends, label: &str, codec: Codec) -> anyhow::Result<()> {
-    if ends.head.starts_with(ARROW_MAGIC) && ends.head.len() == 8 && ends.tail == ARROW_MAGIC {
+fn check_arrow_file(bytes: &[u8], label: &str, codec: Codec) -> anyhow::Result<()> {
+    if bytes.len() >= 8 + ARROW_MAGIC.len()
+        && bytes.starts_with(ARROW_MAGIC)
+        && bytes.ends_with(ARROW_MAGIC)
+    {
         return Ok(());
     }
-    let stream = ends.head.starts_with(&[0xff; 4]);
+    let stream = bytes.starts_with(&[0xff; 4]);
     bail!(
         "{label} is not an Arrow IPC file, which --codec {} stores (it {}); {}, or store the bytes with --codec raw",
         codec.name(),
@@ -287,15 +296,13 @@ fn check_arrow_file(ends: &Ends, label: &str, codec: Codec) -> anyhow::Result<()
 
 /// Copies `reader` into `writer` through one buffer. With `text`, checks
 /// that the bytes are UTF-8 as they pass (a character split between two
-/// reads is carried over to the next). Returns the input's first and last
-/// bytes.
+/// reads is carried over to the next).
 fn copy(
     reader: &mut dyn Read,
     writer: &mut ObjectWriter,
     text: bool,
     label: &str,
-) -> anyhow::Result<Ends> {
-    let mut ends = Ends::default();
+) -> anyhow::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut carried = 0;
     let mut offset: u64 = 0;
@@ -320,7 +327,6 @@ fn copy(
             filled
         };
         writer.write_payload(&buf[..ready])?;
-        ends.saw(&buf[..ready]);
         buf.copy_within(ready..filled, 0);
         carried = filled - ready;
         offset += ready as u64;
@@ -330,5 +336,5 @@ fn copy(
             "{label} is not UTF-8 text (it ends inside a character at offset {offset}); store it with --codec raw"
         );
     }
-    Ok(ends)
+    Ok(())
 }
