@@ -130,6 +130,9 @@ fn assign_append_drop_and_compact_change_only_what_they_name() -> TestResult {
     let compacted = parts(&store, "default");
     assert!(ns.compact("t")?.is_none());
     assert_eq!(parts(&store, "default"), compacted);
+    // No such name: said, as a change of it says.
+    let err = ns.compact("nothing here").unwrap_err();
+    assert!(matches!(err, brain_core::Error::NotFound { .. }), "{err}");
 
     // Listings for people skip parts; deleting the frame frees them.
     assert_eq!(ns.names()?, ["t"]);

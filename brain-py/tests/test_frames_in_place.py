@@ -209,6 +209,8 @@ def test_rows_of_a_frame_arrow_cannot_hold_append_by_writing_it_whole(brain: Bra
         brain.append("f", rows.rename(columns={"o": "p"}))
     with pytest.raises(TypeError, match="stored as pickle5, not as a table"):
         brain.append("f", pa.table({"a": [1]}))
+    with pytest.raises(TypeError, match="stored as pickle5, not as a table"):
+        brain.compact("f")
     pd.testing.assert_frame_equal(brain["f"], expected)
 
 

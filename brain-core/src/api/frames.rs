@@ -1251,7 +1251,7 @@ fn pandas_index_fields(schema: &Schema) -> BTreeSet<String> {
 /// name's lock.
 ///
 /// # Errors
-/// As [`change_frame`].
+/// [`Error::NotFound`] when there is no such name; as [`change_frame`].
 pub fn compact_frame<S: ObjectStore + ?Sized>(
     store: &S,
     namespace: &str,
@@ -1260,7 +1260,10 @@ pub fn compact_frame<S: ObjectStore + ?Sized>(
     // The lock is held: read what the last holder published, not a copy
     // that may lag behind it.
     let Some(view) = store.get_current(namespace, name)? else {
-        return Ok(None);
+        return Err(Error::NotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
     };
     let StoredTable::Parts(frame) = table_from_view(store, view)? else {
         return Ok(None);

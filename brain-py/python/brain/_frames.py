@@ -156,6 +156,13 @@ def write_whole(
 # ------------------------------------------------------------ the stored frame
 
 
+def _not_a_table(name: str, codec: str) -> TypeError:
+    return TypeError(
+        f"object {name!r} is stored as {codec}, not as a table: assign, drop, append and compact "
+        "change stored tables (pyarrow, pandas or polars); pickled frames are read and written whole"
+    )
+
+
 class _Stored:
     """What a change needs of the stored frame: its codec, schema and rows."""
 
@@ -168,10 +175,7 @@ class _Stored:
                 f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
             )
         if obj.codec not in _codecs.LIBRARIES:
-            raise TypeError(
-                f"object {name!r} is stored as {obj.codec}, not as a table: assign, drop, append and compact "
-                "change stored tables (pyarrow, pandas or polars); pickled frames are read and written whole"
-            )
+            raise _not_a_table(name, obj.codec)
         self.name, self.namespace, self.codec = name, namespace, obj.codec
         self._obj = obj
         self._index: Any = None
@@ -737,10 +741,14 @@ def _nullable_where_null(stored: _Stored, rows: Any) -> list[dict[str, Any]]:
 def compact(store: Any, namespace: str, name: str) -> bool:
     """Rewrites frame ``name`` as one part; False when it is stored whole already."""
     with name_lock(store, namespace, name):
-        if not store.contains(namespace, name):
+        meta = store.metadata(namespace, name)
+        if meta is None:
             raise BrainNameNotExistError(
                 f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
             )
+        # A frame in parts shows its writer's codec.
+        if meta["codec"] not in _codecs.LIBRARIES:
+            raise _not_a_table(name, meta["codec"])
         return store.compact_frame(namespace, name) is not None
 
 
