@@ -616,6 +616,20 @@ def test_a_full_store_gives_back_the_parts_a_replaced_frame_left(tmp_path: Path)
     assert brain.names() == ["big"]
 
 
+def test_a_change_refused_as_full_names_the_frame_and_keeps_it(tmp_path: Path) -> None:
+    brain = Brain(path=tmp_path / "store", capacity="4M")
+    frame = pd.DataFrame({"x": np.arange(200_000.0)})
+    brain["big"] = frame
+    used = brain.used()
+    with pytest.raises(BrainStoreFullError) as info:
+        brain.assign("big", z=np.ones(200_000))
+    message = str(info.value)
+    assert 'a new part of frame "big"' in message and "first change copies it whole" in message, message
+    assert "brain-part" not in message, message
+    pd.testing.assert_frame_equal(brain["big"], frame)
+    assert brain.used() == used, "the refused change left a part behind"
+
+
 def test_a_change_is_one_event_and_waits_for_the_lock(brain: Brain) -> None:
     brain["f"] = _sales()
     watcher = brain.watch()

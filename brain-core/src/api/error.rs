@@ -238,7 +238,8 @@ pub enum Error {
 
     /// The store (its capacity, or the filesystem under it) has no room for the object.
     #[error(
-        "store is full: writing {name:?} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{replace}{held}{hint}",
+        "store is full: writing {} in namespace {namespace:?} needs {needed} bytes, but {used} of {capacity} bytes are used in {location}{replace}{held}{hint}",
+        written_object(name),
         replace = if never_fits(*.needed, *.capacity) { String::new() } else { replace_hint(name, *.replacing, *.filesystem_full, location) },
         held = if *.held > 0 {
             format!("; {held} bytes of the filesystem are deleted or replaced objects that processes still map (pids {pids}): they are freed when those processes drop their views or exit", held = .held, pids = .holders)
@@ -626,6 +627,20 @@ fn on_a_server(location: &Location) -> bool {
 }
 
 /// Why a replace needs more room than the new object, when it does.
+/// The object a write names in an error: a part of a frame changed in
+/// place by its frame (the part's own name is internal), with why a
+/// change needs the room.
+fn written_object(name: &str) -> String {
+    match crate::api::frames::part_owner(name) {
+        Some(frame) => format!(
+            "a new part of frame {frame:?} (a change writes the columns or rows it changes as a part; \
+             a frame's first change copies it whole into one, so it needs the room of a second copy, \
+             given back when the change is published)"
+        ),
+        None => format!("{name:?}"),
+    }
+}
+
 fn replace_hint(name: &str, replacing: u64, filesystem_full: bool, location: &Location) -> String {
     if replacing == 0 {
         return String::new();
