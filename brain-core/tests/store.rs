@@ -1336,3 +1336,26 @@ fn large_objects_in_any_cut_hold_their_bytes_and_checksum() -> TestResult {
     assert_eq!(store.usage()?.used, 0, "deleted objects are still counted");
     Ok(())
 }
+
+#[test]
+fn a_write_to_a_store_removed_since_it_was_opened_says_so() -> TestResult {
+    let (dir, store) = store();
+    store.put("n", "before", &Payload::bytes(b"1"))?;
+    std::fs::remove_dir_all(dir.path().join("store"))?;
+    let large = vec![1u8; 1 << 20];
+    for (namespace, what, payload) in [
+        ("new namespace", "small", &b"2"[..]),
+        ("new namespace", "large", &large[..]),
+        ("n", "large", &large[..]),
+    ] {
+        let err = store
+            .put(namespace, what, &Payload::bytes(payload))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the store was removed since it was opened; open it again"),
+            "{what}: {err}"
+        );
+    }
+    Ok(())
+}

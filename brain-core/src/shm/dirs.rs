@@ -152,7 +152,12 @@ impl Store {
         std::fs::DirBuilder::new()
             .mode(DIR_MODE)
             .create(&tmp)
-            .map_err(|e| Error::io("create a namespace directory", &tmp, e))?;
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound if !self.inner.ns_root.exists() => {
+                    self.removed_since_opened("write")
+                }
+                _ => Error::io("create a namespace directory", &tmp, e),
+            })?;
         let cleanup = |tmp: &Path| {
             let _ = std::fs::remove_file(tmp.join(NAMESPACE_FILE));
             let _ = std::fs::remove_dir(tmp);

@@ -535,16 +535,20 @@ impl Store {
 
     /// The table, for a change: a store removed since it was opened is an error.
     pub(crate) fn small_table_for_writing(&self) -> Result<Arc<SmallTable>> {
-        self.table_checked(true)?.ok_or_else(|| {
-            Error::io(
-                "write",
-                &self.inner.root,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the store was removed since it was opened; open it again",
-                ),
-            )
-        })
+        self.table_checked(true)?
+            .ok_or_else(|| self.removed_since_opened("write"))
+    }
+
+    /// The error for an `op` that found the store's directory gone.
+    pub(crate) fn removed_since_opened(&self, op: &'static str) -> Error {
+        Error::io(
+            op,
+            &self.inner.root,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the store was removed since it was opened; open it again",
+            ),
+        )
     }
 
     /// Deletes the object file of `name` (not a small object); `false`
