@@ -202,7 +202,8 @@ class BrainIOError(BrainError, OSError):
 
 class BrainUnsupportedOperationError(BrainError, NotImplementedError):
     """The store cannot do this: the operation belongs to another kind of store
-    (``gc()`` or ``fsck()`` of a ``memory://`` store, say). The message says why."""
+    (``fsck()`` or ``preallocate`` of a ``memory://`` store, say; its ``gc()``
+    collects only the parts of frames changed in place). The message says why."""
 
 
 class BrainStoreUrlError(BrainError, ValueError):
