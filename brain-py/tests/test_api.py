@@ -428,6 +428,30 @@ def test_a_bad_preallocation_is_named_as_such(store_url: str) -> None:
     assert "capacity" not in str(info.value)
 
 
+def test_brain_plasmas_calls_that_are_gone_say_what_replaced_them(brain: Brain) -> None:
+    with pytest.raises(AttributeError, match=r"Brain.show_namespaces .*brain.namespaces\(\)"):
+        brain.show_namespaces()  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match=r"output='list'"):
+        brain.knowledge()  # type: ignore[attr-defined]
+    assert not hasattr(brain, "dead") and not hasattr(brain, "client")
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_call'"):
+        brain.no_such_call  # type: ignore[attr-defined]  # noqa: B018
+
+
+@pytest.mark.shm_only("the command is given the store's directory")
+def test_python_dash_m_brain_is_the_command(store_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "brain", "--store", str(store_path), "ls", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out
+
+
 def test_repr(brain: Brain) -> None:
     brain["x"] = 1
     assert "(1 name)" in repr(brain) and brain.url in repr(brain)

@@ -10,7 +10,7 @@ import reprlib
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _brain, _codecs, _frames, _progress
 from ._codecs import _is_utf8
@@ -80,6 +80,17 @@ def _user_path(path: str | os.PathLike[str]) -> str:
     """A path as given, with a leading ``~`` expanded as a shell would: a
     directory named ``~`` in the working directory is never what was meant."""
     return os.path.expanduser(os.fspath(path))
+
+
+# brain-plasma's calls that brain does not have, and what to use instead.
+_GONE = {
+    "client": "there is no Plasma client; the store is files in shared memory, and brain.store its native handle",
+    "reserved_names": "there is no Plasma client, and no names are reserved but the parts of frames",
+    "dead": "there is no server process that could die: a store needs none",
+    "show_namespaces": "use brain.namespaces()",
+    "knowledge": "use brain.metadata(output='list')",
+    "object_map": "use brain.metadata(output='dict') (each value_id is the name's id)",
+}
 
 
 # Names brain keeps for the parts of frames changed in place (brain-core's
@@ -403,6 +414,21 @@ class Brain(MutableMapping[str, Any]):
     # and hashable (a Mapping would compare every stored value, and is not).
     __eq__ = object.__eq__
     __hash__ = object.__hash__
+
+    if not TYPE_CHECKING:  # a type checker still refuses unknown attributes
+
+        def __getattr__(self, attribute: str) -> Any:
+            # Only for attributes a Brain lacks: brain-plasma's calls that
+            # are gone say what replaced them.
+            if attribute in _GONE:
+                raise AttributeError(
+                    f"Brain.{attribute} is a call of brain-plasma that brain does not have: {_GONE[attribute]}",
+                    name=attribute,
+                    obj=self,
+                )
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {attribute!r}", name=attribute, obj=self
+            )
 
     def __contains__(self, name: object) -> bool:
         # No name that could not be stored is in it: ``"" in brain`` is False,

@@ -1,0 +1,6 @@
+"""``python -m brain``: the ``brain`` command, for an environment whose
+scripts directory is not on ``PATH``."""
+
+from ._cli import main
+
+main()
