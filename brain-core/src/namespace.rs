@@ -98,7 +98,10 @@ impl Namespace {
     }
 
     /// Stores raw bytes under `name`, atomically replacing any object there
-    /// (whose description it keeps).
+    /// (whose description it keeps). Replacing a frame changed in place
+    /// leaves its parts to [`frames::sweep_parts`] (`brain gc`, or a write
+    /// the store refuses as full); [`Namespace::delete`] first gives them
+    /// back at once.
     ///
     /// # Errors
     /// As [`ObjectStore::put`].
@@ -377,7 +380,9 @@ impl Namespace {
         self.store.get_pickle(&self.name, name)
     }
 
-    /// Watches this namespace for objects being set and deleted.
+    /// Watches this namespace for objects being set and deleted. The
+    /// namespace is created, so that it can be watched before its first
+    /// object: it is listed by `namespaces()` from then on.
     ///
     /// # Errors
     /// As [`ObjectStore::watch`].

@@ -637,7 +637,10 @@ class Brain(MutableMapping[str, Any]):
         return self.store.usage()["used"]
 
     def free(self) -> int:
-        """Bytes that can still be written."""
+        """Bytes that can still be written: ``size() - used()`` under a
+        capacity, as in brain-plasma (less when the tmpfs under it has less
+        room); without one, the room left on the tmpfs, which other stores and
+        files share (so ``size() - used()`` can be more)."""
         return self.store.usage()["free"]
 
     def set_capacity(self, capacity: int | str | None) -> None:
