@@ -331,7 +331,7 @@ impl Namespace {
     /// [`frames::compact_frame`]); `None` for a table stored whole.
     ///
     /// # Errors
-    /// As [`frames::compact_frame`]: [`Error::NotFound`] for a missing name.
+    /// As [`frames::compact_frame`]: [`crate::Error::NotFound`] for a missing name.
     pub fn compact(&self, name: &str) -> Result<Option<ObjectMeta>> {
         let name = not_reserved(name)?;
         let _lock = self.store.lock(&self.name, name, None)?;
