@@ -93,6 +93,31 @@ def test_brain_url_names_the_default_store(memory_url: str, monkeypatch: pytest.
     assert "x" not in Brain(path=os.environ["BRAIN_PATH"]).names(namespace="all")
 
 
+def test_memory_store_drops_its_store_when_the_test_ends() -> None:
+    from brain.mock import drop_memory_store, memory_store
+
+    with memory_store() as url:
+        Brain(url=url)["x"] = "for this test"
+        assert Brain(url=url).names() == ["x"]
+    assert Brain(url=url).names() == [], "the store outlived its block"
+    assert drop_memory_store(url.removeprefix("memory://"))
+    assert not drop_memory_store(url.removeprefix("memory://"))
+
+
+def test_the_apps_dump_and_preallocation_leave_a_test_store_alone(
+    memory_url: str, shm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = Brain(path=shm_dir)
+    app["from the app"] = 1
+    app.dump(tmp_path / "dump")
+    monkeypatch.setenv("BRAIN_PERSIST", str(tmp_path / "dump"))
+    monkeypatch.setenv("BRAIN_URL", memory_url)
+    brain = Brain(preallocate="1M")
+    assert brain.names() == [] and brain.restored is None and brain.persist is None
+    # Asked for by name, the dump is restored into it.
+    assert Brain(persist=tmp_path / "dump").names() == ["from the app"]
+
+
 def test_a_memory_store_without_a_capacity_reports_its_usage(memory_url: str) -> None:
     brain = Brain(url=memory_url)
     usage = brain.store.usage()

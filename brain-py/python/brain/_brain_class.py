@@ -178,7 +178,8 @@ class Brain(MutableMapping[str, Any]):
         consistency: how a Redis store validates cached reads: ``"tracked"``
             (default; no round trip while the server's invalidation stream is
             connected) or ``"strict"`` (one round trip per read).
-        persist: a dump directory (default ``$BRAIN_PERSIST``): when the store
+        persist: a dump directory (default ``$BRAIN_PERSIST``, except for a
+            ``memory://`` store, a test's own): when the store
             holds no objects (after a reboot or a wiped ``/dev/shm``), it is
             restored from there before the Brain is returned (with progress
             shown in a notebook or on a terminal). A restore that a killed
@@ -191,6 +192,8 @@ class Brain(MutableMapping[str, Any]):
             object's memory goes back to it rather than to the system. It
             shows in ``brain stats`` as recycled (free for any write);
             ``brain gc`` (or ``Brain().store.gc()``) gives it back and ends it.
+            A ``memory://`` store keeps nothing allocated: there it does
+            nothing, so code that asks for it runs unchanged in a test.
 
     In a notebook a Brain shows as a table of its names; ``brain["`` completes names.
     """
@@ -266,12 +269,14 @@ class Brain(MutableMapping[str, Any]):
             if isinstance(preallocate, int) and not isinstance(preallocate, bool) and preallocate < 0:
                 raise ValueError(f"{call}: {expected}")
             reserve = 0 if preallocate == 0 else _capacity_bytes(preallocate, call, expected)
-            if reserve:
+            if reserve and not self._url.startswith("memory://"):
                 self._store.preallocate(reserve)
         self.url: str = self._store.url
         store_path = self._store.path
         self.path: str | None = os.fspath(store_path) if store_path is not None else None
-        persist = persist if persist is not None else os.environ.get("BRAIN_PERSIST") or None
+        # $BRAIN_PERSIST is the app's dump: a test's memory store starts empty.
+        if persist is None and not self._url.startswith("memory://"):
+            persist = os.environ.get("BRAIN_PERSIST") or None
         if mock is not None:
             persist = None
             weakref.finalize(self, _brain.drop_memory_store, mock)

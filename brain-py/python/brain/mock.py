@@ -11,12 +11,44 @@ brain gives such a Brain a store of its own in this process's memory (a
     brain = Brain(ClientClass=MockPlasmaClient)
     brain["this"] = "that"                     # in this Brain's memory store only
 
-New tests can say it directly: ``Brain(url="memory://NAME")``.
+New tests can say it directly: ``Brain(url="memory://NAME")``, or take a
+store that is dropped when the test ends::
+
+    from brain.mock import memory_store
+
+    def test_revenue(monkeypatch):
+        with memory_store() as url:
+            monkeypatch.setenv("BRAIN_URL", url)   # Brain() opens it
+            ...
 """
 
 from __future__ import annotations
 
-__all__ = ["MockPlasmaClient"]
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import _brain
+
+__all__ = ["MockPlasmaClient", "drop_memory_store", "memory_store"]
+
+
+def drop_memory_store(name: str) -> bool:
+    """Forgets the store ``memory://NAME``: its memory goes with the last
+    Brain on it, and the name opens a new, empty store. Whether there was one."""
+    return _brain.drop_memory_store(name)
+
+
+@contextmanager
+def memory_store(name: str | None = None) -> Iterator[str]:
+    """The URL of a ``memory://`` store of its own (a new name unless
+    ``name`` is given), dropped on leaving: a suite of many tests does not
+    keep every test's objects until the process exits."""
+    name = name if name is not None else f"test-{uuid.uuid4().hex}"
+    try:
+        yield f"memory://{name}"
+    finally:
+        _brain.drop_memory_store(name)
 
 
 class MockPlasmaClient:
