@@ -332,14 +332,16 @@ fn refuse_damaged(store: &dyn ObjectStore, ns: &str) -> Result<()> {
 
 /// The parent directory (`.` when none) and the final name of `path`.
 fn split_path(path: &Path) -> Result<(PathBuf, String)> {
+    let refuse = |reason: &str| Error::RefusedTarget {
+        path: path.to_owned(),
+        reason: reason.into(),
+    };
     let base = path
         .file_name()
-        .and_then(|n| n.to_str())
         .filter(|n| *n != "." && *n != "..")
-        .ok_or_else(|| Error::RefusedTarget {
-            path: path.to_owned(),
-            reason: "it has no final name (give a path like ./backup)".into(),
-        })?;
+        .ok_or_else(|| refuse("it has no final name (give a path like ./backup)"))?
+        .to_str()
+        .ok_or_else(|| refuse("its final name is not UTF-8 (give a name in UTF-8)"))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),

@@ -759,6 +759,11 @@ fn damaged_dumps_are_refused_and_the_store_is_unchanged() -> TestResult {
     let err = dump(&env.store, &foreign, &DumpOptions::new()).unwrap_err();
     assert!(matches!(err, Error::RefusedTarget { .. }), "{err}");
     assert_eq!(entries_in(&foreign), ["notes.txt"]);
+    // A final name that is not UTF-8 is said to be that.
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = foreign.with_file_name(std::ffi::OsStr::from_bytes(b"\xffd"));
+    let err = dump(&env.store, &not_utf8, &DumpOptions::new()).unwrap_err();
+    assert!(err.to_string().contains("is not UTF-8"), "{err}");
     assert_eq!(snapshot(&target), before);
     Ok(())
 }
