@@ -353,7 +353,12 @@ fn restore_refuses_damaged_dumps_and_full_stores(backend: Backend) -> TestResult
 
     // A store too small: exit 4, nothing written.
     let out = env.run("small", &["--capacity", "1M", "restore", dir_s]);
-    expect_failure(&out, 4, &["store is full", "nothing was restored"]);
+    let advised = format!("`brain --store {} capacity SIZE`", env.url("small"));
+    expect_failure(
+        &out,
+        4,
+        &["store is full", "nothing was restored", &advised],
+    );
     assert!(env.names("small").is_empty());
 
     // A damaged payload: exit 1, the file and object named.

@@ -136,7 +136,7 @@ pub enum Error {
     },
 
     /// The store has no room for what a restore would write. Nothing was written.
-    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore one namespace with --namespace")]
+    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (`brain rm`, `brain ns rm`), raise the capacity (`brain capacity SIZE`), or restore one namespace with --namespace")]
     StoreFull {
         /// The store (its directory or URL).
         store: brain_core::Location,
@@ -149,7 +149,7 @@ pub enum Error {
         /// The most the store can hold: its capacity, or what it uses plus
         /// what is free when only the filesystem or server limits it.
         capacity: u64,
-        /// Objects the restore would write.
+        /// Names the restore would write (a frame changed in place, with its parts, is one).
         objects: u64,
     },
 

@@ -242,7 +242,11 @@ fn restore_locked(
             capacity: usage
                 .capacity
                 .unwrap_or(usage.used.saturating_add(usage.free)),
-            objects: plan.len() as u64,
+            // Names as listings count them: a frame with its parts is one.
+            objects: plan
+                .iter()
+                .filter(|e| part_owner(&e.name).is_none())
+                .count() as u64,
         });
     }
 

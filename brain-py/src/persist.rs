@@ -46,8 +46,8 @@ fn python_text(err: &brain_persist::Error) -> String {
             format!("(brain.restore({}))", dump(path)),
         ),
         E::StoreFull { .. } => (
-            "; free space (brain rm, brain ns rm), raise the capacity (brain capacity), or restore \
-             one namespace with --namespace"
+            "; free space (`brain rm`, `brain ns rm`), raise the capacity (`brain capacity SIZE`), \
+             or restore one namespace with --namespace"
                 .to_owned(),
             "; free space (del brain[name], brain.remove_namespace(namespace)), raise the capacity \
              (brain.set_capacity(\"4G\")), or restore one namespace (brain.restore(path, namespace=...))"
