@@ -395,7 +395,8 @@ fn a_table_file_that_is_not_a_table_is_corrupt_and_the_store_opens_without_it() 
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("move the store's `small` directory out of it"),
+            .contains("move the store's `small` directory out of it")
+            && err.to_string().contains("run `brain fsck`"),
         "{err}"
     );
     // The way out the message gives: the store opens without the table's
@@ -404,5 +405,40 @@ fn a_table_file_that_is_not_a_table_is_corrupt_and_the_store_opens_without_it() 
     let store = Store::open(&root)?;
     assert_eq!(&*store.get("n", "big")?.unwrap(), &big[..]);
     assert!(store.get("n", "tiny")?.is_none());
+    // The count still holds the lost entries, until `fsck` counts again.
+    store.fsck(false)?;
+    assert_eq!(
+        store.usage()?.used,
+        stored_size("n", "big", "", big.len() as u64)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_frame_whose_manifest_is_damaged_is_deleted_and_replaced() -> TestResult {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let (dir, store) = store();
+    let store = Arc::new(store);
+    let ns = brain_core::Namespace::new(store.clone(), "n")?;
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
+    for name in ["deleted", "replaced"] {
+        ns.append_rows(name, &schema, std::slice::from_ref(&batch))?;
+        ns.append_rows(name, &schema, std::slice::from_ref(&batch))?;
+    }
+    // Every manifest (a small entry) damaged past its magic.
+    damage_every_copy(dir.path(), b"BRAINFRM", |bytes, at| bytes[at + 20] ^= 0x01)?;
+    let err = ns.get_record_batches("deleted").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // The way out the error gives works: the name goes, or takes a new table.
+    assert!(ns.delete("deleted")?);
+    assert!(store.get("n", "deleted")?.is_none());
+    ns.set_record_batches("replaced", &schema, std::slice::from_ref(&batch))?;
+    let (_, batches) = ns.get_record_batches("replaced")?.expect("replaced");
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
     Ok(())
 }

@@ -904,7 +904,16 @@ pub fn change_frame<S: ObjectStore + ?Sized>(
     metadata: Option<HashMap<String, String>>,
     description: Option<&str>,
 ) -> Result<ObjectMeta> {
-    let current = store.get_current(namespace, name)?;
+    let current = match store.get_current(namespace, name) {
+        // A replace needs nothing of a damaged object under the name (a
+        // manifest's parts are left to the sweep).
+        Err(Error::Corrupt { .. } | Error::UnsupportedVersion { .. })
+            if matches!(change, FrameChange::Replace { .. }) =>
+        {
+            None
+        }
+        other => other?,
+    };
     let old = match &current {
         Some(view) if view.meta().codec == Codec::FrameParts => match FrameManifest::decode(view) {
             Ok(manifest) => Some(manifest),
@@ -1344,10 +1353,14 @@ fn delete_table_with<S: ObjectStore + ?Sized>(
         }
     };
     // Under the lock: the version published last, whose parts go with it.
-    let manifest = store
-        .get_current(namespace, name)?
-        .filter(|view| view.meta().codec == Codec::FrameParts)
-        .and_then(|view| FrameManifest::decode(&view).ok());
+    let manifest = match store.get_current(namespace, name) {
+        Ok(view) => view
+            .filter(|view| view.meta().codec == Codec::FrameParts)
+            .and_then(|view| FrameManifest::decode(&view).ok()),
+        // A damaged manifest still goes; its parts are left to the sweep.
+        Err(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => None,
+        Err(err) => return Err(err),
+    };
     let existed = store.delete(namespace, name)?;
     for id in manifest.iter().flat_map(FrameManifest::referenced) {
         retire_part(store, namespace, name, id);

@@ -927,7 +927,8 @@ class Brain(MutableMapping[str, Any]):
         """Rewrites a frame changed in place as one piece (copying it once),
         so that it reads as fast as a frame written at once. False when the
         frame is stored whole already; ``BrainNameNotExistError`` when there
-        is no such name."""
+        is no such name, ``TypeError`` when it holds something other than a
+        table."""
         return _frames.compact(self.store, self.namespace, _check_name(name))
 
     def update(

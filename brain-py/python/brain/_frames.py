@@ -746,8 +746,9 @@ def compact(store: Any, namespace: str, name: str) -> bool:
             raise BrainNameNotExistError(
                 f"name {name!r} does not exist in namespace {namespace!r}; store a frame there first"
             )
-        # A frame in parts shows its writer's codec.
-        if meta["codec"] not in _codecs.LIBRARIES:
+        # A frame in parts shows its writer's codec; its manifest's own
+        # (frame-parts) when that cannot be read, which compact reports.
+        if meta["codec"] not in (*_codecs.LIBRARIES, "frame-parts"):
             raise _not_a_table(name, meta["codec"])
         return store.compact_frame(namespace, name) is not None
 
