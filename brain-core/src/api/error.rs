@@ -146,8 +146,9 @@ impl UnsafePathReason {
                  `chmod 700` it (brain makes the default store's directory 0700)"
             }
             UnsafePathReason::IsAUrl { .. } => {
-                "open a URL with brain::open (Python: Brain(url=...); the brain command: --store URL), \
-                 or write ./ before it for a directory of that name"
+                "open a URL with brain::open (Python: Brain(url=...); the brain command: --store URL; \
+                 the environment: BRAIN_URL, not BRAIN_PATH), or write ./ before it for a directory \
+                 of that name"
             }
             UnsafePathReason::Empty => "give the store's directory",
             _ => "remove it or choose another path with BRAIN_PATH or --store",
@@ -502,12 +503,15 @@ fn shown_duration(waited: &Duration) -> String {
 /// What to do about a corrupt file: an object's is deleted and written
 /// again; the store's control file (capacity and usage) is made again.
 fn corrupt_hint(location: &Location) -> &'static str {
-    let file = location.path().and_then(Path::file_name);
-    let control = file.is_some_and(|name| name == "brain.ctl");
-    let small_table = file.is_some_and(|name| name == "data.mdb");
+    let path = location.path();
+    let control = path
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == "brain.ctl");
+    let small_table = path.is_some_and(|path| path.ends_with("small/data.mdb"));
     if small_table {
-        "move the store's `small` directory out of it: the store then opens without the small objects it held \
-         (restore them from a dump with `brain restore DUMP --on-conflict skip`), or restore the whole store from a dump"
+        "move the store's `small` directory out of it: the store then opens without the small objects it held; \
+         run `brain fsck` to count what it holds then, and restore them from a dump with \
+         `brain restore DUMP --on-conflict skip` (or restore the whole store from a dump)"
     } else if control {
         "move it out of the store's directory: the next open makes a new one with no capacity (set it again with `brain capacity SIZE`), then run `brain fsck` to count what the store holds"
     } else {
@@ -626,21 +630,21 @@ fn on_a_server(location: &Location) -> bool {
     matches!(location, Location::Url(url) if url.starts_with("redis") || url.starts_with("valkey"))
 }
 
-/// Why a replace needs more room than the new object, when it does.
-/// The object a write names in an error: a part of a frame changed in
-/// place by its frame (the part's own name is internal), with why a
-/// change needs the room.
+/// The object a write names in an error: a part of a frame by its frame
+/// (the part's own name is internal), with what parts are.
 fn written_object(name: &str) -> String {
     match crate::api::frames::part_owner(name) {
         Some(frame) => format!(
-            "a new part of frame {frame:?} (a change writes the columns or rows it changes as a part; \
-             a frame's first change copies it whole into one, so it needs the room of a second copy, \
-             given back when the change is published)"
+            "a new part of frame {frame:?} (a frame of 64 MiB or more is written as a part, and a \
+             change of a frame writes what it changes as one; the first change of a frame stored \
+             whole copies it into a part, which needs room for a second copy until the change is \
+             published)"
         ),
         None => format!("{name:?}"),
     }
 }
 
+/// Why a replace needs more room than the new object, when it does.
 fn replace_hint(name: &str, replacing: u64, filesystem_full: bool, location: &Location) -> String {
     if replacing == 0 {
         return String::new();

@@ -279,7 +279,7 @@ fn object_files_under(ns_root: &Path) -> std::io::Result<Vec<(u128, ObjectKey)>>
 
 fn table_error(dir: &Path, action: &'static str, err: LmdbError) -> Error {
     match err {
-        LmdbError::Lmdb(code, _) if crate::sys::lmdb::is_damage(code) => Error::corrupt(
+        LmdbError::Lmdb(code, _) if crate::sys::lmdb::is_damage(dir, code) => Error::corrupt(
             dir.join(DATA_FILE),
             format!("the small-object table, at its {action}: {err}"),
         ),

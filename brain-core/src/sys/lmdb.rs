@@ -30,7 +30,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,13 +83,29 @@ impl From<io::Error> for LmdbError {
     }
 }
 
-/// Whether `code` says the data file is damaged (not a table, a page
-/// missing or malformed), as opposed to a failure of the moment.
-pub(crate) fn is_damage(code: i32) -> bool {
-    matches!(
-        code,
-        ffi::MDB_INVALID | ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND | ffi::MDB_VERSION_MISMATCH
-    )
+/// Whether `code`, returned for the environment in `dir`, says its data
+/// file is damaged (a page missing or malformed, or neither meta page a
+/// table's), as opposed to a failure of the moment or another LMDB's files
+/// (`MDB_VERSION_MISMATCH`; `MDB_INVALID` for a lock file).
+pub(crate) fn is_damage(dir: &Path, code: i32) -> bool {
+    match code {
+        ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND => true,
+        ffi::MDB_INVALID => !meta_magic_in(&dir.join("data.mdb")),
+        _ => false,
+    }
+}
+
+/// Whether either meta page of the data file at `path` starts with LMDB's
+/// magic (after its 16-byte page header).
+fn meta_magic_in(path: &Path) -> bool {
+    const MDB_MAGIC: u32 = 0xBEEF_C0DE;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    [0, page_size() as u64].iter().any(|page| {
+        let mut magic = [0u8; 4];
+        file.read_exact_at(&mut magic, page + 16).is_ok() && u32::from_ne_bytes(magic) == MDB_MAGIC
+    })
 }
 
 fn check(code: i32) -> Result<(), LmdbError> {
