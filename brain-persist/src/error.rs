@@ -136,7 +136,7 @@ pub enum Error {
     },
 
     /// The store has no room for what a restore would write. Nothing was written.
-    #[error("store is full: restoring {objects} object(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (`brain rm`, `brain ns rm`), raise the capacity (`brain capacity SIZE`), or restore one namespace with --namespace")]
+    #[error("store is full: restoring {objects} name(s) needs {needed} bytes, but only {free} bytes are free in {store}; nothing was restored; free space (`brain rm`, `brain ns rm`), raise the capacity (`brain capacity SIZE`), or restore one namespace with --namespace")]
     StoreFull {
         /// The store (its directory or URL).
         store: brain_core::Location,

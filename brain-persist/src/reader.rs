@@ -153,7 +153,9 @@ const LISTED_MANIFEST_MOST: u64 = 16 << 20;
 
 /// Reads what the dump at `path` holds: its manifest and its index, both
 /// checked (the index file by file against the manifest's checksums, then
-/// entry by entry). Payloads are not read; see [`verify_dump`].
+/// entry by entry). Payloads are not read, but for a frame changed in
+/// place its manifest's, for the codec its writer gave it
+/// ([`DumpEntry::frame_codec`]); see [`verify_dump`].
 ///
 /// # Errors
 /// [`Error::DumpNotFound`], [`Error::NotADump`], [`Error::MissingManifest`],

@@ -624,7 +624,7 @@ def test_a_change_refused_as_full_names_the_frame_and_keeps_it(tmp_path: Path) -
     with pytest.raises(BrainStoreFullError) as info:
         brain.assign("big", z=np.ones(200_000))
     message = str(info.value)
-    assert 'a new part of frame "big"' in message and "first change copies it whole" in message, message
+    assert 'a new part of frame "big"' in message and "first change of a frame stored whole" in message, message
     assert "brain-part" not in message, message
     pd.testing.assert_frame_equal(brain["big"], frame)
     assert brain.used() == used, "the refused change left a part behind"

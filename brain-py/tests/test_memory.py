@@ -173,6 +173,12 @@ def test_a_bad_url_is_a_store_url_error(url: str, tmp_path: Path, monkeypatch: p
     assert "memory://NAME" in message and "shm://PATH" in message and "redis://" in message
     assert url in message
     assert not list(tmp_path.iterdir()), "no directory was made for it"
+    if url:
+        # From the environment, it is said to be: the caller gave none.
+        monkeypatch.setenv("BRAIN_URL", url)
+        with pytest.raises(BrainStoreUrlError, match=r"this is \$BRAIN_URL: fix or unset it"):
+            Brain()
+        assert not list(tmp_path.iterdir())
 
 
 def test_a_url_given_as_a_cache_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

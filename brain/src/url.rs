@@ -70,7 +70,10 @@ impl StoreUrl {
         };
         match scheme.to_ascii_lowercase().as_str() {
             "shm" if rest.is_empty() => Ok(StoreUrl::Shm(None)),
-            "shm" => Ok(StoreUrl::shm(rest)),
+            // Written out as shm://, a path is a path, whatever it looks like.
+            "shm" => Ok(StoreUrl::Shm(Some(
+                std::path::absolute(rest).unwrap_or_else(|_| rest.into()),
+            ))),
             "memory" | "mem" => Ok(StoreUrl::Memory(rest.to_owned())),
             other if brain_redis::RedisConfig::is_redis_scheme(other) => {
                 brain_redis::RedisConfig::parse(url)?;
@@ -123,7 +126,14 @@ impl fmt::Display for StoreUrl {
 /// [`Error::InvalidUrl`] when `$BRAIN_URL` holds one.
 pub fn default_url() -> Result<StoreUrl> {
     match std::env::var("BRAIN_URL") {
-        Ok(url) if !url.is_empty() => StoreUrl::parse(&url),
+        // Said to come from the environment: the caller gave no URL.
+        Ok(url) if !url.is_empty() => StoreUrl::parse(&url).map_err(|err| match err {
+            Error::InvalidUrl { url, reason } => Error::InvalidUrl {
+                url,
+                reason: format!("{reason} (this is $BRAIN_URL: fix or unset it)"),
+            },
+            other => other,
+        }),
         _ => Ok(StoreUrl::Shm(None)),
     }
 }

@@ -69,7 +69,7 @@ pub fn run(
         return put_pickle(&destination, reader, &label).with_context(context);
     }
     if codec.is_arrow() {
-        return put_arrow(&destination, reader, &label, codec).with_context(context);
+        return put_arrow(&destination, reader, len, &label, codec).with_context(context);
     }
     let mut writer = store
         .writer(namespace, name, codec, description, len)
@@ -85,10 +85,12 @@ pub fn run(
 fn put_arrow(
     destination: &Destination<'_>,
     reader: &mut dyn Read,
+    len: Option<u64>,
     label: &str,
     codec: Codec,
 ) -> anyhow::Result<()> {
-    let mut bytes = Vec::new();
+    // A regular file's length: no doubling of the buffer as it fills.
+    let mut bytes = Vec::with_capacity(len.map_or(0, |len| len as usize));
     reader
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {label}"))?;

@@ -211,12 +211,20 @@ impl StoreBuilder {
     ///
     /// # Errors
     /// [`Error::UnsafePath`] when the directory is a symlink, not a directory,
-    /// owned by another user or writable by others; [`Error::PermissionDenied`]
+    /// owned by another user or writable by others, or the path (given, or
+    /// `$BRAIN_PATH`) is empty or a store URL; [`Error::PermissionDenied`]
     /// or [`Error::Io`] when it cannot be created or read; [`Error::Corrupt`]
-    /// when its control file is damaged.
+    /// when its control file or its small-object table is damaged.
     pub fn open(self) -> Result<Store> {
-        if let Some(path) = &self.path {
-            dirs::refuse_non_path(path)?;
+        // A path given, or $BRAIN_PATH's (where a URL meant for $BRAIN_URL
+        // is the likely mistake).
+        match &self.path {
+            Some(path) => dirs::refuse_non_path(path)?,
+            None => {
+                if let Some(path) = std::env::var_os("BRAIN_PATH").filter(|p| !p.is_empty()) {
+                    dirs::refuse_non_path(Path::new(&path))?;
+                }
+            }
         }
         let root = self.path.clone().unwrap_or_else(default_store_path);
         // A relative path is the store in the directory of the moment: kept

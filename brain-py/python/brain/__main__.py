@@ -3,4 +3,5 @@ scripts directory is not on ``PATH``."""
 
 from ._cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -202,8 +202,9 @@ class BrainIOError(BrainError, OSError):
 
 class BrainUnsupportedOperationError(BrainError, NotImplementedError):
     """The store cannot do this: the operation belongs to another kind of store
-    (``fsck()`` or ``preallocate`` of a ``memory://`` store, say; its ``gc()``
-    collects only the parts of frames changed in place). The message says why."""
+    (``fsck()`` or ``store.preallocate()`` of a ``memory://`` store, say; its
+    ``gc()`` collects only the parts of frames changed in place, and
+    ``Brain(preallocate=...)`` does nothing there). The message says why."""
 
 
 class BrainStoreUrlError(BrainError, ValueError):
