@@ -397,7 +397,15 @@ def test_a_store_path_of_home_is_expanded_and_a_url_or_nothing_is_refused(
     for path, why in (("", "the path is empty"), ("memory://x", "it is a memory:// URL")):
         with pytest.raises(BrainStorePathError, match=why):
             Brain(path=path)
+    # A URL set where a path goes, in the environment, is refused too.
+    monkeypatch.delenv("BRAIN_URL", raising=False)
+    monkeypatch.setenv("BRAIN_PATH", "redis://127.0.0.1:1")
+    with pytest.raises(BrainStorePathError, match="BRAIN_URL, not BRAIN_PATH"):
+        Brain()
     assert list(tmp_path.iterdir()) == [], "a directory was made in the working directory"
+    # Written out as shm://, a path is a path, whatever it looks like.
+    Brain(url="shm://memory://x")["y"] = 1
+    assert (tmp_path / "memory:" / "x").is_dir()
 
 
 def test_clear_deletes_values_this_process_cannot_read(brain: Brain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
