@@ -22,6 +22,7 @@ fn class_name(err: &brain_persist::Error) -> &'static str {
         E::StoreFull { .. } => "BrainStoreFullError",
         E::NamespaceNotInDump { .. } => "BrainNamespaceNotExistError",
         bad if bad.is_bad_dump() => "BrainCorruptDumpError",
+        E::Io { .. } => "BrainDumpIOError",
         _ => "BrainDumpError",
     }
 }
@@ -135,8 +136,13 @@ fn to_py(err: brain_persist::Error) -> PyErr {
 }
 
 /// The attributes a brain-persist error gives its exception: those of a
-/// `BrainStoreFullError` the store raises, for a restore that found no room.
+/// `BrainStoreFullError` the store raises, for a restore that found no room;
+/// an `OSError`'s `errno` and `filename`, for a filesystem's failure.
 fn set_attributes(exc: &Bound<'_, PyAny>, err: &brain_persist::Error) -> PyResult<()> {
+    if let brain_persist::Error::Io { path, source, .. } = err {
+        exc.setattr("errno", source.raw_os_error())?;
+        exc.setattr("filename", path.as_os_str())?;
+    }
     if let brain_persist::Error::StoreFull {
         store,
         needed,

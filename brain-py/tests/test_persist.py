@@ -21,6 +21,7 @@ from brain.exceptions import (
     BrainCorruptDumpError,
     BrainDumpConflictError,
     BrainDumpError,
+    BrainDumpIOError,
     BrainDumpNotFoundError,
     BrainStoreFullError,
 )
@@ -103,6 +104,18 @@ def test_a_dump_leaves_a_hosts_redis_cache_out(brain: Brain, tmp_path: Path) -> 
     assert report["cache_namespaces_left_out"] == [cache.namespace]
     report = cache.dump(tmp_path / "cache", namespace=cache.namespace)
     assert report["objects"] == 1 and report["cache_namespaces_left_out"] == []
+
+
+def test_a_dump_the_filesystem_refuses_is_an_os_error(brain: Brain, tmp_path: Path) -> None:
+    import errno
+
+    brain["x"] = 1
+    (tmp_path / "a file").write_text("not a directory")
+    with pytest.raises(BrainDumpIOError) as info:
+        brain.dump(tmp_path / "a file" / "dump")
+    assert isinstance(info.value, OSError) and isinstance(info.value, BrainDumpError)
+    assert info.value.errno == errno.ENOTDIR
+    assert info.value.filename == str(tmp_path / "a file" / "dump")
 
 
 def test_restore_refuses_conflicts_corruption_and_missing_dumps(brain: Brain, tmp_path: Path, new_store) -> None:

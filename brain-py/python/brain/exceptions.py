@@ -47,6 +47,7 @@ __all__ = [
     "BrainRemoveOldNameValueError",
     "BrainUpdateNameError",
     "BrainDumpError",
+    "BrainDumpIOError",
     "BrainDumpNotFoundError",
     "BrainCorruptDumpError",
     "BrainDumpVersionError",
@@ -244,6 +245,12 @@ class BrainUpdateNameError(BrainError):
 
 class BrainDumpError(BrainError):
     """A dump could not be written or restored."""
+
+
+class BrainDumpIOError(BrainDumpError, OSError):
+    """The filesystem of a dump failed a dump or restore (read-only, full,
+    permission denied, a mount point in the way): its ``errno`` and
+    ``filename`` say which."""
 
 
 class BrainDumpNotFoundError(BrainDumpError, FileNotFoundError):
