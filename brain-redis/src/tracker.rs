@@ -94,7 +94,15 @@ struct Hub {
     process: u64,
     /// Lock order: `members`, then a member tracker's `state`.
     members: Mutex<Members>,
+    /// When each live tracking connection last brought its heartbeat back
+    /// (`None` while none is up). Reads consult it themselves: the thread
+    /// that sends the heartbeats may be stuck for a whole I/O timeout on a
+    /// server or path gone silent, and copies must not stay trusted that long.
+    heard: Mutex<Option<Heard>>,
 }
+
+/// Per tracking connection, when its heartbeat last came back.
+type Heard = Arc<Vec<Mutex<Instant>>>;
 
 #[derive(Default)]
 struct Members {
@@ -135,6 +143,7 @@ impl Hub {
             identity,
             process,
             members: Mutex::new(Members::default()),
+            heard: Mutex::new(None),
         });
         hubs.push(Arc::downgrade(&hub));
         hub
@@ -187,6 +196,14 @@ impl Hub {
             .iter()
             .filter_map(Weak::upgrade)
             .collect()
+    }
+
+    /// Whether every tracking connection brought a heartbeat back within
+    /// [`SILENCE`]: what a read must see before it trusts a copy.
+    fn heard_lately(&self) -> bool {
+        lock(&self.heard)
+            .as_ref()
+            .is_some_and(|heard| heard.iter().all(|at| lock(at).elapsed() <= SILENCE))
     }
 
     /// Records the connections' health and tells every member, under the
@@ -252,9 +269,13 @@ impl Tracker {
         Some(lock(&self.state).epoch)
     }
 
-    /// A view of `key` that needs no round trip, if tracking vouches for it.
+    /// A view of `key` that needs no round trip, if tracking vouches for it
+    /// (and was heard from lately: see [`Hub::heard`]).
     pub(crate) fn bound(&self, inner: &Arc<Inner>, key: ObjectKey) -> Option<(ObjectView, String)> {
         self.ensure(inner);
+        if !self.heard_lately() {
+            return None;
+        }
         let state = lock(&self.state);
         if !state.healthy {
             return None;
@@ -366,9 +387,16 @@ impl Tracker {
         state.waiting -= 1;
     }
 
-    /// Whether the tracking connections are up (for tests and figures).
+    /// Whether the tracking connections are up and heard from lately (for
+    /// tests and figures).
     pub(crate) fn healthy(&self) -> bool {
-        lock(&self.state).healthy
+        lock(&self.state).healthy && self.heard_lately()
+    }
+
+    fn heard_lately(&self) -> bool {
+        lock(&self.hub)
+            .as_ref()
+            .is_some_and(|hub| hub.heard_lately())
     }
 
     fn subscribe(&self, inner: &Arc<Inner>) -> Arc<WatchQueue> {
@@ -494,7 +522,7 @@ struct Readers {
     channels: Vec<String>,
     nodes: Vec<String>,
     /// When each connection's heartbeat last came back.
-    seen: Arc<Vec<Mutex<Instant>>>,
+    seen: Heard,
 }
 
 impl Drop for Readers {
@@ -629,6 +657,7 @@ fn run(hub: Weak<Hub>, process: u64) {
         drop(lost);
         backoff = Duration::from_millis(50);
         let Some(shared) = hub.upgrade() else { return };
+        *lock(&shared.heard) = Some(readers.seen.clone());
         shared.set_health(true);
         drop(shared);
         let mut last_topology = Instant::now();
@@ -665,6 +694,7 @@ fn run(hub: Weak<Hub>, process: u64) {
         let _ = fault;
         drop(readers);
         let Some(shared) = hub.upgrade() else { return };
+        *lock(&shared.heard) = None;
         shared.set_health(false);
         for member in shared.handles() {
             member.pool.clear();

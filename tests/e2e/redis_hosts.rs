@@ -1337,6 +1337,58 @@ fn a_chunk_changed_on_the_server_is_reported_never_returned() -> Result<()> {
     Ok(())
 }
 
+/// A server gone silent (paused, or behind a network path that holds
+/// everything) leaves no copy trusted past the heartbeat's limit: its
+/// heartbeats stop coming back, and a read then asks the server, though the
+/// thread that sends them waits on it for a whole I/O timeout.
+#[test]
+fn a_silent_server_leaves_no_copy_trusted_past_the_heartbeats_limit() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let (a, b) = (HostDir::new()?, HostDir::new()?);
+    let writer = open(&url, &a)?;
+    let reader = RedisStore::open(
+        &url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Path(b.cache()),
+            ..Default::default()
+        },
+    )?;
+    writer.put("ns", "x", &Payload::bytes(&make_value(1, 1 << 20)))?;
+    reader.get("ns", "x")?;
+    wait_tracking(&reader)?;
+    reader.get("ns", "x")?;
+    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    ensure!(
+        calls(&server, "hgetall")? == 0,
+        "a warm read asked the server"
+    );
+    // Every client's commands wait for 6 s: heartbeats too.
+    let paused = Instant::now();
+    let _: () = server.cmd(&["CLIENT", "PAUSE", "6000", "ALL"])?;
+    // Heard from lately: the copy is still served, without the server.
+    let started = Instant::now();
+    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    ensure!(
+        started.elapsed() < Duration::from_millis(500),
+        "a warm read waited for the server"
+    );
+    // Past the limit (3 s), a read asks the server: it waits out the pause.
+    thread::sleep((paused + Duration::from_secs(4)).saturating_duration_since(Instant::now()));
+    let started = Instant::now();
+    let view = reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?;
+    ensure!(
+        started.elapsed() >= Duration::from_secs(1),
+        "4 s into the server's silence, a read was answered from its copy in {:?}",
+        started.elapsed()
+    );
+    ensure!(check_value(&view) == Ok(1));
+    // Heard from again, warm reads need no server.
+    wait_tracking(&reader)?;
+    Ok(())
+}
+
 /// The ids of the server's tracking connections (flag `t` in `CLIENT LIST`).
 fn tracking_clients(server: &RedisServer) -> Result<Vec<String>> {
     let list: String = server.cmd(&["CLIENT", "LIST"])?;
