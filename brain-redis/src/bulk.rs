@@ -14,11 +14,12 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::config::RedisConfig;
-use crate::conn::{encode, forget_if_forked, lock, CONNECT_TIMEOUT, IO_TIMEOUT};
+use crate::conn::{encode, forget_if_forked, lock, CONNECT_TIMEOUT};
 
 /// Bytes read ahead for reply headers (a chunk's bytes bypass it).
 const HEADER_BUFFER: usize = 16 << 10;
@@ -33,6 +34,7 @@ struct Target {
     user: Option<String>,
     password: Option<String>,
     db: i64,
+    io_timeout: Duration,
 }
 
 /// Idle bulk connections of this process (a forked child starts its own,
@@ -51,6 +53,7 @@ impl BulkPool {
             user: config.user.clone(),
             password: config.password.clone(),
             db: config.db,
+            io_timeout: config.io_timeout,
         });
         BulkPool {
             target,
@@ -137,8 +140,8 @@ impl BulkConn {
             }
         };
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(target.io_timeout))?;
+        stream.set_write_timeout(Some(target.io_timeout))?;
         let mut conn = BulkConn {
             stream,
             buffer: vec![0u8; HEADER_BUFFER].into_boxed_slice(),

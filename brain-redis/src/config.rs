@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Options: `chunk_size=BYTES`, `consistency=tracked|strict`,
-//! `lock_ttl=SECONDS`, `prefix=TEXT`, `ca=PATH` (a PEM file of the
+//! `lock_ttl=SECONDS`, `timeout=SECONDS` (how long a call waits for a
+//! server's reply, 60 by default), `prefix=TEXT`, `ca=PATH` (a PEM file of the
 //! certificate authority for TLS), `insecure=1` (TLS without checking the
 //! server's certificate; tests only).
 
@@ -28,6 +29,10 @@ use brain_core::{Error, Result};
 pub const DEFAULT_CHUNK_SIZE: usize = (1 << 20) - 4096;
 /// How long a lock lives unless its holder renews it.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+/// How long one reply may take unless the URL says (`timeout=`). Chunks are
+/// at most a few MiB, so a reply this late means the server or the network
+/// is gone.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a cached read is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,6 +68,9 @@ pub struct RedisConfig {
     pub consistency: Consistency,
     /// How long a lock lives without renewal.
     pub lock_ttl: Duration,
+    /// How long a call waits for a server's reply before it fails
+    /// (`timeout=`; [`DEFAULT_IO_TIMEOUT`] unless given).
+    pub io_timeout: Duration,
     /// The prefix of every key brain makes (default `brain`).
     pub prefix: String,
     /// A PEM file of the certificate authority that signed the servers'
@@ -293,6 +301,7 @@ impl RedisConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             consistency: Consistency::Tracked,
             lock_ttl: DEFAULT_LOCK_TTL,
+            io_timeout: DEFAULT_IO_TIMEOUT,
             prefix: "brain".to_owned(),
             ca: None,
             insecure: false,
@@ -341,11 +350,21 @@ impl RedisConfig {
                 }
                 "ca" => config.ca = Some(PathBuf::from(value)),
                 "insecure" => config.insecure = matches!(value.as_str(), "1" | "true" | "yes"),
-                "protocol" | "db" | "timeout" => {}
+                "timeout" => {
+                    let secs: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s >= 0.1 && *s <= 3600.0)
+                        .ok_or_else(|| {
+                            invalid(url, format!("timeout={value} is not a number of seconds from 0.1 to 3600"))
+                        })?;
+                    config.io_timeout = Duration::from_secs_f64(secs);
+                }
+                "protocol" | "db" => {}
                 other => {
                     return Err(invalid(
                         url,
-                        format!("{other:?} is not an option brain knows (chunk_size, consistency, lock_ttl, prefix, ca, insecure)"),
+                        format!("{other:?} is not an option brain knows (chunk_size, consistency, lock_ttl, timeout, prefix, ca, insecure)"),
                     ))
                 }
             }
@@ -435,6 +454,9 @@ mod tests {
             (2, 65536, false, false)
         );
         assert_eq!(c.to_string(), "redis://alice:***@127.0.0.1:7000/2");
+        assert_eq!(c.io_timeout, DEFAULT_IO_TIMEOUT);
+        let timed = RedisConfig::parse("redis://h:1?timeout=2.5").unwrap();
+        assert_eq!(timed.io_timeout, Duration::from_millis(2500));
         assert!(!format!("{c:?}").contains("s3cr"));
         assert!(c.node_url("127.0.0.1:7000").contains("s3cr%40t"));
 
@@ -462,6 +484,8 @@ mod tests {
             ("redis://u:pw@[::1", "does not close"),
             ("redis://u:pw@[::1]x", "follows the address"),
             ("redis://u:pw@h:0", "port 0"),
+            ("redis://u:pw@h:1?timeout=0", "timeout=0"),
+            ("redis://u:pw@h:1?timeout=x", "seconds from 0.1"),
             ("redis+cluster://u:pw@h:1/3", "only database 0"),
             ("redis://u:pw@h:1?bogus=1", "bogus"),
             ("redis://u:pw@h:1?chunk_size=5", "chunk_size"),

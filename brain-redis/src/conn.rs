@@ -15,9 +15,6 @@ use crate::config::RedisConfig;
 
 /// How long to wait for a server to accept a connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one reply may take. Chunks are at most a few MiB, so a reply
-/// this late means the server or the network is gone.
-pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking thread must not take the store down with it; every update
@@ -83,7 +80,7 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         // not ended, and says nothing.
         "; the server did not answer the TLS handshake in time: does it serve TLS on that port? (a server without TLS is opened with redis://)"
     } else if err.is_timeout() {
-        "; the server did not answer in time: is it overloaded, or paused?"
+        "; the server did not answer in time (a call waits the URL's timeout= seconds, 60 unless given): is it overloaded, paused, or cut off?"
     } else if (err.is_connection_dropped() || err.is_io_error())
         && !err.is_connection_refusal()
         && matches!(
@@ -267,7 +264,8 @@ pub(crate) fn keys_matching<T: redis::FromRedisValue>(
 /// How to make connections: the one server's client, or the cluster's.
 #[derive(Clone)]
 pub(crate) enum Connector {
-    Single(Client),
+    /// A server, with the time a reply may take.
+    Single(Client, Duration),
     Cluster(ClusterClient),
 }
 
@@ -293,7 +291,7 @@ impl Connector {
             // `Pool::run` waits longer between its own runs.
             let mut builder = ClusterClient::builder(urls)
                 .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(IO_TIMEOUT)
+                .response_timeout(config.io_timeout)
                 .retries(4)
                 .min_retry_wait(10)
                 .max_retry_wait(200)
@@ -309,16 +307,16 @@ impl Connector {
                 Some(certs) => Client::build_with_tls(url, certs)?,
                 None => Client::open(url)?,
             };
-            Ok(Connector::Single(client))
+            Ok(Connector::Single(client, config.io_timeout))
         }
     }
 
     pub(crate) fn connect(&self) -> std::result::Result<Conn, RedisError> {
         match self {
-            Connector::Single(client) => {
+            Connector::Single(client, io_timeout) => {
                 let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-                conn.set_read_timeout(Some(IO_TIMEOUT))?;
-                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                conn.set_read_timeout(Some(*io_timeout))?;
+                conn.set_write_timeout(Some(*io_timeout))?;
                 Ok(Conn::Single(conn))
             }
             Connector::Cluster(client) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
@@ -344,8 +342,8 @@ impl Connector {
             None => Client::open(url)?,
         };
         let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        conn.set_read_timeout(Some(config.io_timeout))?;
+        conn.set_write_timeout(Some(config.io_timeout))?;
         Ok(conn)
     }
 }

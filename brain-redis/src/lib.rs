@@ -62,7 +62,9 @@ mod store;
 mod tracker;
 
 pub use cache::{default_cache_path, CACHE_NAMESPACE_PREFIX};
-pub use config::{redact, Consistency, RedisConfig, DEFAULT_CHUNK_SIZE, DEFAULT_LOCK_TTL};
+pub use config::{
+    redact, Consistency, RedisConfig, DEFAULT_CHUNK_SIZE, DEFAULT_IO_TIMEOUT, DEFAULT_LOCK_TTL,
+};
 pub use store::{CacheSetting, ExpectVersion, RedisOptions, RedisStore, INLINE_MAX};
 
 impl RedisStore {

@@ -122,6 +122,7 @@ fn tracking_identity(config: &RedisConfig) -> RedisConfig {
     identity.chunk_size = 0;
     identity.consistency = crate::config::Consistency::Strict;
     identity.lock_ttl = Duration::ZERO;
+    identity.io_timeout = Duration::ZERO;
     identity
 }
 

@@ -1389,6 +1389,38 @@ fn a_silent_server_leaves_no_copy_trusted_past_the_heartbeats_limit() -> Result<
     Ok(())
 }
 
+/// A call waits for a silent server as long as the URL's `timeout=` says,
+/// then fails saying so; the store works again once the server answers.
+#[test]
+fn a_call_waits_for_a_silent_server_as_long_as_the_urls_timeout() -> Result<()> {
+    let server = RedisServer::start()?;
+    let url = format!("{}&consistency=strict&timeout=1", fresh(&server.url()));
+    let store = uncached(&url)?;
+    store.put("ns", "x", &Payload::bytes(b"before"))?;
+    let _: () = server.cmd(&["CLIENT", "PAUSE", "4000", "ALL"])?;
+    let started = Instant::now();
+    let err = store.get("ns", "x").map(drop).unwrap_err();
+    let waited = started.elapsed();
+    ensure!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(3500),
+        "waited {waited:?} for a timeout of 1 s: {err}"
+    );
+    ensure!(err.to_string().contains("did not answer in time"), "{err}");
+    // The pause over, the same store answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.get("ns", "x") {
+            Ok(Some(view)) if view.bytes() == b"before" => break,
+            other => ensure!(
+                Instant::now() < deadline,
+                "no answer 10 s after the pause: {other:?}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// The ids of the server's tracking connections (flag `t` in `CLIENT LIST`).
 fn tracking_clients(server: &RedisServer) -> Result<Vec<String>> {
     let list: String = server.cmd(&["CLIENT", "LIST"])?;
