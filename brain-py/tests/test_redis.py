@@ -22,7 +22,13 @@ import pyarrow as pa
 import pytest
 
 from brain import Brain
-from brain.exceptions import BrainIOError, BrainNameNotExistError, BrainPermissionError, BrainStorePathError
+from brain.exceptions import (
+    BrainIOError,
+    BrainNameNotExistError,
+    BrainPermissionError,
+    BrainStorePathError,
+    BrainStoreUrlError,
+)
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
@@ -393,10 +399,16 @@ def test_a_cache_directory_refused_names_the_cache_option(redis_url: str, tmp_pa
     assert "as this host's cache of a Redis store" in message and "Brain(url=..., cache=PATH)" in message, message
     assert "BRAIN_PATH" not in message
     assert caught.value.path == not_a_directory  # type: ignore[attr-defined]
+    # One this user may not write in (sysfs refuses even root) likewise.
+    with pytest.raises(BrainStorePathError) as caught:
+        Brain(url=redis_url, cache="/sys/brain-cache")
+    message = str(caught.value)
+    assert "may not create the store's files in it" in message and "cache=PATH" in message, message
+    assert "BRAIN_PATH" not in message
 
 
 def test_a_database_number_past_the_servers_says_so(redis_server: Any) -> None:
-    with pytest.raises(BrainIOError, match=r"database number \(redis://HOST:PORT/N\) is past the server's `databases`"):
+    with pytest.raises(BrainStoreUrlError, match=r"database number \(redis://HOST:PORT/N\) is past the server's `databases`"):
         Brain(url=f"redis://127.0.0.1:{redis_server.port}/99", cache=False)
 
 

@@ -127,6 +127,13 @@ impl HostCache {
         // The advice for a refused directory is the cache's option, not the store's.
         let store = builder.open().map_err(|err| match err {
             Error::UnsafePath { path, reason } => Error::UnsafeCachePath { path, reason },
+            Error::PermissionDenied {
+                location: brain_core::Location::Path(path),
+                ..
+            } => Error::UnsafeCachePath {
+                path,
+                reason: brain_core::UnsafePathReason::NotWritable,
+            },
             other => other,
         })?;
         Ok(HostCache {

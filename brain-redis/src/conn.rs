@@ -43,6 +43,13 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
             location: location.clone(),
         };
     }
+    // The URL's database number past the server's: the URL is what to fix.
+    if text.contains("DB index is out of range") {
+        return Error::InvalidUrl {
+            url: location.to_string(),
+            reason: "its database number (redis://HOST:PORT/N) is past the server's `databases` setting (16 unless set): give a smaller one, or leave it out for database 0".into(),
+        };
+    }
     // Only at the open: later, redis-rs reports a reply of an unexpected
     // type (a key that is not UTF-8, say) as a parse error too.
     if kind == redis::ErrorKind::Parse && op == "open" {
@@ -95,8 +102,6 @@ pub(crate) fn redis_error(op: &'static str, location: &Location, err: &RedisErro
         "; is the server running and reachable? open the store again once it is"
     } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
         "; is the server running and reachable? brain reconnects on the next call"
-    } else if text.contains("DB index is out of range") {
-        "; the URL's database number (redis://HOST:PORT/N) is past the server's `databases` setting (16 unless set): give a smaller one, or leave it out for database 0"
     } else if is_loading(err) {
         "; the server is loading its data after a restart: try again in a moment"
     } else if is_out_of_memory(err) {

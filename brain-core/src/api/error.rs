@@ -130,6 +130,9 @@ pub enum UnsafePathReason {
     },
     /// It is empty, or only spaces.
     Empty,
+    /// This user may not create what a store needs in it (its mode, or a
+    /// read-only filesystem).
+    NotWritable,
 }
 
 impl UnsafePathReason {
@@ -177,6 +180,9 @@ impl std::fmt::Display for UnsafePathReason {
                 write!(f, "it is a {scheme}:// URL, not a directory")
             }
             UnsafePathReason::Empty => f.write_str("the path is empty"),
+            UnsafePathReason::NotWritable => {
+                f.write_str("this user may not create the store's files in it")
+            }
         }
     }
 }
