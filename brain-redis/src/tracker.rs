@@ -847,14 +847,45 @@ impl WatchEvents for RedisWatcher {
             self.store.inner.tracker.epoch(&self.store.inner);
             match note {
                 None => return Ok(None),
-                Some(Note::Key(key)) => self.resolve(key)?,
+                Some(Note::Key(key)) => {
+                    if let Err(err) = self.resolve(key) {
+                        self.ride_out(err, Note::Key(key), deadline)?;
+                    }
+                }
                 Some(Note::Resync) => {
                     // Coalesce: one rescan answers every note queued so far.
                     lock(&self.queue.notes).retain(|n| !matches!(n, Note::Resync));
-                    self.resync()?
+                    if let Err(err) = self.resync() {
+                        self.ride_out(err, Note::Resync, deadline)?;
+                    }
                 }
             }
         }
+    }
+}
+
+impl RedisWatcher {
+    /// A server away (a restart, a failover) is waited out, as `wait_for`
+    /// waits it out: `note` is kept, to look at again in a moment (or by
+    /// the next call, when the server is still away at the deadline and
+    /// that is returned). Another error is returned at once.
+    fn ride_out(
+        &self,
+        err: brain_core::Error,
+        note: Note,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        const AGAIN: Duration = Duration::from_millis(200);
+        if !err.is_server_away() {
+            return Err(err);
+        }
+        lock(&self.queue.notes).push_front(note);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            return Err(err);
+        }
+        thread::sleep(left.map_or(AGAIN, |left| left.min(AGAIN)));
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use brain::{CacheSetting, Error, ObjectStore, OpenOptions, Payload, RedisStore};
+use brain::{CacheSetting, Error, ObjectStore, OpenOptions, Payload, RedisStore, WatchEvent};
 use brain_tests::redis_server::{HostDir, RedisCluster, RedisServer};
 use brain_tests::{check_value, exit, make_value};
 
@@ -1267,6 +1267,61 @@ fn a_wait_rides_out_a_server_restart() -> Result<()> {
         started.elapsed() >= Duration::from_secs(1),
         "the wait gave up early"
     );
+    Ok(())
+}
+
+/// A watch stream waits a server restart out, as a wait does: the change
+/// made after it comes as an event, not an error on the way.
+#[test]
+fn a_watch_rides_out_a_server_restart() -> Result<()> {
+    let mut server = RedisServer::start()?;
+    let url = fresh(&server.url());
+    let host = HostDir::new()?;
+    let store = OpenOptions::new()
+        .cache(CacheSetting::Path(host.cache()))
+        .open_redis(&url)?;
+    ensure!(store.get("ns", "late")?.is_none());
+    wait_tracking(&store)?;
+    let mut watcher = store.watch(Some("ns"))?;
+    let waiter = thread::spawn(move || {
+        let event = watcher.next_event(Some(Duration::from_secs(30)));
+        (watcher, event)
+    });
+    thread::sleep(Duration::from_millis(300));
+    server.kill();
+    thread::sleep(Duration::from_millis(1500));
+    ensure!(
+        !waiter.is_finished(),
+        "the watch ended when the server went away"
+    );
+    server.restart()?;
+    let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
+    writer.put("ns", "late", &Payload::bytes(b"after the restart"))?;
+    let (mut watcher, event) = waiter.join().map_err(|_| anyhow!("the watcher panicked"))?;
+    ensure!(
+        event?
+            == Some(WatchEvent::Set {
+                namespace: "ns".into(),
+                name: "late".into()
+            }),
+        "not the write made after the restart"
+    );
+    // A server still away when the watch's time is up is what it says.
+    server.kill();
+    let started = Instant::now();
+    let mut said = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        match watcher.next_event(Some(Duration::from_secs(1))) {
+            Ok(None) => {}
+            Err(err) => {
+                said = Some(err);
+                break;
+            }
+            Ok(Some(event)) => bail!("an event with the server away: {event:?}"),
+        }
+    }
+    let said = said.ok_or_else(|| anyhow!("10 s with the server away and no error"))?;
+    ensure!(said.to_string().contains("is the server running"), "{said}");
     Ok(())
 }
 
