@@ -730,6 +730,9 @@ fn error_names(err: &anyhow::Error) -> Vec<&str> {
                 | E::LockTimeout {
                     namespace, name, ..
                 }
+                | E::LockLost {
+                    namespace, name, ..
+                }
                 | E::CodecMismatch {
                     namespace, name, ..
                 }

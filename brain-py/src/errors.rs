@@ -33,6 +33,9 @@ fn names(err: &Error) -> Vec<&str> {
         | Error::LockTimeout {
             namespace, name, ..
         }
+        | Error::LockLost {
+            namespace, name, ..
+        }
         | Error::CodecMismatch {
             namespace, name, ..
         }
@@ -180,6 +183,7 @@ fn class_name(err: &Error) -> &'static str {
         Error::PermissionDenied { .. } => "BrainPermissionError",
         Error::Timeout { .. } => "BrainTimeoutError",
         Error::LockTimeout { .. } => "BrainLockTimeoutError",
+        Error::LockLost { .. } => "BrainLockLostError",
         Error::Io { .. } => "BrainIOError",
         Error::Unsupported { .. } => "BrainUnsupportedOperationError",
         Error::InvalidUrl { .. } => "BrainStoreUrlError",
@@ -210,6 +214,9 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             namespace, name, ..
         }
         | Error::LockTimeout {
+            namespace, name, ..
+        }
+        | Error::LockLost {
             namespace, name, ..
         }
         | Error::Timeout {

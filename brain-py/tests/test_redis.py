@@ -412,6 +412,44 @@ def test_a_database_number_past_the_servers_says_so(redis_server: Any) -> None:
         Brain(url=f"redis://127.0.0.1:{redis_server.port}/99", cache=False)
 
 
+def test_a_write_under_a_lock_that_expired_is_a_lock_lost_error(redis_url: str) -> None:
+    url = f"{redis_url}&lock_ttl=1"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, brain\n"
+            "b = brain.Brain(url=sys.argv[1], cache=False)\n"
+            "with b.lock('n'):\n"
+            "    print('locked', flush=True); sys.stdin.readline()\n"
+            "    try:\n"
+            "        b['n'] = 'late'\n"
+            "    except brain.exceptions.BrainLockLostError as err:\n"
+            "        print(type(err).__name__, err.namespace, err.name, flush=True)\n",
+            url,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "locked"
+        os.kill(holder.pid, signal.SIGSTOP)
+        other = Brain(url=url, cache=False)
+        with other.lock("n", timeout=10):
+            other["n"] = "next holder"
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.stdin.write("write\n")
+        holder.stdin.flush()
+        out, _ = holder.communicate(timeout=30)
+        assert out.split() == ["BrainLockLostError", "default", "n"], out
+        assert other["n"] == "next holder"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_optimistic_update_retries_and_loses_nothing(redis_url: str, redis_cache: Callable[[], str]) -> None:
     brain = Brain(url=redis_url, cache=redis_cache())
     brain["n"] = 0

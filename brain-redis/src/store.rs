@@ -1244,14 +1244,12 @@ impl RedisStore {
                         held: 0,
                         holders: String::new(),
                     },
-                    Published::Locked => Error::io(
-                        "publish",
-                        self.object_location(new.namespace, new.name),
-                        io::Error::other(format!(
-                            "this process's lock on the name expired before the write was published (locks live {:?} unless renewed; was the process paused?), so nothing was written: take the lock again and redo the update",
-                            self.inner.config.lock_ttl
-                        )),
-                    ),
+                    Published::Locked => Error::LockLost {
+                        namespace: new.namespace.into(),
+                        name: new.name.into(),
+                        ttl: self.inner.config.lock_ttl,
+                        location: self.object_location(new.namespace, new.name),
+                    },
                     Published::Conflict => {
                         self.note_conflict(new.namespace, new.name);
                         Error::io(
@@ -1264,7 +1262,9 @@ impl RedisStore {
                     }
                     Published::Missing(i) => self
                         .evicted_for_room(new.namespace, new.name, needed)
-                        .unwrap_or_else(|| self.lost_error(new.namespace, new.name, i, " before it was published")),
+                        .unwrap_or_else(|| {
+                            self.lost_error(new.namespace, new.name, i, " before it was published")
+                        }),
                     Published::Ok { .. } | Published::Superseded | Published::Described(_) => {
                         unreachable!("handled above")
                     }

@@ -28,7 +28,7 @@ impl Proc {
     fn spawn(args: &[&str]) -> Result<Proc> {
         let child = Command::new(HELPER)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1266,6 +1266,49 @@ fn a_wait_rides_out_a_server_restart() -> Result<()> {
     ensure!(
         started.elapsed() >= Duration::from_secs(1),
         "the wait gave up early"
+    );
+    Ok(())
+}
+
+/// A write under a lock that expired while its holder was paused fails,
+/// as `LockLost`, and leaves what the lock's next holder wrote: an update
+/// is never lost to a holder that came back late.
+#[test]
+fn a_write_under_a_lock_that_expired_fails_and_loses_no_update() -> Result<()> {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::io::Write;
+
+    let server = RedisServer::start()?;
+    let url = format!("{}&lock_ttl=1", fresh(&server.url()));
+    let mut holder = Proc::spawn(&["lock-then-write", &url, "ns", "n"])?;
+    let child = holder.0.as_mut().expect("running");
+    let mut said = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut said)?;
+    ensure!(said.trim() == "locked", "the holder said {said:?}");
+    let pid = Pid::from_child(child);
+    kill_process(pid, Signal::STOP)?;
+    // Its lock lapses unrenewed; the next holder takes it and writes.
+    let other = uncached(&url)?;
+    let lock = other.lock("ns", "n", Some(Duration::from_secs(10)))?;
+    other.put("ns", "n", &Payload::bytes(b"from the next holder"))?;
+    drop(lock);
+    kill_process(pid, Signal::CONT)?;
+    writeln!(child.stdin.as_mut().expect("piped"), "write")?;
+    let out = holder.wait(Duration::from_secs(30))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(exit::LOCK_LOST),
+        "the late holder's write: {:?}, {stderr}",
+        out.status
+    );
+    ensure!(
+        stderr.contains("expired before the write was published"),
+        "{stderr}"
+    );
+    let kept = other.get("ns", "n")?.ok_or_else(|| anyhow!("gone"))?;
+    ensure!(
+        kept.bytes() == b"from the next holder",
+        "the update was lost"
     );
     Ok(())
 }

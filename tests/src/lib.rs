@@ -32,6 +32,8 @@ pub mod exit {
     pub const MISSING: i32 = 7;
     /// A value read back was not the value written: torn, mixed or changed.
     pub const MISMATCH: i32 = 8;
+    /// `Error::LockLost`.
+    pub const LOCK_LOST: i32 = 9;
 }
 
 /// Magic bytes at the start of every test value.

@@ -42,6 +42,7 @@ fn code_of(err: &Error) -> u8 {
         Error::InvalidName { .. } => exit::INVALID_NAME,
         Error::Corrupt { .. } => exit::CORRUPT,
         Error::Timeout { .. } => exit::TIMEOUT,
+        Error::LockLost { .. } => exit::LOCK_LOST,
         _ => exit::OTHER,
     }) as u8
 }
@@ -92,6 +93,18 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(600));
             Ok(ExitCode::from(exit::TIMEOUT as u8))
+        }
+        "lock-then-write" => {
+            // Takes the lock, says so, and on a line of standard input
+            // writes under it (a process paused meanwhile finds it lost).
+            let store = open(arg(1), "off")?;
+            let _lock = store.lock(arg(2), arg(3), None)?;
+            println!("locked");
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            store.put(arg(2), arg(3), &Payload::bytes(b"from the paused holder"))?;
+            Ok(ExitCode::SUCCESS)
         }
         "race-write" => {
             let store = open(arg(1), arg(2))?;

@@ -437,6 +437,21 @@ pub enum Error {
         location: Location,
     },
 
+    /// A write made under a name's lock found the lock no longer this
+    /// process's (it expired unrenewed, and may be another's now): nothing
+    /// was written. Only a store whose locks live on a server has this.
+    #[error("cannot write {name:?} in namespace {namespace:?}: this process's lock on the name expired before the write was published (locks live {} unless renewed; was the process paused?), so nothing was written; take the lock again and redo the update", shown_duration(ttl))]
+    LockLost {
+        /// The namespace.
+        namespace: String,
+        /// The locked name.
+        name: String,
+        /// How long a lock lives unrenewed.
+        ttl: Duration,
+        /// The lock (a key on a server).
+        location: Location,
+    },
+
     /// The store cannot do this: the operation belongs to another kind of
     /// store (`gc` of an in-memory store, say).
     #[error("{location} cannot {operation}: {reason}")]
@@ -623,6 +638,7 @@ impl Error {
             | Error::KeyCollision { location, .. }
             | Error::PermissionDenied { location, .. }
             | Error::LockTimeout { location, .. }
+            | Error::LockLost { location, .. }
             | Error::Unsupported { location, .. }
             | Error::Busy { location, .. }
             | Error::Io { location, .. } => Some(location),

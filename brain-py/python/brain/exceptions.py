@@ -38,6 +38,7 @@ __all__ = [
     "BrainPermissionError",
     "BrainTimeoutError",
     "BrainLockTimeoutError",
+    "BrainLockLostError",
     "BrainIOError",
     "BrainUnsupportedOperationError",
     "BrainStoreUrlError",
@@ -195,6 +196,12 @@ class BrainTimeoutError(BrainError, TimeoutError):
 
 class BrainLockTimeoutError(BrainTimeoutError):
     """Another process held a name's lock for longer than the timeout."""
+
+
+class BrainLockLostError(BrainError):
+    """A write made under a name's lock found the lock expired (its process
+    was paused, say, past the lock's life on a Redis store), so nothing was
+    written: take the lock again and redo the update."""
 
 
 class BrainIOError(BrainError, OSError):
