@@ -172,6 +172,15 @@ fn percent_decode(text: &str, url: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| invalid(url, "its user or password is not UTF-8"))
 }
 
+/// `value` as a number of seconds within `(least, most)`.
+fn seconds(value: &str, (least, most): (f64, f64)) -> Option<Duration> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| (least..=most).contains(s))
+        .map(Duration::from_secs_f64)
+}
+
 impl RedisConfig {
     /// Whether `scheme` (lowercase) is one of the Redis schemes.
     pub fn is_redis_scheme(scheme: &str) -> bool {
@@ -333,14 +342,8 @@ impl RedisConfig {
                     }
                 }
                 "lock_ttl" => {
-                    let secs: f64 = value
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| *s >= 1.0 && *s <= 86_400.0)
-                        .ok_or_else(|| {
-                            invalid(url, format!("lock_ttl={value} is not a number of seconds from 1 to 86400"))
-                        })?;
-                    config.lock_ttl = Duration::from_secs_f64(secs);
+                    config.lock_ttl = seconds(&value, (1.0, 86_400.0))
+                        .ok_or_else(|| invalid(url, format!("lock_ttl={value} is not a number of seconds from 1 to 86400")))?;
                 }
                 "prefix" => {
                     if value.is_empty() || value.contains(['{', '}']) {
@@ -351,14 +354,8 @@ impl RedisConfig {
                 "ca" => config.ca = Some(PathBuf::from(value)),
                 "insecure" => config.insecure = matches!(value.as_str(), "1" | "true" | "yes"),
                 "timeout" => {
-                    let secs: f64 = value
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| *s >= 0.1 && *s <= 3600.0)
-                        .ok_or_else(|| {
-                            invalid(url, format!("timeout={value} is not a number of seconds from 0.1 to 3600"))
-                        })?;
-                    config.io_timeout = Duration::from_secs_f64(secs);
+                    config.io_timeout = seconds(&value, (0.1, 3600.0))
+                        .ok_or_else(|| invalid(url, format!("timeout={value} is not a number of seconds from 0.1 to 3600")))?;
                 }
                 "protocol" | "db" => {}
                 other => {

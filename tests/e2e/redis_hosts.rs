@@ -1222,8 +1222,11 @@ fn a_full_cache_drops_its_oldest_copies_and_nothing_of_the_users() -> Result<()>
     Ok(())
 }
 
+/// A wait, and a watch stream, ride a server restart out: the change made
+/// after it comes as the value waited for, and as an event, not an error
+/// on the way.
 #[test]
-fn a_wait_rides_out_a_server_restart() -> Result<()> {
+fn a_wait_and_a_watch_ride_out_a_server_restart() -> Result<()> {
     let mut server = RedisServer::start()?;
     let url = fresh(&server.url());
     let host = HostDir::new()?;
@@ -1237,12 +1240,17 @@ fn a_wait_rides_out_a_server_restart() -> Result<()> {
         let store = store.clone();
         thread::spawn(move || store.wait_for("ns", "late", Duration::from_secs(30)))
     };
+    let mut watcher = store.watch(Some("ns"))?;
+    let watching = thread::spawn(move || {
+        let event = watcher.next_event(Some(Duration::from_secs(30)));
+        (watcher, event)
+    });
     thread::sleep(Duration::from_millis(300));
     server.kill();
-    thread::sleep(Duration::from_millis(500));
+    thread::sleep(Duration::from_millis(1500));
     ensure!(
-        !waiter.is_finished(),
-        "the wait ended when the server went away"
+        !waiter.is_finished() && !watching.is_finished(),
+        "the wait or the watch ended when the server went away"
     );
     server.restart()?;
     let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
@@ -1252,6 +1260,17 @@ fn a_wait_rides_out_a_server_restart() -> Result<()> {
         .join()
         .map_err(|_| anyhow!("the waiter panicked"))??;
     ensure!(got.bytes() == value.as_slice(), "not the value written");
+    let (mut watcher, event) = watching
+        .join()
+        .map_err(|_| anyhow!("the watcher panicked"))?;
+    ensure!(
+        event?
+            == Some(WatchEvent::Set {
+                namespace: "ns".into(),
+                name: "late".into()
+            }),
+        "the watch did not see the write made after the restart"
+    );
 
     // A server still away when the wait ends is what the wait says.
     server.kill();
@@ -1267,6 +1286,17 @@ fn a_wait_rides_out_a_server_restart() -> Result<()> {
         started.elapsed() >= Duration::from_secs(1),
         "the wait gave up early"
     );
+    // And what the watch says, once its time is up.
+    let mut said = None;
+    while said.is_none() && started.elapsed() < Duration::from_secs(10) {
+        match watcher.next_event(Some(Duration::from_secs(1))) {
+            Ok(None) => {}
+            Ok(Some(event)) => bail!("an event with the server away: {event:?}"),
+            Err(err) => said = Some(err),
+        }
+    }
+    let said = said.ok_or_else(|| anyhow!("10 s with the server away and no error"))?;
+    ensure!(said.to_string().contains("is the server running"), "{said}");
     Ok(())
 }
 
@@ -1310,61 +1340,6 @@ fn a_write_under_a_lock_that_expired_fails_and_loses_no_update() -> Result<()> {
         kept.bytes() == b"from the next holder",
         "the update was lost"
     );
-    Ok(())
-}
-
-/// A watch stream waits a server restart out, as a wait does: the change
-/// made after it comes as an event, not an error on the way.
-#[test]
-fn a_watch_rides_out_a_server_restart() -> Result<()> {
-    let mut server = RedisServer::start()?;
-    let url = fresh(&server.url());
-    let host = HostDir::new()?;
-    let store = OpenOptions::new()
-        .cache(CacheSetting::Path(host.cache()))
-        .open_redis(&url)?;
-    ensure!(store.get("ns", "late")?.is_none());
-    wait_tracking(&store)?;
-    let mut watcher = store.watch(Some("ns"))?;
-    let waiter = thread::spawn(move || {
-        let event = watcher.next_event(Some(Duration::from_secs(30)));
-        (watcher, event)
-    });
-    thread::sleep(Duration::from_millis(300));
-    server.kill();
-    thread::sleep(Duration::from_millis(1500));
-    ensure!(
-        !waiter.is_finished(),
-        "the watch ended when the server went away"
-    );
-    server.restart()?;
-    let writer = OpenOptions::new().cache(CacheSetting::Off).open(&url)?;
-    writer.put("ns", "late", &Payload::bytes(b"after the restart"))?;
-    let (mut watcher, event) = waiter.join().map_err(|_| anyhow!("the watcher panicked"))?;
-    ensure!(
-        event?
-            == Some(WatchEvent::Set {
-                namespace: "ns".into(),
-                name: "late".into()
-            }),
-        "not the write made after the restart"
-    );
-    // A server still away when the watch's time is up is what it says.
-    server.kill();
-    let started = Instant::now();
-    let mut said = None;
-    while started.elapsed() < Duration::from_secs(10) {
-        match watcher.next_event(Some(Duration::from_secs(1))) {
-            Ok(None) => {}
-            Err(err) => {
-                said = Some(err);
-                break;
-            }
-            Ok(Some(event)) => bail!("an event with the server away: {event:?}"),
-        }
-    }
-    let said = said.ok_or_else(|| anyhow!("10 s with the server away and no error"))?;
-    ensure!(said.to_string().contains("is the server running"), "{said}");
     Ok(())
 }
 
