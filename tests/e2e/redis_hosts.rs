@@ -839,27 +839,7 @@ fn a_killed_tracking_connection_makes_the_next_read_revalidate() -> Result<()> {
     let server = RedisServer::start()?;
     let url = format!("{}&chunk_size=1048576", fresh(&server.url()));
     let (a, b) = (HostDir::new()?, HostDir::new()?);
-    let writer = open(&url, &a)?;
-    let reader = RedisStore::open(
-        &url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Path(b.cache()),
-            ..Default::default()
-        },
-    )?;
-    writer.put("ns", "x", &Payload::bytes(&make_value(1, 2 << 20)))?;
-    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
-    wait_tracking(&reader)?;
-    // Read once with tracking up; then warm reads cost no round trip.
-    reader.get("ns", "x")?;
-    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
-    for _ in 0..10 {
-        ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
-    }
-    ensure!(
-        calls(&server, "hgetall")? == 0,
-        "warm reads asked the server"
-    );
+    let (writer, reader) = warm_reader(&server, &url, (&a, &b), 2 << 20)?;
     // Kill the tracking connection (flag t in CLIENT LIST) and, in the same
     // transaction, delete the object behind brain's back: its invalidation
     // goes to a dead connection, so only the revalidation after the fault
@@ -1419,24 +1399,7 @@ fn a_silent_server_leaves_no_copy_trusted_past_the_heartbeats_limit() -> Result<
     let server = RedisServer::start()?;
     let url = fresh(&server.url());
     let (a, b) = (HostDir::new()?, HostDir::new()?);
-    let writer = open(&url, &a)?;
-    let reader = RedisStore::open(
-        &url,
-        &brain::RedisOptions {
-            cache: CacheSetting::Path(b.cache()),
-            ..Default::default()
-        },
-    )?;
-    writer.put("ns", "x", &Payload::bytes(&make_value(1, 1 << 20)))?;
-    reader.get("ns", "x")?;
-    wait_tracking(&reader)?;
-    reader.get("ns", "x")?;
-    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
-    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
-    ensure!(
-        calls(&server, "hgetall")? == 0,
-        "a warm read asked the server"
-    );
+    let (_writer, reader) = warm_reader(&server, &url, (&a, &b), 1 << 20)?;
     // Every client's commands wait for 6 s: heartbeats too.
     let paused = Instant::now();
     let _: () = server.cmd(&["CLIENT", "PAUSE", "6000", "ALL"])?;
@@ -1492,6 +1455,38 @@ fn a_call_waits_for_a_silent_server_as_long_as_the_urls_timeout() -> Result<()> 
         thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// A writer on host `a` and a reader on host `b` whose copy of `ns`/`x`
+/// (a value of `len` bytes, seed 1) is warm: read again with no round trip.
+fn warm_reader(
+    server: &RedisServer,
+    url: &str,
+    (a, b): (&HostDir, &HostDir),
+    len: usize,
+) -> Result<(Arc<dyn ObjectStore>, RedisStore)> {
+    let writer = open(url, a)?;
+    let reader = RedisStore::open(
+        url,
+        &brain::RedisOptions {
+            cache: CacheSetting::Path(b.cache()),
+            ..Default::default()
+        },
+    )?;
+    writer.put("ns", "x", &Payload::bytes(&make_value(1, len)))?;
+    ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    wait_tracking(&reader)?;
+    // Read once with tracking up; then warm reads cost no round trip.
+    reader.get("ns", "x")?;
+    let _: () = server.cmd(&["CONFIG", "RESETSTAT"])?;
+    for _ in 0..10 {
+        ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+    }
+    ensure!(
+        calls(server, "hgetall")? == 0,
+        "warm reads asked the server"
+    );
+    Ok((writer, reader))
 }
 
 /// The ids of the server's tracking connections (flag `t` in `CLIENT LIST`).
