@@ -655,7 +655,7 @@ fn on_a_server(location: &Location) -> bool {
 /// The object a write names in an error: a part of a frame by its frame
 /// (the part's own name is internal), with what parts are.
 fn written_object(name: &str) -> String {
-    match crate::api::frames::part_owner(name) {
+    match crate::format::part_names::part_owner(name) {
         Some(frame) => format!(
             "a new part of frame {frame:?} (a frame of 64 MiB or more is written as a part, and a \
              change of a frame writes what it changes as one; the first change of a frame stored \

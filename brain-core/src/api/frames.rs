@@ -47,27 +47,13 @@ use crate::format::kept::{Fingerprint, Kept, KEY_MOST};
 use crate::format::{arrow, Codec};
 use crate::sys::names::owner_tag;
 
-/// What every part's name starts with. A name cannot be confused with a
-/// user's unless the user's name starts with a NUL byte and these words.
-pub const PART_PREFIX: &str = "\0brain-part\0";
+pub use crate::format::part_names::{is_frame_part, part_name, part_owner, PART_PREFIX};
 
 const MANIFEST_MAGIC: &[u8; 8] = b"BRAINFRM";
 const MANIFEST_VERSION: u32 = 1;
 /// Readers give up after this many manifests changed under them while
 /// they fetched the parts (each retry means another writer published).
 const READ_ATTEMPTS: usize = 64;
-
-/// Whether `name` is a part of a frame (a name listings for people skip).
-pub fn is_frame_part(name: &str) -> bool {
-    name.starts_with(PART_PREFIX)
-}
-
-/// The name of the frame a part belongs to, when `name` is a part's.
-pub fn part_owner(name: &str) -> Option<&str> {
-    name.strip_prefix(PART_PREFIX)?
-        .rsplit_once('\0')
-        .map(|(owner, _)| owner)
-}
 
 /// What a field's metadata says of its type, beyond its Arrow type: an
 /// extension type's name and parameters (pandas' Period and Interval,
@@ -84,11 +70,6 @@ fn type_metadata(field: &Field) -> Vec<(&str, &str)> {
         .collect();
     out.sort_unstable();
     out
-}
-
-/// The object name of part `id` of frame `name`.
-pub fn part_name(name: &str, id: &str) -> String {
-    format!("{PART_PREFIX}{name}\0{id}")
 }
 
 /// A new part id: unique to this process (owner tag), call and moment.

@@ -17,6 +17,7 @@ pub mod kept;
 mod key;
 pub mod ndarray;
 pub mod parts;
+pub(crate) mod part_names;
 pub mod pickle;
 pub mod record;
 
