@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
@@ -70,6 +70,8 @@ struct State {
     waiting: usize,
     bindings: HashMap<ObjectKey, Bound>,
     watchers: Vec<Weak<WatchQueue>>,
+    /// The hub's trust (see [`Trust`]), once this handle joined it.
+    trust: Option<Arc<Trust>>,
 }
 
 /// The tracking state of one store handle.
@@ -94,15 +96,90 @@ struct Hub {
     process: u64,
     /// Lock order: `members`, then a member tracker's `state`.
     members: Mutex<Members>,
-    /// When each live tracking connection last brought its heartbeat back
-    /// (`None` while none is up). Reads consult it themselves: the thread
-    /// that sends the heartbeats may be stuck for a whole I/O timeout on a
-    /// server or path gone silent, and copies must not stay trusted that long.
-    heard: Mutex<Option<Heard>>,
+    /// Until when copies may be trusted ([`Trust`]), shared with the member
+    /// trackers: the tracking connections' heartbeats move it on, a fault
+    /// ends it.
+    trust: Arc<Trust>,
 }
 
-/// Per tracking connection, when its heartbeat last came back.
-type Heard = Arc<Vec<Mutex<Instant>>>;
+/// Until when the tracking connections vouch for copies: [`SILENCE`] after
+/// the oldest of their last heartbeats to come back. Reads look at it
+/// themselves (one atomic load, no lock, nothing a fork can leave held):
+/// the thread that sends the heartbeats may wait a whole I/O timeout on a
+/// server or network path gone silent, and copies must not stay trusted
+/// that long. One word holds the connections' generation (16 bits) and the
+/// time (ms since [`clock_base`], 48 bits), so that a reader of a
+/// generation ended by a fault can never move it on again.
+#[derive(Default)]
+struct Trust(AtomicU64);
+
+impl Trust {
+    const TIME_BITS: u32 = 48;
+
+    fn pack(generation: u16, until_ms: u64) -> u64 {
+        (u64::from(generation) << Self::TIME_BITS) | (until_ms & ((1 << Self::TIME_BITS) - 1))
+    }
+
+    /// Whether copies may be trusted now.
+    fn now(&self) -> bool {
+        let until = self.0.load(Ordering::Acquire) & ((1 << Self::TIME_BITS) - 1);
+        now_ms() < until
+    }
+
+    /// Starts `generation`: trusted for [`SILENCE`] from now.
+    fn start(&self, generation: u16) {
+        self.0.store(
+            Self::pack(generation, now_ms() + silence_ms()),
+            Ordering::Release,
+        );
+    }
+
+    /// Ends the trust of every generation before `next`.
+    fn end(&self, next: u16) {
+        self.0.store(Self::pack(next, 0), Ordering::Release);
+    }
+
+    /// A generation no thread of this hub used yet (a thread that ended
+    /// may have left readers finishing), with nothing trusted.
+    fn new_generation(&self) -> u16 {
+        let next = ((self.0.load(Ordering::Acquire) >> Self::TIME_BITS) as u16).wrapping_add(1);
+        self.end(next);
+        next
+    }
+
+    /// `generation`'s connections last heard from at `oldest_ms` (the
+    /// oldest of their heartbeats); or, with 0, one of them lost. Changes
+    /// nothing once another generation began.
+    fn heard(&self, generation: u16, oldest_ms: u64) {
+        let until = if oldest_ms == 0 {
+            0
+        } else {
+            oldest_ms + silence_ms()
+        };
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (word >> Self::TIME_BITS == u64::from(generation))
+                    .then(|| Self::pack(generation, until))
+            });
+    }
+}
+
+/// The instant trust times count from (shared by the threads of a process,
+/// and by a forked child: the clock is the same).
+fn clock_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Milliseconds since [`clock_base`], from 1 (0 means never).
+fn now_ms() -> u64 {
+    clock_base().elapsed().as_millis() as u64 + 1
+}
+
+fn silence_ms() -> u64 {
+    SILENCE.as_millis() as u64
+}
 
 #[derive(Default)]
 struct Members {
@@ -144,7 +221,7 @@ impl Hub {
             identity,
             process,
             members: Mutex::new(Members::default()),
-            heard: Mutex::new(None),
+            trust: Arc::default(),
         });
         hubs.push(Arc::downgrade(&hub));
         hub
@@ -199,14 +276,6 @@ impl Hub {
             .collect()
     }
 
-    /// Whether every tracking connection brought a heartbeat back within
-    /// [`SILENCE`]: what a read must see before it trusts a copy.
-    fn heard_lately(&self) -> bool {
-        lock(&self.heard)
-            .as_ref()
-            .is_some_and(|heard| heard.iter().all(|at| lock(at).elapsed() <= SILENCE))
-    }
-
     /// Records the connections' health and tells every member, under the
     /// hub's lock so that a handle joining meanwhile gets the same word.
     fn set_health(&self, healthy: bool) {
@@ -251,11 +320,13 @@ impl Tracker {
             // First use, or a forked child: nothing known is trusted.
             state.process = process;
             state.healthy = false;
+            state.trust = None;
             state.bindings.clear();
             state.epoch += 1;
         }
         let hub = Hub::of(&inner.config);
         if hub.join(inner) {
+            lock(&self.state).trust = Some(hub.trust.clone());
             *lock(&self.hub) = Some(hub);
         } else {
             // No thread could start: every read validates, and the next
@@ -271,14 +342,11 @@ impl Tracker {
     }
 
     /// A view of `key` that needs no round trip, if tracking vouches for it
-    /// (and was heard from lately: see [`Hub::heard`]).
+    /// (and was heard from lately: see [`Trust`]).
     pub(crate) fn bound(&self, inner: &Arc<Inner>, key: ObjectKey) -> Option<(ObjectView, String)> {
         self.ensure(inner);
-        if !self.heard_lately() {
-            return None;
-        }
         let state = lock(&self.state);
-        if !state.healthy {
+        if !state.healthy || !state.trust.as_ref().is_some_and(|trust| trust.now()) {
             return None;
         }
         state
@@ -391,13 +459,8 @@ impl Tracker {
     /// Whether the tracking connections are up and heard from lately (for
     /// tests and figures).
     pub(crate) fn healthy(&self) -> bool {
-        lock(&self.state).healthy && self.heard_lately()
-    }
-
-    fn heard_lately(&self) -> bool {
-        lock(&self.hub)
-            .as_ref()
-            .is_some_and(|hub| hub.heard_lately())
+        let state = lock(&self.state);
+        state.healthy && state.trust.as_ref().is_some_and(|trust| trust.now())
     }
 
     fn subscribe(&self, inner: &Arc<Inner>) -> Arc<WatchQueue> {
@@ -522,8 +585,8 @@ struct Readers {
     stop: Arc<AtomicBool>,
     channels: Vec<String>,
     nodes: Vec<String>,
-    /// When each connection's heartbeat last came back.
-    seen: Heard,
+    /// When each connection's heartbeat last came back ([`now_ms`]).
+    seen: Arc<Vec<AtomicU64>>,
 }
 
 impl Drop for Readers {
@@ -536,7 +599,12 @@ impl Drop for Readers {
 /// its own that applies invalidations to the hub's members as they come
 /// (one thread woken per change, not two), records heartbeats in `seen`,
 /// and sends on `lost` when its connection fails.
-fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::RedisResult<Readers> {
+fn connect(
+    inner: &Inner,
+    hub: &Weak<Hub>,
+    generation: u16,
+    lost: &mpsc::Sender<()>,
+) -> redis::RedisResult<Readers> {
     let nodes = primaries(inner)?;
     let id = new_version();
     let prefix = inner.keys.pointer_prefix();
@@ -560,7 +628,7 @@ fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::Re
     }
     let seen = Arc::new(
         (0..conns.len())
-            .map(|_| Mutex::new(Instant::now()))
+            .map(|_| AtomicU64::new(now_ms()))
             .collect::<Vec<_>>(),
     );
     for (i, mut conn) in conns.into_iter().enumerate() {
@@ -599,10 +667,20 @@ fn connect(inner: &Inner, hub: &Weak<Hub>, lost: &mpsc::Sender<()>) -> redis::Re
                     Ok(Value::Push {
                         kind: PushKind::Message,
                         ..
-                    }) => *lock(&seen[i]) = Instant::now(),
+                    }) => {
+                        seen[i].store(now_ms(), Ordering::Release);
+                        let oldest = seen.iter().map(|t| t.load(Ordering::Acquire)).min();
+                        let Some(hub) = hub.upgrade() else { return };
+                        hub.trust.heard(generation, oldest.unwrap_or(0));
+                    }
                     Ok(_) => {}
                     Err(err) if err.is_timeout() => {}
                     Err(_) => {
+                        // Its invalidations are lost from now on: no copy
+                        // is trusted until the connections are made again.
+                        if let Some(hub) = hub.upgrade() {
+                            hub.trust.heard(generation, 0);
+                        }
                         let _ = lost.send(());
                         return;
                     }
@@ -640,13 +718,16 @@ fn member(hub: &Weak<Hub>) -> Option<Arc<Inner>> {
 /// cluster's primaries, and starts over after any fault.
 fn run(hub: Weak<Hub>, process: u64) {
     let mut backoff = Duration::from_millis(50);
+    let Some(mut generation) = hub.upgrade().map(|hub| hub.trust.new_generation()) else {
+        return;
+    };
     loop {
         let Some(inner) = member(&hub) else { return };
         if brain_core::fork_mark() != process {
             return;
         }
         let (lost, lost_rx) = mpsc::channel();
-        let readers = match connect(&inner, &hub, &lost) {
+        let readers = match connect(&inner, &hub, generation, &lost) {
             Ok(readers) => readers,
             Err(_) => {
                 drop(inner);
@@ -658,7 +739,7 @@ fn run(hub: Weak<Hub>, process: u64) {
         drop(lost);
         backoff = Duration::from_millis(50);
         let Some(shared) = hub.upgrade() else { return };
-        *lock(&shared.heard) = Some(readers.seen.clone());
+        shared.trust.start(generation);
         shared.set_health(true);
         drop(shared);
         let mut last_topology = Instant::now();
@@ -682,7 +763,12 @@ fn run(hub: Weak<Hub>, process: u64) {
                 }
                 Ok(())
             });
-            if readers.seen.iter().any(|t| lock(t).elapsed() > SILENCE) {
+            let now = now_ms();
+            if readers
+                .seen
+                .iter()
+                .any(|t| now.saturating_sub(t.load(Ordering::Acquire)) > silence_ms())
+            {
                 break "a tracking connection went silent";
             }
             if inner.config.cluster && last_topology.elapsed() >= TOPOLOGY_CHECK {
@@ -695,7 +781,8 @@ fn run(hub: Weak<Hub>, process: u64) {
         let _ = fault;
         drop(readers);
         let Some(shared) = hub.upgrade() else { return };
-        *lock(&shared.heard) = None;
+        generation = generation.wrapping_add(1);
+        shared.trust.end(generation);
         shared.set_health(false);
         for member in shared.handles() {
             member.pool.clear();
@@ -892,6 +979,38 @@ impl RedisWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Trust lasts [`SILENCE`] past the oldest heartbeat of the current
+    /// generation; a lost connection or a fault ends it, and readers of an
+    /// ended generation cannot bring it back.
+    #[test]
+    fn trust_follows_the_current_generations_heartbeats_only() {
+        let trust = Trust::default();
+        assert!(!trust.now(), "nothing is trusted before a connection");
+        let generation = trust.new_generation();
+        trust.start(generation);
+        assert!(trust.now());
+        // Trusted until the silence allowed after the oldest heartbeat.
+        trust.heard(generation, 5);
+        let until = trust.0.load(Ordering::Acquire) & ((1 << Trust::TIME_BITS) - 1);
+        assert_eq!(until, 5 + silence_ms());
+        trust.heard(generation, now_ms());
+        assert!(trust.now());
+        // A lost connection ends it.
+        trust.heard(generation, 0);
+        assert!(!trust.now());
+        // After a fault, the old generation's heartbeats change nothing.
+        trust.start(generation);
+        let next = generation.wrapping_add(1);
+        trust.end(next);
+        trust.heard(generation, now_ms());
+        assert!(!trust.now(), "an ended generation brought trust back");
+        trust.start(next);
+        assert!(trust.now());
+        // A new thread's generation is past every one used before.
+        assert_ne!(trust.new_generation(), next);
+        assert!(!trust.now());
+    }
 
     /// A waiter is woken by a move of the epoch, not by its timeout, and a
     /// move with no one waiting leaves nothing for the next waiter to miss.

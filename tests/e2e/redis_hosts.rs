@@ -1400,26 +1400,30 @@ fn a_silent_server_leaves_no_copy_trusted_past_the_heartbeats_limit() -> Result<
     let url = fresh(&server.url());
     let (a, b) = (HostDir::new()?, HostDir::new()?);
     let (_writer, reader) = warm_reader(&server, &url, (&a, &b), 1 << 20)?;
-    // Every client's commands wait for 6 s: heartbeats too.
+    // Every client's commands wait for 10 s: heartbeats too.
     let paused = Instant::now();
-    let _: () = server.cmd(&["CLIENT", "PAUSE", "6000", "ALL"])?;
+    let _: () = server.cmd(&["CLIENT", "PAUSE", "10000", "ALL"])?;
     // Heard from lately: the copy is still served, without the server.
     let started = Instant::now();
     ensure!(check_value(&reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?) == Ok(1));
     ensure!(
-        started.elapsed() < Duration::from_millis(500),
-        "a warm read waited for the server"
+        started.elapsed() < Duration::from_secs(3),
+        "a warm read waited for the paused server"
     );
-    // Past the limit (3 s), a read asks the server: it waits out the pause.
+    // Past the limit (3 s), a read asks the server: it waits for the
+    // pause to end, or gives up saying why (a new connection's handshake
+    // waits 5 s), never answers from the copy.
     thread::sleep((paused + Duration::from_secs(4)).saturating_duration_since(Instant::now()));
-    let started = Instant::now();
-    let view = reader.get("ns", "x")?.ok_or_else(|| anyhow!("set"))?;
-    ensure!(
-        started.elapsed() >= Duration::from_secs(1),
-        "4 s into the server's silence, a read was answered from its copy in {:?}",
-        started.elapsed()
-    );
-    ensure!(check_value(&view) == Ok(1));
+    match reader.get("ns", "x") {
+        Ok(view) => {
+            ensure!(check_value(&view.ok_or_else(|| anyhow!("set"))?) == Ok(1));
+            ensure!(
+                calls(&server, "hgetall")? >= 1,
+                "4 s into the server's silence, a read was answered from its copy"
+            );
+        }
+        Err(err) => ensure!(err.is_server_away(), "{err}"),
+    }
     // Heard from again, warm reads need no server.
     wait_tracking(&reader)?;
     Ok(())

@@ -16,8 +16,8 @@ pub(crate) mod header;
 pub mod kept;
 mod key;
 pub mod ndarray;
-pub mod parts;
 pub(crate) mod part_names;
+pub mod parts;
 pub mod pickle;
 pub mod record;
 
