@@ -216,9 +216,6 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         | Error::LockTimeout {
             namespace, name, ..
         }
-        | Error::LockLost {
-            namespace, name, ..
-        }
         | Error::Timeout {
             namespace, name, ..
         }
@@ -233,6 +230,16 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         } => {
             attrs.set_item("namespace", namespace)?;
             attrs.set_item("name", name)?;
+        }
+        Error::LockLost {
+            namespace,
+            name,
+            ttl,
+            ..
+        } => {
+            attrs.set_item("namespace", namespace)?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("ttl", ttl.as_secs_f64())?;
         }
         Error::ColumnNotFound {
             namespace,

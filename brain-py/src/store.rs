@@ -1084,10 +1084,21 @@ impl PyWatcher {
                     "this watcher is closed: make a new one (brain.watch())",
                 ));
             };
-            if let Some(event) = next.py()? {
-                return event_tuple(py, event).map(Some);
+            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            match next {
+                Ok(Some(event)) => return event_tuple(py, event).map(Some),
+                // A server away (a Redis restart) is waited out within the
+                // time given, as wait_for waits it out; the slice of 250 ms
+                // is only for Ctrl-C.
+                Err(err) if err.is_server_away() && left.is_none_or(|left| !left.is_zero()) => {
+                    py.check_signals()?;
+                    continue;
+                }
+                other => {
+                    other.py()?;
+                }
             }
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
+            if left.is_some_and(|left| left.is_zero()) {
                 return Ok(None);
             }
             py.check_signals()?;

@@ -261,7 +261,7 @@ def test_watch_and_wait_for_see_other_processes(redis_url: str, redis_cache: Cal
     assert events.next_event(timeout=10) == ("deleted", "default", "ready")
 
 
-def test_a_wait_rides_out_a_server_restart(redis_cache: Callable[[], str]) -> None:
+def test_a_wait_and_a_watch_ride_out_a_server_restart(redis_cache: Callable[[], str]) -> None:
     import threading
 
     from conftest import RedisServer
@@ -270,17 +270,24 @@ def test_a_wait_rides_out_a_server_restart(redis_cache: Callable[[], str]) -> No
     try:
         url = server.url("pytest-restart")
         brain = Brain(url=url, cache=redis_cache())
+        watcher = brain.watch()
         got: list[object] = []
+        seen: list[object] = []
         waiter = threading.Thread(target=lambda: got.append(brain.wait_for("late", timeout=None)))
+        watching = threading.Thread(target=lambda: seen.append(next(iter(watcher))))
         waiter.start()
+        watching.start()
         time.sleep(0.3)
         server.kill()
         time.sleep(0.8)  # longer than a slice of the wait
         assert waiter.is_alive(), "the wait ended when the server went away"
+        assert watching.is_alive(), "the watch ended when the server went away"
         server.restart()
         Brain(url=url, cache=False)["late"] = "after the restart"
         waiter.join(timeout=30)
+        watching.join(timeout=30)
         assert got == ["after the restart"]
+        assert seen == [("set", "default", "late")]
         server.kill()
         with pytest.raises(BrainIOError, match="is the server running"):
             brain.wait_for("never", timeout=0.6)
@@ -425,7 +432,7 @@ def test_a_write_under_a_lock_that_expired_is_a_lock_lost_error(redis_url: str) 
             "    try:\n"
             "        b['n'] = 'late'\n"
             "    except brain.exceptions.BrainLockLostError as err:\n"
-            "        print(type(err).__name__, err.namespace, err.name, flush=True)\n",
+            "        print(type(err).__name__, err.namespace, err.name, err.ttl, flush=True)\n",
             url,
         ],
         stdin=subprocess.PIPE,
@@ -443,7 +450,7 @@ def test_a_write_under_a_lock_that_expired_is_a_lock_lost_error(redis_url: str) 
         holder.stdin.write("write\n")
         holder.stdin.flush()
         out, _ = holder.communicate(timeout=30)
-        assert out.split() == ["BrainLockLostError", "default", "n"], out
+        assert out.split() == ["BrainLockLostError", "default", "n", "1.0"], out
         assert other["n"] == "next holder"
     finally:
         holder.kill()

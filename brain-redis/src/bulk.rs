@@ -118,7 +118,7 @@ impl BulkConn {
         let mut last = None;
         let mut stream = None;
         for addr in target.node.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT.min(target.io_timeout)) {
                 Ok(s) => {
                     stream = Some(s);
                     break;

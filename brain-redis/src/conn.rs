@@ -141,7 +141,16 @@ fn io_kind(err: &RedisError) -> io::ErrorKind {
         io::ErrorKind::ConnectionRefused
     } else if err.is_connection_dropped() {
         io::ErrorKind::ConnectionReset
-    } else if is_loading(err) {
+    } else if is_loading(err)
+        || matches!(
+            err.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::ClusterDown | redis::ServerErrorKind::TryAgain
+            )
+        )
+    {
+        // A server restarting, a cluster failing over: away for a moment,
+        // which a wait or a watch rides out.
         io::ErrorKind::ResourceBusy
     } else {
         io::ErrorKind::Other
@@ -271,7 +280,8 @@ pub(crate) fn keys_matching<T: redis::FromRedisValue>(
 pub(crate) enum Connector {
     /// A server, with the time a reply may take.
     Single(Client, Duration),
-    Cluster(ClusterClient),
+    /// A cluster, with the time a reply may take.
+    Cluster(ClusterClient, Duration),
 }
 
 impl Connector {
@@ -295,7 +305,7 @@ impl Connector {
             // more: minutes for a call. Here a few times within about 300 ms;
             // `Pool::run` waits longer between its own runs.
             let mut builder = ClusterClient::builder(urls)
-                .connection_timeout(CONNECT_TIMEOUT)
+                .connection_timeout(CONNECT_TIMEOUT.min(config.io_timeout))
                 .response_timeout(config.io_timeout)
                 .retries(4)
                 .min_retry_wait(10)
@@ -305,7 +315,7 @@ impl Connector {
             if let Some(certs) = certs {
                 builder = builder.certs(certs);
             }
-            Ok(Connector::Cluster(builder.build()?))
+            Ok(Connector::Cluster(builder.build()?, config.io_timeout))
         } else {
             let url = config.node_url(&config.nodes[0]);
             let client = match certs {
@@ -319,12 +329,18 @@ impl Connector {
     pub(crate) fn connect(&self) -> std::result::Result<Conn, RedisError> {
         match self {
             Connector::Single(client, io_timeout) => {
-                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(*io_timeout))?;
                 conn.set_read_timeout(Some(*io_timeout))?;
                 conn.set_write_timeout(Some(*io_timeout))?;
                 Ok(Conn::Single(conn))
             }
-            Connector::Cluster(client) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
+            Connector::Cluster(client, io_timeout) => {
+                // The builder bounds replies; a write to a node gone
+                // silent is bounded here.
+                let conn = client.get_connection()?;
+                conn.set_write_timeout(Some(*io_timeout))?;
+                Ok(Conn::Cluster(Box::new(conn)))
+            }
         }
     }
 
@@ -346,7 +362,7 @@ impl Connector {
             )?,
             None => Client::open(url)?,
         };
-        let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(config.io_timeout))?;
         conn.set_read_timeout(Some(config.io_timeout))?;
         conn.set_write_timeout(Some(config.io_timeout))?;
         Ok(conn)
@@ -403,10 +419,19 @@ impl Pool {
                 }
                 // Asked without holding the pool: a round trip.
                 drop(idle);
-                if redis::cmd("PING").query::<()>(conn.like()).is_ok() {
-                    return Ok((conn, false));
+                match redis::cmd("PING").query::<()>(conn.like()) {
+                    Ok(()) => return Ok((conn, false)),
+                    Err(err) => {
+                        // What broke this one broke the others idle as
+                        // long: none is asked in its turn (on a silent
+                        // server each would wait a whole timeout).
+                        lock(&self.idle).1.clear();
+                        if err.is_timeout() {
+                            return Err(err);
+                        }
+                        break;
+                    }
                 }
-                idle = lock(&self.idle);
             }
         }
         Ok((self.connector.connect()?, false))

@@ -1777,8 +1777,10 @@ impl RedisStore {
             // A collision must not delete another object.
             Some("COLLISION") => {
                 let text = |i: usize| {
-                    String::from_utf8_lossy(&reply.get(i).cloned().and_then(bytes_of).unwrap_or_default())
-                        .into_owned()
+                    String::from_utf8_lossy(
+                        &reply.get(i).cloned().and_then(bytes_of).unwrap_or_default(),
+                    )
+                    .into_owned()
                 };
                 Err(Error::KeyCollision {
                     location: self.object_location(namespace, name),
@@ -1796,11 +1798,12 @@ impl RedisStore {
                     io::Error::other("another writer changed the name since it was read, so nothing was deleted: read it again and retry"),
                 ))
             }
-            Some("LOCKED") => Err(Error::io(
-                "delete",
-                self.object_location(namespace, name),
-                io::Error::other("this process's lock on the name expired before the delete; take the lock again"),
-            )),
+            Some("LOCKED") => Err(Error::LockLost {
+                namespace: namespace.into(),
+                name: name.into(),
+                ttl: self.inner.config.lock_ttl,
+                location: self.object_location(namespace, name),
+            }),
             other => Err(Error::io(
                 "delete an object in",
                 self.location(),

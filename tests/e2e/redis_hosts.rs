@@ -1312,7 +1312,7 @@ fn a_write_under_a_lock_that_expired_fails_and_loses_no_update() -> Result<()> {
         out.status
     );
     ensure!(
-        stderr.contains("expired before the write was published"),
+        stderr.contains("expired before the change was published"),
         "{stderr}"
     );
     let kept = other.get("ns", "n")?.ok_or_else(|| anyhow!("gone"))?;

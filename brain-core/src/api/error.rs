@@ -437,10 +437,11 @@ pub enum Error {
         location: Location,
     },
 
-    /// A write made under a name's lock found the lock no longer this
-    /// process's (it expired unrenewed, and may be another's now): nothing
-    /// was written. Only a store whose locks live on a server has this.
-    #[error("cannot write {name:?} in namespace {namespace:?}: this process's lock on the name expired before the write was published (locks live {} unless renewed; was the process paused?), so nothing was written; take the lock again and redo the update", shown_duration(ttl))]
+    /// A write or delete made under a name's lock found the lock no longer
+    /// this process's (it expired unrenewed, and may be another's now):
+    /// nothing was changed. Only a store whose locks live on a server has
+    /// this.
+    #[error("cannot change {name:?} in namespace {namespace:?}: this process's lock on the name expired before the change was published (locks live {} unless renewed; was the process paused?), so nothing was changed; take the lock again and redo the update", shown_duration(ttl))]
     LockLost {
         /// The namespace.
         namespace: String,
