@@ -108,7 +108,7 @@ struct Hub {
 /// the thread that sends the heartbeats may wait a whole I/O timeout on a
 /// server or network path gone silent, and copies must not stay trusted
 /// that long. One word holds the connections' generation (16 bits) and the
-/// time (ms since [`clock_base`], 48 bits), so that a reader of a
+/// time ([`now_ms`], 48 bits), so that a reader of a
 /// generation ended by a fault can never move it on again.
 #[derive(Default)]
 struct Trust(AtomicU64);
@@ -165,16 +165,13 @@ impl Trust {
     }
 }
 
-/// The instant trust times count from (shared by the threads of a process,
-/// and by a forked child: the clock is the same).
-fn clock_base() -> Instant {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-/// Milliseconds since [`clock_base`], from 1 (0 means never).
+/// Milliseconds of the system's coarse monotonic clock, from 1 (0 means
+/// never): read on every warm read, where a precise clock's read cost a
+/// measurable share (BENCHMARKS.md); its few ms of grain are nothing
+/// beside a deadline of seconds.
 fn now_ms() -> u64 {
-    clock_base().elapsed().as_millis() as u64 + 1
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000 + 1
 }
 
 fn silence_ms() -> u64 {
