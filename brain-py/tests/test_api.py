@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -392,8 +393,13 @@ def test_a_store_path_of_home_is_expanded_and_a_url_or_nothing_is_refused(
     brain = Brain(path=f"~/{store_path.name}")
     assert brain.path == str(store_path)
     brain["x"] = 1
+    home = tmp_path / "home"  # removed with the test's directory
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     brain.dump("~/dump")
-    assert Brain.list_dump(store_path.parent / "dump")["objects"][0]["name"] == "x"
+    assert Brain.list_dump("~/dump")["objects"][0]["name"] == "x"
+    assert (home / "dump").is_dir()
+    shutil.rmtree(home)  # the working directory is checked for strays below
     for path, why in (("", "the path is empty"), ("memory://x", "it is a memory:// URL")):
         with pytest.raises(BrainStorePathError, match=why):
             Brain(path=path)
