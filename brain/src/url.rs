@@ -35,6 +35,11 @@ impl StoreUrl {
         {
             return StoreUrl::Shm(Some(path));
         }
+        StoreUrl::absolute_shm(path)
+    }
+
+    /// The shared-memory store at `path` made absolute, whatever it looks like.
+    fn absolute_shm(path: PathBuf) -> StoreUrl {
         StoreUrl::Shm(Some(std::path::absolute(&path).unwrap_or(path)))
     }
 
@@ -71,9 +76,7 @@ impl StoreUrl {
         match scheme.to_ascii_lowercase().as_str() {
             "shm" if rest.is_empty() => Ok(StoreUrl::Shm(None)),
             // Written out as shm://, a path is a path, whatever it looks like.
-            "shm" => Ok(StoreUrl::Shm(Some(
-                std::path::absolute(rest).unwrap_or_else(|_| rest.into()),
-            ))),
+            "shm" => Ok(StoreUrl::absolute_shm(rest.into())),
             "memory" | "mem" => Ok(StoreUrl::Memory(rest.to_owned())),
             other if brain_redis::RedisConfig::is_redis_scheme(other) => {
                 brain_redis::RedisConfig::parse(url)?;

@@ -216,17 +216,10 @@ impl StoreBuilder {
     /// or [`Error::Io`] when it cannot be created or read; [`Error::Corrupt`]
     /// when its control file or its small-object table is damaged.
     pub fn open(self) -> Result<Store> {
-        // A path given, or $BRAIN_PATH's (where a URL meant for $BRAIN_URL
-        // is the likely mistake).
-        match &self.path {
-            Some(path) => dirs::refuse_non_path(path)?,
-            None => {
-                if let Some(path) = std::env::var_os("BRAIN_PATH").filter(|p| !p.is_empty()) {
-                    dirs::refuse_non_path(Path::new(&path))?;
-                }
-            }
-        }
         let root = self.path.clone().unwrap_or_else(default_store_path);
+        // The path given, or $BRAIN_PATH's (where a URL meant for
+        // $BRAIN_URL is the likely mistake).
+        dirs::refuse_non_path(&root)?;
         // A relative path is the store in the directory of the moment: kept
         // absolute, so a handle reopened or sent to another process after a
         // `chdir` (a notebook's `%cd`, gunicorn's `--chdir`) finds the same
