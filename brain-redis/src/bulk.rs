@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::config::RedisConfig;
-use crate::conn::{encode, forget_if_forked, lock, CONNECT_TIMEOUT};
+use crate::conn::{connect_timeout, encode, forget_if_forked, lock};
 
 /// Bytes read ahead for reply headers (a chunk's bytes bypass it).
 const HEADER_BUFFER: usize = 16 << 10;
@@ -118,7 +118,7 @@ impl BulkConn {
         let mut last = None;
         let mut stream = None;
         for addr in target.node.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT.min(target.io_timeout)) {
+            match TcpStream::connect_timeout(&addr, connect_timeout(target.io_timeout)) {
                 Ok(s) => {
                     stream = Some(s);
                     break;

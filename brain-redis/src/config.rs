@@ -272,11 +272,10 @@ impl RedisConfig {
                 None => host.rsplit_once(':').map(|(_, port)| port),
             };
             let node = if let Some(port) = port {
-                if port.parse::<u16>().is_err() {
-                    return Err(invalid(url, format!("{port:?} is not a port number")));
-                }
-                if port.parse::<u16>() == Ok(0) {
-                    return Err(invalid(url, "port 0 is no server's port"));
+                match port.parse::<u16>() {
+                    Err(_) => return Err(invalid(url, format!("{port:?} is not a port number"))),
+                    Ok(0) => return Err(invalid(url, "port 0 is no server's port")),
+                    Ok(_) => {}
                 }
                 host.to_owned()
             } else {

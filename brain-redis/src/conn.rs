@@ -16,6 +16,24 @@ use crate::config::RedisConfig;
 /// How long to wait for a server to accept a connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long connecting may take: [`CONNECT_TIMEOUT`], or less under a
+/// shorter `timeout=` (the handshake is a wait for the server too).
+pub(crate) fn connect_timeout(io_timeout: Duration) -> Duration {
+    CONNECT_TIMEOUT.min(io_timeout)
+}
+
+/// A connection of `client` whose every wait (connecting, each reply, each
+/// write) is bounded by `io_timeout` (the URL's `timeout=`).
+fn timed_connection(
+    client: &Client,
+    io_timeout: Duration,
+) -> std::result::Result<Connection, RedisError> {
+    let conn = client.get_connection_with_timeout(connect_timeout(io_timeout))?;
+    conn.set_read_timeout(Some(io_timeout))?;
+    conn.set_write_timeout(Some(io_timeout))?;
+    Ok(conn)
+}
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking thread must not take the store down with it; every update
     // under these locks leaves the state consistent before it can panic.
@@ -305,7 +323,7 @@ impl Connector {
             // more: minutes for a call. Here a few times within about 300 ms;
             // `Pool::run` waits longer between its own runs.
             let mut builder = ClusterClient::builder(urls)
-                .connection_timeout(CONNECT_TIMEOUT.min(config.io_timeout))
+                .connection_timeout(connect_timeout(config.io_timeout))
                 .response_timeout(config.io_timeout)
                 .retries(4)
                 .min_retry_wait(10)
@@ -329,10 +347,7 @@ impl Connector {
     pub(crate) fn connect(&self) -> std::result::Result<Conn, RedisError> {
         match self {
             Connector::Single(client, io_timeout) => {
-                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(*io_timeout))?;
-                conn.set_read_timeout(Some(*io_timeout))?;
-                conn.set_write_timeout(Some(*io_timeout))?;
-                Ok(Conn::Single(conn))
+                Ok(Conn::Single(timed_connection(client, *io_timeout)?))
             }
             Connector::Cluster(client, io_timeout) => {
                 // The builder bounds replies; a write to a node gone
@@ -362,10 +377,7 @@ impl Connector {
             )?,
             None => Client::open(url)?,
         };
-        let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(config.io_timeout))?;
-        conn.set_read_timeout(Some(config.io_timeout))?;
-        conn.set_write_timeout(Some(config.io_timeout))?;
-        Ok(conn)
+        timed_connection(&client, config.io_timeout)
     }
 }
 
