@@ -216,6 +216,9 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         | Error::LockTimeout {
             namespace, name, ..
         }
+        | Error::LockLost {
+            namespace, name, ..
+        }
         | Error::Timeout {
             namespace, name, ..
         }
@@ -230,16 +233,6 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
         } => {
             attrs.set_item("namespace", namespace)?;
             attrs.set_item("name", name)?;
-        }
-        Error::LockLost {
-            namespace,
-            name,
-            ttl,
-            ..
-        } => {
-            attrs.set_item("namespace", namespace)?;
-            attrs.set_item("name", name)?;
-            attrs.set_item("ttl", ttl.as_secs_f64())?;
         }
         Error::ColumnNotFound {
             namespace,
@@ -300,6 +293,10 @@ fn attributes<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyDict>>
             attrs.set_item("reason", reason)?;
         }
         _ => {}
+    }
+    // Beside the namespace and name it shares with the lock's other errors.
+    if let Error::LockLost { ttl, .. } = err {
+        attrs.set_item("ttl", ttl.as_secs_f64())?;
     }
     Ok(attrs)
 }
